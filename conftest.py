@@ -1,0 +1,5 @@
+"""Repository-level pytest configuration: pytester for end-to-end plugin tests."""
+
+from __future__ import annotations
+
+pytest_plugins = ["pytester"]

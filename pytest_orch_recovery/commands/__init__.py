@@ -1,0 +1,1 @@
+"""One module per ``orch-recovery`` subcommand (see ``cli.py``)."""

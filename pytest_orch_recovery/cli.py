@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "classify": ("classify", "attribute why an agent attempt failed; prints one JSON object"),
     "checkpoint": ("checkpoint", "update an agent's checkpoint (also from a PostToolUse hook)"),
     "report": ("report", "render the recovery metrics dashboard from a journal"),
+    "model-double": ("model_double", "serve the scripted Anthropic Messages API double"),
 }
 
 

@@ -433,6 +433,7 @@ class Decision:
     work: tuple[WorkItem, ...] = ()  # what the next attempt must do
     resume_session: str | None = None
     systematic_cause: str | None = None  # set when the circuit breaker escalates
+    lesson: str = ""  # the prevention the seed's pattern names, for the dashboard
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -444,6 +445,7 @@ class Decision:
             "work": [w.to_json() for w in self.work],
             "resume_session": self.resume_session,
             "systematic_cause": self.systematic_cause,
+            "lesson": self.lesson,
         }
 
     @classmethod
@@ -457,6 +459,7 @@ class Decision:
             work=tuple(WorkItem.from_json(w) for w in data.get("work", ())),
             resume_session=data.get("resume_session"),
             systematic_cause=data.get("systematic_cause"),
+            lesson=str(data.get("lesson", "")),
         )
 
 

@@ -1,0 +1,348 @@
+"""Git plumbing: run git in a controlled environment and read the few facts the engine needs.
+
+Every call goes through :func:`run_git`, which pins the things that make git's behaviour and
+messages vary between machines: the locale (``LC_ALL=C`` so errors are the English ones the
+classifier matches), interactive prompts (off: a recovery engine must never hang on a password
+prompt), the pager (off), and variables such as ``GIT_DIR`` leaking in from a surrounding
+hook. When the caller passes an isolated ``HOME``, git reads neither ``/etc/gitconfig`` nor the
+operator's own global config.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+# Variables that redirect git to another repository, index or object store. A recovery run
+# started from inside a git hook inherits them; they would make every command below act on
+# the wrong repository, so they are dropped unless the caller sets them on purpose.
+_REDIRECTING_VARIABLES = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_NAMESPACE",
+    "GIT_PREFIX",
+)
+
+# Identity for commits the engine itself makes (rescue snapshots, the initial commit of a
+# sandbox repository), so they never depend on the operator's configuration.
+ENGINE_AUTHOR = ("orch-recovery", "orch-recovery@localhost")
+
+# Git writes paths in the bytes it finds on disk; surrogateescape lets a non-UTF-8 name make
+# the round trip to a Path unchanged.
+_ENCODING = "utf-8"
+_ERRORS = "surrogateescape"
+
+
+class GitError(Exception):
+    """A git command failed (or timed out: ``returncode`` is None then)."""
+
+    def __init__(self, args: Sequence[str], cwd: Path, returncode: int | None, stderr: str) -> None:
+        self.args_ = tuple(args)
+        self.cwd = cwd
+        self.returncode = returncode
+        self.stderr = stderr
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        how = "timed out" if self.returncode is None else f"exited {self.returncode}"
+        detail = self.stderr.strip() or "(no output on stderr)"
+        return f"`git {' '.join(self.args_)}` in {self.cwd} {how}: {detail}"
+
+
+def git_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment :func:`run_git` runs git with.
+
+    >>> e = git_environment({"HOME": "/tmp/h", "GIT_DIR": "/elsewhere"})
+    >>> e["LC_ALL"], e["GIT_TERMINAL_PROMPT"], e["GIT_CONFIG_NOSYSTEM"], e["GIT_DIR"]
+    ('C', '0', '1', '/elsewhere')
+    """
+    base = {k: v for k, v in os.environ.items() if k not in _REDIRECTING_VARIABLES}
+    if env is not None and "HOME" in env:
+        # An isolated HOME means "not the operator's git": no system config, and the global
+        # config is the one under that HOME, not one named by the inherited environment.
+        for key in ("GIT_CONFIG_GLOBAL", "XDG_CONFIG_HOME", "GIT_CONFIG_SYSTEM"):
+            base.pop(key, None)
+        base["GIT_CONFIG_NOSYSTEM"] = "1"
+    base.update(
+        {
+            "LC_ALL": "C",
+            "LANGUAGE": "C",
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_PAGER": "cat",
+            "PAGER": "cat",
+            "GIT_OPTIONAL_LOCKS": "0",  # read-only commands must not contend for index.lock
+        }
+    )
+    if env is not None:
+        base.update(env)
+    return base
+
+
+def run_git(
+    args: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``git <args>`` in ``cwd``; raise :class:`GitError` on failure when ``check``."""
+    argv = ["git", "--no-pager", *args]
+    try:
+        proc = subprocess.run(
+            argv,
+            cwd=cwd,
+            env=git_environment(env),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            encoding=_ENCODING,
+            errors=_ERRORS,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise GitError(args, cwd, None, f"no answer within {timeout:g} s") from None
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise GitError(args, cwd, None, f"cannot run git there: {exc}") from None
+    if check and proc.returncode != 0:
+        raise GitError(args, cwd, proc.returncode, proc.stderr)
+    return proc
+
+
+# --------------------------------------------------------------------------- reading state
+
+
+def is_work_tree(cwd: Path) -> bool:
+    """True when ``cwd`` is inside a git working tree."""
+    if not cwd.is_dir():
+        return False
+    proc = run_git(["rev-parse", "--is-inside-work-tree"], cwd=cwd, check=False)
+    return proc.returncode == 0 and proc.stdout.strip() == "true"
+
+
+def current_branch(cwd: Path) -> str | None:
+    """The checked-out branch's short name; None on a detached HEAD."""
+    proc = run_git(["symbolic-ref", "--quiet", "--short", "HEAD"], cwd=cwd, check=False)
+    if proc.returncode == 0:
+        return proc.stdout.strip()
+    if proc.returncode == 1:  # --quiet: "HEAD is not a symbolic ref", i.e. detached
+        return None
+    raise GitError(
+        ["symbolic-ref", "--quiet", "--short", "HEAD"], cwd, proc.returncode, proc.stderr
+    )
+
+
+def resolve(cwd: Path, rev: str) -> str | None:
+    """The commit ``rev`` names, or None when it names nothing (e.g. an unborn branch)."""
+    proc = run_git(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=cwd, check=False)
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.strip() or None
+
+
+def head_sha(cwd: Path) -> str | None:
+    """HEAD's commit, or None before the first commit."""
+    return resolve(cwd, "HEAD")
+
+
+def rev_count(cwd: Path, base: str, head: str = "HEAD") -> int:
+    """Number of commits reachable from ``head`` and not from ``base``."""
+    out = run_git(["rev-list", "--count", f"{base}..{head}"], cwd=cwd).stdout
+    return int(out.strip())
+
+
+@dataclass(frozen=True)
+class StatusEntry:
+    """One record of ``git status --porcelain=v1 -z``."""
+
+    code: str  # the two status letters XY, e.g. "??", " M", "R "
+    path: str  # the path as it is now (the destination of a rename or copy)
+    orig_path: str | None = None  # the source of a rename or copy
+
+
+def parse_porcelain_z(text: str) -> tuple[StatusEntry, ...]:
+    """Parse porcelain v1 ``-z`` output.
+
+    With ``-z`` paths are verbatim (no quoting) and each record ends in NUL; a rename or copy
+    record ``XY new`` is followed by one more NUL-terminated field, the original path
+    (git-status(1), "Short Format"; confirmed against git 2.39's output).
+
+    >>> parse_porcelain_z("R  new name\\0old name\\0?? d/\u00e9\\0")
+    ... # doctest: +NORMALIZE_WHITESPACE
+    (StatusEntry(code='R ', path='new name', orig_path='old name'),
+     StatusEntry(code='??', path='d/\u00e9', orig_path=None))
+    """
+    fields = text.split("\0")
+    if fields and fields[-1] == "":
+        fields.pop()
+    entries: list[StatusEntry] = []
+    i = 0
+    while i < len(fields):
+        record = fields[i]
+        if len(record) < 4 or record[2] != " ":
+            raise ValueError(f"git status --porcelain -z: malformed record {i + 1}: {record!r}")
+        code, path = record[:2], record[3:]
+        orig: str | None = None
+        if "R" in code or "C" in code:
+            i += 1
+            if i >= len(fields):
+                raise ValueError(f"git status --porcelain -z: rename {path!r} lacks its source")
+            orig = fields[i]
+        entries.append(StatusEntry(code, path, orig))
+        i += 1
+    return tuple(entries)
+
+
+def status_entries(cwd: Path) -> tuple[StatusEntry, ...]:
+    """Every changed, staged or untracked (not ignored) path, untracked files listed one by one."""
+    out = run_git(
+        ["status", "--porcelain=v1", "-z", "--untracked-files=all", "--ignore-submodules=none"],
+        cwd=cwd,
+    ).stdout
+    return parse_porcelain_z(out)
+
+
+def status_paths(cwd: Path) -> tuple[str, ...]:
+    """Paths with uncommitted changes, relative to the top of the worktree, sorted.
+
+    A rename reports both its destination and its source: both differ from the last commit.
+    """
+    paths: set[str] = set()
+    for entry in status_entries(cwd):
+        paths.add(entry.path)
+        if entry.orig_path is not None:
+            paths.add(entry.orig_path)
+    return tuple(sorted(paths))
+
+
+def remote_heads(cwd: Path, remote: str) -> dict[str, str]:
+    """Branch name -> commit for every branch on ``remote`` (asks the remote, not the cache)."""
+    out = run_git(["ls-remote", "--heads", remote], cwd=cwd).stdout
+    heads: dict[str, str] = {}
+    for line in out.splitlines():
+        sha, _, ref = line.partition("\t")
+        if ref.startswith("refs/heads/"):
+            heads[ref.removeprefix("refs/heads/")] = sha
+    return heads
+
+
+def remote_sha(cwd: Path, remote: str, branch: str) -> str | None:
+    """The commit ``branch`` points at on ``remote``; None when the remote has no such branch.
+
+    ls-remote's pattern matches any ref *ending* in the pattern, so the answer is filtered for
+    the exact ref name.
+    """
+    ref = f"refs/heads/{branch}"
+    out = run_git(["ls-remote", remote, ref], cwd=cwd).stdout
+    for line in out.splitlines():
+        sha, _, name = line.partition("\t")
+        if name == ref:
+            return sha
+    return None
+
+
+def git_common_dir(cwd: Path) -> Path:
+    """The shared ``.git`` directory of the repository ``cwd`` belongs to (absolute)."""
+    out = run_git(["rev-parse", "--path-format=absolute", "--git-common-dir"], cwd=cwd).stdout
+    return Path(out.strip())
+
+
+def toplevel(cwd: Path) -> Path:
+    """The top directory of the worktree containing ``cwd``."""
+    return Path(run_git(["rev-parse", "--show-toplevel"], cwd=cwd).stdout.strip())
+
+
+@dataclass(frozen=True)
+class WorktreeRecord:
+    """One entry of ``git worktree list --porcelain -z``."""
+
+    path: Path
+    head: str | None
+    branch: str | None  # short name; None when detached or bare
+    locked: bool = False
+    prunable: bool = False
+    bare: bool = False
+
+
+def list_worktrees(repo: Path) -> tuple[WorktreeRecord, ...]:
+    """Every worktree the repository knows, the main one first."""
+    out = run_git(["worktree", "list", "--porcelain", "-z"], cwd=repo).stdout
+    records: list[WorktreeRecord] = []
+    for block in out.split("\0\0"):
+        attrs: dict[str, str] = {}
+        for item in block.split("\0"):
+            if item:
+                key, _, value = item.partition(" ")
+                attrs[key] = value
+        if "worktree" not in attrs:
+            continue
+        branch = attrs.get("branch")
+        records.append(
+            WorktreeRecord(
+                path=Path(attrs["worktree"]),
+                head=attrs.get("HEAD"),
+                branch=None if branch is None else branch.removeprefix("refs/heads/"),
+                locked="locked" in attrs,
+                prunable="prunable" in attrs,
+                bare="bare" in attrs,
+            )
+        )
+    return tuple(records)
+
+
+# --------------------------------------------------------------------------- making state
+
+
+def _config_identity(repo: Path, author: tuple[str, str]) -> None:
+    run_git(["config", "user.name", author[0]], cwd=repo)
+    run_git(["config", "user.email", author[1]], cwd=repo)
+
+
+def create_repo_with_origin(
+    root: Path, *, author: tuple[str, str] = ENGINE_AUTHOR
+) -> tuple[Path, Path]:
+    """Make ``root/repo`` (one commit on ``main``) and a bare ``root/origin.git`` holding main.
+
+    The repository's own config names ``author``, so commits never depend on a global config.
+    Returns ``(repo, origin)``.
+    """
+    repo, origin = root / "repo", root / "origin.git"
+    root.mkdir(parents=True, exist_ok=True)
+    run_git(["init", "--quiet", "--bare", "--initial-branch=main", str(origin)], cwd=root)
+    run_git(["init", "--quiet", "--initial-branch=main", str(repo)], cwd=root)
+    _config_identity(repo, author)
+    (repo / "README.md").write_text("# sandbox\n", encoding="utf-8")
+    run_git(["add", "README.md"], cwd=repo)
+    run_git(["commit", "--quiet", "--no-verify", "-m", "Initial commit"], cwd=repo)
+    run_git(["remote", "add", "origin", str(origin)], cwd=repo)
+    run_git(["push", "--quiet", "--set-upstream", "origin", "main"], cwd=repo)
+    return repo, origin
+
+
+def branch_exists(repo: Path, branch: str) -> bool:
+    return resolve(repo, f"refs/heads/{branch}") is not None
+
+
+def add_worktree(repo: Path, path: Path, branch: str, base: str = "main") -> Path:
+    """Check ``branch`` out at ``path``, creating it from ``base`` when it does not exist yet
+    (a restarted attempt reuses the branch its predecessor left)."""
+    if branch_exists(repo, branch):
+        run_git(["worktree", "add", "--quiet", str(path), branch], cwd=repo)
+    else:
+        run_git(["worktree", "add", "--quiet", "-b", branch, str(path), base], cwd=repo)
+    return path
+
+
+def remove_worktree(repo: Path, path: Path, *, force: bool) -> None:
+    """``git worktree remove`` (``--force`` discards uncommitted changes) then prune."""
+    args = ["worktree", "remove", *(["--force"] if force else []), str(path)]
+    run_git(args, cwd=repo)
+    run_git(["worktree", "prune"], cwd=repo)

@@ -434,6 +434,7 @@ class Decision:
     resume_session: str | None = None
     systematic_cause: str | None = None  # set when the circuit breaker escalates
     lesson: str = ""  # the prevention the seed's pattern names, for the dashboard
+    remedies: tuple[str, ...] = ()  # runtime actions to take before the next attempt
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -446,6 +447,7 @@ class Decision:
             "resume_session": self.resume_session,
             "systematic_cause": self.systematic_cause,
             "lesson": self.lesson,
+            "remedies": list(self.remedies),
         }
 
     @classmethod
@@ -460,6 +462,7 @@ class Decision:
             resume_session=data.get("resume_session"),
             systematic_cause=data.get("systematic_cause"),
             lesson=str(data.get("lesson", "")),
+            remedies=tuple(data.get("remedies", ())),
         )
 
 

@@ -76,5 +76,9 @@ class Runtime(Protocol):
     def live(self) -> frozenset[str]:
         """Names of agents whose attempt is still running."""
 
+    def apply_remedy(self, agent: str, remedy: str) -> str:
+        """Carry out a policy remedy (e.g. ``remove_stale_index_lock``) in the agent's
+        workspace before its next attempt; return what was done, for the journal."""
+
     def cleanup(self, agent: str) -> None:
         """Release everything the agent's attempts hold (processes, sessions)."""

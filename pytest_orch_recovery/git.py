@@ -102,9 +102,6 @@ def run_git(
             env=git_environment(env),
             stdin=subprocess.DEVNULL,
             capture_output=True,
-            text=True,
-            encoding=_ENCODING,
-            errors=_ERRORS,
             timeout=timeout,
             check=False,
         )
@@ -112,9 +109,17 @@ def run_git(
         raise GitError(args, cwd, None, f"no answer within {timeout:g} s") from None
     except (FileNotFoundError, NotADirectoryError) as exc:
         raise GitError(args, cwd, None, f"cannot run git there: {exc}") from None
-    if check and proc.returncode != 0:
-        raise GitError(args, cwd, proc.returncode, proc.stderr)
-    return proc
+    # Decoded by hand: text mode's universal newlines would turn a "\r" in a file name
+    # into "\n" (found by the status_paths property test).
+    done = subprocess.CompletedProcess(
+        argv,
+        proc.returncode,
+        proc.stdout.decode(_ENCODING, _ERRORS),
+        proc.stderr.decode(_ENCODING, _ERRORS),
+    )
+    if check and done.returncode != 0:
+        raise GitError(args, cwd, done.returncode, done.stderr)
+    return done
 
 
 # --------------------------------------------------------------------------- reading state

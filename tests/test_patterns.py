@@ -1,0 +1,116 @@
+"""The pattern table: every row matches its own real sample, and the scanner's mechanics."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_orch_recovery.model import Reason
+from pytest_orch_recovery.patterns import (
+    PATTERNS,
+    TAIL_BYTES,
+    Pattern,
+    match_lines,
+    pattern_named,
+)
+
+
+@pytest.mark.parametrize("row", PATTERNS, ids=[row.name for row in PATTERNS])
+def test_sample_matches_its_own_row_and_reason(row: Pattern) -> None:
+    assert row.regex.search(row.sample), f"{row.name}: regex does not match its sample"
+    matches = match_lines(row.sample, "sample")
+    assert len(matches) == 1
+    assert matches[0].pattern is row, f"{row.name} shadowed by {matches[0].pattern.name}"
+    assert matches[0].reason is row.reason
+    assert matches[0].line == 1
+
+
+@pytest.mark.parametrize("row", PATTERNS, ids=[row.name for row in PATTERNS])
+def test_row_is_well_formed(row: Pattern) -> None:
+    assert 0.0 < row.weight <= 1.0
+    assert row.source.strip() and row.sample.strip()
+    assert row.reason in Reason
+
+
+def test_names_are_unique() -> None:
+    names = [row.name for row in PATTERNS]
+    assert len(names) == len(set(names))
+
+
+def test_every_failure_family_has_rows() -> None:
+    covered = {row.reason for row in PATTERNS}
+    expected = set(Reason) - {Reason.INCOMPLETE, Reason.UNKNOWN}
+    assert expected <= covered
+
+
+def test_retry_lines_do_not_stop_the_run() -> None:
+    assert not pattern_named("cc_api_retrying").stops_run
+    assert pattern_named("cc_api_error_status").stops_run
+
+
+def test_line_numbers_are_one_based_and_ordered() -> None:
+    text = "starting\n\nfatal: not a git repository (or any of the parent directories): .git\n"
+    text += "ok\nerror connecting to api.github.com\n"
+    found = [(m.line, m.reason) for m in match_lines(text, "pane")]
+    assert found == [(3, Reason.GIT_ERROR), (5, Reason.GITHUB_ERROR)]
+
+
+def test_match_does_not_leak_onto_previous_blank_line() -> None:
+    text = "\n\nKeyboardInterrupt\n  ⎿  Interrupted by user\n"
+    assert [m.line for m in match_lines(text, "x")] == [3, 4]
+
+
+def test_status_and_retry_after_are_extracted() -> None:
+    retry = match_lines(pattern_named("cc_api_retrying").sample, "x")[0]
+    assert retry.api_status == 529
+    body = match_lines(pattern_named("anthropic_error_body").sample, "x")[0]
+    assert body.api_status == 429
+    header = match_lines("Retry-After: 17\n", "x")[0]
+    assert header.retry_after == 17.0
+    constant = match_lines("Invalid API key · Please run /login", "x")[0]
+    assert constant.api_status == 401
+
+
+def test_error_type_without_status_maps_to_documented_status() -> None:
+    line = '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}'
+    (m,) = match_lines(line, "x")
+    assert (m.reason, m.api_status) == (Reason.API_ERROR, 529)
+
+
+def test_operation_aborted_is_an_interrupt_not_an_api_error() -> None:
+    (m,) = match_lines("  ⎿  API Error: Operation aborted", "x")
+    assert m.reason is Reason.SIGINT
+
+
+def test_one_row_per_line_first_in_table_wins() -> None:
+    line = "pull request create failed: GraphQL: No commits between main and b (createPullRequest)"
+    (m,) = match_lines(line, "x")
+    assert m.pattern.name == "gh_no_commits_between"
+
+
+def test_only_the_tail_of_a_long_log_is_scanned_but_lines_count_from_the_start() -> None:
+    head = "fatal: not a git repository\n"
+    filler = "x" * 99 + "\n"
+    lines_of_filler = (TAIL_BYTES // len(filler)) + 10
+    text = head + filler * lines_of_filler + "error connecting to api.github.com\n"
+    found = match_lines(text, "big")
+    assert [m.reason for m in found] == [Reason.GITHUB_ERROR]
+    assert found[0].line == 1 + lines_of_filler + 1
+
+
+def test_empty_and_plain_text_match_nothing() -> None:
+    assert match_lines("", "x") == []
+    assert match_lines("all good\nwrote fake3.md\n", "x") == []
+
+
+def test_passing_pytest_summary_is_not_a_failure() -> None:
+    assert match_lines("============================== 5 passed in 0.12s ==============", "x") == []
+
+
+@given(st.text(max_size=2000))
+def test_arbitrary_text_never_raises_and_lines_are_in_range(text: str) -> None:
+    found = match_lines(text, "fuzz")
+    total_lines = text.count("\n") + 1
+    assert all(1 <= m.line <= total_lines for m in found)
+    assert [m.line for m in found] == sorted({m.line for m in found})

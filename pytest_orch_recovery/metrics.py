@@ -438,6 +438,26 @@ def _orphans(events: Iterable[Event]) -> tuple[str, ...]:
     return tuple(orphaned)
 
 
+def event_problem(event: Event) -> str | None:
+    """Why ``compute`` could not use ``event`` (a missing or malformed data field), or None.
+
+    Readers call this per line so that a bad event is reported with its file and line.
+
+    >>> event_problem(Event(EventKind.DECISION, 0.0, "t1", data={"decision": {"strategy": "x"}}))
+    "decision event: 'x' is not a valid Strategy"
+    """
+    tasks = event.data.get("tasks", []) if isinstance(event.data, Mapping) else []
+    if event.kind is EventKind.OPERATOR_ACTION and not isinstance(tasks, list):
+        return f"{event.kind} event: field 'tasks' must be a list of task ids"
+    try:
+        _fold(_Story(event.task_id or "?"), event)
+    except KeyError as exc:
+        return f"{event.kind} event: missing field {exc.args[0]!r}"
+    except (ValueError, TypeError, AttributeError) as exc:
+        return f"{event.kind} event: {exc}"
+    return None
+
+
 def compute(events: Sequence[Event], *, orphaned_workspaces: int | None = None) -> Metrics:
     """Aggregate journal events into dashboard figures.
 

@@ -1,0 +1,366 @@
+"""The recovery dashboard: Markdown in the seed's layout, and JSON with a schema version.
+
+The Markdown mirrors the seed's "Recovery Metrics Dashboard" (overall statistics, the reasons
+table in the seed's row order and labels, recent recovery events, systematic failures) and adds
+the success criteria with their statistical bounds. Free text from the journal (agent names,
+evidence, lessons) is flattened to one line, table-escaped and shortened, and the number of
+events shown is capped, so the document stays well under :data:`MAX_REPORT_BYTES`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__, atomic
+from .metrics import CriterionResult, Metrics, Outcome, ReasonRow, RecoveryEvent, SystematicCause
+from .model import Reason
+
+SCHEMA_VERSION = 1
+MAX_REPORT_BYTES = 1024 * 1024
+DEFAULT_MAX_EVENTS = 20
+_MAX_TEXT = 300  # characters of one free-text field
+_MAX_LIST = 10  # items of one list (agents, missing work)
+
+# The seed's table, in its order and words; git and GitHub share a row there.
+REASON_ROWS: tuple[tuple[str, tuple[Reason, ...]], ...] = (
+    ("SIGINT (Ctrl-C)", (Reason.SIGINT,)),
+    ("Timeout", (Reason.TIMEOUT,)),
+    ("Claude API Error", (Reason.API_ERROR,)),
+    ("Git/GitHub Error", (Reason.GIT_ERROR, Reason.GITHUB_ERROR)),
+    ("Permission Error", (Reason.PERMISSION,)),
+    ("Unknown", (Reason.UNKNOWN,)),
+    ("Test Failure", (Reason.TEST_FAILURE,)),
+    ("Killed", (Reason.KILLED,)),
+    ("Incomplete", (Reason.INCOMPLETE,)),
+)
+
+# "3 permission issues, 1 SIGINT": (singular, plural) per reason.
+_REASON_NOUNS: dict[Reason, tuple[str, str]] = {
+    Reason.SIGINT: ("SIGINT", "SIGINTs"),
+    Reason.TIMEOUT: ("timeout", "timeouts"),
+    Reason.API_ERROR: ("API error", "API errors"),
+    Reason.PERMISSION: ("permission issue", "permission issues"),
+    Reason.GITHUB_ERROR: ("GitHub error", "GitHub errors"),
+    Reason.GIT_ERROR: ("git error", "git errors"),
+    Reason.TEST_FAILURE: ("test failure", "test failures"),
+    Reason.KILLED: ("kill", "kills"),
+    Reason.INCOMPLETE: ("incomplete run", "incomplete runs"),
+    Reason.UNKNOWN: ("unknown failure", "unknown failures"),
+}
+
+_OUTCOME_MARK = {
+    Outcome.RECOVERED: "✅",
+    Outcome.SUCCEEDED: "✅",
+    Outcome.ESCALATED: "❌",
+    Outcome.FAILED: "❌",
+    Outcome.IN_PROGRESS: "⏳",
+}
+
+
+# --------------------------------------------------------------------------- formatting helpers
+
+
+def human_duration(seconds: float | None) -> str:
+    """Seconds in the unit a person would use.
+
+    >>> human_duration(300), human_duration(354), human_duration(45), human_duration(7200)
+    ('5 minutes', '5.9 minutes', '45 seconds', '2 hours')
+    >>> human_duration(None), human_duration(60)
+    ('n/a', '1 minute')
+    """
+    if seconds is None:
+        return "n/a"
+    for size, unit in ((3600.0, "hour"), (60.0, "minute")):
+        if seconds >= 1.5 * size:
+            return _amount(seconds / size, unit)
+    if seconds >= 60.0:
+        return _amount(seconds / 60.0, "minute")
+    return _amount(seconds, "second")
+
+
+def _amount(value: float, unit: str) -> str:
+    text = f"{value:.1f}".removesuffix(".0")
+    return f"{text} {unit}" + ("" if text == "1" else "s")
+
+
+def _pct(part: float, whole: float) -> str:
+    """``20%``, or one decimal when the rate is not whole.
+
+    >>> _pct(1, 5), _pct(1, 3), _pct(0, 0)
+    ('20%', '33.3%', '0%')
+    """
+    if not whole:
+        return "0%"
+    return f"{100.0 * part / whole:.1f}".removesuffix(".0") + "%"
+
+
+def _text(value: object, limit: int = _MAX_TEXT) -> str:
+    """Journal text flattened to one line and shortened."""
+    flat = " ".join(str(value).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _cell(value: object) -> str:
+    return _text(value).replace("|", "\\|")
+
+
+def _agents(names: Sequence[str]) -> str:
+    """The seed's way of listing agents: ``task-agent-1813, 3403, 3532``.
+
+    >>> _agents(["task-agent-1813", "task-agent-3403", "gemini-2"])
+    'task-agent-1813, 3403, gemini-2'
+    >>> _agents([])
+    '-'
+    """
+    if not names:
+        return "-"
+    shown = [_text(n, 80) for n in names[:_MAX_LIST]]
+    prefix = shown[0].rsplit("-", 1)[0] + "-" if "-" in shown[0] else None
+    out = [shown[0]]
+    for name in shown[1:]:
+        rest = name.removeprefix(prefix) if prefix else name
+        out.append(rest if prefix and name.startswith(prefix) and "-" not in rest else name)
+    more = len(names) - len(shown)
+    return ", ".join(out) + (f" and {more} more" if more > 0 else "")
+
+
+def _listing(items: Sequence[str], empty: str = "none") -> str:
+    if not items:
+        return empty
+    shown = ", ".join(items[:_MAX_LIST])
+    more = len(items) - _MAX_LIST
+    return _text(shown + (f" and {more} more" if more > 0 else ""))
+
+
+def _breakdown(pairs: Iterable[tuple[Reason, int]]) -> str:
+    parts = [f"{n} {_REASON_NOUNS[r][0 if n == 1 else 1]}" for r, n in pairs]
+    return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _overall(m: Metrics) -> list[str]:
+    first = f"{m.first_try} ({_pct(m.first_try, m.total_tasks)})"
+    if m.first_try_agents:
+        first += " - " + _agents(m.first_try_agents)
+    required = f"{m.required_recovery} ({_pct(m.required_recovery, m.total_tasks)})"
+    if m.required_recovery_by_reason:
+        required += " - " + _breakdown(m.required_recovery_by_reason)
+    failed = f"{m.failed_after_recovery} ({_pct(m.failed_after_recovery, m.required_recovery)})"
+    return [
+        "### Overall Statistics",
+        f"- **Total Agent Tasks**: {m.total_tasks}",
+        f"- **Successful First Try**: {first}",
+        f"- **Required Recovery**: {required}",
+        f"- **Recovered**: {m.recovered} ({_pct(m.recovered, m.required_recovery)}), "
+        f"{m.recovered_after_operator} after an operator action",
+        f"- **Still Escalated**: {m.escalated}",
+        f"- **Failed After Recovery**: {failed}",
+        f"- **Average Recovery Time**: {human_duration(m.recovery_time_mean)}",
+        "",
+    ]
+
+
+def _reason_table(m: Metrics) -> list[str]:
+    rows = {r.reason: r for r in m.reasons}
+    lines = [
+        "### Recovery Reasons",
+        "| Reason | Count | Percentage | Common Agents |",
+        "|--------|-------|------------|---------------|",
+    ]
+    for label, reasons in REASON_ROWS:
+        members: list[ReasonRow] = sorted(
+            (rows[r] for r in reasons if r in rows), key=lambda row: -row.count
+        )
+        count = sum(row.count for row in members)
+        agents: list[str] = []
+        for row in members:
+            agents += [a for a in row.common_agents if a not in agents]
+        lines.append(
+            f"| {label} | {count} | {_pct(count, m.failures)} | {_cell(_agents(agents[:3]))} |"
+        )
+    return [*lines, ""]
+
+
+def _exit_code(event: RecoveryEvent) -> str:
+    if event.exit_code is None:
+        return "unknown (no exit was recorded)"
+    if event.exit_signal == "SIGINT":
+        return f"{event.exit_code} (SIGINT/Ctrl-C)"
+    if event.exit_signal:
+        return f"{event.exit_code} ({event.exit_signal})"
+    return str(event.exit_code)
+
+
+def _result(event: RecoveryEvent) -> str:
+    if event.outcome is Outcome.RECOVERED:
+        text = f"PR #{event.pr} created successfully" if event.pr is not None else "Recovered"
+        if event.released_by_operator:
+            text += " after operator action: " + "; ".join(event.released_by_operator)
+        return _text(text)
+    if event.outcome is Outcome.ESCALATED:
+        return "Escalated - manual intervention needed"
+    if event.outcome is Outcome.FAILED:
+        return f"Failed after {len(event.reasons)} failed attempt(s)"
+    return "Recovery in progress"
+
+
+def _reason_label(reason: Reason) -> str:
+    return next(label for label, members in REASON_ROWS if reason in members)
+
+
+def _event(event: RecoveryEvent) -> list[str]:
+    code = event.reason.name.replace("_", " ")
+    strategy = " → ".join(s.name for s in event.strategies) or "none yet"
+    return [
+        f"### {event.date} - {_text(event.agent, 80)} ({code}) "
+        f"{_OUTCOME_MARK[event.outcome]} {event.outcome.value}",
+        f"- **Task**: {_text(event.title)}",
+        f"- **Exit Code**: {_exit_code(event)}",
+        f"- **Partial Work**: {_listing(event.partial_work)}",
+        f"- **Missing Work**: {_listing(event.missing_work)}",
+        f"- **Recovery Strategy**: {strategy}",
+        f"- **Recovery Time**: {human_duration(event.recovery_time)}",
+        f"- **Result**: {_result(event)}",
+        f"- **Root Cause Theory**: {_reason_label(event.reason)}"
+        + (f" - {_text(event.evidence)}" if event.evidence else ""),
+        f"- **Lesson Learned**: {_text(event.lesson) if event.lesson else 'none recorded'}",
+        "",
+    ]
+
+
+def _systematic(cause: SystematicCause, m: Metrics) -> list[str]:
+    title = "Systematic Failures"
+    if cause.reason is not None:
+        title = f"Systematic {_reason_label(cause.reason).removesuffix(' Error')} Failures"
+    outcomes = {e.task_id: e.outcome for e in m.recent}
+    recovered = sum(1 for t in cause.tasks if outcomes.get(t) is Outcome.RECOVERED)
+    fix = "; ".join(cause.operator_actions) or "none yet"
+    return [
+        f"### {cause.date} - {title}",
+        f"- **Affected Agents**: {_agents(cause.agents)}",
+        f"- **Issue**: {_text(cause.cause)}",
+        f"- **Fix Applied**: {_text(fix)}",
+        f"- **Recovery**: {recovered} of {len(cause.tasks)} tasks succeeded afterwards",
+        f"- **Prevention**: {_text(cause.lesson) if cause.lesson else 'none recorded'}",
+        "",
+    ]
+
+
+def _recent(m: Metrics, max_events: int) -> list[str]:
+    lines = ["## Recent Recovery Events", ""]
+    grouped = {t for c in m.systematic_causes for t in c.tasks}
+    single = [e for e in m.recent if e.task_id not in grouped]
+    for event in single[:max_events]:
+        lines += _event(event)
+    for cause in m.systematic_causes[:max_events]:
+        lines += _systematic(cause, m)
+    omitted = max(0, len(single) - max_events)
+    omitted_causes = max(0, len(m.systematic_causes) - max_events)
+    if omitted or omitted_causes:
+        lines += [
+            f"_{omitted} older recovery events and {omitted_causes} systematic causes "
+            "omitted; the JSON report lists them all._",
+            "",
+        ]
+    if not single and not m.systematic_causes:
+        lines += ["No recovery events.", ""]
+    return lines
+
+
+def _observed(result: CriterionResult) -> str:
+    if result.observed is None:
+        return "-"
+    return f"{result.observed:.3f}" if result.is_rate else f"{result.observed:g}"
+
+
+def _criteria(m: Metrics, results: Sequence[CriterionResult]) -> list[str]:
+    lines = [
+        "## Success Criteria",
+        "",
+        "| Criterion | Threshold | Observed | Samples | 95% Lower Bound | Verdict |",
+        "|-----------|-----------|----------|---------|-----------------|---------|",
+    ]
+    for r in results:
+        threshold = f"{r.comparison} " + (f"{r.threshold:.3f}" if r.is_rate else f"{r.threshold:g}")
+        samples = f"{r.successes}/{r.n}" if r.is_rate else "-"
+        low = "-" if r.lower_bound is None else f"{r.lower_bound:.3f}"
+        lines.append(
+            f"| {_cell(r.name)} | {threshold} | {_observed(r)} | {samples} | {low} | "
+            f"{r.verdict.upper()} |"
+        )
+    causes = "; ".join(_text(c.cause, 120) for c in m.systematic_causes[:_MAX_LIST]) or "none"
+    lines += [
+        "",
+        f"- **Recovery Time**: p50 {human_duration(m.recovery_time_p50)}, "
+        f"p95 {human_duration(m.recovery_time_p95)} "
+        f"(over {len(m.recovery_times)} recoveries)",
+        f"- **Orphaned Workspaces**: {m.orphaned_workspaces}"
+        + (f" ({_listing(m.orphaned_paths)})" if m.orphaned_paths else ""),
+        f"- **Unattributed Failures**: {m.unattributed_failures}",
+        f"- **Attempts**: {m.attempts} for {m.total_tasks} tasks",
+        f"- **Systematic Causes**: {len(m.systematic_causes)} ({causes})",
+        "",
+    ]
+    return lines
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def render_markdown(
+    metrics: Metrics,
+    results: Sequence[CriterionResult],
+    *,
+    max_events: int = DEFAULT_MAX_EVENTS,
+) -> str:
+    """The dashboard as Markdown, in the seed's layout, under :data:`MAX_REPORT_BYTES`."""
+    while True:
+        lines = [
+            "# Orchestration Recovery System - Metrics",
+            "",
+            "## Recovery Metrics Dashboard",
+            "",
+            *_overall(metrics),
+            *_reason_table(metrics),
+            *_recent(metrics, max_events),
+            *_criteria(metrics, results),
+        ]
+        text = "\n".join(lines).rstrip("\n") + "\n"
+        # The caps above keep real reports far below the limit; halve the events if not.
+        if len(text.encode("utf-8")) <= MAX_REPORT_BYTES or max_events == 0:
+            return text
+        max_events //= 2
+
+
+def render_json(metrics: Metrics, results: Sequence[CriterionResult]) -> dict[str, Any]:
+    """Every figure, every recovery event and every criterion, with a schema version."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "generator": f"pytest-orch-recovery {__version__}",
+        "metrics": metrics.to_json(),
+        "criteria": [r.to_json() for r in results],
+        "failed_criteria": [r.name for r in results if r.verdict == "fail"],
+    }
+
+
+def write_report(
+    path: str | os.PathLike[str],
+    metrics: Metrics,
+    results: Sequence[CriterionResult],
+    *,
+    max_events: int = DEFAULT_MAX_EVENTS,
+) -> None:
+    """Write the report atomically, as Markdown (``.md``) or JSON (``.json``) by suffix."""
+    target = Path(path)
+    suffix = target.suffix.lower()
+    if suffix == ".md":
+        atomic.write_text(target, render_markdown(metrics, results, max_events=max_events))
+    elif suffix == ".json":
+        atomic.write_json(target, render_json(metrics, results))
+    else:
+        raise ValueError(f"{target}: report file name must end in .md or .json, not {suffix!r}")

@@ -318,6 +318,10 @@ def looks_successful(obs: Observation) -> bool:
     >>> looks_successful(Observation(exit=ExitInfo(0)))
     False
     """
+    return _looks_successful(obs, _log_matches(obs))
+
+
+def _looks_successful(obs: Observation, log_matches: list[list[Match]]) -> bool:
     if obs.timed_out or obs.deliverables_missing or obs.tests_passed is False:
         return False
     if obs.exit is not None and not obs.exit.clean:
@@ -338,7 +342,7 @@ def looks_successful(obs: Observation) -> bool:
             return False
     if obs.exit is None and result is None:
         return False
-    if any(m.stops_run for ms in _log_matches(obs) for m in ms):
+    if any(m.stops_run for ms in log_matches for m in ms):
         return False
     return bool(obs.deliverables_present) or result_ok
 
@@ -349,7 +353,8 @@ def classify(obs: Observation) -> Attribution:
     >>> classify(Observation(exit=ExitInfo.from_shell_status(130))).reason
     <Reason.SIGINT: 'sigint'>
     """
-    if looks_successful(obs):
+    log_matches = _log_matches(obs)  # scanned once: classify runs in simulation hot loops
+    if _looks_successful(obs, log_matches):
         note = Evidence(
             "summary",
             Reason.UNKNOWN,
@@ -362,7 +367,7 @@ def classify(obs: Observation) -> Attribution:
     _exit_evidence(obs, found)
     _supervisor_evidence(obs, found)
     result_matches = _result_evidence(obs, found)
-    _text_evidence([*_log_matches(obs), result_matches], found)
+    _text_evidence([*log_matches, result_matches], found)
     _deliverable_evidence(obs, found)
     scores = _scores(e for e in found.evidence if e.weight > 0)
     if not scores:

@@ -1,0 +1,490 @@
+"""The tmux runtime: each agent attempt in its own session on the sandbox's private server.
+
+How an exit is noticed, without polling: the server's ``pane-died`` hook and the launch
+wrapper (:mod:`.wrapper`) each write one line to a FIFO in the sandbox, and
+:meth:`TmuxRuntime.next_exit` blocks in ``select`` on it. An attempt is reported once tmux
+says its pane is dead (``remain-on-exit on`` keeps the pane and its history), so the pane text
+is complete when it is captured. Exit status comes from the wrapper's exit file, or from
+``pane_dead_status`` / ``pane_dead_signal`` when the wrapper itself was killed.
+
+The server is started with ``-f /dev/null`` (no user configuration) and the sandbox's
+environment, and every pane runs the agent with exactly ``sandbox.env(agent)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import select
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import libtmux
+
+from .. import atomic
+from ..model import ExitInfo, PartialWork, Task
+from ..sandbox import (
+    Sandbox,
+    foreground_process_group,
+    kill_tmux_server,
+    pids_in_group,
+    process_alive,
+    stop_process_groups,
+)
+from .base import AttemptExit, Clock, LaunchSpec
+from .wrapper import WrapperSpec
+
+_WIDTH, _HEIGHT = 200, 50
+_HISTORY_LIMIT = 100_000
+# A lost event must not hang a caller that gave no deadline: after this long without any
+# event, every pending pane is checked once (a safety net, not the detection path).
+_SWEEP_INTERVAL = 30.0
+_KILL_GRACE = 5.0
+_PANE_FORMAT = "\t".join(
+    [
+        "#{session_name}",
+        "#{pane_id}",
+        "#{pane_pid}",
+        "#{pane_dead}",
+        "#{pane_dead_status}",
+        "#{pane_dead_signal}",
+    ]
+)
+# CSI / OSC / two-byte escape sequences, as a pipe-pane log holds them.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+
+
+class WallClock:
+    """Real time: the tmux runtime's events happen in the world."""
+
+    def now(self) -> float:
+        return time.time()
+
+
+class TmuxError(RuntimeError):
+    """A tmux command failed; carries the command and tmux's own message."""
+
+
+@dataclass
+class _Attempt:
+    spec: LaunchSpec
+    pane_id: str
+    pane_pid: int
+    started_at: float
+    exit_file: Path
+    log_file: Path
+    spec_file: Path
+    reported: bool = False
+
+
+@dataclass(frozen=True)
+class _PaneState:
+    pane_id: str
+    pane_pid: int
+    dead: bool
+    dead_status: str
+    dead_signal: str
+
+
+def parse_result(text: str) -> dict[str, Any] | None:
+    """The last line that parses as a JSON object with ``"type": "result"``.
+
+    Claude Code's ``-p --output-format json`` prints one such object (session_id, is_error,
+    subtype, result, permission_denials, ...).
+
+    >>> parse_result('hi\\n{"type": "result", "session_id": "s1"}\\n{"type": "x"}\\n')
+    {'type': 'result', 'session_id': 's1'}
+    """
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(data, dict) and data.get("type") == "result":
+            return data
+    return None
+
+
+def clean_log(raw: bytes) -> str:
+    r"""Terminal bytes from ``pipe-pane`` as plain text: escapes dropped, CR LF made LF.
+
+    >>> clean_log(b"\x1b[1mbold\x1b[0m\r\nnext\r\n")
+    'bold\nnext\n'
+    """
+    text = raw.decode("utf-8", errors="replace")
+    return _ANSI.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
+
+
+class TmuxRuntime:
+    """:class:`~pytest_orch_recovery.runtime.base.Runtime` over a sandbox's tmux server.
+
+    ``command_for`` turns a launch spec into the agent's argv; ``prs`` answers
+    ``pull_request_for(branch)`` for :meth:`partial_work` (default: the sandbox's forge).
+    """
+
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        command_for: Callable[[LaunchSpec], Sequence[str]],
+        *,
+        prs: object | None = None,
+        clock: Clock | None = None,
+        base: str = "main",
+    ) -> None:
+        self.sandbox = sandbox
+        self.clock: Clock = clock if clock is not None else WallClock()
+        self._command_for = command_for
+        self._prs = prs if prs is not None else sandbox.forge
+        self._base = base
+        self._attempts: dict[str, _Attempt] = {}  # the latest attempt of each agent
+        self._keys: set[str] = set()
+        self._ready: deque[AttemptExit] = deque()
+        self._partial_line = b""
+        self._closed = False
+        self.fifo = sandbox.root / "events.fifo"
+        if not self.fifo.exists():
+            os.mkfifo(self.fifo, 0o600)
+        # O_RDWR on a FIFO (Linux): opening never blocks and reads never see EOF when the
+        # last writer goes, so select() wakes only for real lines.
+        self._fifo_fd = os.open(self.fifo, os.O_RDWR | os.O_NONBLOCK)
+        self.server = libtmux.Server(socket_name=sandbox.tmux_socket, config_file="/dev/null")
+        self._start_server()
+
+    # ----------------------------------------------------------------- tmux plumbing
+
+    def _tmux(self, *args: str, check: bool = True) -> list[str]:
+        proc = self.server.cmd(*args)
+        if check and proc.returncode != 0:
+            raise TmuxError(f"tmux {' '.join(args)}: {' '.join(proc.stderr).strip()}")
+        return list(proc.stdout)
+
+    def _start_server(self) -> None:
+        hook = self.sandbox.root / "pane-died.sh"
+        atomic.write_text(
+            hook,
+            "#!/bin/sh\n"
+            "# tmux pane-died hook: one line to the runtime's FIFO; O_NONBLOCK so a hook\n"
+            "# never hangs when no runtime is reading (dd then fails with ENXIO).\n"
+            f"printf 'died %s\\n' \"$1\" | dd of={shlex.quote(str(self.fifo))} "
+            "oflag=nonblock,append conv=notrunc status=none 2>/dev/null\n",
+        )
+        env = self.sandbox.env("tmux-server")
+        argv = ["tmux", "-L", self.sandbox.tmux_socket, "-f", "/dev/null", "start-server"]
+        for option in (
+            ["set-option", "-g", "exit-empty", "off"],
+            ["set-option", "-g", "remain-on-exit", "on"],
+            ["set-option", "-g", "remain-on-exit-format", ""],  # no "Pane is dead" line
+            ["set-option", "-g", "history-limit", str(_HISTORY_LIMIT)],
+            ["set-hook", "-g", "pane-died", f"run-shell -b \"sh {hook} '#{{session_name}}'\""],
+        ):
+            argv += [";", *option]
+        proc = subprocess.run(
+            argv, env=env, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL
+        )
+        if proc.returncode != 0:
+            raise TmuxError(f"starting tmux server: {proc.stderr.strip()}")
+        pid = int(self._tmux("display-message", "-p", "#{pid}")[0])
+        if not any(e.get("pid") == pid for e in self.sandbox.ledger.pids):
+            self.sandbox.record_pid(pid, what="tmux server", pgid=os.getpgid(pid))
+
+    def _panes(self) -> dict[str, _PaneState]:
+        out = self._tmux("list-panes", "-a", "-F", _PANE_FORMAT, check=False)
+        panes = {}
+        for line in out:
+            fields = line.split("\t")
+            if len(fields) != 6:
+                continue
+            name, pane_id, pid, dead, status, sig = fields
+            panes[name] = _PaneState(pane_id, int(pid), dead == "1", status, sig)
+        return panes
+
+    def _pane(self, attempt: _Attempt) -> _PaneState | None:
+        out = self._tmux("display-message", "-p", "-t", attempt.pane_id, _PANE_FORMAT, check=False)
+        if not out:
+            return None  # the session is gone
+        fields = out[0].split("\t")
+        if len(fields) != 6:
+            return None
+        return _PaneState(fields[1], int(fields[2]), fields[3] == "1", fields[4], fields[5])
+
+    # ----------------------------------------------------------------- launching
+
+    def launch(self, spec: LaunchSpec) -> None:
+        """Start the attempt in session ``spec.agent``; a second call with the same key is a
+        no-op. Raises if the agent's previous attempt is still running."""
+        if spec.key in self._keys:
+            return
+        previous = self._attempts.get(spec.agent)
+        if previous is not None and not previous.reported:
+            raise RuntimeError(
+                f"agent {spec.agent}: attempt {previous.spec.attempt} is still running"
+            )
+        workspace = self.sandbox.add_workspace(spec.agent)
+        argv = list(self._command_for(spec))
+        if not argv:
+            raise ValueError(f"agent {spec.agent}: command_for returned an empty command")
+        stem = f"{spec.agent}.{spec.attempt}"
+        exit_file = self.sandbox.results / f"{stem}.exit.json"
+        spec_file = self.sandbox.results / f"{stem}.launch.json"
+        log_file = self.sandbox.logs / f"{stem}.log"
+        with contextlib.suppress(FileNotFoundError):
+            exit_file.unlink()  # a relaunch of the same attempt number under a new key
+        env = self.sandbox.env(spec.agent)
+        env.update({"ORCH_ATTEMPT": str(spec.attempt), "ORCH_TASK_ID": spec.task.task_id})
+        atomic.write_json(
+            spec_file,
+            WrapperSpec(
+                agent=spec.agent,
+                attempt=spec.attempt,
+                key=spec.key,
+                argv=tuple(argv),
+                env=env,
+                cwd=str(workspace),
+                exit_file=str(exit_file),
+                fifo=str(self.fifo),
+            ).to_json(),
+        )
+        target = f"={spec.agent}"
+        self._tmux("kill-session", "-t", target, check=False)  # the dead pane of a predecessor
+        started_at = self.clock.now()
+        # One command list: tmux runs it to the end before it reads the new pane's output, so
+        # pipe-pane sees the very first byte.
+        out = self._tmux(
+            "new-session", "-d", "-P", "-F", "#{pane_id} #{pane_pid}",
+            "-s", spec.agent, "-c", str(workspace), "-x", str(_WIDTH), "-y", str(_HEIGHT),
+            "--", sys.executable, "-m", "pytest_orch_recovery.runtime.wrapper", str(spec_file),
+            ";", "pipe-pane", "-o", "-t", f"{target}:", f"cat >> {shlex.quote(str(log_file))}",
+        )  # fmt: skip
+        pane_id, pane_pid = out[0].split()
+        self._keys.add(spec.key)
+        self._attempts[spec.agent] = _Attempt(
+            spec, pane_id, int(pane_pid), started_at, exit_file, log_file, spec_file
+        )
+        self.sandbox.record_pid(
+            int(pane_pid), what=f"pane {spec.agent} attempt {spec.attempt}", pgid=int(pane_pid)
+        )
+
+    # ----------------------------------------------------------------- waiting
+
+    def live(self) -> frozenset[str]:
+        return frozenset(a for a, att in self._attempts.items() if not att.reported)
+
+    def next_exit(self, deadline: float | None) -> AttemptExit | None:
+        """Block until an attempt's pane is dead, or until ``deadline`` (clock time)."""
+        while True:
+            self._drain_events()
+            if self._ready:
+                return self._ready.popleft()
+            if not self.live():
+                return None
+            wait = _SWEEP_INTERVAL
+            if deadline is not None:
+                left = deadline - self.clock.now()
+                if left <= 0:
+                    self._sweep()
+                    return self._ready.popleft() if self._ready else None
+                wait = min(wait, left)
+            readable, _, _ = select.select([self._fifo_fd], [], [], wait)
+            if not readable:
+                self._sweep()
+
+    def _drain_events(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._fifo_fd, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            self._partial_line += chunk
+        *lines, self._partial_line = self._partial_line.split(b"\n")
+        for agent in dict.fromkeys(_event_agent(line.decode(errors="replace")) for line in lines):
+            attempt = self._attempts.get(agent) if agent else None
+            if attempt is not None and not attempt.reported:
+                self._check(attempt, self._pane(attempt))
+
+    def _sweep(self) -> None:
+        panes = self._panes()
+        for agent, attempt in self._attempts.items():
+            if not attempt.reported:
+                pane = panes.get(agent)
+                self._check(attempt, pane if pane and pane.pane_id == attempt.pane_id else None)
+
+    def _check(self, attempt: _Attempt, pane: _PaneState | None) -> None:
+        if pane is not None and not pane.dead:
+            return  # the wrapper has written its exit file; tmux's pane-died is on its way
+        attempt.reported = True
+        self._ready.append(self._exit_of(attempt, pane))
+
+    def _exit_of(self, attempt: _Attempt, pane: _PaneState | None) -> AttemptExit:
+        record = _read_exit_file(attempt)
+        extra: dict[str, Any] = {
+            "log": str(attempt.log_file),
+            "exit_file": str(attempt.exit_file),
+            "key": attempt.spec.key,
+            "signals_delivered": [],
+        }
+        if pane is not None:
+            extra["pane_dead_status"] = pane.dead_status or None
+            extra["pane_dead_signal"] = pane.dead_signal or None
+        if record is not None:
+            info = ExitInfo.from_json(record["exit"])
+            extra["signals_delivered"] = list(record.get("signals_delivered", []))
+            extra["wrapper_started_at"] = record.get("started_at")
+            extra["wrapper_ended_at"] = record.get("ended_at")
+        elif pane is not None:
+            info = ExitInfo.from_tmux(pane.dead_status, pane.dead_signal)
+        else:
+            info = ExitInfo(status=None, source="tmux")  # the session vanished: unknown
+        text = self._final_text(attempt, pane)
+        result = parse_result(text)
+        session = result.get("session_id") if result else None
+        return AttemptExit(
+            agent=attempt.spec.agent,
+            attempt=attempt.spec.attempt,
+            exit=info,
+            started_at=attempt.started_at,
+            ended_at=self.clock.now(),
+            output=text,
+            result=result,
+            session_id=session if isinstance(session, str) else None,
+            extra=extra,
+        )
+
+    def _final_text(self, attempt: _Attempt, pane: _PaneState | None) -> str:
+        """The pane's full history (complete once the pane is dead), or the pipe-pane log
+        when that holds more (history overflow, or the session is gone)."""
+        pane_text = self._capture(attempt.pane_id) if pane is not None else ""
+        log_text = _read_log(attempt.log_file)
+        return pane_text if len(pane_text) >= len(log_text.rstrip("\n")) else log_text
+
+    def _capture(self, pane_id: str) -> str:
+        lines = self._tmux("capture-pane", "-p", "-J", "-S", "-", "-t", pane_id, check=False)
+        while lines and not lines[-1].strip():
+            lines.pop()
+        return "\n".join(lines) + ("\n" if lines else "")
+
+    # ----------------------------------------------------------------- control
+
+    def _attempt(self, agent: str) -> _Attempt:
+        try:
+            return self._attempts[agent]
+        except KeyError:
+            raise KeyError(f"agent {agent}: never launched in this runtime") from None
+
+    def interrupt(self, agent: str) -> None:
+        """SIGINT to the pane's foreground process group (tpgid in /proc/<pane_pid>/stat):
+        the group a Ctrl-C at the terminal would reach, signalled without the terminal."""
+        attempt = self._attempt(agent)
+        pgid = foreground_process_group(attempt.pane_pid)
+        if pgid is None:
+            return  # already gone
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGINT)
+
+    def send_ctrl_c(self, agent: str) -> None:
+        """Type C-c into the pane: reaches the foreground group only through the tty."""
+        self._tmux("send-keys", "-t", self._attempt(agent).pane_id, "C-c")
+
+    def kill(self, agent: str) -> None:
+        """SIGTERM the attempt's process groups, wait (bounded), then SIGKILL."""
+        attempt = self._attempt(agent)
+        groups = {attempt.pane_pid}
+        fg = foreground_process_group(attempt.pane_pid)
+        if fg is not None:
+            groups.add(fg)
+        groups = {g for g in groups if pids_in_group(g)}
+        if groups:
+            stop_process_groups(groups, grace=_KILL_GRACE)
+
+    def output(self, agent: str) -> str:
+        attempt = self._attempt(agent)
+        if self._pane(attempt) is not None:
+            return self._capture(attempt.pane_id)
+        return _read_log(attempt.log_file)
+
+    def partial_work(self, task: Task, agent: str) -> PartialWork:
+        from ..checkpoint import read_checkpoint_safely
+        from ..workspace import PullRequestLookup, probe
+
+        worktree = self.sandbox.workspace(agent)
+        checkpoint, problem = read_checkpoint_safely(self.sandbox.checkpoints, agent, worktree)
+        prs: PullRequestLookup | None = self._prs  # type: ignore[assignment]
+        return probe(
+            worktree,
+            task,
+            base=self._base,
+            prs=prs,
+            checkpoint=checkpoint,
+            checkpoint_problem=problem,
+        )
+
+    def cleanup(self, agent: str) -> None:
+        """Stop the agent's processes and remove its session."""
+        attempt = self._attempts.get(agent)
+        if attempt is not None and process_alive(attempt.pane_pid):
+            self.kill(agent)
+        self._tmux("kill-session", "-t", f"={agent}", check=False)
+
+    def close(self) -> None:
+        """Kill the server (and with it every pane); release the FIFO. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for attempt in self._attempts.values():
+            if process_alive(attempt.pane_pid):
+                stop_process_groups({attempt.pane_pid}, grace=_KILL_GRACE)
+        kill_tmux_server(self.sandbox.tmux_socket)
+        os.close(self._fifo_fd)
+        with contextlib.suppress(FileNotFoundError):
+            self.fifo.unlink()
+
+    def __enter__(self) -> TmuxRuntime:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _event_agent(line: str) -> str | None:
+    """``exit <agent> <attempt>`` (wrapper) or ``died <agent>`` (tmux hook) -> agent."""
+    parts = line.split()
+    if len(parts) >= 2 and parts[0] in ("exit", "died"):
+        return parts[1]
+    return None
+
+
+def _read_exit_file(attempt: _Attempt) -> dict[str, Any] | None:
+    try:
+        data = json.loads(attempt.exit_file.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if not isinstance(data, dict) or data.get("key") != attempt.spec.key or "exit" not in data:
+        return None
+    return data
+
+
+def _read_log(path: Path) -> str:
+    try:
+        return clean_log(path.read_bytes())
+    except FileNotFoundError:
+        return ""

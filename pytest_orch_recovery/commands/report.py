@@ -148,8 +148,8 @@ class _UsageError(Exception):
 
 def _read(paths: list[Path]) -> list[Event]:
     events: list[Event] = []
-    owner: dict[str, Path] = {}
-    for path in paths:
+    owner: dict[str, tuple[int, Path]] = {}  # task id -> (which --journal, its path)
+    for index, path in enumerate(paths):
         if not path.is_file():
             raise _UsageError(f"{path}: no such journal file")
         try:
@@ -161,11 +161,11 @@ def _read(paths: list[Path]) -> list[Event]:
             if problem is not None:
                 raise _UsageError(f"{path}:{line}: {problem}")
             if event.kind is EventKind.TASK_SUBMITTED and event.task_id is not None:
-                first = owner.setdefault(event.task_id, path)
-                if first != path:
+                first, where = owner.setdefault(event.task_id, (index, path))
+                if first != index:
                     raise _UsageError(
                         f"{path}:{line}: task id {event.task_id!r} was already submitted in "
-                        f"{first}; combined journals need unique task ids"
+                        f"{where}; combined journals need unique task ids"
                     )
         events += loaded
     return events

@@ -1,0 +1,323 @@
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from events import JournalBuilder, first_try_success, random_journal, seed_incident, sigint_resumed
+from hypothesis import given, settings
+
+from pytest_orch_recovery import cli
+from pytest_orch_recovery.metrics import Criteria, compute, evaluate
+from pytest_orch_recovery.model import Event, Reason, Strategy
+from pytest_orch_recovery.report import (
+    MAX_REPORT_BYTES,
+    REASON_ROWS,
+    render_json,
+    render_markdown,
+    write_report,
+)
+
+SEED_ROW_LABELS = [
+    "SIGINT (Ctrl-C)",
+    "Timeout",
+    "Claude API Error",
+    "Git/GitHub Error",
+    "Permission Error",
+    "Unknown",
+    "Test Failure",
+    "Killed",
+    "Incomplete",
+]
+
+
+def _seed_markdown() -> str:
+    m = compute(seed_incident().events)
+    return render_markdown(m, evaluate(m))
+
+
+def _section(text: str, heading: str) -> str:
+    """The text under ``heading`` up to the next heading of the same or a higher level."""
+    level = heading.split(" ")[0]
+    start = text.index(heading + "\n") + len(heading) + 1
+    pattern = re.compile("^#{1," + str(len(level)) + "} ", re.MULTILINE)
+    found = pattern.search(text, start)
+    return text[start : found.start() if found else len(text)]
+
+
+def _table(section: str) -> list[list[str]]:
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    return [[c.strip() for c in row.strip("|").split("|")] for row in rows[2:]]
+
+
+# --------------------------------------------------------------------------- Markdown
+
+
+def test_markdown_headings_in_the_seeds_order() -> None:
+    headings = [line for line in _seed_markdown().splitlines() if line.startswith("#")]
+    assert headings == [
+        "# Orchestration Recovery System - Metrics",
+        "## Recovery Metrics Dashboard",
+        "### Overall Statistics",
+        "### Recovery Reasons",
+        "## Recent Recovery Events",
+        "### 2025-07-23 - task-agent-5030 (SIGINT) ✅ RECOVERED",
+        "### 2025-07-23 - Systematic Permission Failures",
+        "## Success Criteria",
+    ]
+
+
+def test_overall_statistics_match_the_seed() -> None:
+    overall = _section(_seed_markdown(), "### Overall Statistics")
+    for line in [
+        "- **Total Agent Tasks**: 5",
+        "- **Successful First Try**: 1 (20%) - update-fake3-agent",
+        "- **Required Recovery**: 4 (80%) - 3 permission issues, 1 SIGINT",
+        "- **Failed After Recovery**: 0 (0%)",
+        "- **Average Recovery Time**: 5 minutes",
+    ]:
+        assert line in overall.splitlines()
+
+
+def test_reasons_table_has_every_row_in_the_seeds_order() -> None:
+    rows = _table(_section(_seed_markdown(), "### Recovery Reasons"))
+    assert [r[0] for r in rows] == SEED_ROW_LABELS == [label for label, _ in REASON_ROWS]
+    assert rows[0] == ["SIGINT (Ctrl-C)", "1", "25%", "task-agent-5030"]
+    assert rows[4] == ["Permission Error", "3", "75%", "task-agent-1813, 3403, 3532"]
+    assert all(r[1:] == ["0", "0%", "-"] for i, r in enumerate(rows) if i not in (0, 4))
+
+
+def test_recent_event_bullets() -> None:
+    event = _section(_seed_markdown(), "### 2025-07-23 - task-agent-5030 (SIGINT) ✅ RECOVERED")
+    labels = re.findall(r"^- \*\*(.+?)\*\*: ", event, re.MULTILINE)
+    assert labels == [
+        "Task",
+        "Exit Code",
+        "Partial Work",
+        "Missing Work",
+        "Recovery Strategy",
+        "Recovery Time",
+        "Result",
+        "Root Cause Theory",
+        "Lesson Learned",
+    ]
+    assert "- **Exit Code**: 130 (SIGINT/Ctrl-C)" in event
+    assert "- **Recovery Strategy**: RESUME" in event
+    assert "- **Result**: PR #886 created successfully" in event
+    systematic = _section(_seed_markdown(), "### 2025-07-23 - Systematic Permission Failures")
+    assert "- **Affected Agents**: task-agent-1813, 3403, 3532" in systematic
+    assert "- **Fix Applied**: Updated task_dispatcher.py line 639 to include flag" in systematic
+
+
+def test_success_criteria_table() -> None:
+    section = _section(_seed_markdown(), "## Success Criteria")
+    rows = _table(section)
+    assert [r[0] for r in rows] == [
+        "recovery_rate",
+        "first_try_simple",
+        "first_try_complex",
+        "orphaned_workspaces",
+        "unattributed_failures",
+    ]
+    assert rows[0] == ["recovery_rate", "> 0.900", "1.000", "4/4", "0.510", "PASS"]
+    assert rows[1][-1] == "FAIL" and rows[2][-1] == "INSUFFICIENT SAMPLES"
+    assert "- **Recovery Time**: p50 5 minutes, p95 5.8 minutes (over 4 recoveries)" in section
+    assert "- **Systematic Causes**: 1 (Missing --dangerously-skip-permissions" in section
+
+
+def test_escalated_and_failed_events_and_hostile_text() -> None:
+    j = JournalBuilder()
+    j.task("e", "agent|x\n## injected").launch().fail_with(
+        Reason.GITHUB_ERROR, detail="gh: a | b\nnext line"
+    ).decide(Strategy.ESCALATE).escalate()
+    f = j.task("f", "agent-2").launch().fail_with(Reason.TIMEOUT).decide(Strategy.RESTART)
+    f.launch(Strategy.RESTART).fail_with(Reason.TIMEOUT).decide(Strategy.ESCALATE).give_up()
+    m = compute(j.events)
+    text = render_markdown(m, evaluate(m))
+    assert "(GITHUB ERROR) ❌ ESCALATED" in text
+    assert "(TIMEOUT) ❌ FAILED" in text
+    assert "- **Recovery Strategy**: RESTART → ESCALATE" in text
+    assert "## injected" not in text.splitlines()  # journal text never becomes a heading
+    git_row = next(r for r in _table(_section(text, "### Recovery Reasons")) if "Git" in r[0])
+    assert git_row[:3] == ["Git/GitHub Error", "1", "33.3%"]
+
+
+def test_recent_events_are_capped_and_the_omission_is_said() -> None:
+    j = JournalBuilder()
+    for n in range(30):
+        sigint_resumed(j, f"t{n}", f"agent-{n}")
+    m = compute(j.events)
+    text = render_markdown(m, evaluate(m), max_events=5)
+    assert text.count("✅ RECOVERED") == 5
+    assert "_25 older recovery events and 0 systematic causes omitted" in text
+    assert "### " + m.recent[0].date + " - agent-29 (SIGINT)" in text  # newest first
+
+
+def test_huge_journal_text_stays_under_one_mebibyte() -> None:
+    j = JournalBuilder()
+    big = "x" * 200_000
+    for n in range(60):
+        j.task(f"t{n}", f"agent-{n}-{big}", title=big).launch().fail_with(
+            Reason.UNKNOWN, detail=big
+        ).decide(Strategy.ESCALATE, lesson=big, systematic_cause=f"{n}{big}").escalate()
+    m = compute(j.events)
+    text = render_markdown(m, evaluate(m), max_events=1000)
+    assert len(text.encode()) < MAX_REPORT_BYTES
+    assert "…" in text
+
+
+@settings(max_examples=60, deadline=None)
+@given(random_journal())
+def test_every_journal_renders_complete_tables(events: list[Event]) -> None:
+    m = compute(events)
+    text = render_markdown(m, evaluate(m))
+    rows = _table(_section(text, "### Recovery Reasons"))
+    assert [r[0] for r in rows] == SEED_ROW_LABELS
+    assert sum(int(r[1]) for r in rows) == m.failures
+    assert len(_table(_section(text, "## Success Criteria"))) == 5
+
+
+# --------------------------------------------------------------------------- JSON and files
+
+
+def test_render_json_carries_schema_version_and_everything() -> None:
+    m = compute(seed_incident().events)
+    data = render_json(m, evaluate(m))
+    assert data["schema_version"] == 1
+    assert data["metrics"]["total_tasks"] == 5
+    assert data["failed_criteria"] == ["first_try_simple"]
+    assert data["criteria"][0]["line"].startswith("PASS recovery_rate: observed 1.000 (4/4)")
+    assert json.loads(json.dumps(data)) == data
+
+
+def test_write_report_chooses_format_by_suffix(tmp_path: Path) -> None:
+    m = compute(seed_incident().events)
+    results = evaluate(m)
+    write_report(tmp_path / "out" / "dash.md", m, results)
+    write_report(tmp_path / "dash.json", m, results)
+    assert (tmp_path / "out" / "dash.md").read_text().startswith("# Orchestration Recovery")
+    assert json.loads((tmp_path / "dash.json").read_text())["schema_version"] == 1
+    with pytest.raises(ValueError, match=r"dash\.txt: report file name must end in \.md"):
+        write_report(tmp_path / "dash.txt", m, results)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["dash.json", "dash.md", "out"]
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _journal(tmp_path: Path, builder: JournalBuilder, name: str = "journal.jsonl") -> Path:
+    return builder.write_jsonl(tmp_path / name)
+
+
+def test_cli_console_script_prints_markdown(tmp_path: Path) -> None:
+    exe = shutil.which("orch-recovery")
+    command = [exe] if exe else [sys.executable, "-m", "pytest_orch_recovery"]
+    path = _journal(tmp_path, seed_incident())
+    done = subprocess.run(
+        [*command, "report", "--journal", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("# Orchestration Recovery System - Metrics\n")
+    assert "| Permission Error | 3 | 75% | task-agent-1813, 3403, 3532 |" in done.stdout
+
+
+def test_cli_combines_journals_and_writes_json(tmp_path: Path) -> None:
+    a, b = JournalBuilder(), JournalBuilder()
+    first_try_success(a, "a1", "agent-a")
+    sigint_resumed(b, "b1", "agent-b")
+    out = tmp_path / "report.json"
+    code = cli.main(
+        [
+            "report",
+            "--journal",
+            str(_journal(tmp_path, a, "a.jsonl")),
+            "--journal",
+            str(_journal(tmp_path, b, "b.jsonl")),
+            "--output",
+            str(out),
+            "--min-first-try-simple",
+            "40%",
+        ]
+    )
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert data["metrics"]["total_tasks"] == 2
+    simple = next(c for c in data["criteria"] if c["name"] == "first_try_simple")
+    assert (simple["threshold"], simple["verdict"]) == (0.4, "pass")
+
+
+def test_cli_thresholds_change_the_verdict_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _journal(tmp_path, seed_incident())
+    assert cli.main(["report", "--journal", str(path), "--gate", "lower-bound"]) == 0
+    gated = _table(_section(capsys.readouterr().out, "## Success Criteria"))
+    assert gated[0][-1] == "FAIL"  # 4/4 has a lower bound of 0.510
+    args = ["report", "--journal", str(path), "--min-samples", "6", "--format", "md"]
+    assert cli.main(args) == 0
+    sparse = _table(_section(capsys.readouterr().out, "## Success Criteria"))
+    assert sparse[0][-1] == "INSUFFICIENT SAMPLES"
+
+
+def test_cli_usage_errors_name_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.jsonl"
+    assert cli.main(["report", "--journal", str(missing)]) == 2
+    assert f"{missing}: no such journal file" in capsys.readouterr().err
+
+    bad_json = _journal(tmp_path, seed_incident(), "bad.jsonl")
+    lines = bad_json.read_text().splitlines(keepends=True)
+    lines[2] = "{not json\n"
+    bad_json.write_text("".join(lines))
+    assert cli.main(["report", "--journal", str(bad_json)]) == 2
+    assert f"{bad_json}:3: invalid JSON" in capsys.readouterr().err
+
+    bad_field = tmp_path / "field.jsonl"
+    events = [e.to_json() for e in seed_incident().events]
+    at = next(i for i, e in enumerate(events) if e["kind"] == "failure_attributed")
+    events[at]["data"]["attribution"]["reason"] = "gremlins"
+    bad_field.write_text("".join(json.dumps(e) + "\n" for e in events))
+    assert cli.main(["report", "--journal", str(bad_field)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"{bad_field}:{at + 1}: failure_attributed event: 'gremlins' is not a valid Reason" in err
+    )
+
+    twice = _journal(tmp_path, seed_incident(), "twice.jsonl")
+    assert cli.main(["report", "--journal", str(twice), "--journal", str(twice)]) == 2
+    assert "already submitted" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option, value", [("--min-recovery-rate", "1.5"), ("--max-orphans", "-1")])
+def test_cli_bad_option_values_exit_2(tmp_path: Path, option: str, value: str) -> None:
+    path = _journal(tmp_path, seed_incident())
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["report", "--journal", str(path), option, value])
+    assert stop.value.code == 2
+
+
+def test_cli_default_criteria_match_the_library() -> None:
+    from pytest_orch_recovery.commands.report import build_parser
+
+    args = build_parser("orch-recovery report").parse_args(["--journal", "x"])
+    assert (
+        Criteria(
+            args.min_recovery_rate,
+            args.min_first_try_simple,
+            args.min_first_try_complex,
+            args.max_orphans,
+            args.max_unattributed,
+            args.gate,
+            args.min_samples,
+        )
+        == Criteria()
+    )

@@ -10,7 +10,9 @@ operator's own global config.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -96,30 +98,41 @@ def run_git(
     """Run ``git <args>`` in ``cwd``; raise :class:`GitError` on failure when ``check``."""
     argv = ["git", "--no-pager", *args]
     try:
-        proc = subprocess.run(
+        # Its own process group, so a timeout also stops what git started (a hook, ssh, an
+        # ext:: transport): killing git alone would leave them holding our pipes open.
+        proc = subprocess.Popen(
             argv,
             cwd=cwd,
             env=git_environment(env),
             stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
-    except subprocess.TimeoutExpired:
-        raise GitError(args, cwd, None, f"no answer within {timeout:g} s") from None
     except (FileNotFoundError, NotADirectoryError) as exc:
         raise GitError(args, cwd, None, f"cannot run git there: {exc}") from None
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc.pid)
+        proc.communicate()
+        raise GitError(args, cwd, None, f"no answer within {timeout:g} s") from None
     # Decoded by hand: text mode's universal newlines would turn a "\r" in a file name
     # into "\n" (found by the status_paths property test).
     done = subprocess.CompletedProcess(
         argv,
         proc.returncode,
-        proc.stdout.decode(_ENCODING, _ERRORS),
-        proc.stderr.decode(_ENCODING, _ERRORS),
+        out.decode(_ENCODING, _ERRORS),
+        err.decode(_ENCODING, _ERRORS),
     )
     if check and done.returncode != 0:
         raise GitError(args, cwd, done.returncode, done.stderr)
     return done
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 # --------------------------------------------------------------------------- reading state

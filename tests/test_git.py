@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,31 @@ def test_check_false_returns_the_failure(tmp_path: Path) -> None:
     proc = git.run_git(["rev-parse", "HEAD"], cwd=tmp_path, check=False)
     assert proc.returncode == 128
     assert "fatal:" in proc.stderr
+
+
+def test_timeout_is_a_git_error_and_stops_what_git_started(tmp_path: Path) -> None:
+    # The ext:: transport runs a command for git; this one never answers and, as a grandchild
+    # holding git's stderr, would keep a plain subprocess.run waiting after git was killed.
+    script = tmp_path / "helper.sh"
+    script.write_text(f"echo $$ > {tmp_path / 'helper.pid'}\nexec sleep 300\n", encoding="utf-8")
+    hang = f"ext::sh {script}"
+    with pytest.raises(git.GitError) as info:
+        git.run_git(["-c", "protocol.ext.allow=always", "ls-remote", hang], cwd=tmp_path, timeout=2)
+    assert info.value.returncode is None
+    assert "no answer within 2 s" in str(info.value)
+    # The helper ran (git waited on it) and went down with git's process group.
+    assert _gone(int((tmp_path / "helper.pid").read_text().strip()))
+
+
+def _gone(pid: int, timeout: float = 30) -> bool:
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)
 
 
 def test_missing_directory_is_a_git_error(tmp_path: Path) -> None:

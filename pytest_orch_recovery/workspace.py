@@ -218,13 +218,19 @@ def probe(
 ) -> PartialWork:
     """Take stock of what an attempt left in ``worktree`` (see the module docstring).
 
-    An absent branch on the remote is "not pushed", never an error; a directory that is not a
-    git worktree raises :class:`WorkspaceError` naming it.
+    An absent branch on the remote is "not pushed", never an error, and so is a remote that
+    cannot be reached (logged). A pull request closed without merging counts as none. A
+    directory that is not the top of a git worktree raises :class:`WorkspaceError` naming it.
     """
     if not worktree.is_dir():
         raise WorkspaceError(worktree, "no such directory")
     if not git.is_work_tree(worktree):
         raise WorkspaceError(worktree, "not a git worktree")
+    top = git.toplevel(worktree)
+    if top.resolve() != worktree.resolve():
+        # e.g. a leftover directory under a root that lies inside the main checkout: reading
+        # it would report the main checkout's state as the agent's.
+        raise WorkspaceError(worktree, f"not the top of a git worktree (it lies inside {top})")
     try:
         present, missing = split_deliverables(worktree, task.deliverables)
         branch = git.current_branch(worktree)
@@ -234,6 +240,8 @@ def probe(
     except git.GitError as exc:
         raise WorkspaceError(worktree, str(exc)) from exc
     pr = prs.pull_request_for(branch) if prs is not None and branch is not None else None
+    if pr is not None and pr.state.upper() == "CLOSED":
+        pr = None  # closed without merging: the work still needs an open PR
     tests_passed: bool | None = None
     if run_tests and task.tests:
         tests_passed = run_task_tests(worktree, task.tests, timeout=test_timeout).passed

@@ -144,6 +144,14 @@ def test_probe_on_a_plain_directory_names_it(tmp_path: Path) -> None:
         probe(tmp_path / "gone", TASK)
 
 
+def test_probe_on_a_subdirectory_of_a_checkout_refuses(sandbox: GitSandbox) -> None:
+    leftover = sandbox.repo / "agents" / "task-agent-5030"
+    leftover.mkdir(parents=True)
+    with pytest.raises(WorkspaceError, match="not the top of a git worktree") as info:
+        probe(leftover, TASK)
+    assert str(sandbox.repo) in str(info.value)
+
+
 def test_probe_with_an_unreachable_remote_reports_not_pushed(sandbox: GitSandbox) -> None:
     wt = sandbox.worktree("agent")
     git.run_git(["remote", "set-url", "origin", str(sandbox.root / "vanished.git")], cwd=wt)
@@ -168,6 +176,10 @@ def test_pr_lookup_is_by_branch(sandbox: GitSandbox) -> None:
     prs.open("other-branch")
     got = probe(wt, TASK, prs=prs)
     assert got.pr is not None and got.pr.number == 886
+    prs.add(PullRequest(886, "task/fake3", "https://github.com/o/r/pull/886", state="CLOSED"))
+    assert probe(wt, TASK, prs=prs).pr is None
+    prs.add(PullRequest(886, "task/fake3", "https://github.com/o/r/pull/886", state="MERGED"))
+    assert probe(wt, TASK, prs=prs).pr is not None
 
 
 # --------------------------------------------------------------------------- tests command

@@ -78,6 +78,9 @@ class Observation:
     timed_out: bool = False  # the supervisor killed it for exceeding its timeout
     signals_delivered: tuple[int, ...] = ()  # seen delivered to the agent's process group
     tests_passed: bool | None = None
+    # Steps of the task still undone besides files (e.g. "git commit", "open the PR"): an
+    # agent that wrote every file but never committed or opened its PR is not finished.
+    work_missing: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- evidence
@@ -263,9 +266,10 @@ def _text_evidence(sources: list[list[Match]], found: _Found) -> None:
 
 
 def _deliverable_evidence(obs: Observation, found: _Found) -> None:
-    missing, present = obs.deliverables_missing, obs.deliverables_present
+    present = obs.deliverables_present
+    missing = (*obs.deliverables_missing, *obs.work_missing)
     if obs.tests_passed is False:
-        if not missing:
+        if not obs.deliverables_missing:
             detail = f"all {len(present)} deliverable(s) present; tests fail"
             found.add("deliverables", Reason.TEST_FAILURE, 0.8, detail)
         else:
@@ -276,8 +280,14 @@ def _deliverable_evidence(obs: Observation, found: _Found) -> None:
         e.weight >= _EXPLAINS and e.reason not in (Reason.INCOMPLETE, Reason.UNKNOWN)
         for e in found.evidence
     )
-    total = len(missing) + len(present)
-    detail = f"{len(missing)} of {total} deliverable(s) missing: {', '.join(missing[:5])}"
+    if obs.deliverables_missing:
+        files = obs.deliverables_missing
+        total = len(files) + len(present)
+        detail = f"{len(files)} of {total} deliverable(s) missing: {', '.join(files[:5])}"
+        if obs.work_missing:
+            detail += f"; also undone: {', '.join(obs.work_missing[:5])}"
+    else:
+        detail = f"all deliverables present but undone: {', '.join(obs.work_missing[:5])}"
     if explained:  # listed for the reader, not scored: another reason accounts for it
         found.add("deliverables", Reason.INCOMPLETE, 0.0, detail)
         return
@@ -323,6 +333,8 @@ def looks_successful(obs: Observation) -> bool:
 
 def _looks_successful(obs: Observation, log_matches: list[list[Match]]) -> bool:
     if obs.timed_out or obs.deliverables_missing or obs.tests_passed is False:
+        return False
+    if obs.work_missing or obs.signals_delivered:
         return False
     if obs.exit is not None and not obs.exit.clean:
         return False

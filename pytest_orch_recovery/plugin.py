@@ -12,7 +12,9 @@ OPTION_CHAOS = "--orch-chaos"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("orch-recovery", "chaos testing of agent recovery (pytest-orch-recovery)")
+    group = parser.getgroup(
+        "orch-recovery", "chaos testing of agent recovery (pytest-orch-recovery)"
+    )
     group.addoption(
         OPTION_CHAOS,
         action="store_true",

@@ -272,8 +272,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "pr_creation_failed",
-        lambda s: s.reason in (Reason.GITHUB_ERROR, Reason.INCOMPLETE, Reason.SIGINT,
-                               Reason.KILLED, Reason.TIMEOUT) and _pr_only(s),
+        lambda s: s.reason in (Reason.GITHUB_ERROR, Reason.INCOMPLETE) and _pr_only(s),
         Strategy.RESUME,
         lambda s: "the code is complete but the PR was not created; resuming only to "
         + ", ".join(w.describe() for w in s.missing) + ".",

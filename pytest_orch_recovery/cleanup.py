@@ -63,6 +63,11 @@ def _managed_root(path: Path, managed_roots: Sequence[Path]) -> Path | None:
     return None
 
 
+def _main_worktree(repo: Path) -> Path:
+    # `git worktree list` names the main worktree first, whichever worktree asks.
+    return git.list_worktrees(repo)[0].path.resolve()
+
+
 def _registered(repo: Path, path: Path) -> git.WorktreeRecord | None:
     real = path.resolve()
     for record in git.list_worktrees(repo):
@@ -173,7 +178,7 @@ def cleanup_workspace(
             git.run_git(["worktree", "prune"], cwd=repo)
             return CleanupResult(worktree, False, None, "nothing to clean: no such directory")
         return _refuse(worktree, f"not a worktree of {repo}")
-    if record.path.resolve() == git.toplevel(repo).resolve():
+    if record.path.resolve() == _main_worktree(repo):
         return _refuse(worktree, "the main worktree is never removed")
     if record.locked:
         return _refuse(worktree, "worktree is locked (git worktree lock)")
@@ -191,6 +196,8 @@ def cleanup_workspace(
     if proc.returncode != 0:
         _log.warning("git worktree remove %s failed, deleting it: %s", worktree, proc.stderr)
     if worktree.exists():
+        if (worktree / ".git").is_dir():  # a repository of its own, never a linked worktree
+            return _refuse(worktree, f"git left a directory holding a repository: {proc.stderr}")
         shutil.rmtree(worktree)
     git.run_git(["worktree", "prune"], cwd=repo)
     saved = f"; unpushed work saved to {rescue_ref}" if rescue_ref else "; nothing unpushed"
@@ -203,7 +210,7 @@ def find_orphans(repo: Path, managed_roots: Sequence[Path], live_agents: set[str
     Convention: an agent's worktree directory is named after the agent (``task-agent-5030``).
     Worktrees whose directory is gone are pruned records, not orphans, and are not listed.
     """
-    main = git.toplevel(repo).resolve()
+    main = _main_worktree(repo)
     orphans: list[Path] = []
     for record in git.list_worktrees(repo):
         if record.bare or record.path.resolve() == main or not record.path.is_dir():

@@ -62,6 +62,12 @@ def test_refuses_the_main_worktree_even_inside_a_root(sandbox: GitSandbox) -> No
     assert (sandbox.repo / "README.md").exists()
 
 
+def test_main_worktree_is_known_when_asked_through_another_worktree(sandbox: GitSandbox) -> None:
+    other = sandbox.worktree("agent")
+    result = cleanup_workspace(sandbox.repo, repo=other, managed_roots=[sandbox.root])
+    assert not result.removed and "main worktree" in result.reason
+
+
 def test_refuses_a_symlinked_workspace_path(sandbox: GitSandbox) -> None:
     wt = sandbox.worktree("agent")
     link = sandbox.agents / "alias"

@@ -227,12 +227,13 @@ class TaskScript:
         *,
         lesson: str = "",
         systematic_cause: str | None = None,
+        rule: str | None = None,
         after: float = 1.0,
     ) -> TaskScript:
         decision = Decision(
             strategy,
             why=f"policy chose {strategy}",
-            rule=f"{self._last_reason}-{strategy}",
+            rule=rule or f"{self._last_reason}-{strategy}",
             systematic_cause=systematic_cause,
             lesson=lesson,
         )
@@ -363,7 +364,8 @@ def permission_outage(
     j.operator_action(fix, [t.task.task_id for t in scripts], after=60.0)
     for t, minutes in zip(scripts, recovery_minutes, strict=True):
         assert t.first_failed_exit is not None
-        t.launch(Strategy.RESTART, after=1.0)
+        # Like the coordinator: a release is journaled as a decision, then the launch.
+        t.decide(Strategy.RESTART, rule="operator_release").launch(Strategy.RESTART)
         j.advance_to(t.first_failed_exit + minutes * 60 - 2.0)
         t.exit(ExitInfo(0), after=1.0).succeed(after=1.0)
     return scripts

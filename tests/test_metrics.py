@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import replace
 
 import pytest
@@ -246,10 +247,13 @@ def test_metrics_invariants(events: list[Event]) -> None:
     m = compute(events)
     assert m.first_try + m.required_recovery + m.unsettled == m.total_tasks
     assert m.simple_tasks + m.complex_tasks == m.total_tasks
-    # In these stories only a failed task is ever escalated.
-    assert m.recovered + m.escalated + m.failed_after_recovery + m.recovering == (
-        m.required_recovery
-    )
+    outcomes = Counter(r.outcome for r in m.recent)
+    assert outcomes[Outcome.RECOVERED] == m.recovered
+    assert outcomes[Outcome.FAILED] == m.failed_after_recovery
+    assert outcomes[Outcome.IN_PROGRESS] == m.recovering
+    # A task can also be escalated over an exit nobody attributed (no failed attempt).
+    assert outcomes[Outcome.ESCALATED] <= m.escalated
+    assert sum(outcomes.values()) == m.required_recovery
     assert sum(n for _, n in m.required_recovery_by_reason) == m.required_recovery
     assert sum(r.count for r in m.reasons) == m.failures
     if m.failures:
@@ -267,3 +271,11 @@ def test_metrics_invariants(events: list[Event]) -> None:
         assert m.recovery_time_p50 is not None and m.recovery_time_p95 is not None
         assert min(m.recovery_times) <= m.recovery_time_p50 <= m.recovery_time_p95
         assert m.recovery_time_p95 <= max(m.recovery_times)
+
+
+def test_escalation_over_an_unattributed_exit_is_not_a_recovery() -> None:
+    j = JournalBuilder()
+    j.task("t1", "a1").launch().exit(ExitInfo(1)).decide(Strategy.ESCALATE).escalate()
+    m = compute(j.events)
+    assert (m.escalated, m.required_recovery, m.unattributed_failures) == (1, 0, 1)
+    assert m.unsettled == 1 and m.settled_simple == 1  # ended, though not on a first try

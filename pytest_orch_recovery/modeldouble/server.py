@@ -17,7 +17,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -56,7 +56,9 @@ class ModelDouble:
         self._host = host
         self._port = port
         self._transcript_path = transcript_path
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: wait_until's predicate reads properties
+        self._changed = threading.Condition(self._lock)  # notified on every state change
+        self._stalled = 0
         self._tasks: list[TaskPlan] = list(plan.tasks)
         self._book = FaultBook()
         for spec in plan.faults:
@@ -134,6 +136,24 @@ class ModelDouble:
             self._tasks.append(task)
 
     @property
+    def stalled(self) -> int:
+        """How many requests a ``stall`` fault is holding right now."""
+        with self._lock:
+            return self._stalled
+
+    def wait_until(self, predicate: Callable[[ModelDouble], bool], timeout: float) -> bool:
+        """Block until ``predicate(self)`` holds (checked after each request/stall change) or
+        ``timeout`` seconds pass; returns the predicate's last value."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate(self):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+            return True
+
+    @property
     def transcript(self) -> list[dict[str, Any]]:
         """One entry per request: seq, endpoint, index, task, side, action, fault, status."""
         with self._lock:
@@ -169,6 +189,7 @@ class ModelDouble:
             self._seq += 1
             entry = {"seq": self._seq, "time": round(time.time(), 3), **entry}
             self._transcript.append(entry)
+            self._changed.notify_all()
             if self._transcript_path is not None:
                 _append_line(self._transcript_path, json.dumps(entry, ensure_ascii=False))
 
@@ -199,7 +220,15 @@ class ModelDouble:
 
     def _wait_stall(self, seconds: float) -> bool:
         """Hold a stalled request; True when released because the double is stopping."""
-        return self._stopping.wait(seconds)
+        with self._changed:
+            self._stalled += 1
+            self._changed.notify_all()
+        try:
+            return self._stopping.wait(seconds)
+        finally:
+            with self._changed:
+                self._stalled -= 1
+                self._changed.notify_all()
 
 
 def _shut(conn: socket.socket) -> None:

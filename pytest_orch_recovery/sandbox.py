@@ -479,6 +479,10 @@ class Sandbox:
         _OPEN.discard(self)
         _teardown_ledger(self.root, self.ledger)
 
+    def leftovers(self) -> list[str]:
+        """What of this sandbox still exists: empty after a complete teardown."""
+        return _leftovers(self.root, self.ledger)
+
     def __enter__(self) -> Sandbox:
         return self
 
@@ -521,6 +525,20 @@ def _teardown_ledger(root: Path, ledger: Ledger) -> None:
             with contextlib.suppress(Exception):
                 remove_worktree(repo, Path(wt), force=True)
     shutil.rmtree(root, ignore_errors=True)
+
+
+def _leftovers(root: Path, ledger: Ledger) -> list[str]:
+    found = []
+    if tmux_server_running(ledger.tmux_socket):
+        found.append(f"tmux server on socket {ledger.tmux_socket}")
+    for entry in ledger.pids:
+        if process_alive(int(entry["pid"]), entry.get("start")):
+            found.append(f"process {entry['pid']} ({entry.get('what')})")
+    for pid in pids_with_env(_ENV_MARKER, ledger.sandbox_id):
+        found.append(f"process {pid} carrying {_ENV_MARKER}={ledger.sandbox_id}")
+    if root.exists():
+        found.append(f"directory {root}")
+    return found
 
 
 def reap_stale(base_dir: Path | None = None) -> list[Path]:

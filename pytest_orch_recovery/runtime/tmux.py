@@ -144,8 +144,10 @@ class TmuxRuntime:
         prs: object | None = None,
         clock: Clock | None = None,
         base: str = "main",
+        kill_grace: float = _KILL_GRACE,
     ) -> None:
         self.sandbox = sandbox
+        self.kill_grace = kill_grace  # seconds between SIGTERM and SIGKILL in kill()
         self.clock: Clock = clock if clock is not None else WallClock()
         self._command_for = command_for
         self._prs = prs if prs is not None else sandbox.forge
@@ -409,7 +411,7 @@ class TmuxRuntime:
             groups.add(fg)
         groups = {g for g in groups if pids_in_group(g)}
         if groups:
-            stop_process_groups(groups, grace=_KILL_GRACE)
+            stop_process_groups(groups, grace=self.kill_grace)
 
     def output(self, agent: str) -> str:
         attempt = self._attempt(agent)
@@ -447,7 +449,7 @@ class TmuxRuntime:
         self._closed = True
         for attempt in self._attempts.values():
             if process_alive(attempt.pane_pid):
-                stop_process_groups({attempt.pane_pid}, grace=_KILL_GRACE)
+                stop_process_groups({attempt.pane_pid}, grace=self.kill_grace)
         kill_tmux_server(self.sandbox.tmux_socket)
         os.close(self._fifo_fd)
         with contextlib.suppress(FileNotFoundError):

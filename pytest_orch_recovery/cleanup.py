@@ -197,7 +197,8 @@ def cleanup_workspace(
         _log.warning("git worktree remove %s failed, deleting it: %s", worktree, proc.stderr)
     if worktree.exists():
         if (worktree / ".git").is_dir():  # a repository of its own, never a linked worktree
-            return _refuse(worktree, f"git left a directory holding a repository: {proc.stderr}")
+            reason = f"git left a directory holding a repository: {proc.stderr.strip()}"
+            return CleanupResult(worktree, False, rescue_ref, reason)
         shutil.rmtree(worktree)
     git.run_git(["worktree", "prune"], cwd=repo)
     saved = f"; unpushed work saved to {rescue_ref}" if rescue_ref else "; nothing unpushed"

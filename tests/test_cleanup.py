@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from gitrepo import GitSandbox, isolate_git
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pytest_orch_recovery import git
 from pytest_orch_recovery.cleanup import (
@@ -265,3 +267,58 @@ def test_find_and_reap_orphans(sandbox: GitSandbox, tmp_path: Path) -> None:
     left = _registered(sandbox.repo)
     assert left[0] == sandbox.repo and set(left[1:]) == {live, unmanaged}
     assert find_orphans(sandbox.repo, roots, {"task-agent-1813"}) == []
+
+
+# --------------------------------------------------------------------------- nothing is lost
+
+_file_names = st.sampled_from(["a.md", "b c.py", "dir/d.txt", "dir/é f.md", "g"])
+_contents = st.text(st.characters(codec="utf-8"), max_size=20)
+# Each step: (name, content, then: "commit" | "stage" | "leave").
+_steps = st.lists(
+    st.tuples(_file_names, _contents, st.sampled_from(["commit", "stage", "leave"])),
+    max_size=6,
+)
+
+
+@settings(
+    max_examples=6,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(steps=_steps, push_first=st.booleans())
+def test_cleanup_loses_nothing(
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    steps: list[tuple[str, str, str]],
+    push_first: bool,
+) -> None:
+    root = tmp_path_factory.mktemp("lossless")
+    isolate_git(monkeypatch, root)
+    sandbox = GitSandbox.create(root / "sb")
+    wt = sandbox.worktree("agent")
+    expected = {"README.md": "# sandbox\n"}
+    for name, content, then in steps:
+        sandbox.write(wt, name, content)
+        expected[name] = content
+        if then == "commit":
+            sandbox.commit_all(wt)
+        elif then == "stage":
+            git.run_git(["add", "--", name], cwd=wt)
+    if push_first:
+        sandbox.push(wt)
+
+    result = cleanup_workspace(wt, repo=sandbox.repo, managed_roots=[sandbox.agents])
+
+    assert result.removed and not wt.exists()
+    if result.rescue_ref is None:
+        # Only when everything on disk was already on origin.
+        ref = "refs/heads/agent" if push_first else "main"
+        assert git.resolve(sandbox.origin, ref) is not None
+        source = ref
+    else:
+        source = result.rescue_ref
+    listed = git.run_git(["ls-tree", "-r", "-z", "--name-only", source], cwd=sandbox.repo)
+    names = {n for n in listed.stdout.split("\0") if n}
+    assert names == set(expected)
+    for name, content in expected.items():
+        assert _show(sandbox.repo, f"{source}:{name}") == content

@@ -36,22 +36,35 @@ from pytest_orch_recovery.model import (
 # The seed's incident happened on 2025-07-23.
 SEED_DAY = datetime(2025, 7, 23, 9, 0, tzinfo=UTC).timestamp()
 
-# What each reason looks like when the classifier attributes it, and its typical exit.
+# What each reason looks like when the classifier attributes it, and its typical exit. Wording:
+# API error - Claude Code prints "API Error: <status> <body>" and the Messages API error body is
+#   {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}
+#   (anthropics/claude-code#61365; Anthropic's error shape as the Claude API docs give it);
+# GitHub - gh's "pull request create failed: GraphQL: Resource not accessible by integration
+#   (createPullRequest)" (JetBrains/intellij-platform-plugin-template#268);
+# git - remote-curl.c's die("unable to access '%s': %s", url, curl_errorstr).
 _REASON_SHAPES: dict[Reason, tuple[ExitInfo, str, str]] = {
     Reason.SIGINT: (ExitInfo(status=None, signal=2, source="tmux"), "exit", "exit 130 (SIGINT)"),
     Reason.TIMEOUT: (ExitInfo(124, timed_out=True), "supervisor", "killed after 1800 s timeout"),
     Reason.API_ERROR: (
         ExitInfo(1),
         "result",
-        'API Error: 529 {"type":"error","error":{"type":"overloaded_error"}}',
+        'API Error: 529 {"type":"error","error":{"type":"overloaded_error",'
+        '"message":"Overloaded"}}',
     ),
     Reason.PERMISSION: (ExitInfo(0), "result", "result JSON lists 3 permission_denials"),
     Reason.GITHUB_ERROR: (
         ExitInfo(1),
         "log",
-        "pull request create failed: GraphQL: Resource not accessible by integration",
+        "pull request create failed: GraphQL: Resource not accessible by integration "
+        "(createPullRequest)",
     ),
-    Reason.GIT_ERROR: (ExitInfo(128), "log", "fatal: unable to access origin"),
+    Reason.GIT_ERROR: (
+        ExitInfo(128),
+        "log",
+        "fatal: unable to access 'https://github.com/acme/app.git/': Could not resolve host: "
+        "github.com",
+    ),
     Reason.TEST_FAILURE: (ExitInfo(0), "deliverables", "tests fail: 2 failed, 5 passed"),
     Reason.KILLED: (ExitInfo(status=None, signal=9), "exit", "exit 137 (SIGKILL)"),
     Reason.INCOMPLETE: (ExitInfo(0), "deliverables", "2 of 3 deliverables missing"),

@@ -572,3 +572,41 @@ def test_repaired_history_answers_every_tool_call(steps: list[str]) -> None:
             answered = {b.get("tool_use_id") for b in answer if b["type"] == "tool_result"}
             assert answered >= set(calls)
             assert answer[0]["type"] == "tool_result"
+
+
+def test_sigint_to_the_group_during_bash_stops_the_command_and_exits_0(work: Path) -> None:
+    fifo = work / "started.fifo"
+    os.mkfifo(fifo)
+    pid_file = work / "sleep.pid"
+    command = f"echo $$ > {pid_file}; echo go > {fifo}; exec sleep 30"
+    with FakeApi([Reply("sse", tool_msg("Bash", {"command": command}, "b7"))]) as api:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest_orch_recovery.simagent", "-p", "run it",
+             "--dangerously-skip-permissions"],
+            cwd=work / "work", env=agent_env(work, api), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )
+        started = threading.Event()
+
+        def _wait_for_command() -> None:
+            with open(fifo) as handle:  # returns once the command has opened the fifo
+                if handle.read().strip() == "go":
+                    started.set()
+
+        reader = threading.Thread(target=_wait_for_command, daemon=True)
+        reader.start()
+        try:
+            assert started.wait(WAIT), "the Bash command never started"
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the agent's terminal does
+            out, err = proc.communicate(timeout=WAIT)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(WAIT)
+    assert (proc.returncode, out) == (0, ""), err
+    sleeper = int(pid_file.read_text())
+    assert not Path(f"/proc/{sleeper}").exists() or "Z" in Path(
+        f"/proc/{sleeper}/stat").read_text().split()[2]
+    transcript = next((work / "home" / ".claude" / "projects").glob("*/*.jsonl"))
+    kinds = [json.loads(x)["type"] for x in transcript.read_text().splitlines()]
+    assert kinds == ["user", "assistant"]  # the tool call never got a result

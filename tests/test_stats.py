@@ -82,9 +82,7 @@ finite = st.floats(min_value=-1e9, max_value=1e9, allow_nan=False)
 
 
 @given(st.lists(finite, min_size=1, max_size=50), st.floats(min_value=0, max_value=100))
-def test_percentile_lies_between_min_and_max_and_is_monotone(
-    values: list[float], q: float
-) -> None:
+def test_percentile_lies_between_min_and_max_and_is_monotone(values: list[float], q: float) -> None:
     p = percentile(values, q)
     assert min(values) <= p <= max(values)
     assert percentile(values, 0) <= p <= percentile(values, 100)

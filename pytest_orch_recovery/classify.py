@@ -265,6 +265,20 @@ def _text_evidence(sources: list[list[Match]], found: _Found) -> None:
                 found.retry_after = m.retry_after
 
 
+def _parked_at_prompt(obs: Observation, log_matches: list[list[Match]], found: _Found) -> None:
+    """An agent killed by the timeout while its last words were a permission prompt was not
+    slow: it was waiting for a person. The prompt is the cause, the timeout its symptom."""
+    if not _supervisor_timed_out(obs):
+        return
+    for matches in log_matches:
+        if matches and matches[-1].reason is Reason.PERMISSION:
+            last = matches[-1]
+            found.add("log", Reason.PERMISSION, 0.95,
+                      f"waiting at a permission prompt when the timeout fired: {last.text}",
+                      last.source, last.line)
+            return
+
+
 def _deliverable_evidence(obs: Observation, found: _Found) -> None:
     present = obs.deliverables_present
     missing = (*obs.deliverables_missing, *obs.work_missing)
@@ -380,6 +394,7 @@ def classify(obs: Observation) -> Attribution:
     _supervisor_evidence(obs, found)
     result_matches = _result_evidence(obs, found)
     _text_evidence([*log_matches, result_matches], found)
+    _parked_at_prompt(obs, log_matches, found)
     _deliverable_evidence(obs, found)
     scores = _scores(e for e in found.evidence if e.weight > 0)
     if not scores:

@@ -149,7 +149,7 @@ class CircuitBreaker:
             seen.popleft()
         agents = {a for _, a in seen}
         if len(agents) >= self.threshold:
-            self._open[reason] = systematic_cause(reason, sorted(agents))
+            self._open[reason] = systematic_cause(reason)
             return True
         return False
 
@@ -180,9 +180,10 @@ _SYSTEMATIC_HINTS: dict[Reason, str] = {
 }
 
 
-def systematic_cause(reason: Reason, agents: Sequence[str]) -> str:
+def systematic_cause(reason: Reason) -> str:
+    """One stable text per reason, so every escalation of the same wall names one cause."""
     hint = _SYSTEMATIC_HINTS.get(reason, f"{reason} across several agents")
-    return f"systematic {reason}: {hint}; affected: {', '.join(agents)}"
+    return f"systematic {reason}: {hint}"
 
 
 # --------------------------------------------------------------------------- the table
@@ -386,7 +387,7 @@ class Policy:
             resume_session = s.partial.checkpoint.session_id
         cause = None
         if rule.strategy is Strategy.ESCALATE and rule.systematic:
-            cause = self.breaker.cause(s.reason) or systematic_cause(s.reason, [s.agent])
+            cause = self.breaker.cause(s.reason) or systematic_cause(s.reason)
         return Decision(
             strategy=rule.strategy,
             why=rule.why(s),

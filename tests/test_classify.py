@@ -456,3 +456,37 @@ def test_cli_every_option_has_help() -> None:
     parser = build_parser("orch-recovery classify")
     for action in parser._actions:
         assert action.help, action.dest
+
+
+def test_timeout_while_parked_at_a_permission_prompt_blames_the_prompt() -> None:
+    obs = Observation(
+        exit=ExitInfo.from_returncode(-15),
+        timed_out=True,
+        logs=(LogText("pane", "⏺ Write(fake3.md)\nDo you want to create fake3.md?\n"),),
+        deliverables_missing=("fake3.md",),
+    )
+    attribution = classify(obs)
+    assert attribution.reason is Reason.PERMISSION
+    assert any("permission prompt" in e.detail for e in attribution.evidence)
+
+
+def test_files_present_but_commit_and_pr_undone_is_not_success() -> None:
+    obs = Observation(
+        exit=ExitInfo.from_returncode(0),
+        deliverables_present=("fake3.md",),
+        work_missing=("git commit", "git push", "open the PR"),
+    )
+    assert not looks_successful(obs)
+    attribution = classify(obs)
+    assert attribution.reason is Reason.INCOMPLETE
+    assert any("open the PR" in e.detail for e in attribution.evidence)
+
+
+def test_sigint_delivered_with_all_files_present_is_still_sigint() -> None:
+    obs = Observation(
+        exit=ExitInfo.from_returncode(0),
+        deliverables_present=("fake3.md",),
+        signals_delivered=(2,),
+        work_missing=("git commit",),
+    )
+    assert classify(obs).reason is Reason.SIGINT

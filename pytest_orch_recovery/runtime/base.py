@@ -52,7 +52,9 @@ class Clock(Protocol):
 class Runtime(Protocol):
     """Launch, wait for exit, interrupt, kill, capture output, clean up."""
 
-    clock: Clock
+    @property
+    def clock(self) -> Clock:
+        """The time source every event of this runtime is stamped with."""
 
     def launch(self, spec: LaunchSpec) -> None:
         """Start the attempt. Must be idempotent on ``spec.key``."""
@@ -74,7 +76,8 @@ class Runtime(Protocol):
         """What the agent's workspace holds now."""
 
     def live(self) -> frozenset[str]:
-        """Names of agents whose attempt is still running."""
+        """Names of agents whose attempt is still running, or has ended but its exit has not
+        been returned by :meth:`next_exit` yet."""
 
     def apply_remedy(self, agent: str, remedy: str) -> str:
         """Carry out a policy remedy (e.g. ``remove_stale_index_lock``) in the agent's

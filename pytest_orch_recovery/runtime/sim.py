@@ -224,7 +224,8 @@ class SimRuntime:
         )
 
     def live(self) -> frozenset[str]:
-        return frozenset(a for a, att in self._attempts.items() if att.live)
+        running = {a for a, att in self._attempts.items() if att.live}
+        return frozenset(running | {e.agent for e in self._exits})
 
     def apply_remedy(self, agent: str, remedy: str) -> str:
         ws = self.workspaces.get(agent)

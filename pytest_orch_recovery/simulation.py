@@ -1,0 +1,122 @@
+"""Run the real coordinator over the in-process simulation runtime, start to finish.
+
+This is what Hypothesis properties, benchmarks and the ``sim`` tier of the chaos campaign call:
+tasks and a fault schedule in, a finished journal out. It also plays the operator (fixing the
+dispatcher's configuration after an escalation) and can crash the coordinator itself at a
+chosen journal event, replacing it with one rebuilt from the journal — the way a production
+supervisor restarts a dead coordinator.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .coordinator import Coordinator, CoordinatorConfig, Phase
+from .faults import FaultLedger, FaultSpec
+from .journal import Journal
+from .model import Event, Reason, Task
+from .policy import Policy
+from .runtime.sim import SimRuntime
+
+
+class SimulatedCrash(Exception):
+    """Raised by :class:`CrashingJournal` to kill the coordinator mid-step."""
+
+
+class CrashingJournal(Journal):
+    """A journal that crashes its writer right after the Nth append is durable."""
+
+    def __init__(self, crash_after: int) -> None:
+        super().__init__(None)
+        self.crash_after = crash_after
+        self.crashed = False
+
+    def append(self, event: Event) -> Event:
+        stored = super().append(event)
+        if not self.crashed and len(self) >= self.crash_after:
+            self.crashed = True
+            raise SimulatedCrash(f"coordinator killed after journal event {stored.seq}")
+        return stored
+
+
+# Operator actions the simulation knows how to carry out, by name.
+OPERATOR_ACTIONS: dict[str, tuple[str, tuple[Reason, ...]]] = {
+    "fix_permission_flag": ("fixed the dispatcher's config: added --dangerously-skip-permissions",
+                            (Reason.PERMISSION,)),
+}
+
+
+@dataclass
+class SimOutcome:
+    events: list[Event]
+    runtime: SimRuntime
+    coordinator: Coordinator
+    crashes: int = 0
+    outcomes: dict[str, Phase] = field(default_factory=dict)
+
+    @property
+    def ledger(self) -> FaultLedger:
+        return self.runtime.ledger
+
+
+def _submit(coordinator: Coordinator, *, task: Task, agent: str | None) -> str:
+    return coordinator.submit(task, agent=agent)
+
+
+def simulate(
+    tasks: Sequence[Task],
+    faults: Sequence[FaultSpec] = (),
+    *,
+    seed: int = 0,
+    agents: Sequence[str] | None = None,
+    operator_actions: Sequence[str] = (),
+    crash_after_event: int | None = None,
+    policy_factory: Callable[[int], Policy] | None = None,
+    config: CoordinatorConfig | None = None,
+    journal: Journal | None = None,
+    tests_broken: Sequence[str] = (),
+) -> SimOutcome:
+    """Submit ``tasks``, run to quiescence, apply ``operator_actions`` (each followed by
+    another run), and return the journal's events."""
+    runtime = SimRuntime(seed=seed, faults=faults, tests_broken=tests_broken)
+    if crash_after_event is None and any(f.kind == "coordinator_crash" for f in faults):
+        crash_after_event = next(
+            f.effective_trigger.n for f in faults if f.kind == "coordinator_crash"
+        ) * 4
+    if crash_after_event is not None:
+        journal = CrashingJournal(crash_after_event)
+    if journal is None:
+        journal = Journal(None)
+    cfg = config or CoordinatorConfig(seed=seed, attempt_timeout=1800.0)
+
+    def new_policy() -> Policy:
+        return policy_factory(seed) if policy_factory else Policy(seed=seed)
+
+    coordinator = Coordinator(runtime, journal, policy=new_policy(), config=cfg)
+    crashes = 0
+
+    def run(step: Callable[[Coordinator], object]) -> None:
+        nonlocal coordinator, crashes
+        try:
+            step(coordinator)
+        except SimulatedCrash:
+            crashes += 1
+            coordinator = Coordinator.from_journal(runtime, journal, policy=new_policy(),
+                                                   config=cfg)
+            coordinator.run()
+
+    names: list[str | None] = list(agents) if agents is not None else [None] * len(tasks)
+    for task, name in zip(tasks, names, strict=True):
+        run(functools.partial(_submit, task=task, agent=name))
+    run(Coordinator.run)
+    for action in operator_actions:
+        text, reasons = OPERATOR_ACTIONS[action]
+        if action == "fix_permission_flag":
+            runtime.fix_permission_flag()
+        run(functools.partial(Coordinator.release, action=text, reasons=reasons))
+        run(Coordinator.run)
+    outcome = SimOutcome(list(journal.events()), runtime, coordinator, crashes)
+    outcome.outcomes = {tid: s.phase for tid, s in coordinator.tasks.items()}
+    return outcome

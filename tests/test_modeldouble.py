@@ -631,3 +631,38 @@ def test_cli_rejects_a_bad_plan_with_exit_2(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert f"{plan}:4: tasks[0].steps[0].new: required" in proc.stderr
+
+
+def test_task_scoped_request_fault_counts_only_that_tasks_requests(double: ModelDouble) -> None:
+    double.add_task(TaskPlan("Other task", (Step("bash", "ls", "free"),)))
+    double.add_fault(FaultSpec(FaultKind.OVERLOADED, at_request=2, scope="task",
+                               task="Other task"))
+    codes = [_post(double.url, _body([{"role": "user", "content": prompt}]))[0]
+             for prompt in (TASK.title, TASK.title, "Other task", TASK.title, "Other task")]
+    assert codes == [200, 200, 200, 200, 529]
+    assert [e["task_index"] for e in double.transcript] == [1, 2, 1, 3, 2]
+
+
+def test_stop_closes_idle_keep_alive_connections_and_joins_threads() -> None:
+    double = ModelDouble(Plan((plan_for_task(TASK),))).start()
+    host, port = double.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        conn.request("POST", "/v1/messages/count_tokens", body=json.dumps({"messages": []}))
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.getheader("Connection") != "close"
+        resp.read()  # the connection stays open, its handler thread waiting for more
+        double.stop()
+    finally:
+        conn.close()
+    handlers = [t for t in threading.enumerate() if "process_request_thread" in t.name]
+    assert handlers == []
+
+
+def test_odd_request_shapes_are_tolerated_and_the_server_stays_up(double: ModelDouble) -> None:
+    status, _, raw = _post(double.url, {"messages": [{"role": "user", "content": 5}],
+                                        "tools": "Write", "system": 7})
+    assert status == 200  # odd shapes are tolerated: a side request with a short reply
+    assert json.loads(raw)["stop_reason"] == "end_turn"
+    status, _, _ = _post(double.url, _body([{"role": "user", "content": TASK.title}]))
+    assert status == 200

@@ -328,7 +328,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._record_simple("messages", 400)
             self._error("invalid_request_error", str(exc))
             return
-        reply, task, ctx = self.double._answer(body)
+        try:
+            reply, task, ctx = self.double._answer(body)
+        except Exception as exc:  # a request shape the double cannot read: say so, stay up
+            self.double._record({"endpoint": "messages", "status": 500, "error": repr(exc)})
+            self._error("api_error")
+            return
         fault = self.double._take_fault(ctx)
         stream = body.get("stream") is True
         entry: dict[str, Any] = {

@@ -666,3 +666,15 @@ def test_odd_request_shapes_are_tolerated_and_the_server_stays_up(double: ModelD
     assert json.loads(raw)["stop_reason"] == "end_turn"
     status, _, _ = _post(double.url, _body([{"role": "user", "content": TASK.title}]))
     assert status == 200
+
+
+def test_stream_error_event_ends_a_started_stream(double: ModelDouble) -> None:
+    double.add_fault(FaultSpec(FaultKind.STREAM_ERROR, keep_events=2, times=2))
+    status, _, raw = _post(double.url,
+                           _body([{"role": "user", "content": TASK.title}], stream=True))
+    events = _sse(raw)
+    assert status == 200 and [n for n, _ in events] == [
+        "message_start", "content_block_start", "error"]
+    assert events[-1][1]["error"] == {"type": "overloaded_error", "message": "Overloaded"}
+    status, _, raw = _post(double.url, _body([{"role": "user", "content": TASK.title}]))
+    assert status == 529 and json.loads(raw)["error"]["type"] == "overloaded_error"

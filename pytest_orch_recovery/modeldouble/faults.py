@@ -8,6 +8,9 @@ Kinds and what the client sees (status and body as the real API sends them):
 - ``auth``: 401 ``authentication_error`` "invalid x-api-key"
 - ``stall``: no answer for ``seconds`` (then the normal reply), or until the double stops
   (then the connection closes unanswered)
+- ``stream_error``: a streaming reply that starts (200, ``keep_events`` events) and then
+  carries ``event: error`` with an ``overloaded_error`` body and ends, as Anthropic's streaming
+  docs describe for high load; a non-streaming request gets the 529 it corresponds to
 - ``drop_stream``: a streaming reply cut after ``keep_events`` events (message_start and some
   deltas), without the final chunk: the client sees an incomplete SSE body. A non-streaming
   request gets its connection closed before any response.
@@ -41,6 +44,7 @@ class FaultKind(enum.StrEnum):
     AUTH = "auth"
     STALL = "stall"
     DROP_STREAM = "drop_stream"
+    STREAM_ERROR = "stream_error"
 
 
 # kind -> API error type for the kinds that answer with an error body
@@ -62,7 +66,7 @@ class FaultSpec:
     before_kind: str | None = None
     task: str | None = None
     seconds: float = 30.0  # stall: how long to hold; rate_limit: retry-after
-    keep_events: int = 3  # drop_stream: SSE events sent before the cut
+    keep_events: int = 3  # drop_stream / stream_error: SSE events sent first
 
     def __post_init__(self) -> None:
         if self.times < 1:

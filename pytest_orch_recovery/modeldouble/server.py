@@ -346,6 +346,8 @@ class _Handler(BaseHTTPRequestHandler):
             "action": reply.to_json(),
             "fault": None if fault is None else str(fault.kind),
         }
+        if fault is not None and fault.kind is FaultKind.STREAM_ERROR and not stream:
+            fault = FaultSpec(FaultKind.OVERLOADED)  # the status a non-streaming call gets
         if fault is not None and fault.kind in ERROR_TYPES:
             error_type = ERROR_TYPES[fault.kind]
             self.double._record({**entry, "status": ERRORS[error_type][0]})
@@ -375,8 +377,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         events = stream_events(reply, msg_id=msg_id, tool_id=tool_id, model=model,
                                input_tokens=input_tokens)
-        keep = fault.keep_events if fault is not None and dropping else None
-        self._stream(events, keep)
+        keep = None if fault is None else fault.keep_events
+        if fault is not None and fault.kind is FaultKind.STREAM_ERROR:
+            self._stream(events, keep, error=error_body("overloaded_error", new_id("req")))
+        else:
+            self._stream(events, keep if dropping else None)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -440,19 +445,25 @@ class _Handler(BaseHTTPRequestHandler):
                  **(headers or {})}
         self._json(status, error_body(error_type, request_id, message_text), extra)
 
-    def _stream(self, events: Any, keep: int | None) -> None:
+    def _stream(self, events: Any, keep: int | None,
+                error: dict[str, Any] | None = None) -> None:
         self._headers(200, "text/event-stream; charset=utf-8",
                       {"Cache-Control": "no-cache", "Transfer-Encoding": "chunked"})
         self.end_headers()
         for sent, (name, data) in enumerate(events):
             if keep is not None and sent >= keep:
-                self.wfile.flush()
-                self._hang_up()  # mid-message: no message_stop, no final chunk
-                return
-            chunk = sse(name, data)
-            self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
-            self.wfile.flush()
+                if error is None:
+                    self.wfile.flush()
+                    self._hang_up()  # mid-message: no message_stop, no final chunk
+                    return
+                self._chunk(sse("error", error))
+                break
+            self._chunk(sse(name, data))
         self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
 
     def _hang_up(self) -> None:

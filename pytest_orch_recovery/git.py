@@ -126,7 +126,8 @@ def run_git(
         err.decode(_ENCODING, _ERRORS),
     )
     if check and done.returncode != 0:
-        raise GitError(args, cwd, done.returncode, done.stderr)
+        # Some failures speak on stdout only ("nothing to commit, working tree clean").
+        raise GitError(args, cwd, done.returncode, done.stderr.strip() or done.stdout)
     return done
 
 

@@ -61,7 +61,10 @@ class GitSandbox:
     @staticmethod
     def commit_all(worktree: Path, message: str = "work") -> str:
         git.run_git(["add", "--all"], cwd=worktree)
-        git.run_git(["commit", "--quiet", "--no-verify", "-m", message], cwd=worktree)
+        # --allow-empty: a generated sequence may "commit" what is already committed.
+        git.run_git(
+            ["commit", "--quiet", "--no-verify", "--allow-empty", "-m", message], cwd=worktree
+        )
         sha = git.head_sha(worktree)
         assert sha is not None
         return sha

@@ -65,6 +65,11 @@ def test_git_error_names_command_directory_and_stderr(tmp_path: Path) -> None:
     assert "not a git repository" in text
 
 
+def test_git_error_falls_back_to_stdout(sandbox: GitSandbox) -> None:
+    with pytest.raises(git.GitError, match="nothing to commit"):
+        git.run_git(["commit", "-m", "empty"], cwd=sandbox.repo)
+
+
 def test_check_false_returns_the_failure(tmp_path: Path) -> None:
     proc = git.run_git(["rev-parse", "HEAD"], cwd=tmp_path, check=False)
     assert proc.returncode == 128

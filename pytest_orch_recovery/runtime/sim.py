@@ -12,6 +12,7 @@ Everything is deterministic from the seed: durations come from a ``random.Random
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import json
 import random
@@ -39,6 +40,12 @@ _SERVER_ERROR_BODY = (
     '{"type":"error","error":{"type":"api_error","message":"Internal server error"}}'
 )
 
+
+_API_ERRORS = {
+    "api_overloaded": (529, _OVERLOADED_BODY),
+    "api_rate_limit": (429, _RATE_LIMIT_BODY),
+    "api_server_error": (500, _SERVER_ERROR_BODY),
+}
 
 _AFTER_EVENTS = {
     WorkKind.WRITE: "file_written",
@@ -116,11 +123,12 @@ class SimRuntime:
     ) -> None:
         self.clock = VirtualClock()
         self.seed = seed
-        self.faults = list(faults)
+        self.faults = [
+            spec if spec.fault_id else dataclasses.replace(spec, fault_id=f"f{index + 1}")
+            for index, spec in enumerate(faults)
+        ]
         self.ledger = ledger or FaultLedger()
-        for index, spec in enumerate(self.faults):
-            if not spec.fault_id:
-                object.__setattr__(spec, "fault_id", f"f{index + 1}")
+        for spec in self.faults:
             self.ledger.register(spec)
         self.permission_flag = permission_flag and not any(
             f.kind == "missing_permission_flag" for f in self.faults
@@ -392,6 +400,10 @@ class SimRuntime:
         """True when the request ended the attempt (or parked it)."""
         for spec in self._matching("api_request", attempt, n=attempt.api_requests):
             kind = spec.kind
+            if kind not in _API_ERRORS and kind != "api_stall":
+                if self._inject(spec, attempt, ws):
+                    return True
+                continue
             if kind == "api_stall":
                 self._mark(spec, attempt, FaultStatus.EXERCISED, "request never answered")
                 attempt.stalled = True
@@ -404,11 +416,7 @@ class SimRuntime:
                            f"{burst} errors absorbed by the agent's retries")
                 attempt.output.append(f"API Error ({burst} retries), retrying…")
                 continue
-            status, body = {
-                "api_overloaded": (529, _OVERLOADED_BODY),
-                "api_rate_limit": (429, _RATE_LIMIT_BODY),
-                "api_server_error": (500, _SERVER_ERROR_BODY),
-            }[kind]
+            status, body = _API_ERRORS[kind]
             if retry_after is not None:
                 attempt.output.append(f"retry-after: {int(retry_after)}")
             attempt.output.append(f"API Error: {status} {body}")

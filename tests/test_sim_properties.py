@@ -1,0 +1,146 @@
+"""Hypothesis properties of the engine over thousands of simulated fault schedules."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pytest_orch_recovery.coordinator import Phase
+from pytest_orch_recovery.faults import CATALOGUE, FaultSpec, Trigger
+from pytest_orch_recovery.metrics import compute
+from pytest_orch_recovery.model import EventKind, Reason, Task
+from pytest_orch_recovery.policy import Policy
+from pytest_orch_recovery.simulation import simulate
+
+ATTEMPT_FAULTS = sorted(
+    k for k, v in CATALOGUE.items() if v.scope == "attempt" and k != "corrupt_checkpoint"
+)
+
+
+@st.composite
+def tasks(draw: st.DrawFn) -> list[Task]:
+    count = draw(st.integers(1, 4))
+    out = []
+    for i in range(count):
+        files = draw(st.integers(1, 6))
+        out.append(
+            Task(
+                f"t{i}",
+                f"Task {i}",
+                tuple(f"src/m{i}_{j}.py" for j in range(files)),
+                tests="pytest -q" if draw(st.booleans()) else None,
+                wants_pr=draw(st.booleans()),
+            )
+        )
+    return out
+
+
+@st.composite
+def schedules(draw: st.DrawFn, task_ids: list[str]) -> list[FaultSpec]:
+    # Swarm testing: each schedule uses a random subset of the catalogue.
+    kinds = draw(st.lists(st.sampled_from(ATTEMPT_FAULTS), min_size=1, max_size=4,
+                          unique=True))
+    faults = []
+    for _ in range(draw(st.integers(0, 5))):
+        kind = draw(st.sampled_from(kinds))
+        event = draw(st.sampled_from(["tool_call", "api_request", "file_written", "start"]))
+        trigger = None if draw(st.booleans()) else Trigger(event, n=draw(st.integers(1, 4)))
+        faults.append(
+            FaultSpec(
+                kind,
+                trigger,
+                task=draw(st.sampled_from([*task_ids, "*"])),
+                attempt=draw(st.sampled_from([1, 1, 2, None])),
+            )
+        )
+    if draw(st.booleans()):
+        faults.append(FaultSpec("corrupt_checkpoint", Trigger("tool_call", n=1),
+                                task=draw(st.sampled_from(task_ids))))
+    return faults
+
+
+@st.composite
+def campaigns(draw: st.DrawFn) -> tuple[list[Task], list[FaultSpec], int]:
+    ts = draw(tasks())
+    return ts, draw(schedules([t.task_id for t in ts])), draw(st.integers(0, 2**32 - 1))
+
+
+PROPERTY_SETTINGS = settings(max_examples=150, deadline=None,
+                             suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPERTY_SETTINGS
+@given(campaigns())
+def test_every_task_ends_succeeded_or_escalated_within_budget(c) -> None:
+    ts, faults, seed = c
+    out = simulate(ts, faults, seed=seed)
+    assert set(out.outcomes.values()) <= {Phase.SUCCEEDED, Phase.ESCALATED}
+    launches = Counter(e.task_id for e in out.events if e.kind is EventKind.ATTEMPT_LAUNCHED)
+    assert max(launches.values()) <= Policy().max_attempts
+
+
+@PROPERTY_SETTINGS
+@given(campaigns())
+def test_never_two_live_attempts_and_no_key_launched_twice(c) -> None:
+    ts, faults, seed = c
+    out = simulate(ts, faults, seed=seed)
+    assert out.runtime.violations == []
+    keys = [k for _, k in out.runtime.launch_log]
+    assert len(keys) == len(set(keys))
+
+
+@PROPERTY_SETTINGS
+@given(campaigns())
+def test_every_failure_is_attributed_to_a_known_reason(c) -> None:
+    ts, faults, seed = c
+    out = simulate(ts, faults, seed=seed)
+    exits = [e for e in out.events if e.kind is EventKind.ATTEMPT_EXITED]
+    judged = [e for e in out.events
+              if e.kind in (EventKind.FAILURE_ATTRIBUTED, EventKind.TASK_SUCCEEDED)]
+    assert len(exits) == len(judged)
+    for e in out.events:
+        if e.kind is EventKind.FAILURE_ATTRIBUTED:
+            attribution = e.data["attribution"]
+            assert attribution["reason"] != Reason.UNKNOWN, attribution
+            assert attribution["evidence"]
+
+
+@PROPERTY_SETTINGS
+@given(campaigns())
+def test_metrics_agree_with_the_journal(c) -> None:
+    ts, faults, seed = c
+    out = simulate(ts, faults, seed=seed)
+    m = compute(out.events)
+    phases = Counter(out.outcomes.values())
+    assert m.total_tasks == len(ts)
+    assert m.first_try + m.required_recovery == len(ts)
+    assert m.recovered + m.escalated + m.failed_after_recovery + m.recovering == (
+        m.required_recovery
+    )
+    assert m.escalated == phases[Phase.ESCALATED]
+    failures = sum(1 for e in out.events if e.kind is EventKind.FAILURE_ATTRIBUTED)
+    assert m.failures == failures
+    assert sum(r["count"] for r in m.to_json()["reasons"]) == failures
+
+
+@settings(max_examples=60, deadline=None)
+@given(campaigns())
+def test_same_seed_same_journal(c) -> None:
+    ts, faults, seed = c
+    first = [e.to_json() for e in simulate(ts, faults, seed=seed).events]
+    second = [e.to_json() for e in simulate(ts, faults, seed=seed).events]
+    assert first == second
+
+
+@settings(max_examples=60, deadline=None)
+@given(campaigns(), st.integers(1, 60))
+def test_a_coordinator_crash_anywhere_changes_no_outcome(c, crash_after) -> None:
+    ts, faults, seed = c
+    clean = simulate(ts, faults, seed=seed)
+    crashed = simulate(ts, faults, seed=seed, crash_after_event=crash_after)
+    assert crashed.outcomes == clean.outcomes
+    keys = [k for _, k in crashed.runtime.launch_log]
+    assert len(keys) == len(set(keys))
+    assert [e.seq for e in crashed.events] == list(range(1, len(crashed.events) + 1))

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -678,3 +680,41 @@ def test_stream_error_event_ends_a_started_stream(double: ModelDouble) -> None:
     assert events[-1][1]["error"] == {"type": "overloaded_error", "message": "Overloaded"}
     status, _, raw = _post(double.url, _body([{"role": "user", "content": TASK.title}]))
     assert status == 529 and json.loads(raw)["error"]["type"] == "overloaded_error"
+
+
+def _claude_binary() -> str | None:
+    return os.environ.get("ORCH_RECOVERY_CLAUDE") or shutil.which("claude")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_claude_binary() is None,
+                    reason="real Claude Code CLI not installed (set ORCH_RECOVERY_CLAUDE)")
+def test_real_claude_code_follows_the_plan_through_a_529(tmp_path: Path) -> None:
+    repo, home = tmp_path / "repo", tmp_path / "home"
+    home.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    commit = ("git add -A && git -c user.email=a@example.com -c user.name=agent "
+              "commit -m 'Create /fake3 command'")
+    plan = Plan((TaskPlan(TASK.title, (
+        Step("write", "fake3.md", "write", content="# /fake3\n"),
+        Step("bash", commit, "commit"),
+    )),), (FaultSpec(FaultKind.OVERLOADED, at_step=2),))
+    with ModelDouble(plan) as double:
+        env = {**os.environ, "HOME": str(home), "IS_SANDBOX": "1",
+               "ANTHROPIC_BASE_URL": double.url, "ANTHROPIC_API_KEY": "sk-test",
+               "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+        proc = subprocess.run(
+            [str(_claude_binary()), "-p", TASK.title, "--dangerously-skip-permissions",
+             "--output-format", "json"],
+            cwd=repo, env=env, capture_output=True, text=True, timeout=300,
+        )
+        transcript = double.transcript
+    result = json.loads(proc.stdout)
+    assert proc.returncode == 0 and result["is_error"] is False
+    assert (repo / "fake3.md").read_text() == "# /fake3\n"
+    log = subprocess.run(["git", "-C", str(repo), "log", "--format=%s"],
+                         capture_output=True, text=True, check=True).stdout
+    assert log.splitlines() == ["Create /fake3 command"]
+    task_entries = [e for e in transcript if e.get("task") == TASK.title]
+    assert [e["fault"] for e in task_entries].count("overloaded") == 1
+    assert task_entries[-1]["action"]["reason"] == "done"

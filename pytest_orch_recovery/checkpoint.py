@@ -132,9 +132,10 @@ def save_checkpoint(
     if not cp.updated_at:
         cp = replace(cp, updated_at=utc_now())
     ws = None if workspace is None else Path(os.path.abspath(workspace))
-    data = checkpoint_to_json(cp, workspace=ws)
-    _validate(path, data, cp.agent, ws)  # refuse to write what we would refuse to read
-    atomic.write_json(path, data)
+    # Refuse to write what we would refuse to read; store created files in their normal form.
+    cp = _validate(path, checkpoint_to_json(cp, workspace=ws), cp.agent, ws)
+    cp = replace(cp, created_files=_unique(cp.created_files))
+    atomic.write_json(path, checkpoint_to_json(cp, workspace=ws))
     return path
 
 
@@ -311,6 +312,8 @@ def workspace_relative(workspace: Path, name: str) -> str | None:
     >>> workspace_relative(Path("/w"), "/w/docs/fake3.md"), workspace_relative(Path("/w"), "../x")
     ('docs/fake3.md', None)
     """
+    if "\x00" in name:
+        return None
     root = Path(os.path.abspath(workspace))
     candidate = Path(name)
     if candidate.is_absolute():

@@ -224,6 +224,14 @@ def test_absolute_paths_inside_the_workspace_become_relative(tmp_path: Path) -> 
     assert cp is not None and cp.created_files == ("docs/fake3.md",)
 
 
+def test_save_stores_created_files_relative_to_the_workspace(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    cp = Checkpoint(AGENT, "t", created_files=(str(ws / "fake3.md"), "fake3.md", "b.md"))
+    path = save_checkpoint(tmp_path / "cp", cp, workspace=ws)
+    assert json.loads(path.read_text())["created_files"] == ["fake3.md", "b.md"]
+
+
 def test_save_refuses_what_load_would_refuse(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     ws.mkdir()
@@ -267,7 +275,8 @@ def test_any_valid_checkpoint_round_trips(
     )
     save_checkpoint(tmp_path, cp)
     loaded = load_checkpoint(tmp_path, AGENT)
-    assert loaded == cp  # without a workspace, paths are kept as written
+    # without a workspace, paths are kept as written; saving drops repeats
+    assert loaded == replace(cp, created_files=tuple(dict.fromkeys(created)))
 
 
 _json = st.recursive(
@@ -381,6 +390,12 @@ def test_summaries_keep_short_commands_and_mark_multiline_ones() -> None:
 def test_tool_failed_reads_the_shapes_claude_code_sends() -> None:
     assert tool_failed("Error: File has not been read yet. Read it first before writing to it.")
     assert tool_failed({"success": False})
+    assert (
+        apply_tool_use(
+            Checkpoint(AGENT, "t"), "Write", {"file_path": "a\x00b"}, {}, workspace=Path("/w")
+        ).created_files
+        == ()
+    )
     assert not tool_failed({"type": "update", "filePath": "/w/a", "structuredPatch": []})
     assert not tool_failed(None)
 

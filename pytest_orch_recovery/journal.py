@@ -63,6 +63,8 @@ class Journal:
     def _open_locked(path: Path) -> int:
         existed = path.exists()
         try:
+            # O_CLOEXEC: agents the coordinator launches must not inherit the fd, or the lock
+            # would outlive a crashed coordinator and refuse its restart.
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise JournalError(f"{path}: cannot open journal: {exc.strerror or exc}") from None

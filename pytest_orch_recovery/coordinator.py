@@ -137,8 +137,10 @@ class Coordinator:
         policy: Policy | None = None,
         config: CoordinatorConfig | None = None,
         classifier: Callable[[Observation], Attribution] = classify,
+        on_event: Callable[[Event], None] | None = None,
     ) -> None:
         self.runtime = runtime
+        self._on_event = on_event
         self.journal = journal
         self.config = config or CoordinatorConfig()
         self.policy = policy or Policy(seed=self.config.seed)
@@ -158,10 +160,12 @@ class Coordinator:
         policy: Policy | None = None,
         config: CoordinatorConfig | None = None,
         classifier: Callable[[Observation], Attribution] = classify,
+        on_event: Callable[[Event], None] | None = None,
     ) -> Coordinator:
         """Rebuild a coordinator from what ``journal`` already holds, then finish in-flight
         steps. The journal must have been opened on the crashed coordinator's file."""
-        self = cls(runtime, journal, policy=policy, config=config, classifier=classifier)
+        self = cls(runtime, journal, policy=policy, config=config, classifier=classifier,
+                   on_event=on_event)
         for event in journal.events():
             self._apply(event)
         self._finish_in_flight()
@@ -493,6 +497,8 @@ class Coordinator:
             )
         )
         self._apply(event)
+        if self._on_event is not None:
+            self._on_event(event)
         return event
 
     def _apply(self, event: Event) -> None:

@@ -1,0 +1,161 @@
+"""Agent drivers: how to build an agent's command line, resume it, and read its result.
+
+The bundled sim agent and the real Claude Code CLI speak the same CLI contract (``-p``, prompt
+on stdin, ``--output-format json``, ``--dangerously-skip-permissions``, ``--resume ID``,
+``--model``), so one :class:`CliAgentDriver` drives both; only the executable differs. A
+user's own agent is a :class:`TemplateDriver` over a command template.
+
+Whether the permission flag is passed is part of the driver's :class:`AgentConfig`: a
+dispatcher that "forgot the flag" is a configuration fault, fixed by changing configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import string
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol
+
+from .runtime.base import LaunchSpec
+
+SKIP_PERMISSIONS_FLAG = "--dangerously-skip-permissions"
+# The fix-focused variant of an agent type, as the policy's Reassign names it.
+FIXER_SUFFIX = "-fixer"
+FIXER_BRIEF = (
+    "You are a fix-focused agent. The implementation exists; the tests fail. Read the "
+    "failures, change the code until the tests pass, then finish the remaining steps.\n\n"
+)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """The dispatcher's configuration for one agent type."""
+
+    skip_permissions: bool = True
+    output_format: str = "json"
+    model: str | None = None
+    extra_args: tuple[str, ...] = ()
+
+    def without_permission_flag(self) -> AgentConfig:
+        return replace(self, skip_permissions=False)
+
+
+class AgentDriver(Protocol):
+    """Builds the argv the runtime starts for one attempt."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def config(self) -> AgentConfig: ...
+
+    def argv(self, spec: LaunchSpec, *, prompt_file: Path) -> list[str]: ...
+
+
+def prompt_text(spec: LaunchSpec) -> str:
+    """What the agent is told: the fixer variant gets a short brief before the prompt."""
+    if spec.agent_type.endswith(FIXER_SUFFIX):
+        return FIXER_BRIEF + spec.prompt
+    return spec.prompt
+
+
+@dataclass(frozen=True)
+class CliAgentDriver:
+    """An agent with Claude Code's CLI contract; the prompt arrives on stdin."""
+
+    name: str
+    executable: tuple[str, ...]
+    config: AgentConfig = AgentConfig()
+
+    def argv(self, spec: LaunchSpec, *, prompt_file: Path) -> list[str]:
+        args = [*self.executable, "-p", "--output-format", self.config.output_format]
+        if self.config.output_format == "stream-json":
+            args.append("--verbose")  # the real CLI refuses stream-json in -p without it
+        if self.config.skip_permissions:
+            args.append(SKIP_PERMISSIONS_FLAG)
+        if spec.resume_session:
+            args += ["--resume", spec.resume_session]
+        if self.config.model:
+            args += ["--model", self.config.model]
+        args += list(self.config.extra_args)
+        # stdin from the prompt file: no quoting of hostile task text on any command line.
+        command = "exec " + shlex.join(args) + " < " + shlex.quote(str(prompt_file))
+        return ["/bin/sh", "-c", command]
+
+
+@dataclass(frozen=True)
+class TemplateDriver:
+    """Any agent, from a command template with ``{prompt_file}``, ``{agent}``, ``{attempt}``,
+    ``{task_id}`` and ``{resume_session}`` placeholders; run through ``/bin/sh -c``."""
+
+    name: str
+    template: str
+    config: AgentConfig = AgentConfig()
+
+    def __post_init__(self) -> None:
+        allowed = {"prompt_file", "agent", "attempt", "task_id", "resume_session"}
+        for _, field_name, _, _ in string.Formatter().parse(self.template):
+            if field_name is not None and field_name not in allowed:
+                raise ValueError(
+                    f"agent command template: unknown placeholder {{{field_name}}}; "
+                    f"use {', '.join('{' + a + '}' for a in sorted(allowed))}"
+                )
+
+    def argv(self, spec: LaunchSpec, *, prompt_file: Path) -> list[str]:
+        command = self.template.format(
+            prompt_file=shlex.quote(str(prompt_file)),
+            agent=shlex.quote(spec.agent),
+            attempt=spec.attempt,
+            task_id=shlex.quote(spec.task.task_id),
+            resume_session=shlex.quote(spec.resume_session or ""),
+        )
+        return ["/bin/sh", "-c", command]
+
+
+def sim_agent_driver(config: AgentConfig | None = None) -> CliAgentDriver:
+    """The bundled sim agent, run with this interpreter (no PATH lookup, no install step)."""
+    return CliAgentDriver(
+        "sim", (sys.executable, "-P", "-m", "pytest_orch_recovery.simagent"),
+        config or AgentConfig(),
+    )
+
+
+# Where tools/install-claude-code.sh puts the pinned CLI (git-ignored).
+LOCAL_CLAUDE = Path(__file__).resolve().parent.parent / ".tools" / "claude-code" / "bin" / "claude"
+
+
+def find_claude_code() -> Path | None:
+    """The Claude Code binary: ``$ORCH_CLAUDE_CODE``, the project-local install, or PATH."""
+    configured = os.environ.get("ORCH_CLAUDE_CODE")
+    if configured:
+        return Path(configured)
+    if LOCAL_CLAUDE.exists():
+        return LOCAL_CLAUDE
+    found = shutil.which("claude")
+    return Path(found) if found else None
+
+
+def claude_code_driver(config: AgentConfig | None = None,
+                       executable: Path | None = None) -> CliAgentDriver:
+    path = executable or find_claude_code()
+    if path is None:
+        raise LookupError(
+            "Claude Code CLI not found: run tools/install-claude-code.sh, set "
+            "ORCH_CLAUDE_CODE, or put `claude` on PATH"
+        )
+    return CliAgentDriver("claude-code", (str(path),), config or AgentConfig())
+
+
+def driver_for(agent: str, config: AgentConfig | None = None) -> AgentDriver:
+    """``sim``, ``claude-code``, or a command template (anything with a space or ``{``)."""
+    if agent == "sim":
+        return sim_agent_driver(config)
+    if agent == "claude-code":
+        return claude_code_driver(config)
+    if "{" in agent or " " in agent:
+        return TemplateDriver("template", agent, config or AgentConfig())
+    raise ValueError(f"unknown agent {agent!r}: use sim, claude-code, or a command template")

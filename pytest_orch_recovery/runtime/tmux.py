@@ -40,6 +40,7 @@ from ..sandbox import (
     kill_tmux_server,
     pids_in_group,
     process_alive,
+    process_start_time,
     stop_process_groups,
 )
 from .base import AttemptExit, Clock, LaunchSpec
@@ -85,6 +86,7 @@ class _Attempt:
     exit_file: Path
     log_file: Path
     spec_file: Path
+    pane_start: int | None = None  # start time of the pane process (pid reuse guard)
     reported: bool = False
 
 
@@ -95,6 +97,10 @@ class _PaneState:
     dead: bool
     dead_status: str
     dead_signal: str
+
+    @property
+    def status_ready(self) -> bool:
+        return bool(self.dead_status or self.dead_signal)
 
 
 def parse_result(text: str) -> dict[str, Any] | None:
@@ -155,6 +161,7 @@ class TmuxRuntime:
         self._attempts: dict[str, _Attempt] = {}  # the latest attempt of each agent
         self._keys: set[str] = set()
         self._ready: deque[AttemptExit] = deque()
+        self._pidfds: dict[int, str] = {}  # pidfd of a live pane process -> agent
         self._partial_line = b""
         self._closed = False
         self.fifo = sandbox.root / "events.fifo"
@@ -202,17 +209,6 @@ class TmuxRuntime:
         pid = int(self._tmux("display-message", "-p", "#{pid}")[0])
         if not any(e.get("pid") == pid for e in self.sandbox.ledger.pids):
             self.sandbox.record_pid(pid, what="tmux server", pgid=os.getpgid(pid))
-
-    def _panes(self) -> dict[str, _PaneState]:
-        out = self._tmux("list-panes", "-a", "-F", _PANE_FORMAT, check=False)
-        panes = {}
-        for line in out:
-            fields = line.split("\t")
-            if len(fields) != 6:
-                continue
-            name, pane_id, pid, dead, status, sig = fields
-            panes[name] = _PaneState(pane_id, int(pid), dead == "1", status, sig)
-        return panes
 
     def _pane(self, attempt: _Attempt) -> _PaneState | None:
         out = self._tmux("display-message", "-p", "-t", attempt.pane_id, _PANE_FORMAT, check=False)
@@ -274,8 +270,16 @@ class TmuxRuntime:
         pane_id, pane_pid = out[0].split()
         self._keys.add(spec.key)
         self._attempts[spec.agent] = _Attempt(
-            spec, pane_id, int(pane_pid), started_at, exit_file, log_file, spec_file
+            spec,
+            pane_id,
+            int(pane_pid),
+            started_at,
+            exit_file,
+            log_file,
+            spec_file,
+            pane_start=process_start_time(int(pane_pid)),
         )
+        self._watch(spec.agent, int(pane_pid))
         self.sandbox.record_pid(
             int(pane_pid), what=f"pane {spec.agent} attempt {spec.attempt}", pgid=int(pane_pid)
         )
@@ -286,7 +290,8 @@ class TmuxRuntime:
         return frozenset(a for a, att in self._attempts.items() if not att.reported)
 
     def next_exit(self, deadline: float | None) -> AttemptExit | None:
-        """Block until an attempt's pane is dead, or until ``deadline`` (clock time)."""
+        """Block until an attempt has ended and tmux has its pane's last output, or until
+        ``deadline`` (clock time) passes."""
         while True:
             self._drain_events()
             if self._ready:
@@ -300,9 +305,14 @@ class TmuxRuntime:
                     self._sweep()
                     return self._ready.popleft() if self._ready else None
                 wait = min(wait, left)
-            readable, _, _ = select.select([self._fifo_fd], [], [], wait)
+            watched = [self._fifo_fd, *self._pidfds]
+            readable, _, _ = select.select(watched, [], [], wait)
             if not readable:
                 self._sweep()
+            for fd in readable:
+                agent = self._pidfds.get(fd)
+                if agent is not None:
+                    self._check(self._attempts[agent])
 
     def _drain_events(self) -> None:
         while True:
@@ -316,21 +326,41 @@ class TmuxRuntime:
         *lines, self._partial_line = self._partial_line.split(b"\n")
         for agent in dict.fromkeys(_event_agent(line.decode(errors="replace")) for line in lines):
             attempt = self._attempts.get(agent) if agent else None
-            if attempt is not None and not attempt.reported:
-                self._check(attempt, self._pane(attempt))
+            if attempt is not None:
+                self._check(attempt)
 
     def _sweep(self) -> None:
-        panes = self._panes()
-        for agent, attempt in self._attempts.items():
-            if not attempt.reported:
-                pane = panes.get(agent)
-                self._check(attempt, pane if pane and pane.pane_id == attempt.pane_id else None)
+        for attempt in list(self._attempts.values()):
+            self._check(attempt)
 
-    def _check(self, attempt: _Attempt, pane: _PaneState | None) -> None:
+    def _check(self, attempt: _Attempt) -> None:
+        """Report the attempt if its pane process has ended and tmux has read the pane dry."""
+        if attempt.reported or process_alive(attempt.pane_pid, attempt.pane_start):
+            return
+        pane = self._pane(attempt)
+        if pane is not None and not pane.status_ready:
+            # Measured here with tmux 3.3a: the server now and then misses a pane's SIGCHLD
+            # (about 1 launch in 30), leaving a zombie, an empty pane_dead_status and no
+            # pane-died hook until its next SIGCHLD. A synchronous run-shell gives it one: its
+            # waitpid(WAIT_ANY) loop then reaps the pane process too.
+            self._tmux("run-shell", "true", check=False)
+            pane = self._pane(attempt)
         if pane is not None and not pane.dead:
-            return  # the wrapper has written its exit file; tmux's pane-died is on its way
+            return  # tmux has not read the pty to EOF yet; its pane-died hook will wake us
         attempt.reported = True
+        self._forget_pidfd(attempt.spec.agent)
         self._ready.append(self._exit_of(attempt, pane))
+
+    def _watch(self, agent: str, pid: int) -> None:
+        # Already gone and reaped: the FIFO / hook events and the sweep report it.
+        with contextlib.suppress(ProcessLookupError):
+            self._pidfds[os.pidfd_open(pid)] = agent
+
+    def _forget_pidfd(self, agent: str) -> None:
+        for fd, owner in list(self._pidfds.items()):
+            if owner == agent:
+                os.close(fd)
+                del self._pidfds[fd]
 
     def _exit_of(self, attempt: _Attempt, pane: _PaneState | None) -> AttemptExit:
         record = _read_exit_file(attempt)
@@ -451,6 +481,9 @@ class TmuxRuntime:
             if process_alive(attempt.pane_pid):
                 stop_process_groups({attempt.pane_pid}, grace=self.kill_grace)
         kill_tmux_server(self.sandbox.tmux_socket)
+        for fd in self._pidfds:
+            os.close(fd)
+        self._pidfds.clear()
         os.close(self._fifo_fd)
         with contextlib.suppress(FileNotFoundError):
             self.fifo.unlink()

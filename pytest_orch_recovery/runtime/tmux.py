@@ -418,6 +418,10 @@ class TmuxRuntime:
         except KeyError:
             raise KeyError(f"agent {agent}: never launched in this runtime") from None
 
+    def pane_id(self, agent: str) -> str:
+        """tmux's id (``%N``) of the pane running the agent's latest attempt."""
+        return self._attempt(agent).pane_id
+
     def interrupt(self, agent: str) -> None:
         """SIGINT to the pane's foreground process group (tpgid in /proc/<pane_pid>/stat):
         the group a Ctrl-C at the terminal would reach, signalled without the terminal."""

@@ -37,6 +37,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from . import atomic
+from .forge import Forge, install_gh_shim
 from .git import add_worktree, create_repo_with_origin, remove_worktree
 
 SCHEMA_VERSION = 1
@@ -319,7 +320,7 @@ class Sandbox:
         self.worktrees = root / "worktrees"
         # Extra variables every agent gets (e.g. ANTHROPIC_BASE_URL of the model double).
         self.agent_env: dict[str, str] = {}
-        self.forge: Any | None = None  # forge.Forge when the forge module is present
+        self.forge: Forge | None = None  # set once creation has reached it
         self._torn_down = False
 
     @property
@@ -387,18 +388,11 @@ class Sandbox:
         self._install_forge_shim()
 
     def _install_forge_shim(self) -> None:
-        """A forge (PR store over ``origin``) and its ``gh`` stand-in first on PATH, when the
-        forge module is installed alongside."""
-        try:
-            import importlib
-
-            forge: Any = importlib.import_module("pytest_orch_recovery.forge")
-        except ImportError:
-            return
+        """A forge (PR store over ``origin``) and its ``gh`` stand-in first on PATH."""
         forge_root = self.root / "forge"
         self.record_dir(forge_root)
-        self.forge = forge.Forge(forge_root, origin=self.origin)
-        forge.install_gh_shim(self.bin_dir, forge_root)
+        self.forge = Forge(forge_root, origin=self.origin)
+        install_gh_shim(self.bin_dir, forge_root)
 
     # ----------------------------------------------------------------- recording
 

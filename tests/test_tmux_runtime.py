@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_orch_recovery.git import run_git
 from pytest_orch_recovery.model import Task
 from pytest_orch_recovery.runtime.base import AttemptExit, LaunchSpec
 from pytest_orch_recovery.runtime.tmux import TmuxRuntime, clean_log, parse_result
@@ -274,6 +275,18 @@ def test_partial_work_reads_the_worktree(rt: TmuxRuntime, box: Sandbox) -> None:
     assert partial.deliverables_present == ("fake3.md",)
     assert partial.uncommitted == ("fake3.md",)
     assert partial.commits_ahead == 0 and not partial.pushed
+
+
+def test_remedy_removes_a_stale_index_lock(rt: TmuxRuntime, box: Sandbox) -> None:
+    rt.launch(_spec("a1", ["true"]))
+    _wait_exit(rt)
+    ws = box.workspace("a1")
+    lock = Path(run_git(["rev-parse", "--git-path", "index.lock"], cwd=ws).stdout.strip())
+    lock = lock if lock.is_absolute() else ws / lock
+    lock.write_text("")  # what a git killed mid-commit leaves behind
+    done = rt.apply_remedy("a1", "remove_stale_index_lock")
+    assert not lock.exists(), done
+    assert "unknown remedy" in rt.apply_remedy("a1", "reboot")
 
 
 def test_ledger_lists_server_panes_and_worktrees(rt: TmuxRuntime, box: Sandbox) -> None:

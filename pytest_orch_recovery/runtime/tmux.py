@@ -287,7 +287,9 @@ class TmuxRuntime:
     # ----------------------------------------------------------------- waiting
 
     def live(self) -> frozenset[str]:
-        return frozenset(a for a, att in self._attempts.items() if not att.reported)
+        """Agents still running, or ended with the exit not yet returned by next_exit."""
+        running = {a for a, att in self._attempts.items() if not att.reported}
+        return frozenset(running | {e.agent for e in self._ready})
 
     def next_exit(self, deadline: float | None) -> AttemptExit | None:
         """Block until an attempt has ended and tmux has its pane's last output, or until
@@ -468,6 +470,18 @@ class TmuxRuntime:
             checkpoint=checkpoint,
             checkpoint_problem=problem,
         )
+
+    def apply_remedy(self, agent: str, remedy: str) -> str:
+        """Carry out a policy remedy in the agent's worktree (see :mod:`..remedies`)."""
+        from ..remedies import apply_remedy
+
+        return apply_remedy(self.sandbox.workspace(agent), remedy)
+
+    def apply_remedy(self, agent: str, remedy: str) -> str:
+        """A policy remedy (e.g. clearing a stale ``index.lock``) in the agent's worktree."""
+        from ..remedies import apply_remedy
+
+        return apply_remedy(self.sandbox.workspace(agent), remedy)
 
     def cleanup(self, agent: str) -> None:
         """Stop the agent's processes and remove its session."""

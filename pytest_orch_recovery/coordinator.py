@@ -33,6 +33,7 @@ from .model import (
     WorkItem,
     WorkKind,
     full_plan,
+    signal_number,
 )
 from .policy import PastAttempt, Policy, Situation
 from .runtime.base import AttemptExit, LaunchSpec, Runtime
@@ -389,7 +390,9 @@ class Coordinator:
             deliverables_present=partial.deliverables_present,
             deliverables_missing=partial.deliverables_missing,
             timed_out=exited.exit.timed_out,
-            signals_delivered=tuple(int(s) for s in exited.extra.get("signals_delivered", ())),
+            signals_delivered=tuple(
+                signal_number(s) for s in exited.extra.get("signals_delivered", ())
+            ),
             tests_passed=partial.tests_passed,
             work_missing=tuple(w.describe() for w in missing if w.kind is not WorkKind.WRITE),
         )

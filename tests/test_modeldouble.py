@@ -718,3 +718,30 @@ def test_real_claude_code_follows_the_plan_through_a_529(tmp_path: Path) -> None
     task_entries = [e for e in transcript if e.get("task") == TASK.title]
     assert [e["fault"] for e in task_entries].count("overloaded") == 1
     assert task_entries[-1]["action"]["reason"] == "done"
+
+
+def test_continuation_prompt_at_the_end_of_a_resumed_history_plans_only_what_is_left() -> None:
+    from pytest_orch_recovery.analyze import continuation_prompt, missing_work
+    from pytest_orch_recovery.model import PartialWork, Task
+    from pytest_orch_recovery.modeldouble import plan_for_task
+    from pytest_orch_recovery.modeldouble.conversation import decide, read_conversation
+
+    task = Task("t", "Create /fake3 command", ("fake3.md",))
+    partial = PartialWork(deliverables_present=("fake3.md",), uncommitted=("fake3.md",))
+    prompt = continuation_prompt(task, partial, missing_work(task, partial))
+    body = {
+        "tools": [{"name": "Write"}, {"name": "Bash"}, {"name": "Edit"}],
+        "messages": [
+            {"role": "user", "content": "Create /fake3 command"},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "Write",
+                 "input": {"file_path": "fake3.md", "content": "x"}}]},
+            # Interrupted before the tool result was recorded: what a resume repairs to.
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "is_error": True,
+                 "content": "[Request interrupted by user for tool use]"}]},
+            {"role": "user", "content": prompt},
+        ],
+    }
+    reply = decide(plan_for_task(task), read_conversation(body))
+    assert reply.step is not None and reply.step.kind == "commit"

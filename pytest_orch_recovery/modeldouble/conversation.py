@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .continuation import indexed_steps
+from .continuation import indexed_steps, remaining_items
 from .plan import Step, TaskPlan, resolve_path
 
 # Claude Code's denial when a tool is not allowed, e.g. "Claude requested permissions to write
@@ -64,6 +64,9 @@ class Conversation:
     calls: tuple[Call, ...]
     turn: int  # prompts so far (the first user message is turn 1)
     max_tokens: int | None = None
+    # The latest prompt from the human / orchestrator: after ``--resume`` the continuation
+    # prompt arrives here, at the end of the resent history, not as the first message.
+    latest_user_text: str = ""
 
     @property
     def all_text(self) -> str:
@@ -137,12 +140,14 @@ def read_conversation(body: Mapping[str, Any]) -> Conversation:
                     results[str(b.get("tool_use_id"))] = _outcome(b)
     calls: list[Call] = []
     turn = 0
+    latest_text = first_text
     for m in messages:
         blocks = _blocks(m.get("content"))
         if m.get("role") == "user":
             has_result = any(b.get("type") == "tool_result" for b in blocks)
             if not has_result and any(b.get("type") == "text" for b in blocks):
                 turn += 1
+                latest_text = _text_of(m.get("content"))
         elif m.get("role") == "assistant":
             for b in blocks:
                 if b.get("type") == "tool_use":
@@ -163,6 +168,7 @@ def read_conversation(body: Mapping[str, Any]) -> Conversation:
         calls=tuple(calls),
         turn=turn,
         max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+        latest_user_text=latest_text,
     )
 
 
@@ -199,7 +205,12 @@ def is_side_request(task: TaskPlan | None, conv: Conversation) -> bool:
 
 def decide(task: TaskPlan, conv: Conversation) -> Reply:
     """The next reply for a task conversation (see the module docstring)."""
-    planned = indexed_steps(task, conv.first_user_text)
+    # A continuation prompt, wherever it stands (first message of a fresh session, or the
+    # newest one of a resumed session), says which steps are left; otherwise the whole plan.
+    prompt = conv.first_user_text
+    if remaining_items(conv.latest_user_text) is not None:
+        prompt = conv.latest_user_text
+    planned = indexed_steps(task, prompt)
     done_steps: list[Step] = []
     for index, step in planned:
         if step_done(step, conv):

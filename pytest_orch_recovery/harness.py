@@ -1,0 +1,340 @@
+"""Real runs: the coordinator driving real agents in real tmux sessions on real git worktrees.
+
+:func:`run_tmux` builds one sandbox (git repo + bare origin, isolated HOME, ``gh`` forge, tmux
+server), starts the model double on loopback, dispatches each task to an agent (the bundled sim
+agent, the real Claude Code CLI, or a command template), injects the scheduled faults where each
+one belongs, lets the engine recover, plays the operator where the schedule says so, and returns
+what happened — then tears everything down and checks nothing is left.
+
+Where each fault is injected (all keyed on events, none on time):
+
+- the agent's ``PostToolUse`` hook (:mod:`.faulthook`): SIGINT (process group or typed C-c),
+  SIGKILL / SIGTERM, a stall, a stale ``index.lock``, a torn checkpoint;
+- the model double: 529 / 429 / 500 bursts and a stalled API, keyed on the task's request;
+- the forge: ``gh pr create`` failures with real gh messages;
+- the dispatcher's configuration: the missing ``--dangerously-skip-permissions`` flag;
+- the journal: the coordinator itself dies after its Nth event and a new one takes over.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from . import atomic
+from .agents import AgentConfig, AgentDriver, driver_for
+from .coordinator import Coordinator, CoordinatorConfig, Phase
+from .dispatcher import Dispatcher
+from .faults import FaultLedger, FaultSpec, FaultStatus
+from .git import rev_count
+from .journal import Journal
+from .model import Event, Reason, Task
+from .modeldouble import ModelDouble, Plan, plan_for_task
+from .modeldouble.faults import FaultKind
+from .modeldouble.faults import FaultSpec as ApiFault
+from .policy import Policy
+from .runtime.tmux import TmuxRuntime
+from .sandbox import Sandbox
+from .simulation import OPERATOR_ACTIONS, SimulatedCrash, _submit
+
+HOOK_FAULTS = frozenset(
+    {"sigint", "sigint_keys", "kill", "terminate", "stall", "stale_index_lock",
+     "corrupt_checkpoint"}
+)
+API_FAULTS = {
+    "api_overloaded": FaultKind.OVERLOADED,
+    "api_rate_limit": FaultKind.RATE_LIMIT,
+    "api_server_error": FaultKind.SERVER_ERROR,
+    "api_stall": FaultKind.STALL,
+}
+# Faults this tier cannot inject yet; a schedule that holds one is refused up front.
+UNSUPPORTED = frozenset({"tests_fail", "quit_early", "permission_prompt"})
+
+# The agents' own API retries, kept small so a burst that beats them is short. Real Claude Code
+# reads CLAUDE_CODE_MAX_RETRIES; the sim agent reads the same variable.
+AGENT_RETRIES = 2
+
+
+@dataclass(frozen=True)
+class RepoState:
+    """What a task left where an orchestrator can see it."""
+
+    files: tuple[str, ...]  # deliverables present in the worktree
+    commits_on_origin: int  # commits on origin/<branch> ahead of main
+    pr: int | None  # number of the open PR for the branch
+
+
+@dataclass
+class TmuxOutcome:
+    events: list[Event]
+    outcomes: dict[str, Phase]
+    agents: dict[str, str]  # task id -> agent name
+    repo: dict[str, RepoState]
+    ledger: FaultLedger
+    transcript: list[dict[str, Any]]
+    gh_calls: list[dict[str, Any]]
+    crashes: int = 0
+    leftovers: list[str] = field(default_factory=list)
+    sandbox_root: Path | None = None
+
+
+class _CrashingFileJournal(Journal):
+    def __init__(self, path: Path, crash_after: int) -> None:
+        super().__init__(path)
+        self.crash_after = crash_after
+        self.crashed = False
+
+    def append(self, event: Event) -> Event:
+        stored = super().append(event)
+        if not self.crashed and len(self) >= self.crash_after:
+            self.crashed = True
+            raise SimulatedCrash(f"coordinator killed after journal event {stored.seq}")
+        return stored
+
+
+def _check_schedule(tasks: Sequence[Task], faults: Sequence[FaultSpec]) -> None:
+    titles = [t.title for t in tasks]
+    if len(set(titles)) != len(titles):
+        raise ValueError("task titles must be unique: the model double routes by title")
+    for spec in faults:
+        if spec.kind in UNSUPPORTED:
+            raise ValueError(f"fault {spec.kind!r} is not injectable on the tmux tier yet")
+
+
+def _api_fault(spec: FaultSpec, task: Task | None) -> ApiFault:
+    trigger = spec.effective_trigger
+    kind = API_FAULTS[spec.kind]
+    # One burst longer than the agent's own retries fails the attempt; the next succeeds.
+    times = int(spec.params.get("count", AGENT_RETRIES + 1))
+    return ApiFault(
+        kind=kind,
+        times=times,
+        at_request=trigger.n if trigger.event == "api_request" else None,
+        scope="task",
+        task=None if task is None else task.title,
+        seconds=float(spec.params.get("retry_after", 600.0 if kind is FaultKind.STALL else 1)),
+    )
+
+
+def run_tmux(
+    tasks: Sequence[Task],
+    faults: Sequence[FaultSpec] = (),
+    *,
+    agent: str = "sim",
+    agents: Sequence[str] | None = None,
+    seed: int = 0,
+    operator_actions: Sequence[str] = (),
+    attempt_timeout: float = 60.0,
+    crash_after_event: int | None = None,
+    base_dir: Path | None = None,
+    config: AgentConfig | None = None,
+    driver_factory: Callable[[AgentConfig], AgentDriver] | None = None,
+    policy: Policy | None = None,
+    on_event: Callable[[Event], None] | None = None,
+) -> TmuxOutcome:
+    """Run ``tasks`` under ``faults`` with real agents; always tears the sandbox down."""
+    _check_schedule(tasks, faults)
+    faults = [s if s.fault_id else replace(s, fault_id=f"f{i + 1}") for i, s in enumerate(faults)]
+    ledger = FaultLedger()
+    for spec in faults:
+        ledger.register(spec)
+    by_id = {t.task_id: t for t in tasks}
+    cfg = config or AgentConfig()
+    if any(f.kind == "missing_permission_flag" for f in faults):
+        cfg = cfg.without_permission_flag()
+    if crash_after_event is None:
+        crash = next((f for f in faults if f.kind == "coordinator_crash"), None)
+        if crash is not None:
+            crash_after_event = crash.effective_trigger.n * 4
+
+    sandbox = Sandbox.create(base_dir=base_dir, name="orch")
+    double: ModelDouble | None = None
+    runtime: TmuxRuntime | None = None
+    journal: Journal | None = None
+    try:
+        plan = Plan(tasks=tuple(plan_for_task(t) for t in tasks))
+        double = ModelDouble(plan, transcript_path=sandbox.root / "transcript.jsonl").start()
+        sandbox.record_port(int(double.url.rsplit(":", 1)[1]), what="model double")
+        for spec in faults:
+            if spec.kind in API_FAULTS:
+                double.add_fault(_api_fault(spec, by_id.get(spec.task)))
+            elif spec.kind == "pr_create_fails":
+                assert sandbox.forge is not None
+                sandbox.forge.inject(str(spec.params.get("error", "bad_credentials")),
+                                     times=int(spec.params.get("times", 2)))
+        sandbox.agent_env.update({
+            "ANTHROPIC_BASE_URL": double.url,
+            "ANTHROPIC_API_KEY": "sk-ant-api03-double-not-a-real-key",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_AUTOUPDATER": "1",
+            "CLAUDE_CODE_MAX_RETRIES": str(AGENT_RETRIES),
+            "ORCH_SIM_RETRY_BASE_MS": "50",
+            "IS_SANDBOX": "1",  # Claude Code refuses the permission flag as root without it
+        })
+        fault_plan = _write_fault_plan(sandbox, [f for f in faults if f.kind in HOOK_FAULTS])
+        factory = driver_factory or (lambda c: driver_for(agent, c))
+        dispatcher = Dispatcher(sandbox, factory, cfg, fault_plan=fault_plan)
+        runtime = TmuxRuntime(sandbox, dispatcher.command_for)
+        journal_path = sandbox.root / "journal.jsonl"
+        journal = (
+            _CrashingFileJournal(journal_path, crash_after_event)
+            if crash_after_event is not None else Journal(journal_path)
+        )
+        coord_config = CoordinatorConfig(attempt_timeout=attempt_timeout, seed=seed)
+
+        def observe(event: Event) -> None:
+            dispatcher.observe(event)
+            if on_event is not None:
+                on_event(event)
+
+        def new_coordinator(rebuild: bool) -> Coordinator:
+            assert runtime is not None and journal is not None
+            pol = policy or Policy(seed=seed)
+            if rebuild:
+                return Coordinator.from_journal(runtime, journal, policy=pol,
+                                                config=coord_config, on_event=observe)
+            return Coordinator(runtime, journal, policy=pol, config=coord_config,
+                               on_event=observe)
+
+        coordinator = new_coordinator(False)
+        crashes = 0
+
+        def step(action: Callable[[Coordinator], object]) -> None:
+            nonlocal coordinator, crashes
+            try:
+                action(coordinator)
+            except SimulatedCrash:
+                crashes += 1
+                coordinator = new_coordinator(True)
+                coordinator.run()
+
+        names: list[str | None] = list(agents) if agents is not None else [None] * len(tasks)
+        for task, name in zip(tasks, names, strict=True):
+            step(functools.partial(_submit, task=task, agent=name))
+        _stale_locks_at_start(sandbox, coordinator, faults)
+        step(Coordinator.run)
+        for action in operator_actions:
+            text, reasons = OPERATOR_ACTIONS[action]
+            if action == "fix_permission_flag":
+                dispatcher.configure(replace(dispatcher.config, skip_permissions=True))
+            step(functools.partial(Coordinator.release, action=text, reasons=reasons))
+            step(Coordinator.run)
+
+        _fill_ledger(ledger, sandbox, faults, double, by_id)
+        outcome = TmuxOutcome(
+            events=list(journal.events()),
+            outcomes={tid: s.phase for tid, s in coordinator.tasks.items()},
+            agents={tid: s.agent for tid, s in coordinator.tasks.items()},
+            repo={tid: _repo_state(sandbox, s.task, s.agent)
+                  for tid, s in coordinator.tasks.items()},
+            ledger=ledger,
+            transcript=list(double.transcript),
+            gh_calls=sandbox.forge.calls() if sandbox.forge is not None else [],
+            crashes=crashes,
+            sandbox_root=sandbox.root,
+        )
+    finally:
+        if runtime is not None:
+            runtime.close()
+        if double is not None:
+            double.stop()
+        if journal is not None:
+            journal.close()
+        sandbox.teardown()
+    outcome.leftovers = sandbox.leftovers()
+    return outcome
+
+
+def _write_fault_plan(sandbox: Sandbox, hook_faults: Sequence[FaultSpec]) -> Path:
+    state_dir = sandbox.root / "fault-state"
+    state_dir.mkdir(exist_ok=True)
+    path = sandbox.root / "faults.json"
+    atomic.write_json(path, {
+        "faults": [f.to_json() for f in hook_faults if f.effective_trigger.event != "start"],
+        "state_dir": str(state_dir),
+        "context": {"tmux_socket": sandbox.tmux_socket,
+                    "checkpoint_dir": str(sandbox.checkpoints)},
+    })
+    return path
+
+
+def _stale_locks_at_start(sandbox: Sandbox, coordinator: Coordinator,
+                          faults: Sequence[FaultSpec]) -> None:
+    """``start``-keyed stale locks: a lock left by a git that died before the agent began."""
+    for spec in faults:
+        if spec.kind != "stale_index_lock" or spec.effective_trigger.event != "start":
+            continue
+        for state in coordinator.tasks.values():
+            if spec.task not in ("*", state.task.task_id):
+                continue
+            worktree = sandbox.add_workspace(state.agent)
+            git_dir = sandbox.repo / ".git" / "worktrees" / worktree.name
+            (git_dir / "index.lock").touch()
+            _append_fired(sandbox, spec, state.task.task_id, 1, "start")
+
+
+def _append_fired(sandbox: Sandbox, spec: FaultSpec, task_id: str, attempt: int,
+                  event: str) -> None:
+    state_dir = sandbox.root / "fault-state"
+    state_dir.mkdir(exist_ok=True)
+    with open(state_dir / "fired.jsonl", "a") as log:
+        log.write(json.dumps({"id": spec.fault_id, "kind": spec.kind, "task": task_id,
+                              "attempt": attempt, "event": event}) + "\n")
+
+
+def _fill_ledger(ledger: FaultLedger, sandbox: Sandbox, faults: Sequence[FaultSpec],
+                 double: ModelDouble, by_id: dict[str, Task]) -> None:
+    by_fault = {f.fault_id: f for f in faults}
+    fired = sandbox.root / "fault-state" / "fired.jsonl"
+    if fired.exists():
+        for line in fired.read_text().splitlines():
+            record = json.loads(line)
+            spec = by_fault.get(record["id"])
+            if spec is not None:
+                ledger.mark(spec, FaultStatus.EXERCISED, task=record["task"],
+                            attempt=int(record["attempt"]), detail=f"at {record['event']}")
+    hits = [t for t in double.transcript if t.get("fault")]
+    for spec in faults:
+        if spec.kind in API_FAULTS:
+            title = by_id[spec.task].title if spec.task in by_id else None
+            mine = [t for t in hits if title is None or t.get("task") == title]
+            if mine:
+                ledger.mark(spec, FaultStatus.EXERCISED, task=spec.task, attempt=1,
+                            detail=f"{len(mine)} API error replies")
+        elif spec.kind == "pr_create_fails" and sandbox.forge is not None:
+            failed = [c for c in sandbox.forge.calls() if c.get("fault")]
+            if failed:
+                ledger.mark(spec, FaultStatus.EXERCISED, task=spec.task, attempt=1,
+                            detail=f"{len(failed)} gh pr create failures")
+        elif spec.kind == "missing_permission_flag":
+            ledger.mark(spec, FaultStatus.EXERCISED, task="*", attempt=1,
+                        detail="agents launched without the permission flag")
+
+
+def _repo_state(sandbox: Sandbox, task: Task, agent: str) -> RepoState:
+    worktree = sandbox.workspace(agent)
+    files = tuple(p for p in task.deliverables if (worktree / p).is_file())
+    try:
+        commits = rev_count(sandbox.origin, "main", agent)
+    except Exception:
+        commits = 0  # the branch never reached origin
+    pr = sandbox.forge.pull_request_for(agent) if sandbox.forge is not None else None
+    return RepoState(files, commits, None if pr is None else pr.number)
+
+
+def expected_reasons(faults: Sequence[FaultSpec]) -> set[Reason]:
+    return {f.entry.expected for f in faults if f.entry.expected is not None}
+
+
+def environment_ready() -> str | None:
+    """Why real runs cannot happen here, or None when tmux and git are available."""
+    for tool in ("tmux", "git"):
+        if not any(os.access(Path(d) / tool, os.X_OK)
+                   for d in os.environ.get("PATH", "").split(os.pathsep)):
+            return f"{tool} is not on PATH"
+    return None

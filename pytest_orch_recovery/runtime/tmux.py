@@ -477,12 +477,6 @@ class TmuxRuntime:
 
         return apply_remedy(self.sandbox.workspace(agent), remedy)
 
-    def apply_remedy(self, agent: str, remedy: str) -> str:
-        """A policy remedy (e.g. clearing a stale ``index.lock``) in the agent's worktree."""
-        from ..remedies import apply_remedy
-
-        return apply_remedy(self.sandbox.workspace(agent), remedy)
-
     def cleanup(self, agent: str) -> None:
         """Stop the agent's processes and remove its session."""
         attempt = self._attempts.get(agent)

@@ -22,7 +22,8 @@ def missing_work(task: Task, partial: PartialWork) -> tuple[WorkItem, ...]:
     if task.tests:
         if partial.tests_passed is False and partial.code_complete:
             items.append(WorkItem(WorkKind.FIX_TESTS))
-        elif partial.tests_passed is not True:
+        elif partial.tests_passed is not True or not partial.code_complete:
+            # Files still to write have not been tested, whatever the last run said.
             items.append(WorkItem(WorkKind.TEST))
     needs_commit = bool(items) or bool(partial.uncommitted) or partial.commits_ahead == 0
     if needs_commit:

@@ -64,20 +64,23 @@ def signal_number(name_or_number: str | int) -> int:
     (2, 9, 15)
     """
     if isinstance(name_or_number, int):
-        return name_or_number
+        return abs(name_or_number)
     text = name_or_number.strip()
     if text.lstrip("-").isdigit():
         return abs(int(text))
     upper = text.upper()
     if not upper.startswith("SIG"):
         upper = "SIG" + upper
+    if upper[3:].isdigit():  # "SIG40": how an unnamed (real-time) signal is written
+        return int(upper[3:])
     try:
         return int(_signal.Signals[upper])
     except KeyError:
         raise ValueError(f"unknown signal name {name_or_number!r}") from None
 
 
-_VALID_SIGNALS = frozenset(int(s) for s in _signal.Signals)
+# Every signal number the kernel can deliver, real-time ones (SIGRTMIN..SIGRTMAX) included.
+_VALID_SIGNALS = frozenset(range(1, int(_signal.SIGRTMAX) + 1))
 
 # coreutils timeout(1): "If the command times out, and --preserve-status is not set, then exit
 # with status 124". 125-127 are its own failures / the shell's "not executable" / "not found".
@@ -129,7 +132,7 @@ class ExitInfo:
     ) -> ExitInfo:
         """tmux ``remain-on-exit`` panes: ``pane_dead_signal`` is set when a signal killed
         the pane's process, otherwise ``pane_dead_status`` holds the exit status."""
-        sig = _optional_int(pane_dead_signal)
+        sig = _optional_signal(pane_dead_signal)
         if sig:
             return cls(status=None, signal=sig, source="tmux")
         status = _optional_int(pane_dead_status)
@@ -176,6 +179,13 @@ class ExitInfo:
             timed_out=bool(data.get("timed_out", False)),
             source=str(data.get("source", "returncode")),
         )
+
+
+def _optional_signal(value: int | str | None) -> int | None:
+    """tmux reports ``pane_dead_signal`` as a number; accept a name too."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return signal_number(value)
 
 
 def _optional_int(value: int | str | None) -> int | None:

@@ -13,6 +13,7 @@ open until an operator closes it (``Coordinator.release``).
 
 from __future__ import annotations
 
+import math
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -121,9 +122,10 @@ class Backoff:
         >>> b.delay(1, random.Random(0), retry_after=30.0) >= 30.0
         True
         """
-        ceiling = min(self.cap, self.base * self.factor ** max(0, retry - 1))
+        exponent = min(max(0, retry - 1), 64)  # past 2**64 the cap has long won; no overflow
+        ceiling = min(self.cap, self.base * self.factor**exponent)
         jittered = rng.uniform(0.0, ceiling)
-        if retry_after is not None:
+        if retry_after is not None and math.isfinite(retry_after) and retry_after > 0:
             return max(retry_after, jittered)
         return jittered
 
@@ -303,10 +305,19 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         "file.",
     ),
     Rule(
+        "sigint_with_partial_work",
+        lambda s: s.reason is Reason.SIGINT and s.partial.any_progress,
+        Strategy.RESUME,
+        lambda s: "interrupted (SIGINT) without a checkpoint, but the workspace holds "
+        "progress; resuming with what is left.",
+        lesson="Keep the dispatcher's keystrokes out of agent panes; checkpoint after each "
+        "file.",
+    ),
+    Rule(
         "sigint_without_checkpoint",
         lambda s: s.reason is Reason.SIGINT,
         Strategy.RESTART,
-        lambda s: "interrupted (SIGINT) with no usable checkpoint; restarting the full task.",
+        lambda s: "interrupted (SIGINT) with nothing usable; restarting the full task.",
         lesson="Keep the dispatcher's keystrokes out of agent panes.",
     ),
     Rule(

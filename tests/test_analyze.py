@@ -129,14 +129,6 @@ def test_failing_tests_with_files_missing_ask_to_write_then_run_tests() -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: missing_work drops the TEST step whenever tests_passed is True, even when "
-    "deliverables are still missing (workspace.py runs the tests whatever is missing): "
-    "tests='pytest', deliverables_present=('fake3.md',), deliverables_missing=('fake3.py', "
-    "'fake3_runner.py'), tests_passed=True gives [write, write, commit, push, open_pr]; "
-    "the files written next are never tested, unlike full_plan",
-)
 def test_tests_already_passing_are_rerun_after_writing_missing_files() -> None:
     partial = PartialWork(
         deliverables_present=("fake3.md",),

@@ -12,6 +12,8 @@ no-op — so no recovery action is ever launched twice.
 from __future__ import annotations
 
 import enum
+import heapq
+import itertools
 import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -102,6 +104,37 @@ class TaskState:
         return self.attempts[-1] if self.attempts else None
 
 
+@dataclass(frozen=True, order=True)
+class _Timer:
+    time: float
+    seq: int
+    task_id: str = field(compare=False)
+    key: str = field(compare=False)
+
+
+class _Timers:
+    """A min-heap of (time, task, key) entries with lazy deletion: an entry whose task has
+    moved on is skipped when it reaches the top. Keeps the loop O(log n) per event."""
+
+    def __init__(self) -> None:
+        self._heap: list[_Timer] = []
+        self._seq = itertools.count()
+
+    def add(self, time: float, task_id: str, key: str) -> None:
+        heapq.heappush(self._heap, _Timer(time, next(self._seq), task_id, key))
+
+    def first(self, valid: Callable[[_Timer], object]) -> float | None:
+        while self._heap and valid(self._heap[0]) is None:
+            heapq.heappop(self._heap)
+        return self._heap[0].time if self._heap else None
+
+    def due(self, now: float) -> list[_Timer]:
+        out = []
+        while self._heap and self._heap[0].time <= now:
+            out.append(heapq.heappop(self._heap))
+        return out
+
+
 class AgentNames:
     """``task-agent-NNNN`` names, unique within a coordinator, deterministic from a seed."""
 
@@ -148,6 +181,9 @@ class Coordinator:
         self._classify = classifier
         self.tasks: dict[str, TaskState] = {}
         self._by_agent: dict[str, str] = {}  # agent -> task_id
+        self._running: set[str] = set()  # task ids with an attempt launched, exit not seen
+        self._launches = _Timers()  # when scheduled launches are due
+        self._deadlines = _Timers()  # when live attempts time out
         self._names = AgentNames(self.config.seed)
 
     # ------------------------------------------------------------------ construction
@@ -210,7 +246,7 @@ class Coordinator:
                 return
             self._launch_due(now)
             wake = self._next_wakeup(until)
-            if not self.runtime.live() and wake is None:
+            if not self._running and wake is None:
                 return
             exited = self.runtime.next_exit(wake)
             if exited is None:
@@ -263,29 +299,41 @@ class Coordinator:
         return self.tasks[task_id].phase
 
     def idle(self) -> bool:
-        return not self.runtime.live() and self._next_wakeup(None) is None
+        return not self._running and self._next_wakeup(None) is None
 
     # ------------------------------------------------------------------ the loop's steps
 
+    def _pending_of(self, entry: _Timer) -> TaskState | None:
+        state = self.tasks[entry.task_id]
+        pending = state.pending
+        if pending is None or pending.spec.key != entry.key:
+            return None  # superseded (launched, escalated, or rescheduled)
+        return state
+
+    def _deadline_of(self, entry: _Timer) -> TaskState | None:
+        state = self.tasks[entry.task_id]
+        current = state.current
+        if (state.phase is not Phase.RUNNING or current is None or current.timed_out
+                or current.spec.key != entry.key):
+            return None
+        return state
+
     def _next_wakeup(self, until: float | None) -> float | None:
-        times = [s.pending.not_before for s in self.tasks.values() if s.pending is not None]
-        times += [
-            a.deadline
-            for s in self.tasks.values()
-            if s.phase is Phase.RUNNING
-            and (a := s.current) is not None
-            and a.deadline is not None
-            and not a.timed_out
+        times = [
+            t for t in (self._launches.first(self._pending_of),
+                        self._deadlines.first(self._deadline_of))
+            if t is not None
         ]
         if until is not None:
             times.append(until)
         return min(times) if times else None
 
     def _launch_due(self, now: float) -> None:
-        for state in self.tasks.values():
-            pending = state.pending
-            if pending is None or pending.not_before > now:
+        for entry in self._launches.due(now):
+            state = self._pending_of(entry)
+            if state is None or state.pending is None:
                 continue
+            pending = state.pending
             spec = pending.spec
             applied = [
                 {"remedy": r, "result": self.runtime.apply_remedy(state.agent, r)}
@@ -310,17 +358,12 @@ class Coordinator:
             self.runtime.launch(spec)
 
     def _enforce_timeouts(self, now: float) -> None:
-        for state in self.tasks.values():
-            current = state.current
-            if (
-                state.phase is Phase.RUNNING
-                and current is not None
-                and current.deadline is not None
-                and not current.timed_out
-                and now >= current.deadline
-            ):
-                current.timed_out = True
-                self.runtime.kill(state.agent)
+        for entry in self._deadlines.due(now):
+            state = self._deadline_of(entry)
+            if state is None or state.current is None:
+                continue
+            state.current.timed_out = True
+            self.runtime.kill(state.agent)
 
     def _on_exit(self, exited: AttemptExit) -> None:
         task_id = self._by_agent.get(exited.agent)
@@ -535,6 +578,7 @@ class Coordinator:
                 ),
                 not_before=event.time,
             )
+            self._launches.add(event.time, task.task_id, state.pending.spec.key)
             return
         state = self.tasks[event.task_id]
         if kind is EventKind.ATTEMPT_LAUNCHED:
@@ -564,6 +608,9 @@ class Coordinator:
             state.phase = Phase.RUNNING
             state.attribution = None
             state.partial = None
+            self._running.add(state.task.task_id)
+            if timeout is not None:
+                self._deadlines.add(event.time + float(timeout), state.task.task_id, spec.key)
         elif kind is EventKind.ATTEMPT_EXITED:
             current = state.current
             if current is not None:
@@ -571,6 +618,7 @@ class Coordinator:
                 current.timed_out = current.exit.timed_out
             state.exit_data = event.data
             state.phase = Phase.EXITED
+            self._running.discard(state.task.task_id)
         elif kind is EventKind.FAILURE_ATTRIBUTED:
             attribution = Attribution.from_json(event.data["attribution"])
             state.attribution = attribution
@@ -603,6 +651,8 @@ class Coordinator:
                     remedies=decision.remedies,
                 )
                 state.phase = Phase.WAITING
+                self._launches.add(state.pending.not_before, state.task.task_id,
+                                   str(event.key))
         elif kind is EventKind.TASK_SUCCEEDED:
             state.phase = Phase.SUCCEEDED
             state.pending = None

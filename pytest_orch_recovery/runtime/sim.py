@@ -128,8 +128,11 @@ class SimRuntime:
             for index, spec in enumerate(faults)
         ]
         self.ledger = ledger or FaultLedger()
-        for spec in self.faults:
+        # Faults by target task (and "*"), with their schedule position to keep that order.
+        self._faults_by_task: dict[str, list[tuple[int, FaultSpec]]] = {}
+        for position, spec in enumerate(self.faults):
             self.ledger.register(spec)
+            self._faults_by_task.setdefault(spec.task, []).append((position, spec))
         self.permission_flag = permission_flag and not any(
             f.kind == "missing_permission_flag" for f in self.faults
         )
@@ -437,7 +440,11 @@ class SimRuntime:
                   path: str | None = None) -> list[FaultSpec]:
         task_id = attempt.spec.task.task_id
         hits = []
-        for spec in self.faults:
+        candidates = sorted(
+            self._faults_by_task.get(task_id, []) + self._faults_by_task.get("*", []),
+            key=lambda pair: pair[0],
+        )
+        for _, spec in candidates:
             if spec.entry.scope == "fleet" or not spec.applies_to(task_id, attempt.spec.attempt):
                 continue
             trig = spec.effective_trigger

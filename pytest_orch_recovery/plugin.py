@@ -316,7 +316,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_SETTINGS] = settings
     if config.args_source is not pytest.Config.ArgsSource.ARGS:
         # ``pytest --orch-chaos`` with no paths runs the campaign, not the unit tests.
-        config.args = [str(settings.scenarios)]
+        # Without a scenarios directory only the generated runs (if any) are collected.
+        config.args = [str(settings.scenarios)] if settings.scenarios.is_dir() else []
     if not hasattr(config, "workerinput"):
         from .gate import ChaosGate
 

@@ -1,0 +1,162 @@
+"""Scenario runs on the sim tier, the attribution oracle, generated campaigns and shrinking."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+
+import pytest
+
+from pytest_orch_recovery.campaign import (
+    ScenarioRun,
+    TierUnavailable,
+    attribution_checks,
+    invariant_violations,
+    mismatches,
+    run_scenario,
+    tmux_runner,
+)
+from pytest_orch_recovery.faults import FaultSpec, Trigger
+from pytest_orch_recovery.generate import (
+    HOSTILE_KINDS,
+    draw_plans,
+    generated_scenarios,
+    run_name,
+    shrink,
+)
+from pytest_orch_recovery.model import Task
+from pytest_orch_recovery.scenario import Expectation, Scenario, ScenarioTask, parse_scenario
+
+FAKE3 = Task("task-5030", "Create /fake3 command", ("fake3.md",))
+FOUR = Task("four", "Add four modules", ("a.py", "b.py", "c.py", "d.py"))
+
+
+NO_EXPECTATION = Expectation()
+
+
+def _scenario(*faults: FaultSpec, tasks: tuple[Task, ...] = (FAKE3,),
+              expect: Expectation = NO_EXPECTATION) -> Scenario:
+    return Scenario("s", tuple(ScenarioTask(t, expect=expect) for t in tasks), faults)
+
+
+def test_sim_run_collects_events_ledger_outcomes_and_repository_state() -> None:
+    s = _scenario(FaultSpec("sigint", Trigger("file_written", path="fake3.md"),
+                            task="task-5030", fault_id="f1"))
+    run = run_scenario(s, tier="sim", seed=1, agent="sim")
+    assert run.outcomes == {"task-5030": "recovered"}
+    repo = run.repos["task-5030"]
+    assert repo.files == ("fake3.md",) and repo.pushed and repo.pr is not None
+    assert run.ledger["f1"]["status"] == "exercised"
+    assert run.orphans == [] and run.violations == []
+    again = ScenarioRun.from_json(json.loads(json.dumps(run.to_json())))
+    assert again.outcomes == run.outcomes and again.repos == run.repos
+    assert [e.kind for e in again.events] == [e.kind for e in run.events]
+    assert all("output_tail" not in e.data for e in again.events)  # compact on the wire
+
+
+def test_same_seed_same_run_different_scenario_names_differ() -> None:
+    s = _scenario(FaultSpec("kill", Trigger("file_written", n=2), task="four"), tasks=(FOUR,))
+    a = run_scenario(s, tier="sim", seed=3, agent="sim")
+    b = run_scenario(s, tier="sim", seed=3, agent="sim")
+    assert a.to_json() == b.to_json()
+    c = run_scenario(dataclasses.replace(s, name="other"), tier="sim", seed=3, agent="sim")
+    assert c.seed != a.seed
+
+
+def test_mismatches_read_as_a_diff() -> None:
+    expect = Expectation(outcome="escalated", reasons=("timeout",), strategies=("restart",),
+                         max_attempts=1, files=("fake3.md", "x.py"), pr=False)
+    s = _scenario(FaultSpec("sigint", Trigger("file_written", n=1), task="task-5030"),
+                  expect=expect)
+    run = run_scenario(s, tier="sim", seed=1, agent="sim")
+    lines = mismatches(s, run)
+    assert "task-5030: outcome: expected escalated, got recovered" in lines
+    assert "task-5030: reasons: expected timeout, got sigint" in lines
+    assert "task-5030: strategies: expected restart, got resume" in lines
+    assert "task-5030: pr: expected False, got True" in lines
+    assert "task-5030: attempts: expected at most 1, got 2" in lines
+    assert any(line.startswith("task-5030: files:") and "missing x.py" in line for line in lines)
+
+
+def test_fleet_faults_are_ledgered_when_they_take_effect() -> None:
+    text = """
+    operator_actions = ["fix_permission_flag"]
+    crash_after_event = 6
+    [[tasks]]
+    id = "a"
+    title = "A"
+    deliverables = ["a.md"]
+    [[faults]]
+    kind = "missing_permission_flag"
+    [[faults]]
+    kind = "coordinator_crash"
+    """
+    s = parse_scenario("\n".join(line.strip() for line in text.splitlines()), name="fleet")
+    run = run_scenario(s, tier="sim", seed=2, agent="sim")
+    assert run.ledger["f1"]["status"] == "exercised"
+    assert run.ledger["f1"]["hits"][0]["task"] == "a"
+    assert run.ledger["f2"]["status"] == "exercised" and run.crashes == 1
+    assert [c.verdict for c in attribution_checks(run)] == ["correct"]
+
+
+def test_oracle_flags_a_wrong_attribution_and_a_missing_one() -> None:
+    s = _scenario(FaultSpec("kill", Trigger("file_written", n=1), task="four", fault_id="f1"),
+                  tasks=(FOUR,))
+    run = run_scenario(s, tier="sim", seed=4, agent="sim")
+    assert [c.verdict for c in attribution_checks(run)] == ["correct"]
+    # Pretend the ledger had injected a SIGINT there: the engine's "killed" is then wrong.
+    run.ledger["f1"]["kind"] = "sigint"
+    (check,) = attribution_checks(run)
+    assert (check.injected, check.attributed, check.verdict) == (("sigint",), "killed", "wrong")
+    assert any("wrong attribution" in line for line in invariant_violations(run))
+    run.events = [e for e in run.events if e.kind.value != "failure_attributed"]
+    assert attribution_checks(run)[0].verdict == "unattributed"
+
+
+def test_tmux_tier_unavailable_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pytest_orch_recovery.harness", None)
+    with pytest.raises(TierUnavailable, match="tmux tier is not available"):
+        tmux_runner()
+
+
+def test_generated_campaigns_are_deterministic_per_seed_and_hostile() -> None:
+    a = generated_scenarios(5, 12)
+    b = generated_scenarios(5, 12)
+    assert [(s.name, s.faults, [t.task for t in s.tasks]) for s in a] == [
+        (s.name, s.faults, [t.task for t in s.tasks]) for s in b]
+    assert [s.faults for s in generated_scenarios(6, 12)] != [s.faults for s in a]
+    plans = draw_plans(1, 60)
+    hostile = {HOSTILE_KINDS[shape[3]] for p in plans for shape in p.tasks}
+    assert hostile == set(HOSTILE_KINDS)
+    assert len({f.kind for p in plans for f in p.faults}) >= 8  # swarm subsets vary
+    assert run_name(7, 12) == "gen-0007" and run_name(7, 20000) == "gen-00007"
+
+
+def test_generated_runs_keep_the_invariants() -> None:
+    broken = []
+    for s in generated_scenarios(11, 40):
+        problems = invariant_violations(run_scenario(s, tier="sim", seed=11, agent="sim"))
+        if problems:
+            broken.append((s.name, problems))
+    # Known engine finding (reported): a coordinator crash right after a success can leave
+    # that workspace uncleaned; anything else is a regression.
+    assert all(p.startswith("orphaned workspace") for _, ps in broken for p in ps), broken
+
+
+def test_shrink_removes_every_fault_the_failure_does_not_need() -> None:
+    faults = tuple(
+        FaultSpec(kind, Trigger("tool_call", n=3), task="four", fault_id=f"f{i}")
+        for i, kind in enumerate(["sigint", "kill", "stall", "quit_early"], 1)
+    )
+    s = _scenario(*faults, tasks=(FOUR,))
+    calls: list[int] = []
+
+    def fails(candidate: Scenario) -> bool:
+        calls.append(len(candidate.faults))
+        return any(f.kind == "kill" for f in candidate.faults)
+
+    minimal = shrink(s, fails)
+    assert [f.kind for f in minimal.faults] == ["kill"]
+    assert minimal.faults[0].trigger == Trigger("tool_call", n=1)  # simplified too
+    assert calls  # it really searched

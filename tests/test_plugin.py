@@ -1,0 +1,241 @@
+"""End-to-end: the real plugin through pytester (``pytest --orch-chaos``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BUNDLED = REPO / "scenarios"
+
+ESCALATING = """
+name = "hopeless"
+
+[[tasks]]
+id = "doomed"
+title = "Migrate the schema"
+deliverables = ["m.py"]
+
+[tasks.expect]
+outcome = "escalated"
+
+[[faults]]
+kind = "kill"
+task = "doomed"
+at_start = true
+attempt = "all"
+"""
+
+RECOVERING = """
+[[tasks]]
+id = "t1"
+title = "Create /fake3 command"
+deliverables = ["fake3.md"]
+
+[tasks.expect]
+outcome = "recovered"
+reasons = ["sigint"]
+
+[[faults]]
+kind = "sigint"
+task = "t1"
+after_file = "fake3.md"
+"""
+
+
+def _bundled(pytester: pytest.Pytester) -> None:
+    shutil.copytree(BUNDLED, pytester.path / "scenarios")
+
+
+def _scenario(pytester: pytest.Pytester, name: str, text: str) -> Path:
+    path = pytester.path / "scenarios" / f"{name}.toml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_plugin_off_collects_nothing_and_imports_no_engine(pytester: pytest.Pytester) -> None:
+    _scenario(pytester, "x", RECOVERING)
+    pytester.makepyfile(test_plain="def test_ok():\n    assert True\n")
+    pytester.makeconftest(
+        """
+        import json, sys
+        def pytest_unconfigure(config):
+            mods = sorted(m for m in sys.modules if m.startswith("pytest_orch_recovery"))
+            open("modules.json", "w").write(json.dumps(mods))
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    modules = json.loads((pytester.path / "modules.json").read_text())
+    assert "pytest_orch_recovery.plugin" in modules  # installed: its options are there
+    for heavy in ("coordinator", "simulation", "campaign", "gate", "generate", "scenario"):
+        assert f"pytest_orch_recovery.{heavy}" not in modules
+    assert not (pytester.path / "orch-report.md").exists()
+
+
+def test_bundled_campaign_passes_runs_only_scenarios_and_writes_dashboard(
+    pytester: pytest.Pytester,
+) -> None:
+    _bundled(pytester)
+    pytester.makeini("[pytest]\ntestpaths = tests\n")
+    (pytester.path / "tests").mkdir()
+    (pytester.path / "tests" / "test_unit.py").write_text("def test_unit():\n    assert 0\n")
+    result = pytester.runpytest("--orch-chaos", "--orch-seed=11")
+    assert result.ret == 0, result.stdout.str()
+    result.assert_outcomes(passed=len(list(BUNDLED.glob("*.toml"))))
+    result.stdout.fnmatch_lines(["*orch-chaos: seed 11, tier sim*",
+                                 "*orch-chaos recovery gate*",
+                                 "PASS recovery_rate: observed *",
+                                 "PASS first_try_simple: observed 1.000 (20/20)*"])
+    assert "test_unit" not in result.stdout.str()
+    dashboard = (pytester.path / "orch-report.md").read_text(encoding="utf-8")
+    assert "## Recovery Metrics Dashboard" in dashboard
+    assert "### 2025-07-23 - task-agent-5030 (SIGINT) ✅ RECOVERED" in dashboard
+    assert "Attribution Confusion Matrix" in dashboard and "### Fault Ledger" in dashboard
+
+
+def test_recovery_rate_below_threshold_fails_with_fail_line(pytester: pytest.Pytester) -> None:
+    _scenario(pytester, "hopeless", ESCALATING)
+    _scenario(pytester, "fine", RECOVERING)
+    result = pytester.runpytest("--orch-chaos", "--orch-seed=1",
+                                "--orch-min-recovery-rate=0.99")
+    result.assert_outcomes(passed=2)  # every scenario met its own expectations...
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # ...but the campaign misses the gate
+    result.stdout.fnmatch_lines([
+        "FAIL recovery_rate: observed 0.500 (1/2), 95% lower bound *, threshold > 0.990"
+    ])
+
+
+def _figures(pytester: pytest.Pytester, *extra: str) -> tuple[int, dict[str, object]]:
+    report = pytester.path / "r.json"
+    result = pytester.runpytest_subprocess("--orch-chaos", "--orch-seed=42",
+                                           "--orch-campaign=6", f"--orch-report={report}",
+                                           "--orch-min-recovery-rate=0.99",
+                                           "-p", "no:cacheprovider", *extra)
+    data = json.loads(report.read_text(encoding="utf-8"))
+    data["campaign"].pop("ledger")  # per-run order is the same; keep the comparison small
+    return result.ret, {"metrics": data["metrics"], "criteria": data["criteria"],
+                        "matrix": data["campaign"]["confusion_matrix"]}
+
+
+def test_serial_and_xdist_give_the_same_verdict_and_figures(pytester: pytest.Pytester) -> None:
+    _bundled(pytester)
+    _scenario(pytester, "hopeless", ESCALATING)
+    serial_ret, serial = _figures(pytester)
+    dist_ret, dist = _figures(pytester, "-p", "xdist", "-n", "2")
+    assert serial_ret == dist_ret == pytest.ExitCode.TESTS_FAILED
+    assert serial == dist
+    criteria = {c["name"]: c for c in serial["criteria"]}  # type: ignore[attr-defined]
+    assert criteria["recovery_rate"]["verdict"] == "fail"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--orch-min-recovery-rate", "1.5"], "not a rate within [0, 1]"),
+        (["--orch-gate", "median"], "is not one of point, lower-bound"),
+        (["--orch-max-orphans", "-1"], "must be >= 0"),
+        (["--orch-report", "out.txt"], "must end in .md, .json, .html"),
+        (["--orch-agent", "x {bogus}"], "unknown placeholder"),
+    ],
+)
+def test_bad_option_value_is_a_usage_error(
+    pytester: pytest.Pytester, args: list[str], message: str
+) -> None:
+    result = pytester.runpytest("--orch-chaos", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()
+
+
+def test_bad_ini_value_is_a_usage_error_naming_the_key(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\norch_min_first_try_simple = lots\n")
+    result = pytester.runpytest("--orch-chaos")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "ini key 'orch_min_first_try_simple'" in result.stderr.str()
+    assert "'lots' is not a number" in result.stderr.str()
+
+
+def test_cli_beats_ini_beats_default(pytester: pytest.Pytester) -> None:
+    _scenario(pytester, "hopeless", ESCALATING)
+    _scenario(pytester, "fine", RECOVERING)
+    pytester.makeini("[pytest]\norch_min_recovery_rate = 0.4\norch_seed = 9\n")
+    ini = pytester.runpytest("--orch-chaos")
+    assert ini.ret == 0
+    ini.stdout.fnmatch_lines(["*seed 9,*", "PASS recovery_rate: *threshold > 0.400"])
+    cli = pytester.runpytest("--orch-chaos", "--orch-min-recovery-rate=0.6")
+    assert cli.ret == pytest.ExitCode.TESTS_FAILED
+    cli.stdout.fnmatch_lines(["FAIL recovery_rate: *threshold > 0.600"])
+
+
+def test_malformed_scenario_names_file_line_and_field(pytester: pytest.Pytester) -> None:
+    _scenario(pytester, "typo", RECOVERING.replace('kind = "sigint"', 'kind = "sigintt"'))
+    _scenario(pytester, "syntax", "[[tasks]]\nid = \"a\"\ntitle = = 3\n")
+    result = pytester.runpytest("--orch-chaos")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    out = result.stdout.str()
+    assert "typo.toml:12: faults[1].kind: unknown fault kind 'sigintt'" in out
+    assert "syntax.toml:3: invalid TOML" in out
+
+
+def test_unmet_expectation_fails_the_item_with_a_readable_diff(
+    pytester: pytest.Pytester,
+) -> None:
+    _scenario(pytester, "wrong", RECOVERING.replace('reasons = ["sigint"]',
+                                                    'reasons = ["timeout"]'))
+    result = pytester.runpytest("--orch-chaos", "--orch-seed=2")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*scenario wrong did not go as expected*",
+                                 "*t1: reasons: expected timeout, got sigint*"])
+
+
+def test_strict_fails_on_a_fault_that_never_took_effect(pytester: pytest.Pytester) -> None:
+    _scenario(pytester, "unreached", RECOVERING + '\n[[faults]]\nkind = "kill"\ntask = "t1"\n'
+              "after_tool_call = 40\n")
+    assert pytester.runpytest("--orch-chaos").ret == 0
+    strict = pytester.runpytest("--orch-chaos", "--orch-strict")
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED
+    strict.stdout.fnmatch_lines(["FAIL strict: fault unreached/f2 (kill) not exercised"])
+
+
+def test_generated_campaign_adds_items_and_reports(pytester: pytest.Pytester,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    summary = pytester.path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    result = pytester.runpytest("--orch-chaos", "--orch-seed=3", "--orch-campaign=5",
+                                "--orch-report=o.html", "--orch-report=o.json",
+                                "--junitxml=junit.xml", "-v")
+    names = [line for line in result.outlines if "orch-campaign::gen-" in line]
+    assert len(names) == 5, result.stdout.str()
+    data = json.loads((pytester.path / "o.json").read_text())
+    assert data["schema_version"] == 1 and data["campaign"]["seed"] == 3
+    page = (pytester.path / "o.html").read_text()
+    assert "<h2>Timeline</h2>" in page and "$(" not in page.split("<h2>Timeline")[0][:0] + ""
+    assert "Recovery Metrics Dashboard" in summary.read_text()
+    junit = (pytester.path / "junit.xml").read_text()
+    assert 'name="orch_recovery_rate"' in junit and 'name="orch_seed" value="3"' in junit
+
+
+def test_user_tests_get_orch_engine_and_the_marker(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        from pytest_orch_recovery.faults import FaultSpec, Trigger
+        from pytest_orch_recovery.model import Task
+
+        @pytest.mark.orch_faults(FaultSpec("sigint", Trigger("file_written", n=1)))
+        def test_resume(orch_engine):
+            run = orch_engine.run([Task("t1", "Docs", ("a.md", "b.md"))])
+            assert run.outcomes == {"t1": "recovered"}
+
+        @pytest.mark.orch_faults("pr_create_fails", task="t1")
+        def test_pr(orch_engine, orch_faults):
+            assert [f.kind for f in orch_faults] == ["pr_create_fails"]
+            run = orch_engine.run([Task("t1", "Docs", ("a.md",))])
+            assert run.repos["t1"].pr is not None
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=2)

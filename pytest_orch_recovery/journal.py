@@ -40,9 +40,12 @@ class Journal:
     (True, ['task_submitted', 'decision'])
     """
 
-    def __init__(self, path: Path | None, *, fsync: bool = True) -> None:
+    def __init__(self, path: Path | None, *, fsync: bool = True, validate: bool = True) -> None:
         self._path = None if path is None else Path(path)
         self._fsync = fsync
+        # An in-memory journal still checks each event would serialise, unless told not to
+        # (the simulation's hot loop, whose events the file-backed tiers serialise anyway).
+        self._validate = validate or self._path is not None
         self._events: list[Event] = []
         self._keys: set[str] = set()
         self._by_task: dict[str, list[Event]] = {}
@@ -99,6 +102,9 @@ class Journal:
         if self._closed:
             raise JournalError(f"{self._path or '<memory>'}: journal is closed")
         stored = replace(event, seq=len(self._events) + 1)
+        if not self._validate:
+            self._index(stored)
+            return stored
         try:
             line = json.dumps(
                 stored.to_json(), separators=(",", ":"), ensure_ascii=False, allow_nan=False

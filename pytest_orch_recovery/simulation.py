@@ -29,7 +29,7 @@ class CrashingJournal(Journal):
     """A journal that crashes its writer right after the Nth append is durable."""
 
     def __init__(self, crash_after: int) -> None:
-        super().__init__(None)
+        super().__init__(None, validate=False)
         self.crash_after = crash_after
         self.crashed = False
 
@@ -88,7 +88,7 @@ def simulate(
     if crash_after_event is not None:
         journal = CrashingJournal(crash_after_event)
     if journal is None:
-        journal = Journal(None)
+        journal = Journal(None, validate=False)
     cfg = config or CoordinatorConfig(seed=seed, attempt_timeout=1800.0)
 
     def new_policy() -> Policy:

@@ -97,15 +97,11 @@ class _Attempt:
     stalled: bool = False
     permission_denials: list[dict[str, Any]] = field(default_factory=list)
     signals: list[int] = field(default_factory=list)
-    pending_kill: bool = False
+    descriptions: tuple[str, ...] = ()  # spec.work in words, for checkpoints
 
 
-@dataclass(order=True)
-class _Wake:
-    time: float
-    seq: int
-    agent: str = field(compare=False)
-    attempt: int = field(compare=False)
+# Heap entries: (time, seq, agent, attempt number); plain tuples compare fastest.
+_Wake = tuple[float, int, str, int]
 
 
 class SimRuntime:
@@ -173,7 +169,8 @@ class SimRuntime:
         if spec.task.task_id in self._tests_broken and ws.commits == 0 and not ws.files:
             ws.tests_broken = True
         rng = random.Random(f"{self.seed}:{spec.task.task_id}:{spec.attempt}")
-        attempt = _Attempt(spec=spec, started_at=self.clock.now(), rng=rng)
+        attempt = _Attempt(spec=spec, started_at=self.clock.now(), rng=rng,
+                           descriptions=tuple(w.describe() for w in spec.work))
         if spec.resume_session is None or spec.resume_session != ws.session_id:
             ws.session_id = f"sess-{rng.getrandbits(64):016x}"
         self._attempts[spec.agent] = attempt
@@ -190,14 +187,14 @@ class SimRuntime:
                 if deadline is not None:
                     self.clock.advance_to(deadline)
                 return None
-            wake = self._wakes[0]
-            if deadline is not None and wake.time > deadline:
+            when, _, agent, number = self._wakes[0]
+            if deadline is not None and when > deadline:
                 self.clock.advance_to(deadline)
                 return None
             heapq.heappop(self._wakes)
-            self.clock.advance_to(wake.time)
-            attempt = self._attempts.get(wake.agent)
-            if attempt is None or attempt.spec.attempt != wake.attempt or not attempt.live:
+            self.clock.advance_to(when)
+            attempt = self._attempts.get(agent)
+            if attempt is None or attempt.spec.attempt != number or not attempt.live:
                 continue
             self._step(attempt)
 
@@ -260,8 +257,7 @@ class SimRuntime:
         self._seq += 1
         heapq.heappush(
             self._wakes,
-            _Wake(self.clock.now() + delay, self._seq, attempt.spec.agent,
-                  attempt.spec.attempt),
+            (self.clock.now() + delay, self._seq, attempt.spec.agent, attempt.spec.attempt),
         )
 
     def _think_time(self, attempt: _Attempt) -> float:
@@ -386,7 +382,7 @@ class SimRuntime:
             attempt=spec.attempt,
             completed_subtasks=tuple(done),
             created_files=tuple(created),
-            next_actions=tuple(w.describe() for w in spec.work[attempt.step:]),
+            next_actions=attempt.descriptions[attempt.step:],
             updated_at=f"{self.clock.now():.3f}",
             session_id=ws.session_id,
         )

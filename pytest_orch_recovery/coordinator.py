@@ -98,6 +98,7 @@ class TaskState:
     missing: tuple[WorkItem, ...] = ()
     first_failure_at: float | None = None
     escalation_cause: str | None = None
+    released_by: str | None = None  # an operator released it; no decision recorded yet
 
     @property
     def current(self) -> AttemptState | None:
@@ -219,6 +220,8 @@ class Coordinator:
                 self._judge(state, _exit_from_event(state, state.exit_data))
             elif state.phase is Phase.ATTRIBUTED:
                 self._decide(state)
+            elif state.phase is Phase.ESCALATED and state.released_by is not None:
+                self._release(state, state.released_by)  # the operator's order, half done
 
     # ------------------------------------------------------------------ public API
 
@@ -278,22 +281,23 @@ class Coordinator:
             EventKind.OPERATOR_ACTION,
             data={"action": action, "tasks": released, "reasons": sorted(reason_set)},
         )
-        now = self.runtime.clock.now()
         for task_id in released:
-            state = self.tasks[task_id]
-            partial = self.runtime.partial_work(state.task, state.agent)
-            missing = missing_work(state.task, partial)
-            resume = partial.any_progress or partial.usable_checkpoint
-            decision = Decision(
-                strategy=Strategy.RESUME if resume else Strategy.RESTART,
-                why=f"released by an operator ({action}); "
-                + ("resuming with what is left." if resume else "restarting the full task."),
-                rule="operator_release",
-                agent_type=state.current.agent_type if state.current else None,
-                work=missing if resume else full_plan(state.task),
-            )
-            self._record_decision(state, decision, partial, now)
+            self._release(self.tasks[task_id], action)
         return released
+
+    def _release(self, state: TaskState, action: str) -> None:
+        partial = self.runtime.partial_work(state.task, state.agent)
+        missing = missing_work(state.task, partial)
+        resume = partial.any_progress or partial.usable_checkpoint
+        decision = Decision(
+            strategy=Strategy.RESUME if resume else Strategy.RESTART,
+            why=f"released by an operator ({action}); "
+            + ("resuming with what is left." if resume else "restarting the full task."),
+            rule="operator_release",
+            agent_type=state.current.agent_type if state.current else None,
+            work=missing if resume else full_plan(state.task),
+        )
+        self._record_decision(state, decision, partial, self.runtime.clock.now())
 
     def outcome(self, task_id: str) -> Phase:
         return self.tasks[task_id].phase
@@ -553,6 +557,9 @@ class Coordinator:
         if kind is EventKind.OPERATOR_ACTION:
             for reason in event.data.get("reasons", ()):
                 self.policy.breaker.close(Reason(reason))
+            for task_id in event.data.get("tasks", ()):
+                if task_id in self.tasks:
+                    self.tasks[task_id].released_by = str(event.data.get("action", ""))
             return
         if event.task_id is None:
             return
@@ -631,6 +638,7 @@ class Coordinator:
             self.policy.breaker.record(attribution.reason, state.agent, event.time)
             state.phase = Phase.ATTRIBUTED
         elif kind is EventKind.DECISION:
+            state.released_by = None
             launch = event.data.get("launch")
             if launch is not None:
                 decision = Decision.from_json(event.data["decision"])

@@ -211,7 +211,8 @@ def run_tmux(
             except SimulatedCrash:
                 crashes += 1
                 coordinator = new_coordinator(True)
-                coordinator.run()
+                if action is Coordinator.run:
+                    coordinator.run()
 
         names: list[str | None] = list(agents) if agents is not None else [None] * len(tasks)
         for task, name in zip(tasks, names, strict=True):

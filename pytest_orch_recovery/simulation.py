@@ -102,10 +102,13 @@ def simulate(
         try:
             step(coordinator)
         except SimulatedCrash:
+            # A supervisor starts a new coordinator on the same journal; it finishes the step
+            # that was in flight, and goes on with the loop if the loop was what died.
             crashes += 1
             coordinator = Coordinator.from_journal(runtime, journal, policy=new_policy(),
                                                    config=cfg)
-            coordinator.run()
+            if step is Coordinator.run:
+                coordinator.run()
 
     names: list[str | None] = list(agents) if agents is not None else [None] * len(tasks)
     for task, name in zip(tasks, names, strict=True):

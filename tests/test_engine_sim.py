@@ -221,3 +221,14 @@ def test_first_try_success_is_not_a_failure() -> None:
     assert metrics.first_try == 2 and metrics.required_recovery == 0
     assert Reason.UNKNOWN not in {Reason(r) for t in ("task-5030", "t-four")
                                   for r in _reasons(out, t)}
+
+
+def test_coordinator_crash_right_after_an_operator_release_finishes_the_release() -> None:
+    tasks = [Task(f"t{n}", f"Task {n}", (f"f{n}.md",)) for n in (1, 2, 3)]
+    faults = [FaultSpec("missing_permission_flag")]
+    clean = simulate(tasks, faults, seed=7, operator_actions=["fix_permission_flag"])
+    release_seq = next(e.seq for e in clean.events if e.kind is EventKind.OPERATOR_ACTION)
+    out = simulate(tasks, faults, seed=7, operator_actions=["fix_permission_flag"],
+                   crash_after_event=release_seq)
+    assert out.crashes == 1
+    assert out.outcomes == clean.outcomes == {t.task_id: Phase.SUCCEEDED for t in tasks}

@@ -299,6 +299,24 @@ class Coordinator:
         )
         self._record_decision(state, decision, partial, self.runtime.clock.now())
 
+    def note_workspace_cleaned(self, agent: str, path: str, rescue_ref: str | None) -> None:
+        """Journal that ``agent``'s workspace was removed (unpushed work saved to
+        ``rescue_ref`` first, when there was any)."""
+        task_id = self._by_agent.get(agent)
+        self._emit(EventKind.WORKSPACE_CLEANED, task_id=task_id, agent=agent,
+                   data={"path": path, "rescue_ref": rescue_ref})
+
+    def note_workspace_orphaned(self, path: str, agent: str | None = None) -> None:
+        """Journal a workspace no live or waiting task owns (counted by the gate)."""
+        self._emit(EventKind.WORKSPACE_ORPHANED, task_id=self._by_agent.get(agent or ""),
+                   agent=agent, data={"path": path})
+
+    def owners(self) -> set[str]:
+        """Agents whose workspace must be kept: tasks not finished, or escalated (a person
+        will want to look at what the agent left)."""
+        return {s.agent for s in self.tasks.values() if s.phase is not Phase.SUCCEEDED
+                and s.phase is not Phase.FAILED}
+
     def outcome(self, task_id: str) -> Phase:
         return self.tasks[task_id].phase
 

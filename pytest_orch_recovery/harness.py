@@ -28,6 +28,7 @@ from typing import Any
 
 from . import atomic
 from .agents import AgentConfig, AgentDriver, driver_for
+from .cleanup import cleanup_workspace, find_orphans
 from .coordinator import Coordinator, CoordinatorConfig, Phase
 from .dispatcher import Dispatcher
 from .faults import FaultLedger, FaultSpec, FaultStatus
@@ -226,13 +227,15 @@ def run_tmux(
             step(functools.partial(Coordinator.release, action=text, reasons=reasons))
             step(Coordinator.run)
 
+        repo = {tid: _repo_state(sandbox, s.task, s.agent)
+                for tid, s in coordinator.tasks.items()}
+        _settle_workspaces(sandbox, coordinator)
         _fill_ledger(ledger, sandbox, faults, double, by_id)
         outcome = TmuxOutcome(
             events=list(journal.events()),
             outcomes={tid: s.phase for tid, s in coordinator.tasks.items()},
             agents={tid: s.agent for tid, s in coordinator.tasks.items()},
-            repo={tid: _repo_state(sandbox, s.task, s.agent)
-                  for tid, s in coordinator.tasks.items()},
+            repo=repo,
             ledger=ledger,
             transcript=list(double.transcript),
             gh_calls=sandbox.forge.calls() if sandbox.forge is not None else [],
@@ -249,6 +252,22 @@ def run_tmux(
         sandbox.teardown()
     outcome.leftovers = sandbox.leftovers()
     return outcome
+
+
+def _settle_workspaces(sandbox: Sandbox, coordinator: Coordinator) -> None:
+    """Remove the worktrees of finished tasks (rescuing anything unpushed), keep escalated
+    ones for a person, and journal any worktree nobody owns as an orphan."""
+    owners = coordinator.owners()
+    roots = [sandbox.worktrees]
+    for state in coordinator.tasks.values():
+        worktree = sandbox.workspace(state.agent)
+        if state.agent in owners or not worktree.exists():
+            continue
+        result = cleanup_workspace(worktree, repo=sandbox.repo, managed_roots=roots)
+        if result.removed:
+            coordinator.note_workspace_cleaned(state.agent, str(worktree), result.rescue_ref)
+    for path in find_orphans(sandbox.repo, roots, owners):
+        coordinator.note_workspace_orphaned(str(path), path.name)
 
 
 def _write_fault_plan(sandbox: Sandbox, hook_faults: Sequence[FaultSpec]) -> Path:

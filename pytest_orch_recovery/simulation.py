@@ -120,6 +120,11 @@ def simulate(
             runtime.fix_permission_flag()
         run(functools.partial(Coordinator.release, action=text, reasons=reasons))
         run(Coordinator.run)
+    # Workspaces nobody owns any more and nobody cleaned up are orphans.
+    owners = coordinator.owners()
+    for agent in sorted(runtime.workspaces):
+        if agent not in owners and agent not in runtime.cleaned:
+            coordinator.note_workspace_orphaned(f"sim://{agent}", agent)
     outcome = SimOutcome(list(journal.events()), runtime, coordinator, crashes)
     outcome.outcomes = {tid: s.phase for tid, s in coordinator.tasks.items()}
     return outcome

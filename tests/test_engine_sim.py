@@ -232,3 +232,17 @@ def test_coordinator_crash_right_after_an_operator_release_finishes_the_release(
                    crash_after_event=release_seq)
     assert out.crashes == 1
     assert out.outcomes == clean.outcomes == {t.task_id: Phase.SUCCEEDED for t in tasks}
+
+
+def test_a_workspace_nobody_cleaned_is_counted_as_an_orphan(monkeypatch) -> None:
+    from pytest_orch_recovery.runtime.sim import SimRuntime
+
+    monkeypatch.setattr(SimRuntime, "cleanup", lambda self, agent: None)
+    out = simulate([FAKE3, FOUR], [], seed=1)
+    assert compute(out.events).orphaned_workspaces == 2
+
+
+def test_escalated_workspaces_are_kept_not_orphaned() -> None:
+    out = simulate([FAKE3], [FaultSpec("missing_permission_flag")], seed=1)
+    assert out.outcomes["task-5030"] is Phase.ESCALATED
+    assert compute(out.events).orphaned_workspaces == 0

@@ -47,6 +47,10 @@ def _writes(out: TmuxOutcome) -> Counter[str]:
 
 def _assert_clean(out: TmuxOutcome) -> None:
     assert out.leftovers == [], out.leftovers
+    assert [e for e in out.events if e.kind is EventKind.WORKSPACE_ORPHANED] == []
+    cleaned = {e.agent for e in out.events if e.kind is EventKind.WORKSPACE_CLEANED}
+    finished = {out.agents[t] for t, phase in out.outcomes.items() if phase is Phase.SUCCEEDED}
+    assert cleaned == finished, "finished tasks' worktrees are removed, others kept"
 
 
 def test_task_agent_5030_reproduced_and_recovered(tmp_path) -> None:

@@ -24,7 +24,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from .faults import CATALOGUE, TRIGGER_EVENTS, FaultSpec, Trigger
-from .model import Task
+from .model import Reason, Task
 from .scenario import TRIGGER_KEYS, Scenario, ScenarioTask
 
 PROFILE = "orch-campaign"
@@ -96,7 +96,7 @@ def _fault_plans(draw: st.DrawFn, tasks: int) -> tuple[FaultPlan, ...]:
             event=event,
             n=draw(st.integers(1, 4)),
             task=draw(st.none() | st.integers(0, tasks - 1)),
-            attempt=draw(st.sampled_from([1, 1, 2, None])),
+            attempt=draw(st.sampled_from([1, 1, 1, 2, 2, None])),
             params=tuple(sorted(params.items())),
         ))
     return tuple(plans)
@@ -110,7 +110,7 @@ def run_plans(draw: st.DrawFn) -> RunPlan:
          draw(st.integers(0, len(HOSTILE_KINDS) - 1)))
         for _ in range(count)
     )
-    return RunPlan(tasks, draw(_fault_plans(count)), draw(st.booleans()),
+    return RunPlan(tasks, draw(_fault_plans(count)), draw(st.sampled_from([True, True, False])),
                    draw(st.integers(0, 2**32 - 1)))
 
 
@@ -182,11 +182,14 @@ def build_scenario(plan: RunPlan, index: int, count: int) -> Scenario:
         trigger = None if fp.event is None else Trigger(fp.event, n=fp.n)
         faults.append(FaultSpec(
             fp.kind, trigger,
-            task="*" if fp.task is None else tasks[fp.task].task_id,
+            # A fleet fault (the dispatcher's config, the coordinator) hits every task.
+            task="*" if fp.task is None or CATALOGUE[fp.kind].scope == "fleet"
+            else tasks[fp.task].task_id,
             attempt=fp.attempt, params=dict(fp.params), fault_id=f"f{number}",
         ))
     actions: tuple[str, ...] = ()
-    if plan.fix_permissions and any(f.kind == "missing_permission_flag" for f in faults):
+    # Permission faults escalate to a person by design; most runs have the operator fix.
+    if plan.fix_permissions and any(f.entry.expected is Reason.PERMISSION for f in faults):
         actions = ("fix_permission_flag",)
     return Scenario(
         name=run_name(index, count),

@@ -323,6 +323,9 @@ class _Reader:
             raise self.fail((*path, "kind"), f"unknown fault kind {kind!r}; known: "
                             + ", ".join(sorted(CATALOGUE)))
         task = self.string(raw.get("task", "*"), (*path, "task"))
+        if task != "*" and CATALOGUE[kind].scope == "fleet":
+            raise self.fail((*path, "task"), f"{kind} is a fleet fault: it hits every task "
+                            "(leave task out or write \"*\")")
         if task != "*" and task not in task_ids:
             raise self.fail((*path, "task"), f"no task {task!r} in this scenario; tasks: "
                             + ", ".join(task_ids) + " (or \"*\" for all)")

@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -24,7 +25,14 @@ from types import TracebackType
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from .conversation import Reply, decide, is_side_request, read_conversation, side_reply
+from .conversation import (
+    Conversation,
+    Reply,
+    decide,
+    is_side_request,
+    read_conversation,
+    side_reply,
+)
 from .faults import ERROR_TYPES, FaultBook, FaultKind, FaultSpec, RequestContext
 from .plan import Plan, TaskPlan
 from .wire import (
@@ -193,7 +201,9 @@ class ModelDouble:
             if self._transcript_path is not None:
                 _append_line(self._transcript_path, json.dumps(entry, ensure_ascii=False))
 
-    def _answer(self, body: Mapping[str, Any]) -> tuple[Reply, TaskPlan | None, RequestContext]:
+    def _answer(
+        self, body: Mapping[str, Any]
+    ) -> tuple[Reply, TaskPlan | None, RequestContext, list[list[str]]]:
         conv = read_conversation(body)
         found = self._plan().find(conv.first_user_text)
         side = is_side_request(found, conv)
@@ -213,7 +223,7 @@ class ModelDouble:
             step_position=position,
             step_kind=reply.step.kind if reply.stop_reason == "tool_use" and reply.step else None,
         )
-        return reply, task, ctx
+        return reply, task, ctx, _history(conv)
 
     def _take_fault(self, ctx: RequestContext) -> FaultSpec | None:
         return self._book.take(ctx)
@@ -229,6 +239,21 @@ class ModelDouble:
             with self._changed:
                 self._stalled -= 1
                 self._changed.notify_all()
+
+
+def _history(conv: Conversation) -> list[list[str]]:
+    """The tool calls the request's history holds, each with what came back: ``ok``,
+    ``error``, ``denied``, or ``none`` (a tool_use never answered, as after an interrupt)."""
+    out = []
+    for call in conv.calls:
+        if call.outcome is None:
+            state = "none"
+        elif call.outcome.denied:
+            state = "denied"
+        else:
+            state = "ok" if call.outcome.ok else "error"
+        out.append([call.name, state])
+    return out
 
 
 def _shut(conn: socket.socket) -> None:
@@ -252,6 +277,13 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = False  # so server_close() joins them
     block_on_close = True
     double: ModelDouble
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # An agent killed mid-request (SIGINT, SIGKILL: the faults this double serves) hangs
+        # up; that is the expected end of its connection, not an error worth a traceback.
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class _BadRequest(Exception):
@@ -329,7 +361,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error("invalid_request_error", str(exc))
             return
         try:
-            reply, task, ctx = self.double._answer(body)
+            reply, task, ctx, history = self.double._answer(body)
         except Exception as exc:  # a request shape the double cannot read: say so, stay up
             self.double._record({"endpoint": "messages", "status": 500, "error": repr(exc)})
             self._error("api_error")
@@ -345,6 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
             "stream": stream,
             "action": reply.to_json(),
             "fault": None if fault is None else str(fault.kind),
+            "history": history,
         }
         if fault is not None and fault.kind is FaultKind.STREAM_ERROR and not stream:
             fault = FaultSpec(FaultKind.OVERLOADED)  # the status a non-streaming call gets

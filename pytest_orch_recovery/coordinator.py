@@ -11,6 +11,7 @@ no-op — so no recovery action is ever launched twice.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import heapq
 import itertools
@@ -412,17 +413,7 @@ class Coordinator:
                 "signals_delivered": list(exited.extra.get("signals_delivered", ())),
             },
         )
-        self._judge(state, AttemptExit(
-            agent=exited.agent,
-            attempt=exited.attempt,
-            exit=exit_info,
-            started_at=exited.started_at,
-            ended_at=exited.ended_at,
-            output=exited.output,
-            result=exited.result,
-            session_id=exited.session_id,
-            extra=exited.extra,
-        ))
+        self._judge(state, dataclasses.replace(exited, exit=exit_info))
 
     def _judge(self, state: TaskState, exited: AttemptExit) -> None:
         """Success if nothing is missing; otherwise attribute the failure and decide."""

@@ -41,7 +41,7 @@ from .modeldouble.faults import FaultSpec as ApiFault
 from .policy import Policy
 from .runtime.tmux import TmuxRuntime
 from .sandbox import Sandbox
-from .simulation import OPERATOR_ACTIONS, SimulatedCrash, _submit
+from .simulation import OPERATOR_ACTIONS, CrashingJournal, SimulatedCrash, _submit
 
 HOOK_FAULTS = frozenset(
     {"sigint", "sigint_keys", "kill", "terminate", "stall", "stale_index_lock",
@@ -82,20 +82,6 @@ class TmuxOutcome:
     crashes: int = 0
     leftovers: list[str] = field(default_factory=list)
     sandbox_root: Path | None = None
-
-
-class _CrashingFileJournal(Journal):
-    def __init__(self, path: Path, crash_after: int) -> None:
-        super().__init__(path)
-        self.crash_after = crash_after
-        self.crashed = False
-
-    def append(self, event: Event) -> Event:
-        stored = super().append(event)
-        if not self.crashed and len(self) >= self.crash_after:
-            self.crashed = True
-            raise SimulatedCrash(f"coordinator killed after journal event {stored.seq}")
-        return stored
 
 
 def _check_schedule(tasks: Sequence[Task], faults: Sequence[FaultSpec]) -> None:
@@ -183,7 +169,7 @@ def run_tmux(
         runtime = TmuxRuntime(sandbox, dispatcher.command_for)
         journal_path = sandbox.root / "journal.jsonl"
         journal = (
-            _CrashingFileJournal(journal_path, crash_after_event)
+            CrashingJournal(crash_after_event, journal_path)
             if crash_after_event is not None else Journal(journal_path)
         )
         coord_config = CoordinatorConfig(attempt_timeout=attempt_timeout, seed=seed)

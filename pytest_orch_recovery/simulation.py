@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .coordinator import Coordinator, CoordinatorConfig, Phase
 from .faults import FaultLedger, FaultSpec
@@ -28,8 +29,8 @@ class SimulatedCrash(Exception):
 class CrashingJournal(Journal):
     """A journal that crashes its writer right after the Nth append is durable."""
 
-    def __init__(self, crash_after: int) -> None:
-        super().__init__(None, validate=False)
+    def __init__(self, crash_after: int, path: Path | None = None) -> None:
+        super().__init__(path, validate=False)
         self.crash_after = crash_after
         self.crashed = False
 

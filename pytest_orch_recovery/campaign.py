@@ -187,13 +187,14 @@ def _run_sim(scenario: Scenario, *, seed: int, agent: str) -> ScenarioRun:
     # it was not cleaned, its attempt is still running, or no task owns it. An escalated
     # task's workspace is kept on purpose, for the person it was escalated to.
     owner = dict(zip(agents, tasks, strict=True))
-    orphans = sorted(
+    left = {
         name for name in runtime.workspaces
         if name not in owner
         or (out.outcomes.get(owner[name].task_id) is Phase.SUCCEEDED
             and name not in runtime.cleaned)
-    )
-    orphans += sorted(a for a in runtime.live() if a not in orphans)
+    } | set(runtime.live())
+    # Named like the coordinator's own workspace_orphaned events ("sim://<agent>").
+    orphans = sorted(set(journal_orphans(out.events)) | {f"sim://{name}" for name in left})
     return ScenarioRun(
         scenario=scenario.name,
         events=list(out.events),
@@ -207,6 +208,18 @@ def _run_sim(scenario: Scenario, *, seed: int, agent: str) -> ScenarioRun:
         violations=list(runtime.violations),
         crashes=out.crashes,
     )
+
+
+def journal_orphans(events: Iterable[Event]) -> list[str]:
+    """Workspaces the journal reports orphaned and not cleaned afterwards."""
+    orphaned: dict[str, None] = {}
+    for event in events:
+        path = str(event.data.get("path", ""))
+        if event.kind is EventKind.WORKSPACE_ORPHANED:
+            orphaned[path] = None
+        elif event.kind is EventKind.WORKSPACE_CLEANED:
+            orphaned.pop(path, None)
+    return list(orphaned)
 
 
 def _ledger_fleet_faults(ledger: FaultLedger, faults: Sequence[FaultSpec],

@@ -133,6 +133,7 @@ def aggregate(runs: Sequence[ScenarioRun], criteria: Criteria, *,
                 strict_failures.append(
                     f"fault {prefix}{fault_id} ({entry.get('kind')}) {status.replace('_', ' ')}"
                 )
+    # Each run's orphans already include those its journal reported (workspace_orphaned).
     everything = compute(events, orphaned_workspaces=len(orphans))
     steady = compute([e for e in events if e.task_id in control])
     wrong = sum(1 for c in checks if c.verdict == "wrong")
@@ -142,6 +143,7 @@ def aggregate(runs: Sequence[ScenarioRun], criteria: Criteria, *,
         settled_simple=steady.settled_simple,
         first_try_complex=steady.first_try_complex,
         settled_complex=steady.settled_complex,
+        orphaned_workspaces=len(orphans),
         orphaned_paths=tuple(orphans),
         unattributed_failures=everything.unattributed_failures + wrong,
     )

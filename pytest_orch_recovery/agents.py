@@ -65,11 +65,16 @@ def prompt_text(spec: LaunchSpec) -> str:
 
 @dataclass(frozen=True)
 class CliAgentDriver:
-    """An agent with Claude Code's CLI contract; the prompt arrives on stdin."""
+    """An agent with Claude Code's CLI contract; the prompt arrives on stdin.
+
+    ``environment`` is set for the agent on top of what the runtime gives it (``exec env
+    K=V ... agent``), so a driver carries what its agent needs wherever it is launched.
+    """
 
     name: str
     executable: tuple[str, ...]
     config: AgentConfig = AgentConfig()
+    environment: tuple[tuple[str, str], ...] = ()
 
     def argv(self, spec: LaunchSpec, *, prompt_file: Path) -> list[str]:
         args = [*self.executable, "-p", "--output-format", self.config.output_format]
@@ -82,6 +87,8 @@ class CliAgentDriver:
         if self.config.model:
             args += ["--model", self.config.model]
         args += list(self.config.extra_args)
+        if self.environment:
+            args = ["env", *(f"{k}={v}" for k, v in self.environment), *args]
         # stdin from the prompt file: no quoting of hostile task text on any command line.
         command = "exec " + shlex.join(args) + " < " + shlex.quote(str(prompt_file))
         return ["/bin/sh", "-c", command]
@@ -139,15 +146,54 @@ def find_claude_code() -> Path | None:
     return Path(found) if found else None
 
 
+# What the real CLI needs in a headless, sandboxed run (measured with 2.1.328, see
+# docs/claude-code.md): no telemetry, error reporting, update checks or other traffic beyond
+# the Messages API; no auto-update of the pinned binary; and, as root, IS_SANDBOX=1, without
+# which it refuses --dangerously-skip-permissions ("cannot be used with root/sudo privileges").
+CLAUDE_CODE_ENV: tuple[tuple[str, str], ...] = (
+    ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
+    ("DISABLE_TELEMETRY", "1"),
+    ("DISABLE_ERROR_REPORTING", "1"),
+    ("DISABLE_AUTOUPDATER", "1"),
+)
+
+
+def claude_code_environment(config: AgentConfig) -> tuple[tuple[str, str], ...]:
+    """The environment the Claude Code driver adds for ``config``.
+
+    >>> dict(claude_code_environment(AgentConfig()))["DISABLE_TELEMETRY"]
+    '1'
+    """
+    env = CLAUDE_CODE_ENV
+    if config.skip_permissions and hasattr(os, "geteuid") and os.geteuid() == 0:
+        env += (("IS_SANDBOX", "1"),)
+    return env
+
+
 def claude_code_driver(config: AgentConfig | None = None,
                        executable: Path | None = None) -> CliAgentDriver:
+    """The real Claude Code CLI. The session id for Resume comes from its result JSON
+    (``session_id``), which the runtime reads from the pane; the hooks it runs (the checkpoint
+    hook) are read from the worktree's ``.claude/settings.local.json``."""
     path = executable or find_claude_code()
     if path is None:
         raise LookupError(
             "Claude Code CLI not found: run tools/install-claude-code.sh, set "
             "ORCH_CLAUDE_CODE, or put `claude` on PATH"
         )
-    return CliAgentDriver("claude-code", (str(path),), config or AgentConfig())
+    cfg = config or AgentConfig()
+    return CliAgentDriver("claude-code", (str(path),), cfg, claude_code_environment(cfg))
+
+
+def claude_code_missing() -> str | None:
+    """Why the real CLI cannot run here (for test skips), or None when it can."""
+    path = find_claude_code()
+    if path is None:
+        return ("Claude Code CLI not installed: run tools/install-claude-code.sh (CI does), "
+                "or set ORCH_CLAUDE_CODE")
+    if not os.access(path, os.X_OK):
+        return f"Claude Code CLI at {path} is not executable"
+    return None
 
 
 def driver_for(agent: str, config: AgentConfig | None = None) -> AgentDriver:

@@ -15,7 +15,9 @@ the highest score wins and the confidence is that score discounted by the runner
 Evidence drawn from the exit alone is capped at :data:`EXIT_ONLY_CONFIDENCE_CAP`.
 
 Known behaviour this encodes (see docs and DESIGN.md "Facts measured on this machine"):
-real Claude Code interrupted while waiting on the API exits 0 with no output at all; run
+real Claude Code interrupted while waiting on the API exits 0 with no output at all, and
+interrupted while a tool or hook runs exits 0 with ``subtype: "error_during_execution"``,
+``terminal_reason: "aborted_tools"`` (measured with 2.1.328, docs/claude-code.md); run
 without ``--dangerously-skip-permissions`` it exits 0 with ``permission_denials`` and writes
 nothing; headless API errors may come back as ``subtype: "success"`` with the error only in
 ``result`` (anthropics/claude-code#79500).
@@ -222,9 +224,16 @@ def _result_evidence(obs: Observation, found: _Found) -> list[Match]:
     terminal = result.get("terminal_reason")
     if terminal == "api_error":
         found.add("result", Reason.API_ERROR, 0.8, "terminal_reason api_error")
+    aborted = isinstance(terminal, str) and terminal.startswith("aborted")
+    if aborted:
+        found.add("result", Reason.SIGINT, 0.6,
+                  f"terminal_reason {terminal}: how Claude Code ends when interrupted while a "
+                  "tool or its hook runs")
     subtype = result.get("subtype")
     if subtype == "error_max_turns":
         found.add("result", Reason.INCOMPLETE, 0.7, "subtype error_max_turns: ran out of turns")
+    elif aborted and subtype == "error_during_execution":
+        pass  # the abort above is the cause; the subtype says nothing more
     elif isinstance(subtype, str) and subtype.startswith("error"):
         found.add("result", Reason.UNKNOWN, 0.35, f"subtype {subtype}")
     text = result.get("result")

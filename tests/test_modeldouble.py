@@ -7,7 +7,6 @@ import http.client
 import json
 import os
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pytest_orch_recovery.agents import claude_code_missing, find_claude_code
 from pytest_orch_recovery.analyze import continuation_prompt, missing_work
 from pytest_orch_recovery.model import PartialWork, Task
 from pytest_orch_recovery.modeldouble import (
@@ -683,12 +683,12 @@ def test_stream_error_event_ends_a_started_stream(double: ModelDouble) -> None:
 
 
 def _claude_binary() -> str | None:
-    return os.environ.get("ORCH_RECOVERY_CLAUDE") or shutil.which("claude")
+    found = find_claude_code()
+    return None if found is None else str(found)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(_claude_binary() is None,
-                    reason="real Claude Code CLI not installed (set ORCH_RECOVERY_CLAUDE)")
+@pytest.mark.skipif(claude_code_missing() is not None, reason=str(claude_code_missing()))
 def test_real_claude_code_follows_the_plan_through_a_529(tmp_path: Path) -> None:
     repo, home = tmp_path / "repo", tmp_path / "home"
     home.mkdir()

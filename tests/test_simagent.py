@@ -309,10 +309,15 @@ def test_gives_up_after_max_retries_with_the_api_error(work: Path) -> None:
     assert len(api.requests) == 3
     result = json.loads(proc.stdout)
     assert result["is_error"] is True and result["api_error_status"] == 529
-    assert result["result"] == f"API Error: 529 {OVERLOADED}"
+    # Claude Code 2.1.328's wording, measured against a loopback API (docs/claude-code.md);
+    # the old expectation (the raw body) came from reports about older versions.
+    gave_up = ("API Error: 529 Overloaded. This is a server-side issue, usually temporary — "
+               "try again in a moment. If it persists, check your inference gateway (127.0.0.1:")
+    assert result["result"].startswith(gave_up) and result["result"].endswith(").")
+    assert result["terminal_reason"] == "api_error"
     with FakeApi([overloaded]) as api:
         text = run_agent(work, api, "-p", "hi", CLAUDE_CODE_MAX_RETRIES="0")
-    assert (text.returncode, text.stdout) == (1, f"API Error: 529 {OVERLOADED}\n")
+    assert text.returncode == 1 and text.stdout.startswith(gave_up)
 
 
 def test_client_errors_are_not_retried(work: Path) -> None:
@@ -603,7 +608,9 @@ def test_sigint_to_the_group_during_bash_stops_the_command_and_exits_0(work: Pat
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(WAIT)
-    assert (proc.returncode, out) == (0, ""), err
+    # Claude Code 2.1.328 interrupted in a tool prints "Execution error" (text mode) and exits
+    # 0; the old expectation (no output) holds only for an interrupt while waiting on the API.
+    assert (proc.returncode, out) == (0, "Execution error"), err
     sleeper = int(pid_file.read_text())
     assert not Path(f"/proc/{sleeper}").exists() or "Z" in Path(
         f"/proc/{sleeper}/stat").read_text().split()[2]

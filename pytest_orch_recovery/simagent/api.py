@@ -59,20 +59,46 @@ class ApiError(Exception):
             return True
         return self.status in (408, 409, 429) or self.status >= 500
 
-    def display(self) -> str:
-        """What Claude Code prints when it gives up.
+    def message(self) -> str:
+        """The ``error.message`` of an API error body, or the raw body."""
+        try:
+            data = json.loads(self.body)
+        except ValueError:
+            return self.body
+        error = data.get("error") if isinstance(data, dict) else None
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])
+        return self.body
 
-        Wording from Claude Code output quoted in anthropics/claude-code#35801 and #6376:
-        ``API Error: 529 {"type":"error",...}``; connection failures use the SDK's
+    def display(self, gateway: str | None = None) -> str:
+        """What Claude Code prints when it gives up (its result text).
+
+        Measured with Claude Code 2.1.328 against the model double (docs/claude-code.md):
+        5xx and 529 read ``API Error: 529 Overloaded. This is a server-side issue, usually
+        temporary — try again in a moment.``, plus ``If it persists, check your inference
+        gateway (HOST:PORT).`` when ``ANTHROPIC_BASE_URL`` points elsewhere than Anthropic;
+        429 reads ``API Error: Request rejected (429) · <message>``. Other statuses keep the
+        body (anthropics/claude-code#35801); connection failures use the SDK's
         ``Connection error.``.
 
-        >>> ApiError(529, '{"type":"error"}').display()
-        'API Error: 529 {"type":"error"}'
+        >>> ApiError(529, '{"type":"error","error":{"message":"Overloaded"}}').display("h:1")
+        'API Error: 529 Overloaded. This is a server-side issue, usually temporary — try \
+again in a moment. If it persists, check your inference gateway (h:1).'
+        >>> ApiError(429, '{"error":{"message":"Slow down."}}').display()
+        'API Error: Request rejected (429) · Slow down.'
         >>> ApiError(None, "reset").display()
         'API Error: Connection error.'
         """
         if self.status is None:
             return "API Error: Connection error."
+        if self.status == 429:
+            return f"API Error: Request rejected (429) · {self.message()}"
+        if self.status >= 500:
+            text = (f"API Error: {self.status} {self.message().rstrip('.')}. This is a "
+                    "server-side issue, usually temporary — try again in a moment.")
+            if gateway:
+                text += f" If it persists, check your inference gateway ({gateway})."
+            return text
         return f"API Error: {self.status} {self.body}".rstrip()
 
 
@@ -81,6 +107,10 @@ class StreamDropped(ApiError):
 
     def __init__(self, detail: str) -> None:
         super().__init__(None, detail)
+
+
+class StreamErrorEvent(ApiError):
+    """An ``event: error`` inside a streaming reply (e.g. ``overloaded_error`` under load)."""
 
 
 def retry_delay_ms(
@@ -129,7 +159,7 @@ class StreamAccumulator:
         if kind == "error":
             err = data.get("error", {})
             status = _ERROR_TYPE_STATUS.get(str(err.get("type", "")), 500)
-            raise ApiError(status, json.dumps(data, separators=(",", ":")))
+            raise StreamErrorEvent(status, json.dumps(data, separators=(",", ":")))
         if kind == "message_start":
             self.message = dict(data["message"])
             self.message["content"] = list(self.message.get("content", []))
@@ -225,14 +255,31 @@ class MessagesClient:
     on_retry: Callable[[ApiError, int, float], None] | None = None
     api_ms: float = field(default=0.0)
 
+    @property
+    def gateway(self) -> str | None:
+        """``host:port`` of a base URL other than Anthropic's, as Claude Code names it."""
+        netloc = urllib.parse.urlsplit(self.base_url).netloc
+        return None if netloc == urllib.parse.urlsplit(DEFAULT_BASE_URL).netloc else netloc
+
     def create(self, body: Mapping[str, Any]) -> ApiReply:
-        """Send one request, retrying transient failures; raise the last ApiError."""
+        """Send one request, retrying transient failures; raise the last ApiError.
+
+        Streaming falls back to one non-streaming request, as Claude Code 2.1.328 was measured
+        to do (docs/claude-code.md): at once after an ``event: error`` inside the stream, and
+        after the retries when every stream was dropped before ``message_stop``.
+        """
         attempt = 0
         while True:
             try:
                 return self._once(body, attempt)
             except ApiError as err:
-                if not err.retryable or attempt >= self.max_retries:
+                streaming = body.get("stream") is True
+                exhausted = attempt >= self.max_retries
+                if streaming and (isinstance(err, StreamErrorEvent)
+                                  or (isinstance(err, StreamDropped) and exhausted)):
+                    body = {**body, "stream": False}
+                    continue
+                if not err.retryable or exhausted:
                     raise
                 attempt += 1
                 delay = retry_delay_ms(attempt, err.headers, self.base_delay_ms)

@@ -98,7 +98,7 @@ def run(cfg: RunConfig) -> int:
     system = system_blocks(cfg.cwd, cfg.append_system_prompt)
     last_text, stop_reason = "", None
 
-    def finish(subtype: str, is_error: bool, text: str, code: int, **extra: Any) -> int:
+    def finish(subtype: str, is_error: bool, text: str | None, code: int, **extra: Any) -> int:
         cfg.printer.final(tally.result(
             subtype=subtype, is_error=is_error, text=text, session_id=sid,
             duration_ms=(time.monotonic() - started) * 1000,
@@ -110,7 +110,7 @@ def run(cfg: RunConfig) -> int:
         if cfg.max_turns is not None and tally.num_turns >= cfg.max_turns:
             # Claude Code -p: "Error: Reached max turns (N)", exit 1
             text = f"Error: Reached max turns ({cfg.max_turns})"
-            return finish("error_max_turns", True, text, 1,
+            return finish("error_max_turns", True, text, 1, terminal_reason="max_turns",
                           errors=[f"Reached maximum number of turns ({cfg.max_turns})"])
         body = {
             "model": cfg.model, "max_tokens": MAX_TOKENS, "system": system,
@@ -119,13 +119,14 @@ def run(cfg: RunConfig) -> int:
         try:
             reply = cfg.client.create(body)
         except ApiError as err:
-            text = err.display()
+            text = err.display(cfg.client.gateway)
             cfg.session.append("assistant", {
                 "id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
                 "model": "<synthetic>", "content": [{"type": "text", "text": text}],
                 "stop_reason": "stop_sequence", "usage": {},
             }, {"isApiErrorMessage": True})
-            return finish("success", True, text, 1, api_error_status=err.status)
+            return finish("success", True, text, 1, api_error_status=err.status,
+                          terminal_reason="api_error")
         message = reply.message
         tally.num_turns += 1
         tally.add_usage(message.get("usage"))
@@ -141,11 +142,27 @@ def run(cfg: RunConfig) -> int:
         results: list[dict[str, Any]] = []
         feedback: list[dict[str, Any]] = []
         responses: list[Any] = []
-        for call in calls:
-            block, response, hook_texts = _run_call(cfg, tally, call)
-            results.append(block)
-            responses.append(response)
-            feedback += hook_texts
+        try:
+            for call in calls:
+                block, response, payload = _run_call(cfg, tally, call)
+                results.append(block)
+                responses.append(response)
+                if payload is not None:
+                    feedback += _post_tool_hooks(cfg, payload)
+        except KeyboardInterrupt:
+            # Measured with Claude Code 2.1.328 (docs/claude-code.md): SIGINT while a tool or
+            # its PostToolUse hook runs ends the run with exit 0 and a result JSON of subtype
+            # error_during_execution, terminal_reason aborted_tools, and no "result" key. The
+            # calls that finished are kept; an unanswered one reads as interrupted on resume.
+            if results:
+                cfg.session.append("user", {"role": "user", "content": results},
+                                   {"toolUseResult": responses[0] if len(responses) == 1
+                                    else responses})
+            return finish(
+                "error_during_execution", True, None, 0, terminal_reason="aborted_tools",
+                errors=["[ede_diagnostic] result_type=user last_content_type=n/a "
+                        f"stop_reason={stop_reason}"],
+            )
         # the API wants tool_result blocks first in the user turn, any text after them
         user_msg = {"role": "user", "content": results + feedback}
         cfg.session.append("user", user_msg,
@@ -157,8 +174,9 @@ def run(cfg: RunConfig) -> int:
 
 def _run_call(
     cfg: RunConfig, tally: RunTally, call: Mapping[str, Any]
-) -> tuple[dict[str, Any], Any, list[dict[str, Any]]]:
-    """Run one tool_use block: its tool_result block, toolUseResult record, hook feedback."""
+) -> tuple[dict[str, Any], Any, dict[str, Any] | None]:
+    """Run one tool_use block: its tool_result block, toolUseResult record, and the payload
+    of the PostToolUse hooks to run (None: the call failed or was denied, no hooks)."""
     name, tool_input, tool_id = str(call["name"]), dict(call.get("input") or {}), str(call["id"])
     denial = cfg.policy.denial(name, tool_input)
     if denial is not None:
@@ -167,20 +185,26 @@ def _run_call(
         )
         block = {"type": "tool_result", "tool_use_id": tool_id, "content": denial,
                  "is_error": True}
-        return block, f"Error: {denial}", []
+        return block, f"Error: {denial}", None
     outcome = run_tool(name, tool_input, cfg.cwd)
     block = {"type": "tool_result", "tool_use_id": tool_id, "content": outcome.content}
     if outcome.is_error:
         # Claude Code runs PostToolUse only for calls that succeeded
         block["is_error"] = True
-        return block, f"Error: {outcome.content}", []
-    feedback: list[dict[str, Any]] = []
+        return block, f"Error: {outcome.content}", None
     payload = {
         "session_id": cfg.session.session_id, "transcript_path": str(cfg.session.path),
         "cwd": str(cfg.cwd), "permission_mode": cfg.policy.mode, "hook_event_name": EVENT,
         "tool_name": name, "tool_input": tool_input, "tool_response": dict(outcome.response),
         "tool_use_id": tool_id,
     }
+    return block, dict(outcome.response), payload
+
+
+def _post_tool_hooks(cfg: RunConfig, payload: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Run the PostToolUse hooks; blocking errors come back as text for the model."""
+    feedback: list[dict[str, Any]] = []
+    name = payload["tool_name"]
     for hook_run in run_hooks(cfg.hooks, payload, cfg.cwd):
         if hook_run.blocking:
             feedback.append({"type": "text", "text": (
@@ -190,7 +214,7 @@ def _run_call(
             status = "timed out" if hook_run.exit_code is None else f"status {hook_run.exit_code}"
             print(f"{EVENT}:{name} hook {hook_run.hook.command!r} failed ({status}): "
                   f"{hook_run.stderr.strip()}", file=sys.stderr)
-    return block, dict(outcome.response), feedback
+    return feedback
 
 
 def env_flag(name: str) -> bool:

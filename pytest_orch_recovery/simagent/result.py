@@ -4,7 +4,9 @@ Result keys follow Claude Code's result message (Agent SDK ``SDKResultMessage``)
 subtype, is_error, duration_ms, duration_api_ms, num_turns, result, stop_reason, session_id,
 total_cost_usd, usage, modelUsage, permission_denials, uuid; API failures add
 ``api_error_status`` and, as the real CLI does (anthropics/claude-code#79500), keep subtype
-``success`` with ``is_error: true``.
+``success`` with ``is_error: true``. As Claude Code 2.1.328 does, ``api_error_status`` is always
+present (null without an API error) and ``terminal_reason`` says how the run ended
+(``completed``, ``api_error``, ``aborted_tools``, ``max_turns``).
 """
 
 from __future__ import annotations
@@ -62,13 +64,14 @@ class RunTally:
         *,
         subtype: str,
         is_error: bool,
-        text: str,
+        text: str | None,
         session_id: str,
         duration_ms: float,
         duration_api_ms: float,
         stop_reason: str | None,
         api_error_status: int | None = None,
         errors: list[str] | None = None,
+        terminal_reason: str = "completed",
     ) -> dict[str, Any]:
         cost = cost_usd(self.model, self.usage)
         out: dict[str, Any] = {
@@ -80,6 +83,8 @@ class RunTally:
             "num_turns": self.num_turns,
             "result": text,
             "stop_reason": stop_reason,
+            "terminal_reason": terminal_reason,
+            "api_error_status": api_error_status,
             "session_id": session_id,
             "total_cost_usd": cost,
             "usage": {**self.usage, "service_tier": "standard"},
@@ -95,8 +100,8 @@ class RunTally:
             "permission_denials": list(self.permission_denials),
             "uuid": str(uuid.uuid4()),
         }
-        if api_error_status is not None:
-            out["api_error_status"] = api_error_status
+        if text is None:  # error_during_execution results carry no "result"
+            del out["result"]
         if errors:
             out["errors"] = errors
         return out
@@ -116,6 +121,10 @@ class Printer:
     def final(self, result: Mapping[str, Any]) -> None:
         if self.fmt in ("json", "stream-json"):
             self._line(json.dumps(result, ensure_ascii=False))
+        elif result.get("subtype") == "error_during_execution":
+            # Claude Code 2.1.328 in text mode, interrupted in a tool: these words, no newline
+            self.stream.write("Execution error")
+            self.stream.flush()
         else:
             self._line(str(result.get("result", "")))
 

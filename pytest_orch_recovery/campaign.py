@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import pytest
 
-from .faults import CATALOGUE, FaultLedger, FaultSpec, FaultStatus
+from .faults import CATALOGUE, FaultStatus
 from .model import Event, EventKind, Reason
 from .scenario import Expectation, Scenario
 
@@ -160,7 +160,6 @@ def tmux_runner() -> Any:
 
 
 def _run_sim(scenario: Scenario, *, seed: int, agent: str) -> ScenarioRun:
-    from .coordinator import Phase
     from .simulation import simulate
 
     tasks = [t.task for t in scenario.tasks]
@@ -169,7 +168,6 @@ def _run_sim(scenario: Scenario, *, seed: int, agent: str) -> ScenarioRun:
                    operator_actions=scenario.operator_actions,
                    crash_after_event=scenario.crash_after_event)
     ledger = out.ledger
-    _ledger_fleet_faults(ledger, scenario.faults, out.events, out.crashes)
     runtime = out.runtime
     repos: dict[str, RepoState] = {}
     for task, name in zip(tasks, agents, strict=True):
@@ -183,18 +181,10 @@ def _run_sim(scenario: Scenario, *, seed: int, agent: str) -> ScenarioRun:
             pushed=ws.commits > 0 and ws.pushed_commits == ws.commits,
             pr=None if ws.pr is None else ws.pr.number,
         )
-    # A workspace is orphaned when nothing will ever come back for it: its task succeeded and
-    # it was not cleaned, its attempt is still running, or no task owns it. An escalated
-    # task's workspace is kept on purpose, for the person it was escalated to.
-    owner = dict(zip(agents, tasks, strict=True))
-    left = {
-        name for name in runtime.workspaces
-        if name not in owner
-        or (out.outcomes.get(owner[name].task_id) is Phase.SUCCEEDED
-            and name not in runtime.cleaned)
-    } | set(runtime.live())
-    # Named like the coordinator's own workspace_orphaned events ("sim://<agent>").
-    orphans = sorted(set(journal_orphans(out.events)) | {f"sim://{name}" for name in left})
+    # The simulation journals unowned, uncleaned workspaces itself ("sim://<agent>"); an
+    # attempt still running after the run is left behind as well.
+    orphans = sorted(set(journal_orphans(out.events))
+                     | {f"sim://{name}" for name in runtime.live()})
     return ScenarioRun(
         scenario=scenario.name,
         events=list(out.events),
@@ -220,27 +210,6 @@ def journal_orphans(events: Iterable[Event]) -> list[str]:
         elif event.kind is EventKind.WORKSPACE_CLEANED:
             orphaned.pop(path, None)
     return list(orphaned)
-
-
-def _ledger_fleet_faults(ledger: FaultLedger, faults: Sequence[FaultSpec],
-                         events: Sequence[Event], crashes: int) -> None:
-    """Record the fleet-scope faults the simulation does not mark itself: a missing
-    permission flag took effect on every attempt whose agent reported permission denials,
-    a coordinator crash when the coordinator was replaced from its journal."""
-    for spec in faults:
-        if spec.kind == "missing_permission_flag":
-            for event in events:
-                result = event.data.get("result") if event.kind is EventKind.ATTEMPT_EXITED \
-                    else None
-                if isinstance(result, Mapping) and result.get("permission_denials") and (
-                    spec.task in ("*", event.task_id)
-                ):
-                    ledger.mark(spec, FaultStatus.EXERCISED, task=str(event.task_id),
-                                attempt=int(event.attempt or 0),
-                                detail=f"{len(result['permission_denials'])} permission denials")
-        elif spec.kind == "coordinator_crash" and crashes:
-            ledger.mark(spec, FaultStatus.EXERCISED, task="*", attempt=0,
-                        detail=f"coordinator replaced from its journal {crashes} time(s)")
 
 
 # --------------------------------------------------------------------------- reading a run

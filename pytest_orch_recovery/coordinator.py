@@ -223,6 +223,10 @@ class Coordinator:
                 self._decide(state)
             elif state.phase is Phase.ESCALATED and state.released_by is not None:
                 self._release(state, state.released_by)  # the operator's order, half done
+            elif state.phase is Phase.SUCCEEDED:
+                # The old coordinator may have died between recording success and cleaning
+                # up; cleanup is idempotent, so do it again.
+                self.runtime.cleanup(state.agent)
 
     # ------------------------------------------------------------------ public API
 

@@ -20,11 +20,11 @@ the same thing on the in-process simulation and in real tmux runs:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .model import Reason
+from .model import Event, EventKind, Reason
 
 TRIGGER_EVENTS = frozenset(
     {"start", "api_request", "tool_call", "file_written", "commit", "push", "open_pr", "test"}
@@ -183,3 +183,26 @@ class FaultLedger:
 
     def statuses(self) -> dict[str, str]:
         return {k: str(v["status"]) for k, v in self.entries.items()}
+
+    def mark_fleet_faults(
+        self, faults: Sequence[FaultSpec], events: Iterable[Event], crashes: int
+    ) -> None:
+        """Record the fleet-scope faults from what the journal shows: a missing permission
+        flag took effect on each attempt whose agent reported permission denials; a
+        coordinator crash when a coordinator was replaced from its journal."""
+        events = list(events)
+        for spec in faults:
+            if spec.kind == "missing_permission_flag":
+                for event in events:
+                    if event.kind is not EventKind.ATTEMPT_EXITED:
+                        continue
+                    result = event.data.get("result")
+                    denials = result.get("permission_denials") if isinstance(
+                        result, Mapping) else None
+                    if denials and spec.task in ("*", event.task_id):
+                        self.mark(spec, FaultStatus.EXERCISED, task=str(event.task_id),
+                                  attempt=int(event.attempt or 0),
+                                  detail=f"{len(denials)} permission denials")
+            elif spec.kind == "coordinator_crash" and crashes:
+                self.mark(spec, FaultStatus.EXERCISED, task="*", attempt=0,
+                          detail=f"coordinator replaced from its journal {crashes} time(s)")

@@ -217,6 +217,7 @@ def run_tmux(
                 for tid, s in coordinator.tasks.items()}
         _settle_workspaces(sandbox, coordinator)
         _fill_ledger(ledger, sandbox, faults, double, by_id)
+        ledger.mark_fleet_faults(faults, journal.events(), crashes)
         outcome = TmuxOutcome(
             events=list(journal.events()),
             outcomes={tid: s.phase for tid, s in coordinator.tasks.items()},
@@ -317,9 +318,6 @@ def _fill_ledger(ledger: FaultLedger, sandbox: Sandbox, faults: Sequence[FaultSp
             if failed:
                 ledger.mark(spec, FaultStatus.EXERCISED, task=spec.task, attempt=1,
                             detail=f"{len(failed)} gh pr create failures")
-        elif spec.kind == "missing_permission_flag":
-            ledger.mark(spec, FaultStatus.EXERCISED, task="*", attempt=1,
-                        detail="agents launched without the permission flag")
 
 
 def _repo_state(sandbox: Sandbox, task: Task, agent: str) -> RepoState:

@@ -126,6 +126,7 @@ def simulate(
     for agent in sorted(runtime.workspaces):
         if agent not in owners and agent not in runtime.cleaned:
             coordinator.note_workspace_orphaned(f"sim://{agent}", agent)
+    runtime.ledger.mark_fleet_faults(faults, journal.events(), crashes)
     outcome = SimOutcome(list(journal.events()), runtime, coordinator, crashes)
     outcome.outcomes = {tid: s.phase for tid, s in coordinator.tasks.items()}
     return outcome

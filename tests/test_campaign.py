@@ -139,9 +139,21 @@ def test_generated_runs_keep_the_invariants() -> None:
         problems = invariant_violations(run_scenario(s, tier="sim", seed=11, agent="sim"))
         if problems:
             broken.append((s.name, problems))
-    # Known engine finding (reported): a coordinator crash right after a success can leave
-    # that workspace uncleaned; anything else is a regression.
-    assert all(p.startswith("orphaned workspace") for _, ps in broken for p in ps), broken
+    assert broken == []
+
+
+def test_a_crash_right_after_a_success_still_cleans_that_workspace() -> None:
+    # Found by a generated campaign (seed 7, gen-0051): the replacement coordinator must
+    # finish the cleanup the crashed one had not done yet.
+    from pytest_orch_recovery.model import EventKind, Task
+    from pytest_orch_recovery.simulation import simulate
+
+    task = Task("t", "Task", ("a.md",))
+    clean = simulate([task], seed=3)
+    success = next(e.seq for e in clean.events if e.kind is EventKind.TASK_SUCCEEDED)
+    out = simulate([task], seed=3, crash_after_event=success)
+    assert out.crashes == 1
+    assert not [e for e in out.events if e.kind is EventKind.WORKSPACE_ORPHANED]
 
 
 def test_shrink_removes_every_fault_the_failure_does_not_need() -> None:

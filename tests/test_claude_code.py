@@ -228,7 +228,8 @@ def test_sigint_during_a_tool_ends_with_an_aborted_result_and_resume_redoes_the_
         assert result is not None, exited.output[-1500:]
         assert (result["subtype"], result["is_error"], result["terminal_reason"]) == (
             "error_during_execution", True, "aborted_tools")
-        assert "result" not in result and result["permission_denials"] == []
+        assert "result" not in result and "api_error_status" not in result
+        assert result["permission_denials"] == []
         seen = _observation(exited)
         assert classify(Observation(exit=seen.exit, result=result, logs=seen.logs)).reason \
             is Reason.SIGINT

@@ -100,8 +100,8 @@ class RunTally:
             "permission_denials": list(self.permission_denials),
             "uuid": str(uuid.uuid4()),
         }
-        if text is None:  # error_during_execution results carry no "result"
-            del out["result"]
+        if text is None:  # Claude Code's error_during_execution result has neither key
+            del out["result"], out["api_error_status"]
         if errors:
             out["errors"] = errors
         return out

@@ -490,3 +490,16 @@ def test_sigint_delivered_with_all_files_present_is_still_sigint() -> None:
         work_missing=("git commit",),
     )
     assert classify(obs).reason is Reason.SIGINT
+
+
+def test_claude_codes_aborted_result_is_a_sigint_even_without_the_supervisors_word() -> None:
+    # Claude Code 2.1.328 interrupted in a tool or hook (docs/claude-code.md): exit 0 and this.
+    aborted = {"type": "result", "subtype": "error_during_execution", "is_error": True,
+               "terminal_reason": "aborted_tools", "permission_denials": [],
+               "errors": ["[ede_diagnostic] result_type=user last_content_type=n/a "
+                          "stop_reason=tool_use"]}
+    attribution = classify(Observation(exit=ExitInfo(0), result=aborted,
+                                       deliverables_present=("fake3.md",),
+                                       work_missing=("git commit",)))
+    assert attribution.reason is Reason.SIGINT
+    assert not any(e.reason is Reason.UNKNOWN and e.weight > 0 for e in attribution.evidence)

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from .model import PartialWork, Task, WorkItem, WorkKind
 
+# How much of a failing test run a fix-focused agent is shown in its prompt.
+TEST_OUTPUT_LINES = 40
+
 
 def missing_work(task: Task, partial: PartialWork) -> tuple[WorkItem, ...]:
     """The steps still needed, in the order an agent would take them.
@@ -67,6 +70,9 @@ def continuation_prompt(task: Task, partial: PartialWork, work: tuple[WorkItem, 
         lines += ["", "Do not rewrite these files unless a step above needs it: " + ", ".join(keep)]
     if task.tests and any(w.kind is WorkKind.FIX_TESTS for w in work):
         lines += ["", f"The tests fail. Run `{task.tests}`, read the failures and fix the code."]
+        if partial.test_output:
+            tail = partial.test_output.strip().splitlines()[-TEST_OUTPUT_LINES:]
+            lines += ["", "The last test run ended with:", *(f"    {t}" for t in tail)]
     return "\n".join(lines) + "\n"
 
 

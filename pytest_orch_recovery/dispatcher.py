@@ -41,8 +41,11 @@ class Dispatcher:
         config: AgentConfig,
         *,
         fault_plan: Path | None = None,
+        start_signal: Callable[[LaunchSpec], str | None] | None = None,
     ) -> None:
         self.sandbox = sandbox
+        # Chaos harness only: a signal the attempt is to die of the moment it starts.
+        self._start_signal = start_signal
         self._driver_factory = driver_factory
         self.driver = driver_factory(config)
         self.fault_plan = fault_plan
@@ -64,6 +67,10 @@ class Dispatcher:
         self._install_hooks(workspace, spec.agent)
         prompt_file = self.sandbox.results / f"{spec.agent}.{spec.attempt}.prompt.md"
         atomic.write_text(prompt_file, prompt_text(spec))
+        signal_name = self._start_signal(spec) if self._start_signal is not None else None
+        if signal_name is not None:
+            # The agent process is killed by a real signal before it does anything.
+            return ["/bin/sh", "-c", f"kill -{signal_name} $$"]
         return self.driver.argv(spec, prompt_file=prompt_file)
 
     def hook_command(self, agent: str) -> str:

@@ -28,19 +28,25 @@ from typing import Any
 
 from . import atomic
 from .agents import AgentConfig, AgentDriver, driver_for
+from .campaign import RepoState as CampaignRepoState
+from .campaign import ScenarioRun, TierUnsupported, journal_orphans, task_outcomes
 from .cleanup import cleanup_workspace, find_orphans
 from .coordinator import Coordinator, CoordinatorConfig, Phase
 from .dispatcher import Dispatcher
 from .faults import FaultLedger, FaultSpec, FaultStatus
 from .git import rev_count
 from .journal import Journal
-from .model import Event, Reason, Task
+from .model import Event, EventKind, Reason, Task
 from .modeldouble import ModelDouble, Plan, plan_for_task
 from .modeldouble.faults import FaultKind
 from .modeldouble.faults import FaultSpec as ApiFault
+from .modeldouble.plan import Step, TaskPlan, default_content
 from .policy import Policy
+from .runtime.base import LaunchSpec
+from .runtime.sim import AGENT_MAX_RETRIES as SIM_AGENT_MAX_RETRIES
 from .runtime.tmux import TmuxRuntime
 from .sandbox import Sandbox
+from .scenario import Scenario
 from .simulation import OPERATOR_ACTIONS, CrashingJournal, SimulatedCrash, _submit
 
 HOOK_FAULTS = frozenset(
@@ -54,7 +60,11 @@ API_FAULTS = {
     "api_stall": FaultKind.STALL,
 }
 # Faults this tier cannot inject yet; a schedule that holds one is refused up front.
-UNSUPPORTED = frozenset({"tests_fail", "quit_early", "permission_prompt"})
+UNSUPPORTED = frozenset({"quit_early", "permission_prompt"})
+
+# Per-attempt limit in scenario runs unless the scenario sets ``attempt_timeout``: generous,
+# since a loaded CI machine is slow; the timeout scenario sets a short one of its own.
+SCENARIO_ATTEMPT_TIMEOUT = {"sim": 120.0, "claude-code": 300.0}
 
 # The agents' own API retries, kept small so a burst that beats them is short. Real Claude Code
 # reads CLAUDE_CODE_MAX_RETRIES; the sim agent reads the same variable.
@@ -96,8 +106,11 @@ def _check_schedule(tasks: Sequence[Task], faults: Sequence[FaultSpec]) -> None:
 def _api_fault(spec: FaultSpec, task: Task | None) -> ApiFault:
     trigger = spec.effective_trigger
     kind = API_FAULTS[spec.kind]
-    # One burst longer than the agent's own retries fails the attempt; the next succeeds.
-    times = int(spec.params.get("count", AGENT_RETRIES + 1))
+    # ``count`` means the same on both tiers: a burst the agent's own retries absorb, or one
+    # they cannot (the simulation's agents retry AGENT_MAX_RETRIES times, real runs here
+    # AGENT_RETRIES times). A burst that beats the retries fails exactly one attempt.
+    count = int(spec.params.get("count", SIM_AGENT_MAX_RETRIES + 2))
+    times = AGENT_RETRIES + 1 if count > SIM_AGENT_MAX_RETRIES else min(count, AGENT_RETRIES)
     return ApiFault(
         kind=kind,
         times=times,
@@ -144,7 +157,12 @@ def run_tmux(
     runtime: TmuxRuntime | None = None
     journal: Journal | None = None
     try:
-        plan = Plan(tasks=tuple(plan_for_task(t) for t in tasks))
+        broken = {f.task for f in faults if f.kind == "tests_fail"}
+        plan = Plan(tasks=tuple(
+            _plan_with_broken_tests(t) if t.task_id in broken or "*" in broken
+            else plan_for_task(t, contents=_passing_tests(t))
+            for t in tasks
+        ))
         double = ModelDouble(plan, transcript_path=sandbox.root / "transcript.jsonl").start()
         sandbox.record_port(int(double.url.rsplit(":", 1)[1]), what="model double")
         for spec in faults:
@@ -165,7 +183,8 @@ def run_tmux(
         })
         fault_plan = _write_fault_plan(sandbox, [f for f in faults if f.kind in HOOK_FAULTS])
         factory = driver_factory or (lambda c: driver_for(agent, c))
-        dispatcher = Dispatcher(sandbox, factory, cfg, fault_plan=fault_plan)
+        dispatcher = Dispatcher(sandbox, factory, cfg, fault_plan=fault_plan,
+                                start_signal=functools.partial(_start_signal, sandbox, faults))
         runtime = TmuxRuntime(sandbox, dispatcher.command_for)
         journal_path = sandbox.root / "journal.jsonl"
         journal = (
@@ -216,7 +235,7 @@ def run_tmux(
         repo = {tid: _repo_state(sandbox, s.task, s.agent)
                 for tid, s in coordinator.tasks.items()}
         _settle_workspaces(sandbox, coordinator)
-        _fill_ledger(ledger, sandbox, faults, double, by_id)
+        _fill_ledger(ledger, sandbox, faults, double, by_id, journal.events())
         ledger.mark_fleet_faults(faults, journal.events(), crashes)
         outcome = TmuxOutcome(
             events=list(journal.events()),
@@ -257,6 +276,66 @@ def _settle_workspaces(sandbox: Sandbox, coordinator: Coordinator) -> None:
         coordinator.note_workspace_orphaned(str(path), path.name)
 
 
+# Content for a task whose tests must fail until a fix-focused agent repairs the code: the
+# implementation carries a marker the test rejects; the plan's fix_tests step rewrites it.
+_BROKEN = "# BROKEN: the first implementation gets the edge case wrong\n"
+_TEST_TEMPLATE = '''"""Generated test: the implementation must not carry the BROKEN marker."""
+from pathlib import Path
+
+
+def _root() -> Path:
+    here = Path(__file__).resolve()
+    return next(p for p in here.parents if (p / ".git").exists())
+
+
+def test_implementation_is_fixed() -> None:
+    source = (_root() / {impl!r}).read_text()
+    assert "BROKEN" not in source, "{impl} still has the bug"
+'''
+
+
+_PASSING_TEST = '''"""Generated test for {title!r}: the deliverables are in place."""
+from pathlib import Path
+
+
+def test_deliverables_exist() -> None:
+    here = Path(__file__).resolve()
+    root = next(p for p in here.parents if (p / ".git").exists())
+    for name in {files!r}:
+        assert (root / name).is_file(), name
+'''
+
+
+def _is_test_file(path: str) -> bool:
+    name = Path(path).name
+    return name.startswith("test_") and name.endswith(".py")
+
+
+def _passing_tests(task: Task) -> dict[str, str]:
+    """Test deliverables get a real test that passes once the task's files exist."""
+    others = [p for p in task.deliverables if not _is_test_file(p)]
+    return {p: _PASSING_TEST.format(title=task.title, files=others)
+            for p in task.deliverables if _is_test_file(p)}
+
+
+def _plan_with_broken_tests(task: Task) -> TaskPlan:
+    """The standard plan, with an implementation that fails the task's tests and a
+    ``fix_tests`` step (taken only when a continuation asks to make the tests pass)."""
+    if not task.tests:
+        raise ValueError(f"task {task.task_id}: tests_fail needs a tests command")
+    impls = [p for p in task.deliverables if not _is_test_file(p)]
+    tests = [p for p in task.deliverables if _is_test_file(p)]
+    if not impls or not tests:
+        raise ValueError(f"task {task.task_id}: tests_fail needs an implementation file and "
+                         "a test file among the deliverables")
+    impl = impls[0]
+    fixed = default_content(task, impl)
+    contents = {impl: _BROKEN + fixed, tests[0]: _TEST_TEMPLATE.format(impl=impl)}
+    base = plan_for_task(task, contents=contents)
+    fix = Step("write", impl, "fix_tests", content=fixed)
+    return replace(base, steps=(*base.steps, fix))
+
+
 def _write_fault_plan(sandbox: Sandbox, hook_faults: Sequence[FaultSpec]) -> Path:
     state_dir = sandbox.root / "fault-state"
     state_dir.mkdir(exist_ok=True)
@@ -268,6 +347,19 @@ def _write_fault_plan(sandbox: Sandbox, hook_faults: Sequence[FaultSpec]) -> Pat
                     "checkpoint_dir": str(sandbox.checkpoints)},
     })
     return path
+
+
+_START_SIGNALS = {"kill": "KILL", "terminate": "TERM", "sigint": "INT", "sigint_keys": "INT"}
+
+
+def _start_signal(sandbox: Sandbox, faults: Sequence[FaultSpec], spec: LaunchSpec) -> str | None:
+    """The signal a ``start``-keyed fault kills this attempt with, if any (and ledger it)."""
+    for fault in faults:
+        if (fault.kind in _START_SIGNALS and fault.effective_trigger.event == "start"
+                and fault.applies_to(spec.task.task_id, spec.attempt)):
+            _append_fired(sandbox, fault, spec.task.task_id, spec.attempt, "start")
+            return _START_SIGNALS[fault.kind]
+    return None
 
 
 def _stale_locks_at_start(sandbox: Sandbox, coordinator: Coordinator,
@@ -295,7 +387,8 @@ def _append_fired(sandbox: Sandbox, spec: FaultSpec, task_id: str, attempt: int,
 
 
 def _fill_ledger(ledger: FaultLedger, sandbox: Sandbox, faults: Sequence[FaultSpec],
-                 double: ModelDouble, by_id: dict[str, Task]) -> None:
+                 double: ModelDouble, by_id: dict[str, Task],
+                 events: Sequence[Event]) -> None:
     by_fault = {f.fault_id: f for f in faults}
     fired = sandbox.root / "fault-state" / "fired.jsonl"
     if fired.exists():
@@ -313,6 +406,14 @@ def _fill_ledger(ledger: FaultLedger, sandbox: Sandbox, faults: Sequence[FaultSp
             if mine:
                 ledger.mark(spec, FaultStatus.EXERCISED, task=spec.task, attempt=1,
                             detail=f"{len(mine)} API error replies")
+        elif spec.kind == "tests_fail":
+            for event in events:
+                partial = event.data.get("partial") or {}
+                if (event.kind is EventKind.FAILURE_ATTRIBUTED
+                        and spec.task in ("*", event.task_id)
+                        and partial.get("tests_passed") is False):
+                    ledger.mark(spec, FaultStatus.EXERCISED, task=str(event.task_id),
+                                attempt=int(event.attempt or 0), detail="the task's tests failed")
         elif spec.kind == "pr_create_fails" and sandbox.forge is not None:
             failed = [c for c in sandbox.forge.calls() if c.get("fault")]
             if failed:
@@ -329,6 +430,42 @@ def _repo_state(sandbox: Sandbox, task: Task, agent: str) -> RepoState:
         commits = 0  # the branch never reached origin
     pr = sandbox.forge.pull_request_for(agent) if sandbox.forge is not None else None
     return RepoState(files, commits, None if pr is None else pr.number)
+
+
+def run_scenario_tmux(scenario: Scenario, *, seed: int, agent: str,
+                      workdir: str | Path) -> ScenarioRun:
+    """The campaign's tmux tier: one scenario, real processes, in a sandbox under ``workdir``."""
+    blocked = sorted({f.kind for f in scenario.faults} & UNSUPPORTED)
+    if blocked:
+        raise TierUnsupported(
+            f"fault(s) {', '.join(blocked)} cannot be injected in real tmux runs yet; "
+            "this scenario runs on --orch-tier sim"
+        )
+    tasks = [t.task for t in scenario.tasks]
+    agents = [t.agent or f"task-agent-{t.task.task_id}" for t in scenario.tasks]
+    out = run_tmux(
+        tasks, scenario.faults, agent=agent, agents=agents, seed=seed,
+        operator_actions=scenario.operator_actions,
+        crash_after_event=scenario.crash_after_event, base_dir=Path(workdir),
+        attempt_timeout=scenario.attempt_timeout or SCENARIO_ATTEMPT_TIMEOUT.get(agent, 300.0),
+    )
+    repos = {
+        tid: CampaignRepoState(files=st.files, commits=st.commits_on_origin,
+                               pushed=st.commits_on_origin > 0, pr=st.pr)
+        for tid, st in out.repo.items()
+    }
+    return ScenarioRun(
+        scenario=scenario.name,
+        events=out.events,
+        ledger=out.ledger.entries,
+        outcomes=task_outcomes(out.events),
+        repos=repos,
+        orphans=sorted(set(journal_orphans(out.events)) | set(out.leftovers)),
+        tier="tmux",
+        seed=seed,
+        agent=agent,
+        crashes=out.crashes,
+    )
 
 
 def expected_reasons(faults: Sequence[FaultSpec]) -> set[Reason]:

@@ -399,6 +399,7 @@ class PartialWork:
     checkpoint: Checkpoint | None = None
     checkpoint_problem: str | None = None  # why a checkpoint file could not be used
     tests_passed: bool | None = None  # None: no tests, or not run
+    test_output: str | None = None  # the end of a failing test run, for a fix-focused agent
 
     @property
     def code_complete(self) -> bool:

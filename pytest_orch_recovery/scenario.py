@@ -37,7 +37,8 @@ TRIGGER_KEYS: Mapping[str, str] = {
 }
 
 _TOP_KEYS = frozenset(
-    {"name", "description", "tasks", "faults", "operator_actions", "crash_after_event", "expect"}
+    {"name", "description", "tasks", "faults", "operator_actions", "crash_after_event", "expect",
+     "attempt_timeout"}
 )
 _TASK_KEYS = frozenset(
     {"id", "title", "deliverables", "tests", "agent_type", "pr", "agent", "prompt", "expect"}
@@ -98,6 +99,7 @@ class Scenario:
     faults: tuple[FaultSpec, ...] = ()
     operator_actions: tuple[str, ...] = ()
     crash_after_event: int | None = None
+    attempt_timeout: float | None = None  # real seconds per attempt (tmux tier); None: default
     description: str = ""
     fault_expectations: Mapping[str, str] = field(default_factory=dict)  # fault id -> status
     source: str | None = None
@@ -225,6 +227,13 @@ class _Reader:
         if value < minimum:
             raise self.fail(path, f"must be >= {minimum}, got {value}")
         return value
+
+    def seconds(self, value: object, path: Path_) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(path, f"must be a number of seconds, not {type(value).__name__}")
+        if not value > 0:
+            raise self.fail(path, f"must be > 0, got {value}")
+        return float(value)
 
     def boolean(self, value: object, path: Path_) -> bool:
         if not isinstance(value, bool):
@@ -394,6 +403,7 @@ def parse_scenario(text: str, *, source: str = "<scenario>", name: str | None = 
             statuses[spec.fault_id] = status
     actions = _operator_actions(reader, raw.get("operator_actions", []))
     crash = raw.get("crash_after_event")
+    timeout = raw.get("attempt_timeout")
     return Scenario(
         name=reader.string(raw.get("name", name or source), ("name",)),
         description=reader.string(raw.get("description", ""), ("description",), empty=True),
@@ -404,6 +414,8 @@ def parse_scenario(text: str, *, source: str = "<scenario>", name: str | None = 
                                                                     ("crash_after_event",)),
         fault_expectations=statuses,
         source=source,
+        attempt_timeout=None if timeout is None else reader.seconds(timeout,
+                                                                    ("attempt_timeout",)),
     )
 
 

@@ -243,8 +243,11 @@ def probe(
     if pr is not None and pr.state.upper() == "CLOSED":
         pr = None  # closed without merging: the work still needs an open PR
     tests_passed: bool | None = None
+    test_output: str | None = None
     if run_tests and task.tests:
-        tests_passed = run_task_tests(worktree, task.tests, timeout=test_timeout).passed
+        test_run = run_task_tests(worktree, task.tests, timeout=test_timeout)
+        tests_passed = test_run.passed
+        test_output = None if test_run.passed else test_run.output
     return PartialWork(
         deliverables_present=present,
         deliverables_missing=missing,
@@ -255,4 +258,5 @@ def probe(
         checkpoint=checkpoint,
         checkpoint_problem=checkpoint_problem,
         tests_passed=tests_passed,
+        test_output=test_output,
     )

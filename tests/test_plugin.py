@@ -46,6 +46,14 @@ after_file = "fake3.md"
 """
 
 
+@pytest.fixture(autouse=True)
+def _sim_tier_by_default(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    # These tests are about the plugin, not about real processes: they run the in-process
+    # tier unless a test says otherwise (the real tier has tests of its own). Set after
+    # pytester exists, since pytester clears PYTEST_ADDOPTS when it starts.
+    monkeypatch.setenv("PYTEST_ADDOPTS", "--orch-tier=sim")
+
+
 def _bundled(pytester: pytest.Pytester) -> None:
     shutil.copytree(BUNDLED, pytester.path / "scenarios")
 

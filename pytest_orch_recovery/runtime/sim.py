@@ -217,8 +217,12 @@ class SimRuntime:
         present = tuple(p for p in task.deliverables if p in ws.files)
         missing = tuple(p for p in task.deliverables if p not in ws.files)
         tests_passed: bool | None = None
+        test_output: str | None = None
         if task.tests:
             tests_passed = not missing and not ws.tests_broken
+            if ws.tests_broken:
+                test_output = (f"$ {task.tests}\nFAILED tests/test_{task.task_id}.py::test_edge"
+                               " - AssertionError\n=== 2 failed, 3 passed in 0.42s ===")
         return PartialWork(
             deliverables_present=present,
             deliverables_missing=missing,
@@ -229,6 +233,7 @@ class SimRuntime:
             checkpoint=ws.checkpoint,
             checkpoint_problem=ws.checkpoint_problem,
             tests_passed=tests_passed,
+            test_output=test_output,
         )
 
     def live(self) -> frozenset[str]:

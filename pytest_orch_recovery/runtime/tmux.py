@@ -469,6 +469,8 @@ class TmuxRuntime:
             prs=prs,
             checkpoint=checkpoint,
             checkpoint_problem=problem,
+            # Success needs the task's tests to pass, so the probe runs them itself.
+            run_tests=bool(task.tests),
         )
 
     def apply_remedy(self, agent: str, remedy: str) -> str:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import pytest
 
 from .faults import CATALOGUE, FaultStatus
+from .metrics import orphaned_paths
 from .model import Event, EventKind, Reason
 from .scenario import Expectation, Scenario
 
@@ -209,14 +210,7 @@ def _run_sim(scenario: Scenario, *, seed: int, agent: str) -> ScenarioRun:
 
 def journal_orphans(events: Iterable[Event]) -> list[str]:
     """Workspaces the journal reports orphaned and not cleaned afterwards."""
-    orphaned: dict[str, None] = {}
-    for event in events:
-        path = str(event.data.get("path", ""))
-        if event.kind is EventKind.WORKSPACE_ORPHANED:
-            orphaned[path] = None
-        elif event.kind is EventKind.WORKSPACE_CLEANED:
-            orphaned.pop(path, None)
-    return list(orphaned)
+    return list(orphaned_paths(events))
 
 
 # --------------------------------------------------------------------------- reading a run

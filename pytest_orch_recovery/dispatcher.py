@@ -23,7 +23,7 @@ from typing import Any
 
 from . import atomic
 from .agents import AgentConfig, AgentDriver, prompt_text
-from .checkpoint import HOOK_MATCHER, hook_command
+from .checkpoint import HOOK_MATCHER
 from .model import Event, EventKind
 from .runtime.base import LaunchSpec
 from .sandbox import Sandbox
@@ -79,11 +79,10 @@ class Dispatcher:
                 [sys.executable, "-P", "-m", "pytest_orch_recovery.faulthook",
                  "--plan", str(self.fault_plan)]
             )
-        return hook_command(
-            agent,
-            directory=self.sandbox.checkpoints,
-            program=shlex.join([sys.executable, "-P", "-m", "pytest_orch_recovery"]),
-        )
+        return shlex.join([
+            sys.executable, "-P", "-m", "pytest_orch_recovery", "checkpoint", "--from-hook",
+            "--agent", agent, "--dir", str(self.sandbox.checkpoints),
+        ])
 
     def _install_hooks(self, workspace: Path, agent: str) -> None:
         settings = {

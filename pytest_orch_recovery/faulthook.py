@@ -49,14 +49,24 @@ def _proc_stat(pid: int | str) -> list[str]:
     return raw[raw.rindex(")") + 2:].split()
 
 
-def foreground_group() -> int:
-    """The foreground process group of this process's controlling terminal (tpgid)."""
-    return int(_proc_stat("self")[5])
+def foreground_group(context: Mapping[str, Any]) -> int:
+    """The foreground process group of the agent's terminal: the launch wrapper's group, which
+    holds the agent. Read from our own terminal when we have one (the sim agent's hooks); the
+    real Claude Code runs hooks in a new session without a terminal (tpgid -1), so then from
+    the agent's tmux pane."""
+    tpgid = int(_proc_stat("self")[5])
+    if tpgid > 0:
+        return tpgid
+    pane_pid = subprocess.run(
+        ["tmux", "-L", str(context["tmux_socket"]), "display-message", "-p",
+         "-t", f"={context['agent']}:", "#{pane_pid}"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    return int(_proc_stat(pane_pid)[5])
 
 
-def agent_pid() -> int:
-    """The agent: the ancestor whose parent leads our process group (the launch wrapper)."""
-    leader = os.getpgrp()
+def agent_pid(leader: int) -> int:
+    """The agent: our ancestor whose parent is ``leader`` (the launch wrapper)."""
     pid = os.getppid()
     while pid > 1:
         parent = int(_proc_stat(pid)[1])
@@ -143,7 +153,7 @@ def _fire(fault: Mapping[str, Any], *, workspace: Path, context: Mapping[str, An
     kind = fault["kind"]
     if kind == "sigint":
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the hook itself keeps going
-        os.killpg(foreground_group(), signal.SIGINT)
+        os.killpg(foreground_group(context), signal.SIGINT)
         return "SIGINT sent to the foreground process group"
     if kind == "sigint_keys":
         socket, agent = str(context["tmux_socket"]), str(context["agent"])
@@ -153,7 +163,7 @@ def _fire(fault: Mapping[str, Any], *, workspace: Path, context: Mapping[str, An
         return "C-c typed into the pane"
     if kind in ("kill", "terminate"):
         sig = signal.SIGKILL if kind == "kill" else signal.SIGTERM
-        pid = agent_pid()
+        pid = agent_pid(foreground_group(context))
         os.kill(pid, sig)
         return f"{sig.name} sent to agent pid {pid}"
     if kind == "stale_index_lock":

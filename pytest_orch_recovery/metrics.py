@@ -426,7 +426,7 @@ def _systematic_causes(stories: Iterable[_Story]) -> tuple[SystematicCause, ...]
     return tuple(causes)
 
 
-def _orphans(events: Iterable[Event]) -> tuple[str, ...]:
+def orphaned_paths(events: Iterable[Event]) -> tuple[str, ...]:
     """Workspaces reported orphaned and not cleaned afterwards, in first-report order."""
     orphaned: dict[str, None] = {}
     for event in events:
@@ -503,7 +503,7 @@ def compute(events: Sequence[Event], *, orphaned_workspaces: int | None = None) 
     by_reason = Counter(s.failures[0].reason for s in recovering)
     failures = [f for s in all_stories for f in s.failures]
     recent = sorted((_recovery_event(s) for s in recovering), key=lambda r: -r.time)
-    orphan_paths = _orphans(events)
+    orphan_paths = orphaned_paths(events)
 
     return Metrics(
         total_tasks=len(all_stories),

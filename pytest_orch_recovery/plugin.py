@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import secrets
 import string
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from .argtypes import count, rate
 
 if TYPE_CHECKING:
     from .campaign import ScenarioRun
@@ -46,33 +47,8 @@ SEED_MAX = 2**32 - 1
 # --------------------------------------------------------------------------- option types
 
 
-def _rate(text: str) -> float:
-    """A fraction in [0, 1].
-
-    >>> _rate("0.9"), _rate("1")
-    (0.9, 1.0)
-    """
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if math.isnan(value) or not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a rate within [0, 1]")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return value
-
-
 def _seed(text: str) -> int:
-    value = _count(text)
+    value = count(text)
     if value > SEED_MAX:
         raise argparse.ArgumentTypeError(f"{text!r} must be <= {SEED_MAX}")
     return value
@@ -163,26 +139,26 @@ _OPTIONS = (
     _Option("--orch-scenarios", str, "scenarios",
             "directory of the scenario files (*.toml) collected under --orch-chaos, relative "
             "to the rootdir (default: scenarios)", "DIR"),
-    _Option("--orch-min-recovery-rate", _rate, 0.90,
+    _Option("--orch-min-recovery-rate", rate, 0.90,
             "minimum share of failed tasks that recover (compared with >; default 0.90)",
             "RATE"),
-    _Option("--orch-min-first-try-simple", _rate, 0.95,
+    _Option("--orch-min-first-try-simple", rate, 0.95,
             "minimum first-try success of fault-free simple tasks, < 5 files (default 0.95)",
             "RATE"),
-    _Option("--orch-min-first-try-complex", _rate, 0.80,
+    _Option("--orch-min-first-try-complex", rate, 0.80,
             "minimum first-try success of fault-free complex tasks, 5+ files (default 0.80)",
             "RATE"),
-    _Option("--orch-max-orphans", _count, 0,
+    _Option("--orch-max-orphans", count, 0,
             "maximum orphaned workspaces (default 0)", "N"),
-    _Option("--orch-max-unattributed", _count, 0,
+    _Option("--orch-max-unattributed", count, 0,
             "maximum failures with no, unknown or wrong attribution (default 0)", "N"),
     _Option("--orch-gate", _choice(GATES), "point",
             "compare rates by their observed value (point) or their Wilson 95%% lower bound "
             "(lower-bound) (default: point)", "point|lower-bound"),
-    _Option("--orch-min-samples", _count, 1,
+    _Option("--orch-min-samples", count, 1,
             "rates with fewer samples are reported as insufficient, neither pass nor fail "
             "(default 1)", "N"),
-    _Option("--orch-campaign", _count, 0,
+    _Option("--orch-campaign", count, 0,
             "add N generated runs: Hypothesis fault schedules over Faker task text, derived "
             "from the seed (default 0)", "N"),
     _Option("--orch-tier", _choice(TIERS), DEFAULT_TIER,

@@ -498,7 +498,7 @@ def test_command_rejects_a_bad_attempt_number(
     with pytest.raises(SystemExit) as info:
         cli.main(["checkpoint", "--agent", AGENT, "--dir", str(tmp_path), "--attempt", "0"])
     assert info.value.code == 2
-    assert "expected an integer >= 1, got '0'" in capsys.readouterr().err
+    assert "'0' must be >= 1" in capsys.readouterr().err
 
 
 def test_command_reports_a_corrupt_file_and_exits_1(

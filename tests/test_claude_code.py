@@ -46,7 +46,7 @@ needs_claude = pytest.mark.skipif(MISSING is not None, reason=str(MISSING))
 AGENTS = [pytest.param("sim", id="sim"),
           pytest.param("claude-code", id="claude-code", marks=needs_claude)]
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.claude]
 
 FOUR = Task("t-four", "Add the four parser modules", ("lex.py", "parse.py", "emit.py", "cli.py"))
 PROBE = "Probe the interrupt"

@@ -54,6 +54,7 @@ def test_known_differences_are_few_and_explained() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.claude
 @pytest.mark.skipif(MISSING is not None, reason=str(MISSING))
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
 def test_scenario_conforms(scenario: object, tmp_path: Path,

@@ -164,7 +164,7 @@ def test_bad_ini_value_is_a_usage_error_naming_the_key(pytester: pytest.Pytester
     result = pytester.runpytest("--orch-chaos")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "ini key 'orch_min_first_try_simple'" in result.stderr.str()
-    assert "'lots' is not a number" in result.stderr.str()
+    assert "'lots' is not a rate" in result.stderr.str()
 
 
 def test_cli_beats_ini_beats_default(pytester: pytest.Pytester) -> None:

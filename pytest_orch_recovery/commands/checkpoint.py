@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..argtypes import positive_int
 from ..checkpoint import (
     ENV_CHECKPOINT_DIR,
     CheckpointError,
@@ -61,7 +62,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         f"(default: ${ENV_TASK_ID})",
     )
     parser.add_argument(
-        "--attempt", metavar="N", type=_positive_int, help="attempt number, 1 for the first"
+        "--attempt", metavar="N", type=positive_int, help="attempt number, 1 for the first"
     )
     parser.add_argument(
         "--workspace",
@@ -105,16 +106,6 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "--show", action="store_true", help="print the checkpoint JSON after any update"
     )
     return parser
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,34 +13,13 @@ import sys
 from pathlib import Path
 
 from .. import atomic
+from ..argtypes import count, rate
 from ..journal import JournalError, replay
 from ..metrics import Criteria, compute, evaluate, event_problem
 from ..model import Event, EventKind
 from ..report import DEFAULT_MAX_EVENTS, render_json, render_markdown
 
 _DEFAULTS = Criteria()
-
-
-def _rate(text: str) -> float:
-    """A rate as a fraction (0.9) or a percentage (90%)."""
-    raw = text.strip()
-    try:
-        value = float(raw.removesuffix("%")) / (100.0 if raw.endswith("%") else 1.0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid rate {text!r}: use 0.9 or 90%") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"invalid rate {text!r}: must be within 0..1 (0%..100%)")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid count {text!r}: not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"invalid count {text!r}: must be >= 0")
-    return value
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -72,7 +51,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-events",
-        type=_count,
+        type=count,
         default=DEFAULT_MAX_EVENTS,
         metavar="N",
         help=f"recent recovery events shown in Markdown (default {DEFAULT_MAX_EVENTS}); "
@@ -80,7 +59,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--orphaned-workspaces",
-        type=_count,
+        type=count,
         metavar="N",
         help="orphaned workspace count found by other means; overrides the journal's "
         "workspace_orphaned events",
@@ -88,7 +67,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     group = parser.add_argument_group("success criteria (affect the verdict column only)")
     group.add_argument(
         "--min-recovery-rate",
-        type=_rate,
+        type=rate,
         default=_DEFAULTS.min_recovery_rate,
         metavar="RATE",
         help="recovered / tasks that required recovery must be strictly greater "
@@ -96,7 +75,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     group.add_argument(
         "--min-first-try-simple",
-        type=_rate,
+        type=rate,
         default=_DEFAULTS.min_first_try_simple,
         metavar="RATE",
         help="first-try success of simple tasks (< 5 deliverables) must be at least this "
@@ -104,7 +83,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     group.add_argument(
         "--min-first-try-complex",
-        type=_rate,
+        type=rate,
         default=_DEFAULTS.min_first_try_complex,
         metavar="RATE",
         help="first-try success of complex tasks (5+ deliverables) must be at least this "
@@ -112,14 +91,14 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     group.add_argument(
         "--max-orphans",
-        type=_count,
+        type=count,
         default=_DEFAULTS.max_orphans,
         metavar="N",
         help=f"most orphaned workspaces allowed (default {_DEFAULTS.max_orphans})",
     )
     group.add_argument(
         "--max-unattributed",
-        type=_count,
+        type=count,
         default=_DEFAULTS.max_unattributed,
         metavar="N",
         help=f"most failures without a known cause allowed (default {_DEFAULTS.max_unattributed})",
@@ -133,7 +112,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     group.add_argument(
         "--min-samples",
-        type=_count,
+        type=count,
         default=_DEFAULTS.min_samples,
         metavar="N",
         help="a rate with fewer samples is reported as 'insufficient samples' "

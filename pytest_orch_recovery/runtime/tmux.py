@@ -109,13 +109,19 @@ def parse_result(text: str) -> dict[str, Any] | None:
     Claude Code's ``-p --output-format json`` prints one such object (session_id, is_error,
     subtype, result, permission_denials, ...).
 
+    The object may share its line with what the terminal echoed first (``^C`` after a typed
+    Ctrl-C), so a line is read from its first ``{``.
+
     >>> parse_result('hi\\n{"type": "result", "session_id": "s1"}\\n{"type": "x"}\\n')
     {'type': 'result', 'session_id': 's1'}
+    >>> parse_result('^C{"type": "result", "session_id": "s2"}')["session_id"]
+    's2'
     """
     for line in reversed(text.splitlines()):
-        line = line.strip()
-        if not line.startswith("{"):
+        brace = line.find("{")
+        if brace < 0:
             continue
+        line = line[brace:].strip()
         try:
             data = json.loads(line)
         except json.JSONDecodeError:

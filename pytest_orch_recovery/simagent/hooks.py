@@ -130,9 +130,11 @@ def run_hooks(
         if not hook.matches(str(payload["tool_name"])):
             continue
         try:
+            # Like Claude Code (measured: tpgid -1 in the hook), hooks run in a session of their
+            # own, without the agent's terminal.
             proc = subprocess.run(
                 ["/bin/sh", "-c", hook.command], input=data, cwd=cwd, env=env,
-                capture_output=True, timeout=hook.timeout, check=False,
+                capture_output=True, timeout=hook.timeout, check=False, start_new_session=True,
             )
         except subprocess.TimeoutExpired as exc:
             err = (exc.stderr or b"").decode("utf-8", errors="replace")

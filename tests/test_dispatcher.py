@@ -1,0 +1,93 @@
+"""The dispatcher: hooks installed, prompt written, permission flag from configuration,
+results files per judged attempt."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pytest_orch_recovery.agents import SKIP_PERMISSIONS_FLAG, AgentConfig, driver_for
+from pytest_orch_recovery.dispatcher import SETTINGS_FILE, Dispatcher, read_results
+from pytest_orch_recovery.model import Event, EventKind, Task, full_plan
+from pytest_orch_recovery.runtime.base import LaunchSpec
+from pytest_orch_recovery.sandbox import Sandbox
+
+TASK = Task("t1", "Create /fake3 command \"$(rm -rf /)\"", ("fake3.md",))
+
+
+def _spec(attempt: int = 1) -> LaunchSpec:
+    return LaunchSpec(TASK, "task-agent-5030", attempt, "claude-code", None,
+                      "Create fake3.md\n", full_plan(TASK), key=f"t1:{attempt}")
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path):  # type: ignore[no-untyped-def]
+    box = Sandbox.create(base_dir=tmp_path)
+    yield box
+    box.teardown()
+    assert box.leftovers() == []
+
+
+def _dispatcher(sandbox: Sandbox, config: AgentConfig) -> Dispatcher:
+    return Dispatcher(sandbox, lambda c: driver_for("sim", c), config)
+
+
+def test_command_carries_the_permission_flag_only_when_configured(sandbox: Sandbox) -> None:
+    dispatcher = _dispatcher(sandbox, AgentConfig().without_permission_flag())
+    assert SKIP_PERMISSIONS_FLAG not in " ".join(dispatcher.command_for(_spec()))
+    dispatcher.configure(AgentConfig(skip_permissions=True))
+    argv = dispatcher.command_for(_spec(2))
+    assert SKIP_PERMISSIONS_FLAG in argv[-1]
+    # The prompt goes through a file, never through the command line.
+    assert "rm -rf" not in argv[-1]
+    prompt = sandbox.results / "task-agent-5030.2.prompt.md"
+    assert prompt.read_text() == "Create fake3.md\n"
+
+
+def test_installed_checkpoint_hook_really_writes_the_checkpoint(sandbox: Sandbox) -> None:
+    dispatcher = _dispatcher(sandbox, AgentConfig())
+    dispatcher.command_for(_spec())
+    workspace = sandbox.workspace("task-agent-5030")
+    settings = json.loads((workspace / SETTINGS_FILE).read_text())
+    command = settings["hooks"]["PostToolUse"][0]["hooks"][0]["command"]
+    (workspace / "fake3.md").write_text("# fake3\n")
+    payload = {"session_id": "s-1", "cwd": str(workspace), "hook_event_name": "PostToolUse",
+               "tool_name": "Write",
+               "tool_input": {"file_path": str(workspace / "fake3.md"), "content": "# fake3\n"},
+               "tool_response": {"filePath": str(workspace / "fake3.md")}}
+    proc = subprocess.run(["/bin/sh", "-c", command], input=json.dumps(payload), text=True,
+                          capture_output=True, env=sandbox.env("task-agent-5030"), cwd=workspace,
+                          check=False, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    checkpoint = json.loads((sandbox.checkpoints / "task-agent-5030.json").read_text())
+    assert checkpoint["created_files"] == ["fake3.md"]
+    assert checkpoint["session_id"] == "s-1"
+    # The hook settings stay out of the agent's commits.
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=workspace, text=True,
+                            capture_output=True, check=True).stdout
+    assert ".claude" not in status
+
+
+def test_start_signal_makes_the_attempt_die_of_a_real_signal(sandbox: Sandbox) -> None:
+    dispatcher = Dispatcher(sandbox, lambda c: driver_for("sim", c), AgentConfig(),
+                            start_signal=lambda spec: "KILL" if spec.attempt == 1 else None)
+    argv = dispatcher.command_for(_spec())
+    assert subprocess.run(argv, check=False).returncode == -9
+    assert dispatcher.command_for(_spec(2))[-1].startswith("exec ")
+
+
+def test_results_file_per_judged_attempt(sandbox: Sandbox) -> None:
+    dispatcher = _dispatcher(sandbox, AgentConfig())
+    dispatcher.observe(Event(EventKind.ATTEMPT_EXITED, 10.0, "t1", "task-agent-5030", 1,
+                             {"exit": {"code": 0, "signal": None}, "started_at": 1.0,
+                              "ended_at": 10.0}))
+    dispatcher.observe(Event(EventKind.FAILURE_ATTRIBUTED, 10.5, "t1", "task-agent-5030", 1,
+                             {"attribution": {"reason": "sigint", "confidence": 0.95}}))
+    dispatcher.observe(Event(EventKind.TASK_SUCCEEDED, 20.0, "t1", "task-agent-5030", 2, {}))
+    results = read_results(sandbox.results)
+    assert [(r["attempt"], r["status"], r["reason"]) for r in results] == [
+        (1, "failed", "sigint"), (2, "success", None)]
+    assert results[0]["exit_code"] == 0 and results[0]["duration"] == 9.0

@@ -12,7 +12,6 @@ the events without their output tails and prompts), and the controller aggregate
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -138,10 +137,14 @@ def run_scenario(scenario: Scenario, *, tier: str, seed: int, agent: str) -> Sce
     if tier == "sim":
         run = _run_sim(scenario, seed=scenario_seed(seed, scenario.name), agent=agent)
     elif tier == "tmux":
+        from .sandbox import default_base_dir
+
         run_tmux = tmux_runner()
-        with tempfile.TemporaryDirectory(prefix="orch-chaos-") as workdir:
-            run = run_tmux(scenario, seed=scenario_seed(seed, scenario.name), agent=agent,
-                           workdir=workdir)
+        # The shared sandbox base, not a private temporary directory: the sandbox tears itself
+        # down on return, exception, ^C and SIGTERM, and when its owner is SIGKILLed the next
+        # run's Sandbox.create reaps it from here (a private directory would never be seen).
+        run = run_tmux(scenario, seed=scenario_seed(seed, scenario.name), agent=agent,
+                       workdir=default_base_dir())
     else:
         raise ValueError(f"unknown tier {tier!r}; expected one of {', '.join(TIERS)}")
     run.generated = scenario.generated
@@ -447,18 +450,32 @@ class _RunItem(pytest.Item):
     scenario: Scenario
 
     def _run(self) -> ScenarioRun:
-        from .plugin import settings_of, store_run
+        from .plugin import store_run
 
-        settings = settings_of(self.config)
         try:
-            run = run_scenario(self.scenario, tier=settings.tier, seed=settings.seed,
-                               agent=settings.agent)
+            run = self._run_scenario(self.scenario)
         except TierUnavailable as exc:
             raise pytest.UsageError(str(exc)) from None
         except TierUnsupported as exc:
             pytest.skip(str(exc))
         store_run(self, run)
         return run
+
+    def _run_scenario(self, scenario: Scenario) -> ScenarioRun:
+        """One run with the session's settings; SIGTERM during it ends the session."""
+        from .plugin import settings_of
+
+        settings = settings_of(self.config)
+        try:
+            return run_scenario(scenario, tier=settings.tier, seed=settings.seed,
+                                agent=settings.agent)
+        except SystemExit as exc:
+            # SIGTERM: the sandbox turns it into SystemExit(143) so teardown runs, and it has.
+            # pytest would report a SystemExit from runtest as this item's failure and go on to
+            # the next scenario, building sandboxes for a SIGKILL to strand; end the session.
+            code = exc.code if isinstance(exc.code, int) else pytest.ExitCode.INTERRUPTED
+            pytest.exit(f"terminated during scenario {scenario.name} (exit {code})",
+                        returncode=code)
 
     def repr_failure(
         self,
@@ -516,14 +533,8 @@ class GeneratedItem(_RunItem):
         problems = invariant_violations(run)
         if not problems:
             return
-        from .plugin import settings_of
-
-        settings = settings_of(self.config)
-
         def still_fails(candidate: Scenario) -> bool:
-            again = run_scenario(candidate, tier=settings.tier, seed=settings.seed,
-                                 agent=settings.agent)
-            return bool(invariant_violations(again))
+            return bool(invariant_violations(self._run_scenario(candidate)))
 
         minimal = shrink(self.scenario, still_fails)
         command = " ".join(_quote(a) for a in ["pytest", *self.replay, "-k", self.name])

@@ -10,20 +10,23 @@ events shown is capped, so the document stays well under :data:`MAX_REPORT_BYTES
 from __future__ import annotations
 
 import html
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from . import __version__, atomic
 from .metrics import CriterionResult, Metrics, Outcome, ReasonRow, RecoveryEvent, SystematicCause
-from .model import Reason
+from .model import ExitInfo, Reason, signal_number
 
 SCHEMA_VERSION = 1
 MAX_REPORT_BYTES = 1024 * 1024
 DEFAULT_MAX_EVENTS = 20
 _MAX_TEXT = 300  # characters of one free-text field
 _MAX_LIST = 10  # items of one list (agents, missing work)
+MAX_ATTEMPT_ROWS = 500  # rows of the Attempts table; the rest are counted as omitted
 
 # The seed's table, in its order and words; git and GitHub share a row there.
 REASON_ROWS: tuple[tuple[str, tuple[Reason, ...]], ...] = (
@@ -310,6 +313,137 @@ def _criteria(m: Metrics, results: Sequence[CriterionResult]) -> list[str]:
     return lines
 
 
+# --------------------------------------------------------------------------- attempts
+#
+# The dispatcher's per-attempt results files (``<agent>.<attempt>_results.json``), read
+# alongside the journal: one row per judged attempt.
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """One judged attempt as the dispatcher's results file records it."""
+
+    agent: str
+    attempt: int
+    status: str  # success | failed
+    task_id: str | None = None
+    reason: str | None = None
+    confidence: float | None = None
+    exit_code: int | None = None
+    signal: str | None = None  # its name, as the results file writes it: SIGINT, SIG40
+    started_at: float | None = None
+    ended_at: float | None = None
+    duration: float | None = None
+    recorded_at: float | None = None
+
+    @classmethod
+    def from_json(cls, data: object) -> AttemptResult:
+        """Check and convert one results file's object; ``ValueError`` names the field.
+
+        >>> AttemptResult.from_json({"agent": "a", "attempt": 1, "status": "success"}).status
+        'success'
+        >>> AttemptResult.from_json({"agent": "a", "attempt": "1", "status": "success"})
+        Traceback (most recent call last):
+        ValueError: field attempt: expected a positive integer, got '1'
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        version = data.get("schema_version", 1)
+        if version != 1:
+            raise ValueError(f"field schema_version: expected 1, got {version!r}")
+        for name in ("agent", "status"):
+            if not isinstance(data.get(name), str) or not data[name]:
+                raise ValueError(f"field {name}: expected a non-empty string, "
+                                 f"got {data.get(name)!r}")
+        attempt = data.get("attempt")
+        if not _is_int(attempt) or attempt < 1:
+            raise ValueError(f"field attempt: expected a positive integer, got {attempt!r}")
+        for name in ("task_id", "reason"):
+            if data.get(name) is not None and not isinstance(data[name], str):
+                raise ValueError(f"field {name}: expected a string or null, got {data[name]!r}")
+        if data.get("exit_code") is not None and not _is_int(data["exit_code"]):
+            raise ValueError(f"field exit_code: expected an integer or null, "
+                             f"got {data['exit_code']!r}")
+        signal = data.get("signal")
+        if signal is not None:
+            try:
+                if not isinstance(signal, str | int) or isinstance(signal, bool):
+                    raise ValueError
+                signal = ExitInfo(None, signal_number(signal)).signal_name
+            except ValueError:
+                raise ValueError(f"field signal: expected a signal name, number or null, "
+                                 f"got {signal!r}") from None
+        numbers = ("confidence", "started_at", "ended_at", "duration", "recorded_at")
+        for name in numbers:
+            value = data.get(name)
+            if value is not None and not (_is_number(value) and math.isfinite(value)):
+                raise ValueError(f"field {name}: expected a number or null, got {value!r}")
+        return cls(
+            agent=data["agent"], attempt=int(attempt), status=data["status"],
+            task_id=data.get("task_id"), reason=data.get("reason"),
+            exit_code=data.get("exit_code"), signal=signal,
+            **{name: None if data.get(name) is None else float(data[name]) for name in numbers},
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "agent": self.agent, "task_id": self.task_id, "attempt": self.attempt,
+            "status": self.status, "reason": self.reason, "confidence": self.confidence,
+            "exit_code": self.exit_code, "signal": self.signal, "started_at": self.started_at,
+            "ended_at": self.ended_at, "duration": self.duration,
+            "recorded_at": self.recorded_at,
+        }
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _attempt_exit(result: AttemptResult) -> str:
+    """``1``, ``130 (SIGINT)``, ``- (SIGKILL)``, or ``-`` when no exit was recorded."""
+    code = "-" if result.exit_code is None else str(result.exit_code)
+    if result.signal is None:
+        return code
+    return f"{code} ({result.signal})"
+
+
+def attempts_markdown(results: Sequence[AttemptResult],
+                      max_rows: int = MAX_ATTEMPT_ROWS) -> list[str]:
+    """The ``## Attempts`` section: one table row per judged attempt, in the given order.
+
+    >>> print("\\n".join(attempts_markdown([AttemptResult(
+    ...     "task-agent-5030", 1, "failed", "task-5030", "sigint", exit_code=130, signal="SIGINT",
+    ...     duration=12.0)])))
+    ## Attempts
+    <BLANKLINE>
+    | Agent | Task | Attempt | Status | Exit Code | Reason | Duration |
+    |-------|------|---------|--------|-----------|--------|----------|
+    | task-agent-5030 | task-5030 | 1 | failed | 130 (SIGINT) | sigint | 12 seconds |
+    <BLANKLINE>
+    """
+    lines = ["## Attempts", ""]
+    if not results:
+        return [*lines, "No attempt results found.", ""]
+    lines += [
+        "| Agent | Task | Attempt | Status | Exit Code | Reason | Duration |",
+        "|-------|------|---------|--------|-----------|--------|----------|",
+    ]
+    for r in results[:max_rows]:
+        lines.append(
+            f"| {_cell(_text(r.agent, 80))} | {_cell(r.task_id or '-')} | {r.attempt} "
+            f"| {_cell(r.status)} | {_attempt_exit(r)} | {_cell(r.reason or '-')} "
+            f"| {human_duration(r.duration)} |"
+        )
+    omitted = len(results) - max_rows
+    if omitted > 0:
+        lines += ["", f"*{omitted} more attempt(s) omitted.*"]
+    return [*lines, ""]
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -318,8 +452,10 @@ def render_markdown(
     results: Sequence[CriterionResult],
     *,
     max_events: int = DEFAULT_MAX_EVENTS,
+    attempts: Sequence[AttemptResult] | None = None,
 ) -> str:
-    """The dashboard as Markdown, in the seed's layout, under :data:`MAX_REPORT_BYTES`."""
+    """The dashboard as Markdown, in the seed's layout, under :data:`MAX_REPORT_BYTES`;
+    with ``attempts``, an ``## Attempts`` table after it."""
     while True:
         lines = [
             "# Orchestration Recovery System - Metrics",
@@ -330,6 +466,7 @@ def render_markdown(
             *_reason_table(metrics),
             *_recent(metrics, max_events),
             *_criteria(metrics, results),
+            *(attempts_markdown(attempts) if attempts is not None else []),
         ]
         text = "\n".join(lines).rstrip("\n") + "\n"
         # The caps above keep real reports far below the limit; halve the events if not.
@@ -338,15 +475,24 @@ def render_markdown(
         max_events //= 2
 
 
-def render_json(metrics: Metrics, results: Sequence[CriterionResult]) -> dict[str, Any]:
-    """Every figure, every recovery event and every criterion, with a schema version."""
-    return {
+def render_json(
+    metrics: Metrics,
+    results: Sequence[CriterionResult],
+    *,
+    attempts: Sequence[AttemptResult] | None = None,
+) -> dict[str, Any]:
+    """Every figure, every recovery event and every criterion, with a schema version; with
+    ``attempts``, an ``attempts`` list too (every one: JSON is not capped)."""
+    out: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "generator": f"pytest-orch-recovery {__version__}",
         "metrics": metrics.to_json(),
         "criteria": [r.to_json() for r in results],
         "failed_criteria": [r.name for r in results if r.verdict == "fail"],
     }
+    if attempts is not None:
+        out["attempts"] = [a.to_json() for a in attempts]
+    return out
 
 
 def write_report(

@@ -12,15 +12,20 @@ from events import JournalBuilder, first_try_success, random_journal, seed_incid
 from hypothesis import given, settings
 
 from pytest_orch_recovery import cli
+from pytest_orch_recovery.agents import AgentConfig, driver_for
+from pytest_orch_recovery.dispatcher import Dispatcher, read_results
 from pytest_orch_recovery.metrics import Criteria, compute, evaluate
 from pytest_orch_recovery.model import Event, Reason, Strategy
 from pytest_orch_recovery.report import (
     MAX_REPORT_BYTES,
     REASON_ROWS,
+    AttemptResult,
+    attempts_markdown,
     render_json,
     render_markdown,
     write_report,
 )
+from pytest_orch_recovery.sandbox import Sandbox
 
 SEED_ROW_LABELS = [
     "SIGINT (Ctrl-C)",
@@ -321,3 +326,147 @@ def test_cli_default_criteria_match_the_library() -> None:
         )
         == Criteria()
     )
+
+
+# --------------------------------------------------------------------------- --results
+
+
+def _results_dir(tmp_path: Path, builder: JournalBuilder) -> Path:
+    """The results dir the real dispatcher writes while the coordinator journals ``builder``'s
+    events (its ``on_event`` observer), in a real sandbox torn down afterwards."""
+    out = tmp_path / f"results-{len(list(tmp_path.glob('results-*')))}"
+    with Sandbox.create(base_dir=tmp_path / "sandboxes") as box:
+        dispatcher = Dispatcher(box, lambda c: driver_for("sim", c), AgentConfig())
+        for event in builder.events:
+            dispatcher.observe(event)
+        shutil.copytree(box.results, out)
+    return out
+
+
+def _attempt_rows(markdown: str) -> list[list[str]]:
+    return _table(_section(markdown, "## Attempts"))
+
+
+def test_attempts_table_follows_the_dashboard(tmp_path: Path) -> None:
+    journal = seed_incident()
+    results = _results_dir(tmp_path, journal)
+    attempts = [AttemptResult.from_json(r) for r in read_results(results)]
+    m = compute(journal.events)
+    text = render_markdown(m, evaluate(m), attempts=attempts)
+    assert text.index("## Success Criteria") < text.index("## Attempts")
+    assert text == render_markdown(m, evaluate(m)).rstrip("\n") + "\n\n" + "\n".join(
+        attempts_markdown(attempts)
+    ).rstrip("\n") + "\n"
+    rows = _attempt_rows(text)
+    # 5 tasks; 4 of them failed once first: 9 judged attempts, in the order they were judged.
+    assert len(rows) == 9 == len(list(results.glob("*_results.json")))
+    assert rows[0] == ["update-fake3-agent", "update-fake3", "1", "success", "0", "-",
+                       "1 minute"]
+    assert ["task-agent-1813", "perm-0", "1", "failed", "0", "permission", "30 seconds"] in rows
+    assert rows[-2] == ["task-agent-5030", "fake3", "1", "failed", "130 (SIGINT)", "sigint",
+                        "4 minutes"]
+    assert rows[-1][:5] == ["task-agent-5030", "fake3", "2", "success", "0"]
+
+
+def test_attempts_table_escapes_caps_and_says_when_empty() -> None:
+    hostile = AttemptResult.from_json(
+        {"agent": "a|b\nc", "attempt": 1, "status": "failed", "task_id": "t|1",
+         "reason": "unknown", "signal": 9}
+    )
+    rows = attempts_markdown([hostile] * 3, max_rows=2)
+    assert rows[4] == "| a\\|b c | t\\|1 | 1 | failed | - (SIGKILL) | unknown | n/a |"
+    assert rows[-2] == "*1 more attempt(s) omitted.*"
+    assert attempts_markdown([]) == ["## Attempts", "", "No attempt results found.", ""]
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ([], "expected a JSON object, got list"),
+        ({"agent": "a", "status": "failed"}, "field attempt: expected a positive integer"),
+        ({"agent": "a", "attempt": True, "status": "failed"}, "field attempt"),
+        ({"agent": "", "attempt": 1, "status": "failed"}, "field agent"),
+        ({"agent": "a", "attempt": 1, "status": "failed", "exit_code": "1"}, "field exit_code"),
+        ({"agent": "a", "attempt": 1, "status": "x", "duration": float("nan")}, "field duration"),
+        ({"agent": "a", "attempt": 1, "status": "x", "signal": "SIGNOPE"}, "field signal"),
+        ({"schema_version": 2, "agent": "a", "attempt": 1, "status": "x"}, "schema_version"),
+    ],
+)
+def test_attempt_result_names_the_bad_field(data: object, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        AttemptResult.from_json(data)
+
+
+def test_cli_console_script_reads_results_alongside_the_journal(tmp_path: Path) -> None:
+    exe = shutil.which("orch-recovery")
+    command = [exe] if exe else [sys.executable, "-m", "pytest_orch_recovery"]
+    journal = seed_incident()
+    path = _journal(tmp_path, journal)
+    results = _results_dir(tmp_path, journal)
+    done = subprocess.run(
+        [*command, "report", "--journal", str(path), "--results", str(results)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("# Orchestration Recovery System - Metrics\n")
+    assert len(_attempt_rows(done.stdout)) == 9
+    out = tmp_path / "report.json"
+    done = subprocess.run(
+        [*command, "report", "--journal", str(path), "--results", str(results),
+         "--output", str(out)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(out.read_text())
+    assert data["schema_version"] == 1
+    assert data["attempts"] == [
+        AttemptResult.from_json(r).to_json() for r in read_results(results)
+    ]
+    assert data["attempts"][-2]["signal"] == "SIGINT"
+
+
+def test_cli_results_is_repeatable_and_optional(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = JournalBuilder(), JournalBuilder()
+    first_try_success(a, "a1", "agent-a")
+    sigint_resumed(b, "b1", "agent-b")
+    journals = ["--journal", str(_journal(tmp_path, a, "a.jsonl")),
+                "--journal", str(_journal(tmp_path, b, "b.jsonl"))]
+    dirs = ["--results", str(_results_dir(tmp_path, a)),
+            "--results", str(_results_dir(tmp_path, b))]
+    assert cli.main(["report", *journals, *dirs]) == 0
+    rows = _attempt_rows(capsys.readouterr().out)
+    assert [(r[0], r[2], r[3]) for r in rows] == [
+        ("agent-a", "1", "success"), ("agent-b", "1", "failed"), ("agent-b", "2", "success")]
+    assert cli.main(["report", *journals, "--format", "json"]) == 0
+    assert "attempts" not in json.loads(capsys.readouterr().out)
+    assert cli.main(["report", *journals]) == 0
+    assert "## Attempts" not in capsys.readouterr().out
+
+
+def test_cli_results_usage_errors_name_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal = ["--journal", str(_journal(tmp_path, seed_incident()))]
+    missing = tmp_path / "nowhere"
+    assert cli.main(["report", *journal, "--results", str(missing)]) == 2
+    assert f"{missing}: no such results directory" in capsys.readouterr().err
+
+    results = _results_dir(tmp_path, seed_incident())
+    bad = results / "task-agent-5030.1_results.json"
+    bad.write_text('{"agent": "task-agent-5030",\n "attempt": 1,,\n}')
+    assert cli.main(["report", *journal, "--results", str(results)]) == 2
+    assert f"{bad}:2: invalid JSON: " in capsys.readouterr().err
+
+    bad.write_text(json.dumps({"agent": "task-agent-5030", "attempt": 0, "status": "failed"}))
+    assert cli.main(["report", *journal, "--results", str(results)]) == 2
+    assert f"{bad}: field attempt: expected a positive integer, got 0" in capsys.readouterr().err
+
+    a_file = tmp_path / "journal.jsonl"
+    assert cli.main(["report", *journal, "--results", str(a_file)]) == 2
+    assert f"{a_file}: not a results directory" in capsys.readouterr().err
+    # --journal stays required.
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["report", "--results", str(results)])
+    assert stop.value.code == 2

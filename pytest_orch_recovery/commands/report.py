@@ -1,8 +1,12 @@
 """``orch-recovery report``: render the recovery metrics dashboard from one or more journals.
 
+With ``--results DIR`` (the dispatcher's results dir of a sandbox, repeatable) an ``## Attempts``
+table follows the dashboard (an ``attempts`` list in JSON): one row per judged attempt.
+
 The report is information, so it exits 0 whatever the verdicts say (the pytest plugin's gate
 is what fails a build); it exits 2 on a usage error: a journal that is missing or has a bad
-line (the message names the file and line), or a bad option value.
+line (the message names the file and line), a results dir that is missing or holds a bad
+results file (named), or a bad option value.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from ..argtypes import count, rate
 from ..journal import JournalError, replay
 from ..metrics import Criteria, compute, evaluate, event_problem
 from ..model import Event, EventKind
-from ..report import DEFAULT_MAX_EVENTS, render_json, render_markdown
+from ..report import DEFAULT_MAX_EVENTS, AttemptResult, render_json, render_markdown
 
 _DEFAULTS = Criteria()
 
@@ -37,6 +41,14 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         metavar="PATH",
         help="a journal.jsonl written by the engine; repeat to combine several runs "
         "(task ids must be unique across them)",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help="a results dir the dispatcher wrote (<agent>.<attempt>_results.json per judged "
+        "attempt); adds an Attempts table after the dashboard; repeat for several runs",
     )
     parser.add_argument(
         "--format",
@@ -150,10 +162,37 @@ def _read(paths: list[Path]) -> list[Event]:
     return events
 
 
+_RESULTS_GLOB = "*_results.json"  # the dispatcher's <agent>.<attempt>_results.json
+
+
+def _read_results(dirs: list[Path]) -> list[AttemptResult]:
+    """Every results file of every dir, in the order the attempts were judged."""
+    found: list[AttemptResult] = []
+    for directory in dirs:
+        if not directory.exists():
+            raise _UsageError(f"{directory}: no such results directory")
+        if not directory.is_dir():
+            raise _UsageError(f"{directory}: not a results directory")
+        for path in sorted(directory.glob(_RESULTS_GLOB)):
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise _UsageError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise _UsageError(f"{path}: cannot read results file: {exc}") from None
+            try:
+                found.append(AttemptResult.from_json(data))
+            except ValueError as exc:
+                raise _UsageError(f"{path}: {exc}") from None
+    # As dispatcher.read_results orders them; the attempt number breaks ties.
+    return sorted(found, key=lambda r: (r.recorded_at or 0.0, r.agent, r.attempt))
+
+
 def run(args: argparse.Namespace) -> int:
     prog = "orch-recovery report"
     try:
         events = _read(list(args.journal))
+        attempts = None if args.results is None else _read_results(list(args.results))
     except _UsageError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
@@ -171,9 +210,10 @@ def run(args: argparse.Namespace) -> int:
     output: Path | None = args.output
     fmt = args.format or ("json" if output and output.suffix.lower() == ".json" else "md")
     if fmt == "json":
-        text = json.dumps(render_json(metrics, results), indent=2, ensure_ascii=False) + "\n"
+        data = render_json(metrics, results, attempts=attempts)
+        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     else:
-        text = render_markdown(metrics, results, max_events=args.max_events)
+        text = render_markdown(metrics, results, max_events=args.max_events, attempts=attempts)
     if output is None:
         sys.stdout.write(text)
         return 0

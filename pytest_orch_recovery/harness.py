@@ -58,9 +58,10 @@ API_FAULTS = {
     "api_rate_limit": FaultKind.RATE_LIMIT,
     "api_server_error": FaultKind.SERVER_ERROR,
     "api_stall": FaultKind.STALL,
+    "quit_early": FaultKind.QUIT_EARLY,
 }
 # Faults this tier cannot inject yet; a schedule that holds one is refused up front.
-UNSUPPORTED = frozenset({"quit_early", "permission_prompt"})
+UNSUPPORTED = frozenset({"permission_prompt"})
 
 # Per-attempt limit in scenario runs unless the scenario sets ``attempt_timeout``: generous,
 # since a loaded CI machine is slow; the timeout scenario sets a short one of its own.
@@ -106,6 +107,14 @@ def _check_schedule(tasks: Sequence[Task], faults: Sequence[FaultSpec]) -> None:
 def _api_fault(spec: FaultSpec, task: Task | None) -> ApiFault:
     trigger = spec.effective_trigger
     kind = API_FAULTS[spec.kind]
+    if kind is FaultKind.STALL:
+        # One request never answered: the attempt hangs until its timeout; the next is served.
+        return ApiFault(kind=kind, times=1, at_request=trigger.n, scope="task",
+                        task=None if task is None else task.title, seconds=3600.0)
+    if kind is FaultKind.QUIT_EARLY:
+        # The model's reply after the Nth tool call is a premature "done" (once).
+        return ApiFault(kind=kind, times=1, at_request=trigger.n + 1, scope="task",
+                        task=None if task is None else task.title)
     # ``count`` means the same on both tiers: a burst the agent's own retries absorb, or one
     # they cannot (the simulation's agents retry AGENT_MAX_RETRIES times, real runs here
     # AGENT_RETRIES times). A burst that beats the retries fails exactly one attempt.
@@ -235,6 +244,7 @@ def run_tmux(
         repo = {tid: _repo_state(sandbox, s.task, s.agent)
                 for tid, s in coordinator.tasks.items()}
         _settle_workspaces(sandbox, coordinator)
+        double.stop()  # releases stalled requests, so the transcript is complete
         _fill_ledger(ledger, sandbox, faults, double, by_id, journal.events())
         ledger.mark_fleet_faults(faults, journal.events(), crashes)
         outcome = TmuxOutcome(

@@ -48,8 +48,11 @@ _SANDBOX_AUTHOR = ("Sandbox Agent", "agent@sandbox.invalid")
 
 # Variables that would let an agent reach the operator's tmux server, git repository or
 # configuration, or a real API account, from inside the sandbox.
-_DROPPED_PREFIXES = ("TMUX", "GIT_", "ANTHROPIC_", "CLAUDE_", "XDG_", "SSH_AUTH_SOCK", "GH_")
-_DROPPED = frozenset({"GITHUB_TOKEN", "PYTHONSTARTUP", "PROMPT_COMMAND", "BASH_ENV", "ENV"})
+_DROPPED_PREFIXES = ("GIT_", "ANTHROPIC_", "CLAUDE_", "XDG_", "SSH_AUTH_SOCK", "GH_")
+# TMUX / TMUX_PANE would point agents at the operator's tmux; TMUX_TMPDIR is kept, since it
+# says where this sandbox's own tmux socket lives (the fault hook talks to that server).
+_DROPPED = frozenset({"GITHUB_TOKEN", "PYTHONSTARTUP", "PROMPT_COMMAND", "BASH_ENV", "ENV",
+                      "TMUX", "TMUX_PANE"})
 
 _TERM_GRACE = 5.0  # seconds a process group gets between SIGTERM and SIGKILL
 _KILL_GRACE = 5.0  # seconds to wait for SIGKILLed processes to disappear

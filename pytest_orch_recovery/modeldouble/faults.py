@@ -11,6 +11,8 @@ Kinds and what the client sees (status and body as the real API sends them):
 - ``stream_error``: a streaming reply that starts (200, ``keep_events`` events) and then
   carries ``event: error`` with an ``overloaded_error`` body and ends, as Anthropic's streaming
   docs describe for high load; a non-streaming request gets the 529 it corresponds to
+- ``quit_early``: instead of the next step, a closing text that claims the task is done (a
+  model that stops early); the agent then exits 0 as if it had succeeded
 - ``drop_stream``: a streaming reply cut after ``keep_events`` events (message_start and some
   deltas), without the final chunk: the client sees an incomplete SSE body. A non-streaming
   request gets its connection closed before any response.
@@ -45,6 +47,7 @@ class FaultKind(enum.StrEnum):
     STALL = "stall"
     DROP_STREAM = "drop_stream"
     STREAM_ERROR = "stream_error"
+    QUIT_EARLY = "quit_early"
 
 
 # kind -> API error type for the kinds that answer with an error body

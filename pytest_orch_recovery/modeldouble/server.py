@@ -367,6 +367,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._error("api_error")
             return
         fault = self.double._take_fault(ctx)
+        if fault is not None and fault.kind is FaultKind.QUIT_EARLY:
+            reply = Reply("quit_early", "All done! The task is complete.")
         stream = body.get("stream") is True
         entry: dict[str, Any] = {
             "endpoint": "messages",

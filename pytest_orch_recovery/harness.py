@@ -126,7 +126,7 @@ def _api_fault(spec: FaultSpec, task: Task | None) -> ApiFault:
         at_request=trigger.n if trigger.event == "api_request" else None,
         scope="task",
         task=None if task is None else task.title,
-        seconds=float(spec.params.get("retry_after", 600.0 if kind is FaultKind.STALL else 1)),
+        seconds=float(spec.params.get("retry_after", 1)),
     )
 
 

@@ -159,13 +159,14 @@ def tmux_runner() -> Any:
     """The tmux tier's runner, or :class:`TierUnavailable` saying why there is none."""
     try:
         from . import harness
-
-        run_scenario_tmux = harness.run_scenario_tmux  # type: ignore[attr-defined,unused-ignore]
-    except (ImportError, AttributeError) as exc:
+    except ImportError as exc:
         raise TierUnavailable(
             f"the tmux tier is not available in this installation ({exc}); use --orch-tier sim"
         ) from None
-    return run_scenario_tmux
+    problem = harness.environment_ready()
+    if problem is not None:
+        raise TierUnavailable(f"the tmux tier cannot run here: {problem}; use --orch-tier sim")
+    return harness.run_scenario_tmux
 
 
 def _run_sim(scenario: Scenario, *, seed: int, agent: str) -> ScenarioRun:

@@ -189,19 +189,17 @@ class Comparison:
         return "\n".join(lines)
 
 
-def _known(scenario: str, field: str, sim: str, real: str) -> KnownDifference | None:
-    return next((k for k in KNOWN_DIFFERENCES if k.covers(scenario, field, sim, real)), None)
-
-
 def compare(scenario: str, sim: Mapping[str, str], real: Mapping[str, str],
-            seconds: Mapping[str, float] | None = None) -> Comparison:
+            seconds: Mapping[str, float] | None = None,
+            known_differences: Sequence[KnownDifference] | None = None) -> Comparison:
+    table = KNOWN_DIFFERENCES if known_differences is None else known_differences
     rows = []
     for name in sorted(set(sim) | set(real), key=_field_order):
         a, b = sim.get(name, "(absent)"), real.get(name, "(absent)")
         if a == b:
             rows.append(Row(name, a, b, "same"))
             continue
-        known = _known(scenario, name, a, b)
+        known = next((k for k in table if k.covers(scenario, name, a, b)), None)
         if known is not None:
             rows.append(Row(name, a, b, "known", known.cause))
         else:

@@ -29,6 +29,7 @@ import contextlib
 import fcntl
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -40,6 +41,7 @@ from typing import Any
 from . import atomic
 
 HOOK_TIMEOUT_SECONDS = 3600  # a "stall" fault must outlive any attempt timeout
+SIGNAL_WAIT_SECONDS = 30.0  # how long a signal fault waits for the agent to die of it
 _FILE_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"})
 
 
@@ -149,23 +151,44 @@ def due_faults(
     return due
 
 
+def _await_exit(pid: int, timeout: float = SIGNAL_WAIT_SECONDS) -> bool:
+    """Block until ``pid`` exits (pidfd: an event, not a poll), at most ``timeout`` seconds.
+
+    The agent waits for this hook, so while we wait it can do nothing else: the signal lands
+    at exactly this event (a keystroke travels through the pty asynchronously; without the
+    wait the agent could already be in its next API request)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        return bool(ready)
+    finally:
+        os.close(fd)
+
+
 def _fire(fault: Mapping[str, Any], *, workspace: Path, context: Mapping[str, Any]) -> str:
     kind = fault["kind"]
-    if kind == "sigint":
+    if kind in ("sigint", "sigint_keys"):
+        group = foreground_group(context)
+        pid = agent_pid(group)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the hook itself keeps going
-        os.killpg(foreground_group(context), signal.SIGINT)
-        return "SIGINT sent to the foreground process group"
-    if kind == "sigint_keys":
-        socket, agent = str(context["tmux_socket"]), str(context["agent"])
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        subprocess.run(["tmux", "-L", socket, "send-keys", "-t", f"={agent}:", "C-c"],
-                       check=True, capture_output=True)
-        return "C-c typed into the pane"
+        if kind == "sigint":
+            os.killpg(group, signal.SIGINT)
+            how = "SIGINT sent to the foreground process group"
+        else:
+            socket, agent = str(context["tmux_socket"]), str(context["agent"])
+            subprocess.run(["tmux", "-L", socket, "send-keys", "-t", f"={agent}:", "C-c"],
+                           check=True, capture_output=True)
+            how = "C-c typed into the pane"
+        return how + ("" if _await_exit(pid) else "; the agent outlived it")
     if kind in ("kill", "terminate"):
         sig = signal.SIGKILL if kind == "kill" else signal.SIGTERM
         pid = agent_pid(foreground_group(context))
         os.kill(pid, sig)
-        return f"{sig.name} sent to agent pid {pid}"
+        return f"{sig.name} sent to agent pid {pid}" + (
+            "" if _await_exit(pid) else "; the agent outlived it")
     if kind == "stale_index_lock":
         git_dir = subprocess.run(["git", "rev-parse", "--absolute-git-dir"], cwd=workspace,
                                  check=True, capture_output=True, text=True).stdout.strip()

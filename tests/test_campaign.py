@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
+from pathlib import Path
 
 import pytest
 
@@ -114,9 +114,10 @@ def test_oracle_flags_a_wrong_attribution_and_a_missing_one() -> None:
     assert attribution_checks(run)[0].verdict == "unattributed"
 
 
-def test_tmux_tier_unavailable_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "pytest_orch_recovery.harness", None)
-    with pytest.raises(TierUnavailable, match="tmux tier is not available"):
+def test_tmux_tier_unavailable_is_reported(monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no tmux, no git
+    with pytest.raises(TierUnavailable, match="tmux is not on PATH; use --orch-tier sim"):
         tmux_runner()
 
 

@@ -66,11 +66,17 @@ class _Run:
     ledgers: dict[str, Ledger] = field(default_factory=dict)  # sandbox id -> ledger
 
     def watch_ledgers(self) -> None:
-        for path in self.tmpdir.rglob(LEDGER_NAME):
+        # Sandboxes come and go while we look (the next run reaps stale ones): list the
+        # sandbox base one level deep and take a vanished entry as gone, not as an error.
+        try:
+            roots = list((self.tmpdir / SANDBOX_BASE).iterdir())
+        except OSError:
+            return
+        for root in roots:
             try:
-                ledger = Ledger.load(path)
+                ledger = Ledger.load(root / LEDGER_NAME)
             except (OSError, ValueError):
-                continue  # being replaced atomically, or gone already
+                continue  # being created or replaced atomically, or gone already
             if ledger.owner_pid == self.proc.pid:  # not an earlier run's stale sandbox
                 self.ledgers.setdefault(ledger.sandbox_id, ledger)
 

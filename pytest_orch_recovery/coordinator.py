@@ -325,9 +325,6 @@ class Coordinator:
     def outcome(self, task_id: str) -> Phase:
         return self.tasks[task_id].phase
 
-    def idle(self) -> bool:
-        return not self._running and self._next_wakeup(None) is None
-
     # ------------------------------------------------------------------ the loop's steps
 
     def _pending_of(self, entry: _Timer) -> TaskState | None:

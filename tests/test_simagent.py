@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -617,3 +620,127 @@ def test_sigint_to_the_group_during_bash_stops_the_command_and_exits_0(work: Pat
     transcript = next((work / "home" / ".claude" / "projects").glob("*/*.jsonl"))
     kinds = [json.loads(x)["type"] for x in transcript.read_text().splitlines()]
     assert kinds == ["user", "assistant"]  # the tool call never got a result
+
+
+# ----------------------------------------------------------------------------- interactive mode
+
+
+class Pty:
+    """The sim agent on a real pseudo-terminal (stdin, stdout and stderr), as in a tmux pane."""
+
+    def __init__(self, work: Path, api: FakeApi, *args: str) -> None:
+        self.master, slave = os.openpty()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest_orch_recovery.simagent", *args],
+            cwd=work / "work", env=agent_env(work, api), stdin=slave, stdout=slave,
+            stderr=slave, start_new_session=True,
+        )
+        os.close(slave)
+        self.text = ""
+
+    def read_until(self, needle: str, timeout: float = WAIT) -> str:
+        """Read the terminal until ``needle`` appears (bounded); returns everything so far."""
+        deadline = time.monotonic() + timeout
+        while needle not in self.text:
+            left = deadline - time.monotonic()
+            assert left > 0, f"{needle!r} never appeared; the terminal shows:\n{self.text}"
+            ready, _, _ = select.select([self.master], [], [], left)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:  # EIO: the agent closed the terminal
+                chunk = b""
+            assert chunk, f"terminal closed before {needle!r}:\n{self.text}"
+            self.text += chunk.decode(errors="replace").replace("\r\n", "\n")
+        return self.text
+
+    def press(self, key: bytes) -> None:
+        os.write(self.master, key)
+
+    def finish(self) -> int:
+        code = self.proc.wait(WAIT)
+        with contextlib.suppress(OSError):
+            while True:
+                ready, _, _ = select.select([self.master], [], [], 0)
+                chunk = os.read(self.master, 65536) if ready else b""
+                if not chunk:
+                    break
+                self.text += chunk.decode(errors="replace").replace("\r\n", "\n")
+        os.close(self.master)
+        return code
+
+
+def test_interactive_asks_on_the_terminal_and_blocks_until_answered(work: Path) -> None:
+    script = [
+        Reply("sse", tool_msg("Write", {"file_path": "fake3.md", "content": "# Fake\nthree\n"},
+                              "w1")),
+        Reply("sse", tool_msg("Write", {"file_path": "fake4.md", "content": "four\n"}, "w2")),
+        Reply("sse", tool_msg("Write", {"file_path": "fake5.md", "content": "five\n"}, "w3")),
+        Reply("sse", tool_msg("Bash", {"command": "touch y", "description": "Touch y"}, "b1")),
+        Reply("sse", text_msg("Done, Bash was refused.")),
+    ]
+    with FakeApi(script) as api:
+        term = Pty(work, api, "write the $(fake) 'docs'")
+        screen = term.read_until("Esc to cancel")
+        assert "\u276f write the $(fake) 'docs'" in screen
+        assert "\u25cf Write(fake3.md)" in screen
+        assert " Create file\n fake3.md\n" in screen and "  1 # Fake\n  2 three\n" in screen
+        assert " Do you want to create fake3.md?\n \u276f 1. Yes\n   2. Yes, and switch to " \
+            "accept edits (auto-approve file edits and common file commands) for this session " \
+            "(shift+tab)\n   3. No\n\n Esc to cancel \u00b7 Tab to amend" in screen
+        # Parked: the model is not asked again and nothing is written until a key is pressed.
+        assert len(api.requests) == 1 and not (work / "work" / "fake3.md").exists()
+        assert term.proc.poll() is None
+        term.press(b"x")  # not an answer: still waiting
+        term.press(b"\r")  # Enter = 1. Yes
+        term.read_until("Do you want to create fake4.md?")
+        term.press(b"2")  # yes, and accept edits from now on: fake5.md is not asked
+        term.read_until("Do you want to proceed?")
+        assert "Do you want to create fake5.md?" not in term.text
+        assert " Bash command\n\n   touch y\n   Touch y\n" in term.text
+        term.press(b"\x1b")  # Esc = no: denied as in -p mode
+        term.read_until("Done, Bash was refused.")
+        assert term.finish() == 0
+    assert (work / "work" / "fake3.md").read_text() == "# Fake\nthree\n"
+    assert (work / "work" / "fake4.md").exists() and (work / "work" / "fake5.md").exists()
+    assert not (work / "work" / "y").exists()
+    assert last_user(api.requests[4])[0]["content"] == (
+        "Claude requested permissions to use Bash, but you haven't granted it yet.")
+
+
+def test_interactive_never_asks_with_the_permission_flag(work: Path) -> None:
+    script = [Reply("sse", tool_msg("Write", {"file_path": "a.md", "content": "a\n"})),
+              Reply("sse", text_msg("Wrote a.md."))]
+    with FakeApi(script) as api:
+        term = Pty(work, api, "--dangerously-skip-permissions", "write a")
+        term.read_until("Wrote a.md.")
+        assert term.finish() == 0
+    assert "Do you want" not in term.text and (work / "work" / "a.md").exists()
+
+
+def test_interactive_denies_on_n_and_needs_a_prompt_argument(work: Path) -> None:
+    script = [Reply("sse", tool_msg("Edit", {"file_path": "a.md", "old_string": "a",
+                                             "new_string": "b"})),
+              Reply("sse", text_msg("Left a.md alone."))]
+    (work / "work" / "a.md").write_text("a\n")
+    with FakeApi(script) as api:
+        term = Pty(work, api, "edit a")
+        term.read_until("Do you want to make this edit to a.md?")
+        term.press(b"n")
+        term.read_until("Left a.md alone.")
+        assert term.finish() == 0
+        assert (work / "work" / "a.md").read_text() == "a\n"
+        bare = Pty(work, api)
+        bare.read_until(cli.INTERACTIVE_NEEDS_PROMPT)
+        assert bare.finish() == 1
+
+
+def test_without_p_and_without_a_terminal_it_runs_headless_as_before(work: Path) -> None:
+    script = [Reply("sse", tool_msg("Write", {"file_path": "x.py", "content": "1\n"})),
+              Reply("sse", text_msg("Needed permission."))]
+    with FakeApi(script) as api:
+        proc = run_agent(work, api, "go", "--output-format", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert "Do you want" not in proc.stdout
+    assert len(json.loads(proc.stdout)["permission_denials"]) == 1

@@ -10,6 +10,11 @@ Environment: ``ANTHROPIC_BASE_URL``, ``ANTHROPIC_API_KEY``, ``ANTHROPIC_MODEL``,
 ``IS_SANDBOX``, ``CLAUDE_CODE_MAX_RETRIES`` (default 10), ``API_TIMEOUT_MS`` and
 ``ORCH_SIM_RETRY_BASE_MS`` (base backoff delay, default 500 ms; tests set it small).
 
+Interactive mode: without ``-p`` and with a terminal on stdin, the prompt is the positional
+argument and a tool call that needs permission shows Claude Code's dialog and waits for a key
+(:mod:`.interactive`); the run still ends when the model is done. Without ``-p`` and without a
+terminal, the agent behaves as with ``-p``.
+
 Signals: SIGINT (Ctrl-C, or a signal to the process group) ends the run with exit status 0 and
 nothing more printed, as the real CLI measured on this machine does; the transcript keeps every
 message completed so far. A Bash tool command shares the agent's process group, so it gets the
@@ -32,6 +37,7 @@ from .api import (
     ApiError,
     MessagesClient,
 )
+from .interactive import TerminalPrompter
 from .loop import DEFAULT_MODEL, RunConfig, load_run_hooks, run
 from .result import OUTPUT_FORMATS, Printer
 from .session import SessionLog, find_session, latest_session, session_path
@@ -45,6 +51,10 @@ ROOT_REFUSAL = (
 # Wording: anthropics/claude-code issue reports and RightNow-AI/openfang#305.
 STREAM_JSON_NEEDS_VERBOSE = (
     "Error: When using --print, --output-format=stream-json requires --verbose"
+)
+INTERACTIVE_NEEDS_PROMPT = (
+    "Error: the sim agent's interactive mode takes the prompt as an argument: "
+    "orch-sim-agent [options] PROMPT"
 )
 NO_INPUT = (
     "Error: Input must be provided either through stdin or as a prompt argument when using --print"
@@ -73,7 +83,8 @@ USAGE = f"""Usage: orch-sim-agent [options] [prompt]
 Sim agent {VERSION_LINE}: a stand-in for `claude -p` that speaks the Anthropic Messages API.
 
 Options:
-  -p, --print                      print the response and exit (always on)
+  -p, --print                      print the response and exit (without it, on a
+                                   terminal: interactive, asks before tools)
   --output-format <format>         text, json or stream-json (stream-json needs --verbose)
   --verbose                        verbose output (retry notes on stderr)
   --dangerously-skip-permissions   run every tool without asking
@@ -201,7 +212,17 @@ def _int_env(name: str, default: float) -> float:
         raise UsageError(f"Error: environment variable {name}={raw!r} is not a number") from None
 
 
+def interactive(opts: Options) -> bool:
+    """Started without ``-p`` on a terminal: ask before tools, as the real TUI does."""
+    return not opts.print and sys.stdin.isatty()
+
+
 def _build(opts: Options) -> RunConfig:
+    asking = interactive(opts)
+    if asking and opts.prompt is None:
+        raise UsageError(INTERACTIVE_NEEDS_PROMPT)
+    if asking:
+        opts.output_format = "text"  # the real CLI ignores --output-format without -p
     if opts.output_format == "stream-json" and not opts.verbose:
         raise UsageError(STREAM_JSON_NEEDS_VERBOSE)
     mode = opts.permission_mode or "default"
@@ -246,6 +267,8 @@ def _build(opts: Options) -> RunConfig:
         model=opts.model or os.environ.get("ANTHROPIC_MODEL") or DEFAULT_MODEL,
         max_turns=max_turns, append_system_prompt=opts.append_system_prompt,
         verbose=opts.verbose, hooks=load_run_hooks(cwd, home),
+        prompter=TerminalPrompter(sys.stdin.fileno(), sys.stdout) if asking else None,
+        screen=sys.stdout if asking else None,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import subprocess
@@ -9,22 +10,29 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TextIO
 
 from .api import ApiError, MessagesClient
 from .hooks import EVENT, HookCommand, load_hooks, run_hooks, settings_files
+from .interactive import Answer, remembered_rule
 from .result import Printer, RunTally
 from .session import SessionLog
-from .tools import TOOL_NAMES, TOOL_SCHEMAS, PermissionPolicy, run_tool
+from .tools import EDIT_TOOLS, TOOL_NAMES, TOOL_SCHEMAS, PermissionPolicy, run_tool
 from .version import VERSION
 
 DEFAULT_MODEL = "claude-sonnet-4-5"
 MAX_TOKENS = 32_000
 # Claude Code's first system block; model doubles key on it to recognise the agent.
 IDENTITY = "You are Claude Code, Anthropic's official CLI for Claude."
+
+
+class Prompter(Protocol):
+    """Asks a person whether a tool call may run (interactive mode)."""
+
+    def ask(self, tool: str, tool_input: Mapping[str, Any], cwd: Path) -> Answer: ...
 
 
 @dataclass
@@ -42,6 +50,10 @@ class RunConfig:
     append_system_prompt: str = ""
     verbose: bool = False
     hooks: list[HookCommand] = field(default_factory=list)
+    # Interactive mode: calls that need permission are asked for here, not denied outright.
+    prompter: Prompter | None = None
+    # Interactive mode: the conversation as the terminal shows it (None in -p mode).
+    screen: TextIO | None = None
 
 
 def system_blocks(cwd: Path, extra: str = "") -> list[dict[str, str]]:
@@ -95,6 +107,9 @@ def run(cfg: RunConfig) -> int:
     prompt_msg = {"role": "user", "content": [{"type": "text", "text": cfg.prompt}]}
     cfg.session.append("user", prompt_msg)
     messages.append(prompt_msg)
+    if cfg.screen is not None:
+        cfg.screen.write(f"\u276f {cfg.prompt}\n\n")
+        cfg.screen.flush()
     system = system_blocks(cfg.cwd, cfg.append_system_prompt)
     last_text, stop_reason = "", None
 
@@ -136,6 +151,9 @@ def run(cfg: RunConfig) -> int:
                            "session_id": sid, "uuid": cfg.session.last_uuid})
         messages.append({"role": "assistant", "content": message.get("content", [])})
         last_text = _text_of(message) or last_text
+        if cfg.screen is not None and _text_of(message):
+            cfg.screen.write(f"\u25cf {_text_of(message)}\n")
+            cfg.screen.flush()
         calls = [b for b in message.get("content", []) if b.get("type") == "tool_use"]
         if not calls:
             return finish("success", False, _text_of(message), 0)
@@ -178,7 +196,11 @@ def _run_call(
     """Run one tool_use block: its tool_result block, toolUseResult record, and the payload
     of the PostToolUse hooks to run (None: the call failed or was denied, no hooks)."""
     name, tool_input, tool_id = str(call["name"]), dict(call.get("input") or {}), str(call["id"])
+    if cfg.screen is not None:
+        _show_call(cfg, name, tool_input)
     denial = cfg.policy.denial(name, tool_input)
+    if denial is not None and cfg.prompter is not None:
+        denial = _ask(cfg, name, tool_input, denial)
     if denial is not None:
         tally.permission_denials.append(
             {"tool_name": name, "tool_use_id": tool_id, "tool_input": tool_input}
@@ -199,6 +221,33 @@ def _run_call(
         "tool_use_id": tool_id,
     }
     return block, dict(outcome.response), payload
+
+
+def _ask(cfg: RunConfig, name: str, tool_input: Mapping[str, Any], denial: str) -> str | None:
+    """Interactive mode: the person's answer; the denial text stands when they say no."""
+    assert cfg.prompter is not None
+    answer = cfg.prompter.ask(name, tool_input, cfg.cwd)
+    if answer is Answer.NO:
+        return denial
+    if answer is Answer.ALWAYS:
+        rule = remembered_rule(name, tool_input)
+        if name in EDIT_TOOLS:
+            cfg.policy = replace(cfg.policy, mode="acceptEdits")
+        elif rule is not None:
+            cfg.policy = replace(cfg.policy, allowed=(*cfg.policy.allowed, rule))
+    return None
+
+
+def _show_call(cfg: RunConfig, name: str, tool_input: Mapping[str, Any]) -> None:
+    """Interactive mode: the call's line in the conversation, as the TUI draws it."""
+    target = tool_input.get("file_path") if name in EDIT_TOOLS else tool_input.get("command")
+    shown = str(target or "")
+    if name in EDIT_TOOLS:
+        with contextlib.suppress(ValueError):
+            shown = str(Path(shown).relative_to(cfg.cwd))
+    if cfg.screen is not None:
+        cfg.screen.write(f"\u25cf {name}({shown})\n")
+        cfg.screen.flush()
 
 
 def _post_tool_hooks(cfg: RunConfig, payload: Mapping[str, Any]) -> list[dict[str, Any]]:

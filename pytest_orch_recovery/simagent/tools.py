@@ -82,6 +82,7 @@ TOOL_NAMES = tuple(t["name"] for t in TOOL_SCHEMAS)
 
 PERMISSION_MODES = ("default", "acceptEdits", "bypassPermissions", "plan")
 _EDIT_TOOLS = frozenset({"Write", "Edit"})
+EDIT_TOOLS = _EDIT_TOOLS  # the tools a permission dialog shows as a file edit
 _DEFAULT_BASH_TIMEOUT_MS = 120_000
 _MAX_BASH_TIMEOUT_MS = 600_000
 _DEFAULT_OUTPUT_LIMIT = 30_000  # Claude Code's BASH_MAX_OUTPUT_LENGTH default

@@ -357,10 +357,11 @@ class Sandbox:
             tmux_socket=_new_socket_name(),
             dirs=[str(root)],
         )
+        # SIGTERM unwinds (SystemExit) before anything exists, so it cannot strand the sandbox.
+        _install_sigterm_unwinding()
         ledger.save()  # first thing: from here on a crash leaves something reapable
         box = cls(root, ledger)
         _OPEN.add(box)
-        _install_sigterm_unwinding()
         try:
             box._build()
         except BaseException:

@@ -39,6 +39,9 @@ class AgentConfig:
     output_format: str = "json"
     model: str | None = None
     extra_args: tuple[str, ...] = ()
+    # Launched as a person would: no ``-p``, the prompt as an argument, the TUI on the pane's
+    # terminal. Without the permission flag it parks at the first tool's permission dialog.
+    interactive: bool = False
 
     def without_permission_flag(self) -> AgentConfig:
         return replace(self, skip_permissions=False)
@@ -65,7 +68,8 @@ def prompt_text(spec: LaunchSpec) -> str:
 
 @dataclass(frozen=True)
 class CliAgentDriver:
-    """An agent with Claude Code's CLI contract; the prompt arrives on stdin.
+    """An agent with Claude Code's CLI contract; the prompt arrives on stdin (``-p``), or as
+    the one positional argument when the configuration is interactive.
 
     ``environment`` is set for the agent on top of what the runtime gives it (``exec env
     K=V ... agent``), so a driver carries what its agent needs wherever it is launched.
@@ -77,8 +81,11 @@ class CliAgentDriver:
     environment: tuple[tuple[str, str], ...] = ()
 
     def argv(self, spec: LaunchSpec, *, prompt_file: Path) -> list[str]:
-        args = [*self.executable, "-p", "--output-format", self.config.output_format]
-        if self.config.output_format == "stream-json":
+        interactive = self.config.interactive
+        args = [*self.executable]
+        if not interactive:
+            args += ["-p", "--output-format", self.config.output_format]
+        if self.config.output_format == "stream-json" and not interactive:
             args.append("--verbose")  # the real CLI refuses stream-json in -p without it
         if self.config.skip_permissions:
             args.append(SKIP_PERMISSIONS_FLAG)
@@ -89,6 +96,13 @@ class CliAgentDriver:
         args += list(self.config.extra_args)
         if self.environment:
             args = ["env", *(f"{k}={v}" for k, v in self.environment), *args]
+        if interactive:
+            # The terminal stays on stdin; the prompt is one argument, expanded by the shell
+            # from the file inside double quotes, so quotes, $() and newlines in the task text
+            # are never parsed (only trailing newlines are dropped).
+            command = ("exec " + shlex.join(args) + ' "$(cat '
+                       + shlex.quote(str(prompt_file)) + ')"')
+            return ["/bin/sh", "-c", command]
         # stdin from the prompt file: no quoting of hostile task text on any command line.
         command = "exec " + shlex.join(args) + " < " + shlex.quote(str(prompt_file))
         return ["/bin/sh", "-c", command]

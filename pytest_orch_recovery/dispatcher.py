@@ -42,8 +42,13 @@ class Dispatcher:
         *,
         fault_plan: Path | None = None,
         start_signal: Callable[[LaunchSpec], str | None] | None = None,
+        config_for: Callable[[LaunchSpec, AgentConfig], AgentConfig | None] | None = None,
     ) -> None:
         self.sandbox = sandbox
+        # A configuration for one attempt instead of the current one (None: the current one),
+        # given the spec and the current configuration; the chaos harness launches a
+        # permission_prompt attempt interactive and without the permission flag.
+        self._config_for = config_for
         # Chaos harness only: a signal the attempt is to die of the moment it starts.
         self._start_signal = start_signal
         self._driver_factory = driver_factory
@@ -71,7 +76,14 @@ class Dispatcher:
         if signal_name is not None:
             # The agent process is killed by a real signal before it does anything.
             return ["/bin/sh", "-c", f"kill -{signal_name} $$"]
-        return self.driver.argv(spec, prompt_file=prompt_file)
+        return self.driver_for(spec).argv(spec, prompt_file=prompt_file)
+
+    def driver_for(self, spec: LaunchSpec) -> AgentDriver:
+        """The driver of this attempt: the current one unless ``config_for`` overrides it."""
+        override = self._config_for(spec, self.config) if self._config_for is not None else None
+        if override is None or override == self.config:
+            return self.driver
+        return self._driver_factory(override)
 
     def hook_command(self, agent: str) -> str:
         if self.fault_plan is not None:

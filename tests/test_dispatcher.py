@@ -4,12 +4,20 @@ results files per judged attempt."""
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from pytest_orch_recovery.agents import SKIP_PERMISSIONS_FLAG, AgentConfig, driver_for
+from pytest_orch_recovery.agents import (
+    SKIP_PERMISSIONS_FLAG,
+    AgentConfig,
+    CliAgentDriver,
+    driver_for,
+)
 from pytest_orch_recovery.dispatcher import SETTINGS_FILE, Dispatcher, read_results
 from pytest_orch_recovery.model import Event, EventKind, Task, full_plan
 from pytest_orch_recovery.runtime.base import LaunchSpec
@@ -91,3 +99,46 @@ def test_results_file_per_judged_attempt(sandbox: Sandbox) -> None:
     assert [(r["attempt"], r["status"], r["reason"]) for r in results] == [
         (1, "failed", "sigint"), (2, "success", None)]
     assert results[0]["exit_code"] == 0 and results[0]["duration"] == 9.0
+
+
+HOSTILE = "Fix \"it\" and 'that'\n$(touch pwned) `touch pwned2` $HOME \\ ;|&\n-p --resume x\n"
+
+
+def test_interactive_argv_passes_the_prompt_as_one_argument_unparsed(tmp_path: Path) -> None:
+    echo = (sys.executable, "-c", "import json, sys; print(json.dumps(sys.argv[1:]))")
+    driver = CliAgentDriver("echo", echo, AgentConfig(interactive=True, skip_permissions=False))
+    prompt = tmp_path / "it's a $(prompt).md"
+    prompt.write_text(HOSTILE)
+    argv = driver.argv(_spec(), prompt_file=prompt)
+    out = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, check=True,
+                         stdin=subprocess.DEVNULL, timeout=30)
+    # No -p, no --output-format, no permission flag: exactly the prompt (the shell's $(cat)
+    # drops only its trailing newline), nothing it holds was run.
+    assert json.loads(out.stdout) == [HOSTILE.rstrip("\n")]
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "pwned2").exists()
+    resumed = replace(_spec(2), resume_session="s-1")
+    driver = replace(driver, config=replace(driver.config, skip_permissions=True))
+    out = subprocess.run(driver.argv(resumed, prompt_file=prompt), capture_output=True,
+                         text=True, check=True, stdin=subprocess.DEVNULL, timeout=30)
+    assert json.loads(out.stdout) == [SKIP_PERMISSIONS_FLAG, "--resume", "s-1",
+                                      HOSTILE.rstrip("\n")]
+
+
+def test_config_for_overrides_one_attempt_only(sandbox: Sandbox) -> None:
+    seen: list[AgentConfig] = []
+
+    def config_for(spec: LaunchSpec, current: AgentConfig) -> AgentConfig | None:
+        seen.append(current)
+        if spec.attempt != 1:
+            return None
+        return replace(current, interactive=True, skip_permissions=False)
+
+    dispatcher = Dispatcher(sandbox, lambda c: driver_for("sim", c), AgentConfig(),
+                            config_for=config_for)
+    first = dispatcher.command_for(_spec(1))[-1]
+    assert " -p " not in first and SKIP_PERMISSIONS_FLAG not in first
+    assert first.endswith('"$(cat ' + shlex.quote(
+        str(sandbox.results / "task-agent-5030.1.prompt.md")) + ')"')
+    second = dispatcher.command_for(_spec(2))[-1]
+    assert " -p " in second and SKIP_PERMISSIONS_FLAG in second and "$(cat" not in second
+    assert dispatcher.config == AgentConfig() and seen == [AgentConfig(), AgentConfig()]

@@ -12,7 +12,9 @@ Where each fault is injected (all keyed on events, none on time):
   SIGKILL / SIGTERM, a stall, a stale ``index.lock``, a torn checkpoint;
 - the model double: 529 / 429 / 500 bursts and a stalled API, keyed on the task's request;
 - the forge: ``gh pr create`` failures with real gh messages;
-- the dispatcher's configuration: the missing ``--dangerously-skip-permissions`` flag;
+- the dispatcher's configuration: the missing ``--dangerously-skip-permissions`` flag, and an
+  attempt launched interactive (no ``-p``) without it, which parks at the first tool call's
+  permission dialog until its timeout (``permission_prompt``);
 - the journal: the coordinator itself dies after its Nth event and a new one takes over.
 """
 
@@ -36,11 +38,12 @@ from .dispatcher import Dispatcher
 from .faults import FaultLedger, FaultSpec, FaultStatus
 from .git import rev_count
 from .journal import Journal
-from .model import Event, EventKind, Reason, Task
+from .model import Event, EventKind, ExitInfo, Reason, Task
 from .modeldouble import ModelDouble, Plan, plan_for_task
 from .modeldouble.faults import FaultKind
 from .modeldouble.faults import FaultSpec as ApiFault
 from .modeldouble.plan import Step, TaskPlan, default_content
+from .patterns import match_lines
 from .policy import Policy
 from .runtime.base import LaunchSpec
 from .runtime.sim import AGENT_MAX_RETRIES as SIM_AGENT_MAX_RETRIES
@@ -61,7 +64,7 @@ API_FAULTS = {
     "quit_early": FaultKind.QUIT_EARLY,
 }
 # Faults this tier cannot inject yet; a schedule that holds one is refused up front.
-UNSUPPORTED = frozenset({"permission_prompt"})
+UNSUPPORTED: frozenset[str] = frozenset()
 
 # Per-attempt limit in scenario runs unless the scenario sets ``attempt_timeout``: generous,
 # since a loaded CI machine is slow; the timeout scenario sets a short one of its own.
@@ -192,8 +195,10 @@ def run_tmux(
         })
         fault_plan = _write_fault_plan(sandbox, [f for f in faults if f.kind in HOOK_FAULTS])
         factory = driver_factory or (lambda c: driver_for(agent, c))
+        parked: dict[str, tuple[str, int]] = {}  # permission_prompt fault -> (task, attempt)
         dispatcher = Dispatcher(sandbox, factory, cfg, fault_plan=fault_plan,
-                                start_signal=functools.partial(_start_signal, sandbox, faults))
+                                start_signal=functools.partial(_start_signal, sandbox, faults),
+                                config_for=functools.partial(_parked_config, faults, parked))
         runtime = TmuxRuntime(sandbox, dispatcher.command_for)
         journal_path = sandbox.root / "journal.jsonl"
         journal = (
@@ -246,6 +251,7 @@ def run_tmux(
         _settle_workspaces(sandbox, coordinator)
         double.stop()  # releases stalled requests, so the transcript is complete
         _fill_ledger(ledger, sandbox, faults, double, by_id, journal.events())
+        _mark_parked(ledger, faults, parked, journal.events())
         ledger.mark_fleet_faults(faults, journal.events(), crashes)
         outcome = TmuxOutcome(
             events=list(journal.events()),
@@ -370,6 +376,51 @@ def _start_signal(sandbox: Sandbox, faults: Sequence[FaultSpec], spec: LaunchSpe
             _append_fired(sandbox, fault, spec.task.task_id, spec.attempt, "start")
             return _START_SIGNALS[fault.kind]
     return None
+
+
+def _parked_config(faults: Sequence[FaultSpec], parked: dict[str, tuple[str, int]],
+                   spec: LaunchSpec, current: AgentConfig) -> AgentConfig | None:
+    """``permission_prompt``: the first attempt the fault applies to is launched as a person
+    would launch it (interactive, no ``-p``) and without the permission flag, so the agent
+    stops at a permission dialog and waits for a key that never comes. With
+    ``after_tool_call >= 1`` (the default) the attempt runs in ``acceptEdits`` mode, so its
+    file writes go through and it parks at its first shell command, the commit ("Do you want
+    to proceed?"); with ``after_tool_call = 0`` it parks at its first call, the first Write
+    ("Do you want to create ...?"). Later attempts get the dispatcher's configuration."""
+    for fault in faults:
+        if fault.kind != "permission_prompt" or fault.fault_id in parked:
+            continue
+        if fault.applies_to(spec.task.task_id, spec.attempt):
+            parked[fault.fault_id] = (spec.task.task_id, spec.attempt)
+            extra = current.extra_args
+            if fault.effective_trigger.n >= 1:
+                extra = (*extra, "--permission-mode", "acceptEdits")
+            return replace(current, interactive=True, skip_permissions=False, extra_args=extra)
+    return None
+
+
+def _mark_parked(ledger: FaultLedger, faults: Sequence[FaultSpec],
+                 parked: dict[str, tuple[str, int]], events: Sequence[Event]) -> None:
+    """A parked attempt is exercised when it timed out with the dialog as its last words
+    (what the classifier reads as a permission prompt); otherwise it is not."""
+    by_fault = {f.fault_id: f for f in faults}
+    for fault_id, (task_id, attempt) in parked.items():
+        spec = by_fault[fault_id]
+        exited = next((e for e in events if e.kind is EventKind.ATTEMPT_EXITED
+                       and e.task_id == task_id and e.attempt == attempt), None)
+        if exited is None:
+            continue
+        timed_out = ExitInfo.from_json(exited.data.get("exit") or {}).timed_out
+        lines = match_lines(str(exited.data.get("output_tail") or ""), "pane")
+        on_screen = bool(lines) and lines[-1].pattern.reason is Reason.PERMISSION
+        if timed_out and on_screen:
+            ledger.mark(spec, FaultStatus.EXERCISED, task=task_id, attempt=attempt,
+                        detail=f"timed out at the permission dialog: {lines[-1].text}")
+        else:
+            ledger.mark(spec, FaultStatus.INEFFECTIVE, task=task_id, attempt=attempt,
+                        detail="the interactive attempt " + (
+                            "timed out without the dialog on screen" if timed_out
+                            else "ended before its timeout"))
 
 
 def _stale_locks_at_start(sandbox: Sandbox, coordinator: Coordinator,

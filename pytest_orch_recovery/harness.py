@@ -382,18 +382,18 @@ def _parked_config(faults: Sequence[FaultSpec], parked: dict[str, tuple[str, int
                    spec: LaunchSpec, current: AgentConfig) -> AgentConfig | None:
     """``permission_prompt``: the first attempt the fault applies to is launched as a person
     would launch it (interactive, no ``-p``) and without the permission flag, so the agent
-    stops at a permission dialog and waits for a key that never comes. With
-    ``after_tool_call >= 1`` (the default) the attempt runs in ``acceptEdits`` mode, so its
-    file writes go through and it parks at its first shell command, the commit ("Do you want
-    to proceed?"); with ``after_tool_call = 0`` it parks at its first call, the first Write
-    ("Do you want to create ...?"). Later attempts get the dispatcher's configuration."""
+    stops at a permission dialog and waits for a key that never comes. Keyed on tool calls
+    (the default) the attempt runs in ``acceptEdits`` mode, so its file writes go through and
+    it parks at its first shell command, the commit ("Do you want to proceed?"); keyed on
+    ``start`` it parks at its very first call, the first Write ("Do you want to create
+    ...?"). Later attempts get the dispatcher's configuration."""
     for fault in faults:
         if fault.kind != "permission_prompt" or fault.fault_id in parked:
             continue
         if fault.applies_to(spec.task.task_id, spec.attempt):
             parked[fault.fault_id] = (spec.task.task_id, spec.attempt)
             extra = current.extra_args
-            if fault.effective_trigger.n >= 1:
+            if fault.effective_trigger.event != "start":
                 extra = (*extra, "--permission-mode", "acceptEdits")
             return replace(current, interactive=True, skip_permissions=False, extra_args=extra)
     return None

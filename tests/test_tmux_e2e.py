@@ -162,3 +162,29 @@ def test_coordinator_killed_mid_recovery_is_replaced_from_its_journal(tmp_path) 
     keys = [e.key for e in out.events if e.kind is EventKind.ATTEMPT_LAUNCHED]
     assert len(keys) == len(set(keys)) == 2
     _assert_clean(out)
+
+
+@pytest.mark.parametrize(("trigger", "dialog"), [
+    (Trigger("start"), "Do you want to create fake3.md?"),
+    (Trigger("tool_call", 1), "Do you want to proceed?"),
+])
+def test_permission_prompt_parks_until_the_timeout_and_is_escalated(
+    tmp_path, trigger: Trigger, dialog: str,
+) -> None:
+    fault = FaultSpec("permission_prompt", trigger, task="task-5030")
+    out = run_tmux([FAKE3], [fault], agents=["task-agent-5030"], attempt_timeout=5.0,
+                   base_dir=tmp_path)
+    exited = _data(out, EventKind.ATTEMPT_EXITED, "task-5030")
+    assert len(exited) == 1
+    assert exited[0]["exit"]["timed_out"] is True, exited[0]["exit"]
+    # The dialog is the pane's last words when the timeout killed the agent.
+    assert dialog in exited[0]["output_tail"]
+    assert exited[0]["output_tail"].rstrip().endswith("Esc to cancel \u00b7 Tab to amend")
+    assert _reasons(out, "task-5030") == ["permission"]
+    attribution = _data(out, EventKind.FAILURE_ATTRIBUTED, "task-5030")[0]["attribution"]
+    assert any("waiting at a permission prompt" in str(e) for e in attribution["evidence"])
+    assert _strategies(out, "task-5030") == ["escalate"]
+    assert out.outcomes == {"task-5030": Phase.ESCALATED}
+    assert out.repo["task-5030"].commits_on_origin == 0 and out.repo["task-5030"].pr is None
+    assert out.ledger.statuses() == {"f1": FaultStatus.EXERCISED}
+    _assert_clean(out)

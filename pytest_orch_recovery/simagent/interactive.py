@@ -124,9 +124,11 @@ class TerminalPrompter:
     out: TextIO
 
     def ask(self, tool: str, tool_input: Mapping[str, Any], cwd: Path) -> Answer:
-        self.out.write("\n" + dialog(tool, tool_input, cwd))
-        self.out.flush()
+        # Key-at-a-time before the dialog shows, so a key pressed the moment it appears is
+        # neither line-buffered nor flushed by the mode change.
         with _cbreak(self.fd):
+            self.out.write("\n" + dialog(tool, tool_input, cwd))
+            self.out.flush()
             while True:
                 key = os.read(self.fd, 1)  # blocks until a person (or send-keys) answers
                 if not key:
@@ -141,7 +143,7 @@ def _cbreak(fd: int) -> Iterator[None]:
     """One key at a time, no echo; Ctrl-C still raises SIGINT. Restored afterwards."""
     saved = termios.tcgetattr(fd)
     try:
-        tty.setcbreak(fd)
+        tty.setcbreak(fd, termios.TCSANOW)  # not TCSAFLUSH: keep keys already typed
         attrs = termios.tcgetattr(fd)
         attrs[3] &= ~termios.ECHO
         termios.tcsetattr(fd, termios.TCSANOW, attrs)

@@ -146,7 +146,7 @@ def test_serial_and_xdist_give_the_same_verdict_and_figures(pytester: pytest.Pyt
     [
         (["--orch-min-recovery-rate", "1.5"], "not a rate within [0, 1]"),
         (["--orch-gate", "median"], "is not one of point, lower-bound"),
-        (["--orch-max-orphans", "-1"], "must be >= 0"),
+        (["--orch-max-orphans=-1"], "must be >= 0"),
         (["--orch-report", "out.txt"], "must end in .md, .json, .html"),
         (["--orch-agent", "x {bogus}"], "unknown placeholder"),
     ],

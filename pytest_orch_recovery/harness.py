@@ -50,7 +50,7 @@ from .runtime.sim import AGENT_MAX_RETRIES as SIM_AGENT_MAX_RETRIES
 from .runtime.tmux import TmuxRuntime
 from .sandbox import Sandbox
 from .scenario import Scenario
-from .simulation import OPERATOR_ACTIONS, CrashingJournal, SimulatedCrash, _submit
+from .simulation import CrashingJournal, Supervisor
 
 HOOK_FAULTS = frozenset(
     {"sigint", "sigint_keys", "kill", "terminate", "stall", "stale_index_lock",
@@ -221,30 +221,14 @@ def run_tmux(
             return Coordinator(runtime, journal, policy=pol, config=coord_config,
                                on_event=observe)
 
-        coordinator = new_coordinator(False)
-        crashes = 0
-
-        def step(action: Callable[[Coordinator], object]) -> None:
-            nonlocal coordinator, crashes
-            try:
-                action(coordinator)
-            except SimulatedCrash:
-                crashes += 1
-                coordinator = new_coordinator(True)
-                if action is Coordinator.run:
-                    coordinator.run()
-
-        names: list[str | None] = list(agents) if agents is not None else [None] * len(tasks)
-        for task, name in zip(tasks, names, strict=True):
-            step(functools.partial(_submit, task=task, agent=name))
-        _stale_locks_at_start(sandbox, coordinator, faults)
-        step(Coordinator.run)
-        for action in operator_actions:
-            text, reasons = OPERATOR_ACTIONS[action]
+        def operator(action: str) -> None:
             if action == "fix_permission_flag":
                 dispatcher.configure(replace(dispatcher.config, skip_permissions=True))
-            step(functools.partial(Coordinator.release, action=text, reasons=reasons))
-            step(Coordinator.run)
+
+        supervisor = Supervisor(new_coordinator)
+        supervisor.drive(tasks, agents, operator_actions, operator,
+                         after_submit=lambda c: _stale_locks_at_start(sandbox, c, faults))
+        coordinator, crashes = supervisor.coordinator, supervisor.crashes
 
         repo = {tid: _repo_state(sandbox, s.task, s.agent)
                 for tid, s in coordinator.tasks.items()}
@@ -527,10 +511,6 @@ def run_scenario_tmux(scenario: Scenario, *, seed: int, agent: str,
         agent=agent,
         crashes=out.crashes,
     )
-
-
-def expected_reasons(faults: Sequence[FaultSpec]) -> set[Reason]:
-    return {f.entry.expected for f in faults if f.entry.expected is not None}
 
 
 def environment_ready() -> str | None:

@@ -62,8 +62,52 @@ class SimOutcome:
         return self.runtime.ledger
 
 
-def _submit(coordinator: Coordinator, *, task: Task, agent: str | None) -> str:
+def submit_task(coordinator: Coordinator, *, task: Task, agent: str | None) -> str:
+    """Submit ``task``: a step a supervisor can retry on a replacement coordinator."""
     return coordinator.submit(task, agent=agent)
+
+
+class Supervisor:
+    """Plays the process supervisor of a production coordinator. It runs the coordinator's
+    steps; when one dies (:class:`SimulatedCrash`) it starts a replacement on the same journal
+    (``start(True)``), which finishes the step that was in flight, and goes on with the loop if
+    the loop was what died. Used by both tiers."""
+
+    def __init__(self, start: Callable[[bool], Coordinator]) -> None:
+        self._start = start
+        self.coordinator = start(False)
+        self.crashes = 0
+
+    def step(self, action: Callable[[Coordinator], object]) -> None:
+        try:
+            action(self.coordinator)
+        except SimulatedCrash:
+            self.crashes += 1
+            self.coordinator = self._start(True)
+            if action is Coordinator.run:
+                self.coordinator.run()
+
+    def drive(
+        self,
+        tasks: Sequence[Task],
+        agents: Sequence[str] | None,
+        operator_actions: Sequence[str],
+        operator: Callable[[str], None],
+        after_submit: Callable[[Coordinator], None] | None = None,
+    ) -> None:
+        """Submit the tasks, run to quiescence, then for each operator action: let
+        ``operator`` fix the world, release the tasks it concerns, and run again."""
+        names: list[str | None] = list(agents) if agents is not None else [None] * len(tasks)
+        for task, name in zip(tasks, names, strict=True):
+            self.step(functools.partial(submit_task, task=task, agent=name))
+        if after_submit is not None:
+            after_submit(self.coordinator)
+        self.step(Coordinator.run)
+        for action in operator_actions:
+            text, reasons = OPERATOR_ACTIONS[action]
+            operator(action)
+            self.step(functools.partial(Coordinator.release, action=text, reasons=reasons))
+            self.step(Coordinator.run)
 
 
 def simulate(
@@ -95,32 +139,18 @@ def simulate(
     def new_policy() -> Policy:
         return policy_factory(seed) if policy_factory else Policy(seed=seed)
 
-    coordinator = Coordinator(runtime, journal, policy=new_policy(), config=cfg)
-    crashes = 0
+    def start(rebuild: bool) -> Coordinator:
+        if rebuild:
+            return Coordinator.from_journal(runtime, journal, policy=new_policy(), config=cfg)
+        return Coordinator(runtime, journal, policy=new_policy(), config=cfg)
 
-    def run(step: Callable[[Coordinator], object]) -> None:
-        nonlocal coordinator, crashes
-        try:
-            step(coordinator)
-        except SimulatedCrash:
-            # A supervisor starts a new coordinator on the same journal; it finishes the step
-            # that was in flight, and goes on with the loop if the loop was what died.
-            crashes += 1
-            coordinator = Coordinator.from_journal(runtime, journal, policy=new_policy(),
-                                                   config=cfg)
-            if step is Coordinator.run:
-                coordinator.run()
-
-    names: list[str | None] = list(agents) if agents is not None else [None] * len(tasks)
-    for task, name in zip(tasks, names, strict=True):
-        run(functools.partial(_submit, task=task, agent=name))
-    run(Coordinator.run)
-    for action in operator_actions:
-        text, reasons = OPERATOR_ACTIONS[action]
+    def operator(action: str) -> None:
         if action == "fix_permission_flag":
             runtime.fix_permission_flag()
-        run(functools.partial(Coordinator.release, action=text, reasons=reasons))
-        run(Coordinator.run)
+
+    supervisor = Supervisor(start)
+    supervisor.drive(tasks, agents, operator_actions, operator)
+    coordinator, crashes = supervisor.coordinator, supervisor.crashes
     # Workspaces nobody owns any more and nobody cleaned up are orphans.
     owners = coordinator.owners()
     for agent in sorted(runtime.workspaces):

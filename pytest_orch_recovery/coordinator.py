@@ -2,8 +2,8 @@
 
 State is event-sourced: every change is an :class:`~pytest_orch_recovery.model.Event` appended
 to the journal first and then applied to memory by :meth:`Coordinator._apply`. A coordinator
-that crashed is replaced by one built with :meth:`Coordinator.from_journal`, which replays the
-journal through the same ``_apply`` and then finishes whatever step was in flight: an exit not
+that crashed is replaced by a new one on the same journal, whose :meth:`Coordinator.recover`
+replays the journal through the same ``_apply`` and then finishes the step in flight: an exit not
 yet attributed is attributed, a decision not yet carried out is carried out, and an attempt
 already launched is re-launched with the same idempotency key, which every runtime treats as a
 no-op — so no recovery action is ever launched twice.
@@ -190,22 +190,13 @@ class Coordinator:
 
     # ------------------------------------------------------------------ construction
 
-    @classmethod
-    def from_journal(
-        cls,
-        runtime: Runtime,
-        journal: Journal,
-        *,
-        policy: Policy | None = None,
-        config: CoordinatorConfig | None = None,
-        classifier: Callable[[Observation], Attribution] = classify,
-        on_event: Callable[[Event], None] | None = None,
-    ) -> Coordinator:
-        """Rebuild a coordinator from what ``journal`` already holds, then finish in-flight
-        steps. The journal must have been opened on the crashed coordinator's file."""
-        self = cls(runtime, journal, policy=policy, config=config, classifier=classifier,
-                   on_event=on_event)
-        for event in journal.events():
+    def recover(self) -> Coordinator:
+        """Take over from a coordinator that died: rebuild state from what the journal already
+        holds, then finish the steps that were in flight. Call on a fresh coordinator whose
+        journal was opened on the dead one's file; returns ``self``."""
+        if self.tasks:
+            raise RuntimeError("recover() rebuilds a fresh coordinator; this one has state")
+        for event in self.journal.events():
             self._apply(event)
         self._finish_in_flight()
         return self

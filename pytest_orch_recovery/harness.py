@@ -214,12 +214,9 @@ def run_tmux(
 
         def new_coordinator(rebuild: bool) -> Coordinator:
             assert runtime is not None and journal is not None
-            pol = policy or Policy(seed=seed)
-            if rebuild:
-                return Coordinator.from_journal(runtime, journal, policy=pol,
-                                                config=coord_config, on_event=observe)
-            return Coordinator(runtime, journal, policy=pol, config=coord_config,
-                               on_event=observe)
+            coordinator = Coordinator(runtime, journal, policy=policy or Policy(seed=seed),
+                                      config=coord_config, on_event=observe)
+            return coordinator.recover() if rebuild else coordinator
 
         def operator(action: str) -> None:
             if action == "fix_permission_flag":

@@ -140,9 +140,8 @@ def simulate(
         return policy_factory(seed) if policy_factory else Policy(seed=seed)
 
     def start(rebuild: bool) -> Coordinator:
-        if rebuild:
-            return Coordinator.from_journal(runtime, journal, policy=new_policy(), config=cfg)
-        return Coordinator(runtime, journal, policy=new_policy(), config=cfg)
+        coordinator = Coordinator(runtime, journal, policy=new_policy(), config=cfg)
+        return coordinator.recover() if rebuild else coordinator
 
     def operator(action: str) -> None:
         if action == "fix_permission_flag":

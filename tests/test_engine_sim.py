@@ -246,3 +246,16 @@ def test_escalated_workspaces_are_kept_not_orphaned() -> None:
     out = simulate([FAKE3], [FaultSpec("missing_permission_flag")], seed=1)
     assert out.outcomes["task-5030"] is Phase.ESCALATED
     assert compute(out.events).orphaned_workspaces == 0
+
+
+def test_recover_refuses_a_coordinator_that_already_has_state() -> None:
+    import pytest
+
+    from pytest_orch_recovery.coordinator import Coordinator
+    from pytest_orch_recovery.journal import Journal
+    from pytest_orch_recovery.runtime.sim import SimRuntime
+
+    coordinator = Coordinator(SimRuntime(), Journal(None))
+    coordinator.submit(FAKE3)
+    with pytest.raises(RuntimeError, match="fresh coordinator"):
+        coordinator.recover()

@@ -149,7 +149,7 @@ def observe(out: TmuxOutcome) -> dict[str, str]:
         seen[f"{task_id}.strategies"] = ",".join(strategies) or "-"
         repo = out.repo[task_id]
         seen[f"{task_id}.files"] = ",".join(repo.files) or "-"
-        seen[f"{task_id}.origin_commits"] = str(repo.commits_on_origin)
+        seen[f"{task_id}.origin_commits"] = str(repo.commits)
         seen[f"{task_id}.pr"] = "-" if repo.pr is None else "open"
         seen[f"{task_id}.outcome"] = str(phase)
     seen["leftovers"] = str(len(out.leftovers))

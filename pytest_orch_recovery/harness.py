@@ -30,8 +30,7 @@ from typing import Any
 
 from . import atomic
 from .agents import AgentConfig, AgentDriver, driver_for
-from .campaign import RepoState as CampaignRepoState
-from .campaign import ScenarioRun, TierUnsupported, journal_orphans, task_outcomes
+from .campaign import RepoState, ScenarioRun, TierUnsupported, journal_orphans, task_outcomes
 from .cleanup import cleanup_workspace, find_orphans
 from .coordinator import Coordinator, CoordinatorConfig, Phase
 from .dispatcher import Dispatcher
@@ -73,15 +72,6 @@ SCENARIO_ATTEMPT_TIMEOUT = {"sim": 120.0, "claude-code": 300.0}
 # The agents' own API retries, kept small so a burst that beats them is short. Real Claude Code
 # reads CLAUDE_CODE_MAX_RETRIES; the sim agent reads the same variable.
 AGENT_RETRIES = 2
-
-
-@dataclass(frozen=True)
-class RepoState:
-    """What a task left where an orchestrator can see it."""
-
-    files: tuple[str, ...]  # deliverables present in the worktree
-    commits_on_origin: int  # commits on origin/<branch> ahead of main
-    pr: int | None  # number of the open PR for the branch
 
 
 @dataclass
@@ -471,7 +461,9 @@ def _repo_state(sandbox: Sandbox, task: Task, agent: str) -> RepoState:
     except Exception:
         commits = 0  # the branch never reached origin
     pr = sandbox.forge.pull_request_for(agent) if sandbox.forge is not None else None
-    return RepoState(files, commits, None if pr is None else pr.number)
+    # Real runs count what reached origin: commits on origin/<branch> ahead of main.
+    return RepoState(files=files, commits=commits, pushed=commits > 0,
+                     pr=None if pr is None else pr.number)
 
 
 def run_scenario_tmux(scenario: Scenario, *, seed: int, agent: str,
@@ -491,17 +483,12 @@ def run_scenario_tmux(scenario: Scenario, *, seed: int, agent: str,
         crash_after_event=scenario.crash_after_event, base_dir=Path(workdir),
         attempt_timeout=scenario.attempt_timeout or SCENARIO_ATTEMPT_TIMEOUT.get(agent, 300.0),
     )
-    repos = {
-        tid: CampaignRepoState(files=st.files, commits=st.commits_on_origin,
-                               pushed=st.commits_on_origin > 0, pr=st.pr)
-        for tid, st in out.repo.items()
-    }
     return ScenarioRun(
         scenario=scenario.name,
         events=out.events,
         ledger=out.ledger.entries,
         outcomes=task_outcomes(out.events),
-        repos=repos,
+        repos=out.repo,
         orphans=sorted(set(journal_orphans(out.events)) | set(out.leftovers)),
         tier="tmux",
         seed=seed,

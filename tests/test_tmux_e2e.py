@@ -63,7 +63,7 @@ def test_task_agent_5030_reproduced_and_recovered(tmp_path) -> None:
     # What real Claude Code does on SIGINT, and what the launch wrapper saw.
     assert exited["exit"]["code"] == 0 and "SIGINT" in exited["signals_delivered"]
     state = out.repo["task-5030"]
-    assert state.files == ("fake3.md",) and state.commits_on_origin == 1 and state.pr == 1
+    assert state.files == ("fake3.md",) and state.commits == 1 and state.pr == 1
     assert _writes(out) == {"fake3.md": 1}, "the resume must not write fake3.md again"
     assert out.ledger.statuses() == {"f1": FaultStatus.EXERCISED}
     dashboard = render_markdown(compute(out.events), evaluate(compute(out.events)))
@@ -108,7 +108,7 @@ def test_pr_creation_failure_resumes_only_the_pr(tmp_path) -> None:
     assert [w["kind"] for w in launches[1]["work"]] == ["open_pr"]
     creates = [c for c in out.gh_calls if c["argv"][:2] == ["pr", "create"]]
     assert [c["exit_code"] for c in creates] == [1, 1, 0]
-    assert out.repo["t-pr"].commits_on_origin == 1 and out.repo["t-pr"].pr == 1
+    assert out.repo["t-pr"].commits == 1 and out.repo["t-pr"].pr == 1
     _assert_clean(out)
 
 
@@ -150,7 +150,7 @@ def test_stale_index_lock_is_cleared_and_the_task_resumed(tmp_path) -> None:
     assert _reasons(out, "task-5030") == ["git_error"]
     launched = _data(out, EventKind.ATTEMPT_LAUNCHED, "task-5030")[1]
     assert "removed stale" in launched["remedies"][0]["result"]
-    assert out.repo["task-5030"].commits_on_origin == 1
+    assert out.repo["task-5030"].commits == 1
     _assert_clean(out)
 
 
@@ -185,6 +185,6 @@ def test_permission_prompt_parks_until_the_timeout_and_is_escalated(
     assert any("waiting at a permission prompt" in str(e) for e in attribution["evidence"])
     assert _strategies(out, "task-5030") == ["escalate"]
     assert out.outcomes == {"task-5030": Phase.ESCALATED}
-    assert out.repo["task-5030"].commits_on_origin == 0 and out.repo["task-5030"].pr is None
+    assert out.repo["task-5030"].commits == 0 and out.repo["task-5030"].pr is None
     assert out.ledger.statuses() == {"f1": FaultStatus.EXERCISED}
     _assert_clean(out)

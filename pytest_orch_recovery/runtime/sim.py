@@ -22,6 +22,7 @@ from typing import Any
 
 from ..faults import FaultLedger, FaultSpec, FaultStatus
 from ..model import Checkpoint, ExitInfo, PartialWork, PullRequest, Task, WorkItem, WorkKind
+from ..policy import REMEDY_STALE_INDEX_LOCK
 from .base import AttemptExit, LaunchSpec
 
 # 2025-07-23 09:00 UTC, the day of the seed's incident log: simulated runs start there.
@@ -242,7 +243,7 @@ class SimRuntime:
 
     def apply_remedy(self, agent: str, remedy: str) -> str:
         ws = self.workspaces.get(agent)
-        if remedy == "remove_stale_index_lock":
+        if remedy == REMEDY_STALE_INDEX_LOCK:
             if ws is not None and ws.index_lock:
                 ws.index_lock = False
                 return "removed stale .git/index.lock (no git process held it)"

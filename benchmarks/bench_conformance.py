@@ -20,10 +20,10 @@ import sys
 import time
 from typing import Any
 
-from pytest_orch_recovery.agents import claude_code_missing, find_claude_code
-from pytest_orch_recovery.conformance import BY_NAME, real_driver, run_scenario
-from pytest_orch_recovery.coordinator import Phase
-from pytest_orch_recovery.model import EventKind
+from pytest_orch_recovery.chaos.conformance import BY_NAME, real_driver, run_scenario
+from pytest_orch_recovery.engine.coordinator import Phase
+from pytest_orch_recovery.engine.model import EventKind
+from pytest_orch_recovery.infra.agents import claude_code_missing, find_claude_code
 
 SCENARIO = "task-agent-5030-sigint"
 

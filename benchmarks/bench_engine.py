@@ -18,15 +18,15 @@ import statistics
 import time
 from typing import Any
 
-from pytest_orch_recovery.coordinator import Coordinator
-from pytest_orch_recovery.faults import FaultSpec, Trigger
-from pytest_orch_recovery.journal import Journal
-from pytest_orch_recovery.model import EventKind, Strategy, Task, full_plan
-from pytest_orch_recovery.policy import CircuitBreaker, Policy
-from pytest_orch_recovery.runtime.base import LaunchSpec
-from pytest_orch_recovery.runtime.sim import SimRuntime
-from pytest_orch_recovery.simulation import simulate
-from pytest_orch_recovery.stats import percentile
+from pytest_orch_recovery.chaos.faults import FaultSpec, Trigger
+from pytest_orch_recovery.chaos.simruntime import SimRuntime
+from pytest_orch_recovery.chaos.simulation import simulate
+from pytest_orch_recovery.engine.coordinator import Coordinator
+from pytest_orch_recovery.engine.journal import Journal
+from pytest_orch_recovery.engine.model import EventKind, Strategy, Task, full_plan
+from pytest_orch_recovery.engine.policy import CircuitBreaker, Policy
+from pytest_orch_recovery.engine.runtime import LaunchSpec
+from pytest_orch_recovery.engine.stats import percentile
 
 
 def _tasks(n: int) -> list[Task]:

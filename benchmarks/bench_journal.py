@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pytest_orch_recovery.journal import Journal, replay
-from pytest_orch_recovery.model import (
+from pytest_orch_recovery.engine.journal import Journal, replay
+from pytest_orch_recovery.engine.model import (
     Attribution,
     Decision,
     Event,

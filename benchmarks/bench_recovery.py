@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from pytest_orch_recovery.faults import FaultSpec, Trigger
-from pytest_orch_recovery.harness import run_tmux
-from pytest_orch_recovery.model import EventKind, Task
+from pytest_orch_recovery.chaos.faults import FaultSpec, Trigger
+from pytest_orch_recovery.chaos.harness import run_tmux
+from pytest_orch_recovery.engine.model import EventKind, Task
 
 FAKE3 = Task("task-5030", "Create /fake3 command", ("fake3.md",))
 SIGINT = FaultSpec("sigint", Trigger("file_written", path="fake3.md"), task="task-5030")

@@ -24,11 +24,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_orch_recovery.model import Task
-from pytest_orch_recovery.runtime.base import LaunchSpec
+from pytest_orch_recovery.doubles.sandbox import Sandbox
+from pytest_orch_recovery.engine.model import Task
+from pytest_orch_recovery.engine.runtime import LaunchSpec
+from pytest_orch_recovery.engine.stats import mean, percentile
 from pytest_orch_recovery.runtime.tmux import TmuxRuntime
-from pytest_orch_recovery.sandbox import Sandbox
-from pytest_orch_recovery.stats import mean, percentile
 
 SCHEMA_VERSION = 1
 _BOUND = 60.0

@@ -17,7 +17,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from pytest_orch_recovery.model import (
+from pytest_orch_recovery.engine.model import (
     Attribution,
     Decision,
     Event,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_orch_recovery import git
+from pytest_orch_recovery.infra import git
 
 AUTHOR = ("Test Agent", "agent@example.invalid")
 

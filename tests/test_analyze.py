@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_orch_recovery.analyze import (
+from pytest_orch_recovery.engine.analyze import (
     continuation_prompt,
     done_work,
     initial_prompt,
     missing_work,
 )
-from pytest_orch_recovery.model import (
+from pytest_orch_recovery.engine.model import (
     Checkpoint,
     PartialWork,
     PullRequest,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_orch_recovery.campaign import (
+from pytest_orch_recovery.chaos.campaign import (
     ScenarioRun,
     TierUnavailable,
     attribution_checks,
@@ -17,16 +17,16 @@ from pytest_orch_recovery.campaign import (
     run_scenario,
     tmux_runner,
 )
-from pytest_orch_recovery.faults import FaultSpec, Trigger
-from pytest_orch_recovery.generate import (
+from pytest_orch_recovery.chaos.faults import FaultSpec, Trigger
+from pytest_orch_recovery.chaos.generate import (
     HOSTILE_KINDS,
     draw_plans,
     generated_scenarios,
     run_name,
     shrink,
 )
-from pytest_orch_recovery.model import Task
-from pytest_orch_recovery.scenario import Expectation, Scenario, ScenarioTask, parse_scenario
+from pytest_orch_recovery.chaos.scenario import Expectation, Scenario, ScenarioTask, parse_scenario
+from pytest_orch_recovery.engine.model import Task
 
 FAKE3 = Task("task-5030", "Create /fake3 command", ("fake3.md",))
 FOUR = Task("four", "Add four modules", ("a.py", "b.py", "c.py", "d.py"))
@@ -146,8 +146,8 @@ def test_generated_runs_keep_the_invariants() -> None:
 def test_a_crash_right_after_a_success_still_cleans_that_workspace() -> None:
     # Found by a generated campaign (seed 7, gen-0051): the replacement coordinator must
     # finish the cleanup the crashed one had not done yet.
-    from pytest_orch_recovery.model import EventKind, Task
-    from pytest_orch_recovery.simulation import simulate
+    from pytest_orch_recovery.chaos.simulation import simulate
+    from pytest_orch_recovery.engine.model import EventKind, Task
 
     task = Task("t", "Task", ("a.md",))
     clean = simulate([task], seed=3)

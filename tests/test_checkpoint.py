@@ -17,8 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_orch_recovery import cli
-from pytest_orch_recovery.checkpoint import (
+from pytest_orch_recovery.cli import checkpoint as command
+from pytest_orch_recovery.cli import main as cli
+from pytest_orch_recovery.engine.model import Checkpoint
+from pytest_orch_recovery.infra.checkpoint import (
     DEFAULT_CHECKPOINT_DIR,
     ENV_CHECKPOINT_DIR,
     CheckpointError,
@@ -34,8 +36,6 @@ from pytest_orch_recovery.checkpoint import (
     summarize_command,
     tool_failed,
 )
-from pytest_orch_recovery.commands import checkpoint as command
-from pytest_orch_recovery.model import Checkpoint
 
 AGENT = "task-agent-5030"
 

@@ -13,15 +13,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_orch_recovery import cli
-from pytest_orch_recovery.classify import (
+from pytest_orch_recovery.cli import main as cli
+from pytest_orch_recovery.engine.classify import (
     EXIT_ONLY_CONFIDENCE_CAP,
     LogText,
     Observation,
     classify,
     looks_successful,
 )
-from pytest_orch_recovery.model import Attribution, ExitInfo, Reason
+from pytest_orch_recovery.engine.model import Attribution, ExitInfo, Reason
 
 OVERLOADED_RETRY = (
     '  ⎿  API Error (529 {"type":"error","error":{"type":"overloaded_error",'
@@ -451,7 +451,7 @@ def test_cli_main_in_process(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_cli_every_option_has_help() -> None:
-    from pytest_orch_recovery.commands.classify import build_parser
+    from pytest_orch_recovery.cli.classify import build_parser
 
     parser = build_parser("orch-recovery classify")
     for action in parser._actions:

@@ -19,8 +19,16 @@ from typing import Any
 
 import pytest
 
-from pytest_orch_recovery import atomic
-from pytest_orch_recovery.agents import (
+from pytest_orch_recovery.doubles.dispatcher import SETTINGS_FILE, Dispatcher
+from pytest_orch_recovery.doubles.modeldouble import ModelDouble, Plan, TaskPlan, plan_for_task
+from pytest_orch_recovery.doubles.modeldouble.faults import FaultKind, FaultSpec
+from pytest_orch_recovery.doubles.modeldouble.plan import Step
+from pytest_orch_recovery.doubles.sandbox import Sandbox
+from pytest_orch_recovery.engine import atomic
+from pytest_orch_recovery.engine.classify import LogText, Observation, classify
+from pytest_orch_recovery.engine.model import Reason, Task
+from pytest_orch_recovery.engine.runtime import AttemptExit, LaunchSpec
+from pytest_orch_recovery.infra.agents import (
     AgentConfig,
     AgentDriver,
     claude_code_driver,
@@ -28,16 +36,8 @@ from pytest_orch_recovery.agents import (
     find_claude_code,
     sim_agent_driver,
 )
-from pytest_orch_recovery.checkpoint import load_checkpoint
-from pytest_orch_recovery.classify import LogText, Observation, classify
-from pytest_orch_recovery.dispatcher import SETTINGS_FILE, Dispatcher
-from pytest_orch_recovery.model import Reason, Task
-from pytest_orch_recovery.modeldouble import ModelDouble, Plan, TaskPlan, plan_for_task
-from pytest_orch_recovery.modeldouble.faults import FaultKind, FaultSpec
-from pytest_orch_recovery.modeldouble.plan import Step
-from pytest_orch_recovery.runtime.base import AttemptExit, LaunchSpec
+from pytest_orch_recovery.infra.checkpoint import load_checkpoint
 from pytest_orch_recovery.runtime.tmux import TmuxRuntime, parse_result
-from pytest_orch_recovery.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 WAIT = 60.0

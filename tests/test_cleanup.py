@@ -10,8 +10,8 @@ from gitrepo import GitSandbox, isolate_git
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_orch_recovery import git
-from pytest_orch_recovery.cleanup import (
+from pytest_orch_recovery.infra import git
+from pytest_orch_recovery.infra.cleanup import (
     RESCUE_NAMESPACE,
     cleanup_workspace,
     find_orphans,

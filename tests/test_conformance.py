@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from pytest_orch_recovery.agents import claude_code_missing
-from pytest_orch_recovery.conformance import (
+from pytest_orch_recovery.chaos.conformance import (
     KNOWN_DIFFERENCES,
     SCENARIOS,
     KnownDifference,
     compare,
     run_both,
 )
+from pytest_orch_recovery.infra.agents import claude_code_missing
 
 MISSING = claude_code_missing()
 
@@ -61,7 +61,7 @@ def test_known_differences_are_few_and_explained() -> None:
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
 def test_scenario_conforms(scenario: object, tmp_path: Path,
                            capsys: pytest.CaptureFixture[str]) -> None:
-    from pytest_orch_recovery.conformance import Scenario
+    from pytest_orch_recovery.chaos.conformance import Scenario
 
     assert isinstance(scenario, Scenario)
     comparison, outcomes = run_both(scenario, base_dir=tmp_path)

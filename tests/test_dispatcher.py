@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from pytest_orch_recovery.agents import (
+from pytest_orch_recovery.doubles.dispatcher import SETTINGS_FILE, Dispatcher, read_results
+from pytest_orch_recovery.doubles.sandbox import Sandbox
+from pytest_orch_recovery.engine.model import Event, EventKind, Task, full_plan
+from pytest_orch_recovery.engine.runtime import LaunchSpec
+from pytest_orch_recovery.infra.agents import (
     SKIP_PERMISSIONS_FLAG,
     AgentConfig,
     CliAgentDriver,
     driver_for,
 )
-from pytest_orch_recovery.dispatcher import SETTINGS_FILE, Dispatcher, read_results
-from pytest_orch_recovery.model import Event, EventKind, Task, full_plan
-from pytest_orch_recovery.runtime.base import LaunchSpec
-from pytest_orch_recovery.sandbox import Sandbox
 
 TASK = Task("t1", "Create /fake3 command \"$(rm -rf /)\"", ("fake3.md",))
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-from pytest_orch_recovery.coordinator import Phase
-from pytest_orch_recovery.faults import FaultSpec, FaultStatus, Trigger
-from pytest_orch_recovery.metrics import compute
-from pytest_orch_recovery.model import EventKind, Reason, Task, WorkKind
-from pytest_orch_recovery.simulation import SimOutcome, simulate
+from pytest_orch_recovery.chaos.faults import FaultSpec, FaultStatus, Trigger
+from pytest_orch_recovery.chaos.simulation import SimOutcome, simulate
+from pytest_orch_recovery.engine.coordinator import Phase
+from pytest_orch_recovery.engine.metrics import compute
+from pytest_orch_recovery.engine.model import EventKind, Reason, Task, WorkKind
 
 FAKE3 = Task("task-5030", "Create /fake3 command", ("fake3.md",))
 FOUR = Task("t-four", "Add four modules", ("a.py", "b.py", "c.py", "d.py"))
@@ -235,7 +235,7 @@ def test_coordinator_crash_right_after_an_operator_release_finishes_the_release(
 
 
 def test_a_workspace_nobody_cleaned_is_counted_as_an_orphan(monkeypatch) -> None:
-    from pytest_orch_recovery.runtime.sim import SimRuntime
+    from pytest_orch_recovery.chaos.simruntime import SimRuntime
 
     monkeypatch.setattr(SimRuntime, "cleanup", lambda self, agent: None)
     out = simulate([FAKE3, FOUR], [], seed=1)
@@ -251,9 +251,9 @@ def test_escalated_workspaces_are_kept_not_orphaned() -> None:
 def test_recover_refuses_a_coordinator_that_already_has_state() -> None:
     import pytest
 
-    from pytest_orch_recovery.coordinator import Coordinator
-    from pytest_orch_recovery.journal import Journal
-    from pytest_orch_recovery.runtime.sim import SimRuntime
+    from pytest_orch_recovery.chaos.simruntime import SimRuntime
+    from pytest_orch_recovery.engine.coordinator import Coordinator
+    from pytest_orch_recovery.engine.journal import Journal
 
     coordinator = Coordinator(SimRuntime(), Journal(None))
     coordinator.submit(FAKE3)

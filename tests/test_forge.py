@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_orch_recovery import forge_cli
-from pytest_orch_recovery.forge import (
+from pytest_orch_recovery.doubles import forge_cli
+from pytest_orch_recovery.doubles.forge import (
     COMMANDS,
     FAULT_KINDS,
     Forge,
@@ -23,8 +23,8 @@ from pytest_orch_recovery.forge import (
     GhOutcome,
     install_gh_shim,
 )
-from pytest_orch_recovery.git import run_git
-from pytest_orch_recovery.model import PullRequest
+from pytest_orch_recovery.engine.model import PullRequest
+from pytest_orch_recovery.infra.git import run_git
 
 MUST_PUSH = "aborted: you must first push the current branch to a remote, or use the --head flag"
 URL = "https://github.com/acme/agent-project/pull/{}"

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from pytest_orch_recovery.campaign import ScenarioRun, run_scenario
-from pytest_orch_recovery.faults import FaultSpec, Trigger
-from pytest_orch_recovery.gate import aggregate, prefixed_events, timeline
-from pytest_orch_recovery.metrics import Criteria
-from pytest_orch_recovery.model import Task
-from pytest_orch_recovery.report import (
+from pytest_orch_recovery.chaos.campaign import ScenarioRun, run_scenario
+from pytest_orch_recovery.chaos.faults import FaultSpec, Trigger
+from pytest_orch_recovery.chaos.scenario import Scenario, ScenarioTask
+from pytest_orch_recovery.engine.dashboard import (
     render_campaign_html,
     render_campaign_json,
     render_campaign_markdown,
 )
-from pytest_orch_recovery.scenario import Scenario, ScenarioTask
+from pytest_orch_recovery.engine.metrics import Criteria
+from pytest_orch_recovery.engine.model import Task
+from pytest_orch_recovery.plugin.gate import aggregate, prefixed_events, timeline
 
 
 def _run(name: str, tasks: list[Task], *faults: FaultSpec) -> ScenarioRun:

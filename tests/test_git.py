@@ -11,7 +11,7 @@ from gitrepo import AUTHOR, GitSandbox, isolate_git
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_orch_recovery import git
+from pytest_orch_recovery.infra import git
 
 
 @pytest.fixture

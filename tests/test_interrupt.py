@@ -22,7 +22,7 @@ from typing import TypeVar
 
 import pytest
 
-from pytest_orch_recovery.sandbox import (
+from pytest_orch_recovery.doubles.sandbox import (
     LEDGER_NAME,
     Ledger,
     default_base_dir,

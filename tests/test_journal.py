@@ -18,8 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_orch_recovery.journal import Journal, JournalError, replay
-from pytest_orch_recovery.model import Event, EventKind
+from pytest_orch_recovery.engine.journal import Journal, JournalError, replay
+from pytest_orch_recovery.engine.model import Event, EventKind
 
 _CHILD_TIMEOUT = 60  # seconds; generous bound for a subprocess to start and answer
 
@@ -205,7 +205,7 @@ def test_lock_refusal_from_a_second_process(tmp_path: Path) -> None:
         """
         import sys
         from pathlib import Path
-        from pytest_orch_recovery.journal import Journal
+        from pytest_orch_recovery.engine.journal import Journal
         with Journal(Path(sys.argv[1])) as j:
             print(len(j.events()), flush=True)
             sys.stdin.readline()  # hold the lock until the parent says so
@@ -237,8 +237,8 @@ def test_sigkill_mid_append_leaves_a_replayable_journal(tmp_path: Path, fsync: b
         """
         import sys
         from pathlib import Path
-        from pytest_orch_recovery.journal import Journal
-        from pytest_orch_recovery.model import Event, EventKind
+        from pytest_orch_recovery.engine.journal import Journal
+        from pytest_orch_recovery.engine.model import Event, EventKind
         with Journal(Path(sys.argv[1]), fsync=sys.argv[2] == "1") as j:
             for i in range(1_000_000):
                 e = j.append(Event(EventKind.ATTEMPT_EXITED, float(i), task_id=f"t{i % 7}",

@@ -15,7 +15,7 @@ from events import (
 )
 from hypothesis import given, settings
 
-from pytest_orch_recovery.metrics import (
+from pytest_orch_recovery.engine.metrics import (
     Criteria,
     CriterionResult,
     Metrics,
@@ -23,7 +23,7 @@ from pytest_orch_recovery.metrics import (
     compute,
     evaluate,
 )
-from pytest_orch_recovery.model import Event, ExitInfo, Reason, Strategy
+from pytest_orch_recovery.engine.model import Event, ExitInfo, Reason, Strategy
 
 
 def _by_name(results: list[CriterionResult]) -> dict[str, CriterionResult]:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_orch_recovery.model import (
+from pytest_orch_recovery.engine.model import (
     COMPLEX_TASK_MIN_FILES,
     TIMEOUT_EXIT_STATUS,
     Attribution,

@@ -21,10 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_orch_recovery.agents import claude_code_missing, find_claude_code
-from pytest_orch_recovery.analyze import continuation_prompt, missing_work
-from pytest_orch_recovery.model import PartialWork, Task
-from pytest_orch_recovery.modeldouble import (
+from pytest_orch_recovery.doubles.modeldouble import (
     FaultKind,
     FaultSpec,
     ModelDouble,
@@ -37,6 +34,9 @@ from pytest_orch_recovery.modeldouble import (
     plan_for_task,
     read_conversation,
 )
+from pytest_orch_recovery.engine.analyze import continuation_prompt, missing_work
+from pytest_orch_recovery.engine.model import PartialWork, Task
+from pytest_orch_recovery.infra.agents import claude_code_missing, find_claude_code
 
 CWD = "/work/agent-7"
 SYSTEM = [{"type": "text", "text": "You are Claude Code.\n<env>\nWorking directory: "
@@ -721,10 +721,10 @@ def test_real_claude_code_follows_the_plan_through_a_529(tmp_path: Path) -> None
 
 
 def test_continuation_prompt_at_the_end_of_a_resumed_history_plans_only_what_is_left() -> None:
-    from pytest_orch_recovery.analyze import continuation_prompt, missing_work
-    from pytest_orch_recovery.model import PartialWork, Task
-    from pytest_orch_recovery.modeldouble import plan_for_task
-    from pytest_orch_recovery.modeldouble.conversation import decide, read_conversation
+    from pytest_orch_recovery.doubles.modeldouble import plan_for_task
+    from pytest_orch_recovery.doubles.modeldouble.conversation import decide, read_conversation
+    from pytest_orch_recovery.engine.analyze import continuation_prompt, missing_work
+    from pytest_orch_recovery.engine.model import PartialWork, Task
 
     task = Task("t", "Create /fake3 command", ("fake3.md",))
     partial = PartialWork(deliverables_present=("fake3.md",), uncommitted=("fake3.md",))

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_orch_recovery.model import Reason
-from pytest_orch_recovery.patterns import (
+from pytest_orch_recovery.engine.model import Reason
+from pytest_orch_recovery.engine.patterns import (
     PATTERNS,
     TAIL_BYTES,
     Pattern,

@@ -79,7 +79,7 @@ def test_plugin_off_collects_nothing_and_imports_no_engine(pytester: pytest.Pyte
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     modules = json.loads((pytester.path / "modules.json").read_text())
-    assert "pytest_orch_recovery.plugin" in modules  # installed: its options are there
+    assert "pytest_orch_recovery.plugin.hooks" in modules  # installed: its options are there
     for heavy in ("coordinator", "simulation", "campaign", "gate", "generate", "scenario"):
         assert f"pytest_orch_recovery.{heavy}" not in modules
     assert not (pytester.path / "orch-report.md").exists()
@@ -231,8 +231,8 @@ def test_user_tests_get_orch_engine_and_the_marker(pytester: pytest.Pytester) ->
     pytester.makepyfile(
         """
         import pytest
-        from pytest_orch_recovery.faults import FaultSpec, Trigger
-        from pytest_orch_recovery.model import Task
+        from pytest_orch_recovery.chaos.faults import FaultSpec, Trigger
+        from pytest_orch_recovery.engine.model import Task
 
         @pytest.mark.orch_faults(FaultSpec("sigint", Trigger("file_written", n=1)))
         def test_resume(orch_engine):

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_orch_recovery.analyze import missing_work
-from pytest_orch_recovery.model import (
+from pytest_orch_recovery.engine.analyze import missing_work
+from pytest_orch_recovery.engine.model import (
     Attribution,
     Checkpoint,
     Decision,
@@ -25,7 +25,7 @@ from pytest_orch_recovery.model import (
     WorkKind,
     full_plan,
 )
-from pytest_orch_recovery.policy import (
+from pytest_orch_recovery.engine.policy import (
     DEFAULT_RULES,
     REMEDY_STALE_INDEX_LOCK,
     TASK_SPECIFIC_REASONS,

@@ -11,12 +11,10 @@ import pytest
 from events import JournalBuilder, first_try_success, random_journal, seed_incident, sigint_resumed
 from hypothesis import given, settings
 
-from pytest_orch_recovery import cli
-from pytest_orch_recovery.agents import AgentConfig, driver_for
-from pytest_orch_recovery.dispatcher import Dispatcher, read_results
-from pytest_orch_recovery.metrics import Criteria, compute, evaluate
-from pytest_orch_recovery.model import Event, Reason, Strategy
-from pytest_orch_recovery.report import (
+from pytest_orch_recovery.cli import main as cli
+from pytest_orch_recovery.doubles.dispatcher import Dispatcher, read_results
+from pytest_orch_recovery.doubles.sandbox import Sandbox
+from pytest_orch_recovery.engine.dashboard import (
     MAX_REPORT_BYTES,
     REASON_ROWS,
     AttemptResult,
@@ -25,7 +23,9 @@ from pytest_orch_recovery.report import (
     render_markdown,
     write_report,
 )
-from pytest_orch_recovery.sandbox import Sandbox
+from pytest_orch_recovery.engine.metrics import Criteria, compute, evaluate
+from pytest_orch_recovery.engine.model import Event, Reason, Strategy
+from pytest_orch_recovery.infra.agents import AgentConfig, driver_for
 
 SEED_ROW_LABELS = [
     "SIGINT (Ctrl-C)",
@@ -311,7 +311,7 @@ def test_cli_bad_option_values_exit_2(tmp_path: Path, option: str, value: str) -
 
 
 def test_cli_default_criteria_match_the_library() -> None:
-    from pytest_orch_recovery.commands.report import build_parser
+    from pytest_orch_recovery.cli.report import build_parser
 
     args = build_parser("orch-recovery report").parse_args(["--journal", "x"])
     assert (

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_orch_recovery import sandbox as sandbox_mod
-from pytest_orch_recovery.git import current_branch, run_git
-from pytest_orch_recovery.sandbox import (
+from pytest_orch_recovery.doubles import sandbox as sandbox_mod
+from pytest_orch_recovery.doubles.sandbox import (
     LEDGER_NAME,
     Ledger,
     Sandbox,
@@ -24,6 +23,7 @@ from pytest_orch_recovery.sandbox import (
     process_start_time,
     reap_stale,
 )
+from pytest_orch_recovery.infra.git import current_branch, run_git
 
 
 @pytest.fixture
@@ -201,7 +201,7 @@ _OWNER = textwrap.dedent(
     """
     import subprocess, sys
     from pathlib import Path
-    from pytest_orch_recovery.sandbox import Sandbox
+    from pytest_orch_recovery.doubles.sandbox import Sandbox
     box = Sandbox.create(base_dir=Path(sys.argv[1]))
     child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
                              stdin=subprocess.PIPE, start_new_session=True)
@@ -244,7 +244,7 @@ def test_sigterm_unwinds_through_exit(base: Path) -> None:
         """
         import sys
         from pathlib import Path
-        from pytest_orch_recovery.sandbox import Sandbox
+        from pytest_orch_recovery.doubles.sandbox import Sandbox
         with Sandbox.create(base_dir=Path(sys.argv[1])) as box:
             print(box.root, flush=True)
             sys.stdin.read()

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_orch_recovery.faults import Trigger
-from pytest_orch_recovery.generate import scenario_toml
-from pytest_orch_recovery.scenario import ScenarioError, load_scenario, parse_scenario
+from pytest_orch_recovery.chaos.faults import Trigger
+from pytest_orch_recovery.chaos.generate import scenario_toml
+from pytest_orch_recovery.chaos.scenario import ScenarioError, load_scenario, parse_scenario
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -130,7 +130,7 @@ def test_every_bundled_scenario_loads_and_round_trips_through_toml() -> None:
 
 
 def test_bundled_scenarios_cover_the_issue_and_the_catalogue() -> None:
-    from pytest_orch_recovery.faults import CATALOGUE
+    from pytest_orch_recovery.chaos.faults import CATALOGUE
 
     names = {p.stem for p in (REPO / "scenarios").glob("*.toml")}
     assert {"task-agent-5030", "permission-systematic", "pr-creation-failure", "partial-files",

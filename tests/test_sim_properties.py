@@ -7,12 +7,12 @@ from collections import Counter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_orch_recovery.coordinator import Phase
-from pytest_orch_recovery.faults import CATALOGUE, FaultSpec, Trigger
-from pytest_orch_recovery.metrics import compute
-from pytest_orch_recovery.model import EventKind, Reason, Task
-from pytest_orch_recovery.policy import Policy
-from pytest_orch_recovery.simulation import simulate
+from pytest_orch_recovery.chaos.faults import CATALOGUE, FaultSpec, Trigger
+from pytest_orch_recovery.chaos.simulation import simulate
+from pytest_orch_recovery.engine.coordinator import Phase
+from pytest_orch_recovery.engine.metrics import compute
+from pytest_orch_recovery.engine.model import EventKind, Reason, Task
+from pytest_orch_recovery.engine.policy import Policy
 
 ATTEMPT_FAULTS = sorted(
     k for k, v in CATALOGUE.items() if v.scope == "attempt" and k != "corrupt_checkpoint"

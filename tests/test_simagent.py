@@ -21,10 +21,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_orch_recovery.simagent import cli
-from pytest_orch_recovery.simagent.api import ApiError, StreamAccumulator, retry_delay_ms
-from pytest_orch_recovery.simagent.session import project_slug, repair_history
-from pytest_orch_recovery.simagent.tools import PermissionPolicy, run_tool
+from pytest_orch_recovery.doubles.simagent import cli
+from pytest_orch_recovery.doubles.simagent.api import ApiError, StreamAccumulator, retry_delay_ms
+from pytest_orch_recovery.doubles.simagent.session import project_slug, repair_history
+from pytest_orch_recovery.doubles.simagent.tools import PermissionPolicy, run_tool
 
 WAIT = 30.0  # generous bound for every wait on another process or thread
 OVERLOADED = '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}'
@@ -188,7 +188,7 @@ def agent_env(work: Path, api: FakeApi, **extra: str) -> dict[str, str]:
 
 def run_agent(work: Path, api: FakeApi, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pytest_orch_recovery.simagent", *args],
+        [sys.executable, "-m", "pytest_orch_recovery.doubles.simagent", *args],
         cwd=work / "work", env=agent_env(work, api, **env), stdin=subprocess.DEVNULL,
         capture_output=True, text=True, timeout=WAIT, check=False,
     )
@@ -403,7 +403,7 @@ def test_post_tool_use_hooks_get_the_payload_and_exit_2_reaches_the_model(work: 
 def test_sigint_while_waiting_on_the_api_exits_0_silently(work: Path) -> None:
     with FakeApi([Reply("stall")]) as api:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest_orch_recovery.simagent", "-p", "hang",
+            [sys.executable, "-m", "pytest_orch_recovery.doubles.simagent", "-p", "hang",
              "--output-format", "json"],
             cwd=work / "work", env=agent_env(work, api), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -451,7 +451,7 @@ def test_prompt_from_file_and_from_stdin(work: Path) -> None:
     with FakeApi([Reply("sse", text_msg("a")), Reply("sse", text_msg("b"))]) as api:
         run_agent(work, api, "-p", f"@{work / 'prompt.md'}")
         subprocess.run(
-            [sys.executable, "-m", "pytest_orch_recovery.simagent", "-p"],
+            [sys.executable, "-m", "pytest_orch_recovery.doubles.simagent", "-p"],
             cwd=work / "work", env=agent_env(work, api), input="prompt on stdin",
             capture_output=True, text=True, timeout=WAIT, check=True,
         )
@@ -589,7 +589,7 @@ def test_sigint_to_the_group_during_bash_stops_the_command_and_exits_0(work: Pat
     command = f"echo $$ > {pid_file}; echo go > {fifo}; exec sleep 30"
     with FakeApi([Reply("sse", tool_msg("Bash", {"command": command}, "b7"))]) as api:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest_orch_recovery.simagent", "-p", "run it",
+            [sys.executable, "-m", "pytest_orch_recovery.doubles.simagent", "-p", "run it",
              "--dangerously-skip-permissions"],
             cwd=work / "work", env=agent_env(work, api), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
@@ -631,7 +631,7 @@ class Pty:
     def __init__(self, work: Path, api: FakeApi, *args: str) -> None:
         self.master, slave = os.openpty()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest_orch_recovery.simagent", *args],
+            [sys.executable, "-m", "pytest_orch_recovery.doubles.simagent", *args],
             cwd=work / "work", env=agent_env(work, api), stdin=slave, stdout=slave,
             stderr=slave, start_new_session=True,
         )

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from pytest_orch_recovery.coordinator import Phase
-from pytest_orch_recovery.faults import FaultSpec, FaultStatus, Trigger
-from pytest_orch_recovery.harness import TmuxOutcome, run_tmux
-from pytest_orch_recovery.metrics import compute, evaluate
-from pytest_orch_recovery.model import EventKind, Task
-from pytest_orch_recovery.report import render_markdown
+from pytest_orch_recovery.chaos.faults import FaultSpec, FaultStatus, Trigger
+from pytest_orch_recovery.chaos.harness import TmuxOutcome, run_tmux
+from pytest_orch_recovery.engine.coordinator import Phase
+from pytest_orch_recovery.engine.dashboard import render_markdown
+from pytest_orch_recovery.engine.metrics import compute, evaluate
+from pytest_orch_recovery.engine.model import EventKind, Task
 
 pytestmark = pytest.mark.slow
 

@@ -13,16 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from pytest_orch_recovery.git import run_git
-from pytest_orch_recovery.model import Task
-from pytest_orch_recovery.runtime.base import AttemptExit, LaunchSpec
-from pytest_orch_recovery.runtime.tmux import TmuxRuntime, clean_log, parse_result
-from pytest_orch_recovery.sandbox import (
+from pytest_orch_recovery.doubles.sandbox import (
     Sandbox,
     pids_in_group,
     process_alive,
     tmux_server_running,
 )
+from pytest_orch_recovery.engine.model import Task
+from pytest_orch_recovery.engine.runtime import AttemptExit, LaunchSpec
+from pytest_orch_recovery.infra.git import run_git
+from pytest_orch_recovery.runtime.tmux import TmuxRuntime, clean_log, parse_result
 
 pytestmark = pytest.mark.slow
 
@@ -314,7 +314,7 @@ _OWNER = textwrap.dedent(
     """
     import json, subprocess, sys
     from pathlib import Path
-    from pytest_orch_recovery.sandbox import Sandbox
+    from pytest_orch_recovery.doubles.sandbox import Sandbox
     from pytest_orch_recovery.runtime.tmux import TmuxRuntime
     sys.path.insert(0, sys.argv[2])
     from test_tmux_runtime import _spec, _py_sleeper, _await_ready, _argv_from_prompt

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from gitrepo import GitSandbox, isolate_git
 
-from pytest_orch_recovery import analyze, git
-from pytest_orch_recovery.model import Checkpoint, PullRequest, Task, WorkKind
-from pytest_orch_recovery.workspace import (
+from pytest_orch_recovery.engine import analyze
+from pytest_orch_recovery.engine.model import Checkpoint, PullRequest, Task, WorkKind
+from pytest_orch_recovery.infra import git
+from pytest_orch_recovery.infra.workspace import (
     PullRequestsInMemory,
     WorkspaceError,
     deliverable_present,

@@ -32,9 +32,7 @@ from typing import Any
 
 import libtmux
 
-from .. import atomic
-from ..model import ExitInfo, PartialWork, Task
-from ..sandbox import (
+from pytest_orch_recovery.doubles.sandbox import (
     Sandbox,
     foreground_process_group,
     kill_tmux_server,
@@ -43,8 +41,10 @@ from ..sandbox import (
     process_start_time,
     stop_process_groups,
 )
-from .base import AttemptExit, Clock, LaunchSpec
-from .wrapper import WrapperSpec
+from pytest_orch_recovery.engine import atomic
+from pytest_orch_recovery.engine.model import ExitInfo, PartialWork, Task
+from pytest_orch_recovery.engine.runtime import AttemptExit, Clock, LaunchSpec
+from pytest_orch_recovery.runtime.wrapper import WrapperSpec
 
 _WIDTH, _HEIGHT = 200, 50
 _HISTORY_LIMIT = 100_000
@@ -142,7 +142,7 @@ def clean_log(raw: bytes) -> str:
 
 
 class TmuxRuntime:
-    """:class:`~pytest_orch_recovery.runtime.base.Runtime` over a sandbox's tmux server.
+    """:class:`~pytest_orch_recovery.engine.runtime.Runtime` over a sandbox's tmux server.
 
     ``command_for`` turns a launch spec into the agent's argv; ``prs`` answers
     ``pull_request_for(branch)`` for :meth:`partial_work` (default: the sandbox's forge).
@@ -462,8 +462,8 @@ class TmuxRuntime:
         return _read_log(attempt.log_file)
 
     def partial_work(self, task: Task, agent: str) -> PartialWork:
-        from ..checkpoint import read_checkpoint_safely
-        from ..workspace import PullRequestLookup, probe
+        from pytest_orch_recovery.infra.checkpoint import read_checkpoint_safely
+        from pytest_orch_recovery.infra.workspace import PullRequestLookup, probe
 
         worktree = self.sandbox.workspace(agent)
         checkpoint, problem = read_checkpoint_safely(self.sandbox.checkpoints, agent, worktree)
@@ -481,7 +481,7 @@ class TmuxRuntime:
 
     def apply_remedy(self, agent: str, remedy: str) -> str:
         """Carry out a policy remedy in the agent's worktree (see :mod:`..remedies`)."""
-        from ..remedies import apply_remedy
+        from pytest_orch_recovery.infra.remedies import apply_remedy
 
         return apply_remedy(self.sandbox.workspace(agent), remedy)
 

@@ -28,8 +28,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from .. import atomic
-from ..model import ExitInfo
+from pytest_orch_recovery.engine import atomic
+from pytest_orch_recovery.engine.model import ExitInfo
 
 SCHEMA_VERSION = 1
 _TRAPPED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

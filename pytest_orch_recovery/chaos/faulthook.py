@@ -1,0 +1,264 @@
+"""The harness's ``PostToolUse`` hook: keep the checkpoint, then fire event-keyed faults.
+
+Real agents (the real Claude Code CLI and the bundled sim agent alike) run ``PostToolUse``
+hooks after every tool call and wait for them. That makes the hook the exact place to inject
+a fault "after fake3.md is written" or "after the 2nd tool call": the agent is paused on the
+hook, so the fault lands at that event and nowhere else — no timing, no races.
+
+``python -P -m pytest_orch_recovery.chaos.faulthook --plan FAULTS.json`` reads the hook payload on
+stdin, first updates the checkpoint exactly as ``orch-recovery checkpoint --from-hook`` does,
+then counts the event (per agent and attempt, in ``<state dir>``) and carries out any fault of
+the plan that is due:
+
+``sigint``       SIGINT to the terminal's foreground process group (the agent and its wrapper)
+``sigint_keys``  ``tmux send-keys C-c`` into the agent's pane
+``kill``         SIGKILL to the agent process (as the OOM killer does)
+``terminate``    SIGTERM to the agent process
+``stall``        the hook never returns: the agent hangs until its supervisor kills it
+``stale_index_lock``   leaves ``index.lock`` in the worktree's git dir
+``corrupt_checkpoint`` tears the agent's checkpoint file
+
+Each fault that fires appends one line to ``<state dir>/fired.jsonl``. A hook must never break
+the agent by accident: any error is printed to stderr and the hook exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pytest_orch_recovery.engine import atomic
+
+HOOK_TIMEOUT_SECONDS = 3600  # a "stall" fault must outlive any attempt timeout
+SIGNAL_WAIT_SECONDS = 30.0  # how long a signal fault waits for the agent to die of it
+_FILE_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"})
+
+
+def _proc_stat(pid: int | str) -> list[str]:
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    # Fields after the command name, which is in parentheses and may hold spaces.
+    return raw[raw.rindex(")") + 2:].split()
+
+
+def foreground_group(context: Mapping[str, Any]) -> int:
+    """The foreground process group of the agent's terminal: the launch wrapper's group, which
+    holds the agent. Read from our own terminal when we have one (the sim agent's hooks); the
+    real Claude Code runs hooks in a new session without a terminal (tpgid -1), so then from
+    the agent's tmux pane."""
+    tpgid = int(_proc_stat("self")[5])
+    if tpgid > 0:
+        return tpgid
+    pane_pid = subprocess.run(
+        ["tmux", "-L", str(context["tmux_socket"]), "display-message", "-p",
+         "-t", f"={context['agent']}:", "#{pane_pid}"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    return int(_proc_stat(pane_pid)[5])
+
+
+def agent_pid(leader: int) -> int:
+    """The agent: our ancestor whose parent is ``leader`` (the launch wrapper)."""
+    pid = os.getppid()
+    while pid > 1:
+        parent = int(_proc_stat(pid)[1])
+        if parent == leader or pid == leader:
+            return pid
+        pid = parent
+    return os.getppid()
+
+
+def _event_names(payload: Mapping[str, Any], workspace: Path) -> list[tuple[str, str | None]]:
+    """The events this tool call completes: always ``tool_call``, plus a more specific one."""
+    events: list[tuple[str, str | None]] = [("tool_call", None)]
+    tool = payload.get("tool_name")
+    tool_input = payload.get("tool_input") or {}
+    if tool in _FILE_TOOLS and isinstance(tool_input, Mapping):
+        path = str(tool_input.get("file_path") or tool_input.get("notebook_path") or "")
+        with contextlib.suppress(ValueError):
+            path = str(Path(path).resolve().relative_to(workspace.resolve()))
+        events.append(("file_written", path))
+    elif tool == "Bash" and isinstance(tool_input, Mapping):
+        command = str(tool_input.get("command", ""))
+        if "git commit" in command:
+            events.append(("commit", None))
+        if "git push" in command:
+            events.append(("push", None))
+    return events
+
+
+class _State:
+    """Event counters and fired faults of one attempt, under an exclusive lock."""
+
+    def __init__(self, directory: Path, agent: str, attempt: int) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"{agent}.{attempt}.json"
+        self._lock = open(directory / f"{agent}.lock", "a")  # noqa: SIM115 - held till close
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        try:
+            self.data: dict[str, Any] = json.loads(self.path.read_text())
+        except (FileNotFoundError, ValueError):
+            self.data = {"counts": {}, "fired": []}
+
+    def count(self, event: str) -> int:
+        counts = self.data["counts"]
+        counts[event] = int(counts.get(event, 0)) + 1
+        return int(counts[event])
+
+    def save(self) -> None:
+        atomic.write_json(self.path, self.data)
+
+    def close(self) -> None:
+        self._lock.close()
+
+
+def due_faults(
+    plan: Sequence[Mapping[str, Any]],
+    *,
+    task_id: str,
+    attempt: int,
+    event: str,
+    n: int,
+    path: str | None,
+    fired: Sequence[str],
+) -> list[Mapping[str, Any]]:
+    """The faults of ``plan`` (``FaultSpec.to_json`` dicts) that fire at this event."""
+    due = []
+    for fault in plan:
+        if fault["id"] in fired or fault["task"] not in ("*", task_id):
+            continue
+        if fault["attempt"] not in (None, attempt):
+            continue
+        trigger = fault["trigger"]
+        if trigger["event"] != event:
+            continue
+        if trigger.get("path") is not None:
+            if trigger["path"] != path:
+                continue
+        elif int(trigger.get("n", 1)) != n:
+            continue
+        due.append(fault)
+    return due
+
+
+def _await_exit(pid: int, timeout: float = SIGNAL_WAIT_SECONDS) -> bool:
+    """Block until ``pid`` exits (pidfd: an event, not a poll), at most ``timeout`` seconds.
+
+    The agent waits for this hook, so while we wait it can do nothing else: the signal lands
+    at exactly this event (a keystroke travels through the pty asynchronously; without the
+    wait the agent could already be in its next API request)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        return bool(ready)
+    finally:
+        os.close(fd)
+
+
+def _fire(fault: Mapping[str, Any], *, workspace: Path, context: Mapping[str, Any]) -> str:
+    kind = fault["kind"]
+    if kind in ("sigint", "sigint_keys"):
+        group = foreground_group(context)
+        pid = agent_pid(group)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the hook itself keeps going
+        if kind == "sigint":
+            os.killpg(group, signal.SIGINT)
+            how = "SIGINT sent to the foreground process group"
+        else:
+            socket, agent = str(context["tmux_socket"]), str(context["agent"])
+            subprocess.run(["tmux", "-L", socket, "send-keys", "-t", f"={agent}:", "C-c"],
+                           check=True, capture_output=True)
+            how = "C-c typed into the pane"
+        return how + ("" if _await_exit(pid) else "; the agent outlived it")
+    if kind in ("kill", "terminate"):
+        sig = signal.SIGKILL if kind == "kill" else signal.SIGTERM
+        pid = agent_pid(foreground_group(context))
+        os.kill(pid, sig)
+        return f"{sig.name} sent to agent pid {pid}" + (
+            "" if _await_exit(pid) else "; the agent outlived it")
+    if kind == "stale_index_lock":
+        git_dir = subprocess.run(["git", "rev-parse", "--absolute-git-dir"], cwd=workspace,
+                                 check=True, capture_output=True, text=True).stdout.strip()
+        Path(git_dir, "index.lock").touch()
+        return f"left {git_dir}/index.lock"
+    if kind == "corrupt_checkpoint":
+        target = Path(str(context["checkpoint_dir"])) / f"{context['agent']}.json"
+        text = target.read_text() if target.exists() else '{"schema_version": 1, "agent": "x"}'
+        target.write_text(text[: max(1, len(text) // 2)])  # torn on purpose: not atomic
+        return f"tore {target.name}"
+    if kind == "stall":
+        return "stalling"
+    return f"fault {kind} is not injected by the hook"
+
+
+def _run(args: argparse.Namespace, text: str) -> None:
+    from pytest_orch_recovery.cli import checkpoint as checkpoint_command
+
+    agent = os.environ["ORCH_AGENT"]
+    attempt = int(os.environ.get("ORCH_ATTEMPT", "1"))
+    task_id = os.environ.get("ORCH_TASK_ID", "")
+    ns = checkpoint_command.build_parser("orch-recovery checkpoint").parse_args(
+        ["--from-hook", "--agent", agent, "--attempt", str(attempt)]
+        + (["--task-id", task_id] if task_id else [])
+    )
+    try:
+        checkpoint_command._apply_hook(ns, text)
+    except Exception as exc:  # the checkpoint is best effort; faults still fire
+        print(f"faulthook: checkpoint not updated: {exc}", file=sys.stderr)
+    plan_doc = json.loads(Path(args.plan).read_text())
+    payload = json.loads(text)
+    workspace = Path(str(payload.get("cwd") or os.getcwd()))
+    state = _State(Path(plan_doc["state_dir"]), agent, attempt)
+    stall = False
+    try:
+        for event, path in _event_names(payload, workspace):
+            n = state.count(event)
+            for fault in due_faults(plan_doc["faults"], task_id=task_id, attempt=attempt,
+                                    event=event, n=n, path=path,
+                                    fired=state.data["fired"]):
+                state.data["fired"].append(fault["id"])
+                state.save()
+                record = {"id": fault["id"], "kind": fault["kind"], "task": task_id,
+                          "attempt": attempt, "event": event, "n": n, "time": time.time()}
+                with open(Path(plan_doc["state_dir"]) / "fired.jsonl", "a") as log:
+                    log.write(json.dumps(record) + "\n")
+                context = {**plan_doc.get("context", {}), "agent": agent}
+                detail = _fire(fault, workspace=workspace, context=context)
+                print(f"faulthook: {fault['kind']}: {detail}", file=sys.stderr)
+                stall = stall or fault["kind"] == "stall"
+        state.save()
+    finally:
+        state.close()
+    while stall:  # parked until the supervisor kills the agent's process group
+        signal.pause()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="faulthook",
+        description="PostToolUse hook: update the checkpoint, then fire due faults.",
+    )
+    parser.add_argument("--plan", required=True, help="the fault plan JSON the harness wrote")
+    args = parser.parse_args(argv)
+    try:
+        _run(args, sys.stdin.read())
+    except Exception as exc:  # never break the agent by accident
+        print(f"faulthook: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

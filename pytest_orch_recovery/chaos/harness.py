@@ -1,0 +1,512 @@
+"""Real runs: the coordinator driving real agents in real tmux sessions on real git worktrees.
+
+:func:`run_tmux` builds one sandbox (git repo + bare origin, isolated HOME, ``gh`` forge, tmux
+server), starts the model double on loopback, dispatches each task to an agent (the bundled sim
+agent, the real Claude Code CLI, or a command template), injects the scheduled faults where each
+one belongs, lets the engine recover, plays the operator where the schedule says so, and returns
+what happened — then tears everything down and checks nothing is left.
+
+Where each fault is injected (all keyed on events, none on time):
+
+- the agent's ``PostToolUse`` hook (:mod:`.faulthook`): SIGINT (process group or typed C-c),
+  SIGKILL / SIGTERM, a stall, a stale ``index.lock``, a torn checkpoint;
+- the model double: 529 / 429 / 500 bursts and a stalled API, keyed on the task's request;
+- the forge: ``gh pr create`` failures with real gh messages;
+- the dispatcher's configuration: the missing ``--dangerously-skip-permissions`` flag, and an
+  attempt launched interactive (no ``-p``) without it, which parks at the first tool call's
+  permission dialog until its timeout (``permission_prompt``);
+- the journal: the coordinator itself dies after its Nth event and a new one takes over.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pytest_orch_recovery.chaos.campaign import (
+    RepoState,
+    ScenarioRun,
+    TierUnsupported,
+    journal_orphans,
+    task_outcomes,
+)
+from pytest_orch_recovery.chaos.faults import FaultLedger, FaultSpec, FaultStatus
+from pytest_orch_recovery.chaos.scenario import Scenario
+from pytest_orch_recovery.chaos.simruntime import AGENT_MAX_RETRIES as SIM_AGENT_MAX_RETRIES
+from pytest_orch_recovery.chaos.simulation import CrashingJournal, Supervisor
+from pytest_orch_recovery.doubles.dispatcher import Dispatcher
+from pytest_orch_recovery.doubles.modeldouble import ModelDouble, Plan, plan_for_task
+from pytest_orch_recovery.doubles.modeldouble.faults import FaultKind
+from pytest_orch_recovery.doubles.modeldouble.faults import FaultSpec as ApiFault
+from pytest_orch_recovery.doubles.modeldouble.plan import Step, TaskPlan, default_content
+from pytest_orch_recovery.doubles.sandbox import Sandbox
+from pytest_orch_recovery.engine import atomic
+from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig, Phase
+from pytest_orch_recovery.engine.journal import Journal
+from pytest_orch_recovery.engine.model import Event, EventKind, ExitInfo, Reason, Task
+from pytest_orch_recovery.engine.patterns import match_lines
+from pytest_orch_recovery.engine.policy import Policy
+from pytest_orch_recovery.engine.runtime import LaunchSpec
+from pytest_orch_recovery.infra.agents import AgentConfig, AgentDriver, driver_for
+from pytest_orch_recovery.infra.cleanup import cleanup_workspace, find_orphans
+from pytest_orch_recovery.infra.git import rev_count
+from pytest_orch_recovery.runtime.tmux import TmuxRuntime
+
+HOOK_FAULTS = frozenset(
+    {"sigint", "sigint_keys", "kill", "terminate", "stall", "stale_index_lock",
+     "corrupt_checkpoint"}
+)
+API_FAULTS = {
+    "api_overloaded": FaultKind.OVERLOADED,
+    "api_rate_limit": FaultKind.RATE_LIMIT,
+    "api_server_error": FaultKind.SERVER_ERROR,
+    "api_stall": FaultKind.STALL,
+    "quit_early": FaultKind.QUIT_EARLY,
+}
+# Faults this tier cannot inject yet; a schedule that holds one is refused up front.
+UNSUPPORTED: frozenset[str] = frozenset()
+
+# Per-attempt limit in scenario runs unless the scenario sets ``attempt_timeout``: generous,
+# since a loaded CI machine is slow; the timeout scenario sets a short one of its own.
+SCENARIO_ATTEMPT_TIMEOUT = {"sim": 120.0, "claude-code": 300.0}
+
+# The agents' own API retries, kept small so a burst that beats them is short. Real Claude Code
+# reads CLAUDE_CODE_MAX_RETRIES; the sim agent reads the same variable.
+AGENT_RETRIES = 2
+
+
+@dataclass
+class TmuxOutcome:
+    events: list[Event]
+    outcomes: dict[str, Phase]
+    agents: dict[str, str]  # task id -> agent name
+    repo: dict[str, RepoState]
+    ledger: FaultLedger
+    transcript: list[dict[str, Any]]
+    gh_calls: list[dict[str, Any]]
+    crashes: int = 0
+    leftovers: list[str] = field(default_factory=list)
+    sandbox_root: Path | None = None
+
+
+def _check_schedule(tasks: Sequence[Task], faults: Sequence[FaultSpec]) -> None:
+    titles = [t.title for t in tasks]
+    if len(set(titles)) != len(titles):
+        raise ValueError("task titles must be unique: the model double routes by title")
+    for spec in faults:
+        if spec.kind in UNSUPPORTED:
+            raise ValueError(f"fault {spec.kind!r} is not injectable on the tmux tier yet")
+
+
+def _api_fault(spec: FaultSpec, task: Task | None) -> ApiFault:
+    trigger = spec.effective_trigger
+    kind = API_FAULTS[spec.kind]
+    if kind is FaultKind.STALL:
+        # One request never answered: the attempt hangs until its timeout; the next is served.
+        return ApiFault(kind=kind, times=1, at_request=trigger.n, scope="task",
+                        task=None if task is None else task.title, seconds=3600.0)
+    if kind is FaultKind.QUIT_EARLY:
+        # The model's reply after the Nth tool call is a premature "done" (once).
+        return ApiFault(kind=kind, times=1, at_request=trigger.n + 1, scope="task",
+                        task=None if task is None else task.title)
+    # ``count`` means the same on both tiers: a burst the agent's own retries absorb, or one
+    # they cannot (the simulation's agents retry AGENT_MAX_RETRIES times, real runs here
+    # AGENT_RETRIES times). A burst that beats the retries fails exactly one attempt.
+    count = int(spec.params.get("count", SIM_AGENT_MAX_RETRIES + 2))
+    times = AGENT_RETRIES + 1 if count > SIM_AGENT_MAX_RETRIES else min(count, AGENT_RETRIES)
+    return ApiFault(
+        kind=kind,
+        times=times,
+        at_request=trigger.n if trigger.event == "api_request" else None,
+        scope="task",
+        task=None if task is None else task.title,
+        seconds=float(spec.params.get("retry_after", 1)),
+    )
+
+
+def run_tmux(
+    tasks: Sequence[Task],
+    faults: Sequence[FaultSpec] = (),
+    *,
+    agent: str = "sim",
+    agents: Sequence[str] | None = None,
+    seed: int = 0,
+    operator_actions: Sequence[str] = (),
+    attempt_timeout: float = 60.0,
+    crash_after_event: int | None = None,
+    base_dir: Path | None = None,
+    config: AgentConfig | None = None,
+    driver_factory: Callable[[AgentConfig], AgentDriver] | None = None,
+    policy: Policy | None = None,
+    on_event: Callable[[Event], None] | None = None,
+) -> TmuxOutcome:
+    """Run ``tasks`` under ``faults`` with real agents; always tears the sandbox down."""
+    _check_schedule(tasks, faults)
+    faults = [s if s.fault_id else replace(s, fault_id=f"f{i + 1}") for i, s in enumerate(faults)]
+    ledger = FaultLedger()
+    for spec in faults:
+        ledger.register(spec)
+    by_id = {t.task_id: t for t in tasks}
+    cfg = config or AgentConfig()
+    if any(f.kind == "missing_permission_flag" for f in faults):
+        cfg = cfg.without_permission_flag()
+    if crash_after_event is None:
+        crash = next((f for f in faults if f.kind == "coordinator_crash"), None)
+        if crash is not None:
+            crash_after_event = crash.effective_trigger.n * 4
+
+    sandbox = Sandbox.create(base_dir=base_dir, name="orch")
+    double: ModelDouble | None = None
+    runtime: TmuxRuntime | None = None
+    journal: Journal | None = None
+    try:
+        broken = {f.task for f in faults if f.kind == "tests_fail"}
+        plan = Plan(tasks=tuple(
+            _plan_with_broken_tests(t) if t.task_id in broken or "*" in broken
+            else plan_for_task(t, contents=_passing_tests(t))
+            for t in tasks
+        ))
+        double = ModelDouble(plan, transcript_path=sandbox.root / "transcript.jsonl").start()
+        sandbox.record_port(int(double.url.rsplit(":", 1)[1]), what="model double")
+        for spec in faults:
+            if spec.kind in API_FAULTS:
+                double.add_fault(_api_fault(spec, by_id.get(spec.task)))
+            elif spec.kind == "pr_create_fails":
+                assert sandbox.forge is not None
+                sandbox.forge.inject(str(spec.params.get("error", "bad_credentials")),
+                                     times=int(spec.params.get("times", 2)))
+        sandbox.agent_env.update({
+            "ANTHROPIC_BASE_URL": double.url,
+            "ANTHROPIC_API_KEY": "sk-ant-api03-double-not-a-real-key",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_AUTOUPDATER": "1",
+            "CLAUDE_CODE_MAX_RETRIES": str(AGENT_RETRIES),
+            "ORCH_SIM_RETRY_BASE_MS": "50",
+            "IS_SANDBOX": "1",  # Claude Code refuses the permission flag as root without it
+        })
+        fault_plan = _write_fault_plan(sandbox, [f for f in faults if f.kind in HOOK_FAULTS])
+        factory = driver_factory or (lambda c: driver_for(agent, c))
+        parked: dict[str, tuple[str, int]] = {}  # permission_prompt fault -> (task, attempt)
+        dispatcher = Dispatcher(sandbox, factory, cfg, fault_plan=fault_plan,
+                                start_signal=functools.partial(_start_signal, sandbox, faults),
+                                config_for=functools.partial(_parked_config, faults, parked))
+        runtime = TmuxRuntime(sandbox, dispatcher.command_for)
+        journal_path = sandbox.root / "journal.jsonl"
+        journal = (
+            CrashingJournal(crash_after_event, journal_path)
+            if crash_after_event is not None else Journal(journal_path)
+        )
+        coord_config = CoordinatorConfig(attempt_timeout=attempt_timeout, seed=seed)
+
+        def observe(event: Event) -> None:
+            dispatcher.observe(event)
+            if on_event is not None:
+                on_event(event)
+
+        def new_coordinator(rebuild: bool) -> Coordinator:
+            assert runtime is not None and journal is not None
+            coordinator = Coordinator(runtime, journal, policy=policy or Policy(seed=seed),
+                                      config=coord_config, on_event=observe)
+            return coordinator.recover() if rebuild else coordinator
+
+        def operator(action: str) -> None:
+            if action == "fix_permission_flag":
+                dispatcher.configure(replace(dispatcher.config, skip_permissions=True))
+
+        supervisor = Supervisor(new_coordinator)
+        supervisor.drive(tasks, agents, operator_actions, operator,
+                         after_submit=lambda c: _stale_locks_at_start(sandbox, c, faults))
+        coordinator, crashes = supervisor.coordinator, supervisor.crashes
+
+        repo = {tid: _repo_state(sandbox, s.task, s.agent)
+                for tid, s in coordinator.tasks.items()}
+        _settle_workspaces(sandbox, coordinator)
+        double.stop()  # releases stalled requests, so the transcript is complete
+        _fill_ledger(ledger, sandbox, faults, double, by_id, journal.events())
+        _mark_parked(ledger, faults, parked, journal.events())
+        ledger.mark_fleet_faults(faults, journal.events(), crashes)
+        outcome = TmuxOutcome(
+            events=list(journal.events()),
+            outcomes={tid: s.phase for tid, s in coordinator.tasks.items()},
+            agents={tid: s.agent for tid, s in coordinator.tasks.items()},
+            repo=repo,
+            ledger=ledger,
+            transcript=list(double.transcript),
+            gh_calls=sandbox.forge.calls() if sandbox.forge is not None else [],
+            crashes=crashes,
+            sandbox_root=sandbox.root,
+        )
+    finally:
+        if runtime is not None:
+            runtime.close()
+        if double is not None:
+            double.stop()
+        if journal is not None:
+            journal.close()
+        sandbox.teardown()
+    outcome.leftovers = sandbox.leftovers()
+    return outcome
+
+
+def _settle_workspaces(sandbox: Sandbox, coordinator: Coordinator) -> None:
+    """Remove the worktrees of finished tasks (rescuing anything unpushed), keep escalated
+    ones for a person, and journal any worktree nobody owns as an orphan."""
+    owners = coordinator.owners()
+    roots = [sandbox.worktrees]
+    for state in coordinator.tasks.values():
+        worktree = sandbox.workspace(state.agent)
+        if state.agent in owners or not worktree.exists():
+            continue
+        result = cleanup_workspace(worktree, repo=sandbox.repo, managed_roots=roots)
+        if result.removed:
+            coordinator.note_workspace_cleaned(state.agent, str(worktree), result.rescue_ref)
+    for path in find_orphans(sandbox.repo, roots, owners):
+        coordinator.note_workspace_orphaned(str(path), path.name)
+
+
+# Content for a task whose tests must fail until a fix-focused agent repairs the code: the
+# implementation carries a marker the test rejects; the plan's fix_tests step rewrites it.
+_BROKEN = "# BROKEN: the first implementation gets the edge case wrong\n"
+_TEST_TEMPLATE = '''"""Generated test: the implementation must not carry the BROKEN marker."""
+from pathlib import Path
+
+
+def _root() -> Path:
+    here = Path(__file__).resolve()
+    return next(p for p in here.parents if (p / ".git").exists())
+
+
+def test_implementation_is_fixed() -> None:
+    source = (_root() / {impl!r}).read_text()
+    assert "BROKEN" not in source, "{impl} still has the bug"
+'''
+
+
+_PASSING_TEST = '''"""Generated test for {title!r}: the deliverables are in place."""
+from pathlib import Path
+
+
+def test_deliverables_exist() -> None:
+    here = Path(__file__).resolve()
+    root = next(p for p in here.parents if (p / ".git").exists())
+    for name in {files!r}:
+        assert (root / name).is_file(), name
+'''
+
+
+def _is_test_file(path: str) -> bool:
+    name = Path(path).name
+    return name.startswith("test_") and name.endswith(".py")
+
+
+def _passing_tests(task: Task) -> dict[str, str]:
+    """Test deliverables get a real test that passes once the task's files exist."""
+    others = [p for p in task.deliverables if not _is_test_file(p)]
+    return {p: _PASSING_TEST.format(title=task.title, files=others)
+            for p in task.deliverables if _is_test_file(p)}
+
+
+def _plan_with_broken_tests(task: Task) -> TaskPlan:
+    """The standard plan, with an implementation that fails the task's tests and a
+    ``fix_tests`` step (taken only when a continuation asks to make the tests pass)."""
+    if not task.tests:
+        raise ValueError(f"task {task.task_id}: tests_fail needs a tests command")
+    impls = [p for p in task.deliverables if not _is_test_file(p)]
+    tests = [p for p in task.deliverables if _is_test_file(p)]
+    if not impls or not tests:
+        raise ValueError(f"task {task.task_id}: tests_fail needs an implementation file and "
+                         "a test file among the deliverables")
+    impl = impls[0]
+    fixed = default_content(task, impl)
+    contents = {impl: _BROKEN + fixed, tests[0]: _TEST_TEMPLATE.format(impl=impl)}
+    base = plan_for_task(task, contents=contents)
+    fix = Step("write", impl, "fix_tests", content=fixed)
+    return replace(base, steps=(*base.steps, fix))
+
+
+def _write_fault_plan(sandbox: Sandbox, hook_faults: Sequence[FaultSpec]) -> Path:
+    state_dir = sandbox.root / "fault-state"
+    state_dir.mkdir(exist_ok=True)
+    path = sandbox.root / "faults.json"
+    atomic.write_json(path, {
+        "faults": [f.to_json() for f in hook_faults if f.effective_trigger.event != "start"],
+        "state_dir": str(state_dir),
+        "context": {"tmux_socket": sandbox.tmux_socket,
+                    "checkpoint_dir": str(sandbox.checkpoints)},
+    })
+    return path
+
+
+_START_SIGNALS = {"kill": "KILL", "terminate": "TERM", "sigint": "INT", "sigint_keys": "INT"}
+
+
+def _start_signal(sandbox: Sandbox, faults: Sequence[FaultSpec], spec: LaunchSpec) -> str | None:
+    """The signal a ``start``-keyed fault kills this attempt with, if any (and ledger it)."""
+    for fault in faults:
+        if (fault.kind in _START_SIGNALS and fault.effective_trigger.event == "start"
+                and fault.applies_to(spec.task.task_id, spec.attempt)):
+            _append_fired(sandbox, fault, spec.task.task_id, spec.attempt, "start")
+            return _START_SIGNALS[fault.kind]
+    return None
+
+
+def _parked_config(faults: Sequence[FaultSpec], parked: dict[str, tuple[str, int]],
+                   spec: LaunchSpec, current: AgentConfig) -> AgentConfig | None:
+    """``permission_prompt``: the first attempt the fault applies to is launched as a person
+    would launch it (interactive, no ``-p``) and without the permission flag, so the agent
+    stops at a permission dialog and waits for a key that never comes. Keyed on tool calls
+    (the default) the attempt runs in ``acceptEdits`` mode, so its file writes go through and
+    it parks at its first shell command, the commit ("Do you want to proceed?"); keyed on
+    ``start`` it parks at its very first call, the first Write ("Do you want to create
+    ...?"). Later attempts get the dispatcher's configuration."""
+    for fault in faults:
+        if fault.kind != "permission_prompt" or fault.fault_id in parked:
+            continue
+        if fault.applies_to(spec.task.task_id, spec.attempt):
+            parked[fault.fault_id] = (spec.task.task_id, spec.attempt)
+            extra = current.extra_args
+            if fault.effective_trigger.event != "start":
+                extra = (*extra, "--permission-mode", "acceptEdits")
+            return replace(current, interactive=True, skip_permissions=False, extra_args=extra)
+    return None
+
+
+def _mark_parked(ledger: FaultLedger, faults: Sequence[FaultSpec],
+                 parked: dict[str, tuple[str, int]], events: Sequence[Event]) -> None:
+    """A parked attempt is exercised when it timed out with the dialog as its last words
+    (what the classifier reads as a permission prompt); otherwise it is not."""
+    by_fault = {f.fault_id: f for f in faults}
+    for fault_id, (task_id, attempt) in parked.items():
+        spec = by_fault[fault_id]
+        exited = next((e for e in events if e.kind is EventKind.ATTEMPT_EXITED
+                       and e.task_id == task_id and e.attempt == attempt), None)
+        if exited is None:
+            continue
+        timed_out = ExitInfo.from_json(exited.data.get("exit") or {}).timed_out
+        lines = match_lines(str(exited.data.get("output_tail") or ""), "pane")
+        on_screen = bool(lines) and lines[-1].pattern.reason is Reason.PERMISSION
+        if timed_out and on_screen:
+            ledger.mark(spec, FaultStatus.EXERCISED, task=task_id, attempt=attempt,
+                        detail=f"timed out at the permission dialog: {lines[-1].text}")
+        else:
+            ledger.mark(spec, FaultStatus.INEFFECTIVE, task=task_id, attempt=attempt,
+                        detail="the interactive attempt " + (
+                            "timed out without the dialog on screen" if timed_out
+                            else "ended before its timeout"))
+
+
+def _stale_locks_at_start(sandbox: Sandbox, coordinator: Coordinator,
+                          faults: Sequence[FaultSpec]) -> None:
+    """``start``-keyed stale locks: a lock left by a git that died before the agent began."""
+    for spec in faults:
+        if spec.kind != "stale_index_lock" or spec.effective_trigger.event != "start":
+            continue
+        for state in coordinator.tasks.values():
+            if spec.task not in ("*", state.task.task_id):
+                continue
+            worktree = sandbox.add_workspace(state.agent)
+            git_dir = sandbox.repo / ".git" / "worktrees" / worktree.name
+            (git_dir / "index.lock").touch()
+            _append_fired(sandbox, spec, state.task.task_id, 1, "start")
+
+
+def _append_fired(sandbox: Sandbox, spec: FaultSpec, task_id: str, attempt: int,
+                  event: str) -> None:
+    state_dir = sandbox.root / "fault-state"
+    state_dir.mkdir(exist_ok=True)
+    with open(state_dir / "fired.jsonl", "a") as log:
+        log.write(json.dumps({"id": spec.fault_id, "kind": spec.kind, "task": task_id,
+                              "attempt": attempt, "event": event}) + "\n")
+
+
+def _fill_ledger(ledger: FaultLedger, sandbox: Sandbox, faults: Sequence[FaultSpec],
+                 double: ModelDouble, by_id: dict[str, Task],
+                 events: Sequence[Event]) -> None:
+    by_fault = {f.fault_id: f for f in faults}
+    fired = sandbox.root / "fault-state" / "fired.jsonl"
+    if fired.exists():
+        for line in fired.read_text().splitlines():
+            record = json.loads(line)
+            spec = by_fault.get(record["id"])
+            if spec is not None:
+                ledger.mark(spec, FaultStatus.EXERCISED, task=record["task"],
+                            attempt=int(record["attempt"]), detail=f"at {record['event']}")
+    hits = [t for t in double.transcript if t.get("fault")]
+    for spec in faults:
+        if spec.kind in API_FAULTS:
+            title = by_id[spec.task].title if spec.task in by_id else None
+            mine = [t for t in hits if title is None or t.get("task") == title]
+            if mine:
+                ledger.mark(spec, FaultStatus.EXERCISED, task=spec.task, attempt=1,
+                            detail=f"{len(mine)} API error replies")
+        elif spec.kind == "tests_fail":
+            for event in events:
+                partial = event.data.get("partial") or {}
+                if (event.kind is EventKind.FAILURE_ATTRIBUTED
+                        and spec.task in ("*", event.task_id)
+                        and partial.get("tests_passed") is False):
+                    ledger.mark(spec, FaultStatus.EXERCISED, task=str(event.task_id),
+                                attempt=int(event.attempt or 0), detail="the task's tests failed")
+        elif spec.kind == "pr_create_fails" and sandbox.forge is not None:
+            failed = [c for c in sandbox.forge.calls() if c.get("fault")]
+            if failed:
+                ledger.mark(spec, FaultStatus.EXERCISED, task=spec.task, attempt=1,
+                            detail=f"{len(failed)} gh pr create failures")
+
+
+def _repo_state(sandbox: Sandbox, task: Task, agent: str) -> RepoState:
+    worktree = sandbox.workspace(agent)
+    files = tuple(p for p in task.deliverables if (worktree / p).is_file())
+    try:
+        commits = rev_count(sandbox.origin, "main", agent)
+    except Exception:
+        commits = 0  # the branch never reached origin
+    pr = sandbox.forge.pull_request_for(agent) if sandbox.forge is not None else None
+    # Real runs count what reached origin: commits on origin/<branch> ahead of main.
+    return RepoState(files=files, commits=commits, pushed=commits > 0,
+                     pr=None if pr is None else pr.number)
+
+
+def run_scenario_tmux(scenario: Scenario, *, seed: int, agent: str,
+                      workdir: str | Path) -> ScenarioRun:
+    """The campaign's tmux tier: one scenario, real processes, in a sandbox under ``workdir``."""
+    blocked = sorted({f.kind for f in scenario.faults} & UNSUPPORTED)
+    if blocked:
+        raise TierUnsupported(
+            f"fault(s) {', '.join(blocked)} cannot be injected in real tmux runs yet; "
+            "this scenario runs on --orch-tier sim"
+        )
+    tasks = [t.task for t in scenario.tasks]
+    agents = [t.agent or f"task-agent-{t.task.task_id}" for t in scenario.tasks]
+    out = run_tmux(
+        tasks, scenario.faults, agent=agent, agents=agents, seed=seed,
+        operator_actions=scenario.operator_actions,
+        crash_after_event=scenario.crash_after_event, base_dir=Path(workdir),
+        attempt_timeout=scenario.attempt_timeout or SCENARIO_ATTEMPT_TIMEOUT.get(agent, 300.0),
+    )
+    return ScenarioRun(
+        scenario=scenario.name,
+        events=out.events,
+        ledger=out.ledger.entries,
+        outcomes=task_outcomes(out.events),
+        repos=out.repo,
+        orphans=sorted(set(journal_orphans(out.events)) | set(out.leftovers)),
+        tier="tmux",
+        seed=seed,
+        agent=agent,
+        crashes=out.crashes,
+    )
+
+
+def environment_ready() -> str | None:
+    """Why real runs cannot happen here, or None when tmux and git are available."""
+    for tool in ("tmux", "git"):
+        if not any(os.access(Path(d) / tool, os.X_OK)
+                   for d in os.environ.get("PATH", "").split(os.pathsep)):
+            return f"{tool} is not on PATH"
+    return None

@@ -1,0 +1,161 @@
+"""Run the real coordinator over the in-process simulation runtime, start to finish.
+
+This is what Hypothesis properties, benchmarks and the ``sim`` tier of the chaos campaign call:
+tasks and a fault schedule in, a finished journal out. It also plays the operator (fixing the
+dispatcher's configuration after an escalation) and can crash the coordinator itself at a
+chosen journal event, replacing it with one rebuilt from the journal — the way a production
+supervisor restarts a dead coordinator.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pytest_orch_recovery.chaos.faults import FaultLedger, FaultSpec
+from pytest_orch_recovery.chaos.simruntime import SimRuntime
+from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig, Phase
+from pytest_orch_recovery.engine.journal import Journal
+from pytest_orch_recovery.engine.model import Event, Reason, Task
+from pytest_orch_recovery.engine.policy import Policy
+
+
+class SimulatedCrash(Exception):
+    """Raised by :class:`CrashingJournal` to kill the coordinator mid-step."""
+
+
+class CrashingJournal(Journal):
+    """A journal that crashes its writer right after the Nth append is durable."""
+
+    def __init__(self, crash_after: int, path: Path | None = None) -> None:
+        super().__init__(path, validate=False)
+        self.crash_after = crash_after
+        self.crashed = False
+
+    def append(self, event: Event) -> Event:
+        stored = super().append(event)
+        if not self.crashed and len(self) >= self.crash_after:
+            self.crashed = True
+            raise SimulatedCrash(f"coordinator killed after journal event {stored.seq}")
+        return stored
+
+
+# Operator actions the simulation knows how to carry out, by name.
+OPERATOR_ACTIONS: dict[str, tuple[str, tuple[Reason, ...]]] = {
+    "fix_permission_flag": ("fixed the dispatcher's config: added --dangerously-skip-permissions",
+                            (Reason.PERMISSION,)),
+}
+
+
+@dataclass
+class SimOutcome:
+    events: list[Event]
+    runtime: SimRuntime
+    coordinator: Coordinator
+    crashes: int = 0
+    outcomes: dict[str, Phase] = field(default_factory=dict)
+
+    @property
+    def ledger(self) -> FaultLedger:
+        return self.runtime.ledger
+
+
+def submit_task(coordinator: Coordinator, *, task: Task, agent: str | None) -> str:
+    """Submit ``task``: a step a supervisor can retry on a replacement coordinator."""
+    return coordinator.submit(task, agent=agent)
+
+
+class Supervisor:
+    """Plays the process supervisor of a production coordinator. It runs the coordinator's
+    steps; when one dies (:class:`SimulatedCrash`) it starts a replacement on the same journal
+    (``start(True)``), which finishes the step that was in flight, and goes on with the loop if
+    the loop was what died. Used by both tiers."""
+
+    def __init__(self, start: Callable[[bool], Coordinator]) -> None:
+        self._start = start
+        self.coordinator = start(False)
+        self.crashes = 0
+
+    def step(self, action: Callable[[Coordinator], object]) -> None:
+        try:
+            action(self.coordinator)
+        except SimulatedCrash:
+            self.crashes += 1
+            self.coordinator = self._start(True)
+            if action is Coordinator.run:
+                self.coordinator.run()
+
+    def drive(
+        self,
+        tasks: Sequence[Task],
+        agents: Sequence[str] | None,
+        operator_actions: Sequence[str],
+        operator: Callable[[str], None],
+        after_submit: Callable[[Coordinator], None] | None = None,
+    ) -> None:
+        """Submit the tasks, run to quiescence, then for each operator action: let
+        ``operator`` fix the world, release the tasks it concerns, and run again."""
+        names: list[str | None] = list(agents) if agents is not None else [None] * len(tasks)
+        for task, name in zip(tasks, names, strict=True):
+            self.step(functools.partial(submit_task, task=task, agent=name))
+        if after_submit is not None:
+            after_submit(self.coordinator)
+        self.step(Coordinator.run)
+        for action in operator_actions:
+            text, reasons = OPERATOR_ACTIONS[action]
+            operator(action)
+            self.step(functools.partial(Coordinator.release, action=text, reasons=reasons))
+            self.step(Coordinator.run)
+
+
+def simulate(
+    tasks: Sequence[Task],
+    faults: Sequence[FaultSpec] = (),
+    *,
+    seed: int = 0,
+    agents: Sequence[str] | None = None,
+    operator_actions: Sequence[str] = (),
+    crash_after_event: int | None = None,
+    policy_factory: Callable[[int], Policy] | None = None,
+    config: CoordinatorConfig | None = None,
+    journal: Journal | None = None,
+    tests_broken: Sequence[str] = (),
+) -> SimOutcome:
+    """Submit ``tasks``, run to quiescence, apply ``operator_actions`` (each followed by
+    another run), and return the journal's events."""
+    runtime = SimRuntime(seed=seed, faults=faults, tests_broken=tests_broken)
+    if crash_after_event is None and any(f.kind == "coordinator_crash" for f in faults):
+        crash_after_event = next(
+            f.effective_trigger.n for f in faults if f.kind == "coordinator_crash"
+        ) * 4
+    if crash_after_event is not None:
+        journal = CrashingJournal(crash_after_event)
+    if journal is None:
+        journal = Journal(None, validate=False)
+    cfg = config or CoordinatorConfig(seed=seed, attempt_timeout=1800.0)
+
+    def new_policy() -> Policy:
+        return policy_factory(seed) if policy_factory else Policy(seed=seed)
+
+    def start(rebuild: bool) -> Coordinator:
+        coordinator = Coordinator(runtime, journal, policy=new_policy(), config=cfg)
+        return coordinator.recover() if rebuild else coordinator
+
+    def operator(action: str) -> None:
+        if action == "fix_permission_flag":
+            runtime.fix_permission_flag()
+
+    supervisor = Supervisor(start)
+    supervisor.drive(tasks, agents, operator_actions, operator)
+    coordinator, crashes = supervisor.coordinator, supervisor.crashes
+    # Workspaces nobody owns any more and nobody cleaned up are orphans.
+    owners = coordinator.owners()
+    for agent in sorted(runtime.workspaces):
+        if agent not in owners and agent not in runtime.cleaned:
+            coordinator.note_workspace_orphaned(f"sim://{agent}", agent)
+    runtime.ledger.mark_fleet_faults(faults, journal.events(), crashes)
+    outcome = SimOutcome(list(journal.events()), runtime, coordinator, crashes)
+    outcome.outcomes = {tid: s.phase for tid, s in coordinator.tasks.items()}
+    return outcome

@@ -1,0 +1,212 @@
+"""``orch-recovery checkpoint``: create, update or show an agent's checkpoint.
+
+With ``--from-hook`` it reads one Claude Code ``PostToolUse`` hook input from stdin and folds it
+in. That mode always exits 0: Claude Code treats a non-zero hook exit as an error (exit 2 on
+PostToolUse feeds stderr back to the model as a "blocking error"; other codes are shown as a
+hook error), so a broken checkpoint would otherwise disturb the very agent it is meant to help.
+Problems are reported on stderr, where they land in Claude Code's debug log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from pytest_orch_recovery.engine.model import Checkpoint
+from pytest_orch_recovery.infra.argtypes import positive_int
+from pytest_orch_recovery.infra.checkpoint import (
+    ENV_CHECKPOINT_DIR,
+    CheckpointError,
+    apply_hook_payload,
+    checkpoint_path,
+    checkpoint_to_json,
+    load_checkpoint_record,
+    read_checkpoint_safely,
+    save_checkpoint,
+    utc_now,
+    workspace_relative,
+)
+
+ENV_AGENT = "ORCH_AGENT"
+ENV_TASK_ID = "ORCH_TASK_ID"
+_PROG = "orch-recovery checkpoint"
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Create, update or show an agent's checkpoint "
+        "(<dir>/<agent>.json, schema v1, written atomically).",
+    )
+    parser.add_argument(
+        "--agent",
+        metavar="NAME",
+        help=f"the agent whose checkpoint this is (default: ${ENV_AGENT})",
+    )
+    parser.add_argument(
+        "--dir",
+        metavar="DIR",
+        type=Path,
+        help=f"checkpoint directory (default: ${ENV_CHECKPOINT_DIR}, "
+        "else /tmp/orchestration_checkpoints)",
+    )
+    parser.add_argument(
+        "--task-id",
+        metavar="ID",
+        help="the task the agent works on; needed to create a checkpoint "
+        f"(default: ${ENV_TASK_ID})",
+    )
+    parser.add_argument(
+        "--attempt", metavar="N", type=positive_int, help="attempt number, 1 for the first"
+    )
+    parser.add_argument(
+        "--workspace",
+        metavar="DIR",
+        type=Path,
+        help="the agent's workspace; created files must lie inside it "
+        "(with --from-hook: default is the payload's cwd)",
+    )
+    parser.add_argument(
+        "--completed",
+        metavar="TEXT",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="record completed subtasks (appended, duplicates dropped)",
+    )
+    parser.add_argument(
+        "--created",
+        metavar="PATH",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="record files the agent created (relative to the workspace)",
+    )
+    parser.add_argument(
+        "--next",
+        metavar="TEXT",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="replace the list of next actions",
+    )
+    parser.add_argument("--session-id", metavar="ID", help="the agent's session id, for --resume")
+    parser.add_argument(
+        "--from-hook",
+        action="store_true",
+        help="read a Claude Code PostToolUse hook input (JSON) from stdin and apply it; "
+        "never fails the hook (problems go to stderr, exit status 0)",
+    )
+    parser.add_argument(
+        "--show", action="store_true", help="print the checkpoint JSON after any update"
+    )
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.from_hook:
+        return _run_from_hook(args)
+    agent = args.agent or os.environ.get(ENV_AGENT)
+    if not agent:
+        return _usage(f"--agent is required (or set ${ENV_AGENT})")
+    workspace = None if args.workspace is None else args.workspace.absolute()
+    try:
+        record = load_checkpoint_record(args.dir, agent, workspace=workspace)
+    except CheckpointError as exc:
+        print(f"{_PROG}: {exc}", file=sys.stderr)
+        return 1
+    cp = None if record is None else record[0]
+    if workspace is None and record is not None:
+        workspace = record[1]  # keep the workspace the file already records
+    updating = bool(
+        args.task_id
+        or args.attempt
+        or args.completed
+        or args.created
+        or args.next
+        or args.session_id
+    )
+    if cp is None:
+        task_id = args.task_id or os.environ.get(ENV_TASK_ID)
+        if args.show and not updating:
+            path = checkpoint_path(args.dir, agent)
+            print(f"{_PROG}: {path}: no checkpoint for agent {agent!r}", file=sys.stderr)
+            return 1
+        if not task_id:
+            return _usage(f"no checkpoint for {agent!r} yet: --task-id is required to create one")
+        cp = Checkpoint(agent=agent, task_id=task_id)
+        updating = True
+    if updating:
+        created = list(cp.created_files)
+        for name in args.created:
+            if workspace is not None:
+                relative = workspace_relative(workspace, name)
+                if relative is None:
+                    return _usage(f"--created {name!r} is outside the workspace {workspace}")
+                name = relative
+            created.append(name)
+        cp = replace(
+            cp,
+            task_id=args.task_id or cp.task_id,
+            attempt=args.attempt or cp.attempt,
+            completed_subtasks=tuple(dict.fromkeys([*cp.completed_subtasks, *args.completed])),
+            created_files=tuple(dict.fromkeys(created)),
+            next_actions=tuple(args.next) if args.next else cp.next_actions,
+            session_id=args.session_id or cp.session_id,
+            updated_at=utc_now(),
+        )
+        try:
+            save_checkpoint(args.dir, cp, workspace=workspace)
+        except CheckpointError as exc:
+            return _usage(str(exc))
+    if args.show:
+        print(json.dumps(checkpoint_to_json(cp, workspace=workspace), indent=2))
+    return 0
+
+
+def _run_from_hook(args: argparse.Namespace) -> int:
+    try:
+        _apply_hook(args, sys.stdin.read())
+    except Exception as exc:  # a hook must never break the agent; see the module docstring
+        print(f"{_PROG}: hook input not recorded: {exc}", file=sys.stderr)
+    return 0
+
+
+def _apply_hook(args: argparse.Namespace, text: str) -> None:
+    agent = args.agent or os.environ.get(ENV_AGENT)
+    if not agent:
+        raise ValueError(f"no agent name: pass --agent or set ${ENV_AGENT}")
+    try:
+        payload: Any = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"<stdin>:{exc.lineno}:{exc.colno}: invalid hook input JSON: {exc.msg}"
+        ) from None
+    if not isinstance(payload, dict):
+        raise ValueError("<stdin>: hook input is not a JSON object")
+    workspace = args.workspace
+    if workspace is None:
+        cwd = payload.get("cwd")
+        if not isinstance(cwd, str) or not os.path.isabs(cwd):
+            raise ValueError(f"<stdin>: field 'cwd': expected an absolute path, got {cwd!r}")
+        workspace = Path(cwd)
+    workspace = workspace.absolute()
+    cp, problem = read_checkpoint_safely(args.dir, agent, workspace)
+    if problem is not None:
+        print(f"{_PROG}: starting a fresh checkpoint: {problem}", file=sys.stderr)
+    if cp is None:
+        task_id = args.task_id or os.environ.get(ENV_TASK_ID) or ""
+        cp = Checkpoint(agent=agent, task_id=task_id, attempt=args.attempt or 1)
+    updated = apply_hook_payload(cp, payload, workspace=workspace)
+    if updated != cp or problem is not None or not cp.updated_at:
+        save_checkpoint(args.dir, updated, workspace=workspace)
+
+
+def _usage(message: str) -> int:
+    print(f"{_PROG}: error: {message}", file=sys.stderr)
+    return 2

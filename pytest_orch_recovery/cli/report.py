@@ -1,0 +1,232 @@
+"""``orch-recovery report``: render the recovery metrics dashboard from one or more journals.
+
+With ``--results DIR`` (the dispatcher's results dir of a sandbox, repeatable) an ``## Attempts``
+table follows the dashboard (an ``attempts`` list in JSON): one row per judged attempt.
+
+The report is information, so it exits 0 whatever the verdicts say (the pytest plugin's gate
+is what fails a build); it exits 2 on a usage error: a journal that is missing or has a bad
+line (the message names the file and line), a results dir that is missing or holds a bad
+results file (named), or a bad option value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pytest_orch_recovery.engine import atomic
+from pytest_orch_recovery.engine.dashboard import (
+    DEFAULT_MAX_EVENTS,
+    AttemptResult,
+    render_json,
+    render_markdown,
+)
+from pytest_orch_recovery.engine.journal import JournalError, replay
+from pytest_orch_recovery.engine.metrics import Criteria, compute, evaluate, event_problem
+from pytest_orch_recovery.engine.model import Event, EventKind
+from pytest_orch_recovery.infra.argtypes import count, rate
+
+_DEFAULTS = Criteria()
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Render the Recovery Metrics Dashboard (overall statistics, recovery "
+        "reasons, recent recovery events, success criteria) from engine journals. Exits 0 "
+        "whatever the verdicts; 2 on a usage error.",
+    )
+    parser.add_argument(
+        "--journal",
+        type=Path,
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="a journal.jsonl written by the engine; repeat to combine several runs "
+        "(task ids must be unique across them)",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help="a results dir the dispatcher wrote (<agent>.<attempt>_results.json per judged "
+        "attempt); adds an Attempts table after the dashboard; repeat for several runs",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("md", "json"),
+        help="output format (default: json when --output ends in .json, else md)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="write the report to FILE atomically instead of standard output",
+    )
+    parser.add_argument(
+        "--max-events",
+        type=count,
+        default=DEFAULT_MAX_EVENTS,
+        metavar="N",
+        help=f"recent recovery events shown in Markdown (default {DEFAULT_MAX_EVENTS}); "
+        "the rest are counted as omitted",
+    )
+    parser.add_argument(
+        "--orphaned-workspaces",
+        type=count,
+        metavar="N",
+        help="orphaned workspace count found by other means; overrides the journal's "
+        "workspace_orphaned events",
+    )
+    group = parser.add_argument_group("success criteria (affect the verdict column only)")
+    group.add_argument(
+        "--min-recovery-rate",
+        type=rate,
+        default=_DEFAULTS.min_recovery_rate,
+        metavar="RATE",
+        help="recovered / tasks that required recovery must be strictly greater "
+        f"(seed: > 90%%; default {_DEFAULTS.min_recovery_rate})",
+    )
+    group.add_argument(
+        "--min-first-try-simple",
+        type=rate,
+        default=_DEFAULTS.min_first_try_simple,
+        metavar="RATE",
+        help="first-try success of simple tasks (< 5 deliverables) must be at least this "
+        f"(default {_DEFAULTS.min_first_try_simple})",
+    )
+    group.add_argument(
+        "--min-first-try-complex",
+        type=rate,
+        default=_DEFAULTS.min_first_try_complex,
+        metavar="RATE",
+        help="first-try success of complex tasks (5+ deliverables) must be at least this "
+        f"(default {_DEFAULTS.min_first_try_complex})",
+    )
+    group.add_argument(
+        "--max-orphans",
+        type=count,
+        default=_DEFAULTS.max_orphans,
+        metavar="N",
+        help=f"most orphaned workspaces allowed (default {_DEFAULTS.max_orphans})",
+    )
+    group.add_argument(
+        "--max-unattributed",
+        type=count,
+        default=_DEFAULTS.max_unattributed,
+        metavar="N",
+        help=f"most failures without a known cause allowed (default {_DEFAULTS.max_unattributed})",
+    )
+    group.add_argument(
+        "--gate",
+        choices=("point", "lower-bound"),
+        default=_DEFAULTS.gate,
+        help="judge rates by the observed value or by its Wilson 95%% lower bound "
+        f"(default {_DEFAULTS.gate})",
+    )
+    group.add_argument(
+        "--min-samples",
+        type=count,
+        default=_DEFAULTS.min_samples,
+        metavar="N",
+        help="a rate with fewer samples is reported as 'insufficient samples' "
+        f"(default {_DEFAULTS.min_samples})",
+    )
+    return parser
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _read(paths: list[Path]) -> list[Event]:
+    events: list[Event] = []
+    owner: dict[str, tuple[int, Path]] = {}  # task id -> (which --journal, its path)
+    for index, path in enumerate(paths):
+        if not path.is_file():
+            raise _UsageError(f"{path}: no such journal file")
+        try:
+            loaded = replay(path)
+        except JournalError as exc:
+            raise _UsageError(str(exc)) from None
+        for line, event in enumerate(loaded, 1):  # replay keeps one event per line
+            problem = event_problem(event)
+            if problem is not None:
+                raise _UsageError(f"{path}:{line}: {problem}")
+            if event.kind is EventKind.TASK_SUBMITTED and event.task_id is not None:
+                first, where = owner.setdefault(event.task_id, (index, path))
+                if first != index:
+                    raise _UsageError(
+                        f"{path}:{line}: task id {event.task_id!r} was already submitted in "
+                        f"{where}; combined journals need unique task ids"
+                    )
+        events += loaded
+    return events
+
+
+_RESULTS_GLOB = "*_results.json"  # the dispatcher's <agent>.<attempt>_results.json
+
+
+def _read_results(dirs: list[Path]) -> list[AttemptResult]:
+    """Every results file of every dir, in the order the attempts were judged."""
+    found: list[AttemptResult] = []
+    for directory in dirs:
+        if not directory.exists():
+            raise _UsageError(f"{directory}: no such results directory")
+        if not directory.is_dir():
+            raise _UsageError(f"{directory}: not a results directory")
+        for path in sorted(directory.glob(_RESULTS_GLOB)):
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise _UsageError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise _UsageError(f"{path}: cannot read results file: {exc}") from None
+            try:
+                found.append(AttemptResult.from_json(data))
+            except ValueError as exc:
+                raise _UsageError(f"{path}: {exc}") from None
+    # As dispatcher.read_results orders them; the attempt number breaks ties.
+    return sorted(found, key=lambda r: (r.recorded_at or 0.0, r.agent, r.attempt))
+
+
+def run(args: argparse.Namespace) -> int:
+    prog = "orch-recovery report"
+    try:
+        events = _read(list(args.journal))
+        attempts = None if args.results is None else _read_results(list(args.results))
+    except _UsageError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    criteria = Criteria(
+        min_recovery_rate=args.min_recovery_rate,
+        min_first_try_simple=args.min_first_try_simple,
+        min_first_try_complex=args.min_first_try_complex,
+        max_orphans=args.max_orphans,
+        max_unattributed=args.max_unattributed,
+        gate=args.gate,
+        min_samples=args.min_samples,
+    )
+    metrics = compute(events, orphaned_workspaces=args.orphaned_workspaces)
+    results = evaluate(metrics, criteria)
+    output: Path | None = args.output
+    fmt = args.format or ("json" if output and output.suffix.lower() == ".json" else "md")
+    if fmt == "json":
+        data = render_json(metrics, results, attempts=attempts)
+        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = render_markdown(metrics, results, max_events=args.max_events, attempts=attempts)
+    if output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        atomic.write_text(output, text)
+    except OSError as exc:
+        print(
+            f"{prog}: error: {output}: cannot write report: {exc.strerror or exc}", file=sys.stderr
+        )
+        return 2
+    return 0

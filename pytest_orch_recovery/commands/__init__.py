@@ -1,1 +1,0 @@
-"""One module per ``orch-recovery`` subcommand (see ``cli.py``)."""

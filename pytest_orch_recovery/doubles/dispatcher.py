@@ -1,0 +1,164 @@
+"""The bundled dispatcher: turns a launch spec into an agent command in its workspace.
+
+For each attempt it makes sure the agent's git worktree exists, installs the checkpoint hook
+(and, under the chaos harness, the fault hook) in the worktree's ``.claude/settings.local.json``,
+writes the prompt to a file, and builds the command line from the agent driver. The permission
+flag comes from the driver's :class:`~pytest_orch_recovery.infra.agents.AgentConfig`, so "the
+dispatcher forgot --dangerously-skip-permissions" is a configuration fault, and fixing it is a
+configuration change (:meth:`Dispatcher.configure`).
+
+It also keeps a results file per attempt (``<results>/<agent>.<attempt>_results.json``: agent,
+status, exit code, reason, timings), written from the coordinator's journal events, which
+``orch-recovery report`` can read alongside the journal.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pytest_orch_recovery.doubles.sandbox import Sandbox
+from pytest_orch_recovery.engine import atomic
+from pytest_orch_recovery.engine.model import Event, EventKind
+from pytest_orch_recovery.engine.runtime import LaunchSpec
+from pytest_orch_recovery.infra.agents import AgentConfig, AgentDriver, prompt_text
+from pytest_orch_recovery.infra.checkpoint import HOOK_MATCHER
+
+SETTINGS_FILE = Path(".claude") / "settings.local.json"
+
+
+class Dispatcher:
+    """Builds each attempt's command line for the tmux runtime (its ``command_for``)."""
+
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        driver_factory: Callable[[AgentConfig], AgentDriver],
+        config: AgentConfig,
+        *,
+        fault_plan: Path | None = None,
+        start_signal: Callable[[LaunchSpec], str | None] | None = None,
+        config_for: Callable[[LaunchSpec, AgentConfig], AgentConfig | None] | None = None,
+    ) -> None:
+        self.sandbox = sandbox
+        # A configuration for one attempt instead of the current one (None: the current one),
+        # given the spec and the current configuration; the chaos harness launches a
+        # permission_prompt attempt interactive and without the permission flag.
+        self._config_for = config_for
+        # Chaos harness only: a signal the attempt is to die of the moment it starts.
+        self._start_signal = start_signal
+        self._driver_factory = driver_factory
+        self.driver = driver_factory(config)
+        self.fault_plan = fault_plan
+        self._exclude_installed = False
+        self._exits: dict[tuple[str, int], Mapping[str, Any]] = {}
+
+    @property
+    def config(self) -> AgentConfig:
+        return self.driver.config
+
+    def configure(self, config: AgentConfig) -> None:
+        """Change the agents' configuration (e.g. add the forgotten permission flag)."""
+        self.driver = self._driver_factory(config)
+
+    # ------------------------------------------------------------------ launching
+
+    def command_for(self, spec: LaunchSpec) -> list[str]:
+        workspace = self.sandbox.add_workspace(spec.agent)
+        self._install_hooks(workspace, spec.agent)
+        prompt_file = self.sandbox.results / f"{spec.agent}.{spec.attempt}.prompt.md"
+        atomic.write_text(prompt_file, prompt_text(spec))
+        signal_name = self._start_signal(spec) if self._start_signal is not None else None
+        if signal_name is not None:
+            # The agent process is killed by a real signal before it does anything.
+            return ["/bin/sh", "-c", f"kill -{signal_name} $$"]
+        return self.driver_for(spec).argv(spec, prompt_file=prompt_file)
+
+    def driver_for(self, spec: LaunchSpec) -> AgentDriver:
+        """The driver of this attempt: the current one unless ``config_for`` overrides it."""
+        override = self._config_for(spec, self.config) if self._config_for is not None else None
+        if override is None or override == self.config:
+            return self.driver
+        return self._driver_factory(override)
+
+    def hook_command(self, agent: str) -> str:
+        if self.fault_plan is not None:
+            return shlex.join(
+                [sys.executable, "-P", "-m", "pytest_orch_recovery.chaos.faulthook",
+                 "--plan", str(self.fault_plan)]
+            )
+        return shlex.join([
+            sys.executable, "-P", "-m", "pytest_orch_recovery", "checkpoint", "--from-hook",
+            "--agent", agent, "--dir", str(self.sandbox.checkpoints),
+        ])
+
+    def _install_hooks(self, workspace: Path, agent: str) -> None:
+        settings = {
+            "hooks": {
+                "PostToolUse": [
+                    {
+                        "matcher": HOOK_MATCHER,
+                        "hooks": [
+                            {"type": "command", "command": self.hook_command(agent),
+                             "timeout": 3600}
+                        ],
+                    }
+                ]
+            }
+        }
+        atomic.write_json(workspace / SETTINGS_FILE, settings)
+        if not self._exclude_installed:
+            # Keep the hook settings out of the agent's commits (git add -A): the worktrees
+            # share the main repository's info/exclude.
+            exclude = self.sandbox.repo / ".git" / "info" / "exclude"
+            exclude.parent.mkdir(parents=True, exist_ok=True)
+            current = exclude.read_text() if exclude.exists() else ""
+            if "/.claude/" not in current:
+                exclude.write_text(current + "\n/.claude/\n")
+            self._exclude_installed = True
+
+    # ------------------------------------------------------------------ results files
+
+    def observe(self, event: Event) -> None:
+        """Coordinator observer (``on_event``): one results file per judged attempt."""
+        if event.kind is EventKind.ATTEMPT_EXITED and event.agent and event.attempt:
+            self._exits[(event.agent, event.attempt)] = event.data
+            return
+        if event.kind not in (EventKind.FAILURE_ATTRIBUTED, EventKind.TASK_SUCCEEDED):
+            return
+        if event.agent is None or event.attempt is None:
+            return
+        attribution: Mapping[str, Any] = event.data.get("attribution") or {}
+        result = {
+            "schema_version": 1,
+            "agent": event.agent,
+            "task_id": event.task_id,
+            "attempt": event.attempt,
+            "status": "success" if event.kind is EventKind.TASK_SUCCEEDED else "failed",
+            "reason": attribution.get("reason"),
+            "confidence": attribution.get("confidence"),
+            "recorded_at": event.time,
+        }
+        exited = self._exits.pop((event.agent, event.attempt), None)
+        if exited is not None:
+            result.update(
+                exit_code=exited["exit"].get("code"),
+                signal=exited["exit"].get("signal"),
+                started_at=exited.get("started_at"),
+                ended_at=exited.get("ended_at"),
+                duration=(exited.get("ended_at") or 0) - (exited.get("started_at") or 0),
+            )
+        path = self.sandbox.results / f"{event.agent}.{event.attempt}_results.json"
+        atomic.write_json(path, result)
+
+
+def read_results(results_dir: Path) -> list[dict[str, Any]]:
+    """Every ``*_results.json`` in a results dir, oldest first."""
+    out = []
+    for path in sorted(results_dir.glob("*_results.json")):
+        out.append(json.loads(path.read_text()))
+    return sorted(out, key=lambda r: (r.get("recorded_at") or 0, r.get("agent") or ""))

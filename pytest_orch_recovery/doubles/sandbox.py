@@ -1,0 +1,580 @@
+"""A throw-away world for agent attempts: git repo + bare origin, HOME, PATH, tmux socket.
+
+Everything a sandbox creates is written to its LEDGER (``<root>/ledger.json``, replaced
+atomically) before or as it is created, so :meth:`Sandbox.teardown` can undo it from any state:
+after a clean run, after a half-finished :meth:`Sandbox.create`, or from another process after
+the owner was SIGKILLed (:func:`reap_stale`, which every :meth:`Sandbox.create` runs first).
+
+Signals: SIGINT is left alone (Python turns it into ``KeyboardInterrupt``, pytest handles that,
+and ``finally`` / ``__exit__`` run on the way out). SIGTERM's default action kills Python with
+no unwinding, so when -- and only when -- SIGTERM still has its default disposition in the main
+thread, :meth:`Sandbox.create` installs a handler that raises ``SystemExit(143)`` so that the
+same ``finally`` / ``__exit__`` / ``atexit`` paths run. A ``atexit`` hook tears down whatever
+sandboxes are still open when the interpreter exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import datetime as _dt
+import fcntl
+import json
+import os
+import secrets
+import select
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from pytest_orch_recovery.doubles.forge import Forge, install_gh_shim
+from pytest_orch_recovery.engine import atomic
+from pytest_orch_recovery.infra.git import add_worktree, create_repo_with_origin, remove_worktree
+
+SCHEMA_VERSION = 1
+LEDGER_NAME = "ledger.json"
+_REAP_LOCK = ".reap.lock"
+_ENV_MARKER = "ORCH_SANDBOX_ID"  # every agent process carries it; teardown scans /proc for it
+_SANDBOX_AUTHOR = ("Sandbox Agent", "agent@sandbox.invalid")
+
+# Variables that would let an agent reach the operator's tmux server, git repository or
+# configuration, or a real API account, from inside the sandbox.
+_DROPPED_PREFIXES = ("GIT_", "ANTHROPIC_", "CLAUDE_", "XDG_", "SSH_AUTH_SOCK", "GH_")
+# TMUX / TMUX_PANE would point agents at the operator's tmux; TMUX_TMPDIR is kept, since it
+# says where this sandbox's own tmux socket lives (the fault hook talks to that server).
+_DROPPED = frozenset({"GITHUB_TOKEN", "PYTHONSTARTUP", "PROMPT_COMMAND", "BASH_ENV", "ENV",
+                      "TMUX", "TMUX_PANE"})
+
+_TERM_GRACE = 5.0  # seconds a process group gets between SIGTERM and SIGKILL
+_KILL_GRACE = 5.0  # seconds to wait for SIGKILLed processes to disappear
+
+
+def default_base_dir() -> Path:
+    """``$TMPDIR/orch-sandboxes`` (``tempfile.gettempdir()`` honours TMPDIR)."""
+    return Path(tempfile.gettempdir()) / "orch-sandboxes"
+
+
+# --------------------------------------------------------------------------- /proc helpers
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields 3.. of /proc/<pid>/stat (after the parenthesised comm, which may hold spaces)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return raw[raw.rfind(")") + 2 :].split()
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat: start time in clock ticks since boot; None if gone.
+
+    The pair (pid, start time) names one process for good: a reused pid has a later start.
+    """
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[19])
+
+
+def foreground_process_group(pid: int) -> int | None:
+    """Field 8 of /proc/<pid>/stat (tpgid): the foreground process group of pid's terminal."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    tpgid = int(fields[5])
+    return tpgid if tpgid > 0 else None
+
+
+def process_alive(pid: int, start_time: int | None = None) -> bool:
+    """Running (not a zombie) and, when ``start_time`` is given, the same process as then."""
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] in ("Z", "X"):
+        return False
+    return start_time is None or int(fields[19]) == start_time
+
+
+def _all_pids() -> Iterator[int]:
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            yield int(entry.name)
+
+
+def pids_in_group(pgid: int) -> list[int]:
+    """Live (non-zombie) processes whose process group is ``pgid``."""
+    found = []
+    for pid in _all_pids():
+        fields = _stat_fields(pid)
+        if fields is not None and fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
+            found.append(pid)
+    return found
+
+
+def pids_with_env(name: str, value: str) -> list[int]:
+    """Live processes started with ``name=value`` in their environment (root reads all)."""
+    needle = f"{name}={value}".encode()
+    found = []
+    for pid in _all_pids():
+        if pid == os.getpid():
+            continue
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0") and process_alive(pid):
+            found.append(pid)
+    return found
+
+
+def wait_gone(pids: Iterable[int], timeout: float) -> list[int]:
+    """Wait (on pidfds, no polling sleep) until every pid has exited; return those still alive."""
+    fds: dict[int, int] = {}
+    for pid in pids:
+        try:
+            fds[os.pidfd_open(pid)] = pid
+        except ProcessLookupError:
+            continue
+    try:
+        end = time.monotonic() + timeout
+        pending = set(fds)
+        while pending:
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            ready, _, _ = select.select(list(pending), [], [], left)
+            pending -= set(ready)
+        # A readable pidfd may be a zombie awaiting its parent: that counts as gone.
+        return [fds[fd] for fd in pending if process_alive(fds[fd])]
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def stop_process_groups(pgids: Iterable[int], *, grace: float = _TERM_GRACE) -> list[int]:
+    """SIGTERM each group, wait up to ``grace``, SIGKILL what is left; return survivors."""
+    groups = sorted(set(pgids))
+    members = {pid for g in groups for pid in pids_in_group(g)}
+    for g in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(g, signal.SIGTERM)
+    left = wait_gone(members, grace)
+    if not left:
+        return []
+    # Members may have forked while dying: kill the groups again, then whoever was listed.
+    for g in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(g, signal.SIGKILL)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return wait_gone(left + [p for g in groups for p in pids_in_group(g)], _KILL_GRACE)
+
+
+def tmux_socket_path(socket_name: str) -> Path:
+    """Where ``tmux -L name`` puts its socket: $TMUX_TMPDIR (or /tmp)/tmux-<uid>/<name>."""
+    return Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}" / socket_name
+
+
+def tmux_server_running(socket_name: str) -> bool:
+    if not tmux_socket_path(socket_name).exists():
+        return False
+    proc = subprocess.run(
+        ["tmux", "-L", socket_name, "-f", "/dev/null", "list-sessions"],
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    # "no server running on ..." / "error connecting to ..." when nothing answers.
+    return proc.returncode == 0 or "no sessions" in proc.stderr
+
+
+def kill_tmux_server(socket_name: str) -> None:
+    """kill-server on the socket, and remove the socket file tmux leaves behind."""
+    if tmux_socket_path(socket_name).exists():
+        subprocess.run(
+            ["tmux", "-L", socket_name, "-f", "/dev/null", "kill-server"],
+            capture_output=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            timeout=30,
+        )
+    with contextlib.suppress(FileNotFoundError):
+        tmux_socket_path(socket_name).unlink()
+
+
+# --------------------------------------------------------------------------- the ledger
+
+
+@dataclass
+class Ledger:
+    """What a sandbox has created, persisted after every change."""
+
+    path: Path
+    owner_pid: int
+    owner_start: int | None
+    created_at: str
+    sandbox_id: str
+    tmux_socket: str
+    pids: list[dict[str, Any]] = field(default_factory=list)
+    worktrees: list[str] = field(default_factory=list)
+    ports: list[dict[str, Any]] = field(default_factory=list)
+    dirs: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "owner_pid": self.owner_pid,
+            "owner_start": self.owner_start,
+            "created_at": self.created_at,
+            "sandbox_id": self.sandbox_id,
+            "tmux_socket": self.tmux_socket,
+            "pids": list(self.pids),
+            "worktrees": list(self.worktrees),
+            "ports": list(self.ports),
+            "dirs": list(self.dirs),
+        }
+
+    def save(self) -> None:
+        atomic.write_json(self.path, self.to_json())
+
+    @classmethod
+    def load(cls, path: Path) -> Ledger:
+        """Read a ledger; errors name the file and the field."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{exc.lineno}: not JSON: {exc.msg}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}:1: expected a JSON object")
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"{path}: field schema_version: expected {SCHEMA_VERSION}")
+        try:
+            return cls(
+                path=path,
+                owner_pid=int(data["owner_pid"]),
+                owner_start=data.get("owner_start"),
+                created_at=str(data["created_at"]),
+                sandbox_id=str(data["sandbox_id"]),
+                tmux_socket=str(data["tmux_socket"]),
+                pids=list(data.get("pids", [])),
+                worktrees=[str(w) for w in data.get("worktrees", [])],
+                ports=list(data.get("ports", [])),
+                dirs=[str(d) for d in data.get("dirs", [])],
+            )
+        except KeyError as exc:
+            raise ValueError(f"{path}: field {exc.args[0]}: missing") from None
+
+    def owner_alive(self) -> bool:
+        return process_alive(self.owner_pid, self.owner_start)
+
+
+# --------------------------------------------------------------------------- the sandbox
+
+_OPEN: weakref.WeakSet[Sandbox] = weakref.WeakSet()  # for the atexit hook only
+_SIGNALS_LOCK = threading.Lock()
+
+
+def _raise_system_exit(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _install_sigterm_unwinding() -> None:
+    """Make SIGTERM unwind (finally/__exit__/atexit) instead of killing Python outright."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    with _SIGNALS_LOCK:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _raise_system_exit)
+
+
+@atexit.register
+def _teardown_open_sandboxes() -> None:
+    for box in list(_OPEN):
+        box.teardown()
+
+
+def _new_socket_name() -> str:
+    # secrets, not random: Hypothesis reseeds the global random module per example.
+    return f"orch-{secrets.token_hex(8)}"
+
+
+class Sandbox:
+    """One isolated world for agents. Create with :meth:`create`; use as a context manager."""
+
+    def __init__(self, root: Path, ledger: Ledger) -> None:
+        self.root = root
+        self.ledger = ledger
+        self.name = root.name
+        self.repo = root / "repo"
+        self.origin = root / "origin.git"
+        self.home = root / "home"
+        self.bin_dir = root / "bin"
+        self.checkpoints = root / "checkpoints"
+        self.results = root / "results"
+        self.logs = root / "logs"
+        self.worktrees = root / "worktrees"
+        # Extra variables every agent gets (e.g. ANTHROPIC_BASE_URL of the model double).
+        self.agent_env: dict[str, str] = {}
+        self.forge: Forge | None = None  # set once creation has reached it
+        self._torn_down = False
+
+    @property
+    def tmux_socket(self) -> str:
+        return self.ledger.tmux_socket
+
+    @property
+    def sandbox_id(self) -> str:
+        return self.ledger.sandbox_id
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.ledger.path
+
+    # ----------------------------------------------------------------- creation
+
+    @classmethod
+    def create(cls, *, base_dir: Path | None = None, name: str | None = None) -> Sandbox:
+        """Reap stale sandboxes under ``base_dir``, then build a fresh one there."""
+        base = default_base_dir() if base_dir is None else base_dir
+        base.mkdir(parents=True, exist_ok=True)
+        reap_stale(base)
+        prefix = f"{name}-" if name else "sandbox-"
+        root = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+        ledger = Ledger(
+            path=root / LEDGER_NAME,
+            owner_pid=os.getpid(),
+            owner_start=process_start_time(os.getpid()),
+            created_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            sandbox_id=f"{root.name}-{secrets.token_hex(4)}",
+            tmux_socket=_new_socket_name(),
+            dirs=[str(root)],
+        )
+        # SIGTERM unwinds (SystemExit) before anything exists, so it cannot strand the sandbox.
+        _install_sigterm_unwinding()
+        ledger.save()  # first thing: from here on a crash leaves something reapable
+        box = cls(root, ledger)
+        _OPEN.add(box)
+        try:
+            box._build()
+        except BaseException:
+            box.teardown()
+            raise
+        return box
+
+    def _build(self) -> None:
+        for d in (
+            self.home,
+            self.bin_dir,
+            self.checkpoints,
+            self.results,
+            self.logs,
+            self.worktrees,
+        ):
+            d.mkdir(parents=True, exist_ok=True)
+            self.record_dir(d)
+        (self.home / ".gitconfig").write_text(
+            "[user]\n"
+            f"\tname = {_SANDBOX_AUTHOR[0]}\n"
+            f"\temail = {_SANDBOX_AUTHOR[1]}\n"
+            "[init]\n\tdefaultBranch = main\n"
+            "[advice]\n\tdetachedHead = false\n",
+            encoding="utf-8",
+        )
+        create_repo_with_origin(self.root)
+        self._install_forge_shim()
+
+    def _install_forge_shim(self) -> None:
+        """A forge (PR store over ``origin``) and its ``gh`` stand-in first on PATH."""
+        forge_root = self.root / "forge"
+        self.record_dir(forge_root)
+        self.forge = Forge(forge_root, origin=self.origin)
+        install_gh_shim(self.bin_dir, forge_root)
+
+    # ----------------------------------------------------------------- recording
+
+    def record_pid(self, pid: int, *, what: str, pgid: int | None = None) -> None:
+        """Record a process (and its group, stopped as a whole on teardown)."""
+        self.ledger.pids.append(
+            {
+                "pid": pid,
+                "start": process_start_time(pid),
+                "pgid": os.getpgid(pid) if pgid is None and process_alive(pid) else pgid,
+                "what": what,
+            }
+        )
+        self.ledger.save()
+
+    def record_port(self, port: int, *, what: str) -> None:
+        self.ledger.ports.append({"port": port, "what": what})
+        self.ledger.save()
+
+    def record_dir(self, path: Path) -> None:
+        if str(path) not in self.ledger.dirs:
+            self.ledger.dirs.append(str(path))
+            self.ledger.save()
+
+    # ----------------------------------------------------------------- workspaces
+
+    def workspace(self, agent: str) -> Path:
+        return self.worktrees / agent
+
+    def add_workspace(self, agent: str, *, branch: str | None = None) -> Path:
+        """A git worktree ``worktrees/<agent>`` on branch ``branch`` (default: the agent)."""
+        _check_agent_name(agent)
+        path = self.workspace(agent)
+        if path.exists():
+            return path
+        self.ledger.worktrees.append(str(path))  # recorded before it exists: see module doc
+        self.ledger.save()
+        add_worktree(self.repo, path, branch or agent)
+        return path
+
+    def env(self, agent: str) -> dict[str, str]:
+        """The environment an agent process runs with: nothing of the operator's HOME, git
+        configuration, tmux server or API credentials."""
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in _DROPPED and not k.startswith(_DROPPED_PREFIXES)
+        }
+        base.update(
+            {
+                "HOME": str(self.home),
+                "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', os.defpath)}",
+                "LC_ALL": "C",
+                "LANG": "C",
+                "LANGUAGE": "C",
+                "XDG_CONFIG_HOME": str(self.home / ".config"),
+                "GIT_CONFIG_NOSYSTEM": "1",
+                "GIT_CONFIG_GLOBAL": str(self.home / ".gitconfig"),
+                "GIT_TERMINAL_PROMPT": "0",
+                "GIT_PAGER": "cat",
+                "CLAUDE_CONFIG_DIR": str(self.home / ".claude"),
+                "ORCH_CHECKPOINT_DIR": str(self.checkpoints),
+                "ORCH_RESULTS_DIR": str(self.results),
+                "ORCH_AGENT": agent,
+                _ENV_MARKER: self.sandbox_id,
+            }
+        )
+        base.update(self.agent_env)
+        return base
+
+    # ----------------------------------------------------------------- teardown
+
+    def teardown(self) -> None:
+        """Undo everything in the ledger. Idempotent; safe in any partial state."""
+        if self._torn_down:
+            return
+        self._torn_down = True
+        _OPEN.discard(self)
+        _teardown_ledger(self.root, self.ledger)
+
+    def leftovers(self) -> list[str]:
+        """What of this sandbox still exists: empty after a complete teardown."""
+        return _leftovers(self.root, self.ledger)
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.teardown()
+
+
+def _check_agent_name(agent: str) -> None:
+    # Agent names become tmux session names, branch names and file names.
+    ok = agent and all(c.isalnum() or c in "-_" for c in agent) and not agent.startswith("-")
+    if not ok:
+        raise ValueError(
+            f"agent name {agent!r}: use letters, digits, '-' and '_' (not leading '-')"
+        )
+
+
+def _teardown_ledger(root: Path, ledger: Ledger) -> None:
+    kill_tmux_server(ledger.tmux_socket)
+    groups = set()
+    for entry in ledger.pids:
+        pid, start = int(entry["pid"]), entry.get("start")
+        if process_alive(pid, start):
+            groups.add(int(entry.get("pgid") or pid))
+    # Whatever escaped its group (setsid, double fork) still carries the sandbox marker.
+    stray = pids_with_env(_ENV_MARKER, ledger.sandbox_id)
+    groups.update(os.getpgid(p) for p in stray if process_alive(p))
+    groups -= {0, 1, os.getpgrp()}  # never init, nor our own group
+    stop_process_groups(groups)
+    for pid in pids_with_env(_ENV_MARKER, ledger.sandbox_id):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    repo = root / "repo"
+    for wt in ledger.worktrees:
+        if Path(wt).exists() and (repo / ".git").exists():
+            with contextlib.suppress(Exception):
+                remove_worktree(repo, Path(wt), force=True)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _leftovers(root: Path, ledger: Ledger) -> list[str]:
+    found = []
+    if tmux_server_running(ledger.tmux_socket):
+        found.append(f"tmux server on socket {ledger.tmux_socket}")
+    for entry in ledger.pids:
+        if process_alive(int(entry["pid"]), entry.get("start")):
+            found.append(f"process {entry['pid']} ({entry.get('what')})")
+    for pid in pids_with_env(_ENV_MARKER, ledger.sandbox_id):
+        found.append(f"process {pid} carrying {_ENV_MARKER}={ledger.sandbox_id}")
+    if root.exists():
+        found.append(f"directory {root}")
+    return found
+
+
+def reap_stale(base_dir: Path | None = None) -> list[Path]:
+    """Tear down every sandbox under ``base_dir`` whose owner process is gone (or whose pid
+    now names a different process). Returns the roots removed."""
+    base = default_base_dir() if base_dir is None else base_dir
+    if not base.is_dir():
+        return []
+    reaped = []
+    for root in sorted(p for p in base.iterdir() if p.is_dir()):
+        ledger_path = root / LEDGER_NAME
+        try:
+            ledger = Ledger.load(ledger_path)
+        except (OSError, ValueError):
+            continue  # not a sandbox, or one mid-creation before its first ledger write
+        if ledger.owner_alive():
+            continue
+        with _reap_claim(root) as claimed:
+            if claimed and root.exists():
+                _teardown_ledger(root, ledger)
+                reaped.append(root)
+    return reaped
+
+
+@contextlib.contextmanager
+def _reap_claim(root: Path) -> Iterator[bool]:
+    """An exclusive, non-blocking claim so two reapers do not tear down the same sandbox."""
+    try:
+        fd = os.open(root / _REAP_LOCK, os.O_CREAT | os.O_RDWR, 0o600)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)

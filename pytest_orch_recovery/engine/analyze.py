@@ -1,0 +1,89 @@
+"""From partial work to the work that is left, and the prompt that asks for exactly that.
+
+Pure functions over :class:`~pytest_orch_recovery.engine.model.PartialWork`; reading a real git
+worktree into that form is ``workspace.py``'s job.
+"""
+
+from __future__ import annotations
+
+from pytest_orch_recovery.engine.model import PartialWork, Task, WorkItem, WorkKind
+
+# How much of a failing test run a fix-focused agent is shown in its prompt.
+TEST_OUTPUT_LINES = 40
+
+
+def missing_work(task: Task, partial: PartialWork) -> tuple[WorkItem, ...]:
+    """The steps still needed, in the order an agent would take them.
+
+    >>> from pytest_orch_recovery.engine.model import Task, PartialWork
+    >>> t = Task("t1", "Create /fake3 command", ("fake3.md",))
+    >>> [w.describe() for w in missing_work(t, PartialWork(deliverables_present=("fake3.md",),
+    ...                                                   uncommitted=("fake3.md",)))]
+    ['git commit', 'git push', 'open the PR']
+    """
+    items = [WorkItem(WorkKind.WRITE, path) for path in partial.deliverables_missing]
+    if task.tests:
+        if partial.tests_passed is False and partial.code_complete:
+            items.append(WorkItem(WorkKind.FIX_TESTS))
+        elif partial.tests_passed is not True or not partial.code_complete:
+            # Files still to write have not been tested, whatever the last run said.
+            items.append(WorkItem(WorkKind.TEST))
+    needs_commit = bool(items) or bool(partial.uncommitted) or partial.commits_ahead == 0
+    if needs_commit:
+        items.append(WorkItem(WorkKind.COMMIT))
+    if needs_commit or not partial.pushed:
+        items.append(WorkItem(WorkKind.PUSH))
+    if task.wants_pr and partial.pr is None:
+        items.append(WorkItem(WorkKind.OPEN_PR))
+    return tuple(items)
+
+
+def done_work(task: Task, partial: PartialWork) -> tuple[str, ...]:
+    """What the previous attempts achieved, in words."""
+    done = [f"wrote {path}" for path in partial.deliverables_present]
+    if partial.commits_ahead:
+        plural = "s" if partial.commits_ahead != 1 else ""
+        done.append(f"made {partial.commits_ahead} commit{plural} on the branch")
+    if partial.pushed:
+        done.append("pushed the branch")
+    if partial.pr is not None:
+        done.append(f"opened PR #{partial.pr.number}")
+    if partial.checkpoint is not None:
+        done += [f"(checkpoint) {s}" for s in partial.checkpoint.completed_subtasks]
+    return tuple(done)
+
+
+def continuation_prompt(task: Task, partial: PartialWork, work: tuple[WorkItem, ...]) -> str:
+    """A prompt for the next attempt: what was done, what is left, what not to redo."""
+    lines = [f"You are continuing the task: {task.title}"]
+    if task.prompt and task.prompt != task.title:
+        lines += ["", "Original instructions:", task.prompt]
+    done = done_work(task, partial)
+    lines += ["", "Already done (do NOT redo these):"]
+    lines += [f"- {d}" for d in done] or ["- nothing yet"]
+    if partial.uncommitted:
+        lines += ["", "Uncommitted changes present: " + ", ".join(partial.uncommitted)]
+    lines += ["", "Remaining steps, in order:"]
+    lines += [f"{i}. {w.describe()}" for i, w in enumerate(work, 1)] or ["(none)"]
+    keep = [p for p in partial.deliverables_present]
+    if keep:
+        lines += ["", "Do not rewrite these files unless a step above needs it: " + ", ".join(keep)]
+    if task.tests and any(w.kind is WorkKind.FIX_TESTS for w in work):
+        lines += ["", f"The tests fail. Run `{task.tests}`, read the failures and fix the code."]
+        if partial.test_output:
+            tail = partial.test_output.strip().splitlines()[-TEST_OUTPUT_LINES:]
+            lines += ["", "The last test run ended with:", *(f"    {t}" for t in tail)]
+    return "\n".join(lines) + "\n"
+
+
+def initial_prompt(task: Task) -> str:
+    """The prompt for a fresh attempt with the whole task."""
+    if task.prompt:
+        return task.prompt
+    lines = [task.title, "", "Create these files:"]
+    lines += [f"- {p}" for p in task.deliverables]
+    if task.tests:
+        lines += ["", f"Make `{task.tests}` pass."]
+    lines += ["", "Then commit, push the branch"]
+    lines[-1] += " and open a pull request." if task.wants_pr else "."
+    return "\n".join(lines) + "\n"

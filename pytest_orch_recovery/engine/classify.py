@@ -1,0 +1,427 @@
+"""Why did an attempt fail? Weigh every signal, never the exit code alone.
+
+Signals, each turned into :class:`~pytest_orch_recovery.engine.model.Evidence` with a weight:
+
+- the exit (status, signal, 128+N, tmux ``pane_dead_signal``, coreutils 124);
+- what the supervisor knows: it timed the attempt out, it delivered signals to the group;
+- the agent's result JSON (Claude Code ``--output-format json``: ``type: "result"``,
+  ``subtype``, ``is_error``, ``result``, ``permission_denials``, ``api_error_status``,
+  ``terminal_reason``);
+- log and pane text, through the pattern table in :mod:`.patterns`;
+- the deliverables actually present, and whether the tests pass.
+
+Evidence for the same reason combines as a noisy-OR (independent witnesses); the reason with
+the highest score wins and the confidence is that score discounted by the runner-up.
+Evidence drawn from the exit alone is capped at :data:`EXIT_ONLY_CONFIDENCE_CAP`.
+
+Known behaviour this encodes (see docs and DESIGN.md "Facts measured on this machine"):
+real Claude Code interrupted while waiting on the API exits 0 with no output at all, and
+interrupted while a tool or hook runs exits 0 with ``subtype: "error_during_execution"``,
+``terminal_reason: "aborted_tools"`` (measured with 2.1.328, docs/claude-code.md); run
+without ``--dangerously-skip-permissions`` it exits 0 with ``permission_denials`` and writes
+nothing; headless API errors may come back as ``subtype: "success"`` with the error only in
+``result`` (anthropics/claude-code#79500).
+"""
+
+from __future__ import annotations
+
+import signal as _signal
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_orch_recovery.engine.model import Attribution, Evidence, ExitInfo, Reason
+from pytest_orch_recovery.engine.patterns import Match, match_lines
+
+# Evidence from the exit alone never carries more weight than this, so an attribution made
+# from an exit code with nothing else observed never claims more confidence than this.
+EXIT_ONLY_CONFIDENCE_CAP = 0.6
+
+# When two reasons score the same, the more specific / more actionable one wins.
+_PRIORITY: tuple[Reason, ...] = (
+    Reason.PERMISSION,
+    Reason.TIMEOUT,
+    Reason.SIGINT,
+    Reason.API_ERROR,
+    Reason.GITHUB_ERROR,
+    Reason.GIT_ERROR,
+    Reason.TEST_FAILURE,
+    Reason.KILLED,
+    Reason.INCOMPLETE,
+    Reason.UNKNOWN,
+)
+
+# An earlier fatal-looking line that the run got past is worth this fraction of its weight.
+_SUPERSEDED = 0.35
+# Evidence at or above this weight "explains" missing deliverables.
+_EXPLAINS = 0.5
+
+_SIGINT = int(_signal.SIGINT)
+_KILLING = frozenset(int(s) for s in (_signal.SIGKILL, _signal.SIGTERM, _signal.SIGHUP))
+
+
+@dataclass(frozen=True)
+class LogText:
+    """Text an attempt left behind: a log file, captured pane, stdout or stderr."""
+
+    source: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything known about one ended attempt."""
+
+    exit: ExitInfo | None = None
+    result: Mapping[str, Any] | None = None  # the agent's result JSON
+    logs: tuple[LogText, ...] = ()
+    deliverables_present: tuple[str, ...] = ()
+    deliverables_missing: tuple[str, ...] = ()
+    timed_out: bool = False  # the supervisor killed it for exceeding its timeout
+    signals_delivered: tuple[int, ...] = ()  # seen delivered to the agent's process group
+    tests_passed: bool | None = None
+    # Steps of the task still undone besides files (e.g. "git commit", "open the PR"): an
+    # agent that wrote every file but never committed or opened its PR is not finished.
+    work_missing: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------- evidence
+
+
+@dataclass
+class _Found:
+    evidence: list[Evidence]
+    api_status: int | None = None
+    retry_after: float | None = None
+
+    def add(
+        self,
+        kind: str,
+        reason: Reason,
+        weight: float,
+        detail: str,
+        source: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.evidence.append(Evidence(kind, reason, round(weight, 6), detail, source, line))
+
+
+def _sig_name(number: int) -> str:
+    try:
+        return _signal.Signals(number).name
+    except ValueError:
+        return f"SIG{number}"
+
+
+def _supervisor_timed_out(obs: Observation) -> bool:
+    return obs.timed_out or (obs.exit is not None and obs.exit.timed_out)
+
+
+def _exit_evidence(obs: Observation, found: _Found) -> None:
+    exit_info = obs.exit
+    if exit_info is None:
+        return
+    code = exit_info.display_code
+    timed_out = _supervisor_timed_out(obs)
+    sig = exit_info.signal
+    if sig is not None:
+        name = _sig_name(sig)
+        how = f"ended by {name} (code {code}, from {exit_info.source})"
+        if timed_out and (sig in _KILLING or sig == _SIGINT):
+            found.add("exit", Reason.TIMEOUT, 0.3, f"{how}, sent by the timeout")
+        elif sig == _SIGINT:
+            found.add("exit", Reason.SIGINT, 0.6, how)
+        elif sig in _KILLING:
+            found.add("exit", Reason.KILLED, 0.55, how)
+        else:
+            found.add("exit", Reason.UNKNOWN, 0.4, f"{how}: crashed")
+        return
+    if exit_info.timed_out:
+        found.add("exit", Reason.TIMEOUT, 0.6, f"exit status {code}: coreutils timeout(1)")
+    elif exit_info.status not in (None, 0):
+        found.add("exit", Reason.UNKNOWN, 0.3, f"exit status {code}")
+
+
+def _output_empty(obs: Observation) -> bool:
+    return obs.result is None and all(not log.text.strip() for log in obs.logs)
+
+
+def _supervisor_evidence(obs: Observation, found: _Found) -> None:
+    if obs.timed_out:
+        found.add("supervisor", Reason.TIMEOUT, 0.9, "killed by the supervisor for its timeout")
+    timed_out = _supervisor_timed_out(obs)
+    for index, sig in enumerate(obs.signals_delivered):
+        weight = 0.65 if index == 0 else 0.25  # the first signal sent is the one that mattered
+        name = _sig_name(sig)
+        if timed_out and (sig in _KILLING or sig == _SIGINT):
+            found.add("supervisor", Reason.TIMEOUT, 0.3, f"{name} delivered by the timeout")
+        elif sig == _SIGINT:
+            found.add("supervisor", Reason.SIGINT, weight, f"{name} delivered to the group")
+        elif sig in _KILLING:
+            found.add("supervisor", Reason.KILLED, weight, f"{name} delivered to the group")
+    exit_info = obs.exit
+    clean_exit = exit_info is not None and exit_info.status == 0 and exit_info.signal is None
+    if _SIGINT in obs.signals_delivered and clean_exit and not timed_out and _output_empty(obs):
+        found.add(
+            "supervisor",
+            Reason.SIGINT,
+            0.85,
+            "exit 0 with no output after SIGINT: how Claude Code ends when interrupted "
+            "while waiting on the API",
+        )
+
+
+def _denial_detail(denial: Any) -> str:
+    if not isinstance(denial, Mapping):
+        return str(denial)[:80]
+    tool = str(denial.get("tool_name", "?"))
+    tool_input = denial.get("tool_input")
+    target = ""
+    if isinstance(tool_input, Mapping):
+        for key in ("file_path", "path", "notebook_path", "command"):
+            if key in tool_input:
+                target = str(tool_input[key])[:80]
+                break
+    return f"{tool}({target})" if target else tool
+
+
+def _denied_paths(denials: Iterable[Any]) -> list[str]:
+    paths: list[str] = []
+    for denial in denials:
+        if isinstance(denial, Mapping):
+            tool_input = denial.get("tool_input")
+            if isinstance(tool_input, Mapping):
+                for key in ("file_path", "path", "notebook_path"):
+                    value = tool_input.get(key)
+                    if isinstance(value, str):
+                        paths.append(value)
+    return paths
+
+
+def _result_evidence(obs: Observation, found: _Found) -> list[Match]:
+    """Evidence from the result JSON; returns pattern matches found in its ``result`` text."""
+    result = obs.result
+    if not isinstance(result, Mapping):
+        return []
+    before = len(found.evidence)
+    denials = result.get("permission_denials")
+    if isinstance(denials, list) and denials:
+        shown = ", ".join(_denial_detail(d) for d in denials[:5])
+        found.add("result", Reason.PERMISSION, 0.6, f"{len(denials)} permission denial(s): {shown}")
+        if obs.deliverables_missing:
+            denied = _denied_paths(denials)
+            hit = [m for m in obs.deliverables_missing if any(p.endswith(m) for p in denied)]
+            detail = (
+                f"denied writes to missing deliverables: {', '.join(hit)}"
+                if hit
+                else f"deliverables missing after denials: {', '.join(obs.deliverables_missing)}"
+            )
+            found.add("result", Reason.PERMISSION, 0.4 if hit else 0.3, detail)
+    status = result.get("api_error_status")
+    if isinstance(status, int) and not isinstance(status, bool):
+        found.add("result", Reason.API_ERROR, 0.9, f"api_error_status {status}")
+        found.api_status = status
+    terminal = result.get("terminal_reason")
+    if terminal == "api_error":
+        found.add("result", Reason.API_ERROR, 0.8, "terminal_reason api_error")
+    aborted = isinstance(terminal, str) and terminal.startswith("aborted")
+    if aborted:
+        found.add("result", Reason.SIGINT, 0.6,
+                  f"terminal_reason {terminal}: how Claude Code ends when interrupted while a "
+                  "tool or its hook runs")
+    subtype = result.get("subtype")
+    if subtype == "error_max_turns":
+        found.add("result", Reason.INCOMPLETE, 0.7, "subtype error_max_turns: ran out of turns")
+    elif aborted and subtype == "error_during_execution":
+        pass  # the abort above is the cause; the subtype says nothing more
+    elif isinstance(subtype, str) and subtype.startswith("error"):
+        found.add("result", Reason.UNKNOWN, 0.35, f"subtype {subtype}")
+    text = result.get("result")
+    matches = match_lines(text, "result") if isinstance(text, str) else []
+    if result.get("is_error") is True and not matches and len(found.evidence) == before:
+        found.add("result", Reason.UNKNOWN, 0.35, "is_error true, no cause given")
+    return matches
+
+
+def _text_evidence(sources: list[list[Match]], found: _Found) -> None:
+    """Per source: the last fatal line counts in full, earlier fatal lines the run got past
+    count for little, retried errors count as the small warnings they are. One evidence item
+    per (source, reason), so a thousand retry lines do not outvote one fatal line."""
+    for matches in sources:
+        if not matches:
+            continue
+        fatal = [m for m in matches if m.stops_run]
+        last_fatal = fatal[-1] if fatal else None
+        weights: dict[Reason, float] = {}
+        best: dict[Reason, Match] = {}
+        counts: dict[Reason, int] = {}
+        for m in matches:
+            superseded = m.stops_run and m is not last_fatal
+            weight = m.pattern.weight * (_SUPERSEDED if superseded else 1.0)
+            counts[m.reason] = counts.get(m.reason, 0) + 1
+            if m.reason not in weights or weight >= weights[m.reason]:
+                weights[m.reason], best[m.reason] = weight, m
+        for reason, m in best.items():
+            count = counts[reason]
+            more = f" (+{count - 1} more line(s))" if count > 1 else ""
+            kind = "result" if m.source == "result" else "log"
+            detail = f"{m.pattern.name}: {m.text}{more}"
+            found.add(kind, reason, weights[reason], detail, m.source, m.line)
+        for m in reversed(matches):
+            if m.reason is Reason.API_ERROR and found.api_status is None and m.api_status:
+                found.api_status = m.api_status
+            if m.retry_after is not None and found.retry_after is None:
+                found.retry_after = m.retry_after
+
+
+def _parked_at_prompt(obs: Observation, log_matches: list[list[Match]], found: _Found) -> None:
+    """An agent killed by the timeout while its last words were a permission prompt was not
+    slow: it was waiting for a person. The prompt is the cause, the timeout its symptom."""
+    if not _supervisor_timed_out(obs):
+        return
+    for matches in log_matches:
+        if matches and matches[-1].reason is Reason.PERMISSION:
+            last = matches[-1]
+            found.add("log", Reason.PERMISSION, 0.95,
+                      f"waiting at a permission prompt when the timeout fired: {last.text}",
+                      last.source, last.line)
+            return
+
+
+def _deliverable_evidence(obs: Observation, found: _Found) -> None:
+    present = obs.deliverables_present
+    missing = (*obs.deliverables_missing, *obs.work_missing)
+    if obs.tests_passed is False:
+        if not obs.deliverables_missing:
+            detail = f"all {len(present)} deliverable(s) present; tests fail"
+            found.add("deliverables", Reason.TEST_FAILURE, 0.8, detail)
+        else:
+            found.add("deliverables", Reason.TEST_FAILURE, 0.3, "tests fail; work incomplete")
+    if not missing:
+        return
+    explained = any(
+        e.weight >= _EXPLAINS and e.reason not in (Reason.INCOMPLETE, Reason.UNKNOWN)
+        for e in found.evidence
+    )
+    if obs.deliverables_missing:
+        files = obs.deliverables_missing
+        total = len(files) + len(present)
+        detail = f"{len(files)} of {total} deliverable(s) missing: {', '.join(files[:5])}"
+        if obs.work_missing:
+            detail += f"; also undone: {', '.join(obs.work_missing[:5])}"
+    else:
+        detail = f"all deliverables present but undone: {', '.join(obs.work_missing[:5])}"
+    if explained:  # listed for the reader, not scored: another reason accounts for it
+        found.add("deliverables", Reason.INCOMPLETE, 0.0, detail)
+        return
+    exit_info = obs.exit
+    if exit_info is None:
+        weight, how = 0.5, "exit unknown"
+    elif exit_info.status == 0 and exit_info.signal is None:
+        weight, how = 0.75, "exit 0"
+    else:
+        weight, how = 0.2, f"exit {exit_info.display_code}"
+    detail = f"{how}, nothing else explains it; {detail}"
+    found.add("deliverables", Reason.INCOMPLETE, weight, detail)
+
+
+# --------------------------------------------------------------------------- verdict
+
+
+def _scores(evidence: Iterable[Evidence]) -> dict[Reason, float]:
+    misses: dict[Reason, float] = {}
+    for e in evidence:
+        weight = min(max(e.weight, 0.0), 1.0)
+        misses[e.reason] = misses.get(e.reason, 1.0) * (1.0 - weight)
+    return {reason: 1.0 - miss for reason, miss in misses.items()}
+
+
+def _log_matches(obs: Observation) -> list[list[Match]]:
+    return [match_lines(log.text, log.source) for log in obs.logs]
+
+
+def looks_successful(obs: Observation) -> bool:
+    """Clean exit, every deliverable present, tests not failing, and no error seen anywhere.
+
+    Exit 0 alone is not enough: something must show work was done (a deliverable present or
+    a successful result JSON).
+
+    >>> looks_successful(Observation(exit=ExitInfo(0), deliverables_present=("a.md",)))
+    True
+    >>> looks_successful(Observation(exit=ExitInfo(0)))
+    False
+    """
+    return _looks_successful(obs, _log_matches(obs))
+
+
+def _looks_successful(obs: Observation, log_matches: list[list[Match]]) -> bool:
+    if obs.timed_out or obs.deliverables_missing or obs.tests_passed is False:
+        return False
+    if obs.work_missing or obs.signals_delivered:
+        return False
+    if obs.exit is not None and not obs.exit.clean:
+        return False
+    result = obs.result
+    result_ok = False
+    if result is not None:
+        if result.get("is_error") is True or result.get("permission_denials"):
+            return False
+        if result.get("api_error_status") is not None:
+            return False
+        subtype = result.get("subtype")
+        if subtype not in (None, "success"):
+            return False
+        result_ok = subtype == "success"
+        text = result.get("result")
+        if isinstance(text, str) and any(m.stops_run for m in match_lines(text, "result")):
+            return False
+    if obs.exit is None and result is None:
+        return False
+    if any(m.stops_run for ms in log_matches for m in ms):
+        return False
+    return bool(obs.deliverables_present) or result_ok
+
+
+def classify(obs: Observation) -> Attribution:
+    """Attribute the cause of an attempt's end, with evidence. Deterministic and pure.
+
+    >>> classify(Observation(exit=ExitInfo.from_shell_status(130))).reason
+    <Reason.SIGINT: 'sigint'>
+    """
+    log_matches = _log_matches(obs)  # scanned once: classify runs in simulation hot loops
+    if _looks_successful(obs, log_matches):
+        note = Evidence(
+            "summary",
+            Reason.UNKNOWN,
+            0.0,
+            f"attempt looks successful: {len(obs.deliverables_present)} deliverable(s) "
+            "present, clean exit, no error seen",
+        )
+        return Attribution(Reason.UNKNOWN, 0.0, (note,))
+    found = _Found([])
+    _exit_evidence(obs, found)
+    _supervisor_evidence(obs, found)
+    result_matches = _result_evidence(obs, found)
+    _text_evidence([*log_matches, result_matches], found)
+    _parked_at_prompt(obs, log_matches, found)
+    _deliverable_evidence(obs, found)
+    scores = _scores(e for e in found.evidence if e.weight > 0)
+    if not scores:
+        note = Evidence("summary", Reason.UNKNOWN, 0.0, "no signal points at a cause")
+        return Attribution(Reason.UNKNOWN, 0.0, (*found.evidence, note))
+    ranked = sorted(scores.items(), key=lambda item: (-item[1], _PRIORITY.index(item[0])))
+    winner, top = ranked[0]
+    runner_up = ranked[1][1] if len(ranked) > 1 else 0.0
+    confidence = min(max(top * (1.0 - 0.5 * runner_up), 0.0), 1.0)
+    # Strongest first, so a reader sees the deciding evidence at the top.
+    ordered = sorted(
+        found.evidence, key=lambda e: (e.reason is not winner, -e.weight, _PRIORITY.index(e.reason))
+    )
+    is_api = winner is Reason.API_ERROR
+    return Attribution(
+        winner,
+        round(confidence, 6),
+        tuple(ordered),
+        retry_after=found.retry_after if is_api else None,
+        api_status=found.api_status if is_api else None,
+    )

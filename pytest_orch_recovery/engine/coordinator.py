@@ -1,0 +1,698 @@
+"""The recovery coordinator: notice an exit -> classify -> analyze -> decide -> execute -> record.
+
+State is event-sourced: every change is an :class:`~pytest_orch_recovery.engine.model.Event`
+appended
+to the journal first and then applied to memory by :meth:`Coordinator._apply`. A coordinator
+that crashed is replaced by a new one on the same journal, whose :meth:`Coordinator.recover`
+replays the journal through the same ``_apply`` and then finishes the step in flight: an exit not
+yet attributed is attributed, a decision not yet carried out is carried out, and an attempt
+already launched is re-launched with the same idempotency key, which every runtime treats as a
+no-op — so no recovery action is ever launched twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import heapq
+import itertools
+import random
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_orch_recovery.engine.analyze import continuation_prompt, initial_prompt, missing_work
+from pytest_orch_recovery.engine.classify import LogText, Observation, classify
+from pytest_orch_recovery.engine.journal import Journal
+from pytest_orch_recovery.engine.model import (
+    Attribution,
+    Decision,
+    Event,
+    EventKind,
+    ExitInfo,
+    PartialWork,
+    Reason,
+    Strategy,
+    Task,
+    WorkItem,
+    WorkKind,
+    full_plan,
+    signal_number,
+)
+from pytest_orch_recovery.engine.policy import PastAttempt, Policy, Situation
+from pytest_orch_recovery.engine.runtime import AttemptExit, LaunchSpec, Runtime
+
+OUTPUT_TAIL_BYTES = 2048
+
+
+class Phase(enum.StrEnum):
+    WAITING = "waiting"  # a launch is scheduled (maybe after a backoff delay)
+    RUNNING = "running"  # an attempt is live
+    EXITED = "exited"  # exit recorded, not yet judged
+    ATTRIBUTED = "attributed"  # failure attributed, no decision yet
+    SUCCEEDED = "succeeded"
+    ESCALATED = "escalated"
+    FAILED = "failed"
+
+
+TERMINAL = frozenset({Phase.SUCCEEDED, Phase.ESCALATED, Phase.FAILED})
+
+
+@dataclass
+class AttemptState:
+    spec: LaunchSpec
+    launched_at: float
+    deadline: float | None
+    reason: Reason | None = None
+    exit: ExitInfo | None = None
+    timed_out: bool = False  # the coordinator killed it for running past its timeout
+
+    @property
+    def number(self) -> int:
+        return self.spec.attempt
+
+    @property
+    def agent_type(self) -> str:
+        return self.spec.agent_type
+
+    @property
+    def strategy(self) -> Strategy | None:
+        return self.spec.strategy
+
+
+@dataclass
+class PendingLaunch:
+    spec: LaunchSpec
+    not_before: float
+    remedies: tuple[str, ...] = ()
+
+
+@dataclass
+class TaskState:
+    task: Task
+    agent: str
+    phase: Phase = Phase.WAITING
+    attempts: list[AttemptState] = field(default_factory=list)
+    pending: PendingLaunch | None = None
+    exit_data: Mapping[str, Any] | None = None  # data of the last attempt_exited
+    attribution: Attribution | None = None
+    partial: PartialWork | None = None
+    missing: tuple[WorkItem, ...] = ()
+    first_failure_at: float | None = None
+    escalation_cause: str | None = None
+    released_by: str | None = None  # an operator released it; no decision recorded yet
+
+    @property
+    def current(self) -> AttemptState | None:
+        return self.attempts[-1] if self.attempts else None
+
+
+@dataclass(frozen=True, order=True)
+class _Timer:
+    time: float
+    seq: int
+    task_id: str = field(compare=False)
+    key: str = field(compare=False)
+
+
+class _Timers:
+    """A min-heap of (time, task, key) entries with lazy deletion: an entry whose task has
+    moved on is skipped when it reaches the top. Keeps the loop O(log n) per event."""
+
+    def __init__(self) -> None:
+        self._heap: list[_Timer] = []
+        self._seq = itertools.count()
+
+    def add(self, time: float, task_id: str, key: str) -> None:
+        heapq.heappush(self._heap, _Timer(time, next(self._seq), task_id, key))
+
+    def first(self, valid: Callable[[_Timer], object]) -> float | None:
+        while self._heap and valid(self._heap[0]) is None:
+            heapq.heappop(self._heap)
+        return self._heap[0].time if self._heap else None
+
+    def due(self, now: float) -> list[_Timer]:
+        out = []
+        while self._heap and self._heap[0].time <= now:
+            out.append(heapq.heappop(self._heap))
+        return out
+
+
+class AgentNames:
+    """``task-agent-NNNN`` names, unique within a coordinator, deterministic from a seed."""
+
+    def __init__(self, seed: int) -> None:
+        self._rng = random.Random(f"agent-names:{seed}")
+        self._used: set[str] = set()
+
+    def reserve(self, name: str) -> None:
+        self._used.add(name)
+
+    def next(self) -> str:
+        while True:
+            name = f"task-agent-{self._rng.randrange(1000, 10000)}"
+            if name not in self._used:
+                self._used.add(name)
+                return name
+
+
+@dataclass
+class CoordinatorConfig:
+    attempt_timeout: float | None = 1800.0  # seconds per attempt; None = no limit
+    default_agent_type: str = "claude-code"
+    seed: int = 0
+
+
+class Coordinator:
+    """Drives tasks to success or escalation over any :class:`Runtime`."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        journal: Journal,
+        *,
+        policy: Policy | None = None,
+        config: CoordinatorConfig | None = None,
+        classifier: Callable[[Observation], Attribution] = classify,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self._on_event = on_event
+        self.journal = journal
+        self.config = config or CoordinatorConfig()
+        self.policy = policy or Policy(seed=self.config.seed)
+        self._classify = classifier
+        self.tasks: dict[str, TaskState] = {}
+        self._by_agent: dict[str, str] = {}  # agent -> task_id
+        self._running: set[str] = set()  # task ids with an attempt launched, exit not seen
+        self._launches = _Timers()  # when scheduled launches are due
+        self._deadlines = _Timers()  # when live attempts time out
+        self._names = AgentNames(self.config.seed)
+
+    # ------------------------------------------------------------------ construction
+
+    def recover(self) -> Coordinator:
+        """Take over from a coordinator that died: rebuild state from what the journal already
+        holds, then finish the steps that were in flight. Call on a fresh coordinator whose
+        journal was opened on the dead one's file; returns ``self``."""
+        if self.tasks:
+            raise RuntimeError("recover() rebuilds a fresh coordinator; this one has state")
+        for event in self.journal.events():
+            self._apply(event)
+        self._finish_in_flight()
+        return self
+
+    def _finish_in_flight(self) -> None:
+        for state in list(self.tasks.values()):
+            if state.phase is Phase.RUNNING:
+                current = state.current
+                assert current is not None
+                # Same key: the runtime ignores it if the attempt is (or was) running there.
+                self.runtime.launch(current.spec)
+            elif state.phase is Phase.EXITED and state.exit_data is not None:
+                self._judge(state, _exit_from_event(state, state.exit_data))
+            elif state.phase is Phase.ATTRIBUTED:
+                self._decide(state)
+            elif state.phase is Phase.ESCALATED and state.released_by is not None:
+                self._release(state, state.released_by)  # the operator's order, half done
+            elif state.phase is Phase.SUCCEEDED:
+                # The old coordinator may have died between recording success and cleaning
+                # up; cleanup is idempotent, so do it again.
+                self.runtime.cleanup(state.agent)
+
+    # ------------------------------------------------------------------ public API
+
+    def submit(self, task: Task, *, agent: str | None = None) -> str:
+        """Accept a task; its first attempt launches on the next :meth:`run`."""
+        if task.task_id in self.tasks:
+            raise ValueError(f"task {task.task_id!r} was already submitted")
+        name = agent or self._names.next()
+        if name in self._by_agent:
+            raise ValueError(f"agent name {name!r} is already in use")
+        self._emit(
+            EventKind.TASK_SUBMITTED,
+            task_id=task.task_id,
+            agent=name,
+            data={"task": task.to_json(), "complexity": str(task.complexity)},
+        )
+        return name
+
+    def run(self, *, until: float | None = None) -> None:
+        """Run until every task is terminal (or escalated and waiting for an operator), or
+        until clock time ``until``."""
+        while True:
+            now = self.runtime.clock.now()
+            if until is not None and now >= until:
+                return
+            self._launch_due(now)
+            wake = self._next_wakeup(until)
+            if not self._running and wake is None:
+                return
+            exited = self.runtime.next_exit(wake)
+            if exited is None:
+                self._enforce_timeouts(self.runtime.clock.now())
+                continue
+            self._on_exit(exited)
+
+    def release(
+        self,
+        action: str,
+        *,
+        reasons: Iterable[Reason] = (),
+        tasks: Iterable[str] = (),
+    ) -> list[str]:
+        """An operator fixed something: close the breaker for ``reasons`` and give escalated
+        tasks (those named, or all escalated for those reasons) a fresh attempt."""
+        reason_set = set(reasons)
+        chosen = set(tasks)
+        released = [
+            s.task.task_id
+            for s in self.tasks.values()
+            if s.phase is Phase.ESCALATED
+            and (
+                s.task.task_id in chosen
+                or (s.attribution is not None and s.attribution.reason in reason_set)
+            )
+        ]
+        self._emit(
+            EventKind.OPERATOR_ACTION,
+            data={"action": action, "tasks": released, "reasons": sorted(reason_set)},
+        )
+        for task_id in released:
+            self._release(self.tasks[task_id], action)
+        return released
+
+    def _release(self, state: TaskState, action: str) -> None:
+        partial = self.runtime.partial_work(state.task, state.agent)
+        missing = missing_work(state.task, partial)
+        resume = partial.any_progress or partial.usable_checkpoint
+        decision = Decision(
+            strategy=Strategy.RESUME if resume else Strategy.RESTART,
+            why=f"released by an operator ({action}); "
+            + ("resuming with what is left." if resume else "restarting the full task."),
+            rule="operator_release",
+            agent_type=state.current.agent_type if state.current else None,
+            work=missing if resume else full_plan(state.task),
+        )
+        self._record_decision(state, decision, partial, self.runtime.clock.now())
+
+    def note_workspace_cleaned(self, agent: str, path: str, rescue_ref: str | None) -> None:
+        """Journal that ``agent``'s workspace was removed (unpushed work saved to
+        ``rescue_ref`` first, when there was any)."""
+        task_id = self._by_agent.get(agent)
+        self._emit(EventKind.WORKSPACE_CLEANED, task_id=task_id, agent=agent,
+                   data={"path": path, "rescue_ref": rescue_ref})
+
+    def note_workspace_orphaned(self, path: str, agent: str | None = None) -> None:
+        """Journal a workspace no live or waiting task owns (counted by the gate)."""
+        self._emit(EventKind.WORKSPACE_ORPHANED, task_id=self._by_agent.get(agent or ""),
+                   agent=agent, data={"path": path})
+
+    def owners(self) -> set[str]:
+        """Agents whose workspace must be kept: tasks not finished, or escalated (a person
+        will want to look at what the agent left)."""
+        return {s.agent for s in self.tasks.values() if s.phase is not Phase.SUCCEEDED
+                and s.phase is not Phase.FAILED}
+
+    def outcome(self, task_id: str) -> Phase:
+        return self.tasks[task_id].phase
+
+    # ------------------------------------------------------------------ the loop's steps
+
+    def _pending_of(self, entry: _Timer) -> TaskState | None:
+        state = self.tasks[entry.task_id]
+        pending = state.pending
+        if pending is None or pending.spec.key != entry.key:
+            return None  # superseded (launched, escalated, or rescheduled)
+        return state
+
+    def _deadline_of(self, entry: _Timer) -> TaskState | None:
+        state = self.tasks[entry.task_id]
+        current = state.current
+        if (state.phase is not Phase.RUNNING or current is None or current.timed_out
+                or current.spec.key != entry.key):
+            return None
+        return state
+
+    def _next_wakeup(self, until: float | None) -> float | None:
+        times = [
+            t for t in (self._launches.first(self._pending_of),
+                        self._deadlines.first(self._deadline_of))
+            if t is not None
+        ]
+        if until is not None:
+            times.append(until)
+        return min(times) if times else None
+
+    def _launch_due(self, now: float) -> None:
+        for entry in self._launches.due(now):
+            state = self._pending_of(entry)
+            if state is None or state.pending is None:
+                continue
+            pending = state.pending
+            spec = pending.spec
+            applied = [
+                {"remedy": r, "result": self.runtime.apply_remedy(state.agent, r)}
+                for r in pending.remedies
+            ]
+            self._emit(
+                EventKind.ATTEMPT_LAUNCHED,
+                task_id=state.task.task_id,
+                agent=state.agent,
+                attempt=spec.attempt,
+                key=spec.key,
+                data={
+                    "agent_type": spec.agent_type,
+                    "strategy": None if spec.strategy is None else str(spec.strategy),
+                    "work": [w.to_json() for w in spec.work],
+                    "resume_session": spec.resume_session,
+                    "prompt": spec.prompt,
+                    "timeout": spec.timeout,
+                    "remedies": applied,
+                },
+            )
+            self.runtime.launch(spec)
+
+    def _enforce_timeouts(self, now: float) -> None:
+        for entry in self._deadlines.due(now):
+            state = self._deadline_of(entry)
+            if state is None or state.current is None:
+                continue
+            state.current.timed_out = True
+            self.runtime.kill(state.agent)
+
+    def _on_exit(self, exited: AttemptExit) -> None:
+        task_id = self._by_agent.get(exited.agent)
+        if task_id is None:
+            return  # not ours (e.g. a stray session in a shared runtime)
+        state = self.tasks[task_id]
+        current = state.current
+        if current is None or current.number != exited.attempt or state.phase is not Phase.RUNNING:
+            return  # a late duplicate report of an attempt already judged
+        timed_out = current.timed_out or exited.exit.timed_out
+        exit_info = exited.exit.with_timeout() if timed_out else exited.exit
+        self._emit(
+            EventKind.ATTEMPT_EXITED,
+            task_id=task_id,
+            agent=exited.agent,
+            attempt=exited.attempt,
+            data={
+                "exit": exit_info.to_json(),
+                "started_at": exited.started_at,
+                "ended_at": exited.ended_at,
+                "output_tail": _tail(exited.output),
+                "result": dict(exited.result) if exited.result is not None else None,
+                "session_id": exited.session_id,
+                "signals_delivered": list(exited.extra.get("signals_delivered", ())),
+            },
+        )
+        self._judge(state, dataclasses.replace(exited, exit=exit_info))
+
+    def _judge(self, state: TaskState, exited: AttemptExit) -> None:
+        """Success if nothing is missing; otherwise attribute the failure and decide."""
+        partial = self.runtime.partial_work(state.task, state.agent)
+        missing = missing_work(state.task, partial)
+        now = self.runtime.clock.now()
+        task_id = state.task.task_id
+        if not missing:
+            recovery_time = None
+            if state.first_failure_at is not None:
+                recovery_time = max(0.0, now - state.first_failure_at)
+            self._emit(
+                EventKind.TASK_SUCCEEDED,
+                task_id=task_id,
+                agent=state.agent,
+                attempt=exited.attempt,
+                data={
+                    "first_try": len(state.attempts) == 1,
+                    "attempts": len(state.attempts),
+                    "recovery_time": recovery_time,
+                    "pr": None if partial.pr is None else partial.pr.number,
+                },
+            )
+            self.runtime.cleanup(state.agent)
+            return
+        observation = Observation(
+            exit=exited.exit,
+            result=exited.result,
+            logs=(LogText("output", exited.output),) if exited.output else (),
+            deliverables_present=partial.deliverables_present,
+            deliverables_missing=partial.deliverables_missing,
+            timed_out=exited.exit.timed_out,
+            signals_delivered=tuple(
+                signal_number(s) for s in exited.extra.get("signals_delivered", ())
+            ),
+            tests_passed=partial.tests_passed,
+            work_missing=tuple(w.describe() for w in missing if w.kind is not WorkKind.WRITE),
+        )
+        attribution = self._classify(observation)
+        self._emit(
+            EventKind.FAILURE_ATTRIBUTED,
+            task_id=task_id,
+            agent=state.agent,
+            attempt=exited.attempt,
+            data={
+                "attribution": attribution.to_json(),
+                "partial": partial.to_json(),
+                "missing_work": [w.to_json() for w in missing],
+            },
+        )
+        state.partial = partial  # full object (the event holds a summary)
+        self._decide(state)
+
+    def _decide(self, state: TaskState) -> None:
+        assert state.attribution is not None and state.current is not None
+        partial = state.partial
+        if partial is None:  # after a crash: read the workspace again
+            partial = self.runtime.partial_work(state.task, state.agent)
+        history = tuple(
+            PastAttempt(a.number, a.agent_type, a.reason, a.strategy) for a in state.attempts
+        )
+        situation = Situation(
+            task=state.task,
+            agent=state.agent,
+            agent_type=state.current.agent_type,
+            attribution=state.attribution,
+            partial=partial,
+            missing=state.missing,
+            history=history,
+            breaker_open=self.policy.breaker.is_open(state.attribution.reason),
+            max_attempts=self.policy.max_attempts,
+        )
+        decision = self.policy.decide(situation)
+        self._record_decision(state, decision, partial, self.runtime.clock.now())
+
+    def _record_decision(
+        self, state: TaskState, decision: Decision, partial: PartialWork, now: float
+    ) -> None:
+        task_id = state.task.task_id
+        number = len(state.attempts) + 1
+        key = f"{task_id}:{number}:{decision.strategy}"
+        launch: dict[str, Any] | None = None
+        if decision.strategy is not Strategy.ESCALATE:
+            work = decision.work or missing_work(state.task, partial)
+            if decision.strategy is Strategy.RESTART:
+                prompt = initial_prompt(state.task)
+            else:
+                prompt = continuation_prompt(state.task, partial, work)
+            launch = {
+                "attempt": number,
+                "agent_type": decision.agent_type or self.config.default_agent_type,
+                "prompt": prompt,
+                "work": [w.to_json() for w in work],
+                "resume_session": decision.resume_session,
+                "not_before": now + decision.delay,
+            }
+        self._emit(
+            EventKind.DECISION,
+            task_id=task_id,
+            agent=state.agent,
+            attempt=len(state.attempts),
+            key=key,
+            data={"decision": decision.to_json(), "launch": launch},
+        )
+        if decision.strategy is Strategy.ESCALATE:
+            reason = state.attribution.reason if state.attribution else Reason.UNKNOWN
+            self._emit(
+                EventKind.TASK_ESCALATED,
+                task_id=task_id,
+                agent=state.agent,
+                attempt=len(state.attempts),
+                data={
+                    "why": decision.why,
+                    "systematic_cause": decision.systematic_cause,
+                    "reason": str(reason),
+                },
+            )
+
+    # ------------------------------------------------------------------ event sourcing
+
+    def _emit(
+        self,
+        kind: EventKind,
+        *,
+        task_id: str | None = None,
+        agent: str | None = None,
+        attempt: int | None = None,
+        key: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> Event:
+        event = self.journal.append(
+            Event(
+                kind=kind,
+                time=self.runtime.clock.now(),
+                task_id=task_id,
+                agent=agent,
+                attempt=attempt,
+                key=key,
+                data=data or {},
+            )
+        )
+        self._apply(event)
+        if self._on_event is not None:
+            self._on_event(event)
+        return event
+
+    def _apply(self, event: Event) -> None:
+        """Fold one event into memory. Used live and on replay: no I/O, no decisions."""
+        kind = event.kind
+        if kind is EventKind.OPERATOR_ACTION:
+            for reason in event.data.get("reasons", ()):
+                self.policy.breaker.close(Reason(reason))
+            for task_id in event.data.get("tasks", ()):
+                if task_id in self.tasks:
+                    self.tasks[task_id].released_by = str(event.data.get("action", ""))
+            return
+        if event.task_id is None:
+            return
+        if kind is EventKind.TASK_SUBMITTED:
+            task = Task.from_json(event.data["task"])
+            agent = event.agent or self._names.next()
+            self._names.reserve(agent)
+            state = TaskState(task=task, agent=agent)
+            self.tasks[task.task_id] = state
+            self._by_agent[agent] = task.task_id
+            work = full_plan(task)
+            state.pending = PendingLaunch(
+                LaunchSpec(
+                    task=task,
+                    agent=agent,
+                    attempt=1,
+                    agent_type=task.agent_type or self.config.default_agent_type,
+                    strategy=None,
+                    prompt=initial_prompt(task),
+                    work=work,
+                    key=f"{task.task_id}:1:initial",
+                    timeout=self.config.attempt_timeout,
+                ),
+                not_before=event.time,
+            )
+            self._launches.add(event.time, task.task_id, state.pending.spec.key)
+            return
+        state = self.tasks[event.task_id]
+        if kind is EventKind.ATTEMPT_LAUNCHED:
+            data = event.data
+            strategy = data.get("strategy")
+            timeout = data.get("timeout")
+            spec = LaunchSpec(
+                task=state.task,
+                agent=state.agent,
+                attempt=int(event.attempt or len(state.attempts) + 1),
+                agent_type=str(data["agent_type"]),
+                strategy=None if strategy is None else Strategy(strategy),
+                prompt=str(data.get("prompt", "")),
+                work=tuple(WorkItem.from_json(w) for w in data.get("work", ())),
+                key=str(event.key),
+                resume_session=data.get("resume_session"),
+                timeout=None if timeout is None else float(timeout),
+            )
+            state.attempts.append(
+                AttemptState(
+                    spec=spec,
+                    launched_at=event.time,
+                    deadline=None if timeout is None else event.time + float(timeout),
+                )
+            )
+            state.pending = None
+            state.phase = Phase.RUNNING
+            state.attribution = None
+            state.partial = None
+            self._running.add(state.task.task_id)
+            if timeout is not None:
+                self._deadlines.add(event.time + float(timeout), state.task.task_id, spec.key)
+        elif kind is EventKind.ATTEMPT_EXITED:
+            current = state.current
+            if current is not None:
+                current.exit = ExitInfo.from_json(event.data["exit"])
+                current.timed_out = current.exit.timed_out
+            state.exit_data = event.data
+            state.phase = Phase.EXITED
+            self._running.discard(state.task.task_id)
+        elif kind is EventKind.FAILURE_ATTRIBUTED:
+            attribution = Attribution.from_json(event.data["attribution"])
+            state.attribution = attribution
+            state.missing = tuple(WorkItem.from_json(w) for w in event.data["missing_work"])
+            if state.current is not None:
+                state.current.reason = attribution.reason
+            if state.first_failure_at is None:
+                ended = state.exit_data.get("ended_at") if state.exit_data else None
+                state.first_failure_at = float(ended) if ended is not None else event.time
+            self.policy.breaker.record(attribution.reason, state.agent, event.time)
+            state.phase = Phase.ATTRIBUTED
+        elif kind is EventKind.DECISION:
+            state.released_by = None
+            launch = event.data.get("launch")
+            if launch is not None:
+                decision = Decision.from_json(event.data["decision"])
+                state.pending = PendingLaunch(
+                    LaunchSpec(
+                        task=state.task,
+                        agent=state.agent,
+                        attempt=int(launch["attempt"]),
+                        agent_type=str(launch["agent_type"]),
+                        strategy=decision.strategy,
+                        prompt=str(launch["prompt"]),
+                        work=tuple(WorkItem.from_json(w) for w in launch["work"]),
+                        key=str(event.key),
+                        resume_session=launch.get("resume_session"),
+                        timeout=self.config.attempt_timeout,
+                    ),
+                    not_before=float(launch["not_before"]),
+                    remedies=decision.remedies,
+                )
+                state.phase = Phase.WAITING
+                self._launches.add(state.pending.not_before, state.task.task_id,
+                                   str(event.key))
+        elif kind is EventKind.TASK_SUCCEEDED:
+            state.phase = Phase.SUCCEEDED
+            state.pending = None
+        elif kind is EventKind.TASK_ESCALATED:
+            state.phase = Phase.ESCALATED
+            state.escalation_cause = event.data.get("systematic_cause")
+            state.pending = None
+        elif kind is EventKind.TASK_FAILED:
+            state.phase = Phase.FAILED
+            state.pending = None
+
+
+def _tail(text: str, limit: int = OUTPUT_TAIL_BYTES) -> str:
+    data = text.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return text
+    return data[-limit:].decode("utf-8", "replace")
+
+
+def _exit_from_event(state: TaskState, data: Mapping[str, Any]) -> AttemptExit:
+    current = state.current
+    assert current is not None
+    return AttemptExit(
+        agent=state.agent,
+        attempt=current.number,
+        exit=ExitInfo.from_json(data["exit"]),
+        started_at=float(data.get("started_at", 0.0)),
+        ended_at=float(data.get("ended_at", 0.0)),
+        output=str(data.get("output_tail", "")),
+        result=data.get("result"),
+        session_id=data.get("session_id"),
+        extra={"signals_delivered": tuple(data.get("signals_delivered", ()))},
+    )

@@ -1,0 +1,705 @@
+"""The recovery dashboard: Markdown in the seed's layout, and JSON with a schema version.
+
+The Markdown mirrors the seed's "Recovery Metrics Dashboard" (overall statistics, the reasons
+table in the seed's row order and labels, recent recovery events, systematic failures) and adds
+the success criteria with their statistical bounds. Free text from the journal (agent names,
+evidence, lessons) is flattened to one line, table-escaped and shortened, and the number of
+events shown is capped, so the document stays well under :data:`MAX_REPORT_BYTES`.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeGuard
+
+from pytest_orch_recovery import __version__
+from pytest_orch_recovery.engine import atomic
+from pytest_orch_recovery.engine.metrics import (
+    CriterionResult,
+    Metrics,
+    Outcome,
+    ReasonRow,
+    RecoveryEvent,
+    SystematicCause,
+)
+from pytest_orch_recovery.engine.model import ExitInfo, Reason, signal_number
+
+SCHEMA_VERSION = 1
+MAX_REPORT_BYTES = 1024 * 1024
+DEFAULT_MAX_EVENTS = 20
+_MAX_TEXT = 300  # characters of one free-text field
+_MAX_LIST = 10  # items of one list (agents, missing work)
+MAX_ATTEMPT_ROWS = 500  # rows of the Attempts table; the rest are counted as omitted
+
+# The seed's table, in its order and words; git and GitHub share a row there.
+REASON_ROWS: tuple[tuple[str, tuple[Reason, ...]], ...] = (
+    ("SIGINT (Ctrl-C)", (Reason.SIGINT,)),
+    ("Timeout", (Reason.TIMEOUT,)),
+    ("Claude API Error", (Reason.API_ERROR,)),
+    ("Git/GitHub Error", (Reason.GIT_ERROR, Reason.GITHUB_ERROR)),
+    ("Permission Error", (Reason.PERMISSION,)),
+    ("Unknown", (Reason.UNKNOWN,)),
+    ("Test Failure", (Reason.TEST_FAILURE,)),
+    ("Killed", (Reason.KILLED,)),
+    ("Incomplete", (Reason.INCOMPLETE,)),
+)
+
+# "3 permission issues, 1 SIGINT": (singular, plural) per reason.
+_REASON_NOUNS: dict[Reason, tuple[str, str]] = {
+    Reason.SIGINT: ("SIGINT", "SIGINTs"),
+    Reason.TIMEOUT: ("timeout", "timeouts"),
+    Reason.API_ERROR: ("API error", "API errors"),
+    Reason.PERMISSION: ("permission issue", "permission issues"),
+    Reason.GITHUB_ERROR: ("GitHub error", "GitHub errors"),
+    Reason.GIT_ERROR: ("git error", "git errors"),
+    Reason.TEST_FAILURE: ("test failure", "test failures"),
+    Reason.KILLED: ("kill", "kills"),
+    Reason.INCOMPLETE: ("incomplete run", "incomplete runs"),
+    Reason.UNKNOWN: ("unknown failure", "unknown failures"),
+}
+
+_OUTCOME_MARK = {
+    Outcome.RECOVERED: "✅",
+    Outcome.SUCCEEDED: "✅",
+    Outcome.ESCALATED: "❌",
+    Outcome.FAILED: "❌",
+    Outcome.IN_PROGRESS: "⏳",
+}
+
+
+# --------------------------------------------------------------------------- formatting helpers
+
+
+def human_duration(seconds: float | None) -> str:
+    """Seconds in the unit a person would use.
+
+    >>> human_duration(300), human_duration(354), human_duration(45), human_duration(7200)
+    ('5 minutes', '5.9 minutes', '45 seconds', '2 hours')
+    >>> human_duration(None), human_duration(60)
+    ('n/a', '1 minute')
+    """
+    if seconds is None:
+        return "n/a"
+    for size, unit in ((3600.0, "hour"), (60.0, "minute")):
+        if seconds >= 1.5 * size:
+            return _amount(seconds / size, unit)
+    if seconds >= 60.0:
+        return _amount(seconds / 60.0, "minute")
+    return _amount(seconds, "second")
+
+
+def _amount(value: float, unit: str) -> str:
+    text = f"{value:.1f}".removesuffix(".0")
+    return f"{text} {unit}" + ("" if text == "1" else "s")
+
+
+def _pct(part: float, whole: float) -> str:
+    """``20%``, or one decimal when the rate is not whole.
+
+    >>> _pct(1, 5), _pct(1, 3), _pct(0, 0)
+    ('20%', '33.3%', '0%')
+    """
+    if not whole:
+        return "0%"
+    return f"{100.0 * part / whole:.1f}".removesuffix(".0") + "%"
+
+
+def _text(value: object, limit: int = _MAX_TEXT) -> str:
+    """Journal text flattened to one line and shortened."""
+    flat = " ".join(str(value).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _cell(value: object) -> str:
+    return _text(value).replace("|", "\\|")
+
+
+def _agents(names: Sequence[str]) -> str:
+    """The seed's way of listing agents: ``task-agent-1813, 3403, 3532``.
+
+    >>> _agents(["task-agent-1813", "task-agent-3403", "gemini-2"])
+    'task-agent-1813, 3403, gemini-2'
+    >>> _agents([])
+    '-'
+    """
+    if not names:
+        return "-"
+    shown = [_text(n, 80) for n in names[:_MAX_LIST]]
+    prefix = shown[0].rsplit("-", 1)[0] + "-" if "-" in shown[0] else None
+    out = [shown[0]]
+    for name in shown[1:]:
+        rest = name.removeprefix(prefix) if prefix else name
+        out.append(rest if prefix and name.startswith(prefix) and "-" not in rest else name)
+    more = len(names) - len(shown)
+    return ", ".join(out) + (f" and {more} more" if more > 0 else "")
+
+
+def _listing(items: Sequence[str], empty: str = "none") -> str:
+    if not items:
+        return empty
+    shown = ", ".join(items[:_MAX_LIST])
+    more = len(items) - _MAX_LIST
+    return _text(shown + (f" and {more} more" if more > 0 else ""))
+
+
+def _breakdown(pairs: Iterable[tuple[Reason, int]]) -> str:
+    parts = [f"{n} {_REASON_NOUNS[r][0 if n == 1 else 1]}" for r, n in pairs]
+    return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _overall(m: Metrics) -> list[str]:
+    first = f"{m.first_try} ({_pct(m.first_try, m.total_tasks)})"
+    if m.first_try_agents:
+        first += " - " + _agents(m.first_try_agents)
+    required = f"{m.required_recovery} ({_pct(m.required_recovery, m.total_tasks)})"
+    if m.required_recovery_by_reason:
+        required += " - " + _breakdown(m.required_recovery_by_reason)
+    failed = f"{m.failed_after_recovery} ({_pct(m.failed_after_recovery, m.required_recovery)})"
+    return [
+        "### Overall Statistics",
+        f"- **Total Agent Tasks**: {m.total_tasks}",
+        f"- **Successful First Try**: {first}",
+        f"- **Required Recovery**: {required}",
+        f"- **Recovered**: {m.recovered} ({_pct(m.recovered, m.required_recovery)}), "
+        f"{m.recovered_after_operator} after an operator action",
+        f"- **Still Escalated**: {m.escalated}",
+        f"- **Failed After Recovery**: {failed}",
+        f"- **Average Recovery Time**: {human_duration(m.recovery_time_mean)}",
+        "",
+    ]
+
+
+def _reason_table(m: Metrics) -> list[str]:
+    rows = {r.reason: r for r in m.reasons}
+    lines = [
+        "### Recovery Reasons",
+        "| Reason | Count | Percentage | Common Agents |",
+        "|--------|-------|------------|---------------|",
+    ]
+    for label, reasons in REASON_ROWS:
+        members: list[ReasonRow] = sorted(
+            (rows[r] for r in reasons if r in rows), key=lambda row: -row.count
+        )
+        count = sum(row.count for row in members)
+        agents: list[str] = []
+        for row in members:
+            agents += [a for a in row.common_agents if a not in agents]
+        lines.append(
+            f"| {label} | {count} | {_pct(count, m.failures)} | {_cell(_agents(agents[:3]))} |"
+        )
+    return [*lines, ""]
+
+
+def _exit_code(event: RecoveryEvent) -> str:
+    if event.exit_code is None:
+        return "unknown (no exit was recorded)"
+    if event.exit_signal == "SIGINT":
+        return f"{event.exit_code} (SIGINT/Ctrl-C)"
+    if event.exit_signal:
+        return f"{event.exit_code} ({event.exit_signal})"
+    return str(event.exit_code)
+
+
+def _result(event: RecoveryEvent) -> str:
+    if event.outcome is Outcome.RECOVERED:
+        text = f"PR #{event.pr} created successfully" if event.pr is not None else "Recovered"
+        if event.released_by_operator:
+            text += " after operator action: " + "; ".join(event.released_by_operator)
+        return _text(text)
+    if event.outcome is Outcome.ESCALATED:
+        return "Escalated - manual intervention needed"
+    if event.outcome is Outcome.FAILED:
+        return f"Failed after {len(event.reasons)} failed attempt(s)"
+    return "Recovery in progress"
+
+
+def _reason_label(reason: Reason) -> str:
+    return next(label for label, members in REASON_ROWS if reason in members)
+
+
+def _event(event: RecoveryEvent) -> list[str]:
+    code = event.reason.name.replace("_", " ")
+    strategy = " → ".join(s.name for s in event.strategies) or "none yet"
+    return [
+        f"### {event.date} - {_text(event.agent, 80)} ({code}) "
+        f"{_OUTCOME_MARK[event.outcome]} {event.outcome.value}",
+        f"- **Task**: {_text(event.title)}",
+        f"- **Exit Code**: {_exit_code(event)}",
+        f"- **Partial Work**: {_listing(event.partial_work)}",
+        f"- **Missing Work**: {_listing(event.missing_work)}",
+        f"- **Recovery Strategy**: {strategy}",
+        f"- **Recovery Time**: {human_duration(event.recovery_time)}",
+        f"- **Result**: {_result(event)}",
+        f"- **Root Cause Theory**: {_reason_label(event.reason)}"
+        + (f" - {_text(event.evidence)}" if event.evidence else ""),
+        f"- **Lesson Learned**: {_text(event.lesson) if event.lesson else 'none recorded'}",
+        "",
+    ]
+
+
+def _systematic(cause: SystematicCause, m: Metrics) -> list[str]:
+    title = "Systematic Failures"
+    if cause.reason is not None:
+        title = f"Systematic {_reason_label(cause.reason).removesuffix(' Error')} Failures"
+    outcomes = {e.task_id: e.outcome for e in m.recent}
+    recovered = sum(1 for t in cause.tasks if outcomes.get(t) is Outcome.RECOVERED)
+    fix = "; ".join(cause.operator_actions) or "none yet"
+    return [
+        f"### {cause.date} - {title}",
+        f"- **Affected Agents**: {_agents(cause.agents)}",
+        f"- **Issue**: {_text(cause.cause)}",
+        f"- **Fix Applied**: {_text(fix)}",
+        f"- **Recovery**: {recovered} of {len(cause.tasks)} tasks succeeded afterwards",
+        f"- **Prevention**: {_text(cause.lesson) if cause.lesson else 'none recorded'}",
+        "",
+    ]
+
+
+def _recent(m: Metrics, max_events: int) -> list[str]:
+    lines = ["## Recent Recovery Events", ""]
+    grouped = {t for c in m.systematic_causes for t in c.tasks}
+    single = [e for e in m.recent if e.task_id not in grouped]
+    for event in single[:max_events]:
+        lines += _event(event)
+    for cause in m.systematic_causes[:max_events]:
+        lines += _systematic(cause, m)
+    omitted = max(0, len(single) - max_events)
+    omitted_causes = max(0, len(m.systematic_causes) - max_events)
+    if omitted or omitted_causes:
+        lines += [
+            f"_{omitted} older recovery events and {omitted_causes} systematic causes "
+            "omitted; the JSON report lists them all._",
+            "",
+        ]
+    if not single and not m.systematic_causes:
+        lines += ["No recovery events.", ""]
+    return lines
+
+
+def _observed(result: CriterionResult) -> str:
+    if result.observed is None:
+        return "-"
+    return f"{result.observed:.3f}" if result.is_rate else f"{result.observed:g}"
+
+
+def _criteria(m: Metrics, results: Sequence[CriterionResult]) -> list[str]:
+    lines = [
+        "## Success Criteria",
+        "",
+        "| Criterion | Threshold | Observed | Samples | 95% Lower Bound | Verdict |",
+        "|-----------|-----------|----------|---------|-----------------|---------|",
+    ]
+    for r in results:
+        threshold = f"{r.comparison} " + (f"{r.threshold:.3f}" if r.is_rate else f"{r.threshold:g}")
+        samples = f"{r.successes}/{r.n}" if r.is_rate else "-"
+        low = "-" if r.lower_bound is None else f"{r.lower_bound:.3f}"
+        lines.append(
+            f"| {_cell(r.name)} | {threshold} | {_observed(r)} | {samples} | {low} | "
+            f"{r.verdict.upper()} |"
+        )
+    causes = "; ".join(_text(c.cause, 120) for c in m.systematic_causes[:_MAX_LIST]) or "none"
+    lines += [
+        "",
+        f"- **Recovery Time**: p50 {human_duration(m.recovery_time_p50)}, "
+        f"p95 {human_duration(m.recovery_time_p95)} "
+        f"(over {len(m.recovery_times)} recoveries)",
+        f"- **Orphaned Workspaces**: {m.orphaned_workspaces}"
+        + (f" ({_listing(m.orphaned_paths)})" if m.orphaned_paths else ""),
+        f"- **Unattributed Failures**: {m.unattributed_failures}",
+        f"- **Attempts**: {m.attempts} for {m.total_tasks} tasks",
+        f"- **Systematic Causes**: {len(m.systematic_causes)} ({causes})",
+        "",
+    ]
+    return lines
+
+
+# --------------------------------------------------------------------------- attempts
+#
+# The dispatcher's per-attempt results files (``<agent>.<attempt>_results.json``), read
+# alongside the journal: one row per judged attempt.
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """One judged attempt as the dispatcher's results file records it."""
+
+    agent: str
+    attempt: int
+    status: str  # success | failed
+    task_id: str | None = None
+    reason: str | None = None
+    confidence: float | None = None
+    exit_code: int | None = None
+    signal: str | None = None  # its name, as the results file writes it: SIGINT, SIG40
+    started_at: float | None = None
+    ended_at: float | None = None
+    duration: float | None = None
+    recorded_at: float | None = None
+
+    @classmethod
+    def from_json(cls, data: object) -> AttemptResult:
+        """Check and convert one results file's object; ``ValueError`` names the field.
+
+        >>> AttemptResult.from_json({"agent": "a", "attempt": 1, "status": "success"}).status
+        'success'
+        >>> AttemptResult.from_json({"agent": "a", "attempt": "1", "status": "success"})
+        Traceback (most recent call last):
+        ValueError: field attempt: expected a positive integer, got '1'
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        version = data.get("schema_version", 1)
+        if version != 1:
+            raise ValueError(f"field schema_version: expected 1, got {version!r}")
+        for name in ("agent", "status"):
+            if not isinstance(data.get(name), str) or not data[name]:
+                raise ValueError(f"field {name}: expected a non-empty string, "
+                                 f"got {data.get(name)!r}")
+        attempt = data.get("attempt")
+        if not _is_int(attempt) or attempt < 1:
+            raise ValueError(f"field attempt: expected a positive integer, got {attempt!r}")
+        for name in ("task_id", "reason"):
+            if data.get(name) is not None and not isinstance(data[name], str):
+                raise ValueError(f"field {name}: expected a string or null, got {data[name]!r}")
+        if data.get("exit_code") is not None and not _is_int(data["exit_code"]):
+            raise ValueError(f"field exit_code: expected an integer or null, "
+                             f"got {data['exit_code']!r}")
+        signal = data.get("signal")
+        if signal is not None:
+            try:
+                if not isinstance(signal, str | int) or isinstance(signal, bool):
+                    raise ValueError
+                signal = ExitInfo(None, signal_number(signal)).signal_name
+            except ValueError:
+                raise ValueError(f"field signal: expected a signal name, number or null, "
+                                 f"got {signal!r}") from None
+        numbers = ("confidence", "started_at", "ended_at", "duration", "recorded_at")
+        for name in numbers:
+            value = data.get(name)
+            if value is not None and not (_is_number(value) and math.isfinite(value)):
+                raise ValueError(f"field {name}: expected a number or null, got {value!r}")
+        return cls(
+            agent=data["agent"], attempt=int(attempt), status=data["status"],
+            task_id=data.get("task_id"), reason=data.get("reason"),
+            exit_code=data.get("exit_code"), signal=signal,
+            **{name: None if data.get(name) is None else float(data[name]) for name in numbers},
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "agent": self.agent, "task_id": self.task_id, "attempt": self.attempt,
+            "status": self.status, "reason": self.reason, "confidence": self.confidence,
+            "exit_code": self.exit_code, "signal": self.signal, "started_at": self.started_at,
+            "ended_at": self.ended_at, "duration": self.duration,
+            "recorded_at": self.recorded_at,
+        }
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _attempt_exit(result: AttemptResult) -> str:
+    """``1``, ``130 (SIGINT)``, ``- (SIGKILL)``, or ``-`` when no exit was recorded."""
+    code = "-" if result.exit_code is None else str(result.exit_code)
+    if result.signal is None:
+        return code
+    return f"{code} ({result.signal})"
+
+
+def attempts_markdown(results: Sequence[AttemptResult],
+                      max_rows: int = MAX_ATTEMPT_ROWS) -> list[str]:
+    """The ``## Attempts`` section: one table row per judged attempt, in the given order.
+
+    >>> print("\\n".join(attempts_markdown([AttemptResult(
+    ...     "task-agent-5030", 1, "failed", "task-5030", "sigint", exit_code=130, signal="SIGINT",
+    ...     duration=12.0)])))
+    ## Attempts
+    <BLANKLINE>
+    | Agent | Task | Attempt | Status | Exit Code | Reason | Duration |
+    |-------|------|---------|--------|-----------|--------|----------|
+    | task-agent-5030 | task-5030 | 1 | failed | 130 (SIGINT) | sigint | 12 seconds |
+    <BLANKLINE>
+    """
+    lines = ["## Attempts", ""]
+    if not results:
+        return [*lines, "No attempt results found.", ""]
+    lines += [
+        "| Agent | Task | Attempt | Status | Exit Code | Reason | Duration |",
+        "|-------|------|---------|--------|-----------|--------|----------|",
+    ]
+    for r in results[:max_rows]:
+        lines.append(
+            f"| {_cell(_text(r.agent, 80))} | {_cell(r.task_id or '-')} | {r.attempt} "
+            f"| {_cell(r.status)} | {_attempt_exit(r)} | {_cell(r.reason or '-')} "
+            f"| {human_duration(r.duration)} |"
+        )
+    omitted = len(results) - max_rows
+    if omitted > 0:
+        lines += ["", f"*{omitted} more attempt(s) omitted.*"]
+    return [*lines, ""]
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def render_markdown(
+    metrics: Metrics,
+    results: Sequence[CriterionResult],
+    *,
+    max_events: int = DEFAULT_MAX_EVENTS,
+    attempts: Sequence[AttemptResult] | None = None,
+) -> str:
+    """The dashboard as Markdown, in the seed's layout, under :data:`MAX_REPORT_BYTES`;
+    with ``attempts``, an ``## Attempts`` table after it."""
+    while True:
+        lines = [
+            "# Orchestration Recovery System - Metrics",
+            "",
+            "## Recovery Metrics Dashboard",
+            "",
+            *_overall(metrics),
+            *_reason_table(metrics),
+            *_recent(metrics, max_events),
+            *_criteria(metrics, results),
+            *(attempts_markdown(attempts) if attempts is not None else []),
+        ]
+        text = "\n".join(lines).rstrip("\n") + "\n"
+        # The caps above keep real reports far below the limit; halve the events if not.
+        if len(text.encode("utf-8")) <= MAX_REPORT_BYTES or max_events == 0:
+            return text
+        max_events //= 2
+
+
+def render_json(
+    metrics: Metrics,
+    results: Sequence[CriterionResult],
+    *,
+    attempts: Sequence[AttemptResult] | None = None,
+) -> dict[str, Any]:
+    """Every figure, every recovery event and every criterion, with a schema version; with
+    ``attempts``, an ``attempts`` list too (every one: JSON is not capped)."""
+    out: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "generator": f"pytest-orch-recovery {__version__}",
+        "metrics": metrics.to_json(),
+        "criteria": [r.to_json() for r in results],
+        "failed_criteria": [r.name for r in results if r.verdict == "fail"],
+    }
+    if attempts is not None:
+        out["attempts"] = [a.to_json() for a in attempts]
+    return out
+
+
+def write_report(
+    path: str | os.PathLike[str],
+    metrics: Metrics,
+    results: Sequence[CriterionResult],
+    *,
+    max_events: int = DEFAULT_MAX_EVENTS,
+) -> None:
+    """Write the report atomically, as Markdown (``.md``) or JSON (``.json``) by suffix."""
+    target = Path(path)
+    suffix = target.suffix.lower()
+    if suffix == ".md":
+        atomic.write_text(target, render_markdown(metrics, results, max_events=max_events))
+    elif suffix == ".json":
+        atomic.write_json(target, render_json(metrics, results))
+    else:
+        raise ValueError(f"{target}: report file name must end in .md or .json, not {suffix!r}")
+
+
+# --------------------------------------------------------------------------- chaos campaigns
+#
+# ``campaign`` below is the JSON of :class:`pytest_orch_recovery.plugin.gate.CampaignResult` plus
+# the
+# session's ``seed``, ``tier``, ``agent`` and a ``timeline`` (scenario -> task -> attempts).
+
+_MAX_LEDGER_ROWS = 200
+_MAX_TIMELINE_SCENARIOS = 200
+
+
+def _campaign_sections(campaign: Mapping[str, Any]) -> list[str]:
+    lines = [
+        "## Chaos Campaign",
+        "",
+        f"- **Seed**: {campaign.get('seed')} (tier {campaign.get('tier')}, agent "
+        f"{_text(campaign.get('agent'), 80)}); replay: `{_text(campaign.get('replay', ''))}`",
+        f"- **Scenario Runs**: {campaign.get('runs', 0)}; fault-free tasks judged for "
+        f"first-try success: {campaign.get('control_tasks', 0)}",
+        "- **Attribution**: "
+        + (", ".join(f"{v} {k}" for k, v in campaign.get("attribution", {}).items())
+           or "no failed attempts"),
+        "",
+    ]
+    fails = list(campaign.get("fail_lines", ()))
+    if fails:
+        lines += ["### Gate Failures", "", *[f"- `{_text(f)}`" for f in fails], ""]
+    matrix: Mapping[str, Mapping[str, int]] = campaign.get("confusion_matrix", {})
+    columns = sorted({c for row in matrix.values() for c in row})
+    lines += ["### Attribution Confusion Matrix (injected cause → attributed reason)", ""]
+    if matrix:
+        lines += [
+            "| Injected \\ Attributed | " + " | ".join(columns) + " |",
+            "|---" * (len(columns) + 1) + "|",
+        ]
+        for cause, row in matrix.items():
+            cells = [str(row.get(c, 0)) if row.get(c) else "·" for c in columns]
+            lines.append(f"| {_cell(cause)} | " + " | ".join(cells) + " |")
+    else:
+        lines.append("No failed attempts.")
+    lines += ["", "### Fault Ledger", ""]
+    ledger: Sequence[Mapping[str, Any]] = campaign.get("ledger", ())
+    if ledger:
+        lines += ["| Scenario | Fault | Kind | Trigger | Task | Attempt | Status | Hits |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for entry in ledger[:_MAX_LEDGER_ROWS]:
+            trig = entry.get("trigger") or {}
+            trigger = trig.get("path") or f"{trig.get('event')} #{trig.get('n')}"
+            attempt = entry.get("attempt")
+            lines.append(
+                f"| {_cell(entry.get('scenario'))} | {entry.get('id')} | {entry.get('kind')} | "
+                f"{_cell(trigger)} | {_cell(entry.get('task'))} | "
+                f"{'all' if attempt is None else attempt} | "
+                f"{str(entry.get('status')).replace('_', ' ')} | {len(entry.get('hits', ()))} |"
+            )
+        if len(ledger) > _MAX_LEDGER_ROWS:
+            lines.append(f"\n_{len(ledger) - _MAX_LEDGER_ROWS} more faults in the JSON report._")
+    else:
+        lines.append("No faults injected.")
+    return [*lines, ""]
+
+
+def render_campaign_markdown(metrics: Metrics, results: Sequence[CriterionResult],
+                             campaign: Mapping[str, Any]) -> str:
+    """The dashboard (seed layout) followed by the campaign: gate failures, the confusion
+    matrix of injected cause against attributed reason, and the fault ledger."""
+    text = render_markdown(metrics, results).rstrip("\n") + "\n\n"
+    text += "\n".join(_campaign_sections(campaign)).rstrip("\n") + "\n"
+    encoded = text.encode("utf-8")
+    if len(encoded) > MAX_REPORT_BYTES:
+        cut = encoded[: MAX_REPORT_BYTES - 200].decode("utf-8", "ignore")
+        text = cut.rsplit("\n", 1)[0] + "\n\n_Report truncated at 1 MiB; see the JSON report._\n"
+    return text
+
+
+def render_campaign_json(metrics: Metrics, results: Sequence[CriterionResult],
+                         campaign: Mapping[str, Any]) -> dict[str, Any]:
+    out = render_json(metrics, results)
+    out["campaign"] = {k: v for k, v in campaign.items() if k != "timeline"}
+    return out
+
+
+def _h(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _timeline_html(timeline: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]) -> str:
+    """One row per task: its attempts as bars on the scenario's clock, coloured by result."""
+    parts = []
+    for scenario, tasks in list(timeline.items())[:_MAX_TIMELINE_SCENARIOS]:
+        spans = [a for attempts in tasks.values() for a in attempts]
+        if not spans:
+            continue
+        start = min(float(a["start"]) for a in spans)
+        end = max(float(a.get("end") or a["start"]) for a in spans)
+        width = max(end - start, 1.0)
+        rows = []
+        for task, attempts in tasks.items():
+            bars = []
+            for a in attempts:
+                left = 100.0 * (float(a["start"]) - start) / width
+                size = max(0.5, 100.0 * (float(a.get("end") or a["start"]) - float(a["start"]))
+                           / width)
+                reason = a.get("reason")
+                cls = "ok" if a.get("ok") else ("fail" if reason else "open")
+                label = f"attempt {a['attempt']} ({a.get('strategy') or 'first'})" + (
+                    f": {reason}" if reason else "")
+                bars.append(f'<span class="bar {cls}" style="left:{left:.2f}%;width:{size:.2f}%"'
+                            f' title="{_h(label)}">{_h(a["attempt"])}</span>')
+            rows.append(f'<div class="row"><span class="task">{_h(_text(task, 60))}</span>'
+                        f'<span class="lane">{"".join(bars)}</span></div>')
+        parts.append(f"<h3>{_h(scenario)}</h3>" + "".join(rows))
+    return "".join(parts) or "<p>No attempts.</p>"
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:80em}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.2em .5em}
+.pass{color:#060}.fail{color:#a00}.row{display:flex;align-items:center;margin:2px 0}
+.task{width:16em;font-size:.8em;overflow:hidden;white-space:nowrap}
+.lane{position:relative;flex:1;height:1.2em;background:#f4f4f4}
+.bar{position:absolute;top:0;height:100%;font-size:.7em;color:#fff;text-align:center;
+overflow:hidden}.bar.ok{background:#2a2}.bar.fail{background:#c33}.bar.open{background:#888}"""
+
+
+def render_campaign_html(metrics: Metrics, results: Sequence[CriterionResult],
+                         campaign: Mapping[str, Any]) -> str:
+    """A self-contained page: criteria, the figures, the confusion matrix, the fault ledger
+    and a timeline of every attempt. All text from journals is escaped."""
+    crit = "".join(
+        f'<tr class="{"fail" if r.verdict == "fail" else "pass"}"><td>{_h(r.name)}</td>'
+        f"<td>{_h(r.verdict.upper())}</td><td>{_h(r.describe())}</td></tr>"
+        for r in results
+    )
+    matrix: Mapping[str, Mapping[str, int]] = campaign.get("confusion_matrix", {})
+    columns = sorted({c for row in matrix.values() for c in row})
+    head = "".join(f"<th>{_h(c)}</th>" for c in columns)
+    body = "".join(
+        f"<tr><th>{_h(cause)}</th>" + "".join(f"<td>{row.get(c, 0) or ''}</td>" for c in columns)
+        + "</tr>"
+        for cause, row in matrix.items()
+    )
+    ledger = "".join(
+        f"<tr><td>{_h(e.get('scenario'))}</td><td>{_h(e.get('id'))}</td>"
+        f"<td>{_h(e.get('kind'))}</td><td>{_h(e.get('task'))}</td>"
+        f"<td>{_h(e.get('status'))}</td></tr>"
+        for e in list(campaign.get("ledger", ()))[:_MAX_LEDGER_ROWS]
+    )
+    m = metrics
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>Orchestration Recovery - seed {_h(campaign.get('seed'))}</title>"
+        f"<style>{_CSS}</style></head><body>"
+        "<h1>Orchestration Recovery System - Metrics</h1>"
+        f"<p>Seed {_h(campaign.get('seed'))}, tier {_h(campaign.get('tier'))}, agent "
+        f"{_h(campaign.get('agent'))}, {_h(campaign.get('runs'))} scenario runs. "
+        f"{m.total_tasks} tasks, {m.first_try} first try, {m.required_recovery} required "
+        f"recovery, {m.recovered} recovered, {m.escalated} escalated, "
+        f"{m.failed_after_recovery} failed after recovery.</p>"
+        f"<h2>Success Criteria</h2><table><tr><th>Criterion</th><th>Verdict</th><th>Detail</th>"
+        f"</tr>{crit}</table>"
+        "<h2>Attribution Confusion Matrix</h2><p>Rows: injected cause; columns: attributed "
+        f"reason.</p><table><tr><th></th>{head}</tr>{body}</table>"
+        f"<h2>Fault Ledger</h2><table><tr><th>Scenario</th><th>Fault</th><th>Kind</th>"
+        f"<th>Task</th><th>Status</th></tr>{ledger}</table>"
+        f"<h2>Timeline</h2>{_timeline_html(campaign.get('timeline', {}))}"
+        "</body></html>\n"
+    )
+
+
+def write_campaign_report(path: str | os.PathLike[str], metrics: Metrics,
+                          results: Sequence[CriterionResult],
+                          campaign: Mapping[str, Any]) -> None:
+    """Write a campaign report atomically: ``.md``, ``.json`` or ``.html`` by suffix."""
+    target = Path(path)
+    suffix = target.suffix.lower()
+    if suffix == ".md":
+        atomic.write_text(target, render_campaign_markdown(metrics, results, campaign))
+    elif suffix == ".json":
+        atomic.write_json(target, render_campaign_json(metrics, results, campaign))
+    elif suffix == ".html":
+        atomic.write_text(target, render_campaign_html(metrics, results, campaign))
+    else:
+        raise ValueError(f"{target}: report file name must end in .md, .json or .html")

@@ -1,0 +1,252 @@
+"""The engine's append-only journal: one JSON event per line (schema in ``docs/journal.md``).
+
+A restarted coordinator rebuilds its state by replaying the journal, and skips any recovery
+action whose idempotency key it has already recorded. Each append is a single ``write`` of a
+whole line followed by ``fdatasync``, so a crash leaves at most one torn line, always the last;
+opening the journal cuts it off so later appends stay line-aligned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+
+from pytest_orch_recovery.engine.atomic import fsync_dir
+from pytest_orch_recovery.engine.model import Event, EventKind
+
+_KINDS: Mapping[str, EventKind] = {str(k): k for k in EventKind}
+
+
+class JournalError(Exception):
+    """The journal cannot be opened, read or appended to; the message names file and line."""
+
+
+class Journal:
+    """An append-only event log, on disk (``path``) or in memory (``path=None``).
+
+    >>> from pytest_orch_recovery.engine.model import Event, EventKind
+    >>> j = Journal(None)
+    >>> j.append(Event(EventKind.TASK_SUBMITTED, 0.0, task_id="fake3")).seq
+    1
+    >>> j.append(Event(EventKind.DECISION, 1.5, task_id="fake3", key="fake3:2")).seq
+    2
+    >>> j.has_key("fake3:2"), [e.kind.value for e in j.events_for("fake3")]
+    (True, ['task_submitted', 'decision'])
+    """
+
+    def __init__(self, path: Path | None, *, fsync: bool = True, validate: bool = True) -> None:
+        self._path = None if path is None else Path(path)
+        self._fsync = fsync
+        # An in-memory journal still checks each event would serialise, unless told not to
+        # (the simulation's hot loop, whose events the file-backed tiers serialise anyway).
+        self._validate = validate or self._path is not None
+        self._events: list[Event] = []
+        self._keys: set[str] = set()
+        self._by_task: dict[str, list[Event]] = {}
+        self._fd: int | None = None
+        self._size = 0  # bytes of whole lines in the file
+        self._closed = False
+        if self._path is not None:
+            self._fd = self._open_locked(self._path)
+            try:
+                self._load()
+            except BaseException:
+                self.close()
+                raise
+
+    # ------------------------------------------------------------------ opening
+
+    @staticmethod
+    def _open_locked(path: Path) -> int:
+        existed = path.exists()
+        try:
+            # O_CLOEXEC: agents the coordinator launches must not inherit the fd, or the lock
+            # would outlive a crashed coordinator and refuse its restart.
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise JournalError(f"{path}: cannot open journal: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise JournalError(
+                f"{path}: journal is locked by another process (one writer at a time)"
+            ) from None
+        if not existed:
+            fsync_dir(path.parent)  # make the new file's name durable too
+        return fd
+
+    def _load(self) -> None:
+        assert self._fd is not None and self._path is not None
+        with open(self._fd, "rb", closefd=False) as handle:
+            handle.seek(0)
+            raw = handle.read()
+        events, valid = _parse(self._path, raw)
+        if valid < len(raw):  # a torn last line: cut it so the next append starts a line
+            os.ftruncate(self._fd, valid)
+            os.fsync(self._fd)
+        self._size = valid
+        for event in events:
+            self._index(event)
+
+    # ------------------------------------------------------------------ writing
+
+    def append(self, event: Event) -> Event:
+        """Give ``event`` the next ``seq``, write it durably, and return the stored event."""
+        if self._closed:
+            raise JournalError(f"{self._path or '<memory>'}: journal is closed")
+        stored = replace(event, seq=len(self._events) + 1)
+        if not self._validate:
+            self._index(stored)
+            return stored
+        try:
+            line = json.dumps(
+                stored.to_json(), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            )
+        except (TypeError, ValueError) as exc:
+            raise JournalError(
+                f"{self._path or '<memory>'}: event seq {stored.seq} is not JSON: {exc}"
+            ) from None
+        if self._fd is not None:
+            self._write_line((line + "\n").encode("utf-8"))
+        self._index(stored)
+        return stored
+
+    def _write_line(self, data: bytes) -> None:
+        assert self._fd is not None
+        size = self._size
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+            if self._fsync:
+                os.fdatasync(self._fd)
+            self._size = size + len(data)
+        except OSError as exc:
+            # Take back a partial line (e.g. ENOSPC) so the file stays a sequence of lines.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, size)
+            raise JournalError(f"{self._path}: cannot append: {exc.strerror or exc}") from None
+
+    def _index(self, event: Event) -> None:
+        self._events.append(event)
+        if event.key is not None:
+            self._keys.add(event.key)
+        if event.task_id is not None:
+            self._by_task.setdefault(event.task_id, []).append(event)
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def events(self) -> Sequence[Event]:
+        """Every event so far, in ``seq`` order (a snapshot)."""
+        return tuple(self._events)
+
+    def has_key(self, key: str) -> bool:
+        """Whether any event carries idempotency key ``key``."""
+        return key in self._keys
+
+    def events_for(self, task_id: str) -> list[Event]:
+        return list(self._by_task.get(task_id, ()))
+
+    # ------------------------------------------------------------------ closing
+
+    def close(self) -> None:
+        """Release the lock and the file; further appends raise. Safe to call twice."""
+        self._closed = True
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor also drops the flock
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def replay(path: Path) -> list[Event]:
+    """Read a journal without locking or repairing it; a torn last line is ignored."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise JournalError(f"{path}: cannot read journal: {exc.strerror or exc}") from None
+    return _parse(Path(path), raw)[0]
+
+
+def _parse(path: Path, raw: bytes) -> tuple[list[Event], int]:
+    """The events in ``raw`` and the length of its whole-line prefix.
+
+    Bytes after the last newline are a torn write and are left out. Every whole line must be an
+    event whose ``seq`` continues the one before.
+    """
+    valid = raw.rfind(b"\n") + 1
+    try:
+        text = raw[:valid].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise JournalError(f"{path}:{line}: not UTF-8 text") from None
+    lines = text.split("\n")
+    lines.pop()  # the empty string after the final newline
+    return _events(path, lines), valid
+
+
+def _events(path: Path, lines: Iterable[str]) -> list[Event]:
+    events: list[Event] = []
+    loads = json.loads
+    kinds = _KINDS
+    expected = 1
+    for number, line in enumerate(lines, 1):
+        try:
+            data = loads(line)
+            # Built directly rather than via Event.from_json: replay speed matters, and the
+            # journal only ever holds what Event.to_json wrote.
+            event = Event(
+                kinds[data["kind"]],
+                float(data["time"]),
+                data.get("task_id"),
+                data.get("agent"),
+                data.get("attempt"),
+                data.get("data", {}),
+                data.get("key"),
+                data["seq"],
+            )
+        except json.JSONDecodeError as exc:
+            raise JournalError(f"{path}:{number}: invalid JSON: {exc.msg}") from None
+        except KeyError as exc:
+            raise JournalError(f"{path}:{number}: missing or unknown {_what(exc)}") from None
+        except (TypeError, ValueError, AttributeError, RecursionError) as exc:
+            raise JournalError(f"{path}:{number}: not a journal event: {exc}") from None
+        if type(event.seq) is not int or event.seq != expected:
+            raise JournalError(
+                f"{path}:{number}: field 'seq' is {event.seq!r}, expected {expected} "
+                "(seq must be gap-free)"
+            )
+        events.append(event)
+        expected += 1
+    return events
+
+
+def _what(exc: KeyError) -> str:
+    key = exc.args[0] if exc.args else "?"
+    if key in ("kind", "time", "seq"):
+        return f"field {key!r}"
+    return f"event kind {key!r}"

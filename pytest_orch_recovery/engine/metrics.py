@@ -1,0 +1,697 @@
+"""Recovery metrics and success criteria: pure aggregation over journal events, no I/O.
+
+:func:`compute` folds the events of one or several journals (task ids unique across them, each
+journal's events in append order) into :class:`Metrics`, the figures of the seed's "Recovery
+Metrics Dashboard". :func:`evaluate` judges them against the seed's success criteria
+(:class:`Criteria`); the report renders both, and the pytest plugin's merge gate reuses them.
+
+Counting rules (docs/journal.md is the schema):
+
+- A *failed attempt* is one the coordinator attributed (``failure_attributed``). An
+  ``attempt_exited`` followed by ``task_succeeded`` is a success. An exit that is followed by
+  anything else (a new launch, a decision, a terminal event) without an attribution is an
+  *unattributed failure*, as is an unclean exit the journal ends on and an attribution to
+  ``unknown``.
+- A task's outcome is its last terminal event; an ``operator_action`` naming an escalated task
+  releases it (it is in progress again until its next terminal event).
+- *First try*: succeeded with no failed attempt. The first-try rates of simple and complex
+  tasks count only *settled* tasks (succeeded, failed at least once, or ended), so tasks still
+  on their first attempt neither help nor hurt.
+- *Recovery rate*: of the tasks that required recovery and reached an outcome, the share that
+  succeeded (after an operator's release too; those are also counted on their own).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from fractions import Fraction
+from typing import Any, Literal
+
+from pytest_orch_recovery.engine.model import (
+    Attribution,
+    Complexity,
+    Event,
+    EventKind,
+    ExitInfo,
+    Reason,
+    Strategy,
+    Task,
+    WorkItem,
+)
+from pytest_orch_recovery.engine.stats import mean, percentile, wilson_interval
+
+# The reasons table lists at most this many agents per reason (the seed shows three).
+COMMON_AGENTS_MAX = 3
+
+
+class Outcome(enum.StrEnum):
+    """A task's state at the end of the journal, as the dashboard's Result column says it."""
+
+    RECOVERED = "RECOVERED"  # succeeded after at least one failed attempt
+    SUCCEEDED = "SUCCEEDED"  # succeeded on the first try
+    ESCALATED = "ESCALATED"
+    FAILED = "FAILED"
+    IN_PROGRESS = "IN PROGRESS"
+
+
+@dataclass(frozen=True)
+class ReasonRow:
+    """One row of the "Recovery Reasons" table."""
+
+    reason: Reason
+    count: int  # attributed failures with this reason
+    percentage: float  # of all attributed failures, 0..100
+    common_agents: tuple[str, ...]  # most frequent first
+
+
+@dataclass(frozen=True)
+class RecoveryEvent:
+    """One task that needed recovery, in the seed's "Recent Recovery Events" shape."""
+
+    task_id: str
+    time: float  # of the first failure
+    date: str  # ISO date (UTC) of the first failure
+    agent: str
+    title: str
+    reason: Reason  # of the first failure
+    reasons: tuple[Reason, ...]  # of every failed attempt, in order
+    exit_code: int | None  # as a shell shows it (128+N for signals)
+    exit_signal: str | None
+    partial_work: tuple[str, ...]  # what the first failure left behind, in words
+    missing_work: tuple[str, ...]  # what it still needed, in words
+    strategies: tuple[Strategy, ...]  # every decision, in order
+    recovery_time: float | None  # seconds
+    outcome: Outcome
+    pr: int | None
+    evidence: str  # the strongest evidence's detail
+    lesson: str
+    released_by_operator: tuple[str, ...]  # operator actions that released it
+
+    @property
+    def root_cause(self) -> str:
+        return f"{self.reason}: {self.evidence}" if self.evidence else str(self.reason)
+
+
+@dataclass(frozen=True)
+class SystematicCause:
+    """A cause the circuit breaker saw across several agents, escalated once."""
+
+    cause: str
+    reason: Reason | None  # the most common attributed reason among the tasks
+    date: str
+    tasks: tuple[str, ...]
+    agents: tuple[str, ...]
+    operator_actions: tuple[str, ...]
+    lesson: str
+
+
+@dataclass(frozen=True)
+class Metrics:
+    total_tasks: int
+    simple_tasks: int
+    complex_tasks: int
+    attempts: int  # attempt_launched events
+    failures: int  # attributed failed attempts
+    first_try: int
+    first_try_agents: tuple[str, ...]
+    first_try_simple: int
+    settled_simple: int
+    first_try_complex: int
+    settled_complex: int
+    unsettled: int  # no failed attempt and no success yet
+    required_recovery: int  # tasks with at least one failed attempt
+    required_recovery_by_reason: tuple[tuple[Reason, int], ...]  # first failure, most first
+    recovered: int
+    recovered_after_operator: int  # of ``recovered``: only after an operator's release
+    escalated: int  # tasks escalated at the end of the journal
+    failed_after_recovery: int
+    recovering: int  # required recovery, no outcome yet
+    recovery_times: tuple[float, ...]  # seconds, in journal order
+    recovery_time_mean: float | None
+    recovery_time_p50: float | None
+    recovery_time_p95: float | None
+    reasons: tuple[ReasonRow, ...]  # every Reason, in enum order
+    recent: tuple[RecoveryEvent, ...]  # newest first
+    orphaned_workspaces: int
+    orphaned_paths: tuple[str, ...]
+    unattributed_failures: int
+    systematic_causes: tuple[SystematicCause, ...]
+
+    @property
+    def recovery_settled(self) -> int:
+        """Tasks that required recovery and reached an outcome."""
+        return self.required_recovery - self.recovering
+
+    def to_json(self) -> dict[str, Any]:
+        out = _plain(asdict(self))
+        assert isinstance(out, dict)
+        out["recovery_settled"] = self.recovery_settled
+        for event, data in zip(self.recent, out["recent"], strict=True):
+            data["root_cause"] = event.root_cause
+        return out
+
+
+def _plain(value: Any) -> Any:
+    """``asdict`` output made JSON-ready: tuples to lists, enums to their values."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------- per-task fold
+
+
+@dataclass(frozen=True)
+class _Failure:
+    reason: Reason
+    time: float
+    agent: str
+    exit: ExitInfo | None
+    evidence: str
+    partial: tuple[str, ...]
+    missing: tuple[str, ...]
+
+
+@dataclass
+class _Story:
+    """Everything the journal says about one task (mutable while folding)."""
+
+    task_id: str
+    title: str = ""
+    complexity: Complexity = Complexity.SIMPLE
+    agent: str | None = None
+    attempts: int = 0
+    agents_by_attempt: dict[int, str] = field(default_factory=dict)
+    failures: list[_Failure] = field(default_factory=list)
+    strategies: list[Strategy] = field(default_factory=list)
+    decided: Strategy | None = None  # the decision the next launch carries out
+    lesson: str = ""
+    systematic: list[str] = field(default_factory=list)
+    outcome: EventKind | None = None
+    released: list[str] = field(default_factory=list)
+    recovery_time: float | None = None
+    pr: int | None = None
+    pending_exit: ExitInfo | None = None
+    unattributed: int = 0
+    first_time: float | None = None
+
+    def agent_for(self, event: Event) -> str:
+        if event.agent:
+            return event.agent
+        if event.attempt is not None and event.attempt in self.agents_by_attempt:
+            return self.agents_by_attempt[event.attempt]
+        return self.agent or self.task_id
+
+    @property
+    def settled(self) -> bool:
+        return bool(self.failures) or self.outcome is not None
+
+
+_RESOLVES_EXIT = {EventKind.TASK_SUCCEEDED, EventKind.FAILURE_ATTRIBUTED, EventKind.OPERATOR_ACTION}
+_WORKSPACE_KINDS = {EventKind.WORKSPACE_CLEANED, EventKind.WORKSPACE_ORPHANED}
+
+
+def _fold(story: _Story, event: Event) -> None:
+    data = event.data
+    if story.first_time is None:
+        story.first_time = event.time
+    if story.pending_exit is not None and event.kind not in _RESOLVES_EXIT | _WORKSPACE_KINDS:
+        # The coordinator moved on from an exit without attributing or accepting it.
+        story.unattributed += 1
+        story.pending_exit = None
+    kind = event.kind
+    if kind is EventKind.TASK_SUBMITTED:
+        task_data = data.get("task")
+        if isinstance(task_data, Mapping):
+            task = Task.from_json(task_data)
+            story.title = task.title
+            story.complexity = task.complexity
+        if "complexity" in data:
+            story.complexity = Complexity(data["complexity"])
+        story.agent = event.agent or story.agent
+    elif kind is EventKind.ATTEMPT_LAUNCHED:
+        story.attempts += 1
+        launched = data.get("strategy")
+        # A relaunch nobody journaled a decision for (an operator's release) still belongs
+        # in the strategy sequence.
+        if launched and Strategy(launched) is not story.decided:
+            story.strategies.append(Strategy(launched))
+        story.decided = None
+        if event.agent:
+            story.agent = story.agent or event.agent
+            if event.attempt is not None:
+                story.agents_by_attempt[event.attempt] = event.agent
+    elif kind is EventKind.ATTEMPT_EXITED:
+        raw = data.get("exit")
+        story.pending_exit = ExitInfo.from_json(raw) if isinstance(raw, Mapping) else ExitInfo(None)
+    elif kind is EventKind.FAILURE_ATTRIBUTED:
+        story.failures.append(_failure(story, event))
+        story.pending_exit = None
+    elif kind is EventKind.DECISION:
+        decision = data.get("decision", {})
+        if "strategy" in decision:
+            story.decided = Strategy(decision["strategy"])
+            story.strategies.append(story.decided)
+        if decision.get("lesson"):
+            story.lesson = str(decision["lesson"])
+        if decision.get("systematic_cause"):
+            _add_unique(story.systematic, str(decision["systematic_cause"]))
+    elif kind is EventKind.TASK_SUCCEEDED:
+        story.outcome = kind
+        story.pending_exit = None
+        if data.get("recovery_time") is not None:
+            story.recovery_time = float(data["recovery_time"])
+        if data.get("pr") is not None:
+            story.pr = int(data["pr"])
+    elif kind in (EventKind.TASK_ESCALATED, EventKind.TASK_FAILED):
+        story.outcome = kind
+        if data.get("systematic_cause"):
+            _add_unique(story.systematic, str(data["systematic_cause"]))
+    elif kind is EventKind.OPERATOR_ACTION and story.outcome is EventKind.TASK_ESCALATED:
+        story.outcome = None
+        story.released.append(str(data.get("action", "operator action")))
+
+
+def _add_unique(items: list[str], item: str) -> None:
+    if item not in items:
+        items.append(item)
+
+
+def _failure(story: _Story, event: Event) -> _Failure:
+    data = event.data
+    raw_attr = data.get("attribution")
+    attribution = (
+        Attribution.from_json(raw_attr)
+        if isinstance(raw_attr, Mapping)
+        else Attribution(Reason.UNKNOWN, 0.0)
+    )
+    strongest = max(attribution.evidence, key=lambda e: e.weight, default=None)
+    raw_partial = data.get("partial")
+    missing = [WorkItem.from_json(w).describe() for w in data.get("missing_work", ()) or ()]
+    return _Failure(
+        reason=attribution.reason,
+        time=event.time,
+        agent=story.agent_for(event),
+        exit=story.pending_exit,
+        evidence="" if strongest is None else strongest.detail,
+        partial=_describe_partial(raw_partial) if isinstance(raw_partial, Mapping) else (),
+        missing=tuple(missing),
+    )
+
+
+def _describe_partial(partial: Mapping[str, Any]) -> tuple[str, ...]:
+    """PartialWork JSON in words, in the order the work is done.
+
+    >>> _describe_partial({"deliverables_present": ["fake3.md"], "uncommitted": ["fake3.md"],
+    ...                    "commits_ahead": 0, "pushed": False, "pr": None})
+    ('created fake3.md', 'uncommitted changes in fake3.md')
+    """
+    words = [f"created {p}" for p in partial.get("deliverables_present", ()) or ()]
+    uncommitted = list(partial.get("uncommitted", ()) or ())
+    if uncommitted:
+        words.append("uncommitted changes in " + ", ".join(uncommitted))
+    ahead = int(partial.get("commits_ahead", 0) or 0)
+    if ahead:
+        words.append(f"{ahead} commit{'s' if ahead != 1 else ''} on the branch")
+    if partial.get("pushed"):
+        words.append("branch pushed")
+    if partial.get("pr") is not None:
+        words.append(f"PR #{partial['pr']} open")
+    if partial.get("tests_passed") is True:
+        words.append("tests passing")
+    elif partial.get("tests_passed") is False:
+        words.append("tests failing")
+    if partial.get("checkpoint"):
+        words.append("checkpoint saved")
+    if partial.get("checkpoint_problem"):
+        words.append(f"checkpoint unusable ({partial['checkpoint_problem']})")
+    return tuple(words)
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def _iso_date(time: float) -> str:
+    return datetime.fromtimestamp(time, UTC).date().isoformat()
+
+
+def _outcome(story: _Story) -> Outcome:
+    if story.outcome is EventKind.TASK_SUCCEEDED:
+        return Outcome.RECOVERED if story.failures else Outcome.SUCCEEDED
+    if story.outcome is EventKind.TASK_ESCALATED:
+        return Outcome.ESCALATED
+    if story.outcome is EventKind.TASK_FAILED:
+        return Outcome.FAILED
+    return Outcome.IN_PROGRESS
+
+
+def _recovery_event(story: _Story) -> RecoveryEvent:
+    first = story.failures[0]
+    return RecoveryEvent(
+        task_id=story.task_id,
+        time=first.time,
+        date=_iso_date(first.time),
+        agent=first.agent,
+        title=story.title or story.task_id,
+        reason=first.reason,
+        reasons=tuple(f.reason for f in story.failures),
+        exit_code=None if first.exit is None else first.exit.display_code,
+        exit_signal=None if first.exit is None else first.exit.signal_name,
+        partial_work=first.partial,
+        missing_work=first.missing,
+        strategies=tuple(story.strategies),
+        recovery_time=story.recovery_time,
+        outcome=_outcome(story),
+        pr=story.pr,
+        evidence=first.evidence,
+        lesson=story.lesson,
+        released_by_operator=tuple(story.released),
+    )
+
+
+def _reason_rows(failures: Sequence[_Failure]) -> tuple[ReasonRow, ...]:
+    total = len(failures)
+    rows = []
+    for reason in Reason:
+        agents = Counter(f.agent for f in failures if f.reason is reason)
+        count = sum(agents.values())
+        rows.append(
+            ReasonRow(
+                reason=reason,
+                count=count,
+                percentage=100.0 * count / total if total else 0.0,
+                common_agents=tuple(a for a, _ in agents.most_common(COMMON_AGENTS_MAX)),
+            )
+        )
+    return tuple(rows)
+
+
+def _systematic_causes(stories: Iterable[_Story]) -> tuple[SystematicCause, ...]:
+    grouped: dict[str, list[_Story]] = {}
+    for story in stories:
+        for cause in story.systematic:
+            grouped.setdefault(cause, []).append(story)
+    causes = []
+    for cause, members in grouped.items():
+        reasons = Counter(s.failures[-1].reason for s in members if s.failures)
+        agents: list[str] = []
+        actions: list[str] = []
+        for s in members:
+            _add_unique(agents, s.failures[-1].agent if s.failures else (s.agent or s.task_id))
+            for action in s.released:
+                _add_unique(actions, action)
+        first_time = min(
+            s.failures[0].time if s.failures else (s.first_time or 0.0) for s in members
+        )
+        causes.append(
+            SystematicCause(
+                cause=cause,
+                reason=reasons.most_common(1)[0][0] if reasons else None,
+                date=_iso_date(first_time),
+                tasks=tuple(s.task_id for s in members),
+                agents=tuple(agents),
+                operator_actions=tuple(actions),
+                lesson=next((s.lesson for s in members if s.lesson), ""),
+            )
+        )
+    return tuple(causes)
+
+
+def orphaned_paths(events: Iterable[Event]) -> tuple[str, ...]:
+    """Workspaces reported orphaned and not cleaned afterwards, in first-report order."""
+    orphaned: dict[str, None] = {}
+    for event in events:
+        path = str(event.data.get("path", ""))
+        if event.kind is EventKind.WORKSPACE_ORPHANED:
+            orphaned[path] = None
+        elif event.kind is EventKind.WORKSPACE_CLEANED:
+            orphaned.pop(path, None)
+    return tuple(orphaned)
+
+
+def event_problem(event: Event) -> str | None:
+    """Why ``compute`` could not use ``event`` (a missing or malformed data field), or None.
+
+    Readers call this per line so that a bad event is reported with its file and line.
+
+    >>> event_problem(Event(EventKind.DECISION, 0.0, "t1", data={"decision": {"strategy": "x"}}))
+    "decision event: 'x' is not a valid Strategy"
+    """
+    tasks = event.data.get("tasks", []) if isinstance(event.data, Mapping) else []
+    if event.kind is EventKind.OPERATOR_ACTION and not isinstance(tasks, list):
+        return f"{event.kind} event: field 'tasks' must be a list of task ids"
+    try:
+        _fold(_Story(event.task_id or "?"), event)
+    except KeyError as exc:
+        return f"{event.kind} event: missing field {exc.args[0]!r}"
+    except (ValueError, TypeError, AttributeError) as exc:
+        return f"{event.kind} event: {exc}"
+    return None
+
+
+def compute(events: Sequence[Event], *, orphaned_workspaces: int | None = None) -> Metrics:
+    """Aggregate journal events into dashboard figures.
+
+    ``events`` may concatenate several journals; each task's events must keep their order.
+    ``orphaned_workspaces``, when given, overrides the count from ``workspace_orphaned``
+    events (for callers that scanned the disk themselves).
+
+    >>> compute([]).total_tasks, compute([], orphaned_workspaces=2).orphaned_workspaces
+    (0, 2)
+    """
+    stories: dict[str, _Story] = {}
+    for event in events:
+        if event.kind is EventKind.OPERATOR_ACTION:
+            for task_id in event.data.get("tasks", ()) or ():
+                if str(task_id) in stories:
+                    _fold(stories[str(task_id)], event)
+            continue
+        if event.task_id is None:
+            continue
+        story = stories.get(event.task_id)
+        if story is None:
+            story = stories[event.task_id] = _Story(event.task_id)
+        _fold(story, event)
+
+    all_stories = list(stories.values())
+    unattributed = 0
+    for story in all_stories:
+        unattributed += story.unattributed
+        if story.pending_exit is not None and not story.pending_exit.clean:
+            unattributed += 1  # the journal ends on a failed exit nobody attributed
+        unattributed += sum(1 for f in story.failures if f.reason is Reason.UNKNOWN)
+
+    first_try = [s for s in all_stories if s.outcome is EventKind.TASK_SUCCEEDED and not s.failures]
+    recovering = [s for s in all_stories if s.failures]
+    simple = [s for s in all_stories if s.complexity is Complexity.SIMPLE]
+    complex_ = [s for s in all_stories if s.complexity is Complexity.COMPLEX]
+    outcomes = Counter(_outcome(s) for s in recovering)
+    times = tuple(
+        s.recovery_time
+        for s in recovering
+        if s.outcome is EventKind.TASK_SUCCEEDED and s.recovery_time is not None
+    )
+    by_reason = Counter(s.failures[0].reason for s in recovering)
+    failures = [f for s in all_stories for f in s.failures]
+    recent = sorted((_recovery_event(s) for s in recovering), key=lambda r: -r.time)
+    orphan_paths = orphaned_paths(events)
+
+    return Metrics(
+        total_tasks=len(all_stories),
+        simple_tasks=len(simple),
+        complex_tasks=len(complex_),
+        attempts=sum(s.attempts for s in all_stories),
+        failures=len(failures),
+        first_try=len(first_try),
+        first_try_agents=tuple(s.agent or s.task_id for s in first_try),
+        first_try_simple=sum(1 for s in first_try if s.complexity is Complexity.SIMPLE),
+        settled_simple=sum(1 for s in simple if s.settled),
+        first_try_complex=sum(1 for s in first_try if s.complexity is Complexity.COMPLEX),
+        settled_complex=sum(1 for s in complex_ if s.settled),
+        unsettled=len(all_stories) - len(first_try) - len(recovering),
+        required_recovery=len(recovering),
+        required_recovery_by_reason=tuple(by_reason.most_common()),
+        recovered=outcomes[Outcome.RECOVERED],
+        recovered_after_operator=sum(
+            1 for s in recovering if _outcome(s) is Outcome.RECOVERED and s.released
+        ),
+        escalated=sum(1 for s in all_stories if s.outcome is EventKind.TASK_ESCALATED),
+        failed_after_recovery=outcomes[Outcome.FAILED],
+        recovering=outcomes[Outcome.IN_PROGRESS],
+        recovery_times=times,
+        recovery_time_mean=mean(times) if times else None,
+        recovery_time_p50=percentile(times, 50) if times else None,
+        recovery_time_p95=percentile(times, 95) if times else None,
+        reasons=_reason_rows(failures),
+        recent=tuple(recent),
+        orphaned_workspaces=(
+            len(orphan_paths) if orphaned_workspaces is None else orphaned_workspaces
+        ),
+        orphaned_paths=orphan_paths,
+        unattributed_failures=unattributed,
+        systematic_causes=_systematic_causes(all_stories),
+    )
+
+
+# --------------------------------------------------------------------------- success criteria
+
+Gate = Literal["point", "lower-bound"]
+Verdict = Literal["pass", "fail", "insufficient samples"]
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """The seed's success criteria. Rates are fractions in [0, 1].
+
+    ``min_recovery_rate`` is compared strictly (the seed says "> 90%"); the first-try rates
+    inclusively ("95% first-try success" is met by exactly 95%); the counts must not exceed
+    their maximum. ``gate="lower-bound"`` judges a rate by its Wilson 95% lower bound instead
+    of the observed rate. A rate criterion with fewer than ``min_samples`` samples is neither
+    passed nor failed but reported as "insufficient samples".
+    """
+
+    min_recovery_rate: float = 0.90
+    min_first_try_simple: float = 0.95
+    min_first_try_complex: float = 0.80
+    max_orphans: int = 0
+    max_unattributed: int = 0
+    gate: Gate = "point"
+    min_samples: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("min_recovery_rate", "min_first_try_simple", "min_first_try_complex"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0 or math.isnan(value):
+                raise ValueError(f"Criteria.{name} must be within [0, 1], got {value}")
+        for name in ("max_orphans", "max_unattributed", "min_samples"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"Criteria.{name} must be >= 0, got {getattr(self, name)}")
+        if self.gate not in ("point", "lower-bound"):
+            raise ValueError(f"Criteria.gate must be 'point' or 'lower-bound', got {self.gate!r}")
+
+
+@dataclass(frozen=True)
+class CriterionResult:
+    name: str
+    comparison: Literal[">", ">=", "<="]
+    threshold: float
+    observed: float | None  # None when a rate has no samples
+    successes: int | None  # None for count criteria
+    n: int | None
+    lower_bound: float | None  # Wilson 95%, rates only
+    verdict: Verdict
+
+    @property
+    def is_rate(self) -> bool:
+        return self.n is not None
+
+    def describe(self) -> str:
+        """One line, e.g. ``FAIL recovery_rate: observed 0.750 (3/4), 95% lower bound 0.301,
+        threshold > 0.900``."""
+        head = f"{self.verdict.upper()} {self.name}"
+        if not self.is_rate:
+            observed = "none" if self.observed is None else f"{self.observed:g}"
+            return f"{head}: observed {observed}, threshold {self.comparison} {self.threshold:g}"
+        threshold = f"threshold {self.comparison} {self.threshold:.3f}"
+        if self.observed is None or self.lower_bound is None:
+            return f"{head}: no samples (0/0), {threshold}"
+        return (
+            f"{head}: observed {self.observed:.3f} ({self.successes}/{self.n}), "
+            f"95% lower bound {self.lower_bound:.3f}, {threshold}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "comparison": self.comparison,
+            "threshold": self.threshold,
+            "observed": self.observed,
+            "successes": self.successes,
+            "n": self.n,
+            "lower_bound": self.lower_bound,
+            "verdict": self.verdict,
+            "line": self.describe(),
+        }
+
+
+def _meets(value: Fraction, comparison: str, threshold: float) -> bool:
+    # Compare exactly against the threshold as written (0.95 means 95/100, not the nearest
+    # binary float), so 19 of 20 meets a 95% criterion.
+    limit = Fraction(repr(threshold))
+    if comparison == ">":
+        return value > limit
+    if comparison == ">=":
+        return value >= limit
+    return value <= limit
+
+
+def _rate(
+    name: str,
+    successes: int,
+    n: int,
+    comparison: Literal[">", ">="],
+    threshold: float,
+    criteria: Criteria,
+) -> CriterionResult:
+    low, _ = wilson_interval(successes, n)
+    observed = successes / n if n else None
+    verdict: Verdict
+    if n < criteria.min_samples or n == 0:
+        verdict = "insufficient samples"
+    else:
+        judged = Fraction(successes, n) if criteria.gate == "point" else Fraction(low)
+        verdict = "pass" if _meets(judged, comparison, threshold) else "fail"
+    return CriterionResult(
+        name, comparison, threshold, observed, successes, n, low if n else None, verdict
+    )
+
+
+def _count(name: str, observed: int, maximum: int) -> CriterionResult:
+    verdict: Verdict = "pass" if observed <= maximum else "fail"
+    return CriterionResult(name, "<=", float(maximum), float(observed), None, None, None, verdict)
+
+
+def evaluate(metrics: Metrics, criteria: Criteria | None = None) -> list[CriterionResult]:
+    """Judge the metrics against the success criteria, one result per criterion.
+
+    >>> [r.verdict for r in evaluate(compute([]))]
+    ['insufficient samples', 'insufficient samples', 'insufficient samples', 'pass', 'pass']
+    """
+    c = Criteria() if criteria is None else criteria
+    return [
+        _rate(
+            "recovery_rate",
+            metrics.recovered,
+            metrics.recovery_settled,
+            ">",
+            c.min_recovery_rate,
+            c,
+        ),
+        _rate(
+            "first_try_simple",
+            metrics.first_try_simple,
+            metrics.settled_simple,
+            ">=",
+            c.min_first_try_simple,
+            c,
+        ),
+        _rate(
+            "first_try_complex",
+            metrics.first_try_complex,
+            metrics.settled_complex,
+            ">=",
+            c.min_first_try_complex,
+            c,
+        ),
+        _count("orphaned_workspaces", metrics.orphaned_workspaces, c.max_orphans),
+        _count("unattributed_failures", metrics.unattributed_failures, c.max_unattributed),
+    ]

@@ -1,0 +1,429 @@
+"""Recovery policy: a declarative table from the situation after a failure to a decision.
+
+The table (:data:`DEFAULT_RULES`) is read top to bottom and the first rule whose condition holds
+decides. Each rule names its strategy, the reason in words a person can act on, and the lesson
+(the seed's "Prevention" for its pattern). Users override the policy by passing their own rule
+list, budgets or breaker settings to :class:`Policy`; :func:`describe_rules` prints the table.
+
+Fleet-wide protection lives in :class:`CircuitBreaker`: when the same reason fails several
+distinct agents within a window, it opens for that reason and every further failure with it is
+escalated under one systematic cause instead of being restarted into the same wall. It stays
+open until an operator closes it (``Coordinator.release``).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from pytest_orch_recovery.engine.model import (
+    Attribution,
+    Decision,
+    PartialWork,
+    Reason,
+    Strategy,
+    Task,
+    WorkItem,
+    WorkKind,
+    full_plan,
+)
+
+# Reasons whose repetition says nothing about the environment: the breaker ignores them.
+TASK_SPECIFIC_REASONS = frozenset({Reason.TEST_FAILURE, Reason.INCOMPLETE})
+
+# Runtime remedies a rule may order before the next attempt.
+REMEDY_STALE_INDEX_LOCK = "remove_stale_index_lock"
+
+# Reasons that restarting with the same configuration cannot fix.
+CONFIGURATION_REASONS = frozenset({Reason.PERMISSION})
+
+
+@dataclass(frozen=True)
+class PastAttempt:
+    """What the policy needs to know about an earlier attempt of the same task."""
+
+    number: int
+    agent_type: str
+    reason: Reason | None  # None when it succeeded
+    strategy: Strategy | None  # how it was launched; None for the first attempt
+
+
+@dataclass(frozen=True)
+class Situation:
+    """Everything a rule may look at."""
+
+    task: Task
+    agent: str
+    agent_type: str  # type of the attempt that just failed
+    attribution: Attribution
+    partial: PartialWork
+    missing: tuple[WorkItem, ...]
+    history: tuple[PastAttempt, ...]  # earlier attempts incl. the one that just failed
+    breaker_open: bool  # the circuit breaker is open for this reason
+    max_attempts: int
+
+    @property
+    def reason(self) -> Reason:
+        return self.attribution.reason
+
+    @property
+    def attempts(self) -> int:
+        return len(self.history)
+
+    @property
+    def failed_agent_types(self) -> frozenset[str]:
+        return frozenset(a.agent_type for a in self.history if a.reason is not None)
+
+    @property
+    def same_reason_streak(self) -> int:
+        """How many of the latest attempts in a row failed with this reason."""
+        streak = 0
+        for past in reversed(self.history):
+            if past.reason is not self.reason:
+                break
+            streak += 1
+        return streak
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One row of the policy table."""
+
+    name: str
+    when: Callable[[Situation], bool]
+    strategy: Strategy
+    why: Callable[[Situation], str]
+    lesson: str = ""
+    # Work the next attempt must do; default: whatever analysis says is missing.
+    work: Callable[[Situation], tuple[WorkItem, ...]] | None = None
+    backoff: bool = False  # wait with exponential backoff and jitter before acting
+    systematic: bool = False  # the escalation names a fleet-wide cause
+    remedies: tuple[str, ...] = ()  # runtime actions before the next attempt (see runtime)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with full jitter, honouring Retry-After when the API gave one."""
+
+    base: float = 2.0
+    factor: float = 2.0
+    cap: float = 120.0
+
+    def delay(self, retry: int, rng: random.Random, retry_after: float | None = None) -> float:
+        """Seconds to wait before retry number ``retry`` (1-based).
+
+        >>> b = Backoff(base=2.0, cap=60.0)
+        >>> all(0 <= b.delay(n, random.Random(n)) <= min(60.0, 2.0 * 2 ** (n - 1))
+        ...     for n in range(1, 10))
+        True
+        >>> b.delay(1, random.Random(0), retry_after=30.0) >= 30.0
+        True
+        """
+        exponent = min(max(0, retry - 1), 64)  # past 2**64 the cap has long won; no overflow
+        ceiling = min(self.cap, self.base * self.factor**exponent)
+        jittered = rng.uniform(0.0, ceiling)
+        if retry_after is not None and math.isfinite(retry_after) and retry_after > 0:
+            return max(retry_after, jittered)
+        return jittered
+
+
+@dataclass
+class CircuitBreaker:
+    """Opens for a reason when ``threshold`` distinct agents fail with it within ``window``."""
+
+    threshold: int = 3
+    window: float = 600.0
+    _recent: dict[Reason, deque[tuple[float, str]]] = field(default_factory=dict)
+    _open: dict[Reason, str] = field(default_factory=dict)  # reason -> cause text
+
+    def record(self, reason: Reason, agent: str, now: float) -> bool:
+        """Note a failure; return True when the breaker is (now) open for ``reason``."""
+        if reason in TASK_SPECIFIC_REASONS:
+            return False
+        if reason in self._open:
+            return True
+        seen = self._recent.setdefault(reason, deque())
+        seen.append((now, agent))
+        while seen and seen[0][0] < now - self.window:
+            seen.popleft()
+        agents = {a for _, a in seen}
+        if len(agents) >= self.threshold:
+            self._open[reason] = systematic_cause(reason)
+            return True
+        return False
+
+    def is_open(self, reason: Reason) -> bool:
+        return reason in self._open
+
+    def cause(self, reason: Reason) -> str | None:
+        return self._open.get(reason)
+
+    def open_causes(self) -> dict[Reason, str]:
+        return dict(self._open)
+
+    def close(self, reason: Reason) -> None:
+        self._open.pop(reason, None)
+        self._recent.pop(reason, None)
+
+
+_SYSTEMATIC_HINTS: dict[Reason, str] = {
+    Reason.PERMISSION: "agents are launched without permission to write "
+    "(check the dispatcher's --dangerously-skip-permissions flag)",
+    Reason.API_ERROR: "the model API is failing for the whole fleet (outage, rate limit or key)",
+    Reason.GITHUB_ERROR: "GitHub access is failing for the whole fleet (token or network)",
+    Reason.GIT_ERROR: "git operations fail for the whole fleet (repository, lock or remote)",
+    Reason.SIGINT: "several agents were interrupted: something is sending SIGINT "
+    "(tmux input, a timeout mechanism sending the wrong signal)",
+    Reason.TIMEOUT: "several agents timed out: the limit may be too low or a dependency hangs",
+    Reason.KILLED: "several agents were killed: resource pressure (OOM) or a supervisor",
+}
+
+
+def systematic_cause(reason: Reason) -> str:
+    """One stable text per reason, so every escalation of the same wall names one cause."""
+    hint = _SYSTEMATIC_HINTS.get(reason, f"{reason} across several agents")
+    return f"systematic {reason}: {hint}"
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def _pr_only(s: Situation) -> bool:
+    kinds = {w.kind for w in s.missing}
+    return (
+        s.task.wants_pr
+        and s.partial.code_complete
+        and WorkKind.OPEN_PR in kinds
+        and kinds <= {WorkKind.OPEN_PR, WorkKind.PUSH, WorkKind.COMMIT}
+    )
+
+
+def _partial_files(s: Situation) -> bool:
+    return bool(s.partial.deliverables_present) and bool(s.partial.deliverables_missing)
+
+
+def _fix_work(s: Situation) -> tuple[WorkItem, ...]:
+    rest = [w for w in s.missing if w.kind not in (WorkKind.TEST, WorkKind.FIX_TESTS)]
+    return (WorkItem(WorkKind.FIX_TESTS), *rest)
+
+
+def _resumable(s: Situation) -> bool:
+    return s.partial.usable_checkpoint or s.partial.any_progress
+
+
+def _evidence_mentions(s: Situation, needle: str) -> bool:
+    return any(needle in e.detail for e in s.attribution.evidence)
+
+
+DEFAULT_RULES: tuple[Rule, ...] = (
+    Rule(
+        "attempt_budget_spent",
+        lambda s: s.attempts >= s.max_attempts,
+        Strategy.ESCALATE,
+        lambda s: f"{s.attempts} attempts spent (budget {s.max_attempts}); last failure "
+        f"{s.reason}. A person should look at the task and the workspace.",
+        lesson="Budget attempts per task so a hopeless task cannot loop forever.",
+    ),
+    Rule(
+        "circuit_breaker_open",
+        lambda s: s.breaker_open,
+        Strategy.ESCALATE,
+        lambda s: f"{s.reason} is failing agents fleet-wide; restarting would hit the same "
+        "wall. Fix the common cause, then release the held tasks.",
+        lesson="Detect systematic causes across agents and stop restarting into them.",
+        systematic=True,
+    ),
+    Rule(
+        "missing_permissions",
+        lambda s: s.reason in CONFIGURATION_REASONS,
+        Strategy.ESCALATE,
+        lambda s: "the agent was denied the tools it needs (permission_denials / permission "
+        "prompt). The launch command probably lacks --dangerously-skip-permissions: fix the "
+        "dispatcher's configuration, then release the task.",
+        lesson="Launch headless agents with the permission flag; verify the dispatcher's "
+        "command line in CI.",
+        systematic=True,
+    ),
+    Rule(
+        "poison_task",
+        lambda s: len(s.failed_agent_types) >= 2 and s.reason not in (Reason.API_ERROR,),
+        Strategy.ESCALATE,
+        lambda s: f"the task failed with {len(s.failed_agent_types)} agent types "
+        f"({', '.join(sorted(s.failed_agent_types))}); the task itself is likely at fault.",
+        lesson="A task that defeats two kinds of agent needs its spec fixed, not more agents.",
+    ),
+    Rule(
+        "corrupt_checkpoint",
+        lambda s: s.partial.checkpoint_problem is not None and s.reason is not Reason.API_ERROR,
+        Strategy.RESTART,
+        lambda s: f"the checkpoint cannot be trusted ({s.partial.checkpoint_problem}); "
+        "restarting with the full task rather than resuming from bad state.",
+        lesson="Write checkpoints atomically (temp file, fsync, rename).",
+        work=lambda s: s.missing,
+    ),
+    Rule(
+        "tests_fail_after_implementation",
+        lambda s: s.reason is Reason.TEST_FAILURE and s.partial.code_complete,
+        Strategy.REASSIGN,
+        lambda s: "the implementation is complete but the tests fail; handing it to a "
+        "fix-focused agent with the test output.",
+        lesson="Run tests incrementally while implementing.",
+        work=_fix_work,
+    ),
+    Rule(
+        "pr_creation_failed",
+        lambda s: s.reason in (Reason.GITHUB_ERROR, Reason.INCOMPLETE) and _pr_only(s),
+        Strategy.RESUME,
+        lambda s: "the code is complete but the PR was not created; resuming only to "
+        + ", ".join(w.describe() for w in s.missing) + ".",
+        lesson="Verify the GitHub token and branch state before the agent starts.",
+        backoff=True,
+    ),
+    Rule(
+        "api_error_retry",
+        lambda s: s.reason is Reason.API_ERROR,
+        Strategy.RESUME,
+        lambda s: "the model API failed"
+        + (f" (HTTP {s.attribution.api_status})" if s.attribution.api_status else "")
+        + "; retrying after backoff"
+        + (f", honouring Retry-After {s.attribution.retry_after:g}s"
+           if s.attribution.retry_after is not None else "")
+        + ".",
+        lesson="Retry API errors with exponential backoff and jitter.",
+        backoff=True,
+    ),
+    Rule(
+        "sigint_with_checkpoint",
+        lambda s: s.reason is Reason.SIGINT and s.partial.usable_checkpoint,
+        Strategy.RESUME,
+        lambda s: "interrupted (SIGINT) after useful progress recorded in the checkpoint; "
+        "resuming with what is left.",
+        lesson="Keep the dispatcher's keystrokes out of agent panes; checkpoint after each "
+        "file.",
+    ),
+    Rule(
+        "sigint_with_partial_work",
+        lambda s: s.reason is Reason.SIGINT and s.partial.any_progress,
+        Strategy.RESUME,
+        lambda s: "interrupted (SIGINT) without a checkpoint, but the workspace holds "
+        "progress; resuming with what is left.",
+        lesson="Keep the dispatcher's keystrokes out of agent panes; checkpoint after each "
+        "file.",
+    ),
+    Rule(
+        "sigint_without_checkpoint",
+        lambda s: s.reason is Reason.SIGINT,
+        Strategy.RESTART,
+        lambda s: "interrupted (SIGINT) with nothing usable; restarting the full task.",
+        lesson="Keep the dispatcher's keystrokes out of agent panes.",
+    ),
+    Rule(
+        "stale_git_lock",
+        lambda s: s.reason is Reason.GIT_ERROR and _evidence_mentions(s, "index.lock"),
+        Strategy.RESUME,
+        lambda s: "git found a stale index.lock; removing it (no git process holds it) and "
+        "resuming.",
+        lesson="Never kill agents in the middle of git operations; clear stale locks.",
+        backoff=True,
+        remedies=(REMEDY_STALE_INDEX_LOCK,),
+    ),
+    Rule(
+        "partial_files",
+        _partial_files,
+        Strategy.RESUME,
+        lambda s: f"{len(s.partial.deliverables_present)} of {len(s.task.deliverables)} files "
+        "exist; resuming with a continuation prompt for the rest.",
+        lesson="Atomic file operations; commit after each file.",
+    ),
+    Rule(
+        "progress_worth_keeping",
+        _resumable,
+        Strategy.RESUME,
+        lambda s: f"failed ({s.reason}) after some progress; resuming with what is left.",
+        lesson="Checkpoint after every tool call so work survives the agent.",
+        backoff=True,
+    ),
+    Rule(
+        "nothing_to_keep",
+        lambda s: True,
+        Strategy.RESTART,
+        lambda s: f"failed ({s.reason}) with nothing worth keeping; restarting the full task.",
+        lesson="Make failures visible early; a restart costs the whole task again.",
+        backoff=True,
+    ),
+)
+
+
+@dataclass
+class Policy:
+    """Turns a :class:`Situation` into a :class:`Decision` using a rule table."""
+
+    rules: Sequence[Rule] = DEFAULT_RULES
+    max_attempts: int = 4
+    backoff: Backoff = field(default_factory=Backoff)
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    # Reassign target per agent type; anything not listed goes to "<type>-fixer".
+    fix_agent_types: dict[str, str] = field(default_factory=dict)
+    seed: int = 0
+    _rng: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def fix_agent_for(self, agent_type: str) -> str:
+        return self.fix_agent_types.get(agent_type, f"{agent_type}-fixer")
+
+    def decide(self, s: Situation) -> Decision:
+        for rule in self.rules:
+            if rule.when(s):
+                return self._decision(rule, s)
+        raise LookupError("no policy rule matched; the table needs a catch-all last rule")
+
+    def _decision(self, rule: Rule, s: Situation) -> Decision:
+        work = rule.work(s) if rule.work is not None else s.missing
+        delay = 0.0
+        if rule.backoff:
+            delay = self.backoff.delay(s.same_reason_streak, self._rng,
+                                       s.attribution.retry_after)
+        agent_type = s.agent_type
+        if rule.strategy is Strategy.REASSIGN:
+            agent_type = self.fix_agent_for(s.agent_type)
+        elif rule.strategy is Strategy.RESTART:
+            work = _restart_work(s)
+        resume_session = None
+        if rule.strategy is Strategy.RESUME and s.partial.checkpoint is not None:
+            resume_session = s.partial.checkpoint.session_id
+        cause = None
+        if rule.strategy is Strategy.ESCALATE and rule.systematic:
+            cause = self.breaker.cause(s.reason) or systematic_cause(s.reason)
+        return Decision(
+            strategy=rule.strategy,
+            why=rule.why(s),
+            rule=rule.name,
+            delay=delay,
+            agent_type=agent_type,
+            work=() if rule.strategy is Strategy.ESCALATE else work,
+            resume_session=resume_session,
+            systematic_cause=cause,
+            lesson=rule.lesson,
+            remedies=rule.remedies,
+        )
+
+
+def _restart_work(s: Situation) -> tuple[WorkItem, ...]:
+    # A restart is a fresh agent told the whole task, whatever the workspace holds.
+    return full_plan(s.task)
+
+
+def describe_rules(rules: Sequence[Rule] = DEFAULT_RULES) -> str:
+    """The table as text, one rule a line, in the order they are tried."""
+    width = max(len(r.name) for r in rules)
+    return "\n".join(
+        f"{i:>2}. {r.name:<{width}}  -> {r.strategy}"
+        + ("  (backoff)" if r.backoff else "")
+        + ("  (systematic)" if r.systematic else "")
+        for i, r in enumerate(rules, 1)
+    )

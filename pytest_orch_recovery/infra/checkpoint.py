@@ -1,0 +1,526 @@
+"""An agent's progress file: schema v1, atomic writes, strict validation, hook updates.
+
+The seed stores checkpoints at ``/tmp/orchestration_checkpoints/{agent_name}.json``. Real agents
+write theirs through a Claude Code ``PostToolUse`` hook that runs ``orch-recovery checkpoint
+--from-hook``; the engine reads them with :func:`read_checkpoint_safely`, which turns any damage
+into a reason to restart instead of a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from pytest_orch_recovery.engine import atomic
+from pytest_orch_recovery.engine.model import Checkpoint
+
+SCHEMA_VERSION = 1
+DEFAULT_CHECKPOINT_DIR = Path("/tmp/orchestration_checkpoints")  # the seed's location
+ENV_CHECKPOINT_DIR = "ORCH_CHECKPOINT_DIR"
+
+# Tools whose PostToolUse payload names a file the agent wrote, and the tool_input key holding it.
+FILE_TOOLS: Mapping[str, str] = {
+    "Write": "file_path",
+    "Edit": "file_path",
+    "MultiEdit": "file_path",
+    "NotebookEdit": "notebook_path",
+}
+HOOK_MATCHER = "Write|Edit|MultiEdit|Bash"
+HOOK_TIMEOUT_SECONDS = 30  # Claude Code's hook ``timeout`` is in seconds
+
+_MAX_COMMAND_CHARS = 72
+_AGENT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+# One simple read-only command says nothing about progress; recording it would only add noise
+# to the continuation prompt built from the checkpoint.
+_READ_ONLY = frozenset(
+    {"ls", "pwd", "cat", "head", "tail", "grep", "rg", "find", "which", "wc", "echo", "tree"}
+)
+_READ_ONLY_GIT = frozenset({"status", "diff", "log", "show", "branch", "remote", "rev-parse"})
+_SHELL_OPERATORS = re.compile(r"[;&|><`$(]")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file (or a value bound for one) is unusable.
+
+    >>> str(CheckpointError(Path("/c/a.json"), "attempt", "expected an integer >= 1, got 'x'"))
+    "/c/a.json: field 'attempt': expected an integer >= 1, got 'x'"
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        field: str | None,
+        message: str,
+        *,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        self.path = path
+        self.field = field
+        self.message = message
+        self.line = line
+        self.column = column
+        where = str(path)
+        if line is not None:
+            where += f":{line}" + (f":{column}" if column is not None else "")
+        what = f" field {field!r}:" if field else ""
+        super().__init__(f"{where}:{what} {message}")
+
+
+# --------------------------------------------------------------------------- locations
+
+
+def checkpoint_dir(directory: str | os.PathLike[str] | None = None) -> Path:
+    """The directory to use: the argument, else ``$ORCH_CHECKPOINT_DIR``, else the seed's."""
+    if directory is not None:
+        return Path(directory)
+    env = os.environ.get(ENV_CHECKPOINT_DIR)
+    return Path(env) if env else DEFAULT_CHECKPOINT_DIR
+
+
+def checkpoint_path(directory: str | os.PathLike[str] | None, agent: str) -> Path:
+    """``<dir>/<agent>.json``; the agent name must be a plain file name.
+
+    >>> checkpoint_path("/tmp/cp", "task-agent-5030")
+    PosixPath('/tmp/cp/task-agent-5030.json')
+    """
+    base = checkpoint_dir(directory)
+    if not _AGENT_NAME.fullmatch(agent):
+        raise CheckpointError(
+            base / f"{agent}.json", "agent", f"agent name {agent!r} is not a plain file name"
+        )
+    return base / f"{agent}.json"
+
+
+def utc_now() -> str:
+    """The current time as ISO 8601 UTC with a ``Z`` suffix, to the second."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def checkpoint_to_json(cp: Checkpoint, *, workspace: Path | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "agent": cp.agent,
+        "task_id": cp.task_id,
+        "attempt": cp.attempt,
+        "completed_subtasks": list(cp.completed_subtasks),
+        "created_files": list(cp.created_files),
+        "next_actions": list(cp.next_actions),
+        "updated_at": cp.updated_at,
+        "session_id": cp.session_id,
+    }
+    if workspace is not None:
+        out["workspace"] = str(workspace)
+    return out
+
+
+def save_checkpoint(
+    directory: str | os.PathLike[str] | None, cp: Checkpoint, *, workspace: Path | None = None
+) -> Path:
+    """Validate ``cp`` and write it atomically; stamps ``updated_at`` when it is empty."""
+    path = checkpoint_path(directory, cp.agent)
+    if not cp.updated_at:
+        cp = replace(cp, updated_at=utc_now())
+    ws = None if workspace is None else Path(os.path.abspath(workspace))
+    # Refuse to write what we would refuse to read; store created files in their normal form.
+    cp = _validate(path, checkpoint_to_json(cp, workspace=ws), cp.agent, ws)
+    cp = replace(cp, created_files=_unique(cp.created_files))
+    atomic.write_json(path, checkpoint_to_json(cp, workspace=ws))
+    return path
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def load_checkpoint(
+    directory: str | os.PathLike[str] | None, agent: str, *, workspace: Path | None = None
+) -> Checkpoint | None:
+    """The agent's checkpoint, or None when there is none.
+
+    Raises :class:`CheckpointError` for a torn or invalid file. ``created_files`` are checked
+    against ``workspace`` (or, when not given, the workspace the file records).
+    """
+    record = load_checkpoint_record(directory, agent, workspace=workspace)
+    return None if record is None else record[0]
+
+
+def load_checkpoint_record(
+    directory: str | os.PathLike[str] | None, agent: str, *, workspace: Path | None = None
+) -> tuple[Checkpoint, Path | None] | None:
+    """Like :func:`load_checkpoint`, also returning the workspace the file records."""
+    path = checkpoint_path(directory, agent)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CheckpointError(path, None, f"cannot read: {exc.strerror or exc}") from None
+    data = _decode(path, raw)
+    ws = None if workspace is None else Path(os.path.abspath(workspace))
+    cp = _validate(path, data, agent, ws)
+    recorded = data.get("workspace")
+    return cp, Path(recorded) if isinstance(recorded, str) else None
+
+
+def parse_checkpoint(
+    path: Path, raw: bytes, agent: str | None = None, *, workspace: Path | None = None
+) -> Checkpoint:
+    """Decode and validate the bytes of a checkpoint file named ``path``."""
+    ws = None if workspace is None else Path(os.path.abspath(workspace))
+    return _validate(path, _decode(path, raw), agent, ws)
+
+
+def _decode(path: Path, raw: bytes) -> dict[str, Any]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise CheckpointError(path, None, "not UTF-8 text", line=line) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(
+            path, None, f"invalid JSON: {exc.msg}", line=exc.lineno, column=exc.colno
+        ) from None
+    except (ValueError, RecursionError) as exc:  # e.g. integers beyond int_max_str_digits
+        raise CheckpointError(path, None, f"invalid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(path, None, f"expected a JSON object, got {_kind(data)}")
+    return data
+
+
+def read_checkpoint_safely(
+    directory: str | os.PathLike[str] | None, agent: str, workspace: Path | None
+) -> tuple[Checkpoint | None, str | None]:
+    """``(checkpoint, None)``, ``(None, None)`` when absent, ``(None, problem)`` when unusable.
+
+    Never raises for any file content: the engine restarts the agent instead of resuming.
+    """
+    try:
+        return load_checkpoint(directory, agent, workspace=workspace), None
+    except CheckpointError as exc:
+        return None, str(exc)
+
+
+_REQUIRED: tuple[str, ...] = (
+    "schema_version",
+    "agent",
+    "task_id",
+    "attempt",
+    "completed_subtasks",
+    "created_files",
+    "next_actions",
+    "updated_at",
+)
+
+
+def _validate(
+    path: Path, data: Mapping[str, Any], agent: str | None, workspace: Path | None
+) -> Checkpoint:
+    for name in _REQUIRED:
+        if name not in data:
+            raise CheckpointError(path, name, "required field is missing")
+    version = data["schema_version"]
+    if type(version) is not int or version != SCHEMA_VERSION:
+        raise CheckpointError(path, "schema_version", f"expected {SCHEMA_VERSION}, got {version!r}")
+    name = _string(path, data, "agent")
+    if not name:
+        raise CheckpointError(path, "agent", "must not be empty")
+    if agent is not None and name != agent:
+        raise CheckpointError(path, "agent", f"belongs to {name!r}, expected {agent!r}")
+    task_id = _string(path, data, "task_id")
+    attempt = data["attempt"]
+    if type(attempt) is not int or attempt < 1:
+        raise CheckpointError(path, "attempt", f"expected an integer >= 1, got {attempt!r}")
+    updated_at = _string(path, data, "updated_at")
+    _check_utc(path, updated_at)
+    session_id = data.get("session_id")
+    if session_id is not None and not isinstance(session_id, str):
+        raise CheckpointError(path, "session_id", f"expected a string or null, got {session_id!r}")
+    recorded = data.get("workspace")
+    if recorded is not None and (not isinstance(recorded, str) or not os.path.isabs(recorded)):
+        raise CheckpointError(path, "workspace", f"expected an absolute path, got {recorded!r}")
+    root = workspace if workspace is not None else (Path(recorded) if recorded else None)
+    created = _strings(path, data, "created_files")
+    if root is not None:
+        created = tuple(_inside(path, root, p) for p in created)
+    return Checkpoint(
+        agent=name,
+        task_id=task_id,
+        attempt=attempt,
+        completed_subtasks=_strings(path, data, "completed_subtasks"),
+        created_files=created,
+        next_actions=_strings(path, data, "next_actions"),
+        updated_at=updated_at,
+        session_id=session_id,
+    )
+
+
+def _string(path: Path, data: Mapping[str, Any], name: str) -> str:
+    value = data[name]
+    if not isinstance(value, str):
+        raise CheckpointError(path, name, f"expected a string, got {_kind(value)}")
+    return value
+
+
+def _strings(path: Path, data: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    value = data[name]
+    if not isinstance(value, list):
+        raise CheckpointError(path, name, f"expected a list of strings, got {_kind(value)}")
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise CheckpointError(path, f"{name}[{i}]", f"expected a string, got {_kind(item)}")
+    return tuple(value)
+
+
+def _check_utc(path: Path, stamp: str) -> None:
+    try:
+        when = datetime.fromisoformat(stamp)
+    except ValueError:
+        raise CheckpointError(
+            path, "updated_at", f"expected an ISO 8601 UTC time, got {stamp!r}"
+        ) from None
+    offset = when.utcoffset()
+    if offset is None or offset.total_seconds() != 0:
+        raise CheckpointError(path, "updated_at", f"expected a UTC time, got {stamp!r}")
+
+
+def _inside(path: Path, workspace: Path, name: str) -> str:
+    """``name`` as a path relative to ``workspace``; CheckpointError when it escapes it."""
+    field = "created_files"
+    if not name or "\x00" in name:
+        raise CheckpointError(path, field, f"invalid path {name!r}")
+    relative = workspace_relative(workspace, name)
+    if relative is None:
+        raise CheckpointError(path, field, f"{name!r} is outside the workspace {workspace}")
+    return relative
+
+
+def workspace_relative(workspace: Path, name: str) -> str | None:
+    """``name`` relative to ``workspace``, or None when it lies (or links) outside it.
+
+    >>> workspace_relative(Path("/w"), "/w/docs/fake3.md"), workspace_relative(Path("/w"), "../x")
+    ('docs/fake3.md', None)
+    """
+    if "\x00" in name:
+        return None
+    root = Path(os.path.abspath(workspace))
+    candidate = Path(name)
+    if candidate.is_absolute():
+        try:
+            candidate = candidate.relative_to(root)
+        except ValueError:
+            return None
+    parts = PurePosixPath(candidate.as_posix()).parts
+    if not parts or ".." in parts:
+        return None
+    # A symlink anywhere on the way may point out of the workspace.
+    try:
+        resolved = (root / candidate).resolve()
+        if not resolved.is_relative_to(root.resolve()):
+            return None
+    except (OSError, RuntimeError):  # symlink loops
+        return None
+    return candidate.as_posix()
+
+
+def _kind(value: object) -> str:
+    return {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
+
+
+# --------------------------------------------------------------------------- hook updates
+
+
+def apply_tool_use(
+    cp: Checkpoint,
+    tool_name: str,
+    tool_input: Mapping[str, Any],
+    tool_response: object,
+    *,
+    workspace: Path,
+    session_id: str | None = None,
+) -> Checkpoint:
+    """Fold one Claude Code tool call into the checkpoint.
+
+    File tools add the file (relative to the workspace, once) and a "wrote"/"edited" subtask;
+    Bash adds a "ran: ..." subtask unless the call failed or only looked around.
+
+    >>> cp = Checkpoint("task-agent-5030", "fake3")
+    >>> cp = apply_tool_use(cp, "Write", {"file_path": "/w/fake3.md", "content": "# /fake3"},
+    ...                     {"type": "create", "filePath": "/w/fake3.md"}, workspace=Path("/w"))
+    >>> cp.created_files, cp.completed_subtasks
+    (('fake3.md',), ('wrote fake3.md',))
+    """
+    subtasks = list(cp.completed_subtasks)
+    created = list(cp.created_files)
+    if not tool_failed(tool_response):
+        if tool_name in FILE_TOOLS:
+            target = tool_input.get(FILE_TOOLS[tool_name])
+            if isinstance(target, str) and target:
+                relative = workspace_relative(workspace, target)
+                verb = "wrote" if tool_name == "Write" else "edited"
+                subtasks.append(f"{verb} {relative if relative is not None else target}")
+                if relative is not None:
+                    created.append(relative)
+        elif tool_name == "Bash":
+            command = tool_input.get("command")
+            if isinstance(command, str) and not _read_only(command):
+                subtasks.append("ran: " + summarize_command(command))
+    new_session = session_id if session_id else cp.session_id
+    updated = replace(
+        cp,
+        completed_subtasks=_unique(subtasks),
+        created_files=_unique(created),
+        session_id=new_session,
+    )
+    if updated != cp:
+        updated = replace(updated, updated_at=utc_now())
+    return updated
+
+
+def apply_hook_payload(
+    cp: Checkpoint, payload: Mapping[str, Any], *, workspace: Path | None = None
+) -> Checkpoint:
+    """Fold a whole ``PostToolUse`` hook input (as read from the hook's stdin) into ``cp``.
+
+    The payload carries ``session_id``, ``transcript_path``, ``cwd``, ``hook_event_name``,
+    ``tool_name``, ``tool_input`` and ``tool_response`` (Claude Code hooks reference). A
+    ``PostToolUseFailure`` event records nothing but the session.
+    """
+    root = workspace if workspace is not None else _payload_cwd(payload)
+    session = payload.get("session_id")
+    session_id = session if isinstance(session, str) else None
+    tool_name = payload.get("tool_name")
+    tool_input = payload.get("tool_input")
+    response = payload.get("tool_response")
+    if payload.get("hook_event_name") == "PostToolUseFailure":
+        response = {"is_error": True, "error": payload.get("error")}
+    if not isinstance(tool_name, str) or not isinstance(tool_input, Mapping):
+        tool_name, tool_input = "", {}
+    return apply_tool_use(
+        cp, tool_name, tool_input, response, workspace=root, session_id=session_id
+    )
+
+
+def _payload_cwd(payload: Mapping[str, Any]) -> Path:
+    cwd = payload.get("cwd")
+    if not isinstance(cwd, str) or not os.path.isabs(cwd):
+        raise ValueError(f"hook payload has no absolute 'cwd' (got {cwd!r}) and no workspace")
+    return Path(cwd)
+
+
+def tool_failed(tool_response: object) -> bool:
+    """Whether a tool response says the call failed.
+
+    Claude Code's Bash response is ``{stdout, stderr, interrupted, isImage}`` with no exit status
+    (PostToolUse fires on success; failures go to ``PostToolUseFailure``), so an interrupted call
+    or an explicit error flag / non-zero exit code is what marks a failure here.
+
+    >>> tool_failed({"stdout": "", "stderr": "", "interrupted": True, "isImage": False})
+    True
+    >>> tool_failed({"stdout": "ok", "stderr": "", "interrupted": False, "isImage": False})
+    False
+    """
+    if isinstance(tool_response, str):
+        return tool_response.lstrip().lower().startswith("error")
+    if not isinstance(tool_response, Mapping):
+        return False
+    if tool_response.get("interrupted") is True or tool_response.get("success") is False:
+        return True
+    if tool_response.get("is_error") is True or tool_response.get("isError") is True:
+        return True
+    for key in ("exit_code", "exitCode", "returnCode", "code"):
+        code = tool_response.get(key)
+        if type(code) is int and code != 0:
+            return True
+    return False
+
+
+def summarize_command(command: str, limit: int = _MAX_COMMAND_CHARS) -> str:
+    """The first line of a command, whitespace collapsed, cut at a word with ``...``.
+
+    >>> summarize_command('git commit -m "Add /fake3 command documentation and runner"', 30)
+    'git commit -m "Add /fake3 ...'
+    """
+    lines = [ln for ln in command.strip().splitlines() if ln.strip()]
+    first = " ".join(lines[0].split()) if lines else ""
+    more = len(lines) > 1
+    if len(first) <= limit and not more:
+        return first
+    if len(first) > limit:
+        cut = first[: limit - 4]  # room for " ..."
+        space = cut.rfind(" ")
+        first = cut[: space + 1] if space > limit // 2 else cut
+    return first.rstrip() + " ..."
+
+
+def _read_only(command: str) -> bool:
+    text = command.strip()
+    if not text or _SHELL_OPERATORS.search(text) or "\n" in text:
+        return False
+    words = text.split()
+    if words[0] == "git":
+        return len(words) > 1 and words[1] in _READ_ONLY_GIT
+    return words[0] in _READ_ONLY
+
+
+def _unique(items: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+# --------------------------------------------------------------------------- hook installation
+
+
+def hook_command(
+    agent: str, *, directory: str | os.PathLike[str] | None = None, program: str = "orch-recovery"
+) -> str:
+    """The shell command a ``PostToolUse`` hook runs to keep ``agent``'s checkpoint.
+
+    >>> hook_command("task-agent-5030", directory="/tmp/cp dir")
+    "orch-recovery checkpoint --from-hook --agent task-agent-5030 --dir '/tmp/cp dir'"
+    """
+    parts = [program, "checkpoint", "--from-hook", "--agent", agent]
+    if directory is not None:
+        parts += ["--dir", os.fspath(directory)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def hook_settings(command: str) -> dict[str, Any]:
+    """The ``.claude/settings.json`` fragment that installs the checkpoint hook.
+
+    Shape from the Claude Code hooks reference: ``hooks.<Event>`` is a list of matchers, each
+    with a ``hooks`` list of ``{"type": "command", "command": ..., "timeout": seconds}``.
+
+    >>> hook_settings("orch-recovery checkpoint --from-hook")["hooks"]["PostToolUse"][0]["matcher"]
+    'Write|Edit|MultiEdit|Bash'
+    """
+    return {
+        "hooks": {
+            "PostToolUse": [
+                {
+                    "matcher": HOOK_MATCHER,
+                    "hooks": [
+                        {"type": "command", "command": command, "timeout": HOOK_TIMEOUT_SECONDS}
+                    ],
+                }
+            ]
+        }
+    }

@@ -1,0 +1,262 @@
+"""Read a real git worktree into :class:`~pytest_orch_recovery.engine.model.PartialWork`.
+
+What counts as a delivered file (the rule the seed's "Partial File Creation" pattern needs):
+a deliverable is *present* when its path, inside the worktree, is a regular file (a symlink
+leading out of the worktree does not count) holding something other than whitespace, and no
+half-finished write of it is lying beside it. A half-finished write is recognised by the
+names writers leave while a file is in flight: ``atomic.py``'s ``.<name>.<random>.tmp`` and the
+common ``<name>.tmp`` / ``<name>.part`` / ``<name>.partial``. A file with such a sibling may be
+an old or truncated version, so the next attempt is asked to write it again. Anything else is
+*missing*. Truncation that leaves no trace cannot be told from a short file; the task's tests
+are what catch that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from pytest_orch_recovery.engine.model import Checkpoint, PartialWork, PullRequest, Task
+from pytest_orch_recovery.infra import git
+
+_log = logging.getLogger(__name__)
+
+# Sibling names that say "this file is still being written"; see the module docstring.
+IN_FLIGHT_SUFFIXES = (".tmp", ".part", ".partial")
+
+# Test output kept for a fix-focused agent's prompt; the tail is where the failures are.
+_OUTPUT_TAIL = 64 * 1024
+
+
+class WorkspaceError(Exception):
+    """The workspace cannot be read (not a git worktree, no such directory, ...)."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+class PullRequestLookup(Protocol):
+    """Whatever knows the open pull requests (the forge, a ``gh`` wrapper)."""
+
+    def pull_request_for(self, branch: str) -> PullRequest | None: ...
+
+
+class PullRequestsInMemory:
+    """A :class:`PullRequestLookup` over a dict, for tests and the simulation.
+
+    >>> prs = PullRequestsInMemory()
+    >>> prs.open("task-1", "Create /fake3 command").number
+    1
+    >>> prs.pull_request_for("task-1").url
+    'https://github.com/example/repo/pull/1'
+    >>> prs.pull_request_for("task-2") is None
+    True
+    """
+
+    def __init__(self, base_url: str = "https://github.com/example/repo") -> None:
+        self._base_url = base_url.rstrip("/")
+        self._by_branch: dict[str, PullRequest] = {}
+
+    def open(self, branch: str, title: str = "") -> PullRequest:
+        number = len(self._by_branch) + 1
+        pr = PullRequest(number, branch, f"{self._base_url}/pull/{number}", title)
+        self._by_branch[branch] = pr
+        return pr
+
+    def add(self, pr: PullRequest) -> None:
+        self._by_branch[pr.branch] = pr
+
+    def pull_request_for(self, branch: str) -> PullRequest | None:
+        return self._by_branch.get(branch)
+
+
+# --------------------------------------------------------------------------- deliverables
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _in_flight(target: Path) -> bool:
+    parent, name = target.parent, target.name
+    if any((parent / f"{name}{suffix}").exists() for suffix in IN_FLIGHT_SUFFIXES):
+        return True
+    # atomic.write_bytes: mkstemp(prefix=f".{name}.", suffix=".tmp")
+    return any(True for _ in parent.glob(f".{_glob_escape(name)}.*.tmp"))
+
+
+def _glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def deliverable_present(worktree: Path, relpath: str) -> bool:
+    """The module docstring's rule for one deliverable path (relative to ``worktree``)."""
+    root = worktree.resolve()
+    target = worktree / relpath
+    try:
+        real = target.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return False
+    if not _inside(real, root) or not real.is_file():
+        return False
+    try:
+        with real.open("rb") as handle:
+            if not handle.read(1 << 20).strip():
+                return False
+    except OSError:
+        return False
+    return not _in_flight(target)
+
+
+def split_deliverables(
+    worktree: Path, deliverables: Sequence[str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(present, missing)``, each in the task's order."""
+    present = tuple(p for p in deliverables if deliverable_present(worktree, p))
+    missing = tuple(p for p in deliverables if p not in present)
+    return present, missing
+
+
+# --------------------------------------------------------------------------- tests
+
+
+@dataclass(frozen=True)
+class TestRun:
+    """One run of a task's test command."""
+
+    __test__ = False  # not a pytest test class
+
+    command: str
+    returncode: int | None  # None when it timed out
+    timed_out: bool
+    output: str  # stdout and stderr interleaved, the last 64 KiB
+
+    @property
+    def passed(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def run_task_tests(worktree: Path, command: str, *, timeout: float = 300) -> TestRun:
+    """Run ``command`` through the shell in ``worktree``, in its own process group.
+
+    On timeout the whole group is killed (a test runner's children included); after a normal
+    exit any background process the command left in its group is killed too, so a probe never
+    leaves processes behind.
+    """
+    proc = subprocess.Popen(
+        command,
+        shell=True,
+        cwd=worktree,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    timed_out = False
+    try:
+        raw, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(proc.pid)
+        raw, _ = proc.communicate()
+    finally:
+        _kill_group(proc.pid)
+    text = raw.decode("utf-8", errors="replace")[-_OUTPUT_TAIL:]
+    return TestRun(command, None if timed_out else proc.returncode, timed_out, text)
+
+
+# --------------------------------------------------------------------------- probe
+
+
+def _commits_ahead(worktree: Path, base: str, remote: str) -> int:
+    if git.head_sha(worktree) is None:
+        return 0
+    for candidate in (base, f"refs/remotes/{remote}/{base}"):
+        if git.resolve(worktree, candidate) is not None:
+            return git.rev_count(worktree, candidate, "HEAD")
+    raise WorkspaceError(worktree, f"base {base!r} is neither a local nor a {remote} branch")
+
+
+def _pushed(worktree: Path, branch: str | None, remote: str) -> bool:
+    head = git.head_sha(worktree)
+    if branch is None or head is None:
+        return False
+    try:
+        return git.remote_sha(worktree, remote, branch) == head
+    except git.GitError as exc:
+        # An unreachable remote cannot confirm the push; "not pushed" makes the next attempt
+        # push, which is harmless when it was pushed after all.
+        _log.warning("%s: cannot ask %s about %s: %s", worktree, remote, branch, exc)
+        return False
+
+
+def probe(
+    worktree: Path,
+    task: Task,
+    *,
+    base: str = "main",
+    remote: str = "origin",
+    prs: PullRequestLookup | None = None,
+    checkpoint: Checkpoint | None = None,
+    checkpoint_problem: str | None = None,
+    run_tests: bool = False,
+    test_timeout: float = 300,
+) -> PartialWork:
+    """Take stock of what an attempt left in ``worktree`` (see the module docstring).
+
+    An absent branch on the remote is "not pushed", never an error, and so is a remote that
+    cannot be reached (logged). A pull request closed without merging counts as none. A
+    directory that is not the top of a git worktree raises :class:`WorkspaceError` naming it.
+    """
+    if not worktree.is_dir():
+        raise WorkspaceError(worktree, "no such directory")
+    if not git.is_work_tree(worktree):
+        raise WorkspaceError(worktree, "not a git worktree")
+    top = git.toplevel(worktree)
+    if top.resolve() != worktree.resolve():
+        # e.g. a leftover directory under a root that lies inside the main checkout: reading
+        # it would report the main checkout's state as the agent's.
+        raise WorkspaceError(worktree, f"not the top of a git worktree (it lies inside {top})")
+    try:
+        present, missing = split_deliverables(worktree, task.deliverables)
+        branch = git.current_branch(worktree)
+        uncommitted = git.status_paths(worktree)
+        ahead = _commits_ahead(worktree, base, remote)
+        pushed = _pushed(worktree, branch, remote)
+    except git.GitError as exc:
+        raise WorkspaceError(worktree, str(exc)) from exc
+    pr = prs.pull_request_for(branch) if prs is not None and branch is not None else None
+    if pr is not None and pr.state.upper() == "CLOSED":
+        pr = None  # closed without merging: the work still needs an open PR
+    tests_passed: bool | None = None
+    test_output: str | None = None
+    if run_tests and task.tests:
+        test_run = run_task_tests(worktree, task.tests, timeout=test_timeout)
+        tests_passed = test_run.passed
+        test_output = None if test_run.passed else test_run.output
+    return PartialWork(
+        deliverables_present=present,
+        deliverables_missing=missing,
+        uncommitted=uncommitted,
+        commits_ahead=ahead,
+        pushed=pushed,
+        pr=pr,
+        checkpoint=checkpoint,
+        checkpoint_problem=checkpoint_problem,
+        tests_passed=tests_passed,
+        test_output=test_output,
+    )

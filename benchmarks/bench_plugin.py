@@ -52,8 +52,9 @@ def startup(runs: int) -> dict[str, object]:
 
 
 def generated_runs(count: int) -> dict[str, object]:
-    from pytest_orch_recovery.chaos.campaign import invariant_violations, run_scenario
+    from pytest_orch_recovery.chaos.campaign import run_scenario
     from pytest_orch_recovery.chaos.generate import generated_scenarios
+    from pytest_orch_recovery.chaos.oracle import invariant_violations
 
     start = time.perf_counter()
     scenarios = generated_scenarios(1, count)

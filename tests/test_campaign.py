@@ -8,15 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_orch_recovery.chaos.campaign import (
-    ScenarioRun,
-    TierUnavailable,
-    attribution_checks,
-    invariant_violations,
-    mismatches,
-    run_scenario,
-    tmux_runner,
-)
+from pytest_orch_recovery.chaos.campaign import run_scenario, tier_named
 from pytest_orch_recovery.chaos.faults import FaultSpec, Trigger
 from pytest_orch_recovery.chaos.generate import (
     HOSTILE_KINDS,
@@ -25,7 +17,10 @@ from pytest_orch_recovery.chaos.generate import (
     run_name,
     shrink,
 )
+from pytest_orch_recovery.chaos.oracle import attribution_checks, invariant_violations, mismatches
+from pytest_orch_recovery.chaos.record import ScenarioRun
 from pytest_orch_recovery.chaos.scenario import Expectation, Scenario, ScenarioTask, parse_scenario
+from pytest_orch_recovery.chaos.tier import TIERS, TierUnavailable
 from pytest_orch_recovery.engine.model import Task
 
 FAKE3 = Task("task-5030", "Create /fake3 command", ("fake3.md",))
@@ -118,7 +113,17 @@ def test_tmux_tier_unavailable_is_reported(monkeypatch: pytest.MonkeyPatch,
                                            tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no tmux, no git
     with pytest.raises(TierUnavailable, match="tmux is not on PATH; use --orch-tier sim"):
-        tmux_runner()
+        tier_named("tmux")
+
+
+def test_tier_named_gives_the_tier_of_that_name() -> None:
+    for name in TIERS:
+        try:
+            assert tier_named(name).name == name
+        except TierUnavailable:
+            assert name != "sim"  # the sim tier runs anywhere
+    with pytest.raises(ValueError, match="unknown tier 'moon'; expected one of sim, tmux"):
+        tier_named("moon")
 
 
 def test_generated_campaigns_are_deterministic_per_seed_and_hostile() -> None:

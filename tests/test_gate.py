@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pytest_orch_recovery.chaos.campaign import ScenarioRun, run_scenario
+from pytest_orch_recovery.chaos.campaign import run_scenario
 from pytest_orch_recovery.chaos.faults import FaultSpec, Trigger
+from pytest_orch_recovery.chaos.record import ScenarioRun
 from pytest_orch_recovery.chaos.scenario import Scenario, ScenarioTask
 from pytest_orch_recovery.engine.dashboard import (
     render_campaign_html,

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_orch_recovery.engine import atomic
+from pytest_orch_recovery.infra.checkpoint import record_hook_input
 
 HOOK_TIMEOUT_SECONDS = 3600  # a "stall" fault must outlive any attempt timeout
 SIGNAL_WAIT_SECONDS = 30.0  # how long a signal fault waits for the agent to die of it
@@ -205,17 +206,13 @@ def _fire(fault: Mapping[str, Any], *, workspace: Path, context: Mapping[str, An
 
 
 def _run(args: argparse.Namespace, text: str) -> None:
-    from pytest_orch_recovery.cli import checkpoint as checkpoint_command
-
     agent = os.environ["ORCH_AGENT"]
     attempt = int(os.environ.get("ORCH_ATTEMPT", "1"))
     task_id = os.environ.get("ORCH_TASK_ID", "")
-    ns = checkpoint_command.build_parser("orch-recovery checkpoint").parse_args(
-        ["--from-hook", "--agent", agent, "--attempt", str(attempt)]
-        + (["--task-id", task_id] if task_id else [])
-    )
     try:
-        checkpoint_command._apply_hook(ns, text)
+        problem = record_hook_input(text, agent=agent, task_id=task_id, attempt=attempt)
+        if problem is not None:
+            print(f"faulthook: starting a fresh checkpoint: {problem}", file=sys.stderr)
     except Exception as exc:  # the checkpoint is best effort; faults still fire
         print(f"faulthook: checkpoint not updated: {exc}", file=sys.stderr)
     plan_doc = json.loads(Path(args.plan).read_text())

@@ -28,23 +28,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pytest_orch_recovery.chaos.campaign import (
-    RepoState,
-    ScenarioRun,
-    TierUnsupported,
-    journal_orphans,
-    task_outcomes,
-)
 from pytest_orch_recovery.chaos.faults import FaultLedger, FaultSpec, FaultStatus
+from pytest_orch_recovery.chaos.record import RepoState, ScenarioRun, journal_orphans, task_outcomes
 from pytest_orch_recovery.chaos.scenario import Scenario
 from pytest_orch_recovery.chaos.simruntime import AGENT_MAX_RETRIES as SIM_AGENT_MAX_RETRIES
 from pytest_orch_recovery.chaos.simulation import CrashingJournal, Supervisor
+from pytest_orch_recovery.chaos.tier import TierUnsupported
 from pytest_orch_recovery.doubles.dispatcher import Dispatcher
 from pytest_orch_recovery.doubles.modeldouble import ModelDouble, Plan, plan_for_task
 from pytest_orch_recovery.doubles.modeldouble.faults import FaultKind
 from pytest_orch_recovery.doubles.modeldouble.faults import FaultSpec as ApiFault
 from pytest_orch_recovery.doubles.modeldouble.plan import Step, TaskPlan, default_content
-from pytest_orch_recovery.doubles.sandbox import Sandbox
+from pytest_orch_recovery.doubles.sandbox import Sandbox, default_base_dir
 from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig, Phase
 from pytest_orch_recovery.engine.journal import Journal
@@ -472,35 +467,46 @@ def _repo_state(sandbox: Sandbox, task: Task, agent: str) -> RepoState:
                      pr=None if pr is None else pr.number)
 
 
-def run_scenario_tmux(scenario: Scenario, *, seed: int, agent: str,
-                      workdir: str | Path) -> ScenarioRun:
-    """The campaign's tmux tier: one scenario, real processes, in a sandbox under ``workdir``."""
-    blocked = sorted({f.kind for f in scenario.faults} & UNSUPPORTED)
-    if blocked:
-        raise TierUnsupported(
-            f"fault(s) {', '.join(blocked)} cannot be injected in real tmux runs yet; "
-            "this scenario runs on --orch-tier sim"
+class TmuxTier:
+    """The campaign's ``tmux`` tier: one scenario, real processes, in a sandbox under the shared
+    sandbox base directory."""
+
+    name = "tmux"
+
+    def problem(self) -> str | None:
+        return environment_ready()
+
+    def run(self, scenario: Scenario, *, seed: int, agent: str) -> ScenarioRun:
+        blocked = sorted({f.kind for f in scenario.faults} & UNSUPPORTED)
+        if blocked:
+            raise TierUnsupported(
+                f"fault(s) {', '.join(blocked)} cannot be injected in real tmux runs yet; "
+                "this scenario runs on --orch-tier sim"
+            )
+        tasks = [t.task for t in scenario.tasks]
+        agents = [t.agent or f"task-agent-{t.task.task_id}" for t in scenario.tasks]
+        timeout = scenario.attempt_timeout or SCENARIO_ATTEMPT_TIMEOUT.get(agent, 300.0)
+        # The shared sandbox base, not a private temporary directory: the sandbox tears itself
+        # down on return, exception, ^C and SIGTERM, and when its owner is SIGKILLed the next
+        # run's Sandbox.create reaps it from there (a private directory would never be seen).
+        out = run_tmux(
+            tasks, scenario.faults, agent=agent, agents=agents, seed=seed,
+            operator_actions=scenario.operator_actions,
+            crash_after_event=scenario.crash_after_event, base_dir=default_base_dir(),
+            attempt_timeout=timeout,
         )
-    tasks = [t.task for t in scenario.tasks]
-    agents = [t.agent or f"task-agent-{t.task.task_id}" for t in scenario.tasks]
-    out = run_tmux(
-        tasks, scenario.faults, agent=agent, agents=agents, seed=seed,
-        operator_actions=scenario.operator_actions,
-        crash_after_event=scenario.crash_after_event, base_dir=Path(workdir),
-        attempt_timeout=scenario.attempt_timeout or SCENARIO_ATTEMPT_TIMEOUT.get(agent, 300.0),
-    )
-    return ScenarioRun(
-        scenario=scenario.name,
-        events=out.events,
-        ledger=out.ledger.entries,
-        outcomes=task_outcomes(out.events),
-        repos=out.repo,
-        orphans=sorted(set(journal_orphans(out.events)) | set(out.leftovers)),
-        tier="tmux",
-        seed=seed,
-        agent=agent,
-        crashes=out.crashes,
-    )
+        return ScenarioRun(
+            scenario=scenario.name,
+            events=out.events,
+            ledger=out.ledger.entries,
+            outcomes=task_outcomes(out.events),
+            repos=out.repo,
+            orphans=sorted(set(journal_orphans(out.events)) | set(out.leftovers)),
+            tier=self.name,
+            seed=seed,
+            agent=agent,
+            crashes=out.crashes,
+        )
 
 
 def environment_ready() -> str | None:

@@ -21,6 +21,12 @@ from pytest_orch_recovery.engine.model import Reason, Strategy, Task
 
 OUTCOMES = ("succeeded", "recovered", "escalated", "failed")
 FAULT_STATUSES = (FaultStatus.EXERCISED, FaultStatus.INEFFECTIVE, FaultStatus.NOT_EXERCISED)
+# What a scenario's operator may do after an escalation, by name: the action's journal text and
+# the reasons of the escalated tasks it releases. Both tiers carry the actions out.
+OPERATOR_ACTIONS: Mapping[str, tuple[str, tuple[Reason, ...]]] = {
+    "fix_permission_flag": ("fixed the dispatcher's config: added --dangerously-skip-permissions",
+                            (Reason.PERMISSION,)),
+}
 
 # Trigger keys of a [[faults]] table -> the catalogue's trigger event. A key holds a count
 # (the Nth occurrence within the attempt) or ``true`` (the first); ``after_file`` also takes
@@ -420,9 +426,6 @@ def parse_scenario(text: str, *, source: str = "<scenario>", name: str | None = 
 
 
 def _operator_actions(reader: _Reader, value: object) -> tuple[str, ...]:
-    # Imported here: the simulation module pulls in the whole engine.
-    from pytest_orch_recovery.chaos.simulation import OPERATOR_ACTIONS
-
     return reader.strings(value, ("operator_actions",), sorted(OPERATOR_ACTIONS))
 
 

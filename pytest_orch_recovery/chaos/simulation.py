@@ -1,10 +1,10 @@
 """Run the real coordinator over the in-process simulation runtime, start to finish.
 
-This is what Hypothesis properties, benchmarks and the ``sim`` tier of the chaos campaign call:
-tasks and a fault schedule in, a finished journal out. It also plays the operator (fixing the
-dispatcher's configuration after an escalation) and can crash the coordinator itself at a
-chosen journal event, replacing it with one rebuilt from the journal — the way a production
-supervisor restarts a dead coordinator.
+This is what Hypothesis properties and benchmarks call (tasks and a fault schedule in, a
+finished journal out), and the campaign's ``sim`` tier (:class:`SimTier`). It also plays the
+operator (fixing the dispatcher's configuration after an escalation) and can crash the
+coordinator itself at a chosen journal event, replacing it with one rebuilt from the journal
+— the way a production supervisor restarts a dead coordinator.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_orch_recovery.chaos.faults import FaultLedger, FaultSpec
+from pytest_orch_recovery.chaos.record import RepoState, ScenarioRun, journal_orphans, task_outcomes
+from pytest_orch_recovery.chaos.scenario import OPERATOR_ACTIONS, Scenario
 from pytest_orch_recovery.chaos.simruntime import SimRuntime
 from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig, Phase
 from pytest_orch_recovery.engine.journal import Journal
-from pytest_orch_recovery.engine.model import Event, Reason, Task
+from pytest_orch_recovery.engine.model import Event, Task
 from pytest_orch_recovery.engine.policy import Policy
 
 
@@ -40,13 +42,6 @@ class CrashingJournal(Journal):
             self.crashed = True
             raise SimulatedCrash(f"coordinator killed after journal event {stored.seq}")
         return stored
-
-
-# Operator actions the simulation knows how to carry out, by name.
-OPERATOR_ACTIONS: dict[str, tuple[str, tuple[Reason, ...]]] = {
-    "fix_permission_flag": ("fixed the dispatcher's config: added --dangerously-skip-permissions",
-                            (Reason.PERMISSION,)),
-}
 
 
 @dataclass
@@ -159,3 +154,52 @@ def simulate(
     outcome = SimOutcome(list(journal.events()), runtime, coordinator, crashes)
     outcome.outcomes = {tid: s.phase for tid, s in coordinator.tasks.items()}
     return outcome
+
+
+class SimTier:
+    """The campaign's ``sim`` tier: the real coordinator over the in-process simulation, on a
+    virtual clock. Runs anywhere, injects every fault of the catalogue."""
+
+    name = "sim"
+
+    def problem(self) -> str | None:
+        return None
+
+    def run(self, scenario: Scenario, *, seed: int, agent: str) -> ScenarioRun:
+        tasks = [t.task for t in scenario.tasks]
+        agents = [t.agent or f"task-agent-{t.task.task_id}" for t in scenario.tasks]
+        # ``attempt_timeout`` is in real seconds for real runs; the simulation's agents work on
+        # a virtual clock whose steps take 2-20 s, so it keeps the production default.
+        out = simulate(tasks, scenario.faults, seed=seed, agents=agents,
+                       operator_actions=scenario.operator_actions,
+                       crash_after_event=scenario.crash_after_event)
+        runtime = out.runtime
+        repos: dict[str, RepoState] = {}
+        for task, name in zip(tasks, agents, strict=True):
+            ws = runtime.workspaces.get(name)
+            if ws is None:
+                repos[task.task_id] = RepoState()
+                continue
+            repos[task.task_id] = RepoState(
+                files=tuple(p for p in task.deliverables if p in ws.files),
+                commits=ws.commits,
+                pushed=ws.commits > 0 and ws.pushed_commits == ws.commits,
+                pr=None if ws.pr is None else ws.pr.number,
+            )
+        # The simulation journals unowned, uncleaned workspaces itself ("sim://<agent>"); an
+        # attempt still running after the run is left behind as well.
+        orphans = sorted(set(journal_orphans(out.events))
+                         | {f"sim://{name}" for name in runtime.live()})
+        return ScenarioRun(
+            scenario=scenario.name,
+            events=list(out.events),
+            ledger=out.ledger.entries,
+            outcomes=task_outcomes(out.events),
+            repos=repos,
+            orphans=orphans,
+            tier=self.name,
+            seed=seed,
+            agent=agent,
+            violations=list(runtime.violations),
+            crashes=out.crashes,
+        )

@@ -15,18 +15,16 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from pytest_orch_recovery.engine.model import Checkpoint
 from pytest_orch_recovery.infra.argtypes import positive_int
 from pytest_orch_recovery.infra.checkpoint import (
     ENV_CHECKPOINT_DIR,
     CheckpointError,
-    apply_hook_payload,
     checkpoint_path,
     checkpoint_to_json,
     load_checkpoint_record,
-    read_checkpoint_safely,
+    record_hook_input,
     save_checkpoint,
     utc_now,
     workspace_relative,
@@ -181,30 +179,13 @@ def _apply_hook(args: argparse.Namespace, text: str) -> None:
     agent = args.agent or os.environ.get(ENV_AGENT)
     if not agent:
         raise ValueError(f"no agent name: pass --agent or set ${ENV_AGENT}")
-    try:
-        payload: Any = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(
-            f"<stdin>:{exc.lineno}:{exc.colno}: invalid hook input JSON: {exc.msg}"
-        ) from None
-    if not isinstance(payload, dict):
-        raise ValueError("<stdin>: hook input is not a JSON object")
-    workspace = args.workspace
-    if workspace is None:
-        cwd = payload.get("cwd")
-        if not isinstance(cwd, str) or not os.path.isabs(cwd):
-            raise ValueError(f"<stdin>: field 'cwd': expected an absolute path, got {cwd!r}")
-        workspace = Path(cwd)
-    workspace = workspace.absolute()
-    cp, problem = read_checkpoint_safely(args.dir, agent, workspace)
+    problem = record_hook_input(
+        text, agent=agent, directory=args.dir,
+        task_id=args.task_id or os.environ.get(ENV_TASK_ID) or "", attempt=args.attempt or 1,
+        workspace=args.workspace,
+    )
     if problem is not None:
         print(f"{_PROG}: starting a fresh checkpoint: {problem}", file=sys.stderr)
-    if cp is None:
-        task_id = args.task_id or os.environ.get(ENV_TASK_ID) or ""
-        cp = Checkpoint(agent=agent, task_id=task_id, attempt=args.attempt or 1)
-    updated = apply_hook_payload(cp, payload, workspace=workspace)
-    if updated != cp or problem is not None or not cp.updated_at:
-        save_checkpoint(args.dir, updated, workspace=workspace)
 
 
 def _usage(message: str) -> int:

@@ -420,6 +420,46 @@ def apply_hook_payload(
     )
 
 
+def record_hook_input(
+    text: str,
+    *,
+    agent: str,
+    directory: str | os.PathLike[str] | None = None,
+    task_id: str = "",
+    attempt: int = 1,
+    workspace: Path | None = None,
+) -> str | None:
+    """Fold one ``PostToolUse`` hook input, the raw text of the hook's stdin, into ``agent``'s
+    checkpoint and save it when anything changed. The workspace is ``workspace`` or the
+    payload's ``cwd``; ``task_id`` and ``attempt`` seed a checkpoint that does not exist yet.
+
+    Returns why an unreadable checkpoint was replaced by a fresh one (None when it was not);
+    raises :class:`ValueError` on input that is not a hook payload. This is what both
+    ``orch-recovery checkpoint --from-hook`` and the chaos fault hook run.
+    """
+    try:
+        payload: Any = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"<stdin>:{exc.lineno}:{exc.colno}: invalid hook input JSON: {exc.msg}"
+        ) from None
+    if not isinstance(payload, dict):
+        raise ValueError("<stdin>: hook input is not a JSON object")
+    if workspace is None:
+        cwd = payload.get("cwd")
+        if not isinstance(cwd, str) or not os.path.isabs(cwd):
+            raise ValueError(f"<stdin>: field 'cwd': expected an absolute path, got {cwd!r}")
+        workspace = Path(cwd)
+    workspace = workspace.absolute()
+    cp, problem = read_checkpoint_safely(directory, agent, workspace)
+    if cp is None:
+        cp = Checkpoint(agent=agent, task_id=task_id, attempt=attempt)
+    updated = apply_hook_payload(cp, payload, workspace=workspace)
+    if updated != cp or problem is not None or not cp.updated_at:
+        save_checkpoint(directory, updated, workspace=workspace)
+    return problem
+
+
 def _payload_cwd(payload: Mapping[str, Any]) -> Path:
     cwd = payload.get("cwd")
     if not isinstance(cwd, str) or not os.path.isabs(cwd):

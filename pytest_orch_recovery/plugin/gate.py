@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_orch_recovery.chaos.campaign import AttributionCheck, ScenarioRun, attribution_checks
 from pytest_orch_recovery.chaos.faults import FaultStatus
+from pytest_orch_recovery.chaos.oracle import AttributionCheck, attribution_checks
+from pytest_orch_recovery.chaos.record import ScenarioRun
 from pytest_orch_recovery.engine.dashboard import render_campaign_markdown, write_campaign_report
 from pytest_orch_recovery.engine.metrics import (
     Criteria,
@@ -42,7 +43,7 @@ from pytest_orch_recovery.engine.metrics import (
 from pytest_orch_recovery.engine.model import Event, EventKind
 
 if TYPE_CHECKING:
-    from pytest_orch_recovery.plugin.hooks import ChaosSettings
+    from pytest_orch_recovery.plugin.options import ChaosSettings
 
 SEPARATOR = "/"
 

@@ -1,0 +1,152 @@
+"""The campaign's pytest items: one per scenario file, one per generated run.
+
+Each item runs its scenario on the session's tier (:func:`~pytest_orch_recovery.chaos.campaign
+.run_scenario`), stores the run for its report (the gate aggregates the runs on the
+controller), and judges it: a scenario file against its expectations, a generated run against
+the invariants, shrunk to its minimal fault schedule when it breaks one.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pytest
+
+from pytest_orch_recovery.chaos.campaign import run_scenario
+from pytest_orch_recovery.chaos.oracle import invariant_violations, mismatches
+from pytest_orch_recovery.chaos.record import ScenarioRun
+from pytest_orch_recovery.chaos.scenario import Scenario, ScenarioError, load_scenario
+from pytest_orch_recovery.chaos.tier import TierUnavailable, TierUnsupported
+from pytest_orch_recovery.plugin.options import settings_of, store_run
+
+
+class ScenarioFailed(AssertionError):
+    """A scenario's run differed from its expectations (or broke an invariant)."""
+
+    def __init__(self, title: str, lines: Sequence[str], footer: str = "") -> None:
+        self.title = title
+        self.lines = list(lines)
+        self.footer = footer
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        body = "\n".join(f"  {line}" for line in self.lines)
+        return f"{self.title}\n{body}" + (f"\n{self.footer}" if self.footer else "")
+
+
+class _RunItem(pytest.Item):
+    """Shared by bundled and generated scenario items: run, store, judge."""
+
+    scenario: Scenario
+
+    def _run(self) -> ScenarioRun:
+        try:
+            run = self._run_scenario(self.scenario)
+        except TierUnavailable as exc:
+            raise pytest.UsageError(str(exc)) from None
+        except TierUnsupported as exc:
+            pytest.skip(str(exc))
+        store_run(self, run)
+        return run
+
+    def _run_scenario(self, scenario: Scenario) -> ScenarioRun:
+        """One run with the session's settings; SIGTERM during it ends the session."""
+        settings = settings_of(self.config)
+        try:
+            return run_scenario(scenario, tier=settings.tier, seed=settings.seed,
+                                agent=settings.agent)
+        except SystemExit as exc:
+            # SIGTERM: the sandbox turns it into SystemExit(143) so teardown runs, and it has.
+            # pytest would report a SystemExit from runtest as this item's failure and go on to
+            # the next scenario, building sandboxes for a SIGKILL to strand; end the session.
+            code = exc.code if isinstance(exc.code, int) else pytest.ExitCode.INTERRUPTED
+            pytest.exit(f"terminated during scenario {scenario.name} (exit {code})",
+                        returncode=code)
+
+    def repr_failure(
+        self,
+        excinfo: pytest.ExceptionInfo[BaseException],
+        style: Any = None,
+    ) -> str:
+        if isinstance(excinfo.value, ScenarioFailed):
+            return excinfo.value.render()
+        return str(super().repr_failure(excinfo, style=style))
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, None, f"scenario {self.scenario.name}"
+
+
+class ScenarioItem(_RunItem):
+    """One bundled or user scenario file: asserts the scenario's expectations."""
+
+    def __init__(self, *, scenario: Scenario, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scenario = scenario
+
+    def runtest(self) -> None:
+        run = self._run()
+        problems = mismatches(self.scenario, run)
+        if problems:
+            raise ScenarioFailed(
+                f"scenario {self.scenario.name} did not go as expected "
+                f"(seed {run.seed}, tier {run.tier}):", problems)
+
+
+class ScenarioFile(pytest.File):
+    def collect(self) -> Iterable[pytest.Item]:
+        try:
+            scenario = load_scenario(self.path)
+        except ScenarioError as exc:
+            raise self.CollectError(str(exc)) from None
+        yield ScenarioItem.from_parent(self, name=scenario.name, scenario=scenario)
+
+
+class GeneratedItem(_RunItem):
+    """One generated run: asserts the invariants; a failure is shrunk to its minimal fault
+    schedule and printed with the command that replays it."""
+
+    def __init__(self, *, scenario: Scenario, replay: list[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scenario = scenario
+        self.replay = replay
+
+    def runtest(self) -> None:
+        # Imported here, as below: Hypothesis and Faker load only when a campaign is generated.
+        from pytest_orch_recovery.chaos.generate import scenario_toml, shrink
+
+        run = self._run()
+        problems = invariant_violations(run)
+        if not problems:
+            return
+        def still_fails(candidate: Scenario) -> bool:
+            return bool(invariant_violations(self._run_scenario(candidate)))
+
+        minimal = shrink(self.scenario, still_fails)
+        command = " ".join(shlex.quote(a) for a in ["pytest", *self.replay, "-k", self.name])
+        raise ScenarioFailed(
+            f"generated run {self.name} broke an invariant (seed {run.seed}, tier {run.tier}):",
+            problems,
+            f"minimal fault schedule ({len(minimal.faults)} of {len(self.scenario.faults)} "
+            f"faults), as a scenario file:\n{scenario_toml(minimal)}\nreplay: {command}",
+        )
+
+
+class GeneratedCampaign(pytest.Collector):
+    """The ``--orch-campaign N`` runs, identical on every xdist worker for one seed."""
+
+    NAME = "orch-campaign"
+
+    def collect(self) -> Iterable[pytest.Item | pytest.Collector]:
+        return []
+
+    def collect_items(self, seed: int, count: int) -> list[pytest.Item]:
+        from pytest_orch_recovery.chaos.generate import generated_scenarios, run_name
+
+        replay = settings_of(self.config).replay_args()
+        return [
+            GeneratedItem.from_parent(self, name=run_name(i, count), scenario=scenario,
+                                      replay=replay)
+            for i, scenario in enumerate(generated_scenarios(seed, count))
+        ]

@@ -1,0 +1,275 @@
+"""The plugin's options and the settings they resolve to, kept where items, hooks and the gate
+can all read them.
+
+Every setting is a CLI option and an ini key sharing one help text; values are validated by the
+argparse ``type=`` functions below (a bad value is a usage error), and the CLI wins over the
+ini file, which wins over the default. The resolved :class:`ChaosSettings` live in
+``config.stash``; a scenario item's run rides in ``item.stash`` until its report is made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import string
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_orch_recovery.chaos.tier import TIERS
+from pytest_orch_recovery.infra.argtypes import count, rate
+
+if TYPE_CHECKING:
+    from pytest_orch_recovery.chaos.record import ScenarioRun
+
+OPTION_CHAOS = "--orch-chaos"
+MARKER = "orch_faults"
+GATES = ("point", "lower-bound")
+DEFAULT_TIER = "tmux"  # real processes: the embedded sim agent in tmux, real git
+DEFAULT_AGENT = "sim"
+DEFAULT_REPORT = "orch-report.md"
+REPORT_SUFFIXES = (".md", ".json", ".html")
+TEMPLATE_FIELDS = frozenset({"prompt", "prompt_file", "workdir", "task_id", "session", "agent"})
+SEED_MAX = 2**32 - 1
+
+
+# --------------------------------------------------------------------------- option types
+
+
+def _seed(text: str) -> int:
+    value = count(text)
+    if value > SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r} must be <= {SEED_MAX}")
+    return value
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not one of " + ", ".join(choices)
+            )
+        return text
+
+    parse.__name__ = "choice"
+    return parse
+
+
+def _agent(text: str) -> str:
+    """``sim``, ``claude-code``, or a command template such as ``my-agent --task {prompt}``.
+
+    >>> _agent("sim"), _agent("aider --message {prompt}")
+    ('sim', 'aider --message {prompt}')
+    """
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the agent must not be empty")
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a valid command template: {exc}") \
+            from None
+    unknown = fields - TEMPLATE_FIELDS
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} uses unknown placeholder(s) {', '.join(sorted(unknown))}; known: "
+            + ", ".join(sorted(TEMPLATE_FIELDS))
+        )
+    return text
+
+
+def _report_path(text: str) -> str:
+    if Path(text).suffix.lower() not in REPORT_SUFFIXES:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a report file name must end in " + ", ".join(REPORT_SUFFIXES)
+        )
+    return text
+
+
+@dataclass(frozen=True)
+class _Option:
+    flag: str
+    type: Callable[[str], Any] | None  # None: a store_true flag
+    default: Any
+    help: str
+    metavar: str | None = None
+    append: bool = False
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+    @property
+    def ini(self) -> str:
+        return self.dest
+
+
+_OPTIONS = (
+    _Option(OPTION_CHAOS, None, False,
+            "run the agent-recovery chaos campaign: collect the scenarios, inject faults, let "
+            "the engine recover, gate on the success criteria (off: the plugin does nothing)"),
+    _Option("--orch-agent", _agent, DEFAULT_AGENT,
+            "agent to run: sim, claude-code, or a command template with {prompt}, {workdir}, "
+            "{task_id}, {session}, {agent} or {prompt_file} (default: sim)", "AGENT"),
+    _Option("--orch-seed", _seed, None,
+            "seed of the whole campaign (fault timing, generated runs, task text); printed in "
+            "the header and passed to xdist workers (default: random)", "N"),
+    _Option("--orch-report", _report_path, (DEFAULT_REPORT,),
+            "write the dashboard to PATH: .md, .json or .html; repeatable "
+            f"(default: {DEFAULT_REPORT})", "PATH", append=True),
+    _Option("--orch-scenarios", str, "scenarios",
+            "directory of the scenario files (*.toml) collected under --orch-chaos, relative "
+            "to the rootdir (default: scenarios)", "DIR"),
+    _Option("--orch-min-recovery-rate", rate, 0.90,
+            "minimum share of failed tasks that recover (compared with >; default 0.90)",
+            "RATE"),
+    _Option("--orch-min-first-try-simple", rate, 0.95,
+            "minimum first-try success of fault-free simple tasks, < 5 files (default 0.95)",
+            "RATE"),
+    _Option("--orch-min-first-try-complex", rate, 0.80,
+            "minimum first-try success of fault-free complex tasks, 5+ files (default 0.80)",
+            "RATE"),
+    _Option("--orch-max-orphans", count, 0,
+            "maximum orphaned workspaces (default 0)", "N"),
+    _Option("--orch-max-unattributed", count, 0,
+            "maximum failures with no, unknown or wrong attribution (default 0)", "N"),
+    _Option("--orch-gate", _choice(GATES), "point",
+            "compare rates by their observed value (point) or their Wilson 95%% lower bound "
+            "(lower-bound) (default: point)", "point|lower-bound"),
+    _Option("--orch-min-samples", count, 1,
+            "rates with fewer samples are reported as insufficient, neither pass nor fail "
+            "(default 1)", "N"),
+    _Option("--orch-campaign", count, 0,
+            "add N generated runs: Hypothesis fault schedules over Faker task text, derived "
+            "from the seed (default 0)", "N"),
+    _Option("--orch-tier", _choice(TIERS), DEFAULT_TIER,
+            f"where agents run: sim (in-process simulation) or tmux (real tmux sessions and "
+            f"git worktrees) (default: {DEFAULT_TIER})", "sim|tmux"),
+    _Option("--orch-strict", None, False,
+            "also fail when an injected fault never took effect"),
+)
+_BY_DEST = {o.dest: o for o in _OPTIONS}
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register every option and its ini key (the plugin's ``pytest_addoption``)."""
+    group = parser.getgroup(
+        "orch-recovery", "chaos testing of agent recovery (pytest-orch-recovery)"
+    )
+    for option in _OPTIONS:
+        if option.type is None:
+            group.addoption(option.flag, action="store_true", default=None, dest=option.dest,
+                            help=option.help)
+            parser.addini(option.ini, option.help, type="bool", default=option.default)
+        elif option.append:
+            group.addoption(option.flag, action="append", type=option.type, default=None,
+                            dest=option.dest, metavar=option.metavar, help=option.help)
+            parser.addini(option.ini, option.help, type="linelist", default=[])
+        else:
+            group.addoption(option.flag, type=option.type, default=None, dest=option.dest,
+                            metavar=option.metavar, help=option.help)
+            parser.addini(option.ini, option.help, type="string", default="")
+
+
+def setting(config: pytest.Config, dest: str) -> Any:
+    """CLI, then ini, then default; an ini value goes through the option's own validator."""
+    option = _BY_DEST[dest]
+    value = config.getoption(dest)
+    if value is not None and value != []:
+        return tuple(value) if option.append else value
+    raw = config.getini(option.ini)
+    where = f"ini key {option.ini!r}" + (f" in {config.inipath}" if config.inipath else "")
+    try:
+        if option.type is None:
+            return bool(raw)
+        if option.append:
+            return tuple(option.type(str(v)) for v in raw) if raw else option.default
+        if isinstance(raw, str) and raw.strip():
+            return option.type(raw.strip())
+    except argparse.ArgumentTypeError as exc:
+        raise pytest.UsageError(f"{where}: {exc}") from None
+    return option.default
+
+
+@dataclass(frozen=True)
+class ChaosSettings:
+    """The campaign's settings, resolved once per process (controller and each worker)."""
+
+    seed: int
+    agent: str
+    tier: str
+    reports: tuple[str, ...]
+    scenarios: Path
+    campaign: int
+    strict: bool
+    thresholds: dict[str, Any]
+
+    def replay_args(self) -> list[str]:
+        """The options that reproduce this campaign's items, for a replay command line."""
+        args = [OPTION_CHAOS, "--orch-seed", str(self.seed)]
+        if self.campaign:
+            args += ["--orch-campaign", str(self.campaign)]
+        if self.tier != DEFAULT_TIER:
+            args += ["--orch-tier", self.tier]
+        if self.agent != DEFAULT_AGENT:
+            args += ["--orch-agent", self.agent]
+        return args
+
+
+SETTINGS = pytest.StashKey[ChaosSettings]()
+_RUN = pytest.StashKey["ScenarioRun"]()
+
+
+def chaos_settings(config: pytest.Config) -> ChaosSettings | None:
+    """The campaign's settings, or None when ``--orch-chaos`` is off."""
+    return config.stash.get(SETTINGS, None)
+
+
+def resolve_settings(config: pytest.Config) -> ChaosSettings:
+    """Resolve every setting once: CLI, then ini, then default; xdist workers take the
+    controller's seed."""
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    seed = setting(config, "orch_seed")
+    if workerinput is not None and "orch_seed" in workerinput:
+        seed = int(workerinput["orch_seed"])
+    elif seed is None:
+        seed = secrets.randbelow(SEED_MAX + 1)
+    base = config.inipath.parent if config.inipath else config.rootpath
+    return ChaosSettings(
+        seed=seed,
+        agent=setting(config, "orch_agent"),
+        tier=setting(config, "orch_tier"),
+        reports=setting(config, "orch_report"),
+        scenarios=(base / setting(config, "orch_scenarios")).resolve(),
+        campaign=setting(config, "orch_campaign"),
+        strict=setting(config, "orch_strict"),
+        thresholds={
+            "min_recovery_rate": setting(config, "orch_min_recovery_rate"),
+            "min_first_try_simple": setting(config, "orch_min_first_try_simple"),
+            "min_first_try_complex": setting(config, "orch_min_first_try_complex"),
+            "max_orphans": setting(config, "orch_max_orphans"),
+            "max_unattributed": setting(config, "orch_max_unattributed"),
+            "gate": setting(config, "orch_gate"),
+            "min_samples": setting(config, "orch_min_samples"),
+        },
+    )
+
+
+def store_run(item: pytest.Item, run: ScenarioRun) -> None:
+    """Called by the campaign's items: the run their report will carry."""
+    item.stash[_RUN] = run
+
+
+def settings_of(config: pytest.Config) -> ChaosSettings:
+    """The campaign's settings, for an item that cannot run without them."""
+    settings = chaos_settings(config)
+    if settings is None:
+        raise pytest.UsageError(f"chaos items need {OPTION_CHAOS}")
+    return settings
+
+
+def stored_run(item: pytest.Item) -> ScenarioRun | None:
+    """The run ``item`` stored, if it is a scenario item that ran."""
+    return item.stash.get(_RUN, None)

@@ -146,106 +146,173 @@ def run_tmux(
     ledger = FaultLedger()
     for spec in faults:
         ledger.register(spec)
-    by_id = {t.task_id: t for t in tasks}
-    cfg = config or AgentConfig()
-    if any(f.kind == "missing_permission_flag" for f in faults):
-        cfg = cfg.without_permission_flag()
-    if crash_after_event is None:
-        crash = next((f for f in faults if f.kind == "coordinator_crash"), None)
-        if crash is not None:
-            crash_after_event = crash.effective_trigger.n * 4
-
+    crash_after_event = _crash_point(crash_after_event, faults)
     sandbox = Sandbox.create(base_dir=base_dir, name="orch")
-    double: ModelDouble | None = None
-    runtime: TmuxRuntime | None = None
-    journal: Journal | None = None
+    held = _Held()
     try:
-        broken = {f.task for f in faults if f.kind == "tests_fail"}
-        plan = Plan(tasks=tuple(
-            _plan_with_broken_tests(t) if t.task_id in broken or "*" in broken
-            else plan_for_task(t, contents=_passing_tests(t))
-            for t in tasks
-        ))
-        double = ModelDouble(plan, transcript_path=sandbox.root / "transcript.jsonl").start()
-        sandbox.record_port(int(double.url.rsplit(":", 1)[1]), what="model double")
-        for spec in faults:
-            if spec.kind in API_FAULTS:
-                double.add_fault(_api_fault(spec, by_id.get(spec.task)))
-            elif spec.kind == "pr_create_fails":
-                assert sandbox.forge is not None
-                sandbox.forge.inject(str(spec.params.get("error", "bad_credentials")),
-                                     times=int(spec.params.get("times", 2)))
-        sandbox.agent_env.update({
-            "ANTHROPIC_BASE_URL": double.url,
-            "ANTHROPIC_API_KEY": "sk-ant-api03-double-not-a-real-key",
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-            "DISABLE_AUTOUPDATER": "1",
-            "CLAUDE_CODE_MAX_RETRIES": str(AGENT_RETRIES),
-            "ORCH_SIM_RETRY_BASE_MS": "50",
-            "IS_SANDBOX": "1",  # Claude Code refuses the permission flag as root without it
-        })
-        fault_plan = _write_fault_plan(sandbox, [f for f in faults if f.kind in HOOK_FAULTS])
-        factory = driver_factory or (lambda c: driver_for(agent, c))
+        held.double = _start_model_double(sandbox, tasks, faults)
+        _inject_forge_faults(sandbox, faults)
+        _point_agents_at(sandbox, held.double)
         parked: dict[str, tuple[str, int]] = {}  # permission_prompt fault -> (task, attempt)
-        dispatcher = Dispatcher(sandbox, factory, cfg, fault_plan=fault_plan,
-                                start_signal=functools.partial(_start_signal, sandbox, faults),
-                                config_for=functools.partial(_parked_config, faults, parked))
-        runtime = TmuxRuntime(sandbox, dispatcher.command_for)
-        journal_path = sandbox.root / "journal.jsonl"
-        journal = (
-            CrashingJournal(crash_after_event, journal_path)
-            if crash_after_event is not None else Journal(journal_path)
-        )
-        coord_config = CoordinatorConfig(attempt_timeout=attempt_timeout, seed=seed)
-
-        def observe(event: Event) -> None:
-            dispatcher.observe(event)
-            if on_event is not None:
-                on_event(event)
-
-        def new_coordinator(rebuild: bool) -> Coordinator:
-            assert runtime is not None and journal is not None
-            coordinator = Coordinator(runtime, journal, policy=policy or Policy(seed=seed),
-                                      config=coord_config, on_event=observe)
-            return coordinator.recover() if rebuild else coordinator
-
-        def operator(action: str) -> None:
-            if action == "fix_permission_flag":
-                dispatcher.configure(replace(dispatcher.config, skip_permissions=True))
-
-        supervisor = Supervisor(new_coordinator)
-        supervisor.drive(tasks, agents, operator_actions, operator,
+        dispatcher = _dispatcher(sandbox, faults, parked, agent=agent,
+                                 config=_agent_config(config, faults),
+                                 driver_factory=driver_factory)
+        held.runtime = TmuxRuntime(sandbox, dispatcher.command_for)
+        held.journal = _open_journal(sandbox, crash_after_event)
+        supervisor = _supervisor(held.runtime, held.journal, dispatcher,
+                                 CoordinatorConfig(attempt_timeout=attempt_timeout, seed=seed),
+                                 lambda: policy or Policy(seed=seed), on_event)
+        supervisor.drive(tasks, agents, operator_actions,
+                         functools.partial(_operate, dispatcher),
                          after_submit=lambda c: _stale_locks_at_start(sandbox, c, faults))
-        coordinator, crashes = supervisor.coordinator, supervisor.crashes
-
-        repo = {tid: _repo_state(sandbox, s.task, s.agent)
-                for tid, s in coordinator.tasks.items()}
-        _settle_workspaces(sandbox, coordinator)
-        double.stop()  # releases stalled requests, so the transcript is complete
-        _fill_ledger(ledger, sandbox, faults, double, by_id, journal.events())
-        _mark_parked(ledger, faults, parked, journal.events())
-        ledger.mark_fleet_faults(faults, journal.events(), crashes)
-        outcome = TmuxOutcome(
-            events=list(journal.events()),
-            outcomes={tid: s.phase for tid, s in coordinator.tasks.items()},
-            agents={tid: s.agent for tid, s in coordinator.tasks.items()},
-            repo=repo,
-            ledger=ledger,
-            transcript=list(double.transcript),
-            gh_calls=sandbox.forge.calls() if sandbox.forge is not None else [],
-            crashes=crashes,
-            sandbox_root=sandbox.root,
-        )
+        outcome = _finish(sandbox, supervisor, held.double, held.journal, ledger, faults,
+                          parked, tasks)
     finally:
-        if runtime is not None:
-            runtime.close()
-        if double is not None:
-            double.stop()
-        if journal is not None:
-            journal.close()
+        held.close()
         sandbox.teardown()
     outcome.leftovers = sandbox.leftovers()
     return outcome
+
+
+@dataclass
+class _Held:
+    """What one real run holds open, closed in reverse order whatever happens."""
+
+    double: ModelDouble | None = None
+    runtime: TmuxRuntime | None = None
+    journal: Journal | None = None
+
+    def close(self) -> None:
+        if self.runtime is not None:
+            self.runtime.close()
+        if self.double is not None:
+            self.double.stop()
+        if self.journal is not None:
+            self.journal.close()
+
+
+def _crash_point(crash_after_event: int | None, faults: Sequence[FaultSpec]) -> int | None:
+    """The journal event the coordinator dies after: as asked, else the ``coordinator_crash``
+    fault's trigger (four journal events per step)."""
+    if crash_after_event is not None:
+        return crash_after_event
+    crash = next((f for f in faults if f.kind == "coordinator_crash"), None)
+    return None if crash is None else crash.effective_trigger.n * 4
+
+
+def _agent_config(config: AgentConfig | None, faults: Sequence[FaultSpec]) -> AgentConfig:
+    cfg = config or AgentConfig()
+    if any(f.kind == "missing_permission_flag" for f in faults):
+        cfg = cfg.without_permission_flag()
+    return cfg
+
+
+def _start_model_double(sandbox: Sandbox, tasks: Sequence[Task],
+                        faults: Sequence[FaultSpec]) -> ModelDouble:
+    """The model double on loopback, serving each task's plan and carrying the API faults."""
+    broken = {f.task for f in faults if f.kind == "tests_fail"}
+    plan = Plan(tasks=tuple(
+        _plan_with_broken_tests(t) if t.task_id in broken or "*" in broken
+        else plan_for_task(t, contents=_passing_tests(t))
+        for t in tasks
+    ))
+    double = ModelDouble(plan, transcript_path=sandbox.root / "transcript.jsonl").start()
+    sandbox.record_port(int(double.url.rsplit(":", 1)[1]), what="model double")
+    by_id = {t.task_id: t for t in tasks}
+    for spec in faults:
+        if spec.kind in API_FAULTS:
+            double.add_fault(_api_fault(spec, by_id.get(spec.task)))
+    return double
+
+
+def _inject_forge_faults(sandbox: Sandbox, faults: Sequence[FaultSpec]) -> None:
+    for spec in faults:
+        if spec.kind == "pr_create_fails":
+            assert sandbox.forge is not None
+            sandbox.forge.inject(str(spec.params.get("error", "bad_credentials")),
+                                 times=int(spec.params.get("times", 2)))
+
+
+def _point_agents_at(sandbox: Sandbox, double: ModelDouble) -> None:
+    """The agents' environment: the model double for an API, few retries of their own."""
+    sandbox.agent_env.update({
+        "ANTHROPIC_BASE_URL": double.url,
+        "ANTHROPIC_API_KEY": "sk-ant-api03-double-not-a-real-key",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "CLAUDE_CODE_MAX_RETRIES": str(AGENT_RETRIES),
+        "ORCH_SIM_RETRY_BASE_MS": "50",
+        "IS_SANDBOX": "1",  # Claude Code refuses the permission flag as root without it
+    })
+
+
+def _dispatcher(sandbox: Sandbox, faults: Sequence[FaultSpec],
+                parked: dict[str, tuple[str, int]], *, agent: str, config: AgentConfig,
+                driver_factory: Callable[[AgentConfig], AgentDriver] | None) -> Dispatcher:
+    """The dispatcher launching each attempt, with the hook faults' plan and the faults keyed
+    on an attempt's start (a signal, a parked permission dialog)."""
+    fault_plan = _write_fault_plan(sandbox, [f for f in faults if f.kind in HOOK_FAULTS])
+    factory = driver_factory or (lambda c: driver_for(agent, c))
+    return Dispatcher(sandbox, factory, config, fault_plan=fault_plan,
+                      start_signal=functools.partial(_start_signal, sandbox, faults),
+                      config_for=functools.partial(_parked_config, faults, parked))
+
+
+def _open_journal(sandbox: Sandbox, crash_after_event: int | None) -> Journal:
+    path = sandbox.root / "journal.jsonl"
+    if crash_after_event is not None:
+        return CrashingJournal(crash_after_event, path)
+    return Journal(path)
+
+
+def _supervisor(runtime: TmuxRuntime, journal: Journal, dispatcher: Dispatcher,
+                config: CoordinatorConfig, policy: Callable[[], Policy],
+                on_event: Callable[[Event], None] | None) -> Supervisor:
+    """A supervisor whose coordinators (the first, and any replacement after a crash) share
+    the runtime, the journal and the dispatcher's view of events; each gets ``policy()``."""
+
+    def observe(event: Event) -> None:
+        dispatcher.observe(event)
+        if on_event is not None:
+            on_event(event)
+
+    def new_coordinator(rebuild: bool) -> Coordinator:
+        coordinator = Coordinator(runtime, journal, policy=policy(), config=config,
+                                  on_event=observe)
+        return coordinator.recover() if rebuild else coordinator
+
+    return Supervisor(new_coordinator)
+
+
+def _operate(dispatcher: Dispatcher, action: str) -> None:
+    """The operator's side of an operator action: fix what the escalation asked for."""
+    if action == "fix_permission_flag":
+        dispatcher.configure(replace(dispatcher.config, skip_permissions=True))
+
+
+def _finish(sandbox: Sandbox, supervisor: Supervisor, double: ModelDouble, journal: Journal,
+            ledger: FaultLedger, faults: Sequence[FaultSpec],
+            parked: dict[str, tuple[str, int]], tasks: Sequence[Task]) -> TmuxOutcome:
+    """Read the repositories, settle the workspaces, and judge every fault in the ledger."""
+    coordinator, crashes = supervisor.coordinator, supervisor.crashes
+    repo = {tid: _repo_state(sandbox, s.task, s.agent) for tid, s in coordinator.tasks.items()}
+    _settle_workspaces(sandbox, coordinator)
+    double.stop()  # releases stalled requests, so the transcript is complete
+    events = journal.events()
+    _fill_ledger(ledger, sandbox, faults, double, {t.task_id: t for t in tasks}, events)
+    _mark_parked(ledger, faults, parked, events)
+    ledger.mark_fleet_faults(faults, events, crashes)
+    return TmuxOutcome(
+        events=list(events),
+        outcomes={tid: s.phase for tid, s in coordinator.tasks.items()},
+        agents={tid: s.agent for tid, s in coordinator.tasks.items()},
+        repo=repo,
+        ledger=ledger,
+        transcript=list(double.transcript),
+        gh_calls=sandbox.forge.calls() if sandbox.forge is not None else [],
+        crashes=crashes,
+        sandbox_root=sandbox.root,
+    )
 
 
 def _settle_workspaces(sandbox: Sandbox, coordinator: Coordinator) -> None:

@@ -9,11 +9,13 @@ import argparse
 import json
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pytest_orch_recovery.engine.classify import LogText, Observation, classify
-from pytest_orch_recovery.engine.model import ExitInfo, signal_number
+from pytest_orch_recovery.engine.model import ExitInfo, WorkItem, WorkKind, signal_number
+from pytest_orch_recovery.infra import results as seed
 
 
 def _exit_code(text: str) -> int:
@@ -33,27 +35,22 @@ def _signal(text: str) -> int:
     return number
 
 
-def build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Attribute why an agent attempt ended, weighing the exit, logs, the "
-        "agent's result JSON and the deliverables present. Prints one JSON object "
-        "(reason, confidence, evidence, retry_after, api_status) and exits 0.",
-    )
-    parser.add_argument(
+def _add_exit_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("how the attempt ended")
+    group.add_argument(
         "--exit-code",
         type=_exit_code,
         metavar="N",
         help="exit status, shell convention (130 = SIGINT, 124 = timeout); -N means "
         "killed by signal N",
     )
-    parser.add_argument(
+    group.add_argument(
         "--signal",
         type=_signal,
         metavar="NAME",
         help="signal that ended the process: INT, SIGINT or 2 (tmux pane_dead_signal)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--delivered",
         type=_signal,
         action="append",
@@ -62,50 +59,74 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         help="a signal the supervisor saw delivered to the agent's process group "
         "(repeatable, in order)",
     )
-    parser.add_argument(
+    group.add_argument(
+        "--timed-out",
+        action="store_true",
+        help="the supervisor killed the attempt for exceeding its timeout",
+    )
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("what the attempt printed")
+    group.add_argument(
         "--log",
         action="append",
         default=[],
         metavar="FILE",
         help="log or captured pane text to scan (repeatable); '-' reads standard input",
     )
-    parser.add_argument(
+    group.add_argument(
         "--result",
         metavar="FILE",
-        help="the agent's result JSON (Claude Code --output-format json, or the last "
-        "'result' event of stream-json); an empty file means no result was printed",
+        help="the agent's result: Claude Code's --output-format json, a stream-json log (its "
+        "last 'result' event; a log cut off mid-line is read as far as it goes), the seed "
+        "orchestrator's <agent>_results_<suffix>.json (status, exit_code, rate_limited) or "
+        "its <agent>_<suffix>.log; an empty file means no result was printed",
     )
-    parser.add_argument(
+
+
+def _add_workspace_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("what the attempt left")
+    group.add_argument(
         "--workspace",
         metavar="DIR",
         help="directory the deliverables are checked under",
     )
-    parser.add_argument(
+    group.add_argument(
         "--deliverable",
         action="append",
         default=[],
         metavar="PATH",
         help="a file the task must produce, relative to --workspace (repeatable)",
     )
-    parser.add_argument(
-        "--timed-out",
-        action="store_true",
-        help="the supervisor killed the attempt for exceeding its timeout",
+    _add_yes_no(group, "tests_passed", ("--tests-passed", "the task's tests were run and passed"),
+                ("--tests-failed", "the task's tests were run and failed"))
+    _add_yes_no(group, "pushed", ("--pushed", "the branch is on the remote"),
+                ("--not-pushed", "the branch was not pushed: 'git push' is still undone"))
+    _add_yes_no(group, "pr_open", ("--pr-open", "the task's pull request is open"),
+                ("--no-pr", "no pull request is open: 'open the PR' is still undone"))
+
+
+def _add_yes_no(
+    group: argparse._ArgumentGroup, dest: str, yes: tuple[str, str], no: tuple[str, str]
+) -> None:
+    """A pair of flags for a fact that is true, false, or (neither given) unknown."""
+    pair = group.add_mutually_exclusive_group()
+    pair.add_argument(yes[0], dest=dest, action="store_true", default=None,
+                      help=yes[1] + " (default: unknown, not weighed)")
+    pair.add_argument(no[0], dest=dest, action="store_false", help=no[1])
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Attribute why an agent attempt ended, weighing the exit, logs, the "
+        "agent's result JSON and the deliverables present. Prints one JSON object "
+        "(reason, confidence, evidence, retry_after, api_status) and exits 0.",
     )
-    tests = parser.add_mutually_exclusive_group()
-    tests.add_argument(
-        "--tests-passed",
-        dest="tests_passed",
-        action="store_true",
-        default=None,
-        help="the task's tests were run and passed",
-    )
-    tests.add_argument(
-        "--tests-failed",
-        dest="tests_passed",
-        action="store_false",
-        help="the task's tests were run and failed",
-    )
+    _add_exit_options(parser)
+    _add_output_options(parser)
+    _add_workspace_options(parser)
     return parser
 
 
@@ -117,19 +138,28 @@ def _read_log(name: str) -> LogText:
     if name == "-":
         return LogText("stdin", sys.stdin.read())
     try:
-        data = Path(name).read_bytes()
-    except OSError as exc:
-        raise _UsageError(f"argument --log: cannot read {name}: {exc.strerror}") from None
-    return LogText(name, data.decode("utf-8", errors="replace"))
+        text = seed.read_text(Path(name))
+    except seed.ResultsError as exc:
+        raise _UsageError(f"argument --log: {exc}") from None
+    return LogText(name, text)
 
 
-def _parse_result(name: str) -> Mapping[str, Any] | None:
+@dataclass(frozen=True)
+class _ResultFile:
+    """What ``--result`` gave: a result object, the seed orchestrator's facts, or a log."""
+
+    result: Mapping[str, Any] | None = None
+    run: seed.RunResult | None = None
+    log: seed.RunLog | None = None
+
+
+def _parse_result(name: str) -> _ResultFile:
     try:
-        text = Path(name).read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise _UsageError(f"argument --result: cannot read {name}: {exc.strerror}") from None
+        text = seed.read_text(Path(name))
+    except seed.ResultsError as exc:
+        raise _UsageError(f"argument --result: {exc}") from None
     if not text.strip():
-        return None  # the agent printed nothing (Claude Code interrupted while waiting)
+        return _ResultFile()  # the agent printed nothing (Claude Code interrupted while waiting)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as whole_error:
@@ -139,32 +169,25 @@ def _parse_result(name: str) -> Mapping[str, Any] | None:
             f"argument --result: {name}: line 1: expected a JSON object, "
             f"got {type(data).__name__}"
         )
-    return data
-
-
-def _parse_stream(name: str, text: str, whole_error: json.JSONDecodeError) -> Mapping[str, Any]:
-    """stream-json: one event per line; the ``result`` event is the one we want. Text that
-    is not JSON lines is reported with the position of the whole-document error."""
-    found: dict[str, Any] | None = None
-    parsed_any = False
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
+    if seed.is_run_result(data):
         try:
-            event = json.loads(line)
-        except json.JSONDecodeError as exc:
-            bad = exc if parsed_any else whole_error
-            line_no = number if parsed_any else whole_error.lineno
-            col, msg = bad.colno, bad.msg
-            raise _UsageError(
-                f"argument --result: invalid JSON in {name}: line {line_no} column {col}: {msg}"
-            ) from None
-        parsed_any = True
-        if isinstance(event, dict) and event.get("type") == "result":
-            found = event
-    if found is None:
-        raise _UsageError(f"argument --result: {name}: no 'type': 'result' event found")
-    return found
+            return _ResultFile(run=seed.run_result(Path(name), data))
+        except seed.ResultsError as exc:
+            raise _UsageError(f"argument --result: {exc}") from None
+    return _ResultFile(result=data)
+
+
+def _parse_stream(name: str, text: str, whole_error: json.JSONDecodeError) -> _ResultFile:
+    """stream-json or an orchestrator's log: one event per line, wrapper lines between; a
+    line cut off by an interruption is skipped. Text that is neither is reported with the
+    position of the whole-document error."""
+    log = seed.parse_log(name, text)
+    if not seed.looks_like_log(log):
+        raise _UsageError(
+            f"argument --result: invalid JSON in {name}: line {whole_error.lineno} column "
+            f"{whole_error.colno}: {whole_error.msg}"
+        )
+    return _ResultFile(result=log.result, log=log)
 
 
 def _exit_info(args: argparse.Namespace) -> ExitInfo | None:
@@ -180,6 +203,15 @@ def _exit_info(args: argparse.Namespace) -> ExitInfo | None:
     return info
 
 
+def _undone(args: argparse.Namespace) -> tuple[str, ...]:
+    undone = []
+    if args.pushed is False:
+        undone.append(WorkItem(WorkKind.PUSH).describe())
+    if args.pr_open is False:
+        undone.append(WorkItem(WorkKind.OPEN_PR).describe())
+    return tuple(undone)
+
+
 def _observation(args: argparse.Namespace) -> Observation:
     if args.deliverable and not args.workspace:
         raise _UsageError("argument --deliverable: needs --workspace DIR")
@@ -193,15 +225,20 @@ def _observation(args: argparse.Namespace) -> Observation:
             raise _UsageError(f"argument --workspace: not a directory: {args.workspace}")
         for rel in args.deliverable:
             (present if (workspace / rel).exists() else missing).append(rel)
+    given = _parse_result(args.result) if args.result else _ResultFile()
+    found = seed.observation(given.run, given.log)  # what the result file itself says
+    exit_info = _exit_info(args)
     return Observation(
-        exit=_exit_info(args),
-        result=_parse_result(args.result) if args.result else None,
-        logs=tuple(_read_log(name) for name in args.log),
+        exit=exit_info if exit_info is not None else found.exit,
+        result=given.result,
+        logs=(*found.logs, *(_read_log(name) for name in args.log)),
         deliverables_present=tuple(present),
         deliverables_missing=tuple(missing),
-        timed_out=bool(args.timed_out),
+        timed_out=bool(args.timed_out) or found.timed_out,
         signals_delivered=tuple(args.delivered),
         tests_passed=args.tests_passed,
+        work_missing=_undone(args),
+        rate_limited=found.rate_limited,
     )
 
 

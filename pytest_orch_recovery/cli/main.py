@@ -21,6 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "checkpoint": ("checkpoint", "update an agent's checkpoint (also from a PostToolUse hook)"),
     "report": ("report", "render the recovery metrics dashboard from a journal"),
     "model-double": ("model_double", "serve the scripted Anthropic Messages API double"),
+    "status": ("status", "one row per task: phase, attempt, last reason, next launch"),
+    "failures": ("failures", "failed attempts with reason, evidence and strategy"),
+    "partial": ("partial", "partial work per task: deliverables, commits, push, PR"),
+    "ingest": ("ingest", "adopt an existing orchestrator's attempts into a journal"),
 }
 
 

@@ -3,7 +3,8 @@
 Signals, each turned into :class:`~pytest_orch_recovery.engine.model.Evidence` with a weight:
 
 - the exit (status, signal, 128+N, tmux ``pane_dead_signal``, coreutils 124);
-- what the supervisor knows: it timed the attempt out, it delivered signals to the group;
+- what the supervisor knows: it timed the attempt out, it delivered signals to the group, the
+  launching orchestrator saw rate-limit/quota output;
 - the agent's result JSON (Claude Code ``--output-format json``: ``type: "result"``,
   ``subtype``, ``is_error``, ``result``, ``permission_denials``, ``api_error_status``,
   ``terminal_reason``);
@@ -83,6 +84,9 @@ class Observation:
     # Steps of the task still undone besides files (e.g. "git commit", "open the PR"): an
     # agent that wrote every file but never committed or opened its PR is not finished.
     work_missing: tuple[str, ...] = ()
+    # The launching orchestrator saw rate-limit or quota output in the attempt's output (the
+    # seed orchestrator's wrapper logs "rate_limited=1" and records "rate_limited": true).
+    rate_limited: bool = False
 
 
 # --------------------------------------------------------------------------- evidence
@@ -140,6 +144,12 @@ def _exit_evidence(obs: Observation, found: _Found) -> None:
         found.add("exit", Reason.TIMEOUT, 0.6, f"exit status {code}: coreutils timeout(1)")
     elif exit_info.status not in (None, 0):
         found.add("exit", Reason.UNKNOWN, 0.3, f"exit status {code}")
+
+
+def _orchestrator_evidence(obs: Observation, found: _Found) -> None:
+    if obs.rate_limited:
+        found.add("supervisor", Reason.API_ERROR, 0.8,
+                  "the orchestrator saw rate-limit/quota output (rate_limited)")
 
 
 def _output_empty(obs: Observation) -> bool:
@@ -357,7 +367,7 @@ def looks_successful(obs: Observation) -> bool:
 def _looks_successful(obs: Observation, log_matches: list[list[Match]]) -> bool:
     if obs.timed_out or obs.deliverables_missing or obs.tests_passed is False:
         return False
-    if obs.work_missing or obs.signals_delivered:
+    if obs.work_missing or obs.signals_delivered or obs.rate_limited:
         return False
     if obs.exit is not None and not obs.exit.clean:
         return False
@@ -401,6 +411,7 @@ def classify(obs: Observation) -> Attribution:
     found = _Found([])
     _exit_evidence(obs, found)
     _supervisor_evidence(obs, found)
+    _orchestrator_evidence(obs, found)
     result_matches = _result_evidence(obs, found)
     _text_evidence([*log_matches, result_matches], found)
     _parked_at_prompt(obs, log_matches, found)

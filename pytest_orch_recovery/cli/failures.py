@@ -1,0 +1,75 @@
+"""``orch-recovery failures``: every failed attempt a journal attributed - reason, confidence,
+exit, the strategy decided next, and the evidence behind it. Exit 2 on a usage error."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pytest_orch_recovery.cli.fleet_output import (
+    InputError,
+    add_journal_options,
+    clock,
+    dump_json,
+    fail,
+    read_events,
+    table,
+)
+from pytest_orch_recovery.engine.fleetview import FailedAttempt, FleetView
+
+PROG = "orch-recovery failures"
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="List every failed attempt of a journal with its attributed reason, "
+        "confidence, exit, evidence and the recovery strategy chosen next.",
+    )
+    add_journal_options(parser)
+    parser.add_argument(
+        "--agent", metavar="NAME", help="only the failures of this agent"
+    )
+    parser.add_argument(
+        "--evidence",
+        type=int,
+        default=1,
+        choices=range(0, 11),
+        metavar="N",
+        help="evidence lines shown per failure in the table, strongest first (0-10, default 1;"
+        " json always has all)",
+    )
+    return parser
+
+
+def _exit(f: FailedAttempt) -> str:
+    if f.exit is None:
+        return "-"
+    code = "-" if f.exit.display_code is None else str(f.exit.display_code)
+    name = f.exit.signal_name
+    timed = " timeout" if f.exit.timed_out else ""
+    return code + (f" ({name})" if name else "") + timed
+
+
+def render(failures: list[FailedAttempt], fmt: str, evidence: int) -> str:
+    if fmt == "json":
+        return dump_json("failures", {"failures": [f.to_json() for f in failures]})
+    rows = []
+    for f in failures:
+        lines = [e.detail for e in f.evidence[:evidence]] or ["-"]
+        rows.append([clock(f.time), f.task_id, f.agent, "-" if f.attempt is None
+                     else str(f.attempt), str(f.reason), f"{f.confidence:.2f}", _exit(f),
+                     "undecided" if f.strategy is None else str(f.strategy), lines[0]])
+        rows += [[""] * 8 + [line] for line in lines[1:]]
+    return table(["TIME", "TASK", "AGENT", "ATTEMPT", "REASON", "CONF", "EXIT", "STRATEGY",
+                  "EVIDENCE"], rows, empty="no failed attempts in the journal")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        view = FleetView(read_events(args.journal))
+    except InputError as exc:
+        return fail(PROG, str(exc))
+    failures = [f for f in view.failures() if args.agent is None or f.agent == args.agent]
+    sys.stdout.write(render(failures, args.format, args.evidence))
+    return 0

@@ -1,0 +1,113 @@
+"""What the fleet commands (``status``, ``failures``, ``partial``) share: reading journals for
+the views, the ``--journal`` / ``--format`` options, and plain-text tables.
+
+A journal is read without its lock (a running supervisor holds it) and without repairing a
+torn last line; a bad line is one error naming the file and line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pytest_orch_recovery.engine.fleetview import SCHEMA_VERSION
+from pytest_orch_recovery.engine.journal import JournalError, replay
+from pytest_orch_recovery.engine.metrics import event_problem
+from pytest_orch_recovery.engine.model import Event
+
+
+class InputError(Exception):
+    """A journal cannot be used; the message names the file (and line)."""
+
+
+def add_journal_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--journal",
+        type=Path,
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="a journal.jsonl written by the engine (or by 'orch-recovery ingest'); repeat "
+        "to combine several (task ids must be unique across them)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="'table' (default) for people, 'json' (one object with schema_version) for tools",
+    )
+
+
+def read_events(paths: Sequence[Path]) -> list[Event]:
+    events: list[Event] = []
+    for path in paths:
+        if not path.is_file():
+            raise InputError(f"{path}: no such journal file")
+        try:
+            loaded = replay(path)
+        except JournalError as exc:
+            raise InputError(str(exc)) from None
+        for line, event in enumerate(loaded, 1):
+            problem = event_problem(event)
+            if problem is not None:
+                raise InputError(f"{path}:{line}: {problem}")
+        events += loaded
+    return events
+
+
+def fail(prog: str, message: str) -> int:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def dump_json(kind: str, body: dict[str, Any], *, now: float | None = None) -> str:
+    document: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "kind": kind}
+    if now is not None:
+        document["generated_at"] = now
+    document.update(body)
+    return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, empty: str) -> str:
+    """Columns padded to their widest cell; the last column is never padded."""
+    if not rows:
+        return empty + "\n"
+    cells = [list(headers), *[[_one_line(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        parts = [c.ljust(w) for c, w in zip(row[:-1], widths[:-1], strict=True)]
+        lines.append("  ".join([*parts, row[-1]]).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def _one_line(text: str, limit: int = 100) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def duration(seconds: float | None) -> str:
+    """``45s``, ``12m05s``, ``3h02m``; ``-`` for none."""
+    if seconds is None:
+        return "-"
+    whole = int(max(0.0, seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def clock(stamp: float | None) -> str:
+    """An event time as UTC ``HH:MM:SS`` (date too when not today); ``-`` for none."""
+    if stamp is None:
+        return "-"
+    moment = datetime.fromtimestamp(stamp, UTC)
+    today = datetime.fromtimestamp(time.time(), UTC).date()
+    return moment.strftime("%H:%M:%S" if moment.date() == today else "%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,93 @@
+"""``orch-recovery partial``: what each task's last failed attempt left - deliverables present
+and missing, uncommitted files, commits ahead, pushed, PR, tests, the work still missing, and
+the next actions of the agent's checkpoint file. Exit 2 on a usage error."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from pytest_orch_recovery.cli.fleet_output import (
+    InputError,
+    add_journal_options,
+    dump_json,
+    fail,
+    read_events,
+    table,
+)
+from pytest_orch_recovery.engine.fleetview import FleetView, PartialReport
+from pytest_orch_recovery.infra.checkpoint import read_checkpoint_safely
+
+PROG = "orch-recovery partial"
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Partial work per task, as the journal recorded it after the last failed "
+        "attempt, with the next actions of each agent's checkpoint file.",
+    )
+    add_journal_options(parser)
+    parser.add_argument("--agent", metavar="NAME", help="only the tasks of this agent")
+    parser.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        metavar="DIR",
+        help="where agents' checkpoint files are (default: $ORCH_CHECKPOINT_DIR, else the "
+        "seed's directory)",
+    )
+    return parser
+
+
+def _next_actions(directory: Path | None, agent: str) -> tuple[tuple[str, ...], str | None]:
+    checkpoint, problem = read_checkpoint_safely(directory, agent, None)
+    return (() if checkpoint is None else checkpoint.next_actions), problem
+
+
+def _yes_no(value: bool | None) -> str:
+    return "-" if value is None else ("yes" if value else "no")
+
+
+def render(reports: list[PartialReport], actions: list[tuple[tuple[str, ...], str | None]],
+           fmt: str) -> str:
+    if fmt == "json":
+        items: list[dict[str, Any]] = []
+        for report, (next_actions, problem) in zip(reports, actions, strict=True):
+            data = report.to_json()
+            data["next_actions"] = list(next_actions)
+            data["checkpoint_file_problem"] = problem
+            items.append(data)
+        return dump_json("partial", {"tasks": items})
+    rows = []
+    for r, (next_actions, problem) in zip(reports, actions, strict=True):
+        if not r.probed:
+            files = "not probed (no failed attempt)"
+        else:
+            total = len(r.deliverables_present) + len(r.deliverables_missing)
+            files = f"{len(r.deliverables_present)}/{total}"
+            if r.deliverables_missing:
+                files += " missing " + ", ".join(r.deliverables_missing)
+        todo = "; ".join(r.missing_work) or "-"
+        nexts = "; ".join(next_actions) or (f"checkpoint unusable: {problem}" if problem
+                                             else "-")
+        rows.append([r.task_id, r.agent, str(r.phase), files,
+                     str(len(r.uncommitted)) if r.probed else "-",
+                     str(r.commits_ahead) if r.probed else "-",
+                     _yes_no(r.pushed if r.probed else None),
+                     "-" if r.pr is None else f"#{r.pr}", _yes_no(r.tests_passed), todo, nexts])
+    return table(["TASK", "AGENT", "PHASE", "DELIVERABLES", "UNCOMMITTED", "AHEAD", "PUSHED",
+                  "PR", "TESTS", "MISSING WORK", "NEXT ACTIONS"], rows,
+                 empty="no tasks in the journal")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        view = FleetView(read_events(args.journal))
+    except InputError as exc:
+        return fail(PROG, str(exc))
+    reports = view.partial_work(agent=args.agent)
+    actions = [_next_actions(args.checkpoint_dir, r.agent) for r in reports]
+    sys.stdout.write(render(reports, actions, args.format))
+    return 0

@@ -1,0 +1,214 @@
+"""``orch-recovery status``: one row per task from a journal - agent, phase, attempt n of
+budget, elapsed, last reason with its confidence and strongest evidence, next launch time.
+
+``--live`` asks tmux whether each running attempt's session is alive (on the socket and session
+its launch recorded; ``unknown`` when it recorded none or tmux cannot answer) and reports how
+long ago each agent's checkpoint file was written. ``--watch N`` redraws every N seconds until
+Ctrl-C (exit 0). Exit 2 on a usage error, naming the file (and line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_orch_recovery.cli.fleet_output import (
+    InputError,
+    add_journal_options,
+    clock,
+    dump_json,
+    duration,
+    fail,
+    read_events,
+    table,
+)
+from pytest_orch_recovery.engine.fleetview import FleetView, TaskStatus, TmuxTarget
+from pytest_orch_recovery.engine.policy import Policy
+from pytest_orch_recovery.infra.argtypes import positive_int
+from pytest_orch_recovery.infra.checkpoint import CheckpointError, checkpoint_path
+
+PROG = "orch-recovery status"
+_TMUX_TIMEOUT = 10.0  # seconds for one has-session; a wedged server reads as "unknown"
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (value > 0 and value < 86400):
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 and under 86400 seconds")
+    return value
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Where every task of a journal stands: agent, phase, attempt n of budget, "
+        "elapsed, last failure reason (confidence, strongest evidence), next launch time.",
+    )
+    add_journal_options(parser)
+    parser.add_argument(
+        "--budget",
+        type=positive_int,
+        metavar="N",
+        help="attempt budget shown when the journal does not record one "
+        f"(default: the policy's, {Policy().max_attempts})",
+    )
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="also ask tmux whether each running attempt's session is alive and report how "
+        "fresh each agent's checkpoint file is",
+    )
+    parser.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        metavar="DIR",
+        help="where agents' checkpoint files are, for --live (default: $ORCH_CHECKPOINT_DIR, "
+        "else the seed's directory)",
+    )
+    parser.add_argument(
+        "--watch",
+        type=_seconds,
+        metavar="SECONDS",
+        help="redraw every SECONDS until Ctrl-C (exits 0 then)",
+    )
+    return parser
+
+
+# --------------------------------------------------------------------------- live checks
+
+
+@dataclass(frozen=True)
+class Liveness:
+    session: str  # alive | dead | unknown | -
+    checkpoint_age: float | None  # seconds since the checkpoint file was written
+    checkpoint_at: float | None
+
+
+def _session_alive(target: TmuxTarget | None) -> str:
+    if target is None:
+        return "unknown"
+    tmux = shutil.which("tmux")
+    if tmux is None:
+        return "unknown"
+    try:
+        proc = subprocess.run(
+            [tmux, "-L", target.socket, "has-session", "-t", f"={target.session}"],
+            capture_output=True, text=True, timeout=_TMUX_TIMEOUT, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    if proc.returncode == 0:
+        return "alive"
+    # "no server running" / "can't find session": the session is gone.
+    return "dead" if proc.stderr.strip() else "unknown"
+
+
+def _checkpoint_mtime(directory: Path | None, agent: str) -> float | None:
+    try:
+        return checkpoint_path(directory, agent).stat().st_mtime
+    except (OSError, CheckpointError):
+        return None
+
+
+def live(row: TaskStatus, directory: Path | None, now: float) -> Liveness:
+    session = _session_alive(row.tmux) if str(row.phase) == "running" else "-"
+    mtime = _checkpoint_mtime(directory, row.agent)
+    return Liveness(session, None if mtime is None else max(0.0, now - mtime), mtime)
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _attempt(row: TaskStatus) -> str:
+    return f"{row.attempt}/{row.budget}" if row.budget is not None else str(row.attempt)
+
+
+def _reason(row: TaskStatus) -> str:
+    if row.reason is None:
+        return "-"
+    return f"{row.reason} ({row.confidence:.2f})" if row.confidence is not None \
+        else str(row.reason)
+
+
+def _evidence(row: TaskStatus) -> str:
+    ev = row.evidence
+    if ev is None:
+        return "-"
+    where = "" if ev.source is None else f" [{ev.source}{'' if ev.line is None else f':{ev.line}'}]"
+    return ev.detail + where
+
+
+def _next(row: TaskStatus) -> str:
+    if row.next_launch_at is None:
+        return "-"
+    strategy = "" if row.next_strategy is None else f" {row.next_strategy}"
+    return clock(row.next_launch_at) + strategy
+
+
+def render(rows: list[TaskStatus], lives: list[Liveness] | None, fmt: str, now: float) -> str:
+    if fmt == "json":
+        tasks: list[dict[str, Any]] = []
+        for index, row in enumerate(rows):
+            data = row.to_json()
+            if lives is not None:
+                life = lives[index]
+                data["live"] = {"session": life.session, "checkpoint_age": life.checkpoint_age,
+                                "checkpoint_at": life.checkpoint_at}
+            tasks.append(data)
+        return dump_json("status", {"live": lives is not None, "tasks": tasks}, now=now)
+    headers = ["TASK", "AGENT", "PHASE", "ATTEMPT", "ELAPSED", "REASON", "NEXT"]
+    if lives is not None:
+        headers += ["SESSION", "CHECKPOINT"]
+    headers.append("EVIDENCE")
+    body = []
+    for index, row in enumerate(rows):
+        cells = [row.task_id, row.agent, str(row.phase), _attempt(row), duration(row.elapsed),
+                 _reason(row), _next(row)]
+        if lives is not None:
+            life = lives[index]
+            age = "-" if life.checkpoint_age is None else duration(life.checkpoint_age) + " ago"
+            cells += [life.session, age]
+        cells.append(_evidence(row))
+        body.append(cells)
+    return table(headers, body, empty="no tasks in the journal")
+
+
+def _draw(args: argparse.Namespace) -> str:
+    now = time.time()
+    budget = args.budget if args.budget is not None else Policy().max_attempts
+    rows = FleetView(read_events(args.journal), budget=budget).statuses(now=now)
+    lives = [live(r, args.checkpoint_dir, now) for r in rows] if args.live else None
+    return render(rows, lives, args.format, now)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        text = _draw(args)
+    except InputError as exc:
+        return fail(PROG, str(exc))
+    if args.watch is None:
+        sys.stdout.write(text)
+        return 0
+    clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() and args.format == "table" else ""
+    stop = threading.Event()
+    try:
+        while True:
+            sys.stdout.write(clear + text)
+            sys.stdout.flush()
+            stop.wait(args.watch)
+            try:
+                text = _draw(args)
+            except InputError as exc:  # e.g. the journal moved away: say so, keep watching
+                text = f"{PROG}: error: {exc}\n"
+    except KeyboardInterrupt:
+        return 0

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from pytest_orch_recovery.engine import atomic
+from pytest_orch_recovery.engine.classify import classify
 from pytest_orch_recovery.engine.dashboard import (
     DEFAULT_MAX_EVENTS,
     AttemptResult,
@@ -26,6 +27,7 @@ from pytest_orch_recovery.engine.dashboard import (
 from pytest_orch_recovery.engine.journal import JournalError, replay
 from pytest_orch_recovery.engine.metrics import Criteria, compute, evaluate, event_problem
 from pytest_orch_recovery.engine.model import Event, EventKind
+from pytest_orch_recovery.infra import results as seed
 from pytest_orch_recovery.infra.argtypes import count, rate
 
 _DEFAULTS = Criteria()
@@ -53,7 +55,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         action="append",
         metavar="DIR",
         help="a results dir the dispatcher wrote (<agent>.<attempt>_results.json per judged "
-        "attempt); adds an Attempts table after the dashboard; repeat for several runs",
+        "attempt) or the seed orchestrator's (<agent>_results_<suffix>.json per run); adds an "
+        "Attempts table after the dashboard; repeat for several runs",
     )
     parser.add_argument(
         "--format",
@@ -171,7 +174,10 @@ _RESULTS_GLOB = "*_results.json"  # the dispatcher's <agent>.<attempt>_results.j
 
 
 def _read_results(dirs: list[Path]) -> list[AttemptResult]:
-    """Every results file of every dir, in the order the attempts were judged."""
+    """Every results file of every dir, in the order the attempts were judged: the engine
+    dispatcher's, and the seed orchestrator's ``<agent>_results_<suffix>.json`` (its
+    ``<agent>_results.json`` is a symlink to the latest of those, dangling while that run goes
+    on, and is skipped)."""
     found: list[AttemptResult] = []
     for directory in dirs:
         if not directory.exists():
@@ -179,18 +185,52 @@ def _read_results(dirs: list[Path]) -> list[AttemptResult]:
         if not directory.is_dir():
             raise _UsageError(f"{directory}: not a results directory")
         for path in sorted(directory.glob(_RESULTS_GLOB)):
+            if path.is_symlink() and seed.is_latest_pointer_name(path.name):
+                continue
             try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as exc:
-                raise _UsageError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-            except (OSError, UnicodeDecodeError) as exc:
-                raise _UsageError(f"{path}: cannot read results file: {exc}") from None
-            try:
+                data = seed.load_json_object(path)
                 found.append(AttemptResult.from_json(data))
+            except seed.ResultsError as exc:
+                raise _UsageError(str(exc)) from None
             except ValueError as exc:
                 raise _UsageError(f"{path}: {exc}") from None
+        found += _read_run_results(directory)
     # As dispatcher.read_results orders them; the attempt number breaks ties.
     return sorted(found, key=lambda r: (r.recorded_at or 0.0, r.agent, r.attempt))
+
+
+def _read_run_results(directory: Path) -> list[AttemptResult]:
+    """The seed orchestrator's runs, numbered per agent in the order they started, each
+    attributed from what its results file says (status, exit_code, rate_limited)."""
+    found: list[AttemptResult] = []
+    numbers: dict[str, int] = {}
+    for run in seed.find_runs(directory, None):
+        assert run.results is not None
+        try:
+            result = seed.load_run_result(run.results)
+            ended = run.results.stat().st_mtime
+        except seed.ResultsError as exc:
+            raise _UsageError(str(exc)) from None
+        except OSError as exc:
+            raise _UsageError(f"{run.results}: cannot read: {exc.strerror or exc}") from None
+        numbers[run.agent] = numbers.get(run.agent, 0) + 1
+        attribution = None if result.completed else classify(seed.observation(result, None))
+        exit_info = result.exit
+        started = run.started_ms / 1000.0
+        found.append(AttemptResult(
+            agent=result.agent,
+            attempt=numbers[run.agent],
+            status="success" if result.completed else "failed",
+            reason=None if attribution is None else str(attribution.reason),
+            confidence=None if attribution is None else attribution.confidence,
+            exit_code=result.exit_code,
+            signal=None if exit_info is None else exit_info.signal_name,
+            started_at=started,
+            ended_at=ended,
+            duration=max(0.0, ended - started),
+            recorded_at=ended,
+        ))
+    return found
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,7 +15,6 @@ exit), never from the clock, so adopting the same tree twice leaves the journal 
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,8 +33,6 @@ from pytest_orch_recovery.engine.model import (
 from pytest_orch_recovery.infra import git
 from pytest_orch_recovery.infra import results as seed
 from pytest_orch_recovery.infra.workspace import PullRequestLookup, WorkspaceError, probe
-
-_log = logging.getLogger(__name__)
 
 OUTPUT_TAIL_BYTES = 2048
 DEFAULT_BRANCH_PATTERN = "{agent}-work"  # the seed's branch per agent
@@ -216,7 +213,8 @@ class _Adopter:
                result: seed.RunResult | None, log: seed.RunLog | None) -> None:
         agent, key = run.agent, f"ingest:{run.agent}:{run.suffix}:judged"
         partial = self._probe(agent)
-        obs = seed.observation(result, log, partial=partial)
+        pr_known = self.source.prs is not None
+        obs = seed.observation(result, log, partial=partial, pr_known=pr_known)
         undone = obs.deliverables_missing or obs.work_missing
         if result is not None and result.completed and not undone:
             first = self.first_failure.get(agent)
@@ -232,7 +230,7 @@ class _Adopter:
         self._append(EventKind.FAILURE_ATTRIBUTED, agent, key, ended_at, {
             "attribution": attribution.to_json(),
             "partial": None if partial is None else partial.to_json(),
-            "missing_work": [w.to_json() for w in seed.undone_work(partial)],
+            "missing_work": [w.to_json() for w in seed.undone_work(partial, pr_known=pr_known)],
         }, attempt=attempt)
         self.first_failure.setdefault(agent, ended_at)
         self.report.failed += 1

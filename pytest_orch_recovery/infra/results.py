@@ -197,8 +197,9 @@ def load_json_object(path: Path) -> dict[str, Any]:
 
 def load_run_result(path: Path) -> RunResult:
     data = load_json_object(path)
-    if not is_run_result(data):
-        raise ResultsError(f"{path}: not a seed orchestrator results file (field status)")
+    if "attempt" in data or "type" in data:
+        raise ResultsError(f"{path}: not a seed orchestrator results file (it has "
+                           f"{'attempt' if 'attempt' in data else 'type'})")
     return run_result(path, data)
 
 
@@ -380,8 +381,10 @@ def is_latest_pointer_name(name: str) -> bool:
 # --------------------------------------------------------------------------- observation
 
 
-def undone_work(partial: PartialWork | None) -> tuple[WorkItem, ...]:
-    """Steps a probed worktree shows undone (the seed asks every agent for a pushed PR)."""
+def undone_work(partial: PartialWork | None, *, pr_known: bool = True) -> tuple[WorkItem, ...]:
+    """Steps a probed worktree shows undone (the seed asks every agent for a pushed PR).
+    ``pr_known=False``: nothing was asked about pull requests, so a missing one is not
+    counted."""
     if partial is None:
         return ()
     items: list[WorkItem] = []
@@ -389,7 +392,7 @@ def undone_work(partial: PartialWork | None) -> tuple[WorkItem, ...]:
         items.append(WorkItem(WorkKind.COMMIT))
     if not partial.pushed:
         items.append(WorkItem(WorkKind.PUSH))
-    if partial.pr is None:
+    if partial.pr is None and pr_known:
         items.append(WorkItem(WorkKind.OPEN_PR))
     return tuple(items)
 
@@ -399,6 +402,7 @@ def observation(
     log: RunLog | None,
     *,
     partial: PartialWork | None = None,
+    pr_known: bool = True,
 ) -> Observation:
     """What the engine's classifier needs from a run's results file, log and worktree."""
     exit_info = result.exit if result is not None else None
@@ -414,5 +418,5 @@ def observation(
         timed_out=bool(last is not None and last.timed_out),
         rate_limited=bool((result is not None and result.rate_limited)
                           or (last is not None and last.rate_limited)),
-        work_missing=tuple(i.describe() for i in undone_work(partial)),
+        work_missing=tuple(i.describe() for i in undone_work(partial, pr_known=pr_known)),
     )

@@ -1,0 +1,358 @@
+"""``orch-recovery ingest`` on a tree in the seed orchestrator's exact format (tests/seedfleet.py),
+with real git worktrees: every failed attempt is attributed, and ingesting twice changes
+nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from gitrepo import GitSandbox, isolate_git
+from seedfleet import (
+    SeedFleet,
+    assistant_text,
+    completed_record,
+    failed_record,
+    init_event,
+    result_event,
+    stream,
+)
+
+from pytest_orch_recovery.cli.main import main
+from pytest_orch_recovery.engine.journal import replay
+from pytest_orch_recovery.engine.metrics import compute
+from pytest_orch_recovery.engine.model import EventKind, Reason
+from pytest_orch_recovery.infra.adoption import AdoptionSource, adopt
+from pytest_orch_recovery.infra.results import ResultsError, find_runs, read_bounded
+from pytest_orch_recovery.infra.workspace import PullRequestsInMemory
+
+RATE = "task-agent-1111"  # rate limited
+SIGINT = "task-agent-2222"  # interrupted: trap, no results file, a cut-off stream line
+TIMEOUT = "task-agent-3333"  # killed by the wrapper's timeout (reported as exit 1)
+DONE = "task-agent-4444"  # completed, pushed
+PERM = "task-agent-5555"  # exit 0 with permission denials, nothing done; then completed
+RUNNING = "task-agent-6666"  # still running
+
+
+def _fleet(root: Path) -> tuple[SeedFleet, GitSandbox]:
+    sandbox = GitSandbox.create(root / "git")
+    fleet = SeedFleet(root / "orch")
+    for agent in (RATE, SIGINT, TIMEOUT, DONE, PERM, RUNNING):
+        sandbox.worktree(agent, f"{agent}-work")
+
+    s = fleet.suffix(0)
+    fleet.launch(RATE, s)
+    fleet.claude_try(RATE, s, 1, stream(
+        init_event(),
+        result_event(subtype="success", is_error=True, result='API Error: 429 {"type":"error",'
+                     '"error":{"type":"rate_limit_error","message":"This request would exceed '
+                     'your account\'s rate limit. Please try again later."}}'),
+    ))
+    fleet.claude_failed(RATE, s, 1, rate_limited=True)
+    fleet.finish(RATE, s, failed_record(RATE, 1, rate_limited=True), mtime_s=40)
+
+    s = fleet.suffix(5)
+    fleet.launch(SIGINT, s)
+    sandbox.write(sandbox.worktrees[SIGINT], "half.md", "# half\n")
+    fleet.claude_try(SIGINT, s, 1, [
+        *stream(init_event(), assistant_text("Writing half.md")),
+        '{"type":"assistant","message":{"role":"assistant","content":[{"type":"tool_use","na',
+    ])
+    fleet.interrupted(SIGINT, s)
+
+    s = fleet.suffix(10)
+    fleet.launch(TIMEOUT, s)
+    fleet.claude_try(TIMEOUT, s, 1, stream(init_event(), assistant_text("Running the suite")))
+    fleet.claude_failed(TIMEOUT, s, 1, timed_out=True)
+    fleet.finish(TIMEOUT, s, failed_record(TIMEOUT, 1), mtime_s=950)
+
+    s = fleet.suffix(15)
+    fleet.launch(DONE, s)
+    wt = sandbox.worktrees[DONE]
+    sandbox.write(wt, "docs/done.md")
+    sandbox.commit_all(wt, "done")
+    sandbox.push(wt)
+    fleet.claude_try(DONE, s, 1, stream(init_event(), result_event()))
+    fleet.claude_completed(DONE, s)
+    fleet.finish(DONE, s, completed_record(DONE), mtime_s=300)
+
+    s = fleet.suffix(20)
+    fleet.launch(PERM, s)
+    denial = {"tool_name": "Write", "tool_use_id": "toolu_01",
+              "tool_input": {"file_path": "/tmp/wt/perm.md", "content": "x"}}
+    fleet.claude_try(PERM, s, 1, stream(init_event(), result_event(
+        result="I need permission to write perm.md.", permission_denials=[denial])))
+    fleet.claude_completed(PERM, s)
+    fleet.finish(PERM, s, completed_record(PERM), mtime_s=80)
+
+    s = fleet.suffix(25)
+    fleet.launch(RUNNING, s)
+    fleet.claude_try(RUNNING, s, 1, stream(init_event(), assistant_text("Working")))
+    return fleet, sandbox
+
+
+def _second_perm_run(fleet: SeedFleet, sandbox: GitSandbox) -> None:
+    s = fleet.suffix(200)
+    fleet.launch(PERM, s)
+    wt = sandbox.worktrees[PERM]
+    sandbox.write(wt, "perm.md")
+    sandbox.commit_all(wt, "perm")
+    sandbox.push(wt)
+    fleet.claude_try(PERM, s, 1, stream(init_event(), result_event()))
+    fleet.claude_completed(PERM, s)
+    fleet.finish(PERM, s, completed_record(PERM), mtime_s=400)
+
+
+def _ingest(fleet: SeedFleet, sandbox: GitSandbox, journal: Path) -> int:
+    return main(["ingest", "--results", str(fleet.results), "--logs", str(fleet.logs),
+                 "--worktrees", str(sandbox.agents), "--journal", str(journal)])
+
+
+@pytest.fixture
+def seed_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[SeedFleet, GitSandbox]:
+    isolate_git(monkeypatch, tmp_path)
+    return _fleet(tmp_path)
+
+
+def test_ingest_attributes_every_failed_attempt_and_is_idempotent(
+    seed_tree: tuple[SeedFleet, GitSandbox], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fleet, sandbox = seed_tree
+    journal = tmp_path / "journal.jsonl"
+    assert _ingest(fleet, sandbox, journal) == 0
+    first = journal.read_bytes()
+    assert _ingest(fleet, sandbox, journal) == 0
+    assert journal.read_bytes() == first  # run twice: byte-identical
+    assert "nothing new" in capsys.readouterr().out
+
+    events = replay(journal)
+    reasons = {e.agent: e.data["attribution"]["reason"] for e in events
+               if e.kind is EventKind.FAILURE_ATTRIBUTED}
+    assert reasons == {RATE: "api_error", SIGINT: "sigint", TIMEOUT: "timeout",
+                       PERM: "permission"}
+    succeeded = [e.agent for e in events if e.kind is EventKind.TASK_SUCCEEDED]
+    assert succeeded == [DONE]
+    launched = [e.agent for e in events if e.kind is EventKind.ATTEMPT_LAUNCHED]
+    assert sorted(launched) == sorted([RATE, SIGINT, TIMEOUT, DONE, PERM, RUNNING])
+    exited = {e.agent for e in events if e.kind is EventKind.ATTEMPT_EXITED}
+    assert RUNNING not in exited  # its results symlink still dangles
+    sigint_exit = next(e for e in events if e.kind is EventKind.ATTEMPT_EXITED
+                       and e.agent == SIGINT)
+    assert sigint_exit.data["exit"]["code"] == 130
+    perm = next(e for e in events if e.kind is EventKind.FAILURE_ATTRIBUTED and e.agent == PERM)
+    assert perm.data["partial"]["pushed"] is False  # the probe saw nothing done
+    assert [w["kind"] for w in perm.data["missing_work"]] == ["push"]
+    sig = next(e for e in events if e.kind is EventKind.FAILURE_ATTRIBUTED and e.agent == SIGINT)
+    assert sig.data["partial"]["uncommitted"] == ["half.md"]
+
+    metrics = compute(events)
+    assert metrics.failures == 4 and metrics.unattributed_failures == 0
+    assert metrics.total_tasks == 6 and metrics.first_try == 1
+
+
+def test_ingest_appends_later_runs_once_and_counts_the_recovery(
+    seed_tree: tuple[SeedFleet, GitSandbox], tmp_path: Path
+) -> None:
+    fleet, sandbox = seed_tree
+    journal = tmp_path / "journal.jsonl"
+    assert _ingest(fleet, sandbox, journal) == 0
+    before = journal.read_bytes()
+    _second_perm_run(fleet, sandbox)
+    assert _ingest(fleet, sandbox, journal) == 0
+    after = journal.read_bytes()
+    assert after.startswith(before)  # appended, nothing rewritten
+    assert _ingest(fleet, sandbox, journal) == 0
+    assert journal.read_bytes() == after
+    events = replay(journal)
+    perm = [e for e in events if e.task_id == PERM]
+    assert [e.kind for e in perm] == [
+        EventKind.TASK_SUBMITTED, EventKind.ATTEMPT_LAUNCHED, EventKind.ATTEMPT_EXITED,
+        EventKind.FAILURE_ATTRIBUTED, EventKind.ATTEMPT_LAUNCHED, EventKind.ATTEMPT_EXITED,
+        EventKind.TASK_SUCCEEDED]
+    assert [e.attempt for e in perm if e.kind is EventKind.ATTEMPT_LAUNCHED] == [1, 2]
+    assert perm[-1].data["first_try"] is False and perm[-1].data["recovery_time"] == 320.0
+    assert compute(events).recovered == 1
+
+
+def test_a_run_superseded_by_a_later_one_is_ended_and_attributed(
+    seed_tree: tuple[SeedFleet, GitSandbox], tmp_path: Path
+) -> None:
+    fleet, sandbox = seed_tree
+    s = fleet.suffix(600)  # the orchestrator relaunched RUNNING: its old session was killed
+    fleet.launch(RUNNING, s)
+    fleet.claude_try(RUNNING, s, 1, stream(init_event(), result_event()))
+    fleet.claude_failed(RUNNING, s, 1, rate_limited=True)
+    fleet.finish(RUNNING, s, failed_record(RUNNING, 1, rate_limited=True), mtime_s=700)
+    journal = tmp_path / "journal.jsonl"
+    assert _ingest(fleet, sandbox, journal) == 0
+    runs = [e for e in replay(journal) if e.task_id == RUNNING]
+    exits = [e for e in runs if e.kind is EventKind.ATTEMPT_EXITED]
+    assert [e.data["superseded"] for e in exits] == [True, False]
+    assert exits[0].time == fleet_time(600)
+    assert len([e for e in runs if e.kind is EventKind.FAILURE_ATTRIBUTED]) == 2
+
+
+def fleet_time(offset_s: int) -> float:
+    from seedfleet import START_MS
+
+    return START_MS / 1000 + offset_s
+
+
+def test_pr_lookup_makes_a_missing_pr_undone_work(
+    seed_tree: tuple[SeedFleet, GitSandbox], tmp_path: Path
+) -> None:
+    fleet, sandbox = seed_tree
+    prs = PullRequestsInMemory()
+    from pytest_orch_recovery.engine.journal import Journal
+
+    with Journal(tmp_path / "j.jsonl") as journal:
+        report = adopt(journal, AdoptionSource(fleet.results, fleet.logs, sandbox.agents,
+                                               prs=prs))
+        events = journal.events()
+    assert report.running == 1 and report.problems == []
+    done = [e for e in events if e.agent == DONE and e.kind is EventKind.FAILURE_ATTRIBUTED]
+    assert len(done) == 1  # pushed, but no PR: not finished
+    assert done[0].data["attribution"]["reason"] == str(Reason.INCOMPLETE)
+    assert [w["kind"] for w in done[0].data["missing_work"]] == ["open_pr"]
+
+
+def test_ingest_reports_a_worktree_on_another_branch(
+    seed_tree: tuple[SeedFleet, GitSandbox], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fleet, sandbox = seed_tree
+    journal = tmp_path / "journal.jsonl"
+    assert main(["ingest", "--results", str(fleet.results), "--logs", str(fleet.logs),
+                 "--worktrees", str(sandbox.agents), "--branch", "work/{agent}",
+                 "--journal", str(journal)]) == 0
+    err = capsys.readouterr().err
+    assert f"on branch '{RATE}-work', expected 'work/{RATE}'" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--results", "nope"], "nope: no such results directory"),
+        (["--results", "{results}", "--logs", "nope"], "nope: no such logs directory"),
+        (["--results", "{results}", "--branch", "{name}-work"], "--branch"),
+        (["--results", "{results}", "--interval", "0"], "--interval"),
+    ],
+)
+def test_ingest_usage_errors_exit_2(
+    seed_tree: tuple[SeedFleet, GitSandbox], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    args: list[str], needle: str,
+) -> None:
+    fleet, _ = seed_tree
+    argv = ["ingest", *[a.format(results=fleet.results) if a == "{results}" else a
+                        for a in args], "--journal", str(tmp_path / "j.jsonl")]
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert needle in err.strip().splitlines()[-1]  # the error is one line (after usage)
+
+
+def test_a_held_journal_is_refused_in_one_line(
+    seed_tree: tuple[SeedFleet, GitSandbox], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_orch_recovery.engine.journal import Journal
+
+    fleet, sandbox = seed_tree
+    path = tmp_path / "journal.jsonl"
+    with Journal(path):
+        assert _ingest(fleet, sandbox, path) == 2
+    err = capsys.readouterr().err.strip()
+    assert "locked by another process" in err and str(path) in err
+
+
+def test_a_bad_results_file_is_reported_and_skipped(
+    seed_tree: tuple[SeedFleet, GitSandbox], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fleet, sandbox = seed_tree
+    bad = fleet.results / f"{TIMEOUT}_results_{fleet.suffix(10)}.json"
+    bad.write_text('{"agent": "x", "status": "crashed"}\n')
+    assert _ingest(fleet, sandbox, tmp_path / "j.jsonl") == 0
+    err = capsys.readouterr().err
+    assert f"{bad}: field status" in err
+
+
+def test_reader_refuses_non_regular_and_oversized_files(tmp_path: Path) -> None:
+    with pytest.raises(ResultsError, match="not a regular file"):
+        read_bounded(Path("/dev/zero"))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ResultsError, match="not a regular file"):
+        read_bounded(fifo)  # opened non-blocking: no writer, no hang
+    big = tmp_path / "big.log"
+    big.write_bytes(b"x" * 2048)
+    with pytest.raises(ResultsError, match=r"big.log: 2048 bytes is over"):
+        read_bounded(big, limit=1024)
+    link = tmp_path / "a_results.json"
+    link.symlink_to(tmp_path / "a_results_1-2.json")
+    with pytest.raises(ResultsError, match="dangling symlink"):
+        read_bounded(link)
+
+
+def test_find_runs_pairs_results_and_logs_and_skips_the_latest_pointer(
+    seed_tree: tuple[SeedFleet, GitSandbox],
+) -> None:
+    fleet, _ = seed_tree
+    runs = find_runs(fleet.results, fleet.logs)
+    assert [r.agent for r in runs] == [RATE, SIGINT, TIMEOUT, DONE, PERM, RUNNING]
+    assert [r.results is None for r in runs] == [False, True, False, False, False, True]
+    assert all(r.log is not None for r in runs)
+
+
+def test_follow_adopts_new_runs_and_stops_cleanly_on_sigterm(
+    seed_tree: tuple[SeedFleet, GitSandbox], tmp_path: Path
+) -> None:
+    fleet, sandbox = seed_tree
+    journal = tmp_path / "journal.jsonl"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest_orch_recovery", "ingest", "--results",
+         str(fleet.results), "--logs", str(fleet.logs), "--worktrees", str(sandbox.agents),
+         "--journal", str(journal), "--follow", "--interval", "0.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # the first pass's summary
+        assert "appended" in first and "1 still running" in first
+        _second_perm_run(fleet, sandbox)
+        # A pass may see the new log before its results file: launched first, ended later.
+        later = [proc.stdout.readline()]  # each blocks until a pass appends something
+        while "1 succeeded" not in later[-1] and len(later) < 3:
+            later.append(proc.stdout.readline())
+        assert "1 succeeded" in later[-1]
+        assert sum("1 attempt(s) launched" in line for line in later) == 1
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    kinds = [e.kind for e in replay(journal) if e.task_id == PERM]
+    assert kinds.count(EventKind.ATTEMPT_LAUNCHED) == 2
+
+
+def test_classify_attributes_seed_results_and_logs(
+    seed_tree: tuple[SeedFleet, GitSandbox], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fleet, _ = seed_tree
+    cases = {
+        fleet.results / f"{RATE}_results_{fleet.suffix(0)}.json": "api_error",
+        fleet.logs / f"{SIGINT}_{fleet.suffix(5)}.log": "sigint",  # cut-off stream line
+        fleet.logs / f"{TIMEOUT}_{fleet.suffix(10)}.log": "timeout",
+    }
+    for path, reason in cases.items():
+        assert main(["classify", "--result", str(path)]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["reason"] == reason, (path.name, out)

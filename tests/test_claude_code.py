@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from pytest_orch_recovery.doubles.dispatcher import SETTINGS_FILE, Dispatcher
 from pytest_orch_recovery.doubles.modeldouble import ModelDouble, Plan, TaskPlan, plan_for_task
 from pytest_orch_recovery.doubles.modeldouble.faults import FaultKind, FaultSpec
 from pytest_orch_recovery.doubles.modeldouble.plan import Step
@@ -37,6 +36,7 @@ from pytest_orch_recovery.infra.agents import (
     sim_agent_driver,
 )
 from pytest_orch_recovery.infra.checkpoint import load_checkpoint
+from pytest_orch_recovery.runtime.dispatch import SETTINGS_FILE, Dispatcher
 from pytest_orch_recovery.runtime.tmux import TmuxRuntime, parse_result
 
 ROOT = Path(__file__).resolve().parent.parent

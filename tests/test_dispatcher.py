@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from pytest_orch_recovery.doubles.dispatcher import SETTINGS_FILE, Dispatcher, read_results
 from pytest_orch_recovery.doubles.sandbox import Sandbox
 from pytest_orch_recovery.engine.model import Event, EventKind, Task, full_plan
 from pytest_orch_recovery.engine.runtime import LaunchSpec
@@ -22,6 +21,7 @@ from pytest_orch_recovery.infra.agents import (
     CliAgentDriver,
     driver_for,
 )
+from pytest_orch_recovery.runtime.dispatch import SETTINGS_FILE, Dispatcher, read_results
 
 TASK = Task("t1", "Create /fake3 command \"$(rm -rf /)\"", ("fake3.md",))
 
@@ -142,3 +142,33 @@ def test_config_for_overrides_one_attempt_only(sandbox: Sandbox) -> None:
     second = dispatcher.command_for(_spec(2))[-1]
     assert " -p " in second and SKIP_PERMISSIONS_FLAG in second and "$(cat" not in second
     assert dispatcher.config == AgentConfig() and seen == [AgentConfig(), AgentConfig()]
+
+
+def test_hook_is_merged_into_the_users_settings(sandbox: Sandbox) -> None:
+    workspace = sandbox.add_workspace("task-agent-5030")
+    path = workspace / SETTINGS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    user_hook = {"matcher": "Bash", "hooks": [{"type": "command", "command": "audit.sh"}]}
+    path.write_text(json.dumps({"permissions": {"allow": ["Bash(npm test)"]},
+                                "hooks": {"PostToolUse": [user_hook]}}))
+    dispatcher = _dispatcher(sandbox, AgentConfig())
+    dispatcher.command_for(_spec())
+    dispatcher.command_for(_spec(2))  # a second attempt installs it again: still once
+    settings = json.loads(path.read_text())
+    assert settings["permissions"] == {"allow": ["Bash(npm test)"]}
+    entries = settings["hooks"]["PostToolUse"]
+    assert entries[0] == user_hook
+    ours = [h for e in entries[1:] for h in e["hooks"]]
+    assert len(ours) == 1 and "pytest_orch_recovery" in ours[0]["command"]
+
+
+def test_settings_that_are_not_json_are_never_overwritten(sandbox: Sandbox) -> None:
+    from pytest_orch_recovery.infra.settings import SettingsError
+
+    workspace = sandbox.add_workspace("task-agent-5030")
+    path = workspace / SETTINGS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('{\n  "permissions": {,\n}\n')
+    with pytest.raises(SettingsError, match=r"settings.local.json:2: settings: not JSON"):
+        _dispatcher(sandbox, AgentConfig()).command_for(_spec())
+    assert path.read_text() == '{\n  "permissions": {,\n}\n'

@@ -22,15 +22,9 @@ from typing import TypeVar
 
 import pytest
 
-from pytest_orch_recovery.doubles.sandbox import (
-    LEDGER_NAME,
-    Ledger,
-    default_base_dir,
-    pids_with_env,
-    reap_stale,
-    tmux_server_running,
-    tmux_socket_path,
-)
+from pytest_orch_recovery.doubles.sandbox import LEDGER_NAME, Ledger, default_base_dir, reap_stale
+from pytest_orch_recovery.infra.processes import pids_with_env
+from pytest_orch_recovery.runtime.server import tmux_server_running, tmux_socket_path
 
 pytestmark = [
     pytest.mark.slow,

@@ -12,7 +12,6 @@ from events import JournalBuilder, first_try_success, random_journal, seed_incid
 from hypothesis import given, settings
 
 from pytest_orch_recovery.cli import main as cli
-from pytest_orch_recovery.doubles.dispatcher import Dispatcher, read_results
 from pytest_orch_recovery.doubles.sandbox import Sandbox
 from pytest_orch_recovery.engine.dashboard import (
     MAX_REPORT_BYTES,
@@ -26,6 +25,7 @@ from pytest_orch_recovery.engine.dashboard import (
 from pytest_orch_recovery.engine.metrics import Criteria, compute, evaluate
 from pytest_orch_recovery.engine.model import Event, Reason, Strategy
 from pytest_orch_recovery.infra.agents import AgentConfig, driver_for
+from pytest_orch_recovery.runtime.dispatch import Dispatcher, read_results
 
 SEED_ROW_LABELS = [
     "SIGINT (Ctrl-C)",

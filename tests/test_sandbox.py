@@ -15,15 +15,9 @@ from pathlib import Path
 import pytest
 
 from pytest_orch_recovery.doubles import sandbox as sandbox_mod
-from pytest_orch_recovery.doubles.sandbox import (
-    LEDGER_NAME,
-    Ledger,
-    Sandbox,
-    process_alive,
-    process_start_time,
-    reap_stale,
-)
+from pytest_orch_recovery.doubles.sandbox import LEDGER_NAME, Ledger, Sandbox, reap_stale
 from pytest_orch_recovery.infra.git import current_branch, run_git
+from pytest_orch_recovery.infra.processes import process_alive, process_start_time
 
 
 @pytest.fixture
@@ -245,7 +239,7 @@ def test_sigterm_unwinds_through_exit(base: Path) -> None:
         import sys
         from pathlib import Path
         from pytest_orch_recovery.doubles.sandbox import Sandbox
-        with Sandbox.create(base_dir=Path(sys.argv[1])) as box:
+        with Sandbox.create(base_dir=Path(sys.argv[1]), unwind_on_sigterm=True) as box:
             print(box.root, flush=True)
             sys.stdin.read()
         """

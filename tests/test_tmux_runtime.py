@@ -13,15 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_orch_recovery.doubles.sandbox import (
-    Sandbox,
-    pids_in_group,
-    process_alive,
-    tmux_server_running,
-)
+from pytest_orch_recovery.doubles.sandbox import Sandbox
 from pytest_orch_recovery.engine.model import Task
 from pytest_orch_recovery.engine.runtime import AttemptExit, LaunchSpec
 from pytest_orch_recovery.infra.git import run_git
+from pytest_orch_recovery.infra.processes import pids_in_group, process_alive
+from pytest_orch_recovery.runtime.server import tmux_server_running
 from pytest_orch_recovery.runtime.tmux import TmuxRuntime, clean_log, parse_result
 
 pytestmark = pytest.mark.slow

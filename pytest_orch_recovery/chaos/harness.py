@@ -34,7 +34,6 @@ from pytest_orch_recovery.chaos.scenario import Scenario
 from pytest_orch_recovery.chaos.simruntime import AGENT_MAX_RETRIES as SIM_AGENT_MAX_RETRIES
 from pytest_orch_recovery.chaos.simulation import CrashingJournal, Supervisor
 from pytest_orch_recovery.chaos.tier import TierUnsupported
-from pytest_orch_recovery.doubles.dispatcher import Dispatcher
 from pytest_orch_recovery.doubles.modeldouble import ModelDouble, Plan, plan_for_task
 from pytest_orch_recovery.doubles.modeldouble.faults import FaultKind
 from pytest_orch_recovery.doubles.modeldouble.faults import FaultSpec as ApiFault
@@ -50,6 +49,7 @@ from pytest_orch_recovery.engine.runtime import LaunchSpec
 from pytest_orch_recovery.infra.agents import AgentConfig, AgentDriver, driver_for
 from pytest_orch_recovery.infra.cleanup import cleanup_workspace, find_orphans
 from pytest_orch_recovery.infra.git import rev_count
+from pytest_orch_recovery.runtime.dispatch import Dispatcher
 from pytest_orch_recovery.runtime.tmux import TmuxRuntime
 
 HOOK_FAULTS = frozenset(
@@ -147,7 +147,7 @@ def run_tmux(
     for spec in faults:
         ledger.register(spec)
     crash_after_event = _crash_point(crash_after_event, faults)
-    sandbox = Sandbox.create(base_dir=base_dir, name="orch")
+    sandbox = Sandbox.create(base_dir=base_dir, name="orch", unwind_on_sigterm=True)
     held = _Held()
     try:
         held.double = _start_model_double(sandbox, tasks, faults)

@@ -7,10 +7,12 @@ the owner was SIGKILLed (:func:`reap_stale`, which every :meth:`Sandbox.create` 
 
 Signals: SIGINT is left alone (Python turns it into ``KeyboardInterrupt``, pytest handles that,
 and ``finally`` / ``__exit__`` run on the way out). SIGTERM's default action kills Python with
-no unwinding, so when -- and only when -- SIGTERM still has its default disposition in the main
-thread, :meth:`Sandbox.create` installs a handler that raises ``SystemExit(143)`` so that the
-same ``finally`` / ``__exit__`` / ``atexit`` paths run. A ``atexit`` hook tears down whatever
-sandboxes are still open when the interpreter exits.
+no unwinding, so a caller that owns the process (the chaos harness) passes
+``unwind_on_sigterm=True`` to :meth:`Sandbox.create`: when -- and only when -- SIGTERM still has
+its default disposition in the main thread, a handler that raises ``SystemExit(143)`` is
+installed so that the same ``finally`` / ``__exit__`` / ``atexit`` paths run. Importing this
+module registers nothing; the first sandbox created registers one ``atexit`` hook that tears
+down whatever sandboxes are still open when the interpreter exits.
 """
 
 from __future__ import annotations
@@ -22,15 +24,12 @@ import fcntl
 import json
 import os
 import secrets
-import select
 import shutil
 import signal
-import subprocess
 import tempfile
 import threading
-import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -39,6 +38,15 @@ from typing import Any
 from pytest_orch_recovery.doubles.forge import Forge, install_gh_shim
 from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.infra.git import add_worktree, create_repo_with_origin, remove_worktree
+from pytest_orch_recovery.infra.processes import (
+    pids_with_env,
+    process_alive,
+    process_start_time,
+    stop_process_groups,
+)
+from pytest_orch_recovery.infra.workspace import PullRequestLookup
+from pytest_orch_recovery.runtime.host import check_agent_name
+from pytest_orch_recovery.runtime.server import kill_tmux_server, tmux_server_running
 
 SCHEMA_VERSION = 1
 LEDGER_NAME = "ledger.json"
@@ -54,160 +62,11 @@ _DROPPED_PREFIXES = ("GIT_", "ANTHROPIC_", "CLAUDE_", "XDG_", "SSH_AUTH_SOCK", "
 _DROPPED = frozenset({"GITHUB_TOKEN", "PYTHONSTARTUP", "PROMPT_COMMAND", "BASH_ENV", "ENV",
                       "TMUX", "TMUX_PANE"})
 
-_TERM_GRACE = 5.0  # seconds a process group gets between SIGTERM and SIGKILL
-_KILL_GRACE = 5.0  # seconds to wait for SIGKILLed processes to disappear
 
 
 def default_base_dir() -> Path:
     """``$TMPDIR/orch-sandboxes`` (``tempfile.gettempdir()`` honours TMPDIR)."""
     return Path(tempfile.gettempdir()) / "orch-sandboxes"
-
-
-# --------------------------------------------------------------------------- /proc helpers
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """Fields 3.. of /proc/<pid>/stat (after the parenthesised comm, which may hold spaces)."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    return raw[raw.rfind(")") + 2 :].split()
-
-
-def process_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat: start time in clock ticks since boot; None if gone.
-
-    The pair (pid, start time) names one process for good: a reused pid has a later start.
-    """
-    fields = _stat_fields(pid)
-    return None if fields is None else int(fields[19])
-
-
-def foreground_process_group(pid: int) -> int | None:
-    """Field 8 of /proc/<pid>/stat (tpgid): the foreground process group of pid's terminal."""
-    fields = _stat_fields(pid)
-    if fields is None:
-        return None
-    tpgid = int(fields[5])
-    return tpgid if tpgid > 0 else None
-
-
-def process_alive(pid: int, start_time: int | None = None) -> bool:
-    """Running (not a zombie) and, when ``start_time`` is given, the same process as then."""
-    fields = _stat_fields(pid)
-    if fields is None or fields[0] in ("Z", "X"):
-        return False
-    return start_time is None or int(fields[19]) == start_time
-
-
-def _all_pids() -> Iterator[int]:
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            yield int(entry.name)
-
-
-def pids_in_group(pgid: int) -> list[int]:
-    """Live (non-zombie) processes whose process group is ``pgid``."""
-    found = []
-    for pid in _all_pids():
-        fields = _stat_fields(pid)
-        if fields is not None and fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
-            found.append(pid)
-    return found
-
-
-def pids_with_env(name: str, value: str) -> list[int]:
-    """Live processes started with ``name=value`` in their environment (root reads all)."""
-    needle = f"{name}={value}".encode()
-    found = []
-    for pid in _all_pids():
-        if pid == os.getpid():
-            continue
-        try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes()
-        except OSError:
-            continue
-        if needle in environ.split(b"\0") and process_alive(pid):
-            found.append(pid)
-    return found
-
-
-def wait_gone(pids: Iterable[int], timeout: float) -> list[int]:
-    """Wait (on pidfds, no polling sleep) until every pid has exited; return those still alive."""
-    fds: dict[int, int] = {}
-    for pid in pids:
-        try:
-            fds[os.pidfd_open(pid)] = pid
-        except ProcessLookupError:
-            continue
-    try:
-        end = time.monotonic() + timeout
-        pending = set(fds)
-        while pending:
-            left = end - time.monotonic()
-            if left <= 0:
-                break
-            ready, _, _ = select.select(list(pending), [], [], left)
-            pending -= set(ready)
-        # A readable pidfd may be a zombie awaiting its parent: that counts as gone.
-        return [fds[fd] for fd in pending if process_alive(fds[fd])]
-    finally:
-        for fd in fds:
-            os.close(fd)
-
-
-def stop_process_groups(pgids: Iterable[int], *, grace: float = _TERM_GRACE) -> list[int]:
-    """SIGTERM each group, wait up to ``grace``, SIGKILL what is left; return survivors."""
-    groups = sorted(set(pgids))
-    members = {pid for g in groups for pid in pids_in_group(g)}
-    for g in groups:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(g, signal.SIGTERM)
-    left = wait_gone(members, grace)
-    if not left:
-        return []
-    # Members may have forked while dying: kill the groups again, then whoever was listed.
-    for g in groups:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(g, signal.SIGKILL)
-    for pid in left:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return wait_gone(left + [p for g in groups for p in pids_in_group(g)], _KILL_GRACE)
-
-
-def tmux_socket_path(socket_name: str) -> Path:
-    """Where ``tmux -L name`` puts its socket: $TMUX_TMPDIR (or /tmp)/tmux-<uid>/<name>."""
-    return Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}" / socket_name
-
-
-def tmux_server_running(socket_name: str) -> bool:
-    if not tmux_socket_path(socket_name).exists():
-        return False
-    proc = subprocess.run(
-        ["tmux", "-L", socket_name, "-f", "/dev/null", "list-sessions"],
-        capture_output=True,
-        text=True,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-    # "no server running on ..." / "error connecting to ..." when nothing answers.
-    return proc.returncode == 0 or "no sessions" in proc.stderr
-
-
-def kill_tmux_server(socket_name: str) -> None:
-    """kill-server on the socket, and remove the socket file tmux leaves behind."""
-    if tmux_socket_path(socket_name).exists():
-        subprocess.run(
-            ["tmux", "-L", socket_name, "-f", "/dev/null", "kill-server"],
-            capture_output=True,
-            check=False,
-            stdin=subprocess.DEVNULL,
-            timeout=30,
-        )
-    with contextlib.suppress(FileNotFoundError):
-        tmux_socket_path(socket_name).unlink()
 
 
 # --------------------------------------------------------------------------- the ledger
@@ -280,6 +139,7 @@ class Ledger:
 
 _OPEN: weakref.WeakSet[Sandbox] = weakref.WeakSet()  # for the atexit hook only
 _SIGNALS_LOCK = threading.Lock()
+_ATEXIT_REGISTERED = False
 
 
 def _raise_system_exit(signum: int, _frame: FrameType | None) -> None:
@@ -295,10 +155,19 @@ def _install_sigterm_unwinding() -> None:
             signal.signal(signal.SIGTERM, _raise_system_exit)
 
 
-@atexit.register
 def _teardown_open_sandboxes() -> None:
     for box in list(_OPEN):
         box.teardown()
+
+
+def _track_open(box: Sandbox) -> None:
+    """Remember ``box`` for the interpreter-exit teardown; registered with the first sandbox."""
+    global _ATEXIT_REGISTERED
+    with _SIGNALS_LOCK:
+        if not _ATEXIT_REGISTERED:
+            atexit.register(_teardown_open_sandboxes)
+            _ATEXIT_REGISTERED = True
+    _OPEN.add(box)
 
 
 def _new_socket_name() -> str:
@@ -338,11 +207,30 @@ class Sandbox:
     def ledger_path(self) -> Path:
         return self.ledger.path
 
+    @property
+    def state_dir(self) -> Path:
+        """Where the tmux runtime keeps its event FIFO and hook script."""
+        return self.root
+
+    @property
+    def prs(self) -> PullRequestLookup | None:
+        """The sandbox's forge answers which pull request a branch has."""
+        return self.forge
+
     # ----------------------------------------------------------------- creation
 
     @classmethod
-    def create(cls, *, base_dir: Path | None = None, name: str | None = None) -> Sandbox:
-        """Reap stale sandboxes under ``base_dir``, then build a fresh one there."""
+    def create(
+        cls,
+        *,
+        base_dir: Path | None = None,
+        name: str | None = None,
+        unwind_on_sigterm: bool = False,
+    ) -> Sandbox:
+        """Reap stale sandboxes under ``base_dir``, then build a fresh one there.
+
+        ``unwind_on_sigterm``: make SIGTERM raise ``SystemExit`` (see the module doc) -- for a
+        caller that owns the process, never a library user."""
         base = default_base_dir() if base_dir is None else base_dir
         base.mkdir(parents=True, exist_ok=True)
         reap_stale(base)
@@ -357,11 +245,12 @@ class Sandbox:
             tmux_socket=_new_socket_name(),
             dirs=[str(root)],
         )
-        # SIGTERM unwinds (SystemExit) before anything exists, so it cannot strand the sandbox.
-        _install_sigterm_unwinding()
+        if unwind_on_sigterm:
+            # SIGTERM unwinds (SystemExit) before anything exists: it cannot strand the sandbox.
+            _install_sigterm_unwinding()
         ledger.save()  # first thing: from here on a crash leaves something reapable
         box = cls(root, ledger)
-        _OPEN.add(box)
+        _track_open(box)
         try:
             box._build()
         except BaseException:
@@ -401,11 +290,14 @@ class Sandbox:
     # ----------------------------------------------------------------- recording
 
     def record_pid(self, pid: int, *, what: str, pgid: int | None = None) -> None:
-        """Record a process (and its group, stopped as a whole on teardown)."""
+        """Record a process (and its group, stopped as a whole on teardown); once per pid."""
+        start = process_start_time(pid)
+        if any(e.get("pid") == pid and e.get("start") == start for e in self.ledger.pids):
+            return
         self.ledger.pids.append(
             {
                 "pid": pid,
-                "start": process_start_time(pid),
+                "start": start,
                 "pgid": os.getpgid(pid) if pgid is None and process_alive(pid) else pgid,
                 "what": what,
             }
@@ -428,7 +320,7 @@ class Sandbox:
 
     def add_workspace(self, agent: str, *, branch: str | None = None) -> Path:
         """A git worktree ``worktrees/<agent>`` on branch ``branch`` (default: the agent)."""
-        _check_agent_name(agent)
+        check_agent_name(agent)
         path = self.workspace(agent)
         if path.exists():
             return path
@@ -491,15 +383,6 @@ class Sandbox:
         tb: TracebackType | None,
     ) -> None:
         self.teardown()
-
-
-def _check_agent_name(agent: str) -> None:
-    # Agent names become tmux session names, branch names and file names.
-    ok = agent and all(c.isalnum() or c in "-_" for c in agent) and not agent.startswith("-")
-    if not ok:
-        raise ValueError(
-            f"agent name {agent!r}: use letters, digits, '-' and '_' (not leading '-')"
-        )
 
 
 def _teardown_ledger(root: Path, ledger: Ledger) -> None:

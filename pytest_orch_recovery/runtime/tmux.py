@@ -1,14 +1,28 @@
-"""The tmux runtime: each agent attempt in its own session on the sandbox's private server.
+"""The tmux runtime: each agent attempt in its own session on the runtime's own tmux server.
+
+Where: a :class:`~pytest_orch_recovery.runtime.host.Host` gives the worktrees, directories,
+environment and socket name (the chaos tier's sandbox, or any repository in production).
+
+Whose server: the runtime starts its server itself (``-f /dev/null``: no user configuration)
+and marks it with the server option ``@orch-runtime`` set to the host's state directory. A
+runtime on the same host later (a restarted supervisor) takes that server over; a server
+without the mark -- some other orchestrator's -- is refused, never configured, never killed.
+:meth:`TmuxRuntime.close` kills only sessions this runtime launched or adopted, and the server
+only when this runtime started it; :meth:`TmuxRuntime.detach` leaves everything running.
 
 How an exit is noticed, without polling: the server's ``pane-died`` hook and the launch
-wrapper (:mod:`.wrapper`) each write one line to a FIFO in the sandbox, and
+wrapper (:mod:`.wrapper`) each write one line to a FIFO in the host's state directory, and
 :meth:`TmuxRuntime.next_exit` blocks in ``select`` on it. An attempt is reported once tmux
 says its pane is dead (``remain-on-exit on`` keeps the pane and its history), so the pane text
 is complete when it is captured. Exit status comes from the wrapper's exit file, or from
 ``pane_dead_status`` / ``pane_dead_signal`` when the wrapper itself was killed.
 
-The server is started with ``-f /dev/null`` (no user configuration) and the sandbox's
-environment, and every pane runs the agent with exactly ``sandbox.env(agent)``.
+Launching twice, across processes: every attempt's session carries its idempotency key (the
+session option ``@orch-key``, set in the same tmux command as the session), and a launch
+record ``<agent>.<attempt>.pane.json`` beside the exit file holds the pane id, pane pid and
+its start time, the exit file and the log. :meth:`TmuxRuntime.launch` of a key that a session
+or a record already holds adopts that attempt -- watching it if it runs, reporting its exit
+file if it ended -- and never starts it again, nor kills a session to make room.
 """
 
 from __future__ import annotations
@@ -32,18 +46,21 @@ from typing import Any
 
 import libtmux
 
-from pytest_orch_recovery.doubles.sandbox import (
-    Sandbox,
+from pytest_orch_recovery.engine import atomic
+from pytest_orch_recovery.engine.model import ExitInfo, PartialWork, Task
+from pytest_orch_recovery.engine.runtime import AttemptExit, Clock, LaunchSpec
+from pytest_orch_recovery.infra.checkpoint import read_checkpoint_safely
+from pytest_orch_recovery.infra.processes import (
     foreground_process_group,
-    kill_tmux_server,
     pids_in_group,
     process_alive,
     process_start_time,
     stop_process_groups,
 )
-from pytest_orch_recovery.engine import atomic
-from pytest_orch_recovery.engine.model import ExitInfo, PartialWork, Task
-from pytest_orch_recovery.engine.runtime import AttemptExit, Clock, LaunchSpec
+from pytest_orch_recovery.infra.remedies import apply_remedy
+from pytest_orch_recovery.infra.workspace import probe
+from pytest_orch_recovery.runtime.host import Host
+from pytest_orch_recovery.runtime.server import kill_tmux_server, tmux_server_running
 from pytest_orch_recovery.runtime.wrapper import WrapperSpec
 
 _WIDTH, _HEIGHT = 200, 50
@@ -60,8 +77,12 @@ _PANE_FORMAT = "\t".join(
         "#{pane_dead}",
         "#{pane_dead_status}",
         "#{pane_dead_signal}",
+        "#{@orch-key}",
     ]
 )
+OWNER_OPTION = "@orch-runtime"  # server option: the state dir of the host that started it
+KEY_OPTION = "@orch-key"  # session option: the idempotency key of the attempt it runs
+RECORD_SCHEMA_VERSION = 1
 # CSI / OSC / two-byte escape sequences, as a pipe-pane log holds them.
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 
@@ -97,6 +118,7 @@ class _PaneState:
     dead: bool
     dead_status: str
     dead_signal: str
+    key: str = ""
 
     @property
     def status_ready(self) -> bool:
@@ -142,27 +164,25 @@ def clean_log(raw: bytes) -> str:
 
 
 class TmuxRuntime:
-    """:class:`~pytest_orch_recovery.engine.runtime.Runtime` over a sandbox's tmux server.
+    """:class:`~pytest_orch_recovery.engine.runtime.Runtime` over the host's own tmux server.
 
-    ``command_for`` turns a launch spec into the agent's argv; ``prs`` answers
-    ``pull_request_for(branch)`` for :meth:`partial_work` (default: the sandbox's forge).
+    ``command_for`` turns a launch spec into the agent's argv; the host's ``prs`` answers
+    ``pull_request_for(branch)`` for :meth:`partial_work`.
     """
 
     def __init__(
         self,
-        sandbox: Sandbox,
+        host: Host,
         command_for: Callable[[LaunchSpec], Sequence[str]],
         *,
-        prs: object | None = None,
         clock: Clock | None = None,
         base: str = "main",
         kill_grace: float = _KILL_GRACE,
     ) -> None:
-        self.sandbox = sandbox
+        self.host = host
         self.kill_grace = kill_grace  # seconds between SIGTERM and SIGKILL in kill()
         self.clock: Clock = clock if clock is not None else WallClock()
         self._command_for = command_for
-        self._prs = prs if prs is not None else sandbox.forge
         self._base = base
         self._attempts: dict[str, _Attempt] = {}  # the latest attempt of each agent
         self._keys: set[str] = set()
@@ -170,14 +190,21 @@ class TmuxRuntime:
         self._pidfds: dict[int, str] = {}  # pidfd of a live pane process -> agent
         self._partial_line = b""
         self._closed = False
-        self.fifo = sandbox.root / "events.fifo"
+        host.state_dir.mkdir(parents=True, exist_ok=True)
+        for d in (host.results, host.logs):
+            d.mkdir(parents=True, exist_ok=True)
+        self.fifo = host.state_dir / "events.fifo"
         if not self.fifo.exists():
             os.mkfifo(self.fifo, 0o600)
         # O_RDWR on a FIFO (Linux): opening never blocks and reads never see EOF when the
         # last writer goes, so select() wakes only for real lines.
         self._fifo_fd = os.open(self.fifo, os.O_RDWR | os.O_NONBLOCK)
-        self.server = libtmux.Server(socket_name=sandbox.tmux_socket, config_file="/dev/null")
-        self._start_server()
+        self.server = libtmux.Server(socket_name=host.tmux_socket, config_file="/dev/null")
+        try:
+            self.created_server = self._start_server()
+        except BaseException:
+            os.close(self._fifo_fd)
+            raise
 
     # ----------------------------------------------------------------- tmux plumbing
 
@@ -187,8 +214,27 @@ class TmuxRuntime:
             raise TmuxError(f"tmux {' '.join(args)}: {' '.join(proc.stderr).strip()}")
         return list(proc.stdout)
 
-    def _start_server(self) -> None:
-        hook = self.sandbox.root / "pane-died.sh"
+    @property
+    def owner_mark(self) -> str:
+        """The value of the server's ``@orch-runtime`` option when this host's runtime
+        started it."""
+        return str(self.host.state_dir.resolve())
+
+    def _start_server(self) -> bool:
+        """Start the server, or take over the one this host's runtime started before.
+        Returns whether it was started now. Raises on a server someone else started."""
+        socket = self.host.tmux_socket
+        if tmux_server_running(socket):
+            mark = self._tmux("show-options", "-gqv", OWNER_OPTION, check=False)
+            if (mark[0] if mark else "") != self.owner_mark:
+                raise TmuxError(
+                    f"tmux socket {socket}: a server this runtime did not start is running "
+                    "there; give the runtime a socket name of its own"
+                )
+            created = False
+        else:
+            created = True
+        hook = self.host.state_dir / "pane-died.sh"
         atomic.write_text(
             hook,
             "#!/bin/sh\n"
@@ -197,9 +243,10 @@ class TmuxRuntime:
             f"printf 'died %s\\n' \"$1\" | dd of={shlex.quote(str(self.fifo))} "
             "oflag=nonblock,append conv=notrunc status=none 2>/dev/null\n",
         )
-        env = self.sandbox.env("tmux-server")
-        argv = ["tmux", "-L", self.sandbox.tmux_socket, "-f", "/dev/null", "start-server"]
+        env = self.host.env("tmux-server")
+        argv = ["tmux", "-L", socket, "-f", "/dev/null", "start-server"]
         for option in (
+            ["set-option", "-g", OWNER_OPTION, self.owner_mark],
             ["set-option", "-g", "exit-empty", "off"],
             ["set-option", "-g", "remain-on-exit", "on"],
             ["set-option", "-g", "remain-on-exit-format", ""],  # no "Pane is dead" line
@@ -213,44 +260,60 @@ class TmuxRuntime:
         if proc.returncode != 0:
             raise TmuxError(f"starting tmux server: {proc.stderr.strip()}")
         pid = int(self._tmux("display-message", "-p", "#{pid}")[0])
-        if not any(e.get("pid") == pid for e in self.sandbox.ledger.pids):
-            self.sandbox.record_pid(pid, what="tmux server", pgid=os.getpgid(pid))
+        self.host.record_pid(pid, what="tmux server", pgid=os.getpgid(pid))
+        return created
+
+    def _session_pane(self, agent: str) -> _PaneState | None:
+        """The pane of session ``agent`` on this server, or None when there is none."""
+        return self._pane_at(f"={agent}:")
 
     def _pane(self, attempt: _Attempt) -> _PaneState | None:
-        out = self._tmux("display-message", "-p", "-t", attempt.pane_id, _PANE_FORMAT, check=False)
+        if not attempt.pane_id:
+            return None  # adopted from its record after the server was gone
+        return self._pane_at(attempt.pane_id)
+
+    def _pane_at(self, target: str) -> _PaneState | None:
+        out = self._tmux("display-message", "-p", "-t", target, _PANE_FORMAT, check=False)
         if not out:
             return None  # the session is gone
         fields = out[0].split("\t")
-        if len(fields) != 6:
-            return None
-        return _PaneState(fields[1], int(fields[2]), fields[3] == "1", fields[4], fields[5])
+        if len(fields) != 7 or not fields[2].isdigit():
+            return None  # no such target: tmux expands the format with nothing
+        return _PaneState(
+            fields[1], int(fields[2]), fields[3] == "1", fields[4], fields[5], fields[6]
+        )
 
     # ----------------------------------------------------------------- launching
 
     def launch(self, spec: LaunchSpec) -> None:
-        """Start the attempt in session ``spec.agent``; a second call with the same key is a
-        no-op. Raises if the agent's previous attempt is still running."""
+        """Start the attempt in session ``spec.agent``. A key launched before -- by this
+        runtime or by one on the same host before a restart -- is adopted, never started
+        again. Raises if the agent's previous attempt is still running."""
         if spec.key in self._keys:
+            return
+        if self._adopt(spec):
             return
         previous = self._attempts.get(spec.agent)
         if previous is not None and not previous.reported:
             raise RuntimeError(
                 f"agent {spec.agent}: attempt {previous.spec.attempt} is still running"
             )
-        workspace = self.sandbox.add_workspace(spec.agent)
+        session = self._session_pane(spec.agent)
+        if session is not None and not session.dead:
+            raise RuntimeError(
+                f"agent {spec.agent}: session runs {session.key or 'an unknown attempt'}"
+            )
+        workspace = self.host.add_workspace(spec.agent)
         argv = list(self._command_for(spec))
         if not argv:
             raise ValueError(f"agent {spec.agent}: command_for returned an empty command")
-        stem = f"{spec.agent}.{spec.attempt}"
-        exit_file = self.sandbox.results / f"{stem}.exit.json"
-        spec_file = self.sandbox.results / f"{stem}.launch.json"
-        log_file = self.sandbox.logs / f"{stem}.log"
+        paths = _AttemptPaths.of(self.host, spec)
         with contextlib.suppress(FileNotFoundError):
-            exit_file.unlink()  # a relaunch of the same attempt number under a new key
-        env = self.sandbox.env(spec.agent)
+            paths.exit_file.unlink()  # a relaunch of the same attempt number under a new key
+        env = self.host.env(spec.agent)
         env.update({"ORCH_ATTEMPT": str(spec.attempt), "ORCH_TASK_ID": spec.task.task_id})
         atomic.write_json(
-            spec_file,
+            paths.spec_file,
             WrapperSpec(
                 agent=spec.agent,
                 attempt=spec.attempt,
@@ -258,37 +321,87 @@ class TmuxRuntime:
                 argv=tuple(argv),
                 env=env,
                 cwd=str(workspace),
-                exit_file=str(exit_file),
+                exit_file=str(paths.exit_file),
                 fifo=str(self.fifo),
             ).to_json(),
         )
         target = f"={spec.agent}"
-        self._tmux("kill-session", "-t", target, check=False)  # the dead pane of a predecessor
+        if session is not None:
+            self._tmux("kill-session", "-t", target, check=False)  # a predecessor's dead pane
         started_at = self.clock.now()
         # One command list: tmux runs it to the end before it reads the new pane's output, so
-        # pipe-pane sees the very first byte.
+        # pipe-pane sees the very first byte, and the key is on the session before anyone
+        # can look at it.
         out = self._tmux(
             "new-session", "-d", "-P", "-F", "#{pane_id} #{pane_pid}",
             "-s", spec.agent, "-c", str(workspace), "-x", str(_WIDTH), "-y", str(_HEIGHT),
-            "--", sys.executable, "-m", "pytest_orch_recovery.runtime.wrapper", str(spec_file),
-            ";", "pipe-pane", "-o", "-t", f"{target}:", f"cat >> {shlex.quote(str(log_file))}",
+            "--", sys.executable, "-m", "pytest_orch_recovery.runtime.wrapper",
+            str(paths.spec_file),
+            ";", "set-option", "-t", f"{target}:", KEY_OPTION, spec.key,
+            ";", "pipe-pane", "-o", "-t", f"{target}:",
+            f"cat >> {shlex.quote(str(paths.log_file))}",
         )  # fmt: skip
         pane_id, pane_pid = out[0].split()
-        self._keys.add(spec.key)
-        self._attempts[spec.agent] = _Attempt(
+        attempt = _Attempt(
             spec,
             pane_id,
             int(pane_pid),
             started_at,
-            exit_file,
-            log_file,
-            spec_file,
+            paths.exit_file,
+            paths.log_file,
+            paths.spec_file,
             pane_start=process_start_time(int(pane_pid)),
         )
-        self._watch(spec.agent, int(pane_pid))
-        self.sandbox.record_pid(
+        _write_record(paths.record_file, attempt)
+        self._track(attempt)
+        self.host.record_pid(
             int(pane_pid), what=f"pane {spec.agent} attempt {spec.attempt}", pgid=int(pane_pid)
         )
+
+    def _adopt(self, spec: LaunchSpec) -> bool:
+        """Take over an attempt with this key launched before (by a runtime that died):
+        its session, or else its launch record. False when it never started."""
+        paths = _AttemptPaths.of(self.host, spec)
+        record = _read_record(paths.record_file, spec.key)
+        session = self._session_pane(spec.agent)
+        if session is not None and session.key == spec.key:
+            same_pane = record is not None and record.get("pane_pid") == session.pane_pid
+            attempt = _Attempt(
+                spec,
+                session.pane_id,
+                session.pane_pid,
+                float(record["started_at"]) if record is not None else self.clock.now(),
+                paths.exit_file,
+                paths.log_file,
+                paths.spec_file,
+                pane_start=(record.get("pane_start") if same_pane and record is not None
+                            else process_start_time(session.pane_pid)),
+            )
+            if record is None:
+                _write_record(paths.record_file, attempt)
+        elif record is not None:
+            # The session is gone (cleaned up, or the server with it): what the record says.
+            attempt = _Attempt(
+                spec,
+                "",
+                int(record["pane_pid"]),
+                float(record["started_at"]),
+                paths.exit_file,
+                paths.log_file,
+                paths.spec_file,
+                pane_start=record.get("pane_start"),
+            )
+        else:
+            return False
+        self._track(attempt)
+        self._check(attempt)  # ended while nobody watched: reported at once
+        return True
+
+    def _track(self, attempt: _Attempt) -> None:
+        self._keys.add(attempt.spec.key)
+        self._attempts[attempt.spec.agent] = attempt
+        if process_alive(attempt.pane_pid, attempt.pane_start):
+            self._watch(attempt.spec.agent, attempt.pane_pid)
 
     # ----------------------------------------------------------------- waiting
 
@@ -462,17 +575,13 @@ class TmuxRuntime:
         return _read_log(attempt.log_file)
 
     def partial_work(self, task: Task, agent: str) -> PartialWork:
-        from pytest_orch_recovery.infra.checkpoint import read_checkpoint_safely
-        from pytest_orch_recovery.infra.workspace import PullRequestLookup, probe
-
-        worktree = self.sandbox.workspace(agent)
-        checkpoint, problem = read_checkpoint_safely(self.sandbox.checkpoints, agent, worktree)
-        prs: PullRequestLookup | None = self._prs  # type: ignore[assignment]
+        worktree = self.host.workspace(agent)
+        checkpoint, problem = read_checkpoint_safely(self.host.checkpoints, agent, worktree)
         return probe(
             worktree,
             task,
             base=self._base,
-            prs=prs,
+            prs=self.host.prs,
             checkpoint=checkpoint,
             checkpoint_problem=problem,
             # Success needs the task's tests to pass, so the probe runs them itself.
@@ -481,32 +590,43 @@ class TmuxRuntime:
 
     def apply_remedy(self, agent: str, remedy: str) -> str:
         """Carry out a policy remedy in the agent's worktree (see :mod:`..remedies`)."""
-        from pytest_orch_recovery.infra.remedies import apply_remedy
-
-        return apply_remedy(self.sandbox.workspace(agent), remedy)
+        return apply_remedy(self.host.workspace(agent), remedy)
 
     def cleanup(self, agent: str) -> None:
         """Stop the agent's processes and remove its session."""
         attempt = self._attempts.get(agent)
-        if attempt is not None and process_alive(attempt.pane_pid):
+        if attempt is not None and process_alive(attempt.pane_pid, attempt.pane_start):
             self.kill(agent)
-        self._tmux("kill-session", "-t", f"={agent}", check=False)
+        if attempt is not None or self._session_pane(agent) is not None:
+            self._tmux("kill-session", "-t", f"={agent}", check=False)
 
     def close(self) -> None:
-        """Kill the server (and with it every pane); release the FIFO. Idempotent."""
+        """Stop the attempts this runtime launched or adopted and remove their sessions;
+        kill the server only if this runtime started it. Release the FIFO. Idempotent."""
         if self._closed:
             return
-        self._closed = True
-        for attempt in self._attempts.values():
-            if process_alive(attempt.pane_pid):
+        for agent, attempt in self._attempts.items():
+            if process_alive(attempt.pane_pid, attempt.pane_start):
                 stop_process_groups({attempt.pane_pid}, grace=self.kill_grace)
-        kill_tmux_server(self.sandbox.tmux_socket)
+            self._tmux("kill-session", "-t", f"={agent}", check=False)
+        if self.created_server:
+            kill_tmux_server(self.host.tmux_socket)
+        self._release()
+        with contextlib.suppress(FileNotFoundError):
+            self.fifo.unlink()
+
+    def detach(self) -> None:
+        """Let go without stopping anything: agents, sessions and the server keep running
+        for a runtime on the same host to adopt (a supervisor stopping). Idempotent."""
+        if not self._closed:
+            self._release()
+
+    def _release(self) -> None:
+        self._closed = True
         for fd in self._pidfds:
             os.close(fd)
         self._pidfds.clear()
         os.close(self._fifo_fd)
-        with contextlib.suppress(FileNotFoundError):
-            self.fifo.unlink()
 
     def __enter__(self) -> TmuxRuntime:
         return self
@@ -518,6 +638,63 @@ class TmuxRuntime:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class _AttemptPaths:
+    """Where one attempt's files live: named by agent and attempt number."""
+
+    exit_file: Path
+    spec_file: Path
+    record_file: Path
+    log_file: Path
+
+    @classmethod
+    def of(cls, host: Host, spec: LaunchSpec) -> _AttemptPaths:
+        stem = f"{spec.agent}.{spec.attempt}"
+        return cls(
+            exit_file=host.results / f"{stem}.exit.json",
+            spec_file=host.results / f"{stem}.launch.json",
+            record_file=host.results / f"{stem}.pane.json",
+            log_file=host.logs / f"{stem}.log",
+        )
+
+
+def _write_record(path: Path, attempt: _Attempt) -> None:
+    """The launch record a runtime after a restart adopts the attempt from."""
+    atomic.write_json(
+        path,
+        {
+            "schema_version": RECORD_SCHEMA_VERSION,
+            "agent": attempt.spec.agent,
+            "attempt": attempt.spec.attempt,
+            "key": attempt.spec.key,
+            "pane_id": attempt.pane_id,
+            "pane_pid": attempt.pane_pid,
+            "pane_start": attempt.pane_start,
+            "started_at": attempt.started_at,
+            "exit_file": str(attempt.exit_file),
+            "log_file": str(attempt.log_file),
+        },
+    )
+
+
+def read_launch_record(path: Path) -> dict[str, Any] | None:
+    """A launch record (``<agent>.<attempt>.pane.json``), or None if absent or unreadable."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if not isinstance(data, dict) or data.get("schema_version") != RECORD_SCHEMA_VERSION:
+        return None
+    return data
+
+
+def _read_record(path: Path, key: str) -> dict[str, Any] | None:
+    data = read_launch_record(path)
+    if data is None or data.get("key") != key or not isinstance(data.get("pane_pid"), int):
+        return None
+    return data
 
 
 def _event_agent(line: str) -> str | None:

@@ -1,7 +1,8 @@
-"""The bundled dispatcher: turns a launch spec into an agent command in its workspace.
+"""The dispatcher: turns a launch spec into an agent command in its workspace, for any host.
 
-For each attempt it makes sure the agent's git worktree exists, installs the checkpoint hook
-(and, under the chaos harness, the fault hook) in the worktree's ``.claude/settings.local.json``,
+For each attempt it makes sure the agent's git worktree exists, merges the checkpoint hook
+(and, under the chaos harness, the fault hook) into the worktree's
+``.claude/settings.local.json`` (the user's own settings are kept, see :mod:`..infra.settings`),
 writes the prompt to a file, and builds the command line from the agent driver. The permission
 flag comes from the driver's :class:`~pytest_orch_recovery.infra.agents.AgentConfig`, so "the
 dispatcher forgot --dangerously-skip-permissions" is a configuration fault, and fixing it is a
@@ -21,14 +22,16 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_orch_recovery.doubles.sandbox import Sandbox
 from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.engine.model import Event, EventKind
 from pytest_orch_recovery.engine.runtime import LaunchSpec
 from pytest_orch_recovery.infra.agents import AgentConfig, AgentDriver, prompt_text
 from pytest_orch_recovery.infra.checkpoint import HOOK_MATCHER
+from pytest_orch_recovery.infra.git import git_common_dir
+from pytest_orch_recovery.infra.settings import SETTINGS_FILE, install_hook
+from pytest_orch_recovery.runtime.host import Host
 
-SETTINGS_FILE = Path(".claude") / "settings.local.json"
+__all__ = ["SETTINGS_FILE", "Dispatcher", "read_results"]
 
 
 class Dispatcher:
@@ -36,7 +39,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        sandbox: Sandbox,
+        host: Host,
         driver_factory: Callable[[AgentConfig], AgentDriver],
         config: AgentConfig,
         *,
@@ -44,7 +47,7 @@ class Dispatcher:
         start_signal: Callable[[LaunchSpec], str | None] | None = None,
         config_for: Callable[[LaunchSpec, AgentConfig], AgentConfig | None] | None = None,
     ) -> None:
-        self.sandbox = sandbox
+        self.host = host
         # A configuration for one attempt instead of the current one (None: the current one),
         # given the spec and the current configuration; the chaos harness launches a
         # permission_prompt attempt interactive and without the permission flag.
@@ -68,9 +71,9 @@ class Dispatcher:
     # ------------------------------------------------------------------ launching
 
     def command_for(self, spec: LaunchSpec) -> list[str]:
-        workspace = self.sandbox.add_workspace(spec.agent)
+        workspace = self.host.add_workspace(spec.agent)
         self._install_hooks(workspace, spec.agent)
-        prompt_file = self.sandbox.results / f"{spec.agent}.{spec.attempt}.prompt.md"
+        prompt_file = self.host.results / f"{spec.agent}.{spec.attempt}.prompt.md"
         atomic.write_text(prompt_file, prompt_text(spec))
         signal_name = self._start_signal(spec) if self._start_signal is not None else None
         if signal_name is not None:
@@ -93,32 +96,20 @@ class Dispatcher:
             )
         return shlex.join([
             sys.executable, "-P", "-m", "pytest_orch_recovery", "checkpoint", "--from-hook",
-            "--agent", agent, "--dir", str(self.sandbox.checkpoints),
+            "--agent", agent, "--dir", str(self.host.checkpoints),
         ])
 
     def _install_hooks(self, workspace: Path, agent: str) -> None:
-        settings = {
-            "hooks": {
-                "PostToolUse": [
-                    {
-                        "matcher": HOOK_MATCHER,
-                        "hooks": [
-                            {"type": "command", "command": self.hook_command(agent),
-                             "timeout": 3600}
-                        ],
-                    }
-                ]
-            }
-        }
-        atomic.write_json(workspace / SETTINGS_FILE, settings)
+        install_hook(workspace, matcher=HOOK_MATCHER, command=self.hook_command(agent),
+                     timeout=3600)
         if not self._exclude_installed:
             # Keep the hook settings out of the agent's commits (git add -A): the worktrees
             # share the main repository's info/exclude.
-            exclude = self.sandbox.repo / ".git" / "info" / "exclude"
+            exclude = git_common_dir(self.host.repo) / "info" / "exclude"
             exclude.parent.mkdir(parents=True, exist_ok=True)
             current = exclude.read_text() if exclude.exists() else ""
-            if "/.claude/" not in current:
-                exclude.write_text(current + "\n/.claude/\n")
+            if f"/{SETTINGS_FILE}" not in current.splitlines():
+                exclude.write_text(current + f"\n/{SETTINGS_FILE}\n")
             self._exclude_installed = True
 
     # ------------------------------------------------------------------ results files
@@ -152,7 +143,7 @@ class Dispatcher:
                 ended_at=exited.get("ended_at"),
                 duration=(exited.get("ended_at") or 0) - (exited.get("started_at") or 0),
             )
-        path = self.sandbox.results / f"{event.agent}.{event.attempt}_results.json"
+        path = self.host.results / f"{event.agent}.{event.attempt}_results.json"
         atomic.write_json(path, result)
 
 

@@ -1,0 +1,82 @@
+"""Pull request state from the ``gh`` command line, as the operator's own ``gh`` sees it.
+
+``gh pr view <branch> --json number,state,url,title,headRefName`` prints one JSON object; a
+branch with no pull request makes gh exit 1 with ``no pull requests found for branch "…"``.
+Any other failure (no auth, no network) is logged and read as "no pull request known", which
+makes the next attempt try to open one: harmless when one exists after all (gh then says so).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+from pytest_orch_recovery.engine.model import PullRequest
+
+_log = logging.getLogger(__name__)
+_FIELDS = "number,state,url,title,headRefName"
+_NOT_FOUND = "no pull requests found"
+
+
+class GhPullRequests:
+    """A :class:`~pytest_orch_recovery.infra.workspace.PullRequestLookup` over ``gh``.
+
+    ``cwd`` is a checkout of the repository (gh finds the GitHub repository from its
+    remotes); ``env`` the environment gh runs with (its credentials: GH_TOKEN, HOME, ...).
+    """
+
+    def __init__(
+        self,
+        cwd: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        gh: str = "gh",
+        timeout: float = 60.0,
+    ) -> None:
+        self.cwd = cwd
+        self.env = None if env is None else dict(env)
+        self.gh = gh
+        self.timeout = timeout
+
+    def pull_request_for(self, branch: str) -> PullRequest | None:
+        argv = [self.gh, "pr", "view", branch, "--json", _FIELDS]
+        try:
+            proc = subprocess.run(
+                argv, cwd=self.cwd, env=self.env, capture_output=True, text=True,
+                timeout=self.timeout, check=False, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            _log.warning("%s: %s", " ".join(argv), exc)
+            return None
+        if proc.returncode != 0:
+            if _NOT_FOUND not in proc.stderr:
+                _log.warning("%s: exit %d: %s", " ".join(argv), proc.returncode,
+                             proc.stderr.strip())
+            return None
+        return parse_pr_view(proc.stdout, branch)
+
+
+def parse_pr_view(text: str, branch: str) -> PullRequest | None:
+    """The pull request in ``gh pr view --json`` output; None when it is not one.
+
+    >>> parse_pr_view('{"number":7,"state":"OPEN","url":"https://x/pull/7"}', "b").number
+    7
+    >>> parse_pr_view("not json", "b") is None
+    True
+    """
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("number"), int):
+        return None
+    return PullRequest(
+        number=int(data["number"]),
+        branch=str(data.get("headRefName") or branch),
+        url=str(data.get("url", "")),
+        title=str(data.get("title", "")),
+        state=str(data.get("state", "OPEN")),
+    )

@@ -1,0 +1,129 @@
+"""Processes as ``/proc`` shows them (Linux): identity, liveness, groups, and stopping them.
+
+The pair (pid, start time) names one process for good: a reused pid has a later start, so
+every liveness check that must survive a restart of the checker takes both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+TERM_GRACE = 5.0  # seconds a process group gets between SIGTERM and SIGKILL
+_KILL_GRACE = 5.0  # seconds to wait for SIGKILLed processes to disappear
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields 3.. of /proc/<pid>/stat (after the parenthesised comm, which may hold spaces)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return raw[raw.rfind(")") + 2 :].split()
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat: start time in clock ticks since boot; None if gone.
+
+    The pair (pid, start time) names one process for good: a reused pid has a later start.
+    """
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[19])
+
+
+def foreground_process_group(pid: int) -> int | None:
+    """Field 8 of /proc/<pid>/stat (tpgid): the foreground process group of pid's terminal."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    tpgid = int(fields[5])
+    return tpgid if tpgid > 0 else None
+
+
+def process_alive(pid: int, start_time: int | None = None) -> bool:
+    """Running (not a zombie) and, when ``start_time`` is given, the same process as then."""
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] in ("Z", "X"):
+        return False
+    return start_time is None or int(fields[19]) == start_time
+
+
+def _all_pids() -> Iterator[int]:
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            yield int(entry.name)
+
+
+def pids_in_group(pgid: int) -> list[int]:
+    """Live (non-zombie) processes whose process group is ``pgid``."""
+    found = []
+    for pid in _all_pids():
+        fields = _stat_fields(pid)
+        if fields is not None and fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
+            found.append(pid)
+    return found
+
+
+def pids_with_env(name: str, value: str) -> list[int]:
+    """Live processes started with ``name=value`` in their environment (root reads all)."""
+    needle = f"{name}={value}".encode()
+    found = []
+    for pid in _all_pids():
+        if pid == os.getpid():
+            continue
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0") and process_alive(pid):
+            found.append(pid)
+    return found
+
+
+def wait_gone(pids: Iterable[int], timeout: float) -> list[int]:
+    """Wait (on pidfds, no polling sleep) until every pid has exited; return those still alive."""
+    fds: dict[int, int] = {}
+    for pid in pids:
+        try:
+            fds[os.pidfd_open(pid)] = pid
+        except ProcessLookupError:
+            continue
+    try:
+        end = time.monotonic() + timeout
+        pending = set(fds)
+        while pending:
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            ready, _, _ = select.select(list(pending), [], [], left)
+            pending -= set(ready)
+        # A readable pidfd may be a zombie awaiting its parent: that counts as gone.
+        return [fds[fd] for fd in pending if process_alive(fds[fd])]
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def stop_process_groups(pgids: Iterable[int], *, grace: float = TERM_GRACE) -> list[int]:
+    """SIGTERM each group, wait up to ``grace``, SIGKILL what is left; return survivors."""
+    groups = sorted(set(pgids))
+    members = {pid for g in groups for pid in pids_in_group(g)}
+    for g in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(g, signal.SIGTERM)
+    left = wait_gone(members, grace)
+    if not left:
+        return []
+    # Members may have forked while dying: kill the groups again, then whoever was listed.
+    for g in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(g, signal.SIGKILL)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return wait_gone(left + [p for g in groups for p in pids_in_group(g)], _KILL_GRACE)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_orch_recovery.chaos.faults import CATALOGUE, FaultSpec, FaultStatus, Trigger
+from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.engine.model import Reason, Strategy, Task
 
 OUTCOMES = ("succeeded", "recovered", "escalated", "failed")
@@ -55,7 +56,7 @@ _EXPECT_KEYS = frozenset(
 )
 
 
-class ScenarioError(ValueError):
+class ScenarioError(OrchRecoveryError, ValueError):
     """A scenario file that cannot be used, with where and what."""
 
     def __init__(self, source: str, line: int, field_name: str, message: str) -> None:

@@ -19,12 +19,13 @@ from pytest_orch_recovery.chaos.record import RepoState, ScenarioRun, journal_or
 from pytest_orch_recovery.chaos.scenario import OPERATOR_ACTIONS, Scenario
 from pytest_orch_recovery.chaos.simruntime import SimRuntime
 from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig, Phase
+from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.engine.journal import Journal
 from pytest_orch_recovery.engine.model import Event, Task
 from pytest_orch_recovery.engine.policy import Policy
 
 
-class SimulatedCrash(Exception):
+class SimulatedCrash(OrchRecoveryError):
     """Raised by :class:`CrashingJournal` to kill the coordinator mid-step."""
 
 

@@ -4,13 +4,14 @@ ways a tier declines a run.
 The tiers are ``sim`` (:class:`pytest_orch_recovery.chaos.simulation.SimTier`: the real
 coordinator over the in-process simulation) and ``tmux``
 (:class:`pytest_orch_recovery.chaos.harness.TmuxTier`: real agents in tmux sessions on git
-worktrees); :func:`pytest_orch_recovery.chaos.campaign.tier_named` picks one. This module imports
-nothing else of the package, so the plugin can name the tiers for nothing.
+worktrees); :func:`pytest_orch_recovery.chaos.campaign.tier_named` picks one.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
+
+from pytest_orch_recovery.engine.errors import OrchRecoveryError
 
 if TYPE_CHECKING:
     from pytest_orch_recovery.chaos.record import ScenarioRun
@@ -19,12 +20,12 @@ if TYPE_CHECKING:
 TIERS = ("sim", "tmux")
 
 
-class TierUnsupported(RuntimeError):
+class TierUnsupported(OrchRecoveryError, RuntimeError):
     """The tier runs, but cannot inject one of this scenario's faults: the item is skipped
     with the reason, never silently passed."""
 
 
-class TierUnavailable(RuntimeError):
+class TierUnavailable(OrchRecoveryError, RuntimeError):
     """The requested tier cannot run here (e.g. the tmux harness is not installed)."""
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_orch_recovery.engine import atomic
+from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.engine.model import PullRequest
 from pytest_orch_recovery.infra.git import GitError, run_git
 
@@ -54,7 +55,7 @@ _CREATE_FAULTS = ("already_exists", "no_commits", "must_push")
 FAULT_KINDS = _API_FAULTS + _CREATE_FAULTS
 
 
-class ForgeError(Exception):
+class ForgeError(OrchRecoveryError):
     """The forge's store is unusable or a request to it is malformed."""
 
 

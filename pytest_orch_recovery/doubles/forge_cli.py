@@ -26,6 +26,7 @@ from pytest_orch_recovery.doubles.forge import (
     StoredPullRequest,
     go_quote,
 )
+from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.infra.git import GitError, current_branch, head_sha, remote_sha, run_git
 
 # The release this stand-in imitates (output format of `gh --version`, pkg/cmd/version).
@@ -44,7 +45,7 @@ _PR_USAGE = (
 _AUTH_USAGE = "Usage:  gh auth <command> [flags]\n\nAvailable commands:\n  status\n"
 
 
-class _FlagError(Exception):
+class _FlagError(OrchRecoveryError):
     """A usage error: real gh prints it, a blank line and the command's usage, and exits 1."""
 
 
@@ -346,7 +347,7 @@ def _json_fields(values: Mapping[str, str | bool]) -> list[str] | None:
     return fields
 
 
-class _JsonFieldError(Exception):
+class _JsonFieldError(OrchRecoveryError):
     """gh's JSONFlagError: printed alone (no usage), exit 1."""
 
 

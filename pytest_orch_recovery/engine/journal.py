@@ -18,12 +18,13 @@ from pathlib import Path
 from types import TracebackType
 
 from pytest_orch_recovery.engine.atomic import fsync_dir
+from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.engine.model import Event, EventKind
 
 _KINDS: Mapping[str, EventKind] = {str(k): k for k in EventKind}
 
 
-class JournalError(Exception):
+class JournalError(OrchRecoveryError):
     """The journal cannot be opened, read or appended to; the message names file and line."""
 
 

@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pytest_orch_recovery.engine import atomic
+from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.engine.model import Checkpoint
 
 SCHEMA_VERSION = 1
@@ -46,7 +47,7 @@ _READ_ONLY_GIT = frozenset({"status", "diff", "log", "show", "branch", "remote",
 _SHELL_OPERATORS = re.compile(r"[;&|><`$(]")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(OrchRecoveryError, ValueError):
     """A checkpoint file (or a value bound for one) is unusable.
 
     >>> str(CheckpointError(Path("/c/a.json"), "attempt", "expected an integer >= 1, got 'x'"))

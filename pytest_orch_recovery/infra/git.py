@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_orch_recovery.engine.errors import OrchRecoveryError
+
 # Variables that redirect git to another repository, index or object store. A recovery run
 # started from inside a git hook inherits them; they would make every command below act on
 # the wrong repository, so they are dropped unless the caller sets them on purpose.
@@ -42,7 +44,7 @@ _ENCODING = "utf-8"
 _ERRORS = "surrogateescape"
 
 
-class GitError(Exception):
+class GitError(OrchRecoveryError):
     """A git command failed (or timed out: ``returncode`` is None then)."""
 
     def __init__(self, args: Sequence[str], cwd: Path, returncode: int | None, stderr: str) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.engine.model import Checkpoint, PartialWork, PullRequest, Task
 from pytest_orch_recovery.infra import git
 
@@ -35,7 +36,7 @@ IN_FLIGHT_SUFFIXES = (".tmp", ".part", ".partial")
 _OUTPUT_TAIL = 64 * 1024
 
 
-class WorkspaceError(Exception):
+class WorkspaceError(OrchRecoveryError):
     """The workspace cannot be read (not a git worktree, no such directory, ...)."""
 
     def __init__(self, path: Path, problem: str) -> None:

@@ -19,10 +19,11 @@ from pytest_orch_recovery.chaos.oracle import invariant_violations, mismatches
 from pytest_orch_recovery.chaos.record import ScenarioRun
 from pytest_orch_recovery.chaos.scenario import Scenario, ScenarioError, load_scenario
 from pytest_orch_recovery.chaos.tier import TierUnavailable, TierUnsupported
+from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.plugin.options import settings_of, store_run
 
 
-class ScenarioFailed(AssertionError):
+class ScenarioFailed(OrchRecoveryError, AssertionError):
     """A scenario's run differed from its expectations (or broke an invariant)."""
 
     def __init__(self, title: str, lines: Sequence[str], footer: str = "") -> None:

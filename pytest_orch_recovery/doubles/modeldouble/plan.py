@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_orch_recovery.doubles.modeldouble.faults import FaultSpec
+from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.engine.model import Task
 
 STEP_TOOLS = ("write", "edit", "bash")
@@ -56,7 +57,7 @@ _DEFAULT_KIND = {"write": "write", "edit": "edit", "bash": "free"}
 _TOOL_NAMES = {"write": "Write", "edit": "Edit", "bash": "Bash"}
 
 
-class PlanError(ValueError):
+class PlanError(OrchRecoveryError, ValueError):
     """A plan file that cannot be used; the message names the file, line and field."""
 
 

@@ -50,6 +50,7 @@ from pytest_orch_recovery.doubles.modeldouble.wire import (
     sse,
     stream_events,
 )
+from pytest_orch_recovery.engine.errors import OrchRecoveryError
 
 _DEFAULT_MODEL = "claude-sonnet-4-5"
 # Guard against a client that opens a connection and never speaks; stop() does not wait for it.
@@ -292,7 +293,7 @@ class _Server(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-class _BadRequest(Exception):
+class _BadRequest(OrchRecoveryError):
     pass
 
 

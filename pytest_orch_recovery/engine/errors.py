@@ -1,0 +1,18 @@
+"""The one exception base of the package, as libtmux's ``exc.py``.
+
+Every exception class the package defines derives from :class:`OrchRecoveryError`, so a caller
+can catch "anything this package raised on purpose" in one clause. A class that also means a
+built-in kind of error keeps that base as well (``CheckpointError`` is a ``ValueError``,
+``TmuxError`` a ``RuntimeError``), so callers that catch the built-in keep working.
+"""
+
+from __future__ import annotations
+
+
+class OrchRecoveryError(Exception):
+    """Base class of every exception pytest-orch-recovery defines."""
+
+
+class UsageError(OrchRecoveryError):
+    """A command line or setting the user has to change: reported as one line that says
+    which and why, with exit status 2."""

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections import Counter
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_orch_recovery.chaos.faults import CATALOGUE, FaultSpec, Trigger
+from pytest_orch_recovery.chaos.simruntime import SimRuntime
 from pytest_orch_recovery.chaos.simulation import simulate
-from pytest_orch_recovery.engine.coordinator import Phase
+from pytest_orch_recovery.engine.coordinator import (
+    Coordinator,
+    CoordinatorConfig,
+    Phase,
+    TaskState,
+)
+from pytest_orch_recovery.engine.journal import Journal
 from pytest_orch_recovery.engine.metrics import compute
-from pytest_orch_recovery.engine.model import EventKind, Reason, Task
+from pytest_orch_recovery.engine.model import Event, EventKind, Reason, Task
 from pytest_orch_recovery.engine.policy import Policy
 
 ATTEMPT_FAULTS = sorted(
@@ -144,3 +153,40 @@ def test_a_coordinator_crash_anywhere_changes_no_outcome(c, crash_after) -> None
     keys = [k for _, k in crashed.runtime.launch_log]
     assert len(keys) == len(set(keys))
     assert [e.seq for e in crashed.events] == list(range(1, len(crashed.events) + 1))
+
+
+
+@settings(max_examples=60, deadline=None)
+@given(campaigns())
+def test_memory_rebuilt_from_the_journal_equals_the_live_memory(c) -> None:
+    # Live events are folded from the objects they were written from, replayed ones from
+    # their JSON form: after every event, both must leave a coordinator in the same state.
+    ts, faults, seed = c
+    journal = Journal(None)
+    config = CoordinatorConfig(seed=seed, attempt_timeout=1800.0)
+    differences: list[str] = []
+
+    def journaled(state: TaskState) -> TaskState:
+        # ``partial`` is the live coordinator's cache of the workspace, and ``timed_out`` of
+        # a live attempt the kill it has ordered: neither is journal state until the exit.
+        attempts = [a if a.exit is not None else dataclasses.replace(a, timed_out=False)
+                    for a in state.attempts]
+        return dataclasses.replace(state, partial=None, attempts=attempts)
+
+    def compare(event: Event) -> None:
+        rebuilt = Coordinator(SimRuntime(seed=seed), Journal(None), policy=Policy(seed=seed),
+                              config=config)
+        for stored in journal.events():
+            rebuilt._apply(Event.from_json(json.loads(json.dumps(stored.to_json()))))
+        for task_id, state in live.tasks.items():
+            if journaled(state) != journaled(rebuilt.tasks[task_id]):
+                differences.append(f"{task_id} after {event.kind} #{event.seq}")
+        if rebuilt.policy.breaker.open_causes() != live.policy.breaker.open_causes():
+            differences.append(f"breaker after {event.kind} #{event.seq}")
+
+    live = Coordinator(SimRuntime(seed=seed, faults=faults), journal, policy=Policy(seed=seed),
+                       config=config, on_event=compare)
+    for task in ts:
+        live.submit(task)
+    live.run()
+    assert differences == []

@@ -76,6 +76,21 @@ class VirtualClock:
 
 
 @dataclass
+class _HookRecord:
+    """What the PostToolUse hook has recorded so far: the checkpoint file's content, kept as
+    its parts and made a :class:`Checkpoint` only when someone reads it."""
+
+    agent: str
+    task_id: str
+    attempt: int
+    completed: list[str]
+    created: list[str]
+    next_actions: tuple[str, ...]
+    updated_at: float
+    session_id: str | None
+
+
+@dataclass
 class SimWorkspace:
     """The in-memory stand-in for one agent's git worktree, origin branch and PR."""
 
@@ -86,9 +101,26 @@ class SimWorkspace:
     pr: PullRequest | None = None
     index_lock: bool = False
     tests_broken: bool = False
-    checkpoint: Checkpoint | None = None
+    hook_record: _HookRecord | None = None
     checkpoint_problem: str | None = None
     session_id: str | None = None
+
+    @property
+    def checkpoint(self) -> Checkpoint | None:
+        """The checkpoint file as the hook last wrote it (None: none, or torn)."""
+        record = self.hook_record
+        if record is None:
+            return None
+        return Checkpoint(
+            agent=record.agent,
+            task_id=record.task_id,
+            attempt=record.attempt,
+            completed_subtasks=tuple(record.completed),
+            created_files=tuple(record.created),
+            next_actions=record.next_actions,
+            updated_at=f"{record.updated_at:.3f}",
+            session_id=record.session_id,
+        )
 
 
 @dataclass
@@ -107,6 +139,7 @@ class _Attempt:
     permission_denials: list[dict[str, Any]] = field(default_factory=list)
     signals: list[int] = field(default_factory=list)
     descriptions: tuple[str, ...] = ()  # spec.work in words, for checkpoints
+    armed: dict[str, list[FaultSpec]] = field(default_factory=dict)  # faults by trigger event
 
 
 # Heap entries: (time, seq, agent, attempt number); plain tuples compare fastest.
@@ -138,6 +171,9 @@ class SimRuntime:
         for position, spec in enumerate(self.faults):
             self.ledger.register(spec)
             self._faults_by_task.setdefault(spec.task, []).append((position, spec))
+        # Per task id: the attempt-scope faults that may hit it, by trigger event, in schedule
+        # order. Built on a task's first event; most tasks have none, and ask nothing more.
+        self._armed: dict[str, dict[str, list[FaultSpec]]] = {}
         self.permission_flag = permission_flag and not any(
             f.kind == "missing_permission_flag" for f in self.faults
         )
@@ -179,7 +215,8 @@ class SimRuntime:
             ws.tests_broken = True
         rng = random.Random(f"{self.seed}:{spec.task.task_id}:{spec.attempt}")
         attempt = _Attempt(spec=spec, started_at=self.clock.now(), rng=rng,
-                           descriptions=tuple(w.describe() for w in spec.work))
+                           descriptions=tuple(w.describe() for w in spec.work),
+                           armed=self._armed_for(spec.task.task_id))
         if spec.resume_session is None or spec.resume_session != ws.session_id:
             ws.session_id = f"sess-{rng.getrandbits(64):016x}"
         self._attempts[spec.agent] = attempt
@@ -384,22 +421,21 @@ class SimRuntime:
 
     def _checkpoint(self, attempt: _Attempt, item: WorkItem, ws: SimWorkspace) -> None:
         """What the PostToolUse hook records after each tool call."""
-        cp = ws.checkpoint
         spec = attempt.spec
-        created = list(cp.created_files) if cp else []
-        if item.kind is WorkKind.WRITE and item.path and item.path not in created:
-            created.append(item.path)
-        done = [*(cp.completed_subtasks if cp else ()), item.describe()]
-        ws.checkpoint = Checkpoint(
-            agent=spec.agent,
-            task_id=spec.task.task_id,
-            attempt=spec.attempt,
-            completed_subtasks=tuple(done),
-            created_files=tuple(created),
-            next_actions=attempt.descriptions[attempt.step:],
-            updated_at=f"{self.clock.now():.3f}",
-            session_id=ws.session_id,
-        )
+        record = ws.hook_record
+        if record is None:
+            record = ws.hook_record = _HookRecord(
+                spec.agent, spec.task.task_id, spec.attempt, [], [], (), 0.0, None
+            )
+        else:
+            record.agent, record.task_id, record.attempt = (
+                spec.agent, spec.task.task_id, spec.attempt)
+        if item.kind is WorkKind.WRITE and item.path and item.path not in record.created:
+            record.created.append(item.path)
+        record.completed.append(attempt.descriptions[attempt.step - 1])
+        record.next_actions = attempt.descriptions[attempt.step:]
+        record.updated_at = self.clock.now()
+        record.session_id = ws.session_id
         ws.checkpoint_problem = None  # the hook's atomic rewrite replaces a torn file
 
     def _summary(self, attempt: _Attempt, ws: SimWorkspace) -> str:
@@ -446,20 +482,31 @@ class SimRuntime:
 
     # ------------------------------------------------------------------ faults
 
+    def _armed_for(self, task_id: str) -> dict[str, list[FaultSpec]]:
+        armed = self._armed.get(task_id)
+        if armed is None:
+            armed = {}
+            candidates = sorted(
+                self._faults_by_task.get(task_id, []) + self._faults_by_task.get("*", []),
+                key=lambda pair: pair[0],
+            )
+            for _, spec in candidates:
+                if spec.entry.scope != "fleet":
+                    armed.setdefault(spec.effective_trigger.event, []).append(spec)
+            self._armed[task_id] = armed
+        return armed
+
     def _matching(self, event: str, attempt: _Attempt, *, n: int | None = None,
                   path: str | None = None) -> list[FaultSpec]:
         task_id = attempt.spec.task.task_id
+        candidates = attempt.armed.get(event)
+        if not candidates:
+            return []
         hits = []
-        candidates = sorted(
-            self._faults_by_task.get(task_id, []) + self._faults_by_task.get("*", []),
-            key=lambda pair: pair[0],
-        )
-        for _, spec in candidates:
-            if spec.entry.scope == "fleet" or not spec.applies_to(task_id, attempt.spec.attempt):
+        for spec in candidates:
+            if not spec.applies_to(task_id, attempt.spec.attempt):
                 continue
             trig = spec.effective_trigger
-            if trig.event != event:
-                continue
             if trig.path is not None:
                 if trig.path != path:
                     continue
@@ -475,6 +522,9 @@ class SimRuntime:
     def _fire(self, event: str, attempt: _Attempt, ws: SimWorkspace, *,
               path: str | None = None) -> bool:
         """Fire the faults keyed on ``event``; True when the attempt is over (or parked)."""
+        if event not in attempt.armed:
+            # No fault of this task waits on the event: its count can never matter.
+            return not attempt.live or attempt.stalled
         count = attempt.events_seen.get(event, 0) + 1
         attempt.events_seen[event] = count
         n = attempt.files_written if event == "file_written" else count
@@ -542,7 +592,7 @@ class SimRuntime:
             self._exit_clean(attempt, "All done!")
             return True
         if kind == "corrupt_checkpoint":
-            ws.checkpoint = None
+            ws.hook_record = None
             ws.checkpoint_problem = (
                 f"{attempt.spec.agent}.json: line 1 column 57: Unterminated string (torn file)"
             )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import heapq
 import itertools
 import random
@@ -107,12 +108,9 @@ class TaskState:
         return self.attempts[-1] if self.attempts else None
 
 
-@dataclass(frozen=True, order=True)
-class _Timer:
-    time: float
-    seq: int
-    task_id: str = field(compare=False)
-    key: str = field(compare=False)
+# Timer entries: (time, seq, task id, key); plain tuples compare fastest, and seq is unique so
+# the comparison never reaches the strings.
+_Timer = tuple[float, int, str, str]
 
 
 class _Timers:
@@ -124,16 +122,16 @@ class _Timers:
         self._seq = itertools.count()
 
     def add(self, time: float, task_id: str, key: str) -> None:
-        heapq.heappush(self._heap, _Timer(time, next(self._seq), task_id, key))
+        heapq.heappush(self._heap, (time, next(self._seq), task_id, key))
 
     def first(self, valid: Callable[[_Timer], object]) -> float | None:
         while self._heap and valid(self._heap[0]) is None:
             heapq.heappop(self._heap)
-        return self._heap[0].time if self._heap else None
+        return self._heap[0][0] if self._heap else None
 
     def due(self, now: float) -> list[_Timer]:
         out = []
-        while self._heap and self._heap[0].time <= now:
+        while self._heap and self._heap[0][0] <= now:
             out.append(heapq.heappop(self._heap))
         return out
 
@@ -234,6 +232,7 @@ class Coordinator:
             task_id=task.task_id,
             agent=name,
             data={"task": task.to_json(), "complexity": str(task.complexity)},
+            apply=lambda event: self._apply_submitted(event, task),
         )
         return name
 
@@ -320,17 +319,19 @@ class Coordinator:
     # ------------------------------------------------------------------ the loop's steps
 
     def _pending_of(self, entry: _Timer) -> TaskState | None:
-        state = self.tasks[entry.task_id]
+        _, _, task_id, key = entry
+        state = self.tasks[task_id]
         pending = state.pending
-        if pending is None or pending.spec.key != entry.key:
+        if pending is None or pending.spec.key != key:
             return None  # superseded (launched, escalated, or rescheduled)
         return state
 
     def _deadline_of(self, entry: _Timer) -> TaskState | None:
-        state = self.tasks[entry.task_id]
+        _, _, task_id, key = entry
+        state = self.tasks[task_id]
         current = state.current
         if (state.phase is not Phase.RUNNING or current is None or current.timed_out
-                or current.spec.key != entry.key):
+                or current.spec.key != key):
             return None
         return state
 
@@ -370,6 +371,7 @@ class Coordinator:
                     "timeout": spec.timeout,
                     "remedies": applied,
                 },
+                apply=functools.partial(self._apply_launched, spec=spec),
             )
             self.runtime.launch(spec)
 
@@ -405,8 +407,11 @@ class Coordinator:
                 "session_id": exited.session_id,
                 "signals_delivered": list(exited.extra.get("signals_delivered", ())),
             },
+            apply=lambda event: self._apply_exited(event, exit_info),
         )
-        self._judge(state, dataclasses.replace(exited, exit=exit_info))
+        if exit_info is not exited.exit:
+            exited = dataclasses.replace(exited, exit=exit_info)
+        self._judge(state, exited)
 
     def _judge(self, state: TaskState, exited: AttemptExit) -> None:
         """Success if nothing is missing; otherwise attribute the failure and decide."""
@@ -456,6 +461,7 @@ class Coordinator:
                 "partial": partial.to_json(),
                 "missing_work": [w.to_json() for w in missing],
             },
+            apply=lambda event: self._apply_attributed(event, missing),
         )
         state.partial = partial  # full object (the event holds a summary)
         self._decide(state)
@@ -489,19 +495,36 @@ class Coordinator:
         number = len(state.attempts) + 1
         key = f"{task_id}:{number}:{decision.strategy}"
         launch: dict[str, Any] | None = None
+        pending: PendingLaunch | None = None
         if decision.strategy is not Strategy.ESCALATE:
             work = decision.work or missing_work(state.task, partial)
             if decision.strategy is Strategy.RESTART:
                 prompt = initial_prompt(state.task)
             else:
                 prompt = continuation_prompt(state.task, partial, work)
+            pending = PendingLaunch(
+                LaunchSpec(
+                    task=state.task,
+                    agent=state.agent,
+                    attempt=number,
+                    agent_type=decision.agent_type or self.config.default_agent_type,
+                    strategy=decision.strategy,
+                    prompt=prompt,
+                    work=work,
+                    key=key,
+                    resume_session=decision.resume_session,
+                    timeout=self.config.attempt_timeout,
+                ),
+                not_before=now + decision.delay,
+                remedies=decision.remedies,
+            )
             launch = {
                 "attempt": number,
-                "agent_type": decision.agent_type or self.config.default_agent_type,
+                "agent_type": pending.spec.agent_type,
                 "prompt": prompt,
                 "work": [w.to_json() for w in work],
                 "resume_session": decision.resume_session,
-                "not_before": now + decision.delay,
+                "not_before": pending.not_before,
             }
         self._emit(
             EventKind.DECISION,
@@ -510,6 +533,7 @@ class Coordinator:
             attempt=len(state.attempts),
             key=key,
             data={"decision": decision.to_json(), "launch": launch},
+            apply=functools.partial(self._apply_decision, pending=pending),
         )
         if decision.strategy is Strategy.ESCALATE:
             reason = state.attribution.reason if state.attribution else Reason.UNKNOWN
@@ -536,64 +560,74 @@ class Coordinator:
         attempt: int | None = None,
         key: str | None = None,
         data: Mapping[str, Any] | None = None,
+        apply: Callable[[Event], None] | None = None,
     ) -> Event:
+        """Journal an event, fold it into memory, tell the observer. ``apply`` is the fold
+        step of the event's kind given the objects the event was written from, so a live
+        event is not parsed back from its JSON form; replay folds the parsed form instead,
+        through the same step (:meth:`_apply`)."""
         event = self.journal.append(
-            Event(
-                kind=kind,
-                time=self.runtime.clock.now(),
-                task_id=task_id,
-                agent=agent,
-                attempt=attempt,
-                key=key,
-                data=data or {},
-            )
+            Event(kind, self.runtime.clock.now(), task_id, agent, attempt, data or {}, key)
         )
-        self._apply(event)
+        if apply is None:
+            self._apply(event)
+        else:
+            apply(event)
         if self._on_event is not None:
             self._on_event(event)
         return event
 
     def _apply(self, event: Event) -> None:
         """Fold one event into memory. Used live and on replay: no I/O, no decisions."""
-        kind = event.kind
-        if kind is EventKind.OPERATOR_ACTION:
-            for reason in event.data.get("reasons", ()):
-                self.policy.breaker.close(Reason(reason))
-            for task_id in event.data.get("tasks", ()):
-                if task_id in self.tasks:
-                    self.tasks[task_id].released_by = str(event.data.get("action", ""))
-            return
+        step = _FOLD.get(event.kind)
+        if step is not None:
+            step(self, event)
+
+    def _state_of(self, event: Event) -> TaskState | None:
+        return None if event.task_id is None else self.tasks[event.task_id]
+
+    def _apply_operator_action(self, event: Event) -> None:
+        for reason in event.data.get("reasons", ()):
+            self.policy.breaker.close(Reason(reason))
+        for task_id in event.data.get("tasks", ()):
+            if task_id in self.tasks:
+                self.tasks[task_id].released_by = str(event.data.get("action", ""))
+
+    def _apply_submitted(self, event: Event, task: Task | None = None) -> None:
         if event.task_id is None:
             return
-        if kind is EventKind.TASK_SUBMITTED:
+        if task is None:
             task = Task.from_json(event.data["task"])
-            agent = event.agent or self._names.next()
-            self._names.reserve(agent)
-            state = TaskState(task=task, agent=agent)
-            self.tasks[task.task_id] = state
-            self._by_agent[agent] = task.task_id
-            work = full_plan(task)
-            state.pending = PendingLaunch(
-                LaunchSpec(
-                    task=task,
-                    agent=agent,
-                    attempt=1,
-                    agent_type=task.agent_type or self.config.default_agent_type,
-                    strategy=None,
-                    prompt=initial_prompt(task),
-                    work=work,
-                    key=f"{task.task_id}:1:initial",
-                    timeout=self.config.attempt_timeout,
-                ),
-                not_before=event.time,
-            )
-            self._launches.add(event.time, task.task_id, state.pending.spec.key)
+        agent = event.agent or self._names.next()
+        self._names.reserve(agent)
+        state = TaskState(task=task, agent=agent)
+        self.tasks[task.task_id] = state
+        self._by_agent[agent] = task.task_id
+        key = f"{task.task_id}:1:initial"
+        state.pending = PendingLaunch(
+            LaunchSpec(
+                task=task,
+                agent=agent,
+                attempt=1,
+                agent_type=task.agent_type or self.config.default_agent_type,
+                strategy=None,
+                prompt=initial_prompt(task),
+                work=full_plan(task),
+                key=key,
+                timeout=self.config.attempt_timeout,
+            ),
+            not_before=event.time,
+        )
+        self._launches.add(event.time, task.task_id, key)
+
+    def _apply_launched(self, event: Event, spec: LaunchSpec | None = None) -> None:
+        state = self._state_of(event)
+        if state is None:
             return
-        state = self.tasks[event.task_id]
-        if kind is EventKind.ATTEMPT_LAUNCHED:
-            data = event.data
+        data = event.data
+        timeout = data.get("timeout")
+        if spec is None:
             strategy = data.get("strategy")
-            timeout = data.get("timeout")
             spec = LaunchSpec(
                 task=state.task,
                 agent=state.agent,
@@ -606,73 +640,112 @@ class Coordinator:
                 resume_session=data.get("resume_session"),
                 timeout=None if timeout is None else float(timeout),
             )
-            state.attempts.append(
-                AttemptState(
-                    spec=spec,
-                    launched_at=event.time,
-                    deadline=None if timeout is None else event.time + float(timeout),
-                )
+        deadline = None if timeout is None else event.time + float(timeout)
+        state.attempts.append(AttemptState(spec=spec, launched_at=event.time, deadline=deadline))
+        state.pending = None
+        state.phase = Phase.RUNNING
+        state.attribution = None
+        state.partial = None
+        self._running.add(state.task.task_id)
+        if deadline is not None:
+            self._deadlines.add(deadline, state.task.task_id, spec.key)
+
+    def _apply_exited(self, event: Event, exit_info: ExitInfo | None = None) -> None:
+        state = self._state_of(event)
+        if state is None:
+            return
+        current = state.current
+        if current is not None:
+            current.exit = (ExitInfo.from_json(event.data["exit"]) if exit_info is None
+                            else exit_info)
+            current.timed_out = current.exit.timed_out
+        state.exit_data = event.data
+        state.phase = Phase.EXITED
+        self._running.discard(state.task.task_id)
+
+    def _apply_attributed(
+        self, event: Event, missing: tuple[WorkItem, ...] | None = None
+    ) -> None:
+        state = self._state_of(event)
+        if state is None:
+            return
+        # Parsed even live: the journal rounds the confidence, and a coordinator rebuilt
+        # from it must hold the very attribution the live one decided on.
+        attribution = Attribution.from_json(event.data["attribution"])
+        state.attribution = attribution
+        if missing is None:
+            missing = tuple(WorkItem.from_json(w) for w in event.data["missing_work"])
+        state.missing = missing
+        if state.current is not None:
+            state.current.reason = attribution.reason
+        if state.first_failure_at is None:
+            ended = state.exit_data.get("ended_at") if state.exit_data else None
+            state.first_failure_at = float(ended) if ended is not None else event.time
+        self.policy.breaker.record(attribution.reason, state.agent, event.time)
+        state.phase = Phase.ATTRIBUTED
+
+    def _apply_decision(self, event: Event, pending: PendingLaunch | None = None) -> None:
+        state = self._state_of(event)
+        if state is None:
+            return
+        state.released_by = None
+        launch = event.data.get("launch")
+        if launch is None:
+            return
+        if pending is None:
+            decision = Decision.from_json(event.data["decision"])
+            pending = PendingLaunch(
+                LaunchSpec(
+                    task=state.task,
+                    agent=state.agent,
+                    attempt=int(launch["attempt"]),
+                    agent_type=str(launch["agent_type"]),
+                    strategy=decision.strategy,
+                    prompt=str(launch["prompt"]),
+                    work=tuple(WorkItem.from_json(w) for w in launch["work"]),
+                    key=str(event.key),
+                    resume_session=launch.get("resume_session"),
+                    timeout=self.config.attempt_timeout,
+                ),
+                not_before=float(launch["not_before"]),
+                remedies=decision.remedies,
             )
-            state.pending = None
-            state.phase = Phase.RUNNING
-            state.attribution = None
-            state.partial = None
-            self._running.add(state.task.task_id)
-            if timeout is not None:
-                self._deadlines.add(event.time + float(timeout), state.task.task_id, spec.key)
-        elif kind is EventKind.ATTEMPT_EXITED:
-            current = state.current
-            if current is not None:
-                current.exit = ExitInfo.from_json(event.data["exit"])
-                current.timed_out = current.exit.timed_out
-            state.exit_data = event.data
-            state.phase = Phase.EXITED
-            self._running.discard(state.task.task_id)
-        elif kind is EventKind.FAILURE_ATTRIBUTED:
-            attribution = Attribution.from_json(event.data["attribution"])
-            state.attribution = attribution
-            state.missing = tuple(WorkItem.from_json(w) for w in event.data["missing_work"])
-            if state.current is not None:
-                state.current.reason = attribution.reason
-            if state.first_failure_at is None:
-                ended = state.exit_data.get("ended_at") if state.exit_data else None
-                state.first_failure_at = float(ended) if ended is not None else event.time
-            self.policy.breaker.record(attribution.reason, state.agent, event.time)
-            state.phase = Phase.ATTRIBUTED
-        elif kind is EventKind.DECISION:
-            state.released_by = None
-            launch = event.data.get("launch")
-            if launch is not None:
-                decision = Decision.from_json(event.data["decision"])
-                state.pending = PendingLaunch(
-                    LaunchSpec(
-                        task=state.task,
-                        agent=state.agent,
-                        attempt=int(launch["attempt"]),
-                        agent_type=str(launch["agent_type"]),
-                        strategy=decision.strategy,
-                        prompt=str(launch["prompt"]),
-                        work=tuple(WorkItem.from_json(w) for w in launch["work"]),
-                        key=str(event.key),
-                        resume_session=launch.get("resume_session"),
-                        timeout=self.config.attempt_timeout,
-                    ),
-                    not_before=float(launch["not_before"]),
-                    remedies=decision.remedies,
-                )
-                state.phase = Phase.WAITING
-                self._launches.add(state.pending.not_before, state.task.task_id,
-                                   str(event.key))
-        elif kind is EventKind.TASK_SUCCEEDED:
-            state.phase = Phase.SUCCEEDED
-            state.pending = None
-        elif kind is EventKind.TASK_ESCALATED:
-            state.phase = Phase.ESCALATED
+        state.pending = pending
+        state.phase = Phase.WAITING
+        self._launches.add(pending.not_before, state.task.task_id, pending.spec.key)
+
+    def _apply_succeeded(self, event: Event) -> None:
+        self._finish(event, Phase.SUCCEEDED)
+
+    def _apply_escalated(self, event: Event) -> None:
+        state = self._finish(event, Phase.ESCALATED)
+        if state is not None:
             state.escalation_cause = event.data.get("systematic_cause")
+
+    def _apply_failed(self, event: Event) -> None:
+        self._finish(event, Phase.FAILED)
+
+    def _finish(self, event: Event, phase: Phase) -> TaskState | None:
+        state = self._state_of(event)
+        if state is not None:
+            state.phase = phase
             state.pending = None
-        elif kind is EventKind.TASK_FAILED:
-            state.phase = Phase.FAILED
-            state.pending = None
+        return state
+
+
+# How each kind of event folds into a coordinator's memory; kinds not here change nothing
+# (workspace_cleaned, workspace_orphaned are records for the dashboard).
+_FOLD: dict[EventKind, Callable[[Coordinator, Event], None]] = {
+    EventKind.OPERATOR_ACTION: Coordinator._apply_operator_action,
+    EventKind.TASK_SUBMITTED: Coordinator._apply_submitted,
+    EventKind.ATTEMPT_LAUNCHED: Coordinator._apply_launched,
+    EventKind.ATTEMPT_EXITED: Coordinator._apply_exited,
+    EventKind.FAILURE_ATTRIBUTED: Coordinator._apply_attributed,
+    EventKind.DECISION: Coordinator._apply_decision,
+    EventKind.TASK_SUCCEEDED: Coordinator._apply_succeeded,
+    EventKind.TASK_ESCALATED: Coordinator._apply_escalated,
+    EventKind.TASK_FAILED: Coordinator._apply_failed,
+}
 
 
 def _tail(text: str, limit: int = OUTPUT_TAIL_BYTES) -> str:

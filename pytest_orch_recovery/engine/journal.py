@@ -13,7 +13,6 @@ import fcntl
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
@@ -102,7 +101,8 @@ class Journal:
         """Give ``event`` the next ``seq``, write it durably, and return the stored event."""
         if self._closed:
             raise JournalError(f"{self._path or '<memory>'}: journal is closed")
-        stored = replace(event, seq=len(self._events) + 1)
+        stored = Event(event.kind, event.time, event.task_id, event.agent, event.attempt,
+                       event.data, event.key, len(self._events) + 1)
         if not self._validate:
             self._index(stored)
             return stored

@@ -330,14 +330,9 @@ class WorkItem:
     path: str | None = None  # for WRITE
 
     def describe(self) -> str:
-        return {
-            WorkKind.WRITE: f"write {self.path}",
-            WorkKind.TEST: "run the tests",
-            WorkKind.FIX_TESTS: "make the failing tests pass",
-            WorkKind.COMMIT: "git commit",
-            WorkKind.PUSH: "git push",
-            WorkKind.OPEN_PR: "open the PR",
-        }[self.kind]
+        if self.kind is WorkKind.WRITE:
+            return f"write {self.path}"
+        return _WORK_WORDS[self.kind]
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": str(self.kind), "path": self.path}
@@ -345,6 +340,15 @@ class WorkItem:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> WorkItem:
         return cls(WorkKind(data["kind"]), data.get("path"))
+
+
+_WORK_WORDS: Mapping[WorkKind, str] = {
+    WorkKind.TEST: "run the tests",
+    WorkKind.FIX_TESTS: "make the failing tests pass",
+    WorkKind.COMMIT: "git commit",
+    WorkKind.PUSH: "git push",
+    WorkKind.OPEN_PR: "open the PR",
+}
 
 
 def full_plan(task: Task) -> tuple[WorkItem, ...]:

@@ -138,6 +138,8 @@ class CircuitBreaker:
     window: float = 600.0
     _recent: dict[Reason, deque[tuple[float, str]]] = field(default_factory=dict)
     _open: dict[Reason, str] = field(default_factory=dict)  # reason -> cause text
+    # reason -> agent -> failures of it still in the window: distinct agents in O(1).
+    _agents: dict[Reason, dict[str, int]] = field(default_factory=dict)
 
     def record(self, reason: Reason, agent: str, now: float) -> bool:
         """Note a failure; return True when the breaker is (now) open for ``reason``."""
@@ -146,10 +148,14 @@ class CircuitBreaker:
         if reason in self._open:
             return True
         seen = self._recent.setdefault(reason, deque())
+        agents = self._agents.setdefault(reason, {})
         seen.append((now, agent))
+        agents[agent] = agents.get(agent, 0) + 1
         while seen and seen[0][0] < now - self.window:
-            seen.popleft()
-        agents = {a for _, a in seen}
+            _, gone = seen.popleft()
+            agents[gone] -= 1
+            if not agents[gone]:
+                del agents[gone]
         if len(agents) >= self.threshold:
             self._open[reason] = systematic_cause(reason)
             return True
@@ -167,6 +173,7 @@ class CircuitBreaker:
     def close(self, reason: Reason) -> None:
         self._open.pop(reason, None)
         self._recent.pop(reason, None)
+        self._agents.pop(reason, None)
 
 
 _SYSTEMATIC_HINTS: dict[Reason, str] = {

@@ -23,13 +23,10 @@ ROOT = PACKAGE_DIR.parent
 _MODULE = re.compile(rf"{PACKAGE}(?:\.\w+)*")
 _DASH_M = re.compile(rf"-m\s+({_MODULE.pattern})")
 
-# Being cut by issue 9 (the tmux runtime takes a Host protocol instead of the Sandbox); delete
-# this line when that lands. Tolerated, never required.
-_BEING_CUT = {("pytest_orch_recovery.runtime.tmux", "pytest_orch_recovery.doubles.sandbox")}
 
 
 def test_every_import_of_the_package_points_down() -> None:
-    found = [b for b in breaches(ROOT, PACKAGE) if (b.importer, b.imported) not in _BEING_CUT]
+    found = breaches(ROOT, PACKAGE)
     assert not found, "\n".join(map(str, found))
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_orch_recovery.engine.classify import LogText, Observation
+from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.engine.model import ExitInfo, PartialWork, WorkItem, WorkKind
 
 MAX_FILE_BYTES = 16 * 1024 * 1024  # a long stream-json log is a few MiB
@@ -63,7 +64,7 @@ _TRAPPED = re.compile(_PREFIX + r"Agent (?:interrupted|terminated) with signal (
 _TRAP_STATUS = {"SIGINT": 130, "SIGTERM": 143}
 
 
-class ResultsError(Exception):
+class ResultsError(OrchRecoveryError):
     """A results or log file cannot be used; the message names the file (and line)."""
 
 

@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from pytest_orch_recovery.engine import atomic
+from pytest_orch_recovery.engine.errors import OrchRecoveryError
 
 SETTINGS_FILE = Path(".claude") / "settings.local.json"
 HOOK_EVENT = "PostToolUse"
 _OURS = "pytest_orch_recovery"  # every command we install runs a module of this package
 
 
-class SettingsError(ValueError):
+class SettingsError(OrchRecoveryError, ValueError):
     """A settings file we must not overwrite cannot be read as settings."""
 
 

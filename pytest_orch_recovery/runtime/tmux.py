@@ -47,6 +47,7 @@ from typing import Any
 import libtmux
 
 from pytest_orch_recovery.engine import atomic
+from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.engine.model import ExitInfo, PartialWork, Task
 from pytest_orch_recovery.engine.runtime import AttemptExit, Clock, LaunchSpec
 from pytest_orch_recovery.infra.checkpoint import read_checkpoint_safely
@@ -94,7 +95,7 @@ class WallClock:
         return time.time()
 
 
-class TmuxError(RuntimeError):
+class TmuxError(OrchRecoveryError, RuntimeError):
     """A tmux command failed; carries the command and tmux's own message."""
 
 

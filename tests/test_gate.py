@@ -6,14 +6,11 @@ from pytest_orch_recovery.chaos.campaign import run_scenario
 from pytest_orch_recovery.chaos.faults import FaultSpec, Trigger
 from pytest_orch_recovery.chaos.record import ScenarioRun
 from pytest_orch_recovery.chaos.scenario import Scenario, ScenarioTask
-from pytest_orch_recovery.engine.dashboard import (
-    render_campaign_html,
-    render_campaign_json,
-    render_campaign_markdown,
-)
+from pytest_orch_recovery.engine.dashboard import render_campaign_json, render_campaign_markdown
+from pytest_orch_recovery.engine.htmlreport import render_html
 from pytest_orch_recovery.engine.metrics import Criteria
 from pytest_orch_recovery.engine.model import Task
-from pytest_orch_recovery.plugin.gate import aggregate, prefixed_events, timeline
+from pytest_orch_recovery.plugin.gate import aggregate, prefixed_events
 
 
 def _run(name: str, tasks: list[Task], *faults: FaultSpec) -> ScenarioRun:
@@ -89,12 +86,12 @@ def test_reports_render_the_matrix_ledger_and_timeline() -> None:
                  FaultSpec("sigint", Trigger("file_written", n=1)))]
     result = aggregate(runs, Criteria())
     campaign = {**result.to_json(), "seed": 1, "tier": "sim", "agent": "sim",
-                "replay": "pytest --orch-chaos --orch-seed 1", "timeline": timeline(runs)}
+                "replay": "pytest --orch-chaos --orch-seed 1"}
     md = render_campaign_markdown(result.metrics, result.results, campaign)
     assert "| sigint | 1 |" in md and "| hostile | f1 | sigint |" in md
-    page = render_campaign_html(result.metrics, result.results, campaign)
+    page = render_html(result.events, result.metrics, result.results, campaign=campaign)
     assert "<b>h</b>" not in page and "&lt;b&gt;h&lt;/b&gt;" in page
     assert 'class="bar fail"' in page and 'class="bar ok"' in page
     data = render_campaign_json(result.metrics, result.results, campaign)
-    assert data["schema_version"] == 1 and "timeline" not in data["campaign"]
+    assert data["schema_version"] == 1 and "events" not in data["campaign"]
     assert data["campaign"]["confusion_matrix"] == {"sigint": {"sigint": 1}}

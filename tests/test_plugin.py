@@ -226,7 +226,8 @@ def test_generated_campaign_adds_items_and_reports(pytester: pytest.Pytester,
     data = json.loads((pytester.path / "o.json").read_text())
     assert data["schema_version"] == 1 and data["campaign"]["seed"] == 3
     page = (pytester.path / "o.html").read_text()
-    assert "<h2>Timeline</h2>" in page and "$(" not in page.split("<h2>Timeline")[0][:0] + ""
+    assert '<section id="timeline">' in page and '<section id="campaign">' in page
+    assert page.count('class="attempt"') == data["metrics"]["attempts"]
     assert "Recovery Metrics Dashboard" in summary.read_text()
     junit = (pytester.path / "junit.xml").read_text()
     assert 'name="orch_recovery_rate"' in junit and 'name="orch_seed" value="3"' in junit

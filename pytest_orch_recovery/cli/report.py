@@ -2,6 +2,8 @@
 
 With ``--results DIR`` (the dispatcher's results dir of a sandbox, repeatable) an ``## Attempts``
 table follows the dashboard (an ``attempts`` list in JSON): one row per judged attempt.
+``--format html`` writes the page the pytest plugin writes for ``--orch-report=x.html``
+(:mod:`pytest_orch_recovery.engine.htmlreport`), without the parts that need a chaos campaign.
 
 The report is information, so it exits 0 whatever the verdicts say (the pytest plugin's gate
 is what fails a build); it exits 2 on a usage error: a journal that is missing or has a bad
@@ -24,6 +26,7 @@ from pytest_orch_recovery.engine.dashboard import (
     render_json,
     render_markdown,
 )
+from pytest_orch_recovery.engine.htmlreport import render_html
 from pytest_orch_recovery.engine.journal import JournalError, replay
 from pytest_orch_recovery.engine.metrics import Criteria, compute, evaluate, event_problem
 from pytest_orch_recovery.engine.model import Event, EventKind
@@ -31,15 +34,25 @@ from pytest_orch_recovery.infra import results as seed
 from pytest_orch_recovery.infra.argtypes import count, rate
 
 _DEFAULTS = Criteria()
+_FORMATS = ("md", "json", "html")
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Render the Recovery Metrics Dashboard (overall statistics, recovery "
-        "reasons, recent recovery events, success criteria) from engine journals. Exits 0 "
+        "reasons, recent recovery events, success criteria) from engine journals, as "
+        "Markdown, JSON or a self-contained HTML page with a timeline and charts. Exits 0 "
         "whatever the verdicts; 2 on a usage error.",
     )
+    _add_inputs(parser)
+    _add_output(parser)
+    _add_criteria(parser)
+    return parser
+
+
+def _add_inputs(parser: argparse.ArgumentParser) -> None:
+    """Where the events come from: journals, and the dispatcher's results dirs."""
     parser.add_argument(
         "--journal",
         type=Path,
@@ -59,9 +72,21 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "Attempts table after the dashboard; repeat for several runs",
     )
     parser.add_argument(
+        "--orphaned-workspaces",
+        type=count,
+        metavar="N",
+        help="orphaned workspace count found by other means; overrides the journal's "
+        "workspace_orphaned events",
+    )
+
+
+def _add_output(parser: argparse.ArgumentParser) -> None:
+    """What is written, and where."""
+    parser.add_argument(
         "--format",
-        choices=("md", "json"),
-        help="output format (default: json when --output ends in .json, else md)",
+        choices=_FORMATS,
+        help="output format: md, json, or html (one self-contained page: criteria and "
+        "charts, a timeline per task); default from --output's suffix (.json, .html), else md",
     )
     parser.add_argument(
         "--output",
@@ -77,13 +102,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         help=f"recent recovery events shown in Markdown (default {DEFAULT_MAX_EVENTS}); "
         "the rest are counted as omitted",
     )
-    parser.add_argument(
-        "--orphaned-workspaces",
-        type=count,
-        metavar="N",
-        help="orphaned workspace count found by other means; overrides the journal's "
-        "workspace_orphaned events",
-    )
+
+
+def _add_criteria(parser: argparse.ArgumentParser) -> None:
+    """The success criteria; they change the verdicts shown, never the exit status."""
     group = parser.add_argument_group("success criteria (affect the verdict column only)")
     group.add_argument(
         "--min-recovery-rate",
@@ -138,7 +160,6 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         help="a rate with fewer samples is reported as 'insufficient samples' "
         f"(default {_DEFAULTS.min_samples})",
     )
-    return parser
 
 
 class _UsageError(Exception):
@@ -233,6 +254,12 @@ def _read_run_results(directory: Path) -> list[AttemptResult]:
     return found
 
 
+def _format_for(output: Path | None) -> str:
+    """The format an output file's suffix asks for: ``.json``, ``.html``/``.htm``, else md."""
+    suffix = "" if output is None else output.suffix.lower()
+    return {".json": "json", ".html": "html", ".htm": "html"}.get(suffix, "md")
+
+
 def run(args: argparse.Namespace) -> int:
     prog = "orch-recovery report"
     try:
@@ -253,10 +280,12 @@ def run(args: argparse.Namespace) -> int:
     metrics = compute(events, orphaned_workspaces=args.orphaned_workspaces)
     results = evaluate(metrics, criteria)
     output: Path | None = args.output
-    fmt = args.format or ("json" if output and output.suffix.lower() == ".json" else "md")
+    fmt = args.format or _format_for(output)
     if fmt == "json":
         data = render_json(metrics, results, attempts=attempts)
         text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    elif fmt == "html":
+        text = render_html(events, metrics, results, journals=[str(p) for p in args.journal])
     else:
         text = render_markdown(metrics, results, max_events=args.max_events, attempts=attempts)
     if output is None:

@@ -1,4 +1,5 @@
-"""The recovery dashboard: Markdown in the seed's layout, and JSON with a schema version.
+"""The recovery dashboard: Markdown in the seed's layout, and JSON with a schema version
+(the HTML page is :mod:`pytest_orch_recovery.engine.htmlreport`).
 
 The Markdown mirrors the seed's "Recovery Metrics Dashboard" (overall statistics, the reasons
 table in the seed's row order and labels, recent recovery events, systematic failures) and adds
@@ -9,7 +10,6 @@ events shown is capped, so the document stays well under :data:`MAX_REPORT_BYTES
 
 from __future__ import annotations
 
-import html
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -524,11 +524,9 @@ def write_report(
 # --------------------------------------------------------------------------- chaos campaigns
 #
 # ``campaign`` below is the JSON of :class:`pytest_orch_recovery.plugin.gate.CampaignResult` plus
-# the
-# session's ``seed``, ``tier``, ``agent`` and a ``timeline`` (scenario -> task -> attempts).
+# the session's ``seed``, ``tier``, ``agent`` and ``replay``.
 
 _MAX_LEDGER_ROWS = 200
-_MAX_TIMELINE_SCENARIOS = 200
 
 
 def _campaign_sections(campaign: Mapping[str, Any]) -> list[str]:
@@ -598,108 +596,20 @@ def render_campaign_markdown(metrics: Metrics, results: Sequence[CriterionResult
 def render_campaign_json(metrics: Metrics, results: Sequence[CriterionResult],
                          campaign: Mapping[str, Any]) -> dict[str, Any]:
     out = render_json(metrics, results)
-    out["campaign"] = {k: v for k, v in campaign.items() if k != "timeline"}
+    out["campaign"] = dict(campaign)
     return out
-
-
-def _h(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _timeline_html(timeline: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]) -> str:
-    """One row per task: its attempts as bars on the scenario's clock, coloured by result."""
-    parts = []
-    for scenario, tasks in list(timeline.items())[:_MAX_TIMELINE_SCENARIOS]:
-        spans = [a for attempts in tasks.values() for a in attempts]
-        if not spans:
-            continue
-        start = min(float(a["start"]) for a in spans)
-        end = max(float(a.get("end") or a["start"]) for a in spans)
-        width = max(end - start, 1.0)
-        rows = []
-        for task, attempts in tasks.items():
-            bars = []
-            for a in attempts:
-                left = 100.0 * (float(a["start"]) - start) / width
-                size = max(0.5, 100.0 * (float(a.get("end") or a["start"]) - float(a["start"]))
-                           / width)
-                reason = a.get("reason")
-                cls = "ok" if a.get("ok") else ("fail" if reason else "open")
-                label = f"attempt {a['attempt']} ({a.get('strategy') or 'first'})" + (
-                    f": {reason}" if reason else "")
-                bars.append(f'<span class="bar {cls}" style="left:{left:.2f}%;width:{size:.2f}%"'
-                            f' title="{_h(label)}">{_h(a["attempt"])}</span>')
-            rows.append(f'<div class="row"><span class="task">{_h(_text(task, 60))}</span>'
-                        f'<span class="lane">{"".join(bars)}</span></div>')
-        parts.append(f"<h3>{_h(scenario)}</h3>" + "".join(rows))
-    return "".join(parts) or "<p>No attempts.</p>"
-
-
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:80em}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.2em .5em}
-.pass{color:#060}.fail{color:#a00}.row{display:flex;align-items:center;margin:2px 0}
-.task{width:16em;font-size:.8em;overflow:hidden;white-space:nowrap}
-.lane{position:relative;flex:1;height:1.2em;background:#f4f4f4}
-.bar{position:absolute;top:0;height:100%;font-size:.7em;color:#fff;text-align:center;
-overflow:hidden}.bar.ok{background:#2a2}.bar.fail{background:#c33}.bar.open{background:#888}"""
-
-
-def render_campaign_html(metrics: Metrics, results: Sequence[CriterionResult],
-                         campaign: Mapping[str, Any]) -> str:
-    """A self-contained page: criteria, the figures, the confusion matrix, the fault ledger
-    and a timeline of every attempt. All text from journals is escaped."""
-    crit = "".join(
-        f'<tr class="{"fail" if r.verdict == "fail" else "pass"}"><td>{_h(r.name)}</td>'
-        f"<td>{_h(r.verdict.upper())}</td><td>{_h(r.describe())}</td></tr>"
-        for r in results
-    )
-    matrix: Mapping[str, Mapping[str, int]] = campaign.get("confusion_matrix", {})
-    columns = sorted({c for row in matrix.values() for c in row})
-    head = "".join(f"<th>{_h(c)}</th>" for c in columns)
-    body = "".join(
-        f"<tr><th>{_h(cause)}</th>" + "".join(f"<td>{row.get(c, 0) or ''}</td>" for c in columns)
-        + "</tr>"
-        for cause, row in matrix.items()
-    )
-    ledger = "".join(
-        f"<tr><td>{_h(e.get('scenario'))}</td><td>{_h(e.get('id'))}</td>"
-        f"<td>{_h(e.get('kind'))}</td><td>{_h(e.get('task'))}</td>"
-        f"<td>{_h(e.get('status'))}</td></tr>"
-        for e in list(campaign.get("ledger", ()))[:_MAX_LEDGER_ROWS]
-    )
-    m = metrics
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>Orchestration Recovery - seed {_h(campaign.get('seed'))}</title>"
-        f"<style>{_CSS}</style></head><body>"
-        "<h1>Orchestration Recovery System - Metrics</h1>"
-        f"<p>Seed {_h(campaign.get('seed'))}, tier {_h(campaign.get('tier'))}, agent "
-        f"{_h(campaign.get('agent'))}, {_h(campaign.get('runs'))} scenario runs. "
-        f"{m.total_tasks} tasks, {m.first_try} first try, {m.required_recovery} required "
-        f"recovery, {m.recovered} recovered, {m.escalated} escalated, "
-        f"{m.failed_after_recovery} failed after recovery.</p>"
-        f"<h2>Success Criteria</h2><table><tr><th>Criterion</th><th>Verdict</th><th>Detail</th>"
-        f"</tr>{crit}</table>"
-        "<h2>Attribution Confusion Matrix</h2><p>Rows: injected cause; columns: attributed "
-        f"reason.</p><table><tr><th></th>{head}</tr>{body}</table>"
-        f"<h2>Fault Ledger</h2><table><tr><th>Scenario</th><th>Fault</th><th>Kind</th>"
-        f"<th>Task</th><th>Status</th></tr>{ledger}</table>"
-        f"<h2>Timeline</h2>{_timeline_html(campaign.get('timeline', {}))}"
-        "</body></html>\n"
-    )
 
 
 def write_campaign_report(path: str | os.PathLike[str], metrics: Metrics,
                           results: Sequence[CriterionResult],
                           campaign: Mapping[str, Any]) -> None:
-    """Write a campaign report atomically: ``.md``, ``.json`` or ``.html`` by suffix."""
+    """Write a campaign report atomically: ``.md`` or ``.json`` by suffix (the HTML page is
+    :func:`pytest_orch_recovery.engine.htmlreport.render_html`'s)."""
     target = Path(path)
     suffix = target.suffix.lower()
     if suffix == ".md":
         atomic.write_text(target, render_campaign_markdown(metrics, results, campaign))
     elif suffix == ".json":
         atomic.write_json(target, render_campaign_json(metrics, results, campaign))
-    elif suffix == ".html":
-        atomic.write_text(target, render_campaign_html(metrics, results, campaign))
     else:
-        raise ValueError(f"{target}: report file name must end in .md, .json or .html")
+        raise ValueError(f"{target}: report file name must end in .md or .json")

@@ -251,3 +251,18 @@ def _what(exc: KeyError) -> str:
     if key in ("kind", "time", "seq"):
         return f"field {key!r}"
     return f"event kind {key!r}"
+
+
+def journal_text(events: Iterable[Event]) -> str:
+    """``events`` as the lines of a journal file, ``seq`` renumbered from 1 (e.g. a chaos
+    campaign's events of several runs, for ``orch-recovery report``).
+
+    >>> from pytest_orch_recovery.engine.model import Event, EventKind
+    >>> journal_text([Event(EventKind.TASK_SUBMITTED, 0.0, "t1", seq=7)])
+    '{"seq":1,"kind":"task_submitted","time":0.0,"task_id":"t1"}\\n'
+    """
+    return "".join(
+        json.dumps(replace(e, seq=seq).to_json(), separators=(",", ":"), ensure_ascii=False,
+                   allow_nan=False) + "\n"
+        for seq, e in enumerate(events, 1)
+    )

@@ -303,15 +303,15 @@ def _failure(story: _Story, event: Event) -> _Failure:
         agent=story.agent_for(event),
         exit=story.pending_exit,
         evidence="" if strongest is None else strongest.detail,
-        partial=_describe_partial(raw_partial) if isinstance(raw_partial, Mapping) else (),
+        partial=describe_partial(raw_partial) if isinstance(raw_partial, Mapping) else (),
         missing=tuple(missing),
     )
 
 
-def _describe_partial(partial: Mapping[str, Any]) -> tuple[str, ...]:
+def describe_partial(partial: Mapping[str, Any]) -> tuple[str, ...]:
     """PartialWork JSON in words, in the order the work is done.
 
-    >>> _describe_partial({"deliverables_present": ["fake3.md"], "uncommitted": ["fake3.md"],
+    >>> describe_partial({"deliverables_present": ["fake3.md"], "uncommitted": ["fake3.md"],
     ...                    "commits_ahead": 0, "pushed": False, "pr": None})
     ('created fake3.md', 'uncommitted changes in fake3.md')
     """

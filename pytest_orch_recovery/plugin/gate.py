@@ -23,8 +23,9 @@ import dataclasses
 import json
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -32,7 +33,10 @@ import pytest
 from pytest_orch_recovery.chaos.faults import FaultStatus
 from pytest_orch_recovery.chaos.oracle import AttributionCheck, attribution_checks
 from pytest_orch_recovery.chaos.record import ScenarioRun
+from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.engine.dashboard import render_campaign_markdown, write_campaign_report
+from pytest_orch_recovery.engine.htmlreport import render_html
+from pytest_orch_recovery.engine.journal import journal_text
 from pytest_orch_recovery.engine.metrics import (
     Criteria,
     CriterionResult,
@@ -57,6 +61,7 @@ class CampaignResult:
     strict_failures: list[str] = field(default_factory=list)
     runs: int = 0
     control_tasks: int = 0
+    events: list[Event] = field(default_factory=list)  # every run's, task ids prefixed
 
     @property
     def wrong_attributions(self) -> int:
@@ -162,33 +167,22 @@ def aggregate(runs: Sequence[ScenarioRun], criteria: Criteria, *,
         strict_failures=strict_failures,
         runs=len(ordered),
         control_tasks=len(control),
+        events=events,
     )
 
 
-def timeline(runs: Sequence[ScenarioRun]) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """Scenario -> task -> attempts (start, end, strategy, attributed reason, ok), for the
-    HTML report's timeline."""
-    out: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for run in sorted(runs, key=lambda r: r.scenario):
-        tasks: dict[str, list[dict[str, Any]]] = {}
-        index: dict[tuple[str, int], dict[str, Any]] = {}
-        for e in run.events:
-            if e.task_id is None or e.attempt is None:
-                continue
-            key = (e.task_id, e.attempt)
-            if e.kind is EventKind.ATTEMPT_LAUNCHED:
-                index[key] = {"attempt": e.attempt, "start": e.time, "end": None,
-                              "strategy": e.data.get("strategy"), "reason": None, "ok": False}
-                tasks.setdefault(e.task_id, []).append(index[key])
-            elif key in index:
-                if e.kind is EventKind.ATTEMPT_EXITED:
-                    index[key]["end"] = e.time
-                elif e.kind is EventKind.FAILURE_ATTRIBUTED:
-                    index[key]["reason"] = e.data.get("attribution", {}).get("reason")
-                elif e.kind is EventKind.TASK_SUCCEEDED:
-                    index[key]["ok"] = True
-        out[run.scenario] = tasks
-    return out
+def write_report(path: Path, result: CampaignResult, campaign: Mapping[str, Any]) -> None:
+    """Write one campaign report atomically, by suffix: ``.md``, ``.json``, ``.html`` (the
+    page ``orch-recovery report --format html`` draws too), or ``.jsonl`` (the campaign's
+    events as a journal, for ``orch-recovery report --journal``)."""
+    suffix = path.suffix.lower()
+    if suffix == ".html":
+        atomic.write_text(path, render_html(result.events, result.metrics, result.results,
+                                            campaign=campaign))
+    elif suffix == ".jsonl":
+        atomic.write_text(path, journal_text(result.events))
+    else:
+        write_campaign_report(path, result.metrics, result.results, campaign)
 
 
 class ChaosGate:
@@ -240,13 +234,12 @@ class ChaosGate:
             "tier": self.settings.tier,
             "agent": self.settings.agent,
             "replay": "pytest " + " ".join(self.settings.replay_args()),
-            "timeline": timeline(runs),
         }
         base = self.config.invocation_params.dir
         for name in self.settings.reports:
             path = base / name
             try:
-                write_campaign_report(path, result.metrics, result.results, campaign)
+                write_report(path, result, campaign)
                 self.written.append(str(path))
             except OSError as exc:
                 self.problems.append(f"FAIL report: cannot write {path}: {exc}")

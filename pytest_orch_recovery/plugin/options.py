@@ -30,7 +30,7 @@ GATES = ("point", "lower-bound")
 DEFAULT_TIER = "tmux"  # real processes: the embedded sim agent in tmux, real git
 DEFAULT_AGENT = "sim"
 DEFAULT_REPORT = "orch-report.md"
-REPORT_SUFFIXES = (".md", ".json", ".html")
+REPORT_SUFFIXES = (".md", ".json", ".html", ".jsonl")
 TEMPLATE_FIELDS = frozenset({"prompt", "prompt_file", "workdir", "task_id", "session", "agent"})
 SEED_MAX = 2**32 - 1
 
@@ -124,7 +124,8 @@ _OPTIONS = (
             "seed of the whole campaign (fault timing, generated runs, task text); printed in "
             "the header and passed to xdist workers (default: random)", "N"),
     _Option("--orch-report", _report_path, (DEFAULT_REPORT,),
-            "write the dashboard to PATH: .md, .json or .html; repeatable "
+            "write the dashboard to PATH: .md, .json or .html, or the campaign's events as a "
+            "journal (.jsonl) that orch-recovery report reads; repeatable "
             f"(default: {DEFAULT_REPORT})", "PATH", append=True),
     _Option("--orch-scenarios", str, "scenarios",
             "directory of the scenario files (*.toml) collected under --orch-chaos, relative "

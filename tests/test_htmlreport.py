@@ -1,0 +1,182 @@
+"""The HTML report: one page for both front doors, drawn from events alone where it can be.
+
+"The same page" is tested literally: a chaos campaign's report written by the plugin's gate and
+the page ``orch-recovery report --format html`` draws from the campaign's journal (the gate's
+``.jsonl`` report) have the same sections, and every section drawn from the events alone
+(overview, charts, timeline) is byte-identical once the campaign's fault marks
+(``class="fault"``) are removed. The criteria section differs by design: the gate judges
+first-try rates over the fault-free tasks only.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from events import JournalBuilder, random_journal, seed_incident, sigint_resumed
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_orch_recovery.chaos.campaign import run_scenario
+from pytest_orch_recovery.chaos.scenario import load_scenario
+from pytest_orch_recovery.engine.charts import tick_step, time_label
+from pytest_orch_recovery.engine.htmlreport import MAX_TIMELINE_TASKS, render_html
+from pytest_orch_recovery.engine.journal import journal_text, replay
+from pytest_orch_recovery.engine.metrics import Criteria, compute, evaluate
+from pytest_orch_recovery.engine.model import Event, EventKind
+from pytest_orch_recovery.plugin.gate import aggregate, write_report
+
+REPO = Path(__file__).resolve().parent.parent
+SCENARIOS = ("task-agent-5030", "api-429-retry-after", "permission-systematic", "timeout")
+CAMPAIGN_ONLY = re.compile(r'<(g|p|li) class="fault"[^>]*>.*?</\1>', re.DOTALL)
+
+
+def sections(page: str) -> dict[str, str]:
+    """The page's top-level parts by id."""
+    found = re.findall(r'<section id="([a-z-]+)">(.*?)</section>(?=<section id=|<footer>)',
+                       page, re.DOTALL)
+    return dict(found)
+
+
+def _campaign(tmp_path: Path) -> tuple[Path, Path]:
+    runs = [run_scenario(load_scenario(REPO / "scenarios" / f"{name}.toml"), tier="sim", seed=5,
+                         agent="sim") for name in SCENARIOS]
+    # As the plugin sends them: a run travels from its worker as compact JSON.
+    runs = [type(r).from_json(r.to_json()) for r in runs]
+    result = aggregate(runs, Criteria())
+    campaign = {**result.to_json(), "seed": 5, "tier": "sim", "agent": "sim",
+                "replay": "pytest --orch-chaos --orch-seed 5"}
+    page, journal = tmp_path / "o.html", tmp_path / "o.jsonl"
+    write_report(page, result, campaign)
+    write_report(journal, result, campaign)
+    return page, journal
+
+
+def _cli_page(journal: Path, out: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest_orch_recovery", "report", "--journal", str(journal),
+         "--format", "html", "--output", str(out)],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return out.read_text(encoding="utf-8")
+
+
+def test_plugin_and_cli_draw_the_same_page_for_the_same_events(tmp_path: Path) -> None:
+    plugin_path, journal = _campaign(tmp_path)
+    plugin_page = plugin_path.read_text(encoding="utf-8")
+    cli_page = _cli_page(journal, tmp_path / "j.html")
+    plugin, cli = sections(plugin_page), sections(cli_page)
+    assert list(plugin) == ["criteria", "overview", "charts", "timeline", "campaign"]
+    assert list(cli) == ["criteria", "overview", "charts", "timeline"]
+    for name in ("overview", "charts", "timeline"):
+        assert CAMPAIGN_ONLY.sub("", plugin[name]) == cli[name], name
+    # The fault marks are the plugin's only additions to the timeline, and there are some.
+    assert 'class="fault"' in plugin["timeline"] and 'class="fault"' not in cli_page
+    # What the journal path judged is what compute + evaluate say about the journal.
+    metrics = compute(replay(journal))
+    for result in evaluate(metrics):
+        if result.is_rate:
+            assert result.describe() in html.unescape(cli["criteria"])
+        else:
+            assert f"<b>{result.observed:g}</b>" in cli["criteria"]
+
+
+def test_timeline_shows_reason_strategy_backoff_and_operator(tmp_path: Path) -> None:
+    page, _ = _campaign(tmp_path)
+    text = page.read_text(encoding="utf-8")
+    timeline = sections(text)["timeline"]
+    # task-agent-5030: SIGINT after fake3.md, resumed; the label says so, hover says why.
+    assert "#1 sigint → resume</text>" in timeline and "#2 succeeded, PR #1</text>" in timeline
+    assert "exit: 0" in timeline and "SIGINT delivered" in timeline
+    assert "partial work: created fake3.md" in timeline
+    # api-429: the engine waited the Retry-After before resuming: a backoff bar.
+    assert re.search(r'<rect class="wait"[^>]*><title>backoff 3 s before resume', timeline)
+    # permission-systematic: escalated, then an operator released every task.
+    assert timeline.count('<g class="operator">') == 3 and '<g class="escalated">' in timeline
+    assert "#1 permission → escalate → restart</text>" in timeline
+    # Every bar links to its attempt in a details element.
+    for href in re.findall(r'<a href="#(a\d+-\d+)" class="attempt"', timeline):
+        assert f'<li id="{href}">' in timeline
+    # A time axis with units.
+    assert re.search(r'<text class="tick"[^>]*>\d+ (s|min)</text>', timeline)
+
+
+def test_journal_page_has_no_campaign_parts_and_nothing_external(tmp_path: Path) -> None:
+    j = seed_incident()
+    page = render_html(j.events, compute(j.events), evaluate(compute(j.events)),
+                       journals=["journal.jsonl"])
+    assert "campaign" not in sections(page) and 'class="fault"' not in page
+    assert "fault injected" not in page  # the legend leaves out what cannot be drawn
+    assert "Journal journal.jsonl" in page
+    # Self-contained: no script, no fetched resource; the SVG namespace is only a name.
+    assert "<script" not in page and "@import" not in page and "url(" not in page
+    assert set(re.findall(r"https?://[^\"' ]+", page)) == {"http://www.w3.org/2000/svg"}
+
+
+def test_hostile_text_is_escaped_and_every_svg_is_well_formed_xml() -> None:
+    j = JournalBuilder()
+    sigint_resumed(j, "<script>alert(1)</script>", "agent-\"q\"&")
+    page = render_html(j.events, compute(j.events), evaluate(compute(j.events)))
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    for svg in re.findall(r"<svg .*?</svg>", page, re.DOTALL):
+        ET.fromstring(svg)
+
+
+@settings(max_examples=30, deadline=None)
+@given(random_journal())
+def test_any_journal_renders_a_page_with_an_attempt_bar_per_attempt(
+        events: list[Event]) -> None:
+    metrics = compute(events)
+    page = render_html(events, metrics, evaluate(metrics))
+    assert page.count('class="attempt"') == min(
+        metrics.attempts,
+        sum(1 for e in events if e.kind is EventKind.ATTEMPT_LAUNCHED))
+    for svg in re.findall(r"<svg .*?</svg>", page, re.DOTALL):
+        ET.fromstring(svg)
+
+
+def test_timeline_is_capped_and_says_so() -> None:
+    j = JournalBuilder()
+    for i in range(MAX_TIMELINE_TASKS + 5):
+        sigint_resumed(j, f"t{i}", f"agent-{i}")
+    page = render_html(j.events, compute(j.events), evaluate(compute(j.events)))
+    assert page.count("<details id=") == MAX_TIMELINE_TASKS
+    assert "5 more task(s) not drawn" in page
+
+
+def test_empty_journal_renders() -> None:
+    page = render_html([], compute([]), evaluate(compute([])))
+    assert "No tasks in these events." in page and "No failed attempts." in page
+
+
+@given(st.floats(min_value=0.05, max_value=30 * 86400, allow_nan=False))
+def test_ticks_are_few_and_cover_the_span(span: float) -> None:
+    step = tick_step(span)
+    assert span / step <= 8
+    label = time_label(step, step)
+    assert label.split()[-1] in ("s", "min", "h", "d")
+
+
+def test_journal_text_round_trips_through_replay(tmp_path: Path) -> None:
+    events = seed_incident().events
+    path = tmp_path / "j.jsonl"
+    path.write_text(journal_text(events), encoding="utf-8")
+    assert [e.to_json() for e in replay(path)] == [
+        {**e.to_json(), "seq": i} for i, e in enumerate(events, 1)]
+
+
+@pytest.mark.parametrize("suffix", [".html", ".htm"])
+def test_cli_picks_html_by_suffix(tmp_path: Path, suffix: str) -> None:
+    journal = tmp_path / "j.jsonl"
+    journal.write_text(journal_text(seed_incident().events), encoding="utf-8")
+    out = tmp_path / f"r{suffix}"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest_orch_recovery", "report", "--journal", str(journal),
+         "--output", str(out)], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert out.read_text(encoding="utf-8").startswith("<!doctype html>")

@@ -83,9 +83,11 @@ def test_plugin_off_collects_nothing_and_imports_no_engine(
     result.assert_outcomes(passed=1)
     modules = json.loads((pytester.path / "modules.json").read_text())
     assert "pytest_orch_recovery.plugin.hooks" in modules  # installed: its options are there
-    # Only the options: no engine, no tier, no scenario, no gate.
+    # Only the options and the agent command template's placeholders: no engine, no tier, no
+    # scenario, no gate.
     assert set(modules) <= {f"pytest_orch_recovery{m}" for m in (
-        "", ".plugin", ".plugin.hooks", ".plugin.options", ".infra", ".infra.argtypes")}, modules
+        "", ".plugin", ".plugin.hooks", ".plugin.options", ".infra", ".infra.argtypes",
+        ".infra.placeholders")}, modules
     assert not (pytester.path / "orch-report.md").exists()
 
 
@@ -188,7 +190,7 @@ def test_malformed_scenario_names_file_line_and_field(pytester: pytest.Pytester)
     _scenario(pytester, "typo", RECOVERING.replace('kind = "sigint"', 'kind = "sigintt"'))
     _scenario(pytester, "syntax", "[[tasks]]\nid = \"a\"\ntitle = = 3\n")
     result = pytester.runpytest("--orch-chaos")
-    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # like a bad option (issue 10)
     out = result.stdout.str()
     assert "typo.toml:12: faults[1].kind: unknown fault kind 'sigintt'" in out
     assert "syntax.toml:3: invalid TOML" in out

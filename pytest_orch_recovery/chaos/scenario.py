@@ -10,15 +10,15 @@ position of syntax errors, and :func:`_key_lines` finds the line of each key for
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pytest_orch_recovery.chaos.faults import CATALOGUE, FaultSpec, FaultStatus, Trigger
-from pytest_orch_recovery.engine.errors import OrchRecoveryError
+from pytest_orch_recovery.engine import validation
 from pytest_orch_recovery.engine.model import Reason, Strategy, Task
+from pytest_orch_recovery.engine.validation import InputError, RuleError
 
 OUTCOMES = ("succeeded", "recovered", "escalated", "failed")
 FAULT_STATUSES = (FaultStatus.EXERCISED, FaultStatus.INEFFECTIVE, FaultStatus.NOT_EXERCISED)
@@ -54,19 +54,40 @@ _FAULT_KEYS = frozenset({"kind", "task", "attempt", "params", "expect", *TRIGGER
 _EXPECT_KEYS = frozenset(
     {"outcome", "reasons", "strategies", "max_attempts", "files", "pr", "pushed"}
 )
+MAX_SCENARIO_BYTES = 1024 * 1024
+MAX_ATTEMPTS = 100  # attempt numbers and expected budgets
+MAX_TASKS = 1_000
+MAX_FAULTS = 1_000
+PR_ERRORS = ("bad_credentials", "unreachable")
+SIGINT_STYLES = ("claude",)
 
 
-class ScenarioError(OrchRecoveryError, ValueError):
+@dataclass(frozen=True)
+class _Param:
+    """One ``params`` key a fault kind honours on both tiers."""
+
+    kind: str  # "count", "seconds", "boolean" or "choice"
+    choices: tuple[str, ...] = ()
+
+
+_API_PARAMS: Mapping[str, _Param] = {"count": _Param("count")}
+# The params each fault kind honours (docs/scenarios.md); any other key is refused at load.
+FAULT_PARAMS: Mapping[str, Mapping[str, _Param]] = {
+    "api_overloaded": _API_PARAMS,
+    "api_server_error": _API_PARAMS,
+    "api_rate_limit": {**_API_PARAMS, "retry_after": _Param("seconds")},
+    "pr_create_fails": {"times": _Param("count"), "error": _Param("choice", PR_ERRORS)},
+    "kill": {"oom": _Param("boolean")},
+    "sigint": {"style": _Param("choice", SIGINT_STYLES)},
+    "sigint_keys": {"style": _Param("choice", SIGINT_STYLES)},
+}
+
+
+class ScenarioError(InputError):
     """A scenario file that cannot be used, with where and what."""
 
     def __init__(self, source: str, line: int, field_name: str, message: str) -> None:
-        self.source = source
-        self.line = line
-        self.field = field_name
-        self.message = message
-        where = f"{source}:{line}"
-        super().__init__(f"{where}: {field_name}: {message}" if field_name else
-                         f"{where}: {message}")
+        super().__init__(source, line, field_name, message)
 
 
 @dataclass(frozen=True)
@@ -221,26 +242,34 @@ class _Reader:
                                 + ", ".join(sorted(allowed)))
         return value
 
-    def string(self, value: object, path: Path_, *, empty: bool = False) -> str:
-        if not isinstance(value, str):
-            raise self.fail(path, f"must be a string, not {type(value).__name__}")
-        if not empty and not value.strip():
-            raise self.fail(path, "must not be empty")
-        return value
+    def string(self, value: object, path: Path_, *, empty: bool = False,
+               limit: int = validation.MAX_TITLE_CHARS) -> str:
+        try:
+            return validation.text(value, limit=limit, empty=empty)
+        except RuleError as exc:
+            raise self.fail(path, str(exc)) from None
 
-    def integer(self, value: object, path: Path_, *, minimum: int = 1) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(path, f"must be an integer, not {type(value).__name__}")
-        if value < minimum:
-            raise self.fail(path, f"must be >= {minimum}, got {value}")
-        return value
+    def checked(self, rule: Any, value: object, path: Path_, **kwargs: Any) -> Any:
+        """``rule(value, **kwargs)`` from :mod:`validation`, its refusal placed at ``path``."""
+        try:
+            return rule(value, **kwargs)
+        except RuleError as exc:
+            raise self.fail(path, str(exc)) from None
 
-    def seconds(self, value: object, path: Path_) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(path, f"must be a number of seconds, not {type(value).__name__}")
-        if not value > 0:
-            raise self.fail(path, f"must be > 0, got {value}")
-        return float(value)
+    def integer(self, value: object, path: Path_, *, minimum: int = 1,
+                maximum: int = validation.MAX_COUNT) -> int:
+        out: int = self.checked(validation.integer, value, path, minimum=minimum,
+                                maximum=maximum)
+        return out
+
+    def seconds(self, value: object, path: Path_, *, zero: bool = False) -> float:
+        out: float = self.checked(validation.number, value, path,
+                                  exclusive_minimum=not zero)
+        return out
+
+    def relative_path(self, value: object, path: Path_) -> str:
+        out: str = self.checked(validation.relative_path, value, path)
+        return out
 
     def boolean(self, value: object, path: Path_) -> bool:
         if not isinstance(value, bool):
@@ -259,6 +288,18 @@ class _Reader:
             out.append(text)
         return tuple(out)
 
+    def paths(self, value: object, path: Path_) -> tuple[str, ...]:
+        """A list of relative paths, each inside the repository, none repeated."""
+        if not isinstance(value, list):
+            raise self.fail(path, f"must be a list of file paths, not {type(value).__name__}")
+        out: dict[str, int] = {}
+        for i, item in enumerate(value):
+            normal = self.relative_path(item, (*path, i))
+            if normal in out:
+                raise self.fail((*path, i), f"{normal!r} repeats item {out[normal] + 1}")
+            out[normal] = i
+        return tuple(out)
+
     def expectation(self, value: object, path: Path_) -> Expectation:
         raw = self.table(value, path, _EXPECT_KEYS)
         get = raw.get
@@ -275,8 +316,8 @@ class _Reader:
             strategies=None if get("strategies") is None else self.strings(
                 raw["strategies"], (*path, "strategies"), [str(s) for s in Strategy]),
             max_attempts=None if get("max_attempts") is None else self.integer(
-                raw["max_attempts"], (*path, "max_attempts")),
-            files=None if get("files") is None else self.strings(raw["files"], (*path, "files")),
+                raw["max_attempts"], (*path, "max_attempts"), maximum=MAX_ATTEMPTS),
+            files=None if get("files") is None else self.paths(raw["files"], (*path, "files")),
             pr=None if get("pr") is None else self.boolean(raw["pr"], (*path, "pr")),
             pushed=None if get("pushed") is None else self.boolean(raw["pushed"],
                                                                     (*path, "pushed")),
@@ -287,20 +328,23 @@ class _Reader:
         for required in ("id", "title", "deliverables"):
             if required not in raw:
                 raise self.fail(path, f"missing required key {required!r}")
-        deliverables = self.strings(raw["deliverables"], (*path, "deliverables"))
+        deliverables = self.paths(raw["deliverables"], (*path, "deliverables"))
         if not deliverables:
             raise self.fail((*path, "deliverables"), "must list at least one file")
+        tests = None if raw.get("tests") is None else self.string(raw["tests"],
+                                                                   (*path, "tests"))
         task = Task(
-            task_id=self.string(raw["id"], (*path, "id")),
+            task_id=self.checked(validation.name, raw["id"], (*path, "id"), what="task id"),
             title=self.string(raw["title"], (*path, "title")),
             deliverables=deliverables,
-            tests=None if raw.get("tests") is None else self.string(raw["tests"],
-                                                                     (*path, "tests")),
-            agent_type=self.string(raw.get("agent_type", "claude-code"), (*path, "agent_type")),
+            tests=tests,
+            agent_type=self.checked(validation.name, raw.get("agent_type", "claude-code"),
+                                    (*path, "agent_type"), what="agent type"),
             wants_pr=self.boolean(raw.get("pr", True), (*path, "pr")),
-            prompt=self.string(raw.get("prompt", ""), (*path, "prompt"), empty=True),
+            prompt=self.checked(validation.prompt, raw.get("prompt", ""), (*path, "prompt")),
         )
-        agent = None if raw.get("agent") is None else self.string(raw["agent"], (*path, "agent"))
+        agent = None if raw.get("agent") is None else self.checked(
+            validation.agent_name, raw["agent"], (*path, "agent"))
         expect = Expectation()
         if "expect" in raw:
             expect = self.expectation(raw["expect"], (*path, "expect"))
@@ -318,7 +362,7 @@ class _Reader:
         where = (*path, key)
         event = TRIGGER_KEYS[key]
         if key == "after_file" and isinstance(value, str):
-            return Trigger(event, path=self.string(value, where))
+            return Trigger(event, path=self.relative_path(value, where))
         if value is True:
             return Trigger(event)
         if isinstance(value, bool):
@@ -352,10 +396,8 @@ class _Reader:
             elif isinstance(raw["attempt"], str):
                 raise self.fail((*path, "attempt"), "must be an attempt number or \"all\"")
             else:
-                attempt = self.integer(raw["attempt"], (*path, "attempt"))
-        params = raw.get("params", {})
-        if not isinstance(params, Mapping):
-            raise self.fail((*path, "params"), f"must be a table, not {type(params).__name__}")
+                attempt = self.integer(raw["attempt"], (*path, "attempt"), maximum=MAX_ATTEMPTS)
+        params = self.params(kind, raw.get("params", {}), (*path, "params"))
         status = None
         if "expect" in raw:
             status = self.string(raw["expect"], (*path, "expect"))
@@ -363,8 +405,31 @@ class _Reader:
                 raise self.fail((*path, "expect"), f"{status!r} is not one of "
                                 + ", ".join(FAULT_STATUSES))
         spec = FaultSpec(kind, self.trigger(raw, path), task=task, attempt=attempt,
-                         params=dict(params), fault_id=f"f{index + 1}")
+                         params=params, fault_id=f"f{index + 1}")
         return spec, status
+
+    def params(self, kind: str, value: object, path: Path_) -> dict[str, Any]:
+        """The fault's ``params``: only the keys its kind honours, each checked."""
+        allowed = FAULT_PARAMS.get(kind, {})
+        if not isinstance(value, Mapping):
+            raise self.fail(path, f"must be a table, not {type(value).__name__}")
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            where = (*path, key)
+            param = allowed.get(key)
+            if param is None:
+                known = ", ".join(sorted(allowed)) if allowed else "none"
+                raise self.fail(where, f"{kind} takes no parameter {key!r}; it takes: {known}")
+            if param.kind == "count":
+                out[key] = self.integer(item, where, maximum=validation.MAX_COUNT)
+            elif param.kind == "seconds":
+                out[key] = self.seconds(item, where, zero=True)
+            elif param.kind == "boolean":
+                out[key] = self.boolean(item, where)
+            else:
+                out[key] = self.checked(validation.choice, item, where, choices=param.choices,
+                                        what=key)
+        return out
 
 
 def parse_scenario(text: str, *, source: str = "<scenario>", name: str | None = None) -> Scenario:
@@ -376,10 +441,11 @@ def parse_scenario(text: str, *, source: str = "<scenario>", name: str | None = 
     ('demo', ('t1',), 'after a.md is written')
     """
     try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None) or _lineno_from_message(str(exc))
-        raise ScenarioError(source, line, "", f"invalid TOML: {exc}") from None
+        doc = validation.loads_toml(text)
+    except validation.DocumentError as exc:
+        if exc.path:
+            raise _Reader(source, text).fail(exc.path, str(exc)) from None
+        raise ScenarioError(source, exc.line or 1, "", str(exc)) from None
     reader = _Reader(source, text)
     raw = reader.table(doc, (), _TOP_KEYS)
     defaults = Expectation()
@@ -388,19 +454,31 @@ def parse_scenario(text: str, *, source: str = "<scenario>", name: str | None = 
     raw_tasks = raw.get("tasks")
     if not isinstance(raw_tasks, list) or not raw_tasks:
         raise reader.fail(("tasks",), "a scenario needs at least one [[tasks]] table")
+    if len(raw_tasks) > MAX_TASKS:
+        raise reader.fail(("tasks",), f"{len(raw_tasks)} tasks; the limit is {MAX_TASKS}")
     tasks = []
     seen: dict[str, int] = {}
+    agents: dict[str, int] = {}
     for i, item in enumerate(raw_tasks):
         task = reader.task(item, ("tasks", i), defaults)
         if task.task.task_id in seen:
             raise reader.fail(("tasks", i, "id"), f"task id {task.task.task_id!r} repeats "
                               f"tasks[{seen[task.task.task_id] + 1}]")
         seen[task.task.task_id] = i
+        # The agent each task runs as (the coordinator's default name when not given): one
+        # agent, one session and one workspace per task.
+        agent = task.agent or f"task-agent-{task.task.task_id}"
+        if agent in agents:
+            raise reader.fail(("tasks", i, "agent"), f"agent {agent!r} already runs "
+                              f"tasks[{agents[agent] + 1}]; each task needs its own agent")
+        agents[agent] = i
         tasks.append(task)
     ids = [t.task.task_id for t in tasks]
     raw_faults = raw.get("faults", [])
     if not isinstance(raw_faults, list):
         raise reader.fail(("faults",), "must be an array of [[faults]] tables")
+    if len(raw_faults) > MAX_FAULTS:
+        raise reader.fail(("faults",), f"{len(raw_faults)} faults; the limit is {MAX_FAULTS}")
     faults: list[FaultSpec] = []
     statuses: dict[str, str] = {}
     for i, item in enumerate(raw_faults):
@@ -413,7 +491,8 @@ def parse_scenario(text: str, *, source: str = "<scenario>", name: str | None = 
     timeout = raw.get("attempt_timeout")
     return Scenario(
         name=reader.string(raw.get("name", name or source), ("name",)),
-        description=reader.string(raw.get("description", ""), ("description",), empty=True),
+        description=reader.string(raw.get("description", ""), ("description",), empty=True,
+                                  limit=validation.MAX_PROMPT_BYTES),
         tasks=tuple(tasks),
         faults=tuple(faults),
         operator_actions=actions,
@@ -430,16 +509,15 @@ def _operator_actions(reader: _Reader, value: object) -> tuple[str, ...]:
     return reader.strings(value, ("operator_actions",), sorted(OPERATOR_ACTIONS))
 
 
-def _lineno_from_message(message: str) -> int:
-    found = re.search(r"line (\d+)", message)
-    return int(found.group(1)) if found else 1
-
-
 def load_scenario(path: str | Path) -> Scenario:
     """Read ``path``; the scenario is named after the file unless it says ``name = ...``."""
     target = Path(path)
     try:
-        text = target.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(str(target), 1, "", f"cannot read: {exc}") from None
+        raw = validation.read_bounded(target, MAX_SCENARIO_BYTES)
+        text = raw.decode("utf-8")
+    except RuleError as exc:
+        raise ScenarioError(str(target), 1, "", str(exc)) from None
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ScenarioError(str(target), line, "", "not UTF-8 text") from None
     return parse_scenario(text, source=str(target), name=target.stem)

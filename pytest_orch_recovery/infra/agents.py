@@ -14,13 +14,14 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import string
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 from pytest_orch_recovery.engine.runtime import LaunchSpec
+from pytest_orch_recovery.infra.command_template import CommandTemplate, parse_template
+from pytest_orch_recovery.infra.placeholders import PLACEHOLDERS, is_template
 
 SKIP_PERMISSIONS_FLAG = "--dangerously-skip-permissions"
 # The fix-focused variant of an agent type, as the policy's Reassign names it.
@@ -56,7 +57,8 @@ class AgentDriver(Protocol):
     @property
     def config(self) -> AgentConfig: ...
 
-    def argv(self, spec: LaunchSpec, *, prompt_file: Path) -> list[str]: ...
+    def argv(self, spec: LaunchSpec, *, prompt_file: Path,
+             workdir: Path | None = None) -> list[str]: ...
 
 
 def prompt_text(spec: LaunchSpec) -> str:
@@ -80,7 +82,8 @@ class CliAgentDriver:
     config: AgentConfig = AgentConfig()
     environment: tuple[tuple[str, str], ...] = ()
 
-    def argv(self, spec: LaunchSpec, *, prompt_file: Path) -> list[str]:
+    def argv(self, spec: LaunchSpec, *, prompt_file: Path,
+             workdir: Path | None = None) -> list[str]:
         interactive = self.config.interactive
         args = [*self.executable]
         if not interactive:
@@ -110,31 +113,37 @@ class CliAgentDriver:
 
 @dataclass(frozen=True)
 class TemplateDriver:
-    """Any agent, from a command template with ``{prompt_file}``, ``{agent}``, ``{attempt}``,
-    ``{task_id}`` and ``{resume_session}`` placeholders; run through ``/bin/sh -c``."""
+    """Any agent, from a command template with the placeholders of
+    :data:`~pytest_orch_recovery.infra.placeholders.PLACEHOLDERS`.
+
+    The template is split into words once (a bad template raises
+    :class:`~pytest_orch_recovery.infra.command_template.TemplateError`); each attempt fills
+    the words as plain text and runs them directly, no shell, with every value also in the
+    environment (``env -- ORCH_TASK_ID=... program ...``).
+    """
 
     name: str
     template: str
     config: AgentConfig = AgentConfig()
+    parsed: CommandTemplate = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        allowed = {"prompt_file", "agent", "attempt", "task_id", "resume_session"}
-        for _, field_name, _, _ in string.Formatter().parse(self.template):
-            if field_name is not None and field_name not in allowed:
-                raise ValueError(
-                    f"agent command template: unknown placeholder {{{field_name}}}; "
-                    f"use {', '.join('{' + a + '}' for a in sorted(allowed))}"
-                )
+        object.__setattr__(self, "parsed", parse_template(self.template))
 
-    def argv(self, spec: LaunchSpec, *, prompt_file: Path) -> list[str]:
-        command = self.template.format(
-            prompt_file=shlex.quote(str(prompt_file)),
-            agent=shlex.quote(spec.agent),
-            attempt=spec.attempt,
-            task_id=shlex.quote(spec.task.task_id),
-            resume_session=shlex.quote(spec.resume_session or ""),
-        )
-        return ["/bin/sh", "-c", command]
+    def argv(self, spec: LaunchSpec, *, prompt_file: Path,
+             workdir: Path | None = None) -> list[str]:
+        values = {
+            "prompt": prompt_text(spec),
+            "prompt_file": str(prompt_file),
+            "workdir": "." if workdir is None else str(workdir),
+            "task_id": spec.task.task_id,
+            "session": spec.resume_session or "",
+            "agent": spec.agent,
+            "attempt": str(spec.attempt),
+        }
+        words = self.parsed.render(values)
+        environment = [f"{PLACEHOLDERS[key]}={value}" for key, value in values.items()]
+        return ["env", "--", *environment, *words]
 
 
 def sim_agent_driver(config: AgentConfig | None = None) -> CliAgentDriver:
@@ -216,6 +225,6 @@ def driver_for(agent: str, config: AgentConfig | None = None) -> AgentDriver:
         return sim_agent_driver(config)
     if agent == "claude-code":
         return claude_code_driver(config)
-    if "{" in agent or " " in agent:
+    if is_template(agent):
         return TemplateDriver("template", agent, config or AgentConfig())
     raise ValueError(f"unknown agent {agent!r}: use sim, claude-code, or a command template")

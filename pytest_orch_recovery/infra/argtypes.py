@@ -1,12 +1,16 @@
 """argparse ``type=`` validators shared by the pytest options and the CLI: a bad value is a
-usage error that names the value and what was expected. Standard library only, so the plugin
-can import this while ``--orch-chaos`` is off."""
+usage error that names the value and what was expected. Standard library only (and the package's own
+standard-library-only rules), so the plugin can import this while ``--orch-chaos`` is off."""
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import stat
 from collections.abc import Callable
+
+from pytest_orch_recovery.infra.placeholders import BUILTIN_AGENTS, is_template, known
 
 
 def rate(text: str) -> float:
@@ -43,3 +47,91 @@ def integer(minimum: int) -> Callable[[str], int]:
 
 count = integer(0)
 positive_int = integer(1)
+
+
+def exit_code(text: str) -> int:
+    """An exit status a process can have: 0..255, or -1..-64 (killed by signal N).
+
+    >>> exit_code("130"), exit_code("-2")
+    (130, -2)
+    """
+    from pytest_orch_recovery.engine import validation  # the plugin imports this module at start
+
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid exit code {text[:40]!r}: not an integer") from None
+    try:
+        return validation.exit_status(value)
+    except validation.RuleError:
+        raise argparse.ArgumentTypeError(
+            f"invalid exit code {text!r}: an exit status is 0..255, or -1..-64 for a "
+            "process killed by a signal"
+        ) from None
+
+
+def relative_path(text: str) -> str:
+    """A path relative to its root that does not leave it (``..``, absolute: refused)."""
+    from pytest_orch_recovery.engine import validation  # the plugin imports this module at start
+
+    try:
+        return validation.relative_path(text)
+    except validation.RuleError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def agent_name(text: str) -> str:
+    """An agent name in the safe alphabet (a file, branch and tmux session name)."""
+    from pytest_orch_recovery.engine import validation  # the plugin imports this module at start
+
+    try:
+        return validation.agent_name(text)
+    except validation.RuleError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def input_file(text: str) -> str:
+    """``-`` (standard input) or an existing regular file of bounded size; devices, FIFOs and
+    directories are refused before anything reads them."""
+    from pytest_orch_recovery.engine import validation  # the plugin imports this module at start
+
+    if text == "-":
+        return text
+    if not text or "\x00" in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file name")
+    try:
+        info = os.stat(text)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {text}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise argparse.ArgumentTypeError(
+            f"{text}: not a regular file ({validation.file_kind(info.st_mode)})")
+    if info.st_size > validation.MAX_DOCUMENT_BYTES:
+        raise argparse.ArgumentTypeError(
+            f"{text}: is {info.st_size} bytes; the limit is {validation.MAX_DOCUMENT_BYTES}")
+    return text
+
+
+def agent_command(text: str) -> str:
+    """``sim``, ``claude-code``, or a command template that is safe to fill (see
+    :mod:`pytest_orch_recovery.infra.command_template`).
+
+    >>> agent_command("sim"), agent_command("aider --message {prompt}")
+    ('sim', 'aider --message {prompt}')
+    """
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the agent must not be empty")
+    if text in BUILTIN_AGENTS:
+        return text
+    if not is_template(text):
+        raise argparse.ArgumentTypeError(
+            f"unknown agent {text!r}: use {', '.join(BUILTIN_AGENTS)}, or a command template "
+            f"(a command with arguments, placeholders {known()})")
+    from pytest_orch_recovery.infra.command_template import TemplateError, parse_template
+
+    try:
+        parse_template(text)
+    except TemplateError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+    return text

@@ -59,6 +59,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except TierUnavailable as exc:
         raise pytest.UsageError(f"--orch-tier {settings.tier}: {exc}") from None
     config.stash[SETTINGS] = settings
+    config.pluginmanager.register(ScenarioLoadErrors(), ScenarioLoadErrors.NAME)
     if config.args_source is not pytest.Config.ArgsSource.ARGS:
         # ``pytest --orch-chaos`` with no paths runs the campaign, not the unit tests.
         # Without a scenarios directory only the generated runs (if any) are collected.
@@ -67,6 +68,26 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_orch_recovery.plugin.gate import ChaosGate
 
         config.pluginmanager.register(ChaosGate(config, settings), ChaosGate.NAME)
+
+
+class ScenarioLoadErrors:
+    """A scenario file that does not load is a usage error (exit 4), like a bad option; its
+    one-line ``file:line: field: message`` is the collection error pytest shows. Under xdist
+    the controller sees the workers' collection reports here too."""
+
+    NAME = "orch-scenario-load-errors"
+
+    def __init__(self) -> None:
+        self.files: list[str] = []
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed and report.nodeid.endswith(".toml"):
+            self.files.append(report.nodeid)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.files:
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import secrets
-import string
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_orch_recovery.infra.argtypes import count, rate
+from pytest_orch_recovery.infra.argtypes import agent_command, count, rate
+from pytest_orch_recovery.infra.placeholders import known as known_placeholders
 
 if TYPE_CHECKING:
     from pytest_orch_recovery.chaos.record import ScenarioRun
@@ -31,7 +31,6 @@ DEFAULT_TIER = "tmux"  # real processes: the embedded sim agent in tmux, real gi
 DEFAULT_AGENT = "sim"
 DEFAULT_REPORT = "orch-report.md"
 REPORT_SUFFIXES = (".md", ".json", ".html", ".jsonl")
-TEMPLATE_FIELDS = frozenset({"prompt", "prompt_file", "workdir", "task_id", "session", "agent"})
 SEED_MAX = 2**32 - 1
 
 
@@ -65,28 +64,6 @@ def _tier(text: str) -> str:
     return _choice(TIERS)(text)
 
 
-def _agent(text: str) -> str:
-    """``sim``, ``claude-code``, or a command template such as ``my-agent --task {prompt}``.
-
-    >>> _agent("sim"), _agent("aider --message {prompt}")
-    ('sim', 'aider --message {prompt}')
-    """
-    if not text.strip():
-        raise argparse.ArgumentTypeError("the agent must not be empty")
-    try:
-        fields = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a valid command template: {exc}") \
-            from None
-    unknown = fields - TEMPLATE_FIELDS
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} uses unknown placeholder(s) {', '.join(sorted(unknown))}; known: "
-            + ", ".join(sorted(TEMPLATE_FIELDS))
-        )
-    return text
-
-
 def _report_path(text: str) -> str:
     if Path(text).suffix.lower() not in REPORT_SUFFIXES:
         raise argparse.ArgumentTypeError(
@@ -117,9 +94,9 @@ _OPTIONS = (
     _Option(OPTION_CHAOS, None, False,
             "run the agent-recovery chaos campaign: collect the scenarios, inject faults, let "
             "the engine recover, gate on the success criteria (off: the plugin does nothing)"),
-    _Option("--orch-agent", _agent, DEFAULT_AGENT,
-            "agent to run: sim, claude-code, or a command template with {prompt}, {workdir}, "
-            "{task_id}, {session}, {agent} or {prompt_file} (default: sim)", "AGENT"),
+    _Option("--orch-agent", agent_command, DEFAULT_AGENT,
+            "agent to run: sim, claude-code, or a command template run without a shell, "
+            f"with placeholders {known_placeholders()} (default: sim)", "AGENT"),
     _Option("--orch-seed", _seed, None,
             "seed of the whole campaign (fault timing, generated runs, task text); printed in "
             "the header and passed to xdist workers (default: random)", "N"),

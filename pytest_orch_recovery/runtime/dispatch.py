@@ -79,7 +79,7 @@ class Dispatcher:
         if signal_name is not None:
             # The agent process is killed by a real signal before it does anything.
             return ["/bin/sh", "-c", f"kill -{signal_name} $$"]
-        return self.driver_for(spec).argv(spec, prompt_file=prompt_file)
+        return self.driver_for(spec).argv(spec, prompt_file=prompt_file, workdir=workspace)
 
     def driver_for(self, spec: LaunchSpec) -> AgentDriver:
         """The driver of this attempt: the current one unless ``config_for`` overrides it."""

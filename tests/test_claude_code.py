@@ -25,7 +25,7 @@ from pytest_orch_recovery.doubles.modeldouble.plan import Step
 from pytest_orch_recovery.doubles.sandbox import Sandbox
 from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.engine.classify import LogText, Observation, classify
-from pytest_orch_recovery.engine.model import Reason, Task
+from pytest_orch_recovery.engine.model import Reason, SignalOrigin, Task
 from pytest_orch_recovery.engine.runtime import AttemptExit, LaunchSpec
 from pytest_orch_recovery.infra.agents import (
     AgentConfig,
@@ -233,8 +233,16 @@ def test_sigint_during_a_tool_ends_with_an_aborted_result_and_resume_redoes_the_
         seen = _observation(exited)
         assert classify(Observation(exit=seen.exit, result=result, logs=seen.logs)).reason \
             is Reason.SIGINT
+        # Who sent it, from the launch wrapper's siginfo: this test process's killpg, or the
+        # tty line discipline for the typed key (si_code SI_KERNEL, no pid, no client).
+        assert signals == ("SIGINT",)
+        (sender,) = exited.exit.senders
         if how == "process-group":
-            assert "SIGINT" in signals
+            assert sender.origin is SignalOrigin.PROCESS and sender.pid == os.getpid()
+            assert sender.describe().startswith(f"SIGINT from pid {os.getpid()} `")
+        else:
+            assert sender.origin is SignalOrigin.TTY and sender.pid is None
+            assert sender.clients == 0
         # --resume: the interrupted Bash call comes back as an error result; the model (the
         # double) runs it again (this time it returns at once) and carries on.
         before = len(lb.double.transcript)

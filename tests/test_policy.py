@@ -19,6 +19,8 @@ from pytest_orch_recovery.engine.model import (
     PartialWork,
     PullRequest,
     Reason,
+    SignalOrigin,
+    SignalSender,
     Strategy,
     Task,
     WorkItem,
@@ -100,6 +102,7 @@ def test_table_order() -> None:
         "tests_fail_after_implementation",
         "pr_creation_failed",
         "api_error_retry",
+        "sigint_typed_by_person",
         "sigint_with_checkpoint",
         "sigint_with_partial_work",
         "sigint_without_checkpoint",
@@ -351,6 +354,23 @@ def test_sigint_with_a_checkpoint_resumes_the_session() -> None:
     assert d.resume_session == "s-1"
     assert d.work == missing_work(TASK, partial)
     assert d.delay == 0.0
+
+
+def test_a_ctrl_c_typed_by_a_person_waits_for_the_operator() -> None:
+    checkpoint = Checkpoint("task-agent-5030", "t1", created_files=("fake3.md",), session_id="s-1")
+    partial = PartialWork(
+        deliverables_present=FILES[:1], deliverables_missing=FILES[1:], checkpoint=checkpoint
+    )
+    person = SignalSender(2, SignalOrigin.TTY, 0x80, clients=1)
+    d = _decide(_situation(Reason.SIGINT, partial=partial, sender=person))
+    assert d.rule == "sigint_typed_by_person"
+    assert d.strategy is Strategy.ESCALATE
+    assert "1 client(s) attached" in d.why and d.work == ()
+    # Keys a program typed into a pane nobody watches, or a kill() from a process: resumed.
+    for sender in (SignalSender(2, SignalOrigin.TTY, 0x80, clients=0),
+                   SignalSender(2, SignalOrigin.PROCESS, 0, pid=4242, command="kill -INT 7")):
+        d = _decide(_situation(Reason.SIGINT, partial=partial, sender=sender))
+        assert d.rule == "sigint_with_checkpoint", sender
 
 
 def test_sigint_without_a_checkpoint_restarts_the_full_task() -> None:

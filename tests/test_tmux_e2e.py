@@ -62,12 +62,20 @@ def test_task_agent_5030_reproduced_and_recovered(tmp_path) -> None:
     exited = _data(out, EventKind.ATTEMPT_EXITED, "task-5030")[0]
     # What real Claude Code does on SIGINT, and what the launch wrapper saw.
     assert exited["exit"]["code"] == 0 and "SIGINT" in exited["signals_delivered"]
+    # Who sent it (the wrapper's siginfo): the fault hook's killpg, named with its command line.
+    (sender,) = exited["exit"]["senders"]
+    assert sender["origin"] == "process" and sender["code"] == 0
+    assert "pytest_orch_recovery.chaos.faulthook" in sender["command"]
+    attribution = _data(out, EventKind.FAILURE_ATTRIBUTED, "task-5030")[0]["attribution"]
+    assert attribution["sender"] == sender
     state = out.repo["task-5030"]
     assert state.files == ("fake3.md",) and state.commits == 1 and state.pr == 1
     assert _writes(out) == {"fake3.md": 1}, "the resume must not write fake3.md again"
     assert out.ledger.statuses() == {"f1": FaultStatus.EXERCISED}
     dashboard = render_markdown(compute(out.events), evaluate(compute(out.events)))
     assert "task-agent-5030 (SIGINT) ✅ RECOVERED" in dashboard
+    assert ("- **Root Cause Theory**: SIGINT (Ctrl-C) - hypothesis 2 (System signal during "
+            f"resource pressure) held in part: SIGINT from pid {sender['pid']}") in dashboard
     _assert_clean(out)
 
 
@@ -77,6 +85,9 @@ def test_sigint_typed_into_the_pane_is_recovered_too(tmp_path) -> None:
     assert out.outcomes["t-four"] is Phase.SUCCEEDED
     assert _reasons(out, "t-four") == ["sigint"]
     assert _strategies(out, "t-four") == ["resume"]
+    (sender,) = _data(out, EventKind.ATTEMPT_EXITED, "t-four")[0]["exit"]["senders"]
+    assert (sender["origin"], sender["code"], sender["clients"]) == ("tty", 0x80, 0)
+    assert "pid" not in sender, "a tty-generated signal has no sending process"
     _assert_clean(out)
 
 

@@ -26,6 +26,8 @@ from pytest_orch_recovery.engine.model import (
     ExitInfo,
     PartialWork,
     PullRequest,
+    SignalOrigin,
+    SignalSender,
     Task,
     WorkItem,
     WorkKind,
@@ -39,6 +41,18 @@ SIM_EPOCH = 1753261200.0
 # Real Claude Code retries API errors (529, 429, 5xx, connection) with backoff before giving
 # up; its default is 10 retries (CLAUDE_CODE_MAX_RETRIES / the SDK's maxRetries).
 AGENT_MAX_RETRIES = 10
+
+
+def _fault_hook_sender(sig: int) -> SignalSender:
+    """Who the launch wrapper names for a signal fault on the tmux tier: the fault hook."""
+    return SignalSender(sig, SignalOrigin.PROCESS, 0,
+                        command="python -P -m pytest_orch_recovery.chaos.faulthook --plan "
+                        "faults.json")
+
+
+def _coordinator_sender(sig: int) -> SignalSender:
+    """The coordinator's own interrupt / kill, as the wrapper would name it."""
+    return SignalSender(sig, SignalOrigin.PROCESS, 0, command="orch-recovery coordinator")
 
 _OVERLOADED_BODY = '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}'
 _RATE_LIMIT_BODY = (
@@ -247,12 +261,12 @@ class SimRuntime:
     def interrupt(self, agent: str) -> None:
         attempt = self._attempts.get(agent)
         if attempt is not None and attempt.live:
-            self._die_by_signal(attempt, 2, claude_style=True)
+            self._die_by_signal(attempt, 2, claude_style=True, sender=_coordinator_sender(2))
 
     def kill(self, agent: str) -> None:
         attempt = self._attempts.get(agent)
         if attempt is not None and attempt.live:
-            self._die_by_signal(attempt, 15, claude_style=False)
+            self._die_by_signal(attempt, 15, claude_style=False, sender=_coordinator_sender(15))
 
     def output(self, agent: str) -> str:
         attempt = self._attempts.get(agent)
@@ -540,14 +554,20 @@ class SimRuntime:
         mark = self._mark
         if kind in ("sigint", "sigint_keys"):
             mark(spec, attempt, FaultStatus.EXERCISED, "SIGINT delivered")
+            sender = (SignalSender(2, SignalOrigin.TTY, 0x80, clients=0)
+                      if kind == "sigint_keys" else _fault_hook_sender(2))
             self._die_by_signal(attempt, 2, claude_style=spec.params.get("style", "claude")
-                                == "claude")
+                                == "claude", sender=sender)
             return True
         if kind in ("kill", "terminate"):
             mark(spec, attempt, FaultStatus.EXERCISED, kind)
             if spec.params.get("oom"):
                 attempt.output.append("Killed")
-            self._die_by_signal(attempt, 9 if kind == "kill" else 15, claude_style=False)
+            sig = 9 if kind == "kill" else 15
+            oom = bool(spec.params.get("oom")) and sig == 9
+            self._die_by_signal(attempt, sig, claude_style=False,
+                                sender=SignalSender(9, SignalOrigin.KERNEL) if oom
+                                else _fault_hook_sender(sig), oom=oom)
             return True
         if kind in ("stall", "permission_prompt"):
             if kind == "permission_prompt":
@@ -606,15 +626,21 @@ class SimRuntime:
 
     # ------------------------------------------------------------------ exits
 
-    def _die_by_signal(self, attempt: _Attempt, sig: int, *, claude_style: bool) -> None:
-        attempt.signals.append(sig)
+    def _die_by_signal(self, attempt: _Attempt, sig: int, *, claude_style: bool,
+                       sender: SignalSender | None = None, oom: bool = False) -> None:
+        """End by ``sig``; ``sender`` is who the launch wrapper's siginfo would name (a
+        SIGKILL reaches the agent, never the wrapper: the kernel's counter tells of an OOM)."""
+        if not oom:
+            attempt.signals.append(sig)
+        senders = () if sender is None else (sender,)
         if sig == 2 and claude_style:
             # Measured: real Claude Code given SIGINT while waiting on the API exits 0 and
             # prints nothing. The launch wrapper's trap still records the delivered signal.
             attempt.output.clear()
-            self._exit(attempt, ExitInfo.from_returncode(0), result=None)
+            self._exit(attempt, ExitInfo.from_returncode(0).with_evidence(senders), result=None)
             return
-        self._exit(attempt, ExitInfo.from_returncode(-sig), result=None)
+        exit_info = ExitInfo.from_returncode(-sig).with_evidence(senders, oom_killed=oom)
+        self._exit(attempt, exit_info, result=None)
 
     def _exit_clean(self, attempt: _Attempt, text: str) -> None:
         ws = self.workspaces[attempt.spec.agent]

@@ -3,8 +3,12 @@
 Signals, each turned into :class:`~pytest_orch_recovery.engine.model.Evidence` with a weight:
 
 - the exit (status, signal, 128+N, tmux ``pane_dead_signal``, coreutils 124);
-- what the supervisor knows: it timed the attempt out, it delivered signals to the group, the
-  launching orchestrator saw rate-limit/quota output;
+- what the supervisor knows: it timed the attempt out, it delivered signals to the group,
+  and who sent each signal (the launch wrapper's ``siginfo``: typed at the pane's terminal,
+  or ``kill()`` from pid N with its command line; a time-limit program such as coreutils
+  ``timeout`` sending SIGINT makes the cause a timeout, not an interruption); the launching
+  orchestrator saw rate-limit/quota output;
+- the kernel's word on a SIGKILL: the cgroup's ``oom_kill`` counter rose (the OOM killer);
 - the agent's result JSON (Claude Code ``--output-format json``: ``type: "result"``,
   ``subtype``, ``is_error``, ``result``, ``permission_denials``, ``api_error_status``,
   ``terminal_reason``);
@@ -31,7 +35,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_orch_recovery.engine.model import Attribution, Evidence, ExitInfo, Reason
+from pytest_orch_recovery.engine.model import (
+    Attribution,
+    Evidence,
+    ExitInfo,
+    Reason,
+    SignalOrigin,
+    SignalSender,
+)
 from pytest_orch_recovery.engine.patterns import Match, match_lines
 
 # Evidence from the exit alone never carries more weight than this, so an attribution made
@@ -133,6 +144,9 @@ def _exit_evidence(obs: Observation, found: _Found) -> None:
         how = f"ended by {name} (code {code}, from {exit_info.source})"
         if timed_out and (sig in _KILLING or sig == _SIGINT):
             found.add("exit", Reason.TIMEOUT, 0.3, f"{how}, sent by the timeout")
+        elif exit_info.oom_killed and sig == int(_signal.SIGKILL):
+            found.add("kernel", Reason.KILLED, 0.9,
+                      f"killed by the OOM killer ({how}; the cgroup's oom_kill count rose)")
         elif sig == _SIGINT:
             found.add("exit", Reason.SIGINT, 0.6, how)
         elif sig in _KILLING:
@@ -156,29 +170,64 @@ def _output_empty(obs: Observation) -> bool:
     return obs.result is None and all(not log.text.strip() for log in obs.logs)
 
 
+def senders_of(obs: Observation) -> list[SignalSender | None]:
+    """The sender of each signal in ``obs.signals_delivered`` (None where unknown), matched
+    in order against what the launch wrapper recorded."""
+    known = [s for s in (obs.exit.senders if obs.exit else ()) if s.origin is not
+             SignalOrigin.KERNEL]
+    out: list[SignalSender | None] = []
+    for sig in obs.signals_delivered:
+        index = next((i for i, s in enumerate(known) if s.signal == sig), None)
+        out.append(None if index is None else known.pop(index))
+    return out
+
+
 def _supervisor_evidence(obs: Observation, found: _Found) -> None:
     if obs.timed_out:
         found.add("supervisor", Reason.TIMEOUT, 0.9, "killed by the supervisor for its timeout")
     timed_out = _supervisor_timed_out(obs)
-    for index, sig in enumerate(obs.signals_delivered):
+    senders = senders_of(obs)
+    for index, (sig, sender) in enumerate(zip(obs.signals_delivered, senders, strict=True)):
         weight = 0.65 if index == 0 else 0.25  # the first signal sent is the one that mattered
         name = _sig_name(sig)
+        who = sender.describe() if sender is not None else f"{name} delivered to the group"
         if timed_out and (sig in _KILLING or sig == _SIGINT):
             found.add("supervisor", Reason.TIMEOUT, 0.3, f"{name} delivered by the timeout")
+        elif sender is not None and sender.from_timeout:
+            found.add("signal", Reason.TIMEOUT, 0.8 if index == 0 else 0.3,
+                      f"{who}: a time limit ended the attempt")
         elif sig == _SIGINT:
-            found.add("supervisor", Reason.SIGINT, weight, f"{name} delivered to the group")
+            found.add("signal" if sender else "supervisor", Reason.SIGINT, weight, who)
         elif sig in _KILLING:
-            found.add("supervisor", Reason.KILLED, weight, f"{name} delivered to the group")
+            found.add("signal" if sender else "supervisor", Reason.KILLED, weight, who)
     exit_info = obs.exit
     clean_exit = exit_info is not None and exit_info.status == 0 and exit_info.signal is None
     if _SIGINT in obs.signals_delivered and clean_exit and not timed_out and _output_empty(obs):
+        first = senders[obs.signals_delivered.index(_SIGINT)]
+        reason = Reason.TIMEOUT if first is not None and first.from_timeout else Reason.SIGINT
         found.add(
             "supervisor",
-            Reason.SIGINT,
+            reason,
             0.85,
             "exit 0 with no output after SIGINT: how Claude Code ends when interrupted "
             "while waiting on the API",
         )
+
+
+def _deciding_sender(obs: Observation, winner: Reason) -> SignalSender | None:
+    """The sender of the signal behind the verdict: the first SIGINT for sigint, the first
+    terminating signal (or the OOM killer) for killed, a time-limit program for timeout."""
+    senders = [s for s in senders_of(obs) if s is not None]
+    if winner is Reason.SIGINT:
+        return next((s for s in senders if s.signal == _SIGINT), None)
+    if winner is Reason.TIMEOUT:
+        return next((s for s in senders if s.from_timeout), None)
+    if winner is Reason.KILLED:
+        if obs.exit is not None and obs.exit.oom_killed:
+            return next((s for s in obs.exit.senders if s.origin is SignalOrigin.KERNEL),
+                        None)
+        return next((s for s in senders if s.signal in _KILLING), None)
+    return None
 
 
 def _denial_detail(denial: Any) -> str:
@@ -435,4 +484,6 @@ def classify(obs: Observation) -> Attribution:
         tuple(ordered),
         retry_after=found.retry_after if is_api else None,
         api_status=found.api_status if is_api else None,
+        sender=_deciding_sender(obs, winner),
+        oom_killed=winner is Reason.KILLED and obs.exit is not None and obs.exit.oom_killed,
     )

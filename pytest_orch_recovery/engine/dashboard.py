@@ -239,7 +239,8 @@ def _event(event: RecoveryEvent) -> list[str]:
         f"- **Recovery Time**: {human_duration(event.recovery_time)}",
         f"- **Result**: {_result(event)}",
         f"- **Root Cause Theory**: {_reason_label(event.reason)}"
-        + (f" - {_text(event.evidence)}" if event.evidence else ""),
+        + (f" - {_text(event.theory)}" if event.theory
+           else f" - {_text(event.evidence)}" if event.evidence else ""),
         f"- **Lesson Learned**: {_text(event.lesson) if event.lesson else 'none recorded'}",
         "",
     ]

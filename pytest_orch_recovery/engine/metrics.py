@@ -43,6 +43,7 @@ from pytest_orch_recovery.engine.model import (
     Task,
     WorkItem,
 )
+from pytest_orch_recovery.engine.rootcause import theory
 from pytest_orch_recovery.engine.stats import mean, percentile, wilson_interval
 
 # The reasons table lists at most this many agents per reason (the seed shows three).
@@ -91,6 +92,8 @@ class RecoveryEvent:
     evidence: str  # the strongest evidence's detail
     lesson: str
     released_by_operator: tuple[str, ...]  # operator actions that released it
+    # Which of the seed's root-cause hypotheses the signal's sender supports (rootcause.py).
+    theory: str = ""
 
     @property
     def root_cause(self) -> str:
@@ -179,6 +182,7 @@ class _Failure:
     evidence: str
     partial: tuple[str, ...]
     missing: tuple[str, ...]
+    theory: str = ""
 
 
 @dataclass
@@ -305,6 +309,7 @@ def _failure(story: _Story, event: Event) -> _Failure:
         evidence="" if strongest is None else strongest.detail,
         partial=describe_partial(raw_partial) if isinstance(raw_partial, Mapping) else (),
         missing=tuple(missing),
+        theory=theory(attribution),
     )
 
 
@@ -375,6 +380,7 @@ def _recovery_event(story: _Story) -> RecoveryEvent:
         evidence=first.evidence,
         lesson=story.lesson,
         released_by_operator=tuple(story.released),
+        theory=first.theory,
     )
 
 

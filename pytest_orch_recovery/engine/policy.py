@@ -303,6 +303,22 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         backoff=True,
     ),
     Rule(
+        # A Ctrl-C arriving through the terminal while a person's tmux client is attached to
+        # the agent's session: someone at the pane stopped it, perhaps on purpose. Restarting
+        # or resuming behind their back would undo their decision, so the task waits for the
+        # operator (releasing it resumes the work). A tty Ctrl-C with no client attached came
+        # from a program typing into the pane (tmux send-keys) and is recovered as below.
+        "sigint_typed_by_person",
+        lambda s: s.reason is Reason.SIGINT and s.attribution.sender is not None
+        and s.attribution.sender.typed_by_person,
+        Strategy.ESCALATE,
+        lambda s: "a person typed Ctrl-C in the agent's pane (tty SIGINT with "
+        f"{s.attribution.sender.clients if s.attribution.sender else '?'} client(s) attached); "
+        "not retried behind their back. Release the task to resume it.",
+        lesson="Ask before stopping an agent by hand; release it when the interruption was a "
+        "mistake.",
+    ),
+    Rule(
         "sigint_with_checkpoint",
         lambda s: s.reason is Reason.SIGINT and s.partial.usable_checkpoint,
         Strategy.RESUME,

@@ -4,8 +4,16 @@
 exact environment and directory the spec names, in the wrapper's own process group (so it is
 the terminal's foreground group and receives Ctrl-C like the agent does), and:
 
-- records every INT / TERM / HUP delivered to that group as ``signals_delivered``: the real
-  Claude Code exits 0 on SIGINT, so the exit status alone would hide the interruption;
+- records every INT / TERM / HUP delivered to it (and so to its group) as
+  ``signals_delivered``: the real Claude Code exits 0 on SIGINT, so the exit status alone would
+  hide the interruption;
+- and who sent each one (``signal_senders``): the wrapper blocks those signals and SIGCHLD and
+  takes them with ``signal.sigwaitinfo``, so it has each one's ``siginfo`` (``si_code``:
+  typed at the terminal or ``kill()`` from a process; ``si_pid``, ``si_uid``) and reads the
+  sender's command line from ``/proc`` at once (:mod:`.senders`); the agent itself runs with
+  the signals unblocked, as it would without us;
+- reads its memory cgroup's ``oom_kill`` counter before and after, so a SIGKILL that ended
+  the agent is known to be the OOM killer's when the counter rose;
 - writes ``exit_file`` atomically: exit status or signal, delivered signals, times;
 - writes one line ``exit <agent> <attempt>`` to the runtime's event FIFO (non-blocking: a
   runtime that has gone away must not hang the pane);
@@ -25,14 +33,16 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from pytest_orch_recovery.engine import atomic
-from pytest_orch_recovery.engine.model import ExitInfo
+from pytest_orch_recovery.engine.model import ExitInfo, SignalOrigin, SignalSender
+from pytest_orch_recovery.runtime.senders import memory_cgroup, oom_kills, sender_of, tmux_clients
 
 SCHEMA_VERSION = 1
 _TRAPPED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Taken with sigwaitinfo: the trapped signals, and SIGCHLD to wake when the agent ends.
+_WAITED = frozenset({*_TRAPPED, signal.SIGCHLD})
 # POSIX shells: 127 "command not found", 126 "found but not executable".
 _NOT_FOUND, _NOT_EXECUTABLE = 127, 126
 
@@ -99,29 +109,53 @@ def notify(fifo: str | None, line: str) -> None:
         os.close(fd)
 
 
-def _run(spec: WrapperSpec) -> tuple[ExitInfo, int | None, str | None]:
+def _unblock() -> None:  # in the child, before exec: the agent gets its signals as usual
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _WAITED)
+
+
+@dataclass
+class _Received:
+    """Signals taken while the agent ran, each with its sender."""
+
+    senders: list[SignalSender]
+
+    def take(self, info: signal.struct_siginfo) -> None:
+        tty = info.si_code == 0x80 and info.si_pid == 0
+        self.senders.append(sender_of(info.si_signo, info.si_code, info.si_pid, info.si_uid,
+                                      clients=tmux_clients() if tty else None))
+
+
+def _run(spec: WrapperSpec, received: _Received) -> tuple[ExitInfo, int | None, str | None]:
     try:
-        child = subprocess.Popen(list(spec.argv), cwd=spec.cwd, env=dict(spec.env))
+        child = subprocess.Popen(
+            list(spec.argv), cwd=spec.cwd, env=dict(spec.env), preexec_fn=_unblock
+        )
     except FileNotFoundError:
         return ExitInfo(status=_NOT_FOUND, source="wrapper"), None, "command not found"
     except PermissionError:
         return ExitInfo(status=_NOT_EXECUTABLE, source="wrapper"), None, "Permission denied"
-    code = child.wait()  # PEP 475: retried after each trapped signal's handler runs
+    while (code := child.poll()) is None:
+        info = signal.sigwaitinfo(_WAITED)  # an event: a signal for us, or the agent's end
+        if info.si_signo != signal.SIGCHLD:
+            received.take(info)
     if code < 0:
         return ExitInfo(status=None, signal=-code, source="wrapper"), child.pid, None
     return ExitInfo.from_shell_status(code, source="wrapper"), child.pid, None
 
 
 def run(spec: WrapperSpec) -> ExitInfo:
-    delivered: list[str] = []
-
-    def _record(signum: int, _frame: FrameType | None) -> None:
-        delivered.append(signal.Signals(signum).name)
-
-    for sig in _TRAPPED:
-        signal.signal(sig, _record)
+    received = _Received([])
+    signal.pthread_sigmask(signal.SIG_BLOCK, _WAITED)
+    cgroup = memory_cgroup()
+    oom_before = oom_kills(cgroup)
     started = time.time()
-    info, child_pid, error = _run(spec)
+    info, child_pid, error = _run(spec, received)
+    oom_after = oom_kills(cgroup)
+    oom = (info.signal == signal.SIGKILL and oom_before is not None
+           and oom_after is not None and oom_after > oom_before)
+    if oom:
+        received.senders.append(SignalSender(int(signal.SIGKILL), SignalOrigin.KERNEL))
+    info = info.with_evidence(tuple(received.senders), oom_killed=oom)
     if error is not None:
         print(f"{spec.argv[0]}: {error}", file=sys.stderr, flush=True)
     atomic.write_json(
@@ -132,7 +166,10 @@ def run(spec: WrapperSpec) -> ExitInfo:
             "attempt": spec.attempt,
             "key": spec.key,
             "exit": info.to_json(),
-            "signals_delivered": delivered,
+            "signals_delivered": [s.signal_name for s in received.senders
+                                  if s.origin is not SignalOrigin.KERNEL],
+            "oom_kill": {"cgroup": None if cgroup is None else str(cgroup),
+                         "before": oom_before, "after": oom_after},
             "started_at": started,
             "ended_at": time.time(),
             "pid": child_pid,
@@ -148,6 +185,8 @@ def _end_like(info: ExitInfo) -> int:
     if info.status is None and info.signal is not None:
         with contextlib.suppress(OSError, ValueError):  # SIGKILL/SIGSTOP: no handler to reset
             signal.signal(info.signal, signal.SIG_DFL)
+        with contextlib.suppress(OSError, ValueError):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {info.signal})
         with contextlib.suppress(OSError):
             os.kill(os.getpid(), info.signal)
         return 128 + info.signal

@@ -66,7 +66,8 @@ def render(reports: list[PartialReport], actions: list[tuple[tuple[str, ...], st
             files = "not probed (no failed attempt)"
         else:
             total = len(r.deliverables_present) + len(r.deliverables_missing)
-            files = f"{len(r.deliverables_present)}/{total}"
+            after = "" if r.attempt is None else f"after attempt {r.attempt}: "
+            files = f"{after}{len(r.deliverables_present)}/{total}"
             if r.deliverables_missing:
                 files += " missing " + ", ".join(r.deliverables_missing)
         todo = "; ".join(r.missing_work) or "-"

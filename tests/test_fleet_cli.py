@@ -133,6 +133,7 @@ def test_status_live_asks_tmux_and_reads_checkpoint_age(
     assert live()["t1"]["session"] == "dead"
     code, out, _ = _run(capsys, "status", "--journal", str(journal), "--live",
                         "--checkpoint-dir", str(checkpoints))
+    assert code == 0
     assert "SESSION" in out.splitlines()[0] and " ago" in out
 
 

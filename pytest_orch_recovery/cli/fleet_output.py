@@ -16,13 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pytest_orch_recovery.engine.errors import UsageError
 from pytest_orch_recovery.engine.fleetview import SCHEMA_VERSION
 from pytest_orch_recovery.engine.journal import JournalError, replay
 from pytest_orch_recovery.engine.metrics import event_problem
 from pytest_orch_recovery.engine.model import Event
 
 
-class InputError(Exception):
+class InputError(UsageError):
     """A journal cannot be used; the message names the file (and line)."""
 
 

@@ -40,16 +40,11 @@ from typing import Any
 
 from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.infra.checkpoint import record_hook_input
+from pytest_orch_recovery.infra.processes import foreground_process_group, parent_pid
 
 HOOK_TIMEOUT_SECONDS = 3600  # a "stall" fault must outlive any attempt timeout
 SIGNAL_WAIT_SECONDS = 30.0  # how long a signal fault waits for the agent to die of it
 _FILE_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"})
-
-
-def _proc_stat(pid: int | str) -> list[str]:
-    raw = Path(f"/proc/{pid}/stat").read_text()
-    # Fields after the command name, which is in parentheses and may hold spaces.
-    return raw[raw.rindex(")") + 2:].split()
 
 
 def foreground_group(context: Mapping[str, Any]) -> int:
@@ -57,22 +52,27 @@ def foreground_group(context: Mapping[str, Any]) -> int:
     holds the agent. Read from our own terminal when we have one (the sim agent's hooks); the
     real Claude Code runs hooks in a new session without a terminal (tpgid -1), so then from
     the agent's tmux pane."""
-    tpgid = int(_proc_stat("self")[5])
-    if tpgid > 0:
-        return tpgid
+    own = foreground_process_group(os.getpid())
+    if own is not None:
+        return own
     pane_pid = subprocess.run(
         ["tmux", "-L", str(context["tmux_socket"]), "display-message", "-p",
          "-t", f"={context['agent']}:", "#{pane_pid}"],
         check=True, capture_output=True, text=True,
     ).stdout.strip()
-    return int(_proc_stat(pane_pid)[5])
+    pane = foreground_process_group(int(pane_pid))
+    if pane is None:
+        raise RuntimeError(f"the agent's pane (pid {pane_pid}) has no foreground process group")
+    return pane
 
 
 def agent_pid(leader: int) -> int:
     """The agent: our ancestor whose parent is ``leader`` (the launch wrapper)."""
     pid = os.getppid()
     while pid > 1:
-        parent = int(_proc_stat(pid)[1])
+        parent = parent_pid(pid)
+        if parent is None:
+            break  # gone while we looked
         if parent == leader or pid == leader:
             return pid
         pid = parent

@@ -36,6 +36,12 @@ def process_start_time(pid: int) -> int | None:
     return None if fields is None else int(fields[19])
 
 
+def parent_pid(pid: int) -> int | None:
+    """Field 4 of /proc/<pid>/stat (ppid); None if the process is gone."""
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[1])
+
+
 def foreground_process_group(pid: int) -> int | None:
     """Field 8 of /proc/<pid>/stat (tpgid): the foreground process group of pid's terminal."""
     fields = _stat_fields(pid)
@@ -83,6 +89,27 @@ def pids_with_env(name: str, value: str) -> list[int]:
         if needle in environ.split(b"\0") and process_alive(pid):
             found.append(pid)
     return found
+
+
+def pids_named(name: str) -> list[int]:
+    """Processes whose command name (/proc/<pid>/comm, at most 15 bytes) is ``name``."""
+    found = []
+    for pid in _all_pids():
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue  # gone
+        if comm.rstrip("\n") == name:
+            found.append(pid)
+    return found
+
+
+def process_cwd(pid: int) -> Path | None:
+    """The working directory of ``pid``; None if it is gone or not ours to read."""
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return None
 
 
 def wait_gone(pids: Iterable[int], timeout: float) -> list[int]:

@@ -9,29 +9,21 @@ that repository, which is checked in ``/proc`` before the file is removed.
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 
 from pytest_orch_recovery.engine.policy import REMEDY_STALE_INDEX_LOCK
 from pytest_orch_recovery.infra.git import run_git
+from pytest_orch_recovery.infra.processes import pids_named, process_cwd
 
 
 def _git_processes_in(git_dir: Path, worktree: Path) -> list[int]:
     """Pids of git processes whose working directory is inside ``worktree`` or ``git_dir``."""
-    roots = [str(worktree.resolve()), str(git_dir.resolve())]
+    roots = [worktree.resolve(), git_dir.resolve()]
     pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            comm = Path(f"/proc/{entry}/comm").read_text().strip()
-            if comm != "git":
-                continue
-            cwd = os.readlink(f"/proc/{entry}/cwd")
-        except OSError:
-            continue  # gone, or not ours to read
-        if any(cwd == r or cwd.startswith(r + os.sep) for r in roots):
-            pids.append(int(entry))
+    for pid in pids_named("git"):
+        cwd = process_cwd(pid)
+        if cwd is not None and any(cwd == r or cwd.is_relative_to(r) for r in roots):
+            pids.append(pid)
     return pids
 
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_orch_recovery.engine.model import Reason
 from pytest_orch_recovery.engine.patterns import (
+    _PREFILTER,
     PATTERNS,
     TAIL_BYTES,
     Pattern,
     match_lines,
     pattern_named,
+    required_needles,
 )
 
 
@@ -114,3 +118,80 @@ def test_arbitrary_text_never_raises_and_lines_are_in_range(text: str) -> None:
     total_lines = text.count("\n") + 1
     assert all(1 <= m.line <= total_lines for m in found)
     assert [m.line for m in found] == sorted({m.line for m in found})
+
+
+# --------------------------------------------------------------------------- prefilter
+
+_SAMPLES = [row.sample for row in PATTERNS]
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(_SAMPLES),
+            st.text(max_size=60),
+            # a sample with a random cut: the prefilter must not keep rows that cannot match
+            # nor drop rows that still can
+            st.tuples(st.sampled_from(_SAMPLES), st.integers(0, 200)).map(lambda p: p[0][p[1]:]),
+        ),
+        max_size=6,
+    )
+)
+def test_prefilter_never_drops_a_row_that_matches(parts: list[str]) -> None:
+    text = "\n".join(parts)
+    possible = set(_PREFILTER.rows_possible_in(text))
+    for index, row in enumerate(PATTERNS):
+        if row.regex.search(text):
+            assert index in possible, f"{row.name} matches but was filtered out"
+
+
+def test_prefilter_rejects_text_without_any_rows_words() -> None:
+    assert _PREFILTER.rows_possible_in("all good\nwrote fake3.md\n") == list(_PREFILTER.always)
+
+
+def test_required_needles_come_from_the_parse_tree() -> None:
+    assert required_needles(re.compile(r"fatal: (?:not a git|bad) repo")) == ("fatal: ",)
+    assert required_needles(re.compile(r"(?:alpha one|beta two)\d")) == ("alpha one", "beta two")
+    assert required_needles(re.compile(r"x?y*")) is None
+    assert required_needles(re.compile(r"Retry-After", re.IGNORECASE)) == ("retry-after",)
+
+
+def test_every_row_but_few_is_prefiltered() -> None:
+    # Rows tried on every text cost a regex scan each; keep them rare.
+    assert len(_PREFILTER.always) <= 3
+
+
+def test_zero_failures_are_not_failures() -> None:
+    for line in (
+        "test result: ok. 5 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out",
+        "[INFO] Tests run: 5, Failures: 0, Errors: 0, Skipped: 0",
+        "Tests:       15 passed, 15 total",
+        "ok  \tgithub.com/acme/fake3\t0.005s",
+    ):
+        assert match_lines(line, "x") == [], line
+
+
+def test_ssh_publickey_is_git_not_agent_permission() -> None:
+    (m,) = match_lines("git@github.com: Permission denied (publickey).", "x")
+    assert m.reason is Reason.GIT_ERROR
+    (m,) = match_lines("mkdir: cannot create directory '/opt/x': Permission denied", "x")
+    assert m.reason is Reason.PERMISSION
+
+
+def test_github_rate_limit_is_github_but_a_bare_one_is_the_model_api() -> None:
+    (m,) = match_lines("API rate limit exceeded for user ID 95043299", "x")
+    assert m.reason is Reason.GITHUB_ERROR
+    (m,) = match_lines('"message": "API rate limit exceeded"', "x")
+    assert m.reason is Reason.API_ERROR
+
+
+def test_retried_errors_of_other_clis_do_not_stop_the_run() -> None:
+    for name in ("codex_stream_retrying", "aider_rate_limited", "gemini_quota_fallback"):
+        assert not pattern_named(name).stops_run, name
+
+
+def test_litellm_class_names_map_to_statuses() -> None:
+    (m,) = match_lines("litellm.AuthenticationError: AnthropicException - invalid x-api-key", "x")
+    assert m.api_status == 401
+    (m,) = match_lines("litellm.APIConnectionError: connection refused", "x")
+    assert (m.reason, m.api_status) == (Reason.API_ERROR, None)

@@ -81,16 +81,19 @@ class SeedFleet:
         return log_file
 
     def log(self, agent: str, suffix: str, wrapper: Sequence[str] = (),
-            raw: Sequence[str] = ()) -> None:
-        """Append wrapper lines (dated) and then raw CLI output lines."""
+            raw: Sequence[str] = (), unfinished: str = "") -> None:
+        """Append wrapper lines (dated), raw CLI output lines, and output the CLI was killed
+        in the middle of (no newline: the wrapper's next line is glued to it, as observed)."""
         path = self.logs / f"{agent}_{suffix}.log"
         with path.open("a", encoding="utf-8") as handle:
             for line in wrapper:
                 handle.write(f"{DATE} {line}\n")
             for line in raw:
                 handle.write(line + "\n")
+            handle.write(unfinished)
 
-    def claude_try(self, agent: str, suffix: str, n: int, output: Sequence[str]) -> None:
+    def claude_try(self, agent: str, suffix: str, n: int, output: Sequence[str],
+                   unfinished: str = "") -> None:
         self.log(agent, suffix, [
             f"🔁 Attempt {n}: Claude",
             "Executing: claude --model sonnet -p @/tmp/agent_prompt_x.txt --output-format "
@@ -98,7 +101,7 @@ class SeedFleet:
             "Timeout: 900s",
         ])
         self.log(agent, suffix, raw=[f"{DATE} Applied child virtual memory cap: 4194304 KB",
-                                     *output])
+                                     *output], unfinished=unfinished)
 
     def claude_failed(self, agent: str, suffix: str, code: int, *, rate_limited: bool = False,
                       timed_out: bool = False) -> None:

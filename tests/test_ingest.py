@@ -28,7 +28,7 @@ from pytest_orch_recovery.engine.journal import replay
 from pytest_orch_recovery.engine.metrics import compute
 from pytest_orch_recovery.engine.model import EventKind, Reason
 from pytest_orch_recovery.infra.adoption import AdoptionSource, adopt
-from pytest_orch_recovery.infra.results import ResultsError, find_runs, read_bounded
+from pytest_orch_recovery.infra.results import ResultsError, find_runs, parse_log, read_bounded
 from pytest_orch_recovery.infra.workspace import PullRequestsInMemory
 
 RATE = "task-agent-1111"  # rate limited
@@ -59,10 +59,8 @@ def _fleet(root: Path) -> tuple[SeedFleet, GitSandbox]:
     s = fleet.suffix(5)
     fleet.launch(SIGINT, s)
     sandbox.write(sandbox.worktrees[SIGINT], "half.md", "# half\n")
-    fleet.claude_try(SIGINT, s, 1, [
-        *stream(init_event(), assistant_text("Writing half.md")),
-        '{"type":"assistant","message":{"role":"assistant","content":[{"type":"tool_use","na',
-    ])
+    fleet.claude_try(SIGINT, s, 1, stream(init_event(), assistant_text("Writing half.md")),
+                     unfinished='{"type":"assistant","message":{"role":"assi')
     fleet.interrupted(SIGINT, s)
 
     s = fleet.suffix(10)
@@ -297,6 +295,18 @@ def test_reader_refuses_non_regular_and_oversized_files(tmp_path: Path) -> None:
     link.symlink_to(tmp_path / "a_results_1-2.json")
     with pytest.raises(ResultsError, match="dangling symlink"):
         read_bounded(link)
+
+
+def test_a_wrapper_line_glued_to_a_cut_off_stream_line_is_read() -> None:
+    # As observed running the seed's wrapper: the CLI died mid-line, the next line was glued.
+    text = ('{"type":"system","subtype":"init","session_id":"s-1"}\n'
+            '{"type":"assistant","message":{"role":"assi[Tue Dec  1 04:30:03 UTC 2026] Claude '
+            'exit code: 0\n'
+            '[Tue Dec  1 04:30:03 UTC 2026] ✅ Agent completed successfully via Claude\n')
+    log = parse_log("x.log", text)
+    assert log.bad_json_lines == (2,) and log.json_lines == 1
+    assert [(t.cli, t.exit_code) for t in log.tries] == [("Claude", 0)]
+    assert log.completed_via == "Claude"
 
 
 def test_find_runs_pairs_results_and_logs_and_skips_the_latest_pointer(

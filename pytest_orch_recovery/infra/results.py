@@ -60,6 +60,10 @@ _COMPLETED = re.compile(_PREFIX + r"✅ Agent completed successfully via (?P<cli
 _ENDED = re.compile(_PREFIX + r"Agent execution completed\.")
 _TRAPPED = re.compile(_PREFIX + r"Agent (?:interrupted|terminated) with signal (?P<sig>SIG[A-Z]+)")
 
+# A wrapper line glued to the end of a stream-json line the CLI left unfinished (its output had
+# no final newline when it was killed): "{...,"role":"assi[Tue Dec  1 04:30:03 UTC 2026] ...".
+_GLUED = re.compile(r"\[[^\[\]{}\"\n]*\d{1,2}:\d{2}:\d{2}[^\[\]{}\"\n]*\] ")
+
 # The wrapper's trap exits with these after logging the signal.
 _TRAP_STATUS = {"SIGINT": 130, "SIGTERM": 143}
 
@@ -291,11 +295,15 @@ def parse_log(source: str, text: str) -> RunLog:
                 event = json.loads(stripped)
             except json.JSONDecodeError:
                 bad.append(number)
+                glued = _GLUED.search(stripped)
+                if glued is None:
+                    continue
+                stripped = stripped[glued.start():]
+            else:
+                parsed += 1
+                if isinstance(event, dict) and event.get("type") == "result":
+                    result = event
                 continue
-            parsed += 1
-            if isinstance(event, dict) and event.get("type") == "result":
-                result = event
-            continue
         if (m := _CLI_START.match(stripped)) is not None:
             tries.append(_TryBuilder(m["cli"]))
         elif (m := _CLI_FAILED.match(stripped)) is not None:

@@ -503,3 +503,146 @@ def test_claude_codes_aborted_result_is_a_sigint_even_without_the_supervisors_wo
                                        work_missing=("git commit",)))
     assert attribution.reason is Reason.SIGINT
     assert not any(e.reason is Reason.UNKNOWN and e.weight > 0 for e in attribution.evidence)
+
+
+# --------------------------------------------------------------------------- what the exit hides
+
+
+def _details(attribution: Attribution) -> str:
+    return "\n".join(e.detail for e in attribution.evidence)
+
+
+def test_success_result_with_api_error_text_is_an_api_error_and_says_why() -> None:
+    # anthropics/claude-code#79500: headless API errors come back as subtype success.
+    obs = Observation(
+        exit=ExitInfo(0),
+        result=_result(result=OVERLOADED_FINAL),
+        deliverables_missing=("fake3.md",),
+    )
+    att = classify(obs)
+    assert att.reason is Reason.API_ERROR
+    assert att.api_status == 529
+    assert "result claims success (subtype success, is_error false)" in _details(att)
+    assert "believed over the claim" in _details(att)
+
+
+def test_success_subtype_with_is_error_and_prompt_too_long() -> None:
+    # anthropics/claude-code#12312: subtype success, is_error true, result "Prompt is too long".
+    obs = Observation(exit=ExitInfo(0), result=_result(is_error=True, result="Prompt is too long"))
+    att = classify(obs)
+    assert att.reason is Reason.API_ERROR
+    assert "subtype success, is_error true" in _details(att)
+
+
+def test_success_claim_without_error_text_adds_no_contradiction() -> None:
+    obs = Observation(exit=ExitInfo(0), result=_result(), deliverables_present=("fake3.md",))
+    assert looks_successful(obs)
+    assert "claims success" not in _details(classify(obs))
+
+
+def test_exit_zero_with_a_fatal_log_line_is_not_success() -> None:
+    log = "• Working\n■ stream disconnected before completion: Rate limit is exceeded.\n"
+    att = classify(Observation(exit=ExitInfo(0), logs=_log(log)))
+    assert att.reason is Reason.API_ERROR
+    assert "exit 0, yet the last fatal line of pane is codex_stream_disconnected" in _details(att)
+
+
+def test_exit_zero_with_only_retried_errors_and_work_done_is_success() -> None:
+    log = "The API provider has rate limited you. Try again later.\nRetrying in 0.2 seconds...\n"
+    obs = Observation(exit=ExitInfo(0), logs=_log(log), deliverables_present=("fake3.md",))
+    assert looks_successful(obs)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "timeout: sending signal TERM to command \u2018claude\u2019",
+        "The job running on runner GitHub Actions 3 has exceeded the maximum execution time "
+        "of 360 minutes.",
+        "Error: Process completed with exit code 124.",
+    ],
+)
+def test_timeout_masked_as_exit_1_is_a_timeout_with_the_masking_explained(line: str) -> None:
+    att = classify(Observation(exit=ExitInfo.from_shell_status(1), logs=_log(f"working\n{line}\n")))
+    assert att.reason is Reason.TIMEOUT
+    detail = _details(att)
+    assert "exit status 1 does not say timeout, but pane line 2 does" in detail
+    assert "re-coded" in detail
+
+
+def test_timeout_masked_as_exit_0_names_the_swallowed_124() -> None:
+    line = "timeout: sending signal KILL to command \u2018codex\u2019"
+    att = classify(Observation(exit=ExitInfo(0), logs=_log(line)))
+    assert att.reason is Reason.TIMEOUT
+    assert "swallowed the limit's 124" in _details(att)
+
+
+def test_sigterm_exit_with_a_timeout_line_is_the_limits_signal() -> None:
+    line = "timeout: sending signal TERM to command \u2018claude\u2019"
+    att = classify(Observation(exit=ExitInfo.from_shell_status(143), logs=_log(line)))
+    assert att.reason is Reason.TIMEOUT
+    assert "the signal was the time limit's" in _details(att)
+
+
+def test_exit_1_without_a_limit_line_is_not_called_a_timeout() -> None:
+    att = classify(Observation(exit=ExitInfo.from_shell_status(1), logs=_log("Error: boom\n")))
+    assert att.reason is not Reason.TIMEOUT
+    assert "does not say timeout" not in _details(att)
+
+
+def test_real_124_is_not_described_as_masked() -> None:
+    line = "timeout: sending signal TERM to command \u2018claude\u2019"
+    att = classify(Observation(exit=ExitInfo.from_shell_status(124), logs=_log(line)))
+    assert att.reason is Reason.TIMEOUT
+    assert "does not say timeout" not in _details(att)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[Request interrupted by user]",
+        "■ Conversation interrupted - tell the model what to do differently. Something went "
+        "wrong? Hit `/feedback` to report the issue.",
+    ],
+)
+def test_interrupt_with_no_signal_is_sigint_typed_in_the_pane(text: str) -> None:
+    att = classify(Observation(exit=ExitInfo(0), logs=_log(text), deliverables_missing=("a.md",)))
+    assert att.reason is Reason.SIGINT
+    assert "no SIGINT delivered or seen: a key typed in the pane" in _details(att)
+
+
+def test_interrupt_in_a_success_result_is_sigint_not_success() -> None:
+    obs = Observation(
+        exit=ExitInfo(0),
+        result=_result(result="[Request interrupted by user]"),
+        deliverables_present=("a.md",),
+    )
+    assert not looks_successful(obs)
+    att = classify(obs)
+    assert att.reason is Reason.SIGINT
+    assert "claims success" in _details(att)
+    assert "interrupted per the agent" in _details(att)
+
+
+def test_interrupt_with_a_delivered_sigint_has_no_no_signal_note() -> None:
+    att = classify(
+        Observation(
+            exit=ExitInfo(0),
+            logs=_log("[Request interrupted by user]"),
+            signals_delivered=(2,),
+        )
+    )
+    assert att.reason is Reason.SIGINT
+    assert "no SIGINT delivered" not in _details(att)
+
+
+def test_interrupt_text_after_the_supervisors_timeout_stays_a_timeout() -> None:
+    att = classify(
+        Observation(
+            exit=ExitInfo.from_shell_status(130),
+            logs=_log("[Request interrupted by user]"),
+            timed_out=True,
+            signals_delivered=(2,),
+        )
+    )
+    assert att.reason is Reason.TIMEOUT

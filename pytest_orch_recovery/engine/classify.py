@@ -347,6 +347,112 @@ def _parked_at_prompt(obs: Observation, log_matches: list[list[Match]], found: _
             return
 
 
+# --------------------------------------------------------------------------- what the exit hides
+
+# A claim of success contradicted by the text is a witness in its own right (the CLI said one
+# thing and printed another), worth this much on top of the text's own weight.
+_CONTRADICTED_CLAIM = 0.3
+# A time-limit line in the log explaining an exit status that does not say timeout.
+_MASKED_TIMEOUT = 0.6
+
+
+def _last_fatal(matches: Iterable[Match]) -> Match | None:
+    fatal = [m for m in matches if m.stops_run]
+    return fatal[-1] if fatal else None
+
+
+def _success_claim_contradicted(
+    obs: Observation, log_matches: list[list[Match]], result_matches: list[Match], found: _Found
+) -> None:
+    """Exit 0 or ``subtype: "success"`` next to text that reports an error that ended the run.
+
+    The claim is the weaker witness: Claude Code returns API errors headless as a successful
+    result with the error only in ``result`` (anthropics/claude-code#79500), answers "Prompt
+    is too long" with ``subtype: "success", is_error: true`` (#12312), and several CLIs exit 0
+    after printing their error. The text is believed, and the evidence says why.
+    """
+    result = obs.result if isinstance(obs.result, Mapping) else None
+    in_result = _last_fatal(result_matches)
+    if result is not None and result.get("subtype") == "success" and in_result is not None:
+        flag = "is_error true" if result.get("is_error") is True else "is_error false"
+        found.add("result", in_result.reason, _CONTRADICTED_CLAIM,
+                  f"result claims success (subtype success, {flag}) but its text says "
+                  f"{in_result.pattern.name}: {in_result.text}; the text is believed over the "
+                  "claim (a CLI reporting its error as its answer)", "result", in_result.line)
+        return
+    exit_info = obs.exit
+    if exit_info is None or not exit_info.clean:
+        return
+    last = [m for m in (_last_fatal(ms) for ms in log_matches) if m is not None]
+    if last:
+        m = last[-1]
+        found.add("log", m.reason, _CONTRADICTED_CLAIM * 0.7,
+                  f"exit 0, yet the last fatal line of {m.source} is {m.pattern.name}: {m.text}; "
+                  "an exit status of 0 is not success (the CLI printed its error and exited 0)",
+                  m.source, m.line)
+
+
+def _masked_timeout(obs: Observation, log_matches: list[list[Match]], found: _Found) -> None:
+    """A time limit the exit status does not show.
+
+    coreutils ``timeout`` exits 124, but ``timeout 900 agent || exit 1``, a CI step or a shell
+    wrapper hands its caller 1 (or 0, or 143 from the TERM it sent): the exit then reads as an
+    ordinary failure or a kill. A log line from the limit itself (``timeout: sending signal``,
+    "exceeded the maximum execution time", "Process completed with exit code 124") says what
+    happened, and outweighs the exit code.
+    """
+    exit_info = obs.exit
+    if exit_info is None or exit_info.timed_out or _supervisor_timed_out(obs):
+        return
+    limit = next(
+        (m for ms in log_matches for m in reversed(ms) if m.reason is Reason.TIMEOUT), None
+    )
+    if limit is None:
+        return
+    if exit_info.signal is not None:
+        shown = f"ended by {_sig_name(exit_info.signal)}"
+        why = "the signal was the time limit's, not a separate kill"
+    else:
+        shown = f"exit status {exit_info.display_code}"
+        why = ("coreutils timeout exits 124; a wrapper or CI step re-coded it" if
+               exit_info.status != 0 else "the wrapper swallowed the limit's 124")
+    found.add("log", Reason.TIMEOUT, _MASKED_TIMEOUT,
+              f"{shown} does not say timeout, but {limit.source} line {limit.line} does "
+              f"({limit.pattern.name}: {limit.text}): {why}", limit.source, limit.line)
+
+
+def _interrupt_without_signal(
+    obs: Observation, log_matches: list[list[Match]], result_matches: list[Match], found: _Found
+) -> None:
+    """The agent says it was interrupted, but no SIGINT shows in the exit or among the signals
+    the supervisor delivered or the wrapper saw.
+
+    Claude Code prints "[Request interrupted by user]" after Esc as well as Ctrl-C, Codex
+    "Conversation interrupted" after Esc; both are keys read by the TUI, not signals. The
+    agent's own words stand (sigint: the turn was interrupted), and the evidence records that
+    no signal corroborates them, so a reader looks at the pane's input rather than for a
+    sender.
+    """
+    said = next(
+        (m for ms in (*log_matches, result_matches) for m in reversed(ms)
+         if m.reason is Reason.SIGINT),
+        None,
+    )
+    if said is None or _supervisor_timed_out(obs):
+        return
+    exit_info = obs.exit
+    if _SIGINT in obs.signals_delivered or (exit_info is not None and exit_info.signal == _SIGINT):
+        return
+    if exit_info is not None and exit_info.senders:
+        return  # the wrapper saw the signals: its sender evidence already speaks
+    how = "exit 0" if exit_info is not None and exit_info.clean else (
+        "no exit recorded" if exit_info is None else f"exit {exit_info.display_code}")
+    found.add("log" if said.source != "result" else "result", Reason.SIGINT, 0.0,
+              f"interrupted per the agent ({said.pattern.name}: {said.text}) with {how} and no "
+              "SIGINT delivered or seen: a key typed in the pane (Esc or Ctrl-C read by the "
+              "TUI) or a signal the supervisor does not see", said.source, said.line)
+
+
 def _deliverable_evidence(obs: Observation, found: _Found) -> None:
     present = obs.deliverables_present
     missing = (*obs.deliverables_missing, *obs.work_missing)
@@ -463,6 +569,9 @@ def classify(obs: Observation) -> Attribution:
     _orchestrator_evidence(obs, found)
     result_matches = _result_evidence(obs, found)
     _text_evidence([*log_matches, result_matches], found)
+    _success_claim_contradicted(obs, log_matches, result_matches, found)
+    _masked_timeout(obs, log_matches, found)
+    _interrupt_without_signal(obs, log_matches, result_matches, found)
     _parked_at_prompt(obs, log_matches, found)
     _deliverable_evidence(obs, found)
     scores = _scores(e for e in found.evidence if e.weight > 0)

@@ -1,6 +1,6 @@
 """Time to recover task-agent-5030 end to end: the real Claude Code CLI against the sim agent.
 
-Each repetition runs the conformance scenario ``task-agent-5030-sigint`` (Ctrl-C typed into the
+Each repetition runs the conformance case ``task-agent-5030-sigint`` (Ctrl-C typed into the
 pane right after fake3.md is written; the engine attributes SIGINT, resumes, the continuation
 commits, pushes and opens the PR) once with each agent, alternating so both see the same
 machine load. Measured: wall time of the whole :func:`run_tmux` call (sandbox to teardown) and
@@ -20,17 +20,17 @@ import sys
 import time
 from typing import Any
 
-from pytest_orch_recovery.chaos.conformance import BY_NAME, real_driver, run_scenario
+from pytest_orch_recovery.chaos.conformance import BY_NAME, real_driver, run_case
 from pytest_orch_recovery.engine.coordinator import Phase
 from pytest_orch_recovery.engine.model import EventKind
 from pytest_orch_recovery.infra.agents import claude_code_missing, find_claude_code
 
-SCENARIO = "task-agent-5030-sigint"
+CASE = "task-agent-5030-sigint"
 
 
 def _once(real: bool) -> tuple[float, float]:
     started = time.monotonic()
-    out = run_scenario(BY_NAME[SCENARIO], real_driver if real else None)
+    out = run_case(BY_NAME[CASE], real_driver if real else None)
     wall = time.monotonic() - started
     if out.outcomes != {"task-5030": Phase.SUCCEEDED} or out.leftovers:
         raise RuntimeError(f"run did not recover cleanly: {out.outcomes} {out.leftovers}")
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             recoveries[label].append(recovery)
     report = {
         "schema_version": 1,
-        "scenario": SCENARIO,
+        "scenario": CASE,
         "repetitions": args.repetitions,
         "claude_code": str(find_claude_code()),
         "end_to_end_s": {k: _summary(v) for k, v in walls.items()},

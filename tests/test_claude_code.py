@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from pytest_orch_recovery.doubles.modeldouble import ModelDouble, Plan, TaskPlan, plan_for_task
-from pytest_orch_recovery.doubles.modeldouble.faults import FaultKind, FaultSpec
+from pytest_orch_recovery.doubles.modeldouble.faults import ApiFaultKind, ApiFaultSpec
 from pytest_orch_recovery.doubles.modeldouble.plan import Step
 from pytest_orch_recovery.doubles.sandbox import Sandbox
 from pytest_orch_recovery.engine import atomic
@@ -272,7 +272,7 @@ def _interrupt_while_waiting_on_the_api(tmp_path: Path, agent: str) -> None:
     task = Task("t-api", PROBE, ("a.md",))
     plan = Plan((TaskPlan(PROBE, (Step("write", "a.md", "write", content="# a\n"),)),))
     with lab(tmp_path, agent, plan) as lb:
-        lb.double.add_fault(FaultSpec(FaultKind.STALL, at_request=2, scope="task",
+        lb.double.add_fault(ApiFaultSpec(ApiFaultKind.STALL, at_request=2, scope="task",
                                       seconds=600))
         lb.launch(task)
         assert lb.double.wait_until(lambda d: d.stalled > 0, WAIT)
@@ -288,7 +288,7 @@ def _interrupt_while_waiting_on_the_api(tmp_path: Path, agent: str) -> None:
 # ----------------------------------------------------------------------------- API errors
 
 
-def _headless(tmp_path: Path, agent: str, fault: FaultSpec | None,
+def _headless(tmp_path: Path, agent: str, fault: ApiFaultSpec | None,
               ) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
     """``agent -p`` outside tmux against the double, with the harness's environment."""
     task = Task("t", "Create /fake3 command", ("fake3.md",))
@@ -315,14 +315,14 @@ def _headless(tmp_path: Path, agent: str, fault: FaultSpec | None,
 
 @pytest.mark.parametrize("agent", AGENTS)
 @pytest.mark.parametrize(("kind", "status", "text"), [
-    (FaultKind.OVERLOADED, 529, "API Error: 529 Overloaded. This is a server-side issue"),
-    (FaultKind.RATE_LIMIT, 429, "API Error: Request rejected (429) · This request would"),
+    (ApiFaultKind.OVERLOADED, 529, "API Error: 529 Overloaded. This is a server-side issue"),
+    (ApiFaultKind.RATE_LIMIT, 429, "API Error: Request rejected (429) · This request would"),
 ])
-def test_api_errors_are_retried_then_reported(tmp_path: Path, agent: str, kind: FaultKind,
+def test_api_errors_are_retried_then_reported(tmp_path: Path, agent: str, kind: ApiFaultKind,
                                               status: int, text: str) -> None:
     import json
 
-    fault = FaultSpec(kind, times=3, at_request=2, scope="task", seconds=1)
+    fault = ApiFaultSpec(kind, times=3, at_request=2, scope="task", seconds=1)
     proc, transcript = _headless(tmp_path, agent, fault)
     assert proc.returncode == 1, proc.stderr
     result = json.loads(proc.stdout)
@@ -340,7 +340,7 @@ def test_dropped_streams_are_retried_then_fall_back_to_one_plain_request(
         tmp_path: Path, agent: str) -> None:
     import json
 
-    fault = FaultSpec(FaultKind.DROP_STREAM, times=3, at_request=2, scope="task")
+    fault = ApiFaultSpec(ApiFaultKind.DROP_STREAM, times=3, at_request=2, scope="task")
     proc, transcript = _headless(tmp_path, agent, fault)
     assert proc.returncode == 0 and json.loads(proc.stdout)["is_error"] is False
     mine = [(t["stream"], t["fault"]) for t in transcript if not t.get("side")]
@@ -351,7 +351,7 @@ def test_dropped_streams_are_retried_then_fall_back_to_one_plain_request(
 @pytest.mark.parametrize("agent", AGENTS)
 def test_an_error_event_mid_stream_falls_back_to_a_plain_request_at_once(
         tmp_path: Path, agent: str) -> None:
-    fault = FaultSpec(FaultKind.STREAM_ERROR, times=1, at_request=2, scope="task")
+    fault = ApiFaultSpec(ApiFaultKind.STREAM_ERROR, times=1, at_request=2, scope="task")
     proc, transcript = _headless(tmp_path, agent, fault)
     assert proc.returncode == 0
     mine = [(t["stream"], t["fault"]) for t in transcript if not t.get("side")]

@@ -1,6 +1,6 @@
-"""Conformance of the sim agent to the real Claude Code CLI over the bundled scenarios.
+"""Conformance of the sim agent to the real Claude Code CLI over the conformance cases.
 
-The comparison logic is tested without any agent; each scenario then runs with both agents
+The comparison logic is tested without any agent; each case then runs with both agents
 (slow; skips with the reason when the real CLI is not installed) and prints its table.
 """
 
@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from pytest_orch_recovery.chaos.conformance import (
+    CASES,
     KNOWN_DIFFERENCES,
-    SCENARIOS,
+    ConformanceCase,
     KnownDifference,
     compare,
     run_both,
@@ -48,9 +49,9 @@ def test_a_missing_observation_is_a_difference() -> None:
 
 def test_known_differences_are_few_and_explained() -> None:
     assert len(KNOWN_DIFFERENCES) <= 3
-    names = {s.name for s in SCENARIOS}
+    names = {s.name for s in CASES}
     for known in KNOWN_DIFFERENCES:
-        assert known.scenario in names and len(known.cause) > 40
+        assert known.case in names and len(known.cause) > 40
     assert KnownDifference("a*", "t.*", "*", "x", "c").covers("ab", "t.exit", "1", "x")
     assert not KnownDifference("a*", "t.*", "*", "x", "c").covers("ab", "t.exit", "1", "y")
 
@@ -58,13 +59,10 @@ def test_known_differences_are_few_and_explained() -> None:
 @pytest.mark.slow
 @pytest.mark.claude
 @pytest.mark.skipif(MISSING is not None, reason=str(MISSING))
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
-def test_scenario_conforms(scenario: object, tmp_path: Path,
-                           capsys: pytest.CaptureFixture[str]) -> None:
-    from pytest_orch_recovery.chaos.conformance import Scenario
-
-    assert isinstance(scenario, Scenario)
-    comparison, outcomes = run_both(scenario, base_dir=tmp_path)
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_case_conforms(case: ConformanceCase, tmp_path: Path,
+                       capsys: pytest.CaptureFixture[str]) -> None:
+    comparison, outcomes = run_both(case, base_dir=tmp_path)
     with capsys.disabled():
         print("\n" + comparison.table())
     for label, out in outcomes.items():

@@ -22,8 +22,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_orch_recovery.doubles.modeldouble import (
-    FaultKind,
-    FaultSpec,
+    ApiFaultKind,
+    ApiFaultSpec,
     ModelDouble,
     Plan,
     PlanError,
@@ -353,14 +353,14 @@ def test_bad_request_body_is_an_invalid_request_error(double: ModelDouble) -> No
 
 
 @pytest.mark.parametrize(("kind", "status", "error_type", "message"), [
-    (FaultKind.OVERLOADED, 529, "overloaded_error", "Overloaded"),
-    (FaultKind.SERVER_ERROR, 500, "api_error", "Internal server error"),
-    (FaultKind.AUTH, 401, "authentication_error", "invalid x-api-key"),
+    (ApiFaultKind.OVERLOADED, 529, "overloaded_error", "Overloaded"),
+    (ApiFaultKind.SERVER_ERROR, 500, "api_error", "Internal server error"),
+    (ApiFaultKind.AUTH, 401, "authentication_error", "invalid x-api-key"),
 ])
 def test_error_faults_answer_with_the_real_status_and_body(
-    double: ModelDouble, kind: FaultKind, status: int, error_type: str, message: str
+    double: ModelDouble, kind: ApiFaultKind, status: int, error_type: str, message: str
 ) -> None:
-    double.add_fault(FaultSpec(kind, times=1))
+    double.add_fault(ApiFaultSpec(kind, times=1))
     got, headers, raw = _post(double.url, _body([{"role": "user", "content": TASK.title}]))
     body = json.loads(raw)
     assert got == status
@@ -376,7 +376,7 @@ def test_error_faults_answer_with_the_real_status_and_body(
 
 
 def test_rate_limit_carries_retry_after(double: ModelDouble) -> None:
-    double.add_fault(FaultSpec(FaultKind.RATE_LIMIT, times=2, seconds=7))
+    double.add_fault(ApiFaultSpec(ApiFaultKind.RATE_LIMIT, times=2, seconds=7))
     for _ in range(2):
         status, headers, raw = _post(double.url, _body([{"role": "user", "content": TASK.title}]))
         assert status == 429 and headers["retry-after"] == "7"
@@ -387,8 +387,8 @@ def test_rate_limit_carries_retry_after(double: ModelDouble) -> None:
 
 
 def test_step_keyed_fault_fires_only_before_that_step(double: ModelDouble) -> None:
-    double.add_fault(FaultSpec(FaultKind.OVERLOADED, before_kind="push"))
-    double.add_fault(FaultSpec(FaultKind.SERVER_ERROR, at_step=2))
+    double.add_fault(ApiFaultSpec(ApiFaultKind.OVERLOADED, before_kind="push"))
+    double.add_fault(ApiFaultSpec(ApiFaultKind.SERVER_ERROR, at_step=2))
     session = _Session(double.url, TASK.title)
     statuses: list[int] = []
     for _ in range(12):
@@ -406,7 +406,7 @@ def test_step_keyed_fault_fires_only_before_that_step(double: ModelDouble) -> No
 
 
 def test_request_keyed_fault_counts_per_server(double: ModelDouble) -> None:
-    double.add_fault(FaultSpec(FaultKind.OVERLOADED, at_request=2, times=2))
+    double.add_fault(ApiFaultSpec(ApiFaultKind.OVERLOADED, at_request=2, times=2))
     codes = [_post(double.url, _body([{"role": "user", "content": TASK.title}]))[0]
              for _ in range(4)]
     assert codes == [200, 529, 529, 200]
@@ -414,7 +414,7 @@ def test_request_keyed_fault_counts_per_server(double: ModelDouble) -> None:
 
 def test_stall_is_released_when_the_double_stops(tmp_path: Path) -> None:
     double = ModelDouble(Plan((plan_for_task(TASK),))).start()
-    double.add_fault(FaultSpec(FaultKind.STALL, seconds=600))
+    double.add_fault(ApiFaultSpec(ApiFaultKind.STALL, seconds=600))
     outcome: list[BaseException | int] = []
 
     def client() -> None:
@@ -437,13 +437,13 @@ def test_stall_is_released_when_the_double_stops(tmp_path: Path) -> None:
 
 
 def test_short_stall_then_normal_reply(double: ModelDouble) -> None:
-    double.add_fault(FaultSpec(FaultKind.STALL, seconds=0.01))
+    double.add_fault(ApiFaultSpec(ApiFaultKind.STALL, seconds=0.01))
     status, _, raw = _post(double.url, _body([{"role": "user", "content": TASK.title}]))
     assert status == 200 and _tool_use(json.loads(raw)) is not None
 
 
 def test_dropped_stream_is_an_incomplete_sse_body(double: ModelDouble) -> None:
-    double.add_fault(FaultSpec(FaultKind.DROP_STREAM, keep_events=4))
+    double.add_fault(ApiFaultSpec(ApiFaultKind.DROP_STREAM, keep_events=4))
     host, port = double.url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
@@ -479,7 +479,7 @@ def test_plan_files_in_toml_and_json_load(tmp_path: Path) -> None:
     assert [(s.tool, s.kind) for s in plan.tasks[0].steps] == [
         ("write", "write"), ("edit", "edit"), ("bash", "push")]
     assert plan.tasks[0].final == "Docs added."
-    assert plan.faults == (FaultSpec(FaultKind.OVERLOADED, at_step=2),)
+    assert plan.faults == (ApiFaultSpec(ApiFaultKind.OVERLOADED, at_step=2),)
     json_file = tmp_path / "plan.json"
     json_file.write_text(json.dumps({"tasks": [{"match": "Add docs", "steps": [
         {"bash": "make test", "kind": "test"}]}]}))
@@ -637,7 +637,7 @@ def test_cli_rejects_a_bad_plan_with_exit_2(tmp_path: Path) -> None:
 
 def test_task_scoped_request_fault_counts_only_that_tasks_requests(double: ModelDouble) -> None:
     double.add_task(TaskPlan("Other task", (Step("bash", "ls", "free"),)))
-    double.add_fault(FaultSpec(FaultKind.OVERLOADED, at_request=2, scope="task",
+    double.add_fault(ApiFaultSpec(ApiFaultKind.OVERLOADED, at_request=2, scope="task",
                                task="Other task"))
     codes = [_post(double.url, _body([{"role": "user", "content": prompt}]))[0]
              for prompt in (TASK.title, TASK.title, "Other task", TASK.title, "Other task")]
@@ -671,7 +671,7 @@ def test_odd_request_shapes_are_tolerated_and_the_server_stays_up(double: ModelD
 
 
 def test_stream_error_event_ends_a_started_stream(double: ModelDouble) -> None:
-    double.add_fault(FaultSpec(FaultKind.STREAM_ERROR, keep_events=2, times=2))
+    double.add_fault(ApiFaultSpec(ApiFaultKind.STREAM_ERROR, keep_events=2, times=2))
     status, _, raw = _post(double.url,
                            _body([{"role": "user", "content": TASK.title}], stream=True))
     events = _sse(raw)
@@ -698,7 +698,7 @@ def test_real_claude_code_follows_the_plan_through_a_529(tmp_path: Path) -> None
     plan = Plan((TaskPlan(TASK.title, (
         Step("write", "fake3.md", "write", content="# /fake3\n"),
         Step("bash", commit, "commit"),
-    )),), (FaultSpec(FaultKind.OVERLOADED, at_step=2),))
+    )),), (ApiFaultSpec(ApiFaultKind.OVERLOADED, at_step=2),))
     with ModelDouble(plan) as double:
         env = {**os.environ, "HOME": str(home), "IS_SANDBOX": "1",
                "ANTHROPIC_BASE_URL": double.url, "ANTHROPIC_API_KEY": "sk-test",

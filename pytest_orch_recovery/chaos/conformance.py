@@ -1,4 +1,4 @@
-"""Conformance: every bundled scenario, run with the sim agent and with the real Claude Code CLI.
+"""Conformance: every case below, run with the sim agent and with the real Claude Code CLI.
 
 Both agents run under the same harness (:func:`~pytest_orch_recovery.chaos.harness.run_tmux`:
 sandbox,
@@ -14,8 +14,8 @@ A difference fails unless :data:`KNOWN_DIFFERENCES` lists it with its cause (the
 in ``docs/claude-code.md``). A known difference is allowed, not required: when its cause is
 fixed, the row simply matches again.
 
-``python -m pytest_orch_recovery.chaos.conformance [SCENARIO ...]`` prints the table and exits 1 on
-an unexplained difference (2 when the real CLI is not installed).
+``python -m pytest_orch_recovery.chaos.conformance [CASE ...]`` prints the table and exits 1 on an
+unexplained difference (2 when the real CLI is not installed).
 """
 
 from __future__ import annotations
@@ -49,7 +49,9 @@ FOUR = Task("t-four", "Add the four parser modules", ("lex.py", "parse.py", "emi
 
 
 @dataclass(frozen=True)
-class Scenario:
+class ConformanceCase:
+    """One run both agents make: tasks, faults and operator actions for :func:`run_tmux`."""
+
     name: str
     tasks: tuple[Task, ...]
     faults: tuple[FaultSpec, ...] = ()
@@ -60,38 +62,39 @@ class Scenario:
 
 _PERMISSION_NUMBERS = (1813, 3403, 3532)
 
-SCENARIOS: tuple[Scenario, ...] = (
+CASES: tuple[ConformanceCase, ...] = (
     # The seed's incident: SIGINT right after fake3.md is written. Typed into the pane, as the
     # seed's first hypothesis ("tmux keyboard input interference") has it.
-    Scenario("task-agent-5030-sigint", (FAKE3,),
-             (FaultSpec("sigint_keys", Trigger("file_written", path="fake3.md"),
-                        task="task-5030"),),
-             agents=("task-agent-5030",)),
+    ConformanceCase("task-agent-5030-sigint", (FAKE3,),
+                    (FaultSpec("sigint_keys", Trigger("file_written", path="fake3.md"),
+                               task="task-5030"),),
+                    agents=("task-agent-5030",)),
     # The same, as a SIGINT to the pane's foreground process group.
-    Scenario("task-agent-5030-sigint-group", (FAKE3,),
-             (FaultSpec("sigint", Trigger("file_written", path="fake3.md"), task="task-5030"),),
-             agents=("task-agent-5030",)),
-    Scenario("missing-permission-flag",
-             tuple(Task(f"t{n}", f"Write notes {n}", (f"notes{n}.md",))
-                   for n in _PERMISSION_NUMBERS),
-             (FaultSpec("missing_permission_flag"),),
-             agents=tuple(f"task-agent-{n}" for n in _PERMISSION_NUMBERS),
-             operator_actions=("fix_permission_flag",)),
-    Scenario("pr-creation-fails",
-             (Task("t-pr", "Document the retry policy", ("docs/retry.md",)),),
-             (FaultSpec("pr_create_fails", task="t-pr"),)),
-    Scenario("partial-files", (FOUR,),
-             (FaultSpec("kill", Trigger("file_written", n=2), task="t-four"),)),
-    Scenario("api-529-burst", (FOUR,),
-             (FaultSpec("api_overloaded", Trigger("api_request", n=2), task="t-four"),)),
-    Scenario("stall-past-timeout", (FAKE3,),
-             (FaultSpec("stall", Trigger("tool_call", n=1), task="task-5030"),),
-             # the real CLI's resumed attempt needs ~3 s, more on a loaded 2-core machine
-             attempt_timeout=20.0),
-    Scenario("stale-index-lock", (FAKE3,),
-             (FaultSpec("stale_index_lock", task="task-5030"),)),
+    ConformanceCase("task-agent-5030-sigint-group", (FAKE3,),
+                    (FaultSpec("sigint", Trigger("file_written", path="fake3.md"),
+                               task="task-5030"),),
+                    agents=("task-agent-5030",)),
+    ConformanceCase("missing-permission-flag",
+                    tuple(Task(f"t{n}", f"Write notes {n}", (f"notes{n}.md",))
+                          for n in _PERMISSION_NUMBERS),
+                    (FaultSpec("missing_permission_flag"),),
+                    agents=tuple(f"task-agent-{n}" for n in _PERMISSION_NUMBERS),
+                    operator_actions=("fix_permission_flag",)),
+    ConformanceCase("pr-creation-fails",
+                    (Task("t-pr", "Document the retry policy", ("docs/retry.md",)),),
+                    (FaultSpec("pr_create_fails", task="t-pr"),)),
+    ConformanceCase("partial-files", (FOUR,),
+                    (FaultSpec("kill", Trigger("file_written", n=2), task="t-four"),)),
+    ConformanceCase("api-529-burst", (FOUR,),
+                    (FaultSpec("api_overloaded", Trigger("api_request", n=2), task="t-four"),)),
+    ConformanceCase("stall-past-timeout", (FAKE3,),
+                    (FaultSpec("stall", Trigger("tool_call", n=1), task="task-5030"),),
+                    # the real CLI's resumed attempt needs ~3 s, more on a loaded 2-core machine
+                    attempt_timeout=20.0),
+    ConformanceCase("stale-index-lock", (FAKE3,),
+                    (FaultSpec("stale_index_lock", task="task-5030"),)),
 )
-BY_NAME: Mapping[str, Scenario] = {s.name: s for s in SCENARIOS}
+BY_NAME: Mapping[str, ConformanceCase] = {c.name: c for c in CASES}
 
 
 @dataclass(frozen=True)
@@ -99,15 +102,15 @@ class KnownDifference:
     """An allowed difference: ``field`` is a glob over observation names; ``sim`` / ``real``
     are the values seen (``*``: any)."""
 
-    scenario: str
+    case: str
     field: str
     sim: str
     real: str
     cause: str
 
-    def covers(self, scenario: str, field: str, sim: str, real: str) -> bool:
+    def covers(self, case: str, field: str, sim: str, real: str) -> bool:
         return (
-            fnmatch.fnmatchcase(scenario, self.scenario)
+            fnmatch.fnmatchcase(case, self.case)
             and fnmatch.fnmatchcase(field, self.field)
             and self.sim in ("*", sim)
             and self.real in ("*", real)
@@ -173,7 +176,7 @@ class Row:
 
 @dataclass(frozen=True)
 class Comparison:
-    scenario: str
+    case: str
     rows: tuple[Row, ...]
     seconds: Mapping[str, float]
 
@@ -183,7 +186,7 @@ class Comparison:
 
     def table(self) -> str:
         width = max([len(r.field) for r in self.rows] + [5])
-        lines = [f"## {self.scenario}  (sim {self.seconds.get('sim', 0):.1f} s, "
+        lines = [f"## {self.case}  (sim {self.seconds.get('sim', 0):.1f} s, "
                  f"claude-code {self.seconds.get('claude-code', 0):.1f} s)",
                  f"| {'field':<{width}} | sim | claude-code | |",
                  f"|{'-' * (width + 2)}|-----|-------------|-|"]
@@ -195,7 +198,7 @@ class Comparison:
         return "\n".join(lines)
 
 
-def compare(scenario: str, sim: Mapping[str, str], real: Mapping[str, str],
+def compare(case: str, sim: Mapping[str, str], real: Mapping[str, str],
             seconds: Mapping[str, float] | None = None,
             known_differences: Sequence[KnownDifference] | None = None) -> Comparison:
     table = KNOWN_DIFFERENCES if known_differences is None else known_differences
@@ -205,12 +208,12 @@ def compare(scenario: str, sim: Mapping[str, str], real: Mapping[str, str],
         if a == b:
             rows.append(Row(name, a, b, "same"))
             continue
-        known = next((k for k in table if k.covers(scenario, name, a, b)), None)
+        known = next((k for k in table if k.covers(case, name, a, b)), None)
         if known is not None:
             rows.append(Row(name, a, b, "known", known.cause))
         else:
             rows.append(Row(name, a, b, "DIFF"))
-    return Comparison(scenario, tuple(rows), dict(seconds or {}))
+    return Comparison(case, tuple(rows), dict(seconds or {}))
 
 
 def _field_order(name: str) -> tuple[str, int, str]:
@@ -218,14 +221,14 @@ def _field_order(name: str) -> tuple[str, int, str]:
     return (task, 0 if rest.startswith("a") and rest[1:2].isdigit() else 1, rest)
 
 
-def run_scenario(scenario: Scenario, driver_factory: Callable[[AgentConfig], AgentDriver]
+def run_case(case: ConformanceCase, driver_factory: Callable[[AgentConfig], AgentDriver]
                  | None, *, base_dir: Path | None = None, seed: int = 0) -> TmuxOutcome:
-    """One run of ``scenario`` (``driver_factory`` None: the bundled sim agent)."""
+    """One run of ``case`` (``driver_factory`` None: the bundled sim agent)."""
     return run_tmux(
-        list(scenario.tasks), list(scenario.faults),
-        agents=None if scenario.agents is None else list(scenario.agents),
-        operator_actions=list(scenario.operator_actions),
-        attempt_timeout=scenario.attempt_timeout, base_dir=base_dir, seed=seed,
+        list(case.tasks), list(case.faults),
+        agents=None if case.agents is None else list(case.agents),
+        operator_actions=list(case.operator_actions),
+        attempt_timeout=case.attempt_timeout, base_dir=base_dir, seed=seed,
         driver_factory=driver_factory,
     )
 
@@ -234,9 +237,9 @@ def real_driver(config: AgentConfig) -> AgentDriver:
     return claude_code_driver(config)
 
 
-def run_both(scenario: Scenario, *, base_dir: Path | None = None) -> tuple[
+def run_both(case: ConformanceCase, *, base_dir: Path | None = None) -> tuple[
         Comparison, dict[str, TmuxOutcome]]:
-    """Run ``scenario`` with the sim agent, then with the real CLI, and compare."""
+    """Run ``case`` with the sim agent, then with the real CLI, and compare."""
     import time
 
     outcomes: dict[str, TmuxOutcome] = {}
@@ -246,18 +249,18 @@ def run_both(scenario: Scenario, *, base_dir: Path | None = None) -> tuple[
         where = None if base_dir is None else base_dir / label
         if where is not None:
             where.mkdir(parents=True, exist_ok=True)
-        outcomes[label] = run_scenario(scenario, factory, base_dir=where)
+        outcomes[label] = run_case(case, factory, base_dir=where)
         seconds[label] = time.monotonic() - started
-    comparison = compare(scenario.name, observe(outcomes["sim"]),
+    comparison = compare(case.name, observe(outcomes["sim"]),
                          observe(outcomes["claude-code"]), seconds)
     return comparison, outcomes
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    names = list(sys.argv[1:] if argv is None else argv) or [s.name for s in SCENARIOS]
+    names = list(sys.argv[1:] if argv is None else argv) or [c.name for c in CASES]
     unknown = [n for n in names if n not in BY_NAME]
     if unknown:
-        print(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(BY_NAME)}",
+        print(f"unknown case(s): {', '.join(unknown)}; known: {', '.join(BY_NAME)}",
               file=sys.stderr)
         return 2
     missing = claude_code_missing()

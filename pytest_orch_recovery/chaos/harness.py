@@ -35,8 +35,7 @@ from pytest_orch_recovery.chaos.simruntime import AGENT_MAX_RETRIES as SIM_AGENT
 from pytest_orch_recovery.chaos.simulation import CrashingJournal, Supervisor
 from pytest_orch_recovery.chaos.tier import TierUnsupported
 from pytest_orch_recovery.doubles.modeldouble import ModelDouble, Plan, plan_for_task
-from pytest_orch_recovery.doubles.modeldouble.faults import FaultKind
-from pytest_orch_recovery.doubles.modeldouble.faults import FaultSpec as ApiFault
+from pytest_orch_recovery.doubles.modeldouble.faults import ApiFaultKind, ApiFaultSpec
 from pytest_orch_recovery.doubles.modeldouble.plan import Step, TaskPlan, default_content
 from pytest_orch_recovery.doubles.sandbox import Sandbox, default_base_dir
 from pytest_orch_recovery.engine import atomic
@@ -57,11 +56,11 @@ HOOK_FAULTS = frozenset(
      "corrupt_checkpoint"}
 )
 API_FAULTS = {
-    "api_overloaded": FaultKind.OVERLOADED,
-    "api_rate_limit": FaultKind.RATE_LIMIT,
-    "api_server_error": FaultKind.SERVER_ERROR,
-    "api_stall": FaultKind.STALL,
-    "quit_early": FaultKind.QUIT_EARLY,
+    "api_overloaded": ApiFaultKind.OVERLOADED,
+    "api_rate_limit": ApiFaultKind.RATE_LIMIT,
+    "api_server_error": ApiFaultKind.SERVER_ERROR,
+    "api_stall": ApiFaultKind.STALL,
+    "quit_early": ApiFaultKind.QUIT_EARLY,
 }
 # Faults this tier cannot inject yet; a schedule that holds one is refused up front.
 UNSUPPORTED: frozenset[str] = frozenset()
@@ -98,23 +97,23 @@ def _check_schedule(tasks: Sequence[Task], faults: Sequence[FaultSpec]) -> None:
             raise ValueError(f"fault {spec.kind!r} is not injectable on the tmux tier yet")
 
 
-def _api_fault(spec: FaultSpec, task: Task | None) -> ApiFault:
+def _api_fault(spec: FaultSpec, task: Task | None) -> ApiFaultSpec:
     trigger = spec.effective_trigger
     kind = API_FAULTS[spec.kind]
-    if kind is FaultKind.STALL:
+    if kind is ApiFaultKind.STALL:
         # One request never answered: the attempt hangs until its timeout; the next is served.
-        return ApiFault(kind=kind, times=1, at_request=trigger.n, scope="task",
+        return ApiFaultSpec(kind=kind, times=1, at_request=trigger.n, scope="task",
                         task=None if task is None else task.title, seconds=3600.0)
-    if kind is FaultKind.QUIT_EARLY:
+    if kind is ApiFaultKind.QUIT_EARLY:
         # The model's reply after the Nth tool call is a premature "done" (once).
-        return ApiFault(kind=kind, times=1, at_request=trigger.n + 1, scope="task",
+        return ApiFaultSpec(kind=kind, times=1, at_request=trigger.n + 1, scope="task",
                         task=None if task is None else task.title)
     # ``count`` means the same on both tiers: a burst the agent's own retries absorb, or one
     # they cannot (the simulation's agents retry AGENT_MAX_RETRIES times, real runs here
     # AGENT_RETRIES times). A burst that beats the retries fails exactly one attempt.
     count = int(spec.params.get("count", SIM_AGENT_MAX_RETRIES + 2))
     times = AGENT_RETRIES + 1 if count > SIM_AGENT_MAX_RETRIES else min(count, AGENT_RETRIES)
-    return ApiFault(
+    return ApiFaultSpec(
         kind=kind,
         times=times,
         at_request=trigger.n if trigger.event == "api_request" else None,

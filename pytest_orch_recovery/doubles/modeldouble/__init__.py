@@ -19,7 +19,7 @@ from pytest_orch_recovery.doubles.modeldouble.conversation import (
     decide,
     read_conversation,
 )
-from pytest_orch_recovery.doubles.modeldouble.faults import FaultKind, FaultSpec
+from pytest_orch_recovery.doubles.modeldouble.faults import ApiFaultKind, ApiFaultSpec
 from pytest_orch_recovery.doubles.modeldouble.plan import (
     Plan,
     PlanError,
@@ -32,9 +32,9 @@ from pytest_orch_recovery.doubles.modeldouble.plan import (
 from pytest_orch_recovery.doubles.modeldouble.server import ModelDouble
 
 __all__ = [
+    "ApiFaultKind",
+    "ApiFaultSpec",
     "Conversation",
-    "FaultKind",
-    "FaultSpec",
     "ModelDouble",
     "Plan",
     "PlanError",

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 
-class FaultKind(enum.StrEnum):
+class ApiFaultKind(enum.StrEnum):
     OVERLOADED = "overloaded"
     RATE_LIMIT = "rate_limit"
     SERVER_ERROR = "server_error"
@@ -51,17 +51,17 @@ class FaultKind(enum.StrEnum):
 
 
 # kind -> API error type for the kinds that answer with an error body
-ERROR_TYPES: dict[FaultKind, str] = {
-    FaultKind.OVERLOADED: "overloaded_error",
-    FaultKind.RATE_LIMIT: "rate_limit_error",
-    FaultKind.SERVER_ERROR: "api_error",
-    FaultKind.AUTH: "authentication_error",
+ERROR_TYPES: dict[ApiFaultKind, str] = {
+    ApiFaultKind.OVERLOADED: "overloaded_error",
+    ApiFaultKind.RATE_LIMIT: "rate_limit_error",
+    ApiFaultKind.SERVER_ERROR: "api_error",
+    ApiFaultKind.AUTH: "authentication_error",
 }
 
 
 @dataclass(frozen=True)
-class FaultSpec:
-    kind: FaultKind
+class ApiFaultSpec:
+    kind: ApiFaultKind
     times: int = 1
     at_request: int | None = None
     scope: str = "server"  # "server" | "task": what at_request counts
@@ -82,7 +82,7 @@ class FaultSpec:
             raise ValueError(f"seconds: must not be negative, got {self.seconds}")
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> FaultSpec:
+    def from_json(cls, data: Mapping[str, Any]) -> ApiFaultSpec:
         """Build from a plan file's ``[[faults]]`` entry; ValueError names the bad field."""
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
@@ -91,9 +91,9 @@ class FaultSpec:
         if "kind" not in data:
             raise ValueError("kind: required")
         try:
-            kind = FaultKind(data["kind"])
+            kind = ApiFaultKind(data["kind"])
         except ValueError:
-            names = ", ".join(k.value for k in FaultKind)
+            names = ", ".join(k.value for k in ApiFaultKind)
             raise ValueError(f"kind: {data['kind']!r} is not one of {names}") from None
         ints = ("times", "at_request", "at_step", "keep_events")
         for name in ints:
@@ -126,7 +126,7 @@ class RequestContext:
         return self.task_index is None
 
 
-def triggers(spec: FaultSpec, ctx: RequestContext) -> bool:
+def triggers(spec: ApiFaultSpec, ctx: RequestContext) -> bool:
     """Whether the fault applies to this request (ignoring how often it already fired)."""
     if ctx.side and not (spec.at_request is not None and spec.scope == "server"):
         return False
@@ -148,19 +148,19 @@ class FaultBook:
         self._lock = threading.Lock()
         self._armed: list[list[Any]] = []  # [spec, remaining]
 
-    def add(self, spec: FaultSpec) -> None:
+    def add(self, spec: ApiFaultSpec) -> None:
         with self._lock:
             self._armed.append([spec, spec.times])
 
-    def take(self, ctx: RequestContext) -> FaultSpec | None:
+    def take(self, ctx: RequestContext) -> ApiFaultSpec | None:
         with self._lock:
             for entry in self._armed:
-                spec: FaultSpec = entry[0]
+                spec: ApiFaultSpec = entry[0]
                 if entry[1] > 0 and triggers(spec, ctx):
                     entry[1] -= 1
                     return spec
         return None
 
-    def remaining(self) -> list[tuple[FaultSpec, int]]:
+    def remaining(self) -> list[tuple[ApiFaultSpec, int]]:
         with self._lock:
             return [(e[0], e[1]) for e in self._armed]

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_orch_recovery.doubles.modeldouble.faults import FaultSpec
+from pytest_orch_recovery.doubles.modeldouble.faults import ApiFaultSpec
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.engine.model import Task
 
@@ -152,7 +152,7 @@ class TaskPlan:
 @dataclass(frozen=True)
 class Plan:
     tasks: tuple[TaskPlan, ...] = field(default=())
-    faults: tuple[FaultSpec, ...] = field(default=())
+    faults: tuple[ApiFaultSpec, ...] = field(default=())
 
     def find(self, text: str) -> TaskPlan | None:
         """The task whose ``match`` occurs in ``text``; the longest match wins."""
@@ -344,13 +344,13 @@ def _build_plan(data: Any, name: str, locate: _Locator) -> Plan:
     raw_faults = data.get("faults", [])
     if not isinstance(raw_faults, list):
         raise PlanError(f"{name}: faults: must be a list of fault tables")
-    faults: list[FaultSpec] = []
+    faults: list[ApiFaultSpec] = []
     for k, raw in enumerate(raw_faults):
         where = _where(name, locate.fault_line(raw, k))
         if not isinstance(raw, dict):
             raise PlanError(f"{where}: faults[{k}]: must be an object")
         try:
-            faults.append(FaultSpec.from_json(raw))
+            faults.append(ApiFaultSpec.from_json(raw))
         except (TypeError, ValueError) as exc:
             raise PlanError(f"{where}: faults[{k}].{exc}") from None
     return Plan(built, tuple(faults))

@@ -35,9 +35,9 @@ from pytest_orch_recovery.doubles.modeldouble.conversation import (
 )
 from pytest_orch_recovery.doubles.modeldouble.faults import (
     ERROR_TYPES,
+    ApiFaultKind,
+    ApiFaultSpec,
     FaultBook,
-    FaultKind,
-    FaultSpec,
     RequestContext,
 )
 from pytest_orch_recovery.doubles.modeldouble.plan import Plan, TaskPlan
@@ -143,7 +143,7 @@ class ModelDouble:
 
     # ------------------------------------------------------------------ configuration
 
-    def add_fault(self, spec: FaultSpec) -> None:
+    def add_fault(self, spec: ApiFaultSpec) -> None:
         self._book.add(spec)
 
     def add_task(self, task: TaskPlan) -> None:
@@ -232,7 +232,7 @@ class ModelDouble:
         )
         return reply, task, ctx, _history(conv)
 
-    def _take_fault(self, ctx: RequestContext) -> FaultSpec | None:
+    def _take_fault(self, ctx: RequestContext) -> ApiFaultSpec | None:
         return self._book.take(ctx)
 
     def _wait_stall(self, seconds: float) -> bool:
@@ -374,7 +374,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error("api_error")
             return
         fault = self.double._take_fault(ctx)
-        if fault is not None and fault.kind is FaultKind.QUIT_EARLY:
+        if fault is not None and fault.kind is ApiFaultKind.QUIT_EARLY:
             reply = Reply("quit_early", "All done! The task is complete.")
         stream = body.get("stream") is True
         entry: dict[str, Any] = {
@@ -388,16 +388,16 @@ class _Handler(BaseHTTPRequestHandler):
             "fault": None if fault is None else str(fault.kind),
             "history": history,
         }
-        if fault is not None and fault.kind is FaultKind.STREAM_ERROR and not stream:
-            fault = FaultSpec(FaultKind.OVERLOADED)  # the status a non-streaming call gets
+        if fault is not None and fault.kind is ApiFaultKind.STREAM_ERROR and not stream:
+            fault = ApiFaultSpec(ApiFaultKind.OVERLOADED)  # the status a non-streaming call gets
         if fault is not None and fault.kind in ERROR_TYPES:
             error_type = ERROR_TYPES[fault.kind]
             self.double._record({**entry, "status": ERRORS[error_type][0]})
             extra = {"retry-after": str(max(0, round(fault.seconds)))} \
-                if fault.kind is FaultKind.RATE_LIMIT else {}
+                if fault.kind is ApiFaultKind.RATE_LIMIT else {}
             self._error(error_type, headers=extra)
             return
-        stalled = fault is not None and fault.kind is FaultKind.STALL
+        stalled = fault is not None and fault.kind is ApiFaultKind.STALL
         if stalled and fault is not None and self.double._wait_stall(fault.seconds):
             self.double._record({**entry, "status": None, "released": "stop"})
             self._hang_up()
@@ -407,7 +407,7 @@ class _Handler(BaseHTTPRequestHandler):
         input_tokens = estimate_tokens(
             {k: body.get(k) for k in ("system", "messages", "tools") if k in body}
         )
-        dropping = fault is not None and fault.kind is FaultKind.DROP_STREAM
+        dropping = fault is not None and fault.kind is ApiFaultKind.DROP_STREAM
         if dropping and not stream:
             self.double._record({**entry, "status": None, "dropped": True})
             self._hang_up()
@@ -420,7 +420,7 @@ class _Handler(BaseHTTPRequestHandler):
         events = stream_events(reply, msg_id=msg_id, tool_id=tool_id, model=model,
                                input_tokens=input_tokens)
         keep = None if fault is None else fault.keep_events
-        if fault is not None and fault.kind is FaultKind.STREAM_ERROR:
+        if fault is not None and fault.kind is ApiFaultKind.STREAM_ERROR:
             self._stream(events, keep, error=error_body("overloaded_error", new_id("req")))
         else:
             self._stream(events, keep if dropping else None)

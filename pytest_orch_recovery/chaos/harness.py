@@ -132,6 +132,7 @@ def run_tmux(
     seed: int = 0,
     operator_actions: Sequence[str] = (),
     attempt_timeout: float = 60.0,
+    stall_window: float | None = None,
     crash_after_event: int | None = None,
     base_dir: Path | None = None,
     config: AgentConfig | None = None,
@@ -156,7 +157,7 @@ def run_tmux(
         dispatcher = _dispatcher(sandbox, faults, parked, agent=agent,
                                  config=_agent_config(config, faults),
                                  driver_factory=driver_factory)
-        held.runtime = TmuxRuntime(sandbox, dispatcher.command_for)
+        held.runtime = TmuxRuntime(sandbox, dispatcher.command_for, stall_window=stall_window)
         held.journal = _open_journal(sandbox, crash_after_event)
         supervisor = _supervisor(held.runtime, held.journal, dispatcher,
                                  CoordinatorConfig(attempt_timeout=attempt_timeout, seed=seed),
@@ -439,8 +440,8 @@ def _parked_config(faults: Sequence[FaultSpec], parked: dict[str, tuple[str, int
 
 def _mark_parked(ledger: FaultLedger, faults: Sequence[FaultSpec],
                  parked: dict[str, tuple[str, int]], events: Sequence[Event]) -> None:
-    """A parked attempt is exercised when it timed out with the dialog as its last words
-    (what the classifier reads as a permission prompt); otherwise it is not."""
+    """A parked attempt is exercised when the runtime saw its permission dialog on screen and
+    ended it, or it timed out with the dialog as its last words; otherwise it is not."""
     by_fault = {f.fault_id: f for f in faults}
     for fault_id, (task_id, attempt) in parked.items():
         spec = by_fault[fault_id]
@@ -448,7 +449,12 @@ def _mark_parked(ledger: FaultLedger, faults: Sequence[FaultSpec],
                        and e.task_id == task_id and e.attempt == attempt), None)
         if exited is None:
             continue
-        timed_out = ExitInfo.from_json(exited.data.get("exit") or {}).timed_out
+        exit_info = ExitInfo.from_json(exited.data.get("exit") or {})
+        if exit_info.screen is not None and exit_info.screen.kind == "dialog":
+            ledger.mark(spec, FaultStatus.EXERCISED, task=task_id, attempt=attempt,
+                        detail=f"the runtime saw the permission dialog: {exit_info.screen.detail}")
+            continue
+        timed_out = exit_info.timed_out
         lines = match_lines(str(exited.data.get("output_tail") or ""), "pane")
         on_screen = bool(lines) and lines[-1].pattern.reason is Reason.PERMISSION
         if timed_out and on_screen:
@@ -559,7 +565,7 @@ class TmuxTier:
             tasks, scenario.faults, agent=agent, agents=agents, seed=seed,
             operator_actions=scenario.operator_actions,
             crash_after_event=scenario.crash_after_event, base_dir=default_base_dir(),
-            attempt_timeout=timeout,
+            attempt_timeout=timeout, stall_window=scenario.stall_window,
         )
         return ScenarioRun(
             scenario=scenario.name,

@@ -45,7 +45,7 @@ TRIGGER_KEYS: Mapping[str, str] = {
 
 _TOP_KEYS = frozenset(
     {"name", "description", "tasks", "faults", "operator_actions", "crash_after_event", "expect",
-     "attempt_timeout"}
+     "attempt_timeout", "stall_window"}
 )
 _TASK_KEYS = frozenset(
     {"id", "title", "deliverables", "tests", "agent_type", "pr", "agent", "prompt", "expect"}
@@ -128,6 +128,8 @@ class Scenario:
     operator_actions: tuple[str, ...] = ()
     crash_after_event: int | None = None
     attempt_timeout: float | None = None  # real seconds per attempt (tmux tier); None: default
+    # tmux tier: seconds without output or CPU after which an attempt is a stall (None: off)
+    stall_window: float | None = None
     description: str = ""
     fault_expectations: Mapping[str, str] = field(default_factory=dict)  # fault id -> status
     source: str | None = None
@@ -489,6 +491,7 @@ def parse_scenario(text: str, *, source: str = "<scenario>", name: str | None = 
     actions = _operator_actions(reader, raw.get("operator_actions", []))
     crash = raw.get("crash_after_event")
     timeout = raw.get("attempt_timeout")
+    stall = raw.get("stall_window")
     return Scenario(
         name=reader.string(raw.get("name", name or source), ("name",)),
         description=reader.string(raw.get("description", ""), ("description",), empty=True,
@@ -502,6 +505,7 @@ def parse_scenario(text: str, *, source: str = "<scenario>", name: str | None = 
         source=source,
         attempt_timeout=None if timeout is None else reader.seconds(timeout,
                                                                     ("attempt_timeout",)),
+        stall_window=None if stall is None else reader.seconds(stall, ("stall_window",)),
     )
 
 

@@ -132,6 +132,28 @@ def _supervisor_timed_out(obs: Observation) -> bool:
     return obs.timed_out or (obs.exit is not None and obs.exit.timed_out)
 
 
+def _ended_early(obs: Observation) -> Reason | None:
+    """The reason the runtime ended the attempt for what it saw on the screen: the signals
+    it sent to do so, and the exit they caused, are that reason's consequence."""
+    screen = obs.exit.screen if obs.exit is not None else None
+    if screen is None:
+        return None
+    return Reason.PERMISSION if screen.kind == "dialog" else Reason.TIMEOUT
+
+
+def _screen_evidence(obs: Observation, found: _Found) -> None:
+    screen = obs.exit.screen if obs.exit is not None else None
+    if screen is None:
+        return
+    if screen.kind == "dialog":
+        who = f"{screen.cli} " if screen.cli else ""
+        found.add("screen", Reason.PERMISSION, 0.95,
+                  f"{who}permission dialog on screen, waiting for a person: {screen.detail}",
+                  "pane")
+    else:
+        found.add("screen", Reason.TIMEOUT, 0.9, f"stalled: {screen.detail}", "pane")
+
+
 def _exit_evidence(obs: Observation, found: _Found) -> None:
     exit_info = obs.exit
     if exit_info is None:
@@ -142,8 +164,11 @@ def _exit_evidence(obs: Observation, found: _Found) -> None:
     if sig is not None:
         name = _sig_name(sig)
         how = f"ended by {name} (code {code}, from {exit_info.source})"
+        early = _ended_early(obs)
         if timed_out and (sig in _KILLING or sig == _SIGINT):
             found.add("exit", Reason.TIMEOUT, 0.3, f"{how}, sent by the timeout")
+        elif early is not None and (sig in _KILLING or sig == _SIGINT):
+            found.add("exit", early, 0.3, f"{how}, sent by the runtime for what it saw")
         elif exit_info.oom_killed and sig == int(_signal.SIGKILL):
             found.add("kernel", Reason.KILLED, 0.9,
                       f"killed by the OOM killer ({how}; the cgroup's oom_kill count rose)")
@@ -186,6 +211,7 @@ def _supervisor_evidence(obs: Observation, found: _Found) -> None:
     if obs.timed_out:
         found.add("supervisor", Reason.TIMEOUT, 0.9, "killed by the supervisor for its timeout")
     timed_out = _supervisor_timed_out(obs)
+    early = _ended_early(obs)
     senders = senders_of(obs)
     for index, (sig, sender) in enumerate(zip(obs.signals_delivered, senders, strict=True)):
         weight = 0.65 if index == 0 else 0.25  # the first signal sent is the one that mattered
@@ -193,6 +219,8 @@ def _supervisor_evidence(obs: Observation, found: _Found) -> None:
         who = sender.describe() if sender is not None else f"{name} delivered to the group"
         if timed_out and (sig in _KILLING or sig == _SIGINT):
             found.add("supervisor", Reason.TIMEOUT, 0.3, f"{name} delivered by the timeout")
+        elif early is not None and (sig in _KILLING or sig == _SIGINT):
+            found.add("supervisor", early, 0.3, f"{who}: the runtime ending it for what it saw")
         elif sender is not None and sender.from_timeout:
             found.add("signal", Reason.TIMEOUT, 0.8 if index == 0 else 0.3,
                       f"{who}: a time limit ended the attempt")
@@ -565,6 +593,7 @@ def classify(obs: Observation) -> Attribution:
         return Attribution(Reason.UNKNOWN, 0.0, (note,))
     found = _Found([])
     _exit_evidence(obs, found)
+    _screen_evidence(obs, found)
     _supervisor_evidence(obs, found)
     _orchestrator_evidence(obs, found)
     result_matches = _result_evidence(obs, found)

@@ -225,6 +225,34 @@ def _shorten(text: str, limit: int = 80) -> str:
 
 
 @dataclass(frozen=True)
+class ScreenFinding:
+    """What the runtime saw on an agent's screen that made it end the attempt early: a
+    permission/approval ``dialog`` waiting for a person (``detail`` is its question line), or
+    a ``stall`` (``detail`` says how long nothing happened)."""
+
+    kind: str  # "dialog" | "stall"
+    detail: str
+    cli: str = ""  # whose dialog: claude-code, codex, gemini, aider
+    seen_at: float = 0.0  # runtime clock time it was seen
+    silent_for: float | None = None  # stall: seconds without output or CPU
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "detail": self.detail, "seen_at": self.seen_at}
+        if self.cli:
+            out["cli"] = self.cli
+        if self.silent_for is not None:
+            out["silent_for"] = round(self.silent_for, 3)
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ScreenFinding:
+        silent = data.get("silent_for")
+        return cls(kind=str(data["kind"]), detail=str(data["detail"]),
+                   cli=str(data.get("cli", "")), seen_at=float(data.get("seen_at", 0.0)),
+                   silent_for=None if silent is None else float(silent))
+
+
+@dataclass(frozen=True)
 class ExitInfo:
     """How a process ended, normalised across the ways the news arrives.
 
@@ -242,6 +270,7 @@ class ExitInfo:
     source: str = "returncode"
     senders: tuple[SignalSender, ...] = ()
     oom_killed: bool = False
+    screen: ScreenFinding | None = None  # the runtime ended it early for what it saw
 
     @classmethod
     def from_returncode(cls, returncode: int) -> ExitInfo:
@@ -285,11 +314,19 @@ class ExitInfo:
         return dataclasses.replace(self, timed_out=True)
 
     def with_evidence(
-        self, senders: tuple[SignalSender, ...] = (), *, oom_killed: bool = False
+        self,
+        senders: tuple[SignalSender, ...] = (),
+        *,
+        oom_killed: bool = False,
+        screen: ScreenFinding | None = None,
     ) -> ExitInfo:
-        """The same exit, with who sent its signals and the kernel's word on a SIGKILL."""
+        """The same exit, with who sent its signals, the kernel's word on a SIGKILL and what
+        the runtime saw on the screen when it ended the attempt."""
         return dataclasses.replace(
-            self, senders=self.senders + senders, oom_killed=self.oom_killed or oom_killed
+            self,
+            senders=self.senders + senders,
+            oom_killed=self.oom_killed or oom_killed,
+            screen=screen if screen is not None else self.screen,
         )
 
     @property
@@ -322,6 +359,8 @@ class ExitInfo:
             out["senders"] = [s.to_json() for s in self.senders]
         if self.oom_killed:
             out["oom_killed"] = True
+        if self.screen is not None:
+            out["screen"] = self.screen.to_json()
         return out
 
     @classmethod
@@ -334,6 +373,7 @@ class ExitInfo:
             source=str(data.get("source", "returncode")),
             senders=tuple(SignalSender.from_json(s) for s in data.get("senders", ()) or ()),
             oom_killed=bool(data.get("oom_killed", False)),
+            screen=ScreenFinding.from_json(data["screen"]) if data.get("screen") else None,
         )
 
 

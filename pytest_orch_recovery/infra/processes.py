@@ -65,6 +65,29 @@ def _all_pids() -> Iterator[int]:
             yield int(entry.name)
 
 
+def tree_cpu_ticks(root: int) -> int:
+    """CPU time (clock ticks) of ``root`` and all its descendants, reaped children included
+    (utime + stime + cutime + cstime): grows while any process of the tree does work, even
+    one in a session of its own (how Claude Code runs hooks and Bash)."""
+    parent: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for pid in _all_pids():
+        fields = _stat_fields(pid)
+        if fields is None or len(fields) < 15:
+            continue
+        parent[pid] = int(fields[1])
+        ticks[pid] = sum(int(f) for f in fields[11:15])
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parent.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += ticks.get(pid, 0)
+        todo.extend(children.get(pid, ()))
+    return total
+
+
 def pids_in_group(pgid: int) -> list[int]:
     """Live (non-zombie) processes whose process group is ``pgid``."""
     found = []

@@ -48,7 +48,7 @@ import libtmux
 
 from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
-from pytest_orch_recovery.engine.model import ExitInfo, PartialWork, Task
+from pytest_orch_recovery.engine.model import ExitInfo, PartialWork, ScreenFinding, Task
 from pytest_orch_recovery.engine.runtime import AttemptExit, Clock, LaunchSpec
 from pytest_orch_recovery.infra.checkpoint import read_checkpoint_safely
 from pytest_orch_recovery.infra.processes import (
@@ -57,10 +57,12 @@ from pytest_orch_recovery.infra.processes import (
     process_alive,
     process_start_time,
     stop_process_groups,
+    tree_cpu_ticks,
 )
 from pytest_orch_recovery.infra.remedies import apply_remedy
 from pytest_orch_recovery.infra.workspace import probe
 from pytest_orch_recovery.runtime.host import Host
+from pytest_orch_recovery.runtime.screen import ScreenWatch
 from pytest_orch_recovery.runtime.server import kill_tmux_server, tmux_server_running
 from pytest_orch_recovery.runtime.wrapper import WrapperSpec
 
@@ -69,6 +71,7 @@ _HISTORY_LIMIT = 100_000
 # A lost event must not hang a caller that gave no deadline: after this long without any
 # event, every pending pane is checked once (a safety net, not the detection path).
 _SWEEP_INTERVAL = 30.0
+_WATCH_INTERVAL = 0.25  # seconds between looks at a running attempt's screen (see _watching)
 _KILL_GRACE = 5.0
 _PANE_FORMAT = "\t".join(
     [
@@ -110,6 +113,8 @@ class _Attempt:
     spec_file: Path
     pane_start: int | None = None  # start time of the pane process (pid reuse guard)
     reported: bool = False
+    watch: ScreenWatch | None = None  # what the screen shows while it runs (screen.py)
+    finding: ScreenFinding | None = None  # why the runtime ended it early, if it did
 
 
 @dataclass(frozen=True)
@@ -179,8 +184,14 @@ class TmuxRuntime:
         clock: Clock | None = None,
         base: str = "main",
         kill_grace: float = _KILL_GRACE,
+        stall_window: float | None = None,
+        end_on_dialog: bool = True,
     ) -> None:
         self.host = host
+        # Screen-aware detection (runtime/screen.py): end an attempt whose pane shows a
+        # permission dialog, or that has been silent (no output, no CPU) past stall_window.
+        self.stall_window = stall_window
+        self.end_on_dialog = end_on_dialog
         self.kill_grace = kill_grace  # seconds between SIGTERM and SIGKILL in kill()
         self.clock: Clock = clock if clock is not None else WallClock()
         self._command_for = command_for
@@ -190,6 +201,7 @@ class TmuxRuntime:
         self._ready: deque[AttemptExit] = deque()
         self._pidfds: dict[int, str] = {}  # pidfd of a live pane process -> agent
         self._partial_line = b""
+        self._swept = time.monotonic()
         self._closed = False
         host.state_dir.mkdir(parents=True, exist_ok=True)
         for d in (host.results, host.logs):
@@ -427,14 +439,43 @@ class TmuxRuntime:
                     self._sweep()
                     return self._ready.popleft() if self._ready else None
                 wait = min(wait, left)
+            watching = self._watching()
+            if watching:
+                wait = min(wait, _WATCH_INTERVAL)
             watched = [self._fifo_fd, *self._pidfds]
             readable, _, _ = select.select(watched, [], [], wait)
-            if not readable:
+            if not readable and time.monotonic() - self._swept >= _SWEEP_INTERVAL:
                 self._sweep()
             for fd in readable:
                 agent = self._pidfds.get(fd)
                 if agent is not None:
                     self._check(self._attempts[agent])
+            for attempt in watching:
+                self._watch_screen(attempt)
+
+    def _watching(self) -> list[_Attempt]:
+        """Running attempts whose screen is watched. tmux has no event for "the pane shows
+        X" or "nothing happened for N s", so this is a bounded poll (every
+        ``_WATCH_INTERVAL``): a stat of the pipe-pane log and a /proc scan per tick, and a
+        ``capture-pane`` of the visible screen only when new output arrived."""
+        if not (self.end_on_dialog or self.stall_window is not None):
+            return []
+        return [a for a in self._attempts.values() if not a.reported and a.finding is None]
+
+    def _watch_screen(self, attempt: _Attempt) -> None:
+        if attempt.watch is None:
+            attempt.watch = ScreenWatch(attempt.started_at, self.stall_window)
+        try:
+            size = attempt.log_file.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        finding = attempt.watch.observe(
+            self.clock.now(), output_size=size, cpu_ticks=tree_cpu_ticks(attempt.pane_pid),
+            screen=lambda: self._visible(attempt.pane_id))
+        if finding is None or (finding.kind == "dialog" and not self.end_on_dialog):
+            return
+        attempt.finding = finding
+        self.kill(attempt.spec.agent)  # its pane dies; the exit is reported as usual
 
     def _drain_events(self) -> None:
         while True:
@@ -452,6 +493,7 @@ class TmuxRuntime:
                 self._check(attempt)
 
     def _sweep(self) -> None:
+        self._swept = time.monotonic()
         for attempt in list(self._attempts.values()):
             self._check(attempt)
 
@@ -504,6 +546,8 @@ class TmuxRuntime:
             info = ExitInfo.from_tmux(pane.dead_status, pane.dead_signal)
         else:
             info = ExitInfo(status=None, source="tmux")  # the session vanished: unknown
+        if attempt.finding is not None:
+            info = info.with_evidence(screen=attempt.finding)
         text = self._final_text(attempt, pane)
         result = parse_result(text)
         session = result.get("session_id") if result else None
@@ -525,6 +569,10 @@ class TmuxRuntime:
         pane_text = self._capture(attempt.pane_id) if pane is not None else ""
         log_text = _read_log(attempt.log_file)
         return pane_text if len(pane_text) >= len(log_text.rstrip("\n")) else log_text
+
+    def _visible(self, pane_id: str) -> str:
+        """The screen as it is now (no history): where a waiting dialog is drawn."""
+        return "\n".join(self._tmux("capture-pane", "-p", "-J", "-t", pane_id, check=False))
 
     def _capture(self, pane_id: str) -> str:
         lines = self._tmux("capture-pane", "-p", "-J", "-S", "-", "-t", pane_id, check=False)

@@ -129,6 +129,19 @@ def test_status_live_asks_tmux_and_reads_checkpoint_age(
     age = rows["t1"]["checkpoint_age"]
     assert isinstance(age, float) and age >= 30
     assert rows["t2"] == {"session": "unknown", "checkpoint_age": None, "checkpoint_at": None}
+    code, out, _ = _run(capsys, "status", "--journal", str(journal), "--live", "--format",
+                        "json", "--tmux-socket", tmux_server)
+    unrecorded = json.loads(out)["tasks"][1]["live"]["session"]
+    assert unrecorded == "dead"  # asked on the given socket: no session of that agent
+    subprocess.run(["tmux", "-L", tmux_server, "set-option", "-w", "-t", "=agent-live:",
+                    "remain-on-exit", "on"], check=True)
+    subprocess.run(["tmux", "-L", tmux_server, "respawn-pane", "-k", "-t", "=agent-live:",
+                    "true"], check=True)
+    for _ in range(200):  # event: the pane reports its process gone
+        if live()["t1"]["session"] == "exited":
+            break
+        time.sleep(0.05)
+    assert live()["t1"]["session"] == "exited"
     subprocess.run(["tmux", "-L", tmux_server, "kill-session", "-t", "=agent-live"], check=True)
     assert live()["t1"]["session"] == "dead"
     code, out, _ = _run(capsys, "status", "--journal", str(journal), "--live",

@@ -2,8 +2,9 @@
 budget, elapsed, last reason with its confidence and strongest evidence, next launch time.
 
 ``--live`` asks tmux whether each running attempt's session is alive (on the socket and session
-its launch recorded; ``unknown`` when it recorded none or tmux cannot answer) and reports how
-long ago each agent's checkpoint file was written. ``--watch N`` redraws every N seconds until
+its launch recorded, else on ``--tmux-socket`` with the session named after the agent;
+``unknown`` when neither is known or tmux cannot answer) and reports how long ago each agent's
+checkpoint file was written. ``--watch N`` redraws every N seconds until
 Ctrl-C (exit 0). Exit 2 on a usage error, naming the file (and line).
 """
 
@@ -76,6 +77,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "else the seed's directory)",
     )
     parser.add_argument(
+        "--tmux-socket",
+        metavar="NAME",
+        help="for --live: the tmux socket name (tmux -L) of the server the agents run on, "
+        "sessions named after agents; used where a launch recorded no tmux target",
+    )
+    parser.add_argument(
         "--watch",
         type=_seconds,
         metavar="SECONDS",
@@ -95,22 +102,30 @@ class Liveness:
 
 
 def _session_alive(target: TmuxTarget | None) -> str:
+    """``alive``; ``exited`` (the pane is kept after its process ended: remain-on-exit);
+    ``dead`` (no such session or server); ``unknown`` (nothing recorded, or no answer)."""
     if target is None:
         return "unknown"
     tmux = shutil.which("tmux")
     if tmux is None:
         return "unknown"
-    try:
-        proc = subprocess.run(
-            [tmux, "-L", target.socket, "has-session", "-t", f"={target.session}"],
-            capture_output=True, text=True, timeout=_TMUX_TIMEOUT, check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
+    def ask(*argv: str) -> subprocess.CompletedProcess[str] | None:
+        try:
+            return subprocess.run([tmux, "-L", target.socket, *argv], capture_output=True,
+                                  text=True, timeout=_TMUX_TIMEOUT, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+
+    exists = ask("has-session", "-t", f"={target.session}")
+    if exists is None:
         return "unknown"
-    if proc.returncode == 0:
-        return "alive"
-    # "no server running" / "can't find session": the session is gone.
-    return "dead" if proc.stderr.strip() else "unknown"
+    if exists.returncode != 0:
+        # "no server running" / "can't find session": the session is gone.
+        return "dead" if exists.stderr.strip() else "unknown"
+    pane = ask("display-message", "-p", "-t", f"={target.session}:", "#{pane_dead}")
+    if pane is None or pane.returncode != 0:
+        return "unknown"
+    return {"0": "alive", "1": "exited"}.get(pane.stdout.strip(), "unknown")
 
 
 def _checkpoint_mtime(directory: Path | None, agent: str) -> float | None:
@@ -120,8 +135,12 @@ def _checkpoint_mtime(directory: Path | None, agent: str) -> float | None:
         return None
 
 
-def live(row: TaskStatus, directory: Path | None, now: float) -> Liveness:
-    session = _session_alive(row.tmux) if str(row.phase) == "running" else "-"
+def live(row: TaskStatus, directory: Path | None, now: float,
+         socket: str | None = None) -> Liveness:
+    target = row.tmux
+    if target is None and socket is not None:
+        target = TmuxTarget(socket, row.agent)  # the supervisor names sessions after agents
+    session = _session_alive(target) if str(row.phase) == "running" else "-"
     mtime = _checkpoint_mtime(directory, row.agent)
     return Liveness(session, None if mtime is None else max(0.0, now - mtime), mtime)
 
@@ -187,7 +206,8 @@ def _draw(args: argparse.Namespace) -> str:
     now = time.time()
     budget = args.budget if args.budget is not None else Policy().max_attempts
     rows = FleetView(read_events(args.journal), budget=budget).statuses(now=now)
-    lives = [live(r, args.checkpoint_dir, now) for r in rows] if args.live else None
+    lives = ([live(r, args.checkpoint_dir, now, args.tmux_socket) for r in rows]
+             if args.live else None)
     return render(rows, lives, args.format, now)
 
 

@@ -143,7 +143,7 @@ def test_the_sim_agent_keeps_its_documented_dash_m_name() -> None:
 
 # Files other work of this round is still writing (the sim agent's tool runner, the signal
 # sender reader); they move onto infra.processes when that lands. Tolerated, never required.
-_OWN_PROC_READERS = {"doubles/simagent/tools.py", "runtime/senders.py"}
+_OWN_PROC_READERS = {"doubles/simagent/tools.py"}
 
 
 def test_only_infra_processes_reads_proc() -> None:

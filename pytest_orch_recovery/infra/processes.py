@@ -16,13 +16,14 @@ from pathlib import Path
 
 TERM_GRACE = 5.0  # seconds a process group gets between SIGTERM and SIGKILL
 _KILL_GRACE = 5.0  # seconds to wait for SIGKILLed processes to disappear
+PROC = Path("/proc")
 
 
-def _stat_fields(pid: int) -> list[str] | None:
+def _stat_fields(pid: int, proc: Path | None = None) -> list[str] | None:
     """Fields 3.. of /proc/<pid>/stat (after the parenthesised comm, which may hold spaces)."""
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        raw = ((proc or PROC) / str(pid) / "stat").read_text(encoding="ascii", errors="replace")
+    except (FileNotFoundError, ProcessLookupError, PermissionError, NotADirectoryError):
         return None
     return raw[raw.rfind(")") + 2 :].split()
 
@@ -36,9 +37,9 @@ def process_start_time(pid: int) -> int | None:
     return None if fields is None else int(fields[19])
 
 
-def parent_pid(pid: int) -> int | None:
+def parent_pid(pid: int, proc: Path | None = None) -> int | None:
     """Field 4 of /proc/<pid>/stat (ppid); None if the process is gone."""
-    fields = _stat_fields(pid)
+    fields = _stat_fields(pid, proc)
     return None if fields is None else int(fields[1])
 
 
@@ -63,6 +64,29 @@ def _all_pids() -> Iterator[int]:
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             yield int(entry.name)
+
+
+def _proc_bytes(pid: int | str, name: str, proc: Path) -> bytes:
+    try:
+        return (proc / str(pid) / name).read_bytes()
+    except OSError:  # gone, or not ours to read
+        return b""
+
+
+def command_line(pid: int, proc: Path = PROC) -> str:
+    """``/proc/<pid>/cmdline`` as words joined by spaces ("" when gone or a zombie)."""
+    raw = _proc_bytes(pid, "cmdline", proc)
+    return " ".join(w.decode(errors="replace") for w in raw.split(b"\0") if w)
+
+
+def process_name(pid: int, proc: Path = PROC) -> str:
+    """``/proc/<pid>/comm``: kept while a zombie waits to be reaped, unlike ``cmdline``."""
+    return _proc_bytes(pid, "comm", proc).decode(errors="replace").strip()
+
+
+def cgroup_lines(pid: int | str = "self", proc: Path = PROC) -> list[str]:
+    """``/proc/<pid>/cgroup``: one ``hierarchy:controllers:path`` line per hierarchy."""
+    return _proc_bytes(pid, "cgroup", proc).decode(errors="replace").splitlines()
 
 
 def tree_cpu_ticks(root: int) -> int:

@@ -21,6 +21,13 @@ import subprocess
 from pathlib import Path
 
 from pytest_orch_recovery.engine.model import SignalOrigin, SignalSender
+from pytest_orch_recovery.infra.processes import (
+    PROC,
+    cgroup_lines,
+    command_line,
+    parent_pid,
+    process_name,
+)
 
 # <asm-generic/siginfo.h>
 SI_USER = 0
@@ -32,7 +39,6 @@ _ORIGINS = {SI_USER: SignalOrigin.PROCESS, SI_QUEUE: SignalOrigin.QUEUE,
 # Signals a terminal's line discipline generates (Ctrl-C, Ctrl-\, Ctrl-Z, hang-up, resize).
 _TTY_SIGNALS = frozenset({signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGHUP,
                           signal.SIGWINCH})
-_PROC = Path("/proc")
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
@@ -47,37 +53,18 @@ def origin_of(signo: int, code: int, pid: int) -> SignalOrigin:
     return _ORIGINS.get(code, SignalOrigin.UNKNOWN)
 
 
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError:  # gone, or not ours to read
-        return b""
-
-
-def command_line(pid: int, proc: Path = _PROC) -> str:
-    """``/proc/<pid>/cmdline`` as words joined by spaces ("" when gone or a zombie)."""
-    raw = _read(proc / str(pid) / "cmdline")
-    return " ".join(w.decode(errors="replace") for w in raw.split(b"\0") if w)
-
-
-def _parent(pid: int, proc: Path) -> int | None:
-    raw = _read(proc / str(pid) / "stat").decode(errors="replace")
-    fields = raw[raw.rfind(")") + 2:].split()
-    return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
-
-
 def sender_of(signo: int, code: int, pid: int, uid: int, *,
-              clients: int | None = None, proc: Path = _PROC) -> SignalSender:
+              clients: int | None = None, proc: Path = PROC) -> SignalSender:
     """Decode one ``siginfo`` and read the sender from ``/proc`` now (call it at once)."""
     origin = origin_of(signo, code, pid)
     if origin is SignalOrigin.TTY or pid <= 0:
         return SignalSender(signo, origin, code, uid=uid if pid > 0 else None,
                             clients=clients if origin is SignalOrigin.TTY else None)
-    parent = _parent(pid, proc)
+    parent = parent_pid(pid, proc)
     return SignalSender(
         signo, origin, code, pid=pid, uid=uid,
         command=command_line(pid, proc),
-        name=_read(proc / str(pid) / "comm").decode(errors="replace").strip(),
+        name=process_name(pid, proc),
         parent_pid=parent,
         parent_command=command_line(parent, proc) if parent else "",
     )
@@ -102,10 +89,10 @@ def tmux_clients(env: dict[str, str] | None = None) -> int | None:
     return sum(1 for line in proc.stdout.splitlines() if line.strip())
 
 
-def memory_cgroup(pid: int | str = "self", proc: Path = _PROC,
+def memory_cgroup(pid: int | str = "self", proc: Path = PROC,
                   root: Path = _CGROUP_ROOT) -> Path | None:
     """The directory of the memory cgroup ``pid`` is in (v2 unified or v1 ``memory``)."""
-    for line in _read(proc / str(pid) / "cgroup").decode(errors="replace").splitlines():
+    for line in cgroup_lines(pid, proc):
         hierarchy, _, rest = line.partition(":")
         controllers, _, path = rest.partition(":")
         rel = path.lstrip("/")
@@ -128,7 +115,11 @@ def oom_kills(cgroup: Path | None) -> int | None:
     if cgroup is None:
         return None
     for name in ("memory.events", "memory.oom_control"):
-        for line in _read(cgroup / name).decode(errors="replace").splitlines():
+        try:
+            text = (cgroup / name).read_text(errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
             key, _, value = line.partition(" ")
             if key == "oom_kill":
                 with contextlib.suppress(ValueError):

@@ -195,3 +195,31 @@ def test_litellm_class_names_map_to_statuses() -> None:
     assert m.api_status == 401
     (m,) = match_lines("litellm.APIConnectionError: connection refused", "x")
     assert (m.reason, m.api_status) == (Reason.API_ERROR, None)
+
+
+def _first_row_by_line_reference(text: str) -> list[tuple[int, str]]:
+    """The table's meaning, written plainly: each line, searched alone, goes to the first row
+    (table order) whose regex finds something in it."""
+    out: list[tuple[int, str]] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        for row in PATTERNS:
+            if row.regex.search(line):
+                out.append((number, row.name))
+                break
+    return out
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(_SAMPLES),
+            st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40),
+            st.tuples(st.sampled_from(_SAMPLES), st.sampled_from(_SAMPLES)).map(" ".join),
+        ),
+        max_size=8,
+    )
+)
+def test_match_lines_agrees_with_the_plain_line_by_line_reading(parts: list[str]) -> None:
+    text = "\n".join(parts)
+    got = [(m.line, m.pattern.name) for m in match_lines(text, "x")]
+    assert got == _first_row_by_line_reference(text)

@@ -1406,17 +1406,21 @@ class _Prefilter:
     always: tuple[int, ...]  # rows with no usable literal, or case-insensitive
     by_word: dict[str, tuple[int, ...]]  # whole word that must be a token -> rows
     by_substring: tuple[tuple[str, tuple[int, ...]], ...]  # needle without such a word
+    needles: tuple[tuple[str, ...] | None, ...]  # per row; None for the ``always`` rows
 
     @classmethod
     def of(cls, rows: Sequence[Pattern]) -> _Prefilter:
         always: list[int] = []
         by_word: dict[str, list[int]] = {}
         by_substring: dict[str, list[int]] = {}
+        per_row: list[tuple[str, ...] | None] = []
         for index, row in enumerate(rows):
             needles = required_needles(row.regex)
             if needles is None or row.regex.flags & re.IGNORECASE:
                 always.append(index)
+                per_row.append(None)
                 continue
+            per_row.append(needles)
             for needle in needles:
                 word = _interior_word(needle)
                 if word is None:
@@ -1427,6 +1431,7 @@ class _Prefilter:
             tuple(always),
             {w: tuple(ix) for w, ix in by_word.items()},
             tuple((n, tuple(ix)) for n, ix in by_substring.items()),
+            tuple(per_row),
         )
 
     def rows_possible_in(self, text: str) -> list[int]:
@@ -1450,16 +1455,36 @@ _PREFILTER = _Prefilter.of(PATTERNS)
 def _first_row_per_line(
     text: str, line_starts: list[int]
 ) -> dict[int, tuple[int, re.Match[str]]]:
-    """Line index -> (row index, match) of the first row, in table order, matching it."""
+    """Line index -> (row index, match) of the first row, in table order, matching in it.
+
+    Rows are tried in table order, each only where it can match: on the lines holding one of
+    its required literals (found with ``str.find``), each line searched on its own. A row
+    with no literal (or a case-insensitive one) scans the whole text once.
+    """
     found: dict[int, tuple[int, re.Match[str]]] = {}
     for row_index in _PREFILTER.rows_possible_in(text):
-        # One C-level scan of the whole text per row is far cheaper than running every row
-        # on every line from Python.
-        for m in PATTERNS[row_index].regex.finditer(text):
-            line_index = bisect.bisect_right(line_starts, m.start()) - 1
-            if line_index not in found:
-                found[line_index] = (row_index, m)
-            # later matches of this row on the same line add nothing
+        regex = PATTERNS[row_index].regex
+        needles = _PREFILTER.needles[row_index]
+        if needles is None:
+            for m in regex.finditer(text):
+                line_index = bisect.bisect_right(line_starts, m.start()) - 1
+                found.setdefault(line_index, (row_index, m))
+            continue
+        tried: set[int] = set()
+        for needle in needles:
+            at = text.find(needle)
+            while at >= 0:
+                line_index = bisect.bisect_right(line_starts, at) - 1
+                line_end = text.find("\n", at)
+                if line_index not in tried and line_index not in found:
+                    tried.add(line_index)
+                    end = len(text) if line_end < 0 else line_end
+                    m = regex.search(text, line_starts[line_index], end)
+                    if m is not None:
+                        found[line_index] = (row_index, m)
+                if line_end < 0:
+                    break
+                at = text.find(needle, line_end + 1)  # the next line holding it
     return found
 
 

@@ -1,0 +1,122 @@
+"""Attribution throughput on the labelled corpus (tests/corpus/attribution.jsonl). Prints JSON.
+
+Three figures, each against a baseline measured in the same run on the same lines:
+
+- ``per_row``: every corpus row classified as its own attempt (a log-only observation, as
+  ``orch-recovery classify --log`` builds it): rows per second, the worst case (every call
+  pays the fixed cost of one classification).
+- ``as_log``: the corpus joined into one log and classified once, repeated: lines per second
+  through the pattern table on a realistic multi-line log.
+- ``table_only``: ``match_lines`` per row without the rest of ``classify``, and the same with
+  the literal prefilter switched off (every row's regex scans the whole text, as before the
+  prefilter), to show what it saves.
+
+Baselines: ``json.loads`` of each corpus row (the least any reader of the corpus does) and a
+plain ``re`` scan of each row with one regex (``error|fail|denied``).
+
+Run: ``python benchmarks/bench_classify.py [--repeat N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pytest_orch_recovery.engine import patterns
+from pytest_orch_recovery.engine.classify import LogText, Observation, classify
+
+CORPUS = Path(__file__).resolve().parent.parent / "tests" / "corpus" / "attribution.jsonl"
+_PLAIN = re.compile(r"error|fail|denied", re.IGNORECASE)
+
+
+def _rate(count: int, run: Callable[[], object], repeat: int) -> float:
+    """Items per second, the best of ``repeat`` timed runs (the least disturbed by load)."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return count / best
+
+
+def _classify_rows(texts: list[str]) -> None:
+    for text in texts:
+        classify(Observation(logs=(LogText("log", text),)))
+
+
+def _match_rows(texts: list[str]) -> None:
+    for text in texts:
+        patterns.match_lines(text, "log")
+
+
+def _unfiltered_match_rows(texts: list[str]) -> None:
+    every_row = list(range(len(patterns.PATTERNS)))
+    original = patterns._PREFILTER
+    unfiltered = patterns._Prefilter(tuple(every_row), {}, (), (None,) * len(every_row))
+    patterns._PREFILTER = unfiltered
+    try:
+        _match_rows(texts)
+    finally:
+        patterns._PREFILTER = original
+
+
+def _json_rows(raw: list[str]) -> None:
+    for line in raw:
+        json.loads(line)
+
+
+def _plain_re_rows(texts: list[str]) -> None:
+    for text in texts:
+        _PLAIN.search(text)
+
+
+def bench(repeat: int) -> dict[str, Any]:
+    raw = [line for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    texts = [json.loads(line)["text"] for line in raw]
+    rows = len(texts)
+    lines = sum(text.count("\n") + 1 for text in texts)
+    log = "\n".join(texts)
+
+    json_rate = _rate(rows, lambda: _json_rows(raw), repeat)
+    plain_rate = _rate(rows, lambda: _plain_re_rows(texts), repeat)
+    per_row = _rate(rows, lambda: _classify_rows(texts), repeat)
+    as_log = _rate(lines, lambda: classify(Observation(logs=(LogText("log", log),))), repeat * 5)
+    table = _rate(rows, lambda: _match_rows(texts), repeat)
+    table_unfiltered = _rate(rows, lambda: _unfiltered_match_rows(texts), repeat)
+    return {
+        "corpus": {"rows": rows, "lines": lines, "pattern_rows": len(patterns.PATTERNS)},
+        "per_row": {
+            "rows_per_second": round(per_row),
+            "baseline_json_loads_per_second": round(json_rate),
+            "ratio_to_json_loads": round(per_row / json_rate, 4),
+        },
+        "as_log": {
+            "lines_per_second": round(as_log),
+            "baseline_plain_re_lines_per_second": round(plain_rate * lines / rows),
+            "ratio_to_plain_re": round(as_log / (plain_rate * lines / rows), 4),
+        },
+        "table_only": {
+            "rows_per_second": round(table),
+            "rows_per_second_without_prefilter": round(table_unfiltered),
+            "prefilter_speedup": round(table / table_unfiltered, 2),
+            "baseline_plain_re_rows_per_second": round(plain_rate),
+        },
+        "repeat": repeat,
+        "note": "best of `repeat` runs; the machine is shared, compare the ratios",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per figure (best kept)")
+    args = parser.parse_args()
+    print(json.dumps(bench(args.repeat), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1479,9 +1479,9 @@ def _first_row_per_line(
                 if line_index not in tried and line_index not in found:
                     tried.add(line_index)
                     end = len(text) if line_end < 0 else line_end
-                    m = regex.search(text, line_starts[line_index], end)
-                    if m is not None:
-                        found[line_index] = (row_index, m)
+                    hit = regex.search(text, line_starts[line_index], end)
+                    if hit is not None:
+                        found[line_index] = (row_index, hit)
                 if line_end < 0:
                     break
                 at = text.find(needle, line_end + 1)  # the next line holding it

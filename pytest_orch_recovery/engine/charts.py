@@ -107,7 +107,7 @@ def criteria_chart(results: Sequence[CriterionResult]) -> str:
     """One row per rate criterion on a 0-100% scale: the observed rate (dot), its Wilson 95%
     interval (bar), the threshold (dashed line), coloured by verdict."""
     rates = [r for r in results if r.is_rate]
-    width, left, right, row = 400, 16, 380, 58
+    width, left, right, row = 340, 10, 328, 58
     top = 24
     height = top + row * len(rates) + 8
     scale = right - left
@@ -116,7 +116,8 @@ def criteria_chart(results: Sequence[CriterionResult]) -> str:
         x = left + scale * pct / 100
         parts.append(f'<line class="grid" x1="{x:.1f}" y1="{top - 6}" x2="{x:.1f}" '
                      f'y2="{height - 8}"/>')
-        parts.append(_text(x, top - 10, f"{pct}%", anchor="middle", cls="tick"))
+        anchor = {0: "start", 100: "end"}.get(pct, "middle")
+        parts.append(_text(x, top - 10, f"{pct}%", anchor=anchor, cls="tick"))
     for i, r in enumerate(rates):
         y = top + i * row
         colour = _VERDICT_COLOUR[r.verdict]
@@ -161,7 +162,7 @@ def reasons_chart(rows: Sequence[ReasonRow]) -> str:
     seen = sorted((r for r in rows if r.count), key=lambda r: (-r.count, str(r.reason)))
     if not seen:
         return '<p class="empty">No failed attempts.</p>'
-    width, left, right, row = 400, 108, 330, 24
+    width, left, right, row = 340, 100, 272, 24
     height = row * len(seen) + 8
     most = max(r.count for r in seen)
     parts = []
@@ -198,7 +199,7 @@ def recovery_time_chart(times: Sequence[float], p50: float | None,
     counts = [0] * bins
     for t in times:
         counts[min(int(t // step), bins - 1)] += 1
-    width, left, right, top, bottom = 400, 30, 380, 40, 176
+    width, left, right, top, bottom = 340, 30, 326, 40, 176
     height = bottom + 34
     most = max(counts)
     bw = (right - left) / bins
@@ -234,8 +235,9 @@ def recovery_time_chart(times: Sequence[float], p50: float | None,
                      f'<line x1="{x:.1f}" y1="{y - 4}" x2="{x:.1f}" y2="{bottom}"/>'
                      + _text(x + dx, y, f"{name} {duration_text(value)}", anchor=anchor,
                              cls="value") + "</g>")
-    parts.append(_text((left + right) / 2, height - 2, "recovery time (task's first failure to "
-                       "success); bars: tasks", anchor="middle", cls="caption"))
+    parts.append(_text((left + right) / 2, height - 2,
+                       "tasks by time from first failure to success", anchor="middle",
+                       cls="caption"))
     label = (f"Recovery times of {len(times)} tasks: p50 {duration_text(p50)}, "
              f"p95 {duration_text(p95)}")
     return _svg(width, height, label, "".join(parts))

@@ -35,11 +35,11 @@ from pytest_orch_recovery.engine.timeline import AttemptSpan, TaskLane, grouped,
 
 MAX_TIMELINE_TASKS = 120  # lanes drawn; the rest are counted as omitted
 MAX_LEDGER_ROWS = 200
-_SECTIONS_WITHOUT_CAMPAIGN = ("criteria", "overview", "charts", "timeline")
+SECTIONS = ("overview", "criteria", "charts", "timeline")  # and "campaign" with campaign data
 
 # Timeline geometry (SVG user units; the SVG scales to its column, never below min-width).
 _W, _LABEL_W, _PLOT_X0, _PLOT_X1 = 960, 196, 206, 944
-_AXIS_H, _LANE_H = 30, 48
+_AXIS_H, _LANE_H = 40, 48
 
 _CSS = """
 :root{--ink:#1f2328;--muted:#59636e;--line:#d8dee4;--bg:#f6f8fa;--ok:#009e73;
@@ -55,18 +55,25 @@ h3{font-size:1rem;margin:1em 0 .3em}
 .verdict{display:inline-block;font-weight:700;padding:.1em .6em;border-radius:1em;color:#fff}
 .verdict.pass{background:var(--ok)}.verdict.fail{background:var(--fail)}
 .verdict.insufficient{background:var(--open)}
-nav{display:flex;flex-wrap:wrap;gap:4px 16px;margin:.5em 0}
+nav{display:flex;flex-wrap:wrap;gap:4px 16px}
+.bar-row{display:flex;flex-wrap:wrap;align-items:center;gap:8px 24px;margin:.6em 0 .8em}
+.small{font-size:.85rem}
+.dash{display:grid;gap:0 16px}
+@media (min-width:1000px){.dash{grid-template-columns:1fr 2fr}
+.dash #charts .grid{grid-template-columns:1fr 1fr}}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,340px),1fr));gap:16px}
 .card{border:1px solid var(--line);border-radius:8px;padding:12px;min-width:0}
-.card h3{margin-top:0}
-.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(140px,1fr));gap:8px;
+.card h3:first-child{margin-top:0}
+.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(112px,1fr));gap:8px;
 padding:0;margin:0;list-style:none}
 .tiles li{border:1px solid var(--line);border-radius:8px;padding:8px 10px}
-.tiles b{display:block;font-size:1.4rem}.tiles span{color:var(--muted);font-size:.85rem}
+.tiles b{display:block;font-size:1.4rem;line-height:1.2}
+.tiles span{display:block;color:var(--muted);font-size:.8rem;line-height:1.3}
+.tiles.counts{grid-template-columns:1fr 1fr}
 .tiles .pass{border-left:5px solid var(--ok)}.tiles .fail{border-left:5px solid var(--fail)}
-svg.chart{width:100%;height:auto;display:block;font-size:12px}
-svg text{fill:var(--ink)}svg .tick,svg .caption{fill:var(--muted);font-size:11px}
-svg .label{font-weight:600}svg .verdict{font-weight:700;font-size:11px}
+svg.chart{width:100%;height:auto;display:block;font-size:13px}
+svg text{fill:var(--ink)}svg .tick,svg .caption{fill:var(--muted);font-size:12px}
+svg .label{font-weight:600}svg .verdict{font-weight:700;font-size:12px}
 svg .grid{stroke:var(--line)}svg .axis{stroke:var(--muted)}
 svg .track{fill:var(--bg);stroke:var(--line)}
 svg .threshold{stroke:var(--ink);stroke-width:2;stroke-dasharray:3 2}
@@ -74,7 +81,9 @@ svg .pct line{stroke:var(--ink);stroke-dasharray:4 3}
 .scroll{overflow-x:auto;max-width:100%}
 svg.timeline{width:100%;min-width:720px;height:auto;display:block;font-size:11px}
 svg.timeline .name{font-weight:600;font-size:12px}svg.timeline .title{fill:var(--muted)}
-svg.timeline .lane{fill:var(--bg)}
+svg.timeline .lane{fill:var(--bg)}svg.timeline .op-label{fill:var(--op);font-weight:600}
+svg.timeline .bar-label{paint-order:stroke;stroke:var(--bg);stroke-width:4px;
+stroke-linejoin:round}
 svg.timeline a:hover rect,svg.timeline a:focus rect{stroke:var(--ink);stroke-width:2}
 .legend{display:flex;flex-wrap:wrap;gap:4px 16px;padding:0;margin:.5em 0;list-style:none;
 font-size:.9rem}
@@ -116,14 +125,15 @@ def _overall(results: Sequence[CriterionResult]) -> str:
 def _source(events: Sequence[Event], campaign: Mapping[str, Any] | None,
             journals: Sequence[str]) -> str:
     times = [e.time for e in events]
-    span = (f"{len(events)} events, {_stamp(min(times))} to {_stamp(max(times))}" if times
+    span = (f"{len(events)} events from {_stamp(min(times))} to {_stamp(max(times))}" if times
             else "no events")
     if campaign is None:
         names = ", ".join(journals) or "journal"
-        return f"Journal {esc(names)}: {esc(span)}."
-    return (f"Chaos campaign: seed {esc(campaign.get('seed'))}, tier {esc(campaign.get('tier'))},"
-            f" agent {esc(campaign.get('agent'))}, {esc(campaign.get('runs', 0))} scenario runs; "
-            f"{esc(span)}. Replay: <code>{esc(campaign.get('replay', ''))}</code>")
+        return f'<p class="source">Journal {esc(names)}: {esc(span)}.</p>'
+    return (f'<p class="source">Chaos campaign on the {esc(campaign.get("tier"))} tier, agent '
+            f"{esc(campaign.get('agent'))}, seed {esc(campaign.get('seed'))}: "
+            f"{esc(campaign.get('runs', 0))} scenario runs, {esc(span)}.</p>"
+            f'<p class="source">Replay: <code>{esc(campaign.get("replay", ""))}</code></p>')
 
 
 # --------------------------------------------------------------------------- criteria, overview
@@ -138,21 +148,21 @@ def _count_tiles(results: Sequence[CriterionResult]) -> str:
             continue
         observed = "-" if r.observed is None else f"{r.observed:g}"
         tiles.append(f'<li class="{esc(r.verdict)}"><b>{observed}</b><span>'
-                     f"{esc(words.get(r.name, r.name))} (needs {esc(r.comparison)} "
-                     f"{r.threshold:g}): {esc(r.verdict.upper())}</span></li>")
-    return f'<ul class="tiles">{"".join(tiles)}</ul>'
+                     f"{esc(words.get(r.name, r.name))}, needs {esc(r.comparison)} "
+                     f"{r.threshold:g}: {esc(r.verdict.upper())}</span></li>")
+    return f'<ul class="tiles counts">{"".join(tiles)}</ul>'
 
 
 def _criteria(results: Sequence[CriterionResult], campaign: Mapping[str, Any] | None) -> str:
-    basis = ("Rates with their Wilson 95% interval (the shaded band) against the threshold "
-             "(dashed line).")
+    basis = ("Dot: the observed rate; band: its Wilson 95% interval; dashed line: the "
+             "threshold.")
     if campaign is not None:
         basis += (f" Campaign rules: first-try rates over the {esc(campaign.get('control_tasks'))}"
                   " fault-free tasks; a wrong attribution counts as unattributed.")
-    return ('<section id="criteria"><h2>Success criteria</h2>'
-            f'<p class="note">{basis}</p><div class="grid">'
-            f'<div class="card"><h3>Rates</h3>{criteria_chart(results)}</div>'
-            f'<div class="card"><h3>Counts</h3>{_count_tiles(results)}</div></div></section>')
+    return ('<section id="criteria"><h2>Success criteria</h2><div class="card">'
+            f"<h3>Rates against their thresholds</h3>{criteria_chart(results)}"
+            f'<p class="note small">{basis}</p><h3>Counts</h3>{_count_tiles(results)}</div>'
+            "</section>")
 
 
 def _overview(m: Metrics) -> str:
@@ -160,7 +170,7 @@ def _overview(m: Metrics) -> str:
         (m.total_tasks, "tasks"),
         (m.first_try, "succeeded first try"),
         (m.required_recovery, "required recovery"),
-        (m.recovered, f"recovered ({m.recovered_after_operator} after an operator action)"),
+        (m.recovered, f"recovered, {m.recovered_after_operator} via an operator"),
         (m.escalated, "still escalated"),
         (m.failed_after_recovery, "failed after recovery"),
         (m.recovering + m.unsettled, "in progress"),
@@ -262,72 +272,84 @@ class _Plot:
         return _PLOT_X0 + (_PLOT_X1 - _PLOT_X0) * (time - self.t0) / self.end
 
 
-def _axis(plot: _Plot, height: float) -> str:
+def _axis(plot: _Plot, height: float, lanes: Sequence[TaskLane]) -> str:
+    """Ticks with units along the top, and a diamond there for each operator action."""
     parts = []
+    actions: dict[float, list[str]] = {}
+    for lane in lanes:
+        for mark in lane.marks:
+            if mark.kind == "operator":
+                names = actions.setdefault(mark.time, [_short(mark.text, 300)])
+                names.append(lane.name)
+    for time, (text, *names) in sorted(actions.items()):
+        x = plot.x(time)
+        title = f"operator action at +{duration_text(time - plot.t0)}: {text} ({', '.join(names)})"
+        parts.append(f'<g class="operator"><title>{esc(title)}</title>'
+                     f'<path d="M{x:.1f} {_AXIS_H - 14}l6 6-6 6-6-6z" '
+                     f'fill="{COLOURS["operator"]}"/><text class="op-label" x="{x + 9:.1f}" '
+                     f'y="{_AXIS_H - 4}">operator</text></g>')
     count = round(plot.end / plot.step)
     for i in range(count + 1):
         seconds = i * plot.step
         x = plot.x(plot.t0 + seconds)
-        parts.append(f'<line class="grid" x1="{x:.1f}" y1="{_AXIS_H - 8}" x2="{x:.1f}" '
+        parts.insert(0, f'<line class="grid" x1="{x:.1f}" y1="{_AXIS_H - 20}" x2="{x:.1f}" '
                      f'y2="{height:.1f}"/>')
         anchor = "end" if i == count else ("start" if i == 0 else "middle")
-        parts.append(f'<text class="tick" x="{x:.1f}" y="{_AXIS_H - 12}" '
+        parts.append(f'<text class="tick" x="{x:.1f}" y="14" '
                      f'text-anchor="{anchor}">{esc(time_label(seconds, plot.step))}</text>')
-    parts.append(f'<text class="tick" x="{_PLOT_X0 - 8}" y="{_AXIS_H - 12}" text-anchor="end">'
+    parts.append(f'<text class="tick" x="{_PLOT_X0 - 8}" y="14" text-anchor="end">'
                  "time since start</text>")
     return f'<g class="axis-ticks">{"".join(parts)}</g>'
 
 
 def _lane_svg(index: int, lane: TaskLane, row: int, plot: _Plot, faults: FaultNotes) -> str:
+    """One task's lane, in layers: its name, then operator lines and backoff waits, then the
+    attempt bars (each a link to its details, with its label and any fault mark), then the
+    escalation and give-up flags."""
     top = _AXIS_H + row * _LANE_H
-    parts = [f'<rect class="lane" x="0" y="{top + 2}" width="{_W}" height="{_LANE_H - 4}" '
-             'rx="4"/>',
-             f'<text class="name" x="8" y="{top + 20}">{esc(_short(lane.name, 26))}</text>',
-             f'<text class="title" x="8" y="{top + 36}">{esc(_short(lane.title, 30))}</text>']
+    head = [f'<rect class="lane" x="0" y="{top + 2}" width="{_W}" height="{_LANE_H - 4}" '
+            'rx="4"/>',
+            f'<text class="name" x="8" y="{top + 20}">{esc(_short(lane.name, 26))}</text>',
+            f'<text class="title" x="8" y="{top + 36}">{esc(_short(lane.title, 30))}</text>']
+    behind, bars, front = [], [], []
     for span in lane.attempts:
         x0 = plot.x(span.start)
         x1 = plot.x(span.end) if span.end is not None else plot.x(lane.last_time)
-        width = max(x1 - x0, 3.0)
         state = "ok" if span.succeeded else ("fail" if span.reason is not None else "open")
-        notes = faults.get((lane.task_id, span.number), ())
-        title = _attempt_title(lane, span, plot.t0)
-        ly = top + 13 if span.number % 2 else top + 45
         label = _attempt_label(span)
-        anchor_x = min(x0, _PLOT_X1 - 6.2 * len(label))
-        parts.append(
+        notes = faults.get((lane.task_id, span.number), ())
+        fault = (f'<g class="fault"><title>{esc(chr(10).join(notes))}</title>'
+                 f'<circle cx="{x0 + 6:.1f}" cy="{top + 25}" r="5" fill="{COLOURS["fault"]}" '
+                 'stroke="#fff" stroke-width="1.5"/></g>') if notes else ""
+        bars.append(
             f'<a href="#a{index}-{span.number}" class="attempt" data-attempt="{span.number}">'
-            f"<title>{esc(title)}</title>"
-            f'<rect class="bar {state}" x="{x0:.1f}" y="{top + 17}" width="{width:.1f}" '
-            f'height="16" rx="3" fill="{COLOURS[state]}"/>'
-            f'<text class="bar-label" x="{anchor_x:.1f}" y="{ly}">{esc(label)}</text></a>')
+            f"<title>{esc(_attempt_title(lane, span, plot.t0))}</title>"
+            f'<rect class="bar {state}" x="{x0:.1f}" y="{top + 17}" '
+            f'width="{max(x1 - x0, 4.0):.1f}" height="16" rx="3" fill="{COLOURS[state]}"/>'
+            f'<text class="bar-label" x="{min(x0, _PLOT_X1 - 6.2 * len(label)):.1f}" '
+            f'y="{top + 13 if span.number % 2 else top + 45}">{esc(label)}</text>{fault}</a>')
         for f in span.followups:
             if f.delay > 0:
                 wx0, wx1 = plot.x(f.time), plot.x(f.time + f.delay)
-                parts.append(
+                behind.append(
                     f'<rect class="wait" x="{wx0:.1f}" y="{top + 21}" '
                     f'width="{max(wx1 - wx0, 2):.1f}" height="8" fill="{COLOURS["wait"]}">'
                     f"<title>{esc(f'backoff {duration_text(f.delay)} before {f.strategy}')}"
                     "</title></rect>")
-        if notes:
-            parts.append(
-                f'<g class="fault"><title>{esc(chr(10).join(notes))}</title>'
-                f'<circle cx="{x0 + 6:.1f}" cy="{top + 25}" r="5" fill="{COLOURS["fault"]}" '
-                'stroke="#fff" stroke-width="1.5"/></g>')
     for mark in lane.marks:
         x = plot.x(mark.time)
         title = esc(f"{mark.kind}: {_short(mark.text, 300)}")
         if mark.kind == "operator":
-            parts.append(
+            behind.insert(0, (
                 f'<g class="operator"><title>{title}</title>'
-                f'<line x1="{x:.1f}" y1="{top + 4}" x2="{x:.1f}" y2="{top + _LANE_H - 4}" '
-                f'stroke="{COLOURS["operator"]}" stroke-width="2" stroke-dasharray="4 2"/>'
-                f'<path d="M{x:.1f} {top + 3}l5 5-5 5-5-5z" fill="{COLOURS["operator"]}"/></g>')
+                f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + _LANE_H}" '
+                f'stroke="{COLOURS["operator"]}" stroke-width="2" stroke-dasharray="4 2"/></g>'))
         else:
-            parts.append(
+            front.append(
                 f'<g class="{mark.kind}"><title>{title}</title>'
                 f'<path d="M{x:.1f} {top + 35}v-20l9 4-9 4" fill="{COLOURS["ink"]}" '
                 f'stroke="{COLOURS["ink"]}" stroke-width="1.5"/></g>')
-    return "".join(parts)
+    return "".join(head + behind + bars + front)
 
 
 def _details(index: int, lane: TaskLane, t0: float, faults: FaultNotes) -> str:
@@ -419,7 +441,7 @@ def _timeline(events: Sequence[Event], campaign: Mapping[str, Any] | None) -> st
             f"{esc(duration_text(plot.step))}.</p>{group_notes}"
             f'<div class="scroll"><svg class="timeline" viewBox="0 0 {_W} {height}" '
             f'role="img" aria-label="{esc(label)}" xmlns="http://www.w3.org/2000/svg">'
-            f'{_axis(plot, height)}{"".join(rows)}</svg></div>'
+            f'{_axis(plot, height, members)}{"".join(rows)}</svg></div>'
             f'<div class="tasks">{"".join(details)}</div></section>')
     omitted = len(lanes) - len(shown)
     more = (f'<p class="note">{omitted} more task(s) not drawn; the JSON report lists every '
@@ -481,14 +503,15 @@ def render_html(events: Sequence[Event], metrics: Metrics, results: Sequence[Cri
     title = ("Orchestration recovery: chaos campaign, seed " + str(campaign.get("seed"))
              if campaign is not None else "Orchestration recovery report")
     nav = "".join(f'<a href="#{s}">{s}</a>' for s in
-                  (*_SECTIONS_WITHOUT_CAMPAIGN, *(("campaign",) if campaign else ())))
+                  (*SECTIONS, *(("campaign",) if campaign else ())))
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>{esc(title)}</title><style>{_CSS}</style></head><body><main>"
-        f"<header><h1>{esc(title)}</h1><p class=\"source\">{_source(events, campaign, journals)}"
-        f"</p><p>{_overall(results)}</p><nav>{nav}</nav></header>"
-        f"{_criteria(results, campaign)}{_overview(metrics)}{_charts(metrics)}"
+        f"<header><h1>{esc(title)}</h1>{_source(events, campaign, journals)}"
+        f'<div class="bar-row">{_overall(results)}<nav>{nav}</nav></div></header>'
+        f'{_overview(metrics)}<div class="dash">{_criteria(results, campaign)}'
+        f"{_charts(metrics)}</div>"
         f"{_timeline(events, campaign)}"
         f"{_campaign(campaign) if campaign is not None else ''}"
         f"<footer>pytest-orch-recovery {esc(__version__)}</footer></main></body></html>\n")

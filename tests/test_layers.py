@@ -4,6 +4,7 @@ name handed to a subprocess or an entry point still imports."""
 from __future__ import annotations
 
 import ast
+import fnmatch
 import importlib
 import importlib.util
 import itertools
@@ -157,3 +158,29 @@ def test_only_infra_processes_reads_proc() -> None:
                     and (node.value == "/proc" or node.value.startswith("/proc/"))):
                 readers.add(path.relative_to(PACKAGE_DIR).as_posix())
     assert readers - _OWN_PROC_READERS == {"infra/processes.py"}
+
+
+def test_every_data_file_of_the_package_is_declared_package_data() -> None:
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]
+    globs = tool["setuptools"]["package-data"][PACKAGE]
+    data = [p.relative_to(PACKAGE_DIR).as_posix() for p in PACKAGE_DIR.rglob("*")
+            if p.is_file() and p.suffix not in (".py", ".pyc")]
+    assert "chaos/templates/deliverables_exist.py.tmpl" in data
+    assert [d for d in data if not any(fnmatch.fnmatchcase(d, g) for g in globs)] == []
+
+
+def test_no_library_module_carries_test_material() -> None:
+    """What pytest would collect (``test_*`` functions, ``Test*`` classes, a test file's text
+    in a string) or is told not to (``__test__``) belongs in tests/ or in package data."""
+    found = []
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            name = getattr(node, "name", None) or getattr(node, "id", None)
+            if (isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+                    and node.name.startswith("test")) or (
+                    isinstance(node, ast.ClassDef) and node.name.startswith("Test")) or (
+                    isinstance(node, ast.Name) and name == "__test__") or (
+                    isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and re.search(r"^\s*def test_", node.value, re.MULTILINE)):
+                found.append(f"{path.relative_to(PACKAGE_DIR)}:{node.lineno}: {name}")
+    assert found == []

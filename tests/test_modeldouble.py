@@ -745,3 +745,32 @@ def test_continuation_prompt_at_the_end_of_a_resumed_history_plans_only_what_is_
     }
     reply = decide(plan_for_task(task), read_conversation(body))
     assert reply.step is not None and reply.step.kind == "commit"
+
+
+_JSON_TEXT = st.text(alphabet=st.sampled_from('ab{}[]"\\:, \n\u00e9'), max_size=6)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | _JSON_TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_JSON_TEXT, inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@given(_JSON, st.sampled_from([None, 0, 2]), st.booleans())
+def test_every_json_object_of_a_plan_knows_where_it_starts(
+    value: Any, indent: int | None, ascii_only: bool
+) -> None:
+    from pytest_orch_recovery.doubles.modeldouble.plan import _located_json, _LocatedDict
+
+    text = json.dumps(value, indent=indent, ensure_ascii=ascii_only)
+    decoded = _located_json(text)
+    assert decoded == value
+    pending = [decoded]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            assert isinstance(node, _LocatedDict)
+            # The text from its offset decodes to exactly this object.
+            assert json.JSONDecoder().raw_decode(text, node.offset)[0] == node
+            pending += node.values()
+        elif isinstance(node, list):
+            pending += node

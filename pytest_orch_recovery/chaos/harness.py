@@ -25,6 +25,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -334,31 +335,13 @@ def _settle_workspaces(sandbox: Sandbox, coordinator: Coordinator) -> None:
 # Content for a task whose tests must fail until a fix-focused agent repairs the code: the
 # implementation carries a marker the test rejects; the plan's fix_tests step rewrites it.
 _BROKEN = "# BROKEN: the first implementation gets the edge case wrong\n"
-_TEST_TEMPLATE = '''"""Generated test: the implementation must not carry the BROKEN marker."""
-from pathlib import Path
 
 
-def _root() -> Path:
-    here = Path(__file__).resolve()
-    return next(p for p in here.parents if (p / ".git").exists())
-
-
-def test_implementation_is_fixed() -> None:
-    source = (_root() / {impl!r}).read_text()
-    assert "BROKEN" not in source, "{impl} still has the bug"
-'''
-
-
-_PASSING_TEST = '''"""Generated test for {title!r}: the deliverables are in place."""
-from pathlib import Path
-
-
-def test_deliverables_exist() -> None:
-    here = Path(__file__).resolve()
-    root = next(p for p in here.parents if (p / ".git").exists())
-    for name in {files!r}:
-        assert (root / name).is_file(), name
-'''
+def _test_file(template: str, **fields: object) -> str:
+    """A generated test file: ``chaos/templates/<template>.py.tmpl`` filled with ``fields``
+    (``str.format``). The templates are package data, so no library module defines a test."""
+    text = resources.files(__package__).joinpath("templates", f"{template}.py.tmpl")
+    return text.read_text(encoding="utf-8").format(**fields)
 
 
 def _is_test_file(path: str) -> bool:
@@ -369,7 +352,7 @@ def _is_test_file(path: str) -> bool:
 def _passing_tests(task: Task) -> dict[str, str]:
     """Test deliverables get a real test that passes once the task's files exist."""
     others = [p for p in task.deliverables if not _is_test_file(p)]
-    return {p: _PASSING_TEST.format(title=task.title, files=others)
+    return {p: _test_file("deliverables_exist", title=task.title, files=others)
             for p in task.deliverables if _is_test_file(p)}
 
 
@@ -385,7 +368,7 @@ def _plan_with_broken_tests(task: Task) -> TaskPlan:
                          "a test file among the deliverables")
     impl = impls[0]
     fixed = default_content(task, impl)
-    contents = {impl: _BROKEN + fixed, tests[0]: _TEST_TEMPLATE.format(impl=impl)}
+    contents = {impl: _BROKEN + fixed, tests[0]: _test_file("implementation_fixed", impl=impl)}
     base = plan_for_task(task, contents=contents)
     fix = Step("write", impl, "fix_tests", content=fixed)
     return replace(base, steps=(*base.steps, fix))

@@ -131,10 +131,8 @@ def split_deliverables(
 
 
 @dataclass(frozen=True)
-class TestRun:
-    """One run of a task's test command."""
-
-    __test__ = False  # not a pytest test class
+class SuiteRun:
+    """One run of a task's test suite (its ``tests`` command)."""
 
     command: str
     returncode: int | None  # None when it timed out
@@ -151,7 +149,7 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def run_task_tests(worktree: Path, command: str, *, timeout: float = 300) -> TestRun:
+def run_task_tests(worktree: Path, command: str, *, timeout: float = 300) -> SuiteRun:
     """Run ``command`` through the shell in ``worktree``, in its own process group.
 
     On timeout the whole group is killed (a test runner's children included); after a normal
@@ -177,7 +175,7 @@ def run_task_tests(worktree: Path, command: str, *, timeout: float = 300) -> Tes
     finally:
         _kill_group(proc.pid)
     text = raw.decode("utf-8", errors="replace")[-_OUTPUT_TAIL:]
-    return TestRun(command, None if timed_out else proc.returncode, timed_out, text)
+    return SuiteRun(command, None if timed_out else proc.returncode, timed_out, text)
 
 
 # --------------------------------------------------------------------------- probe

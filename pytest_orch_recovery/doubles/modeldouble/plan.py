@@ -276,19 +276,39 @@ class _LocatedDict(dict[str, Any]):
 
 
 def _located_json(text: str) -> Any:
-    decoder = json.JSONDecoder()
-    plain_object = json.decoder.JSONObject  # type: ignore[attr-defined]
+    """``json.loads``, each object a :class:`_LocatedDict` that knows its offset."""
+    starts = iter(_object_starts(text))
 
-    def parse_object(s_and_end: tuple[str, int], *args: Any) -> tuple[Any, int]:
-        obj, end = plain_object(s_and_end, *args)
-        located = _LocatedDict(obj)
-        located.offset = s_and_end[1] - 1
-        return located, end
+    def located(pairs: list[tuple[str, Any]]) -> _LocatedDict:
+        obj = _LocatedDict(pairs)
+        obj.offset = next(starts, 0)
+        return obj
 
-    decoder.parse_object = parse_object  # type: ignore[attr-defined]
-    # The C scanner ignores parse_object; the pure-Python one calls it.
-    decoder.scan_once = json.scanner.py_make_scanner(decoder)  # type: ignore[attr-defined]
-    return decoder.decode(text)
+    return json.loads(text, object_pairs_hook=located)
+
+
+def _object_starts(text: str) -> list[int]:
+    """The offset of each JSON object's ``{`` in ``text``, in the order the objects close,
+    which is the order a decoder hands them to ``object_pairs_hook``.
+
+    >>> _object_starts('{"a": {"b": "}{"}, "c": {}}')
+    [6, 24, 0]
+    """
+    starts: list[int] = []
+    opened: list[int] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == '"':  # skip the string, escapes and all
+            i += 1
+            while i < len(text) and text[i] != '"':
+                i += 2 if text[i] == "\\" else 1
+        elif char == "{":
+            opened.append(i)
+        elif char == "}" and opened:
+            starts.append(opened.pop())
+        i += 1
+    return starts
 
 
 class _JsonLocator(_Locator):

@@ -252,6 +252,24 @@ def test_classify_seed_results_file_alone(tmp_path: Path,
         assert out["reason"] == reason
 
 
+def test_classify_an_interrupted_stream_json_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stream = tmp_path / "stream.jsonl"
+    stream.write_text(
+        '{"type":"system","subtype":"init","session_id":"s-1"}\n'
+        '{"type":"assistant","message":{"role":"assistant","content":[{"type":"text",'
+        '"text":"Writing fake3.md"}]}}\n'
+        '{"type":"assistant","message":{"role":"assi'  # killed mid-line: no result event
+    )
+    code, out, err = _run(capsys, "classify", "--result", str(stream), "--exit-code", "130")
+    assert code == 0, err
+    assert json.loads(out)["reason"] == "sigint"
+    code, out, err = _run(capsys, "classify", "--result", str(stream))
+    assert code == 0, err
+    assert json.loads(out)["reason"] in {r.value for r in Reason}
+
+
 # --------------------------------------------------------------------------- report --results
 
 

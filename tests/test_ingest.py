@@ -319,8 +319,9 @@ def test_find_runs_pairs_results_and_logs_and_skips_the_latest_pointer(
     assert all(r.log is not None for r in runs)
 
 
-def test_follow_adopts_new_runs_and_stops_cleanly_on_sigterm(
-    seed_tree: tuple[SeedFleet, GitSandbox], tmp_path: Path
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_follow_adopts_new_runs_and_stops_cleanly_on_a_signal(
+    seed_tree: tuple[SeedFleet, GitSandbox], tmp_path: Path, stop: signal.Signals
 ) -> None:
     fleet, sandbox = seed_tree
     journal = tmp_path / "journal.jsonl"
@@ -342,9 +343,10 @@ def test_follow_adopts_new_runs_and_stops_cleanly_on_sigterm(
             later.append(proc.stdout.readline())
         assert "1 succeeded" in later[-1]
         assert sum("1 attempt(s) launched" in line for line in later) == 1
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(stop)
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
+        assert "Traceback" not in err
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -120,13 +120,14 @@ def run(args: argparse.Namespace) -> int:
     seen: set[str] = set()
     try:
         with Journal(args.journal) as journal:
-            report = _pass(journal, source, seen)
             if not args.follow:
+                report = _pass(journal, source, seen)
                 if not report.appended:
                     print(f"{PROG}: nothing new ({report.running} still running)")
                 return 0
             stop = threading.Event()
-            with _stop_on_signals(stop):
+            with _stop_on_signals(stop):  # from the first pass on: a signal ends it cleanly
+                _pass(journal, source, seen)
                 while not stop.wait(args.interval):
                     _pass(journal, source, seen)
             return 0

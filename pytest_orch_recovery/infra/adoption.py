@@ -111,6 +111,8 @@ class _Adopter:
 
     def run(self, run: seed.RunFiles, superseded_at: float | None) -> None:
         agent, base = run.agent, f"ingest:{run.agent}:{run.suffix}"
+        if self.journal.has_key(f"{base}:judged"):
+            return  # adopted in full: its files are not read again
         started = run.started_ms / 1000.0
         result = self._load_result(run)
         log = self._load_log(run)

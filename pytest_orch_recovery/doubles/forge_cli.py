@@ -201,9 +201,46 @@ def _uncommitted_count(cwd: Path) -> int:
     return len([line for line in proc.stdout.splitlines() if line.strip()])
 
 
+@dataclass(frozen=True)
+class _CreateRequest:
+    """What ``gh pr create``'s flags ask for, checked as gh checks them before any API call."""
+
+    title: str | None
+    body: str | None
+    fill: bool
+    fill_first: bool
+    draft: bool
+    head: str | None  # --head; None: the current branch
+    base: str | None  # --base; None: the repository's default branch
+    repo: str | None
+
+
 def _pr_create(inv: _Invocation, args: Sequence[str]) -> GhOutcome:
+    """``gh pr create``, stage by stage in gh's order; the first stage that fails answers."""
     if (outcome := inv.auth_check()) is not None:
         return outcome
+    request = _create_request(inv, args)
+    if isinstance(request, GhOutcome):
+        return request
+    if request.repo is not None and request.repo != inv.forge.owner_repo:
+        return _repo_not_found(request.repo)
+    if (outcome := inv.api_faults()) is not None:
+        return outcome
+    head = _create_head(inv, request)
+    if isinstance(head, GhOutcome):
+        return head
+    base = _create_base(inv, request, head)
+    if isinstance(base, GhOutcome):
+        return base
+    if (outcome := _already_open(inv, head, base)) is not None:
+        return outcome
+    text = _title_and_body(inv, request, head, base)
+    if isinstance(text, GhOutcome):
+        return text
+    return _open_pull_request(inv, head, base, *text, draft=request.draft)
+
+
+def _create_request(inv: _Invocation, args: Sequence[str]) -> _CreateRequest | GhOutcome:
     values, positionals = _parse_flags(args, _CREATE_FLAGS)
     if positionals:
         raise _FlagError(f"unknown command {go_quote(positionals[0])} for \"gh pr create\"")
@@ -224,15 +261,16 @@ def _pr_create(inv: _Invocation, args: Sequence[str]) -> GhOutcome:
             "must provide `--title` and `--body` (or `--fill` or `fill-first` or "
             "`--fillverbose`) when not running interactively"
         )
-    repo = _text(values, "repo")
-    if repo is not None and repo != inv.forge.owner_repo:
-        return _repo_not_found(repo)
-    if (outcome := inv.api_faults()) is not None:
-        return outcome
+    return _CreateRequest(title=title, body=body, fill=fill,
+                          fill_first=bool(values.get("fill-first")),
+                          draft=bool(values.get("draft")), head=_text(values, "head"),
+                          base=_text(values, "base"), repo=_text(values, "repo"))
 
-    forge = inv.forge
-    head_flag = _text(values, "head")
-    if head_flag is None:
+
+def _create_head(inv: _Invocation, request: _CreateRequest) -> str | GhOutcome:
+    """The PR's head branch: ``--head`` (``owner:branch`` too) or the current branch; warns
+    about uncommitted changes as gh does."""
+    if request.head is None:
         branch = current_branch(inv.cwd)
         if branch is None:
             return GhOutcome(
@@ -241,24 +279,33 @@ def _pr_create(inv: _Invocation, args: Sequence[str]) -> GhOutcome:
             )
         head = branch
     else:
-        head = head_flag.split(":", 1)[-1]
+        head = request.head.split(":", 1)[-1]
     changes = _uncommitted_count(inv.cwd)
     if changes:
         inv.warnings += f"Warning: {changes} uncommitted change{'s' if changes != 1 else ''}\n"
+    return head
 
+
+def _create_base(inv: _Invocation, request: _CreateRequest, head: str) -> str | GhOutcome:
+    """The PR's base branch, once the head is known to be pushed and different from it."""
     # Real gh accepts the current branch as pushed only when some remote's copy of it is at
     # HEAD; otherwise, without a terminal to ask where to push, it aborts (--head skips this).
     # We ask the origin itself rather than the local remote-tracking ref: the server is what a
     # PR is made of.
-    if head_flag is None and (inv.fault_at(("must_push",)) or not _pushed(inv.cwd, head)):
+    if request.head is None and (inv.fault_at(("must_push",)) or not _pushed(inv.cwd, head)):
         return _forge.must_push_outcome()
-    base = _text(values, "base") or forge.default_branch
+    base = request.base or inv.forge.default_branch
     if head == base:
         return GhOutcome(
             _forge.EXIT_ERROR,
             stderr=f"must be on a branch named differently than {go_quote(base)}\n",
         )
+    return base
 
+
+def _already_open(inv: _Invocation, head: str, base: str) -> GhOutcome | None:
+    """gh's answer when a PR from ``head`` into ``base`` is open already (or said to be)."""
+    forge = inv.forge
     if inv.fault_at(("already_exists",)):
         existing = forge.record_for(head)
         # Injected with no PR behind it: GitHub's search lagging behind a PR someone else just
@@ -268,8 +315,14 @@ def _pr_create(inv: _Invocation, args: Sequence[str]) -> GhOutcome:
     existing = forge.record_for(head)
     if existing is not None and existing.state == "OPEN" and existing.base == base:
         return _forge.already_exists_outcome(head, base, existing.url)
+    return None
 
-    if fill:
+
+def _title_and_body(inv: _Invocation, request: _CreateRequest, head: str,
+                    base: str) -> tuple[str, str] | GhOutcome:
+    """The title and body given, or (``--fill``, ``--fill-first``) made from the commits."""
+    title, body = request.title, request.body
+    if request.fill:
         try:
             commits = _commits(inv.cwd, _tracking(inv.cwd, base), head)
         except GitError as exc:
@@ -277,7 +330,7 @@ def _pr_create(inv: _Invocation, args: Sequence[str]) -> GhOutcome:
                 _forge.EXIT_ERROR,
                 stderr=f"could not compute title or body defaults: {exc.stderr.strip()}\n",
             )
-        if values.get("fill-first"):
+        if request.fill_first:
             fill_title, fill_body = commits[-1]
         else:
             fill_title = _humanize(head)
@@ -286,13 +339,16 @@ def _pr_create(inv: _Invocation, args: Sequence[str]) -> GhOutcome:
         body = fill_body if body is None else body
     if not title:
         return GhOutcome(_forge.EXIT_ERROR, stderr="pull request title must not be blank\n")
+    return title, body or ""
 
+
+def _open_pull_request(inv: _Invocation, head: str, base: str, title: str, body: str, *,
+                       draft: bool) -> GhOutcome:
     if inv.fault_at(("no_commits",)):
         return _forge.no_commits_outcome(base, head)
     try:
-        pr = forge.open_pull_request(
-            head=head, base=base, title=title, body=body or "", draft=bool(values.get("draft"))
-        )
+        pr = inv.forge.open_pull_request(head=head, base=base, title=title, body=body,
+                                         draft=draft)
     except _forge.PullRequestExists as exc:  # another agent won the race
         return _forge.already_exists_outcome(head, base, exc.existing.url)
     except _forge.NoCommitsBetween as exc:

@@ -46,7 +46,12 @@ from pytest_orch_recovery.engine.model import Event, EventKind, ExitInfo, Reason
 from pytest_orch_recovery.engine.patterns import match_lines
 from pytest_orch_recovery.engine.policy import Policy
 from pytest_orch_recovery.engine.runtime import LaunchSpec
-from pytest_orch_recovery.infra.agents import AgentConfig, AgentDriver, driver_for
+from pytest_orch_recovery.infra.agents import (
+    AgentConfig,
+    AgentDriver,
+    accept_claude_code_first_run,
+    driver_for,
+)
 from pytest_orch_recovery.infra.cleanup import cleanup_workspace, find_orphans
 from pytest_orch_recovery.infra.git import rev_count
 from pytest_orch_recovery.runtime.dispatch import Dispatcher
@@ -158,7 +163,10 @@ def run_tmux(
         dispatcher = _dispatcher(sandbox, faults, parked, agent=agent,
                                  config=_agent_config(config, faults),
                                  driver_factory=driver_factory)
-        held.runtime = TmuxRuntime(sandbox, dispatcher.command_for, stall_window=stall_window)
+        command_for = dispatcher.command_for
+        if agent == "claude-code":
+            command_for = functools.partial(_first_run_done, sandbox, dispatcher)
+        held.runtime = TmuxRuntime(sandbox, command_for, stall_window=stall_window)
         held.journal = _open_journal(sandbox, crash_after_event)
         supervisor = _supervisor(held.runtime, held.journal, dispatcher,
                                  CoordinatorConfig(attempt_timeout=attempt_timeout, seed=seed),
@@ -400,6 +408,17 @@ def _start_signal(sandbox: Sandbox, faults: Sequence[FaultSpec], spec: LaunchSpe
     return None
 
 
+def _first_run_done(sandbox: Sandbox, dispatcher: Dispatcher, spec: LaunchSpec) -> list[str]:
+    """The dispatcher's command, after leaving the sandbox HOME as a person's is once they ran
+    the interactive CLI in this worktree (onboarding, API key, folder trust answered)."""
+    argv = dispatcher.command_for(spec)
+    env = sandbox.env(spec.agent)
+    config_dir = Path(env.get("CLAUDE_CONFIG_DIR") or env["HOME"])
+    accept_claude_code_first_run(config_dir, sandbox.workspace(spec.agent),
+                                 env.get("ANTHROPIC_API_KEY"))
+    return argv
+
+
 def _parked_config(faults: Sequence[FaultSpec], parked: dict[str, tuple[str, int]],
                    spec: LaunchSpec, current: AgentConfig) -> AgentConfig | None:
     """``permission_prompt``: the first attempt the fault applies to is launched as a person
@@ -414,9 +433,9 @@ def _parked_config(faults: Sequence[FaultSpec], parked: dict[str, tuple[str, int
             continue
         if fault.applies_to(spec.task.task_id, spec.attempt):
             parked[fault.fault_id] = (spec.task.task_id, spec.attempt)
-            extra = current.extra_args
-            if fault.effective_trigger.event != "start":
-                extra = (*extra, "--permission-mode", "acceptEdits")
+            # Named explicitly: Claude Code 2.1.328 starts in "auto" mode when none is given.
+            mode = "default" if fault.effective_trigger.event == "start" else "acceptEdits"
+            extra = (*current.extra_args, "--permission-mode", mode)
             return replace(current, interactive=True, skip_permissions=False, extra_args=extra)
     return None
 

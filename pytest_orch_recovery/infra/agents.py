@@ -11,6 +11,7 @@ dispatcher that "forgot the flag" is a configuration fault, fixed by changing co
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
+from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.engine.runtime import LaunchSpec
 from pytest_orch_recovery.infra.command_template import CommandTemplate, parse_template
 from pytest_orch_recovery.infra.placeholders import PLACEHOLDERS, is_template
@@ -228,3 +230,41 @@ def driver_for(agent: str, config: AgentConfig | None = None) -> AgentDriver:
     if is_template(agent):
         return TemplateDriver("template", agent, config or AgentConfig())
     raise ValueError(f"unknown agent {agent!r}: use sim, claude-code, or a command template")
+
+
+# Claude Code's global state file (under CLAUDE_CONFIG_DIR when that is set, else ~/.claude.json)
+CLAUDE_CODE_STATE_FILE = ".claude.json"
+
+
+def accept_claude_code_first_run(config_dir: Path, workspace: Path,
+                                 api_key: str | None = None) -> Path:
+    """Leave ``<config_dir>/.claude.json`` as a person leaves it after the interactive CLI's
+    first run in ``workspace``: onboarding done (a theme picked), the API key from the
+    environment approved, and the folder trusted. Without it a fresh HOME meets those screens
+    (and the onboarding's reachability check of api.anthropic.com) before any prompt.
+
+    Measured with 2.1.328 in a tmux pane: ``hasCompletedOnboarding`` skips onboarding; the
+    key's last 20 characters in ``customApiKeyResponses.approved`` skip "Do you want to use
+    this API key?"; ``projects[<cwd>].hasTrustDialogAccepted`` skips "Quick safety check: Is
+    this a project you created or one you trust?" only for that exact path (a trusted parent
+    does not count). Other fields are kept; the file is rewritten atomically."""
+    path = config_dir / CLAUDE_CODE_STATE_FILE
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        state = {}
+    if not isinstance(state, dict):
+        state = {}
+    state["hasCompletedOnboarding"] = True
+    state.setdefault("theme", "dark")
+    if api_key:
+        responses = state.setdefault("customApiKeyResponses", {"approved": [], "rejected": []})
+        approved = responses.setdefault("approved", [])
+        if api_key[-20:] not in approved:
+            approved.append(api_key[-20:])
+    projects = state.setdefault("projects", {})
+    for key in dict.fromkeys((str(workspace), str(workspace.resolve()))):
+        projects.setdefault(key, {})["hasTrustDialogAccepted"] = True
+    config_dir.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(path, state)
+    return path

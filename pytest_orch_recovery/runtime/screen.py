@@ -122,7 +122,9 @@ def find_dialog(screen: str, detectors: tuple[Detector, ...] = DETECTORS) -> Dia
     >>> find_dialog("I wonder: Do you want to create fake3.md?\\nsure\\n") is None
     True
     """
-    lines = [_BORDER.sub("", line) for line in screen.rstrip("\n").split("\n")]
+    lines = [_BORDER.sub("", line) for line in screen.split("\n")]
+    while lines and not lines[-1].strip():  # a TUI's screen ends in empty rows
+        lines.pop()
     start = max(0, len(lines) - _TAIL_LINES)
     for index in range(len(lines) - 1, start - 1, -1):
         line = lines[index]

@@ -140,6 +140,7 @@ _LITELLM_STATUS: dict[str, int] = {
     "ContextWindowExceededError": 400,
     "InternalServerError": 500,
     "ServiceUnavailableError": 503,
+    "UnprocessableEntityError": 422,
 }
 
 # --------------------------------------------------------------------------- the table
@@ -616,6 +617,85 @@ PATTERNS: tuple[Pattern, ...] = (
         extract=_litellm_class,
     ),
     Pattern(
+        "codex_unexpected_status",
+        Reason.API_ERROR,
+        _c(r"[Uu]nexpected status (?P<status>[45]\d\d)\b"),
+        0.85,
+        True,
+        'unexpected status 401 Unauthorized: {"detail":"Unauthorized"}, url: '
+        "https://chatgpt.com/backend-api/codex/responses",
+        _CODEX_ISSUES + "26497 (also #19743, #12764)",
+        extract=_status_group,
+    ),
+    Pattern(
+        "gemini_talking_error",
+        Reason.API_ERROR,
+        _c(r"Error when talking to Gemini API"),
+        0.7,
+        True,
+        "\u2716  Error when talking to Gemini API Full report available at:",
+        _GEMINI_ISSUES + "4714 (also #2508, #13553)",
+    ),
+    Pattern(
+        "openai_sdk_exception",
+        Reason.API_ERROR,
+        # The OpenAI Python SDK's exception names, as agents built on it print them.
+        _c(
+            r"\bopenai\.(?P<lclass>RateLimitError|AuthenticationError|PermissionDeniedError|"
+            r"NotFoundError|BadRequestError|UnprocessableEntityError|InternalServerError|"
+            r"APIConnectionError|APITimeoutError|APIStatusError|APIError)\b"
+        ),
+        0.7,
+        True,
+        "openai.APIConnectionError: Connection error.",
+        "https://github.com/microsoft/autogen/issues/3609 (class names: openai/openai-python "
+        "README, Handling errors)",
+        extract=_litellm_class,
+    ),
+    Pattern(
+        "cursor_connection_failed",
+        Reason.API_ERROR,
+        _c(r"Connection failed\. Please try again, or contact support if the issue persists"),
+        0.7,
+        True,
+        "Connection failed. Please try again, or contact support if the issue persists.",
+        "https://github.com/leookun/cursor-byok/issues/7 (also kingparks/cursor-vip#186)",
+    ),
+    Pattern(
+        "cursor_not_logged_in",
+        Reason.API_ERROR,
+        # Cursor's own login expired or missing: the model service refuses the agent (401).
+        _c(r"ERROR_NOT_LOGGED_IN|\[unauthenticated\] Not logged in"),
+        0.85,
+        True,
+        "[unauthenticated] Not logged in. If you are logged in, try logging out and back in.",
+        "https://github.com/xllm-go/bypass/issues/153 (ERROR_NOT_LOGGED_IN: "
+        "leookun/cursor-byok#372)",
+        api_status=401,
+    ),
+    Pattern(
+        "cursor_too_many_computers",
+        Reason.API_ERROR,
+        _c(r"Too many computers used within the last 24 hours"),
+        0.8,
+        True,
+        "Too many computers used within the last 24 hours for the same Cursor account. Please "
+        "try again later, use a different Cursor account, or contact us at hi@cursor.sh",
+        "https://github.com/kingparks/cursor-vip/issues/309",
+        api_status=429,
+    ),
+    Pattern(
+        "provider_unauthorized",
+        Reason.API_ERROR,
+        # OpenCode prints a provider's 401 as "Unauthorized: <body>" at the start of a line.
+        _c(r"^[ \t]*Unauthorized: "),
+        0.6,
+        True,
+        'Unauthorized: {"error":{"message":"User not found.","code":401}}',
+        _OPENCODE_ISSUES + "14255 (also #36181)",
+        api_status=401,
+    ),
+    Pattern(
         "opencode_ai_sdk_error",
         Reason.API_ERROR,
         _c(r"\bAI_(?:APICallError|RetryError)\b"),
@@ -938,6 +1018,16 @@ PATTERNS: tuple[Pattern, ...] = (
         "https://github.com/theshteves/commit-bot/issues/16 (also desktop/desktop#16814)",
     ),
     Pattern(
+        "git_remote_hung_up",
+        Reason.GIT_ERROR,
+        _c(r"fatal: [Tt]he remote end hung up unexpectedly|error: RPC failed;"),
+        0.75,
+        True,
+        "error: RPC failed; HTTP 500 curl 22 The requested URL returned error: 500 Internal "
+        "Server Error",
+        "https://github.com/gogs/gogs/issues/3619 (also desktop/desktop#12186)",
+    ),
+    Pattern(
         "ssh_host_key_failed",
         Reason.GIT_ERROR,
         _c(r"Host key verification failed\."),
@@ -1172,10 +1262,11 @@ PATTERNS: tuple[Pattern, ...] = (
         "gha_operation_canceled",
         Reason.TIMEOUT,
         # The runner's line when a step is cancelled, most often by timeout-minutes
-        # (actions/runner-images#4643) but also by a person: a weak witness.
+        # (actions/runner-images#4643) but also by a person or a runner shutdown: a weak
+        # witness that echoes the cause printed before it, so it does not end the run itself.
         _c(r"^[ \t]*(?:##\[error\]|Error: )?The operation was canceled\."),
         0.5,
-        True,
+        False,
         "Error: The operation was canceled.",
         "https://github.com/actions/runner-images/issues/4643 (also actions/runner#2323)",
     ),
@@ -1237,6 +1328,18 @@ PATTERNS: tuple[Pattern, ...] = (
         True,
         "      Reason:       OOMKilled",
         "https://kubernetes.io/docs/tasks/configure-pod-container/assign-memory-resource/",
+    ),
+    Pattern(
+        "gha_runner_shutdown",
+        Reason.KILLED,
+        # The runner service was stopped under the job: a supervisor ended it (the same job
+        # often shows exit code 137, actions/runner#3724).
+        _c(r"The runner has received a shutdown signal"),
+        0.8,
+        True,
+        "##[error]The runner has received a shutdown signal. This can happen when the runner "
+        "service is stopped, or a manually started runner is canceled.",
+        "https://github.com/actions/runner/issues/2427 (also #3724, actions/runner-images#6709)",
     ),
     Pattern(
         "gha_exit_137",

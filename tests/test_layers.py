@@ -184,3 +184,44 @@ def test_no_library_module_carries_test_material() -> None:
                     and re.search(r"^\s*def test_", node.value, re.MULTILINE)):
                 found.append(f"{path.relative_to(PACKAGE_DIR)}:{node.lineno}: {name}")
     assert found == []
+
+
+def _documents() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def _resolves(dotted: str) -> bool:
+    """``pkg.module[.attribute...]``: the longest importable prefix, then attributes."""
+    parts = dotted.split(".")
+    for end in range(len(parts), 0, -1):
+        try:
+            found = importlib.util.find_spec(".".join(parts[:end])) is not None
+        except ModuleNotFoundError:
+            found = False
+        if found:
+            obj: object = importlib.import_module(".".join(parts[:end]))
+            for attribute in parts[end:]:
+                if not hasattr(obj, attribute):
+                    return False
+                obj = getattr(obj, attribute)
+            return True
+    return False
+
+
+def test_the_documents_name_modules_and_files_that_exist() -> None:
+    folders = {p.name for p in PACKAGE_DIR.iterdir() if p.is_dir()}
+    stale = []
+    for document in _documents():
+        text = document.read_text(encoding="utf-8")
+        for match in _MODULE.finditer(text):
+            if not _resolves(match.group(0)):
+                stale.append(f"{document.name}: {match.group(0)}")
+        for match in re.finditer(r"`((\w+)(?:\.\w+)+)`", text):  # `chaos.record.ScenarioRun`
+            if match.group(2) in folders and not _resolves(f"{PACKAGE}.{match.group(1)}"):
+                stale.append(f"{document.name}: {match.group(1)}")
+        for match in re.finditer(r"`((\w+)/[\w/]*\.py)`", text):
+            path, top = match.group(1), match.group(2)
+            where = PACKAGE_DIR if top in folders else ROOT
+            if (top in folders or top in ("tests", "benchmarks")) and not (where / path).is_file():
+                stale.append(f"{document.name}: {path}")
+    assert stale == []

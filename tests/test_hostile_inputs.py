@@ -210,3 +210,255 @@ def test_every_placeholder_the_validator_accepts_is_filled(tmp_path: Path) -> No
     out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60).stdout
     assert "{" not in out and f"--workdir={tmp_path}" in out and "--attempt=1" in out
     assert "--prompt=do it" in out and "--task_id=t1" in out and "--session=" in out
+
+
+# --------------------------------------------------------------------------- journals, reports
+
+
+def _journal(tmp_path: Path, *lines: str) -> Path:
+    path = tmp_path / "j.jsonl"
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+SUBMITTED = '{"seq":1,"kind":"task_submitted","time":0,"task_id":"t1"}'
+
+
+def _report(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    from pytest_orch_recovery.cli.main import main
+
+    code = main(["report", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"seq":2,"kind":"decision","time":NaN,"task_id":"t1"}', "NaN is not a JSON number"),
+        ('{"seq":2,"kind":"decision","time":Infinity,"task_id":"t1"}', "Infinity"),
+        ('{"seq":2,"kind":"decision","time":1e308,"task_id":"t1"}', "field 'time': must be"),
+        ('{"seq":2,"kind":"decision","time":-1e15,"task_id":"t1"}', "field 'time': must be"),
+        ('{"seq":2,"kind":"decision","time":1,"task_id":"t1","agent":["a"]}',
+         "field 'agent': must be a string or null, not a list"),
+        ('{"seq":2,"kind":"task_succeeded","time":1,"task_id":"t1","data":{"recovery_time":'
+         '1e308}}', "field 'recovery_time': must be"),
+        ('{"seq":2,"kind":"task_succeeded","time":1,"task_id":"t1","data":{"recovery_time":'
+         'NaN}}', "NaN is not a JSON number"),
+        ('{"seq":2,"kind":"decision","time":1,"task_id":"t1","data":' + "[" * 5000
+         + "]" * 5000 + "}", "not a journal event"),
+        ('{"seq":2,"kind":"decision","time":' + "1" * 5000 + ',"task_id":"t1"}',
+         "not a journal event"),
+    ],
+)
+def test_bad_journal_lines_are_one_line_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str, message: str
+) -> None:
+    path = _journal(tmp_path, SUBMITTED, line)
+    code, out, err = _report(["--journal", str(path), "--format", "json"], capsys)
+    assert code == 2 and out == ""
+    assert err.startswith(f"orch-recovery report: error: {path}:2: ") and message in err, err
+    assert err.count("\n") == 1
+
+
+def test_success_of_a_task_never_submitted_is_no_first_try_success(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    path = _journal(tmp_path, '{"seq":1,"kind":"task_succeeded","time":1,"task_id":"ghost"}')
+    code, out, _ = _report(["--journal", str(path), "--format", "json"], capsys)
+    assert code == 0 and "NaN" not in out
+    metrics = json.loads(out)["metrics"]
+    assert metrics["first_try"] == 0 and metrics["unsettled"] == 1, out
+
+
+def test_special_files_are_not_read_as_journals(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_orch_recovery.engine.journal import Journal, JournalError, replay
+
+    fifo = tmp_path / "fifo.jsonl"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        with pytest.raises(JournalError, match="not a regular file"):
+            replay(path)
+    with pytest.raises(JournalError, match="not a regular file"):
+        Journal(fifo)
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "link-to-device", "dangling-link"])
+def test_report_output_never_replaces_a_special_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    journal = _journal(tmp_path, SUBMITTED)
+    output = tmp_path / "out.md"
+    if kind == "device":
+        output = Path("/dev/null")
+    elif kind == "fifo":
+        os.mkfifo(output)
+    elif kind == "link-to-device":
+        output.symlink_to("/dev/null")
+    else:
+        output.symlink_to(tmp_path / "nowhere" / "x.md")
+    before = os.lstat(output)
+    code, _, err = _report(["--journal", str(journal), "--output", str(output)], capsys)
+    assert code == 2 and err.count("\n") == 1 and str(output) in err, err
+    after = os.lstat(output)
+    assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+
+
+def test_report_output_through_a_link_to_a_file_keeps_the_link(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal = _journal(tmp_path, SUBMITTED)
+    real = tmp_path / "real.md"
+    real.write_text("old")
+    link = tmp_path / "link.md"
+    link.symlink_to(real)
+    code, _, _ = _report(["--journal", str(journal), "--output", str(link)], capsys)
+    assert code == 0 and link.is_symlink() and "Recovery Metrics" in real.read_text()
+
+
+def test_report_output_creates_missing_directories_only_under_the_cwd(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = _journal(tmp_path, SUBMITTED)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    code, _, _ = _report(["--journal", str(journal), "--output", "a/b/r.md"], capsys)
+    assert code == 0 and (work / "a" / "b" / "r.md").is_file()
+    outside = tmp_path / "elsewhere" / "deep" / "r.md"
+    code, _, err = _report(["--journal", str(journal), "--output", str(outside)], capsys)
+    assert code == 2 and "does not exist" in err and not (tmp_path / "elsewhere").exists()
+
+
+def test_orch_report_outside_the_cwd_is_a_usage_error(pytester: pytest.Pytester,
+                                                      tmp_path: Path) -> None:
+    target = tmp_path / "nonexistent" / "dir" / "x.md"
+    result = pytester.runpytest_subprocess("--orch-chaos", "--orch-tier=sim",
+                                           f"--orch-report={target}", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert not (tmp_path / "nonexistent").exists()
+    result = pytester.runpytest_subprocess("--orch-chaos", "--orch-tier=sim",
+                                           "--orch-report=/dev/null.md", "-p", "no:cacheprovider")
+    assert result.ret != 0 or not Path("/dev/null.md").exists()
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _hook(cwd: str) -> str:
+    import json
+
+    return json.dumps({"hook_event_name": "PostToolUse", "cwd": cwd, "tool_name": "Write",
+                       "tool_input": {"file_path": f"{cwd}/a.md", "content": "x"},
+                       "tool_response": {"success": True}})
+
+
+def test_nul_in_hook_cwd_is_refused_and_reading_never_raises(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import json
+
+    from pytest_orch_recovery.cli.main import main
+    from pytest_orch_recovery.infra.checkpoint import read_checkpoint_safely
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(_hook(f"{tmp_path}/w\x00x")))
+    assert main(["checkpoint", "--from-hook", "--agent", "a1", "--dir", str(tmp_path)]) == 0
+    assert "without NUL" in capsys.readouterr().err
+    assert not (tmp_path / "a1.json").exists()
+    # A file someone else wrote with a NUL in its workspace: a problem, not an exception.
+    (tmp_path / "a1.json").write_text(json.dumps({
+        "schema_version": 1, "agent": "a1", "task_id": "t", "attempt": 1,
+        "completed_subtasks": [], "created_files": ["a.md"], "next_actions": [],
+        "updated_at": "2026-01-01T00:00:00Z", "workspace": "/w\x00x"}))
+    cp, problem = read_checkpoint_safely(tmp_path, "a1", None)
+    assert cp is None and problem is not None and "workspace" in problem
+    for hostile in ("../x", "a\x00b", "x" * 300):
+        assert read_checkpoint_safely(tmp_path, hostile, tmp_path)[0] is None
+        assert read_checkpoint_safely(tmp_path / "no\x00dir", "a1", tmp_path)[0] is None
+
+
+def test_checkpoint_agent_outside_the_alphabet_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_orch_recovery.cli.main import main
+
+    code = main(["checkpoint", "--agent", "../x", "--task-id", "t", "--dir", str(tmp_path)])
+    assert code == 2 and "must use letters" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_concurrent_hook_writers_lose_no_update(tmp_path: Path) -> None:
+    import json
+
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = []
+    errors = tmp_path / "errors"
+    errors.mkdir()
+    for i in range(20):
+        payload = json.dumps({"hook_event_name": "PostToolUse", "cwd": str(work),
+                              "tool_name": "Write",
+                              "tool_input": {"file_path": f"{work}/f{i}.md", "content": "x"},
+                              "tool_response": {"success": True}})
+        with (errors / f"{i}.txt").open("wb") as stderr:  # the child keeps its own copy
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "pytest_orch_recovery", "checkpoint", "--from-hook",
+                 "--agent", "a1", "--task-id", "t1", "--dir", str(tmp_path / "cp")],
+                stdin=subprocess.PIPE, stderr=stderr, env=env)
+        procs.append((proc, payload))
+    for proc, payload in procs:  # all started before any gets its input: maximal overlap
+        proc.stdin.write(payload.encode())  # type: ignore[union-attr]
+        proc.stdin.close()  # type: ignore[union-attr]
+    for proc, _ in procs:
+        assert proc.wait(timeout=300) == 0
+    assert all(path.read_bytes() == b"" for path in errors.iterdir())
+    data = json.loads((tmp_path / "cp" / "a1.json").read_text())
+    assert sorted(data["created_files"]) == sorted(f"f{i}.md" for i in range(20))
+
+
+# --------------------------------------------------------------------------- classify options
+
+
+@pytest.mark.parametrize("value", ["256", "99999999999", "-65", "1" * 5000, "x"])
+def test_classify_exit_code_out_of_range_is_a_usage_error(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_orch_recovery.cli.main import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["classify", f"--exit-code={value}"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid exit code" in err and len(err) < 2000
+
+
+def test_classify_deliverable_outside_the_repository_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_orch_recovery.cli.main import main
+
+    for value in ("../../etc/passwd", "/etc/passwd", "a\x00b"):
+        with pytest.raises(SystemExit) as info:
+            main(["classify", "--exit-code=0", "--deliverable", value])
+        assert info.value.code == 2
+    assert "leaves its root" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--log", "--result"])
+def test_classify_refuses_special_files_before_reading(
+    flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_orch_recovery.cli.main import main
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in ("/dev/zero", str(fifo)):
+        with pytest.raises(SystemExit) as info:
+            main(["classify", "--exit-code=1", flag, path])
+        assert info.value.code == 2
+    assert "not a regular file" in capsys.readouterr().err

@@ -16,11 +16,13 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from pytest_orch_recovery.engine import validation
 from pytest_orch_recovery.engine.model import Checkpoint
 from pytest_orch_recovery.infra.argtypes import positive_int
 from pytest_orch_recovery.infra.checkpoint import (
     ENV_CHECKPOINT_DIR,
     CheckpointError,
+    checkpoint_lock,
     checkpoint_path,
     checkpoint_to_json,
     load_checkpoint_record,
@@ -41,21 +43,26 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         description="Create, update or show an agent's checkpoint "
         "(<dir>/<agent>.json, schema v1, written atomically).",
     )
+    _add_identity(parser)
+    _add_progress(parser)
+    _add_modes(parser)
+    return parser
+
+
+def _add_identity(parser: argparse.ArgumentParser) -> None:
+    """Whose checkpoint, where, and for which task and attempt."""
     parser.add_argument(
-        "--agent",
-        metavar="NAME",
-        help=f"the agent whose checkpoint this is (default: ${ENV_AGENT})",
+        "--agent", metavar="NAME",
+        help=f"the agent whose checkpoint this is (default: ${ENV_AGENT}); letters, digits, "
+        "'-' and '_'",
     )
     parser.add_argument(
-        "--dir",
-        metavar="DIR",
-        type=Path,
+        "--dir", metavar="DIR", type=Path,
         help=f"checkpoint directory (default: ${ENV_CHECKPOINT_DIR}, "
         "else /tmp/orchestration_checkpoints)",
     )
     parser.add_argument(
-        "--task-id",
-        metavar="ID",
+        "--task-id", metavar="ID",
         help="the task the agent works on; needed to create a checkpoint "
         f"(default: ${ENV_TASK_ID})",
     )
@@ -63,47 +70,43 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "--attempt", metavar="N", type=positive_int, help="attempt number, 1 for the first"
     )
     parser.add_argument(
-        "--workspace",
-        metavar="DIR",
-        type=Path,
+        "--workspace", metavar="DIR", type=Path,
         help="the agent's workspace; created files must lie inside it "
         "(with --from-hook: default is the payload's cwd)",
     )
+    parser.add_argument("--session-id", metavar="ID", help="the agent's session id, for --resume")
+
+
+def _add_progress(parser: argparse.ArgumentParser) -> None:
+    """What the agent did and will do next."""
     parser.add_argument(
-        "--completed",
-        metavar="TEXT",
-        nargs="+",
-        action="extend",
-        default=[],
+        "--completed", metavar="TEXT", nargs="+", action="extend", default=[],
         help="record completed subtasks (appended, duplicates dropped)",
     )
     parser.add_argument(
-        "--created",
-        metavar="PATH",
-        nargs="+",
-        action="extend",
-        default=[],
+        "--created", metavar="PATH", nargs="+", action="extend", default=[],
         help="record files the agent created (relative to the workspace)",
     )
     parser.add_argument(
-        "--next",
-        metavar="TEXT",
-        nargs="+",
-        action="extend",
-        default=[],
+        "--next", metavar="TEXT", nargs="+", action="extend", default=[],
         help="replace the list of next actions",
     )
-    parser.add_argument("--session-id", metavar="ID", help="the agent's session id, for --resume")
+
+
+def _add_modes(parser: argparse.ArgumentParser) -> None:
+    """Where the update comes from, and whether to print the result."""
     parser.add_argument(
-        "--from-hook",
-        action="store_true",
+        "--from-hook", action="store_true",
         help="read a Claude Code PostToolUse hook input (JSON) from stdin and apply it; "
         "never fails the hook (problems go to stderr, exit status 0)",
     )
     parser.add_argument(
         "--show", action="store_true", help="print the checkpoint JSON after any update"
     )
-    return parser
+
+
+class _Refused(Exception):
+    """A usage error found while updating: exit 2 with this message."""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -112,59 +115,79 @@ def run(args: argparse.Namespace) -> int:
     agent = args.agent or os.environ.get(ENV_AGENT)
     if not agent:
         return _usage(f"--agent is required (or set ${ENV_AGENT})")
+    try:
+        validation.agent_name(agent)
+    except validation.RuleError as exc:
+        return _usage(f"--agent: {exc}")
     workspace = None if args.workspace is None else args.workspace.absolute()
     try:
-        record = load_checkpoint_record(args.dir, agent, workspace=workspace)
+        with checkpoint_lock(args.dir, agent):  # one read-modify-write at a time per agent
+            shown = _update(args, agent, workspace)
+    except _Refused as exc:
+        return _usage(str(exc))
     except CheckpointError as exc:
         print(f"{_PROG}: {exc}", file=sys.stderr)
         return 1
+    if shown is None:
+        return 1
+    if args.show:
+        print(json.dumps(shown, indent=2))
+    return 0
+
+
+def _updating(args: argparse.Namespace) -> bool:
+    return bool(args.task_id or args.attempt or args.completed or args.created or args.next
+                or args.session_id)
+
+
+def _update(args: argparse.Namespace, agent: str,
+            workspace: Path | None) -> dict[str, object] | None:
+    """Load, change and save the checkpoint under its lock; what ``--show`` prints, or None
+    when there is nothing to show."""
+    record = load_checkpoint_record(args.dir, agent, workspace=workspace)
     cp = None if record is None else record[0]
     if workspace is None and record is not None:
         workspace = record[1]  # keep the workspace the file already records
-    updating = bool(
-        args.task_id
-        or args.attempt
-        or args.completed
-        or args.created
-        or args.next
-        or args.session_id
-    )
+    updating = _updating(args)
     if cp is None:
         task_id = args.task_id or os.environ.get(ENV_TASK_ID)
         if args.show and not updating:
             path = checkpoint_path(args.dir, agent)
             print(f"{_PROG}: {path}: no checkpoint for agent {agent!r}", file=sys.stderr)
-            return 1
+            return None
         if not task_id:
-            return _usage(f"no checkpoint for {agent!r} yet: --task-id is required to create one")
+            raise _Refused(f"no checkpoint for {agent!r} yet: --task-id is required to create "
+                           "one")
         cp = Checkpoint(agent=agent, task_id=task_id)
         updating = True
     if updating:
-        created = list(cp.created_files)
-        for name in args.created:
-            if workspace is not None:
-                relative = workspace_relative(workspace, name)
-                if relative is None:
-                    return _usage(f"--created {name!r} is outside the workspace {workspace}")
-                name = relative
-            created.append(name)
-        cp = replace(
-            cp,
-            task_id=args.task_id or cp.task_id,
-            attempt=args.attempt or cp.attempt,
-            completed_subtasks=tuple(dict.fromkeys([*cp.completed_subtasks, *args.completed])),
-            created_files=tuple(dict.fromkeys(created)),
-            next_actions=tuple(args.next) if args.next else cp.next_actions,
-            session_id=args.session_id or cp.session_id,
-            updated_at=utc_now(),
-        )
+        cp = _changed(args, cp, workspace)
         try:
             save_checkpoint(args.dir, cp, workspace=workspace)
         except CheckpointError as exc:
-            return _usage(str(exc))
-    if args.show:
-        print(json.dumps(checkpoint_to_json(cp, workspace=workspace), indent=2))
-    return 0
+            raise _Refused(str(exc)) from None
+    return checkpoint_to_json(cp, workspace=workspace)
+
+
+def _changed(args: argparse.Namespace, cp: Checkpoint, workspace: Path | None) -> Checkpoint:
+    created = list(cp.created_files)
+    for name in args.created:
+        if workspace is not None:
+            relative = workspace_relative(workspace, name)
+            if relative is None:
+                raise _Refused(f"--created {name!r} is outside the workspace {workspace}")
+            name = relative
+        created.append(name)
+    return replace(
+        cp,
+        task_id=args.task_id or cp.task_id,
+        attempt=args.attempt or cp.attempt,
+        completed_subtasks=tuple(dict.fromkeys([*cp.completed_subtasks, *args.completed])),
+        created_files=tuple(dict.fromkeys(created)),
+        next_actions=tuple(args.next) if args.next else cp.next_actions,
+        session_id=args.session_id or cp.session_id,
+        updated_at=utc_now(),
+    )
 
 
 def _run_from_hook(args: argparse.Namespace) -> int:

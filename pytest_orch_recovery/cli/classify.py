@@ -16,13 +16,7 @@ from typing import Any
 from pytest_orch_recovery.engine.classify import LogText, Observation, classify
 from pytest_orch_recovery.engine.model import ExitInfo, WorkItem, WorkKind, signal_number
 from pytest_orch_recovery.infra import results as seed
-
-
-def _exit_code(text: str) -> int:
-    try:
-        return int(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid exit code {text!r}: not an integer") from None
+from pytest_orch_recovery.infra.argtypes import exit_code, input_file, relative_path
 
 
 def _signal(text: str) -> int:
@@ -39,7 +33,7 @@ def _add_exit_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("how the attempt ended")
     group.add_argument(
         "--exit-code",
-        type=_exit_code,
+        type=exit_code,
         metavar="N",
         help="exit status, shell convention (130 = SIGINT, 124 = timeout); -N means "
         "killed by signal N",
@@ -70,6 +64,7 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("what the attempt printed")
     group.add_argument(
         "--log",
+        type=input_file,
         action="append",
         default=[],
         metavar="FILE",
@@ -77,6 +72,7 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--result",
+        type=input_file,
         metavar="FILE",
         help="the agent's result: Claude Code's --output-format json, a stream-json log (its "
         "last 'result' event; a log cut off mid-line is read as far as it goes), the seed "
@@ -94,6 +90,7 @@ def _add_workspace_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--deliverable",
+        type=relative_path,
         action="append",
         default=[],
         metavar="PATH",

@@ -292,7 +292,10 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         return 0
     try:
-        atomic.write_text(output, text)
+        atomic.write_output(output, text)
+    except atomic.OutputError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(
             f"{prog}: error: {output}: cannot write report: {exc.strerror or exc}", file=sys.stderr

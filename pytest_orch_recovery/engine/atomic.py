@@ -9,9 +9,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from pytest_orch_recovery.engine.errors import OrchRecoveryError
+from pytest_orch_recovery.engine.validation import file_kind
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> None:
@@ -46,3 +50,51 @@ def fsync_dir(directory: str | os.PathLike[str]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class OutputError(OrchRecoveryError, OSError):
+    """An output path the package will not write to, and why (one line)."""
+
+
+def output_target(path: str | os.PathLike[str], *, base: str | os.PathLike[str] | None = None
+                  ) -> Path:
+    """The regular file a report for ``path`` goes to, or :class:`OutputError`.
+
+    An existing ``path`` must be a regular file, or a symbolic link to one (the file it names
+    is written and the link kept); devices, FIFOs, sockets, directories and links to them or
+    to nowhere are refused, so ``--output /dev/null`` never replaces the device. A missing
+    parent directory is created only under ``base`` (default: the working directory).
+    """
+    given = Path(path)
+    if not str(given) or "\x00" in str(given):
+        raise OutputError(f"{str(given)!r}: not a file name")
+    try:
+        info = os.stat(given)  # follows a symlink to what it names
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        raise OutputError(f"{given}: cannot write here: {exc.strerror or exc}") from None
+    if info is not None:
+        if not stat.S_ISREG(info.st_mode):
+            raise OutputError(f"{given}: not a regular file ({file_kind(info.st_mode)}); "
+                              "reports are written to regular files only")
+        return given.resolve()
+    if given.is_symlink():
+        raise OutputError(f"{given}: a symbolic link to a missing file; reports are written "
+                          "to regular files only")
+    parent = given.absolute().parent
+    if parent.is_dir():
+        return given.absolute()
+    root = Path(base if base is not None else os.getcwd()).resolve()
+    if not parent.resolve().is_relative_to(root):
+        raise OutputError(f"{given}: directory {parent} does not exist (only missing "
+                          f"directories under the working directory {root} are created)")
+    return given.absolute()
+
+
+def write_output(path: str | os.PathLike[str], text: str, *,
+                 base: str | os.PathLike[str] | None = None) -> Path:
+    """Write a report atomically to the regular file :func:`output_target` allows."""
+    target = output_target(path, base=base)
+    write_text(target, text)
+    return target

@@ -12,16 +12,19 @@ import contextlib
 import fcntl
 import json
 import os
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
+from pytest_orch_recovery.engine import validation
 from pytest_orch_recovery.engine.atomic import fsync_dir
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.engine.model import Event, EventKind
 
 _KINDS: Mapping[str, EventKind] = {str(k): k for k in EventKind}
+MAX_LINE_CHARS = 16 * 1024 * 1024  # one event
 
 
 class JournalError(OrchRecoveryError):
@@ -72,6 +75,11 @@ class Journal:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise JournalError(f"{path}: cannot open journal: {exc.strerror or exc}") from None
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise JournalError(f"{path}: cannot open journal: not a regular file "
+                               f"({validation.file_kind(mode)})")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -107,6 +115,9 @@ class Journal:
         if not self._validate:
             self._index(stored)
             return stored
+        problem = event_field_problem(stored)  # refuse to write what replay would refuse
+        if problem is not None:
+            raise JournalError(f"{self._path or '<memory>'}: event seq {stored.seq}: {problem}")
         try:
             line = json.dumps(
                 stored.to_json(), separators=(",", ":"), ensure_ascii=False, allow_nan=False
@@ -188,9 +199,9 @@ class Journal:
 def replay(path: Path) -> list[Event]:
     """Read a journal without locking or repairing it; a torn last line is ignored."""
     try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise JournalError(f"{path}: cannot read journal: {exc.strerror or exc}") from None
+        raw = validation.read_bounded(path, validation.MAX_JOURNAL_BYTES)
+    except validation.RuleError as exc:
+        raise JournalError(f"{path}: cannot read journal: {exc}") from None
     return _parse(Path(path), raw)[0]
 
 
@@ -211,12 +222,19 @@ def _parse(path: Path, raw: bytes) -> tuple[list[Event], int]:
     return _events(path, lines), valid
 
 
+def _refuse_constant(token: str) -> float:
+    raise ValueError(f"{token} is not a JSON number")
+
+
 def _events(path: Path, lines: Iterable[str]) -> list[Event]:
     events: list[Event] = []
-    loads = json.loads
+    loads = json.JSONDecoder(parse_constant=_refuse_constant).decode
     kinds = _KINDS
     expected = 1
     for number, line in enumerate(lines, 1):
+        if len(line) > MAX_LINE_CHARS:
+            raise JournalError(f"{path}:{number}: line is {len(line)} characters long; the "
+                               f"limit is {MAX_LINE_CHARS}")
         try:
             data = loads(line)
             # Built directly rather than via Event.from_json: replay speed matters, and the
@@ -237,6 +255,9 @@ def _events(path: Path, lines: Iterable[str]) -> list[Event]:
             raise JournalError(f"{path}:{number}: missing or unknown {_what(exc)}") from None
         except (TypeError, ValueError, AttributeError, RecursionError) as exc:
             raise JournalError(f"{path}:{number}: not a journal event: {exc}") from None
+        problem = event_field_problem(event)
+        if problem is not None:
+            raise JournalError(f"{path}:{number}: {problem}")
         if type(event.seq) is not int or event.seq != expected:
             raise JournalError(
                 f"{path}:{number}: field 'seq' is {event.seq!r}, expected {expected} "
@@ -245,6 +266,41 @@ def _events(path: Path, lines: Iterable[str]) -> list[Event]:
         events.append(event)
         expected += 1
     return events
+
+
+def event_field_problem(event: Event) -> str | None:
+    """What is wrong with the fields every event has (``field 'time': ...``), or None.
+
+    A journal line is refused, with its file and line, when its time is not a finite number
+    of seconds in ``[0, MAX_TIME]``, or its task id, agent or key is not a string, or its
+    attempt not a whole number >= 1, or its data not an object (docs/limits.md).
+
+    >>> event_field_problem(Event(EventKind.DECISION, float("nan"), "t1"))
+    "field 'time': must be a finite number, got nan"
+    >>> event_field_problem(Event(EventKind.DECISION, 1.0, "t1", agent=["a"]))  # type: ignore
+    "field 'agent': must be a string or null, not a list"
+    """
+    time = event.time
+    if not 0.0 <= time <= validation.MAX_TIME:  # NaN fails both comparisons
+        try:
+            validation.number(time, maximum=validation.MAX_TIME)
+        except validation.RuleError as exc:
+            return f"field 'time': {exc}"
+    for name in ("task_id", "agent", "key"):
+        value = getattr(event, name)
+        if value is not None and type(value) is not str:
+            return f"field {name!r}: must be a string or null, not {_kind(value)}"
+    attempt = event.attempt
+    if attempt is not None and (type(attempt) is not int or not 1 <= attempt <= 1_000_000):
+        return f"field 'attempt': must be a whole number >= 1 or null, got {attempt!r}"[:200]
+    if not isinstance(event.data, dict):
+        return f"field 'data': must be an object, not {_kind(event.data)}"
+    return None
+
+
+def _kind(value: object) -> str:
+    return {list: "a list", dict: "an object", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
 
 
 def _what(exc: KeyError) -> str:

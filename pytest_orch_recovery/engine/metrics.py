@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any, Literal
 
+from pytest_orch_recovery.engine import validation
 from pytest_orch_recovery.engine.model import (
     Attribution,
     Complexity,
@@ -207,6 +208,7 @@ class _Story:
     pending_exit: ExitInfo | None = None
     unattributed: int = 0
     first_time: float | None = None
+    submitted: bool = False  # a task_succeeded without a submission is no first-try success
 
     def agent_for(self, event: Event) -> str:
         if event.agent:
@@ -220,6 +222,7 @@ class _Story:
         return bool(self.failures) or self.outcome is not None
 
 
+MAX_PR_NUMBER = 10**12
 _RESOLVES_EXIT = {EventKind.TASK_SUCCEEDED, EventKind.FAILURE_ATTRIBUTED, EventKind.OPERATOR_ACTION}
 _WORKSPACE_KINDS = {EventKind.WORKSPACE_CLEANED, EventKind.WORKSPACE_ORPHANED}
 
@@ -234,6 +237,7 @@ def _fold(story: _Story, event: Event) -> None:
         story.pending_exit = None
     kind = event.kind
     if kind is EventKind.TASK_SUBMITTED:
+        story.submitted = True
         task_data = data.get("task")
         if isinstance(task_data, Mapping):
             task = Task.from_json(task_data)
@@ -273,9 +277,11 @@ def _fold(story: _Story, event: Event) -> None:
         story.outcome = kind
         story.pending_exit = None
         if data.get("recovery_time") is not None:
-            story.recovery_time = float(data["recovery_time"])
+            story.recovery_time = _checked(validation.number, data, "recovery_time",
+                                           maximum=validation.MAX_TIME)
         if data.get("pr") is not None:
-            story.pr = int(data["pr"])
+            story.pr = _checked(validation.integer, data, "pr", minimum=1,
+                                maximum=MAX_PR_NUMBER)
     elif kind in (EventKind.TASK_ESCALATED, EventKind.TASK_FAILED):
         story.outcome = kind
         if data.get("systematic_cause"):
@@ -283,6 +289,13 @@ def _fold(story: _Story, event: Event) -> None:
     elif kind is EventKind.OPERATOR_ACTION and story.outcome is EventKind.TASK_ESCALATED:
         story.outcome = None
         story.released.append(str(data.get("action", "operator action")))
+
+
+def _checked(rule: Any, data: Mapping[str, Any], name: str, **limits: Any) -> Any:
+    try:
+        return rule(data[name], **limits)
+    except validation.RuleError as exc:
+        raise ValueError(f"field {name!r}: {exc}") from None
 
 
 def _add_unique(items: list[str], item: str) -> None:
@@ -496,7 +509,8 @@ def compute(events: Sequence[Event], *, orphaned_workspaces: int | None = None) 
             unattributed += 1  # the journal ends on a failed exit nobody attributed
         unattributed += sum(1 for f in story.failures if f.reason is Reason.UNKNOWN)
 
-    first_try = [s for s in all_stories if s.outcome is EventKind.TASK_SUCCEEDED and not s.failures]
+    first_try = [s for s in all_stories
+                 if s.outcome is EventKind.TASK_SUCCEEDED and s.submitted and not s.failures]
     recovering = [s for s in all_stories if s.failures]
     simple = [s for s in all_stories if s.complexity is Complexity.SIMPLE]
     complex_ = [s for s in all_stories if s.complexity is Complexity.COMPLEX]

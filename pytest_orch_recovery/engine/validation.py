@@ -286,18 +286,28 @@ class DocumentError(RuleError):
     there (empty for the whole document), ``line`` the line when the parser knows it."""
 
     def __init__(self, message: str, path: tuple[str | int, ...] = (),
-                 line: int | None = None) -> None:
+                 line: int | None = None, column: int | None = None) -> None:
         super().__init__(message)
         self.path = path
         self.line = line
+        self.column = column
 
+    @property
+    def field(self) -> str:
+        """``path`` as a field name: ``tasks[2].id`` (indexes 1-based), or ``""``."""
+        out = ""
+        for part in self.path:
+            out += f"[{part + 1}]" if isinstance(part, int) else (f".{part}" if out else part)
+        return out
 
-def _refuse_constant(token: str) -> Any:
-    raise ValueError(f"{token} is not a JSON number")
+    def describe(self) -> str:
+        """The message with the field it concerns in front, when there is one."""
+        return f"{self.field}: {self}" if self.path else str(self)
 
 
 def loads_json(data: str | bytes) -> Any:
-    """Parse JSON within the limits: depth, integer digits, no NaN/Infinity.
+    """Parse JSON within the limits: depth, integer digits, no NaN/Infinity (refused with the
+    place they hold, like any other value out of range).
 
     >>> loads_json('{"a": [1, 2.5]}')
     {'a': [1, 2.5]}
@@ -316,10 +326,10 @@ def loads_json(data: str | bytes) -> Any:
     if _bracket_depth_exceeds(data, MAX_DEPTH):
         raise DocumentError(f"nested deeper than {MAX_DEPTH} levels")
     try:
-        doc = json.loads(data, parse_constant=_refuse_constant)
+        doc = json.loads(data)
     except json.JSONDecodeError as exc:
-        raise DocumentError(f"invalid JSON: {exc.msg} (column {exc.colno})",
-                            line=exc.lineno) from None
+        raise DocumentError(f"invalid JSON: {exc.msg}", line=exc.lineno,
+                            column=exc.colno) from None
     except RecursionError:
         raise DocumentError(f"nested deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:  # int_max_str_digits, NaN/Infinity

@@ -8,17 +8,18 @@ into a reason to restart instead of a crash.
 
 from __future__ import annotations
 
-import json
+import contextlib
+import fcntl
 import os
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pytest_orch_recovery.engine import atomic
+from pytest_orch_recovery.engine import atomic, validation
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.engine.model import Checkpoint
 
@@ -37,7 +38,8 @@ HOOK_MATCHER = "Write|Edit|MultiEdit|Bash"
 HOOK_TIMEOUT_SECONDS = 30  # Claude Code's hook ``timeout`` is in seconds
 
 _MAX_COMMAND_CHARS = 72
-_AGENT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+MAX_CHECKPOINT_BYTES = 4 * 1024 * 1024
+MAX_HOOK_INPUT_CHARS = validation.MAX_DOCUMENT_BYTES
 # One simple read-only command says nothing about progress; recording it would only add noise
 # to the continuation prompt built from the checkpoint.
 _READ_ONLY = frozenset(
@@ -93,11 +95,30 @@ def checkpoint_path(directory: str | os.PathLike[str] | None, agent: str) -> Pat
     PosixPath('/tmp/cp/task-agent-5030.json')
     """
     base = checkpoint_dir(directory)
-    if not _AGENT_NAME.fullmatch(agent):
-        raise CheckpointError(
-            base / f"{agent}.json", "agent", f"agent name {agent!r} is not a plain file name"
-        )
+    try:
+        validation.agent_name(agent)
+    except validation.RuleError as exc:
+        raise CheckpointError(base / "<agent>.json", "agent", str(exc)) from None
     return base / f"{agent}.json"
+
+
+@contextlib.contextmanager
+def checkpoint_lock(directory: str | os.PathLike[str] | None, agent: str) -> Iterator[Path]:
+    """Hold ``agent``'s checkpoint lock: an ``flock`` on ``<dir>/.<agent>.lock`` beside the
+    checkpoint, for one read-modify-write (parallel tool calls run parallel hooks; without it
+    concurrent updates are lost). Yields the checkpoint's path."""
+    path = checkpoint_path(directory, agent)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.parent / f".{agent}.lock"
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        raise CheckpointError(lock, None, f"cannot open lock: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # the kernel wakes us when the holder is done
+        yield path
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def utc_now() -> str:
@@ -160,12 +181,12 @@ def load_checkpoint_record(
 ) -> tuple[Checkpoint, Path | None] | None:
     """Like :func:`load_checkpoint`, also returning the workspace the file records."""
     path = checkpoint_path(directory, agent)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         return None
-    except OSError as exc:
-        raise CheckpointError(path, None, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        raw = validation.read_bounded(path, MAX_CHECKPOINT_BYTES)
+    except validation.RuleError as exc:
+        raise CheckpointError(path, None, str(exc)) from None
     data = _decode(path, raw)
     ws = None if workspace is None else Path(os.path.abspath(workspace))
     cp = _validate(path, data, agent, ws)
@@ -188,13 +209,10 @@ def _decode(path: Path, raw: bytes) -> dict[str, Any]:
         line = raw[: exc.start].count(b"\n") + 1
         raise CheckpointError(path, None, "not UTF-8 text", line=line) from None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(
-            path, None, f"invalid JSON: {exc.msg}", line=exc.lineno, column=exc.colno
-        ) from None
-    except (ValueError, RecursionError) as exc:  # e.g. integers beyond int_max_str_digits
-        raise CheckpointError(path, None, f"invalid JSON: {exc}") from None
+        data = validation.loads_json(text)
+    except validation.DocumentError as exc:
+        raise CheckpointError(path, exc.field or None, str(exc), line=exc.line,
+                              column=exc.column) from None
     if not isinstance(data, dict):
         raise CheckpointError(path, None, f"expected a JSON object, got {_kind(data)}")
     return data
@@ -205,12 +223,15 @@ def read_checkpoint_safely(
 ) -> tuple[Checkpoint | None, str | None]:
     """``(checkpoint, None)``, ``(None, None)`` when absent, ``(None, problem)`` when unusable.
 
-    Never raises for any file content: the engine restarts the agent instead of resuming.
+    Never raises, whatever the file holds or the arguments are: the engine restarts the agent
+    instead of resuming.
     """
     try:
         return load_checkpoint(directory, agent, workspace=workspace), None
     except CheckpointError as exc:
         return None, str(exc)
+    except (OSError, ValueError, RecursionError) as exc:  # e.g. a NUL in a path given to us
+        return None, f"{checkpoint_dir(directory)}: checkpoint of {agent!r} unusable: {exc}"
 
 
 _REQUIRED: tuple[str, ...] = (
@@ -249,8 +270,11 @@ def _validate(
     if session_id is not None and not isinstance(session_id, str):
         raise CheckpointError(path, "session_id", f"expected a string or null, got {session_id!r}")
     recorded = data.get("workspace")
-    if recorded is not None and (not isinstance(recorded, str) or not os.path.isabs(recorded)):
-        raise CheckpointError(path, "workspace", f"expected an absolute path, got {recorded!r}")
+    if recorded is not None and (not isinstance(recorded, str) or not os.path.isabs(recorded)
+                                 or "\x00" in recorded
+                                 or len(recorded) > validation.MAX_PATH_CHARS):
+        raise CheckpointError(path, "workspace",
+                              f"expected an absolute path without NUL, got {recorded!r}"[:200])
     root = workspace if workspace is not None else (Path(recorded) if recorded else None)
     created = _strings(path, data, "created_files")
     if root is not None:
@@ -438,26 +462,32 @@ def record_hook_input(
     raises :class:`ValueError` on input that is not a hook payload. This is what both
     ``orch-recovery checkpoint --from-hook`` and the chaos fault hook run.
     """
+    if len(text) > MAX_HOOK_INPUT_CHARS:
+        raise ValueError(f"<stdin>: hook input is {len(text)} characters long; the limit is "
+                         f"{MAX_HOOK_INPUT_CHARS}")
     try:
-        payload: Any = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(
-            f"<stdin>:{exc.lineno}:{exc.colno}: invalid hook input JSON: {exc.msg}"
-        ) from None
+        payload: Any = validation.loads_json(text)
+    except validation.DocumentError as exc:
+        where = "" if exc.line is None else f":{exc.line}:{exc.column}"
+        raise ValueError(f"<stdin>{where}: invalid hook input JSON: "
+                         f"{exc.describe().removeprefix('invalid JSON: ')}") from None
     if not isinstance(payload, dict):
         raise ValueError("<stdin>: hook input is not a JSON object")
     if workspace is None:
         cwd = payload.get("cwd")
-        if not isinstance(cwd, str) or not os.path.isabs(cwd):
-            raise ValueError(f"<stdin>: field 'cwd': expected an absolute path, got {cwd!r}")
+        if not isinstance(cwd, str) or not os.path.isabs(cwd) or "\x00" in cwd \
+                or len(cwd) > validation.MAX_PATH_CHARS:
+            raise ValueError("<stdin>: field 'cwd': expected an absolute path without NUL, "
+                             f"got {cwd!r}"[:200])
         workspace = Path(cwd)
     workspace = workspace.absolute()
-    cp, problem = read_checkpoint_safely(directory, agent, workspace)
-    if cp is None:
-        cp = Checkpoint(agent=agent, task_id=task_id, attempt=attempt)
-    updated = apply_hook_payload(cp, payload, workspace=workspace)
-    if updated != cp or problem is not None or not cp.updated_at:
-        save_checkpoint(directory, updated, workspace=workspace)
+    with checkpoint_lock(directory, agent):
+        cp, problem = read_checkpoint_safely(directory, agent, workspace)
+        if cp is None:
+            cp = Checkpoint(agent=agent, task_id=task_id, attempt=attempt)
+        updated = apply_hook_payload(cp, payload, workspace=workspace)
+        if updated != cp or problem is not None or not cp.updated_at:
+            save_checkpoint(directory, updated, workspace=workspace)
     return problem
 
 

@@ -171,18 +171,20 @@ def aggregate(runs: Sequence[ScenarioRun], criteria: Criteria, *,
     )
 
 
-def write_report(path: Path, result: CampaignResult, campaign: Mapping[str, Any]) -> None:
+def write_report(path: Path, result: CampaignResult, campaign: Mapping[str, Any], *,
+                 base: Path | None = None) -> None:
     """Write one campaign report atomically, by suffix: ``.md``, ``.json``, ``.html`` (the
     page ``orch-recovery report --format html`` draws too), or ``.jsonl`` (the campaign's
     events as a journal, for ``orch-recovery report --journal``)."""
     suffix = path.suffix.lower()
     if suffix == ".html":
-        atomic.write_text(path, render_html(result.events, result.metrics, result.results,
-                                            campaign=campaign))
+        atomic.write_output(path, render_html(result.events, result.metrics, result.results,
+                                              campaign=campaign), base=base)
     elif suffix == ".jsonl":
-        atomic.write_text(path, journal_text(result.events))
+        atomic.write_output(path, journal_text(result.events), base=base)
     else:
-        write_campaign_report(path, result.metrics, result.results, campaign)
+        write_campaign_report(atomic.output_target(path, base=base), result.metrics,
+                              result.results, campaign)
 
 
 class ChaosGate:
@@ -239,7 +241,7 @@ class ChaosGate:
         for name in self.settings.reports:
             path = base / name
             try:
-                write_report(path, result, campaign)
+                write_report(path, result, campaign, base=base)
                 self.written.append(str(path))
             except OSError as exc:
                 self.problems.append(f"FAIL report: cannot write {path}: {exc}")

@@ -69,6 +69,13 @@ def _report_path(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"{text!r}: a report file name must end in " + ", ".join(REPORT_SUFFIXES)
         )
+    # Imported here: an unused plugin imports nothing of the engine.
+    from pytest_orch_recovery.engine.atomic import OutputError, output_target
+
+    try:
+        output_target(text)  # a device, a FIFO, or a missing directory outside the cwd
+    except OutputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 

@@ -19,13 +19,15 @@ from typing import Any
 
 import pytest
 
+from pytest_orch_recovery.chaos.faults import FaultSpec, FaultStatus, Trigger
+from pytest_orch_recovery.chaos.harness import run_tmux
 from pytest_orch_recovery.doubles.modeldouble import ModelDouble, Plan, TaskPlan, plan_for_task
 from pytest_orch_recovery.doubles.modeldouble.faults import ApiFaultKind, ApiFaultSpec
 from pytest_orch_recovery.doubles.modeldouble.plan import Step
 from pytest_orch_recovery.doubles.sandbox import Sandbox
 from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.engine.classify import LogText, Observation, classify
-from pytest_orch_recovery.engine.model import Reason, SignalOrigin, Task
+from pytest_orch_recovery.engine.model import EventKind, Reason, SignalOrigin, Task
 from pytest_orch_recovery.engine.runtime import AttemptExit, LaunchSpec
 from pytest_orch_recovery.infra.agents import (
     AgentConfig,
@@ -356,3 +358,32 @@ def test_an_error_event_mid_stream_falls_back_to_a_plain_request_at_once(
     assert proc.returncode == 0
     mine = [(t["stream"], t["fault"]) for t in transcript if not t.get("side")]
     assert mine[1:3] == [(True, "stream_error"), (False, None)]
+
+
+# ----------------------------------------------------------------------------- screen
+
+
+@pytest.mark.parametrize(("trigger", "dialog"), [
+    (Trigger("start"), "Do you want to create notes.md?"),
+    (Trigger("tool_call", 1), "Do you want to proceed?"),
+])
+@pytest.mark.parametrize("agent", AGENTS)
+def test_interactive_permission_dialog_is_seen_on_screen_and_escalated(
+        tmp_path: Path, agent: str, trigger: Trigger, dialog: str) -> None:
+    # The real CLI, launched interactive in a fresh sandbox HOME the harness left as a
+    # person's after the first run, parks at its dialog; the runtime reads it off the pane.
+    task = Task("t-notes", "Write the notes", ("notes.md",))
+    fault = FaultSpec("permission_prompt", trigger, task="t-notes")
+    out = run_tmux([task], [fault], agent=agent, attempt_timeout=600.0, base_dir=tmp_path)
+    exited = [e.data for e in out.events if e.kind is EventKind.ATTEMPT_EXITED]
+    assert len(exited) == 1, [e["exit"] for e in exited]
+    screen = exited[0]["exit"].get("screen")
+    assert screen is not None, exited[0]["output_tail"][-1500:]
+    assert (screen["kind"], screen["detail"], screen["cli"]) == ("dialog", dialog, "claude-code")
+    assert exited[0]["exit"]["timed_out"] is False
+    attributed = [e.data["attribution"] for e in out.events
+                  if e.kind is EventKind.FAILURE_ATTRIBUTED]
+    assert [a["reason"] for a in attributed] == ["permission"]
+    assert attributed[0]["evidence"][0]["kind"] == "screen"
+    assert out.ledger.statuses() == {"f1": FaultStatus.EXERCISED}
+    assert out.leftovers == []

@@ -183,3 +183,25 @@ def test_a_long_but_talking_call_is_not_a_stall(box: Sandbox, how: str) -> None:
     exited, _ = _run(box, [sys.executable, "-c", script], stall_window=1.0)
     assert exited.exit.screen is None
     assert exited.exit.status == 0
+
+
+# --------------------------------------------------------------------------- first run
+
+
+def test_first_run_state_is_left_as_a_person_leaves_it(tmp_path: Path) -> None:
+    from pytest_orch_recovery.infra.agents import accept_claude_code_first_run
+
+    config = tmp_path / ".claude"
+    config.mkdir()
+    (config / ".claude.json").write_text(json.dumps(
+        {"userID": "u1", "projects": {"/elsewhere": {"hasTrustDialogAccepted": False}}}))
+    workspace = tmp_path / "worktrees" / "task-agent-1"
+    workspace.mkdir(parents=True)
+    key = "sk-ant-api03-double-not-a-real-key"
+    for _ in range(2):  # idempotent: a second attempt in the same worktree changes nothing
+        path = accept_claude_code_first_run(config, workspace, key)
+    state = json.loads(path.read_text())
+    assert state["userID"] == "u1" and state["hasCompletedOnboarding"] is True
+    assert state["customApiKeyResponses"]["approved"] == [key[-20:]]
+    assert state["projects"][str(workspace)]["hasTrustDialogAccepted"] is True
+    assert state["projects"]["/elsewhere"] == {"hasTrustDialogAccepted": False}

@@ -25,7 +25,6 @@ def _exception_classes() -> dict[str, type[BaseException]]:
 # Tolerated while listed, never required: delete each line once its class derives.
 _PENDING = {
     "pytest_orch_recovery.cli.classify._UsageError",
-    "pytest_orch_recovery.cli.fleet_output.InputError",
     "pytest_orch_recovery.cli.report._UsageError",
     "pytest_orch_recovery.doubles.simagent.api.ApiError",
     "pytest_orch_recovery.doubles.simagent.api.StreamDropped",

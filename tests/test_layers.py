@@ -142,8 +142,8 @@ def test_the_sim_agent_keeps_its_documented_dash_m_name() -> None:
     assert out.stdout.strip().endswith("(sim-agent)")
 
 
-# Files other work of this round is still writing (the sim agent's tool runner, the signal
-# sender reader); they move onto infra.processes when that lands. Tolerated, never required.
+# The sim agent's tool runner, in a folder other work of this round is rewriting; it moves onto
+# infra.processes when that lands. Tolerated, never required.
 _OWN_PROC_READERS = {"doubles/simagent/tools.py"}
 
 

@@ -726,6 +726,19 @@ PATTERNS: tuple[Pattern, ...] = (
     ),
     # ---- turn and budget limits: the agent stopped on its own limit, work unfinished
     Pattern(
+        "cc_output_token_maximum",
+        Reason.INCOMPLETE,
+        # Printed as an "API Error", but it is the CLI's own output cap cutting the answer off:
+        # retrying the same request hits it again (anthropics/claude-code#24055), the work is
+        # unfinished and must be split, which is what `incomplete` asks the policy for.
+        _c(r"response exceeded the \d+ output token maximum"),
+        0.75,
+        True,
+        "  \u23bf API Error: Claude's response exceeded the 32000 output token maximum. To "
+        "configure this behavior, set the CLAUDE_CODE_MAX_OUTPUT_TOKENS environment variable.",
+        _CC_ISSUES + "18373 (also #6158, #24055; 8000 variant: #55147)",
+    ),
+    Pattern(
         "cc_max_turns",
         Reason.INCOMPLETE,
         # The text twin of result subtype error_max_turns (weighted the same in classify).
@@ -1247,6 +1260,17 @@ PATTERNS: tuple[Pattern, ...] = (
         True,
         "timeout: sending signal TERM to command \u2018claude\u2019",  # quote() in a UTF-8 locale
         "coreutils src/timeout.c (--verbose)",
+    ),
+    Pattern(
+        "cc_bash_command_timed_out",
+        Reason.TIMEOUT,
+        # One tool call hit Claude Code's Bash timeout; the agent carries on after it, so it
+        # does not end the run, but a run that ends on it was waiting on a hung command.
+        _c(r"Command timed out after \d+m? ?[\d.]*s?"),
+        0.4,
+        False,
+        "Command timed out after 2m 0.0s",
+        _CC_ISSUES + "3505 (limits: #25881)",
     ),
     Pattern(
         "gha_max_execution_time",

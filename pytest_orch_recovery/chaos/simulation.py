@@ -23,6 +23,7 @@ from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.engine.journal import Journal
 from pytest_orch_recovery.engine.model import Event, Task
 from pytest_orch_recovery.engine.policy import Policy
+from pytest_orch_recovery.fleet.steps import CoordinatorSteps, submit_task
 
 
 class SimulatedCrash(OrchRecoveryError):
@@ -58,30 +59,14 @@ class SimOutcome:
         return self.runtime.ledger
 
 
-def submit_task(coordinator: Coordinator, *, task: Task, agent: str | None) -> str:
-    """Submit ``task``: a step a supervisor can retry on a replacement coordinator."""
-    return coordinator.submit(task, agent=agent)
-
-
-class Supervisor:
-    """Plays the process supervisor of a production coordinator. It runs the coordinator's
-    steps; when one dies (:class:`SimulatedCrash`) it starts a replacement on the same journal
-    (``start(True)``), which finishes the step that was in flight, and goes on with the loop if
-    the loop was what died. Used by both tiers."""
+class Supervisor(CoordinatorSteps):
+    """Plays the process supervisor of a production coordinator with the production steps
+    (:class:`~pytest_orch_recovery.fleet.steps.CoordinatorSteps`): when a step dies of
+    :class:`SimulatedCrash`, a replacement on the same journal (``start(True)``) finishes it.
+    Used by both tiers."""
 
     def __init__(self, start: Callable[[bool], Coordinator]) -> None:
-        self._start = start
-        self.coordinator = start(False)
-        self.crashes = 0
-
-    def step(self, action: Callable[[Coordinator], object]) -> None:
-        try:
-            action(self.coordinator)
-        except SimulatedCrash:
-            self.crashes += 1
-            self.coordinator = self._start(True)
-            if action is Coordinator.run:
-                self.coordinator.run()
+        super().__init__(start, deaths=(SimulatedCrash,))
 
     def drive(
         self,

@@ -25,6 +25,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "failures": ("failures", "failed attempts with reason, evidence and strategy"),
     "partial": ("partial", "partial work per task: deliverables, commits, push, PR"),
     "ingest": ("ingest", "adopt an existing orchestrator's attempts into a journal"),
+    "supervise": ("supervise", "run the engine on your repository's fleet, long-lived"),
+    "submit": ("submit", "hand task files to a running supervisor"),
+    "release": ("release", "give an escalated task a fresh attempt after an operator fix"),
 }
 
 

@@ -173,9 +173,13 @@ class Coordinator:
         config: CoordinatorConfig | None = None,
         classifier: Callable[[Observation], Attribution] = classify,
         on_event: Callable[[Event], None] | None = None,
+        launch_notes: Callable[[LaunchSpec], Mapping[str, Any]] | None = None,
     ) -> None:
         self.runtime = runtime
         self._on_event = on_event
+        # Where the runtime will run an attempt (e.g. its tmux socket and session), added to
+        # the attempt_launched event so readers of the journal can find it.
+        self._launch_notes = launch_notes
         self.journal = journal
         self.config = config or CoordinatorConfig()
         self.policy = policy or Policy(seed=self.config.seed)
@@ -370,6 +374,7 @@ class Coordinator:
                     "prompt": spec.prompt,
                     "timeout": spec.timeout,
                     "remedies": applied,
+                    **(self._launch_notes(spec) if self._launch_notes is not None else {}),
                 },
                 apply=functools.partial(self._apply_launched, spec=spec),
             )

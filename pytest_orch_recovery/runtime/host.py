@@ -161,6 +161,10 @@ class RepositoryHost:
     def prs(self) -> PullRequestLookup | None:
         return self._prs
 
+    def set_prs(self, prs: PullRequestLookup | None) -> None:
+        """Who answers PR state (built after the host, when it needs the agents' env)."""
+        self._prs = prs
+
     def branch(self, agent: str) -> str:
         return self.branch_pattern.format(agent=agent)
 

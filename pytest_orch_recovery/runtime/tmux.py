@@ -425,13 +425,14 @@ class TmuxRuntime:
 
     def next_exit(self, deadline: float | None) -> AttemptExit | None:
         """Block until an attempt has ended and tmux has its pane's last output, or until
-        ``deadline`` (clock time) passes."""
+        ``deadline`` (clock time) passes -- also when nothing runs (a backoff delay, an idle
+        supervisor): the caller is woken at its deadline, not spun."""
         while True:
             self._drain_events()
             if self._ready:
                 return self._ready.popleft()
-            if not self.live():
-                return None
+            if not self.live() and deadline is None:
+                return None  # nothing can end: waiting would be for ever
             wait = _SWEEP_INTERVAL
             if deadline is not None:
                 left = deadline - self.clock.now()

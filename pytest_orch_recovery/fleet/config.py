@@ -1,0 +1,218 @@
+"""The fleet file (``fleet.toml``): what ``orch-recovery supervise`` runs, and where.
+
+Read once with ``tomllib``; every problem is one ``file:line: key: message`` line. Relative
+paths are relative to the fleet file's directory. docs/production.md is the reference; the
+keys::
+
+    repository      the operator's git repository (required)
+    state_dir       where the supervisor keeps its files (default: .orch-fleet beside the file)
+    worktree_root   one worktree per agent (default: <state_dir>/worktrees)
+    branch_pattern  each agent's branch (default: "{agent}-work"; must contain {agent})
+    base            the ref new branches start from (default: "main")
+    agent           "claude-code", "sim", or a command template with {prompt_file} ...
+    skip_permissions  pass --dangerously-skip-permissions (default: true)
+    tmux_socket     the runtime's own tmux server (default: "orch-" + the file's stem)
+    attempt_timeout seconds per attempt (default: 1800)
+    max_attempts    attempt budget per task (default: 4)
+    env_allow       names/patterns of the supervisor's environment agents get (default: see
+                    runtime.host.DEFAULT_ENV_ALLOW: HOME, CLAUDE_CONFIG_DIR, GH_*, ...)
+    checkpoint_dir  agents' checkpoint files (default: <state_dir>/checkpoints)
+    journal         the event journal (default: <state_dir>/journal.jsonl)
+    spool           task intake directory (default: <state_dir>/spool)
+    on_escalate     argv list; gets the escalation event as JSON on stdin
+    intake_interval seconds between looks at the spool while waiting (default: 1)
+    fault_plan      a fault drill plan for the fault hook (fault drills only)
+    [env]           extra variables for every agent (values are strings)
+    [policy]        backoff_base, backoff_cap, breaker_threshold, breaker_window (seconds)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_orch_recovery.infra.agents import AgentConfig, AgentDriver, driver_for
+from pytest_orch_recovery.infra.tomlread import Path_, TomlError, TomlReader, parse_document
+from pytest_orch_recovery.runtime.host import DEFAULT_ENV_ALLOW
+
+_KEYS = frozenset({
+    "repository", "state_dir", "worktree_root", "branch_pattern", "base", "agent",
+    "skip_permissions", "tmux_socket", "attempt_timeout", "max_attempts", "env_allow",
+    "checkpoint_dir", "journal", "spool", "on_escalate", "intake_interval", "fault_plan",
+    "env", "policy",
+})
+_POLICY_KEYS = frozenset({"backoff_base", "backoff_cap", "breaker_threshold", "breaker_window"})
+
+
+class FleetConfigError(TomlError):
+    """A fleet file that cannot be used: ``file:line: key: message``."""
+
+
+@dataclass(frozen=True)
+class PolicyOverrides:
+    backoff_base: float | None = None
+    backoff_cap: float | None = None
+    breaker_threshold: int | None = None
+    breaker_window: float | None = None
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    source: Path
+    repository: Path
+    state_dir: Path
+    worktree_root: Path
+    checkpoint_dir: Path
+    journal: Path
+    spool: Path
+    tmux_socket: str
+    branch_pattern: str = "{agent}-work"
+    base: str = "main"
+    agent: str = "claude-code"
+    skip_permissions: bool = True
+    attempt_timeout: float = 1800.0
+    max_attempts: int = 4
+    env_allow: tuple[str, ...] = DEFAULT_ENV_ALLOW
+    env: Mapping[str, str] = field(default_factory=dict)
+    on_escalate: tuple[str, ...] = ()
+    intake_interval: float = 1.0
+    fault_plan: Path | None = None
+    policy: PolicyOverrides = PolicyOverrides()
+
+    @property
+    def results(self) -> Path:
+        return self.state_dir / "results"
+
+    @property
+    def logs(self) -> Path:
+        return self.state_dir / "logs"
+
+    def agent_config(self) -> AgentConfig:
+        return AgentConfig(skip_permissions=self.skip_permissions)
+
+    def driver(self, config: AgentConfig) -> AgentDriver:
+        return driver_for(self.agent, config)
+
+
+class _FleetReader(TomlReader):
+    error = FleetConfigError
+
+    def __init__(self, source: str, text: str, base_dir: Path) -> None:
+        super().__init__(source, text)
+        self.base_dir = base_dir
+
+    def path(self, value: object, key: str) -> Path:
+        text = self.string(value, (key,))
+        if "\0" in text:
+            raise self.fail((key,), "must not contain NUL")
+        path = Path(text).expanduser()
+        return path if path.is_absolute() else (self.base_dir / path)
+
+    def number(self, value: object, path: Path_, *, upper: float = 7 * 86400) -> float:
+        seconds = self.seconds(value, path)
+        if not math.isfinite(seconds) or seconds > upper:
+            raise self.fail(path, f"must be finite and at most {upper:g}, got {value}")
+        return seconds
+
+    def argv(self, value: object, key: str) -> tuple[str, ...]:
+        if isinstance(value, str):
+            raise self.fail((key,), "must be a list of words (argv), never a shell string: "
+                            'e.g. ["notify-send", "orch"]')
+        words = self.strings(value, (key,))
+        if not words:
+            raise self.fail((key,), "must name a program")
+        return words
+
+    def env_table(self, value: object) -> dict[str, str]:
+        if not isinstance(value, Mapping):
+            raise self.fail(("env",), f"must be a table, not {type(value).__name__}")
+        out = {}
+        for name, item in value.items():
+            if not name or "=" in name or "\0" in name:
+                raise self.fail(("env", name), "not a valid variable name")
+            text = self.string(item, ("env", name), empty=True)
+            if "\0" in text:
+                raise self.fail(("env", name), "must not contain NUL")
+            out[name] = text
+        return out
+
+    def policy(self, value: object) -> PolicyOverrides:
+        raw = self.table(value, ("policy",), _POLICY_KEYS)
+        get = raw.get
+        return PolicyOverrides(
+            backoff_base=None if get("backoff_base") is None else self.number(
+                raw["backoff_base"], ("policy", "backoff_base")),
+            backoff_cap=None if get("backoff_cap") is None else self.number(
+                raw["backoff_cap"], ("policy", "backoff_cap")),
+            breaker_threshold=None if get("breaker_threshold") is None else self.integer(
+                raw["breaker_threshold"], ("policy", "breaker_threshold")),
+            breaker_window=None if get("breaker_window") is None else self.number(
+                raw["breaker_window"], ("policy", "breaker_window")),
+        )
+
+
+def parse_fleet(text: str, *, source: Path) -> FleetConfig:
+    """Validate one fleet document read from ``source``."""
+    doc = parse_document(text, str(source), FleetConfigError)
+    reader = _FleetReader(str(source), text, source.parent.resolve())
+    raw: Mapping[str, Any] = reader.table(doc, (), _KEYS)
+    if "repository" not in raw:
+        raise reader.fail((), "missing required key 'repository'")
+    repository = reader.path(raw["repository"], "repository")
+    if not (repository / ".git").exists():
+        raise reader.fail(("repository",), f"{repository} is not a git repository")
+    state_dir = reader.path(raw.get("state_dir", ".orch-fleet"), "state_dir")
+
+    def under(key: str, default: Path) -> Path:
+        return reader.path(raw[key], key) if key in raw else default
+
+    pattern = reader.string(raw.get("branch_pattern", "{agent}-work"), ("branch_pattern",))
+    if "{agent}" not in pattern or pattern.replace("{agent}", "").count("{"):
+        raise reader.fail(("branch_pattern",), "must contain {agent} and no other placeholder")
+    agent = reader.string(raw.get("agent", "claude-code"), ("agent",))
+    try:
+        driver_for(agent, AgentConfig())
+    except ValueError as exc:
+        raise reader.fail(("agent",), str(exc)) from None
+    socket = reader.string(raw.get("tmux_socket", f"orch-{source.stem}"), ("tmux_socket",))
+    if not all(c.isalnum() or c in "-_." for c in socket):
+        raise reader.fail(("tmux_socket",), "use letters, digits, '-', '_' and '.'")
+    return FleetConfig(
+        source=source,
+        repository=repository,
+        state_dir=state_dir,
+        worktree_root=under("worktree_root", state_dir / "worktrees"),
+        checkpoint_dir=under("checkpoint_dir", state_dir / "checkpoints"),
+        journal=under("journal", state_dir / "journal.jsonl"),
+        spool=under("spool", state_dir / "spool"),
+        tmux_socket=socket,
+        branch_pattern=pattern,
+        base=reader.string(raw.get("base", "main"), ("base",)),
+        agent=agent,
+        skip_permissions=reader.boolean(raw.get("skip_permissions", True),
+                                        ("skip_permissions",)),
+        attempt_timeout=reader.number(raw.get("attempt_timeout", 1800), ("attempt_timeout",)),
+        max_attempts=reader.integer(raw.get("max_attempts", 4), ("max_attempts",)),
+        env_allow=(reader.strings(raw["env_allow"], ("env_allow",)) if "env_allow" in raw
+                   else DEFAULT_ENV_ALLOW),
+        env=reader.env_table(raw.get("env", {})),
+        on_escalate=reader.argv(raw["on_escalate"], "on_escalate") if "on_escalate" in raw
+        else (),
+        intake_interval=reader.number(raw.get("intake_interval", 1.0), ("intake_interval",),
+                                      upper=3600),
+        fault_plan=reader.path(raw["fault_plan"], "fault_plan") if "fault_plan" in raw else None,
+        policy=reader.policy(raw.get("policy", {})),
+    )
+
+
+def load_fleet(path: str | Path) -> FleetConfig:
+    """Read and validate the fleet file at ``path``."""
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FleetConfigError(str(source), 1, "", f"cannot read: {exc}") from None
+    return parse_fleet(text, source=source)

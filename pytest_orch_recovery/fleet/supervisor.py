@@ -1,0 +1,201 @@
+"""``orch-recovery supervise``: the engine, long-lived, on the operator's own repository.
+
+One :class:`FleetSupervisor` holds the pieces the chaos tmux tier holds, built from the fleet
+file instead of a sandbox: a :class:`~pytest_orch_recovery.runtime.host.RepositoryHost` (the
+repository, its worktree root, the agents' environment from the allow-list, PR state from
+``gh``), the :class:`~pytest_orch_recovery.runtime.dispatch.Dispatcher` (hook settings merged
+into each worktree, prompt files, the agent's command line), the
+:class:`~pytest_orch_recovery.runtime.tmux.TmuxRuntime` on its own tmux server, and the
+journal. The coordinator's steps are :class:`~pytest_orch_recovery.fleet.steps.CoordinatorSteps`,
+the same steps the chaos tiers drive.
+
+The loop: take the spool's requests, then run the coordinator until ``intake_interval``
+seconds from now (it wakes at once for an exit, and at its own timers). Idle is not exit.
+:meth:`FleetSupervisor.close` after a stop leaves the agents, their sessions and the tmux
+server running; a supervisor started again on the same fleet file replays the journal
+(``Coordinator.recover``) and re-adopts every live attempt from what its launch recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
+
+from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig, Phase
+from pytest_orch_recovery.engine.journal import Journal
+from pytest_orch_recovery.engine.model import Event, EventKind, Reason, Task
+from pytest_orch_recovery.engine.policy import Backoff, CircuitBreaker, Policy
+from pytest_orch_recovery.engine.runtime import LaunchSpec
+from pytest_orch_recovery.fleet.config import FleetConfig, FleetConfigError, load_fleet
+from pytest_orch_recovery.fleet.intake import Request, Spool
+from pytest_orch_recovery.fleet.steps import CoordinatorSteps
+from pytest_orch_recovery.infra.gh import GhPullRequests
+from pytest_orch_recovery.runtime.dispatch import Dispatcher
+from pytest_orch_recovery.runtime.host import RepositoryHost
+from pytest_orch_recovery.runtime.tmux import TmuxRuntime
+
+ESCALATE_TIMEOUT = 60.0  # seconds the on_escalate command may take
+
+
+def build_policy(config: FleetConfig) -> Policy:
+    overrides = config.policy
+    default = Backoff()
+    backoff = Backoff(
+        base=default.base if overrides.backoff_base is None else overrides.backoff_base,
+        factor=default.factor,
+        cap=default.cap if overrides.backoff_cap is None else overrides.backoff_cap,
+    )
+    breaker = CircuitBreaker()
+    if overrides.breaker_threshold is not None:
+        breaker.threshold = overrides.breaker_threshold
+    if overrides.breaker_window is not None:
+        breaker.window = overrides.breaker_window
+    return Policy(max_attempts=config.max_attempts, backoff=backoff, breaker=breaker)
+
+
+class FleetSupervisor:
+    """The production supervisor over one fleet file (see the module doc)."""
+
+    def __init__(self, config: FleetConfig, *, log: TextIO | None = None) -> None:
+        self.config = config
+        self._log = log if log is not None else sys.stderr
+        for d in (config.state_dir, config.results, config.logs):
+            d.mkdir(parents=True, exist_ok=True)
+        self.host = RepositoryHost(
+            config.repository,
+            config.worktree_root,
+            config.state_dir,
+            tmux_socket=config.tmux_socket,
+            branch_pattern=config.branch_pattern,
+            base=config.base,
+            env_allow=config.env_allow,
+            agent_env=config.env,
+            checkpoints=config.checkpoint_dir,
+        )
+        self.host.set_prs(GhPullRequests(config.repository, env=self.host.env("gh")))
+        self.dispatcher = Dispatcher(self.host, config.driver, config.agent_config(),
+                                     fault_plan=config.fault_plan)
+        self.journal = Journal(config.journal)  # locked: one supervisor per journal
+        try:
+            self.runtime = TmuxRuntime(self.host, self.dispatcher.command_for, base=config.base)
+        except BaseException:
+            self.journal.close()
+            raise
+        self.spool = Spool(config.spool)
+        self.steps = CoordinatorSteps(self._start, recover=len(self.journal) > 0)
+
+    # ------------------------------------------------------------------ coordinator
+
+    def _start(self, recover: bool) -> Coordinator:
+        coordinator = Coordinator(
+            self.runtime,
+            self.journal,
+            policy=build_policy(self.config),
+            config=CoordinatorConfig(attempt_timeout=self.config.attempt_timeout),
+            on_event=self._observe,
+            launch_notes=self._launch_notes,
+        )
+        if recover:
+            self.say(f"recovering from {self.config.journal} ({len(self.journal)} events)")
+            coordinator.recover()
+        return coordinator
+
+    def _launch_notes(self, spec: LaunchSpec) -> Mapping[str, Any]:
+        record = self.host.results / f"{spec.agent}.{spec.attempt}.pane.json"
+        return {"tmux": {"socket": self.host.tmux_socket, "session": spec.agent},
+                "launch_record": str(record)}
+
+    def _observe(self, event: Event) -> None:
+        self.dispatcher.observe(event)
+        what = f"{event.kind.value} {event.task_id or ''} {event.agent or ''}".rstrip()
+        if event.attempt is not None:
+            what += f" attempt {event.attempt}"
+        self.say(what)
+        if event.kind is EventKind.TASK_ESCALATED and self.config.on_escalate:
+            self._notify(event)
+
+    def _notify(self, event: Event) -> None:
+        """Run ``on_escalate`` with the event as JSON on stdin; its failure is logged only."""
+        payload = json.dumps(event.to_json(), ensure_ascii=False) + "\n"
+        try:
+            proc = subprocess.run(
+                list(self.config.on_escalate), input=payload, text=True, capture_output=True,
+                timeout=ESCALATE_TIMEOUT, check=False,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            self.say(f"on_escalate failed: {exc}")
+            return
+        if proc.returncode != 0:
+            self.say(f"on_escalate exited {proc.returncode}: {proc.stderr.strip()[:500]}")
+
+    # ------------------------------------------------------------------ intake
+
+    def take_requests(self) -> int:
+        """Carry out the spool's waiting requests, oldest first; returns how many."""
+        done = 0
+        for request in self.spool.pending():
+            try:
+                ok = self._carry_out(request)
+            except (ValueError, KeyError) as exc:
+                self.say(f"request {request.path.name} refused: {exc}")
+                ok = False
+            self.spool.finish(request.path, suffix="" if ok else ".rejected")
+            done += 1
+        return done
+
+    def _carry_out(self, request: Request) -> bool:
+        if request.kind == "submit":
+            task = Task.from_json(request.data["task"])
+            agent = request.data.get("agent")
+            self.steps.submit(task, agent=agent if isinstance(agent, str) else None)
+            return True
+        task_id = str(request.data["task_id"])
+        state = self.steps.coordinator.tasks.get(task_id)
+        if state is None:
+            self.say(f"release {task_id}: no such task")
+            return False
+        self._reload_agent_config()
+        reasons: tuple[Reason, ...] = ()
+        if state.phase is Phase.ESCALATED and state.attribution is not None:
+            reasons = (state.attribution.reason,)
+        note = request.data.get("note") or "released by an operator"
+        self.steps.release(str(note), reasons=reasons, tasks=(task_id,))
+        return True
+
+    def _reload_agent_config(self) -> None:
+        """An operator fixes the fleet file before ``release``: take its agent settings."""
+        try:
+            fresh = load_fleet(self.config.source)
+        except FleetConfigError as exc:
+            self.say(f"fleet file not reloaded: {exc}")
+            return
+        if fresh.agent_config() != self.dispatcher.config:
+            self.dispatcher.configure(fresh.agent_config())
+            self.say("agent configuration reloaded from the fleet file")
+
+    # ------------------------------------------------------------------ the loop
+
+    def serve(self, stopping: Callable[[], bool]) -> None:
+        """Take requests and run the coordinator until ``stopping()`` says so."""
+        interval = self.config.intake_interval
+        while not stopping():
+            self.take_requests()
+            if stopping():
+                break
+            self.steps.run(until=self.runtime.clock.now() + interval)
+
+    def say(self, text: str) -> None:
+        print(f"supervise: {text}", file=self._log, flush=True)
+
+    def close(self, *, stop_agents: bool = False) -> None:
+        """Let go: agents keep running for the next supervisor unless ``stop_agents``."""
+        try:
+            if stop_agents:
+                self.runtime.close()
+            else:
+                self.runtime.detach()
+        finally:
+            self.journal.close()

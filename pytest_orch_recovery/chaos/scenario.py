@@ -3,13 +3,12 @@
 A scenario is several tasks, a fault schedule keyed on events of the agents' runs, operator
 actions between phases, and expectations per task (docs/scenarios.md is the reference). A
 malformed file is reported with the file, the line and the field, e.g.
-``scenarios/x.toml:12: faults[1].kind: unknown fault kind 'sigintt'``; ``tomllib`` gives the
-position of syntax errors, and :func:`_key_lines` finds the line of each key for schema errors.
+``scenarios/x.toml:12: faults[1].kind: unknown fault kind 'sigintt'``; the reading (and
+the task table's parser) is :mod:`pytest_orch_recovery.infra.tomlread`'s.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from pytest_orch_recovery.chaos.faults import CATALOGUE, FaultSpec, FaultStatus,
 from pytest_orch_recovery.engine import validation
 from pytest_orch_recovery.engine.model import Reason, Strategy, Task
 from pytest_orch_recovery.engine.validation import InputError, RuleError
+from pytest_orch_recovery.infra.tomlread import TASK_KEYS, Path_, TomlReader, parse_document
 
 OUTCOMES = ("succeeded", "recovered", "escalated", "failed")
 FAULT_STATUSES = (FaultStatus.EXERCISED, FaultStatus.INEFFECTIVE, FaultStatus.NOT_EXERCISED)
@@ -47,9 +47,7 @@ _TOP_KEYS = frozenset(
     {"name", "description", "tasks", "faults", "operator_actions", "crash_after_event", "expect",
      "attempt_timeout", "stall_window"}
 )
-_TASK_KEYS = frozenset(
-    {"id", "title", "deliverables", "tests", "agent_type", "pr", "agent", "prompt", "expect"}
-)
+_TASK_KEYS = TASK_KEYS | {"expect"}
 _FAULT_KEYS = frozenset({"kind", "task", "attempt", "params", "expect", *TRIGGER_KEYS})
 _EXPECT_KEYS = frozenset(
     {"outcome", "reasons", "strategies", "max_attempts", "files", "pr", "pushed"}
@@ -148,159 +146,13 @@ class Scenario:
         return frozenset(out)
 
 
-# --------------------------------------------------------------------------- key lines
-
-_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
-_KEY = re.compile(r"""^\s*((?:"[^"]*"|'[^']*'|[A-Za-z0-9_\-]+)(?:\s*\.\s*(?:"[^"]*"|'[^']*'|"""
-                  r"""[A-Za-z0-9_\-]+))*)\s*=""")
-
-Path_ = tuple[str | int, ...]
-
-
-def _split_dotted(text: str) -> list[str]:
-    parts = re.findall(r'"[^"]*"|\'[^\']*\'|[^.\s]+', text)
-    return [p[1:-1] if p[:1] in "\"'" else p for p in parts]
-
-
-def _key_lines(text: str) -> dict[Path_, int]:
-    """The 1-based line of every table header and key, by path (array tables indexed).
-
-    >>> lines = _key_lines('name = "x"\\n[[tasks]]\\nid = "a"\\n[[tasks]]\\nid = "b"\\n')
-    >>> lines[("name",)], lines[("tasks", 1, "id")], lines[("tasks", 1)]
-    (1, 5, 4)
-    """
-    out: dict[Path_, int] = {}
-    arrays: dict[tuple[str, ...], int] = {}  # array-of-tables path -> current index
-    current: Path_ = ()
-    in_multiline = False
-    for number, line in enumerate(text.splitlines(), 1):
-        if in_multiline:
-            if line.count('"""') % 2 == 1 or line.count("'''") % 2 == 1:
-                in_multiline = False
-            continue
-        header = _HEADER.match(line)
-        if header and not _KEY.match(line):
-            names = _split_dotted(header.group(2))
-            resolved: list[str | int] = []
-            for i, name in enumerate(names):
-                resolved.append(name)
-                key = tuple(names[: i + 1])
-                is_last = i == len(names) - 1
-                if header.group(1) == "[[" and is_last:
-                    arrays[key] = arrays.get(key, -1) + 1
-                    # A new element of an array forgets the sub-arrays of the previous one.
-                    for sub in [k for k in arrays if len(k) > len(key) and k[: len(key)] == key]:
-                        del arrays[sub]
-                    resolved.append(arrays[key])
-                elif key in arrays:
-                    resolved.append(arrays[key])
-            current = tuple(resolved)
-            out.setdefault(current, number)
-            continue
-        key_match = _KEY.match(line)
-        if key_match:
-            path = (*current, *_split_dotted(key_match.group(1)))
-            out.setdefault(path, number)
-            rest = line[key_match.end():]
-            if rest.count('"""') == 1 or rest.count("'''") == 1:
-                in_multiline = True
-    return out
-
-
-def _line_of(lines: Mapping[Path_, int], path: Path_) -> int:
-    for end in range(len(path), 0, -1):
-        if path[:end] in lines:
-            return lines[path[:end]]
-    return 1
-
-
-def _field_name(path: Path_) -> str:
-    """``("tasks", 1, "expect", "outcome")`` -> ``tasks[2].expect.outcome`` (1-based)."""
-    out = ""
-    for part in path:
-        out += f"[{part + 1}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
-
-
 # --------------------------------------------------------------------------- loading
 
 
-class _Reader:
-    """Validates one parsed document, raising :class:`ScenarioError` with file and line."""
+class _Reader(TomlReader):
+    """Validates one scenario, raising :class:`ScenarioError` with file and line."""
 
-    def __init__(self, source: str, text: str) -> None:
-        self.source = source
-        self.lines = _key_lines(text)
-
-    def fail(self, path: Path_, message: str) -> ScenarioError:
-        return ScenarioError(self.source, _line_of(self.lines, path), _field_name(path), message)
-
-    def table(self, value: object, path: Path_, allowed: frozenset[str]) -> Mapping[str, Any]:
-        if not isinstance(value, Mapping):
-            raise self.fail(path, f"must be a table, not {type(value).__name__}")
-        for key in value:
-            if key not in allowed:
-                raise self.fail((*path, key), "unknown key; expected one of "
-                                + ", ".join(sorted(allowed)))
-        return value
-
-    def string(self, value: object, path: Path_, *, empty: bool = False,
-               limit: int = validation.MAX_TITLE_CHARS) -> str:
-        try:
-            return validation.text(value, limit=limit, empty=empty)
-        except RuleError as exc:
-            raise self.fail(path, str(exc)) from None
-
-    def checked(self, rule: Any, value: object, path: Path_, **kwargs: Any) -> Any:
-        """``rule(value, **kwargs)`` from :mod:`validation`, its refusal placed at ``path``."""
-        try:
-            return rule(value, **kwargs)
-        except RuleError as exc:
-            raise self.fail(path, str(exc)) from None
-
-    def integer(self, value: object, path: Path_, *, minimum: int = 1,
-                maximum: int = validation.MAX_COUNT) -> int:
-        out: int = self.checked(validation.integer, value, path, minimum=minimum,
-                                maximum=maximum)
-        return out
-
-    def seconds(self, value: object, path: Path_, *, zero: bool = False) -> float:
-        out: float = self.checked(validation.number, value, path,
-                                  exclusive_minimum=not zero)
-        return out
-
-    def relative_path(self, value: object, path: Path_) -> str:
-        out: str = self.checked(validation.relative_path, value, path)
-        return out
-
-    def boolean(self, value: object, path: Path_) -> bool:
-        if not isinstance(value, bool):
-            raise self.fail(path, f"must be true or false, not {value!r}")
-        return value
-
-    def strings(self, value: object, path: Path_, choices: Sequence[str] = ()) -> tuple[str, ...]:
-        if not isinstance(value, list):
-            raise self.fail(path, f"must be a list of strings, not {type(value).__name__}")
-        out = []
-        for i, item in enumerate(value):
-            text = self.string(item, path)
-            if choices and text not in choices:
-                raise self.fail(path, f"item {i + 1} {text!r} is not one of "
-                                + ", ".join(choices))
-            out.append(text)
-        return tuple(out)
-
-    def paths(self, value: object, path: Path_) -> tuple[str, ...]:
-        """A list of relative paths, each inside the repository, none repeated."""
-        if not isinstance(value, list):
-            raise self.fail(path, f"must be a list of file paths, not {type(value).__name__}")
-        out: dict[str, int] = {}
-        for i, item in enumerate(value):
-            normal = self.relative_path(item, (*path, i))
-            if normal in out:
-                raise self.fail((*path, i), f"{normal!r} repeats item {out[normal] + 1}")
-            out[normal] = i
-        return tuple(out)
+    error = ScenarioError
 
     def expectation(self, value: object, path: Path_) -> Expectation:
         raw = self.table(value, path, _EXPECT_KEYS)
@@ -327,26 +179,7 @@ class _Reader:
 
     def task(self, value: object, path: Path_, defaults: Expectation) -> ScenarioTask:
         raw = self.table(value, path, _TASK_KEYS)
-        for required in ("id", "title", "deliverables"):
-            if required not in raw:
-                raise self.fail(path, f"missing required key {required!r}")
-        deliverables = self.paths(raw["deliverables"], (*path, "deliverables"))
-        if not deliverables:
-            raise self.fail((*path, "deliverables"), "must list at least one file")
-        tests = None if raw.get("tests") is None else self.string(raw["tests"],
-                                                                   (*path, "tests"))
-        task = Task(
-            task_id=self.checked(validation.name, raw["id"], (*path, "id"), what="task id"),
-            title=self.string(raw["title"], (*path, "title")),
-            deliverables=deliverables,
-            tests=tests,
-            agent_type=self.checked(validation.name, raw.get("agent_type", "claude-code"),
-                                    (*path, "agent_type"), what="agent type"),
-            wants_pr=self.boolean(raw.get("pr", True), (*path, "pr")),
-            prompt=self.checked(validation.prompt, raw.get("prompt", ""), (*path, "prompt")),
-        )
-        agent = None if raw.get("agent") is None else self.checked(
-            validation.agent_name, raw["agent"], (*path, "agent"))
+        task, agent = self.task_table(raw, path)
         expect = Expectation()
         if "expect" in raw:
             expect = self.expectation(raw["expect"], (*path, "expect"))
@@ -442,12 +275,7 @@ def parse_scenario(text: str, *, source: str = "<scenario>", name: str | None = 
     >>> s.name, s.task_ids, s.faults[0].effective_trigger.describe()
     ('demo', ('t1',), 'after a.md is written')
     """
-    try:
-        doc = validation.loads_toml(text)
-    except validation.DocumentError as exc:
-        if exc.path:
-            raise _Reader(source, text).fail(exc.path, str(exc)) from None
-        raise ScenarioError(source, exc.line or 1, "", str(exc)) from None
+    doc = parse_document(text, source, ScenarioError)
     reader = _Reader(source, text)
     raw = reader.table(doc, (), _TOP_KEYS)
     defaults = Expectation()

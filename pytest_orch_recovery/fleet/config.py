@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_orch_recovery.engine.validation import InputError
 from pytest_orch_recovery.infra.agents import AgentConfig, AgentDriver, driver_for
-from pytest_orch_recovery.infra.tomlread import Path_, TomlError, TomlReader, parse_document
+from pytest_orch_recovery.infra.tomlread import Path_, TomlReader, parse_document
 from pytest_orch_recovery.runtime.host import DEFAULT_ENV_ALLOW
 
 _KEYS = frozenset({
@@ -47,7 +48,7 @@ _KEYS = frozenset({
 _POLICY_KEYS = frozenset({"backoff_base", "backoff_cap", "breaker_threshold", "breaker_window"})
 
 
-class FleetConfigError(TomlError):
+class FleetConfigError(InputError):
     """A fleet file that cannot be used: ``file:line: key: message``."""
 
 
@@ -105,7 +106,7 @@ class _FleetReader(TomlReader):
         self.base_dir = base_dir
 
     def path(self, value: object, key: str) -> Path:
-        text = self.string(value, (key,))
+        text = self.string(value, (key,), limit=4096)
         if "\0" in text:
             raise self.fail((key,), "must not contain NUL")
         path = Path(text).expanduser()

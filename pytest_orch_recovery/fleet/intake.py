@@ -2,7 +2,7 @@
 
 A task file holds one task as top-level keys, or several as ``[[tasks]]`` tables, in the task
 schema of the chaos scenarios (``id``, ``title``, ``deliverables``, optional ``tests``,
-``agent_type``, ``pr``, ``agent``, ``prompt``): one parser, :meth:`TomlReader.task`.
+``agent_type``, ``pr``, ``agent``, ``prompt``): one parser, :meth:`TomlReader.task_table`.
 
 ``orch-recovery submit`` and ``release`` never talk to the supervisor directly: they write one
 request file into the spool (atomically, named so they sort in arrival order), and the
@@ -25,18 +25,18 @@ from typing import Any
 
 from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.engine.model import Task
+from pytest_orch_recovery.engine.validation import InputError
 from pytest_orch_recovery.infra.tomlread import (
     TASK_KEYS,
     Path_,
-    TomlError,
-    TomlReader,
+        TomlReader,
     parse_document,
 )
 
 SCHEMA_VERSION = 1
 
 
-class TaskFileError(TomlError):
+class TaskFileError(InputError):
     """A task file that cannot be submitted: ``file:line: key: message``."""
 
 
@@ -71,7 +71,7 @@ def parse_tasks(text: str, *, source: str) -> tuple[Submission, ...]:
     out: list[Submission] = []
     seen: set[str] = set()
     for table, path in tables:
-        task, agent = reader.task(table, path)
+        task, agent = reader.task_table(table, path)
         if task.task_id in seen:
             raise reader.fail((*path, "id"), f"task id {task.task_id!r} repeats")
         seen.add(task.task_id)

@@ -1,37 +1,25 @@
 """Reading TOML documents people write: one-line ``file:line: field: message`` errors.
 
 ``tomllib`` reports the position of syntax errors only; :func:`key_lines` finds the line of
-every table header and key, so a schema error names the line of the offending key. The fleet
-file, task files and chaos scenarios all read through :class:`TomlReader`, and the task table
-(``id``, ``title``, ``deliverables``, ...) has one parser, :meth:`TomlReader.task`, for all.
+every table header and key, so a schema error names the line of the offending key. Values go
+through :mod:`pytest_orch_recovery.engine.validation`'s rules. Chaos scenarios, the fleet file
+and task files all read through :class:`TomlReader`, and the task table (``id``, ``title``,
+``deliverables``, ...) has one parser for all: :meth:`TomlReader.task_table`.
 """
 
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_orch_recovery.engine.errors import OrchRecoveryError
+from pytest_orch_recovery.engine import validation
 from pytest_orch_recovery.engine.model import Task
+from pytest_orch_recovery.engine.validation import InputError, RuleError
 
 # The keys of one task table (a scenario's [[tasks]] adds ``expect``).
 TASK_KEYS = frozenset({"id", "title", "deliverables", "tests", "agent_type", "pr", "agent",
                        "prompt"})
-
-
-class TomlError(OrchRecoveryError, ValueError):
-    """A TOML document that cannot be used, with where and what."""
-
-    def __init__(self, source: str, line: int, field_name: str, message: str) -> None:
-        self.source = source
-        self.line = line
-        self.field = field_name
-        self.message = message
-        where = f"{source}:{line}"
-        super().__init__(f"{where}: {field_name}: {message}" if field_name else
-                         f"{where}: {message}")
 
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
@@ -106,32 +94,29 @@ def field_name(path: Path_) -> str:
     return out
 
 
-def lineno_from_message(message: str) -> int:
-    found = re.search(r"line (\d+)", message)
-    return int(found.group(1)) if found else 1
 
-
-
-def parse_document(text: str, source: str,
-                   error: type[TomlError] = TomlError) -> dict[str, Any]:
-    """``tomllib.loads`` with its syntax error turned into ``error`` naming the line."""
+def parse_document(text: str, source: str, error: type[InputError] = InputError) -> dict[str, Any]:
+    """:func:`validation.loads_toml` with its refusal raised as ``error`` naming the line."""
     try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None) or lineno_from_message(str(exc))
-        raise error(source, line, "", f"invalid TOML: {exc}") from None
+        return validation.loads_toml(text)
+    except validation.DocumentError as exc:
+        if exc.path:
+            raise TomlReader(source, text, error).fail(exc.path, str(exc)) from None
+        raise error(source, exc.line or 1, "", str(exc)) from None
 
 
 class TomlReader:
     """Validates one parsed document, raising :attr:`error` with file and line."""
 
-    error: type[TomlError] = TomlError
+    error: type[InputError] = InputError
 
-    def __init__(self, source: str, text: str) -> None:
+    def __init__(self, source: str, text: str, error: type[InputError] | None = None) -> None:
         self.source = source
         self.lines = key_lines(text)
+        if error is not None:
+            self.error = error
 
-    def fail(self, path: Path_, message: str) -> TomlError:
+    def fail(self, path: Path_, message: str) -> InputError:
         return self.error(self.source, line_of(self.lines, path), field_name(path), message)
 
     def table(self, value: object, path: Path_, allowed: frozenset[str]) -> Mapping[str, Any]:
@@ -143,26 +128,34 @@ class TomlReader:
                                 + ", ".join(sorted(allowed)))
         return value
 
-    def string(self, value: object, path: Path_, *, empty: bool = False) -> str:
-        if not isinstance(value, str):
-            raise self.fail(path, f"must be a string, not {type(value).__name__}")
-        if not empty and not value.strip():
-            raise self.fail(path, "must not be empty")
-        return value
+    def string(self, value: object, path: Path_, *, empty: bool = False,
+               limit: int = validation.MAX_TITLE_CHARS) -> str:
+        try:
+            return validation.text(value, limit=limit, empty=empty)
+        except RuleError as exc:
+            raise self.fail(path, str(exc)) from None
 
-    def integer(self, value: object, path: Path_, *, minimum: int = 1) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(path, f"must be an integer, not {type(value).__name__}")
-        if value < minimum:
-            raise self.fail(path, f"must be >= {minimum}, got {value}")
-        return value
+    def checked(self, rule: Any, value: object, path: Path_, **kwargs: Any) -> Any:
+        """``rule(value, **kwargs)`` from :mod:`validation`, its refusal placed at ``path``."""
+        try:
+            return rule(value, **kwargs)
+        except RuleError as exc:
+            raise self.fail(path, str(exc)) from None
 
-    def seconds(self, value: object, path: Path_) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(path, f"must be a number of seconds, not {type(value).__name__}")
-        if not value > 0:
-            raise self.fail(path, f"must be > 0, got {value}")
-        return float(value)
+    def integer(self, value: object, path: Path_, *, minimum: int = 1,
+                maximum: int = validation.MAX_COUNT) -> int:
+        out: int = self.checked(validation.integer, value, path, minimum=minimum,
+                                maximum=maximum)
+        return out
+
+    def seconds(self, value: object, path: Path_, *, zero: bool = False) -> float:
+        out: float = self.checked(validation.number, value, path,
+                                  exclusive_minimum=not zero)
+        return out
+
+    def relative_path(self, value: object, path: Path_) -> str:
+        out: str = self.checked(validation.relative_path, value, path)
+        return out
 
     def boolean(self, value: object, path: Path_) -> bool:
         if not isinstance(value, bool):
@@ -181,23 +174,38 @@ class TomlReader:
             out.append(text)
         return tuple(out)
 
-    def task(self, raw: Mapping[str, Any], path: Path_) -> tuple[Task, str | None]:
+    def paths(self, value: object, path: Path_) -> tuple[str, ...]:
+        """A list of relative paths, each inside the repository, none repeated."""
+        if not isinstance(value, list):
+            raise self.fail(path, f"must be a list of file paths, not {type(value).__name__}")
+        out: dict[str, int] = {}
+        for i, item in enumerate(value):
+            normal = self.relative_path(item, (*path, i))
+            if normal in out:
+                raise self.fail((*path, i), f"{normal!r} repeats item {out[normal] + 1}")
+            out[normal] = i
+        return tuple(out)
+
+    def task_table(self, raw: Mapping[str, Any], path: Path_) -> tuple[Task, str | None]:
         """A task table's task and its agent name (None: the coordinator names it)."""
         for required in ("id", "title", "deliverables"):
             if required not in raw:
                 raise self.fail(path, f"missing required key {required!r}")
-        deliverables = self.strings(raw["deliverables"], (*path, "deliverables"))
+        deliverables = self.paths(raw["deliverables"], (*path, "deliverables"))
         if not deliverables:
             raise self.fail((*path, "deliverables"), "must list at least one file")
+        tests = None if raw.get("tests") is None else self.string(raw["tests"],
+                                                                   (*path, "tests"))
         task = Task(
-            task_id=self.string(raw["id"], (*path, "id")),
+            task_id=self.checked(validation.name, raw["id"], (*path, "id"), what="task id"),
             title=self.string(raw["title"], (*path, "title")),
             deliverables=deliverables,
-            tests=None if raw.get("tests") is None else self.string(raw["tests"],
-                                                                     (*path, "tests")),
-            agent_type=self.string(raw.get("agent_type", "claude-code"), (*path, "agent_type")),
+            tests=tests,
+            agent_type=self.checked(validation.name, raw.get("agent_type", "claude-code"),
+                                    (*path, "agent_type"), what="agent type"),
             wants_pr=self.boolean(raw.get("pr", True), (*path, "pr")),
-            prompt=self.string(raw.get("prompt", ""), (*path, "prompt"), empty=True),
+            prompt=self.checked(validation.prompt, raw.get("prompt", ""), (*path, "prompt")),
         )
-        agent = None if raw.get("agent") is None else self.string(raw["agent"], (*path, "agent"))
+        agent = None if raw.get("agent") is None else self.checked(
+            validation.agent_name, raw["agent"], (*path, "agent"))
         return task, agent

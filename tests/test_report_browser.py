@@ -173,6 +173,10 @@ def test_layout_fits_the_viewport_and_text_stays_legible(
         "[...document.querySelectorAll('svg.chart text')].map(t => t.getBBox().height * "
         "t.getScreenCTM().a)")
     assert heights and min(heights) >= 9, min(heights)
+    labels = page.evaluate(
+        "[...document.querySelectorAll('svg.timeline text.bar-label')].map(t => "
+        "t.getBBox().height * t.getScreenCTM().a)")
+    assert labels and min(labels) >= 9, min(labels)
     # A timeline keeps its scale and scrolls in its own box instead of squeezing.
     box = page.locator("svg.timeline").first.bounding_box()
     assert box is not None and box["width"] >= min(720, width - 40)

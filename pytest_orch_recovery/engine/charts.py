@@ -103,6 +103,18 @@ _VERDICT_COLOUR = {"pass": COLOURS["ok"], "fail": COLOURS["fail"],
                    "insufficient samples": COLOURS["open"]}
 
 
+_MATH = {">": ">", ">=": "\u2265", "<=": "\u2264"}
+
+
+def _percent(rate: float) -> str:
+    """``95.5%``, ``100%``.
+
+    >>> _percent(0.955), _percent(1.0), _percent(0.9)
+    ('95.5%', '100%', '90%')
+    """
+    return f"{100 * rate:.1f}".removesuffix(".0") + "%"
+
+
 def criteria_chart(results: Sequence[CriterionResult]) -> str:
     """One row per rate criterion on a 0-100% scale: the observed rate (dot), its Wilson 95%
     interval (bar), the threshold (dashed line), coloured by verdict."""
@@ -142,10 +154,10 @@ def criteria_chart(results: Sequence[CriterionResult]) -> str:
                 f'rx="5" fill="{colour}" fill-opacity=".35"/>'
                 f'<circle cx="{ox:.1f}" cy="{cy}" r="6" fill="{colour}" stroke="#fff" '
                 f'stroke-width="1.5"/></g>')
-            caption = (f"{r.observed:.1%} ({r.successes}/{n}), 95% CI {low:.0%} to {high:.0%}, "
-                       f"needs {r.comparison} {r.threshold:.0%}")
+            caption = (f"{_percent(r.observed)} ({r.successes}/{n}), CI {low:.0%} to "
+                       f"{high:.0%}, needs {_MATH[r.comparison]} {_percent(r.threshold)}")
         else:
-            caption = f"no samples yet, needs {r.comparison} {r.threshold:.0%}"
+            caption = f"no samples yet, needs {_MATH[r.comparison]} {_percent(r.threshold)}"
         parts.append(f'<line class="threshold" x1="{tx:.1f}" y1="{cy - 10}" x2="{tx:.1f}" '
                      f'y2="{cy + 10}"><title>threshold {esc(r.comparison)} '
                      f'{r.threshold:.0%}</title></line>')
@@ -162,7 +174,7 @@ def reasons_chart(rows: Sequence[ReasonRow]) -> str:
     seen = sorted((r for r in rows if r.count), key=lambda r: (-r.count, str(r.reason)))
     if not seen:
         return '<p class="empty">No failed attempts.</p>'
-    width, left, right, row = 340, 100, 272, 24
+    width, left, right, row = 340, 100, 262, 24
     height = row * len(seen) + 8
     most = max(r.count for r in seen)
     parts = []
@@ -186,25 +198,40 @@ def reasons_chart(rows: Sequence[ReasonRow]) -> str:
 # --------------------------------------------------------------------------- recovery times
 
 
+def _count_step(most: int) -> int:
+    """A round step for a count axis up to ``most``: at most five gridlines.
+
+    >>> _count_step(3), _count_step(8), _count_step(219), _count_step(40)
+    (1, 2, 50, 10)
+    """
+    for step in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500):
+        if most / step <= 5:
+            return step
+    return int(10 ** len(str(most // 5)))
+
+
 def recovery_time_chart(times: Sequence[float], p50: float | None,
                         p95: float | None) -> str:
-    """A histogram of recovery times on a time axis with units, with p50 and p95 marked."""
+    """A histogram of recovery times on a time axis with units, with p50 and p95 marked.
+    Outliers beyond twice the p95 share one last bar, so a long tail cannot squash the rest."""
     if not times:
         return '<p class="empty">No recovered tasks yet.</p>'
-    span = max(times)
-    step = tick_step(span if span > 0 else 1.0, most=10)
-    bins = max(1, math.ceil(span / step + 1e-9))
-    if span >= bins * step:
+    longest = max(times)
+    cut = longest if p95 is None or longest <= 2 * p95 else 2 * p95
+    step = tick_step(cut if cut > 0 else 1.0, most=10)
+    bins = max(1, math.ceil(cut / step + 1e-9))
+    if cut >= bins * step:
         bins += 1
-    counts = [0] * bins
+    tail = sum(1 for t in times if t >= bins * step)
+    counts = [0] * (bins + (1 if tail else 0))
     for t in times:
-        counts[min(int(t // step), bins - 1)] += 1
+        counts[min(int(t // step), len(counts) - 1)] += 1
     width, left, right, top, bottom = 340, 30, 326, 40, 176
     height = bottom + 34
     most = max(counts)
-    bw = (right - left) / bins
+    bw = (right - left) / len(counts)
     parts = []
-    for k in range(0, most + 1, max(1, math.ceil(most / 4))):
+    for k in range(0, most + 1, _count_step(most)):
         y = bottom - (bottom - top) * k / most
         parts.append(f'<line class="grid" x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}"/>')
         parts.append(_text(left - 6, y + 4, str(k), anchor="end", cls="tick"))
@@ -214,21 +241,26 @@ def recovery_time_chart(times: Sequence[float], p50: float | None,
         h = (bottom - top) * c / most
         x = left + i * bw
         title = (f"{c} task(s) recovered in {time_label(i * step, step)} to "
-                 f"{time_label((i + 1) * step, step)}")
+                 f"{time_label((i + 1) * step, step)}" if i < bins else
+                 f"{c} task(s) took {time_label(bins * step, step)} or longer (the longest "
+                 f"{duration_text(longest)})")
         parts.append(f'<rect x="{x + 1:.1f}" y="{bottom - h:.1f}" width="{bw - 2:.1f}" '
                      f'height="{h:.1f}" fill="{COLOURS["ok"]}"><title>{esc(title)}</title>'
                      "</rect>")
-    for i in range(bins + 1):
+    for i in range(bins + (0 if tail else 1)):
         x = left + i * bw
         if bins > 6 and i % 2:
             continue
         parts.append(_text(x, bottom + 16, time_label(i * step, step), anchor="middle",
                            cls="tick"))
+    if tail:
+        parts.append(_text(left + (bins + 0.5) * bw, bottom + 16, "more", anchor="middle",
+                           cls="tick"))
     parts.append(f'<line class="axis" x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}"/>')
     for row, (name, value) in enumerate((("p50", p50), ("p95", p95))):
         if value is None:
             continue
-        x = left + (right - left) * value / (bins * step)
+        x = left + bw * min(value / step, bins + 0.5)
         anchor, dx = ("end", -4) if x > (left + right) / 2 else ("start", 4)
         y = 12 + 14 * row
         parts.append(f'<g class="pct"><title>{name} {esc(duration_text(value))}</title>'

@@ -63,7 +63,7 @@ nav{display:flex;flex-wrap:wrap;gap:4px 16px}
 .dash #charts .grid{grid-template-columns:1fr 1fr}}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,340px),1fr));gap:16px}
 .card{border:1px solid var(--line);border-radius:8px;padding:12px;min-width:0}
-.card h3:first-child{margin-top:0}
+.card h3:first-child{margin-top:0}#campaign .card{margin:12px 0}
 .tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(112px,1fr));gap:8px;
 padding:0;margin:0;list-style:none}
 .tiles li{border:1px solid var(--line);border-radius:8px;padding:8px 10px}
@@ -79,7 +79,7 @@ svg .track{fill:var(--bg);stroke:var(--line)}
 svg .threshold{stroke:var(--ink);stroke-width:2;stroke-dasharray:3 2}
 svg .pct line{stroke:var(--ink);stroke-dasharray:4 3}
 .scroll{overflow-x:auto;max-width:100%}
-svg.timeline{width:100%;min-width:720px;height:auto;display:block;font-size:11px}
+svg.timeline{width:100%;min-width:880px;height:auto;display:block;font-size:11px}
 svg.timeline .name{font-weight:600;font-size:12px}svg.timeline .title{fill:var(--muted)}
 svg.timeline .lane{fill:var(--bg)}svg.timeline .op-label{fill:var(--op);font-weight:600}
 svg.timeline .bar-label{paint-order:stroke;stroke:var(--bg);stroke-width:4px;
@@ -116,7 +116,8 @@ def _overall(results: Sequence[CriterionResult]) -> str:
     verdicts = {r.verdict for r in results}
     if "fail" in verdicts:
         failed = sum(1 for r in results if r.verdict == "fail")
-        return f'<span class="verdict fail">{failed} criteria missed</span>'
+        noun = "criterion" if failed == 1 else "criteria"
+        return f'<span class="verdict fail">{failed} {noun} missed</span>'
     if "insufficient samples" in verdicts:
         return '<span class="verdict insufficient">met where judged; some rates lack samples</span>'
     return '<span class="verdict pass">all criteria met</span>'
@@ -485,11 +486,11 @@ def _campaign(campaign: Mapping[str, Any]) -> str:
         '<section id="campaign"><h2>Chaos campaign</h2>'
         + (f"<h3>Gate failures</h3><ul>{fails}</ul>" if fails else "")
         + f"<p>Attribution of failed attempts against the injected causes: {attribution}.</p>"
-        "<div class=\"grid\"><div class=\"card\"><h3>Confusion matrix</h3>"
+        "<div class=\"card\"><h3>Confusion matrix</h3>"
         f"{table}</div><div class=\"card\"><h3>Fault ledger</h3>"
         f"<details><summary>{len(ledger)} faults injected</summary><div class=\"scroll\">"
         "<table><tr><th>scenario</th><th>fault</th><th>kind</th><th>task</th><th>status</th>"
-        f"<th>hits</th></tr>{rows}</table></div>{more}</details></div></div></section>")
+        f"<th>hits</th></tr>{rows}</table></div>{more}</details></div></section>")
 
 
 # --------------------------------------------------------------------------- page

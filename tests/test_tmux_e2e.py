@@ -154,6 +154,20 @@ def test_stall_past_the_timeout(tmp_path) -> None:
     _assert_clean(out)
 
 
+def test_a_stall_is_ended_at_the_stall_window_not_the_timeout(tmp_path) -> None:
+    fault = FaultSpec("stall", Trigger("tool_call", n=1), task="task-5030")
+    out = run_tmux([FAKE3], [fault], attempt_timeout=600.0, stall_window=2.0, base_dir=tmp_path)
+    assert out.outcomes["task-5030"] is Phase.SUCCEEDED
+    assert _reasons(out, "task-5030") == ["timeout"]
+    exited = _data(out, EventKind.ATTEMPT_EXITED, "task-5030")
+    first = exited[0]["exit"]
+    assert first["timed_out"] is False and first["screen"]["kind"] == "stall"
+    assert first["screen"]["silent_for"] > 2.0
+    assert "screen" not in exited[1]["exit"], "the resumed attempt talks: no false stall"
+    assert out.ledger.statuses() == {"f1": FaultStatus.EXERCISED}
+    _assert_clean(out)
+
+
 def test_stale_index_lock_is_cleared_and_the_task_resumed(tmp_path) -> None:
     out = run_tmux([FAKE3], [FaultSpec("stale_index_lock", task="task-5030")],
                    base_dir=tmp_path)

@@ -1,20 +1,10 @@
 """Repository-level pytest configuration: pytester for end-to-end plugin tests.
 
-Hypothesis' timing checks (``deadline``, ``HealthCheck.too_slow``) measure the machine, not the
-code: on a loaded 2-core runner they fail tests that are correct. The suite asserts behaviour
-only, so its profile switches them off everywhere, on top of whatever profile is active.
+The Hypothesis profile of the suite is in ``tests/conftest.py``: the main job
+(``pytest --orch-chaos``) collects no tests, and importing Hypothesis there would cost every
+pytest process (xdist workers too) its import and assertion rewriting.
 """
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, settings
-
 pytest_plugins = ["pytester"]
-
-settings.register_profile(
-    "orch-suite",
-    parent=settings.get_profile(settings.get_current_profile_name()),
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-settings.load_profile("orch-suite")

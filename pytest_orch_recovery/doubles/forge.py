@@ -22,7 +22,6 @@ import fcntl
 import json
 import os
 import shlex
-import sys
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -34,6 +33,7 @@ from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.engine.model import PullRequest
 from pytest_orch_recovery.infra.git import GitError, run_git
+from pytest_orch_recovery.infra.lean_python import lean_python_argv
 
 SCHEMA_VERSION = 1
 ROOT_ENV = "ORCH_FORGE_ROOT"
@@ -637,7 +637,8 @@ def install_gh_shim(bin_dir: Path, forge_root: Path) -> Path:
         "# gh stand-in: pytest_orch_recovery.doubles.forge.install_gh_shim\n"
         f"{ROOT_ENV}={shlex.quote(str(root))}\n"
         f"export {ROOT_ENV}\n"
-        f"exec {shlex.quote(sys.executable)} -P -m pytest_orch_recovery.doubles.forge_cli \"$@\"\n"
+        f"exec {shlex.join(lean_python_argv('pytest_orch_recovery.doubles.forge_cli'))} "
+        '"$@"\n'
     )
     target = bin_dir / "gh"
     atomic.write_bytes(target, script.encode("utf-8"), mode=0o755)

@@ -15,7 +15,6 @@ import json
 import os
 import shlex
 import shutil
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -23,6 +22,7 @@ from typing import Protocol
 from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.engine.runtime import LaunchSpec
 from pytest_orch_recovery.infra.command_template import CommandTemplate, parse_template
+from pytest_orch_recovery.infra.lean_python import lean_python_argv
 from pytest_orch_recovery.infra.placeholders import PLACEHOLDERS, is_template
 
 SKIP_PERMISSIONS_FLAG = "--dangerously-skip-permissions"
@@ -151,7 +151,7 @@ class TemplateDriver:
 def sim_agent_driver(config: AgentConfig | None = None) -> CliAgentDriver:
     """The bundled sim agent, run with this interpreter (no PATH lookup, no install step)."""
     return CliAgentDriver(
-        "sim", (sys.executable, "-P", "-m", "pytest_orch_recovery.doubles.simagent"),
+        "sim", tuple(lean_python_argv("pytest_orch_recovery.doubles.simagent")),
         config or AgentConfig(),
     )
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from pytest_orch_recovery.engine.runtime import LaunchSpec
 from pytest_orch_recovery.infra.agents import AgentConfig, AgentDriver, prompt_text
 from pytest_orch_recovery.infra.checkpoint import HOOK_MATCHER
 from pytest_orch_recovery.infra.git import git_common_dir
+from pytest_orch_recovery.infra.lean_python import lean_python_argv
 from pytest_orch_recovery.infra.settings import SETTINGS_FILE, install_hook
 from pytest_orch_recovery.runtime.host import Host
 
@@ -90,14 +90,12 @@ class Dispatcher:
 
     def hook_command(self, agent: str) -> str:
         if self.fault_plan is not None:
-            return shlex.join(
-                [sys.executable, "-P", "-m", "pytest_orch_recovery.chaos.faulthook",
-                 "--plan", str(self.fault_plan)]
-            )
-        return shlex.join([
-            sys.executable, "-P", "-m", "pytest_orch_recovery", "checkpoint", "--from-hook",
+            return shlex.join(lean_python_argv(
+                "pytest_orch_recovery.chaos.faulthook", "--plan", str(self.fault_plan)))
+        return shlex.join(lean_python_argv(
+            "pytest_orch_recovery", "checkpoint", "--from-hook",
             "--agent", agent, "--dir", str(self.host.checkpoints),
-        ])
+        ))
 
     def _install_hooks(self, workspace: Path, agent: str) -> None:
         install_hook(workspace, matcher=HOOK_MATCHER, command=self.hook_command(agent),

@@ -35,7 +35,6 @@ import select
 import shlex
 import signal
 import subprocess
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -51,6 +50,7 @@ from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.engine.model import ExitInfo, PartialWork, ScreenFinding, Task
 from pytest_orch_recovery.engine.runtime import AttemptExit, Clock, LaunchSpec
 from pytest_orch_recovery.infra.checkpoint import read_checkpoint_safely
+from pytest_orch_recovery.infra.lean_python import lean_python_argv
 from pytest_orch_recovery.infra.processes import (
     foreground_process_group,
     pids_in_group,
@@ -348,8 +348,7 @@ class TmuxRuntime:
         out = self._tmux(
             "new-session", "-d", "-P", "-F", "#{pane_id} #{pane_pid}",
             "-s", spec.agent, "-c", str(workspace), "-x", str(_WIDTH), "-y", str(_HEIGHT),
-            "--", sys.executable, "-m", "pytest_orch_recovery.runtime.wrapper",
-            str(paths.spec_file),
+            "--", *lean_python_argv("pytest_orch_recovery.runtime.wrapper", str(paths.spec_file)),
             ";", "set-option", "-t", f"{target}:", KEY_OPTION, spec.key,
             ";", "pipe-pane", "-o", "-t", f"{target}:",
             f"cat >> {shlex.quote(str(paths.log_file))}",

@@ -26,6 +26,7 @@ import os
 import secrets
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import weakref
@@ -340,7 +341,15 @@ class Sandbox:
         base.update(
             {
                 "HOME": str(self.home),
-                "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', os.defpath)}",
+                # The gh stand-in first; then this interpreter's own scripts, so the tasks'
+                # ``pytest`` and ``python`` are the harness's interpreter found directly, not
+                # through a version manager's shim (pyenv's: a chain of bash scripts per call).
+                "PATH": os.pathsep.join([str(self.bin_dir), os.path.dirname(sys.executable),
+                                         os.environ.get("PATH", os.defpath)]),
+                # The task repositories' tests use no pytest plugin; autoloading every plugin
+                # installed beside the harness (and, with PYTHONDONTWRITEBYTECODE=1, rewriting
+                # their assertions from source) cost each test run ~2 s of CPU here.
+                "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
                 "LC_ALL": "C",
                 "LANG": "C",
                 "LANGUAGE": "C",

@@ -116,10 +116,13 @@ def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
     settings = chaos_settings(config)
-    if settings is None or not settings.campaign:
+    if settings is None:
         return
-    from pytest_orch_recovery.plugin.items import GeneratedCampaign
+    from pytest_orch_recovery.plugin.items import GeneratedCampaign, heaviest_first
 
+    heaviest_first(items)
+    if not settings.campaign:
+        return
     collector = GeneratedCampaign.from_parent(session, name=GeneratedCampaign.NAME,
                                               nodeid=GeneratedCampaign.NAME)
     items.extend(collector.collect_items(settings.seed, settings.campaign))

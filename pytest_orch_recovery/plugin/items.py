@@ -95,6 +95,17 @@ class ScenarioItem(_RunItem):
                 f"(seed {run.seed}, tier {run.tier}):", problems)
 
 
+def heaviest_first(items: list[pytest.Item]) -> None:
+    """Order the bundled scenarios by the agents they run, most first (stable otherwise).
+
+    Under xdist the slowest scenario (``control``: 28 agents at once) then starts at once
+    instead of whenever its turn comes, so the workers finish together; serially the order
+    changes nothing (each scenario's seed comes from the session seed and its name).
+    """
+    items.sort(key=lambda item: -len(item.scenario.tasks)
+               if isinstance(item, ScenarioItem) else 0)
+
+
 class ScenarioFile(pytest.File):
     def collect(self) -> Iterable[pytest.Item]:
         try:

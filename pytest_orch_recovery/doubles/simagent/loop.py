@@ -104,102 +104,146 @@ def _text_of(message: Mapping[str, Any]) -> str:
 
 def run(cfg: RunConfig) -> int:
     """Run the loop to completion; returns the exit status. KeyboardInterrupt propagates."""
-    started = time.monotonic()
-    tally = RunTally(cfg.model)
-    sid = cfg.session.session_id
-    cfg.printer.event({
-        "type": "system", "subtype": "init", "cwd": str(cfg.cwd), "session_id": sid,
-        "tools": list(TOOL_NAMES), "mcp_servers": [], "model": cfg.model,
-        "permissionMode": cfg.policy.mode, "slash_commands": [],
-        "apiKeySource": "ANTHROPIC_API_KEY" if cfg.client.api_key else "none",
-        "claude_code_version": VERSION, "output_style": "default", "agents": [],
-        "skills": [], "plugins": [], "uuid": str(uuid.uuid4()),
-    })
-    messages = list(cfg.history)
-    prompt_msg = {"role": "user", "content": [{"type": "text", "text": cfg.prompt}]}
-    cfg.session.append("user", prompt_msg)
-    messages.append(prompt_msg)
-    if cfg.screen is not None:
-        cfg.screen.write(f"\u276f {cfg.prompt}\n\n")
-        cfg.screen.flush()
-    system = system_blocks(cfg.cwd, cfg.append_system_prompt)
-    last_text, stop_reason = "", None
+    conversation = _Conversation(cfg)
+    conversation.announce()
+    conversation.send_prompt()
+    while True:
+        code = conversation.turn()
+        if code is not None:
+            return code
 
-    def finish(subtype: str, is_error: bool, text: str | None, code: int, **extra: Any) -> int:
-        cfg.printer.final(tally.result(
-            subtype=subtype, is_error=is_error, text=text, session_id=sid,
-            duration_ms=(time.monotonic() - started) * 1000,
-            duration_api_ms=cfg.client.api_ms, stop_reason=stop_reason, **extra,
+
+class _Conversation:
+    """One ``-p`` run: the messages so far and the tally, advanced one model turn at a time."""
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+        self.started = time.monotonic()
+        self.tally = RunTally(cfg.model)
+        self.sid = cfg.session.session_id
+        self.messages: list[Any] = list(cfg.history)
+        self.system = system_blocks(cfg.cwd, cfg.append_system_prompt)
+        self.stop_reason: str | None = None
+
+    def announce(self) -> None:
+        """The ``system``/``init`` event stream-json consumers read first."""
+        cfg = self.cfg
+        cfg.printer.event({
+            "type": "system", "subtype": "init", "cwd": str(cfg.cwd), "session_id": self.sid,
+            "tools": list(TOOL_NAMES), "mcp_servers": [], "model": cfg.model,
+            "permissionMode": cfg.policy.mode, "slash_commands": [],
+            "apiKeySource": "ANTHROPIC_API_KEY" if cfg.client.api_key else "none",
+            "claude_code_version": VERSION, "output_style": "default", "agents": [],
+            "skills": [], "plugins": [], "uuid": str(uuid.uuid4()),
+        })
+
+    def send_prompt(self) -> None:
+        cfg = self.cfg
+        prompt_msg = {"role": "user", "content": [{"type": "text", "text": cfg.prompt}]}
+        cfg.session.append("user", prompt_msg)
+        self.messages.append(prompt_msg)
+        if cfg.screen is not None:
+            cfg.screen.write(f"\u276f {cfg.prompt}\n\n")
+            cfg.screen.flush()
+
+    def finish(self, subtype: str, is_error: bool, text: str | None, code: int,
+               **extra: Any) -> int:
+        """Print the result object; returns the exit status."""
+        self.cfg.printer.final(self.tally.result(
+            subtype=subtype, is_error=is_error, text=text, session_id=self.sid,
+            duration_ms=(time.monotonic() - self.started) * 1000,
+            duration_api_ms=self.cfg.client.api_ms, stop_reason=self.stop_reason, **extra,
         ))
         return code
 
-    while True:
-        if cfg.max_turns is not None and tally.num_turns >= cfg.max_turns:
+    def turn(self) -> int | None:
+        """One request to the model and the tool calls it asks for; an exit status when the
+        run is over, None to go on."""
+        cfg = self.cfg
+        if cfg.max_turns is not None and self.tally.num_turns >= cfg.max_turns:
             # Claude Code -p: "Error: Reached max turns (N)", exit 1
             text = f"Error: Reached max turns ({cfg.max_turns})"
-            return finish("error_max_turns", True, text, 1, terminal_reason="max_turns",
-                          errors=[f"Reached maximum number of turns ({cfg.max_turns})"])
-        body = {
-            "model": cfg.model, "max_tokens": MAX_TOKENS, "system": system,
-            "messages": messages, "tools": list(TOOL_SCHEMAS), "stream": True,
-        }
+            return self.finish("error_max_turns", True, text, 1, terminal_reason="max_turns",
+                               errors=[f"Reached maximum number of turns ({cfg.max_turns})"])
         try:
-            reply = cfg.client.create(body)
+            message = self.request()
         except ApiError as err:
-            text = err.display(cfg.client.gateway)
-            cfg.session.append("assistant", {
-                "id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
-                "model": "<synthetic>", "content": [{"type": "text", "text": text}],
-                "stop_reason": "stop_sequence", "usage": {},
-            }, {"isApiErrorMessage": True})
-            return finish("success", True, text, 1, api_error_status=err.status,
-                          terminal_reason="api_error")
+            return self.api_failed(err)
+        calls = [b for b in message.get("content", []) if b.get("type") == "tool_use"]
+        if not calls:
+            return self.finish("success", False, _text_of(message), 0)
+        return self.run_calls(calls)
+
+    def request(self) -> Mapping[str, Any]:
+        """Send the conversation; record and show the reply."""
+        cfg = self.cfg
+        reply = cfg.client.create({
+            "model": cfg.model, "max_tokens": MAX_TOKENS, "system": self.system,
+            "messages": self.messages, "tools": list(TOOL_SCHEMAS), "stream": True,
+        })
         message = reply.message
-        tally.num_turns += 1
-        tally.add_usage(message.get("usage"))
-        stop_reason = message.get("stop_reason")
+        self.tally.num_turns += 1
+        self.tally.add_usage(message.get("usage"))
+        self.stop_reason = message.get("stop_reason")
         cfg.session.append("assistant", message, {"requestId": reply.request_id})
         cfg.printer.event({"type": "assistant", "message": message, "parent_tool_use_id": None,
-                           "session_id": sid, "uuid": cfg.session.last_uuid})
-        messages.append({"role": "assistant", "content": message.get("content", [])})
-        last_text = _text_of(message) or last_text
+                           "session_id": self.sid, "uuid": cfg.session.last_uuid})
+        self.messages.append({"role": "assistant", "content": message.get("content", [])})
         if cfg.screen is not None and _text_of(message):
             cfg.screen.write(f"\u25cf {_text_of(message)}\n")
             cfg.screen.flush()
-        calls = [b for b in message.get("content", []) if b.get("type") == "tool_use"]
-        if not calls:
-            return finish("success", False, _text_of(message), 0)
+        return message
+
+    def api_failed(self, err: ApiError) -> int:
+        """The API gave up (after the client's retries): a synthetic assistant message in the
+        transcript, as Claude Code writes, and exit 1."""
+        text = err.display(self.cfg.client.gateway)
+        self.cfg.session.append("assistant", {
+            "id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
+            "model": "<synthetic>", "content": [{"type": "text", "text": text}],
+            "stop_reason": "stop_sequence", "usage": {},
+        }, {"isApiErrorMessage": True})
+        return self.finish("success", True, text, 1, api_error_status=err.status,
+                           terminal_reason="api_error")
+
+    def run_calls(self, calls: list[Mapping[str, Any]]) -> int | None:
+        """Run the turn's tool calls and their hooks; answer the model with the results."""
+        cfg = self.cfg
         results: list[dict[str, Any]] = []
         feedback: list[dict[str, Any]] = []
         responses: list[Any] = []
         try:
             for call in calls:
-                block, response, payload = _run_call(cfg, tally, call)
+                block, response, payload = _run_call(cfg, self.tally, call)
                 results.append(block)
                 responses.append(response)
                 if payload is not None:
                     feedback += _post_tool_hooks(cfg, payload)
         except KeyboardInterrupt:
-            # Measured with Claude Code 2.1.328 (docs/claude-code.md): SIGINT while a tool or
-            # its PostToolUse hook runs ends the run with exit 0 and a result JSON of subtype
-            # error_during_execution, terminal_reason aborted_tools, and no "result" key. The
-            # calls that finished are kept; an unanswered one reads as interrupted on resume.
-            if results:
-                cfg.session.append("user", {"role": "user", "content": results},
-                                   {"toolUseResult": responses[0] if len(responses) == 1
-                                    else responses})
-            return finish(
-                "error_during_execution", True, None, 0, terminal_reason="aborted_tools",
-                errors=["[ede_diagnostic] result_type=user last_content_type=n/a "
-                        f"stop_reason={stop_reason}"],
-            )
+            return self.interrupted(results, responses)
         # the API wants tool_result blocks first in the user turn, any text after them
         user_msg = {"role": "user", "content": results + feedback}
         cfg.session.append("user", user_msg,
                            {"toolUseResult": responses[0] if len(responses) == 1 else responses})
         cfg.printer.event({"type": "user", "message": user_msg, "parent_tool_use_id": None,
-                           "session_id": sid, "uuid": cfg.session.last_uuid})
-        messages.append(user_msg)
+                           "session_id": self.sid, "uuid": cfg.session.last_uuid})
+        self.messages.append(user_msg)
+        return None
+
+    def interrupted(self, results: list[dict[str, Any]], responses: list[Any]) -> int:
+        # Measured with Claude Code 2.1.328 (docs/claude-code.md): SIGINT while a tool or
+        # its PostToolUse hook runs ends the run with exit 0 and a result JSON of subtype
+        # error_during_execution, terminal_reason aborted_tools, and no "result" key. The
+        # calls that finished are kept; an unanswered one reads as interrupted on resume.
+        if results:
+            self.cfg.session.append("user", {"role": "user", "content": results},
+                                    {"toolUseResult": responses[0] if len(responses) == 1
+                                     else responses})
+        return self.finish(
+            "error_during_execution", True, None, 0, terminal_reason="aborted_tools",
+            errors=["[ede_diagnostic] result_type=user last_content_type=n/a "
+                    f"stop_reason={self.stop_reason}"],
+        )
 
 
 def _run_call(

@@ -37,7 +37,7 @@ _MAX_ERRORS_RETRIED = 2
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ToolResult:
     """What a tool call's ``tool_result`` said."""
 
     ok: bool
@@ -51,7 +51,7 @@ class Call:
 
     name: str
     input: Mapping[str, Any]
-    outcome: Outcome | None
+    outcome: ToolResult | None
     turn: int  # how many human/orchestrator prompts preceded it
 
 
@@ -113,14 +113,14 @@ def _text_of(content: Any) -> str:
     )
 
 
-def _outcome(block: Mapping[str, Any]) -> Outcome:
+def _outcome(block: Mapping[str, Any]) -> ToolResult:
     text = _text_of(block.get("content", ""))
     denied = bool(_DENIAL.search(text))
     exit_hit = _EXIT.match(text)
     failed = bool(block.get("is_error")) or denied or (
         exit_hit is not None and exit_hit.group("code") != "0"
     )
-    return Outcome(ok=not failed, denied=denied, text=text)
+    return ToolResult(ok=not failed, denied=denied, text=text)
 
 
 def read_conversation(body: Mapping[str, Any]) -> Conversation:
@@ -132,7 +132,7 @@ def read_conversation(body: Mapping[str, Any]) -> Conversation:
     tool_names = frozenset(
         str(t.get("name")) for t in body.get("tools", ()) or () if isinstance(t, Mapping)
     )
-    results: dict[str, Outcome] = {}
+    results: dict[str, ToolResult] = {}
     for m in messages:
         if m.get("role") == "user":
             for b in _blocks(m.get("content")):
@@ -225,7 +225,7 @@ def decide(task: TaskPlan, conv: Conversation) -> Reply:
     return _summary(task, done_steps, conv)
 
 
-def _next_for(step: Step, index: int, failures: Sequence[Outcome], conv: Conversation) -> Reply:
+def _next_for(step: Step, index: int, failures: Sequence[ToolResult], conv: Conversation) -> Reply:
     denials = [f for f in failures if f.denied]
     errors = [f for f in failures if not f.denied]
     tool_input = step.tool_input(conv.cwd)

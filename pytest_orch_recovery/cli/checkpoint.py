@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from pytest_orch_recovery.engine import validation
+from pytest_orch_recovery.engine.errors import UsageError
 from pytest_orch_recovery.engine.model import Checkpoint
 from pytest_orch_recovery.infra.argtypes import positive_int
 from pytest_orch_recovery.infra.checkpoint import (
@@ -105,7 +106,7 @@ def _add_modes(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class _Refused(Exception):
+class _Refused(UsageError):
     """A usage error found while updating: exit 2 with this message."""
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import proctrace  # noqa: E402
+import proctrace
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -357,3 +357,26 @@ def test_a_sigkill_from_the_oom_killer_is_named_from_the_cgroup_counter(tmp_path
     finally:
         with contextlib.suppress(OSError):
             cgroup.rmdir()
+
+
+def test_a_wrapper_killed_outright_is_read_from_tmux_and_not_blamed_on_oom(
+        tmp_path: Path) -> None:
+    """SIGKILL to the wrapper itself: no exit file, tmux's pane_dead_signal says 9; the pane's
+    cgroup counted no OOM kill, so the exit does not claim one."""
+    from pytest_orch_recovery.doubles.sandbox import Sandbox
+    from pytest_orch_recovery.engine.model import Task
+    from pytest_orch_recovery.engine.runtime import LaunchSpec
+    from pytest_orch_recovery.runtime.tmux import TmuxRuntime
+
+    script = "import os, signal; os.kill(os.getppid(), signal.SIGKILL)"
+    box = Sandbox.create(base_dir=tmp_path / "sb")
+    try:
+        with TmuxRuntime(box, lambda _s: [sys.executable, "-c", script], kill_grace=1.0) as rt:
+            rt.launch(LaunchSpec(Task("t", "t", ("x.md",), wants_pr=False), "a-1", 1,
+                                 "command", None, "", (), "a-1#1"))
+            exited = rt.next_exit(rt.clock.now() + WAIT)
+    finally:
+        box.teardown()
+    assert exited is not None
+    assert exited.exit.signal == signal.SIGKILL and exited.exit.source == "tmux"
+    assert not exited.exit.oom_killed and exited.exit.senders == ()

@@ -47,7 +47,14 @@ import libtmux
 
 from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
-from pytest_orch_recovery.engine.model import ExitInfo, PartialWork, ScreenFinding, Task
+from pytest_orch_recovery.engine.model import (
+    ExitInfo,
+    PartialWork,
+    ScreenFinding,
+    SignalOrigin,
+    SignalSender,
+    Task,
+)
 from pytest_orch_recovery.engine.runtime import AttemptExit, Clock, LaunchSpec
 from pytest_orch_recovery.infra.checkpoint import read_checkpoint_safely
 from pytest_orch_recovery.infra.lean_python import lean_python_argv
@@ -63,6 +70,7 @@ from pytest_orch_recovery.infra.remedies import apply_remedy
 from pytest_orch_recovery.infra.workspace import probe
 from pytest_orch_recovery.runtime.host import Host
 from pytest_orch_recovery.runtime.screen import ScreenWatch
+from pytest_orch_recovery.runtime.senders import memory_cgroup, oom_kills
 from pytest_orch_recovery.runtime.server import kill_tmux_server, tmux_server_running
 from pytest_orch_recovery.runtime.wrapper import WrapperSpec
 
@@ -114,6 +122,8 @@ class _Attempt:
     pane_start: int | None = None  # start time of the pane process (pid reuse guard)
     reported: bool = False
     watch: ScreenWatch | None = None  # what the screen shows while it runs (screen.py)
+    cgroup: Path | None = None  # the pane's memory cgroup, read at launch
+    oom_before: int | None = None  # its oom_kill count at launch
     finding: ScreenFinding | None = None  # why the runtime ended it early, if it did
 
 
@@ -363,7 +373,9 @@ class TmuxRuntime:
             paths.log_file,
             paths.spec_file,
             pane_start=process_start_time(int(pane_pid)),
+            cgroup=memory_cgroup(int(pane_pid)),
         )
+        attempt.oom_before = oom_kills(attempt.cgroup)
         _write_record(paths.record_file, attempt)
         self._track(attempt)
         self.host.record_pid(
@@ -543,7 +555,13 @@ class TmuxRuntime:
             extra["wrapper_started_at"] = record.get("started_at")
             extra["wrapper_ended_at"] = record.get("ended_at")
         elif pane is not None:
+            # The wrapper itself died without a word: a SIGKILL is the OOM killer's when the
+            # pane's memory cgroup counted a kill since launch (the kernel's view).
             info = ExitInfo.from_tmux(pane.dead_status, pane.dead_signal)
+            after = oom_kills(attempt.cgroup) if info.signal == 9 else None
+            if after is not None and attempt.oom_before is not None and after > attempt.oom_before:
+                info = info.with_evidence(
+                    (SignalSender(9, SignalOrigin.KERNEL),), oom_killed=True)
         else:
             info = ExitInfo(status=None, source="tmux")  # the session vanished: unknown
         if attempt.finding is not None:

@@ -25,11 +25,18 @@ from hypothesis import strategies as st
 
 from pytest_orch_recovery.chaos.campaign import run_scenario
 from pytest_orch_recovery.chaos.scenario import load_scenario
-from pytest_orch_recovery.engine.charts import tick_step, time_label
+from pytest_orch_recovery.engine.charts import (
+    criteria_chart,
+    reasons_chart,
+    recovery_time_chart,
+    tick_step,
+    time_label,
+)
 from pytest_orch_recovery.engine.htmlreport import MAX_TIMELINE_TASKS, render_html
 from pytest_orch_recovery.engine.journal import journal_text, replay
 from pytest_orch_recovery.engine.metrics import Criteria, compute, evaluate
 from pytest_orch_recovery.engine.model import Event, EventKind
+from pytest_orch_recovery.engine.stats import percentile, wilson_interval
 from pytest_orch_recovery.plugin.gate import aggregate, write_report
 
 REPO = Path(__file__).resolve().parent.parent
@@ -212,3 +219,59 @@ def test_cli_picks_html_by_suffix(tmp_path: Path, suffix: str) -> None:
          "--output", str(out)], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert out.read_text(encoding="utf-8").startswith("<!doctype html>")
+
+
+def _svg(markup: str) -> ET.Element:
+    return ET.fromstring(markup)
+
+
+NS = "{http://www.w3.org/2000/svg}"
+
+
+def test_criteria_chart_draws_the_wilson_interval_and_the_threshold_to_scale() -> None:
+    j = JournalBuilder()
+    for i in range(4):
+        sigint_resumed(j, f"t{i}", f"agent-{i}")
+    metrics = compute(j.events)
+    results = evaluate(metrics, Criteria(min_recovery_rate=0.9))
+    svg = _svg(criteria_chart(results))
+    grid = [float(line.get("x1", "nan")) for line in svg.iter(f"{NS}line")
+            if line.get("class") == "grid"]
+    zero, hundred = grid[0], grid[-1]
+    rate = next(r for r in results if r.name == "recovery_rate")
+    assert rate.successes is not None and rate.n is not None
+    low, high = wilson_interval(rate.successes, rate.n)
+    band = next(g for g in svg.iter(f"{NS}g") if g.get("class") == "rate").find(f"{NS}rect")
+    assert band is not None
+    x, width = float(band.get("x", "nan")), float(band.get("width", "nan"))
+    assert x == pytest.approx(zero + (hundred - zero) * low, abs=0.1)
+    assert x + width == pytest.approx(zero + (hundred - zero) * high, abs=0.1)
+    threshold = next(line for line in svg.iter(f"{NS}line") if line.get("class") == "threshold")
+    assert float(threshold.get("x1", "nan")) == pytest.approx(zero + (hundred - zero) * 0.9,
+                                                              abs=0.1)
+
+
+@given(st.lists(st.floats(min_value=0.0, max_value=86400.0, allow_nan=False), min_size=1,
+                max_size=60))
+def test_recovery_histogram_counts_every_task_once(times: list[float]) -> None:
+    p50, p95 = percentile(times, 50), percentile(times, 95)
+    svg = _svg(recovery_time_chart(times, p50, p95))
+    titles = [r.findtext(f"{NS}title", "") for r in svg.iter(f"{NS}rect")]
+    counted = sum(int(t.split(" task(s)")[0]) for t in titles if " task(s) " in t)
+    assert counted == len(times)
+    if max(times) > 2 * p95:
+        assert any("or longer" in t for t in titles)
+
+
+def test_reasons_chart_bars_are_proportional_to_counts() -> None:
+    j = seed_incident()
+    rows = compute(j.events).reasons
+    svg = _svg(reasons_chart(rows))
+    widths = {g.findtext(f"{NS}title", "").split(":")[0]: float(r.get("width", "nan"))
+              for g in svg.iter(f"{NS}g") for r in g.iter(f"{NS}rect")}
+    counts = {str(r.reason): r.count for r in rows if r.count}
+    assert set(widths) == set(counts)
+    most = max(counts.values())
+    unit = max(widths.values()) / most
+    for reason, count in counts.items():
+        assert widths[reason] == pytest.approx(max(unit * count, 2.0), abs=0.1)

@@ -32,7 +32,8 @@ from pytest_orch_recovery.engine.charts import (
     tick_step,
     time_label,
 )
-from pytest_orch_recovery.engine.htmlreport import MAX_TIMELINE_TASKS, render_html
+from pytest_orch_recovery.engine.htmlreport import render_html
+from pytest_orch_recovery.engine.htmltimeline import MAX_TIMELINE_TASKS
 from pytest_orch_recovery.engine.journal import journal_text, replay
 from pytest_orch_recovery.engine.metrics import Criteria, compute, evaluate
 from pytest_orch_recovery.engine.model import Event, EventKind

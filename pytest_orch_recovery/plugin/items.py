@@ -1,9 +1,10 @@
 """The campaign's pytest items: one per scenario file, one per generated run.
 
-Each item runs its scenario on the session's tier (:func:`~pytest_orch_recovery.chaos.campaign
-.run_scenario`), stores the run for its report (the gate aggregates the runs on the
-controller), and judges it: a scenario file against its expectations, a generated run against
-the invariants, shrunk to its minimal fault schedule when it breaks one.
+Each item runs its scenario on the session's tier
+(:func:`~pytest_orch_recovery.chaos.campaign.run_scenario`), stores the run for its report (the
+gate aggregates the runs on the controller), and judges it: a scenario file against its
+expectations, a generated run against the invariants, shrunk to its minimal fault schedule when
+it breaks one.
 """
 
 from __future__ import annotations

@@ -460,7 +460,8 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern(
         "anthropic_retry_after_header",
         Reason.API_ERROR,
-        _c(r"^[ \t]*retry-after:\s*\"?(?P<retry>\d+(?:\.\d+)?)\"?\s*$", re.IGNORECASE),
+        # Header names are case-insensitive; logs print them in these spellings.
+        _c(r"^[ \t]*(?:[Rr]etry-[Aa]fter|RETRY-AFTER):\s*\"?(?P<retry>\d+(?:\.\d+)?)\"?\s*$"),
         0.2,
         False,
         "retry-after: 30",
@@ -1516,6 +1517,7 @@ def required_needles(regex: re.Pattern[str]) -> tuple[str, ...] | None:
 
 
 _WORD = re.compile(r"\w+")
+_NEWLINE = re.compile("\n")
 
 
 def _interior_word(needle: str) -> str | None:
@@ -1564,7 +1566,7 @@ class _Prefilter:
     def rows_possible_in(self, text: str) -> list[int]:
         """Indices, in table order, of the rows that can match ``text`` (a superset of the
         rows that do: every test is a necessary condition of the row's regex)."""
-        possible = set(self.always)
+        possible: set[int] = set(self.always) if self.always else set()
         get = self.by_word.get
         for word in set(_WORD.findall(text)):
             rows = get(word)
@@ -1580,7 +1582,7 @@ _PREFILTER = _Prefilter.of(PATTERNS)
 
 
 def _first_row_per_line(
-    text: str, line_starts: list[int]
+    text: str, line_starts: list[int], rows: list[int]
 ) -> dict[int, tuple[int, re.Match[str]]]:
     """Line index -> (row index, match) of the first row, in table order, matching in it.
 
@@ -1589,7 +1591,13 @@ def _first_row_per_line(
     with no literal (or a case-insensitive one) scans the whole text once.
     """
     found: dict[int, tuple[int, re.Match[str]]] = {}
-    for row_index in _PREFILTER.rows_possible_in(text):
+    if len(line_starts) == 1:  # one line: the first row that finds anything owns it
+        for row_index in rows:
+            hit = PATTERNS[row_index].regex.search(text)
+            if hit is not None:
+                return {0: (row_index, hit)}
+        return found
+    for row_index in rows:  # the rows that can match ``text``, in table order
         regex = PATTERNS[row_index].regex
         needles = _PREFILTER.needles[row_index]
         if needles is None:
@@ -1637,9 +1645,12 @@ def match_lines(text: str, source: str) -> list[Match]:
     if not text:
         return []
     tail, skipped = _tail(text)
+    rows = _PREFILTER.rows_possible_in(tail)
+    if not rows:
+        return []
     line_starts = [0]
-    line_starts += [m.end() for m in re.finditer("\n", tail)]
-    found = _first_row_per_line(tail, line_starts)
+    line_starts += [m.end() for m in _NEWLINE.finditer(tail)]
+    found = _first_row_per_line(tail, line_starts, rows)
     out: list[Match] = []
     for line_index in sorted(found):
         row_index, m = found[line_index]

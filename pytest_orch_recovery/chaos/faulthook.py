@@ -13,7 +13,8 @@ the plan that is due:
 ``sigint``       SIGINT to the terminal's foreground process group (the agent and its wrapper)
 ``sigint_keys``  ``tmux send-keys C-c`` into the agent's pane
 ``kill``         SIGKILL to the agent process (as the OOM killer does)
-``terminate``    SIGTERM to the agent process
+``terminate``    SIGTERM to the terminal's foreground process group, as a supervisor stopping
+                 the agent sends it (so the launch wrapper sees it and names its sender)
 ``stall``        the hook never returns: the agent hangs until its supervisor kills it
 ``stale_index_lock``   leaves ``index.lock`` in the worktree's git dir
 ``corrupt_checkpoint`` tears the agent's checkpoint file
@@ -185,11 +186,16 @@ def _fire(fault: Mapping[str, Any], *, workspace: Path, context: Mapping[str, An
             how = "C-c typed into the pane"
         return how + ("" if _await_exit(pid) else "; the agent outlived it")
     if kind in ("kill", "terminate"):
-        sig = signal.SIGKILL if kind == "kill" else signal.SIGTERM
-        pid = agent_pid(foreground_group(context))
-        os.kill(pid, sig)
-        return f"{sig.name} sent to agent pid {pid}" + (
-            "" if _await_exit(pid) else "; the agent outlived it")
+        group = foreground_group(context)
+        pid = agent_pid(group)
+        if kind == "kill":  # the agent alone, as the OOM killer picks one process
+            os.kill(pid, signal.SIGKILL)
+            how = f"SIGKILL sent to agent pid {pid}"
+        else:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the hook itself keeps going
+            os.killpg(group, signal.SIGTERM)
+            how = f"SIGTERM sent to the foreground process group {group}"
+        return how + ("" if _await_exit(pid) else "; the agent outlived it")
     if kind == "stale_index_lock":
         git_dir = subprocess.run(["git", "rev-parse", "--absolute-git-dir"], cwd=workspace,
                                  check=True, capture_output=True, text=True).stdout.strip()

@@ -218,7 +218,8 @@ def _supervisor_evidence(obs: Observation, found: _Found) -> None:
         name = _sig_name(sig)
         who = sender.describe() if sender is not None else f"{name} delivered to the group"
         if timed_out and (sig in _KILLING or sig == _SIGINT):
-            found.add("supervisor", Reason.TIMEOUT, 0.3, f"{name} delivered by the timeout")
+            said = f"{who}: the timeout" if sender else f"{name} delivered by the timeout"
+            found.add("supervisor", Reason.TIMEOUT, 0.3, said)
         elif early is not None and (sig in _KILLING or sig == _SIGINT):
             found.add("supervisor", early, 0.3, f"{who}: the runtime ending it for what it saw")
         elif sender is not None and sender.from_timeout:

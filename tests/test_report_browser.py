@@ -156,6 +156,15 @@ def test_page_has_axis_bars_legend_charts_and_details(
                            arg=target.removeprefix("#"))
     assert item.is_visible() and "exit" in item.inner_text()
     page.screenshot(path=str(artifacts / f"{kind}-details-open.png"))
+    # The keyboard reaches a bar too: focus it, press Enter, its details open.
+    other = page.locator("svg.timeline a.attempt").nth(20)
+    other_target = (other.get_attribute("href") or "").removeprefix("#")
+    assert page.evaluate("id => document.getElementById(id).closest('details').open",
+                         other_target) is False
+    other.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_function("id => document.getElementById(id).closest('details').open",
+                           arg=other_target)
     assert view.errors == []
     assert all(url.startswith("file:") for url in view.requests), view.requests
 

@@ -3,7 +3,8 @@
 With ``--results DIR`` (the dispatcher's results dir of a sandbox, repeatable) an ``## Attempts``
 table follows the dashboard (an ``attempts`` list in JSON): one row per judged attempt.
 ``--format html`` writes the page the pytest plugin writes for ``--orch-report=x.html``
-(:mod:`pytest_orch_recovery.engine.htmlreport`), without the parts that need a chaos campaign.
+(:mod:`pytest_orch_recovery.engine.htmlreport`), without the parts that need a chaos campaign;
+it draws each attempt from the journal, so ``--results`` adds nothing to it.
 
 The report is information, so it exits 0 whatever the verdicts say (the pytest plugin's gate
 is what fails a build); it exits 2 on a usage error: a journal that is missing or has a bad

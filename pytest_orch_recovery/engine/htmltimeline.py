@@ -283,7 +283,7 @@ def timeline_section(events: Sequence[Event], campaign: Mapping[str, Any] | None
             f'<p class="note">t = 0 at {esc(stamp(plot.t0))}; ticks every '
             f"{esc(duration_text(plot.step))}.</p>{group_notes}"
             f'<div class="scroll"><svg class="timeline" viewBox="0 0 {_W} {height}" '
-            f'role="img" aria-label="{esc(label)}" xmlns="http://www.w3.org/2000/svg">'
+            f'role="group" aria-label="{esc(label)}" xmlns="http://www.w3.org/2000/svg">'
             f'{_axis(plot, height, members)}{"".join(rows)}</svg></div>'
             f'<div class="tasks">{"".join(details)}</div></section>')
     omitted = len(lanes) - len(shown)

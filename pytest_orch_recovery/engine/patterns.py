@@ -282,6 +282,36 @@ PATTERNS: tuple[Pattern, ...] = (
         _CC_ISSUES + "22647 (cd variant: #1588, search variant: #5697)",
     ),
     Pattern(
+        "codex_approval_prompt",
+        Reason.PERMISSION,
+        # Codex asking to run a command (both TUIs' wording): a headless agent parked here
+        # waits for a person, as at Claude Code's "Do you want to ...?".
+        _c(r"Would you like to run the following command\?|^[\s\u2502]*Allow command\?"),
+        0.7,
+        True,
+        "  Would you like to run the following command?",
+        _CODEX_ISSUES + "1260 (the older TUI's 'Allow command?': #392)",
+    ),
+    Pattern(
+        "gemini_allow_execution_prompt",
+        Reason.PERMISSION,
+        _c(r"Allow execution of(?: MCP tool)?[: ][^\n]*|Yes, allow once"),
+        0.7,
+        True,
+        "Allow execution of MCP tool \"foo\" from server \"bar\"?",
+        _GEMINI_ISSUES + "3502 (shell form 'Allow execution of: ...': #19497)",
+    ),
+    Pattern(
+        "opencode_permission_required",
+        Reason.PERMISSION,
+        _c(r"Permission required to run(?: this tool)?:"),
+        0.75,
+        True,
+        "\u25c6  Permission required to run: Access file outside working directory: "
+        "/workspace/memory-bank/projectbrief.md",
+        _OPENCODE_ISSUES + "4023 (also #3419)",
+    ),
+    Pattern(
         "gemini_tool_denied_by_policy",
         Reason.PERMISSION,
         # Non-interactive Gemini CLI turns every ASK_USER decision into DENY

@@ -70,7 +70,7 @@ svg .track{fill:var(--bg);stroke:var(--line)}
 svg .threshold{stroke:var(--ink);stroke-width:2;stroke-dasharray:3 2}
 svg .pct line{stroke:var(--ink);stroke-dasharray:4 3}
 .scroll{overflow-x:auto;max-width:100%}
-svg.timeline{width:100%;min-width:880px;height:auto;display:block;font-size:11px}
+svg.timeline{width:100%;min-width:960px;height:auto;display:block;font-size:11px}
 svg.timeline .name{font-weight:600;font-size:12px}svg.timeline .title{fill:var(--muted)}
 svg.timeline .lane{fill:var(--bg)}svg.timeline .op-label{fill:var(--op);font-weight:600}
 svg.timeline .bar-label{paint-order:stroke;stroke:var(--bg);stroke-width:4px;

@@ -1397,6 +1397,17 @@ PATTERNS: tuple[Pattern, ...] = (
         "https://github.com/actions/runner/issues/2427 (also #3724, actions/runner-images#6709)",
     ),
     Pattern(
+        "go_exec_signal_killed",
+        Reason.KILLED,
+        # Go's exec error for a child that died of SIGKILL (in these threads, the OOM killer).
+        _c(r"\bsignal: killed\b"),
+        0.7,
+        True,
+        "go build github.com/yuin/goldmark/util: /usr/local/go/pkg/tool/linux_amd64/compile: "
+        "signal: killed",
+        "https://github.com/yuin/goldmark/issues/159 (also golang/go#43726, beego/wetalk#32)",
+    ),
+    Pattern(
         "gha_exit_137",
         Reason.KILLED,
         _c(r"Process completed with exit code 137\b"),

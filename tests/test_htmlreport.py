@@ -38,6 +38,7 @@ from pytest_orch_recovery.engine.journal import journal_text, replay
 from pytest_orch_recovery.engine.metrics import Criteria, compute, evaluate
 from pytest_orch_recovery.engine.model import Event, EventKind
 from pytest_orch_recovery.engine.stats import percentile, wilson_interval
+from pytest_orch_recovery.engine.timeline import task_lanes
 from pytest_orch_recovery.plugin.gate import aggregate, write_report
 
 REPO = Path(__file__).resolve().parent.parent
@@ -173,9 +174,11 @@ def test_any_journal_renders_a_page_with_an_attempt_bar_per_attempt(
         events: list[Event]) -> None:
     metrics = compute(events)
     page = render_html(events, metrics, evaluate(metrics))
-    assert page.count('class="attempt"') == min(
-        metrics.attempts,
-        sum(1 for e in events if e.kind is EventKind.ATTEMPT_LAUNCHED))
+    assert page.count('class="attempt"') == len(
+        {(e.task_id, e.attempt) for e in events if e.kind is EventKind.ATTEMPT_LAUNCHED})
+    ids = re.findall(r' id="([^"]+)"', page)
+    assert len(ids) == len(set(ids))
+    assert set(re.findall(r'href="#([^"]+)"', page)) <= set(ids)
     for svg in re.findall(r"<svg .*?</svg>", page, re.DOTALL):
         ET.fromstring(svg)
 
@@ -276,3 +279,20 @@ def test_reasons_chart_bars_are_proportional_to_counts() -> None:
     unit = max(widths.values()) / most
     for reason, count in counts.items():
         assert widths[reason] == pytest.approx(max(unit * count, 2.0), abs=0.1)
+
+
+def test_a_launch_journaled_twice_is_one_attempt_and_an_unfinished_one_is_open() -> None:
+    events = [
+        Event(EventKind.ATTEMPT_LAUNCHED, 0.0, "t1", attempt=1, data={"strategy": None}),
+        Event(EventKind.ATTEMPT_LAUNCHED, 1.0, "t1", attempt=1, data={"strategy": None}),
+        Event(EventKind.ATTEMPT_EXITED, 5.0, "t1", attempt=1,
+              data={"exit": {"status": 143, "signal": 15, "code": None, "timed_out": False,
+                             "source": "returncode"}}),
+        Event(EventKind.ATTEMPT_LAUNCHED, 6.0, "t2", attempt=1, data={"strategy": None}),
+    ]
+    lanes = task_lanes(events)
+    assert [len(lane.attempts) for lane in lanes] == [1, 1]
+    assert lanes[0].attempts[0].start == 0.0 and "SIGTERM" in lanes[0].attempts[0].exit_text
+    page = render_html(events, compute(events), evaluate(compute(events)))
+    assert page.count('class="bar open"') == 2  # neither attributed nor succeeded
+    assert "#1 running</text>" in page and "#1 exited</text>" in page

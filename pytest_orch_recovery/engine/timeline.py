@@ -148,6 +148,9 @@ class _Builder:
             lane.submitted = event.time
         elif kind is EventKind.ATTEMPT_LAUNCHED:
             strategy = data.get("strategy")
+            if event.attempt is not None and any(a.number == event.attempt
+                                                 for a in lane.attempts):
+                return  # a launch journaled twice is one attempt
             lane.attempts.append(AttemptSpan(
                 number=event.attempt or len(lane.attempts) + 1, start=event.time,
                 launched_as=None if strategy is None else str(strategy), agent=event.agent))

@@ -646,3 +646,14 @@ def test_interrupt_text_after_the_supervisors_timeout_stays_a_timeout() -> None:
         )
     )
     assert att.reason is Reason.TIMEOUT
+
+
+def test_cli_explains_a_timeout_masked_as_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "agent.log"
+    log.write_text("working\nError: Process completed with exit code 124.\n", encoding="utf-8")
+    assert cli.main(["classify", "--exit-code", "1", "--log", str(log)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["reason"] == "timeout"
+    assert any("does not say timeout" in e["detail"] for e in out["evidence"])

@@ -527,12 +527,14 @@ PATTERNS: tuple[Pattern, ...] = (
         "codex_usage_limit",
         Reason.API_ERROR,
         # The plan's quota, said the same way by Codex and by cursor-agent.
-        _c("You['\u2019]ve hit your usage limit"),
+        # Claude Code says it the same way ("You've hit your limit · resets 3:30am").
+        _c("You['\u2019]ve hit your (?:usage )?limit"),
         0.9,
         True,
         "■ You've hit your usage limit. Upgrade to Pro (https://openai.com/chatgpt/pricing) "
         "or try again in 4 days 6 hours 37 minutes.",
-        _CODEX_ISSUES + "4095 (also #3124; cursor-agent: cursor/cursor#3703)",
+        _CODEX_ISSUES + "4095 (also #3124; cursor-agent: cursor/cursor#3703; Claude Code: "
+        "anthropics/claude-code#55147)",
         api_status=429,
     ),
     Pattern(

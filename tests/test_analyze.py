@@ -393,9 +393,14 @@ def test_continuation_prompt_numbers_every_remaining_step(case: tuple[Task, Part
 # --------------------------------------------------------------------------- initial_prompt
 
 
-def test_initial_prompt_uses_the_task_prompt_verbatim() -> None:
+def test_initial_prompt_names_the_deliverables_before_the_task_prompt() -> None:
+    # Issue 10: a prompt that does not name the deliverables left the tmux tier's agents
+    # writing nothing while the simulation delivered; the brief is always there.
     task = _task(prompt="Do exactly this.")
-    assert initial_prompt(task) == "Do exactly this."
+    text = initial_prompt(task)
+    assert text.startswith(initial_prompt(_task()).rstrip("\n"))
+    assert text.endswith("\n\nInstructions:\nDo exactly this.\n")
+    assert all(p in text for p in task.deliverables)
 
 
 def test_initial_prompt_built_from_the_task() -> None:

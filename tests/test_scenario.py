@@ -71,6 +71,9 @@ def test_a_full_scenario_loads() -> None:
 )
 def test_every_trigger_key(key: str, event: str, n: int) -> None:
     text = BASE.replace('after_file = "b1.py"', key)
+    if event == "api_request":  # the only event an API fault is keyed on (HONOURED_EVENTS)
+        text = text.replace('kind = "sigint"', 'kind = "api_overloaded"').replace(
+            'params = { style = "claude" }', "")
     trigger = parse_scenario(text).faults[0].trigger
     assert trigger is not None and (trigger.event, trigger.n) == (event, n)
 

@@ -80,8 +80,11 @@ def agent_pid(leader: int) -> int:
     return os.getppid()
 
 
-def _event_names(payload: Mapping[str, Any], workspace: Path) -> list[tuple[str, str | None]]:
-    """The events this tool call completes: always ``tool_call``, plus a more specific one."""
+def _event_names(payload: Mapping[str, Any], workspace: Path,
+                 test_commands: Sequence[str] = ()) -> list[tuple[str, str | None]]:
+    """The events this tool call completes: always ``tool_call``, plus a more specific one
+    (the same events the simulation fires: a file written, a commit, a push, ``gh pr create``,
+    a run of the task's tests)."""
     events: list[tuple[str, str | None]] = [("tool_call", None)]
     tool = payload.get("tool_name")
     tool_input = payload.get("tool_input") or {}
@@ -96,6 +99,10 @@ def _event_names(payload: Mapping[str, Any], workspace: Path) -> list[tuple[str,
             events.append(("commit", None))
         if "git push" in command:
             events.append(("push", None))
+        if "gh pr create" in command:
+            events.append(("open_pr", None))
+        if command.strip() in test_commands:
+            events.append(("test", None))
     return events
 
 
@@ -227,7 +234,7 @@ def _run(args: argparse.Namespace, text: str) -> None:
     state = _State(Path(plan_doc["state_dir"]), agent, attempt)
     stall = False
     try:
-        for event, path in _event_names(payload, workspace):
+        for event, path in _event_names(payload, workspace, plan_doc.get("test_commands", ())):
             n = state.count(event)
             for fault in due_faults(plan_doc["faults"], task_id=task_id, attempt=attempt,
                                     event=event, n=n, path=path,

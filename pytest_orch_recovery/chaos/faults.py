@@ -89,6 +89,25 @@ _KINDS = (
 
 CATALOGUE: Mapping[str, FaultKind] = {k.name: k for k in _KINDS}
 
+# The trigger events each kind can be keyed on, on every tier (issue 10: a ``sigint`` at an API
+# request fired in the simulation and never in tmux, where the fault hook sees tool calls only;
+# an API fault after a file fired in tmux at the first request). A scenario keying a fault on
+# any other event is refused at load, whatever the tier.
+_HOOK_EVENTS = frozenset({"tool_call", "file_written", "commit", "push", "open_pr", "test"})
+HONOURED_EVENTS: Mapping[str, frozenset[str]] = {
+    **{kind: _HOOK_EVENTS | {"start"}
+       for kind in ("sigint", "sigint_keys", "kill", "terminate", "stale_index_lock")},
+    **{kind: _HOOK_EVENTS for kind in ("stall", "corrupt_checkpoint")},
+    **{kind: frozenset({"api_request"})
+       for kind in ("api_overloaded", "api_rate_limit", "api_server_error", "api_stall")},
+    "quit_early": frozenset({"tool_call"}),
+    "permission_prompt": frozenset({"start", "tool_call"}),
+    "pr_create_fails": frozenset({"open_pr"}),
+    "tests_fail": frozenset({"test"}),
+    "missing_permission_flag": frozenset({"start"}),
+    "coordinator_crash": frozenset({"tool_call"}),
+}
+
 
 @dataclass(frozen=True)
 class Trigger:

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from pytest_orch_recovery.chaos.faults import CATALOGUE, TRIGGER_EVENTS, FaultSpec, Trigger
+from pytest_orch_recovery.chaos.faults import CATALOGUE, HONOURED_EVENTS, FaultSpec, Trigger
 from pytest_orch_recovery.chaos.scenario import TRIGGER_KEYS, Scenario, ScenarioTask
 from pytest_orch_recovery.engine.model import Reason, Task
 
@@ -35,7 +35,6 @@ HOSTILE_KINDS = ("plain", "quotes", "shell", "newlines", "unicode", "long")
 
 # The catalogue, minus nothing: fleet faults get an operator fix drawn alongside.
 _KINDS = sorted(CATALOGUE)
-_EVENTS = sorted(TRIGGER_EVENTS)
 _PARAMS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     "api_overloaded": st.fixed_dictionaries({"count": st.sampled_from([3, 12, 20])}),
     "api_rate_limit": st.fixed_dictionaries({"retry_after": st.sampled_from([30, 90])}),
@@ -89,7 +88,7 @@ def _fault_plans(draw: st.DrawFn, tasks: int) -> tuple[FaultPlan, ...]:
     plans = []
     for _ in range(draw(st.integers(0, MAX_FAULTS))):
         kind = draw(st.sampled_from(kinds))
-        event = draw(st.none() | st.sampled_from(_EVENTS))
+        event = draw(st.none() | st.sampled_from(sorted(HONOURED_EVENTS[kind])))
         params = draw(_PARAMS.get(kind, st.just({})))
         plans.append(FaultPlan(
             kind=kind,

@@ -160,7 +160,7 @@ def run_tmux(
         _inject_forge_faults(sandbox, faults)
         _point_agents_at(sandbox, held.double)
         parked: dict[str, tuple[str, int]] = {}  # permission_prompt fault -> (task, attempt)
-        dispatcher = _dispatcher(sandbox, faults, parked, agent=agent,
+        dispatcher = _dispatcher(sandbox, faults, parked, tasks, agent=agent,
                                  config=_agent_config(config, faults),
                                  driver_factory=driver_factory)
         command_for = dispatcher.command_for
@@ -256,11 +256,13 @@ def _point_agents_at(sandbox: Sandbox, double: ModelDouble) -> None:
 
 
 def _dispatcher(sandbox: Sandbox, faults: Sequence[FaultSpec],
-                parked: dict[str, tuple[str, int]], *, agent: str, config: AgentConfig,
+                parked: dict[str, tuple[str, int]], tasks: Sequence[Task], *, agent: str,
+                config: AgentConfig,
                 driver_factory: Callable[[AgentConfig], AgentDriver] | None) -> Dispatcher:
     """The dispatcher launching each attempt, with the hook faults' plan and the faults keyed
     on an attempt's start (a signal, a parked permission dialog)."""
-    fault_plan = _write_fault_plan(sandbox, [f for f in faults if f.kind in HOOK_FAULTS])
+    fault_plan = _write_fault_plan(sandbox, [f for f in faults if f.kind in HOOK_FAULTS],
+                                   [t.tests for t in tasks if t.tests])
     factory = driver_factory or (lambda c: driver_for(agent, c))
     return Dispatcher(sandbox, factory, config, fault_plan=fault_plan,
                       start_signal=functools.partial(_start_signal, sandbox, faults),
@@ -382,13 +384,15 @@ def _plan_with_broken_tests(task: Task) -> TaskPlan:
     return replace(base, steps=(*base.steps, fix))
 
 
-def _write_fault_plan(sandbox: Sandbox, hook_faults: Sequence[FaultSpec]) -> Path:
+def _write_fault_plan(sandbox: Sandbox, hook_faults: Sequence[FaultSpec],
+                      test_commands: Sequence[str] = ()) -> Path:
     state_dir = sandbox.root / "fault-state"
     state_dir.mkdir(exist_ok=True)
     path = sandbox.root / "faults.json"
     atomic.write_json(path, {
         "faults": [f.to_json() for f in hook_faults if f.effective_trigger.event != "start"],
         "state_dir": str(state_dir),
+        "test_commands": sorted(set(test_commands)),  # a Bash call of one is the test event
         "context": {"tmux_socket": sandbox.tmux_socket,
                     "checkpoint_dir": str(sandbox.checkpoints)},
     })

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_orch_recovery.chaos.faults import CATALOGUE, FaultSpec, FaultStatus, Trigger
+from pytest_orch_recovery.chaos.faults import (
+    CATALOGUE,
+    HONOURED_EVENTS,
+    FaultSpec,
+    FaultStatus,
+    Trigger,
+)
 from pytest_orch_recovery.engine import validation
 from pytest_orch_recovery.engine.model import Reason, Strategy, Task
 from pytest_orch_recovery.engine.validation import InputError, RuleError
@@ -241,6 +247,14 @@ class _Reader(TomlReader):
                                 + ", ".join(FAULT_STATUSES))
         spec = FaultSpec(kind, self.trigger(raw, path), task=task, attempt=attempt,
                          params=params, fault_id=f"f{index + 1}")
+        event = spec.effective_trigger.event
+        honoured = HONOURED_EVENTS.get(kind, frozenset({CATALOGUE[kind].default_trigger}))
+        if event not in honoured:
+            keys = [k for k in TRIGGER_KEYS if k in raw]
+            where = (*path, keys[0]) if keys else (*path, "kind")
+            raise self.fail(where, f"{kind} cannot be keyed on the {event} event on every "
+                            "tier; use " + " or ".join(
+                                k for k, e in TRIGGER_KEYS.items() if e in honoured))
         return spec, status
 
     def params(self, kind: str, value: object, path: Path_) -> dict[str, Any]:
@@ -289,6 +303,7 @@ def parse_scenario(text: str, *, source: str = "<scenario>", name: str | None = 
     tasks = []
     seen: dict[str, int] = {}
     agents: dict[str, int] = {}
+    titles: dict[str, int] = {}
     for i, item in enumerate(raw_tasks):
         task = reader.task(item, ("tasks", i), defaults)
         if task.task.task_id in seen:
@@ -302,6 +317,11 @@ def parse_scenario(text: str, *, source: str = "<scenario>", name: str | None = 
             raise reader.fail(("tasks", i, "agent"), f"agent {agent!r} already runs "
                               f"tasks[{agents[agent] + 1}]; each task needs its own agent")
         agents[agent] = i
+        # The tmux tier's model double tells the tasks apart by title.
+        if task.task.title in titles:
+            raise reader.fail(("tasks", i, "title"), f"title {task.task.title!r} repeats "
+                              f"tasks[{titles[task.task.title] + 1}]; titles must be unique")
+        titles[task.task.title] = i
         tasks.append(task)
     ids = [t.task.task_id for t in tasks]
     raw_faults = raw.get("faults", [])
@@ -313,6 +333,8 @@ def parse_scenario(text: str, *, source: str = "<scenario>", name: str | None = 
     statuses: dict[str, str] = {}
     for i, item in enumerate(raw_faults):
         spec, status = reader.fault(item, ("faults", i), i, ids)
+        if spec.kind == "tests_fail":
+            _check_testable(reader, ("faults", i, "task"), spec, tasks)
         faults.append(spec)
         if status is not None:
             statuses[spec.fault_id] = status
@@ -335,6 +357,25 @@ def parse_scenario(text: str, *, source: str = "<scenario>", name: str | None = 
                                                                     ("attempt_timeout",)),
         stall_window=None if stall is None else reader.seconds(stall, ("stall_window",)),
     )
+
+
+def _check_testable(reader: _Reader, path: Path_, spec: FaultSpec,
+                    tasks: Sequence[ScenarioTask]) -> None:
+    """``tests_fail`` breaks a task's implementation against its tests: every task it targets
+    needs a ``tests`` command, a test file (``test_*.py``) and another deliverable."""
+    for entry in tasks:
+        task = entry.task
+        if spec.task not in ("*", task.task_id):
+            continue
+        tests = [p for p in task.deliverables if _is_test_file(p)]
+        if not task.tests or not tests or len(tests) == len(task.deliverables):
+            raise reader.fail(path, f"tests_fail needs task {task.task_id!r} to have a tests "
+                              "command, a test_*.py deliverable and an implementation file")
+
+
+def _is_test_file(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return name.startswith("test_") and name.endswith(".py")
 
 
 def _operator_actions(reader: _Reader, value: object) -> tuple[str, ...]:

@@ -16,7 +16,7 @@ import dataclasses
 import heapq
 import json
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +75,19 @@ _AFTER_EVENTS = {
     WorkKind.COMMIT: "commit",
     WorkKind.PUSH: "push",
 }
+# ``gh pr create`` and the test run are events too. The faults that change what the action
+# does fire at it (the forge refuses the PR, the tests fail); every other fault keyed on them
+# fires after the tool and its hook, as the tmux tier's PostToolUse fault hook does.
+_ACTION_EVENTS = {WorkKind.OPEN_PR: "open_pr", WorkKind.TEST: "test"}
+_AT_ACTION_KINDS = frozenset({"pr_create_fails", "tests_fail"})
+
+
+def _at_action(spec: FaultSpec) -> bool:
+    return spec.kind in _AT_ACTION_KINDS
+
+
+def _after_action(spec: FaultSpec) -> bool:
+    return spec.kind not in _AT_ACTION_KINDS
 
 
 class VirtualClock:
@@ -350,6 +363,10 @@ class SimRuntime:
         after = _AFTER_EVENTS.get(item.kind)
         if after is not None and self._fire(after, attempt, ws, path=item.path):
             return
+        action = _ACTION_EVENTS.get(item.kind)
+        if action is not None and self._fire(action, attempt, ws, select=_after_action,
+                                             counted=False):
+            return
         if self._fire("tool_call", attempt, ws):
             return
         if attempt.live:
@@ -366,7 +383,7 @@ class SimRuntime:
             return True
         if kind is WorkKind.TEST:
             attempt.output.append(f"⏺ Bash({attempt.spec.task.tests})")
-            if self._fire("test", attempt, ws):
+            if self._fire("test", attempt, ws, select=_at_action):
                 return False
             if ws.tests_broken:
                 attempt.output.append(
@@ -403,7 +420,7 @@ class SimRuntime:
             return True
         if kind is WorkKind.OPEN_PR:
             attempt.output.append("⏺ Bash(gh pr create)")
-            if self._fire("open_pr", attempt, ws):
+            if self._fire("open_pr", attempt, ws, select=_at_action):
                 return False
             if ws.pr is None:
                 ws.pr = PullRequest(
@@ -511,7 +528,8 @@ class SimRuntime:
         return armed
 
     def _matching(self, event: str, attempt: _Attempt, *, n: int | None = None,
-                  path: str | None = None) -> list[FaultSpec]:
+                  path: str | None = None,
+                  select: Callable[[FaultSpec], bool] | None = None) -> list[FaultSpec]:
         task_id = attempt.spec.task.task_id
         candidates = attempt.armed.get(event)
         if not candidates:
@@ -519,6 +537,8 @@ class SimRuntime:
         hits = []
         for spec in candidates:
             if not spec.applies_to(task_id, attempt.spec.attempt):
+                continue
+            if select is not None and not select(spec):
                 continue
             trig = spec.effective_trigger
             if trig.path is not None:
@@ -534,17 +554,19 @@ class SimRuntime:
         return hits
 
     def _fire(self, event: str, attempt: _Attempt, ws: SimWorkspace, *,
-              path: str | None = None) -> bool:
-        """Fire the faults keyed on ``event``; True when the attempt is over (or parked)."""
+              path: str | None = None, select: Callable[[FaultSpec], bool] | None = None,
+              counted: bool = True) -> bool:
+        """Fire the faults keyed on ``event`` (those ``select`` accepts); True when the attempt
+        is over (or parked). ``counted=False``: the same occurrence as the previous call."""
         if event not in attempt.armed:
             # No fault of this task waits on the event: its count can never matter.
             return not attempt.live or attempt.stalled
-        count = attempt.events_seen.get(event, 0) + 1
+        count = attempt.events_seen.get(event, 0) + (1 if counted else 0)
         attempt.events_seen[event] = count
         n = attempt.files_written if event == "file_written" else count
         if event == "tool_call":
             n = attempt.tool_calls
-        for spec in self._matching(event, attempt, n=n, path=path):
+        for spec in self._matching(event, attempt, n=n, path=path, select=select):
             if self._inject(spec, attempt, ws):
                 return True
         return not attempt.live or attempt.stalled

@@ -77,13 +77,16 @@ def continuation_prompt(task: Task, partial: PartialWork, work: tuple[WorkItem, 
 
 
 def initial_prompt(task: Task) -> str:
-    """The prompt for a fresh attempt with the whole task."""
-    if task.prompt:
-        return task.prompt
+    """The prompt for a fresh attempt with the whole task: the brief the engine always writes
+    (title, deliverables, tests, pull request), then the task's own ``prompt``, if any, as
+    further instructions. The deliverables are always named, so an agent on any tier knows
+    what it will be judged on (docs/scenarios.md)."""
     lines = [task.title, "", "Create these files:"]
     lines += [f"- {p}" for p in task.deliverables]
     if task.tests:
         lines += ["", f"Make `{task.tests}` pass."]
     lines += ["", "Then commit, push the branch"]
     lines[-1] += " and open a pull request." if task.wants_pr else "."
+    if task.prompt and task.prompt.strip() != task.title.strip():
+        lines += ["", "Instructions:", task.prompt.rstrip("\n")]
     return "\n".join(lines) + "\n"

@@ -150,6 +150,38 @@ def test_status_live_asks_tmux_and_reads_checkpoint_age(
     assert "SESSION" in out.splitlines()[0] and " ago" in out
 
 
+def test_views_take_their_defaults_from_a_fleet_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], tmux_server: str
+) -> None:
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)  # the fleet file asks only that it is a repository
+    state = tmp_path / "state"
+    j = JournalBuilder(start=time.time() - 50)
+    j.task("t1", "task-agent-1").launch()
+    state.mkdir()
+    j.write_jsonl(state / "journal.jsonl")
+    save_checkpoint(state / "cp", Checkpoint("task-agent-1", "t1", next_actions=("push",)))
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text(f'repository = "{repo}"\nstate_dir = "{state}"\n'
+                     f'checkpoint_dir = "{state / "cp"}"\ntmux_socket = "{tmux_server}"\n'
+                     'agent = "sim"\nmax_attempts = 3\n')
+    subprocess.run(["tmux", "-L", tmux_server, "new-session", "-d", "-s", "task-agent-1",
+                    "sleep 600"], check=True)
+    code, out, err = _run(capsys, "status", "--config", str(fleet), "--live", "--format",
+                          "json")
+    assert code == 0, err
+    (row,) = json.loads(out)["tasks"]
+    assert row["budget"] == 3 and row["live"]["session"] == "alive"
+    assert row["live"]["checkpoint_at"] is not None
+    data = json.loads(_run(capsys, "partial", "--config", str(fleet), "--format", "json")[1])
+    assert data["tasks"][0]["next_actions"] == ["push"]
+    fleet.write_text(f'repository = "{repo}"\nagent = "sim"\nmax_attempts = "many"\n')
+    code, _, err = _run(capsys, "failures", "--config", str(fleet))
+    assert code == 2 and f"{fleet}:3:" in err and "max_attempts" in err
+    code, _, err = _run(capsys, "failures")
+    assert code == 2 and "--journal or --config" in err
+
+
 def test_status_watch_redraws_until_ctrl_c(incident: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen(

@@ -12,6 +12,7 @@ from pytest_orch_recovery.cli.fleet_output import (
     clock,
     dump_json,
     fail,
+    fleet_settings,
     read_events,
     table,
 )
@@ -67,7 +68,8 @@ def render(failures: list[FailedAttempt], fmt: str, evidence: int) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        view = FleetView(read_events(args.journal))
+        settings = fleet_settings(args)
+        view = FleetView(read_events(settings.journals))
     except InputError as exc:
         return fail(PROG, str(exc))
     failures = [f for f in view.failures() if args.agent is None or f.agent == args.agent]

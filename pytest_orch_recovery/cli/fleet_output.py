@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from pytest_orch_recovery.engine.fleetview import SCHEMA_VERSION
 from pytest_orch_recovery.engine.journal import JournalError, replay
 from pytest_orch_recovery.engine.metrics import event_problem
 from pytest_orch_recovery.engine.model import Event
+from pytest_orch_recovery.fleet.config import FleetConfig, FleetConfigError, load_fleet
 
 
 class InputError(UsageError):
@@ -32,16 +34,58 @@ def add_journal_options(parser: argparse.ArgumentParser) -> None:
         "--journal",
         type=Path,
         action="append",
-        required=True,
         metavar="PATH",
         help="a journal.jsonl written by the engine (or by 'orch-recovery ingest'); repeat "
-        "to combine several (task ids must be unique across them)",
+        "to combine several (task ids must be unique across them); default: the --config "
+        "fleet file's journal",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FLEET",
+        help="a fleet file (as 'orch-recovery supervise' takes): its journal, attempt budget, "
+        "tmux socket and checkpoint directory are the defaults of the options here",
     )
     parser.add_argument(
         "--format",
         choices=("table", "json"),
         default="table",
         help="'table' (default) for people, 'json' (one object with schema_version) for tools",
+    )
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    """What the views read, from the command line first and the fleet file second."""
+
+    journals: tuple[Path, ...]
+    budget: int | None = None
+    tmux_socket: str | None = None
+    checkpoint_dir: Path | None = None
+
+
+def fleet_settings(args: argparse.Namespace) -> FleetSettings:
+    """``--journal``/``--config`` (and, where the command has them, ``--budget``,
+    ``--tmux-socket``, ``--checkpoint-dir``) resolved; :class:`InputError` names the file."""
+    config: FleetConfig | None = None
+    if args.config is not None:
+        try:
+            config = load_fleet(args.config)
+        except FleetConfigError as exc:
+            raise InputError(str(exc)) from None
+    journals = tuple(args.journal or ()) or ((config.journal,) if config else ())
+    if not journals:
+        raise InputError("one of the arguments --journal or --config is required")
+
+    def pick(name: str, from_config: object) -> Any:
+        given = getattr(args, name, None)
+        return given if given is not None else from_config
+
+    return FleetSettings(
+        journals=journals,
+        budget=pick("budget", config and config.max_attempts),
+        tmux_socket=pick("tmux_socket", config and config.tmux_socket),
+        checkpoint_dir=pick("checkpoint_dir", config and config.checkpoint_dir),
     )
 
 

@@ -14,6 +14,7 @@ from pytest_orch_recovery.cli.fleet_output import (
     add_journal_options,
     dump_json,
     fail,
+    fleet_settings,
     read_events,
     table,
 )
@@ -35,8 +36,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "--checkpoint-dir",
         type=Path,
         metavar="DIR",
-        help="where agents' checkpoint files are (default: $ORCH_CHECKPOINT_DIR, else the "
-        "seed's directory)",
+        help="where agents' checkpoint files are (default: the --config fleet file's "
+        "checkpoint_dir, else $ORCH_CHECKPOINT_DIR, else the seed's directory)",
     )
     return parser
 
@@ -85,10 +86,11 @@ def render(reports: list[PartialReport], actions: list[tuple[tuple[str, ...], st
 
 def run(args: argparse.Namespace) -> int:
     try:
-        view = FleetView(read_events(args.journal))
+        settings = fleet_settings(args)
+        view = FleetView(read_events(settings.journals))
     except InputError as exc:
         return fail(PROG, str(exc))
     reports = view.partial_work(agent=args.agent)
-    actions = [_next_actions(args.checkpoint_dir, r.agent) for r in reports]
+    actions = [_next_actions(settings.checkpoint_dir, r.agent) for r in reports]
     sys.stdout.write(render(reports, actions, args.format))
     return 0

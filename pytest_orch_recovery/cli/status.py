@@ -27,6 +27,7 @@ from pytest_orch_recovery.cli.fleet_output import (
     dump_json,
     duration,
     fail,
+    fleet_settings,
     read_events,
     table,
 )
@@ -60,8 +61,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "--budget",
         type=positive_int,
         metavar="N",
-        help="attempt budget shown when the journal does not record one "
-        f"(default: the policy's, {Policy().max_attempts})",
+        help="attempt budget shown when the journal does not record one (default: the "
+        f"--config fleet file's max_attempts, else the policy's, {Policy().max_attempts})",
     )
     parser.add_argument(
         "--live",
@@ -73,14 +74,15 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "--checkpoint-dir",
         type=Path,
         metavar="DIR",
-        help="where agents' checkpoint files are, for --live (default: $ORCH_CHECKPOINT_DIR, "
-        "else the seed's directory)",
+        help="where agents' checkpoint files are, for --live (default: the --config fleet "
+        "file's checkpoint_dir, else $ORCH_CHECKPOINT_DIR, else the seed's directory)",
     )
     parser.add_argument(
         "--tmux-socket",
         metavar="NAME",
         help="for --live: the tmux socket name (tmux -L) of the server the agents run on, "
-        "sessions named after agents; used where a launch recorded no tmux target",
+        "sessions named after agents; used where a launch recorded no tmux target (default: "
+        "the --config fleet file's tmux_socket)",
     )
     parser.add_argument(
         "--watch",
@@ -204,9 +206,10 @@ def render(rows: list[TaskStatus], lives: list[Liveness] | None, fmt: str, now: 
 
 def _draw(args: argparse.Namespace) -> str:
     now = time.time()
-    budget = args.budget if args.budget is not None else Policy().max_attempts
-    rows = FleetView(read_events(args.journal), budget=budget).statuses(now=now)
-    lives = ([live(r, args.checkpoint_dir, now, args.tmux_socket) for r in rows]
+    settings = fleet_settings(args)
+    budget = settings.budget if settings.budget is not None else Policy().max_attempts
+    rows = FleetView(read_events(settings.journals), budget=budget).statuses(now=now)
+    lives = ([live(r, settings.checkpoint_dir, now, settings.tmux_socket) for r in rows]
              if args.live else None)
     return render(rows, lives, args.format, now)
 

@@ -462,3 +462,24 @@ def test_classify_refuses_special_files_before_reading(
             main(["classify", "--exit-code=1", flag, path])
         assert info.value.code == 2
     assert "not a regular file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", ["[" * 100_000 + "]" * 100_000, '{"x": ' + "1" * 5000 + "}"])
+def test_deep_or_huge_json_results_are_one_line_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str
+) -> None:
+    from pytest_orch_recovery.cli.main import main
+
+    result = tmp_path / "result.json"
+    result.write_text(content)
+    with pytest.raises(SystemExit) as info:
+        main(["classify", "--exit-code=1", "--result", str(result)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after argparse's usage lines
+    assert err.startswith("orch-recovery classify: error: argument --result: " + str(result))
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "a1.1_results.json").write_text(content)
+    journal = _journal(tmp_path, SUBMITTED)
+    code, _, err = _report(["--journal", str(journal), "--results", str(results)], capsys)
+    assert code == 2 and err.count("\n") == 1 and "a1.1_results.json" in err

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_orch_recovery.engine import validation
 from pytest_orch_recovery.engine.classify import LogText, Observation, classify
 from pytest_orch_recovery.engine.model import ExitInfo, WorkItem, WorkKind, signal_number
 from pytest_orch_recovery.infra import results as seed
@@ -161,6 +162,15 @@ def _parse_result(name: str) -> _ResultFile:
         data = json.loads(text)
     except json.JSONDecodeError as whole_error:
         return _parse_stream(name, text, whole_error)
+    except RecursionError:
+        raise _UsageError(f"argument --result: {name}: JSON nested too deep") from None
+    except ValueError as exc:  # an integer beyond Python's digit limit
+        raise _UsageError(f"argument --result: {name}: invalid JSON: "
+                          f"{str(exc).splitlines()[0][:200]}") from None
+    try:
+        validation.check_document(data)
+    except validation.DocumentError as exc:
+        raise _UsageError(f"argument --result: {name}: {exc.describe()}") from None
     if not isinstance(data, dict):
         raise _UsageError(
             f"argument --result: {name}: line 1: expected a JSON object, "

@@ -103,13 +103,14 @@ def input_file(text: str) -> str:
     try:
         info = os.stat(text)
     except OSError as exc:
-        raise argparse.ArgumentTypeError(f"cannot read {text}: {exc.strerror or exc}") from None
+        raise argparse.ArgumentTypeError(f"cannot read {text!r}: {exc.strerror or exc}") \
+            from None
     if not stat.S_ISREG(info.st_mode):
         raise argparse.ArgumentTypeError(
-            f"{text}: not a regular file ({validation.file_kind(info.st_mode)})")
+            f"{text!r}: not a regular file ({validation.file_kind(info.st_mode)})")
     if info.st_size > validation.MAX_DOCUMENT_BYTES:
         raise argparse.ArgumentTypeError(
-            f"{text}: is {info.st_size} bytes; the limit is {validation.MAX_DOCUMENT_BYTES}")
+            f"{text!r}: is {info.st_size} bytes; the limit is {validation.MAX_DOCUMENT_BYTES}")
     return text
 
 

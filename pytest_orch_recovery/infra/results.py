@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_orch_recovery.engine import validation
 from pytest_orch_recovery.engine.classify import LogText, Observation
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.engine.model import ExitInfo, PartialWork, WorkItem, WorkKind
@@ -192,9 +193,10 @@ def load_json_object(path: Path) -> dict[str, Any]:
     """One JSON object from ``path`` (bounded), or :class:`ResultsError` with the line."""
     text = read_text(path)
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ResultsError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+        data = validation.loads_json(text)  # bounded depth and integers, finite numbers
+    except validation.DocumentError as exc:
+        where = f"{path}:{exc.line}" if exc.line is not None else str(path)
+        raise ResultsError(f"{where}: {exc.describe()}") from None
     if not isinstance(data, dict):
         raise ResultsError(f"{path}:1: expected a JSON object, got {type(data).__name__}")
     return data
@@ -293,8 +295,10 @@ def parse_log(source: str, text: str) -> RunLog:
         if stripped.startswith("{"):
             try:
                 event = json.loads(stripped)
-            except json.JSONDecodeError:
+            except (RecursionError, ValueError) as exc:  # too deep, or a huge integer
                 bad.append(number)
+                if not isinstance(exc, json.JSONDecodeError):
+                    continue
                 glued = _GLUED.search(stripped)
                 if glued is None:
                     continue

@@ -309,6 +309,19 @@ def test_a_wrapper_line_glued_to_a_cut_off_stream_line_is_read() -> None:
     assert log.completed_via == "Claude"
 
 
+def test_a_log_with_every_wrapper_line_twice_reads_as_one_run() -> None:
+    # The seed's no-tmux launch sends the wrapper's stdout to the log its `tee -a` writes too.
+    lines = ["🔁 Attempt 1: Claude", "Claude exit code: 1",
+             "❌ Attempt failed via Claude (exit=1 rate_limited=0)",
+             "🔁 Attempt 2: Codex", "Codex exit code: 0",
+             "✅ Agent completed successfully via Codex"]
+    text = "".join(f"[Tue Dec  1 04:30:03 UTC 2026] {line}\n" * 2 for line in lines)
+    log = parse_log("x.log", text)
+    assert [(t.cli, t.exit_code, t.failed) for t in log.tries] == [
+        ("Claude", 1, True), ("Codex", 0, False)]
+    assert log.completed_via == "Codex"
+
+
 def test_find_runs_pairs_results_and_logs_and_skips_the_latest_pointer(
     seed_tree: tuple[SeedFleet, GitSandbox],
 ) -> None:

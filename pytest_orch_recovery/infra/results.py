@@ -261,8 +261,9 @@ class RunLog:
 
 
 class _TryBuilder:
-    def __init__(self, cli: str) -> None:
+    def __init__(self, cli: str, number: int | None = None) -> None:
         self.cli = cli
+        self.number = number
         self.exit_code: int | None = None
         self.rate_limited = False
         self.timed_out = False
@@ -309,7 +310,10 @@ def parse_log(source: str, text: str) -> RunLog:
                     result = event
                 continue
         if (m := _CLI_START.match(stripped)) is not None:
-            tries.append(_TryBuilder(m["cli"]))
+            # The same line twice is one start: without tmux the seed's wrapper output goes to
+            # the log both through its `tee -a` and as the process's own stdout.
+            if not tries or tries[-1].number != int(m["n"]):
+                tries.append(_TryBuilder(m["cli"], int(m["n"])))
         elif (m := _CLI_FAILED.match(stripped)) is not None:
             t = current(m["cli"])
             t.exit_code, t.rate_limited, t.failed = int(m["code"]), m["rl"] == "1", True

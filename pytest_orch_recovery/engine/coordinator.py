@@ -571,9 +571,8 @@ class Coordinator:
         step of the event's kind given the objects the event was written from, so a live
         event is not parsed back from its JSON form; replay folds the parsed form instead,
         through the same step (:meth:`_apply`)."""
-        event = self.journal.append(
-            Event(kind, self.runtime.clock.now(), task_id, agent, attempt, data or {}, key)
-        )
+        event = self.journal.append(Event(kind, self.runtime.clock.now(), task_id, agent,
+                                          attempt, data or {}, key, len(self.journal) + 1))
         if apply is None:
             self._apply(event)
         else:
@@ -754,6 +753,8 @@ _FOLD: dict[EventKind, Callable[[Coordinator, Event], None]] = {
 
 
 def _tail(text: str, limit: int = OUTPUT_TAIL_BYTES) -> str:
+    if len(text) * 4 <= limit:  # short enough whatever its characters (UTF-8: 4 bytes at most)
+        return text
     data = text.encode("utf-8", "replace")
     if len(data) <= limit:
         return text

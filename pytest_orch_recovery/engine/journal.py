@@ -107,11 +107,14 @@ class Journal:
     # ------------------------------------------------------------------ writing
 
     def append(self, event: Event) -> Event:
-        """Give ``event`` the next ``seq``, write it durably, and return the stored event."""
+        """Give ``event`` the next ``seq``, write it durably, and return the stored event
+        (``event`` itself when it already carries that ``seq``)."""
         if self._closed:
             raise JournalError(f"{self._path or '<memory>'}: journal is closed")
-        stored = Event(event.kind, event.time, event.task_id, event.agent, event.attempt,
-                       event.data, event.key, len(self._events) + 1)
+        seq = len(self._events) + 1
+        stored = event if event.seq == seq else Event(
+            event.kind, event.time, event.task_id, event.agent, event.attempt, event.data,
+            event.key, seq)
         if not self._validate:
             self._index(stored)
             return stored

@@ -176,7 +176,7 @@ def parse_fleet(text: str, *, source: Path) -> FleetConfig:
     agent = reader.string(raw.get("agent", "claude-code"), ("agent",))
     try:
         driver_for(agent, AgentConfig())
-    except ValueError as exc:
+    except (ValueError, LookupError) as exc:  # unknown name, bad template, CLI not found
         raise reader.fail(("agent",), str(exc)) from None
     socket = reader.string(raw.get("tmux_socket", f"orch-{source.stem}"), ("tmux_socket",))
     if not all(c.isalnum() or c in "-_." for c in socket):

@@ -113,9 +113,9 @@ class FleetSupervisor:
         what = f"{event.kind.value} {event.task_id or ''} {event.agent or ''}".rstrip()
         if event.attempt is not None:
             what += f" attempt {event.attempt}"
-        self.say(what)
         if event.kind is EventKind.TASK_ESCALATED and self.config.on_escalate:
-            self._notify(event)
+            self._notify(event)  # before the log line: whoever reads the log sees it done
+        self.say(what)
 
     def _notify(self, event: Event) -> None:
         """Run ``on_escalate`` with the event as JSON on stdin; its failure is logged only."""

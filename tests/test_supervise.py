@@ -1,0 +1,373 @@
+"""``orch-recovery supervise`` end to end, run as an operator runs it (docs/production.md).
+
+A plain git repository with a bare origin, the forge's ``gh`` first on PATH, the sim agent
+talking to the model double. The supervisor, ``submit``, ``release``, ``status``, ``failures``
+and ``partial`` are subprocesses (``python -m pytest_orch_recovery ...``). Faults from the
+catalogue are injected with the chaos tier's own mechanisms: the fault hook (SIGINT after a
+file is written), the model double (quitting after the first file: partial files), the forge
+(``gh pr create`` failing) and the fleet file (the permission flag left out).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_orch_recovery.chaos.faults import FaultSpec, Trigger
+from pytest_orch_recovery.doubles.forge import Forge, install_gh_shim
+from pytest_orch_recovery.doubles.modeldouble import ModelDouble, Plan, plan_for_task
+from pytest_orch_recovery.doubles.modeldouble.faults import ApiFaultKind, ApiFaultSpec
+from pytest_orch_recovery.engine import atomic
+from pytest_orch_recovery.engine.model import Task
+from pytest_orch_recovery.infra.git import create_repo_with_origin, remote_sha
+from pytest_orch_recovery.runtime.server import kill_tmux_server
+
+pytestmark = pytest.mark.slow
+
+_BOUND = 240.0  # seconds for one awaited supervisor event; a hang, not slowness, beyond it
+
+SIGINT_TASK = Task("t-sigint", "Create the fake3 command", ("fake3.md",))
+PARTIAL_TASK = Task("t-partial", "Add the four parser modules",
+                    ("lex.py", "parse.py", "emit.py", "cli.py"))
+PR_TASK = Task("t-pr", "Write the release notes", ("NOTES.md",))
+PERM_TASK = Task("t-perm", "Document the permission flag", ("perm.md",))
+
+
+@dataclass
+class Fleet:
+    """The operator's world: repository, forge, model double, fleet file."""
+
+    root: Path
+    repo: Path
+    origin: Path
+    forge: Forge
+    double: ModelDouble
+    env: dict[str, str]
+    socket: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> Path:
+        return self.root / "fleet.toml"
+
+    @property
+    def journal(self) -> Path:
+        return self.root / ".orch-fleet" / "journal.jsonl"
+
+    def write_config(self, **changes: Any) -> None:
+        """fleet.toml as docs/production.md shows it, plus the model double's variables."""
+        self.settings.update(changes)
+        lines = [f"{key} = {json.dumps(value)}" for key, value in self.settings.items()]
+        lines += ["", "[env]"]
+        lines += [f"{k} = {json.dumps(v)}" for k, v in {
+            "ANTHROPIC_BASE_URL": self.double.url,
+            "ANTHROPIC_API_KEY": "sk-ant-api03-double-not-a-real-key",
+            "IS_SANDBOX": "1",  # the CLI refuses the permission flag as root without it
+        }.items()]
+        atomic.write_text(self.config, "\n".join(lines) + "\n")
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest_orch_recovery", *args], cwd=self.root, env=self.env,
+            capture_output=True, text=True, timeout=_BOUND, check=False,
+        )  # fmt: skip
+        if check:
+            assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+        return proc
+
+    def task_file(self, task: Task) -> str:
+        path = self.root / f"{task.task_id}.toml"
+        body = {"id": task.task_id, "title": task.title, "deliverables": list(task.deliverables)}
+        if task.tests:
+            body["tests"] = task.tests
+        path.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in body.items()))
+        return path.name
+
+    def events(self, kind: str, task: str | None = None) -> list[dict[str, Any]]:
+        out = []
+        for line in self.journal.read_text().splitlines():
+            event = json.loads(line)
+            if event["kind"] == kind and (task is None or event.get("task_id") == task):
+                out.append(event)
+        return out
+
+    def status(self) -> dict[str, Any]:
+        doc: dict[str, Any] = json.loads(
+            self.cli("status", "--journal", str(self.journal), "--format", "json").stdout)
+        return doc
+
+
+class Supervisor:
+    """``orch-recovery supervise`` as a child process; its log lines arrive on a queue."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest_orch_recovery", "supervise", "--config",
+             str(fleet.config)],
+            cwd=fleet.root, env=fleet.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def wait_for(self, *words: str) -> str:
+        """Block until a log line holds every word (the supervisor logs each journal event)."""
+        for line in self.seen:
+            if all(w in line for w in words):
+                return line
+        while True:
+            try:
+                line = self.lines.get(timeout=_BOUND)
+            except queue.Empty:
+                pytest.fail(f"no {words} in {_BOUND:.0f} s; log:\n" + "\n".join(self.seen))
+            if line is None:
+                pytest.fail(f"supervisor exited {self.proc.wait()} before {words}; log:\n"
+                            + "\n".join(self.seen))
+            self.seen.append(line)
+            if all(w in line for w in words):
+                return line
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=_BOUND)
+        while self.lines.get(timeout=_BOUND) is not None:
+            pass  # drain, so the pump thread ends
+        assert self.proc.stderr is not None
+        self.proc.stderr.close()
+        return code
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    repo, origin = create_repo_with_origin(tmp_path / "project")
+    forge = Forge(tmp_path / "forge", origin=origin)
+    install_gh_shim(tmp_path / "bin", tmp_path / "forge")
+    home = tmp_path / "home"
+    home.mkdir()
+    socket = f"orch-e2e-{os.getpid()}-{tmp_path.name}"[:80]
+    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+           "HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1"}
+    env.pop("TMUX", None)
+    plan = Plan(tuple(plan_for_task(t) for t in (SIGINT_TASK, PARTIAL_TASK, PR_TASK,
+                                                 PERM_TASK)))
+    double = ModelDouble(plan, transcript_path=tmp_path / "transcript.jsonl").start()
+    world = Fleet(tmp_path, repo, origin, forge, double, env, socket)
+    world.settings.update({
+        "repository": "project/repo",
+        "agent": "sim",
+        "tmux_socket": socket,
+        "attempt_timeout": 300,
+        "intake_interval": 0.5,
+        # The agents must import this checkout's package, as the test does.
+        "env_allow": ["PATH", "HOME", "LANG", "LC_*", "TMPDIR", "PYTHONPATH", "GH_*"],
+        "on_escalate": [sys.executable, "-c",
+                        "import sys; open(sys.argv[1], 'a').write(sys.stdin.read())",
+                        str(tmp_path / "escalations.jsonl")],
+    })
+    world.write_config()
+    try:
+        yield world
+    finally:
+        double.stop()
+        kill_tmux_server(socket)  # the supervisor leaves agents running by design
+
+
+def _fault_plan(fleet: Fleet, faults: Sequence[FaultSpec]) -> Path:
+    """The fault hook's plan, as the chaos harness writes it."""
+    state = fleet.root / "fault-state"
+    state.mkdir(exist_ok=True)
+    path = fleet.root / "faults.json"
+    atomic.write_json(path, {
+        "faults": [f.to_json() for f in faults],
+        "state_dir": str(state),
+        "context": {"tmux_socket": fleet.socket,
+                    "checkpoint_dir": str(fleet.root / ".orch-fleet" / "checkpoints")},
+    })
+    return path
+
+
+def _reasons(fleet: Fleet, task: str) -> list[str]:
+    return [e["data"]["attribution"]["reason"]
+            for e in fleet.events("failure_attributed", task)]
+
+
+def _phases(fleet: Fleet) -> dict[str, str]:
+    return {row["task_id"]: row["phase"] for row in fleet.status()["tasks"]}
+
+
+def _pushed(fleet: Fleet, task: str) -> bool:
+    agent = fleet.events("task_submitted", task)[0]["agent"]
+    return remote_sha(fleet.repo, "origin", f"{agent}-work") is not None
+
+
+def test_supervised_fleet_recovers_from_catalogue_faults(fleet: Fleet) -> None:
+    sigint = FaultSpec("sigint", Trigger("file_written", path="fake3.md"), task="t-sigint",
+                       fault_id="f1")
+    fleet.write_config(fault_plan=str(_fault_plan(fleet, [sigint])))
+    # Partial files: the model says "done" after the first of four files.
+    fleet.double.add_fault(ApiFaultSpec(kind=ApiFaultKind.QUIT_EARLY, times=1, at_request=2,
+                                        scope="task", task=PARTIAL_TASK.title))
+    supervisor = Supervisor(fleet)
+    try:
+        supervisor.wait_for("supervising")
+        fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(SIGINT_TASK),
+                  fleet.task_file(PARTIAL_TASK))
+        supervisor.wait_for("task_succeeded", "t-sigint")
+        supervisor.wait_for("task_succeeded", "t-partial")
+        # Intake while running: a PR failure for the next task only (the model tries
+        # `gh pr create` once more before it gives up, so two calls fail).
+        fleet.forge.inject("bad_credentials", times=2)
+        fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(PR_TASK))
+        supervisor.wait_for("task_succeeded", "t-pr")
+    finally:
+        assert supervisor.stop() == 0  # SIGTERM: a clean stop
+    assert _reasons(fleet, "t-sigint") == ["sigint"]
+    assert _reasons(fleet, "t-partial") == ["incomplete"]
+    assert _reasons(fleet, "t-pr") == ["github_error"]
+    assert _phases(fleet) == {"t-sigint": "succeeded", "t-partial": "succeeded",
+                              "t-pr": "succeeded"}
+    assert all(_pushed(fleet, t) for t in ("t-sigint", "t-partial", "t-pr"))
+    assert {pr.branch for pr in fleet.forge.pull_requests()} == {
+        f"{fleet.events('task_submitted', t)[0]['agent']}-work"
+        for t in ("t-sigint", "t-partial", "t-pr")}
+    failures = fleet.cli("failures", "--journal", str(fleet.journal)).stdout
+    assert "sigint" in failures and "incomplete" in failures and "github_error" in failures
+    partial = fleet.cli("partial", "--journal", str(fleet.journal), "--format", "json")
+    assert json.loads(partial.stdout)["schema_version"] >= 1
+
+    # The permission flag left out of the fleet file: escalated, on_escalate told, fixed in
+    # the fleet file, released. The supervisor is restarted for it (a stop is not a loss).
+    fleet.write_config(skip_permissions=False)
+    supervisor = Supervisor(fleet)
+    try:
+        supervisor.wait_for("recovering")
+        fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(PERM_TASK))
+        supervisor.wait_for("task_escalated", "t-perm")
+        escalations = [json.loads(line) for line in
+                       (fleet.root / "escalations.jsonl").read_text().splitlines()]
+        assert [(e["kind"], e["task_id"]) for e in escalations] == [
+            ("task_escalated", "t-perm")]
+        assert escalations[0]["data"]["reason"] == "permission"
+        fleet.write_config(skip_permissions=True)
+        fleet.cli("release", "--config", "fleet.toml", "t-perm", "--note",
+                  "added --dangerously-skip-permissions to the fleet file")
+        supervisor.wait_for("task_succeeded", "t-perm")
+    finally:
+        assert supervisor.stop(signal.SIGINT) == 0
+    assert _reasons(fleet, "t-perm") == ["permission"]
+    actions = fleet.events("operator_action")
+    assert [a["data"]["tasks"] for a in actions] == [["t-perm"]]
+    assert _phases(fleet)["t-perm"] == "succeeded"
+
+
+_COUNTING_AGENT = """#!/bin/sh
+# The sim agent, counting its starts: one line per process start.
+echo "start $ORCH_AGENT attempt $ORCH_ATTEMPT" >> "$ORCH_RESULTS_DIR/starts.log"
+exec "{python}" -P -m pytest_orch_recovery.doubles.simagent -p --output-format json \\
+    --dangerously-skip-permissions < "$1"
+"""
+
+
+def test_supervisor_killed_mid_attempt_never_starts_it_twice(fleet: Fleet) -> None:
+    agent_script = fleet.root / "counting-agent.sh"
+    agent_script.write_text(_COUNTING_AGENT.replace("{python}", sys.executable))
+    agent_script.chmod(0o755)
+    gate = fleet.root / "gate-open"
+    tmux = f"tmux -L {fleet.socket}"
+    # The task's tests hold the attempt until the test opens the gate (and pass after).
+    tests = (f"test -e {gate} || {{ {tmux} wait-for -S at-gate; {tmux} wait-for gate; }}")
+    task = Task("t-held", "Create the held file", ("held.md",), tests=tests)
+    fleet.double.stop()
+    fleet.double = ModelDouble(Plan((plan_for_task(task),))).start()
+    fleet.write_config(agent=f"{agent_script} {{prompt_file}}")
+
+    first = Supervisor(fleet)
+    first.wait_for("supervising")
+    fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(task))
+    first.wait_for("attempt_launched", "t-held")
+    subprocess.run(["tmux", "-L", fleet.socket, "wait-for", "at-gate"], check=True,
+                   timeout=_BOUND)  # the agent is mid-attempt, inside its test step
+    assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+    starts = fleet.root / ".orch-fleet" / "results" / "starts.log"
+    assert starts.read_text().splitlines() == [
+        f"start {fleet.events('task_submitted', 't-held')[0]['agent']} attempt 1"]
+
+    second = Supervisor(fleet)
+    try:
+        second.wait_for("recovering")
+        gate.touch()
+        subprocess.run(["tmux", "-L", fleet.socket, "wait-for", "-S", "gate"], check=True,
+                       timeout=_BOUND)
+        second.wait_for("task_succeeded", "t-held")
+    finally:
+        assert second.stop() == 0
+    assert len(starts.read_text().splitlines()) == 1, "attempt 1 was started again"
+    assert len(fleet.events("attempt_launched", "t-held")) == 1
+    succeeded = fleet.events("task_succeeded", "t-held")
+    assert succeeded[0]["data"]["first_try"] is True
+    assert _pushed(fleet, "t-held")
+
+
+def test_a_second_supervisor_on_the_same_journal_is_refused(fleet: Fleet) -> None:
+    first = Supervisor(fleet)
+    try:
+        first.wait_for("supervising")
+        second = fleet.cli("supervise", "--config", "fleet.toml", check=False)
+        assert second.returncode == 2
+        assert "locked by another process" in second.stderr
+    finally:
+        assert first.stop() == 0
+
+
+def _bad(fleet: Fleet, text: str) -> str:
+    (fleet.root / "bad.toml").write_text(text)
+    proc = fleet.cli("supervise", "--config", "bad.toml", check=False)
+    assert proc.returncode == 2
+    return proc.stderr.strip()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('repository = "project/repo"\nagent = "gpt-pilot"\n',
+     "bad.toml:2: agent: unknown agent 'gpt-pilot'"),
+    ('repository = "project/repo"\nagent = "sim"\non_escalate = "mail -s x ops"\n',
+     "bad.toml:3: on_escalate: must be a list of words (argv), never a shell string"),
+    ('repository = "nowhere"\n', "bad.toml:1: repository:"),
+    ('repository = "project/repo"\nbranch_pattern = "work"\n',
+     "bad.toml:2: branch_pattern: must contain {agent}"),
+    ('repository = "project/repo"\nagent = "sim"\n[policy]\nbackoff_cap = -1\n',
+     "bad.toml:4: policy.backoff_cap:"),
+    ('repository = "project/repo"\nattempt_timeout = 30\nreposit = 1\n',
+     "bad.toml:3: reposit: unknown key"),
+])
+def test_fleet_file_errors_name_file_line_and_key(fleet: Fleet, text: str,
+                                                  expected: str) -> None:
+    assert expected in _bad(fleet, text)
+
+
+def test_submit_refuses_a_bad_task_file_before_spooling_anything(fleet: Fleet) -> None:
+    good = fleet.task_file(SIGINT_TASK)
+    (fleet.root / "bad-task.toml").write_text('id = "t2"\ntitle = "x"\ndeliverables = []\n')
+    proc = fleet.cli("submit", "--config", "fleet.toml", good, "bad-task.toml", check=False)
+    assert proc.returncode == 2
+    assert "bad-task.toml:3: deliverables: must list at least one file" in proc.stderr
+    spool = fleet.root / ".orch-fleet" / "spool"
+    assert not spool.exists() or list(spool.glob("*.json")) == []
+

@@ -145,6 +145,10 @@ def test_ingest_attributes_every_failed_attempt_and_is_idempotent(
     perm = next(e for e in events if e.kind is EventKind.FAILURE_ATTRIBUTED and e.agent == PERM)
     assert perm.data["partial"]["pushed"] is False  # the probe saw nothing done
     assert [w["kind"] for w in perm.data["missing_work"]] == ["push"]
+    rate = next(e for e in events if e.kind is EventKind.FAILURE_ATTRIBUTED and e.agent == RATE)
+    top = rate.data["attribution"]["evidence"][0]
+    # Evidence quotes the words of the stream-json event, at its line in the log.
+    assert "API Error: 429" in top["detail"] and '"type":"result"' not in top["detail"]
     sig = next(e for e in events if e.kind is EventKind.FAILURE_ATTRIBUTED and e.agent == SIGINT)
     assert sig.data["partial"]["uncommitted"] == ["half.md"]
 

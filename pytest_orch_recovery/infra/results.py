@@ -239,6 +239,9 @@ class RunLog:
     bad_json_lines: tuple[int, ...]  # lines that began like JSON and did not parse (cut off)
     wrapper_lines: int
     ended: bool = False  # "Agent execution completed." (written after the results file)
+    # ``text`` line for line, each stream-json event replaced by the words in it (what a
+    # pattern should read, and what a person reads as evidence); line numbers are kept.
+    readable: str = ""
 
     @property
     def last_try(self) -> CliTry | None:
@@ -275,6 +278,33 @@ class _TryBuilder:
                       self.line)
 
 
+def _words(value: object) -> list[str]:
+    """The text inside a message content value: a string, or blocks of text/tool results."""
+    if isinstance(value, str):
+        return [value]
+    out: list[str] = []
+    if isinstance(value, list):
+        for block in value:
+            if isinstance(block, Mapping):
+                for key in ("text", "content"):
+                    out += _words(block.get(key))
+    return out
+
+
+def event_words(event: object) -> str:
+    """One stream-json event as the words a person would read, on one line: the result's
+    text, an assistant's text, a tool's output. Other events (init, tool calls) read as ""."""
+    if not isinstance(event, Mapping):
+        return ""
+    words: list[str] = []
+    if event.get("type") == "result":
+        words += _words(event.get("result"))
+    message = event.get("message")
+    if isinstance(message, Mapping):
+        words += _words(message.get("content"))
+    return " ".join(" ".join(words).split())
+
+
 def parse_log(source: str, text: str) -> RunLog:
     """Split a run's log into wrapper facts and the CLI's stream-json result (pure)."""
     tries: list[_TryBuilder] = []
@@ -285,6 +315,7 @@ def parse_log(source: str, text: str) -> RunLog:
     bad: list[int] = []
     wrapper = 0
     ended = False
+    readable: list[str] = []
 
     def current(cli: str | None = None) -> _TryBuilder:
         if not tries or (cli is not None and tries[-1].cli != cli and tries[-1].failed):
@@ -337,7 +368,7 @@ def parse_log(source: str, text: str) -> RunLog:
             continue
         wrapper += 1
     return RunLog(source, text, tuple(t.build() for t in tries), completed_via, trapped,
-                  result, parsed, tuple(bad), wrapper, ended)
+                  result, parsed, tuple(bad), wrapper, ended, "\n".join(readable))
 
 
 def load_run_log(path: Path) -> RunLog:
@@ -429,7 +460,8 @@ def observation(
     return Observation(
         exit=exit_info,
         result=None if log is None else log.result,
-        logs=() if log is None or not log.text.strip() else (LogText(log.source, log.text),),
+        logs=() if log is None or not log.readable.strip()
+        else (LogText(log.source, log.readable),),
         deliverables_present=() if partial is None else partial.deliverables_present,
         deliverables_missing=() if partial is None else partial.deliverables_missing,
         timed_out=bool(last is not None and last.timed_out),

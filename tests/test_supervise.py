@@ -252,6 +252,9 @@ def test_supervised_fleet_recovers_from_catalogue_faults(fleet: Fleet) -> None:
     assert "sigint" in failures and "incomplete" in failures and "github_error" in failures
     partial = fleet.cli("partial", "--journal", str(fleet.journal), "--format", "json")
     assert json.loads(partial.stdout)["schema_version"] >= 1
+    live = fleet.cli("status", "--config", "fleet.toml", "--live", "--format", "json")
+    assert {row["task_id"] for row in json.loads(live.stdout)["tasks"]} == {
+        "t-sigint", "t-partial", "t-pr"}
 
     # The permission flag left out of the fleet file: escalated, on_escalate told, fixed in
     # the fleet file, released. The supervisor is restarted for it (a stop is not a loss).

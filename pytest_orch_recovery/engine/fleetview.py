@@ -18,8 +18,8 @@ What the journal records and what it does not (docs/journal.md is the schema):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pytest_orch_recovery.engine.coordinator import TERMINAL, Phase
@@ -357,11 +357,9 @@ class FleetView:
             return
         strategy = Strategy(decision["strategy"])
         if state.undecided is not None:
-            failure = state.failures[state.undecided]
-            state.failures[state.undecided] = FailedAttempt(
-                failure.task_id, failure.agent, failure.attempt, failure.time, failure.reason,
-                failure.confidence, failure.evidence, failure.exit, strategy,
-                str(decision.get("why", "")))
+            state.failures[state.undecided] = replace(
+                state.failures[state.undecided], strategy=strategy,
+                why=str(decision.get("why", "")))
             state.undecided = None
         if strategy is Strategy.ESCALATE:
             return
@@ -428,13 +426,10 @@ class FleetView:
                 continue
             if state.partial is not None:
                 part = state.partial
-                out.append(PartialReport(
-                    part.task_id, state.agent, part.attempt, part.time, state.phase,
-                    part.deliverables_present, part.deliverables_missing, part.uncommitted,
-                    part.commits_ahead, part.pushed,
-                    state.pr if state.pr is not None else part.pr,
-                    part.checkpoint, part.checkpoint_problem, part.tests_passed,
-                    () if state.phase is Phase.SUCCEEDED else part.missing_work))
+                out.append(replace(
+                    part, agent=state.agent, phase=state.phase,
+                    pr=state.pr if state.pr is not None else part.pr,
+                    missing_work=() if state.phase is Phase.SUCCEEDED else part.missing_work))
             else:
                 out.append(PartialReport(state.task_id, state.agent, None, None, state.phase,
                                          pr=state.pr))
@@ -443,7 +438,3 @@ class FleetView:
     def agents(self) -> list[str]:
         return list(dict.fromkeys(s.agent for s in self._tasks.values()))
 
-
-def fleet_view(events: Sequence[Event], *, budget: int | None = None) -> FleetView:
-    """The views of ``events`` (a convenience spelling of :class:`FleetView`)."""
-    return FleetView(events, budget=budget)

@@ -30,6 +30,7 @@ from pytest_orch_recovery.doubles.modeldouble import ModelDouble, Plan, plan_for
 from pytest_orch_recovery.doubles.modeldouble.faults import ApiFaultKind, ApiFaultSpec
 from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.engine.model import Task
+from pytest_orch_recovery.infra.agents import claude_code_missing
 from pytest_orch_recovery.infra.git import create_repo_with_origin, remote_sha
 from pytest_orch_recovery.runtime.server import kill_tmux_server
 
@@ -374,3 +375,23 @@ def test_submit_refuses_a_bad_task_file_before_spooling_anything(fleet: Fleet) -
     spool = fleet.root / ".orch-fleet" / "spool"
     assert not spool.exists() or list(spool.glob("*.json")) == []
 
+
+
+@pytest.mark.claude
+@pytest.mark.skipif(claude_code_missing() is not None, reason=str(claude_code_missing()))
+def test_supervised_real_claude_code_recovers_from_sigint(fleet: Fleet) -> None:
+    """The same fleet file and commands with ``agent = "claude-code"``: the real CLI, SIGINT
+    after its first file, resumed to success."""
+    sigint = FaultSpec("sigint", Trigger("file_written", path="fake3.md"), task="t-sigint",
+                       fault_id="f1")
+    fleet.write_config(agent="claude-code", fault_plan=str(_fault_plan(fleet, [sigint])))
+    supervisor = Supervisor(fleet)
+    try:
+        supervisor.wait_for("supervising")
+        fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(SIGINT_TASK))
+        supervisor.wait_for("task_succeeded", "t-sigint")
+    finally:
+        assert supervisor.stop() == 0
+    assert _reasons(fleet, "t-sigint") == ["sigint"]
+    assert _pushed(fleet, "t-sigint")
+    assert [pr.number for pr in fleet.forge.pull_requests()] == [1]

@@ -190,3 +190,22 @@ def test_memory_rebuilt_from_the_journal_equals_the_live_memory(c) -> None:
         live.submit(task)
     live.run()
     assert differences == []
+
+
+def test_a_timeout_kill_stays_a_timeout_when_the_coordinator_crashes_before_the_exit() -> None:
+    # Found by the property above: three agents parked at a permission prompt are killed at
+    # their timeout; the coordinator crashes after the kills, before the exits are recorded.
+    # The replacement must still see timeouts (permission at the prompt, one systematic
+    # escalation), not three SIGTERMs from nowhere that it resumes.
+    tasks = [Task(task_id=f"t{i}", title=f"Task {i}", deliverables=(f"src/m{i}_0.py",))
+             for i in range(4)]
+    faults = [
+        FaultSpec(kind="permission_prompt", trigger=Trigger(event="tool_call", n=1), task="*"),
+        FaultSpec(kind="api_overloaded", task="t0"),
+        FaultSpec(kind="api_overloaded", trigger=Trigger(event="tool_call", n=1), task="t0"),
+    ]
+    clean = simulate(tasks, faults, seed=0)
+    crashed = simulate(tasks, faults, seed=0, crash_after_event=15)
+    assert crashed.crashes == 1
+    assert crashed.outcomes == clean.outcomes
+    assert [crashed.outcomes[f"t{i}"] for i in range(1, 4)] == [Phase.ESCALATED] * 3

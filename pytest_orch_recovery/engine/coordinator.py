@@ -59,6 +59,17 @@ class Phase(enum.StrEnum):
 TERMINAL = frozenset({Phase.SUCCEEDED, Phase.ESCALATED, Phase.FAILED})
 
 
+def _killed_past_deadline(current: AttemptState, exited: AttemptExit) -> bool:
+    """Whether a signal death is the timeout kill of a coordinator that crashed before this
+    exit was recorded: the ``timed_out`` mark lives in memory only, so a replacement infers
+    it from what is durable, the deadline recorded at launch and how the attempt ended."""
+    return (current.deadline is not None and exited.exit.signal in _TIMEOUT_SIGNALS
+            and exited.ended_at >= current.deadline)
+
+
+_TIMEOUT_SIGNALS = frozenset({15, 9})  # what Runtime.kill sends: SIGTERM, then SIGKILL
+
+
 @dataclass
 class AttemptState:
     spec: LaunchSpec
@@ -396,7 +407,8 @@ class Coordinator:
         current = state.current
         if current is None or current.number != exited.attempt or state.phase is not Phase.RUNNING:
             return  # a late duplicate report of an attempt already judged
-        timed_out = current.timed_out or exited.exit.timed_out
+        timed_out = (current.timed_out or exited.exit.timed_out
+                     or _killed_past_deadline(current, exited))
         exit_info = exited.exit.with_timeout() if timed_out else exited.exit
         self._emit(
             EventKind.ATTEMPT_EXITED,

@@ -34,7 +34,8 @@ _ROLES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("launch wrapper", re.compile(r"runtime\.wrapper")),
     ("pytest (controller, xdist workers)", re.compile(r"--orch-chaos|execnet|exec\(eval\(")),
     ("task tests (pytest in a worktree)", re.compile(r"(^|/)pytest( |$)|-m pytest")),
-    ("pyenv shims (bash)", re.compile(r"pyenv")),
+    ("pyenv shims (bash)",
+     re.compile(r"/\.pyenv/(shims|libexec|plugins)/|^(\S*/)?pyenv(-[a-z-]+)?( |$)")),
     ("sh", re.compile(r"^(\S*/)?(sh|dash|bash)( |$)")),
     ("claude (real CLI)", re.compile(r"claude")),
 )

@@ -255,3 +255,18 @@ def test_user_tests_get_orch_engine_and_the_marker(pytester: pytest.Pytester) ->
         """
     )
     pytester.runpytest().assert_outcomes(passed=2)
+
+
+def test_scenarios_run_heaviest_first_so_xdist_workers_finish_together(
+    pytester: pytest.Pytester,
+) -> None:
+    _scenario(pytester, "a-one", RECOVERING)
+    _scenario(pytester, "b-three", "".join(
+        f'[[tasks]]\nid = "t{i}"\ntitle = "Task {i}"\ndeliverables = ["f{i}.md"]\n\n'
+        for i in (1, 2, 3)))
+    _scenario(pytester, "c-one", RECOVERING)
+    result = pytester.runpytest("--orch-chaos", "--collect-only", "-q")
+    lines = [line for line in result.stdout.lines if "::" in line]
+    # The three-agent scenario first; ties keep their file order.
+    assert lines == ["scenarios/b-three.toml::b-three", "scenarios/a-one.toml::a-one",
+                     "scenarios/c-one.toml::c-one"]

@@ -89,13 +89,17 @@ class Dispatcher:
         return self._driver_factory(override)
 
     def hook_command(self, agent: str) -> str:
+        """The PostToolUse hook's shell command. Agents run it with ``sh -c``; ``exec`` makes
+        the shell become the hook instead of forking it: one process per tool call, not two."""
         if self.fault_plan is not None:
-            return shlex.join(lean_python_argv(
-                "pytest_orch_recovery.chaos.faulthook", "--plan", str(self.fault_plan)))
-        return shlex.join(lean_python_argv(
-            "pytest_orch_recovery", "checkpoint", "--from-hook",
-            "--agent", agent, "--dir", str(self.host.checkpoints),
-        ))
+            argv = lean_python_argv(
+                "pytest_orch_recovery.chaos.faulthook", "--plan", str(self.fault_plan))
+        else:
+            argv = lean_python_argv(
+                "pytest_orch_recovery", "checkpoint", "--from-hook",
+                "--agent", agent, "--dir", str(self.host.checkpoints),
+            )
+        return "exec " + shlex.join(argv)
 
     def _install_hooks(self, workspace: Path, agent: str) -> None:
         install_hook(workspace, matcher=HOOK_MATCHER, command=self.hook_command(agent),

@@ -32,7 +32,6 @@ import json
 import os
 import select
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -56,6 +55,8 @@ def foreground_group(context: Mapping[str, Any]) -> int:
     own = foreground_process_group(os.getpid())
     if own is not None:
         return own
+    import subprocess  # here: most hook runs fire nothing and need no child process
+
     pane_pid = subprocess.run(
         ["tmux", "-L", str(context["tmux_socket"]), "display-message", "-p",
          "-t", f"={context['agent']}:", "#{pane_pid}"],
@@ -178,6 +179,8 @@ def _await_exit(pid: int, timeout: float = SIGNAL_WAIT_SECONDS) -> bool:
 
 
 def _fire(fault: Mapping[str, Any], *, workspace: Path, context: Mapping[str, Any]) -> str:
+    import subprocess  # here: most hook runs fire nothing and need no child process
+
     kind = fault["kind"]
     if kind in ("sigint", "sigint_keys"):
         group = foreground_group(context)

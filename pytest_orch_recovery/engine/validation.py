@@ -27,7 +27,6 @@ import math
 import os
 import re
 import stat
-import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import PurePosixPath
 from typing import Any
@@ -340,6 +339,10 @@ def loads_json(data: str | bytes) -> Any:
 
 def loads_toml(data: str) -> dict[str, Any]:
     """Parse TOML within the limits; syntax errors carry their line."""
+    # Imported here: the hook and wrapper processes import this module and read no TOML
+    # (tomllib and its regexes are ~6 ms of their start-up, docs/performance.md).
+    import tomllib
+
     try:
         doc = tomllib.loads(data)
     except tomllib.TOMLDecodeError as exc:

@@ -91,6 +91,11 @@ def agent_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _printable(text: str) -> str:
+    """A file name as typed when it prints on one line, else quoted (newlines, NULs)."""
+    return text if text.isprintable() else repr(text)
+
+
 def input_file(text: str) -> str:
     """``-`` (standard input) or an existing regular file of bounded size; devices, FIFOs and
     directories are refused before anything reads them."""
@@ -99,18 +104,19 @@ def input_file(text: str) -> str:
     if text == "-":
         return text
     if not text or "\x00" in text:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a file name")
+        raise argparse.ArgumentTypeError(f"{_printable(text)} is not a file name")
     try:
         info = os.stat(text)
     except OSError as exc:
-        raise argparse.ArgumentTypeError(f"cannot read {text!r}: {exc.strerror or exc}") \
+        raise argparse.ArgumentTypeError(f"cannot read {_printable(text)}: {exc.strerror or exc}") \
             from None
     if not stat.S_ISREG(info.st_mode):
         raise argparse.ArgumentTypeError(
-            f"{text!r}: not a regular file ({validation.file_kind(info.st_mode)})")
+            f"{_printable(text)}: not a regular file ({validation.file_kind(info.st_mode)})")
     if info.st_size > validation.MAX_DOCUMENT_BYTES:
         raise argparse.ArgumentTypeError(
-            f"{text!r}: is {info.st_size} bytes; the limit is {validation.MAX_DOCUMENT_BYTES}")
+            f"{_printable(text)}: is {info.st_size} bytes; the limit is "
+            f"{validation.MAX_DOCUMENT_BYTES}")
     return text
 
 

@@ -483,3 +483,25 @@ def test_deep_or_huge_json_results_are_one_line_usage_errors(
     journal = _journal(tmp_path, SUBMITTED)
     code, _, err = _report(["--journal", str(journal), "--results", str(results)], capsys)
     assert code == 2 and err.count("\n") == 1 and "a1.1_results.json" in err
+
+
+def test_scenarios_built_in_code_meet_the_load_rules() -> None:
+    """The orch_engine fixture and generated runs skip the file loader, not the rules."""
+    from pytest_orch_recovery.chaos.campaign import run_scenario
+    from pytest_orch_recovery.chaos.faults import FaultSpec, Trigger
+    from pytest_orch_recovery.chaos.scenario import Scenario, ScenarioTask
+
+    def scenario(task: Task, *faults: FaultSpec) -> Scenario:
+        return Scenario("built", (ScenarioTask(task),), faults=faults)
+
+    for bad, field in (
+        (scenario(Task("t1", "Docs", ("../../../tmp/x.md",))), "tasks[1].deliverables[1]"),
+        (scenario(Task("$(touch pwned)", "Docs", ("a.md",))), "tasks[1].id"),
+        (scenario(Task("t1", "Docs", ("a.md",)),
+                  FaultSpec("sigint", Trigger("api_request"), task="t1")), "faults[1]"),
+    ):
+        with pytest.raises(ScenarioError) as info:
+            run_scenario(bad, tier="sim", seed=1, agent="sim")
+        assert info.value.field == field
+    good = run_scenario(scenario(Task("t1", "Docs", ("a.md",))), tier="sim", seed=1, agent="sim")
+    assert good.outcomes == {"t1": "succeeded"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 
 from pytest_orch_recovery.chaos.record import ScenarioRun
-from pytest_orch_recovery.chaos.scenario import Scenario
+from pytest_orch_recovery.chaos.scenario import Scenario, check_scenario
 from pytest_orch_recovery.chaos.simulation import SimTier
 from pytest_orch_recovery.chaos.tier import TIERS, Tier, TierUnavailable
 
@@ -50,7 +50,10 @@ def tier_named(name: str) -> Tier:
 
 
 def run_scenario(scenario: Scenario, *, tier: str, seed: int, agent: str) -> ScenarioRun:
-    """Run ``scenario`` on ``tier`` (one of :data:`TIERS`) and collect what it produced."""
+    """Run ``scenario`` on ``tier`` (one of :data:`TIERS`) and collect what it produced; a
+    scenario built in code meets the rules a file meets at load (:func:`check_scenario`)."""
+    if scenario.source is None:
+        check_scenario(scenario)
     run = tier_named(tier).run(scenario, seed=scenario_seed(seed, scenario.name), agent=agent)
     run.generated = scenario.generated
     # The scenario's own word on a fault's ledger status travels with the run (--orch-strict).

@@ -359,6 +359,45 @@ def parse_scenario(text: str, *, source: str = "<scenario>", name: str | None = 
     )
 
 
+def check_scenario(scenario: Scenario) -> None:
+    """The load-time rules, for a scenario built in code rather than read from a file (the
+    generated runs, the ``orch_engine`` fixture): both tiers refuse the same scenarios, with
+    a :class:`ScenarioError` naming the field."""
+    where = scenario.source or f"<scenario {scenario.name}>"
+
+    def check(field_name: str, rule: Any, value: object, **kwargs: Any) -> None:
+        try:
+            rule(value, **kwargs)
+        except RuleError as exc:
+            raise ScenarioError(where, 1, field_name, str(exc)) from None
+
+    agents: dict[str, int] = {}
+    titles: dict[str, int] = {}
+    for i, entry in enumerate(scenario.tasks):
+        task, at = entry.task, f"tasks[{i + 1}]"
+        check(f"{at}.id", validation.name, task.task_id, what="task id")
+        check(f"{at}.title", validation.text, task.title)
+        check(f"{at}.prompt", validation.prompt, task.prompt)
+        check(f"{at}.agent_type", validation.name, task.agent_type, what="agent type")
+        for j, path in enumerate(task.deliverables):
+            check(f"{at}.deliverables[{j + 1}]", validation.relative_path, path)
+        agent = entry.agent or f"task-agent-{task.task_id}"
+        check(f"{at}.agent", validation.agent_name, agent)
+        for seen, key, what in ((agents, agent, "agent"), (titles, task.title, "title")):
+            if key in seen:
+                raise ScenarioError(where, 1, f"{at}.{what}", f"{what} {key!r} repeats "
+                                    f"tasks[{seen[key] + 1}]")
+            seen[key] = i
+    for i, spec in enumerate(scenario.faults):
+        trigger = spec.effective_trigger
+        honoured = HONOURED_EVENTS.get(spec.kind, frozenset())
+        if trigger.event not in honoured:
+            raise ScenarioError(where, 1, f"faults[{i + 1}]", f"{spec.kind} cannot be keyed "
+                                f"on the {trigger.event} event on every tier")
+        if trigger.path is not None:
+            check(f"faults[{i + 1}].after_file", validation.relative_path, trigger.path)
+
+
 def _check_testable(reader: _Reader, path: Path_, spec: FaultSpec,
                     tasks: Sequence[ScenarioTask]) -> None:
     """``tests_fail`` breaks a task's implementation against its tests: every task it targets

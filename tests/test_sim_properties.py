@@ -6,7 +6,7 @@ import dataclasses
 import json
 from collections import Counter
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pytest_orch_recovery.chaos.faults import CATALOGUE, FaultSpec, Trigger
@@ -143,8 +143,18 @@ def test_same_seed_same_journal(c) -> None:
     assert first == second
 
 
+_FOUR = [Task(task_id=f"t{i}", title=f"Task {i}", deliverables=(f"src/m{i}_0.py",))
+         for i in range(4)]
+
+
 @settings(max_examples=60, deadline=None)
 @given(campaigns(), st.integers(1, 60))
+# Found by this property: stalled agents killed at their timeout, the coordinator crashing
+# after the kills and before the exits are recorded.
+@example(c=(_FOUR, [FaultSpec(kind="api_stall", task="t0"),
+                    FaultSpec(kind="api_stall", trigger=Trigger(event="api_request", n=1),
+                              task="*")], 0),
+         crash_after=9)
 def test_a_coordinator_crash_anywhere_changes_no_outcome(c, crash_after) -> None:
     ts, faults, seed = c
     clean = simulate(ts, faults, seed=seed)

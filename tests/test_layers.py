@@ -228,9 +228,8 @@ def test_the_documents_name_modules_and_files_that_exist() -> None:
 
 
 # Public names two modules define, while the files are with other work of this round: the sim
-# agent's own UsageError (doubles/simagent), and the fleet commands' InputError (cli/) beside the
-# boundary InputError of engine/validation. Tolerated, never required.
-_SHARED_NAMES = {"InputError", "UsageError"}
+# agent's own UsageError (doubles/simagent). Tolerated, never required.
+_SHARED_NAMES = {"UsageError"}
 
 
 def test_one_public_class_name_means_one_thing() -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from pytest_orch_recovery.engine import validation
 from pytest_orch_recovery.engine.classify import LogText, Observation, classify
+from pytest_orch_recovery.engine.errors import UsageError
 from pytest_orch_recovery.engine.model import ExitInfo, WorkItem, WorkKind, signal_number
 from pytest_orch_recovery.infra import results as seed
 from pytest_orch_recovery.infra.argtypes import exit_code, input_file, relative_path
@@ -128,9 +129,6 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-class _UsageError(Exception):
-    pass
-
 
 def _read_log(name: str) -> LogText:
     if name == "-":
@@ -138,7 +136,7 @@ def _read_log(name: str) -> LogText:
     try:
         text = seed.read_text(Path(name))
     except seed.ResultsError as exc:
-        raise _UsageError(f"argument --log: {exc}") from None
+        raise UsageError(f"argument --log: {exc}") from None
     return LogText(name, text)
 
 
@@ -155,7 +153,7 @@ def _parse_result(name: str) -> _ResultFile:
     try:
         text = seed.read_text(Path(name))
     except seed.ResultsError as exc:
-        raise _UsageError(f"argument --result: {exc}") from None
+        raise UsageError(f"argument --result: {exc}") from None
     if not text.strip():
         return _ResultFile()  # the agent printed nothing (Claude Code interrupted while waiting)
     try:
@@ -163,16 +161,16 @@ def _parse_result(name: str) -> _ResultFile:
     except json.JSONDecodeError as whole_error:
         return _parse_stream(name, text, whole_error)
     except RecursionError:
-        raise _UsageError(f"argument --result: {name}: JSON nested too deep") from None
+        raise UsageError(f"argument --result: {name}: JSON nested too deep") from None
     except ValueError as exc:  # an integer beyond Python's digit limit
-        raise _UsageError(f"argument --result: {name}: invalid JSON: "
+        raise UsageError(f"argument --result: {name}: invalid JSON: "
                           f"{str(exc).splitlines()[0][:200]}") from None
     try:
         validation.check_document(data)
     except validation.DocumentError as exc:
-        raise _UsageError(f"argument --result: {name}: {exc.describe()}") from None
+        raise UsageError(f"argument --result: {name}: {exc.describe()}") from None
     if not isinstance(data, dict):
-        raise _UsageError(
+        raise UsageError(
             f"argument --result: {name}: line 1: expected a JSON object, "
             f"got {type(data).__name__}"
         )
@@ -180,7 +178,7 @@ def _parse_result(name: str) -> _ResultFile:
         try:
             return _ResultFile(run=seed.run_result(Path(name), data))
         except seed.ResultsError as exc:
-            raise _UsageError(f"argument --result: {exc}") from None
+            raise UsageError(f"argument --result: {exc}") from None
     return _ResultFile(result=data)
 
 
@@ -190,7 +188,7 @@ def _parse_stream(name: str, text: str, whole_error: json.JSONDecodeError) -> _R
     position of the whole-document error."""
     log = seed.parse_log(name, text)
     if not seed.looks_like_log(log):
-        raise _UsageError(
+        raise UsageError(
             f"argument --result: invalid JSON in {name}: line {whole_error.lineno} column "
             f"{whole_error.colno}: {whole_error.msg}"
         )
@@ -221,15 +219,15 @@ def _undone(args: argparse.Namespace) -> tuple[str, ...]:
 
 def _observation(args: argparse.Namespace) -> Observation:
     if args.deliverable and not args.workspace:
-        raise _UsageError("argument --deliverable: needs --workspace DIR")
+        raise UsageError("argument --deliverable: needs --workspace DIR")
     if args.log.count("-") > 1:
-        raise _UsageError("argument --log: '-' (standard input) given more than once")
+        raise UsageError("argument --log: '-' (standard input) given more than once")
     present: list[str] = []
     missing: list[str] = []
     if args.workspace:
         workspace = Path(args.workspace)
         if not workspace.is_dir():
-            raise _UsageError(f"argument --workspace: not a directory: {args.workspace}")
+            raise UsageError(f"argument --workspace: not a directory: {args.workspace}")
         for rel in args.deliverable:
             (present if (workspace / rel).exists() else missing).append(rel)
     given = _parse_result(args.result) if args.result else _ResultFile()
@@ -252,7 +250,7 @@ def _observation(args: argparse.Namespace) -> Observation:
 def run(args: argparse.Namespace) -> int:
     try:
         obs = _observation(args)
-    except _UsageError as exc:
+    except UsageError as exc:
         # argparse's own format and exit status 2, like errors found while parsing
         build_parser("orch-recovery classify").error(str(exc))
     json.dump(classify(obs).to_json(), sys.stdout, sort_keys=True)

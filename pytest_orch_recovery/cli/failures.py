@@ -7,7 +7,6 @@ import argparse
 import sys
 
 from pytest_orch_recovery.cli.fleet_output import (
-    InputError,
     add_journal_options,
     clock,
     dump_json,
@@ -16,6 +15,7 @@ from pytest_orch_recovery.cli.fleet_output import (
     read_events,
     table,
 )
+from pytest_orch_recovery.engine.errors import UsageError
 from pytest_orch_recovery.engine.fleetview import FailedAttempt, FleetView
 
 PROG = "orch-recovery failures"
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = fleet_settings(args)
         view = FleetView(read_events(settings.journals))
-    except InputError as exc:
+    except UsageError as exc:
         return fail(PROG, str(exc))
     failures = [f for f in view.failures() if args.agent is None or f.agent == args.agent]
     sys.stdout.write(render(failures, args.format, args.evidence))

@@ -25,10 +25,6 @@ from pytest_orch_recovery.engine.model import Event
 from pytest_orch_recovery.fleet.config import FleetConfig, FleetConfigError, load_fleet
 
 
-class InputError(UsageError):
-    """A journal cannot be used; the message names the file (and line)."""
-
-
 def add_journal_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--journal",
@@ -66,16 +62,16 @@ class FleetSettings:
 
 def fleet_settings(args: argparse.Namespace) -> FleetSettings:
     """``--journal``/``--config`` (and, where the command has them, ``--budget``,
-    ``--tmux-socket``, ``--checkpoint-dir``) resolved; :class:`InputError` names the file."""
+    ``--tmux-socket``, ``--checkpoint-dir``) resolved; :class:`UsageError` names the file."""
     config: FleetConfig | None = None
     if args.config is not None:
         try:
             config = load_fleet(args.config)
         except FleetConfigError as exc:
-            raise InputError(str(exc)) from None
+            raise UsageError(str(exc)) from None
     journals = tuple(args.journal or ()) or ((config.journal,) if config else ())
     if not journals:
-        raise InputError("one of the arguments --journal or --config is required")
+        raise UsageError("one of the arguments --journal or --config is required")
 
     def pick(name: str, from_config: object) -> Any:
         given = getattr(args, name, None)
@@ -93,15 +89,15 @@ def read_events(paths: Sequence[Path]) -> list[Event]:
     events: list[Event] = []
     for path in paths:
         if not path.is_file():
-            raise InputError(f"{path}: no such journal file")
+            raise UsageError(f"{path}: no such journal file")
         try:
             loaded = replay(path)
         except JournalError as exc:
-            raise InputError(str(exc)) from None
+            raise UsageError(str(exc)) from None
         for line, event in enumerate(loaded, 1):
             problem = event_problem(event)
             if problem is not None:
-                raise InputError(f"{path}:{line}: {problem}")
+                raise UsageError(f"{path}:{line}: {problem}")
         events += loaded
     return events
 

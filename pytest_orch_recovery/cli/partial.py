@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from pytest_orch_recovery.cli.fleet_output import (
-    InputError,
     add_journal_options,
     dump_json,
     fail,
@@ -18,6 +17,7 @@ from pytest_orch_recovery.cli.fleet_output import (
     read_events,
     table,
 )
+from pytest_orch_recovery.engine.errors import UsageError
 from pytest_orch_recovery.engine.fleetview import FleetView, PartialReport
 from pytest_orch_recovery.infra.checkpoint import read_checkpoint_safely
 
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = fleet_settings(args)
         view = FleetView(read_events(settings.journals))
-    except InputError as exc:
+    except UsageError as exc:
         return fail(PROG, str(exc))
     reports = view.partial_work(agent=args.agent)
     actions = [_next_actions(settings.checkpoint_dir, r.agent) for r in reports]

@@ -27,6 +27,7 @@ from pytest_orch_recovery.engine.dashboard import (
     render_json,
     render_markdown,
 )
+from pytest_orch_recovery.engine.errors import UsageError
 from pytest_orch_recovery.engine.htmlreport import render_html
 from pytest_orch_recovery.engine.journal import JournalError, replay
 from pytest_orch_recovery.engine.metrics import Criteria, compute, evaluate, event_problem
@@ -163,28 +164,25 @@ def _add_criteria(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class _UsageError(Exception):
-    pass
-
 
 def _read(paths: list[Path]) -> list[Event]:
     events: list[Event] = []
     owner: dict[str, tuple[int, Path]] = {}  # task id -> (which --journal, its path)
     for index, path in enumerate(paths):
         if not path.is_file():
-            raise _UsageError(f"{path}: no such journal file")
+            raise UsageError(f"{path}: no such journal file")
         try:
             loaded = replay(path)
         except JournalError as exc:
-            raise _UsageError(str(exc)) from None
+            raise UsageError(str(exc)) from None
         for line, event in enumerate(loaded, 1):  # replay keeps one event per line
             problem = event_problem(event)
             if problem is not None:
-                raise _UsageError(f"{path}:{line}: {problem}")
+                raise UsageError(f"{path}:{line}: {problem}")
             if event.kind is EventKind.TASK_SUBMITTED and event.task_id is not None:
                 first, where = owner.setdefault(event.task_id, (index, path))
                 if first != index:
-                    raise _UsageError(
+                    raise UsageError(
                         f"{path}:{line}: task id {event.task_id!r} was already submitted in "
                         f"{where}; combined journals need unique task ids"
                     )
@@ -203,9 +201,9 @@ def _read_results(dirs: list[Path]) -> list[AttemptResult]:
     found: list[AttemptResult] = []
     for directory in dirs:
         if not directory.exists():
-            raise _UsageError(f"{directory}: no such results directory")
+            raise UsageError(f"{directory}: no such results directory")
         if not directory.is_dir():
-            raise _UsageError(f"{directory}: not a results directory")
+            raise UsageError(f"{directory}: not a results directory")
         for path in sorted(directory.glob(_RESULTS_GLOB)):
             if path.is_symlink() and seed.is_latest_pointer_name(path.name):
                 continue
@@ -213,9 +211,9 @@ def _read_results(dirs: list[Path]) -> list[AttemptResult]:
                 data = seed.load_json_object(path)
                 found.append(AttemptResult.from_json(data))
             except seed.ResultsError as exc:
-                raise _UsageError(str(exc)) from None
+                raise UsageError(str(exc)) from None
             except ValueError as exc:
-                raise _UsageError(f"{path}: {exc}") from None
+                raise UsageError(f"{path}: {exc}") from None
         found += _read_run_results(directory)
     # As dispatcher.read_results orders them; the attempt number breaks ties.
     return sorted(found, key=lambda r: (r.recorded_at or 0.0, r.agent, r.attempt))
@@ -232,9 +230,9 @@ def _read_run_results(directory: Path) -> list[AttemptResult]:
             result = seed.load_run_result(run.results)
             ended = run.results.stat().st_mtime
         except seed.ResultsError as exc:
-            raise _UsageError(str(exc)) from None
+            raise UsageError(str(exc)) from None
         except OSError as exc:
-            raise _UsageError(f"{run.results}: cannot read: {exc.strerror or exc}") from None
+            raise UsageError(f"{run.results}: cannot read: {exc.strerror or exc}") from None
         numbers[run.agent] = numbers.get(run.agent, 0) + 1
         attribution = None if result.completed else classify(seed.observation(result, None))
         exit_info = result.exit
@@ -266,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         events = _read(list(args.journal))
         attempts = None if args.results is None else _read_results(list(args.results))
-    except _UsageError as exc:
+    except UsageError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     criteria = Criteria(

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from pytest_orch_recovery.cli.fleet_output import (
-    InputError,
     add_journal_options,
     clock,
     dump_json,
@@ -31,6 +30,7 @@ from pytest_orch_recovery.cli.fleet_output import (
     read_events,
     table,
 )
+from pytest_orch_recovery.engine.errors import UsageError
 from pytest_orch_recovery.engine.fleetview import FleetView, TaskStatus, TmuxTarget
 from pytest_orch_recovery.engine.policy import Policy
 from pytest_orch_recovery.infra.argtypes import positive_int
@@ -217,7 +217,7 @@ def _draw(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     try:
         text = _draw(args)
-    except InputError as exc:
+    except UsageError as exc:
         return fail(PROG, str(exc))
     if args.watch is None:
         sys.stdout.write(text)
@@ -231,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
             stop.wait(args.watch)
             try:
                 text = _draw(args)
-            except InputError as exc:  # e.g. the journal moved away: say so, keep watching
+            except UsageError as exc:  # e.g. the journal moved away: say so, keep watching
                 text = f"{PROG}: error: {exc}\n"
     except KeyboardInterrupt:
         return 0

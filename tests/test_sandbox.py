@@ -38,19 +38,27 @@ def box(base: Path) -> Iterator[Sandbox]:
 def _sleeper(
     env: dict[str, str] | None = None, *, new_session: bool = True
 ) -> subprocess.Popen[bytes]:
-    # The process blocks on a pipe nobody writes: it lives until it is killed.
-    return subprocess.Popen(
-        [sys.executable, "-c", "import sys; sys.stdin.read()"],
+    # The process blocks on a pipe nobody writes: it lives until it is killed. It says so on
+    # stdout once it runs, and we wait for that: before its exec, /proc shows the parent's
+    # environment, so a sandbox scanning for its marker would not see it yet (a loaded
+    # machine made that window long enough to turn the expected SIGTERM into the later SIGKILL).
+    proc = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; sys.stdout.write('up'); sys.stdout.flush(); sys.stdin.read()"],
         stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
         env=env,
         start_new_session=new_session,
     )
+    assert proc.stdout is not None and proc.stdout.read(2) == b"up"
+    return proc
 
 
 def _reap_child(proc: subprocess.Popen[bytes]) -> int:
     code = proc.wait(timeout=30)
-    assert proc.stdin is not None
+    assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.close()
+    proc.stdout.close()
     return code
 
 

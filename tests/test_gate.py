@@ -82,7 +82,9 @@ def test_strict_fails_on_unexercised_faults_unless_expected() -> None:
 
 
 def test_reports_render_the_matrix_ledger_and_timeline() -> None:
-    runs = [_run("hostile", [Task("<b>h</b>", "$(rm -rf ~) \"q\"", ("a.md",))],
+    # Task ids are refused at load unless they are in the safe alphabet; titles are free text
+    # and must reach the page escaped.
+    runs = [_run("hostile", [Task("h-1", "<b>h</b> $(rm -rf ~) \"q\"", ("a.md",))],
                  FaultSpec("sigint", Trigger("file_written", n=1)))]
     result = aggregate(runs, Criteria())
     campaign = {**result.to_json(), "seed": 1, "tier": "sim", "agent": "sim",

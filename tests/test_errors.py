@@ -21,21 +21,11 @@ def _exception_classes() -> dict[str, type[BaseException]]:
     return found
 
 
-# Defined in files other work of this round is rewriting; they take the base when it lands.
-# Tolerated while listed, never required: delete each line once its class derives.
-_PENDING = {
-    "pytest_orch_recovery.doubles.simagent.api.ApiError",
-    "pytest_orch_recovery.doubles.simagent.api.StreamDropped",
-    "pytest_orch_recovery.doubles.simagent.api.StreamErrorEvent",
-    "pytest_orch_recovery.doubles.simagent.cli.UsageError",
-}
-
-
 def test_every_exception_class_of_the_package_derives_from_one_base() -> None:
     classes = _exception_classes()
     assert len(classes) >= 20, sorted(classes)  # the walk reached the whole package
     outside = sorted(name for name, cls in classes.items()
-                     if not issubclass(cls, OrchRecoveryError) and name not in _PENDING)
+                     if not issubclass(cls, OrchRecoveryError))
     assert outside == []
 
 

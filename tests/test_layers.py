@@ -142,11 +142,6 @@ def test_the_sim_agent_keeps_its_documented_dash_m_name() -> None:
     assert out.stdout.strip().endswith("(sim-agent)")
 
 
-# The sim agent's tool runner, in a folder other work of this round is rewriting; it moves onto
-# infra.processes when that lands. Tolerated, never required.
-_OWN_PROC_READERS = {"doubles/simagent/tools.py"}
-
-
 def test_only_infra_processes_reads_proc() -> None:
     readers = set()
     for path in sorted(PACKAGE_DIR.rglob("*.py")):
@@ -157,7 +152,7 @@ def test_only_infra_processes_reads_proc() -> None:
                     and id(node) not in docstrings
                     and (node.value == "/proc" or node.value.startswith("/proc/"))):
                 readers.add(path.relative_to(PACKAGE_DIR).as_posix())
-    assert readers - _OWN_PROC_READERS == {"infra/processes.py"}
+    assert readers == {"infra/processes.py"}
 
 
 def test_every_data_file_of_the_package_is_declared_package_data() -> None:
@@ -227,11 +222,6 @@ def test_the_documents_name_modules_and_files_that_exist() -> None:
     assert stale == []
 
 
-# Public names two modules define, while the files are with other work of this round: the sim
-# agent's own UsageError (doubles/simagent). Tolerated, never required.
-_SHARED_NAMES = {"UsageError"}
-
-
 def test_one_public_class_name_means_one_thing() -> None:
     defined: dict[str, list[str]] = {}
     for path in sorted(PACKAGE_DIR.rglob("*.py")):
@@ -239,5 +229,5 @@ def test_one_public_class_name_means_one_thing() -> None:
             if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
                 defined.setdefault(node.name, []).append(path.relative_to(PACKAGE_DIR).as_posix())
     twice = {name: where for name, where in defined.items()
-             if len(where) > 1 and name not in _SHARED_NAMES}
+             if len(where) > 1}
     assert twice == {}

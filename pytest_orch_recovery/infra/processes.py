@@ -112,6 +112,17 @@ def tree_cpu_ticks(root: int) -> int:
     return total
 
 
+def child_pids(pid: int) -> list[int]:
+    """The direct children of ``pid`` (of all its threads); empty once it is gone."""
+    children: list[int] = []
+    try:
+        for task in (PROC / str(pid) / "task").iterdir():
+            children += [int(c) for c in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    return children
+
+
 def pids_in_group(pgid: int) -> list[int]:
     """Live (non-zombie) processes whose process group is ``pgid``."""
     found = []

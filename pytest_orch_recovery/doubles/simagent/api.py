@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from pytest_orch_recovery.engine.errors import OrchRecoveryError
+
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_MAX_RETRIES = 10  # Claude Code error reference: "retries up to 10 times"
@@ -39,7 +41,7 @@ _ERROR_TYPE_STATUS = {
 }
 
 
-class ApiError(Exception):
+class ApiError(OrchRecoveryError):
     """A failed request. ``status`` is None for connection-level failures."""
 
     def __init__(

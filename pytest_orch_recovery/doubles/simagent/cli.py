@@ -52,6 +52,7 @@ from pytest_orch_recovery.doubles.simagent.tools import (
     split_tool_rules,
 )
 from pytest_orch_recovery.doubles.simagent.version import VERSION, VERSION_LINE
+from pytest_orch_recovery.engine.errors import UsageError
 
 # Wording: Claude Code's root guard (anthropics/claude-code#58150 quotes the source).
 ROOT_REFUSAL = (
@@ -110,8 +111,9 @@ Options:
 """
 
 
-class UsageError(Exception):
-    """A command-line mistake; the message is printed as is and the exit status is 1."""
+class AgentUsageError(UsageError):
+    """A mistake on the sim agent's command line; as with Claude Code, the message is printed as
+    is and the exit status is 1 (not the 2 of ``orch-recovery``'s own usage errors)."""
 
 
 @dataclass
@@ -141,7 +143,7 @@ def parse_args(argv: Sequence[str]) -> Options:
     >>> parse_args(["--bogus"])
     Traceback (most recent call last):
     ...
-    pytest_orch_recovery.doubles.simagent.cli.UsageError: error: unknown option '--bogus'
+    pytest_orch_recovery.doubles.simagent.cli.AgentUsageError: error: unknown option '--bogus'
     """
     opts = Options()
     args = list(argv)
@@ -168,9 +170,9 @@ def parse_args(argv: Sequence[str]) -> Options:
                 value = args[i]
                 i += 1
             else:
-                raise UsageError(f"error: option '{flags}' argument missing")
+                raise AgentUsageError(f"error: option '{flags}' argument missing")
             if choices and value not in choices:
-                raise UsageError(
+                raise AgentUsageError(
                     f"error: option '{flags}' argument '{value}' is invalid. "
                     f"Allowed choices are {', '.join(choices)}."
                 )
@@ -181,11 +183,11 @@ def parse_args(argv: Sequence[str]) -> Options:
                 values.append(args[i])  # commander variadic options take every following word
                 i += 1
             if not values:
-                raise UsageError("error: option '--allowedTools, --allowed-tools <tools...>' "
+                raise AgentUsageError("error: option '--allowedTools, --allowed-tools <tools...>' "
                                  "argument missing")
             opts.allowed_tools += values
         else:
-            raise UsageError(f"error: unknown option '{arg}'")
+            raise AgentUsageError(f"error: unknown option '{arg}'")
     if positional:
         opts.prompt = positional[0]
     return opts
@@ -202,13 +204,14 @@ def _read_prompt(opts: Options) -> str:
             try:
                 return path.read_text(encoding="utf-8")
             except OSError as exc:
-                raise UsageError(f"Error: cannot read prompt file {path}: {exc.strerror}") from exc
+                raise AgentUsageError(
+                    f"Error: cannot read prompt file {path}: {exc.strerror}") from exc
         return opts.prompt
     if not sys.stdin.isatty():
         text = sys.stdin.read()
         if text.strip():
             return text
-    raise UsageError(NO_INPUT)
+    raise AgentUsageError(NO_INPUT)
 
 
 def _int_env(name: str, default: float) -> float:
@@ -218,7 +221,8 @@ def _int_env(name: str, default: float) -> float:
     try:
         return float(raw)
     except ValueError:
-        raise UsageError(f"Error: environment variable {name}={raw!r} is not a number") from None
+        raise AgentUsageError(
+            f"Error: environment variable {name}={raw!r} is not a number") from None
 
 
 def interactive(opts: Options) -> bool:
@@ -229,20 +233,20 @@ def interactive(opts: Options) -> bool:
 def _build(opts: Options) -> RunConfig:
     asking = interactive(opts)
     if asking and opts.prompt is None:
-        raise UsageError(INTERACTIVE_NEEDS_PROMPT)
+        raise AgentUsageError(INTERACTIVE_NEEDS_PROMPT)
     if asking:
         opts.output_format = "text"  # the real CLI ignores --output-format without -p
     if opts.output_format == "stream-json" and not opts.verbose:
-        raise UsageError(STREAM_JSON_NEEDS_VERBOSE)
+        raise AgentUsageError(STREAM_JSON_NEEDS_VERBOSE)
     mode = opts.permission_mode or "default"
     if opts.skip_permissions:
         mode = "bypassPermissions"
     if mode == "bypassPermissions" and _is_root() and os.environ.get("IS_SANDBOX") != "1":
-        raise UsageError(ROOT_REFUSAL)
+        raise AgentUsageError(ROOT_REFUSAL)
     max_turns: int | None = None
     if opts.max_turns is not None:
         if not opts.max_turns.isdigit() or int(opts.max_turns) < 1:
-            raise UsageError(
+            raise AgentUsageError(
                 f"error: option '--max-turns <turns>' argument '{opts.max_turns}' is invalid."
             )
         max_turns = int(opts.max_turns)
@@ -286,19 +290,19 @@ def _open_session(opts: Options, cwd: Path, home: Path) -> SessionLog:
     if opts.continue_ and wanted is None:
         wanted = latest_session(home, cwd)
         if wanted is None:
-            raise UsageError("No conversation found to continue")
+            raise AgentUsageError("No conversation found to continue")
     if wanted is not None:
         path = find_session(home, cwd, wanted)
         if path is None:
-            raise UsageError(f"No conversation found with session ID: {wanted}")
+            raise AgentUsageError(f"No conversation found with session ID: {wanted}")
         return SessionLog(path, wanted, cwd, VERSION)
     if opts.session_id is not None:
         try:
             sid = str(uuid.UUID(opts.session_id))
         except ValueError:
-            raise UsageError("Error: Invalid session ID. Must be a valid UUID.") from None
+            raise AgentUsageError("Error: Invalid session ID. Must be a valid UUID.") from None
         if find_session(home, cwd, sid) is not None:
-            raise UsageError(f"Error: Session ID {sid} is already in use.")
+            raise AgentUsageError(f"Error: Session ID {sid} is already in use.")
     else:
         sid = str(uuid.uuid4())
     return SessionLog(session_path(home, cwd, sid), sid, cwd, VERSION)
@@ -315,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(VERSION_LINE)
             return 0
         return run(_build(opts))
-    except UsageError as exc:
+    except AgentUsageError as exc:
         print(str(exc), file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_orch_recovery.engine import atomic
+from pytest_orch_recovery.infra.processes import child_pids
 
 TOOL_SCHEMAS: tuple[dict[str, Any], ...] = (
     {
@@ -302,14 +303,7 @@ def truncate_output(text: str, limit: int) -> str:
 
 def _kill_tree(pid: int) -> None:
     """SIGKILL a process and its descendants (they share our process group, so no killpg)."""
-    children: list[int] = []
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            raw = (task / "children").read_text()
-            children += [int(c) for c in raw.split()]
-    except OSError:
-        pass
-    for child in children:
+    for child in child_pids(pid):
         _kill_tree(child)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)

@@ -21,7 +21,7 @@ from pytest_orch_recovery.engine.errors import UsageError
 from pytest_orch_recovery.engine.fleetview import SCHEMA_VERSION
 from pytest_orch_recovery.engine.journal import JournalError, replay
 from pytest_orch_recovery.engine.metrics import event_problem
-from pytest_orch_recovery.engine.model import Event
+from pytest_orch_recovery.engine.model import Event, EventKind
 from pytest_orch_recovery.fleet.config import FleetConfig, FleetConfigError, load_fleet
 
 
@@ -86,18 +86,28 @@ def fleet_settings(args: argparse.Namespace) -> FleetSettings:
 
 
 def read_events(paths: Sequence[Path]) -> list[Event]:
+    """The events of one or more journals, each line checked; a problem is a
+    :class:`UsageError` naming the file and line. Combined journals need unique task ids."""
     events: list[Event] = []
-    for path in paths:
+    owner: dict[str, tuple[int, Path]] = {}  # task id -> (which journal, its path)
+    for index, path in enumerate(paths):
         if not path.is_file():
             raise UsageError(f"{path}: no such journal file")
         try:
             loaded = replay(path)
         except JournalError as exc:
             raise UsageError(str(exc)) from None
-        for line, event in enumerate(loaded, 1):
+        for line, event in enumerate(loaded, 1):  # replay keeps one event per line
             problem = event_problem(event)
             if problem is not None:
                 raise UsageError(f"{path}:{line}: {problem}")
+            if event.kind is EventKind.TASK_SUBMITTED and event.task_id is not None:
+                first, where = owner.setdefault(event.task_id, (index, path))
+                if first != index:
+                    raise UsageError(
+                        f"{path}:{line}: task id {event.task_id!r} was already submitted in "
+                        f"{where}; combined journals need unique task ids"
+                    )
         events += loaded
     return events
 

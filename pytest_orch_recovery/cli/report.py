@@ -19,6 +19,7 @@ import json
 import sys
 from pathlib import Path
 
+from pytest_orch_recovery.cli.fleet_output import read_events
 from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.engine.classify import classify
 from pytest_orch_recovery.engine.dashboard import (
@@ -29,9 +30,7 @@ from pytest_orch_recovery.engine.dashboard import (
 )
 from pytest_orch_recovery.engine.errors import UsageError
 from pytest_orch_recovery.engine.htmlreport import render_html
-from pytest_orch_recovery.engine.journal import JournalError, replay
-from pytest_orch_recovery.engine.metrics import Criteria, compute, evaluate, event_problem
-from pytest_orch_recovery.engine.model import Event, EventKind
+from pytest_orch_recovery.engine.metrics import Criteria, compute, evaluate
 from pytest_orch_recovery.infra import results as seed
 from pytest_orch_recovery.infra.argtypes import count, rate
 
@@ -165,31 +164,6 @@ def _add_criteria(parser: argparse.ArgumentParser) -> None:
 
 
 
-def _read(paths: list[Path]) -> list[Event]:
-    events: list[Event] = []
-    owner: dict[str, tuple[int, Path]] = {}  # task id -> (which --journal, its path)
-    for index, path in enumerate(paths):
-        if not path.is_file():
-            raise UsageError(f"{path}: no such journal file")
-        try:
-            loaded = replay(path)
-        except JournalError as exc:
-            raise UsageError(str(exc)) from None
-        for line, event in enumerate(loaded, 1):  # replay keeps one event per line
-            problem = event_problem(event)
-            if problem is not None:
-                raise UsageError(f"{path}:{line}: {problem}")
-            if event.kind is EventKind.TASK_SUBMITTED and event.task_id is not None:
-                first, where = owner.setdefault(event.task_id, (index, path))
-                if first != index:
-                    raise UsageError(
-                        f"{path}:{line}: task id {event.task_id!r} was already submitted in "
-                        f"{where}; combined journals need unique task ids"
-                    )
-        events += loaded
-    return events
-
-
 _RESULTS_GLOB = "*_results.json"  # the dispatcher's <agent>.<attempt>_results.json
 
 
@@ -262,7 +236,7 @@ def _format_for(output: Path | None) -> str:
 def run(args: argparse.Namespace) -> int:
     prog = "orch-recovery report"
     try:
-        events = _read(list(args.journal))
+        events = read_events(list(args.journal))
         attempts = None if args.results is None else _read_results(list(args.results))
     except UsageError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)

@@ -293,7 +293,7 @@ def test_reader_refuses_non_regular_and_oversized_files(tmp_path: Path) -> None:
         read_bounded(fifo)  # opened non-blocking: no writer, no hang
     big = tmp_path / "big.log"
     big.write_bytes(b"x" * 2048)
-    with pytest.raises(ResultsError, match=r"big.log: 2048 bytes is over"):
+    with pytest.raises(ResultsError, match=r"big.log: is 2048 bytes; the limit is 1024"):
         read_bounded(big, limit=1024)
     link = tmp_path / "a_results.json"
     link.symlink_to(tmp_path / "a_results_1-2.json")

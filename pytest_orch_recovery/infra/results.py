@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,38 +76,17 @@ class ResultsError(OrchRecoveryError):
 
 
 def read_bounded(path: Path, *, limit: int = MAX_FILE_BYTES) -> bytes:
-    """The bytes of ``path``, a regular file of at most ``limit`` bytes."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
+    """The bytes of ``path``, a regular file of at most ``limit`` bytes (the one bounded
+    reader, :func:`~pytest_orch_recovery.engine.validation.read_bounded`, with the seed's
+    dangling ``<agent>_results.json`` link named as such)."""
+    if not os.path.exists(path):
         if os.path.lexists(path):
-            raise ResultsError(f"{path}: dangling symlink (its run has not written it)") from None
-        raise ResultsError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise ResultsError(f"{path}: cannot open: {exc.strerror or exc}") from None
+            raise ResultsError(f"{path}: dangling symlink (its run has not written it)")
+        raise ResultsError(f"{path}: no such file")
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ResultsError(f"{path}: not a regular file; refusing to read it")
-        if info.st_size > limit:
-            raise ResultsError(
-                f"{path}: {info.st_size} bytes is over the {limit // (1024 * 1024)} MiB limit"
-            )
-        chunks = []
-        total = 0
-        while True:
-            chunk = os.read(fd, 1024 * 1024)
-            if not chunk:
-                break
-            total += len(chunk)
-            if total > limit:  # grew while we read
-                raise ResultsError(f"{path}: over the {limit // (1024 * 1024)} MiB limit")
-            chunks.append(chunk)
-        return b"".join(chunks)
-    except OSError as exc:
-        raise ResultsError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    finally:
-        os.close(fd)
+        return validation.read_bounded(path, limit)
+    except validation.RuleError as exc:
+        raise ResultsError(f"{path}: {exc}") from None
 
 
 def read_text(path: Path, *, limit: int = MAX_FILE_BYTES) -> str:

@@ -188,6 +188,7 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
         yield world
     finally:
         double.stop()
+        world.double.stop()  # a test may have replaced the double; stop() is idempotent
         kill_tmux_server(socket)  # the supervisor leaves agents running by design
 
 

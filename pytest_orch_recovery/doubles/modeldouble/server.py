@@ -99,8 +99,11 @@ class ModelDouble:
             server = _Server((self._host, self._port), _Handler)
             server.double = self
             self._server = server
+            # A daemon: a double someone forgot to stop must not keep its process alive at
+            # exit (stop() still joins it; the test suite reports such a leak as a failure).
             self._thread = threading.Thread(
-                target=server.serve_forever, name="model-double", kwargs={"poll_interval": 0.1}
+                target=server.serve_forever, name="model-double", kwargs={"poll_interval": 0.1},
+                daemon=True,
             )
             self._thread.start()
         return self

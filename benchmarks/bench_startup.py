@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pytest_orch_recovery.runtime.server import kill_tmux_server
+
 PACKAGE = Path(__file__).resolve().parent.parent / "pytest_orch_recovery"
 
 
@@ -125,8 +127,7 @@ def floors(work: Path, repeat: int, env: dict[str, str]) -> dict[str, Any]:
                  socket], repeat=repeat, env=env, cwd=work),
         }
     finally:
-        subprocess.run([*tmux, "kill-server"], check=False, env=env,
-                       stderr=subprocess.DEVNULL)
+        kill_tmux_server(socket)  # and its socket file
 
 
 def main(argv: Sequence[str] | None = None) -> None:

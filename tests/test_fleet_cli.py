@@ -21,6 +21,7 @@ from seedfleet import SeedFleet, completed_record, failed_record
 from pytest_orch_recovery.cli.main import main
 from pytest_orch_recovery.engine.model import Checkpoint, EventKind, ExitInfo, Reason
 from pytest_orch_recovery.infra.checkpoint import save_checkpoint
+from pytest_orch_recovery.runtime.server import kill_tmux_server
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -96,8 +97,7 @@ def tmux_server() -> Iterator[str]:
         pytest.skip("tmux is not installed")
     socket = f"orch-monitor-test-{uuid.uuid4().hex[:8]}"
     yield socket
-    # Our own server only, by the socket name we gave it.
-    subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True, check=False)
+    kill_tmux_server(socket)  # our own server only; its socket file goes too
 
 
 def test_status_live_asks_tmux_and_reads_checkpoint_age(

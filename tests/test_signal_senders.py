@@ -34,6 +34,7 @@ from pytest_orch_recovery.engine.model import (
 )
 from pytest_orch_recovery.engine.rootcause import theory
 from pytest_orch_recovery.runtime import senders
+from pytest_orch_recovery.runtime.server import kill_tmux_server
 from pytest_orch_recovery.runtime.wrapper import WrapperSpec
 
 WAIT = 60.0  # generous bound for any one event on a loaded 2-core machine
@@ -231,7 +232,7 @@ class _Tmux:
                               text=True).stdout
 
     def close(self) -> None:
-        subprocess.run([*self.base, "kill-server"], capture_output=True, check=False)
+        kill_tmux_server(self.socket)  # and its socket file
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from pytest_orch_recovery.infra.adoption import (
     AdoptionSource,
     adopt,
 )
+from pytest_orch_recovery.infra.argtypes import seconds
 from pytest_orch_recovery.infra.results import ResultsError
 
 PROG = "orch-recovery ingest"
@@ -42,16 +43,6 @@ def _branch_pattern(text: str) -> str:
             f"{text!r} must name the agent as {{agent}} and no other field"
         )
     return text
-
-
-def _interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not (0.05 <= value <= 3600):
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 0.05 and 3600 seconds")
-    return value
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -78,7 +69,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         help="the journal to append to (created if absent; one writer at a time)")
     parser.add_argument("--follow", action="store_true",
                         help="keep watching for new and ending attempts until SIGINT/SIGTERM")
-    parser.add_argument("--interval", type=_interval, default=2.0, metavar="SECONDS",
+    parser.add_argument("--interval", type=seconds(0.05, 3600), default=2.0, metavar="SECONDS",
                         help="with --follow: seconds between passes (default 2)")
     return parser
 

@@ -33,21 +33,11 @@ from pytest_orch_recovery.cli.fleet_output import (
 from pytest_orch_recovery.engine.errors import UsageError
 from pytest_orch_recovery.engine.fleetview import FleetView, TaskStatus, TmuxTarget
 from pytest_orch_recovery.engine.policy import Policy
-from pytest_orch_recovery.infra.argtypes import positive_int
+from pytest_orch_recovery.infra.argtypes import positive_int, seconds
 from pytest_orch_recovery.infra.checkpoint import CheckpointError, checkpoint_path
 
 PROG = "orch-recovery status"
 _TMUX_TIMEOUT = 10.0  # seconds for one has-session; a wedged server reads as "unknown"
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not (value > 0 and value < 86400):
-        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 and under 86400 seconds")
-    return value
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -86,7 +76,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--watch",
-        type=_seconds,
+        type=seconds(0, 86400, open_range=True),
         metavar="SECONDS",
         help="redraw every SECONDS until Ctrl-C (exits 0 then)",
     )

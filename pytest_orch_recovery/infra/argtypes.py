@@ -45,6 +45,27 @@ def integer(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def seconds(low: float, high: float, *, open_range: bool = False) -> Callable[[str], float]:
+    """A number of seconds within [low, high], or (low, high) with ``open_range``; NaN never
+    lies within either."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        if open_range and not low < value < high:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} must be more than {low:g} and under {high:g} seconds")
+        if not open_range and not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} must be between {low:g} and {high:g} seconds")
+        return value
+
+    parse.__name__ = "seconds"
+    return parse
+
+
 count = integer(0)
 positive_int = integer(1)
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from gitrepo import GitSandbox, isolate_git
 
 from pytest_orch_recovery.infra.processes import (
+    ProcessTable,
     parent_pid,
     pids_named,
     process_alive,
@@ -67,3 +69,29 @@ def test_index_lock_is_kept_while_git_runs_in_the_worktree(
         busy.stdout.close()
     done = remove_stale_index_lock(worktree)
     assert not lock.exists() and done.startswith("removed stale"), done
+
+
+def test_a_process_table_counts_a_tree_by_the_work_its_descendants_do() -> None:
+    # A grandchild in a session of its own burns CPU: the tree's ticks grow with it.
+    busy = subprocess.Popen(
+        [sys.executable, "-c",
+         "import os, subprocess, sys\n"
+         "child = subprocess.Popen([sys.executable, '-c', 'while True: pass'],"
+         " start_new_session=True)\n"
+         "print(child.pid, flush=True); sys.stdin.read(); child.kill(); child.wait()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert busy.stdout is not None
+        grandchild = int(busy.stdout.readline())
+        before = ProcessTable.read()
+        assert grandchild in before.children[busy.pid]
+        deadline = time.monotonic() + 60
+        while ProcessTable.read().tree_cpu_ticks(busy.pid) <= before.tree_cpu_ticks(busy.pid):
+            assert time.monotonic() < deadline, "the busy grandchild never showed any CPU"
+            time.sleep(0.05)
+        assert before.tree_cpu_ticks(-1) == 0  # no such process, no ticks
+    finally:
+        assert busy.stdin is not None and busy.stdout is not None
+        busy.stdin.close()
+        busy.wait(timeout=60)
+        busy.stdout.close()

@@ -12,6 +12,7 @@ import select
 import signal
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 TERM_GRACE = 5.0  # seconds a process group gets between SIGTERM and SIGKILL
@@ -89,27 +90,37 @@ def cgroup_lines(pid: int | str = "self", proc: Path = PROC) -> list[str]:
     return _proc_bytes(pid, "cgroup", proc).decode(errors="replace").splitlines()
 
 
-def tree_cpu_ticks(root: int) -> int:
-    """CPU time (clock ticks) of ``root`` and all its descendants, reaped children included
-    (utime + stime + cutime + cstime): grows while any process of the tree does work, even
-    one in a session of its own (how Claude Code runs hooks and Bash)."""
-    parent: dict[int, int] = {}
-    ticks: dict[int, int] = {}
-    for pid in _all_pids():
-        fields = _stat_fields(pid)
-        if fields is None or len(fields) < 15:
-            continue
-        parent[pid] = int(fields[1])
-        ticks[pid] = sum(int(f) for f in fields[11:15])
-    children: dict[int, list[int]] = {}
-    for pid, ppid in parent.items():
-        children.setdefault(ppid, []).append(pid)
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += ticks.get(pid, 0)
-        todo.extend(children.get(pid, ()))
-    return total
+@dataclass(frozen=True)
+class ProcessTable:
+    """One pass over /proc: every process's children and CPU time (clock ticks, utime + stime
+    + cutime + cstime). A watcher of many process trees reads it once per look, not once per
+    tree."""
+
+    children: dict[int, list[int]]
+    ticks: dict[int, int]
+
+    @classmethod
+    def read(cls) -> ProcessTable:
+        children: dict[int, list[int]] = {}
+        ticks: dict[int, int] = {}
+        for pid in _all_pids():
+            fields = _stat_fields(pid)
+            if fields is None or len(fields) < 15:
+                continue
+            children.setdefault(int(fields[1]), []).append(pid)
+            ticks[pid] = sum(int(f) for f in fields[11:15])
+        return cls(children, ticks)
+
+    def tree_cpu_ticks(self, root: int) -> int:
+        """CPU time of ``root`` and all its descendants, reaped children included: grows
+        while any process of the tree does work, even one in a session of its own (how
+        Claude Code runs hooks and Bash)."""
+        total, todo = 0, [root]
+        while todo:
+            pid = todo.pop()
+            total += self.ticks.get(pid, 0)
+            todo.extend(self.children.get(pid, ()))
+        return total
 
 
 def child_pids(pid: int) -> list[int]:

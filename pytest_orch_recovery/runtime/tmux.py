@@ -59,12 +59,12 @@ from pytest_orch_recovery.engine.runtime import AttemptExit, Clock, LaunchSpec
 from pytest_orch_recovery.infra.checkpoint import read_checkpoint_safely
 from pytest_orch_recovery.infra.lean_python import lean_python_argv
 from pytest_orch_recovery.infra.processes import (
+    ProcessTable,
     foreground_process_group,
     pids_in_group,
     process_alive,
     process_start_time,
     stop_process_groups,
-    tree_cpu_ticks,
 )
 from pytest_orch_recovery.infra.remedies import apply_remedy
 from pytest_orch_recovery.infra.workspace import probe
@@ -462,8 +462,10 @@ class TmuxRuntime:
                 agent = self._pidfds.get(fd)
                 if agent is not None:
                     self._check(self._attempts[agent])
-            for attempt in watching:
-                self._watch_screen(attempt)
+            if watching:
+                processes = ProcessTable.read()  # one /proc pass for every watched tree
+                for attempt in watching:
+                    self._watch_screen(attempt, processes)
 
     def _watching(self) -> list[_Attempt]:
         """Running attempts whose screen is watched. tmux has no event for "the pane shows
@@ -474,7 +476,7 @@ class TmuxRuntime:
             return []
         return [a for a in self._attempts.values() if not a.reported and a.finding is None]
 
-    def _watch_screen(self, attempt: _Attempt) -> None:
+    def _watch_screen(self, attempt: _Attempt, processes: ProcessTable) -> None:
         if attempt.watch is None:
             attempt.watch = ScreenWatch(attempt.started_at, self.stall_window)
         try:
@@ -482,7 +484,8 @@ class TmuxRuntime:
         except FileNotFoundError:
             size = 0
         finding = attempt.watch.observe(
-            self.clock.now(), output_size=size, cpu_ticks=tree_cpu_ticks(attempt.pane_pid),
+            self.clock.now(), output_size=size,
+            cpu_ticks=processes.tree_cpu_ticks(attempt.pane_pid),
             screen=lambda: self._visible(attempt.pane_id))
         if finding is None or (finding.kind == "dialog" and not self.end_on_dialog):
             return

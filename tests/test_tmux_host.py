@@ -98,6 +98,21 @@ def test_sim_agent_runs_in_a_plain_repository(world: tuple[RepositoryHost, Path]
     assert remote_sha(worktree, "origin", "a1-work") == head_sha(worktree)
 
 
+def test_the_probe_runs_the_tasks_tests_in_the_agents_environment(
+    world: tuple[RepositoryHost, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The supervisor's own environment is not the agent's: a test that passed for the agent
+    # must pass for the probe, and the supervisor's variables must not leak into it.
+    host, _ = world
+    monkeypatch.setenv("ORCH_SUPERVISOR_ONLY", "1")
+    task = Task("t-env", "x", tests='test "$ORCH_AGENT" = a1 && test -z "$ORCH_SUPERVISOR_ONLY"')
+    host.add_workspace("a1")
+    with TmuxRuntime(host, _argv_from_prompt) as rt:
+        assert rt.partial_work(task, "a1").tests_passed is True
+        host.agent_env["ORCH_SUPERVISOR_ONLY"] = "1"  # now the agent has it too
+        assert rt.partial_work(task, "a1").tests_passed is False
+
+
 def _counting(world: tuple[RepositoryHost, Path], channel: str, status: int) -> list[str]:
     """argv: note a start in starts.txt, say so on ``started-<channel>``, wait for
     ``channel``, exit ``status``."""

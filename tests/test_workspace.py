@@ -202,6 +202,12 @@ def test_tests_command_pass_and_fail(sandbox: GitSandbox) -> None:
     assert "out" in run.output
 
 
+def test_tests_command_runs_with_the_given_environment(tmp_path: Path) -> None:
+    cmd = 'test "$ONLY_HERE" = yes && test -z "$HOME"'
+    assert run_task_tests(tmp_path, cmd, env={"ONLY_HERE": "yes", "PATH": os.defpath}).passed
+    assert not run_task_tests(tmp_path, cmd).passed  # this process's own: no ONLY_HERE
+
+
 def test_tests_command_timeout_kills_the_whole_group(tmp_path: Path) -> None:
     # The command backgrounds a grandchild that would outlive a plain kill of the shell.
     cmd = "sleep 300 & echo $! > child.pid; wait"

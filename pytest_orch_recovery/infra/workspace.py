@@ -18,7 +18,7 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -149,8 +149,11 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def run_task_tests(worktree: Path, command: str, *, timeout: float = 300) -> SuiteRun:
-    """Run ``command`` through the shell in ``worktree``, in its own process group.
+def run_task_tests(
+    worktree: Path, command: str, *, timeout: float = 300, env: Mapping[str, str] | None = None
+) -> SuiteRun:
+    """Run ``command`` through the shell in ``worktree``, in its own process group, with
+    ``env`` (None: this process's environment).
 
     On timeout the whole group is killed (a test runner's children included); after a normal
     exit any background process the command left in its group is killed too, so a probe never
@@ -160,6 +163,7 @@ def run_task_tests(worktree: Path, command: str, *, timeout: float = 300) -> Sui
         command,
         shell=True,
         cwd=worktree,
+        env=None if env is None else dict(env),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -214,11 +218,14 @@ def probe(
     checkpoint_problem: str | None = None,
     run_tests: bool = False,
     test_timeout: float = 300,
+    test_env: Mapping[str, str] | None = None,
 ) -> PartialWork:
     """Take stock of what an attempt left in ``worktree`` (see the module docstring).
 
     An absent branch on the remote is "not pushed", never an error, and so is a remote that
-    cannot be reached (logged). A pull request closed without merging counts as none. A
+    cannot be reached (logged). A pull request closed without merging counts as none. The
+    task's tests run with ``test_env`` (the agent's own environment, so they pass or fail as
+    they did for the agent). A
     directory that is not the top of a git worktree raises :class:`WorkspaceError` naming it.
     """
     if not worktree.is_dir():
@@ -244,7 +251,7 @@ def probe(
     tests_passed: bool | None = None
     test_output: str | None = None
     if run_tests and task.tests:
-        test_run = run_task_tests(worktree, task.tests, timeout=test_timeout)
+        test_run = run_task_tests(worktree, task.tests, timeout=test_timeout, env=test_env)
         tests_passed = test_run.passed
         test_output = None if test_run.passed else test_run.output
     return PartialWork(

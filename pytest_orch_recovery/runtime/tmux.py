@@ -654,8 +654,10 @@ class TmuxRuntime:
             prs=self.host.prs,
             checkpoint=checkpoint,
             checkpoint_problem=problem,
-            # Success needs the task's tests to pass, so the probe runs them itself.
+            # Success needs the task's tests to pass, so the probe runs them itself, in the
+            # environment the agent ran them in (not the supervisor's own).
             run_tests=bool(task.tests),
+            test_env=self.host.env(agent),
         )
 
     def apply_remedy(self, agent: str, remedy: str) -> str:

@@ -166,6 +166,26 @@ def test_bad_option_value_is_a_usage_error(
     assert message in result.stderr.str()
 
 
+def test_a_campaign_with_nothing_to_run_is_a_usage_error(
+    pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # `--orch-report /elsewhere/x.md` (a space, not `=`) when that file exists (a previous run
+    # wrote it): pytest picks its rootdir before it knows plugin options, takes the value for a
+    # test path and moves the rootdir away from the project, where there are no scenarios.
+    # Passing having run nothing would be a lie.
+    _scenario(pytester, "fine", RECOVERING)
+    report = tmp_path_factory.mktemp("elsewhere") / "x.md"
+    report.write_text("previous run\n")
+    result = pytester.runpytest_subprocess(
+        "--orch-chaos", "--orch-tier", "sim", "--orch-report", str(report))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert "/scenarios is not a directory (rootdir " in err and "--orch-report=PATH" in err
+    ok = pytester.runpytest_subprocess("--orch-chaos", "--orch-tier", "sim",
+                                       f"--orch-report={report}")
+    assert ok.ret == 0 and "previous run" not in report.read_text()
+
+
 def test_bad_ini_value_is_a_usage_error_naming_the_key(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\norch_min_first_try_simple = lots\n")
     result = pytester.runpytest("--orch-chaos")

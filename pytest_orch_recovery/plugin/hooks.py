@@ -62,12 +62,28 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(ScenarioLoadErrors(), ScenarioLoadErrors.NAME)
     if config.args_source is not pytest.Config.ArgsSource.ARGS:
         # ``pytest --orch-chaos`` with no paths runs the campaign, not the unit tests.
-        # Without a scenarios directory only the generated runs (if any) are collected.
-        config.args = [str(settings.scenarios)] if settings.scenarios.is_dir() else []
+        # Without a scenarios directory only the generated runs are collected; with none of
+        # those either, the run would pass having tested nothing.
+        if settings.scenarios.is_dir():
+            config.args = [str(settings.scenarios)]
+        elif settings.campaign:
+            config.args = []
+        else:
+            raise pytest.UsageError(_no_scenarios(settings.scenarios, config.rootpath))
     if not hasattr(config, "workerinput"):
         from pytest_orch_recovery.plugin.gate import ChaosGate
 
         config.pluginmanager.register(ChaosGate(config, settings), ChaosGate.NAME)
+
+
+def _no_scenarios(scenarios: Path, rootdir: Path) -> str:
+    """The one line for a campaign with nothing to run. pytest picks its rootdir before it
+    knows plugin options, so ``--orch-report out/x.md`` (a space, not ``=``) makes it take
+    ``out/x.md`` for a test path and move the rootdir; say so."""
+    return (f"--orch-scenarios: {scenarios} is not a directory (rootdir {rootdir}) and "
+            "--orch-campaign is 0: nothing to run. Pass the scenarios directory, or write "
+            "options that take a value as --orch-report=PATH so pytest does not take the "
+            "value for a test path")
 
 
 class ScenarioLoadErrors:

@@ -181,6 +181,64 @@ def test_pushed_branch_is_removed_without_a_rescue_ref(sandbox: GitSandbox) -> N
     assert not wt.exists()
 
 
+def test_remote_branches_this_repository_never_saw_do_not_hide_the_answer(
+    sandbox: GitSandbox, tmp_path: Path
+) -> None:
+    # Another clone pushes a branch whose commits this repository has never fetched: the
+    # remote's heads then include objects unknown here, which must neither count as holding
+    # our work nor break the check.
+    other = tmp_path / "other"
+    git.run_git(["clone", "--quiet", str(sandbox.origin), str(other)], cwd=tmp_path)
+    git.run_git(["checkout", "--quiet", "-b", "elsewhere"], cwd=other)
+    git.run_git(["config", "user.name", "Other"], cwd=other)
+    git.run_git(["config", "user.email", "other@example.com"], cwd=other)
+    sandbox.write(other, "theirs.md")
+    sandbox.commit_all(other)
+    sandbox.push(other)
+    assert git.resolve(sandbox.repo, sandbox.origin_sha("elsewhere") or "") is None
+    pushed, unpushed = sandbox.worktree("pushed"), sandbox.worktree("unpushed")
+    for wt in (pushed, unpushed):
+        sandbox.write(wt, "a.md", f"{wt.name}\n")  # distinct commits
+        sandbox.commit_all(wt)
+    sandbox.push(pushed)
+    kept = cleanup_workspace(pushed, repo=sandbox.repo, managed_roots=[sandbox.agents])
+    assert kept.removed and kept.rescue_ref is None
+    rescued = cleanup_workspace(unpushed, repo=sandbox.repo, managed_roots=[sandbox.agents])
+    assert rescued.removed and rescued.rescue_ref is not None
+
+
+def test_settling_one_workspace_does_not_ask_git_once_per_remote_branch(
+    sandbox: GitSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The campaign settles every workspace of a scenario; one git process per remote branch per
+    # workspace made that quadratic (812 rev-parse calls for 28 agents).
+    calls: list[str] = []
+    real = git.run_git
+
+    def counting(args: list[str], **kwargs: object) -> object:
+        calls.append(args[0])
+        return real(args, **kwargs)  # type: ignore[arg-type]
+
+    def git_calls_to_clean(agent: str) -> int:
+        wt = sandbox.worktree(agent)
+        sandbox.write(wt, "a.md", f"{agent}\n")
+        sandbox.commit_all(wt)
+        sandbox.push(wt)
+        calls.clear()
+        monkeypatch.setattr(git, "run_git", counting)
+        assert cleanup_workspace(wt, repo=sandbox.repo, managed_roots=[sandbox.agents]).removed
+        monkeypatch.setattr(git, "run_git", real)
+        return len(calls)
+
+    first = git_calls_to_clean("a0")
+    for n in range(1, 9):
+        wt = sandbox.worktree(f"b{n}")
+        sandbox.write(wt, "b.md", f"{n}\n")
+        sandbox.commit_all(wt)
+        sandbox.push(wt)
+    assert git_calls_to_clean("a9") == first
+
+
 def test_clean_worktree_at_base_needs_no_rescue(sandbox: GitSandbox) -> None:
     wt = sandbox.worktree("agent")
     result = cleanup_workspace(wt, repo=sandbox.repo, managed_roots=[sandbox.agents])

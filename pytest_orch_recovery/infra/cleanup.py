@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,10 +111,6 @@ def _tree_has_entries(cwd: Path, tree: str) -> bool:
     return bool(git.run_git(["ls-tree", tree], cwd=cwd).stdout.strip())
 
 
-def _known_commits(repo: Path, shas: Iterable[str]) -> list[str]:
-    return [sha for sha in shas if git.resolve(repo, sha) is not None]
-
-
 def on_remote(repo: Path, commit: str, remote: str) -> bool:
     """Whether every commit reachable from ``commit`` is reachable from a branch on ``remote``
     as the remote reports it now (not from possibly stale remote-tracking refs)."""
@@ -123,10 +119,13 @@ def on_remote(repo: Path, commit: str, remote: str) -> bool:
     except git.GitError as exc:
         _log.warning("%s: cannot list %s's branches, rescuing anyway: %s", repo, remote, exc)
         return False
-    known = _known_commits(repo, set(heads.values()))
-    if not known:
+    if not heads:
         return False
-    out = git.run_git(["rev-list", "--count", commit, "--not", *known], cwd=repo).stdout
+    # One rev-list for every head: --ignore-missing skips the heads this repository has never
+    # seen (they cannot hold our commit), instead of one rev-parse per remote branch, which
+    # made settling N workspaces cost N * N git processes.
+    out = git.run_git(["rev-list", "--count", "--ignore-missing", commit, "--not",
+                       *sorted(set(heads.values()))], cwd=repo).stdout
     return int(out.strip()) == 0
 
 

@@ -314,14 +314,14 @@ class TmuxRuntime:
         again. Raises if the agent's previous attempt is still running."""
         if spec.key in self._keys:
             return
-        if self._adopt(spec):
+        session = self._session_pane(spec.agent)
+        if self._adopt(spec, session):
             return
         previous = self._attempts.get(spec.agent)
         if previous is not None and not previous.reported:
             raise RuntimeError(
                 f"agent {spec.agent}: attempt {previous.spec.attempt} is still running"
             )
-        session = self._session_pane(spec.agent)
         if session is not None and not session.dead:
             raise RuntimeError(
                 f"agent {spec.agent}: session runs {session.key or 'an unknown attempt'}"
@@ -382,12 +382,12 @@ class TmuxRuntime:
             int(pane_pid), what=f"pane {spec.agent} attempt {spec.attempt}", pgid=int(pane_pid)
         )
 
-    def _adopt(self, spec: LaunchSpec) -> bool:
+    def _adopt(self, spec: LaunchSpec, session: _PaneState | None) -> bool:
         """Take over an attempt with this key launched before (by a runtime that died):
-        its session, or else its launch record. False when it never started."""
+        its session (``session``: the agent's pane now, if any), or else its launch record.
+        False when it never started."""
         paths = _AttemptPaths.of(self.host, spec)
         record = _read_record(paths.record_file, spec.key)
-        session = self._session_pane(spec.agent)
         if session is not None and session.key == spec.key:
             same_pane = record is not None and record.get("pane_pid") == session.pane_pid
             attempt = _Attempt(

@@ -22,6 +22,7 @@ from pytest_orch_recovery.chaos.record import ScenarioRun
 from pytest_orch_recovery.chaos.scenario import Expectation, Scenario, ScenarioTask, parse_scenario
 from pytest_orch_recovery.chaos.tier import TIERS, TierUnavailable
 from pytest_orch_recovery.engine.model import Task
+from pytest_orch_recovery.engine.policy import PolicySettings
 
 FAKE3 = Task("task-5030", "Create /fake3 command", ("fake3.md",))
 FOUR = Task("four", "Add four modules", ("a.py", "b.py", "c.py", "d.py"))
@@ -178,3 +179,25 @@ def test_shrink_removes_every_fault_the_failure_does_not_need() -> None:
     assert [f.kind for f in minimal.faults] == ["kill"]
     assert minimal.faults[0].trigger == Trigger("tool_call", n=1)  # simplified too
     assert calls  # it really searched
+
+
+def _delays(run: ScenarioRun) -> list[float]:
+    return [e.data["decision"]["delay"] for e in run.events if e.kind.value == "decision"]
+
+
+@pytest.mark.parametrize("tier", [
+    "sim", pytest.param("tmux", marks=pytest.mark.slow),
+])
+def test_both_tiers_decide_with_the_scenarios_policy(tier: str) -> None:
+    # attempt-budget: killed at start four times, restarted with backoff, then escalated.
+    path = Path(__file__).resolve().parent.parent / "scenarios" / "attempt-budget.toml"
+    base = parse_scenario(path.read_text(), source=str(path))
+    tuned = dataclasses.replace(base, policy=PolicySettings(backoff_base=0.001))
+    slow = dataclasses.replace(base, policy=PolicySettings(backoff_base=1000.0, backoff_cap=0.5))
+    seed = 7
+    quick = _delays(run_scenario(tuned, tier=tier, seed=seed, agent="sim"))
+    capped = _delays(run_scenario(slow, tier=tier, seed=seed, agent="sim"))
+    backed_off = [d for d in quick if d > 0]
+    assert backed_off and all(d <= 0.001 * 2 ** 4 for d in quick), quick
+    # The cap holds whatever the base: the same rng draws, scaled to at most 0.5 s.
+    assert capped and all(d <= 0.5 for d in capped) and max(capped) > 0.001 * 2 ** 4, capped

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from pytest_orch_recovery.chaos.faults import Trigger
 from pytest_orch_recovery.chaos.generate import scenario_toml
-from pytest_orch_recovery.chaos.scenario import ScenarioError, load_scenario, parse_scenario
+from pytest_orch_recovery.chaos.scenario import (
+    ScenarioError,
+    check_scenario,
+    load_scenario,
+    parse_scenario,
+)
+from pytest_orch_recovery.engine.policy import PolicySettings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -130,6 +137,28 @@ def test_every_bundled_scenario_loads_and_round_trips_through_toml() -> None:
         again = parse_scenario(scenario_toml(s), name=s.name)
         assert again.faults == s.faults and [t.task for t in again.tasks] == [
             t.task for t in s.tasks]
+        assert (again.policy, again.attempt_timeout, again.stall_window) == (
+            s.policy, s.attempt_timeout, s.stall_window)
+
+
+def test_a_policy_table_is_the_fleet_files() -> None:
+    # The same keys, rules and messages as a fleet file's [policy] (docs/production.md).
+    s = parse_scenario(BASE.replace('[expect]', '[policy]\nbackoff_base = 0.25\n'
+                                    'breaker_threshold = 5\n\n[expect]', 1))
+    assert s.policy == PolicySettings(backoff_base=0.25, breaker_threshold=5)
+    policy = s.policy.policy(seed=1)
+    assert policy.backoff.base == 0.25 and policy.breaker.threshold == 5
+    for bad, field, message in (("backoff_base = nan", "policy.backoff_base", "finite"),
+                                ("backoff_cap = -1", "policy.backoff_cap", "must be"),
+                                ("breaker_threshold = 0", "policy.breaker_threshold", ">= 1"),
+                                ("backof_base = 1", "policy.backof_base", "unknown key")):
+        with pytest.raises(ScenarioError) as info:
+            parse_scenario(BASE.replace('[expect]', f'[policy]\n{bad}\n\n[expect]', 1),
+                           source="demo.toml")
+        assert (info.value.line, info.value.field) == (5, field), str(info.value)
+        assert message in info.value.message, str(info.value)
+    with pytest.raises(ScenarioError, match=r"policy.backoff_base: must be a finite number"):
+        check_scenario(replace(s, policy=PolicySettings(backoff_base=float("inf"))))
 
 
 def test_bundled_scenarios_cover_the_issue_and_the_catalogue() -> None:

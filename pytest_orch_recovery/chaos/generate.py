@@ -14,6 +14,7 @@ removed and still fail) and printed as a scenario file with the command that rep
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -257,6 +258,12 @@ def scenario_toml(scenario: Scenario) -> str:
         lines.append(f"operator_actions = {q(list(scenario.operator_actions))}")
     if scenario.crash_after_event is not None:
         lines.append(f"crash_after_event = {scenario.crash_after_event}")
+    for key in ("attempt_timeout", "stall_window"):
+        if getattr(scenario, key) is not None:
+            lines.append(f"{key} = {q(getattr(scenario, key))}")
+    settings = {k: v for k, v in dataclasses.asdict(scenario.policy).items() if v is not None}
+    if settings:
+        lines += ["", "[policy]", *(f"{k} = {q(v)}" for k, v in sorted(settings.items()))]
     for st_task in scenario.tasks:
         t = st_task.task
         lines += ["", "[[tasks]]", f"id = {q(t.task_id)}", f"title = {q(t.title)}",

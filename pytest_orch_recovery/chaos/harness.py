@@ -44,7 +44,7 @@ from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConf
 from pytest_orch_recovery.engine.journal import Journal
 from pytest_orch_recovery.engine.model import Event, EventKind, ExitInfo, Reason, Task
 from pytest_orch_recovery.engine.patterns import match_lines
-from pytest_orch_recovery.engine.policy import Policy
+from pytest_orch_recovery.engine.policy import Policy, PolicySettings
 from pytest_orch_recovery.engine.runtime import LaunchSpec
 from pytest_orch_recovery.infra.agents import (
     AgentConfig,
@@ -143,7 +143,7 @@ def run_tmux(
     base_dir: Path | None = None,
     config: AgentConfig | None = None,
     driver_factory: Callable[[AgentConfig], AgentDriver] | None = None,
-    policy: Policy | None = None,
+    policy: PolicySettings | None = None,
     on_event: Callable[[Event], None] | None = None,
 ) -> TmuxOutcome:
     """Run ``tasks`` under ``faults`` with real agents; always tears the sandbox down."""
@@ -170,7 +170,8 @@ def run_tmux(
         held.journal = _open_journal(sandbox, crash_after_event)
         supervisor = _supervisor(held.runtime, held.journal, dispatcher,
                                  CoordinatorConfig(attempt_timeout=attempt_timeout, seed=seed),
-                                 lambda: policy or Policy(seed=seed), on_event)
+                                 lambda: (policy or PolicySettings()).policy(seed=seed),
+                                 on_event)
         supervisor.drive(tasks, agents, operator_actions,
                          functools.partial(_operate, dispatcher),
                          after_submit=lambda c: _stale_locks_at_start(sandbox, c, faults))
@@ -571,7 +572,7 @@ class TmuxTier:
             tasks, scenario.faults, agent=agent, agents=agents, seed=seed,
             operator_actions=scenario.operator_actions,
             crash_after_event=scenario.crash_after_event, base_dir=default_base_dir(),
-            attempt_timeout=timeout, stall_window=scenario.stall_window,
+            attempt_timeout=timeout, stall_window=scenario.stall_window, policy=scenario.policy,
         )
         return ScenarioRun(
             scenario=scenario.name,

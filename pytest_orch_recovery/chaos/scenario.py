@@ -23,6 +23,7 @@ from pytest_orch_recovery.chaos.faults import (
 )
 from pytest_orch_recovery.engine import validation
 from pytest_orch_recovery.engine.model import Reason, Strategy, Task
+from pytest_orch_recovery.engine.policy import PolicySettings
 from pytest_orch_recovery.engine.validation import InputError, RuleError
 from pytest_orch_recovery.infra.tomlread import TASK_KEYS, Path_, TomlReader, parse_document
 
@@ -51,7 +52,7 @@ TRIGGER_KEYS: Mapping[str, str] = {
 
 _TOP_KEYS = frozenset(
     {"name", "description", "tasks", "faults", "operator_actions", "crash_after_event", "expect",
-     "attempt_timeout", "stall_window"}
+     "attempt_timeout", "stall_window", "policy"}
 )
 _TASK_KEYS = TASK_KEYS | {"expect"}
 _FAULT_KEYS = frozenset({"kind", "task", "attempt", "params", "expect", *TRIGGER_KEYS})
@@ -134,6 +135,8 @@ class Scenario:
     attempt_timeout: float | None = None  # real seconds per attempt (tmux tier); None: default
     # tmux tier: seconds without output or CPU after which an attempt is a stall (None: off)
     stall_window: float | None = None
+    # the engine's tunable numbers (backoff, breaker), as a fleet file's [policy] table
+    policy: PolicySettings = field(default_factory=PolicySettings)
     description: str = ""
     fault_expectations: Mapping[str, str] = field(default_factory=dict)  # fault id -> status
     source: str | None = None
@@ -356,6 +359,7 @@ def parse_scenario(text: str, *, source: str = "<scenario>", name: str | None = 
         attempt_timeout=None if timeout is None else reader.seconds(timeout,
                                                                     ("attempt_timeout",)),
         stall_window=None if stall is None else reader.seconds(stall, ("stall_window",)),
+        policy=reader.policy_settings(raw.get("policy", {}), ("policy",)),
     )
 
 
@@ -396,6 +400,14 @@ def check_scenario(scenario: Scenario) -> None:
                                 f"on the {trigger.event} event on every tier")
         if trigger.path is not None:
             check(f"faults[{i + 1}].after_file", validation.relative_path, trigger.path)
+    settings = scenario.policy
+    for key in ("backoff_base", "backoff_cap", "breaker_window"):
+        value = getattr(settings, key)
+        if value is not None:
+            check(f"policy.{key}", validation.number, value, exclusive_minimum=True)
+    if settings.breaker_threshold is not None:
+        check("policy.breaker_threshold", validation.integer, settings.breaker_threshold,
+              minimum=1, maximum=validation.MAX_COUNT)
 
 
 def _check_testable(reader: _Reader, path: Path_, spec: FaultSpec,

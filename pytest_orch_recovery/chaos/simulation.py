@@ -158,7 +158,8 @@ class SimTier:
         # a virtual clock whose steps take 2-20 s, so it keeps the production default.
         out = simulate(tasks, scenario.faults, seed=seed, agents=agents,
                        operator_actions=scenario.operator_actions,
-                       crash_after_event=scenario.crash_after_event)
+                       crash_after_event=scenario.crash_after_event,
+                       policy_factory=lambda s: scenario.policy.policy(seed=s))
         runtime = out.runtime
         repos: dict[str, RepoState] = {}
         for task, name in zip(tasks, agents, strict=True):

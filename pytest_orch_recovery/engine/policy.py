@@ -399,6 +399,7 @@ class Policy:
     def fix_agent_for(self, agent_type: str) -> str:
         return self.fix_agent_types.get(agent_type, f"{agent_type}-fixer")
 
+
     def decide(self, s: Situation) -> Decision:
         for rule in self.rules:
             if rule.when(s):
@@ -450,3 +451,39 @@ def describe_rules(rules: Sequence[Rule] = DEFAULT_RULES) -> str:
         + ("  (systematic)" if r.systematic else "")
         for i, r in enumerate(rules, 1)
     )
+
+
+POLICY_SETTING_KEYS = frozenset({"backoff_base", "backoff_cap", "breaker_threshold",
+                                 "breaker_window"})
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """The policy's tunable numbers: a fleet file's ``[policy]`` table, and a scenario's, so a
+    campaign can prove the policy exactly as production configures it. None keeps the
+    default."""
+
+    backoff_base: float | None = None
+    backoff_cap: float | None = None
+    breaker_threshold: int | None = None
+    breaker_window: float | None = None
+
+    def policy(self, *, max_attempts: int = 4, seed: int = 0) -> Policy:
+        """A new :class:`Policy` with these settings (each call: a fresh breaker and rng).
+
+        >>> PolicySettings(backoff_base=0.5).policy(seed=3).backoff.base
+        0.5
+        >>> PolicySettings().policy().breaker.threshold == CircuitBreaker().threshold
+        True
+        """
+        default, breaker = Backoff(), CircuitBreaker()
+        backoff = Backoff(
+            base=default.base if self.backoff_base is None else self.backoff_base,
+            factor=default.factor,
+            cap=default.cap if self.backoff_cap is None else self.backoff_cap,
+        )
+        if self.breaker_threshold is not None:
+            breaker.threshold = self.breaker_threshold
+        if self.breaker_window is not None:
+            breaker.window = self.breaker_window
+        return Policy(max_attempts=max_attempts, backoff=backoff, breaker=breaker, seed=seed)

@@ -28,15 +28,15 @@ keys::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_orch_recovery.engine.policy import PolicySettings
 from pytest_orch_recovery.engine.validation import InputError
 from pytest_orch_recovery.infra.agents import AgentConfig, AgentDriver, driver_for
-from pytest_orch_recovery.infra.tomlread import Path_, TomlReader, parse_document
+from pytest_orch_recovery.infra.tomlread import TomlReader, parse_document
 from pytest_orch_recovery.runtime.host import DEFAULT_ENV_ALLOW
 
 _KEYS = frozenset({
@@ -45,19 +45,10 @@ _KEYS = frozenset({
     "checkpoint_dir", "journal", "spool", "on_escalate", "intake_interval", "fault_plan",
     "env", "policy",
 })
-_POLICY_KEYS = frozenset({"backoff_base", "backoff_cap", "breaker_threshold", "breaker_window"})
 
 
 class FleetConfigError(InputError):
     """A fleet file that cannot be used: ``file:line: key: message``."""
-
-
-@dataclass(frozen=True)
-class PolicyOverrides:
-    backoff_base: float | None = None
-    backoff_cap: float | None = None
-    breaker_threshold: int | None = None
-    breaker_window: float | None = None
 
 
 @dataclass(frozen=True)
@@ -81,7 +72,7 @@ class FleetConfig:
     on_escalate: tuple[str, ...] = ()
     intake_interval: float = 1.0
     fault_plan: Path | None = None
-    policy: PolicyOverrides = PolicyOverrides()
+    policy: PolicySettings = field(default_factory=PolicySettings)
 
     @property
     def results(self) -> Path:
@@ -112,12 +103,6 @@ class _FleetReader(TomlReader):
         path = Path(text).expanduser()
         return path if path.is_absolute() else (self.base_dir / path)
 
-    def number(self, value: object, path: Path_, *, upper: float = 7 * 86400) -> float:
-        seconds = self.seconds(value, path)
-        if not math.isfinite(seconds) or seconds > upper:
-            raise self.fail(path, f"must be finite and at most {upper:g}, got {value}")
-        return seconds
-
     def argv(self, value: object, key: str) -> tuple[str, ...]:
         if isinstance(value, str):
             raise self.fail((key,), "must be a list of words (argv), never a shell string: "
@@ -139,20 +124,6 @@ class _FleetReader(TomlReader):
                 raise self.fail(("env", name), "must not contain NUL")
             out[name] = text
         return out
-
-    def policy(self, value: object) -> PolicyOverrides:
-        raw = self.table(value, ("policy",), _POLICY_KEYS)
-        get = raw.get
-        return PolicyOverrides(
-            backoff_base=None if get("backoff_base") is None else self.number(
-                raw["backoff_base"], ("policy", "backoff_base")),
-            backoff_cap=None if get("backoff_cap") is None else self.number(
-                raw["backoff_cap"], ("policy", "backoff_cap")),
-            breaker_threshold=None if get("breaker_threshold") is None else self.integer(
-                raw["breaker_threshold"], ("policy", "breaker_threshold")),
-            breaker_window=None if get("breaker_window") is None else self.number(
-                raw["breaker_window"], ("policy", "breaker_window")),
-        )
 
 
 def parse_fleet(text: str, *, source: Path) -> FleetConfig:
@@ -205,7 +176,7 @@ def parse_fleet(text: str, *, source: Path) -> FleetConfig:
         intake_interval=reader.number(raw.get("intake_interval", 1.0), ("intake_interval",),
                                       upper=3600),
         fault_plan=reader.path(raw["fault_plan"], "fault_plan") if "fault_plan" in raw else None,
-        policy=reader.policy(raw.get("policy", {})),
+        policy=reader.policy_settings(raw.get("policy", {}), ("policy",)),
     )
 
 

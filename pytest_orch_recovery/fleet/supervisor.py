@@ -27,7 +27,7 @@ from typing import Any, TextIO
 from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig, Phase
 from pytest_orch_recovery.engine.journal import Journal
 from pytest_orch_recovery.engine.model import Event, EventKind, Reason, Task
-from pytest_orch_recovery.engine.policy import Backoff, CircuitBreaker, Policy
+from pytest_orch_recovery.engine.policy import Policy
 from pytest_orch_recovery.engine.runtime import LaunchSpec
 from pytest_orch_recovery.fleet.config import FleetConfig, FleetConfigError, load_fleet
 from pytest_orch_recovery.fleet.intake import Request, Spool
@@ -41,19 +41,7 @@ ESCALATE_TIMEOUT = 60.0  # seconds the on_escalate command may take
 
 
 def build_policy(config: FleetConfig) -> Policy:
-    overrides = config.policy
-    default = Backoff()
-    backoff = Backoff(
-        base=default.base if overrides.backoff_base is None else overrides.backoff_base,
-        factor=default.factor,
-        cap=default.cap if overrides.backoff_cap is None else overrides.backoff_cap,
-    )
-    breaker = CircuitBreaker()
-    if overrides.breaker_threshold is not None:
-        breaker.threshold = overrides.breaker_threshold
-    if overrides.breaker_window is not None:
-        breaker.window = overrides.breaker_window
-    return Policy(max_attempts=config.max_attempts, backoff=backoff, breaker=breaker)
+    return config.policy.policy(max_attempts=config.max_attempts)
 
 
 class FleetSupervisor:

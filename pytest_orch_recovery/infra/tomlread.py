@@ -9,12 +9,14 @@ and task files all read through :class:`TomlReader`, and the task table (``id``,
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_orch_recovery.engine import validation
 from pytest_orch_recovery.engine.model import Task
+from pytest_orch_recovery.engine.policy import POLICY_SETTING_KEYS, PolicySettings
 from pytest_orch_recovery.engine.validation import InputError, RuleError
 
 # The keys of one task table (a scenario's [[tasks]] adds ``expect``).
@@ -152,6 +154,29 @@ class TomlReader:
         out: float = self.checked(validation.number, value, path,
                                   exclusive_minimum=not zero)
         return out
+
+    def number(self, value: object, path: Path_, *, upper: float = 7 * 86400) -> float:
+        """Seconds > 0, finite, at most ``upper``."""
+        seconds = self.seconds(value, path)
+        if not math.isfinite(seconds) or seconds > upper:
+            raise self.fail(path, f"must be finite and at most {upper:g}, got {value}")
+        return seconds
+
+    def policy_settings(self, value: object, path: Path_) -> PolicySettings:
+        """A ``[policy]`` table (fleet files and scenarios alike)."""
+        raw = self.table(value, path, POLICY_SETTING_KEYS)
+
+        def seconds(key: str) -> float | None:
+            return None if raw.get(key) is None else self.number(raw[key], (*path, key))
+
+        threshold = raw.get("breaker_threshold")
+        return PolicySettings(
+            backoff_base=seconds("backoff_base"),
+            backoff_cap=seconds("backoff_cap"),
+            breaker_threshold=None if threshold is None else self.integer(
+                threshold, (*path, "breaker_threshold")),
+            breaker_window=seconds("breaker_window"),
+        )
 
     def relative_path(self, value: object, path: Path_) -> str:
         out: str = self.checked(validation.relative_path, value, path)

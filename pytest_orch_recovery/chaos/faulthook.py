@@ -25,7 +25,6 @@ the agent by accident: any error is printed to stderr and the hook exits 0.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import json
@@ -34,13 +33,19 @@ import select
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from pytest_orch_recovery.engine import atomic
-from pytest_orch_recovery.infra.checkpoint import record_hook_input
-from pytest_orch_recovery.infra.processes import foreground_process_group, parent_pid
+from pytest_orch_recovery.infra.checkpoint_file import record_hook_input
+
+# One hook process runs per tool call of every agent: what only a firing fault, a usage error
+# or the type checker needs (typing, argparse, infra.processes) is imported where it is used.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+    from typing import Any
 
 HOOK_TIMEOUT_SECONDS = 3600  # a "stall" fault must outlive any attempt timeout
 SIGNAL_WAIT_SECONDS = 30.0  # how long a signal fault waits for the agent to die of it
@@ -52,10 +57,12 @@ def foreground_group(context: Mapping[str, Any]) -> int:
     holds the agent. Read from our own terminal when we have one (the sim agent's hooks); the
     real Claude Code runs hooks in a new session without a terminal (tpgid -1), so then from
     the agent's tmux pane."""
+    from pytest_orch_recovery.infra.processes import foreground_process_group
+
     own = foreground_process_group(os.getpid())
     if own is not None:
         return own
-    import subprocess  # here: most hook runs fire nothing and need no child process
+    import subprocess
 
     pane_pid = subprocess.run(
         ["tmux", "-L", str(context["tmux_socket"]), "display-message", "-p",
@@ -70,6 +77,8 @@ def foreground_group(context: Mapping[str, Any]) -> int:
 
 def agent_pid(leader: int) -> int:
     """The agent: our ancestor whose parent is ``leader`` (the launch wrapper)."""
+    from pytest_orch_recovery.infra.processes import parent_pid
+
     pid = os.getppid()
     while pid > 1:
         parent = parent_pid(pid)
@@ -179,7 +188,7 @@ def _await_exit(pid: int, timeout: float = SIGNAL_WAIT_SECONDS) -> bool:
 
 
 def _fire(fault: Mapping[str, Any], *, workspace: Path, context: Mapping[str, Any]) -> str:
-    import subprocess  # here: most hook runs fire nothing and need no child process
+    import subprocess
 
     kind = fault["kind"]
     if kind in ("sigint", "sigint_keys"):
@@ -221,7 +230,7 @@ def _fire(fault: Mapping[str, Any], *, workspace: Path, context: Mapping[str, An
     return f"fault {kind} is not injected by the hook"
 
 
-def _run(args: argparse.Namespace, text: str) -> None:
+def _run(plan: str, text: str) -> None:
     agent = os.environ["ORCH_AGENT"]
     attempt = int(os.environ.get("ORCH_ATTEMPT", "1"))
     task_id = os.environ.get("ORCH_TASK_ID", "")
@@ -231,7 +240,7 @@ def _run(args: argparse.Namespace, text: str) -> None:
             print(f"faulthook: starting a fresh checkpoint: {problem}", file=sys.stderr)
     except Exception as exc:  # the checkpoint is best effort; faults still fire
         print(f"faulthook: checkpoint not updated: {exc}", file=sys.stderr)
-    plan_doc = json.loads(Path(args.plan).read_text())
+    plan_doc = json.loads(Path(plan).read_text())
     payload = json.loads(text)
     workspace = Path(str(payload.get("cwd") or os.getcwd()))
     state = _State(Path(plan_doc["state_dir"]), agent, attempt)
@@ -259,15 +268,38 @@ def _run(args: argparse.Namespace, text: str) -> None:
         signal.pause()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="faulthook",
         description="PostToolUse hook: update the checkpoint, then fire due faults.",
     )
     parser.add_argument("--plan", required=True, help="the fault plan JSON the harness wrote")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def plan_argument(argv: Sequence[str]) -> str | None:
+    """The plan of the one command line the harness writes, ``--plan PATH`` (or
+    ``--plan=PATH``); None for anything else, which :func:`build_parser` parses.
+
+    >>> plan_argument(["--plan", "/s/plan.json"]), plan_argument(["--help"])
+    ('/s/plan.json', None)
+    """
+    if len(argv) == 2 and argv[0] == "--plan" and argv[1] and not argv[1].startswith("-"):
+        return argv[1]
+    if len(argv) == 1 and argv[0].startswith("--plan=") and len(argv[0]) > len("--plan="):
+        return argv[0].removeprefix("--plan=")
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    plan = plan_argument(args)
+    if plan is None:  # argparse's help and usage errors, and whatever else it accepts
+        plan = build_parser().parse_args(args).plan
     try:
-        _run(args, sys.stdin.read())
+        _run(plan, sys.stdin.read())
     except Exception as exc:  # never break the agent by accident
         print(f"faulthook: {type(exc).__name__}: {exc}", file=sys.stderr)
     return 0

@@ -11,10 +11,14 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import Any
 
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.engine.validation import file_kind
+
+# typing costs each hook and wrapper process ~10 ms of start-up: for the type checker only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> None:

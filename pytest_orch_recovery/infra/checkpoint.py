@@ -4,161 +4,72 @@ The seed stores checkpoints at ``/tmp/orchestration_checkpoints/{agent_name}.jso
 write theirs through a Claude Code ``PostToolUse`` hook that runs ``orch-recovery checkpoint
 --from-hook``; the engine reads them with :func:`read_checkpoint_safely`, which turns any damage
 into a reason to restart instead of a crash.
+
+The file itself (validation, the fold of a hook input, the atomic write) is implemented once,
+on plain fields, in :mod:`.checkpoint_file`, which the hook processes import alone; this module
+gives the same operations on :class:`~pytest_orch_recovery.engine.model.Checkpoint` objects.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
-import re
 import shlex
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import replace
-from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
-from typing import Any
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from pytest_orch_recovery.engine import atomic, validation
-from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.engine.model import Checkpoint
+from pytest_orch_recovery.infra import checkpoint_file
+from pytest_orch_recovery.infra.checkpoint_file import (
+    DEFAULT_CHECKPOINT_DIR as DEFAULT_CHECKPOINT_DIR,
+)
+from pytest_orch_recovery.infra.checkpoint_file import (
+    ENV_CHECKPOINT_DIR as ENV_CHECKPOINT_DIR,
+)
+from pytest_orch_recovery.infra.checkpoint_file import FILE_TOOLS as FILE_TOOLS
+from pytest_orch_recovery.infra.checkpoint_file import (
+    MAX_CHECKPOINT_BYTES as MAX_CHECKPOINT_BYTES,
+)
+from pytest_orch_recovery.infra.checkpoint_file import (
+    MAX_HOOK_INPUT_CHARS as MAX_HOOK_INPUT_CHARS,
+)
+from pytest_orch_recovery.infra.checkpoint_file import SCHEMA_VERSION as SCHEMA_VERSION
+from pytest_orch_recovery.infra.checkpoint_file import CheckpointError as CheckpointError
+from pytest_orch_recovery.infra.checkpoint_file import checkpoint_dir as checkpoint_dir
+from pytest_orch_recovery.infra.checkpoint_file import checkpoint_lock as checkpoint_lock
+from pytest_orch_recovery.infra.checkpoint_file import checkpoint_path as checkpoint_path
+from pytest_orch_recovery.infra.checkpoint_file import record_hook_input as record_hook_input
+from pytest_orch_recovery.infra.checkpoint_file import summarize_command as summarize_command
+from pytest_orch_recovery.infra.checkpoint_file import tool_failed as tool_failed
+from pytest_orch_recovery.infra.checkpoint_file import utc_now as utc_now
+from pytest_orch_recovery.infra.checkpoint_file import workspace_relative as workspace_relative
 
-SCHEMA_VERSION = 1
-DEFAULT_CHECKPOINT_DIR = Path("/tmp/orchestration_checkpoints")  # the seed's location
-ENV_CHECKPOINT_DIR = "ORCH_CHECKPOINT_DIR"
+if TYPE_CHECKING:
+    from pytest_orch_recovery.infra.checkpoint_file import CheckpointFields
 
-# Tools whose PostToolUse payload names a file the agent wrote, and the tool_input key holding it.
-FILE_TOOLS: Mapping[str, str] = {
-    "Write": "file_path",
-    "Edit": "file_path",
-    "MultiEdit": "file_path",
-    "NotebookEdit": "notebook_path",
-}
 HOOK_MATCHER = "Write|Edit|MultiEdit|Bash"
 HOOK_TIMEOUT_SECONDS = 30  # Claude Code's hook ``timeout`` is in seconds
 
-_MAX_COMMAND_CHARS = 72
-MAX_CHECKPOINT_BYTES = 4 * 1024 * 1024
-MAX_HOOK_INPUT_CHARS = validation.MAX_DOCUMENT_BYTES
-# One simple read-only command says nothing about progress; recording it would only add noise
-# to the continuation prompt built from the checkpoint.
-_READ_ONLY = frozenset(
-    {"ls", "pwd", "cat", "head", "tail", "grep", "rg", "find", "which", "wc", "echo", "tree"}
-)
-_READ_ONLY_GIT = frozenset({"status", "diff", "log", "show", "branch", "remote", "rev-parse"})
-_SHELL_OPERATORS = re.compile(r"[;&|><`$(]")
 
-
-class CheckpointError(OrchRecoveryError, ValueError):
-    """A checkpoint file (or a value bound for one) is unusable.
-
-    >>> str(CheckpointError(Path("/c/a.json"), "attempt", "expected an integer >= 1, got 'x'"))
-    "/c/a.json: field 'attempt': expected an integer >= 1, got 'x'"
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        field: str | None,
-        message: str,
-        *,
-        line: int | None = None,
-        column: int | None = None,
-    ) -> None:
-        self.path = path
-        self.field = field
-        self.message = message
-        self.line = line
-        self.column = column
-        where = str(path)
-        if line is not None:
-            where += f":{line}" + (f":{column}" if column is not None else "")
-        what = f" field {field!r}:" if field else ""
-        super().__init__(f"{where}:{what} {message}")
-
-
-# --------------------------------------------------------------------------- locations
-
-
-def checkpoint_dir(directory: str | os.PathLike[str] | None = None) -> Path:
-    """The directory to use: the argument, else ``$ORCH_CHECKPOINT_DIR``, else the seed's."""
-    if directory is not None:
-        return Path(directory)
-    env = os.environ.get(ENV_CHECKPOINT_DIR)
-    return Path(env) if env else DEFAULT_CHECKPOINT_DIR
-
-
-def checkpoint_path(directory: str | os.PathLike[str] | None, agent: str) -> Path:
-    """``<dir>/<agent>.json``; the agent name must be a plain file name.
-
-    >>> checkpoint_path("/tmp/cp", "task-agent-5030")
-    PosixPath('/tmp/cp/task-agent-5030.json')
-    """
-    base = checkpoint_dir(directory)
-    try:
-        validation.agent_name(agent)
-    except validation.RuleError as exc:
-        raise CheckpointError(base / "<agent>.json", "agent", str(exc)) from None
-    return base / f"{agent}.json"
-
-
-@contextlib.contextmanager
-def checkpoint_lock(directory: str | os.PathLike[str] | None, agent: str) -> Iterator[Path]:
-    """Hold ``agent``'s checkpoint lock: an ``flock`` on ``<dir>/.<agent>.lock`` beside the
-    checkpoint, for one read-modify-write (parallel tool calls run parallel hooks; without it
-    concurrent updates are lost). Yields the checkpoint's path."""
-    path = checkpoint_path(directory, agent)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = path.parent / f".{agent}.lock"
-    try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
-    except OSError as exc:
-        raise CheckpointError(lock, None, f"cannot open lock: {exc.strerror or exc}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # the kernel wakes us when the holder is done
-        yield path
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
-def utc_now() -> str:
-    """The current time as ISO 8601 UTC with a ``Z`` suffix, to the second."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _fields(cp: Checkpoint) -> CheckpointFields:
+    return {"agent": cp.agent, "task_id": cp.task_id, "attempt": cp.attempt,
+            "completed_subtasks": cp.completed_subtasks, "created_files": cp.created_files,
+            "next_actions": cp.next_actions, "updated_at": cp.updated_at,
+            "session_id": cp.session_id}
 
 
 # --------------------------------------------------------------------------- encoding
 
 
 def checkpoint_to_json(cp: Checkpoint, *, workspace: Path | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "agent": cp.agent,
-        "task_id": cp.task_id,
-        "attempt": cp.attempt,
-        "completed_subtasks": list(cp.completed_subtasks),
-        "created_files": list(cp.created_files),
-        "next_actions": list(cp.next_actions),
-        "updated_at": cp.updated_at,
-        "session_id": cp.session_id,
-    }
-    if workspace is not None:
-        out["workspace"] = str(workspace)
-    return out
+    return checkpoint_file.fields_to_json(_fields(cp), workspace=workspace)
 
 
 def save_checkpoint(
     directory: str | os.PathLike[str] | None, cp: Checkpoint, *, workspace: Path | None = None
 ) -> Path:
     """Validate ``cp`` and write it atomically; stamps ``updated_at`` when it is empty."""
-    path = checkpoint_path(directory, cp.agent)
-    if not cp.updated_at:
-        cp = replace(cp, updated_at=utc_now())
-    ws = None if workspace is None else Path(os.path.abspath(workspace))
-    # Refuse to write what we would refuse to read; store created files in their normal form.
-    cp = _validate(path, checkpoint_to_json(cp, workspace=ws), cp.agent, ws)
-    cp = replace(cp, created_files=_unique(cp.created_files))
-    atomic.write_json(path, checkpoint_to_json(cp, workspace=ws))
-    return path
+    return checkpoint_file.write_fields(directory, _fields(cp), workspace=workspace)
 
 
 # --------------------------------------------------------------------------- decoding
@@ -180,42 +91,15 @@ def load_checkpoint_record(
     directory: str | os.PathLike[str] | None, agent: str, *, workspace: Path | None = None
 ) -> tuple[Checkpoint, Path | None] | None:
     """Like :func:`load_checkpoint`, also returning the workspace the file records."""
-    path = checkpoint_path(directory, agent)
-    if not path.exists() and not path.is_symlink():
-        return None
-    try:
-        raw = validation.read_bounded(path, MAX_CHECKPOINT_BYTES)
-    except validation.RuleError as exc:
-        raise CheckpointError(path, None, str(exc)) from None
-    data = _decode(path, raw)
-    ws = None if workspace is None else Path(os.path.abspath(workspace))
-    cp = _validate(path, data, agent, ws)
-    recorded = data.get("workspace")
-    return cp, Path(recorded) if isinstance(recorded, str) else None
+    record = checkpoint_file.read_fields(directory, agent, workspace=workspace)
+    return None if record is None else (Checkpoint(**record[0]), record[1])
 
 
 def parse_checkpoint(
     path: Path, raw: bytes, agent: str | None = None, *, workspace: Path | None = None
 ) -> Checkpoint:
     """Decode and validate the bytes of a checkpoint file named ``path``."""
-    ws = None if workspace is None else Path(os.path.abspath(workspace))
-    return _validate(path, _decode(path, raw), agent, ws)
-
-
-def _decode(path: Path, raw: bytes) -> dict[str, Any]:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise CheckpointError(path, None, "not UTF-8 text", line=line) from None
-    try:
-        data = validation.loads_json(text)
-    except validation.DocumentError as exc:
-        raise CheckpointError(path, exc.field or None, str(exc), line=exc.line,
-                              column=exc.column) from None
-    if not isinstance(data, dict):
-        raise CheckpointError(path, None, f"expected a JSON object, got {_kind(data)}")
-    return data
+    return Checkpoint(**checkpoint_file.parse_fields(path, raw, agent, workspace=workspace))
 
 
 def read_checkpoint_safely(
@@ -226,149 +110,8 @@ def read_checkpoint_safely(
     Never raises, whatever the file holds or the arguments are: the engine restarts the agent
     instead of resuming.
     """
-    try:
-        return load_checkpoint(directory, agent, workspace=workspace), None
-    except CheckpointError as exc:
-        return None, str(exc)
-    except (OSError, ValueError, RecursionError) as exc:  # e.g. a NUL in a path given to us
-        return None, f"{checkpoint_dir(directory)}: checkpoint of {agent!r} unusable: {exc}"
-
-
-_REQUIRED: tuple[str, ...] = (
-    "schema_version",
-    "agent",
-    "task_id",
-    "attempt",
-    "completed_subtasks",
-    "created_files",
-    "next_actions",
-    "updated_at",
-)
-
-
-def _validate(
-    path: Path, data: Mapping[str, Any], agent: str | None, workspace: Path | None
-) -> Checkpoint:
-    for name in _REQUIRED:
-        if name not in data:
-            raise CheckpointError(path, name, "required field is missing")
-    version = data["schema_version"]
-    if type(version) is not int or version != SCHEMA_VERSION:
-        raise CheckpointError(path, "schema_version", f"expected {SCHEMA_VERSION}, got {version!r}")
-    name = _string(path, data, "agent")
-    if not name:
-        raise CheckpointError(path, "agent", "must not be empty")
-    if agent is not None and name != agent:
-        raise CheckpointError(path, "agent", f"belongs to {name!r}, expected {agent!r}")
-    task_id = _string(path, data, "task_id")
-    attempt = data["attempt"]
-    if type(attempt) is not int or attempt < 1:
-        raise CheckpointError(path, "attempt", f"expected an integer >= 1, got {attempt!r}")
-    updated_at = _string(path, data, "updated_at")
-    _check_utc(path, updated_at)
-    session_id = data.get("session_id")
-    if session_id is not None and not isinstance(session_id, str):
-        raise CheckpointError(path, "session_id", f"expected a string or null, got {session_id!r}")
-    recorded = data.get("workspace")
-    if recorded is not None and (not isinstance(recorded, str) or not os.path.isabs(recorded)
-                                 or "\x00" in recorded
-                                 or len(recorded) > validation.MAX_PATH_CHARS):
-        raise CheckpointError(path, "workspace",
-                              f"expected an absolute path without NUL, got {recorded!r}"[:200])
-    root = workspace if workspace is not None else (Path(recorded) if recorded else None)
-    created = _strings(path, data, "created_files")
-    if root is not None:
-        created = tuple(_inside(path, root, p) for p in created)
-    return Checkpoint(
-        agent=name,
-        task_id=task_id,
-        attempt=attempt,
-        completed_subtasks=_strings(path, data, "completed_subtasks"),
-        created_files=created,
-        next_actions=_strings(path, data, "next_actions"),
-        updated_at=updated_at,
-        session_id=session_id,
-    )
-
-
-def _string(path: Path, data: Mapping[str, Any], name: str) -> str:
-    value = data[name]
-    if not isinstance(value, str):
-        raise CheckpointError(path, name, f"expected a string, got {_kind(value)}")
-    return value
-
-
-def _strings(path: Path, data: Mapping[str, Any], name: str) -> tuple[str, ...]:
-    value = data[name]
-    if not isinstance(value, list):
-        raise CheckpointError(path, name, f"expected a list of strings, got {_kind(value)}")
-    for i, item in enumerate(value):
-        if not isinstance(item, str):
-            raise CheckpointError(path, f"{name}[{i}]", f"expected a string, got {_kind(item)}")
-    return tuple(value)
-
-
-def _check_utc(path: Path, stamp: str) -> None:
-    try:
-        when = datetime.fromisoformat(stamp)
-    except ValueError:
-        raise CheckpointError(
-            path, "updated_at", f"expected an ISO 8601 UTC time, got {stamp!r}"
-        ) from None
-    offset = when.utcoffset()
-    if offset is None or offset.total_seconds() != 0:
-        raise CheckpointError(path, "updated_at", f"expected a UTC time, got {stamp!r}")
-
-
-def _inside(path: Path, workspace: Path, name: str) -> str:
-    """``name`` as a path relative to ``workspace``; CheckpointError when it escapes it."""
-    field = "created_files"
-    if not name or "\x00" in name:
-        raise CheckpointError(path, field, f"invalid path {name!r}")
-    relative = workspace_relative(workspace, name)
-    if relative is None:
-        raise CheckpointError(path, field, f"{name!r} is outside the workspace {workspace}")
-    return relative
-
-
-def workspace_relative(workspace: Path, name: str) -> str | None:
-    """``name`` relative to ``workspace``, or None when it lies (or links) outside it.
-
-    >>> workspace_relative(Path("/w"), "/w/docs/fake3.md"), workspace_relative(Path("/w"), "../x")
-    ('docs/fake3.md', None)
-    """
-    if "\x00" in name:
-        return None
-    root = Path(os.path.abspath(workspace))
-    candidate = Path(name)
-    if candidate.is_absolute():
-        try:
-            candidate = candidate.relative_to(root)
-        except ValueError:
-            return None
-    parts = PurePosixPath(candidate.as_posix()).parts
-    if not parts or ".." in parts:
-        return None
-    # A symlink anywhere on the way may point out of the workspace.
-    try:
-        resolved = (root / candidate).resolve()
-        if not resolved.is_relative_to(root.resolve()):
-            return None
-    except (OSError, RuntimeError):  # symlink loops
-        return None
-    return candidate.as_posix()
-
-
-def _kind(value: object) -> str:
-    return {
-        dict: "an object",
-        list: "a list",
-        str: "a string",
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        type(None): "null",
-    }.get(type(value), type(value).__name__)
+    fields, problem = checkpoint_file.read_fields_safely(directory, agent, workspace)
+    return (None if fields is None else Checkpoint(**fields)), problem
 
 
 # --------------------------------------------------------------------------- hook updates
@@ -394,167 +137,18 @@ def apply_tool_use(
     >>> cp.created_files, cp.completed_subtasks
     (('fake3.md',), ('wrote fake3.md',))
     """
-    subtasks = list(cp.completed_subtasks)
-    created = list(cp.created_files)
-    if not tool_failed(tool_response):
-        if tool_name in FILE_TOOLS:
-            target = tool_input.get(FILE_TOOLS[tool_name])
-            if isinstance(target, str) and target:
-                relative = workspace_relative(workspace, target)
-                verb = "wrote" if tool_name == "Write" else "edited"
-                subtasks.append(f"{verb} {relative if relative is not None else target}")
-                if relative is not None:
-                    created.append(relative)
-        elif tool_name == "Bash":
-            command = tool_input.get("command")
-            if isinstance(command, str) and not _read_only(command):
-                subtasks.append("ran: " + summarize_command(command))
-    new_session = session_id if session_id else cp.session_id
-    updated = replace(
-        cp,
-        completed_subtasks=_unique(subtasks),
-        created_files=_unique(created),
-        session_id=new_session,
-    )
-    if updated != cp:
-        updated = replace(updated, updated_at=utc_now())
-    return updated
+    return Checkpoint(**checkpoint_file.fold_tool_use(
+        _fields(cp), tool_name, tool_input, tool_response, workspace=workspace,
+        session_id=session_id))
 
 
 def apply_hook_payload(
     cp: Checkpoint, payload: Mapping[str, Any], *, workspace: Path | None = None
 ) -> Checkpoint:
-    """Fold a whole ``PostToolUse`` hook input (as read from the hook's stdin) into ``cp``.
-
-    The payload carries ``session_id``, ``transcript_path``, ``cwd``, ``hook_event_name``,
-    ``tool_name``, ``tool_input`` and ``tool_response`` (Claude Code hooks reference). A
-    ``PostToolUseFailure`` event records nothing but the session.
-    """
-    root = workspace if workspace is not None else _payload_cwd(payload)
-    session = payload.get("session_id")
-    session_id = session if isinstance(session, str) else None
-    tool_name = payload.get("tool_name")
-    tool_input = payload.get("tool_input")
-    response = payload.get("tool_response")
-    if payload.get("hook_event_name") == "PostToolUseFailure":
-        response = {"is_error": True, "error": payload.get("error")}
-    if not isinstance(tool_name, str) or not isinstance(tool_input, Mapping):
-        tool_name, tool_input = "", {}
-    return apply_tool_use(
-        cp, tool_name, tool_input, response, workspace=root, session_id=session_id
-    )
-
-
-def record_hook_input(
-    text: str,
-    *,
-    agent: str,
-    directory: str | os.PathLike[str] | None = None,
-    task_id: str = "",
-    attempt: int = 1,
-    workspace: Path | None = None,
-) -> str | None:
-    """Fold one ``PostToolUse`` hook input, the raw text of the hook's stdin, into ``agent``'s
-    checkpoint and save it when anything changed. The workspace is ``workspace`` or the
-    payload's ``cwd``; ``task_id`` and ``attempt`` seed a checkpoint that does not exist yet.
-
-    Returns why an unreadable checkpoint was replaced by a fresh one (None when it was not);
-    raises :class:`ValueError` on input that is not a hook payload. This is what both
-    ``orch-recovery checkpoint --from-hook`` and the chaos fault hook run.
-    """
-    if len(text) > MAX_HOOK_INPUT_CHARS:
-        raise ValueError(f"<stdin>: hook input is {len(text)} characters long; the limit is "
-                         f"{MAX_HOOK_INPUT_CHARS}")
-    try:
-        payload: Any = validation.loads_json(text)
-    except validation.DocumentError as exc:
-        where = "" if exc.line is None else f":{exc.line}:{exc.column}"
-        raise ValueError(f"<stdin>{where}: invalid hook input JSON: "
-                         f"{exc.describe().removeprefix('invalid JSON: ')}") from None
-    if not isinstance(payload, dict):
-        raise ValueError("<stdin>: hook input is not a JSON object")
-    if workspace is None:
-        cwd = payload.get("cwd")
-        if not isinstance(cwd, str) or not os.path.isabs(cwd) or "\x00" in cwd \
-                or len(cwd) > validation.MAX_PATH_CHARS:
-            raise ValueError("<stdin>: field 'cwd': expected an absolute path without NUL, "
-                             f"got {cwd!r}"[:200])
-        workspace = Path(cwd)
-    workspace = workspace.absolute()
-    with checkpoint_lock(directory, agent):
-        cp, problem = read_checkpoint_safely(directory, agent, workspace)
-        if cp is None:
-            cp = Checkpoint(agent=agent, task_id=task_id, attempt=attempt)
-        updated = apply_hook_payload(cp, payload, workspace=workspace)
-        if updated != cp or problem is not None or not cp.updated_at:
-            save_checkpoint(directory, updated, workspace=workspace)
-    return problem
-
-
-def _payload_cwd(payload: Mapping[str, Any]) -> Path:
-    cwd = payload.get("cwd")
-    if not isinstance(cwd, str) or not os.path.isabs(cwd):
-        raise ValueError(f"hook payload has no absolute 'cwd' (got {cwd!r}) and no workspace")
-    return Path(cwd)
-
-
-def tool_failed(tool_response: object) -> bool:
-    """Whether a tool response says the call failed.
-
-    Claude Code's Bash response is ``{stdout, stderr, interrupted, isImage}`` with no exit status
-    (PostToolUse fires on success; failures go to ``PostToolUseFailure``), so an interrupted call
-    or an explicit error flag / non-zero exit code is what marks a failure here.
-
-    >>> tool_failed({"stdout": "", "stderr": "", "interrupted": True, "isImage": False})
-    True
-    >>> tool_failed({"stdout": "ok", "stderr": "", "interrupted": False, "isImage": False})
-    False
-    """
-    if isinstance(tool_response, str):
-        return tool_response.lstrip().lower().startswith("error")
-    if not isinstance(tool_response, Mapping):
-        return False
-    if tool_response.get("interrupted") is True or tool_response.get("success") is False:
-        return True
-    if tool_response.get("is_error") is True or tool_response.get("isError") is True:
-        return True
-    for key in ("exit_code", "exitCode", "returnCode", "code"):
-        code = tool_response.get(key)
-        if type(code) is int and code != 0:
-            return True
-    return False
-
-
-def summarize_command(command: str, limit: int = _MAX_COMMAND_CHARS) -> str:
-    """The first line of a command, whitespace collapsed, cut at a word with ``...``.
-
-    >>> summarize_command('git commit -m "Add /fake3 command documentation and runner"', 30)
-    'git commit -m "Add /fake3 ...'
-    """
-    lines = [ln for ln in command.strip().splitlines() if ln.strip()]
-    first = " ".join(lines[0].split()) if lines else ""
-    more = len(lines) > 1
-    if len(first) <= limit and not more:
-        return first
-    if len(first) > limit:
-        cut = first[: limit - 4]  # room for " ..."
-        space = cut.rfind(" ")
-        first = cut[: space + 1] if space > limit // 2 else cut
-    return first.rstrip() + " ..."
-
-
-def _read_only(command: str) -> bool:
-    text = command.strip()
-    if not text or _SHELL_OPERATORS.search(text) or "\n" in text:
-        return False
-    words = text.split()
-    if words[0] == "git":
-        return len(words) > 1 and words[1] in _READ_ONLY_GIT
-    return words[0] in _READ_ONLY
-
-
-def _unique(items: Sequence[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(items))
+    """Fold a whole ``PostToolUse`` hook input (as read from the hook's stdin) into ``cp``
+    (:func:`.checkpoint_file.fold_hook_payload`)."""
+    return Checkpoint(**checkpoint_file.fold_hook_payload(_fields(cp), payload,
+                                                          workspace=workspace))
 
 
 # --------------------------------------------------------------------------- hook installation

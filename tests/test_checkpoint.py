@@ -36,6 +36,7 @@ from pytest_orch_recovery.infra.checkpoint import (
     summarize_command,
     tool_failed,
 )
+from pytest_orch_recovery.infra.checkpoint_file import new_fields
 
 AGENT = "task-agent-5030"
 
@@ -618,3 +619,10 @@ def test_console_script_end_to_end(tmp_path: Path) -> None:
         "ran: git add fake3.md && git commit -m 'Add fake3'",
     ]
     assert data["workspace"] == str(tmp_path) and data["session_id"] == "abc-123"
+
+
+def test_new_fields_are_the_fields_of_an_empty_checkpoint() -> None:
+    # checkpoint_file works on plain fields so the hooks need no model; a fresh checkpoint
+    # made there must be the one the engine would make.
+    assert Checkpoint(**new_fields(AGENT, "t")) == Checkpoint(AGENT, "t")
+    assert Checkpoint(**new_fields(AGENT, "t", 3)) == Checkpoint(AGENT, "t", attempt=3)

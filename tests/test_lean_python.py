@@ -151,3 +151,21 @@ def test_the_fault_hook_s_usage_errors_still_come_from_argparse(tmp_path: Path) 
     assert helped.returncode == 0 and helped.stdout.startswith("usage: faulthook")
     extra = _run([*argv, "--plan", "p.json", "--what"])
     assert extra.returncode == 2 and "unrecognized arguments: --what" in extra.stderr
+
+
+def test_the_checkpoint_hook_command_imports_no_model(tmp_path: Path) -> None:
+    # orch-recovery checkpoint --from-hook: what a real agent's PostToolUse hook runs
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    out = subprocess.run(
+        lean_python_argv("pytest_orch_recovery", "checkpoint", "--from-hook", "--agent",
+                         "task-agent-5030", "--dir", str(tmp_path / "cp")),
+        input=_hook_payload(workspace), capture_output=True, text=True, timeout=120,
+        check=False, env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})
+    assert out.returncode == 0, out.stderr
+    saved = json.loads((tmp_path / "cp" / "task-agent-5030.json").read_text())
+    assert saved["completed_subtasks"] == ["wrote fake3.md"]
+    imported = _imported(out.stderr)  # (not cli.checkpoint: importlib.import_module is unlogged)
+    assert "pytest_orch_recovery.infra.checkpoint_file" in imported
+    assert sorted(imported.intersection({"typing", "dataclasses", "inspect",
+                                         "pytest_orch_recovery.engine.model"})) == []

@@ -13,25 +13,31 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from pytest_orch_recovery.engine import validation
 from pytest_orch_recovery.engine.errors import UsageError
-from pytest_orch_recovery.engine.model import Checkpoint
 from pytest_orch_recovery.infra.argtypes import positive_int
-from pytest_orch_recovery.infra.checkpoint import (
+
+# The checkpoint as plain fields, not the engine's Checkpoint: this command runs after every
+# tool call of every agent, and the model with dataclasses is ~25 ms of its start-up.
+from pytest_orch_recovery.infra.checkpoint_file import (
     ENV_CHECKPOINT_DIR,
     CheckpointError,
     checkpoint_lock,
     checkpoint_path,
-    checkpoint_to_json,
-    load_checkpoint_record,
+    fields_to_json,
+    new_fields,
+    read_fields,
     record_hook_input,
-    save_checkpoint,
     utc_now,
     workspace_relative,
+    write_fields,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pytest_orch_recovery.infra.checkpoint_file import CheckpointFields
 
 ENV_AGENT = "ORCH_AGENT"
 ENV_TASK_ID = "ORCH_TASK_ID"
@@ -145,7 +151,7 @@ def _update(args: argparse.Namespace, agent: str,
             workspace: Path | None) -> dict[str, object] | None:
     """Load, change and save the checkpoint under its lock; what ``--show`` prints, or None
     when there is nothing to show."""
-    record = load_checkpoint_record(args.dir, agent, workspace=workspace)
+    record = read_fields(args.dir, agent, workspace=workspace)
     cp = None if record is None else record[0]
     if workspace is None and record is not None:
         workspace = record[1]  # keep the workspace the file already records
@@ -159,19 +165,20 @@ def _update(args: argparse.Namespace, agent: str,
         if not task_id:
             raise _Refused(f"no checkpoint for {agent!r} yet: --task-id is required to create "
                            "one")
-        cp = Checkpoint(agent=agent, task_id=task_id)
+        cp = new_fields(agent, task_id)
         updating = True
     if updating:
         cp = _changed(args, cp, workspace)
         try:
-            save_checkpoint(args.dir, cp, workspace=workspace)
+            write_fields(args.dir, cp, workspace=workspace)
         except CheckpointError as exc:
             raise _Refused(str(exc)) from None
-    return checkpoint_to_json(cp, workspace=workspace)
+    return fields_to_json(cp, workspace=workspace)
 
 
-def _changed(args: argparse.Namespace, cp: Checkpoint, workspace: Path | None) -> Checkpoint:
-    created = list(cp.created_files)
+def _changed(args: argparse.Namespace, cp: CheckpointFields,
+             workspace: Path | None) -> CheckpointFields:
+    created = list(cp["created_files"])
     for name in args.created:
         if workspace is not None:
             relative = workspace_relative(workspace, name)
@@ -179,16 +186,16 @@ def _changed(args: argparse.Namespace, cp: Checkpoint, workspace: Path | None) -
                 raise _Refused(f"--created {name!r} is outside the workspace {workspace}")
             name = relative
         created.append(name)
-    return replace(
-        cp,
-        task_id=args.task_id or cp.task_id,
-        attempt=args.attempt or cp.attempt,
-        completed_subtasks=tuple(dict.fromkeys([*cp.completed_subtasks, *args.completed])),
-        created_files=tuple(dict.fromkeys(created)),
-        next_actions=tuple(args.next) if args.next else cp.next_actions,
-        session_id=args.session_id or cp.session_id,
-        updated_at=utc_now(),
-    )
+    return {
+        "agent": cp["agent"],
+        "task_id": args.task_id or cp["task_id"],
+        "attempt": args.attempt or cp["attempt"],
+        "completed_subtasks": tuple(dict.fromkeys([*cp["completed_subtasks"], *args.completed])),
+        "created_files": tuple(dict.fromkeys(created)),
+        "next_actions": tuple(args.next) if args.next else cp["next_actions"],
+        "session_id": args.session_id or cp["session_id"],
+        "updated_at": utc_now(),
+    }
 
 
 def _run_from_hook(args: argparse.Namespace) -> int:

@@ -33,9 +33,13 @@ import tty
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
 
 from pytest_orch_recovery.doubles.simagent.tools import EDIT_TOOLS
+
+# typing is ~8 ms of each sim agent's start-up: imported for the type checker only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 RULE = "\u254c" * 60  # the dialog's dashed rule around the preview
 POINTER = "\u276f"  # Claude Code's selection marker

@@ -508,6 +508,20 @@ def test_bash_timeout_kills_the_command(tmp_path: Path) -> None:
     assert "started" in out.content
 
 
+def test_bash_output_is_captured_and_a_background_child_does_not_hold_it(
+        tmp_path: Path) -> None:
+    # The background sleep keeps the command's stdout and stderr open long after bash exits:
+    # with pipes the tool would wait for it until the command's timeout.
+    command = "echo out; echo err >&2; sleep 60 & echo $! > bg.pid; exit 3"
+    out = run_tool("Bash", {"command": command, "timeout": 30_000}, tmp_path)
+    try:
+        assert out.response["stdout"] == "out" and out.response["stderr"] == "err"
+        assert out.response["interrupted"] is False and "timed out" not in out.content
+    finally:
+        with contextlib.suppress(ProcessLookupError, ValueError, FileNotFoundError):
+            os.kill(int((tmp_path / "bg.pid").read_text()), signal.SIGKILL)
+
+
 def test_stream_error_event_maps_to_status() -> None:
     acc = StreamAccumulator()
     with pytest.raises(ApiError) as info:

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_orch_recovery.engine import atomic
-from pytest_orch_recovery.infra.processes import child_pids
 
 # typing is ~8 ms of each sim agent's start-up: imported for the type checker only.
 TYPE_CHECKING = False
@@ -306,6 +305,9 @@ def truncate_output(text: str, limit: int) -> str:
 
 def _kill_tree(pid: int) -> None:
     """SIGKILL a process and its descendants (they share our process group, so no killpg)."""
+    # Imported here: only a timed-out or interrupted command needs it (~1 ms of start-up).
+    from pytest_orch_recovery.infra.processes import child_pids
+
     for child in child_pids(pid):
         _kill_tree(child)
     with contextlib.suppress(ProcessLookupError):

@@ -40,7 +40,8 @@ from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.infra.checkpoint_file import record_hook_input
 
 # One hook process runs per tool call of every agent: what only a firing fault, a usage error
-# or the type checker needs (typing, argparse, infra.processes) is imported where it is used.
+# or the type checker needs (typing, argparse, subprocess, infra.processes) is imported where
+# it is used.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse

@@ -21,31 +21,56 @@ from typing import TYPE_CHECKING, Any
 from pytest_orch_recovery.engine.model import Checkpoint
 from pytest_orch_recovery.infra import checkpoint_file
 from pytest_orch_recovery.infra.checkpoint_file import (
-    DEFAULT_CHECKPOINT_DIR as DEFAULT_CHECKPOINT_DIR,
+    DEFAULT_CHECKPOINT_DIR,
+    ENV_CHECKPOINT_DIR,
+    FILE_TOOLS,
+    MAX_CHECKPOINT_BYTES,
+    MAX_HOOK_INPUT_CHARS,
+    SCHEMA_VERSION,
+    CheckpointError,
+    checkpoint_dir,
+    checkpoint_lock,
+    checkpoint_path,
+    record_hook_input,
+    summarize_command,
+    tool_failed,
+    utc_now,
+    workspace_relative,
 )
-from pytest_orch_recovery.infra.checkpoint_file import (
-    ENV_CHECKPOINT_DIR as ENV_CHECKPOINT_DIR,
-)
-from pytest_orch_recovery.infra.checkpoint_file import FILE_TOOLS as FILE_TOOLS
-from pytest_orch_recovery.infra.checkpoint_file import (
-    MAX_CHECKPOINT_BYTES as MAX_CHECKPOINT_BYTES,
-)
-from pytest_orch_recovery.infra.checkpoint_file import (
-    MAX_HOOK_INPUT_CHARS as MAX_HOOK_INPUT_CHARS,
-)
-from pytest_orch_recovery.infra.checkpoint_file import SCHEMA_VERSION as SCHEMA_VERSION
-from pytest_orch_recovery.infra.checkpoint_file import CheckpointError as CheckpointError
-from pytest_orch_recovery.infra.checkpoint_file import checkpoint_dir as checkpoint_dir
-from pytest_orch_recovery.infra.checkpoint_file import checkpoint_lock as checkpoint_lock
-from pytest_orch_recovery.infra.checkpoint_file import checkpoint_path as checkpoint_path
-from pytest_orch_recovery.infra.checkpoint_file import record_hook_input as record_hook_input
-from pytest_orch_recovery.infra.checkpoint_file import summarize_command as summarize_command
-from pytest_orch_recovery.infra.checkpoint_file import tool_failed as tool_failed
-from pytest_orch_recovery.infra.checkpoint_file import utc_now as utc_now
-from pytest_orch_recovery.infra.checkpoint_file import workspace_relative as workspace_relative
 
 if TYPE_CHECKING:
     from pytest_orch_recovery.infra.checkpoint_file import CheckpointFields
+
+# The names of checkpoint_file this module passes on are public here too.
+__all__ = [
+    "DEFAULT_CHECKPOINT_DIR",
+    "ENV_CHECKPOINT_DIR",
+    "FILE_TOOLS",
+    "HOOK_MATCHER",
+    "HOOK_TIMEOUT_SECONDS",
+    "MAX_CHECKPOINT_BYTES",
+    "MAX_HOOK_INPUT_CHARS",
+    "SCHEMA_VERSION",
+    "CheckpointError",
+    "apply_hook_payload",
+    "apply_tool_use",
+    "checkpoint_dir",
+    "checkpoint_lock",
+    "checkpoint_path",
+    "checkpoint_to_json",
+    "hook_command",
+    "hook_settings",
+    "load_checkpoint",
+    "load_checkpoint_record",
+    "parse_checkpoint",
+    "read_checkpoint_safely",
+    "record_hook_input",
+    "save_checkpoint",
+    "summarize_command",
+    "tool_failed",
+    "utc_now",
+    "workspace_relative",
+]
 
 HOOK_MATCHER = "Write|Edit|MultiEdit|Bash"
 HOOK_TIMEOUT_SECONDS = 30  # Claude Code's hook ``timeout`` is in seconds

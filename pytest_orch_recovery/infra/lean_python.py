@@ -20,7 +20,7 @@ import os
 import sys
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # importlib's modules are for the type checker only: see _run_as_main
     from importlib.machinery import ModuleSpec
 
 # The directory holding the pytest_orch_recovery package this file belongs to.

@@ -277,16 +277,19 @@ def test_user_tests_get_orch_engine_and_the_marker(pytester: pytest.Pytester) ->
     pytester.runpytest().assert_outcomes(passed=2)
 
 
-def test_scenarios_run_heaviest_first_so_xdist_workers_finish_together(
+def test_scenarios_run_longest_first_so_xdist_workers_finish_together(
     pytester: pytest.Pytester,
 ) -> None:
     _scenario(pytester, "a-one", RECOVERING)
-    _scenario(pytester, "b-three", "".join(
+    _scenario(pytester, "b-four", "".join(
         f'[[tasks]]\nid = "t{i}"\ntitle = "Task {i}"\ndeliverables = ["f{i}.md"]\n\n'
-        for i in (1, 2, 3)))
+        for i in (1, 2, 3, 4)))
     _scenario(pytester, "c-one", RECOVERING)
+    # One agent, but a hang waited out for its 5 s stall window: longer than four agents.
+    _scenario(pytester, "d-hang", 'stall_window = 5\n\n[[tasks]]\nid = "h"\ntitle = "Hang"\n'
+              'deliverables = ["h.md"]\n\n[[faults]]\nkind = "stall"\ntask = "h"\n')
     result = pytester.runpytest("--orch-chaos", "--collect-only", "-q")
     lines = [line for line in result.stdout.lines if "::" in line]
-    # The three-agent scenario first; ties keep their file order.
-    assert lines == ["scenarios/b-three.toml::b-three", "scenarios/a-one.toml::a-one",
-                     "scenarios/c-one.toml::c-one"]
+    # The hang first, then the four agents; ties keep their file order.
+    assert lines == ["scenarios/d-hang.toml::d-hang", "scenarios/b-four.toml::b-four",
+                     "scenarios/a-one.toml::a-one", "scenarios/c-one.toml::c-one"]

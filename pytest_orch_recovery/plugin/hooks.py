@@ -134,9 +134,9 @@ def pytest_collection_modifyitems(
     settings = chaos_settings(config)
     if settings is None:
         return
-    from pytest_orch_recovery.plugin.items import GeneratedCampaign, heaviest_first
+    from pytest_orch_recovery.plugin.items import GeneratedCampaign, longest_first
 
-    heaviest_first(items)
+    longest_first(items)
     if not settings.campaign:
         return
     collector = GeneratedCampaign.from_parent(session, name=GeneratedCampaign.NAME,

@@ -96,15 +96,46 @@ class ScenarioItem(_RunItem):
                 f"(seed {run.seed}, tier {run.tier}):", problems)
 
 
-def heaviest_first(items: list[pytest.Item]) -> None:
-    """Order the bundled scenarios by the agents they run, most first (stable otherwise).
+# What a scenario's faults make it wait, in seconds, beyond its agents' own work: a hang is
+# ended by the stall window (or, without one, the attempt timeout); a rate limit is waited
+# out by the agent's retries and the engine's backoff; any other fault costs a further attempt.
+_SECONDS_PER_AGENT = 0.5
+_SECONDS_PER_RETRY = 1.0
+_HANG_KINDS = frozenset({"stall", "api_stall"})
 
-    Under xdist the slowest scenario (``control``: 28 agents at once) then starts at once
-    instead of whenever its turn comes, so the workers finish together; serially the order
-    changes nothing (each scenario's seed comes from the session seed and its name).
+
+def expected_seconds(scenario: Scenario) -> float:
+    """A rough cost of ``scenario`` on the tmux tier, for ordering only: its agents plus the
+    waits its faults impose.
+
+    >>> from pytest_orch_recovery.chaos.faults import FaultSpec
+    >>> from pytest_orch_recovery.chaos.scenario import ScenarioTask
+    >>> from pytest_orch_recovery.engine.model import Task
+    >>> one = (ScenarioTask(Task("t", "T", ("a.md",))),)
+    >>> hang = Scenario("h", one, (FaultSpec("stall", task="t"),), stall_window=5.0)
+    >>> expected_seconds(hang) > expected_seconds(Scenario("p", one * 1))
+    True
     """
-    items.sort(key=lambda item: -len(item.scenario.tasks)
-               if isinstance(item, ScenarioItem) else 0)
+    seconds = _SECONDS_PER_AGENT * len(scenario.tasks)
+    for spec in scenario.faults:
+        if spec.kind in _HANG_KINDS:
+            seconds += scenario.stall_window or scenario.attempt_timeout or 60.0
+        elif spec.kind == "api_rate_limit":
+            seconds += 3 * float(spec.params.get("retry_after", 30))
+        seconds += _SECONDS_PER_RETRY
+    return seconds
+
+
+def longest_first(items: list[pytest.Item]) -> None:
+    """Order the scenarios by :func:`expected_seconds`, longest first (stable otherwise).
+
+    Under xdist the long ones (``control``'s 28 agents, the hangs waited out) then start at
+    once and the short ones fill the gaps, so the workers finish together instead of one
+    idling while the other runs a hang it was handed last; serially the order changes nothing
+    (each scenario's seed comes from the session seed and its name).
+    """
+    items.sort(key=lambda item: -expected_seconds(item.scenario)
+               if isinstance(item, ScenarioItem) else 0.0)
 
 
 class ScenarioFile(pytest.File):

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -242,28 +243,37 @@ def test_sandbox_of_a_sigkilled_owner_is_reaped_by_the_next_create(base: Path) -
 
 
 def test_sigterm_unwinds_through_exit(base: Path) -> None:
+    # The child dumps its stacks on SIGUSR1, so a hang shows where it hangs (CI saw one hang
+    # once, in a full run only: the child outlived SIGTERM by 30 s).
     script = textwrap.dedent(
         """
-        import sys
+        import faulthandler, signal, sys
         from pathlib import Path
         from pytest_orch_recovery.doubles.sandbox import Sandbox
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
         with Sandbox.create(base_dir=Path(sys.argv[1]), unwind_on_sigterm=True) as box:
             print(box.root, flush=True)
             sys.stdin.read()
         """
     )
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", script, str(base)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-    )
-    assert proc.stdout is not None
-    root = Path(proc.stdout.readline().strip())
-    assert root.is_dir()
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
-    proc.stdout.close()
-    assert proc.stdin is not None
-    proc.stdin.close()
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        root = Path(proc.stdout.readline().strip())
+        assert root.is_dir()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            status = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            proc.kill()
+            _, err = proc.communicate(timeout=30)
+            pytest.fail(f"the sandbox's owner outlived SIGTERM by 60 s; its stacks:\n{err}")
+        assert status == 128 + signal.SIGTERM, proc.stderr.read()
     assert not root.exists()

@@ -16,6 +16,7 @@ from pytest_orch_recovery.infra.processes import (
     ProcessTable,
     parent_pid,
     pids_named,
+    pids_with_env,
     process_alive,
     process_cwd,
     process_start_time,
@@ -41,6 +42,29 @@ def test_a_child_is_found_by_name_parent_and_directory(tmp_path: Path) -> None:
         child.stdout.close()
     assert child.pid not in pids_named(name)
     assert parent_pid(child.pid) is None and process_cwd(child.pid) is None
+
+
+def test_processes_are_found_by_a_marker_in_their_environment_and_by_age() -> None:
+    marker = f"orch-test-{os.getpid()}-{time.monotonic_ns()}"
+    child = subprocess.Popen(
+        [sys.executable, "-c", "print('up', flush=True); import sys; sys.stdin.read()"],
+        env={**os.environ, "ORCH_TEST_MARKER": marker},
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        assert child.stdout.readline() == "up\n"
+        start = process_start_time(child.pid)
+        assert start is not None
+        assert pids_with_env("ORCH_TEST_MARKER", marker) == [child.pid]
+        assert pids_with_env("ORCH_TEST_MARKER", marker, started_since=start) == [child.pid]
+        # Started before the cut-off: not even read.
+        assert pids_with_env("ORCH_TEST_MARKER", marker, started_since=start + 1) == []
+        assert pids_with_env("ORCH_TEST_MARKER", marker + "x") == []
+    finally:
+        child.stdin.close()
+        child.wait()
+        child.stdout.close()
+    assert pids_with_env("ORCH_TEST_MARKER", marker) == []
 
 
 def test_index_lock_is_kept_while_git_runs_in_the_worktree(

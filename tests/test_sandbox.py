@@ -187,6 +187,9 @@ def test_ledger_errors_name_file_and_field(tmp_path: Path) -> None:
     path.write_text('{"schema_version": 1,\n oops}')
     with pytest.raises(ValueError, match=rf"{LEDGER_NAME}:2: not JSON"):
         Ledger.load(path)
+    path.write_text('{"schema_version": 1, "owner_pid": 1, "owner_start": "soon"}')
+    with pytest.raises(ValueError, match=rf"{LEDGER_NAME}: field owner_start: expected"):
+        Ledger.load(path)
 
 
 def test_live_owner_is_not_reaped_but_reused_pid_is(base: Path) -> None:

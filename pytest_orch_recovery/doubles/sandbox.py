@@ -116,11 +116,15 @@ class Ledger:
             raise ValueError(f"{path}:1: expected a JSON object")
         if data.get("schema_version") != SCHEMA_VERSION:
             raise ValueError(f"{path}: field schema_version: expected {SCHEMA_VERSION}")
+        start = data.get("owner_start")
+        if start is not None and (type(start) is not int or start < 0):
+            raise ValueError(f"{path}: field owner_start: expected clock ticks (an integer "
+                             f">= 0) or null, got {start!r}"[:200])
         try:
             return cls(
                 path=path,
                 owner_pid=int(data["owner_pid"]),
-                owner_start=data.get("owner_start"),
+                owner_start=start,
                 created_at=str(data["created_at"]),
                 sandbox_id=str(data["sandbox_id"]),
                 tmux_socket=str(data["tmux_socket"]),
@@ -402,11 +406,13 @@ def _teardown_ledger(root: Path, ledger: Ledger) -> None:
         if process_alive(pid, start):
             groups.add(int(entry.get("pgid") or pid))
     # Whatever escaped its group (setsid, double fork) still carries the sandbox marker.
-    stray = pids_with_env(_ENV_MARKER, ledger.sandbox_id)
+    # Everything that carries the marker started after the sandbox's owner did.
+    since = ledger.owner_start
+    stray = pids_with_env(_ENV_MARKER, ledger.sandbox_id, started_since=since)
     groups.update(os.getpgid(p) for p in stray if process_alive(p))
     groups -= {0, 1, os.getpgrp()}  # never init, nor our own group
     stop_process_groups(groups)
-    for pid in pids_with_env(_ENV_MARKER, ledger.sandbox_id):
+    for pid in pids_with_env(_ENV_MARKER, ledger.sandbox_id, started_since=since):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     repo = root / "repo"
@@ -424,7 +430,7 @@ def _leftovers(root: Path, ledger: Ledger) -> list[str]:
     for entry in ledger.pids:
         if process_alive(int(entry["pid"]), entry.get("start")):
             found.append(f"process {entry['pid']} ({entry.get('what')})")
-    for pid in pids_with_env(_ENV_MARKER, ledger.sandbox_id):
+    for pid in pids_with_env(_ENV_MARKER, ledger.sandbox_id, started_since=ledger.owner_start):
         found.append(f"process {pid} carrying {_ENV_MARKER}={ledger.sandbox_id}")
     if root.exists():
         found.append(f"directory {root}")

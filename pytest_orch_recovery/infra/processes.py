@@ -144,13 +144,23 @@ def pids_in_group(pgid: int) -> list[int]:
     return found
 
 
-def pids_with_env(name: str, value: str) -> list[int]:
-    """Live processes started with ``name=value`` in their environment (root reads all)."""
+def pids_with_env(name: str, value: str, *, started_since: int | None = None) -> list[int]:
+    """Live processes started with ``name=value`` in their environment (root reads all).
+
+    ``started_since`` (clock ticks since boot, as :func:`process_start_time`): skip processes
+    started before it without reading their environment. Reading another process's
+    ``environ`` waits for that process's memory-map lock, which a process tearing down a large
+    address space (a browser exiting) can hold for long; its start time costs nothing.
+    """
     needle = f"{name}={value}".encode()
     found = []
     for pid in _all_pids():
         if pid == os.getpid():
             continue
+        if started_since is not None:
+            start = process_start_time(pid)
+            if start is None or start < started_since:
+                continue
         try:
             environ = Path(f"/proc/{pid}/environ").read_bytes()
         except OSError:

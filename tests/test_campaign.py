@@ -201,3 +201,25 @@ def test_both_tiers_decide_with_the_scenarios_policy(tier: str) -> None:
     assert backed_off and all(d <= 0.001 * 2 ** 4 for d in quick), quick
     # The cap holds whatever the base: the same rng draws, scaled to at most 0.5 s.
     assert capped and all(d <= 0.5 for d in capped) and max(capped) > 0.001 * 2 ** 4, capped
+
+
+def _most_live(run: ScenarioRun) -> int:
+    live = most = 0
+    for event in run.events:
+        live += {"attempt_launched": 1, "attempt_exited": -1}.get(event.kind.value, 0)
+        most = max(most, live)
+    return most
+
+
+@pytest.mark.parametrize("tier", [
+    "sim", pytest.param("tmux", marks=pytest.mark.slow),
+])
+def test_both_tiers_run_at_most_the_scenarios_live_agents(tier: str) -> None:
+    four = tuple(ScenarioTask(Task(f"w{i}", f"Write part {i}", (f"part{i}.md",)))
+                 for i in range(4))
+    free = Scenario("four", four)
+    capped = dataclasses.replace(free, max_live_agents=2)
+    assert _most_live(run_scenario(free, tier=tier, seed=5, agent="sim")) == 4
+    run = run_scenario(capped, tier=tier, seed=5, agent="sim")
+    assert _most_live(run) == 2
+    assert set(run.outcomes.values()) == {"succeeded"}, run.outcomes

@@ -37,6 +37,10 @@ def test_defaults_and_paths_relative_to_the_fleet_file(repo: Path) -> None:
     assert config.tmux_socket == "orch-fleet" and config.max_attempts == 4
     assert config.env_allow == DEFAULT_ENV_ALLOW and config.on_escalate == ()
     assert config.agent_config().skip_permissions
+    assert config.max_live_agents is None  # no cap unless asked
+    capped = _parse(repo, 'repository = "project/repo"\nagent = "sim"\nmax_live_agents = 8\n'
+                          '[policy]\nbackoff_base = 0.5\n')
+    assert capped.max_live_agents == 8 and capped.policy.backoff_base == 0.5
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -48,6 +52,10 @@ def test_defaults_and_paths_relative_to_the_fleet_file(repo: Path) -> None:
      "fleet.toml:3: tmux_socket:"),
     ('repository = "project/repo"\nagent = "sim"\nmax_attempts = 0\n',
      "fleet.toml:3: max_attempts:"),
+    ('repository = "project/repo"\nagent = "sim"\nmax_live_agents = 0\n',
+     "fleet.toml:3: max_live_agents:"),
+    ('repository = "project/repo"\nagent = "sim"\n[policy]\nbackoff_cap = inf\n',
+     "fleet.toml:4: policy.backoff_cap:"),
     ('agent = "sim"\n', "fleet.toml:1: missing required key 'repository'"),
     ('repository = [\n', "fleet.toml:1: invalid TOML"),
 ])

@@ -171,3 +171,14 @@ def test_bundled_scenarios_cover_the_issue_and_the_catalogue() -> None:
             "coordinator-crash", "permission-prompt", "control"} <= names
     kinds = {f.kind for p in (REPO / "scenarios").glob("*.toml") for f in load_scenario(p).faults}
     assert kinds == set(CATALOGUE)
+
+
+def test_max_live_agents_is_the_fleet_files() -> None:
+    s = parse_scenario(BASE.replace('[expect]', 'max_live_agents = 1\n\n[expect]', 1))
+    assert s.max_live_agents == 1
+    assert parse_scenario(scenario_toml(s), name=s.name).max_live_agents == 1
+    with pytest.raises(ScenarioError, match=r"demo.toml:4: max_live_agents: must be >= 1"):
+        parse_scenario(BASE.replace('[expect]', 'max_live_agents = 0\n\n[expect]', 1),
+                       source="demo.toml")
+    with pytest.raises(ScenarioError, match=r"max_live_agents: must be >= 1"):
+        check_scenario(replace(s, max_live_agents=0))

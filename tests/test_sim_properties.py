@@ -219,3 +219,39 @@ def test_a_timeout_kill_stays_a_timeout_when_the_coordinator_crashes_before_the_
     assert crashed.crashes == 1
     assert crashed.outcomes == clean.outcomes
     assert [crashed.outcomes[f"t{i}"] for i in range(1, 4)] == [Phase.ESCALATED] * 3
+
+
+def _most_live(events: list[Event]) -> int:
+    live = most = 0
+    for event in events:
+        if event.kind is EventKind.ATTEMPT_LAUNCHED:
+            live += 1
+        elif event.kind is EventKind.ATTEMPT_EXITED:
+            live -= 1
+        most = max(most, live)
+    return most
+
+
+@settings(max_examples=100, deadline=None)
+@given(campaigns(), st.integers(1, 3), st.integers(1, 60))
+def test_at_most_max_live_attempts_run_at_once_and_crashes_change_nothing(
+    c, cap, crash_after
+) -> None:
+    ts, faults, seed = c
+    config = CoordinatorConfig(seed=seed, attempt_timeout=1800.0, max_live=cap)
+    capped = simulate(ts, faults, seed=seed, config=config)
+    assert _most_live(list(capped.events)) <= cap
+    assert set(capped.outcomes.values()) <= {Phase.SUCCEEDED, Phase.ESCALATED}
+    assert capped.runtime.violations == []
+    crashed = simulate(ts, faults, seed=seed, config=config, crash_after_event=crash_after)
+    assert _most_live(list(crashed.events)) <= cap
+    assert crashed.outcomes == capped.outcomes
+
+
+def test_launches_wait_their_turn_in_the_order_they_fell_due() -> None:
+    ts = [Task(f"t{i}", f"Task {i}", (f"f{i}.md",)) for i in range(5)]
+    out = simulate(ts, [], seed=3, config=CoordinatorConfig(seed=3, max_live=2))
+    launched = [e.task_id for e in out.events if e.kind is EventKind.ATTEMPT_LAUNCHED]
+    assert launched == [t.task_id for t in ts]
+    assert _most_live(list(out.events)) == 2
+    assert set(out.outcomes.values()) == {Phase.SUCCEEDED}

@@ -144,6 +144,7 @@ def run_tmux(
     config: AgentConfig | None = None,
     driver_factory: Callable[[AgentConfig], AgentDriver] | None = None,
     policy: PolicySettings | None = None,
+    max_live: int | None = None,
     on_event: Callable[[Event], None] | None = None,
 ) -> TmuxOutcome:
     """Run ``tasks`` under ``faults`` with real agents; always tears the sandbox down."""
@@ -169,7 +170,8 @@ def run_tmux(
         held.runtime = TmuxRuntime(sandbox, command_for, stall_window=stall_window)
         held.journal = _open_journal(sandbox, crash_after_event)
         supervisor = _supervisor(held.runtime, held.journal, dispatcher,
-                                 CoordinatorConfig(attempt_timeout=attempt_timeout, seed=seed),
+                                 CoordinatorConfig(attempt_timeout=attempt_timeout, seed=seed,
+                                                   max_live=max_live),
                                  lambda: (policy or PolicySettings()).policy(seed=seed),
                                  on_event)
         supervisor.drive(tasks, agents, operator_actions,
@@ -573,6 +575,7 @@ class TmuxTier:
             operator_actions=scenario.operator_actions,
             crash_after_event=scenario.crash_after_event, base_dir=default_base_dir(),
             attempt_timeout=timeout, stall_window=scenario.stall_window, policy=scenario.policy,
+            max_live=scenario.max_live_agents,
         )
         return ScenarioRun(
             scenario=scenario.name,

@@ -52,7 +52,7 @@ TRIGGER_KEYS: Mapping[str, str] = {
 
 _TOP_KEYS = frozenset(
     {"name", "description", "tasks", "faults", "operator_actions", "crash_after_event", "expect",
-     "attempt_timeout", "stall_window", "policy"}
+     "attempt_timeout", "stall_window", "policy", "max_live_agents"}
 )
 _TASK_KEYS = TASK_KEYS | {"expect"}
 _FAULT_KEYS = frozenset({"kind", "task", "attempt", "params", "expect", *TRIGGER_KEYS})
@@ -137,6 +137,7 @@ class Scenario:
     stall_window: float | None = None
     # the engine's tunable numbers (backoff, breaker), as a fleet file's [policy] table
     policy: PolicySettings = field(default_factory=PolicySettings)
+    max_live_agents: int | None = None  # as a fleet file's: at most this many at once
     description: str = ""
     fault_expectations: Mapping[str, str] = field(default_factory=dict)  # fault id -> status
     source: str | None = None
@@ -360,6 +361,8 @@ def parse_scenario(text: str, *, source: str = "<scenario>", name: str | None = 
                                                                     ("attempt_timeout",)),
         stall_window=None if stall is None else reader.seconds(stall, ("stall_window",)),
         policy=reader.policy_settings(raw.get("policy", {}), ("policy",)),
+        max_live_agents=(reader.integer(raw["max_live_agents"], ("max_live_agents",))
+                         if "max_live_agents" in raw else None),
     )
 
 
@@ -400,6 +403,9 @@ def check_scenario(scenario: Scenario) -> None:
                                 f"on the {trigger.event} event on every tier")
         if trigger.path is not None:
             check(f"faults[{i + 1}].after_file", validation.relative_path, trigger.path)
+    if scenario.max_live_agents is not None:
+        check("max_live_agents", validation.integer, scenario.max_live_agents, minimum=1,
+              maximum=validation.MAX_COUNT)
     settings = scenario.policy
     for key in ("backoff_base", "backoff_cap", "breaker_window"):
         value = getattr(settings, key)

@@ -159,7 +159,9 @@ class SimTier:
         out = simulate(tasks, scenario.faults, seed=seed, agents=agents,
                        operator_actions=scenario.operator_actions,
                        crash_after_event=scenario.crash_after_event,
-                       policy_factory=lambda s: scenario.policy.policy(seed=s))
+                       policy_factory=lambda s: scenario.policy.policy(seed=s),
+                       config=CoordinatorConfig(seed=seed, attempt_timeout=1800.0,
+                                                max_live=scenario.max_live_agents))
         runtime = out.runtime
         repos: dict[str, RepoState] = {}
         for task, name in zip(tasks, agents, strict=True):

@@ -146,6 +146,11 @@ class _Timers:
             out.append(heapq.heappop(self._heap))
         return out
 
+    def put_back(self, entries: Iterable[_Timer]) -> None:
+        """Entries taken by :meth:`due` and not acted on; they keep their place."""
+        for entry in entries:
+            heapq.heappush(self._heap, entry)
+
 
 class AgentNames:
     """``task-agent-NNNN`` names, unique within a coordinator, deterministic from a seed."""
@@ -170,6 +175,9 @@ class CoordinatorConfig:
     attempt_timeout: float | None = 1800.0  # seconds per attempt; None = no limit
     default_agent_type: str = "claude-code"
     seed: int = 0
+    # At most this many attempts run at once; the others wait their turn, in the order their
+    # launches fell due (None: no limit). A fleet of 100 tasks need not start 100 agents.
+    max_live: int | None = None
 
 
 class Coordinator:
@@ -350,10 +358,16 @@ class Coordinator:
             return None
         return state
 
+    def _full(self) -> bool:
+        """Every slot taken (``config.max_live``): due launches wait for an exit."""
+        cap = self.config.max_live
+        return cap is not None and len(self._running) >= cap
+
     def _next_wakeup(self, until: float | None) -> float | None:
+        # When full, the next exit is what frees a slot: no launch time wakes the loop.
+        launch = None if self._full() else self._launches.first(self._pending_of)
         times = [
-            t for t in (self._launches.first(self._pending_of),
-                        self._deadlines.first(self._deadline_of))
+            t for t in (launch, self._deadlines.first(self._deadline_of))
             if t is not None
         ]
         if until is not None:
@@ -361,7 +375,11 @@ class Coordinator:
         return min(times) if times else None
 
     def _launch_due(self, now: float) -> None:
-        for entry in self._launches.due(now):
+        due = self._launches.due(now)
+        for i, entry in enumerate(due):
+            if self._full():
+                self._launches.put_back(due[i:])
+                return
             state = self._pending_of(entry)
             if state is None or state.pending is None:
                 continue

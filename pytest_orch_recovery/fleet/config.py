@@ -14,6 +14,8 @@ keys::
     tmux_socket     the runtime's own tmux server (default: "orch-" + the file's stem)
     attempt_timeout seconds per attempt (default: 1800)
     max_attempts    attempt budget per task (default: 4)
+    max_live_agents at most this many agents run at once; the rest wait their turn
+                    (default: no limit)
     env_allow       names/patterns of the supervisor's environment agents get (default: see
                     runtime.host.DEFAULT_ENV_ALLOW: HOME, CLAUDE_CONFIG_DIR, GH_*, ...)
     checkpoint_dir  agents' checkpoint files (default: <state_dir>/checkpoints)
@@ -41,7 +43,8 @@ from pytest_orch_recovery.runtime.host import DEFAULT_ENV_ALLOW
 
 _KEYS = frozenset({
     "repository", "state_dir", "worktree_root", "branch_pattern", "base", "agent",
-    "skip_permissions", "tmux_socket", "attempt_timeout", "max_attempts", "env_allow",
+    "skip_permissions", "tmux_socket", "attempt_timeout", "max_attempts", "max_live_agents",
+    "env_allow",
     "checkpoint_dir", "journal", "spool", "on_escalate", "intake_interval", "fault_plan",
     "env", "policy",
 })
@@ -67,6 +70,7 @@ class FleetConfig:
     skip_permissions: bool = True
     attempt_timeout: float = 1800.0
     max_attempts: int = 4
+    max_live_agents: int | None = None
     env_allow: tuple[str, ...] = DEFAULT_ENV_ALLOW
     env: Mapping[str, str] = field(default_factory=dict)
     on_escalate: tuple[str, ...] = ()
@@ -168,6 +172,8 @@ def parse_fleet(text: str, *, source: Path) -> FleetConfig:
                                         ("skip_permissions",)),
         attempt_timeout=reader.number(raw.get("attempt_timeout", 1800), ("attempt_timeout",)),
         max_attempts=reader.integer(raw.get("max_attempts", 4), ("max_attempts",)),
+        max_live_agents=(reader.integer(raw["max_live_agents"], ("max_live_agents",))
+                         if "max_live_agents" in raw else None),
         env_allow=(reader.strings(raw["env_allow"], ("env_allow",)) if "env_allow" in raw
                    else DEFAULT_ENV_ALLOW),
         env=reader.env_table(raw.get("env", {})),

@@ -82,7 +82,8 @@ class FleetSupervisor:
             self.runtime,
             self.journal,
             policy=build_policy(self.config),
-            config=CoordinatorConfig(attempt_timeout=self.config.attempt_timeout),
+            config=CoordinatorConfig(attempt_timeout=self.config.attempt_timeout,
+                                     max_live=self.config.max_live_agents),
             on_event=self._observe,
             launch_notes=self._launch_notes,
         )

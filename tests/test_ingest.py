@@ -24,9 +24,10 @@ from seedfleet import (
 )
 
 from pytest_orch_recovery.cli.main import main
-from pytest_orch_recovery.engine.journal import replay
+from pytest_orch_recovery.doubles.forge import Forge, install_gh_shim
+from pytest_orch_recovery.engine.journal import Journal, replay
 from pytest_orch_recovery.engine.metrics import compute
-from pytest_orch_recovery.engine.model import EventKind, Reason
+from pytest_orch_recovery.engine.model import Event, EventKind, Reason
 from pytest_orch_recovery.infra.adoption import AdoptionSource, adopt
 from pytest_orch_recovery.infra.results import ResultsError, find_runs, parse_log, read_bounded
 from pytest_orch_recovery.infra.workspace import PullRequestsInMemory
@@ -210,8 +211,6 @@ def test_pr_lookup_makes_a_missing_pr_undone_work(
 ) -> None:
     fleet, sandbox = seed_tree
     prs = PullRequestsInMemory()
-    from pytest_orch_recovery.engine.journal import Journal
-
     with Journal(tmp_path / "j.jsonl") as journal:
         report = adopt(journal, AdoptionSource(fleet.results, fleet.logs, sandbox.agents,
                                                prs=prs))
@@ -221,6 +220,32 @@ def test_pr_lookup_makes_a_missing_pr_undone_work(
     assert len(done) == 1  # pushed, but no PR: not finished
     assert done[0].data["attribution"]["reason"] == str(Reason.INCOMPLETE)
     assert [w["kind"] for w in done[0].data["missing_work"]] == ["open_pr"]
+
+
+def test_gh_repo_asks_gh_for_each_branchs_pull_request(
+    seed_tree: tuple[SeedFleet, GitSandbox], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The forge's gh stand-in first on PATH: `gh pr view <branch> --json ...` as GitHub answers.
+    fleet, sandbox = seed_tree
+    forge = Forge(tmp_path / "forge", origin=sandbox.origin)
+    install_gh_shim(tmp_path / "bin", tmp_path / "forge")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+
+    def done_events(journal: Path) -> list[Event]:
+        assert main(["ingest", "--results", str(fleet.results), "--logs", str(fleet.logs),
+                     "--worktrees", str(sandbox.agents), "--gh-repo", str(sandbox.repo),
+                     "--journal", str(journal)]) == 0
+        with Journal(journal) as j:
+            return [e for e in j.events() if e.agent == DONE]
+
+    no_pr = done_events(tmp_path / "before.jsonl")
+    failed = [e for e in no_pr if e.kind is EventKind.FAILURE_ATTRIBUTED]
+    assert [w["kind"] for w in failed[0].data["missing_work"]] == ["open_pr"]
+    pr = forge.open_pull_request(head=f"{DONE}-work", base="main", title="done")
+    with_pr = done_events(tmp_path / "after.jsonl")
+    succeeded = [e for e in with_pr if e.kind is EventKind.TASK_SUCCEEDED]
+    assert [e.data["pr"] for e in succeeded] == [pr.number]
+    assert ["pr", "view", f"{DONE}-work"] in [c["argv"][:3] for c in forge.calls()]
 
 
 def test_ingest_reports_a_worktree_on_another_branch(

@@ -28,6 +28,7 @@ from pytest_orch_recovery.infra.adoption import (
     adopt,
 )
 from pytest_orch_recovery.infra.argtypes import seconds
+from pytest_orch_recovery.infra.gh import GhPullRequests
 from pytest_orch_recovery.infra.results import ResultsError
 
 PROG = "orch-recovery ingest"
@@ -65,6 +66,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         f"{DEFAULT_BRANCH_PATTERN!r}); a worktree on another branch is reported")
     parser.add_argument("--base", default="main", metavar="REF",
                         help="the branch agents' work is counted from (default main)")
+    parser.add_argument("--gh-repo", type=Path, metavar="DIR",
+                        help="a checkout of the repository: look up each agent's pull request "
+                        "with `gh pr view <branch>` run there (gh's own credentials); without "
+                        "it a PR is unknown, so a pushed branch with no PR is not reported")
     parser.add_argument("--journal", type=Path, required=True, metavar="PATH",
                         help="the journal to append to (created if absent; one writer at a time)")
     parser.add_argument("--follow", action="store_true",
@@ -106,8 +111,12 @@ def _pass(journal: Journal, source: AdoptionSource, seen: set[str]) -> AdoptionR
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.gh_repo is not None and not args.gh_repo.is_dir():
+        print(f"{PROG}: error: {args.gh_repo}: no such directory (--gh-repo)", file=sys.stderr)
+        return 2
     source = AdoptionSource(results=args.results, logs=args.logs, worktrees=args.worktrees,
-                            branch=args.branch, base=args.base)
+                            branch=args.branch, base=args.base,
+                            prs=None if args.gh_repo is None else GhPullRequests(args.gh_repo))
     seen: set[str] = set()
     try:
         with Journal(args.journal) as journal:

@@ -25,11 +25,13 @@ from typing import Any
 import pytest
 
 from pytest_orch_recovery.chaos.faults import FaultSpec, Trigger
+from pytest_orch_recovery.chaos.simulation import simulate
 from pytest_orch_recovery.doubles.forge import Forge, install_gh_shim
 from pytest_orch_recovery.doubles.modeldouble import ModelDouble, Plan, plan_for_task
 from pytest_orch_recovery.doubles.modeldouble.faults import ApiFaultKind, ApiFaultSpec
 from pytest_orch_recovery.engine import atomic
-from pytest_orch_recovery.engine.model import Task
+from pytest_orch_recovery.engine.journal import Journal
+from pytest_orch_recovery.engine.model import EventKind, Task
 from pytest_orch_recovery.infra.agents import claude_code_missing
 from pytest_orch_recovery.infra.git import create_repo_with_origin, remote_sha
 from pytest_orch_recovery.runtime.server import kill_tmux_server
@@ -329,6 +331,38 @@ def test_supervisor_killed_mid_attempt_never_starts_it_twice(fleet: Fleet) -> No
     succeeded = fleet.events("task_succeeded", "t-held")
     assert succeeded[0]["data"]["first_try"] is True
     assert _pushed(fleet, "t-held")
+
+
+def test_an_escalation_journaled_just_before_a_crash_is_still_notified(fleet: Fleet) -> None:
+    # A supervisor that dies after journaling an escalation and before running on_escalate:
+    # its journal ends in task_escalated, and on_escalate never ran. Built here from a
+    # simulated run (killed at every start: escalated after the budget), appended to the
+    # journal of a fleet whose first supervisor had started and stopped.
+    first = Supervisor(fleet)
+    first.wait_for("supervising")
+    assert first.stop() == 0
+    doomed = Task("t-doomed", "Migrate the schema", ("m.py",))
+    run = simulate([doomed], [FaultSpec("kill", Trigger("start"), task="t-doomed",
+                                        attempt=None)], seed=4)
+    with Journal(fleet.journal) as journal:
+        for event in run.events:
+            journal.append(event)
+    escalated = [e.seq for e in run.events if e.kind is EventKind.TASK_ESCALATED]
+    notes = fleet.root / "escalations.jsonl"
+    assert len(escalated) == 1 and not notes.exists()
+
+    for n in range(2):  # the next supervisor runs it once; the one after, not again
+        again = Supervisor(fleet)
+        try:
+            if n == 0:
+                again.wait_for("on_escalate for t-doomed", "running it now")
+            again.wait_for("supervising")
+        finally:
+            assert again.stop() == 0
+        delivered = [json.loads(line) for line in notes.read_text().splitlines()]
+        assert [(d["kind"], d["seq"], d["task_id"]) for d in delivered] == [
+            ("task_escalated", escalated[0], "t-doomed")]
+    assert not any("on_escalate for" in line for line in again.seen)
 
 
 def test_a_second_supervisor_on_the_same_journal_is_refused(fleet: Fleet) -> None:

@@ -19,11 +19,14 @@ server running; a supervisor started again on the same fleet file replays the jo
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any, TextIO
 
+from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig, Phase
 from pytest_orch_recovery.engine.journal import Journal
 from pytest_orch_recovery.engine.model import Event, EventKind, Reason, Task
@@ -38,6 +41,38 @@ from pytest_orch_recovery.runtime.host import RepositoryHost
 from pytest_orch_recovery.runtime.tmux import TmuxRuntime
 
 ESCALATE_TIMEOUT = 60.0  # seconds the on_escalate command may take
+
+
+class EscalationDeliveries:
+    """Which escalations ``on_escalate`` has been run for: ``<state_dir>/on_escalate.delivered``,
+    one journal seq a line, appended after each run.
+
+    A supervisor that died after journaling an escalation and before running ``on_escalate``
+    runs it when the next supervisor starts: at least once, never lost (a death between the
+    run and the mark repeats it). The file is made by the first supervisor on a journal;
+    escalations the journal held before it existed count as delivered.
+    """
+
+    def __init__(self, path: Path, journal: Journal) -> None:
+        self.path = path
+        if not path.exists():
+            atomic.write_text(path, "".join(
+                f"{e.seq}\n" for e in journal.events() if e.kind is EventKind.TASK_ESCALATED))
+        self._done = {int(line) for line in path.read_text(encoding="utf-8").split()
+                      if line.isdigit()}  # a torn last line is not a delivery
+
+    def missed(self, events: Iterable[Event]) -> list[Event]:
+        return [e for e in events
+                if e.kind is EventKind.TASK_ESCALATED and e.seq not in self._done]
+
+    def mark(self, event: Event) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, f"{event.seq}\n".encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._done.add(event.seq)
 
 
 def build_policy(config: FleetConfig) -> Policy:
@@ -73,7 +108,13 @@ class FleetSupervisor:
             self.journal.close()
             raise
         self.spool = Spool(config.spool)
+        self.deliveries = EscalationDeliveries(config.state_dir / "on_escalate.delivered",
+                                               self.journal)
         self.steps = CoordinatorSteps(self._start, recover=len(self.journal) > 0)
+        for event in self.deliveries.missed(self.journal.events()):
+            self.say(f"on_escalate for {event.task_id}: not run before the last supervisor "
+                     "stopped; running it now")
+            self._escalated(event)
 
     # ------------------------------------------------------------------ coordinator
 
@@ -102,9 +143,14 @@ class FleetSupervisor:
         what = f"{event.kind.value} {event.task_id or ''} {event.agent or ''}".rstrip()
         if event.attempt is not None:
             what += f" attempt {event.attempt}"
-        if event.kind is EventKind.TASK_ESCALATED and self.config.on_escalate:
-            self._notify(event)  # before the log line: whoever reads the log sees it done
+        if event.kind is EventKind.TASK_ESCALATED:
+            self._escalated(event)  # before the log line: whoever reads the log sees it done
         self.say(what)
+
+    def _escalated(self, event: Event) -> None:
+        if self.config.on_escalate:
+            self._notify(event)
+        self.deliveries.mark(event)
 
     def _notify(self, event: Event) -> None:
         """Run ``on_escalate`` with the event as JSON on stdin; its failure is logged only."""

@@ -225,7 +225,8 @@ def _pushed(fleet: Fleet, task: str) -> bool:
 def test_supervised_fleet_recovers_from_catalogue_faults(fleet: Fleet) -> None:
     sigint = FaultSpec("sigint", Trigger("file_written", path="fake3.md"), task="t-sigint",
                        fault_id="f1")
-    fleet.write_config(fault_plan=str(_fault_plan(fleet, [sigint])))
+    fleet.write_config(fault_plan=str(_fault_plan(fleet, [sigint])),
+                       remove_finished_worktrees=True)
     # Partial files: the model says "done" after the first of four files.
     fleet.double.add_fault(ApiFaultSpec(kind=ApiFaultKind.QUIT_EARLY, times=1, at_request=2,
                                         scope="task", task=PARTIAL_TASK.title))
@@ -249,6 +250,10 @@ def test_supervised_fleet_recovers_from_catalogue_faults(fleet: Fleet) -> None:
     assert _phases(fleet) == {"t-sigint": "succeeded", "t-partial": "succeeded",
                               "t-pr": "succeeded"}
     assert all(_pushed(fleet, t) for t in ("t-sigint", "t-partial", "t-pr"))
+    # remove_finished_worktrees: each succeeded task's worktree went, journaled once.
+    cleaned = fleet.events("workspace_cleaned")
+    assert sorted(e["task_id"] for e in cleaned) == ["t-partial", "t-pr", "t-sigint"]
+    assert not any(Path(e["data"]["path"]).exists() for e in cleaned)
     assert {pr.branch for pr in fleet.forge.pull_requests()} == {
         f"{fleet.events('task_submitted', t)[0]['agent']}-work"
         for t in ("t-sigint", "t-partial", "t-pr")}

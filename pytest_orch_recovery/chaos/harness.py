@@ -46,13 +46,14 @@ from pytest_orch_recovery.engine.model import Event, EventKind, ExitInfo, Reason
 from pytest_orch_recovery.engine.patterns import match_lines
 from pytest_orch_recovery.engine.policy import Policy, PolicySettings
 from pytest_orch_recovery.engine.runtime import LaunchSpec
+from pytest_orch_recovery.fleet.steps import remove_finished_workspaces
 from pytest_orch_recovery.infra.agents import (
     AgentConfig,
     AgentDriver,
     accept_claude_code_first_run,
     driver_for,
 )
-from pytest_orch_recovery.infra.cleanup import cleanup_workspace, find_orphans
+from pytest_orch_recovery.infra.cleanup import find_orphans
 from pytest_orch_recovery.infra.git import rev_count
 from pytest_orch_recovery.runtime.dispatch import Dispatcher
 from pytest_orch_recovery.runtime.tmux import TmuxRuntime
@@ -332,16 +333,8 @@ def _finish(sandbox: Sandbox, supervisor: Supervisor, double: ModelDouble, journ
 def _settle_workspaces(sandbox: Sandbox, coordinator: Coordinator) -> None:
     """Remove the worktrees of finished tasks (rescuing anything unpushed), keep escalated
     ones for a person, and journal any worktree nobody owns as an orphan."""
-    owners = coordinator.owners()
-    roots = [sandbox.worktrees]
-    for state in coordinator.tasks.values():
-        worktree = sandbox.workspace(state.agent)
-        if state.agent in owners or not worktree.exists():
-            continue
-        result = cleanup_workspace(worktree, repo=sandbox.repo, managed_roots=roots)
-        if result.removed:
-            coordinator.note_workspace_cleaned(state.agent, str(worktree), result.rescue_ref)
-    for path in find_orphans(sandbox.repo, roots, owners):
+    remove_finished_workspaces(coordinator, sandbox)
+    for path in find_orphans(sandbox.repo, [sandbox.worktrees], coordinator.owners()):
         coordinator.note_workspace_orphaned(str(path), path.name)
 
 

@@ -16,6 +16,8 @@ keys::
     max_attempts    attempt budget per task (default: 4)
     max_live_agents at most this many agents run at once; the rest wait their turn
                     (default: no limit)
+    remove_finished_worktrees  remove a task's worktree once it succeeded, unpushed work
+                    saved to a rescue ref first (default: false, they are kept)
     env_allow       names/patterns of the supervisor's environment agents get (default: see
                     runtime.host.DEFAULT_ENV_ALLOW: HOME, CLAUDE_CONFIG_DIR, GH_*, ...)
     checkpoint_dir  agents' checkpoint files (default: <state_dir>/checkpoints)
@@ -44,7 +46,7 @@ from pytest_orch_recovery.runtime.host import DEFAULT_ENV_ALLOW
 _KEYS = frozenset({
     "repository", "state_dir", "worktree_root", "branch_pattern", "base", "agent",
     "skip_permissions", "tmux_socket", "attempt_timeout", "max_attempts", "max_live_agents",
-    "env_allow",
+    "remove_finished_worktrees", "env_allow",
     "checkpoint_dir", "journal", "spool", "on_escalate", "intake_interval", "fault_plan",
     "env", "policy",
 })
@@ -71,6 +73,7 @@ class FleetConfig:
     attempt_timeout: float = 1800.0
     max_attempts: int = 4
     max_live_agents: int | None = None
+    remove_finished_worktrees: bool = False
     env_allow: tuple[str, ...] = DEFAULT_ENV_ALLOW
     env: Mapping[str, str] = field(default_factory=dict)
     on_escalate: tuple[str, ...] = ()
@@ -174,6 +177,8 @@ def parse_fleet(text: str, *, source: Path) -> FleetConfig:
         max_attempts=reader.integer(raw.get("max_attempts", 4), ("max_attempts",)),
         max_live_agents=(reader.integer(raw["max_live_agents"], ("max_live_agents",))
                          if "max_live_agents" in raw else None),
+        remove_finished_worktrees=reader.boolean(raw.get("remove_finished_worktrees", False),
+                                                 ("remove_finished_worktrees",)),
         env_allow=(reader.strings(raw["env_allow"], ("env_allow",)) if "env_allow" in raw
                    else DEFAULT_ENV_ALLOW),
         env=reader.env_table(raw.get("env", {})),

@@ -16,6 +16,27 @@ from collections.abc import Callable, Iterable
 
 from pytest_orch_recovery.engine.coordinator import Coordinator
 from pytest_orch_recovery.engine.model import Reason, Task
+from pytest_orch_recovery.infra.cleanup import cleanup_workspace
+from pytest_orch_recovery.runtime.host import Host
+
+
+def remove_finished_workspaces(coordinator: Coordinator, host: Host) -> list[str]:
+    """Remove the worktree of every finished task that still has one -- anything unpushed is
+    saved to a rescue ref first -- and journal each removal; escalated and unfinished tasks
+    keep theirs (:meth:`Coordinator.owners`). What the campaign does at the end of each
+    scenario, and a fleet with ``remove_finished_worktrees`` after each pass. Returns the
+    agents whose worktree went."""
+    owners = coordinator.owners()
+    removed = []
+    for state in coordinator.tasks.values():
+        worktree = host.workspace(state.agent)
+        if state.agent in owners or not worktree.exists():
+            continue
+        result = cleanup_workspace(worktree, repo=host.repo, managed_roots=[worktree.parent])
+        if result.removed:
+            coordinator.note_workspace_cleaned(state.agent, str(worktree), result.rescue_ref)
+            removed.append(state.agent)
+    return removed
 
 
 def submit_task(coordinator: Coordinator, *, task: Task, agent: str | None) -> str:

@@ -34,7 +34,7 @@ from pytest_orch_recovery.engine.policy import Policy
 from pytest_orch_recovery.engine.runtime import LaunchSpec
 from pytest_orch_recovery.fleet.config import FleetConfig, FleetConfigError, load_fleet
 from pytest_orch_recovery.fleet.intake import Request, Spool
-from pytest_orch_recovery.fleet.steps import CoordinatorSteps
+from pytest_orch_recovery.fleet.steps import CoordinatorSteps, remove_finished_workspaces
 from pytest_orch_recovery.infra.gh import GhPullRequests
 from pytest_orch_recovery.runtime.dispatch import Dispatcher
 from pytest_orch_recovery.runtime.host import RepositoryHost
@@ -221,6 +221,8 @@ class FleetSupervisor:
             if stopping():
                 break
             self.steps.run(until=self.runtime.clock.now() + interval)
+            if self.config.remove_finished_worktrees:
+                remove_finished_workspaces(self.steps.coordinator, self.host)
 
     def say(self, text: str) -> None:
         print(f"supervise: {text}", file=self._log, flush=True)

@@ -506,12 +506,7 @@ class Forge:
             ensure_ascii=False,
         )
         with self._locked():
-            fd = os.open(self.calls_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            try:
-                os.write(fd, (line + "\n").encode("utf-8"))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            atomic.append_line(self.calls_path, line)
 
     def calls(self) -> list[dict[str, Any]]:
         """Every recorded invocation, oldest first; a torn last line is skipped."""

@@ -61,6 +61,20 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
+def append_line(path: str | os.PathLike[str], line: str, *, mode: int = 0o644) -> None:
+    """Append ``line`` and a newline durably (fsync), in one write on an ``O_APPEND``
+    descriptor: a crash leaves whole lines plus at most a torn last one, which line readers
+    skip. The parent directory is created when missing."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+    try:
+        os.write(fd, (line + "\n").encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def fsync_dir(directory: str | os.PathLike[str]) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:

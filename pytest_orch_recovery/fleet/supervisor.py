@@ -19,7 +19,6 @@ server running; a supervisor started again on the same fleet file replays the jo
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -66,12 +65,7 @@ class EscalationDeliveries:
                 if e.kind is EventKind.TASK_ESCALATED and e.seq not in self._done]
 
     def mark(self, event: Event) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, f"{event.seq}\n".encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        atomic.append_line(self.path, str(event.seq))
         self._done.add(event.seq)
 
 

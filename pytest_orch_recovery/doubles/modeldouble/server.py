@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import sys
 import threading
@@ -50,6 +49,7 @@ from pytest_orch_recovery.doubles.modeldouble.wire import (
     sse,
     stream_events,
 )
+from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
 
 _DEFAULT_MODEL = "claude-sonnet-4-5"
@@ -209,7 +209,7 @@ class ModelDouble:
             self._transcript.append(entry)
             self._changed.notify_all()
             if self._transcript_path is not None:
-                _append_line(self._transcript_path, json.dumps(entry, ensure_ascii=False))
+                atomic.append_line(self._transcript_path, json.dumps(entry, ensure_ascii=False))
 
     def _answer(
         self, body: Mapping[str, Any]
@@ -269,18 +269,6 @@ def _history(conv: Conversation) -> list[list[str]]:
 def _shut(conn: socket.socket) -> None:
     with contextlib.suppress(OSError):  # already closed by the peer
         conn.shutdown(socket.SHUT_RDWR)
-
-
-def _append_line(path: Path, line: str) -> None:
-    # One write on an O_APPEND descriptor: a crash leaves whole lines plus at most a torn last
-    # one, which JSONL readers skip.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (line + "\n").encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _Server(ThreadingHTTPServer):

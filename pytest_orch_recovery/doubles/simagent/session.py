@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pytest_orch_recovery.engine import atomic
+
 # typing is ~8 ms of each sim agent's start-up: imported for the type checker only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -91,14 +93,7 @@ class SessionLog:
         }
         if extra:
             entry.update(extra)
-        line = (json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        atomic.append_line(self.path, json.dumps(entry, ensure_ascii=False), mode=0o600)
         self.last_uuid = entry_uuid
         return entry_uuid
 

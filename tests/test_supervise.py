@@ -370,6 +370,16 @@ def test_an_escalation_journaled_just_before_a_crash_is_still_notified(fleet: Fl
     assert not any("on_escalate for" in line for line in again.seen)
 
 
+def test_a_delivery_record_that_is_not_a_file_is_refused_in_one_line(fleet: Fleet) -> None:
+    record = fleet.root / ".orch-fleet" / "on_escalate.delivered"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(record)  # reading it would block the supervisor's start for ever
+    proc = fleet.cli("supervise", "--config", "fleet.toml", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].endswith(
+        f"{record}: not a regular file (a FIFO)"), proc.stderr
+
+
 def test_a_second_supervisor_on_the_same_journal_is_refused(fleet: Fleet) -> None:
     first = Supervisor(fleet)
     try:

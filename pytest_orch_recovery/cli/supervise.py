@@ -17,7 +17,7 @@ from types import FrameType
 from pytest_orch_recovery.cli.fleet_output import fail
 from pytest_orch_recovery.engine.journal import JournalError
 from pytest_orch_recovery.fleet.config import FleetConfigError, load_fleet
-from pytest_orch_recovery.fleet.supervisor import FleetSupervisor
+from pytest_orch_recovery.fleet.supervisor import DeliveryRecordError, FleetSupervisor
 from pytest_orch_recovery.runtime.tmux import TmuxError
 
 PROG = "orch-recovery supervise"
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_fleet(args.config)
         supervisor = FleetSupervisor(config)
-    except (FleetConfigError, JournalError, TmuxError) as exc:
+    except (FleetConfigError, JournalError, TmuxError, DeliveryRecordError) as exc:
         return fail(PROG, str(exc))
     stop = threading.Event()
 

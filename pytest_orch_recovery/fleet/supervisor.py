@@ -25,8 +25,9 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from pytest_orch_recovery.engine import atomic
+from pytest_orch_recovery.engine import atomic, validation
 from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig, Phase
+from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.engine.journal import Journal
 from pytest_orch_recovery.engine.model import Event, EventKind, Reason, Task
 from pytest_orch_recovery.engine.policy import Policy
@@ -40,6 +41,10 @@ from pytest_orch_recovery.runtime.host import RepositoryHost
 from pytest_orch_recovery.runtime.tmux import TmuxRuntime
 
 ESCALATE_TIMEOUT = 60.0  # seconds the on_escalate command may take
+
+
+class DeliveryRecordError(OrchRecoveryError, ValueError):
+    """``on_escalate.delivered`` cannot be read (one line naming it)."""
 
 
 class EscalationDeliveries:
@@ -57,7 +62,12 @@ class EscalationDeliveries:
         if not path.exists():
             atomic.write_text(path, "".join(
                 f"{e.seq}\n" for e in journal.events() if e.kind is EventKind.TASK_ESCALATED))
-        self._done = {int(line) for line in path.read_text(encoding="utf-8").split()
+        try:  # a regular file of bounded size: a FIFO here would hang the start
+            text = validation.read_bounded(path, validation.MAX_JOURNAL_BYTES).decode(
+                "utf-8", errors="replace")
+        except validation.RuleError as exc:
+            raise DeliveryRecordError(f"{path}: {exc}") from None
+        self._done = {int(line) for line in text.split()
                       if line.isdigit()}  # a torn last line is not a delivery
 
     def missed(self, events: Iterable[Event]) -> list[Event]:
@@ -97,13 +107,13 @@ class FleetSupervisor:
                                      fault_plan=config.fault_plan)
         self.journal = Journal(config.journal)  # locked: one supervisor per journal
         try:
+            self.deliveries = EscalationDeliveries(config.state_dir / "on_escalate.delivered",
+                                                   self.journal)
             self.runtime = TmuxRuntime(self.host, self.dispatcher.command_for, base=config.base)
         except BaseException:
             self.journal.close()
             raise
         self.spool = Spool(config.spool)
-        self.deliveries = EscalationDeliveries(config.state_dir / "on_escalate.delivered",
-                                               self.journal)
         self.steps = CoordinatorSteps(self._start, recover=len(self.journal) > 0)
         for event in self.deliveries.missed(self.journal.events()):
             self.say(f"on_escalate for {event.task_id}: not run before the last supervisor "

@@ -399,7 +399,6 @@ class Policy:
     def fix_agent_for(self, agent_type: str) -> str:
         return self.fix_agent_types.get(agent_type, f"{agent_type}-fixer")
 
-
     def decide(self, s: Situation) -> Decision:
         for rule in self.rules:
             if rule.when(s):

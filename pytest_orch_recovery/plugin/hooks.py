@@ -78,8 +78,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _no_scenarios(scenarios: Path, rootdir: Path) -> str:
     """The one line for a campaign with nothing to run. pytest picks its rootdir before it
-    knows plugin options, so ``--orch-report out/x.md`` (a space, not ``=``) makes it take
-    ``out/x.md`` for a test path and move the rootdir; say so."""
+    knows plugin options, so ``--orch-report /elsewhere/x.md`` (a space, not ``=``) naming a
+    file that exists makes it take that file for a test path and move the rootdir away from
+    the project; say so."""
     return (f"--orch-scenarios: {scenarios} is not a directory (rootdir {rootdir}) and "
             "--orch-campaign is 0: nothing to run. Pass the scenarios directory, or write "
             "options that take a value as --orch-report=PATH so pytest does not take the "

@@ -267,6 +267,7 @@ def test_ingest_reports_a_worktree_on_another_branch(
         (["--results", "{results}", "--logs", "nope"], "nope: no such logs directory"),
         (["--results", "{results}", "--branch", "{name}-work"], "--branch"),
         (["--results", "{results}", "--interval", "0"], "--interval"),
+        (["--results", "{results}", "--gh-repo", "/dev/null"], "/dev/null: not a directory"),
     ],
 )
 def test_ingest_usage_errors_exit_2(

@@ -112,7 +112,7 @@ def _pass(journal: Journal, source: AdoptionSource, seen: set[str]) -> AdoptionR
 
 def run(args: argparse.Namespace) -> int:
     if args.gh_repo is not None and not args.gh_repo.is_dir():
-        print(f"{PROG}: error: {args.gh_repo}: no such directory (--gh-repo)", file=sys.stderr)
+        print(f"{PROG}: error: {args.gh_repo}: not a directory (--gh-repo)", file=sys.stderr)
         return 2
     source = AdoptionSource(results=args.results, logs=args.logs, worktrees=args.worktrees,
                             branch=args.branch, base=args.base,

@@ -231,6 +231,8 @@ def test_settling_one_workspace_does_not_ask_git_once_per_remote_branch(
         return len(calls)
 
     first = git_calls_to_clean("a0")
+    # A clean, pushed worktree: one status stands for the snapshot's temporary index.
+    assert calls == ["worktree", "status", "ls-remote", "rev-list", "worktree"]
     for n in range(1, 9):
         wt = sandbox.worktree(f"b{n}")
         sandbox.write(wt, "b.md", f"{n}\n")

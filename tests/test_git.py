@@ -219,11 +219,13 @@ def test_status_paths_rename_space_unicode_and_untracked_dirs(sandbox: GitSandbo
     )
 
 
-def test_parse_porcelain_rejects_garbage() -> None:
+def test_parse_status_rejects_garbage() -> None:
     with pytest.raises(ValueError, match="malformed record 1"):
-        git.parse_porcelain_z("XYZ\0")
+        git.parse_status_z("XYZ\0")
+    with pytest.raises(ValueError, match="malformed record 2"):
+        git.parse_status_z("# branch.head main\0" "1 .M N... 100644\0")
     with pytest.raises(ValueError, match="lacks its source"):
-        git.parse_porcelain_z("R  new\0")
+        git.parse_status_z("2 R. N... 100644 100644 100644 a b R100 new\0")
 
 
 # Any name a file can have: no NUL or "/", not "." / "..", not ".git"; newlines, tabs,
@@ -253,3 +255,25 @@ def test_status_paths_roundtrips_any_filenames(
     assert git.status_paths(repo) == expected
     git.run_git(["add", "--all"], cwd=repo)
     assert git.status_paths(repo) == expected  # staged (A) records parse the same
+
+
+def test_worktree_status_reads_branch_head_and_changes_in_one_call(sandbox: GitSandbox) -> None:
+    repo = sandbox.repo
+    before = git.worktree_status(repo)
+    assert before == git.WorktreeStatus("main", git.head_sha(repo), ())
+    sandbox.write(repo, "new file.txt")
+    git.run_git(["checkout", "--quiet", "--detach"], cwd=repo)
+    after = git.worktree_status(repo)
+    assert (after.branch, after.head, after.paths) == (None, before.head, ("new file.txt",))
+    assert after.entries == (git.StatusEntry("??", "new file.txt"),)
+
+
+def test_worktree_top_names_the_top_or_nothing(sandbox: GitSandbox, tmp_path: Path) -> None:
+    sub = sandbox.repo / "a dir"
+    sub.mkdir()
+    assert git.worktree_top(sub) == sandbox.repo.resolve()
+    assert git.worktree_top(sandbox.repo / ".git") is None  # inside the repository, no tree
+    assert git.worktree_top(tmp_path / "absent") is None
+    outside = tmp_path / "plain"
+    outside.mkdir()
+    assert git.worktree_top(outside) is None

@@ -240,3 +240,23 @@ def _gone(pid: int, timeout: float = 30) -> bool:
         return bool(readable)
     finally:
         os.close(fd)
+
+
+def test_probe_asks_git_four_times(sandbox: GitSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The coordinator probes every attempt that ends, from its own thread: each git process
+    # there is ~4 ms of a busy supervisor's time. One status gives branch, HEAD and changes.
+    wt = sandbox.worktree("agent")
+    sandbox.write(wt, "fake3.md")
+    sandbox.commit_all(wt)
+    sandbox.push(wt)
+    calls: list[str] = []
+    real = git.run_git
+
+    def counting(args: list[str], **kwargs: object) -> object:
+        calls.append(args[0])
+        return real(args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(git, "run_git", counting)
+    got = probe(wt, TASK)
+    assert (got.commits_ahead, got.pushed, got.uncommitted) == (1, True, ())
+    assert calls == ["rev-parse", "status", "rev-list", "ls-remote"]

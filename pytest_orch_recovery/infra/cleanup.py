@@ -63,14 +63,14 @@ def _managed_root(path: Path, managed_roots: Sequence[Path]) -> Path | None:
     return None
 
 
-def _main_worktree(repo: Path) -> Path:
+def _main_worktree(records: Sequence[git.WorktreeRecord]) -> Path:
     # `git worktree list` names the main worktree first, whichever worktree asks.
-    return git.list_worktrees(repo)[0].path.resolve()
+    return records[0].path.resolve()
 
 
-def _registered(repo: Path, path: Path) -> git.WorktreeRecord | None:
+def _registered(records: Sequence[git.WorktreeRecord], path: Path) -> git.WorktreeRecord | None:
     real = path.resolve()
-    for record in git.list_worktrees(repo):
+    for record in records:
         if record.path.resolve() == real:
             return record
     return None
@@ -79,14 +79,17 @@ def _registered(repo: Path, path: Path) -> git.WorktreeRecord | None:
 # --------------------------------------------------------------------------- rescue
 
 
-def snapshot_commit(worktree: Path) -> str | None:
+def snapshot_commit(worktree: Path, status: git.WorktreeStatus | None = None) -> str | None:
     """A commit holding the worktree exactly as it is on disk, untracked files included.
 
     Returns HEAD itself when nothing is uncommitted, a new commit on top of HEAD otherwise, and
     None for an empty worktree with no commits. Neither the worktree's index nor its files
-    change.
+    change. ``status`` (the worktree's, just read) spares a clean worktree the temporary index:
+    ``git status`` listing nothing, untracked files included, means the tree on disk is HEAD's.
     """
-    head = git.head_sha(worktree)
+    if status is not None and not status.entries:
+        return status.head
+    head = status.head if status is not None else git.head_sha(worktree)
     with tempfile.TemporaryDirectory(prefix="orch-rescue-") as scratch:
         env = {"GIT_INDEX_FILE": str(Path(scratch) / "index"), **_RESCUE_ENV}
         if head is not None:
@@ -171,13 +174,14 @@ def cleanup_workspace(
     if _managed_root(worktree, managed_roots) is None:
         roots = ", ".join(str(r) for r in managed_roots) or "(none)"
         return _refuse(worktree, f"outside the managed roots {roots}")
-    record = _registered(repo, worktree)
+    records = git.list_worktrees(repo)
+    record = _registered(records, worktree)
     if record is None:
         if not worktree.exists():
             git.run_git(["worktree", "prune"], cwd=repo)
             return CleanupResult(worktree, False, None, "nothing to clean: no such directory")
         return _refuse(worktree, f"not a worktree of {repo}")
-    if record.path.resolve() == _main_worktree(repo):
+    if record.path.resolve() == _main_worktree(records):
         return _refuse(worktree, "the main worktree is never removed")
     if record.locked:
         return _refuse(worktree, "worktree is locked (git worktree lock)")
@@ -187,8 +191,15 @@ def cleanup_workspace(
         return CleanupResult(worktree, False, None, "directory already gone; record pruned")
 
     rescue_ref: str | None = None
-    branch = git.current_branch(worktree) or f"detached/{worktree.name}"
-    tip = snapshot_commit(worktree)
+    status: git.WorktreeStatus | None
+    try:
+        status = git.worktree_status(worktree)
+        branch = status.branch
+    except git.GitError as exc:  # e.g. a corrupt index: the snapshot does not read it
+        _log.warning("%s: git status failed, snapshotting without it: %s", worktree, exc)
+        status, branch = None, git.current_branch(worktree)
+    branch = branch or f"detached/{worktree.name}"
+    tip = snapshot_commit(worktree, status)
     if tip is not None and not on_remote(repo, tip, remote):
         rescue_ref = save_rescue_ref(repo, branch, tip)
     proc = git.run_git(["worktree", "remove", "--force", str(worktree)], cwd=repo, check=False)
@@ -199,7 +210,8 @@ def cleanup_workspace(
             reason = f"git left a directory holding a repository: {proc.stderr.strip()}"
             return CleanupResult(worktree, False, rescue_ref, reason)
         shutil.rmtree(worktree)
-    git.run_git(["worktree", "prune"], cwd=repo)
+    if proc.returncode != 0:  # a removal git did not finish leaves its record behind
+        git.run_git(["worktree", "prune"], cwd=repo)
     saved = f"; unpushed work saved to {rescue_ref}" if rescue_ref else "; nothing unpushed"
     return CleanupResult(worktree, True, rescue_ref, "removed" + saved)
 
@@ -210,9 +222,10 @@ def find_orphans(repo: Path, managed_roots: Sequence[Path], live_agents: set[str
     Convention: an agent's worktree directory is named after the agent (``task-agent-5030``).
     Worktrees whose directory is gone are pruned records, not orphans, and are not listed.
     """
-    main = _main_worktree(repo)
+    records = git.list_worktrees(repo)
+    main = _main_worktree(records)
     orphans: list[Path] = []
-    for record in git.list_worktrees(repo):
+    for record in records:
         if record.bare or record.path.resolve() == main or not record.path.is_dir():
             continue
         if _managed_root(record.path, managed_roots) is None:

@@ -143,10 +143,7 @@ def _kill_group(pgid: int) -> None:
 
 def is_work_tree(cwd: Path) -> bool:
     """True when ``cwd`` is inside a git working tree."""
-    if not cwd.is_dir():
-        return False
-    proc = run_git(["rev-parse", "--is-inside-work-tree"], cwd=cwd, check=False)
-    return proc.returncode == 0 and proc.stdout.strip() == "true"
+    return worktree_top(cwd) is not None
 
 
 def current_branch(cwd: Path) -> str | None:
@@ -182,66 +179,107 @@ def rev_count(cwd: Path, base: str, head: str = "HEAD") -> int:
 
 @dataclass(frozen=True)
 class StatusEntry:
-    """One record of ``git status --porcelain=v1 -z``."""
+    """One changed, staged or untracked path, as ``git status`` reports it."""
 
-    code: str  # the two status letters XY, e.g. "??", " M", "R "
+    code: str  # the two status letters XY as porcelain v1 prints them, e.g. "??", " M", "R "
     path: str  # the path as it is now (the destination of a rename or copy)
     orig_path: str | None = None  # the source of a rename or copy
 
 
-def parse_porcelain_z(text: str) -> tuple[StatusEntry, ...]:
-    """Parse porcelain v1 ``-z`` output.
+@dataclass(frozen=True)
+class WorktreeStatus:
+    """What one ``git status`` says of a worktree: its branch, its commit, its changes."""
+
+    branch: str | None  # the checked-out branch's short name; None on a detached HEAD
+    head: str | None  # HEAD's commit; None before the first commit
+    entries: tuple[StatusEntry, ...]
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Paths with uncommitted changes, sorted; a rename gives both its destination and
+        its source (both differ from the last commit)."""
+        paths: set[str] = set()
+        for entry in self.entries:
+            paths.add(entry.path)
+            if entry.orig_path is not None:
+                paths.add(entry.orig_path)
+        return tuple(sorted(paths))
+
+
+# Porcelain v2 record kind -> fields before the path ("2": then the source path, NUL-separated).
+_V2_FIELDS = {"1": 8, "2": 9, "u": 10, "?": 1, "!": 1}
+
+
+def parse_status_z(text: str) -> WorktreeStatus:
+    """Parse ``git status --porcelain=v2 -z --branch``.
 
     With ``-z`` paths are verbatim (no quoting) and each record ends in NUL; a rename or copy
-    record ``XY new`` is followed by one more NUL-terminated field, the original path
-    (git-status(1), "Short Format"; confirmed against git 2.39's output).
+    (``2``) record is followed by one more NUL-terminated field, the original path. The
+    ``# branch.oid`` and ``# branch.head`` headers give HEAD (``(initial)`` before the first
+    commit) and the branch (``(detached)``) (git-status(1), "Porcelain Format Version 2";
+    confirmed against git 2.39's output). Status letters are returned as v1 writes them
+    (``.`` for "unmodified" becomes a space; untracked is ``??``).
 
-    >>> parse_porcelain_z("R  new name\\0old name\\0?? d/\u00e9\\0")
-    ... # doctest: +NORMALIZE_WHITESPACE
-    (StatusEntry(code='R ', path='new name', orig_path='old name'),
-     StatusEntry(code='??', path='d/\u00e9', orig_path=None))
+    >>> st = parse_status_z("# branch.oid (initial)\\0# branch.head main\\0"
+    ...     "2 R. N... 100644 100644 100644 a b R100 new name\\0old name\\0? d/x\\0")
+    >>> st.branch, st.head, st.paths
+    ('main', None, ('d/x', 'new name', 'old name'))
+    >>> st.entries[0]
+    StatusEntry(code='R ', path='new name', orig_path='old name')
     """
     fields = text.split("\0")
     if fields and fields[-1] == "":
         fields.pop()
+    branch: str | None = None
+    head: str | None = None
     entries: list[StatusEntry] = []
     i = 0
     while i < len(fields):
         record = fields[i]
-        if len(record) < 4 or record[2] != " ":
-            raise ValueError(f"git status --porcelain -z: malformed record {i + 1}: {record!r}")
-        code, path = record[:2], record[3:]
+        if record.startswith("# "):
+            key, _, value = record[2:].partition(" ")
+            if key == "branch.oid":
+                head = None if value == "(initial)" else value
+            elif key == "branch.head":
+                branch = None if value == "(detached)" else value
+            i += 1
+            continue
+        count = _V2_FIELDS.get(record[:1])
+        parts = record.split(" ", count) if count is not None else []
+        if count is None or len(parts) != count + 1 or not parts[-1]:
+            raise ValueError(f"git status --porcelain=v2 -z: malformed record {i + 1}: {record!r}")
+        kind, path = parts[0], parts[-1]
+        code = kind * 2 if kind in "?!" else parts[1].replace(".", " ")
         orig: str | None = None
-        if "R" in code or "C" in code:
+        if kind == "2":
             i += 1
             if i >= len(fields):
-                raise ValueError(f"git status --porcelain -z: rename {path!r} lacks its source")
+                raise ValueError(f"git status --porcelain=v2 -z: rename {path!r} lacks its source")
             orig = fields[i]
         entries.append(StatusEntry(code, path, orig))
         i += 1
-    return tuple(entries)
+    return WorktreeStatus(branch, head, tuple(entries))
+
+
+def worktree_status(cwd: Path) -> WorktreeStatus:
+    """Branch, HEAD and every changed, staged or untracked (not ignored) path, untracked files
+    listed one by one: one ``git status`` instead of one git process for each fact."""
+    out = run_git(
+        ["status", "--porcelain=v2", "-z", "--branch", "--untracked-files=all",
+         "--ignore-submodules=none"],
+        cwd=cwd,
+    ).stdout
+    return parse_status_z(out)
 
 
 def status_entries(cwd: Path) -> tuple[StatusEntry, ...]:
     """Every changed, staged or untracked (not ignored) path, untracked files listed one by one."""
-    out = run_git(
-        ["status", "--porcelain=v1", "-z", "--untracked-files=all", "--ignore-submodules=none"],
-        cwd=cwd,
-    ).stdout
-    return parse_porcelain_z(out)
+    return worktree_status(cwd).entries
 
 
 def status_paths(cwd: Path) -> tuple[str, ...]:
-    """Paths with uncommitted changes, relative to the top of the worktree, sorted.
-
-    A rename reports both its destination and its source: both differ from the last commit.
-    """
-    paths: set[str] = set()
-    for entry in status_entries(cwd):
-        paths.add(entry.path)
-        if entry.orig_path is not None:
-            paths.add(entry.orig_path)
-    return tuple(sorted(paths))
+    """Paths with uncommitted changes, relative to the top of the worktree, sorted."""
+    return worktree_status(cwd).paths
 
 
 def remote_heads(cwd: Path, remote: str) -> dict[str, str]:
@@ -274,6 +312,19 @@ def git_common_dir(cwd: Path) -> Path:
     """The shared ``.git`` directory of the repository ``cwd`` belongs to (absolute)."""
     out = run_git(["rev-parse", "--path-format=absolute", "--git-common-dir"], cwd=cwd).stdout
     return Path(out.strip())
+
+
+def worktree_top(cwd: Path) -> Path | None:
+    """The top directory of the worktree containing ``cwd``; None when ``cwd`` is not inside
+    a working tree (outside any repository, or in a ``.git`` directory). One git process."""
+    if not cwd.is_dir():
+        return None
+    proc = run_git(["rev-parse", "--is-inside-work-tree", "--show-toplevel"], cwd=cwd,
+                   check=False)
+    inside, _, top = proc.stdout.partition("\n")
+    if proc.returncode != 0 or inside != "true" or not top.endswith("\n"):
+        return None
+    return Path(top[:-1])  # verbatim: a directory name may hold a newline
 
 
 def toplevel(cwd: Path) -> Path:

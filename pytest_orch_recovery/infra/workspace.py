@@ -185,17 +185,24 @@ def run_task_tests(
 # --------------------------------------------------------------------------- probe
 
 
-def _commits_ahead(worktree: Path, base: str, remote: str) -> int:
-    if git.head_sha(worktree) is None:
+def _commits_ahead(worktree: Path, head: str | None, base: str, remote: str) -> int:
+    if head is None:
         return 0
     for candidate in (base, f"refs/remotes/{remote}/{base}"):
+        # One git process when the base exists (the usual case); why it failed is asked only
+        # when it did: a base that names nothing moves on to the next candidate, anything
+        # else is the repository's failure and is raised.
+        proc = git.run_git(["rev-list", "--count", f"{candidate}..{head}", "--"], cwd=worktree,
+                           check=False)
+        if proc.returncode == 0:
+            return int(proc.stdout.strip())
         if git.resolve(worktree, candidate) is not None:
-            return git.rev_count(worktree, candidate, "HEAD")
+            raise git.GitError(["rev-list", "--count", f"{candidate}..{head}"], worktree,
+                               proc.returncode, proc.stderr.strip())
     raise WorkspaceError(worktree, f"base {base!r} is neither a local nor a {remote} branch")
 
 
-def _pushed(worktree: Path, branch: str | None, remote: str) -> bool:
-    head = git.head_sha(worktree)
+def _pushed(worktree: Path, branch: str | None, head: str | None, remote: str) -> bool:
     if branch is None or head is None:
         return False
     try:
@@ -230,19 +237,20 @@ def probe(
     """
     if not worktree.is_dir():
         raise WorkspaceError(worktree, "no such directory")
-    if not git.is_work_tree(worktree):
+    top = git.worktree_top(worktree)
+    if top is None:
         raise WorkspaceError(worktree, "not a git worktree")
-    top = git.toplevel(worktree)
     if top.resolve() != worktree.resolve():
         # e.g. a leftover directory under a root that lies inside the main checkout: reading
         # it would report the main checkout's state as the agent's.
         raise WorkspaceError(worktree, f"not the top of a git worktree (it lies inside {top})")
     try:
         present, missing = split_deliverables(worktree, task.deliverables)
-        branch = git.current_branch(worktree)
-        uncommitted = git.status_paths(worktree)
-        ahead = _commits_ahead(worktree, base, remote)
-        pushed = _pushed(worktree, branch, remote)
+        status = git.worktree_status(worktree)
+        branch = status.branch
+        uncommitted = status.paths
+        ahead = _commits_ahead(worktree, status.head, base, remote)
+        pushed = _pushed(worktree, branch, status.head, remote)
     except git.GitError as exc:
         raise WorkspaceError(worktree, str(exc)) from exc
     pr = prs.pull_request_for(branch) if prs is not None and branch is not None else None

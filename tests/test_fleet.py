@@ -41,6 +41,9 @@ def test_defaults_and_paths_relative_to_the_fleet_file(repo: Path) -> None:
     capped = _parse(repo, 'repository = "project/repo"\nagent = "sim"\nmax_live_agents = 8\n'
                           '[policy]\nbackoff_base = 0.5\n')
     assert capped.max_live_agents == 8 and capped.policy.backoff_base == 0.5
+    assert config.agent_nice == 0  # agents at normal priority unless asked
+    assert _parse(repo, 'repository = "project/repo"\nagent = "sim"\nagent_nice = 10\n'
+                  ).agent_nice == 10
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -54,6 +57,10 @@ def test_defaults_and_paths_relative_to_the_fleet_file(repo: Path) -> None:
      "fleet.toml:3: max_attempts:"),
     ('repository = "project/repo"\nagent = "sim"\nmax_live_agents = 0\n',
      "fleet.toml:3: max_live_agents:"),
+    ('repository = "project/repo"\nagent = "sim"\nagent_nice = 20\n',
+     "fleet.toml:3: agent_nice:"),
+    ('repository = "project/repo"\nagent = "sim"\nagent_nice = -1\n',
+     "fleet.toml:3: agent_nice:"),
     ('repository = "project/repo"\nagent = "sim"\n[policy]\nbackoff_cap = inf\n',
      "fleet.toml:4: policy.backoff_cap:"),
     ('agent = "sim"\n', "fleet.toml:1: missing required key 'repository'"),

@@ -381,3 +381,14 @@ def test_a_wrapper_killed_outright_is_read_from_tmux_and_not_blamed_on_oom(
     assert exited is not None
     assert exited.exit.signal == signal.SIGKILL and exited.exit.source == "tmux"
     assert not exited.exit.oom_killed and exited.exit.senders == ()
+
+
+@pytest.mark.parametrize("nice", [-1, 20, 1.5, "3", True])
+def test_a_launch_spec_with_a_bad_nice_names_the_file_and_field(tmp_path: Path,
+                                                               nice: object) -> None:
+    path, spec = _spec(tmp_path, ["true"])
+    path.write_text(json.dumps({**spec.to_json(), "nice": nice}))
+    with pytest.raises(ValueError, match=r"launch\.json: field nice: an integer 0\.\.19, got"):
+        WrapperSpec.load(path)
+    path.write_text(json.dumps({**spec.to_json(), "nice": 19}))
+    assert WrapperSpec.load(path).nice == 19

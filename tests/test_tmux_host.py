@@ -271,3 +271,20 @@ def test_importing_the_runtime_registers_nothing(tmp_path: Path) -> None:
         "    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # only when asked\n"
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=_BOUND)
+
+
+def test_agents_run_at_the_runtime_s_lower_priority(world: tuple[RepositoryHost, Path]) -> None:
+    # agent_nice lowers the agent's own nice value and, where the kernel schedules by session
+    # (autogroup), its pane's group: there the process's own nice value alone changes nothing.
+    host, tmp = world
+    report = tmp / "priority.txt"
+    script = f"cut -d' ' -f19 /proc/self/stat > {report}; cat /proc/self/autogroup >> {report} || :"
+    with TmuxRuntime(host, _argv_from_prompt, agent_nice=7) as rt:
+        rt.launch(_spec("a1", ["sh", "-c", script]))
+        assert _wait(rt).exit.clean
+    nice, *group = report.read_text().splitlines()
+    assert nice == "7"
+    if Path("/proc/self/autogroup").exists():
+        assert group and group[0].endswith(" nice 7"), group
+    with pytest.raises(ValueError, match=r"agent_nice: an integer 0\.\.19, got 20"):
+        TmuxRuntime(host, _argv_from_prompt, agent_nice=20)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -130,6 +131,26 @@ def _api_fault(spec: FaultSpec, task: Task | None) -> ApiFaultSpec:
     )
 
 
+# CFS gives a task at nice n a weight 1024 / 1.25**n (kernel/sched/core.c, sched_prio_to_weight).
+_NICE_STEP = 1.25
+
+
+def sandbox_nice(agents_at_once: int) -> int:
+    """The nice value at which ``agents_at_once`` agents weigh, together, about what one
+    normal-priority process group weighs: every scenario's agents then get the same share of
+    the CPU whatever their number. Each tmux pane is its own scheduling group (autogroup), so
+    a scenario with 28 agents beside one with a single agent (xdist) would otherwise get 28
+    shares to its 1, stretching the small scenario's waits for the CPU several times over
+    (measured: ``timeout`` 6 s alone, 10 s beside ``control``).
+
+    >>> [sandbox_nice(n) for n in (1, 2, 4, 28, 10_000)]
+    [0, 3, 6, 15, 19]
+    """
+    if agents_at_once <= 1:
+        return 0
+    return min(19, round(math.log(agents_at_once) / math.log(_NICE_STEP)))
+
+
 def run_tmux(
     tasks: Sequence[Task],
     faults: Sequence[FaultSpec] = (),
@@ -168,7 +189,9 @@ def run_tmux(
         command_for = dispatcher.command_for
         if agent == "claude-code":
             command_for = functools.partial(_first_run_done, sandbox, dispatcher)
-        held.runtime = TmuxRuntime(sandbox, command_for, stall_window=stall_window)
+        at_once = len(tasks) if max_live is None else min(len(tasks), max_live)
+        held.runtime = TmuxRuntime(sandbox, command_for, stall_window=stall_window,
+                                   agent_nice=sandbox_nice(at_once))
         held.journal = _open_journal(sandbox, crash_after_event)
         supervisor = _supervisor(held.runtime, held.journal, dispatcher,
                                  CoordinatorConfig(attempt_timeout=attempt_timeout, seed=seed,

@@ -16,6 +16,8 @@ keys::
     max_attempts    attempt budget per task (default: 4)
     max_live_agents at most this many agents run at once; the rest wait their turn
                     (default: no limit)
+    agent_nice      run agents this many steps (1-19) below normal CPU priority, so that a
+                    machine full of agents still leaves the supervisor its share (default: 0)
     remove_finished_worktrees  remove a task's worktree once it succeeded, unpushed work
                     saved to a rescue ref first (default: false, they are kept)
     env_allow       names/patterns of the supervisor's environment agents get (default: see
@@ -46,7 +48,7 @@ from pytest_orch_recovery.runtime.host import DEFAULT_ENV_ALLOW
 _KEYS = frozenset({
     "repository", "state_dir", "worktree_root", "branch_pattern", "base", "agent",
     "skip_permissions", "tmux_socket", "attempt_timeout", "max_attempts", "max_live_agents",
-    "remove_finished_worktrees", "env_allow",
+    "agent_nice", "remove_finished_worktrees", "env_allow",
     "checkpoint_dir", "journal", "spool", "on_escalate", "intake_interval", "fault_plan",
     "env", "policy",
 })
@@ -73,6 +75,7 @@ class FleetConfig:
     attempt_timeout: float = 1800.0
     max_attempts: int = 4
     max_live_agents: int | None = None
+    agent_nice: int = 0
     remove_finished_worktrees: bool = False
     env_allow: tuple[str, ...] = DEFAULT_ENV_ALLOW
     env: Mapping[str, str] = field(default_factory=dict)
@@ -177,6 +180,8 @@ def parse_fleet(text: str, *, source: Path) -> FleetConfig:
         max_attempts=reader.integer(raw.get("max_attempts", 4), ("max_attempts",)),
         max_live_agents=(reader.integer(raw["max_live_agents"], ("max_live_agents",))
                          if "max_live_agents" in raw else None),
+        agent_nice=reader.integer(raw.get("agent_nice", 0), ("agent_nice",), minimum=0,
+                                  maximum=19),
         remove_finished_worktrees=reader.boolean(raw.get("remove_finished_worktrees", False),
                                                  ("remove_finished_worktrees",)),
         env_allow=(reader.strings(raw["env_allow"], ("env_allow",)) if "env_allow" in raw

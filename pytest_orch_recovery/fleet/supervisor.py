@@ -109,7 +109,8 @@ class FleetSupervisor:
         try:
             self.deliveries = EscalationDeliveries(config.state_dir / "on_escalate.delivered",
                                                    self.journal)
-            self.runtime = TmuxRuntime(self.host, self.dispatcher.command_for, base=config.base)
+            self.runtime = TmuxRuntime(self.host, self.dispatcher.command_for, base=config.base,
+                                       agent_nice=config.agent_nice)
         except BaseException:
             self.journal.close()
             raise

@@ -196,8 +196,13 @@ class TmuxRuntime:
         kill_grace: float = _KILL_GRACE,
         stall_window: float | None = None,
         end_on_dialog: bool = True,
+        agent_nice: int = 0,
     ) -> None:
+        if not 0 <= agent_nice <= 19:
+            raise ValueError(f"agent_nice: an integer 0..19, got {agent_nice}")
         self.host = host
+        # Agents run this many steps below normal CPU priority (runtime/wrapper.py).
+        self.agent_nice = agent_nice
         # Screen-aware detection (runtime/screen.py): end an attempt whose pane shows a
         # permission dialog, or that has been silent (no output, no CPU) past stall_window.
         self.stall_window = stall_window
@@ -346,6 +351,7 @@ class TmuxRuntime:
                 cwd=str(workspace),
                 exit_file=str(paths.exit_file),
                 fifo=str(self.fifo),
+                nice=self.agent_nice,
             ).to_json(),
         )
         target = f"={spec.agent}"

@@ -19,6 +19,12 @@ the terminal's foreground group and receives Ctrl-C like the agent does), and:
   runtime that has gone away must not hang the pane);
 - finally ends the way the agent ended (same status, or the same signal re-raised), so tmux's
   ``pane_dead_status`` / ``pane_dead_signal`` agree with the exit file.
+
+With ``nice`` > 0 the agent runs at that lower CPU priority: the wrapper's own nice value
+(inherited by the agent and everything it starts) and, where the kernel groups processes by
+session for scheduling (``CONFIG_SCHED_AUTOGROUP``, on by default on most distributions), the
+nice value of the pane's session group too: there each pane is one group, and a process's
+own nice value only ranks it inside its group.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ _TRAPPED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _WAITED = frozenset({*_TRAPPED, signal.SIGCHLD})
 # POSIX shells: 127 "command not found", 126 "found but not executable".
 _NOT_FOUND, _NOT_EXECUTABLE = 127, 126
+_MAX_NICE = 19
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,7 @@ class WrapperSpec:
     cwd: str
     exit_file: str
     fifo: str | None
+    nice: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -75,6 +83,7 @@ class WrapperSpec:
             "cwd": self.cwd,
             "exit_file": self.exit_file,
             "fifo": self.fifo,
+            "nice": self.nice,
         }
 
     @classmethod
@@ -94,7 +103,29 @@ class WrapperSpec:
             cwd=str(data["cwd"]),
             exit_file=str(data["exit_file"]),
             fifo=data.get("fifo"),
+            nice=_nice(data.get("nice", 0), path),
         )
+
+
+def _nice(value: object, path: Path) -> int:
+    if type(value) is not int or not 0 <= value <= _MAX_NICE:
+        raise ValueError(f"{path}: field nice: an integer 0..{_MAX_NICE}, got {value!r}")
+    return value
+
+
+def lower_priority(nice: int) -> None:
+    """Run this process (and what it starts) ``nice`` steps below normal CPU priority, and
+    its session's scheduling group too when this process or its parent leads the session
+    (a tmux pane: never a session shared with the supervisor). Best effort: a kernel
+    without autogroups has no ``/proc/self/autogroup``."""
+    if nice <= 0:
+        return
+    os.setpriority(os.PRIO_PROCESS, 0, min(_MAX_NICE, os.getpriority(os.PRIO_PROCESS, 0) + nice))
+    if os.getsid(0) not in (os.getpid(), os.getppid()):
+        return
+    with contextlib.suppress(OSError), open("/proc/self/autogroup", "w",
+                                            encoding="ascii") as group:
+        group.write(str(nice))
 
 
 def notify(fifo: str | None, line: str) -> None:
@@ -149,6 +180,7 @@ def _run(spec: WrapperSpec, received: _Received) -> tuple[ExitInfo, int | None, 
 
 def run(spec: WrapperSpec) -> ExitInfo:
     received = _Received([])
+    lower_priority(spec.nice)
     signal.pthread_sigmask(signal.SIG_BLOCK, _WAITED)
     cgroup = memory_cgroup()
     oom_before = oom_kills(cgroup)

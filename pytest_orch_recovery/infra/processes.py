@@ -18,6 +18,7 @@ from pathlib import Path
 TERM_GRACE = 5.0  # seconds a process group gets between SIGTERM and SIGKILL
 _KILL_GRACE = 5.0  # seconds to wait for SIGKILLed processes to disappear
 PROC = Path("/proc")
+MAX_NICE = 19  # the lowest CPU priority
 
 
 def _stat_fields(pid: int, proc: Path | None = None) -> list[str] | None:
@@ -233,3 +234,18 @@ def stop_process_groups(pgids: Iterable[int], *, grace: float = TERM_GRACE) -> l
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return wait_gone(left + [p for g in groups for p in pids_in_group(g)], _KILL_GRACE)
+
+
+def lower_priority(nice: int) -> None:
+    """Run this process (and what it starts) ``nice`` steps below normal CPU priority, and
+    its session's scheduling group too when this process or its parent leads the session
+    (a tmux pane: never a session shared with the supervisor). Best effort: a kernel
+    without autogroups has no ``/proc/self/autogroup``."""
+    if nice <= 0:
+        return
+    os.setpriority(os.PRIO_PROCESS, 0, min(MAX_NICE, os.getpriority(os.PRIO_PROCESS, 0) + nice))
+    if os.getsid(0) not in (os.getpid(), os.getppid()):
+        return
+    with contextlib.suppress(OSError), (PROC / "self" / "autogroup").open(
+            "w", encoding="ascii") as group:
+        group.write(str(nice))

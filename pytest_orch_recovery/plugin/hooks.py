@@ -137,7 +137,8 @@ def pytest_collection_modifyitems(
         return
     from pytest_orch_recovery.plugin.items import GeneratedCampaign, longest_first
 
-    longest_first(items)
+    workerinput = getattr(config, "workerinput", None)
+    longest_first(items, int(workerinput["workercount"]) if workerinput else 1)
     if not settings.campaign:
         return
     collector = GeneratedCampaign.from_parent(session, name=GeneratedCampaign.NAME,

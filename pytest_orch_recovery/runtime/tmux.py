@@ -59,6 +59,7 @@ from pytest_orch_recovery.engine.runtime import AttemptExit, Clock, LaunchSpec
 from pytest_orch_recovery.infra.checkpoint import read_checkpoint_safely
 from pytest_orch_recovery.infra.lean_python import lean_python_argv
 from pytest_orch_recovery.infra.processes import (
+    MAX_NICE,
     ProcessTable,
     foreground_process_group,
     pids_in_group,
@@ -198,8 +199,8 @@ class TmuxRuntime:
         end_on_dialog: bool = True,
         agent_nice: int = 0,
     ) -> None:
-        if not 0 <= agent_nice <= 19:
-            raise ValueError(f"agent_nice: an integer 0..19, got {agent_nice}")
+        if not 0 <= agent_nice <= MAX_NICE:
+            raise ValueError(f"agent_nice: an integer 0..{MAX_NICE}, got {agent_nice}")
         self.host = host
         # Agents run this many steps below normal CPU priority (runtime/wrapper.py).
         self.agent_nice = agent_nice

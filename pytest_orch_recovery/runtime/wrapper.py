@@ -42,6 +42,7 @@ from pathlib import Path
 
 from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.engine.model import ExitInfo, SignalOrigin, SignalSender
+from pytest_orch_recovery.infra.processes import MAX_NICE, lower_priority
 from pytest_orch_recovery.runtime.senders import memory_cgroup, oom_kills, sender_of, tmux_clients
 
 # typing costs each launch wrapper process ~4 ms of start-up: for the type checker only.
@@ -55,7 +56,6 @@ _TRAPPED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _WAITED = frozenset({*_TRAPPED, signal.SIGCHLD})
 # POSIX shells: 127 "command not found", 126 "found but not executable".
 _NOT_FOUND, _NOT_EXECUTABLE = 127, 126
-_MAX_NICE = 19
 
 
 @dataclass(frozen=True)
@@ -108,24 +108,9 @@ class WrapperSpec:
 
 
 def _nice(value: object, path: Path) -> int:
-    if type(value) is not int or not 0 <= value <= _MAX_NICE:
-        raise ValueError(f"{path}: field nice: an integer 0..{_MAX_NICE}, got {value!r}")
+    if type(value) is not int or not 0 <= value <= MAX_NICE:
+        raise ValueError(f"{path}: field nice: an integer 0..{MAX_NICE}, got {value!r}")
     return value
-
-
-def lower_priority(nice: int) -> None:
-    """Run this process (and what it starts) ``nice`` steps below normal CPU priority, and
-    its session's scheduling group too when this process or its parent leads the session
-    (a tmux pane: never a session shared with the supervisor). Best effort: a kernel
-    without autogroups has no ``/proc/self/autogroup``."""
-    if nice <= 0:
-        return
-    os.setpriority(os.PRIO_PROCESS, 0, min(_MAX_NICE, os.getpriority(os.PRIO_PROCESS, 0) + nice))
-    if os.getsid(0) not in (os.getpid(), os.getppid()):
-        return
-    with contextlib.suppress(OSError), open("/proc/self/autogroup", "w",
-                                            encoding="ascii") as group:
-        group.write(str(nice))
 
 
 def notify(fifo: str | None, line: str) -> None:

@@ -7,10 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
-from pytest_orch_recovery.plugin.items import dispatch_order
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLED = REPO / "scenarios"
@@ -297,19 +293,3 @@ def test_scenarios_run_longest_first_so_xdist_workers_finish_together(
     # The hang first, then the four agents; ties keep their file order.
     assert lines == ["scenarios/d-hang.toml::d-hang", "scenarios/b-four.toml::b-four",
                      "scenarios/a-one.toml::a-one", "scenarios/c-one.toml::c-one"]
-
-
-@given(costs=st.lists(st.floats(0, 100), max_size=20), workers=st.integers(1, 4))
-def test_dispatch_order_pairs_the_longest_with_the_shortest(costs: list[float],
-                                                            workers: int) -> None:
-    order = dispatch_order(costs, workers)
-    assert sorted(order) == list(range(len(costs)))  # every scenario, once
-    got = [costs[i] for i in order]
-    if workers == 1 or len(costs) < 2 * workers:
-        assert got == sorted(costs, reverse=True)
-        return
-    # What xdist hands each worker first: one of the longest, then one of the shortest.
-    firsts, seconds = got[0:2 * workers:2], got[1:2 * workers:2]
-    assert sorted(firsts, reverse=True) == sorted(costs, reverse=True)[:workers]
-    assert sorted(seconds) == sorted(costs)[:workers]
-    assert got[2 * workers:] == sorted(got[2 * workers:], reverse=True)

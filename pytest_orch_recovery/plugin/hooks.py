@@ -137,8 +137,7 @@ def pytest_collection_modifyitems(
         return
     from pytest_orch_recovery.plugin.items import GeneratedCampaign, longest_first
 
-    workerinput = getattr(config, "workerinput", None)
-    longest_first(items, int(workerinput["workercount"]) if workerinput else 1)
+    longest_first(items)
     if not settings.campaign:
         return
     collector = GeneratedCampaign.from_parent(session, name=GeneratedCampaign.NAME,

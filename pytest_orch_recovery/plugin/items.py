@@ -126,42 +126,16 @@ def expected_seconds(scenario: Scenario) -> float:
     return seconds
 
 
-def dispatch_order(costs: Sequence[float], workers: int = 1) -> list[int]:
-    """Indices of ``costs`` in the order to hand them out: longest first, and under xdist
-    (``workers`` > 1) the shortest ones right behind the ``workers`` longest.
+def longest_first(items: list[pytest.Item]) -> None:
+    """Order the scenarios by :func:`expected_seconds`, longest first (stable otherwise).
 
-    xdist's load scheduler (3.x, measured with 3.8) gives each worker its first *two* items
-    at once, consecutive in collection order: the one it runs and the next one, which pytest
-    needs before it can finish the first; everything after goes to whichever worker frees up.
-    Longest first alone queued ``more-failures`` (7 s) behind ``control`` (12 s) while the
-    other worker ran out of work. Pairing each of the longest with one of the shortest keeps
-    the long waits on different workers; serially the order changes no result (each
-    scenario's seed comes from the session seed and its name).
-
-    >>> dispatch_order([1.0, 9.0, 3.0, 7.0, 2.0, 5.0])
-    [1, 3, 5, 2, 4, 0]
-    >>> dispatch_order([1.0, 9.0, 3.0, 7.0, 2.0, 5.0], workers=2)
-    [1, 0, 3, 4, 5, 2]
+    Under xdist the long ones (``control``'s 28 agents, the hangs waited out) then start at
+    once and the short ones fill the gaps, so the workers finish together instead of one
+    idling while the other runs a hang it was handed last; serially the order changes nothing
+    (each scenario's seed comes from the session seed and its name).
     """
-    ordered = sorted(range(len(costs)), key=lambda i: -costs[i])  # stable: ties keep order
-    if workers < 2 or len(ordered) < 2 * workers:
-        return ordered
-    longest, rest = ordered[:workers], ordered[workers:]
-    shortest = rest[::-1][:workers]
-    middle = rest[: len(rest) - workers]
-    return [i for pair in zip(longest, shortest, strict=True) for i in pair] + middle
-
-
-def longest_first(items: list[pytest.Item], workers: int = 1) -> None:
-    """Order the scenarios by :func:`expected_seconds` as :func:`dispatch_order` says.
-
-    Under xdist the long ones (``control``'s 28 agents, the hangs waited out) start at once
-    and the short ones fill the gaps, so the workers finish together instead of one idling
-    while the other runs a hang it was handed last.
-    """
-    costs = [expected_seconds(item.scenario) if isinstance(item, ScenarioItem) else 0.0
-             for item in items]
-    items[:] = [items[i] for i in dispatch_order(costs, workers)]
+    items.sort(key=lambda item: -expected_seconds(item.scenario)
+               if isinstance(item, ScenarioItem) else 0.0)
 
 
 class ScenarioFile(pytest.File):

@@ -293,3 +293,7 @@ def test_scenarios_run_longest_first_so_xdist_workers_finish_together(
     # The hang first, then the four agents; ties keep their file order.
     assert lines == ["scenarios/d-hang.toml::d-hang", "scenarios/b-four.toml::b-four",
                      "scenarios/a-one.toml::a-one", "scenarios/c-one.toml::c-one"]
+    # Listing is not a campaign: no gate verdict, no report written.
+    assert result.ret == 0
+    assert "orch-chaos recovery gate" not in result.stdout.str()
+    assert not (pytester.path / "orch-report.md").exists()

@@ -70,7 +70,9 @@ def pytest_configure(config: pytest.Config) -> None:
             config.args = []
         else:
             raise pytest.UsageError(_no_scenarios(settings.scenarios, config.rootpath))
-    if not hasattr(config, "workerinput"):
+    if not hasattr(config, "workerinput") and not config.option.collectonly:
+        # --collect-only lists the scenarios: nothing ran, so there is nothing to judge and
+        # no report to write (it used to write an empty campaign's orch-report.md).
         from pytest_orch_recovery.plugin.gate import ChaosGate
 
         config.pluginmanager.register(ChaosGate(config, settings), ChaosGate.NAME)

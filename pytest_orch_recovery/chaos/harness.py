@@ -56,6 +56,7 @@ from pytest_orch_recovery.infra.agents import (
 )
 from pytest_orch_recovery.infra.cleanup import find_orphans
 from pytest_orch_recovery.infra.git import rev_count
+from pytest_orch_recovery.infra.processes import MAX_NICE
 from pytest_orch_recovery.runtime.dispatch import Dispatcher
 from pytest_orch_recovery.runtime.tmux import TmuxRuntime
 
@@ -148,7 +149,7 @@ def sandbox_nice(agents_at_once: int) -> int:
     """
     if agents_at_once <= 1:
         return 0
-    return min(19, round(math.log(agents_at_once) / math.log(_NICE_STEP)))
+    return min(MAX_NICE, round(math.log(agents_at_once) / math.log(_NICE_STEP)))
 
 
 def run_tmux(

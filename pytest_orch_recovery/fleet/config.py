@@ -42,6 +42,7 @@ from typing import Any
 from pytest_orch_recovery.engine.policy import PolicySettings
 from pytest_orch_recovery.engine.validation import InputError
 from pytest_orch_recovery.infra.agents import AgentConfig, AgentDriver, driver_for
+from pytest_orch_recovery.infra.processes import MAX_NICE
 from pytest_orch_recovery.infra.tomlread import TomlReader, parse_document
 from pytest_orch_recovery.runtime.host import DEFAULT_ENV_ALLOW
 
@@ -181,7 +182,7 @@ def parse_fleet(text: str, *, source: Path) -> FleetConfig:
         max_live_agents=(reader.integer(raw["max_live_agents"], ("max_live_agents",))
                          if "max_live_agents" in raw else None),
         agent_nice=reader.integer(raw.get("agent_nice", 0), ("agent_nice",), minimum=0,
-                                  maximum=19),
+                                  maximum=MAX_NICE),
         remove_finished_worktrees=reader.boolean(raw.get("remove_finished_worktrees", False),
                                                  ("remove_finished_worktrees",)),
         env_allow=(reader.strings(raw["env_allow"], ("env_allow",)) if "env_allow" in raw

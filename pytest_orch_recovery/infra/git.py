@@ -327,11 +327,6 @@ def worktree_top(cwd: Path) -> Path | None:
     return Path(top[:-1])  # verbatim: a directory name may hold a newline
 
 
-def toplevel(cwd: Path) -> Path:
-    """The top directory of the worktree containing ``cwd``."""
-    return Path(run_git(["rev-parse", "--show-toplevel"], cwd=cwd).stdout.strip())
-
-
 @dataclass(frozen=True)
 class WorktreeRecord:
     """One entry of ``git worktree list --porcelain -z``."""

@@ -155,6 +155,14 @@ _FOUR = [Task(task_id=f"t{i}", title=f"Task {i}", deliverables=(f"src/m{i}_0.py"
                     FaultSpec(kind="api_stall", trigger=Trigger(event="api_request", n=1),
                               task="*")], 0),
          crash_after=9)
+# Found by it in CI: backoff jitter drawn from one stream for every decision, so a coordinator
+# rebuilt after the crash waited differently and t0 ran into the circuit breaker.
+@example(c=([dataclasses.replace(t, wants_pr=False) for t in _FOUR],
+            [FaultSpec(kind="api_overloaded", trigger=Trigger(event="tool_call", n=1),
+                       task="t0", attempt=1),
+             FaultSpec(kind="api_overloaded", task="t0", attempt=2),
+             FaultSpec(kind="api_overloaded", task="*", attempt=1)], 208172),
+         crash_after=11)
 def test_a_coordinator_crash_anywhere_changes_no_outcome(c, crash_after) -> None:
     ts, faults, seed = c
     clean = simulate(ts, faults, seed=seed)

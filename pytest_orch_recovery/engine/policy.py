@@ -391,10 +391,6 @@ class Policy:
     # Reassign target per agent type; anything not listed goes to "<type>-fixer".
     fix_agent_types: dict[str, str] = field(default_factory=dict)
     seed: int = 0
-    _rng: random.Random = field(init=False)
-
-    def __post_init__(self) -> None:
-        self._rng = random.Random(self.seed)
 
     def fix_agent_for(self, agent_type: str) -> str:
         return self.fix_agent_types.get(agent_type, f"{agent_type}-fixer")
@@ -409,8 +405,14 @@ class Policy:
         work = rule.work(s) if rule.work is not None else s.missing
         delay = 0.0
         if rule.backoff:
-            delay = self.backoff.delay(s.same_reason_streak, self._rng,
-                                       s.attribution.retry_after)
+            # The jitter is drawn for this task's attempt, not from one stream shared by every
+            # decision: a coordinator rebuilt from the journal after a crash (a new Policy,
+            # same seed) then waits exactly as the one that died would have. With one shared
+            # stream it drew different delays, the fleet's failures interleaved differently
+            # and a task could hit the circuit breaker it had escaped (found by the property
+            # test_a_coordinator_crash_anywhere_changes_no_outcome).
+            rng = random.Random(f"{self.seed}:{s.task.task_id}:{s.attempts}")
+            delay = self.backoff.delay(s.same_reason_streak, rng, s.attribution.retry_after)
         agent_type = s.agent_type
         if rule.strategy is Strategy.REASSIGN:
             agent_type = self.fix_agent_for(s.agent_type)

@@ -10,15 +10,24 @@ from __future__ import annotations
 import threading
 
 import pytest
-from hypothesis import HealthCheck, settings
 
-settings.register_profile(
-    "orch-suite",
-    parent=settings.get_profile(settings.get_current_profile_name()),
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-settings.load_profile("orch-suite")
+from pytest_orch_recovery.plugin.options import campaign_only
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Hypothesis is imported only by sessions that run tests: ``pytest --orch-chaos`` (the
+    # campaign alone) would load all of it in each of its processes for nothing.
+    if campaign_only(config):
+        return
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile(
+        "orch-suite",
+        parent=settings.get_profile(settings.get_current_profile_name()),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    settings.load_profile("orch-suite")
 
 
 _BACKGROUND = "model-double"  # the serving thread of doubles.modeldouble.ModelDouble

@@ -277,6 +277,32 @@ def test_user_tests_get_orch_engine_and_the_marker(pytester: pytest.Pytester) ->
     pytester.runpytest().assert_outcomes(passed=2)
 
 
+def test_a_campaign_only_session_leaves_hypothesis_unloaded(pytester: pytest.Pytester) -> None:
+    # pytest --orch-chaos with no paths runs scenarios, no Python test: Hypothesis' plugin is
+    # blocked there (its terminal summary imported all of Hypothesis in every process), and
+    # only there: with test paths given, or without --orch-chaos, it stays.
+    _scenario(pytester, "one", RECOVERING)
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
+    pytester.makeconftest(
+        """
+        import sys
+
+        def pytest_unconfigure(config):
+            pm = config.pluginmanager
+            print("HYPOTHESIS", pm.is_blocked("hypothesispytest"), "hypothesis" in sys.modules)
+        """
+    )
+
+    def seen(*args: str) -> str:
+        result = pytester.runpytest_subprocess(*args, "-s")
+        assert result.ret == 0, result.stdout.str()
+        return next(line for line in result.stdout.lines if line.startswith("HYPOTHESIS"))
+
+    assert seen("--orch-chaos") == "HYPOTHESIS True False"
+    assert seen("--orch-chaos", "scenarios/one.toml", "test_plain.py") == "HYPOTHESIS False True"
+    assert seen("test_plain.py") == "HYPOTHESIS False True"
+
+
 def test_scenarios_run_longest_first_so_xdist_workers_finish_together(
     pytester: pytest.Pytester,
 ) -> None:

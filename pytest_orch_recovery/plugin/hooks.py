@@ -23,6 +23,7 @@ from pytest_orch_recovery.plugin.options import (
     MARKER,
     SETTINGS,
     add_options,
+    campaign_only,
     chaos_settings,
     resolve_settings,
     setting,
@@ -33,6 +34,10 @@ if TYPE_CHECKING:
     from pytest_orch_recovery.chaos.faults import FaultSpec
     from pytest_orch_recovery.chaos.record import ScenarioRun
     from pytest_orch_recovery.engine.model import Task
+
+
+# Hypothesis' pytest plugin, by its entry-point name.
+HYPOTHESIS_PLUGIN = "hypothesispytest"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -60,7 +65,12 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--orch-tier {settings.tier}: {exc}") from None
     config.stash[SETTINGS] = settings
     config.pluginmanager.register(ScenarioLoadErrors(), ScenarioLoadErrors.NAME)
-    if config.args_source is not pytest.Config.ArgsSource.ARGS:
+    if campaign_only(config):
+        # No Python test runs in this session, so Hypothesis' plugin has nothing to report,
+        # yet its terminal summary imports all of Hypothesis in every pytest process (each
+        # xdist worker too): ~0.5 CPU s apiece where bytecode is not written, as pytest
+        # re-parses a plugin's modules to rewrite their asserts (docs/performance.md).
+        config.pluginmanager.set_blocked(HYPOTHESIS_PLUGIN)
         # ``pytest --orch-chaos`` with no paths runs the campaign, not the unit tests.
         # Without a scenarios directory only the generated runs are collected; with none of
         # those either, the run would pass having tested nothing.

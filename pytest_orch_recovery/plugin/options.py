@@ -219,6 +219,18 @@ def chaos_settings(config: pytest.Config) -> ChaosSettings | None:
     return config.stash.get(SETTINGS, None)
 
 
+def campaign_only(config: pytest.Config) -> bool:
+    """Whether this session runs the campaign and nothing else: ``--orch-chaos`` on and no
+    test paths given (the plugin then collects the scenarios directory, not ``testpaths``).
+    xdist workers see the controller's arguments, so they agree with it.
+
+    Then no Python test module is collected: the test suite's own set-up (a Hypothesis
+    profile, say) and plugins for Python tests have nothing to do in this session.
+    """
+    return bool(setting(config, "orch_chaos")) and \
+        config.args_source is not pytest.Config.ArgsSource.ARGS
+
+
 def resolve_settings(config: pytest.Config) -> ChaosSettings:
     """Resolve every setting once: CLI, then ini, then default; xdist workers take the
     controller's seed."""

@@ -303,6 +303,31 @@ def test_a_campaign_only_session_leaves_hypothesis_unloaded(pytester: pytest.Pyt
     assert seen("test_plain.py") == "HYPOTHESIS False True"
 
 
+def test_the_controller_checks_the_tier_without_importing_the_campaign(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An xdist controller runs no scenario: it says why a tier cannot run before any worker
+    # starts, and leaves the engine, the runtime and libtmux to the workers.
+    _scenario(pytester, "one", RECOVERING)
+    pytester.makeconftest(
+        """
+        import sys
+
+        def pytest_unconfigure(config):
+            if not hasattr(config, "workerinput"):
+                print("CONTROLLER", "pytest_orch_recovery.chaos.campaign" in sys.modules)
+        """
+    )
+    result = pytester.runpytest_subprocess("--orch-chaos", "-p", "xdist", "-n", "1", "-s")
+    assert result.ret == 0, result.stdout.str()
+    assert "CONTROLLER False" in result.stdout.lines
+    monkeypatch.setenv("PATH", str(pytester.path))  # no tmux, no git
+    result = pytester.runpytest("--orch-chaos", "--orch-tier=tmux")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --orch-tier tmux: the tmux tier cannot run here: "
+                                 "tmux is not on PATH; use --orch-tier sim"])
+
+
 def test_scenarios_run_longest_first_so_xdist_workers_finish_together(
     pytester: pytest.Pytester,
 ) -> None:

@@ -13,7 +13,7 @@ import hashlib
 from pytest_orch_recovery.chaos.record import ScenarioRun
 from pytest_orch_recovery.chaos.scenario import Scenario, check_scenario
 from pytest_orch_recovery.chaos.simulation import SimTier
-from pytest_orch_recovery.chaos.tier import TIERS, Tier, TierUnavailable
+from pytest_orch_recovery.chaos.tier import Tier, TierUnavailable, tier_problem, unusable
 
 
 def scenario_seed(seed: int, name: str) -> int:
@@ -28,25 +28,19 @@ def scenario_seed(seed: int, name: str) -> int:
 
 
 def tier_named(name: str) -> Tier:
-    """The tier called ``name``, ready to run here, or :class:`TierUnavailable` saying why not."""
-    tier: Tier
-    if name == "sim":
-        tier = SimTier()
-    elif name == "tmux":
-        try:
-            # Imported here: the tmux tier needs libtmux, which an installation may lack.
-            from pytest_orch_recovery.chaos.harness import TmuxTier
-        except ImportError as exc:
-            raise TierUnavailable(
-                f"the tmux tier is not available in this installation ({exc}); use --orch-tier sim"
-            ) from None
-        tier = TmuxTier()
-    else:
-        raise ValueError(f"unknown tier {name!r}; expected one of {', '.join(TIERS)}")
-    problem = tier.problem()
+    """The tier called ``name``, ready to run here, or :class:`TierUnavailable` saying why not
+    (:func:`~pytest_orch_recovery.chaos.tier.tier_problem`'s line)."""
+    problem = tier_problem(name)
     if problem is not None:
-        raise TierUnavailable(f"the {name} tier cannot run here: {problem}; use --orch-tier sim")
-    return tier
+        raise TierUnavailable(problem)
+    if name == "sim":
+        return SimTier()
+    try:
+        # Imported here: the tmux tier needs libtmux, which an installation may lack.
+        from pytest_orch_recovery.chaos.harness import TmuxTier
+    except ImportError as exc:
+        raise TierUnavailable(unusable(name, f"its modules do not import ({exc})")) from None
+    return TmuxTier()
 
 
 def run_scenario(scenario: Scenario, *, tier: str, seed: int, agent: str) -> ScenarioRun:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -571,9 +570,6 @@ class TmuxTier:
 
     name = "tmux"
 
-    def problem(self) -> str | None:
-        return environment_ready()
-
     def run(self, scenario: Scenario, *, seed: int, agent: str) -> ScenarioRun:
         blocked = sorted({f.kind for f in scenario.faults} & UNSUPPORTED)
         if blocked:
@@ -606,12 +602,3 @@ class TmuxTier:
             agent=agent,
             crashes=out.crashes,
         )
-
-
-def environment_ready() -> str | None:
-    """Why real runs cannot happen here, or None when tmux and git are available."""
-    for tool in ("tmux", "git"):
-        if not any(os.access(Path(d) / tool, os.X_OK)
-                   for d in os.environ.get("PATH", "").split(os.pathsep)):
-            return f"{tool} is not on PATH"
-    return None

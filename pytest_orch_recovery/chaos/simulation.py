@@ -148,9 +148,6 @@ class SimTier:
 
     name = "sim"
 
-    def problem(self) -> str | None:
-        return None
-
     def run(self, scenario: Scenario, *, seed: int, agent: str) -> ScenarioRun:
         tasks = [t.task for t in scenario.tasks]
         agents = [t.agent or f"task-agent-{t.task.task_id}" for t in scenario.tasks]

@@ -5,10 +5,14 @@ The tiers are ``sim`` (:class:`pytest_orch_recovery.chaos.simulation.SimTier`: t
 coordinator over the in-process simulation) and ``tmux``
 (:class:`pytest_orch_recovery.chaos.harness.TmuxTier`: real agents in tmux sessions on git
 worktrees); :func:`pytest_orch_recovery.chaos.campaign.tier_named` picks one.
+:func:`tier_problem` says whether a tier can run here without importing it: the controller of
+an xdist run checks before it starts its workers and never runs a scenario itself.
 """
 
 from __future__ import annotations
 
+import os
+from importlib.util import find_spec
 from typing import TYPE_CHECKING, Protocol
 
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
@@ -34,11 +38,38 @@ class Tier(Protocol):
 
     name: str
 
-    def problem(self) -> str | None:
-        """Why this tier cannot run here (a missing tool, say), or None when it can."""
-        ...
-
     def run(self, scenario: Scenario, *, seed: int, agent: str) -> ScenarioRun:
         """Run ``scenario`` with ``seed`` (already the scenario's own) and ``agent``; raise
         :class:`TierUnsupported` when one of its faults cannot be injected here."""
         ...
+
+
+def environment_ready() -> str | None:
+    """Why real runs cannot happen here, or None when tmux and git are available."""
+    for tool in ("tmux", "git"):
+        if not any(os.access(os.path.join(d, tool), os.X_OK)
+                   for d in os.environ.get("PATH", "").split(os.pathsep)):
+            return f"{tool} is not on PATH"
+    return None
+
+
+def unusable(name: str, why: str) -> str:
+    """The one line saying tier ``name`` cannot run here.
+
+    >>> unusable("tmux", "git is not on PATH")
+    'the tmux tier cannot run here: git is not on PATH; use --orch-tier sim'
+    """
+    return f"the {name} tier cannot run here: {why}; use --orch-tier sim"
+
+
+def tier_problem(name: str) -> str | None:
+    """Why tier ``name`` cannot run here (:func:`unusable`'s line), or None when it can,
+    found without importing the tier; ValueError for a name that is not a tier."""
+    if name not in TIERS:
+        raise ValueError(f"unknown tier {name!r}; expected one of {', '.join(TIERS)}")
+    if name == "sim":
+        return None
+    if find_spec("libtmux") is None:
+        return unusable(name, "libtmux is not installed")
+    problem = environment_ready()
+    return None if problem is None else unusable(name, problem)

@@ -56,13 +56,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if not setting(config, "orch_chaos"):
         return
     settings = resolve_settings(config)
-    from pytest_orch_recovery.chaos.campaign import tier_named
-    from pytest_orch_recovery.chaos.tier import TierUnavailable
+    # Checked without importing the tier: a controller of xdist workers runs no scenario, and
+    # the campaign's modules (the engine, the runtime, libtmux) would delay its workers' start.
+    from pytest_orch_recovery.chaos.tier import tier_problem
 
-    try:
-        tier_named(settings.tier)
-    except TierUnavailable as exc:
-        raise pytest.UsageError(f"--orch-tier {settings.tier}: {exc}") from None
+    problem = tier_problem(settings.tier)
+    if problem is not None:
+        raise pytest.UsageError(f"--orch-tier {settings.tier}: {problem}")
     config.stash[SETTINGS] = settings
     config.pluginmanager.register(ScenarioLoadErrors(), ScenarioLoadErrors.NAME)
     if campaign_only(config):

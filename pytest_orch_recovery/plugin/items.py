@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from pytest_orch_recovery.chaos.campaign import run_scenario
+from pytest_orch_recovery.chaos.faults import CATALOGUE
 from pytest_orch_recovery.chaos.oracle import invariant_violations, mismatches
 from pytest_orch_recovery.chaos.record import ScenarioRun
 from pytest_orch_recovery.chaos.scenario import Scenario, ScenarioError, load_scenario
@@ -96,17 +97,20 @@ class ScenarioItem(_RunItem):
                 f"(seed {run.seed}, tier {run.tier}):", problems)
 
 
-# What a scenario's faults make it wait, in seconds, beyond its agents' own work: a hang is
-# ended by the stall window (or, without one, the attempt timeout); a rate limit is waited
-# out by the agent's retries and the engine's backoff; any other fault costs a further attempt.
+# What a scenario costs beyond its agents' own work, in seconds: a hang is ended by the stall
+# window (or, without one, the attempt timeout); a rate limit is waited out by the agent's
+# retries and the engine's backoff; any other fault that fails an attempt costs a further one
+# (a torn checkpoint or a coordinator crash fails none by itself); a task with tests runs them
+# in its attempt and again when its work is judged (each a pytest start-up in the worktree).
 _SECONDS_PER_AGENT = 0.5
 _SECONDS_PER_RETRY = 1.0
+_SECONDS_PER_TESTED_TASK = 0.5
 _HANG_KINDS = frozenset({"stall", "api_stall"})
 
 
 def expected_seconds(scenario: Scenario) -> float:
-    """A rough cost of ``scenario`` on the tmux tier, for ordering only: its agents plus the
-    waits its faults impose.
+    """A rough cost of ``scenario`` on the tmux tier, for ordering only: its agents, their
+    test runs, and the waits and further attempts its faults impose.
 
     >>> from pytest_orch_recovery.chaos.faults import FaultSpec
     >>> from pytest_orch_recovery.chaos.scenario import ScenarioTask
@@ -115,14 +119,22 @@ def expected_seconds(scenario: Scenario) -> float:
     >>> hang = Scenario("h", one, (FaultSpec("stall", task="t"),), stall_window=5.0)
     >>> expected_seconds(hang) > expected_seconds(Scenario("p", one * 1))
     True
+    >>> torn = Scenario("c", one, (FaultSpec("corrupt_checkpoint", task="t"),))
+    >>> expected_seconds(torn) == expected_seconds(Scenario("p", one))
+    True
+    >>> tested = (ScenarioTask(Task("t", "T", ("a.md",), tests="pytest -q")),)
+    >>> expected_seconds(Scenario("q", tested)) > expected_seconds(Scenario("p", one))
+    True
     """
-    seconds = _SECONDS_PER_AGENT * len(scenario.tasks)
+    seconds = sum(_SECONDS_PER_AGENT + (_SECONDS_PER_TESTED_TASK if t.task.tests else 0.0)
+                  for t in scenario.tasks)
     for spec in scenario.faults:
         if spec.kind in _HANG_KINDS:
             seconds += scenario.stall_window or scenario.attempt_timeout or 60.0
         elif spec.kind == "api_rate_limit":
             seconds += 3 * float(spec.params.get("retry_after", 30))
-        seconds += _SECONDS_PER_RETRY
+        if CATALOGUE[spec.kind].expected is not None:
+            seconds += _SECONDS_PER_RETRY
     return seconds
 
 

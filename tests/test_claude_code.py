@@ -161,6 +161,26 @@ def test_installed_cli_is_the_pinned_version() -> None:
         assert version.stdout.split()[0] == pinned
 
 
+@pytest.mark.skipif(os.uname().sysname != "Linux" or os.uname().machine != "x86_64",
+                    reason="the libc check is Linux's; the expected names are x86-64's")
+@pytest.mark.parametrize(("banner", "package"), [
+    # glibc's ldd prints its banner, then more: a reader that stops at the match must not
+    # turn ldd's SIGPIPE into "not glibc" (it did, in ~7% of runs, under pipefail).
+    ('echo "ldd (Debian GLIBC 2.36-9) 2.36"; sleep 0.2; seq 1 20000', "linux-x64"),
+    ('echo "musl libc (x86_64)" >&2; echo "Version 1.2.4" >&2; exit 1', "linux-x64-musl"),
+])
+def test_the_installer_picks_the_build_for_this_libc(tmp_path: Path, banner: str,
+                                                     package: str) -> None:
+    fake = tmp_path / "ldd"
+    fake.write_text(f"#!/bin/sh\n{banner}\n")
+    fake.chmod(0o755)
+    out = subprocess.run(
+        ["bash", str(ROOT / "tools" / "install-claude-code.sh"), "--print-package"],
+        capture_output=True, text=True, timeout=WAIT,
+        env={**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"})
+    assert (out.returncode, out.stdout.strip()) == (0, f"@anthropic-ai/claude-code-{package}")
+
+
 def test_the_driver_carries_what_the_real_cli_needs(tmp_path: Path) -> None:
     fake = tmp_path / "claude"
     driver = claude_code_driver(AgentConfig(model="claude-sonnet-4-5"), executable=fake)

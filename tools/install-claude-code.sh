@@ -3,6 +3,7 @@
 #
 #   tools/install-claude-code.sh            # install (a fast no-op when already present)
 #   CLAUDE_CODE_VERSION=2.1.332 tools/...   # another version, e.g. to re-run the conformance
+#   tools/install-claude-code.sh --print-package   # the platform package it would install
 #
 # What it does, and why:
 # - `npm install --ignore-scripts`: the package's postinstall (install.cjs) only copies the native
@@ -28,6 +29,34 @@ die() {
     exit 1
 }
 
+platform_package() {
+    # The npm package holding the native binary for this machine.
+    local platform libc_banner
+    case "$(uname -s)-$(uname -m)" in
+        Linux-x86_64) platform="linux-x64" ;;
+        Linux-aarch64 | Linux-arm64) platform="linux-arm64" ;;
+        Darwin-x86_64) platform="darwin-x64" ;;
+        Darwin-arm64) platform="darwin-arm64" ;;
+        *) die "no Claude Code platform package for $(uname -s) $(uname -m)" ;;
+    esac
+    # The banner is read whole before it is matched: with pipefail, "ldd --version | grep -q"
+    # fails whenever grep quits at its match before ldd has written the rest (ldd dies of
+    # SIGPIPE); that race picked the musl build on a glibc machine in ~7% of runs.
+    if [ "$(uname -s)" = Linux ]; then
+        libc_banner="$(ldd --version 2>&1 || true)"
+        libc_banner="${libc_banner,,}"
+        if [[ $libc_banner != *glibc* && $libc_banner != *"gnu libc"* ]]; then
+            platform="$platform-musl"
+        fi
+    fi
+    echo "@anthropic-ai/claude-code-$platform"
+}
+
+if [ "${1:-}" = "--print-package" ]; then  # which platform package it would install, and exit
+    platform_package
+    exit 0
+fi
+
 installed_version() {
     # `claude --version` prints e.g. "2.1.328 (Claude Code)". An isolated HOME keeps the
     # check from creating ~/.claude or reading the user's settings.
@@ -46,17 +75,7 @@ fi
 
 command -v npm >/dev/null 2>&1 || die "npm is not on PATH: install Node.js (>= 20) and npm"
 
-case "$(uname -s)-$(uname -m)" in
-    Linux-x86_64) platform="linux-x64" ;;
-    Linux-aarch64 | Linux-arm64) platform="linux-arm64" ;;
-    Darwin-x86_64) platform="darwin-x64" ;;
-    Darwin-arm64) platform="darwin-arm64" ;;
-    *) die "no Claude Code platform package for $(uname -s) $(uname -m)" ;;
-esac
-if [ "$(uname -s)" = Linux ] && ! ldd --version 2>&1 | grep -qi -e glibc -e "gnu libc"; then
-    platform="$platform-musl"
-fi
-package="@anthropic-ai/claude-code-$platform"
+package="$(platform_package)"
 
 echo "install-claude-code: installing @anthropic-ai/claude-code@$VERSION ($package) into $PREFIX"
 mkdir -p "$PREFIX"

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from pytest_orch_recovery.chaos.campaign import run_scenario
-from pytest_orch_recovery.chaos.faults import CATALOGUE
 from pytest_orch_recovery.chaos.oracle import invariant_violations, mismatches
 from pytest_orch_recovery.chaos.record import ScenarioRun
 from pytest_orch_recovery.chaos.scenario import Scenario, ScenarioError, load_scenario
@@ -133,7 +132,7 @@ def expected_seconds(scenario: Scenario) -> float:
             seconds += scenario.stall_window or scenario.attempt_timeout or 60.0
         elif spec.kind == "api_rate_limit":
             seconds += 3 * float(spec.params.get("retry_after", 30))
-        if CATALOGUE[spec.kind].expected is not None:
+        if spec.entry.expected is not None:
             seconds += _SECONDS_PER_RETRY
     return seconds
 

@@ -278,9 +278,9 @@ def test_user_tests_get_orch_engine_and_the_marker(pytester: pytest.Pytester) ->
 
 
 def test_a_campaign_only_session_leaves_hypothesis_unloaded(pytester: pytest.Pytester) -> None:
-    # pytest --orch-chaos with no paths runs scenarios, no Python test: Hypothesis' plugin is
+    # pytest --orch-chaos with no paths and no generated runs uses no Hypothesis: its plugin is
     # blocked there (its terminal summary imported all of Hypothesis in every process), and
-    # only there: with test paths given, or without --orch-chaos, it stays.
+    # only there: with generated runs, with test paths given, or without --orch-chaos, it stays.
     _scenario(pytester, "one", RECOVERING)
     pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
     pytester.makeconftest(
@@ -299,6 +299,9 @@ def test_a_campaign_only_session_leaves_hypothesis_unloaded(pytester: pytest.Pyt
         return next(line for line in result.stdout.lines if line.startswith("HYPOTHESIS"))
 
     assert seen("--orch-chaos") == "HYPOTHESIS True False"
+    # Generated runs use Hypothesis: its plugin stays to end its initialization phase at the
+    # session's start (blocked, the generation failed with HypothesisSideeffectWarning).
+    assert seen("--orch-chaos", "--orch-campaign=2") == "HYPOTHESIS False True"
     assert seen("--orch-chaos", "scenarios/one.toml", "test_plain.py") == "HYPOTHESIS False True"
     assert seen("test_plain.py") == "HYPOTHESIS False True"
 

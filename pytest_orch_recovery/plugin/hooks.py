@@ -66,11 +66,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS] = settings
     config.pluginmanager.register(ScenarioLoadErrors(), ScenarioLoadErrors.NAME)
     if campaign_only(config):
-        # No Python test runs in this session, so Hypothesis' plugin has nothing to report,
-        # yet its terminal summary imports all of Hypothesis in every pytest process (each
-        # xdist worker too): ~0.5 CPU s apiece where bytecode is not written, as pytest
-        # re-parses a plugin's modules to rewrite their asserts (docs/performance.md).
-        config.pluginmanager.set_blocked(HYPOTHESIS_PLUGIN)
+        if not settings.campaign:
+            # No Python test and no generated run uses Hypothesis in this session, so its
+            # plugin has nothing to do, yet its terminal summary imports all of Hypothesis in
+            # every pytest process (each xdist worker too): ~0.65 CPU s apiece where bytecode
+            # is not written, as pytest re-parses a plugin's modules to rewrite their asserts
+            # (docs/performance.md). Generated runs draw their fault schedules with
+            # Hypothesis, which warns of "slow code in plugin" unless its plugin marks the
+            # session's start: there it stays.
+            config.pluginmanager.set_blocked(HYPOTHESIS_PLUGIN)
         # ``pytest --orch-chaos`` with no paths runs the campaign, not the unit tests.
         # Without a scenarios directory only the generated runs are collected; with none of
         # those either, the run would pass having tested nothing.

@@ -68,14 +68,19 @@ def _verdict(report: Path, junit: Path) -> tuple[dict[str, Any], dict[str, float
     }, durations
 
 
+def main_job_argv(workers: int, seed: int, *options: str) -> list[str]:
+    """The main job's command line as the benchmarks run it: no cache, ``--orch-seed``, the
+    given options, and ``-p xdist -n workers`` when ``workers`` is not 0."""
+    argv = [sys.executable, "-m", "pytest", "--orch-chaos", "-p", "no:cacheprovider", "-q",
+            "--orch-seed", str(seed), *options]
+    return argv + (["-p", "xdist", "-n", str(workers)] if workers else [])
+
+
 def run_campaign(workers: int, seed: int, work: Path, profile: bool, run: int = 0
                  ) -> dict[str, Any]:
     tag = f"n{workers}-{run}"
     report, junit = work / f"{tag}.json", work / f"{tag}.xml"
-    argv = [sys.executable, "-m", "pytest", "--orch-chaos", "-p", "no:cacheprovider", "-q",
-            "--orch-seed", str(seed), f"--orch-report={report}", f"--junitxml={junit}"]
-    if workers:
-        argv += ["-p", "xdist", "-n", str(workers)]
+    argv = main_job_argv(workers, seed, f"--orch-report={report}", f"--junitxml={junit}")
     load = [round(x, 2) for x in os.getloadavg()]
     breakdown = proctrace.run(argv, cwd=ROOT, env=dict(os.environ), profile=profile)
     out = breakdown.to_json()

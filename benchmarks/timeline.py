@@ -87,13 +87,16 @@ def run(workers: int, seed: int, interval: float) -> dict[str, Any]:
         env = {**os.environ, _LOG: str(log), _T0: repr(t0), "ORCH_TIMELINE_WORKERS": str(workers),
                "PYTHONPATH": os.pathsep.join(
                    p for p in (str(Path(__file__).parent), os.environ.get("PYTHONPATH")) if p)}
-        argv = [sys.executable, "-m", "pytest", "--orch-chaos", "-p", "no:cacheprovider", "-q",
-                "-p", "timeline", "--orch-seed", str(seed),
-                f"--orch-report={Path(tmp, 'report.json')}"]
-        if workers:
-            argv += ["-p", "xdist", "-n", str(workers)]
-        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        # Imported here, not at the top: every pytest process of the run loads this file as a
+        # plugin, and the bench's imports would add to the start-up this measures.
+        from bench_main_job import main_job_argv
+
+        argv = main_job_argv(workers, seed, "-p", "timeline",
+                             f"--orch-report={Path(tmp, 'report.json')}")
+        output = Path(tmp, "pytest.out")
+        with output.open("wb") as sink:
+            proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=sink,
+                                    stderr=subprocess.STDOUT)
         samples: list[dict[str, float]] = []
         total, idle = _cpu_times()
         while proc.poll() is None:
@@ -103,6 +106,10 @@ def run(workers: int, seed: int, interval: float) -> dict[str, Any]:
             total, idle = now_total, now_idle
             samples.append({"t": round(time.time() - t0, 2), "busy_cores": round(cores * busy, 2)})
         wall = time.time() - t0
+        if proc.returncode not in (0, 1):  # 1: the gate or a scenario failed; still a timeline
+            lines = output.read_text(errors="replace").splitlines()
+            said = [ln for ln in lines if "error" in ln.lower()] or lines[-1:] or ["no output"]
+            sys.exit(f"timeline: pytest exited {proc.returncode}: {said[-1].strip()}")
         marks = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     starts = {(m["process"], m["item"]): m["t"] for m in marks if m["what"] == "start"}
     spans = sorted(

@@ -41,8 +41,9 @@ _PLAIN = re.compile(r"error|fail|denied", re.IGNORECASE)
 _CLOCK = time.process_time
 
 
-def _rate(count: int, run: Callable[[], object], repeat: int, clock: Callable[[], float] = _CLOCK
-          ) -> float:
+def _rate(
+    count: int, run: Callable[[], object], repeat: int, clock: Callable[[], float] = _CLOCK
+) -> float:
     """Items per second of CPU time (or of ``clock``), the best of ``repeat`` timed runs."""
     best = float("inf")
     for _ in range(repeat):

@@ -42,8 +42,12 @@ def _once(real: bool) -> tuple[float, float]:
 
 
 def _summary(values: list[float]) -> dict[str, Any]:
-    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
-            "max": round(max(values), 3), "runs": [round(v, 3) for v in values]}
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+        "runs": [round(v, 3) for v in values],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,10 +73,13 @@ def main(argv: list[str] | None = None) -> int:
         "end_to_end_s": {k: _summary(v) for k, v in walls.items()},
         "recovery_time_s": {k: _summary(v) for k, v in recoveries.items()},
         "ratio_real_over_sim": {
-            "end_to_end": round(statistics.median(walls["claude-code"])
-                                / statistics.median(walls["sim"]), 2),
-            "recovery_time": round(statistics.median(recoveries["claude-code"])
-                                   / statistics.median(recoveries["sim"]), 2),
+            "end_to_end": round(
+                statistics.median(walls["claude-code"]) / statistics.median(walls["sim"]), 2
+            ),
+            "recovery_time": round(
+                statistics.median(recoveries["claude-code"]) / statistics.median(recoveries["sim"]),
+                2,
+            ),
         },
     }
     print(json.dumps(report, indent=2))

@@ -24,14 +24,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_orch_recovery.chaos.harness import run_tmux
 from pytest_orch_recovery.chaos.scenario import load_scenario
+from pytest_orch_recovery.chaos.tiers.tmux import run_tmux
 from pytest_orch_recovery.doubles.sandbox import Sandbox
 from pytest_orch_recovery.engine.analyze import missing_work
 from pytest_orch_recovery.engine.classify import LogText, Observation, classify
 from pytest_orch_recovery.engine.model import EventKind, PartialWork, Task
 from pytest_orch_recovery.engine.policy import PastAttempt, Policy, Situation
-from pytest_orch_recovery.engine.runtime import LaunchSpec
+from pytest_orch_recovery.engine.ports import LaunchSpec
 from pytest_orch_recovery.runtime.tmux import TmuxRuntime
 
 SCHEMA_VERSION = 1
@@ -63,15 +63,27 @@ def _direct(timeout: float) -> dict[str, Any]:
                 reported = time.time()
                 if exited is None:
                     return {"detected": False}
-                attribution = classify(Observation(
-                    exit=exited.exit, logs=(LogText("pane", exited.output),),
-                    deliverables_missing=_TASK.deliverables))
+                attribution = classify(
+                    Observation(
+                        exit=exited.exit,
+                        logs=(LogText("pane", exited.output),),
+                        deliverables_missing=_TASK.deliverables,
+                    )
+                )
                 partial = PartialWork(deliverables_missing=_TASK.deliverables)
-                decision = Policy().decide(Situation(
-                    task=_TASK, agent="bench-1", agent_type="command", attribution=attribution,
-                    partial=partial, missing=missing_work(_TASK, partial),
-                    history=(PastAttempt(1, "command", attribution.reason, None),),
-                    breaker_open=False, max_attempts=4))
+                decision = Policy().decide(
+                    Situation(
+                        task=_TASK,
+                        agent="bench-1",
+                        agent_type="command",
+                        attribution=attribution,
+                        partial=partial,
+                        missing=missing_work(_TASK, partial),
+                        history=(PastAttempt(1, "command", attribution.reason, None),),
+                        breaker_open=False,
+                        max_attempts=4,
+                    )
+                )
                 decided = time.time()
         finally:
             box.teardown()
@@ -93,17 +105,25 @@ def _direct(timeout: float) -> dict[str, Any]:
 def _scenario(agent: str, timeout: float) -> dict[str, Any]:
     scenario = load_scenario(_SCENARIO)
     with tempfile.TemporaryDirectory() as tmp:
-        out = run_tmux([t.task for t in scenario.tasks], scenario.faults, agent=agent,
-                       agents=[t.agent or f"task-agent-{t.task.task_id}" for t in scenario.tasks],
-                       operator_actions=scenario.operator_actions, attempt_timeout=timeout,
-                       base_dir=Path(tmp))
+        out = run_tmux(
+            [t.task for t in scenario.tasks],
+            scenario.faults,
+            agent=agent,
+            agents=[t.agent or f"task-agent-{t.task.task_id}" for t in scenario.tasks],
+            operator_actions=scenario.operator_actions,
+            attempt_timeout=timeout,
+            base_dir=Path(tmp),
+        )
     exited = next(e for e in out.events if e.kind is EventKind.ATTEMPT_EXITED)
     screen = exited.data["exit"].get("screen")
     decided = next(e for e in out.events if e.kind is EventKind.DECISION)
     attributed = next(e for e in out.events if e.kind is EventKind.FAILURE_ATTRIBUTED)
     if screen is None:
-        return {"agent": agent, "detected": False,
-                "reason": attributed.data["attribution"]["reason"]}
+        return {
+            "agent": agent,
+            "detected": False,
+            "reason": attributed.data["attribution"]["reason"],
+        }
     seen = float(screen["seen_at"])
     return {
         "agent": agent,
@@ -127,8 +147,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-scenario", action="store_true", help="only the direct run")
     args = parser.parse_args(argv)
     timeout = load_scenario(_SCENARIO).attempt_timeout or 15.0
-    report: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "benchmark": "detection",
-                              "watch_interval": 0.25, "direct": _direct(timeout)}
+    report: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "benchmark": "detection",
+        "watch_interval": 0.25,
+        "direct": _direct(timeout),
+    }
     if not args.no_scenario:
         report["scenario"] = _scenario(args.agent, timeout)
     print(json.dumps(report, indent=2))

@@ -19,25 +19,28 @@ import time
 from typing import Any
 
 from pytest_orch_recovery.chaos.faults import FaultSpec, Trigger
-from pytest_orch_recovery.chaos.simruntime import SimRuntime
-from pytest_orch_recovery.chaos.simulation import simulate
+from pytest_orch_recovery.chaos.tiers.sim import simulate
+from pytest_orch_recovery.chaos.tiers.simruntime import SimRuntime
 from pytest_orch_recovery.engine.coordinator import Coordinator
-from pytest_orch_recovery.engine.journal import Journal
 from pytest_orch_recovery.engine.model import EventKind, Strategy, Task, full_plan
 from pytest_orch_recovery.engine.policy import CircuitBreaker, Policy
-from pytest_orch_recovery.engine.runtime import LaunchSpec
-from pytest_orch_recovery.engine.stats import percentile
+from pytest_orch_recovery.engine.ports import LaunchSpec
+from pytest_orch_recovery.report.stats import percentile
+from pytest_orch_recovery.store.journal import Journal
 
 
 def _tasks(n: int) -> list[Task]:
-    return [Task(f"t{i}", f"Task {i}", tuple(f"f{i}_{j}.py" for j in range(1 + i % 6)))
-            for i in range(n)]
+    return [
+        Task(f"t{i}", f"Task {i}", tuple(f"f{i}_{j}.py" for j in range(1 + i % 6)))
+        for i in range(n)
+    ]
 
 
 def _faults() -> list[FaultSpec]:
     # One task in five fails once (SIGINT after its first file), the rest succeed first try.
-    return [FaultSpec("sigint", Trigger("file_written", n=1), task=f"t{i}")
-            for i in range(0, 10_000, 5)]
+    return [
+        FaultSpec("sigint", Trigger("file_written", n=1), task=f"t{i}") for i in range(0, 10_000, 5)
+    ]
 
 
 def _no_breaker(seed: int) -> Policy:
@@ -57,8 +60,9 @@ def attempts_per_second(n: int) -> dict[str, Any]:
     runtime = SimRuntime(seed=1, faults=_faults())
     start, cpu_start = time.perf_counter(), time.process_time()
     for t in tasks:
-        runtime.launch(LaunchSpec(t, f"a-{t.task_id}", 1, "claude-code", None, "", full_plan(t),
-                                  key=t.task_id))
+        runtime.launch(
+            LaunchSpec(t, f"a-{t.task_id}", 1, "claude-code", None, "", full_plan(t), key=t.task_id)
+        )
     bare = 0
     while runtime.next_exit(None) is not None:
         bare += 1
@@ -104,8 +108,7 @@ def decision_latency(n: int = 1000) -> dict[str, Any]:
     return {
         "live_agents": n,
         "decisions": len(decisions),
-        "resumes": sum(1 for d in decisions
-                       if d.data["decision"]["strategy"] == Strategy.RESUME),
+        "resumes": sum(1 for d in decisions if d.data["decision"]["strategy"] == Strategy.RESUME),
         "p50_ms": round(p50 * 1000, 3),
         "p99_ms": round(p99 * 1000, 3),
         "baseline_json_dumps_p50_ms": round(statistics.median(baseline) * 1000, 4),
@@ -117,11 +120,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", type=int, default=5000, help="tasks for the throughput run")
     args = parser.parse_args()
-    print(json.dumps({
-        "benchmark": "engine",
-        "attempts": attempts_per_second(args.tasks),
-        "decision_latency": decision_latency(),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "engine",
+                "attempts": attempts_per_second(args.tasks),
+                "decision_latency": decision_latency(),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

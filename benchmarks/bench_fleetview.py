@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_journal import realistic_events
 
-from pytest_orch_recovery.engine.fleetview import FleetView
-from pytest_orch_recovery.engine.metrics import compute
 from pytest_orch_recovery.engine.model import Event
+from pytest_orch_recovery.report.fleetview import FleetView
+from pytest_orch_recovery.report.metrics import compute
 
 
 def _best(repeat: int, work: Callable[[], object]) -> float:
@@ -49,13 +49,18 @@ def main() -> None:
     events = list(realistic_events(args.events))
     views = _best(args.repeat, lambda: _views(events))
     metrics = _best(args.repeat, lambda: compute(events))
-    print(json.dumps({
-        "events": len(events),
-        "views_seconds": round(views, 4),
-        "views_events_per_second": round(len(events) / views),
-        "baseline_metrics_seconds": round(metrics, 4),
-        "views_over_metrics": round(views / metrics, 2),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "events": len(events),
+                "views_seconds": round(views, 4),
+                "views_events_per_second": round(len(events) / views),
+                "baseline_metrics_seconds": round(metrics, 4),
+                "views_over_metrics": round(views / metrics, 2),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pytest_orch_recovery.engine.journal import Journal, replay
 from pytest_orch_recovery.engine.model import (
     Attribution,
     Decision,
@@ -33,6 +32,7 @@ from pytest_orch_recovery.engine.model import (
     WorkKind,
     full_plan,
 )
+from pytest_orch_recovery.store.journal import Journal, replay
 
 _REASONS = [Reason.SIGINT, Reason.PERMISSION, Reason.API_ERROR, Reason.GITHUB_ERROR]
 # Pane text of the kind an attempt leaves behind; the tail is cut to at most 2 KiB.

@@ -71,13 +71,24 @@ def _verdict(report: Path, junit: Path) -> tuple[dict[str, Any], dict[str, float
 def main_job_argv(workers: int, seed: int, *options: str) -> list[str]:
     """The main job's command line as the benchmarks run it: no cache, ``--orch-seed``, the
     given options, and ``-p xdist -n workers`` when ``workers`` is not 0."""
-    argv = [sys.executable, "-m", "pytest", "--orch-chaos", "-p", "no:cacheprovider", "-q",
-            "--orch-seed", str(seed), *options]
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "--orch-chaos",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--orch-seed",
+        str(seed),
+        *options,
+    ]
     return argv + (["-p", "xdist", "-n", str(workers)] if workers else [])
 
 
-def run_campaign(workers: int, seed: int, work: Path, profile: bool, run: int = 0
-                 ) -> dict[str, Any]:
+def run_campaign(
+    workers: int, seed: int, work: Path, profile: bool, run: int = 0
+) -> dict[str, Any]:
     tag = f"n{workers}-{run}"
     report, junit = work / f"{tag}.json", work / f"{tag}.xml"
     argv = main_job_argv(workers, seed, f"--orch-report={report}", f"--junitxml={junit}")
@@ -85,8 +96,9 @@ def run_campaign(workers: int, seed: int, work: Path, profile: bool, run: int = 
     breakdown = proctrace.run(argv, cwd=ROOT, env=dict(os.environ), profile=profile)
     out = breakdown.to_json()
     out["load_average_before"] = load
-    out["verdict"], out["scenario_s"] = (_verdict(report, junit)
-                                         if report.exists() and junit.exists() else (None, {}))
+    out["verdict"], out["scenario_s"] = (
+        _verdict(report, junit) if report.exists() and junit.exists() else (None, {})
+    )
     return out
 
 
@@ -94,13 +106,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workers", type=int, default=2, help="xdist workers of the 2nd run")
     parser.add_argument("--seed", type=int, default=20250723, help="--orch-seed of both runs")
-    parser.add_argument("--no-profile", action="store_true",
-                        help="time only: no perf / strace breakdown")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="alternate serial and parallel runs N times; compare medians")
+    parser.add_argument(
+        "--no-profile", action="store_true", help="time only: no perf / strace breakdown"
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="alternate serial and parallel runs N times; compare medians",
+    )
     args = parser.parse_args(argv)
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "pytest_orch_recovery")],
-                   check=True)
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(ROOT / "pytest_orch_recovery")], check=True
+    )
     serial: list[dict[str, Any]] = []
     parallel: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-main-job-") as tmp:
@@ -112,22 +130,31 @@ def main(argv: Sequence[str] | None = None) -> None:
     same = all(v is not None and v == verdicts[0] for v in verdicts)
     serial_wall = statistics.median(r["wall_s"] for r in serial)
     parallel_wall = statistics.median(r["wall_s"] for r in parallel)
-    print(json.dumps({
-        "benchmark": "main_job",
-        "cpus": os.cpu_count(),
-        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-        "seed": args.seed,
-        "repeat": len(serial),
-        "serial_wall_s": {"median": serial_wall, "runs": [r["wall_s"] for r in serial]},
-        f"xdist_n{args.workers}_wall_s": {"median": parallel_wall,
-                                           "runs": [r["wall_s"] for r in parallel]},
-        "speedup": round(serial_wall / parallel_wall, 2),
-        "speedup_per_pair": [round(a["wall_s"] / b["wall_s"], 2)
-                             for a, b in zip(serial, parallel, strict=True)],
-        "same_verdict_and_figures": same,
-        "serial": serial,
-        f"xdist_n{args.workers}": parallel,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "main_job",
+                "cpus": os.cpu_count(),
+                "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+                "seed": args.seed,
+                "repeat": len(serial),
+                "serial_wall_s": {"median": serial_wall, "runs": [r["wall_s"] for r in serial]},
+                f"xdist_n{args.workers}_wall_s": {
+                    "median": parallel_wall,
+                    "runs": [r["wall_s"] for r in parallel],
+                },
+                "speedup": round(serial_wall / parallel_wall, 2),
+                "speedup_per_pair": [
+                    round(a["wall_s"] / b["wall_s"], 2)
+                    for a, b in zip(serial, parallel, strict=True)
+                ],
+                "same_verdict_and_figures": same,
+                "serial": serial,
+                f"xdist_n{args.workers}": parallel,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _pytest(args: list[str], cwd: Path) -> float:
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
-                          cwd=cwd, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     elapsed = time.perf_counter() - start
     if done.returncode not in (0, 5):
         raise SystemExit(f"pytest {' '.join(args)} failed ({done.returncode}):\n{done.stdout}")
@@ -33,8 +38,11 @@ def _pytest(args: list[str], cwd: Path) -> float:
 
 
 def _summary(samples: list[float]) -> dict[str, float]:
-    return {"median_s": round(statistics.median(samples), 4),
-            "min_s": round(min(samples), 4), "runs": len(samples)}
+    return {
+        "median_s": round(statistics.median(samples), 4),
+        "min_s": round(min(samples), 4),
+        "runs": len(samples),
+    }
 
 
 def startup(runs: int) -> dict[str, object]:
@@ -46,9 +54,11 @@ def startup(runs: int) -> dict[str, object]:
         for _ in range(runs):  # interleaved so machine noise hits both alike
             off.append(_pytest(["--co", "-q"], cwd))
             disabled.append(_pytest(["--co", "-q", "-p", "no:orch_recovery"], cwd))
-    return {"plugin_off": _summary(off), "plugin_disabled": _summary(disabled),
-            "overhead_ms": round(1000 * (statistics.median(off) - statistics.median(disabled)),
-                                 1)}
+    return {
+        "plugin_off": _summary(off),
+        "plugin_disabled": _summary(disabled),
+        "overhead_ms": round(1000 * (statistics.median(off) - statistics.median(disabled)), 1),
+    }
 
 
 def generated_runs(count: int) -> dict[str, object]:
@@ -62,9 +72,13 @@ def generated_runs(count: int) -> dict[str, object]:
     for scenario in scenarios:
         invariant_violations(run_scenario(scenario, tier="sim", seed=1, agent="sim"))
     end = time.perf_counter()
-    return {"runs": count, "draw_s": round(drawn - start, 3), "run_s": round(end - drawn, 3),
-            "runs_per_s": round(count / (end - start), 1),
-            "simulated_runs_per_s": round(count / (end - drawn), 1)}
+    return {
+        "runs": count,
+        "draw_s": round(drawn - start, 3),
+        "run_s": round(end - drawn, 3),
+        "runs_per_s": round(count / (end - start), 1),
+        "simulated_runs_per_s": round(count / (end - drawn), 1),
+    }
 
 
 def campaign_wall_time(runs: int) -> dict[str, object]:
@@ -80,11 +94,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--campaign", type=int, default=300)
     args = parser.parse_args()
-    print(json.dumps({
-        "startup": startup(args.runs),
-        "generated_in_process": generated_runs(args.campaign),
-        "bundled_campaign": campaign_wall_time(max(1, args.runs // 2)),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "startup": startup(args.runs),
+                "generated_in_process": generated_runs(args.campaign),
+                "bundled_campaign": campaign_wall_time(max(1, args.runs // 2)),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from pytest_orch_recovery.chaos.faults import FaultSpec, Trigger
-from pytest_orch_recovery.chaos.harness import run_tmux
+from pytest_orch_recovery.chaos.tiers.tmux import run_tmux
 from pytest_orch_recovery.engine.model import EventKind, Task
 
 FAKE3 = Task("task-5030", "Create /fake3 command", ("fake3.md",))
@@ -29,8 +29,7 @@ SIGINT = FaultSpec("sigint", Trigger("file_written", path="fake3.md"), task="tas
 def _once(agent: str, faults: list[FaultSpec]) -> tuple[float, float | None]:
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        out = run_tmux([FAKE3], faults, agent=agent, agents=["task-agent-5030"],
-                       base_dir=Path(tmp))
+        out = run_tmux([FAKE3], faults, agent=agent, agents=["task-agent-5030"], base_dir=Path(tmp))
         wall = time.perf_counter() - start
     assert out.leftovers == [], out.leftovers
     done = [e for e in out.events if e.kind is EventKind.TASK_SUCCEEDED]
@@ -46,17 +45,23 @@ def main() -> None:
     baseline = [_once(args.agent, [])[0] for _ in range(args.runs)]
     incident = [_once(args.agent, [SIGINT]) for _ in range(args.runs)]
     recovery = [r for _, r in incident if r is not None]
-    print(json.dumps({
-        "benchmark": "recover task-agent-5030 end to end",
-        "agent": args.agent,
-        "runs": args.runs,
-        "recovery_time_s_median": round(statistics.median(recovery), 3),
-        "incident_wall_s_median": round(statistics.median(w for w, _ in incident), 3),
-        "baseline_fault_free_wall_s_median": round(statistics.median(baseline), 3),
-        "incident_over_baseline": round(
-            statistics.median(w for w, _ in incident) / statistics.median(baseline), 2),
-        "seed_manual_recovery_s": 300,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "recover task-agent-5030 end to end",
+                "agent": args.agent,
+                "runs": args.runs,
+                "recovery_time_s_median": round(statistics.median(recovery), 3),
+                "incident_wall_s_median": round(statistics.median(w for w, _ in incident), 3),
+                "baseline_fault_free_wall_s_median": round(statistics.median(baseline), 3),
+                "incident_over_baseline": round(
+                    statistics.median(w for w, _ in incident) / statistics.median(baseline), 2
+                ),
+                "seed_manual_recovery_s": 300,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,8 @@ from typing import Any
 
 from pytest_orch_recovery.doubles.sandbox import Sandbox
 from pytest_orch_recovery.engine.model import Task
-from pytest_orch_recovery.engine.runtime import LaunchSpec
-from pytest_orch_recovery.engine.stats import mean, percentile
+from pytest_orch_recovery.engine.ports import LaunchSpec
+from pytest_orch_recovery.report.stats import mean, percentile
 from pytest_orch_recovery.runtime.tmux import TmuxRuntime
 
 SCHEMA_VERSION = 1

@@ -34,8 +34,10 @@ _ROLES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("launch wrapper", re.compile(r"runtime\.wrapper")),
     ("pytest (controller, xdist workers)", re.compile(r"--orch-chaos|execnet|exec\(eval\(")),
     ("task tests (pytest in a worktree)", re.compile(r"(^|/)pytest( |$)|-m pytest")),
-    ("pyenv shims (bash)",
-     re.compile(r"/\.pyenv/(shims|libexec|plugins)/|^(\S*/)?pyenv(-[a-z-]+)?( |$)")),
+    (
+        "pyenv shims (bash)",
+        re.compile(r"/\.pyenv/(shims|libexec|plugins)/|^(\S*/)?pyenv(-[a-z-]+)?( |$)"),
+    ),
     ("sh", re.compile(r"^(\S*/)?(sh|dash|bash)( |$)")),
     ("claude (real CLI)", re.compile(r"claude")),
 )
@@ -75,9 +77,15 @@ class Breakdown:
             "profiled": self.profiled,
             "cpu_s_total": round(total, 2),
             "by_role": {
-                role: {"cpu_s": round(cpu, 2), "processes": self.processes.get(role, 0),
-                       "cpu_ms_per_process": (round(1000 * cpu / self.processes[role], 1)
-                                              if self.processes.get(role) else None)}
+                role: {
+                    "cpu_s": round(cpu, 2),
+                    "processes": self.processes.get(role, 0),
+                    "cpu_ms_per_process": (
+                        round(1000 * cpu / self.processes[role], 1)
+                        if self.processes.get(role)
+                        else None
+                    ),
+                }
                 for role, cpu in sorted(self.cpu_s.items(), key=lambda kv: -kv[1])
             },
         }
@@ -87,24 +95,49 @@ def available() -> bool:
     return shutil.which("perf") is not None and shutil.which("strace") is not None
 
 
-def run(argv: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None,
-        profile: bool = True) -> Breakdown:
+def run(
+    argv: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None, profile: bool = True
+) -> Breakdown:
     """Run ``argv`` to completion; with ``profile``, under perf and strace."""
     if not (profile and available()):
         start = time.perf_counter()
-        proc = subprocess.run(list(argv), cwd=cwd, env=env, check=False,
-                              stdout=subprocess.DEVNULL)
+        proc = subprocess.run(list(argv), cwd=cwd, env=env, check=False, stdout=subprocess.DEVNULL)
         return Breakdown(time.perf_counter() - start, proc.returncode)
     with tempfile.TemporaryDirectory(prefix="proctrace-") as tmp:
         perf_data, trace = Path(tmp) / "perf.data", Path(tmp) / "exec.trace"
         wrapped = [
-            "perf", "record", "-q", "-e", "task-clock", "-F", str(SAMPLE_HZ), "-o", str(perf_data),
-            "--", "strace", "-f", "--seccomp-bpf", "-e", "trace=execve", "-qq", "-s", "300",
-            "-o", str(trace), "--", *argv,
+            "perf",
+            "record",
+            "-q",
+            "-e",
+            "task-clock",
+            "-F",
+            str(SAMPLE_HZ),
+            "-o",
+            str(perf_data),
+            "--",
+            "strace",
+            "-f",
+            "--seccomp-bpf",
+            "-e",
+            "trace=execve",
+            "-qq",
+            "-s",
+            "300",
+            "-o",
+            str(trace),
+            "--",
+            *argv,
         ]
         start = time.perf_counter()
-        proc = subprocess.run(wrapped, cwd=cwd, env=env, check=False,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.run(
+            wrapped,
+            cwd=cwd,
+            env=env,
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wall = time.perf_counter() - start
         roles, processes = _roles(trace)
         cpu = _cpu_by_pid(perf_data)
@@ -156,7 +189,7 @@ def _argv(call: str) -> list[str]:
     end = call.find("], ", start)
     if start < 0:
         return []
-    inner = call[start + 1:end if end > 0 else len(call)]
+    inner = call[start + 1 : end if end > 0 else len(call)]
     return [_unescape(a) for a in _ARG.findall(inner)]
 
 
@@ -167,7 +200,10 @@ def _unescape(text: str) -> str:
 def _cpu_by_pid(perf_data: Path) -> dict[tuple[int, str], float]:
     proc = subprocess.run(
         ["perf", "script", "-F", "comm,pid,period", "-i", str(perf_data)],
-        capture_output=True, text=True, check=False, env=dict(os.environ, PAGER="cat"),
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(os.environ, PAGER="cat"),
     )
     out: dict[tuple[int, str], float] = collections.defaultdict(float)
     for line in proc.stdout.splitlines():

@@ -36,9 +36,12 @@ def _mark(what: str, **fields: Any) -> None:
     path = os.environ.get(_LOG)
     if not path:
         return
-    record = {"t": round(time.time() - float(os.environ[_T0]), 3),
-              "process": os.environ.get("PYTEST_XDIST_WORKER", "controller"), "what": what,
-              **fields}
+    record = {
+        "t": round(time.time() - float(os.environ[_T0]), 3),
+        "process": os.environ.get("PYTEST_XDIST_WORKER", "controller"),
+        "what": what,
+        **fields,
+    }
     with open(path, "a", encoding="utf-8") as log:  # one short line per write: O_APPEND
         log.write(json.dumps(record) + "\n")
 
@@ -84,19 +87,25 @@ def run(workers: int, seed: int, interval: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="orch-timeline-") as tmp:
         log = Path(tmp, "milestones.jsonl")
         t0 = time.time()
-        env = {**os.environ, _LOG: str(log), _T0: repr(t0), "ORCH_TIMELINE_WORKERS": str(workers),
-               "PYTHONPATH": os.pathsep.join(
-                   p for p in (str(Path(__file__).parent), os.environ.get("PYTHONPATH")) if p)}
+        env = {
+            **os.environ,
+            _LOG: str(log),
+            _T0: repr(t0),
+            "ORCH_TIMELINE_WORKERS": str(workers),
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(Path(__file__).parent), os.environ.get("PYTHONPATH")) if p
+            ),
+        }
         # Imported here, not at the top: every pytest process of the run loads this file as a
         # plugin, and the bench's imports would add to the start-up this measures.
         from bench_main_job import main_job_argv
 
-        argv = main_job_argv(workers, seed, "-p", "timeline",
-                             f"--orch-report={Path(tmp, 'report.json')}")
+        argv = main_job_argv(
+            workers, seed, "-p", "timeline", f"--orch-report={Path(tmp, 'report.json')}"
+        )
         output = Path(tmp, "pytest.out")
         with output.open("wb") as sink:
-            proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=sink,
-                                    stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
         samples: list[dict[str, float]] = []
         total, idle = _cpu_times()
         while proc.poll() is None:
@@ -113,12 +122,22 @@ def run(workers: int, seed: int, interval: float) -> dict[str, Any]:
         marks = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     starts = {(m["process"], m["item"]): m["t"] for m in marks if m["what"] == "start"}
     spans = sorted(
-        ({"item": m["item"], "process": m["process"], "start": starts[(m["process"], m["item"])],
-          "end": m["t"]} for m in marks if m["what"] == "finish"),
-        key=lambda s: s["start"])
+        (
+            {
+                "item": m["item"],
+                "process": m["process"],
+                "start": starts[(m["process"], m["item"])],
+                "end": m["t"],
+            }
+            for m in marks
+            if m["what"] == "finish"
+        ),
+        key=lambda s: s["start"],
+    )
     for sample in samples:
-        sample["running"] = sorted(f"{s['process']}:{s['item']}" for s in spans
-                                   if s["start"] <= sample["t"] < s["end"])
+        sample["running"] = sorted(
+            f"{s['process']}:{s['item']}" for s in spans if s["start"] <= sample["t"] < s["end"]
+        )
     first_start = min((s["start"] for s in spans), default=None)
     last_end = max((s["end"] for s in spans), default=None)
     return {
@@ -127,7 +146,8 @@ def run(workers: int, seed: int, interval: float) -> dict[str, Any]:
         "first_scenario_start_s": first_start,
         "last_scenario_end_s": last_end,
         "mean_busy_cores": round(sum(s["busy_cores"] for s in samples) / len(samples), 2)
-        if samples else None,
+        if samples
+        else None,
         "milestones": [m for m in marks if m["what"] not in ("start", "finish")],
         "scenarios": spans,
         "cpu": samples,
@@ -142,8 +162,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.workers < 0 or not 0.05 <= args.interval <= 10:
         parser.error("--workers must be >= 0 and --interval within 0.05..10 s")
-    out = {"benchmark": "timeline", "cpus": os.cpu_count(), "workers": args.workers,
-           "seed": args.seed, **run(args.workers, args.seed, args.interval)}
+    out = {
+        "benchmark": "timeline",
+        "cpus": os.cpu_count(),
+        "workers": args.workers,
+        "seed": args.seed,
+        **run(args.workers, args.seed, args.interval),
+    }
     print(json.dumps(out, indent=1))
 
 

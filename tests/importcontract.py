@@ -6,10 +6,11 @@ lazy import may save start-up time; it may not cross a wall.
 
 The layers, top to bottom (a module may import its own layer and any layer below it)::
 
-    cli | plugin   ->   chaos   ->   doubles | fleet   ->   runtime   ->   infra   ->   engine
+    cli | plugin  ->  chaos  ->  doubles | fleet | ingest  ->  runtime  ->  infra | report
+                  ->  store  ->  engine
 
-Layers on one line are siblings: neither imports the other. The package's own ``__init__``,
-``__main__`` and the ``simagent`` shim are entry points, outside the layers. The engine also
+Layers on one line are siblings: neither imports the other. The package's own ``__init__`` and
+``__main__`` are entry points, outside the layers. The engine also
 imports none of the test-time libraries (:data:`ENGINE_FORBIDDEN`).
 
 Import it from a test module in ``tests/`` (``from importcontract import breaches``).
@@ -25,12 +26,13 @@ from pathlib import Path
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli", "plugin"),
     ("chaos",),
-    ("doubles", "fleet"),
+    ("doubles", "fleet", "ingest"),
     ("runtime",),
-    ("infra",),
+    ("infra", "report"),
+    ("store",),
     ("engine",),
 )
-ENTRY_POINTS = frozenset({"__init__", "__main__", "simagent"})
+ENTRY_POINTS = frozenset({"__init__", "__main__"})
 ENGINE_FORBIDDEN = ("pytest", "_pytest", "hypothesis", "faker", "libtmux", "xdist")
 
 _RANK = {layer: rank for rank, group in enumerate(LAYERS) for layer in group}
@@ -47,8 +49,10 @@ class Breach:
     rule: str
 
     def __str__(self) -> str:
-        return (f"{self.path}:{self.line}: import: {self.importer} imports {self.imported} "
-                f"({self.rule})")
+        return (
+            f"{self.path}:{self.line}: import: {self.importer} imports {self.imported} "
+            f"({self.rule})"
+        )
 
 
 def module_name(root: Path, path: Path) -> str:

@@ -20,7 +20,7 @@ from pytest_orch_recovery.chaos.generate import (
 from pytest_orch_recovery.chaos.oracle import attribution_checks, invariant_violations, mismatches
 from pytest_orch_recovery.chaos.record import ScenarioRun
 from pytest_orch_recovery.chaos.scenario import Expectation, Scenario, ScenarioTask, parse_scenario
-from pytest_orch_recovery.chaos.tier import TIERS, TierUnavailable
+from pytest_orch_recovery.chaos.tiers import TIERS, TierUnavailable
 from pytest_orch_recovery.engine.model import Task
 from pytest_orch_recovery.engine.policy import PolicySettings
 
@@ -31,14 +31,18 @@ FOUR = Task("four", "Add four modules", ("a.py", "b.py", "c.py", "d.py"))
 NO_EXPECTATION = Expectation()
 
 
-def _scenario(*faults: FaultSpec, tasks: tuple[Task, ...] = (FAKE3,),
-              expect: Expectation = NO_EXPECTATION) -> Scenario:
+def _scenario(
+    *faults: FaultSpec, tasks: tuple[Task, ...] = (FAKE3,), expect: Expectation = NO_EXPECTATION
+) -> Scenario:
     return Scenario("s", tuple(ScenarioTask(t, expect=expect) for t in tasks), faults)
 
 
 def test_sim_run_collects_events_ledger_outcomes_and_repository_state() -> None:
-    s = _scenario(FaultSpec("sigint", Trigger("file_written", path="fake3.md"),
-                            task="task-5030", fault_id="f1"))
+    s = _scenario(
+        FaultSpec(
+            "sigint", Trigger("file_written", path="fake3.md"), task="task-5030", fault_id="f1"
+        )
+    )
     run = run_scenario(s, tier="sim", seed=1, agent="sim")
     assert run.outcomes == {"task-5030": "recovered"}
     repo = run.repos["task-5030"]
@@ -61,10 +65,17 @@ def test_same_seed_same_run_different_scenario_names_differ() -> None:
 
 
 def test_mismatches_read_as_a_diff() -> None:
-    expect = Expectation(outcome="escalated", reasons=("timeout",), strategies=("restart",),
-                         max_attempts=1, files=("fake3.md", "x.py"), pr=False)
-    s = _scenario(FaultSpec("sigint", Trigger("file_written", n=1), task="task-5030"),
-                  expect=expect)
+    expect = Expectation(
+        outcome="escalated",
+        reasons=("timeout",),
+        strategies=("restart",),
+        max_attempts=1,
+        files=("fake3.md", "x.py"),
+        pr=False,
+    )
+    s = _scenario(
+        FaultSpec("sigint", Trigger("file_written", n=1), task="task-5030"), expect=expect
+    )
     run = run_scenario(s, tier="sim", seed=1, agent="sim")
     lines = mismatches(s, run)
     assert "task-5030: outcome: expected escalated, got recovered" in lines
@@ -97,8 +108,9 @@ def test_fleet_faults_are_ledgered_when_they_take_effect() -> None:
 
 
 def test_oracle_flags_a_wrong_attribution_and_a_missing_one() -> None:
-    s = _scenario(FaultSpec("kill", Trigger("file_written", n=1), task="four", fault_id="f1"),
-                  tasks=(FOUR,))
+    s = _scenario(
+        FaultSpec("kill", Trigger("file_written", n=1), task="four", fault_id="f1"), tasks=(FOUR,)
+    )
     run = run_scenario(s, tier="sim", seed=4, agent="sim")
     assert [c.verdict for c in attribution_checks(run)] == ["correct"]
     # Pretend the ledger had injected a SIGINT there: the engine's "killed" is then wrong.
@@ -110,8 +122,7 @@ def test_oracle_flags_a_wrong_attribution_and_a_missing_one() -> None:
     assert attribution_checks(run)[0].verdict == "unattributed"
 
 
-def test_tmux_tier_unavailable_is_reported(monkeypatch: pytest.MonkeyPatch,
-                                           tmp_path: Path) -> None:
+def test_tmux_tier_unavailable_is_reported(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no tmux, no git
     with pytest.raises(TierUnavailable, match="tmux is not on PATH; use --orch-tier sim"):
         tier_named("tmux")
@@ -131,7 +142,8 @@ def test_generated_campaigns_are_deterministic_per_seed_and_hostile() -> None:
     a = generated_scenarios(5, 12)
     b = generated_scenarios(5, 12)
     assert [(s.name, s.faults, [t.task for t in s.tasks]) for s in a] == [
-        (s.name, s.faults, [t.task for t in s.tasks]) for s in b]
+        (s.name, s.faults, [t.task for t in s.tasks]) for s in b
+    ]
     assert [s.faults for s in generated_scenarios(6, 12)] != [s.faults for s in a]
     plans = draw_plans(1, 60)
     hostile = {HOSTILE_KINDS[shape[3]] for p in plans for shape in p.tasks}
@@ -152,7 +164,7 @@ def test_generated_runs_keep_the_invariants() -> None:
 def test_a_crash_right_after_a_success_still_cleans_that_workspace() -> None:
     # Found by a generated campaign (seed 7, gen-0051): the replacement coordinator must
     # finish the cleanup the crashed one had not done yet.
-    from pytest_orch_recovery.chaos.simulation import simulate
+    from pytest_orch_recovery.chaos.tiers.sim import simulate
     from pytest_orch_recovery.engine.model import EventKind, Task
 
     task = Task("t", "Task", ("a.md",))
@@ -185,9 +197,13 @@ def _delays(run: ScenarioRun) -> list[float]:
     return [e.data["decision"]["delay"] for e in run.events if e.kind.value == "decision"]
 
 
-@pytest.mark.parametrize("tier", [
-    "sim", pytest.param("tmux", marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "tier",
+    [
+        "sim",
+        pytest.param("tmux", marks=pytest.mark.slow),
+    ],
+)
 def test_both_tiers_decide_with_the_scenarios_policy(tier: str) -> None:
     # attempt-budget: killed at start four times, restarted with backoff, then escalated.
     path = Path(__file__).resolve().parent.parent / "scenarios" / "attempt-budget.toml"
@@ -198,9 +214,9 @@ def test_both_tiers_decide_with_the_scenarios_policy(tier: str) -> None:
     quick = _delays(run_scenario(tuned, tier=tier, seed=seed, agent="sim"))
     capped = _delays(run_scenario(slow, tier=tier, seed=seed, agent="sim"))
     backed_off = [d for d in quick if d > 0]
-    assert backed_off and all(d <= 0.001 * 2 ** 4 for d in quick), quick
+    assert backed_off and all(d <= 0.001 * 2**4 for d in quick), quick
     # The cap holds whatever the base: the same rng draws, scaled to at most 0.5 s.
-    assert capped and all(d <= 0.5 for d in capped) and max(capped) > 0.001 * 2 ** 4, capped
+    assert capped and all(d <= 0.5 for d in capped) and max(capped) > 0.001 * 2**4, capped
 
 
 def _most_live(run: ScenarioRun) -> int:
@@ -211,12 +227,15 @@ def _most_live(run: ScenarioRun) -> int:
     return most
 
 
-@pytest.mark.parametrize("tier", [
-    "sim", pytest.param("tmux", marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "tier",
+    [
+        "sim",
+        pytest.param("tmux", marks=pytest.mark.slow),
+    ],
+)
 def test_both_tiers_run_at_most_the_scenarios_live_agents(tier: str) -> None:
-    four = tuple(ScenarioTask(Task(f"w{i}", f"Write part {i}", (f"part{i}.md",)))
-                 for i in range(4))
+    four = tuple(ScenarioTask(Task(f"w{i}", f"Write part {i}", (f"part{i}.md",))) for i in range(4))
     free = Scenario("four", four)
     capped = dataclasses.replace(free, max_live_agents=2)
     assert _most_live(run_scenario(free, tier=tier, seed=5, agent="sim")) == 4

@@ -93,9 +93,7 @@ def test_exit_zero_empty_output_after_delivered_sigint_is_sigint() -> None:
 
 
 def test_supervisor_timeout_beats_the_kill_it_sent() -> None:
-    obs = Observation(
-        exit=ExitInfo.from_returncode(-9), timed_out=True, signals_delivered=(15, 9)
-    )
+    obs = Observation(exit=ExitInfo.from_returncode(-9), timed_out=True, signals_delivered=(15, 9))
     att = classify(obs)
     assert att.reason is Reason.TIMEOUT
     assert all(e.reason is not Reason.KILLED for e in att.evidence)
@@ -494,13 +492,22 @@ def test_sigint_delivered_with_all_files_present_is_still_sigint() -> None:
 
 def test_claude_codes_aborted_result_is_a_sigint_even_without_the_supervisors_word() -> None:
     # Claude Code 2.1.328 interrupted in a tool or hook (docs/claude-code.md): exit 0 and this.
-    aborted = {"type": "result", "subtype": "error_during_execution", "is_error": True,
-               "terminal_reason": "aborted_tools", "permission_denials": [],
-               "errors": ["[ede_diagnostic] result_type=user last_content_type=n/a "
-                          "stop_reason=tool_use"]}
-    attribution = classify(Observation(exit=ExitInfo(0), result=aborted,
-                                       deliverables_present=("fake3.md",),
-                                       work_missing=("git commit",)))
+    aborted = {
+        "type": "result",
+        "subtype": "error_during_execution",
+        "is_error": True,
+        "terminal_reason": "aborted_tools",
+        "permission_denials": [],
+        "errors": ["[ede_diagnostic] result_type=user last_content_type=n/a stop_reason=tool_use"],
+    }
+    attribution = classify(
+        Observation(
+            exit=ExitInfo(0),
+            result=aborted,
+            deliverables_present=("fake3.md",),
+            work_missing=("git commit",),
+        )
+    )
     assert attribution.reason is Reason.SIGINT
     assert not any(e.reason is Reason.UNKNOWN and e.weight > 0 for e in attribution.evidence)
 

@@ -20,15 +20,14 @@ from typing import Any
 import pytest
 
 from pytest_orch_recovery.chaos.faults import FaultSpec, FaultStatus, Trigger
-from pytest_orch_recovery.chaos.harness import run_tmux
+from pytest_orch_recovery.chaos.tiers.tmux import run_tmux
 from pytest_orch_recovery.doubles.modeldouble import ModelDouble, Plan, TaskPlan, plan_for_task
 from pytest_orch_recovery.doubles.modeldouble.faults import ApiFaultKind, ApiFaultSpec
 from pytest_orch_recovery.doubles.modeldouble.plan import Step
 from pytest_orch_recovery.doubles.sandbox import Sandbox
-from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.engine.classify import LogText, Observation, classify
 from pytest_orch_recovery.engine.model import EventKind, Reason, SignalOrigin, Task
-from pytest_orch_recovery.engine.runtime import AttemptExit, LaunchSpec
+from pytest_orch_recovery.engine.ports import AttemptExit, LaunchSpec
 from pytest_orch_recovery.infra.agents import (
     AgentConfig,
     AgentDriver,
@@ -40,13 +39,16 @@ from pytest_orch_recovery.infra.agents import (
 from pytest_orch_recovery.infra.checkpoint import load_checkpoint
 from pytest_orch_recovery.runtime.dispatch import SETTINGS_FILE, Dispatcher
 from pytest_orch_recovery.runtime.tmux import TmuxRuntime, parse_result
+from pytest_orch_recovery.store import atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 WAIT = 60.0
 MISSING = claude_code_missing()
 needs_claude = pytest.mark.skipif(MISSING is not None, reason=str(MISSING))
-AGENTS = [pytest.param("sim", id="sim"),
-          pytest.param("claude-code", id="claude-code", marks=needs_claude)]
+AGENTS = [
+    pytest.param("sim", id="sim"),
+    pytest.param("claude-code", id="claude-code", marks=needs_claude),
+]
 
 pytestmark = [pytest.mark.slow, pytest.mark.claude]
 
@@ -67,13 +69,28 @@ class Lab:
     runtime: TmuxRuntime
     agent_kind: str
 
-    def launch(self, task: Task, *, attempt: int = 1, prompt: str | None = None,
-               resume: str | None = None, agent: str = "task-agent-1") -> None:
-        self.runtime.launch(LaunchSpec(
-            task=task, agent=agent, attempt=attempt, agent_type=self.agent_kind,
-            strategy=None, prompt=prompt or task.title, work=(),
-            key=f"{agent}:{attempt}", resume_session=resume,
-        ))
+    def launch(
+        self,
+        task: Task,
+        *,
+        attempt: int = 1,
+        prompt: str | None = None,
+        resume: str | None = None,
+        agent: str = "task-agent-1",
+    ) -> None:
+        self.runtime.launch(
+            LaunchSpec(
+                task=task,
+                agent=agent,
+                attempt=attempt,
+                agent_type=self.agent_kind,
+                strategy=None,
+                prompt=prompt or task.title,
+                work=(),
+                key=f"{agent}:{attempt}",
+                resume_session=resume,
+            )
+        )
 
     def next_exit(self) -> AttemptExit:
         exited = self.runtime.next_exit(self.runtime.clock.now() + WAIT)
@@ -87,22 +104,33 @@ def lab(tmp_path: Path, agent: str, plan: Plan) -> Iterator[Lab]:
     double = ModelDouble(plan).start()
     runtime: TmuxRuntime | None = None
     try:
-        sandbox.agent_env.update({
-            "ANTHROPIC_BASE_URL": double.url,
-            "ANTHROPIC_API_KEY": "sk-ant-api03-double-not-a-real-key",
-            "CLAUDE_CODE_MAX_RETRIES": "2",
-            "ORCH_SIM_RETRY_BASE_MS": "50",
-            "IS_SANDBOX": "1",
-        })
+        sandbox.agent_env.update(
+            {
+                "ANTHROPIC_BASE_URL": double.url,
+                "ANTHROPIC_API_KEY": "sk-ant-api03-double-not-a-real-key",
+                "CLAUDE_CODE_MAX_RETRIES": "2",
+                "ORCH_SIM_RETRY_BASE_MS": "50",
+                "IS_SANDBOX": "1",
+            }
+        )
         # The harness's hook with no faults: it keeps the checkpoint exactly as
         # `orch-recovery checkpoint --from-hook` does. (The dispatcher's own checkpoint hook
         # command is mis-quoted at the moment; see the report of issue 4.)
         plan_file = sandbox.root / "faults.json"
-        atomic.write_json(plan_file, {"faults": [], "state_dir": str(sandbox.root / "fs"),
-                                      "context": {"tmux_socket": sandbox.tmux_socket,
-                                                  "checkpoint_dir": str(sandbox.checkpoints)}})
-        dispatcher = Dispatcher(sandbox, lambda c: _driver(agent, c), AgentConfig(),
-                                fault_plan=plan_file)
+        atomic.write_json(
+            plan_file,
+            {
+                "faults": [],
+                "state_dir": str(sandbox.root / "fs"),
+                "context": {
+                    "tmux_socket": sandbox.tmux_socket,
+                    "checkpoint_dir": str(sandbox.checkpoints),
+                },
+            },
+        )
+        dispatcher = Dispatcher(
+            sandbox, lambda c: _driver(agent, c), AgentConfig(), fault_plan=plan_file
+        )
         runtime = TmuxRuntime(sandbox, dispatcher.command_for)
         yield Lab(sandbox, double, runtime, agent)
     finally:
@@ -128,19 +156,33 @@ def _fifo_reader(fifo: Path) -> threading.Event:
 
 
 def _blocking_plan(fifo: Path) -> Plan:
-    return Plan((TaskPlan(PROBE, (
-        Step("write", "a.md", "write", content="# a\n"),
-        # Blocks the first time only: a resumed run that repeats it goes straight on.
-        Step("bash", f"if [ ! -e {fifo}.done ]; then touch {fifo}.done; echo go > {fifo}; "
-                     "exec sleep 120; fi", "free"),
-        Step("write", "b.md", "write", content="# b\n"),
-    )),))
+    return Plan(
+        (
+            TaskPlan(
+                PROBE,
+                (
+                    Step("write", "a.md", "write", content="# a\n"),
+                    # Blocks the first time only: a resumed run that repeats it goes straight on.
+                    Step(
+                        "bash",
+                        f"if [ ! -e {fifo}.done ]; then touch {fifo}.done; echo go > {fifo}; "
+                        "exec sleep 120; fi",
+                        "free",
+                    ),
+                    Step("write", "b.md", "write", content="# b\n"),
+                ),
+            ),
+        )
+    )
 
 
 def _observation(exited: AttemptExit, signals: tuple[int, ...] = ()) -> Observation:
-    return Observation(exit=exited.exit, result=exited.result,
-                       logs=(LogText("output", exited.output),),
-                       signals_delivered=signals)
+    return Observation(
+        exit=exited.exit,
+        result=exited.result,
+        logs=(LogText("output", exited.output),),
+        signals_delivered=signals,
+    )
 
 
 # ----------------------------------------------------------------------------- install
@@ -149,48 +191,69 @@ def _observation(exited: AttemptExit, signals: tuple[int, ...] = ()) -> Observat
 @needs_claude
 def test_installed_cli_is_the_pinned_version() -> None:
     script = (ROOT / "tools" / "install-claude-code.sh").read_text()
-    pinned = next(line.split('"')[1] for line in script.splitlines()
-                  if line.startswith("PINNED_VERSION="))
+    pinned = next(
+        line.split('"')[1] for line in script.splitlines() if line.startswith("PINNED_VERSION=")
+    )
     path = find_claude_code()
     assert path is not None
-    version = subprocess.run([str(path), "--version"], capture_output=True, text=True,
-                             timeout=WAIT, env={**os.environ, "DISABLE_AUTOUPDATER": "1"})
+    version = subprocess.run(
+        [str(path), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        env={**os.environ, "DISABLE_AUTOUPDATER": "1"},
+    )
     if os.environ.get("ORCH_CLAUDE_CODE"):
         assert version.returncode == 0  # a user-chosen binary may be another version
     else:
         assert version.stdout.split()[0] == pinned
 
 
-@pytest.mark.skipif(os.uname().sysname != "Linux" or os.uname().machine != "x86_64",
-                    reason="the libc check is Linux's; the expected names are x86-64's")
-@pytest.mark.parametrize(("banner", "package"), [
-    # glibc's ldd prints its banner, then more: a reader that stops at the match must not
-    # turn ldd's SIGPIPE into "not glibc" (it did, in ~7% of runs, under pipefail).
-    ('echo "ldd (Debian GLIBC 2.36-9) 2.36"; sleep 0.2; seq 1 20000', "linux-x64"),
-    ('echo "musl libc (x86_64)" >&2; echo "Version 1.2.4" >&2; exit 1', "linux-x64-musl"),
-])
-def test_the_installer_picks_the_build_for_this_libc(tmp_path: Path, banner: str,
-                                                     package: str) -> None:
+@pytest.mark.skipif(
+    os.uname().sysname != "Linux" or os.uname().machine != "x86_64",
+    reason="the libc check is Linux's; the expected names are x86-64's",
+)
+@pytest.mark.parametrize(
+    ("banner", "package"),
+    [
+        # glibc's ldd prints its banner, then more: a reader that stops at the match must not
+        # turn ldd's SIGPIPE into "not glibc" (it did, in ~7% of runs, under pipefail).
+        ('echo "ldd (Debian GLIBC 2.36-9) 2.36"; sleep 0.2; seq 1 20000', "linux-x64"),
+        ('echo "musl libc (x86_64)" >&2; echo "Version 1.2.4" >&2; exit 1', "linux-x64-musl"),
+    ],
+)
+def test_the_installer_picks_the_build_for_this_libc(
+    tmp_path: Path, banner: str, package: str
+) -> None:
     fake = tmp_path / "ldd"
     fake.write_text(f"#!/bin/sh\n{banner}\n")
     fake.chmod(0o755)
     out = subprocess.run(
         ["bash", str(ROOT / "tools" / "install-claude-code.sh"), "--print-package"],
-        capture_output=True, text=True, timeout=WAIT,
-        env={**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"})
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        env={**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"},
+    )
     assert (out.returncode, out.stdout.strip()) == (0, f"@anthropic-ai/claude-code-{package}")
 
 
 def test_the_driver_carries_what_the_real_cli_needs(tmp_path: Path) -> None:
     fake = tmp_path / "claude"
     driver = claude_code_driver(AgentConfig(model="claude-sonnet-4-5"), executable=fake)
-    spec = LaunchSpec(FOUR, "task-agent-1", 2, "claude-code", None, "go", (), "k",
-                      resume_session="sid-1")
+    spec = LaunchSpec(
+        FOUR, "task-agent-1", 2, "claude-code", None, "go", (), "k", resume_session="sid-1"
+    )
     command = driver.argv(spec, prompt_file=tmp_path / "p.md")[2]
     assert command.startswith("exec env ")
-    for word in ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1", "DISABLE_TELEMETRY=1",
-                 f"{fake} -p --output-format json --dangerously-skip-permissions",
-                 "--resume sid-1", "--model claude-sonnet-4-5", f"< {tmp_path / 'p.md'}"):
+    for word in (
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
+        "DISABLE_TELEMETRY=1",
+        f"{fake} -p --output-format json --dangerously-skip-permissions",
+        "--resume sid-1",
+        "--model claude-sonnet-4-5",
+        f"< {tmp_path / 'p.md'}",
+    ):
         assert word in command
     assert ("IS_SANDBOX=1" in command) == (os.geteuid() == 0)
     forgot = claude_code_driver(AgentConfig(skip_permissions=False), executable=fake)
@@ -202,14 +265,14 @@ def test_the_driver_carries_what_the_real_cli_needs(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("agent", AGENTS)
 def test_checkpoint_hook_in_settings_local_runs_after_every_tool_call(
-        tmp_path: Path, agent: str) -> None:
+    tmp_path: Path, agent: str
+) -> None:
     with lab(tmp_path, agent, Plan((plan_for_task(FOUR),))) as lb:
         lb.launch(FOUR, prompt=f"{FOUR.title}\nCreate the four files, commit, push, open a PR.")
         exited = lb.next_exit()
         workspace = lb.sandbox.workspace("task-agent-1")
         assert (workspace / SETTINGS_FILE).is_file()
-        checkpoint = load_checkpoint(lb.sandbox.checkpoints, "task-agent-1",
-                                     workspace=workspace)
+        checkpoint = load_checkpoint(lb.sandbox.checkpoints, "task-agent-1", workspace=workspace)
     assert exited.exit.status == 0 and exited.result is not None
     assert exited.result["subtype"] == "success", exited.output[-2000:]
     assert checkpoint is not None
@@ -226,7 +289,8 @@ def test_checkpoint_hook_in_settings_local_runs_after_every_tool_call(
 @pytest.mark.parametrize("how", ["process-group", "send-keys"])
 @pytest.mark.parametrize("agent", AGENTS)
 def test_sigint_during_a_tool_ends_with_an_aborted_result_and_resume_redoes_the_tool(
-        tmp_path: Path, agent: str, how: str) -> None:
+    tmp_path: Path, agent: str, how: str
+) -> None:
     fifo = tmp_path / "started.fifo"
     started = _fifo_reader(fifo)
     task = Task("t-int", PROBE, ("a.md", "b.md"))
@@ -249,12 +313,17 @@ def test_sigint_during_a_tool_ends_with_an_aborted_result_and_resume_redoes_the_
             result = result or parse_result(exited.output.replace("^C{", "{"))
         assert result is not None, exited.output[-1500:]
         assert (result["subtype"], result["is_error"], result["terminal_reason"]) == (
-            "error_during_execution", True, "aborted_tools")
+            "error_during_execution",
+            True,
+            "aborted_tools",
+        )
         assert "result" not in result and "api_error_status" not in result
         assert result["permission_denials"] == []
         seen = _observation(exited)
-        assert classify(Observation(exit=seen.exit, result=result, logs=seen.logs)).reason \
+        assert (
+            classify(Observation(exit=seen.exit, result=result, logs=seen.logs)).reason
             is Reason.SIGINT
+        )
         # Who sent it, from the launch wrapper's siginfo: this test process's killpg, or the
         # tty line discipline for the typed key (si_code SI_KERNEL, no pid, no client).
         assert signals == ("SIGINT",)
@@ -268,8 +337,12 @@ def test_sigint_during_a_tool_ends_with_an_aborted_result_and_resume_redoes_the_
         # --resume: the interrupted Bash call comes back as an error result; the model (the
         # double) runs it again (this time it returns at once) and carries on.
         before = len(lb.double.transcript)
-        lb.launch(task, attempt=2, resume=str(result["session_id"]),
-                  prompt=f"{PROBE}: continue where you stopped.")
+        lb.launch(
+            task,
+            attempt=2,
+            resume=str(result["session_id"]),
+            prompt=f"{PROBE}: continue where you stopped.",
+        )
         resumed = lb.next_exit()
         workspace = lb.sandbox.workspace("task-agent-1")
         assert (workspace / "b.md").is_file()
@@ -282,8 +355,9 @@ def test_sigint_during_a_tool_ends_with_an_aborted_result_and_resume_redoes_the_
 
 
 def test_sigint_while_waiting_on_the_api_exits_0_with_no_output_real(tmp_path: Path) -> None:
-    _interrupt_while_waiting_on_the_api(tmp_path, "claude-code") if MISSING is None \
-        else pytest.skip(str(MISSING))
+    _interrupt_while_waiting_on_the_api(
+        tmp_path, "claude-code"
+    ) if MISSING is None else pytest.skip(str(MISSING))
 
 
 def test_sigint_while_waiting_on_the_api_exits_0_with_no_output_sim(tmp_path: Path) -> None:
@@ -294,8 +368,9 @@ def _interrupt_while_waiting_on_the_api(tmp_path: Path, agent: str) -> None:
     task = Task("t-api", PROBE, ("a.md",))
     plan = Plan((TaskPlan(PROBE, (Step("write", "a.md", "write", content="# a\n"),)),))
     with lab(tmp_path, agent, plan) as lb:
-        lb.double.add_fault(ApiFaultSpec(ApiFaultKind.STALL, at_request=2, scope="task",
-                                      seconds=600))
+        lb.double.add_fault(
+            ApiFaultSpec(ApiFaultKind.STALL, at_request=2, scope="task", seconds=600)
+        )
         lb.launch(task)
         assert lb.double.wait_until(lambda d: d.stalled > 0, WAIT)
         lb.runtime.interrupt("task-agent-1")
@@ -310,8 +385,11 @@ def _interrupt_while_waiting_on_the_api(tmp_path: Path, agent: str) -> None:
 # ----------------------------------------------------------------------------- API errors
 
 
-def _headless(tmp_path: Path, agent: str, fault: ApiFaultSpec | None,
-              ) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
+def _headless(
+    tmp_path: Path,
+    agent: str,
+    fault: ApiFaultSpec | None,
+) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
     """``agent -p`` outside tmux against the double, with the harness's environment."""
     task = Task("t", "Create /fake3 command", ("fake3.md",))
     work, home = tmp_path / "work", tmp_path / "home"
@@ -325,31 +403,51 @@ def _headless(tmp_path: Path, agent: str, fault: ApiFaultSpec | None,
         spec = LaunchSpec(task, "a", 1, agent, None, task.title, (), "k")
         prompt = tmp_path / "prompt.md"
         prompt.write_text(task.title + "\nCreate fake3.md.")
-        env = {"PATH": os.environ["PATH"], "HOME": str(home),
-               "CLAUDE_CONFIG_DIR": str(home / ".claude"), "ANTHROPIC_BASE_URL": double.url,
-               "ANTHROPIC_API_KEY": "sk-ant-x", "CLAUDE_CODE_MAX_RETRIES": "2",
-               "ORCH_SIM_RETRY_BASE_MS": "500", "IS_SANDBOX": "1",
-               "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
-        proc = subprocess.run(driver.argv(spec, prompt_file=prompt), cwd=work, env=env,
-                              capture_output=True, text=True, timeout=WAIT * 2)
+        env = {
+            "PATH": os.environ["PATH"],
+            "HOME": str(home),
+            "CLAUDE_CONFIG_DIR": str(home / ".claude"),
+            "ANTHROPIC_BASE_URL": double.url,
+            "ANTHROPIC_API_KEY": "sk-ant-x",
+            "CLAUDE_CODE_MAX_RETRIES": "2",
+            "ORCH_SIM_RETRY_BASE_MS": "500",
+            "IS_SANDBOX": "1",
+            "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+        }
+        proc = subprocess.run(
+            driver.argv(spec, prompt_file=prompt),
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=WAIT * 2,
+        )
         return proc, double.transcript
 
 
 @pytest.mark.parametrize("agent", AGENTS)
-@pytest.mark.parametrize(("kind", "status", "text"), [
-    (ApiFaultKind.OVERLOADED, 529, "API Error: 529 Overloaded. This is a server-side issue"),
-    (ApiFaultKind.RATE_LIMIT, 429, "API Error: Request rejected (429) · This request would"),
-])
-def test_api_errors_are_retried_then_reported(tmp_path: Path, agent: str, kind: ApiFaultKind,
-                                              status: int, text: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "status", "text"),
+    [
+        (ApiFaultKind.OVERLOADED, 529, "API Error: 529 Overloaded. This is a server-side issue"),
+        (ApiFaultKind.RATE_LIMIT, 429, "API Error: Request rejected (429) · This request would"),
+    ],
+)
+def test_api_errors_are_retried_then_reported(
+    tmp_path: Path, agent: str, kind: ApiFaultKind, status: int, text: str
+) -> None:
     import json
 
     fault = ApiFaultSpec(kind, times=3, at_request=2, scope="task", seconds=1)
     proc, transcript = _headless(tmp_path, agent, fault)
     assert proc.returncode == 1, proc.stderr
     result = json.loads(proc.stdout)
-    assert (result["subtype"], result["is_error"], result["api_error_status"],
-            result["terminal_reason"]) == ("success", True, status, "api_error")
+    assert (
+        result["subtype"],
+        result["is_error"],
+        result["api_error_status"],
+        result["terminal_reason"],
+    ) == ("success", True, status, "api_error")
     assert result["result"].startswith(text)
     # 1 request + CLAUDE_CODE_MAX_RETRIES=2 retries, all answered with the fault
     assert [t["status"] for t in transcript if not t.get("side")][1:] == [status] * 3
@@ -359,7 +457,8 @@ def test_api_errors_are_retried_then_reported(tmp_path: Path, agent: str, kind: 
 
 @pytest.mark.parametrize("agent", AGENTS)
 def test_dropped_streams_are_retried_then_fall_back_to_one_plain_request(
-        tmp_path: Path, agent: str) -> None:
+    tmp_path: Path, agent: str
+) -> None:
     import json
 
     fault = ApiFaultSpec(ApiFaultKind.DROP_STREAM, times=3, at_request=2, scope="task")
@@ -372,7 +471,8 @@ def test_dropped_streams_are_retried_then_fall_back_to_one_plain_request(
 
 @pytest.mark.parametrize("agent", AGENTS)
 def test_an_error_event_mid_stream_falls_back_to_a_plain_request_at_once(
-        tmp_path: Path, agent: str) -> None:
+    tmp_path: Path, agent: str
+) -> None:
     fault = ApiFaultSpec(ApiFaultKind.STREAM_ERROR, times=1, at_request=2, scope="task")
     proc, transcript = _headless(tmp_path, agent, fault)
     assert proc.returncode == 0
@@ -383,13 +483,17 @@ def test_an_error_event_mid_stream_falls_back_to_a_plain_request_at_once(
 # ----------------------------------------------------------------------------- screen
 
 
-@pytest.mark.parametrize(("trigger", "dialog"), [
-    (Trigger("start"), "Do you want to create notes.md?"),
-    (Trigger("tool_call", 1), "Do you want to proceed?"),
-])
+@pytest.mark.parametrize(
+    ("trigger", "dialog"),
+    [
+        (Trigger("start"), "Do you want to create notes.md?"),
+        (Trigger("tool_call", 1), "Do you want to proceed?"),
+    ],
+)
 @pytest.mark.parametrize("agent", AGENTS)
 def test_interactive_permission_dialog_is_seen_on_screen_and_escalated(
-        tmp_path: Path, agent: str, trigger: Trigger, dialog: str) -> None:
+    tmp_path: Path, agent: str, trigger: Trigger, dialog: str
+) -> None:
     # The real CLI, launched interactive in a fresh sandbox HOME the harness left as a
     # person's after the first run, parks at its dialog; the runtime reads it off the pane.
     task = Task("t-notes", "Write the notes", ("notes.md",))
@@ -401,8 +505,9 @@ def test_interactive_permission_dialog_is_seen_on_screen_and_escalated(
     assert screen is not None, exited[0]["output_tail"][-1500:]
     assert (screen["kind"], screen["detail"], screen["cli"]) == ("dialog", dialog, "claude-code")
     assert exited[0]["exit"]["timed_out"] is False
-    attributed = [e.data["attribution"] for e in out.events
-                  if e.kind is EventKind.FAILURE_ATTRIBUTED]
+    attributed = [
+        e.data["attribution"] for e in out.events if e.kind is EventKind.FAILURE_ATTRIBUTED
+    ]
     assert [a["reason"] for a in attributed] == ["permission"]
     assert attributed[0]["evidence"][0]["kind"] == "screen"
     assert out.ledger.statuses() == {"f1": FaultStatus.EXERCISED}

@@ -34,17 +34,20 @@ def test_a_difference_fails_unless_a_known_difference_covers_it() -> None:
     sim = {"t.a1.exit": "exit 0", "t.reasons": "sigint"}
     real = {"t.a1.exit": "exit 0", "t.reasons": "-"}
     assert [r.field for r in compare("task-agent-5030-sigint", sim, real).unexplained] == [
-        "t.reasons"]
-    known = [KnownDifference("partial-files", "t.reasons", "sigint", "-",
-                             "an explained cause naming faulthook")]
+        "t.reasons"
+    ]
+    known = [
+        KnownDifference(
+            "partial-files", "t.reasons", "sigint", "-", "an explained cause naming faulthook"
+        )
+    ]
     covered = compare("partial-files", sim, real, known_differences=known)
     assert covered.unexplained == [] and "faulthook" in covered.table()
 
 
 def test_a_missing_observation_is_a_difference() -> None:
     comparison = compare("x", {"t.a2.exit": "exit 0"}, {})
-    assert [(r.sim, r.real, r.status) for r in comparison.rows] == [
-        ("exit 0", "(absent)", "DIFF")]
+    assert [(r.sim, r.real, r.status) for r in comparison.rows] == [("exit 0", "(absent)", "DIFF")]
 
 
 def test_known_differences_are_few_and_explained() -> None:
@@ -60,8 +63,9 @@ def test_known_differences_are_few_and_explained() -> None:
 @pytest.mark.claude
 @pytest.mark.skipif(MISSING is not None, reason=str(MISSING))
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_case_conforms(case: ConformanceCase, tmp_path: Path,
-                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_case_conforms(
+    case: ConformanceCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     comparison, outcomes = run_both(case, base_dir=tmp_path)
     with capsys.disabled():
         print("\n" + comparison.table())

@@ -50,8 +50,9 @@ def _rows() -> Iterator[CorpusRow]:
                 continue
             data = json.loads(raw)
             assert set(data) == _FIELDS, f"{CORPUS.name}:{number}: fields {sorted(data)}"
-            yield CorpusRow(number, data["text"], Reason(data["reason"]), data["tool"],
-                            data["source"])
+            yield CorpusRow(
+                number, data["text"], Reason(data["reason"]), data["tool"], data["source"]
+            )
 
 
 ROWS = tuple(_rows())

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import Counter
 
 from pytest_orch_recovery.chaos.faults import FaultSpec, FaultStatus, Trigger
-from pytest_orch_recovery.chaos.simulation import SimOutcome, simulate
+from pytest_orch_recovery.chaos.tiers.sim import SimOutcome, simulate
 from pytest_orch_recovery.engine.coordinator import Phase
-from pytest_orch_recovery.engine.metrics import compute
 from pytest_orch_recovery.engine.model import EventKind, Reason, Task, WorkKind
+from pytest_orch_recovery.report.metrics import compute
 
 FAKE3 = Task("task-5030", "Create /fake3 command", ("fake3.md",))
 FOUR = Task("t-four", "Add four modules", ("a.py", "b.py", "c.py", "d.py"))
@@ -16,9 +16,7 @@ FOUR = Task("t-four", "Add four modules", ("a.py", "b.py", "c.py", "d.py"))
 
 def _kinds(out: SimOutcome, kind: EventKind, task: str | None = None) -> list[dict]:
     return [
-        dict(e.data)
-        for e in out.events
-        if e.kind is kind and (task is None or e.task_id == task)
+        dict(e.data) for e in out.events if e.kind is kind and (task is None or e.task_id == task)
     ]
 
 
@@ -44,8 +42,11 @@ def test_task_agent_5030_sigint_is_resumed_and_pr_opened() -> None:
     assert _reasons(out, "task-5030") == ["sigint"]
     assert _strategies(out, "task-5030") == ["resume"]
     # The resume does not write fake3.md again: it commits, pushes and opens the PR.
-    assert _launch_work(out, "task-5030")[1] == [("commit", None), ("push", None),
-                                                 ("open_pr", None)]
+    assert _launch_work(out, "task-5030")[1] == [
+        ("commit", None),
+        ("push", None),
+        ("open_pr", None),
+    ]
     ws = out.runtime.workspaces["task-agent-5030"]
     assert ws.pr is not None and ws.pushed_commits == ws.commits == 1
     exited = _kinds(out, EventKind.ATTEMPT_EXITED, "task-5030")[0]
@@ -58,8 +59,13 @@ def test_task_agent_5030_sigint_is_resumed_and_pr_opened() -> None:
 def test_three_permission_failures_escalate_once_then_complete_after_fix() -> None:
     tasks = [Task(f"t{n}", f"Task {n}", (f"f{n}.md",)) for n in (1813, 3403, 3532)]
     agents = [f"task-agent-{n}" for n in (1813, 3403, 3532)]
-    out = simulate(tasks, [FaultSpec("missing_permission_flag")], seed=7, agents=agents,
-                   operator_actions=["fix_permission_flag"])
+    out = simulate(
+        tasks,
+        [FaultSpec("missing_permission_flag")],
+        seed=7,
+        agents=agents,
+        operator_actions=["fix_permission_flag"],
+    )
     assert set(out.outcomes.values()) == {Phase.SUCCEEDED}
     for task in tasks:
         assert _reasons(out, task.task_id) == ["permission"]
@@ -104,8 +110,7 @@ def test_tests_failing_after_implementation_are_reassigned_to_a_fixer() -> None:
 
 
 def test_stall_is_killed_at_the_timeout_and_attributed_to_it() -> None:
-    out = simulate([FOUR], [FaultSpec("stall", Trigger("tool_call", n=1), task="t-four")],
-                   seed=5)
+    out = simulate([FOUR], [FaultSpec("stall", Trigger("tool_call", n=1), task="t-four")], seed=5)
     assert out.outcomes["t-four"] is Phase.SUCCEEDED
     assert _reasons(out, "t-four") == ["timeout"]
     exited = _kinds(out, EventKind.ATTEMPT_EXITED, "t-four")[0]
@@ -123,16 +128,18 @@ def test_api_burst_longer_than_retries_backs_off_and_recovers() -> None:
 
 
 def test_api_burst_absorbed_by_agent_retries_is_ledgered_ineffective() -> None:
-    fault = FaultSpec("api_overloaded", Trigger("api_request", n=1), task="t-four",
-                      params={"count": 3})
+    fault = FaultSpec(
+        "api_overloaded", Trigger("api_request", n=1), task="t-four", params={"count": 3}
+    )
     out = simulate([FOUR], [fault], seed=8)
     assert _kinds(out, EventKind.FAILURE_ATTRIBUTED) == []
     assert out.ledger.statuses() == {"f1": FaultStatus.INEFFECTIVE}
 
 
 def test_rate_limit_retry_after_is_honoured() -> None:
-    fault = FaultSpec("api_rate_limit", Trigger("api_request", n=1), task="t-four",
-                      params={"retry_after": 90})
+    fault = FaultSpec(
+        "api_rate_limit", Trigger("api_request", n=1), task="t-four", params={"retry_after": 90}
+    )
     out = simulate([FOUR], [fault], seed=9)
     attribution = _kinds(out, EventKind.FAILURE_ATTRIBUTED, "t-four")[0]["attribution"]
     assert attribution["reason"] == "api_error" and attribution["api_status"] == 429
@@ -172,8 +179,9 @@ def test_corrupt_checkpoint_falls_back_to_restart() -> None:
 
 
 def test_permission_prompt_parked_agent_is_blamed_on_permission_not_timeout() -> None:
-    out = simulate([FAKE3], [FaultSpec("permission_prompt", Trigger("start"),
-                                       task="task-5030")], seed=14)
+    out = simulate(
+        [FAKE3], [FaultSpec("permission_prompt", Trigger("start"), task="task-5030")], seed=14
+    )
     assert _reasons(out, "task-5030") == ["permission"]
     assert out.outcomes["task-5030"] is Phase.ESCALATED
 
@@ -219,8 +227,9 @@ def test_first_try_success_is_not_a_failure() -> None:
     assert set(out.outcomes.values()) == {Phase.SUCCEEDED}
     metrics = compute(out.events)
     assert metrics.first_try == 2 and metrics.required_recovery == 0
-    assert Reason.UNKNOWN not in {Reason(r) for t in ("task-5030", "t-four")
-                                  for r in _reasons(out, t)}
+    assert Reason.UNKNOWN not in {
+        Reason(r) for t in ("task-5030", "t-four") for r in _reasons(out, t)
+    }
 
 
 def test_coordinator_crash_right_after_an_operator_release_finishes_the_release() -> None:
@@ -228,14 +237,19 @@ def test_coordinator_crash_right_after_an_operator_release_finishes_the_release(
     faults = [FaultSpec("missing_permission_flag")]
     clean = simulate(tasks, faults, seed=7, operator_actions=["fix_permission_flag"])
     release_seq = next(e.seq for e in clean.events if e.kind is EventKind.OPERATOR_ACTION)
-    out = simulate(tasks, faults, seed=7, operator_actions=["fix_permission_flag"],
-                   crash_after_event=release_seq)
+    out = simulate(
+        tasks,
+        faults,
+        seed=7,
+        operator_actions=["fix_permission_flag"],
+        crash_after_event=release_seq,
+    )
     assert out.crashes == 1
     assert out.outcomes == clean.outcomes == {t.task_id: Phase.SUCCEEDED for t in tasks}
 
 
 def test_a_workspace_nobody_cleaned_is_counted_as_an_orphan(monkeypatch) -> None:
-    from pytest_orch_recovery.chaos.simruntime import SimRuntime
+    from pytest_orch_recovery.chaos.tiers.simruntime import SimRuntime
 
     monkeypatch.setattr(SimRuntime, "cleanup", lambda self, agent: None)
     out = simulate([FAKE3, FOUR], [], seed=1)
@@ -251,9 +265,9 @@ def test_escalated_workspaces_are_kept_not_orphaned() -> None:
 def test_recover_refuses_a_coordinator_that_already_has_state() -> None:
     import pytest
 
-    from pytest_orch_recovery.chaos.simruntime import SimRuntime
+    from pytest_orch_recovery.chaos.tiers.simruntime import SimRuntime
     from pytest_orch_recovery.engine.coordinator import Coordinator
-    from pytest_orch_recovery.engine.journal import Journal
+    from pytest_orch_recovery.store.journal import Journal
 
     coordinator = Coordinator(SimRuntime(), Journal(None))
     coordinator.submit(FAKE3)

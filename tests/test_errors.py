@@ -15,8 +15,11 @@ def _exception_classes() -> dict[str, type[BaseException]]:
     for info in pkgutil.walk_packages(pytest_orch_recovery.__path__, "pytest_orch_recovery."):
         module = importlib.import_module(info.name)
         for name, value in vars(module).items():
-            if (inspect.isclass(value) and issubclass(value, BaseException)
-                    and value.__module__ == module.__name__):
+            if (
+                inspect.isclass(value)
+                and issubclass(value, BaseException)
+                and value.__module__ == module.__name__
+            ):
                 found[f"{module.__name__}.{name}"] = value
     return found
 
@@ -24,8 +27,9 @@ def _exception_classes() -> dict[str, type[BaseException]]:
 def test_every_exception_class_of_the_package_derives_from_one_base() -> None:
     classes = _exception_classes()
     assert len(classes) >= 20, sorted(classes)  # the walk reached the whole package
-    outside = sorted(name for name, cls in classes.items()
-                     if not issubclass(cls, OrchRecoveryError))
+    outside = sorted(
+        name for name, cls in classes.items() if not issubclass(cls, OrchRecoveryError)
+    )
     assert outside == []
 
 

@@ -38,34 +38,58 @@ def test_defaults_and_paths_relative_to_the_fleet_file(repo: Path) -> None:
     assert config.env_allow == DEFAULT_ENV_ALLOW and config.on_escalate == ()
     assert config.agent_config().skip_permissions
     assert config.max_live_agents is None  # no cap unless asked
-    capped = _parse(repo, 'repository = "project/repo"\nagent = "sim"\nmax_live_agents = 8\n'
-                          '[policy]\nbackoff_base = 0.5\n')
+    capped = _parse(
+        repo,
+        'repository = "project/repo"\nagent = "sim"\nmax_live_agents = 8\n'
+        "[policy]\nbackoff_base = 0.5\n",
+    )
     assert capped.max_live_agents == 8 and capped.policy.backoff_base == 0.5
     assert config.agent_nice == 0  # agents at normal priority unless asked
-    assert _parse(repo, 'repository = "project/repo"\nagent = "sim"\nagent_nice = 10\n'
-                  ).agent_nice == 10
+    assert (
+        _parse(repo, 'repository = "project/repo"\nagent = "sim"\nagent_nice = 10\n').agent_nice
+        == 10
+    )
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ('repository = "project/repo"\nagent = "sim"\n[env]\nA = "x\\u0000y"\n',
-     "fleet.toml:4: env.A:"),
-    ('repository = "project/repo"\nagent = "sim"\nintake_interval = 1e9\n',
-     "fleet.toml:3: intake_interval:"),
-    ('repository = "project/repo"\nagent = "sim"\ntmux_socket = "a b"\n',
-     "fleet.toml:3: tmux_socket:"),
-    ('repository = "project/repo"\nagent = "sim"\nmax_attempts = 0\n',
-     "fleet.toml:3: max_attempts:"),
-    ('repository = "project/repo"\nagent = "sim"\nmax_live_agents = 0\n',
-     "fleet.toml:3: max_live_agents:"),
-    ('repository = "project/repo"\nagent = "sim"\nagent_nice = 20\n',
-     "fleet.toml:3: agent_nice:"),
-    ('repository = "project/repo"\nagent = "sim"\nagent_nice = -1\n',
-     "fleet.toml:3: agent_nice:"),
-    ('repository = "project/repo"\nagent = "sim"\n[policy]\nbackoff_cap = inf\n',
-     "fleet.toml:4: policy.backoff_cap:"),
-    ('agent = "sim"\n', "fleet.toml:1: missing required key 'repository'"),
-    ('repository = [\n', "fleet.toml:1: invalid TOML"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            'repository = "project/repo"\nagent = "sim"\n[env]\nA = "x\\u0000y"\n',
+            "fleet.toml:4: env.A:",
+        ),
+        (
+            'repository = "project/repo"\nagent = "sim"\nintake_interval = 1e9\n',
+            "fleet.toml:3: intake_interval:",
+        ),
+        (
+            'repository = "project/repo"\nagent = "sim"\ntmux_socket = "a b"\n',
+            "fleet.toml:3: tmux_socket:",
+        ),
+        (
+            'repository = "project/repo"\nagent = "sim"\nmax_attempts = 0\n',
+            "fleet.toml:3: max_attempts:",
+        ),
+        (
+            'repository = "project/repo"\nagent = "sim"\nmax_live_agents = 0\n',
+            "fleet.toml:3: max_live_agents:",
+        ),
+        (
+            'repository = "project/repo"\nagent = "sim"\nagent_nice = 20\n',
+            "fleet.toml:3: agent_nice:",
+        ),
+        (
+            'repository = "project/repo"\nagent = "sim"\nagent_nice = -1\n',
+            "fleet.toml:3: agent_nice:",
+        ),
+        (
+            'repository = "project/repo"\nagent = "sim"\n[policy]\nbackoff_cap = inf\n',
+            "fleet.toml:4: policy.backoff_cap:",
+        ),
+        ('agent = "sim"\n', "fleet.toml:1: missing required key 'repository'"),
+        ("repository = [\n", "fleet.toml:1: invalid TOML"),
+    ],
+)
 def test_a_bad_fleet_file_is_one_line_naming_where(repo: Path, text: str, expected: str) -> None:
     with pytest.raises(FleetConfigError) as info:
         _parse(repo, text)
@@ -75,32 +99,40 @@ def test_a_bad_fleet_file_is_one_line_naming_where(repo: Path, text: str, expect
 
 
 def test_task_files_use_the_scenario_task_schema() -> None:
-    text = ('[[tasks]]\nid = "a"\ntitle = "A"\ndeliverables = ["a.md"]\nagent = "agent-a"\n'
-            '[[tasks]]\nid = "b"\ntitle = "B"\ndeliverables = ["b.md"]\ntests = "true"\n'
-            'pr = false\n')
+    text = (
+        '[[tasks]]\nid = "a"\ntitle = "A"\ndeliverables = ["a.md"]\nagent = "agent-a"\n'
+        '[[tasks]]\nid = "b"\ntitle = "B"\ndeliverables = ["b.md"]\ntests = "true"\n'
+        "pr = false\n"
+    )
     got = parse_tasks(text, source="t.toml")
     assert [(s.task.task_id, s.agent, s.task.wants_pr) for s in got] == [
-        ("a", "agent-a", True), ("b", None, False)]
+        ("a", "agent-a", True),
+        ("b", None, False),
+    ]
     with pytest.raises(TaskFileError, match=r"^t.toml:7: tasks\[2\].id: task id 'a' repeats"):
         parse_tasks(text.replace('id = "b"', 'id = "a"'), source="t.toml")
     with pytest.raises(TaskFileError, match=r"^t.toml:2: expect: unknown key"):
-        parse_tasks('id = "a"\nexpect = {}\ntitle = "A"\ndeliverables = ["a"]\n',
-                    source="t.toml")
+        parse_tasks('id = "a"\nexpect = {}\ntitle = "A"\ndeliverables = ["a"]\n', source="t.toml")
     with pytest.raises(TaskFileError, match=r"deliverables\[1\]"):
         parse_tasks('id = "a"\ntitle = "A"\ndeliverables = ["../etc/passwd"]\n', source="t.toml")
 
 
 def test_spool_keeps_arrival_order_and_sets_garbage_aside(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
-    for task in parse_tasks('[[tasks]]\nid = "z"\ntitle = "Z"\ndeliverables = ["z"]\n'
-                            '[[tasks]]\nid = "a"\ntitle = "A"\ndeliverables = ["a"]\n',
-                            source="t.toml"):
+    for task in parse_tasks(
+        '[[tasks]]\nid = "z"\ntitle = "Z"\ndeliverables = ["z"]\n'
+        '[[tasks]]\nid = "a"\ntitle = "A"\ndeliverables = ["a"]\n',
+        source="t.toml",
+    ):
         spool.submit(task)
     spool.release("z", "fixed it")
     (tmp_path / "spool" / "0-garbage.json").write_text("{not json")
     requests = list(spool.pending())
     assert [(r.kind, r.data.get("task_id") or r.data["task"]["task_id"]) for r in requests] == [
-        ("submit", "z"), ("submit", "a"), ("release", "z")]
+        ("submit", "z"),
+        ("submit", "a"),
+        ("release", "z"),
+    ]
     assert (tmp_path / "spool" / "done" / "0-garbage.json.rejected").exists()
     for request in requests:
         spool.finish(request.path)
@@ -111,19 +143,25 @@ def test_spool_keeps_arrival_order_and_sets_garbage_aside(tmp_path: Path) -> Non
 _HOOK = "python -m pytest_orch_recovery checkpoint"
 _settings = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                                 max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
 
-@given(user=st.dictionaries(st.sampled_from(["permissions", "env", "model", "x"]), _settings,
-                            max_size=4),
-       other_hooks=st.lists(st.text(min_size=1, max_size=8), max_size=3))
-def test_merging_the_hook_keeps_every_user_setting(user: dict[str, object],
-                                                   other_hooks: list[str]) -> None:
-    entries = [{"matcher": "Bash", "hooks": [{"type": "command", "command": c}]}
-               for c in other_hooks]
+@given(
+    user=st.dictionaries(
+        st.sampled_from(["permissions", "env", "model", "x"]), _settings, max_size=4
+    ),
+    other_hooks=st.lists(st.text(min_size=1, max_size=8), max_size=3),
+)
+def test_merging_the_hook_keeps_every_user_setting(
+    user: dict[str, object], other_hooks: list[str]
+) -> None:
+    entries = [
+        {"matcher": "Bash", "hooks": [{"type": "command", "command": c}]} for c in other_hooks
+    ]
     settings = {**user, "hooks": {"PostToolUse": entries, "Stop": [{"hooks": []}]}}
     once = merge_hook(settings, matcher="Write", command=_HOOK + " a", timeout=5)
     twice = merge_hook(once, matcher="Write", command=_HOOK + " b", timeout=5)
@@ -136,8 +174,21 @@ def test_merging_the_hook_keeps_every_user_setting(user: dict[str, object],
 
 
 def test_env_allow_passes_credentials_and_never_tmux() -> None:
-    source = {"HOME": "/h", "GH_TOKEN": "t", "GITHUB_TOKEN": "g", "SSH_AUTH_SOCK": "/s",
-              "CLAUDE_CONFIG_DIR": "/c", "AWS_SECRET": "no", "TMUX": "/tmp/x", "TMUX_PANE": "%1"}
+    source = {
+        "HOME": "/h",
+        "GH_TOKEN": "t",
+        "GITHUB_TOKEN": "g",
+        "SSH_AUTH_SOCK": "/s",
+        "CLAUDE_CONFIG_DIR": "/c",
+        "AWS_SECRET": "no",
+        "TMUX": "/tmp/x",
+        "TMUX_PANE": "%1",
+    }
     got = allowed_env(source, DEFAULT_ENV_ALLOW)
-    assert got == {"HOME": "/h", "GH_TOKEN": "t", "GITHUB_TOKEN": "g", "SSH_AUTH_SOCK": "/s",
-                   "CLAUDE_CONFIG_DIR": "/c"}
+    assert got == {
+        "HOME": "/h",
+        "GH_TOKEN": "t",
+        "GITHUB_TOKEN": "g",
+        "SSH_AUTH_SOCK": "/s",
+        "CLAUDE_CONFIG_DIR": "/c",
+    }

@@ -45,13 +45,21 @@ def test_status_table_and_json(incident: Path, capsys: pytest.CaptureFixture[str
     code, out, _ = _run(capsys, "status", "--journal", str(incident))
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split()[:7] == ["TASK", "AGENT", "PHASE", "ATTEMPT", "ELAPSED", "REASON",
-                                    "NEXT"]
+    assert lines[0].split()[:7] == [
+        "TASK",
+        "AGENT",
+        "PHASE",
+        "ATTEMPT",
+        "ELAPSED",
+        "REASON",
+        "NEXT",
+    ]
     fake3 = next(line for line in lines if line.startswith("fake3 "))
     assert "task-agent-5030" in fake3 and "succeeded" in fake3 and "2/4" in fake3
     assert "sigint (0.90)" in fake3 and "pane_dead_signal=2" in fake3
-    code, out, _ = _run(capsys, "status", "--journal", str(incident), "--format", "json",
-                        "--budget", "6")
+    code, out, _ = _run(
+        capsys, "status", "--journal", str(incident), "--format", "json", "--budget", "6"
+    )
     data = json.loads(out)
     assert data["schema_version"] == 1 and data["kind"] == "status" and data["live"] is False
     rows = {t["task_id"]: t for t in data["tasks"]}
@@ -82,10 +90,12 @@ def test_a_bad_journal_line_is_one_error_naming_file_and_line(
 
 
 def test_usage_errors_exit_2(incident: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    for argv in (["status", "--journal", str(incident), "--watch", "0"],
-                 ["status", "--journal", str(incident), "--budget", "0"],
-                 ["status", "--journal", str(incident), "--format", "xml"],
-                 ["status"]):
+    for argv in (
+        ["status", "--journal", str(incident), "--watch", "0"],
+        ["status", "--journal", str(incident), "--budget", "0"],
+        ["status", "--journal", str(incident), "--format", "xml"],
+        ["status"],
+    ):
         code, _, err = _run(capsys, *argv)
         assert code == 2, argv
         assert err.strip().splitlines()[-1].startswith("orch-recovery status: error:")
@@ -106,21 +116,34 @@ def test_status_live_asks_tmux_and_reads_checkpoint_age(
     j = JournalBuilder(start=time.time() - 100)
     j.task("t1", "agent-live").launch()
     j.events[-1] = j.events[-1].__class__(
-        **{**j.events[-1].__dict__,
-           "data": {**j.events[-1].data, "tmux": {"socket": tmux_server,
-                                                  "session": "agent-live"}}})
+        **{
+            **j.events[-1].__dict__,
+            "data": {**j.events[-1].data, "tmux": {"socket": tmux_server, "session": "agent-live"}},
+        }
+    )
     j.task("t2", "agent-unrecorded").launch()
     journal = j.write_jsonl(tmp_path / "j.jsonl")
-    subprocess.run(["tmux", "-L", tmux_server, "new-session", "-d", "-s", "agent-live",
-                    "sleep 600"], check=True)
+    subprocess.run(
+        ["tmux", "-L", tmux_server, "new-session", "-d", "-s", "agent-live", "sleep 600"],
+        check=True,
+    )
     checkpoints = tmp_path / "cp"
     path = save_checkpoint(checkpoints, Checkpoint("agent-live", "t1", next_actions=("push",)))
     stamp = time.time() - 30
     os.utime(path, (stamp, stamp))
 
     def live() -> dict[str, dict[str, object]]:
-        code, out, _ = _run(capsys, "status", "--journal", str(journal), "--live",
-                            "--checkpoint-dir", str(checkpoints), "--format", "json")
+        code, out, _ = _run(
+            capsys,
+            "status",
+            "--journal",
+            str(journal),
+            "--live",
+            "--checkpoint-dir",
+            str(checkpoints),
+            "--format",
+            "json",
+        )
         assert code == 0
         return {t["task_id"]: t["live"] for t in json.loads(out)["tasks"]}
 
@@ -129,14 +152,36 @@ def test_status_live_asks_tmux_and_reads_checkpoint_age(
     age = rows["t1"]["checkpoint_age"]
     assert isinstance(age, float) and age >= 30
     assert rows["t2"] == {"session": "unknown", "checkpoint_age": None, "checkpoint_at": None}
-    code, out, _ = _run(capsys, "status", "--journal", str(journal), "--live", "--format",
-                        "json", "--tmux-socket", tmux_server)
+    code, out, _ = _run(
+        capsys,
+        "status",
+        "--journal",
+        str(journal),
+        "--live",
+        "--format",
+        "json",
+        "--tmux-socket",
+        tmux_server,
+    )
     unrecorded = json.loads(out)["tasks"][1]["live"]["session"]
     assert unrecorded == "dead"  # asked on the given socket: no session of that agent
-    subprocess.run(["tmux", "-L", tmux_server, "set-option", "-w", "-t", "=agent-live:",
-                    "remain-on-exit", "on"], check=True)
-    subprocess.run(["tmux", "-L", tmux_server, "respawn-pane", "-k", "-t", "=agent-live:",
-                    "true"], check=True)
+    subprocess.run(
+        [
+            "tmux",
+            "-L",
+            tmux_server,
+            "set-option",
+            "-w",
+            "-t",
+            "=agent-live:",
+            "remain-on-exit",
+            "on",
+        ],
+        check=True,
+    )
+    subprocess.run(
+        ["tmux", "-L", tmux_server, "respawn-pane", "-k", "-t", "=agent-live:", "true"], check=True
+    )
     for _ in range(200):  # event: the pane reports its process gone
         if live()["t1"]["session"] == "exited":
             break
@@ -144,8 +189,9 @@ def test_status_live_asks_tmux_and_reads_checkpoint_age(
     assert live()["t1"]["session"] == "exited"
     subprocess.run(["tmux", "-L", tmux_server, "kill-session", "-t", "=agent-live"], check=True)
     assert live()["t1"]["session"] == "dead"
-    code, out, _ = _run(capsys, "status", "--journal", str(journal), "--live",
-                        "--checkpoint-dir", str(checkpoints))
+    code, out, _ = _run(
+        capsys, "status", "--journal", str(journal), "--live", "--checkpoint-dir", str(checkpoints)
+    )
     assert code == 0
     assert "SESSION" in out.splitlines()[0] and " ago" in out
 
@@ -162,13 +208,16 @@ def test_views_take_their_defaults_from_a_fleet_file(
     j.write_jsonl(state / "journal.jsonl")
     save_checkpoint(state / "cp", Checkpoint("task-agent-1", "t1", next_actions=("push",)))
     fleet = tmp_path / "fleet.toml"
-    fleet.write_text(f'repository = "{repo}"\nstate_dir = "{state}"\n'
-                     f'checkpoint_dir = "{state / "cp"}"\ntmux_socket = "{tmux_server}"\n'
-                     'agent = "sim"\nmax_attempts = 3\n')
-    subprocess.run(["tmux", "-L", tmux_server, "new-session", "-d", "-s", "task-agent-1",
-                    "sleep 600"], check=True)
-    code, out, err = _run(capsys, "status", "--config", str(fleet), "--live", "--format",
-                          "json")
+    fleet.write_text(
+        f'repository = "{repo}"\nstate_dir = "{state}"\n'
+        f'checkpoint_dir = "{state / "cp"}"\ntmux_socket = "{tmux_server}"\n'
+        'agent = "sim"\nmax_attempts = 3\n'
+    )
+    subprocess.run(
+        ["tmux", "-L", tmux_server, "new-session", "-d", "-s", "task-agent-1", "sleep 600"],
+        check=True,
+    )
+    code, out, err = _run(capsys, "status", "--config", str(fleet), "--live", "--format", "json")
     assert code == 0, err
     (row,) = json.loads(out)["tasks"]
     assert row["budget"] == 3 and row["live"]["session"] == "alive"
@@ -185,9 +234,22 @@ def test_views_take_their_defaults_from_a_fleet_file(
 def test_status_watch_redraws_until_ctrl_c(incident: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest_orch_recovery", "status", "--journal", str(incident),
-         "--watch", "0.05", "--format", "json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "pytest_orch_recovery",
+            "status",
+            "--journal",
+            str(incident),
+            "--watch",
+            "0.05",
+            "--format",
+            "json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         assert proc.stdout is not None
@@ -217,8 +279,18 @@ def test_failures_table_and_json(incident: Path, capsys: pytest.CaptureFixture[s
     sigint = next(line for line in body if "sigint" in line)
     assert "130 (SIGINT)" in sigint and "resume" in sigint
     assert any(line.strip() == "weak corroborating signal" for line in body)  # 2nd evidence
-    data = json.loads(_run(capsys, "failures", "--journal", str(incident), "--format",
-                           "json", "--agent", "task-agent-5030")[1])
+    data = json.loads(
+        _run(
+            capsys,
+            "failures",
+            "--journal",
+            str(incident),
+            "--format",
+            "json",
+            "--agent",
+            "task-agent-5030",
+        )[1]
+    )
     assert data["schema_version"] == 1
     assert [f["reason"] for f in data["failures"]] == ["sigint"]
     assert data["failures"][0]["exit"]["signal"] == "SIGINT"
@@ -235,15 +307,26 @@ def test_partial_with_checkpoint_next_actions(
     cps = tmp_path / "cp"
     save_checkpoint(cps, Checkpoint("task-agent-7", "t2", next_actions=("write b.py",)))
     (cps / "task-agent-5030.json").write_text("{torn")
-    code, out, _ = _run(capsys, "partial", "--journal", str(journal), "--checkpoint-dir",
-                        str(cps))
+    code, out, _ = _run(capsys, "partial", "--journal", str(journal), "--checkpoint-dir", str(cps))
     assert code == 0
     row = next(line for line in out.splitlines() if line.startswith("t2 "))
     assert "0/2 missing a.py, b.py" in row and "write b.py" in row
     fake3 = next(line for line in out.splitlines() if line.startswith("fake3 "))
     assert "#886" in fake3 and "checkpoint unusable" in fake3
-    data = json.loads(_run(capsys, "partial", "--journal", str(journal), "--format", "json",
-                           "--agent", "task-agent-7", "--checkpoint-dir", str(cps))[1])
+    data = json.loads(
+        _run(
+            capsys,
+            "partial",
+            "--journal",
+            str(journal),
+            "--format",
+            "json",
+            "--agent",
+            "task-agent-7",
+            "--checkpoint-dir",
+            str(cps),
+        )[1]
+    )
     (task,) = data["tasks"]
     assert task["next_actions"] == ["write b.py"]
     assert task["deliverables_missing"] == ["a.py", "b.py"]
@@ -255,8 +338,7 @@ def test_partial_with_checkpoint_next_actions(
 
 def test_classify_pushed_and_pr_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "a.py").write_text("x = 1\n")
-    base = ["classify", "--exit-code", "0", "--workspace", str(tmp_path), "--deliverable",
-            "a.py"]
+    base = ["classify", "--exit-code", "0", "--workspace", str(tmp_path), "--deliverable", "a.py"]
     done = json.loads(_run(capsys, *base, "--pushed", "--pr-open")[1])
     assert done["confidence"] == 0.0  # looks successful
     out = json.loads(_run(capsys, *base, "--not-pushed")[1])
@@ -274,10 +356,13 @@ def test_classify_result_refuses_a_device_in_one_line(capsys: pytest.CaptureFixt
     assert "/dev/zero" in last and "not a regular file" in last
 
 
-def test_classify_seed_results_file_alone(tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
-    cases = {"sigint": failed_record("a", 130), "api_error": failed_record("a", 1,
-                                                                            rate_limited=True)}
+def test_classify_seed_results_file_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cases = {
+        "sigint": failed_record("a", 130),
+        "api_error": failed_record("a", 1, rate_limited=True),
+    }
     for reason, record in cases.items():
         path = tmp_path / f"a_results_1-{reason}.json"
         path.write_text(json.dumps(record) + "\n")
@@ -312,18 +397,27 @@ def test_report_reads_the_seed_results_files(
     fleet = SeedFleet(tmp_path / "orch")
     first, second, running = fleet.suffix(0), fleet.suffix(100), fleet.suffix(200)
     fleet.launch("task-agent-1", first)
-    fleet.finish("task-agent-1", first, failed_record("task-agent-1", 1, rate_limited=True),
-                 mtime_s=50)
+    fleet.finish(
+        "task-agent-1", first, failed_record("task-agent-1", 1, rate_limited=True), mtime_s=50
+    )
     fleet.launch("task-agent-1", second)
     fleet.finish("task-agent-1", second, completed_record("task-agent-1"), mtime_s=150)
     fleet.launch("task-agent-2", running)  # its results symlink dangles
-    code, out, err = _run(capsys, "report", "--journal", str(incident), "--results",
-                          str(fleet.results), "--format", "json")
+    code, out, err = _run(
+        capsys,
+        "report",
+        "--journal",
+        str(incident),
+        "--results",
+        str(fleet.results),
+        "--format",
+        "json",
+    )
     assert code == 0, err
     attempts = json.loads(out)["attempts"]
-    assert [(a["agent"], a["attempt"], a["status"], a["reason"], a["exit_code"])
-            for a in attempts] == [("task-agent-1", 1, "failed", "api_error", 1),
-                                   ("task-agent-1", 2, "success", None, 0)]
+    assert [
+        (a["agent"], a["attempt"], a["status"], a["reason"], a["exit_code"]) for a in attempts
+    ] == [("task-agent-1", 1, "failed", "api_error", 1), ("task-agent-1", 2, "success", None, 0)]
     assert attempts[0]["duration"] == 50.0
 
 
@@ -331,7 +425,7 @@ def test_journal_events_written_by_ingest_read_back(tmp_path: Path) -> None:
     # The views read what ingest writes: an exit followed by an attribution without decision.
     j = JournalBuilder()
     j.task("t", "a").launch().exit(ExitInfo(1)).attribute(Reason.API_ERROR)
-    from pytest_orch_recovery.engine.fleetview import FleetView
+    from pytest_orch_recovery.report.fleetview import FleetView
 
     (failure,) = FleetView(j.events).failures()
     assert failure.strategy is None and failure.exit == ExitInfo(1)

@@ -1,5 +1,5 @@
-"""The fleet views (engine/fleetview.py) over journal stories, and their agreement with
-engine/metrics.py."""
+"""The fleet views (report/fleetview.py) over journal stories, and their agreement with
+report/metrics.py."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ from events import JournalBuilder, random_journal, seed_incident, sigint_resumed
 from hypothesis import given
 
 from pytest_orch_recovery.engine.coordinator import Phase
-from pytest_orch_recovery.engine.fleetview import FleetView
-from pytest_orch_recovery.engine.metrics import compute
 from pytest_orch_recovery.engine.model import (
     Decision,
     Event,
@@ -19,6 +17,8 @@ from pytest_orch_recovery.engine.model import (
     Reason,
     Strategy,
 )
+from pytest_orch_recovery.report.fleetview import FleetView
+from pytest_orch_recovery.report.metrics import compute
 
 
 def test_seed_incident_rows() -> None:
@@ -67,10 +67,24 @@ def test_waiting_task_shows_next_launch_from_the_decision() -> None:
     j = JournalBuilder()
     t = j.task("t1", "task-agent-1").launch().fail_with(Reason.API_ERROR)
     decision = Decision(Strategy.RESTART, "backoff", "api-backoff", delay=30.0)
-    j.add(EventKind.DECISION, task_id="t1", agent="task-agent-1", attempt=1, key="t1:2:restart",
-          data={"decision": decision.to_json(),
-                "launch": {"attempt": 2, "agent_type": "claude-code", "prompt": "",
-                           "work": [], "resume_session": None, "not_before": j.clock + 31.0}})
+    j.add(
+        EventKind.DECISION,
+        task_id="t1",
+        agent="task-agent-1",
+        attempt=1,
+        key="t1:2:restart",
+        data={
+            "decision": decision.to_json(),
+            "launch": {
+                "attempt": 2,
+                "agent_type": "claude-code",
+                "prompt": "",
+                "work": [],
+                "resume_session": None,
+                "not_before": j.clock + 31.0,
+            },
+        },
+    )
     row = FleetView(j.events).statuses(now=j.clock)[0]
     assert row.phase is Phase.WAITING and row.next_strategy is Strategy.RESTART
     assert row.next_launch_at == j.clock + 30.0
@@ -80,15 +94,30 @@ def test_waiting_task_shows_next_launch_from_the_decision() -> None:
 
 def test_tmux_target_and_budget_recorded_in_the_journal_win() -> None:
     j = JournalBuilder()
-    j.add(EventKind.TASK_SUBMITTED, task_id="t1", agent="a1",
-          data={"task": {"task_id": "t1", "title": "T"}, "budget": 2})
-    j.add(EventKind.ATTEMPT_LAUNCHED, task_id="t1", agent="a1", attempt=1, key="t1:1",
-          data={"agent_type": "sim", "strategy": None, "tmux": {"socket": "s", "session": "a1"}})
+    j.add(
+        EventKind.TASK_SUBMITTED,
+        task_id="t1",
+        agent="a1",
+        data={"task": {"task_id": "t1", "title": "T"}, "budget": 2},
+    )
+    j.add(
+        EventKind.ATTEMPT_LAUNCHED,
+        task_id="t1",
+        agent="a1",
+        attempt=1,
+        key="t1:1",
+        data={"agent_type": "sim", "strategy": None, "tmux": {"socket": "s", "session": "a1"}},
+    )
     row = FleetView(j.events, budget=4).statuses(now=j.clock + 5)[0]
     assert row.budget == 2 and row.tmux is not None and row.tmux.session == "a1"
     assert row.elapsed == 6.0  # submitted one second before the launch
-    j.add(EventKind.ATTEMPT_EXITED, task_id="t1", agent="a1", attempt=1,
-          data={"exit": ExitInfo(0).to_json()})
+    j.add(
+        EventKind.ATTEMPT_EXITED,
+        task_id="t1",
+        agent="a1",
+        attempt=1,
+        data={"exit": ExitInfo(0).to_json()},
+    )
     assert FleetView(j.events).statuses(now=j.clock)[0].tmux is None
 
 
@@ -103,8 +132,9 @@ def test_operator_release_puts_an_escalated_task_back_to_waiting() -> None:
 
 
 def test_events_of_an_unsubmitted_task_still_make_a_row() -> None:
-    events = [Event(EventKind.ATTEMPT_EXITED, 5.0, task_id="ghost", seq=1,
-                    data={"exit": {"status": 1}})]
+    events = [
+        Event(EventKind.ATTEMPT_EXITED, 5.0, task_id="ghost", seq=1, data={"exit": {"status": 1}})
+    ]
     rows = FleetView(events).statuses(now=10.0)
     assert [(r.task_id, r.agent, r.phase) for r in rows] == [("ghost", "ghost", Phase.EXITED)]
 
@@ -125,12 +155,15 @@ def test_views_never_crash_and_agree_with_metrics(events: list[Event]) -> None:
     assert sum(r.attempt for r in rows) == metrics.attempts
     assert len(failures) == metrics.failures
     assert Counter(f.reason for f in failures) == Counter(
-        {row.reason: row.count for row in metrics.reasons if row.count})
+        {row.reason: row.count for row in metrics.reasons if row.count}
+    )
     phases = _phase_counts(events)
     assert phases[Phase.SUCCEEDED] == metrics.first_try + metrics.recovered
     assert phases[Phase.ESCALATED] == metrics.escalated
-    assert sum(1 for r in rows if r.phase is Phase.FAILED and r.reason is not None) == \
-        metrics.failed_after_recovery
+    assert (
+        sum(1 for r in rows if r.phase is Phase.FAILED and r.reason is not None)
+        == metrics.failed_after_recovery
+    )
     assert sum(1 for r in rows if r.reason is not None) == metrics.required_recovery
     for row in rows:
         assert row.elapsed >= 0.0 and (row.budget == 4)

@@ -109,8 +109,11 @@ def test_create_before_push_aborts_then_after_push_prints_the_url(sandbox: Sandb
     assert sandbox.forge.pull_request_for("main") is None
     record = sandbox.forge.record(886)
     assert record is not None
-    assert (record.base, record.body, record.head_oid) == ("main", "docs", sandbox.git(
-        "rev-parse", "HEAD").strip())
+    assert (record.base, record.body, record.head_oid) == (
+        "main",
+        "docs",
+        sandbox.git("rev-parse", "HEAD").strip(),
+    )
 
 
 def test_commits_ahead_of_origin_count_as_unpushed_and_dirty_tree_warns(sandbox: Sandbox) -> None:
@@ -250,8 +253,11 @@ def test_each_fault_fires_exactly_times_then_create_succeeds(sandbox: Sandbox, k
     assert sandbox.forge.faults_remaining(kind) == 2
     for left in (1, 0):
         outcome, fault = sandbox.run("pr", "create", "--title", "T", "--body", "B")
-        assert (outcome.exit_code, outcome.stdout, outcome.stderr) == (*_EXPECTED[kind][:1],
-                                                                        "", _EXPECTED[kind][1])
+        assert (outcome.exit_code, outcome.stdout, outcome.stderr) == (
+            *_EXPECTED[kind][:1],
+            "",
+            _EXPECTED[kind][1],
+        )
         assert fault == kind
         assert sandbox.forge.faults_remaining() == left
         assert sandbox.forge.pull_requests() == []
@@ -280,8 +286,11 @@ def test_faults_wait_for_their_command(sandbox: Sandbox) -> None:
     listed, fault = sandbox.run("pr", "list", "--json", "number")
     assert (listed.exit_code, listed.stdout, fault) == (0, "[]\n", None)
     viewed, fault = sandbox.run("pr", "view")
-    assert (viewed.exit_code, viewed.stderr, fault) == (1, _EXPECTED["unreachable"][1],
-                                                        "unreachable")
+    assert (viewed.exit_code, viewed.stderr, fault) == (
+        1,
+        _EXPECTED["unreachable"][1],
+        "unreachable",
+    )
     assert sandbox.forge.faults_remaining() == 0
 
 
@@ -324,8 +333,16 @@ def test_view_and_list_json(sandbox: Sandbox) -> None:
         "state": "OPEN",
         "headRefName": "task-agent-5030",
     }
-    listed = sandbox.gh("pr", "list", "--head", "task-agent-5030", "--state", "all", "--json",
-                        "number,title,baseRefName,isDraft")
+    listed = sandbox.gh(
+        "pr",
+        "list",
+        "--head",
+        "task-agent-5030",
+        "--state",
+        "all",
+        "--json",
+        "number,title,baseRefName,isDraft",
+    )
     assert json.loads(listed.stdout) == [
         {"number": 886, "title": "Add a", "baseRefName": "main", "isDraft": False}
     ]
@@ -431,7 +448,10 @@ def test_reopened_forge_and_shim_need_forge_json(tmp_path: Path) -> None:
     made = Forge(tmp_path / "f", origin=tmp_path / "o.git", owner_repo="org/repo", first_number=7)
     again = Forge.open(made.root)
     assert (again.owner_repo, again.first_number, again.pr_url(7)) == (
-        "org/repo", 7, "https://github.com/org/repo/pull/7")
+        "org/repo",
+        7,
+        "https://github.com/org/repo/pull/7",
+    )
     assert again.next_number() == 7
     with pytest.raises(ValueError, match="OWNER/REPO"):
         Forge(tmp_path / "g", origin=tmp_path, owner_repo="no-slash")

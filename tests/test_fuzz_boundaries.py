@@ -21,28 +21,58 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_orch_recovery.chaos.scenario import ScenarioError, parse_scenario
-from pytest_orch_recovery.engine import validation
-from pytest_orch_recovery.engine.journal import JournalError, replay
 from pytest_orch_recovery.infra import argtypes
 from pytest_orch_recovery.infra.checkpoint import read_checkpoint_safely, record_hook_input
 from pytest_orch_recovery.infra.command_template import TemplateError, parse_template
 from pytest_orch_recovery.infra.placeholders import PLACEHOLDERS
+from pytest_orch_recovery.store import validation
+from pytest_orch_recovery.store.journal import JournalError, replay
 
-FUZZ = settings(max_examples=60, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
 _hostile_text = st.one_of(
     st.text(max_size=40),
-    st.sampled_from(["", " ", "..", "../../etc/passwd", "/abs", "$(touch pwned)", "`id`",
-                     "a\x00b", "'; rm -rf / #", "x" * 300, "{task_id}", "\n", "-1", "NaN",
-                     "inf", "1e308", "9" * 5000, "[" * 200]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "..",
+            "../../etc/passwd",
+            "/abs",
+            "$(touch pwned)",
+            "`id`",
+            "a\x00b",
+            "'; rm -rf / #",
+            "x" * 300,
+            "{task_id}",
+            "\n",
+            "-1",
+            "NaN",
+            "inf",
+            "1e308",
+            "9" * 5000,
+            "[" * 200,
+        ]
+    ),
 )
 _scalar = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True),
     _hostile_text,
 )
-_json = st.recursive(_scalar, lambda inner: st.lists(inner, max_size=3)
-                     | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=12)
+_json = st.recursive(
+    _scalar,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
 
 
 def _one_line(message: str) -> None:
@@ -61,8 +91,13 @@ def _toml(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf") \
-            if math.isinf(value) else repr(value)
+        return (
+            "nan"
+            if math.isnan(value)
+            else ("inf" if value > 0 else "-inf")
+            if math.isinf(value)
+            else repr(value)
+        )
     if isinstance(value, str):
         return json.dumps(value)
     if isinstance(value, list):
@@ -71,20 +106,36 @@ def _toml(value: Any) -> str:
 
 
 _TASK_FIELDS = ["id", "title", "deliverables", "tests", "agent", "prompt", "pr", "agent_type"]
-_FAULT_FIELDS = ["kind", "task", "attempt", "params", "expect", "after_file", "at_api_request",
-                 "after_tool_call", "at_open_pr"]
+_FAULT_FIELDS = [
+    "kind",
+    "task",
+    "attempt",
+    "params",
+    "expect",
+    "after_file",
+    "at_api_request",
+    "after_tool_call",
+    "at_open_pr",
+]
 _TOP_FIELDS = ["attempt_timeout", "crash_after_event", "name", "operator_actions"]
 
 
 @FUZZ
-@given(where=st.sampled_from(["task", "fault", "top"]), field=st.integers(0, 8), value=_json,
-       fault_kind=st.sampled_from(["sigint", "api_rate_limit", "pr_create_fails", "kill"]))
+@given(
+    where=st.sampled_from(["task", "fault", "top"]),
+    field=st.integers(0, 8),
+    value=_json,
+    fault_kind=st.sampled_from(["sigint", "api_rate_limit", "pr_create_fails", "kill"]),
+)
 def test_scenario_loader(where: str, field: int, value: Any, fault_kind: str) -> None:
     task = {"id": '"t1"', "title": '"Docs"', "deliverables": '["a.md"]'}
     fault = {"kind": json.dumps(fault_kind), "task": '"t1"'}
     top: dict[str, str] = {}
-    target = {"task": (task, _TASK_FIELDS), "fault": (fault, _FAULT_FIELDS),
-              "top": (top, _TOP_FIELDS)}[where]
+    target = {
+        "task": (task, _TASK_FIELDS),
+        "fault": (fault, _FAULT_FIELDS),
+        "top": (top, _TOP_FIELDS),
+    }[where]
     target[0][target[1][field % len(target[1])]] = _toml(value)
     text = "".join(f"{k} = {v}\n" for k, v in top.items())
     text += "[[tasks]]\n" + "".join(f"{k} = {v}\n" for k, v in task.items())
@@ -115,8 +166,14 @@ def test_scenario_loader_on_any_text(text: str) -> None:
 
 
 _TYPES: list[Callable[[str], object]] = [
-    argtypes.exit_code, argtypes.relative_path, argtypes.agent_name, argtypes.agent_command,
-    argtypes.rate, argtypes.count, argtypes.positive_int, argtypes.input_file,
+    argtypes.exit_code,
+    argtypes.relative_path,
+    argtypes.agent_name,
+    argtypes.agent_command,
+    argtypes.rate,
+    argtypes.count,
+    argtypes.positive_int,
+    argtypes.input_file,
 ]
 
 
@@ -155,8 +212,13 @@ def test_classify_cli_exit_code(code: str) -> None:
     assert status in (0, 2)
     if status == 2:  # argparse style: the usage, then one error line
         last = err.strip().splitlines()[-1]
-        assert last.startswith("orch-recovery classify: error: argument --exit-code: invalid "
-                               "exit code") and len(last) < 400 and "Traceback" not in err
+        assert (
+            last.startswith(
+                "orch-recovery classify: error: argument --exit-code: invalid exit code"
+            )
+            and len(last) < 400
+            and "Traceback" not in err
+        )
     else:
         assert json.loads(out)["reason"]
 
@@ -176,13 +238,34 @@ def test_bounded_json(raw: bytes) -> None:
 
 
 @FUZZ
-@given(lines=st.lists(st.one_of(
-    _json.map(lambda v: json.dumps(v)),
-    st.fixed_dictionaries({"seq": st.just(1), "kind": st.sampled_from(
-        ["task_submitted", "task_succeeded", "decision", "attempt_launched", "bogus"]),
-        "time": _scalar, "task_id": _scalar, "agent": _scalar, "attempt": _scalar,
-        "data": _json}).map(lambda d: json.dumps(d)),
-), min_size=1, max_size=4))
+@given(
+    lines=st.lists(
+        st.one_of(
+            _json.map(lambda v: json.dumps(v)),
+            st.fixed_dictionaries(
+                {
+                    "seq": st.just(1),
+                    "kind": st.sampled_from(
+                        [
+                            "task_submitted",
+                            "task_succeeded",
+                            "decision",
+                            "attempt_launched",
+                            "bogus",
+                        ]
+                    ),
+                    "time": _scalar,
+                    "task_id": _scalar,
+                    "agent": _scalar,
+                    "attempt": _scalar,
+                    "data": _json,
+                }
+            ).map(lambda d: json.dumps(d)),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
 def test_journal_and_report(lines: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "j.jsonl"
@@ -209,10 +292,15 @@ def test_hook_input(payload: Any, cwd: str, tool_path: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         (base / "work").mkdir()
-        documents = [payload, {"cwd": str(base / "work") if cwd.strip() == "" else cwd,
-                               "tool_name": "Write",
-                               "tool_input": {"file_path": tool_path},
-                               "tool_response": {"success": True}}]
+        documents = [
+            payload,
+            {
+                "cwd": str(base / "work") if cwd.strip() == "" else cwd,
+                "tool_name": "Write",
+                "tool_input": {"file_path": tool_path},
+                "tool_response": {"success": True},
+            },
+        ]
         for document in documents:
             try:
                 record_hook_input(json.dumps(document), agent="a1", directory=base / "cp")
@@ -251,22 +339,34 @@ def test_any_template_is_parsed_or_refused(text: str) -> None:
 
 
 @settings(max_examples=15, deadline=None)
-@given(prompt=st.text(max_size=60).filter(lambda t: "\x00" not in t),
-       title=st.text(max_size=30).filter(lambda t: "\x00" not in t))
+@given(
+    prompt=st.text(max_size=60).filter(lambda t: "\x00" not in t),
+    title=st.text(max_size=30).filter(lambda t: "\x00" not in t),
+)
 def test_template_values_are_never_run(prompt: str, title: str) -> None:
     from pytest_orch_recovery.engine.model import Task
-    from pytest_orch_recovery.engine.runtime import LaunchSpec
+    from pytest_orch_recovery.engine.ports import LaunchSpec
     from pytest_orch_recovery.infra.agents import driver_for
 
-    template = (f"{sys.executable} -c 'import json, os, sys; "
-                "print(json.dumps([sys.argv[1:], os.environ[\"ORCH_PROMPT\"]]))' {prompt} "
-                "--agent={agent}")
-    spec = LaunchSpec(task=Task("t1", title or "x", ("a.md",)), agent="task-agent-t1",
-                      attempt=1, agent_type="claude-code", strategy=None, prompt=prompt,
-                      work=(), key="k")
+    template = (
+        f"{sys.executable} -c 'import json, os, sys; "
+        'print(json.dumps([sys.argv[1:], os.environ["ORCH_PROMPT"]]))\' {prompt} '
+        "--agent={agent}"
+    )
+    spec = LaunchSpec(
+        task=Task("t1", title or "x", ("a.md",)),
+        agent="task-agent-t1",
+        attempt=1,
+        agent_type="claude-code",
+        strategy=None,
+        prompt=prompt,
+        work=(),
+        key="k",
+    )
     with tempfile.TemporaryDirectory() as tmp:
         argv = driver_for(template).argv(spec, prompt_file=Path(tmp) / "p.md")
-        out = subprocess.run(argv, cwd=tmp, capture_output=True, text=True, timeout=60,
-                             check=True).stdout
+        out = subprocess.run(
+            argv, cwd=tmp, capture_output=True, text=True, timeout=60, check=True
+        ).stdout
         assert json.loads(out) == [[prompt, "--agent=task-agent-t1"], prompt]
         assert os.listdir(tmp) == []  # nothing created: no payload ran

@@ -6,11 +6,11 @@ from pytest_orch_recovery.chaos.campaign import run_scenario
 from pytest_orch_recovery.chaos.faults import FaultSpec, Trigger
 from pytest_orch_recovery.chaos.record import ScenarioRun
 from pytest_orch_recovery.chaos.scenario import Scenario, ScenarioTask
-from pytest_orch_recovery.engine.dashboard import render_campaign_json, render_campaign_markdown
-from pytest_orch_recovery.engine.htmlreport import render_html
-from pytest_orch_recovery.engine.metrics import Criteria
 from pytest_orch_recovery.engine.model import Task
 from pytest_orch_recovery.plugin.gate import aggregate, prefixed_events
+from pytest_orch_recovery.report.dashboard import render_campaign_json, render_campaign_markdown
+from pytest_orch_recovery.report.htmlreport import render_html
+from pytest_orch_recovery.report.metrics import Criteria
 
 
 def _run(name: str, tasks: list[Task], *faults: FaultSpec) -> ScenarioRun:
@@ -32,8 +32,11 @@ def test_task_ids_are_unique_across_scenarios() -> None:
 
 def test_first_try_rates_come_from_fault_free_tasks_only() -> None:
     control = _run("control", SIMPLE + COMPLEX)
-    faulted = _run("faulted", [Task("x", "X", ("x.md",))],
-                   FaultSpec("sigint", Trigger("file_written", n=1), task="x"))
+    faulted = _run(
+        "faulted",
+        [Task("x", "X", ("x.md",))],
+        FaultSpec("sigint", Trigger("file_written", n=1), task="x"),
+    )
     result = aggregate([faulted, control], Criteria())
     m = result.metrics
     assert (m.first_try_simple, m.settled_simple) == (3, 3)
@@ -58,8 +61,7 @@ def test_an_escalation_misses_a_high_recovery_threshold() -> None:
 
 
 def test_wrong_attributions_count_against_max_unattributed() -> None:
-    run = _run("w", SIMPLE[:1], FaultSpec("kill", Trigger("file_written", n=1),
-                                          fault_id="f1"))
+    run = _run("w", SIMPLE[:1], FaultSpec("kill", Trigger("file_written", n=1), fault_id="f1"))
     run.ledger["f1"]["kind"] = "api_overloaded"  # the oracle now expects api_error
     result = aggregate([run], Criteria())
     assert result.wrong_attributions == 1
@@ -73,7 +75,8 @@ def test_strict_fails_on_unexercised_faults_unless_expected() -> None:
     run = _run("u", SIMPLE[:1], FaultSpec("kill", Trigger("tool_call", n=30), fault_id="f1"))
     assert aggregate([run], Criteria()).fail_lines() == []
     assert aggregate([run], Criteria(), strict=True).fail_lines() == [
-        "FAIL strict: fault u/f1 (kill) not exercised"]
+        "FAIL strict: fault u/f1 (kill) not exercised"
+    ]
     run.ledger["f1"]["expected_status"] = "not_exercised"
     assert aggregate([run], Criteria(), strict=True).fail_lines() == []
     run.ledger["f1"].pop("expected_status")
@@ -84,11 +87,21 @@ def test_strict_fails_on_unexercised_faults_unless_expected() -> None:
 def test_reports_render_the_matrix_ledger_and_timeline() -> None:
     # Task ids are refused at load unless they are in the safe alphabet; titles are free text
     # and must reach the page escaped.
-    runs = [_run("hostile", [Task("h-1", "<b>h</b> $(rm -rf ~) \"q\"", ("a.md",))],
-                 FaultSpec("sigint", Trigger("file_written", n=1)))]
+    runs = [
+        _run(
+            "hostile",
+            [Task("h-1", '<b>h</b> $(rm -rf ~) "q"', ("a.md",))],
+            FaultSpec("sigint", Trigger("file_written", n=1)),
+        )
+    ]
     result = aggregate(runs, Criteria())
-    campaign = {**result.to_json(), "seed": 1, "tier": "sim", "agent": "sim",
-                "replay": "pytest --orch-chaos --orch-seed 1"}
+    campaign = {
+        **result.to_json(),
+        "seed": 1,
+        "tier": "sim",
+        "agent": "sim",
+        "replay": "pytest --orch-chaos --orch-seed 1",
+    }
     md = render_campaign_markdown(result.metrics, result.results, campaign)
     assert "| sigint | 1 |" in md and "| hostile | f1 | sigint |" in md
     page = render_html(result.events, result.metrics, result.results, campaign=campaign)

@@ -223,7 +223,7 @@ def test_parse_status_rejects_garbage() -> None:
     with pytest.raises(ValueError, match="malformed record 1"):
         git.parse_status_z("XYZ\0")
     with pytest.raises(ValueError, match="malformed record 2"):
-        git.parse_status_z("# branch.head main\0" "1 .M N... 100644\0")
+        git.parse_status_z("# branch.head main\x001 .M N... 100644\0")
     with pytest.raises(ValueError, match="lacks its source"):
         git.parse_status_z("2 R. N... 100644 100644 100644 a b R100 new\0")
 

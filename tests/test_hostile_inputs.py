@@ -12,8 +12,10 @@ import pytest
 
 from pytest_orch_recovery.chaos.scenario import ScenarioError, load_scenario, parse_scenario
 from pytest_orch_recovery.engine.model import Task
-from pytest_orch_recovery.engine.runtime import LaunchSpec
-from pytest_orch_recovery.engine.validation import (
+from pytest_orch_recovery.engine.ports import LaunchSpec
+from pytest_orch_recovery.infra.agents import TemplateDriver, driver_for
+from pytest_orch_recovery.infra.command_template import TemplateError
+from pytest_orch_recovery.store.validation import (
     MAX_DEPTH,
     DocumentError,
     RuleError,
@@ -21,8 +23,6 @@ from pytest_orch_recovery.engine.validation import (
     loads_json,
     read_bounded,
 )
-from pytest_orch_recovery.infra.agents import TemplateDriver, driver_for
-from pytest_orch_recovery.infra.command_template import TemplateError
 
 TASK = '[[tasks]]\nid = "t1"\ntitle = "Docs"\ndeliverables = ["a.md"]\n'
 
@@ -58,21 +58,42 @@ def test_task_values_are_refused_at_load(old: str, new: str, field: str, message
 @pytest.mark.parametrize(
     ("fault", "field", "message"),
     [
-        ('kind = "api_overloaded"\nparams = { count = "many" }', "faults[1].params.count",
-         "must be an integer"),
-        ('kind = "api_overloaded"\nparams = { count = -1 }', "faults[1].params.count",
-         "must be >= 1"),
-        ('kind = "api_rate_limit"\nparams = { retry_after = -5 }',
-         "faults[1].params.retry_after", "must be >= 0"),
-        ('kind = "api_rate_limit"\nparams = { retry_after = nan }',
-         "faults[1].params.retry_after", "finite"),
-        ('kind = "pr_create_fails"\nparams = { error = "bogus" }', "faults[1].params.error",
-         "is not one of bad_credentials, unreachable"),
-        ('kind = "sigint"\nparams = { colour = "red" }', "faults[1].params.colour",
-         "takes no parameter"),
+        (
+            'kind = "api_overloaded"\nparams = { count = "many" }',
+            "faults[1].params.count",
+            "must be an integer",
+        ),
+        (
+            'kind = "api_overloaded"\nparams = { count = -1 }',
+            "faults[1].params.count",
+            "must be >= 1",
+        ),
+        (
+            'kind = "api_rate_limit"\nparams = { retry_after = -5 }',
+            "faults[1].params.retry_after",
+            "must be >= 0",
+        ),
+        (
+            'kind = "api_rate_limit"\nparams = { retry_after = nan }',
+            "faults[1].params.retry_after",
+            "finite",
+        ),
+        (
+            'kind = "pr_create_fails"\nparams = { error = "bogus" }',
+            "faults[1].params.error",
+            "is not one of bad_credentials, unreachable",
+        ),
+        (
+            'kind = "sigint"\nparams = { colour = "red" }',
+            "faults[1].params.colour",
+            "takes no parameter",
+        ),
         ('kind = "sigint"\nafter_file = "../x.md"', "faults[1].after_file", "leaves its root"),
-        ('kind = "sigint"\nafter_tool_call = 99999999999', "faults[1].after_tool_call",
-         "must be <="),
+        (
+            'kind = "sigint"\nafter_tool_call = 99999999999',
+            "faults[1].after_tool_call",
+            "must be <=",
+        ),
     ],
 )
 def test_fault_values_are_refused_at_load(fault: str, field: str, message: str) -> None:
@@ -98,7 +119,7 @@ def test_top_level_values_are_refused_at_load(top: str, field: str, message: str
 
 
 def test_two_tasks_with_one_agent_are_refused() -> None:
-    text = (TASK + 'agent = "one"\n' + TASK.replace('"t1"', '"t2"') + 'agent = "one"\n')
+    text = TASK + 'agent = "one"\n' + TASK.replace('"t1"', '"t2"') + 'agent = "one"\n'
     with pytest.raises(ScenarioError, match=r"x.toml:10: tasks\[2\].agent: agent 'one' "):
         parse_scenario(text, source="x.toml")
     # The coordinator's default name counts too.
@@ -124,11 +145,13 @@ def test_special_files_are_not_read_as_scenarios(tmp_path: Path) -> None:
 
 def test_bad_scenario_file_ends_pytest_with_usage_status(pytester: pytest.Pytester) -> None:
     bad = pytester.makefile(".toml", bad=TASK.replace('"a.md"', '"/etc/x.md"'))
-    result = pytester.runpytest_subprocess("--orch-chaos", "--orch-tier=sim", str(bad),
-                                           "--orch-report=r.md", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(
+        "--orch-chaos", "--orch-tier=sim", str(bad), "--orch-report=r.md", "-p", "no:cacheprovider"
+    )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stdout.fnmatch_lines(["*bad.toml:4: tasks[[]1[]].deliverables[[]1[]]: path "
-                                 "'/etc/x.md' must be relative*"])
+    result.stdout.fnmatch_lines(
+        ["*bad.toml:4: tasks[[]1[]].deliverables[[]1[]]: path '/etc/x.md' must be relative*"]
+    )
 
 
 # --------------------------------------------------------------------------- documents
@@ -154,8 +177,11 @@ def test_bounded_json() -> None:
 def test_bounded_reads_refuse_special_files(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)  # opening it for reading must not wait for a writer
-    for path, kind in ((fifo, "a FIFO"), (Path("/dev/zero"), "a character device"),
-                       (tmp_path, "a directory")):
+    for path, kind in (
+        (fifo, "a FIFO"),
+        (Path("/dev/zero"), "a character device"),
+        (tmp_path, "a directory"),
+    ):
         with pytest.raises(RuleError, match=f"not a regular file [(]{kind}[)]"):
             read_bounded(path)
     big = tmp_path / "big.json"
@@ -168,9 +194,16 @@ def test_bounded_reads_refuse_special_files(tmp_path: Path) -> None:
 
 
 def _spec(task_id: str = "t1", *, title: str = "Docs", prompt: str = "do it") -> LaunchSpec:
-    return LaunchSpec(task=Task(task_id, title, ("a.md",)), agent="task-agent-1", attempt=1,
-                      agent_type="claude-code", strategy=None, prompt=prompt, work=(),
-                      key="k1")
+    return LaunchSpec(
+        task=Task(task_id, title, ("a.md",)),
+        agent="task-agent-1",
+        attempt=1,
+        agent_type="claude-code",
+        strategy=None,
+        prompt=prompt,
+        work=(),
+        key="k1",
+    )
 
 
 def test_a_placeholder_inside_a_script_word_is_refused() -> None:
@@ -181,16 +214,23 @@ def test_a_placeholder_inside_a_script_word_is_refused() -> None:
 
     with pytest.raises(Exception, match="which a program would read as a script"):
         agent_command(template)
-    for bad in ('sh -c "echo {prompt}"', "bash -c {prompt}", "{prompt} x", "x {task_id!r}",
-                "x {nope}", "python -e {prompt}", "x '{agent} y'"):
+    for bad in (
+        'sh -c "echo {prompt}"',
+        "bash -c {prompt}",
+        "{prompt} x",
+        "x {task_id!r}",
+        "x {nope}",
+        "python -e {prompt}",
+        "x '{agent} y'",
+    ):
         with pytest.raises(TemplateError):
             driver_for(bad)
 
 
 def test_hostile_values_never_run(tmp_path: Path) -> None:
     """A task id and a prompt full of shell syntax reach the agent as plain text."""
-    hostile = "$(touch pwned)`touch pwned2`'; touch pwned3 #\"$(touch pwned4)\""
-    template = "sh -c 'printf %s \"$ORCH_TASK_ID\" > out; printf %s \"$1\" > arg' sh {prompt}"
+    hostile = '$(touch pwned)`touch pwned2`\'; touch pwned3 #"$(touch pwned4)"'
+    template = 'sh -c \'printf %s "$ORCH_TASK_ID" > out; printf %s "$1" > arg\' sh {prompt}'
     driver = driver_for(template)
     assert isinstance(driver, TemplateDriver)
     argv = driver.argv(_spec(hostile, prompt=hostile), prompt_file=tmp_path / "p.md")
@@ -239,16 +279,31 @@ def _report(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
         ('{"seq":2,"kind":"decision","time":Infinity,"task_id":"t1"}', "Infinity"),
         ('{"seq":2,"kind":"decision","time":1e308,"task_id":"t1"}', "field 'time': must be"),
         ('{"seq":2,"kind":"decision","time":-1e15,"task_id":"t1"}', "field 'time': must be"),
-        ('{"seq":2,"kind":"decision","time":1,"task_id":"t1","agent":["a"]}',
-         "field 'agent': must be a string or null, not a list"),
-        ('{"seq":2,"kind":"task_succeeded","time":1,"task_id":"t1","data":{"recovery_time":'
-         '1e308}}', "field 'recovery_time': must be"),
-        ('{"seq":2,"kind":"task_succeeded","time":1,"task_id":"t1","data":{"recovery_time":'
-         'NaN}}', "NaN is not a JSON number"),
-        ('{"seq":2,"kind":"decision","time":1,"task_id":"t1","data":' + "[" * 5000
-         + "]" * 5000 + "}", "not a journal event"),
-        ('{"seq":2,"kind":"decision","time":' + "1" * 5000 + ',"task_id":"t1"}',
-         "not a journal event"),
+        (
+            '{"seq":2,"kind":"decision","time":1,"task_id":"t1","agent":["a"]}',
+            "field 'agent': must be a string or null, not a list",
+        ),
+        (
+            '{"seq":2,"kind":"task_succeeded","time":1,"task_id":"t1","data":{"recovery_time":'
+            "1e308}}",
+            "field 'recovery_time': must be",
+        ),
+        (
+            '{"seq":2,"kind":"task_succeeded","time":1,"task_id":"t1","data":{"recovery_time":'
+            "NaN}}",
+            "NaN is not a JSON number",
+        ),
+        (
+            '{"seq":2,"kind":"decision","time":1,"task_id":"t1","data":'
+            + "[" * 5000
+            + "]" * 5000
+            + "}",
+            "not a journal event",
+        ),
+        (
+            '{"seq":2,"kind":"decision","time":' + "1" * 5000 + ',"task_id":"t1"}',
+            "not a journal event",
+        ),
     ],
 )
 def test_bad_journal_lines_are_one_line_usage_errors(
@@ -273,9 +328,10 @@ def test_success_of_a_task_never_submitted_is_no_first_try_success(
     assert metrics["first_try"] == 0 and metrics["unsettled"] == 1, out
 
 
-def test_special_files_are_not_read_as_journals(tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
-    from pytest_orch_recovery.engine.journal import Journal, JournalError, replay
+def test_special_files_are_not_read_as_journals(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_orch_recovery.store.journal import Journal, JournalError, replay
 
     fifo = tmp_path / "fifo.jsonl"
     os.mkfifo(fifo)
@@ -333,15 +389,18 @@ def test_report_output_creates_missing_directories_only_under_the_cwd(
     assert code == 2 and "does not exist" in err and not (tmp_path / "elsewhere").exists()
 
 
-def test_orch_report_outside_the_cwd_is_a_usage_error(pytester: pytest.Pytester,
-                                                      tmp_path: Path) -> None:
+def test_orch_report_outside_the_cwd_is_a_usage_error(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
     target = tmp_path / "nonexistent" / "dir" / "x.md"
-    result = pytester.runpytest_subprocess("--orch-chaos", "--orch-tier=sim",
-                                           f"--orch-report={target}", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(
+        "--orch-chaos", "--orch-tier=sim", f"--orch-report={target}", "-p", "no:cacheprovider"
+    )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert not (tmp_path / "nonexistent").exists()
-    result = pytester.runpytest_subprocess("--orch-chaos", "--orch-tier=sim",
-                                           "--orch-report=/dev/null.md", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(
+        "--orch-chaos", "--orch-tier=sim", "--orch-report=/dev/null.md", "-p", "no:cacheprovider"
+    )
     assert result.ret != 0 or not Path("/dev/null.md").exists()
 
 
@@ -351,9 +410,15 @@ def test_orch_report_outside_the_cwd_is_a_usage_error(pytester: pytest.Pytester,
 def _hook(cwd: str) -> str:
     import json
 
-    return json.dumps({"hook_event_name": "PostToolUse", "cwd": cwd, "tool_name": "Write",
-                       "tool_input": {"file_path": f"{cwd}/a.md", "content": "x"},
-                       "tool_response": {"success": True}})
+    return json.dumps(
+        {
+            "hook_event_name": "PostToolUse",
+            "cwd": cwd,
+            "tool_name": "Write",
+            "tool_input": {"file_path": f"{cwd}/a.md", "content": "x"},
+            "tool_response": {"success": True},
+        }
+    )
 
 
 def test_nul_in_hook_cwd_is_refused_and_reading_never_raises(
@@ -370,10 +435,21 @@ def test_nul_in_hook_cwd_is_refused_and_reading_never_raises(
     assert "without NUL" in capsys.readouterr().err
     assert not (tmp_path / "a1.json").exists()
     # A file someone else wrote with a NUL in its workspace: a problem, not an exception.
-    (tmp_path / "a1.json").write_text(json.dumps({
-        "schema_version": 1, "agent": "a1", "task_id": "t", "attempt": 1,
-        "completed_subtasks": [], "created_files": ["a.md"], "next_actions": [],
-        "updated_at": "2026-01-01T00:00:00Z", "workspace": "/w\x00x"}))
+    (tmp_path / "a1.json").write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "agent": "a1",
+                "task_id": "t",
+                "attempt": 1,
+                "completed_subtasks": [],
+                "created_files": ["a.md"],
+                "next_actions": [],
+                "updated_at": "2026-01-01T00:00:00Z",
+                "workspace": "/w\x00x",
+            }
+        )
+    )
     cp, problem = read_checkpoint_safely(tmp_path, "a1", None)
     assert cp is None and problem is not None and "workspace" in problem
     for hostile in ("../x", "a\x00b", "x" * 300):
@@ -401,15 +477,34 @@ def test_concurrent_hook_writers_lose_no_update(tmp_path: Path) -> None:
     errors = tmp_path / "errors"
     errors.mkdir()
     for i in range(20):
-        payload = json.dumps({"hook_event_name": "PostToolUse", "cwd": str(work),
-                              "tool_name": "Write",
-                              "tool_input": {"file_path": f"{work}/f{i}.md", "content": "x"},
-                              "tool_response": {"success": True}})
+        payload = json.dumps(
+            {
+                "hook_event_name": "PostToolUse",
+                "cwd": str(work),
+                "tool_name": "Write",
+                "tool_input": {"file_path": f"{work}/f{i}.md", "content": "x"},
+                "tool_response": {"success": True},
+            }
+        )
         with (errors / f"{i}.txt").open("wb") as stderr:  # the child keeps its own copy
             proc = subprocess.Popen(
-                [sys.executable, "-m", "pytest_orch_recovery", "checkpoint", "--from-hook",
-                 "--agent", "a1", "--task-id", "t1", "--dir", str(tmp_path / "cp")],
-                stdin=subprocess.PIPE, stderr=stderr, env=env)
+                [
+                    sys.executable,
+                    "-m",
+                    "pytest_orch_recovery",
+                    "checkpoint",
+                    "--from-hook",
+                    "--agent",
+                    "a1",
+                    "--task-id",
+                    "t1",
+                    "--dir",
+                    str(tmp_path / "cp"),
+                ],
+                stdin=subprocess.PIPE,
+                stderr=stderr,
+                env=env,
+            )
         procs.append((proc, payload))
     for proc, payload in procs:  # all started before any gets its input: maximal overlap
         proc.stdin.write(payload.encode())  # type: ignore[union-attr]
@@ -438,7 +533,7 @@ def test_classify_exit_code_out_of_range_is_a_usage_error(
 
 
 def test_classify_deliverable_outside_the_repository_is_a_usage_error(
-    capsys: pytest.CaptureFixture[str]
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from pytest_orch_recovery.cli.main import main
 
@@ -497,8 +592,13 @@ def test_scenarios_built_in_code_meet_the_load_rules() -> None:
     for bad, field in (
         (scenario(Task("t1", "Docs", ("../../../tmp/x.md",))), "tasks[1].deliverables[1]"),
         (scenario(Task("$(touch pwned)", "Docs", ("a.md",))), "tasks[1].id"),
-        (scenario(Task("t1", "Docs", ("a.md",)),
-                  FaultSpec("sigint", Trigger("api_request"), task="t1")), "faults[1]"),
+        (
+            scenario(
+                Task("t1", "Docs", ("a.md",)),
+                FaultSpec("sigint", Trigger("api_request"), task="t1"),
+            ),
+            "faults[1]",
+        ),
     ):
         with pytest.raises(ScenarioError) as info:
             run_scenario(bad, tier="sim", seed=1, agent="sim")

@@ -25,21 +25,21 @@ from hypothesis import strategies as st
 
 from pytest_orch_recovery.chaos.campaign import run_scenario
 from pytest_orch_recovery.chaos.scenario import load_scenario
-from pytest_orch_recovery.engine.charts import (
+from pytest_orch_recovery.engine.model import Event, EventKind
+from pytest_orch_recovery.plugin.gate import aggregate, write_report
+from pytest_orch_recovery.report.charts import (
     criteria_chart,
     reasons_chart,
     recovery_time_chart,
     tick_step,
     time_label,
 )
-from pytest_orch_recovery.engine.htmlreport import render_html
-from pytest_orch_recovery.engine.htmltimeline import MAX_TIMELINE_TASKS
-from pytest_orch_recovery.engine.journal import journal_text, replay
-from pytest_orch_recovery.engine.metrics import Criteria, compute, evaluate
-from pytest_orch_recovery.engine.model import Event, EventKind
-from pytest_orch_recovery.engine.stats import percentile, wilson_interval
-from pytest_orch_recovery.engine.timeline import task_lanes
-from pytest_orch_recovery.plugin.gate import aggregate, write_report
+from pytest_orch_recovery.report.htmlreport import render_html
+from pytest_orch_recovery.report.htmltimeline import MAX_TIMELINE_TASKS
+from pytest_orch_recovery.report.metrics import Criteria, compute, evaluate
+from pytest_orch_recovery.report.stats import percentile, wilson_interval
+from pytest_orch_recovery.report.timeline import task_lanes
+from pytest_orch_recovery.store.journal import journal_text, replay
 
 REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = ("task-agent-5030", "api-429-retry-after", "permission-systematic", "timeout")
@@ -84,13 +84,22 @@ def sections(page: str) -> dict[str, str]:
 
 
 def _campaign(tmp_path: Path) -> tuple[Path, Path]:
-    runs = [run_scenario(load_scenario(REPO / "scenarios" / f"{name}.toml"), tier="sim", seed=5,
-                         agent="sim") for name in SCENARIOS]
+    runs = [
+        run_scenario(
+            load_scenario(REPO / "scenarios" / f"{name}.toml"), tier="sim", seed=5, agent="sim"
+        )
+        for name in SCENARIOS
+    ]
     # As the plugin sends them: a run travels from its worker as compact JSON.
     runs = [type(r).from_json(r.to_json()) for r in runs]
     result = aggregate(runs, Criteria())
-    campaign = {**result.to_json(), "seed": 5, "tier": "sim", "agent": "sim",
-                "replay": "pytest --orch-chaos --orch-seed 5"}
+    campaign = {
+        **result.to_json(),
+        "seed": 5,
+        "tier": "sim",
+        "agent": "sim",
+        "replay": "pytest --orch-chaos --orch-seed 5",
+    }
     page, journal = tmp_path / "o.html", tmp_path / "o.jsonl"
     write_report(page, result, campaign)
     write_report(journal, result, campaign)
@@ -99,9 +108,23 @@ def _campaign(tmp_path: Path) -> tuple[Path, Path]:
 
 def _cli_page(journal: Path, out: Path) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "pytest_orch_recovery", "report", "--journal", str(journal),
-         "--format", "html", "--output", str(out)],
-        capture_output=True, text=True, timeout=120, check=False)
+        [
+            sys.executable,
+            "-m",
+            "pytest_orch_recovery",
+            "report",
+            "--journal",
+            str(journal),
+            "--format",
+            "html",
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return out.read_text(encoding="utf-8")
 
@@ -136,8 +159,9 @@ def test_timeline_shows_reason_strategy_backoff_and_operator(tmp_path: Path) -> 
     assert "partial work: created fake3.md" in timeline
     # api-429: the engine waited the Retry-After before resuming: a backoff bar.
     # (at least the 1 s of the scenario's retry-after; the jitter may make it longer)
-    backoff = re.search(r'<rect class="wait"[^>]*><title>backoff ([\d.]+) s before resume',
-                        timeline)
+    backoff = re.search(
+        r'<rect class="wait"[^>]*><title>backoff ([\d.]+) s before resume', timeline
+    )
     assert backoff is not None and float(backoff.group(1)) >= 1
     # permission-systematic: escalated, then an operator released every task.
     # A diamond on the axis and a line through each of the three lanes it released.
@@ -152,8 +176,9 @@ def test_timeline_shows_reason_strategy_backoff_and_operator(tmp_path: Path) -> 
 
 def test_journal_page_has_no_campaign_parts_and_nothing_external(tmp_path: Path) -> None:
     j = seed_incident()
-    page = render_html(j.events, compute(j.events), evaluate(compute(j.events)),
-                       journals=["journal.jsonl"])
+    page = render_html(
+        j.events, compute(j.events), evaluate(compute(j.events)), journals=["journal.jsonl"]
+    )
     assert "campaign" not in sections(page) and 'class="fault"' not in page
     assert "fault injected" not in page  # the legend leaves out what cannot be drawn
     assert "Journal journal.jsonl" in page
@@ -164,7 +189,7 @@ def test_journal_page_has_no_campaign_parts_and_nothing_external(tmp_path: Path)
 
 def test_hostile_text_is_escaped_and_every_svg_is_well_formed_xml() -> None:
     j = JournalBuilder()
-    sigint_resumed(j, "<script>alert(1)</script>", "agent-\"q\"&")
+    sigint_resumed(j, "<script>alert(1)</script>", 'agent-"q"&')
     page = render_html(j.events, compute(j.events), evaluate(compute(j.events)))
     assert "<script>" not in page and "&lt;script&gt;" in page
     for svg in re.findall(r"<svg .*?</svg>", page, re.DOTALL):
@@ -173,12 +198,12 @@ def test_hostile_text_is_escaped_and_every_svg_is_well_formed_xml() -> None:
 
 @settings(max_examples=30, deadline=None)
 @given(random_journal())
-def test_any_journal_renders_a_page_with_an_attempt_bar_per_attempt(
-        events: list[Event]) -> None:
+def test_any_journal_renders_a_page_with_an_attempt_bar_per_attempt(events: list[Event]) -> None:
     metrics = compute(events)
     page = render_html(events, metrics, evaluate(metrics))
     assert page.count('class="attempt"') == len(
-        {(e.task_id, e.attempt) for e in events if e.kind is EventKind.ATTEMPT_LAUNCHED})
+        {(e.task_id, e.attempt) for e in events if e.kind is EventKind.ATTEMPT_LAUNCHED}
+    )
     ids = re.findall(r' id="([^"]+)"', page)
     assert len(ids) == len(set(ids))
     assert set(re.findall(r'href="#([^"]+)"', page)) <= set(ids)
@@ -213,7 +238,8 @@ def test_journal_text_round_trips_through_replay(tmp_path: Path) -> None:
     path = tmp_path / "j.jsonl"
     path.write_text(journal_text(events), encoding="utf-8")
     assert [e.to_json() for e in replay(path)] == [
-        {**e.to_json(), "seq": i} for i, e in enumerate(events, 1)]
+        {**e.to_json(), "seq": i} for i, e in enumerate(events, 1)
+    ]
 
 
 @pytest.mark.parametrize("suffix", [".html", ".htm"])
@@ -222,8 +248,21 @@ def test_cli_picks_html_by_suffix(tmp_path: Path, suffix: str) -> None:
     journal.write_text(journal_text(seed_incident().events), encoding="utf-8")
     out = tmp_path / f"r{suffix}"
     done = subprocess.run(
-        [sys.executable, "-m", "pytest_orch_recovery", "report", "--journal", str(journal),
-         "--output", str(out)], capture_output=True, text=True, timeout=120, check=False)
+        [
+            sys.executable,
+            "-m",
+            "pytest_orch_recovery",
+            "report",
+            "--journal",
+            str(journal),
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert out.read_text(encoding="utf-8").startswith("<!doctype html>")
 
@@ -242,8 +281,11 @@ def test_criteria_chart_draws_the_wilson_interval_and_the_threshold_to_scale() -
     metrics = compute(j.events)
     results = evaluate(metrics, Criteria(min_recovery_rate=0.9))
     svg = _svg(criteria_chart(results))
-    grid = [float(line.get("x1", "nan")) for line in svg.iter(f"{NS}line")
-            if line.get("class") == "grid"]
+    grid = [
+        float(line.get("x1", "nan"))
+        for line in svg.iter(f"{NS}line")
+        if line.get("class") == "grid"
+    ]
     zero, hundred = grid[0], grid[-1]
     rate = next(r for r in results if r.name == "recovery_rate")
     assert rate.successes is not None and rate.n is not None
@@ -254,12 +296,14 @@ def test_criteria_chart_draws_the_wilson_interval_and_the_threshold_to_scale() -
     assert x == pytest.approx(zero + (hundred - zero) * low, abs=0.1)
     assert x + width == pytest.approx(zero + (hundred - zero) * high, abs=0.1)
     threshold = next(line for line in svg.iter(f"{NS}line") if line.get("class") == "threshold")
-    assert float(threshold.get("x1", "nan")) == pytest.approx(zero + (hundred - zero) * 0.9,
-                                                              abs=0.1)
+    assert float(threshold.get("x1", "nan")) == pytest.approx(
+        zero + (hundred - zero) * 0.9, abs=0.1
+    )
 
 
-@given(st.lists(st.floats(min_value=0.0, max_value=86400.0, allow_nan=False), min_size=1,
-                max_size=60))
+@given(
+    st.lists(st.floats(min_value=0.0, max_value=86400.0, allow_nan=False), min_size=1, max_size=60)
+)
 def test_recovery_histogram_counts_every_task_once(times: list[float]) -> None:
     p50, p95 = percentile(times, 50), percentile(times, 95)
     svg = _svg(recovery_time_chart(times, p50, p95))
@@ -274,8 +318,11 @@ def test_reasons_chart_bars_are_proportional_to_counts() -> None:
     j = seed_incident()
     rows = compute(j.events).reasons
     svg = _svg(reasons_chart(rows))
-    widths = {g.findtext(f"{NS}title", "").split(":")[0]: float(r.get("width", "nan"))
-              for g in svg.iter(f"{NS}g") for r in g.iter(f"{NS}rect")}
+    widths = {
+        g.findtext(f"{NS}title", "").split(":")[0]: float(r.get("width", "nan"))
+        for g in svg.iter(f"{NS}g")
+        for r in g.iter(f"{NS}rect")
+    }
     counts = {str(r.reason): r.count for r in rows if r.count}
     assert set(widths) == set(counts)
     most = max(counts.values())
@@ -288,9 +335,21 @@ def test_a_launch_journaled_twice_is_one_attempt_and_an_unfinished_one_is_open()
     events = [
         Event(EventKind.ATTEMPT_LAUNCHED, 0.0, "t1", attempt=1, data={"strategy": None}),
         Event(EventKind.ATTEMPT_LAUNCHED, 1.0, "t1", attempt=1, data={"strategy": None}),
-        Event(EventKind.ATTEMPT_EXITED, 5.0, "t1", attempt=1,
-              data={"exit": {"status": 143, "signal": 15, "code": None, "timed_out": False,
-                             "source": "returncode"}}),
+        Event(
+            EventKind.ATTEMPT_EXITED,
+            5.0,
+            "t1",
+            attempt=1,
+            data={
+                "exit": {
+                    "status": 143,
+                    "signal": 15,
+                    "code": None,
+                    "timed_out": False,
+                    "source": "returncode",
+                }
+            },
+        ),
         Event(EventKind.ATTEMPT_LAUNCHED, 6.0, "t2", attempt=1, data={"strategy": None}),
     ]
     lanes = task_lanes(events)

@@ -25,12 +25,12 @@ from seedfleet import (
 
 from pytest_orch_recovery.cli.main import main
 from pytest_orch_recovery.doubles.forge import Forge, install_gh_shim
-from pytest_orch_recovery.engine.journal import Journal, replay
-from pytest_orch_recovery.engine.metrics import compute
 from pytest_orch_recovery.engine.model import Event, EventKind, Reason
-from pytest_orch_recovery.infra.adoption import AdoptionSource, adopt
-from pytest_orch_recovery.infra.results import ResultsError, find_runs, parse_log, read_bounded
 from pytest_orch_recovery.infra.workspace import PullRequestsInMemory
+from pytest_orch_recovery.ingest.adoption import AdoptionSource, adopt
+from pytest_orch_recovery.ingest.results import ResultsError, find_runs, parse_log, read_bounded
+from pytest_orch_recovery.report.metrics import compute
+from pytest_orch_recovery.store.journal import Journal, replay
 
 RATE = "task-agent-1111"  # rate limited
 SIGINT = "task-agent-2222"  # interrupted: trap, no results file, a cut-off stream line
@@ -48,20 +48,34 @@ def _fleet(root: Path) -> tuple[SeedFleet, GitSandbox]:
 
     s = fleet.suffix(0)
     fleet.launch(RATE, s)
-    fleet.claude_try(RATE, s, 1, stream(
-        init_event(),
-        result_event(subtype="success", is_error=True, result='API Error: 429 {"type":"error",'
-                     '"error":{"type":"rate_limit_error","message":"This request would exceed '
-                     'your account\'s rate limit. Please try again later."}}'),
-    ))
+    fleet.claude_try(
+        RATE,
+        s,
+        1,
+        stream(
+            init_event(),
+            result_event(
+                subtype="success",
+                is_error=True,
+                result='API Error: 429 {"type":"error",'
+                '"error":{"type":"rate_limit_error","message":"This request would exceed '
+                "your account's rate limit. Please try again later.\"}}",
+            ),
+        ),
+    )
     fleet.claude_failed(RATE, s, 1, rate_limited=True)
     fleet.finish(RATE, s, failed_record(RATE, 1, rate_limited=True), mtime_s=40)
 
     s = fleet.suffix(5)
     fleet.launch(SIGINT, s)
     sandbox.write(sandbox.worktrees[SIGINT], "half.md", "# half\n")
-    fleet.claude_try(SIGINT, s, 1, stream(init_event(), assistant_text("Writing half.md")),
-                     unfinished='{"type":"assistant","message":{"role":"assi')
+    fleet.claude_try(
+        SIGINT,
+        s,
+        1,
+        stream(init_event(), assistant_text("Writing half.md")),
+        unfinished='{"type":"assistant","message":{"role":"assi',
+    )
     fleet.interrupted(SIGINT, s)
 
     s = fleet.suffix(10)
@@ -82,10 +96,20 @@ def _fleet(root: Path) -> tuple[SeedFleet, GitSandbox]:
 
     s = fleet.suffix(20)
     fleet.launch(PERM, s)
-    denial = {"tool_name": "Write", "tool_use_id": "toolu_01",
-              "tool_input": {"file_path": "/tmp/wt/perm.md", "content": "x"}}
-    fleet.claude_try(PERM, s, 1, stream(init_event(), result_event(
-        result="I need permission to write perm.md.", permission_denials=[denial])))
+    denial = {
+        "tool_name": "Write",
+        "tool_use_id": "toolu_01",
+        "tool_input": {"file_path": "/tmp/wt/perm.md", "content": "x"},
+    }
+    fleet.claude_try(
+        PERM,
+        s,
+        1,
+        stream(
+            init_event(),
+            result_event(result="I need permission to write perm.md.", permission_denials=[denial]),
+        ),
+    )
     fleet.claude_completed(PERM, s)
     fleet.finish(PERM, s, completed_record(PERM), mtime_s=80)
 
@@ -108,8 +132,19 @@ def _second_perm_run(fleet: SeedFleet, sandbox: GitSandbox) -> None:
 
 
 def _ingest(fleet: SeedFleet, sandbox: GitSandbox, journal: Path) -> int:
-    return main(["ingest", "--results", str(fleet.results), "--logs", str(fleet.logs),
-                 "--worktrees", str(sandbox.agents), "--journal", str(journal)])
+    return main(
+        [
+            "ingest",
+            "--results",
+            str(fleet.results),
+            "--logs",
+            str(fleet.logs),
+            "--worktrees",
+            str(sandbox.agents),
+            "--journal",
+            str(journal),
+        ]
+    )
 
 
 @pytest.fixture
@@ -130,18 +165,21 @@ def test_ingest_attributes_every_failed_attempt_and_is_idempotent(
     assert "nothing new" in capsys.readouterr().out
 
     events = replay(journal)
-    reasons = {e.agent: e.data["attribution"]["reason"] for e in events
-               if e.kind is EventKind.FAILURE_ATTRIBUTED}
-    assert reasons == {RATE: "api_error", SIGINT: "sigint", TIMEOUT: "timeout",
-                       PERM: "permission"}
+    reasons = {
+        e.agent: e.data["attribution"]["reason"]
+        for e in events
+        if e.kind is EventKind.FAILURE_ATTRIBUTED
+    }
+    assert reasons == {RATE: "api_error", SIGINT: "sigint", TIMEOUT: "timeout", PERM: "permission"}
     succeeded = [e.agent for e in events if e.kind is EventKind.TASK_SUCCEEDED]
     assert succeeded == [DONE]
     launched = [e.agent for e in events if e.kind is EventKind.ATTEMPT_LAUNCHED]
     assert sorted(launched) == sorted([RATE, SIGINT, TIMEOUT, DONE, PERM, RUNNING])
     exited = {e.agent for e in events if e.kind is EventKind.ATTEMPT_EXITED}
     assert RUNNING not in exited  # its results symlink still dangles
-    sigint_exit = next(e for e in events if e.kind is EventKind.ATTEMPT_EXITED
-                       and e.agent == SIGINT)
+    sigint_exit = next(
+        e for e in events if e.kind is EventKind.ATTEMPT_EXITED and e.agent == SIGINT
+    )
     assert sigint_exit.data["exit"]["code"] == 130
     perm = next(e for e in events if e.kind is EventKind.FAILURE_ATTRIBUTED and e.agent == PERM)
     assert perm.data["partial"]["pushed"] is False  # the probe saw nothing done
@@ -174,9 +212,14 @@ def test_ingest_appends_later_runs_once_and_counts_the_recovery(
     events = replay(journal)
     perm = [e for e in events if e.task_id == PERM]
     assert [e.kind for e in perm] == [
-        EventKind.TASK_SUBMITTED, EventKind.ATTEMPT_LAUNCHED, EventKind.ATTEMPT_EXITED,
-        EventKind.FAILURE_ATTRIBUTED, EventKind.ATTEMPT_LAUNCHED, EventKind.ATTEMPT_EXITED,
-        EventKind.TASK_SUCCEEDED]
+        EventKind.TASK_SUBMITTED,
+        EventKind.ATTEMPT_LAUNCHED,
+        EventKind.ATTEMPT_EXITED,
+        EventKind.FAILURE_ATTRIBUTED,
+        EventKind.ATTEMPT_LAUNCHED,
+        EventKind.ATTEMPT_EXITED,
+        EventKind.TASK_SUCCEEDED,
+    ]
     assert [e.attempt for e in perm if e.kind is EventKind.ATTEMPT_LAUNCHED] == [1, 2]
     assert perm[-1].data["first_try"] is False and perm[-1].data["recovery_time"] == 320.0
     assert compute(events).recovered == 1
@@ -212,8 +255,7 @@ def test_pr_lookup_makes_a_missing_pr_undone_work(
     fleet, sandbox = seed_tree
     prs = PullRequestsInMemory()
     with Journal(tmp_path / "j.jsonl") as journal:
-        report = adopt(journal, AdoptionSource(fleet.results, fleet.logs, sandbox.agents,
-                                               prs=prs))
+        report = adopt(journal, AdoptionSource(fleet.results, fleet.logs, sandbox.agents, prs=prs))
         events = journal.events()
     assert report.running == 1 and report.problems == []
     done = [e for e in events if e.agent == DONE and e.kind is EventKind.FAILURE_ATTRIBUTED]
@@ -232,9 +274,24 @@ def test_gh_repo_asks_gh_for_each_branchs_pull_request(
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
 
     def done_events(journal: Path) -> list[Event]:
-        assert main(["ingest", "--results", str(fleet.results), "--logs", str(fleet.logs),
-                     "--worktrees", str(sandbox.agents), "--gh-repo", str(sandbox.repo),
-                     "--journal", str(journal)]) == 0
+        assert (
+            main(
+                [
+                    "ingest",
+                    "--results",
+                    str(fleet.results),
+                    "--logs",
+                    str(fleet.logs),
+                    "--worktrees",
+                    str(sandbox.agents),
+                    "--gh-repo",
+                    str(sandbox.repo),
+                    "--journal",
+                    str(journal),
+                ]
+            )
+            == 0
+        )
         with Journal(journal) as j:
             return [e for e in j.events() if e.agent == DONE]
 
@@ -253,9 +310,24 @@ def test_ingest_reports_a_worktree_on_another_branch(
 ) -> None:
     fleet, sandbox = seed_tree
     journal = tmp_path / "journal.jsonl"
-    assert main(["ingest", "--results", str(fleet.results), "--logs", str(fleet.logs),
-                 "--worktrees", str(sandbox.agents), "--branch", "work/{agent}",
-                 "--journal", str(journal)]) == 0
+    assert (
+        main(
+            [
+                "ingest",
+                "--results",
+                str(fleet.results),
+                "--logs",
+                str(fleet.logs),
+                "--worktrees",
+                str(sandbox.agents),
+                "--branch",
+                "work/{agent}",
+                "--journal",
+                str(journal),
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert f"on branch '{RATE}-work', expected 'work/{RATE}'" in err
 
@@ -271,12 +343,19 @@ def test_ingest_reports_a_worktree_on_another_branch(
     ],
 )
 def test_ingest_usage_errors_exit_2(
-    seed_tree: tuple[SeedFleet, GitSandbox], tmp_path: Path, capsys: pytest.CaptureFixture[str],
-    args: list[str], needle: str,
+    seed_tree: tuple[SeedFleet, GitSandbox],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    needle: str,
 ) -> None:
     fleet, _ = seed_tree
-    argv = ["ingest", *[a.format(results=fleet.results) if a == "{results}" else a
-                        for a in args], "--journal", str(tmp_path / "j.jsonl")]
+    argv = [
+        "ingest",
+        *[a.format(results=fleet.results) if a == "{results}" else a for a in args],
+        "--journal",
+        str(tmp_path / "j.jsonl"),
+    ]
     try:
         code = main(argv)
     except SystemExit as exc:
@@ -289,7 +368,7 @@ def test_ingest_usage_errors_exit_2(
 def test_a_held_journal_is_refused_in_one_line(
     seed_tree: tuple[SeedFleet, GitSandbox], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pytest_orch_recovery.engine.journal import Journal
+    from pytest_orch_recovery.store.journal import Journal
 
     fleet, sandbox = seed_tree
     path = tmp_path / "journal.jsonl"
@@ -329,10 +408,12 @@ def test_reader_refuses_non_regular_and_oversized_files(tmp_path: Path) -> None:
 
 def test_a_wrapper_line_glued_to_a_cut_off_stream_line_is_read() -> None:
     # As observed running the seed's wrapper: the CLI died mid-line, the next line was glued.
-    text = ('{"type":"system","subtype":"init","session_id":"s-1"}\n'
-            '{"type":"assistant","message":{"role":"assi[Tue Dec  1 04:30:03 UTC 2026] Claude '
-            'exit code: 0\n'
-            '[Tue Dec  1 04:30:03 UTC 2026] ✅ Agent completed successfully via Claude\n')
+    text = (
+        '{"type":"system","subtype":"init","session_id":"s-1"}\n'
+        '{"type":"assistant","message":{"role":"assi[Tue Dec  1 04:30:03 UTC 2026] Claude '
+        "exit code: 0\n"
+        "[Tue Dec  1 04:30:03 UTC 2026] ✅ Agent completed successfully via Claude\n"
+    )
     log = parse_log("x.log", text)
     assert log.bad_json_lines == (2,) and log.json_lines == 1
     assert [(t.cli, t.exit_code) for t in log.tries] == [("Claude", 0)]
@@ -341,14 +422,20 @@ def test_a_wrapper_line_glued_to_a_cut_off_stream_line_is_read() -> None:
 
 def test_a_log_with_every_wrapper_line_twice_reads_as_one_run() -> None:
     # The seed's no-tmux launch sends the wrapper's stdout to the log its `tee -a` writes too.
-    lines = ["🔁 Attempt 1: Claude", "Claude exit code: 1",
-             "❌ Attempt failed via Claude (exit=1 rate_limited=0)",
-             "🔁 Attempt 2: Codex", "Codex exit code: 0",
-             "✅ Agent completed successfully via Codex"]
+    lines = [
+        "🔁 Attempt 1: Claude",
+        "Claude exit code: 1",
+        "❌ Attempt failed via Claude (exit=1 rate_limited=0)",
+        "🔁 Attempt 2: Codex",
+        "Codex exit code: 0",
+        "✅ Agent completed successfully via Codex",
+    ]
     text = "".join(f"[Tue Dec  1 04:30:03 UTC 2026] {line}\n" * 2 for line in lines)
     log = parse_log("x.log", text)
     assert [(t.cli, t.exit_code, t.failed) for t in log.tries] == [
-        ("Claude", 1, True), ("Codex", 0, False)]
+        ("Claude", 1, True),
+        ("Codex", 0, False),
+    ]
     assert log.completed_via == "Codex"
 
 
@@ -370,10 +457,27 @@ def test_follow_adopts_new_runs_and_stops_cleanly_on_a_signal(
     journal = tmp_path / "journal.jsonl"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest_orch_recovery", "ingest", "--results",
-         str(fleet.results), "--logs", str(fleet.logs), "--worktrees", str(sandbox.agents),
-         "--journal", str(journal), "--follow", "--interval", "0.1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "pytest_orch_recovery",
+            "ingest",
+            "--results",
+            str(fleet.results),
+            "--logs",
+            str(fleet.logs),
+            "--worktrees",
+            str(sandbox.agents),
+            "--journal",
+            str(journal),
+            "--follow",
+            "--interval",
+            "0.1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         assert proc.stdout is not None

@@ -142,10 +142,23 @@ def campaign(pytester: pytest.Pytester, tmp_path: Path) -> Iterator[Callable[[],
     def start() -> _Run:
         before = _sockets()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "--orch-chaos", "--orch-tier=tmux",
-             "--orch-seed=1", "-p", "no:cacheprovider", "-v"],
-            cwd=pytester.path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, start_new_session=True,  # its own group, as a shell job
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "--orch-chaos",
+                "--orch-tier=tmux",
+                "--orch-seed=1",
+                "-p",
+                "no:cacheprovider",
+                "-v",
+            ],
+            cwd=pytester.path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group, as a shell job
         )
         run = _Run(proc, tmpdir, before)
         started.append(run)
@@ -174,8 +187,12 @@ def _leftovers(*runs: _Run) -> list[str]:
         socket = ledger.tmux_socket
         if tmux_server_running(socket):
             found.append(f"tmux server alive on socket {socket} (sandbox {sandbox_id})")
-        probe = subprocess.run(["tmux", "-L", socket, "-f", "/dev/null", "has-session"],
-                               capture_output=True, check=False, stdin=subprocess.DEVNULL)
+        probe = subprocess.run(
+            ["tmux", "-L", socket, "-f", "/dev/null", "has-session"],
+            capture_output=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
         if probe.returncode == 0:
             found.append(f"tmux -L {socket} has-session still succeeds")
         for pid in pids_with_env(MARKER, sandbox_id):
@@ -185,7 +202,11 @@ def _leftovers(*runs: _Run) -> list[str]:
     for name in sorted(_sockets() - runs[0].sockets_before):
         probe = subprocess.run(
             ["tmux", "-L", name, "-f", "/dev/null", "display-message", "-p", "#{pid}"],
-            capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
+            capture_output=True,
+            text=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
         if probe.returncode == 0:
             if _environ(int(probe.stdout.strip())).get("TMPDIR") == mine:
                 found.append(f"tmux server {probe.stdout.strip()} alive on new socket {name}")

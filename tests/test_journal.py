@@ -18,9 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_orch_recovery.engine.journal import Journal, JournalError, replay
 from pytest_orch_recovery.engine.model import Event, EventKind
-from pytest_orch_recovery.engine.validation import MAX_TIME
+from pytest_orch_recovery.store.journal import Journal, JournalError, replay
+from pytest_orch_recovery.store.validation import MAX_TIME
 
 _CHILD_TIMEOUT = 60  # seconds; generous bound for a subprocess to start and answer
 
@@ -206,7 +206,7 @@ def test_lock_refusal_from_a_second_process(tmp_path: Path) -> None:
         """
         import sys
         from pathlib import Path
-        from pytest_orch_recovery.engine.journal import Journal
+        from pytest_orch_recovery.store.journal import Journal
         with Journal(Path(sys.argv[1])) as j:
             print(len(j.events()), flush=True)
             sys.stdin.readline()  # hold the lock until the parent says so
@@ -238,7 +238,7 @@ def test_sigkill_mid_append_leaves_a_replayable_journal(tmp_path: Path, fsync: b
         """
         import sys
         from pathlib import Path
-        from pytest_orch_recovery.engine.journal import Journal
+        from pytest_orch_recovery.store.journal import Journal
         from pytest_orch_recovery.engine.model import Event, EventKind
         with Journal(Path(sys.argv[1]), fsync=sys.argv[2] == "1") as j:
             for i in range(1_000_000):

@@ -25,7 +25,6 @@ _MODULE = re.compile(rf"{PACKAGE}(?:\.\w+)*")
 _DASH_M = re.compile(rf"-m\s+({_MODULE.pattern})")
 
 
-
 def test_every_import_of_the_package_points_down() -> None:
     found = breaches(ROOT, PACKAGE)
     assert not found, "\n".join(map(str, found))
@@ -46,20 +45,28 @@ def test_the_checker_reports_imports_that_cross_a_wall(tmp_path: Path) -> None:
         _write(tmp_path, f"fake/{layer}/__init__.py")
     _write(tmp_path, "fake/__init__.py")
     _write(tmp_path, "fake/__main__.py", "from fake.cli import main\n")  # entry point: exempt
-    _write(tmp_path, "fake/engine/model.py", (
-        "from typing import TYPE_CHECKING\n"
-        "if TYPE_CHECKING:\n"
-        "    import pytest\n"
-        "def later():\n"
-        "    from fake.chaos import faults\n"
-    ))
-    _write(tmp_path, "fake/infra/git.py", (
-        "import importlib\n"
-        "from fake.engine import model\n"  # down: fine
-        "def plugin():\n"
-        "    return importlib.import_module('fake.plugin.hooks')\n"
-        "from ..runtime import tmux\n"
-    ))
+    _write(
+        tmp_path,
+        "fake/engine/model.py",
+        (
+            "from typing import TYPE_CHECKING\n"
+            "if TYPE_CHECKING:\n"
+            "    import pytest\n"
+            "def later():\n"
+            "    from fake.chaos import faults\n"
+        ),
+    )
+    _write(
+        tmp_path,
+        "fake/infra/git.py",
+        (
+            "import importlib\n"
+            "from fake.engine import model\n"  # down: fine
+            "def plugin():\n"
+            "    return importlib.import_module('fake.plugin.hooks')\n"
+            "from ..runtime import tmux\n"
+        ),
+    )
     _write(tmp_path, "fake/doubles/sandbox.py", "import fake.fleet.supervisor\n")
     _write(tmp_path, "fake/cli/main.py", "from fake.plugin import hooks\nfrom fake import chaos\n")
     _write(tmp_path, "fake/chaos/faults.py", "from fake.doubles import sandbox\n")
@@ -77,8 +84,13 @@ def test_the_checker_reports_imports_that_cross_a_wall(tmp_path: Path) -> None:
         ("fake.tools", "fake.tools", 1),
     }
     text = {str(b) for b in breaches(tmp_path, "fake")}
-    assert any(line.endswith("fake/engine/model.py:5: import: fake.engine.model imports "
-                             "fake.chaos (engine is below chaos)") for line in text)
+    assert any(
+        line.endswith(
+            "fake/engine/model.py:5: import: fake.engine.model imports "
+            "fake.chaos (engine is below chaos)"
+        )
+        for line in text
+    )
 
 
 def test_the_circle_check_sees_through_lazy_imports(tmp_path: Path) -> None:
@@ -101,9 +113,13 @@ def _subprocess_modules() -> dict[str, str]:
             if isinstance(node, ast.List | ast.Tuple | ast.Call):
                 words = node.args if isinstance(node, ast.Call) else node.elts
                 for before, word in itertools.pairwise(words):
-                    if (isinstance(before, ast.Constant) and before.value == "-m"
-                            and isinstance(word, ast.Constant) and isinstance(word.value, str)
-                            and _MODULE.fullmatch(word.value)):
+                    if (
+                        isinstance(before, ast.Constant)
+                        and before.value == "-m"
+                        and isinstance(word, ast.Constant)
+                        and isinstance(word.value, str)
+                        and _MODULE.fullmatch(word.value)
+                    ):
                         found[word.value] = f"{path}:{word.lineno}"
             elif isinstance(node, ast.Constant) and isinstance(node.value, str):
                 for match in _DASH_M.finditer(node.value):
@@ -119,8 +135,9 @@ def test_every_module_run_as_a_subprocess_still_imports() -> None:
         spec = importlib.util.find_spec(name)
         assert spec is not None, f"{where}: -m {name}: no such module"
         if spec.submodule_search_locations is not None:  # a package runs its __main__
-            assert importlib.util.find_spec(f"{name}.__main__") is not None, \
+            assert importlib.util.find_spec(f"{name}.__main__") is not None, (
                 f"{where}: -m {name}: the package has no __main__"
+            )
 
 
 def test_every_entry_point_names_an_importable_object() -> None:
@@ -137,8 +154,13 @@ def test_every_entry_point_names_an_importable_object() -> None:
 
 
 def test_the_sim_agent_keeps_its_documented_dash_m_name() -> None:
-    out = subprocess.run([sys.executable, "-m", "pytest_orch_recovery.simagent", "--version"],
-                         capture_output=True, text=True, check=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest_orch_recovery.doubles.simagent", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     assert out.stdout.strip().endswith("(sim-agent)")
 
 
@@ -148,9 +170,12 @@ def test_only_infra_processes_reads_proc() -> None:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         docstrings = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Constant) and isinstance(node.value, str)
-                    and id(node) not in docstrings
-                    and (node.value == "/proc" or node.value.startswith("/proc/"))):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and id(node) not in docstrings
+                and (node.value == "/proc" or node.value.startswith("/proc/"))
+            ):
                 readers.add(path.relative_to(PACKAGE_DIR).as_posix())
     assert readers == {"infra/processes.py"}
 
@@ -158,8 +183,11 @@ def test_only_infra_processes_reads_proc() -> None:
 def test_every_data_file_of_the_package_is_declared_package_data() -> None:
     tool = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]
     globs = tool["setuptools"]["package-data"][PACKAGE]
-    data = [p.relative_to(PACKAGE_DIR).as_posix() for p in PACKAGE_DIR.rglob("*")
-            if p.is_file() and p.suffix not in (".py", ".pyc")]
+    data = [
+        p.relative_to(PACKAGE_DIR).as_posix()
+        for p in PACKAGE_DIR.rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc")
+    ]
     assert "chaos/templates/deliverables_exist.py.tmpl" in data
     assert [d for d in data if not any(fnmatch.fnmatchcase(d, g) for g in globs)] == []
 
@@ -171,12 +199,19 @@ def test_no_library_module_carries_test_material() -> None:
     for path in sorted(PACKAGE_DIR.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             name = getattr(node, "name", None) or getattr(node, "id", None)
-            if (isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
-                    and node.name.startswith("test")) or (
-                    isinstance(node, ast.ClassDef) and node.name.startswith("Test")) or (
-                    isinstance(node, ast.Name) and name == "__test__") or (
-                    isinstance(node, ast.Constant) and isinstance(node.value, str)
-                    and re.search(r"^\s*def test_", node.value, re.MULTILINE)):
+            if (
+                (
+                    isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+                    and node.name.startswith("test")
+                )
+                or (isinstance(node, ast.ClassDef) and node.name.startswith("Test"))
+                or (isinstance(node, ast.Name) and name == "__test__")
+                or (
+                    isinstance(node, ast.Constant)
+                    and isinstance(node.value, str)
+                    and re.search(r"^\s*def test_", node.value, re.MULTILINE)
+                )
+            ):
                 found.append(f"{path.relative_to(PACKAGE_DIR)}:{node.lineno}: {name}")
     assert found == []
 
@@ -228,6 +263,5 @@ def test_one_public_class_name_means_one_thing() -> None:
         for node in ast.parse(path.read_text(encoding="utf-8")).body:
             if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
                 defined.setdefault(node.name, []).append(path.relative_to(PACKAGE_DIR).as_posix())
-    twice = {name: where for name, where in defined.items()
-             if len(where) > 1}
+    twice = {name: where for name, where in defined.items() if len(where) > 1}
     assert twice == {}

@@ -24,8 +24,9 @@ LEAN_PROGRAMS = (
 
 
 def _run(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120,
-                          env={**os.environ, **env})
+    return subprocess.run(
+        argv, capture_output=True, text=True, check=False, timeout=120, env={**os.environ, **env}
+    )
 
 
 def test_a_program_runs_as_python_dash_m_would() -> None:
@@ -41,11 +42,16 @@ def test_exit_status_and_usage_errors_come_through() -> None:
 
 
 def test_no_site_module_runs_in_a_lean_process() -> None:
-    out = _run(lean_python_argv("pytest_orch_recovery.doubles.simagent", "--version"),
-               PYTHONPROFILEIMPORTTIME="1")
+    out = _run(
+        lean_python_argv("pytest_orch_recovery.doubles.simagent", "--version"),
+        PYTHONPROFILEIMPORTTIME="1",
+    )
     assert out.returncode == 0, out.stderr
-    imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines()
-                if line.startswith("import time:")}
+    imported = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in out.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     assert "pytest_orch_recovery.doubles.simagent.cli" in imported
     assert "site" not in imported
 
@@ -98,39 +104,77 @@ def test_a_missing_module_is_one_line_and_a_failure(tmp_path: Path) -> None:
 # What a hook process that fires nothing must not import: each is milliseconds of CPU in every
 # tool call of every agent (docs/performance.md); a firing fault or a usage error may.
 HOOK_NEVER_IMPORTS = (
-    "typing", "dataclasses", "argparse", "inspect", "runpy", "shutil",
-    "pytest_orch_recovery.engine.model", "pytest_orch_recovery.infra.processes",
+    "typing",
+    "dataclasses",
+    "argparse",
+    "inspect",
+    "runpy",
+    "shutil",
+    "pytest_orch_recovery.engine.model",
+    "pytest_orch_recovery.infra.processes",
 )
 
 
 def _hook_payload(workspace: Path) -> str:
-    return json.dumps({
-        "session_id": "s-1", "transcript_path": str(workspace / "t.jsonl"),
-        "cwd": str(workspace), "hook_event_name": "PostToolUse", "tool_name": "Write",
-        "tool_input": {"file_path": str(workspace / "fake3.md"), "content": "# /fake3"},
-        "tool_response": {"filePath": str(workspace / "fake3.md"), "success": True},
-    })
+    return json.dumps(
+        {
+            "session_id": "s-1",
+            "transcript_path": str(workspace / "t.jsonl"),
+            "cwd": str(workspace),
+            "hook_event_name": "PostToolUse",
+            "tool_name": "Write",
+            "tool_input": {"file_path": str(workspace / "fake3.md"), "content": "# /fake3"},
+            "tool_response": {"filePath": str(workspace / "fake3.md"), "success": True},
+        }
+    )
 
 
 def _imported(stderr: str) -> set[str]:
-    return {line.rsplit("|", 1)[-1].strip() for line in stderr.splitlines()
-            if line.startswith("import time:")}
+    return {
+        line.rsplit("|", 1)[-1].strip()
+        for line in stderr.splitlines()
+        if line.startswith("import time:")
+    }
 
 
 def test_the_fault_hook_imports_only_what_one_tool_call_needs(tmp_path: Path) -> None:
     workspace, checkpoints, state = tmp_path / "ws", tmp_path / "cp", tmp_path / "state"
     workspace.mkdir()
     plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"state_dir": str(state), "test_commands": ["pytest -q"],
-                                "context": {}, "faults": [
-        {"id": "later", "kind": "kill", "task": "t1", "attempt": 1,
-         "trigger": {"event": "tool_call", "n": 5}}]}))
+    plan.write_text(
+        json.dumps(
+            {
+                "state_dir": str(state),
+                "test_commands": ["pytest -q"],
+                "context": {},
+                "faults": [
+                    {
+                        "id": "later",
+                        "kind": "kill",
+                        "task": "t1",
+                        "attempt": 1,
+                        "trigger": {"event": "tool_call", "n": 5},
+                    }
+                ],
+            }
+        )
+    )
     out = subprocess.run(
         lean_python_argv("pytest_orch_recovery.chaos.faulthook", "--plan", str(plan)),
-        input=_hook_payload(workspace), capture_output=True, text=True, timeout=120,
-        check=False, env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1",
-                          "ORCH_AGENT": "task-agent-5030", "ORCH_TASK_ID": "t1",
-                          "ORCH_ATTEMPT": "1", "ORCH_CHECKPOINT_DIR": str(checkpoints)})
+        input=_hook_payload(workspace),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={
+            **os.environ,
+            "PYTHONPROFILEIMPORTTIME": "1",
+            "ORCH_AGENT": "task-agent-5030",
+            "ORCH_TASK_ID": "t1",
+            "ORCH_ATTEMPT": "1",
+            "ORCH_CHECKPOINT_DIR": str(checkpoints),
+        },
+    )
     assert out.returncode == 0, out.stderr
     assert "faulthook:" not in out.stderr  # it did its job without complaint ...
     saved = json.loads((checkpoints / "task-agent-5030.json").read_text())
@@ -158,14 +202,32 @@ def test_the_checkpoint_hook_command_imports_no_model(tmp_path: Path) -> None:
     workspace = tmp_path / "ws"
     workspace.mkdir()
     out = subprocess.run(
-        lean_python_argv("pytest_orch_recovery", "checkpoint", "--from-hook", "--agent",
-                         "task-agent-5030", "--dir", str(tmp_path / "cp")),
-        input=_hook_payload(workspace), capture_output=True, text=True, timeout=120,
-        check=False, env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})
+        lean_python_argv(
+            "pytest_orch_recovery",
+            "checkpoint",
+            "--from-hook",
+            "--agent",
+            "task-agent-5030",
+            "--dir",
+            str(tmp_path / "cp"),
+        ),
+        input=_hook_payload(workspace),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"},
+    )
     assert out.returncode == 0, out.stderr
     saved = json.loads((tmp_path / "cp" / "task-agent-5030.json").read_text())
     assert saved["completed_subtasks"] == ["wrote fake3.md"]
     imported = _imported(out.stderr)  # (not cli.checkpoint: importlib.import_module is unlogged)
     assert "pytest_orch_recovery.infra.checkpoint_file" in imported
-    assert sorted(imported.intersection({"typing", "dataclasses", "inspect",
-                                         "pytest_orch_recovery.engine.model"})) == []
+    assert (
+        sorted(
+            imported.intersection(
+                {"typing", "dataclasses", "inspect", "pytest_orch_recovery.engine.model"}
+            )
+        )
+        == []
+    )

@@ -15,7 +15,8 @@ from events import (
 )
 from hypothesis import given, settings
 
-from pytest_orch_recovery.engine.metrics import (
+from pytest_orch_recovery.engine.model import Event, ExitInfo, Reason, Strategy
+from pytest_orch_recovery.report.metrics import (
     Criteria,
     CriterionResult,
     Metrics,
@@ -23,7 +24,6 @@ from pytest_orch_recovery.engine.metrics import (
     compute,
     evaluate,
 )
-from pytest_orch_recovery.engine.model import Event, ExitInfo, Reason, Strategy
 
 
 def _by_name(results: list[CriterionResult]) -> dict[str, CriterionResult]:

@@ -39,10 +39,17 @@ from pytest_orch_recovery.engine.model import PartialWork, Task
 from pytest_orch_recovery.infra.agents import claude_code_missing, find_claude_code
 
 CWD = "/work/agent-7"
-SYSTEM = [{"type": "text", "text": "You are Claude Code.\n<env>\nWorking directory: "
-           f"{CWD}\nIs directory a git repo: Yes\n</env>"}]
-TOOLS = [{"name": n, "description": n, "input_schema": {"type": "object"}}
-         for n in ("Bash", "Edit", "Read", "Write")]
+SYSTEM = [
+    {
+        "type": "text",
+        "text": "You are Claude Code.\n<env>\nWorking directory: "
+        f"{CWD}\nIs directory a git repo: Yes\n</env>",
+    }
+]
+TOOLS = [
+    {"name": n, "description": n, "input_schema": {"type": "object"}}
+    for n in ("Bash", "Edit", "Read", "Write")
+]
 TASK = Task("t1", "Create /fake3 command", ("fake3.md", "fake3.py"), tests="pytest -q")
 DENIAL = "Claude requested permissions to write to {path}, but you haven't granted it yet."
 PR_URL = "https://github.com/acme/widgets/pull/886"
@@ -55,9 +62,17 @@ Result = tuple[str, bool]  # tool_result text, is_error
 
 def _post(url: str, body: Any, path: str = "/v1/messages?beta=true") -> tuple[int, Any, bytes]:
     data = json.dumps(body).encode()
-    req = urllib.request.Request(url + path, data=data, method="POST", headers={
-        "content-type": "application/json", "x-api-key": "sk-test",
-        "anthropic-version": "2023-06-01", "anthropic-beta": "claude-code-20250219"})
+    req = urllib.request.Request(
+        url + path,
+        data=data,
+        method="POST",
+        headers={
+            "content-type": "application/json",
+            "x-api-key": "sk-test",
+            "anthropic-version": "2023-06-01",
+            "anthropic-beta": "claude-code-20250219",
+        },
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status, resp.headers, resp.read()
@@ -66,10 +81,20 @@ def _post(url: str, body: Any, path: str = "/v1/messages?beta=true") -> tuple[in
             return err.code, err.headers, err.read()
 
 
-def _body(messages: list[dict[str, Any]], *, stream: bool = False,
-          tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {"model": "claude-sonnet-4-5", "max_tokens": 32000, "system": SYSTEM,
-            "messages": messages, "tools": TOOLS if tools is None else tools, "stream": stream}
+def _body(
+    messages: list[dict[str, Any]],
+    *,
+    stream: bool = False,
+    tools: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    return {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 32000,
+        "system": SYSTEM,
+        "messages": messages,
+        "tools": TOOLS if tools is None else tools,
+        "stream": stream,
+    }
 
 
 def _sse(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
@@ -132,14 +157,18 @@ class _Session:
         use = _tool_use(msg)
         assert use is not None
         self.messages.append({"role": "assistant", "content": msg["content"]})
-        result: dict[str, Any] = {"type": "tool_result", "tool_use_id": use["id"],
-                                  "content": [{"type": "text", "text": text}]}
+        result: dict[str, Any] = {
+            "type": "tool_result",
+            "tool_use_id": use["id"],
+            "content": [{"type": "text", "text": text}],
+        }
         if is_error:
             result["is_error"] = True
         self.messages.append({"role": "user", "content": [result]})
 
-    def run(self, results: Callable[[dict[str, Any]], Result] | None = None,
-            limit: int = 30) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    def run(
+        self, results: Callable[[dict[str, Any]], Result] | None = None, limit: int = 30
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """Drive to end_turn; returns the tool_use blocks sent and the final message."""
         calls: list[dict[str, Any]] = []
         for _ in range(limit):
@@ -194,8 +223,9 @@ def test_plain_reply_is_a_write_tool_use_with_absolute_path(double: ModelDouble)
 
 
 def test_streaming_reply_follows_the_event_sequence_and_reassembles(double: ModelDouble) -> None:
-    status, headers, raw = _post(double.url,
-                                 _body([{"role": "user", "content": TASK.title}], stream=True))
+    status, headers, raw = _post(
+        double.url, _body([{"role": "user", "content": TASK.title}], stream=True)
+    )
     assert status == 200 and headers["content-type"].startswith("text/event-stream")
     events = _sse(raw)
     names = [n for n, _ in events]
@@ -203,8 +233,11 @@ def test_streaming_reply_follows_the_event_sequence_and_reassembles(double: Mode
     assert "ping" in names
     assert events[0][1]["message"]["content"] == []
     assert events[0][1]["message"]["stop_reason"] is None
-    json_deltas = [d["delta"]["partial_json"] for n, d in events
-                   if n == "content_block_delta" and d["delta"]["type"] == "input_json_delta"]
+    json_deltas = [
+        d["delta"]["partial_json"]
+        for n, d in events
+        if n == "content_block_delta" and d["delta"]["type"] == "input_json_delta"
+    ]
     assert len([p for p in json_deltas if p]) >= 2  # the input arrives in several pieces
     msg = _assemble(events)
     use = _tool_use(msg)
@@ -237,8 +270,12 @@ def test_resent_history_continues_without_repeating(double: ModelDouble) -> None
 
 
 def test_continuation_prompt_plans_only_the_remaining_steps(double: ModelDouble) -> None:
-    partial = PartialWork(deliverables_present=("fake3.md",), deliverables_missing=("fake3.py",),
-                          uncommitted=("fake3.md",), tests_passed=None)
+    partial = PartialWork(
+        deliverables_present=("fake3.md",),
+        deliverables_missing=("fake3.py",),
+        uncommitted=("fake3.md",),
+        tests_passed=None,
+    )
     prompt = continuation_prompt(TASK, partial, missing_work(TASK, partial))
     calls, _ = _Session(double.url, prompt).run()
     assert [_key(c) for c in calls] == _expected_calls(TASK)[1:]  # no rewrite of fake3.md
@@ -259,15 +296,21 @@ def test_permission_denial_is_retried_once_then_given_up(double: ModelDouble) ->
     assert calls[0]["input"] == calls[1]["input"]
     assert "permission" in _text(final) and "Write" in _text(final)
     assert [e["action"]["reason"] for e in double.transcript] == [
-        "step", "retry", "gave_up_permission"]
+        "step",
+        "retry",
+        "gave_up_permission",
+    ]
 
 
 def test_failed_push_is_retried_once_then_reported_with_the_error(double: ModelDouble) -> None:
     error = "Exit code 128\nfatal: could not read Username for 'https://github.com'"
 
     def push_fails(use: dict[str, Any]) -> Result:
-        return (error, True) if use["input"].get("command", "").startswith("git push") else ("ok",
-                                                                                          False)
+        return (
+            (error, True)
+            if use["input"].get("command", "").startswith("git push")
+            else ("ok", False)
+        )
 
     calls, final = _Session(double.url, TASK.title).run(push_fails)
     pushes = [c for c in calls if c["input"].get("command", "").startswith("git push")]
@@ -287,22 +330,34 @@ def test_failed_tests_are_reported_without_retry(double: ModelDouble) -> None:
 
 
 def test_side_requests_get_short_text_and_do_not_advance_the_task(double: ModelDouble) -> None:
-    title_req = {"model": "claude-haiku", "max_tokens": 512,
-                 "system": [{"type": "text", "text": "Analyze if this message indicates a new "
-                             "conversation topic. Format your response as a JSON object with "
-                             "two fields: 'isNewTopic' (boolean) and 'title' (string or null)."}],
-                 "messages": [{"role": "user", "content": TASK.title}]}
+    title_req = {
+        "model": "claude-haiku",
+        "max_tokens": 512,
+        "system": [
+            {
+                "type": "text",
+                "text": "Analyze if this message indicates a new "
+                "conversation topic. Format your response as a JSON object with "
+                "two fields: 'isNewTopic' (boolean) and 'title' (string or null).",
+            }
+        ],
+        "messages": [{"role": "user", "content": TASK.title}],
+    }
     status, _, raw = _post(double.url, title_req)
     reply = json.loads(raw)
     assert status == 200 and reply["stop_reason"] == "end_turn"
     assert json.loads(_text(reply))["isNewTopic"] is True
-    quota = {"model": "claude-haiku", "max_tokens": 1,
-             "messages": [{"role": "user", "content": "quota"}]}
+    quota = {
+        "model": "claude-haiku",
+        "max_tokens": 1,
+        "messages": [{"role": "user", "content": "quota"}],
+    }
     status, _, raw = _post(double.url, quota)
     assert status == 200 and json.loads(raw)["stop_reason"] == "max_tokens"
     # Tools present but not the task's (a sub-agent with Read only): also a side request.
-    status, _, raw = _post(double.url, _body([{"role": "user", "content": TASK.title}],
-                                             tools=[TOOLS[2]]))
+    status, _, raw = _post(
+        double.url, _body([{"role": "user", "content": TASK.title}], tools=[TOOLS[2]])
+    )
     assert _tool_use(json.loads(raw)) is None
     msg = _Session(double.url, TASK.title).ask()
     use = _tool_use(msg)
@@ -328,8 +383,11 @@ def test_transcript_is_appended_as_jsonl(double: ModelDouble, tmp_path: Path) ->
 
 
 def test_count_tokens_and_not_found(double: ModelDouble) -> None:
-    status, _, raw = _post(double.url, _body([{"role": "user", "content": "hello " * 100}]),
-                           "/v1/messages/count_tokens?beta=true")
+    status, _, raw = _post(
+        double.url,
+        _body([{"role": "user", "content": "hello " * 100}]),
+        "/v1/messages/count_tokens?beta=true",
+    )
     assert status == 200 and json.loads(raw)["input_tokens"] > 100
     status, headers, raw = _post(double.url, {}, "/v1/complete-nonsense")
     body = json.loads(raw)
@@ -345,18 +403,23 @@ def test_count_tokens_and_not_found(double: ModelDouble) -> None:
 def test_bad_request_body_is_an_invalid_request_error(double: ModelDouble) -> None:
     status, _, raw = _post(double.url, {"model": "m"})
     assert status == 400
-    assert json.loads(raw)["error"] == {"type": "invalid_request_error",
-                                        "message": "messages: Field required"}
+    assert json.loads(raw)["error"] == {
+        "type": "invalid_request_error",
+        "message": "messages: Field required",
+    }
 
 
 # --------------------------------------------------------------------------- faults
 
 
-@pytest.mark.parametrize(("kind", "status", "error_type", "message"), [
-    (ApiFaultKind.OVERLOADED, 529, "overloaded_error", "Overloaded"),
-    (ApiFaultKind.SERVER_ERROR, 500, "api_error", "Internal server error"),
-    (ApiFaultKind.AUTH, 401, "authentication_error", "invalid x-api-key"),
-])
+@pytest.mark.parametrize(
+    ("kind", "status", "error_type", "message"),
+    [
+        (ApiFaultKind.OVERLOADED, 529, "overloaded_error", "Overloaded"),
+        (ApiFaultKind.SERVER_ERROR, 500, "api_error", "Internal server error"),
+        (ApiFaultKind.AUTH, 401, "authentication_error", "invalid x-api-key"),
+    ],
+)
 def test_error_faults_answer_with_the_real_status_and_body(
     double: ModelDouble, kind: ApiFaultKind, status: int, error_type: str, message: str
 ) -> None:
@@ -407,8 +470,9 @@ def test_step_keyed_fault_fires_only_before_that_step(double: ModelDouble) -> No
 
 def test_request_keyed_fault_counts_per_server(double: ModelDouble) -> None:
     double.add_fault(ApiFaultSpec(ApiFaultKind.OVERLOADED, at_request=2, times=2))
-    codes = [_post(double.url, _body([{"role": "user", "content": TASK.title}]))[0]
-             for _ in range(4)]
+    codes = [
+        _post(double.url, _body([{"role": "user", "content": TASK.title}]))[0] for _ in range(4)
+    ]
     assert codes == [200, 529, 529, 200]
 
 
@@ -447,10 +511,12 @@ def test_dropped_stream_is_an_incomplete_sse_body(double: ModelDouble) -> None:
     host, port = double.url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
-        conn.request("POST", "/v1/messages?beta=true",
-                     body=json.dumps(_body([{"role": "user", "content": TASK.title}],
-                                           stream=True)),
-                     headers={"content-type": "application/json"})
+        conn.request(
+            "POST",
+            "/v1/messages?beta=true",
+            body=json.dumps(_body([{"role": "user", "content": TASK.title}], stream=True)),
+            headers={"content-type": "application/json"},
+        )
         resp = conn.getresponse()
         assert resp.status == 200
         with pytest.raises(http.client.IncompleteRead) as info:
@@ -477,29 +543,52 @@ def test_plan_files_in_toml_and_json_load(tmp_path: Path) -> None:
     )
     plan = load_plan(toml_file)
     assert [(s.tool, s.kind) for s in plan.tasks[0].steps] == [
-        ("write", "write"), ("edit", "edit"), ("bash", "push")]
+        ("write", "write"),
+        ("edit", "edit"),
+        ("bash", "push"),
+    ]
     assert plan.tasks[0].final == "Docs added."
     assert plan.faults == (ApiFaultSpec(ApiFaultKind.OVERLOADED, at_step=2),)
     json_file = tmp_path / "plan.json"
-    json_file.write_text(json.dumps({"tasks": [{"match": "Add docs", "steps": [
-        {"bash": "make test", "kind": "test"}]}]}))
+    json_file.write_text(
+        json.dumps(
+            {"tasks": [{"match": "Add docs", "steps": [{"bash": "make test", "kind": "test"}]}]}
+        )
+    )
     assert load_plan(json_file).tasks[0].steps[0].tool_input(None) == {
-        "command": "make test", "description": "Run the tests"}
+        "command": "make test",
+        "description": "Run the tests",
+    }
 
 
-@pytest.mark.parametrize(("name", "text", "expected"), [
-    ("p.json", '{"tasks": [\n  {"match": "x",\n   "steps": [}\n]}', "p.json:3: invalid JSON"),
-    ("p.json", '{"tasks": [\n {"match": "x", "steps": [\n  {"write": "a.md"}\n ]}\n]}',
-     "p.json:3: tasks[0].steps[0].content: required"),
-    ("p.json", '{"tasks": [\n {"match": ""}\n]}', "p.json:2: tasks[0].match"),
-    ("p.toml", '[[tasks]]\nmatch = "x"\n\n[[tasks.steps]]\nbash = "ls"\nkind = "deploy"\n',
-     "p.toml:4: tasks[0].steps[0].kind: 'deploy' is not one of"),
-    ("p.toml", '[[tasks]]\nmatch = "x"\n[[tasks.steps]]\nwrite = "a"\nbash = "ls"\n',
-     "p.toml:3: tasks[0].steps[0]: needs exactly one of"),
-    ("p.toml", '[[tasks]]\nmatch = "x"\n\n[[faults]]\nkind = "meteor"\n',
-     "p.toml:4: faults[0].kind: 'meteor' is not one of"),
-    ("p.toml", "tasks = 3\n", "p.toml:1: tasks: a non-empty list"),
-])
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("p.json", '{"tasks": [\n  {"match": "x",\n   "steps": [}\n]}', "p.json:3: invalid JSON"),
+        (
+            "p.json",
+            '{"tasks": [\n {"match": "x", "steps": [\n  {"write": "a.md"}\n ]}\n]}',
+            "p.json:3: tasks[0].steps[0].content: required",
+        ),
+        ("p.json", '{"tasks": [\n {"match": ""}\n]}', "p.json:2: tasks[0].match"),
+        (
+            "p.toml",
+            '[[tasks]]\nmatch = "x"\n\n[[tasks.steps]]\nbash = "ls"\nkind = "deploy"\n',
+            "p.toml:4: tasks[0].steps[0].kind: 'deploy' is not one of",
+        ),
+        (
+            "p.toml",
+            '[[tasks]]\nmatch = "x"\n[[tasks.steps]]\nwrite = "a"\nbash = "ls"\n',
+            "p.toml:3: tasks[0].steps[0]: needs exactly one of",
+        ),
+        (
+            "p.toml",
+            '[[tasks]]\nmatch = "x"\n\n[[faults]]\nkind = "meteor"\n',
+            "p.toml:4: faults[0].kind: 'meteor' is not one of",
+        ),
+        ("p.toml", "tasks = 3\n", "p.toml:1: tasks: a non-empty list"),
+    ],
+)
 def test_bad_plans_name_file_line_and_field(
     tmp_path: Path, name: str, text: str, expected: str
 ) -> None:
@@ -521,7 +610,9 @@ def test_plan_for_task_quotes_titles_for_a_real_shell(tmp_path: Path) -> None:
     # Run the quoted words through bash and check they arrive intact.
     printed = subprocess.run(
         ["bash", "-c", "printf '%s\\0' " + commit.split("-m ", 1)[1]],
-        capture_output=True, check=True, cwd=tmp_path,
+        capture_output=True,
+        check=True,
+        cwd=tmp_path,
     ).stdout.decode()
     assert printed == _NASTY_TITLE + "\0"
     assert push == "git push -u origin HEAD"
@@ -568,8 +659,9 @@ def test_next_step_is_always_the_first_not_done(plan: TaskPlan, outcomes: list[s
     for n, outcome in enumerate([*outcomes, *["ok"] * (len(plan.steps) * 3)]):
         conv = read_conversation({"system": SYSTEM, "messages": messages, "tools": TOOLS})
         reply = decide(plan, conv)
-        first_open = next(i for i in range(1, len(plan.steps) + 2)
-                          if i > len(plan.steps) or i not in done)
+        first_open = next(
+            i for i in range(1, len(plan.steps) + 2) if i > len(plan.steps) or i not in done
+        )
         if reply.stop_reason != "tool_use":
             assert reply.reason in ("done", "gave_up_permission", "gave_up_error")
             if reply.reason == "done":
@@ -579,15 +671,36 @@ def test_next_step_is_always_the_first_not_done(plan: TaskPlan, outcomes: list[s
             return
         assert reply.step_index == first_open and reply.step_index not in done
         use_id = f"toolu_{n}"
-        messages.append({"role": "assistant", "content": [
-            {"type": "text", "text": reply.text},
-            {"type": "tool_use", "id": use_id, "name": reply.tool_name,
-             "input": dict(reply.tool_input or {})}]})
-        text = {"ok": "fine", "error": "Exit code 1\nboom",
-                "denied": DENIAL.format(path="/x")}[outcome]
-        messages.append({"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": use_id, "content": text,
-             "is_error": outcome != "ok"}]})
+        messages.append(
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "text", "text": reply.text},
+                    {
+                        "type": "tool_use",
+                        "id": use_id,
+                        "name": reply.tool_name,
+                        "input": dict(reply.tool_input or {}),
+                    },
+                ],
+            }
+        )
+        text = {"ok": "fine", "error": "Exit code 1\nboom", "denied": DENIAL.format(path="/x")}[
+            outcome
+        ]
+        messages.append(
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": use_id,
+                        "content": text,
+                        "is_error": outcome != "ok",
+                    }
+                ],
+            }
+        )
         if outcome == "ok":
             done.add(reply.step_index)
     raise AssertionError("the conversation never ended")
@@ -598,13 +711,30 @@ def test_next_step_is_always_the_first_not_done(plan: TaskPlan, outcomes: list[s
 
 def test_cli_serves_until_sigint_and_exits_zero(tmp_path: Path) -> None:
     plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"tasks": [{"match": TASK.title, "steps": [
-        {"write": "fake3.md", "content": "# fake3\n"}]}]}))
+    plan.write_text(
+        json.dumps(
+            {
+                "tasks": [
+                    {"match": TASK.title, "steps": [{"write": "fake3.md", "content": "# fake3\n"}]}
+                ]
+            }
+        )
+    )
     transcript = tmp_path / "transcript.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest_orch_recovery", "model-double", "--plan", str(plan),
-         "--transcript", str(transcript)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pytest_orch_recovery",
+            "model-double",
+            "--plan",
+            str(plan),
+            "--transcript",
+            str(transcript),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -629,18 +759,25 @@ def test_cli_serves_until_sigint_and_exits_zero(tmp_path: Path) -> None:
 def test_cli_rejects_a_bad_plan_with_exit_2(tmp_path: Path) -> None:
     plan = tmp_path / "plan.toml"
     plan.write_text('[[tasks]]\nmatch = "x"\n\n[[tasks.steps]]\nedit = "a.md"\nold = "x"\n')
-    proc = subprocess.run(["orch-recovery", "model-double", "--plan", str(plan)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["orch-recovery", "model-double", "--plan", str(plan)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert f"{plan}:4: tasks[0].steps[0].new: required" in proc.stderr
 
 
 def test_task_scoped_request_fault_counts_only_that_tasks_requests(double: ModelDouble) -> None:
     double.add_task(TaskPlan("Other task", (Step("bash", "ls", "free"),)))
-    double.add_fault(ApiFaultSpec(ApiFaultKind.OVERLOADED, at_request=2, scope="task",
-                               task="Other task"))
-    codes = [_post(double.url, _body([{"role": "user", "content": prompt}]))[0]
-             for prompt in (TASK.title, TASK.title, "Other task", TASK.title, "Other task")]
+    double.add_fault(
+        ApiFaultSpec(ApiFaultKind.OVERLOADED, at_request=2, scope="task", task="Other task")
+    )
+    codes = [
+        _post(double.url, _body([{"role": "user", "content": prompt}]))[0]
+        for prompt in (TASK.title, TASK.title, "Other task", TASK.title, "Other task")
+    ]
     assert codes == [200, 200, 200, 200, 529]
     assert [e["task_index"] for e in double.transcript] == [1, 2, 1, 3, 2]
 
@@ -662,8 +799,9 @@ def test_stop_closes_idle_keep_alive_connections_and_joins_threads() -> None:
 
 
 def test_odd_request_shapes_are_tolerated_and_the_server_stays_up(double: ModelDouble) -> None:
-    status, _, raw = _post(double.url, {"messages": [{"role": "user", "content": 5}],
-                                        "tools": "Write", "system": 7})
+    status, _, raw = _post(
+        double.url, {"messages": [{"role": "user", "content": 5}], "tools": "Write", "system": 7}
+    )
     assert status == 200  # odd shapes are tolerated: a side request with a short reply
     assert json.loads(raw)["stop_reason"] == "end_turn"
     status, _, _ = _post(double.url, _body([{"role": "user", "content": TASK.title}]))
@@ -672,11 +810,15 @@ def test_odd_request_shapes_are_tolerated_and_the_server_stays_up(double: ModelD
 
 def test_stream_error_event_ends_a_started_stream(double: ModelDouble) -> None:
     double.add_fault(ApiFaultSpec(ApiFaultKind.STREAM_ERROR, keep_events=2, times=2))
-    status, _, raw = _post(double.url,
-                           _body([{"role": "user", "content": TASK.title}], stream=True))
+    status, _, raw = _post(
+        double.url, _body([{"role": "user", "content": TASK.title}], stream=True)
+    )
     events = _sse(raw)
     assert status == 200 and [n for n, _ in events] == [
-        "message_start", "content_block_start", "error"]
+        "message_start",
+        "content_block_start",
+        "error",
+    ]
     assert events[-1][1]["error"] == {"type": "overloaded_error", "message": "Overloaded"}
     status, _, raw = _post(double.url, _body([{"role": "user", "content": TASK.title}]))
     assert status == 529 and json.loads(raw)["error"]["type"] == "overloaded_error"
@@ -693,27 +835,53 @@ def test_real_claude_code_follows_the_plan_through_a_529(tmp_path: Path) -> None
     repo, home = tmp_path / "repo", tmp_path / "home"
     home.mkdir()
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    commit = ("git add -A && git -c user.email=a@example.com -c user.name=agent "
-              "commit -m 'Create /fake3 command'")
-    plan = Plan((TaskPlan(TASK.title, (
-        Step("write", "fake3.md", "write", content="# /fake3\n"),
-        Step("bash", commit, "commit"),
-    )),), (ApiFaultSpec(ApiFaultKind.OVERLOADED, at_step=2),))
+    commit = (
+        "git add -A && git -c user.email=a@example.com -c user.name=agent "
+        "commit -m 'Create /fake3 command'"
+    )
+    plan = Plan(
+        (
+            TaskPlan(
+                TASK.title,
+                (
+                    Step("write", "fake3.md", "write", content="# /fake3\n"),
+                    Step("bash", commit, "commit"),
+                ),
+            ),
+        ),
+        (ApiFaultSpec(ApiFaultKind.OVERLOADED, at_step=2),),
+    )
     with ModelDouble(plan) as double:
-        env = {**os.environ, "HOME": str(home), "IS_SANDBOX": "1",
-               "ANTHROPIC_BASE_URL": double.url, "ANTHROPIC_API_KEY": "sk-test",
-               "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+        env = {
+            **os.environ,
+            "HOME": str(home),
+            "IS_SANDBOX": "1",
+            "ANTHROPIC_BASE_URL": double.url,
+            "ANTHROPIC_API_KEY": "sk-test",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        }
         proc = subprocess.run(
-            [str(_claude_binary()), "-p", TASK.title, "--dangerously-skip-permissions",
-             "--output-format", "json"],
-            cwd=repo, env=env, capture_output=True, text=True, timeout=300,
+            [
+                str(_claude_binary()),
+                "-p",
+                TASK.title,
+                "--dangerously-skip-permissions",
+                "--output-format",
+                "json",
+            ],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         transcript = double.transcript
     result = json.loads(proc.stdout)
     assert proc.returncode == 0 and result["is_error"] is False
     assert (repo / "fake3.md").read_text() == "# /fake3\n"
-    log = subprocess.run(["git", "-C", str(repo), "log", "--format=%s"],
-                         capture_output=True, text=True, check=True).stdout
+    log = subprocess.run(
+        ["git", "-C", str(repo), "log", "--format=%s"], capture_output=True, text=True, check=True
+    ).stdout
     assert log.splitlines() == ["Create /fake3 command"]
     task_entries = [e for e in transcript if e.get("task") == TASK.title]
     assert [e["fault"] for e in task_entries].count("overloaded") == 1
@@ -733,13 +901,29 @@ def test_continuation_prompt_at_the_end_of_a_resumed_history_plans_only_what_is_
         "tools": [{"name": "Write"}, {"name": "Bash"}, {"name": "Edit"}],
         "messages": [
             {"role": "user", "content": "Create /fake3 command"},
-            {"role": "assistant", "content": [
-                {"type": "tool_use", "id": "toolu_1", "name": "Write",
-                 "input": {"file_path": "fake3.md", "content": "x"}}]},
+            {
+                "role": "assistant",
+                "content": [
+                    {
+                        "type": "tool_use",
+                        "id": "toolu_1",
+                        "name": "Write",
+                        "input": {"file_path": "fake3.md", "content": "x"},
+                    }
+                ],
+            },
             # Interrupted before the tool result was recorded: what a resume repairs to.
-            {"role": "user", "content": [
-                {"type": "tool_result", "tool_use_id": "toolu_1", "is_error": True,
-                 "content": "[Request interrupted by user for tool use]"}]},
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "toolu_1",
+                        "is_error": True,
+                        "content": "[Request interrupted by user for tool use]",
+                    }
+                ],
+            },
             {"role": "user", "content": prompt},
         ],
     }

@@ -132,7 +132,7 @@ _SAMPLES = [row.sample for row in PATTERNS]
             st.text(max_size=60),
             # a sample with a random cut: the prefilter must not keep rows that cannot match
             # nor drop rows that still can
-            st.tuples(st.sampled_from(_SAMPLES), st.integers(0, 200)).map(lambda p: p[0][p[1]:]),
+            st.tuples(st.sampled_from(_SAMPLES), st.integers(0, 200)).map(lambda p: p[0][p[1] :]),
         ),
         max_size=6,
     )

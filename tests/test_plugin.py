@@ -85,9 +85,18 @@ def test_plugin_off_collects_nothing_and_imports_no_engine(
     assert "pytest_orch_recovery.plugin.hooks" in modules  # installed: its options are there
     # Only the options and the agent command template's placeholders: no engine, no tier, no
     # scenario, no gate.
-    assert set(modules) <= {f"pytest_orch_recovery{m}" for m in (
-        "", ".plugin", ".plugin.hooks", ".plugin.options", ".infra", ".infra.argtypes",
-        ".infra.placeholders")}, modules
+    assert set(modules) <= {
+        f"pytest_orch_recovery{m}"
+        for m in (
+            "",
+            ".plugin",
+            ".plugin.hooks",
+            ".plugin.options",
+            ".infra",
+            ".infra.argtypes",
+            ".infra.placeholders",
+        )
+    }, modules
     assert not (pytester.path / "orch-report.md").exists()
 
 
@@ -101,10 +110,14 @@ def test_bundled_campaign_passes_runs_only_scenarios_and_writes_dashboard(
     result = pytester.runpytest("--orch-chaos", "--orch-seed=11")
     assert result.ret == 0, result.stdout.str()
     result.assert_outcomes(passed=len(list(BUNDLED.glob("*.toml"))))
-    result.stdout.fnmatch_lines(["*orch-chaos: seed 11, tier sim*",
-                                 "*orch-chaos recovery gate*",
-                                 "PASS recovery_rate: observed *",
-                                 "PASS first_try_simple: observed 1.000 (20/20)*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*orch-chaos: seed 11, tier sim*",
+            "*orch-chaos recovery gate*",
+            "PASS recovery_rate: observed *",
+            "PASS first_try_simple: observed 1.000 (20/20)*",
+        ]
+    )
     assert "test_unit" not in result.stdout.str()
     dashboard = (pytester.path / "orch-report.md").read_text(encoding="utf-8")
     assert "## Recovery Metrics Dashboard" in dashboard
@@ -115,25 +128,33 @@ def test_bundled_campaign_passes_runs_only_scenarios_and_writes_dashboard(
 def test_recovery_rate_below_threshold_fails_with_fail_line(pytester: pytest.Pytester) -> None:
     _scenario(pytester, "hopeless", ESCALATING)
     _scenario(pytester, "fine", RECOVERING)
-    result = pytester.runpytest("--orch-chaos", "--orch-seed=1",
-                                "--orch-min-recovery-rate=0.99")
+    result = pytester.runpytest("--orch-chaos", "--orch-seed=1", "--orch-min-recovery-rate=0.99")
     result.assert_outcomes(passed=2)  # every scenario met its own expectations...
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # ...but the campaign misses the gate
-    result.stdout.fnmatch_lines([
-        "FAIL recovery_rate: observed 0.500 (1/2), 95% lower bound *, threshold > 0.990"
-    ])
+    result.stdout.fnmatch_lines(
+        ["FAIL recovery_rate: observed 0.500 (1/2), 95% lower bound *, threshold > 0.990"]
+    )
 
 
 def _figures(pytester: pytest.Pytester, *extra: str) -> tuple[int, dict[str, object]]:
     report = pytester.path / "r.json"
-    result = pytester.runpytest_subprocess("--orch-chaos", "--orch-seed=42",
-                                           "--orch-campaign=6", f"--orch-report={report}",
-                                           "--orch-min-recovery-rate=0.99",
-                                           "-p", "no:cacheprovider", *extra)
+    result = pytester.runpytest_subprocess(
+        "--orch-chaos",
+        "--orch-seed=42",
+        "--orch-campaign=6",
+        f"--orch-report={report}",
+        "--orch-min-recovery-rate=0.99",
+        "-p",
+        "no:cacheprovider",
+        *extra,
+    )
     data = json.loads(report.read_text(encoding="utf-8"))
     data["campaign"].pop("ledger")  # per-run order is the same; keep the comparison small
-    return result.ret, {"metrics": data["metrics"], "criteria": data["criteria"],
-                        "matrix": data["campaign"]["confusion_matrix"]}
+    return result.ret, {
+        "metrics": data["metrics"],
+        "criteria": data["criteria"],
+        "matrix": data["campaign"]["confusion_matrix"],
+    }
 
 
 def test_serial_and_xdist_give_the_same_verdict_and_figures(pytester: pytest.Pytester) -> None:
@@ -177,12 +198,14 @@ def test_a_campaign_with_nothing_to_run_is_a_usage_error(
     report = tmp_path_factory.mktemp("elsewhere") / "x.md"
     report.write_text("previous run\n")
     result = pytester.runpytest_subprocess(
-        "--orch-chaos", "--orch-tier", "sim", "--orch-report", str(report))
+        "--orch-chaos", "--orch-tier", "sim", "--orch-report", str(report)
+    )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     err = result.stderr.str()
     assert "/scenarios is not a directory (rootdir " in err and "--orch-report=PATH" in err
-    ok = pytester.runpytest_subprocess("--orch-chaos", "--orch-tier", "sim",
-                                       f"--orch-report={report}")
+    ok = pytester.runpytest_subprocess(
+        "--orch-chaos", "--orch-tier", "sim", f"--orch-report={report}"
+    )
     assert ok.ret == 0 and "previous run" not in report.read_text()
 
 
@@ -208,7 +231,7 @@ def test_cli_beats_ini_beats_default(pytester: pytest.Pytester) -> None:
 
 def test_malformed_scenario_names_file_line_and_field(pytester: pytest.Pytester) -> None:
     _scenario(pytester, "typo", RECOVERING.replace('kind = "sigint"', 'kind = "sigintt"'))
-    _scenario(pytester, "syntax", "[[tasks]]\nid = \"a\"\ntitle = = 3\n")
+    _scenario(pytester, "syntax", '[[tasks]]\nid = "a"\ntitle = = 3\n')
     result = pytester.runpytest("--orch-chaos")
     assert result.ret == pytest.ExitCode.USAGE_ERROR  # like a bad option (issue 10)
     out = result.stdout.str()
@@ -219,30 +242,42 @@ def test_malformed_scenario_names_file_line_and_field(pytester: pytest.Pytester)
 def test_unmet_expectation_fails_the_item_with_a_readable_diff(
     pytester: pytest.Pytester,
 ) -> None:
-    _scenario(pytester, "wrong", RECOVERING.replace('reasons = ["sigint"]',
-                                                    'reasons = ["timeout"]'))
+    _scenario(
+        pytester, "wrong", RECOVERING.replace('reasons = ["sigint"]', 'reasons = ["timeout"]')
+    )
     result = pytester.runpytest("--orch-chaos", "--orch-seed=2")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*scenario wrong did not go as expected*",
-                                 "*t1: reasons: expected timeout, got sigint*"])
+    result.stdout.fnmatch_lines(
+        ["*scenario wrong did not go as expected*", "*t1: reasons: expected timeout, got sigint*"]
+    )
 
 
 def test_strict_fails_on_a_fault_that_never_took_effect(pytester: pytest.Pytester) -> None:
-    _scenario(pytester, "unreached", RECOVERING + '\n[[faults]]\nkind = "kill"\ntask = "t1"\n'
-              "after_tool_call = 40\n")
+    _scenario(
+        pytester,
+        "unreached",
+        RECOVERING + '\n[[faults]]\nkind = "kill"\ntask = "t1"\nafter_tool_call = 40\n',
+    )
     assert pytester.runpytest("--orch-chaos").ret == 0
     strict = pytester.runpytest("--orch-chaos", "--orch-strict")
     assert strict.ret == pytest.ExitCode.TESTS_FAILED
     strict.stdout.fnmatch_lines(["FAIL strict: fault unreached/f2 (kill) not exercised"])
 
 
-def test_generated_campaign_adds_items_and_reports(pytester: pytest.Pytester,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_generated_campaign_adds_items_and_reports(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     summary = pytester.path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
-    result = pytester.runpytest("--orch-chaos", "--orch-seed=3", "--orch-campaign=5",
-                                "--orch-report=o.html", "--orch-report=o.json",
-                                "--junitxml=junit.xml", "-v")
+    result = pytester.runpytest(
+        "--orch-chaos",
+        "--orch-seed=3",
+        "--orch-campaign=5",
+        "--orch-report=o.html",
+        "--orch-report=o.json",
+        "--junitxml=junit.xml",
+        "-v",
+    )
     names = [line for line in result.outlines if "orch-campaign::gen-" in line]
     assert len(names) == 5, result.stdout.str()
     data = json.loads((pytester.path / "o.json").read_text())
@@ -300,14 +335,17 @@ def test_a_campaign_only_session_leaves_hypothesis_unloaded(pytester: pytest.Pyt
 
     assert seen("--orch-chaos") == "HYPOTHESIS True False"
     # Generated runs use Hypothesis: its plugin stays to end its initialization phase at the
-    # session's start (blocked, the generation failed with HypothesisSideeffectWarning).
-    assert seen("--orch-chaos", "--orch-campaign=2") == "HYPOTHESIS False True"
+    # session's start (blocked, the generation failed with HypothesisSideeffectWarning). The
+    # seed is pinned to one whose generated schedules are recoverable: the gate's verdict is
+    # not what this test is about.
+    assert seen("--orch-chaos", "--orch-campaign=2", "--orch-seed=2") == "HYPOTHESIS False True"
     assert seen("--orch-chaos", "scenarios/one.toml", "test_plain.py") == "HYPOTHESIS False True"
     assert seen("test_plain.py") == "HYPOTHESIS False True"
 
 
 def test_the_controller_checks_the_tier_without_importing_the_campaign(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # An xdist controller runs no scenario: it says why a tier cannot run before any worker
     # starts, and leaves the engine, the runtime and libtmux to the workers.
@@ -327,26 +365,43 @@ def test_the_controller_checks_the_tier_without_importing_the_campaign(
     monkeypatch.setenv("PATH", str(pytester.path))  # no tmux, no git
     result = pytester.runpytest("--orch-chaos", "--orch-tier=tmux")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --orch-tier tmux: the tmux tier cannot run here: "
-                                 "tmux is not on PATH; use --orch-tier sim"])
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: --orch-tier tmux: the tmux tier cannot run here: "
+            "tmux is not on PATH; use --orch-tier sim"
+        ]
+    )
 
 
 def test_scenarios_run_longest_first_so_xdist_workers_finish_together(
     pytester: pytest.Pytester,
 ) -> None:
     _scenario(pytester, "a-one", RECOVERING)
-    _scenario(pytester, "b-four", "".join(
-        f'[[tasks]]\nid = "t{i}"\ntitle = "Task {i}"\ndeliverables = ["f{i}.md"]\n\n'
-        for i in (1, 2, 3, 4)))
+    _scenario(
+        pytester,
+        "b-four",
+        "".join(
+            f'[[tasks]]\nid = "t{i}"\ntitle = "Task {i}"\ndeliverables = ["f{i}.md"]\n\n'
+            for i in (1, 2, 3, 4)
+        ),
+    )
     _scenario(pytester, "c-one", RECOVERING)
     # One agent, but a hang waited out for its 5 s stall window: longer than four agents.
-    _scenario(pytester, "d-hang", 'stall_window = 5\n\n[[tasks]]\nid = "h"\ntitle = "Hang"\n'
-              'deliverables = ["h.md"]\n\n[[faults]]\nkind = "stall"\ntask = "h"\n')
+    _scenario(
+        pytester,
+        "d-hang",
+        'stall_window = 5\n\n[[tasks]]\nid = "h"\ntitle = "Hang"\n'
+        'deliverables = ["h.md"]\n\n[[faults]]\nkind = "stall"\ntask = "h"\n',
+    )
     result = pytester.runpytest("--orch-chaos", "--collect-only", "-q")
     lines = [line for line in result.stdout.lines if "::" in line]
     # The hang first, then the four agents; ties keep their file order.
-    assert lines == ["scenarios/d-hang.toml::d-hang", "scenarios/b-four.toml::b-four",
-                     "scenarios/a-one.toml::a-one", "scenarios/c-one.toml::c-one"]
+    assert lines == [
+        "scenarios/d-hang.toml::d-hang",
+        "scenarios/b-four.toml::b-four",
+        "scenarios/a-one.toml::a-one",
+        "scenarios/c-one.toml::c-one",
+    ]
     # Listing is not a campaign: no gate verdict, no report written.
     assert result.ret == 0
     assert "orch-chaos recovery gate" not in result.stdout.str()

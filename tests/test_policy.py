@@ -367,8 +367,10 @@ def test_a_ctrl_c_typed_by_a_person_waits_for_the_operator() -> None:
     assert d.strategy is Strategy.ESCALATE
     assert "1 client(s) attached" in d.why and d.work == ()
     # Keys a program typed into a pane nobody watches, or a kill() from a process: resumed.
-    for sender in (SignalSender(2, SignalOrigin.TTY, 0x80, clients=0),
-                   SignalSender(2, SignalOrigin.PROCESS, 0, pid=4242, command="kill -INT 7")):
+    for sender in (
+        SignalSender(2, SignalOrigin.TTY, 0x80, clients=0),
+        SignalSender(2, SignalOrigin.PROCESS, 0, pid=4242, command="kill -INT 7"),
+    ):
         d = _decide(_situation(Reason.SIGINT, partial=partial, sender=sender))
         assert d.rule == "sigint_with_checkpoint", sender
 

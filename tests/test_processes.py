@@ -28,7 +28,11 @@ def test_a_child_is_found_by_name_parent_and_directory(tmp_path: Path) -> None:
     name = Path(sys.executable).name[:15]  # the kernel keeps 15 bytes of the exec'd file name
     child = subprocess.Popen(
         [sys.executable, "-c", "print('up', flush=True); import sys; sys.stdin.read()"],
-        cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert child.stdin is not None and child.stdout is not None
     try:
         assert child.stdout.readline() == "up\n"  # it runs: the exec is complete
@@ -49,7 +53,10 @@ def test_processes_are_found_by_a_marker_in_their_environment_and_by_age() -> No
     child = subprocess.Popen(
         [sys.executable, "-c", "print('up', flush=True); import sys; sys.stdin.read()"],
         env={**os.environ, "ORCH_TEST_MARKER": marker},
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert child.stdin is not None and child.stdout is not None
     try:
         assert child.stdout.readline() == "up\n"
@@ -73,13 +80,25 @@ def test_index_lock_is_kept_while_git_runs_in_the_worktree(
     isolate_git(monkeypatch, tmp_path)
     box = GitSandbox.create(tmp_path / "box")
     worktree = box.worktree("a1")
-    git_dir = Path(subprocess.run(["git", "rev-parse", "--absolute-git-dir"], cwd=worktree,
-                                  check=True, capture_output=True, text=True).stdout.strip())
+    git_dir = Path(
+        subprocess.run(
+            ["git", "rev-parse", "--absolute-git-dir"],
+            cwd=worktree,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     lock = git_dir / "index.lock"
     lock.write_text("")
     # A live git in the worktree, answering one object name per line until stdin closes.
-    busy = subprocess.Popen(["git", "cat-file", "--batch-check"], cwd=worktree,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    busy = subprocess.Popen(
+        ["git", "cat-file", "--batch-check"],
+        cwd=worktree,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert busy.stdin is not None and busy.stdout is not None
     try:
         busy.stdin.write("HEAD\n")
@@ -98,12 +117,18 @@ def test_index_lock_is_kept_while_git_runs_in_the_worktree(
 def test_a_process_table_counts_a_tree_by_the_work_its_descendants_do() -> None:
     # A grandchild in a session of its own burns CPU: the tree's ticks grow with it.
     busy = subprocess.Popen(
-        [sys.executable, "-c",
-         "import os, subprocess, sys\n"
-         "child = subprocess.Popen([sys.executable, '-c', 'while True: pass'],"
-         " start_new_session=True)\n"
-         "print(child.pid, flush=True); sys.stdin.read(); child.kill(); child.wait()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import os, subprocess, sys\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'while True: pass'],"
+            " start_new_session=True)\n"
+            "print(child.pid, flush=True); sys.stdin.read(); child.kill(); child.wait()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert busy.stdout is not None
         grandchild = int(busy.stdout.readline())

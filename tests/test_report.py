@@ -13,7 +13,9 @@ from hypothesis import given, settings
 
 from pytest_orch_recovery.cli import main as cli
 from pytest_orch_recovery.doubles.sandbox import Sandbox
-from pytest_orch_recovery.engine.dashboard import (
+from pytest_orch_recovery.engine.model import Event, Reason, Strategy
+from pytest_orch_recovery.infra.agents import AgentConfig, driver_for
+from pytest_orch_recovery.report.dashboard import (
     MAX_REPORT_BYTES,
     REASON_ROWS,
     AttemptResult,
@@ -22,9 +24,7 @@ from pytest_orch_recovery.engine.dashboard import (
     render_markdown,
     write_report,
 )
-from pytest_orch_recovery.engine.metrics import Criteria, compute, evaluate
-from pytest_orch_recovery.engine.model import Event, Reason, Strategy
-from pytest_orch_recovery.infra.agents import AgentConfig, driver_for
+from pytest_orch_recovery.report.metrics import Criteria, compute, evaluate
 from pytest_orch_recovery.runtime.dispatch import Dispatcher, read_results
 
 SEED_ROW_LABELS = [
@@ -354,24 +354,40 @@ def test_attempts_table_follows_the_dashboard(tmp_path: Path) -> None:
     m = compute(journal.events)
     text = render_markdown(m, evaluate(m), attempts=attempts)
     assert text.index("## Success Criteria") < text.index("## Attempts")
-    assert text == render_markdown(m, evaluate(m)).rstrip("\n") + "\n\n" + "\n".join(
-        attempts_markdown(attempts)
-    ).rstrip("\n") + "\n"
+    assert (
+        text
+        == render_markdown(m, evaluate(m)).rstrip("\n")
+        + "\n\n"
+        + "\n".join(attempts_markdown(attempts)).rstrip("\n")
+        + "\n"
+    )
     rows = _attempt_rows(text)
     # 5 tasks; 4 of them failed once first: 9 judged attempts, in the order they were judged.
     assert len(rows) == 9 == len(list(results.glob("*_results.json")))
-    assert rows[0] == ["update-fake3-agent", "update-fake3", "1", "success", "0", "-",
-                       "1 minute"]
+    assert rows[0] == ["update-fake3-agent", "update-fake3", "1", "success", "0", "-", "1 minute"]
     assert ["task-agent-1813", "perm-0", "1", "failed", "0", "permission", "30 seconds"] in rows
-    assert rows[-2] == ["task-agent-5030", "fake3", "1", "failed", "130 (SIGINT)", "sigint",
-                        "4 minutes"]
+    assert rows[-2] == [
+        "task-agent-5030",
+        "fake3",
+        "1",
+        "failed",
+        "130 (SIGINT)",
+        "sigint",
+        "4 minutes",
+    ]
     assert rows[-1][:5] == ["task-agent-5030", "fake3", "2", "success", "0"]
 
 
 def test_attempts_table_escapes_caps_and_says_when_empty() -> None:
     hostile = AttemptResult.from_json(
-        {"agent": "a|b\nc", "attempt": 1, "status": "failed", "task_id": "t|1",
-         "reason": "unknown", "signal": 9}
+        {
+            "agent": "a|b\nc",
+            "attempt": 1,
+            "status": "failed",
+            "task_id": "t|1",
+            "reason": "unknown",
+            "signal": 9,
+        }
     )
     rows = attempts_markdown([hostile] * 3, max_rows=2)
     assert rows[4] == "| a\\|b c | t\\|1 | 1 | failed | - (SIGKILL) | unknown | n/a |"
@@ -405,23 +421,35 @@ def test_cli_console_script_reads_results_alongside_the_journal(tmp_path: Path) 
     results = _results_dir(tmp_path, journal)
     done = subprocess.run(
         [*command, "report", "--journal", str(path), "--results", str(results)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("# Orchestration Recovery System - Metrics\n")
     assert len(_attempt_rows(done.stdout)) == 9
     out = tmp_path / "report.json"
     done = subprocess.run(
-        [*command, "report", "--journal", str(path), "--results", str(results),
-         "--output", str(out)],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            *command,
+            "report",
+            "--journal",
+            str(path),
+            "--results",
+            str(results),
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     data = json.loads(out.read_text())
     assert data["schema_version"] == 1
-    assert data["attempts"] == [
-        AttemptResult.from_json(r).to_json() for r in read_results(results)
-    ]
+    assert data["attempts"] == [AttemptResult.from_json(r).to_json() for r in read_results(results)]
     assert data["attempts"][-2]["signal"] == "SIGINT"
 
 
@@ -431,14 +459,25 @@ def test_cli_results_is_repeatable_and_optional(
     a, b = JournalBuilder(), JournalBuilder()
     first_try_success(a, "a1", "agent-a")
     sigint_resumed(b, "b1", "agent-b")
-    journals = ["--journal", str(_journal(tmp_path, a, "a.jsonl")),
-                "--journal", str(_journal(tmp_path, b, "b.jsonl"))]
-    dirs = ["--results", str(_results_dir(tmp_path, a)),
-            "--results", str(_results_dir(tmp_path, b))]
+    journals = [
+        "--journal",
+        str(_journal(tmp_path, a, "a.jsonl")),
+        "--journal",
+        str(_journal(tmp_path, b, "b.jsonl")),
+    ]
+    dirs = [
+        "--results",
+        str(_results_dir(tmp_path, a)),
+        "--results",
+        str(_results_dir(tmp_path, b)),
+    ]
     assert cli.main(["report", *journals, *dirs]) == 0
     rows = _attempt_rows(capsys.readouterr().out)
     assert [(r[0], r[2], r[3]) for r in rows] == [
-        ("agent-a", "1", "success"), ("agent-b", "1", "failed"), ("agent-b", "2", "success")]
+        ("agent-a", "1", "success"),
+        ("agent-b", "1", "failed"),
+        ("agent-b", "2", "success"),
+    ]
     assert cli.main(["report", *journals, "--format", "json"]) == 0
     assert "attempts" not in json.loads(capsys.readouterr().out)
     assert cli.main(["report", *journals]) == 0

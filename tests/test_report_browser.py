@@ -26,17 +26,25 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("ORCH_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 NARROW, WIDE = 390, 1440
 TICK = re.compile(r"^(0|\d+(\.\d+)? (s|min|h|d))$")
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="playwright is not installed (pip install '.[test]')")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install '.[test]')"
+    )
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} not found (Debian: apt-get install chromium)")
     with sync_api.sync_playwright() as playwright:
@@ -64,15 +72,50 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     shutil.copytree(REPO / "scenarios", work / "scenarios")
     env = {**os.environ, "PYTEST_ADDOPTS": ""}
     campaign = subprocess.run(
-        [sys.executable, "-m", "pytest", "--orch-chaos", "--orch-tier", "sim", "--orch-seed", "7",
-         "--orch-report", "campaign.html",
-         "--orch-report", "campaign.jsonl", "-p", "no:cacheprovider", "-q"],
-        cwd=work, env=env, capture_output=True, text=True, timeout=600, check=False)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--orch-chaos",
+            "--orch-tier",
+            "sim",
+            "--orch-seed",
+            "7",
+            "--orch-report",
+            "campaign.html",
+            "--orch-report",
+            "campaign.jsonl",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert campaign.returncode == 0, campaign.stdout + campaign.stderr
     journal = subprocess.run(
-        [sys.executable, "-m", "pytest_orch_recovery", "report", "--journal",
-         str(work / "campaign.jsonl"), "--format", "html", "--output", str(work / "journal.html")],
-        env=env, capture_output=True, text=True, timeout=120, check=False)
+        [
+            sys.executable,
+            "-m",
+            "pytest_orch_recovery",
+            "report",
+            "--journal",
+            str(work / "campaign.jsonl"),
+            "--format",
+            "html",
+            "--output",
+            str(work / "journal.html"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert journal.returncode == 0, journal.stderr
     return {"campaign": work / "campaign.html", "journal": work / "journal.html"}
 
@@ -86,8 +129,7 @@ class _Opened:
         self.page.set_default_timeout(15_000)
         self.errors: list[str] = []
         self.requests: list[str] = []
-        self.page.on("console",
-                     lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         self.page.on("request", lambda r: self.requests.append(r.url))
         self.page.goto(path.as_uri())
@@ -112,7 +154,8 @@ def opened(browser: Any) -> Iterator[Any]:
 
 @pytest.mark.parametrize("kind", ["campaign", "journal"])
 def test_page_has_axis_bars_legend_charts_and_details(
-        kind: str, pages: dict[str, Path], opened: Any, artifacts: Path) -> None:
+    kind: str, pages: dict[str, Path], opened: Any, artifacts: Path
+) -> None:
     view = opened(pages[kind])
     page = view.page
     # A time axis with units on every timeline.
@@ -136,8 +179,11 @@ def test_page_has_axis_bars_legend_charts_and_details(
     assert ("fault injected into this attempt" in legend) == (kind == "campaign")
     assert (page.locator("svg.timeline g.fault").count() > 0) == (kind == "campaign")
     # Charts drawn with a size: criteria, reasons, recovery times.
-    for selector in ("#criteria svg.chart", "#charts svg.chart >> nth=0",
-                     "#charts svg.chart >> nth=1"):
+    for selector in (
+        "#criteria svg.chart",
+        "#charts svg.chart >> nth=0",
+        "#charts svg.chart >> nth=1",
+    ):
         box = page.locator(selector).bounding_box()
         assert box is not None and box["width"] > 200 and box["height"] > 80, selector
     assert page.locator("#criteria svg.chart circle").count() == 3
@@ -149,26 +195,31 @@ def test_page_has_axis_bars_legend_charts_and_details(
     # The widest bar: which narrow ones a neighbour's fault mark overlaps depends on the
     # run's timing (a 4 px attempt right before the next one's mark took the click once).
     widths = page.locator("svg.timeline a.attempt rect.bar").evaluate_all(
-        "bars => bars.map(b => b.getBBox().width)")
+        "bars => bars.map(b => b.getBBox().width)"
+    )
     bar = page.locator("svg.timeline a.attempt").nth(widths.index(max(widths)))
     target = bar.get_attribute("href")
     assert target is not None
     item = page.locator(target)
     assert item.evaluate("li => li.closest('details').open") is False
     bar.locator("rect.bar").click()
-    page.wait_for_function("id => document.getElementById(id).closest('details').open",
-                           arg=target.removeprefix("#"))
+    page.wait_for_function(
+        "id => document.getElementById(id).closest('details').open", arg=target.removeprefix("#")
+    )
     assert item.is_visible() and "exit" in item.inner_text()
     page.screenshot(path=str(artifacts / f"{kind}-details-open.png"))
     # The keyboard reaches a bar too: focus it, press Enter, its details open.
     other = page.locator("svg.timeline a.attempt").nth(20)
     other_target = (other.get_attribute("href") or "").removeprefix("#")
-    assert page.evaluate("id => document.getElementById(id).closest('details').open",
-                         other_target) is False
+    assert (
+        page.evaluate("id => document.getElementById(id).closest('details').open", other_target)
+        is False
+    )
     other.focus()
     page.keyboard.press("Enter")
-    page.wait_for_function("id => document.getElementById(id).closest('details').open",
-                           arg=other_target)
+    page.wait_for_function(
+        "id => document.getElementById(id).closest('details').open", arg=other_target
+    )
     assert view.errors == []
     assert all(url.startswith("file:") for url in view.requests), view.requests
 
@@ -176,7 +227,8 @@ def test_page_has_axis_bars_legend_charts_and_details(
 @pytest.mark.parametrize("width", [NARROW, WIDE])
 @pytest.mark.parametrize("kind", ["campaign", "journal"])
 def test_layout_fits_the_viewport_and_text_stays_legible(
-        kind: str, width: int, pages: dict[str, Path], opened: Any, artifacts: Path) -> None:
+    kind: str, width: int, pages: dict[str, Path], opened: Any, artifacts: Path
+) -> None:
     view = opened(pages[kind], width)
     page = view.page
     scroll, inner = page.evaluate("[document.scrollingElement.scrollWidth, innerWidth]")
@@ -184,11 +236,13 @@ def test_layout_fits_the_viewport_and_text_stays_legible(
     # Charts shrink with the column; their words must stay readable (>= 9 CSS px).
     heights = page.evaluate(
         "[...document.querySelectorAll('svg.chart text')].map(t => t.getBBox().height * "
-        "t.getScreenCTM().a)")
+        "t.getScreenCTM().a)"
+    )
     assert heights and min(heights) >= 9, min(heights)
     labels = page.evaluate(
         "[...document.querySelectorAll('svg.timeline text.bar-label')].map(t => "
-        "t.getBBox().height * t.getScreenCTM().a)")
+        "t.getBBox().height * t.getScreenCTM().a)"
+    )
     assert labels and min(labels) >= 9, min(labels)
     # A timeline keeps its scale and scrolls in its own box instead of squeezing.
     box = page.locator("svg.timeline").first.bounding_box()
@@ -199,4 +253,3 @@ def test_layout_fits_the_viewport_and_text_stays_legible(
         group = page.locator("#timeline section.group", has_text="permission-systematic")
         group.screenshot(path=str(artifacts / "campaign-timeline.png"))
     assert view.errors == []
-

@@ -44,8 +44,11 @@ def _sleeper(
     # environment, so a sandbox scanning for its marker would not see it yet (a loaded
     # machine made that window long enough to turn the expected SIGTERM into the later SIGKILL).
     proc = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys; sys.stdout.write('up'); sys.stdout.flush(); sys.stdin.read()"],
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.stdout.write('up'); sys.stdout.flush(); sys.stdin.read()",
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         env=env,

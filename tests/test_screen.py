@@ -16,27 +16,30 @@ from pytest_orch_recovery.doubles.sandbox import Sandbox
 from pytest_orch_recovery.doubles.simagent.interactive import dialog
 from pytest_orch_recovery.engine.classify import LogText, Observation, classify
 from pytest_orch_recovery.engine.model import Reason, Task
-from pytest_orch_recovery.engine.runtime import AttemptExit, LaunchSpec
+from pytest_orch_recovery.engine.ports import AttemptExit, LaunchSpec
 from pytest_orch_recovery.runtime.screen import DETECTORS, ScreenWatch, find_dialog
 from pytest_orch_recovery.runtime.tmux import TmuxRuntime
 
 # Real samples, one per detector family (sources in runtime/screen.py's docstring).
 SAMPLES = {
     "claude-code": dialog("Write", {"file_path": "/w/fake3.md", "content": "# x\n"}, Path("/w")),
-    "codex": ("\u2022 Running git commit -m wip\n\n"
-              "  Would you like to run the following command?\n\n"
-              "  Reason: commit the work\n\n  $ git commit -m wip\n\n"
-              "\u203a 1. Yes, proceed (y)\n"
-              "  2. Yes, and don't ask again for commands that start with `git commit` (p)\n"
-              "  3. No, and tell Codex what to do differently (esc)\n\n"
-              "  Press enter to confirm or esc to cancel\n"),
-    "gemini": ("\u256d\u2500\u2500\u2500\u2500\n"
-               "\u2502 ?  Shell git commit -m wip\n\u2502\n"
-               "\u2502 Allow execution of: 'git'?\n\u2502\n"
-               "\u2502 \u25cf 1. Yes, allow once\n\u2502   2. Yes, allow always ...\n"
-               "\u2502   3. No, suggest changes (esc)\n\u2570\u2500\u2500\u2500\u2500\n"),
-    "aider": ("src/utils/mongodbUtility.ts\n"
-              "Create new file? (Y)es/(N)o [Yes]: \n"),
+    "codex": (
+        "\u2022 Running git commit -m wip\n\n"
+        "  Would you like to run the following command?\n\n"
+        "  Reason: commit the work\n\n  $ git commit -m wip\n\n"
+        "\u203a 1. Yes, proceed (y)\n"
+        "  2. Yes, and don't ask again for commands that start with `git commit` (p)\n"
+        "  3. No, and tell Codex what to do differently (esc)\n\n"
+        "  Press enter to confirm or esc to cancel\n"
+    ),
+    "gemini": (
+        "\u256d\u2500\u2500\u2500\u2500\n"
+        "\u2502 ?  Shell git commit -m wip\n\u2502\n"
+        "\u2502 Allow execution of: 'git'?\n\u2502\n"
+        "\u2502 \u25cf 1. Yes, allow once\n\u2502   2. Yes, allow always ...\n"
+        "\u2502   3. No, suggest changes (esc)\n\u2570\u2500\u2500\u2500\u2500\n"
+    ),
+    "aider": ("src/utils/mongodbUtility.ts\nCreate new file? (Y)es/(N)o [Yes]: \n"),
 }
 
 
@@ -52,12 +55,15 @@ def test_gemini_box_drawing_does_not_hide_the_question() -> None:
     assert found is not None and found.line.endswith("Allow execution of: 'git'?")
 
 
-@pytest.mark.parametrize("text", [
-    "The model wrote: Do you want to create fake3.md? I will.\n",  # prose, no choice below
-    " Do you want to create fake3.md?\n and then it went on working\n",
-    "Create new file? (Y)es/(N)o [Yes]: y\nApplied edit to a.py\nCommit 93e32a1 feat\n",
-    "",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The model wrote: Do you want to create fake3.md? I will.\n",  # prose, no choice below
+        " Do you want to create fake3.md?\n and then it went on working\n",
+        "Create new file? (Y)es/(N)o [Yes]: y\nApplied edit to a.py\nCommit 93e32a1 feat\n",
+        "",
+    ],
+)
 def test_prose_and_answered_dialogs_are_not_dialogs(text: str) -> None:
     assert find_dialog(text) is None
 
@@ -73,8 +79,10 @@ def test_a_dialog_scrolled_far_up_no_longer_waits() -> None:
     assert find_dialog(screen) is None
 
 
-@given(st.lists(st.tuples(st.floats(0.01, 3.0), st.booleans(), st.booleans()), max_size=60),
-       st.floats(0.5, 10.0))
+@given(
+    st.lists(st.tuples(st.floats(0.01, 3.0), st.booleans(), st.booleans()), max_size=60),
+    st.floats(0.5, 10.0),
+)
 def test_a_stall_is_only_declared_after_a_full_silent_window(
     steps: list[tuple[float, bool, bool]], window: float
 ) -> None:
@@ -102,8 +110,16 @@ _TASK = Task("t-screen", "Watch the screen", ("never.md",), wants_pr=False)
 
 
 def _spec(agent: str, argv: Sequence[str]) -> LaunchSpec:
-    return LaunchSpec(task=_TASK, agent=agent, attempt=1, agent_type="command", strategy=None,
-                      prompt=json.dumps(list(argv)), work=(), key=f"{agent}#1")
+    return LaunchSpec(
+        task=_TASK,
+        agent=agent,
+        attempt=1,
+        agent_type="command",
+        strategy=None,
+        prompt=json.dumps(list(argv)),
+        work=(),
+        key=f"{agent}#1",
+    )
 
 
 def _argv(spec: LaunchSpec) -> list[str]:
@@ -121,8 +137,9 @@ def box(tmp_path: Path) -> Iterator[Sandbox]:
         assert sb.leftovers() == []
 
 
-def _run(box: Sandbox, argv: list[str], *, stall_window: float | None,
-         timeout: float = _BOUND) -> tuple[AttemptExit, float]:
+def _run(
+    box: Sandbox, argv: list[str], *, stall_window: float | None, timeout: float = _BOUND
+) -> tuple[AttemptExit, float]:
     with TmuxRuntime(box, _argv, kill_grace=1.0, stall_window=stall_window) as rt:
         started = rt.clock.now()
         rt.launch(_spec("agent-1", argv))
@@ -149,9 +166,13 @@ def test_a_dialog_on_screen_ends_the_attempt_as_permission(box: Sandbox) -> None
     assert screen is not None and screen.kind == "dialog"
     assert screen.detail == "Do you want to create fake3.md?"
     assert not exited.exit.timed_out
-    attribution = classify(Observation(exit=exited.exit,
-                                       logs=(LogText("pane", exited.output),),
-                                       deliverables_missing=("never.md",)))
+    attribution = classify(
+        Observation(
+            exit=exited.exit,
+            logs=(LogText("pane", exited.output),),
+            deliverables_missing=("never.md",),
+        )
+    )
     assert attribution.reason is Reason.PERMISSION
     assert attribution.evidence[0].kind == "screen"
 
@@ -163,8 +184,7 @@ def test_silence_past_the_stall_window_is_a_stall(box: Sandbox) -> None:
     screen = exited.exit.screen
     assert screen is not None and screen.kind == "stall"
     assert screen.silent_for is not None and screen.silent_for > 1.0
-    attribution = classify(Observation(exit=exited.exit,
-                                       deliverables_missing=("never.md",)))
+    attribution = classify(Observation(exit=exited.exit, deliverables_missing=("never.md",)))
     assert attribution.reason is Reason.TIMEOUT
     assert attribution.evidence[0].detail.startswith("stalled: no output and no CPU for ")
 
@@ -177,8 +197,7 @@ def test_a_long_but_talking_call_is_not_a_stall(box: Sandbox, how: str) -> None:
     if how == "prints":
         body = "for n in range(20): print('step', n, flush=True); time.sleep(0.2)"
     else:
-        body = ("end = time.monotonic() + 4.0\n"
-                "while time.monotonic() < end: sum(range(1000))")
+        body = "end = time.monotonic() + 4.0\nwhile time.monotonic() < end: sum(range(1000))"
     script = f"import time\n{body}\n"
     exited, _ = _run(box, [sys.executable, "-c", script], stall_window=1.0)
     assert exited.exit.screen is None
@@ -193,8 +212,9 @@ def test_first_run_state_is_left_as_a_person_leaves_it(tmp_path: Path) -> None:
 
     config = tmp_path / ".claude"
     config.mkdir()
-    (config / ".claude.json").write_text(json.dumps(
-        {"userID": "u1", "projects": {"/elsewhere": {"hasTrustDialogAccepted": False}}}))
+    (config / ".claude.json").write_text(
+        json.dumps({"userID": "u1", "projects": {"/elsewhere": {"hasTrustDialogAccepted": False}}})
+    )
     workspace = tmp_path / "worktrees" / "task-agent-1"
     workspace.mkdir(parents=True)
     key = "sk-ant-api03-double-not-a-real-key"

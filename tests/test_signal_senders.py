@@ -32,7 +32,7 @@ from pytest_orch_recovery.engine.model import (
     SignalSender,
     signal_number,
 )
-from pytest_orch_recovery.engine.rootcause import theory
+from pytest_orch_recovery.report.rootcause import theory
 from pytest_orch_recovery.runtime import senders
 from pytest_orch_recovery.runtime.server import kill_tmux_server
 from pytest_orch_recovery.runtime.wrapper import WrapperSpec
@@ -53,8 +53,10 @@ def test_si_code_names_the_origin() -> None:
 
 
 def test_sender_read_from_a_proc_tree(tmp_path: Path) -> None:
-    for pid, cmd, comm, ppid in ((4242, b"timeout\x00900\x00claude\x00-p\x00", b"timeout\n", 1),
-                                 (4300, b"", b"kill\n", 4242)):
+    for pid, cmd, comm, ppid in (
+        (4242, b"timeout\x00900\x00claude\x00-p\x00", b"timeout\n", 1),
+        (4300, b"", b"kill\n", 4242),
+    ):
         d = tmp_path / str(pid)
         d.mkdir()
         (d / "cmdline").write_bytes(cmd)
@@ -65,8 +67,9 @@ def test_sender_read_from_a_proc_tree(tmp_path: Path) -> None:
     assert sender.describe() == "SIGINT from pid 4242 `timeout 900 claude -p`"
     zombie = senders.sender_of(15, 0, 4300, 0, proc=tmp_path)  # exited before we looked
     assert zombie.command == "" and zombie.name == "kill" and zombie.parent_pid == 4242
-    assert zombie.describe() == ("SIGTERM from pid 4300 `[kill]`, child of pid 4242 "
-                                 "`timeout 900 claude -p`")
+    assert zombie.describe() == (
+        "SIGTERM from pid 4300 `[kill]`, child of pid 4242 `timeout 900 claude -p`"
+    )
     gone = senders.sender_of(2, 0, 99999, 0, proc=tmp_path)
     assert gone.describe() == "SIGINT from pid 99999 `exited at once`"
 
@@ -78,7 +81,8 @@ def test_oom_counter_read_from_v1_and_v2_files(tmp_path: Path) -> None:
     v1 = tmp_path / "cg"
     (v1 / "memory" / "jobs" / "a").mkdir(parents=True)
     (v1 / "memory" / "jobs" / "a" / "memory.oom_control").write_text(
-        "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n")
+        "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n"
+    )
     cgroup = senders.memory_cgroup(7, proc=proc, root=v1)
     assert cgroup == v1 / "memory" / "jobs" / "a" and senders.oom_kills(cgroup) == 3
     (proc / "7" / "cgroup").write_text("0::/jobs/b\n")
@@ -92,8 +96,17 @@ def test_oom_counter_read_from_v1_and_v2_files(tmp_path: Path) -> None:
 
 
 def test_sender_json_round_trip_through_the_exit() -> None:
-    sender = SignalSender(2, SignalOrigin.PROCESS, 0, pid=7, uid=0, command="kill -INT 9",
-                          name="kill", parent_pid=1, parent_command="init")
+    sender = SignalSender(
+        2,
+        SignalOrigin.PROCESS,
+        0,
+        pid=7,
+        uid=0,
+        command="kill -INT 9",
+        name="kill",
+        parent_pid=1,
+        parent_command="init",
+    )
     info = ExitInfo.from_returncode(0).with_evidence((sender,))
     again = ExitInfo.from_json(json.loads(json.dumps(info.to_json())))
     assert again == info and again.with_timeout().senders == (sender,)
@@ -108,9 +121,16 @@ def test_sender_json_round_trip_through_the_exit() -> None:
 def _spec(tmp_path: Path, argv: list[str], name: str = "a1") -> tuple[Path, WrapperSpec]:
     fifo = tmp_path / f"{name}.fifo"
     os.mkfifo(fifo)
-    spec = WrapperSpec(agent=name, attempt=1, key=f"k-{name}", argv=tuple(argv),
-                       env=dict(os.environ), cwd=str(tmp_path),
-                       exit_file=str(tmp_path / f"{name}.exit.json"), fifo=str(fifo))
+    spec = WrapperSpec(
+        agent=name,
+        attempt=1,
+        key=f"k-{name}",
+        argv=tuple(argv),
+        env=dict(os.environ),
+        cwd=str(tmp_path),
+        exit_file=str(tmp_path / f"{name}.exit.json"),
+        fifo=str(fifo),
+    )
     path = tmp_path / f"{name}.launch.json"
     path.write_text(json.dumps(spec.to_json()))
     return path, spec
@@ -140,8 +160,10 @@ def _wait_line(fd: int, prefix: bytes, timeout: float = WAIT) -> bytes:
 
 def _agent() -> list[str]:
     """An agent that says it is ready on the FIFO, then waits to be signalled."""
-    script = ("import os, time; fd = os.open(os.environ['READY_FIFO'], os.O_WRONLY); "
-              "os.write(fd, b'ready\\n'); os.close(fd); time.sleep(600)")
+    script = (
+        "import os, time; fd = os.open(os.environ['READY_FIFO'], os.O_WRONLY); "
+        "os.write(fd, b'ready\\n'); os.close(fd); time.sleep(600)"
+    )
     return [sys.executable, "-c", script]
 
 
@@ -178,10 +200,16 @@ def test_kill_from_another_process_names_that_process(tmp_path: Path) -> None:
         marker = f"sender-{uuid.uuid4().hex[:8]}"
         # The sender signals the wrapper's group (as a supervisor does) and stays alive, so
         # its command line is there to read; it is killed when the test is done with it.
-        sender = subprocess.Popen([sys.executable, "-c",
-                                   "import os, signal, sys, time; "
-                                   "os.killpg(int(sys.argv[1]), signal.SIGINT); time.sleep(60)",
-                                   str(wrapper.pid), marker])
+        sender = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import os, signal, sys, time; "
+                "os.killpg(int(sys.argv[1]), signal.SIGINT); time.sleep(60)",
+                str(wrapper.pid),
+                marker,
+            ]
+        )
         try:
             _wait_line(fd, b"exit")
             assert wrapper.wait(WAIT) == -signal.SIGINT, "ends the way its agent ended"
@@ -197,7 +225,8 @@ def test_kill_from_another_process_names_that_process(tmp_path: Path) -> None:
     assert attribution.reason is Reason.SIGINT and attribution.sender == first
     assert any(f"from pid {sender.pid}" in e.detail for e in attribution.evidence)
     assert theory(attribution).startswith(
-        "hypothesis 2 (System signal during resource pressure) held in part")
+        "hypothesis 2 (System signal during resource pressure) held in part"
+    )
 
 
 @pytest.mark.skipif(shutil.which("timeout") is None, reason="coreutils timeout not installed")
@@ -206,8 +235,9 @@ def test_a_timeout_parent_sending_sigint_is_a_timeout(tmp_path: Path) -> None:
     _ready_env(spec)
     spec_file.write_text(json.dumps(spec.to_json()))
     with _fifo(spec) as fd:
-        parent = subprocess.Popen(["timeout", "-s", "INT", "2", *_wrapper(spec_file)],
-                                  start_new_session=True)
+        parent = subprocess.Popen(
+            ["timeout", "-s", "INT", "2", *_wrapper(spec_file)], start_new_session=True
+        )
         _wait_line(fd, b"exit")
         parent.wait(WAIT)
     record = _record(spec)
@@ -228,8 +258,9 @@ class _Tmux:
         self.base = ["tmux", "-L", self.socket, "-f", "/dev/null"]
 
     def run(self, *args: str) -> str:
-        return subprocess.run([*self.base, *args], check=True, capture_output=True,
-                              text=True).stdout
+        return subprocess.run(
+            [*self.base, *args], check=True, capture_output=True, text=True
+        ).stdout
 
     def close(self) -> None:
         kill_tmux_server(self.socket)  # and its socket file
@@ -253,15 +284,21 @@ def _typed_ctrl_c(tmp_path: Path, tmux: _Tmux, *, attach: bool) -> dict[str, Any
     client: subprocess.Popen[bytes] | None = None
     primary = -1
     with _fifo(spec) as fd:
-        tmux.run("new-session", "-d", "-s", "agent", "-x", "120", "-y", "30", "--",
-                 *_wrapper(spec_file))
+        tmux.run(
+            "new-session", "-d", "-s", "agent", "-x", "120", "-y", "30", "--", *_wrapper(spec_file)
+        )
         _wait_line(fd, b"ready")
         try:
             if attach:  # a person's terminal: a tmux client on a pseudo-terminal of its own
                 primary, secondary = os.openpty()
                 client = subprocess.Popen(
-                    [*tmux.base, "attach", "-t", "agent"], stdin=secondary, stdout=secondary,
-                    stderr=secondary, start_new_session=True, env={**os.environ, "TERM": "xterm"})
+                    [*tmux.base, "attach", "-t", "agent"],
+                    stdin=secondary,
+                    stdout=secondary,
+                    stderr=secondary,
+                    start_new_session=True,
+                    env={**os.environ, "TERM": "xterm"},
+                )
                 os.close(secondary)
                 # The server draws the session on the client's terminal once it is attached.
                 ready, _, _ = select.select([primary], [], [], WAIT)
@@ -282,12 +319,14 @@ def test_ctrl_c_typed_into_the_pane_is_tty_generated(tmp_path: Path, tmux: _Tmux
     (first,) = ExitInfo.from_json(record["exit"]).senders
     assert first.origin is SignalOrigin.TTY and first.code == senders.SI_KERNEL
     assert first.pid is None and first.clients == 0
-    assert first.describe() == ("SIGINT typed in the pane (tty; no client attached: keys sent "
-                                "by a program)")
+    assert first.describe() == (
+        "SIGINT typed in the pane (tty; no client attached: keys sent by a program)"
+    )
     attribution = classify(_observation(record))
     assert attribution.reason is Reason.SIGINT and attribution.sender == first
-    assert theory(attribution).startswith("hypothesis 1 (Manual Ctrl-C in tmux session) held "
-                                          "in part")
+    assert theory(attribution).startswith(
+        "hypothesis 1 (Manual Ctrl-C in tmux session) held in part"
+    )
 
 
 def test_ctrl_c_typed_with_a_person_attached_waits_for_the_operator(
@@ -304,10 +343,19 @@ def test_ctrl_c_typed_with_a_person_attached_waits_for_the_operator(
     assert theory(attribution).startswith("hypothesis 1 (Manual Ctrl-C in tmux session) held:")
     task = Task("task-5030", "Create /fake3 command", ("fake3.md",))
     partial = PartialWork(deliverables_missing=("fake3.md",))
-    decision = Policy().decide(Situation(
-        task=task, agent="task-agent-5030", agent_type="sim", attribution=attribution,
-        partial=partial, missing=(), history=(PastAttempt(1, "sim", Reason.SIGINT, None),),
-        breaker_open=False, max_attempts=4))
+    decision = Policy().decide(
+        Situation(
+            task=task,
+            agent="task-agent-5030",
+            agent_type="sim",
+            attribution=attribution,
+            partial=partial,
+            missing=(),
+            history=(PastAttempt(1, "sim", Reason.SIGINT, None),),
+            breaker_open=False,
+            max_attempts=4,
+        )
+    )
     assert decision.rule == "sigint_typed_by_person"
     assert decision.strategy is Strategy.ESCALATE
 
@@ -320,8 +368,9 @@ def _memory_cgroup_of_our_own(name: str) -> Path | None:
     child = parent / name
     try:
         child.mkdir()
-        limit = "memory.limit_in_bytes" if (child / "memory.limit_in_bytes").exists() \
-            else "memory.max"
+        limit = (
+            "memory.limit_in_bytes" if (child / "memory.limit_in_bytes").exists() else "memory.max"
+        )
         (child / limit).write_text(str(64 * 1024 * 1024))
     except OSError:
         with contextlib.suppress(OSError):
@@ -337,13 +386,15 @@ def test_a_sigkill_from_the_oom_killer_is_named_from_the_cgroup_counter(tmp_path
     try:
         # The agent allocates far past the cgroup's 64 MiB: the kernel OOM-kills it (the
         # biggest process in the cgroup), and the wrapper, which it never told, survives.
-        spec_file, spec = _spec(tmp_path, [sys.executable, "-c",
-                                           "x = bytearray(512 * 1024 * 1024); print('alive')"])
+        spec_file, spec = _spec(
+            tmp_path, [sys.executable, "-c", "x = bytearray(512 * 1024 * 1024); print('alive')"]
+        )
         with _fifo(spec) as fd:
             procs = str(cgroup / "cgroup.procs")
             wrapper = subprocess.Popen(
                 ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', procs, *_wrapper(spec_file)],
-                start_new_session=True)
+                start_new_session=True,
+            )
             _wait_line(fd, b"exit")
             assert wrapper.wait(WAIT) == -signal.SIGKILL
         record = _record(spec)
@@ -360,21 +411,30 @@ def test_a_sigkill_from_the_oom_killer_is_named_from_the_cgroup_counter(tmp_path
             cgroup.rmdir()
 
 
-def test_a_wrapper_killed_outright_is_read_from_tmux_and_not_blamed_on_oom(
-        tmp_path: Path) -> None:
+def test_a_wrapper_killed_outright_is_read_from_tmux_and_not_blamed_on_oom(tmp_path: Path) -> None:
     """SIGKILL to the wrapper itself: no exit file, tmux's pane_dead_signal says 9; the pane's
     cgroup counted no OOM kill, so the exit does not claim one."""
     from pytest_orch_recovery.doubles.sandbox import Sandbox
     from pytest_orch_recovery.engine.model import Task
-    from pytest_orch_recovery.engine.runtime import LaunchSpec
+    from pytest_orch_recovery.engine.ports import LaunchSpec
     from pytest_orch_recovery.runtime.tmux import TmuxRuntime
 
     script = "import os, signal; os.kill(os.getppid(), signal.SIGKILL)"
     box = Sandbox.create(base_dir=tmp_path / "sb")
     try:
         with TmuxRuntime(box, lambda _s: [sys.executable, "-c", script], kill_grace=1.0) as rt:
-            rt.launch(LaunchSpec(Task("t", "t", ("x.md",), wants_pr=False), "a-1", 1,
-                                 "command", None, "", (), "a-1#1"))
+            rt.launch(
+                LaunchSpec(
+                    Task("t", "t", ("x.md",), wants_pr=False),
+                    "a-1",
+                    1,
+                    "command",
+                    None,
+                    "",
+                    (),
+                    "a-1#1",
+                )
+            )
             exited = rt.next_exit(rt.clock.now() + WAIT)
     finally:
         box.teardown()
@@ -384,8 +444,9 @@ def test_a_wrapper_killed_outright_is_read_from_tmux_and_not_blamed_on_oom(
 
 
 @pytest.mark.parametrize("nice", [-1, 20, 1.5, "3", True])
-def test_a_launch_spec_with_a_bad_nice_names_the_file_and_field(tmp_path: Path,
-                                                               nice: object) -> None:
+def test_a_launch_spec_with_a_bad_nice_names_the_file_and_field(
+    tmp_path: Path, nice: object
+) -> None:
     path, spec = _spec(tmp_path, ["true"])
     path.write_text(json.dumps({**spec.to_json(), "nice": nice}))
     with pytest.raises(ValueError, match=r"launch\.json: field nice: an integer 0\.\.19, got"):

@@ -10,18 +10,18 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pytest_orch_recovery.chaos.faults import CATALOGUE, FaultSpec, Trigger
-from pytest_orch_recovery.chaos.simruntime import SimRuntime
-from pytest_orch_recovery.chaos.simulation import simulate
+from pytest_orch_recovery.chaos.tiers.sim import simulate
+from pytest_orch_recovery.chaos.tiers.simruntime import SimRuntime
 from pytest_orch_recovery.engine.coordinator import (
     Coordinator,
     CoordinatorConfig,
     Phase,
     TaskState,
 )
-from pytest_orch_recovery.engine.journal import Journal
-from pytest_orch_recovery.engine.metrics import compute
 from pytest_orch_recovery.engine.model import Event, EventKind, Reason, Task
 from pytest_orch_recovery.engine.policy import Policy
+from pytest_orch_recovery.report.metrics import compute
+from pytest_orch_recovery.store.journal import Journal
 
 ATTEMPT_FAULTS = sorted(
     k for k, v in CATALOGUE.items() if v.scope == "attempt" and k != "corrupt_checkpoint"
@@ -49,8 +49,7 @@ def tasks(draw: st.DrawFn) -> list[Task]:
 @st.composite
 def schedules(draw: st.DrawFn, task_ids: list[str]) -> list[FaultSpec]:
     # Swarm testing: each schedule uses a random subset of the catalogue.
-    kinds = draw(st.lists(st.sampled_from(ATTEMPT_FAULTS), min_size=1, max_size=4,
-                          unique=True))
+    kinds = draw(st.lists(st.sampled_from(ATTEMPT_FAULTS), min_size=1, max_size=4, unique=True))
     faults = []
     for _ in range(draw(st.integers(0, 5))):
         kind = draw(st.sampled_from(kinds))
@@ -65,8 +64,13 @@ def schedules(draw: st.DrawFn, task_ids: list[str]) -> list[FaultSpec]:
             )
         )
     if draw(st.booleans()):
-        faults.append(FaultSpec("corrupt_checkpoint", Trigger("tool_call", n=1),
-                                task=draw(st.sampled_from(task_ids))))
+        faults.append(
+            FaultSpec(
+                "corrupt_checkpoint",
+                Trigger("tool_call", n=1),
+                task=draw(st.sampled_from(task_ids)),
+            )
+        )
     return faults
 
 
@@ -76,8 +80,9 @@ def campaigns(draw: st.DrawFn) -> tuple[list[Task], list[FaultSpec], int]:
     return ts, draw(schedules([t.task_id for t in ts])), draw(st.integers(0, 2**32 - 1))
 
 
-PROPERTY_SETTINGS = settings(max_examples=150, deadline=None,
-                             suppress_health_check=[HealthCheck.too_slow])
+PROPERTY_SETTINGS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @PROPERTY_SETTINGS
@@ -106,8 +111,9 @@ def test_every_failure_is_attributed_to_a_known_reason(c) -> None:
     ts, faults, seed = c
     out = simulate(ts, faults, seed=seed)
     exits = [e for e in out.events if e.kind is EventKind.ATTEMPT_EXITED]
-    judged = [e for e in out.events
-              if e.kind in (EventKind.FAILURE_ATTRIBUTED, EventKind.TASK_SUCCEEDED)]
+    judged = [
+        e for e in out.events if e.kind in (EventKind.FAILURE_ATTRIBUTED, EventKind.TASK_SUCCEEDED)
+    ]
     assert len(exits) == len(judged)
     for e in out.events:
         if e.kind is EventKind.FAILURE_ATTRIBUTED:
@@ -143,26 +149,42 @@ def test_same_seed_same_journal(c) -> None:
     assert first == second
 
 
-_FOUR = [Task(task_id=f"t{i}", title=f"Task {i}", deliverables=(f"src/m{i}_0.py",))
-         for i in range(4)]
+_FOUR = [
+    Task(task_id=f"t{i}", title=f"Task {i}", deliverables=(f"src/m{i}_0.py",)) for i in range(4)
+]
 
 
 @settings(max_examples=60, deadline=None)
 @given(campaigns(), st.integers(1, 60))
 # Found by this property: stalled agents killed at their timeout, the coordinator crashing
 # after the kills and before the exits are recorded.
-@example(c=(_FOUR, [FaultSpec(kind="api_stall", task="t0"),
-                    FaultSpec(kind="api_stall", trigger=Trigger(event="api_request", n=1),
-                              task="*")], 0),
-         crash_after=9)
+@example(
+    c=(
+        _FOUR,
+        [
+            FaultSpec(kind="api_stall", task="t0"),
+            FaultSpec(kind="api_stall", trigger=Trigger(event="api_request", n=1), task="*"),
+        ],
+        0,
+    ),
+    crash_after=9,
+)
 # Found by it in CI: backoff jitter drawn from one stream for every decision, so a coordinator
 # rebuilt after the crash waited differently and t0 ran into the circuit breaker.
-@example(c=([dataclasses.replace(t, wants_pr=False) for t in _FOUR],
-            [FaultSpec(kind="api_overloaded", trigger=Trigger(event="tool_call", n=1),
-                       task="t0", attempt=1),
-             FaultSpec(kind="api_overloaded", task="t0", attempt=2),
-             FaultSpec(kind="api_overloaded", task="*", attempt=1)], 208172),
-         crash_after=11)
+@example(
+    c=(
+        [dataclasses.replace(t, wants_pr=False) for t in _FOUR],
+        [
+            FaultSpec(
+                kind="api_overloaded", trigger=Trigger(event="tool_call", n=1), task="t0", attempt=1
+            ),
+            FaultSpec(kind="api_overloaded", task="t0", attempt=2),
+            FaultSpec(kind="api_overloaded", task="*", attempt=1),
+        ],
+        208172,
+    ),
+    crash_after=11,
+)
 def test_a_coordinator_crash_anywhere_changes_no_outcome(c, crash_after) -> None:
     ts, faults, seed = c
     clean = simulate(ts, faults, seed=seed)
@@ -171,7 +193,6 @@ def test_a_coordinator_crash_anywhere_changes_no_outcome(c, crash_after) -> None
     keys = [k for _, k in crashed.runtime.launch_log]
     assert len(keys) == len(set(keys))
     assert [e.seq for e in crashed.events] == list(range(1, len(crashed.events) + 1))
-
 
 
 @settings(max_examples=60, deadline=None)
@@ -187,13 +208,16 @@ def test_memory_rebuilt_from_the_journal_equals_the_live_memory(c) -> None:
     def journaled(state: TaskState) -> TaskState:
         # ``partial`` is the live coordinator's cache of the workspace, and ``timed_out`` of
         # a live attempt the kill it has ordered: neither is journal state until the exit.
-        attempts = [a if a.exit is not None else dataclasses.replace(a, timed_out=False)
-                    for a in state.attempts]
+        attempts = [
+            a if a.exit is not None else dataclasses.replace(a, timed_out=False)
+            for a in state.attempts
+        ]
         return dataclasses.replace(state, partial=None, attempts=attempts)
 
     def compare(event: Event) -> None:
-        rebuilt = Coordinator(SimRuntime(seed=seed), Journal(None), policy=Policy(seed=seed),
-                              config=config)
+        rebuilt = Coordinator(
+            SimRuntime(seed=seed), Journal(None), policy=Policy(seed=seed), config=config
+        )
         for stored in journal.events():
             rebuilt._apply(Event.from_json(json.loads(json.dumps(stored.to_json()))))
         for task_id, state in live.tasks.items():
@@ -202,8 +226,13 @@ def test_memory_rebuilt_from_the_journal_equals_the_live_memory(c) -> None:
         if rebuilt.policy.breaker.open_causes() != live.policy.breaker.open_causes():
             differences.append(f"breaker after {event.kind} #{event.seq}")
 
-    live = Coordinator(SimRuntime(seed=seed, faults=faults), journal, policy=Policy(seed=seed),
-                       config=config, on_event=compare)
+    live = Coordinator(
+        SimRuntime(seed=seed, faults=faults),
+        journal,
+        policy=Policy(seed=seed),
+        config=config,
+        on_event=compare,
+    )
     for task in ts:
         live.submit(task)
     live.run()
@@ -215,8 +244,9 @@ def test_a_timeout_kill_stays_a_timeout_when_the_coordinator_crashes_before_the_
     # their timeout; the coordinator crashes after the kills, before the exits are recorded.
     # The replacement must still see timeouts (permission at the prompt, one systematic
     # escalation), not three SIGTERMs from nowhere that it resumes.
-    tasks = [Task(task_id=f"t{i}", title=f"Task {i}", deliverables=(f"src/m{i}_0.py",))
-             for i in range(4)]
+    tasks = [
+        Task(task_id=f"t{i}", title=f"Task {i}", deliverables=(f"src/m{i}_0.py",)) for i in range(4)
+    ]
     faults = [
         FaultSpec(kind="permission_prompt", trigger=Trigger(event="tool_call", n=1), task="*"),
         FaultSpec(kind="api_overloaded", task="t0"),

@@ -47,36 +47,87 @@ def tool_msg(name: str, tool_input: dict[str, Any], tool_id: str = "toolu_01") -
 
 
 def _full(msg: dict[str, Any]) -> dict[str, Any]:
-    return {"id": "msg_01sim", "type": "message", "role": "assistant", "model": "claude-test",
-            "stop_sequence": None, "usage": {"input_tokens": 11, "output_tokens": 7}, **msg}
+    return {
+        "id": "msg_01sim",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-test",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 11, "output_tokens": 7},
+        **msg,
+    }
 
 
 def sse_events(msg: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """The stream the real API sends for ``msg``: text and tool input arrive in pieces."""
     full = _full(msg)
-    start = {**full, "content": [], "stop_reason": None, "usage": {"input_tokens": 11,
-                                                                    "output_tokens": 1}}
+    start = {
+        **full,
+        "content": [],
+        "stop_reason": None,
+        "usage": {"input_tokens": 11, "output_tokens": 1},
+    }
     events: list[tuple[str, dict[str, Any]]] = [
-        ("message_start", {"type": "message_start", "message": start}), ("ping", {"type": "ping"})]
+        ("message_start", {"type": "message_start", "message": start}),
+        ("ping", {"type": "ping"}),
+    ]
     for i, block in enumerate(full["content"]):
         if block["type"] == "text":
-            events.append(("content_block_start", {"type": "content_block_start", "index": i,
-                                                   "content_block": {"type": "text", "text": ""}}))
+            events.append(
+                (
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": i,
+                        "content_block": {"type": "text", "text": ""},
+                    },
+                )
+            )
             text = block["text"]
             for piece in (text[: len(text) // 2], text[len(text) // 2 :]):
-                events.append(("content_block_delta", {"type": "content_block_delta", "index": i,
-                               "delta": {"type": "text_delta", "text": piece}}))
+                events.append(
+                    (
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": i,
+                            "delta": {"type": "text_delta", "text": piece},
+                        },
+                    )
+                )
         else:
-            events.append(("content_block_start", {"type": "content_block_start", "index": i,
-                           "content_block": {**block, "input": {}}}))
+            events.append(
+                (
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": i,
+                        "content_block": {**block, "input": {}},
+                    },
+                )
+            )
             raw = json.dumps(block["input"])
             for piece in (raw[:5], raw[5:]):
-                events.append(("content_block_delta", {"type": "content_block_delta", "index": i,
-                               "delta": {"type": "input_json_delta", "partial_json": piece}}))
+                events.append(
+                    (
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": i,
+                            "delta": {"type": "input_json_delta", "partial_json": piece},
+                        },
+                    )
+                )
         events.append(("content_block_stop", {"type": "content_block_stop", "index": i}))
     events += [
-        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": full["stop_reason"],
-                           "stop_sequence": None}, "usage": {"output_tokens": 7}}),
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": full["stop_reason"], "stop_sequence": None},
+                "usage": {"output_tokens": 7},
+            },
+        ),
         ("message_stop", {"type": "message_stop"}),
     ]
     return events
@@ -117,11 +168,19 @@ class FakeApi:
                 length = int(self.headers.get("content-length", "0"))
                 body = json.loads(self.rfile.read(length))
                 with api._lock:
-                    api.requests.append(Seen(self.path, {k.lower(): v for k, v in
-                                                         self.headers.items()}, body))
-                    reply = api.script.pop(0) if api.script else Reply(
-                        "status", status=500, body='{"type":"error","error":{"type":"api_error",'
-                        '"message":"fake server script exhausted"}}')
+                    api.requests.append(
+                        Seen(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                    )
+                    reply = (
+                        api.script.pop(0)
+                        if api.script
+                        else Reply(
+                            "status",
+                            status=500,
+                            body='{"type":"error","error":{"type":"api_error",'
+                            '"message":"fake server script exhausted"}}',
+                        )
+                    )
                 api.got_request.set()
                 api._answer(self, reply)
 
@@ -180,8 +239,13 @@ def work(tmp_path: Path) -> Path:
 
 def agent_env(work: Path, api: FakeApi, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE_"))}
-    env.update(HOME=str(work / "home"), ANTHROPIC_BASE_URL=api.url,
-               ANTHROPIC_API_KEY="sk-ant-test", IS_SANDBOX="1", ORCH_SIM_RETRY_BASE_MS="1")
+    env.update(
+        HOME=str(work / "home"),
+        ANTHROPIC_BASE_URL=api.url,
+        ANTHROPIC_API_KEY="sk-ant-test",
+        IS_SANDBOX="1",
+        ORCH_SIM_RETRY_BASE_MS="1",
+    )
     env.update(extra)
     return env
 
@@ -189,8 +253,13 @@ def agent_env(work: Path, api: FakeApi, **extra: str) -> dict[str, str]:
 def run_agent(work: Path, api: FakeApi, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pytest_orch_recovery.doubles.simagent", *args],
-        cwd=work / "work", env=agent_env(work, api, **env), stdin=subprocess.DEVNULL,
-        capture_output=True, text=True, timeout=WAIT, check=False,
+        cwd=work / "work",
+        env=agent_env(work, api, **env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=False,
     )
 
 
@@ -201,22 +270,45 @@ def last_user(seen: Seen) -> list[dict[str, Any]]:
 
 # ----------------------------------------------------------------------------- end to end
 
-RESULT_KEYS = {"type", "subtype", "is_error", "duration_ms", "duration_api_ms", "num_turns",
-               "result", "session_id", "total_cost_usd", "usage", "permission_denials", "uuid"}
+RESULT_KEYS = {
+    "type",
+    "subtype",
+    "is_error",
+    "duration_ms",
+    "duration_api_ms",
+    "num_turns",
+    "result",
+    "session_id",
+    "total_cost_usd",
+    "usage",
+    "permission_denials",
+    "uuid",
+}
 
 
 def test_tools_run_over_a_streamed_conversation(work: Path) -> None:
     script = [
         Reply("sse", tool_msg("Write", {"file_path": "pkg/a.txt", "content": "hello\n"}, "t1")),
-        Reply("sse", tool_msg("Edit", {"file_path": "pkg/a.txt", "old_string": "hello",
-                                       "new_string": "bye"}, "t2")),
+        Reply(
+            "sse",
+            tool_msg(
+                "Edit", {"file_path": "pkg/a.txt", "old_string": "hello", "new_string": "bye"}, "t2"
+            ),
+        ),
         Reply("sse", tool_msg("Bash", {"command": "cat pkg/a.txt; echo oops >&2; exit 3"}, "t3")),
         Reply("sse", tool_msg("Read", {"file_path": "pkg/a.txt"}, "t4")),
         Reply("sse", text_msg("All done.")),
     ]
     with FakeApi(script) as api:
-        proc = run_agent(work, api, "-p", "make a.txt", "--dangerously-skip-permissions",
-                         "--output-format", "json")
+        proc = run_agent(
+            work,
+            api,
+            "-p",
+            "make a.txt",
+            "--dangerously-skip-permissions",
+            "--output-format",
+            "json",
+        )
     assert proc.returncode == 0, proc.stderr
     assert (work / "work" / "pkg" / "a.txt").read_text() == "bye\n"
     result = json.loads(proc.stdout)
@@ -232,8 +324,9 @@ def test_tools_run_over_a_streamed_conversation(work: Path) -> None:
     assert [t["name"] for t in first.body["tools"]] == ["Bash", "Edit", "Read", "Write"]
     system = " ".join(b["text"] for b in first.body["system"])
     assert f"Working directory: {(work / 'work').resolve()}" in system
-    assert first.body["messages"] == [{"role": "user",
-                                       "content": [{"type": "text", "text": "make a.txt"}]}]
+    assert first.body["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "make a.txt"}]}
+    ]
     bash_result = last_user(api.requests[3])[0]
     assert bash_result["tool_use_id"] == "t3" and bash_result["is_error"] is True
     assert bash_result["content"].startswith("Exit code 3\n") and "bye" in bash_result["content"]
@@ -245,8 +338,10 @@ def test_tools_run_over_a_streamed_conversation(work: Path) -> None:
 
 
 def test_plain_json_replies_and_text_output(work: Path) -> None:
-    script = [Reply("json", tool_msg("Bash", {"command": "echo hi > out.txt"})),
-              Reply("json", text_msg("Wrote out.txt"))]
+    script = [
+        Reply("json", tool_msg("Bash", {"command": "echo hi > out.txt"})),
+        Reply("json", text_msg("Wrote out.txt")),
+    ]
     with FakeApi(script) as api:
         proc = run_agent(work, api, "-p", "go", "--permission-mode", "bypassPermissions")
     assert proc.returncode == 0, proc.stderr
@@ -258,11 +353,26 @@ def test_plain_json_replies_and_text_output(work: Path) -> None:
 
 def test_without_permission_flag_tools_are_denied_and_nothing_is_written(work: Path) -> None:
     script = [
-        Reply("sse", {"content": [
-            {"type": "tool_use", "id": "w1", "name": "Write",
-             "input": {"file_path": "x.py", "content": "print(1)\n"}},
-            {"type": "tool_use", "id": "b1", "name": "Bash", "input": {"command": "touch y"}},
-        ], "stop_reason": "tool_use"}),
+        Reply(
+            "sse",
+            {
+                "content": [
+                    {
+                        "type": "tool_use",
+                        "id": "w1",
+                        "name": "Write",
+                        "input": {"file_path": "x.py", "content": "print(1)\n"},
+                    },
+                    {
+                        "type": "tool_use",
+                        "id": "b1",
+                        "name": "Bash",
+                        "input": {"command": "touch y"},
+                    },
+                ],
+                "stop_reason": "tool_use",
+            },
+        ),
         Reply("sse", text_msg("I need permission.")),
     ]
     with FakeApi(script) as api:
@@ -272,15 +382,20 @@ def test_without_permission_flag_tools_are_denied_and_nothing_is_written(work: P
     result = json.loads(proc.stdout)
     assert result["is_error"] is False
     assert result["permission_denials"] == [
-        {"tool_name": "Write", "tool_use_id": "w1",
-         "tool_input": {"file_path": "x.py", "content": "print(1)\n"}},
+        {
+            "tool_name": "Write",
+            "tool_use_id": "w1",
+            "tool_input": {"file_path": "x.py", "content": "print(1)\n"},
+        },
         {"tool_name": "Bash", "tool_use_id": "b1", "tool_input": {"command": "touch y"}},
     ]
     results = last_user(api.requests[1])
     assert results[0]["content"] == (
-        "Claude requested permissions to write to x.py, but you haven't granted it yet.")
+        "Claude requested permissions to write to x.py, but you haven't granted it yet."
+    )
     assert results[1]["content"] == (
-        "Claude requested permissions to use Bash, but you haven't granted it yet.")
+        "Claude requested permissions to use Bash, but you haven't granted it yet."
+    )
     assert all(r["is_error"] for r in results)
 
 
@@ -306,16 +421,19 @@ def test_529_is_retried_then_succeeds(work: Path) -> None:
 def test_gives_up_after_max_retries_with_the_api_error(work: Path) -> None:
     overloaded = Reply("status", status=529, body=OVERLOADED)
     with FakeApi([overloaded] * 3) as api:
-        proc = run_agent(work, api, "-p", "hi", "--output-format", "json",
-                         CLAUDE_CODE_MAX_RETRIES="2")
+        proc = run_agent(
+            work, api, "-p", "hi", "--output-format", "json", CLAUDE_CODE_MAX_RETRIES="2"
+        )
     assert proc.returncode == 1
     assert len(api.requests) == 3
     result = json.loads(proc.stdout)
     assert result["is_error"] is True and result["api_error_status"] == 529
     # Claude Code 2.1.328's wording, measured against a loopback API (docs/claude-code.md);
     # the old expectation (the raw body) came from reports about older versions.
-    gave_up = ("API Error: 529 Overloaded. This is a server-side issue, usually temporary — "
-               "try again in a moment. If it persists, check your inference gateway (127.0.0.1:")
+    gave_up = (
+        "API Error: 529 Overloaded. This is a server-side issue, usually temporary — "
+        "try again in a moment. If it persists, check your inference gateway (127.0.0.1:"
+    )
     assert result["result"].startswith(gave_up) and result["result"].endswith(").")
     assert result["terminal_reason"] == "api_error"
     with FakeApi([overloaded]) as api:
@@ -324,8 +442,11 @@ def test_gives_up_after_max_retries_with_the_api_error(work: Path) -> None:
 
 
 def test_client_errors_are_not_retried(work: Path) -> None:
-    bad = Reply("status", status=400, body='{"type":"error","error":{"type":'
-                '"invalid_request_error","message":"bad"}}')
+    bad = Reply(
+        "status",
+        status=400,
+        body='{"type":"error","error":{"type":"invalid_request_error","message":"bad"}}',
+    )
     with FakeApi([bad, Reply("sse", text_msg("unused"))]) as api:
         proc = run_agent(work, api, "-p", "hi")
     assert proc.returncode == 1 and proc.stdout.startswith("API Error: 400 ")
@@ -340,8 +461,12 @@ def test_dropped_stream_is_retried(work: Path) -> None:
 
 
 def test_resume_sends_the_whole_history(work: Path) -> None:
-    with FakeApi([Reply("sse", tool_msg("Read", {"file_path": "nope.txt"}, "r1")),
-                  Reply("sse", text_msg("first answer"))]) as api:
+    with FakeApi(
+        [
+            Reply("sse", tool_msg("Read", {"file_path": "nope.txt"}, "r1")),
+            Reply("sse", text_msg("first answer")),
+        ]
+    ) as api:
         first = run_agent(work, api, "-p", "first prompt", "--output-format", "json")
     sid = json.loads(first.stdout)["session_id"]
     cwd = (work / "work").resolve()
@@ -350,8 +475,9 @@ def test_resume_sends_the_whole_history(work: Path) -> None:
     assert [e["type"] for e in entries] == ["user", "assistant", "user", "assistant"]
     assert all(e["sessionId"] == sid for e in entries)
     with FakeApi([Reply("sse", text_msg("second answer"))]) as api:
-        second = run_agent(work, api, "--resume", sid, "-p", "second prompt",
-                           "--output-format", "json")
+        second = run_agent(
+            work, api, "--resume", sid, "-p", "second prompt", "--output-format", "json"
+        )
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout)["session_id"] == sid
     sent = api.requests[0].body["messages"]
@@ -372,20 +498,37 @@ def test_resume_of_unknown_session_fails(work: Path) -> None:
 
 def test_post_tool_use_hooks_get_the_payload_and_exit_2_reaches_the_model(work: Path) -> None:
     payload_file = work / "payload.json"
-    settings = {"hooks": {"PostToolUse": [
-        {"matcher": "Write|Edit", "hooks": [
-            {"type": "command", "command": f"cat > {payload_file}"},
-            {"type": "command", "command": "echo 'lint failed: E1' >&2; exit 2", "timeout": 30},
-        ]},
-        {"matcher": "Bash", "hooks": [{"type": "command", "command": f"touch {work}/bash-hook"}]},
-    ]}}
+    settings = {
+        "hooks": {
+            "PostToolUse": [
+                {
+                    "matcher": "Write|Edit",
+                    "hooks": [
+                        {"type": "command", "command": f"cat > {payload_file}"},
+                        {
+                            "type": "command",
+                            "command": "echo 'lint failed: E1' >&2; exit 2",
+                            "timeout": 30,
+                        },
+                    ],
+                },
+                {
+                    "matcher": "Bash",
+                    "hooks": [{"type": "command", "command": f"touch {work}/bash-hook"}],
+                },
+            ]
+        }
+    }
     (work / "work" / ".claude").mkdir()
     (work / "work" / ".claude" / "settings.json").write_text(json.dumps(settings))
-    script = [Reply("sse", tool_msg("Write", {"file_path": "m.py", "content": "x = 1\n"}, "w9")),
-              Reply("sse", text_msg("done"))]
+    script = [
+        Reply("sse", tool_msg("Write", {"file_path": "m.py", "content": "x = 1\n"}, "w9")),
+        Reply("sse", text_msg("done")),
+    ]
     with FakeApi(script) as api:
-        proc = run_agent(work, api, "-p", "go", "--dangerously-skip-permissions",
-                         "--output-format", "json")
+        proc = run_agent(
+            work, api, "-p", "go", "--dangerously-skip-permissions", "--output-format", "json"
+        )
     assert proc.returncode == 0, proc.stderr
     payload = json.loads(payload_file.read_text())
     sid = json.loads(proc.stdout)["session_id"]
@@ -403,10 +546,21 @@ def test_post_tool_use_hooks_get_the_payload_and_exit_2_reaches_the_model(work: 
 def test_sigint_while_waiting_on_the_api_exits_0_silently(work: Path) -> None:
     with FakeApi([Reply("stall")]) as api:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest_orch_recovery.doubles.simagent", "-p", "hang",
-             "--output-format", "json"],
-            cwd=work / "work", env=agent_env(work, api), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "pytest_orch_recovery.doubles.simagent",
+                "-p",
+                "hang",
+                "--output-format",
+                "json",
+            ],
+            cwd=work / "work",
+            env=agent_env(work, api),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         try:
             assert api.got_request.wait(WAIT), "agent never called the API"
@@ -423,14 +577,20 @@ def test_sigint_while_waiting_on_the_api_exits_0_silently(work: Path) -> None:
 
 
 def test_stream_json_prints_init_messages_and_result(work: Path) -> None:
-    script = [Reply("sse", tool_msg("Read", {"file_path": "missing"})),
-              Reply("sse", text_msg("bye"))]
+    script = [
+        Reply("sse", tool_msg("Read", {"file_path": "missing"})),
+        Reply("sse", text_msg("bye")),
+    ]
     with FakeApi(script) as api:
         proc = run_agent(work, api, "-p", "x", "--output-format", "stream-json", "--verbose")
     lines = [json.loads(x) for x in proc.stdout.splitlines()]
     assert [(e["type"], e.get("subtype")) for e in lines] == [
-        ("system", "init"), ("assistant", None), ("user", None), ("assistant", None),
-        ("result", "success")]
+        ("system", "init"),
+        ("assistant", None),
+        ("user", None),
+        ("assistant", None),
+        ("result", "success"),
+    ]
     assert lines[0]["cwd"] == str((work / "work").resolve())
     assert lines[0]["session_id"] == lines[-1]["session_id"]
 
@@ -442,7 +602,10 @@ def test_max_turns_stops_with_error_max_turns(work: Path) -> None:
     result = json.loads(proc.stdout)
     assert proc.returncode == 1
     assert (result["subtype"], result["is_error"], result["num_turns"]) == (
-        "error_max_turns", True, 1)
+        "error_max_turns",
+        True,
+        1,
+    )
     assert len(api.requests) == 1
 
 
@@ -452,8 +615,13 @@ def test_prompt_from_file_and_from_stdin(work: Path) -> None:
         run_agent(work, api, "-p", f"@{work / 'prompt.md'}")
         subprocess.run(
             [sys.executable, "-m", "pytest_orch_recovery.doubles.simagent", "-p"],
-            cwd=work / "work", env=agent_env(work, api), input="prompt on stdin",
-            capture_output=True, text=True, timeout=WAIT, check=True,
+            cwd=work / "work",
+            env=agent_env(work, api),
+            input="prompt on stdin",
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+            check=True,
         )
     texts = [r.body["messages"][0]["content"][0]["text"] for r in api.requests]
     assert texts == ["prompt from a file", "prompt on stdin"]
@@ -467,8 +635,11 @@ def test_prompt_from_file_and_from_stdin(work: Path) -> None:
     [
         (["--x"], "error: unknown option '--x'"),
         (["--model"], "error: option '--model <model>' argument missing"),
-        (["--output-format", "xml"], "error: option '--output-format <format>' argument 'xml' "
-         "is invalid. Allowed choices are text, json, stream-json."),
+        (
+            ["--output-format", "xml"],
+            "error: option '--output-format <format>' argument 'xml' "
+            "is invalid. Allowed choices are text, json, stream-json.",
+        ),
     ],
 )
 def test_bad_command_lines_fail_like_commander(
@@ -497,8 +668,11 @@ def test_edit_refuses_ambiguous_and_missing_strings(tmp_path: Path) -> None:
     assert twice.is_error and "Found 2 matches" in twice.content
     absent = run_tool("Edit", {"file_path": "f", "old_string": "z", "new_string": "b"}, tmp_path)
     assert absent.is_error and "String to replace not found" in absent.content
-    every = run_tool("Edit", {"file_path": "f", "old_string": "a", "new_string": "b",
-                              "replace_all": True}, tmp_path)
+    every = run_tool(
+        "Edit",
+        {"file_path": "f", "old_string": "a", "new_string": "b", "replace_all": True},
+        tmp_path,
+    )
     assert not every.is_error and (tmp_path / "f").read_text() == "b b"
 
 
@@ -508,8 +682,7 @@ def test_bash_timeout_kills_the_command(tmp_path: Path) -> None:
     assert "started" in out.content
 
 
-def test_bash_output_is_captured_and_a_background_child_does_not_hold_it(
-        tmp_path: Path) -> None:
+def test_bash_output_is_captured_and_a_background_child_does_not_hold_it(tmp_path: Path) -> None:
     # The background sleep keeps the command's stdout and stderr open long after bash exits:
     # with pipes the tool would wait for it until the command's timeout.
     command = "echo out; echo err >&2; sleep 60 & echo $! > bg.pid; exit 3"
@@ -529,30 +702,69 @@ def test_stream_error_event_maps_to_status() -> None:
     assert info.value.status == 529 and info.value.retryable
 
 
-@given(st.text(max_size=40), st.lists(st.integers(0, 60), max_size=4),
-       st.dictionaries(st.text(min_size=1, max_size=5), st.integers(), max_size=3))
+@given(
+    st.text(max_size=40),
+    st.lists(st.integers(0, 60), max_size=4),
+    st.dictionaries(st.text(min_size=1, max_size=5), st.integers(), max_size=3),
+)
 def test_stream_reassembles_any_chunking(
     text: str, cuts: list[int], tool_input: dict[str, int]
 ) -> None:
     raw = json.dumps(tool_input)
     acc = StreamAccumulator()
-    acc.feed("message_start", {"type": "message_start", "message": {
-        "id": "m", "role": "assistant", "content": [], "usage": {"input_tokens": 1}}})
-    acc.feed("", {"type": "content_block_start", "index": 0, "content_block": {
-        "type": "text", "text": ""}})
-    acc.feed("", {"type": "content_block_start", "index": 1, "content_block": {
-        "type": "tool_use", "id": "t", "name": "Bash", "input": {}}})
+    acc.feed(
+        "message_start",
+        {
+            "type": "message_start",
+            "message": {
+                "id": "m",
+                "role": "assistant",
+                "content": [],
+                "usage": {"input_tokens": 1},
+            },
+        },
+    )
+    acc.feed(
+        "",
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    )
+    acc.feed(
+        "",
+        {
+            "type": "content_block_start",
+            "index": 1,
+            "content_block": {"type": "tool_use", "id": "t", "name": "Bash", "input": {}},
+        },
+    )
     bounds = sorted({0, len(raw), *(c % (len(raw) + 1) for c in cuts)})
     for lo, hi in itertools.pairwise(bounds):
-        acc.feed("", {"type": "content_block_delta", "index": 1,
-                      "delta": {"type": "input_json_delta", "partial_json": raw[lo:hi]}})
+        acc.feed(
+            "",
+            {
+                "type": "content_block_delta",
+                "index": 1,
+                "delta": {"type": "input_json_delta", "partial_json": raw[lo:hi]},
+            },
+        )
     for lo in range(0, len(text), 7):
-        acc.feed("", {"type": "content_block_delta", "index": 0,
-                      "delta": {"type": "text_delta", "text": text[lo : lo + 7]}})
+        acc.feed(
+            "",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": text[lo : lo + 7]},
+            },
+        )
     for i in (0, 1):
         acc.feed("", {"type": "content_block_stop", "index": i})
-    acc.feed("", {"type": "message_delta", "delta": {"stop_reason": "tool_use"},
-                  "usage": {"output_tokens": 3}})
+    acc.feed(
+        "",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "tool_use"},
+            "usage": {"output_tokens": 3},
+        },
+    )
     acc.feed("", {"type": "message_stop"})
     assert acc.stopped and acc.message is not None
     assert acc.message["content"][0]["text"] == text
@@ -577,11 +789,21 @@ def test_repaired_history_answers_every_tool_call(steps: list[str]) -> None:
     for n, step in enumerate(steps):
         if step == "call":
             pending = [f"t{n}"]
-            messages.append({"role": "assistant", "content": [
-                {"type": "tool_use", "id": f"t{n}", "name": "Bash", "input": {}}]})
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": [{"type": "tool_use", "id": f"t{n}", "name": "Bash", "input": {}}],
+                }
+            )
         elif step == "result" and pending:
-            messages.append({"role": "user", "content": [
-                {"type": "tool_result", "tool_use_id": pending.pop(), "content": "ok"}]})
+            messages.append(
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "tool_result", "tool_use_id": pending.pop(), "content": "ok"}
+                    ],
+                }
+            )
         else:
             messages.append({"role": "user", "content": [{"type": "text", "text": str(n)}]})
     fixed = repair_history(messages)
@@ -603,10 +825,21 @@ def test_sigint_to_the_group_during_bash_stops_the_command_and_exits_0(work: Pat
     command = f"echo $$ > {pid_file}; echo go > {fifo}; exec sleep 30"
     with FakeApi([Reply("sse", tool_msg("Bash", {"command": command}, "b7"))]) as api:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest_orch_recovery.doubles.simagent", "-p", "run it",
-             "--dangerously-skip-permissions"],
-            cwd=work / "work", env=agent_env(work, api), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "pytest_orch_recovery.doubles.simagent",
+                "-p",
+                "run it",
+                "--dangerously-skip-permissions",
+            ],
+            cwd=work / "work",
+            env=agent_env(work, api),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
         started = threading.Event()
 
@@ -629,8 +862,10 @@ def test_sigint_to_the_group_during_bash_stops_the_command_and_exits_0(work: Pat
     # 0; the old expectation (no output) holds only for an interrupt while waiting on the API.
     assert (proc.returncode, out) == (0, "Execution error"), err
     sleeper = int(pid_file.read_text())
-    assert not Path(f"/proc/{sleeper}").exists() or "Z" in Path(
-        f"/proc/{sleeper}/stat").read_text().split()[2]
+    assert (
+        not Path(f"/proc/{sleeper}").exists()
+        or "Z" in Path(f"/proc/{sleeper}/stat").read_text().split()[2]
+    )
     transcript = next((work / "home" / ".claude" / "projects").glob("*/*.jsonl"))
     kinds = [json.loads(x)["type"] for x in transcript.read_text().splitlines()]
     assert kinds == ["user", "assistant"]  # the tool call never got a result
@@ -646,8 +881,12 @@ class Pty:
         self.master, slave = os.openpty()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pytest_orch_recovery.doubles.simagent", *args],
-            cwd=work / "work", env=agent_env(work, api), stdin=slave, stdout=slave,
-            stderr=slave, start_new_session=True,
+            cwd=work / "work",
+            env=agent_env(work, api),
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
         )
         os.close(slave)
         self.text = ""
@@ -687,8 +926,9 @@ class Pty:
 
 def test_interactive_asks_on_the_terminal_and_blocks_until_answered(work: Path) -> None:
     script = [
-        Reply("sse", tool_msg("Write", {"file_path": "fake3.md", "content": "# Fake\nthree\n"},
-                              "w1")),
+        Reply(
+            "sse", tool_msg("Write", {"file_path": "fake3.md", "content": "# Fake\nthree\n"}, "w1")
+        ),
         Reply("sse", tool_msg("Write", {"file_path": "fake4.md", "content": "four\n"}, "w2")),
         Reply("sse", tool_msg("Write", {"file_path": "fake5.md", "content": "five\n"}, "w3")),
         Reply("sse", tool_msg("Bash", {"command": "touch y", "description": "Touch y"}, "b1")),
@@ -700,9 +940,11 @@ def test_interactive_asks_on_the_terminal_and_blocks_until_answered(work: Path) 
         assert "\u276f write the $(fake) 'docs'" in screen
         assert "\u25cf Write(fake3.md)" in screen
         assert " Create file\n fake3.md\n" in screen and "  1 # Fake\n  2 three\n" in screen
-        assert " Do you want to create fake3.md?\n \u276f 1. Yes\n   2. Yes, and switch to " \
-            "accept edits (auto-approve file edits and common file commands) for this session " \
+        assert (
+            " Do you want to create fake3.md?\n \u276f 1. Yes\n   2. Yes, and switch to "
+            "accept edits (auto-approve file edits and common file commands) for this session "
             "(shift+tab)\n   3. No\n\n Esc to cancel \u00b7 Tab to amend" in screen
+        )
         # Parked: the model is not asked again and nothing is written until a key is pressed.
         assert len(api.requests) == 1 and not (work / "work" / "fake3.md").exists()
         assert term.proc.poll() is None
@@ -720,12 +962,15 @@ def test_interactive_asks_on_the_terminal_and_blocks_until_answered(work: Path) 
     assert (work / "work" / "fake4.md").exists() and (work / "work" / "fake5.md").exists()
     assert not (work / "work" / "y").exists()
     assert last_user(api.requests[4])[0]["content"] == (
-        "Claude requested permissions to use Bash, but you haven't granted it yet.")
+        "Claude requested permissions to use Bash, but you haven't granted it yet."
+    )
 
 
 def test_interactive_never_asks_with_the_permission_flag(work: Path) -> None:
-    script = [Reply("sse", tool_msg("Write", {"file_path": "a.md", "content": "a\n"})),
-              Reply("sse", text_msg("Wrote a.md."))]
+    script = [
+        Reply("sse", tool_msg("Write", {"file_path": "a.md", "content": "a\n"})),
+        Reply("sse", text_msg("Wrote a.md.")),
+    ]
     with FakeApi(script) as api:
         term = Pty(work, api, "--dangerously-skip-permissions", "write a")
         term.read_until("Wrote a.md.")
@@ -734,9 +979,10 @@ def test_interactive_never_asks_with_the_permission_flag(work: Path) -> None:
 
 
 def test_interactive_denies_on_n_and_needs_a_prompt_argument(work: Path) -> None:
-    script = [Reply("sse", tool_msg("Edit", {"file_path": "a.md", "old_string": "a",
-                                             "new_string": "b"})),
-              Reply("sse", text_msg("Left a.md alone."))]
+    script = [
+        Reply("sse", tool_msg("Edit", {"file_path": "a.md", "old_string": "a", "new_string": "b"})),
+        Reply("sse", text_msg("Left a.md alone.")),
+    ]
     (work / "work" / "a.md").write_text("a\n")
     with FakeApi(script) as api:
         term = Pty(work, api, "edit a")
@@ -751,8 +997,10 @@ def test_interactive_denies_on_n_and_needs_a_prompt_argument(work: Path) -> None
 
 
 def test_without_p_and_without_a_terminal_it_runs_headless_as_before(work: Path) -> None:
-    script = [Reply("sse", tool_msg("Write", {"file_path": "x.py", "content": "1\n"})),
-              Reply("sse", text_msg("Needed permission."))]
+    script = [
+        Reply("sse", tool_msg("Write", {"file_path": "x.py", "content": "1\n"})),
+        Reply("sse", text_msg("Needed permission.")),
+    ]
     with FakeApi(script) as api:
         proc = run_agent(work, api, "go", "--output-format", "json")
     assert proc.returncode == 0, proc.stderr

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_orch_recovery.engine.stats import mean, percentile, wilson_interval
+from pytest_orch_recovery.report.stats import mean, percentile, wilson_interval
 
 trials = st.integers(min_value=1, max_value=10_000)
 

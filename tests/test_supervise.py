@@ -25,24 +25,25 @@ from typing import Any
 import pytest
 
 from pytest_orch_recovery.chaos.faults import FaultSpec, Trigger
-from pytest_orch_recovery.chaos.simulation import simulate
+from pytest_orch_recovery.chaos.tiers.sim import simulate
 from pytest_orch_recovery.doubles.forge import Forge, install_gh_shim
 from pytest_orch_recovery.doubles.modeldouble import ModelDouble, Plan, plan_for_task
 from pytest_orch_recovery.doubles.modeldouble.faults import ApiFaultKind, ApiFaultSpec
-from pytest_orch_recovery.engine import atomic
-from pytest_orch_recovery.engine.journal import Journal
 from pytest_orch_recovery.engine.model import EventKind, Task
 from pytest_orch_recovery.infra.agents import claude_code_missing
 from pytest_orch_recovery.infra.git import create_repo_with_origin, remote_sha
 from pytest_orch_recovery.runtime.server import kill_tmux_server
+from pytest_orch_recovery.store import atomic
+from pytest_orch_recovery.store.journal import Journal
 
 pytestmark = pytest.mark.slow
 
 _BOUND = 240.0  # seconds for one awaited supervisor event; a hang, not slowness, beyond it
 
 SIGINT_TASK = Task("t-sigint", "Create the fake3 command", ("fake3.md",))
-PARTIAL_TASK = Task("t-partial", "Add the four parser modules",
-                    ("lex.py", "parse.py", "emit.py", "cli.py"))
+PARTIAL_TASK = Task(
+    "t-partial", "Add the four parser modules", ("lex.py", "parse.py", "emit.py", "cli.py")
+)
 PR_TASK = Task("t-pr", "Write the release notes", ("NOTES.md",))
 PERM_TASK = Task("t-perm", "Document the permission flag", ("perm.md",))
 
@@ -73,11 +74,14 @@ class Fleet:
         self.settings.update(changes)
         lines = [f"{key} = {json.dumps(value)}" for key, value in self.settings.items()]
         lines += ["", "[env]"]
-        lines += [f"{k} = {json.dumps(v)}" for k, v in {
-            "ANTHROPIC_BASE_URL": self.double.url,
-            "ANTHROPIC_API_KEY": "sk-ant-api03-double-not-a-real-key",
-            "IS_SANDBOX": "1",  # the CLI refuses the permission flag as root without it
-        }.items()]
+        lines += [
+            f"{k} = {json.dumps(v)}"
+            for k, v in {
+                "ANTHROPIC_BASE_URL": self.double.url,
+                "ANTHROPIC_API_KEY": "sk-ant-api03-double-not-a-real-key",
+                "IS_SANDBOX": "1",  # the CLI refuses the permission flag as root without it
+            }.items()
+        ]
         atomic.write_text(self.config, "\n".join(lines) + "\n")
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -107,7 +111,8 @@ class Fleet:
 
     def status(self) -> dict[str, Any]:
         doc: dict[str, Any] = json.loads(
-            self.cli("status", "--journal", str(self.journal), "--format", "json").stdout)
+            self.cli("status", "--journal", str(self.journal), "--format", "json").stdout
+        )
         return doc
 
 
@@ -142,8 +147,10 @@ class Supervisor:
             except queue.Empty:
                 pytest.fail(f"no {words} in {_BOUND:.0f} s; log:\n" + "\n".join(self.seen))
             if line is None:
-                pytest.fail(f"supervisor exited {self.proc.wait()} before {words}; log:\n"
-                            + "\n".join(self.seen))
+                pytest.fail(
+                    f"supervisor exited {self.proc.wait()} before {words}; log:\n"
+                    + "\n".join(self.seen)
+                )
             self.seen.append(line)
             if all(w in line for w in words):
                 return line
@@ -166,25 +173,33 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
     home = tmp_path / "home"
     home.mkdir()
     socket = f"orch-e2e-{os.getpid()}-{tmp_path.name}"[:80]
-    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
-           "HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "HOME": str(home),
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
     env.pop("TMUX", None)
-    plan = Plan(tuple(plan_for_task(t) for t in (SIGINT_TASK, PARTIAL_TASK, PR_TASK,
-                                                 PERM_TASK)))
+    plan = Plan(tuple(plan_for_task(t) for t in (SIGINT_TASK, PARTIAL_TASK, PR_TASK, PERM_TASK)))
     double = ModelDouble(plan, transcript_path=tmp_path / "transcript.jsonl").start()
     world = Fleet(tmp_path, repo, origin, forge, double, env, socket)
-    world.settings.update({
-        "repository": "project/repo",
-        "agent": "sim",
-        "tmux_socket": socket,
-        "attempt_timeout": 300,
-        "intake_interval": 0.5,
-        # The agents must import this checkout's package, as the test does.
-        "env_allow": ["PATH", "HOME", "LANG", "LC_*", "TMPDIR", "PYTHONPATH", "GH_*"],
-        "on_escalate": [sys.executable, "-c",
-                        "import sys; open(sys.argv[1], 'a').write(sys.stdin.read())",
-                        str(tmp_path / "escalations.jsonl")],
-    })
+    world.settings.update(
+        {
+            "repository": "project/repo",
+            "agent": "sim",
+            "tmux_socket": socket,
+            "attempt_timeout": 300,
+            "intake_interval": 0.5,
+            # The agents must import this checkout's package, as the test does.
+            "env_allow": ["PATH", "HOME", "LANG", "LC_*", "TMPDIR", "PYTHONPATH", "GH_*"],
+            "on_escalate": [
+                sys.executable,
+                "-c",
+                "import sys; open(sys.argv[1], 'a').write(sys.stdin.read())",
+                str(tmp_path / "escalations.jsonl"),
+            ],
+        }
+    )
     world.write_config()
     try:
         yield world
@@ -199,18 +214,22 @@ def _fault_plan(fleet: Fleet, faults: Sequence[FaultSpec]) -> Path:
     state = fleet.root / "fault-state"
     state.mkdir(exist_ok=True)
     path = fleet.root / "faults.json"
-    atomic.write_json(path, {
-        "faults": [f.to_json() for f in faults],
-        "state_dir": str(state),
-        "context": {"tmux_socket": fleet.socket,
-                    "checkpoint_dir": str(fleet.root / ".orch-fleet" / "checkpoints")},
-    })
+    atomic.write_json(
+        path,
+        {
+            "faults": [f.to_json() for f in faults],
+            "state_dir": str(state),
+            "context": {
+                "tmux_socket": fleet.socket,
+                "checkpoint_dir": str(fleet.root / ".orch-fleet" / "checkpoints"),
+            },
+        },
+    )
     return path
 
 
 def _reasons(fleet: Fleet, task: str) -> list[str]:
-    return [e["data"]["attribution"]["reason"]
-            for e in fleet.events("failure_attributed", task)]
+    return [e["data"]["attribution"]["reason"] for e in fleet.events("failure_attributed", task)]
 
 
 def _phases(fleet: Fleet) -> dict[str, str]:
@@ -223,18 +242,30 @@ def _pushed(fleet: Fleet, task: str) -> bool:
 
 
 def test_supervised_fleet_recovers_from_catalogue_faults(fleet: Fleet) -> None:
-    sigint = FaultSpec("sigint", Trigger("file_written", path="fake3.md"), task="t-sigint",
-                       fault_id="f1")
-    fleet.write_config(fault_plan=str(_fault_plan(fleet, [sigint])),
-                       remove_finished_worktrees=True)
+    sigint = FaultSpec(
+        "sigint", Trigger("file_written", path="fake3.md"), task="t-sigint", fault_id="f1"
+    )
+    fleet.write_config(fault_plan=str(_fault_plan(fleet, [sigint])), remove_finished_worktrees=True)
     # Partial files: the model says "done" after the first of four files.
-    fleet.double.add_fault(ApiFaultSpec(kind=ApiFaultKind.QUIT_EARLY, times=1, at_request=2,
-                                        scope="task", task=PARTIAL_TASK.title))
+    fleet.double.add_fault(
+        ApiFaultSpec(
+            kind=ApiFaultKind.QUIT_EARLY,
+            times=1,
+            at_request=2,
+            scope="task",
+            task=PARTIAL_TASK.title,
+        )
+    )
     supervisor = Supervisor(fleet)
     try:
         supervisor.wait_for("supervising")
-        fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(SIGINT_TASK),
-                  fleet.task_file(PARTIAL_TASK))
+        fleet.cli(
+            "submit",
+            "--config",
+            "fleet.toml",
+            fleet.task_file(SIGINT_TASK),
+            fleet.task_file(PARTIAL_TASK),
+        )
         supervisor.wait_for("task_succeeded", "t-sigint")
         supervisor.wait_for("task_succeeded", "t-partial")
         # Intake while running: a PR failure for the next task only (the model tries
@@ -247,8 +278,11 @@ def test_supervised_fleet_recovers_from_catalogue_faults(fleet: Fleet) -> None:
     assert _reasons(fleet, "t-sigint") == ["sigint"]
     assert _reasons(fleet, "t-partial") == ["incomplete"]
     assert _reasons(fleet, "t-pr") == ["github_error"]
-    assert _phases(fleet) == {"t-sigint": "succeeded", "t-partial": "succeeded",
-                              "t-pr": "succeeded"}
+    assert _phases(fleet) == {
+        "t-sigint": "succeeded",
+        "t-partial": "succeeded",
+        "t-pr": "succeeded",
+    }
     assert all(_pushed(fleet, t) for t in ("t-sigint", "t-partial", "t-pr"))
     # remove_finished_worktrees: each succeeded task's worktree went, journaled once.
     cleaned = fleet.events("workspace_cleaned")
@@ -256,14 +290,18 @@ def test_supervised_fleet_recovers_from_catalogue_faults(fleet: Fleet) -> None:
     assert not any(Path(e["data"]["path"]).exists() for e in cleaned)
     assert {pr.branch for pr in fleet.forge.pull_requests()} == {
         f"{fleet.events('task_submitted', t)[0]['agent']}-work"
-        for t in ("t-sigint", "t-partial", "t-pr")}
+        for t in ("t-sigint", "t-partial", "t-pr")
+    }
     failures = fleet.cli("failures", "--journal", str(fleet.journal)).stdout
     assert "sigint" in failures and "incomplete" in failures and "github_error" in failures
     partial = fleet.cli("partial", "--journal", str(fleet.journal), "--format", "json")
     assert json.loads(partial.stdout)["schema_version"] >= 1
     live = fleet.cli("status", "--config", "fleet.toml", "--live", "--format", "json")
     assert {row["task_id"] for row in json.loads(live.stdout)["tasks"]} == {
-        "t-sigint", "t-partial", "t-pr"}
+        "t-sigint",
+        "t-partial",
+        "t-pr",
+    }
 
     # The permission flag left out of the fleet file: escalated, on_escalate told, fixed in
     # the fleet file, released. The supervisor is restarted for it (a stop is not a loss).
@@ -273,14 +311,20 @@ def test_supervised_fleet_recovers_from_catalogue_faults(fleet: Fleet) -> None:
         supervisor.wait_for("recovering")
         fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(PERM_TASK))
         supervisor.wait_for("task_escalated", "t-perm")
-        escalations = [json.loads(line) for line in
-                       (fleet.root / "escalations.jsonl").read_text().splitlines()]
-        assert [(e["kind"], e["task_id"]) for e in escalations] == [
-            ("task_escalated", "t-perm")]
+        escalations = [
+            json.loads(line) for line in (fleet.root / "escalations.jsonl").read_text().splitlines()
+        ]
+        assert [(e["kind"], e["task_id"]) for e in escalations] == [("task_escalated", "t-perm")]
         assert escalations[0]["data"]["reason"] == "permission"
         fleet.write_config(skip_permissions=True)
-        fleet.cli("release", "--config", "fleet.toml", "t-perm", "--note",
-                  "added --dangerously-skip-permissions to the fleet file")
+        fleet.cli(
+            "release",
+            "--config",
+            "fleet.toml",
+            "t-perm",
+            "--note",
+            "added --dangerously-skip-permissions to the fleet file",
+        )
         supervisor.wait_for("task_succeeded", "t-perm")
     finally:
         assert supervisor.stop(signal.SIGINT) == 0
@@ -305,7 +349,7 @@ def test_supervisor_killed_mid_attempt_never_starts_it_twice(fleet: Fleet) -> No
     gate = fleet.root / "gate-open"
     tmux = f"tmux -L {fleet.socket}"
     # The task's tests hold the attempt until the test opens the gate (and pass after).
-    tests = (f"test -e {gate} || {{ {tmux} wait-for -S at-gate; {tmux} wait-for gate; }}")
+    tests = f"test -e {gate} || {{ {tmux} wait-for -S at-gate; {tmux} wait-for gate; }}"
     task = Task("t-held", "Create the held file", ("held.md",), tests=tests)
     fleet.double.stop()
     fleet.double = ModelDouble(Plan((plan_for_task(task),))).start()
@@ -315,19 +359,22 @@ def test_supervisor_killed_mid_attempt_never_starts_it_twice(fleet: Fleet) -> No
     first.wait_for("supervising")
     fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(task))
     first.wait_for("attempt_launched", "t-held")
-    subprocess.run(["tmux", "-L", fleet.socket, "wait-for", "at-gate"], check=True,
-                   timeout=_BOUND)  # the agent is mid-attempt, inside its test step
+    subprocess.run(
+        ["tmux", "-L", fleet.socket, "wait-for", "at-gate"], check=True, timeout=_BOUND
+    )  # the agent is mid-attempt, inside its test step
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL
     starts = fleet.root / ".orch-fleet" / "results" / "starts.log"
     assert starts.read_text().splitlines() == [
-        f"start {fleet.events('task_submitted', 't-held')[0]['agent']} attempt 1"]
+        f"start {fleet.events('task_submitted', 't-held')[0]['agent']} attempt 1"
+    ]
 
     second = Supervisor(fleet)
     try:
         second.wait_for("recovering")
         gate.touch()
-        subprocess.run(["tmux", "-L", fleet.socket, "wait-for", "-S", "gate"], check=True,
-                       timeout=_BOUND)
+        subprocess.run(
+            ["tmux", "-L", fleet.socket, "wait-for", "-S", "gate"], check=True, timeout=_BOUND
+        )
         second.wait_for("task_succeeded", "t-held")
     finally:
         assert second.stop() == 0
@@ -347,8 +394,9 @@ def test_an_escalation_journaled_just_before_a_crash_is_still_notified(fleet: Fl
     first.wait_for("supervising")
     assert first.stop() == 0
     doomed = Task("t-doomed", "Migrate the schema", ("m.py",))
-    run = simulate([doomed], [FaultSpec("kill", Trigger("start"), task="t-doomed",
-                                        attempt=None)], seed=4)
+    run = simulate(
+        [doomed], [FaultSpec("kill", Trigger("start"), task="t-doomed", attempt=None)], seed=4
+    )
     with Journal(fleet.journal) as journal:
         for event in run.events:
             journal.append(event)
@@ -366,7 +414,8 @@ def test_an_escalation_journaled_just_before_a_crash_is_still_notified(fleet: Fl
             assert again.stop() == 0
         delivered = [json.loads(line) for line in notes.read_text().splitlines()]
         assert [(d["kind"], d["seq"], d["task_id"]) for d in delivered] == [
-            ("task_escalated", escalated[0], "t-doomed")]
+            ("task_escalated", escalated[0], "t-doomed")
+        ]
     assert not any("on_escalate for" in line for line in again.seen)
 
 
@@ -376,8 +425,9 @@ def test_a_delivery_record_that_is_not_a_file_is_refused_in_one_line(fleet: Flee
     os.mkfifo(record)  # reading it would block the supervisor's start for ever
     proc = fleet.cli("supervise", "--config", "fleet.toml", check=False)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].endswith(
-        f"{record}: not a regular file (a FIFO)"), proc.stderr
+    assert (
+        proc.stderr.strip().splitlines()[-1].endswith(f"{record}: not a regular file (a FIFO)")
+    ), proc.stderr
 
 
 def test_a_second_supervisor_on_the_same_journal_is_refused(fleet: Fleet) -> None:
@@ -398,21 +448,33 @@ def _bad(fleet: Fleet, text: str) -> str:
     return proc.stderr.strip()
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ('repository = "project/repo"\nagent = "gpt-pilot"\n',
-     "bad.toml:2: agent: unknown agent 'gpt-pilot'"),
-    ('repository = "project/repo"\nagent = "sim"\non_escalate = "mail -s x ops"\n',
-     "bad.toml:3: on_escalate: must be a list of words (argv), never a shell string"),
-    ('repository = "nowhere"\n', "bad.toml:1: repository:"),
-    ('repository = "project/repo"\nbranch_pattern = "work"\n',
-     "bad.toml:2: branch_pattern: must contain {agent}"),
-    ('repository = "project/repo"\nagent = "sim"\n[policy]\nbackoff_cap = -1\n',
-     "bad.toml:4: policy.backoff_cap:"),
-    ('repository = "project/repo"\nattempt_timeout = 30\nreposit = 1\n',
-     "bad.toml:3: reposit: unknown key"),
-])
-def test_fleet_file_errors_name_file_line_and_key(fleet: Fleet, text: str,
-                                                  expected: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            'repository = "project/repo"\nagent = "gpt-pilot"\n',
+            "bad.toml:2: agent: unknown agent 'gpt-pilot'",
+        ),
+        (
+            'repository = "project/repo"\nagent = "sim"\non_escalate = "mail -s x ops"\n',
+            "bad.toml:3: on_escalate: must be a list of words (argv), never a shell string",
+        ),
+        ('repository = "nowhere"\n', "bad.toml:1: repository:"),
+        (
+            'repository = "project/repo"\nbranch_pattern = "work"\n',
+            "bad.toml:2: branch_pattern: must contain {agent}",
+        ),
+        (
+            'repository = "project/repo"\nagent = "sim"\n[policy]\nbackoff_cap = -1\n',
+            "bad.toml:4: policy.backoff_cap:",
+        ),
+        (
+            'repository = "project/repo"\nattempt_timeout = 30\nreposit = 1\n',
+            "bad.toml:3: reposit: unknown key",
+        ),
+    ],
+)
+def test_fleet_file_errors_name_file_line_and_key(fleet: Fleet, text: str, expected: str) -> None:
     assert expected in _bad(fleet, text)
 
 
@@ -426,14 +488,14 @@ def test_submit_refuses_a_bad_task_file_before_spooling_anything(fleet: Fleet) -
     assert not spool.exists() or list(spool.glob("*.json")) == []
 
 
-
 @pytest.mark.claude
 @pytest.mark.skipif(claude_code_missing() is not None, reason=str(claude_code_missing()))
 def test_supervised_real_claude_code_recovers_from_sigint(fleet: Fleet) -> None:
     """The same fleet file and commands with ``agent = "claude-code"``: the real CLI, SIGINT
     after its first file, resumed to success."""
-    sigint = FaultSpec("sigint", Trigger("file_written", path="fake3.md"), task="t-sigint",
-                       fault_id="f1")
+    sigint = FaultSpec(
+        "sigint", Trigger("file_written", path="fake3.md"), task="t-sigint", fault_id="f1"
+    )
     fleet.write_config(agent="claude-code", fault_plan=str(_fault_plan(fleet, [sigint])))
     supervisor = Supervisor(fleet)
     try:

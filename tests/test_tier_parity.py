@@ -22,15 +22,18 @@ from pytest_orch_recovery.chaos.scenario import (
     parse_scenario,
 )
 
-TASK = ('[[tasks]]\nid = "t1"\ntitle = "Write the release notes"\n'
-        'deliverables = ["notes.md", "extra.md"]\ntests = "python -c pass"\n')
+TASK = (
+    '[[tasks]]\nid = "t1"\ntitle = "Write the release notes"\n'
+    'deliverables = ["notes.md", "extra.md"]\ntests = "python -c pass"\n'
+)
 _KEY_OF = {event: key for key, event in TRIGGER_KEYS.items()}
 
 
 def _fault(kind: str, event: str, n: int, params: str = "") -> str:
     key = _KEY_OF[event]
-    value = "true" if n == 1 and event not in ("tool_call", "file_written", "api_request") \
-        else str(n)
+    value = (
+        "true" if n == 1 and event not in ("tool_call", "file_written", "api_request") else str(n)
+    )
     return f'[[faults]]\nkind = "{kind}"\ntask = "t1"\n{key} = {value}\n{params}'
 
 
@@ -95,8 +98,13 @@ def test_a_task_prompt_that_does_not_name_the_deliverables() -> None:
 
 # Kinds whose every honoured event was compared on both tiers; a schedule is one of them.
 _PARITY_KINDS = {
-    "sigint": "", "kill": "", "terminate": "", "stale_index_lock": "", "corrupt_checkpoint": "",
-    "api_overloaded": "params = { count = 12 }\n", "api_server_error": "",
+    "sigint": "",
+    "kill": "",
+    "terminate": "",
+    "stale_index_lock": "",
+    "corrupt_checkpoint": "",
+    "api_overloaded": "params = { count = 12 }\n",
+    "api_server_error": "",
     "pr_create_fails": "params = { times = 2 }\n",
 }
 
@@ -112,8 +120,14 @@ def _schedules(draw: st.DrawFn) -> str:
 
 @pytest.mark.slow
 @needs_tmux
-@settings(max_examples=6, deadline=None, derandomize=True, database=None,
-          phases=[Phase.generate], suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=6,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=[Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(_schedules())
 def test_generated_fault_schedules_end_alike_on_both_tiers(text: str) -> None:
     _same_on_both_tiers(text)

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from pytest_orch_recovery.chaos.faults import FaultSpec, FaultStatus, Trigger
-from pytest_orch_recovery.chaos.harness import TmuxOutcome, run_tmux
+from pytest_orch_recovery.chaos.tiers.tmux import TmuxOutcome, run_tmux
 from pytest_orch_recovery.engine.coordinator import Phase
-from pytest_orch_recovery.engine.dashboard import render_markdown
-from pytest_orch_recovery.engine.metrics import compute, evaluate
 from pytest_orch_recovery.engine.model import EventKind, Task
+from pytest_orch_recovery.report.dashboard import render_markdown
+from pytest_orch_recovery.report.metrics import compute, evaluate
 
 pytestmark = pytest.mark.slow
 
@@ -74,8 +74,10 @@ def test_task_agent_5030_reproduced_and_recovered(tmp_path) -> None:
     assert out.ledger.statuses() == {"f1": FaultStatus.EXERCISED}
     dashboard = render_markdown(compute(out.events), evaluate(compute(out.events)))
     assert "task-agent-5030 (SIGINT) ✅ RECOVERED" in dashboard
-    assert ("- **Root Cause Theory**: SIGINT (Ctrl-C) - hypothesis 2 (System signal during "
-            f"resource pressure) held in part: SIGINT from pid {sender['pid']}") in dashboard
+    assert (
+        "- **Root Cause Theory**: SIGINT (Ctrl-C) - hypothesis 2 (System signal during "
+        f"resource pressure) held in part: SIGINT from pid {sender['pid']}"
+    ) in dashboard
     _assert_clean(out)
 
 
@@ -94,9 +96,13 @@ def test_sigint_typed_into_the_pane_is_recovered_too(tmp_path) -> None:
 def test_three_agents_without_the_permission_flag(tmp_path) -> None:
     numbers = (1813, 3403, 3532)
     tasks = [Task(f"t{n}", f"Write notes {n}", (f"notes{n}.md",)) for n in numbers]
-    out = run_tmux(tasks, [FaultSpec("missing_permission_flag")],
-                   agents=[f"task-agent-{n}" for n in numbers],
-                   operator_actions=["fix_permission_flag"], base_dir=tmp_path)
+    out = run_tmux(
+        tasks,
+        [FaultSpec("missing_permission_flag")],
+        agents=[f"task-agent-{n}" for n in numbers],
+        operator_actions=["fix_permission_flag"],
+        base_dir=tmp_path,
+    )
     assert set(out.outcomes.values()) == {Phase.SUCCEEDED}
     causes = set()
     for task in tasks:
@@ -169,8 +175,7 @@ def test_a_stall_is_ended_at_the_stall_window_not_the_timeout(tmp_path) -> None:
 
 
 def test_stale_index_lock_is_cleared_and_the_task_resumed(tmp_path) -> None:
-    out = run_tmux([FAKE3], [FaultSpec("stale_index_lock", task="task-5030")],
-                   base_dir=tmp_path)
+    out = run_tmux([FAKE3], [FaultSpec("stale_index_lock", task="task-5030")], base_dir=tmp_path)
     assert out.outcomes["task-5030"] is Phase.SUCCEEDED
     assert _reasons(out, "task-5030") == ["git_error"]
     launched = _data(out, EventKind.ATTEMPT_LAUNCHED, "task-5030")[1]
@@ -189,17 +194,23 @@ def test_coordinator_killed_mid_recovery_is_replaced_from_its_journal(tmp_path) 
     _assert_clean(out)
 
 
-@pytest.mark.parametrize(("trigger", "dialog"), [
-    (Trigger("start"), "Do you want to create fake3.md?"),
-    (Trigger("tool_call", 1), "Do you want to proceed?"),
-])
+@pytest.mark.parametrize(
+    ("trigger", "dialog"),
+    [
+        (Trigger("start"), "Do you want to create fake3.md?"),
+        (Trigger("tool_call", 1), "Do you want to proceed?"),
+    ],
+)
 def test_permission_prompt_is_seen_on_screen_and_escalated_before_the_timeout(
-    tmp_path, trigger: Trigger, dialog: str,
+    tmp_path,
+    trigger: Trigger,
+    dialog: str,
 ) -> None:
     fault = FaultSpec("permission_prompt", trigger, task="task-5030")
     # An attempt timeout far beyond the test's own: the dialog must be what ends it.
-    out = run_tmux([FAKE3], [fault], agents=["task-agent-5030"], attempt_timeout=600.0,
-                   base_dir=tmp_path)
+    out = run_tmux(
+        [FAKE3], [fault], agents=["task-agent-5030"], attempt_timeout=600.0, base_dir=tmp_path
+    )
     exited = _data(out, EventKind.ATTEMPT_EXITED, "task-5030")
     assert len(exited) == 1
     assert exited[0]["exit"]["timed_out"] is False, exited[0]["exit"]

@@ -16,7 +16,7 @@ from pytest_orch_recovery.doubles.forge import Forge, install_gh_shim
 from pytest_orch_recovery.doubles.modeldouble import ModelDouble, Plan, plan_for_task
 from pytest_orch_recovery.engine.analyze import initial_prompt
 from pytest_orch_recovery.engine.model import Task
-from pytest_orch_recovery.engine.runtime import AttemptExit, LaunchSpec
+from pytest_orch_recovery.engine.ports import AttemptExit, LaunchSpec
 from pytest_orch_recovery.infra.agents import sim_agent_driver
 from pytest_orch_recovery.infra.gh import GhPullRequests
 from pytest_orch_recovery.infra.git import create_repo_with_origin, head_sha, remote_sha, run_git
@@ -51,8 +51,11 @@ def world(tmp_path: Path) -> Iterator[tuple[RepositoryHost, Path]]:
     Forge(tmp_path / "forge", origin=origin)
     install_gh_shim(bin_dir, tmp_path / "forge")
     socket = f"orch-test-{os.getpid()}-{tmp_path.name}"[:60]
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-           "GIT_CONFIG_NOSYSTEM": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
     host = RepositoryHost(
         repo, tmp_path / "worktrees", tmp_path / "state", tmux_socket=socket,
         prs=GhPullRequests(repo, env=env), source_env=env,
@@ -82,8 +85,16 @@ def test_sim_agent_runs_in_a_plain_repository(world: tuple[RepositoryHost, Path]
             prompt.write_text(spec.prompt)
             return driver.argv(spec, prompt_file=prompt)
 
-        spec = LaunchSpec(task=_TASK, agent="a1", attempt=1, agent_type="sim", strategy=None,
-                          prompt=initial_prompt(_TASK), work=(), key="t-fake3:1:initial")
+        spec = LaunchSpec(
+            task=_TASK,
+            agent="a1",
+            attempt=1,
+            agent_type="sim",
+            strategy=None,
+            prompt=initial_prompt(_TASK),
+            work=(),
+            key="t-fake3:1:initial",
+        )
         with TmuxRuntime(host, command_for) as rt:
             rt.launch(spec)
             got = _wait(rt)
@@ -118,8 +129,10 @@ def _counting(world: tuple[RepositoryHost, Path], channel: str, status: int) -> 
     ``channel``, exit ``status``."""
     host, tmp = world
     tmux = f"tmux -L {host.tmux_socket}"
-    script = (f"echo start >> {tmp}/starts.txt; {tmux} wait-for -S started-{channel}; "
-              f"{tmux} wait-for {channel}; exit {status}")
+    script = (
+        f"echo start >> {tmp}/starts.txt; {tmux} wait-for -S started-{channel}; "
+        f"{tmux} wait-for {channel}; exit {status}"
+    )
     return ["sh", "-c", script]
 
 
@@ -129,13 +142,17 @@ def _starts(tmp: Path) -> int:
 
 
 def _signal(host: RepositoryHost, channel: str) -> None:
-    subprocess.run(["tmux", "-L", host.tmux_socket, "wait-for", "-S", channel], check=True,
-                   timeout=_BOUND)
+    subprocess.run(
+        ["tmux", "-L", host.tmux_socket, "wait-for", "-S", channel], check=True, timeout=_BOUND
+    )
 
 
 def _await_start(host: RepositoryHost, channel: str) -> None:
-    subprocess.run(["tmux", "-L", host.tmux_socket, "wait-for", f"started-{channel}"],
-                   check=True, timeout=_BOUND)
+    subprocess.run(
+        ["tmux", "-L", host.tmux_socket, "wait-for", f"started-{channel}"],
+        check=True,
+        timeout=_BOUND,
+    )
 
 
 def test_a_restarted_runtime_adopts_a_live_attempt(world: tuple[RepositoryHost, Path]) -> None:
@@ -189,8 +206,7 @@ def test_an_attempt_that_ended_unwatched_is_read_from_its_exit_file(
         # The session is gone too (cleaned up by someone): the record still answers.
         third_spec = spec
         second.detach()
-        subprocess.run(["tmux", "-L", host.tmux_socket, "kill-session", "-t", "=a1"],
-                       check=True)
+        subprocess.run(["tmux", "-L", host.tmux_socket, "kill-session", "-t", "=a1"], check=True)
         third = TmuxRuntime(host, _argv_from_prompt)
         try:
             third.launch(third_spec)
@@ -228,15 +244,36 @@ def test_a_server_it_did_not_start_is_refused_and_left_alone(
     world: tuple[RepositoryHost, Path],
 ) -> None:
     host, _ = world
-    subprocess.run(["tmux", "-L", host.tmux_socket, "-f", "/dev/null", "new-session", "-d",
-                    "-s", "orchestrator-agent", "sleep 600"], check=True)
+    subprocess.run(
+        [
+            "tmux",
+            "-L",
+            host.tmux_socket,
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "orchestrator-agent",
+            "sleep 600",
+        ],
+        check=True,
+    )
     with pytest.raises(TmuxError, match="did not start"):
         TmuxRuntime(host, _argv_from_prompt)
-    listed = subprocess.run(["tmux", "-L", host.tmux_socket, "list-sessions", "-F",
-                             "#{session_name}"], capture_output=True, text=True, check=True)
+    listed = subprocess.run(
+        ["tmux", "-L", host.tmux_socket, "list-sessions", "-F", "#{session_name}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert listed.stdout.split() == ["orchestrator-agent"]
-    hooks = subprocess.run(["tmux", "-L", host.tmux_socket, "show-hooks", "-g", "pane-died"],
-                           capture_output=True, text=True, check=False)
+    hooks = subprocess.run(
+        ["tmux", "-L", host.tmux_socket, "show-hooks", "-g", "pane-died"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert "pane-died.sh" not in hooks.stdout
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from pytest_orch_recovery.doubles.sandbox import Sandbox
 from pytest_orch_recovery.engine.model import Task
-from pytest_orch_recovery.engine.runtime import AttemptExit, LaunchSpec
+from pytest_orch_recovery.engine.ports import AttemptExit, LaunchSpec
 from pytest_orch_recovery.infra.git import run_git
 from pytest_orch_recovery.infra.processes import pids_in_group, process_alive
 from pytest_orch_recovery.runtime.server import tmux_server_running

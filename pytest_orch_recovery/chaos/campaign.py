@@ -12,8 +12,8 @@ import hashlib
 
 from pytest_orch_recovery.chaos.record import ScenarioRun
 from pytest_orch_recovery.chaos.scenario import Scenario, check_scenario
-from pytest_orch_recovery.chaos.simulation import SimTier
-from pytest_orch_recovery.chaos.tier import Tier, TierUnavailable, tier_problem, unusable
+from pytest_orch_recovery.chaos.tiers import Tier, TierUnavailable, tier_problem, unusable
+from pytest_orch_recovery.chaos.tiers.sim import SimTier
 
 
 def scenario_seed(seed: int, name: str) -> int:
@@ -29,7 +29,7 @@ def scenario_seed(seed: int, name: str) -> int:
 
 def tier_named(name: str) -> Tier:
     """The tier called ``name``, ready to run here, or :class:`TierUnavailable` saying why not
-    (:func:`~pytest_orch_recovery.chaos.tier.tier_problem`'s line)."""
+    (:func:`~pytest_orch_recovery.chaos.tiers.tier_problem`'s line)."""
     problem = tier_problem(name)
     if problem is not None:
         raise TierUnavailable(problem)
@@ -37,7 +37,7 @@ def tier_named(name: str) -> Tier:
         return SimTier()
     try:
         # Imported here: the tmux tier needs libtmux, which an installation may lack.
-        from pytest_orch_recovery.chaos.harness import TmuxTier
+        from pytest_orch_recovery.chaos.tiers.tmux import TmuxTier
     except ImportError as exc:
         raise TierUnavailable(unusable(name, f"its modules do not import ({exc})")) from None
     return TmuxTier()

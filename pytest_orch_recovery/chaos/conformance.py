@@ -1,6 +1,6 @@
 """Conformance: every case below, run with the sim agent and with the real Claude Code CLI.
 
-Both agents run under the same harness (:func:`~pytest_orch_recovery.chaos.harness.run_tmux`:
+Both agents run under the same harness (:func:`~pytest_orch_recovery.chaos.tiers.tmux.run_tmux`:
 sandbox,
 model double, forge, tmux, dispatcher, coordinator), and the comparison covers only what an
 orchestrator can observe of a run:
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_orch_recovery.chaos.faults import FaultSpec, Trigger
-from pytest_orch_recovery.chaos.harness import TmuxOutcome, run_tmux
+from pytest_orch_recovery.chaos.tiers.tmux import TmuxOutcome, run_tmux
 from pytest_orch_recovery.engine.model import EventKind, ExitInfo, Task
 from pytest_orch_recovery.infra.agents import (
     AgentConfig,
@@ -39,9 +39,20 @@ from pytest_orch_recovery.infra.agents import (
 
 # Result JSON keys an orchestrator reads; which of them are present is compared.
 RESULT_KEYS = (
-    "type", "subtype", "is_error", "result", "session_id", "num_turns", "permission_denials",
-    "api_error_status", "terminal_reason", "errors", "stop_reason", "duration_ms",
-    "total_cost_usd", "usage",
+    "type",
+    "subtype",
+    "is_error",
+    "result",
+    "session_id",
+    "num_turns",
+    "permission_denials",
+    "api_error_status",
+    "terminal_reason",
+    "errors",
+    "stop_reason",
+    "duration_ms",
+    "total_cost_usd",
+    "usage",
 )
 
 FAKE3 = Task("task-5030", "Create /fake3 command", ("fake3.md",))
@@ -65,34 +76,49 @@ _PERMISSION_NUMBERS = (1813, 3403, 3532)
 CASES: tuple[ConformanceCase, ...] = (
     # The seed's incident: SIGINT right after fake3.md is written. Typed into the pane, as the
     # seed's first hypothesis ("tmux keyboard input interference") has it.
-    ConformanceCase("task-agent-5030-sigint", (FAKE3,),
-                    (FaultSpec("sigint_keys", Trigger("file_written", path="fake3.md"),
-                               task="task-5030"),),
-                    agents=("task-agent-5030",)),
+    ConformanceCase(
+        "task-agent-5030-sigint",
+        (FAKE3,),
+        (FaultSpec("sigint_keys", Trigger("file_written", path="fake3.md"), task="task-5030"),),
+        agents=("task-agent-5030",),
+    ),
     # The same, as a SIGINT to the pane's foreground process group.
-    ConformanceCase("task-agent-5030-sigint-group", (FAKE3,),
-                    (FaultSpec("sigint", Trigger("file_written", path="fake3.md"),
-                               task="task-5030"),),
-                    agents=("task-agent-5030",)),
-    ConformanceCase("missing-permission-flag",
-                    tuple(Task(f"t{n}", f"Write notes {n}", (f"notes{n}.md",))
-                          for n in _PERMISSION_NUMBERS),
-                    (FaultSpec("missing_permission_flag"),),
-                    agents=tuple(f"task-agent-{n}" for n in _PERMISSION_NUMBERS),
-                    operator_actions=("fix_permission_flag",)),
-    ConformanceCase("pr-creation-fails",
-                    (Task("t-pr", "Document the retry policy", ("docs/retry.md",)),),
-                    (FaultSpec("pr_create_fails", task="t-pr"),)),
-    ConformanceCase("partial-files", (FOUR,),
-                    (FaultSpec("kill", Trigger("file_written", n=2), task="t-four"),)),
-    ConformanceCase("api-529-burst", (FOUR,),
-                    (FaultSpec("api_overloaded", Trigger("api_request", n=2), task="t-four"),)),
-    ConformanceCase("stall-past-timeout", (FAKE3,),
-                    (FaultSpec("stall", Trigger("tool_call", n=1), task="task-5030"),),
-                    # the real CLI's resumed attempt needs ~3 s, more on a loaded 2-core machine
-                    attempt_timeout=20.0),
-    ConformanceCase("stale-index-lock", (FAKE3,),
-                    (FaultSpec("stale_index_lock", task="task-5030"),)),
+    ConformanceCase(
+        "task-agent-5030-sigint-group",
+        (FAKE3,),
+        (FaultSpec("sigint", Trigger("file_written", path="fake3.md"), task="task-5030"),),
+        agents=("task-agent-5030",),
+    ),
+    ConformanceCase(
+        "missing-permission-flag",
+        tuple(Task(f"t{n}", f"Write notes {n}", (f"notes{n}.md",)) for n in _PERMISSION_NUMBERS),
+        (FaultSpec("missing_permission_flag"),),
+        agents=tuple(f"task-agent-{n}" for n in _PERMISSION_NUMBERS),
+        operator_actions=("fix_permission_flag",),
+    ),
+    ConformanceCase(
+        "pr-creation-fails",
+        (Task("t-pr", "Document the retry policy", ("docs/retry.md",)),),
+        (FaultSpec("pr_create_fails", task="t-pr"),),
+    ),
+    ConformanceCase(
+        "partial-files", (FOUR,), (FaultSpec("kill", Trigger("file_written", n=2), task="t-four"),)
+    ),
+    ConformanceCase(
+        "api-529-burst",
+        (FOUR,),
+        (FaultSpec("api_overloaded", Trigger("api_request", n=2), task="t-four"),),
+    ),
+    ConformanceCase(
+        "stall-past-timeout",
+        (FAKE3,),
+        (FaultSpec("stall", Trigger("tool_call", n=1), task="task-5030"),),
+        # the real CLI's resumed attempt needs ~3 s, more on a loaded 2-core machine
+        attempt_timeout=20.0,
+    ),
+    ConformanceCase(
+        "stale-index-lock", (FAKE3,), (FaultSpec("stale_index_lock", task="task-5030"),)
+    ),
 )
 BY_NAME: Mapping[str, ConformanceCase] = {c.name: c for c in CASES}
 
@@ -150,10 +176,14 @@ def observe(out: TmuxOutcome) -> dict[str, str]:
             seen[f"{prefix}.permission_denials"] = str(
                 len(denials) if isinstance(denials, list) else denials
             )
-        reasons = [e.data["attribution"]["reason"] for e in events
-                   if e.kind is EventKind.FAILURE_ATTRIBUTED]
-        strategies = [e.data["decision"]["strategy"] for e in events
-                      if e.kind is EventKind.DECISION]
+        reasons = [
+            e.data["attribution"]["reason"]
+            for e in events
+            if e.kind is EventKind.FAILURE_ATTRIBUTED
+        ]
+        strategies = [
+            e.data["decision"]["strategy"] for e in events if e.kind is EventKind.DECISION
+        ]
         seen[f"{task_id}.reasons"] = ",".join(reasons) or "-"
         seen[f"{task_id}.strategies"] = ",".join(strategies) or "-"
         repo = out.repo[task_id]
@@ -186,10 +216,12 @@ class Comparison:
 
     def table(self) -> str:
         width = max([len(r.field) for r in self.rows] + [5])
-        lines = [f"## {self.case}  (sim {self.seconds.get('sim', 0):.1f} s, "
-                 f"claude-code {self.seconds.get('claude-code', 0):.1f} s)",
-                 f"| {'field':<{width}} | sim | claude-code | |",
-                 f"|{'-' * (width + 2)}|-----|-------------|-|"]
+        lines = [
+            f"## {self.case}  (sim {self.seconds.get('sim', 0):.1f} s, "
+            f"claude-code {self.seconds.get('claude-code', 0):.1f} s)",
+            f"| {'field':<{width}} | sim | claude-code | |",
+            f"|{'-' * (width + 2)}|-----|-------------|-|",
+        ]
         for r in self.rows:
             mark = {"same": "=", "known": "known", "DIFF": "**DIFF**"}[r.status]
             lines.append(f"| {r.field:<{width}} | {r.sim} | {r.real} | {mark} |")
@@ -198,9 +230,13 @@ class Comparison:
         return "\n".join(lines)
 
 
-def compare(case: str, sim: Mapping[str, str], real: Mapping[str, str],
-            seconds: Mapping[str, float] | None = None,
-            known_differences: Sequence[KnownDifference] | None = None) -> Comparison:
+def compare(
+    case: str,
+    sim: Mapping[str, str],
+    real: Mapping[str, str],
+    seconds: Mapping[str, float] | None = None,
+    known_differences: Sequence[KnownDifference] | None = None,
+) -> Comparison:
     table = KNOWN_DIFFERENCES if known_differences is None else known_differences
     rows = []
     for name in sorted(set(sim) | set(real), key=_field_order):
@@ -221,14 +257,22 @@ def _field_order(name: str) -> tuple[str, int, str]:
     return (task, 0 if rest.startswith("a") and rest[1:2].isdigit() else 1, rest)
 
 
-def run_case(case: ConformanceCase, driver_factory: Callable[[AgentConfig], AgentDriver]
-                 | None, *, base_dir: Path | None = None, seed: int = 0) -> TmuxOutcome:
+def run_case(
+    case: ConformanceCase,
+    driver_factory: Callable[[AgentConfig], AgentDriver] | None,
+    *,
+    base_dir: Path | None = None,
+    seed: int = 0,
+) -> TmuxOutcome:
     """One run of ``case`` (``driver_factory`` None: the bundled sim agent)."""
     return run_tmux(
-        list(case.tasks), list(case.faults),
+        list(case.tasks),
+        list(case.faults),
         agents=None if case.agents is None else list(case.agents),
         operator_actions=list(case.operator_actions),
-        attempt_timeout=case.attempt_timeout, base_dir=base_dir, seed=seed,
+        attempt_timeout=case.attempt_timeout,
+        base_dir=base_dir,
+        seed=seed,
         driver_factory=driver_factory,
     )
 
@@ -237,8 +281,9 @@ def real_driver(config: AgentConfig) -> AgentDriver:
     return claude_code_driver(config)
 
 
-def run_both(case: ConformanceCase, *, base_dir: Path | None = None) -> tuple[
-        Comparison, dict[str, TmuxOutcome]]:
+def run_both(
+    case: ConformanceCase, *, base_dir: Path | None = None
+) -> tuple[Comparison, dict[str, TmuxOutcome]]:
     """Run ``case`` with the sim agent, then with the real CLI, and compare."""
     import time
 
@@ -251,8 +296,9 @@ def run_both(case: ConformanceCase, *, base_dir: Path | None = None) -> tuple[
             where.mkdir(parents=True, exist_ok=True)
         outcomes[label] = run_case(case, factory, base_dir=where)
         seconds[label] = time.monotonic() - started
-    comparison = compare(case.name, observe(outcomes["sim"]),
-                         observe(outcomes["claude-code"]), seconds)
+    comparison = compare(
+        case.name, observe(outcomes["sim"]), observe(outcomes["claude-code"]), seconds
+    )
     return comparison, outcomes
 
 
@@ -260,8 +306,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = list(sys.argv[1:] if argv is None else argv) or [c.name for c in CASES]
     unknown = [n for n in names if n not in BY_NAME]
     if unknown:
-        print(f"unknown case(s): {', '.join(unknown)}; known: {', '.join(BY_NAME)}",
-              file=sys.stderr)
+        print(
+            f"unknown case(s): {', '.join(unknown)}; known: {', '.join(BY_NAME)}", file=sys.stderr
+        )
         return 2
     missing = claude_code_missing()
     if missing is not None:

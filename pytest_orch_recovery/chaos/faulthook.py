@@ -36,8 +36,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.infra.checkpoint_file import record_hook_input
+from pytest_orch_recovery.store import atomic
 
 # One hook process runs per tool call of every agent: what only a firing fault, a usage error
 # or the type checker needs (typing, argparse, subprocess, infra.processes) is imported where
@@ -66,9 +66,19 @@ def foreground_group(context: Mapping[str, Any]) -> int:
     import subprocess
 
     pane_pid = subprocess.run(
-        ["tmux", "-L", str(context["tmux_socket"]), "display-message", "-p",
-         "-t", f"={context['agent']}:", "#{pane_pid}"],
-        check=True, capture_output=True, text=True,
+        [
+            "tmux",
+            "-L",
+            str(context["tmux_socket"]),
+            "display-message",
+            "-p",
+            "-t",
+            f"={context['agent']}:",
+            "#{pane_pid}",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     pane = foreground_process_group(int(pane_pid))
     if pane is None:
@@ -91,8 +101,9 @@ def agent_pid(leader: int) -> int:
     return os.getppid()
 
 
-def _event_names(payload: Mapping[str, Any], workspace: Path,
-                 test_commands: Sequence[str] = ()) -> list[tuple[str, str | None]]:
+def _event_names(
+    payload: Mapping[str, Any], workspace: Path, test_commands: Sequence[str] = ()
+) -> list[tuple[str, str | None]]:
     """The events this tool call completes: always ``tool_call``, plus a more specific one
     (the same events the simulation fires: a file written, a commit, a push, ``gh pr create``,
     a run of the task's tests)."""
@@ -201,8 +212,11 @@ def _fire(fault: Mapping[str, Any], *, workspace: Path, context: Mapping[str, An
             how = "SIGINT sent to the foreground process group"
         else:
             socket, agent = str(context["tmux_socket"]), str(context["agent"])
-            subprocess.run(["tmux", "-L", socket, "send-keys", "-t", f"={agent}:", "C-c"],
-                           check=True, capture_output=True)
+            subprocess.run(
+                ["tmux", "-L", socket, "send-keys", "-t", f"={agent}:", "C-c"],
+                check=True,
+                capture_output=True,
+            )
             how = "C-c typed into the pane"
         return how + ("" if _await_exit(pid) else "; the agent outlived it")
     if kind in ("kill", "terminate"):
@@ -217,8 +231,13 @@ def _fire(fault: Mapping[str, Any], *, workspace: Path, context: Mapping[str, An
             how = f"SIGTERM sent to the foreground process group {group}"
         return how + ("" if _await_exit(pid) else "; the agent outlived it")
     if kind == "stale_index_lock":
-        git_dir = subprocess.run(["git", "rev-parse", "--absolute-git-dir"], cwd=workspace,
-                                 check=True, capture_output=True, text=True).stdout.strip()
+        git_dir = subprocess.run(
+            ["git", "rev-parse", "--absolute-git-dir"],
+            cwd=workspace,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         Path(git_dir, "index.lock").touch()
         return f"left {git_dir}/index.lock"
     if kind == "corrupt_checkpoint":
@@ -249,13 +268,26 @@ def _run(plan: str, text: str) -> None:
     try:
         for event, path in _event_names(payload, workspace, plan_doc.get("test_commands", ())):
             n = state.count(event)
-            for fault in due_faults(plan_doc["faults"], task_id=task_id, attempt=attempt,
-                                    event=event, n=n, path=path,
-                                    fired=state.data["fired"]):
+            for fault in due_faults(
+                plan_doc["faults"],
+                task_id=task_id,
+                attempt=attempt,
+                event=event,
+                n=n,
+                path=path,
+                fired=state.data["fired"],
+            ):
                 state.data["fired"].append(fault["id"])
                 state.save()
-                record = {"id": fault["id"], "kind": fault["kind"], "task": task_id,
-                          "attempt": attempt, "event": event, "n": n, "time": time.time()}
+                record = {
+                    "id": fault["id"],
+                    "kind": fault["kind"],
+                    "task": task_id,
+                    "attempt": attempt,
+                    "event": event,
+                    "n": n,
+                    "time": time.time(),
+                }
                 with open(Path(plan_doc["state_dir"]) / "fired.jsonl", "a") as log:
                     log.write(json.dumps(record) + "\n")
                 context = {**plan_doc.get("context", {}), "agent": agent}

@@ -43,48 +43,96 @@ class FaultKind:
 
 
 _KINDS = (
-    FaultKind("sigint", Reason.SIGINT,
-              "SIGINT to the agent's foreground process group (the task-agent-5030 incident)",
-              "file_written"),
-    FaultKind("sigint_keys", Reason.SIGINT,
-              "Ctrl-C typed into the agent's tmux pane (send-keys C-c)", "file_written"),
-    FaultKind("kill", Reason.KILLED, "SIGKILL, as from the OOM killer or a supervisor",
-              "tool_call"),
-    FaultKind("terminate", Reason.KILLED, "SIGTERM from something other than a timeout",
-              "tool_call"),
-    FaultKind("stall", Reason.TIMEOUT, "the agent hangs (no output, no exit) past its timeout",
-              "tool_call"),
-    FaultKind("api_overloaded", Reason.API_ERROR,
-              "a burst of HTTP 529 overloaded_error replies longer than the agent's retries",
-              "api_request"),
-    FaultKind("api_rate_limit", Reason.API_ERROR,
-              "HTTP 429 rate_limit_error with retry-after, past the agent's retries",
-              "api_request"),
-    FaultKind("api_server_error", Reason.API_ERROR, "HTTP 500 api_error replies",
-              "api_request"),
-    FaultKind("api_stall", Reason.TIMEOUT,
-              "the API accepts the request and never answers", "api_request"),
-    FaultKind("missing_permission_flag", Reason.PERMISSION,
-              "the dispatcher launches agents without --dangerously-skip-permissions",
-              "start", scope="fleet"),
-    FaultKind("permission_prompt", Reason.PERMISSION,
-              "an interactive agent parks at a permission prompt and waits forever",
-              "tool_call"),
-    FaultKind("pr_create_fails", Reason.GITHUB_ERROR,
-              "gh pr create fails after a successful push (bad credentials, unreachable)",
-              "open_pr"),
-    FaultKind("stale_index_lock", Reason.GIT_ERROR,
-              "a stale .git/index.lock left by a killed git makes git commit fail", "start"),
-    FaultKind("tests_fail", Reason.TEST_FAILURE,
-              "the implementation is complete but the task's tests fail", "test"),
-    FaultKind("quit_early", Reason.INCOMPLETE,
-              "the agent exits 0 reporting success without finishing", "tool_call"),
-    FaultKind("corrupt_checkpoint", None,
-              "the checkpoint file is torn (combine with a failure: recovery must restart)",
-              "tool_call"),
-    FaultKind("coordinator_crash", None,
-              "the recovery coordinator itself dies mid-recovery and is restarted from its "
-              "journal", "tool_call", scope="fleet"),
+    FaultKind(
+        "sigint",
+        Reason.SIGINT,
+        "SIGINT to the agent's foreground process group (the task-agent-5030 incident)",
+        "file_written",
+    ),
+    FaultKind(
+        "sigint_keys",
+        Reason.SIGINT,
+        "Ctrl-C typed into the agent's tmux pane (send-keys C-c)",
+        "file_written",
+    ),
+    FaultKind(
+        "kill", Reason.KILLED, "SIGKILL, as from the OOM killer or a supervisor", "tool_call"
+    ),
+    FaultKind(
+        "terminate", Reason.KILLED, "SIGTERM from something other than a timeout", "tool_call"
+    ),
+    FaultKind(
+        "stall",
+        Reason.TIMEOUT,
+        "the agent hangs (no output, no exit) past its timeout",
+        "tool_call",
+    ),
+    FaultKind(
+        "api_overloaded",
+        Reason.API_ERROR,
+        "a burst of HTTP 529 overloaded_error replies longer than the agent's retries",
+        "api_request",
+    ),
+    FaultKind(
+        "api_rate_limit",
+        Reason.API_ERROR,
+        "HTTP 429 rate_limit_error with retry-after, past the agent's retries",
+        "api_request",
+    ),
+    FaultKind("api_server_error", Reason.API_ERROR, "HTTP 500 api_error replies", "api_request"),
+    FaultKind(
+        "api_stall", Reason.TIMEOUT, "the API accepts the request and never answers", "api_request"
+    ),
+    FaultKind(
+        "missing_permission_flag",
+        Reason.PERMISSION,
+        "the dispatcher launches agents without --dangerously-skip-permissions",
+        "start",
+        scope="fleet",
+    ),
+    FaultKind(
+        "permission_prompt",
+        Reason.PERMISSION,
+        "an interactive agent parks at a permission prompt and waits forever",
+        "tool_call",
+    ),
+    FaultKind(
+        "pr_create_fails",
+        Reason.GITHUB_ERROR,
+        "gh pr create fails after a successful push (bad credentials, unreachable)",
+        "open_pr",
+    ),
+    FaultKind(
+        "stale_index_lock",
+        Reason.GIT_ERROR,
+        "a stale .git/index.lock left by a killed git makes git commit fail",
+        "start",
+    ),
+    FaultKind(
+        "tests_fail",
+        Reason.TEST_FAILURE,
+        "the implementation is complete but the task's tests fail",
+        "test",
+    ),
+    FaultKind(
+        "quit_early",
+        Reason.INCOMPLETE,
+        "the agent exits 0 reporting success without finishing",
+        "tool_call",
+    ),
+    FaultKind(
+        "corrupt_checkpoint",
+        None,
+        "the checkpoint file is torn (combine with a failure: recovery must restart)",
+        "tool_call",
+    ),
+    FaultKind(
+        "coordinator_crash",
+        None,
+        "the recovery coordinator itself dies mid-recovery and is restarted from its journal",
+        "tool_call",
+        scope="fleet",
+    ),
 )
 
 CATALOGUE: Mapping[str, FaultKind] = {k.name: k for k in _KINDS}
@@ -95,11 +143,15 @@ CATALOGUE: Mapping[str, FaultKind] = {k.name: k for k in _KINDS}
 # any other event is refused at load, whatever the tier.
 _HOOK_EVENTS = frozenset({"tool_call", "file_written", "commit", "push", "open_pr", "test"})
 HONOURED_EVENTS: Mapping[str, frozenset[str]] = {
-    **{kind: _HOOK_EVENTS | {"start"}
-       for kind in ("sigint", "sigint_keys", "kill", "terminate", "stale_index_lock")},
+    **{
+        kind: _HOOK_EVENTS | {"start"}
+        for kind in ("sigint", "sigint_keys", "kill", "terminate", "stale_index_lock")
+    },
     **{kind: _HOOK_EVENTS for kind in ("stall", "corrupt_checkpoint")},
-    **{kind: frozenset({"api_request"})
-       for kind in ("api_overloaded", "api_rate_limit", "api_server_error", "api_stall")},
+    **{
+        kind: frozenset({"api_request"})
+        for kind in ("api_overloaded", "api_rate_limit", "api_server_error", "api_stall")
+    },
     "quit_early": frozenset({"tool_call"}),
     "permission_prompt": frozenset({"start", "tool_call"}),
     "pr_create_fails": frozenset({"open_pr"}),
@@ -190,13 +242,13 @@ class FaultLedger:
             spec.fault_id, {**spec.to_json(), "status": FaultStatus.NOT_EXERCISED, "hits": []}
         )
 
-    def mark(self, spec: FaultSpec, status: str, *, task: str, attempt: int,
-             detail: str = "") -> None:
+    def mark(
+        self, spec: FaultSpec, status: str, *, task: str, attempt: int, detail: str = ""
+    ) -> None:
         entry = self.entries.setdefault(
             spec.fault_id, {**spec.to_json(), "status": FaultStatus.NOT_EXERCISED, "hits": []}
         )
-        entry["hits"].append({"task": task, "attempt": attempt, "status": status,
-                              "detail": detail})
+        entry["hits"].append({"task": task, "attempt": attempt, "status": status, "detail": detail})
         if status == FaultStatus.EXERCISED or entry["status"] == FaultStatus.NOT_EXERCISED:
             entry["status"] = status
 
@@ -216,12 +268,22 @@ class FaultLedger:
                     if event.kind is not EventKind.ATTEMPT_EXITED:
                         continue
                     result = event.data.get("result")
-                    denials = result.get("permission_denials") if isinstance(
-                        result, Mapping) else None
+                    denials = (
+                        result.get("permission_denials") if isinstance(result, Mapping) else None
+                    )
                     if denials and spec.task in ("*", event.task_id):
-                        self.mark(spec, FaultStatus.EXERCISED, task=str(event.task_id),
-                                  attempt=int(event.attempt or 0),
-                                  detail=f"{len(denials)} permission denials")
+                        self.mark(
+                            spec,
+                            FaultStatus.EXERCISED,
+                            task=str(event.task_id),
+                            attempt=int(event.attempt or 0),
+                            detail=f"{len(denials)} permission denials",
+                        )
             elif spec.kind == "coordinator_crash" and crashes:
-                self.mark(spec, FaultStatus.EXERCISED, task="*", attempt=0,
-                          detail=f"coordinator replaced from its journal {crashes} time(s)")
+                self.mark(
+                    spec,
+                    FaultStatus.EXERCISED,
+                    task="*",
+                    attempt=0,
+                    detail=f"coordinator replaced from its journal {crashes} time(s)",
+                )

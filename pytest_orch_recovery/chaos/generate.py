@@ -40,8 +40,11 @@ _PARAMS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     "api_overloaded": st.fixed_dictionaries({"count": st.sampled_from([3, 12, 20])}),
     "api_rate_limit": st.fixed_dictionaries({"retry_after": st.sampled_from([30, 90])}),
     "pr_create_fails": st.fixed_dictionaries(
-        {"times": st.sampled_from([1, 2]),
-         "error": st.sampled_from(["bad_credentials", "unreachable"])}),
+        {
+            "times": st.sampled_from([1, 2]),
+            "error": st.sampled_from(["bad_credentials", "unreachable"]),
+        }
+    ),
     "kill": st.fixed_dictionaries({"oom": st.booleans()}),
 }
 
@@ -91,14 +94,16 @@ def _fault_plans(draw: st.DrawFn, tasks: int) -> tuple[FaultPlan, ...]:
         kind = draw(st.sampled_from(kinds))
         event = draw(st.none() | st.sampled_from(sorted(HONOURED_EVENTS[kind])))
         params = draw(_PARAMS.get(kind, st.just({})))
-        plans.append(FaultPlan(
-            kind=kind,
-            event=event,
-            n=draw(st.integers(1, 4)),
-            task=draw(st.none() | st.integers(0, tasks - 1)),
-            attempt=draw(st.sampled_from([1, 1, 1, 2, 2, None])),
-            params=tuple(sorted(params.items())),
-        ))
+        plans.append(
+            FaultPlan(
+                kind=kind,
+                event=event,
+                n=draw(st.integers(1, 4)),
+                task=draw(st.none() | st.integers(0, tasks - 1)),
+                attempt=draw(st.sampled_from([1, 1, 1, 2, 2, None])),
+                params=tuple(sorted(params.items())),
+            )
+        )
     return tuple(plans)
 
 
@@ -106,12 +111,20 @@ def _fault_plans(draw: st.DrawFn, tasks: int) -> tuple[FaultPlan, ...]:
 def run_plans(draw: st.DrawFn) -> RunPlan:
     count = draw(st.integers(1, MAX_TASKS))
     tasks = tuple(
-        (draw(st.integers(1, MAX_FILES)), draw(st.booleans()), draw(st.booleans()),
-         draw(st.integers(0, len(HOSTILE_KINDS) - 1)))
+        (
+            draw(st.integers(1, MAX_FILES)),
+            draw(st.booleans()),
+            draw(st.booleans()),
+            draw(st.integers(0, len(HOSTILE_KINDS) - 1)),
+        )
         for _ in range(count)
     )
-    return RunPlan(tasks, draw(_fault_plans(count)), draw(st.sampled_from([True, True, False])),
-                   draw(st.integers(0, 2**32 - 1)))
+    return RunPlan(
+        tasks,
+        draw(_fault_plans(count)),
+        draw(st.sampled_from([True, True, False])),
+        draw(st.integers(0, 2**32 - 1)),
+    )
 
 
 def draw_plans(seed: int, count: int) -> list[RunPlan]:
@@ -119,6 +132,7 @@ def draw_plans(seed: int, count: int) -> list[RunPlan]:
     plans: list[RunPlan] = []
     round_ = 0
     while len(plans) < count:
+
         @settings(_profile(), max_examples=count - len(plans))
         @hypothesis_seed(seed * 1000 + round_)
         @given(run_plans())
@@ -180,13 +194,19 @@ def build_scenario(plan: RunPlan, index: int, count: int) -> Scenario:
     faults = []
     for number, fp in enumerate(plan.faults, 1):
         trigger = None if fp.event is None else Trigger(fp.event, n=fp.n)
-        faults.append(FaultSpec(
-            fp.kind, trigger,
-            # A fleet fault (the dispatcher's config, the coordinator) hits every task.
-            task="*" if fp.task is None or CATALOGUE[fp.kind].scope == "fleet"
-            else tasks[fp.task].task_id,
-            attempt=fp.attempt, params=dict(fp.params), fault_id=f"f{number}",
-        ))
+        faults.append(
+            FaultSpec(
+                fp.kind,
+                trigger,
+                # A fleet fault (the dispatcher's config, the coordinator) hits every task.
+                task="*"
+                if fp.task is None or CATALOGUE[fp.kind].scope == "fleet"
+                else tasks[fp.task].task_id,
+                attempt=fp.attempt,
+                params=dict(fp.params),
+                fault_id=f"f{number}",
+            )
+        )
     actions: tuple[str, ...] = ()
     # Permission faults escalate to a person by design; most runs have the operator fix.
     if plan.fix_permissions and any(f.entry.expected is Reason.PERMISSION for f in faults):
@@ -217,7 +237,7 @@ def shrink(scenario: Scenario, fails: Callable[[Scenario], bool]) -> Scenario:
     while changed:
         changed = False
         for i in range(len(current.faults)):
-            candidate = replace(current, faults=current.faults[:i] + current.faults[i + 1:])
+            candidate = replace(current, faults=current.faults[:i] + current.faults[i + 1 :])
             if fails(candidate):
                 current, changed = candidate, True
                 break
@@ -226,8 +246,9 @@ def shrink(scenario: Scenario, fails: Callable[[Scenario], bool]) -> Scenario:
         for i, spec in enumerate(current.faults):
             if spec.trigger is not None and spec.trigger.n > 1 and spec.trigger.path is None:
                 simpler = replace(spec, trigger=Trigger(spec.trigger.event))
-                candidate = replace(current, faults=(*current.faults[:i], simpler,
-                                                     *current.faults[i + 1:]))
+                candidate = replace(
+                    current, faults=(*current.faults[:i], simpler, *current.faults[i + 1 :])
+                )
                 if fails(candidate):
                     current, changed = candidate, True
                     break
@@ -250,6 +271,7 @@ def scenario_toml(scenario: Scenario) -> str:
     title = "say \\"hi\\""
     ...
     """
+
     def q(value: object) -> str:
         return json.dumps(value, ensure_ascii=False)
 
@@ -266,8 +288,13 @@ def scenario_toml(scenario: Scenario) -> str:
         lines += ["", "[policy]", *(f"{k} = {q(v)}" for k, v in sorted(settings.items()))]
     for st_task in scenario.tasks:
         t = st_task.task
-        lines += ["", "[[tasks]]", f"id = {q(t.task_id)}", f"title = {q(t.title)}",
-                  f"deliverables = {q(list(t.deliverables))}"]
+        lines += [
+            "",
+            "[[tasks]]",
+            f"id = {q(t.task_id)}",
+            f"title = {q(t.title)}",
+            f"deliverables = {q(list(t.deliverables))}",
+        ]
         if t.tests:
             lines.append(f"tests = {q(t.tests)}")
         if not t.wants_pr:

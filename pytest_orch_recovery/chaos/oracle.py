@@ -71,9 +71,13 @@ class AttributionCheck:
         return self.injected[0]
 
     def to_json(self) -> dict[str, Any]:
-        return {"task_id": self.task_id, "attempt": self.attempt,
-                "injected": list(self.injected), "attributed": self.attributed,
-                "verdict": self.verdict}
+        return {
+            "task_id": self.task_id,
+            "attempt": self.attempt,
+            "injected": list(self.injected),
+            "attributed": self.attributed,
+            "verdict": self.verdict,
+        }
 
 
 def attribution_checks(run: ScenarioRun) -> list[AttributionCheck]:
@@ -93,14 +97,14 @@ def attribution_checks(run: ScenarioRun) -> list[AttributionCheck]:
             succeeded.add(key)
     causes: dict[tuple[str, int], set[str]] = {}
     for entry in run.ledger.values():
-        expected = CATALOGUE[str(entry["kind"])].expected if entry.get("kind") in CATALOGUE \
-            else None
+        expected = (
+            CATALOGUE[str(entry["kind"])].expected if entry.get("kind") in CATALOGUE else None
+        )
         if expected is None:
             continue
         for hit in entry.get("hits", ()):
             if hit.get("status") == FaultStatus.EXERCISED:
-                causes.setdefault((str(hit["task"]), int(hit["attempt"])), set()).add(
-                    str(expected))
+                causes.setdefault((str(hit["task"]), int(hit["attempt"])), set()).add(str(expected))
     checks = []
     for task_id, attempt in exited:
         if (task_id, attempt) in succeeded:
@@ -110,8 +114,11 @@ def attribution_checks(run: ScenarioRun) -> list[AttributionCheck]:
             for (tid, earlier), reasons in causes.items():
                 if tid == task_id and earlier < attempt:
                     injected = injected | reasons
-        checks.append(AttributionCheck(task_id, attempt, tuple(sorted(injected)),
-                                       attributed.get((task_id, attempt))))
+        checks.append(
+            AttributionCheck(
+                task_id, attempt, tuple(sorted(injected)), attributed.get((task_id, attempt))
+            )
+        )
     return checks
 
 
@@ -142,13 +149,16 @@ def _task_mismatches(task_id: str, expect: Expectation, run: ScenarioRun) -> lis
     if expect.max_attempts is not None:
         count = attempts(run.events, task_id)
         if count > expect.max_attempts:
-            lines.append(f"{task_id}: attempts: expected at most {expect.max_attempts}, "
-                         f"got {count}")
+            lines.append(
+                f"{task_id}: attempts: expected at most {expect.max_attempts}, got {count}"
+            )
     if expect.files is not None:
         missing = [f for f in expect.files if f not in repo.files]
         if missing:
-            lines.append(f"{task_id}: files: expected {', '.join(expect.files)}; missing "
-                         f"{', '.join(missing)} (present: {_show(list(repo.files))})")
+            lines.append(
+                f"{task_id}: files: expected {', '.join(expect.files)}; missing "
+                f"{', '.join(missing)} (present: {_show(list(repo.files))})"
+            )
     return lines
 
 

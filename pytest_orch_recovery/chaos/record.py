@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_orch_recovery.engine.metrics import orphaned_paths
 from pytest_orch_recovery.engine.model import Event, EventKind
+from pytest_orch_recovery.report.metrics import orphaned_paths
 
 RUN_SCHEMA_VERSION = 1
 
@@ -30,13 +30,21 @@ class RepoState:
     pr: int | None = None  # the open PR's number
 
     def to_json(self) -> dict[str, Any]:
-        return {"files": list(self.files), "commits": self.commits, "pushed": self.pushed,
-                "pr": self.pr}
+        return {
+            "files": list(self.files),
+            "commits": self.commits,
+            "pushed": self.pushed,
+            "pr": self.pr,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RepoState:
-        return cls(tuple(data.get("files", ())), int(data.get("commits", 0)),
-                   bool(data.get("pushed", False)), data.get("pr"))
+        return cls(
+            tuple(data.get("files", ())),
+            int(data.get("commits", 0)),
+            bool(data.get("pushed", False)),
+            data.get("pr"),
+        )
 
 
 @dataclass
@@ -101,7 +109,6 @@ def _compact(event: Event) -> dict[str, Any]:
 def journal_orphans(events: Iterable[Event]) -> list[str]:
     """Workspaces the journal reports orphaned and not cleaned afterwards."""
     return list(orphaned_paths(events))
-
 
 
 def task_outcomes(events: Iterable[Event]) -> dict[str, str]:

@@ -21,19 +21,21 @@ from pytest_orch_recovery.chaos.faults import (
     FaultStatus,
     Trigger,
 )
-from pytest_orch_recovery.engine import validation
 from pytest_orch_recovery.engine.model import Reason, Strategy, Task
 from pytest_orch_recovery.engine.policy import PolicySettings
-from pytest_orch_recovery.engine.validation import InputError, RuleError
 from pytest_orch_recovery.infra.tomlread import TASK_KEYS, Path_, TomlReader, parse_document
+from pytest_orch_recovery.store import validation
+from pytest_orch_recovery.store.validation import InputError, RuleError
 
 OUTCOMES = ("succeeded", "recovered", "escalated", "failed")
 FAULT_STATUSES = (FaultStatus.EXERCISED, FaultStatus.INEFFECTIVE, FaultStatus.NOT_EXERCISED)
 # What a scenario's operator may do after an escalation, by name: the action's journal text and
 # the reasons of the escalated tasks it releases. Both tiers carry the actions out.
 OPERATOR_ACTIONS: Mapping[str, tuple[str, tuple[Reason, ...]]] = {
-    "fix_permission_flag": ("fixed the dispatcher's config: added --dangerously-skip-permissions",
-                            (Reason.PERMISSION,)),
+    "fix_permission_flag": (
+        "fixed the dispatcher's config: added --dangerously-skip-permissions",
+        (Reason.PERMISSION,),
+    ),
 }
 
 # Trigger keys of a [[faults]] table -> the catalogue's trigger event. A key holds a count
@@ -51,8 +53,19 @@ TRIGGER_KEYS: Mapping[str, str] = {
 }
 
 _TOP_KEYS = frozenset(
-    {"name", "description", "tasks", "faults", "operator_actions", "crash_after_event", "expect",
-     "attempt_timeout", "stall_window", "policy", "max_live_agents"}
+    {
+        "name",
+        "description",
+        "tasks",
+        "faults",
+        "operator_actions",
+        "crash_after_event",
+        "expect",
+        "attempt_timeout",
+        "stall_window",
+        "policy",
+        "max_live_agents",
+    }
 )
 _TASK_KEYS = TASK_KEYS | {"expect"}
 _FAULT_KEYS = frozenset({"kind", "task", "attempt", "params", "expect", *TRIGGER_KEYS})
@@ -111,7 +124,8 @@ class Expectation:
         """This expectation, with the scenario-wide ``defaults`` filling its gaps."""
         return Expectation(
             **{
-                name: getattr(self, name) if getattr(self, name) is not None
+                name: getattr(self, name)
+                if getattr(self, name) is not None
                 else getattr(defaults, name)
                 for name in self.__dataclass_fields__
             }
@@ -171,20 +185,25 @@ class _Reader(TomlReader):
         if "outcome" in raw:
             outcome = self.string(raw["outcome"], (*path, "outcome"))
             if outcome not in OUTCOMES:
-                raise self.fail((*path, "outcome"), f"{outcome!r} is not one of "
-                                + ", ".join(OUTCOMES))
+                raise self.fail(
+                    (*path, "outcome"), f"{outcome!r} is not one of " + ", ".join(OUTCOMES)
+                )
         return Expectation(
             outcome=outcome,
-            reasons=None if get("reasons") is None else self.strings(
-                raw["reasons"], (*path, "reasons"), [str(r) for r in Reason]),
-            strategies=None if get("strategies") is None else self.strings(
-                raw["strategies"], (*path, "strategies"), [str(s) for s in Strategy]),
-            max_attempts=None if get("max_attempts") is None else self.integer(
-                raw["max_attempts"], (*path, "max_attempts"), maximum=MAX_ATTEMPTS),
+            reasons=None
+            if get("reasons") is None
+            else self.strings(raw["reasons"], (*path, "reasons"), [str(r) for r in Reason]),
+            strategies=None
+            if get("strategies") is None
+            else self.strings(raw["strategies"], (*path, "strategies"), [str(s) for s in Strategy]),
+            max_attempts=None
+            if get("max_attempts") is None
+            else self.integer(raw["max_attempts"], (*path, "max_attempts"), maximum=MAX_ATTEMPTS),
             files=None if get("files") is None else self.paths(raw["files"], (*path, "files")),
             pr=None if get("pr") is None else self.boolean(raw["pr"], (*path, "pr")),
-            pushed=None if get("pushed") is None else self.boolean(raw["pushed"],
-                                                                    (*path, "pushed")),
+            pushed=None
+            if get("pushed") is None
+            else self.boolean(raw["pushed"], (*path, "pushed")),
         )
 
     def task(self, value: object, path: Path_, defaults: Expectation) -> ScenarioTask:
@@ -198,8 +217,9 @@ class _Reader(TomlReader):
     def trigger(self, raw: Mapping[str, Any], path: Path_) -> Trigger | None:
         keys = [k for k in TRIGGER_KEYS if k in raw]
         if len(keys) > 1:
-            raise self.fail((*path, keys[1]), "a fault has one trigger; also given "
-                            + ", ".join(keys[:1]))
+            raise self.fail(
+                (*path, keys[1]), "a fault has one trigger; also given " + ", ".join(keys[:1])
+            )
         if not keys:
             return None
         key = keys[0]
@@ -212,34 +232,44 @@ class _Reader(TomlReader):
             return Trigger(event)
         if isinstance(value, bool):
             raise self.fail(where, "false is not a trigger; leave the key out")
-        what = "a count >= 1, true or a file path" if key == "after_file" else \
-            "a count >= 1 or true"
+        what = (
+            "a count >= 1, true or a file path" if key == "after_file" else "a count >= 1 or true"
+        )
         if not isinstance(value, int):
             raise self.fail(where, f"must be {what}, not {value!r}")
         return Trigger(event, n=self.integer(value, where))
 
-    def fault(self, value: object, path: Path_, index: int,
-              task_ids: Sequence[str]) -> tuple[FaultSpec, str | None]:
+    def fault(
+        self, value: object, path: Path_, index: int, task_ids: Sequence[str]
+    ) -> tuple[FaultSpec, str | None]:
         raw = self.table(value, path, _FAULT_KEYS)
         if "kind" not in raw:
             raise self.fail(path, "missing required key 'kind'")
         kind = self.string(raw["kind"], (*path, "kind"))
         if kind not in CATALOGUE:
-            raise self.fail((*path, "kind"), f"unknown fault kind {kind!r}; known: "
-                            + ", ".join(sorted(CATALOGUE)))
+            raise self.fail(
+                (*path, "kind"),
+                f"unknown fault kind {kind!r}; known: " + ", ".join(sorted(CATALOGUE)),
+            )
         task = self.string(raw.get("task", "*"), (*path, "task"))
         if task != "*" and CATALOGUE[kind].scope == "fleet":
-            raise self.fail((*path, "task"), f"{kind} is a fleet fault: it hits every task "
-                            "(leave task out or write \"*\")")
+            raise self.fail(
+                (*path, "task"),
+                f'{kind} is a fleet fault: it hits every task (leave task out or write "*")',
+            )
         if task != "*" and task not in task_ids:
-            raise self.fail((*path, "task"), f"no task {task!r} in this scenario; tasks: "
-                            + ", ".join(task_ids) + " (or \"*\" for all)")
+            raise self.fail(
+                (*path, "task"),
+                f"no task {task!r} in this scenario; tasks: "
+                + ", ".join(task_ids)
+                + ' (or "*" for all)',
+            )
         attempt: int | None = 1
         if "attempt" in raw:
             if raw["attempt"] == "all":
                 attempt = None
             elif isinstance(raw["attempt"], str):
-                raise self.fail((*path, "attempt"), "must be an attempt number or \"all\"")
+                raise self.fail((*path, "attempt"), 'must be an attempt number or "all"')
             else:
                 attempt = self.integer(raw["attempt"], (*path, "attempt"), maximum=MAX_ATTEMPTS)
         params = self.params(kind, raw.get("params", {}), (*path, "params"))
@@ -247,18 +277,27 @@ class _Reader(TomlReader):
         if "expect" in raw:
             status = self.string(raw["expect"], (*path, "expect"))
             if status not in FAULT_STATUSES:
-                raise self.fail((*path, "expect"), f"{status!r} is not one of "
-                                + ", ".join(FAULT_STATUSES))
-        spec = FaultSpec(kind, self.trigger(raw, path), task=task, attempt=attempt,
-                         params=params, fault_id=f"f{index + 1}")
+                raise self.fail(
+                    (*path, "expect"), f"{status!r} is not one of " + ", ".join(FAULT_STATUSES)
+                )
+        spec = FaultSpec(
+            kind,
+            self.trigger(raw, path),
+            task=task,
+            attempt=attempt,
+            params=params,
+            fault_id=f"f{index + 1}",
+        )
         event = spec.effective_trigger.event
         honoured = HONOURED_EVENTS.get(kind, frozenset({CATALOGUE[kind].default_trigger}))
         if event not in honoured:
             keys = [k for k in TRIGGER_KEYS if k in raw]
             where = (*path, keys[0]) if keys else (*path, "kind")
-            raise self.fail(where, f"{kind} cannot be keyed on the {event} event on every "
-                            "tier; use " + " or ".join(
-                                k for k, e in TRIGGER_KEYS.items() if e in honoured))
+            raise self.fail(
+                where,
+                f"{kind} cannot be keyed on the {event} event on every "
+                "tier; use " + " or ".join(k for k, e in TRIGGER_KEYS.items() if e in honoured),
+            )
         return spec, status
 
     def params(self, kind: str, value: object, path: Path_) -> dict[str, Any]:
@@ -280,8 +319,9 @@ class _Reader(TomlReader):
             elif param.kind == "boolean":
                 out[key] = self.boolean(item, where)
             else:
-                out[key] = self.checked(validation.choice, item, where, choices=param.choices,
-                                        what=key)
+                out[key] = self.checked(
+                    validation.choice, item, where, choices=param.choices, what=key
+                )
         return out
 
 
@@ -311,20 +351,28 @@ def parse_scenario(text: str, *, source: str = "<scenario>", name: str | None = 
     for i, item in enumerate(raw_tasks):
         task = reader.task(item, ("tasks", i), defaults)
         if task.task.task_id in seen:
-            raise reader.fail(("tasks", i, "id"), f"task id {task.task.task_id!r} repeats "
-                              f"tasks[{seen[task.task.task_id] + 1}]")
+            raise reader.fail(
+                ("tasks", i, "id"),
+                f"task id {task.task.task_id!r} repeats tasks[{seen[task.task.task_id] + 1}]",
+            )
         seen[task.task.task_id] = i
         # The agent each task runs as (the coordinator's default name when not given): one
         # agent, one session and one workspace per task.
         agent = task.agent or f"task-agent-{task.task.task_id}"
         if agent in agents:
-            raise reader.fail(("tasks", i, "agent"), f"agent {agent!r} already runs "
-                              f"tasks[{agents[agent] + 1}]; each task needs its own agent")
+            raise reader.fail(
+                ("tasks", i, "agent"),
+                f"agent {agent!r} already runs "
+                f"tasks[{agents[agent] + 1}]; each task needs its own agent",
+            )
         agents[agent] = i
         # The tmux tier's model double tells the tasks apart by title.
         if task.task.title in titles:
-            raise reader.fail(("tasks", i, "title"), f"title {task.task.title!r} repeats "
-                              f"tasks[{titles[task.task.title] + 1}]; titles must be unique")
+            raise reader.fail(
+                ("tasks", i, "title"),
+                f"title {task.task.title!r} repeats "
+                f"tasks[{titles[task.task.title] + 1}]; titles must be unique",
+            )
         titles[task.task.title] = i
         tasks.append(task)
     ids = [t.task.task_id for t in tasks]
@@ -348,21 +396,26 @@ def parse_scenario(text: str, *, source: str = "<scenario>", name: str | None = 
     stall = raw.get("stall_window")
     return Scenario(
         name=reader.string(raw.get("name", name or source), ("name",)),
-        description=reader.string(raw.get("description", ""), ("description",), empty=True,
-                                  limit=validation.MAX_PROMPT_BYTES),
+        description=reader.string(
+            raw.get("description", ""),
+            ("description",),
+            empty=True,
+            limit=validation.MAX_PROMPT_BYTES,
+        ),
         tasks=tuple(tasks),
         faults=tuple(faults),
         operator_actions=actions,
-        crash_after_event=None if crash is None else reader.integer(crash,
-                                                                    ("crash_after_event",)),
+        crash_after_event=None if crash is None else reader.integer(crash, ("crash_after_event",)),
         fault_expectations=statuses,
         source=source,
-        attempt_timeout=None if timeout is None else reader.seconds(timeout,
-                                                                    ("attempt_timeout",)),
+        attempt_timeout=None if timeout is None else reader.seconds(timeout, ("attempt_timeout",)),
         stall_window=None if stall is None else reader.seconds(stall, ("stall_window",)),
         policy=reader.policy_settings(raw.get("policy", {}), ("policy",)),
-        max_live_agents=(reader.integer(raw["max_live_agents"], ("max_live_agents",))
-                         if "max_live_agents" in raw else None),
+        max_live_agents=(
+            reader.integer(raw["max_live_agents"], ("max_live_agents",))
+            if "max_live_agents" in raw
+            else None
+        ),
     )
 
 
@@ -392,32 +445,48 @@ def check_scenario(scenario: Scenario) -> None:
         check(f"{at}.agent", validation.agent_name, agent)
         for seen, key, what in ((agents, agent, "agent"), (titles, task.title, "title")):
             if key in seen:
-                raise ScenarioError(where, 1, f"{at}.{what}", f"{what} {key!r} repeats "
-                                    f"tasks[{seen[key] + 1}]")
+                raise ScenarioError(
+                    where, 1, f"{at}.{what}", f"{what} {key!r} repeats tasks[{seen[key] + 1}]"
+                )
             seen[key] = i
     for i, spec in enumerate(scenario.faults):
         trigger = spec.effective_trigger
         honoured = HONOURED_EVENTS.get(spec.kind, frozenset())
         if trigger.event not in honoured:
-            raise ScenarioError(where, 1, f"faults[{i + 1}]", f"{spec.kind} cannot be keyed "
-                                f"on the {trigger.event} event on every tier")
+            raise ScenarioError(
+                where,
+                1,
+                f"faults[{i + 1}]",
+                f"{spec.kind} cannot be keyed on the {trigger.event} event on every tier",
+            )
         if trigger.path is not None:
             check(f"faults[{i + 1}].after_file", validation.relative_path, trigger.path)
     if scenario.max_live_agents is not None:
-        check("max_live_agents", validation.integer, scenario.max_live_agents, minimum=1,
-              maximum=validation.MAX_COUNT)
+        check(
+            "max_live_agents",
+            validation.integer,
+            scenario.max_live_agents,
+            minimum=1,
+            maximum=validation.MAX_COUNT,
+        )
     settings = scenario.policy
     for key in ("backoff_base", "backoff_cap", "breaker_window"):
         value = getattr(settings, key)
         if value is not None:
             check(f"policy.{key}", validation.number, value, exclusive_minimum=True)
     if settings.breaker_threshold is not None:
-        check("policy.breaker_threshold", validation.integer, settings.breaker_threshold,
-              minimum=1, maximum=validation.MAX_COUNT)
+        check(
+            "policy.breaker_threshold",
+            validation.integer,
+            settings.breaker_threshold,
+            minimum=1,
+            maximum=validation.MAX_COUNT,
+        )
 
 
-def _check_testable(reader: _Reader, path: Path_, spec: FaultSpec,
-                    tasks: Sequence[ScenarioTask]) -> None:
+def _check_testable(
+    reader: _Reader, path: Path_, spec: FaultSpec, tasks: Sequence[ScenarioTask]
+) -> None:
     """``tests_fail`` breaks a task's implementation against its tests: every task it targets
     needs a ``tests`` command, a test file (``test_*.py``) and another deliverable."""
     for entry in tasks:
@@ -426,8 +495,11 @@ def _check_testable(reader: _Reader, path: Path_, spec: FaultSpec,
             continue
         tests = [p for p in task.deliverables if _is_test_file(p)]
         if not task.tests or not tests or len(tests) == len(task.deliverables):
-            raise reader.fail(path, f"tests_fail needs task {task.task_id!r} to have a tests "
-                              "command, a test_*.py deliverable and an implementation file")
+            raise reader.fail(
+                path,
+                f"tests_fail needs task {task.task_id!r} to have a tests "
+                "command, a test_*.py deliverable and an implementation file",
+            )
 
 
 def _is_test_file(path: str) -> bool:

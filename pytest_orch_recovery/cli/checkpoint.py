@@ -15,7 +15,6 @@ import os
 import sys
 from pathlib import Path
 
-from pytest_orch_recovery.engine import validation
 from pytest_orch_recovery.engine.errors import UsageError
 from pytest_orch_recovery.infra.argtypes import positive_int
 
@@ -34,6 +33,7 @@ from pytest_orch_recovery.infra.checkpoint_file import (
     workspace_relative,
     write_fields,
 )
+from pytest_orch_recovery.store import validation
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -59,17 +59,21 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 def _add_identity(parser: argparse.ArgumentParser) -> None:
     """Whose checkpoint, where, and for which task and attempt."""
     parser.add_argument(
-        "--agent", metavar="NAME",
+        "--agent",
+        metavar="NAME",
         help=f"the agent whose checkpoint this is (default: ${ENV_AGENT}); letters, digits, "
         "'-' and '_'",
     )
     parser.add_argument(
-        "--dir", metavar="DIR", type=Path,
+        "--dir",
+        metavar="DIR",
+        type=Path,
         help=f"checkpoint directory (default: ${ENV_CHECKPOINT_DIR}, "
         "else /tmp/orchestration_checkpoints)",
     )
     parser.add_argument(
-        "--task-id", metavar="ID",
+        "--task-id",
+        metavar="ID",
         help="the task the agent works on; needed to create a checkpoint "
         f"(default: ${ENV_TASK_ID})",
     )
@@ -77,7 +81,9 @@ def _add_identity(parser: argparse.ArgumentParser) -> None:
         "--attempt", metavar="N", type=positive_int, help="attempt number, 1 for the first"
     )
     parser.add_argument(
-        "--workspace", metavar="DIR", type=Path,
+        "--workspace",
+        metavar="DIR",
+        type=Path,
         help="the agent's workspace; created files must lie inside it "
         "(with --from-hook: default is the payload's cwd)",
     )
@@ -87,15 +93,27 @@ def _add_identity(parser: argparse.ArgumentParser) -> None:
 def _add_progress(parser: argparse.ArgumentParser) -> None:
     """What the agent did and will do next."""
     parser.add_argument(
-        "--completed", metavar="TEXT", nargs="+", action="extend", default=[],
+        "--completed",
+        metavar="TEXT",
+        nargs="+",
+        action="extend",
+        default=[],
         help="record completed subtasks (appended, duplicates dropped)",
     )
     parser.add_argument(
-        "--created", metavar="PATH", nargs="+", action="extend", default=[],
+        "--created",
+        metavar="PATH",
+        nargs="+",
+        action="extend",
+        default=[],
         help="record files the agent created (relative to the workspace)",
     )
     parser.add_argument(
-        "--next", metavar="TEXT", nargs="+", action="extend", default=[],
+        "--next",
+        metavar="TEXT",
+        nargs="+",
+        action="extend",
+        default=[],
         help="replace the list of next actions",
     )
 
@@ -103,7 +121,8 @@ def _add_progress(parser: argparse.ArgumentParser) -> None:
 def _add_modes(parser: argparse.ArgumentParser) -> None:
     """Where the update comes from, and whether to print the result."""
     parser.add_argument(
-        "--from-hook", action="store_true",
+        "--from-hook",
+        action="store_true",
         help="read a Claude Code PostToolUse hook input (JSON) from stdin and apply it; "
         "never fails the hook (problems go to stderr, exit status 0)",
     )
@@ -143,12 +162,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _updating(args: argparse.Namespace) -> bool:
-    return bool(args.task_id or args.attempt or args.completed or args.created or args.next
-                or args.session_id)
+    return bool(
+        args.task_id
+        or args.attempt
+        or args.completed
+        or args.created
+        or args.next
+        or args.session_id
+    )
 
 
-def _update(args: argparse.Namespace, agent: str,
-            workspace: Path | None) -> dict[str, object] | None:
+def _update(
+    args: argparse.Namespace, agent: str, workspace: Path | None
+) -> dict[str, object] | None:
     """Load, change and save the checkpoint under its lock; what ``--show`` prints, or None
     when there is nothing to show."""
     record = read_fields(args.dir, agent, workspace=workspace)
@@ -163,8 +189,7 @@ def _update(args: argparse.Namespace, agent: str,
             print(f"{_PROG}: {path}: no checkpoint for agent {agent!r}", file=sys.stderr)
             return None
         if not task_id:
-            raise _Refused(f"no checkpoint for {agent!r} yet: --task-id is required to create "
-                           "one")
+            raise _Refused(f"no checkpoint for {agent!r} yet: --task-id is required to create one")
         cp = new_fields(agent, task_id)
         updating = True
     if updating:
@@ -176,8 +201,9 @@ def _update(args: argparse.Namespace, agent: str,
     return fields_to_json(cp, workspace=workspace)
 
 
-def _changed(args: argparse.Namespace, cp: CheckpointFields,
-             workspace: Path | None) -> CheckpointFields:
+def _changed(
+    args: argparse.Namespace, cp: CheckpointFields, workspace: Path | None
+) -> CheckpointFields:
     created = list(cp["created_files"])
     for name in args.created:
         if workspace is not None:
@@ -211,8 +237,11 @@ def _apply_hook(args: argparse.Namespace, text: str) -> None:
     if not agent:
         raise ValueError(f"no agent name: pass --agent or set ${ENV_AGENT}")
     problem = record_hook_input(
-        text, agent=agent, directory=args.dir,
-        task_id=args.task_id or os.environ.get(ENV_TASK_ID) or "", attempt=args.attempt or 1,
+        text,
+        agent=agent,
+        directory=args.dir,
+        task_id=args.task_id or os.environ.get(ENV_TASK_ID) or "",
+        attempt=args.attempt or 1,
         workspace=args.workspace,
     )
     if problem is not None:

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_orch_recovery.engine import validation
 from pytest_orch_recovery.engine.classify import LogText, Observation, classify
 from pytest_orch_recovery.engine.errors import UsageError
 from pytest_orch_recovery.engine.model import ExitInfo, WorkItem, WorkKind, signal_number
-from pytest_orch_recovery.infra import results as seed
 from pytest_orch_recovery.infra.argtypes import exit_code, input_file, relative_path
+from pytest_orch_recovery.ingest import results as seed
+from pytest_orch_recovery.store import validation
 
 
 def _signal(text: str) -> int:
@@ -98,12 +98,24 @@ def _add_workspace_options(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="a file the task must produce, relative to --workspace (repeatable)",
     )
-    _add_yes_no(group, "tests_passed", ("--tests-passed", "the task's tests were run and passed"),
-                ("--tests-failed", "the task's tests were run and failed"))
-    _add_yes_no(group, "pushed", ("--pushed", "the branch is on the remote"),
-                ("--not-pushed", "the branch was not pushed: 'git push' is still undone"))
-    _add_yes_no(group, "pr_open", ("--pr-open", "the task's pull request is open"),
-                ("--no-pr", "no pull request is open: 'open the PR' is still undone"))
+    _add_yes_no(
+        group,
+        "tests_passed",
+        ("--tests-passed", "the task's tests were run and passed"),
+        ("--tests-failed", "the task's tests were run and failed"),
+    )
+    _add_yes_no(
+        group,
+        "pushed",
+        ("--pushed", "the branch is on the remote"),
+        ("--not-pushed", "the branch was not pushed: 'git push' is still undone"),
+    )
+    _add_yes_no(
+        group,
+        "pr_open",
+        ("--pr-open", "the task's pull request is open"),
+        ("--no-pr", "no pull request is open: 'open the PR' is still undone"),
+    )
 
 
 def _add_yes_no(
@@ -111,8 +123,13 @@ def _add_yes_no(
 ) -> None:
     """A pair of flags for a fact that is true, false, or (neither given) unknown."""
     pair = group.add_mutually_exclusive_group()
-    pair.add_argument(yes[0], dest=dest, action="store_true", default=None,
-                      help=yes[1] + " (default: unknown, not weighed)")
+    pair.add_argument(
+        yes[0],
+        dest=dest,
+        action="store_true",
+        default=None,
+        help=yes[1] + " (default: unknown, not weighed)",
+    )
     pair.add_argument(no[0], dest=dest, action="store_false", help=no[1])
 
 
@@ -127,7 +144,6 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     _add_output_options(parser)
     _add_workspace_options(parser)
     return parser
-
 
 
 def _read_log(name: str) -> LogText:
@@ -163,16 +179,16 @@ def _parse_result(name: str) -> _ResultFile:
     except RecursionError:
         raise UsageError(f"argument --result: {name}: JSON nested too deep") from None
     except ValueError as exc:  # an integer beyond Python's digit limit
-        raise UsageError(f"argument --result: {name}: invalid JSON: "
-                          f"{str(exc).splitlines()[0][:200]}") from None
+        raise UsageError(
+            f"argument --result: {name}: invalid JSON: {str(exc).splitlines()[0][:200]}"
+        ) from None
     try:
         validation.check_document(data)
     except validation.DocumentError as exc:
         raise UsageError(f"argument --result: {name}: {exc.describe()}") from None
     if not isinstance(data, dict):
         raise UsageError(
-            f"argument --result: {name}: line 1: expected a JSON object, "
-            f"got {type(data).__name__}"
+            f"argument --result: {name}: line 1: expected a JSON object, got {type(data).__name__}"
         )
     if seed.is_run_result(data):
         try:

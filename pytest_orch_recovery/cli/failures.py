@@ -16,7 +16,7 @@ from pytest_orch_recovery.cli.fleet_output import (
     table,
 )
 from pytest_orch_recovery.engine.errors import UsageError
-from pytest_orch_recovery.engine.fleetview import FailedAttempt, FleetView
+from pytest_orch_recovery.report.fleetview import FailedAttempt, FleetView
 
 PROG = "orch-recovery failures"
 
@@ -28,9 +28,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "confidence, exit, evidence and the recovery strategy chosen next.",
     )
     add_journal_options(parser)
-    parser.add_argument(
-        "--agent", metavar="NAME", help="only the failures of this agent"
-    )
+    parser.add_argument("--agent", metavar="NAME", help="only the failures of this agent")
     parser.add_argument(
         "--evidence",
         type=int,
@@ -58,12 +56,25 @@ def render(failures: list[FailedAttempt], fmt: str, evidence: int) -> str:
     rows = []
     for f in failures:
         lines = [e.detail for e in f.evidence[:evidence]] or ["-"]
-        rows.append([clock(f.time), f.task_id, f.agent, "-" if f.attempt is None
-                     else str(f.attempt), str(f.reason), f"{f.confidence:.2f}", _exit(f),
-                     "undecided" if f.strategy is None else str(f.strategy), lines[0]])
+        rows.append(
+            [
+                clock(f.time),
+                f.task_id,
+                f.agent,
+                "-" if f.attempt is None else str(f.attempt),
+                str(f.reason),
+                f"{f.confidence:.2f}",
+                _exit(f),
+                "undecided" if f.strategy is None else str(f.strategy),
+                lines[0],
+            ]
+        )
         rows += [[""] * 8 + [line] for line in lines[1:]]
-    return table(["TIME", "TASK", "AGENT", "ATTEMPT", "REASON", "CONF", "EXIT", "STRATEGY",
-                  "EVIDENCE"], rows, empty="no failed attempts in the journal")
+    return table(
+        ["TIME", "TASK", "AGENT", "ATTEMPT", "REASON", "CONF", "EXIT", "STRATEGY", "EVIDENCE"],
+        rows,
+        empty="no failed attempts in the journal",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

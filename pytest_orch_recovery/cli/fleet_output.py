@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from pytest_orch_recovery.engine.errors import UsageError
-from pytest_orch_recovery.engine.fleetview import SCHEMA_VERSION
-from pytest_orch_recovery.engine.journal import JournalError, replay
-from pytest_orch_recovery.engine.metrics import event_problem
 from pytest_orch_recovery.engine.model import Event, EventKind
 from pytest_orch_recovery.fleet.config import FleetConfig, FleetConfigError, load_fleet
+from pytest_orch_recovery.report.fleetview import SCHEMA_VERSION
+from pytest_orch_recovery.report.metrics import event_problem
+from pytest_orch_recovery.store.journal import JournalError, replay
 
 
 def add_journal_options(parser: argparse.ArgumentParser) -> None:

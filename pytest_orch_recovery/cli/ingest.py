@@ -20,16 +20,16 @@ from pathlib import Path
 from string import Formatter
 from types import FrameType
 
-from pytest_orch_recovery.engine.journal import Journal, JournalError
-from pytest_orch_recovery.infra.adoption import (
+from pytest_orch_recovery.infra.argtypes import seconds
+from pytest_orch_recovery.infra.gh import GhPullRequests
+from pytest_orch_recovery.ingest.adoption import (
     DEFAULT_BRANCH_PATTERN,
     AdoptionReport,
     AdoptionSource,
     adopt,
 )
-from pytest_orch_recovery.infra.argtypes import seconds
-from pytest_orch_recovery.infra.gh import GhPullRequests
-from pytest_orch_recovery.infra.results import ResultsError
+from pytest_orch_recovery.ingest.results import ResultsError
+from pytest_orch_recovery.store.journal import Journal, JournalError
 
 PROG = "orch-recovery ingest"
 
@@ -53,37 +53,77 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "(<agent>_results_<suffix>.json) and logs (<agent>_<suffix>.log), probe each agent's "
         "worktree, attribute every ended attempt and append it to the journal exactly once.",
     )
-    parser.add_argument("--results", type=Path, required=True, metavar="DIR",
-                        help="the orchestrator's results directory")
-    parser.add_argument("--logs", type=Path, metavar="DIR",
-                        help="the orchestrator's log directory (<agent>_<suffix>.log)")
-    parser.add_argument("--worktrees", type=Path, metavar="DIR",
-                        help="directory holding one git worktree per agent, named after it; "
-                        "without it nothing is probed")
-    parser.add_argument("--branch", type=_branch_pattern, default=DEFAULT_BRANCH_PATTERN,
-                        metavar="PATTERN",
-                        help="each agent's branch, with {agent} for its name (default "
-                        f"{DEFAULT_BRANCH_PATTERN!r}); a worktree on another branch is reported")
-    parser.add_argument("--base", default="main", metavar="REF",
-                        help="the branch agents' work is counted from (default main)")
-    parser.add_argument("--gh-repo", type=Path, metavar="DIR",
-                        help="a checkout of the repository: look up each agent's pull request "
-                        "with `gh pr view <branch>` run there (gh's own credentials); without "
-                        "it a PR is unknown, so a pushed branch with no PR is not reported")
-    parser.add_argument("--journal", type=Path, required=True, metavar="PATH",
-                        help="the journal to append to (created if absent; one writer at a time)")
-    parser.add_argument("--follow", action="store_true",
-                        help="keep watching for new and ending attempts until SIGINT/SIGTERM")
-    parser.add_argument("--interval", type=seconds(0.05, 3600), default=2.0, metavar="SECONDS",
-                        help="with --follow: seconds between passes (default 2)")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="the orchestrator's results directory",
+    )
+    parser.add_argument(
+        "--logs",
+        type=Path,
+        metavar="DIR",
+        help="the orchestrator's log directory (<agent>_<suffix>.log)",
+    )
+    parser.add_argument(
+        "--worktrees",
+        type=Path,
+        metavar="DIR",
+        help="directory holding one git worktree per agent, named after it; "
+        "without it nothing is probed",
+    )
+    parser.add_argument(
+        "--branch",
+        type=_branch_pattern,
+        default=DEFAULT_BRANCH_PATTERN,
+        metavar="PATTERN",
+        help="each agent's branch, with {agent} for its name (default "
+        f"{DEFAULT_BRANCH_PATTERN!r}); a worktree on another branch is reported",
+    )
+    parser.add_argument(
+        "--base",
+        default="main",
+        metavar="REF",
+        help="the branch agents' work is counted from (default main)",
+    )
+    parser.add_argument(
+        "--gh-repo",
+        type=Path,
+        metavar="DIR",
+        help="a checkout of the repository: look up each agent's pull request "
+        "with `gh pr view <branch>` run there (gh's own credentials); without "
+        "it a PR is unknown, so a pushed branch with no PR is not reported",
+    )
+    parser.add_argument(
+        "--journal",
+        type=Path,
+        required=True,
+        metavar="PATH",
+        help="the journal to append to (created if absent; one writer at a time)",
+    )
+    parser.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep watching for new and ending attempts until SIGINT/SIGTERM",
+    )
+    parser.add_argument(
+        "--interval",
+        type=seconds(0.05, 3600),
+        default=2.0,
+        metavar="SECONDS",
+        help="with --follow: seconds between passes (default 2)",
+    )
     return parser
 
 
 def _summary(report: AdoptionReport) -> str:
-    return (f"{PROG}: appended {report.appended} event(s): {report.tasks} task(s), "
-            f"{report.launched} attempt(s) launched, {report.exited} ended "
-            f"({report.succeeded} succeeded, {report.failed} failed attributed); "
-            f"{report.running} still running")
+    return (
+        f"{PROG}: appended {report.appended} event(s): {report.tasks} task(s), "
+        f"{report.launched} attempt(s) launched, {report.exited} ended "
+        f"({report.succeeded} succeeded, {report.failed} failed attributed); "
+        f"{report.running} still running"
+    )
 
 
 @contextmanager
@@ -114,9 +154,14 @@ def run(args: argparse.Namespace) -> int:
     if args.gh_repo is not None and not args.gh_repo.is_dir():
         print(f"{PROG}: error: {args.gh_repo}: not a directory (--gh-repo)", file=sys.stderr)
         return 2
-    source = AdoptionSource(results=args.results, logs=args.logs, worktrees=args.worktrees,
-                            branch=args.branch, base=args.base,
-                            prs=None if args.gh_repo is None else GhPullRequests(args.gh_repo))
+    source = AdoptionSource(
+        results=args.results,
+        logs=args.logs,
+        worktrees=args.worktrees,
+        branch=args.branch,
+        base=args.base,
+        prs=None if args.gh_repo is None else GhPullRequests(args.gh_repo),
+    )
     seen: set[str] = set()
     try:
         with Journal(args.journal) as journal:

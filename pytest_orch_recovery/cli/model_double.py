@@ -25,12 +25,21 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "pytest_orch_recovery.doubles.modeldouble.plan.",
     )
     parser.add_argument("--plan", required=True, type=Path, help="plan file (.toml or JSON)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to bind (default: %(default)s)")
-    parser.add_argument("--port", type=_port, default=0,
-                        help="port to bind; 0 picks a free one (default: %(default)s)")
-    parser.add_argument("--transcript", type=Path, default=None,
-                        help="append one JSON line per request to this file")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port",
+        type=_port,
+        default=0,
+        help="port to bind; 0 picks a free one (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--transcript",
+        type=Path,
+        default=None,
+        help="append one JSON line per request to this file",
+    )
     return parser
 
 
@@ -58,11 +67,15 @@ def run(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
-            double = ModelDouble(plan, host=args.host, port=args.port,
-                                 transcript_path=args.transcript).start()
+            double = ModelDouble(
+                plan, host=args.host, port=args.port, transcript_path=args.transcript
+            ).start()
         except OSError as exc:
-            print(f"orch-recovery model-double: error: cannot listen on {args.host}:{args.port}: "
-                  f"{exc.strerror or exc}", file=sys.stderr)
+            print(
+                f"orch-recovery model-double: error: cannot listen on {args.host}:{args.port}: "
+                f"{exc.strerror or exc}",
+                file=sys.stderr,
+            )
             return 2
         try:
             print(double.url, flush=True)

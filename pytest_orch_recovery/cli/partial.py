@@ -18,8 +18,8 @@ from pytest_orch_recovery.cli.fleet_output import (
     table,
 )
 from pytest_orch_recovery.engine.errors import UsageError
-from pytest_orch_recovery.engine.fleetview import FleetView, PartialReport
 from pytest_orch_recovery.infra.checkpoint import read_checkpoint_safely
+from pytest_orch_recovery.report.fleetview import FleetView, PartialReport
 
 PROG = "orch-recovery partial"
 
@@ -51,8 +51,9 @@ def _yes_no(value: bool | None) -> str:
     return "-" if value is None else ("yes" if value else "no")
 
 
-def render(reports: list[PartialReport], actions: list[tuple[tuple[str, ...], str | None]],
-           fmt: str) -> str:
+def render(
+    reports: list[PartialReport], actions: list[tuple[tuple[str, ...], str | None]], fmt: str
+) -> str:
     if fmt == "json":
         items: list[dict[str, Any]] = []
         for report, (next_actions, problem) in zip(reports, actions, strict=True):
@@ -72,16 +73,39 @@ def render(reports: list[PartialReport], actions: list[tuple[tuple[str, ...], st
             if r.deliverables_missing:
                 files += " missing " + ", ".join(r.deliverables_missing)
         todo = "; ".join(r.missing_work) or "-"
-        nexts = "; ".join(next_actions) or (f"checkpoint unusable: {problem}" if problem
-                                             else "-")
-        rows.append([r.task_id, r.agent, str(r.phase), files,
-                     str(len(r.uncommitted)) if r.probed else "-",
-                     str(r.commits_ahead) if r.probed else "-",
-                     _yes_no(r.pushed if r.probed else None),
-                     "-" if r.pr is None else f"#{r.pr}", _yes_no(r.tests_passed), todo, nexts])
-    return table(["TASK", "AGENT", "PHASE", "DELIVERABLES", "UNCOMMITTED", "AHEAD", "PUSHED",
-                  "PR", "TESTS", "MISSING WORK", "NEXT ACTIONS"], rows,
-                 empty="no tasks in the journal")
+        nexts = "; ".join(next_actions) or (f"checkpoint unusable: {problem}" if problem else "-")
+        rows.append(
+            [
+                r.task_id,
+                r.agent,
+                str(r.phase),
+                files,
+                str(len(r.uncommitted)) if r.probed else "-",
+                str(r.commits_ahead) if r.probed else "-",
+                _yes_no(r.pushed if r.probed else None),
+                "-" if r.pr is None else f"#{r.pr}",
+                _yes_no(r.tests_passed),
+                todo,
+                nexts,
+            ]
+        )
+    return table(
+        [
+            "TASK",
+            "AGENT",
+            "PHASE",
+            "DELIVERABLES",
+            "UNCOMMITTED",
+            "AHEAD",
+            "PUSHED",
+            "PR",
+            "TESTS",
+            "MISSING WORK",
+            "NEXT ACTIONS",
+        ],
+        rows,
+        empty="no tasks in the journal",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

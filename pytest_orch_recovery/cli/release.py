@@ -18,8 +18,9 @@ PROG = "orch-recovery release"
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog,
-                                     description="Release an escalated task after a fix.")
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Release an escalated task after a fix."
+    )
     parser.add_argument("--config", required=True, metavar="FLEET.toml", help="the fleet file")
     parser.add_argument("task", metavar="TASK", help="the task id")
     parser.add_argument("--note", metavar="TEXT", help="what the operator fixed (journalled)")

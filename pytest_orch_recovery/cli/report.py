@@ -3,7 +3,7 @@
 With ``--results DIR`` (the dispatcher's results dir of a sandbox, repeatable) an ``## Attempts``
 table follows the dashboard (an ``attempts`` list in JSON): one row per judged attempt.
 ``--format html`` writes the page the pytest plugin writes for ``--orch-report=x.html``
-(:mod:`pytest_orch_recovery.engine.htmlreport`), without the parts that need a chaos campaign;
+(:mod:`pytest_orch_recovery.report.htmlreport`), without the parts that need a chaos campaign;
 it draws each attempt from the journal, so ``--results`` adds nothing to it.
 
 The report is information, so it exits 0 whatever the verdicts say (the pytest plugin's gate
@@ -20,19 +20,19 @@ import sys
 from pathlib import Path
 
 from pytest_orch_recovery.cli.fleet_output import read_events
-from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.engine.classify import classify
-from pytest_orch_recovery.engine.dashboard import (
+from pytest_orch_recovery.engine.errors import UsageError
+from pytest_orch_recovery.infra.argtypes import count, rate
+from pytest_orch_recovery.ingest import results as seed
+from pytest_orch_recovery.report.dashboard import (
     DEFAULT_MAX_EVENTS,
     AttemptResult,
     render_json,
     render_markdown,
 )
-from pytest_orch_recovery.engine.errors import UsageError
-from pytest_orch_recovery.engine.htmlreport import render_html
-from pytest_orch_recovery.engine.metrics import Criteria, compute, evaluate
-from pytest_orch_recovery.infra import results as seed
-from pytest_orch_recovery.infra.argtypes import count, rate
+from pytest_orch_recovery.report.htmlreport import render_html
+from pytest_orch_recovery.report.metrics import Criteria, compute, evaluate
+from pytest_orch_recovery.store import atomic
 
 _DEFAULTS = Criteria()
 _FORMATS = ("md", "json", "html")
@@ -163,7 +163,6 @@ def _add_criteria(parser: argparse.ArgumentParser) -> None:
     )
 
 
-
 _RESULTS_GLOB = "*_results.json"  # the dispatcher's <agent>.<attempt>_results.json
 
 
@@ -211,19 +210,21 @@ def _read_run_results(directory: Path) -> list[AttemptResult]:
         attribution = None if result.completed else classify(seed.observation(result, None))
         exit_info = result.exit
         started = run.started_ms / 1000.0
-        found.append(AttemptResult(
-            agent=result.agent,
-            attempt=numbers[run.agent],
-            status="success" if result.completed else "failed",
-            reason=None if attribution is None else str(attribution.reason),
-            confidence=None if attribution is None else attribution.confidence,
-            exit_code=result.exit_code,
-            signal=None if exit_info is None else exit_info.signal_name,
-            started_at=started,
-            ended_at=ended,
-            duration=max(0.0, ended - started),
-            recorded_at=ended,
-        ))
+        found.append(
+            AttemptResult(
+                agent=result.agent,
+                attempt=numbers[run.agent],
+                status="success" if result.completed else "failed",
+                reason=None if attribution is None else str(attribution.reason),
+                confidence=None if attribution is None else attribution.confidence,
+                exit_code=result.exit_code,
+                signal=None if exit_info is None else exit_info.signal_name,
+                started_at=started,
+                ended_at=ended,
+                duration=max(0.0, ended - started),
+                recorded_at=ended,
+            )
+        )
     return found
 
 

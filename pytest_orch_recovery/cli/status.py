@@ -31,10 +31,10 @@ from pytest_orch_recovery.cli.fleet_output import (
     table,
 )
 from pytest_orch_recovery.engine.errors import UsageError
-from pytest_orch_recovery.engine.fleetview import FleetView, TaskStatus, TmuxTarget
 from pytest_orch_recovery.engine.policy import Policy
 from pytest_orch_recovery.infra.argtypes import positive_int, seconds
 from pytest_orch_recovery.infra.checkpoint import CheckpointError, checkpoint_path
+from pytest_orch_recovery.report.fleetview import FleetView, TaskStatus, TmuxTarget
 
 PROG = "orch-recovery status"
 _TMUX_TIMEOUT = 10.0  # seconds for one has-session; a wedged server reads as "unknown"
@@ -101,10 +101,16 @@ def _session_alive(target: TmuxTarget | None) -> str:
     tmux = shutil.which("tmux")
     if tmux is None:
         return "unknown"
+
     def ask(*argv: str) -> subprocess.CompletedProcess[str] | None:
         try:
-            return subprocess.run([tmux, "-L", target.socket, *argv], capture_output=True,
-                                  text=True, timeout=_TMUX_TIMEOUT, check=False)
+            return subprocess.run(
+                [tmux, "-L", target.socket, *argv],
+                capture_output=True,
+                text=True,
+                timeout=_TMUX_TIMEOUT,
+                check=False,
+            )
         except (OSError, subprocess.TimeoutExpired):
             return None
 
@@ -127,8 +133,9 @@ def _checkpoint_mtime(directory: Path | None, agent: str) -> float | None:
         return None
 
 
-def live(row: TaskStatus, directory: Path | None, now: float,
-         socket: str | None = None) -> Liveness:
+def live(
+    row: TaskStatus, directory: Path | None, now: float, socket: str | None = None
+) -> Liveness:
     target = row.tmux
     if target is None and socket is not None:
         target = TmuxTarget(socket, row.agent)  # the supervisor names sessions after agents
@@ -147,8 +154,7 @@ def _attempt(row: TaskStatus) -> str:
 def _reason(row: TaskStatus) -> str:
     if row.reason is None:
         return "-"
-    return f"{row.reason} ({row.confidence:.2f})" if row.confidence is not None \
-        else str(row.reason)
+    return f"{row.reason} ({row.confidence:.2f})" if row.confidence is not None else str(row.reason)
 
 
 def _evidence(row: TaskStatus) -> str:
@@ -173,8 +179,11 @@ def render(rows: list[TaskStatus], lives: list[Liveness] | None, fmt: str, now: 
             data = row.to_json()
             if lives is not None:
                 life = lives[index]
-                data["live"] = {"session": life.session, "checkpoint_age": life.checkpoint_age,
-                                "checkpoint_at": life.checkpoint_at}
+                data["live"] = {
+                    "session": life.session,
+                    "checkpoint_age": life.checkpoint_age,
+                    "checkpoint_at": life.checkpoint_at,
+                }
             tasks.append(data)
         return dump_json("status", {"live": lives is not None, "tasks": tasks}, now=now)
     headers = ["TASK", "AGENT", "PHASE", "ATTEMPT", "ELAPSED", "REASON", "NEXT"]
@@ -183,8 +192,15 @@ def render(rows: list[TaskStatus], lives: list[Liveness] | None, fmt: str, now: 
     headers.append("EVIDENCE")
     body = []
     for index, row in enumerate(rows):
-        cells = [row.task_id, row.agent, str(row.phase), _attempt(row), duration(row.elapsed),
-                 _reason(row), _next(row)]
+        cells = [
+            row.task_id,
+            row.agent,
+            str(row.phase),
+            _attempt(row),
+            duration(row.elapsed),
+            _reason(row),
+            _next(row),
+        ]
         if lives is not None:
             life = lives[index]
             age = "-" if life.checkpoint_age is None else duration(life.checkpoint_age) + " ago"
@@ -199,8 +215,11 @@ def _draw(args: argparse.Namespace) -> str:
     settings = fleet_settings(args)
     budget = settings.budget if settings.budget is not None else Policy().max_attempts
     rows = FleetView(read_events(settings.journals), budget=budget).statuses(now=now)
-    lives = ([live(r, settings.checkpoint_dir, now, settings.tmux_socket) for r in rows]
-             if args.live else None)
+    lives = (
+        [live(r, settings.checkpoint_dir, now, settings.tmux_socket) for r in rows]
+        if args.live
+        else None
+    )
     return render(rows, lives, args.format, now)
 
 

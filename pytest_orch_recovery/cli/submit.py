@@ -20,8 +20,13 @@ PROG = "orch-recovery submit"
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Submit tasks to a supervised fleet.")
     parser.add_argument("--config", required=True, metavar="FLEET.toml", help="the fleet file")
-    parser.add_argument("tasks", nargs="+", type=Path, metavar="TASK.toml",
-                        help="task files (id, title, deliverables, ...)")
+    parser.add_argument(
+        "tasks",
+        nargs="+",
+        type=Path,
+        metavar="TASK.toml",
+        help="task files (id, title, deliverables, ...)",
+    )
     return parser
 
 

@@ -15,10 +15,10 @@ import threading
 from types import FrameType
 
 from pytest_orch_recovery.cli.fleet_output import fail
-from pytest_orch_recovery.engine.journal import JournalError
 from pytest_orch_recovery.fleet.config import FleetConfigError, load_fleet
 from pytest_orch_recovery.fleet.supervisor import DeliveryRecordError, FleetSupervisor
 from pytest_orch_recovery.runtime.tmux import TmuxError
+from pytest_orch_recovery.store.journal import JournalError
 
 PROG = "orch-recovery supervise"
 
@@ -29,10 +29,14 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         description="Supervise a fleet of agents on your repository: launch, watch, attribute "
         "failures, recover. Runs until SIGTERM/SIGINT; the agents keep running after it stops.",
     )
-    parser.add_argument("--config", required=True, metavar="FLEET.toml",
-                        help="the fleet file (docs/production.md)")
-    parser.add_argument("--stop-agents", action="store_true",
-                        help="on stop, also stop the agents this supervisor runs")
+    parser.add_argument(
+        "--config", required=True, metavar="FLEET.toml", help="the fleet file (docs/production.md)"
+    )
+    parser.add_argument(
+        "--stop-agents",
+        action="store_true",
+        help="on stop, also stop the agents this supervisor runs",
+    )
     return parser
 
 
@@ -50,8 +54,10 @@ def run(args: argparse.Namespace) -> int:
 
     previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        supervisor.say(f"supervising {config.repository} (journal {config.journal}, "
-                       f"tmux socket {config.tmux_socket}, spool {config.spool})")
+        supervisor.say(
+            f"supervising {config.repository} (journal {config.journal}, "
+            f"tmux socket {config.tmux_socket}, spool {config.spool})"
+        )
         supervisor.serve(stop.is_set)
     finally:
         supervisor.close(stop_agents=args.stop_agents)

@@ -28,10 +28,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.infra.git import GitError, run_git
 from pytest_orch_recovery.infra.lean_python import lean_python_argv
+from pytest_orch_recovery.store import atomic
 
 # typing (~4 ms) and the model (~9 ms) of each gh (forge stand-in) process's start-up: for
 # the type checker only here.

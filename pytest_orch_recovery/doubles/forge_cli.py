@@ -38,10 +38,7 @@ _ROOT_USAGE = (
     "Available commands:\n  auth\n  pr\n\n"
     "Flags:\n  --help      Show help for command\n  --version   Show gh version\n"
 )
-_PR_USAGE = (
-    "Usage:  gh pr <command> [flags]\n\n"
-    "Available commands:\n  create\n  list\n  view\n"
-)
+_PR_USAGE = "Usage:  gh pr <command> [flags]\n\nAvailable commands:\n  create\n  list\n  view\n"
 _AUTH_USAGE = "Usage:  gh auth <command> [flags]\n\nAvailable commands:\n  status\n"
 
 
@@ -176,8 +173,14 @@ def _humanize(branch: str) -> str:
 def _commits(cwd: Path, base_ref: str, head_ref: str) -> list[tuple[str, str]]:
     """(subject, body) of commits in ``base_ref..head_ref``, newest first, as gh reads them."""
     proc = run_git(
-        ["-c", "log.ShowSignature=false", "log", "--pretty=format:%H%x00%s%x00%b%x00",
-         "--cherry", f"{base_ref}...{head_ref}"],
+        [
+            "-c",
+            "log.ShowSignature=false",
+            "log",
+            "--pretty=format:%H%x00%s%x00%b%x00",
+            "--cherry",
+            f"{base_ref}...{head_ref}",
+        ],
         cwd=cwd,
         check=False,
     )
@@ -243,7 +246,7 @@ def _pr_create(inv: _Invocation, args: Sequence[str]) -> GhOutcome:
 def _create_request(inv: _Invocation, args: Sequence[str]) -> _CreateRequest | GhOutcome:
     values, positionals = _parse_flags(args, _CREATE_FLAGS)
     if positionals:
-        raise _FlagError(f"unknown command {go_quote(positionals[0])} for \"gh pr create\"")
+        raise _FlagError(f'unknown command {go_quote(positionals[0])} for "gh pr create"')
     body = _text(values, "body")
     body_file = _text(values, "body-file")
     if body_file is not None:
@@ -261,10 +264,16 @@ def _create_request(inv: _Invocation, args: Sequence[str]) -> _CreateRequest | G
             "must provide `--title` and `--body` (or `--fill` or `fill-first` or "
             "`--fillverbose`) when not running interactively"
         )
-    return _CreateRequest(title=title, body=body, fill=fill,
-                          fill_first=bool(values.get("fill-first")),
-                          draft=bool(values.get("draft")), head=_text(values, "head"),
-                          base=_text(values, "base"), repo=_text(values, "repo"))
+    return _CreateRequest(
+        title=title,
+        body=body,
+        fill=fill,
+        fill_first=bool(values.get("fill-first")),
+        draft=bool(values.get("draft")),
+        head=_text(values, "head"),
+        base=_text(values, "base"),
+        repo=_text(values, "repo"),
+    )
 
 
 def _create_head(inv: _Invocation, request: _CreateRequest) -> str | GhOutcome:
@@ -318,8 +327,9 @@ def _already_open(inv: _Invocation, head: str, base: str) -> GhOutcome | None:
     return None
 
 
-def _title_and_body(inv: _Invocation, request: _CreateRequest, head: str,
-                    base: str) -> tuple[str, str] | GhOutcome:
+def _title_and_body(
+    inv: _Invocation, request: _CreateRequest, head: str, base: str
+) -> tuple[str, str] | GhOutcome:
     """The title and body given, or (``--fill``, ``--fill-first``) made from the commits."""
     title, body = request.title, request.body
     if request.fill:
@@ -342,13 +352,13 @@ def _title_and_body(inv: _Invocation, request: _CreateRequest, head: str,
     return title, body or ""
 
 
-def _open_pull_request(inv: _Invocation, head: str, base: str, title: str, body: str, *,
-                       draft: bool) -> GhOutcome:
+def _open_pull_request(
+    inv: _Invocation, head: str, base: str, title: str, body: str, *, draft: bool
+) -> GhOutcome:
     if inv.fault_at(("no_commits",)):
         return _forge.no_commits_outcome(base, head)
     try:
-        pr = inv.forge.open_pull_request(head=head, base=base, title=title, body=body,
-                                         draft=draft)
+        pr = inv.forge.open_pull_request(head=head, base=base, title=title, body=body, draft=draft)
     except _forge.PullRequestExists as exc:  # another agent won the race
         return _forge.already_exists_outcome(head, base, exc.existing.url)
     except _forge.NoCommitsBetween as exc:
@@ -377,8 +387,7 @@ def _repo_not_found(repo: str) -> GhOutcome:
     # GitHub's GraphQL error for an unknown repository, as gh prints GraphQL errors.
     return GhOutcome(
         _forge.EXIT_ERROR,
-        stderr=f"GraphQL: Could not resolve to a Repository with the name '{repo}'. "
-        "(repository)\n",
+        stderr=f"GraphQL: Could not resolve to a Repository with the name '{repo}'. (repository)\n",
     )
 
 
@@ -394,8 +403,9 @@ def _json_fields(values: Mapping[str, str | bool]) -> list[str] | None:
     for name in fields:
         if name not in _forge.GH_JSON_FIELDS:
             # pkg/cmdutil/json_flags.go
-            raise _JsonFieldError(f"Unknown JSON field: {go_quote(name)}\n"
-                                  f"Available fields:\n  {available}")
+            raise _JsonFieldError(
+                f"Unknown JSON field: {go_quote(name)}\nAvailable fields:\n  {available}"
+            )
     if not fields:
         raise _JsonFieldError(
             f"Specify one or more comma-separated fields for `--json`:\n  {available}"
@@ -487,8 +497,12 @@ _LIST_FLAGS = (
     _Flag("limit", "L"),
     _Flag("repo", "R"),
 )
-_STATE_FILTERS = {"open": ("OPEN",), "closed": ("CLOSED", "MERGED"), "merged": ("MERGED",),
-                  "all": _forge.PR_STATES}
+_STATE_FILTERS = {
+    "open": ("OPEN",),
+    "closed": ("CLOSED", "MERGED"),
+    "merged": ("MERGED",),
+    "all": _forge.PR_STATES,
+}
 
 
 def _pr_list(inv: _Invocation, args: Sequence[str]) -> GhOutcome:
@@ -496,7 +510,7 @@ def _pr_list(inv: _Invocation, args: Sequence[str]) -> GhOutcome:
         return outcome
     values, positionals = _parse_flags(args, _LIST_FLAGS)
     if positionals:
-        raise _FlagError(f"unknown command {go_quote(positionals[0])} for \"gh pr list\"")
+        raise _FlagError(f'unknown command {go_quote(positionals[0])} for "gh pr list"')
     state = _text(values, "state") or "open"
     if state not in _STATE_FILTERS:
         # pflag's enum error as gh's StringEnumFlag words it.
@@ -506,8 +520,10 @@ def _pr_list(inv: _Invocation, args: Sequence[str]) -> GhOutcome:
         )
     limit_text = _text(values, "limit") or "30"
     if not limit_text.isdigit():
-        raise _FlagError(f'invalid argument "{limit_text}" for "-L, --limit" flag: '
-                         f'strconv.ParseInt: parsing "{limit_text}": invalid syntax')
+        raise _FlagError(
+            f'invalid argument "{limit_text}" for "-L, --limit" flag: '
+            f'strconv.ParseInt: parsing "{limit_text}": invalid syntax'
+        )
     limit = int(limit_text)
     if limit < 1:
         return GhOutcome(_forge.EXIT_ERROR, stderr=f"invalid value for --limit: {limit}\n")
@@ -549,8 +565,7 @@ _STATUS_FLAGS = (
 def _auth_status(inv: _Invocation, args: Sequence[str]) -> GhOutcome:
     values, positionals = _parse_flags(args, _STATUS_FLAGS)
     if positionals:
-        raise _FlagError(f"unknown command {go_quote(positionals[0])} for "
-                         "\"gh auth status\"")
+        raise _FlagError(f'unknown command {go_quote(positionals[0])} for "gh auth status"')
     hostname = _text(values, "hostname")
     if hostname is not None and hostname != "github.com":
         return GhOutcome(
@@ -583,23 +598,24 @@ def _version() -> str:
 def _unknown(name: str, parent: str, usage: str) -> GhOutcome:
     # cobra's wording; gh's printError adds a blank line and the usage after it.
     return GhOutcome(
-        _forge.EXIT_ERROR, stderr=f'unknown command {go_quote(name)} for "{parent}"\n\n'
-        f"{usage}\n"
+        _forge.EXIT_ERROR, stderr=f'unknown command {go_quote(name)} for "{parent}"\n\n{usage}\n'
     )
 
 
 def run(forge: Forge, args: Sequence[str], cwd: Path) -> tuple[GhOutcome, str | None]:
     """Answer one ``gh`` invocation; the outcome and the injected fault it met (if any)."""
     if not args or args[0] in ("--help", "-h", "help"):
-        return GhOutcome(0, stdout="Work seamlessly with GitHub from the command line.\n\n"
-                         + _ROOT_USAGE), None
+        return GhOutcome(
+            0, stdout="Work seamlessly with GitHub from the command line.\n\n" + _ROOT_USAGE
+        ), None
     if args[0] in ("--version", "version"):
         return GhOutcome(0, stdout=_version()), None
     group = args[0]
     if group not in _GROUPS:
         if group.startswith("-"):
-            return GhOutcome(_forge.EXIT_ERROR,
-                             stderr=f"unknown flag: {group}\n\n{_ROOT_USAGE}\n"), None
+            return GhOutcome(
+                _forge.EXIT_ERROR, stderr=f"unknown flag: {group}\n\n{_ROOT_USAGE}\n"
+            ), None
         return _unknown(group, "gh", _ROOT_USAGE), None
     if len(args) < 2 or args[1] in ("--help", "-h"):
         return GhOutcome(0, stdout=_GROUPS[group]), None
@@ -614,9 +630,7 @@ def run(forge: Forge, args: Sequence[str], cwd: Path) -> tuple[GhOutcome, str | 
     try:
         outcome = handler(inv, args[2:])
     except _FlagError as exc:
-        outcome = GhOutcome(
-            _forge.EXIT_ERROR, stderr=f"{exc}\n\n{_usage(command, flags)}\n"
-        )
+        outcome = GhOutcome(_forge.EXIT_ERROR, stderr=f"{exc}\n\n{_usage(command, flags)}\n")
     except _JsonFieldError as exc:
         outcome = GhOutcome(_forge.EXIT_ERROR, stderr=f"{exc}\n")
     except GitError as exc:
@@ -631,8 +645,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.time()
     root = os.environ.get(_forge.ROOT_ENV)
     if not root:
-        sys.stderr.write(f"gh (forge): {_forge.ROOT_ENV} is not set; run the gh shim that "
-                         "install_gh_shim wrote\n")
+        sys.stderr.write(
+            f"gh (forge): {_forge.ROOT_ENV} is not set; run the gh shim that "
+            "install_gh_shim wrote\n"
+        )
         return _forge.EXIT_ERROR
     try:
         forge = Forge.open(Path(root))

@@ -37,7 +37,6 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from pytest_orch_recovery.doubles.forge import Forge, install_gh_shim
-from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.infra.git import add_worktree, create_repo_with_origin, remove_worktree
 from pytest_orch_recovery.infra.processes import (
     pids_with_env,
@@ -48,6 +47,7 @@ from pytest_orch_recovery.infra.processes import (
 from pytest_orch_recovery.infra.workspace import PullRequestLookup
 from pytest_orch_recovery.runtime.host import check_agent_name
 from pytest_orch_recovery.runtime.server import kill_tmux_server, tmux_server_running
+from pytest_orch_recovery.store import atomic
 
 SCHEMA_VERSION = 1
 LEDGER_NAME = "ledger.json"
@@ -60,9 +60,9 @@ _SANDBOX_AUTHOR = ("Sandbox Agent", "agent@sandbox.invalid")
 _DROPPED_PREFIXES = ("GIT_", "ANTHROPIC_", "CLAUDE_", "XDG_", "SSH_AUTH_SOCK", "GH_")
 # TMUX / TMUX_PANE would point agents at the operator's tmux; TMUX_TMPDIR is kept, since it
 # says where this sandbox's own tmux socket lives (the fault hook talks to that server).
-_DROPPED = frozenset({"GITHUB_TOKEN", "PYTHONSTARTUP", "PROMPT_COMMAND", "BASH_ENV", "ENV",
-                      "TMUX", "TMUX_PANE"})
-
+_DROPPED = frozenset(
+    {"GITHUB_TOKEN", "PYTHONSTARTUP", "PROMPT_COMMAND", "BASH_ENV", "ENV", "TMUX", "TMUX_PANE"}
+)
 
 
 def default_base_dir() -> Path:
@@ -118,8 +118,10 @@ class Ledger:
             raise ValueError(f"{path}: field schema_version: expected {SCHEMA_VERSION}")
         start = data.get("owner_start")
         if start is not None and (type(start) is not int or start < 0):
-            raise ValueError(f"{path}: field owner_start: expected clock ticks (an integer "
-                             f">= 0) or null, got {start!r}"[:200])
+            raise ValueError(
+                f"{path}: field owner_start: expected clock ticks (an integer "
+                f">= 0) or null, got {start!r}"[:200]
+            )
         try:
             return cls(
                 path=path,
@@ -348,8 +350,13 @@ class Sandbox:
                 # The gh stand-in first; then this interpreter's own scripts, so the tasks'
                 # ``pytest`` and ``python`` are the harness's interpreter found directly, not
                 # through a version manager's shim (pyenv's: a chain of bash scripts per call).
-                "PATH": os.pathsep.join([str(self.bin_dir), os.path.dirname(sys.executable),
-                                         os.environ.get("PATH", os.defpath)]),
+                "PATH": os.pathsep.join(
+                    [
+                        str(self.bin_dir),
+                        os.path.dirname(sys.executable),
+                        os.environ.get("PATH", os.defpath),
+                    ]
+                ),
                 # The task repositories' tests use no pytest plugin; autoloading every plugin
                 # installed beside the harness (and, with PYTHONDONTWRITEBYTECODE=1, rewriting
                 # their assertions from source) cost each test run ~2 s of CPU here.

@@ -147,9 +147,13 @@ def _screen_evidence(obs: Observation, found: _Found) -> None:
         return
     if screen.kind == "dialog":
         who = f"{screen.cli} " if screen.cli else ""
-        found.add("screen", Reason.PERMISSION, 0.95,
-                  f"{who}permission dialog on screen, waiting for a person: {screen.detail}",
-                  "pane")
+        found.add(
+            "screen",
+            Reason.PERMISSION,
+            0.95,
+            f"{who}permission dialog on screen, waiting for a person: {screen.detail}",
+            "pane",
+        )
     else:
         found.add("screen", Reason.TIMEOUT, 0.9, f"stalled: {screen.detail}", "pane")
 
@@ -170,8 +174,12 @@ def _exit_evidence(obs: Observation, found: _Found) -> None:
         elif early is not None and (sig in _KILLING or sig == _SIGINT):
             found.add("exit", early, 0.3, f"{how}, sent by the runtime for what it saw")
         elif exit_info.oom_killed and sig == int(_signal.SIGKILL):
-            found.add("kernel", Reason.KILLED, 0.9,
-                      f"killed by the OOM killer ({how}; the cgroup's oom_kill count rose)")
+            found.add(
+                "kernel",
+                Reason.KILLED,
+                0.9,
+                f"killed by the OOM killer ({how}; the cgroup's oom_kill count rose)",
+            )
         elif sig == _SIGINT:
             found.add("exit", Reason.SIGINT, 0.6, how)
         elif sig in _KILLING:
@@ -187,8 +195,12 @@ def _exit_evidence(obs: Observation, found: _Found) -> None:
 
 def _orchestrator_evidence(obs: Observation, found: _Found) -> None:
     if obs.rate_limited:
-        found.add("supervisor", Reason.API_ERROR, 0.8,
-                  "the orchestrator saw rate-limit/quota output (rate_limited)")
+        found.add(
+            "supervisor",
+            Reason.API_ERROR,
+            0.8,
+            "the orchestrator saw rate-limit/quota output (rate_limited)",
+        )
 
 
 def _output_empty(obs: Observation) -> bool:
@@ -198,8 +210,9 @@ def _output_empty(obs: Observation) -> bool:
 def senders_of(obs: Observation) -> list[SignalSender | None]:
     """The sender of each signal in ``obs.signals_delivered`` (None where unknown), matched
     in order against what the launch wrapper recorded."""
-    known = [s for s in (obs.exit.senders if obs.exit else ()) if s.origin is not
-             SignalOrigin.KERNEL]
+    known = [
+        s for s in (obs.exit.senders if obs.exit else ()) if s.origin is not SignalOrigin.KERNEL
+    ]
     out: list[SignalSender | None] = []
     for sig in obs.signals_delivered:
         index = next((i for i, s in enumerate(known) if s.signal == sig), None)
@@ -223,8 +236,12 @@ def _supervisor_evidence(obs: Observation, found: _Found) -> None:
         elif early is not None and (sig in _KILLING or sig == _SIGINT):
             found.add("supervisor", early, 0.3, f"{who}: the runtime ending it for what it saw")
         elif sender is not None and sender.from_timeout:
-            found.add("signal", Reason.TIMEOUT, 0.8 if index == 0 else 0.3,
-                      f"{who}: a time limit ended the attempt")
+            found.add(
+                "signal",
+                Reason.TIMEOUT,
+                0.8 if index == 0 else 0.3,
+                f"{who}: a time limit ended the attempt",
+            )
         elif sig == _SIGINT:
             found.add("signal" if sender else "supervisor", Reason.SIGINT, weight, who)
         elif sig in _KILLING:
@@ -253,8 +270,7 @@ def _deciding_sender(obs: Observation, winner: Reason) -> SignalSender | None:
         return next((s for s in senders if s.from_timeout), None)
     if winner is Reason.KILLED:
         if obs.exit is not None and obs.exit.oom_killed:
-            return next((s for s in obs.exit.senders if s.origin is SignalOrigin.KERNEL),
-                        None)
+            return next((s for s in obs.exit.senders if s.origin is SignalOrigin.KERNEL), None)
         return next((s for s in senders if s.signal in _KILLING), None)
     return None
 
@@ -314,9 +330,13 @@ def _result_evidence(obs: Observation, found: _Found) -> list[Match]:
         found.add("result", Reason.API_ERROR, 0.8, "terminal_reason api_error")
     aborted = isinstance(terminal, str) and terminal.startswith("aborted")
     if aborted:
-        found.add("result", Reason.SIGINT, 0.6,
-                  f"terminal_reason {terminal}: how Claude Code ends when interrupted while a "
-                  "tool or its hook runs")
+        found.add(
+            "result",
+            Reason.SIGINT,
+            0.6,
+            f"terminal_reason {terminal}: how Claude Code ends when interrupted while a "
+            "tool or its hook runs",
+        )
     subtype = result.get("subtype")
     if subtype == "error_max_turns":
         found.add("result", Reason.INCOMPLETE, 0.7, "subtype error_max_turns: ran out of turns")
@@ -370,9 +390,14 @@ def _parked_at_prompt(obs: Observation, log_matches: list[list[Match]], found: _
     for matches in log_matches:
         if matches and matches[-1].reason is Reason.PERMISSION:
             last = matches[-1]
-            found.add("log", Reason.PERMISSION, 0.95,
-                      f"waiting at a permission prompt when the timeout fired: {last.text}",
-                      last.source, last.line)
+            found.add(
+                "log",
+                Reason.PERMISSION,
+                0.95,
+                f"waiting at a permission prompt when the timeout fired: {last.text}",
+                last.source,
+                last.line,
+            )
             return
 
 
@@ -404,10 +429,16 @@ def _success_claim_contradicted(
     in_result = _last_fatal(result_matches)
     if result is not None and result.get("subtype") == "success" and in_result is not None:
         flag = "is_error true" if result.get("is_error") is True else "is_error false"
-        found.add("result", in_result.reason, _CONTRADICTED_CLAIM,
-                  f"result claims success (subtype success, {flag}) but its text says "
-                  f"{in_result.pattern.name}: {in_result.text}; the text is believed over the "
-                  "claim (a CLI reporting its error as its answer)", "result", in_result.line)
+        found.add(
+            "result",
+            in_result.reason,
+            _CONTRADICTED_CLAIM,
+            f"result claims success (subtype success, {flag}) but its text says "
+            f"{in_result.pattern.name}: {in_result.text}; the text is believed over the "
+            "claim (a CLI reporting its error as its answer)",
+            "result",
+            in_result.line,
+        )
         return
     exit_info = obs.exit
     if exit_info is None or not exit_info.clean:
@@ -415,10 +446,15 @@ def _success_claim_contradicted(
     last = [m for m in (_last_fatal(ms) for ms in log_matches) if m is not None]
     if last:
         m = last[-1]
-        found.add("log", m.reason, _CONTRADICTED_CLAIM * 0.7,
-                  f"exit 0, yet the last fatal line of {m.source} is {m.pattern.name}: {m.text}; "
-                  "an exit status of 0 is not success (the CLI printed its error and exited 0)",
-                  m.source, m.line)
+        found.add(
+            "log",
+            m.reason,
+            _CONTRADICTED_CLAIM * 0.7,
+            f"exit 0, yet the last fatal line of {m.source} is {m.pattern.name}: {m.text}; "
+            "an exit status of 0 is not success (the CLI printed its error and exited 0)",
+            m.source,
+            m.line,
+        )
 
 
 def _masked_timeout(obs: Observation, log_matches: list[list[Match]], found: _Found) -> None:
@@ -443,11 +479,20 @@ def _masked_timeout(obs: Observation, log_matches: list[list[Match]], found: _Fo
         why = "the signal was the time limit's, not a separate kill"
     else:
         shown = f"exit status {exit_info.display_code}"
-        why = ("coreutils timeout exits 124; a wrapper or CI step re-coded it" if
-               exit_info.status != 0 else "the wrapper swallowed the limit's 124")
-    found.add("log", Reason.TIMEOUT, _MASKED_TIMEOUT,
-              f"{shown} does not say timeout, but {limit.source} line {limit.line} does "
-              f"({limit.pattern.name}: {limit.text}): {why}", limit.source, limit.line)
+        why = (
+            "coreutils timeout exits 124; a wrapper or CI step re-coded it"
+            if exit_info.status != 0
+            else "the wrapper swallowed the limit's 124"
+        )
+    found.add(
+        "log",
+        Reason.TIMEOUT,
+        _MASKED_TIMEOUT,
+        f"{shown} does not say timeout, but {limit.source} line {limit.line} does "
+        f"({limit.pattern.name}: {limit.text}): {why}",
+        limit.source,
+        limit.line,
+    )
 
 
 def _interrupt_without_signal(
@@ -463,8 +508,12 @@ def _interrupt_without_signal(
     sender.
     """
     said = next(
-        (m for ms in (*log_matches, result_matches) for m in reversed(ms)
-         if m.reason is Reason.SIGINT),
+        (
+            m
+            for ms in (*log_matches, result_matches)
+            for m in reversed(ms)
+            if m.reason is Reason.SIGINT
+        ),
         None,
     )
     if said is None or _supervisor_timed_out(obs):
@@ -474,12 +523,21 @@ def _interrupt_without_signal(
         return
     if exit_info is not None and exit_info.senders:
         return  # the wrapper saw the signals: its sender evidence already speaks
-    how = "exit 0" if exit_info is not None and exit_info.clean else (
-        "no exit recorded" if exit_info is None else f"exit {exit_info.display_code}")
-    found.add("log" if said.source != "result" else "result", Reason.SIGINT, 0.0,
-              f"interrupted per the agent ({said.pattern.name}: {said.text}) with {how} and no "
-              "SIGINT delivered or seen: a key typed in the pane (Esc or Ctrl-C read by the "
-              "TUI) or a signal the supervisor does not see", said.source, said.line)
+    how = (
+        "exit 0"
+        if exit_info is not None and exit_info.clean
+        else ("no exit recorded" if exit_info is None else f"exit {exit_info.display_code}")
+    )
+    found.add(
+        "log" if said.source != "result" else "result",
+        Reason.SIGINT,
+        0.0,
+        f"interrupted per the agent ({said.pattern.name}: {said.text}) with {how} and no "
+        "SIGINT delivered or seen: a key typed in the pane (Esc or Ctrl-C read by the "
+        "TUI) or a signal the supervisor does not see",
+        said.source,
+        said.line,
+    )
 
 
 def _deliverable_evidence(obs: Observation, found: _Found) -> None:

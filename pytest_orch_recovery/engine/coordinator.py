@@ -24,7 +24,6 @@ from typing import Any
 
 from pytest_orch_recovery.engine.analyze import continuation_prompt, initial_prompt, missing_work
 from pytest_orch_recovery.engine.classify import LogText, Observation, classify
-from pytest_orch_recovery.engine.journal import Journal
 from pytest_orch_recovery.engine.model import (
     Attribution,
     Decision,
@@ -41,7 +40,7 @@ from pytest_orch_recovery.engine.model import (
     signal_number,
 )
 from pytest_orch_recovery.engine.policy import PastAttempt, Policy, Situation
-from pytest_orch_recovery.engine.runtime import AttemptExit, LaunchSpec, Runtime
+from pytest_orch_recovery.engine.ports import AttemptExit, EventLog, LaunchSpec, Runtime
 
 OUTPUT_TAIL_BYTES = 2048
 
@@ -63,8 +62,11 @@ def _killed_past_deadline(current: AttemptState, exited: AttemptExit) -> bool:
     """Whether a signal death is the timeout kill of a coordinator that crashed before this
     exit was recorded: the ``timed_out`` mark lives in memory only, so a replacement infers
     it from what is durable, the deadline recorded at launch and how the attempt ended."""
-    return (current.deadline is not None and exited.exit.signal in _TIMEOUT_SIGNALS
-            and exited.ended_at >= current.deadline)
+    return (
+        current.deadline is not None
+        and exited.exit.signal in _TIMEOUT_SIGNALS
+        and exited.ended_at >= current.deadline
+    )
 
 
 _TIMEOUT_SIGNALS = frozenset({15, 9})  # what Runtime.kill sends: SIGTERM, then SIGKILL
@@ -186,7 +188,7 @@ class Coordinator:
     def __init__(
         self,
         runtime: Runtime,
-        journal: Journal,
+        journal: EventLog,
         *,
         policy: Policy | None = None,
         config: CoordinatorConfig | None = None,
@@ -322,19 +324,30 @@ class Coordinator:
         """Journal that ``agent``'s workspace was removed (unpushed work saved to
         ``rescue_ref`` first, when there was any)."""
         task_id = self._by_agent.get(agent)
-        self._emit(EventKind.WORKSPACE_CLEANED, task_id=task_id, agent=agent,
-                   data={"path": path, "rescue_ref": rescue_ref})
+        self._emit(
+            EventKind.WORKSPACE_CLEANED,
+            task_id=task_id,
+            agent=agent,
+            data={"path": path, "rescue_ref": rescue_ref},
+        )
 
     def note_workspace_orphaned(self, path: str, agent: str | None = None) -> None:
         """Journal a workspace no live or waiting task owns (counted by the gate)."""
-        self._emit(EventKind.WORKSPACE_ORPHANED, task_id=self._by_agent.get(agent or ""),
-                   agent=agent, data={"path": path})
+        self._emit(
+            EventKind.WORKSPACE_ORPHANED,
+            task_id=self._by_agent.get(agent or ""),
+            agent=agent,
+            data={"path": path},
+        )
 
     def owners(self) -> set[str]:
         """Agents whose workspace must be kept: tasks not finished, or escalated (a person
         will want to look at what the agent left)."""
-        return {s.agent for s in self.tasks.values() if s.phase is not Phase.SUCCEEDED
-                and s.phase is not Phase.FAILED}
+        return {
+            s.agent
+            for s in self.tasks.values()
+            if s.phase is not Phase.SUCCEEDED and s.phase is not Phase.FAILED
+        }
 
     def outcome(self, task_id: str) -> Phase:
         return self.tasks[task_id].phase
@@ -353,8 +366,12 @@ class Coordinator:
         _, _, task_id, key = entry
         state = self.tasks[task_id]
         current = state.current
-        if (state.phase is not Phase.RUNNING or current is None or current.timed_out
-                or current.spec.key != key):
+        if (
+            state.phase is not Phase.RUNNING
+            or current is None
+            or current.timed_out
+            or current.spec.key != key
+        ):
             return None
         return state
 
@@ -366,10 +383,7 @@ class Coordinator:
     def _next_wakeup(self, until: float | None) -> float | None:
         # When full, the next exit is what frees a slot: no launch time wakes the loop.
         launch = None if self._full() else self._launches.first(self._pending_of)
-        times = [
-            t for t in (launch, self._deadlines.first(self._deadline_of))
-            if t is not None
-        ]
+        times = [t for t in (launch, self._deadlines.first(self._deadline_of)) if t is not None]
         if until is not None:
             times.append(until)
         return min(times) if times else None
@@ -425,8 +439,9 @@ class Coordinator:
         current = state.current
         if current is None or current.number != exited.attempt or state.phase is not Phase.RUNNING:
             return  # a late duplicate report of an attempt already judged
-        timed_out = (current.timed_out or exited.exit.timed_out
-                     or _killed_past_deadline(current, exited))
+        timed_out = (
+            current.timed_out or exited.exit.timed_out or _killed_past_deadline(current, exited)
+        )
         exit_info = exited.exit.with_timeout() if timed_out else exited.exit
         self._emit(
             EventKind.ATTEMPT_EXITED,
@@ -601,8 +616,18 @@ class Coordinator:
         step of the event's kind given the objects the event was written from, so a live
         event is not parsed back from its JSON form; replay folds the parsed form instead,
         through the same step (:meth:`_apply`)."""
-        event = self.journal.append(Event(kind, self.runtime.clock.now(), task_id, agent,
-                                          attempt, data or {}, key, len(self.journal) + 1))
+        event = self.journal.append(
+            Event(
+                kind,
+                self.runtime.clock.now(),
+                task_id,
+                agent,
+                attempt,
+                data or {},
+                key,
+                len(self.journal) + 1,
+            )
+        )
         if apply is None:
             self._apply(event)
         else:
@@ -690,16 +715,15 @@ class Coordinator:
             return
         current = state.current
         if current is not None:
-            current.exit = (ExitInfo.from_json(event.data["exit"]) if exit_info is None
-                            else exit_info)
+            current.exit = (
+                ExitInfo.from_json(event.data["exit"]) if exit_info is None else exit_info
+            )
             current.timed_out = current.exit.timed_out
         state.exit_data = event.data
         state.phase = Phase.EXITED
         self._running.discard(state.task.task_id)
 
-    def _apply_attributed(
-        self, event: Event, missing: tuple[WorkItem, ...] | None = None
-    ) -> None:
+    def _apply_attributed(self, event: Event, missing: tuple[WorkItem, ...] | None = None) -> None:
         state = self._state_of(event)
         if state is None:
             return

@@ -252,9 +252,13 @@ class ScreenFinding:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ScreenFinding:
         silent = data.get("silent_for")
-        return cls(kind=str(data["kind"]), detail=str(data["detail"]),
-                   cli=str(data.get("cli", "")), seen_at=float(data.get("seen_at", 0.0)),
-                   silent_for=None if silent is None else float(silent))
+        return cls(
+            kind=str(data["kind"]),
+            detail=str(data["detail"]),
+            cli=str(data.get("cli", "")),
+            seen_at=float(data.get("seen_at", 0.0)),
+            silent_for=None if silent is None else float(silent),
+        )
 
 
 @dataclass(frozen=True)

@@ -233,8 +233,7 @@ PATTERNS: tuple[Pattern, ...] = (
         _c(r"Permission to use \w+ has been denied because Claude Code is running in"),
         0.8,
         True,
-        "Permission to use Bash has been denied because Claude Code is running in "
-        "don't ask mode.",
+        "Permission to use Bash has been denied because Claude Code is running in don't ask mode.",
         "https://github.com/Ivy-Interactive/Ivy-Tendril/issues/604",
     ),
     Pattern(
@@ -298,7 +297,7 @@ PATTERNS: tuple[Pattern, ...] = (
         _c(r"Allow execution of(?: MCP tool)?[: ][^\n]*|Yes, allow once"),
         0.7,
         True,
-        "Allow execution of MCP tool \"foo\" from server \"bar\"?",
+        'Allow execution of MCP tool "foo" from server "bar"?',
         _GEMINI_ISSUES + "3502 (shell form 'Allow execution of: ...': #19497)",
     ),
     Pattern(
@@ -348,9 +347,7 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern(
         "cc_api_retrying",
         Reason.API_ERROR,
-        _c(
-            r"API Error \((?:(?P<status>\d{3})\b)?[^\n]*?\)\s*·\s*Retrying in \d+ seconds?"
-        ),
+        _c(r"API Error \((?:(?P<status>\d{3})\b)?[^\n]*?\)\s*·\s*Retrying in \d+ seconds?"),
         0.25,
         False,
         '  ⎿  API Error (529 {"type":"error","error":{"type":"overloaded_error",'
@@ -403,8 +400,10 @@ PATTERNS: tuple[Pattern, ...] = (
         "cc_oauth_expired",
         Reason.API_ERROR,
         # Login expiry is the model API refusing the credential (401), like an invalid key.
-        _c(r"OAuth token has expired|OAuth (?:access )?token has been revoked|"
-           r"Session expired\. Please run /login"),
+        _c(
+            r"OAuth token has expired|OAuth (?:access )?token has been revoked|"
+            r"Session expired\. Please run /login"
+        ),
         0.9,
         True,
         'API Error: 401 {"type":"error","error":{"type":"authentication_error","message":'
@@ -554,8 +553,7 @@ PATTERNS: tuple[Pattern, ...] = (
         _c(r"[Ss]tream disconnected before completion"),
         0.75,
         True,
-        "■ stream disconnected before completion: Rate limit is exceeded. Try again in "
-        "11 seconds.",
+        "■ stream disconnected before completion: Rate limit is exceeded. Try again in 11 seconds.",
         _CODEX_ISSUES + "3764 (also #6397, #14200)",
     ),
     Pattern(
@@ -605,8 +603,10 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern(
         "google_resource_exhausted",
         Reason.API_ERROR,
-        _c(r"RESOURCE_EXHAUSTED|Resource has been exhausted \(e\.g\. check quota\)|"
-           r"You exceeded your current quota"),
+        _c(
+            r"RESOURCE_EXHAUSTED|Resource has been exhausted \(e\.g\. check quota\)|"
+            r"You exceeded your current quota"
+        ),
         0.8,
         True,
         '      "status": "RESOURCE_EXHAUSTED"',
@@ -645,7 +645,7 @@ PATTERNS: tuple[Pattern, ...] = (
         0.7,
         True,
         "Unexpected error: litellm.RateLimitError: litellm.RateLimitError: VertexAIException - "
-        "b'[{\\n  \"error\": {\\n    \"code\": 429,",
+        'b\'[{\\n  "error": {\\n    "code": 429,',
         "https://github.com/Aider-AI/aider/issues/764",
         extract=_litellm_class,
     ),
@@ -803,8 +803,10 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern(
         "gemini_max_session_turns",
         Reason.INCOMPLETE,
-        _c(r"Reached max session turns for this session|"
-           r"The session has reached the maximum number of turns"),
+        _c(
+            r"Reached max session turns for this session|"
+            r"The session has reached the maximum number of turns"
+        ),
         0.75,
         True,
         "Reached max session turns for this session. Increase the number of turns by "
@@ -859,8 +861,7 @@ PATTERNS: tuple[Pattern, ...] = (
         _c(r"is not mergeable: the base branch policy prohibits the merge"),
         0.85,
         True,
-        " X Pull request xxx/yyy#123 is not mergeable: the base branch policy prohibits the "
-        "merge.",
+        " X Pull request xxx/yyy#123 is not mergeable: the base branch policy prohibits the merge.",
         _GH_ISSUES + "9839",
     ),
     Pattern(
@@ -878,8 +879,10 @@ PATTERNS: tuple[Pattern, ...] = (
         Reason.GITHUB_ERROR,
         # Said inside a GH006 push rejection too; the push lines after it ("! [remote
         # rejected]", "failed to push") then decide git_error as the last fatal line.
-        _c(r"Required status checks? \"[^\"\n]+\" (?:is|are) expected|"
-           r"\d+ of \d+ required status checks (?:is|are) expected"),
+        _c(
+            r"Required status checks? \"[^\"\n]+\" (?:is|are) expected|"
+            r"\d+ of \d+ required status checks (?:is|are) expected"
+        ),
         0.8,
         True,
         "remote: error: Changes must be made through a pull request. Required status check "
@@ -1021,9 +1024,7 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern(
         "git_merge_conflict",
         Reason.GIT_ERROR,
-        _c(
-            r"CONFLICT \([\w/ ]+\): |Automatic merge failed; fix conflicts and then commit"
-        ),
+        _c(r"CONFLICT \([\w/ ]+\): |Automatic merge failed; fix conflicts and then commit"),
         0.75,
         True,
         "CONFLICT (content): Merge conflict in fake3.py",
@@ -1034,19 +1035,22 @@ PATTERNS: tuple[Pattern, ...] = (
         Reason.GIT_ERROR,
         # git asking for credentials with no terminal to ask on (GIT_TERMINAL_PROMPT=0, a
         # headless agent): the push/fetch failed at the remote, a git_error.
-        _c(r"could not read (?:Username|Password) for '[^'\n]*': "
-           r"(?:terminal prompts disabled|No such device or address)"),
+        _c(
+            r"could not read (?:Username|Password) for '[^'\n]*': "
+            r"(?:terminal prompts disabled|No such device or address)"
+        ),
         0.85,
         True,
-        "Error: fatal: could not read Username for 'https://github.com': terminal prompts "
-        "disabled",
+        "Error: fatal: could not read Username for 'https://github.com': terminal prompts disabled",
         "https://github.com/actions/checkout/issues/641",
     ),
     Pattern(
         "git_http_403",
         Reason.GIT_ERROR,
-        _c(r"The requested URL returned error: (?P<status>4\d\d)|remote: Permission to \S+ denied "
-           r"to "),
+        _c(
+            r"The requested URL returned error: (?P<status>4\d\d)|remote: Permission to \S+ denied "
+            r"to "
+        ),
         0.85,
         True,
         "fatal: unable to access 'https://github.com/o/r.git/': The requested URL returned "
@@ -1056,8 +1060,10 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern(
         "git_auth_failed",
         Reason.GIT_ERROR,
-        _c(r"fatal: Authentication failed for '|remote: Support for password authentication was "
-           r"removed"),
+        _c(
+            r"fatal: Authentication failed for '|remote: Support for password authentication was "
+            r"removed"
+        ),
         0.85,
         True,
         "fatal: Authentication failed for 'https://github.com/KeroAutishima/commit-bot.git/'",
@@ -1115,8 +1121,10 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern(
         "git_push_hint_rejected",
         Reason.GIT_ERROR,
-        _c(r"Updates were rejected because (?:the tip of your current branch is behind|"
-           r"the remote contains work that you do)"),
+        _c(
+            r"Updates were rejected because (?:the tip of your current branch is behind|"
+            r"the remote contains work that you do)"
+        ),
         0.6,
         True,
         "hint: Updates were rejected because the remote contains work that you do not",
@@ -1125,8 +1133,10 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern(
         "git_rebase_conflict",
         Reason.GIT_ERROR,
-        _c(r"[Cc]ould not apply [0-9a-f]{7,}\.\.\.|Resolve all conflicts manually, mark them as "
-           r"resolved"),
+        _c(
+            r"[Cc]ould not apply [0-9a-f]{7,}\.\.\.|Resolve all conflicts manually, mark them as "
+            r"resolved"
+        ),
         0.75,
         True,
         "error: could not apply 5249ae0... add fake3",
@@ -1180,8 +1190,7 @@ PATTERNS: tuple[Pattern, ...] = (
         0.75,
         True,
         "FAILED dandi/cli/tests/test_cmd_ls.py::test_ls_bids_file - Failed: Timeout >3.0s",
-        "https://github.com/dandi/dandi-cli/pull/1440 "
-        "(new wording: pytest-dev/pytest-timeout#180)",
+        "https://github.com/dandi/dandi-cli/pull/1440 (new wording: pytest-dev/pytest-timeout#180)",
     ),
     Pattern(
         "pytest_summary_failed",
@@ -1260,14 +1269,16 @@ PATTERNS: tuple[Pattern, ...] = (
         True,
         "test result: FAILED. 4 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; "
         "finished in 0.02s",
-        "rust-lang/rust library/test/src/formatters (\"test result: \"); rust-lang/cargo "
-        "src/cargo/ops/cargo_test.rs (\"test failed, to rerun pass\")",
+        'rust-lang/rust library/test/src/formatters ("test result: "); rust-lang/cargo '
+        'src/cargo/ops/cargo_test.rs ("test failed, to rerun pass")',
     ),
     Pattern(
         "surefire_failures",
         Reason.TEST_FAILURE,
-        _c(r"Tests run: \d+, Failures: (?:[1-9]\d*, Errors: \d+|\d+, Errors: [1-9]\d*)|"
-           r"There (?:are|were) test failures"),
+        _c(
+            r"Tests run: \d+, Failures: (?:[1-9]\d*, Errors: \d+|\d+, Errors: [1-9]\d*)|"
+            r"There (?:are|were) test failures"
+        ),
         0.85,
         True,
         "[ERROR] Tests run: 5, Failures: 1, Errors: 0, Skipped: 0",
@@ -1282,7 +1293,7 @@ PATTERNS: tuple[Pattern, ...] = (
         0.4,
         True,
         "[INFO] BUILD FAILURE",
-        "apache/maven maven-embedder ExecutionEventLogger (\"BUILD FAILURE\")",
+        'apache/maven maven-embedder ExecutionEventLogger ("BUILD FAILURE")',
     ),
     # ---- timeouts (the supervisor's, not the API client's)
     Pattern(
@@ -1370,8 +1381,10 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern(
         "kernel_memcg_oom",
         Reason.KILLED,
-        _c(r"Memory cgroup out of memory: Kill(?:ed)? process|oom-kill:constraint=|"
-           r"invoked oom-killer"),
+        _c(
+            r"Memory cgroup out of memory: Kill(?:ed)? process|oom-kill:constraint=|"
+            r"invoked oom-killer"
+        ),
         0.85,
         True,
         "Memory cgroup out of memory: Killed process 4242 (node) total-vm:10240000kB",
@@ -1445,7 +1458,7 @@ PATTERNS: tuple[Pattern, ...] = (
         _c(r"^(?:[\w./-]+: line \d+:\s+\d+ )?Killed(?:\s{2,}\S.*)?\s*$"),
         0.6,
         True,
-        "bash: line 1:  4242 Killed                  claude -p \"$PROMPT\"",
+        'bash: line 1:  4242 Killed                  claude -p "$PROMPT"',
         "bash jobs.c reports strsignal(SIGKILL) = 'Killed' for a killed job",
     ),
     Pattern(

@@ -230,16 +230,20 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         "attempt_budget_spent",
         lambda s: s.attempts >= s.max_attempts,
         Strategy.ESCALATE,
-        lambda s: f"{s.attempts} attempts spent (budget {s.max_attempts}); last failure "
-        f"{s.reason}. A person should look at the task and the workspace.",
+        lambda s: (
+            f"{s.attempts} attempts spent (budget {s.max_attempts}); last failure "
+            f"{s.reason}. A person should look at the task and the workspace."
+        ),
         lesson="Budget attempts per task so a hopeless task cannot loop forever.",
     ),
     Rule(
         "circuit_breaker_open",
         lambda s: s.breaker_open,
         Strategy.ESCALATE,
-        lambda s: f"{s.reason} is failing agents fleet-wide; restarting would hit the same "
-        "wall. Fix the common cause, then release the held tasks.",
+        lambda s: (
+            f"{s.reason} is failing agents fleet-wide; restarting would hit the same "
+            "wall. Fix the common cause, then release the held tasks."
+        ),
         lesson="Detect systematic causes across agents and stop restarting into them.",
         systematic=True,
     ),
@@ -247,9 +251,11 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         "missing_permissions",
         lambda s: s.reason in CONFIGURATION_REASONS,
         Strategy.ESCALATE,
-        lambda s: "the agent was denied the tools it needs (permission_denials / permission "
-        "prompt). The launch command probably lacks --dangerously-skip-permissions: fix the "
-        "dispatcher's configuration, then release the task.",
+        lambda s: (
+            "the agent was denied the tools it needs (permission_denials / permission "
+            "prompt). The launch command probably lacks --dangerously-skip-permissions: fix the "
+            "dispatcher's configuration, then release the task."
+        ),
         lesson="Launch headless agents with the permission flag; verify the dispatcher's "
         "command line in CI.",
         systematic=True,
@@ -258,16 +264,20 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         "poison_task",
         lambda s: len(s.failed_agent_types) >= 2 and s.reason not in (Reason.API_ERROR,),
         Strategy.ESCALATE,
-        lambda s: f"the task failed with {len(s.failed_agent_types)} agent types "
-        f"({', '.join(sorted(s.failed_agent_types))}); the task itself is likely at fault.",
+        lambda s: (
+            f"the task failed with {len(s.failed_agent_types)} agent types "
+            f"({', '.join(sorted(s.failed_agent_types))}); the task itself is likely at fault."
+        ),
         lesson="A task that defeats two kinds of agent needs its spec fixed, not more agents.",
     ),
     Rule(
         "corrupt_checkpoint",
         lambda s: s.partial.checkpoint_problem is not None and s.reason is not Reason.API_ERROR,
         Strategy.RESTART,
-        lambda s: f"the checkpoint cannot be trusted ({s.partial.checkpoint_problem}); "
-        "restarting with the full task rather than resuming from bad state.",
+        lambda s: (
+            f"the checkpoint cannot be trusted ({s.partial.checkpoint_problem}); "
+            "restarting with the full task rather than resuming from bad state."
+        ),
         lesson="Write checkpoints atomically (temp file, fsync, rename).",
         work=lambda s: s.missing,
     ),
@@ -275,8 +285,10 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         "tests_fail_after_implementation",
         lambda s: s.reason is Reason.TEST_FAILURE and s.partial.code_complete,
         Strategy.REASSIGN,
-        lambda s: "the implementation is complete but the tests fail; handing it to a "
-        "fix-focused agent with the test output.",
+        lambda s: (
+            "the implementation is complete but the tests fail; handing it to a "
+            "fix-focused agent with the test output."
+        ),
         lesson="Run tests incrementally while implementing.",
         work=_fix_work,
     ),
@@ -284,8 +296,11 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         "pr_creation_failed",
         lambda s: s.reason in (Reason.GITHUB_ERROR, Reason.INCOMPLETE) and _pr_only(s),
         Strategy.RESUME,
-        lambda s: "the code is complete but the PR was not created; resuming only to "
-        + ", ".join(w.describe() for w in s.missing) + ".",
+        lambda s: (
+            "the code is complete but the PR was not created; resuming only to "
+            + ", ".join(w.describe() for w in s.missing)
+            + "."
+        ),
         lesson="Verify the GitHub token and branch state before the agent starts.",
         backoff=True,
     ),
@@ -293,12 +308,17 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         "api_error_retry",
         lambda s: s.reason is Reason.API_ERROR,
         Strategy.RESUME,
-        lambda s: "the model API failed"
-        + (f" (HTTP {s.attribution.api_status})" if s.attribution.api_status else "")
-        + "; retrying after backoff"
-        + (f", honouring Retry-After {s.attribution.retry_after:g}s"
-           if s.attribution.retry_after is not None else "")
-        + ".",
+        lambda s: (
+            "the model API failed"
+            + (f" (HTTP {s.attribution.api_status})" if s.attribution.api_status else "")
+            + "; retrying after backoff"
+            + (
+                f", honouring Retry-After {s.attribution.retry_after:g}s"
+                if s.attribution.retry_after is not None
+                else ""
+            )
+            + "."
+        ),
         lesson="Retry API errors with exponential backoff and jitter.",
         backoff=True,
     ),
@@ -309,12 +329,17 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         # operator (releasing it resumes the work). A tty Ctrl-C with no client attached came
         # from a program typing into the pane (tmux send-keys) and is recovered as below.
         "sigint_typed_by_person",
-        lambda s: s.reason is Reason.SIGINT and s.attribution.sender is not None
-        and s.attribution.sender.typed_by_person,
+        lambda s: (
+            s.reason is Reason.SIGINT
+            and s.attribution.sender is not None
+            and s.attribution.sender.typed_by_person
+        ),
         Strategy.ESCALATE,
-        lambda s: "a person typed Ctrl-C in the agent's pane (tty SIGINT with "
-        f"{s.attribution.sender.clients if s.attribution.sender else '?'} client(s) attached); "
-        "not retried behind their back. Release the task to resume it.",
+        lambda s: (
+            "a person typed Ctrl-C in the agent's pane (tty SIGINT with "
+            f"{s.attribution.sender.clients if s.attribution.sender else '?'} client(s) attached); "
+            "not retried behind their back. Release the task to resume it."
+        ),
         lesson="Ask before stopping an agent by hand; release it when the interruption was a "
         "mistake.",
     ),
@@ -322,19 +347,21 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         "sigint_with_checkpoint",
         lambda s: s.reason is Reason.SIGINT and s.partial.usable_checkpoint,
         Strategy.RESUME,
-        lambda s: "interrupted (SIGINT) after useful progress recorded in the checkpoint; "
-        "resuming with what is left.",
-        lesson="Keep the dispatcher's keystrokes out of agent panes; checkpoint after each "
-        "file.",
+        lambda s: (
+            "interrupted (SIGINT) after useful progress recorded in the checkpoint; "
+            "resuming with what is left."
+        ),
+        lesson="Keep the dispatcher's keystrokes out of agent panes; checkpoint after each file.",
     ),
     Rule(
         "sigint_with_partial_work",
         lambda s: s.reason is Reason.SIGINT and s.partial.any_progress,
         Strategy.RESUME,
-        lambda s: "interrupted (SIGINT) without a checkpoint, but the workspace holds "
-        "progress; resuming with what is left.",
-        lesson="Keep the dispatcher's keystrokes out of agent panes; checkpoint after each "
-        "file.",
+        lambda s: (
+            "interrupted (SIGINT) without a checkpoint, but the workspace holds "
+            "progress; resuming with what is left."
+        ),
+        lesson="Keep the dispatcher's keystrokes out of agent panes; checkpoint after each file.",
     ),
     Rule(
         "sigint_without_checkpoint",
@@ -347,8 +374,9 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         "stale_git_lock",
         lambda s: s.reason is Reason.GIT_ERROR and _evidence_mentions(s, "index.lock"),
         Strategy.RESUME,
-        lambda s: "git found a stale index.lock; removing it (no git process holds it) and "
-        "resuming.",
+        lambda s: (
+            "git found a stale index.lock; removing it (no git process holds it) and resuming."
+        ),
         lesson="Never kill agents in the middle of git operations; clear stale locks.",
         backoff=True,
         remedies=(REMEDY_STALE_INDEX_LOCK,),
@@ -357,8 +385,10 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         "partial_files",
         _partial_files,
         Strategy.RESUME,
-        lambda s: f"{len(s.partial.deliverables_present)} of {len(s.task.deliverables)} files "
-        "exist; resuming with a continuation prompt for the rest.",
+        lambda s: (
+            f"{len(s.partial.deliverables_present)} of {len(s.task.deliverables)} files "
+            "exist; resuming with a continuation prompt for the rest."
+        ),
         lesson="Atomic file operations; commit after each file.",
     ),
     Rule(
@@ -454,8 +484,9 @@ def describe_rules(rules: Sequence[Rule] = DEFAULT_RULES) -> str:
     )
 
 
-POLICY_SETTING_KEYS = frozenset({"backoff_base", "backoff_cap", "breaker_threshold",
-                                 "breaker_window"})
+POLICY_SETTING_KEYS = frozenset(
+    {"backoff_base", "backoff_cap", "breaker_threshold", "breaker_window"}
+)
 
 
 @dataclass(frozen=True)

@@ -40,19 +40,38 @@ from pathlib import Path
 from typing import Any
 
 from pytest_orch_recovery.engine.policy import PolicySettings
-from pytest_orch_recovery.engine.validation import InputError
 from pytest_orch_recovery.infra.agents import AgentConfig, AgentDriver, driver_for
 from pytest_orch_recovery.infra.processes import MAX_NICE
 from pytest_orch_recovery.infra.tomlread import TomlReader, parse_document
 from pytest_orch_recovery.runtime.host import DEFAULT_ENV_ALLOW
+from pytest_orch_recovery.store.validation import InputError
 
-_KEYS = frozenset({
-    "repository", "state_dir", "worktree_root", "branch_pattern", "base", "agent",
-    "skip_permissions", "tmux_socket", "attempt_timeout", "max_attempts", "max_live_agents",
-    "agent_nice", "remove_finished_worktrees", "env_allow",
-    "checkpoint_dir", "journal", "spool", "on_escalate", "intake_interval", "fault_plan",
-    "env", "policy",
-})
+_KEYS = frozenset(
+    {
+        "repository",
+        "state_dir",
+        "worktree_root",
+        "branch_pattern",
+        "base",
+        "agent",
+        "skip_permissions",
+        "tmux_socket",
+        "attempt_timeout",
+        "max_attempts",
+        "max_live_agents",
+        "agent_nice",
+        "remove_finished_worktrees",
+        "env_allow",
+        "checkpoint_dir",
+        "journal",
+        "spool",
+        "on_escalate",
+        "intake_interval",
+        "fault_plan",
+        "env",
+        "policy",
+    }
+)
 
 
 class FleetConfigError(InputError):
@@ -116,8 +135,11 @@ class _FleetReader(TomlReader):
 
     def argv(self, value: object, key: str) -> tuple[str, ...]:
         if isinstance(value, str):
-            raise self.fail((key,), "must be a list of words (argv), never a shell string: "
-                            'e.g. ["notify-send", "orch"]')
+            raise self.fail(
+                (key,),
+                "must be a list of words (argv), never a shell string: "
+                'e.g. ["notify-send", "orch"]',
+            )
         words = self.strings(value, (key,))
         if not words:
             raise self.fail((key,), "must name a program")
@@ -175,23 +197,30 @@ def parse_fleet(text: str, *, source: Path) -> FleetConfig:
         branch_pattern=pattern,
         base=reader.string(raw.get("base", "main"), ("base",)),
         agent=agent,
-        skip_permissions=reader.boolean(raw.get("skip_permissions", True),
-                                        ("skip_permissions",)),
+        skip_permissions=reader.boolean(raw.get("skip_permissions", True), ("skip_permissions",)),
         attempt_timeout=reader.number(raw.get("attempt_timeout", 1800), ("attempt_timeout",)),
         max_attempts=reader.integer(raw.get("max_attempts", 4), ("max_attempts",)),
-        max_live_agents=(reader.integer(raw["max_live_agents"], ("max_live_agents",))
-                         if "max_live_agents" in raw else None),
-        agent_nice=reader.integer(raw.get("agent_nice", 0), ("agent_nice",), minimum=0,
-                                  maximum=MAX_NICE),
-        remove_finished_worktrees=reader.boolean(raw.get("remove_finished_worktrees", False),
-                                                 ("remove_finished_worktrees",)),
-        env_allow=(reader.strings(raw["env_allow"], ("env_allow",)) if "env_allow" in raw
-                   else DEFAULT_ENV_ALLOW),
+        max_live_agents=(
+            reader.integer(raw["max_live_agents"], ("max_live_agents",))
+            if "max_live_agents" in raw
+            else None
+        ),
+        agent_nice=reader.integer(
+            raw.get("agent_nice", 0), ("agent_nice",), minimum=0, maximum=MAX_NICE
+        ),
+        remove_finished_worktrees=reader.boolean(
+            raw.get("remove_finished_worktrees", False), ("remove_finished_worktrees",)
+        ),
+        env_allow=(
+            reader.strings(raw["env_allow"], ("env_allow",))
+            if "env_allow" in raw
+            else DEFAULT_ENV_ALLOW
+        ),
         env=reader.env_table(raw.get("env", {})),
-        on_escalate=reader.argv(raw["on_escalate"], "on_escalate") if "on_escalate" in raw
-        else (),
-        intake_interval=reader.number(raw.get("intake_interval", 1.0), ("intake_interval",),
-                                      upper=3600),
+        on_escalate=reader.argv(raw["on_escalate"], "on_escalate") if "on_escalate" in raw else (),
+        intake_interval=reader.number(
+            raw.get("intake_interval", 1.0), ("intake_interval",), upper=3600
+        ),
         fault_plan=reader.path(raw["fault_plan"], "fault_plan") if "fault_plan" in raw else None,
         policy=reader.policy_settings(raw.get("policy", {}), ("policy",)),
     )

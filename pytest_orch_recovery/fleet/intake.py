@@ -23,15 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.engine.model import Task
-from pytest_orch_recovery.engine.validation import InputError
 from pytest_orch_recovery.infra.tomlread import (
     TASK_KEYS,
     Path_,
-        TomlReader,
+    TomlReader,
     parse_document,
 )
+from pytest_orch_recovery.store import atomic
+from pytest_orch_recovery.store.validation import InputError
 
 SCHEMA_VERSION = 1
 
@@ -64,8 +64,10 @@ def parse_tasks(text: str, *, source: str) -> tuple[Submission, ...]:
         raw = reader.table(doc, (), frozenset({"tasks"}))["tasks"]
         if not isinstance(raw, list) or not raw:
             raise reader.fail(("tasks",), "must be one or more [[tasks]] tables")
-        tables = [(reader.table(item, ("tasks", i), TASK_KEYS), ("tasks", i))
-                  for i, item in enumerate(raw)]
+        tables = [
+            (reader.table(item, ("tasks", i), TASK_KEYS), ("tasks", i))
+            for i, item in enumerate(raw)
+        ]
     else:
         tables = [(reader.table(doc, (), TASK_KEYS), ())]
     out: list[Submission] = []
@@ -111,9 +113,14 @@ class Spool:
         return path
 
     def submit(self, submission: Submission) -> Path:
-        return self._put("submit", submission.task.task_id, {
-            "task": submission.task.to_json(), "agent": submission.agent,
-        })
+        return self._put(
+            "submit",
+            submission.task.task_id,
+            {
+                "task": submission.task.to_json(),
+                "agent": submission.agent,
+            },
+        )
 
     def release(self, task_id: str, note: str | None) -> Path:
         return self._put("release", task_id, {"task_id": task_id, "note": note})

@@ -78,7 +78,11 @@ class CoordinatorSteps:
     def run(self, until: float | None = None) -> None:
         self.step(functools.partial(Coordinator.run, until=until), loop=True)
 
-    def release(self, action: str, *, reasons: Iterable[Reason] = (),
-                tasks: Iterable[str] = ()) -> None:
-        self.step(functools.partial(Coordinator.release, action=action,
-                                    reasons=tuple(reasons), tasks=tuple(tasks)))
+    def release(
+        self, action: str, *, reasons: Iterable[Reason] = (), tasks: Iterable[str] = ()
+    ) -> None:
+        self.step(
+            functools.partial(
+                Coordinator.release, action=action, reasons=tuple(reasons), tasks=tuple(tasks)
+            )
+        )

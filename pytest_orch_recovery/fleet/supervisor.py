@@ -25,13 +25,11 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from pytest_orch_recovery.engine import atomic, validation
 from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig, Phase
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
-from pytest_orch_recovery.engine.journal import Journal
 from pytest_orch_recovery.engine.model import Event, EventKind, Reason, Task
 from pytest_orch_recovery.engine.policy import Policy
-from pytest_orch_recovery.engine.runtime import LaunchSpec
+from pytest_orch_recovery.engine.ports import LaunchSpec
 from pytest_orch_recovery.fleet.config import FleetConfig, FleetConfigError, load_fleet
 from pytest_orch_recovery.fleet.intake import Request, Spool
 from pytest_orch_recovery.fleet.steps import CoordinatorSteps, remove_finished_workspaces
@@ -39,6 +37,8 @@ from pytest_orch_recovery.infra.gh import GhPullRequests
 from pytest_orch_recovery.runtime.dispatch import Dispatcher
 from pytest_orch_recovery.runtime.host import RepositoryHost
 from pytest_orch_recovery.runtime.tmux import TmuxRuntime
+from pytest_orch_recovery.store import atomic, validation
+from pytest_orch_recovery.store.journal import Journal
 
 ESCALATE_TIMEOUT = 60.0  # seconds the on_escalate command may take
 
@@ -60,19 +60,24 @@ class EscalationDeliveries:
     def __init__(self, path: Path, journal: Journal) -> None:
         self.path = path
         if not path.exists():
-            atomic.write_text(path, "".join(
-                f"{e.seq}\n" for e in journal.events() if e.kind is EventKind.TASK_ESCALATED))
+            atomic.write_text(
+                path,
+                "".join(
+                    f"{e.seq}\n" for e in journal.events() if e.kind is EventKind.TASK_ESCALATED
+                ),
+            )
         try:  # a regular file of bounded size: a FIFO here would hang the start
             text = validation.read_bounded(path, validation.MAX_JOURNAL_BYTES).decode(
-                "utf-8", errors="replace")
+                "utf-8", errors="replace"
+            )
         except validation.RuleError as exc:
             raise DeliveryRecordError(f"{path}: {exc}") from None
-        self._done = {int(line) for line in text.split()
-                      if line.isdigit()}  # a torn last line is not a delivery
+        self._done = {
+            int(line) for line in text.split() if line.isdigit()
+        }  # a torn last line is not a delivery
 
     def missed(self, events: Iterable[Event]) -> list[Event]:
-        return [e for e in events
-                if e.kind is EventKind.TASK_ESCALATED and e.seq not in self._done]
+        return [e for e in events if e.kind is EventKind.TASK_ESCALATED and e.seq not in self._done]
 
     def mark(self, event: Event) -> None:
         atomic.append_line(self.path, str(event.seq))
@@ -103,22 +108,30 @@ class FleetSupervisor:
             checkpoints=config.checkpoint_dir,
         )
         self.host.set_prs(GhPullRequests(config.repository, env=self.host.env("gh")))
-        self.dispatcher = Dispatcher(self.host, config.driver, config.agent_config(),
-                                     fault_plan=config.fault_plan)
+        self.dispatcher = Dispatcher(
+            self.host, config.driver, config.agent_config(), fault_plan=config.fault_plan
+        )
         self.journal = Journal(config.journal)  # locked: one supervisor per journal
         try:
-            self.deliveries = EscalationDeliveries(config.state_dir / "on_escalate.delivered",
-                                                   self.journal)
-            self.runtime = TmuxRuntime(self.host, self.dispatcher.command_for, base=config.base,
-                                       agent_nice=config.agent_nice)
+            self.deliveries = EscalationDeliveries(
+                config.state_dir / "on_escalate.delivered", self.journal
+            )
+            self.runtime = TmuxRuntime(
+                self.host,
+                self.dispatcher.command_for,
+                base=config.base,
+                agent_nice=config.agent_nice,
+            )
         except BaseException:
             self.journal.close()
             raise
         self.spool = Spool(config.spool)
         self.steps = CoordinatorSteps(self._start, recover=len(self.journal) > 0)
         for event in self.deliveries.missed(self.journal.events()):
-            self.say(f"on_escalate for {event.task_id}: not run before the last supervisor "
-                     "stopped; running it now")
+            self.say(
+                f"on_escalate for {event.task_id}: not run before the last supervisor "
+                "stopped; running it now"
+            )
             self._escalated(event)
 
     # ------------------------------------------------------------------ coordinator
@@ -128,8 +141,9 @@ class FleetSupervisor:
             self.runtime,
             self.journal,
             policy=build_policy(self.config),
-            config=CoordinatorConfig(attempt_timeout=self.config.attempt_timeout,
-                                     max_live=self.config.max_live_agents),
+            config=CoordinatorConfig(
+                attempt_timeout=self.config.attempt_timeout, max_live=self.config.max_live_agents
+            ),
             on_event=self._observe,
             launch_notes=self._launch_notes,
         )
@@ -140,8 +154,10 @@ class FleetSupervisor:
 
     def _launch_notes(self, spec: LaunchSpec) -> Mapping[str, Any]:
         record = self.host.results / f"{spec.agent}.{spec.attempt}.pane.json"
-        return {"tmux": {"socket": self.host.tmux_socket, "session": spec.agent},
-                "launch_record": str(record)}
+        return {
+            "tmux": {"socket": self.host.tmux_socket, "session": spec.agent},
+            "launch_record": str(record),
+        }
 
     def _observe(self, event: Event) -> None:
         self.dispatcher.observe(event)

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from pytest_orch_recovery.engine import atomic
-from pytest_orch_recovery.engine.runtime import LaunchSpec
+from pytest_orch_recovery.engine.ports import LaunchSpec
 from pytest_orch_recovery.infra.command_template import CommandTemplate, parse_template
 from pytest_orch_recovery.infra.lean_python import lean_python_argv
 from pytest_orch_recovery.infra.placeholders import PLACEHOLDERS, is_template
+from pytest_orch_recovery.store import atomic
 
 SKIP_PERMISSIONS_FLAG = "--dangerously-skip-permissions"
 # The fix-focused variant of an agent type, as the policy's Reassign names it.
@@ -59,8 +59,9 @@ class AgentDriver(Protocol):
     @property
     def config(self) -> AgentConfig: ...
 
-    def argv(self, spec: LaunchSpec, *, prompt_file: Path,
-             workdir: Path | None = None) -> list[str]: ...
+    def argv(
+        self, spec: LaunchSpec, *, prompt_file: Path, workdir: Path | None = None
+    ) -> list[str]: ...
 
 
 def prompt_text(spec: LaunchSpec) -> str:
@@ -84,8 +85,9 @@ class CliAgentDriver:
     config: AgentConfig = AgentConfig()
     environment: tuple[tuple[str, str], ...] = ()
 
-    def argv(self, spec: LaunchSpec, *, prompt_file: Path,
-             workdir: Path | None = None) -> list[str]:
+    def argv(
+        self, spec: LaunchSpec, *, prompt_file: Path, workdir: Path | None = None
+    ) -> list[str]:
         interactive = self.config.interactive
         args = [*self.executable]
         if not interactive:
@@ -105,8 +107,7 @@ class CliAgentDriver:
             # The terminal stays on stdin; the prompt is one argument, expanded by the shell
             # from the file inside double quotes, so quotes, $() and newlines in the task text
             # are never parsed (only trailing newlines are dropped).
-            command = ("exec " + shlex.join(args) + ' "$(cat '
-                       + shlex.quote(str(prompt_file)) + ')"')
+            command = "exec " + shlex.join(args) + ' "$(cat ' + shlex.quote(str(prompt_file)) + ')"'
             return ["/bin/sh", "-c", command]
         # stdin from the prompt file: no quoting of hostile task text on any command line.
         command = "exec " + shlex.join(args) + " < " + shlex.quote(str(prompt_file))
@@ -132,8 +133,9 @@ class TemplateDriver:
     def __post_init__(self) -> None:
         object.__setattr__(self, "parsed", parse_template(self.template))
 
-    def argv(self, spec: LaunchSpec, *, prompt_file: Path,
-             workdir: Path | None = None) -> list[str]:
+    def argv(
+        self, spec: LaunchSpec, *, prompt_file: Path, workdir: Path | None = None
+    ) -> list[str]:
         values = {
             "prompt": prompt_text(spec),
             "prompt_file": str(prompt_file),
@@ -151,7 +153,8 @@ class TemplateDriver:
 def sim_agent_driver(config: AgentConfig | None = None) -> CliAgentDriver:
     """The bundled sim agent, run with this interpreter (no PATH lookup, no install step)."""
     return CliAgentDriver(
-        "sim", tuple(lean_python_argv("pytest_orch_recovery.doubles.simagent")),
+        "sim",
+        tuple(lean_python_argv("pytest_orch_recovery.doubles.simagent")),
         config or AgentConfig(),
     )
 
@@ -195,8 +198,9 @@ def claude_code_environment(config: AgentConfig) -> tuple[tuple[str, str], ...]:
     return env
 
 
-def claude_code_driver(config: AgentConfig | None = None,
-                       executable: Path | None = None) -> CliAgentDriver:
+def claude_code_driver(
+    config: AgentConfig | None = None, executable: Path | None = None
+) -> CliAgentDriver:
     """The real Claude Code CLI. The session id for Resume comes from its result JSON
     (``session_id``), which the runtime reads from the pane; the hooks it runs (the checkpoint
     hook) are read from the worktree's ``.claude/settings.local.json``."""
@@ -214,8 +218,10 @@ def claude_code_missing() -> str | None:
     """Why the real CLI cannot run here (for test skips), or None when it can."""
     path = find_claude_code()
     if path is None:
-        return ("Claude Code CLI not installed: run tools/install-claude-code.sh (CI does), "
-                "or set ORCH_CLAUDE_CODE")
+        return (
+            "Claude Code CLI not installed: run tools/install-claude-code.sh (CI does), "
+            "or set ORCH_CLAUDE_CODE"
+        )
     if not os.access(path, os.X_OK):
         return f"Claude Code CLI at {path} is not executable"
     return None
@@ -236,8 +242,9 @@ def driver_for(agent: str, config: AgentConfig | None = None) -> AgentDriver:
 CLAUDE_CODE_STATE_FILE = ".claude.json"
 
 
-def accept_claude_code_first_run(config_dir: Path, workspace: Path,
-                                 api_key: str | None = None) -> Path:
+def accept_claude_code_first_run(
+    config_dir: Path, workspace: Path, api_key: str | None = None
+) -> Path:
     """Leave ``<config_dir>/.claude.json`` as a person leaves it after the interactive CLI's
     first run in ``workspace``: onboarding done (a theme picked), the API key from the
     environment approved, and the folder trusted. Without it a fresh HOME meets those screens

@@ -56,10 +56,12 @@ def seconds(low: float, high: float, *, open_range: bool = False) -> Callable[[s
             raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
         if open_range and not low < value < high:
             raise argparse.ArgumentTypeError(
-                f"{text!r} must be more than {low:g} and under {high:g} seconds")
+                f"{text!r} must be more than {low:g} and under {high:g} seconds"
+            )
         if not open_range and not low <= value <= high:
             raise argparse.ArgumentTypeError(
-                f"{text!r} must be between {low:g} and {high:g} seconds")
+                f"{text!r} must be between {low:g} and {high:g} seconds"
+            )
         return value
 
     parse.__name__ = "seconds"
@@ -76,13 +78,14 @@ def exit_code(text: str) -> int:
     >>> exit_code("130"), exit_code("-2")
     (130, -2)
     """
-    from pytest_orch_recovery.engine import validation  # the plugin imports this module at start
+    from pytest_orch_recovery.store import validation  # the plugin imports this module at start
 
     try:
         value = int(text.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"invalid exit code {text[:40]!r}: not an integer") from None
+            f"invalid exit code {text[:40]!r}: not an integer"
+        ) from None
     try:
         return validation.exit_status(value)
     except validation.RuleError:
@@ -94,7 +97,7 @@ def exit_code(text: str) -> int:
 
 def relative_path(text: str) -> str:
     """A path relative to its root that does not leave it (``..``, absolute: refused)."""
-    from pytest_orch_recovery.engine import validation  # the plugin imports this module at start
+    from pytest_orch_recovery.store import validation  # the plugin imports this module at start
 
     try:
         return validation.relative_path(text)
@@ -104,7 +107,7 @@ def relative_path(text: str) -> str:
 
 def agent_name(text: str) -> str:
     """An agent name in the safe alphabet (a file, branch and tmux session name)."""
-    from pytest_orch_recovery.engine import validation  # the plugin imports this module at start
+    from pytest_orch_recovery.store import validation  # the plugin imports this module at start
 
     try:
         return validation.agent_name(text)
@@ -120,7 +123,7 @@ def _printable(text: str) -> str:
 def input_file(text: str) -> str:
     """``-`` (standard input) or an existing regular file of bounded size; devices, FIFOs and
     directories are refused before anything reads them."""
-    from pytest_orch_recovery.engine import validation  # the plugin imports this module at start
+    from pytest_orch_recovery.store import validation  # the plugin imports this module at start
 
     if text == "-":
         return text
@@ -129,15 +132,18 @@ def input_file(text: str) -> str:
     try:
         info = os.stat(text)
     except OSError as exc:
-        raise argparse.ArgumentTypeError(f"cannot read {_printable(text)}: {exc.strerror or exc}") \
-            from None
+        raise argparse.ArgumentTypeError(
+            f"cannot read {_printable(text)}: {exc.strerror or exc}"
+        ) from None
     if not stat.S_ISREG(info.st_mode):
         raise argparse.ArgumentTypeError(
-            f"{_printable(text)}: not a regular file ({validation.file_kind(info.st_mode)})")
+            f"{_printable(text)}: not a regular file ({validation.file_kind(info.st_mode)})"
+        )
     if info.st_size > validation.MAX_DOCUMENT_BYTES:
         raise argparse.ArgumentTypeError(
             f"{_printable(text)}: is {info.st_size} bytes; the limit is "
-            f"{validation.MAX_DOCUMENT_BYTES}")
+            f"{validation.MAX_DOCUMENT_BYTES}"
+        )
     return text
 
 
@@ -155,7 +161,8 @@ def agent_command(text: str) -> str:
     if not is_template(text):
         raise argparse.ArgumentTypeError(
             f"unknown agent {text!r}: use {', '.join(BUILTIN_AGENTS)}, or a command template "
-            f"(a command with arguments, placeholders {known()})")
+            f"(a command with arguments, placeholders {known()})"
+        )
     from pytest_orch_recovery.infra.command_template import TemplateError, parse_template
 
     try:

@@ -77,10 +77,16 @@ HOOK_TIMEOUT_SECONDS = 30  # Claude Code's hook ``timeout`` is in seconds
 
 
 def _fields(cp: Checkpoint) -> CheckpointFields:
-    return {"agent": cp.agent, "task_id": cp.task_id, "attempt": cp.attempt,
-            "completed_subtasks": cp.completed_subtasks, "created_files": cp.created_files,
-            "next_actions": cp.next_actions, "updated_at": cp.updated_at,
-            "session_id": cp.session_id}
+    return {
+        "agent": cp.agent,
+        "task_id": cp.task_id,
+        "attempt": cp.attempt,
+        "completed_subtasks": cp.completed_subtasks,
+        "created_files": cp.created_files,
+        "next_actions": cp.next_actions,
+        "updated_at": cp.updated_at,
+        "session_id": cp.session_id,
+    }
 
 
 # --------------------------------------------------------------------------- encoding
@@ -162,9 +168,16 @@ def apply_tool_use(
     >>> cp.created_files, cp.completed_subtasks
     (('fake3.md',), ('wrote fake3.md',))
     """
-    return Checkpoint(**checkpoint_file.fold_tool_use(
-        _fields(cp), tool_name, tool_input, tool_response, workspace=workspace,
-        session_id=session_id))
+    return Checkpoint(
+        **checkpoint_file.fold_tool_use(
+            _fields(cp),
+            tool_name,
+            tool_input,
+            tool_response,
+            workspace=workspace,
+            session_id=session_id,
+        )
+    )
 
 
 def apply_hook_payload(
@@ -172,8 +185,9 @@ def apply_hook_payload(
 ) -> Checkpoint:
     """Fold a whole ``PostToolUse`` hook input (as read from the hook's stdin) into ``cp``
     (:func:`.checkpoint_file.fold_hook_payload`)."""
-    return Checkpoint(**checkpoint_file.fold_hook_payload(_fields(cp), payload,
-                                                          workspace=workspace))
+    return Checkpoint(
+        **checkpoint_file.fold_hook_payload(_fields(cp), payload, workspace=workspace)
+    )
 
 
 # --------------------------------------------------------------------------- hook installation

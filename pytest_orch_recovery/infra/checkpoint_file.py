@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
-from pytest_orch_recovery.engine import atomic, validation
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
+from pytest_orch_recovery.store import atomic, validation
 
 # typing costs the hook processes ~10 ms of start-up: imported for the type checker only.
 TYPE_CHECKING = False
@@ -102,8 +102,16 @@ def new_fields(agent: str, task_id: str, attempt: int = 1) -> CheckpointFields:
     >>> new_fields("a", "t")["completed_subtasks"], new_fields("a", "t")["session_id"]
     ((), None)
     """
-    return {"agent": agent, "task_id": task_id, "attempt": attempt, "completed_subtasks": (),
-            "created_files": (), "next_actions": (), "updated_at": "", "session_id": None}
+    return {
+        "agent": agent,
+        "task_id": task_id,
+        "attempt": attempt,
+        "completed_subtasks": (),
+        "created_files": (),
+        "next_actions": (),
+        "updated_at": "",
+        "session_id": None,
+    }
 
 
 # --------------------------------------------------------------------------- locations
@@ -177,7 +185,9 @@ def fields_to_json(fields: CheckpointFields, *, workspace: Path | None = None) -
 
 
 def write_fields(
-    directory: str | os.PathLike[str] | None, fields: CheckpointFields, *,
+    directory: str | os.PathLike[str] | None,
+    fields: CheckpointFields,
+    *,
     workspace: Path | None = None,
 ) -> Path:
     """Validate ``fields`` and write them atomically; stamps ``updated_at`` when it is empty."""
@@ -234,8 +244,9 @@ def _decode(path: Path, raw: bytes) -> dict[str, Any]:
     try:
         data = validation.loads_json(text)
     except validation.DocumentError as exc:
-        raise CheckpointError(path, exc.field or None, str(exc), line=exc.line,
-                              column=exc.column) from None
+        raise CheckpointError(
+            path, exc.field or None, str(exc), line=exc.line, column=exc.column
+        ) from None
     if not isinstance(data, dict):
         raise CheckpointError(path, None, f"expected a JSON object, got {_kind(data)}")
     return data
@@ -294,11 +305,15 @@ def _validate(
     if session_id is not None and not isinstance(session_id, str):
         raise CheckpointError(path, "session_id", f"expected a string or null, got {session_id!r}")
     recorded = data.get("workspace")
-    if recorded is not None and (not isinstance(recorded, str) or not os.path.isabs(recorded)
-                                 or "\x00" in recorded
-                                 or len(recorded) > validation.MAX_PATH_CHARS):
-        raise CheckpointError(path, "workspace",
-                              f"expected an absolute path without NUL, got {recorded!r}"[:200])
+    if recorded is not None and (
+        not isinstance(recorded, str)
+        or not os.path.isabs(recorded)
+        or "\x00" in recorded
+        or len(recorded) > validation.MAX_PATH_CHARS
+    ):
+        raise CheckpointError(
+            path, "workspace", f"expected an absolute path without NUL, got {recorded!r}"[:200]
+        )
     root = workspace if workspace is not None else (Path(recorded) if recorded else None)
     created = _strings(path, data, "created_files")
     if root is not None:
@@ -488,22 +503,31 @@ def record_hook_input(
     ``orch-recovery checkpoint --from-hook`` and the chaos fault hook run.
     """
     if len(text) > MAX_HOOK_INPUT_CHARS:
-        raise ValueError(f"<stdin>: hook input is {len(text)} characters long; the limit is "
-                         f"{MAX_HOOK_INPUT_CHARS}")
+        raise ValueError(
+            f"<stdin>: hook input is {len(text)} characters long; the limit is "
+            f"{MAX_HOOK_INPUT_CHARS}"
+        )
     try:
         payload: Any = validation.loads_json(text)
     except validation.DocumentError as exc:
         where = "" if exc.line is None else f":{exc.line}:{exc.column}"
-        raise ValueError(f"<stdin>{where}: invalid hook input JSON: "
-                         f"{exc.describe().removeprefix('invalid JSON: ')}") from None
+        raise ValueError(
+            f"<stdin>{where}: invalid hook input JSON: "
+            f"{exc.describe().removeprefix('invalid JSON: ')}"
+        ) from None
     if not isinstance(payload, dict):
         raise ValueError("<stdin>: hook input is not a JSON object")
     if workspace is None:
         cwd = payload.get("cwd")
-        if not isinstance(cwd, str) or not os.path.isabs(cwd) or "\x00" in cwd \
-                or len(cwd) > validation.MAX_PATH_CHARS:
-            raise ValueError("<stdin>: field 'cwd': expected an absolute path without NUL, "
-                             f"got {cwd!r}"[:200])
+        if (
+            not isinstance(cwd, str)
+            or not os.path.isabs(cwd)
+            or "\x00" in cwd
+            or len(cwd) > validation.MAX_PATH_CHARS
+        ):
+            raise ValueError(
+                f"<stdin>: field 'cwd': expected an absolute path without NUL, got {cwd!r}"[:200]
+            )
         workspace = Path(cwd)
     workspace = workspace.absolute()
     with checkpoint_lock(directory, agent):

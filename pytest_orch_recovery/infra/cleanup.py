@@ -127,8 +127,10 @@ def on_remote(repo: Path, commit: str, remote: str) -> bool:
     # One rev-list for every head: --ignore-missing skips the heads this repository has never
     # seen (they cannot hold our commit), instead of one rev-parse per remote branch, which
     # made settling N workspaces cost N * N git processes.
-    out = git.run_git(["rev-list", "--count", "--ignore-missing", commit, "--not",
-                       *sorted(set(heads.values()))], cwd=repo).stdout
+    out = git.run_git(
+        ["rev-list", "--count", "--ignore-missing", commit, "--not", *sorted(set(heads.values()))],
+        cwd=repo,
+    ).stdout
     return int(out.strip()) == 0
 
 

@@ -72,8 +72,10 @@ def parse_template(text: str) -> CommandTemplate:
     if "\x00" in text:
         raise TemplateError("the command template contains a NUL character")
     if len(text) > MAX_TEMPLATE_CHARS:
-        raise TemplateError(f"the command template is {len(text)} characters long; the "
-                            f"limit is {MAX_TEMPLATE_CHARS}")
+        raise TemplateError(
+            f"the command template is {len(text)} characters long; the "
+            f"limit is {MAX_TEMPLATE_CHARS}"
+        )
     try:
         words = shlex.split(text)
     except ValueError as exc:
@@ -91,12 +93,12 @@ def parse_template(text: str) -> CommandTemplate:
             raise TemplateError(
                 f"placeholder {shown} is inside the word {word!r}, which a program would read "
                 "as a script: put the placeholder in a word of its own, or read "
-                f"\"${PLACEHOLDERS[names[0]]}\" from the environment in the script"
+                f'"${PLACEHOLDERS[names[0]]}" from the environment in the script'
             )
         if words[index - 1] in _CODE_FLAGS:
             raise TemplateError(
                 f"placeholder {shown} follows {words[index - 1]}, where a program runs its "
-                f"argument as code; read \"${PLACEHOLDERS[names[0]]}\" from the environment "
+                f'argument as code; read "${PLACEHOLDERS[names[0]]}" from the environment '
                 "instead"
             )
     return CommandTemplate(text, tuple(words))
@@ -109,8 +111,9 @@ def _placeholders(word: str) -> tuple[list[str], str]:
     try:
         parsed = list(string.Formatter().parse(word))
     except ValueError as exc:
-        raise TemplateError(f"word {word!r}: {exc} (write {{{{ and }}}} for literal braces)") \
-            from None
+        raise TemplateError(
+            f"word {word!r}: {exc} (write {{{{ and }}}} for literal braces)"
+        ) from None
     for text, field, spec, conversion in parsed:
         literal += text
         if field is None:

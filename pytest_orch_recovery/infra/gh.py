@@ -53,8 +53,9 @@ class GhPullRequests:
             return None
         if proc.returncode != 0:
             if _NOT_FOUND not in proc.stderr:
-                _log.warning("%s: exit %d: %s", " ".join(argv), proc.returncode,
-                             proc.stderr.strip())
+                _log.warning(
+                    "%s: exit %d: %s", " ".join(argv), proc.returncode, proc.stderr.strip()
+                )
             return None
         return parse_pr_view(proc.stdout, branch)
 

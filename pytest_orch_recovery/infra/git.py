@@ -265,8 +265,14 @@ def worktree_status(cwd: Path) -> WorktreeStatus:
     """Branch, HEAD and every changed, staged or untracked (not ignored) path, untracked files
     listed one by one: one ``git status`` instead of one git process for each fact."""
     out = run_git(
-        ["status", "--porcelain=v2", "-z", "--branch", "--untracked-files=all",
-         "--ignore-submodules=none"],
+        [
+            "status",
+            "--porcelain=v2",
+            "-z",
+            "--branch",
+            "--untracked-files=all",
+            "--ignore-submodules=none",
+        ],
         cwd=cwd,
     ).stdout
     return parse_status_z(out)
@@ -319,8 +325,7 @@ def worktree_top(cwd: Path) -> Path | None:
     a working tree (outside any repository, or in a ``.git`` directory). One git process."""
     if not cwd.is_dir():
         return None
-    proc = run_git(["rev-parse", "--is-inside-work-tree", "--show-toplevel"], cwd=cwd,
-                   check=False)
+    proc = run_git(["rev-parse", "--is-inside-work-tree", "--show-toplevel"], cwd=cwd, check=False)
     inside, _, top = proc.stdout.partition("\n")
     if proc.returncode != 0 or inside != "true" or not top.endswith("\n"):
         return None

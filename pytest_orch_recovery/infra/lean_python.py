@@ -56,8 +56,10 @@ def _find_spec(name: str) -> ModuleSpec:
         try:
             __import__(parent)
         except ImportError as exc:
-            sys.exit(f"{sys.executable}: Error while finding module specification for {name!r} "
-                     f"({type(exc).__name__}: {exc})")
+            sys.exit(
+                f"{sys.executable}: Error while finding module specification for {name!r} "
+                f"({type(exc).__name__}: {exc})"
+            )
     path = sys.modules[parent].__path__ if parent else None
     for finder in sys.meta_path:
         spec = finder.find_spec(name, path)
@@ -83,8 +85,13 @@ def _run_as_main(name: str) -> None:
         sys.exit(f"{sys.executable}: No code object available for {spec.name}")
     main = type(sys)("__main__")
     main.__dict__.update(
-        __name__="__main__", __file__=spec.origin, __cached__=spec.cached, __doc__=None,
-        __loader__=loader, __package__=spec.parent, __spec__=spec,
+        __name__="__main__",
+        __file__=spec.origin,
+        __cached__=spec.cached,
+        __doc__=None,
+        __loader__=loader,
+        __package__=spec.parent,
+        __spec__=spec,
     )
     sys.argv[0] = str(spec.origin)
     sys.modules["__main__"] = main

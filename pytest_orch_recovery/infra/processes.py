@@ -246,6 +246,8 @@ def lower_priority(nice: int) -> None:
     os.setpriority(os.PRIO_PROCESS, 0, min(MAX_NICE, os.getpriority(os.PRIO_PROCESS, 0) + nice))
     if os.getsid(0) not in (os.getpid(), os.getppid()):
         return
-    with contextlib.suppress(OSError), (PROC / "self" / "autogroup").open(
-            "w", encoding="ascii") as group:
+    with (
+        contextlib.suppress(OSError),
+        (PROC / "self" / "autogroup").open("w", encoding="ascii") as group,
+    ):
         group.write(str(nice))

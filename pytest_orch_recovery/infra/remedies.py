@@ -28,9 +28,7 @@ def _git_processes_in(git_dir: Path, worktree: Path) -> list[int]:
 
 
 def remove_stale_index_lock(worktree: Path) -> str:
-    git_dir = Path(
-        run_git(["rev-parse", "--absolute-git-dir"], cwd=worktree).stdout.strip()
-    )
+    git_dir = Path(run_git(["rev-parse", "--absolute-git-dir"], cwd=worktree).stdout.strip())
     lock = git_dir / "index.lock"
     if not lock.exists():
         return "no index.lock present"

@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
+from pytest_orch_recovery.store import atomic
 
 SETTINGS_FILE = Path(".claude") / "settings.local.json"
 HOOK_EVENT = "PostToolUse"
@@ -29,8 +29,9 @@ def _is_ours(hook: object) -> bool:
     return isinstance(hook, dict) and _OURS in str(hook.get("command", ""))
 
 
-def merge_hook(settings: dict[str, Any], *, matcher: str, command: str,
-               timeout: int) -> dict[str, Any]:
+def merge_hook(
+    settings: dict[str, Any], *, matcher: str, command: str, timeout: int
+) -> dict[str, Any]:
     """``settings`` with our ``PostToolUse`` hook in place of any earlier one of ours.
 
     >>> s = {"permissions": {"allow": ["Bash(ls)"]}}
@@ -49,10 +50,12 @@ def merge_hook(settings: dict[str, Any], *, matcher: str, command: str,
                 continue  # an entry that held only our old hook
             entry = {**entry, "hooks": kept}
         entries.append(entry)
-    entries.append({
-        "matcher": matcher,
-        "hooks": [{"type": "command", "command": command, "timeout": timeout}],
-    })
+    entries.append(
+        {
+            "matcher": matcher,
+            "hooks": [{"type": "command", "command": command, "timeout": timeout}],
+        }
+    )
     hooks[HOOK_EVENT] = entries
     merged["hooks"] = hooks
     return merged

@@ -2,7 +2,7 @@
 
 ``tomllib`` reports the position of syntax errors only; :func:`key_lines` finds the line of
 every table header and key, so a schema error names the line of the offending key. Values go
-through :mod:`pytest_orch_recovery.engine.validation`'s rules. Chaos scenarios, the fleet file
+through :mod:`pytest_orch_recovery.store.validation`'s rules. Chaos scenarios, the fleet file
 and task files all read through :class:`TomlReader`, and the task table (``id``, ``title``,
 ``deliverables``, ...) has one parser for all: :meth:`TomlReader.task_table`.
 """
@@ -14,19 +14,22 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_orch_recovery.engine import validation
 from pytest_orch_recovery.engine.model import Task
 from pytest_orch_recovery.engine.policy import POLICY_SETTING_KEYS, PolicySettings
-from pytest_orch_recovery.engine.validation import InputError, RuleError
+from pytest_orch_recovery.store import validation
+from pytest_orch_recovery.store.validation import InputError, RuleError
 
 # The keys of one task table (a scenario's [[tasks]] adds ``expect``).
-TASK_KEYS = frozenset({"id", "title", "deliverables", "tests", "agent_type", "pr", "agent",
-                       "prompt"})
+TASK_KEYS = frozenset(
+    {"id", "title", "deliverables", "tests", "agent_type", "pr", "agent", "prompt"}
+)
 
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
-_KEY = re.compile(r"""^\s*((?:"[^"]*"|'[^']*'|[A-Za-z0-9_\-]+)(?:\s*\.\s*(?:"[^"]*"|'[^']*'|"""
-                  r"""[A-Za-z0-9_\-]+))*)\s*=""")
+_KEY = re.compile(
+    r"""^\s*((?:"[^"]*"|'[^']*'|[A-Za-z0-9_\-]+)(?:\s*\.\s*(?:"[^"]*"|'[^']*'|"""
+    r"""[A-Za-z0-9_\-]+))*)\s*="""
+)
 
 Path_ = tuple[str | int, ...]
 
@@ -75,7 +78,7 @@ def key_lines(text: str) -> dict[Path_, int]:
         if key_match:
             path = (*current, *split_dotted(key_match.group(1)))
             out.setdefault(path, number)
-            rest = line[key_match.end():]
+            rest = line[key_match.end() :]
             if rest.count('"""') == 1 or rest.count("'''") == 1:
                 in_multiline = True
     return out
@@ -94,7 +97,6 @@ def field_name(path: Path_) -> str:
     for part in path:
         out += f"[{part + 1}]" if isinstance(part, int) else (f".{part}" if out else part)
     return out
-
 
 
 def parse_document(text: str, source: str, error: type[InputError] = InputError) -> dict[str, Any]:
@@ -126,12 +128,19 @@ class TomlReader:
             raise self.fail(path, f"must be a table, not {type(value).__name__}")
         for key in value:
             if key not in allowed:
-                raise self.fail((*path, key), "unknown key; expected one of "
-                                + ", ".join(sorted(allowed)))
+                raise self.fail(
+                    (*path, key), "unknown key; expected one of " + ", ".join(sorted(allowed))
+                )
         return value
 
-    def string(self, value: object, path: Path_, *, empty: bool = False,
-               limit: int = validation.MAX_TITLE_CHARS) -> str:
+    def string(
+        self,
+        value: object,
+        path: Path_,
+        *,
+        empty: bool = False,
+        limit: int = validation.MAX_TITLE_CHARS,
+    ) -> str:
         try:
             return validation.text(value, limit=limit, empty=empty)
         except RuleError as exc:
@@ -144,15 +153,14 @@ class TomlReader:
         except RuleError as exc:
             raise self.fail(path, str(exc)) from None
 
-    def integer(self, value: object, path: Path_, *, minimum: int = 1,
-                maximum: int = validation.MAX_COUNT) -> int:
-        out: int = self.checked(validation.integer, value, path, minimum=minimum,
-                                maximum=maximum)
+    def integer(
+        self, value: object, path: Path_, *, minimum: int = 1, maximum: int = validation.MAX_COUNT
+    ) -> int:
+        out: int = self.checked(validation.integer, value, path, minimum=minimum, maximum=maximum)
         return out
 
     def seconds(self, value: object, path: Path_, *, zero: bool = False) -> float:
-        out: float = self.checked(validation.number, value, path,
-                                  exclusive_minimum=not zero)
+        out: float = self.checked(validation.number, value, path, exclusive_minimum=not zero)
         return out
 
     def number(self, value: object, path: Path_, *, upper: float = 7 * 86400) -> float:
@@ -173,8 +181,9 @@ class TomlReader:
         return PolicySettings(
             backoff_base=seconds("backoff_base"),
             backoff_cap=seconds("backoff_cap"),
-            breaker_threshold=None if threshold is None else self.integer(
-                threshold, (*path, "breaker_threshold")),
+            breaker_threshold=None
+            if threshold is None
+            else self.integer(threshold, (*path, "breaker_threshold")),
             breaker_window=seconds("breaker_window"),
         )
 
@@ -194,8 +203,7 @@ class TomlReader:
         for i, item in enumerate(value):
             text = self.string(item, path)
             if choices and text not in choices:
-                raise self.fail(path, f"item {i + 1} {text!r} is not one of "
-                                + ", ".join(choices))
+                raise self.fail(path, f"item {i + 1} {text!r} is not one of " + ", ".join(choices))
             out.append(text)
         return tuple(out)
 
@@ -219,18 +227,24 @@ class TomlReader:
         deliverables = self.paths(raw["deliverables"], (*path, "deliverables"))
         if not deliverables:
             raise self.fail((*path, "deliverables"), "must list at least one file")
-        tests = None if raw.get("tests") is None else self.string(raw["tests"],
-                                                                   (*path, "tests"))
+        tests = None if raw.get("tests") is None else self.string(raw["tests"], (*path, "tests"))
         task = Task(
             task_id=self.checked(validation.name, raw["id"], (*path, "id"), what="task id"),
             title=self.string(raw["title"], (*path, "title")),
             deliverables=deliverables,
             tests=tests,
-            agent_type=self.checked(validation.name, raw.get("agent_type", "claude-code"),
-                                    (*path, "agent_type"), what="agent type"),
+            agent_type=self.checked(
+                validation.name,
+                raw.get("agent_type", "claude-code"),
+                (*path, "agent_type"),
+                what="agent type",
+            ),
             wants_pr=self.boolean(raw.get("pr", True), (*path, "pr")),
             prompt=self.checked(validation.prompt, raw.get("prompt", ""), (*path, "prompt")),
         )
-        agent = None if raw.get("agent") is None else self.checked(
-            validation.agent_name, raw["agent"], (*path, "agent"))
+        agent = (
+            None
+            if raw.get("agent") is None
+            else self.checked(validation.agent_name, raw["agent"], (*path, "agent"))
+        )
         return task, agent

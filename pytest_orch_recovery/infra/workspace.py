@@ -192,13 +192,18 @@ def _commits_ahead(worktree: Path, head: str | None, base: str, remote: str) -> 
         # One git process when the base exists (the usual case); why it failed is asked only
         # when it did: a base that names nothing moves on to the next candidate, anything
         # else is the repository's failure and is raised.
-        proc = git.run_git(["rev-list", "--count", f"{candidate}..{head}", "--"], cwd=worktree,
-                           check=False)
+        proc = git.run_git(
+            ["rev-list", "--count", f"{candidate}..{head}", "--"], cwd=worktree, check=False
+        )
         if proc.returncode == 0:
             return int(proc.stdout.strip())
         if git.resolve(worktree, candidate) is not None:
-            raise git.GitError(["rev-list", "--count", f"{candidate}..{head}"], worktree,
-                               proc.returncode, proc.stderr.strip())
+            raise git.GitError(
+                ["rev-list", "--count", f"{candidate}..{head}"],
+                worktree,
+                proc.returncode,
+                proc.stderr.strip(),
+            )
     raise WorkspaceError(worktree, f"base {base!r} is neither a local nor a {remote} branch")
 
 

@@ -1,9 +1,9 @@
 """The merge gate: aggregate every scenario run of a campaign and judge the success criteria.
 
 Only the controller calls this (serially or after xdist workers sent their runs on the test
-reports). The figures are :func:`~pytest_orch_recovery.engine.metrics.compute` over all runs' events
+reports). The figures are :func:`~pytest_orch_recovery.report.metrics.compute` over all runs' events
 (task ids prefixed with the scenario's name, so they are unique across scenarios), judged by
-:func:`~pytest_orch_recovery.engine.metrics.evaluate` with two campaign rules on top:
+:func:`~pytest_orch_recovery.report.metrics.evaluate` with two campaign rules on top:
 
 - **First-try rates are the steady state.** They are computed on the *fault-free* tasks only
   (the control group, and any task no fault of its scenario targets): a task that was made to
@@ -33,18 +33,18 @@ import pytest
 from pytest_orch_recovery.chaos.faults import FaultStatus
 from pytest_orch_recovery.chaos.oracle import AttributionCheck, attribution_checks
 from pytest_orch_recovery.chaos.record import ScenarioRun
-from pytest_orch_recovery.engine import atomic
-from pytest_orch_recovery.engine.dashboard import render_campaign_markdown, write_campaign_report
-from pytest_orch_recovery.engine.htmlreport import render_html
-from pytest_orch_recovery.engine.journal import journal_text
-from pytest_orch_recovery.engine.metrics import (
+from pytest_orch_recovery.engine.model import Event, EventKind
+from pytest_orch_recovery.report.dashboard import render_campaign_markdown, write_campaign_report
+from pytest_orch_recovery.report.htmlreport import render_html
+from pytest_orch_recovery.report.metrics import (
     Criteria,
     CriterionResult,
     Metrics,
     compute,
     evaluate,
 )
-from pytest_orch_recovery.engine.model import Event, EventKind
+from pytest_orch_recovery.store import atomic
+from pytest_orch_recovery.store.journal import journal_text
 
 if TYPE_CHECKING:
     from pytest_orch_recovery.plugin.options import ChaosSettings
@@ -119,8 +119,9 @@ def _fault_free(run: ScenarioRun) -> set[str]:
     return {t for t in run.outcomes if t not in targeted}
 
 
-def aggregate(runs: Sequence[ScenarioRun], criteria: Criteria, *,
-              strict: bool = False) -> CampaignResult:
+def aggregate(
+    runs: Sequence[ScenarioRun], criteria: Criteria, *, strict: bool = False
+) -> CampaignResult:
     """Judge a campaign. ``runs`` in any order: they are sorted by scenario name first, so
     serial and distributed sessions give the same figures."""
     ordered = sorted(runs, key=lambda r: r.scenario)
@@ -134,14 +135,19 @@ def aggregate(runs: Sequence[ScenarioRun], criteria: Criteria, *,
         prefix = run.scenario + SEPARATOR
         events += prefixed_events(run)
         control |= {prefix + t for t in _fault_free(run)}
-        checks += [dataclasses.replace(c, task_id=prefix + c.task_id)
-                   for c in attribution_checks(run)]
+        checks += [
+            dataclasses.replace(c, task_id=prefix + c.task_id) for c in attribution_checks(run)
+        ]
         orphans += [prefix + o for o in run.orphans]
         for fault_id, entry in sorted(run.ledger.items()):
             ledger.append({"scenario": run.scenario, **entry, "id": fault_id})
             status = str(entry.get("status"))
-            if strict and not run.generated and status != FaultStatus.EXERCISED and \
-                    status != entry.get("expected_status"):
+            if (
+                strict
+                and not run.generated
+                and status != FaultStatus.EXERCISED
+                and status != entry.get("expected_status")
+            ):
                 strict_failures.append(
                     f"fault {prefix}{fault_id} ({entry.get('kind')}) {status.replace('_', ' ')}"
                 )
@@ -171,20 +177,25 @@ def aggregate(runs: Sequence[ScenarioRun], criteria: Criteria, *,
     )
 
 
-def write_report(path: Path, result: CampaignResult, campaign: Mapping[str, Any], *,
-                 base: Path | None = None) -> None:
+def write_report(
+    path: Path, result: CampaignResult, campaign: Mapping[str, Any], *, base: Path | None = None
+) -> None:
     """Write one campaign report atomically, by suffix: ``.md``, ``.json``, ``.html`` (the
     page ``orch-recovery report --format html`` draws too), or ``.jsonl`` (the campaign's
     events as a journal, for ``orch-recovery report --journal``)."""
     suffix = path.suffix.lower()
     if suffix == ".html":
-        atomic.write_output(path, render_html(result.events, result.metrics, result.results,
-                                              campaign=campaign), base=base)
+        atomic.write_output(
+            path,
+            render_html(result.events, result.metrics, result.results, campaign=campaign),
+            base=base,
+        )
     elif suffix == ".jsonl":
         atomic.write_output(path, journal_text(result.events), base=base)
     else:
-        write_campaign_report(atomic.output_target(path, base=base), result.metrics,
-                              result.results, campaign)
+        write_campaign_report(
+            atomic.output_target(path, base=base), result.metrics, result.results, campaign
+        )
 
 
 class ChaosGate:
@@ -221,13 +232,13 @@ class ChaosGate:
             self._finish()
         except Exception as exc:  # the gate must decide; it never takes the session down
             self.problems.append(f"FAIL gate: could not judge the campaign: {exc!r}")
-        if (self.problems or (self.result is not None and self.result.failed)) and \
-                int(session.exitstatus) == 0:
+        if (self.problems or (self.result is not None and self.result.failed)) and int(
+            session.exitstatus
+        ) == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def _finish(self) -> None:
-        runs = [ScenarioRun.from_json(json.loads(self.payloads[k]))
-                for k in sorted(self.payloads)]
+        runs = [ScenarioRun.from_json(json.loads(self.payloads[k])) for k in sorted(self.payloads)]
         result = aggregate(runs, self.criteria(), strict=self.settings.strict)
         self.result = result
         campaign = {
@@ -252,8 +263,9 @@ class ChaosGate:
                 with open(summary, "a", encoding="utf-8") as handle:
                     handle.write(text)
             except OSError as exc:
-                self.problems.append(f"FAIL report: cannot append to GITHUB_STEP_SUMMARY "
-                                     f"{summary}: {exc}")
+                self.problems.append(
+                    f"FAIL report: cannot append to GITHUB_STEP_SUMMARY {summary}: {exc}"
+                )
         self._junit_properties(result)
 
     def _junit_properties(self, result: CampaignResult) -> None:

@@ -58,7 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = resolve_settings(config)
     # Checked without importing the tier: a controller of xdist workers runs no scenario, and
     # the campaign's modules (the engine, the runtime, libtmux) would delay its workers' start.
-    from pytest_orch_recovery.chaos.tier import tier_problem
+    from pytest_orch_recovery.chaos.tiers import tier_problem
 
     problem = tier_problem(settings.tier)
     if problem is not None:
@@ -97,10 +97,12 @@ def _no_scenarios(scenarios: Path, rootdir: Path) -> str:
     knows plugin options, so ``--orch-report /elsewhere/x.md`` (a space, not ``=``) naming a
     file that exists makes it take that file for a test path and move the rootdir away from
     the project; say so."""
-    return (f"--orch-scenarios: {scenarios} is not a directory (rootdir {rootdir}) and "
-            "--orch-campaign is 0: nothing to run. Pass the scenarios directory, or write "
-            "options that take a value as --orch-report=PATH so pytest does not take the "
-            "value for a test path")
+    return (
+        f"--orch-scenarios: {scenarios} is not a directory (rootdir {rootdir}) and "
+        "--orch-campaign is 0: nothing to run. Pass the scenarios directory, or write "
+        "options that take a value as --orch-report=PATH so pytest does not take the "
+        "value for a test path"
+    )
 
 
 class ScenarioLoadErrors:
@@ -156,8 +158,9 @@ def pytest_collection_modifyitems(
     longest_first(items)
     if not settings.campaign:
         return
-    collector = GeneratedCampaign.from_parent(session, name=GeneratedCampaign.NAME,
-                                              nodeid=GeneratedCampaign.NAME)
+    collector = GeneratedCampaign.from_parent(
+        session, name=GeneratedCampaign.NAME, nodeid=GeneratedCampaign.NAME
+    )
     items.extend(collector.collect_items(settings.seed, settings.campaign))
 
 
@@ -204,8 +207,7 @@ class OrchEngine:
         scenario = Scenario(
             name=name,
             tasks=tuple(
-                ScenarioTask(t, None if agents is None else agents[i])
-                for i, t in enumerate(tasks)
+                ScenarioTask(t, None if agents is None else agents[i]) for i, t in enumerate(tasks)
             ),
             faults=tuple(self.faults if faults is None else faults),
             operator_actions=operator_actions,

@@ -19,7 +19,7 @@ from pytest_orch_recovery.chaos.campaign import run_scenario
 from pytest_orch_recovery.chaos.oracle import invariant_violations, mismatches
 from pytest_orch_recovery.chaos.record import ScenarioRun
 from pytest_orch_recovery.chaos.scenario import Scenario, ScenarioError, load_scenario
-from pytest_orch_recovery.chaos.tier import TierUnavailable, TierUnsupported
+from pytest_orch_recovery.chaos.tiers import TierUnavailable, TierUnsupported
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.plugin.options import settings_of, store_run
 
@@ -57,15 +57,17 @@ class _RunItem(pytest.Item):
         """One run with the session's settings; SIGTERM during it ends the session."""
         settings = settings_of(self.config)
         try:
-            return run_scenario(scenario, tier=settings.tier, seed=settings.seed,
-                                agent=settings.agent)
+            return run_scenario(
+                scenario, tier=settings.tier, seed=settings.seed, agent=settings.agent
+            )
         except SystemExit as exc:
             # SIGTERM: the sandbox turns it into SystemExit(143) so teardown runs, and it has.
             # pytest would report a SystemExit from runtest as this item's failure and go on to
             # the next scenario, building sandboxes for a SIGKILL to strand; end the session.
             code = exc.code if isinstance(exc.code, int) else pytest.ExitCode.INTERRUPTED
-            pytest.exit(f"terminated during scenario {scenario.name} (exit {code})",
-                        returncode=code)
+            pytest.exit(
+                f"terminated during scenario {scenario.name} (exit {code})", returncode=code
+            )
 
     def repr_failure(
         self,
@@ -93,7 +95,9 @@ class ScenarioItem(_RunItem):
         if problems:
             raise ScenarioFailed(
                 f"scenario {self.scenario.name} did not go as expected "
-                f"(seed {run.seed}, tier {run.tier}):", problems)
+                f"(seed {run.seed}, tier {run.tier}):",
+                problems,
+            )
 
 
 # What a scenario costs beyond its agents' own work, in seconds: a hang is ended by the stall
@@ -125,8 +129,10 @@ def expected_seconds(scenario: Scenario) -> float:
     >>> expected_seconds(Scenario("q", tested)) > expected_seconds(Scenario("p", one))
     True
     """
-    seconds = sum(_SECONDS_PER_AGENT + (_SECONDS_PER_TESTED_TASK if t.task.tests else 0.0)
-                  for t in scenario.tasks)
+    seconds = sum(
+        _SECONDS_PER_AGENT + (_SECONDS_PER_TESTED_TASK if t.task.tests else 0.0)
+        for t in scenario.tasks
+    )
     for spec in scenario.faults:
         if spec.kind in _HANG_KINDS:
             seconds += scenario.stall_window or scenario.attempt_timeout or 60.0
@@ -145,8 +151,9 @@ def longest_first(items: list[pytest.Item]) -> None:
     idling while the other runs a hang it was handed last; serially the order changes nothing
     (each scenario's seed comes from the session seed and its name).
     """
-    items.sort(key=lambda item: -expected_seconds(item.scenario)
-               if isinstance(item, ScenarioItem) else 0.0)
+    items.sort(
+        key=lambda item: -expected_seconds(item.scenario) if isinstance(item, ScenarioItem) else 0.0
+    )
 
 
 class ScenarioFile(pytest.File):
@@ -175,6 +182,7 @@ class GeneratedItem(_RunItem):
         problems = invariant_violations(run)
         if not problems:
             return
+
         def still_fails(candidate: Scenario) -> bool:
             return bool(invariant_violations(self._run_scenario(candidate)))
 
@@ -201,7 +209,8 @@ class GeneratedCampaign(pytest.Collector):
 
         replay = settings_of(self.config).replay_args()
         return [
-            GeneratedItem.from_parent(self, name=run_name(i, count), scenario=scenario,
-                                      replay=replay)
+            GeneratedItem.from_parent(
+                self, name=run_name(i, count), scenario=scenario, replay=replay
+            )
             for i, scenario in enumerate(generated_scenarios(seed, count))
         ]

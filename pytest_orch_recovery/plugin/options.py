@@ -47,9 +47,7 @@ def _seed(text: str) -> int:
 def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in choices:
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not one of " + ", ".join(choices)
-            )
+            raise argparse.ArgumentTypeError(f"{text!r} is not one of " + ", ".join(choices))
         return text
 
     parse.__name__ = "choice"
@@ -59,7 +57,7 @@ def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
 def _tier(text: str) -> str:
     # Imported here: the tiers' module brings the package's error base, and an unused plugin
     # imports nothing of the engine; a tier is only named when the campaign is wanted.
-    from pytest_orch_recovery.chaos.tier import TIERS
+    from pytest_orch_recovery.chaos.tiers import TIERS
 
     return _choice(TIERS)(text)
 
@@ -70,7 +68,7 @@ def _report_path(text: str) -> str:
             f"{text!r}: a report file name must end in " + ", ".join(REPORT_SUFFIXES)
         )
     # Imported here: an unused plugin imports nothing of the engine.
-    from pytest_orch_recovery.engine.atomic import OutputError, output_target
+    from pytest_orch_recovery.store.atomic import OutputError, output_target
 
     try:
         output_target(text)  # a device, a FIFO, or a missing directory outside the cwd
@@ -98,49 +96,108 @@ class _Option:
 
 
 _OPTIONS = (
-    _Option(OPTION_CHAOS, None, False,
-            "run the agent-recovery chaos campaign: collect the scenarios, inject faults, let "
-            "the engine recover, gate on the success criteria (off: the plugin does nothing)"),
-    _Option("--orch-agent", agent_command, DEFAULT_AGENT,
-            "agent to run: sim, claude-code, or a command template run without a shell, "
-            f"with placeholders {known_placeholders()} (default: sim)", "AGENT"),
-    _Option("--orch-seed", _seed, None,
-            "seed of the whole campaign (fault timing, generated runs, task text); printed in "
-            "the header and passed to xdist workers (default: random)", "N"),
-    _Option("--orch-report", _report_path, (DEFAULT_REPORT,),
-            "write the dashboard to PATH: .md, .json or .html, or the campaign's events as a "
-            "journal (.jsonl) that orch-recovery report reads; repeatable "
-            f"(default: {DEFAULT_REPORT})", "PATH", append=True),
-    _Option("--orch-scenarios", str, "scenarios",
-            "directory of the scenario files (*.toml) collected under --orch-chaos, relative "
-            "to the rootdir (default: scenarios)", "DIR"),
-    _Option("--orch-min-recovery-rate", rate, 0.90,
-            "minimum share of failed tasks that recover (compared with >; default 0.90)",
-            "RATE"),
-    _Option("--orch-min-first-try-simple", rate, 0.95,
-            "minimum first-try success of fault-free simple tasks, < 5 files (default 0.95)",
-            "RATE"),
-    _Option("--orch-min-first-try-complex", rate, 0.80,
-            "minimum first-try success of fault-free complex tasks, 5+ files (default 0.80)",
-            "RATE"),
-    _Option("--orch-max-orphans", count, 0,
-            "maximum orphaned workspaces (default 0)", "N"),
-    _Option("--orch-max-unattributed", count, 0,
-            "maximum failures with no, unknown or wrong attribution (default 0)", "N"),
-    _Option("--orch-gate", _choice(GATES), "point",
-            "compare rates by their observed value (point) or their Wilson 95%% lower bound "
-            "(lower-bound) (default: point)", "point|lower-bound"),
-    _Option("--orch-min-samples", count, 1,
-            "rates with fewer samples are reported as insufficient, neither pass nor fail "
-            "(default 1)", "N"),
-    _Option("--orch-campaign", count, 0,
-            "add N generated runs: Hypothesis fault schedules over Faker task text, derived "
-            "from the seed (default 0)", "N"),
-    _Option("--orch-tier", _tier, DEFAULT_TIER,
-            f"where agents run: sim (in-process simulation) or tmux (real tmux sessions and "
-            f"git worktrees) (default: {DEFAULT_TIER})", "sim|tmux"),
-    _Option("--orch-strict", None, False,
-            "also fail when an injected fault never took effect"),
+    _Option(
+        OPTION_CHAOS,
+        None,
+        False,
+        "run the agent-recovery chaos campaign: collect the scenarios, inject faults, let "
+        "the engine recover, gate on the success criteria (off: the plugin does nothing)",
+    ),
+    _Option(
+        "--orch-agent",
+        agent_command,
+        DEFAULT_AGENT,
+        "agent to run: sim, claude-code, or a command template run without a shell, "
+        f"with placeholders {known_placeholders()} (default: sim)",
+        "AGENT",
+    ),
+    _Option(
+        "--orch-seed",
+        _seed,
+        None,
+        "seed of the whole campaign (fault timing, generated runs, task text); printed in "
+        "the header and passed to xdist workers (default: random)",
+        "N",
+    ),
+    _Option(
+        "--orch-report",
+        _report_path,
+        (DEFAULT_REPORT,),
+        "write the dashboard to PATH: .md, .json or .html, or the campaign's events as a "
+        "journal (.jsonl) that orch-recovery report reads; repeatable "
+        f"(default: {DEFAULT_REPORT})",
+        "PATH",
+        append=True,
+    ),
+    _Option(
+        "--orch-scenarios",
+        str,
+        "scenarios",
+        "directory of the scenario files (*.toml) collected under --orch-chaos, relative "
+        "to the rootdir (default: scenarios)",
+        "DIR",
+    ),
+    _Option(
+        "--orch-min-recovery-rate",
+        rate,
+        0.90,
+        "minimum share of failed tasks that recover (compared with >; default 0.90)",
+        "RATE",
+    ),
+    _Option(
+        "--orch-min-first-try-simple",
+        rate,
+        0.95,
+        "minimum first-try success of fault-free simple tasks, < 5 files (default 0.95)",
+        "RATE",
+    ),
+    _Option(
+        "--orch-min-first-try-complex",
+        rate,
+        0.80,
+        "minimum first-try success of fault-free complex tasks, 5+ files (default 0.80)",
+        "RATE",
+    ),
+    _Option("--orch-max-orphans", count, 0, "maximum orphaned workspaces (default 0)", "N"),
+    _Option(
+        "--orch-max-unattributed",
+        count,
+        0,
+        "maximum failures with no, unknown or wrong attribution (default 0)",
+        "N",
+    ),
+    _Option(
+        "--orch-gate",
+        _choice(GATES),
+        "point",
+        "compare rates by their observed value (point) or their Wilson 95%% lower bound "
+        "(lower-bound) (default: point)",
+        "point|lower-bound",
+    ),
+    _Option(
+        "--orch-min-samples",
+        count,
+        1,
+        "rates with fewer samples are reported as insufficient, neither pass nor fail (default 1)",
+        "N",
+    ),
+    _Option(
+        "--orch-campaign",
+        count,
+        0,
+        "add N generated runs: Hypothesis fault schedules over Faker task text, derived "
+        "from the seed (default 0)",
+        "N",
+    ),
+    _Option(
+        "--orch-tier",
+        _tier,
+        DEFAULT_TIER,
+        f"where agents run: sim (in-process simulation) or tmux (real tmux sessions and "
+        f"git worktrees) (default: {DEFAULT_TIER})",
+        "sim|tmux",
+    ),
+    _Option("--orch-strict", None, False, "also fail when an injected fault never took effect"),
 )
 _BY_DEST = {o.dest: o for o in _OPTIONS}
 
@@ -152,16 +209,30 @@ def add_options(parser: pytest.Parser) -> None:
     )
     for option in _OPTIONS:
         if option.type is None:
-            group.addoption(option.flag, action="store_true", default=None, dest=option.dest,
-                            help=option.help)
+            group.addoption(
+                option.flag, action="store_true", default=None, dest=option.dest, help=option.help
+            )
             parser.addini(option.ini, option.help, type="bool", default=option.default)
         elif option.append:
-            group.addoption(option.flag, action="append", type=option.type, default=None,
-                            dest=option.dest, metavar=option.metavar, help=option.help)
+            group.addoption(
+                option.flag,
+                action="append",
+                type=option.type,
+                default=None,
+                dest=option.dest,
+                metavar=option.metavar,
+                help=option.help,
+            )
             parser.addini(option.ini, option.help, type="linelist", default=[])
         else:
-            group.addoption(option.flag, type=option.type, default=None, dest=option.dest,
-                            metavar=option.metavar, help=option.help)
+            group.addoption(
+                option.flag,
+                type=option.type,
+                default=None,
+                dest=option.dest,
+                metavar=option.metavar,
+                help=option.help,
+            )
             parser.addini(option.ini, option.help, type="string", default="")
 
 
@@ -227,8 +298,10 @@ def campaign_only(config: pytest.Config) -> bool:
     Then no Python test module is collected: the test suite's own set-up (a Hypothesis
     profile, say) and plugins for Python tests have nothing to do in this session.
     """
-    return bool(setting(config, "orch_chaos")) and \
-        config.args_source is not pytest.Config.ArgsSource.ARGS
+    return (
+        bool(setting(config, "orch_chaos"))
+        and config.args_source is not pytest.Config.ArgsSource.ARGS
+    )
 
 
 def resolve_settings(config: pytest.Config) -> ChaosSettings:

@@ -21,15 +21,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.engine.model import Event, EventKind
-from pytest_orch_recovery.engine.runtime import LaunchSpec
+from pytest_orch_recovery.engine.ports import LaunchSpec
 from pytest_orch_recovery.infra.agents import AgentConfig, AgentDriver, prompt_text
 from pytest_orch_recovery.infra.checkpoint import HOOK_MATCHER
 from pytest_orch_recovery.infra.git import git_common_dir
 from pytest_orch_recovery.infra.lean_python import lean_python_argv
 from pytest_orch_recovery.infra.settings import SETTINGS_FILE, install_hook
 from pytest_orch_recovery.runtime.host import Host
+from pytest_orch_recovery.store import atomic
 
 __all__ = ["SETTINGS_FILE", "Dispatcher", "read_results"]
 
@@ -93,17 +93,24 @@ class Dispatcher:
         the shell become the hook instead of forking it: one process per tool call, not two."""
         if self.fault_plan is not None:
             argv = lean_python_argv(
-                "pytest_orch_recovery.chaos.faulthook", "--plan", str(self.fault_plan))
+                "pytest_orch_recovery.chaos.faulthook", "--plan", str(self.fault_plan)
+            )
         else:
             argv = lean_python_argv(
-                "pytest_orch_recovery", "checkpoint", "--from-hook",
-                "--agent", agent, "--dir", str(self.host.checkpoints),
+                "pytest_orch_recovery",
+                "checkpoint",
+                "--from-hook",
+                "--agent",
+                agent,
+                "--dir",
+                str(self.host.checkpoints),
             )
         return "exec " + shlex.join(argv)
 
     def _install_hooks(self, workspace: Path, agent: str) -> None:
-        install_hook(workspace, matcher=HOOK_MATCHER, command=self.hook_command(agent),
-                     timeout=3600)
+        install_hook(
+            workspace, matcher=HOOK_MATCHER, command=self.hook_command(agent), timeout=3600
+        )
         if not self._exclude_installed:
             # Keep the hook settings out of the agent's commits (git add -A): the worktrees
             # share the main repository's info/exclude.

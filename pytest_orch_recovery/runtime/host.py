@@ -21,9 +21,25 @@ from pytest_orch_recovery.infra.workspace import PullRequestLookup
 # Passed through from the supervisor's environment unless the fleet file says otherwise:
 # what a real agent CLI, git, gh and ssh need to run as the operator (credentials included).
 DEFAULT_ENV_ALLOW: tuple[str, ...] = (
-    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "LANG", "LC_*", "TZ", "TMPDIR",
-    "CLAUDE_CONFIG_DIR", "ANTHROPIC_*", "CLAUDE_CODE_*", "GH_*", "GITHUB_TOKEN",
-    "SSH_AUTH_SOCK", "GIT_AUTHOR_*", "GIT_COMMITTER_*", "GIT_SSH_COMMAND",
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TERM",
+    "LANG",
+    "LC_*",
+    "TZ",
+    "TMPDIR",
+    "CLAUDE_CONFIG_DIR",
+    "ANTHROPIC_*",
+    "CLAUDE_CODE_*",
+    "GH_*",
+    "GITHUB_TOKEN",
+    "SSH_AUTH_SOCK",
+    "GIT_AUTHOR_*",
+    "GIT_COMMITTER_*",
+    "GIT_SSH_COMMAND",
 )
 # Never passed, whatever the allow-list says: they would point an agent at the operator's
 # own tmux server instead of the runtime's.
@@ -186,11 +202,13 @@ class RepositoryHost:
         env = allowed_env(source, self.env_allow)
         env.setdefault("PATH", os.defpath)
         env.update(self.agent_env)
-        env.update({
-            "ORCH_CHECKPOINT_DIR": str(self._checkpoints),
-            "ORCH_RESULTS_DIR": str(self.results),
-            "ORCH_AGENT": agent,
-        })
+        env.update(
+            {
+                "ORCH_CHECKPOINT_DIR": str(self._checkpoints),
+                "ORCH_RESULTS_DIR": str(self.results),
+                "ORCH_AGENT": agent,
+            }
+        )
         return env
 
     def record_pid(self, pid: int, *, what: str, pgid: int | None = None) -> None:

@@ -89,15 +89,19 @@ DETECTORS: tuple[Detector, ...] = (
     ),
     Detector(
         "codex",
-        re.compile(r"^\s*Would you like to (?:run the following command|make the following "
-                   r"edits|grant these permissions)\?\s*$"),
+        re.compile(
+            r"^\s*Would you like to (?:run the following command|make the following "
+            r"edits|grant these permissions)\?\s*$"
+        ),
         re.compile(rf"^\s*{_POINTER}\s*1\.\s+Yes\b"),
         "openai/codex codex-rs/tui/src/bottom_pane/approval_overlay.rs",
     ),
     Detector(
         "gemini",
-        re.compile(r"^\s*(?:Allow execution of: .+\?|Apply this change\?|Allow execution of "
-                   r"MCP tool .+\?|Do you want to proceed\?)\s*$"),
+        re.compile(
+            r"^\s*(?:Allow execution of: .+\?|Apply this change\?|Allow execution of "
+            r"MCP tool .+\?|Do you want to proceed\?)\s*$"
+        ),
         re.compile(rf"^\s*{_POINTER}\s*(?:1\.\s+)?Yes, allow once\b"),
         "google-gemini/gemini-cli packages/cli/src/ui/components/messages/"
         "ToolConfirmationMessage.tsx",
@@ -135,7 +139,7 @@ def find_dialog(screen: str, detectors: tuple[Detector, ...] = DETECTORS) -> Dia
                 if index >= len(lines) - 2:  # the prompt line waits at the bottom
                     return Dialog(detector.cli, line.strip(), index)
                 continue
-            following = lines[index + 1:index + 1 + _CHOICE_WITHIN]
+            following = lines[index + 1 : index + 1 + _CHOICE_WITHIN]
             if any(detector.choice.search(f) for f in following):
                 return Dialog(detector.cli, line.strip(), index)
     return None
@@ -168,21 +172,26 @@ class ScreenWatch:
     output_size: int = -1
     cpu_ticks: int = -1
 
-    def observe(self, now: float, *, output_size: int, cpu_ticks: int,
-                screen: Callable[[], str]) -> ScreenFinding | None:
+    def observe(
+        self, now: float, *, output_size: int, cpu_ticks: int, screen: Callable[[], str]
+    ) -> ScreenFinding | None:
         grew = output_size != self.output_size
         busy = cpu_ticks != self.cpu_ticks
         self.output_size, self.cpu_ticks = output_size, cpu_ticks
         if self.last_activity is None or grew or busy:
-            self.last_activity = now if self.last_activity is not None or grew or busy \
-                else self.started
+            self.last_activity = (
+                now if self.last_activity is not None or grew or busy else self.started
+            )
         if grew:
             dialog = find_dialog(screen())
             if dialog is not None:
                 return ScreenFinding("dialog", dialog.line, cli=dialog.cli, seen_at=now)
         silent = now - self.last_activity
         if self.stall_window is not None and silent > self.stall_window:
-            return ScreenFinding("stall", f"no output and no CPU for {silent:.1f} s (stall window "
-                           f"{self.stall_window:g} s)", seen_at=now, silent_for=silent)
+            return ScreenFinding(
+                "stall",
+                f"no output and no CPU for {silent:.1f} s (stall window {self.stall_window:g} s)",
+                seen_at=now,
+                silent_for=silent,
+            )
         return None
-

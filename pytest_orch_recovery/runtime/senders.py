@@ -34,11 +34,15 @@ SI_USER = 0
 SI_KERNEL = 0x80
 SI_QUEUE = -1
 SI_TKILL = -6
-_ORIGINS = {SI_USER: SignalOrigin.PROCESS, SI_QUEUE: SignalOrigin.QUEUE,
-            SI_TKILL: SignalOrigin.THREAD}
+_ORIGINS = {
+    SI_USER: SignalOrigin.PROCESS,
+    SI_QUEUE: SignalOrigin.QUEUE,
+    SI_TKILL: SignalOrigin.THREAD,
+}
 # Signals a terminal's line discipline generates (Ctrl-C, Ctrl-\, Ctrl-Z, hang-up, resize).
-_TTY_SIGNALS = frozenset({signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGHUP,
-                          signal.SIGWINCH})
+_TTY_SIGNALS = frozenset(
+    {signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGHUP, signal.SIGWINCH}
+)
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
@@ -53,16 +57,26 @@ def origin_of(signo: int, code: int, pid: int) -> SignalOrigin:
     return _ORIGINS.get(code, SignalOrigin.UNKNOWN)
 
 
-def sender_of(signo: int, code: int, pid: int, uid: int, *,
-              clients: int | None = None, proc: Path = PROC) -> SignalSender:
+def sender_of(
+    signo: int, code: int, pid: int, uid: int, *, clients: int | None = None, proc: Path = PROC
+) -> SignalSender:
     """Decode one ``siginfo`` and read the sender from ``/proc`` now (call it at once)."""
     origin = origin_of(signo, code, pid)
     if origin is SignalOrigin.TTY or pid <= 0:
-        return SignalSender(signo, origin, code, uid=uid if pid > 0 else None,
-                            clients=clients if origin is SignalOrigin.TTY else None)
+        return SignalSender(
+            signo,
+            origin,
+            code,
+            uid=uid if pid > 0 else None,
+            clients=clients if origin is SignalOrigin.TTY else None,
+        )
     parent = parent_pid(pid, proc)
     return SignalSender(
-        signo, origin, code, pid=pid, uid=uid,
+        signo,
+        origin,
+        code,
+        pid=pid,
+        uid=uid,
         command=command_line(pid, proc),
         name=process_name(pid, proc),
         parent_pid=parent,
@@ -80,7 +94,11 @@ def tmux_clients(env: dict[str, str] | None = None) -> int | None:
     try:
         proc = subprocess.run(
             ["tmux", "-S", socket, "list-clients", "-t", pane, "-F", "#{client_pid}"],
-            capture_output=True, text=True, timeout=5, check=False, stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+            stdin=subprocess.DEVNULL,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -89,8 +107,9 @@ def tmux_clients(env: dict[str, str] | None = None) -> int | None:
     return sum(1 for line in proc.stdout.splitlines() if line.strip())
 
 
-def memory_cgroup(pid: int | str = "self", proc: Path = PROC,
-                  root: Path = _CGROUP_ROOT) -> Path | None:
+def memory_cgroup(
+    pid: int | str = "self", proc: Path = PROC, root: Path = _CGROUP_ROOT
+) -> Path | None:
     """The directory of the memory cgroup ``pid`` is in (v2 unified or v1 ``memory``)."""
     for line in cgroup_lines(pid, proc):
         hierarchy, _, rest = line.partition(":")
@@ -99,8 +118,9 @@ def memory_cgroup(pid: int | str = "self", proc: Path = PROC,
         if "memory" in controllers.split(","):
             candidate = root / "memory" / rel
         elif hierarchy == "0" and not controllers:
-            candidate = root / rel if (root / "cgroup.controllers").exists() \
-                else root / "unified" / rel
+            candidate = (
+                root / rel if (root / "cgroup.controllers").exists() else root / "unified" / rel
+            )
             if not (candidate / "memory.events").exists():
                 continue
         else:

@@ -45,7 +45,6 @@ from typing import Any
 
 import libtmux
 
-from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.engine.model import (
     ExitInfo,
@@ -55,7 +54,7 @@ from pytest_orch_recovery.engine.model import (
     SignalSender,
     Task,
 )
-from pytest_orch_recovery.engine.runtime import AttemptExit, Clock, LaunchSpec
+from pytest_orch_recovery.engine.ports import AttemptExit, Clock, LaunchSpec
 from pytest_orch_recovery.infra.checkpoint import read_checkpoint_safely
 from pytest_orch_recovery.infra.lean_python import lean_python_argv
 from pytest_orch_recovery.infra.processes import (
@@ -74,6 +73,7 @@ from pytest_orch_recovery.runtime.screen import ScreenWatch
 from pytest_orch_recovery.runtime.senders import memory_cgroup, oom_kills
 from pytest_orch_recovery.runtime.server import kill_tmux_server, tmux_server_running
 from pytest_orch_recovery.runtime.wrapper import WrapperSpec
+from pytest_orch_recovery.store import atomic
 
 _WIDTH, _HEIGHT = 200, 50
 _HISTORY_LIMIT = 100_000
@@ -181,7 +181,7 @@ def clean_log(raw: bytes) -> str:
 
 
 class TmuxRuntime:
-    """:class:`~pytest_orch_recovery.engine.runtime.Runtime` over the host's own tmux server.
+    """:class:`~pytest_orch_recovery.engine.ports.Runtime` over the host's own tmux server.
 
     ``command_for`` turns a launch spec into the agent's argv; the host's ``prs`` answers
     ``pull_request_for(branch)`` for :meth:`partial_work`.
@@ -405,8 +405,11 @@ class TmuxRuntime:
                 paths.exit_file,
                 paths.log_file,
                 paths.spec_file,
-                pane_start=(record.get("pane_start") if same_pane and record is not None
-                            else process_start_time(session.pane_pid)),
+                pane_start=(
+                    record.get("pane_start")
+                    if same_pane and record is not None
+                    else process_start_time(session.pane_pid)
+                ),
             )
             if record is None:
                 _write_record(paths.record_file, attempt)
@@ -491,9 +494,11 @@ class TmuxRuntime:
         except FileNotFoundError:
             size = 0
         finding = attempt.watch.observe(
-            self.clock.now(), output_size=size,
+            self.clock.now(),
+            output_size=size,
             cpu_ticks=processes.tree_cpu_ticks(attempt.pane_pid),
-            screen=lambda: self._visible(attempt.pane_id))
+            screen=lambda: self._visible(attempt.pane_id),
+        )
         if finding is None or (finding.kind == "dialog" and not self.end_on_dialog):
             return
         attempt.finding = finding
@@ -570,8 +575,7 @@ class TmuxRuntime:
             info = ExitInfo.from_tmux(pane.dead_status, pane.dead_signal)
             after = oom_kills(attempt.cgroup) if info.signal == 9 else None
             if after is not None and attempt.oom_before is not None and after > attempt.oom_before:
-                info = info.with_evidence(
-                    (SignalSender(9, SignalOrigin.KERNEL),), oom_killed=True)
+                info = info.with_evidence((SignalSender(9, SignalOrigin.KERNEL),), oom_killed=True)
         else:
             info = ExitInfo(status=None, source="tmux")  # the session vanished: unknown
         if attempt.finding is not None:

@@ -40,10 +40,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.engine.model import ExitInfo, SignalOrigin, SignalSender
 from pytest_orch_recovery.infra.processes import MAX_NICE, lower_priority
 from pytest_orch_recovery.runtime.senders import memory_cgroup, oom_kills, sender_of, tmux_clients
+from pytest_orch_recovery.store import atomic
 
 # typing costs each launch wrapper process ~4 ms of start-up: for the type checker only.
 TYPE_CHECKING = False
@@ -141,8 +141,15 @@ class _Received:
 
     def take(self, info: signal.struct_siginfo) -> None:
         tty = info.si_code == 0x80 and info.si_pid == 0
-        self.senders.append(sender_of(info.si_signo, info.si_code, info.si_pid, info.si_uid,
-                                      clients=tmux_clients() if tty else None))
+        self.senders.append(
+            sender_of(
+                info.si_signo,
+                info.si_code,
+                info.si_pid,
+                info.si_uid,
+                clients=tmux_clients() if tty else None,
+            )
+        )
 
 
 def _run(spec: WrapperSpec, received: _Received) -> tuple[ExitInfo, int | None, str | None]:
@@ -172,8 +179,12 @@ def run(spec: WrapperSpec) -> ExitInfo:
     started = time.time()
     info, child_pid, error = _run(spec, received)
     oom_after = oom_kills(cgroup)
-    oom = (info.signal == signal.SIGKILL and oom_before is not None
-           and oom_after is not None and oom_after > oom_before)
+    oom = (
+        info.signal == signal.SIGKILL
+        and oom_before is not None
+        and oom_after is not None
+        and oom_after > oom_before
+    )
     if oom:
         received.senders.append(SignalSender(int(signal.SIGKILL), SignalOrigin.KERNEL))
     info = info.with_evidence(tuple(received.senders), oom_killed=oom)
@@ -187,10 +198,14 @@ def run(spec: WrapperSpec) -> ExitInfo:
             "attempt": spec.attempt,
             "key": spec.key,
             "exit": info.to_json(),
-            "signals_delivered": [s.signal_name for s in received.senders
-                                  if s.origin is not SignalOrigin.KERNEL],
-            "oom_kill": {"cgroup": None if cgroup is None else str(cgroup),
-                         "before": oom_before, "after": oom_after},
+            "signals_delivered": [
+                s.signal_name for s in received.senders if s.origin is not SignalOrigin.KERNEL
+            ],
+            "oom_kill": {
+                "cgroup": None if cgroup is None else str(cgroup),
+                "before": oom_before,
+                "after": oom_after,
+            },
             "started_at": started,
             "ended_at": time.time(),
             "pid": child_pid,

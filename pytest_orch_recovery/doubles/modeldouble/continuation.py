@@ -62,7 +62,7 @@ def indexed_steps(task: TaskPlan, prompt: str) -> list[tuple[int, Step]]:
     chosen: list[tuple[int, Step]] = []
     for item in items:
         if item.startswith("write "):
-            path = item[len("write "):]
+            path = item[len("write ") :]
             hits = [(i, s) for i, s in numbered if s.tool in ("write", "edit") and s.target == path]
             chosen += hits or [(0, Step("write", path, "write"))]
             continue

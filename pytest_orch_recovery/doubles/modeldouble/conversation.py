@@ -91,8 +91,12 @@ class Reply:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"reason": self.reason, "stop_reason": self.stop_reason}
         if self.step is not None:
-            out.update(tool=self.step.tool_name, kind=self.step.kind, step=self.step_index,
-                       target=self.step.target)
+            out.update(
+                tool=self.step.tool_name,
+                kind=self.step.kind,
+                step=self.step_index,
+                target=self.step.target,
+            )
         return out
 
 
@@ -108,17 +112,17 @@ def _blocks(content: Any) -> list[Mapping[str, Any]]:
 
 
 def _text_of(content: Any) -> str:
-    return "\n".join(
-        str(b.get("text", "")) for b in _blocks(content) if b.get("type") == "text"
-    )
+    return "\n".join(str(b.get("text", "")) for b in _blocks(content) if b.get("type") == "text")
 
 
 def _outcome(block: Mapping[str, Any]) -> ToolResult:
     text = _text_of(block.get("content", ""))
     denied = bool(_DENIAL.search(text))
     exit_hit = _EXIT.match(text)
-    failed = bool(block.get("is_error")) or denied or (
-        exit_hit is not None and exit_hit.group("code") != "0"
+    failed = (
+        bool(block.get("is_error"))
+        or denied
+        or (exit_hit is not None and exit_hit.group("code") != "0")
     )
     return ToolResult(ok=not failed, denied=denied, text=text)
 
@@ -152,12 +156,14 @@ def read_conversation(body: Mapping[str, Any]) -> Conversation:
             for b in blocks:
                 if b.get("type") == "tool_use":
                     raw_input = b.get("input")
-                    calls.append(Call(
-                        name=str(b.get("name")),
-                        input=raw_input if isinstance(raw_input, Mapping) else {},
-                        outcome=results.get(str(b.get("id"))),
-                        turn=turn,
-                    ))
+                    calls.append(
+                        Call(
+                            name=str(b.get("name")),
+                            input=raw_input if isinstance(raw_input, Mapping) else {},
+                            outcome=results.get(str(b.get("id"))),
+                            turn=turn,
+                        )
+                    )
     cwd_hit = _CWD.search(system_text) or _CWD.search(first_text)
     max_tokens = body.get("max_tokens")
     return Conversation(
@@ -191,8 +197,7 @@ def _same_call(step: Step, call: Call, cwd: str | None) -> bool:
 def step_done(step: Step, conv: Conversation) -> bool:
     """A call for this step came back without error."""
     return any(
-        c.outcome is not None and c.outcome.ok and _same_call(step, c, conv.cwd)
-        for c in conv.calls
+        c.outcome is not None and c.outcome.ok and _same_call(step, c, conv.cwd) for c in conv.calls
     )
 
 
@@ -217,8 +222,11 @@ def decide(task: TaskPlan, conv: Conversation) -> Reply:
             done_steps.append(step)
             continue
         failures = [
-            c.outcome for c in conv.calls
-            if c.outcome is not None and not c.outcome.ok and c.turn == conv.turn
+            c.outcome
+            for c in conv.calls
+            if c.outcome is not None
+            and not c.outcome.ok
+            and c.turn == conv.turn
             and _same_call(step, c, conv.cwd)
         ]
         return _next_for(step, index, failures, conv)
@@ -238,7 +246,8 @@ def _next_for(step: Step, index: int, failures: Sequence[ToolResult], conv: Conv
                 f"Please grant the permission (or run with --dangerously-skip-permissions) "
                 f"and ask me to continue."
             ),
-            step=step, step_index=index,
+            step=step,
+            step_index=index,
         )
     limit = _MAX_ERRORS_RETRIED if step.kind in _RETRIED_KINDS else 1
     if len(errors) >= limit:
@@ -248,7 +257,8 @@ def _next_for(step: Step, index: int, failures: Sequence[ToolResult], conv: Conv
                 f"I stopped because `{_short(step)}` failed:\n\n"
                 f"{_quote(errors[-1].text)}\n\nThe remaining steps were not done."
             ),
-            step=step, step_index=index,
+            step=step,
+            step_index=index,
         )
     if failures:
         why = "The permission was denied" if failures[-1].denied else "That failed"
@@ -259,8 +269,12 @@ def _next_for(step: Step, index: int, failures: Sequence[ToolResult], conv: Conv
 def _summary(task: TaskPlan, done_steps: Sequence[Step], conv: Conversation) -> Reply:
     if task.final is not None:
         return Reply("done", task.final)
-    urls = [m.group(0) for c in conv.calls if c.outcome is not None
-            for m in _PR_URL.finditer(c.outcome.text)]
+    urls = [
+        m.group(0)
+        for c in conv.calls
+        if c.outcome is not None
+        for m in _PR_URL.finditer(c.outcome.text)
+    ]
     parts = [s.describe() for s in done_steps] or ["nothing was left to do"]
     text = "Done: " + "; ".join(parts) + "."
     if urls:

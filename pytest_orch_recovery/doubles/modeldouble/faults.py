@@ -107,8 +107,9 @@ class ApiFaultSpec:
         return cls(kind=kind, seconds=float(seconds), **args)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: (str(v) if k == "kind" else v)
-                for k, v in self.__dict__.items() if v is not None}
+        return {
+            k: (str(v) if k == "kind" else v) for k, v in self.__dict__.items() if v is not None
+        }
 
 
 @dataclass(frozen=True)

@@ -183,8 +183,12 @@ def plan_for_task(task: Task, *, contents: Mapping[str, str] | None = None) -> T
         steps.append(Step("bash", task.tests, "test", description="Run the tests"))
     title = shlex.quote(task.title)
     steps.append(
-        Step("bash", f"git add -A && git commit -m {title}", "commit",
-             description="Commit the changes")
+        Step(
+            "bash",
+            f"git add -A && git commit -m {title}",
+            "commit",
+            description="Commit the changes",
+        )
     )
     steps.append(
         Step("bash", "git push -u origin HEAD", "push", description="Push the branch to origin")
@@ -192,8 +196,12 @@ def plan_for_task(task: Task, *, contents: Mapping[str, str] | None = None) -> T
     if task.wants_pr:
         body = shlex.quote(_pr_body(task))
         steps.append(
-            Step("bash", f"gh pr create --title {title} --body {body}", "open_pr",
-                 description="Open a pull request")
+            Step(
+                "bash",
+                f"gh pr create --title {title} --body {body}",
+                "open_pr",
+                description="Open a pull request",
+            )
         )
     return TaskPlan(match=task.title, steps=tuple(steps))
 
@@ -358,8 +366,10 @@ def _build_plan(data: Any, name: str, locate: _Locator) -> Plan:
         raise PlanError(f"{name}:1: tasks: the plan must be an object with a 'tasks' list")
     tasks = data.get("tasks")
     if not isinstance(tasks, list) or not tasks:
-        raise PlanError(f"{name}:{locate.line(data, 0, None) or 1}: tasks: a non-empty list "
-                        "of tasks is required")
+        raise PlanError(
+            f"{name}:{locate.line(data, 0, None) or 1}: tasks: a non-empty list "
+            "of tasks is required"
+        )
     built = tuple(_build_task(t, i, name, locate) for i, t in enumerate(tasks))
     raw_faults = data.get("faults", [])
     if not isinstance(raw_faults, list):

@@ -49,8 +49,8 @@ from pytest_orch_recovery.doubles.modeldouble.wire import (
     sse,
     stream_events,
 )
-from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
+from pytest_orch_recovery.store import atomic
 
 _DEFAULT_MODEL = "claude-sonnet-4-5"
 # Guard against a client that opens a connection and never speaks; stop() does not wait for it.
@@ -102,7 +102,9 @@ class ModelDouble:
             # A daemon: a double someone forgot to stop must not keep its process alive at
             # exit (stop() still joins it; the test suite reports such a leak as a failure).
             self._thread = threading.Thread(
-                target=server.serve_forever, name="model-double", kwargs={"poll_interval": 0.1},
+                target=server.serve_forever,
+                name="model-double",
+                kwargs={"poll_interval": 0.1},
                 daemon=True,
             )
             self._thread.start()
@@ -384,8 +386,11 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind in ERROR_TYPES:
             error_type = ERROR_TYPES[fault.kind]
             self.double._record({**entry, "status": ERRORS[error_type][0]})
-            extra = {"retry-after": str(max(0, round(fault.seconds)))} \
-                if fault.kind is ApiFaultKind.RATE_LIMIT else {}
+            extra = (
+                {"retry-after": str(max(0, round(fault.seconds)))}
+                if fault.kind is ApiFaultKind.RATE_LIMIT
+                else {}
+            )
             self._error(error_type, headers=extra)
             return
         stalled = fault is not None and fault.kind is ApiFaultKind.STALL
@@ -405,11 +410,16 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.double._record({**entry, "status": 200, "dropped": dropping})
         if not stream:
-            self._json(200, message(reply, msg_id=msg_id, tool_id=tool_id, model=model,
-                                    input_tokens=input_tokens))
+            self._json(
+                200,
+                message(
+                    reply, msg_id=msg_id, tool_id=tool_id, model=model, input_tokens=input_tokens
+                ),
+            )
             return
-        events = stream_events(reply, msg_id=msg_id, tool_id=tool_id, model=model,
-                               input_tokens=input_tokens)
+        events = stream_events(
+            reply, msg_id=msg_id, tool_id=tool_id, model=model, input_tokens=input_tokens
+        )
         keep = None if fault is None else fault.keep_events
         if fault is not None and fault.kind is ApiFaultKind.STREAM_ERROR:
             self._stream(events, keep, error=error_body("overloaded_error", new_id("req")))
@@ -452,8 +462,9 @@ class _Handler(BaseHTTPRequestHandler):
         return body
 
     def _record_simple(self, endpoint: str, status: int) -> None:
-        self.double._record({"endpoint": endpoint, "path": self.path, "method": self.command,
-                             "status": status})
+        self.double._record(
+            {"endpoint": endpoint, "path": self.path, "method": self.command, "status": status}
+        )
 
     def _headers(self, status: int, content_type: str, extra: Mapping[str, str]) -> None:
         self.send_response(status)
@@ -470,18 +481,26 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
         self.wfile.flush()
 
-    def _error(self, error_type: str, message_text: str | None = None,
-               headers: Mapping[str, str] | None = None) -> None:
+    def _error(
+        self,
+        error_type: str,
+        message_text: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         status = ERRORS[error_type][0]
         request_id = new_id("req")
-        extra = {"x-should-retry": "true" if status in (429, 500, 529) else "false",
-                 **(headers or {})}
+        extra = {
+            "x-should-retry": "true" if status in (429, 500, 529) else "false",
+            **(headers or {}),
+        }
         self._json(status, error_body(error_type, request_id, message_text), extra)
 
-    def _stream(self, events: Any, keep: int | None,
-                error: dict[str, Any] | None = None) -> None:
-        self._headers(200, "text/event-stream; charset=utf-8",
-                      {"Cache-Control": "no-cache", "Transfer-Encoding": "chunked"})
+    def _stream(self, events: Any, keep: int | None, error: dict[str, Any] | None = None) -> None:
+        self._headers(
+            200,
+            "text/event-stream; charset=utf-8",
+            {"Cache-Control": "no-cache", "Transfer-Encoding": "chunked"},
+        )
         self.end_headers()
         for sent, (name, data) in enumerate(events):
             if keep is not None and sent >= keep:

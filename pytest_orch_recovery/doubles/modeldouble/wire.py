@@ -56,8 +56,11 @@ def error_body(error_type: str, request_id: str, message: str | None = None) -> 
     {'type': 'overloaded_error', 'message': 'Overloaded'}
     """
     text = ERRORS[error_type][1] if message is None else message
-    return {"type": "error", "error": {"type": error_type, "message": text},
-            "request_id": request_id}
+    return {
+        "type": "error",
+        "error": {"type": error_type, "message": text},
+        "request_id": request_id,
+    }
 
 
 def estimate_tokens(payload: Any) -> int:
@@ -71,13 +74,20 @@ def content_blocks(reply: Reply, tool_id: str) -> list[dict[str, Any]]:
     if reply.text:
         blocks.append({"type": "text", "text": reply.text})
     if reply.step is not None and reply.tool_input is not None:
-        blocks.append({"type": "tool_use", "id": tool_id, "name": reply.step.tool_name,
-                       "input": dict(reply.tool_input)})
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": tool_id,
+                "name": reply.step.tool_name,
+                "input": dict(reply.tool_input),
+            }
+        )
     return blocks
 
 
-def message(reply: Reply, *, msg_id: str, tool_id: str, model: str,
-            input_tokens: int) -> dict[str, Any]:
+def message(
+    reply: Reply, *, msg_id: str, tool_id: str, model: str, input_tokens: int
+) -> dict[str, Any]:
     """The non-streaming response body."""
     blocks = content_blocks(reply, tool_id)
     return {
@@ -110,43 +120,71 @@ def chunks(text: str, pieces: int = 4) -> list[str]:
     if not text:
         return []
     size = max(1, -(-len(text) // pieces))
-    return [text[i:i + size] for i in range(0, len(text), size)]
+    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
-def stream_events(reply: Reply, *, msg_id: str, tool_id: str, model: str,
-                  input_tokens: int) -> Iterator[tuple[str, dict[str, Any]]]:
+def stream_events(
+    reply: Reply, *, msg_id: str, tool_id: str, model: str, input_tokens: int
+) -> Iterator[tuple[str, dict[str, Any]]]:
     """The SSE events for a reply, in the API's order, as ``(event name, data)``."""
     blocks = content_blocks(reply, tool_id)
     start: dict[str, Any] = {
-        "id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [],
-        "stop_reason": None, "stop_sequence": None, "usage": _usage(input_tokens, 1),
+        "id": msg_id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": _usage(input_tokens, 1),
     }
     yield "message_start", {"type": "message_start", "message": start}
     for index, block in enumerate(blocks):
         if block["type"] == "text":
-            yield "content_block_start", {"type": "content_block_start", "index": index,
-                                          "content_block": {"type": "text", "text": ""}}
+            yield (
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            )
             if index == 0:
                 yield "ping", {"type": "ping"}
             for piece in chunks(block["text"]):
-                yield "content_block_delta", {"type": "content_block_delta", "index": index,
-                                              "delta": {"type": "text_delta", "text": piece}}
+                yield (
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "text_delta", "text": piece},
+                    },
+                )
         else:
             opening = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
-            yield "content_block_start", {"type": "content_block_start", "index": index,
-                                          "content_block": opening}
+            yield (
+                "content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": opening},
+            )
             # The API opens tool input with an empty partial_json, then streams the JSON text.
             for piece in ["", *chunks(json.dumps(block["input"], ensure_ascii=False), 5)]:
-                yield "content_block_delta", {
-                    "type": "content_block_delta", "index": index,
-                    "delta": {"type": "input_json_delta", "partial_json": piece},
-                }
+                yield (
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "input_json_delta", "partial_json": piece},
+                    },
+                )
         yield "content_block_stop", {"type": "content_block_stop", "index": index}
-    yield "message_delta", {
-        "type": "message_delta",
-        "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},
-        "usage": {"output_tokens": estimate_tokens(blocks)},
-    }
+    yield (
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},
+            "usage": {"output_tokens": estimate_tokens(blocks)},
+        },
+    )
     yield "message_stop", {"type": "message_stop"}
 
 

@@ -100,8 +100,10 @@ again in a moment. If it persists, check your inference gateway (h:1).'
         if self.status == 429:
             return f"API Error: Request rejected (429) · {self.message()}"
         if self.status >= 500:
-            text = (f"API Error: {self.status} {self.message().rstrip('.')}. This is a "
-                    "server-side issue, usually temporary — try again in a moment.")
+            text = (
+                f"API Error: {self.status} {self.message().rstrip('.')}. This is a "
+                "server-side issue, usually temporary — try again in a moment."
+            )
             if gateway:
                 text += f" If it persists, check your inference gateway ({gateway})."
             return text
@@ -281,8 +283,10 @@ class MessagesClient:
             except ApiError as err:
                 streaming = body.get("stream") is True
                 exhausted = attempt >= self.max_retries
-                if streaming and (isinstance(err, StreamErrorEvent)
-                                  or (isinstance(err, StreamDropped) and exhausted)):
+                if streaming and (
+                    isinstance(err, StreamErrorEvent)
+                    or (isinstance(err, StreamDropped) and exhausted)
+                ):
                     body = {**body, "stream": False}
                     continue
                 if not err.retryable or exhausted:

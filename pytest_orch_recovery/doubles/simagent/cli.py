@@ -71,9 +71,16 @@ NO_INPUT = (
 )
 
 _BOOL = {
-    "-p": "print", "--print": "print", "-c": "continue", "--continue": "continue",
-    "--verbose": "verbose", "--dangerously-skip-permissions": "skip_permissions",
-    "-h": "help", "--help": "help", "-v": "version", "--version": "version",
+    "-p": "print",
+    "--print": "print",
+    "-c": "continue",
+    "--continue": "continue",
+    "--verbose": "verbose",
+    "--dangerously-skip-permissions": "skip_permissions",
+    "-h": "help",
+    "--help": "help",
+    "-v": "version",
+    "--version": "version",
 }
 # option -> (dest, commander flags text for messages, allowed choices)
 _VALUE: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -183,8 +190,9 @@ def parse_args(argv: Sequence[str]) -> Options:
                 values.append(args[i])  # commander variadic options take every following word
                 i += 1
             if not values:
-                raise AgentUsageError("error: option '--allowedTools, --allowed-tools <tools...>' "
-                                 "argument missing")
+                raise AgentUsageError(
+                    "error: option '--allowedTools, --allowed-tools <tools...>' argument missing"
+                )
             opts.allowed_tools += values
         else:
             raise AgentUsageError(f"error: unknown option '{arg}'")
@@ -205,7 +213,8 @@ def _read_prompt(opts: Options) -> str:
                 return path.read_text(encoding="utf-8")
             except OSError as exc:
                 raise AgentUsageError(
-                    f"Error: cannot read prompt file {path}: {exc.strerror}") from exc
+                    f"Error: cannot read prompt file {path}: {exc.strerror}"
+                ) from exc
         return opts.prompt
     if not sys.stdin.isatty():
         text = sys.stdin.read()
@@ -222,7 +231,8 @@ def _int_env(name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise AgentUsageError(
-            f"Error: environment variable {name}={raw!r} is not a number") from None
+            f"Error: environment variable {name}={raw!r} is not a number"
+        ) from None
 
 
 def interactive(opts: Options) -> bool:
@@ -260,8 +270,11 @@ def _build(opts: Options) -> RunConfig:
     def note_retry(err: ApiError, attempt: int, delay_ms: float) -> None:
         if verbose:  # Claude Code's retry line (anthropics/claude-code#661)
             detail = err.display().removeprefix("API Error: ")
-            print(f"API Error ({detail}) · Retrying in {delay_ms / 1000:.0f} seconds… "
-                  f"(attempt {attempt}/{client.max_retries})", file=sys.stderr)
+            print(
+                f"API Error ({detail}) · Retrying in {delay_ms / 1000:.0f} seconds… "
+                f"(attempt {attempt}/{client.max_retries})",
+                file=sys.stderr,
+            )
 
     client = MessagesClient(
         base_url=os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL,
@@ -274,12 +287,19 @@ def _build(opts: Options) -> RunConfig:
         on_retry=note_retry,
     )
     return RunConfig(
-        prompt=prompt, cwd=cwd, home=home, session=session, history=history, client=client,
+        prompt=prompt,
+        cwd=cwd,
+        home=home,
+        session=session,
+        history=history,
+        client=client,
         policy=PermissionPolicy(mode, split_tool_rules(opts.allowed_tools)),
         printer=Printer(opts.output_format, sys.stdout),
         model=opts.model or os.environ.get("ANTHROPIC_MODEL") or DEFAULT_MODEL,
-        max_turns=max_turns, append_system_prompt=opts.append_system_prompt,
-        verbose=opts.verbose, hooks=load_run_hooks(cwd, home),
+        max_turns=max_turns,
+        append_system_prompt=opts.append_system_prompt,
+        verbose=opts.verbose,
+        hooks=load_run_hooks(cwd, home),
         prompter=TerminalPrompter(sys.stdin.fileno(), sys.stdout) if asking else None,
         screen=sys.stdout if asking else None,
     )

@@ -123,9 +123,7 @@ def _parse(data: Any, source: str) -> list[HookCommand]:
     return out
 
 
-def run_hooks(
-    hooks: list[HookCommand], payload: Mapping[str, Any], cwd: Path
-) -> list[HookRun]:
+def run_hooks(hooks: list[HookCommand], payload: Mapping[str, Any], cwd: Path) -> list[HookRun]:
     """Run every hook whose matcher takes ``payload['tool_name']``, in order."""
     runs: list[HookRun] = []
     data = json.dumps(payload).encode("utf-8")
@@ -137,17 +135,25 @@ def run_hooks(
             # Like Claude Code (measured: tpgid -1 in the hook), hooks run in a session of their
             # own, without the agent's terminal.
             proc = subprocess.run(
-                ["/bin/sh", "-c", hook.command], input=data, cwd=cwd, env=env,
-                capture_output=True, timeout=hook.timeout, check=False, start_new_session=True,
+                ["/bin/sh", "-c", hook.command],
+                input=data,
+                cwd=cwd,
+                env=env,
+                capture_output=True,
+                timeout=hook.timeout,
+                check=False,
+                start_new_session=True,
             )
         except subprocess.TimeoutExpired as exc:
             err = (exc.stderr or b"").decode("utf-8", errors="replace")
             runs.append(HookRun(hook, None, "", err))
             continue
-        runs.append(HookRun(
-            hook,
-            proc.returncode,
-            proc.stdout.decode("utf-8", errors="replace"),
-            proc.stderr.decode("utf-8", errors="replace"),
-        ))
+        runs.append(
+            HookRun(
+                hook,
+                proc.returncode,
+                proc.stdout.decode("utf-8", errors="replace"),
+                proc.stderr.decode("utf-8", errors="replace"),
+            )
+        )
     return runs

@@ -57,9 +57,15 @@ class Answer(enum.Enum):
 
 
 _KEYS: dict[bytes, Answer] = {
-    b"1": Answer.YES, b"\r": Answer.YES, b"\n": Answer.YES, b"y": Answer.YES,
+    b"1": Answer.YES,
+    b"\r": Answer.YES,
+    b"\n": Answer.YES,
+    b"y": Answer.YES,
     b"2": Answer.ALWAYS,
-    b"3": Answer.NO, b"\x1b": Answer.NO, b"n": Answer.NO, b"N": Answer.NO,
+    b"3": Answer.NO,
+    b"\x1b": Answer.NO,
+    b"n": Answer.NO,
+    b"N": Answer.NO,
 }
 
 

@@ -74,10 +74,14 @@ class RunConfig:
 
 def system_blocks(cwd: Path, extra: str = "") -> list[dict[str, str]]:
     """The system prompt, with Claude Code's ``<env>`` block naming the working directory."""
-    is_repo = subprocess.run(
-        ["git", "-C", str(cwd), "rev-parse", "--is-inside-work-tree"],
-        capture_output=True, check=False,
-    ).returncode == 0
+    is_repo = (
+        subprocess.run(
+            ["git", "-C", str(cwd), "rev-parse", "--is-inside-work-tree"],
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    )
     env = (
         "<env>\n"
         f"Working directory: {cwd}\n"
@@ -132,14 +136,26 @@ class _Conversation:
     def announce(self) -> None:
         """The ``system``/``init`` event stream-json consumers read first."""
         cfg = self.cfg
-        cfg.printer.event({
-            "type": "system", "subtype": "init", "cwd": str(cfg.cwd), "session_id": self.sid,
-            "tools": list(TOOL_NAMES), "mcp_servers": [], "model": cfg.model,
-            "permissionMode": cfg.policy.mode, "slash_commands": [],
-            "apiKeySource": "ANTHROPIC_API_KEY" if cfg.client.api_key else "none",
-            "claude_code_version": VERSION, "output_style": "default", "agents": [],
-            "skills": [], "plugins": [], "uuid": str(uuid.uuid4()),
-        })
+        cfg.printer.event(
+            {
+                "type": "system",
+                "subtype": "init",
+                "cwd": str(cfg.cwd),
+                "session_id": self.sid,
+                "tools": list(TOOL_NAMES),
+                "mcp_servers": [],
+                "model": cfg.model,
+                "permissionMode": cfg.policy.mode,
+                "slash_commands": [],
+                "apiKeySource": "ANTHROPIC_API_KEY" if cfg.client.api_key else "none",
+                "claude_code_version": VERSION,
+                "output_style": "default",
+                "agents": [],
+                "skills": [],
+                "plugins": [],
+                "uuid": str(uuid.uuid4()),
+            }
+        )
 
     def send_prompt(self) -> None:
         cfg = self.cfg
@@ -150,14 +166,22 @@ class _Conversation:
             cfg.screen.write(f"\u276f {cfg.prompt}\n\n")
             cfg.screen.flush()
 
-    def finish(self, subtype: str, is_error: bool, text: str | None, code: int,
-               **extra: Any) -> int:
+    def finish(
+        self, subtype: str, is_error: bool, text: str | None, code: int, **extra: Any
+    ) -> int:
         """Print the result object; returns the exit status."""
-        self.cfg.printer.final(self.tally.result(
-            subtype=subtype, is_error=is_error, text=text, session_id=self.sid,
-            duration_ms=(time.monotonic() - self.started) * 1000,
-            duration_api_ms=self.cfg.client.api_ms, stop_reason=self.stop_reason, **extra,
-        ))
+        self.cfg.printer.final(
+            self.tally.result(
+                subtype=subtype,
+                is_error=is_error,
+                text=text,
+                session_id=self.sid,
+                duration_ms=(time.monotonic() - self.started) * 1000,
+                duration_api_ms=self.cfg.client.api_ms,
+                stop_reason=self.stop_reason,
+                **extra,
+            )
+        )
         return code
 
     def turn(self) -> int | None:
@@ -167,8 +191,14 @@ class _Conversation:
         if cfg.max_turns is not None and self.tally.num_turns >= cfg.max_turns:
             # Claude Code -p: "Error: Reached max turns (N)", exit 1
             text = f"Error: Reached max turns ({cfg.max_turns})"
-            return self.finish("error_max_turns", True, text, 1, terminal_reason="max_turns",
-                               errors=[f"Reached maximum number of turns ({cfg.max_turns})"])
+            return self.finish(
+                "error_max_turns",
+                True,
+                text,
+                1,
+                terminal_reason="max_turns",
+                errors=[f"Reached maximum number of turns ({cfg.max_turns})"],
+            )
         try:
             message = self.request()
         except ApiError as err:
@@ -181,17 +211,30 @@ class _Conversation:
     def request(self) -> Mapping[str, Any]:
         """Send the conversation; record and show the reply."""
         cfg = self.cfg
-        reply = cfg.client.create({
-            "model": cfg.model, "max_tokens": MAX_TOKENS, "system": self.system,
-            "messages": self.messages, "tools": list(TOOL_SCHEMAS), "stream": True,
-        })
+        reply = cfg.client.create(
+            {
+                "model": cfg.model,
+                "max_tokens": MAX_TOKENS,
+                "system": self.system,
+                "messages": self.messages,
+                "tools": list(TOOL_SCHEMAS),
+                "stream": True,
+            }
+        )
         message = reply.message
         self.tally.num_turns += 1
         self.tally.add_usage(message.get("usage"))
         self.stop_reason = message.get("stop_reason")
         cfg.session.append("assistant", message, {"requestId": reply.request_id})
-        cfg.printer.event({"type": "assistant", "message": message, "parent_tool_use_id": None,
-                           "session_id": self.sid, "uuid": cfg.session.last_uuid})
+        cfg.printer.event(
+            {
+                "type": "assistant",
+                "message": message,
+                "parent_tool_use_id": None,
+                "session_id": self.sid,
+                "uuid": cfg.session.last_uuid,
+            }
+        )
         self.messages.append({"role": "assistant", "content": message.get("content", [])})
         if cfg.screen is not None and _text_of(message):
             cfg.screen.write(f"\u25cf {_text_of(message)}\n")
@@ -202,13 +245,22 @@ class _Conversation:
         """The API gave up (after the client's retries): a synthetic assistant message in the
         transcript, as Claude Code writes, and exit 1."""
         text = err.display(self.cfg.client.gateway)
-        self.cfg.session.append("assistant", {
-            "id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
-            "model": "<synthetic>", "content": [{"type": "text", "text": text}],
-            "stop_reason": "stop_sequence", "usage": {},
-        }, {"isApiErrorMessage": True})
-        return self.finish("success", True, text, 1, api_error_status=err.status,
-                           terminal_reason="api_error")
+        self.cfg.session.append(
+            "assistant",
+            {
+                "id": f"msg_{uuid.uuid4().hex[:24]}",
+                "type": "message",
+                "role": "assistant",
+                "model": "<synthetic>",
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": "stop_sequence",
+                "usage": {},
+            },
+            {"isApiErrorMessage": True},
+        )
+        return self.finish(
+            "success", True, text, 1, api_error_status=err.status, terminal_reason="api_error"
+        )
 
     def run_calls(self, calls: list[Mapping[str, Any]]) -> int | None:
         """Run the turn's tool calls and their hooks; answer the model with the results."""
@@ -227,10 +279,18 @@ class _Conversation:
             return self.interrupted(results, responses)
         # the API wants tool_result blocks first in the user turn, any text after them
         user_msg = {"role": "user", "content": results + feedback}
-        cfg.session.append("user", user_msg,
-                           {"toolUseResult": responses[0] if len(responses) == 1 else responses})
-        cfg.printer.event({"type": "user", "message": user_msg, "parent_tool_use_id": None,
-                           "session_id": self.sid, "uuid": cfg.session.last_uuid})
+        cfg.session.append(
+            "user", user_msg, {"toolUseResult": responses[0] if len(responses) == 1 else responses}
+        )
+        cfg.printer.event(
+            {
+                "type": "user",
+                "message": user_msg,
+                "parent_tool_use_id": None,
+                "session_id": self.sid,
+                "uuid": cfg.session.last_uuid,
+            }
+        )
         self.messages.append(user_msg)
         return None
 
@@ -240,13 +300,21 @@ class _Conversation:
         # error_during_execution, terminal_reason aborted_tools, and no "result" key. The
         # calls that finished are kept; an unanswered one reads as interrupted on resume.
         if results:
-            self.cfg.session.append("user", {"role": "user", "content": results},
-                                    {"toolUseResult": responses[0] if len(responses) == 1
-                                     else responses})
+            self.cfg.session.append(
+                "user",
+                {"role": "user", "content": results},
+                {"toolUseResult": responses[0] if len(responses) == 1 else responses},
+            )
         return self.finish(
-            "error_during_execution", True, None, 0, terminal_reason="aborted_tools",
-            errors=["[ede_diagnostic] result_type=user last_content_type=n/a "
-                    f"stop_reason={self.stop_reason}"],
+            "error_during_execution",
+            True,
+            None,
+            0,
+            terminal_reason="aborted_tools",
+            errors=[
+                "[ede_diagnostic] result_type=user last_content_type=n/a "
+                f"stop_reason={self.stop_reason}"
+            ],
         )
 
 
@@ -265,8 +333,7 @@ def _run_call(
         tally.permission_denials.append(
             {"tool_name": name, "tool_use_id": tool_id, "tool_input": tool_input}
         )
-        block = {"type": "tool_result", "tool_use_id": tool_id, "content": denial,
-                 "is_error": True}
+        block = {"type": "tool_result", "tool_use_id": tool_id, "content": denial, "is_error": True}
         return block, f"Error: {denial}", None
     outcome = run_tool(name, tool_input, cfg.cwd)
     block = {"type": "tool_result", "tool_use_id": tool_id, "content": outcome.content}
@@ -275,9 +342,14 @@ def _run_call(
         block["is_error"] = True
         return block, f"Error: {outcome.content}", None
     payload = {
-        "session_id": cfg.session.session_id, "transcript_path": str(cfg.session.path),
-        "cwd": str(cfg.cwd), "permission_mode": cfg.policy.mode, "hook_event_name": EVENT,
-        "tool_name": name, "tool_input": tool_input, "tool_response": dict(outcome.response),
+        "session_id": cfg.session.session_id,
+        "transcript_path": str(cfg.session.path),
+        "cwd": str(cfg.cwd),
+        "permission_mode": cfg.policy.mode,
+        "hook_event_name": EVENT,
+        "tool_name": name,
+        "tool_input": tool_input,
+        "tool_response": dict(outcome.response),
         "tool_use_id": tool_id,
     }
     return block, dict(outcome.response), payload
@@ -316,13 +388,22 @@ def _post_tool_hooks(cfg: RunConfig, payload: Mapping[str, Any]) -> list[dict[st
     name = payload["tool_name"]
     for hook_run in run_hooks(cfg.hooks, payload, cfg.cwd):
         if hook_run.blocking:
-            feedback.append({"type": "text", "text": (
-                f"{EVENT}:{name} hook blocking error from command: "
-                f"\"{hook_run.hook.command}\": {hook_run.stderr.strip()}")})
+            feedback.append(
+                {
+                    "type": "text",
+                    "text": (
+                        f"{EVENT}:{name} hook blocking error from command: "
+                        f'"{hook_run.hook.command}": {hook_run.stderr.strip()}'
+                    ),
+                }
+            )
         elif hook_run.exit_code != 0:
             status = "timed out" if hook_run.exit_code is None else f"status {hook_run.exit_code}"
-            print(f"{EVENT}:{name} hook {hook_run.hook.command!r} failed ({status}): "
-                  f"{hook_run.stderr.strip()}", file=sys.stderr)
+            print(
+                f"{EVENT}:{name} hook {hook_run.hook.command!r} failed ({status}): "
+                f"{hook_run.stderr.strip()}",
+                file=sys.stderr,
+            )
     return feedback
 
 

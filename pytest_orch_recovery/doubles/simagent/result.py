@@ -26,7 +26,10 @@ OUTPUT_FORMATS = ("text", "json", "stream-json")
 # USD per million tokens (input, output); public list prices, used only for total_cost_usd.
 _PRICES = {"opus": (15.0, 75.0), "haiku": (0.8, 4.0), "sonnet": (3.0, 15.0)}
 _USAGE_KEYS = (
-    "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens",
+    "input_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+    "output_tokens",
 )
 
 
@@ -36,9 +39,7 @@ def cost_usd(model: str, usage: Mapping[str, int]) -> float:
     >>> cost_usd("claude-sonnet-4-5", {"input_tokens": 1_000_000, "output_tokens": 0})
     3.0
     """
-    price_in, price_out = next(
-        (p for key, p in _PRICES.items() if key in model), _PRICES["sonnet"]
-    )
+    price_in, price_out = next((p for key, p in _PRICES.items() if key in model), _PRICES["sonnet"])
     total = (
         usage.get("input_tokens", 0) * price_in
         + usage.get("cache_creation_input_tokens", 0) * price_in * 1.25

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pytest_orch_recovery.engine import atomic
+from pytest_orch_recovery.store import atomic
 
 # typing is ~8 ms of each sim agent's start-up: imported for the type checker only.
 TYPE_CHECKING = False
@@ -136,8 +136,9 @@ def read_entries(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError as exc:
             if number == len(lines):
                 continue  # torn last line: the writer died mid-append
-            print(f"{path}:{number}: skipping unreadable transcript line: {exc.msg}",
-                  file=sys.stderr)
+            print(
+                f"{path}:{number}: skipping unreadable transcript line: {exc.msg}", file=sys.stderr
+            )
     return entries
 
 
@@ -175,11 +176,21 @@ def repair_history(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         missing = [tid for tid in pending if tid not in answered]
         if missing:
-            _push(out, {"role": "user", "content": [
-                {"type": "tool_result", "tool_use_id": tid, "content": INTERRUPTED_TOOL_TEXT,
-                 "is_error": True}
-                for tid in missing
-            ]})
+            _push(
+                out,
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": tid,
+                            "content": INTERRUPTED_TOOL_TEXT,
+                            "is_error": True,
+                        }
+                        for tid in missing
+                    ],
+                },
+            )
     return out
 
 

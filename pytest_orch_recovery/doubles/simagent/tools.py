@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_orch_recovery.engine import atomic
+from pytest_orch_recovery.store import atomic
 
 # typing is ~8 ms of each sim agent's start-up: imported for the type checker only.
 TYPE_CHECKING = False
@@ -173,8 +173,9 @@ class PermissionPolicy:
             return None
         if tool in _EDIT_TOOLS:
             path = tool_input.get("file_path", "")
-            return (f"Claude requested permissions to write to {path}, "
-                    "but you haven't granted it yet.")
+            return (
+                f"Claude requested permissions to write to {path}, but you haven't granted it yet."
+            )
         return f"Claude requested permissions to use {tool}, but you haven't granted it yet."
 
 
@@ -282,8 +283,13 @@ def _read(cwd: Path, tool_input: Mapping[str, Any]) -> ToolOutcome:
         numbered = _EMPTY_FILE_NOTE
     response = {
         "type": "text",
-        "file": {"filePath": str(path), "content": "\n".join(chosen), "numLines": len(chosen),
-                 "startLine": offset, "totalLines": len(lines)},
+        "file": {
+            "filePath": str(path),
+            "content": "\n".join(chosen),
+            "numLines": len(chosen),
+            "startLine": offset,
+            "totalLines": len(lines),
+        },
     }
     return ToolOutcome(numbered, False, response)
 
@@ -300,7 +306,7 @@ def truncate_output(text: str, limit: int) -> str:
         return text
     half = limit // 2
     cut = len(text) - 2 * half
-    return f"{text[:half]}\n\n... [{cut} characters truncated] ...\n\n{text[len(text) - half:]}"
+    return f"{text[:half]}\n\n... [{cut} characters truncated] ...\n\n{text[len(text) - half :]}"
 
 
 def _kill_tree(pid: int) -> None:

@@ -84,8 +84,9 @@ class TaskStatus:
             "next_launch_at": self.next_launch_at,
             "next_strategy": None if self.next_strategy is None else str(self.next_strategy),
             "released_by": self.released_by,
-            "tmux": None if self.tmux is None else {"socket": self.tmux.socket,
-                                                    "session": self.tmux.session},
+            "tmux": None
+            if self.tmux is None
+            else {"socket": self.tmux.socket, "session": self.tmux.session},
         }
 
 
@@ -192,8 +193,9 @@ class _Task:
 
 def _ranked(attribution: Attribution) -> tuple[Evidence, ...]:
     """Evidence for the verdict first, strongest first; the rest after."""
-    return tuple(sorted(attribution.evidence,
-                        key=lambda e: (e.reason is not attribution.reason, -e.weight)))
+    return tuple(
+        sorted(attribution.evidence, key=lambda e: (e.reason is not attribution.reason, -e.weight))
+    )
 
 
 def _tmux(data: Mapping[str, Any]) -> TmuxTarget | None:
@@ -242,10 +244,12 @@ def _partial(state: _Task, event: Event) -> PartialReport:
         pushed=bool(part.get("pushed", False)),
         pr=_int_or_none(part.get("pr")),
         checkpoint=bool(part.get("checkpoint", False)),
-        checkpoint_problem=(None if part.get("checkpoint_problem") is None
-                            else str(part["checkpoint_problem"])),
-        tests_passed=part.get("tests_passed") if isinstance(part.get("tests_passed"),
-                                                            bool) else None,
+        checkpoint_problem=(
+            None if part.get("checkpoint_problem") is None else str(part["checkpoint_problem"])
+        ),
+        tests_passed=part.get("tests_passed")
+        if isinstance(part.get("tests_passed"), bool)
+        else None,
         missing_work=_words(event.data.get("missing_work", ()) or ()),
     )
 
@@ -270,8 +274,9 @@ class FleetView:
         assert event.task_id is not None
         state = self._tasks.get(event.task_id)
         if state is None:
-            state = _Task(event.task_id, event.agent or event.task_id, event.task_id,
-                          event.time, event.time)
+            state = _Task(
+                event.task_id, event.agent or event.task_id, event.task_id, event.time, event.time
+            )
             self._tasks[event.task_id] = state
         return state
 
@@ -331,23 +336,28 @@ class FleetView:
 
     def _attributed(self, state: _Task, event: Event) -> None:
         raw = event.data.get("attribution")
-        attribution = (Attribution.from_json(raw) if isinstance(raw, Mapping)
-                       else Attribution(Reason.UNKNOWN, 0.0))
+        attribution = (
+            Attribution.from_json(raw)
+            if isinstance(raw, Mapping)
+            else Attribution(Reason.UNKNOWN, 0.0)
+        )
         state.last = attribution
         state.phase = Phase.ATTRIBUTED
         state.undecided = len(state.failures)
-        state.failures.append(FailedAttempt(
-            task_id=state.task_id,
-            agent=event.agent or state.agent,
-            attempt=event.attempt,
-            time=event.time,
-            reason=attribution.reason,
-            confidence=attribution.confidence,
-            evidence=_ranked(attribution),
-            exit=state.pending_exit,
-            strategy=None,
-            why="",
-        ))
+        state.failures.append(
+            FailedAttempt(
+                task_id=state.task_id,
+                agent=event.agent or state.agent,
+                attempt=event.attempt,
+                time=event.time,
+                reason=attribution.reason,
+                confidence=attribution.confidence,
+                evidence=_ranked(attribution),
+                exit=state.pending_exit,
+                strategy=None,
+                why="",
+            )
+        )
         state.pending_exit = None
         state.partial = _partial(state, event)
 
@@ -358,8 +368,8 @@ class FleetView:
         strategy = Strategy(decision["strategy"])
         if state.undecided is not None:
             state.failures[state.undecided] = replace(
-                state.failures[state.undecided], strategy=strategy,
-                why=str(decision.get("why", "")))
+                state.failures[state.undecided], strategy=strategy, why=str(decision.get("why", ""))
+            )
             state.undecided = None
         if strategy is Strategy.ESCALATE:
             return
@@ -371,8 +381,9 @@ class FleetView:
             state.next_launch_at = float(not_before)
         else:
             delay = decision.get("delay", 0.0)
-            state.next_launch_at = event.time + (float(delay) if isinstance(delay, int | float)
-                                                 else 0.0)
+            state.next_launch_at = event.time + (
+                float(delay) if isinstance(delay, int | float) else 0.0
+            )
 
     @staticmethod
     def _ended(state: _Task, event: Event) -> None:
@@ -389,33 +400,37 @@ class FleetView:
         tasks still open (never below their last event's time)."""
         rows = []
         for state in self._tasks.values():
-            end = state.ended_at if state.phase in TERMINAL and state.ended_at is not None \
+            end = (
+                state.ended_at
+                if state.phase in TERMINAL and state.ended_at is not None
                 else max(now, state.updated_at)
+            )
             last = state.last
-            rows.append(TaskStatus(
-                task_id=state.task_id,
-                agent=state.agent,
-                title=state.title,
-                phase=state.phase,
-                attempt=state.attempt,
-                budget=state.budget if state.budget is not None else self._budget,
-                submitted_at=state.submitted_at,
-                updated_at=state.updated_at,
-                elapsed=max(0.0, end - state.submitted_at),
-                reason=None if last is None else last.reason,
-                confidence=None if last is None else last.confidence,
-                evidence=None if last is None else next(iter(_ranked(last)), None),
-                next_launch_at=state.next_launch_at if state.phase is Phase.WAITING else None,
-                next_strategy=state.next_strategy if state.phase is Phase.WAITING else None,
-                released_by=state.released_by,
-                tmux=state.tmux if state.phase is Phase.RUNNING else None,
-            ))
+            rows.append(
+                TaskStatus(
+                    task_id=state.task_id,
+                    agent=state.agent,
+                    title=state.title,
+                    phase=state.phase,
+                    attempt=state.attempt,
+                    budget=state.budget if state.budget is not None else self._budget,
+                    submitted_at=state.submitted_at,
+                    updated_at=state.updated_at,
+                    elapsed=max(0.0, end - state.submitted_at),
+                    reason=None if last is None else last.reason,
+                    confidence=None if last is None else last.confidence,
+                    evidence=None if last is None else next(iter(_ranked(last)), None),
+                    next_launch_at=state.next_launch_at if state.phase is Phase.WAITING else None,
+                    next_strategy=state.next_strategy if state.phase is Phase.WAITING else None,
+                    released_by=state.released_by,
+                    tmux=state.tmux if state.phase is Phase.RUNNING else None,
+                )
+            )
         return rows
 
     def failures(self) -> list[FailedAttempt]:
         """Every attributed failure, in journal order."""
-        return sorted((f for s in self._tasks.values() for f in s.failures),
-                      key=lambda f: f.time)
+        return sorted((f for s in self._tasks.values() for f in s.failures), key=lambda f: f.time)
 
     def partial_work(self, *, agent: str | None = None) -> list[PartialReport]:
         """Per task (of ``agent`` when given): the last probe the journal holds, or an
@@ -426,15 +441,20 @@ class FleetView:
                 continue
             if state.partial is not None:
                 part = state.partial
-                out.append(replace(
-                    part, agent=state.agent, phase=state.phase,
-                    pr=state.pr if state.pr is not None else part.pr,
-                    missing_work=() if state.phase is Phase.SUCCEEDED else part.missing_work))
+                out.append(
+                    replace(
+                        part,
+                        agent=state.agent,
+                        phase=state.phase,
+                        pr=state.pr if state.pr is not None else part.pr,
+                        missing_work=() if state.phase is Phase.SUCCEEDED else part.missing_work,
+                    )
+                )
             else:
-                out.append(PartialReport(state.task_id, state.agent, None, None, state.phase,
-                                         pr=state.pr))
+                out.append(
+                    PartialReport(state.task_id, state.agent, None, None, state.phase, pr=state.pr)
+                )
         return out
 
     def agents(self) -> list[str]:
         return list(dict.fromkeys(s.agent for s in self._tasks.values()))
-

@@ -10,8 +10,8 @@ import html
 import math
 from collections.abc import Sequence
 
-from pytest_orch_recovery.engine.metrics import CriterionResult, ReasonRow
-from pytest_orch_recovery.engine.stats import wilson_interval
+from pytest_orch_recovery.report.metrics import CriterionResult, ReasonRow
+from pytest_orch_recovery.report.stats import wilson_interval
 
 # Okabe-Ito colours: told apart with the common colour-vision deficiencies.
 COLOURS = {
@@ -26,8 +26,31 @@ COLOURS = {
     "grid": "#d8dee4",
 }
 
-_TICK_STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200,
-               10800, 21600, 43200, 86400, 172800, 604800)
+_TICK_STEPS = (
+    0.1,
+    0.2,
+    0.5,
+    1,
+    2,
+    5,
+    10,
+    15,
+    30,
+    60,
+    120,
+    300,
+    600,
+    900,
+    1800,
+    3600,
+    7200,
+    10800,
+    21600,
+    43200,
+    86400,
+    172800,
+    604800,
+)
 
 
 def esc(value: object) -> str:
@@ -82,14 +105,15 @@ def duration_text(seconds: float | None) -> str:
 
 
 def _svg(width: int, height: int, label: str, body: str, cls: str = "chart") -> str:
-    return (f'<svg class="{cls}" viewBox="0 0 {width} {height}" role="img" '
-            f'aria-label="{esc(label)}" xmlns="http://www.w3.org/2000/svg">{body}</svg>')
+    return (
+        f'<svg class="{cls}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{esc(label)}" xmlns="http://www.w3.org/2000/svg">{body}</svg>'
+    )
 
 
 def _text(x: float, y: float, text: str, *, anchor: str = "start", cls: str = "") -> str:
     klass = f' class="{cls}"' if cls else ""
-    return (f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{klass}>'
-            f"{esc(text)}</text>")
+    return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{klass}>{esc(text)}</text>'
 
 
 # --------------------------------------------------------------------------- criteria
@@ -99,8 +123,11 @@ _RATE_TITLES = {
     "first_try_simple": "First try, simple tasks",
     "first_try_complex": "First try, complex tasks",
 }
-_VERDICT_COLOUR = {"pass": COLOURS["ok"], "fail": COLOURS["fail"],
-                   "insufficient samples": COLOURS["open"]}
+_VERDICT_COLOUR = {
+    "pass": COLOURS["ok"],
+    "fail": COLOURS["fail"],
+    "insufficient samples": COLOURS["open"],
+}
 
 
 _MATH = {">": ">", ">=": "\u2265", "<=": "\u2264"}
@@ -126,8 +153,9 @@ def criteria_chart(results: Sequence[CriterionResult]) -> str:
     parts = []
     for pct in (0, 25, 50, 75, 100):
         x = left + scale * pct / 100
-        parts.append(f'<line class="grid" x1="{x:.1f}" y1="{top - 6}" x2="{x:.1f}" '
-                     f'y2="{height - 8}"/>')
+        parts.append(
+            f'<line class="grid" x1="{x:.1f}" y1="{top - 6}" x2="{x:.1f}" y2="{height - 8}"/>'
+        )
         anchor = {0: "start", 100: "end"}.get(pct, "middle")
         parts.append(_text(x, top - 10, f"{pct}%", anchor=anchor, cls="tick"))
     for i, r in enumerate(rates):
@@ -136,11 +164,15 @@ def criteria_chart(results: Sequence[CriterionResult]) -> str:
         name = _RATE_TITLES.get(r.name, r.name)
         parts.append(_text(left, y + 14, name, cls="label"))
         verdict = r.verdict.upper()
-        parts.append(_text(right, y + 14, verdict, anchor="end", cls="verdict")
-                     .replace("<text ", f'<text fill="{colour}" ', 1))
+        parts.append(
+            _text(right, y + 14, verdict, anchor="end", cls="verdict").replace(
+                "<text ", f'<text fill="{colour}" ', 1
+            )
+        )
         cy = y + 30
-        parts.append(f'<rect class="track" x="{left}" y="{cy - 5}" width="{scale}" height="10" '
-                     f'rx="5"/>')
+        parts.append(
+            f'<rect class="track" x="{left}" y="{cy - 5}" width="{scale}" height="10" rx="5"/>'
+        )
         n = r.n or 0
         low, high = wilson_interval(r.successes or 0, n)
         tx = left + scale * r.threshold
@@ -153,14 +185,19 @@ def criteria_chart(results: Sequence[CriterionResult]) -> str:
                 f'<rect x="{x1:.1f}" y="{cy - 5}" width="{max(x2 - x1, 2):.1f}" height="10" '
                 f'rx="5" fill="{colour}" fill-opacity=".35"/>'
                 f'<circle cx="{ox:.1f}" cy="{cy}" r="6" fill="{colour}" stroke="#fff" '
-                f'stroke-width="1.5"/></g>')
-            caption = (f"{_percent(r.observed)} ({r.successes}/{n}), CI {low:.0%} to "
-                       f"{high:.0%}, needs {_MATH[r.comparison]} {_percent(r.threshold)}")
+                f'stroke-width="1.5"/></g>'
+            )
+            caption = (
+                f"{_percent(r.observed)} ({r.successes}/{n}), CI {low:.0%} to "
+                f"{high:.0%}, needs {_MATH[r.comparison]} {_percent(r.threshold)}"
+            )
         else:
             caption = f"no samples yet, needs {_MATH[r.comparison]} {_percent(r.threshold)}"
-        parts.append(f'<line class="threshold" x1="{tx:.1f}" y1="{cy - 10}" x2="{tx:.1f}" '
-                     f'y2="{cy + 10}"><title>threshold {esc(r.comparison)} '
-                     f'{r.threshold:.0%}</title></line>')
+        parts.append(
+            f'<line class="threshold" x1="{tx:.1f}" y1="{cy - 10}" x2="{tx:.1f}" '
+            f'y2="{cy + 10}"><title>threshold {esc(r.comparison)} '
+            f"{r.threshold:.0%}</title></line>"
+        )
         parts.append(_text(left, cy + 22, caption, cls="caption"))
     label = "; ".join(r.describe() for r in rates)
     return _svg(width, height, label or "no rate criteria", "".join(parts))
@@ -182,15 +219,17 @@ def reasons_chart(rows: Sequence[ReasonRow]) -> str:
         y = 4 + i * row
         w = (right - left) * r.count / most
         agents = ", ".join(r.common_agents)
-        title = (f"{r.reason}: {r.count} failed attempt(s), {r.percentage:.0f}% of all"
-                 + (f"; most often {agents}" if agents else ""))
+        title = f"{r.reason}: {r.count} failed attempt(s), {r.percentage:.0f}% of all" + (
+            f"; most often {agents}" if agents else ""
+        )
         parts.append(
-            f'<g><title>{esc(title)}</title>'
+            f"<g><title>{esc(title)}</title>"
             + _text(left - 8, y + 15, str(r.reason), anchor="end", cls="label")
             + f'<rect x="{left}" y="{y + 3}" width="{max(w, 2):.1f}" height="16" rx="3" '
             f'fill="{COLOURS["fail"]}"/>'
             + _text(left + w + 6, y + 15, f"{r.count} ({r.percentage:.0f}%)", cls="value")
-            + "</g>")
+            + "</g>"
+        )
     label = "Failed attempts by reason: " + ", ".join(f"{r.reason} {r.count}" for r in seen)
     return _svg(width, height, label, "".join(parts))
 
@@ -210,8 +249,7 @@ def _count_step(most: int) -> int:
     return int(10 ** len(str(most // 5)))
 
 
-def recovery_time_chart(times: Sequence[float], p50: float | None,
-                        p95: float | None) -> str:
+def recovery_time_chart(times: Sequence[float], p50: float | None, p95: float | None) -> str:
     """A histogram of recovery times on a time axis with units, with p50 and p95 marked.
     Outliers beyond twice the p95 share one last bar, so a long tail cannot squash the rest."""
     if not times:
@@ -240,22 +278,27 @@ def recovery_time_chart(times: Sequence[float], p50: float | None,
             continue
         h = (bottom - top) * c / most
         x = left + i * bw
-        title = (f"{c} task(s) recovered in {time_label(i * step, step)} to "
-                 f"{time_label((i + 1) * step, step)}" if i < bins else
-                 f"{c} task(s) took {time_label(bins * step, step)} or longer (the longest "
-                 f"{duration_text(longest)})")
-        parts.append(f'<rect x="{x + 1:.1f}" y="{bottom - h:.1f}" width="{bw - 2:.1f}" '
-                     f'height="{h:.1f}" fill="{COLOURS["ok"]}"><title>{esc(title)}</title>'
-                     "</rect>")
+        title = (
+            f"{c} task(s) recovered in {time_label(i * step, step)} to "
+            f"{time_label((i + 1) * step, step)}"
+            if i < bins
+            else f"{c} task(s) took {time_label(bins * step, step)} or longer (the longest "
+            f"{duration_text(longest)})"
+        )
+        parts.append(
+            f'<rect x="{x + 1:.1f}" y="{bottom - h:.1f}" width="{bw - 2:.1f}" '
+            f'height="{h:.1f}" fill="{COLOURS["ok"]}"><title>{esc(title)}</title>'
+            "</rect>"
+        )
     for i in range(bins + (0 if tail else 1)):
         x = left + i * bw
         if bins > 6 and i % 2:
             continue
-        parts.append(_text(x, bottom + 16, time_label(i * step, step), anchor="middle",
-                           cls="tick"))
+        parts.append(_text(x, bottom + 16, time_label(i * step, step), anchor="middle", cls="tick"))
     if tail:
-        parts.append(_text(left + (bins + 0.5) * bw, bottom + 16, "more", anchor="middle",
-                           cls="tick"))
+        parts.append(
+            _text(left + (bins + 0.5) * bw, bottom + 16, "more", anchor="middle", cls="tick")
+        )
     parts.append(f'<line class="axis" x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}"/>')
     for row, (name, value) in enumerate((("p50", p50), ("p95", p95))):
         if value is None:
@@ -263,13 +306,22 @@ def recovery_time_chart(times: Sequence[float], p50: float | None,
         x = left + bw * min(value / step, bins + 0.5)
         anchor, dx = ("end", -4) if x > (left + right) / 2 else ("start", 4)
         y = 12 + 14 * row
-        parts.append(f'<g class="pct"><title>{name} {esc(duration_text(value))}</title>'
-                     f'<line x1="{x:.1f}" y1="{y - 4}" x2="{x:.1f}" y2="{bottom}"/>'
-                     + _text(x + dx, y, f"{name} {duration_text(value)}", anchor=anchor,
-                             cls="value") + "</g>")
-    parts.append(_text((left + right) / 2, height - 2,
-                       "tasks by time from first failure to success", anchor="middle",
-                       cls="caption"))
-    label = (f"Recovery times of {len(times)} tasks: p50 {duration_text(p50)}, "
-             f"p95 {duration_text(p95)}")
+        parts.append(
+            f'<g class="pct"><title>{name} {esc(duration_text(value))}</title>'
+            f'<line x1="{x:.1f}" y1="{y - 4}" x2="{x:.1f}" y2="{bottom}"/>'
+            + _text(x + dx, y, f"{name} {duration_text(value)}", anchor=anchor, cls="value")
+            + "</g>"
+        )
+    parts.append(
+        _text(
+            (left + right) / 2,
+            height - 2,
+            "tasks by time from first failure to success",
+            anchor="middle",
+            cls="caption",
+        )
+    )
+    label = (
+        f"Recovery times of {len(times)} tasks: p50 {duration_text(p50)}, p95 {duration_text(p95)}"
+    )
     return _svg(width, height, label, "".join(parts))

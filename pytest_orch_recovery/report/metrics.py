@@ -32,7 +32,6 @@ from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any, Literal
 
-from pytest_orch_recovery.engine import validation
 from pytest_orch_recovery.engine.model import (
     Attribution,
     Complexity,
@@ -44,8 +43,9 @@ from pytest_orch_recovery.engine.model import (
     Task,
     WorkItem,
 )
-from pytest_orch_recovery.engine.rootcause import theory
-from pytest_orch_recovery.engine.stats import mean, percentile, wilson_interval
+from pytest_orch_recovery.report.rootcause import theory
+from pytest_orch_recovery.report.stats import mean, percentile, wilson_interval
+from pytest_orch_recovery.store import validation
 
 # The reasons table lists at most this many agents per reason (the seed shows three).
 COMMON_AGENTS_MAX = 3
@@ -277,11 +277,11 @@ def _fold(story: _Story, event: Event) -> None:
         story.outcome = kind
         story.pending_exit = None
         if data.get("recovery_time") is not None:
-            story.recovery_time = _checked(validation.number, data, "recovery_time",
-                                           maximum=validation.MAX_TIME)
+            story.recovery_time = _checked(
+                validation.number, data, "recovery_time", maximum=validation.MAX_TIME
+            )
         if data.get("pr") is not None:
-            story.pr = _checked(validation.integer, data, "pr", minimum=1,
-                                maximum=MAX_PR_NUMBER)
+            story.pr = _checked(validation.integer, data, "pr", minimum=1, maximum=MAX_PR_NUMBER)
     elif kind in (EventKind.TASK_ESCALATED, EventKind.TASK_FAILED):
         story.outcome = kind
         if data.get("systematic_cause"):
@@ -509,8 +509,11 @@ def compute(events: Sequence[Event], *, orphaned_workspaces: int | None = None) 
             unattributed += 1  # the journal ends on a failed exit nobody attributed
         unattributed += sum(1 for f in story.failures if f.reason is Reason.UNKNOWN)
 
-    first_try = [s for s in all_stories
-                 if s.outcome is EventKind.TASK_SUCCEEDED and s.submitted and not s.failures]
+    first_try = [
+        s
+        for s in all_stories
+        if s.outcome is EventKind.TASK_SUCCEEDED and s.submitted and not s.failures
+    ]
     recovering = [s for s in all_stories if s.failures]
     simple = [s for s in all_stories if s.complexity is Complexity.SIMPLE]
     complex_ = [s for s in all_stories if s.complexity is Complexity.COMPLEX]

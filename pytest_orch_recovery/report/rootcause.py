@@ -35,21 +35,27 @@ def theory(attribution: Attribution) -> str:
         return ""
     sender = attribution.sender
     if attribution.oom_killed:
-        return (f"hypothesis 2 ({HYPOTHESES[1]}) held: killed by the OOM killer "
-                "(the cgroup's oom_kill count rose); 1 and 3 ruled out")
+        return (
+            f"hypothesis 2 ({HYPOTHESES[1]}) held: killed by the OOM killer "
+            "(the cgroup's oom_kill count rose); 1 and 3 ruled out"
+        )
     if sender is None:
         return ""
     said = sender.describe()
     if sender.origin is SignalOrigin.TTY:
         if sender.clients == 0:
-            return (f"hypothesis 1 ({HYPOTHESES[0]}) held in part: {said}; the keystroke came "
-                    "through the pane's terminal, but no person was attached to type it "
-                    "(tmux keyboard input from a program); 2 and 3 ruled out")
+            return (
+                f"hypothesis 1 ({HYPOTHESES[0]}) held in part: {said}; the keystroke came "
+                "through the pane's terminal, but no person was attached to type it "
+                "(tmux keyboard input from a program); 2 and 3 ruled out"
+            )
         return f"hypothesis 1 ({HYPOTHESES[0]}) held: {said}; 2 and 3 ruled out"
     if sender.from_timeout:
         return f"hypothesis 3 ({HYPOTHESES[2]}) held: {said}; 1 and 2 ruled out"
     if sender.origin is SignalOrigin.KERNEL:
         return f"hypothesis 2 ({HYPOTHESES[1]}) held: {said}; 1 and 3 ruled out"
-    return (f"hypothesis 2 ({HYPOTHESES[1]}) held in part: {said}, sent with kill() by "
-            "another process, though no OOM kill was recorded; not typed in the pane (1), not "
-            "a time-limit program (3)")
+    return (
+        f"hypothesis 2 ({HYPOTHESES[1]}) held in part: {said}, sent with kill() by "
+        "another process, though no OOM kill was recorded; not typed in the pane (1), not "
+        "a time-limit program (3)"
+    )

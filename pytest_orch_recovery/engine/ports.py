@@ -1,4 +1,5 @@
-"""The runtime protocol: how the coordinator starts, watches and stops agent attempts.
+"""The coordinator's two ports: the runtime (how it starts, watches and stops agent attempts)
+and the event log it writes every decision to before acting on it.
 
 The same coordinator drives the in-process simulation (virtual clock) and real tmux sessions;
 both implement :class:`Runtime`. A runtime also answers what an attempt left in its workspace
@@ -7,11 +8,11 @@ both implement :class:`Runtime`. A runtime also answers what an attempt left in 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pytest_orch_recovery.engine.model import ExitInfo, PartialWork, Strategy, Task, WorkItem
+from pytest_orch_recovery.engine.model import Event, ExitInfo, PartialWork, Strategy, Task, WorkItem
 
 
 @dataclass(frozen=True)
@@ -85,3 +86,18 @@ class Runtime(Protocol):
 
     def cleanup(self, agent: str) -> None:
         """Release everything the agent's attempts hold (processes, sessions)."""
+
+
+class EventLog(Protocol):
+    """Where the coordinator writes its events, in order, before it acts on them; implemented
+    by :mod:`pytest_orch_recovery.store` (a JSONL file on one host)."""
+
+    def append(self, event: Event) -> Event:
+        """Write ``event`` durably and return it as stored."""
+        ...
+
+    def events(self) -> Iterable[Event]:
+        """Every event written so far, oldest first."""
+        ...
+
+    def __len__(self) -> int: ...

@@ -17,13 +17,13 @@ from pathlib import Path
 from pytest_orch_recovery.chaos.faults import FaultLedger, FaultSpec
 from pytest_orch_recovery.chaos.record import RepoState, ScenarioRun, journal_orphans, task_outcomes
 from pytest_orch_recovery.chaos.scenario import OPERATOR_ACTIONS, Scenario
-from pytest_orch_recovery.chaos.simruntime import SimRuntime
+from pytest_orch_recovery.chaos.tiers.simruntime import SimRuntime
 from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig, Phase
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
-from pytest_orch_recovery.engine.journal import Journal
 from pytest_orch_recovery.engine.model import Event, Task
 from pytest_orch_recovery.engine.policy import Policy
 from pytest_orch_recovery.fleet.steps import CoordinatorSteps, submit_task
+from pytest_orch_recovery.store.journal import Journal
 
 
 class SimulatedCrash(OrchRecoveryError):
@@ -108,9 +108,9 @@ def simulate(
     another run), and return the journal's events."""
     runtime = SimRuntime(seed=seed, faults=faults, tests_broken=tests_broken)
     if crash_after_event is None and any(f.kind == "coordinator_crash" for f in faults):
-        crash_after_event = next(
-            f.effective_trigger.n for f in faults if f.kind == "coordinator_crash"
-        ) * 4
+        crash_after_event = (
+            next(f.effective_trigger.n for f in faults if f.kind == "coordinator_crash") * 4
+        )
     if crash_after_event is not None:
         journal = CrashingJournal(crash_after_event)
     if journal is None:
@@ -153,12 +153,18 @@ class SimTier:
         agents = [t.agent or f"task-agent-{t.task.task_id}" for t in scenario.tasks]
         # ``attempt_timeout`` is in real seconds for real runs; the simulation's agents work on
         # a virtual clock whose steps take 2-20 s, so it keeps the production default.
-        out = simulate(tasks, scenario.faults, seed=seed, agents=agents,
-                       operator_actions=scenario.operator_actions,
-                       crash_after_event=scenario.crash_after_event,
-                       policy_factory=lambda s: scenario.policy.policy(seed=s),
-                       config=CoordinatorConfig(seed=seed, attempt_timeout=1800.0,
-                                                max_live=scenario.max_live_agents))
+        out = simulate(
+            tasks,
+            scenario.faults,
+            seed=seed,
+            agents=agents,
+            operator_actions=scenario.operator_actions,
+            crash_after_event=scenario.crash_after_event,
+            policy_factory=lambda s: scenario.policy.policy(seed=s),
+            config=CoordinatorConfig(
+                seed=seed, attempt_timeout=1800.0, max_live=scenario.max_live_agents
+            ),
+        )
         runtime = out.runtime
         repos: dict[str, RepoState] = {}
         for task, name in zip(tasks, agents, strict=True):
@@ -174,8 +180,9 @@ class SimTier:
             )
         # The simulation journals unowned, uncleaned workspaces itself ("sim://<agent>"); an
         # attempt still running after the run is left behind as well.
-        orphans = sorted(set(journal_orphans(out.events))
-                         | {f"sim://{name}" for name in runtime.live()})
+        orphans = sorted(
+            set(journal_orphans(out.events)) | {f"sim://{name}" for name in runtime.live()}
+        )
         return ScenarioRun(
             scenario=scenario.name,
             events=list(out.events),

@@ -13,7 +13,7 @@ import stat
 from pathlib import Path
 
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
-from pytest_orch_recovery.engine.validation import file_kind
+from pytest_orch_recovery.store.validation import file_kind
 
 # typing costs each hook and wrapper process ~10 ms of start-up: for the type checker only.
 TYPE_CHECKING = False
@@ -87,8 +87,9 @@ class OutputError(OrchRecoveryError, OSError):
     """An output path the package will not write to, and why (one line)."""
 
 
-def output_target(path: str | os.PathLike[str], *, base: str | os.PathLike[str] | None = None
-                  ) -> Path:
+def output_target(
+    path: str | os.PathLike[str], *, base: str | os.PathLike[str] | None = None
+) -> Path:
     """The regular file a report for ``path`` goes to, or :class:`OutputError`.
 
     An existing ``path`` must be a regular file, or a symbolic link to one (the file it names
@@ -107,24 +108,30 @@ def output_target(path: str | os.PathLike[str], *, base: str | os.PathLike[str] 
         raise OutputError(f"{given}: cannot write here: {exc.strerror or exc}") from None
     if info is not None:
         if not stat.S_ISREG(info.st_mode):
-            raise OutputError(f"{given}: not a regular file ({file_kind(info.st_mode)}); "
-                              "reports are written to regular files only")
+            raise OutputError(
+                f"{given}: not a regular file ({file_kind(info.st_mode)}); "
+                "reports are written to regular files only"
+            )
         return given.resolve()
     if given.is_symlink():
-        raise OutputError(f"{given}: a symbolic link to a missing file; reports are written "
-                          "to regular files only")
+        raise OutputError(
+            f"{given}: a symbolic link to a missing file; reports are written to regular files only"
+        )
     parent = given.absolute().parent
     if parent.is_dir():
         return given.absolute()
     root = Path(base if base is not None else os.getcwd()).resolve()
     if not parent.resolve().is_relative_to(root):
-        raise OutputError(f"{given}: directory {parent} does not exist (only missing "
-                          f"directories under the working directory {root} are created)")
+        raise OutputError(
+            f"{given}: directory {parent} does not exist (only missing "
+            f"directories under the working directory {root} are created)"
+        )
     return given.absolute()
 
 
-def write_output(path: str | os.PathLike[str], text: str, *,
-                 base: str | os.PathLike[str] | None = None) -> Path:
+def write_output(
+    path: str | os.PathLike[str], text: str, *, base: str | os.PathLike[str] | None = None
+) -> Path:
     """Write a report atomically to the regular file :func:`output_target` allows."""
     target = output_target(path, base=base)
     write_text(target, text)

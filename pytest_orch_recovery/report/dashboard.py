@@ -1,5 +1,5 @@
 """The recovery dashboard: Markdown in the seed's layout, and JSON with a schema version
-(the HTML page is :mod:`pytest_orch_recovery.engine.htmlreport`).
+(the HTML page is :mod:`pytest_orch_recovery.report.htmlreport`).
 
 The Markdown mirrors the seed's "Recovery Metrics Dashboard" (overall statistics, the reasons
 table in the seed's row order and labels, recent recovery events, systematic failures) and adds
@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from pytest_orch_recovery import __version__
-from pytest_orch_recovery.engine import atomic
-from pytest_orch_recovery.engine.metrics import (
+from pytest_orch_recovery.engine.model import ExitInfo, Reason, signal_number
+from pytest_orch_recovery.report.metrics import (
     CriterionResult,
     Metrics,
     Outcome,
@@ -27,7 +27,7 @@ from pytest_orch_recovery.engine.metrics import (
     RecoveryEvent,
     SystematicCause,
 )
-from pytest_orch_recovery.engine.model import ExitInfo, Reason, signal_number
+from pytest_orch_recovery.store import atomic
 
 SCHEMA_VERSION = 1
 MAX_REPORT_BYTES = 1024 * 1024
@@ -239,8 +239,13 @@ def _event(event: RecoveryEvent) -> list[str]:
         f"- **Recovery Time**: {human_duration(event.recovery_time)}",
         f"- **Result**: {_result(event)}",
         f"- **Root Cause Theory**: {_reason_label(event.reason)}"
-        + (f" - {_text(event.theory)}" if event.theory
-           else f" - {_text(event.evidence)}" if event.evidence else ""),
+        + (
+            f" - {_text(event.theory)}"
+            if event.theory
+            else f" - {_text(event.evidence)}"
+            if event.evidence
+            else ""
+        ),
         f"- **Lesson Learned**: {_text(event.lesson) if event.lesson else 'none recorded'}",
         "",
     ]
@@ -362,8 +367,9 @@ class AttemptResult:
             raise ValueError(f"field schema_version: expected 1, got {version!r}")
         for name in ("agent", "status"):
             if not isinstance(data.get(name), str) or not data[name]:
-                raise ValueError(f"field {name}: expected a non-empty string, "
-                                 f"got {data.get(name)!r}")
+                raise ValueError(
+                    f"field {name}: expected a non-empty string, got {data.get(name)!r}"
+                )
         attempt = data.get("attempt")
         if not _is_int(attempt) or attempt < 1:
             raise ValueError(f"field attempt: expected a positive integer, got {attempt!r}")
@@ -371,8 +377,9 @@ class AttemptResult:
             if data.get(name) is not None and not isinstance(data[name], str):
                 raise ValueError(f"field {name}: expected a string or null, got {data[name]!r}")
         if data.get("exit_code") is not None and not _is_int(data["exit_code"]):
-            raise ValueError(f"field exit_code: expected an integer or null, "
-                             f"got {data['exit_code']!r}")
+            raise ValueError(
+                f"field exit_code: expected an integer or null, got {data['exit_code']!r}"
+            )
         signal = data.get("signal")
         if signal is not None:
             try:
@@ -380,26 +387,38 @@ class AttemptResult:
                     raise ValueError
                 signal = ExitInfo(None, signal_number(signal)).signal_name
             except ValueError:
-                raise ValueError(f"field signal: expected a signal name, number or null, "
-                                 f"got {signal!r}") from None
+                raise ValueError(
+                    f"field signal: expected a signal name, number or null, got {signal!r}"
+                ) from None
         numbers = ("confidence", "started_at", "ended_at", "duration", "recorded_at")
         for name in numbers:
             value = data.get(name)
             if value is not None and not (_is_number(value) and math.isfinite(value)):
                 raise ValueError(f"field {name}: expected a number or null, got {value!r}")
         return cls(
-            agent=data["agent"], attempt=int(attempt), status=data["status"],
-            task_id=data.get("task_id"), reason=data.get("reason"),
-            exit_code=data.get("exit_code"), signal=signal,
+            agent=data["agent"],
+            attempt=int(attempt),
+            status=data["status"],
+            task_id=data.get("task_id"),
+            reason=data.get("reason"),
+            exit_code=data.get("exit_code"),
+            signal=signal,
             **{name: None if data.get(name) is None else float(data[name]) for name in numbers},
         )
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "agent": self.agent, "task_id": self.task_id, "attempt": self.attempt,
-            "status": self.status, "reason": self.reason, "confidence": self.confidence,
-            "exit_code": self.exit_code, "signal": self.signal, "started_at": self.started_at,
-            "ended_at": self.ended_at, "duration": self.duration,
+            "agent": self.agent,
+            "task_id": self.task_id,
+            "attempt": self.attempt,
+            "status": self.status,
+            "reason": self.reason,
+            "confidence": self.confidence,
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "duration": self.duration,
             "recorded_at": self.recorded_at,
         }
 
@@ -420,8 +439,9 @@ def _attempt_exit(result: AttemptResult) -> str:
     return f"{code} ({result.signal})"
 
 
-def attempts_markdown(results: Sequence[AttemptResult],
-                      max_rows: int = MAX_ATTEMPT_ROWS) -> list[str]:
+def attempts_markdown(
+    results: Sequence[AttemptResult], max_rows: int = MAX_ATTEMPT_ROWS
+) -> list[str]:
     """The ``## Attempts`` section: one table row per judged attempt, in the given order.
 
     >>> print("\\n".join(attempts_markdown([AttemptResult(
@@ -539,8 +559,10 @@ def _campaign_sections(campaign: Mapping[str, Any]) -> list[str]:
         f"- **Scenario Runs**: {campaign.get('runs', 0)}; fault-free tasks judged for "
         f"first-try success: {campaign.get('control_tasks', 0)}",
         "- **Attribution**: "
-        + (", ".join(f"{v} {k}" for k, v in campaign.get("attribution", {}).items())
-           or "no failed attempts"),
+        + (
+            ", ".join(f"{v} {k}" for k, v in campaign.get("attribution", {}).items())
+            or "no failed attempts"
+        ),
         "",
     ]
     fails = list(campaign.get("fail_lines", ()))
@@ -562,8 +584,10 @@ def _campaign_sections(campaign: Mapping[str, Any]) -> list[str]:
     lines += ["", "### Fault Ledger", ""]
     ledger: Sequence[Mapping[str, Any]] = campaign.get("ledger", ())
     if ledger:
-        lines += ["| Scenario | Fault | Kind | Trigger | Task | Attempt | Status | Hits |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "| Scenario | Fault | Kind | Trigger | Task | Attempt | Status | Hits |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for entry in ledger[:_MAX_LEDGER_ROWS]:
             trig = entry.get("trigger") or {}
             trigger = trig.get("path") or f"{trig.get('event')} #{trig.get('n')}"
@@ -581,8 +605,9 @@ def _campaign_sections(campaign: Mapping[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def render_campaign_markdown(metrics: Metrics, results: Sequence[CriterionResult],
-                             campaign: Mapping[str, Any]) -> str:
+def render_campaign_markdown(
+    metrics: Metrics, results: Sequence[CriterionResult], campaign: Mapping[str, Any]
+) -> str:
     """The dashboard (seed layout) followed by the campaign: gate failures, the confusion
     matrix of injected cause against attributed reason, and the fault ledger."""
     text = render_markdown(metrics, results).rstrip("\n") + "\n\n"
@@ -594,18 +619,22 @@ def render_campaign_markdown(metrics: Metrics, results: Sequence[CriterionResult
     return text
 
 
-def render_campaign_json(metrics: Metrics, results: Sequence[CriterionResult],
-                         campaign: Mapping[str, Any]) -> dict[str, Any]:
+def render_campaign_json(
+    metrics: Metrics, results: Sequence[CriterionResult], campaign: Mapping[str, Any]
+) -> dict[str, Any]:
     out = render_json(metrics, results)
     out["campaign"] = dict(campaign)
     return out
 
 
-def write_campaign_report(path: str | os.PathLike[str], metrics: Metrics,
-                          results: Sequence[CriterionResult],
-                          campaign: Mapping[str, Any]) -> None:
+def write_campaign_report(
+    path: str | os.PathLike[str],
+    metrics: Metrics,
+    results: Sequence[CriterionResult],
+    campaign: Mapping[str, Any],
+) -> None:
     """Write a campaign report atomically: ``.md`` or ``.json`` by suffix (the HTML page is
-    :func:`pytest_orch_recovery.engine.htmlreport.render_html`'s)."""
+    :func:`pytest_orch_recovery.report.htmlreport.render_html`'s)."""
     target = Path(path)
     suffix = target.suffix.lower()
     if suffix == ".md":

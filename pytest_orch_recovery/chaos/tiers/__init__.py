@@ -1,9 +1,9 @@
 """Where a scenario runs: the tiers' names, the one protocol every tier implements, and the two
 ways a tier declines a run.
 
-The tiers are ``sim`` (:class:`pytest_orch_recovery.chaos.simulation.SimTier`: the real
+The tiers are ``sim`` (:class:`pytest_orch_recovery.chaos.tiers.sim.SimTier`: the real
 coordinator over the in-process simulation) and ``tmux``
-(:class:`pytest_orch_recovery.chaos.harness.TmuxTier`: real agents in tmux sessions on git
+(:class:`pytest_orch_recovery.chaos.tiers.tmux.TmuxTier`: real agents in tmux sessions on git
 worktrees); :func:`pytest_orch_recovery.chaos.campaign.tier_named` picks one.
 :func:`tier_problem` says whether a tier can run here without importing it: the controller of
 an xdist run checks before it starts its workers and never runs a scenario itself.
@@ -47,8 +47,10 @@ class Tier(Protocol):
 def environment_ready() -> str | None:
     """Why real runs cannot happen here, or None when tmux and git are available."""
     for tool in ("tmux", "git"):
-        if not any(os.access(os.path.join(d, tool), os.X_OK)
-                   for d in os.environ.get("PATH", "").split(os.pathsep)):
+        if not any(
+            os.access(os.path.join(d, tool), os.X_OK)
+            for d in os.environ.get("PATH", "").split(os.pathsep)
+        ):
             return f"{tool} is not on PATH"
     return None
 

@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_orch_recovery.engine import validation
 from pytest_orch_recovery.engine.classify import LogText, Observation
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.engine.model import ExitInfo, PartialWork, WorkItem, WorkKind
+from pytest_orch_recovery.store import validation
 
 MAX_FILE_BYTES = 16 * 1024 * 1024  # a long stream-json log is a few MiB
 
@@ -77,7 +77,7 @@ class ResultsError(OrchRecoveryError):
 
 def read_bounded(path: Path, *, limit: int = MAX_FILE_BYTES) -> bytes:
     """The bytes of ``path``, a regular file of at most ``limit`` bytes (the one bounded
-    reader, :func:`~pytest_orch_recovery.engine.validation.read_bounded`, with the seed's
+    reader, :func:`~pytest_orch_recovery.store.validation.read_bounded`, with the seed's
     dangling ``<agent>_results.json`` link named as such)."""
     if not os.path.exists(path):
         if os.path.lexists(path):
@@ -183,8 +183,10 @@ def load_json_object(path: Path) -> dict[str, Any]:
 def load_run_result(path: Path) -> RunResult:
     data = load_json_object(path)
     if "attempt" in data or "type" in data:
-        raise ResultsError(f"{path}: not a seed orchestrator results file (it has "
-                           f"{'attempt' if 'attempt' in data else 'type'})")
+        raise ResultsError(
+            f"{path}: not a seed orchestrator results file (it has "
+            f"{'attempt' if 'attempt' in data else 'type'})"
+        )
     return run_result(path, data)
 
 
@@ -252,8 +254,9 @@ class _TryBuilder:
         self.line: int | None = None
 
     def build(self) -> CliTry:
-        return CliTry(self.cli, self.exit_code, self.rate_limited, self.timed_out, self.failed,
-                      self.line)
+        return CliTry(
+            self.cli, self.exit_code, self.rate_limited, self.timed_out, self.failed, self.line
+        )
 
 
 def _words(value: object) -> list[str]:
@@ -312,7 +315,7 @@ def parse_log(source: str, text: str) -> RunLog:
                 glued = _GLUED.search(stripped)
                 if glued is None:
                     continue
-                stripped = stripped[glued.start():]
+                stripped = stripped[glued.start() :]
             else:
                 parsed += 1
                 if isinstance(event, dict) and event.get("type") == "result":
@@ -345,8 +348,19 @@ def parse_log(source: str, text: str) -> RunLog:
         else:
             continue
         wrapper += 1
-    return RunLog(source, text, tuple(t.build() for t in tries), completed_via, trapped,
-                  result, parsed, tuple(bad), wrapper, ended, "\n".join(readable))
+    return RunLog(
+        source,
+        text,
+        tuple(t.build() for t in tries),
+        completed_via,
+        trapped,
+        result,
+        parsed,
+        tuple(bad),
+        wrapper,
+        ended,
+        "\n".join(readable),
+    )
 
 
 def load_run_log(path: Path) -> RunLog:
@@ -379,8 +393,10 @@ def find_runs(results_dir: Path, logs_dir: Path | None) -> list[RunFiles]:
     """Every (agent, suffix) the directories name, oldest first. A ``<agent>_results.json``
     symlink is only a pointer to the latest run's file and adds no run of its own."""
     runs: dict[tuple[str, str], dict[str, Path]] = {}
-    for directory, pattern, role in ((results_dir, _RESULTS_NAME, "results"),
-                                     (logs_dir, _LOG_NAME, "log")):
+    for directory, pattern, role in (
+        (results_dir, _RESULTS_NAME, "results"),
+        (logs_dir, _LOG_NAME, "log"),
+    ):
         if directory is None:
             continue
         try:
@@ -391,8 +407,10 @@ def find_runs(results_dir: Path, logs_dir: Path | None) -> list[RunFiles]:
             m = pattern.fullmatch(name)
             if m is not None:
                 runs.setdefault((m["agent"], m["suffix"]), {})[role] = directory / name
-    found = [RunFiles(agent, suffix, files.get("results"), files.get("log"))
-             for (agent, suffix), files in runs.items()]
+    found = [
+        RunFiles(agent, suffix, files.get("results"), files.get("log"))
+        for (agent, suffix), files in runs.items()
+    ]
     return sorted(found, key=lambda r: (r.started_ms, r.agent, r.suffix))
 
 
@@ -438,12 +456,14 @@ def observation(
     return Observation(
         exit=exit_info,
         result=None if log is None else log.result,
-        logs=() if log is None or not log.readable.strip()
+        logs=()
+        if log is None or not log.readable.strip()
         else (LogText(log.source, log.readable),),
         deliverables_present=() if partial is None else partial.deliverables_present,
         deliverables_missing=() if partial is None else partial.deliverables_missing,
         timed_out=bool(last is not None and last.timed_out),
-        rate_limited=bool((result is not None and result.rate_limited)
-                          or (last is not None and last.rate_limited)),
+        rate_limited=bool(
+            (result is not None and result.rate_limited) or (last is not None and last.rate_limited)
+        ),
         work_missing=tuple(i.describe() for i in undone_work(partial, pr_known=pr_known)),
     )

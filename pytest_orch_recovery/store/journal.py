@@ -18,10 +18,10 @@ from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
-from pytest_orch_recovery.engine import validation
-from pytest_orch_recovery.engine.atomic import fsync_dir
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.engine.model import Event, EventKind
+from pytest_orch_recovery.store import validation
+from pytest_orch_recovery.store.atomic import fsync_dir
 
 _KINDS: Mapping[str, EventKind] = {str(k): k for k in EventKind}
 MAX_LINE_CHARS = 16 * 1024 * 1024  # one event
@@ -78,8 +78,9 @@ class Journal:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             os.close(fd)
-            raise JournalError(f"{path}: cannot open journal: not a regular file "
-                               f"({validation.file_kind(mode)})")
+            raise JournalError(
+                f"{path}: cannot open journal: not a regular file ({validation.file_kind(mode)})"
+            )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -112,9 +113,20 @@ class Journal:
         if self._closed:
             raise JournalError(f"{self._path or '<memory>'}: journal is closed")
         seq = len(self._events) + 1
-        stored = event if event.seq == seq else Event(
-            event.kind, event.time, event.task_id, event.agent, event.attempt, event.data,
-            event.key, seq)
+        stored = (
+            event
+            if event.seq == seq
+            else Event(
+                event.kind,
+                event.time,
+                event.task_id,
+                event.agent,
+                event.attempt,
+                event.data,
+                event.key,
+                seq,
+            )
+        )
         if not self._validate:
             self._index(stored)
             return stored
@@ -236,8 +248,10 @@ def _events(path: Path, lines: Iterable[str]) -> list[Event]:
     expected = 1
     for number, line in enumerate(lines, 1):
         if len(line) > MAX_LINE_CHARS:
-            raise JournalError(f"{path}:{number}: line is {len(line)} characters long; the "
-                               f"limit is {MAX_LINE_CHARS}")
+            raise JournalError(
+                f"{path}:{number}: line is {len(line)} characters long; the "
+                f"limit is {MAX_LINE_CHARS}"
+            )
         try:
             data = loads(line)
             # Built directly rather than via Event.from_json: replay speed matters, and the
@@ -302,8 +316,14 @@ def event_field_problem(event: Event) -> str | None:
 
 
 def _kind(value: object) -> str:
-    return {list: "a list", dict: "an object", str: "a string", bool: "a boolean",
-            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+    return {
+        list: "a list",
+        dict: "an object",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
 
 
 def _what(exc: KeyError) -> str:
@@ -322,7 +342,12 @@ def journal_text(events: Iterable[Event]) -> str:
     '{"seq":1,"kind":"task_submitted","time":0.0,"task_id":"t1"}\\n'
     """
     return "".join(
-        json.dumps(replace(e, seq=seq).to_json(), separators=(",", ":"), ensure_ascii=False,
-                   allow_nan=False) + "\n"
+        json.dumps(
+            replace(e, seq=seq).to_json(),
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+        )
+        + "\n"
         for seq, e in enumerate(events, 1)
     )

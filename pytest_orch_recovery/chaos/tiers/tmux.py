@@ -32,20 +32,18 @@ from typing import Any
 from pytest_orch_recovery.chaos.faults import FaultLedger, FaultSpec, FaultStatus
 from pytest_orch_recovery.chaos.record import RepoState, ScenarioRun, journal_orphans, task_outcomes
 from pytest_orch_recovery.chaos.scenario import Scenario
-from pytest_orch_recovery.chaos.simruntime import AGENT_MAX_RETRIES as SIM_AGENT_MAX_RETRIES
-from pytest_orch_recovery.chaos.simulation import CrashingJournal, Supervisor
-from pytest_orch_recovery.chaos.tier import TierUnsupported
+from pytest_orch_recovery.chaos.tiers import TierUnsupported
+from pytest_orch_recovery.chaos.tiers.sim import CrashingJournal, Supervisor
+from pytest_orch_recovery.chaos.tiers.simruntime import AGENT_MAX_RETRIES as SIM_AGENT_MAX_RETRIES
 from pytest_orch_recovery.doubles.modeldouble import ModelDouble, Plan, plan_for_task
 from pytest_orch_recovery.doubles.modeldouble.faults import ApiFaultKind, ApiFaultSpec
 from pytest_orch_recovery.doubles.modeldouble.plan import Step, TaskPlan, default_content
 from pytest_orch_recovery.doubles.sandbox import Sandbox, default_base_dir
-from pytest_orch_recovery.engine import atomic
 from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig, Phase
-from pytest_orch_recovery.engine.journal import Journal
 from pytest_orch_recovery.engine.model import Event, EventKind, ExitInfo, Reason, Task
 from pytest_orch_recovery.engine.patterns import match_lines
 from pytest_orch_recovery.engine.policy import Policy, PolicySettings
-from pytest_orch_recovery.engine.runtime import LaunchSpec
+from pytest_orch_recovery.engine.ports import LaunchSpec
 from pytest_orch_recovery.fleet.steps import remove_finished_workspaces
 from pytest_orch_recovery.infra.agents import (
     AgentConfig,
@@ -58,10 +56,19 @@ from pytest_orch_recovery.infra.git import rev_count
 from pytest_orch_recovery.infra.processes import MAX_NICE
 from pytest_orch_recovery.runtime.dispatch import Dispatcher
 from pytest_orch_recovery.runtime.tmux import TmuxRuntime
+from pytest_orch_recovery.store import atomic
+from pytest_orch_recovery.store.journal import Journal
 
 HOOK_FAULTS = frozenset(
-    {"sigint", "sigint_keys", "kill", "terminate", "stall", "stale_index_lock",
-     "corrupt_checkpoint"}
+    {
+        "sigint",
+        "sigint_keys",
+        "kill",
+        "terminate",
+        "stall",
+        "stale_index_lock",
+        "corrupt_checkpoint",
+    }
 )
 API_FAULTS = {
     "api_overloaded": ApiFaultKind.OVERLOADED,
@@ -110,12 +117,23 @@ def _api_fault(spec: FaultSpec, task: Task | None) -> ApiFaultSpec:
     kind = API_FAULTS[spec.kind]
     if kind is ApiFaultKind.STALL:
         # One request never answered: the attempt hangs until its timeout; the next is served.
-        return ApiFaultSpec(kind=kind, times=1, at_request=trigger.n, scope="task",
-                        task=None if task is None else task.title, seconds=3600.0)
+        return ApiFaultSpec(
+            kind=kind,
+            times=1,
+            at_request=trigger.n,
+            scope="task",
+            task=None if task is None else task.title,
+            seconds=3600.0,
+        )
     if kind is ApiFaultKind.QUIT_EARLY:
         # The model's reply after the Nth tool call is a premature "done" (once).
-        return ApiFaultSpec(kind=kind, times=1, at_request=trigger.n + 1, scope="task",
-                        task=None if task is None else task.title)
+        return ApiFaultSpec(
+            kind=kind,
+            times=1,
+            at_request=trigger.n + 1,
+            scope="task",
+            task=None if task is None else task.title,
+        )
     # ``count`` means the same on both tiers: a burst the agent's own retries absorb, or one
     # they cannot (the simulation's agents retry AGENT_MAX_RETRIES times, real runs here
     # AGENT_RETRIES times). A burst that beats the retries fails exactly one attempt.
@@ -183,26 +201,41 @@ def run_tmux(
         _inject_forge_faults(sandbox, faults)
         _point_agents_at(sandbox, held.double)
         parked: dict[str, tuple[str, int]] = {}  # permission_prompt fault -> (task, attempt)
-        dispatcher = _dispatcher(sandbox, faults, parked, tasks, agent=agent,
-                                 config=_agent_config(config, faults),
-                                 driver_factory=driver_factory)
+        dispatcher = _dispatcher(
+            sandbox,
+            faults,
+            parked,
+            tasks,
+            agent=agent,
+            config=_agent_config(config, faults),
+            driver_factory=driver_factory,
+        )
         command_for = dispatcher.command_for
         if agent == "claude-code":
             command_for = functools.partial(_first_run_done, sandbox, dispatcher)
         at_once = len(tasks) if max_live is None else min(len(tasks), max_live)
-        held.runtime = TmuxRuntime(sandbox, command_for, stall_window=stall_window,
-                                   agent_nice=sandbox_nice(at_once))
+        held.runtime = TmuxRuntime(
+            sandbox, command_for, stall_window=stall_window, agent_nice=sandbox_nice(at_once)
+        )
         held.journal = _open_journal(sandbox, crash_after_event)
-        supervisor = _supervisor(held.runtime, held.journal, dispatcher,
-                                 CoordinatorConfig(attempt_timeout=attempt_timeout, seed=seed,
-                                                   max_live=max_live),
-                                 lambda: (policy or PolicySettings()).policy(seed=seed),
-                                 on_event)
-        supervisor.drive(tasks, agents, operator_actions,
-                         functools.partial(_operate, dispatcher),
-                         after_submit=lambda c: _stale_locks_at_start(sandbox, c, faults))
-        outcome = _finish(sandbox, supervisor, held.double, held.journal, ledger, faults,
-                          parked, tasks)
+        supervisor = _supervisor(
+            held.runtime,
+            held.journal,
+            dispatcher,
+            CoordinatorConfig(attempt_timeout=attempt_timeout, seed=seed, max_live=max_live),
+            lambda: (policy or PolicySettings()).policy(seed=seed),
+            on_event,
+        )
+        supervisor.drive(
+            tasks,
+            agents,
+            operator_actions,
+            functools.partial(_operate, dispatcher),
+            after_submit=lambda c: _stale_locks_at_start(sandbox, c, faults),
+        )
+        outcome = _finish(
+            sandbox, supervisor, held.double, held.journal, ledger, faults, parked, tasks
+        )
     finally:
         held.close()
         sandbox.teardown()
@@ -243,15 +276,19 @@ def _agent_config(config: AgentConfig | None, faults: Sequence[FaultSpec]) -> Ag
     return cfg
 
 
-def _start_model_double(sandbox: Sandbox, tasks: Sequence[Task],
-                        faults: Sequence[FaultSpec]) -> ModelDouble:
+def _start_model_double(
+    sandbox: Sandbox, tasks: Sequence[Task], faults: Sequence[FaultSpec]
+) -> ModelDouble:
     """The model double on loopback, serving each task's plan and carrying the API faults."""
     broken = {f.task for f in faults if f.kind == "tests_fail"}
-    plan = Plan(tasks=tuple(
-        _plan_with_broken_tests(t) if t.task_id in broken or "*" in broken
-        else plan_for_task(t, contents=_passing_tests(t))
-        for t in tasks
-    ))
+    plan = Plan(
+        tasks=tuple(
+            _plan_with_broken_tests(t)
+            if t.task_id in broken or "*" in broken
+            else plan_for_task(t, contents=_passing_tests(t))
+            for t in tasks
+        )
+    )
     double = ModelDouble(plan, transcript_path=sandbox.root / "transcript.jsonl").start()
     sandbox.record_port(int(double.url.rsplit(":", 1)[1]), what="model double")
     by_id = {t.task_id: t for t in tasks}
@@ -265,35 +302,51 @@ def _inject_forge_faults(sandbox: Sandbox, faults: Sequence[FaultSpec]) -> None:
     for spec in faults:
         if spec.kind == "pr_create_fails":
             assert sandbox.forge is not None
-            sandbox.forge.inject(str(spec.params.get("error", "bad_credentials")),
-                                 times=int(spec.params.get("times", 2)))
+            sandbox.forge.inject(
+                str(spec.params.get("error", "bad_credentials")),
+                times=int(spec.params.get("times", 2)),
+            )
 
 
 def _point_agents_at(sandbox: Sandbox, double: ModelDouble) -> None:
     """The agents' environment: the model double for an API, few retries of their own."""
-    sandbox.agent_env.update({
-        "ANTHROPIC_BASE_URL": double.url,
-        "ANTHROPIC_API_KEY": "sk-ant-api03-double-not-a-real-key",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_AUTOUPDATER": "1",
-        "CLAUDE_CODE_MAX_RETRIES": str(AGENT_RETRIES),
-        "ORCH_SIM_RETRY_BASE_MS": "50",
-        "IS_SANDBOX": "1",  # Claude Code refuses the permission flag as root without it
-    })
+    sandbox.agent_env.update(
+        {
+            "ANTHROPIC_BASE_URL": double.url,
+            "ANTHROPIC_API_KEY": "sk-ant-api03-double-not-a-real-key",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_AUTOUPDATER": "1",
+            "CLAUDE_CODE_MAX_RETRIES": str(AGENT_RETRIES),
+            "ORCH_SIM_RETRY_BASE_MS": "50",
+            "IS_SANDBOX": "1",  # Claude Code refuses the permission flag as root without it
+        }
+    )
 
 
-def _dispatcher(sandbox: Sandbox, faults: Sequence[FaultSpec],
-                parked: dict[str, tuple[str, int]], tasks: Sequence[Task], *, agent: str,
-                config: AgentConfig,
-                driver_factory: Callable[[AgentConfig], AgentDriver] | None) -> Dispatcher:
+def _dispatcher(
+    sandbox: Sandbox,
+    faults: Sequence[FaultSpec],
+    parked: dict[str, tuple[str, int]],
+    tasks: Sequence[Task],
+    *,
+    agent: str,
+    config: AgentConfig,
+    driver_factory: Callable[[AgentConfig], AgentDriver] | None,
+) -> Dispatcher:
     """The dispatcher launching each attempt, with the hook faults' plan and the faults keyed
     on an attempt's start (a signal, a parked permission dialog)."""
-    fault_plan = _write_fault_plan(sandbox, [f for f in faults if f.kind in HOOK_FAULTS],
-                                   [t.tests for t in tasks if t.tests])
+    fault_plan = _write_fault_plan(
+        sandbox, [f for f in faults if f.kind in HOOK_FAULTS], [t.tests for t in tasks if t.tests]
+    )
     factory = driver_factory or (lambda c: driver_for(agent, c))
-    return Dispatcher(sandbox, factory, config, fault_plan=fault_plan,
-                      start_signal=functools.partial(_start_signal, sandbox, faults),
-                      config_for=functools.partial(_parked_config, faults, parked))
+    return Dispatcher(
+        sandbox,
+        factory,
+        config,
+        fault_plan=fault_plan,
+        start_signal=functools.partial(_start_signal, sandbox, faults),
+        config_for=functools.partial(_parked_config, faults, parked),
+    )
 
 
 def _open_journal(sandbox: Sandbox, crash_after_event: int | None) -> Journal:
@@ -303,9 +356,14 @@ def _open_journal(sandbox: Sandbox, crash_after_event: int | None) -> Journal:
     return Journal(path)
 
 
-def _supervisor(runtime: TmuxRuntime, journal: Journal, dispatcher: Dispatcher,
-                config: CoordinatorConfig, policy: Callable[[], Policy],
-                on_event: Callable[[Event], None] | None) -> Supervisor:
+def _supervisor(
+    runtime: TmuxRuntime,
+    journal: Journal,
+    dispatcher: Dispatcher,
+    config: CoordinatorConfig,
+    policy: Callable[[], Policy],
+    on_event: Callable[[Event], None] | None,
+) -> Supervisor:
     """A supervisor whose coordinators (the first, and any replacement after a crash) share
     the runtime, the journal and the dispatcher's view of events; each gets ``policy()``."""
 
@@ -315,8 +373,9 @@ def _supervisor(runtime: TmuxRuntime, journal: Journal, dispatcher: Dispatcher,
             on_event(event)
 
     def new_coordinator(rebuild: bool) -> Coordinator:
-        coordinator = Coordinator(runtime, journal, policy=policy(), config=config,
-                                  on_event=observe)
+        coordinator = Coordinator(
+            runtime, journal, policy=policy(), config=config, on_event=observe
+        )
         return coordinator.recover() if rebuild else coordinator
 
     return Supervisor(new_coordinator)
@@ -328,9 +387,16 @@ def _operate(dispatcher: Dispatcher, action: str) -> None:
         dispatcher.configure(replace(dispatcher.config, skip_permissions=True))
 
 
-def _finish(sandbox: Sandbox, supervisor: Supervisor, double: ModelDouble, journal: Journal,
-            ledger: FaultLedger, faults: Sequence[FaultSpec],
-            parked: dict[str, tuple[str, int]], tasks: Sequence[Task]) -> TmuxOutcome:
+def _finish(
+    sandbox: Sandbox,
+    supervisor: Supervisor,
+    double: ModelDouble,
+    journal: Journal,
+    ledger: FaultLedger,
+    faults: Sequence[FaultSpec],
+    parked: dict[str, tuple[str, int]],
+    tasks: Sequence[Task],
+) -> TmuxOutcome:
     """Read the repositories, settle the workspaces, and judge every fault in the ledger."""
     coordinator, crashes = supervisor.coordinator, supervisor.crashes
     repo = {tid: _repo_state(sandbox, s.task, s.agent) for tid, s in coordinator.tasks.items()}
@@ -381,8 +447,11 @@ def _is_test_file(path: str) -> bool:
 def _passing_tests(task: Task) -> dict[str, str]:
     """Test deliverables get a real test that passes once the task's files exist."""
     others = [p for p in task.deliverables if not _is_test_file(p)]
-    return {p: _test_file("deliverables_exist", title=task.title, files=others)
-            for p in task.deliverables if _is_test_file(p)}
+    return {
+        p: _test_file("deliverables_exist", title=task.title, files=others)
+        for p in task.deliverables
+        if _is_test_file(p)
+    }
 
 
 def _plan_with_broken_tests(task: Task) -> TaskPlan:
@@ -393,8 +462,10 @@ def _plan_with_broken_tests(task: Task) -> TaskPlan:
     impls = [p for p in task.deliverables if not _is_test_file(p)]
     tests = [p for p in task.deliverables if _is_test_file(p)]
     if not impls or not tests:
-        raise ValueError(f"task {task.task_id}: tests_fail needs an implementation file and "
-                         "a test file among the deliverables")
+        raise ValueError(
+            f"task {task.task_id}: tests_fail needs an implementation file and "
+            "a test file among the deliverables"
+        )
     impl = impls[0]
     fixed = default_content(task, impl)
     contents = {impl: _BROKEN + fixed, tests[0]: _test_file("implementation_fixed", impl=impl)}
@@ -403,18 +474,24 @@ def _plan_with_broken_tests(task: Task) -> TaskPlan:
     return replace(base, steps=(*base.steps, fix))
 
 
-def _write_fault_plan(sandbox: Sandbox, hook_faults: Sequence[FaultSpec],
-                      test_commands: Sequence[str] = ()) -> Path:
+def _write_fault_plan(
+    sandbox: Sandbox, hook_faults: Sequence[FaultSpec], test_commands: Sequence[str] = ()
+) -> Path:
     state_dir = sandbox.root / "fault-state"
     state_dir.mkdir(exist_ok=True)
     path = sandbox.root / "faults.json"
-    atomic.write_json(path, {
-        "faults": [f.to_json() for f in hook_faults if f.effective_trigger.event != "start"],
-        "state_dir": str(state_dir),
-        "test_commands": sorted(set(test_commands)),  # a Bash call of one is the test event
-        "context": {"tmux_socket": sandbox.tmux_socket,
-                    "checkpoint_dir": str(sandbox.checkpoints)},
-    })
+    atomic.write_json(
+        path,
+        {
+            "faults": [f.to_json() for f in hook_faults if f.effective_trigger.event != "start"],
+            "state_dir": str(state_dir),
+            "test_commands": sorted(set(test_commands)),  # a Bash call of one is the test event
+            "context": {
+                "tmux_socket": sandbox.tmux_socket,
+                "checkpoint_dir": str(sandbox.checkpoints),
+            },
+        },
+    )
     return path
 
 
@@ -424,8 +501,11 @@ _START_SIGNALS = {"kill": "KILL", "terminate": "TERM", "sigint": "INT", "sigint_
 def _start_signal(sandbox: Sandbox, faults: Sequence[FaultSpec], spec: LaunchSpec) -> str | None:
     """The signal a ``start``-keyed fault kills this attempt with, if any (and ledger it)."""
     for fault in faults:
-        if (fault.kind in _START_SIGNALS and fault.effective_trigger.event == "start"
-                and fault.applies_to(spec.task.task_id, spec.attempt)):
+        if (
+            fault.kind in _START_SIGNALS
+            and fault.effective_trigger.event == "start"
+            and fault.applies_to(spec.task.task_id, spec.attempt)
+        ):
             _append_fired(sandbox, fault, spec.task.task_id, spec.attempt, "start")
             return _START_SIGNALS[fault.kind]
     return None
@@ -437,13 +517,18 @@ def _first_run_done(sandbox: Sandbox, dispatcher: Dispatcher, spec: LaunchSpec) 
     argv = dispatcher.command_for(spec)
     env = sandbox.env(spec.agent)
     config_dir = Path(env.get("CLAUDE_CONFIG_DIR") or env["HOME"])
-    accept_claude_code_first_run(config_dir, sandbox.workspace(spec.agent),
-                                 env.get("ANTHROPIC_API_KEY"))
+    accept_claude_code_first_run(
+        config_dir, sandbox.workspace(spec.agent), env.get("ANTHROPIC_API_KEY")
+    )
     return argv
 
 
-def _parked_config(faults: Sequence[FaultSpec], parked: dict[str, tuple[str, int]],
-                   spec: LaunchSpec, current: AgentConfig) -> AgentConfig | None:
+def _parked_config(
+    faults: Sequence[FaultSpec],
+    parked: dict[str, tuple[str, int]],
+    spec: LaunchSpec,
+    current: AgentConfig,
+) -> AgentConfig | None:
     """``permission_prompt``: the first attempt the fault applies to is launched as a person
     would launch it (interactive, no ``-p``) and without the permission flag, so the agent
     stops at a permission dialog and waits for a key that never comes. Keyed on tool calls
@@ -463,37 +548,68 @@ def _parked_config(faults: Sequence[FaultSpec], parked: dict[str, tuple[str, int
     return None
 
 
-def _mark_parked(ledger: FaultLedger, faults: Sequence[FaultSpec],
-                 parked: dict[str, tuple[str, int]], events: Sequence[Event]) -> None:
+def _mark_parked(
+    ledger: FaultLedger,
+    faults: Sequence[FaultSpec],
+    parked: dict[str, tuple[str, int]],
+    events: Sequence[Event],
+) -> None:
     """A parked attempt is exercised when the runtime saw its permission dialog on screen and
     ended it, or it timed out with the dialog as its last words; otherwise it is not."""
     by_fault = {f.fault_id: f for f in faults}
     for fault_id, (task_id, attempt) in parked.items():
         spec = by_fault[fault_id]
-        exited = next((e for e in events if e.kind is EventKind.ATTEMPT_EXITED
-                       and e.task_id == task_id and e.attempt == attempt), None)
+        exited = next(
+            (
+                e
+                for e in events
+                if e.kind is EventKind.ATTEMPT_EXITED
+                and e.task_id == task_id
+                and e.attempt == attempt
+            ),
+            None,
+        )
         if exited is None:
             continue
         exit_info = ExitInfo.from_json(exited.data.get("exit") or {})
         if exit_info.screen is not None and exit_info.screen.kind == "dialog":
-            ledger.mark(spec, FaultStatus.EXERCISED, task=task_id, attempt=attempt,
-                        detail=f"the runtime saw the permission dialog: {exit_info.screen.detail}")
+            ledger.mark(
+                spec,
+                FaultStatus.EXERCISED,
+                task=task_id,
+                attempt=attempt,
+                detail=f"the runtime saw the permission dialog: {exit_info.screen.detail}",
+            )
             continue
         timed_out = exit_info.timed_out
         lines = match_lines(str(exited.data.get("output_tail") or ""), "pane")
         on_screen = bool(lines) and lines[-1].pattern.reason is Reason.PERMISSION
         if timed_out and on_screen:
-            ledger.mark(spec, FaultStatus.EXERCISED, task=task_id, attempt=attempt,
-                        detail=f"timed out at the permission dialog: {lines[-1].text}")
+            ledger.mark(
+                spec,
+                FaultStatus.EXERCISED,
+                task=task_id,
+                attempt=attempt,
+                detail=f"timed out at the permission dialog: {lines[-1].text}",
+            )
         else:
-            ledger.mark(spec, FaultStatus.INEFFECTIVE, task=task_id, attempt=attempt,
-                        detail="the interactive attempt " + (
-                            "timed out without the dialog on screen" if timed_out
-                            else "ended before its timeout"))
+            ledger.mark(
+                spec,
+                FaultStatus.INEFFECTIVE,
+                task=task_id,
+                attempt=attempt,
+                detail="the interactive attempt "
+                + (
+                    "timed out without the dialog on screen"
+                    if timed_out
+                    else "ended before its timeout"
+                ),
+            )
 
 
-def _stale_locks_at_start(sandbox: Sandbox, coordinator: Coordinator,
-                          faults: Sequence[FaultSpec]) -> None:
+def _stale_locks_at_start(
+    sandbox: Sandbox, coordinator: Coordinator, faults: Sequence[FaultSpec]
+) -> None:
     """``start``-keyed stale locks: a lock left by a git that died before the agent began."""
     for spec in faults:
         if spec.kind != "stale_index_lock" or spec.effective_trigger.event != "start":
@@ -507,18 +623,34 @@ def _stale_locks_at_start(sandbox: Sandbox, coordinator: Coordinator,
             _append_fired(sandbox, spec, state.task.task_id, 1, "start")
 
 
-def _append_fired(sandbox: Sandbox, spec: FaultSpec, task_id: str, attempt: int,
-                  event: str) -> None:
+def _append_fired(
+    sandbox: Sandbox, spec: FaultSpec, task_id: str, attempt: int, event: str
+) -> None:
     state_dir = sandbox.root / "fault-state"
     state_dir.mkdir(exist_ok=True)
     with open(state_dir / "fired.jsonl", "a") as log:
-        log.write(json.dumps({"id": spec.fault_id, "kind": spec.kind, "task": task_id,
-                              "attempt": attempt, "event": event}) + "\n")
+        log.write(
+            json.dumps(
+                {
+                    "id": spec.fault_id,
+                    "kind": spec.kind,
+                    "task": task_id,
+                    "attempt": attempt,
+                    "event": event,
+                }
+            )
+            + "\n"
+        )
 
 
-def _fill_ledger(ledger: FaultLedger, sandbox: Sandbox, faults: Sequence[FaultSpec],
-                 double: ModelDouble, by_id: dict[str, Task],
-                 events: Sequence[Event]) -> None:
+def _fill_ledger(
+    ledger: FaultLedger,
+    sandbox: Sandbox,
+    faults: Sequence[FaultSpec],
+    double: ModelDouble,
+    by_id: dict[str, Task],
+    events: Sequence[Event],
+) -> None:
     by_fault = {f.fault_id: f for f in faults}
     fired = sandbox.root / "fault-state" / "fired.jsonl"
     if fired.exists():
@@ -526,29 +658,51 @@ def _fill_ledger(ledger: FaultLedger, sandbox: Sandbox, faults: Sequence[FaultSp
             record = json.loads(line)
             spec = by_fault.get(record["id"])
             if spec is not None:
-                ledger.mark(spec, FaultStatus.EXERCISED, task=record["task"],
-                            attempt=int(record["attempt"]), detail=f"at {record['event']}")
+                ledger.mark(
+                    spec,
+                    FaultStatus.EXERCISED,
+                    task=record["task"],
+                    attempt=int(record["attempt"]),
+                    detail=f"at {record['event']}",
+                )
     hits = [t for t in double.transcript if t.get("fault")]
     for spec in faults:
         if spec.kind in API_FAULTS:
             title = by_id[spec.task].title if spec.task in by_id else None
             mine = [t for t in hits if title is None or t.get("task") == title]
             if mine:
-                ledger.mark(spec, FaultStatus.EXERCISED, task=spec.task, attempt=1,
-                            detail=f"{len(mine)} API error replies")
+                ledger.mark(
+                    spec,
+                    FaultStatus.EXERCISED,
+                    task=spec.task,
+                    attempt=1,
+                    detail=f"{len(mine)} API error replies",
+                )
         elif spec.kind == "tests_fail":
             for event in events:
                 partial = event.data.get("partial") or {}
-                if (event.kind is EventKind.FAILURE_ATTRIBUTED
-                        and spec.task in ("*", event.task_id)
-                        and partial.get("tests_passed") is False):
-                    ledger.mark(spec, FaultStatus.EXERCISED, task=str(event.task_id),
-                                attempt=int(event.attempt or 0), detail="the task's tests failed")
+                if (
+                    event.kind is EventKind.FAILURE_ATTRIBUTED
+                    and spec.task in ("*", event.task_id)
+                    and partial.get("tests_passed") is False
+                ):
+                    ledger.mark(
+                        spec,
+                        FaultStatus.EXERCISED,
+                        task=str(event.task_id),
+                        attempt=int(event.attempt or 0),
+                        detail="the task's tests failed",
+                    )
         elif spec.kind == "pr_create_fails" and sandbox.forge is not None:
             failed = [c for c in sandbox.forge.calls() if c.get("fault")]
             if failed:
-                ledger.mark(spec, FaultStatus.EXERCISED, task=spec.task, attempt=1,
-                            detail=f"{len(failed)} gh pr create failures")
+                ledger.mark(
+                    spec,
+                    FaultStatus.EXERCISED,
+                    task=spec.task,
+                    attempt=1,
+                    detail=f"{len(failed)} gh pr create failures",
+                )
 
 
 def _repo_state(sandbox: Sandbox, task: Task, agent: str) -> RepoState:
@@ -560,8 +714,9 @@ def _repo_state(sandbox: Sandbox, task: Task, agent: str) -> RepoState:
         commits = 0  # the branch never reached origin
     pr = sandbox.forge.pull_request_for(agent) if sandbox.forge is not None else None
     # Real runs count what reached origin: commits on origin/<branch> ahead of main.
-    return RepoState(files=files, commits=commits, pushed=commits > 0,
-                     pr=None if pr is None else pr.number)
+    return RepoState(
+        files=files, commits=commits, pushed=commits > 0, pr=None if pr is None else pr.number
+    )
 
 
 class TmuxTier:
@@ -584,10 +739,17 @@ class TmuxTier:
         # down on return, exception, ^C and SIGTERM, and when its owner is SIGKILLed the next
         # run's Sandbox.create reaps it from there (a private directory would never be seen).
         out = run_tmux(
-            tasks, scenario.faults, agent=agent, agents=agents, seed=seed,
+            tasks,
+            scenario.faults,
+            agent=agent,
+            agents=agents,
+            seed=seed,
             operator_actions=scenario.operator_actions,
-            crash_after_event=scenario.crash_after_event, base_dir=default_base_dir(),
-            attempt_timeout=timeout, stall_window=scenario.stall_window, policy=scenario.policy,
+            crash_after_event=scenario.crash_after_event,
+            base_dir=default_base_dir(),
+            attempt_timeout=timeout,
+            stall_window=scenario.stall_window,
+            policy=scenario.policy,
             max_live=scenario.max_live_agents,
         )
         return ScenarioRun(

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from pytest_orch_recovery.engine.classify import classify
-from pytest_orch_recovery.engine.journal import Journal
 from pytest_orch_recovery.engine.model import (
     Event,
     EventKind,
@@ -31,8 +30,9 @@ from pytest_orch_recovery.engine.model import (
     Task,
 )
 from pytest_orch_recovery.infra import git
-from pytest_orch_recovery.infra import results as seed
 from pytest_orch_recovery.infra.workspace import PullRequestLookup, WorkspaceError, probe
+from pytest_orch_recovery.ingest import results as seed
+from pytest_orch_recovery.store.journal import Journal
 
 OUTPUT_TAIL_BYTES = 2048
 DEFAULT_BRANCH_PATTERN = "{agent}-work"  # the seed's branch per agent
@@ -97,10 +97,18 @@ class _Adopter:
             elif event.kind is EventKind.FAILURE_ATTRIBUTED:
                 self.first_failure.setdefault(event.task_id, event.time)
 
-    def _append(self, kind: EventKind, agent: str, key: str, time: float,
-                data: Mapping[str, Any], attempt: int | None = None) -> None:
-        self.journal.append(Event(kind, time, task_id=agent, agent=agent, attempt=attempt,
-                                  data=dict(data), key=key))
+    def _append(
+        self,
+        kind: EventKind,
+        agent: str,
+        key: str,
+        time: float,
+        data: Mapping[str, Any],
+        attempt: int | None = None,
+    ) -> None:
+        self.journal.append(
+            Event(kind, time, task_id=agent, agent=agent, attempt=attempt, data=dict(data), key=key)
+        )
 
     def _attempt_of(self, agent: str, suffix: str) -> int:
         key = f"ingest:{agent}:{suffix}:launched"
@@ -119,20 +127,41 @@ class _Adopter:
         if not self.journal.has_key(f"ingest:{agent}"):
             chain = result.cli_chain if result is not None and result.cli_chain else ()
             task = Task(agent, agent, (), agent_type=chain[0] if chain else "claude")
-            self._append(EventKind.TASK_SUBMITTED, agent, f"ingest:{agent}", started,
-                         {"task": task.to_json(), "complexity": str(task.complexity),
-                          "adopted_from": "seed orchestrator"})
+            self._append(
+                EventKind.TASK_SUBMITTED,
+                agent,
+                f"ingest:{agent}",
+                started,
+                {
+                    "task": task.to_json(),
+                    "complexity": str(task.complexity),
+                    "adopted_from": "seed orchestrator",
+                },
+            )
             self.report.tasks += 1
         if not self.journal.has_key(f"{base}:launched"):
             self.attempts[agent] = self.attempts.get(agent, 0) + 1
-            self._append(EventKind.ATTEMPT_LAUNCHED, agent, f"{base}:launched", started, {
-                "agent_type": result.cli_chain[0] if result and result.cli_chain else "claude",
-                "strategy": None, "work": [], "resume_session": None, "prompt": "",
-                "timeout": None, "remedies": [],
-                "adopted": {"suffix": run.suffix,
-                            "results": None if run.results is None else str(run.results),
-                            "log": None if run.log is None else str(run.log)},
-            }, attempt=self.attempts[agent])
+            self._append(
+                EventKind.ATTEMPT_LAUNCHED,
+                agent,
+                f"{base}:launched",
+                started,
+                {
+                    "agent_type": result.cli_chain[0] if result and result.cli_chain else "claude",
+                    "strategy": None,
+                    "work": [],
+                    "resume_session": None,
+                    "prompt": "",
+                    "timeout": None,
+                    "remedies": [],
+                    "adopted": {
+                        "suffix": run.suffix,
+                        "results": None if run.results is None else str(run.results),
+                        "log": None if run.log is None else str(run.log),
+                    },
+                },
+                attempt=self.attempts[agent],
+            )
             self.report.launched += 1
         ended = result is not None or (log is not None and log.trapped is not None)
         if not ended and superseded_at is None:
@@ -144,21 +173,34 @@ class _Adopter:
             ended_at = superseded_at
         exit_info = self._exit(result, log)
         if not self.journal.has_key(f"{base}:exited"):
-            self._append(EventKind.ATTEMPT_EXITED, agent, f"{base}:exited", ended_at, {
-                "exit": exit_info.to_json(),
-                "started_at": started,
-                "ended_at": ended_at,
-                "output_tail": "" if log is None else _tail(log.text),
-                "result": None if log is None or log.result is None else dict(log.result),
-                "session_id": None if log is None or log.result is None
-                else log.result.get("session_id"),
-                "signals_delivered": [],
-                "orchestrator_result": None if result is None else {
-                    "status": result.status, "exit_code": result.exit_code,
-                    "cli": result.cli, "cli_chain": list(result.cli_chain),
-                    "rate_limited": result.rate_limited},
-                "superseded": not ended,
-            }, attempt=attempt)
+            self._append(
+                EventKind.ATTEMPT_EXITED,
+                agent,
+                f"{base}:exited",
+                ended_at,
+                {
+                    "exit": exit_info.to_json(),
+                    "started_at": started,
+                    "ended_at": ended_at,
+                    "output_tail": "" if log is None else _tail(log.text),
+                    "result": None if log is None or log.result is None else dict(log.result),
+                    "session_id": None
+                    if log is None or log.result is None
+                    else log.result.get("session_id"),
+                    "signals_delivered": [],
+                    "orchestrator_result": None
+                    if result is None
+                    else {
+                        "status": result.status,
+                        "exit_code": result.exit_code,
+                        "cli": result.cli,
+                        "cli_chain": list(result.cli_chain),
+                        "rate_limited": result.rate_limited,
+                    },
+                    "superseded": not ended,
+                },
+                attempt=attempt,
+            )
             self.report.exited += 1
         if not self.journal.has_key(f"{base}:judged"):
             self._judge(run, attempt, ended_at, result, log)
@@ -203,16 +245,28 @@ class _Adopter:
             branch = None
         if branch is not None and branch != expected:
             self.report.problems.append(
-                f"{worktree}: on branch {branch!r}, expected {expected!r} (--branch)")
+                f"{worktree}: on branch {branch!r}, expected {expected!r} (--branch)"
+            )
         try:
-            return probe(worktree, Task(agent, agent), base=self.source.base,
-                         remote=self.source.remote, prs=self.source.prs)
+            return probe(
+                worktree,
+                Task(agent, agent),
+                base=self.source.base,
+                remote=self.source.remote,
+                prs=self.source.prs,
+            )
         except WorkspaceError as exc:
             self.report.problems.append(str(exc))
             return None
 
-    def _judge(self, run: seed.RunFiles, attempt: int, ended_at: float,
-               result: seed.RunResult | None, log: seed.RunLog | None) -> None:
+    def _judge(
+        self,
+        run: seed.RunFiles,
+        attempt: int,
+        ended_at: float,
+        result: seed.RunResult | None,
+        log: seed.RunLog | None,
+    ) -> None:
         agent, key = run.agent, f"ingest:{run.agent}:{run.suffix}:judged"
         partial = self._probe(agent)
         pr_known = self.source.prs is not None
@@ -220,20 +274,34 @@ class _Adopter:
         undone = obs.deliverables_missing or obs.work_missing
         if result is not None and result.completed and not undone:
             first = self.first_failure.get(agent)
-            self._append(EventKind.TASK_SUCCEEDED, agent, key, ended_at, {
-                "first_try": attempt == 1 and first is None,
-                "attempts": attempt,
-                "recovery_time": None if first is None else max(0.0, ended_at - first),
-                "pr": None if partial is None or partial.pr is None else partial.pr.number,
-            }, attempt=attempt)
+            self._append(
+                EventKind.TASK_SUCCEEDED,
+                agent,
+                key,
+                ended_at,
+                {
+                    "first_try": attempt == 1 and first is None,
+                    "attempts": attempt,
+                    "recovery_time": None if first is None else max(0.0, ended_at - first),
+                    "pr": None if partial is None or partial.pr is None else partial.pr.number,
+                },
+                attempt=attempt,
+            )
             self.report.succeeded += 1
             return
         attribution = classify(obs)
-        self._append(EventKind.FAILURE_ATTRIBUTED, agent, key, ended_at, {
-            "attribution": attribution.to_json(),
-            "partial": None if partial is None else partial.to_json(),
-            "missing_work": [w.to_json() for w in seed.undone_work(partial, pr_known=pr_known)],
-        }, attempt=attempt)
+        self._append(
+            EventKind.FAILURE_ATTRIBUTED,
+            agent,
+            key,
+            ended_at,
+            {
+                "attribution": attribution.to_json(),
+                "partial": None if partial is None else partial.to_json(),
+                "missing_work": [w.to_json() for w in seed.undone_work(partial, pr_known=pr_known)],
+            },
+            attempt=attempt,
+        )
         self.first_failure.setdefault(agent, ended_at)
         self.report.failed += 1
 

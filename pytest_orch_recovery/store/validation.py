@@ -77,8 +77,9 @@ class InputError(OrchRecoveryError, ValueError):
         self.field = field_name
         self.message = message
         where = source if line is None else f"{source}:{line}"
-        super().__init__(f"{where}: {field_name}: {message}" if field_name else
-                         f"{where}: {message}")
+        super().__init__(
+            f"{where}: {field_name}: {message}" if field_name else f"{where}: {message}"
+        )
 
 
 # --------------------------------------------------------------------------- values
@@ -97,7 +98,7 @@ def text(value: object, *, limit: int = MAX_TITLE_CHARS, empty: bool = False) ->
     >>> text("a\\x00b")
     Traceback (most recent call last):
     ...
-    pytest_orch_recovery.engine.validation.RuleError: must not contain a NUL character
+    pytest_orch_recovery.store.validation.RuleError: must not contain a NUL character
     """
     if not isinstance(value, str):
         raise RuleError(f"must be a string, not {_kind(value)}")
@@ -127,7 +128,7 @@ def name(value: object, *, what: str = "name", limit: int = MAX_NAME_CHARS) -> s
     >>> name("$(touch pwned)", what="task id")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    pytest_orch_recovery.engine.validation.RuleError: task id '$(touch pwned)' must use ...
+    pytest_orch_recovery.store.validation.RuleError: task id '$(touch pwned)' must use ...
     """
     if not isinstance(value, str):
         raise RuleError(f"{what} must be a string, not {_kind(value)}")
@@ -152,7 +153,7 @@ def relative_path(value: object) -> str:
     >>> relative_path("../../etc/passwd")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    pytest_orch_recovery.engine.validation.RuleError: path '../../etc/passwd' leaves its root ...
+    pytest_orch_recovery.store.validation.RuleError: path '../../etc/passwd' leaves its root ...
     """
     if not isinstance(value, str):
         raise RuleError(f"must be a path string, not {_kind(value)}")
@@ -173,8 +174,10 @@ def relative_path(value: object) -> str:
     for part in parts:
         size = len(part.encode("utf-8", "surrogatepass"))
         if size > MAX_COMPONENT_BYTES:
-            raise RuleError(f"path part {_show(part, 40)} is {size} bytes long; the limit is "
-                            f"{MAX_COMPONENT_BYTES}")
+            raise RuleError(
+                f"path part {_show(part, 40)} is {size} bytes long; the limit is "
+                f"{MAX_COMPONENT_BYTES}"
+            )
     return "/".join(parts)
 
 
@@ -189,8 +192,13 @@ def integer(value: object, *, minimum: int = 0, maximum: int = MAX_COUNT) -> int
     return value
 
 
-def number(value: object, *, minimum: float = 0.0, maximum: float = MAX_SECONDS,
-           exclusive_minimum: bool = False) -> float:
+def number(
+    value: object,
+    *,
+    minimum: float = 0.0,
+    maximum: float = MAX_SECONDS,
+    exclusive_minimum: bool = False,
+) -> float:
     """A finite number in range (``> minimum`` when ``exclusive_minimum``).
 
     >>> number(2), number(0.5)
@@ -198,15 +206,16 @@ def number(value: object, *, minimum: float = 0.0, maximum: float = MAX_SECONDS,
     >>> number(float("inf"))
     Traceback (most recent call last):
     ...
-    pytest_orch_recovery.engine.validation.RuleError: must be a finite number, got inf
+    pytest_orch_recovery.store.validation.RuleError: must be a finite number, got inf
     """
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RuleError(f"must be a number, not {_kind(value)}")
     try:
         out = float(value)
     except OverflowError:
-        raise RuleError(f"must be at most {maximum:g}, got a {len(str(value))}-digit "
-                        "integer") from None
+        raise RuleError(
+            f"must be at most {maximum:g}, got a {len(str(value))}-digit integer"
+        ) from None
     if not math.isfinite(out):
         raise RuleError(f"must be a finite number, got {out!r}")
     low = out <= minimum if exclusive_minimum else out < minimum
@@ -276,9 +285,14 @@ def file_kind(mode: int) -> str:
     >>> file_kind(stat.S_IFCHR), file_kind(stat.S_IFIFO)
     ('a character device', 'a FIFO')
     """
-    for test, words in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                        (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-                        (stat.S_ISDIR, "a directory"), (stat.S_ISLNK, "a symbolic link")):
+    for test, words in (
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISLNK, "a symbolic link"),
+    ):
         if test(mode):
             return words
     return "a regular file" if stat.S_ISREG(mode) else "a special file"
@@ -288,8 +302,13 @@ class DocumentError(RuleError):
     """A document refused at a place inside it: ``path`` is the keys and indexes leading
     there (empty for the whole document), ``line`` the line when the parser knows it."""
 
-    def __init__(self, message: str, path: tuple[str | int, ...] = (),
-                 line: int | None = None, column: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        path: tuple[str | int, ...] = (),
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.path = path
         self.line = line
@@ -317,22 +336,20 @@ def loads_json(data: str | bytes) -> Any:
     >>> loads_json('[' * 100_000)
     Traceback (most recent call last):
     ...
-    pytest_orch_recovery.engine.validation.DocumentError: nested deeper than 64 levels
+    pytest_orch_recovery.store.validation.DocumentError: nested deeper than 64 levels
     """
     if isinstance(data, bytes):
         raw = data
         try:
             data = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise DocumentError("not UTF-8 text", line=raw[: exc.start].count(b"\n") + 1) \
-                from None
+            raise DocumentError("not UTF-8 text", line=raw[: exc.start].count(b"\n") + 1) from None
     if _bracket_depth_exceeds(data, MAX_DEPTH):
         raise DocumentError(f"nested deeper than {MAX_DEPTH} levels")
     try:
         doc = json.loads(data)
     except json.JSONDecodeError as exc:
-        raise DocumentError(f"invalid JSON: {exc.msg}", line=exc.lineno,
-                            column=exc.colno) from None
+        raise DocumentError(f"invalid JSON: {exc.msg}", line=exc.lineno, column=exc.colno) from None
     except RecursionError:
         raise DocumentError(f"nested deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:  # int_max_str_digits, NaN/Infinity
@@ -375,7 +392,7 @@ def check_document(doc: object) -> None:
         if isinstance(value, bool) or value is None or isinstance(value, str):
             continue
         if isinstance(value, int):
-            if abs(value) >= 10 ** MAX_INT_DIGITS:
+            if abs(value) >= 10**MAX_INT_DIGITS:
                 raise DocumentError(f"integer has more than {MAX_INT_DIGITS} digits", where)
         elif isinstance(value, float):
             if not math.isfinite(value):
@@ -423,6 +440,12 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _kind(value: object) -> str:
-    return {dict: "a table", list: "a list", str: "a string", bool: "a boolean",
-            int: "an integer", float: "a number", type(None): "null"}.get(
-        type(value), type(value).__name__)
+    return {
+        dict: "a table",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)

@@ -18,16 +18,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_orch_recovery import __version__
-from pytest_orch_recovery.engine.charts import (
+from pytest_orch_recovery.engine.model import Event
+from pytest_orch_recovery.report.charts import (
     criteria_chart,
     duration_text,
     esc,
     reasons_chart,
     recovery_time_chart,
 )
-from pytest_orch_recovery.engine.htmltimeline import stamp, timeline_section
-from pytest_orch_recovery.engine.metrics import CriterionResult, Metrics
-from pytest_orch_recovery.engine.model import Event
+from pytest_orch_recovery.report.htmltimeline import stamp, timeline_section
+from pytest_orch_recovery.report.metrics import CriterionResult, Metrics
 
 MAX_LEDGER_ROWS = 200
 SECTIONS = ("overview", "criteria", "charts", "timeline")  # and "campaign" with campaign data
@@ -110,47 +110,60 @@ def _overall(results: Sequence[CriterionResult]) -> str:
     return '<span class="verdict pass">all criteria met</span>'
 
 
-def _source(events: Sequence[Event], campaign: Mapping[str, Any] | None,
-            journals: Sequence[str]) -> str:
+def _source(
+    events: Sequence[Event], campaign: Mapping[str, Any] | None, journals: Sequence[str]
+) -> str:
     times = [e.time for e in events]
-    span = (f"{len(events)} events from {stamp(min(times))} to {stamp(max(times))}" if times
-            else "no events")
+    span = (
+        f"{len(events)} events from {stamp(min(times))} to {stamp(max(times))}"
+        if times
+        else "no events"
+    )
     if campaign is None:
         names = ", ".join(journals) or "journal"
         return f'<p class="source">Journal {esc(names)}: {esc(span)}.</p>'
-    return (f'<p class="source">Chaos campaign on the {esc(campaign.get("tier"))} tier, agent '
-            f"{esc(campaign.get('agent'))}, seed {esc(campaign.get('seed'))}: "
-            f"{esc(campaign.get('runs', 0))} scenario runs, {esc(span)}.</p>"
-            f'<p class="source">Replay: <code>{esc(campaign.get("replay", ""))}</code></p>')
+    return (
+        f'<p class="source">Chaos campaign on the {esc(campaign.get("tier"))} tier, agent '
+        f"{esc(campaign.get('agent'))}, seed {esc(campaign.get('seed'))}: "
+        f"{esc(campaign.get('runs', 0))} scenario runs, {esc(span)}.</p>"
+        f'<p class="source">Replay: <code>{esc(campaign.get("replay", ""))}</code></p>'
+    )
 
 
 # --------------------------------------------------------------------------- criteria, overview
 
 
 def _count_tiles(results: Sequence[CriterionResult]) -> str:
-    words = {"orphaned_workspaces": "orphaned workspaces",
-             "unattributed_failures": "unattributed failures"}
+    words = {
+        "orphaned_workspaces": "orphaned workspaces",
+        "unattributed_failures": "unattributed failures",
+    }
     tiles = []
     for r in results:
         if r.is_rate:
             continue
         observed = "-" if r.observed is None else f"{r.observed:g}"
-        tiles.append(f'<li class="{esc(r.verdict)}"><b>{observed}</b><span>'
-                     f"{esc(words.get(r.name, r.name))}, needs {esc(r.comparison)} "
-                     f"{r.threshold:g}: {esc(r.verdict.upper())}</span></li>")
+        tiles.append(
+            f'<li class="{esc(r.verdict)}"><b>{observed}</b><span>'
+            f"{esc(words.get(r.name, r.name))}, needs {esc(r.comparison)} "
+            f"{r.threshold:g}: {esc(r.verdict.upper())}</span></li>"
+        )
     return f'<ul class="tiles counts">{"".join(tiles)}</ul>'
 
 
 def _criteria(results: Sequence[CriterionResult], campaign: Mapping[str, Any] | None) -> str:
-    basis = ("Dot: the observed rate; band: its Wilson 95% interval; dashed line: the "
-             "threshold.")
+    basis = "Dot: the observed rate; band: its Wilson 95% interval; dashed line: the threshold."
     if campaign is not None:
-        basis += (f" Campaign rules: first-try rates over the {esc(campaign.get('control_tasks'))}"
-                  " fault-free tasks; a wrong attribution counts as unattributed.")
-    return ('<section id="criteria"><h2>Success criteria</h2><div class="card">'
-            f"<h3>Rates against their thresholds</h3>{criteria_chart(results)}"
-            f'<p class="note small">{basis}</p><h3>Counts</h3>{_count_tiles(results)}</div>'
-            "</section>")
+        basis += (
+            f" Campaign rules: first-try rates over the {esc(campaign.get('control_tasks'))}"
+            " fault-free tasks; a wrong attribution counts as unattributed."
+        )
+    return (
+        '<section id="criteria"><h2>Success criteria</h2><div class="card">'
+        f"<h3>Rates against their thresholds</h3>{criteria_chart(results)}"
+        f'<p class="note small">{basis}</p><h3>Counts</h3>{_count_tiles(results)}</div>'
+        "</section>"
+    )
 
 
 def _overview(m: Metrics) -> str:
@@ -169,18 +182,23 @@ def _overview(m: Metrics) -> str:
     causes = "".join(
         f"<li>{esc(c.cause)} ({len(c.tasks)} tasks; fix applied: "
         f"{esc('; '.join(c.operator_actions) or 'none yet')})</li>"
-        for c in m.systematic_causes[:20])
+        for c in m.systematic_causes[:20]
+    )
     systematic = f"<h3>Systematic causes</h3><ul>{causes}</ul>" if causes else ""
-    return (f'<section id="overview"><h2>Overview</h2><ul class="tiles">{body}</ul>'
-            f"{systematic}</section>")
+    return (
+        f'<section id="overview"><h2>Overview</h2><ul class="tiles">{body}</ul>'
+        f"{systematic}</section>"
+    )
 
 
 def _charts(m: Metrics) -> str:
-    return ('<section id="charts"><h2>Failures and recovery times</h2><div class="grid">'
-            f'<div class="card"><h3>Failed attempts by reason</h3>{reasons_chart(m.reasons)}'
-            '</div><div class="card"><h3>Recovery time distribution</h3>'
-            f"{recovery_time_chart(m.recovery_times, m.recovery_time_p50, m.recovery_time_p95)}"
-            "</div></div></section>")
+    return (
+        '<section id="charts"><h2>Failures and recovery times</h2><div class="grid">'
+        f'<div class="card"><h3>Failed attempts by reason</h3>{reasons_chart(m.reasons)}'
+        '</div><div class="card"><h3>Recovery time distribution</h3>'
+        f"{recovery_time_chart(m.recovery_times, m.recovery_time_p50, m.recovery_time_p95)}"
+        "</div></div></section>"
+    )
 
 
 # --------------------------------------------------------------------------- campaign
@@ -189,18 +207,23 @@ def _charts(m: Metrics) -> str:
 def _campaign(campaign: Mapping[str, Any]) -> str:
     fails = "".join(f"<li><code>{esc(f)}</code></li>" for f in campaign.get("fail_lines", ()))
     verdicts = campaign.get("attribution", {})
-    attribution = ", ".join(f"{esc(v)} {esc(k)}" for k, v in verdicts.items()) or \
-        "no failed attempts"
+    attribution = (
+        ", ".join(f"{esc(v)} {esc(k)}" for k, v in verdicts.items()) or "no failed attempts"
+    )
     matrix: Mapping[str, Mapping[str, int]] = campaign.get("confusion_matrix", {})
     columns = sorted({c for row in matrix.values() for c in row})
     if matrix:
         head = "".join(f"<th>{esc(c)}</th>" for c in columns)
         body = "".join(
             f"<tr><th>{esc(cause)}</th>"
-            + "".join(f'<td class="n">{row.get(c) or "·"}</td>' for c in columns) + "</tr>"
-            for cause, row in matrix.items())
-        table = (f'<div class="scroll"><table><tr><th>injected \\ attributed</th>{head}</tr>'
-                 f"{body}</table></div>")
+            + "".join(f'<td class="n">{row.get(c) or "·"}</td>' for c in columns)
+            + "</tr>"
+            for cause, row in matrix.items()
+        )
+        table = (
+            f'<div class="scroll"><table><tr><th>injected \\ attributed</th>{head}</tr>'
+            f"{body}</table></div>"
+        )
     else:
         table = '<p class="empty">No failed attempts.</p>'
     ledger = list(campaign.get("ledger", ()))
@@ -209,32 +232,46 @@ def _campaign(campaign: Mapping[str, Any]) -> str:
         f"<td>{esc(e.get('kind'))}</td><td>{esc(e.get('task'))}</td>"
         f"<td>{esc(str(e.get('status')).replace('_', ' '))}</td>"
         f'<td class="n">{len(e.get("hits", ()))}</td></tr>'
-        for e in ledger[:MAX_LEDGER_ROWS])
-    more = (f'<p class="note">{len(ledger) - MAX_LEDGER_ROWS} more faults in the JSON '
-            "report.</p>" if len(ledger) > MAX_LEDGER_ROWS else "")
+        for e in ledger[:MAX_LEDGER_ROWS]
+    )
+    more = (
+        f'<p class="note">{len(ledger) - MAX_LEDGER_ROWS} more faults in the JSON report.</p>'
+        if len(ledger) > MAX_LEDGER_ROWS
+        else ""
+    )
     return (
         '<section id="campaign"><h2>Chaos campaign</h2>'
         + (f"<h3>Gate failures</h3><ul>{fails}</ul>" if fails else "")
         + f"<p>Attribution of failed attempts against the injected causes: {attribution}.</p>"
-        "<div class=\"card\"><h3>Confusion matrix</h3>"
-        f"{table}</div><div class=\"card\"><h3>Fault ledger</h3>"
-        f"<details><summary>{len(ledger)} faults injected</summary><div class=\"scroll\">"
+        '<div class="card"><h3>Confusion matrix</h3>'
+        f'{table}</div><div class="card"><h3>Fault ledger</h3>'
+        f'<details><summary>{len(ledger)} faults injected</summary><div class="scroll">'
         "<table><tr><th>scenario</th><th>fault</th><th>kind</th><th>task</th><th>status</th>"
-        f"<th>hits</th></tr>{rows}</table></div>{more}</details></div></section>")
+        f"<th>hits</th></tr>{rows}</table></div>{more}</details></div></section>"
+    )
 
 
 # --------------------------------------------------------------------------- page
 
 
-def render_html(events: Sequence[Event], metrics: Metrics, results: Sequence[CriterionResult],
-                *, campaign: Mapping[str, Any] | None = None,
-                journals: Sequence[str] = ()) -> str:
+def render_html(
+    events: Sequence[Event],
+    metrics: Metrics,
+    results: Sequence[CriterionResult],
+    *,
+    campaign: Mapping[str, Any] | None = None,
+    journals: Sequence[str] = (),
+) -> str:
     """The report page. ``campaign`` adds the campaign section and the fault marks;
     ``journals`` names the files the events came from, for the header."""
-    title = ("Orchestration recovery: chaos campaign, seed " + str(campaign.get("seed"))
-             if campaign is not None else "Orchestration recovery report")
-    nav = "".join(f'<a href="#{s}">{s}</a>' for s in
-                  (*SECTIONS, *(("campaign",) if campaign else ())))
+    title = (
+        "Orchestration recovery: chaos campaign, seed " + str(campaign.get("seed"))
+        if campaign is not None
+        else "Orchestration recovery report"
+    )
+    nav = "".join(
+        f'<a href="#{s}">{s}</a>' for s in (*SECTIONS, *(("campaign",) if campaign else ()))
+    )
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
@@ -245,4 +282,5 @@ def render_html(events: Sequence[Event], metrics: Metrics, results: Sequence[Cri
         f"{_charts(metrics)}</div>"
         f"{timeline_section(events, campaign)}"
         f"{_campaign(campaign) if campaign is not None else ''}"
-        f"<footer>pytest-orch-recovery {esc(__version__)}</footer></main></body></html>\n")
+        f"<footer>pytest-orch-recovery {esc(__version__)}</footer></main></body></html>\n"
+    )

@@ -33,7 +33,7 @@ from pytest_orch_recovery.engine.model import (
     WorkKind,
 )
 from pytest_orch_recovery.engine.policy import REMEDY_STALE_INDEX_LOCK
-from pytest_orch_recovery.engine.runtime import AttemptExit, LaunchSpec
+from pytest_orch_recovery.engine.ports import AttemptExit, LaunchSpec
 
 # 2025-07-23 09:00 UTC, the day of the seed's incident log: simulated runs start there.
 SIM_EPOCH = 1753261200.0
@@ -45,14 +45,18 @@ AGENT_MAX_RETRIES = 10
 
 def _fault_hook_sender(sig: int) -> SignalSender:
     """Who the launch wrapper names for a signal fault on the tmux tier: the fault hook."""
-    return SignalSender(sig, SignalOrigin.PROCESS, 0,
-                        command="python -P -m pytest_orch_recovery.chaos.faulthook --plan "
-                        "faults.json")
+    return SignalSender(
+        sig,
+        SignalOrigin.PROCESS,
+        0,
+        command="python -P -m pytest_orch_recovery.chaos.faulthook --plan faults.json",
+    )
 
 
 def _coordinator_sender(sig: int) -> SignalSender:
     """The coordinator's own interrupt / kill, as the wrapper would name it."""
     return SignalSender(sig, SignalOrigin.PROCESS, 0, command="orch-recovery coordinator")
+
 
 _OVERLOADED_BODY = '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}'
 _RATE_LIMIT_BODY = (
@@ -174,7 +178,7 @@ _Wake = tuple[float, int, str, int]
 
 
 class SimRuntime:
-    """A :class:`~pytest_orch_recovery.engine.runtime.Runtime` on a virtual clock."""
+    """A :class:`~pytest_orch_recovery.engine.ports.Runtime` on a virtual clock."""
 
     def __init__(
         self,
@@ -241,9 +245,13 @@ class SimRuntime:
         if spec.task.task_id in self._tests_broken and ws.commits == 0 and not ws.files:
             ws.tests_broken = True
         rng = random.Random(f"{self.seed}:{spec.task.task_id}:{spec.attempt}")
-        attempt = _Attempt(spec=spec, started_at=self.clock.now(), rng=rng,
-                           descriptions=tuple(w.describe() for w in spec.work),
-                           armed=self._armed_for(spec.task.task_id))
+        attempt = _Attempt(
+            spec=spec,
+            started_at=self.clock.now(),
+            rng=rng,
+            descriptions=tuple(w.describe() for w in spec.work),
+            armed=self._armed_for(spec.task.task_id),
+        )
         if spec.resume_session is None or spec.resume_session != ws.session_id:
             ws.session_id = f"sess-{rng.getrandbits(64):016x}"
         self._attempts[spec.agent] = attempt
@@ -294,8 +302,10 @@ class SimRuntime:
         if task.tests:
             tests_passed = not missing and not ws.tests_broken
             if ws.tests_broken:
-                test_output = (f"$ {task.tests}\nFAILED tests/test_{task.task_id}.py::test_edge"
-                               " - AssertionError\n=== 2 failed, 3 passed in 0.42s ===")
+                test_output = (
+                    f"$ {task.tests}\nFAILED tests/test_{task.task_id}.py::test_edge"
+                    " - AssertionError\n=== 2 failed, 3 passed in 0.42s ==="
+                )
         return PartialWork(
             deliverables_present=present,
             deliverables_missing=missing,
@@ -369,8 +379,9 @@ class SimRuntime:
             if after is not None and self._fire(after, attempt, ws, path=item.path):
                 return
             action = _ACTION_EVENTS.get(item.kind)
-            if action is not None and self._fire(action, attempt, ws, select=_after_action,
-                                                 counted=False):
+            if action is not None and self._fire(
+                action, attempt, ws, select=_after_action, counted=False
+            ):
                 return
             if self._fire("tool_call", attempt, ws):
                 return
@@ -395,11 +406,14 @@ class SimRuntime:
                     "========================= 2 failed, 3 passed in 0.42s "
                     "========================="
                 )
-                self._exit_clean(attempt, "The implementation is complete but 2 tests fail; "
-                                 "I could not make them pass.")
+                self._exit_clean(
+                    attempt,
+                    "The implementation is complete but 2 tests fail; I could not make them pass.",
+                )
                 return False
-            attempt.output.append("========================= 5 passed in 0.31s "
-                                  "=========================")
+            attempt.output.append(
+                "========================= 5 passed in 0.31s ========================="
+            )
             return True
         if kind is WorkKind.FIX_TESTS:
             attempt.output.append("⏺ Edit(fix failing tests)")
@@ -412,8 +426,11 @@ class SimRuntime:
                 attempt.output.append(
                     "fatal: Unable to create '/work/.git/index.lock': File exists."
                 )
-                self._exit_clean(attempt, "git commit failed: another git process seems to be "
-                                 "running (index.lock exists).")
+                self._exit_clean(
+                    attempt,
+                    "git commit failed: another git process seems to be "
+                    "running (index.lock exists).",
+                )
                 return False
             if ws.uncommitted or ws.commits == 0:
                 ws.commits += 1
@@ -446,8 +463,11 @@ class SimRuntime:
         target = item.path or item.describe()
         for _ in range(2):  # the model retries a denied tool once, then gives up
             attempt.permission_denials.append(
-                {"tool_name": tool, "tool_use_id": f"toolu_{attempt.rng.getrandbits(48):012x}",
-                 "tool_input": {"file_path": target} if tool == "Write" else {"command": target}}
+                {
+                    "tool_name": tool,
+                    "tool_use_id": f"toolu_{attempt.rng.getrandbits(48):012x}",
+                    "tool_input": {"file_path": target} if tool == "Write" else {"command": target},
+                }
             )
             verb = "write to " + target if tool == "Write" else "use Bash"
             attempt.output.append(
@@ -465,12 +485,15 @@ class SimRuntime:
             )
         elif record.attempt != spec.attempt:
             record.agent, record.task_id, record.attempt = (
-                spec.agent, spec.task.task_id, spec.attempt)
+                spec.agent,
+                spec.task.task_id,
+                spec.attempt,
+            )
         path = item.path
         if path and item.kind is WorkKind.WRITE and path not in record.created:
             record.created.append(path)
         record.completed.append(attempt.descriptions[attempt.step - 1])
-        record.next_actions = attempt.descriptions[attempt.step:]
+        record.next_actions = attempt.descriptions[attempt.step :]
         record.updated_at = self.clock.now()
         record.session_id = ws.session_id
         ws.checkpoint_problem = None  # the hook's atomic rewrite replaces a torn file
@@ -498,8 +521,12 @@ class SimRuntime:
             retry_after = spec.params.get("retry_after")
             if burst <= AGENT_MAX_RETRIES:
                 # The agent's own retries absorb the burst: time passes, nothing fails.
-                self._mark(spec, attempt, FaultStatus.INEFFECTIVE,
-                           f"{burst} errors absorbed by the agent's retries")
+                self._mark(
+                    spec,
+                    attempt,
+                    FaultStatus.INEFFECTIVE,
+                    f"{burst} errors absorbed by the agent's retries",
+                )
                 attempt.output.append(f"API Error ({burst} retries), retrying…")
                 continue
             status, body = _API_ERRORS[kind]
@@ -510,9 +537,13 @@ class SimRuntime:
             self._exit(
                 attempt,
                 ExitInfo.from_returncode(1),
-                result=self._result(attempt, ws, is_error=True,
-                                    text=f"API Error: {status} {body}",
-                                    api_status=status),
+                result=self._result(
+                    attempt,
+                    ws,
+                    is_error=True,
+                    text=f"API Error: {status} {body}",
+                    api_status=status,
+                ),
             )
             return True
         return False
@@ -533,9 +564,15 @@ class SimRuntime:
             self._armed[task_id] = armed
         return armed
 
-    def _matching(self, event: str, attempt: _Attempt, *, n: int | None = None,
-                  path: str | None = None,
-                  select: Callable[[FaultSpec], bool] | None = None) -> list[FaultSpec]:
+    def _matching(
+        self,
+        event: str,
+        attempt: _Attempt,
+        *,
+        n: int | None = None,
+        path: str | None = None,
+        select: Callable[[FaultSpec], bool] | None = None,
+    ) -> list[FaultSpec]:
         task_id = attempt.spec.task.task_id
         candidates = attempt.armed.get(event)
         if not candidates:
@@ -559,9 +596,16 @@ class SimRuntime:
             hits.append(spec)
         return hits
 
-    def _fire(self, event: str, attempt: _Attempt, ws: SimWorkspace, *,
-              path: str | None = None, select: Callable[[FaultSpec], bool] | None = None,
-              counted: bool = True) -> bool:
+    def _fire(
+        self,
+        event: str,
+        attempt: _Attempt,
+        ws: SimWorkspace,
+        *,
+        path: str | None = None,
+        select: Callable[[FaultSpec], bool] | None = None,
+        counted: bool = True,
+    ) -> bool:
         """Fire the faults keyed on ``event`` (those ``select`` accepts); True when the attempt
         is over (or parked). ``counted=False``: the same occurrence as the previous call."""
         if event not in attempt.armed:
@@ -582,10 +626,17 @@ class SimRuntime:
         mark = self._mark
         if kind in ("sigint", "sigint_keys"):
             mark(spec, attempt, FaultStatus.EXERCISED, "SIGINT delivered")
-            sender = (SignalSender(2, SignalOrigin.TTY, 0x80, clients=0)
-                      if kind == "sigint_keys" else _fault_hook_sender(2))
-            self._die_by_signal(attempt, 2, claude_style=spec.params.get("style", "claude")
-                                == "claude", sender=sender)
+            sender = (
+                SignalSender(2, SignalOrigin.TTY, 0x80, clients=0)
+                if kind == "sigint_keys"
+                else _fault_hook_sender(2)
+            )
+            self._die_by_signal(
+                attempt,
+                2,
+                claude_style=spec.params.get("style", "claude") == "claude",
+                sender=sender,
+            )
             return True
         if kind in ("kill", "terminate"):
             mark(spec, attempt, FaultStatus.EXERCISED, kind)
@@ -593,14 +644,21 @@ class SimRuntime:
                 attempt.output.append("Killed")
             sig = 9 if kind == "kill" else 15
             oom = bool(spec.params.get("oom")) and sig == 9
-            self._die_by_signal(attempt, sig, claude_style=False,
-                                sender=SignalSender(9, SignalOrigin.KERNEL) if oom
-                                else _fault_hook_sender(sig), oom=oom)
+            self._die_by_signal(
+                attempt,
+                sig,
+                claude_style=False,
+                sender=SignalSender(9, SignalOrigin.KERNEL) if oom else _fault_hook_sender(sig),
+                oom=oom,
+            )
             return True
         if kind in ("stall", "permission_prompt"):
             if kind == "permission_prompt":
-                target = attempt.spec.task.deliverables[0] if attempt.spec.task.deliverables \
+                target = (
+                    attempt.spec.task.deliverables[0]
+                    if attempt.spec.task.deliverables
                     else "the file"
+                )
                 attempt.output.append(f"Do you want to create {target}?")
                 attempt.output.append("\u276f 1. Yes")  # Claude Code's selection marker
             mark(spec, attempt, FaultStatus.EXERCISED, "agent stalled")
@@ -615,16 +673,20 @@ class SimRuntime:
                 mark(spec, attempt, FaultStatus.INEFFECTIVE, "absorbed by the agent's retry")
                 return False
             lines = {
-                "bad_credentials": ["HTTP 401: Bad credentials (https://api.github.com/graphql)",
-                                    "Try authenticating with:  gh auth login"],
-                "unreachable": ["error connecting to api.github.com",
-                                "check your internet connection or "
-                                "https://githubstatus.com"],
+                "bad_credentials": [
+                    "HTTP 401: Bad credentials (https://api.github.com/graphql)",
+                    "Try authenticating with:  gh auth login",
+                ],
+                "unreachable": [
+                    "error connecting to api.github.com",
+                    "check your internet connection or https://githubstatus.com",
+                ],
             }.get(how, [f"pull request create failed: {how}"])
             attempt.output.extend(lines * 2)
             mark(spec, attempt, FaultStatus.EXERCISED, how)
-            self._exit_clean(attempt, "The code is pushed but I could not create the pull "
-                             f"request: {lines[0]}")
+            self._exit_clean(
+                attempt, f"The code is pushed but I could not create the pull request: {lines[0]}"
+            )
             return True
         if kind == "stale_index_lock":
             # A git killed mid-operation left its lock: the next commit fails on it.
@@ -649,13 +711,25 @@ class SimRuntime:
         return False
 
     def _mark(self, spec: FaultSpec, attempt: _Attempt, status: str, detail: str) -> None:
-        self.ledger.mark(spec, status, task=attempt.spec.task.task_id,
-                         attempt=attempt.spec.attempt, detail=detail)
+        self.ledger.mark(
+            spec,
+            status,
+            task=attempt.spec.task.task_id,
+            attempt=attempt.spec.attempt,
+            detail=detail,
+        )
 
     # ------------------------------------------------------------------ exits
 
-    def _die_by_signal(self, attempt: _Attempt, sig: int, *, claude_style: bool,
-                       sender: SignalSender | None = None, oom: bool = False) -> None:
+    def _die_by_signal(
+        self,
+        attempt: _Attempt,
+        sig: int,
+        *,
+        claude_style: bool,
+        sender: SignalSender | None = None,
+        oom: bool = False,
+    ) -> None:
         """End by ``sig``; ``sender`` is who the launch wrapper's siginfo would name (a
         SIGKILL reaches the agent, never the wrapper: the kernel's counter tells of an OOM)."""
         if not oom:
@@ -672,11 +746,21 @@ class SimRuntime:
 
     def _exit_clean(self, attempt: _Attempt, text: str) -> None:
         ws = self.workspaces[attempt.spec.agent]
-        self._exit(attempt, ExitInfo.from_returncode(0),
-                   result=self._result(attempt, ws, is_error=False, text=text))
+        self._exit(
+            attempt,
+            ExitInfo.from_returncode(0),
+            result=self._result(attempt, ws, is_error=False, text=text),
+        )
 
-    def _result(self, attempt: _Attempt, ws: SimWorkspace, *, is_error: bool, text: str,
-                api_status: int | None = None) -> dict[str, Any]:
+    def _result(
+        self,
+        attempt: _Attempt,
+        ws: SimWorkspace,
+        *,
+        is_error: bool,
+        text: str,
+        api_status: int | None = None,
+    ) -> dict[str, Any]:
         """A result object with the keys of Claude Code's ``--output-format json``."""
         duration_ms = int((self.clock.now() - attempt.started_at) * 1000)
         result: dict[str, Any] = {
@@ -695,8 +779,7 @@ class SimRuntime:
             result["api_error_status"] = api_status
         return result
 
-    def _exit(self, attempt: _Attempt, exit_info: ExitInfo,
-              result: dict[str, Any] | None) -> None:
+    def _exit(self, attempt: _Attempt, exit_info: ExitInfo, result: dict[str, Any] | None) -> None:
         if not attempt.live:
             return
         attempt.live = False

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_orch_recovery.engine.metrics import describe_partial
 from pytest_orch_recovery.engine.model import Attribution, Event, EventKind, ExitInfo, Reason
+from pytest_orch_recovery.report.metrics import describe_partial
 
 GROUP_SEPARATOR = "/"  # a task id ``group/task`` is drawn in group ``group``'s panel
 
@@ -102,8 +102,9 @@ def _split(task_id: str) -> tuple[str, str]:
 
 def _attribution(data: Mapping[str, Any]) -> Attribution:
     raw = data.get("attribution")
-    return Attribution.from_json(raw) if isinstance(raw, Mapping) else Attribution(
-        Reason.UNKNOWN, 0.0)
+    return (
+        Attribution.from_json(raw) if isinstance(raw, Mapping) else Attribution(Reason.UNKNOWN, 0.0)
+    )
 
 
 class _Builder:
@@ -148,12 +149,16 @@ class _Builder:
             lane.submitted = event.time
         elif kind is EventKind.ATTEMPT_LAUNCHED:
             strategy = data.get("strategy")
-            if event.attempt is not None and any(a.number == event.attempt
-                                                 for a in lane.attempts):
+            if event.attempt is not None and any(a.number == event.attempt for a in lane.attempts):
                 return  # a launch journaled twice is one attempt
-            lane.attempts.append(AttemptSpan(
-                number=event.attempt or len(lane.attempts) + 1, start=event.time,
-                launched_as=None if strategy is None else str(strategy), agent=event.agent))
+            lane.attempts.append(
+                AttemptSpan(
+                    number=event.attempt or len(lane.attempts) + 1,
+                    start=event.time,
+                    launched_as=None if strategy is None else str(strategy),
+                    agent=event.agent,
+                )
+            )
             lane.agent = lane.agent or event.agent
         elif kind is EventKind.ATTEMPT_EXITED:
             span = self.attempt(lane, event.attempt)
@@ -175,9 +180,15 @@ class _Builder:
             decision = data.get("decision") or {}
             span = self.attempt(lane, event.attempt)
             if span is not None and "strategy" in decision:
-                span.followups.append(FollowUp(
-                    event.time, str(decision["strategy"]), str(decision.get("why", "")),
-                    str(decision.get("rule", "")), float(decision.get("delay", 0.0) or 0.0)))
+                span.followups.append(
+                    FollowUp(
+                        event.time,
+                        str(decision["strategy"]),
+                        str(decision.get("why", "")),
+                        str(decision.get("rule", "")),
+                        float(decision.get("delay", 0.0) or 0.0),
+                    )
+                )
         elif kind is EventKind.TASK_SUCCEEDED:
             span = self.attempt(lane, event.attempt)
             if span is not None:

@@ -1,0 +1,1 @@
+"""Importers for outside orchestrators' formats: their results files, logs and worktrees."""

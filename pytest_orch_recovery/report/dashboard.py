@@ -357,9 +357,11 @@ class AttemptResult:
 
         >>> AttemptResult.from_json({"agent": "a", "attempt": 1, "status": "success"}).status
         'success'
-        >>> AttemptResult.from_json({"agent": "a", "attempt": "1", "status": "success"})
-        Traceback (most recent call last):
-        pytest_orch_recovery.engine.errors.InvalidValue: field attempt: expected a positive integer, got '1'
+        >>> try:
+        ...     AttemptResult.from_json({"agent": "a", "attempt": "1", "status": "success"})
+        ... except InvalidValue as exc:
+        ...     print(exc)
+        field attempt: expected a positive integer, got '1'
         """
         if not isinstance(data, dict):
             raise InvalidValue(f"expected a JSON object, got {type(data).__name__}")

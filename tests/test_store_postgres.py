@@ -8,7 +8,6 @@ import contextlib
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from waiting import wait_until
 
 from pytest_orch_recovery.engine.model import Event, EventKind, Task
 from pytest_orch_recovery.infra.postgres_server import LocalPostgres
@@ -265,10 +265,7 @@ def test_lease_expiry_makes_a_task_reclaimable_at_a_higher_epoch_and_fences_the_
         assert alpha.append(launched(task(1), 1)).seq == 1
         assert beta.claim() == []  # alpha's lease is live
         # alpha stops beating (frozen, partitioned); beta polls until the lease runs out
-        deadline = time.monotonic() + WAIT
-        taken = []
-        while not taken and time.monotonic() < deadline:
-            taken = beta.claim()
+        taken = wait_until(lambda: beta.claim() or None, "claim after alpha's lease ran out")
         assert [(c.task.task_id, c.epoch) for c in taken] == [("task-1", 2)]
         # alpha wakes up: its heartbeat says the lease is gone, and its writes are refused
         assert alpha.heartbeat() == {}
@@ -428,10 +425,10 @@ def test_a_store_outage_costs_time_and_no_event_is_lost_doubled_or_reordered(
         postgres_server.stop()
         retried_before = alpha.retries
         # the writer is now retrying against a stopped server; let it fail a few times
-        deadline = time.monotonic() + WAIT
-        while alpha.retries < retried_before + 2 and thread.is_alive():
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until(
+            lambda: alpha.retries >= retried_before + 2 or not thread.is_alive(),
+            "retries against the stopped server",
+        )
         postgres_server.start()
         thread.join(WAIT)
         assert not thread.is_alive()
@@ -487,7 +484,8 @@ class _LostAcknowledgement(PostgresStore):
 def test_a_retried_append_or_claim_whose_commit_was_not_acknowledged_is_not_repeated(
     store_url: str,
 ) -> None:
-    with _LostAcknowledgement(store_url, host="alpha", sleep=lambda _: None) as alpha:
+    alpha = _LostAcknowledgement(store_url, host="alpha", sleep=lambda _: None)
+    with alpha:
         alpha.register(capacity=None)  # this commit's answer is lost: retried, harmless
         for n in range(3):
             alpha.submit(task(n))

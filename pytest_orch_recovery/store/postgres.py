@@ -27,6 +27,7 @@ repeated, so nothing is lost, doubled or reordered.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import random
@@ -449,16 +450,7 @@ class PostgresStore:
             if exc.sqlstate in (_UNKNOWN_TASK, _BAD_LAUNCH):
                 raise StoreError(_first_line(exc)) from None
             raise
-        return Event(
-            event.kind,
-            event.time,
-            event.task_id,
-            event.agent,
-            event.attempt,
-            event.data,
-            event.key,
-            seq,
-        )
+        return dataclasses.replace(event, seq=seq)
 
     def events(self, task_ids: Iterable[str] | None = None) -> Sequence[Event]:
         """Every event (or those of ``task_ids``), in seq order."""

@@ -470,7 +470,7 @@ def check_scenario(scenario: Scenario) -> None:
             maximum=validation.MAX_COUNT,
         )
     settings = scenario.policy
-    for key in ("backoff_base", "backoff_cap", "breaker_window"):
+    for key in ("backoff_base", "backoff_cap", "breaker_window", "usage_limit_horizon"):
         value = getattr(settings, key)
         if value is not None:
             check(f"policy.{key}", validation.number, value, exclusive_minimum=True)

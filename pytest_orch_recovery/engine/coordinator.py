@@ -589,9 +589,13 @@ class Coordinator:
             return None
         account = current.agent_type
         known = self._limits.get(account)
-        if known is not None and resets_at <= known + CLOCK_PRECISION:
+        if known is not None and known > now and resets_at <= known + CLOCK_PRECISION:
             return known  # the condition already recorded: the same reset, said again
-        wait = max(0.0, resets_at - now)
+        if resets_at <= now:
+            # Said again after its reset came (a clock rounded to the minute, a late reset):
+            # wait one more minute rather than relaunch into it at once.
+            resets_at = now + CLOCK_PRECISION
+        wait = resets_at - now
         if wait > self.policy.usage_limit_horizon:
             return None  # not waited for: the policy escalates
         # Jitter drawn from the seed and the reset, so a coordinator replaying the journal

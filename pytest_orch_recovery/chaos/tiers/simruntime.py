@@ -19,7 +19,7 @@ import math
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -94,7 +94,7 @@ def usage_limit_text(wording: str, now: float, resets_at: float) -> str:
     True
     """
     if wording == "codex":
-        left = max(0, int(math.ceil((resets_at - now) / 60.0)))
+        left = max(0, math.ceil((resets_at - now) / 60.0))
         days, rest = divmod(left, 24 * 60)
         hours, minutes = divmod(rest, 60)
         parts = [

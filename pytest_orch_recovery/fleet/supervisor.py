@@ -22,6 +22,7 @@ import json
 import logging
 import subprocess
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -225,6 +226,13 @@ class FleetSupervisor:
             what += f" attempt {event.attempt}"
         if event.kind is EventKind.TASK_ESCALATED:
             self._escalated(event)  # before the log line: whoever reads the log sees it done
+        if event.kind is EventKind.USAGE_LIMITED:
+            # The one notice of an account's limit, however many agents ran into it.
+            until = datetime.fromtimestamp(float(event.data["until"]), UTC)
+            what += (
+                f": {event.data['agent_type']} is at its usage limit; waiting for the quota "
+                f"reset at {until:%H:%M} UTC, {len(event.data.get('tasks', ()))} tasks"
+            )
         self.say(what)
 
     def _escalated(self, event: Event) -> None:

@@ -21,13 +21,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
-from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig, Phase
+from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
-from pytest_orch_recovery.engine.model import Event, EventKind, Reason, Task
+from pytest_orch_recovery.engine.events import Event, EventKind, LaunchNotes, TmuxTarget
+from pytest_orch_recovery.engine.model import Phase, Reason, Task
 from pytest_orch_recovery.engine.policy import Policy
 from pytest_orch_recovery.engine.ports import LaunchSpec
 from pytest_orch_recovery.fleet.config import FleetConfig, FleetConfigError, load_fleet
@@ -152,12 +153,9 @@ class FleetSupervisor:
             coordinator.recover()
         return coordinator
 
-    def _launch_notes(self, spec: LaunchSpec) -> Mapping[str, Any]:
+    def _launch_notes(self, spec: LaunchSpec) -> LaunchNotes:
         record = self.host.results / f"{spec.agent}.{spec.attempt}.pane.json"
-        return {
-            "tmux": {"socket": self.host.tmux_socket, "session": spec.agent},
-            "launch_record": str(record),
-        }
+        return LaunchNotes(TmuxTarget(self.host.tmux_socket, spec.agent), str(record))
 
     def _observe(self, event: Event) -> None:
         self.dispatcher.observe(event)

@@ -36,6 +36,7 @@ from pytest_orch_recovery.engine.events import (
     TaskSubmitted,
     TaskSucceeded,
     TmuxTarget,
+    UsageLimited,
     WorkspaceCleaned,
     WorkspaceOrphaned,
 )
@@ -587,6 +588,14 @@ PAYLOADS: dict[EventKind, st.SearchStrategy[Payload]] = {
     ),
     EventKind.WORKSPACE_CLEANED: st.builds(WorkspaceCleaned, _text, st.none() | _text),
     EventKind.WORKSPACE_ORPHANED: st.builds(WorkspaceOrphaned, _text),
+    EventKind.USAGE_LIMITED: st.builds(
+        UsageLimited,
+        _text,
+        st.none() | _times,
+        st.none() | _times,
+        st.lists(_text, max_size=3).map(tuple),
+        _text,
+    ),
 }
 
 

@@ -55,6 +55,7 @@ __all__ = [
     "TaskSubmitted",
     "TaskSucceeded",
     "TmuxTarget",
+    "UsageLimited",
     "WorkspaceCleaned",
     "WorkspaceOrphaned",
     "payload_class",
@@ -83,6 +84,7 @@ class EventKind(enum.StrEnum):
     OPERATOR_ACTION = "operator_action"
     WORKSPACE_CLEANED = "workspace_cleaned"
     WORKSPACE_ORPHANED = "workspace_orphaned"
+    USAGE_LIMITED = "usage_limited"
 
 
 # --------------------------------------------------------------------------- field readers
@@ -765,6 +767,39 @@ class WorkspaceOrphaned(Payload):
         return cls(path=_str(data, "path"))
 
 
+@dataclass(frozen=True)
+class UsageLimited(Payload):
+    """An account's usage limit: launches of ``agent_type`` wait until ``until`` (its reset
+    plus jitter). One event per condition, however many ``tasks`` it holds; ``said`` is the
+    CLI's own words about the reset."""
+
+    KIND: ClassVar[EventKind] = EventKind.USAGE_LIMITED
+    agent_type: str = ""
+    resets_at: float | None = None
+    until: float | None = None
+    tasks: tuple[str, ...] = ()
+    said: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "agent_type": self.agent_type,
+            "resets_at": self.resets_at,
+            "until": self.until,
+            "tasks": list(self.tasks),
+            "said": self.said,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> UsageLimited:
+        return cls(
+            agent_type=_str(data, "agent_type"),
+            resets_at=_opt_number(data, "resets_at"),
+            until=_opt_number(data, "until"),
+            tasks=_strings(data, "tasks"),
+            said=_str(data, "said"),
+        )
+
+
 _PAYLOADS: dict[EventKind, type[Payload]] = {
     cls.KIND: cls
     for cls in (
@@ -779,6 +814,7 @@ _PAYLOADS: dict[EventKind, type[Payload]] = {
         OperatorAction,
         WorkspaceCleaned,
         WorkspaceOrphaned,
+        UsageLimited,
     )
 }
 _KINDS: Mapping[str, EventKind] = {str(k): k for k in EventKind}

@@ -208,6 +208,25 @@ def _partial(task: TaskHistory, agent: str) -> PartialReport:
     )
 
 
+@dataclass(frozen=True)
+class UsageCondition:
+    """An account's usage limit in force: its agent type, when launches resume, and the
+    tasks still waiting on it."""
+
+    agent_type: str
+    resets_at: float
+    until: float
+    tasks: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "agent_type": self.agent_type,
+            "resets_at": self.resets_at,
+            "until": self.until,
+            "tasks": list(self.tasks),
+        }
+
+
 class FleetView:
     """The views over journal events (one journal, or several with unique task ids), or over
     their folded :class:`History`.
@@ -221,6 +240,7 @@ class FleetView:
         self._budget = budget
         history = events if isinstance(events, History) else History(events)
         self._tasks = history.tasks
+        self._history = history
 
     @staticmethod
     def _agent(task: TaskHistory) -> str:
@@ -262,6 +282,22 @@ class FleetView:
                 )
             )
         return rows
+
+    def usage_conditions(self, *, now: float) -> list[UsageCondition]:
+        """The usage limits still holding at ``now``, with the tasks they still hold."""
+        out = []
+        for limited, time in self._history.usage_limits.values():
+            until = time if limited.until is None else limited.until
+            if until <= now:
+                continue
+            waiting = tuple(
+                t
+                for t in limited.tasks
+                if t in self._tasks and self._tasks[t].phase not in TERMINAL
+            )
+            resets_at = time if limited.resets_at is None else limited.resets_at
+            out.append(UsageCondition(limited.agent_type, resets_at, until, waiting))
+        return out
 
     def failures(self) -> list[FailedAttempt]:
         """Every attributed failure, in journal order."""

@@ -34,6 +34,7 @@ from pytest_orch_recovery.engine.events import (
     TaskSubmitted,
     TaskSucceeded,
     TmuxTarget,
+    UsageLimited,
     WorkspaceCleaned,
     WorkspaceOrphaned,
 )
@@ -205,6 +206,8 @@ class History:
     def __init__(self, events: Iterable[Event] = ()) -> None:
         self.tasks: dict[str, TaskHistory] = {}
         self.orphaned: dict[str, None] = {}  # workspace paths, in first-report order
+        # Agent type -> the latest usage limit its account reported, and when it was journaled.
+        self.usage_limits: dict[str, tuple[UsageLimited, float]] = {}
         for event in events:
             self.add(event)
 
@@ -214,6 +217,8 @@ class History:
             self.orphaned[payload.path] = None
         elif isinstance(payload, WorkspaceCleaned):
             self.orphaned.pop(payload.path, None)
+        elif isinstance(payload, UsageLimited):
+            self.usage_limits[payload.agent_type] = (payload, event.time)
         if isinstance(payload, OperatorAction):
             self._operator_action(event, payload)
             return
@@ -403,7 +408,7 @@ def _failed(task: TaskHistory, event: Event) -> None:
 
 
 def _nothing(task: TaskHistory, event: Event) -> None:
-    """Workspace records belong to the fleet, not to the task's story."""
+    """Workspace records and usage limits belong to the fleet, not to the task's story."""
 
 
 _FOLDS = {
@@ -417,4 +422,5 @@ _FOLDS = {
     TaskFailed: _failed,
     WorkspaceCleaned: _nothing,
     WorkspaceOrphaned: _nothing,
+    UsageLimited: _nothing,
 }

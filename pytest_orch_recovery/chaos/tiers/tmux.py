@@ -437,7 +437,9 @@ _BROKEN = "# BROKEN: the first implementation gets the edge case wrong\n"
 def _test_file(template: str, **fields: object) -> str:
     """A generated test file: ``chaos/templates/<template>.py.tmpl`` filled with ``fields``
     (``str.format``). The templates are package data, so no library module defines a test."""
-    text = resources.files(__package__).joinpath("templates", f"{template}.py.tmpl")
+    text = resources.files("pytest_orch_recovery.chaos").joinpath(
+        "templates", f"{template}.py.tmpl"
+    )
     return text.read_text(encoding="utf-8").format(**fields)
 
 

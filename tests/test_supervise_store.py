@@ -17,7 +17,8 @@ from test_supervise import _BOUND, _COUNTING_AGENT, Fleet, Supervisor, fleet
 from waiting import wait_until
 
 from pytest_orch_recovery.doubles.modeldouble import ModelDouble, Plan, plan_for_task
-from pytest_orch_recovery.engine.model import EventKind, Task
+from pytest_orch_recovery.engine.events import EventKind
+from pytest_orch_recovery.engine.model import Task
 from pytest_orch_recovery.infra.git import remote_sha, run_git
 from pytest_orch_recovery.infra.postgres_server import LocalPostgres
 from pytest_orch_recovery.runtime.server import kill_tmux_server

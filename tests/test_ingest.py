@@ -302,7 +302,9 @@ def test_gh_repo_asks_gh_for_each_branchs_pull_request(
     with_pr = done_events(tmp_path / "after.jsonl")
     succeeded = [e for e in with_pr if e.kind is EventKind.TASK_SUCCEEDED]
     assert [e.data["pr"] for e in succeeded] == [pr.number]
-    assert ["pr", "view", f"{DONE}-work"] in [c["argv"][:3] for c in forge.calls()]
+    assert ["pr", "view", "--json", "number,state,url,title,headRefName", "--", f"{DONE}-work"] in [
+        c["argv"] for c in forge.calls()
+    ]
 
 
 def test_ingest_reports_a_worktree_on_another_branch(

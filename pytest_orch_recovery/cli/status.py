@@ -35,6 +35,7 @@ from pytest_orch_recovery.engine.policy import Policy
 from pytest_orch_recovery.infra.argtypes import positive_int, seconds
 from pytest_orch_recovery.infra.checkpoint import CheckpointError, checkpoint_path
 from pytest_orch_recovery.report.fleetview import FleetView, TaskStatus, TmuxTarget
+from pytest_orch_recovery.report.safetext import terminal
 
 PROG = "orch-recovery status"
 _TMUX_TIMEOUT = 10.0  # seconds for one has-session; a wedged server reads as "unknown"
@@ -241,6 +242,6 @@ def run(args: argparse.Namespace) -> int:
             try:
                 text = _draw(args)
             except UsageError as exc:  # e.g. the journal moved away: say so, keep watching
-                text = f"{PROG}: error: {exc}\n"
+                text = f"{PROG}: error: {terminal(str(exc))}\n"
     except KeyboardInterrupt:
         return 0

@@ -9,6 +9,7 @@ hook, the journal and the results readers refuse the same things with the same w
 - a **name** (task id, agent name) is 1 to :data:`MAX_NAME_CHARS` characters of ``A-Z a-z 0-9
   - _``, starting with a letter or digit: it becomes a file name, a branch name and a tmux
   session name, and is never shell syntax;
+- a **ref name** (a branch, a base) is one git accepts and never starts with ``-``;
 - a **number** is finite and within its range;
 - **text** has no NUL and a bounded length;
 - a **document** (JSON, TOML) is a regular file of bounded size, nested at most
@@ -143,6 +144,68 @@ def name(value: object, *, what: str = "name", limit: int = MAX_NAME_CHARS) -> s
 
 def agent_name(value: object) -> str:
     return name(value, what="agent name", limit=MAX_AGENT_CHARS)
+
+
+_REF_FORBIDDEN = frozenset(" ~^:?*[\\\x7f")
+
+
+def ref_name(value: object, *, what: str = "branch") -> str:
+    """A branch or ref name that git takes as one (git-check-ref-format(1)) and no program can
+    read as an option: it becomes an argument of ``git rev-list``, ``git worktree add`` and
+    ``gh pr view``, and an agent chooses its own HEAD.
+
+    >>> ref_name("task-agent-7-work"), ref_name("origin/main")
+    ('task-agent-7-work', 'origin/main')
+    >>> ref_name("--repo=attacker/evil")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pytest_orch_recovery.store.validation.RuleError: branch '--repo=attacker/evil' must not ...
+    """
+    if not isinstance(value, str):
+        raise RuleError(f"{what} must be a string, not {_kind(value)}")
+    if not value:
+        raise RuleError(f"{what} must not be empty")
+    if len(value) > MAX_PATH_CHARS:
+        raise RuleError(f"{what} is {len(value)} characters long; the limit is {MAX_PATH_CHARS}")
+    problem = None
+    if value.startswith("-"):
+        problem = "must not start with '-' (git and gh would read it as an option)"
+    elif any(c < " " or c in _REF_FORBIDDEN for c in value):
+        problem = "must not hold spaces, control characters or any of ~ ^ : ? * [ \\"
+    elif ".." in value or "@{" in value or "//" in value or value == "@":
+        problem = "must not hold '..', '@{' or '//', nor be '@'"
+    elif value.startswith("/") or value.endswith(("/", ".")):
+        problem = "must not start with '/' or end with '/' or '.'"
+    elif any(p.startswith(".") or p.endswith(".lock") for p in value.split("/")):
+        problem = "no part may start with '.' or end with '.lock'"
+    if problem is not None:
+        raise RuleError(f"{what} {_show(value)} {problem}")
+    return value
+
+
+def branch_pattern(value: object) -> str:
+    """A branch pattern: ``{agent}`` and no other field, making a :func:`ref_name` for every
+    agent name (the fleet file's ``branch_pattern``, ``ingest --branch``).
+
+    >>> branch_pattern("{agent}-work")
+    '{agent}-work'
+    >>> branch_pattern("-{agent}")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pytest_orch_recovery.store.validation.RuleError: branch '-a' must not start with '-' ...
+    """
+    from string import Formatter  # the pattern is read once, at load
+
+    if not isinstance(value, str):
+        raise RuleError(f"must be a string, not {_kind(value)}")
+    try:
+        fields = [(n, spec, conv) for _, n, spec, conv in Formatter().parse(value) if n is not None]
+    except ValueError as exc:
+        raise RuleError(f"{_show(value)} is not a branch pattern: {exc}") from None
+    if not fields or any(field != ("agent", "", None) for field in fields):
+        raise RuleError(f"{_show(value)} must name the agent as {{agent}} and no other field")
+    ref_name(value.format(agent="a"))
+    return value
 
 
 def relative_path(value: object) -> str:

@@ -210,11 +210,9 @@ def _commits_ahead(worktree: Path, head: str | None, base: str, remote: str) -> 
     raise WorkspaceError(worktree, f"base {base!r} is neither a local nor a {remote} branch")
 
 
-def _asked_about(branch: str | None) -> bool:
+def _asked_about(branch: str) -> bool:
     """Whether a branch the agent's HEAD names may be asked about: the agent chooses it, and
-    ``--repo=attacker/evil`` or ``123`` would make ``gh pr view`` answer about something else."""
-    if branch is None:
-        return False
+    ``--repo=attacker/evil`` would make ``gh pr view`` answer about something else."""
     try:
         validation.ref_name(branch)
     except validation.RuleError as exc:
@@ -274,7 +272,9 @@ def probe(
         pushed = _pushed(worktree, branch, status.head, remote)
     except git.GitError as exc:
         raise WorkspaceError(worktree, str(exc)) from exc
-    pr = prs.pull_request_for(branch) if prs is not None and _asked_about(branch) else None
+    pr = None
+    if prs is not None and branch is not None and _asked_about(branch):
+        pr = prs.pull_request_for(branch)
     if pr is not None and pr.state.upper() == "CLOSED":
         pr = None  # closed without merging: the work still needs an open PR
     tests_passed: bool | None = None

@@ -110,6 +110,7 @@ def json_document(text: str) -> str:
     >>> json_document('{"a": "\\x9b2J"}')
     '{"a": "\\\\u009b2J"}'
     """
+
     def escape(char: str) -> bool:  # C0 controls are escaped already or are the layout
         return char >= "\x7f" and _unsafe(char)
 

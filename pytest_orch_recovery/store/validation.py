@@ -36,7 +36,7 @@ from pytest_orch_recovery.engine.errors import OrchRecoveryError
 # typing costs each hook and wrapper process ~10 ms of start-up: for the type checker only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import IO, Any
 
 MAX_PATH_CHARS = 1024
 MAX_COMPONENT_BYTES = 255  # NAME_MAX of Linux file systems
@@ -110,6 +110,23 @@ def text(value: object, *, limit: int = MAX_TITLE_CHARS, empty: bool = False) ->
     if len(value) > limit:
         raise RuleError(f"is {len(value)} characters long; the limit is {limit}")
     return value
+
+
+def line_text(value: object, *, limit: int = MAX_TITLE_CHARS) -> str:
+    """:func:`text` that stays one printable line: no control character (newline, CR, ESC,
+    BEL, C1), for a value printed where a line break or an escape would forge output (a
+    scenario's name in pytest's test ids and summary lines).
+
+    >>> line_text("a\\nFAILED fake.toml::x")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pytest_orch_recovery.store.validation.RuleError: must be one line without control ...
+    """
+    out = text(value, limit=limit)
+    bad = next((c for c in out if c < " " or "\x7f" <= c <= "\x9f"), None)
+    if bad is not None:
+        raise RuleError(f"must be one line without control characters, got {bad!r} in it")
+    return out
 
 
 def prompt(value: object) -> str:
@@ -324,15 +341,7 @@ def read_bounded(path: str | os.PathLike[str], limit: int = MAX_DOCUMENT_BYTES) 
             raise RuleError(f"not a regular file ({file_kind(info.st_mode)})")
         if info.st_size > limit:
             raise RuleError(f"is {info.st_size} bytes; the limit is {limit}")
-        chunks = []
-        left = limit + 1
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        data = b"".join(chunks)
+        data = _read_at_most(fd, limit + 1)
         if len(data) > limit:
             raise RuleError(f"grew beyond {limit} bytes while being read")
         return data
@@ -340,6 +349,35 @@ def read_bounded(path: str | os.PathLike[str], limit: int = MAX_DOCUMENT_BYTES) 
         raise RuleError(f"cannot read: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
+
+
+def _read_at_most(fd: int, size: int) -> bytes:
+    chunks = []
+    left = size
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_stream(stream: IO[Any], limit: int = MAX_DOCUMENT_BYTES) -> bytes:
+    """At most ``limit`` bytes from a pipe or terminal (standard input; a text stream reads
+    through its ``buffer``), read until its end; :class:`RuleError` once byte ``limit + 1``
+    has arrived, without reading further (``yes |`` never ends, and 1.5 GB piped in must not
+    be held in memory to be refused)."""
+    source = getattr(stream, "buffer", stream)
+    try:
+        data = source.read(limit + 1)
+    except OSError as exc:
+        raise RuleError(f"cannot read: {exc.strerror or exc}") from None
+    if isinstance(data, str):  # a text stream without a buffer (a test's StringIO)
+        data = data.encode("utf-8", "surrogatepass")
+    if len(data) > limit:
+        raise RuleError(f"is more than {limit} bytes; the limit is {limit}")
+    return bytes(data)
 
 
 def file_kind(mode: int) -> str:

@@ -305,12 +305,12 @@ def test_an_empty_server_a_dead_runtime_left_is_reaped(
     host, _ = world
     first = TmuxRuntime(host, _argv_from_prompt)
     pid = first._tmux("display-message", "-p", "#{pid}")[0]
-    first.detach()  # as a supervisor killed with SIGKILL leaves it: running, no session
+    first._release()  # as a supervisor killed with SIGKILL leaves it: running, no session
     assert tmux_server_running(host.tmux_socket)
     second = TmuxRuntime(host, _argv_from_prompt)
     assert second.created_server  # the empty one was reaped, this one is its own
     assert second._tmux("display-message", "-p", "#{pid}")[0] != pid
-    second.close()
+    second.detach()  # a supervisor's stop: nothing left to keep, so the server goes too
     assert not tmux_server_running(host.tmux_socket)
 
 

@@ -708,9 +708,11 @@ class TmuxRuntime:
 
     def detach(self) -> None:
         """Let go without stopping anything: agents, sessions and the server keep running
-        for a runtime on the same host to adopt (a supervisor stopping). Idempotent."""
+        for a runtime on the same host to adopt (a supervisor stopping); a server left with
+        no session has nothing to keep and is removed. Idempotent."""
         if not self._closed:
             self._release()
+            reap_empty_server(self.host.tmux_socket, self.owner_mark)
 
     def _release(self) -> None:
         self._closed = True

@@ -220,7 +220,7 @@ def branch_pattern(value: object) -> str:
     except ValueError as exc:
         raise RuleError(f"{_show(value)} is not a branch pattern: {exc}") from None
     if not fields or any(field != ("agent", "", None) for field in fields):
-        raise RuleError(f"{_show(value)} must name the agent as {{agent}} and no other field")
+        raise RuleError(f"must contain {{agent}} and no other field, got {_show(value)}")
     ref_name(value.format(agent="a"))
     return value
 

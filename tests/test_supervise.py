@@ -143,17 +143,17 @@ class Supervisor:
                 return line
         while True:
             try:
-                line = self.lines.get(timeout=_BOUND)
+                got = self.lines.get(timeout=_BOUND)
             except queue.Empty:
                 pytest.fail(f"no {words} in {_BOUND:.0f} s; log:\n" + "\n".join(self.seen))
-            if line is None:
+            if got is None:
                 pytest.fail(
                     f"supervisor exited {self.proc.wait()} before {words}; log:\n"
                     + "\n".join(self.seen)
                 )
-            self.seen.append(line)
-            if all(w in line for w in words):
-                return line
+            self.seen.append(got)
+            if all(w in got for w in words):
+                return got
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         self.proc.send_signal(sig)

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_orch_recovery.engine.errors import InvalidValue
 from pytest_orch_recovery.engine.model import Event, EventKind, Reason
 
 TRIGGER_EVENTS = frozenset(
@@ -169,12 +170,12 @@ class Trigger:
 
     def __post_init__(self) -> None:
         if self.event not in TRIGGER_EVENTS:
-            raise ValueError(
+            raise InvalidValue(
                 f"unknown trigger event {self.event!r}; expected one of "
                 + ", ".join(sorted(TRIGGER_EVENTS))
             )
         if self.n < 1:
-            raise ValueError(f"trigger count n must be >= 1, got {self.n}")
+            raise InvalidValue(f"trigger count n must be >= 1, got {self.n}")
 
     def describe(self) -> str:
         if self.path is not None:
@@ -195,7 +196,7 @@ class FaultSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in CATALOGUE:
-            raise ValueError(
+            raise InvalidValue(
                 f"unknown fault kind {self.kind!r}; known: " + ", ".join(sorted(CATALOGUE))
             )
 

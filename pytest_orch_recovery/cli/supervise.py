@@ -15,6 +15,7 @@ import threading
 from types import FrameType
 
 from pytest_orch_recovery.cli.fleet_output import fail
+from pytest_orch_recovery.cli.logsetup import add_log_options, configure
 from pytest_orch_recovery.fleet.config import FleetConfigError, load_fleet
 from pytest_orch_recovery.fleet.supervisor import DeliveryRecordError, FleetSupervisor
 from pytest_orch_recovery.runtime.tmux import TmuxError
@@ -37,10 +38,12 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         action="store_true",
         help="on stop, also stop the agents this supervisor runs",
     )
+    add_log_options(parser)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
+    configure("supervise", args.log_format, args.log_level)
     try:
         config = load_fleet(args.config)
         supervisor = FleetSupervisor(config)

@@ -24,6 +24,7 @@ from typing import Any
 
 from pytest_orch_recovery.engine.analyze import continuation_prompt, initial_prompt, missing_work
 from pytest_orch_recovery.engine.classify import LogText, Observation, classify
+from pytest_orch_recovery.engine.errors import InvalidState, InvalidValue
 from pytest_orch_recovery.engine.model import (
     Attribution,
     Decision,
@@ -219,7 +220,7 @@ class Coordinator:
         holds, then finish the steps that were in flight. Call on a fresh coordinator whose
         journal was opened on the dead one's file; returns ``self``."""
         if self.tasks:
-            raise RuntimeError("recover() rebuilds a fresh coordinator; this one has state")
+            raise InvalidState("recover() rebuilds a fresh coordinator; this one has state")
         for event in self.journal.events():
             self._apply(event)
         self._finish_in_flight()
@@ -248,10 +249,10 @@ class Coordinator:
     def submit(self, task: Task, *, agent: str | None = None) -> str:
         """Accept a task; its first attempt launches on the next :meth:`run`."""
         if task.task_id in self.tasks:
-            raise ValueError(f"task {task.task_id!r} was already submitted")
+            raise InvalidValue(f"task {task.task_id!r} was already submitted")
         name = agent or self._names.next()
         if name in self._by_agent:
-            raise ValueError(f"agent name {name!r} is already in use")
+            raise InvalidValue(f"agent name {name!r} is already in use")
         self._emit(
             EventKind.TASK_SUBMITTED,
             task_id=task.task_id,

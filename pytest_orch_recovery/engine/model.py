@@ -13,6 +13,8 @@ import signal as _signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from pytest_orch_recovery.engine.errors import InvalidValue
+
 # typing costs each short-lived process that imports the model (launch wrapper, gh) ~4 ms
 # of start-up: for the type checker only.
 TYPE_CHECKING = False
@@ -82,7 +84,7 @@ def signal_number(name_or_number: str | int) -> int:
     try:
         return int(_signal.Signals[upper])
     except KeyError:
-        raise ValueError(f"unknown signal name {name_or_number!r}") from None
+        raise InvalidValue(f"unknown signal name {name_or_number!r}") from None
 
 
 # Every signal number the kernel can deliver, real-time ones (SIGRTMIN..SIGRTMAX) included.

@@ -19,11 +19,11 @@ server running; a supervisor started again on the same fleet file replays the jo
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig, Phase
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
@@ -39,6 +39,8 @@ from pytest_orch_recovery.runtime.host import RepositoryHost
 from pytest_orch_recovery.runtime.tmux import TmuxRuntime
 from pytest_orch_recovery.store import atomic, validation
 from pytest_orch_recovery.store.journal import Journal
+
+_LOG = logging.getLogger(__name__)
 
 ESCALATE_TIMEOUT = 60.0  # seconds the on_escalate command may take
 
@@ -100,9 +102,8 @@ def build_policy(config: FleetConfig) -> Policy:
 class FleetSupervisor:
     """The production supervisor over one fleet file (see the module doc)."""
 
-    def __init__(self, config: FleetConfig, *, log: TextIO | None = None) -> None:
+    def __init__(self, config: FleetConfig) -> None:
         self.config = config
-        self._log = log if log is not None else sys.stderr
         for d in (config.state_dir, config.results, config.logs):
             d.mkdir(parents=True, exist_ok=True)
         self.host = RepositoryHost(
@@ -192,10 +193,13 @@ class FleetSupervisor:
                 timeout=ESCALATE_TIMEOUT, check=False,
             )  # fmt: skip
         except (OSError, subprocess.TimeoutExpired) as exc:
-            self.say(f"on_escalate failed: {exc}")
+            self.say(f"on_escalate failed: {exc}", logging.WARNING)
             return
         if proc.returncode != 0:
-            self.say(f"on_escalate exited {proc.returncode}: {proc.stderr.strip()[:500]}")
+            self.say(
+                f"on_escalate exited {proc.returncode}: {proc.stderr.strip()[:500]}",
+                logging.WARNING,
+            )
 
     # ------------------------------------------------------------------ intake
 
@@ -208,7 +212,7 @@ class FleetSupervisor:
             try:
                 ok = self._carry_out(request)
             except (ValueError, KeyError) as exc:
-                self.say(f"request {request.path.name} refused: {exc}")
+                self.say(f"request {request.path.name} refused: {exc}", logging.WARNING)
                 ok = False
             self.spool.finish(request.path, suffix="" if ok else ".rejected")
             done += 1
@@ -244,7 +248,7 @@ class FleetSupervisor:
         try:
             fresh = load_fleet(self.config.source)
         except FleetConfigError as exc:
-            self.say(f"fleet file not reloaded: {exc}")
+            self.say(f"fleet file not reloaded: {exc}", logging.WARNING)
             return
         if fresh.agent_config() != self.dispatcher.config:
             self.dispatcher.configure(fresh.agent_config())
@@ -263,8 +267,10 @@ class FleetSupervisor:
             if self.config.remove_finished_worktrees:
                 remove_finished_workspaces(self.steps.coordinator, self.host)
 
-    def say(self, text: str) -> None:
-        print(f"supervise: {text}", file=self._log, flush=True)
+    def say(self, text: str, level: int = logging.INFO) -> None:
+        """Log one line about the fleet; ``orch-recovery supervise`` decides where it goes and
+        in which format (text or JSON lines)."""
+        _LOG.log(level, text)
 
     def close(self, *, stop_agents: bool = False) -> None:
         """Let go: agents keep running for the next supervisor unless ``stop_agents``."""

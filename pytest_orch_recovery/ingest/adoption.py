@@ -276,7 +276,10 @@ class _Adopter:
         pr_known = self.source.prs is not None
         obs = seed.observation(result, log, partial=partial, pr_known=pr_known)
         undone = obs.deliverables_missing or obs.work_missing
-        if result is not None and result.completed and not undone:
+        # The whole log is weighed, as `orch-recovery classify` weighs it: a run the results
+        # file calls completed whose log shows a cause (permission denials, gh's 401) failed.
+        attribution = classify(obs)
+        if result is not None and result.completed and not undone and not attribution.confidence:
             first = self.first_failure.get(agent)
             self._append(
                 EventKind.TASK_SUCCEEDED,
@@ -293,7 +296,6 @@ class _Adopter:
             )
             self.report.succeeded += 1
             return
-        attribution = classify(obs)
         self._append(
             EventKind.FAILURE_ATTRIBUTED,
             agent,

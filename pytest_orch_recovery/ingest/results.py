@@ -305,7 +305,9 @@ def parse_log(source: str, text: str) -> RunLog:
 
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
+        readable.append(stripped)  # one entry per line: evidence keeps its line number
         if stripped.startswith("{"):
+            readable[-1] = ""  # JSON is not words; a cut-off line says nothing either
             try:
                 event = json.loads(stripped)
             except (RecursionError, ValueError) as exc:  # too deep, or a huge integer
@@ -315,9 +317,10 @@ def parse_log(source: str, text: str) -> RunLog:
                 glued = _GLUED.search(stripped)
                 if glued is None:
                     continue
-                stripped = stripped[glued.start() :]
+                stripped = readable[-1] = stripped[glued.start() :]
             else:
                 parsed += 1
+                readable[-1] = event_words(event)
                 if isinstance(event, dict) and event.get("type") == "result":
                     result = event
                 continue

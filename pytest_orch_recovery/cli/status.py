@@ -149,7 +149,11 @@ def live(
 
 
 def _attempt(row: TaskStatus) -> str:
-    return f"{row.attempt}/{row.budget}" if row.budget is not None else str(row.attempt)
+    """``2/4``; ``5/4+1`` when an operator's release granted one attempt past the budget."""
+    if row.budget is None:
+        return str(row.attempt)
+    extra = f"+{row.releases}" if row.releases and row.attempt > row.budget else ""
+    return f"{row.attempt}/{row.budget}{extra}"
 
 
 def _reason(row: TaskStatus) -> str:

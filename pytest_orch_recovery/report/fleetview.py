@@ -66,6 +66,7 @@ class TaskStatus:
     next_strategy: Strategy | None
     released_by: str | None  # the operator action that released it, while it waits
     tmux: TmuxTarget | None  # of the current attempt, when recorded
+    releases: int = 0  # attempts operators granted beyond the budget (one per release)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,6 +85,7 @@ class TaskStatus:
             "next_launch_at": self.next_launch_at,
             "next_strategy": None if self.next_strategy is None else str(self.next_strategy),
             "released_by": self.released_by,
+            "releases": self.releases,
             "tmux": None
             if self.tmux is None
             else {"socket": self.tmux.socket, "session": self.tmux.session},
@@ -189,6 +191,9 @@ class _Task:
     partial: PartialReport | None = None
     ended_at: float | None = None
     pr: int | None = None
+    releases: int = 0
+    adopted: bool = False  # ingested from another orchestrator's files
+    succeeded_attempt: int | None = None
 
 
 def _ranked(attribution: Attribution) -> tuple[Evidence, ...]:
@@ -288,6 +293,7 @@ class FleetView:
                 if state is not None and state.phase is Phase.ESCALATED:
                     state.phase = Phase.WAITING
                     state.released_by = str(event.data.get("action", "operator action"))
+                    state.releases += 1
                     state.ended_at = None
                     state.updated_at = event.time
             return
@@ -305,6 +311,7 @@ class FleetView:
             state.agent = event.agent or state.agent
             state.submitted_at = event.time
             state.next_launch_at = event.time
+            state.adopted = "adopted_from" in data
         elif kind is EventKind.ATTEMPT_LAUNCHED:
             state.attempt += 1
             state.phase = Phase.RUNNING
@@ -326,6 +333,7 @@ class FleetView:
         elif kind is EventKind.TASK_SUCCEEDED:
             state.phase = Phase.SUCCEEDED
             state.pr = _int_or_none(data.get("pr"))
+            state.succeeded_attempt = event.attempt or state.attempt
             self._ended(state, event)
         elif kind is EventKind.TASK_ESCALATED:
             state.phase = Phase.ESCALATED
@@ -405,6 +413,10 @@ class FleetView:
                 if state.phase in TERMINAL and state.ended_at is not None
                 else max(now, state.updated_at)
             )
+            if state.adopted and state.phase is not Phase.RUNNING:
+                # Another orchestrator runs it: its files tell when it last did something,
+                # and the time since then is not this task's.
+                end = state.updated_at
             last = state.last
             rows.append(
                 TaskStatus(
@@ -424,6 +436,7 @@ class FleetView:
                     next_strategy=state.next_strategy if state.phase is Phase.WAITING else None,
                     released_by=state.released_by,
                     tmux=state.tmux if state.phase is Phase.RUNNING else None,
+                    releases=state.releases,
                 )
             )
         return rows
@@ -434,22 +447,26 @@ class FleetView:
 
     def partial_work(self, *, agent: str | None = None) -> list[PartialReport]:
         """Per task (of ``agent`` when given): the last probe the journal holds, or an
-        unprobed row (with the PR of a success) when no failure was attributed."""
+        unprobed row when no failure was attributed. A task that succeeded is shown as its
+        success (the attempt and its PR), never as an earlier attempt's state beside the
+        final PR: every row is one moment."""
         out = []
         for state in self._tasks.values():
             if agent is not None and state.agent != agent:
                 continue
-            if state.partial is not None:
-                part = state.partial
+            if state.phase is Phase.SUCCEEDED:
                 out.append(
-                    replace(
-                        part,
-                        agent=state.agent,
-                        phase=state.phase,
-                        pr=state.pr if state.pr is not None else part.pr,
-                        missing_work=() if state.phase is Phase.SUCCEEDED else part.missing_work,
+                    PartialReport(
+                        state.task_id,
+                        state.agent,
+                        state.succeeded_attempt,
+                        None,
+                        state.phase,
+                        pr=state.pr,
                     )
                 )
+            elif state.partial is not None:
+                out.append(replace(state.partial, agent=state.agent, phase=state.phase))
             else:
                 out.append(
                     PartialReport(state.task_id, state.agent, None, None, state.phase, pr=state.pr)

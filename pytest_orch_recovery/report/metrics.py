@@ -340,9 +340,10 @@ def describe_partial(partial: Mapping[str, Any]) -> tuple[str, ...]:
         words.append("uncommitted changes in " + ", ".join(uncommitted))
     ahead = int(partial.get("commits_ahead", 0) or 0)
     if ahead:
-        words.append(f"{ahead} commit{'s' if ahead != 1 else ''} on the branch")
-    if partial.get("pushed"):
-        words.append("branch pushed")
+        # "pushed" belongs to the commits: a branch on the remote with no commit of its own
+        # is no progress, and "branch pushed" beside a missing "git push" reads as a lie.
+        pushed = ", pushed" if partial.get("pushed") else ""
+        words.append(f"{ahead} commit{'s' if ahead != 1 else ''} on the branch{pushed}")
     if partial.get("pr") is not None:
         words.append(f"PR #{partial['pr']} open")
     if partial.get("tests_passed") is True:

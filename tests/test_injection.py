@@ -344,3 +344,39 @@ def test_a_scenario_name_with_control_characters_is_refused(tmp_path: Path, name
         load_scenario(path)
     assert str(caught.value).startswith(f"{path}:1: name: must be one line without control")
     assert "\n" not in str(caught.value)
+
+
+def test_status_watch_leaves_the_terminal_intact(tmp_path: Path) -> None:
+    """``status --watch`` on a real pseudo-terminal, on a journal full of control characters:
+    the only escape sequence the terminal receives is the redraw's own (home, clear)."""
+    import pty
+    import select
+    import signal
+    import time
+
+    journal = _hostile_journal(tmp_path)
+    controller, terminal_side = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest_orch_recovery", "status", "--journal", str(journal),
+         "--watch", "0.2"],
+        stdin=terminal_side, stdout=terminal_side, stderr=terminal_side, close_fds=True,
+    )  # fmt: skip
+    os.close(terminal_side)
+    received = b""
+    deadline = time.monotonic() + 120
+    try:
+        while received.count(b"\x1b[H\x1b[2J") < 3 and time.monotonic() < deadline:
+            ready, _, _ = select.select([controller], [], [], 1.0)
+            if ready:
+                received += os.read(controller, 65536)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(controller)
+    assert received.count(b"\x1b[H\x1b[2J") >= 3, received[-2000:]  # it redrew, on a tty
+    frames = received.replace(b"\x1b[H\x1b[2J", b"").decode("utf-8")
+    # The pty turns "\n" into "\r\n" (onlcr); nothing else may be a control character.
+    assert not _UNSAFE.findall(frames.replace("\r\n", "")), _UNSAFE.findall(frames)
+    assert "\\x1b]52;c;" in frames and "\\x9b2J" in frames  # shown, escaped

@@ -389,9 +389,7 @@ _MARKUP = st.sampled_from(
 _terminal_text = st.lists(st.one_of(st.text(max_size=8), _CONTROL, _MARKUP), max_size=12).map(
     "".join
 )
-_UNSAFE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]"
-)
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
 
 
 @FUZZ

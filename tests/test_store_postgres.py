@@ -325,6 +325,35 @@ def test_a_finished_task_leaves_the_queue_and_takes_only_workspace_records(
     assert hosts["beta"].claim() == []  # done is done, lease or not
 
 
+def test_a_heartbeat_keeps_the_epoch_of_a_task_the_host_finished_for_its_cleanup(
+    hosts: dict[str, PostgresStore],
+) -> None:
+    alpha = hosts["alpha"]
+    alpha.submit(task(1))
+    alpha.submit(task(2))
+    alpha.claim()
+    alpha.append(Event(EventKind.TASK_SUCCEEDED, 2.0, "task-1", "agent-1", 1))
+    assert alpha.heartbeat() == {"task-2": 1}  # the live leases
+    assert alpha.leases() == {"task-1": 1, "task-2": 1}  # task-1 is done, still its own
+    alpha.append(Event(EventKind.WORKSPACE_CLEANED, 3.0, "task-1", "agent-1", data={"path": "w"}))
+
+
+def test_resume_leases_takes_the_hosts_tasks_back_at_new_epochs_and_fences_the_old_process(
+    store_url: str,
+) -> None:
+    with PostgresStore(store_url, host="alpha") as old:
+        old.register(capacity=None)
+        old.submit(task(1))
+        old.claim()
+        expire_leases(store_url, "alpha")  # the old process stopped beating long ago
+        with PostgresStore(store_url, host="alpha") as new:
+            assert new.resume_leases() == {"task-1": 2}
+            with pytest.raises(StaleLeaseError):  # the old process, thawed
+                old.append(Event(EventKind.DECISION, 1.0, "task-1"))
+            assert old.heartbeat() == {}
+            assert new.append(Event(EventKind.DECISION, 1.0, "task-1")).seq == 1
+
+
 def test_a_launch_is_unique_per_task_attempt_across_hosts(
     hosts: dict[str, PostgresStore], store_url: str
 ) -> None:

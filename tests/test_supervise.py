@@ -119,10 +119,10 @@ class Fleet:
 class Supervisor:
     """``orch-recovery supervise`` as a child process; its log lines arrive on a queue."""
 
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: Fleet, *options: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pytest_orch_recovery", "supervise", "--config",
-             str(fleet.config)],
+             str(fleet.config), *options],
             cwd=fleet.root, env=fleet.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True,
         )  # fmt: skip

@@ -82,6 +82,13 @@ _KINDS = (
     ),
     FaultKind("api_server_error", Reason.API_ERROR, "HTTP 500 api_error replies", "api_request"),
     FaultKind(
+        "usage_limit",
+        Reason.API_ERROR,
+        "the account's usage limit: every request of that agent type fails with the CLI's "
+        "limit text and reset time until the reset",
+        "api_request",
+    ),
+    FaultKind(
         "api_stall", Reason.TIMEOUT, "the API accepts the request and never answers", "api_request"
     ),
     FaultKind(
@@ -151,7 +158,13 @@ HONOURED_EVENTS: Mapping[str, frozenset[str]] = {
     **{kind: _HOOK_EVENTS for kind in ("stall", "corrupt_checkpoint")},
     **{
         kind: frozenset({"api_request"})
-        for kind in ("api_overloaded", "api_rate_limit", "api_server_error", "api_stall")
+        for kind in (
+            "api_overloaded",
+            "api_rate_limit",
+            "api_server_error",
+            "api_stall",
+            "usage_limit",
+        )
     },
     "quit_early": frozenset({"tool_call"}),
     "permission_prompt": frozenset({"start", "tool_call"}),

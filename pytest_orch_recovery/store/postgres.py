@@ -46,7 +46,7 @@ from psycopg.types.json import Json
 from pytest_orch_recovery.engine.errors import OrchRecoveryError, UsageError
 from pytest_orch_recovery.engine.model import Event, Task
 from pytest_orch_recovery.engine.policy import Backoff
-from pytest_orch_recovery.store import schema
+from pytest_orch_recovery.store import schema, validation
 from pytest_orch_recovery.store.journal import event_field_problem
 
 log = logging.getLogger(__name__)
@@ -54,11 +54,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Connection = psycopg.Connection[tuple[Any, ...]]
 
-URL_SCHEMES = ("postgresql://", "postgres://")
 DEFAULT_LEASE = 30.0  # seconds a claim lasts without a heartbeat
 DEFAULT_OUTAGE_LIMIT = 300.0  # seconds of retrying before an operation gives up
 CONNECT_TIMEOUT = 5  # seconds per connection attempt (libpq's connect_timeout)
 RETRY_BACKOFF = Backoff(base=0.2, factor=2.0, cap=5.0)
+CLAIM_BATCH = 100  # tasks one claim takes at most for a host without a capacity
 
 _STALE = "OR409"  # SQLSTATEs raised by the schema's triggers
 _UNKNOWN_TASK = "OR404"
@@ -111,18 +111,16 @@ class HostInfo:
 def check_url(url: str) -> str:
     """``url`` when it is a PostgreSQL URL libpq can parse, else :class:`StoreUrlError`.
 
-    >>> check_url("sqlite:///x")
+    >>> check_url("postgresql://orch@db/fleet?sslmode=require&colour=blue")
     Traceback (most recent call last):
     ...
-    pytest_orch_recovery.store.postgres.StoreUrlError: store URL must start with \
-postgresql:// (got 'sqlite:')
+    pytest_orch_recovery.store.postgres.StoreUrlError: store URL is not valid: invalid URI \
+query parameter: "colour"
     """
-    if not url.startswith(URL_SCHEMES):
-        raise StoreUrlError(
-            f"store URL must start with postgresql:// (got {url.split('//')[0][:40]!r})"
-        )
-    if "\0" in url:
-        raise StoreUrlError("store URL must not contain NUL")
+    try:
+        validation.store_url(url)
+    except validation.RuleError as exc:
+        raise StoreUrlError(f"store URL {exc}") from None
     try:
         conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
@@ -171,6 +169,11 @@ class PostgresStore:
         rng: random.Random | None = None,
     ) -> None:
         self.url = check_url(url)
+        if host is not None:
+            try:
+                validation.name(host, what="host name")
+            except validation.RuleError as exc:
+                raise StoreUrlError(str(exc)) from None
         self.host = host
         self.lease = lease
         self.outage_limit = outage_limit
@@ -219,7 +222,16 @@ class PostgresStore:
             try:
                 conn = self._connection()
                 with conn.transaction():
-                    return work(conn)
+                    result = work(conn)
+                if failures:
+                    log.warning(
+                        "store %s reachable again (%s) after %d tries, %.1f s",
+                        display_url(self.url),
+                        what,
+                        failures + 1,
+                        time.monotonic() - started,
+                    )
+                return result
             except psycopg.OperationalError as exc:
                 self._drop_connection()
                 failures += 1
@@ -284,7 +296,9 @@ class PostgresStore:
         Tasks missing from the answer are lost; the host must stop their agents."""
         host = self._host("heartbeat")
 
-        def beat(conn: Connection) -> dict[str, int]:
+        known = list(self._epochs)
+
+        def beat(conn: Connection) -> tuple[dict[str, int], dict[str, int]]:
             conn.execute("UPDATE orch_hosts SET last_heartbeat = now() WHERE name = %s", (host,))
             rows = conn.execute(
                 "UPDATE orch_tasks SET lease_until = now() + make_interval(secs => %s) "
@@ -292,13 +306,47 @@ class PostgresStore:
                 "RETURNING task_id, epoch",
                 (self.lease, host),
             ).fetchall()
+            # Tasks this host finished keep its epoch: it may still record their cleanup.
+            done = conn.execute(
+                "SELECT task_id, epoch FROM orch_tasks WHERE host = %s AND state = 'done' "
+                "AND task_id = ANY(%s)",
+                (host, known),
+            ).fetchall()
+            return (
+                {str(task_id): int(epoch) for task_id, epoch in rows},
+                {str(task_id): int(epoch) for task_id, epoch in done},
+            )
+
+        renewed, finished = self._do("heartbeat", beat)
+        keep = {**finished, **renewed}
+        for task_id in sorted(set(self._epochs) - set(keep)):
+            log.warning("host %s lost the lease of %s", host, task_id)
+        self._epochs = {t: e for t, e in keep.items() if self._epochs.get(t) == e}
+        return {t: e for t, e in self._epochs.items() if t in renewed}
+
+    def resume_leases(self) -> dict[str, int]:
+        """Take back, at a new epoch each, every task the registry says this host holds --
+        also one whose lease ran out while no other host took it. For a supervisor starting
+        on a host whose previous supervisor stopped or died: its agents are still this
+        host's. The new epochs fence that previous process should it still be alive
+        (frozen, then thawed): its next write is refused, and it stops."""
+        host = self._host("resume leases")
+        claim_id = uuid.uuid4()
+
+        def take(conn: Connection) -> dict[str, int]:
+            rows = conn.execute(
+                "SELECT task_id, epoch FROM orch_tasks WHERE claim_id = %s", (claim_id,)
+            ).fetchall()
+            if not rows:
+                rows = conn.execute(
+                    "UPDATE orch_tasks SET epoch = epoch + 1, claim_id = %s, "
+                    "lease_until = now() + make_interval(secs => %s) "
+                    "WHERE host = %s AND state = 'claimed' RETURNING task_id, epoch",
+                    (claim_id, self.lease, host),
+                ).fetchall()
             return {str(task_id): int(epoch) for task_id, epoch in rows}
 
-        held = self._do("heartbeat", beat)
-        lost = set(self._epochs) - set(held)
-        for task_id in lost:
-            log.warning("host %s lost the lease of %s", host, task_id)
-        self._epochs = {t: e for t, e in held.items() if self._epochs.get(t) == e}
+        self._epochs = self._do("resume leases", take)
         return dict(self._epochs)
 
     def hosts(self) -> list[HostInfo]:
@@ -380,7 +428,7 @@ class PostgresStore:
         if state != "active":
             return 0
         if capacity is None:
-            return room if room is not None else 1
+            return room if room is not None else CLAIM_BATCH
         held = conn.execute(
             "SELECT count(*) FROM orch_tasks WHERE host = %s AND state = 'claimed' "
             "AND lease_until > now()",
@@ -452,8 +500,11 @@ class PostgresStore:
             raise
         return dataclasses.replace(event, seq=seq)
 
-    def events(self, task_ids: Iterable[str] | None = None) -> Sequence[Event]:
-        """Every event (or those of ``task_ids``), in seq order."""
+    def events(
+        self, task_ids: Iterable[str] | None = None, *, fleet_events_of: str | None = None
+    ) -> Sequence[Event]:
+        """Every event, in seq order; or those of ``task_ids``, with the fleet-wide events
+        (no task) that host ``fleet_events_of`` wrote."""
         ids = None if task_ids is None else list(task_ids)
 
         def read(conn: Connection) -> list[Event]:
@@ -461,8 +512,9 @@ class PostgresStore:
                 cur = conn.execute("SELECT seq, body FROM orch_events ORDER BY seq")
             else:
                 cur = conn.execute(
-                    "SELECT seq, body FROM orch_events WHERE task_id = ANY(%s) ORDER BY seq",
-                    (ids,),
+                    "SELECT seq, body FROM orch_events WHERE task_id = ANY(%s) "
+                    "OR (task_id IS NULL AND host = %s) ORDER BY seq",
+                    (ids, fleet_events_of),
                 )
             return [_event(seq, body) for seq, body in cur.fetchall()]
 
@@ -489,3 +541,37 @@ class PostgresStore:
 
 def _event(seq: int, body: Mapping[str, Any]) -> Event:
     return Event.from_json({**body, "seq": seq})
+
+
+class HostJournal:
+    """The :class:`~pytest_orch_recovery.engine.ports.EventLog` a host's coordinator writes
+    through: appends go to the store under the host's leases; :meth:`events` are those of the
+    tasks the host holds now, with the fleet-wide events (no task) it wrote itself, so a
+    coordinator rebuilt from them (``Coordinator.recover``) takes up exactly its own tasks.
+
+    ``len()`` is the highest seq this journal has seen (fleet-wide: other hosts' events count),
+    kept without a round trip; the coordinator only uses it to number what it appends next.
+    """
+
+    def __init__(self, store: PostgresStore) -> None:
+        self.store = store
+        self._last_seq = 0
+
+    def append(self, event: Event) -> Event:
+        stored = self.store.append(event)
+        self._last_seq = max(self._last_seq, stored.seq)
+        return stored
+
+    def events(self) -> Sequence[Event]:
+        found = self.store.events(self.store.leases(), fleet_events_of=self.store.host)
+        if found:
+            self._last_seq = max(self._last_seq, found[-1].seq)
+        return found
+
+    def __len__(self) -> int:
+        if self._last_seq == 0:
+            self._last_seq = len(self.store)
+        return self._last_seq
+
+    def close(self) -> None:
+        self.store.close()

@@ -16,15 +16,16 @@ from typing import Any
 
 import psycopg
 
-from pytest_orch_recovery.engine.errors import OrchRecoveryError
+from pytest_orch_recovery.engine.errors import UsageError
 
 _NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 _LOCK = 0x6F72636873746F72  # pg_advisory_xact_lock key, the ASCII of "orchstor"
 _TABLE = "orch_schema_migrations"
 
 
-class SchemaError(OrchRecoveryError):
-    """The database's schema is missing, older or newer than this program's."""
+class SchemaError(UsageError):
+    """The database's schema is missing, older or newer than this program's: the message
+    names the command that fixes it."""
 
 
 @dataclass(frozen=True)

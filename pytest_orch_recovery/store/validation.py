@@ -225,6 +225,23 @@ def branch_pattern(value: object) -> str:
     return value
 
 
+STORE_URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def store_url(value: object) -> str:
+    """A fleet store: a PostgreSQL connection URL (libpq reads the rest when connecting).
+
+    >>> store_url("sqlite:///fleet.db")
+    Traceback (most recent call last):
+    ...
+    pytest_orch_recovery.store.validation.RuleError: must start with postgresql:// (got 'sqlite:')
+    """
+    url = text(value, limit=4096)
+    if not url.startswith(STORE_URL_SCHEMES):
+        raise RuleError(f"must start with postgresql:// (got {url.split('//')[0][:40]!r})")
+    return url
+
+
 def relative_path(value: object) -> str:
     """A path relative to its root that stays inside it, in normal form (``a/./b`` -> ``a/b``).
 

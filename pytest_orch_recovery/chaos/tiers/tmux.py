@@ -79,7 +79,7 @@ API_FAULTS = {
     "quit_early": ApiFaultKind.QUIT_EARLY,
 }
 # Faults this tier cannot inject yet; a schedule that holds one is refused up front.
-UNSUPPORTED: frozenset[str] = frozenset()
+UNSUPPORTED: frozenset[str] = frozenset({"usage_limit"})
 
 # Per-attempt limit in scenario runs unless the scenario sets ``attempt_timeout``: generous,
 # since a loaded CI machine is slow; the timeout scenario sets a short one of its own.

@@ -22,9 +22,9 @@ from seedfleet import SeedFleet, completed_record, init_event, result_event, str
 
 from pytest_orch_recovery.chaos.scenario import ScenarioError, load_scenario
 from pytest_orch_recovery.cli.main import main
+from pytest_orch_recovery.engine.events import EventKind
 from pytest_orch_recovery.engine.model import (
     Checkpoint,
-    EventKind,
     PartialWork,
     PullRequest,
     Reason,

@@ -18,7 +18,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from waiting import wait_until
 
-from pytest_orch_recovery.engine.model import Event, EventKind, Task
+from pytest_orch_recovery.engine.events import (
+    AttemptExited,
+    AttemptLaunched,
+    DecisionMade,
+    Event,
+    EventKind,
+    OperatorAction,
+    TaskSucceeded,
+    WorkspaceCleaned,
+    WorkspaceOrphaned,
+)
+from pytest_orch_recovery.engine.model import Task
 from pytest_orch_recovery.infra.postgres_server import LocalPostgres
 from pytest_orch_recovery.store import schema
 from pytest_orch_recovery.store.postgres import (
@@ -58,12 +69,11 @@ def hosts(store_url: str) -> Iterator[dict[str, PostgresStore]]:
 
 def launched(t: Task, attempt: int, *, time_: float = 1.0) -> Event:
     return Event(
-        EventKind.ATTEMPT_LAUNCHED,
+        AttemptLaunched("sim", prompt="p", timeout=60.0),
         time_,
         t.task_id,
         "agent-1",
         attempt,
-        {"agent_type": "sim", "strategy": None, "work": [], "prompt": "p", "timeout": 60},
         key=f"{t.task_id}:{attempt}:initial",
     )
 
@@ -236,7 +246,7 @@ def test_any_sequence_of_claims_and_expiries_leaves_one_holder_per_task_at_risin
                     assert task_id not in other.heartbeat()
                 for task_id in ("task-0", "task-1"):
                     ok = task_id in held
-                    event = Event(EventKind.WORKSPACE_ORPHANED, 1.0, task_id, data={"path": "x"})
+                    event = Event(WorkspaceOrphaned("x"), 1.0, task_id)
                     if ok:
                         store.append(event)
                     else:
@@ -269,10 +279,10 @@ def test_lease_expiry_makes_a_task_reclaimable_at_a_higher_epoch_and_fences_the_
         assert [(c.task.task_id, c.epoch) for c in taken] == [("task-1", 2)]
         # alpha wakes up: its heartbeat says the lease is gone, and its writes are refused
         assert alpha.heartbeat() == {}
-        exited = Event(EventKind.ATTEMPT_EXITED, 2.0, "task-1", "agent-1", 1, {"exit": {}})
+        exited = Event(AttemptExited(), 2.0, "task-1", "agent-1", 1)
         with pytest.raises(StaleLeaseError, match="stale lease: host 'alpha' epoch"):
             alpha.append(exited)
-        beta_event = beta.append(Event(EventKind.DECISION, 3.0, "task-1", "agent-1", 1))
+        beta_event = beta.append(Event(DecisionMade(), 3.0, "task-1", "agent-1", 1))
         assert beta_event.seq == 2  # the refused write took no seq
         assert [e.kind for e in beta.events()] == [
             EventKind.ATTEMPT_LAUNCHED,
@@ -296,7 +306,7 @@ def test_a_write_with_a_stale_epoch_is_refused_even_from_the_same_host(
                 "VALUES (gen_random_uuid(), 'decision', 'task-1', 'alpha', 1, '{}')"
             )
         assert refused.value.sqlstate == "OR409"
-    assert alpha.append(Event(EventKind.DECISION, 1.0, "task-1")).seq == 1
+    assert alpha.append(Event(DecisionMade(), 1.0, "task-1")).seq == 1
 
 
 def test_a_host_cannot_write_about_a_task_it_never_claimed(
@@ -305,9 +315,9 @@ def test_a_host_cannot_write_about_a_task_it_never_claimed(
     hosts["alpha"].submit(task(1))
     hosts["alpha"].claim()
     with pytest.raises(StaleLeaseError):
-        hosts["beta"].append(Event(EventKind.DECISION, 1.0, "task-1"))
+        hosts["beta"].append(Event(DecisionMade(), 1.0, "task-1"))
     with pytest.raises(StoreError, match="not in the store's queue"):
-        hosts["beta"].append(Event(EventKind.DECISION, 1.0, "task-unknown"))
+        hosts["beta"].append(Event(DecisionMade(), 1.0, "task-unknown"))
 
 
 def test_a_finished_task_leaves_the_queue_and_takes_only_workspace_records(
@@ -317,8 +327,8 @@ def test_a_finished_task_leaves_the_queue_and_takes_only_workspace_records(
     alpha.submit(task(1))
     alpha.claim()
     alpha.append(launched(task(1), 1))
-    alpha.append(Event(EventKind.TASK_SUCCEEDED, 2.0, "task-1", "agent-1", 1))
-    alpha.append(Event(EventKind.WORKSPACE_CLEANED, 3.0, "task-1", "agent-1", data={"path": "w"}))
+    alpha.append(Event(TaskSucceeded(), 2.0, "task-1", "agent-1", 1))
+    alpha.append(Event(WorkspaceCleaned("w"), 3.0, "task-1", "agent-1"))
     with pytest.raises(StaleLeaseError):
         alpha.append(launched(task(1), 2))
     expire_leases(store_url, "alpha")
@@ -332,10 +342,10 @@ def test_a_heartbeat_keeps_the_epoch_of_a_task_the_host_finished_for_its_cleanup
     alpha.submit(task(1))
     alpha.submit(task(2))
     alpha.claim()
-    alpha.append(Event(EventKind.TASK_SUCCEEDED, 2.0, "task-1", "agent-1", 1))
+    alpha.append(Event(TaskSucceeded(), 2.0, "task-1", "agent-1", 1))
     assert alpha.heartbeat() == {"task-2": 1}  # the live leases
     assert alpha.leases() == {"task-1": 1, "task-2": 1}  # task-1 is done, still its own
-    alpha.append(Event(EventKind.WORKSPACE_CLEANED, 3.0, "task-1", "agent-1", data={"path": "w"}))
+    alpha.append(Event(WorkspaceCleaned("w"), 3.0, "task-1", "agent-1"))
 
 
 def test_resume_leases_takes_the_hosts_tasks_back_at_new_epochs_and_fences_the_old_process(
@@ -349,9 +359,9 @@ def test_resume_leases_takes_the_hosts_tasks_back_at_new_epochs_and_fences_the_o
         with PostgresStore(store_url, host="alpha") as new:
             assert new.resume_leases() == {"task-1": 2}
             with pytest.raises(StaleLeaseError):  # the old process, thawed
-                old.append(Event(EventKind.DECISION, 1.0, "task-1"))
+                old.append(Event(DecisionMade(), 1.0, "task-1"))
             assert old.heartbeat() == {}
-            assert new.append(Event(EventKind.DECISION, 1.0, "task-1")).seq == 1
+            assert new.append(Event(DecisionMade(), 1.0, "task-1")).seq == 1
 
 
 def test_a_launch_is_unique_per_task_attempt_across_hosts(
@@ -385,15 +395,14 @@ def test_events_round_trip_exactly_in_seq_order(hosts: dict[str, PostgresStore])
     alpha.submit(task(1))
     alpha.claim()
     written = [
-        Event(EventKind.OPERATOR_ACTION, 0.25, data={"action": "fix", "tasks": [], "reasons": []}),
+        Event(OperatorAction("fix"), 0.25),
         launched(task(1), 1, time_=1.5),
         Event(
-            EventKind.ATTEMPT_EXITED,
+            AttemptExited(output_tail="nul \x00 esc \x1b[31m é 🙂", result={"n": 10**18}),
             2.0000000000000004,
             "task-1",
             "agent-1",
             1,
-            {"output_tail": "nul \x00 esc \x1b[31m é 🙂", "result": None, "n": 10**18},
         ),
     ]
     stored = [alpha.append(e) for e in written]
@@ -405,7 +414,7 @@ def test_events_round_trip_exactly_in_seq_order(hosts: dict[str, PostgresStore])
 
 def test_an_event_replay_would_refuse_is_refused_at_append(hosts: dict[str, PostgresStore]) -> None:
     with pytest.raises(StoreError, match="field 'time'"):
-        hosts["alpha"].append(Event(EventKind.OPERATOR_ACTION, float("nan")))
+        hosts["alpha"].append(Event(OperatorAction(), float("nan")))
     assert len(hosts["alpha"]) == 0
 
 
@@ -413,7 +422,7 @@ def test_a_store_opened_without_a_host_may_submit_but_not_write_events(store_url
     with PostgresStore(store_url) as anonymous:
         assert anonymous.submit(task(1))
         with pytest.raises(StoreError, match="without a host name"):
-            anonymous.append(Event(EventKind.OPERATOR_ACTION, 1.0))
+            anonymous.append(Event(OperatorAction(), 1.0))
 
 
 # ---------------------------------------------------------------------- outage
@@ -438,9 +447,7 @@ def test_a_store_outage_costs_time_and_no_event_is_lost_doubled_or_reordered(
         def writer() -> None:
             try:
                 for n in range(count):
-                    event = Event(
-                        EventKind.WORKSPACE_ORPHANED, float(n), "task-1", data={"path": f"p{n}"}
-                    )
+                    event = Event(WorkspaceOrphaned(f"p{n}"), float(n), "task-1")
                     stored.append(alpha.append(event))
                     if n == count // 3:
                         half.set()
@@ -466,7 +473,7 @@ def test_a_store_outage_costs_time_and_no_event_is_lost_doubled_or_reordered(
         assert any("unreachable" in r.getMessage() for r in caplog.records)
         events = list(alpha.events())
     assert [e.seq for e in events] == list(range(1, count + 1))
-    assert [e.data["path"] for e in events] == [f"p{n}" for n in range(count)]
+    assert [e.payload for e in events] == [WorkspaceOrphaned(f"p{n}") for n in range(count)]
     assert [e.seq for e in stored] == list(range(1, count + 1))
 
 

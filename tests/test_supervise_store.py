@@ -15,7 +15,8 @@ import pytest
 from test_supervise import _BOUND, _COUNTING_AGENT, Fleet, Supervisor, fleet
 
 from pytest_orch_recovery.doubles.modeldouble import ModelDouble, Plan, plan_for_task
-from pytest_orch_recovery.engine.model import EventKind, Task
+from pytest_orch_recovery.engine.events import EventKind
+from pytest_orch_recovery.engine.model import Task
 from pytest_orch_recovery.infra.postgres_server import LocalPostgres
 from pytest_orch_recovery.store.postgres import PostgresStore
 

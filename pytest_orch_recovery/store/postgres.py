@@ -44,7 +44,8 @@ from psycopg import conninfo, errors
 from psycopg.types.json import Json
 
 from pytest_orch_recovery.engine.errors import OrchRecoveryError, UsageError
-from pytest_orch_recovery.engine.model import Event, Task
+from pytest_orch_recovery.engine.events import Event
+from pytest_orch_recovery.engine.model import Task
 from pytest_orch_recovery.engine.policy import Backoff
 from pytest_orch_recovery.store import schema, validation
 from pytest_orch_recovery.store.journal import event_field_problem

@@ -30,6 +30,8 @@ keys::
     fault_plan      a fault drill plan for the fault hook (fault drills only)
     store           "postgresql://..." : the fleet store several hosts share, instead of the
                     journal file and the spool's submissions (docs/multi-host.md)
+    lease           seconds a host's claim on a task lasts without a heartbeat, with a
+                    store (default: 30; intake_interval must be under half of it)
     [env]           extra variables for every agent (values are strings)
     [policy]        backoff_base, backoff_cap, breaker_threshold, breaker_window (seconds)
 """
@@ -73,6 +75,7 @@ _KEYS = frozenset(
         "intake_interval",
         "fault_plan",
         "store",
+        "lease",
         "env",
         "policy",
     }
@@ -108,6 +111,7 @@ class FleetConfig:
     intake_interval: float = 1.0
     fault_plan: Path | None = None
     store: str | None = None  # a PostgreSQL URL; None: the journal file (one host)
+    lease: float = 30.0  # seconds; with a store
     policy: PolicySettings = field(default_factory=PolicySettings)
 
     @property
@@ -203,6 +207,16 @@ def parse_fleet(text: str, *, source: Path, check_base: bool = True) -> FleetCon
     socket = reader.string(raw.get("tmux_socket", f"orch-{source.stem}"), ("tmux_socket",))
     if not all(c.isalnum() or c in "-_." for c in socket):
         raise reader.fail(("tmux_socket",), "use letters, digits, '-', '_' and '.'")
+    lease = reader.number(raw.get("lease", 30.0), ("lease",), upper=3600)
+    interval = reader.number(raw.get("intake_interval", 1.0), ("intake_interval",), upper=3600)
+    if "store" in raw and interval * 2 >= lease:
+        # The loop renews leases once per pass: a pass must come round well within a lease.
+        key = "lease" if "lease" in raw else "intake_interval"
+        raise reader.fail(
+            (key,),
+            f"intake_interval ({interval:g} s) must be under half the lease ({lease:g} s) "
+            "so that heartbeats renew it in time",
+        )
     return FleetConfig(
         source=source,
         repository=repository,
@@ -236,15 +250,14 @@ def parse_fleet(text: str, *, source: Path, check_base: bool = True) -> FleetCon
         ),
         env=reader.env_table(raw.get("env", {})),
         on_escalate=reader.argv(raw["on_escalate"], "on_escalate") if "on_escalate" in raw else (),
-        intake_interval=reader.number(
-            raw.get("intake_interval", 1.0), ("intake_interval",), upper=3600
-        ),
+        intake_interval=interval,
         fault_plan=reader.path(raw["fault_plan"], "fault_plan") if "fault_plan" in raw else None,
         store=(
             reader.checked(validation.store_url, raw["store"], ("store",))
             if "store" in raw
             else None
         ),
+        lease=lease,
         policy=reader.policy_settings(raw.get("policy", {}), ("policy",)),
     )
 

@@ -173,7 +173,7 @@ class FleetSupervisor:
         # psycopg is an optional dependency: imported only by a supervisor that uses a store.
         from pytest_orch_recovery.store.postgres import HostJournal, PostgresStore
 
-        store = PostgresStore(self.config.store, host=self.host_name)
+        store = PostgresStore(self.config.store, host=self.host_name, lease=self.config.lease)
         try:
             store.register(self.config.max_live_agents)
             held = store.resume_leases()

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_orch_recovery.engine.policy import PolicySettings
+from pytest_orch_recovery.infra import git
 from pytest_orch_recovery.infra.agents import AgentConfig, AgentDriver, driver_for
 from pytest_orch_recovery.infra.processes import MAX_NICE
 from pytest_orch_recovery.infra.tomlread import TomlReader, parse_document
@@ -168,8 +169,10 @@ class _FleetReader(TomlReader):
         return out
 
 
-def parse_fleet(text: str, *, source: Path) -> FleetConfig:
-    """Validate one fleet document read from ``source``."""
+def parse_fleet(text: str, *, source: Path, check_base: bool = True) -> FleetConfig:
+    """Validate one fleet document read from ``source``; with ``check_base``, also that its
+    ``base`` names a commit of the repository (what a supervisor needs; a view of the
+    journal does not)."""
     doc = parse_document(text, str(source), FleetConfigError)
     reader = _FleetReader(str(source), text, source.parent.resolve())
     raw: Mapping[str, Any] = reader.table(doc, (), _KEYS)
@@ -184,8 +187,18 @@ def parse_fleet(text: str, *, source: Path) -> FleetConfig:
         return reader.path(raw[key], key) if key in raw else default
 
     pattern = reader.string(raw.get("branch_pattern", "{agent}-work"), ("branch_pattern",))
-    if "{agent}" not in pattern or pattern.replace("{agent}", "").count("{"):
-        raise reader.fail(("branch_pattern",), "must contain {agent} and no other placeholder")
+    base = reader.string(raw.get("base", "main"), ("base",))
+    try:
+        validation.branch_pattern(pattern)
+    except validation.RuleError as exc:
+        raise reader.fail(("branch_pattern",), str(exc)) from None
+    try:
+        validation.ref_name(base, what="base")
+    except validation.RuleError as exc:
+        raise reader.fail(("base",), str(exc)) from None
+    if check_base and git.resolve(repository, base) is None:
+        # Found now, not at the first workspace probe of a running supervisor.
+        raise reader.fail(("base",), f"{base!r} names no branch or commit in {repository}")
     agent = reader.string(raw.get("agent", "claude-code"), ("agent",))
     try:
         driver_for(agent, AgentConfig())
@@ -214,7 +227,7 @@ def parse_fleet(text: str, *, source: Path) -> FleetConfig:
         spool=under("spool", state_dir / "spool"),
         tmux_socket=socket,
         branch_pattern=pattern,
-        base=reader.string(raw.get("base", "main"), ("base",)),
+        base=base,
         agent=agent,
         skip_permissions=reader.boolean(raw.get("skip_permissions", True), ("skip_permissions",)),
         attempt_timeout=reader.number(raw.get("attempt_timeout", 1800), ("attempt_timeout",)),
@@ -249,11 +262,11 @@ def parse_fleet(text: str, *, source: Path) -> FleetConfig:
     )
 
 
-def load_fleet(path: str | Path) -> FleetConfig:
-    """Read and validate the fleet file at ``path``."""
+def load_fleet(path: str | Path, *, check_base: bool = True) -> FleetConfig:
+    """Read and validate the fleet file at ``path`` (``check_base``: see :func:`parse_fleet`)."""
     source = Path(path)
     try:
         text = source.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise FleetConfigError(str(source), 1, "", f"cannot read: {exc}") from None
-    return parse_fleet(text, source=source)
+    return parse_fleet(text, source=source, check_base=check_base)

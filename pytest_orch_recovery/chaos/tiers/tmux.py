@@ -77,9 +77,14 @@ API_FAULTS = {
     "api_server_error": ApiFaultKind.SERVER_ERROR,
     "api_stall": ApiFaultKind.STALL,
     "quit_early": ApiFaultKind.QUIT_EARLY,
+    "usage_limit": ApiFaultKind.USAGE_LIMIT,
 }
 # Faults this tier cannot inject yet; a schedule that holds one is refused up front.
-UNSUPPORTED: frozenset[str] = frozenset({"usage_limit"})
+UNSUPPORTED: frozenset[str] = frozenset()
+
+# On this tier a usage limit's reset is seconds away (the model double then rounds it up to
+# the whole minute the CLI prints), whatever the scenario's ``resets_in`` says.
+USAGE_LIMIT_SECONDS = 5.0
 
 # Per-attempt limit in scenario runs unless the scenario sets ``attempt_timeout``: generous,
 # since a loaded CI machine is slow; the timeout scenario sets a short one of its own.
@@ -125,6 +130,16 @@ def _api_fault(spec: FaultSpec, task: Task | None) -> ApiFaultSpec:
             scope="task",
             task=None if task is None else task.title,
             seconds=3600.0,
+        )
+    if kind is ApiFaultKind.USAGE_LIMIT:
+        # Fired once; the account then refuses every request until the reset.
+        return ApiFaultSpec(
+            kind=kind,
+            times=1,
+            at_request=trigger.n,
+            scope="task",
+            task=None if task is None else task.title,
+            seconds=USAGE_LIMIT_SECONDS,
         )
     if kind is ApiFaultKind.QUIT_EARLY:
         # The model's reply after the Nth tool call is a premature "done" (once).
@@ -436,7 +451,10 @@ _BROKEN = "# BROKEN: the first implementation gets the edge case wrong\n"
 def _test_file(template: str, **fields: object) -> str:
     """A generated test file: ``chaos/templates/<template>.py.tmpl`` filled with ``fields``
     (``str.format``). The templates are package data, so no library module defines a test."""
-    text = resources.files(__package__).joinpath("templates", f"{template}.py.tmpl")
+    # The templates live beside the chaos package's modules (chaos/templates), one level up.
+    text = resources.files("pytest_orch_recovery.chaos").joinpath(
+        "templates", f"{template}.py.tmpl"
+    )
     return text.read_text(encoding="utf-8").format(**fields)
 
 
@@ -727,6 +745,11 @@ class TmuxTier:
     name = "tmux"
 
     def run(self, scenario: Scenario, *, seed: int, agent: str) -> ScenarioRun:
+        if scenario.fallback_agents:
+            raise TierUnsupported(
+                "fallback agents need a second account, which real tmux runs do not have "
+                "yet; this scenario runs on --orch-tier sim"
+            )
         blocked = sorted({f.kind for f in scenario.faults} & UNSUPPORTED)
         if blocked:
             raise TierUnsupported(

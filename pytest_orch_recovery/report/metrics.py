@@ -96,6 +96,16 @@ class RecoveryEvent:
     released_by_operator: tuple[str, ...]  # operator actions that released it
     # Which of the seed's root-cause hypotheses the signal's sender supports (rootcause.py).
     theory: str = ""
+    # The agent type of each attempt, in order: the last one finished the task (a fallback
+    # agent while the primary's account was at its usage limit, a fix agent, ...).
+    agent_types: tuple[str, ...] = ()
+
+    @property
+    def finished_by(self) -> str | None:
+        """The agent type that finished the task, when another than the one that started."""
+        if self.outcome is not Outcome.RECOVERED or len(set(self.agent_types)) < 2:
+            return None
+        return self.agent_types[-1]
 
     @property
     def root_cause(self) -> str:
@@ -197,6 +207,7 @@ class _Story:
     agent: str | None = None
     attempts: int = 0
     agents_by_attempt: dict[int, str] = field(default_factory=dict)
+    agent_types: list[str] = field(default_factory=list)  # of each launch, in order
     failures: list[_Failure] = field(default_factory=list)
     strategies: list[Strategy] = field(default_factory=list)
     decided: Strategy | None = None  # the decision the next launch carries out
@@ -249,6 +260,8 @@ def _fold(story: _Story, event: Event) -> None:
         story.agent = event.agent or story.agent
     elif kind is EventKind.ATTEMPT_LAUNCHED:
         story.attempts += 1
+        if data.get("agent_type"):
+            story.agent_types.append(str(data["agent_type"]))
         launched = data.get("strategy")
         # A relaunch nobody journaled a decision for (an operator's release) still belongs
         # in the strategy sequence.
@@ -395,6 +408,7 @@ def _recovery_event(story: _Story) -> RecoveryEvent:
         lesson=story.lesson,
         released_by_operator=tuple(story.released),
         theory=first.theory,
+        agent_types=tuple(story.agent_types),
     )
 
 

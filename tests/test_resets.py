@@ -363,3 +363,13 @@ def test_the_dashboard_says_which_agent_finished_each_task() -> None:
     # A task that waited for the reset finished on the agent it started on: nothing to say.
     waited = compute(_run("usage-limit").events)
     assert {e.finished_by for e in waited.recent} == {None}
+
+
+@pytest.mark.parametrize("name", ["usage-limit", "usage-limit-fallback"])
+def test_every_attempt_the_limit_refused_is_explained_by_it(name: str) -> None:
+    """The oracle sees the fault on each attempt the account refused, not only the one whose
+    request started the limit: no failure is left unexplained."""
+    from pytest_orch_recovery.chaos.oracle import attribution_checks
+
+    checks = attribution_checks(_run(name))
+    assert checks and {c.verdict for c in checks} == {"correct"}

@@ -264,9 +264,9 @@ class SimRuntime:
         self.launch_log: list[tuple[str, str]] = []  # (agent, key) in launch order
         self.violations: list[str] = []  # engine misbehaviour seen by the runtime
         self.cleaned: set[str] = set()
-        # Agent type (its account) -> (reset time, wording) while its usage limit holds.
-        self.usage_limits: dict[str, tuple[float, str]] = {}
-        self.limit_hits = 0  # requests refused by a usage limit, faults included
+        # Agent type (its account) -> (reset time, the fault that started it) while its usage
+        # limit holds.
+        self.usage_limits: dict[str, tuple[float, FaultSpec]] = {}
 
     # ------------------------------------------------------------------ operator knobs
 
@@ -561,12 +561,10 @@ class SimRuntime:
             if kind == "usage_limit":
                 now = self.clock.now()
                 resets_in = float(spec.params.get("resets_in", USAGE_LIMIT_RESETS_IN))
-                wording = str(spec.params.get("wording", "claude"))
                 account = attempt.spec.agent_type
                 held = self.usage_limits.get(account)
                 if held is None or held[0] <= now:
-                    self.usage_limits[account] = (_next_minute(now + resets_in), wording)
-                self._mark(spec, attempt, FaultStatus.EXERCISED, f"{account} at its usage limit")
+                    self.usage_limits[account] = (_next_minute(now + resets_in), spec)
                 self._at_usage_limit(attempt, ws)
                 return True
             if kind not in _API_ERRORS and kind != "api_stall":
@@ -615,8 +613,10 @@ class SimRuntime:
         now = self.clock.now()
         if held is None or held[0] <= now:
             return False
-        self.limit_hits += 1
-        text = usage_limit_text(held[1], now, held[0])
+        spec = held[1]
+        # The fault takes effect on every attempt the account refuses, not only the first.
+        self._mark(spec, attempt, FaultStatus.EXERCISED, "refused by the account's usage limit")
+        text = usage_limit_text(str(spec.params.get("wording", "claude")), now, held[0])
         attempt.output.append(text)
         self._exit(
             attempt,

@@ -662,6 +662,36 @@ def _append_fired(
         )
 
 
+def _mark_usage_limit(
+    ledger: FaultLedger,
+    spec: FaultSpec,
+    double: ModelDouble,
+    by_id: dict[str, Task],
+    events: Sequence[Event],
+) -> None:
+    """A usage limit takes effect on every attempt the account refused, not only the one
+    whose request started it: each refused request is matched to its task by title and to
+    the attempt of that task running when the double answered it."""
+    by_title = {t.title: t.task_id for t in by_id.values()}
+    launches: dict[str, list[tuple[float, int]]] = {}
+    for event in events:
+        if event.kind is EventKind.ATTEMPT_LAUNCHED and event.task_id and event.attempt:
+            launches.setdefault(event.task_id, []).append((event.time, event.attempt))
+    for entry in double.transcript:
+        task_id = by_title.get(str(entry.get("task")))
+        if entry.get("usage_limit") is None or task_id is None:
+            continue
+        running = [n for at, n in launches.get(task_id, ()) if at <= float(entry["time"])]
+        if running:
+            ledger.mark(
+                spec,
+                FaultStatus.EXERCISED,
+                task=task_id,
+                attempt=running[-1],
+                detail="request refused by the account's usage limit",
+            )
+
+
 def _fill_ledger(
     ledger: FaultLedger,
     sandbox: Sandbox,
@@ -686,7 +716,9 @@ def _fill_ledger(
                 )
     hits = [t for t in double.transcript if t.get("fault")]
     for spec in faults:
-        if spec.kind in API_FAULTS:
+        if spec.kind == "usage_limit":
+            _mark_usage_limit(ledger, spec, double, by_id, events)
+        elif spec.kind in API_FAULTS:
             title = by_id[spec.task].title if spec.task in by_id else None
             mine = [t for t in hits if title is None or t.get("task") == title]
             if mine:

@@ -112,7 +112,9 @@ def _check_schedule(tasks: Sequence[Task], faults: Sequence[FaultSpec]) -> None:
             raise ValueError(f"fault {spec.kind!r} is not injectable on the tmux tier yet")
 
 
-def _api_fault(spec: FaultSpec, task: Task | None) -> ApiFaultSpec:
+def api_fault_spec(spec: FaultSpec, task: Task | None) -> ApiFaultSpec:
+    """The model double's fault for an API fault of the catalogue (``API_FAULTS``) on ``task``
+    (None: any task)."""
     trigger = spec.effective_trigger
     kind = API_FAULTS[spec.kind]
     if kind is ApiFaultKind.STALL:
@@ -294,7 +296,7 @@ def _start_model_double(
     by_id = {t.task_id: t for t in tasks}
     for spec in faults:
         if spec.kind in API_FAULTS:
-            double.add_fault(_api_fault(spec, by_id.get(spec.task)))
+            double.add_fault(api_fault_spec(spec, by_id.get(spec.task)))
     return double
 
 
@@ -309,18 +311,21 @@ def _inject_forge_faults(sandbox: Sandbox, faults: Sequence[FaultSpec]) -> None:
 
 
 def _point_agents_at(sandbox: Sandbox, double: ModelDouble) -> None:
-    """The agents' environment: the model double for an API, few retries of their own."""
-    sandbox.agent_env.update(
-        {
-            "ANTHROPIC_BASE_URL": double.url,
-            "ANTHROPIC_API_KEY": "sk-ant-api03-double-not-a-real-key",
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-            "DISABLE_AUTOUPDATER": "1",
-            "CLAUDE_CODE_MAX_RETRIES": str(AGENT_RETRIES),
-            "ORCH_SIM_RETRY_BASE_MS": "50",
-            "IS_SANDBOX": "1",  # Claude Code refuses the permission flag as root without it
-        }
-    )
+    sandbox.agent_env.update(double_env(double.url))
+
+
+def double_env(url: str) -> dict[str, str]:
+    """The agents' environment: the model double at ``url`` for an API, few retries of their
+    own."""
+    return {
+        "ANTHROPIC_BASE_URL": url,
+        "ANTHROPIC_API_KEY": "sk-ant-api03-double-not-a-real-key",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "CLAUDE_CODE_MAX_RETRIES": str(AGENT_RETRIES),
+        "ORCH_SIM_RETRY_BASE_MS": "50",
+        "IS_SANDBOX": "1",  # Claude Code refuses the permission flag as root without it
+    }
 
 
 def _dispatcher(
@@ -335,7 +340,7 @@ def _dispatcher(
 ) -> Dispatcher:
     """The dispatcher launching each attempt, with the hook faults' plan and the faults keyed
     on an attempt's start (a signal, a parked permission dialog)."""
-    fault_plan = _write_fault_plan(
+    fault_plan = write_fault_plan(
         sandbox, [f for f in faults if f.kind in HOOK_FAULTS], [t.tests for t in tasks if t.tests]
     )
     factory = driver_factory or (lambda c: driver_for(agent, c))
@@ -474,7 +479,7 @@ def _plan_with_broken_tests(task: Task) -> TaskPlan:
     return replace(base, steps=(*base.steps, fix))
 
 
-def _write_fault_plan(
+def write_fault_plan(
     sandbox: Sandbox, hook_faults: Sequence[FaultSpec], test_commands: Sequence[str] = ()
 ) -> Path:
     state_dir = sandbox.root / "fault-state"

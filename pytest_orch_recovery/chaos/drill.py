@@ -52,7 +52,7 @@ from pytest_orch_recovery.doubles.modeldouble import ModelDouble
 from pytest_orch_recovery.doubles.sandbox import Sandbox, default_base_dir
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.fleet.intake import Spool, load_tasks
-from pytest_orch_recovery.infra.agents import driver_for
+from pytest_orch_recovery.infra.agents import claude_code_missing, driver_for
 from pytest_orch_recovery.store import atomic
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,9 @@ class DrillSettings:
         """The drill's tasks; a :class:`DrillError` for settings that cannot run."""
         count = self.tasks if self.tasks is not None else max(DEFAULT_TASKS, len(self.faults))
         tasks = plan_tasks(count, self.faults)
+        missing = claude_code_missing() if self.agent == "claude-code" else None
+        if missing is not None:
+            raise DrillError(f"--agent claude-code: {missing}")
         try:
             driver_for(self.agent)
         except (ValueError, LookupError) as exc:

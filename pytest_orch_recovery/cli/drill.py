@@ -170,7 +170,7 @@ class _Progress(DrillView):
             self.say("still waiting: " + (self._waiting() or "the supervisor"))
 
     def _rows(self) -> str:
-        if self.drill is None or not self.drill.journal.exists():
+        if self.drill is None or self.drill.sandbox is None or not self.drill.journal.exists():
             return ""
         now = time.time()
         try:
@@ -183,7 +183,7 @@ class _Progress(DrillView):
         return render(statuses, lives, "table", now)
 
     def _waiting(self) -> str:
-        if self.drill is None or not self.drill.journal.exists():
+        if self.drill is None or self.drill.sandbox is None or not self.drill.journal.exists():
             return ""
         try:
             view = FleetView(read_events([self.drill.journal]))

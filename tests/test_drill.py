@@ -31,6 +31,7 @@ from pytest_orch_recovery.chaos.drillworld import (
     reject_pushes,
     task_file,
 )
+from pytest_orch_recovery.chaos.tiers.tmux import fill_template
 from pytest_orch_recovery.doubles.sandbox import Sandbox
 from pytest_orch_recovery.engine.analyze import initial_prompt, read_brief
 from pytest_orch_recovery.engine.model import Task
@@ -136,6 +137,12 @@ def test_the_drills_fleet_and_task_files_are_valid_as_written(tmp_path: Path) ->
             [submission] = load_tasks(path)
             assert (submission.task.task_id, submission.agent) == (t.task.task_id, t.agent)
             assert submission.task.deliverables == t.task.deliverables
+
+
+def test_the_chaos_templates_are_found_as_package_data() -> None:
+    text = fill_template("deliverables_exist", title="T", files=["a.py"])
+    assert "def test_deliverables_exist" in text and "['a.py']" in text
+    assert "def test_it" in fill_template("drill_helper_test", name="n", cls="N", check="pass")
 
 
 def test_the_origin_declines_exactly_the_pushes_it_was_told_to(tmp_path: Path) -> None:

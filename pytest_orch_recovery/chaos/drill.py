@@ -387,9 +387,12 @@ class Drill:
             last = self._last(task_id)
             if last not in _FINAL:
                 return False
-            if last == "task_escalated" and task_id in released:
-                if self._escalations(task_id) <= released[task_id]:
-                    return False  # released; the supervisor has not taken the release yet
+            if (
+                last == "task_escalated"
+                and task_id in released
+                and self._escalations(task_id) <= released[task_id]
+            ):
+                return False  # released; the supervisor has not taken the release yet
         return True
 
     def _wait(self, done: Callable[[], bool], what: str) -> None:

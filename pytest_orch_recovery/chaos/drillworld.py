@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_orch_recovery.chaos.faults import FaultSpec, Trigger
-from pytest_orch_recovery.chaos.tiers.tmux import API_FAULTS, api_fault_spec
+from pytest_orch_recovery.chaos.tiers.tmux import API_FAULTS, api_fault_spec, fill_template
 from pytest_orch_recovery.doubles.modeldouble import ApiFaultSpec, Plan, plan_for_task
 from pytest_orch_recovery.doubles.sandbox import Sandbox
 from pytest_orch_recovery.engine.errors import UsageError
@@ -196,21 +196,21 @@ def gated_tests(root: Path, socket: str) -> str:
 
 # --------------------------------------------------------------------------- the world
 
-_CODEBASE = {
-    "README.md": "# inventory\n\nA small codebase the drill's agents add helpers to.\n\n"
-    f"    {TESTS_COMMAND}\n",
-    "inventory/__init__.py": '"""Stock keeping."""\n',
-    "inventory/stock.py": "def total(counts):\n    return sum(counts.values())\n",
-    "tests/__init__.py": "",
-    "tests/test_stock.py": "import unittest\n\nfrom inventory.stock import total\n\n\n"
-    "class TotalTest(unittest.TestCase):\n    def test_sums(self):\n"
-    "        self.assertEqual(total({'a': 2, 'b': 3}), 5)\n",
-}
+
+def _codebase() -> dict[str, str]:
+    return {
+        "README.md": "# inventory\n\nA small codebase the drill's agents add helpers to.\n\n"
+        f"    {TESTS_COMMAND}\n",
+        "inventory/__init__.py": '"""Stock keeping."""\n',
+        "inventory/stock.py": "def total(counts):\n    return sum(counts.values())\n",
+        "tests/__init__.py": "",
+        "tests/test_stock.py": fill_template("drill_stock_test"),
+    }
 
 
 def seed_codebase(repo: Path) -> None:
     """The small codebase and its tests, committed and pushed to origin's main."""
-    for name, text in _CODEBASE.items():
+    for name, text in _codebase().items():
         path = repo / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
@@ -224,9 +224,7 @@ def _contents(index: int, task: Task) -> dict[str, str]:
     impl, test = task.deliverables
     return {
         impl: f'"""{task.title}."""\n\n\ndef {name}(text):\n    {body}\n',
-        test: f"import unittest\n\nfrom inventory.{name} import {name} as f\n\n\n"
-        f"class {name.title()}Test(unittest.TestCase):\n    def test_it(self):\n"
-        f"        {check}\n",
+        test: fill_template("drill_helper_test", name=name, cls=name.title(), check=check),
     }
 
 

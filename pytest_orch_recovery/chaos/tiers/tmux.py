@@ -437,10 +437,12 @@ def _settle_workspaces(sandbox: Sandbox, coordinator: Coordinator) -> None:
 _BROKEN = "# BROKEN: the first implementation gets the edge case wrong\n"
 
 
-def _test_file(template: str, **fields: object) -> str:
+def fill_template(template: str, **fields: object) -> str:
     """A generated test file: ``chaos/templates/<template>.py.tmpl`` filled with ``fields``
     (``str.format``). The templates are package data, so no library module defines a test."""
-    text = resources.files(__package__).joinpath("templates", f"{template}.py.tmpl")
+    text = resources.files("pytest_orch_recovery.chaos").joinpath(
+        "templates", f"{template}.py.tmpl"
+    )
     return text.read_text(encoding="utf-8").format(**fields)
 
 
@@ -453,7 +455,7 @@ def _passing_tests(task: Task) -> dict[str, str]:
     """Test deliverables get a real test that passes once the task's files exist."""
     others = [p for p in task.deliverables if not _is_test_file(p)]
     return {
-        p: _test_file("deliverables_exist", title=task.title, files=others)
+        p: fill_template("deliverables_exist", title=task.title, files=others)
         for p in task.deliverables
         if _is_test_file(p)
     }
@@ -473,7 +475,7 @@ def _plan_with_broken_tests(task: Task) -> TaskPlan:
         )
     impl = impls[0]
     fixed = default_content(task, impl)
-    contents = {impl: _BROKEN + fixed, tests[0]: _test_file("implementation_fixed", impl=impl)}
+    contents = {impl: _BROKEN + fixed, tests[0]: fill_template("implementation_fixed", impl=impl)}
     base = plan_for_task(task, contents=contents)
     fix = Step("write", impl, "fix_tests", content=fixed)
     return replace(base, steps=(*base.steps, fix))

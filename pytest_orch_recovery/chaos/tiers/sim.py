@@ -162,7 +162,10 @@ class SimTier:
             crash_after_event=scenario.crash_after_event,
             policy_factory=lambda s: scenario.policy.policy(seed=s),
             config=CoordinatorConfig(
-                seed=seed, attempt_timeout=1800.0, max_live=scenario.max_live_agents
+                seed=seed,
+                attempt_timeout=1800.0,
+                max_live=scenario.max_live_agents,
+                fallback_agents=scenario.fallback_agents,
             ),
         )
         runtime = out.runtime

@@ -286,7 +286,7 @@ class _Background:
         while True:
             line = self.lines.get(timeout=_BOUND)
             if line is None:
-                pytest.fail(f"{self.proc.args} exited before {words}:\n" + "\n".join(self.seen))
+                pytest.fail(f"{self.proc.args!r} exited before {words}:\n" + "\n".join(self.seen))
             self.seen.append(line)
             if all(w in line for w in words):
                 return line

@@ -159,7 +159,8 @@ class _Progress(DrillView):
     def event(self, event: dict[str, Any]) -> None:
         words = _event_words(event)
         if words is not None:
-            self._line(f"{event.get('task_id') or '':<22} {words}")
+            task = event.get("task_id") or ",".join((event.get("data") or {}).get("tasks") or [])
+            self._line(f"{task:<22} {words}")
 
     def tick(self) -> None:
         if self.tty:
@@ -298,8 +299,12 @@ def _report(drill: Drill, args: argparse.Namespace, out: TextIO) -> None:
     if code == 0:
         out.write(f"\nHTML report: {args.report.resolve()}\n")
     if args.save_journal is not None:
-        shutil.copyfile(drill.journal, args.save_journal)
-        out.write(f"journal: {args.save_journal.resolve()}\n")
+        try:
+            shutil.copyfile(drill.journal, args.save_journal)
+        except OSError as exc:
+            out.write(f"journal not saved: {args.save_journal}: {exc.strerror or exc}\n")
+        else:
+            out.write(f"journal: {args.save_journal.resolve()}\n")
 
 
 def _verdict(

@@ -25,7 +25,8 @@ from typing import Any
 import psycopg
 from bench_journal import realistic_events
 
-from pytest_orch_recovery.engine.model import Event, EventKind, Task
+from pytest_orch_recovery.engine.events import DecisionMade, Event
+from pytest_orch_recovery.engine.model import Task
 from pytest_orch_recovery.infra.postgres_server import LocalPostgres
 from pytest_orch_recovery.store import schema
 from pytest_orch_recovery.store.journal import Journal
@@ -100,7 +101,7 @@ def _takeover(url: str, lease: float, poll: float, n: int) -> float:
         heir.register(capacity=None)
         lost.submit(Task(f"failover-{n}", "take me over", ("x.md",)))
         lost.claim()
-        lost.append(Event(EventKind.DECISION, 1.0, f"failover-{n}"))
+        lost.append(Event(DecisionMade(), 1.0, f"failover-{n}"))
         lost.heartbeat()
         last_beat = time.monotonic()
         while not heir.claim():

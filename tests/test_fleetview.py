@@ -8,15 +8,16 @@ from collections import Counter
 from events import JournalBuilder, random_journal, seed_incident, sigint_resumed
 from hypothesis import given
 
-from pytest_orch_recovery.engine.coordinator import Phase
-from pytest_orch_recovery.engine.model import (
-    Decision,
+from pytest_orch_recovery.engine.events import (
+    AttemptExited,
+    AttemptLaunched,
+    DecisionMade,
     Event,
-    EventKind,
-    ExitInfo,
-    Reason,
-    Strategy,
+    LaunchOrder,
+    TaskSubmitted,
+    TmuxTarget,
 )
+from pytest_orch_recovery.engine.model import Decision, ExitInfo, Phase, Reason, Strategy, Task
 from pytest_orch_recovery.report.fleetview import FleetView
 from pytest_orch_recovery.report.metrics import compute
 
@@ -68,22 +69,11 @@ def test_waiting_task_shows_next_launch_from_the_decision() -> None:
     t = j.task("t1", "task-agent-1").launch().fail_with(Reason.API_ERROR)
     decision = Decision(Strategy.RESTART, "backoff", "api-backoff", delay=30.0)
     j.add(
-        EventKind.DECISION,
+        DecisionMade(decision, LaunchOrder(2, "claude-code", "", (), None, j.clock + 31.0)),
         task_id="t1",
         agent="task-agent-1",
         attempt=1,
         key="t1:2:restart",
-        data={
-            "decision": decision.to_json(),
-            "launch": {
-                "attempt": 2,
-                "agent_type": "claude-code",
-                "prompt": "",
-                "work": [],
-                "resume_session": None,
-                "not_before": j.clock + 31.0,
-            },
-        },
     )
     row = FleetView(j.events).statuses(now=j.clock)[0]
     assert row.phase is Phase.WAITING and row.next_strategy is Strategy.RESTART
@@ -94,30 +84,18 @@ def test_waiting_task_shows_next_launch_from_the_decision() -> None:
 
 def test_tmux_target_and_budget_recorded_in_the_journal_win() -> None:
     j = JournalBuilder()
+    j.add(TaskSubmitted.of(Task("t1", "T"), budget=2), task_id="t1", agent="a1")
     j.add(
-        EventKind.TASK_SUBMITTED,
-        task_id="t1",
-        agent="a1",
-        data={"task": {"task_id": "t1", "title": "T"}, "budget": 2},
-    )
-    j.add(
-        EventKind.ATTEMPT_LAUNCHED,
+        AttemptLaunched("sim", tmux=TmuxTarget("s", "a1")),
         task_id="t1",
         agent="a1",
         attempt=1,
         key="t1:1",
-        data={"agent_type": "sim", "strategy": None, "tmux": {"socket": "s", "session": "a1"}},
     )
     row = FleetView(j.events, budget=4).statuses(now=j.clock + 5)[0]
     assert row.budget == 2 and row.tmux is not None and row.tmux.session == "a1"
     assert row.elapsed == 6.0  # submitted one second before the launch
-    j.add(
-        EventKind.ATTEMPT_EXITED,
-        task_id="t1",
-        agent="a1",
-        attempt=1,
-        data={"exit": ExitInfo(0).to_json()},
-    )
+    j.add(AttemptExited(ExitInfo(0)), task_id="t1", agent="a1", attempt=1)
     assert FleetView(j.events).statuses(now=j.clock)[0].tmux is None
 
 
@@ -132,9 +110,7 @@ def test_operator_release_puts_an_escalated_task_back_to_waiting() -> None:
 
 
 def test_events_of_an_unsubmitted_task_still_make_a_row() -> None:
-    events = [
-        Event(EventKind.ATTEMPT_EXITED, 5.0, task_id="ghost", seq=1, data={"exit": {"status": 1}})
-    ]
+    events = [Event(AttemptExited(ExitInfo(1)), 5.0, task_id="ghost", seq=1)]
     rows = FleetView(events).statuses(now=10.0)
     assert [(r.task_id, r.agent, r.phase) for r in rows] == [("ghost", "ghost", Phase.EXITED)]
 

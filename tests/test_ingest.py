@@ -25,7 +25,8 @@ from seedfleet import (
 
 from pytest_orch_recovery.cli.main import main
 from pytest_orch_recovery.doubles.forge import Forge, install_gh_shim
-from pytest_orch_recovery.engine.model import Event, EventKind, Reason
+from pytest_orch_recovery.engine.events import Event, EventKind
+from pytest_orch_recovery.engine.model import Reason
 from pytest_orch_recovery.infra.workspace import PullRequestsInMemory
 from pytest_orch_recovery.ingest.adoption import AdoptionSource, adopt
 from pytest_orch_recovery.ingest.results import ResultsError, find_runs, parse_log, read_bounded
@@ -166,7 +167,7 @@ def test_ingest_attributes_every_failed_attempt_and_is_idempotent(
 
     events = replay(journal)
     reasons = {
-        e.agent: e.data["attribution"]["reason"]
+        e.agent: e.payload.to_json()["attribution"]["reason"]
         for e in events
         if e.kind is EventKind.FAILURE_ATTRIBUTED
     }
@@ -180,16 +181,16 @@ def test_ingest_attributes_every_failed_attempt_and_is_idempotent(
     sigint_exit = next(
         e for e in events if e.kind is EventKind.ATTEMPT_EXITED and e.agent == SIGINT
     )
-    assert sigint_exit.data["exit"]["code"] == 130
+    assert sigint_exit.payload.to_json()["exit"]["code"] == 130
     perm = next(e for e in events if e.kind is EventKind.FAILURE_ATTRIBUTED and e.agent == PERM)
-    assert perm.data["partial"]["pushed"] is False  # the probe saw nothing done
-    assert [w["kind"] for w in perm.data["missing_work"]] == ["push"]
+    assert perm.payload.to_json()["partial"]["pushed"] is False  # the probe saw nothing done
+    assert [w["kind"] for w in perm.payload.to_json()["missing_work"]] == ["push"]
     rate = next(e for e in events if e.kind is EventKind.FAILURE_ATTRIBUTED and e.agent == RATE)
-    top = rate.data["attribution"]["evidence"][0]
+    top = rate.payload.to_json()["attribution"]["evidence"][0]
     # Evidence quotes the words of the stream-json event, at its line in the log.
     assert "API Error: 429" in top["detail"] and '"type":"result"' not in top["detail"]
     sig = next(e for e in events if e.kind is EventKind.FAILURE_ATTRIBUTED and e.agent == SIGINT)
-    assert sig.data["partial"]["uncommitted"] == ["half.md"]
+    assert sig.payload.to_json()["partial"]["uncommitted"] == ["half.md"]
 
     metrics = compute(events)
     assert metrics.failures == 4 and metrics.unattributed_failures == 0
@@ -221,7 +222,10 @@ def test_ingest_appends_later_runs_once_and_counts_the_recovery(
         EventKind.TASK_SUCCEEDED,
     ]
     assert [e.attempt for e in perm if e.kind is EventKind.ATTEMPT_LAUNCHED] == [1, 2]
-    assert perm[-1].data["first_try"] is False and perm[-1].data["recovery_time"] == 320.0
+    assert (
+        perm[-1].payload.to_json()["first_try"] is False
+        and perm[-1].payload.to_json()["recovery_time"] == 320.0
+    )
     assert compute(events).recovered == 1
 
 
@@ -238,7 +242,7 @@ def test_a_run_superseded_by_a_later_one_is_ended_and_attributed(
     assert _ingest(fleet, sandbox, journal) == 0
     runs = [e for e in replay(journal) if e.task_id == RUNNING]
     exits = [e for e in runs if e.kind is EventKind.ATTEMPT_EXITED]
-    assert [e.data["superseded"] for e in exits] == [True, False]
+    assert [e.payload.to_json()["superseded"] for e in exits] == [True, False]
     assert exits[0].time == fleet_time(600)
     assert len([e for e in runs if e.kind is EventKind.FAILURE_ATTRIBUTED]) == 2
 
@@ -260,8 +264,8 @@ def test_pr_lookup_makes_a_missing_pr_undone_work(
     assert report.running == 1 and report.problems == []
     done = [e for e in events if e.agent == DONE and e.kind is EventKind.FAILURE_ATTRIBUTED]
     assert len(done) == 1  # pushed, but no PR: not finished
-    assert done[0].data["attribution"]["reason"] == str(Reason.INCOMPLETE)
-    assert [w["kind"] for w in done[0].data["missing_work"]] == ["open_pr"]
+    assert done[0].payload.to_json()["attribution"]["reason"] == str(Reason.INCOMPLETE)
+    assert [w["kind"] for w in done[0].payload.to_json()["missing_work"]] == ["open_pr"]
 
 
 def test_gh_repo_asks_gh_for_each_branchs_pull_request(
@@ -297,11 +301,11 @@ def test_gh_repo_asks_gh_for_each_branchs_pull_request(
 
     no_pr = done_events(tmp_path / "before.jsonl")
     failed = [e for e in no_pr if e.kind is EventKind.FAILURE_ATTRIBUTED]
-    assert [w["kind"] for w in failed[0].data["missing_work"]] == ["open_pr"]
+    assert [w["kind"] for w in failed[0].payload.to_json()["missing_work"]] == ["open_pr"]
     pr = forge.open_pull_request(head=f"{DONE}-work", base="main", title="done")
     with_pr = done_events(tmp_path / "after.jsonl")
     succeeded = [e for e in with_pr if e.kind is EventKind.TASK_SUCCEEDED]
-    assert [e.data["pr"] for e in succeeded] == [pr.number]
+    assert [e.payload.to_json()["pr"] for e in succeeded] == [pr.number]
     assert ["pr", "view", f"{DONE}-work"] in [c["argv"][:3] for c in forge.calls()]
 
 

@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from pytest_orch_recovery.engine.errors import UsageError
-from pytest_orch_recovery.engine.model import Event, EventKind
+from pytest_orch_recovery.engine.events import Event, EventKind
 from pytest_orch_recovery.fleet.config import FleetConfig, FleetConfigError, load_fleet
 from pytest_orch_recovery.report.fleetview import SCHEMA_VERSION
-from pytest_orch_recovery.report.metrics import event_problem
 from pytest_orch_recovery.store.journal import JournalError, replay
 
 
@@ -98,9 +97,6 @@ def read_events(paths: Sequence[Path]) -> list[Event]:
         except JournalError as exc:
             raise UsageError(str(exc)) from None
         for line, event in enumerate(loaded, 1):  # replay keeps one event per line
-            problem = event_problem(event)
-            if problem is not None:
-                raise UsageError(f"{path}:{line}: {problem}")
             if event.kind is EventKind.TASK_SUBMITTED and event.task_id is not None:
                 first, where = owner.setdefault(event.task_id, (index, path))
                 if first != index:

@@ -32,15 +32,11 @@ from pytest_orch_recovery.cli.fleet_output import (
     table,
 )
 from pytest_orch_recovery.engine.errors import UsageError
+from pytest_orch_recovery.engine.events import TmuxTarget
 from pytest_orch_recovery.engine.policy import Policy
 from pytest_orch_recovery.infra.argtypes import positive_int, seconds
 from pytest_orch_recovery.infra.checkpoint import CheckpointError, checkpoint_path
-from pytest_orch_recovery.report.fleetview import (
-    FleetView,
-    TaskStatus,
-    TmuxTarget,
-    UsageCondition,
-)
+from pytest_orch_recovery.report.fleetview import FleetView, TaskStatus, UsageCondition
 
 PROG = "orch-recovery status"
 _TMUX_TIMEOUT = 10.0  # seconds for one has-session; a wedged server reads as "unknown"

@@ -21,14 +21,21 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig, Phase
+from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig
 from pytest_orch_recovery.engine.errors import OrchRecoveryError, UsageError
-from pytest_orch_recovery.engine.model import Event, EventKind, Reason, Task
+from pytest_orch_recovery.engine.events import (
+    Event,
+    EventKind,
+    LaunchNotes,
+    TmuxTarget,
+    UsageLimited,
+)
+from pytest_orch_recovery.engine.model import Phase, Reason, Task
 from pytest_orch_recovery.engine.policy import Policy
 from pytest_orch_recovery.engine.ports import EventLog, LaunchSpec
 from pytest_orch_recovery.fleet.config import FleetConfig, FleetConfigError, load_fleet
@@ -212,12 +219,9 @@ class FleetSupervisor:
             coordinator.recover()
         return coordinator
 
-    def _launch_notes(self, spec: LaunchSpec) -> Mapping[str, Any]:
+    def _launch_notes(self, spec: LaunchSpec) -> LaunchNotes:
         record = self.host.results / f"{spec.agent}.{spec.attempt}.pane.json"
-        return {
-            "tmux": {"socket": self.host.tmux_socket, "session": spec.agent},
-            "launch_record": str(record),
-        }
+        return LaunchNotes(TmuxTarget(self.host.tmux_socket, spec.agent), str(record))
 
     def _observe(self, event: Event) -> None:
         self.dispatcher.observe(event)
@@ -226,12 +230,15 @@ class FleetSupervisor:
             what += f" attempt {event.attempt}"
         if event.kind is EventKind.TASK_ESCALATED:
             self._escalated(event)  # before the log line: whoever reads the log sees it done
-        if event.kind is EventKind.USAGE_LIMITED:
+        limited = event.payload
+        if isinstance(limited, UsageLimited):
             # The one notice of an account's limit, however many agents ran into it.
-            until = datetime.fromtimestamp(float(event.data["until"]), UTC)
+            until = datetime.fromtimestamp(
+                event.time if limited.until is None else limited.until, UTC
+            )
             what += (
-                f": {event.data['agent_type']} is at its usage limit; waiting for the quota "
-                f"reset at {until:%H:%M} UTC, {len(event.data.get('tasks', ()))} tasks"
+                f": {limited.agent_type} is at its usage limit; waiting for the quota "
+                f"reset at {until:%H:%M} UTC, {len(limited.tasks)} tasks"
             )
         self.say(what)
 

@@ -44,7 +44,8 @@ from psycopg import conninfo, errors
 from psycopg.types.json import Json
 
 from pytest_orch_recovery.engine.errors import OrchRecoveryError, UsageError
-from pytest_orch_recovery.engine.model import Event, Task
+from pytest_orch_recovery.engine.events import Event
+from pytest_orch_recovery.engine.model import Task
 from pytest_orch_recovery.engine.policy import Backoff
 from pytest_orch_recovery.store import schema, validation
 from pytest_orch_recovery.store.journal import event_field_problem
@@ -364,16 +365,37 @@ class PostgresStore:
     # ------------------------------------------------------------------ queue
 
     def submit(self, task: Task, *, agent: str | None = None) -> bool:
-        """Queue ``task``; False when a task with its id was submitted before (a no-op)."""
-        row = self._do(
-            f"submit {task.task_id}",
-            lambda conn: conn.execute(
+        """Queue ``task``; False when a task with its id was submitted before (a no-op).
+
+        Without ``agent`` the store names one, ``task-agent-<position>``, unique across the
+        fleet (hosts' coordinators each pick names only they know of); a name another task
+        has is refused."""
+
+        def put(conn: Connection) -> bool:
+            row = conn.execute(
                 "INSERT INTO orch_tasks (task_id, task, agent) VALUES (%s, %s, %s) "
                 "ON CONFLICT (task_id) DO NOTHING RETURNING position",
                 (task.task_id, Json(task.to_json()), agent),
-            ).fetchone(),
-        )
-        return row is not None
+            ).fetchone()
+            if row is None:
+                return False
+            if agent is None:
+                base = name = f"task-agent-{row[0]}"
+                suffix = 1
+                while conn.execute("SELECT 1 FROM orch_tasks WHERE agent = %s", (name,)).fetchone():
+                    suffix += 1
+                    name = f"{base}-{suffix}"
+                conn.execute(
+                    "UPDATE orch_tasks SET agent = %s WHERE task_id = %s", (name, task.task_id)
+                )
+            return True
+
+        try:
+            return self._do(f"submit {task.task_id}", put)
+        except errors.UniqueViolation:
+            raise StoreError(
+                f"submit {task.task_id}: agent name {agent!r} is already another task's"
+            ) from None
 
     def claim(self, room: int | None = None) -> list[Claim]:
         """Take the oldest claimable tasks (queued, or whose lease ran out), at most ``room``

@@ -39,9 +39,10 @@ from pytest_orch_recovery.doubles.modeldouble import ModelDouble, Plan, plan_for
 from pytest_orch_recovery.doubles.modeldouble.faults import ApiFaultKind, ApiFaultSpec
 from pytest_orch_recovery.doubles.modeldouble.plan import Step, TaskPlan, default_content
 from pytest_orch_recovery.doubles.sandbox import Sandbox, default_base_dir
-from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig, Phase
+from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig
 from pytest_orch_recovery.engine.errors import InvalidValue
-from pytest_orch_recovery.engine.model import Event, EventKind, ExitInfo, Reason, Task
+from pytest_orch_recovery.engine.events import AttemptExited, Event, FailureAttributed
+from pytest_orch_recovery.engine.model import ExitInfo, Phase, Reason, Task
 from pytest_orch_recovery.engine.patterns import match_lines
 from pytest_orch_recovery.engine.policy import Policy, PolicySettings
 from pytest_orch_recovery.engine.ports import LaunchSpec
@@ -569,9 +570,9 @@ def _mark_parked(
         spec = by_fault[fault_id]
         exited = next(
             (
-                e
+                e.payload
                 for e in events
-                if e.kind is EventKind.ATTEMPT_EXITED
+                if isinstance(e.payload, AttemptExited)
                 and e.task_id == task_id
                 and e.attempt == attempt
             ),
@@ -579,7 +580,7 @@ def _mark_parked(
         )
         if exited is None:
             continue
-        exit_info = ExitInfo.from_json(exited.data.get("exit") or {})
+        exit_info = exited.exit or ExitInfo(None)
         if exit_info.screen is not None and exit_info.screen.kind == "dialog":
             ledger.mark(
                 spec,
@@ -590,7 +591,7 @@ def _mark_parked(
             )
             continue
         timed_out = exit_info.timed_out
-        lines = match_lines(str(exited.data.get("output_tail") or ""), "pane")
+        lines = match_lines(exited.output_tail, "pane")
         on_screen = bool(lines) and lines[-1].pattern.reason is Reason.PERMISSION
         if timed_out and on_screen:
             ledger.mark(
@@ -688,11 +689,12 @@ def _fill_ledger(
                 )
         elif spec.kind == "tests_fail":
             for event in events:
-                partial = event.data.get("partial") or {}
+                payload = event.payload
                 if (
-                    event.kind is EventKind.FAILURE_ATTRIBUTED
+                    isinstance(payload, FailureAttributed)
                     and spec.task in ("*", event.task_id)
-                    and partial.get("tests_passed") is False
+                    and payload.partial is not None
+                    and payload.partial.tests_passed is False
                 ):
                     ledger.mark(
                         spec,

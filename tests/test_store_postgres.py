@@ -5,6 +5,7 @@ unique across hosts, and an outage costs time, never an event."""
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
 import threading
@@ -565,3 +566,47 @@ def test_a_retried_append_or_claim_whose_commit_was_not_acknowledged_is_not_repe
     with PostgresStore(store_url, host="beta") as beta:
         beta.register(capacity=None)
         assert [c.task.task_id for c in beta.claim(room=5)] == ["task-1", "task-2"]
+
+
+# ---------------------------------------------------------------------- hosts
+
+
+def test_an_operator_drains_then_retires_a_host_and_its_supervisor_is_refused(
+    hosts: dict[str, PostgresStore],
+) -> None:
+    alpha, beta = hosts["alpha"], hosts["beta"]
+    alpha.submit(task(1))
+    alpha.submit(task(2))
+    [held] = alpha.claim(room=1)
+    url = alpha.url
+    drained = _store_cli("drain", "alpha", "--store", url)
+    assert drained.returncode == 0, drained.stderr
+    assert drained.stdout.strip() == "host alpha: draining, holds 1 task(s)"
+    assert alpha.claim() == []  # draining: nothing more
+    assert alpha.heartbeat() == {held.task.task_id: 1}  # and it keeps what it holds
+    refused = _store_cli("retire", "alpha", "--store", url)
+    assert refused.returncode == 2
+    assert "host 'alpha' still holds 1 task(s)" in refused.stderr
+    alpha.append(Event(TaskSucceeded(), 2.0, held.task.task_id, "agent-1", 1))
+    assert _store_cli("retire", "alpha", "--store", url).returncode == 0
+    with pytest.raises(StoreError, match="host 'alpha' is retired"):
+        alpha.register(capacity=None)  # a supervisor started again under the name
+    assert [c.task.task_id for c in beta.claim()] == ["task-2"]
+    listed = _store_cli("hosts", "--store", url, "--format", "json")
+    rows = {r["host"]: r for r in json.loads(listed.stdout)["hosts"]}
+    assert (rows["alpha"]["state"], rows["alpha"]["held"]) == ("retired", 0)
+    assert (rows["beta"]["state"], rows["beta"]["held"]) == ("active", 1)
+    assert all(0 <= r["heartbeat_age"] < WAIT for r in rows.values())
+    table = _store_cli("hosts", "--store", url).stdout.splitlines()
+    assert table[0].split() == ["HOST", "STATE", "CAPACITY", "HELD", "HEARTBEAT"]
+    assert _store_cli("activate", "alpha", "--store", url).returncode == 0
+    alpha.register(capacity=3)
+
+
+def test_host_commands_name_what_is_wrong(store_url: str) -> None:
+    assert "drain needs a host NAME" in _store_cli("drain", "--store", store_url).stderr
+    assert "hosts takes no host NAME" in _store_cli("hosts", "x", "--store", store_url).stderr
+    missing = _store_cli("drain", "gamma", "--store", store_url)
+    assert missing.returncode == 2 and "no host 'gamma' in the store" in missing.stderr
+    bad = _store_cli("drain", "gamma;x", "--store", store_url)
+    assert bad.returncode == 2 and "host name 'gamma;x' must use" in bad.stderr

@@ -200,3 +200,15 @@ def _all_done(url: str, count: int) -> bool:
     with psycopg.connect(url) as conn:
         row = conn.execute("SELECT count(*) FROM orch_tasks WHERE state = 'done'").fetchone()
     return row is not None and row[0] == count
+
+
+def test_a_lease_the_loop_cannot_renew_in_time_is_refused_at_load(fleet: Fleet) -> None:
+    (fleet.root / "bad.toml").write_text(
+        'repository = "project/repo"\nagent = "sim"\nstore = "postgresql://o@/f"\nlease = 1.5\n'
+    )
+    proc = fleet.cli("supervise", "--config", "bad.toml", "--host", "alpha", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().endswith(
+        "bad.toml:4: lease: intake_interval (1 s) must be under half the lease (1.5 s) so "
+        "that heartbeats renew it in time"
+    )

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "release": ("release", "give an escalated task a fresh attempt after an operator fix"),
     "forge": ("forge", "a local GitHub stand-in: create it and print the PATH line for its gh"),
     "drill": ("drill", "a supervised fleet under injected faults, in a throwaway world"),
+    "reap": ("reap", "remove the empty tmux server a killed supervisor left running"),
     "store": ("store", "create or migrate the PostgreSQL fleet store several hosts share"),
 }
 

@@ -348,7 +348,6 @@ def test_the_documented_fleet_by_hand_runs_as_written(tmp_path: Path) -> None:
                 for job in reversed(jobs):
                     job.proc.send_signal(signal.SIGTERM)
                     assert job.proc.wait(timeout=_BOUND) == 0
-                subprocess.run(["bash", "-c", line.split(";", 1)[1]], cwd=cwd, env=env, check=True)
             else:
                 out = subprocess.run(
                     ["bash", "-c", line], cwd=cwd, env=env, capture_output=True, text=True,
@@ -482,7 +481,7 @@ def test_a_kept_drill_world_stays_for_a_person(tmp_path: Path, drill_tmp: dict[s
     socket_name = json.loads((world / "ledger.json").read_text())["tmux_socket"]
     try:
         assert f"cd {world}" in proc.stdout
-        assert f"tmux -L {socket_name} kill-server; rm -rf {world}" in proc.stdout
+        assert f"rm -rf {world}   # when done" in proc.stdout
         assert (world / "fleet" / "journal.jsonl").exists()
         # Another drill's start reaps stale worlds, never a kept one.
         from pytest_orch_recovery.doubles.sandbox import reap_stale

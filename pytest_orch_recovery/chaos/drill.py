@@ -53,6 +53,7 @@ from pytest_orch_recovery.doubles.sandbox import Sandbox, default_base_dir
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.fleet.intake import Spool, load_tasks
 from pytest_orch_recovery.infra.agents import claude_code_missing, driver_for
+from pytest_orch_recovery.runtime.server import tmux_server_running
 from pytest_orch_recovery.store import atomic
 
 log = logging.getLogger(__name__)
@@ -520,16 +521,18 @@ class Drill:
         assert self.double is not None
         port = self.double.url.rsplit(":", 1)[1]
         config = self.config
+        tmux = tmux_server_running(self.tmux_socket)  # a supervisor's stop may remove it
         return [
             f"cd {self.root}",
             f"orch-recovery status --config {config} --live",
             f"orch-recovery failures --config {config}",
             f"orch-recovery report --journal {self.journal} --format md",
-            f"tmux -L {self.tmux_socket} ls        # the agents' panes (attach -t AGENT)",
+            *([f"tmux -L {self.tmux_socket} ls        # the agents' panes"] if tmux else []),
             f"git -C {self.root / 'repo'} log --oneline --all",
             f"orch-recovery model-double --port {port} &   # the API again, then:",
             f"orch-recovery supervise --config {config}   # and submit more tasks",
-            f"tmux -L {self.tmux_socket} kill-server; rm -rf {self.root}   # when done",
+            (f"tmux -L {self.tmux_socket} kill-server; " if tmux else "")
+            + f"rm -rf {self.root}   # when done",
         ]
 
 

@@ -36,7 +36,7 @@ from pytest_orch_recovery.doubles.modeldouble import (
     read_conversation,
 )
 from pytest_orch_recovery.doubles.simagent.api import ApiError
-from pytest_orch_recovery.engine.analyze import continuation_prompt, missing_work
+from pytest_orch_recovery.engine.analyze import continuation_prompt, initial_prompt, missing_work
 from pytest_orch_recovery.engine.model import PartialWork, Task
 from pytest_orch_recovery.infra.agents import claude_code_missing, find_claude_code
 
@@ -980,3 +980,43 @@ def test_every_json_object_of_a_plan_knows_where_it_starts(
             pending += node.values()
         elif isinstance(node, list):
             pending += node
+
+
+# --------------------------------------------------------------------------- tasks without a plan
+
+
+def _without_body(keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Calls without the PR body, which names the task id (a brief does not)."""
+    return [(tool, target.split(" --body ")[0]) for tool, target in keys]
+
+
+def test_a_task_without_a_plan_entry_is_served_from_its_brief(tmp_path: Path) -> None:
+    with ModelDouble(Plan(), transcript_path=tmp_path / "t.jsonl") as double:
+        calls, final = _Session(double.url, initial_prompt(TASK)).run()
+        assert _without_body([_key(c) for c in calls]) == _without_body(_expected_calls(TASK))
+        assert PR_URL in _text(final)
+        # Its later attempts find it under its title, as a planned task.
+        partial = PartialWork(
+            deliverables_present=("fake3.md",), deliverables_missing=("fake3.py",)
+        )
+        again, _ = _Session(
+            double.url, continuation_prompt(TASK, partial, missing_work(TASK, partial))
+        ).run()
+        assert _without_body([_key(c) for c in again]) == _without_body(_expected_calls(TASK)[1:])
+
+
+def test_a_continuation_of_an_unknown_task_writes_what_is_missing(tmp_path: Path) -> None:
+    partial = PartialWork(deliverables_present=("fake3.md",), deliverables_missing=("fake3.py",))
+    prompt = continuation_prompt(TASK, partial, missing_work(TASK, partial))
+    with ModelDouble(Plan()) as double:
+        calls, _ = _Session(double.url, prompt).run()
+    # The tests' command is not in a continuation prompt: that step is skipped.
+    assert _without_body([_key(c) for c in calls]) == _without_body(
+        [k for k in _expected_calls(TASK)[1:] if k[1] != TASK.tests]
+    )
+
+
+def test_a_prompt_that_briefs_no_task_gets_a_plain_answer(tmp_path: Path) -> None:
+    with ModelDouble(Plan()) as double:
+        calls, final = _Session(double.url, "What is the capital of France?").run()
+    assert calls == [] and _text(final)

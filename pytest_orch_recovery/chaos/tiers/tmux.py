@@ -124,7 +124,9 @@ def _check_schedule(tasks: Sequence[Task], faults: Sequence[FaultSpec]) -> None:
             raise InvalidValue(f"fault {spec.kind!r} is not injectable on the tmux tier yet")
 
 
-def _api_fault(spec: FaultSpec, task: Task | None) -> ApiFaultSpec:
+def api_fault_spec(spec: FaultSpec, task: Task | None) -> ApiFaultSpec:
+    """The model double's fault for an API fault of the catalogue (``API_FAULTS``) on ``task``
+    (None: any task)."""
     trigger = spec.effective_trigger
     kind = API_FAULTS[spec.kind]
     if kind is ApiFaultKind.STALL:
@@ -338,7 +340,7 @@ class _ApiFaultArming:
             if key in self._armed or not fault.applies_to(task, attempt):
                 continue
             self._armed.add(key)
-            api = _api_fault(fault, self._by_id.get(task))
+            api = api_fault_spec(fault, self._by_id.get(task))
             if api.at_request is not None:
                 already = self._double.task_requests(self._by_id[task].title)
                 api = replace(api, at_request=already + api.at_request)
@@ -363,18 +365,21 @@ def _inject_forge_faults(sandbox: Sandbox, faults: Sequence[FaultSpec]) -> None:
 
 
 def _point_agents_at(sandbox: Sandbox, double: ModelDouble) -> None:
-    """The agents' environment: the model double for an API, few retries of their own."""
-    sandbox.agent_env.update(
-        {
-            "ANTHROPIC_BASE_URL": double.url,
-            "ANTHROPIC_API_KEY": "sk-ant-api03-double-not-a-real-key",
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-            "DISABLE_AUTOUPDATER": "1",
-            "CLAUDE_CODE_MAX_RETRIES": str(AGENT_RETRIES),
-            "ORCH_SIM_RETRY_BASE_MS": "50",
-            "IS_SANDBOX": "1",  # Claude Code refuses the permission flag as root without it
-        }
-    )
+    sandbox.agent_env.update(double_env(double.url))
+
+
+def double_env(url: str) -> dict[str, str]:
+    """The agents' environment: the model double at ``url`` for an API, few retries of their
+    own."""
+    return {
+        "ANTHROPIC_BASE_URL": url,
+        "ANTHROPIC_API_KEY": "sk-ant-api03-double-not-a-real-key",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "CLAUDE_CODE_MAX_RETRIES": str(AGENT_RETRIES),
+        "ORCH_SIM_RETRY_BASE_MS": "50",
+        "IS_SANDBOX": "1",  # Claude Code refuses the permission flag as root without it
+    }
 
 
 def _dispatcher(
@@ -389,7 +394,7 @@ def _dispatcher(
 ) -> Dispatcher:
     """The dispatcher launching each attempt, with the hook faults' plan and the faults keyed
     on an attempt's start (a signal, a parked permission dialog)."""
-    fault_plan = _write_fault_plan(
+    fault_plan = write_fault_plan(
         sandbox, [f for f in faults if f.kind in HOOK_FAULTS], [t.tests for t in tasks if t.tests]
     )
     factory = driver_factory or (lambda c: driver_for(agent, c))
@@ -486,7 +491,7 @@ def _settle_workspaces(sandbox: Sandbox, coordinator: Coordinator) -> None:
 _BROKEN = "# BROKEN: the first implementation gets the edge case wrong\n"
 
 
-def _test_file(template: str, **fields: object) -> str:
+def fill_template(template: str, **fields: object) -> str:
     """A generated test file: ``chaos/templates/<template>.py.tmpl`` filled with ``fields``
     (``str.format``). The templates are package data, so no library module defines a test."""
     text = resources.files("pytest_orch_recovery.chaos").joinpath(
@@ -504,7 +509,7 @@ def _passing_tests(task: Task) -> dict[str, str]:
     """Test deliverables get a real test that passes once the task's files exist."""
     others = [p for p in task.deliverables if not _is_test_file(p)]
     return {
-        p: _test_file("deliverables_exist", title=task.title, files=others)
+        p: fill_template("deliverables_exist", title=task.title, files=others)
         for p in task.deliverables
         if _is_test_file(p)
     }
@@ -524,13 +529,13 @@ def _plan_with_broken_tests(task: Task) -> TaskPlan:
         )
     impl = impls[0]
     fixed = default_content(task, impl)
-    contents = {impl: _BROKEN + fixed, tests[0]: _test_file("implementation_fixed", impl=impl)}
+    contents = {impl: _BROKEN + fixed, tests[0]: fill_template("implementation_fixed", impl=impl)}
     base = plan_for_task(task, contents=contents)
     fix = Step("write", impl, "fix_tests", content=fixed)
     return replace(base, steps=(*base.steps, fix))
 
 
-def _write_fault_plan(
+def write_fault_plan(
     sandbox: Sandbox, hook_faults: Sequence[FaultSpec], test_commands: Sequence[str] = ()
 ) -> Path:
     state_dir = sandbox.root / "fault-state"

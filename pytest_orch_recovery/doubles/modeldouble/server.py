@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from pytest_orch_recovery.doubles.modeldouble.continuation import plan_from_prompt
 from pytest_orch_recovery.doubles.modeldouble.conversation import (
     Conversation,
     Reply,
@@ -226,6 +227,8 @@ class ModelDouble:
     ) -> tuple[Reply, TaskPlan | None, RequestContext, list[list[str]]]:
         conv = read_conversation(body)
         found = self._plan().find(conv.first_user_text)
+        if found is None and conv.tool_names:
+            found = self._derive(conv.first_user_text)
         side = is_side_request(found, conv)
         task = None if side else found
         reply = side_reply(conv) if task is None else decide(task, conv)
@@ -244,6 +247,19 @@ class ModelDouble:
             step_kind=reply.step.kind if reply.stop_reason == "tool_use" and reply.step else None,
         )
         return reply, task, ctx, _history(conv)
+
+    def _derive(self, prompt: str) -> TaskPlan | None:
+        """A task the plan does not hold: its plan from the prompt's brief, kept from then on
+        so its later attempts (continuations) find it under its title."""
+        derived = plan_from_prompt(prompt)
+        if derived is None:
+            return None
+        with self._lock:
+            known = self._plan().find(derived.match)
+            if known is not None and known.match == derived.match:
+                return known  # another request derived it first
+            self._tasks.append(derived)
+            return derived
 
     def _take_fault(self, ctx: RequestContext) -> ApiFaultSpec | None:
         return self._book.take(ctx)

@@ -24,15 +24,11 @@ from pytest_orch_recovery.engine.classify import classify
 from pytest_orch_recovery.engine.errors import UsageError
 from pytest_orch_recovery.infra.argtypes import count, rate
 from pytest_orch_recovery.ingest import results as seed
-from pytest_orch_recovery.report.dashboard import (
-    DEFAULT_MAX_EVENTS,
-    AttemptResult,
-    render_json,
-    render_markdown,
-)
+from pytest_orch_recovery.report.dashboard import DEFAULT_MAX_EVENTS, render_json, render_markdown
 from pytest_orch_recovery.report.htmlreport import render_html
 from pytest_orch_recovery.report.metrics import Criteria, compute, evaluate
 from pytest_orch_recovery.store import atomic
+from pytest_orch_recovery.store.attempt_results import AttemptResult
 
 _DEFAULTS = Criteria()
 _FORMATS = ("md", "json", "html")

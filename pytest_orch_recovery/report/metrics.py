@@ -44,7 +44,7 @@ COMMON_AGENTS_MAX = 3
 
 
 class Outcome(enum.StrEnum):
-    """A task's :class:`~pytest_orch_recovery.store.history.Outcome` as the dashboard's Result
+    """A task's :class:`~pytest_orch_recovery.store.history.TaskOutcome` as the dashboard's Result
     column words it."""
 
     RECOVERED = "RECOVERED"  # succeeded after at least one failed attempt

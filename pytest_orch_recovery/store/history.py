@@ -55,12 +55,12 @@ __all__ = [
     "FollowUp",
     "History",
     "Mark",
-    "Outcome",
     "TaskHistory",
+    "TaskOutcome",
 ]
 
 
-class Outcome(enum.StrEnum):
+class TaskOutcome(enum.StrEnum):
     """A task's state at the end of the journal: its last terminal event, ``recovered`` when
     it succeeded after a failed attempt, ``in_progress`` while it has none (views word it
     their own way: the dashboard's Result column, the timeline's lanes)."""
@@ -73,9 +73,9 @@ class Outcome(enum.StrEnum):
 
 
 _TERMINAL_OUTCOMES = {
-    EventKind.TASK_SUCCEEDED: Outcome.SUCCEEDED,
-    EventKind.TASK_ESCALATED: Outcome.ESCALATED,
-    EventKind.TASK_FAILED: Outcome.FAILED,
+    EventKind.TASK_SUCCEEDED: TaskOutcome.SUCCEEDED,
+    EventKind.TASK_ESCALATED: TaskOutcome.ESCALATED,
+    EventKind.TASK_FAILED: TaskOutcome.FAILED,
 }
 
 
@@ -174,11 +174,11 @@ class TaskHistory:
     marks: list[Mark] = field(default_factory=list)
 
     @property
-    def result(self) -> Outcome:
+    def result(self) -> TaskOutcome:
         if self.outcome is None:
-            return Outcome.IN_PROGRESS
+            return TaskOutcome.IN_PROGRESS
         if self.outcome is EventKind.TASK_SUCCEEDED and self.failures:
-            return Outcome.RECOVERED
+            return TaskOutcome.RECOVERED
         return _TERMINAL_OUTCOMES[self.outcome]
 
     @property

@@ -13,6 +13,7 @@ from pytest_orch_recovery.engine.events import (
     AttemptLaunched,
     DecisionMade,
     Event,
+    EventKind,
     LaunchOrder,
     TaskSubmitted,
     TmuxTarget,
@@ -56,10 +57,15 @@ def test_partial_work_is_the_last_probe_and_filters_by_agent() -> None:
     fake3 = view.partial_work(agent=t.agent)
     assert len(fake3) == 1
     part = fake3[0]
-    assert part.deliverables_present == ("fake3.md",)
-    assert part.deliverables_missing == ("fake3.py", "fake3_runner.py")
-    assert part.uncommitted == ("fake3.md",) and part.pr == 886  # the PR of the success
-    assert part.missing_work == ()  # succeeded: nothing is missing any more
+    # Succeeded: the row is the success, not the failed attempt's state beside the final PR.
+    assert (part.phase, part.attempt, part.pr, part.probed) == (Phase.SUCCEEDED, 2, 886, False)
+    assert part.deliverables_missing == () and part.missing_work == ()
+    # Before the success, the row was the failed attempt's probe, with that moment's PR.
+    success = next(i for i, e in enumerate(j.events) if e.kind is EventKind.TASK_SUCCEEDED)
+    before = FleetView(j.events[:success]).partial_work(agent=t.agent)[0]
+    assert before.deliverables_present == ("fake3.md",)
+    assert before.deliverables_missing == ("fake3.py", "fake3_runner.py")
+    assert before.uncommitted == ("fake3.md",) and before.pr is None
     other = view.partial_work(agent=running.agent)
     assert [p.probed for p in other] == [False] and other[0].phase is Phase.RUNNING
 
@@ -147,3 +153,42 @@ def test_views_never_crash_and_agree_with_metrics(events: list[Event]) -> None:
         assert row.to_json()["phase"] == str(row.phase)
     for failure in failures:
         assert failure.to_json()["reason"] == str(failure.reason)
+
+
+def test_an_attempt_an_operator_granted_past_the_budget_reads_as_such() -> None:
+    from pytest_orch_recovery.cli.status import render
+
+    j = JournalBuilder()
+    t = j.task("t1", "task-agent-1")
+    for _ in range(4):
+        t.launch().fail_with(Reason.PERMISSION).decide(Strategy.RESTART)
+    t.escalate()
+    j.operator_action("added the permission flag", ["t1"])
+    t.launch()
+    (row,) = FleetView(j.events, budget=4).statuses(now=j.clock)
+    assert (row.attempt, row.budget, row.releases) == (5, 4, 1)
+    table = render([row], None, "table", j.clock)
+    assert " 5/4+1 " in table and " 5/4 " not in table
+
+
+def test_an_adopted_task_shows_its_own_run_time_not_the_time_since() -> None:
+    j = JournalBuilder()
+    submitted = j.add(
+        TaskSubmitted(task=Task("a1", "a1"), adopted_from="seed orchestrator"),
+        task_id="a1",
+        agent="a1",
+    )
+    j.add(AttemptLaunched(), task_id="a1", agent="a1", attempt=1, after=10.0)
+    j.add(AttemptExited(exit=ExitInfo(1)), task_id="a1", agent="a1", attempt=1, after=300.0)
+    (row,) = FleetView(j.events).statuses(now=j.clock + 147 * 3600)
+    assert row.elapsed == j.clock - submitted.time  # 310 s, not 147 h
+
+
+def test_partial_words_never_say_pushed_beside_a_missing_push() -> None:
+    from pytest_orch_recovery.engine.events import PartialSummary
+    from pytest_orch_recovery.report.metrics import describe_partial
+
+    bare = PartialSummary(commits_ahead=0, pushed=True, uncommitted=("a.md",))
+    assert not any("pushed" in w for w in describe_partial(bare))
+    ahead = PartialSummary(commits_ahead=2, pushed=True)
+    assert describe_partial(ahead) == ("2 commits on the branch, pushed",)

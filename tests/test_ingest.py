@@ -306,7 +306,9 @@ def test_gh_repo_asks_gh_for_each_branchs_pull_request(
     with_pr = done_events(tmp_path / "after.jsonl")
     succeeded = [e for e in with_pr if e.kind is EventKind.TASK_SUCCEEDED]
     assert [e.payload.to_json()["pr"] for e in succeeded] == [pr.number]
-    assert ["pr", "view", f"{DONE}-work"] in [c["argv"][:3] for c in forge.calls()]
+    assert ["pr", "view", "--json", "number,state,url,title,headRefName", "--", f"{DONE}-work"] in [
+        c["argv"] for c in forge.calls()
+    ]
 
 
 def test_ingest_reports_a_worktree_on_another_branch(
@@ -519,3 +521,60 @@ def test_classify_attributes_seed_results_and_logs(
         assert main(["classify", "--result", str(path)]) == 0
         out = json.loads(capsys.readouterr().out)
         assert out["reason"] == reason, (path.name, out)
+
+
+@pytest.mark.parametrize(
+    ("record", "output", "expected"),
+    [
+        (  # exit 0, is_error false, the deliverables' writes denied
+            "completed",
+            [
+                result_event(
+                    result="I need permission to write docs/a.md.",
+                    permission_denials=[
+                        {"tool_name": "Write", "tool_use_id": "toolu_1",
+                         "tool_input": {"file_path": "/w/docs/a.md", "content": "x"}}
+                    ],
+                )
+            ],
+            "permission",
+        ),
+        (  # is_error true, then gh's own words
+            "failed",
+            [
+                result_event(is_error=True, result="Done, but the PR could not be opened."),
+                "HTTP 401: Bad credentials (https://api.github.com/graphql)",
+                "Try authenticating with:  gh auth login",
+            ],
+            "github_error",
+        ),
+    ],
+)  # fmt: skip
+def test_ingest_and_classify_weigh_the_whole_log_alike(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    record: str,
+    output: list[object],
+    expected: str,
+) -> None:
+    fleet = SeedFleet(tmp_path / "orch")
+    agent, suffix = "task-agent-7", fleet.suffix(0)
+    fleet.launch(agent, suffix)
+    lines = [json.dumps(o) if isinstance(o, dict) else str(o) for o in output]
+    fleet.claude_try(agent, suffix, 1, [json.dumps(init_event()), *lines])
+    if record == "completed":
+        fleet.claude_completed(agent, suffix)
+        fleet.finish(agent, suffix, completed_record(agent))
+    else:
+        fleet.claude_failed(agent, suffix, 1)
+        fleet.finish(agent, suffix, failed_record(agent, 1))
+    journal = tmp_path / "j.jsonl"  # no worktree to probe: the log is all there is
+    assert main(["ingest", "--results", str(fleet.results), "--logs", str(fleet.logs),
+                 "--journal", str(journal)]) == 0  # fmt: skip
+    (judged,) = [e for e in replay(journal) if e.key and e.key.endswith(":judged")]
+    assert judged.kind is EventKind.FAILURE_ATTRIBUTED
+    capsys.readouterr()
+    log = fleet.logs / f"{agent}_{suffix}.log"
+    assert main(["classify", "--result", str(log)]) == 0
+    said = json.loads(capsys.readouterr().out)
+    assert judged.payload.to_json()["attribution"]["reason"] == said["reason"] == expected

@@ -5,6 +5,7 @@ unique across hosts, and an outage costs time, never an event."""
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
 import threading
@@ -133,6 +134,20 @@ def test_store_cli_refuses_a_bad_url_and_reports_an_unreachable_database(tmp_pat
     assert "secret" not in missing.stderr  # the password never reaches a log line
 
 
+def test_store_migrate_brings_an_older_store_to_the_programs_version(store_url: str) -> None:
+    with psycopg.connect(store_url, autocommit=True) as conn:  # the store as version 1 left it
+        conn.execute("DROP INDEX orch_tasks_agent")
+        conn.execute("DELETE FROM orch_schema_migrations WHERE version > 1")
+    with pytest.raises(schema.SchemaError, match="version 1, this program needs"):
+        PostgresStore(store_url, host="alpha")
+    migrated = _store_cli("migrate", "--store", store_url)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "applied 0002_fleet_agent_names" in migrated.stdout
+    assert "applied 0001" not in migrated.stdout
+    with PostgresStore(store_url, host="alpha") as store:
+        assert store.submit(task(1))
+
+
 def test_a_store_newer_than_the_program_is_refused(store_url: str) -> None:
     with psycopg.connect(store_url, autocommit=True) as conn:
         conn.execute("INSERT INTO orch_schema_migrations (version, name) VALUES (99, 'future')")
@@ -160,8 +175,24 @@ def test_submit_is_idempotent_and_claims_go_in_submission_order(
     assert [c.task.task_id for c in claims] == ["task-3", "task-1"]
     assert [c.epoch for c in claims] == [1, 1]
     assert claims[0].task == task(3)  # the task round-trips whole
+    assert [c.agent for c in claims] == ["task-agent-1", "task-agent-2"]  # fleet-wide names
     assert [c.task.task_id for c in hosts["beta"].claim(room=5)] == ["task-2"]
     assert hosts["beta"].claim(room=5) == []
+
+
+def test_agent_names_are_unique_across_the_fleet(hosts: dict[str, PostgresStore]) -> None:
+    alpha = hosts["alpha"]
+    assert alpha.submit(task(1), agent="task-agent-2")  # an operator's own name
+    assert alpha.submit(task(2))  # position 2: its usual name is taken, so it gets another
+    for taken in ("task-agent-2", "task-agent-2-2"):
+        with pytest.raises(StoreError, match=f"agent name '{taken}' is already another task's"):
+            alpha.submit(task(3), agent=taken)
+    assert alpha.submit(task(3))
+    names = {c.task.task_id: c.agent for c in alpha.claim(room=5)}
+    assert names["task-1"] == "task-agent-2"
+    assert names["task-2"] == "task-agent-2-2"
+    assert str(names["task-3"]).startswith("task-agent-")
+    assert len(set(names.values())) == 3
 
 
 def test_a_host_claims_no_more_than_its_capacity(store_url: str) -> None:
@@ -535,3 +566,47 @@ def test_a_retried_append_or_claim_whose_commit_was_not_acknowledged_is_not_repe
     with PostgresStore(store_url, host="beta") as beta:
         beta.register(capacity=None)
         assert [c.task.task_id for c in beta.claim(room=5)] == ["task-1", "task-2"]
+
+
+# ---------------------------------------------------------------------- hosts
+
+
+def test_an_operator_drains_then_retires_a_host_and_its_supervisor_is_refused(
+    hosts: dict[str, PostgresStore],
+) -> None:
+    alpha, beta = hosts["alpha"], hosts["beta"]
+    alpha.submit(task(1))
+    alpha.submit(task(2))
+    [held] = alpha.claim(room=1)
+    url = alpha.url
+    drained = _store_cli("drain", "alpha", "--store", url)
+    assert drained.returncode == 0, drained.stderr
+    assert drained.stdout.strip() == "host alpha: draining, holds 1 task(s)"
+    assert alpha.claim() == []  # draining: nothing more
+    assert alpha.heartbeat() == {held.task.task_id: 1}  # and it keeps what it holds
+    refused = _store_cli("retire", "alpha", "--store", url)
+    assert refused.returncode == 2
+    assert "host 'alpha' still holds 1 task(s)" in refused.stderr
+    alpha.append(Event(TaskSucceeded(), 2.0, held.task.task_id, "agent-1", 1))
+    assert _store_cli("retire", "alpha", "--store", url).returncode == 0
+    with pytest.raises(StoreError, match="host 'alpha' is retired"):
+        alpha.register(capacity=None)  # a supervisor started again under the name
+    assert [c.task.task_id for c in beta.claim()] == ["task-2"]
+    listed = _store_cli("hosts", "--store", url, "--format", "json")
+    rows = {r["host"]: r for r in json.loads(listed.stdout)["hosts"]}
+    assert (rows["alpha"]["state"], rows["alpha"]["held"]) == ("retired", 0)
+    assert (rows["beta"]["state"], rows["beta"]["held"]) == ("active", 1)
+    assert all(0 <= r["heartbeat_age"] < WAIT for r in rows.values())
+    table = _store_cli("hosts", "--store", url).stdout.splitlines()
+    assert table[0].split() == ["HOST", "STATE", "CAPACITY", "HELD", "HEARTBEAT"]
+    assert _store_cli("activate", "alpha", "--store", url).returncode == 0
+    alpha.register(capacity=3)
+
+
+def test_host_commands_name_what_is_wrong(store_url: str) -> None:
+    assert "drain needs a host NAME" in _store_cli("drain", "--store", store_url).stderr
+    assert "hosts takes no host NAME" in _store_cli("hosts", "x", "--store", store_url).stderr
+    missing = _store_cli("drain", "gamma", "--store", store_url)
+    assert missing.returncode == 2 and "no host 'gamma' in the store" in missing.stderr
+    bad = _store_cli("drain", "gamma;x", "--store", store_url)
+    assert bad.returncode == 2 and "host name 'gamma;x' must use" in bad.stderr

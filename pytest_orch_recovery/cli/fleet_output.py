@@ -21,6 +21,7 @@ from pytest_orch_recovery.engine.errors import UsageError
 from pytest_orch_recovery.engine.events import Event, EventKind
 from pytest_orch_recovery.fleet.config import FleetConfig, FleetConfigError, load_fleet
 from pytest_orch_recovery.report.fleetview import SCHEMA_VERSION
+from pytest_orch_recovery.report.safetext import json_document, one_line, terminal
 from pytest_orch_recovery.store.history import History
 from pytest_orch_recovery.store.journal import JournalError, replay
 from pytest_orch_recovery.store.snapshot import HistoryFollower
@@ -67,7 +68,7 @@ def fleet_settings(args: argparse.Namespace) -> FleetSettings:
     config: FleetConfig | None = None
     if args.config is not None:
         try:
-            config = load_fleet(args.config)
+            config = load_fleet(args.config, check_base=False)  # the journal is what is read
         except FleetConfigError as exc:
             raise UsageError(str(exc)) from None
     journals = tuple(args.journal or ()) or ((config.journal,) if config else ())
@@ -126,7 +127,7 @@ def read_history(paths: Sequence[Path], *, follower: HistoryFollower | None = No
 
 
 def fail(prog: str, message: str) -> int:
-    print(f"{prog}: error: {message}", file=sys.stderr)
+    print(f"{prog}: error: {terminal(message)}", file=sys.stderr)
     return 2
 
 
@@ -135,25 +136,25 @@ def dump_json(kind: str, body: dict[str, Any], *, now: float | None = None) -> s
     if now is not None:
         document["generated_at"] = now
     document.update(body)
-    return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    return json_document(json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False)) + "\n"
+
+
+_CELL_CHARS = 100
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, empty: str) -> str:
-    """Columns padded to their widest cell; the last column is never padded."""
+    """Columns padded to their widest cell; the last column is never padded. Every cell is
+    one terminal-safe line (:func:`~pytest_orch_recovery.report.safetext.one_line`): the
+    cells hold agents' text (evidence, next actions, titles, file names)."""
     if not rows:
         return empty + "\n"
-    cells = [list(headers), *[[_one_line(c) for c in row] for row in rows]]
+    cells = [list(headers), *[[one_line(c, _CELL_CHARS) for c in row] for row in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = []
     for row in cells:
         parts = [c.ljust(w) for c, w in zip(row[:-1], widths[:-1], strict=True)]
         lines.append("  ".join([*parts, row[-1]]).rstrip())
     return "\n".join(lines) + "\n"
-
-
-def _one_line(text: str, limit: int = 100) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def duration(seconds: float | None) -> str:

@@ -37,6 +37,7 @@ from pytest_orch_recovery.engine.policy import Policy
 from pytest_orch_recovery.infra.argtypes import positive_int, seconds
 from pytest_orch_recovery.infra.checkpoint import CheckpointError, checkpoint_path
 from pytest_orch_recovery.report.fleetview import FleetView, TaskStatus, UsageCondition
+from pytest_orch_recovery.report.safetext import terminal
 from pytest_orch_recovery.store.snapshot import HistoryFollower
 
 PROG = "orch-recovery status"
@@ -151,7 +152,11 @@ def live(
 
 
 def _attempt(row: TaskStatus) -> str:
-    return f"{row.attempt}/{row.budget}" if row.budget is not None else str(row.attempt)
+    """``2/4``; ``5/4+1`` when an operator's release granted one attempt past the budget."""
+    if row.budget is None:
+        return str(row.attempt)
+    extra = f"+{row.releases}" if row.releases and row.attempt > row.budget else ""
+    return f"{row.attempt}/{row.budget}{extra}"
 
 
 def _reason(row: TaskStatus) -> str:
@@ -267,6 +272,6 @@ def run(args: argparse.Namespace) -> int:
             try:
                 text = _draw(args, follower)
             except UsageError as exc:  # e.g. the journal moved away: say so, keep watching
-                text = f"{PROG}: error: {exc}\n"
+                text = f"{PROG}: error: {terminal(str(exc))}\n"
     except KeyboardInterrupt:
         return 0

@@ -331,9 +331,10 @@ class PartialSummary:
             words.append("uncommitted changes in " + ", ".join(self.uncommitted))
         ahead = self.commits_ahead
         if ahead:
-            words.append(f"{ahead} commit{'s' if ahead != 1 else ''} on the branch")
-        if self.pushed:
-            words.append("branch pushed")
+            # "pushed" belongs to the commits: a branch on the remote with no commit of its
+            # own is no progress, and "branch pushed" beside a missing "git push" reads as a lie.
+            pushed = ", pushed" if self.pushed else ""
+            words.append(f"{ahead} commit{'s' if ahead != 1 else ''} on the branch{pushed}")
         if self.pr is not None:
             words.append(f"PR #{self.pr} open")
         if self.tests_passed is True:

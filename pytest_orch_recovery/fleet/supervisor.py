@@ -101,6 +101,15 @@ class EscalationDeliveries:
         self._done.add(event.seq)
 
 
+def _file_stamp(path: Path) -> tuple[int, int, int] | None:
+    """What changes when a file is edited or replaced (an editor's rename-over)."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return (info.st_ino, info.st_size, info.st_mtime_ns)
+
+
 def build_policy(config: FleetConfig) -> Policy:
     return config.policy.policy(max_attempts=config.max_attempts)
 
@@ -145,6 +154,7 @@ class FleetSupervisor:
             self.journal.close()
             raise
         self.spool = Spool(config.spool)
+        self._fleet_stamp = _file_stamp(config.source)
         self.steps = CoordinatorSteps(self._start, recover=len(self.journal) > 0)
         for event in self.deliveries.missed(self.journal.events()):
             self.say(
@@ -163,7 +173,7 @@ class FleetSupervisor:
         # psycopg is an optional dependency: imported only by a supervisor that uses a store.
         from pytest_orch_recovery.store.postgres import HostJournal, PostgresStore
 
-        store = PostgresStore(self.config.store, host=self.host_name)
+        store = PostgresStore(self.config.store, host=self.host_name, lease=self.config.lease)
         try:
             store.register(self.config.max_live_agents)
             held = store.resume_leases()
@@ -267,7 +277,9 @@ class FleetSupervisor:
     # ------------------------------------------------------------------ intake
 
     def take_requests(self) -> int:
-        """Carry out the spool's waiting requests, oldest first; returns how many."""
+        """Carry out the spool's waiting requests, oldest first; returns how many. The fleet
+        file is re-read first when it changed, so an edit reaches the next launch."""
+        self._reload_if_edited()
         done = 0
         for request in self.spool.pending():
             try:
@@ -297,6 +309,12 @@ class FleetSupervisor:
         note = request.data.get("note") or "released by an operator"
         self.steps.release(str(note), reasons=reasons, tasks=(task_id,))
         return True
+
+    def _reload_if_edited(self) -> None:
+        stamp = _file_stamp(self.config.source)
+        if stamp != self._fleet_stamp:
+            self._fleet_stamp = stamp
+            self._reload_agent_config()
 
     def _reload_agent_config(self) -> None:
         """An operator fixes the fleet file before ``release``: take its agent settings."""

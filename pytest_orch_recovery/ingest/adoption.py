@@ -37,6 +37,7 @@ from pytest_orch_recovery.engine.model import ExitInfo, PartialWork, Task
 from pytest_orch_recovery.infra import git
 from pytest_orch_recovery.infra.workspace import PullRequestLookup, WorkspaceError, probe
 from pytest_orch_recovery.ingest import results as seed
+from pytest_orch_recovery.store import validation
 from pytest_orch_recovery.store.journal import Journal
 
 OUTPUT_TAIL_BYTES = 2048
@@ -82,9 +83,12 @@ def _mtime(path: Path | None) -> float | None:
     if path is None:
         return None
     try:
-        return os.stat(path).st_mtime
+        mtime = os.stat(path).st_mtime
     except OSError:
         return None
+    # A clock set wrong (or a `touch -d`) must not stop adoption: the journal refuses times
+    # outside its range, so such a file's time is not used.
+    return mtime if 0.0 <= mtime <= validation.MAX_TIME else None
 
 
 class _Adopter:
@@ -258,7 +262,10 @@ class _Adopter:
         pr_known = self.source.prs is not None
         obs = seed.observation(result, log, partial=partial, pr_known=pr_known)
         undone = obs.deliverables_missing or obs.work_missing
-        if result is not None and result.completed and not undone:
+        # The whole log is weighed, as `orch-recovery classify` weighs it: a run the results
+        # file calls completed whose log shows a cause (permission denials, gh's 401) failed.
+        attribution = classify(obs)
+        if result is not None and result.completed and not undone and not attribution.confidence:
             first = self.first_failure.get(agent)
             self._append(
                 TaskSucceeded(
@@ -274,7 +281,6 @@ class _Adopter:
             )
             self.report.succeeded += 1
             return
-        attribution = classify(obs)
         self._append(
             FailureAttributed(
                 attribution,
@@ -299,7 +305,7 @@ def adopt(journal: Journal, source: AdoptionSource) -> AdoptionReport:
     if source.worktrees is not None and not source.worktrees.is_dir():
         raise seed.ResultsError(f"{source.worktrees}: no such worktrees directory")
     adopter = _Adopter(journal, source)
-    runs = seed.find_runs(source.results, source.logs)
+    runs = seed.find_runs(source.results, source.logs, adopter.report.problems)
     # A run the orchestrator started the same agent again after never ended by itself: the
     # seed kills an agent's old session before it launches a new one under the same name.
     next_start: dict[tuple[str, str], float] = {}

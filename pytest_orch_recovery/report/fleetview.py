@@ -58,6 +58,7 @@ class TaskStatus:
     next_strategy: Strategy | None
     released_by: str | None  # the operator action that released it, while it waits
     tmux: TmuxTarget | None  # of the current attempt, when recorded
+    releases: int = 0  # attempts operators granted beyond the budget (one per release)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,6 +77,7 @@ class TaskStatus:
             "next_launch_at": self.next_launch_at,
             "next_strategy": None if self.next_strategy is None else str(self.next_strategy),
             "released_by": self.released_by,
+            "releases": self.releases,
             "tmux": None if self.tmux is None else self.tmux.to_json(),
         }
 
@@ -183,6 +185,11 @@ def _failed_attempt(task: TaskHistory, failure: FailureRecord) -> FailedAttempt:
 
 
 def _partial(task: TaskHistory, agent: str) -> PartialReport:
+    """The last probe, or the success: every row is one moment, never an earlier attempt's
+    state beside the final PR."""
+    if task.phase is Phase.SUCCEEDED:
+        attempt = task.launches or None
+        return PartialReport(task.task_id, agent, attempt, None, task.phase, pr=task.pr)
     if not task.failures:
         return PartialReport(task.task_id, agent, None, None, task.phase, pr=task.pr)
     last = task.failures[-1]
@@ -198,13 +205,11 @@ def _partial(task: TaskHistory, agent: str) -> PartialReport:
         uncommitted=part.uncommitted,
         commits_ahead=part.commits_ahead,
         pushed=part.pushed,
-        pr=task.pr if task.pr is not None else part.pr,
+        pr=part.pr,
         checkpoint=part.checkpoint,
         checkpoint_problem=part.checkpoint_problem,
         tests_passed=part.tests_passed,
-        missing_work=()
-        if task.phase is Phase.SUCCEEDED
-        else tuple(w.describe() for w in last.missing_work),
+        missing_work=tuple(w.describe() for w in last.missing_work),
     )
 
 
@@ -258,6 +263,10 @@ class FleetView:
                 if task.phase in TERMINAL and task.ended_at is not None
                 else max(now, task.updated_at)
             )
+            if task.adopted_from is not None and task.phase is not Phase.RUNNING:
+                # Another orchestrator runs it: its files tell when it last did something,
+                # and the time since then is not this task's.
+                end = task.updated_at
             last = task.failures[-1].attribution if task.failures else None
             submitted_at = task.first_time if task.submitted_at is None else task.submitted_at
             waiting = task.phase is Phase.WAITING
@@ -279,6 +288,7 @@ class FleetView:
                     next_strategy=task.next_strategy if waiting else None,
                     released_by=task.released_by,
                     tmux=task.tmux if task.phase is Phase.RUNNING else None,
+                    releases=len(task.released),
                 )
             )
         return rows
@@ -307,8 +317,8 @@ class FleetView:
         )
 
     def partial_work(self, *, agent: str | None = None) -> list[PartialReport]:
-        """Per task (of ``agent`` when given): the last probe the journal holds, or an
-        unprobed row (with the PR of a success) when no failure was attributed."""
+        """Per task (of ``agent`` when given): the last probe the journal holds, the success
+        (its attempt and PR), or an unprobed row when no failure was attributed."""
         out = []
         for task in self._tasks.values():
             name = self._agent(task)

@@ -71,7 +71,13 @@ from pytest_orch_recovery.infra.workspace import probe
 from pytest_orch_recovery.runtime.host import Host
 from pytest_orch_recovery.runtime.screen import ScreenWatch
 from pytest_orch_recovery.runtime.senders import memory_cgroup, oom_kills
-from pytest_orch_recovery.runtime.server import kill_tmux_server, tmux_server_running
+from pytest_orch_recovery.runtime.server import (
+    OWNER_OPTION,
+    kill_tmux_server,
+    reap_empty_server,
+    server_environment,
+    tmux_server_running,
+)
 from pytest_orch_recovery.runtime.wrapper import WrapperSpec
 from pytest_orch_recovery.store import atomic
 
@@ -93,7 +99,6 @@ _PANE_FORMAT = "\t".join(
         "#{@orch-key}",
     ]
 )
-OWNER_OPTION = "@orch-runtime"  # server option: the state dir of the host that started it
 KEY_OPTION = "@orch-key"  # session option: the idempotency key of the attempt it runs
 RECORD_SCHEMA_VERSION = 1
 # CSI / OSC / two-byte escape sequences, as a pipe-pane log holds them.
@@ -253,6 +258,9 @@ class TmuxRuntime:
         """Start the server, or take over the one this host's runtime started before.
         Returns whether it was started now. Raises on a server someone else started."""
         socket = self.host.tmux_socket
+        # A server this host's runtime left with no session (its supervisor was killed with
+        # SIGKILL) is reaped, so that it ends with this runtime instead of living on.
+        reap_empty_server(socket, self.owner_mark)
         if tmux_server_running(socket):
             mark = self._tmux("show-options", "-gqv", OWNER_OPTION, check=False)
             if (mark[0] if mark else "") != self.owner_mark:
@@ -272,7 +280,7 @@ class TmuxRuntime:
             f"printf 'died %s\\n' \"$1\" | dd of={shlex.quote(str(self.fifo))} "
             "oflag=nonblock,append conv=notrunc status=none 2>/dev/null\n",
         )
-        env = self.host.env("tmux-server")
+        env = server_environment(self.host.env("tmux-server"))
         argv = ["tmux", "-L", socket, "-f", "/dev/null", "start-server"]
         for option in (
             ["set-option", "-g", OWNER_OPTION, self.owner_mark],
@@ -700,9 +708,11 @@ class TmuxRuntime:
 
     def detach(self) -> None:
         """Let go without stopping anything: agents, sessions and the server keep running
-        for a runtime on the same host to adopt (a supervisor stopping). Idempotent."""
+        for a runtime on the same host to adopt (a supervisor stopping); a server left with
+        no session has nothing to keep and is removed. Idempotent."""
         if not self._closed:
             self._release()
+            reap_empty_server(self.host.tmux_socket, self.owner_mark)
 
     def _release(self) -> None:
         self._closed = True

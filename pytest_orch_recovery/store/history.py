@@ -162,6 +162,7 @@ class TaskHistory:
     released_by: str | None = None  # the release it waits on (cleared by the next launch)
     recovery_time: float | None = None
     pr: int | None = None
+    adopted_from: str | None = None  # ingest: the outside orchestrator that runs it
     phase: Phase = Phase.WAITING
     next_launch_at: float | None = None
     next_strategy: Strategy | None = None
@@ -298,6 +299,7 @@ def _submitted(task: TaskHistory, event: Event) -> None:
         task.title = submitted.task.title
     task.complexity = submitted.complexity
     task.budget = submitted.budget
+    task.adopted_from = submitted.adopted_from
     task.agent = event.agent or task.agent
     task.current_agent = event.agent or task.current_agent
     task.submitted_at = event.time

@@ -215,6 +215,9 @@ def run_tmux(
         command_for = dispatcher.command_for
         if agent == "claude-code":
             command_for = functools.partial(_first_run_done, sandbox, dispatcher)
+        command_for = functools.partial(
+            _armed_launch, _ApiFaultArming(held.double, faults, tasks), command_for
+        )
         at_once = len(tasks) if max_live is None else min(len(tasks), max_live)
         held.runtime = TmuxRuntime(
             sandbox, command_for, stall_window=stall_window, agent_nice=sandbox_nice(at_once)
@@ -293,11 +296,40 @@ def _start_model_double(
     )
     double = ModelDouble(plan, transcript_path=sandbox.root / "transcript.jsonl").start()
     sandbox.record_port(int(double.url.rsplit(":", 1)[1]), what="model double")
-    by_id = {t.task_id: t for t in tasks}
-    for spec in faults:
-        if spec.kind in API_FAULTS:
-            double.add_fault(_api_fault(spec, by_id.get(spec.task)))
     return double
+
+
+class _ApiFaultArming:
+    """Arms each API fault in the model double when an attempt it applies to launches, as
+    the simulation applies it to that attempt: ``attempt = "all"`` fails every attempt (the
+    task escalates after its budget), ``attempt = 2`` only the second. A count of requests
+    (``at_api_request``) counts from the attempt's own first request."""
+
+    def __init__(self, double: ModelDouble, faults: Sequence[FaultSpec], tasks: Sequence[Task]):
+        self._double = double
+        self._faults = [f for f in faults if f.kind in API_FAULTS]
+        self._by_id = {t.task_id: t for t in tasks}
+        self._armed: set[tuple[str, str, int]] = set()
+
+    def __call__(self, spec: LaunchSpec) -> None:
+        task, attempt = spec.task.task_id, spec.attempt
+        for fault in self._faults:
+            key = (fault.fault_id, task, attempt)
+            if key in self._armed or not fault.applies_to(task, attempt):
+                continue
+            self._armed.add(key)
+            api = _api_fault(fault, self._by_id.get(task))
+            if api.at_request is not None:
+                already = self._double.task_requests(self._by_id[task].title)
+                api = replace(api, at_request=already + api.at_request)
+            self._double.add_fault(api)
+
+
+def _armed_launch(
+    arm: _ApiFaultArming, command_for: Callable[[LaunchSpec], list[str]], spec: LaunchSpec
+) -> list[str]:
+    arm(spec)
+    return command_for(spec)
 
 
 def _inject_forge_faults(sandbox: Sandbox, faults: Sequence[FaultSpec]) -> None:

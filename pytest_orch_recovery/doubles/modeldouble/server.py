@@ -151,6 +151,12 @@ class ModelDouble:
     def add_fault(self, spec: ApiFaultSpec) -> None:
         self._book.add(spec)
 
+    def task_requests(self, text: str) -> int:
+        """How many requests the conversations of tasks whose ``match`` holds ``text`` made:
+        an ``at_request`` armed now for the next attempt counts from here."""
+        with self._lock:
+            return sum(n for match, n in self._task_counts.items() if text in match)
+
     def add_task(self, task: TaskPlan) -> None:
         with self._lock:
             self._tasks.append(task)

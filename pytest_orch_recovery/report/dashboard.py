@@ -217,6 +217,8 @@ def _exit_code(event: RecoveryEvent) -> str:
 def _result(event: RecoveryEvent) -> str:
     if event.outcome is Outcome.RECOVERED:
         text = f"PR #{event.pr} created successfully" if event.pr is not None else "Recovered"
+        if event.finished_by is not None:
+            text += f" by {event.finished_by}"
         if event.released_by_operator:
             text += " after operator action: " + "; ".join(event.released_by_operator)
         return _text(text)

@@ -88,6 +88,16 @@ class RecoveryEvent:
     released_by_operator: tuple[str, ...]  # operator actions that released it
     # Which of the seed's root-cause hypotheses the signal's sender supports (rootcause.py).
     theory: str = ""
+    # The agent type of each attempt, in order: the last one finished the task (a fallback
+    # agent while the primary's account was at its usage limit, a fix agent, ...).
+    agent_types: tuple[str, ...] = ()
+
+    @property
+    def finished_by(self) -> str | None:
+        """The agent type that finished the task, when another than the one that started."""
+        if self.outcome is not Outcome.RECOVERED or len(set(self.agent_types)) < 2:
+            return None
+        return self.agent_types[-1]
 
     @property
     def root_cause(self) -> str:
@@ -207,6 +217,7 @@ def _recovery_event(task: TaskHistory) -> RecoveryEvent:
         lesson=task.lesson,
         released_by_operator=tuple(task.released),
         theory=theory(first.attribution),
+        agent_types=tuple(a.agent_type for a in task.attempts if a.agent_type),
     )
 
 

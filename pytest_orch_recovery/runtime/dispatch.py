@@ -53,8 +53,12 @@ class Dispatcher:
         fault_plan: Path | None = None,
         start_signal: Callable[[LaunchSpec], str | None] | None = None,
         config_for: Callable[[LaunchSpec, AgentConfig], AgentConfig | None] | None = None,
+        driver_of_type: Callable[[str, AgentConfig], AgentDriver | None] | None = None,
     ) -> None:
         self.host = host
+        # The driver of an attempt the coordinator moved to another agent type (a fallback
+        # agent while the primary's account is at its usage limit); None: the current one.
+        self._driver_of_type = driver_of_type
         # A configuration for one attempt instead of the current one (None: the current one),
         # given the spec and the current configuration; the chaos harness launches a
         # permission_prompt attempt interactive and without the permission flag.
@@ -91,6 +95,10 @@ class Dispatcher:
     def driver_for(self, spec: LaunchSpec) -> AgentDriver:
         """The driver of this attempt: the current one unless ``config_for`` overrides it."""
         override = self._config_for(spec, self.config) if self._config_for is not None else None
+        if self._driver_of_type is not None:
+            other = self._driver_of_type(spec.agent_type, override or self.config)
+            if other is not None:
+                return other
         if override is None or override == self.config:
             return self.driver
         return self._driver_factory(override)

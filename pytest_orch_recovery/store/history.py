@@ -102,6 +102,7 @@ class AttemptRecord:
     exit: ExitInfo | None = None
     failure: FailureRecord | None = None
     succeeded: bool = False
+    agent_type: str = ""  # the agent (CLI) it ran on: a fallback or fix agent shows here
     pr: int | None = None
     followups: list[FollowUp] = field(default_factory=list)
 
@@ -335,6 +336,7 @@ def _launched(task: TaskHistory, event: Event) -> None:
             start=event.time,
             launched_as=strategy,
             agent=event.agent,
+            agent_type=launched.agent_type,
         )
     )
 

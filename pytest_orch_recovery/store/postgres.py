@@ -497,6 +497,19 @@ class PostgresStore:
         free = int(capacity) - int(held[0] if held else 0)
         return free if room is None else min(free, room)
 
+    def holders(self, task_ids: Iterable[str]) -> dict[str, str | None]:
+        """Which host holds each task now (None: nobody, or its lease ran out)."""
+        ids = list(task_ids)
+        rows = self._do(
+            "read holders",
+            lambda conn: conn.execute(
+                "SELECT task_id, CASE WHEN state = 'claimed' AND lease_until > now() "
+                "THEN host END FROM orch_tasks WHERE task_id = ANY(%s)",
+                (ids,),
+            ).fetchall(),
+        )
+        return {str(task_id): host for task_id, host in rows}
+
     def epoch(self, task_id: str) -> int | None:
         """The epoch of this host's lease on ``task_id`` as far as it knows, or None."""
         return self._epochs.get(task_id)

@@ -23,7 +23,9 @@ from pytest_orch_recovery.fleet.config import FleetConfig, FleetConfigError, loa
 from pytest_orch_recovery.infra import argtypes
 from pytest_orch_recovery.report.fleetview import SCHEMA_VERSION
 from pytest_orch_recovery.report.safetext import json_document, one_line, terminal
+from pytest_orch_recovery.store.history import History
 from pytest_orch_recovery.store.journal import JournalError, replay
+from pytest_orch_recovery.store.snapshot import HistoryFollower
 
 if TYPE_CHECKING:
     from pytest_orch_recovery.store.postgres import PostgresStore
@@ -130,14 +132,30 @@ def read_events(paths: Sequence[Path]) -> list[Event]:
     return events
 
 
+def read_history(paths: Sequence[Path], *, follower: HistoryFollower | None = None) -> History:
+    """The folded history of one or more journals (as :func:`read_events` checks them). One
+    journal is read through its snapshot (``store/snapshot.py``): only what was appended since
+    is parsed; ``follower`` keeps that state between reads (``status --watch``)."""
+    if len(paths) != 1:
+        return History(read_events(paths))
+    path = paths[0]
+    if not path.is_file():
+        raise UsageError(f"{path}: no such journal file")
+    try:
+        return (follower or HistoryFollower(path)).refresh()
+    except JournalError as exc:
+        raise UsageError(str(exc)) from None
+
+
 STORE_PATIENCE = 10.0  # seconds a view retries an unreachable store before it says so
 
 
-def fleet_events(settings: FleetSettings) -> list[Event]:
-    """The events the views read: the journals', or the fleet store's (all hosts)."""
+def fleet_history(settings: FleetSettings, *, follower: HistoryFollower | None = None) -> History:
+    """What the views read: the journals' history (:func:`read_history`), or the fleet
+    store's, all hosts' events folded at once."""
     if settings.store is None:
-        return read_events(settings.journals)
-    return _from_store(settings.store, lambda store: list(store.events()))
+        return read_history(settings.journals, follower=follower)
+    return History(_from_store(settings.store, lambda store: list(store.events())))
 
 
 def task_hosts(settings: FleetSettings) -> dict[str, str] | None:

@@ -22,7 +22,9 @@ from pytest_orch_recovery.engine.events import Event, EventKind
 from pytest_orch_recovery.fleet.config import FleetConfig, FleetConfigError, load_fleet
 from pytest_orch_recovery.report.fleetview import SCHEMA_VERSION
 from pytest_orch_recovery.report.safetext import json_document, one_line, terminal
+from pytest_orch_recovery.store.history import History
 from pytest_orch_recovery.store.journal import JournalError, replay
+from pytest_orch_recovery.store.snapshot import HistoryFollower
 
 
 def add_journal_options(parser: argparse.ArgumentParser) -> None:
@@ -107,6 +109,21 @@ def read_events(paths: Sequence[Path]) -> list[Event]:
                     )
         events += loaded
     return events
+
+
+def read_history(paths: Sequence[Path], *, follower: HistoryFollower | None = None) -> History:
+    """The folded history of one or more journals (as :func:`read_events` checks them). One
+    journal is read through its snapshot (``store/snapshot.py``): only what was appended since
+    is parsed; ``follower`` keeps that state between reads (``status --watch``)."""
+    if len(paths) != 1:
+        return History(read_events(paths))
+    path = paths[0]
+    if not path.is_file():
+        raise UsageError(f"{path}: no such journal file")
+    try:
+        return (follower or HistoryFollower(path)).refresh()
+    except JournalError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def fail(prog: str, message: str) -> int:

@@ -14,7 +14,7 @@ from pytest_orch_recovery.cli.fleet_output import (
     dump_json,
     fail,
     fleet_settings,
-    read_events,
+    read_history,
     table,
 )
 from pytest_orch_recovery.engine.errors import UsageError
@@ -113,7 +113,7 @@ def render(
 def run(args: argparse.Namespace) -> int:
     try:
         settings = fleet_settings(args)
-        view = FleetView(read_events(settings.journals))
+        view = FleetView(read_history(settings.journals))
     except UsageError as exc:
         return fail(PROG, str(exc))
     reports = view.partial_work(agent=args.agent)

@@ -28,7 +28,7 @@ from pytest_orch_recovery.cli.fleet_output import (
     duration,
     fail,
     fleet_settings,
-    read_events,
+    read_history,
     table,
 )
 from pytest_orch_recovery.engine.errors import UsageError
@@ -38,6 +38,7 @@ from pytest_orch_recovery.infra.argtypes import positive_int, seconds
 from pytest_orch_recovery.infra.checkpoint import CheckpointError, checkpoint_path
 from pytest_orch_recovery.report.fleetview import FleetView, TaskStatus, UsageCondition
 from pytest_orch_recovery.report.safetext import terminal
+from pytest_orch_recovery.store.snapshot import HistoryFollower
 
 PROG = "orch-recovery status"
 _TMUX_TIMEOUT = 10.0  # seconds for one has-session; a wedged server reads as "unknown"
@@ -236,11 +237,11 @@ def render(
     return notes + table(headers, body, empty="no tasks in the journal")
 
 
-def _draw(args: argparse.Namespace) -> str:
+def _draw(args: argparse.Namespace, follower: HistoryFollower | None = None) -> str:
     now = time.time()
     settings = fleet_settings(args)
     budget = settings.budget if settings.budget is not None else Policy().max_attempts
-    view = FleetView(read_events(settings.journals), budget=budget)
+    view = FleetView(read_history(settings.journals, follower=follower), budget=budget)
     rows = view.statuses(now=now)
     lives = (
         [live(r, settings.checkpoint_dir, now, settings.tmux_socket) for r in rows]
@@ -260,13 +261,16 @@ def run(args: argparse.Namespace) -> int:
         return 0
     clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() and args.format == "table" else ""
     stop = threading.Event()
+    journals = fleet_settings(args).journals
+    # One journal: each frame folds only what was appended since the last one.
+    follower = HistoryFollower(journals[0]) if len(journals) == 1 else None
     try:
         while True:
             sys.stdout.write(clear + text)
             sys.stdout.flush()
             stop.wait(args.watch)
             try:
-                text = _draw(args)
+                text = _draw(args, follower)
             except UsageError as exc:  # e.g. the journal moved away: say so, keep watching
                 text = f"{PROG}: error: {terminal(str(exc))}\n"
     except KeyboardInterrupt:

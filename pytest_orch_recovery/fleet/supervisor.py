@@ -136,7 +136,11 @@ class FleetSupervisor:
         )
         self.host.set_prs(GhPullRequests(config.repository, env=self.host.env("gh")))
         self.dispatcher = Dispatcher(
-            self.host, config.driver, config.agent_config(), fault_plan=config.fault_plan
+            self.host,
+            config.driver,
+            config.agent_config(),
+            fault_plan=config.fault_plan,
+            driver_of_type=config.fallback_driver,
         )
         self.fleet_store: PostgresStore | None = None
         self.journal = self._open_journal()
@@ -229,7 +233,11 @@ class FleetSupervisor:
             self.journal,
             policy=build_policy(self.config),
             config=CoordinatorConfig(
-                attempt_timeout=self.config.attempt_timeout, max_live=self.config.max_live_agents
+                attempt_timeout=self.config.attempt_timeout,
+                max_live=self.config.max_live_agents,
+                fallback_agents=self.config.fallback_agents,
+                # The agents run on this machine: their CLIs print clock times in its zone.
+                zone=datetime.now().astimezone().tzinfo or UTC,
             ),
             on_event=self._observe,
             launch_notes=self._launch_notes,

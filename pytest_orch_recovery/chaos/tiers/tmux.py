@@ -41,7 +41,12 @@ from pytest_orch_recovery.doubles.modeldouble.plan import Step, TaskPlan, defaul
 from pytest_orch_recovery.doubles.sandbox import Sandbox, default_base_dir
 from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig
 from pytest_orch_recovery.engine.errors import InvalidValue
-from pytest_orch_recovery.engine.events import AttemptExited, Event, FailureAttributed
+from pytest_orch_recovery.engine.events import (
+    AttemptExited,
+    AttemptLaunched,
+    Event,
+    FailureAttributed,
+)
 from pytest_orch_recovery.engine.model import ExitInfo, Phase, Reason, Task
 from pytest_orch_recovery.engine.patterns import match_lines
 from pytest_orch_recovery.engine.policy import Policy, PolicySettings
@@ -78,9 +83,14 @@ API_FAULTS = {
     "api_server_error": ApiFaultKind.SERVER_ERROR,
     "api_stall": ApiFaultKind.STALL,
     "quit_early": ApiFaultKind.QUIT_EARLY,
+    "usage_limit": ApiFaultKind.USAGE_LIMIT,
 }
 # Faults this tier cannot inject yet; a schedule that holds one is refused up front.
-UNSUPPORTED: frozenset[str] = frozenset({"usage_limit"})
+UNSUPPORTED: frozenset[str] = frozenset()
+
+# On this tier a usage limit's reset is seconds away (the model double then rounds it up to
+# the whole minute the CLI prints), whatever the scenario's ``resets_in`` says.
+USAGE_LIMIT_SECONDS = 5.0
 
 # Per-attempt limit in scenario runs unless the scenario sets ``attempt_timeout``: generous,
 # since a loaded CI machine is slow; the timeout scenario sets a short one of its own.
@@ -128,6 +138,16 @@ def api_fault_spec(spec: FaultSpec, task: Task | None) -> ApiFaultSpec:
             scope="task",
             task=None if task is None else task.title,
             seconds=3600.0,
+        )
+    if kind is ApiFaultKind.USAGE_LIMIT:
+        # Fired once; the account then refuses every request until the reset.
+        return ApiFaultSpec(
+            kind=kind,
+            times=1,
+            at_request=trigger.n,
+            scope="task",
+            task=None if task is None else task.title,
+            seconds=USAGE_LIMIT_SECONDS,
         )
     if kind is ApiFaultKind.QUIT_EARLY:
         # The model's reply after the Nth tool call is a premature "done" (once).
@@ -684,6 +704,36 @@ def _append_fired(
         )
 
 
+def _mark_usage_limit(
+    ledger: FaultLedger,
+    spec: FaultSpec,
+    double: ModelDouble,
+    by_id: dict[str, Task],
+    events: Sequence[Event],
+) -> None:
+    """A usage limit takes effect on every attempt the account refused, not only the one
+    whose request started it: each refused request is matched to its task by title and to
+    the attempt of that task running when the double answered it."""
+    by_title = {t.title: t.task_id for t in by_id.values()}
+    launches: dict[str, list[tuple[float, int]]] = {}
+    for event in events:
+        if isinstance(event.payload, AttemptLaunched) and event.task_id and event.attempt:
+            launches.setdefault(event.task_id, []).append((event.time, event.attempt))
+    for entry in double.transcript:
+        task_id = by_title.get(str(entry.get("task")))
+        if entry.get("usage_limit") is None or task_id is None:
+            continue
+        running = [n for at, n in launches.get(task_id, ()) if at <= float(entry["time"])]
+        if running:
+            ledger.mark(
+                spec,
+                FaultStatus.EXERCISED,
+                task=task_id,
+                attempt=running[-1],
+                detail="request refused by the account's usage limit",
+            )
+
+
 def _fill_ledger(
     ledger: FaultLedger,
     sandbox: Sandbox,
@@ -708,7 +758,9 @@ def _fill_ledger(
                 )
     hits = [t for t in double.transcript if t.get("fault")]
     for spec in faults:
-        if spec.kind in API_FAULTS:
+        if spec.kind == "usage_limit":
+            _mark_usage_limit(ledger, spec, double, by_id, events)
+        elif spec.kind in API_FAULTS:
             title = by_id[spec.task].title if spec.task in by_id else None
             mine = [t for t in hits if title is None or t.get("task") == title]
             if mine:
@@ -768,6 +820,11 @@ class TmuxTier:
     name = "tmux"
 
     def run(self, scenario: Scenario, *, seed: int, agent: str) -> ScenarioRun:
+        if scenario.fallback_agents:
+            raise TierUnsupported(
+                "fallback agents need a second account, which real tmux runs do not have "
+                "yet; this scenario runs on --orch-tier sim"
+            )
         blocked = sorted({f.kind for f in scenario.faults} & UNSUPPORTED)
         if blocked:
             raise TierUnsupported(

@@ -24,6 +24,7 @@ from typing import Any
 
 from pytest_orch_recovery.engine.analyze import continuation_prompt, initial_prompt, missing_work
 from pytest_orch_recovery.engine.classify import LogText, Observation, classify
+from pytest_orch_recovery.engine.incidents import IncidentBook
 from pytest_orch_recovery.engine.model import (
     Attribution,
     Decision,
@@ -211,6 +212,10 @@ class Coordinator:
         self._launches = _Timers()  # when scheduled launches are due
         self._deadlines = _Timers()  # when live attempts time out
         self._names = AgentNames(self.config.seed)
+        self.incidents = IncidentBook()  # systematic escalations grouped (engine/incidents.py)
+        # Attempts this coordinator's supervisor stopped itself (a planned stop): their end
+        # says nothing about the fleet, so the circuit breaker does not count them.
+        self._stopped_keys: set[str] = set()
 
     # ------------------------------------------------------------------ construction
 
@@ -222,6 +227,7 @@ class Coordinator:
             raise RuntimeError("recover() rebuilds a fresh coordinator; this one has state")
         for event in self.journal.events():
             self._apply(event)
+            self.incidents.fold(event)
         self._finish_in_flight()
         return self
 
@@ -284,11 +290,18 @@ class Coordinator:
         *,
         reasons: Iterable[Reason] = (),
         tasks: Iterable[str] = (),
+        incident: str | None = None,
     ) -> list[str]:
         """An operator fixed something: close the breaker for ``reasons`` and give escalated
-        tasks (those named, or all escalated for those reasons) a fresh attempt."""
+        tasks (those named, or all escalated for those reasons) a fresh attempt. With
+        ``incident``: every task it still holds, and its reason's breaker (the incident is
+        closed; engine/incidents.py)."""
         reason_set = set(reasons)
         chosen = set(tasks)
+        held = self.incidents.incidents.get(incident) if incident is not None else None
+        if held is not None and not held.closed:
+            chosen.update(self.incidents.held(held))
+            reason_set.add(Reason(held.reason))
         released = [
             s.task.task_id
             for s in self.tasks.values()
@@ -300,7 +313,12 @@ class Coordinator:
         ]
         self._emit(
             EventKind.OPERATOR_ACTION,
-            data={"action": action, "tasks": released, "reasons": sorted(reason_set)},
+            data={
+                "action": action,
+                "tasks": released,
+                "reasons": sorted(reason_set),
+                **({"incident": incident} if incident is not None else {}),
+            },
         )
         for task_id in released:
             self._release(self.tasks[task_id], action)
@@ -330,6 +348,23 @@ class Coordinator:
             agent=agent,
             data={"path": path, "rescue_ref": rescue_ref},
         )
+
+    def note_agents_stopped(self, action: str) -> list[str]:
+        """Journal that the supervisor is about to stop every running attempt itself (a
+        planned stop, ``supervise --stop-agents``); returns their keys. When the next
+        supervisor reads how they ended, their failures are judged as usual but not counted
+        by the circuit breaker: the supervisor's own SIGTERM is no fleet-wide cause."""
+        keys = sorted(
+            s.current.spec.key
+            for s in self.tasks.values()
+            if s.phase is Phase.RUNNING and s.current is not None
+        )
+        if keys:
+            self._emit(
+                EventKind.OPERATOR_ACTION,
+                data={"action": action, "tasks": [], "reasons": [], "stopped": keys},
+            )
+        return keys
 
     def note_workspace_orphaned(self, path: str, agent: str | None = None) -> None:
         """Journal a workspace no live or waiting task owns (counted by the gate)."""
@@ -465,7 +500,9 @@ class Coordinator:
 
     def _judge(self, state: TaskState, exited: AttemptExit) -> None:
         """Success if nothing is missing; otherwise attribute the failure and decide."""
-        partial = self.runtime.partial_work(state.task, state.agent)
+        partial = exited.partial
+        if partial is None:
+            partial = self.runtime.partial_work(state.task, state.agent)
         missing = missing_work(state.task, partial)
         now = self.runtime.clock.now()
         task_id = state.task.task_id
@@ -587,16 +624,25 @@ class Coordinator:
         )
         if decision.strategy is Strategy.ESCALATE:
             reason = state.attribution.reason if state.attribution else Reason.UNKNOWN
+            data: dict[str, Any] = {
+                "why": decision.why,
+                "systematic_cause": decision.systematic_cause,
+                "reason": str(reason),
+            }
+            if decision.systematic_cause is not None:
+                # One cause, one incident: join the open one for this reason, or open it.
+                joined = self.incidents.open_for(str(reason))
+                data["incident"] = (
+                    joined.incident_id
+                    if joined is not None
+                    else self.incidents.next_id(str(reason))
+                )
             self._emit(
                 EventKind.TASK_ESCALATED,
                 task_id=task_id,
                 agent=state.agent,
                 attempt=len(state.attempts),
-                data={
-                    "why": decision.why,
-                    "systematic_cause": decision.systematic_cause,
-                    "reason": str(reason),
-                },
+                data=data,
             )
 
     # ------------------------------------------------------------------ event sourcing
@@ -632,6 +678,7 @@ class Coordinator:
             self._apply(event)
         else:
             apply(event)
+        self.incidents.fold(event)
         if self._on_event is not None:
             self._on_event(event)
         return event
@@ -646,6 +693,7 @@ class Coordinator:
         return None if event.task_id is None else self.tasks[event.task_id]
 
     def _apply_operator_action(self, event: Event) -> None:
+        self._stopped_keys.update(str(k) for k in event.data.get("stopped", ()))
         for reason in event.data.get("reasons", ()):
             self.policy.breaker.close(Reason(reason))
         for task_id in event.data.get("tasks", ()):
@@ -739,7 +787,8 @@ class Coordinator:
         if state.first_failure_at is None:
             ended = state.exit_data.get("ended_at") if state.exit_data else None
             state.first_failure_at = float(ended) if ended is not None else event.time
-        self.policy.breaker.record(attribution.reason, state.agent, event.time)
+        if state.current is None or state.current.spec.key not in self._stopped_keys:
+            self.policy.breaker.record(attribution.reason, state.agent, event.time)
         state.phase = Phase.ATTRIBUTED
 
     def _apply_decision(self, event: Event, pending: PendingLaunch | None = None) -> None:

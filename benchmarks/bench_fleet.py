@@ -34,7 +34,6 @@ import contextlib
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -174,9 +173,11 @@ def _run_in(
     results = root / ".orch-fleet" / "results"
     log = (root / "supervise.log").open("w")
     load_start = os.getloadavg()
-    profile = ["-m", "cProfile", "-o", os.environ["BENCH_FLEET_PROFILE"]] if os.environ.get(
-        "BENCH_FLEET_PROFILE"
-    ) else []
+    profile = (
+        ["-m", "cProfile", "-o", os.environ["BENCH_FLEET_PROFILE"]]
+        if os.environ.get("BENCH_FLEET_PROFILE")
+        else []
+    )
     proc = subprocess.Popen(
         [sys.executable, *profile, "-m", "pytest_orch_recovery", "supervise", "--config",
          str(config)],
@@ -313,9 +314,7 @@ def main() -> int:
                 if base_p95 and cur_p95:
                     runs.append({"tasks": n, "ratio_p95": round(base_p95 / cur_p95, 2)})
     print(
-        json.dumps(
-            {"cores": os.cpu_count(), "settings": current_settings, "runs": runs}, indent=2
-        )
+        json.dumps({"cores": os.cpu_count(), "settings": current_settings, "runs": runs}, indent=2)
     )
     return 0
 

@@ -1,8 +1,13 @@
-"""Journal throughput: append with fsync off and on, replay of 100k events, and a baseline.
+"""Journal throughput: append with fsync off and on, replay, and reads of a large journal.
 
 Run ``python benchmarks/bench_journal.py``; prints one JSON object. The baseline is a plain
 ``json.loads`` loop over the same lines measured in the same run, so ``replay_vs_json_loads``
 says what building and checking Events costs on top of parsing.
+
+``--reads N`` (0: skip) also writes an N-event journal and runs ``status``, ``failures``,
+``partial`` and ``report`` on it, each in a fresh process (wall, CPU seconds and peak RSS):
+first the full replay every read did before snapshots (``full_replay``, the same-run
+baseline), then through a snapshot with ``--tail`` events appended after it (``snapshot``).
 """
 
 from __future__ import annotations
@@ -10,18 +15,30 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from pytest_orch_recovery.engine.events import (
+    AttemptExited,
+    AttemptLaunched,
+    DecisionMade,
+    Event,
+    FailureAttributed,
+    PartialSummary,
+    Payload,
+    TaskSubmitted,
+    TaskSucceeded,
+)
 from pytest_orch_recovery.engine.model import (
     Attribution,
+    Complexity,
     Decision,
-    Event,
-    EventKind,
     Evidence,
     ExitInfo,
     PartialWork,
@@ -33,6 +50,7 @@ from pytest_orch_recovery.engine.model import (
     full_plan,
 )
 from pytest_orch_recovery.store.journal import Journal, replay
+from pytest_orch_recovery.store.snapshot import read_history, snapshot_path
 
 _REASONS = [Reason.SIGINT, Reason.PERMISSION, Reason.API_ERROR, Reason.GITHUB_ERROR]
 # Pane text of the kind an attempt leaves behind; the tail is cut to at most 2 KiB.
@@ -63,47 +81,43 @@ def realistic_events(count: int, seed: int = 5030, max_tail: int = 2048) -> Iter
         files = tuple(f"cmd/fake{n}_{i}.md" for i in range(rng.randint(1, 7)))
         task = Task(f"task-{n}", f"Create /fake{n} command", files, tests="pytest -q")
         agent = f"task-agent-{rng.randint(1000, 9999)}"
-        batch: list[tuple[EventKind, int | None, dict[str, Any], str | None]] = [
-            (EventKind.TASK_SUBMITTED, None, {"task": task.to_json(), "complexity": "simple"}, None)
+        batch: list[tuple[Payload, int | None, str | None]] = [
+            (TaskSubmitted(task, Complexity.SIMPLE), None, None)
         ]
         attempts = 1 if rng.random() < 0.3 else rng.randint(2, 3)
         for attempt in range(1, attempts + 1):
             key = f"{task.task_id}:{attempt}"
-            work = [w.to_json() for w in full_plan(task)]
-            launched = {"agent_type": "claude-code", "strategy": None, "work": work}
-            batch.append((EventKind.ATTEMPT_LAUNCHED, attempt, launched, key))
+            batch.append((AttemptLaunched("claude-code", None, full_plan(task)), attempt, key))
             failed = attempt < attempts
             status = 130 if failed else 0
-            exited = {
-                "exit": ExitInfo.from_shell_status(status).to_json(),
-                "started_at": clock,
-                "ended_at": clock + rng.uniform(30, 900),
-                "output_tail": _pane_tail(rng, max_tail),
-                "session_id": f"{rng.getrandbits(64):016x}",
-            }
-            batch.append((EventKind.ATTEMPT_EXITED, attempt, exited, None))
+            exited = AttemptExited(
+                exit=ExitInfo.from_shell_status(status),
+                started_at=clock,
+                ended_at=clock + rng.uniform(30, 900),
+                output_tail=_pane_tail(rng, max_tail),
+                session_id=f"{rng.getrandbits(64):016x}",
+            )
+            batch.append((exited, attempt, None))
             if not failed:
-                done = {"first_try": attempts == 1, "attempts": attempts, "recovery_time": 300.0}
-                batch.append((EventKind.TASK_SUCCEEDED, attempt, done, None))
+                done = TaskSucceeded(attempts == 1, attempts, 300.0)
+                batch.append((done, attempt, None))
                 break
             reason = rng.choice(_REASONS)
             evidence = Evidence("exit", reason, 0.9, "exit code 130 (SIGINT)", "pane", 12)
             partial = PartialWork(deliverables_present=files[:1], deliverables_missing=files[1:])
-            attributed = {
-                "attribution": Attribution(reason, 0.9, (evidence,)).to_json(),
-                "partial": partial.to_json(),
-                "missing_work": [WorkItem(WorkKind.COMMIT).to_json()],
-            }
-            batch.append((EventKind.FAILURE_ATTRIBUTED, attempt, attributed, None))
-            decision = Decision(Strategy.RESUME, "partial work present", "resume-partial")
-            batch.append(
-                (EventKind.DECISION, attempt, {"decision": decision.to_json()}, f"{key}+1")
+            attributed = FailureAttributed(
+                Attribution(reason, 0.9, (evidence,)),
+                PartialSummary.of(partial),
+                (WorkItem(WorkKind.COMMIT),),
             )
-        for kind, attempt_no, data, action_key in batch:
+            batch.append((attributed, attempt, None))
+            decision = Decision(Strategy.RESUME, "partial work present", "resume-partial")
+            batch.append((DecisionMade(decision), attempt, f"{key}+1"))
+        for payload, attempt_no, action_key in batch:
             if produced >= count:
                 return
             clock += rng.uniform(0.1, 5.0)
-            yield Event(kind, clock, task.task_id, agent, attempt_no, data, action_key)
+            yield Event(payload, clock, task.task_id, agent, attempt_no, action_key)
             produced += 1
 
 
@@ -169,6 +183,81 @@ def run(events_count: int, fsync_count: int, rounds: int, max_tail: int) -> dict
     }
 
 
+_CHILD = """
+import resource, sys, time, io, contextlib
+start, cpu = time.perf_counter(), time.process_time()
+mode, command, path = sys.argv[1], sys.argv[2], sys.argv[3]
+if mode == "full_replay":  # every read before snapshots: replay all, fold all
+    from pytest_orch_recovery.report.fleetview import FleetView
+    from pytest_orch_recovery.report.metrics import compute
+    from pytest_orch_recovery.store.journal import replay
+    events = replay(path)
+    if command == "report":
+        compute(events)
+    else:
+        view = FleetView(events)
+        {"status": lambda: view.statuses(now=time.time()), "failures": view.failures,
+         "partial": view.partial_work}[command]()
+else:
+    from pytest_orch_recovery.cli.main import main
+    argv = [command, "--journal", path] + (["--format", "json"] if command != "report" else [])
+    with contextlib.redirect_stdout(io.StringIO()):
+        main(argv)
+wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+print(wall, cpu, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def _read(mode: str, command: str, path: Path) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, mode, command, str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    wall, cpu, rss_kib = float(out[0]), float(out[1]), int(out[2])
+    return {"seconds": round(wall, 3), "cpu_seconds": round(cpu, 3), "peak_mib": rss_kib // 1024}
+
+
+def reads(count: int, tail: int, max_tail: int) -> dict[str, Any]:
+    """Each read command on a ``count``-event journal: full replay, then via a snapshot."""
+    with tempfile.TemporaryDirectory(prefix="bench-journal-reads-") as tmp:
+        path = Path(tmp) / "journal.jsonl"
+        events = realistic_events(count + tail, max_tail=max_tail)
+        with open(path, "w", encoding="utf-8") as out:
+            for seq, event in enumerate(events, 1):
+                if seq == count + 1:
+                    out.flush()
+                    start = time.perf_counter()
+                    read_history(path, every=1)  # what the first read after N events writes
+                    snapshot_seconds = time.perf_counter() - start
+                out.write(
+                    json.dumps(
+                        replace(event, seq=seq).to_json(),
+                        separators=(",", ":"),
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
+        figures: dict[str, Any] = {
+            "events": count + tail,
+            "tail_after_snapshot": tail,
+            "journal_bytes": path.stat().st_size,
+            "snapshot_bytes": snapshot_path(path).stat().st_size,
+            "snapshot_write_seconds": round(snapshot_seconds, 3),
+        }
+        for command in ("status", "failures", "partial", "report"):
+            full = _read("full_replay", command, path)
+            snap = _read("snapshot", command, path)
+            figures[command] = {
+                "full_replay": full,
+                "snapshot": snap,
+                "cpu_ratio": round(snap["cpu_seconds"] / max(full["cpu_seconds"], 1e-9), 4),
+                "memory_ratio": round(snap["peak_mib"] / max(full["peak_mib"], 1), 4),
+            }
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=100_000, help="events to write and replay")
@@ -182,8 +271,22 @@ def main(argv: list[str] | None = None) -> int:
         default=2048,
         help="cap on attempt_exited output_tail characters (docs/journal.md: last 2 KiB)",
     )
+    parser.add_argument(
+        "--reads",
+        type=int,
+        default=200_000,
+        metavar="N",
+        help="events of the journal the read commands are timed on (0: skip; the issue's "
+        "target size is 2000000)",
+    )
+    parser.add_argument(
+        "--tail", type=int, default=1_000, help="events appended after the snapshot"
+    )
     args = parser.parse_args(argv)
-    print(json.dumps(run(args.events, args.fsync_events, args.rounds, args.max_tail), indent=2))
+    figures = run(args.events, args.fsync_events, args.rounds, args.max_tail)
+    if args.reads:
+        figures["reads"] = reads(args.reads, args.tail, args.max_tail)
+    print(json.dumps(figures, indent=2))
     return 0
 
 

@@ -13,12 +13,12 @@ from hypothesis import given, settings
 
 from pytest_orch_recovery.cli import main as cli
 from pytest_orch_recovery.doubles.sandbox import Sandbox
-from pytest_orch_recovery.engine.model import Event, Reason, Strategy
+from pytest_orch_recovery.engine.events import Event
+from pytest_orch_recovery.engine.model import Reason, Strategy
 from pytest_orch_recovery.infra.agents import AgentConfig, driver_for
 from pytest_orch_recovery.report.dashboard import (
     MAX_REPORT_BYTES,
     REASON_ROWS,
-    AttemptResult,
     attempts_markdown,
     render_json,
     render_markdown,
@@ -26,6 +26,7 @@ from pytest_orch_recovery.report.dashboard import (
 )
 from pytest_orch_recovery.report.metrics import Criteria, compute, evaluate
 from pytest_orch_recovery.runtime.dispatch import Dispatcher, read_results
+from pytest_orch_recovery.store.attempt_results import AttemptResult
 
 SEED_ROW_LABELS = [
     "SIGINT (Ctrl-C)",

@@ -12,7 +12,7 @@ from pytest_orch_recovery.cli.fleet_output import (
     dump_json,
     fail,
     fleet_settings,
-    read_events,
+    read_history,
     table,
 )
 from pytest_orch_recovery.engine.errors import UsageError
@@ -80,7 +80,7 @@ def render(failures: list[FailedAttempt], fmt: str, evidence: int) -> str:
 def run(args: argparse.Namespace) -> int:
     try:
         settings = fleet_settings(args)
-        view = FleetView(read_events(settings.journals))
+        view = FleetView(read_history(settings.journals))
     except UsageError as exc:
         return fail(PROG, str(exc))
     failures = [f for f in view.failures() if args.agent is None or f.agent == args.agent]

@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from pytest_orch_recovery.engine.errors import UsageError
-from pytest_orch_recovery.engine.model import Event, EventKind
+from pytest_orch_recovery.engine.events import Event, EventKind
 from pytest_orch_recovery.fleet.config import FleetConfig, FleetConfigError, load_fleet
 from pytest_orch_recovery.report.fleetview import SCHEMA_VERSION
-from pytest_orch_recovery.report.metrics import event_problem
+from pytest_orch_recovery.report.safetext import json_document, one_line, terminal
+from pytest_orch_recovery.store.history import History
 from pytest_orch_recovery.store.journal import JournalError, replay
+from pytest_orch_recovery.store.snapshot import HistoryFollower
 
 
 def add_journal_options(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +68,7 @@ def fleet_settings(args: argparse.Namespace) -> FleetSettings:
     config: FleetConfig | None = None
     if args.config is not None:
         try:
-            config = load_fleet(args.config)
+            config = load_fleet(args.config, check_base=False)  # the journal is what is read
         except FleetConfigError as exc:
             raise UsageError(str(exc)) from None
     journals = tuple(args.journal or ()) or ((config.journal,) if config else ())
@@ -98,9 +100,6 @@ def read_events(paths: Sequence[Path]) -> list[Event]:
         except JournalError as exc:
             raise UsageError(str(exc)) from None
         for line, event in enumerate(loaded, 1):  # replay keeps one event per line
-            problem = event_problem(event)
-            if problem is not None:
-                raise UsageError(f"{path}:{line}: {problem}")
             if event.kind is EventKind.TASK_SUBMITTED and event.task_id is not None:
                 first, where = owner.setdefault(event.task_id, (index, path))
                 if first != index:
@@ -112,8 +111,23 @@ def read_events(paths: Sequence[Path]) -> list[Event]:
     return events
 
 
+def read_history(paths: Sequence[Path], *, follower: HistoryFollower | None = None) -> History:
+    """The folded history of one or more journals (as :func:`read_events` checks them). One
+    journal is read through its snapshot (``store/snapshot.py``): only what was appended since
+    is parsed; ``follower`` keeps that state between reads (``status --watch``)."""
+    if len(paths) != 1:
+        return History(read_events(paths))
+    path = paths[0]
+    if not path.is_file():
+        raise UsageError(f"{path}: no such journal file")
+    try:
+        return (follower or HistoryFollower(path)).refresh()
+    except JournalError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def fail(prog: str, message: str) -> int:
-    print(f"{prog}: error: {message}", file=sys.stderr)
+    print(f"{prog}: error: {terminal(message)}", file=sys.stderr)
     return 2
 
 
@@ -122,25 +136,25 @@ def dump_json(kind: str, body: dict[str, Any], *, now: float | None = None) -> s
     if now is not None:
         document["generated_at"] = now
     document.update(body)
-    return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    return json_document(json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False)) + "\n"
+
+
+_CELL_CHARS = 100
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, empty: str) -> str:
-    """Columns padded to their widest cell; the last column is never padded."""
+    """Columns padded to their widest cell; the last column is never padded. Every cell is
+    one terminal-safe line (:func:`~pytest_orch_recovery.report.safetext.one_line`): the
+    cells hold agents' text (evidence, next actions, titles, file names)."""
     if not rows:
         return empty + "\n"
-    cells = [list(headers), *[[_one_line(c) for c in row] for row in rows]]
+    cells = [list(headers), *[[one_line(c, _CELL_CHARS) for c in row] for row in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = []
     for row in cells:
         parts = [c.ljust(w) for c, w in zip(row[:-1], widths[:-1], strict=True)]
         lines.append("  ".join([*parts, row[-1]]).rstrip())
     return "\n".join(lines) + "\n"
-
-
-def _one_line(text: str, limit: int = 100) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def duration(seconds: float | None) -> str:

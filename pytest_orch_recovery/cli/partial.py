@@ -14,7 +14,7 @@ from pytest_orch_recovery.cli.fleet_output import (
     dump_json,
     fail,
     fleet_settings,
-    read_events,
+    read_history,
     table,
 )
 from pytest_orch_recovery.engine.errors import UsageError
@@ -64,7 +64,9 @@ def render(
         return dump_json("partial", {"tasks": items})
     rows = []
     for r, (next_actions, problem) in zip(reports, actions, strict=True):
-        if not r.probed:
+        if str(r.phase) == "succeeded":
+            files = "succeeded" + ("" if r.attempt is None else f" at attempt {r.attempt}")
+        elif not r.probed:
             files = "not probed (no failed attempt)"
         else:
             total = len(r.deliverables_present) + len(r.deliverables_missing)
@@ -111,7 +113,7 @@ def render(
 def run(args: argparse.Namespace) -> int:
     try:
         settings = fleet_settings(args)
-        view = FleetView(read_events(settings.journals))
+        view = FleetView(read_history(settings.journals))
     except UsageError as exc:
         return fail(PROG, str(exc))
     reports = view.partial_work(agent=args.agent)

@@ -19,8 +19,8 @@ import argparse
 
 from pytest_orch_recovery.cli.fleet_output import fail, read_events
 from pytest_orch_recovery.engine.errors import UsageError
+from pytest_orch_recovery.engine.events import EventKind
 from pytest_orch_recovery.engine.incidents import Incident, IncidentBook
-from pytest_orch_recovery.engine.model import EventKind
 from pytest_orch_recovery.fleet.config import FleetConfigError, load_fleet
 from pytest_orch_recovery.fleet.intake import Spool
 

@@ -37,6 +37,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from pytest_orch_recovery.doubles.forge import Forge, install_gh_shim
+from pytest_orch_recovery.engine.errors import InvalidValue
 from pytest_orch_recovery.infra.git import add_worktree, create_repo_with_origin, remove_worktree
 from pytest_orch_recovery.infra.processes import (
     pids_with_env,
@@ -87,6 +88,7 @@ class Ledger:
     worktrees: list[str] = field(default_factory=list)
     ports: list[dict[str, Any]] = field(default_factory=list)
     dirs: list[str] = field(default_factory=list)
+    kept: bool = False  # handed over to a person (Sandbox.keep): never reaped
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -100,6 +102,7 @@ class Ledger:
             "worktrees": list(self.worktrees),
             "ports": list(self.ports),
             "dirs": list(self.dirs),
+            "kept": self.kept,
         }
 
     def save(self) -> None:
@@ -111,14 +114,14 @@ class Ledger:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{exc.lineno}: not JSON: {exc.msg}") from None
+            raise InvalidValue(f"{path}:{exc.lineno}: not JSON: {exc.msg}") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{path}:1: expected a JSON object")
+            raise InvalidValue(f"{path}:1: expected a JSON object")
         if data.get("schema_version") != SCHEMA_VERSION:
-            raise ValueError(f"{path}: field schema_version: expected {SCHEMA_VERSION}")
+            raise InvalidValue(f"{path}: field schema_version: expected {SCHEMA_VERSION}")
         start = data.get("owner_start")
         if start is not None and (type(start) is not int or start < 0):
-            raise ValueError(
+            raise InvalidValue(
                 f"{path}: field owner_start: expected clock ticks (an integer "
                 f">= 0) or null, got {start!r}"[:200]
             )
@@ -134,9 +137,10 @@ class Ledger:
                 worktrees=[str(w) for w in data.get("worktrees", [])],
                 ports=list(data.get("ports", [])),
                 dirs=[str(d) for d in data.get("dirs", [])],
+                kept=data.get("kept") is True,
             )
         except KeyError as exc:
-            raise ValueError(f"{path}: field {exc.args[0]}: missing") from None
+            raise InvalidValue(f"{path}: field {exc.args[0]}: missing") from None
 
     def owner_alive(self) -> bool:
         return process_alive(self.owner_pid, self.owner_start)
@@ -389,6 +393,14 @@ class Sandbox:
         _OPEN.discard(self)
         _teardown_ledger(self.root, self.ledger)
 
+    def keep(self) -> None:
+        """Hand the sandbox over to a person: no teardown at interpreter exit, and no other
+        sandbox's start reaps it (its owner is gone by then). Removing it is theirs to do."""
+        self._torn_down = True
+        _OPEN.discard(self)
+        self.ledger.kept = True
+        self.ledger.save()
+
     def leftovers(self) -> list[str]:
         """What of this sandbox still exists: empty after a complete teardown."""
         return _leftovers(self.root, self.ledger)
@@ -457,7 +469,7 @@ def reap_stale(base_dir: Path | None = None) -> list[Path]:
             ledger = Ledger.load(ledger_path)
         except (OSError, ValueError):
             continue  # not a sandbox, or one mid-creation before its first ledger write
-        if ledger.owner_alive():
+        if ledger.owner_alive() or ledger.kept:
             continue
         with _reap_claim(root) as claimed:
             if claimed and root.exists():

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Container
 from dataclasses import dataclass, field
 
-from pytest_orch_recovery.engine.model import Event, EventKind
+from pytest_orch_recovery.engine.events import Event, EventKind, OperatorAction, TaskEscalated
 
 
 @dataclass
@@ -83,33 +83,32 @@ class IncidentBook:
         return self.incident_of(target)
 
     def fold(self, event: Event) -> None:
-        data = event.data
-        if event.kind is EventKind.TASK_ESCALATED and event.task_id is not None:
-            incident_id = data.get("incident")
-            if not isinstance(incident_id, str):
+        payload = event.payload
+        if isinstance(payload, TaskEscalated) and event.task_id is not None:
+            if payload.incident is None:
                 self.escalated[event.task_id] = None
                 return
-            incident = self.incidents.get(incident_id)
+            incident = self.incidents.get(payload.incident)
             if incident is None:
-                reason = str(data.get("reason", ""))
+                reason = "" if payload.reason is None else str(payload.reason)
                 incident = Incident(
-                    incident_id,
+                    payload.incident,
                     reason,
-                    str(data.get("systematic_cause") or ""),
+                    payload.systematic_cause or "",
                     event.time,
-                    event.seq or 0,
+                    event.seq,
                 )
-                self.incidents[incident_id] = incident
-                self._open[reason] = incident_id
+                self.incidents[payload.incident] = incident
+                self._open[reason] = payload.incident
             if event.task_id not in incident.tasks:
                 incident.tasks.append(event.task_id)
-            self.escalated[event.task_id] = incident_id
-        elif event.kind is EventKind.OPERATOR_ACTION:
-            for task_id in data.get("tasks", ()):
+            self.escalated[event.task_id] = payload.incident
+        elif isinstance(payload, OperatorAction):
+            for task_id in payload.tasks:
                 self.escalated.pop(task_id, None)
-            closing = {data.get("incident")} | {self._open.get(r) for r in data.get("reasons", ())}
+            closing = {payload.incident} | {self._open.get(str(r)) for r in payload.reasons}
             for incident_id in closing:
-                if isinstance(incident_id, str) and incident_id in self.incidents:
+                if incident_id is not None and incident_id in self.incidents:
                     self._close(self.incidents[incident_id])
         elif event.kind in (EventKind.DECISION, EventKind.ATTEMPT_LAUNCHED) and event.task_id:
             self.escalated.pop(event.task_id, None)

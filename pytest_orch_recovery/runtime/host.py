@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from pytest_orch_recovery.engine.errors import InvalidValue
 from pytest_orch_recovery.infra.git import add_worktree, is_work_tree
 from pytest_orch_recovery.infra.workspace import PullRequestLookup
 
@@ -95,7 +96,7 @@ def check_agent_name(agent: str) -> None:
     """Agent names become tmux session names, branch names and file names."""
     ok = agent and all(c.isalnum() or c in "-_" for c in agent) and not agent.startswith("-")
     if not ok:
-        raise ValueError(
+        raise InvalidValue(
             f"agent name {agent!r}: use letters, digits, '-' and '_' (not leading '-')"
         )
 
@@ -135,7 +136,7 @@ class RepositoryHost:
         source_env: Mapping[str, str] | None = None,
     ) -> None:
         if not is_work_tree(repo):
-            raise ValueError(f"{repo}: not a git repository")
+            raise InvalidValue(f"{repo}: not a git repository")
         self._repo = repo.resolve()
         self.worktree_root = worktree_root
         self._state_dir = state_dir
@@ -198,7 +199,7 @@ class RepositoryHost:
         if path.exists():
             # A worktree git made has a .git file (one stat, not a git process per launch).
             if not (path / ".git").is_file() and not is_work_tree(path):
-                raise ValueError(f"{path}: exists and is not a git worktree")
+                raise InvalidValue(f"{path}: exists and is not a git worktree")
             return path
         with self._worktree_lock:
             add_worktree(self._repo, path, self.branch(agent), self.base)

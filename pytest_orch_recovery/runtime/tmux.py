@@ -49,7 +49,7 @@ from typing import Any
 
 import libtmux
 
-from pytest_orch_recovery.engine.errors import OrchRecoveryError
+from pytest_orch_recovery.engine.errors import InvalidState, InvalidValue, OrchRecoveryError
 from pytest_orch_recovery.engine.model import (
     ExitInfo,
     PartialWork,
@@ -75,7 +75,13 @@ from pytest_orch_recovery.infra.workspace import probe
 from pytest_orch_recovery.runtime.host import Host
 from pytest_orch_recovery.runtime.screen import ScreenWatch
 from pytest_orch_recovery.runtime.senders import memory_cgroup, oom_kills
-from pytest_orch_recovery.runtime.server import kill_tmux_server, tmux_server_running
+from pytest_orch_recovery.runtime.server import (
+    OWNER_OPTION,
+    kill_tmux_server,
+    reap_empty_server,
+    server_environment,
+    tmux_server_running,
+)
 from pytest_orch_recovery.runtime.workers import EXIT, LAUNCH, WorkPool
 from pytest_orch_recovery.runtime.wrapper import WrapperSpec
 from pytest_orch_recovery.store import atomic
@@ -89,7 +95,11 @@ _HISTORY_LIMIT = 100_000
 _SWEEP_INTERVAL = 30.0
 _WATCH_INTERVAL = 0.25  # seconds between looks at a running attempt's screen (see _watching)
 _KILL_GRACE = 5.0
-_PANE_FORMAT = "\t".join(
+# Fields are split on "|", not a tab: a tmux client whose locale is not UTF-8 (LANG=C, as under
+# cron or a bare systemd unit) prints every control character, the tab too, as "_". The key
+# (a task id among other things) comes last and may hold anything: split at most 6 times.
+_PANE_SEP = "|"
+_PANE_FORMAT = _PANE_SEP.join(
     [
         "#{session_name}",
         "#{pane_id}",
@@ -100,7 +110,6 @@ _PANE_FORMAT = "\t".join(
         "#{@orch-key}",
     ]
 )
-OWNER_OPTION = "@orch-runtime"  # server option: the state dir of the host that started it
 KEY_OPTION = "@orch-key"  # session option: the idempotency key of the attempt it runs
 RECORD_SCHEMA_VERSION = 1
 # CSI / OSC / two-byte escape sequences, as a pipe-pane log holds them.
@@ -210,7 +219,7 @@ class TmuxRuntime:
         workers: int = 0,
     ) -> None:
         if not 0 <= agent_nice <= MAX_NICE:
-            raise ValueError(f"agent_nice: an integer 0..{MAX_NICE}, got {agent_nice}")
+            raise InvalidValue(f"agent_nice: an integer 0..{MAX_NICE}, got {agent_nice}")
         self.host = host
         # Agents run this many steps below normal CPU priority (runtime/wrapper.py).
         self.agent_nice = agent_nice
@@ -271,6 +280,9 @@ class TmuxRuntime:
         """Start the server, or take over the one this host's runtime started before.
         Returns whether it was started now. Raises on a server someone else started."""
         socket = self.host.tmux_socket
+        # A server this host's runtime left with no session (its supervisor was killed with
+        # SIGKILL) is reaped, so that it ends with this runtime instead of living on.
+        reap_empty_server(socket, self.owner_mark)
         if tmux_server_running(socket):
             mark = self._tmux("show-options", "-gqv", OWNER_OPTION, check=False)
             if (mark[0] if mark else "") != self.owner_mark:
@@ -290,7 +302,7 @@ class TmuxRuntime:
             f"printf 'died %s\\n' \"$1\" | dd of={shlex.quote(str(self.fifo))} "
             "oflag=nonblock,append conv=notrunc status=none 2>/dev/null\n",
         )
-        env = self.host.env("tmux-server")
+        env = server_environment(self.host.env("tmux-server"))
         argv = ["tmux", "-L", socket, "-f", "/dev/null", "start-server"]
         for option in (
             ["set-option", "-g", OWNER_OPTION, self.owner_mark],
@@ -324,7 +336,7 @@ class TmuxRuntime:
         out = self._tmux("display-message", "-p", "-t", target, _PANE_FORMAT, check=False)
         if not out:
             return None  # the session is gone
-        fields = out[0].split("\t")
+        fields = out[0].split(_PANE_SEP, 6)
         if len(fields) != 7 or not fields[2].isdigit():
             return None  # no such target: tmux expands the format with nothing
         return _PaneState(
@@ -347,7 +359,7 @@ class TmuxRuntime:
                 if spec.agent in self._launching
                 else (previous.spec.attempt if previous is not None else 0)
             )
-            raise RuntimeError(f"agent {spec.agent}: attempt {number} is still running")
+            raise InvalidState(f"agent {spec.agent}: attempt {number} is still running")
         self._keys.add(spec.key)
         if self._pool is None:
             try:
@@ -392,13 +404,13 @@ class TmuxRuntime:
         if adopted is not None:
             return adopted, False
         if session is not None and not session.dead:
-            raise RuntimeError(
+            raise InvalidState(
                 f"agent {spec.agent}: session runs {session.key or 'an unknown attempt'}"
             )
         workspace = self.host.add_workspace(spec.agent)
         argv = list(self._command_for(spec))
         if not argv:
-            raise ValueError(f"agent {spec.agent}: command_for returned an empty command")
+            raise InvalidValue(f"agent {spec.agent}: command_for returned an empty command")
         paths = _AttemptPaths.of(self.host, spec)
         with contextlib.suppress(FileNotFoundError):
             paths.exit_file.unlink()  # a relaunch of the same attempt number under a new key
@@ -849,11 +861,13 @@ class TmuxRuntime:
 
     def detach(self) -> None:
         """Let go without stopping anything: agents, sessions and the server keep running
-        for a runtime on the same host to adopt (a supervisor stopping). Idempotent."""
+        for a runtime on the same host to adopt (a supervisor stopping); a server left with
+        no session has nothing to keep and is removed. Idempotent."""
         if not self._closed:
             if self._pool is not None:
                 self._pool.drain()  # a queued launch is started, and its record written
             self._release()
+            reap_empty_server(self.host.tmux_socket, self.owner_mark)
 
     def _release(self) -> None:
         self._closed = True

@@ -11,6 +11,13 @@ Kinds and what the client sees (status and body as the real API sends them):
 - ``stream_error``: a streaming reply that starts (200, ``keep_events`` events) and then
   carries ``event: error`` with an ``overloaded_error`` body and ends, as Anthropic's streaming
   docs describe for high load; a non-streaming request gets the 529 it corresponds to
+- ``usage_limit``: the account (the request's API key) is at its plan's usage limit from
+  now until the first whole minute ``seconds`` away: every request with that key, this one
+  and the next, gets 429 ``rate_limit_error`` with ``anthropic-ratelimit-unified-status:
+  rejected``, ``anthropic-ratelimit-unified-reset`` (epoch seconds) and
+  ``anthropic-ratelimit-unified-representative-claim: five_hour``, the headers Claude Code
+  reads its "You've hit your session limit · resets ..." from (router-for-me/CLIProxyAPI#3148
+  shows a captured one)
 - ``quit_early``: instead of the next step, a closing text that claims the task is done (a
   model that stops early); the agent then exits 0 as if it had succeeded
 - ``drop_stream``: a streaming reply cut after ``keep_events`` events (message_start and some
@@ -38,6 +45,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_orch_recovery.engine.errors import InvalidValue
+
 
 class ApiFaultKind(enum.StrEnum):
     OVERLOADED = "overloaded"
@@ -48,6 +57,7 @@ class ApiFaultKind(enum.StrEnum):
     DROP_STREAM = "drop_stream"
     STREAM_ERROR = "stream_error"
     QUIT_EARLY = "quit_early"
+    USAGE_LIMIT = "usage_limit"
 
 
 # kind -> API error type for the kinds that answer with an error body
@@ -68,18 +78,18 @@ class ApiFaultSpec:
     at_step: int | None = None
     before_kind: str | None = None
     task: str | None = None
-    seconds: float = 30.0  # stall: how long to hold; rate_limit: retry-after
+    seconds: float = 30.0  # stall: how long to hold; rate_limit: retry-after; usage_limit: reset
     keep_events: int = 3  # drop_stream / stream_error: SSE events sent first
 
     def __post_init__(self) -> None:
         if self.times < 1:
-            raise ValueError(f"times: must be at least 1, got {self.times}")
+            raise InvalidValue(f"times: must be at least 1, got {self.times}")
         if self.scope not in ("server", "task"):
-            raise ValueError(f"scope: must be 'server' or 'task', got {self.scope!r}")
+            raise InvalidValue(f"scope: must be 'server' or 'task', got {self.scope!r}")
         if self.at_request is not None and self.at_request < 1:
-            raise ValueError(f"at_request: must be 1 or more, got {self.at_request}")
+            raise InvalidValue(f"at_request: must be 1 or more, got {self.at_request}")
         if self.seconds < 0:
-            raise ValueError(f"seconds: must not be negative, got {self.seconds}")
+            raise InvalidValue(f"seconds: must not be negative, got {self.seconds}")
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ApiFaultSpec:
@@ -87,22 +97,22 @@ class ApiFaultSpec:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"{unknown[0]}: unknown fault field")
+            raise InvalidValue(f"{unknown[0]}: unknown fault field")
         if "kind" not in data:
-            raise ValueError("kind: required")
+            raise InvalidValue("kind: required")
         try:
             kind = ApiFaultKind(data["kind"])
         except ValueError:
             names = ", ".join(k.value for k in ApiFaultKind)
-            raise ValueError(f"kind: {data['kind']!r} is not one of {names}") from None
+            raise InvalidValue(f"kind: {data['kind']!r} is not one of {names}") from None
         ints = ("times", "at_request", "at_step", "keep_events")
         for name in ints:
             value = data.get(name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-                raise ValueError(f"{name}: must be an integer")
+                raise InvalidValue(f"{name}: must be an integer")
         seconds = data.get("seconds", 30.0)
         if not isinstance(seconds, int | float) or isinstance(seconds, bool):
-            raise ValueError("seconds: must be a number")
+            raise InvalidValue("seconds: must be a number")
         args = {k: v for k, v in data.items() if k not in ("kind", "seconds")}
         return cls(kind=kind, seconds=float(seconds), **args)
 

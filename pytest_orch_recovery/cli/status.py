@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +27,10 @@ from pytest_orch_recovery.cli.fleet_output import (
     dump_json,
     duration,
     fail,
+    fleet_history,
     fleet_settings,
-    read_history,
     table,
+    task_hosts,
 )
 from pytest_orch_recovery.engine.errors import UsageError
 from pytest_orch_recovery.engine.events import TmuxTarget
@@ -190,11 +191,15 @@ def render(
     fmt: str,
     now: float,
     conditions: Sequence[UsageCondition] = (),
+    hosts: Mapping[str, str] | None = None,
 ) -> str:
+    """``hosts`` (task id -> host) comes from a fleet store: a HOST column / ``host`` field."""
     if fmt == "json":
         tasks: list[dict[str, Any]] = []
         for index, row in enumerate(rows):
             data = row.to_json()
+            if hosts is not None:
+                data["host"] = hosts.get(row.task_id)
             if lives is not None:
                 life = lives[index]
                 data["live"] = {
@@ -213,6 +218,8 @@ def render(
             now=now,
         )
     headers = ["TASK", "AGENT", "PHASE", "ATTEMPT", "ELAPSED", "REASON", "NEXT"]
+    if hosts is not None:
+        headers.insert(1, "HOST")
     if lives is not None:
         headers += ["SESSION", "CHECKPOINT"]
     headers.append("EVIDENCE")
@@ -227,6 +234,8 @@ def render(
             _reason(row),
             _next(row),
         ]
+        if hosts is not None:
+            cells.insert(1, hosts.get(row.task_id, "-"))
         if lives is not None:
             life = lives[index]
             age = "-" if life.checkpoint_age is None else duration(life.checkpoint_age) + " ago"
@@ -250,14 +259,15 @@ def _draw(args: argparse.Namespace, follower: HistoryFollower | None = None) -> 
     now = time.time()
     settings = fleet_settings(args)
     budget = settings.budget if settings.budget is not None else Policy().max_attempts
-    view = FleetView(read_history(settings.journals, follower=follower), budget=budget)
+    view = FleetView(fleet_history(settings, follower=follower), budget=budget)
     rows = view.statuses(now=now)
     lives = (
         [live(r, settings.checkpoint_dir, now, settings.tmux_socket) for r in rows]
         if args.live
         else None
     )
-    return render(rows, lives, args.format, now, view.usage_conditions(now=now))
+    conditions = view.usage_conditions(now=now)
+    return render(rows, lives, args.format, now, conditions, task_hosts(settings))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -291,9 +291,11 @@ def test_the_forge_command_prints_the_path_line_for_a_working_gh(tmp_path: Path)
         (["--origin", "nowhere"], "--origin: nowhere is not a bare git repository"),
         ([], "forge.json: no forge here (forge.json missing)"),
         (["--inject", "meteor"], "argument --inject: invalid choice: 'meteor'"),
+        (["--origin", "origin.git", "--bin", "a:b"], "a:b: a PATH entry cannot hold ':'"),
     ],
 )
 def test_forge_usage_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    run_git(["init", "-q", "--bare", "origin.git"], cwd=tmp_path)
     proc = _cli("forge", "--root", "forge", *args, cwd=tmp_path)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
 

@@ -1,0 +1,568 @@
+"""The cause model: what a line says happened, read from the words any tool uses for it.
+
+The pattern table knows exact wordings; this module reads the ones nobody catalogued. A line
+is read for two things:
+
+- **cue words** for a kind of event: a denial (denied, not permitted, requires approval,
+  blocked by policy), a limit (rate limit, quota, usage limit, credits, throttled,
+  overloaded, 429), a time limit (timed out, deadline, stalled, no output for), an
+  interruption (interrupted, cancelled, aborted), a test verdict (N failed, FAIL,
+  AssertionError, expected ... got), a cap on the agent's loop (max turns, iteration limit,
+  step budget), a kill (killed, OOM, SIGKILL), or only a generic error word;
+- **its subject**, what the line is about: the model provider's API, GitHub, git or ssh,
+  the test runner, the agent's own tool use, a file, the process or CI job.
+
+The pair decides the reason (:func:`_reason_of`): "Permission denied (publickey)" is a
+denial about ssh, so git_error; a 403 from api.github.com is a denial about GitHub; a refused
+Bash tool call is a denial about the agent's tool use, so permission. A cue agreeing with
+its subject weighs more than a cue alone; a generic error word weighs little and only speaks
+through its subject. Lines that announce a retry or a warning count as retried errors, not as
+what stopped the run. Every reading names its cue and subject, and the line it read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from pytest_orch_recovery.engine.model import Reason
+from pytest_orch_recovery.engine.patterns import Pattern
+
+
+def _words(*alternatives: str) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{a})" for a in alternatives))
+
+
+# ---- cue words, on the lower-cased line
+
+_CUES: dict[str, re.Pattern[str]] = {
+    "turns": _words(
+        r"\bmax(?:imum)?[ _-]?(?:turns?|iterations?|steps?|rounds?|tool[ _-]?calls?|loops?)\b",
+        r"\b(?:turn|iteration|step|round|recursion|loop|tool[ -]call|agent[ -]step)s?"
+        r"[ _-](?:limit|cap|budget|count exceeded)",
+        r"\b(?:step|turn|iteration|cost|usd|spend(?:ing)?|token) budget\b",
+        r"\bbudget (?:of [^ ]+ )?(?:exceeded|exhausted|reached|spent)",
+        r"\bran out of (?:turns|steps|iterations|budget)\b",
+        r"\berror_max_(?:turns|budget)",
+        r"\b(?:exceeded|reached|hit) (?:the |its |max )?(?:maximum )?(?:number of )?"
+        r"(?:turns|iterations|steps|rounds)\b",
+        r"\bstopped (?:early|before (?:finishing|completing))\b",
+        r"\b(?:did not|didn't|never) (?:finish|complete)\b",
+        r"\bwithout (?:finishing|completing)\b",
+        r"\bincomplete\b",
+    ),
+    "kill": _words(
+        r"\bkilled\b",
+        r"\bsigkill\b",
+        r"\boom[ -]?kill",
+        r"\boomkilled\b",
+        r"\bout of memory\b",
+        r"\bmemory (?:limit|exhausted)",
+        r"\bheap (?:limit|out of memory)",
+        r"\bcannot allocate memory\b",
+        r"\bexit (?:code|status)[: ]+137\b",
+        r"\bsignal[: ]+(?:9|killed)\b",
+        r"\bno space left\b",
+        r"\bevicted\b",
+        r"\bterminated\b",
+        r"\bsigterm\b",
+    ),
+    "time": _words(
+        r"\btim(?:ed|ing)[ -]?out\b",
+        r"\btimeouts?\b",
+        r"\bdeadline\b",
+        r"\bstall(?:ed|ing|s)?\b",
+        r"\bno (?:output|activity|progress|response|new output) (?:for|in|after|within)\b",
+        r"\binactiv(?:e|ity)\b",
+        r"\bidle (?:for|timeout)\b",
+        r"\bexceeded (?:the )?(?:maximum )?(?:execution |run ?)?time\b",
+        r"\btook (?:too long|longer than)\b",
+        r"\btime ?limit\b",
+        r"\bhung\b",
+        r"\bwatchdog\b",
+        r"\betimedout\b",
+        r"\bran (?:for )?longer than\b",
+    ),
+    "limit": _words(
+        r"\brate[ _-]?limit",
+        r"\bratelimit",
+        r"\bquota",
+        r"\busage (?:limit|cap)",
+        r"\b(?:session|weekly|daily|monthly|hourly|5-hour|five-hour|plan) (?:usage )?limit\b"
+        r".{0,40}\b(?:reached|exceeded|hit|exhausted|used up)\b",
+        r"\bcredits?\b",
+        r"\bbilling\b",
+        r"\bthrottl",
+        r"\boverloaded",
+        r"\btoo many requests\b",
+        r"\b(?:429|529)\b",
+        r"\bresource[ _]?exhausted\b",
+        r"\bcapacity\b",
+        r"\bpayment required\b",
+        r"\b(?:tokens|requests) per (?:min|minute|day)\b",
+        r"\blimit (?:reached|exceeded|hit)\b",
+        r"\bhit (?:your|the) (?:\w+ )?limit\b",
+        r"\bout of (?:credits|tokens)\b",
+        r"\binsufficient[_ ](?:quota|balance|funds|credits)\b",
+    ),
+    "deny": _words(
+        r"\bpermission(?:s)? denied\b",
+        r"\bdenied\b",
+        r"\bnot permitted\b",
+        r"\bnot allowed\b",
+        r"\bdisallowed\b",
+        r"\bforbidden\b",
+        r"\baccess (?:is )?denied\b",
+        r"\brequires? (?:user |manual |your )?(?:approval|confirmation|permission)\b",
+        r"\b(?:needs?|awaiting|pending|without) (?:user )?(?:approval|confirmation)\b",
+        r"\bapproval (?:required|needed|policy)\b",
+        r"\bblocked\b",
+        r"\brefus(?:ed|es|ing)\b",
+        r"\beacces\b",
+        r"\beperm\b",
+        r"\berrno 13\b",
+        r"\bread-only file ?system\b",
+        r"\binsufficient (?:permissions?|privileges?|scopes?)\b",
+        r"\b(?:do not|don't|does not|doesn't) have (?:the )?(?:required |necessary )?"
+        r"(?:permissions?|access|scopes?)\b",
+        r"\blacks? (?:the )?(?:required )?(?:permissions?|scopes?)\b",
+        r"\bnot (?:authori[sz]ed|trusted)\b",
+        r"\bunauthori[sz]ed\b",
+        r"\buntrusted\b",
+        r"\b(?:declined|rejected) by (?:the )?user\b",
+        r"\buser (?:rejected|denied|declined)\b",
+        r"\bcannot (?:ask|prompt) for\b",
+        r"\bnon-?interactive\b",
+        r"\bsandbox(?:ed|ing)? (?:denied|blocked|violation|restrict)",
+        r"\bpermission (?:check|required|prompt|request|error)\b",
+        r"\b40[13]\b",
+    ),
+    "interrupt": _words(
+        r"\binterrupt(?:ed|ion|s)?\b",
+        r"\bkeyboardinterrupt\b",
+        r"\bcancell?(?:ed|ing|ation)\b",
+        r"\bcanceled\b",
+        r"\babort(?:ed|ing)?\b",
+        r"\bctrl[- +]?c\b",
+        r"\^c\b",
+        r"\bsigint\b",
+        r"\bsighup\b",
+        r"\bstopped by (?:the )?user\b",
+        r"\buser (?:stopped|cancell?ed|aborted|interrupted|pressed)\b",
+    ),
+    "tests": _words(
+        r"\b[1-9]\d* (?:tests? |specs? |examples? |scenarios? |steps? |assertions? )?"
+        r"(?:failed|failures?|failing|errors?|errored|broken)\b",
+        r"\b(?:failures?|failed|failing|errors)[:=] ?[1-9]",
+        r"\bfail(?:ed)?[:!]? [1-9]",
+        r"^\s*(?:--- )?fail\b",
+        r"\bfail(?:ed|ures?)? *$",
+        r"\bfailed\b",
+        r"\bfailures?\b",
+        r"\bassertion ?error\b",
+        r"\bassert(?:ion)? failed\b",
+        r"\bexpected\b.{0,80}\b(?:got|but (?:was|got|received)|received|actual|to (?:be|equal))\b",
+        r"\bnot ok \d",
+        r"[\u2717\u2715\u2716\u00d7]",  # the crosses runners print by a failed test
+    ),
+    "error": _words(
+        r"\berror\b",
+        r"\bfatal\b",
+        r"\bexception\b",
+        r"\bcould ?n[o']t\b",
+        r"\bunable to\b",
+        r"\bcannot\b",
+        r"\bcan't\b",
+        r"\bpanic(?:ked)?\b",
+        r"\btraceback\b",
+        r"\b[45]\d\d\b",
+    ),
+}
+
+# A line that reports a zero count of failures, or only passes, says nothing failed.
+_NOTHING_FAILED = re.compile(
+    r"\b0 (?:tests? )?(?:failed|failures?|failing|errors?)\b|\b(?:failures?|failed|errors)[:=] ?0\b"
+    r"|\bno (?:tests? )?failures?\b|\ball tests passed\b"
+)
+_NONZERO_FAILED = re.compile(
+    r"\b[1-9]\d* (?:tests? |specs? |examples? |scenarios? )?(?:failed|failures?|failing)\b"
+    r"|\b(?:failures?|failed|failing)[:=] ?[1-9]"
+)
+# Announced retries and warnings: an error the tool got past (or will try to).
+_RETRIED = re.compile(
+    r"\bretry(?:ing)?\b|\bretries\b|\bwill retry\b|\breconnecting\b|\battempt \d+ ?(?:/|of) ?\d+"
+    r"|\bwarn(?:ing)?\b|\bbacking off\b|\bfalling back\b|\bwaiting \d"
+)
+
+# ---- subjects
+
+_SUBJECTS: dict[str, re.Pattern[str]] = {
+    "ssh": _words(
+        r"\bssh\b",
+        r"\bpublickey\b",
+        r"\bhost key\b",
+        r"\bgit@",
+        r"\bknown_hosts\b",
+        r"\bport 22\b",
+    ),
+    "git": _words(
+        r"\bgit\b",
+        r"^\s*(?:fatal|hint): ",
+        r"^\s*remote: ",
+        r"^\s*! \[",
+        r"\brefs/",
+        r"\bnon-fast-forward\b",
+        r"\bfast-forward\b",
+        r"\bdetached head\b",
+        r"\bhead detached\b",
+        r"\b(?:push|pull|fetch|clone|rebase|merge|checkout|commit|cherry-pick|stash)\b",
+        r"\bworktree\b",
+        r"\bindex\.lock\b",
+        r"\bupstream\b",
+        r"\borigin\b",
+        r"\bpre-(?:commit|push)\b",
+        r"\bhusky\b",
+        r"\blfs\b",
+        r"\bgitlab\b",
+        r"\bbitbucket\b",
+        r"\.git\b",
+    ),
+    "github": _words(
+        r"\bgithub\b(?!\.com[:/][\w.-]+/[\w.-]+\.git)",
+        r"\bapi\.github\.com\b",
+        r"\bgh (?:pr|api|issue|run|repo|auth|release|workflow)\b",
+        r"\bgh:",
+        r"\bgraphql\b",
+        r"\bpull request\b",
+        r"\bpr\b",
+        r"\boctokit\b",
+        r"\bgh0\d\d\b",
+        r"\bresource not accessible\b",
+        r"\bintegration\b",
+        r"\b(?:github )?app(?:lication)? installation\b",
+        r"\binstallation\b",
+        r"\bpersonal access token\b",
+        r"\bfine-grained\b",
+        r"\bgithub_token\b",
+        r"\bsecondary rate limit\b",
+        r"\bx-ratelimit",
+        r"\bvalidation failed\b",
+        r"\bunprocessable entity\b",
+        r"\brepository rule",
+        r"\bruleset\b",
+        r"\bbranch protection\b",
+        r"\bprotected branch\b",
+        r"\breview(?:s|ers?)? (?:required|requested)\b",
+        r"\bstatus checks?\b",
+    ),
+    "provider": _words(
+        r"\bapi error\b",
+        r"\banthropic\b",
+        r"\bopenai\b",
+        r"\bclaude\b",
+        r"\bgemini\b",
+        r"\bvertex\b",
+        r"\bbedrock\b",
+        r"\bazure\b",
+        r"\bopenrouter\b",
+        r"\bmistral\b",
+        r"\bgroq\b",
+        r"\bdeepseek\b",
+        r"\bollama\b",
+        r"\bllm\b",
+        r"\bmodels?\b",
+        r"\bprovider\b",
+        r"\bcompletions?\b",
+        r"/v1/",
+        r"\bchat\b",
+        r"\bmessages\b",
+        r"\btokens?\b",
+        r"\brequest[_ ]?id\b",
+        r"\b(?:overloaded|rate_limit|api|invalid_request|authentication|permission)_error\b",
+        r"\bserver_error\b",
+        r"\bupstream\b",
+        r"\bapi\b",
+        r"\bapi key\b",
+        r"\bstream(?:ing)?\b",
+        r"\binference\b",
+        r"\bcopilot\b",
+        r"\bcursor\b",
+        r"\bcodex\b",
+        r"\bgpt-",
+        r"\bsonnet\b|\bopus\b|\bhaiku\b",
+        r"\bsubscription\b",
+        r"\bplan\b",
+        r"\bservice unavailable\b",
+        r"\binternal server error\b",
+        r"\bbad gateway\b",
+        r"\bhttp\b",
+        r"\bresponse\b",
+        r"\brequest\b",
+    ),
+    "tests": _words(
+        r"\btests?\b",
+        r"\bspecs?\b",
+        r"\bpytest\b",
+        r"\bjest\b",
+        r"\bvitest\b",
+        r"\bmocha\b",
+        r"\bjasmine\b",
+        r"\bkarma\b",
+        r"\brspec\b",
+        r"\bminitest\b",
+        r"\bjunit\b",
+        r"\btestng\b",
+        r"\bsurefire\b",
+        r"\bphpunit\b",
+        r"\bnextest\b",
+        r"\bctest\b",
+        r"\bgtest\b",
+        r"\bcatch2\b",
+        r"\bxunit\b",
+        r"\bnunit\b",
+        r"\bplaywright\b",
+        r"\bcypress\b",
+        r"\bcucumber\b",
+        r"\bbehave\b",
+        r"\bscenarios?\b",
+        r"\bexamples?\b",
+        r"\bsuites?\b",
+        r"\bassert",
+        r"\bexpect(?:ed|ation)?\b",
+        r"\bpass(?:ed|ing)\b",
+        r"\bskipped\b",
+        r"\bxctest\b",
+        r"\bexunit\b",
+        r"\bbats\b",
+        r"\bnot ok\b",
+        r"\bfeatures?\b",
+        r"\bsteps?\b",
+        r"::",
+        r"_test\.go\b|\.test\.[jt]sx?\b|\.spec\.[jt]sx?\b|test_\w+\.py\b|_spec\.rb\b",
+    ),
+    "tool": _words(
+        r"\btools?\b",
+        r"\bbash\b",
+        r"\bshell\b",
+        r"\bcommands?\b",
+        r"\b(?:edit|write|read|run|execute|exec)\b",
+        r"\bmcp\b",
+        r"\bapprov",
+        r"\ballow(?:ed|list)?\b",
+        r"\bsandbox",
+        r"\bpolicy\b",
+        r"\bauto[- ]?mode\b",
+        r"\byolo\b",
+        r"\bdangerously\b",
+        r"\bbypass\b",
+        r"\btrust",
+        r"\bconfirm",
+        r"\bnon-?interactive\b",
+        r"\bheadless\b",
+        r"\bprompt(?:ed)?\b",
+        r"\bhook\b",
+        r"\bsettings\b",
+        r"\bpermission mode\b",
+        r"\bworkspace\b",
+        r"\bsudo\b",
+        r"\broot\b",
+    ),
+    "file": _words(
+        r"\beacces\b",
+        r"\beperm\b",
+        r"\berrno 13\b",
+        r"\bfiles?\b",
+        r"\bdirector(?:y|ies)\b",
+        r"\bpath\b",
+        r"\bmkdir\b",
+        r"\bopen\b",
+        r"\bread-only\b",
+        r"(?:^|[\s'\"`(])(?:/|~/|\./)[\w.-]",
+    ),
+    "ci": _words(
+        r"##\[error\]",
+        r"\brunner\b",
+        r"\bjob\b",
+        r"\bworkflow\b",
+        r"\bstep\b",
+        r"\bpipeline\b",
+        r"\bci\b",
+        r"\bbuildkite\b",
+        r"\bjenkins\b",
+        r"\bcircleci\b",
+        r"\bprocess\b",
+        r"\bcontainer\b",
+        r"\bpod\b",
+        r"\bkubernetes\b|\bkubectl\b",
+        r"\bdocker\b",
+        r"\bkernel\b",
+        r"\bcgroup\b",
+        r"\bsignal\b",
+        r"\bexit (?:code|status)\b",
+        r"\bcommand\b",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the cause model read in one line."""
+
+    reason: Reason
+    weight: float
+    cue: str
+    subject: str | None
+    fatal: bool
+
+    def describe(self) -> str:
+        """``cue deny, about ssh``: which cue word family, and what the line is about."""
+        about = f", about {self.subject}" if self.subject else ", no subject"
+        return f"cue {self.cue}{about}"
+
+
+# Weights: the table's exact rows weigh 0.5-0.95; a reading stays below them, so exact
+# evidence wins where it exists, and a generic error word only hints.
+_AGREES = 0.55  # a cue whose subject confirms it (a limit about the model API)
+_CUE_ALONE = 0.45  # a cue with no subject, or a subject that does not bear on it
+_GENERIC = 0.25  # only an error word, read through its subject
+_RETRIED_FACTOR = 0.4
+
+
+def _subjects(lowered: str) -> set[str]:
+    return {name for name, regex in _SUBJECTS.items() if regex.search(lowered)}
+
+
+def _cues(lowered: str) -> list[str]:
+    return [name for name, regex in _CUES.items() if regex.search(lowered)]
+
+
+def _reason_of(cue: str, subjects: set[str], lowered: str) -> tuple[Reason, str | None, float]:
+    """(reason, subject that decided it, weight) for a cue read with these subjects."""
+    gitish = "ssh" in subjects or ("git" in subjects and "github" not in subjects)
+    if cue == "turns":
+        return Reason.INCOMPLETE, None, _AGREES
+    if cue == "kill":
+        return Reason.KILLED, ("ci" if "ci" in subjects else None), _AGREES
+    if cue == "time":
+        if "tests" in subjects and "ci" not in subjects:
+            return Reason.TEST_FAILURE, "tests", _CUE_ALONE
+        if "ssh" in subjects:
+            return Reason.GIT_ERROR, "ssh", _AGREES
+        if "github" in subjects:
+            return Reason.GITHUB_ERROR, "github", _CUE_ALONE
+        if "provider" in subjects and not subjects & {"ci", "tool"}:
+            return Reason.API_ERROR, "provider", _CUE_ALONE
+        return Reason.TIMEOUT, None, _AGREES
+    if cue == "limit":
+        if "github" in subjects:
+            return Reason.GITHUB_ERROR, "github", _AGREES
+        return Reason.API_ERROR, ("provider" if "provider" in subjects else None), _AGREES
+    if cue == "deny":
+        if "ssh" in subjects:
+            return Reason.GIT_ERROR, "ssh", _AGREES
+        if "github" in subjects:
+            return Reason.GITHUB_ERROR, "github", _AGREES
+        if gitish and not subjects & {"tool", "file"}:
+            return Reason.GIT_ERROR, "git", _CUE_ALONE
+        if subjects & {"tool", "file"}:
+            return Reason.PERMISSION, ("tool" if "tool" in subjects else "file"), _AGREES
+        if "provider" in subjects:
+            return Reason.API_ERROR, "provider", _CUE_ALONE
+        return Reason.PERMISSION, None, _CUE_ALONE
+    if cue == "interrupt":
+        if "ci" in subjects and ("canceled" in lowered or "cancelled" in lowered):
+            # GitHub Actions' "The operation was canceled." ends a job its timeout-minutes
+            # stopped (docs/attribution.md, boundary cases).
+            return Reason.TIMEOUT, "ci", _CUE_ALONE
+        return Reason.SIGINT, None, _AGREES
+    if cue == "tests":
+        if "tests" in subjects:
+            return Reason.TEST_FAILURE, "tests", _AGREES
+        if "github" in subjects:
+            return Reason.GITHUB_ERROR, "github", _CUE_ALONE
+        if gitish:
+            return Reason.GIT_ERROR, "git", _CUE_ALONE
+        if "provider" in subjects:
+            return Reason.API_ERROR, "provider", _GENERIC
+        if _NONZERO_FAILED.search(lowered) or "assert" in lowered:
+            return Reason.TEST_FAILURE, None, _CUE_ALONE
+        return Reason.UNKNOWN, None, 0.0
+    # a generic error word: its subject speaks, faintly
+    for subject, reason in (
+        ("github", Reason.GITHUB_ERROR),
+        ("ssh", Reason.GIT_ERROR),
+        ("git", Reason.GIT_ERROR),
+        ("tests", Reason.TEST_FAILURE),
+        ("provider", Reason.API_ERROR),
+    ):
+        if subject in subjects:
+            return reason, subject, _GENERIC
+    return Reason.UNKNOWN, None, 0.0
+
+
+# Cue families in the order they decide a line that has several: the most specific first
+# (a turn cap beats the word "limit", a kill for a timeout is the timeout's, a denial beats
+# the "failed" around it).
+_ORDER = ("turns", "time", "kill", "limit", "deny", "interrupt", "tests", "error")
+
+
+def read_line(line: str) -> Reading | None:
+    """The cause model's reading of one line, or None when it says nothing."""
+    lowered = line.lower()
+    cues = _cues(lowered)
+    if not cues:
+        return None
+    if "tests" in cues and _NOTHING_FAILED.search(lowered) and not _NONZERO_FAILED.search(lowered):
+        cues = [c for c in cues if c not in ("tests", "error")]
+        if not cues:
+            return None
+    subjects = _subjects(lowered)
+    fatal = not _RETRIED.search(lowered)
+    for cue in sorted(cues, key=_ORDER.index):
+        if cue == "kill" and "time" in cues:
+            continue  # killed for a time limit: the time cue decides
+        reason, subject, weight = _reason_of(cue, subjects, lowered)
+        if reason is Reason.UNKNOWN:
+            continue
+        if not fatal:
+            weight *= _RETRIED_FACTOR
+        return Reading(reason, weight, cue, subject, fatal)
+    return None
+
+
+# One synthetic table row per (reason, cue): cue readings travel as matches of these rows,
+# so the classifier weighs them with the same rules as table matches.
+_ROWS: dict[tuple[Reason, str, str | None], Pattern] = {}
+
+
+def row_for(reading: Reading) -> Pattern:
+    key = (reading.reason, reading.cue, reading.subject)
+    row = _ROWS.get(key)
+    if row is None:
+        row = Pattern(
+            reading.describe(),
+            reading.reason,
+            _CUES[reading.cue],
+            reading.weight,
+            True,
+            "(cue lexicon)",
+            "pytest_orch_recovery/engine/cues.py",
+        )
+        _ROWS[key] = row
+    return row
+
+
+# A gate over a whole text: the union of every cue family, so lines without any cue word
+# are never read one by one.
+_ANY_CUE = re.compile("|".join(f"(?:{regex.pattern})" for regex in _CUES.values()), re.MULTILINE)
+
+
+def lines_with_cues(lowered_text: str) -> Iterator[int]:
+    """Start offsets (in ``lowered_text``) of the lines holding at least one cue word."""
+    last = -1
+    for m in _ANY_CUE.finditer(lowered_text):
+        start = lowered_text.rfind("\n", 0, m.start()) + 1
+        if start != last:
+            last = start
+            yield start

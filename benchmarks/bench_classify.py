@@ -10,6 +10,9 @@ Three figures, each against a baseline measured in the same run on the same line
 - ``table_only``: ``match_lines`` per row without the rest of ``classify``, and the same with
   the literal prefilter switched off (every row's regex scans the whole text, as before the
   prefilter), to show what it saves.
+- ``big_log``: one 16 MiB log (the corpus repeated) classified whole: seconds and MB per
+  second (only the tail is read, so this is the cost of reaching it and reading it).
+- ``leave_one_tool_out``: the generalisation figure per reason (report/attribution_eval.py).
 
 Rates are per second of this process's CPU time (the machine is shared; wall-clock rates
 are printed too). Baselines: ``json.loads`` of each corpus row (the least any reader of the
@@ -28,8 +31,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pytest_orch_recovery.engine import patterns
+from pytest_orch_recovery.engine import matcher, patterns
 from pytest_orch_recovery.engine.classify import LogText, Observation, classify
+from pytest_orch_recovery.report import attribution_eval
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "corpus" / "attribution.jsonl"
 _PLAIN = re.compile(r"error|fail|denied", re.IGNORECASE)
@@ -60,18 +64,14 @@ def _classify_rows(texts: list[str]) -> None:
 
 def _match_rows(texts: list[str]) -> None:
     for text in texts:
-        patterns.match_lines(text, "log")
+        matcher.match_lines(text, "log")
 
 
 def _unfiltered_match_rows(texts: list[str]) -> None:
-    every_row = list(range(len(patterns.PATTERNS)))
-    original = patterns._PREFILTER
-    unfiltered = patterns._Prefilter(tuple(every_row), {}, (), (None,) * len(every_row))
-    patterns._PREFILTER = unfiltered
-    try:
-        _match_rows(texts)
-    finally:
-        patterns._PREFILTER = original
+    rows = matcher.TABLE.rows
+    unfiltered = matcher.Table(rows, tuple(range(len(rows))), {}, (), (None,) * len(rows))
+    for text in texts:
+        matcher.match_lines(text, "log", unfiltered)
 
 
 def _json_rows(raw: list[str]) -> None:
@@ -101,6 +101,15 @@ def bench(repeat: int) -> dict[str, Any]:
 
     as_log = _rate(lines, whole_log, repeat * 5)
     as_log_wall = _rate(lines, whole_log, repeat * 5, time.perf_counter)
+    big = (log + "\n") * (16 * 1024 * 1024 // (len(log) + 1) + 1)
+    big = big[-16 * 1024 * 1024 :]
+
+    def big_log() -> None:
+        classify(Observation(logs=(LogText("log", big),)))
+
+    big_per_second = _rate(1, big_log, repeat)
+    corpus_rows = attribution_eval.load_corpus(CORPUS)
+    loo = attribution_eval.score(corpus_rows, attribution_eval.leave_one_tool_out(corpus_rows))
     table = _rate(rows, lambda: _match_rows(texts), repeat)
     table_unfiltered = _rate(rows, lambda: _unfiltered_match_rows(texts), repeat)
     return {
@@ -123,6 +132,13 @@ def bench(repeat: int) -> dict[str, Any]:
             "prefilter_speedup": round(table / table_unfiltered, 2),
             "baseline_plain_re_rows_per_second": round(plain_rate),
         },
+        "big_log": {
+            "mib": 16,
+            "seconds": round(1 / big_per_second, 4),
+            "mb_per_second": round(16 * big_per_second, 1),
+        },
+        "log_mb_per_second": round(as_log * len(log.encode()) / lines / 1e6, 3),
+        "leave_one_tool_out": loo.to_json(),
         "repeat": repeat,
         "note": "per second of CPU time (process_time), best of `repeat` runs; *_wall_clock "
         "figures depend on the machine's load",

@@ -38,7 +38,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_orch_recovery.engine.matcher import TABLE, Event, Match, Reading, Table, read_lines
+from pytest_orch_recovery.engine.matcher import TABLE, JsonLine, Match, Reading, Table, read_lines
 from pytest_orch_recovery.engine.model import (
     Attribution,
     Evidence,
@@ -632,7 +632,7 @@ def _readings(obs: Observation, table: Table) -> list[Reading]:
     return [read_lines(log.text, log.source, table) for log in obs.logs]
 
 
-def _adopted_result(obs: Observation, readings: list[Reading]) -> tuple[Any, Event | None]:
+def _adopted_result(obs: Observation, readings: list[Reading]) -> tuple[Any, JsonLine | None]:
     """The result JSON: the observation's own, or else the last ``result`` event printed
     in a log (stream-json, or a json result captured with the pane)."""
     if obs.result is not None:

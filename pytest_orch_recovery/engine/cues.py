@@ -23,10 +23,10 @@ what stopped the run. Every reading names its cue and subject, and the line it r
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pytest_orch_recovery.engine.model import Reason
+from pytest_orch_recovery.engine.needles import needles_of, split_top
 from pytest_orch_recovery.engine.patterns import Pattern
 
 
@@ -44,6 +44,10 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\b(?:step|turn|iteration|cost|usd|spend(?:ing)?|token) budget\b",
         r"\bbudget (?:of [^ ]+ )?(?:exceeded|exhausted|reached|spent)",
         r"\bran out of (?:turns|steps|iterations|budget)\b",
+        r"\bmax(?:imum)? (?:\w+ )?(?:turns|iterations|steps|rounds)\b",
+        r"\boutput tokens? (?:maximum|max|limit|cap)\b",
+        r"\bmax_tokens\b",
+        r"\bmaximum output\b",
         r"\berror_max_(?:turns|budget)",
         r"\b(?:exceeded|reached|hit) (?:the |its |max )?(?:maximum )?(?:number of )?"
         r"(?:turns|iterations|steps|rounds)\b",
@@ -64,6 +68,11 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bexit (?:code|status)[: ]+137\b",
         r"\bsignal[: ]+(?:9|killed)\b",
         r"\bno space left\b",
+        r"\benospc\b",
+        r"\btoo many open files\b",
+        r"\bemfile\b",
+        r"\bshut ?down signal\b",
+        r"\breceived (?:a )?shut ?down\b",
         r"\bevicted\b",
         r"\bterminated\b",
         r"\bsigterm\b",
@@ -74,12 +83,13 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bdeadline\b",
         r"\bstall(?:ed|ing|s)?\b",
         r"\bno (?:output|activity|progress|response|new output) (?:for|in|after|within)\b",
+        r"\bno output\b",
         r"\binactiv(?:e|ity)\b",
         r"\bidle (?:for|timeout)\b",
         r"\bexceeded (?:the )?(?:maximum )?(?:execution |run ?)?time\b",
         r"\btook (?:too long|longer than)\b",
         r"\btime ?limit\b",
-        r"\bhung\b",
+        r"\bhung\b(?! up)",
         r"\bwatchdog\b",
         r"\betimedout\b",
         r"\bran (?:for )?longer than\b",
@@ -104,6 +114,7 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\blimit (?:reached|exceeded|hit)\b",
         r"\bhit (?:your|the) (?:\w+ )?limit\b",
         r"\bout of (?:credits|tokens)\b",
+        r"\btry again (?:later|in \d)",
         r"\binsufficient[_ ](?:quota|balance|funds|credits)\b",
     ),
     "deny": _words(
@@ -127,8 +138,7 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\b(?:do not|don't|does not|doesn't) have (?:the )?(?:required |necessary )?"
         r"(?:permissions?|access|scopes?)\b",
         r"\blacks? (?:the )?(?:required )?(?:permissions?|scopes?)\b",
-        r"\bnot (?:authori[sz]ed|trusted)\b",
-        r"\bunauthori[sz]ed\b",
+        r"\bnot trusted\b",
         r"\buntrusted\b",
         r"\b(?:declined|rejected) by (?:the )?user\b",
         r"\buser (?:rejected|denied|declined)\b",
@@ -136,7 +146,61 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bnon-?interactive\b",
         r"\bsandbox(?:ed|ing)? (?:denied|blocked|violation|restrict)",
         r"\bpermission (?:check|required|prompt|request|error)\b",
-        r"\b40[13]\b",
+        r"\b403\b",
+        r"\bdenials?\b",
+        r"\bprohibit",
+        r"\bnot accessible\b",
+        r"\b(?:haven't|have not|not|never) (?:been )?granted\b",
+        r"\btrust (?:is )?required\b",
+        r"--trust\b",
+        r"\bskip[- ]permissions\b",
+        r"\bbypass permissions\b",
+        r"\bdo you want to\b",
+        r"\bneed (?:your )?permission\b",
+        r"\bpermission to (?:use|run|write|edit|access|execute|create|modify)\b",
+        r"\boutside (?:of )?(?:the )?allowed\b",
+        r"\bwould you like to (?:run|allow|proceed|make|create|edit|execute)\b",
+        r"\ballow (?:execution|command|this|once|always|all)\b",
+        r"\byes, (?:allow|and don't ask|proceed)\b",
+        r"\(y/n\)|\[y/n\]",
+    ),
+    "auth": _words(
+        r"\bunauthori[sz]ed\b",
+        r"\bnot authori[sz]ed\b",
+        r"\bunauthenticated\b",
+        r"\b401\b",
+        r"\binvalid (?:api[ _-]?)?(?:key|token|credentials?)\b",
+        r"\bapi[ _-]?key\b",
+        r"not[ _]logged[ _]in",
+        r"\blog ?in (?:required|again|expired)\b",
+        r"\b(?:run|please run) /?(?:login|auth login)\b",
+        r"/login\b",
+        r"\bauth login\b",
+        r"\bauthentication (?:error|failed|required)\b",
+        r"\bbad credentials\b",
+        r"\b(?:token|session|credentials?) (?:has )?(?:expired|revoked|invalid)\b",
+        r"\b(?:expired|revoked) (?:token|session|credentials?)\b",
+        r"\b(?:validat|refresh)(?:e|ing) (?:the )?token\b",
+        r"\bmissing (?:required )?scopes?\b",
+    ),
+    "server": _words(
+        r"\binternal ?server ?error\b",
+        r"\bservice ?unavailable\b",
+        r"\bbad gateway\b",
+        r"\bgateway timeout\b",
+        r"\bserver error\b",
+        r"\b50[0234]\b",
+        r"\bapi ?(?:connection ?)?error\b",
+        r"\bconnection (?:error|failed|refused|reset|closed|lost)\b",
+        r"\bnetwork error\b",
+        r"\bfetch failed\b",
+        r"\bsocket hang up\b",
+        r"\beconn(?:reset|refused)\b",
+        r"\bdisconnected\b",
+        r"\btoo long\b",
+        r"\bcontext (?:window|length)\b",
+        r"\bmaximum context\b",
+        r"\btoo many tokens\b",
     ),
     "interrupt": _words(
         r"\binterrupt(?:ed|ion|s)?\b",
@@ -154,11 +218,12 @@ _CUES: dict[str, re.Pattern[str]] = {
     "tests": _words(
         r"\b[1-9]\d* (?:tests? |specs? |examples? |scenarios? |steps? |assertions? )?"
         r"(?:failed|failures?|failing|errors?|errored|broken)\b",
-        r"\b(?:failures?|failed|failing|errors)[:=] ?[1-9]",
+        r"\b(?:failures?|failed|failing|errors?)[:=] ?[1-9]",
         r"\bfail(?:ed)?[:!]? [1-9]",
         r"^\s*(?:--- )?fail\b",
         r"\bfail(?:ed|ures?)? *$",
         r"\bfailed\b",
+        r"\bfailing\b",
         r"\bfailures?\b",
         r"\bassertion ?error\b",
         r"\bassert(?:ion)? failed\b",
@@ -176,7 +241,13 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bcan't\b",
         r"\bpanic(?:ked)?\b",
         r"\btraceback\b",
-        r"\b[45]\d\d\b",
+        r"\b(?:status|code|http|error)[: ]+[45]\d\d\b",
+        r"\bconflicts?\b",
+        r"\bno such\b",
+        r"\balready exists\b",
+        r"\bnot found\b",
+        r"\bno commits between\b",
+        r"\bnot mergeable\b",
     ),
 }
 
@@ -186,9 +257,11 @@ _NOTHING_FAILED = re.compile(
     r"|\bno (?:tests? )?failures?\b|\ball tests passed\b"
 )
 _NONZERO_FAILED = re.compile(
-    r"\b[1-9]\d* (?:tests? |specs? |examples? |scenarios? )?(?:failed|failures?|failing)\b"
-    r"|\b(?:failures?|failed|failing)[:=] ?[1-9]"
+    r"\b[1-9]\d* (?:tests? |specs? |examples? |scenarios? )?(?:failed|failures?|failing|errors?)\b"
+    r"|\b(?:failures?|failed|failing|errors?)[:=] ?[1-9]"
 )
+# A line that starts with FAIL is a test runner's verdict (go test, jest, vitest, ...).
+_RUNNER_VERDICT = re.compile(r"^\s*(?:--- )?fail(?:ed)?\b")
 # Announced retries and warnings: an error the tool got past (or will try to).
 _RETRIED = re.compile(
     r"\bretry(?:ing)?\b|\bretries\b|\bwill retry\b|\breconnecting\b|\battempt \d+ ?(?:/|of) ?\d+"
@@ -206,12 +279,19 @@ _SUBJECTS: dict[str, re.Pattern[str]] = {
         r"\bknown_hosts\b",
         r"\bport 22\b",
     ),
-    "git": _words(
+    "git_strong": _words(
         r"\bgit\b",
-        r"^\s*(?:fatal|hint): ",
-        r"^\s*remote: ",
+        r"^\s*(?:error: )?(?:fatal|hint): ",
+        r"^\s*(?:error: )?remote: ",
         r"^\s*! \[",
         r"\brefs/",
+        r"\bhook id\b",
+        r"\bsend-pack\b",
+        r"\brpc failed\b",
+        r"\bfailed to push\b",
+    ),
+    "git": _words(
+        r"\bgit\b",
         r"\bnon-fast-forward\b",
         r"\bfast-forward\b",
         r"\bdetached head\b",
@@ -229,7 +309,7 @@ _SUBJECTS: dict[str, re.Pattern[str]] = {
         r"\.git\b",
     ),
     "github": _words(
-        r"\bgithub\b(?!\.com[:/][\w.-]+/[\w.-]+\.git)",
+        r"\bgithub\b(?!\.com[:/][\w.-]+/[\w.-]+\.git| copilot)",
         r"\bapi\.github\.com\b",
         r"\bgh (?:pr|api|issue|run|repo|auth|release|workflow)\b",
         r"\bgh:",
@@ -239,22 +319,27 @@ _SUBJECTS: dict[str, re.Pattern[str]] = {
         r"\boctokit\b",
         r"\bgh0\d\d\b",
         r"\bresource not accessible\b",
-        r"\bintegration\b",
-        r"\b(?:github )?app(?:lication)? installation\b",
-        r"\binstallation\b",
         r"\bpersonal access token\b",
         r"\bfine-grained\b",
         r"\bgithub_token\b",
         r"\bsecondary rate limit\b",
         r"\bx-ratelimit",
-        r"\bvalidation failed\b",
-        r"\bunprocessable entity\b",
         r"\brepository rule",
         r"\bruleset\b",
         r"\bbranch protection\b",
         r"\bprotected branch\b",
         r"\breview(?:s|ers?)? (?:required|requested)\b",
         r"\bstatus checks?\b",
+    ),
+    # Words of GitHub's API that other services use too: GitHub only when the line names
+    # no model provider.
+    "github_weak": _words(
+        r"\bscopes?\b",
+        r"\bmergeable\b",
+        r"\bintegration\b",
+        r"\binstallation\b",
+        r"\bvalidation failed\b",
+        r"\bunprocessable entity\b",
     ),
     "provider": _words(
         r"\bapi error\b",
@@ -277,7 +362,6 @@ _SUBJECTS: dict[str, re.Pattern[str]] = {
         r"/v1/",
         r"\bchat\b",
         r"\bmessages\b",
-        r"\btokens?\b",
         r"\brequest[_ ]?id\b",
         r"\b(?:overloaded|rate_limit|api|invalid_request|authentication|permission)_error\b",
         r"\bserver_error\b",
@@ -296,9 +380,6 @@ _SUBJECTS: dict[str, re.Pattern[str]] = {
         r"\bservice unavailable\b",
         r"\binternal server error\b",
         r"\bbad gateway\b",
-        r"\bhttp\b",
-        r"\bresponse\b",
-        r"\brequest\b",
     ),
     "tests": _words(
         r"\btests?\b",
@@ -326,20 +407,21 @@ _SUBJECTS: dict[str, re.Pattern[str]] = {
         r"\bcucumber\b",
         r"\bbehave\b",
         r"\bscenarios?\b",
-        r"\bexamples?\b",
-        r"\bsuites?\b",
         r"\bassert",
-        r"\bexpect(?:ed|ation)?\b",
-        r"\bpass(?:ed|ing)\b",
-        r"\bskipped\b",
         r"\bxctest\b",
         r"\bexunit\b",
         r"\bbats\b",
         r"\bnot ok\b",
-        r"\bfeatures?\b",
-        r"\bsteps?\b",
         r"::",
         r"_test\.go\b|\.test\.[jt]sx?\b|\.spec\.[jt]sx?\b|test_\w+\.py\b|_spec\.rb\b",
+    ),
+    # Words test output uses that other output does too.
+    "tests_weak": _words(
+        r"\bexamples?\b",
+        r"\bsuites?\b",
+        r"\bexpect(?:ed|ation)?\b",
+        r"\bpass(?:ed|ing)\b",
+        r"\bskipped\b",
     ),
     "tool": _words(
         r"\btools?\b",
@@ -382,6 +464,9 @@ _SUBJECTS: dict[str, re.Pattern[str]] = {
     ),
     "ci": _words(
         r"##\[error\]",
+        # the .NET message GitHub's runner prints when it cancels a job (its timeout-minutes
+        # or a cancel): the runner's own words, not an agent's interrupt
+        r"\bthe operation was canceled\b",
         r"\brunner\b",
         r"\bjob\b",
         r"\bworkflow\b",
@@ -406,7 +491,7 @@ _SUBJECTS: dict[str, re.Pattern[str]] = {
 
 
 @dataclass(frozen=True)
-class Reading:
+class CueReading:
     """What the cause model read in one line."""
 
     reason: Reason
@@ -430,41 +515,64 @@ _RETRIED_FACTOR = 0.4
 
 
 def _subjects(lowered: str) -> set[str]:
-    return {name for name, regex in _SUBJECTS.items() if regex.search(lowered)}
+    found = {name for name, regex in _SUBJECTS.items() if regex.search(lowered)}
+    if "github_weak" in found and "provider" not in found:
+        found.add("github")
+    if "tests_weak" in found and not found & {"github", "git_strong"}:
+        found.add("tests")
+    return found
 
 
 def _cues(lowered: str) -> list[str]:
     return [name for name, regex in _CUES.items() if regex.search(lowered)]
 
 
-def _reason_of(cue: str, subjects: set[str], lowered: str) -> tuple[Reason, str | None, float]:
-    """(reason, subject that decided it, weight) for a cue read with these subjects."""
-    gitish = "ssh" in subjects or ("git" in subjects and "github" not in subjects)
+def _reason_of(
+    cue: str, subjects: set[str], lowered: str, borrowed: bool = False
+) -> tuple[Reason, str | None, float]:
+    """(reason, subject that decided it, weight) for a cue read with these subjects
+    (``borrowed``: the subjects are the lines before's, not the line's own)."""
+    # git's own output (fatal:, remote:, ! [rejected], refs/) is about git even when it
+    # names GitHub: a push GitHub refused is a failed push (docs/attribution.md).
+    gitish = bool(subjects & {"ssh", "git_strong"}) or (
+        "git" in subjects and "github" not in subjects
+    )
+    github = "github" in subjects and not subjects & {"ssh", "git_strong"}
     if cue == "turns":
         return Reason.INCOMPLETE, None, _AGREES
     if cue == "kill":
         return Reason.KILLED, ("ci" if "ci" in subjects else None), _AGREES
     if cue == "time":
-        if "tests" in subjects and "ci" not in subjects:
+        if "ci" in subjects:
+            return Reason.TIMEOUT, "ci", _AGREES
+        if borrowed:
+            # A limit stated on its own line is the run's; a test's timeout names the test.
+            return Reason.TIMEOUT, None, _AGREES
+        if "tests" in subjects:
             return Reason.TEST_FAILURE, "tests", _CUE_ALONE
-        if "ssh" in subjects:
-            return Reason.GIT_ERROR, "ssh", _AGREES
-        if "github" in subjects:
+        if gitish:
+            return Reason.GIT_ERROR, "git", _CUE_ALONE
+        if github:
             return Reason.GITHUB_ERROR, "github", _CUE_ALONE
-        if "provider" in subjects and not subjects & {"ci", "tool"}:
+        if "provider" in subjects and "tool" not in subjects:
             return Reason.API_ERROR, "provider", _CUE_ALONE
         return Reason.TIMEOUT, None, _AGREES
     if cue == "limit":
-        if "github" in subjects:
+        if github or ("github" in subjects and "provider" not in subjects):
             return Reason.GITHUB_ERROR, "github", _AGREES
         return Reason.API_ERROR, ("provider" if "provider" in subjects else None), _AGREES
-    if cue == "deny":
-        if "ssh" in subjects:
-            return Reason.GIT_ERROR, "ssh", _AGREES
-        if "github" in subjects:
-            return Reason.GITHUB_ERROR, "github", _AGREES
-        if gitish and not subjects & {"tool", "file"}:
+    if cue in ("auth", "server"):
+        if gitish:
             return Reason.GIT_ERROR, "git", _CUE_ALONE
+        if github:
+            return Reason.GITHUB_ERROR, "github", _AGREES
+        subject = "provider" if "provider" in subjects else None
+        return Reason.API_ERROR, subject, _AGREES if subject else _CUE_ALONE
+    if cue == "deny":
+        if subjects & {"ssh", "git_strong"} or (gitish and not subjects & {"tool", "file"}):
+            return Reason.GIT_ERROR, "git", _AGREES
+        if github:
+            return Reason.GITHUB_ERROR, "github", _AGREES
         if subjects & {"tool", "file"}:
             return Reason.PERMISSION, ("tool" if "tool" in subjects else "file"), _AGREES
         if "provider" in subjects:
@@ -475,40 +583,60 @@ def _reason_of(cue: str, subjects: set[str], lowered: str) -> tuple[Reason, str 
             # GitHub Actions' "The operation was canceled." ends a job its timeout-minutes
             # stopped (docs/attribution.md, boundary cases).
             return Reason.TIMEOUT, "ci", _CUE_ALONE
+        if gitish and "user" not in lowered:
+            return Reason.GIT_ERROR, "git", _GENERIC  # git "Aborting", a rebase aborted
+        if github and "user" not in lowered:
+            return Reason.GITHUB_ERROR, "github", _GENERIC
         return Reason.SIGINT, None, _AGREES
     if cue == "tests":
         if "tests" in subjects:
             return Reason.TEST_FAILURE, "tests", _AGREES
-        if "github" in subjects:
-            return Reason.GITHUB_ERROR, "github", _CUE_ALONE
         if gitish:
             return Reason.GIT_ERROR, "git", _CUE_ALONE
-        if "provider" in subjects:
-            return Reason.API_ERROR, "provider", _GENERIC
+        if github:
+            return Reason.GITHUB_ERROR, "github", _CUE_ALONE
         if _NONZERO_FAILED.search(lowered) or "assert" in lowered:
             return Reason.TEST_FAILURE, None, _CUE_ALONE
+        if "provider" in subjects:
+            return Reason.API_ERROR, "provider", _GENERIC
         return Reason.UNKNOWN, None, 0.0
     # a generic error word: its subject speaks, faintly
     for subject, reason in (
-        ("github", Reason.GITHUB_ERROR),
+        ("git_strong", Reason.GIT_ERROR),
         ("ssh", Reason.GIT_ERROR),
+        ("github", Reason.GITHUB_ERROR),
         ("git", Reason.GIT_ERROR),
         ("tests", Reason.TEST_FAILURE),
         ("provider", Reason.API_ERROR),
     ):
         if subject in subjects:
-            return reason, subject, _GENERIC
+            return reason, subject.removesuffix("_strong"), _GENERIC
     return Reason.UNKNOWN, None, 0.0
 
 
 # Cue families in the order they decide a line that has several: the most specific first
-# (a turn cap beats the word "limit", a kill for a timeout is the timeout's, a denial beats
-# the "failed" around it).
-_ORDER = ("turns", "time", "kill", "limit", "deny", "interrupt", "tests", "error")
+# (a turn cap beats the word "limit", a kill for a timeout is the timeout's, an expired
+# key beats the "denied" around it, a denial beats the "failed" around it).
+_ORDER = (
+    "turns",
+    "time",
+    "kill",
+    "limit",
+    "auth",
+    "deny",
+    "interrupt",
+    "server",
+    "tests",
+    "error",
+)
+# A cue with no subject of its own borrows the subjects of the lines just before it, at
+# this fraction of its weight ("FAILED (errors=2)" under "Ran 3 tests").
+_BORROWED = 0.8
 
 
-def read_line(line: str) -> Reading | None:
-    """The cause model's reading of one line, or None when it says nothing."""
+def read_line(line: str, context: str = "") -> CueReading | None:
+    """The cause model's reading of one line, or None when it says nothing. ``context``:
+    the few lines before it, whose subjects a line without one of its own borrows."""
     lowered = line.lower()
     cues = _cues(lowered)
     if not cues:
@@ -518,16 +646,24 @@ def read_line(line: str) -> Reading | None:
         if not cues:
             return None
     subjects = _subjects(lowered)
+    if _RUNNER_VERDICT.search(lowered):
+        subjects.add("tests")
+    factor = 1.0
+    borrowed = False
+    if not subjects and context:
+        subjects = _subjects(context.lower())
+        factor, borrowed = _BORROWED, bool(subjects)
     fatal = not _RETRIED.search(lowered)
     for cue in sorted(cues, key=_ORDER.index):
         if cue == "kill" and "time" in cues:
             continue  # killed for a time limit: the time cue decides
-        reason, subject, weight = _reason_of(cue, subjects, lowered)
+        reason, subject, weight = _reason_of(cue, subjects, lowered, borrowed)
         if reason is Reason.UNKNOWN:
             continue
+        weight *= factor
         if not fatal:
             weight *= _RETRIED_FACTOR
-        return Reading(reason, weight, cue, subject, fatal)
+        return CueReading(reason, weight, cue, subject, fatal)
     return None
 
 
@@ -536,7 +672,7 @@ def read_line(line: str) -> Reading | None:
 _ROWS: dict[tuple[Reason, str, str | None], Pattern] = {}
 
 
-def row_for(reading: Reading) -> Pattern:
+def row_for(reading: CueReading) -> Pattern:
     key = (reading.reason, reading.cue, reading.subject)
     row = _ROWS.get(key)
     if row is None:
@@ -553,16 +689,41 @@ def row_for(reading: Reading) -> Pattern:
     return row
 
 
-# A gate over a whole text: the union of every cue family, so lines without any cue word
-# are never read one by one.
-_ANY_CUE = re.compile("|".join(f"(?:{regex.pattern})" for regex in _CUES.values()), re.MULTILINE)
+# A gate over a whole text, so lines without any cue word are never read one by one: the
+# literals each cue alternative cannot match without (read by .needles), found with
+# str.find; the few alternatives without such a literal are scanned as one regex.
+def _gate() -> tuple[tuple[str, ...], re.Pattern[str] | None]:
+    needles: set[str] = set()
+    rest: list[str] = []
+    for regex in _CUES.values():
+        for alternative in split_top(regex.pattern):
+            found = needles_of(alternative)
+            if found is None:
+                rest.append(alternative)
+            else:
+                needles.update(found)
+    scan = re.compile("|".join(rest), re.MULTILINE) if rest else None
+    return tuple(sorted(needles)), scan
 
 
-def lines_with_cues(lowered_text: str) -> Iterator[int]:
-    """Start offsets (in ``lowered_text``) of the lines holding at least one cue word."""
-    last = -1
-    for m in _ANY_CUE.finditer(lowered_text):
-        start = lowered_text.rfind("\n", 0, m.start()) + 1
-        if start != last:
-            last = start
-            yield start
+_NEEDLES, _UNGATED = _gate()
+
+
+def lines_with_cues(lowered_text: str) -> list[int]:
+    """Start offsets (in ``lowered_text``) of the lines that may hold a cue word (a
+    superset: each is confirmed by :func:`read_line`), in order."""
+    starts: set[int] = set()
+    text = lowered_text
+    for needle in _NEEDLES:
+        at = text.find(needle)
+        while at >= 0:
+            start = text.rfind("\n", 0, at) + 1
+            starts.add(start)
+            end = text.find("\n", at)
+            if end < 0:
+                break
+            at = text.find(needle, end + 1)
+    if _UNGATED is not None:
+        for m in _UNGATED.finditer(text):
+            starts.add(text.rfind("\n", 0, m.start()) + 1)
+    return sorted(starts)

@@ -259,7 +259,7 @@ _EARLIER_FLOOR = 0.6
 
 
 @dataclass(frozen=True)
-class Event:
+class JsonLine:
     """A JSON object printed on one line (or a whole text that is one JSON object)."""
 
     line: int
@@ -271,11 +271,20 @@ class Reading:
     """Everything read in one source: exact and cue matches in line order, JSON events."""
 
     matches: list[Match]
-    events: list[Event]
+    events: list[JsonLine]
 
 
-def _cue_match(line: str, line_no: int, source: str) -> Match | None:
-    reading = cues.read_line(line)
+# How many lines before a cue line lend it their subjects.
+_CONTEXT_LINES = 3
+
+
+def _context(tail: str, line_starts: list[int], index: int) -> str:
+    first = max(0, index - _CONTEXT_LINES)
+    return tail[line_starts[first] : line_starts[index]]
+
+
+def _cue_match(line: str, line_no: int, source: str, context: str = "") -> Match | None:
+    reading = cues.read_line(line, context)
     if reading is None:
         return None
     return Match(
@@ -295,7 +304,7 @@ def _cue_lines(tail: str, line_starts: list[int]) -> list[int]:
         return [
             i
             for i in range(len(line_starts))
-            if any(True for _ in cues.lines_with_cues(line_at(tail, line_starts, i).lower()))
+            if cues.lines_with_cues(line_at(tail, line_starts, i).lower())
         ]
     return [bisect.bisect_right(line_starts, at) - 1 for at in cues.lines_with_cues(lowered)]
 
@@ -308,18 +317,18 @@ def read_lines(text: str, source: str, table: Table = TABLE) -> Reading:
     tail, skipped = tail_of(text)
     starts = line_starts_of(tail)
     exact = table_matches(tail, starts, skipped, source, table)
-    events: list[Event] = []
+    events: list[JsonLine] = []
     whole = json_object(tail.strip()) if tail.lstrip().startswith("{") else None
     if whole is not None:
-        events.append(Event(skipped + 1, whole))
+        events.append(JsonLine(skipped + 1, whole))
     read: list[Match] = []
     for index in _cue_lines(tail, starts):
         if index in exact:
             continue
         line = line_at(tail, starts, index)
-        if line.lstrip().startswith("{") and whole is None:
+        if whole is None and json_object(line.strip()) is not None:
             continue  # read below, by its messages
-        m = _cue_match(line, skipped + index + 1, source)
+        m = _cue_match(line, skipped + index + 1, source, _context(tail, starts, index))
         if m is not None:
             read.append(m)
     if whole is None and "{" in tail:
@@ -330,7 +339,7 @@ def read_lines(text: str, source: str, table: Table = TABLE) -> Reading:
             data = json_object(line)
             if data is None:
                 continue
-            events.append(Event(skipped + index + 1, data))
+            events.append(JsonLine(skipped + index + 1, data))
             if index in exact:
                 continue
             for message in message_lines(data):

@@ -63,7 +63,7 @@ def _class_end(source: str, start: int) -> int:
     raise _Opaque("unbalanced class")
 
 
-def _split_top(source: str) -> list[str]:
+def split_top(source: str) -> list[str]:
     """``source`` cut at its top-level ``|``."""
     parts: list[str] = []
     depth = 0
@@ -192,7 +192,7 @@ def needles_of(source: str) -> tuple[str, ...] | None:
     True
     """
     try:
-        branches = _split_top(source)
+        branches = split_top(source)
         if len(branches) > 1:
             each = [needles_of(branch) for branch in branches]
             if any(b is None for b in each):

@@ -26,7 +26,7 @@ from pytest_orch_recovery.engine.model import Reason
 
 # The Anthropic error ``type`` -> HTTP status, per the API's documented error table
 # (https://docs.anthropic.com/en/api/errors).
-_ANTHROPIC_ERROR_STATUS: dict[str, int] = {
+ANTHROPIC_ERROR_STATUS: dict[str, int] = {
     "invalid_request_error": 400,
     "authentication_error": 401,
     "permission_error": 403,
@@ -81,7 +81,7 @@ def _anthropic_error_type(m: re.Match[str]) -> Extracted:
     status = m.groupdict().get("status")
     if status:
         return Extracted(api_status=int(status))
-    return Extracted(api_status=_ANTHROPIC_ERROR_STATUS.get(m.group("etype")))
+    return Extracted(api_status=ANTHROPIC_ERROR_STATUS.get(m.group("etype")))
 
 
 def _litellm_class(m: re.Match[str]) -> Extracted:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_orch_recovery.engine.model import Reason
+from pytest_orch_recovery.engine.patterns import ANTHROPIC_ERROR_STATUS
 
 # A JSON line longer than this is not parsed (a pasted file, not an event).
 MAX_EVENT_CHARS = 1 << 20
@@ -131,6 +132,12 @@ def event_facts(data: Mapping[str, Any]) -> list[Fact]:
             )
         )
     error = data.get("error")
+    if kind == "error" and isinstance(error, Mapping) and str(error.get("type")).endswith("_error"):
+        # The model API's error body ({"type": "error", "error": {"type": "..._error"}}).
+        etype = str(error.get("type"))
+        status = ANTHROPIC_ERROR_STATUS.get(etype)
+        facts.append(Fact(Reason.API_ERROR, 0.6, f"API error body: {etype}", api_status=status))
+        return facts
     if isinstance(error, Mapping) and ("response" in data or "stats" in data or kind == "result"):
         status = _status(error.get("code")) or _status(error.get("status"))
         message = _error_message(error) or str(error.get("type") or "error")

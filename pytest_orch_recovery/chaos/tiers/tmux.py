@@ -40,8 +40,8 @@ from pytest_orch_recovery.doubles.modeldouble.faults import ApiFaultKind, ApiFau
 from pytest_orch_recovery.doubles.modeldouble.plan import Step, TaskPlan, default_content
 from pytest_orch_recovery.doubles.sandbox import Sandbox, default_base_dir
 from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig, Phase
-from pytest_orch_recovery.engine.model import Event, EventKind, ExitInfo, Reason, Task
 from pytest_orch_recovery.engine.matcher import match_lines
+from pytest_orch_recovery.engine.model import Event, EventKind, ExitInfo, Reason, Task
 from pytest_orch_recovery.engine.policy import Policy, PolicySettings
 from pytest_orch_recovery.engine.ports import LaunchSpec
 from pytest_orch_recovery.fleet.steps import remove_finished_workspaces

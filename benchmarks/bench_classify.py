@@ -24,19 +24,24 @@ Run: ``python benchmarks/bench_classify.py [--repeat N]``.
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
 import re
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pytest_orch_recovery.engine import matcher, patterns
 from pytest_orch_recovery.engine.classify import LogText, Observation, classify
-from pytest_orch_recovery.report import attribution_eval
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "corpus" / "attribution.jsonl"
 _PLAIN = re.compile(r"error|fail|denied", re.IGNORECASE)
+BIG_LOG = 16 * 1024 * 1024
 
 
 # The machine is shared: wall-clock rates swing with other processes' load. The figures are
@@ -63,11 +68,15 @@ def _classify_rows(texts: list[str]) -> None:
 
 
 def _match_rows(texts: list[str]) -> None:
+    from pytest_orch_recovery.engine import matcher
+
     for text in texts:
         matcher.match_lines(text, "log")
 
 
 def _unfiltered_match_rows(texts: list[str]) -> None:
+    from pytest_orch_recovery.engine import matcher
+
     rows = matcher.TABLE.rows
     unfiltered = matcher.Table(rows, tuple(range(len(rows))), {}, (), (None,) * len(rows))
     for text in texts:
@@ -84,9 +93,90 @@ def _plain_re_rows(texts: list[str]) -> None:
         _PLAIN.search(text)
 
 
-def bench(repeat: int) -> dict[str, Any]:
+def classifier_rates(repeat: int) -> dict[str, float]:
+    """Rows/s one row per attempt, lines/s on the joined corpus, seconds for a 16 MiB log:
+    measured with whatever ``classify`` this process imports (the baseline's subprocess
+    imports the revision under comparison)."""
+    texts = _corpus_texts()
+    rows = len(texts)
+    lines = sum(text.count("\n") + 1 for text in texts)
+    log = "\n".join(texts)
+    big = ((log + "\n") * (BIG_LOG // (len(log) + 1) + 1))[-BIG_LOG:]
+
+    def whole_log() -> None:
+        classify(Observation(logs=(LogText("log", log),)))
+
+    def big_log() -> None:
+        classify(Observation(logs=(LogText("log", big),)))
+
+    return {
+        "rows_per_second": _rate(rows, lambda: _classify_rows(texts), repeat),
+        "lines_per_second": _rate(lines, whole_log, repeat * 5),
+        "mb_per_second": _rate(len(log.encode()) / 1e6, whole_log, repeat * 5),
+        "big_log_seconds": 1 / _rate(1, big_log, repeat),
+    }
+
+
+def _corpus_texts() -> list[str]:
+    raw = [line for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [json.loads(line)["text"] for line in raw]
+
+
+def baseline_rates(revision: str, repeat: int) -> dict[str, float]:
+    """:func:`classifier_rates` of the package as it was at ``revision``, in a subprocess
+    importing that revision's tree (git archive into a temporary directory)."""
+    root = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", "--format=tar", revision, "pytest_orch_recovery"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    with tempfile.TemporaryDirectory(prefix="bench-classify-") as tmp:
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(tmp, filter="data")
+        env = {**os.environ, "PYTHONPATH": tmp}
+        out = subprocess.run(
+            [sys.executable, __file__, "--rates-only", "--repeat", str(repeat)],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp,
+        ).stdout
+    rates: dict[str, float] = json.loads(out)
+    return rates
+
+
+def default_baseline() -> str:
+    """The revision before the cause model: the parent of the commit that added
+    engine/matcher.py (the phrase-book classifier)."""
+    root = Path(__file__).resolve().parent.parent
+    added = subprocess.run(
+        [
+            "git",
+            "-C",
+            str(root),
+            "log",
+            "--diff-filter=A",
+            "--format=%H",
+            "--",
+            "pytest_orch_recovery/engine/matcher.py",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    return f"{added[-1]}^" if added else "HEAD"
+
+
+def bench(repeat: int, baseline: str) -> dict[str, Any]:
+    from pytest_orch_recovery.engine import patterns
+    from pytest_orch_recovery.report import attribution_eval
+
     raw = [line for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
     texts = [json.loads(line)["text"] for line in raw]
+    before = baseline_rates(baseline, repeat)
+    now = classifier_rates(repeat)
     rows = len(texts)
     lines = sum(text.count("\n") + 1 for text in texts)
     log = "\n".join(texts)
@@ -101,13 +191,6 @@ def bench(repeat: int) -> dict[str, Any]:
 
     as_log = _rate(lines, whole_log, repeat * 5)
     as_log_wall = _rate(lines, whole_log, repeat * 5, time.perf_counter)
-    big = (log + "\n") * (16 * 1024 * 1024 // (len(log) + 1) + 1)
-    big = big[-16 * 1024 * 1024 :]
-
-    def big_log() -> None:
-        classify(Observation(logs=(LogText("log", big),)))
-
-    big_per_second = _rate(1, big_log, repeat)
     corpus_rows = attribution_eval.load_corpus(CORPUS)
     loo = attribution_eval.score(corpus_rows, attribution_eval.leave_one_tool_out(corpus_rows))
     table = _rate(rows, lambda: _match_rows(texts), repeat)
@@ -132,12 +215,16 @@ def bench(repeat: int) -> dict[str, Any]:
             "prefilter_speedup": round(table / table_unfiltered, 2),
             "baseline_plain_re_rows_per_second": round(plain_rate),
         },
-        "big_log": {
-            "mib": 16,
-            "seconds": round(1 / big_per_second, 4),
-            "mb_per_second": round(16 * big_per_second, 1),
+        "against_baseline": {
+            "baseline": baseline,
+            "now": {k: round(v, 4) for k, v in now.items()},
+            "before": {k: round(v, 4) for k, v in before.items()},
+            "ratio_rows_per_second": round(now["rows_per_second"] / before["rows_per_second"], 3),
+            "ratio_lines_per_second": round(
+                now["lines_per_second"] / before["lines_per_second"], 3
+            ),
         },
-        "log_mb_per_second": round(as_log * len(log.encode()) / lines / 1e6, 3),
+        "big_log_16_mib_seconds": round(now["big_log_seconds"], 4),
         "leave_one_tool_out": loo.to_json(),
         "repeat": repeat,
         "note": "per second of CPU time (process_time), best of `repeat` runs; *_wall_clock "
@@ -148,8 +235,22 @@ def bench(repeat: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per figure (best kept)")
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="git revision whose classifier is measured in the same run for the ratios "
+        "(default: the parent of the commit that added engine/matcher.py)",
+    )
+    parser.add_argument(
+        "--rates-only",
+        action="store_true",
+        help="print only the classifier's rates (how the baseline's subprocess is run)",
+    )
     args = parser.parse_args()
-    print(json.dumps(bench(args.repeat), indent=2))
+    if args.rates_only:
+        print(json.dumps(classifier_rates(args.repeat)))
+        return
+    print(json.dumps(bench(args.repeat, args.baseline or default_baseline()), indent=2))
 
 
 if __name__ == "__main__":

@@ -23,10 +23,11 @@ what stopped the run. Every reading names its cue and subject, and the line it r
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pytest_orch_recovery.engine.model import Reason
-from pytest_orch_recovery.engine.needles import needles_of, split_top
+from pytest_orch_recovery.engine.needles import group_end, split_top
 from pytest_orch_recovery.engine.patterns import Pattern
 
 
@@ -229,7 +230,7 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bassert(?:ion)? failed\b",
         r"\bexpected\b.{0,80}\b(?:got|but (?:was|got|received)|received|actual|to (?:be|equal))\b",
         r"\bnot ok \d",
-        r"[\u2717\u2715\u2716\u00d7]",  # the crosses runners print by a failed test
+        r"\u2717|\u2715|\u2716|\u00d7",  # the crosses runners print by a failed test
     ),
     "error": _words(
         r"\berror\b",
@@ -514,8 +515,116 @@ _GENERIC = 0.25  # only an error word, read through its subject
 _RETRIED_FACTOR = 0.4
 
 
+# ---- reading a line fast: alternatives indexed by the start of the word they begin with
+
+# Most lexicon alternatives begin with a word boundary and a literal (``\bdenied\b``,
+# ``\bthrottl``): they can only match where a word of the line starts with that literal.
+# Each is filed under the literal's first (up to) three characters, and a line only tries
+# the alternatives filed under the starts of its own words. The rest (anchored at the line
+# start, or beginning with a group) are few and tried on every line.
+_LEAD = re.compile(r"((?:[\w@ ]|\\[-.@/ ])+)")
+_QUANTIFIED = re.compile(r"[?*{]")
+_TOKEN = re.compile(r"\w+")
+_WORD_START = re.compile(r"\w+")
+_PREFIX = 3
+
+
+def _unwrap(alternative: str) -> str:
+    """``(?:x)`` -> ``x`` when the group spans the whole alternative."""
+    while alternative.startswith("(?:") and group_end(alternative, 0) == len(alternative):
+        alternative = alternative[3:-1]
+    return alternative
+
+
+def _literal_start(text: str) -> str | None:
+    """The first three characters of the word every match of ``text`` starts with (the
+    whole word when it is shorter and provably ends there), or None."""
+    m = _LEAD.match(text)
+    if m is None:
+        return None
+    literal = m.group(1).replace("\\", "")
+    rest = text[m.end() :]
+    if rest and _QUANTIFIED.match(rest):
+        literal, rest = literal[:-1], "?"  # the last character is optional
+    word = _WORD_START.match(literal)
+    lead = word.group() if word else ""
+    if len(lead) >= _PREFIX:
+        return lead[:_PREFIX]
+    if lead and (len(lead) < len(literal) or rest.startswith("\\b")):
+        return lead  # the word ends here: a token equal to it
+    return None
+
+
+def _leads(alternative: str) -> list[str] | None:
+    """The word starts one of which every match of ``alternative`` begins a word with
+    (``\\bdenied`` -> ["den"], ``\\b(?:push|pull)`` -> ["pus", "pul"]), or None."""
+    if not alternative.startswith("\\b"):
+        return None
+    rest = alternative[2:]
+    if rest.startswith("(?:"):
+        end = group_end(rest, 0)
+        if end < len(rest) and _QUANTIFIED.match(rest[end]):
+            return None  # an optional group: the word may start with what follows
+        leads = [_literal_start(branch) for branch in split_top(rest[3 : end - 1])]
+        return None if any(lead is None for lead in leads) else [x for x in leads if x]
+    lead = _literal_start(rest)
+    return None if lead is None else [lead]
+
+
+@dataclass(frozen=True)
+class _Index:
+    """Lexicon families split into alternatives, filed by the word start they need."""
+
+    by_lead: dict[str, tuple[tuple[str, re.Pattern[str]], ...]]
+    always: tuple[tuple[str, re.Pattern[str]], ...]
+    order: tuple[str, ...]
+
+    @classmethod
+    def of(cls, families: dict[str, re.Pattern[str]]) -> _Index:
+        # lead -> family -> its alternatives filed there; unfiled family -> alternatives
+        filed: dict[str, dict[str, list[str]]] = {}
+        unfiled: dict[str, list[str]] = {}
+        for name, regex in families.items():
+            for alternative in split_top(regex.pattern):
+                alternative = _unwrap(alternative)
+                leads = _leads(alternative)
+                if leads is None:
+                    unfiled.setdefault(name, []).append(alternative)
+                for lead in leads or ():
+                    filed.setdefault(lead, {}).setdefault(name, []).append(alternative)
+
+        def union(alternatives: list[str]) -> re.Pattern[str]:
+            return re.compile("|".join(f"(?:{a})" for a in alternatives), re.MULTILINE)
+
+        return cls(
+            {
+                lead: tuple((name, union(alts)) for name, alts in by_family.items())
+                for lead, by_family in filed.items()
+            },
+            tuple((name, union(alts)) for name, alts in unfiled.items()),
+            tuple(families),
+        )
+
+    def present(self, lowered: str) -> list[str]:
+        """The families with an alternative that matches ``lowered``, in family order."""
+        starts = {token[:_PREFIX] for token in _TOKEN.findall(lowered)}
+        found: set[str] = set()
+        for lead in starts:
+            for name, regex in self.by_lead.get(lead, ()):
+                if name not in found and regex.search(lowered):
+                    found.add(name)
+        for name, regex in self.always:
+            if name not in found and regex.search(lowered):
+                found.add(name)
+        return [name for name in self.order if name in found]
+
+
+_CUE_INDEX = _Index.of(_CUES)
+_SUBJECT_INDEX = _Index.of(_SUBJECTS)
+
+
 def _subjects(lowered: str) -> set[str]:
-    found = {name for name, regex in _SUBJECTS.items() if regex.search(lowered)}
+    found = set(_SUBJECT_INDEX.present(lowered))
     if "github_weak" in found and "provider" not in found:
         found.add("github")
     if "tests_weak" in found and not found & {"github", "git_strong"}:
@@ -524,7 +633,7 @@ def _subjects(lowered: str) -> set[str]:
 
 
 def _cues(lowered: str) -> list[str]:
-    return [name for name, regex in _CUES.items() if regex.search(lowered)]
+    return _CUE_INDEX.present(lowered)
 
 
 def _reason_of(
@@ -634,9 +743,9 @@ _ORDER = (
 _BORROWED = 0.8
 
 
-def read_line(line: str, context: str = "") -> CueReading | None:
-    """The cause model's reading of one line, or None when it says nothing. ``context``:
-    the few lines before it, whose subjects a line without one of its own borrows."""
+def read_line(line: str, context: Callable[[], str] | None = None) -> CueReading | None:
+    """The cause model's reading of one line, or None when it says nothing. ``context``
+    gives the few lines before it, whose subjects a line without one of its own borrows."""
     lowered = line.lower()
     cues = _cues(lowered)
     if not cues:
@@ -650,8 +759,8 @@ def read_line(line: str, context: str = "") -> CueReading | None:
         subjects.add("tests")
     factor = 1.0
     borrowed = False
-    if not subjects and context:
-        subjects = _subjects(context.lower())
+    if not subjects and context is not None:
+        subjects = _subjects(context().lower())
         factor, borrowed = _BORROWED, bool(subjects)
     fatal = not _RETRIED.search(lowered)
     for cue in sorted(cues, key=_ORDER.index):
@@ -687,43 +796,3 @@ def row_for(reading: CueReading) -> Pattern:
         )
         _ROWS[key] = row
     return row
-
-
-# A gate over a whole text, so lines without any cue word are never read one by one: the
-# literals each cue alternative cannot match without (read by .needles), found with
-# str.find; the few alternatives without such a literal are scanned as one regex.
-def _gate() -> tuple[tuple[str, ...], re.Pattern[str] | None]:
-    needles: set[str] = set()
-    rest: list[str] = []
-    for regex in _CUES.values():
-        for alternative in split_top(regex.pattern):
-            found = needles_of(alternative)
-            if found is None:
-                rest.append(alternative)
-            else:
-                needles.update(found)
-    scan = re.compile("|".join(rest), re.MULTILINE) if rest else None
-    return tuple(sorted(needles)), scan
-
-
-_NEEDLES, _UNGATED = _gate()
-
-
-def lines_with_cues(lowered_text: str) -> list[int]:
-    """Start offsets (in ``lowered_text``) of the lines that may hold a cue word (a
-    superset: each is confirmed by :func:`read_line`), in order."""
-    starts: set[int] = set()
-    text = lowered_text
-    for needle in _NEEDLES:
-        at = text.find(needle)
-        while at >= 0:
-            start = text.rfind("\n", 0, at) + 1
-            starts.add(start)
-            end = text.find("\n", at)
-            if end < 0:
-                break
-            at = text.find(needle, end + 1)
-    if _UNGATED is not None:
-        for m in _UNGATED.finditer(text):
-            starts.add(text.rfind("\n", 0, m.start()) + 1)
-    return sorted(starts)

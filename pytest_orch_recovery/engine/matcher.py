@@ -14,9 +14,10 @@ line, ``API Error: 529 ...``, rather than ``{"type":"result",...``.
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from pytest_orch_recovery.engine import cues
@@ -62,6 +63,7 @@ class Match:
 
 _WORD = re.compile(r"\w+")
 _NEWLINE = re.compile("\n")
+_JSON_LINE = re.compile(r"^[ \t]*\{", re.MULTILINE)
 
 
 def _interior_word(needle: str) -> str | None:
@@ -283,30 +285,15 @@ def _context(tail: str, line_starts: list[int], index: int) -> str:
     return tail[line_starts[first] : line_starts[index]]
 
 
-def _cue_match(line: str, line_no: int, source: str, context: str = "") -> Match | None:
-    reading = cues.read_line(line, context)
-    if reading is None:
-        return None
-    return Match(
-        pattern=cues.row_for(reading),
-        source=source,
-        line=line_no,
-        text=line.strip()[:QUOTE_CHARS],
-        weight=reading.weight,
-        exact=False,
-        fatal=reading.fatal,
-    )
+def _above(tail: str, starts: list[int], index: int) -> str:
+    """The few lines just above line ``index``: what a line without a subject borrows."""
+    return tail[starts[max(0, index - _CONTEXT_LINES)] : starts[index]]
 
 
-def _cue_lines(tail: str, line_starts: list[int]) -> list[int]:
-    lowered = tail.lower()
-    if len(lowered) != len(tail):  # a character whose lower case is longer: go by line
-        return [
-            i
-            for i in range(len(line_starts))
-            if cues.lines_with_cues(line_at(tail, line_starts, i).lower())
-        ]
-    return [bisect.bisect_right(line_starts, at) - 1 for at in cues.lines_with_cues(lowered)]
+# The cause model reads at most this many lines from the end of a source: the last lines
+# before the exit say why it ended, and an earlier line weighs little there anyway
+# (_EARLIER_FLOOR). The table still scans the whole tail.
+CUE_LINES = 128
 
 
 def read_lines(text: str, source: str, table: Table = TABLE) -> Reading:
@@ -321,39 +308,44 @@ def read_lines(text: str, source: str, table: Table = TABLE) -> Reading:
     whole = json_object(tail.strip()) if tail.lstrip().startswith("{") else None
     if whole is not None:
         events.append(JsonLine(skipped + 1, whole))
-    read: list[Match] = []
-    for index in _cue_lines(tail, starts):
+    read: list[tuple[int, str, cues.CueReading]] = []
+    for index in range(max(0, len(starts) - CUE_LINES), len(starts)):
         if index in exact:
             continue
         line = line_at(tail, starts, index)
         if whole is None and json_object(line.strip()) is not None:
             continue  # read below, by its messages
-        m = _cue_match(line, skipped + index + 1, source, _context(tail, starts, index))
-        if m is not None:
-            read.append(m)
+        above = functools.partial(_above, tail, starts, index)
+        reading = cues.read_line(line, above)
+        if reading is not None:
+            read.append((skipped + index + 1, line, reading))
     if whole is None and "{" in tail:
-        for index in range(len(starts)):
-            line = line_at(tail, starts, index).strip()
-            if not line.startswith("{"):
-                continue
-            data = json_object(line)
+        for brace in _JSON_LINE.finditer(tail):
+            index = bisect.bisect_right(starts, brace.start()) - 1
+            data = json_object(line_at(tail, starts, index).strip())
             if data is None:
                 continue
             events.append(JsonLine(skipped + index + 1, data))
             if index in exact:
                 continue
             for message in message_lines(data):
-                m = _cue_match(message, skipped + index + 1, source)
-                if m is not None:
-                    read.append(m)
+                reading = cues.read_line(message)
+                if reading is not None:
+                    read.append((skipped + index + 1, message, reading))
                     break
-    read.sort(key=lambda m: m.line)
-    count = len(read)
+    read.sort(key=lambda item: item[0])
+    last = len(read) - 1
     weighted = [
-        replace(
-            m, weight=(m.weight or 0.0) * max(_EARLIER_FLOOR, 1 - _EARLIER_STEP * (count - 1 - k))
+        Match(
+            pattern=cues.row_for(reading),
+            source=source,
+            line=line_no,
+            text=line.strip()[:QUOTE_CHARS],
+            weight=reading.weight * max(_EARLIER_FLOOR, 1 - _EARLIER_STEP * (last - k)),
+            exact=False,
+            fatal=reading.fatal,
         )
-        for k, m in enumerate(read)
+        for k, (line_no, line, reading) in enumerate(read)
     ]
     merged = sorted([*exact.values(), *weighted], key=lambda m: m.line)
     return Reading(merged, events)

@@ -24,7 +24,7 @@ class _Opaque(Exception):
     """A construct this reader does not follow: no needle from it."""
 
 
-def _group_end(source: str, start: int) -> int:
+def group_end(source: str, start: int) -> int:
     """Index just past the ``)`` closing the group that opens at ``source[start] == "("``."""
     depth = 0
     i = start
@@ -111,14 +111,14 @@ def _quantifier(source: str, i: int) -> tuple[int, int]:
     return low, i
 
 
-def _options(source: str) -> list[tuple[str, ...]]:
+def _options(source: str, min_len: int) -> list[tuple[str, ...]]:
     """Needle sets of one alternative-free sequence: each set is one necessary condition
     (one of its needles must occur)."""
     options: list[tuple[str, ...]] = []
     run: list[str] = []
 
     def flush() -> None:
-        if len(run) >= MIN_NEEDLE:
+        if len(run) >= min_len:
             options.append(("".join(run),))
         run.clear()
 
@@ -143,7 +143,7 @@ def _options(source: str) -> list[tuple[str, ...]]:
         elif char == "[":
             i = _class_end(source, i)
         elif char == "(":
-            end = _group_end(source, i)
+            end = group_end(source, i)
             inner = source[i + 1 : end - 1]
             low, i = _quantifier(source, end)
             flush()
@@ -155,7 +155,7 @@ def _options(source: str) -> list[tuple[str, ...]]:
                 inner = inner[2:]
             elif inner.startswith("?"):
                 raise _Opaque("group flags")
-            needed = needles_of(inner)
+            needed = needles_of(inner, min_len)
             if needed is not None:
                 options.append(needed)
             continue
@@ -181,8 +181,9 @@ def _options(source: str) -> list[tuple[str, ...]]:
     return options
 
 
-def needles_of(source: str) -> tuple[str, ...] | None:
+def needles_of(source: str, min_len: int = MIN_NEEDLE) -> tuple[str, ...] | None:
     """Substrings one of which occurs in every text the regex ``source`` matches, or None.
+    Each is at least ``min_len`` characters long (shorter ones reject too little).
 
     >>> needles_of(r"fatal: (?:not a git|bad) repo")
     ('fatal: ',)
@@ -194,11 +195,11 @@ def needles_of(source: str) -> tuple[str, ...] | None:
     try:
         branches = split_top(source)
         if len(branches) > 1:
-            each = [needles_of(branch) for branch in branches]
+            each = [needles_of(branch, min_len) for branch in branches]
             if any(b is None for b in each):
                 return None
             return tuple(dict.fromkeys(n for b in each if b for n in b))
-        options = _options(source)
+        options = _options(source, min_len)
     except _Opaque:
         return None
     if not options:

@@ -46,6 +46,9 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bbudget (?:of [^ ]+ )?(?:exceeded|exhausted|reached|spent)",
         r"\bran out of (?:turns|steps|iterations|budget)\b",
         r"\bmax(?:imum)? (?:\w+ )?(?:turns|iterations|steps|rounds)\b",
+        r"\bmax(?:imum)? number of (?:turns|messages|steps|iterations|rounds)\b",
+        r"\bcost (?:limit|budget|cap)\b",
+        r"\b(?:response|output|reply|completion) (?:was )?truncated\b",
         r"\boutput tokens? (?:maximum|max|limit|cap)\b",
         r"\bmax_tokens\b",
         r"\bmaximum output\b",
@@ -83,12 +86,14 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\btimeouts?\b",
         r"\bdeadline\b",
         r"\bstall(?:ed|ing|s)?\b",
-        r"\bno (?:output|activity|progress|response|new output) (?:for|in|after|within)\b",
+        r"\bno (?:output|activity|progress|response|new output|message)s? "
+        r"(?:for|in|after|within)\b",
+        r"\b(?:execution|run|wall[- ]clock) time (?:limit )?exceeded\b",
         r"\bno output\b",
         r"\binactiv(?:e|ity)\b",
         r"\bidle (?:for|timeout)\b",
         r"\bexceeded (?:the )?(?:maximum )?(?:execution |run ?)?time\b",
-        r"\btook (?:too long|longer than)\b",
+        r"\btook (?:too long|longer than|more than)\b",
         r"\btime ?limit\b",
         r"\bhung\b(?! up)",
         r"\bwatchdog\b",
@@ -183,6 +188,12 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\b(?:expired|revoked) (?:token|session|credentials?)\b",
         r"\b(?:validat|refresh)(?:e|ing) (?:the )?token\b",
         r"\bmissing (?:required )?scopes?\b",
+        r"\bneeds? the .{0,40}\bscopes?\b",
+        r"\bauth refresh\b",
+        r"\bnot authenticated\b",
+        r"\bplease sign in\b",
+        r"\bauthori[sz]ation (?:is )?required\b",
+        r"\bto authenticate\b",
     ),
     "server": _words(
         r"\binternal ?server ?error\b",
@@ -202,6 +213,9 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bcontext (?:window|length)\b",
         r"\bmaximum context\b",
         r"\btoo many tokens\b",
+        r"\bcontext .{0,40}\bexceeds?\b",
+        r"\btransient\b",
+        r"\binterrupted by (?:an? )?(?:api |server |network )?error\b",
     ),
     "interrupt": _words(
         r"\binterrupt(?:ed|ion|s)?\b",
@@ -245,6 +259,7 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\b(?:status|code|http|error)[: ]+[45]\d\d\b",
         r"\bconflicts?\b",
         r"\bno such\b",
+        r"\bnot possible\b",
         r"\balready exists\b",
         r"\bnot found\b",
         r"\bno commits between\b",
@@ -282,7 +297,6 @@ _SUBJECTS: dict[str, re.Pattern[str]] = {
     ),
     "git_strong": _words(
         r"\bgit\b",
-        r"^\s*(?:error: )?(?:fatal|hint): ",
         r"^\s*(?:error: )?remote: ",
         r"^\s*! \[",
         r"\brefs/",
@@ -299,6 +313,7 @@ _SUBJECTS: dict[str, re.Pattern[str]] = {
         r"\bhead detached\b",
         r"\b(?:push|pull|fetch|clone|rebase|merge|checkout|commit|cherry-pick|stash)\b",
         r"\bworktree\b",
+        r"\bunmerged\b",
         r"\bindex\.lock\b",
         r"\bupstream\b",
         r"\borigin\b",
@@ -424,12 +439,17 @@ _SUBJECTS: dict[str, re.Pattern[str]] = {
         r"\bpass(?:ed|ing)\b",
         r"\bskipped\b",
     ),
+    # Words of running things in general: the agent's tool use only when nothing names a
+    # provider ("Cloud Shell project was denied" is the provider's refusal).
+    "tool_weak": _words(
+        r"\bshell\b",
+        r"\b(?:read|run|execute|exec)\b",
+    ),
     "tool": _words(
         r"\btools?\b",
         r"\bbash\b",
-        r"\bshell\b",
         r"\bcommands?\b",
-        r"\b(?:edit|write|read|run|execute|exec)\b",
+        r"\b(?:edit|write)\b",
         r"\bmcp\b",
         r"\bapprov",
         r"\ballow(?:ed|list)?\b",
@@ -463,10 +483,20 @@ _SUBJECTS: dict[str, re.Pattern[str]] = {
         r"\bread-only\b",
         r"(?:^|[\s'\"`(])(?:/|~/|\./)[\w.-]",
     ),
-    "ci": _words(
+    # A CI system's own words: a cancellation it reports is the job's limit or a cancel.
+    "ci_strong": _words(
         r"##\[error\]",
         # the .NET message GitHub's runner prints when it cancels a job (its timeout-minutes
         # or a cancel): the runner's own words, not an agent's interrupt
+        r"\bthe operation was canceled\b",
+        r"\brunner\b",
+        r"\bjob\b",
+        r"\bworkflow\b",
+        r"\bpipeline\b",
+        r"\bbuild was\b",
+    ),
+    "ci": _words(
+        r"##\[error\]",
         r"\bthe operation was canceled\b",
         r"\brunner\b",
         r"\bjob\b",
@@ -686,9 +716,11 @@ def _reason_of(
             return Reason.PERMISSION, ("tool" if "tool" in subjects else "file"), _AGREES
         if "provider" in subjects:
             return Reason.API_ERROR, "provider", _CUE_ALONE
+        if "tool_weak" in subjects:
+            return Reason.PERMISSION, "tool", _CUE_ALONE
         return Reason.PERMISSION, None, _CUE_ALONE
     if cue == "interrupt":
-        if "ci" in subjects and ("canceled" in lowered or "cancelled" in lowered):
+        if "ci_strong" in subjects and "user" not in lowered:
             # GitHub Actions' "The operation was canceled." ends a job its timeout-minutes
             # stopped (docs/attribution.md, boundary cases).
             return Reason.TIMEOUT, "ci", _CUE_ALONE
@@ -743,18 +775,36 @@ _ORDER = (
 _BORROWED = 0.8
 
 
+# Lines that report where an error happened, not what it was: stack frames (JS, V8
+# native, gdb, Python), and the shell's bare "Aborted" for a SIGABRT.
+_NOT_A_CAUSE = re.compile(
+    r"^\s*(?:at \S.*(?:\(.*\)|:\d+:\d+)\s*$|\d+: (?:0x)?[0-9a-f]{6,}\b|#\d+ +0x|"
+    r"File \".+\", line \d+|aborted(?: \(core dumped\))?\s*$)",
+    re.IGNORECASE,
+)
+# git's own prefixes, in git's own (lower) case: "FATAL:" from Jenkins is not git.
+_GIT_PREFIX = re.compile(r"^\s*(?:error: )?(?:fatal|hint): ")
+_BY_ERROR = re.compile(r"\binterrupted by (?:an? )?(?:api |server |network )?error\b")
+
+
 def read_line(line: str, context: Callable[[], str] | None = None) -> CueReading | None:
     """The cause model's reading of one line, or None when it says nothing. ``context``
     gives the few lines before it, whose subjects a line without one of its own borrows."""
+    if _NOT_A_CAUSE.match(line):
+        return None
     lowered = line.lower()
     cues = _cues(lowered)
     if not cues:
         return None
+    if "server" in cues and _BY_ERROR.search(lowered):
+        cues = [c for c in cues if c != "interrupt"]
     if "tests" in cues and _NOTHING_FAILED.search(lowered) and not _NONZERO_FAILED.search(lowered):
         cues = [c for c in cues if c not in ("tests", "error")]
         if not cues:
             return None
     subjects = _subjects(lowered)
+    if _GIT_PREFIX.match(line):
+        subjects.add("git_strong")
     if _RUNNER_VERDICT.search(lowered):
         subjects.add("tests")
     factor = 1.0

@@ -48,6 +48,8 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bmax(?:imum)? (?:\w+ )?(?:turns|iterations|steps|rounds)\b",
         r"\bmax(?:imum)? number of (?:turns|messages|steps|iterations|rounds)\b",
         r"\bcost (?:limit|budget|cap)\b",
+        r"\brequest[_ ]limit\b",
+        r"\busagelimitexceeded\b",
         r"\b(?:response|output|reply|completion) (?:was )?truncated\b",
         r"\boutput tokens? (?:maximum|max|limit|cap)\b",
         r"\bmax_tokens\b",
@@ -72,6 +74,9 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bexit (?:code|status)[: ]+137\b",
         r"\bsignal[: ]+(?:9|killed)\b",
         r"\bno space left\b",
+        r"\boom_reaper\b",
+        r"\breaped process\b",
+        r"\b(?:memory )?allocation (?:of \d+ bytes )?failed\b",
         r"\benospc\b",
         r"\btoo many open files\b",
         r"\bemfile\b",
@@ -121,6 +126,9 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bhit (?:your|the) (?:\w+ )?limit\b",
         r"\bout of (?:credits|tokens)\b",
         r"\btry again (?:later|in \d)",
+        r"\bhigh demand\b",
+        r"\bupgrade to\b",
+        r"\bsubscription\b",
         r"\binsufficient[_ ](?:quota|balance|funds|credits)\b",
     ),
     "deny": _words(
@@ -156,6 +164,8 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bdenials?\b",
         r"\bprohibit",
         r"\bnot accessible\b",
+        r"\bhas been disabled\b",
+        r"\bhas disabled\b",
         r"\b(?:haven't|have not|not|never) (?:been )?granted\b",
         r"\btrust (?:is )?required\b",
         r"--trust\b",
@@ -190,6 +200,7 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bmissing (?:required )?scopes?\b",
         r"\bneeds? the .{0,40}\bscopes?\b",
         r"\bauth refresh\b",
+        r"\boauth token\b",
         r"\bnot authenticated\b",
         r"\bplease sign in\b",
         r"\bauthori[sz]ation (?:is )?required\b",
@@ -215,6 +226,7 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\btoo many tokens\b",
         r"\bcontext .{0,40}\bexceeds?\b",
         r"\btransient\b",
+        r"\bdeadline_exceeded\b",
         r"\binterrupted by (?:an? )?(?:api |server |network )?error\b",
     ),
     "interrupt": _words(
@@ -260,6 +272,8 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bconflicts?\b",
         r"\bno such\b",
         r"\bnot possible\b",
+        r"\bnot available\b",
+        r"\bno \w+(?: \w+)? found\b",
         r"\balready exists\b",
         r"\bnot found\b",
         r"\bno commits between\b",
@@ -313,6 +327,7 @@ _SUBJECTS: dict[str, re.Pattern[str]] = {
         r"\bhead detached\b",
         r"\b(?:push|pull|fetch|clone|rebase|merge|checkout|commit|cherry-pick|stash)\b",
         r"\bworktree\b",
+        r"\bremote\b",
         r"\bunmerged\b",
         r"\bindex\.lock\b",
         r"\bupstream\b",
@@ -379,6 +394,7 @@ _SUBJECTS: dict[str, re.Pattern[str]] = {
         r"\bchat\b",
         r"\bmessages\b",
         r"\brequest[_ ]?id\b",
+        r"\brequests? (?:has |have )?timed out\b",
         r"\b(?:overloaded|rate_limit|api|invalid_request|authentication|permission)_error\b",
         r"\bserver_error\b",
         r"\bupstream\b",
@@ -701,7 +717,7 @@ def _reason_of(
             return Reason.GITHUB_ERROR, "github", _AGREES
         return Reason.API_ERROR, ("provider" if "provider" in subjects else None), _AGREES
     if cue in ("auth", "server"):
-        if gitish:
+        if subjects & {"ssh", "git_strong"} or (gitish and "provider" not in subjects):
             return Reason.GIT_ERROR, "git", _CUE_ALONE
         if github:
             return Reason.GITHUB_ERROR, "github", _AGREES
@@ -784,6 +800,7 @@ _NOT_A_CAUSE = re.compile(
 )
 # git's own prefixes, in git's own (lower) case: "FATAL:" from Jenkins is not git.
 _GIT_PREFIX = re.compile(r"^\s*(?:error: )?(?:fatal|hint): ")
+_API_DEADLINE = re.compile(r"\b(?:504|deadline_exceeded|gateway time-?out)\b")
 _BY_ERROR = re.compile(r"\binterrupted by (?:an? )?(?:api |server |network )?error\b")
 
 
@@ -813,6 +830,12 @@ def read_line(line: str, context: Callable[[], str] | None = None) -> CueReading
         subjects = _subjects(context().lower())
         factor, borrowed = _BORROWED, bool(subjects)
     fatal = not _RETRIED.search(lowered)
+    if _API_DEADLINE.search(lowered):
+        cues = ["server"]  # a gateway's or the API's own deadline status: the API failed
+    if "kill" in cues and "time" not in cues and context is not None:
+        if "time" in _cues(context().lower()):
+            # "State 'stop-sigterm' timed out." then "Killing process ...": the limit's kill
+            cues = ["time" if c == "kill" else c for c in cues]
     for cue in sorted(cues, key=_ORDER.index):
         if cue == "kill" and "time" in cues:
             continue  # killed for a time limit: the time cue decides

@@ -832,10 +832,14 @@ def read_line(line: str, context: Callable[[], str] | None = None) -> CueReading
     fatal = not _RETRIED.search(lowered)
     if _API_DEADLINE.search(lowered):
         cues = ["server"]  # a gateway's or the API's own deadline status: the API failed
-    if "kill" in cues and "time" not in cues and context is not None:
-        if "time" in _cues(context().lower()):
-            # "State 'stop-sigterm' timed out." then "Killing process ...": the limit's kill
-            cues = ["time" if c == "kill" else c for c in cues]
+    # "State 'stop-sigterm' timed out." then "Killing process ...": the limit's kill.
+    if (
+        "kill" in cues
+        and "time" not in cues
+        and context is not None
+        and "time" in _cues(context().lower())
+    ):
+        cues = ["time" if c == "kill" else c for c in cues]
     for cue in sorted(cues, key=_ORDER.index):
         if cue == "kill" and "time" in cues:
             continue  # killed for a time limit: the time cue decides

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
+
+import pytest
 
 from pytest_orch_recovery.chaos.faults import FaultSpec, FaultStatus, Trigger
 from pytest_orch_recovery.chaos.tiers.sim import SimOutcome, simulate
-from pytest_orch_recovery.engine.coordinator import Phase
-from pytest_orch_recovery.engine.model import EventKind, Reason, Task, WorkKind
+from pytest_orch_recovery.engine.events import EventKind
+from pytest_orch_recovery.engine.model import Phase, Reason, Task, WorkKind
 from pytest_orch_recovery.report.metrics import compute
 
 FAKE3 = Task("task-5030", "Create /fake3 command", ("fake3.md",))
 FOUR = Task("t-four", "Add four modules", ("a.py", "b.py", "c.py", "d.py"))
 
 
-def _kinds(out: SimOutcome, kind: EventKind, task: str | None = None) -> list[dict]:
+def _kinds(out: SimOutcome, kind: EventKind, task: str | None = None) -> list[dict[str, Any]]:
     return [
-        dict(e.data) for e in out.events if e.kind is kind and (task is None or e.task_id == task)
+        dict(e.payload.to_json())
+        for e in out.events
+        if e.kind is kind and (task is None or e.task_id == task)
     ]
 
 
@@ -248,7 +253,9 @@ def test_coordinator_crash_right_after_an_operator_release_finishes_the_release(
     assert out.outcomes == clean.outcomes == {t.task_id: Phase.SUCCEEDED for t in tasks}
 
 
-def test_a_workspace_nobody_cleaned_is_counted_as_an_orphan(monkeypatch) -> None:
+def test_a_workspace_nobody_cleaned_is_counted_as_an_orphan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from pytest_orch_recovery.chaos.tiers.simruntime import SimRuntime
 
     monkeypatch.setattr(SimRuntime, "cleanup", lambda self, agent: None)

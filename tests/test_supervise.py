@@ -29,7 +29,8 @@ from pytest_orch_recovery.chaos.tiers.sim import simulate
 from pytest_orch_recovery.doubles.forge import Forge, install_gh_shim
 from pytest_orch_recovery.doubles.modeldouble import ModelDouble, Plan, plan_for_task
 from pytest_orch_recovery.doubles.modeldouble.faults import ApiFaultKind, ApiFaultSpec
-from pytest_orch_recovery.engine.model import EventKind, Task
+from pytest_orch_recovery.engine.events import EventKind
+from pytest_orch_recovery.engine.model import Task
 from pytest_orch_recovery.infra.agents import claude_code_missing
 from pytest_orch_recovery.infra.git import create_repo_with_origin, remote_sha
 from pytest_orch_recovery.runtime.server import kill_tmux_server
@@ -119,10 +120,10 @@ class Fleet:
 class Supervisor:
     """``orch-recovery supervise`` as a child process; its log lines arrive on a queue."""
 
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: Fleet, *options: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pytest_orch_recovery", "supervise", "--config",
-             str(fleet.config)],
+             str(fleet.config), *options],
             cwd=fleet.root, env=fleet.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
@@ -143,17 +144,17 @@ class Supervisor:
                 return line
         while True:
             try:
-                line = self.lines.get(timeout=_BOUND)
+                got = self.lines.get(timeout=_BOUND)
             except queue.Empty:
                 pytest.fail(f"no {words} in {_BOUND:.0f} s; log:\n" + "\n".join(self.seen))
-            if line is None:
+            if got is None:
                 pytest.fail(
                     f"supervisor exited {self.proc.wait()} before {words}; log:\n"
                     + "\n".join(self.seen)
                 )
-            self.seen.append(line)
-            if all(w in line for w in words):
-                return line
+            self.seen.append(got)
+            if all(w in got for w in words):
+                return got
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         self.proc.send_signal(sig)
@@ -465,6 +466,22 @@ def _bad(fleet: Fleet, text: str) -> str:
             "bad.toml:2: branch_pattern: must contain {agent}",
         ),
         (
+            'repository = "project/repo"\nbase = "--output=pwned"\n',
+            "bad.toml:2: base: base '--output=pwned' must not start with '-'",
+        ),
+        (
+            'repository = "project/repo"\nbase = "no-such-branch"\n',
+            "bad.toml:2: base: 'no-such-branch' names no branch or commit",
+        ),
+        (
+            'repository = "project/repo"\nbranch_pattern = "-{agent}"\n',
+            "bad.toml:2: branch_pattern: branch '-a' must not start with '-'",
+        ),
+        (
+            'repository = "project/repo"\nbranch_pattern = "{agent}..x"\n',
+            "bad.toml:2: branch_pattern: branch 'a..x' must not hold '..'",
+        ),
+        (
             'repository = "project/repo"\nagent = "sim"\n[policy]\nbackoff_cap = -1\n',
             "bad.toml:4: policy.backoff_cap:",
         ),
@@ -507,3 +524,72 @@ def test_supervised_real_claude_code_recovers_from_sigint(fleet: Fleet) -> None:
     assert _reasons(fleet, "t-sigint") == ["sigint"]
     assert _pushed(fleet, "t-sigint")
     assert [pr.number for pr in fleet.forge.pull_requests()] == [1]
+
+
+def test_a_fleet_file_edit_reaches_the_next_submitted_task(fleet: Fleet) -> None:
+    # The permission flag left out, then put back while the supervisor runs: the next task
+    # submitted is launched with it, without a restart or a release.
+    fleet.write_config(skip_permissions=False)
+    supervisor = Supervisor(fleet)
+    try:
+        supervisor.wait_for("supervising")
+        fleet.write_config(skip_permissions=True)
+        fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(PERM_TASK))
+        supervisor.wait_for("agent configuration reloaded")
+        supervisor.wait_for("task_succeeded", "t-perm")
+    finally:
+        assert supervisor.stop() == 0
+    assert _reasons(fleet, "t-perm") == []
+    assert fleet.events("task_succeeded", "t-perm")[0]["data"]["first_try"] is True
+
+
+def test_the_server_of_a_killed_supervisor_is_reaped(fleet: Fleet) -> None:
+    from pytest_orch_recovery.runtime.server import tmux_server_running
+
+    first = Supervisor(fleet)
+    first.wait_for("supervising")
+    assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert tmux_server_running(fleet.socket)  # running on, with no session
+    # The operator's command removes it ...
+    proc = fleet.cli("reap", "--config", "fleet.toml")
+    assert "removed the empty tmux server" in proc.stdout
+    assert not tmux_server_running(fleet.socket)
+    assert "no tmux server runs" in fleet.cli("reap", "--config", "fleet.toml").stdout
+    # ... and so does the next supervisor, whose own stop leaves none behind either.
+    second = Supervisor(fleet)
+    second.wait_for("supervising")
+    assert second.stop(signal.SIGKILL) == -signal.SIGKILL
+    third = Supervisor(fleet)
+    try:
+        third.wait_for("supervising")
+        refused = fleet.cli("reap", "--config", "fleet.toml", check=False)
+        assert refused.returncode == 2 and "a supervisor is running" in refused.stderr
+    finally:
+        assert third.stop() == 0
+    assert not tmux_server_running(fleet.socket)
+
+
+def test_supervise_with_tmux_tmpdir_set(fleet: Fleet, tmp_path: Path) -> None:
+    from pytest_orch_recovery.runtime.server import tmux_socket_path
+
+    sockets = Path("/tmp") / f"orch-tmpdir-{os.getpid()}"  # short: a socket path is <108 bytes
+    sockets.mkdir(exist_ok=True)
+    fleet.env["TMUX_TMPDIR"] = str(sockets)
+    supervisor = Supervisor(fleet)
+    try:
+        supervisor.wait_for("supervising")
+        fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(PR_TASK))
+        supervisor.wait_for("task_succeeded", "t-pr")
+        where = subprocess.run(
+            ["tmux", "-L", fleet.socket, "display-message", "-p", "#{socket_path}"],
+            env=fleet.env, capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        assert where == str(sockets / f"tmux-{os.getuid()}" / fleet.socket)
+    finally:
+        assert supervisor.stop() == 0
+        subprocess.run(
+            ["tmux", "-L", fleet.socket, "kill-server"], env=fleet.env, capture_output=True,
+            check=False,
+        )  # fmt: skip
+        subprocess.run(["rm", "-rf", str(sockets)], check=False)
+    assert not tmux_socket_path(fleet.socket).exists()  # nothing in the default place

@@ -36,8 +36,9 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from pytest_orch_recovery.infra.checkpoint_file import record_hook_input
-from pytest_orch_recovery.store import atomic
+from pytest_orch_recovery.engine.errors import InvalidState
+from pytest_orch_recovery.infra.checkpoint_file import MAX_HOOK_INPUT_CHARS, record_hook_input
+from pytest_orch_recovery.store import atomic, validation
 
 # One hook process runs per tool call of every agent: what only a firing fault, a usage error
 # or the type checker needs (typing, argparse, subprocess, infra.processes) is imported where
@@ -82,7 +83,7 @@ def foreground_group(context: Mapping[str, Any]) -> int:
     ).stdout.strip()
     pane = foreground_process_group(int(pane_pid))
     if pane is None:
-        raise RuntimeError(f"the agent's pane (pid {pane_pid}) has no foreground process group")
+        raise InvalidState(f"the agent's pane (pid {pane_pid}) has no foreground process group")
     return pane
 
 
@@ -332,7 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if plan is None:  # argparse's help and usage errors, and whatever else it accepts
         plan = build_parser().parse_args(args).plan
     try:
-        _run(plan, sys.stdin.read())
+        hook_input = validation.read_stream(sys.stdin, MAX_HOOK_INPUT_CHARS)
+        _run(plan, hook_input.decode("utf-8", errors="replace"))
     except Exception as exc:  # never break the agent by accident
         print(f"faulthook: {type(exc).__name__}: {exc}", file=sys.stderr)
     return 0

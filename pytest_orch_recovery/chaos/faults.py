@@ -24,7 +24,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_orch_recovery.engine.model import Event, EventKind, Reason
+from pytest_orch_recovery.engine.errors import InvalidValue
+from pytest_orch_recovery.engine.events import AttemptExited, Event
+from pytest_orch_recovery.engine.model import Reason
 
 TRIGGER_EVENTS = frozenset(
     {"start", "api_request", "tool_call", "file_written", "commit", "push", "open_pr", "test"}
@@ -80,6 +82,13 @@ _KINDS = (
         "api_request",
     ),
     FaultKind("api_server_error", Reason.API_ERROR, "HTTP 500 api_error replies", "api_request"),
+    FaultKind(
+        "usage_limit",
+        Reason.API_ERROR,
+        "the account's usage limit: every request of that agent type fails with the CLI's "
+        "limit text and reset time until the reset",
+        "api_request",
+    ),
     FaultKind(
         "api_stall", Reason.TIMEOUT, "the API accepts the request and never answers", "api_request"
     ),
@@ -150,7 +159,13 @@ HONOURED_EVENTS: Mapping[str, frozenset[str]] = {
     **{kind: _HOOK_EVENTS for kind in ("stall", "corrupt_checkpoint")},
     **{
         kind: frozenset({"api_request"})
-        for kind in ("api_overloaded", "api_rate_limit", "api_server_error", "api_stall")
+        for kind in (
+            "api_overloaded",
+            "api_rate_limit",
+            "api_server_error",
+            "api_stall",
+            "usage_limit",
+        )
     },
     "quit_early": frozenset({"tool_call"}),
     "permission_prompt": frozenset({"start", "tool_call"}),
@@ -169,12 +184,12 @@ class Trigger:
 
     def __post_init__(self) -> None:
         if self.event not in TRIGGER_EVENTS:
-            raise ValueError(
+            raise InvalidValue(
                 f"unknown trigger event {self.event!r}; expected one of "
                 + ", ".join(sorted(TRIGGER_EVENTS))
             )
         if self.n < 1:
-            raise ValueError(f"trigger count n must be >= 1, got {self.n}")
+            raise InvalidValue(f"trigger count n must be >= 1, got {self.n}")
 
     def describe(self) -> str:
         if self.path is not None:
@@ -195,7 +210,7 @@ class FaultSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in CATALOGUE:
-            raise ValueError(
+            raise InvalidValue(
                 f"unknown fault kind {self.kind!r}; known: " + ", ".join(sorted(CATALOGUE))
             )
 
@@ -265,9 +280,9 @@ class FaultLedger:
         for spec in faults:
             if spec.kind == "missing_permission_flag":
                 for event in events:
-                    if event.kind is not EventKind.ATTEMPT_EXITED:
+                    if not isinstance(event.payload, AttemptExited):
                         continue
-                    result = event.data.get("result")
+                    result = event.payload.result
                     denials = (
                         result.get("permission_denials") if isinstance(result, Mapping) else None
                     )

@@ -15,13 +15,14 @@ import os
 import sys
 from pathlib import Path
 
-from pytest_orch_recovery.engine.errors import UsageError
+from pytest_orch_recovery.engine.errors import InvalidValue, UsageError
 from pytest_orch_recovery.infra.argtypes import positive_int
 
 # The checkpoint as plain fields, not the engine's Checkpoint: this command runs after every
 # tool call of every agent, and the model with dataclasses is ~25 ms of its start-up.
 from pytest_orch_recovery.infra.checkpoint_file import (
     ENV_CHECKPOINT_DIR,
+    MAX_HOOK_INPUT_CHARS,
     CheckpointError,
     checkpoint_lock,
     checkpoint_path,
@@ -226,7 +227,8 @@ def _changed(
 
 def _run_from_hook(args: argparse.Namespace) -> int:
     try:
-        _apply_hook(args, sys.stdin.read())
+        hook_input = validation.read_stream(sys.stdin, MAX_HOOK_INPUT_CHARS)
+        _apply_hook(args, hook_input.decode("utf-8", errors="replace"))
     except Exception as exc:  # a hook must never break the agent; see the module docstring
         print(f"{_PROG}: hook input not recorded: {exc}", file=sys.stderr)
     return 0
@@ -235,7 +237,7 @@ def _run_from_hook(args: argparse.Namespace) -> int:
 def _apply_hook(args: argparse.Namespace, text: str) -> None:
     agent = args.agent or os.environ.get(ENV_AGENT)
     if not agent:
-        raise ValueError(f"no agent name: pass --agent or set ${ENV_AGENT}")
+        raise InvalidValue(f"no agent name: pass --agent or set ${ENV_AGENT}")
     problem = record_hook_input(
         text,
         agent=agent,

@@ -1,8 +1,8 @@
 """The domain vocabulary every other module speaks: plain, immutable data, no I/O.
 
-Reason codes, exit information, tasks, attempts, attribution with evidence, partial work,
-decisions and journal events live here so that the classifier, analyzer, policy, coordinator,
-runtimes, metrics and reports can exchange them without importing each other.
+Reason codes, exit information, tasks, attempts, attribution with evidence, partial work and
+decisions live here so that the classifier, analyzer, policy, coordinator, runtimes, metrics and
+reports can exchange them without importing each other (journal events: ``events.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import dataclasses
 import enum
 import signal as _signal
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from pytest_orch_recovery.engine.errors import InvalidValue
 
 # typing costs each short-lived process that imports the model (launch wrapper, gh) ~4 ms
 # of start-up: for the type checker only.
@@ -48,6 +50,21 @@ class Strategy(enum.StrEnum):
     ESCALATE = "escalate"
 
 
+class Phase(enum.StrEnum):
+    """Where a task stands: the coordinator's state machine, and what ``status`` shows."""
+
+    WAITING = "waiting"  # a launch is scheduled (maybe after a backoff delay)
+    RUNNING = "running"  # an attempt is live
+    EXITED = "exited"  # exit recorded, not yet judged
+    ATTRIBUTED = "attributed"  # failure attributed, no decision yet
+    SUCCEEDED = "succeeded"
+    ESCALATED = "escalated"
+    FAILED = "failed"
+
+
+TERMINAL = frozenset({Phase.SUCCEEDED, Phase.ESCALATED, Phase.FAILED})
+
+
 class Complexity(enum.StrEnum):
     SIMPLE = "simple"
     COMPLEX = "complex"
@@ -82,7 +99,7 @@ def signal_number(name_or_number: str | int) -> int:
     try:
         return int(_signal.Signals[upper])
     except KeyError:
-        raise ValueError(f"unknown signal name {name_or_number!r}") from None
+        raise InvalidValue(f"unknown signal name {name_or_number!r}") from None
 
 
 # Every signal number the kernel can deliver, real-time ones (SIGRTMIN..SIGRTMAX) included.
@@ -455,6 +472,11 @@ class Attribution:
     # Who sent the signal behind a sigint / killed / timeout verdict, when it is known.
     sender: SignalSender | None = None
     oom_killed: bool = False  # the kernel's OOM killer ended the attempt
+    # When the limit behind an API error lifts (epoch seconds), when the text said so.
+    resets_at: float | None = None
+    # The limit is a plan's usage limit (a condition of the account for hours), not a
+    # throttle: every agent on that account waits for ``resets_at``.
+    usage_limit: bool = False
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -468,6 +490,10 @@ class Attribution:
             out["sender"] = self.sender.to_json()
         if self.oom_killed:
             out["oom_killed"] = True
+        if self.resets_at is not None:
+            out["resets_at"] = self.resets_at
+        if self.usage_limit:
+            out["usage_limit"] = True
         return out
 
     @classmethod
@@ -481,6 +507,8 @@ class Attribution:
             api_status=data.get("api_status"),
             sender=SignalSender.from_json(sender) if isinstance(sender, Mapping) else None,
             oom_killed=bool(data.get("oom_killed", False)),
+            resets_at=data.get("resets_at"),
+            usage_limit=bool(data.get("usage_limit", False)),
         )
 
 
@@ -635,19 +663,6 @@ class PartialWork:
     def usable_checkpoint(self) -> bool:
         return self.checkpoint is not None and self.checkpoint.usable
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "deliverables_present": list(self.deliverables_present),
-            "deliverables_missing": list(self.deliverables_missing),
-            "uncommitted": list(self.uncommitted),
-            "commits_ahead": self.commits_ahead,
-            "pushed": self.pushed,
-            "pr": None if self.pr is None else self.pr.number,
-            "checkpoint": self.checkpoint is not None,
-            "checkpoint_problem": self.checkpoint_problem,
-            "tests_passed": self.tests_passed,
-        }
-
 
 # --------------------------------------------------------------------------- decisions
 
@@ -685,8 +700,8 @@ class Decision:
     def from_json(cls, data: Mapping[str, Any]) -> Decision:
         return cls(
             strategy=Strategy(data["strategy"]),
-            why=str(data["why"]),
-            rule=str(data["rule"]),
+            why=str(data.get("why", "")),
+            rule=str(data.get("rule", "")),
             delay=float(data.get("delay", 0.0)),
             agent_type=data.get("agent_type"),
             work=tuple(WorkItem.from_json(w) for w in data.get("work", ())),
@@ -694,62 +709,4 @@ class Decision:
             systematic_cause=data.get("systematic_cause"),
             lesson=str(data.get("lesson", "")),
             remedies=tuple(data.get("remedies", ())),
-        )
-
-
-# --------------------------------------------------------------------------- journal events
-
-
-class EventKind(enum.StrEnum):
-    TASK_SUBMITTED = "task_submitted"  # data: task
-    ATTEMPT_LAUNCHED = "attempt_launched"  # data: agent_type, strategy, work, key
-    ATTEMPT_EXITED = "attempt_exited"  # data: exit, duration, output_tail
-    FAILURE_ATTRIBUTED = "failure_attributed"  # data: attribution, partial
-    DECISION = "decision"  # data: decision
-    TASK_SUCCEEDED = "task_succeeded"  # data: first_try, recovery_time
-    TASK_ESCALATED = "task_escalated"  # data: why, systematic_cause
-    TASK_FAILED = "task_failed"  # data: why
-    OPERATOR_ACTION = "operator_action"  # data: action, tasks
-    WORKSPACE_CLEANED = "workspace_cleaned"  # data: path, rescue_ref
-    WORKSPACE_ORPHANED = "workspace_orphaned"  # data: path
-
-
-@dataclass(frozen=True)
-class Event:
-    """One line of the journal. ``seq`` is assigned by the journal on append."""
-
-    kind: EventKind
-    time: float
-    task_id: str | None = None
-    agent: str | None = None
-    attempt: int | None = None
-    data: Mapping[str, Any] = field(default_factory=dict)
-    key: str | None = None  # idempotency key of a recovery action
-    seq: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"seq": self.seq, "kind": str(self.kind), "time": self.time}
-        if self.task_id is not None:
-            out["task_id"] = self.task_id
-        if self.agent is not None:
-            out["agent"] = self.agent
-        if self.attempt is not None:
-            out["attempt"] = self.attempt
-        if self.key is not None:
-            out["key"] = self.key
-        if self.data:
-            out["data"] = dict(self.data)
-        return out
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Event:
-        return cls(
-            kind=EventKind(data["kind"]),
-            time=float(data["time"]),
-            task_id=data.get("task_id"),
-            agent=data.get("agent"),
-            attempt=data.get("attempt"),
-            data=data.get("data", {}),
-            key=data.get("key"),
-            seq=int(data.get("seq", 0)),
         )

@@ -28,6 +28,10 @@ keys::
     on_escalate     argv list; gets the escalation event as JSON on stdin
     intake_interval seconds between looks at the spool while waiting (default: 1)
     fault_plan      a fault drill plan for the fault hook (fault drills only)
+    store           "postgresql://..." : the fleet store several hosts share, instead of the
+                    journal file and the spool's submissions (docs/multi-host.md)
+    lease           seconds a host's claim on a task lasts without a heartbeat, with a
+                    store (default: 30; intake_interval must be under half of it)
     [env]           extra variables for every agent (values are strings)
     [policy]        backoff_base, backoff_cap, breaker_threshold, breaker_window (seconds)
 """
@@ -40,10 +44,12 @@ from pathlib import Path
 from typing import Any
 
 from pytest_orch_recovery.engine.policy import PolicySettings
+from pytest_orch_recovery.infra import git
 from pytest_orch_recovery.infra.agents import AgentConfig, AgentDriver, driver_for
 from pytest_orch_recovery.infra.processes import MAX_NICE
 from pytest_orch_recovery.infra.tomlread import TomlReader, parse_document
 from pytest_orch_recovery.runtime.host import DEFAULT_ENV_ALLOW
+from pytest_orch_recovery.store import validation
 from pytest_orch_recovery.store.validation import InputError
 
 _KEYS = frozenset(
@@ -68,6 +74,8 @@ _KEYS = frozenset(
         "on_escalate",
         "intake_interval",
         "fault_plan",
+        "store",
+        "lease",
         "env",
         "policy",
     }
@@ -102,6 +110,8 @@ class FleetConfig:
     on_escalate: tuple[str, ...] = ()
     intake_interval: float = 1.0
     fault_plan: Path | None = None
+    store: str | None = None  # a PostgreSQL URL; None: the journal file (one host)
+    lease: float = 30.0  # seconds; with a store
     policy: PolicySettings = field(default_factory=PolicySettings)
 
     @property
@@ -159,8 +169,10 @@ class _FleetReader(TomlReader):
         return out
 
 
-def parse_fleet(text: str, *, source: Path) -> FleetConfig:
-    """Validate one fleet document read from ``source``."""
+def parse_fleet(text: str, *, source: Path, check_base: bool = True) -> FleetConfig:
+    """Validate one fleet document read from ``source``; with ``check_base``, also that its
+    ``base`` names a commit of the repository (what a supervisor needs; a view of the
+    journal does not)."""
     doc = parse_document(text, str(source), FleetConfigError)
     reader = _FleetReader(str(source), text, source.parent.resolve())
     raw: Mapping[str, Any] = reader.table(doc, (), _KEYS)
@@ -175,8 +187,18 @@ def parse_fleet(text: str, *, source: Path) -> FleetConfig:
         return reader.path(raw[key], key) if key in raw else default
 
     pattern = reader.string(raw.get("branch_pattern", "{agent}-work"), ("branch_pattern",))
-    if "{agent}" not in pattern or pattern.replace("{agent}", "").count("{"):
-        raise reader.fail(("branch_pattern",), "must contain {agent} and no other placeholder")
+    base = reader.string(raw.get("base", "main"), ("base",))
+    try:
+        validation.branch_pattern(pattern)
+    except validation.RuleError as exc:
+        raise reader.fail(("branch_pattern",), str(exc)) from None
+    try:
+        validation.ref_name(base, what="base")
+    except validation.RuleError as exc:
+        raise reader.fail(("base",), str(exc)) from None
+    if check_base and git.resolve(repository, base) is None:
+        # Found now, not at the first workspace probe of a running supervisor.
+        raise reader.fail(("base",), f"{base!r} names no branch or commit in {repository}")
     agent = reader.string(raw.get("agent", "claude-code"), ("agent",))
     try:
         driver_for(agent, AgentConfig())
@@ -185,6 +207,16 @@ def parse_fleet(text: str, *, source: Path) -> FleetConfig:
     socket = reader.string(raw.get("tmux_socket", f"orch-{source.stem}"), ("tmux_socket",))
     if not all(c.isalnum() or c in "-_." for c in socket):
         raise reader.fail(("tmux_socket",), "use letters, digits, '-', '_' and '.'")
+    lease = reader.number(raw.get("lease", 30.0), ("lease",), upper=3600)
+    interval = reader.number(raw.get("intake_interval", 1.0), ("intake_interval",), upper=3600)
+    if "store" in raw and interval * 2 >= lease:
+        # The loop renews leases once per pass: a pass must come round well within a lease.
+        key = "lease" if "lease" in raw else "intake_interval"
+        raise reader.fail(
+            (key,),
+            f"intake_interval ({interval:g} s) must be under half the lease ({lease:g} s) "
+            "so that heartbeats renew it in time",
+        )
     return FleetConfig(
         source=source,
         repository=repository,
@@ -195,7 +227,7 @@ def parse_fleet(text: str, *, source: Path) -> FleetConfig:
         spool=under("spool", state_dir / "spool"),
         tmux_socket=socket,
         branch_pattern=pattern,
-        base=reader.string(raw.get("base", "main"), ("base",)),
+        base=base,
         agent=agent,
         skip_permissions=reader.boolean(raw.get("skip_permissions", True), ("skip_permissions",)),
         attempt_timeout=reader.number(raw.get("attempt_timeout", 1800), ("attempt_timeout",)),
@@ -218,19 +250,23 @@ def parse_fleet(text: str, *, source: Path) -> FleetConfig:
         ),
         env=reader.env_table(raw.get("env", {})),
         on_escalate=reader.argv(raw["on_escalate"], "on_escalate") if "on_escalate" in raw else (),
-        intake_interval=reader.number(
-            raw.get("intake_interval", 1.0), ("intake_interval",), upper=3600
-        ),
+        intake_interval=interval,
         fault_plan=reader.path(raw["fault_plan"], "fault_plan") if "fault_plan" in raw else None,
+        store=(
+            reader.checked(validation.store_url, raw["store"], ("store",))
+            if "store" in raw
+            else None
+        ),
+        lease=lease,
         policy=reader.policy_settings(raw.get("policy", {}), ("policy",)),
     )
 
 
-def load_fleet(path: str | Path) -> FleetConfig:
-    """Read and validate the fleet file at ``path``."""
+def load_fleet(path: str | Path, *, check_base: bool = True) -> FleetConfig:
+    """Read and validate the fleet file at ``path`` (``check_base``: see :func:`parse_fleet`)."""
     source = Path(path)
     try:
         text = source.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise FleetConfigError(str(source), 1, "", f"cannot read: {exc}") from None
-    return parse_fleet(text, source=source)
+    return parse_fleet(text, source=source, check_base=check_base)

@@ -19,17 +19,25 @@ server running; a supervisor started again on the same fleet file replays the jo
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
-import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING
 
-from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig, Phase
-from pytest_orch_recovery.engine.errors import OrchRecoveryError
-from pytest_orch_recovery.engine.model import Event, EventKind, Reason, Task
+from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig
+from pytest_orch_recovery.engine.errors import OrchRecoveryError, UsageError
+from pytest_orch_recovery.engine.events import (
+    Event,
+    EventKind,
+    LaunchNotes,
+    TmuxTarget,
+    UsageLimited,
+)
+from pytest_orch_recovery.engine.model import Phase, Reason, Task
 from pytest_orch_recovery.engine.policy import Policy
-from pytest_orch_recovery.engine.ports import LaunchSpec
+from pytest_orch_recovery.engine.ports import EventLog, LaunchSpec
 from pytest_orch_recovery.fleet.config import FleetConfig, FleetConfigError, load_fleet
 from pytest_orch_recovery.fleet.intake import Request, Spool
 from pytest_orch_recovery.fleet.steps import CoordinatorSteps, remove_finished_workspaces
@@ -40,7 +48,16 @@ from pytest_orch_recovery.runtime.tmux import TmuxRuntime
 from pytest_orch_recovery.store import atomic, validation
 from pytest_orch_recovery.store.journal import Journal
 
+if TYPE_CHECKING:
+    from pytest_orch_recovery.store.postgres import HostJournal, PostgresStore
+
+_LOG = logging.getLogger(__name__)
+
 ESCALATE_TIMEOUT = 60.0  # seconds the on_escalate command may take
+
+
+class LeaseLostError(OrchRecoveryError):
+    """This host no longer holds the lease of a task it was running: it stops deciding."""
 
 
 class DeliveryRecordError(OrchRecoveryError, ValueError):
@@ -57,7 +74,7 @@ class EscalationDeliveries:
     escalations the journal held before it existed count as delivered.
     """
 
-    def __init__(self, path: Path, journal: Journal) -> None:
+    def __init__(self, path: Path, journal: EventLog) -> None:
         self.path = path
         if not path.exists():
             atomic.write_text(
@@ -84,6 +101,15 @@ class EscalationDeliveries:
         self._done.add(event.seq)
 
 
+def _file_stamp(path: Path) -> tuple[int, int, int] | None:
+    """What changes when a file is edited or replaced (an editor's rename-over)."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return (info.st_ino, info.st_size, info.st_mtime_ns)
+
+
 def build_policy(config: FleetConfig) -> Policy:
     return config.policy.policy(max_attempts=config.max_attempts)
 
@@ -91,9 +117,10 @@ def build_policy(config: FleetConfig) -> Policy:
 class FleetSupervisor:
     """The production supervisor over one fleet file (see the module doc)."""
 
-    def __init__(self, config: FleetConfig, *, log: TextIO | None = None) -> None:
+    def __init__(self, config: FleetConfig, *, host_name: str | None = None) -> None:
         self.config = config
-        self._log = log if log is not None else sys.stderr
+        # With a fleet store (config.store), this host's name in it; None without one.
+        self.host_name = host_name
         for d in (config.state_dir, config.results, config.logs):
             d.mkdir(parents=True, exist_ok=True)
         self.host = RepositoryHost(
@@ -111,7 +138,8 @@ class FleetSupervisor:
         self.dispatcher = Dispatcher(
             self.host, config.driver, config.agent_config(), fault_plan=config.fault_plan
         )
-        self.journal = Journal(config.journal)  # locked: one supervisor per journal
+        self.fleet_store: PostgresStore | None = None
+        self.journal = self._open_journal()
         try:
             self.deliveries = EscalationDeliveries(
                 config.state_dir / "on_escalate.delivered", self.journal
@@ -126,6 +154,7 @@ class FleetSupervisor:
             self.journal.close()
             raise
         self.spool = Spool(config.spool)
+        self._fleet_stamp = _file_stamp(config.source)
         self.steps = CoordinatorSteps(self._start, recover=len(self.journal) > 0)
         for event in self.deliveries.missed(self.journal.events()):
             self.say(
@@ -133,6 +162,53 @@ class FleetSupervisor:
                 "stopped; running it now"
             )
             self._escalated(event)
+
+    def _open_journal(self) -> Journal | HostJournal:
+        """The journal file (locked: one supervisor per journal), or this host's view of the
+        fleet store: registered with its capacity, its leases taken back at new epochs."""
+        if self.config.store is None:
+            return Journal(self.config.journal)
+        if self.host_name is None:
+            raise UsageError("a fleet store needs this host's name (--host NAME)")
+        # psycopg is an optional dependency: imported only by a supervisor that uses a store.
+        from pytest_orch_recovery.store.postgres import HostJournal, PostgresStore
+
+        store = PostgresStore(self.config.store, host=self.host_name, lease=self.config.lease)
+        try:
+            store.register(self.config.max_live_agents)
+            held = store.resume_leases()
+        except BaseException:
+            store.close()
+            raise
+        if held:
+            self.say(f"host {self.host_name}: took back {len(held)} task(s) at new epochs")
+        self.fleet_store = store
+        return HostJournal(store)
+
+    def take_claims(self) -> int:
+        """With a fleet store: renew this host's leases, then claim queued tasks while it has
+        room and hand them to the coordinator; returns how many. A lease lost (it ran out
+        while this supervisor was frozen or cut off, and another host may hold it now) stops
+        the supervisor: it must not decide for that task again."""
+        store = self.fleet_store
+        if store is None:
+            return 0
+        held = store.heartbeat()
+        mine = {
+            task_id
+            for task_id, state in self.steps.coordinator.tasks.items()
+            if state.phase not in (Phase.SUCCEEDED, Phase.FAILED)
+        }
+        lost = sorted(mine - set(held))
+        if lost:
+            raise LeaseLostError(
+                f"host {self.host_name} lost the lease of {', '.join(lost)}: stopping, "
+                "decisions for them belong to whoever holds them now"
+            )
+        claims = store.claim()
+        for claim in claims:
+            self.steps.submit(claim.task, agent=claim.agent)
+        return len(claims)
 
     # ------------------------------------------------------------------ coordinator
 
@@ -148,16 +224,14 @@ class FleetSupervisor:
             launch_notes=self._launch_notes,
         )
         if recover:
-            self.say(f"recovering from {self.config.journal} ({len(self.journal)} events)")
+            where = "the fleet store" if self.config.store else self.config.journal
+            self.say(f"recovering from {where} ({len(self.journal)} events)")
             coordinator.recover()
         return coordinator
 
-    def _launch_notes(self, spec: LaunchSpec) -> Mapping[str, Any]:
+    def _launch_notes(self, spec: LaunchSpec) -> LaunchNotes:
         record = self.host.results / f"{spec.agent}.{spec.attempt}.pane.json"
-        return {
-            "tmux": {"socket": self.host.tmux_socket, "session": spec.agent},
-            "launch_record": str(record),
-        }
+        return LaunchNotes(TmuxTarget(self.host.tmux_socket, spec.agent), str(record))
 
     def _observe(self, event: Event) -> None:
         self.dispatcher.observe(event)
@@ -166,6 +240,16 @@ class FleetSupervisor:
             what += f" attempt {event.attempt}"
         if event.kind is EventKind.TASK_ESCALATED:
             self._escalated(event)  # before the log line: whoever reads the log sees it done
+        limited = event.payload
+        if isinstance(limited, UsageLimited):
+            # The one notice of an account's limit, however many agents ran into it.
+            until = datetime.fromtimestamp(
+                event.time if limited.until is None else limited.until, UTC
+            )
+            what += (
+                f": {limited.agent_type} is at its usage limit; waiting for the quota "
+                f"reset at {until:%H:%M} UTC, {len(limited.tasks)} tasks"
+            )
         self.say(what)
 
     def _escalated(self, event: Event) -> None:
@@ -182,21 +266,26 @@ class FleetSupervisor:
                 timeout=ESCALATE_TIMEOUT, check=False,
             )  # fmt: skip
         except (OSError, subprocess.TimeoutExpired) as exc:
-            self.say(f"on_escalate failed: {exc}")
+            self.say(f"on_escalate failed: {exc}", logging.WARNING)
             return
         if proc.returncode != 0:
-            self.say(f"on_escalate exited {proc.returncode}: {proc.stderr.strip()[:500]}")
+            self.say(
+                f"on_escalate exited {proc.returncode}: {proc.stderr.strip()[:500]}",
+                logging.WARNING,
+            )
 
     # ------------------------------------------------------------------ intake
 
     def take_requests(self) -> int:
-        """Carry out the spool's waiting requests, oldest first; returns how many."""
+        """Carry out the spool's waiting requests, oldest first; returns how many. The fleet
+        file is re-read first when it changed, so an edit reaches the next launch."""
+        self._reload_if_edited()
         done = 0
         for request in self.spool.pending():
             try:
                 ok = self._carry_out(request)
             except (ValueError, KeyError) as exc:
-                self.say(f"request {request.path.name} refused: {exc}")
+                self.say(f"request {request.path.name} refused: {exc}", logging.WARNING)
                 ok = False
             self.spool.finish(request.path, suffix="" if ok else ".rejected")
             done += 1
@@ -221,12 +310,18 @@ class FleetSupervisor:
         self.steps.release(str(note), reasons=reasons, tasks=(task_id,))
         return True
 
+    def _reload_if_edited(self) -> None:
+        stamp = _file_stamp(self.config.source)
+        if stamp != self._fleet_stamp:
+            self._fleet_stamp = stamp
+            self._reload_agent_config()
+
     def _reload_agent_config(self) -> None:
         """An operator fixes the fleet file before ``release``: take its agent settings."""
         try:
             fresh = load_fleet(self.config.source)
         except FleetConfigError as exc:
-            self.say(f"fleet file not reloaded: {exc}")
+            self.say(f"fleet file not reloaded: {exc}", logging.WARNING)
             return
         if fresh.agent_config() != self.dispatcher.config:
             self.dispatcher.configure(fresh.agent_config())
@@ -239,14 +334,17 @@ class FleetSupervisor:
         interval = self.config.intake_interval
         while not stopping():
             self.take_requests()
+            self.take_claims()
             if stopping():
                 break
             self.steps.run(until=self.runtime.clock.now() + interval)
             if self.config.remove_finished_worktrees:
                 remove_finished_workspaces(self.steps.coordinator, self.host)
 
-    def say(self, text: str) -> None:
-        print(f"supervise: {text}", file=self._log, flush=True)
+    def say(self, text: str, level: int = logging.INFO) -> None:
+        """Log one line about the fleet; ``orch-recovery supervise`` decides where it goes and
+        in which format (text or JSON lines)."""
+        _LOG.log(level, text)
 
     def close(self, *, stop_agents: bool = False) -> None:
         """Let go: agents keep running for the next supervisor unless ``stop_agents``."""

@@ -115,6 +115,46 @@ def agent_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def ref_name(text: str) -> str:
+    """A branch or ref git takes as one and never as an option (``--base``)."""
+    from pytest_orch_recovery.store import validation  # the plugin imports this module at start
+
+    try:
+        return validation.ref_name(text)
+    except validation.RuleError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def branch_pattern(text: str) -> str:
+    """A branch pattern with ``{agent}`` (``--branch``)."""
+    from pytest_orch_recovery.store import validation  # the plugin imports this module at start
+
+    try:
+        return validation.branch_pattern(text)
+    except validation.RuleError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def host_name(text: str) -> str:
+    """A host's name in a fleet store, in the safe alphabet (it appears in logs and rows)."""
+    from pytest_orch_recovery.store import validation  # the plugin imports this module at start
+
+    try:
+        return validation.name(text, what="host name")
+    except validation.RuleError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def store_url(text: str) -> str:
+    """A fleet store URL (``postgresql://...``)."""
+    from pytest_orch_recovery.store import validation  # the plugin imports this module at start
+
+    try:
+        return validation.store_url(text)
+    except validation.RuleError as exc:
+        raise argparse.ArgumentTypeError(f"store URL {exc}") from None
+
+
 def _printable(text: str) -> str:
     """A file name as typed when it prints on one line, else quoted (newlines, NULs)."""
     return text if text.isprintable() else repr(text)

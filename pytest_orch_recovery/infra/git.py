@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_orch_recovery.engine.errors import OrchRecoveryError
+from pytest_orch_recovery.engine.errors import InvalidValue, OrchRecoveryError
 
 # Variables that redirect git to another repository, index or object store. A recovery run
 # started from inside a git hook inherits them; they would make every command below act on
@@ -160,7 +160,11 @@ def current_branch(cwd: Path) -> str | None:
 
 def resolve(cwd: Path, rev: str) -> str | None:
     """The commit ``rev`` names, or None when it names nothing (e.g. an unborn branch)."""
-    proc = run_git(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=cwd, check=False)
+    proc = run_git(
+        ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
+        cwd=cwd,
+        check=False,
+    )
     if proc.returncode != 0:
         return None
     return proc.stdout.strip() or None
@@ -173,7 +177,7 @@ def head_sha(cwd: Path) -> str | None:
 
 def rev_count(cwd: Path, base: str, head: str = "HEAD") -> int:
     """Number of commits reachable from ``head`` and not from ``base``."""
-    out = run_git(["rev-list", "--count", f"{base}..{head}"], cwd=cwd).stdout
+    out = run_git(["rev-list", "--count", "--end-of-options", f"{base}..{head}"], cwd=cwd).stdout
     return int(out.strip())
 
 
@@ -247,14 +251,18 @@ def parse_status_z(text: str) -> WorktreeStatus:
         count = _V2_FIELDS.get(record[:1])
         parts = record.split(" ", count) if count is not None else []
         if count is None or len(parts) != count + 1 or not parts[-1]:
-            raise ValueError(f"git status --porcelain=v2 -z: malformed record {i + 1}: {record!r}")
+            raise InvalidValue(
+                f"git status --porcelain=v2 -z: malformed record {i + 1}: {record!r}"
+            )
         kind, path = parts[0], parts[-1]
         code = kind * 2 if kind in "?!" else parts[1].replace(".", " ")
         orig: str | None = None
         if kind == "2":
             i += 1
             if i >= len(fields):
-                raise ValueError(f"git status --porcelain=v2 -z: rename {path!r} lacks its source")
+                raise InvalidValue(
+                    f"git status --porcelain=v2 -z: rename {path!r} lacks its source"
+                )
             orig = fields[i]
         entries.append(StatusEntry(code, path, orig))
         i += 1
@@ -407,14 +415,14 @@ def add_worktree(repo: Path, path: Path, branch: str, base: str = "main") -> Pat
     """Check ``branch`` out at ``path``, creating it from ``base`` when it does not exist yet
     (a restarted attempt reuses the branch its predecessor left)."""
     if branch_exists(repo, branch):
-        run_git(["worktree", "add", "--quiet", str(path), branch], cwd=repo)
+        run_git(["worktree", "add", "--quiet", "--", str(path), branch], cwd=repo)
     else:
-        run_git(["worktree", "add", "--quiet", "-b", branch, str(path), base], cwd=repo)
+        run_git(["worktree", "add", "--quiet", "-b", branch, "--", str(path), base], cwd=repo)
     return path
 
 
 def remove_worktree(repo: Path, path: Path, *, force: bool) -> None:
     """``git worktree remove`` (``--force`` discards uncommitted changes) then prune."""
-    args = ["worktree", "remove", *(["--force"] if force else []), str(path)]
+    args = ["worktree", "remove", *(["--force"] if force else []), "--", str(path)]
     run_git(args, cwd=repo)
     run_git(["worktree", "prune"], cwd=repo)

@@ -45,7 +45,7 @@ from typing import Any
 
 import libtmux
 
-from pytest_orch_recovery.engine.errors import OrchRecoveryError
+from pytest_orch_recovery.engine.errors import InvalidState, InvalidValue, OrchRecoveryError
 from pytest_orch_recovery.engine.model import (
     ExitInfo,
     PartialWork,
@@ -71,7 +71,13 @@ from pytest_orch_recovery.infra.workspace import probe
 from pytest_orch_recovery.runtime.host import Host
 from pytest_orch_recovery.runtime.screen import ScreenWatch
 from pytest_orch_recovery.runtime.senders import memory_cgroup, oom_kills
-from pytest_orch_recovery.runtime.server import kill_tmux_server, tmux_server_running
+from pytest_orch_recovery.runtime.server import (
+    OWNER_OPTION,
+    kill_tmux_server,
+    reap_empty_server,
+    server_environment,
+    tmux_server_running,
+)
 from pytest_orch_recovery.runtime.wrapper import WrapperSpec
 from pytest_orch_recovery.store import atomic
 
@@ -93,7 +99,6 @@ _PANE_FORMAT = "\t".join(
         "#{@orch-key}",
     ]
 )
-OWNER_OPTION = "@orch-runtime"  # server option: the state dir of the host that started it
 KEY_OPTION = "@orch-key"  # session option: the idempotency key of the attempt it runs
 RECORD_SCHEMA_VERSION = 1
 # CSI / OSC / two-byte escape sequences, as a pipe-pane log holds them.
@@ -200,7 +205,7 @@ class TmuxRuntime:
         agent_nice: int = 0,
     ) -> None:
         if not 0 <= agent_nice <= MAX_NICE:
-            raise ValueError(f"agent_nice: an integer 0..{MAX_NICE}, got {agent_nice}")
+            raise InvalidValue(f"agent_nice: an integer 0..{MAX_NICE}, got {agent_nice}")
         self.host = host
         # Agents run this many steps below normal CPU priority (runtime/wrapper.py).
         self.agent_nice = agent_nice
@@ -253,6 +258,9 @@ class TmuxRuntime:
         """Start the server, or take over the one this host's runtime started before.
         Returns whether it was started now. Raises on a server someone else started."""
         socket = self.host.tmux_socket
+        # A server this host's runtime left with no session (its supervisor was killed with
+        # SIGKILL) is reaped, so that it ends with this runtime instead of living on.
+        reap_empty_server(socket, self.owner_mark)
         if tmux_server_running(socket):
             mark = self._tmux("show-options", "-gqv", OWNER_OPTION, check=False)
             if (mark[0] if mark else "") != self.owner_mark:
@@ -272,7 +280,7 @@ class TmuxRuntime:
             f"printf 'died %s\\n' \"$1\" | dd of={shlex.quote(str(self.fifo))} "
             "oflag=nonblock,append conv=notrunc status=none 2>/dev/null\n",
         )
-        env = self.host.env("tmux-server")
+        env = server_environment(self.host.env("tmux-server"))
         argv = ["tmux", "-L", socket, "-f", "/dev/null", "start-server"]
         for option in (
             ["set-option", "-g", OWNER_OPTION, self.owner_mark],
@@ -325,17 +333,17 @@ class TmuxRuntime:
             return
         previous = self._attempts.get(spec.agent)
         if previous is not None and not previous.reported:
-            raise RuntimeError(
+            raise InvalidState(
                 f"agent {spec.agent}: attempt {previous.spec.attempt} is still running"
             )
         if session is not None and not session.dead:
-            raise RuntimeError(
+            raise InvalidState(
                 f"agent {spec.agent}: session runs {session.key or 'an unknown attempt'}"
             )
         workspace = self.host.add_workspace(spec.agent)
         argv = list(self._command_for(spec))
         if not argv:
-            raise ValueError(f"agent {spec.agent}: command_for returned an empty command")
+            raise InvalidValue(f"agent {spec.agent}: command_for returned an empty command")
         paths = _AttemptPaths.of(self.host, spec)
         with contextlib.suppress(FileNotFoundError):
             paths.exit_file.unlink()  # a relaunch of the same attempt number under a new key
@@ -700,9 +708,11 @@ class TmuxRuntime:
 
     def detach(self) -> None:
         """Let go without stopping anything: agents, sessions and the server keep running
-        for a runtime on the same host to adopt (a supervisor stopping). Idempotent."""
+        for a runtime on the same host to adopt (a supervisor stopping); a server left with
+        no session has nothing to keep and is removed. Idempotent."""
         if not self._closed:
             self._release()
+            reap_empty_server(self.host.tmux_socket, self.owner_mark)
 
     def _release(self) -> None:
         self._closed = True

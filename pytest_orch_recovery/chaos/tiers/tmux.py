@@ -39,9 +39,11 @@ from pytest_orch_recovery.doubles.modeldouble import ModelDouble, Plan, plan_for
 from pytest_orch_recovery.doubles.modeldouble.faults import ApiFaultKind, ApiFaultSpec
 from pytest_orch_recovery.doubles.modeldouble.plan import Step, TaskPlan, default_content
 from pytest_orch_recovery.doubles.sandbox import Sandbox, default_base_dir
-from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig, Phase
+from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig
+from pytest_orch_recovery.engine.errors import InvalidValue
+from pytest_orch_recovery.engine.events import AttemptExited, Event, FailureAttributed
 from pytest_orch_recovery.engine.matcher import match_lines
-from pytest_orch_recovery.engine.model import Event, EventKind, ExitInfo, Reason, Task
+from pytest_orch_recovery.engine.model import ExitInfo, Phase, Reason, Task
 from pytest_orch_recovery.engine.policy import Policy, PolicySettings
 from pytest_orch_recovery.engine.ports import LaunchSpec
 from pytest_orch_recovery.fleet.steps import remove_finished_workspaces
@@ -78,7 +80,7 @@ API_FAULTS = {
     "quit_early": ApiFaultKind.QUIT_EARLY,
 }
 # Faults this tier cannot inject yet; a schedule that holds one is refused up front.
-UNSUPPORTED: frozenset[str] = frozenset()
+UNSUPPORTED: frozenset[str] = frozenset({"usage_limit"})
 
 # Per-attempt limit in scenario runs unless the scenario sets ``attempt_timeout``: generous,
 # since a loaded CI machine is slow; the timeout scenario sets a short one of its own.
@@ -106,10 +108,10 @@ class TmuxOutcome:
 def _check_schedule(tasks: Sequence[Task], faults: Sequence[FaultSpec]) -> None:
     titles = [t.title for t in tasks]
     if len(set(titles)) != len(titles):
-        raise ValueError("task titles must be unique: the model double routes by title")
+        raise InvalidValue("task titles must be unique: the model double routes by title")
     for spec in faults:
         if spec.kind in UNSUPPORTED:
-            raise ValueError(f"fault {spec.kind!r} is not injectable on the tmux tier yet")
+            raise InvalidValue(f"fault {spec.kind!r} is not injectable on the tmux tier yet")
 
 
 def _api_fault(spec: FaultSpec, task: Task | None) -> ApiFaultSpec:
@@ -213,6 +215,9 @@ def run_tmux(
         command_for = dispatcher.command_for
         if agent == "claude-code":
             command_for = functools.partial(_first_run_done, sandbox, dispatcher)
+        command_for = functools.partial(
+            _armed_launch, _ApiFaultArming(held.double, faults, tasks), command_for
+        )
         at_once = len(tasks) if max_live is None else min(len(tasks), max_live)
         held.runtime = TmuxRuntime(
             sandbox, command_for, stall_window=stall_window, agent_nice=sandbox_nice(at_once)
@@ -291,11 +296,40 @@ def _start_model_double(
     )
     double = ModelDouble(plan, transcript_path=sandbox.root / "transcript.jsonl").start()
     sandbox.record_port(int(double.url.rsplit(":", 1)[1]), what="model double")
-    by_id = {t.task_id: t for t in tasks}
-    for spec in faults:
-        if spec.kind in API_FAULTS:
-            double.add_fault(_api_fault(spec, by_id.get(spec.task)))
     return double
+
+
+class _ApiFaultArming:
+    """Arms each API fault in the model double when an attempt it applies to launches, as
+    the simulation applies it to that attempt: ``attempt = "all"`` fails every attempt (the
+    task escalates after its budget), ``attempt = 2`` only the second. A count of requests
+    (``at_api_request``) counts from the attempt's own first request."""
+
+    def __init__(self, double: ModelDouble, faults: Sequence[FaultSpec], tasks: Sequence[Task]):
+        self._double = double
+        self._faults = [f for f in faults if f.kind in API_FAULTS]
+        self._by_id = {t.task_id: t for t in tasks}
+        self._armed: set[tuple[str, str, int]] = set()
+
+    def __call__(self, spec: LaunchSpec) -> None:
+        task, attempt = spec.task.task_id, spec.attempt
+        for fault in self._faults:
+            key = (fault.fault_id, task, attempt)
+            if key in self._armed or not fault.applies_to(task, attempt):
+                continue
+            self._armed.add(key)
+            api = _api_fault(fault, self._by_id.get(task))
+            if api.at_request is not None:
+                already = self._double.task_requests(self._by_id[task].title)
+                api = replace(api, at_request=already + api.at_request)
+            self._double.add_fault(api)
+
+
+def _armed_launch(
+    arm: _ApiFaultArming, command_for: Callable[[LaunchSpec], list[str]], spec: LaunchSpec
+) -> list[str]:
+    arm(spec)
+    return command_for(spec)
 
 
 def _inject_forge_faults(sandbox: Sandbox, faults: Sequence[FaultSpec]) -> None:
@@ -435,7 +469,9 @@ _BROKEN = "# BROKEN: the first implementation gets the edge case wrong\n"
 def _test_file(template: str, **fields: object) -> str:
     """A generated test file: ``chaos/templates/<template>.py.tmpl`` filled with ``fields``
     (``str.format``). The templates are package data, so no library module defines a test."""
-    text = resources.files(__package__).joinpath("templates", f"{template}.py.tmpl")
+    text = resources.files("pytest_orch_recovery.chaos").joinpath(
+        "templates", f"{template}.py.tmpl"
+    )
     return text.read_text(encoding="utf-8").format(**fields)
 
 
@@ -458,11 +494,11 @@ def _plan_with_broken_tests(task: Task) -> TaskPlan:
     """The standard plan, with an implementation that fails the task's tests and a
     ``fix_tests`` step (taken only when a continuation asks to make the tests pass)."""
     if not task.tests:
-        raise ValueError(f"task {task.task_id}: tests_fail needs a tests command")
+        raise InvalidValue(f"task {task.task_id}: tests_fail needs a tests command")
     impls = [p for p in task.deliverables if not _is_test_file(p)]
     tests = [p for p in task.deliverables if _is_test_file(p)]
     if not impls or not tests:
-        raise ValueError(
+        raise InvalidValue(
             f"task {task.task_id}: tests_fail needs an implementation file and "
             "a test file among the deliverables"
         )
@@ -561,9 +597,9 @@ def _mark_parked(
         spec = by_fault[fault_id]
         exited = next(
             (
-                e
+                e.payload
                 for e in events
-                if e.kind is EventKind.ATTEMPT_EXITED
+                if isinstance(e.payload, AttemptExited)
                 and e.task_id == task_id
                 and e.attempt == attempt
             ),
@@ -571,7 +607,7 @@ def _mark_parked(
         )
         if exited is None:
             continue
-        exit_info = ExitInfo.from_json(exited.data.get("exit") or {})
+        exit_info = exited.exit or ExitInfo(None)
         if exit_info.screen is not None and exit_info.screen.kind == "dialog":
             ledger.mark(
                 spec,
@@ -582,7 +618,7 @@ def _mark_parked(
             )
             continue
         timed_out = exit_info.timed_out
-        lines = match_lines(str(exited.data.get("output_tail") or ""), "pane")
+        lines = match_lines(exited.output_tail, "pane")
         on_screen = bool(lines) and lines[-1].pattern.reason is Reason.PERMISSION
         if timed_out and on_screen:
             ledger.mark(
@@ -680,11 +716,12 @@ def _fill_ledger(
                 )
         elif spec.kind == "tests_fail":
             for event in events:
-                partial = event.data.get("partial") or {}
+                payload = event.payload
                 if (
-                    event.kind is EventKind.FAILURE_ATTRIBUTED
+                    isinstance(payload, FailureAttributed)
                     and spec.task in ("*", event.task_id)
-                    and partial.get("tests_passed") is False
+                    and payload.partial is not None
+                    and payload.partial.tests_passed is False
                 ):
                     ledger.mark(
                         spec,

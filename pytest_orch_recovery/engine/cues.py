@@ -88,7 +88,7 @@ _CUES: dict[str, re.Pattern[str]] = {
     ),
     "time": _words(
         r"\btim(?:ed|ing)[ -]?out\b",
-        r"\btimeouts?\b",
+        r"\btimeouts?\b(?!\s*[:=]\s*\d)",
         r"\bdeadline\b",
         r"\bstall(?:ed|ing|s)?\b",
         r"\bno (?:output|activity|progress|response|new output|message)s? "
@@ -103,6 +103,7 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bhung\b(?! up)",
         r"\bwatchdog\b",
         r"\betimedout\b",
+        r"\bexit (?:code|status)[: ]+124\b",  # coreutils timeout(1)'s own status
         r"\bran (?:for )?longer than\b",
     ),
     "limit": _words(
@@ -804,12 +805,22 @@ _API_DEADLINE = re.compile(r"\b(?:504|deadline_exceeded|gateway time-?out)\b")
 _BY_ERROR = re.compile(r"\binterrupted by (?:an? )?(?:api |server |network )?error\b")
 
 
+# Words that configure rather than report: a command line echoed before it runs
+# ("Executing: claude ... --dangerously-skip-permissions") and settings
+# that say a thing did not happen ("rate_limited=0").
+_ECHOED_COMMAND = re.compile(
+    r"^\W*(?:\[[^\]]*\]\s*)?(?:executing|running|launching|command|cmd)\s*:|^\s*[$+]\s",
+    re.IGNORECASE,
+)
+_SETTINGS = re.compile(r"\b[\w.-]+=(?:0|false|no|none|null)\b")
+
+
 def read_line(line: str, context: Callable[[], str] | None = None) -> CueReading | None:
     """The cause model's reading of one line, or None when it says nothing. ``context``
     gives the few lines before it, whose subjects a line without one of its own borrows."""
-    if _NOT_A_CAUSE.match(line):
+    if _NOT_A_CAUSE.match(line) or _ECHOED_COMMAND.match(line):
         return None
-    lowered = line.lower()
+    lowered = _SETTINGS.sub(" ", line.lower())
     cues = _cues(lowered)
     if not cues:
         return None

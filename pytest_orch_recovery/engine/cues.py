@@ -706,12 +706,14 @@ def _reason_of(
             return Reason.TIMEOUT, None, _AGREES
         if "tests" in subjects:
             return Reason.TEST_FAILURE, "tests", _CUE_ALONE
-        if gitish:
+        if subjects & {"ssh", "git_strong"}:
             return Reason.GIT_ERROR, "git", _CUE_ALONE
         if github:
             return Reason.GITHUB_ERROR, "github", _CUE_ALONE
         if "provider" in subjects and "tool" not in subjects:
             return Reason.API_ERROR, "provider", _CUE_ALONE
+        if gitish:
+            return Reason.GIT_ERROR, "git", _CUE_ALONE
         return Reason.TIMEOUT, None, _AGREES
     if cue == "limit":
         if github or ("github" in subjects and "provider" not in subjects):

@@ -353,3 +353,28 @@ def test_status_says_what_the_fleet_waits_for() -> None:
     assert doc["usage_limits"][0]["tasks"] == sorted(run.outcomes)
     # After the reset nothing waits any more.
     assert FleetView(run.events).usage_conditions(now=run.events[-1].time) == []
+
+
+def test_the_dashboard_says_which_agent_finished_each_task() -> None:
+    from pytest_orch_recovery.report.dashboard import render_markdown
+    from pytest_orch_recovery.report.metrics import compute
+
+    metrics = compute(_run("usage-limit-fallback").events)
+    finishers = {e.task_id: e.finished_by for e in metrics.recent}
+    assert finishers == {"fallback-parser": "codex", "fallback-report": "codex"}
+    assert all(e["agent_types"] == ["claude-code", "codex"] for e in metrics.to_json()["recent"])
+    text = render_markdown(metrics, [])
+    assert text.count("created successfully by codex") == 2
+    # A task that waited for the reset finished on the agent it started on: nothing to say.
+    waited = compute(_run("usage-limit").events)
+    assert {e.finished_by for e in waited.recent} == {None}
+
+
+@pytest.mark.parametrize("name", ["usage-limit", "usage-limit-fallback"])
+def test_every_attempt_the_limit_refused_is_explained_by_it(name: str) -> None:
+    """The oracle sees the fault on each attempt the account refused, not only the one whose
+    request started the limit: no failure is left unexplained."""
+    from pytest_orch_recovery.chaos.oracle import attribution_checks
+
+    checks = attribution_checks(_run(name))
+    assert checks and {c.verdict for c in checks} == {"correct"}

@@ -593,3 +593,93 @@ def test_supervise_with_tmux_tmpdir_set(fleet: Fleet, tmp_path: Path) -> None:
         )  # fmt: skip
         subprocess.run(["rm", "-rf", str(sockets)], check=False)
     assert not tmux_socket_path(fleet.socket).exists()  # nothing in the default place
+
+
+LIMITED = (SIGINT_TASK, PR_TASK, PERM_TASK)  # one file each: the wait is the reset's
+
+
+def _launches(fleet: Fleet, task: str) -> list[dict[str, Any]]:
+    return fleet.events("attempt_launched", task)
+
+
+def test_a_usage_limit_holds_the_fleet_until_the_reset(fleet: Fleet) -> None:
+    """Three agents on one account hit its usage limit: one condition, one notice, no
+    escalation, no attempt charged, and every task resumes after the reset."""
+    # The account's limit lifts on the next whole minute at least 5 s away (the double).
+    fleet.double.add_fault(
+        ApiFaultSpec(kind=ApiFaultKind.USAGE_LIMIT, times=1, at_request=2, scope="task", seconds=5)
+    )
+    supervisor = Supervisor(fleet)
+    try:
+        supervisor.wait_for("supervising")
+        fleet.cli("submit", "--config", "fleet.toml", *(fleet.task_file(t) for t in LIMITED))
+        notice = supervisor.wait_for("usage_limited")
+        assert "waiting for the quota reset at" in notice
+        status = fleet.cli("status", "--config", "fleet.toml").stdout
+        held = fleet.status()["usage_limits"]
+        for task in LIMITED:
+            supervisor.wait_for("task_succeeded", task.task_id)
+    finally:
+        assert supervisor.stop() == 0
+    conditions = fleet.events("usage_limited")
+    assert len(conditions) == 1, conditions
+    condition = conditions[0]["data"]
+    assert "You've hit your session limit · resets" in condition["said"]
+    if held:  # status ran before the reset (it is at least 5 s away, usually more)
+        assert status.startswith("waiting for the quota reset at"), status
+        assert held[0]["agent_type"] == "claude-code"
+    assert not fleet.events("task_escalated")
+    assert sum("usage_limited" in line for line in supervisor.seen) == 1  # one notice
+    for task in LIMITED:
+        launches = _launches(fleet, task.task_id)
+        limited = [
+            e
+            for e in fleet.events("failure_attributed", task.task_id)
+            if e["data"]["attribution"].get("usage_limit")
+        ]
+        # Each failed attempt was the limit's, and each relaunch waited for the reset.
+        assert len(limited) == len(launches) - 1 >= 1, task.task_id
+        assert all(e["time"] >= condition["until"] for e in launches[1:]), task.task_id
+        decisions = fleet.events("decision", task.task_id)
+        assert {d["data"]["decision"]["rule"] for d in decisions} == {"usage_limit_wait"}
+    assert _phases(fleet) == {t.task_id: "succeeded" for t in LIMITED}
+
+
+def test_a_fallback_agent_finishes_before_the_reset(fleet: Fleet) -> None:
+    """With fallback_agents the same fleet moves to the next agent (here the sim agent on
+    another account, as a command template) and finishes long before the reset."""
+    fallback = (
+        "env ANTHROPIC_API_KEY=sk-ant-api03-fallback-account-key "
+        f"{sys.executable} -m pytest_orch_recovery.doubles.simagent -p --output-format json "
+        "--dangerously-skip-permissions {prompt}"
+    )
+    fleet.write_config(fallback_agents=[fallback])
+    fleet.double.add_fault(
+        ApiFaultSpec(
+            kind=ApiFaultKind.USAGE_LIMIT, times=1, at_request=2, scope="task", seconds=3600
+        )
+    )
+    supervisor = Supervisor(fleet)
+    try:
+        supervisor.wait_for("supervising")
+        fleet.cli("submit", "--config", "fleet.toml", *(fleet.task_file(t) for t in LIMITED))
+        for task in LIMITED:
+            supervisor.wait_for("task_succeeded", task.task_id)
+    finally:
+        assert supervisor.stop() == 0
+    condition = fleet.events("usage_limited")[0]["data"]
+    succeeded = fleet.events("task_succeeded")
+    assert len(succeeded) == len(LIMITED)
+    assert all(e["time"] < condition["resets_at"] for e in succeeded)
+    assert not fleet.events("task_escalated")
+    for task in LIMITED:
+        last = _launches(fleet, task.task_id)[-1]
+        assert last["data"]["agent_type"] == fallback, task.task_id
+    # The tasks that hit the limit were reassigned, with what is left to do.
+    reassigned = [
+        d
+        for d in fleet.events("decision")
+        if d["data"]["decision"]["rule"] == "usage_limit_fallback"
+    ]
+    assert reassigned and all(d["data"]["decision"]["strategy"] == "reassign" for d in reassigned)
+    assert all(_pushed(fleet, t.task_id) for t in LIMITED)

@@ -10,6 +10,8 @@ keys::
     branch_pattern  each agent's branch (default: "{agent}-work"; must contain {agent})
     base            the ref new branches start from (default: "main")
     agent           "claude-code", "sim", or a command template with {prompt_file} ...
+    fallback_agents agents (the same forms) a task moves to, in order, while its own agent's
+                    account is at its usage limit (default: none, the tasks wait the reset)
     skip_permissions  pass --dangerously-skip-permissions (default: true)
     tmux_socket     the runtime's own tmux server (default: "orch-" + the file's stem)
     attempt_timeout seconds per attempt (default: 1800)
@@ -33,7 +35,8 @@ keys::
     lease           seconds a host's claim on a task lasts without a heartbeat, with a
                     store (default: 30; intake_interval must be under half of it)
     [env]           extra variables for every agent (values are strings)
-    [policy]        backoff_base, backoff_cap, breaker_threshold, breaker_window (seconds)
+    [policy]        backoff_base, backoff_cap, breaker_threshold, breaker_window,
+                    usage_limit_horizon (seconds)
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ _KEYS = frozenset(
         "branch_pattern",
         "base",
         "agent",
+        "fallback_agents",
         "skip_permissions",
         "tmux_socket",
         "attempt_timeout",
@@ -99,6 +103,7 @@ class FleetConfig:
     branch_pattern: str = "{agent}-work"
     base: str = "main"
     agent: str = "claude-code"
+    fallback_agents: tuple[str, ...] = ()
     skip_permissions: bool = True
     attempt_timeout: float = 1800.0
     max_attempts: int = 4
@@ -127,6 +132,10 @@ class FleetConfig:
 
     def driver(self, config: AgentConfig) -> AgentDriver:
         return driver_for(self.agent, config)
+
+    def fallback_driver(self, agent_type: str, config: AgentConfig) -> AgentDriver | None:
+        """The driver of an attempt moved to a fallback agent (None: not one of them)."""
+        return driver_for(agent_type, config) if agent_type in self.fallback_agents else None
 
 
 class _FleetReader(TomlReader):
@@ -204,6 +213,14 @@ def parse_fleet(text: str, *, source: Path, check_base: bool = True) -> FleetCon
         driver_for(agent, AgentConfig())
     except (ValueError, LookupError) as exc:  # unknown name, bad template, CLI not found
         raise reader.fail(("agent",), str(exc)) from None
+    fallbacks = reader.strings(raw.get("fallback_agents", []), ("fallback_agents",))
+    for fallback in fallbacks:
+        try:
+            driver_for(fallback, AgentConfig())
+        except (ValueError, LookupError) as exc:
+            raise reader.fail(("fallback_agents",), f"{fallback!r}: {exc}") from None
+    if len(set(fallbacks)) != len(fallbacks) or agent in fallbacks:
+        raise reader.fail(("fallback_agents",), "each agent once, and not the primary agent")
     socket = reader.string(raw.get("tmux_socket", f"orch-{source.stem}"), ("tmux_socket",))
     if not all(c.isalnum() or c in "-_." for c in socket):
         raise reader.fail(("tmux_socket",), "use letters, digits, '-', '_' and '.'")
@@ -229,6 +246,7 @@ def parse_fleet(text: str, *, source: Path, check_base: bool = True) -> FleetCon
         branch_pattern=pattern,
         base=base,
         agent=agent,
+        fallback_agents=fallbacks,
         skip_permissions=reader.boolean(raw.get("skip_permissions", True), ("skip_permissions",)),
         attempt_timeout=reader.number(raw.get("attempt_timeout", 1800), ("attempt_timeout",)),
         max_attempts=reader.integer(raw.get("max_attempts", 4), ("max_attempts",)),

@@ -136,7 +136,11 @@ class FleetSupervisor:
         )
         self.host.set_prs(GhPullRequests(config.repository, env=self.host.env("gh")))
         self.dispatcher = Dispatcher(
-            self.host, config.driver, config.agent_config(), fault_plan=config.fault_plan
+            self.host,
+            config.driver,
+            config.agent_config(),
+            fault_plan=config.fault_plan,
+            driver_of_type=config.fallback_driver,
         )
         self.fleet_store: PostgresStore | None = None
         self.journal = self._open_journal()
@@ -187,23 +191,34 @@ class FleetSupervisor:
 
     def take_claims(self) -> int:
         """With a fleet store: renew this host's leases, then claim queued tasks while it has
-        room and hand them to the coordinator; returns how many. A lease lost (it ran out
-        while this supervisor was frozen or cut off, and another host may hold it now) stops
-        the supervisor: it must not decide for that task again."""
+        room and hand them to the coordinator; returns how many.
+
+        A lease lost (it ran out while this supervisor was frozen or cut off) stops the
+        supervisor: it must not decide for that task again. Unless a newer supervisor of this
+        same host took the task back (the agent is then that supervisor's, left alone), the
+        agent this host still runs for it is stopped first: another host holds the task, or
+        may claim it any moment, and a task never has two live attempts."""
         store = self.fleet_store
         if store is None:
             return 0
         held = store.heartbeat()
-        mine = {
-            task_id
-            for task_id, state in self.steps.coordinator.tasks.items()
-            if state.phase not in (Phase.SUCCEEDED, Phase.FAILED)
-        }
+        tasks = self.steps.coordinator.tasks
+        finished = (Phase.SUCCEEDED, Phase.FAILED)
+        mine = {t for t, state in tasks.items() if state.phase not in finished}
         lost = sorted(mine - set(held))
         if lost:
+            holders = store.holders(lost)
+            live = self.runtime.live()
+            stopped = []
+            for task_id in lost:
+                agent = tasks[task_id].agent
+                if holders.get(task_id) != self.host_name and agent in live:
+                    self.runtime.kill(agent)
+                    stopped.append(agent)
             raise LeaseLostError(
-                f"host {self.host_name} lost the lease of {', '.join(lost)}: stopping, "
-                "decisions for them belong to whoever holds them now"
+                f"host {self.host_name} lost the lease of {', '.join(lost)}"
+                + (f" and stopped {', '.join(stopped)}" if stopped else "")
+                + ": decisions for them belong to whoever holds them now"
             )
         claims = store.claim()
         for claim in claims:
@@ -218,7 +233,11 @@ class FleetSupervisor:
             self.journal,
             policy=build_policy(self.config),
             config=CoordinatorConfig(
-                attempt_timeout=self.config.attempt_timeout, max_live=self.config.max_live_agents
+                attempt_timeout=self.config.attempt_timeout,
+                max_live=self.config.max_live_agents,
+                fallback_agents=self.config.fallback_agents,
+                # The agents run on this machine: their CLIs print clock times in its zone.
+                zone=datetime.now().astimezone().tzinfo or UTC,
             ),
             on_event=self._observe,
             launch_notes=self._launch_notes,

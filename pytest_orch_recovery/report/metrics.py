@@ -44,7 +44,8 @@ COMMON_AGENTS_MAX = 3
 
 
 class Outcome(enum.StrEnum):
-    """A task's state at the end of the journal, as the dashboard's Result column says it."""
+    """A task's :class:`~pytest_orch_recovery.store.history.TaskOutcome` as the dashboard's Result
+    column words it."""
 
     RECOVERED = "RECOVERED"  # succeeded after at least one failed attempt
     SUCCEEDED = "SUCCEEDED"  # succeeded on the first try
@@ -87,6 +88,16 @@ class RecoveryEvent:
     released_by_operator: tuple[str, ...]  # operator actions that released it
     # Which of the seed's root-cause hypotheses the signal's sender supports (rootcause.py).
     theory: str = ""
+    # The agent type of each attempt, in order: the last one finished the task (a fallback
+    # agent while the primary's account was at its usage limit, a fix agent, ...).
+    agent_types: tuple[str, ...] = ()
+
+    @property
+    def finished_by(self) -> str | None:
+        """The agent type that finished the task, when another than the one that started."""
+        if self.outcome is not Outcome.RECOVERED or len(set(self.agent_types)) < 2:
+            return None
+        return self.agent_types[-1]
 
     @property
     def root_cause(self) -> str:
@@ -181,13 +192,7 @@ def _iso_date(time: float) -> str:
 
 
 def _outcome(task: TaskHistory) -> Outcome:
-    if task.outcome is EventKind.TASK_SUCCEEDED:
-        return Outcome.RECOVERED if task.failures else Outcome.SUCCEEDED
-    if task.outcome is EventKind.TASK_ESCALATED:
-        return Outcome.ESCALATED
-    if task.outcome is EventKind.TASK_FAILED:
-        return Outcome.FAILED
-    return Outcome.IN_PROGRESS
+    return Outcome[task.result.name]
 
 
 def _recovery_event(task: TaskHistory) -> RecoveryEvent:
@@ -212,6 +217,7 @@ def _recovery_event(task: TaskHistory) -> RecoveryEvent:
         lesson=task.lesson,
         released_by_operator=tuple(task.released),
         theory=theory(first.attribution),
+        agent_types=tuple(a.agent_type for a in task.attempts if a.agent_type),
     )
 
 

@@ -36,6 +36,7 @@ from pytest_orch_recovery.infra.lean_python import lean_python_argv
 from pytest_orch_recovery.infra.settings import SETTINGS_FILE, install_hook
 from pytest_orch_recovery.runtime.host import Host
 from pytest_orch_recovery.store import atomic
+from pytest_orch_recovery.store.attempt_results import AttemptResult
 
 __all__ = ["SETTINGS_FILE", "Dispatcher", "read_results"]
 
@@ -52,8 +53,12 @@ class Dispatcher:
         fault_plan: Path | None = None,
         start_signal: Callable[[LaunchSpec], str | None] | None = None,
         config_for: Callable[[LaunchSpec, AgentConfig], AgentConfig | None] | None = None,
+        driver_of_type: Callable[[str, AgentConfig], AgentDriver | None] | None = None,
     ) -> None:
         self.host = host
+        # The driver of an attempt the coordinator moved to another agent type (a fallback
+        # agent while the primary's account is at its usage limit); None: the current one.
+        self._driver_of_type = driver_of_type
         # A configuration for one attempt instead of the current one (None: the current one),
         # given the spec and the current configuration; the chaos harness launches a
         # permission_prompt attempt interactive and without the permission flag.
@@ -90,6 +95,10 @@ class Dispatcher:
     def driver_for(self, spec: LaunchSpec) -> AgentDriver:
         """The driver of this attempt: the current one unless ``config_for`` overrides it."""
         override = self._config_for(spec, self.config) if self._config_for is not None else None
+        if self._driver_of_type is not None:
+            other = self._driver_of_type(spec.agent_type, override or self.config)
+            if other is not None:
+                return other
         if override is None or override == self.config:
             return self.driver
         return self._driver_factory(override)
@@ -140,28 +149,26 @@ class Dispatcher:
         if event.agent is None or event.attempt is None:
             return
         attribution = payload.attribution if isinstance(payload, FailureAttributed) else None
-        result: dict[str, Any] = {
-            "schema_version": 1,
-            "agent": event.agent,
-            "task_id": event.task_id,
-            "attempt": event.attempt,
-            "status": "success" if attribution is None else "failed",
-            "reason": None if attribution is None else str(attribution.reason),
-            "confidence": None if attribution is None else round(attribution.confidence, 3),
-            "recorded_at": event.time,
-        }
         exited = self._exits.pop((event.agent, event.attempt), None)
-        if exited is not None:
-            exit_info = exited.exit or ExitInfo(None)
-            result.update(
-                exit_code=exit_info.display_code,
-                signal=exit_info.signal_name,
-                started_at=exited.started_at,
-                ended_at=exited.ended_at,
-                duration=(exited.ended_at or 0) - (exited.started_at or 0),
-            )
+        exit_info = None if exited is None else exited.exit or ExitInfo(None)
+        result = AttemptResult(
+            agent=event.agent,
+            attempt=event.attempt,
+            status="success" if attribution is None else "failed",
+            task_id=event.task_id,
+            reason=None if attribution is None else str(attribution.reason),
+            confidence=None if attribution is None else round(attribution.confidence, 3),
+            exit_code=None if exit_info is None else exit_info.display_code,
+            signal=None if exit_info is None else exit_info.signal_name,
+            started_at=None if exited is None else exited.started_at,
+            ended_at=None if exited is None else exited.ended_at,
+            duration=None
+            if exited is None
+            else (exited.ended_at or 0.0) - (exited.started_at or 0.0),
+            recorded_at=event.time,
+        )
         path = self.host.results / f"{event.agent}.{event.attempt}_results.json"
-        atomic.write_json(path, result)
+        atomic.write_json(path, result.file_json())
 
 
 def read_results(results_dir: Path) -> list[dict[str, Any]]:

@@ -88,7 +88,11 @@ _HISTORY_LIMIT = 100_000
 _SWEEP_INTERVAL = 30.0
 _WATCH_INTERVAL = 0.25  # seconds between looks at a running attempt's screen (see _watching)
 _KILL_GRACE = 5.0
-_PANE_FORMAT = "\t".join(
+# Fields are split on "|", not a tab: a tmux client whose locale is not UTF-8 (LANG=C, as under
+# cron or a bare systemd unit) prints every control character, the tab too, as "_". The key
+# (a task id among other things) comes last and may hold anything: split at most 6 times.
+_PANE_SEP = "|"
+_PANE_FORMAT = _PANE_SEP.join(
     [
         "#{session_name}",
         "#{pane_id}",
@@ -313,7 +317,7 @@ class TmuxRuntime:
         out = self._tmux("display-message", "-p", "-t", target, _PANE_FORMAT, check=False)
         if not out:
             return None  # the session is gone
-        fields = out[0].split("\t")
+        fields = out[0].split(_PANE_SEP, 6)
         if len(fields) != 7 or not fields[2].isdigit():
             return None  # no such target: tmux expands the format with nothing
         return _PaneState(

@@ -17,6 +17,7 @@ Rules every view shares (docs/journal.md is the schema):
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -48,7 +49,34 @@ from pytest_orch_recovery.engine.model import (
     WorkItem,
 )
 
-__all__ = ["AttemptRecord", "FailureRecord", "FollowUp", "History", "Mark", "TaskHistory"]
+__all__ = [
+    "AttemptRecord",
+    "FailureRecord",
+    "FollowUp",
+    "History",
+    "Mark",
+    "TaskHistory",
+    "TaskOutcome",
+]
+
+
+class TaskOutcome(enum.StrEnum):
+    """A task's state at the end of the journal: its last terminal event, ``recovered`` when
+    it succeeded after a failed attempt, ``in_progress`` while it has none (views word it
+    their own way: the dashboard's Result column, the timeline's lanes)."""
+
+    SUCCEEDED = "succeeded"
+    RECOVERED = "recovered"
+    ESCALATED = "escalated"
+    FAILED = "failed"
+    IN_PROGRESS = "in_progress"
+
+
+_TERMINAL_OUTCOMES = {
+    EventKind.TASK_SUCCEEDED: TaskOutcome.SUCCEEDED,
+    EventKind.TASK_ESCALATED: TaskOutcome.ESCALATED,
+    EventKind.TASK_FAILED: TaskOutcome.FAILED,
+}
 
 
 @dataclass(frozen=True)
@@ -74,6 +102,7 @@ class AttemptRecord:
     exit: ExitInfo | None = None
     failure: FailureRecord | None = None
     succeeded: bool = False
+    agent_type: str = ""  # the agent (CLI) it ran on: a fallback or fix agent shows here
     pr: int | None = None
     followups: list[FollowUp] = field(default_factory=list)
 
@@ -147,8 +176,12 @@ class TaskHistory:
     marks: list[Mark] = field(default_factory=list)
 
     @property
-    def attributed(self) -> bool:
-        return bool(self.failures)
+    def result(self) -> TaskOutcome:
+        if self.outcome is None:
+            return TaskOutcome.IN_PROGRESS
+        if self.outcome is EventKind.TASK_SUCCEEDED and self.failures:
+            return TaskOutcome.RECOVERED
+        return _TERMINAL_OUTCOMES[self.outcome]
 
     @property
     def name(self) -> str:
@@ -303,6 +336,7 @@ def _launched(task: TaskHistory, event: Event) -> None:
             start=event.time,
             launched_as=strategy,
             agent=event.agent,
+            agent_type=launched.agent_type,
         )
     )
 

@@ -497,6 +497,19 @@ class PostgresStore:
         free = int(capacity) - int(held[0] if held else 0)
         return free if room is None else min(free, room)
 
+    def holders(self, task_ids: Iterable[str]) -> dict[str, str | None]:
+        """Which host holds each task now (None: nobody, or its lease ran out)."""
+        ids = list(task_ids)
+        rows = self._do(
+            "read holders",
+            lambda conn: conn.execute(
+                "SELECT task_id, CASE WHEN state = 'claimed' AND lease_until > now() "
+                "THEN host END FROM orch_tasks WHERE task_id = ANY(%s)",
+                (ids,),
+            ).fetchall(),
+        )
+        return {str(task_id): host for task_id, host in rows}
+
     def epoch(self, task_id: str) -> int | None:
         """The epoch of this host's lease on ``task_id`` as far as it knows, or None."""
         return self._epochs.get(task_id)
@@ -586,6 +599,18 @@ class PostgresStore:
             lambda conn: conn.execute("SELECT last_seq FROM orch_event_counter").fetchone(),
         )
         return int(row[0]) if row is not None else 0
+
+    def task_hosts(self) -> dict[str, str]:
+        """Each task's host: of its latest launch, else the one that holds or held it."""
+        rows = self._do(
+            "read task hosts",
+            lambda conn: conn.execute(
+                "SELECT t.task_id, coalesce((SELECT l.host FROM orch_launches l "
+                "WHERE l.task_id = t.task_id ORDER BY l.attempt DESC LIMIT 1), t.host) "
+                "FROM orch_tasks t WHERE t.host IS NOT NULL"
+            ).fetchall(),
+        )
+        return {str(task_id): str(host) for task_id, host in rows}
 
     def launches(self) -> list[tuple[str, int, str, str, int]]:
         """Every launch the database accepted: (task id, attempt, key, host, epoch)."""

@@ -41,7 +41,12 @@ from pytest_orch_recovery.doubles.modeldouble.plan import Step, TaskPlan, defaul
 from pytest_orch_recovery.doubles.sandbox import Sandbox, default_base_dir
 from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig
 from pytest_orch_recovery.engine.errors import InvalidValue
-from pytest_orch_recovery.engine.events import AttemptExited, Event, FailureAttributed
+from pytest_orch_recovery.engine.events import (
+    AttemptExited,
+    AttemptLaunched,
+    Event,
+    FailureAttributed,
+)
 from pytest_orch_recovery.engine.matcher import match_lines
 from pytest_orch_recovery.engine.model import ExitInfo, Phase, Reason, Task
 from pytest_orch_recovery.engine.policy import Policy, PolicySettings
@@ -50,6 +55,7 @@ from pytest_orch_recovery.fleet.steps import remove_finished_workspaces
 from pytest_orch_recovery.infra.agents import (
     AgentConfig,
     AgentDriver,
+    CliAgentDriver,
     accept_claude_code_first_run,
     driver_for,
 )
@@ -78,9 +84,17 @@ API_FAULTS = {
     "api_server_error": ApiFaultKind.SERVER_ERROR,
     "api_stall": ApiFaultKind.STALL,
     "quit_early": ApiFaultKind.QUIT_EARLY,
+    "usage_limit": ApiFaultKind.USAGE_LIMIT,
 }
 # Faults this tier cannot inject yet; a schedule that holds one is refused up front.
-UNSUPPORTED: frozenset[str] = frozenset({"usage_limit"})
+UNSUPPORTED: frozenset[str] = frozenset()
+
+# The fallback agents' accounts on this tier (numbered in the chain's order).
+FALLBACK_API_KEY = "sk-ant-api03-double-fallback-account"
+
+# On this tier a usage limit's reset is seconds away (the model double then rounds it up to
+# the whole minute the CLI prints), whatever the scenario's ``resets_in`` says.
+USAGE_LIMIT_SECONDS = 5.0
 
 # Per-attempt limit in scenario runs unless the scenario sets ``attempt_timeout``: generous,
 # since a loaded CI machine is slow; the timeout scenario sets a short one of its own.
@@ -114,7 +128,9 @@ def _check_schedule(tasks: Sequence[Task], faults: Sequence[FaultSpec]) -> None:
             raise InvalidValue(f"fault {spec.kind!r} is not injectable on the tmux tier yet")
 
 
-def _api_fault(spec: FaultSpec, task: Task | None) -> ApiFaultSpec:
+def api_fault_spec(spec: FaultSpec, task: Task | None) -> ApiFaultSpec:
+    """The model double's fault for an API fault of the catalogue (``API_FAULTS``) on ``task``
+    (None: any task)."""
     trigger = spec.effective_trigger
     kind = API_FAULTS[spec.kind]
     if kind is ApiFaultKind.STALL:
@@ -126,6 +142,16 @@ def _api_fault(spec: FaultSpec, task: Task | None) -> ApiFaultSpec:
             scope="task",
             task=None if task is None else task.title,
             seconds=3600.0,
+        )
+    if kind is ApiFaultKind.USAGE_LIMIT:
+        # Fired once; the account then refuses every request until the reset.
+        return ApiFaultSpec(
+            kind=kind,
+            times=1,
+            at_request=trigger.n,
+            scope="task",
+            task=None if task is None else task.title,
+            seconds=USAGE_LIMIT_SECONDS,
         )
     if kind is ApiFaultKind.QUIT_EARLY:
         # The model's reply after the Nth tool call is a premature "done" (once).
@@ -187,6 +213,7 @@ def run_tmux(
     driver_factory: Callable[[AgentConfig], AgentDriver] | None = None,
     policy: PolicySettings | None = None,
     max_live: int | None = None,
+    fallback_agents: Sequence[str] = (),
     on_event: Callable[[Event], None] | None = None,
 ) -> TmuxOutcome:
     """Run ``tasks`` under ``faults`` with real agents; always tears the sandbox down."""
@@ -211,6 +238,7 @@ def run_tmux(
             agent=agent,
             config=_agent_config(config, faults),
             driver_factory=driver_factory,
+            fallback_agents=fallback_agents,
         )
         command_for = dispatcher.command_for
         if agent == "claude-code":
@@ -227,7 +255,12 @@ def run_tmux(
             held.runtime,
             held.journal,
             dispatcher,
-            CoordinatorConfig(attempt_timeout=attempt_timeout, seed=seed, max_live=max_live),
+            CoordinatorConfig(
+                attempt_timeout=attempt_timeout,
+                seed=seed,
+                max_live=max_live,
+                fallback_agents=tuple(fallback_agents),
+            ),
             lambda: (policy or PolicySettings()).policy(seed=seed),
             on_event,
         )
@@ -315,10 +348,18 @@ class _ApiFaultArming:
         task, attempt = spec.task.task_id, spec.attempt
         for fault in self._faults:
             key = (fault.fault_id, task, attempt)
+            if fault.kind == "usage_limit":
+                # The account's limit starts once, at the first request that meets the
+                # trigger; armed per attempt, an attempt the limit ended before its Nth
+                # request would leave its copy armed to start a second limit after the reset.
+                key = (fault.fault_id, "*", 0)
             if key in self._armed or not fault.applies_to(task, attempt):
                 continue
             self._armed.add(key)
-            api = _api_fault(fault, self._by_id.get(task))
+            if fault.kind == "usage_limit":  # any of its tasks' Nth request (task "*")
+                self._double.add_fault(api_fault_spec(fault, self._by_id.get(fault.task)))
+                continue
+            api = api_fault_spec(fault, self._by_id.get(task))
             if api.at_request is not None:
                 already = self._double.task_requests(self._by_id[task].title)
                 api = replace(api, at_request=already + api.at_request)
@@ -343,18 +384,21 @@ def _inject_forge_faults(sandbox: Sandbox, faults: Sequence[FaultSpec]) -> None:
 
 
 def _point_agents_at(sandbox: Sandbox, double: ModelDouble) -> None:
-    """The agents' environment: the model double for an API, few retries of their own."""
-    sandbox.agent_env.update(
-        {
-            "ANTHROPIC_BASE_URL": double.url,
-            "ANTHROPIC_API_KEY": "sk-ant-api03-double-not-a-real-key",
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-            "DISABLE_AUTOUPDATER": "1",
-            "CLAUDE_CODE_MAX_RETRIES": str(AGENT_RETRIES),
-            "ORCH_SIM_RETRY_BASE_MS": "50",
-            "IS_SANDBOX": "1",  # Claude Code refuses the permission flag as root without it
-        }
-    )
+    sandbox.agent_env.update(double_env(double.url))
+
+
+def double_env(url: str) -> dict[str, str]:
+    """The agents' environment: the model double at ``url`` for an API, few retries of their
+    own."""
+    return {
+        "ANTHROPIC_BASE_URL": url,
+        "ANTHROPIC_API_KEY": "sk-ant-api03-double-not-a-real-key",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "CLAUDE_CODE_MAX_RETRIES": str(AGENT_RETRIES),
+        "ORCH_SIM_RETRY_BASE_MS": "50",
+        "IS_SANDBOX": "1",  # Claude Code refuses the permission flag as root without it
+    }
 
 
 def _dispatcher(
@@ -366,10 +410,11 @@ def _dispatcher(
     agent: str,
     config: AgentConfig,
     driver_factory: Callable[[AgentConfig], AgentDriver] | None,
+    fallback_agents: Sequence[str] = (),
 ) -> Dispatcher:
     """The dispatcher launching each attempt, with the hook faults' plan and the faults keyed
     on an attempt's start (a signal, a parked permission dialog)."""
-    fault_plan = _write_fault_plan(
+    fault_plan = write_fault_plan(
         sandbox, [f for f in faults if f.kind in HOOK_FAULTS], [t.tests for t in tasks if t.tests]
     )
     factory = driver_factory or (lambda c: driver_for(agent, c))
@@ -380,7 +425,26 @@ def _dispatcher(
         fault_plan=fault_plan,
         start_signal=functools.partial(_start_signal, sandbox, faults),
         config_for=functools.partial(_parked_config, faults, parked),
+        driver_of_type=functools.partial(_fallback_driver, factory, tuple(fallback_agents)),
     )
+
+
+def _fallback_driver(
+    factory: Callable[[AgentConfig], AgentDriver],
+    fallback_agents: tuple[str, ...],
+    agent_type: str,
+    config: AgentConfig,
+) -> AgentDriver | None:
+    """A fallback agent of a scenario: the run's own agent on another account (its own API
+    key, which the model double's usage limits tell apart), so that it is not limited when
+    the primary's account is."""
+    if agent_type not in fallback_agents:
+        return None
+    driver = factory(config)
+    if not isinstance(driver, CliAgentDriver):
+        return driver
+    key = ("ANTHROPIC_API_KEY", f"{FALLBACK_API_KEY}-{fallback_agents.index(agent_type) + 1}")
+    return replace(driver, environment=(*driver.environment, key))
 
 
 def _open_journal(sandbox: Sandbox, crash_after_event: int | None) -> Journal:
@@ -466,7 +530,7 @@ def _settle_workspaces(sandbox: Sandbox, coordinator: Coordinator) -> None:
 _BROKEN = "# BROKEN: the first implementation gets the edge case wrong\n"
 
 
-def _test_file(template: str, **fields: object) -> str:
+def fill_template(template: str, **fields: object) -> str:
     """A generated test file: ``chaos/templates/<template>.py.tmpl`` filled with ``fields``
     (``str.format``). The templates are package data, so no library module defines a test."""
     text = resources.files("pytest_orch_recovery.chaos").joinpath(
@@ -484,7 +548,7 @@ def _passing_tests(task: Task) -> dict[str, str]:
     """Test deliverables get a real test that passes once the task's files exist."""
     others = [p for p in task.deliverables if not _is_test_file(p)]
     return {
-        p: _test_file("deliverables_exist", title=task.title, files=others)
+        p: fill_template("deliverables_exist", title=task.title, files=others)
         for p in task.deliverables
         if _is_test_file(p)
     }
@@ -504,13 +568,13 @@ def _plan_with_broken_tests(task: Task) -> TaskPlan:
         )
     impl = impls[0]
     fixed = default_content(task, impl)
-    contents = {impl: _BROKEN + fixed, tests[0]: _test_file("implementation_fixed", impl=impl)}
+    contents = {impl: _BROKEN + fixed, tests[0]: fill_template("implementation_fixed", impl=impl)}
     base = plan_for_task(task, contents=contents)
     fix = Step("write", impl, "fix_tests", content=fixed)
     return replace(base, steps=(*base.steps, fix))
 
 
-def _write_fault_plan(
+def write_fault_plan(
     sandbox: Sandbox, hook_faults: Sequence[FaultSpec], test_commands: Sequence[str] = ()
 ) -> Path:
     state_dir = sandbox.root / "fault-state"
@@ -679,6 +743,36 @@ def _append_fired(
         )
 
 
+def _mark_usage_limit(
+    ledger: FaultLedger,
+    spec: FaultSpec,
+    double: ModelDouble,
+    by_id: dict[str, Task],
+    events: Sequence[Event],
+) -> None:
+    """A usage limit takes effect on every attempt the account refused, not only the one
+    whose request started it: each refused request is matched to its task by title and to
+    the attempt of that task running when the double answered it."""
+    by_title = {t.title: t.task_id for t in by_id.values()}
+    launches: dict[str, list[tuple[float, int]]] = {}
+    for event in events:
+        if isinstance(event.payload, AttemptLaunched) and event.task_id and event.attempt:
+            launches.setdefault(event.task_id, []).append((event.time, event.attempt))
+    for entry in double.transcript:
+        task_id = by_title.get(str(entry.get("task")))
+        if entry.get("usage_limit") is None or task_id is None:
+            continue
+        running = [n for at, n in launches.get(task_id, ()) if at <= float(entry["time"])]
+        if running:
+            ledger.mark(
+                spec,
+                FaultStatus.EXERCISED,
+                task=task_id,
+                attempt=running[-1],
+                detail="request refused by the account's usage limit",
+            )
+
+
 def _fill_ledger(
     ledger: FaultLedger,
     sandbox: Sandbox,
@@ -703,7 +797,9 @@ def _fill_ledger(
                 )
     hits = [t for t in double.transcript if t.get("fault")]
     for spec in faults:
-        if spec.kind in API_FAULTS:
+        if spec.kind == "usage_limit":
+            _mark_usage_limit(ledger, spec, double, by_id, events)
+        elif spec.kind in API_FAULTS:
             title = by_id[spec.task].title if spec.task in by_id else None
             mine = [t for t in hits if title is None or t.get("task") == title]
             if mine:
@@ -788,6 +884,7 @@ class TmuxTier:
             stall_window=scenario.stall_window,
             policy=scenario.policy,
             max_live=scenario.max_live_agents,
+            fallback_agents=scenario.fallback_agents,
         )
         return ScenarioRun(
             scenario=scenario.name,

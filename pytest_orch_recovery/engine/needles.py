@@ -10,6 +10,7 @@ never consults the standard library's private parser.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 # A literal shorter than this is too common to reject anything.
 MIN_NEEDLE = 3
@@ -24,8 +25,9 @@ class _Opaque(Exception):
     """A construct this reader does not follow: no needle from it."""
 
 
-def group_end(source: str, start: int) -> int:
-    """Index just past the ``)`` closing the group that opens at ``source[start] == "("``."""
+def _structure(source: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
+    """(index, character, depth after it) of each character outside escapes and classes,
+    from ``start``: the part of the syntax that groups and alternatives are made of."""
     depth = 0
     i = start
     while i < len(source):
@@ -36,13 +38,16 @@ def group_end(source: str, start: int) -> int:
         if char == "[":
             i = _class_end(source, i)
             continue
-        if char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-            if depth == 0:
-                return i + 1
+        depth += 1 if char == "(" else -1 if char == ")" else 0
+        yield i, char, depth
         i += 1
+
+
+def group_end(source: str, start: int) -> int:
+    """Index just past the ``)`` closing the group that opens at ``source[start] == "("``."""
+    for i, char, depth in _structure(source, start):
+        if char == ")" and depth == 0:
+            return i + 1
     raise _Opaque("unbalanced group")
 
 
@@ -66,25 +71,11 @@ def _class_end(source: str, start: int) -> int:
 def split_top(source: str) -> list[str]:
     """``source`` cut at its top-level ``|``."""
     parts: list[str] = []
-    depth = 0
     begin = 0
-    i = 0
-    while i < len(source):
-        char = source[i]
-        if char == "\\":
-            i += 2
-            continue
-        if char == "[":
-            i = _class_end(source, i)
-            continue
-        if char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        elif char == "|" and depth == 0:
+    for i, char, depth in _structure(source):
+        if char == "|" and depth == 0:
             parts.append(source[begin:i])
             begin = i + 1
-        i += 1
     parts.append(source[begin:])
     return parts
 

@@ -187,22 +187,18 @@ _CHILD = """
 import resource, sys, time, io, contextlib
 start, cpu = time.perf_counter(), time.process_time()
 mode, command, path = sys.argv[1], sys.argv[2], sys.argv[3]
-if mode == "full_replay":  # every read before snapshots: replay all, fold all
-    from pytest_orch_recovery.report.fleetview import FleetView
-    from pytest_orch_recovery.report.metrics import compute
+from pytest_orch_recovery.cli import failures, partial, report, status
+from pytest_orch_recovery.cli.main import main
+if mode == "full_replay":  # every read before snapshots: replay every event, fold them all
+    from pytest_orch_recovery.store.history import History
     from pytest_orch_recovery.store.journal import replay
-    events = replay(path)
-    if command == "report":
-        compute(events)
-    else:
-        view = FleetView(events)
-        {"status": lambda: view.statuses(now=time.time()), "failures": view.failures,
-         "partial": view.partial_work}[command]()
-else:
-    from pytest_orch_recovery.cli.main import main
-    argv = [command, "--journal", path] + (["--format", "json"] if command != "report" else [])
-    with contextlib.redirect_stdout(io.StringIO()):
-        main(argv)
+    def whole(paths, follower=None):
+        return History(replay(paths[0]))
+    for module in (failures, partial, report, status):
+        module.read_history = whole
+argv = [command, "--journal", path] + (["--format", "json"] if command != "report" else [])
+with contextlib.redirect_stdout(io.StringIO()):
+    main(argv)
 wall, cpu = time.perf_counter() - start, time.process_time() - cpu
 print(wall, cpu, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """

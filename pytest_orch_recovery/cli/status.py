@@ -160,6 +160,10 @@ def _attempt(row: TaskStatus) -> str:
     return f"{row.attempt}/{row.budget}{extra}"
 
 
+# A detection delay worth a line of its own: past the supervisor's usual second.
+DETECTION_DELAY_SHOWN = 5.0
+
+
 def _reason(row: TaskStatus) -> str:
     if row.reason is None:
         return "-"
@@ -242,6 +246,11 @@ def render(
         f"waiting for the quota reset at {clock(c.until)} UTC ({c.agent_type}), "
         f"{len(c.tasks)} task{'s' if len(c.tasks) != 1 else ''}\n"
         for c in conditions
+    ) + "".join(
+        f"{row.task_id}: its last exit was noticed {duration(row.detection_delay)} after the "
+        "agent ended (the supervisor was busy or not running)\n"
+        for row in rows
+        if row.detection_delay is not None and row.detection_delay >= DETECTION_DELAY_SHOWN
     )
     return notes + table(headers, body, empty="no tasks in the journal")
 

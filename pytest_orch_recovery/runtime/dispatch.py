@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,7 @@ class Dispatcher:
         self.driver = driver_factory(config)
         self.fault_plan = fault_plan
         self._exclude_installed = False
+        self._exclude_lock = threading.Lock()  # command_for runs on the runtime's workers
         self._exits: dict[tuple[str, int], AttemptExited] = {}
 
     @property
@@ -126,6 +128,10 @@ class Dispatcher:
         install_hook(
             workspace, matcher=HOOK_MATCHER, command=self.hook_command(agent), timeout=3600
         )
+        with self._exclude_lock:
+            self._exclude_settings()
+
+    def _exclude_settings(self) -> None:
         if not self._exclude_installed:
             # Keep the hook settings out of the agent's commits (git add -A): the worktrees
             # share the main repository's info/exclude.

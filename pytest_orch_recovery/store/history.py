@@ -79,7 +79,7 @@ _TERMINAL_OUTCOMES = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FollowUp:
     """A decision taken after an attempt: the strategy, why, and the backoff before acting."""
 
@@ -90,7 +90,7 @@ class FollowUp:
     delay: float
 
 
-@dataclass
+@dataclass(slots=True)
 class AttemptRecord:
     """One attempt, from its launch to its exit (``end`` None: no exit recorded)."""
 
@@ -107,7 +107,7 @@ class AttemptRecord:
     followups: list[FollowUp] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class FailureRecord:
     """One attributed failure, the exit it judged and the decision that followed."""
 
@@ -126,7 +126,7 @@ class FailureRecord:
         return "" if strongest is None else strongest.detail
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Mark:
     """A point on a task's lane: ``operator`` (an action that named it), ``escalated`` or
     ``failed`` (a terminal event)."""
@@ -136,7 +136,7 @@ class Mark:
     text: str
 
 
-@dataclass
+@dataclass(slots=True)
 class TaskHistory:
     """Everything the journal says about one task."""
 
@@ -170,6 +170,8 @@ class TaskHistory:
     tmux: TmuxTarget | None = None  # where the current attempt runs
     exit_pending: bool = False  # an exit not judged yet
     last_exit: ExitInfo | None = None  # the exit of the latest attempt_exited
+    # Seconds from the agent's own end to the supervisor journaling it, latest exit.
+    detection_delay: float | None = None
     unattributed: int = 0  # exits the coordinator moved on from without judging
     updated_at: float = 0.0  # time of the task's last event
     last_time: float = 0.0  # the latest time on its lane (operator marks included)
@@ -346,6 +348,8 @@ def _exited(task: TaskHistory, event: Event) -> None:
     assert isinstance(exited, AttemptExited)
     task.exit_pending = True
     task.last_exit = exited.exit
+    if exited.ended_at is not None:
+        task.detection_delay = max(0.0, event.time - exited.ended_at)
     task.phase = Phase.EXITED
     task.tmux = None
     record = task.attempt(event.attempt)

@@ -63,7 +63,15 @@ class Match:
 
 _WORD = re.compile(r"\w+")
 _NEWLINE = re.compile("\n")
-_JSON_LINE = re.compile(r"^[ \t]*\{", re.MULTILINE)
+_JSON_LINE = re.compile(r"^[ \t]*(?:\^[A-Z\\])*\{", re.MULTILINE)
+# A terminal echoes a typed control key as "^C" (or "^\\", "^Z") where the cursor is, so a
+# CLI's JSON printed right after an interrupt starts with it on the same line.
+_TTY_ECHO = re.compile(r"^(?:\^[A-Z\\])+")
+
+
+def _json_on(line: str) -> Mapping[str, Any] | None:
+    """The JSON object ``line`` holds, after any echo of a typed control key."""
+    return json_object(_TTY_ECHO.sub("", line.strip()))
 
 
 def _interior_word(needle: str) -> str | None:
@@ -309,11 +317,21 @@ def read_lines(text: str, source: str, table: Table = TABLE) -> Reading:
     if whole is not None:
         events.append(JsonLine(skipped + 1, whole))
     read: list[tuple[int, str, cues.CueReading]] = []
+    if whole is not None:
+        # One JSON object (a CLI's result, perhaps pretty-printed): its keys are field names,
+        # not prose ("killed": {...} counts subagents), so only its messages are read.
+        for message in message_lines(whole):
+            reading = cues.read_line(message)
+            if reading is not None:
+                read.append((skipped + 1, message, reading))
+                break
     for index in range(max(0, len(starts) - CUE_LINES), len(starts)):
+        if whole is not None:
+            break
         if index in exact:
             continue
         line = line_at(tail, starts, index)
-        if whole is None and json_object(line.strip()) is not None:
+        if _json_on(line) is not None:
             continue  # read below, by its messages
         above = functools.partial(_above, tail, starts, index)
         reading = cues.read_line(line, above)
@@ -322,7 +340,7 @@ def read_lines(text: str, source: str, table: Table = TABLE) -> Reading:
     if whole is None and "{" in tail:
         for brace in _JSON_LINE.finditer(tail):
             index = bisect.bisect_right(starts, brace.start()) - 1
-            data = json_object(line_at(tail, starts, index).strip())
+            data = _json_on(line_at(tail, starts, index))
             if data is None:
                 continue
             events.append(JsonLine(skipped + index + 1, data))

@@ -166,6 +166,28 @@ def task_hosts(settings: FleetSettings) -> dict[str, str] | None:
     return _from_store(settings.store, lambda store: store.task_hosts())
 
 
+def attempt_hosts(settings: FleetSettings) -> dict[tuple[str, int], str] | None:
+    """With a fleet store, the host that launched each (task, attempt); None for journals."""
+    if settings.store is None:
+        return None
+    launches = _from_store(settings.store, lambda store: store.launches())
+    return {(task_id, attempt): host for task_id, attempt, _, host, _ in launches}
+
+
+def add_host_filter(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host",
+        type=argtypes.host_name,
+        metavar="NAME",
+        help="with a fleet store: only what this host ran",
+    )
+
+
+def check_host_filter(args: argparse.Namespace, settings: FleetSettings) -> None:
+    if args.host is not None and settings.store is None:
+        raise UsageError("--host needs a fleet store (--store URL, or a fleet file with 'store')")
+
+
 def _from_store(url: str, read: Callable[[PostgresStore], T]) -> T:
     """``read(store)``; the store's refusals and outages as one :class:`UsageError` line."""
     # psycopg is the optional 'postgres' extra: imported only when a store is read.

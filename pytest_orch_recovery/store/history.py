@@ -79,7 +79,7 @@ _TERMINAL_OUTCOMES = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FollowUp:
     """A decision taken after an attempt: the strategy, why, and the backoff before acting."""
 
@@ -90,7 +90,7 @@ class FollowUp:
     delay: float
 
 
-@dataclass
+@dataclass(slots=True)
 class AttemptRecord:
     """One attempt, from its launch to its exit (``end`` None: no exit recorded)."""
 
@@ -107,7 +107,7 @@ class AttemptRecord:
     followups: list[FollowUp] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class FailureRecord:
     """One attributed failure, the exit it judged and the decision that followed."""
 
@@ -126,7 +126,7 @@ class FailureRecord:
         return "" if strongest is None else strongest.detail
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Mark:
     """A point on a task's lane: ``operator`` (an action that named it), ``escalated`` or
     ``failed`` (a terminal event)."""
@@ -136,7 +136,7 @@ class Mark:
     text: str
 
 
-@dataclass
+@dataclass(slots=True)
 class TaskHistory:
     """Everything the journal says about one task."""
 

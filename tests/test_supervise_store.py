@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 from events import JournalBuilder, sigint_resumed
-from test_supervise import _BOUND, _COUNTING_AGENT, Fleet, Supervisor, fleet
+from test_supervise import _BOUND, _COUNTING_AGENT, PERM_TASK, Fleet, Supervisor, fleet
 from waiting import wait_until
 
 from pytest_orch_recovery.cli.failures import render as failures_render
@@ -330,3 +330,31 @@ def test_a_host_filter_needs_a_store(fleet: Fleet) -> None:
         proc = fleet.cli(command, "--journal", "j.jsonl", "--host", "alpha", check=False)
         assert proc.returncode == 2
         assert "--host needs a fleet store" in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_task_escalated_on_a_store_host_is_released_through_its_fleet_file(
+    fleet: Fleet, store_url: str
+) -> None:
+    """The permission flag left out: the task escalates; the operator fixes the fleet file and
+    runs release against it, which checks the store's events and hands the request to this
+    host, whose supervisor carries it out under its lease."""
+    fleet.write_config(store=store_url, skip_permissions=False)
+    supervisor = Supervisor(fleet, "--host", "alpha")
+    try:
+        fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(PERM_TASK))
+        supervisor.wait_for("task_escalated", "t-perm")
+        fleet.write_config(skip_permissions=True)
+        released = fleet.cli("release", "--config", "fleet.toml", "t-perm", "--note", "flag")
+        assert "requested" in released.stdout
+        supervisor.wait_for("task_succeeded", "t-perm")
+    finally:
+        assert supervisor.stop() == 0
+    with PostgresStore(store_url) as store:
+        launches = store.launches()
+    assert [(t, a, h) for t, a, _, h, _ in launches] == [
+        ("t-perm", 1, "alpha"),
+        ("t-perm", 2, "alpha"),
+    ]
+    unknown = fleet.cli("release", "--config", "fleet.toml", "t-nope", check=False)
+    assert unknown.returncode == 2 and "t-nope" in unknown.stderr

@@ -155,7 +155,12 @@ def fleet_history(settings: FleetSettings, *, follower: HistoryFollower | None =
     store's, all hosts' events folded at once."""
     if settings.store is None:
         return read_history(settings.journals, follower=follower)
-    return History(_from_store(settings.store, lambda store: list(store.events())))
+    return History(store_events(settings.store))
+
+
+def store_events(url: str) -> list[Event]:
+    """Every host's events in the fleet store at ``url``; problems as one UsageError line."""
+    return _from_store(url, lambda store: list(store.events()))
 
 
 def task_hosts(settings: FleetSettings) -> dict[str, str] | None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from pytest_orch_recovery.engine.errors import OrchRecoveryError
+
 # A literal shorter than this is too common to reject anything.
 MIN_NEEDLE = 3
 
@@ -21,8 +23,8 @@ _CHAR_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "f": "\f", "v": "\v", "a": "\a
 _CLASS_ESCAPES = frozenset("bBdDsSwWAZzG")
 
 
-class _Opaque(Exception):
-    """A construct this reader does not follow: no needle from it."""
+class _Opaque(OrchRecoveryError):
+    """A construct this reader does not follow: no needle from it (caught inside this module)."""
 
 
 def _structure(source: str, start: int = 0) -> Iterator[tuple[int, str, int]]:

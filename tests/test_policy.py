@@ -98,6 +98,7 @@ def test_table_order() -> None:
         "usage_limit_fallback",
         "usage_limit_beyond_horizon",
         "usage_limit_wait",
+        "host_lost",
         "circuit_breaker_open",
         "weak_permission_cue",
         "missing_permissions",

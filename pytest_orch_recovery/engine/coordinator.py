@@ -47,6 +47,7 @@ from pytest_orch_recovery.engine.events import (
 )
 from pytest_orch_recovery.engine.incidents import IncidentBook
 from pytest_orch_recovery.engine.model import (
+    HOST_LOST,
     TERMINAL,
     Attribution,
     Decision,
@@ -91,6 +92,7 @@ class AttemptState:
     exit: ExitInfo | None = None
     timed_out: bool = False  # the coordinator killed it for running past its timeout
     usage_limited: bool = False  # it ended on its account's usage limit
+    host_lost: bool = False  # its host was lost; another host recorded its end
 
     @property
     def number(self) -> int:
@@ -248,6 +250,46 @@ class Coordinator:
         self._finish_in_flight()
         return self
 
+    def adopt(self, events: Iterable[Event], *, lost: str) -> list[str]:
+        """Take over tasks another host held until its lease ran out, from their history
+        (``events``: the tasks' own events, in seq order); returns their ids.
+
+        Their state is rebuilt as :meth:`recover` rebuilds it, then the step in flight is
+        finished here -- except an attempt still running: it ran on the lost host, which
+        this host cannot see or relaunch. Its end is journaled (``ExitInfo.source`` is
+        ``host_lost``, ``lost`` says what happened), then judged: the workspace here holds
+        what reached the origin, and the policy decides (rule ``host_lost``: reassign)."""
+        adopted: list[str] = []
+        for event in events:
+            if event.task_id is None:
+                continue  # the other host's fleet-wide records stay its own
+            if event.kind is EventKind.TASK_SUBMITTED:
+                if event.task_id in self.tasks:
+                    raise InvalidState(f"adopt: task {event.task_id!r} is already this host's")
+                adopted.append(event.task_id)
+            elif event.task_id not in adopted:
+                raise InvalidValue(f"adopt: history of {event.task_id!r} has no submission")
+            self._apply(event)
+            self.incidents.fold(event)
+        for task_id in adopted:
+            state = self.tasks[task_id]
+            current = state.current
+            if state.phase is Phase.RUNNING and current is not None:
+                now = self.runtime.clock.now()
+                self._emit(
+                    AttemptExited(
+                        exit=ExitInfo(None, signal=9, source=HOST_LOST),
+                        started_at=current.launched_at,
+                        ended_at=now,
+                        output_tail=lost,
+                    ),
+                    task_id=task_id,
+                    agent=state.agent,
+                    attempt=current.number,
+                )
+            self._finish_step(state)
+        return adopted
+
     def _finish_in_flight(self) -> None:
         for state in list(self.tasks.values()):
             if state.phase is Phase.RUNNING:
@@ -255,16 +297,21 @@ class Coordinator:
                 assert current is not None
                 # Same key: the runtime ignores it if the attempt is (or was) running there.
                 self.runtime.launch(current.spec)
-            elif state.phase is Phase.EXITED and state.exited is not None:
-                self._judge(state, _exit_from_event(state, state.exited))
-            elif state.phase is Phase.ATTRIBUTED:
-                self._decide(state)
-            elif state.phase is Phase.ESCALATED and state.released_by is not None:
-                self._release(state, state.released_by)  # the operator's order, half done
-            elif state.phase is Phase.SUCCEEDED:
-                # The old coordinator may have died between recording success and cleaning
-                # up; cleanup is idempotent, so do it again.
-                self.runtime.cleanup(state.agent)
+            else:
+                self._finish_step(state)
+
+    def _finish_step(self, state: TaskState) -> None:
+        """Carry out what a task's journaled state says comes next (not a running attempt)."""
+        if state.phase is Phase.EXITED and state.exited is not None:
+            self._judge(state, _exit_from_event(state, state.exited))
+        elif state.phase is Phase.ATTRIBUTED:
+            self._decide(state)
+        elif state.phase is Phase.ESCALATED and state.released_by is not None:
+            self._release(state, state.released_by)  # the operator's order, half done
+        elif state.phase is Phase.SUCCEEDED:
+            # The old coordinator may have died between recording success and cleaning
+            # up; cleanup is idempotent, so do it again.
+            self.runtime.cleanup(state.agent)
 
     # ------------------------------------------------------------------ public API
 
@@ -549,7 +596,7 @@ class Coordinator:
         if partial is None:  # after a crash: read the workspace again
             partial = self.runtime.partial_work(state.task, state.agent)
         history = tuple(
-            PastAttempt(a.number, a.agent_type, a.reason, a.strategy, a.usage_limited)
+            PastAttempt(a.number, a.agent_type, a.reason, a.strategy, a.usage_limited, a.host_lost)
             for a in state.attempts
         )
         now = self.runtime.clock.now()
@@ -830,6 +877,7 @@ class Coordinator:
         if current is not None:
             current.exit = exited.exit or ExitInfo(None)
             current.timed_out = current.exit.timed_out
+            current.host_lost = current.exit.source == HOST_LOST
         state.exited = exited
         state.phase = Phase.EXITED
         self._running.discard(state.task.task_id)
@@ -852,7 +900,10 @@ class Coordinator:
             state.first_failure_at = ended if ended is not None else event.time
         # An account's usage limit is a condition of its own, not a wall; an attempt the
         # supervisor stopped itself (a planned stop) says nothing about the fleet either.
-        stopped = state.current is not None and state.current.spec.key in self._stopped_keys
+        # A lost host's attempts neither: the machine failed, not the agents.
+        stopped = state.current is not None and (
+            state.current.spec.key in self._stopped_keys or state.current.host_lost
+        )
         if not limited and not stopped:
             self.policy.breaker.record(attribution.reason, state.agent, event.time)
         state.phase = Phase.ATTRIBUTED

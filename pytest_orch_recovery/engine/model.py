@@ -278,6 +278,12 @@ class ScreenFinding:
         )
 
 
+# ``ExitInfo.source`` of an attempt whose host was lost (its lease ran out): the host that
+# took the task over records the end it could not see. The attempt says nothing about the
+# task nor about the fleet's agents, so neither the budget nor the circuit breaker counts it.
+HOST_LOST = "host_lost"
+
+
 @dataclass(frozen=True)
 class ExitInfo:
     """How a process ended, normalised across the ways the news arrives.

@@ -54,6 +54,7 @@ class PastAttempt:
     reason: Reason | None  # None when it succeeded
     strategy: Strategy | None  # how it was launched; None for the first attempt
     usage_limited: bool = False  # it ended on the account's usage limit, not on the task
+    host_lost: bool = False  # its host was lost (lease ran out): no verdict on the task
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,13 @@ class Situation:
         """Attempts charged to the budget: an attempt ended by the account's usage limit says
         nothing about the task, so the first ``free_limit_waits`` of them are free."""
         limited = sum(1 for a in self.history if a.usage_limited)
-        return self.attempts - min(limited, self.free_limit_waits)
+        lost = sum(1 for a in self.history if a.host_lost)
+        return self.attempts - min(limited, self.free_limit_waits) - lost
+
+    @property
+    def host_lost(self) -> bool:
+        """The attempt's host was lost: another host took the task over (its lease ran out)."""
+        return bool(self.history) and self.history[-1].host_lost
 
     @property
     def usage_limited(self) -> bool:
@@ -323,6 +330,22 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         ),
         lesson="A usage limit is the account's, not the task's: wait for its reset.",
         wait=lambda s: s.reset_wait,
+    ),
+    Rule(
+        # The attempt's host died or was cut off past its lease; this host took the task
+        # over. The machine failed, not the task nor the agent: the same agent type carries
+        # on here from what reached the origin, told what is left.
+        "host_lost",
+        lambda s: s.host_lost,
+        Strategy.REASSIGN,
+        lambda s: (
+            f"attempt {s.attempts} was lost with its host (its lease ran out); reassigned "
+            "to this host, "
+            + ("resuming with what is left." if _resumable(s) else "with the whole task.")
+        ),
+        lesson="Push work in progress to the origin at each checkpoint: a host loss then "
+        "costs only the work since.",
+        agent=lambda s: s.agent_type,
     ),
     Rule(
         "circuit_breaker_open",

@@ -5,6 +5,8 @@ continuation prompt, and neither the attempt budget nor the circuit breaker coun
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pytest_orch_recovery.chaos.tiers.simruntime import SimRuntime
@@ -19,6 +21,7 @@ from pytest_orch_recovery.engine.events import (
 )
 from pytest_orch_recovery.engine.model import HOST_LOST, Phase, Reason, Strategy, Task
 from pytest_orch_recovery.engine.policy import Policy
+from pytest_orch_recovery.engine.ports import LaunchSpec
 from pytest_orch_recovery.store.journal import Journal
 
 TASKS = tuple(Task(f"t-{n}", f"Write note number {n}", (f"note{n}.md",)) for n in range(3))
@@ -89,3 +92,32 @@ def test_adopt_refuses_a_task_it_has_and_a_history_without_its_submission() -> N
     fresh = Coordinator(SimRuntime(), Journal(None))
     with pytest.raises(InvalidValue, match="has no submission"):
         fresh.adopt(history[1:], lost="x")
+
+
+def test_recover_ends_a_foreign_running_attempt_instead_of_launching_it_here(
+    tmp_path: Path,
+) -> None:
+    """A host that claimed a task and died before recording the loss: its replacement reads
+    the task's history with attempt 1 still running elsewhere, and must not start it here."""
+    path = tmp_path / "journal.jsonl"
+    journal = Journal(path)
+    for event in _lost_mid_attempt(TASKS[0]):
+        journal.append(event)
+    journal.close()
+    runtime = SimRuntime()
+    started: list[str] = []
+    launch = runtime.launch
+
+    def recording_launch(spec: LaunchSpec) -> None:
+        started.append(spec.key)
+        launch(spec)
+
+    runtime.launch = recording_launch  # type: ignore[method-assign]
+    beta = Coordinator(runtime, Journal(path)).recover(lost={"t-0": "host alpha was lost"})
+    exited = [e for e in beta.journal.events() if e.kind is EventKind.ATTEMPT_EXITED]
+    assert [(e.attempt, e.payload.exit.source) for e in exited] == [(1, HOST_LOST)]  # type: ignore[attr-defined]
+    beta.run()
+    launches = [e for e in beta.journal.events() if e.kind is EventKind.ATTEMPT_LAUNCHED]
+    assert [(e.attempt, e.key) for e in launches] == [(1, "t-0:1:initial"), (2, "t-0:2:reassign")]
+    assert beta.outcome("t-0") is Phase.SUCCEEDED
+    assert started == ["t-0:2:reassign"]  # attempt 1 never started here

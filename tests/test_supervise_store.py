@@ -169,24 +169,7 @@ def test_two_hosts_share_one_queue_and_launch_each_attempt_once(
     fleet-wide name) reaches the shared origin."""
     tasks = [Task(f"t-{n}", f"Write note number {n}", (f"note{n}.md",)) for n in range(6)]
     _fleet_over_store(fleet, store_url, *tasks, max_live_agents=2)
-    beta_repo = fleet.root / "beta" / "repo"
-    run_git(["clone", "--quiet", str(fleet.origin), str(beta_repo)], cwd=fleet.root)
-    for key in ("user.name", "user.email"):
-        value = run_git(["config", key], cwd=fleet.repo).stdout.strip()
-        run_git(["config", key, value], cwd=beta_repo)
-    beta_socket = f"{fleet.socket}-b"
-    beta_config = fleet.root / "beta.toml"  # the same fleet file, beta's own places
-    own = {
-        "repository": "beta/repo",
-        "tmux_socket": beta_socket,
-        "state_dir": ".orch-beta",
-    }
-    lines = [
-        line for line in fleet.config.read_text().splitlines() if line.split(" =")[0] not in own
-    ]
-    beta_config.write_text(
-        "".join(f"{k} = {json.dumps(v)}\n" for k, v in own.items()) + "\n".join(lines) + "\n"
-    )
+    beta_config, beta_socket = _another_host(fleet, "beta")
     alpha = Supervisor(fleet, "--host", "alpha")
     beta = Supervisor(fleet, "--config", str(beta_config), "--host", "beta")  # the last wins
     try:
@@ -233,6 +216,32 @@ def test_two_hosts_share_one_queue_and_launch_each_attempt_once(
     assert failures.stdout == "no failed attempts in the journal\n"
     both = fleet.cli("status", "--store", store_url, "--journal", "x.jsonl", check=False)
     assert both.returncode == 2 and "--journal and --store are two sources" in both.stderr
+
+
+def _another_host(fleet: Fleet, name: str, **settings: Any) -> tuple[Path, str]:
+    """Another machine of the fleet on this one: its own clone of the origin, tmux server and
+    state directory, and the fleet file with those (and ``settings``) changed; returns that
+    file and the tmux socket."""
+    repo = fleet.root / name / "repo"
+    run_git(["clone", "--quiet", str(fleet.origin), str(repo)], cwd=fleet.root)
+    for key in ("user.name", "user.email"):
+        value = run_git(["config", key], cwd=fleet.repo).stdout.strip()
+        run_git(["config", key, value], cwd=repo)
+    socket = f"{fleet.socket}-{name}"
+    config = fleet.root / f"{name}.toml"
+    own = {
+        "repository": f"{name}/repo",
+        "tmux_socket": socket,
+        "state_dir": f".orch-{name}",
+        **settings,
+    }
+    lines = [
+        line for line in fleet.config.read_text().splitlines() if line.split(" =")[0] not in own
+    ]
+    config.write_text(
+        "".join(f"{k} = {json.dumps(v)}\n" for k, v in own.items()) + "\n".join(lines) + "\n"
+    )
+    return config, socket
 
 
 def _all_done(url: str, count: int) -> bool:

@@ -18,7 +18,7 @@ import heapq
 import itertools
 import math
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 
@@ -238,16 +238,20 @@ class Coordinator:
 
     # ------------------------------------------------------------------ construction
 
-    def recover(self) -> Coordinator:
+    def recover(self, *, lost: Mapping[str, str] | None = None) -> Coordinator:
         """Take over from a coordinator that died: rebuild state from what the journal already
         holds, then finish the steps that were in flight. Call on a fresh coordinator whose
-        journal was opened on the dead one's file; returns ``self``."""
+        journal was opened on the dead one's file; returns ``self``.
+
+        ``lost``: task id -> why, for tasks whose running attempt was launched on another
+        host that was lost (a takeover this coordinator's predecessor had not recorded yet):
+        their attempts end as in :meth:`adopt` instead of being re-adopted here."""
         if self.tasks:
             raise InvalidState("recover() rebuilds a fresh coordinator; this one has state")
         for event in self.journal.events():
             self._apply(event)
             self.incidents.fold(event)
-        self._finish_in_flight()
+        self._finish_in_flight(lost or {})
         return self
 
     def adopt(self, events: Iterable[Event], *, lost: str) -> list[str]:
@@ -273,26 +277,33 @@ class Coordinator:
             self.incidents.fold(event)
         for task_id in adopted:
             state = self.tasks[task_id]
-            current = state.current
-            if state.phase is Phase.RUNNING and current is not None:
-                now = self.runtime.clock.now()
-                self._emit(
-                    AttemptExited(
-                        exit=ExitInfo(None, signal=9, source=HOST_LOST),
-                        started_at=current.launched_at,
-                        ended_at=now,
-                        output_tail=lost,
-                    ),
-                    task_id=task_id,
-                    agent=state.agent,
-                    attempt=current.number,
-                )
+            if state.phase is Phase.RUNNING:
+                self._lose_attempt(state, lost)
             self._finish_step(state)
         return adopted
 
-    def _finish_in_flight(self) -> None:
+    def _lose_attempt(self, state: TaskState, why: str) -> None:
+        """Journal the end of a running attempt whose host was lost (``HOST_LOST``)."""
+        current = state.current
+        assert current is not None
+        self._emit(
+            AttemptExited(
+                exit=ExitInfo(None, signal=9, source=HOST_LOST),
+                started_at=current.launched_at,
+                ended_at=self.runtime.clock.now(),
+                output_tail=why,
+            ),
+            task_id=state.task.task_id,
+            agent=state.agent,
+            attempt=current.number,
+        )
+
+    def _finish_in_flight(self, lost: Mapping[str, str]) -> None:
         for state in list(self.tasks.values()):
-            if state.phase is Phase.RUNNING:
+            if state.phase is Phase.RUNNING and state.task.task_id in lost:
+                self._lose_attempt(state, lost[state.task.task_id])
+                self._finish_step(state)
+            elif state.phase is Phase.RUNNING:
                 current = state.current
                 assert current is not None
                 # Same key: the runtime ignores it if the attempt is (or was) running there.

@@ -12,9 +12,10 @@ SIGKILL goes through exactly the path the campaign's ``coordinator_crash`` fault
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from pytest_orch_recovery.engine.coordinator import Coordinator
+from pytest_orch_recovery.engine.events import Event
 from pytest_orch_recovery.engine.model import Reason, Task
 from pytest_orch_recovery.infra.cleanup import cleanup_workspace
 from pytest_orch_recovery.runtime.host import Host
@@ -74,6 +75,11 @@ class CoordinatorSteps:
         if task.task_id in self.coordinator.tasks:
             return  # submitted before (a request carried out twice)
         self.step(functools.partial(submit_task, task=task, agent=agent))
+
+    def adopt(self, events: Sequence[Event], *, lost: str) -> None:
+        """Take over tasks from their history (``Coordinator.adopt``); a replacement after a
+        death has them from its journal already, and records the loss there."""
+        self.step(functools.partial(Coordinator.adopt, events=events, lost=lost))
 
     def run(self, until: float | None = None) -> None:
         self.step(functools.partial(Coordinator.run, until=until), loop=True)

@@ -45,6 +45,7 @@ from pytest_orch_recovery.fleet.config import FleetConfig, FleetConfigError, loa
 from pytest_orch_recovery.fleet.intake import Request, Spool
 from pytest_orch_recovery.fleet.steps import CoordinatorSteps, remove_finished_workspaces
 from pytest_orch_recovery.infra.gh import GhPullRequests
+from pytest_orch_recovery.infra.git import GitError, fetch_branch
 from pytest_orch_recovery.infra.processes import raise_priority
 from pytest_orch_recovery.runtime.dispatch import Dispatcher
 from pytest_orch_recovery.runtime.host import RepositoryHost
@@ -249,9 +250,45 @@ class FleetSupervisor:
                 + ": decisions for them belong to whoever holds them now"
             )
         claims = store.claim()
+        taken = store.taken_over() if any(c.epoch > 1 for c in claims) else {}
         for claim in claims:
-            self.steps.submit(claim.task, agent=claim.agent)
+            task_id = claim.task.task_id
+            # Claimed before (a lease ran out): its history, if any, is another host's.
+            history = store.events([task_id]) if claim.epoch > 1 else ()
+            if not history:
+                self.steps.submit(claim.task, agent=claim.agent)
+                continue
+            agent, by = taken.get(task_id, (claim.agent or "", None))
+            self.say(
+                f"taking over {task_id} at epoch {claim.epoch}"
+                + (f" from host {by}" if by else "")
+                + f" ({len(history)} events)"
+            )
+            self._take_up_work(agent)
+            self.steps.adopt(history, lost=self._lost_note(task_id, by))
         return len(claims)
+
+    def _lost_note(self, task_id: str, by: str | None) -> str:
+        return (
+            f"host {by or '?'} was lost: its lease of {task_id} ran out and host "
+            f"{self.host_name} took the task over"
+        )
+
+    def _take_up_work(self, agent: str) -> None:
+        """A task taken over from another host goes on from what reached the origin: its
+        branch is fetched here before its workspace is made. Work that never left the lost
+        host is lost with it; the probe then finds less done, and that is redone."""
+        if not agent or self.host.workspace(agent).exists():
+            return
+        branch = self.host.branch(agent)
+        try:
+            commit = fetch_branch(self.host.repo, "origin", branch)
+            self.host.add_workspace(agent)
+        except (GitError, OSError) as exc:
+            self.say(f"taking over {agent}: {branch} not taken from origin: {exc}", logging.WARNING)
+            return
+        if commit is not None:
+            self.say(f"taking over {agent}: {branch} at {commit[:12]} from origin")
 
     # ------------------------------------------------------------------ coordinator
 
@@ -273,7 +310,12 @@ class FleetSupervisor:
         if recover:
             where = "the fleet store" if self.config.store else self.config.journal
             self.say(f"recovering from {where} ({len(self.journal)} events)")
-            coordinator.recover()
+            lost: dict[str, str] = {}
+            if self.fleet_store is not None:
+                for task_id, (agent, by) in self.fleet_store.taken_over().items():
+                    self._take_up_work(agent)
+                    lost[task_id] = self._lost_note(task_id, by)
+            coordinator.recover(lost=lost)
         return coordinator
 
     def _launch_notes(self, spec: LaunchSpec) -> LaunchNotes:

@@ -322,6 +322,16 @@ def remote_sha(cwd: Path, remote: str, branch: str) -> str | None:
     return None
 
 
+def fetch_branch(repo: Path, remote: str, branch: str) -> str | None:
+    """Set ``repo``'s ``branch`` to the commit ``remote`` holds for it (created, or moved even
+    when that is not a fast-forward: the remote's is the newer work); return that commit, or
+    None when the remote has no such branch. Git refuses when ``branch`` is checked out."""
+    if remote_sha(repo, remote, branch) is None:
+        return None
+    run_git(["fetch", "--quiet", remote, f"+refs/heads/{branch}:refs/heads/{branch}"], cwd=repo)
+    return resolve(repo, f"refs/heads/{branch}")
+
+
 def git_common_dir(cwd: Path) -> Path:
     """The shared ``.git`` directory of the repository ``cwd`` belongs to (absolute)."""
     out = run_git(["rev-parse", "--path-format=absolute", "--git-common-dir"], cwd=cwd).stdout

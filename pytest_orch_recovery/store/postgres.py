@@ -612,6 +612,22 @@ class PostgresStore:
         )
         return {str(task_id): str(host) for task_id, host in rows}
 
+    def taken_over(self) -> dict[str, tuple[str, str]]:
+        """The tasks this host holds whose latest launch was another host's: task id ->
+        (agent, that host). Their attempt there was lost with its lease; this host goes on."""
+        host = self._host("read takeovers")
+        rows = self._do(
+            "read takeovers",
+            lambda conn: conn.execute(
+                "SELECT t.task_id, t.agent, l.host FROM orch_tasks t CROSS JOIN LATERAL "
+                "(SELECT host FROM orch_launches WHERE task_id = t.task_id "
+                " ORDER BY attempt DESC LIMIT 1) l "
+                "WHERE t.host = %s AND t.state = 'claimed' AND l.host <> %s",
+                (host, host),
+            ).fetchall(),
+        )
+        return {str(task_id): (str(agent), str(by)) for task_id, agent, by in rows}
+
     def launches(self) -> list[tuple[str, int, str, str, int]]:
         """Every launch the database accepted: (task id, attempt, key, host, epoch)."""
         rows = self._do(

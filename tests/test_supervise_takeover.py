@@ -1,0 +1,176 @@
+"""A host lost mid-run, end to end: three ``orch-recovery supervise --host`` processes, each
+with its own clone, tmux server and state directory, over one PostgreSQL store and one bare
+origin, running the sim agent. Host alpha's supervisor is SIGKILLed and its tmux server (with
+its agents) killed while three of its agents are mid-attempt. When alpha's leases run out,
+beta and gamma claim those tasks, take them over from their history in the store (the lost
+attempts end as ``host_lost``, the policy reassigns them) and finish them; every other task
+completes too. No (task, attempt) is launched twice, by the database and by the agents' own
+start logs alike, and ``status`` says which host did what."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import psycopg
+import pytest
+from test_supervise import _BOUND, Fleet, Supervisor, fleet
+from test_supervise_store import _all_done, _another_host, _fleet_over_store
+from waiting import wait_until
+
+from pytest_orch_recovery.engine.events import AttemptExited, DecisionMade, EventKind
+from pytest_orch_recovery.engine.model import HOST_LOST, Strategy, Task
+from pytest_orch_recovery.infra.processes import pids_with_env, process_start_time, wait_gone
+from pytest_orch_recovery.runtime.server import kill_tmux_server
+from pytest_orch_recovery.store.postgres import PostgresStore
+
+__all__ = ["fleet"]  # the fixture, shared with test_supervise
+
+LEASE = 3.0  # seconds; the fleet's intake_interval (0.5 s) renews it six times over
+
+
+def _held(fleet: Fleet, task_id: str, gate: Path) -> Task:
+    """A task whose tests wait mid-attempt, after writing its file and before committing or
+    pushing, until ``gate`` exists; it signals ``at-<task_id>`` on alpha's tmux server when it
+    gets there. Once the gate exists the tests pass at once, on any host."""
+    tmux = f"tmux -L {fleet.socket}"
+    tests = f"test -e {gate} || {{ {tmux} wait-for -S at-{task_id}; {tmux} wait-for gate; }}"
+    return Task(task_id, f"Write the held note {task_id}", (f"{task_id}.md",), tests=tests)
+
+
+def _kill_agents_of(results: Path) -> None:
+    """SIGKILL every process a host's agents run (their environment names the host's results
+    directory), as a machine that dies takes them along; the tmux server alone would not:
+    an agent outlives its pane's hangup."""
+    since = process_start_time(os.getpid())
+    pids = pids_with_env("ORCH_RESULTS_DIR", str(results.resolve()), started_since=since)
+    assert pids, "the host's agents were running"
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert wait_gone(pids, _BOUND) == []
+
+
+def _sessions(socket: str) -> list[str]:
+    shown = subprocess.run(
+        ["tmux", "-L", socket, "list-sessions", "-F", "#{session_name}"],
+        capture_output=True, text=True, check=False, timeout=_BOUND,
+    )  # fmt: skip
+    return shown.stdout.split() if shown.returncode == 0 else []
+
+
+@pytest.mark.slow
+def test_a_host_killed_with_its_agents_has_its_tasks_finished_by_the_others(
+    fleet: Fleet, store_url: str
+) -> None:
+    gate = fleet.root / "gate-open"
+    held = [_held(fleet, f"t-held{n}", gate) for n in range(3)]
+    plain = [Task(f"t-{n}", f"Write note number {n}", (f"note{n}.md",)) for n in range(4)]
+    everything = [*held, *plain]
+    _fleet_over_store(fleet, store_url, *everything, max_live_agents=3, lease=LEASE)
+    others = {name: _another_host(fleet, name, max_live_agents=2) for name in ("beta", "gamma")}
+
+    alpha = Supervisor(fleet, "--host", "alpha")
+    survivors: dict[str, Supervisor] = {}
+    try:
+        fleet.cli("submit", "--config", "fleet.toml", *(fleet.task_file(t) for t in held))
+        for task in held:  # alpha is full: three agents, each inside its test step
+            alpha.wait_for("attempt_launched", task.task_id)
+            subprocess.run(
+                ["tmux", "-L", fleet.socket, "wait-for", f"at-{task.task_id}"],
+                check=True, timeout=_BOUND,
+            )  # fmt: skip
+        for name, (config, _) in others.items():
+            survivors[name] = Supervisor(fleet, "--config", str(config), "--host", name)
+            survivors[name].wait_for("supervising")
+        fleet.cli("submit", "--config", "fleet.toml", *(fleet.task_file(t) for t in plain))
+
+        # Host alpha goes down at once: supervisor, agents, tmux server.
+        assert alpha.stop(signal.SIGKILL) == -signal.SIGKILL
+        _kill_agents_of(fleet.root / ".orch-fleet" / "results")
+        kill_tmux_server(fleet.socket)
+        gate.touch()  # what alpha's agents did not push is redone elsewhere; it passes now
+
+        wait_until(lambda: _all_done(store_url, len(everything)), "every task done in the store")
+    finally:
+        if alpha.proc.poll() is None:
+            alpha.stop(signal.SIGKILL)
+        codes = {name: sup.stop() for name, sup in survivors.items()}
+        left = {name: _sessions(socket) for name, (_, socket) in others.items()}
+        for _, socket in others.values():
+            kill_tmux_server(socket)
+    assert codes == {"beta": 0, "gamma": 0}
+    taken = [line for sup in survivors.values() for line in sup.seen if "taking over t-" in line]
+    assert sorted(line.split("taking over ")[1].split()[0] for line in taken) == [
+        t.task_id for t in held
+    ]
+    assert all("from host alpha" in line for line in taken), taken
+
+    with PostgresStore(store_url) as store:
+        launches = store.launches()
+        events = list(store.events())
+    # Each held task: attempt 1 on alpha, attempt 2 elsewhere; each plain task: one attempt.
+    by_task: dict[str, list[tuple[int, str]]] = {}
+    for task_id, attempt, _, host, _ in launches:
+        by_task.setdefault(task_id, []).append((attempt, host))
+    for task in held:
+        assert len(by_task[task.task_id]) == 2, (
+            by_task,
+            [(e.kind, e.payload) for e in events if e.task_id == task.task_id],
+        )
+        (first, by_alpha), (second, by_other) = by_task[task.task_id]
+        assert (first, by_alpha, second) == (1, "alpha", 2)
+        assert by_other in ("beta", "gamma")
+    for task in plain:
+        assert [a for a, _ in by_task[task.task_id]] == [1]
+        assert by_task[task.task_id][0][1] in ("beta", "gamma")
+    agents = {e.task_id: e.agent for e in events if e.kind is EventKind.TASK_SUBMITTED}
+    starts: list[str] = []
+    for state_dir in (".orch-fleet", ".orch-beta", ".orch-gamma"):
+        log = fleet.root / state_dir / "results" / "starts.log"
+        starts += log.read_text().splitlines() if log.exists() else []
+    assert sorted(starts) == sorted(
+        f"start {agents[t]} attempt {a}" for t, a, _, _, _ in launches
+    ), "the agents' start logs and the database's launches disagree"
+
+    # The lost attempts ended as host_lost and were reassigned, by their new holder.
+    for task in held:
+        mine = [e for e in events if e.task_id == task.task_id]
+        exits = [e.payload for e in mine if e.kind is EventKind.ATTEMPT_EXITED]
+        lost = exits[0]
+        assert isinstance(lost, AttemptExited) and lost.exit is not None
+        assert lost.exit.source == HOST_LOST and "host alpha was lost" in lost.output_tail
+        decided = next(e.payload for e in mine if e.kind is EventKind.DECISION)
+        assert isinstance(decided, DecisionMade) and decided.decision is not None
+        assert decided.decision.rule == "host_lost"
+        assert decided.decision.strategy is Strategy.REASSIGN
+        assert [e.kind for e in mine][-1] is EventKind.TASK_SUCCEEDED
+    with psycopg.connect(store_url) as conn:
+        writers = conn.execute(
+            "SELECT e.task_id, e.host, e.epoch, l.host FROM orch_events e "
+            "JOIN orch_launches l ON l.task_id = e.task_id AND l.attempt = 2 "
+            "WHERE e.kind = 'decision'"
+        ).fetchall()
+    # Decided by the host that then launched attempt 2, at its claim's epoch (alpha's was 1).
+    assert sorted(w[0] for w in writers) == [t.task_id for t in held]
+    assert all(host == launcher and epoch == 2 for _, host, epoch, launcher in writers)
+
+    # No orphan on the surviving hosts: every agent's session went with its success.
+    agent_names = set(agents.values())
+    assert {name: agent_names & set(sessions) for name, sessions in left.items()} == {
+        "beta": set(),
+        "gamma": set(),
+    }
+    # status over the store: which host did what
+    status = json.loads(fleet.cli("status", "--config", "fleet.toml", "--format", "json").stdout)
+    assert {r["task_id"]: (r["host"], r["phase"]) for r in status["tasks"]} == {
+        t: (hosts[-1][1], "succeeded") for t, hosts in by_task.items()
+    }
+    failures = fleet.cli("failures", "--store", store_url).stdout
+    for task in held:
+        assert task.task_id in failures
+    assert "alpha" in failures

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -69,7 +68,6 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The campaign page the plugin wrote, and the journal page the CLI drew from the
     campaign's journal."""
     work = tmp_path_factory.mktemp("campaign")
-    shutil.copytree(REPO / "scenarios", work / "scenarios")
     env = {**os.environ, "PYTEST_ADDOPTS": ""}
     campaign = subprocess.run(
         [

@@ -13,6 +13,8 @@ keys::
     skip_permissions  pass --dangerously-skip-permissions (default: true)
     tmux_socket     the runtime's own tmux server (default: "orch-" + the file's stem)
     attempt_timeout seconds per attempt (default: 1800)
+    stall_window    seconds without output or CPU after which an attempt is a stall and is
+                    ended (default: off)
     max_attempts    attempt budget per task (default: 4)
     max_live_agents at most this many agents run at once; the rest wait their turn
                     (default: no limit)
@@ -57,6 +59,7 @@ _KEYS = frozenset(
         "skip_permissions",
         "tmux_socket",
         "attempt_timeout",
+        "stall_window",
         "max_attempts",
         "max_live_agents",
         "agent_nice",
@@ -93,6 +96,7 @@ class FleetConfig:
     agent: str = "claude-code"
     skip_permissions: bool = True
     attempt_timeout: float = 1800.0
+    stall_window: float | None = None
     max_attempts: int = 4
     max_live_agents: int | None = None
     agent_nice: int = 0
@@ -159,15 +163,20 @@ class _FleetReader(TomlReader):
         return out
 
 
-def parse_fleet(text: str, *, source: Path) -> FleetConfig:
-    """Validate one fleet document read from ``source``."""
+def parse_fleet(text: str, *, source: Path, here: bool = True) -> FleetConfig:
+    """Validate one fleet document read from ``source``.
+
+    ``here=False`` reads a production fleet file on another machine for its settings only
+    (``pytest --orch-chaos --orch-fleet``, in CI): every key is checked as ``supervise``
+    checks it, except that the repository need not exist and the agent CLI need not be
+    installed here; the campaign checks the agent it actually runs."""
     doc = parse_document(text, str(source), FleetConfigError)
     reader = _FleetReader(str(source), text, source.parent.resolve())
     raw: Mapping[str, Any] = reader.table(doc, (), _KEYS)
     if "repository" not in raw:
         raise reader.fail((), "missing required key 'repository'")
     repository = reader.path(raw["repository"], "repository")
-    if not (repository / ".git").exists():
+    if here and not (repository / ".git").exists():
         raise reader.fail(("repository",), f"{repository} is not a git repository")
     state_dir = reader.path(raw.get("state_dir", ".orch-fleet"), "state_dir")
 
@@ -180,8 +189,11 @@ def parse_fleet(text: str, *, source: Path) -> FleetConfig:
     agent = reader.string(raw.get("agent", "claude-code"), ("agent",))
     try:
         driver_for(agent, AgentConfig())
-    except (ValueError, LookupError) as exc:  # unknown name, bad template, CLI not found
+    except ValueError as exc:  # unknown name, bad template
         raise reader.fail(("agent",), str(exc)) from None
+    except LookupError as exc:  # the CLI is not installed
+        if here:
+            raise reader.fail(("agent",), str(exc)) from None
     socket = reader.string(raw.get("tmux_socket", f"orch-{source.stem}"), ("tmux_socket",))
     if not all(c.isalnum() or c in "-_." for c in socket):
         raise reader.fail(("tmux_socket",), "use letters, digits, '-', '_' and '.'")
@@ -199,6 +211,9 @@ def parse_fleet(text: str, *, source: Path) -> FleetConfig:
         agent=agent,
         skip_permissions=reader.boolean(raw.get("skip_permissions", True), ("skip_permissions",)),
         attempt_timeout=reader.number(raw.get("attempt_timeout", 1800), ("attempt_timeout",)),
+        stall_window=(
+            reader.number(raw["stall_window"], ("stall_window",)) if "stall_window" in raw else None
+        ),
         max_attempts=reader.integer(raw.get("max_attempts", 4), ("max_attempts",)),
         max_live_agents=(
             reader.integer(raw["max_live_agents"], ("max_live_agents",))
@@ -226,11 +241,11 @@ def parse_fleet(text: str, *, source: Path) -> FleetConfig:
     )
 
 
-def load_fleet(path: str | Path) -> FleetConfig:
-    """Read and validate the fleet file at ``path``."""
+def load_fleet(path: str | Path, *, here: bool = True) -> FleetConfig:
+    """Read and validate the fleet file at ``path`` (``here``: see :func:`parse_fleet`)."""
     source = Path(path)
     try:
         text = source.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise FleetConfigError(str(source), 1, "", f"cannot read: {exc}") from None
-    return parse_fleet(text, source=source)
+    return parse_fleet(text, source=source, here=here)

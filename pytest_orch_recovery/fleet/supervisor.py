@@ -121,6 +121,7 @@ class FleetSupervisor:
                 self.dispatcher.command_for,
                 base=config.base,
                 agent_nice=config.agent_nice,
+                stall_window=config.stall_window,
             )
         except BaseException:
             self.journal.close()

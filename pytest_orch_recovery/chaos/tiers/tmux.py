@@ -23,11 +23,11 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_orch_recovery.chaos.faults import FaultLedger, FaultSpec, FaultStatus
 from pytest_orch_recovery.chaos.record import RepoState, ScenarioRun, journal_orphans, task_outcomes
@@ -58,6 +58,9 @@ from pytest_orch_recovery.runtime.dispatch import Dispatcher
 from pytest_orch_recovery.runtime.tmux import TmuxRuntime
 from pytest_orch_recovery.store import atomic
 from pytest_orch_recovery.store.journal import Journal
+
+if TYPE_CHECKING:
+    from pytest_orch_recovery.chaos.fleetfile import ProductionSettings
 
 HOOK_FAULTS = frozenset(
     {
@@ -184,10 +187,15 @@ def run_tmux(
     config: AgentConfig | None = None,
     driver_factory: Callable[[AgentConfig], AgentDriver] | None = None,
     policy: PolicySettings | None = None,
+    max_attempts: int = 4,
     max_live: int | None = None,
+    env_allow: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
     on_event: Callable[[Event], None] | None = None,
 ) -> TmuxOutcome:
-    """Run ``tasks`` under ``faults`` with real agents; always tears the sandbox down."""
+    """Run ``tasks`` under ``faults`` with real agents; always tears the sandbox down.
+    ``env_allow`` and ``env``: a fleet file's, for the agents' environment (the sandbox's
+    own variables win)."""
     _check_schedule(tasks, faults)
     faults = [s if s.fault_id else replace(s, fault_id=f"f{i + 1}") for i, s in enumerate(faults)]
     ledger = FaultLedger()
@@ -195,6 +203,8 @@ def run_tmux(
         ledger.register(spec)
     crash_after_event = _crash_point(crash_after_event, faults)
     sandbox = Sandbox.create(base_dir=base_dir, name="orch", unwind_on_sigterm=True)
+    sandbox.env_allow = None if env_allow is None else tuple(env_allow)
+    sandbox.fleet_env = dict(env or {})
     held = _Held()
     try:
         held.double = _start_model_double(sandbox, tasks, faults)
@@ -223,7 +233,7 @@ def run_tmux(
             held.journal,
             dispatcher,
             CoordinatorConfig(attempt_timeout=attempt_timeout, seed=seed, max_live=max_live),
-            lambda: (policy or PolicySettings()).policy(seed=seed),
+            lambda: (policy or PolicySettings()).policy(seed=seed, max_attempts=max_attempts),
             on_event,
         )
         supervisor.drive(
@@ -719,13 +729,25 @@ def _repo_state(sandbox: Sandbox, task: Task, agent: str) -> RepoState:
     )
 
 
+def _fleet_arguments(fleet: ProductionSettings) -> dict[str, Any]:
+    """What :func:`run_tmux` takes from a fleet file beyond the scenario's settings."""
+    return {
+        "config": AgentConfig(skip_permissions=fleet.skip_permissions),
+        "max_attempts": fleet.max_attempts,
+        "env_allow": fleet.env_allow,
+        "env": fleet.env,
+    }
+
+
 class TmuxTier:
     """The campaign's ``tmux`` tier: one scenario, real processes, in a sandbox under the shared
     sandbox base directory."""
 
     name = "tmux"
 
-    def run(self, scenario: Scenario, *, seed: int, agent: str) -> ScenarioRun:
+    def run(
+        self, scenario: Scenario, *, seed: int, agent: str, fleet: ProductionSettings | None = None
+    ) -> ScenarioRun:
         blocked = sorted({f.kind for f in scenario.faults} & UNSUPPORTED)
         if blocked:
             raise TierUnsupported(
@@ -751,6 +773,7 @@ class TmuxTier:
             stall_window=scenario.stall_window,
             policy=scenario.policy,
             max_live=scenario.max_live_agents,
+            **({} if fleet is None else _fleet_arguments(fleet)),
         )
         return ScenarioRun(
             scenario=scenario.name,

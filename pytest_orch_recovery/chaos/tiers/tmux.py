@@ -53,6 +53,7 @@ from pytest_orch_recovery.infra.agents import (
 )
 from pytest_orch_recovery.infra.cleanup import find_orphans
 from pytest_orch_recovery.infra.git import rev_count
+from pytest_orch_recovery.infra.placeholders import BUILTIN_AGENTS
 from pytest_orch_recovery.infra.processes import MAX_NICE
 from pytest_orch_recovery.runtime.dispatch import Dispatcher
 from pytest_orch_recovery.runtime.tmux import TmuxRuntime
@@ -82,6 +83,9 @@ API_FAULTS = {
 }
 # Faults this tier cannot inject yet; a schedule that holds one is refused up front.
 UNSUPPORTED: frozenset[str] = frozenset()
+# Faults injected through the dispatcher's agent configuration (the permission flag left out,
+# an interactive launch): a command-template agent's words are its own, so they cannot be.
+DISPATCHER_FLAG_FAULTS = frozenset({"missing_permission_flag", "permission_prompt"})
 
 # Per-attempt limit in scenario runs unless the scenario sets ``attempt_timeout``: generous,
 # since a loaded CI machine is slow; the timeout scenario sets a short one of its own.
@@ -445,7 +449,9 @@ _BROKEN = "# BROKEN: the first implementation gets the edge case wrong\n"
 def _test_file(template: str, **fields: object) -> str:
     """A generated test file: ``chaos/templates/<template>.py.tmpl`` filled with ``fields``
     (``str.format``). The templates are package data, so no library module defines a test."""
-    text = resources.files(__package__).joinpath("templates", f"{template}.py.tmpl")
+    text = resources.files("pytest_orch_recovery.chaos").joinpath(
+        "templates", f"{template}.py.tmpl"
+    )
     return text.read_text(encoding="utf-8").format(**fields)
 
 
@@ -753,6 +759,12 @@ class TmuxTier:
             raise TierUnsupported(
                 f"fault(s) {', '.join(blocked)} cannot be injected in real tmux runs yet; "
                 "this scenario runs on --orch-tier sim"
+            )
+        flagged = sorted({f.kind for f in scenario.faults} & DISPATCHER_FLAG_FAULTS)
+        if flagged and agent not in BUILTIN_AGENTS:
+            raise TierUnsupported(
+                f"fault(s) {', '.join(flagged)} act through the dispatcher's permission flag "
+                f"and launch mode, which the command template {agent!r} writes itself"
             )
         tasks = [t.task for t in scenario.tasks]
         agents = [t.agent or f"task-agent-{t.task.task_id}" for t in scenario.tasks]

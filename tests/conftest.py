@@ -1,4 +1,5 @@
-"""The test suite's Hypothesis profile, and a check that no test leaves a server thread behind.
+"""The test suite's Hypothesis profile, a check that no test leaves a server thread behind, and
+the PostgreSQL fixtures (a private server per session, a fresh fleet store per test).
 
 Hypothesis' timing checks (``deadline``, ``HealthCheck.too_slow``) measure the machine, not the
 code: on a loaded 2-core runner they fail tests that are correct. The suite asserts behaviour
@@ -7,11 +8,17 @@ only, so its profile switches them off everywhere, on top of whatever profile is
 
 from __future__ import annotations
 
+import itertools
 import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pytest_orch_recovery.plugin.options import campaign_only
+
+if TYPE_CHECKING:
+    from pytest_orch_recovery.infra.postgres_server import LocalPostgres
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -43,3 +50,46 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if reporter is not None:
             reporter.write_line(f"FAIL {len(leaked)} model double(s) never stopped", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[LocalPostgres]:
+    """A private PostgreSQL server for this test session (each xdist worker its own), from
+    the installed binaries; stopped and its folder removed at the end."""
+    psycopg = pytest.importorskip("psycopg", reason="pip install -e '.[test]' installs psycopg")
+    del psycopg
+    from pytest_orch_recovery.infra.postgres_server import (
+        LocalPostgres,
+        PostgresServerError,
+        find_bin_dir,
+    )
+
+    try:
+        find_bin_dir()
+    except PostgresServerError as exc:
+        pytest.skip(str(exc))
+    with LocalPostgres() as server:
+        server.start()
+        yield server
+
+
+@pytest.fixture
+def store_url(postgres_server: LocalPostgres, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, initialised fleet store: a database of its own in the session's server."""
+    import psycopg
+
+    from pytest_orch_recovery.store import schema
+
+    name = f"t{next(_DATABASES)}"
+    with psycopg.connect(postgres_server.url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    url = postgres_server.url.replace("/postgres?", f"/{name}?")
+    with psycopg.connect(url, autocommit=True) as conn:
+        schema.upgrade(conn, create=True)
+    yield url
+    if postgres_server.running:
+        with psycopg.connect(postgres_server.url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+_DATABASES = itertools.count(1)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
+
+import pytest
 
 from pytest_orch_recovery.chaos.faults import FaultSpec, FaultStatus, Trigger
 from pytest_orch_recovery.chaos.tiers.sim import SimOutcome, simulate
@@ -14,7 +17,7 @@ FAKE3 = Task("task-5030", "Create /fake3 command", ("fake3.md",))
 FOUR = Task("t-four", "Add four modules", ("a.py", "b.py", "c.py", "d.py"))
 
 
-def _kinds(out: SimOutcome, kind: EventKind, task: str | None = None) -> list[dict]:
+def _kinds(out: SimOutcome, kind: EventKind, task: str | None = None) -> list[dict[str, Any]]:
     return [
         dict(e.data) for e in out.events if e.kind is kind and (task is None or e.task_id == task)
     ]
@@ -248,7 +251,9 @@ def test_coordinator_crash_right_after_an_operator_release_finishes_the_release(
     assert out.outcomes == clean.outcomes == {t.task_id: Phase.SUCCEEDED for t in tasks}
 
 
-def test_a_workspace_nobody_cleaned_is_counted_as_an_orphan(monkeypatch) -> None:
+def test_a_workspace_nobody_cleaned_is_counted_as_an_orphan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from pytest_orch_recovery.chaos.tiers.simruntime import SimRuntime
 
     monkeypatch.setattr(SimRuntime, "cleanup", lambda self, agent: None)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import pkgutil
+from pathlib import Path
 
 import pytest_orch_recovery
 from pytest_orch_recovery.engine.errors import OrchRecoveryError, UsageError
@@ -41,3 +43,20 @@ def test_errors_that_mean_a_builtin_kind_keep_it() -> None:
     assert issubclass(CheckpointError, ValueError) and issubclass(ScenarioError, ValueError)
     assert issubclass(ScenarioFailed, AssertionError)
     assert issubclass(UsageError, OrchRecoveryError)
+
+
+_BUILTIN_ERRORS = frozenset({"ValueError", "RuntimeError", "TypeError"})  # KeyError: a lookup
+
+
+def test_the_package_raises_no_bare_builtin_error() -> None:
+    # A bare ValueError escapes `except OrchRecoveryError`; InvalidValue / InvalidState keep
+    # the built-in kind and the one base.
+    package = Path(pytest_orch_recovery.__file__).parent
+    bare = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+                func = node.exc.func
+                if isinstance(func, ast.Name) and func.id in _BUILTIN_ERRORS:
+                    bare.append(f"{path.relative_to(package)}:{node.lineno}: {func.id}")
+    assert bare == []

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from events import JournalBuilder, seed_incident, sigint_resumed
 from seedfleet import SeedFleet, completed_record, failed_record
+from waiting import wait_until
 
 from pytest_orch_recovery.cli.main import main
 from pytest_orch_recovery.engine.model import Checkpoint, EventKind, ExitInfo, Reason
@@ -182,11 +183,7 @@ def test_status_live_asks_tmux_and_reads_checkpoint_age(
     subprocess.run(
         ["tmux", "-L", tmux_server, "respawn-pane", "-k", "-t", "=agent-live:", "true"], check=True
     )
-    for _ in range(200):  # event: the pane reports its process gone
-        if live()["t1"]["session"] == "exited":
-            break
-        time.sleep(0.05)
-    assert live()["t1"]["session"] == "exited"
+    wait_until(lambda: live()["t1"]["session"] == "exited", "pane reporting its process gone")
     subprocess.run(["tmux", "-L", tmux_server, "kill-session", "-t", "=agent-live"], check=True)
     assert live()["t1"]["session"] == "dead"
     code, out, _ = _run(

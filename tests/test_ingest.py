@@ -173,7 +173,7 @@ def test_ingest_attributes_every_failed_attempt_and_is_idempotent(
     assert reasons == {RATE: "api_error", SIGINT: "sigint", TIMEOUT: "timeout", PERM: "permission"}
     succeeded = [e.agent for e in events if e.kind is EventKind.TASK_SUCCEEDED]
     assert succeeded == [DONE]
-    launched = [e.agent for e in events if e.kind is EventKind.ATTEMPT_LAUNCHED]
+    launched = [e.agent or "" for e in events if e.kind is EventKind.ATTEMPT_LAUNCHED]
     assert sorted(launched) == sorted([RATE, SIGINT, TIMEOUT, DONE, PERM, RUNNING])
     exited = {e.agent for e in events if e.kind is EventKind.ATTEMPT_EXITED}
     assert RUNNING not in exited  # its results symlink still dangles

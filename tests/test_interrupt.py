@@ -14,13 +14,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from waiting import wait_until
 
 from pytest_orch_recovery.chaos import BUNDLED_SCENARIOS
 from pytest_orch_recovery.doubles.sandbox import LEDGER_NAME, Ledger, default_base_dir, reap_stale
@@ -101,17 +101,15 @@ def _poll(what: str, check: Callable[[], T | None], run: _Run) -> T:
     has started: the ledger and the agent's /proc entry are the only evidence we can observe
     from outside. The interval is short and the deadline bounds the wait.
     """
-    end = time.monotonic() + START_DEADLINE
-    while time.monotonic() < end:
+
+    def look() -> T | None:
         if run.proc.poll() is not None:
             out = run.proc.stdout.read().decode(errors="replace") if run.proc.stdout else ""
             pytest.fail(f"pytest exited ({run.proc.returncode}) before {what}:\n{out}")
         run.watch_ledgers()
-        found = check()
-        if found is not None:
-            return found
-        time.sleep(0.05)
-    pytest.fail(f"no {what} within {START_DEADLINE:.0f} s")
+        return check()
+
+    return wait_until(look, what, timeout=START_DEADLINE)
 
 
 def _running_agent(run: _Run) -> int | None:
@@ -202,16 +200,16 @@ def _leftovers(*runs: _Run) -> list[str]:
     # Sockets that appeared during the runs: other runs on this machine may own some of them,
     # so a live one is ours when its server inherited our private TMPDIR.
     for name in sorted(_sockets() - runs[0].sockets_before):
-        probe = subprocess.run(
+        shown = subprocess.run(
             ["tmux", "-L", name, "-f", "/dev/null", "display-message", "-p", "#{pid}"],
             capture_output=True,
             text=True,
             check=False,
             stdin=subprocess.DEVNULL,
         )
-        if probe.returncode == 0:
-            if _environ(int(probe.stdout.strip())).get("TMPDIR") == mine:
-                found.append(f"tmux server {probe.stdout.strip()} alive on new socket {name}")
+        if shown.returncode == 0:
+            if _environ(int(shown.stdout.strip())).get("TMPDIR") == mine:
+                found.append(f"tmux server {shown.stdout.strip()} alive on new socket {name}")
         elif name in ours:
             found.append(f"dead socket file left: {_tmux_dir() / name}")
     for pid in pids_with_env("TMPDIR", mine):

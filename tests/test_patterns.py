@@ -213,7 +213,7 @@ def _first_row_by_line_reference(text: str) -> list[tuple[int, str]]:
     st.lists(
         st.one_of(
             st.sampled_from(_SAMPLES),
-            st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40),
+            st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=40),
             st.tuples(st.sampled_from(_SAMPLES), st.sampled_from(_SAMPLES)).map(" ".join),
         ),
         max_size=8,

@@ -95,6 +95,9 @@ def _before(first: str, second: str) -> bool:
 def test_table_order() -> None:
     assert RULE_NAMES == [
         "attempt_budget_spent",
+        "usage_limit_fallback",
+        "usage_limit_beyond_horizon",
+        "usage_limit_wait",
         "circuit_breaker_open",
         "missing_permissions",
         "poison_task",
@@ -112,6 +115,8 @@ def test_table_order() -> None:
         "nothing_to_keep",
     ]
     assert _before("attempt_budget_spent", "circuit_breaker_open")
+    # A usage limit is the account's: it neither opens nor meets the breaker.
+    assert _before("usage_limit_wait", "circuit_breaker_open")
     assert _before("circuit_breaker_open", "missing_permissions")
     assert _before("sigint_with_checkpoint", "sigint_without_checkpoint")
 

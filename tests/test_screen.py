@@ -68,7 +68,7 @@ def test_prose_and_answered_dialogs_are_not_dialogs(text: str) -> None:
     assert find_dialog(text) is None
 
 
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=400))
+@given(st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=400))
 def test_find_dialog_never_raises_and_names_a_known_cli(text: str) -> None:
     found = find_dialog(text)
     assert found is None or found.cli in {d.cli for d in DETECTORS}

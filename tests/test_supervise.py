@@ -119,10 +119,10 @@ class Fleet:
 class Supervisor:
     """``orch-recovery supervise`` as a child process; its log lines arrive on a queue."""
 
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: Fleet, *options: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pytest_orch_recovery", "supervise", "--config",
-             str(fleet.config)],
+             str(fleet.config), *options],
             cwd=fleet.root, env=fleet.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
@@ -143,17 +143,17 @@ class Supervisor:
                 return line
         while True:
             try:
-                line = self.lines.get(timeout=_BOUND)
+                got = self.lines.get(timeout=_BOUND)
             except queue.Empty:
                 pytest.fail(f"no {words} in {_BOUND:.0f} s; log:\n" + "\n".join(self.seen))
-            if line is None:
+            if got is None:
                 pytest.fail(
                     f"supervisor exited {self.proc.wait()} before {words}; log:\n"
                     + "\n".join(self.seen)
                 )
-            self.seen.append(line)
-            if all(w in line for w in words):
-                return line
+            self.seen.append(got)
+            if all(w in got for w in words):
+                return got
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         self.proc.send_signal(sig)

@@ -7,6 +7,7 @@ branch on the bare origin, the PR in the forge) and that nothing is left running
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -53,7 +54,7 @@ def _assert_clean(out: TmuxOutcome) -> None:
     assert cleaned == finished, "finished tasks' worktrees are removed, others kept"
 
 
-def test_task_agent_5030_reproduced_and_recovered(tmp_path) -> None:
+def test_task_agent_5030_reproduced_and_recovered(tmp_path: Path) -> None:
     fault = FaultSpec("sigint", Trigger("file_written", path="fake3.md"), task="task-5030")
     out = run_tmux([FAKE3], [fault], agents=["task-agent-5030"], base_dir=tmp_path)
     assert out.outcomes == {"task-5030": Phase.SUCCEEDED}
@@ -81,7 +82,7 @@ def test_task_agent_5030_reproduced_and_recovered(tmp_path) -> None:
     _assert_clean(out)
 
 
-def test_sigint_typed_into_the_pane_is_recovered_too(tmp_path) -> None:
+def test_sigint_typed_into_the_pane_is_recovered_too(tmp_path: Path) -> None:
     fault = FaultSpec("sigint_keys", Trigger("file_written", n=1), task="t-four")
     out = run_tmux([FOUR], [fault], base_dir=tmp_path)
     assert out.outcomes["t-four"] is Phase.SUCCEEDED
@@ -93,7 +94,7 @@ def test_sigint_typed_into_the_pane_is_recovered_too(tmp_path) -> None:
     _assert_clean(out)
 
 
-def test_three_agents_without_the_permission_flag(tmp_path) -> None:
+def test_three_agents_without_the_permission_flag(tmp_path: Path) -> None:
     numbers = (1813, 3403, 3532)
     tasks = [Task(f"t{n}", f"Write notes {n}", (f"notes{n}.md",)) for n in numbers]
     out = run_tmux(
@@ -116,7 +117,7 @@ def test_three_agents_without_the_permission_flag(tmp_path) -> None:
     _assert_clean(out)
 
 
-def test_pr_creation_failure_resumes_only_the_pr(tmp_path) -> None:
+def test_pr_creation_failure_resumes_only_the_pr(tmp_path: Path) -> None:
     task = Task("t-pr", "Document the retry policy", ("docs/retry.md",))
     out = run_tmux([task], [FaultSpec("pr_create_fails", task="t-pr")], base_dir=tmp_path)
     assert out.outcomes["t-pr"] is Phase.SUCCEEDED
@@ -129,7 +130,7 @@ def test_pr_creation_failure_resumes_only_the_pr(tmp_path) -> None:
     _assert_clean(out)
 
 
-def test_partial_files_resume_writes_only_the_missing_two(tmp_path) -> None:
+def test_partial_files_resume_writes_only_the_missing_two(tmp_path: Path) -> None:
     fault = FaultSpec("kill", Trigger("file_written", n=2), task="t-four")
     out = run_tmux([FOUR], [fault], base_dir=tmp_path)
     assert out.outcomes["t-four"] is Phase.SUCCEEDED
@@ -140,7 +141,7 @@ def test_partial_files_resume_writes_only_the_missing_two(tmp_path) -> None:
     _assert_clean(out)
 
 
-def test_api_529_burst_beyond_the_agents_retries(tmp_path) -> None:
+def test_api_529_burst_beyond_the_agents_retries(tmp_path: Path) -> None:
     fault = FaultSpec("api_overloaded", Trigger("api_request", n=2), task="t-four")
     out = run_tmux([FOUR], [fault], base_dir=tmp_path)
     assert out.outcomes["t-four"] is Phase.SUCCEEDED
@@ -150,7 +151,7 @@ def test_api_529_burst_beyond_the_agents_retries(tmp_path) -> None:
     _assert_clean(out)
 
 
-def test_stall_past_the_timeout(tmp_path) -> None:
+def test_stall_past_the_timeout(tmp_path: Path) -> None:
     fault = FaultSpec("stall", Trigger("tool_call", n=1), task="task-5030")
     out = run_tmux([FAKE3], [fault], attempt_timeout=8.0, base_dir=tmp_path)
     assert out.outcomes["task-5030"] is Phase.SUCCEEDED
@@ -160,7 +161,7 @@ def test_stall_past_the_timeout(tmp_path) -> None:
     _assert_clean(out)
 
 
-def test_a_stall_is_ended_at_the_stall_window_not_the_timeout(tmp_path) -> None:
+def test_a_stall_is_ended_at_the_stall_window_not_the_timeout(tmp_path: Path) -> None:
     fault = FaultSpec("stall", Trigger("tool_call", n=1), task="task-5030")
     out = run_tmux([FAKE3], [fault], attempt_timeout=600.0, stall_window=2.0, base_dir=tmp_path)
     assert out.outcomes["task-5030"] is Phase.SUCCEEDED
@@ -174,7 +175,7 @@ def test_a_stall_is_ended_at_the_stall_window_not_the_timeout(tmp_path) -> None:
     _assert_clean(out)
 
 
-def test_stale_index_lock_is_cleared_and_the_task_resumed(tmp_path) -> None:
+def test_stale_index_lock_is_cleared_and_the_task_resumed(tmp_path: Path) -> None:
     out = run_tmux([FAKE3], [FaultSpec("stale_index_lock", task="task-5030")], base_dir=tmp_path)
     assert out.outcomes["task-5030"] is Phase.SUCCEEDED
     assert _reasons(out, "task-5030") == ["git_error"]
@@ -184,7 +185,7 @@ def test_stale_index_lock_is_cleared_and_the_task_resumed(tmp_path) -> None:
     _assert_clean(out)
 
 
-def test_coordinator_killed_mid_recovery_is_replaced_from_its_journal(tmp_path) -> None:
+def test_coordinator_killed_mid_recovery_is_replaced_from_its_journal(tmp_path: Path) -> None:
     fault = FaultSpec("sigint", Trigger("file_written", path="fake3.md"), task="task-5030")
     out = run_tmux([FAKE3], [fault], crash_after_event=5, base_dir=tmp_path)
     assert out.crashes == 1
@@ -202,7 +203,7 @@ def test_coordinator_killed_mid_recovery_is_replaced_from_its_journal(tmp_path) 
     ],
 )
 def test_permission_prompt_is_seen_on_screen_and_escalated_before_the_timeout(
-    tmp_path,
+    tmp_path: Path,
     trigger: Trigger,
     dialog: str,
 ) -> None:

@@ -11,12 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from waiting import next_exit
 
 from pytest_orch_recovery.doubles.forge import Forge, install_gh_shim
 from pytest_orch_recovery.doubles.modeldouble import ModelDouble, Plan, plan_for_task
 from pytest_orch_recovery.engine.analyze import initial_prompt
 from pytest_orch_recovery.engine.model import Task
-from pytest_orch_recovery.engine.ports import AttemptExit, LaunchSpec
+from pytest_orch_recovery.engine.ports import LaunchSpec
 from pytest_orch_recovery.infra.agents import sim_agent_driver
 from pytest_orch_recovery.infra.gh import GhPullRequests
 from pytest_orch_recovery.infra.git import create_repo_with_origin, head_sha, remote_sha, run_git
@@ -66,12 +67,6 @@ def world(tmp_path: Path) -> Iterator[tuple[RepositoryHost, Path]]:
         kill_tmux_server(socket)
 
 
-def _wait(rt: TmuxRuntime) -> AttemptExit:
-    got = rt.next_exit(rt.clock.now() + _BOUND)
-    assert got is not None, "no exit reported before the deadline"
-    return got
-
-
 def test_sim_agent_runs_in_a_plain_repository(world: tuple[RepositoryHost, Path]) -> None:
     host, _ = world
     driver = sim_agent_driver()
@@ -97,7 +92,7 @@ def test_sim_agent_runs_in_a_plain_repository(world: tuple[RepositoryHost, Path]
         )
         with TmuxRuntime(host, command_for) as rt:
             rt.launch(spec)
-            got = _wait(rt)
+            got = next_exit(rt)
             assert got.exit.clean, got.output
             worktree = host.workspace("a1")
             assert worktree == host.worktree_root / "a1"
@@ -176,7 +171,7 @@ def test_a_restarted_runtime_adopts_a_live_attempt(world: tuple[RepositoryHost, 
         assert second.live() == {"a1"}
         assert second.next_exit(second.clock.now()) is None  # still running
         _signal(host, "go-a1")
-        got = _wait(second)
+        got = next_exit(second)
         assert (got.agent, got.attempt, got.exit.status) == ("a1", 1, 7)
         assert got.exit.source == "wrapper"
         assert got.started_at == record["started_at"]
@@ -201,7 +196,7 @@ def test_an_attempt_that_ended_unwatched_is_read_from_its_exit_file(
     second = TmuxRuntime(host, _argv_from_prompt)
     try:
         second.launch(spec)
-        got = _wait(second)
+        got = next_exit(second)
         assert (got.attempt, got.exit.status) == (1, 3)
         # The session is gone too (cleaned up by someone): the record still answers.
         third_spec = spec
@@ -210,7 +205,7 @@ def test_an_attempt_that_ended_unwatched_is_read_from_its_exit_file(
         third = TmuxRuntime(host, _argv_from_prompt)
         try:
             third.launch(third_spec)
-            again = _wait(third)
+            again = next_exit(third)
             assert (again.attempt, again.exit.status) == (1, 3)
         finally:
             third.close()
@@ -234,7 +229,7 @@ def test_the_same_key_while_running_never_kills_the_session(
         finally:
             other.detach()
         _signal(host, "go-a1")
-        assert _wait(rt).exit.status == 0
+        assert next_exit(rt).exit.status == 0
     finally:
         rt.close()
     assert _starts(tmp) == 1
@@ -318,7 +313,7 @@ def test_agents_run_at_the_runtime_s_lower_priority(world: tuple[RepositoryHost,
     script = f"cut -d' ' -f19 /proc/self/stat > {report}; cat /proc/self/autogroup >> {report} || :"
     with TmuxRuntime(host, _argv_from_prompt, agent_nice=7) as rt:
         rt.launch(_spec("a1", ["sh", "-c", script]))
-        assert _wait(rt).exit.clean
+        assert next_exit(rt).exit.clean
     nice, *group = report.read_text().splitlines()
     assert nice == "7"
     if Path("/proc/self/autogroup").exists():

@@ -12,10 +12,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from waiting import next_exit
 
 from pytest_orch_recovery.doubles.sandbox import Sandbox
 from pytest_orch_recovery.engine.model import Task
-from pytest_orch_recovery.engine.ports import AttemptExit, LaunchSpec
+from pytest_orch_recovery.engine.ports import LaunchSpec
 from pytest_orch_recovery.infra.git import run_git
 from pytest_orch_recovery.infra.processes import pids_in_group, process_alive
 from pytest_orch_recovery.runtime.server import tmux_server_running
@@ -67,14 +68,6 @@ def rt(box: Sandbox) -> Iterator[TmuxRuntime]:
         assert not tmux_server_running(box.tmux_socket)
 
 
-def _wait_exit(rt: TmuxRuntime) -> AttemptExit:
-    deadline = rt.clock.now() + _BOUND
-    got = rt.next_exit(deadline)
-    assert got is not None, "no exit reported before the deadline"
-    assert got.ended_at < deadline
-    return got
-
-
 def _ready_gate(box: Sandbox, channel: str) -> list[str]:
     """argv that announces the agent is running (tmux wait-for -S) before it goes on."""
     return ["tmux", "-L", box.tmux_socket, "wait-for", "-S", channel]
@@ -118,7 +111,7 @@ def test_clean_log_drops_terminal_escapes() -> None:
 def test_exit_status_is_reported(rt: TmuxRuntime, script: str, status: int) -> None:
     rt.launch(_spec("a1", ["sh", "-c", script]))
     assert rt.live() == {"a1"}
-    got = _wait_exit(rt)
+    got = next_exit(rt)
     assert (got.agent, got.attempt) == ("a1", 1)
     assert got.exit.status == status and got.exit.signal is None
     assert got.extra["pane_dead_status"] == str(status)
@@ -129,7 +122,7 @@ def test_exit_status_is_reported(rt: TmuxRuntime, script: str, status: int) -> N
 
 def test_sigkilled_agent_is_reported_by_signal(rt: TmuxRuntime) -> None:
     rt.launch(_spec("a1", ["sh", "-c", "kill -KILL $$"]))
-    got = _wait_exit(rt)
+    got = next_exit(rt)
     assert got.exit.signal == signal.SIGKILL and got.exit.status is None
     assert got.extra["pane_dead_signal"] == str(int(signal.SIGKILL))
 
@@ -139,7 +132,7 @@ def test_output_and_result_json_are_captured(rt: TmuxRuntime, box: Sandbox) -> N
     result = {"type": "result", "subtype": "success", "session_id": "sess-1", "result": long_text}
     script = f"echo working on fake3.md; echo '{json.dumps(result)}'"
     rt.launch(_spec("a1", ["sh", "-c", script]))
-    got = _wait_exit(rt)
+    got = next_exit(rt)
     assert "working on fake3.md" in got.output
     assert got.result == result
     assert got.session_id == "sess-1"
@@ -152,14 +145,14 @@ def test_output_and_result_json_are_captured(rt: TmuxRuntime, box: Sandbox) -> N
 def test_agent_runs_in_its_worktree_with_the_sandbox_env(rt: TmuxRuntime, box: Sandbox) -> None:
     script = 'echo "$PWD|$HOME|$ORCH_AGENT|$ORCH_ATTEMPT|${TMUX-unset}" > where.txt'
     rt.launch(_spec("a1", ["sh", "-c", script]))
-    assert _wait_exit(rt).exit.clean
+    assert next_exit(rt).exit.clean
     seen = (box.workspace("a1") / "where.txt").read_text().strip()
     assert seen == f"{box.workspace('a1')}|{box.home}|a1|1|unset"
 
 
 def test_command_not_found_is_127(rt: TmuxRuntime) -> None:
     rt.launch(_spec("a1", ["no-such-agent-binary"]))
-    got = _wait_exit(rt)
+    got = next_exit(rt)
     assert got.exit.status == 127
     assert "no-such-agent-binary: command not found" in got.output
 
@@ -171,7 +164,7 @@ def test_interrupt_kills_an_agent_with_default_sigint(rt: TmuxRuntime, box: Sand
     rt.launch(_spec("a1", _py_sleeper(box, "ready-a1")))
     _await_ready(box, "ready-a1")
     rt.interrupt("a1")
-    got = _wait_exit(rt)
+    got = next_exit(rt)
     assert got.exit.signal == signal.SIGINT
     assert got.extra["signals_delivered"] == ["SIGINT"]
     assert got.extra["pane_dead_signal"] == str(int(signal.SIGINT))
@@ -185,7 +178,7 @@ def test_interrupt_evidence_survives_an_agent_that_exits_0(rt: TmuxRuntime, box:
     _await_ready(box, "ready-a1")
     rt.interrupt("a1")
     subprocess.run(["tmux", "-L", box.tmux_socket, "wait-for", "-S", "go-a1"], check=True)
-    got = _wait_exit(rt)
+    got = next_exit(rt)
     assert got.exit.status == 0 and got.exit.signal is None
     assert got.extra["signals_delivered"] == ["SIGINT"]
 
@@ -194,7 +187,7 @@ def test_ctrl_c_through_the_tty(rt: TmuxRuntime, box: Sandbox) -> None:
     rt.launch(_spec("a1", _py_sleeper(box, "ready-a1")))
     _await_ready(box, "ready-a1")
     rt.send_ctrl_c("a1")
-    got = _wait_exit(rt)
+    got = next_exit(rt)
     assert got.exit.signal == signal.SIGINT
     assert got.extra["signals_delivered"] == ["SIGINT"]
 
@@ -211,7 +204,7 @@ def test_kill_escalates_and_leaves_no_process(rt: TmuxRuntime, box: Sandbox) -> 
     rt.kill("a1")
     assert pids_in_group(pane_pid) == []
     assert not any(process_alive(p) for p in members)
-    got = _wait_exit(rt)
+    got = next_exit(rt)
     assert got.exit.signal == signal.SIGKILL
     assert got.exit.source == "tmux"  # the wrapper was killed too: tmux had the last word
 
@@ -225,13 +218,13 @@ def test_next_exit_returns_none_at_the_deadline(rt: TmuxRuntime, box: Sandbox) -
     assert rt.next_exit(rt.clock.now()) is None
     assert rt.live() == {"a1"}
     rt.kill("a1")
-    assert _wait_exit(rt).agent == "a1"
+    assert next_exit(rt).agent == "a1"
 
 
 def test_several_agents_each_reported_once(rt: TmuxRuntime) -> None:
     for n in range(3):
         rt.launch(_spec(f"a{n}", ["sh", "-c", f"exit {n}"]))
-    got = sorted((e.agent, e.exit.status) for e in (_wait_exit(rt) for _ in range(3)))
+    got = sorted((e.agent, e.exit.status) for e in (next_exit(rt) for _ in range(3)))
     assert got == [("a0", 0), ("a1", 1), ("a2", 2)]
     assert rt.next_exit(rt.clock.now()) is None
 
@@ -248,9 +241,9 @@ def test_launch_is_idempotent_on_key(rt: TmuxRuntime, box: Sandbox) -> None:
     with pytest.raises(RuntimeError, match="still running"):
         rt.launch(_spec("a1", ["true"], attempt=2))
     rt.kill("a1")
-    _wait_exit(rt)
+    next_exit(rt)
     rt.launch(_spec("a1", ["sh", "-c", "exit 5"], attempt=2))
-    second = _wait_exit(rt)
+    second = next_exit(rt)
     assert (second.attempt, second.exit.status) == (2, 5)
 
 
@@ -267,7 +260,7 @@ def test_cleanup_removes_the_session(rt: TmuxRuntime, box: Sandbox) -> None:
 
 def test_partial_work_reads_the_worktree(rt: TmuxRuntime, box: Sandbox) -> None:
     rt.launch(_spec("a1", ["sh", "-c", "echo '# fake3' > fake3.md"]))
-    assert _wait_exit(rt).exit.clean
+    assert next_exit(rt).exit.clean
     partial = rt.partial_work(_TASK, "a1")
     assert partial.deliverables_present == ("fake3.md",)
     assert partial.uncommitted == ("fake3.md",)
@@ -276,7 +269,7 @@ def test_partial_work_reads_the_worktree(rt: TmuxRuntime, box: Sandbox) -> None:
 
 def test_remedy_removes_a_stale_index_lock(rt: TmuxRuntime, box: Sandbox) -> None:
     rt.launch(_spec("a1", ["true"]))
-    _wait_exit(rt)
+    next_exit(rt)
     ws = box.workspace("a1")
     lock = Path(run_git(["rev-parse", "--git-path", "index.lock"], cwd=ws).stdout.strip())
     lock = lock if lock.is_absolute() else ws / lock
@@ -288,7 +281,7 @@ def test_remedy_removes_a_stale_index_lock(rt: TmuxRuntime, box: Sandbox) -> Non
 
 def test_ledger_lists_server_panes_and_worktrees(rt: TmuxRuntime, box: Sandbox) -> None:
     rt.launch(_spec("a1", ["true"]))
-    _wait_exit(rt)
+    next_exit(rt)
     ledger = json.loads(box.ledger_path.read_text())
     whats = [e["what"] for e in ledger["pids"]]
     assert whats == ["tmux server", "pane a1 attempt 1"]

@@ -36,6 +36,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from pytest_orch_recovery.engine.errors import InvalidState
 from pytest_orch_recovery.infra.checkpoint_file import record_hook_input
 from pytest_orch_recovery.store import atomic
 
@@ -82,7 +83,7 @@ def foreground_group(context: Mapping[str, Any]) -> int:
     ).stdout.strip()
     pane = foreground_process_group(int(pane_pid))
     if pane is None:
-        raise RuntimeError(f"the agent's pane (pid {pane_pid}) has no foreground process group")
+        raise InvalidState(f"the agent's pane (pid {pane_pid}) has no foreground process group")
     return pane
 
 

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_orch_recovery.engine.errors import InvalidValue
 from pytest_orch_recovery.engine.model import Event, EventKind, Reason
 
 TRIGGER_EVENTS = frozenset(
@@ -80,6 +81,13 @@ _KINDS = (
         "api_request",
     ),
     FaultKind("api_server_error", Reason.API_ERROR, "HTTP 500 api_error replies", "api_request"),
+    FaultKind(
+        "usage_limit",
+        Reason.API_ERROR,
+        "the account's usage limit: every request of that agent type fails with the CLI's "
+        "limit text and reset time until the reset",
+        "api_request",
+    ),
     FaultKind(
         "api_stall", Reason.TIMEOUT, "the API accepts the request and never answers", "api_request"
     ),
@@ -150,7 +158,13 @@ HONOURED_EVENTS: Mapping[str, frozenset[str]] = {
     **{kind: _HOOK_EVENTS for kind in ("stall", "corrupt_checkpoint")},
     **{
         kind: frozenset({"api_request"})
-        for kind in ("api_overloaded", "api_rate_limit", "api_server_error", "api_stall")
+        for kind in (
+            "api_overloaded",
+            "api_rate_limit",
+            "api_server_error",
+            "api_stall",
+            "usage_limit",
+        )
     },
     "quit_early": frozenset({"tool_call"}),
     "permission_prompt": frozenset({"start", "tool_call"}),
@@ -169,12 +183,12 @@ class Trigger:
 
     def __post_init__(self) -> None:
         if self.event not in TRIGGER_EVENTS:
-            raise ValueError(
+            raise InvalidValue(
                 f"unknown trigger event {self.event!r}; expected one of "
                 + ", ".join(sorted(TRIGGER_EVENTS))
             )
         if self.n < 1:
-            raise ValueError(f"trigger count n must be >= 1, got {self.n}")
+            raise InvalidValue(f"trigger count n must be >= 1, got {self.n}")
 
     def describe(self) -> str:
         if self.path is not None:
@@ -195,7 +209,7 @@ class FaultSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in CATALOGUE:
-            raise ValueError(
+            raise InvalidValue(
                 f"unknown fault kind {self.kind!r}; known: " + ", ".join(sorted(CATALOGUE))
             )
 

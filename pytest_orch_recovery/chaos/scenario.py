@@ -65,6 +65,7 @@ _TOP_KEYS = frozenset(
         "stall_window",
         "policy",
         "max_live_agents",
+        "fallback_agents",
     }
 )
 _TASK_KEYS = TASK_KEYS | {"expect"}
@@ -78,6 +79,7 @@ MAX_TASKS = 1_000
 MAX_FAULTS = 1_000
 PR_ERRORS = ("bad_credentials", "unreachable")
 SIGINT_STYLES = ("claude",)
+LIMIT_WORDINGS = ("claude", "codex")
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,10 @@ FAULT_PARAMS: Mapping[str, Mapping[str, _Param]] = {
     "api_rate_limit": {**_API_PARAMS, "retry_after": _Param("seconds")},
     "pr_create_fails": {"times": _Param("count"), "error": _Param("choice", PR_ERRORS)},
     "kill": {"oom": _Param("boolean")},
+    "usage_limit": {
+        "resets_in": _Param("seconds"),
+        "wording": _Param("choice", LIMIT_WORDINGS),
+    },
     "sigint": {"style": _Param("choice", SIGINT_STYLES)},
     "sigint_keys": {"style": _Param("choice", SIGINT_STYLES)},
 }
@@ -152,6 +158,8 @@ class Scenario:
     # the engine's tunable numbers (backoff, breaker), as a fleet file's [policy] table
     policy: PolicySettings = field(default_factory=PolicySettings)
     max_live_agents: int | None = None  # as a fleet file's: at most this many at once
+    # as a fleet file's: agents a task moves to while its own agent's account is limited
+    fallback_agents: tuple[str, ...] = ()
     description: str = ""
     fault_expectations: Mapping[str, str] = field(default_factory=dict)  # fault id -> status
     source: str | None = None
@@ -416,6 +424,11 @@ def parse_scenario(text: str, *, source: str = "<scenario>", name: str | None = 
             if "max_live_agents" in raw
             else None
         ),
+        fallback_agents=(
+            reader.strings(raw["fallback_agents"], ("fallback_agents",))
+            if "fallback_agents" in raw
+            else ()
+        ),
     )
 
 
@@ -470,7 +483,7 @@ def check_scenario(scenario: Scenario) -> None:
             maximum=validation.MAX_COUNT,
         )
     settings = scenario.policy
-    for key in ("backoff_base", "backoff_cap", "breaker_window"):
+    for key in ("backoff_base", "backoff_cap", "breaker_window", "usage_limit_horizon"):
         value = getattr(settings, key)
         if value is not None:
             check(f"policy.{key}", validation.number, value, exclusive_minimum=True)

@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from pytest_orch_recovery.engine.errors import UsageError
+from pytest_orch_recovery.engine.errors import InvalidValue, UsageError
 from pytest_orch_recovery.infra.argtypes import positive_int
 
 # The checkpoint as plain fields, not the engine's Checkpoint: this command runs after every
@@ -235,7 +235,7 @@ def _run_from_hook(args: argparse.Namespace) -> int:
 def _apply_hook(args: argparse.Namespace, text: str) -> None:
     agent = args.agent or os.environ.get(ENV_AGENT)
     if not agent:
-        raise ValueError(f"no agent name: pass --agent or set ${ENV_AGENT}")
+        raise InvalidValue(f"no agent name: pass --agent or set ${ENV_AGENT}")
     problem = record_hook_input(
         text,
         agent=agent,

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "supervise": ("supervise", "run the engine on your repository's fleet, long-lived"),
     "submit": ("submit", "hand task files to a running supervisor"),
     "release": ("release", "give an escalated task a fresh attempt after an operator fix"),
+    "store": ("store", "create or migrate the PostgreSQL fleet store several hosts share"),
 }
 
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,12 @@ from pytest_orch_recovery.engine.errors import UsageError
 from pytest_orch_recovery.engine.policy import Policy
 from pytest_orch_recovery.infra.argtypes import positive_int, seconds
 from pytest_orch_recovery.infra.checkpoint import CheckpointError, checkpoint_path
-from pytest_orch_recovery.report.fleetview import FleetView, TaskStatus, TmuxTarget
+from pytest_orch_recovery.report.fleetview import (
+    FleetView,
+    TaskStatus,
+    TmuxTarget,
+    UsageCondition,
+)
 
 PROG = "orch-recovery status"
 _TMUX_TIMEOUT = 10.0  # seconds for one has-session; a wedged server reads as "unknown"
@@ -172,7 +178,13 @@ def _next(row: TaskStatus) -> str:
     return clock(row.next_launch_at) + strategy
 
 
-def render(rows: list[TaskStatus], lives: list[Liveness] | None, fmt: str, now: float) -> str:
+def render(
+    rows: list[TaskStatus],
+    lives: list[Liveness] | None,
+    fmt: str,
+    now: float,
+    conditions: Sequence[UsageCondition] = (),
+) -> str:
     if fmt == "json":
         tasks: list[dict[str, Any]] = []
         for index, row in enumerate(rows):
@@ -185,7 +197,15 @@ def render(rows: list[TaskStatus], lives: list[Liveness] | None, fmt: str, now: 
                     "checkpoint_at": life.checkpoint_at,
                 }
             tasks.append(data)
-        return dump_json("status", {"live": lives is not None, "tasks": tasks}, now=now)
+        return dump_json(
+            "status",
+            {
+                "live": lives is not None,
+                "tasks": tasks,
+                "usage_limits": [c.to_json() for c in conditions],
+            },
+            now=now,
+        )
     headers = ["TASK", "AGENT", "PHASE", "ATTEMPT", "ELAPSED", "REASON", "NEXT"]
     if lives is not None:
         headers += ["SESSION", "CHECKPOINT"]
@@ -207,20 +227,26 @@ def render(rows: list[TaskStatus], lives: list[Liveness] | None, fmt: str, now: 
             cells += [life.session, age]
         cells.append(_evidence(row))
         body.append(cells)
-    return table(headers, body, empty="no tasks in the journal")
+    notes = "".join(
+        f"waiting for the quota reset at {clock(c.until)} UTC ({c.agent_type}), "
+        f"{len(c.tasks)} task{'s' if len(c.tasks) != 1 else ''}\n"
+        for c in conditions
+    )
+    return notes + table(headers, body, empty="no tasks in the journal")
 
 
 def _draw(args: argparse.Namespace) -> str:
     now = time.time()
     settings = fleet_settings(args)
     budget = settings.budget if settings.budget is not None else Policy().max_attempts
-    rows = FleetView(read_events(settings.journals), budget=budget).statuses(now=now)
+    view = FleetView(read_events(settings.journals), budget=budget)
+    rows = view.statuses(now=now)
     lives = (
         [live(r, settings.checkpoint_dir, now, settings.tmux_socket) for r in rows]
         if args.live
         else None
     )
-    return render(rows, lives, args.format, now)
+    return render(rows, lives, args.format, now, view.usage_conditions(now=now))
 
 
 def run(args: argparse.Namespace) -> int:

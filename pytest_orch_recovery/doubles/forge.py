@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_orch_recovery.engine.errors import OrchRecoveryError
+from pytest_orch_recovery.engine.errors import InvalidValue, OrchRecoveryError
 from pytest_orch_recovery.infra.git import GitError, run_git
 from pytest_orch_recovery.infra.lean_python import lean_python_argv
 from pytest_orch_recovery.store import atomic
@@ -200,9 +200,9 @@ class Forge:
         login: str = "agent-bot",
     ) -> None:
         if "/" not in owner_repo or owner_repo.count("/") != 1:
-            raise ValueError(f"owner_repo must look like OWNER/REPO, got {owner_repo!r}")
+            raise InvalidValue(f"owner_repo must look like OWNER/REPO, got {owner_repo!r}")
         if first_number < 1:
-            raise ValueError(f"first_number must be at least 1, got {first_number}")
+            raise InvalidValue(f"first_number must be at least 1, got {first_number}")
         self.root = Path(root).resolve()
         self.origin = Path(origin).resolve()
         self.owner_repo = owner_repo
@@ -375,7 +375,7 @@ class Forge:
     def set_state(self, number: int, state: str) -> StoredPullRequest:
         """Close or merge a PR (what a reviewer would do on GitHub)."""
         if state not in PR_STATES:
-            raise ValueError(f"state must be one of {', '.join(PR_STATES)}, got {state!r}")
+            raise InvalidValue(f"state must be one of {', '.join(PR_STATES)}, got {state!r}")
         with self._locked():
             store = self._read_store()
             for index, pr in enumerate(store.prs):
@@ -436,13 +436,13 @@ class Forge:
     def inject(self, kind: str, *, command: str = "pr create", times: int = 1) -> None:
         """Make the next ``times`` invocations of ``gh <command>`` fail with ``kind``."""
         if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
+            raise InvalidValue(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
         if command not in COMMANDS:
-            raise ValueError(f"unknown command {command!r}; known: {', '.join(COMMANDS)}")
+            raise InvalidValue(f"unknown command {command!r}; known: {', '.join(COMMANDS)}")
         if kind in _CREATE_FAULTS and command != "pr create":
-            raise ValueError(f"fault {kind!r} only happens on 'pr create', not {command!r}")
+            raise InvalidValue(f"fault {kind!r} only happens on 'pr create', not {command!r}")
         if times < 1:
-            raise ValueError(f"times must be at least 1, got {times}")
+            raise InvalidValue(f"times must be at least 1, got {times}")
         with self._locked():
             faults = self._read_faults()
             faults.append(Fault(kind, command, times))
@@ -555,7 +555,7 @@ def api_fault_outcome(kind: str, command: str, *, login: str) -> GhOutcome:
             "Alternatively, populate the GH_TOKEN environment variable with a GitHub API "
             "authentication token.\n",
         )
-    raise ValueError(f"{kind!r} is not an API fault")
+    raise InvalidValue(f"{kind!r} is not an API fault")
 
 
 def _auth_status_failure(kind: str, *, login: str) -> GhOutcome:

@@ -37,6 +37,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from pytest_orch_recovery.doubles.forge import Forge, install_gh_shim
+from pytest_orch_recovery.engine.errors import InvalidValue
 from pytest_orch_recovery.infra.git import add_worktree, create_repo_with_origin, remove_worktree
 from pytest_orch_recovery.infra.processes import (
     pids_with_env,
@@ -116,14 +117,14 @@ class Ledger:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{exc.lineno}: not JSON: {exc.msg}") from None
+            raise InvalidValue(f"{path}:{exc.lineno}: not JSON: {exc.msg}") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{path}:1: expected a JSON object")
+            raise InvalidValue(f"{path}:1: expected a JSON object")
         if data.get("schema_version") != SCHEMA_VERSION:
-            raise ValueError(f"{path}: field schema_version: expected {SCHEMA_VERSION}")
+            raise InvalidValue(f"{path}: field schema_version: expected {SCHEMA_VERSION}")
         start = data.get("owner_start")
         if start is not None and (type(start) is not int or start < 0):
-            raise ValueError(
+            raise InvalidValue(
                 f"{path}: field owner_start: expected clock ticks (an integer "
                 f">= 0) or null, got {start!r}"[:200]
             )
@@ -141,7 +142,7 @@ class Ledger:
                 dirs=[str(d) for d in data.get("dirs", [])],
             )
         except KeyError as exc:
-            raise ValueError(f"{path}: field {exc.args[0]}: missing") from None
+            raise InvalidValue(f"{path}: field {exc.args[0]}: missing") from None
 
     def owner_alive(self) -> bool:
         return process_alive(self.owner_pid, self.owner_start)

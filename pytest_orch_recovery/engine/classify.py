@@ -33,6 +33,7 @@ from __future__ import annotations
 import signal as _signal
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 from typing import Any
 
 from pytest_orch_recovery.engine.model import (
@@ -44,6 +45,7 @@ from pytest_orch_recovery.engine.model import (
     SignalSender,
 )
 from pytest_orch_recovery.engine.patterns import Match, match_lines
+from pytest_orch_recovery.engine.resets import observed_reset
 
 # Evidence from the exit alone never carries more weight than this, so an attribution made
 # from an exit code with nothing else observed never claims more confidence than this.
@@ -98,6 +100,10 @@ class Observation:
     # The launching orchestrator saw rate-limit or quota output in the attempt's output (the
     # seed orchestrator's wrapper logs "rate_limited=1" and records "rate_limited": true).
     rate_limited: bool = False
+    # When the attempt ended (epoch seconds) and the zone its CLI printed clock times in:
+    # what a "resets 3pm" is read against (engine.resets).
+    observed_at: float | None = None
+    zone: tzinfo = UTC
 
 
 # --------------------------------------------------------------------------- evidence
@@ -675,12 +681,18 @@ def classify(obs: Observation) -> Attribution:
         found.evidence, key=lambda e: (e.reason is not winner, -e.weight, _PRIORITY.index(e.reason))
     )
     is_api = winner is Reason.API_ERROR
+    reset = observed_reset(obs.logs, obs.result, obs.observed_at, obs.zone) if is_api else None
+    retry_after = found.retry_after
+    if retry_after is None and reset is not None and not reset.usage_limit:
+        retry_after = reset.seconds  # a throttle's "try again in 11 seconds"
     return Attribution(
         winner,
         round(confidence, 6),
-        tuple(ordered),
-        retry_after=found.retry_after if is_api else None,
+        tuple(ordered) + (() if reset is None else (reset.evidence(),)),
+        retry_after=retry_after if is_api else None,
         api_status=found.api_status if is_api else None,
         sender=_deciding_sender(obs, winner),
         oom_killed=winner is Reason.KILLED and obs.exit is not None and obs.exit.oom_killed,
+        resets_at=None if reset is None else reset.at,
+        usage_limit=reset is not None and reset.usage_limit,
     )

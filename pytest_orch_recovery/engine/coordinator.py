@@ -17,13 +17,16 @@ import enum
 import functools
 import heapq
 import itertools
+import math
 import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from typing import Any
 
 from pytest_orch_recovery.engine.analyze import continuation_prompt, initial_prompt, missing_work
 from pytest_orch_recovery.engine.classify import LogText, Observation, classify
+from pytest_orch_recovery.engine.errors import InvalidState, InvalidValue
 from pytest_orch_recovery.engine.model import (
     Attribution,
     Decision,
@@ -41,6 +44,7 @@ from pytest_orch_recovery.engine.model import (
 )
 from pytest_orch_recovery.engine.policy import PastAttempt, Policy, Situation
 from pytest_orch_recovery.engine.ports import AttemptExit, EventLog, LaunchSpec, Runtime
+from pytest_orch_recovery.engine.resets import CLOCK_PRECISION
 
 OUTPUT_TAIL_BYTES = 2048
 
@@ -80,6 +84,7 @@ class AttemptState:
     reason: Reason | None = None
     exit: ExitInfo | None = None
     timed_out: bool = False  # the coordinator killed it for running past its timeout
+    usage_limited: bool = False  # it ended on its account's usage limit
 
     @property
     def number(self) -> int:
@@ -180,6 +185,11 @@ class CoordinatorConfig:
     # At most this many attempts run at once; the others wait their turn, in the order their
     # launches fell due (None: no limit). A fleet of 100 tasks need not start 100 agents.
     max_live: int | None = None
+    # Agent types to run a task on, in order, while the task's own agent's account is at its
+    # usage limit (the fleet file's ``fallback_agents``).
+    fallback_agents: tuple[str, ...] = ()
+    # The zone the agents' CLIs print clock times in ("resets 3pm"): the machine's.
+    zone: tzinfo = UTC
 
 
 class Coordinator:
@@ -211,6 +221,8 @@ class Coordinator:
         self._launches = _Timers()  # when scheduled launches are due
         self._deadlines = _Timers()  # when live attempts time out
         self._names = AgentNames(self.config.seed)
+        # Agent type -> until when its account's usage limit holds its launches.
+        self._limits: dict[str, float] = {}
 
     # ------------------------------------------------------------------ construction
 
@@ -219,7 +231,7 @@ class Coordinator:
         holds, then finish the steps that were in flight. Call on a fresh coordinator whose
         journal was opened on the dead one's file; returns ``self``."""
         if self.tasks:
-            raise RuntimeError("recover() rebuilds a fresh coordinator; this one has state")
+            raise InvalidState("recover() rebuilds a fresh coordinator; this one has state")
         for event in self.journal.events():
             self._apply(event)
         self._finish_in_flight()
@@ -248,10 +260,10 @@ class Coordinator:
     def submit(self, task: Task, *, agent: str | None = None) -> str:
         """Accept a task; its first attempt launches on the next :meth:`run`."""
         if task.task_id in self.tasks:
-            raise ValueError(f"task {task.task_id!r} was already submitted")
+            raise InvalidValue(f"task {task.task_id!r} was already submitted")
         name = agent or self._names.next()
         if name in self._by_agent:
-            raise ValueError(f"agent name {name!r} is already in use")
+            raise InvalidValue(f"agent name {name!r} is already in use")
         self._emit(
             EventKind.TASK_SUBMITTED,
             task_id=task.task_id,
@@ -398,7 +410,9 @@ class Coordinator:
             if state is None or state.pending is None:
                 continue
             pending = state.pending
-            spec = pending.spec
+            spec = self._past_usage_limit(state, pending.spec, now)
+            if spec is None:
+                continue
             applied = [
                 {"remedy": r, "result": self.runtime.apply_remedy(state.agent, r)}
                 for r in pending.remedies
@@ -499,6 +513,8 @@ class Coordinator:
             ),
             tests_passed=partial.tests_passed,
             work_missing=tuple(w.describe() for w in missing if w.kind is not WorkKind.WRITE),
+            observed_at=exited.ended_at,
+            zone=self.config.zone,
         )
         attribution = self._classify(observation)
         self._emit(
@@ -522,8 +538,11 @@ class Coordinator:
         if partial is None:  # after a crash: read the workspace again
             partial = self.runtime.partial_work(state.task, state.agent)
         history = tuple(
-            PastAttempt(a.number, a.agent_type, a.reason, a.strategy) for a in state.attempts
+            PastAttempt(a.number, a.agent_type, a.reason, a.strategy, a.usage_limited)
+            for a in state.attempts
         )
+        now = self.runtime.clock.now()
+        limited_until = self._note_usage_limit(state, now)
         situation = Situation(
             task=state.task,
             agent=state.agent,
@@ -534,9 +553,92 @@ class Coordinator:
             history=history,
             breaker_open=self.policy.breaker.is_open(state.attribution.reason),
             max_attempts=self.policy.max_attempts,
+            now=now,
+            limited_until=limited_until,
+            fallback_agent=self._unlimited_agent(state.task, now, exclude=state.current.agent_type),
+            usage_limit_horizon=self.policy.usage_limit_horizon,
+            free_limit_waits=self.policy.free_limit_waits,
         )
         decision = self.policy.decide(situation)
-        self._record_decision(state, decision, partial, self.runtime.clock.now())
+        self._record_decision(state, decision, partial, now)
+
+    # ------------------------------------------------------------------ usage limits
+
+    def _chain(self, task: Task) -> tuple[str, ...]:
+        """The agents a task may run on, its own first, then the fleet's fallbacks."""
+        primary = task.agent_type or self.config.default_agent_type
+        return (primary, *(a for a in self.config.fallback_agents if a != primary))
+
+    def _limited(self, agent_type: str, now: float) -> bool:
+        return self._limits.get(agent_type, -math.inf) > now
+
+    def _unlimited_agent(self, task: Task, now: float, *, exclude: str | None = None) -> str | None:
+        """The first agent of the task's chain whose account is not at its usage limit."""
+        return next(
+            (a for a in self._chain(task) if a != exclude and not self._limited(a, now)), None
+        )
+
+    def _note_usage_limit(self, state: TaskState, now: float) -> float | None:
+        """The usage limit the attempt just hit, as one condition of its account: journaled the
+        first time (one event however many agents hit it), and the time launches on that
+        account wait for. None when the attempt did not end on a usage limit."""
+        attribution, current = state.attribution, state.current
+        assert attribution is not None and current is not None
+        resets_at = attribution.resets_at
+        if not (current.usage_limited and resets_at is not None):
+            return None
+        account = current.agent_type
+        known = self._limits.get(account)
+        if known is not None and known > now and resets_at <= known + CLOCK_PRECISION:
+            return known  # the condition already recorded: the same reset, said again
+        if resets_at <= now:
+            # Said again after its reset came (a clock rounded to the minute, a late reset):
+            # wait one more minute rather than relaunch into it at once.
+            resets_at = now + CLOCK_PRECISION
+        wait = resets_at - now
+        if wait > self.policy.usage_limit_horizon:
+            return None  # not waited for: the policy escalates
+        # Jitter drawn from the seed and the reset, so a coordinator replaying the journal
+        # draws the same, and the fleet's agents do not all knock at the reset's second.
+        rng = random.Random(f"{self.config.seed}:usage-limit:{account}:{resets_at}")
+        until = resets_at + rng.uniform(0.0, min(self.policy.usage_limit_jitter, 0.1 * wait))
+        held = sorted(
+            s.task.task_id
+            for s in self.tasks.values()
+            if s.phase not in TERMINAL and account in _agent_types_of(s)
+        )
+        reset_words = next((e.detail for e in attribution.evidence if e.kind == "reset"), "")
+        self._emit(
+            EventKind.USAGE_LIMITED,
+            task_id=state.task.task_id,
+            agent=state.agent,
+            attempt=current.number,
+            data={
+                "agent_type": account,
+                "resets_at": resets_at,
+                "until": until,
+                "tasks": held,
+                "said": reset_words,
+            },
+        )
+        return until
+
+    def _past_usage_limit(
+        self, state: TaskState, spec: LaunchSpec, now: float
+    ) -> LaunchSpec | None:
+        """The launch to make now, given the accounts' usage limits: as planned, on the next
+        agent of the chain, or None (held until the limit lifts; its timer is set again)."""
+        if not self._limits or not self._limited(spec.agent_type, now):
+            return spec
+        other = self._unlimited_agent(state.task, now)
+        if other is not None:
+            # A session of one CLI cannot be resumed by another: the new agent starts from
+            # the prompt (the continuation prompt, for a resumed attempt).
+            return dataclasses.replace(spec, agent_type=other, resume_session=None)
+        # Every agent it may run on is limited: it waits for the first of them to lift.
+        lift = min(self._limits[a] for a in {spec.agent_type, *self._chain(state.task)})
+        self._launches.add(lift, state.task.task_id, spec.key)
+        return None
 
     def _record_decision(
         self, state: TaskState, decision: Decision, partial: PartialWork, now: float
@@ -734,12 +836,15 @@ class Coordinator:
         if missing is None:
             missing = tuple(WorkItem.from_json(w) for w in event.data["missing_work"])
         state.missing = missing
+        limited = attribution.usage_limit and attribution.resets_at is not None
         if state.current is not None:
             state.current.reason = attribution.reason
+            state.current.usage_limited = limited
         if state.first_failure_at is None:
             ended = state.exit_data.get("ended_at") if state.exit_data else None
             state.first_failure_at = float(ended) if ended is not None else event.time
-        self.policy.breaker.record(attribution.reason, state.agent, event.time)
+        if not limited:  # an account's usage limit is a condition of its own, not a wall
+            self.policy.breaker.record(attribution.reason, state.agent, event.time)
         state.phase = Phase.ATTRIBUTED
 
     def _apply_decision(self, event: Event, pending: PendingLaunch | None = None) -> None:
@@ -772,6 +877,11 @@ class Coordinator:
         state.phase = Phase.WAITING
         self._launches.add(pending.not_before, state.task.task_id, pending.spec.key)
 
+    def _apply_usage_limited(self, event: Event) -> None:
+        account = str(event.data["agent_type"])
+        until = float(event.data["until"])
+        self._limits[account] = max(until, self._limits.get(account, until))
+
     def _apply_succeeded(self, event: Event) -> None:
         self._finish(event, Phase.SUCCEEDED)
 
@@ -803,7 +913,18 @@ _FOLD: dict[EventKind, Callable[[Coordinator, Event], None]] = {
     EventKind.TASK_SUCCEEDED: Coordinator._apply_succeeded,
     EventKind.TASK_ESCALATED: Coordinator._apply_escalated,
     EventKind.TASK_FAILED: Coordinator._apply_failed,
+    EventKind.USAGE_LIMITED: Coordinator._apply_usage_limited,
 }
+
+
+def _agent_types_of(state: TaskState) -> set[str]:
+    """The agent types a task runs or waits to run on."""
+    types = {state.task.agent_type}
+    if state.pending is not None:
+        types.add(state.pending.spec.agent_type)
+    if state.current is not None:
+        types.add(state.current.agent_type)
+    return types
 
 
 def _tail(text: str, limit: int = OUTPUT_TAIL_BYTES) -> str:

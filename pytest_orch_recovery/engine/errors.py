@@ -16,3 +16,13 @@ class OrchRecoveryError(Exception):
 class UsageError(OrchRecoveryError):
     """A command line or setting the user has to change: reported as one line that says
     which and why, with exit status 2."""
+
+
+class InvalidValue(OrchRecoveryError, ValueError):
+    """A value given to the package (an argument, a field read from a file) that it does not
+    accept; the message names the field and what was expected."""
+
+
+class InvalidState(OrchRecoveryError, RuntimeError):
+    """An operation asked of an object at a moment it cannot happen (e.g. launching an attempt
+    of an agent whose previous attempt still runs)."""

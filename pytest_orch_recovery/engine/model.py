@@ -13,6 +13,8 @@ import signal as _signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from pytest_orch_recovery.engine.errors import InvalidValue
+
 # typing costs each short-lived process that imports the model (launch wrapper, gh) ~4 ms
 # of start-up: for the type checker only.
 TYPE_CHECKING = False
@@ -82,7 +84,7 @@ def signal_number(name_or_number: str | int) -> int:
     try:
         return int(_signal.Signals[upper])
     except KeyError:
-        raise ValueError(f"unknown signal name {name_or_number!r}") from None
+        raise InvalidValue(f"unknown signal name {name_or_number!r}") from None
 
 
 # Every signal number the kernel can deliver, real-time ones (SIGRTMIN..SIGRTMAX) included.
@@ -455,6 +457,11 @@ class Attribution:
     # Who sent the signal behind a sigint / killed / timeout verdict, when it is known.
     sender: SignalSender | None = None
     oom_killed: bool = False  # the kernel's OOM killer ended the attempt
+    # When the limit behind an API error lifts (epoch seconds), when the text said so.
+    resets_at: float | None = None
+    # The limit is a plan's usage limit (a condition of the account for hours), not a
+    # throttle: every agent on that account waits for ``resets_at``.
+    usage_limit: bool = False
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -468,6 +475,10 @@ class Attribution:
             out["sender"] = self.sender.to_json()
         if self.oom_killed:
             out["oom_killed"] = True
+        if self.resets_at is not None:
+            out["resets_at"] = self.resets_at
+        if self.usage_limit:
+            out["usage_limit"] = True
         return out
 
     @classmethod
@@ -481,6 +492,8 @@ class Attribution:
             api_status=data.get("api_status"),
             sender=SignalSender.from_json(sender) if isinstance(sender, Mapping) else None,
             oom_killed=bool(data.get("oom_killed", False)),
+            resets_at=data.get("resets_at"),
+            usage_limit=bool(data.get("usage_limit", False)),
         )
 
 
@@ -712,6 +725,9 @@ class EventKind(enum.StrEnum):
     OPERATOR_ACTION = "operator_action"  # data: action, tasks
     WORKSPACE_CLEANED = "workspace_cleaned"  # data: path, rescue_ref
     WORKSPACE_ORPHANED = "workspace_orphaned"  # data: path
+    # An account's usage limit: launches of its agent type wait until ``until``. One event per
+    # condition, however many tasks it holds. data: agent_type, resets_at, until, tasks, text
+    USAGE_LIMITED = "usage_limited"
 
 
 @dataclass(frozen=True)

@@ -498,6 +498,18 @@ PATTERNS: tuple[Pattern, ...] = (
         extract=_status_group,
     ),
     Pattern(
+        "anthropic_unified_limit_rejected",
+        Reason.API_ERROR,
+        # The subscription's usage limit as the API states it: Claude Code keys its "You've
+        # hit your limit" on this header, and the reset on anthropic-ratelimit-unified-reset.
+        _c(r"anthropic-ratelimit-unified-status:\s*rejected"),
+        0.8,
+        True,
+        "anthropic-ratelimit-unified-status: rejected",
+        "https://github.com/router-for-me/CLIProxyAPI/pull/3148 (a captured 429's headers)",
+        api_status=429,
+    ),
+    Pattern(
         "anthropic_error_body",
         Reason.API_ERROR,
         _c(
@@ -527,7 +539,7 @@ PATTERNS: tuple[Pattern, ...] = (
         Reason.API_ERROR,
         # The plan's quota, said the same way by Codex and by cursor-agent.
         # Claude Code says it the same way ("You've hit your limit · resets 3:30am").
-        _c("You['\u2019]ve hit your (?:usage )?limit"),
+        _c("You['\u2019]ve hit your (?:(?:usage|session|weekly|Opus|Sonnet) )?limit"),
         0.9,
         True,
         "■ You've hit your usage limit. Upgrade to Pro (https://openai.com/chatgpt/pricing) "
@@ -605,7 +617,7 @@ PATTERNS: tuple[Pattern, ...] = (
         Reason.API_ERROR,
         _c(
             r"RESOURCE_EXHAUSTED|Resource has been exhausted \(e\.g\. check quota\)|"
-            r"You exceeded your current quota"
+            r"You exceeded your current quota|You have exhausted your capacity on this model"
         ),
         0.8,
         True,

@@ -18,6 +18,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from pytest_orch_recovery.engine.model import (
     Attribution,
@@ -49,6 +50,7 @@ class PastAttempt:
     agent_type: str
     reason: Reason | None  # None when it succeeded
     strategy: Strategy | None  # how it was launched; None for the first attempt
+    usage_limited: bool = False  # it ended on the account's usage limit, not on the task
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,13 @@ class Situation:
     history: tuple[PastAttempt, ...]  # earlier attempts incl. the one that just failed
     breaker_open: bool  # the circuit breaker is open for this reason
     max_attempts: int
+    now: float = 0.0  # the coordinator's clock
+    # The usage limit of this agent type's account in force: launches wait until then.
+    limited_until: float | None = None
+    # The next agent of the fallback chain whose account is not limited, if any.
+    fallback_agent: str | None = None
+    usage_limit_horizon: float = math.inf  # a reset further away than this escalates
+    free_limit_waits: int = 0  # usage-limited attempts not charged to the budget
 
     @property
     def reason(self) -> Reason:
@@ -72,6 +81,29 @@ class Situation:
     @property
     def attempts(self) -> int:
         return len(self.history)
+
+    @property
+    def budget_spent(self) -> int:
+        """Attempts charged to the budget: an attempt ended by the account's usage limit says
+        nothing about the task, so the first ``free_limit_waits`` of them are free."""
+        limited = sum(1 for a in self.history if a.usage_limited)
+        return self.attempts - min(limited, self.free_limit_waits)
+
+    @property
+    def usage_limited(self) -> bool:
+        """The attempt ended on a usage limit whose reset is known."""
+        return (
+            self.reason is Reason.API_ERROR
+            and self.attribution.usage_limit
+            and self.attribution.resets_at is not None
+        )
+
+    @property
+    def reset_wait(self) -> float:
+        """Seconds until the account's limit lifts (the condition's end, jitter included)."""
+        resets_at = self.attribution.resets_at
+        until = self.limited_until if self.limited_until is not None else resets_at
+        return 0.0 if until is None else max(0.0, until - self.now)
 
     @property
     def failed_agent_types(self) -> frozenset[str]:
@@ -102,6 +134,12 @@ class Rule:
     backoff: bool = False  # wait with exponential backoff and jitter before acting
     systematic: bool = False  # the escalation names a fleet-wide cause
     remedies: tuple[str, ...] = ()  # runtime actions before the next attempt (see runtime)
+    # A wait the situation dictates (a usage limit's reset), instead of backoff.
+    wait: Callable[[Situation], float] | None = None
+    # The agent a REASSIGN goes to, instead of the fix agent of the failed one.
+    agent: Callable[[Situation], str | None] | None = None
+    # The systematic cause an escalation names, instead of the reason's.
+    cause: Callable[[Situation], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -225,16 +263,63 @@ def _evidence_mentions(s: Situation, needle: str) -> bool:
     return any(needle in e.detail for e in s.attribution.evidence)
 
 
+def _reset_text(s: Situation) -> str:
+    resets_at = s.attribution.resets_at
+    return "unknown" if resets_at is None else _utc(resets_at)
+
+
+def _utc(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 DEFAULT_RULES: tuple[Rule, ...] = (
     Rule(
         "attempt_budget_spent",
-        lambda s: s.attempts >= s.max_attempts,
+        lambda s: s.budget_spent >= s.max_attempts,
         Strategy.ESCALATE,
         lambda s: (
-            f"{s.attempts} attempts spent (budget {s.max_attempts}); last failure "
+            f"{s.budget_spent} attempts spent (budget {s.max_attempts}); last failure "
             f"{s.reason}. A person should look at the task and the workspace."
         ),
         lesson="Budget attempts per task so a hopeless task cannot loop forever.",
+    ),
+    Rule(
+        "usage_limit_fallback",
+        lambda s: s.usage_limited and s.fallback_agent is not None,
+        Strategy.REASSIGN,
+        lambda s: (
+            f"the {s.agent_type} account hit its usage limit until {_reset_text(s)}; "
+            f"handing the task to the fallback agent {s.fallback_agent} with what is left."
+        ),
+        lesson="Keep a fallback agent on another account for when a plan runs out.",
+        agent=lambda s: s.fallback_agent,
+    ),
+    Rule(
+        "usage_limit_beyond_horizon",
+        lambda s: s.usage_limited and s.reset_wait > s.usage_limit_horizon,
+        Strategy.ESCALATE,
+        lambda s: (
+            f"the {s.agent_type} account hit its usage limit; it resets at {_reset_text(s)}, "
+            f"{s.reset_wait / 3600:.1f} h away, beyond the horizon of "
+            f"{s.usage_limit_horizon / 3600:.1f} h. Add a fallback agent or raise the limit, "
+            "then release the task."
+        ),
+        lesson="List fallback_agents for a fleet whose account can run out.",
+        systematic=True,
+        cause=lambda s: (
+            f"usage limit of the {s.agent_type} account until {_reset_text(s)} (beyond the horizon)"
+        ),
+    ),
+    Rule(
+        "usage_limit_wait",
+        lambda s: s.usage_limited,
+        Strategy.RESUME,
+        lambda s: (
+            f"the {s.agent_type} account hit its usage limit; every task on it waits for the "
+            f"reset at {_reset_text(s)} ({s.reset_wait:.0f}s), no attempt charged, then resumes."
+        ),
+        lesson="A usage limit is the account's, not the task's: wait for its reset.",
+        wait=lambda s: s.reset_wait,
     ),
     Rule(
         "circuit_breaker_open",
@@ -421,6 +506,13 @@ class Policy:
     # Reassign target per agent type; anything not listed goes to "<type>-fixer".
     fix_agent_types: dict[str, str] = field(default_factory=dict)
     seed: int = 0
+    # A usage limit whose reset is further away than this escalates instead of waiting.
+    usage_limit_horizon: float = 8 * 3600.0
+    # At most this many seconds of jitter after a reset, so a fleet does not stampede it.
+    usage_limit_jitter: float = 60.0
+    # Usage-limited attempts per task not charged to its budget (past them a limit that never
+    # lifts costs attempts like any failure, and the budget ends it).
+    free_limit_waits: int = 3
 
     def fix_agent_for(self, agent_type: str) -> str:
         return self.fix_agent_types.get(agent_type, f"{agent_type}-fixer")
@@ -434,7 +526,9 @@ class Policy:
     def _decision(self, rule: Rule, s: Situation) -> Decision:
         work = rule.work(s) if rule.work is not None else s.missing
         delay = 0.0
-        if rule.backoff:
+        if rule.wait is not None:
+            delay = rule.wait(s)
+        elif rule.backoff:
             # The jitter is drawn for this task's attempt, not from one stream shared by every
             # decision: a coordinator rebuilt from the journal after a crash (a new Policy,
             # same seed) then waits exactly as the one that died would have. With one shared
@@ -445,14 +539,17 @@ class Policy:
             delay = self.backoff.delay(s.same_reason_streak, rng, s.attribution.retry_after)
         agent_type = s.agent_type
         if rule.strategy is Strategy.REASSIGN:
-            agent_type = self.fix_agent_for(s.agent_type)
+            chosen = rule.agent(s) if rule.agent is not None else None
+            agent_type = chosen or self.fix_agent_for(s.agent_type)
         elif rule.strategy is Strategy.RESTART:
             work = _restart_work(s)
         resume_session = None
         if rule.strategy is Strategy.RESUME and s.partial.checkpoint is not None:
             resume_session = s.partial.checkpoint.session_id
         cause = None
-        if rule.strategy is Strategy.ESCALATE and rule.systematic:
+        if rule.strategy is Strategy.ESCALATE and rule.cause is not None:
+            cause = rule.cause(s)
+        elif rule.strategy is Strategy.ESCALATE and rule.systematic:
             cause = self.breaker.cause(s.reason) or systematic_cause(s.reason)
         return Decision(
             strategy=rule.strategy,
@@ -485,7 +582,13 @@ def describe_rules(rules: Sequence[Rule] = DEFAULT_RULES) -> str:
 
 
 POLICY_SETTING_KEYS = frozenset(
-    {"backoff_base", "backoff_cap", "breaker_threshold", "breaker_window"}
+    {
+        "backoff_base",
+        "backoff_cap",
+        "breaker_threshold",
+        "breaker_window",
+        "usage_limit_horizon",
+    }
 )
 
 
@@ -499,6 +602,7 @@ class PolicySettings:
     backoff_cap: float | None = None
     breaker_threshold: int | None = None
     breaker_window: float | None = None
+    usage_limit_horizon: float | None = None
 
     def policy(self, *, max_attempts: int = 4, seed: int = 0) -> Policy:
         """A new :class:`Policy` with these settings (each call: a fresh breaker and rng).
@@ -518,4 +622,7 @@ class PolicySettings:
             breaker.threshold = self.breaker_threshold
         if self.breaker_window is not None:
             breaker.window = self.breaker_window
-        return Policy(max_attempts=max_attempts, backoff=backoff, breaker=breaker, seed=seed)
+        policy = Policy(max_attempts=max_attempts, backoff=backoff, breaker=breaker, seed=seed)
+        if self.usage_limit_horizon is not None:
+            policy.usage_limit_horizon = self.usage_limit_horizon
+        return policy

@@ -30,6 +30,8 @@ keys::
     on_escalate     argv list; gets the escalation event as JSON on stdin
     intake_interval seconds between looks at the spool while waiting (default: 1)
     fault_plan      a fault drill plan for the fault hook (fault drills only)
+    store           "postgresql://..." : the fleet store several hosts share, instead of the
+                    journal file and the spool's submissions (docs/multi-host.md)
     [env]           extra variables for every agent (values are strings)
     [policy]        backoff_base, backoff_cap, breaker_threshold, breaker_window (seconds)
 """
@@ -46,6 +48,7 @@ from pytest_orch_recovery.infra.agents import AgentConfig, AgentDriver, driver_f
 from pytest_orch_recovery.infra.processes import MAX_NICE
 from pytest_orch_recovery.infra.tomlread import TomlReader, parse_document
 from pytest_orch_recovery.runtime.host import DEFAULT_ENV_ALLOW
+from pytest_orch_recovery.store import validation
 from pytest_orch_recovery.store.validation import InputError
 
 _KEYS = frozenset(
@@ -71,6 +74,7 @@ _KEYS = frozenset(
         "on_escalate",
         "intake_interval",
         "fault_plan",
+        "store",
         "env",
         "policy",
     }
@@ -106,6 +110,7 @@ class FleetConfig:
     on_escalate: tuple[str, ...] = ()
     intake_interval: float = 1.0
     fault_plan: Path | None = None
+    store: str | None = None  # a PostgreSQL URL; None: the journal file (one host)
     policy: PolicySettings = field(default_factory=PolicySettings)
 
     @property
@@ -237,6 +242,11 @@ def parse_fleet(text: str, *, source: Path, here: bool = True) -> FleetConfig:
             raw.get("intake_interval", 1.0), ("intake_interval",), upper=3600
         ),
         fault_plan=reader.path(raw["fault_plan"], "fault_plan") if "fault_plan" in raw else None,
+        store=(
+            reader.checked(validation.store_url, raw["store"], ("store",))
+            if "store" in raw
+            else None
+        ),
         policy=reader.policy_settings(raw.get("policy", {}), ("policy",)),
     )
 

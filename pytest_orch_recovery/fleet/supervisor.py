@@ -19,17 +19,18 @@ server running; a supervisor started again on the same fleet file replays the jo
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
-import sys
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig, Phase
-from pytest_orch_recovery.engine.errors import OrchRecoveryError
+from pytest_orch_recovery.engine.errors import OrchRecoveryError, UsageError
 from pytest_orch_recovery.engine.model import Event, EventKind, Reason, Task
 from pytest_orch_recovery.engine.policy import Policy
-from pytest_orch_recovery.engine.ports import LaunchSpec
+from pytest_orch_recovery.engine.ports import EventLog, LaunchSpec
 from pytest_orch_recovery.fleet.config import FleetConfig, FleetConfigError, load_fleet
 from pytest_orch_recovery.fleet.intake import Request, Spool
 from pytest_orch_recovery.fleet.steps import CoordinatorSteps, remove_finished_workspaces
@@ -40,7 +41,16 @@ from pytest_orch_recovery.runtime.tmux import TmuxRuntime
 from pytest_orch_recovery.store import atomic, validation
 from pytest_orch_recovery.store.journal import Journal
 
+if TYPE_CHECKING:
+    from pytest_orch_recovery.store.postgres import HostJournal, PostgresStore
+
+_LOG = logging.getLogger(__name__)
+
 ESCALATE_TIMEOUT = 60.0  # seconds the on_escalate command may take
+
+
+class LeaseLostError(OrchRecoveryError):
+    """This host no longer holds the lease of a task it was running: it stops deciding."""
 
 
 class DeliveryRecordError(OrchRecoveryError, ValueError):
@@ -57,7 +67,7 @@ class EscalationDeliveries:
     escalations the journal held before it existed count as delivered.
     """
 
-    def __init__(self, path: Path, journal: Journal) -> None:
+    def __init__(self, path: Path, journal: EventLog) -> None:
         self.path = path
         if not path.exists():
             atomic.write_text(
@@ -91,9 +101,10 @@ def build_policy(config: FleetConfig) -> Policy:
 class FleetSupervisor:
     """The production supervisor over one fleet file (see the module doc)."""
 
-    def __init__(self, config: FleetConfig, *, log: TextIO | None = None) -> None:
+    def __init__(self, config: FleetConfig, *, host_name: str | None = None) -> None:
         self.config = config
-        self._log = log if log is not None else sys.stderr
+        # With a fleet store (config.store), this host's name in it; None without one.
+        self.host_name = host_name
         for d in (config.state_dir, config.results, config.logs):
             d.mkdir(parents=True, exist_ok=True)
         self.host = RepositoryHost(
@@ -111,7 +122,8 @@ class FleetSupervisor:
         self.dispatcher = Dispatcher(
             self.host, config.driver, config.agent_config(), fault_plan=config.fault_plan
         )
-        self.journal = Journal(config.journal)  # locked: one supervisor per journal
+        self.fleet_store: PostgresStore | None = None
+        self.journal = self._open_journal()
         try:
             self.deliveries = EscalationDeliveries(
                 config.state_dir / "on_escalate.delivered", self.journal
@@ -135,6 +147,53 @@ class FleetSupervisor:
             )
             self._escalated(event)
 
+    def _open_journal(self) -> Journal | HostJournal:
+        """The journal file (locked: one supervisor per journal), or this host's view of the
+        fleet store: registered with its capacity, its leases taken back at new epochs."""
+        if self.config.store is None:
+            return Journal(self.config.journal)
+        if self.host_name is None:
+            raise UsageError("a fleet store needs this host's name (--host NAME)")
+        # psycopg is an optional dependency: imported only by a supervisor that uses a store.
+        from pytest_orch_recovery.store.postgres import HostJournal, PostgresStore
+
+        store = PostgresStore(self.config.store, host=self.host_name)
+        try:
+            store.register(self.config.max_live_agents)
+            held = store.resume_leases()
+        except BaseException:
+            store.close()
+            raise
+        if held:
+            self.say(f"host {self.host_name}: took back {len(held)} task(s) at new epochs")
+        self.fleet_store = store
+        return HostJournal(store)
+
+    def take_claims(self) -> int:
+        """With a fleet store: renew this host's leases, then claim queued tasks while it has
+        room and hand them to the coordinator; returns how many. A lease lost (it ran out
+        while this supervisor was frozen or cut off, and another host may hold it now) stops
+        the supervisor: it must not decide for that task again."""
+        store = self.fleet_store
+        if store is None:
+            return 0
+        held = store.heartbeat()
+        mine = {
+            task_id
+            for task_id, state in self.steps.coordinator.tasks.items()
+            if state.phase not in (Phase.SUCCEEDED, Phase.FAILED)
+        }
+        lost = sorted(mine - set(held))
+        if lost:
+            raise LeaseLostError(
+                f"host {self.host_name} lost the lease of {', '.join(lost)}: stopping, "
+                "decisions for them belong to whoever holds them now"
+            )
+        claims = store.claim()
+        for claim in claims:
+            self.steps.submit(claim.task, agent=claim.agent)
+        return len(claims)
+
     # ------------------------------------------------------------------ coordinator
 
     def _start(self, recover: bool) -> Coordinator:
@@ -149,7 +208,8 @@ class FleetSupervisor:
             launch_notes=self._launch_notes,
         )
         if recover:
-            self.say(f"recovering from {self.config.journal} ({len(self.journal)} events)")
+            where = "the fleet store" if self.config.store else self.config.journal
+            self.say(f"recovering from {where} ({len(self.journal)} events)")
             coordinator.recover()
         return coordinator
 
@@ -167,6 +227,13 @@ class FleetSupervisor:
             what += f" attempt {event.attempt}"
         if event.kind is EventKind.TASK_ESCALATED:
             self._escalated(event)  # before the log line: whoever reads the log sees it done
+        if event.kind is EventKind.USAGE_LIMITED:
+            # The one notice of an account's limit, however many agents ran into it.
+            until = datetime.fromtimestamp(float(event.data["until"]), UTC)
+            what += (
+                f": {event.data['agent_type']} is at its usage limit; waiting for the quota "
+                f"reset at {until:%H:%M} UTC, {len(event.data.get('tasks', ()))} tasks"
+            )
         self.say(what)
 
     def _escalated(self, event: Event) -> None:
@@ -183,10 +250,13 @@ class FleetSupervisor:
                 timeout=ESCALATE_TIMEOUT, check=False,
             )  # fmt: skip
         except (OSError, subprocess.TimeoutExpired) as exc:
-            self.say(f"on_escalate failed: {exc}")
+            self.say(f"on_escalate failed: {exc}", logging.WARNING)
             return
         if proc.returncode != 0:
-            self.say(f"on_escalate exited {proc.returncode}: {proc.stderr.strip()[:500]}")
+            self.say(
+                f"on_escalate exited {proc.returncode}: {proc.stderr.strip()[:500]}",
+                logging.WARNING,
+            )
 
     # ------------------------------------------------------------------ intake
 
@@ -197,7 +267,7 @@ class FleetSupervisor:
             try:
                 ok = self._carry_out(request)
             except (ValueError, KeyError) as exc:
-                self.say(f"request {request.path.name} refused: {exc}")
+                self.say(f"request {request.path.name} refused: {exc}", logging.WARNING)
                 ok = False
             self.spool.finish(request.path, suffix="" if ok else ".rejected")
             done += 1
@@ -227,7 +297,7 @@ class FleetSupervisor:
         try:
             fresh = load_fleet(self.config.source)
         except FleetConfigError as exc:
-            self.say(f"fleet file not reloaded: {exc}")
+            self.say(f"fleet file not reloaded: {exc}", logging.WARNING)
             return
         if fresh.agent_config() != self.dispatcher.config:
             self.dispatcher.configure(fresh.agent_config())
@@ -240,14 +310,17 @@ class FleetSupervisor:
         interval = self.config.intake_interval
         while not stopping():
             self.take_requests()
+            self.take_claims()
             if stopping():
                 break
             self.steps.run(until=self.runtime.clock.now() + interval)
             if self.config.remove_finished_worktrees:
                 remove_finished_workspaces(self.steps.coordinator, self.host)
 
-    def say(self, text: str) -> None:
-        print(f"supervise: {text}", file=self._log, flush=True)
+    def say(self, text: str, level: int = logging.INFO) -> None:
+        """Log one line about the fleet; ``orch-recovery supervise`` decides where it goes and
+        in which format (text or JSON lines)."""
+        _LOG.log(level, text)
 
     def close(self, *, stop_agents: bool = False) -> None:
         """Let go: agents keep running for the next supervisor unless ``stop_agents``."""

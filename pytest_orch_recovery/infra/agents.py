@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
+from pytest_orch_recovery.engine.errors import InvalidValue
 from pytest_orch_recovery.engine.ports import LaunchSpec
 from pytest_orch_recovery.infra.command_template import CommandTemplate, parse_template
 from pytest_orch_recovery.infra.lean_python import lean_python_argv
@@ -235,7 +236,7 @@ def driver_for(agent: str, config: AgentConfig | None = None) -> AgentDriver:
         return claude_code_driver(config)
     if is_template(agent):
         return TemplateDriver("template", agent, config or AgentConfig())
-    raise ValueError(f"unknown agent {agent!r}: use sim, claude-code, or a command template")
+    raise InvalidValue(f"unknown agent {agent!r}: use sim, claude-code, or a command template")
 
 
 # Claude Code's global state file (under CLAUDE_CONFIG_DIR when that is set, else ~/.claude.json)

@@ -115,6 +115,26 @@ def agent_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def host_name(text: str) -> str:
+    """A host's name in a fleet store, in the safe alphabet (it appears in logs and rows)."""
+    from pytest_orch_recovery.store import validation  # the plugin imports this module at start
+
+    try:
+        return validation.name(text, what="host name")
+    except validation.RuleError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def store_url(text: str) -> str:
+    """A fleet store URL (``postgresql://...``)."""
+    from pytest_orch_recovery.store import validation  # the plugin imports this module at start
+
+    try:
+        return validation.store_url(text)
+    except validation.RuleError as exc:
+        raise argparse.ArgumentTypeError(f"store URL {exc}") from None
+
+
 def _printable(text: str) -> str:
     """A file name as typed when it prints on one line, else quoted (newlines, NULs)."""
     return text if text.isprintable() else repr(text)

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
-from pytest_orch_recovery.engine.errors import OrchRecoveryError
+from pytest_orch_recovery.engine.errors import InvalidValue, OrchRecoveryError
 from pytest_orch_recovery.store import atomic, validation
 
 # typing costs the hook processes ~10 ms of start-up: imported for the type checker only.
@@ -503,7 +503,7 @@ def record_hook_input(
     ``orch-recovery checkpoint --from-hook`` and the chaos fault hook run.
     """
     if len(text) > MAX_HOOK_INPUT_CHARS:
-        raise ValueError(
+        raise InvalidValue(
             f"<stdin>: hook input is {len(text)} characters long; the limit is "
             f"{MAX_HOOK_INPUT_CHARS}"
         )
@@ -511,12 +511,12 @@ def record_hook_input(
         payload: Any = validation.loads_json(text)
     except validation.DocumentError as exc:
         where = "" if exc.line is None else f":{exc.line}:{exc.column}"
-        raise ValueError(
+        raise InvalidValue(
             f"<stdin>{where}: invalid hook input JSON: "
             f"{exc.describe().removeprefix('invalid JSON: ')}"
         ) from None
     if not isinstance(payload, dict):
-        raise ValueError("<stdin>: hook input is not a JSON object")
+        raise InvalidValue("<stdin>: hook input is not a JSON object")
     if workspace is None:
         cwd = payload.get("cwd")
         if (
@@ -525,7 +525,7 @@ def record_hook_input(
             or "\x00" in cwd
             or len(cwd) > validation.MAX_PATH_CHARS
         ):
-            raise ValueError(
+            raise InvalidValue(
                 f"<stdin>: field 'cwd': expected an absolute path without NUL, got {cwd!r}"[:200]
             )
         workspace = Path(cwd)
@@ -543,7 +543,7 @@ def record_hook_input(
 def _payload_cwd(payload: Mapping[str, Any]) -> Path:
     cwd = payload.get("cwd")
     if not isinstance(cwd, str) or not os.path.isabs(cwd):
-        raise ValueError(f"hook payload has no absolute 'cwd' (got {cwd!r}) and no workspace")
+        raise InvalidValue(f"hook payload has no absolute 'cwd' (got {cwd!r}) and no workspace")
     return Path(cwd)
 
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_orch_recovery.engine.errors import OrchRecoveryError
+from pytest_orch_recovery.engine.errors import InvalidValue, OrchRecoveryError
 
 # Variables that redirect git to another repository, index or object store. A recovery run
 # started from inside a git hook inherits them; they would make every command below act on
@@ -247,14 +247,18 @@ def parse_status_z(text: str) -> WorktreeStatus:
         count = _V2_FIELDS.get(record[:1])
         parts = record.split(" ", count) if count is not None else []
         if count is None or len(parts) != count + 1 or not parts[-1]:
-            raise ValueError(f"git status --porcelain=v2 -z: malformed record {i + 1}: {record!r}")
+            raise InvalidValue(
+                f"git status --porcelain=v2 -z: malformed record {i + 1}: {record!r}"
+            )
         kind, path = parts[0], parts[-1]
         code = kind * 2 if kind in "?!" else parts[1].replace(".", " ")
         orig: str | None = None
         if kind == "2":
             i += 1
             if i >= len(fields):
-                raise ValueError(f"git status --porcelain=v2 -z: rename {path!r} lacks its source")
+                raise InvalidValue(
+                    f"git status --porcelain=v2 -z: rename {path!r} lacks its source"
+                )
             orig = fields[i]
         entries.append(StatusEntry(code, path, orig))
         i += 1

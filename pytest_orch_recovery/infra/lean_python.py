@@ -36,7 +36,11 @@ def lean_python_argv(module: str, *args: str) -> list[str]:
     (['-S', '-P'], ['pytest_orch_recovery.runtime.wrapper', 'spec.json'])
     """
     if module.partition(".")[0] != "pytest_orch_recovery":
-        raise ValueError(f"module {module!r}: only the package's own programs start lean")
+        # Imported here, not at the top: run as a script, this file executes before the
+        # package is importable.
+        from pytest_orch_recovery.engine.errors import InvalidValue
+
+        raise InvalidValue(f"module {module!r}: only the package's own programs start lean")
     return [sys.executable, "-S", "-P", SCRIPT, module, *args]
 
 

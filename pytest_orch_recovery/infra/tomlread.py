@@ -185,6 +185,7 @@ class TomlReader:
             if threshold is None
             else self.integer(threshold, (*path, "breaker_threshold")),
             breaker_window=seconds("breaker_window"),
+            usage_limit_horizon=seconds("usage_limit_horizon"),
         )
 
     def relative_path(self, value: object, path: Path_) -> str:

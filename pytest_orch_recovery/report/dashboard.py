@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from pytest_orch_recovery import __version__
+from pytest_orch_recovery.engine.errors import InvalidValue
 from pytest_orch_recovery.engine.model import ExitInfo, Reason, signal_number
 from pytest_orch_recovery.report.metrics import (
     CriterionResult,
@@ -352,32 +353,34 @@ class AttemptResult:
 
     @classmethod
     def from_json(cls, data: object) -> AttemptResult:
-        """Check and convert one results file's object; ``ValueError`` names the field.
+        """Check and convert one results file's object; ``InvalidValue`` names the field.
 
         >>> AttemptResult.from_json({"agent": "a", "attempt": 1, "status": "success"}).status
         'success'
-        >>> AttemptResult.from_json({"agent": "a", "attempt": "1", "status": "success"})
-        Traceback (most recent call last):
-        ValueError: field attempt: expected a positive integer, got '1'
+        >>> try:
+        ...     AttemptResult.from_json({"agent": "a", "attempt": "1", "status": "success"})
+        ... except InvalidValue as exc:
+        ...     print(exc)
+        field attempt: expected a positive integer, got '1'
         """
         if not isinstance(data, dict):
-            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+            raise InvalidValue(f"expected a JSON object, got {type(data).__name__}")
         version = data.get("schema_version", 1)
         if version != 1:
-            raise ValueError(f"field schema_version: expected 1, got {version!r}")
+            raise InvalidValue(f"field schema_version: expected 1, got {version!r}")
         for name in ("agent", "status"):
             if not isinstance(data.get(name), str) or not data[name]:
-                raise ValueError(
+                raise InvalidValue(
                     f"field {name}: expected a non-empty string, got {data.get(name)!r}"
                 )
         attempt = data.get("attempt")
         if not _is_int(attempt) or attempt < 1:
-            raise ValueError(f"field attempt: expected a positive integer, got {attempt!r}")
+            raise InvalidValue(f"field attempt: expected a positive integer, got {attempt!r}")
         for name in ("task_id", "reason"):
             if data.get(name) is not None and not isinstance(data[name], str):
-                raise ValueError(f"field {name}: expected a string or null, got {data[name]!r}")
+                raise InvalidValue(f"field {name}: expected a string or null, got {data[name]!r}")
         if data.get("exit_code") is not None and not _is_int(data["exit_code"]):
-            raise ValueError(
+            raise InvalidValue(
                 f"field exit_code: expected an integer or null, got {data['exit_code']!r}"
             )
         signal = data.get("signal")
@@ -387,14 +390,14 @@ class AttemptResult:
                     raise ValueError
                 signal = ExitInfo(None, signal_number(signal)).signal_name
             except ValueError:
-                raise ValueError(
+                raise InvalidValue(
                     f"field signal: expected a signal name, number or null, got {signal!r}"
                 ) from None
         numbers = ("confidence", "started_at", "ended_at", "duration", "recorded_at")
         for name in numbers:
             value = data.get(name)
             if value is not None and not (_is_number(value) and math.isfinite(value)):
-                raise ValueError(f"field {name}: expected a number or null, got {value!r}")
+                raise InvalidValue(f"field {name}: expected a number or null, got {value!r}")
         return cls(
             agent=data["agent"],
             attempt=int(attempt),
@@ -539,7 +542,7 @@ def write_report(
     elif suffix == ".json":
         atomic.write_json(target, render_json(metrics, results))
     else:
-        raise ValueError(f"{target}: report file name must end in .md or .json, not {suffix!r}")
+        raise InvalidValue(f"{target}: report file name must end in .md or .json, not {suffix!r}")
 
 
 # --------------------------------------------------------------------------- chaos campaigns
@@ -654,4 +657,4 @@ def write_campaign_report(
     elif suffix == ".json":
         atomic.write_json(target, render_campaign_json(metrics, results, campaign))
     else:
-        raise ValueError(f"{target}: report file name must end in .md or .json")
+        raise InvalidValue(f"{target}: report file name must end in .md or .json")

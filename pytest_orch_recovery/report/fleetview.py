@@ -254,6 +254,25 @@ def _partial(state: _Task, event: Event) -> PartialReport:
     )
 
 
+@dataclass(frozen=True)
+class UsageCondition:
+    """An account's usage limit in force: its agent type, when launches resume, and the
+    tasks still waiting on it."""
+
+    agent_type: str
+    resets_at: float
+    until: float
+    tasks: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "agent_type": self.agent_type,
+            "resets_at": self.resets_at,
+            "until": self.until,
+            "tasks": list(self.tasks),
+        }
+
+
 class FleetView:
     """Folds journal events (one journal, or several with unique task ids) into the views.
 
@@ -265,6 +284,7 @@ class FleetView:
     def __init__(self, events: Iterable[Event], *, budget: int | None = None) -> None:
         self._budget = budget
         self._tasks: dict[str, _Task] = {}
+        self._limits: dict[str, UsageCondition] = {}  # agent type -> its latest condition
         for event in events:
             self._fold(event)
 
@@ -282,6 +302,15 @@ class FleetView:
 
     def _fold(self, event: Event) -> None:
         kind = event.kind
+        if kind is EventKind.USAGE_LIMITED:
+            data = event.data
+            account = str(data.get("agent_type", "?"))
+            self._limits[account] = UsageCondition(
+                account,
+                float(data.get("resets_at", event.time)),
+                float(data.get("until", event.time)),
+                tuple(str(t) for t in data.get("tasks", ()) or ()),
+            )
         if kind is EventKind.OPERATOR_ACTION:
             for task_id in event.data.get("tasks", ()) or ():
                 state = self._tasks.get(str(task_id))
@@ -427,6 +456,20 @@ class FleetView:
                 )
             )
         return rows
+
+    def usage_conditions(self, *, now: float) -> list[UsageCondition]:
+        """The usage limits still holding at ``now``, with the tasks they still hold."""
+        out = []
+        for condition in self._limits.values():
+            if condition.until <= now:
+                continue
+            waiting = tuple(
+                t
+                for t in condition.tasks
+                if t in self._tasks and self._tasks[t].phase not in TERMINAL
+            )
+            out.append(replace(condition, tasks=waiting))
+        return out
 
     def failures(self) -> list[FailedAttempt]:
         """Every attributed failure, in journal order."""

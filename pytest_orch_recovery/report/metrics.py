@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any, Literal
 
+from pytest_orch_recovery.engine.errors import InvalidValue
 from pytest_orch_recovery.engine.model import (
     Attribution,
     Complexity,
@@ -295,7 +296,7 @@ def _checked(rule: Any, data: Mapping[str, Any], name: str, **limits: Any) -> An
     try:
         return rule(data[name], **limits)
     except validation.RuleError as exc:
-        raise ValueError(f"field {name!r}: {exc}") from None
+        raise InvalidValue(f"field {name!r}: {exc}") from None
 
 
 def _add_unique(items: list[str], item: str) -> None:
@@ -594,12 +595,12 @@ class Criteria:
         for name in ("min_recovery_rate", "min_first_try_simple", "min_first_try_complex"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0 or math.isnan(value):
-                raise ValueError(f"Criteria.{name} must be within [0, 1], got {value}")
+                raise InvalidValue(f"Criteria.{name} must be within [0, 1], got {value}")
         for name in ("max_orphans", "max_unattributed", "min_samples"):
             if getattr(self, name) < 0:
-                raise ValueError(f"Criteria.{name} must be >= 0, got {getattr(self, name)}")
+                raise InvalidValue(f"Criteria.{name} must be >= 0, got {getattr(self, name)}")
         if self.gate not in ("point", "lower-bound"):
-            raise ValueError(f"Criteria.gate must be 'point' or 'lower-bound', got {self.gate!r}")
+            raise InvalidValue(f"Criteria.gate must be 'point' or 'lower-bound', got {self.gate!r}")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from pytest_orch_recovery.engine.errors import InvalidValue
+
 # Two-sided 95%: the 0.975 quantile of the standard normal distribution.
 Z_95 = 1.959964
 
@@ -29,7 +31,7 @@ def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, flo
     (0.0, 1.0)
     """
     if n < 0 or successes < 0 or successes > n:
-        raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
+        raise InvalidValue(f"need 0 <= successes <= n, got successes={successes}, n={n}")
     if n == 0:
         return (0.0, 1.0)
     p = successes / n
@@ -50,7 +52,7 @@ def mean(values: Sequence[float]) -> float:
     450.0
     """
     if not values:
-        raise ValueError("mean of an empty sequence")
+        raise InvalidValue("mean of an empty sequence")
     return math.fsum(values) / len(values)
 
 
@@ -69,9 +71,9 @@ def percentile(values: Sequence[float], q: float) -> float:
     7.0
     """
     if not values:
-        raise ValueError("percentile of an empty sequence")
+        raise InvalidValue("percentile of an empty sequence")
     if not 0.0 <= q <= 100.0 or math.isnan(q):
-        raise ValueError(f"percentile q must be within [0, 100], got {q}")
+        raise InvalidValue(f"percentile q must be within [0, 100], got {q}")
     ordered = sorted(values)
     rank = q / 100.0 * (len(ordered) - 1)
     below = math.floor(rank)

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from pytest_orch_recovery.engine.errors import InvalidValue
 from pytest_orch_recovery.infra.git import add_worktree, is_work_tree
 from pytest_orch_recovery.infra.workspace import PullRequestLookup
 
@@ -94,7 +95,7 @@ def check_agent_name(agent: str) -> None:
     """Agent names become tmux session names, branch names and file names."""
     ok = agent and all(c.isalnum() or c in "-_" for c in agent) and not agent.startswith("-")
     if not ok:
-        raise ValueError(
+        raise InvalidValue(
             f"agent name {agent!r}: use letters, digits, '-' and '_' (not leading '-')"
         )
 
@@ -134,7 +135,7 @@ class RepositoryHost:
         source_env: Mapping[str, str] | None = None,
     ) -> None:
         if not is_work_tree(repo):
-            raise ValueError(f"{repo}: not a git repository")
+            raise InvalidValue(f"{repo}: not a git repository")
         self._repo = repo.resolve()
         self.worktree_root = worktree_root
         self._state_dir = state_dir
@@ -192,7 +193,7 @@ class RepositoryHost:
         path = self.workspace(agent)
         if path.exists():
             if not is_work_tree(path):
-                raise ValueError(f"{path}: exists and is not a git worktree")
+                raise InvalidValue(f"{path}: exists and is not a git worktree")
             return path
         add_worktree(self._repo, path, self.branch(agent), self.base)
         return path

@@ -45,7 +45,7 @@ from typing import Any
 
 import libtmux
 
-from pytest_orch_recovery.engine.errors import OrchRecoveryError
+from pytest_orch_recovery.engine.errors import InvalidState, InvalidValue, OrchRecoveryError
 from pytest_orch_recovery.engine.model import (
     ExitInfo,
     PartialWork,
@@ -200,7 +200,7 @@ class TmuxRuntime:
         agent_nice: int = 0,
     ) -> None:
         if not 0 <= agent_nice <= MAX_NICE:
-            raise ValueError(f"agent_nice: an integer 0..{MAX_NICE}, got {agent_nice}")
+            raise InvalidValue(f"agent_nice: an integer 0..{MAX_NICE}, got {agent_nice}")
         self.host = host
         # Agents run this many steps below normal CPU priority (runtime/wrapper.py).
         self.agent_nice = agent_nice
@@ -325,17 +325,17 @@ class TmuxRuntime:
             return
         previous = self._attempts.get(spec.agent)
         if previous is not None and not previous.reported:
-            raise RuntimeError(
+            raise InvalidState(
                 f"agent {spec.agent}: attempt {previous.spec.attempt} is still running"
             )
         if session is not None and not session.dead:
-            raise RuntimeError(
+            raise InvalidState(
                 f"agent {spec.agent}: session runs {session.key or 'an unknown attempt'}"
             )
         workspace = self.host.add_workspace(spec.agent)
         argv = list(self._command_for(spec))
         if not argv:
-            raise ValueError(f"agent {spec.agent}: command_for returned an empty command")
+            raise InvalidValue(f"agent {spec.agent}: command_for returned an empty command")
         paths = _AttemptPaths.of(self.host, spec)
         with contextlib.suppress(FileNotFoundError):
             paths.exit_file.unlink()  # a relaunch of the same attempt number under a new key

@@ -40,6 +40,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_orch_recovery.engine.errors import InvalidValue
 from pytest_orch_recovery.engine.model import ExitInfo, SignalOrigin, SignalSender
 from pytest_orch_recovery.infra.processes import MAX_NICE, lower_priority
 from pytest_orch_recovery.runtime.senders import memory_cgroup, oom_kills, sender_of, tmux_clients
@@ -91,9 +92,9 @@ class WrapperSpec:
         data = json.loads(path.read_text(encoding="utf-8"))
         for name in ("agent", "attempt", "key", "argv", "env", "cwd", "exit_file"):
             if name not in data:
-                raise ValueError(f"{path}: field {name}: missing")
+                raise InvalidValue(f"{path}: field {name}: missing")
         if not data["argv"]:
-            raise ValueError(f"{path}: field argv: empty command")
+            raise InvalidValue(f"{path}: field argv: empty command")
         return cls(
             agent=str(data["agent"]),
             attempt=int(data["attempt"]),
@@ -109,7 +110,7 @@ class WrapperSpec:
 
 def _nice(value: object, path: Path) -> int:
     if type(value) is not int or not 0 <= value <= MAX_NICE:
-        raise ValueError(f"{path}: field nice: an integer 0..{MAX_NICE}, got {value!r}")
+        raise InvalidValue(f"{path}: field nice: an integer 0..{MAX_NICE}, got {value!r}")
     return value
 
 

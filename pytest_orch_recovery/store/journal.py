@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
-from pytest_orch_recovery.engine.errors import OrchRecoveryError
+from pytest_orch_recovery.engine.errors import InvalidValue, OrchRecoveryError
 from pytest_orch_recovery.engine.model import Event, EventKind
 from pytest_orch_recovery.store import validation
 from pytest_orch_recovery.store.atomic import fsync_dir
@@ -238,7 +238,7 @@ def _parse(path: Path, raw: bytes) -> tuple[list[Event], int]:
 
 
 def _refuse_constant(token: str) -> float:
-    raise ValueError(f"{token} is not a JSON number")
+    raise InvalidValue(f"{token} is not a JSON number")
 
 
 def _events(path: Path, lines: Iterable[str]) -> list[Event]:

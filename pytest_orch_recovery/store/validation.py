@@ -145,6 +145,23 @@ def agent_name(value: object) -> str:
     return name(value, what="agent name", limit=MAX_AGENT_CHARS)
 
 
+STORE_URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def store_url(value: object) -> str:
+    """A fleet store: a PostgreSQL connection URL (libpq reads the rest when connecting).
+
+    >>> store_url("sqlite:///fleet.db")
+    Traceback (most recent call last):
+    ...
+    pytest_orch_recovery.store.validation.RuleError: must start with postgresql:// (got 'sqlite:')
+    """
+    url = text(value, limit=4096)
+    if not url.startswith(STORE_URL_SCHEMES):
+        raise RuleError(f"must start with postgresql:// (got {url.split('//')[0][:40]!r})")
+    return url
+
+
 def relative_path(value: object) -> str:
     """A path relative to its root that stays inside it, in normal form (``a/./b`` -> ``a/b``).
 

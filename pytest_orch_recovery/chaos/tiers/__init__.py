@@ -15,7 +15,7 @@ import os
 from importlib.util import find_spec
 from typing import TYPE_CHECKING, Protocol
 
-from pytest_orch_recovery.engine.errors import OrchRecoveryError
+from pytest_orch_recovery.engine.errors import InvalidValue, OrchRecoveryError
 
 if TYPE_CHECKING:
     from pytest_orch_recovery.chaos.fleetfile import ProductionSettings
@@ -73,7 +73,7 @@ def tier_problem(name: str) -> str | None:
     """Why tier ``name`` cannot run here (:func:`unusable`'s line), or None when it can,
     found without importing the tier; ValueError for a name that is not a tier."""
     if name not in TIERS:
-        raise ValueError(f"unknown tier {name!r}; expected one of {', '.join(TIERS)}")
+        raise InvalidValue(f"unknown tier {name!r}; expected one of {', '.join(TIERS)}")
     if name == "sim":
         return None
     if find_spec("libtmux") is None:

@@ -178,6 +178,7 @@ class SimTier:
                 seed=seed,
                 attempt_timeout=1800.0 if fleet is None else fleet.attempt_timeout,
                 max_live=scenario.max_live_agents,
+                fallback_agents=scenario.fallback_agents,
             ),
             permission_flag=True if fleet is None else fleet.skip_permissions,
         )

@@ -15,10 +15,13 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import json
+import math
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pytest_orch_recovery.chaos.faults import FaultLedger, FaultSpec, FaultStatus
 from pytest_orch_recovery.engine.model import (
@@ -73,6 +76,48 @@ _API_ERRORS = {
     "api_rate_limit": (429, _RATE_LIMIT_BODY),
     "api_server_error": (500, _SERVER_ERROR_BODY),
 }
+
+# A usage limit's defaults: Claude Code's five-hour session window, printed in a zone of the
+# reports it is modelled on (anthropics/claude-code#79136).
+USAGE_LIMIT_RESETS_IN = 3 * 3600.0
+USAGE_LIMIT_ZONE = "Europe/Berlin"
+
+
+def usage_limit_text(wording: str, now: float, resets_at: float) -> str:
+    """What the CLI prints when its account is at the limit, with the reset in its words:
+    Claude Code's clock time and zone (anthropics/claude-code#79136), Codex's countdown
+    (openai/codex#3031).
+
+    >>> usage_limit_text("claude", 0.0, 1753284600.0).splitlines()[0]
+    "You've hit your session limit · resets 5:30pm (Europe/Berlin)"
+    >>> usage_limit_text("codex", 0.0, 3 * 3600 + 120).endswith("try again in 3 hours 2 minutes.")
+    True
+    """
+    if wording == "codex":
+        left = max(0, math.ceil((resets_at - now) / 60.0))
+        days, rest = divmod(left, 24 * 60)
+        hours, minutes = divmod(rest, 60)
+        parts = [
+            f"{n} {unit}{'s' if n != 1 else ''}"
+            for n, unit in ((days, "day"), (hours, "hour"), (minutes, "minute"))
+            if n
+        ]
+        return (
+            "■ You've hit your usage limit. Upgrade to Pro (https://openai.com/chatgpt/pricing) "
+            f"or try again in {' '.join(parts) or '1 minute'}."
+        )
+    local = datetime.fromtimestamp(resets_at, ZoneInfo(USAGE_LIMIT_ZONE))
+    clock = local.strftime("%I:%M%p").lstrip("0").lower().replace(":00", "")
+    return (
+        f"You've hit your session limit · resets {clock} ({USAGE_LIMIT_ZONE})\n"
+        "/login to switch to an API usage-billed account."
+    )
+
+
+def _next_minute(t: float) -> float:
+    """The CLIs print a reset to the minute; the simulated account resets on one."""
+    return math.ceil(t / 60.0) * 60.0
+
 
 _AFTER_EVENTS = {
     WorkKind.WRITE: "file_written",
@@ -220,6 +265,9 @@ class SimRuntime:
         self.launch_log: list[tuple[str, str]] = []  # (agent, key) in launch order
         self.violations: list[str] = []  # engine misbehaviour seen by the runtime
         self.cleaned: set[str] = set()
+        # Agent type (its account) -> (reset time, wording) while its usage limit holds.
+        self.usage_limits: dict[str, tuple[float, str]] = {}
+        self.limit_hits = 0  # requests refused by a usage limit, faults included
 
     # ------------------------------------------------------------------ operator knobs
 
@@ -355,6 +403,8 @@ class SimRuntime:
     def _step(self, attempt: _Attempt) -> None:
         ws = self.workspaces[attempt.spec.agent]
         attempt.api_requests += 1
+        if self.usage_limits and self._at_usage_limit(attempt, ws):
+            return
         # Most attempts have no fault waiting for them: they skip the fault checks entirely.
         armed = bool(attempt.armed)
         if armed and self._api_request(attempt, ws):
@@ -509,6 +559,17 @@ class SimRuntime:
         """True when the request ended the attempt (or parked it)."""
         for spec in self._matching("api_request", attempt, n=attempt.api_requests):
             kind = spec.kind
+            if kind == "usage_limit":
+                now = self.clock.now()
+                resets_in = float(spec.params.get("resets_in", USAGE_LIMIT_RESETS_IN))
+                wording = str(spec.params.get("wording", "claude"))
+                account = attempt.spec.agent_type
+                held = self.usage_limits.get(account)
+                if held is None or held[0] <= now:
+                    self.usage_limits[account] = (_next_minute(now + resets_in), wording)
+                self._mark(spec, attempt, FaultStatus.EXERCISED, f"{account} at its usage limit")
+                self._at_usage_limit(attempt, ws)
+                return True
             if kind not in _API_ERRORS and kind != "api_stall":
                 if self._inject(spec, attempt, ws):
                     return True
@@ -547,6 +608,23 @@ class SimRuntime:
             )
             return True
         return False
+
+    def _at_usage_limit(self, attempt: _Attempt, ws: SimWorkspace) -> bool:
+        """The account's usage limit refuses the request: the CLI prints its limit text with
+        the reset and exits 1 without retrying (a plan's limit is not a transient error)."""
+        held = self.usage_limits.get(attempt.spec.agent_type)
+        now = self.clock.now()
+        if held is None or held[0] <= now:
+            return False
+        self.limit_hits += 1
+        text = usage_limit_text(held[1], now, held[0])
+        attempt.output.append(text)
+        self._exit(
+            attempt,
+            ExitInfo.from_returncode(1),
+            result=self._result(attempt, ws, is_error=True, text=text, api_status=429),
+        )
+        return True
 
     # ------------------------------------------------------------------ faults
 

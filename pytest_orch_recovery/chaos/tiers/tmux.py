@@ -40,6 +40,7 @@ from pytest_orch_recovery.doubles.modeldouble.faults import ApiFaultKind, ApiFau
 from pytest_orch_recovery.doubles.modeldouble.plan import Step, TaskPlan, default_content
 from pytest_orch_recovery.doubles.sandbox import Sandbox, default_base_dir
 from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig, Phase
+from pytest_orch_recovery.engine.errors import InvalidValue
 from pytest_orch_recovery.engine.model import Event, EventKind, ExitInfo, Reason, Task
 from pytest_orch_recovery.engine.patterns import match_lines
 from pytest_orch_recovery.engine.policy import Policy, PolicySettings
@@ -82,7 +83,7 @@ API_FAULTS = {
     "quit_early": ApiFaultKind.QUIT_EARLY,
 }
 # Faults this tier cannot inject yet; a schedule that holds one is refused up front.
-UNSUPPORTED: frozenset[str] = frozenset()
+UNSUPPORTED: frozenset[str] = frozenset({"usage_limit"})
 # Faults injected through the dispatcher's agent configuration (the permission flag left out,
 # an interactive launch): a command-template agent's words are its own, so they cannot be.
 DISPATCHER_FLAG_FAULTS = frozenset({"missing_permission_flag", "permission_prompt"})
@@ -113,10 +114,10 @@ class TmuxOutcome:
 def _check_schedule(tasks: Sequence[Task], faults: Sequence[FaultSpec]) -> None:
     titles = [t.title for t in tasks]
     if len(set(titles)) != len(titles):
-        raise ValueError("task titles must be unique: the model double routes by title")
+        raise InvalidValue("task titles must be unique: the model double routes by title")
     for spec in faults:
         if spec.kind in UNSUPPORTED:
-            raise ValueError(f"fault {spec.kind!r} is not injectable on the tmux tier yet")
+            raise InvalidValue(f"fault {spec.kind!r} is not injectable on the tmux tier yet")
 
 
 def _api_fault(spec: FaultSpec, task: Task | None) -> ApiFaultSpec:
@@ -474,11 +475,11 @@ def _plan_with_broken_tests(task: Task) -> TaskPlan:
     """The standard plan, with an implementation that fails the task's tests and a
     ``fix_tests`` step (taken only when a continuation asks to make the tests pass)."""
     if not task.tests:
-        raise ValueError(f"task {task.task_id}: tests_fail needs a tests command")
+        raise InvalidValue(f"task {task.task_id}: tests_fail needs a tests command")
     impls = [p for p in task.deliverables if not _is_test_file(p)]
     tests = [p for p in task.deliverables if _is_test_file(p)]
     if not impls or not tests:
-        raise ValueError(
+        raise InvalidValue(
             f"task {task.task_id}: tests_fail needs an implementation file and "
             "a test file among the deliverables"
         )

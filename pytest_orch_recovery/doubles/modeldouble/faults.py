@@ -38,6 +38,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_orch_recovery.engine.errors import InvalidValue
+
 
 class ApiFaultKind(enum.StrEnum):
     OVERLOADED = "overloaded"
@@ -73,13 +75,13 @@ class ApiFaultSpec:
 
     def __post_init__(self) -> None:
         if self.times < 1:
-            raise ValueError(f"times: must be at least 1, got {self.times}")
+            raise InvalidValue(f"times: must be at least 1, got {self.times}")
         if self.scope not in ("server", "task"):
-            raise ValueError(f"scope: must be 'server' or 'task', got {self.scope!r}")
+            raise InvalidValue(f"scope: must be 'server' or 'task', got {self.scope!r}")
         if self.at_request is not None and self.at_request < 1:
-            raise ValueError(f"at_request: must be 1 or more, got {self.at_request}")
+            raise InvalidValue(f"at_request: must be 1 or more, got {self.at_request}")
         if self.seconds < 0:
-            raise ValueError(f"seconds: must not be negative, got {self.seconds}")
+            raise InvalidValue(f"seconds: must not be negative, got {self.seconds}")
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ApiFaultSpec:
@@ -87,22 +89,22 @@ class ApiFaultSpec:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"{unknown[0]}: unknown fault field")
+            raise InvalidValue(f"{unknown[0]}: unknown fault field")
         if "kind" not in data:
-            raise ValueError("kind: required")
+            raise InvalidValue("kind: required")
         try:
             kind = ApiFaultKind(data["kind"])
         except ValueError:
             names = ", ".join(k.value for k in ApiFaultKind)
-            raise ValueError(f"kind: {data['kind']!r} is not one of {names}") from None
+            raise InvalidValue(f"kind: {data['kind']!r} is not one of {names}") from None
         ints = ("times", "at_request", "at_step", "keep_events")
         for name in ints:
             value = data.get(name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-                raise ValueError(f"{name}: must be an integer")
+                raise InvalidValue(f"{name}: must be an integer")
         seconds = data.get("seconds", 30.0)
         if not isinstance(seconds, int | float) or isinstance(seconds, bool):
-            raise ValueError("seconds: must be a number")
+            raise InvalidValue("seconds: must be a number")
         args = {k: v for k, v in data.items() if k not in ("kind", "seconds")}
         return cls(kind=kind, seconds=float(seconds), **args)
 

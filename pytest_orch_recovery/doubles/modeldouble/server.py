@@ -49,7 +49,7 @@ from pytest_orch_recovery.doubles.modeldouble.wire import (
     sse,
     stream_events,
 )
-from pytest_orch_recovery.engine.errors import OrchRecoveryError
+from pytest_orch_recovery.engine.errors import InvalidState, OrchRecoveryError
 from pytest_orch_recovery.store import atomic
 
 _DEFAULT_MODEL = "claude-sonnet-4-5"
@@ -95,7 +95,7 @@ class ModelDouble:
             if self._server is not None:
                 return self
             if self._stopped:
-                raise RuntimeError("a stopped ModelDouble cannot be started again")
+                raise InvalidState("a stopped ModelDouble cannot be started again")
             server = _Server((self._host, self._port), _Handler)
             server.double = self
             self._server = server
@@ -142,7 +142,7 @@ class ModelDouble:
     def url(self) -> str:
         """``http://HOST:PORT``, the value for ``ANTHROPIC_BASE_URL``."""
         if self._server is None:
-            raise RuntimeError("the ModelDouble is not started")
+            raise InvalidState("the ModelDouble is not started")
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 

@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_orch_recovery.engine.errors import InvalidValue
+
 # typing is ~8 ms of each sim agent's start-up: imported for the type checker only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -94,31 +96,31 @@ def load_hooks(paths: list[Path], warn: Callable[[str], None]) -> list[HookComma
 
 def _parse(data: Any, source: str) -> list[HookCommand]:
     if not isinstance(data, dict):
-        raise ValueError("top level: expected an object")
+        raise InvalidValue("top level: expected an object")
     hooks = data.get("hooks", {})
     if not isinstance(hooks, dict):
-        raise ValueError("field hooks: expected an object")
+        raise InvalidValue("field hooks: expected an object")
     groups = hooks.get(EVENT, [])
     if not isinstance(groups, list):
-        raise ValueError(f"field hooks.{EVENT}: expected a list")
+        raise InvalidValue(f"field hooks.{EVENT}: expected a list")
     out: list[HookCommand] = []
     for i, group in enumerate(groups):
         where = f"hooks.{EVENT}[{i}]"
         if not isinstance(group, dict) or not isinstance(group.get("hooks", []), list):
-            raise ValueError(f"field {where}: expected an object with a hooks list")
+            raise InvalidValue(f"field {where}: expected an object with a hooks list")
         matcher = group.get("matcher", "")
         if not isinstance(matcher, str):
-            raise ValueError(f"field {where}.matcher: expected a string")
+            raise InvalidValue(f"field {where}.matcher: expected a string")
         for j, hook in enumerate(group.get("hooks", [])):
             field = f"{where}.hooks[{j}]"
             if not isinstance(hook, dict) or hook.get("type") != "command":
                 continue  # other hook types (prompt, agent) are not run by the sim agent
             command = hook.get("command")
             if not isinstance(command, str) or not command:
-                raise ValueError(f"field {field}.command: expected a non-empty string")
+                raise InvalidValue(f"field {field}.command: expected a non-empty string")
             timeout = hook.get("timeout", DEFAULT_TIMEOUT_S)
             if not isinstance(timeout, int | float) or timeout <= 0:
-                raise ValueError(f"field {field}.timeout: expected a positive number of seconds")
+                raise InvalidValue(f"field {field}.timeout: expected a positive number of seconds")
             out.append(HookCommand(matcher, command, float(timeout), source))
     return out
 

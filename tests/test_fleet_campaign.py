@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from pytest_orch_recovery.chaos import BUNDLED_SCENARIOS
 from pytest_orch_recovery.chaos.campaign import run_scenario
+from pytest_orch_recovery.chaos.faults import FaultSpec, Trigger
 from pytest_orch_recovery.chaos.fleetfile import ProductionSettings, effective_policy
 from pytest_orch_recovery.chaos.scenario import Scenario, ScenarioTask, load_scenario
 from pytest_orch_recovery.engine.model import Task
@@ -65,6 +66,13 @@ def _write(pytester: pytest.Pytester, relative: str, text: str) -> Path:
 
 def _nodeids(result: pytest.RunResult) -> list[str]:
     return sorted(line for line in result.outlines if "::" in line and " " not in line)
+
+
+def _attempts(events: list[dict[str, object]]) -> dict[str, int]:
+    """Task -> its last attempt launched, from a campaign journal (``--orch-report=x.jsonl``)."""
+    return {
+        str(e["task_id"]): int(str(e["attempt"])) for e in events if e["kind"] == "attempt_launched"
+    }
 
 
 # --------------------------------------------------------------------------- scenario sets
@@ -187,12 +195,10 @@ def test_a_fleet_file_that_makes_recovery_worse_fails_the_gate(pytester: pytest.
         "attempt-budget",
         "policy.backoff_base",
     ) in pins
-    # Every scenario ran under the budget of one attempt: only a task an operator released
-    # (after fixing the permission flag) had a second.
+    # The budget of one attempt: task-5030, which recovers on its second attempt under the
+    # engine's default budget, escalates after its first.
     events = [json.loads(line) for line in (pytester.path / "r.jsonl").read_text().splitlines()]
-    released = {t for e in events if e["kind"] == "operator_action" for t in e["data"]["tasks"]}
-    again = {e["task_id"] for e in events if (e.get("attempt") or 0) > 1}
-    assert released and again <= released
+    assert _attempts(events)["task-agent-5030/task-5030"] == 1
 
 
 def test_the_fleet_file_settings_reach_every_run(pytester: pytest.Pytester) -> None:
@@ -229,8 +235,6 @@ def test_the_fleet_file_settings_reach_every_run(pytester: pytest.Pytester) -> N
         e["data"]["attribution"]["reason"] for e in events if e["kind"] == "failure_attributed"
     }
     assert "permission" in reasons
-    # ... and within the fleet file's budget of two attempts.
-    assert max(e.get("attempt") or 0 for e in events) == 2
     campaign = json.loads((pytester.path / "r.json").read_text())["campaign"]
     assert campaign["fleet"]["skip_permissions"] is False
     assert campaign["fleet"]["env"] == ["MY_TOKEN"]
@@ -321,13 +325,25 @@ def test_every_bundled_scenario_loads_from_the_package_data() -> None:
     assert not list(top.glob("*.toml")) and (top / "README.md").is_file()
 
 
-def test_a_scenarios_run_records_what_it_pinned() -> None:
-    run = run_scenario(
+def test_the_fleet_file_s_budget_holds_unless_the_scenario_pins_its_own() -> None:
+    fleet = ProductionSettings("f.toml", "sim", max_attempts=2)
+    pinned = run_scenario(
         load_scenario(BUNDLED_SCENARIOS / "attempt-budget.toml"),
         tier="sim",
         seed=1,
         agent="sim",
-        fleet=ProductionSettings("f.toml", "sim", max_attempts=2),
+        fleet=fleet,
     )
-    assert [o["key"] for o in run.overrides] == ["policy.backoff_base"]
+    assert {o["key"]: o["pinned"] for o in pinned.overrides} == {
+        "max_attempts": 4,
+        "policy.backoff_base": 0.25,
+    }
+    assert max(e.attempt or 0 for e in pinned.events) == 4
+    hopeless = Scenario(
+        "hopeless",
+        (ScenarioTask(Task("t", "Migrate the schema", ("m.py",))),),
+        faults=(FaultSpec("kill", Trigger("start"), task="t", attempt=None),),
+    )
+    run = run_scenario(hopeless, tier="sim", seed=1, agent="sim", fleet=fleet)
+    assert run.outcomes == {"t": "escalated"} and run.overrides == []
     assert max(e.attempt or 0 for e in run.events) == 2  # the fleet file's budget, not 4

@@ -7,11 +7,11 @@ settings cross over: each scenario still runs in its own sandbox (repository, ba
 worktrees, isolated HOME, private tmux server), so the fleet file's ``repository``,
 ``state_dir``, ``tmux_socket`` and the other places are checked and left unused.
 
-A scenario that pins a setting itself (its own ``[policy]`` key, ``max_live_agents``,
-``attempt_timeout`` or ``stall_window``) keeps it: the scenario was written around that value
-(a hang waited out in 15 s, a breaker that must open at 3). Every such case is an
-:class:`PinnedSetting`, printed by the gate and listed in the reports, so nobody reads the figures
-as the fleet file's where they are not.
+A scenario that pins a setting itself (its own ``[policy]`` key, ``max_attempts``,
+``max_live_agents``, ``attempt_timeout`` or ``stall_window``) keeps it: the scenario was
+written around that value (a budget of exactly four attempts, a hang waited out in 15 s).
+Every such case is a :class:`PinnedSetting`, printed by the gate and listed in the reports,
+so nobody reads the figures as the fleet file's where they are not.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pytest_orch_recovery.fleet.config import FleetConfig, load_fleet
 from pytest_orch_recovery.runtime.host import DEFAULT_ENV_ALLOW
 
 # Scenario keys that may pin what the fleet file sets, as the fleet file names them.
-_PINNABLE = ("max_live_agents", "attempt_timeout", "stall_window")
+_PINNABLE = ("max_attempts", "max_live_agents", "attempt_timeout", "stall_window")
 
 
 @dataclass(frozen=True)

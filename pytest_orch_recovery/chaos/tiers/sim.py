@@ -165,7 +165,6 @@ class SimTier:
         # A scenario's ``attempt_timeout`` is in real seconds for real runs; the simulation's
         # agents work on a virtual clock whose steps take 2-20 s, so it keeps the production
         # default, or a fleet file's production value.
-        max_attempts = 4 if fleet is None else fleet.max_attempts
         out = simulate(
             tasks,
             scenario.faults,
@@ -173,7 +172,7 @@ class SimTier:
             agents=agents,
             operator_actions=scenario.operator_actions,
             crash_after_event=scenario.crash_after_event,
-            policy_factory=lambda s: scenario.policy.policy(seed=s, max_attempts=max_attempts),
+            policy_factory=lambda s: scenario.policy.policy(seed=s, **scenario.budget()),
             config=CoordinatorConfig(
                 seed=seed,
                 attempt_timeout=1800.0 if fleet is None else fleet.attempt_timeout,

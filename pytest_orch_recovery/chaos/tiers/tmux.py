@@ -192,7 +192,7 @@ def run_tmux(
     config: AgentConfig | None = None,
     driver_factory: Callable[[AgentConfig], AgentDriver] | None = None,
     policy: PolicySettings | None = None,
-    max_attempts: int = 4,
+    budget: Mapping[str, int] | None = None,
     max_live: int | None = None,
     env_allow: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
@@ -238,7 +238,7 @@ def run_tmux(
             held.journal,
             dispatcher,
             CoordinatorConfig(attempt_timeout=attempt_timeout, seed=seed, max_live=max_live),
-            lambda: (policy or PolicySettings()).policy(seed=seed, max_attempts=max_attempts),
+            lambda: (policy or PolicySettings()).policy(seed=seed, **(budget or {})),
             on_event,
         )
         supervisor.drive(
@@ -740,7 +740,6 @@ def _fleet_arguments(fleet: ProductionSettings) -> dict[str, Any]:
     """What :func:`run_tmux` takes from a fleet file beyond the scenario's settings."""
     return {
         "config": AgentConfig(skip_permissions=fleet.skip_permissions),
-        "max_attempts": fleet.max_attempts,
         "env_allow": fleet.env_allow,
         "env": fleet.env,
     }
@@ -786,6 +785,7 @@ class TmuxTier:
             stall_window=scenario.stall_window,
             policy=scenario.policy,
             max_live=scenario.max_live_agents,
+            budget=scenario.budget(),
             **({} if fleet is None else _fleet_arguments(fleet)),
         )
         return ScenarioRun(

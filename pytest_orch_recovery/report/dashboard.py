@@ -553,6 +553,8 @@ def write_report(
 # with its ``text``).
 
 _MAX_LEDGER_ROWS = 200
+# The fleet file's settings line: the agent's command template and every number, all of it.
+_MAX_FLEET_SUMMARY = 4000
 
 
 def _campaign_sections(campaign: Mapping[str, Any]) -> list[str]:
@@ -572,7 +574,8 @@ def _campaign_sections(campaign: Mapping[str, Any]) -> list[str]:
     fleet = campaign.get("fleet")
     if isinstance(fleet, Mapping):
         lines.append(
-            f"- **Fleet File**: `{_text(fleet.get('source'), 200)}`: {_text(fleet.get('summary'))}"
+            f"- **Fleet File**: `{_text(fleet.get('source'), 200)}`: "
+            + _text(fleet.get("summary"), _MAX_FLEET_SUMMARY)
         )
         lines += [
             f"  - pinned by {_text(o.get('text'))}"

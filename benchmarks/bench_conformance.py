@@ -21,8 +21,8 @@ import time
 from typing import Any
 
 from pytest_orch_recovery.chaos.conformance import BY_NAME, real_driver, run_case
-from pytest_orch_recovery.engine.coordinator import Phase
-from pytest_orch_recovery.engine.model import EventKind
+from pytest_orch_recovery.engine.events import EventKind
+from pytest_orch_recovery.engine.model import Phase
 from pytest_orch_recovery.infra.agents import claude_code_missing, find_claude_code
 
 CASE = "task-agent-5030-sigint"
@@ -35,7 +35,7 @@ def _once(real: bool) -> tuple[float, float]:
     if out.outcomes != {"task-5030": Phase.SUCCEEDED} or out.leftovers:
         raise RuntimeError(f"run did not recover cleanly: {out.outcomes} {out.leftovers}")
     done = [e for e in out.events if e.kind is EventKind.TASK_SUCCEEDED]
-    recovery = done[0].data.get("recovery_time") if done else None
+    recovery = done[0].payload.to_json().get("recovery_time") if done else None
     if recovery is None:
         raise RuntimeError("no recovery recorded: the fault did not take effect")
     return wall, float(recovery)

@@ -30,7 +30,8 @@ from pytest_orch_recovery.chaos.tiers.tmux import run_tmux
 from pytest_orch_recovery.doubles.sandbox import Sandbox
 from pytest_orch_recovery.engine.analyze import missing_work
 from pytest_orch_recovery.engine.classify import LogText, Observation, classify
-from pytest_orch_recovery.engine.model import EventKind, PartialWork, Task
+from pytest_orch_recovery.engine.events import EventKind
+from pytest_orch_recovery.engine.model import PartialWork, Task
 from pytest_orch_recovery.engine.policy import PastAttempt, Policy, Situation
 from pytest_orch_recovery.engine.ports import LaunchSpec
 from pytest_orch_recovery.runtime.tmux import TmuxRuntime
@@ -116,25 +117,25 @@ def _scenario(agent: str, timeout: float) -> dict[str, Any]:
             base_dir=Path(tmp),
         )
     exited = next(e for e in out.events if e.kind is EventKind.ATTEMPT_EXITED)
-    screen = exited.data["exit"].get("screen")
+    screen = exited.payload.to_json()["exit"].get("screen")
     decided = next(e for e in out.events if e.kind is EventKind.DECISION)
     attributed = next(e for e in out.events if e.kind is EventKind.FAILURE_ATTRIBUTED)
     if screen is None:
         return {
             "agent": agent,
             "detected": False,
-            "reason": attributed.data["attribution"]["reason"],
+            "reason": attributed.payload.to_json()["attribution"]["reason"],
         }
     seen = float(screen["seen_at"])
     return {
         "agent": agent,
         "detected": True,
         "dialog": screen["detail"],
-        "attempt_started_to_seen": round(seen - float(exited.data["started_at"]), 3),
-        "seen_to_exit": round(float(exited.data["ended_at"]) - seen, 3),
+        "attempt_started_to_seen": round(seen - float(exited.payload.to_json()["started_at"]), 3),
+        "seen_to_exit": round(float(exited.payload.to_json()["ended_at"]) - seen, 3),
         "seen_to_decision": round(decided.time - seen, 3),
-        "reason": attributed.data["attribution"]["reason"],
-        "strategy": decided.data["decision"]["strategy"],
+        "reason": attributed.payload.to_json()["attribution"]["reason"],
+        "strategy": decided.payload.to_json()["decision"]["strategy"],
         "attempt_timeout": timeout,
         "ratio": round((decided.time - seen) / timeout, 4),
         "outcome": {k: str(v) for k, v in out.outcomes.items()},

@@ -22,7 +22,8 @@ from pytest_orch_recovery.chaos.faults import FaultSpec, Trigger
 from pytest_orch_recovery.chaos.tiers.sim import simulate
 from pytest_orch_recovery.chaos.tiers.simruntime import SimRuntime
 from pytest_orch_recovery.engine.coordinator import Coordinator
-from pytest_orch_recovery.engine.model import EventKind, Strategy, Task, full_plan
+from pytest_orch_recovery.engine.events import EventKind
+from pytest_orch_recovery.engine.model import Strategy, Task, full_plan
 from pytest_orch_recovery.engine.policy import CircuitBreaker, Policy
 from pytest_orch_recovery.engine.ports import LaunchSpec
 from pytest_orch_recovery.report.stats import percentile
@@ -108,7 +109,9 @@ def decision_latency(n: int = 1000) -> dict[str, Any]:
     return {
         "live_agents": n,
         "decisions": len(decisions),
-        "resumes": sum(1 for d in decisions if d.data["decision"]["strategy"] == Strategy.RESUME),
+        "resumes": sum(
+            1 for d in decisions if d.payload.to_json()["decision"]["strategy"] == Strategy.RESUME
+        ),
         "p50_ms": round(p50 * 1000, 3),
         "p99_ms": round(p99 * 1000, 3),
         "baseline_json_dumps_p50_ms": round(statistics.median(baseline) * 1000, 4),

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_journal import realistic_events
 
-from pytest_orch_recovery.engine.model import Event
+from pytest_orch_recovery.engine.events import Event
 from pytest_orch_recovery.report.fleetview import FleetView
 from pytest_orch_recovery.report.metrics import compute
 

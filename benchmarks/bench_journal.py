@@ -17,11 +17,21 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from pytest_orch_recovery.engine.events import (
+    AttemptExited,
+    AttemptLaunched,
+    DecisionMade,
+    Event,
+    FailureAttributed,
+    PartialSummary,
+    Payload,
+    TaskSubmitted,
+    TaskSucceeded,
+)
 from pytest_orch_recovery.engine.model import (
     Attribution,
+    Complexity,
     Decision,
-    Event,
-    EventKind,
     Evidence,
     ExitInfo,
     PartialWork,
@@ -63,47 +73,43 @@ def realistic_events(count: int, seed: int = 5030, max_tail: int = 2048) -> Iter
         files = tuple(f"cmd/fake{n}_{i}.md" for i in range(rng.randint(1, 7)))
         task = Task(f"task-{n}", f"Create /fake{n} command", files, tests="pytest -q")
         agent = f"task-agent-{rng.randint(1000, 9999)}"
-        batch: list[tuple[EventKind, int | None, dict[str, Any], str | None]] = [
-            (EventKind.TASK_SUBMITTED, None, {"task": task.to_json(), "complexity": "simple"}, None)
+        batch: list[tuple[Payload, int | None, str | None]] = [
+            (TaskSubmitted(task, Complexity.SIMPLE), None, None)
         ]
         attempts = 1 if rng.random() < 0.3 else rng.randint(2, 3)
         for attempt in range(1, attempts + 1):
             key = f"{task.task_id}:{attempt}"
-            work = [w.to_json() for w in full_plan(task)]
-            launched = {"agent_type": "claude-code", "strategy": None, "work": work}
-            batch.append((EventKind.ATTEMPT_LAUNCHED, attempt, launched, key))
+            batch.append((AttemptLaunched("claude-code", None, full_plan(task)), attempt, key))
             failed = attempt < attempts
             status = 130 if failed else 0
-            exited = {
-                "exit": ExitInfo.from_shell_status(status).to_json(),
-                "started_at": clock,
-                "ended_at": clock + rng.uniform(30, 900),
-                "output_tail": _pane_tail(rng, max_tail),
-                "session_id": f"{rng.getrandbits(64):016x}",
-            }
-            batch.append((EventKind.ATTEMPT_EXITED, attempt, exited, None))
+            exited = AttemptExited(
+                exit=ExitInfo.from_shell_status(status),
+                started_at=clock,
+                ended_at=clock + rng.uniform(30, 900),
+                output_tail=_pane_tail(rng, max_tail),
+                session_id=f"{rng.getrandbits(64):016x}",
+            )
+            batch.append((exited, attempt, None))
             if not failed:
-                done = {"first_try": attempts == 1, "attempts": attempts, "recovery_time": 300.0}
-                batch.append((EventKind.TASK_SUCCEEDED, attempt, done, None))
+                done = TaskSucceeded(attempts == 1, attempts, 300.0)
+                batch.append((done, attempt, None))
                 break
             reason = rng.choice(_REASONS)
             evidence = Evidence("exit", reason, 0.9, "exit code 130 (SIGINT)", "pane", 12)
             partial = PartialWork(deliverables_present=files[:1], deliverables_missing=files[1:])
-            attributed = {
-                "attribution": Attribution(reason, 0.9, (evidence,)).to_json(),
-                "partial": partial.to_json(),
-                "missing_work": [WorkItem(WorkKind.COMMIT).to_json()],
-            }
-            batch.append((EventKind.FAILURE_ATTRIBUTED, attempt, attributed, None))
-            decision = Decision(Strategy.RESUME, "partial work present", "resume-partial")
-            batch.append(
-                (EventKind.DECISION, attempt, {"decision": decision.to_json()}, f"{key}+1")
+            attributed = FailureAttributed(
+                Attribution(reason, 0.9, (evidence,)),
+                PartialSummary.of(partial),
+                (WorkItem(WorkKind.COMMIT),),
             )
-        for kind, attempt_no, data, action_key in batch:
+            batch.append((attributed, attempt, None))
+            decision = Decision(Strategy.RESUME, "partial work present", "resume-partial")
+            batch.append((DecisionMade(decision), attempt, f"{key}+1"))
+        for payload, attempt_no, action_key in batch:
             if produced >= count:
                 return
             clock += rng.uniform(0.1, 5.0)
-            yield Event(kind, clock, task.task_id, agent, attempt_no, data, action_key)
+            yield Event(payload, clock, task.task_id, agent, attempt_no, action_key)
             produced += 1
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from pytest_orch_recovery.chaos.faults import FaultSpec, Trigger
 from pytest_orch_recovery.chaos.tiers.tmux import run_tmux
-from pytest_orch_recovery.engine.model import EventKind, Task
+from pytest_orch_recovery.engine.events import EventKind
+from pytest_orch_recovery.engine.model import Task
 
 FAKE3 = Task("task-5030", "Create /fake3 command", ("fake3.md",))
 SIGINT = FaultSpec("sigint", Trigger("file_written", path="fake3.md"), task="task-5030")
@@ -34,7 +35,7 @@ def _once(agent: str, faults: list[FaultSpec]) -> tuple[float, float | None]:
     assert out.leftovers == [], out.leftovers
     done = [e for e in out.events if e.kind is EventKind.TASK_SUCCEEDED]
     assert done, "the task did not succeed"
-    return wall, done[0].data.get("recovery_time")
+    return wall, done[0].payload.to_json().get("recovery_time")
 
 
 def main() -> None:

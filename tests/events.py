@@ -17,11 +17,32 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from pytest_orch_recovery.engine.events import (
+    AdoptedRun,
+    AppliedRemedy,
+    AttemptExited,
+    AttemptLaunched,
+    DecisionMade,
+    Event,
+    EventKind,
+    FailureAttributed,
+    LaunchOrder,
+    OperatorAction,
+    OrchestratorResult,
+    PartialSummary,
+    Payload,
+    TaskEscalated,
+    TaskFailed,
+    TaskSubmitted,
+    TaskSucceeded,
+    TmuxTarget,
+    UsageLimited,
+    WorkspaceCleaned,
+    WorkspaceOrphaned,
+)
 from pytest_orch_recovery.engine.model import (
     Attribution,
     Decision,
-    Event,
-    EventKind,
     Evidence,
     ExitInfo,
     PartialWork,
@@ -81,23 +102,21 @@ class JournalBuilder:
 
     def add(
         self,
-        kind: EventKind,
+        payload: Payload,
         *,
         task_id: str | None = None,
         agent: str | None = None,
         attempt: int | None = None,
-        data: dict[str, Any] | None = None,
         key: str | None = None,
         after: float = 1.0,
     ) -> Event:
         self.clock += after
         event = Event(
-            kind=kind,
+            payload,
             time=self.clock,
             task_id=task_id,
             agent=agent,
             attempt=attempt,
-            data=data or {},
             key=key,
             seq=len(self.events) + 1,
         )
@@ -122,15 +141,13 @@ class JournalBuilder:
         )
 
     def operator_action(self, action: str, tasks: Iterable[str], *, after: float = 1.0) -> Event:
-        return self.add(
-            EventKind.OPERATOR_ACTION, data={"action": action, "tasks": list(tasks)}, after=after
-        )
+        return self.add(OperatorAction(action, tuple(tasks)), after=after)
 
     def orphaned(self, path: str) -> Event:
-        return self.add(EventKind.WORKSPACE_ORPHANED, data={"path": path})
+        return self.add(WorkspaceOrphaned(path))
 
     def cleaned(self, path: str) -> Event:
-        return self.add(EventKind.WORKSPACE_CLEANED, data={"path": path, "rescue_ref": None})
+        return self.add(WorkspaceCleaned(path))
 
     def write_jsonl(self, path: Path) -> Path:
         path.write_text("".join(json.dumps(e.to_json()) + "\n" for e in self.events))
@@ -148,22 +165,14 @@ class TaskScript:
         self.first_failed_exit: float | None = None
         self._last_exit_time = 0.0
         self._last_reason = Reason.UNKNOWN
-        journal.add(
-            EventKind.TASK_SUBMITTED,
-            task_id=task.task_id,
-            agent=agent,
-            data={"task": task.to_json(), "complexity": str(task.complexity)},
-        )
+        journal.add(TaskSubmitted.of(task), task_id=task.task_id, agent=agent)
 
-    def _add(
-        self, kind: EventKind, data: dict[str, Any], *, after: float = 1.0, key: str | None = None
-    ) -> Event:
+    def _add(self, payload: Payload, *, after: float = 1.0, key: str | None = None) -> Event:
         return self.journal.add(
-            kind,
+            payload,
             task_id=self.task.task_id,
             agent=self.agent,
             attempt=self.attempt or None,
-            data=data,
             key=key,
             after=after,
         )
@@ -174,13 +183,7 @@ class TaskScript:
         self.attempt += 1
         self.agent = agent or self.agent
         self._add(
-            EventKind.ATTEMPT_LAUNCHED,
-            {
-                "agent_type": self.task.agent_type,
-                "strategy": None if strategy is None else str(strategy),
-                "work": [w.to_json() for w in full_plan(self.task)],
-                "resume_session": None,
-            },
+            AttemptLaunched(self.task.agent_type, strategy, full_plan(self.task)),
             key=f"{self.task.task_id}:{self.attempt}",
             after=after,
         )
@@ -189,14 +192,13 @@ class TaskScript:
     def exit(self, exit: ExitInfo, *, after: float = 60.0, tail: str = "") -> TaskScript:
         started = self.journal.clock
         event = self._add(
-            EventKind.ATTEMPT_EXITED,
-            {
-                "exit": exit.to_json(),
-                "started_at": started,
-                "ended_at": started + after,
-                "output_tail": tail,
-                "session_id": f"session-{self.task.task_id}-{self.attempt}",
-            },
+            AttemptExited(
+                exit=exit,
+                started_at=started,
+                ended_at=started + after,
+                output_tail=tail,
+                session_id=f"session-{self.task.task_id}-{self.attempt}",
+            ),
             after=after,
         )
         self._last_exit_time = event.time
@@ -218,12 +220,7 @@ class TaskScript:
         part = partial or PartialWork(deliverables_missing=self.task.deliverables)
         work = full_plan(self.task) if missing is None else tuple(missing)
         self._add(
-            EventKind.FAILURE_ATTRIBUTED,
-            {
-                "attribution": Attribution(reason, 0.9, evidence).to_json(),
-                "partial": part.to_json(),
-                "missing_work": [w.to_json() for w in work],
-            },
+            FailureAttributed(Attribution(reason, 0.9, evidence), PartialSummary.of(part), work)
         )
         if self.first_failed_exit is None:
             self.first_failed_exit = self._last_exit_time
@@ -251,8 +248,7 @@ class TaskScript:
             lesson=lesson,
         )
         self._add(
-            EventKind.DECISION,
-            {"decision": decision.to_json()},
+            DecisionMade(decision),
             key=f"{self.task.task_id}:{self.attempt}:decision",
             after=after,
         )
@@ -264,13 +260,9 @@ class TaskScript:
             None if self.first_failed_exit is None else self.journal.clock - self.first_failed_exit
         )
         self._add(
-            EventKind.TASK_SUCCEEDED,
-            {
-                "first_try": recovery is None,
-                "attempts": self.attempt,
-                "recovery_time": recovery,
-                "pr": pr,
-            },
+            TaskSucceeded(
+                first_try=recovery is None, attempts=self.attempt, recovery_time=recovery, pr=pr
+            ),
             after=0.0,
         )
         return self
@@ -278,14 +270,11 @@ class TaskScript:
     def escalate(
         self, why: str = "needs a person", *, systematic_cause: str | None = None
     ) -> TaskScript:
-        self._add(
-            EventKind.TASK_ESCALATED,
-            {"why": why, "systematic_cause": systematic_cause, "reason": str(self._last_reason)},
-        )
+        self._add(TaskEscalated(why, systematic_cause, self._last_reason))
         return self
 
     def give_up(self, why: str = "recovery budget exhausted") -> TaskScript:
-        self._add(EventKind.TASK_FAILED, {"why": why, "reason": str(self._last_reason)})
+        self._add(TaskFailed(why, self._last_reason))
         return self
 
 
@@ -452,3 +441,173 @@ def random_journal(draw: st.DrawFn, max_tasks: int = 8) -> list[Event]:
         else:
             j.cleaned(path)
     return j.events
+
+
+# --------------------------------------------------------------------------- any event
+
+
+def _rounded(max_value: float = 1.0) -> st.SearchStrategy[float]:
+    """Numbers the journal keeps as they are: three decimals (confidences, delays)."""
+    return st.integers(0, int(max_value * 1000)).map(lambda n: n / 1000)
+
+
+_text = st.text(max_size=12)
+_times = st.floats(0.0, 1e10, allow_nan=False)
+_work_items = st.one_of(
+    st.builds(WorkItem, st.just(WorkKind.WRITE), st.text(min_size=1, max_size=8)),
+    st.sampled_from([WorkKind.TEST, WorkKind.COMMIT, WorkKind.PUSH]).map(WorkItem),
+)
+_exits = st.one_of(
+    st.builds(ExitInfo, st.none() | st.integers(0, 255), st.none(), st.booleans(), _text),
+    st.builds(ExitInfo, st.none(), st.integers(1, 31), st.booleans(), _text),
+)
+_attributions = st.builds(
+    Attribution,
+    st.sampled_from(list(Reason)),
+    _rounded(),
+    st.lists(
+        st.builds(Evidence, _text, st.sampled_from(list(Reason)), _rounded(), _text), max_size=2
+    ).map(tuple),
+    st.none() | _rounded(100.0),
+    st.none() | st.integers(400, 599),
+)
+_decisions = st.builds(
+    Decision,
+    st.sampled_from(list(Strategy)),
+    _text,
+    _text,
+    _rounded(60.0),
+    st.none() | _text,
+    st.lists(_work_items, max_size=3).map(tuple),
+    st.none() | _text,
+    st.none() | _text,
+    _text,
+    st.lists(_text, max_size=2).map(tuple),
+)
+_tasks = st.builds(
+    Task,
+    _text,
+    _text,
+    st.lists(_text, max_size=6).map(tuple),
+    st.none() | _text,
+    _text,
+    st.booleans(),
+    _text,
+)
+
+
+def _task_submitted(task: Task, budget: int | None, adopted: str | None) -> TaskSubmitted:
+    return TaskSubmitted.of(task, budget=budget, adopted_from=adopted)
+
+
+PAYLOADS: dict[EventKind, st.SearchStrategy[Payload]] = {
+    EventKind.TASK_SUBMITTED: st.builds(
+        _task_submitted, _tasks, st.none() | st.integers(1, 50), st.none() | _text
+    ),
+    EventKind.ATTEMPT_LAUNCHED: st.builds(
+        AttemptLaunched,
+        _text,
+        st.none() | st.sampled_from(list(Strategy)),
+        st.lists(_work_items, max_size=3).map(tuple),
+        st.none() | _text,
+        _text,
+        st.none() | _times,
+        st.lists(st.builds(AppliedRemedy, _text, _text), max_size=2).map(tuple),
+        st.none() | st.builds(TmuxTarget, _text.filter(bool), _text.filter(bool)),
+        st.none() | _text,
+        st.none() | st.builds(AdoptedRun, _text, st.none() | _text, st.none() | _text),
+    ),
+    EventKind.ATTEMPT_EXITED: st.builds(
+        AttemptExited,
+        st.none() | _exits,
+        st.none() | _times,
+        st.none() | _times,
+        _text,
+        st.none() | st.dictionaries(_text, st.none() | st.integers() | _text, max_size=3),
+        st.none() | _text,
+        st.lists(st.sampled_from(["SIGINT", "SIGTERM"]), max_size=2).map(tuple),
+        st.none()
+        | st.builds(
+            OrchestratorResult,
+            _text,
+            st.none() | st.integers(-64, 255),
+            st.none() | _text,
+            st.lists(_text, max_size=2).map(tuple),
+            st.booleans(),
+        ),
+        st.none() | st.booleans(),
+    ).filter(lambda e: e.superseded is not None or e.orchestrator_result is None),
+    EventKind.FAILURE_ATTRIBUTED: st.builds(
+        FailureAttributed,
+        _attributions,
+        st.none()
+        | st.builds(
+            PartialSummary,
+            st.lists(_text, max_size=2).map(tuple),
+            st.lists(_text, max_size=2).map(tuple),
+            st.lists(_text, max_size=2).map(tuple),
+            st.integers(0, 9),
+            st.booleans(),
+            st.none() | st.integers(1, 10**6),
+            st.booleans(),
+            st.none() | _text,
+            st.none() | st.booleans(),
+        ),
+        st.lists(_work_items, max_size=3).map(tuple),
+    ),
+    EventKind.DECISION: st.builds(
+        DecisionMade,
+        st.none() | _decisions,
+        st.none()
+        | st.builds(
+            LaunchOrder,
+            st.integers(1, 9),
+            _text,
+            _text,
+            st.lists(_work_items, max_size=3).map(tuple),
+            st.none() | _text,
+            st.none() | _times,
+        ),
+    ),
+    EventKind.TASK_SUCCEEDED: st.builds(
+        TaskSucceeded,
+        st.none() | st.booleans(),
+        st.none() | st.integers(0, 9),
+        st.none() | _times,
+        st.none() | st.integers(1, 10**6),
+    ),
+    EventKind.TASK_ESCALATED: st.builds(
+        TaskEscalated, _text, st.none() | _text, st.none() | st.sampled_from(list(Reason))
+    ),
+    EventKind.TASK_FAILED: st.builds(TaskFailed, _text, st.none() | st.sampled_from(list(Reason))),
+    EventKind.OPERATOR_ACTION: st.builds(
+        OperatorAction,
+        _text,
+        st.lists(_text, max_size=3).map(tuple),
+        st.lists(st.sampled_from(list(Reason)), max_size=2).map(tuple),
+    ),
+    EventKind.WORKSPACE_CLEANED: st.builds(WorkspaceCleaned, _text, st.none() | _text),
+    EventKind.WORKSPACE_ORPHANED: st.builds(WorkspaceOrphaned, _text),
+    EventKind.USAGE_LIMITED: st.builds(
+        UsageLimited,
+        _text,
+        st.none() | _times,
+        st.none() | _times,
+        st.lists(_text, max_size=3).map(tuple),
+        _text,
+    ),
+}
+
+
+def any_event(kind: EventKind | None = None) -> st.SearchStrategy[Event]:
+    """An event of ``kind`` (any kind when None) with any envelope the journal accepts."""
+    payloads = st.one_of(*PAYLOADS.values()) if kind is None else PAYLOADS[kind]
+    return st.builds(
+        Event,
+        payloads,
+        _times,
+        st.none() | _text,
+        st.none() | _text,
+        st.none() | st.integers(1, 50),
+        st.none() | _text,
+    )

@@ -22,6 +22,7 @@ from pytest_orch_recovery.chaos.oracle import attribution_checks, invariant_viol
 from pytest_orch_recovery.chaos.record import ScenarioRun
 from pytest_orch_recovery.chaos.scenario import Expectation, Scenario, ScenarioTask, parse_scenario
 from pytest_orch_recovery.chaos.tiers import TIERS, TierUnavailable
+from pytest_orch_recovery.engine.events import AttemptExited, AttemptLaunched
 from pytest_orch_recovery.engine.model import Task
 from pytest_orch_recovery.engine.policy import PolicySettings
 
@@ -53,7 +54,11 @@ def test_sim_run_collects_events_ledger_outcomes_and_repository_state() -> None:
     again = ScenarioRun.from_json(json.loads(json.dumps(run.to_json())))
     assert again.outcomes == run.outcomes and again.repos == run.repos
     assert [e.kind for e in again.events] == [e.kind for e in run.events]
-    assert all("output_tail" not in e.data for e in again.events)  # compact on the wire
+    # Compact on the wire: no output tails, prompts or result JSON.
+    exits = [e.payload for e in again.events if isinstance(e.payload, AttemptExited)]
+    assert exits and all(x.output_tail == "" and x.result is None for x in exits)
+    launches = [e.payload for e in again.events if isinstance(e.payload, AttemptLaunched)]
+    assert launches and all(x.prompt == "" for x in launches)
 
 
 def test_same_seed_same_run_different_scenario_names_differ() -> None:
@@ -166,7 +171,8 @@ def test_a_crash_right_after_a_success_still_cleans_that_workspace() -> None:
     # Found by a generated campaign (seed 7, gen-0051): the replacement coordinator must
     # finish the cleanup the crashed one had not done yet.
     from pytest_orch_recovery.chaos.tiers.sim import simulate
-    from pytest_orch_recovery.engine.model import EventKind, Task
+    from pytest_orch_recovery.engine.events import EventKind
+    from pytest_orch_recovery.engine.model import Task
 
     task = Task("t", "Task", ("a.md",))
     clean = simulate([task], seed=3)
@@ -195,7 +201,9 @@ def test_shrink_removes_every_fault_the_failure_does_not_need() -> None:
 
 
 def _delays(run: ScenarioRun) -> list[float]:
-    return [e.data["decision"]["delay"] for e in run.events if e.kind.value == "decision"]
+    return [
+        e.payload.to_json()["decision"]["delay"] for e in run.events if e.kind.value == "decision"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,8 @@ from pytest_orch_recovery.doubles.modeldouble.faults import ApiFaultKind, ApiFau
 from pytest_orch_recovery.doubles.modeldouble.plan import Step
 from pytest_orch_recovery.doubles.sandbox import Sandbox
 from pytest_orch_recovery.engine.classify import LogText, Observation, classify
-from pytest_orch_recovery.engine.model import EventKind, Reason, SignalOrigin, Task
+from pytest_orch_recovery.engine.events import EventKind
+from pytest_orch_recovery.engine.model import Reason, SignalOrigin, Task
 from pytest_orch_recovery.engine.ports import AttemptExit, LaunchSpec
 from pytest_orch_recovery.infra.agents import (
     AgentConfig,
@@ -499,14 +500,16 @@ def test_interactive_permission_dialog_is_seen_on_screen_and_escalated(
     task = Task("t-notes", "Write the notes", ("notes.md",))
     fault = FaultSpec("permission_prompt", trigger, task="t-notes")
     out = run_tmux([task], [fault], agent=agent, attempt_timeout=600.0, base_dir=tmp_path)
-    exited = [e.data for e in out.events if e.kind is EventKind.ATTEMPT_EXITED]
+    exited = [e.payload.to_json() for e in out.events if e.kind is EventKind.ATTEMPT_EXITED]
     assert len(exited) == 1, [e["exit"] for e in exited]
     screen = exited[0]["exit"].get("screen")
     assert screen is not None, exited[0]["output_tail"][-1500:]
     assert (screen["kind"], screen["detail"], screen["cli"]) == ("dialog", dialog, "claude-code")
     assert exited[0]["exit"]["timed_out"] is False
     attributed = [
-        e.data["attribution"] for e in out.events if e.kind is EventKind.FAILURE_ATTRIBUTED
+        e.payload.to_json()["attribution"]
+        for e in out.events
+        if e.kind is EventKind.FAILURE_ATTRIBUTED
     ]
     assert [a["reason"] for a in attributed] == ["permission"]
     assert attributed[0]["evidence"][0]["kind"] == "screen"

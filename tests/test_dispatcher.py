@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from pytest_orch_recovery.doubles.sandbox import Sandbox
-from pytest_orch_recovery.engine.model import Event, EventKind, Task, full_plan
+from pytest_orch_recovery.engine.events import (
+    AttemptExited,
+    Event,
+    FailureAttributed,
+    TaskSucceeded,
+)
+from pytest_orch_recovery.engine.model import Attribution, ExitInfo, Reason, Task, full_plan
 from pytest_orch_recovery.engine.ports import LaunchSpec
 from pytest_orch_recovery.infra.agents import (
     SKIP_PERMISSIONS_FLAG,
@@ -115,25 +121,23 @@ def test_results_file_per_judged_attempt(sandbox: Sandbox) -> None:
     dispatcher = _dispatcher(sandbox, AgentConfig())
     dispatcher.observe(
         Event(
-            EventKind.ATTEMPT_EXITED,
+            AttemptExited(ExitInfo(0), started_at=1.0, ended_at=10.0),
             10.0,
             "t1",
             "task-agent-5030",
             1,
-            {"exit": {"code": 0, "signal": None}, "started_at": 1.0, "ended_at": 10.0},
         )
     )
     dispatcher.observe(
         Event(
-            EventKind.FAILURE_ATTRIBUTED,
+            FailureAttributed(Attribution(Reason.SIGINT, 0.95)),
             10.5,
             "t1",
             "task-agent-5030",
             1,
-            {"attribution": {"reason": "sigint", "confidence": 0.95}},
         )
     )
-    dispatcher.observe(Event(EventKind.TASK_SUCCEEDED, 20.0, "t1", "task-agent-5030", 2, {}))
+    dispatcher.observe(Event(TaskSucceeded(), 20.0, "t1", "task-agent-5030", 2))
     results = read_results(sandbox.results)
     assert [(r["attempt"], r["status"], r["reason"]) for r in results] == [
         (1, "failed", "sigint"),

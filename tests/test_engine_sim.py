@@ -9,8 +9,8 @@ import pytest
 
 from pytest_orch_recovery.chaos.faults import FaultSpec, FaultStatus, Trigger
 from pytest_orch_recovery.chaos.tiers.sim import SimOutcome, simulate
-from pytest_orch_recovery.engine.coordinator import Phase
-from pytest_orch_recovery.engine.model import EventKind, Reason, Task, WorkKind
+from pytest_orch_recovery.engine.events import EventKind
+from pytest_orch_recovery.engine.model import Phase, Reason, Task, WorkKind
 from pytest_orch_recovery.report.metrics import compute
 
 FAKE3 = Task("task-5030", "Create /fake3 command", ("fake3.md",))
@@ -19,7 +19,9 @@ FOUR = Task("t-four", "Add four modules", ("a.py", "b.py", "c.py", "d.py"))
 
 def _kinds(out: SimOutcome, kind: EventKind, task: str | None = None) -> list[dict[str, Any]]:
     return [
-        dict(e.data) for e in out.events if e.kind is kind and (task is None or e.task_id == task)
+        dict(e.payload.to_json())
+        for e in out.events
+        if e.kind is kind and (task is None or e.task_id == task)
     ]
 
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from pytest_orch_recovery.fleet.config import FleetConfigError, parse_fleet
 from pytest_orch_recovery.fleet.intake import Spool, TaskFileError, parse_tasks
+from pytest_orch_recovery.infra.agents import AgentConfig
 from pytest_orch_recovery.infra.git import create_repo_with_origin
 from pytest_orch_recovery.infra.settings import merge_hook
 from pytest_orch_recovery.runtime.host import DEFAULT_ENV_ALLOW, allowed_env
@@ -89,6 +90,22 @@ def test_defaults_and_paths_relative_to_the_fleet_file(repo: Path) -> None:
         (
             'repository = "project/repo"\nagent = "sim"\nstall_window = 0\n',
             "fleet.toml:3: stall_window:",
+        ),
+        (
+            'repository = "project/repo"\nagent = "sim"\nfallback_agents = "codex"\n',
+            "fleet.toml:3: fallback_agents: must be a list",
+        ),
+        (
+            'repository = "project/repo"\nagent = "sim"\nfallback_agents = ["nope"]\n',
+            "fleet.toml:3: fallback_agents: 'nope': unknown agent",
+        ),
+        (
+            'repository = "project/repo"\nagent = "sim"\nfallback_agents = ["sim"]\n',
+            "fleet.toml:3: fallback_agents: each agent once, and not the primary agent",
+        ),
+        (
+            'repository = "project/repo"\nagent = "sim"\n[policy]\nusage_limit_horizon = -5\n',
+            "fleet.toml:4: policy.usage_limit_horizon:",
         ),
         ('agent = "sim"\n', "fleet.toml:1: missing required key 'repository'"),
         ("repository = [\n", "fleet.toml:1: invalid TOML"),
@@ -217,3 +234,18 @@ def test_read_for_its_settings_elsewhere_the_repository_and_cli_need_not_exist(
         parse_fleet('agent = "sim"\n', source=source, here=False)
     with pytest.raises(FleetConfigError, match=r"fleet\.toml:2: agent: unknown agent"):
         parse_fleet('repository = "x"\nagent = "nope"\n', source=source, here=False)
+
+
+def test_fallback_agents_are_the_coordinators_chain(repo: Path) -> None:
+    template = "codex exec --full-auto {prompt}"
+    config = _parse(
+        repo,
+        'repository = "project/repo"\nagent = "sim"\n'
+        f'fallback_agents = ["{template}", "aider --message-file {{prompt_file}}"]\n'
+        "[policy]\nusage_limit_horizon = 3600\n",
+    )
+    assert config.fallback_agents == (template, "aider --message-file {prompt_file}")
+    assert config.policy.policy().usage_limit_horizon == 3600.0
+    assert config.fallback_driver("sim", AgentConfig()) is None  # the primary's own driver
+    driver = config.fallback_driver(template, AgentConfig())
+    assert driver is not None and driver.name == "template"

@@ -3,6 +3,7 @@ flags, and ``report --results`` on the seed orchestrator's results files."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -20,7 +21,8 @@ from seedfleet import SeedFleet, completed_record, failed_record
 from waiting import wait_until
 
 from pytest_orch_recovery.cli.main import main
-from pytest_orch_recovery.engine.model import Checkpoint, EventKind, ExitInfo, Reason
+from pytest_orch_recovery.engine.events import AttemptLaunched, EventKind, TmuxTarget
+from pytest_orch_recovery.engine.model import Checkpoint, ExitInfo, Reason
 from pytest_orch_recovery.infra.checkpoint import save_checkpoint
 from pytest_orch_recovery.runtime.server import kill_tmux_server
 
@@ -116,11 +118,11 @@ def test_status_live_asks_tmux_and_reads_checkpoint_age(
 ) -> None:
     j = JournalBuilder(start=time.time() - 100)
     j.task("t1", "agent-live").launch()
-    j.events[-1] = j.events[-1].__class__(
-        **{
-            **j.events[-1].__dict__,
-            "data": {**j.events[-1].data, "tmux": {"socket": tmux_server, "session": "agent-live"}},
-        }
+    launched = j.events[-1]
+    assert isinstance(launched.payload, AttemptLaunched)
+    j.events[-1] = dataclasses.replace(
+        launched,
+        payload=dataclasses.replace(launched.payload, tmux=TmuxTarget(tmux_server, "agent-live")),
     )
     j.task("t2", "agent-unrecorded").launch()
     journal = j.write_jsonl(tmp_path / "j.jsonl")

@@ -8,15 +8,17 @@ from collections import Counter
 from events import JournalBuilder, random_journal, seed_incident, sigint_resumed
 from hypothesis import given
 
-from pytest_orch_recovery.engine.coordinator import Phase
-from pytest_orch_recovery.engine.model import (
-    Decision,
+from pytest_orch_recovery.engine.events import (
+    AttemptExited,
+    AttemptLaunched,
+    DecisionMade,
     Event,
     EventKind,
-    ExitInfo,
-    Reason,
-    Strategy,
+    LaunchOrder,
+    TaskSubmitted,
+    TmuxTarget,
 )
+from pytest_orch_recovery.engine.model import Decision, ExitInfo, Phase, Reason, Strategy, Task
 from pytest_orch_recovery.report.fleetview import FleetView
 from pytest_orch_recovery.report.metrics import compute
 
@@ -55,10 +57,15 @@ def test_partial_work_is_the_last_probe_and_filters_by_agent() -> None:
     fake3 = view.partial_work(agent=t.agent)
     assert len(fake3) == 1
     part = fake3[0]
-    assert part.deliverables_present == ("fake3.md",)
-    assert part.deliverables_missing == ("fake3.py", "fake3_runner.py")
-    assert part.uncommitted == ("fake3.md",) and part.pr == 886  # the PR of the success
-    assert part.missing_work == ()  # succeeded: nothing is missing any more
+    # Succeeded: the row is the success, not the failed attempt's state beside the final PR.
+    assert (part.phase, part.attempt, part.pr, part.probed) == (Phase.SUCCEEDED, 2, 886, False)
+    assert part.deliverables_missing == () and part.missing_work == ()
+    # Before the success, the row was the failed attempt's probe, with that moment's PR.
+    success = next(i for i, e in enumerate(j.events) if e.kind is EventKind.TASK_SUCCEEDED)
+    before = FleetView(j.events[:success]).partial_work(agent=t.agent)[0]
+    assert before.deliverables_present == ("fake3.md",)
+    assert before.deliverables_missing == ("fake3.py", "fake3_runner.py")
+    assert before.uncommitted == ("fake3.md",) and before.pr is None
     other = view.partial_work(agent=running.agent)
     assert [p.probed for p in other] == [False] and other[0].phase is Phase.RUNNING
 
@@ -68,22 +75,11 @@ def test_waiting_task_shows_next_launch_from_the_decision() -> None:
     t = j.task("t1", "task-agent-1").launch().fail_with(Reason.API_ERROR)
     decision = Decision(Strategy.RESTART, "backoff", "api-backoff", delay=30.0)
     j.add(
-        EventKind.DECISION,
+        DecisionMade(decision, LaunchOrder(2, "claude-code", "", (), None, j.clock + 31.0)),
         task_id="t1",
         agent="task-agent-1",
         attempt=1,
         key="t1:2:restart",
-        data={
-            "decision": decision.to_json(),
-            "launch": {
-                "attempt": 2,
-                "agent_type": "claude-code",
-                "prompt": "",
-                "work": [],
-                "resume_session": None,
-                "not_before": j.clock + 31.0,
-            },
-        },
     )
     row = FleetView(j.events).statuses(now=j.clock)[0]
     assert row.phase is Phase.WAITING and row.next_strategy is Strategy.RESTART
@@ -94,30 +90,18 @@ def test_waiting_task_shows_next_launch_from_the_decision() -> None:
 
 def test_tmux_target_and_budget_recorded_in_the_journal_win() -> None:
     j = JournalBuilder()
+    j.add(TaskSubmitted.of(Task("t1", "T"), budget=2), task_id="t1", agent="a1")
     j.add(
-        EventKind.TASK_SUBMITTED,
-        task_id="t1",
-        agent="a1",
-        data={"task": {"task_id": "t1", "title": "T"}, "budget": 2},
-    )
-    j.add(
-        EventKind.ATTEMPT_LAUNCHED,
+        AttemptLaunched("sim", tmux=TmuxTarget("s", "a1")),
         task_id="t1",
         agent="a1",
         attempt=1,
         key="t1:1",
-        data={"agent_type": "sim", "strategy": None, "tmux": {"socket": "s", "session": "a1"}},
     )
     row = FleetView(j.events, budget=4).statuses(now=j.clock + 5)[0]
     assert row.budget == 2 and row.tmux is not None and row.tmux.session == "a1"
     assert row.elapsed == 6.0  # submitted one second before the launch
-    j.add(
-        EventKind.ATTEMPT_EXITED,
-        task_id="t1",
-        agent="a1",
-        attempt=1,
-        data={"exit": ExitInfo(0).to_json()},
-    )
+    j.add(AttemptExited(ExitInfo(0)), task_id="t1", agent="a1", attempt=1)
     assert FleetView(j.events).statuses(now=j.clock)[0].tmux is None
 
 
@@ -132,9 +116,7 @@ def test_operator_release_puts_an_escalated_task_back_to_waiting() -> None:
 
 
 def test_events_of_an_unsubmitted_task_still_make_a_row() -> None:
-    events = [
-        Event(EventKind.ATTEMPT_EXITED, 5.0, task_id="ghost", seq=1, data={"exit": {"status": 1}})
-    ]
+    events = [Event(AttemptExited(ExitInfo(1)), 5.0, task_id="ghost", seq=1)]
     rows = FleetView(events).statuses(now=10.0)
     assert [(r.task_id, r.agent, r.phase) for r in rows] == [("ghost", "ghost", Phase.EXITED)]
 
@@ -171,3 +153,42 @@ def test_views_never_crash_and_agree_with_metrics(events: list[Event]) -> None:
         assert row.to_json()["phase"] == str(row.phase)
     for failure in failures:
         assert failure.to_json()["reason"] == str(failure.reason)
+
+
+def test_an_attempt_an_operator_granted_past_the_budget_reads_as_such() -> None:
+    from pytest_orch_recovery.cli.status import render
+
+    j = JournalBuilder()
+    t = j.task("t1", "task-agent-1")
+    for _ in range(4):
+        t.launch().fail_with(Reason.PERMISSION).decide(Strategy.RESTART)
+    t.escalate()
+    j.operator_action("added the permission flag", ["t1"])
+    t.launch()
+    (row,) = FleetView(j.events, budget=4).statuses(now=j.clock)
+    assert (row.attempt, row.budget, row.releases) == (5, 4, 1)
+    table = render([row], None, "table", j.clock)
+    assert " 5/4+1 " in table and " 5/4 " not in table
+
+
+def test_an_adopted_task_shows_its_own_run_time_not_the_time_since() -> None:
+    j = JournalBuilder()
+    submitted = j.add(
+        TaskSubmitted(task=Task("a1", "a1"), adopted_from="seed orchestrator"),
+        task_id="a1",
+        agent="a1",
+    )
+    j.add(AttemptLaunched(), task_id="a1", agent="a1", attempt=1, after=10.0)
+    j.add(AttemptExited(exit=ExitInfo(1)), task_id="a1", agent="a1", attempt=1, after=300.0)
+    (row,) = FleetView(j.events).statuses(now=j.clock + 147 * 3600)
+    assert row.elapsed == j.clock - submitted.time  # 310 s, not 147 h
+
+
+def test_partial_words_never_say_pushed_beside_a_missing_push() -> None:
+    from pytest_orch_recovery.engine.events import PartialSummary
+    from pytest_orch_recovery.report.metrics import describe_partial
+
+    bare = PartialSummary(commits_ahead=0, pushed=True, uncommitted=("a.md",))
+    assert not any("pushed" in w for w in describe_partial(bare))
+    ahead = PartialSummary(commits_ahead=2, pushed=True)
+    assert describe_partial(ahead) == ("2 commits on the branch, pushed",)

@@ -10,6 +10,7 @@ import io
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -370,3 +371,210 @@ def test_template_values_are_never_run(prompt: str, title: str) -> None:
         ).stdout
         assert json.loads(out) == [[prompt, "--agent=task-agent-t1"], prompt]
         assert os.listdir(tmp) == []  # nothing created: no payload ran
+
+
+# --------------------------------------------------------------------------- terminal, Markdown
+#
+# Text an agent controls (its output quoted as evidence, titles, file names, checkpoint next
+# actions) reaches people through a terminal and through Markdown pages.
+
+_CONTROL = st.sampled_from(
+    ["\x1b", "\x1b[2J", "\x1b]52;c;aGk=\x07", "\x07", "\r", "\x08", "\x9b", "\x85", "\x00",
+     "\u202e", "\u2066", "\x7f", "\t", "\n", "\\", "\\x1b"]
+)  # fmt: skip
+_MARKUP = st.sampled_from(
+    ["<script>", "</details>", "<img src=x onerror=y>", "[a](javascript:b)", "![t](http://t)",
+     "`", "``", "&lt;", "|", "<https://x>", "javascript:", "*", "_"]
+)  # fmt: skip
+_terminal_text = st.lists(st.one_of(st.text(max_size=8), _CONTROL, _MARKUP), max_size=12).map(
+    "".join
+)
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
+
+
+@FUZZ
+@given(_terminal_text)
+def test_terminal_text_holds_no_control_character(text: str) -> None:
+    from pytest_orch_recovery.report.safetext import json_document, one_line, terminal
+
+    assert not _UNSAFE.search(terminal(text))
+    line = one_line(text, 40)
+    assert not _UNSAFE.search(line) and len(line) <= 40
+    document = json_document(json.dumps({"t": text}, ensure_ascii=False))
+    assert json.loads(document) == {"t": text}  # the same JSON ...
+    assert not _UNSAFE.search(document)  # ... and nothing a terminal obeys
+
+
+@FUZZ
+@given(title=_terminal_text, detail=_terminal_text, action=_terminal_text)
+def test_fleet_views_print_no_control_character(title: str, detail: str, action: str) -> None:
+    from events import JournalBuilder
+
+    from pytest_orch_recovery.cli import failures, partial, status
+    from pytest_orch_recovery.engine.model import PartialWork, Reason
+    from pytest_orch_recovery.report.fleetview import FleetView
+
+    j = JournalBuilder()
+    script = j.task("t1", "a1", title=title or "x", deliverables=("d.md",))
+    script.launch().fail_with(
+        Reason.GIT_ERROR, detail=detail or "x", partial=PartialWork(deliverables_missing=("d.md",))
+    )
+    view = FleetView(j.events, budget=4)
+    outputs = [
+        status.render(view.statuses(now=j.clock), None, "table", j.clock),
+        failures.render(view.failures(), "table", 3),
+        partial.render(view.partial_work(), [((action,), None)], "table"),
+    ]
+    for out in outputs:
+        assert not _UNSAFE.search(out.replace("\n", "")), out
+
+
+@FUZZ
+@given(_terminal_text)
+def test_markdown_text_makes_no_html_link_or_code(text: str) -> None:
+    from pytest_orch_recovery.report.safetext import markdown, markdown_code
+
+    safe = markdown(text)
+    assert "<" not in safe and ">" not in safe and not _UNSAFE.search(safe)
+    assert not re.search(r"(?<!\\)[\[\]`|]", safe.replace("\\\\", ""))  # each one escaped
+    span = markdown_code(text)
+    fence = re.match(r"`+", span)
+    assert fence is not None and span.endswith(fence.group())
+    inner = span[len(fence.group()) : -len(fence.group())]
+    assert fence.group() not in inner  # no run as long as the fence ends it early
+
+
+# --------------------------------------------------------------------------- argv
+
+
+@FUZZ
+@given(st.one_of(_hostile_text, _terminal_text, st.sampled_from(
+    ["--repo=attacker/evil", "-R", "--output=/tmp/x", "a..b", "x.lock", "@", "a@{1}", "a//b",
+     ".hidden", "ok/branch", "main", "HEAD", "7", "refs/heads/x", "a/", "a."])))  # fmt: skip
+def test_a_ref_name_that_passes_is_one_git_takes_and_no_option(text: str) -> None:
+    try:
+        name = validation.ref_name(text)
+    except validation.RuleError as exc:
+        _one_line(str(exc))
+        return
+    assert not name.startswith("-")
+    check = subprocess.run(
+        ["git", "check-ref-format", f"refs/heads/{name}"], capture_output=True, check=False
+    )
+    assert check.returncode == 0, name
+
+
+@FUZZ
+@given(st.one_of(_hostile_text, st.text(max_size=20).map(lambda t: t + "{agent}")))
+def test_a_branch_pattern_that_passes_makes_ref_names(pattern: str) -> None:
+    try:
+        validation.branch_pattern(pattern)
+    except validation.RuleError as exc:
+        _one_line(str(exc))
+        return
+    for agent in ("a", "task-agent-7", "X_1"):
+        validation.ref_name(pattern.format(agent=agent))
+
+
+# --------------------------------------------------------------------------- stdin
+
+
+@FUZZ
+@given(data=st.binary(max_size=300), limit=st.integers(0, 200))
+def test_a_stream_is_read_to_the_limit_and_no_further(data: bytes, limit: int) -> None:
+    stream = io.BytesIO(data)
+    try:
+        got = validation.read_stream(stream, limit)
+    except validation.RuleError as exc:
+        _one_line(str(exc))
+        assert len(data) > limit
+    else:
+        assert got == data and len(data) <= limit
+    assert stream.tell() <= limit + 1  # never read past the byte that shows it is too long
+
+
+# --------------------------------------------------------------------------- names, links, times
+#
+# File names in an outside orchestrator's results and logs folders.
+
+_agent_part = st.one_of(
+    st.sampled_from(["..", ".", "-R", "--help", "a..b", "x.lock", "task-agent-1", "A_b-9"]),
+    st.text(alphabet="abc.-_", min_size=1, max_size=6),
+)
+
+
+def _found(results: Path, logs: Path) -> tuple[list[Any], list[str]]:
+    from pytest_orch_recovery.ingest.results import find_runs
+
+    problems: list[str] = []
+    return find_runs(results, logs, problems), problems
+
+
+@FUZZ
+@given(agents=st.lists(_agent_part, min_size=1, max_size=4))
+def test_ingest_takes_only_agent_names_of_the_alphabet(agents: list[str]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        results, logs = Path(tmp) / "results", Path(tmp) / "logs"
+        results.mkdir()
+        logs.mkdir()
+        for n, agent in enumerate(agents):
+            (results / f"{agent}_results_{1_700_000_000_000 + n}-1.json").write_text("{}")
+            (logs / f"{agent}_{1_700_000_000_000 + n}-1.log").write_text("")
+        runs, problems = _found(results, logs)
+        for run in runs:
+            validation.agent_name(run.agent)
+        assert len(problems) == 2 * sum(1 for a in agents if not _valid_agent(a))
+
+
+def _valid_agent(name: str) -> bool:
+    try:
+        validation.agent_name(name)
+    except validation.RuleError:
+        return False
+    return True
+
+
+@FUZZ
+@given(
+    targets=st.lists(
+        st.sampled_from(["inside", "../outside", "/etc/hostname", "sub/../inside", "nowhere",
+                         "../logs/inside", "loop"]),
+        min_size=1, max_size=4,
+    )
+)  # fmt: skip
+def test_ingest_never_takes_a_link_out_of_its_folder(targets: list[str]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        results, logs = Path(tmp) / "results", Path(tmp) / "logs"
+        results.mkdir()
+        logs.mkdir()
+        (logs / "inside").write_text("mine")
+        (Path(tmp) / "outside").write_text("secret")
+        for n, target in enumerate(targets):
+            link = logs / f"a{n}_{1_700_000_000_000 + n}-1.log"
+            link.symlink_to(link.name if target == "loop" else target)
+        runs, _ = _found(results, logs)
+        root = os.path.realpath(logs)
+        for run in runs:
+            assert run.log is not None
+            assert os.path.commonpath([os.path.realpath(run.log), root]) == root
+
+
+@FUZZ
+@given(ms=st.lists(st.integers(0, 10**25), min_size=1, max_size=4))
+def test_ingest_skips_far_future_runs_and_keeps_going(ms: list[int]) -> None:
+    from pytest_orch_recovery.ingest.adoption import AdoptionSource, adopt
+    from pytest_orch_recovery.store.journal import Journal
+
+    with tempfile.TemporaryDirectory() as tmp:
+        results = Path(tmp) / "results"
+        results.mkdir()
+        for n, stamp in enumerate(ms):
+            record = {"agent": f"a{n}", "status": "completed", "exit_code": 0}
+            (results / f"a{n}_results_{stamp}-1.json").write_text(json.dumps(record))
+        with Journal(Path(tmp) / "j.jsonl") as journal:
+            report = adopt(journal, AdoptionSource(results=results))
+            report = adopt(journal, AdoptionSource(results=results))  # every pass, not once
+            times = [e.time for e in journal.events()]
+        assert all(0 <= t <= validation.MAX_TIME for t in times)
+        far = sum(1 for stamp in ms if stamp / 1000 > validation.MAX_TIME)
+        assert sum("past the journal's limit" in p for p in report.problems) == far

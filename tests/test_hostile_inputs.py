@@ -363,16 +363,32 @@ def test_report_output_never_replaces_a_special_file(
     assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
 
 
-def test_report_output_through_a_link_to_a_file_keeps_the_link(
+@pytest.mark.parametrize("mode", [0o644, 0o444])
+def test_report_output_never_replaces_a_file_through_a_link(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], mode: int
+) -> None:
+    journal = _journal(tmp_path, SUBMITTED)
+    outside = tmp_path / "outside" / "victim.txt"
+    outside.parent.mkdir()
+    outside.write_text("precious")
+    outside.chmod(mode)
+    link = tmp_path / "link.md"
+    link.symlink_to(outside)
+    code, _, err = _report(["--journal", str(journal), "--output", str(link)], capsys)
+    assert code == 2 and "symbolic link" in err and err.count("\n") == 1, err
+    assert outside.read_text() == "precious" and outside.stat().st_mode & 0o777 == mode
+    assert link.is_symlink()
+
+
+def test_report_output_never_replaces_a_read_only_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     journal = _journal(tmp_path, SUBMITTED)
-    real = tmp_path / "real.md"
-    real.write_text("old")
-    link = tmp_path / "link.md"
-    link.symlink_to(real)
-    code, _, _ = _report(["--journal", str(journal), "--output", str(link)], capsys)
-    assert code == 0 and link.is_symlink() and "Recovery Metrics" in real.read_text()
+    target = tmp_path / "r.md"
+    target.write_text("old")
+    target.chmod(0o444)
+    code, _, err = _report(["--journal", str(journal), "--output", str(target)], capsys)
+    assert code == 2 and "read-only" in err and target.read_text() == "old"
 
 
 def test_report_output_creates_missing_directories_only_under_the_cwd(

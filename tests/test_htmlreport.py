@@ -26,7 +26,8 @@ from hypothesis import strategies as st
 from pytest_orch_recovery.chaos import BUNDLED_SCENARIOS
 from pytest_orch_recovery.chaos.campaign import run_scenario
 from pytest_orch_recovery.chaos.scenario import load_scenario
-from pytest_orch_recovery.engine.model import Event, EventKind
+from pytest_orch_recovery.engine.events import AttemptExited, AttemptLaunched, Event, EventKind
+from pytest_orch_recovery.engine.model import ExitInfo
 from pytest_orch_recovery.plugin.gate import aggregate, write_report
 from pytest_orch_recovery.report.charts import (
     criteria_chart,
@@ -334,24 +335,10 @@ def test_reasons_chart_bars_are_proportional_to_counts() -> None:
 
 def test_a_launch_journaled_twice_is_one_attempt_and_an_unfinished_one_is_open() -> None:
     events = [
-        Event(EventKind.ATTEMPT_LAUNCHED, 0.0, "t1", attempt=1, data={"strategy": None}),
-        Event(EventKind.ATTEMPT_LAUNCHED, 1.0, "t1", attempt=1, data={"strategy": None}),
-        Event(
-            EventKind.ATTEMPT_EXITED,
-            5.0,
-            "t1",
-            attempt=1,
-            data={
-                "exit": {
-                    "status": 143,
-                    "signal": 15,
-                    "code": None,
-                    "timed_out": False,
-                    "source": "returncode",
-                }
-            },
-        ),
-        Event(EventKind.ATTEMPT_LAUNCHED, 6.0, "t2", attempt=1, data={"strategy": None}),
+        Event(AttemptLaunched(), 0.0, "t1", attempt=1),
+        Event(AttemptLaunched(), 1.0, "t1", attempt=1),
+        Event(AttemptExited(ExitInfo(143, signal=15)), 5.0, "t1", attempt=1),
+        Event(AttemptLaunched(), 6.0, "t2", attempt=1),
     ]
     lanes = task_lanes(events)
     assert [len(lane.attempts) for lane in lanes] == [1, 1]

@@ -25,7 +25,8 @@ from seedfleet import (
 
 from pytest_orch_recovery.cli.main import main
 from pytest_orch_recovery.doubles.forge import Forge, install_gh_shim
-from pytest_orch_recovery.engine.model import Event, EventKind, Reason
+from pytest_orch_recovery.engine.events import Event, EventKind
+from pytest_orch_recovery.engine.model import Reason
 from pytest_orch_recovery.infra.workspace import PullRequestsInMemory
 from pytest_orch_recovery.ingest.adoption import AdoptionSource, adopt
 from pytest_orch_recovery.ingest.results import ResultsError, find_runs, parse_log, read_bounded
@@ -166,7 +167,7 @@ def test_ingest_attributes_every_failed_attempt_and_is_idempotent(
 
     events = replay(journal)
     reasons = {
-        e.agent: e.data["attribution"]["reason"]
+        e.agent: e.payload.to_json()["attribution"]["reason"]
         for e in events
         if e.kind is EventKind.FAILURE_ATTRIBUTED
     }
@@ -180,16 +181,16 @@ def test_ingest_attributes_every_failed_attempt_and_is_idempotent(
     sigint_exit = next(
         e for e in events if e.kind is EventKind.ATTEMPT_EXITED and e.agent == SIGINT
     )
-    assert sigint_exit.data["exit"]["code"] == 130
+    assert sigint_exit.payload.to_json()["exit"]["code"] == 130
     perm = next(e for e in events if e.kind is EventKind.FAILURE_ATTRIBUTED and e.agent == PERM)
-    assert perm.data["partial"]["pushed"] is False  # the probe saw nothing done
-    assert [w["kind"] for w in perm.data["missing_work"]] == ["push"]
+    assert perm.payload.to_json()["partial"]["pushed"] is False  # the probe saw nothing done
+    assert [w["kind"] for w in perm.payload.to_json()["missing_work"]] == ["push"]
     rate = next(e for e in events if e.kind is EventKind.FAILURE_ATTRIBUTED and e.agent == RATE)
-    top = rate.data["attribution"]["evidence"][0]
+    top = rate.payload.to_json()["attribution"]["evidence"][0]
     # Evidence quotes the words of the stream-json event, at its line in the log.
     assert "API Error: 429" in top["detail"] and '"type":"result"' not in top["detail"]
     sig = next(e for e in events if e.kind is EventKind.FAILURE_ATTRIBUTED and e.agent == SIGINT)
-    assert sig.data["partial"]["uncommitted"] == ["half.md"]
+    assert sig.payload.to_json()["partial"]["uncommitted"] == ["half.md"]
 
     metrics = compute(events)
     assert metrics.failures == 4 and metrics.unattributed_failures == 0
@@ -221,7 +222,10 @@ def test_ingest_appends_later_runs_once_and_counts_the_recovery(
         EventKind.TASK_SUCCEEDED,
     ]
     assert [e.attempt for e in perm if e.kind is EventKind.ATTEMPT_LAUNCHED] == [1, 2]
-    assert perm[-1].data["first_try"] is False and perm[-1].data["recovery_time"] == 320.0
+    assert (
+        perm[-1].payload.to_json()["first_try"] is False
+        and perm[-1].payload.to_json()["recovery_time"] == 320.0
+    )
     assert compute(events).recovered == 1
 
 
@@ -238,7 +242,7 @@ def test_a_run_superseded_by_a_later_one_is_ended_and_attributed(
     assert _ingest(fleet, sandbox, journal) == 0
     runs = [e for e in replay(journal) if e.task_id == RUNNING]
     exits = [e for e in runs if e.kind is EventKind.ATTEMPT_EXITED]
-    assert [e.data["superseded"] for e in exits] == [True, False]
+    assert [e.payload.to_json()["superseded"] for e in exits] == [True, False]
     assert exits[0].time == fleet_time(600)
     assert len([e for e in runs if e.kind is EventKind.FAILURE_ATTRIBUTED]) == 2
 
@@ -260,8 +264,8 @@ def test_pr_lookup_makes_a_missing_pr_undone_work(
     assert report.running == 1 and report.problems == []
     done = [e for e in events if e.agent == DONE and e.kind is EventKind.FAILURE_ATTRIBUTED]
     assert len(done) == 1  # pushed, but no PR: not finished
-    assert done[0].data["attribution"]["reason"] == str(Reason.INCOMPLETE)
-    assert [w["kind"] for w in done[0].data["missing_work"]] == ["open_pr"]
+    assert done[0].payload.to_json()["attribution"]["reason"] == str(Reason.INCOMPLETE)
+    assert [w["kind"] for w in done[0].payload.to_json()["missing_work"]] == ["open_pr"]
 
 
 def test_gh_repo_asks_gh_for_each_branchs_pull_request(
@@ -297,12 +301,14 @@ def test_gh_repo_asks_gh_for_each_branchs_pull_request(
 
     no_pr = done_events(tmp_path / "before.jsonl")
     failed = [e for e in no_pr if e.kind is EventKind.FAILURE_ATTRIBUTED]
-    assert [w["kind"] for w in failed[0].data["missing_work"]] == ["open_pr"]
+    assert [w["kind"] for w in failed[0].payload.to_json()["missing_work"]] == ["open_pr"]
     pr = forge.open_pull_request(head=f"{DONE}-work", base="main", title="done")
     with_pr = done_events(tmp_path / "after.jsonl")
     succeeded = [e for e in with_pr if e.kind is EventKind.TASK_SUCCEEDED]
-    assert [e.data["pr"] for e in succeeded] == [pr.number]
-    assert ["pr", "view", f"{DONE}-work"] in [c["argv"][:3] for c in forge.calls()]
+    assert [e.payload.to_json()["pr"] for e in succeeded] == [pr.number]
+    assert ["pr", "view", "--json", "number,state,url,title,headRefName", "--", f"{DONE}-work"] in [
+        c["argv"] for c in forge.calls()
+    ]
 
 
 def test_ingest_reports_a_worktree_on_another_branch(
@@ -515,3 +521,60 @@ def test_classify_attributes_seed_results_and_logs(
         assert main(["classify", "--result", str(path)]) == 0
         out = json.loads(capsys.readouterr().out)
         assert out["reason"] == reason, (path.name, out)
+
+
+@pytest.mark.parametrize(
+    ("record", "output", "expected"),
+    [
+        (  # exit 0, is_error false, the deliverables' writes denied
+            "completed",
+            [
+                result_event(
+                    result="I need permission to write docs/a.md.",
+                    permission_denials=[
+                        {"tool_name": "Write", "tool_use_id": "toolu_1",
+                         "tool_input": {"file_path": "/w/docs/a.md", "content": "x"}}
+                    ],
+                )
+            ],
+            "permission",
+        ),
+        (  # is_error true, then gh's own words
+            "failed",
+            [
+                result_event(is_error=True, result="Done, but the PR could not be opened."),
+                "HTTP 401: Bad credentials (https://api.github.com/graphql)",
+                "Try authenticating with:  gh auth login",
+            ],
+            "github_error",
+        ),
+    ],
+)  # fmt: skip
+def test_ingest_and_classify_weigh_the_whole_log_alike(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    record: str,
+    output: list[object],
+    expected: str,
+) -> None:
+    fleet = SeedFleet(tmp_path / "orch")
+    agent, suffix = "task-agent-7", fleet.suffix(0)
+    fleet.launch(agent, suffix)
+    lines = [json.dumps(o) if isinstance(o, dict) else str(o) for o in output]
+    fleet.claude_try(agent, suffix, 1, [json.dumps(init_event()), *lines])
+    if record == "completed":
+        fleet.claude_completed(agent, suffix)
+        fleet.finish(agent, suffix, completed_record(agent))
+    else:
+        fleet.claude_failed(agent, suffix, 1)
+        fleet.finish(agent, suffix, failed_record(agent, 1))
+    journal = tmp_path / "j.jsonl"  # no worktree to probe: the log is all there is
+    assert main(["ingest", "--results", str(fleet.results), "--logs", str(fleet.logs),
+                 "--journal", str(journal)]) == 0  # fmt: skip
+    (judged,) = [e for e in replay(journal) if e.key and e.key.endswith(":judged")]
+    assert judged.kind is EventKind.FAILURE_ATTRIBUTED
+    capsys.readouterr()
+    log = fleet.logs / f"{agent}_{suffix}.log"
+    assert main(["classify", "--result", str(log)]) == 0
+    said = json.loads(capsys.readouterr().out)
+    assert judged.payload.to_json()["attribution"]["reason"] == said["reason"] == expected

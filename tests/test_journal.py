@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import math
@@ -15,20 +16,31 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from events import any_event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_orch_recovery.engine.model import Event, EventKind
+from pytest_orch_recovery.engine.events import (
+    AttemptExited,
+    AttemptLaunched,
+    DecisionMade,
+    Event,
+    EventKind,
+    Payload,
+    TaskFailed,
+    TaskSubmitted,
+    TaskSucceeded,
+)
+from pytest_orch_recovery.engine.model import Task
 from pytest_orch_recovery.store.journal import Journal, JournalError, replay
-from pytest_orch_recovery.store.validation import MAX_TIME
 
 _CHILD_TIMEOUT = 60  # seconds; generous bound for a subprocess to start and answer
 
 
-def _event(kind: EventKind = EventKind.DECISION, **kw: Any) -> Event:
+def _event(payload: Payload | None = None, **kw: Any) -> Event:
     base: dict[str, Any] = {"time": 1.0, "task_id": "fake3", "agent": "task-agent-5030"}
     base.update(kw)
-    return Event(kind, **base)
+    return Event(DecisionMade() if payload is None else payload, **base)
 
 
 def _fill(path: Path, n: int) -> list[Event]:
@@ -38,9 +50,9 @@ def _fill(path: Path, n: int) -> list[Event]:
 
 def test_in_memory_journal_indexes_events() -> None:
     j = Journal(None)
-    a = j.append(_event(EventKind.TASK_SUBMITTED, data={"task": {"task_id": "fake3"}}))
-    b = j.append(_event(EventKind.ATTEMPT_LAUNCHED, task_id="other", key="other:1"))
-    c = j.append(_event(EventKind.DECISION, key="fake3:2"))
+    a = j.append(_event(TaskSubmitted.of(Task("fake3", "Fake 3"))))
+    b = j.append(_event(AttemptLaunched(), task_id="other", key="other:1"))
+    c = j.append(_event(DecisionMade(), key="fake3:2"))
     assert [e.seq for e in j.events()] == [1, 2, 3] and len(j) == 3
     assert j.events_for("fake3") == [a, c] and j.events_for("nobody") == []
     assert j.has_key("other:1") and j.has_key("fake3:2") and not j.has_key("fake3:1")
@@ -62,7 +74,7 @@ def test_reopen_replays_and_continues_seq(tmp_path: Path) -> None:
     with Journal(path) as j:
         assert list(j.events()) == first
         assert j.has_key("fake3:4") and len(j.events_for("fake3")) == 5
-        nxt = j.append(_event(EventKind.TASK_SUCCEEDED, data={"first_try": False}))
+        nxt = j.append(_event(TaskSucceeded(first_try=False)))
     assert nxt.seq == 6
     assert [e.seq for e in replay(path)] == [1, 2, 3, 4, 5, 6]
 
@@ -78,7 +90,7 @@ def test_torn_last_line_is_ignored_by_replay_and_cut_on_open(tmp_path: Path) -> 
     with Journal(path) as j:
         assert list(j.events()) == written
         assert path.read_bytes() == whole  # repaired
-        assert j.append(_event(EventKind.ATTEMPT_EXITED)).seq == 4
+        assert j.append(_event(AttemptExited())).seq == 4
     assert [e.seq for e in replay(path)] == [1, 2, 3, 4]
     assert all(json.loads(line) for line in path.read_text().splitlines())
 
@@ -122,7 +134,7 @@ def test_non_utf8_line_is_named(tmp_path: Path) -> None:
 def test_unserialisable_event_is_refused_without_using_a_seq(tmp_path: Path) -> None:
     with Journal(tmp_path / "j.jsonl") as j:
         with pytest.raises(JournalError, match="seq 1 is not JSON"):
-            j.append(_event(data={"files": {"a.md"}}))
+            j.append(_event(AttemptExited(result={"files": {"a.md"}})))
         with pytest.raises(JournalError, match="seq 1: field 'time': must be a finite number"):
             j.append(_event(time=math.nan))
         assert j.append(_event()).seq == 1
@@ -145,9 +157,9 @@ def test_failed_write_leaves_no_partial_line(
 
         monkeypatch.setattr(os, "write", half_then_enospc)
         with pytest.raises(JournalError, match="No space left on device"):
-            j.append(_event(EventKind.TASK_FAILED))
+            j.append(_event(TaskFailed()))
         monkeypatch.setattr(os, "write", real_write)
-        assert j.append(_event(EventKind.TASK_FAILED)).seq == 2
+        assert j.append(_event(TaskFailed())).seq == 2
     assert [e.kind for e in replay(path)] == [EventKind.DECISION, EventKind.TASK_FAILED]
 
 
@@ -239,11 +251,11 @@ def test_sigkill_mid_append_leaves_a_replayable_journal(tmp_path: Path, fsync: b
         import sys
         from pathlib import Path
         from pytest_orch_recovery.store.journal import Journal
-        from pytest_orch_recovery.engine.model import Event, EventKind
+        from pytest_orch_recovery.engine.events import AttemptExited, Event
         with Journal(Path(sys.argv[1]), fsync=sys.argv[2] == "1") as j:
             for i in range(1_000_000):
-                e = j.append(Event(EventKind.ATTEMPT_EXITED, float(i), task_id=f"t{i % 7}",
-                                   data={"output_tail": "x" * (i % 3000)}))
+                e = j.append(Event(AttemptExited(output_tail="x" * (i % 3000)), float(i),
+                                   task_id=f"t{i % 7}"))
                 print(e.seq, flush=True)
         """,
         str(path),
@@ -269,28 +281,7 @@ def test_sigkill_mid_append_leaves_a_replayable_journal(tmp_path: Path, fsync: b
         assert json.loads(line)["kind"] in {k.value for k in EventKind}
 
 
-_json_leaf = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**63)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=12)
-)
-_json = st.recursive(
-    _json_leaf,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner),
-    max_leaves=10,
-)
-_events = st.builds(
-    Event,
-    kind=st.sampled_from(EventKind),
-    time=st.floats(0.0, MAX_TIME),  # the journal refuses other times (docs/limits.md)
-    task_id=st.none() | st.text(max_size=12),
-    agent=st.none() | st.text(max_size=12),
-    attempt=st.none() | st.integers(1, 50),
-    data=st.dictionaries(st.text(max_size=8), _json, max_size=4),
-    key=st.none() | st.text(max_size=12),
-)
+_events = any_event().map(lambda e: dataclasses.replace(e, seq=0))
 
 
 @given(events=st.lists(_events, max_size=12))
@@ -301,8 +292,7 @@ def test_any_event_sequence_round_trips_identically(events: list[Event]) -> None
         with Journal(path, fsync=False) as j:
             stored = [j.append(e) for e in events]
         assert [(s.seq, s) for s in stored] == [
-            (i, Event(e.kind, e.time, e.task_id, e.agent, e.attempt, e.data, e.key, i))
-            for i, e in enumerate(events, 1)
+            (i, dataclasses.replace(e, seq=i)) for i, e in enumerate(events, 1)
         ]
         assert replay(path) == stored
         with Journal(path, fsync=False) as again:

@@ -15,7 +15,8 @@ from events import (
 )
 from hypothesis import given, settings
 
-from pytest_orch_recovery.engine.model import Event, ExitInfo, Reason, Strategy
+from pytest_orch_recovery.engine.events import Event
+from pytest_orch_recovery.engine.model import ExitInfo, Reason, Strategy
 from pytest_orch_recovery.report.metrics import (
     Criteria,
     CriterionResult,

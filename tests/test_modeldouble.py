@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -34,7 +35,8 @@ from pytest_orch_recovery.doubles.modeldouble import (
     plan_for_task,
     read_conversation,
 )
-from pytest_orch_recovery.engine.analyze import continuation_prompt, missing_work
+from pytest_orch_recovery.doubles.simagent.api import ApiError
+from pytest_orch_recovery.engine.analyze import continuation_prompt, initial_prompt, missing_work
 from pytest_orch_recovery.engine.model import PartialWork, Task
 from pytest_orch_recovery.infra.agents import claude_code_missing, find_claude_code
 
@@ -60,7 +62,9 @@ Result = tuple[str, bool]  # tool_result text, is_error
 # --------------------------------------------------------------------------- helpers
 
 
-def _post(url: str, body: Any, path: str = "/v1/messages?beta=true") -> tuple[int, Any, bytes]:
+def _post(
+    url: str, body: Any, path: str = "/v1/messages?beta=true", key: str = "sk-test"
+) -> tuple[int, Any, bytes]:
     data = json.dumps(body).encode()
     req = urllib.request.Request(
         url + path,
@@ -68,7 +72,7 @@ def _post(url: str, body: Any, path: str = "/v1/messages?beta=true") -> tuple[in
         method="POST",
         headers={
             "content-type": "application/json",
-            "x-api-key": "sk-test",
+            "x-api-key": key,
             "anthropic-version": "2023-06-01",
             "anthropic-beta": "claude-code-20250219",
         },
@@ -220,6 +224,24 @@ def test_plain_reply_is_a_write_tool_use_with_absolute_path(double: ModelDouble)
     assert use["input"]["file_path"] == f"{CWD}/fake3.md"
     assert use["input"]["content"].startswith("# Create /fake3 command")
     assert msg["usage"]["input_tokens"] > 0 and msg["usage"]["output_tokens"] > 0
+
+
+def test_a_usage_limit_refuses_the_accounts_requests_until_the_reset(double: ModelDouble) -> None:
+    """The 429 a plan at its limit gets, for every request with that key, none with another;
+    the sim agent reads it as Claude Code does: no retry, the reset in its notice."""
+    double.add_fault(ApiFaultSpec(ApiFaultKind.USAGE_LIMIT, seconds=5))
+    body = _body([{"role": "user", "content": TASK.title}])
+    before = time.time()
+    status, headers, raw = _post(double.url, body)
+    assert status == 429 and json.loads(raw)["error"]["type"] == "rate_limit_error"
+    assert headers["anthropic-ratelimit-unified-status"] == "rejected"
+    reset = int(headers["anthropic-ratelimit-unified-reset"])
+    assert reset % 60 == 0 and before + 5 <= reset <= before + 66
+    assert _post(double.url, body)[0] == 429  # the fault fired once; the limit holds
+    assert _post(double.url, body, key="sk-other-account")[0] == 200
+    err = ApiError(429, raw.decode(), dict(headers.items()))
+    assert err.usage_limit_reset == reset and not err.retryable
+    assert err.display().startswith("You've hit your session limit · resets ")
 
 
 def test_streaming_reply_follows_the_event_sequence_and_reassembles(double: ModelDouble) -> None:
@@ -958,3 +980,43 @@ def test_every_json_object_of_a_plan_knows_where_it_starts(
             pending += node.values()
         elif isinstance(node, list):
             pending += node
+
+
+# --------------------------------------------------------------------------- tasks without a plan
+
+
+def _without_body(keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Calls without the PR body, which names the task id (a brief does not)."""
+    return [(tool, target.split(" --body ")[0]) for tool, target in keys]
+
+
+def test_a_task_without_a_plan_entry_is_served_from_its_brief(tmp_path: Path) -> None:
+    with ModelDouble(Plan(), transcript_path=tmp_path / "t.jsonl") as double:
+        calls, final = _Session(double.url, initial_prompt(TASK)).run()
+        assert _without_body([_key(c) for c in calls]) == _without_body(_expected_calls(TASK))
+        assert PR_URL in _text(final)
+        # Its later attempts find it under its title, as a planned task.
+        partial = PartialWork(
+            deliverables_present=("fake3.md",), deliverables_missing=("fake3.py",)
+        )
+        again, _ = _Session(
+            double.url, continuation_prompt(TASK, partial, missing_work(TASK, partial))
+        ).run()
+        assert _without_body([_key(c) for c in again]) == _without_body(_expected_calls(TASK)[1:])
+
+
+def test_a_continuation_of_an_unknown_task_writes_what_is_missing(tmp_path: Path) -> None:
+    partial = PartialWork(deliverables_present=("fake3.md",), deliverables_missing=("fake3.py",))
+    prompt = continuation_prompt(TASK, partial, missing_work(TASK, partial))
+    with ModelDouble(Plan()) as double:
+        calls, _ = _Session(double.url, prompt).run()
+    # The tests' command is not in a continuation prompt: that step is skipped.
+    assert _without_body([_key(c) for c in calls]) == _without_body(
+        [k for k in _expected_calls(TASK)[1:] if k[1] != TASK.tests]
+    )
+
+
+def test_a_prompt_that_briefs_no_task_gets_a_plain_answer(tmp_path: Path) -> None:
+    with ModelDouble(Plan()) as double:
+        calls, final = _Session(double.url, "What is the capital of France?").run()
+    assert calls == [] and _text(final)

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 
 from pytest_orch_recovery.cli import main as cli
 from pytest_orch_recovery.doubles.sandbox import Sandbox
-from pytest_orch_recovery.engine.model import Event, Reason, Strategy
+from pytest_orch_recovery.engine.events import Event
+from pytest_orch_recovery.engine.model import Reason, Strategy
 from pytest_orch_recovery.infra.agents import AgentConfig, driver_for
 from pytest_orch_recovery.report.dashboard import (
     MAX_REPORT_BYTES,

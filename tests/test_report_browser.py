@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from pytest_orch_recovery.chaos import BUNDLED_SCENARIOS
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
@@ -158,7 +160,7 @@ def test_page_has_axis_bars_legend_charts_and_details(
     page = view.page
     # A time axis with units on every timeline.
     timelines = page.locator("svg.timeline")
-    assert timelines.count() == 16  # one panel per scenario
+    assert timelines.count() == len(list(BUNDLED_SCENARIOS.glob("*.toml")))  # one per scenario
     for i in range(timelines.count()):
         ticks = timelines.nth(i).locator(".axis-ticks text.tick").all_text_contents()
         labels = [t for t in ticks if t != "time since start"]

@@ -22,7 +22,8 @@ from pytest_orch_recovery.chaos.scenario import load_scenario
 from pytest_orch_recovery.chaos.tiers.sim import SimTier, simulate
 from pytest_orch_recovery.engine.classify import LogText, Observation, classify
 from pytest_orch_recovery.engine.coordinator import CoordinatorConfig
-from pytest_orch_recovery.engine.model import EventKind, ExitInfo, Reason, Task
+from pytest_orch_recovery.engine.events import EventKind
+from pytest_orch_recovery.engine.model import ExitInfo, Reason, Task
 from pytest_orch_recovery.engine.policy import Policy
 from pytest_orch_recovery.engine.resets import read_reset
 
@@ -220,7 +221,9 @@ def test_text_without_a_reset_keeps_todays_backoff() -> None:
         [FaultSpec("api_rate_limit", Trigger("api_request"), task="t")],
         seed=3,
     )
-    decisions = [e.data["decision"] for e in out.events if e.kind is EventKind.DECISION]
+    decisions = [
+        e.payload.to_json()["decision"] for e in out.events if e.kind is EventKind.DECISION
+    ]
     assert decisions[0]["rule"] == "api_error_retry"
     assert 0 < decisions[0]["delay"] <= Policy().backoff.cap
     assert not any(e.kind is EventKind.USAGE_LIMITED for e in out.events)
@@ -237,16 +240,18 @@ def test_agents_hitting_the_limit_together_make_one_condition(seed: int) -> None
     conditions = [e for e in events if e.kind is EventKind.USAGE_LIMITED]
     assert len(conditions) == 1
     condition = conditions[0]
-    assert sorted(condition.data["tasks"]) == sorted(run.outcomes)
-    assert condition.data["until"] >= condition.data["resets_at"]
+    assert sorted(condition.payload.to_json()["tasks"]) == sorted(run.outcomes)
+    assert condition.payload.to_json()["until"] >= condition.payload.to_json()["resets_at"]
     assert not any(e.kind is EventKind.TASK_ESCALATED for e in events)
     assert set(run.outcomes.values()) == {"recovered"}
     # Every task's second attempt launched after the reset, none before it.
     relaunches = [e for e in events if e.kind is EventKind.ATTEMPT_LAUNCHED and e.attempt == 2]
     assert len(relaunches) == len(run.outcomes)
-    assert all(e.time >= condition.data["until"] for e in relaunches)
+    assert all(e.time >= condition.payload.to_json()["until"] for e in relaunches)
     # The decisions waited for the reset, not a backoff, and charged nothing.
-    rules = {e.data["decision"]["rule"] for e in events if e.kind is EventKind.DECISION}
+    rules = {
+        e.payload.to_json()["decision"]["rule"] for e in events if e.kind is EventKind.DECISION
+    }
     assert rules == {"usage_limit_wait"}
 
 
@@ -256,14 +261,14 @@ def test_a_fallback_agent_finishes_before_the_reset() -> None:
     condition = next(e for e in events if e.kind is EventKind.USAGE_LIMITED)
     done = [e for e in events if e.kind is EventKind.TASK_SUCCEEDED]
     assert len(done) == len(run.outcomes)
-    assert all(e.time < condition.data["resets_at"] for e in done)
+    assert all(e.time < condition.payload.to_json()["resets_at"] for e in done)
     finishers = {
-        e.task_id: e.data["agent_type"]
+        e.task_id: e.payload.to_json()["agent_type"]
         for e in events
         if e.kind is EventKind.ATTEMPT_LAUNCHED and e.attempt == 2
     }
     assert set(finishers.values()) == {"codex"}
-    decisions = [e.data["decision"] for e in events if e.kind is EventKind.DECISION]
+    decisions = [e.payload.to_json()["decision"] for e in events if e.kind is EventKind.DECISION]
     assert {d["rule"] for d in decisions} == {"usage_limit_fallback"}
     assert all(d["strategy"] == "reassign" for d in decisions)
 
@@ -279,7 +284,7 @@ def test_new_tasks_start_on_the_fallback_while_the_primary_is_limited() -> None:
         config=CoordinatorConfig(seed=5, max_live=1, fallback_agents=("codex",)),
     )
     first = {
-        e.task_id: e.data["agent_type"]
+        e.task_id: e.payload.to_json()["agent_type"]
         for e in out.events
         if e.kind is EventKind.ATTEMPT_LAUNCHED and e.attempt == 1
     }
@@ -298,7 +303,7 @@ def test_a_reset_beyond_the_horizon_escalates() -> None:
     )
     escalated = [e for e in out.events if e.kind is EventKind.TASK_ESCALATED]
     assert len(escalated) == 1
-    assert "beyond the horizon" in escalated[0].data["systematic_cause"]
+    assert "beyond the horizon" in escalated[0].payload.to_json()["systematic_cause"]
     assert not any(e.kind is EventKind.USAGE_LIMITED for e in out.events)
 
 
@@ -332,13 +337,13 @@ def test_status_says_what_the_fleet_waits_for() -> None:
     run = _run("usage-limit")
     condition = next(e for e in run.events if e.kind is EventKind.USAGE_LIMITED)
     # Mid-wait: the journal up to the last decision before the reset.
-    before = [e for e in run.events if e.time < condition.data["until"]]
+    before = [e for e in run.events if e.time < condition.payload.to_json()["until"]]
     view = FleetView(before)
     now = condition.time + 60.0
     conditions = view.usage_conditions(now=now)
     assert [(c.agent_type, len(c.tasks)) for c in conditions] == [("claude-code", 4)]
     text = render(view.statuses(now=now), None, "table", now, conditions)
-    until = datetime.fromtimestamp(condition.data["until"], ZoneInfo("UTC"))
+    until = datetime.fromtimestamp(condition.payload.to_json()["until"], ZoneInfo("UTC"))
     assert text.startswith(
         f"waiting for the quota reset at {until:%H:%M:%S} UTC (claude-code), 4 tasks\n"
     ) or text.startswith(
@@ -348,3 +353,28 @@ def test_status_says_what_the_fleet_waits_for() -> None:
     assert doc["usage_limits"][0]["tasks"] == sorted(run.outcomes)
     # After the reset nothing waits any more.
     assert FleetView(run.events).usage_conditions(now=run.events[-1].time) == []
+
+
+def test_the_dashboard_says_which_agent_finished_each_task() -> None:
+    from pytest_orch_recovery.report.dashboard import render_markdown
+    from pytest_orch_recovery.report.metrics import compute
+
+    metrics = compute(_run("usage-limit-fallback").events)
+    finishers = {e.task_id: e.finished_by for e in metrics.recent}
+    assert finishers == {"fallback-parser": "codex", "fallback-report": "codex"}
+    assert all(e["agent_types"] == ["claude-code", "codex"] for e in metrics.to_json()["recent"])
+    text = render_markdown(metrics, [])
+    assert text.count("created successfully by codex") == 2
+    # A task that waited for the reset finished on the agent it started on: nothing to say.
+    waited = compute(_run("usage-limit").events)
+    assert {e.finished_by for e in waited.recent} == {None}
+
+
+@pytest.mark.parametrize("name", ["usage-limit", "usage-limit-fallback"])
+def test_every_attempt_the_limit_refused_is_explained_by_it(name: str) -> None:
+    """The oracle sees the fault on each attempt the account refused, not only the one whose
+    request started the limit: no failure is left unexplained."""
+    from pytest_orch_recovery.chaos.oracle import attribution_checks
+
+    checks = attribution_checks(_run(name))
+    assert checks and {c.verdict for c in checks} == {"correct"}

@@ -15,10 +15,10 @@ from pytest_orch_recovery.chaos.tiers.simruntime import SimRuntime
 from pytest_orch_recovery.engine.coordinator import (
     Coordinator,
     CoordinatorConfig,
-    Phase,
     TaskState,
 )
-from pytest_orch_recovery.engine.model import Event, EventKind, Reason, Task
+from pytest_orch_recovery.engine.events import Event, EventKind
+from pytest_orch_recovery.engine.model import Phase, Reason, Task
 from pytest_orch_recovery.engine.policy import Policy
 from pytest_orch_recovery.report.metrics import compute
 from pytest_orch_recovery.store.journal import Journal
@@ -98,7 +98,8 @@ def test_every_task_ends_succeeded_or_escalated_within_budget(c: Campaign) -> No
     limited = Counter(
         e.task_id
         for e in out.events
-        if e.kind is EventKind.FAILURE_ATTRIBUTED and e.data["attribution"].get("usage_limit")
+        if e.kind is EventKind.FAILURE_ATTRIBUTED
+        and e.payload.to_json()["attribution"].get("usage_limit")
     )
     policy = Policy()
     for task_id, count in launches.items():
@@ -128,7 +129,7 @@ def test_every_failure_is_attributed_to_a_known_reason(c: Campaign) -> None:
     assert len(exits) == len(judged)
     for e in out.events:
         if e.kind is EventKind.FAILURE_ATTRIBUTED:
-            attribution = e.data["attribution"]
+            attribution = e.payload.to_json()["attribution"]
             assert attribution["reason"] != Reason.UNKNOWN, attribution
             assert attribution["evidence"]
 

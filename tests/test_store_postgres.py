@@ -5,6 +5,7 @@ unique across hosts, and an outage costs time, never an event."""
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
 import threading
@@ -18,7 +19,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from waiting import wait_until
 
-from pytest_orch_recovery.engine.model import Event, EventKind, Task
+from pytest_orch_recovery.engine.events import (
+    AttemptExited,
+    AttemptLaunched,
+    DecisionMade,
+    Event,
+    EventKind,
+    OperatorAction,
+    TaskSucceeded,
+    WorkspaceCleaned,
+    WorkspaceOrphaned,
+)
+from pytest_orch_recovery.engine.model import Task
 from pytest_orch_recovery.infra.postgres_server import LocalPostgres
 from pytest_orch_recovery.store import schema
 from pytest_orch_recovery.store.postgres import (
@@ -58,12 +70,11 @@ def hosts(store_url: str) -> Iterator[dict[str, PostgresStore]]:
 
 def launched(t: Task, attempt: int, *, time_: float = 1.0) -> Event:
     return Event(
-        EventKind.ATTEMPT_LAUNCHED,
+        AttemptLaunched("sim", prompt="p", timeout=60.0),
         time_,
         t.task_id,
         "agent-1",
         attempt,
-        {"agent_type": "sim", "strategy": None, "work": [], "prompt": "p", "timeout": 60},
         key=f"{t.task_id}:{attempt}:initial",
     )
 
@@ -123,6 +134,20 @@ def test_store_cli_refuses_a_bad_url_and_reports_an_unreachable_database(tmp_pat
     assert "secret" not in missing.stderr  # the password never reaches a log line
 
 
+def test_store_migrate_brings_an_older_store_to_the_programs_version(store_url: str) -> None:
+    with psycopg.connect(store_url, autocommit=True) as conn:  # the store as version 1 left it
+        conn.execute("DROP INDEX orch_tasks_agent")
+        conn.execute("DELETE FROM orch_schema_migrations WHERE version > 1")
+    with pytest.raises(schema.SchemaError, match="version 1, this program needs"):
+        PostgresStore(store_url, host="alpha")
+    migrated = _store_cli("migrate", "--store", store_url)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "applied 0002_fleet_agent_names" in migrated.stdout
+    assert "applied 0001" not in migrated.stdout
+    with PostgresStore(store_url, host="alpha") as store:
+        assert store.submit(task(1))
+
+
 def test_a_store_newer_than_the_program_is_refused(store_url: str) -> None:
     with psycopg.connect(store_url, autocommit=True) as conn:
         conn.execute("INSERT INTO orch_schema_migrations (version, name) VALUES (99, 'future')")
@@ -150,8 +175,24 @@ def test_submit_is_idempotent_and_claims_go_in_submission_order(
     assert [c.task.task_id for c in claims] == ["task-3", "task-1"]
     assert [c.epoch for c in claims] == [1, 1]
     assert claims[0].task == task(3)  # the task round-trips whole
+    assert [c.agent for c in claims] == ["task-agent-1", "task-agent-2"]  # fleet-wide names
     assert [c.task.task_id for c in hosts["beta"].claim(room=5)] == ["task-2"]
     assert hosts["beta"].claim(room=5) == []
+
+
+def test_agent_names_are_unique_across_the_fleet(hosts: dict[str, PostgresStore]) -> None:
+    alpha = hosts["alpha"]
+    assert alpha.submit(task(1), agent="task-agent-2")  # an operator's own name
+    assert alpha.submit(task(2))  # position 2: its usual name is taken, so it gets another
+    for taken in ("task-agent-2", "task-agent-2-2"):
+        with pytest.raises(StoreError, match=f"agent name '{taken}' is already another task's"):
+            alpha.submit(task(3), agent=taken)
+    assert alpha.submit(task(3))
+    names = {c.task.task_id: c.agent for c in alpha.claim(room=5)}
+    assert names["task-1"] == "task-agent-2"
+    assert names["task-2"] == "task-agent-2-2"
+    assert str(names["task-3"]).startswith("task-agent-")
+    assert len(set(names.values())) == 3
 
 
 def test_a_host_claims_no_more_than_its_capacity(store_url: str) -> None:
@@ -236,7 +277,7 @@ def test_any_sequence_of_claims_and_expiries_leaves_one_holder_per_task_at_risin
                     assert task_id not in other.heartbeat()
                 for task_id in ("task-0", "task-1"):
                     ok = task_id in held
-                    event = Event(EventKind.WORKSPACE_ORPHANED, 1.0, task_id, data={"path": "x"})
+                    event = Event(WorkspaceOrphaned("x"), 1.0, task_id)
                     if ok:
                         store.append(event)
                     else:
@@ -269,10 +310,10 @@ def test_lease_expiry_makes_a_task_reclaimable_at_a_higher_epoch_and_fences_the_
         assert [(c.task.task_id, c.epoch) for c in taken] == [("task-1", 2)]
         # alpha wakes up: its heartbeat says the lease is gone, and its writes are refused
         assert alpha.heartbeat() == {}
-        exited = Event(EventKind.ATTEMPT_EXITED, 2.0, "task-1", "agent-1", 1, {"exit": {}})
+        exited = Event(AttemptExited(), 2.0, "task-1", "agent-1", 1)
         with pytest.raises(StaleLeaseError, match="stale lease: host 'alpha' epoch"):
             alpha.append(exited)
-        beta_event = beta.append(Event(EventKind.DECISION, 3.0, "task-1", "agent-1", 1))
+        beta_event = beta.append(Event(DecisionMade(), 3.0, "task-1", "agent-1", 1))
         assert beta_event.seq == 2  # the refused write took no seq
         assert [e.kind for e in beta.events()] == [
             EventKind.ATTEMPT_LAUNCHED,
@@ -296,7 +337,7 @@ def test_a_write_with_a_stale_epoch_is_refused_even_from_the_same_host(
                 "VALUES (gen_random_uuid(), 'decision', 'task-1', 'alpha', 1, '{}')"
             )
         assert refused.value.sqlstate == "OR409"
-    assert alpha.append(Event(EventKind.DECISION, 1.0, "task-1")).seq == 1
+    assert alpha.append(Event(DecisionMade(), 1.0, "task-1")).seq == 1
 
 
 def test_a_host_cannot_write_about_a_task_it_never_claimed(
@@ -305,9 +346,9 @@ def test_a_host_cannot_write_about_a_task_it_never_claimed(
     hosts["alpha"].submit(task(1))
     hosts["alpha"].claim()
     with pytest.raises(StaleLeaseError):
-        hosts["beta"].append(Event(EventKind.DECISION, 1.0, "task-1"))
+        hosts["beta"].append(Event(DecisionMade(), 1.0, "task-1"))
     with pytest.raises(StoreError, match="not in the store's queue"):
-        hosts["beta"].append(Event(EventKind.DECISION, 1.0, "task-unknown"))
+        hosts["beta"].append(Event(DecisionMade(), 1.0, "task-unknown"))
 
 
 def test_a_finished_task_leaves_the_queue_and_takes_only_workspace_records(
@@ -317,8 +358,8 @@ def test_a_finished_task_leaves_the_queue_and_takes_only_workspace_records(
     alpha.submit(task(1))
     alpha.claim()
     alpha.append(launched(task(1), 1))
-    alpha.append(Event(EventKind.TASK_SUCCEEDED, 2.0, "task-1", "agent-1", 1))
-    alpha.append(Event(EventKind.WORKSPACE_CLEANED, 3.0, "task-1", "agent-1", data={"path": "w"}))
+    alpha.append(Event(TaskSucceeded(), 2.0, "task-1", "agent-1", 1))
+    alpha.append(Event(WorkspaceCleaned("w"), 3.0, "task-1", "agent-1"))
     with pytest.raises(StaleLeaseError):
         alpha.append(launched(task(1), 2))
     expire_leases(store_url, "alpha")
@@ -332,10 +373,10 @@ def test_a_heartbeat_keeps_the_epoch_of_a_task_the_host_finished_for_its_cleanup
     alpha.submit(task(1))
     alpha.submit(task(2))
     alpha.claim()
-    alpha.append(Event(EventKind.TASK_SUCCEEDED, 2.0, "task-1", "agent-1", 1))
+    alpha.append(Event(TaskSucceeded(), 2.0, "task-1", "agent-1", 1))
     assert alpha.heartbeat() == {"task-2": 1}  # the live leases
     assert alpha.leases() == {"task-1": 1, "task-2": 1}  # task-1 is done, still its own
-    alpha.append(Event(EventKind.WORKSPACE_CLEANED, 3.0, "task-1", "agent-1", data={"path": "w"}))
+    alpha.append(Event(WorkspaceCleaned("w"), 3.0, "task-1", "agent-1"))
 
 
 def test_resume_leases_takes_the_hosts_tasks_back_at_new_epochs_and_fences_the_old_process(
@@ -349,9 +390,9 @@ def test_resume_leases_takes_the_hosts_tasks_back_at_new_epochs_and_fences_the_o
         with PostgresStore(store_url, host="alpha") as new:
             assert new.resume_leases() == {"task-1": 2}
             with pytest.raises(StaleLeaseError):  # the old process, thawed
-                old.append(Event(EventKind.DECISION, 1.0, "task-1"))
+                old.append(Event(DecisionMade(), 1.0, "task-1"))
             assert old.heartbeat() == {}
-            assert new.append(Event(EventKind.DECISION, 1.0, "task-1")).seq == 1
+            assert new.append(Event(DecisionMade(), 1.0, "task-1")).seq == 1
 
 
 def test_a_launch_is_unique_per_task_attempt_across_hosts(
@@ -385,15 +426,14 @@ def test_events_round_trip_exactly_in_seq_order(hosts: dict[str, PostgresStore])
     alpha.submit(task(1))
     alpha.claim()
     written = [
-        Event(EventKind.OPERATOR_ACTION, 0.25, data={"action": "fix", "tasks": [], "reasons": []}),
+        Event(OperatorAction("fix"), 0.25),
         launched(task(1), 1, time_=1.5),
         Event(
-            EventKind.ATTEMPT_EXITED,
+            AttemptExited(output_tail="nul \x00 esc \x1b[31m é 🙂", result={"n": 10**18}),
             2.0000000000000004,
             "task-1",
             "agent-1",
             1,
-            {"output_tail": "nul \x00 esc \x1b[31m é 🙂", "result": None, "n": 10**18},
         ),
     ]
     stored = [alpha.append(e) for e in written]
@@ -405,7 +445,7 @@ def test_events_round_trip_exactly_in_seq_order(hosts: dict[str, PostgresStore])
 
 def test_an_event_replay_would_refuse_is_refused_at_append(hosts: dict[str, PostgresStore]) -> None:
     with pytest.raises(StoreError, match="field 'time'"):
-        hosts["alpha"].append(Event(EventKind.OPERATOR_ACTION, float("nan")))
+        hosts["alpha"].append(Event(OperatorAction(), float("nan")))
     assert len(hosts["alpha"]) == 0
 
 
@@ -413,7 +453,7 @@ def test_a_store_opened_without_a_host_may_submit_but_not_write_events(store_url
     with PostgresStore(store_url) as anonymous:
         assert anonymous.submit(task(1))
         with pytest.raises(StoreError, match="without a host name"):
-            anonymous.append(Event(EventKind.OPERATOR_ACTION, 1.0))
+            anonymous.append(Event(OperatorAction(), 1.0))
 
 
 # ---------------------------------------------------------------------- outage
@@ -438,9 +478,7 @@ def test_a_store_outage_costs_time_and_no_event_is_lost_doubled_or_reordered(
         def writer() -> None:
             try:
                 for n in range(count):
-                    event = Event(
-                        EventKind.WORKSPACE_ORPHANED, float(n), "task-1", data={"path": f"p{n}"}
-                    )
+                    event = Event(WorkspaceOrphaned(f"p{n}"), float(n), "task-1")
                     stored.append(alpha.append(event))
                     if n == count // 3:
                         half.set()
@@ -466,7 +504,7 @@ def test_a_store_outage_costs_time_and_no_event_is_lost_doubled_or_reordered(
         assert any("unreachable" in r.getMessage() for r in caplog.records)
         events = list(alpha.events())
     assert [e.seq for e in events] == list(range(1, count + 1))
-    assert [e.data["path"] for e in events] == [f"p{n}" for n in range(count)]
+    assert [e.payload for e in events] == [WorkspaceOrphaned(f"p{n}") for n in range(count)]
     assert [e.seq for e in stored] == list(range(1, count + 1))
 
 
@@ -528,3 +566,47 @@ def test_a_retried_append_or_claim_whose_commit_was_not_acknowledged_is_not_repe
     with PostgresStore(store_url, host="beta") as beta:
         beta.register(capacity=None)
         assert [c.task.task_id for c in beta.claim(room=5)] == ["task-1", "task-2"]
+
+
+# ---------------------------------------------------------------------- hosts
+
+
+def test_an_operator_drains_then_retires_a_host_and_its_supervisor_is_refused(
+    hosts: dict[str, PostgresStore],
+) -> None:
+    alpha, beta = hosts["alpha"], hosts["beta"]
+    alpha.submit(task(1))
+    alpha.submit(task(2))
+    [held] = alpha.claim(room=1)
+    url = alpha.url
+    drained = _store_cli("drain", "alpha", "--store", url)
+    assert drained.returncode == 0, drained.stderr
+    assert drained.stdout.strip() == "host alpha: draining, holds 1 task(s)"
+    assert alpha.claim() == []  # draining: nothing more
+    assert alpha.heartbeat() == {held.task.task_id: 1}  # and it keeps what it holds
+    refused = _store_cli("retire", "alpha", "--store", url)
+    assert refused.returncode == 2
+    assert "host 'alpha' still holds 1 task(s)" in refused.stderr
+    alpha.append(Event(TaskSucceeded(), 2.0, held.task.task_id, "agent-1", 1))
+    assert _store_cli("retire", "alpha", "--store", url).returncode == 0
+    with pytest.raises(StoreError, match="host 'alpha' is retired"):
+        alpha.register(capacity=None)  # a supervisor started again under the name
+    assert [c.task.task_id for c in beta.claim()] == ["task-2"]
+    listed = _store_cli("hosts", "--store", url, "--format", "json")
+    rows = {r["host"]: r for r in json.loads(listed.stdout)["hosts"]}
+    assert (rows["alpha"]["state"], rows["alpha"]["held"]) == ("retired", 0)
+    assert (rows["beta"]["state"], rows["beta"]["held"]) == ("active", 1)
+    assert all(0 <= r["heartbeat_age"] < WAIT for r in rows.values())
+    table = _store_cli("hosts", "--store", url).stdout.splitlines()
+    assert table[0].split() == ["HOST", "STATE", "CAPACITY", "HELD", "HEARTBEAT"]
+    assert _store_cli("activate", "alpha", "--store", url).returncode == 0
+    alpha.register(capacity=3)
+
+
+def test_host_commands_name_what_is_wrong(store_url: str) -> None:
+    assert "drain needs a host NAME" in _store_cli("drain", "--store", store_url).stderr
+    assert "hosts takes no host NAME" in _store_cli("hosts", "x", "--store", store_url).stderr
+    missing = _store_cli("drain", "gamma", "--store", store_url)
+    assert missing.returncode == 2 and "no host 'gamma' in the store" in missing.stderr
+    bad = _store_cli("drain", "gamma;x", "--store", store_url)
+    assert bad.returncode == 2 and "host name 'gamma;x' must use" in bad.stderr

@@ -29,7 +29,8 @@ from pytest_orch_recovery.chaos.tiers.sim import simulate
 from pytest_orch_recovery.doubles.forge import Forge, install_gh_shim
 from pytest_orch_recovery.doubles.modeldouble import ModelDouble, Plan, plan_for_task
 from pytest_orch_recovery.doubles.modeldouble.faults import ApiFaultKind, ApiFaultSpec
-from pytest_orch_recovery.engine.model import EventKind, Task
+from pytest_orch_recovery.engine.events import EventKind
+from pytest_orch_recovery.engine.model import Task
 from pytest_orch_recovery.infra.agents import claude_code_missing
 from pytest_orch_recovery.infra.git import create_repo_with_origin, remote_sha
 from pytest_orch_recovery.runtime.server import kill_tmux_server
@@ -465,6 +466,22 @@ def _bad(fleet: Fleet, text: str) -> str:
             "bad.toml:2: branch_pattern: must contain {agent}",
         ),
         (
+            'repository = "project/repo"\nbase = "--output=pwned"\n',
+            "bad.toml:2: base: base '--output=pwned' must not start with '-'",
+        ),
+        (
+            'repository = "project/repo"\nbase = "no-such-branch"\n',
+            "bad.toml:2: base: 'no-such-branch' names no branch or commit",
+        ),
+        (
+            'repository = "project/repo"\nbranch_pattern = "-{agent}"\n',
+            "bad.toml:2: branch_pattern: branch '-a' must not start with '-'",
+        ),
+        (
+            'repository = "project/repo"\nbranch_pattern = "{agent}..x"\n',
+            "bad.toml:2: branch_pattern: branch 'a..x' must not hold '..'",
+        ),
+        (
             'repository = "project/repo"\nagent = "sim"\n[policy]\nbackoff_cap = -1\n',
             "bad.toml:4: policy.backoff_cap:",
         ),
@@ -507,3 +524,162 @@ def test_supervised_real_claude_code_recovers_from_sigint(fleet: Fleet) -> None:
     assert _reasons(fleet, "t-sigint") == ["sigint"]
     assert _pushed(fleet, "t-sigint")
     assert [pr.number for pr in fleet.forge.pull_requests()] == [1]
+
+
+def test_a_fleet_file_edit_reaches_the_next_submitted_task(fleet: Fleet) -> None:
+    # The permission flag left out, then put back while the supervisor runs: the next task
+    # submitted is launched with it, without a restart or a release.
+    fleet.write_config(skip_permissions=False)
+    supervisor = Supervisor(fleet)
+    try:
+        supervisor.wait_for("supervising")
+        fleet.write_config(skip_permissions=True)
+        fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(PERM_TASK))
+        supervisor.wait_for("agent configuration reloaded")
+        supervisor.wait_for("task_succeeded", "t-perm")
+    finally:
+        assert supervisor.stop() == 0
+    assert _reasons(fleet, "t-perm") == []
+    assert fleet.events("task_succeeded", "t-perm")[0]["data"]["first_try"] is True
+
+
+def test_the_server_of_a_killed_supervisor_is_reaped(fleet: Fleet) -> None:
+    from pytest_orch_recovery.runtime.server import tmux_server_running
+
+    first = Supervisor(fleet)
+    first.wait_for("supervising")
+    assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert tmux_server_running(fleet.socket)  # running on, with no session
+    # The operator's command removes it ...
+    proc = fleet.cli("reap", "--config", "fleet.toml")
+    assert "removed the empty tmux server" in proc.stdout
+    assert not tmux_server_running(fleet.socket)
+    assert "no tmux server runs" in fleet.cli("reap", "--config", "fleet.toml").stdout
+    # ... and so does the next supervisor, whose own stop leaves none behind either.
+    second = Supervisor(fleet)
+    second.wait_for("supervising")
+    assert second.stop(signal.SIGKILL) == -signal.SIGKILL
+    third = Supervisor(fleet)
+    try:
+        third.wait_for("supervising")
+        refused = fleet.cli("reap", "--config", "fleet.toml", check=False)
+        assert refused.returncode == 2 and "a supervisor is running" in refused.stderr
+    finally:
+        assert third.stop() == 0
+    assert not tmux_server_running(fleet.socket)
+
+
+def test_supervise_with_tmux_tmpdir_set(fleet: Fleet, tmp_path: Path) -> None:
+    from pytest_orch_recovery.runtime.server import tmux_socket_path
+
+    sockets = Path("/tmp") / f"orch-tmpdir-{os.getpid()}"  # short: a socket path is <108 bytes
+    sockets.mkdir(exist_ok=True)
+    fleet.env["TMUX_TMPDIR"] = str(sockets)
+    supervisor = Supervisor(fleet)
+    try:
+        supervisor.wait_for("supervising")
+        fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(PR_TASK))
+        supervisor.wait_for("task_succeeded", "t-pr")
+        where = subprocess.run(
+            ["tmux", "-L", fleet.socket, "display-message", "-p", "#{socket_path}"],
+            env=fleet.env, capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        assert where == str(sockets / f"tmux-{os.getuid()}" / fleet.socket)
+    finally:
+        assert supervisor.stop() == 0
+        subprocess.run(
+            ["tmux", "-L", fleet.socket, "kill-server"], env=fleet.env, capture_output=True,
+            check=False,
+        )  # fmt: skip
+        subprocess.run(["rm", "-rf", str(sockets)], check=False)
+    assert not tmux_socket_path(fleet.socket).exists()  # nothing in the default place
+
+
+LIMITED = (SIGINT_TASK, PR_TASK, PERM_TASK)  # one file each: the wait is the reset's
+
+
+def _launches(fleet: Fleet, task: str) -> list[dict[str, Any]]:
+    return fleet.events("attempt_launched", task)
+
+
+def test_a_usage_limit_holds_the_fleet_until_the_reset(fleet: Fleet) -> None:
+    """Three agents on one account hit its usage limit: one condition, one notice, no
+    escalation, no attempt charged, and every task resumes after the reset."""
+    # The account's limit lifts on the next whole minute at least 5 s away (the double).
+    fleet.double.add_fault(
+        ApiFaultSpec(kind=ApiFaultKind.USAGE_LIMIT, times=1, at_request=2, scope="task", seconds=5)
+    )
+    supervisor = Supervisor(fleet)
+    try:
+        supervisor.wait_for("supervising")
+        fleet.cli("submit", "--config", "fleet.toml", *(fleet.task_file(t) for t in LIMITED))
+        notice = supervisor.wait_for("usage_limited")
+        assert "waiting for the quota reset at" in notice
+        status = fleet.cli("status", "--config", "fleet.toml").stdout
+        held = fleet.status()["usage_limits"]
+        for task in LIMITED:
+            supervisor.wait_for("task_succeeded", task.task_id)
+    finally:
+        assert supervisor.stop() == 0
+    conditions = fleet.events("usage_limited")
+    assert len(conditions) == 1, conditions
+    condition = conditions[0]["data"]
+    assert "You've hit your session limit · resets" in condition["said"]
+    if held:  # status ran before the reset (it is at least 5 s away, usually more)
+        assert status.startswith("waiting for the quota reset at"), status
+        assert held[0]["agent_type"] == "claude-code"
+    assert not fleet.events("task_escalated")
+    assert sum("usage_limited" in line for line in supervisor.seen) == 1  # one notice
+    for task in LIMITED:
+        launches = _launches(fleet, task.task_id)
+        limited = [
+            e
+            for e in fleet.events("failure_attributed", task.task_id)
+            if e["data"]["attribution"].get("usage_limit")
+        ]
+        # Each failed attempt was the limit's, and each relaunch waited for the reset.
+        assert len(limited) == len(launches) - 1 >= 1, task.task_id
+        assert all(e["time"] >= condition["until"] for e in launches[1:]), task.task_id
+        decisions = fleet.events("decision", task.task_id)
+        assert {d["data"]["decision"]["rule"] for d in decisions} == {"usage_limit_wait"}
+    assert _phases(fleet) == {t.task_id: "succeeded" for t in LIMITED}
+
+
+def test_a_fallback_agent_finishes_before_the_reset(fleet: Fleet) -> None:
+    """With fallback_agents the same fleet moves to the next agent (here the sim agent on
+    another account, as a command template) and finishes long before the reset."""
+    fallback = (
+        "env ANTHROPIC_API_KEY=sk-ant-api03-fallback-account-key "
+        f"{sys.executable} -m pytest_orch_recovery.doubles.simagent -p --output-format json "
+        "--dangerously-skip-permissions {prompt}"
+    )
+    fleet.write_config(fallback_agents=[fallback])
+    fleet.double.add_fault(
+        ApiFaultSpec(
+            kind=ApiFaultKind.USAGE_LIMIT, times=1, at_request=2, scope="task", seconds=3600
+        )
+    )
+    supervisor = Supervisor(fleet)
+    try:
+        supervisor.wait_for("supervising")
+        fleet.cli("submit", "--config", "fleet.toml", *(fleet.task_file(t) for t in LIMITED))
+        for task in LIMITED:
+            supervisor.wait_for("task_succeeded", task.task_id)
+    finally:
+        assert supervisor.stop() == 0
+    condition = fleet.events("usage_limited")[0]["data"]
+    succeeded = fleet.events("task_succeeded")
+    assert len(succeeded) == len(LIMITED)
+    assert all(e["time"] < condition["resets_at"] for e in succeeded)
+    assert not fleet.events("task_escalated")
+    for task in LIMITED:
+        last = _launches(fleet, task.task_id)[-1]
+        assert last["data"]["agent_type"] == fallback, task.task_id
+    # The tasks that hit the limit were reassigned, with what is left to do.
+    reassigned = [
+        d
+        for d in fleet.events("decision")
+        if d["data"]["decision"]["rule"] == "usage_limit_fallback"
+    ]
+    assert reassigned and all(d["data"]["decision"]["strategy"] == "reassign" for d in reassigned)
+    assert all(_pushed(fleet, t.task_id) for t in LIMITED)

@@ -6,38 +6,68 @@ launched twice, by the database's launches and by the agents' own start log alik
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from test_supervise import _BOUND, _COUNTING_AGENT, Fleet, Supervisor, fleet
+from waiting import wait_until
 
 from pytest_orch_recovery.doubles.modeldouble import ModelDouble, Plan, plan_for_task
-from pytest_orch_recovery.engine.model import EventKind, Task
+from pytest_orch_recovery.engine.events import EventKind
+from pytest_orch_recovery.engine.model import Task
+from pytest_orch_recovery.infra.git import remote_sha, run_git
 from pytest_orch_recovery.infra.postgres_server import LocalPostgres
+from pytest_orch_recovery.runtime.server import kill_tmux_server
 from pytest_orch_recovery.store.postgres import PostgresStore
 
 __all__ = ["fleet"]  # the fixture, shared with test_supervise
+
+
+def _held_task(fleet: Fleet) -> tuple[Task, Path]:
+    """A task whose tests wait, mid-attempt, until the test opens its gate (and pass after):
+    the agent signals ``at-gate`` on the fleet's tmux server when it gets there."""
+    gate = fleet.root / "gate-open"
+    tmux = f"tmux -L {fleet.socket}"
+    tests = f"test -e {gate} || {{ {tmux} wait-for -S at-gate; {tmux} wait-for gate; }}"
+    return Task("t-held", "Create the held file", ("held.md",), tests=tests), gate
+
+
+def _fleet_over_store(fleet: Fleet, store_url: str, *tasks: Task, **settings: Any) -> None:
+    """The sim agent behind a start counter (``results/starts.log``), the model double
+    planned for ``tasks``, and the fleet file pointing at the store."""
+    agent_script = fleet.root / "counting-agent.sh"
+    agent_script.write_text(_COUNTING_AGENT.replace("{python}", sys.executable))
+    agent_script.chmod(0o755)
+    fleet.double.stop()
+    fleet.double = ModelDouble(Plan(tuple(plan_for_task(t) for t in tasks))).start()
+    fleet.write_config(agent=f"{agent_script} {{prompt_file}}", store=store_url, **settings)
+
+
+def _at_gate(fleet: Fleet) -> None:
+    subprocess.run(["tmux", "-L", fleet.socket, "wait-for", "at-gate"], check=True, timeout=_BOUND)
+
+
+def _pane_dead(fleet: Fleet, agent: str) -> bool:
+    shown = subprocess.run(
+        ["tmux", "-L", fleet.socket, "display-message", "-p", "-t", agent, "#{pane_dead}"],
+        capture_output=True, text=True, check=True, timeout=_BOUND,
+    )  # fmt: skip
+    return shown.stdout.strip() == "1"
 
 
 @pytest.mark.slow
 def test_one_host_over_the_store_survives_an_outage_and_a_supervisor_kill(
     fleet: Fleet, store_url: str, postgres_server: LocalPostgres
 ) -> None:
-    agent_script = fleet.root / "counting-agent.sh"
-    agent_script.write_text(_COUNTING_AGENT.replace("{python}", sys.executable))
-    agent_script.chmod(0o755)
-    gate = fleet.root / "gate-open"
-    tmux = f"tmux -L {fleet.socket}"
-    # The held task's tests wait for the test to open the gate (and pass after).
-    tests = f"test -e {gate} || {{ {tmux} wait-for -S at-gate; {tmux} wait-for gate; }}"
-    held = Task("t-held", "Create the held file", ("held.md",), tests=tests)
+    held, gate = _held_task(fleet)
     plain = Task("t-plain", "Write the plain notes", ("plain.md",))
-    fleet.double.stop()
-    fleet.double = ModelDouble(Plan((plan_for_task(held), plan_for_task(plain)))).start()
-    fleet.write_config(agent=f"{agent_script} {{prompt_file}}", store=store_url)
+    _fleet_over_store(fleet, store_url, held, plain)
 
     first = Supervisor(fleet, "--host", "alpha")
     submitted = fleet.cli(
@@ -46,9 +76,7 @@ def test_one_host_over_the_store_survives_an_outage_and_a_supervisor_kill(
     assert submitted.stdout.splitlines() == ["submitted t-held", "submitted t-plain"]
     first.wait_for("task_succeeded", "t-plain")
     first.wait_for("attempt_launched", "t-held")
-    subprocess.run(
-        ["tmux", "-L", fleet.socket, "wait-for", "at-gate"], check=True, timeout=_BOUND
-    )  # the agent is mid-attempt, inside its test step
+    _at_gate(fleet)  # the agent is mid-attempt, inside its test step
 
     # The database goes away while the agent works, and comes back.
     postgres_server.stop()
@@ -127,3 +155,137 @@ def test_supervise_refuses_a_store_without_a_host_or_with_bad_values(
     last = proc.stderr.strip().splitlines()[-1]  # after argparse's usage, when it is one
     assert last.startswith("orch-recovery supervise: error: ") and expected in last
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_two_hosts_share_one_queue_and_launch_each_attempt_once(
+    fleet: Fleet, store_url: str
+) -> None:
+    """Two supervisors, each with its own checkout, tmux server and state, over one store:
+    they split the queue by capacity, every task succeeds once, and every agent's branch (a
+    fleet-wide name) reaches the shared origin."""
+    tasks = [Task(f"t-{n}", f"Write note number {n}", (f"note{n}.md",)) for n in range(6)]
+    _fleet_over_store(fleet, store_url, *tasks, max_live_agents=2)
+    beta_repo = fleet.root / "beta" / "repo"
+    run_git(["clone", "--quiet", str(fleet.origin), str(beta_repo)], cwd=fleet.root)
+    for key in ("user.name", "user.email"):
+        value = run_git(["config", key], cwd=fleet.repo).stdout.strip()
+        run_git(["config", key, value], cwd=beta_repo)
+    beta_socket = f"{fleet.socket}-b"
+    beta_config = fleet.root / "beta.toml"  # the same fleet file, beta's own places
+    own = {
+        "repository": "beta/repo",
+        "tmux_socket": beta_socket,
+        "state_dir": ".orch-beta",
+    }
+    lines = [
+        line for line in fleet.config.read_text().splitlines() if line.split(" =")[0] not in own
+    ]
+    beta_config.write_text(
+        "".join(f"{k} = {json.dumps(v)}\n" for k, v in own.items()) + "\n".join(lines) + "\n"
+    )
+    alpha = Supervisor(fleet, "--host", "alpha")
+    beta = Supervisor(fleet, "--config", str(beta_config), "--host", "beta")  # the last wins
+    try:
+        alpha.wait_for("supervising")
+        beta.wait_for("supervising")
+        fleet.cli("submit", "--config", "fleet.toml", *(fleet.task_file(t) for t in tasks))
+        wait_until(lambda: _all_done(store_url, len(tasks)), "every task done in the store")
+    finally:
+        assert alpha.stop() == 0
+        assert beta.stop() == 0
+        kill_tmux_server(beta_socket)
+    with PostgresStore(store_url) as store:
+        launches = store.launches()
+        events = list(store.events())
+    assert sorted(t for t, _, _, _, _ in launches) == sorted(t.task_id for t in tasks)
+    assert {a for _, a, _, _, _ in launches} == {1}  # each task's one attempt, launched once
+    hosts = {h for _, _, _, h, _ in launches}
+    assert hosts == {"alpha", "beta"}, launches  # both hosts took work from the queue
+    agents = {e.task_id: e.agent for e in events if e.kind is EventKind.TASK_SUBMITTED}
+    assert len(set(agents.values())) == len(tasks)  # fleet-wide agent names
+    for host, state_dir in (("alpha", ".orch-fleet"), ("beta", ".orch-beta")):
+        starts = (fleet.root / state_dir / "results" / "starts.log").read_text().splitlines()
+        assert sorted(starts) == sorted(
+            f"start {agents[t]} attempt {a}" for t, a, _, h, _ in launches if h == host
+        ), f"{host}'s agents' start log and the database's launches disagree"
+    for task_id, agent in agents.items():
+        assert agent is not None
+        assert remote_sha(fleet.repo, "origin", f"{agent}-work") is not None, task_id
+
+
+def _all_done(url: str, count: int) -> bool:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM orch_tasks WHERE state = 'done'").fetchone()
+    return row is not None and row[0] == count
+
+
+def test_a_lease_the_loop_cannot_renew_in_time_is_refused_at_load(fleet: Fleet) -> None:
+    (fleet.root / "bad.toml").write_text(
+        'repository = "project/repo"\nagent = "sim"\nstore = "postgresql://o@/f"\nlease = 1.5\n'
+    )
+    proc = fleet.cli("supervise", "--config", "bad.toml", "--host", "alpha", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().endswith(
+        "bad.toml:4: lease: intake_interval (1 s) must be under half the lease (1.5 s) so "
+        "that heartbeats renew it in time"
+    )
+
+
+def _expire(store_url: str, host: str) -> None:
+    """As if ``host``'s supervisor had been frozen past its lease: the database's clock decides
+    expiry, so the lease is moved into the past."""
+    with psycopg.connect(store_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE orch_tasks SET lease_until = now() - interval '1 second' "
+            "WHERE host = %s AND state = 'claimed'",
+            (host,),
+        )
+
+
+@pytest.mark.slow
+def test_a_host_that_lost_its_lease_to_another_stops_that_agent_and_decides_no_more(
+    fleet: Fleet, store_url: str
+) -> None:
+    held, _ = _held_task(fleet)
+    _fleet_over_store(fleet, store_url, held)
+    alpha = Supervisor(fleet, "--host", "alpha")
+    try:
+        fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(held))
+        alpha.wait_for("attempt_launched", "t-held")
+        _at_gate(fleet)
+        _expire(store_url, "alpha")
+        with PostgresStore(store_url, host="beta") as beta:
+            beta.register(capacity=None)
+            taken = wait_until(lambda: beta.claim() or None, "beta's claim of the lapsed task")
+            assert [(c.task.task_id, c.epoch) for c in taken] == [("t-held", 2)]
+            line = alpha.wait_for("lost the lease of t-held and stopped")
+            assert alpha.proc.wait(timeout=_BOUND) == 1
+            agent = line.split(" and stopped ")[1].split(":")[0]
+            assert _pane_dead(fleet, agent)  # no second live attempt beside beta's
+            assert beta.heartbeat() == {"t-held": 2}
+    finally:
+        alpha.stop()
+
+
+@pytest.mark.slow
+def test_a_supervisor_fenced_by_a_newer_one_of_its_host_leaves_the_agent_running(
+    fleet: Fleet, store_url: str
+) -> None:
+    held, _ = _held_task(fleet)
+    _fleet_over_store(fleet, store_url, held)
+    old = Supervisor(fleet, "--host", "alpha")
+    try:
+        fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(held))
+        line = old.wait_for("attempt_launched", "t-held")
+        _at_gate(fleet)
+        # A newer supervisor of the same host takes the task back (as at its start) while
+        # the old one still runs: the old one is fenced, and the agent is the new one's.
+        with PostgresStore(store_url, host="alpha") as newer:
+            assert newer.resume_leases() == {"t-held": 2}
+            old.wait_for("lost the lease of t-held: decisions")
+            assert old.proc.wait(timeout=_BOUND) == 1
+    finally:
+        old.stop()
+    agent = next(w for w in line.split() if w.startswith("task-agent-"))
+    assert not _pane_dead(fleet, agent)

@@ -11,7 +11,7 @@ import shutil
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from pytest_orch_recovery.chaos.faults import CATALOGUE, HONOURED_EVENTS, TRIGGER_EVENTS
@@ -109,13 +109,28 @@ _PARITY_KINDS = {
 }
 
 
+# An API fault's ``count`` either fits in the agent's own retries (absorbed) or beats them
+# (the attempt fails), on whichever attempts it targets. Schedules used to draw neither: every
+# fault targeted attempt 1 with its kind's fixed params, so "an API error on every attempt"
+# (one tier escalated, the other recovered at attempt 2) was never generated.
+_API_KINDS = ("api_overloaded", "api_server_error")
+_API_COUNTS = ("", "params = { count = 1 }\n", "params = { count = 12 }\n")
+_ATTEMPTS = ("", "attempt = 2\n", 'attempt = "all"\n')
+
+
 @st.composite
 def _schedules(draw: st.DrawFn) -> str:
     kind = draw(st.sampled_from(sorted(_PARITY_KINDS)))
     event = draw(st.sampled_from(sorted(HONOURED_EVENTS[kind])))
     counted = event in ("tool_call", "file_written", "api_request")
     n = draw(st.integers(1, 2)) if counted else 1
-    return TASK + _fault(kind, event, n, _PARITY_KINDS[kind])
+    params = _PARITY_KINDS[kind]
+    if kind in _API_KINDS:
+        params = draw(st.sampled_from(_API_COUNTS)) + draw(st.sampled_from(_ATTEMPTS))
+    return TASK + _fault(kind, event, n, params)
+
+
+_EVERY_ATTEMPT = TASK + _fault("api_server_error", "api_request", 1, 'attempt = "all"\n')
 
 
 @pytest.mark.slow
@@ -128,6 +143,26 @@ def _schedules(draw: st.DrawFn) -> str:
     phases=[Phase.generate],
     suppress_health_check=[HealthCheck.too_slow],
 )
+@example(_EVERY_ATTEMPT)
 @given(_schedules())
 def test_generated_fault_schedules_end_alike_on_both_tiers(text: str) -> None:
     _same_on_both_tiers(text)
+
+
+def test_the_schedules_include_an_api_fault_on_every_attempt_past_the_retries() -> None:
+    from hypothesis import find
+
+    found = find(
+        _schedules(),
+        lambda t: 'kind = "api_server_error"' in t and 'attempt = "all"' in t and "count" not in t,
+        settings=settings(max_examples=2000, database=None),
+    )
+    assert parse_scenario(found).faults[0].attempt is None
+
+
+@pytest.mark.slow
+@needs_tmux
+def test_an_api_fault_on_every_attempt_escalates_on_both_tiers() -> None:
+    seen = _same_on_both_tiers(_EVERY_ATTEMPT)
+    assert seen["outcomes"] == {"t1": "escalated"}
+    assert set(seen["reasons"]["t1"]) == {"api_error"}

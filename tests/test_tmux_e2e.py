@@ -14,8 +14,8 @@ import pytest
 
 from pytest_orch_recovery.chaos.faults import FaultSpec, FaultStatus, Trigger
 from pytest_orch_recovery.chaos.tiers.tmux import TmuxOutcome, run_tmux
-from pytest_orch_recovery.engine.coordinator import Phase
-from pytest_orch_recovery.engine.model import EventKind, Task
+from pytest_orch_recovery.engine.events import EventKind
+from pytest_orch_recovery.engine.model import Phase, Task
 from pytest_orch_recovery.report.dashboard import render_markdown
 from pytest_orch_recovery.report.metrics import compute, evaluate
 
@@ -26,7 +26,7 @@ FOUR = Task("t-four", "Add the four parser modules", ("lex.py", "parse.py", "emi
 
 
 def _data(out: TmuxOutcome, kind: EventKind, task: str) -> list[dict[str, Any]]:
-    return [dict(e.data) for e in out.events if e.kind is kind and e.task_id == task]
+    return [dict(e.payload.to_json()) for e in out.events if e.kind is kind and e.task_id == task]
 
 
 def _reasons(out: TmuxOutcome, task: str) -> list[str]:

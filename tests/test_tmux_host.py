@@ -278,14 +278,35 @@ def test_close_kills_the_server_only_when_it_started_it(
     host, _ = world
     first = TmuxRuntime(host, _argv_from_prompt)
     assert first.created_server
+    # A session on it (an agent of a stopped supervisor): the next runtime takes it over.
+    subprocess.run(
+        ["tmux", "-L", host.tmux_socket, "new-session", "-d", "-s", "left", "sleep 600"],
+        check=True,
+    )
     first.detach()
     second = TmuxRuntime(host, _argv_from_prompt)
+    assert not second.created_server
     second.close()
     assert tmux_server_running(host.tmux_socket)
     third = TmuxRuntime(host, _argv_from_prompt)
     assert not third.created_server
     third.close()
     assert tmux_server_running(host.tmux_socket)
+
+
+def test_an_empty_server_a_dead_runtime_left_is_reaped(
+    world: tuple[RepositoryHost, Path],
+) -> None:
+    host, _ = world
+    first = TmuxRuntime(host, _argv_from_prompt)
+    pid = first._tmux("display-message", "-p", "#{pid}")[0]
+    first._release()  # as a supervisor killed with SIGKILL leaves it: running, no session
+    assert tmux_server_running(host.tmux_socket)
+    second = TmuxRuntime(host, _argv_from_prompt)
+    assert second.created_server  # the empty one was reaped, this one is its own
+    assert second._tmux("display-message", "-p", "#{pid}")[0] != pid
+    second.detach()  # a supervisor's stop: nothing left to keep, so the server goes too
+    assert not tmux_server_running(host.tmux_socket)
 
 
 def test_importing_the_runtime_registers_nothing(tmp_path: Path) -> None:

@@ -25,11 +25,11 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pytest_orch_recovery.chaos.faults import FaultSpec, Trigger
 from pytest_orch_recovery.chaos.tiers.tmux import TmuxOutcome, run_tmux
-from pytest_orch_recovery.engine.model import EventKind, ExitInfo, Task
+from pytest_orch_recovery.engine.events import AttemptExited, DecisionMade, FailureAttributed
+from pytest_orch_recovery.engine.model import ExitInfo, Task
 from pytest_orch_recovery.infra.agents import (
     AgentConfig,
     AgentDriver,
@@ -149,8 +149,8 @@ class KnownDifference:
 KNOWN_DIFFERENCES: tuple[KnownDifference, ...] = ()
 
 
-def _exit_text(data: Mapping[str, Any]) -> str:
-    info = ExitInfo.from_json(data["exit"])
+def _exit_text(exited: AttemptExited) -> str:
+    info = exited.exit or ExitInfo(None)
     text = f"signal {info.signal}" if info.signal is not None else f"exit {info.status}"
     return text + (" (timed out)" if info.timed_out else "")
 
@@ -160,12 +160,12 @@ def observe(out: TmuxOutcome) -> dict[str, str]:
     seen: dict[str, str] = {}
     for task_id, phase in sorted(out.outcomes.items()):
         events = [e for e in out.events if e.task_id == task_id]
-        exits = [e for e in events if e.kind is EventKind.ATTEMPT_EXITED]
+        exits = [(e, e.payload) for e in events if isinstance(e.payload, AttemptExited)]
         seen[f"{task_id}.attempts"] = str(len(exits))
-        for event in exits:
+        for event, exited in exits:
             prefix = f"{task_id}.a{event.attempt}"
-            seen[f"{prefix}.exit"] = _exit_text(event.data)
-            result = event.data.get("result")
+            seen[f"{prefix}.exit"] = _exit_text(exited)
+            result = exited.result
             if not isinstance(result, Mapping):
                 seen[f"{prefix}.result_keys"] = "no result JSON"
                 continue
@@ -177,12 +177,14 @@ def observe(out: TmuxOutcome) -> dict[str, str]:
                 len(denials) if isinstance(denials, list) else denials
             )
         reasons = [
-            e.data["attribution"]["reason"]
+            str(e.payload.attribution.reason)
             for e in events
-            if e.kind is EventKind.FAILURE_ATTRIBUTED
+            if isinstance(e.payload, FailureAttributed)
         ]
         strategies = [
-            e.data["decision"]["strategy"] for e in events if e.kind is EventKind.DECISION
+            str(e.payload.decision.strategy)
+            for e in events
+            if isinstance(e.payload, DecisionMade) and e.payload.decision is not None
         ]
         seen[f"{task_id}.reasons"] = ",".join(reasons) or "-"
         seen[f"{task_id}.strategies"] = ",".join(strategies) or "-"

@@ -37,8 +37,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pytest_orch_recovery.engine.errors import InvalidState
-from pytest_orch_recovery.infra.checkpoint_file import record_hook_input
-from pytest_orch_recovery.store import atomic
+from pytest_orch_recovery.infra.checkpoint_file import MAX_HOOK_INPUT_CHARS, record_hook_input
+from pytest_orch_recovery.store import atomic, validation
 
 # One hook process runs per tool call of every agent: what only a firing fault, a usage error
 # or the type checker needs (typing, argparse, subprocess, infra.processes) is imported where
@@ -333,7 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if plan is None:  # argparse's help and usage errors, and whatever else it accepts
         plan = build_parser().parse_args(args).plan
     try:
-        _run(plan, sys.stdin.read())
+        hook_input = validation.read_stream(sys.stdin, MAX_HOOK_INPUT_CHARS)
+        _run(plan, hook_input.decode("utf-8", errors="replace"))
     except Exception as exc:  # never break the agent by accident
         print(f"faulthook: {type(exc).__name__}: {exc}", file=sys.stderr)
     return 0

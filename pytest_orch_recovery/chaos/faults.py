@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_orch_recovery.engine.errors import InvalidValue
-from pytest_orch_recovery.engine.model import Event, EventKind, Reason
+from pytest_orch_recovery.engine.events import AttemptExited, Event
+from pytest_orch_recovery.engine.model import Reason
 
 TRIGGER_EVENTS = frozenset(
     {"start", "api_request", "tool_call", "file_written", "commit", "push", "open_pr", "test"}
@@ -279,9 +280,9 @@ class FaultLedger:
         for spec in faults:
             if spec.kind == "missing_permission_flag":
                 for event in events:
-                    if event.kind is not EventKind.ATTEMPT_EXITED:
+                    if not isinstance(event.payload, AttemptExited):
                         continue
-                    result = event.data.get("result")
+                    result = event.payload.result
                     denials = (
                         result.get("permission_denials") if isinstance(result, Mapping) else None
                     )

@@ -59,12 +59,14 @@ def effective_policy(settings: PolicySettings) -> dict[str, float]:
     1
     """
     policy = settings.policy()
-    return {
+    numbers = {
         "backoff_base": policy.backoff.base,
         "backoff_cap": policy.backoff.cap,
         "breaker_threshold": policy.breaker.threshold,
         "breaker_window": policy.breaker.window,
+        "usage_limit_horizon": policy.usage_limit_horizon,
     }
+    return {key: numbers[key] for key in sorted(POLICY_SETTING_KEYS)}
 
 
 def _shown(value: Any) -> str:

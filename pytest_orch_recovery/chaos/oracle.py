@@ -12,22 +12,25 @@ from typing import Any, Literal
 from pytest_orch_recovery.chaos.faults import CATALOGUE, FaultStatus
 from pytest_orch_recovery.chaos.record import RepoState, ScenarioRun
 from pytest_orch_recovery.chaos.scenario import Expectation, Scenario
-from pytest_orch_recovery.engine.model import Event, EventKind, Reason
+from pytest_orch_recovery.engine.events import DecisionMade, Event, EventKind, FailureAttributed
+from pytest_orch_recovery.engine.model import Reason
 
 
 def attributed_reasons(events: Iterable[Event], task_id: str) -> list[str]:
     return [
-        str(e.data.get("attribution", {}).get("reason", "unknown"))
+        str(e.payload.attribution.reason)
         for e in events
-        if e.kind is EventKind.FAILURE_ATTRIBUTED and e.task_id == task_id
+        if isinstance(e.payload, FailureAttributed) and e.task_id == task_id
     ]
 
 
 def strategies(events: Iterable[Event], task_id: str) -> list[str]:
     return [
-        str(e.data["decision"]["strategy"])
+        str(e.payload.decision.strategy)
         for e in events
-        if e.kind is EventKind.DECISION and e.task_id == task_id and "decision" in e.data
+        if isinstance(e.payload, DecisionMade)
+        and e.payload.decision is not None
+        and e.task_id == task_id
     ]
 
 
@@ -91,8 +94,8 @@ def attribution_checks(run: ScenarioRun) -> list[AttributionCheck]:
         key = (e.task_id, e.attempt)
         if e.kind is EventKind.ATTEMPT_EXITED:
             exited.append(key)
-        elif e.kind is EventKind.FAILURE_ATTRIBUTED:
-            attributed[key] = str(e.data.get("attribution", {}).get("reason", "unknown"))
+        elif isinstance(e.payload, FailureAttributed):
+            attributed[key] = str(e.payload.attribution.reason)
         elif e.kind is EventKind.TASK_SUCCEEDED:
             succeeded.add(key)
     causes: dict[tuple[str, int], set[str]] = {}

@@ -8,16 +8,18 @@ controller aggregates the runs.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pytest_orch_recovery.engine.model import Event, EventKind
-from pytest_orch_recovery.report.metrics import orphaned_paths
+from pytest_orch_recovery.engine.events import (
+    AttemptExited,
+    AttemptLaunched,
+    Event,
+    EventKind,
+)
+from pytest_orch_recovery.store.history import History
 
 RUN_SCHEMA_VERSION = 1
-
-# Journal data fields a report never needs: dropped before a run leaves its worker.
-_BULKY_FIELDS = frozenset({"output_tail", "prompt", "result"})
 
 
 @dataclass(frozen=True)
@@ -104,43 +106,41 @@ class ScenarioRun:
 
 
 def _compact(event: Event) -> dict[str, Any]:
-    out = event.to_json()
-    if "data" in out:
-        out["data"] = {k: v for k, v in out["data"].items() if k not in _BULKY_FIELDS}
-    return out
+    """The event without what a report never needs (output tails, prompts, result JSON)."""
+    payload = event.payload
+    if isinstance(payload, AttemptExited):
+        payload = replace(payload, output_tail="", result=None)
+    elif isinstance(payload, AttemptLaunched):
+        payload = replace(payload, prompt="")
+    return replace(event, payload=payload).to_json()
 
 
 def journal_orphans(events: Iterable[Event]) -> list[str]:
     """Workspaces the journal reports orphaned and not cleaned afterwards."""
-    return list(orphaned_paths(events))
+    return list(History(events).orphaned_paths)
 
 
-def task_outcomes(events: Iterable[Event]) -> dict[str, str]:
+_OUTCOME_WORDS = {
+    EventKind.TASK_ESCALATED: "escalated",
+    EventKind.TASK_FAILED: "failed",
+}
+
+
+def task_outcomes(events: Iterable[Event] | History) -> dict[str, str]:
     """Each task's outcome from its journal: the last terminal event, ``recovered`` when it
     succeeded after a failed attempt, ``in_progress`` when it has none.
 
-    >>> from pytest_orch_recovery.engine.model import Event, EventKind
-    >>> task_outcomes([Event(EventKind.TASK_SUBMITTED, 0.0, "t1"),
-    ...                Event(EventKind.TASK_SUCCEEDED, 1.0, "t1")])
+    >>> from pytest_orch_recovery.engine.events import TaskSubmitted, TaskSucceeded
+    >>> task_outcomes([Event(TaskSubmitted(), 0.0, "t1"), Event(TaskSucceeded(), 1.0, "t1")])
     {'t1': 'succeeded'}
     """
+    history = events if isinstance(events, History) else History(events)
     outcome: dict[str, str] = {}
-    failed: set[str] = set()
-    for event in events:
-        tid = event.task_id
-        if tid is None:
-            if event.kind is EventKind.OPERATOR_ACTION:
-                for released in event.data.get("tasks", ()) or ():
-                    if outcome.get(str(released)) == "escalated":
-                        outcome[str(released)] = "in_progress"
-            continue
-        outcome.setdefault(tid, "in_progress")
-        if event.kind is EventKind.FAILURE_ATTRIBUTED:
-            failed.add(tid)
-        elif event.kind is EventKind.TASK_SUCCEEDED:
-            outcome[tid] = "recovered" if tid in failed else "succeeded"
-        elif event.kind is EventKind.TASK_ESCALATED:
-            outcome[tid] = "escalated"
-        elif event.kind is EventKind.TASK_FAILED:
-            outcome[tid] = "failed"
+    for task_id, task in history.tasks.items():
+        if task.outcome is EventKind.TASK_SUCCEEDED:
+            outcome[task_id] = "recovered" if task.failures else "succeeded"
+        elif task.outcome is None:
+            outcome[task_id] = "in_progress"
+        else:
+            outcome[task_id] = _OUTCOME_WORDS[task.outcome]
     return outcome

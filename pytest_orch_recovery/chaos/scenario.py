@@ -414,7 +414,7 @@ def parse_scenario(text: str, *, source: str = "<scenario>", name: str | None = 
     timeout = raw.get("attempt_timeout")
     stall = raw.get("stall_window")
     return Scenario(
-        name=reader.string(raw.get("name", name or source), ("name",)),
+        name=reader.checked(validation.line_text, raw.get("name", name or source), ("name",)),
         description=reader.string(
             raw.get("description", ""),
             ("description",),

@@ -22,6 +22,7 @@ from pytest_orch_recovery.infra.argtypes import positive_int
 # tool call of every agent, and the model with dataclasses is ~25 ms of its start-up.
 from pytest_orch_recovery.infra.checkpoint_file import (
     ENV_CHECKPOINT_DIR,
+    MAX_HOOK_INPUT_CHARS,
     CheckpointError,
     checkpoint_lock,
     checkpoint_path,
@@ -226,7 +227,8 @@ def _changed(
 
 def _run_from_hook(args: argparse.Namespace) -> int:
     try:
-        _apply_hook(args, sys.stdin.read())
+        hook_input = validation.read_stream(sys.stdin, MAX_HOOK_INPUT_CHARS)
+        _apply_hook(args, hook_input.decode("utf-8", errors="replace"))
     except Exception as exc:  # a hook must never break the agent; see the module docstring
         print(f"{_PROG}: hook input not recorded: {exc}", file=sys.stderr)
     return 0

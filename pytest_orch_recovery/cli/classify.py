@@ -148,7 +148,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 def _read_log(name: str) -> LogText:
     if name == "-":
-        return LogText("stdin", sys.stdin.read())
+        try:
+            data = validation.read_stream(sys.stdin, seed.MAX_FILE_BYTES)
+        except validation.RuleError as exc:
+            raise UsageError(f"argument --log: standard input {exc}") from None
+        return LogText("stdin", data.decode("utf-8", errors="replace"))
     try:
         text = seed.read_text(Path(name))
     except seed.ResultsError as exc:

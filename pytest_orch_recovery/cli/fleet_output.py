@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from pytest_orch_recovery.engine.errors import UsageError
-from pytest_orch_recovery.engine.model import Event, EventKind
+from pytest_orch_recovery.engine.events import Event, EventKind
 from pytest_orch_recovery.fleet.config import FleetConfig, FleetConfigError, load_fleet
 from pytest_orch_recovery.report.fleetview import SCHEMA_VERSION
-from pytest_orch_recovery.report.metrics import event_problem
+from pytest_orch_recovery.report.safetext import json_document, one_line, terminal
 from pytest_orch_recovery.store.journal import JournalError, replay
 
 
@@ -66,7 +66,7 @@ def fleet_settings(args: argparse.Namespace) -> FleetSettings:
     config: FleetConfig | None = None
     if args.config is not None:
         try:
-            config = load_fleet(args.config)
+            config = load_fleet(args.config, check_base=False)  # the journal is what is read
         except FleetConfigError as exc:
             raise UsageError(str(exc)) from None
     journals = tuple(args.journal or ()) or ((config.journal,) if config else ())
@@ -98,9 +98,6 @@ def read_events(paths: Sequence[Path]) -> list[Event]:
         except JournalError as exc:
             raise UsageError(str(exc)) from None
         for line, event in enumerate(loaded, 1):  # replay keeps one event per line
-            problem = event_problem(event)
-            if problem is not None:
-                raise UsageError(f"{path}:{line}: {problem}")
             if event.kind is EventKind.TASK_SUBMITTED and event.task_id is not None:
                 first, where = owner.setdefault(event.task_id, (index, path))
                 if first != index:
@@ -113,7 +110,7 @@ def read_events(paths: Sequence[Path]) -> list[Event]:
 
 
 def fail(prog: str, message: str) -> int:
-    print(f"{prog}: error: {message}", file=sys.stderr)
+    print(f"{prog}: error: {terminal(message)}", file=sys.stderr)
     return 2
 
 
@@ -122,25 +119,25 @@ def dump_json(kind: str, body: dict[str, Any], *, now: float | None = None) -> s
     if now is not None:
         document["generated_at"] = now
     document.update(body)
-    return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    return json_document(json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False)) + "\n"
+
+
+_CELL_CHARS = 100
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, empty: str) -> str:
-    """Columns padded to their widest cell; the last column is never padded."""
+    """Columns padded to their widest cell; the last column is never padded. Every cell is
+    one terminal-safe line (:func:`~pytest_orch_recovery.report.safetext.one_line`): the
+    cells hold agents' text (evidence, next actions, titles, file names)."""
     if not rows:
         return empty + "\n"
-    cells = [list(headers), *[[_one_line(c) for c in row] for row in rows]]
+    cells = [list(headers), *[[one_line(c, _CELL_CHARS) for c in row] for row in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = []
     for row in cells:
         parts = [c.ljust(w) for c, w in zip(row[:-1], widths[:-1], strict=True)]
         lines.append("  ".join([*parts, row[-1]]).rstrip())
     return "\n".join(lines) + "\n"
-
-
-def _one_line(text: str, limit: int = 100) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def duration(seconds: float | None) -> str:

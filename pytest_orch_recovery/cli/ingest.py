@@ -17,10 +17,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from string import Formatter
 from types import FrameType
 
-from pytest_orch_recovery.infra.argtypes import seconds
+from pytest_orch_recovery.cli.fleet_output import fail
+from pytest_orch_recovery.infra.argtypes import branch_pattern, ref_name, seconds
 from pytest_orch_recovery.infra.gh import GhPullRequests
 from pytest_orch_recovery.ingest.adoption import (
     DEFAULT_BRANCH_PATTERN,
@@ -29,21 +29,10 @@ from pytest_orch_recovery.ingest.adoption import (
     adopt,
 )
 from pytest_orch_recovery.ingest.results import ResultsError
+from pytest_orch_recovery.report.safetext import terminal
 from pytest_orch_recovery.store.journal import Journal, JournalError
 
 PROG = "orch-recovery ingest"
-
-
-def _branch_pattern(text: str) -> str:
-    try:
-        fields = {name for _, name, _, _ in Formatter().parse(text) if name is not None}
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a branch pattern: {exc}") from None
-    if fields != {"agent"}:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} must name the agent as {{agent}} and no other field"
-        )
-    return text
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -75,7 +64,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--branch",
-        type=_branch_pattern,
+        type=branch_pattern,
         default=DEFAULT_BRANCH_PATTERN,
         metavar="PATTERN",
         help="each agent's branch, with {agent} for its name (default "
@@ -83,6 +72,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--base",
+        type=ref_name,
         default="main",
         metavar="REF",
         help="the branch agents' work is counted from (default main)",
@@ -144,7 +134,7 @@ def _pass(journal: Journal, source: AdoptionSource, seen: set[str]) -> AdoptionR
     for problem in report.problems:
         if problem not in seen:  # --follow: say each problem once
             seen.add(problem)
-            print(f"{PROG}: warning: {problem}", file=sys.stderr)
+            print(f"{PROG}: warning: {terminal(problem)}", file=sys.stderr)
     if report.appended:
         print(_summary(report), flush=True)
     return report
@@ -177,5 +167,4 @@ def run(args: argparse.Namespace) -> int:
                     _pass(journal, source, seen)
             return 0
     except (JournalError, ResultsError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(PROG, str(exc))

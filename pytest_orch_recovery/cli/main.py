@@ -28,6 +28,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "supervise": ("supervise", "run the engine on your repository's fleet, long-lived"),
     "submit": ("submit", "hand task files to a running supervisor"),
     "release": ("release", "give an escalated task a fresh attempt after an operator fix"),
+    "forge": ("forge", "a local GitHub stand-in: create it and print the PATH line for its gh"),
+    "drill": ("drill", "a supervised fleet under injected faults, in a throwaway world"),
+    "reap": ("reap", "remove the empty tmux server a killed supervisor left running"),
     "store": ("store", "create or migrate the PostgreSQL fleet store several hosts share"),
 }
 

@@ -2,7 +2,9 @@
 
 Prints the base URL (one line, flushed) once it is listening, serves until SIGINT or SIGTERM,
 then stops cleanly and exits 0. A plan file that cannot be used exits 2 with the file, line
-and field named.
+and field named. Without ``--plan`` (and for any task the plan does not hold) each task is
+served the standard plan of its own brief: write its deliverables, run its tests, commit, push,
+open the pull request. The plan format: docs/model-double.md.
 """
 
 from __future__ import annotations
@@ -14,17 +16,22 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from pytest_orch_recovery.doubles.modeldouble import ModelDouble, PlanError, load_plan
+from pytest_orch_recovery.doubles.modeldouble import ModelDouble, Plan, PlanError, load_plan
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Serve a scripted Anthropic Messages API (point ANTHROPIC_BASE_URL at the "
-        "printed URL). The plan format is described in "
-        "pytest_orch_recovery.doubles.modeldouble.plan.",
+        "printed URL). A task the plan does not hold is served from its brief: its "
+        "deliverables written, tests run, committed, pushed, PR opened. The plan format is in "
+        "docs/model-double.md.",
     )
-    parser.add_argument("--plan", required=True, type=Path, help="plan file (.toml or JSON)")
+    parser.add_argument(
+        "--plan",
+        type=Path,
+        help="plan file (.toml or JSON); without one every task is served from its brief",
+    )
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default: %(default)s)"
     )
@@ -55,7 +62,7 @@ def _port(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        plan = load_plan(args.plan)
+        plan = Plan() if args.plan is None else load_plan(args.plan)
     except PlanError as exc:
         print(f"orch-recovery model-double: error: {exc}", file=sys.stderr)
         return 2

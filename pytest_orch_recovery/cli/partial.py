@@ -64,7 +64,9 @@ def render(
         return dump_json("partial", {"tasks": items})
     rows = []
     for r, (next_actions, problem) in zip(reports, actions, strict=True):
-        if not r.probed:
+        if str(r.phase) == "succeeded":
+            files = "succeeded" + ("" if r.attempt is None else f" at attempt {r.attempt}")
+        elif not r.probed:
             files = "not probed (no failed attempt)"
         else:
             total = len(r.deliverables_present) + len(r.deliverables_missing)

@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from pytest_orch_recovery.cli.fleet_output import read_events
+from pytest_orch_recovery.cli.fleet_output import fail, read_events
 from pytest_orch_recovery.engine.classify import classify
 from pytest_orch_recovery.engine.errors import UsageError
 from pytest_orch_recovery.infra.argtypes import count, rate
@@ -32,6 +32,7 @@ from pytest_orch_recovery.report.dashboard import (
 )
 from pytest_orch_recovery.report.htmlreport import render_html
 from pytest_orch_recovery.report.metrics import Criteria, compute, evaluate
+from pytest_orch_recovery.report.safetext import json_document
 from pytest_orch_recovery.store import atomic
 
 _DEFAULTS = Criteria()
@@ -240,8 +241,7 @@ def run(args: argparse.Namespace) -> int:
         events = read_events(list(args.journal))
         attempts = None if args.results is None else _read_results(list(args.results))
     except UsageError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(prog, str(exc))
     criteria = Criteria(
         min_recovery_rate=args.min_recovery_rate,
         min_first_try_simple=args.min_first_try_simple,
@@ -257,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
     fmt = args.format or _format_for(output)
     if fmt == "json":
         data = render_json(metrics, results, attempts=attempts)
-        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        text = json_document(json.dumps(data, indent=2, ensure_ascii=False)) + "\n"
     elif fmt == "html":
         text = render_html(events, metrics, results, journals=[str(p) for p in args.journal])
     else:
@@ -268,11 +268,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         atomic.write_output(output, text)
     except atomic.OutputError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(prog, str(exc))
     except OSError as exc:
-        print(
-            f"{prog}: error: {output}: cannot write report: {exc.strerror or exc}", file=sys.stderr
-        )
-        return 2
+        return fail(prog, f"{output}: cannot write report: {exc.strerror or exc}")
     return 0

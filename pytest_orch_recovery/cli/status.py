@@ -32,15 +32,12 @@ from pytest_orch_recovery.cli.fleet_output import (
     table,
 )
 from pytest_orch_recovery.engine.errors import UsageError
+from pytest_orch_recovery.engine.events import TmuxTarget
 from pytest_orch_recovery.engine.policy import Policy
 from pytest_orch_recovery.infra.argtypes import positive_int, seconds
 from pytest_orch_recovery.infra.checkpoint import CheckpointError, checkpoint_path
-from pytest_orch_recovery.report.fleetview import (
-    FleetView,
-    TaskStatus,
-    TmuxTarget,
-    UsageCondition,
-)
+from pytest_orch_recovery.report.fleetview import FleetView, TaskStatus, UsageCondition
+from pytest_orch_recovery.report.safetext import terminal
 
 PROG = "orch-recovery status"
 _TMUX_TIMEOUT = 10.0  # seconds for one has-session; a wedged server reads as "unknown"
@@ -154,7 +151,11 @@ def live(
 
 
 def _attempt(row: TaskStatus) -> str:
-    return f"{row.attempt}/{row.budget}" if row.budget is not None else str(row.attempt)
+    """``2/4``; ``5/4+1`` when an operator's release granted one attempt past the budget."""
+    if row.budget is None:
+        return str(row.attempt)
+    extra = f"+{row.releases}" if row.releases and row.attempt > row.budget else ""
+    return f"{row.attempt}/{row.budget}{extra}"
 
 
 def _reason(row: TaskStatus) -> str:
@@ -267,6 +268,6 @@ def run(args: argparse.Namespace) -> int:
             try:
                 text = _draw(args)
             except UsageError as exc:  # e.g. the journal moved away: say so, keep watching
-                text = f"{PROG}: error: {exc}\n"
+                text = f"{PROG}: error: {terminal(str(exc))}\n"
     except KeyboardInterrupt:
         return 0

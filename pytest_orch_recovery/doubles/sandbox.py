@@ -93,6 +93,7 @@ class Ledger:
     worktrees: list[str] = field(default_factory=list)
     ports: list[dict[str, Any]] = field(default_factory=list)
     dirs: list[str] = field(default_factory=list)
+    kept: bool = False  # handed over to a person (Sandbox.keep): never reaped
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -106,6 +107,7 @@ class Ledger:
             "worktrees": list(self.worktrees),
             "ports": list(self.ports),
             "dirs": list(self.dirs),
+            "kept": self.kept,
         }
 
     def save(self) -> None:
@@ -140,6 +142,7 @@ class Ledger:
                 worktrees=[str(w) for w in data.get("worktrees", [])],
                 ports=list(data.get("ports", [])),
                 dirs=[str(d) for d in data.get("dirs", [])],
+                kept=data.get("kept") is True,
             )
         except KeyError as exc:
             raise InvalidValue(f"{path}: field {exc.args[0]}: missing") from None
@@ -408,6 +411,14 @@ class Sandbox:
         _OPEN.discard(self)
         _teardown_ledger(self.root, self.ledger)
 
+    def keep(self) -> None:
+        """Hand the sandbox over to a person: no teardown at interpreter exit, and no other
+        sandbox's start reaps it (its owner is gone by then). Removing it is theirs to do."""
+        self._torn_down = True
+        _OPEN.discard(self)
+        self.ledger.kept = True
+        self.ledger.save()
+
     def leftovers(self) -> list[str]:
         """What of this sandbox still exists: empty after a complete teardown."""
         return _leftovers(self.root, self.ledger)
@@ -476,7 +487,7 @@ def reap_stale(base_dir: Path | None = None) -> list[Path]:
             ledger = Ledger.load(ledger_path)
         except (OSError, ValueError):
             continue  # not a sandbox, or one mid-creation before its first ledger write
-        if ledger.owner_alive():
+        if ledger.owner_alive() or ledger.kept:
             continue
         with _reap_claim(root) as claimed:
             if claimed and root.exists():

@@ -76,17 +76,53 @@ def continuation_prompt(task: Task, partial: PartialWork, work: tuple[WorkItem, 
     return "\n".join(lines) + "\n"
 
 
+# The brief's fixed wording, written by initial_prompt and read back by read_brief.
+_BRIEF_FILES = "Create these files:"
+_BRIEF_PR = " and open a pull request."
+
+
 def initial_prompt(task: Task) -> str:
     """The prompt for a fresh attempt with the whole task: the brief the engine always writes
     (title, deliverables, tests, pull request), then the task's own ``prompt``, if any, as
     further instructions. The deliverables are always named, so an agent on any tier knows
     what it will be judged on (docs/scenarios.md)."""
-    lines = [task.title, "", "Create these files:"]
+    lines = [task.title, "", _BRIEF_FILES]
     lines += [f"- {p}" for p in task.deliverables]
     if task.tests:
         lines += ["", f"Make `{task.tests}` pass."]
     lines += ["", "Then commit, push the branch"]
-    lines[-1] += " and open a pull request." if task.wants_pr else "."
+    lines[-1] += _BRIEF_PR if task.wants_pr else "."
     if task.prompt and task.prompt.strip() != task.title.strip():
         lines += ["", "Instructions:", task.prompt.rstrip("\n")]
     return "\n".join(lines) + "\n"
+
+
+def read_brief(prompt: str) -> Task | None:
+    """The task an :func:`initial_prompt` describes, read back from the prompt: its title,
+    deliverables, tests and whether it wants a pull request (its ``task_id`` is the title:
+    the brief does not name the id). None when ``prompt`` is not such a brief. The model
+    double serves a task it has no plan for from this, so any submitted task can succeed.
+
+    >>> t = read_brief(initial_prompt(Task("t1", "Add it", ("a.py", "b.md"), tests="make")))
+    >>> t.title, t.deliverables, t.tests, t.wants_pr
+    ('Add it', ('a.py', 'b.md'), 'make', True)
+    >>> read_brief("Say hello") is None
+    True
+    """
+    head, sep, rest = prompt.partition(f"\n\n{_BRIEF_FILES}\n")
+    if not sep or not head.strip():
+        return None
+    lines = rest.split("\n")
+    deliverables = []
+    while lines and lines[0].startswith("- "):
+        deliverables.append(lines.pop(0)[2:])
+    if not deliverables:
+        return None
+    tests, wants_pr = None, False
+    for line in lines:  # up to the closing line: what follows is the task's own prompt
+        if line.startswith("Make `") and line.endswith("` pass."):
+            tests = line[len("Make `") : -len("` pass.")]
+        elif line.startswith("Then commit, push the branch"):
+            wants_pr = line.endswith(_BRIEF_PR)
+            break
+    return Task(head, head, tuple(deliverables), tests=tests, wants_pr=wants_pr)

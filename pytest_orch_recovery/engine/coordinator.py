@@ -13,27 +13,45 @@ no-op — so no recovery action is ever launched twice.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import functools
 import heapq
 import itertools
 import math
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
-from typing import Any
 
 from pytest_orch_recovery.engine.analyze import continuation_prompt, initial_prompt, missing_work
 from pytest_orch_recovery.engine.classify import LogText, Observation, classify
 from pytest_orch_recovery.engine.errors import InvalidState, InvalidValue
-from pytest_orch_recovery.engine.model import (
-    Attribution,
-    Decision,
+from pytest_orch_recovery.engine.events import (
+    AppliedRemedy,
+    AttemptExited,
+    AttemptLaunched,
+    DecisionMade,
     Event,
     EventKind,
+    FailureAttributed,
+    LaunchNotes,
+    LaunchOrder,
+    OperatorAction,
+    PartialSummary,
+    Payload,
+    TaskEscalated,
+    TaskSubmitted,
+    TaskSucceeded,
+    UsageLimited,
+    WorkspaceCleaned,
+    WorkspaceOrphaned,
+)
+from pytest_orch_recovery.engine.model import (
+    TERMINAL,
+    Attribution,
+    Decision,
     ExitInfo,
     PartialWork,
+    Phase,
     Reason,
     Strategy,
     Task,
@@ -47,19 +65,6 @@ from pytest_orch_recovery.engine.ports import AttemptExit, EventLog, LaunchSpec,
 from pytest_orch_recovery.engine.resets import CLOCK_PRECISION
 
 OUTPUT_TAIL_BYTES = 2048
-
-
-class Phase(enum.StrEnum):
-    WAITING = "waiting"  # a launch is scheduled (maybe after a backoff delay)
-    RUNNING = "running"  # an attempt is live
-    EXITED = "exited"  # exit recorded, not yet judged
-    ATTRIBUTED = "attributed"  # failure attributed, no decision yet
-    SUCCEEDED = "succeeded"
-    ESCALATED = "escalated"
-    FAILED = "failed"
-
-
-TERMINAL = frozenset({Phase.SUCCEEDED, Phase.ESCALATED, Phase.FAILED})
 
 
 def _killed_past_deadline(current: AttemptState, exited: AttemptExit) -> bool:
@@ -113,7 +118,7 @@ class TaskState:
     phase: Phase = Phase.WAITING
     attempts: list[AttemptState] = field(default_factory=list)
     pending: PendingLaunch | None = None
-    exit_data: Mapping[str, Any] | None = None  # data of the last attempt_exited
+    exited: AttemptExited | None = None  # the last attempt_exited
     attribution: Attribution | None = None
     partial: PartialWork | None = None
     missing: tuple[WorkItem, ...] = ()
@@ -204,7 +209,7 @@ class Coordinator:
         config: CoordinatorConfig | None = None,
         classifier: Callable[[Observation], Attribution] = classify,
         on_event: Callable[[Event], None] | None = None,
-        launch_notes: Callable[[LaunchSpec], Mapping[str, Any]] | None = None,
+        launch_notes: Callable[[LaunchSpec], LaunchNotes] | None = None,
     ) -> None:
         self.runtime = runtime
         self._on_event = on_event
@@ -244,8 +249,8 @@ class Coordinator:
                 assert current is not None
                 # Same key: the runtime ignores it if the attempt is (or was) running there.
                 self.runtime.launch(current.spec)
-            elif state.phase is Phase.EXITED and state.exit_data is not None:
-                self._judge(state, _exit_from_event(state, state.exit_data))
+            elif state.phase is Phase.EXITED and state.exited is not None:
+                self._judge(state, _exit_from_event(state, state.exited))
             elif state.phase is Phase.ATTRIBUTED:
                 self._decide(state)
             elif state.phase is Phase.ESCALATED and state.released_by is not None:
@@ -264,13 +269,7 @@ class Coordinator:
         name = agent or self._names.next()
         if name in self._by_agent:
             raise InvalidValue(f"agent name {name!r} is already in use")
-        self._emit(
-            EventKind.TASK_SUBMITTED,
-            task_id=task.task_id,
-            agent=name,
-            data={"task": task.to_json(), "complexity": str(task.complexity)},
-            apply=lambda event: self._apply_submitted(event, task),
-        )
+        self._emit(TaskSubmitted.of(task), task_id=task.task_id, agent=name)
         return name
 
     def run(self, *, until: float | None = None) -> None:
@@ -310,10 +309,7 @@ class Coordinator:
                 or (s.attribution is not None and s.attribution.reason in reason_set)
             )
         ]
-        self._emit(
-            EventKind.OPERATOR_ACTION,
-            data={"action": action, "tasks": released, "reasons": sorted(reason_set)},
-        )
+        self._emit(OperatorAction(action, tuple(released), tuple(sorted(reason_set))))
         for task_id in released:
             self._release(self.tasks[task_id], action)
         return released
@@ -336,21 +332,11 @@ class Coordinator:
         """Journal that ``agent``'s workspace was removed (unpushed work saved to
         ``rescue_ref`` first, when there was any)."""
         task_id = self._by_agent.get(agent)
-        self._emit(
-            EventKind.WORKSPACE_CLEANED,
-            task_id=task_id,
-            agent=agent,
-            data={"path": path, "rescue_ref": rescue_ref},
-        )
+        self._emit(WorkspaceCleaned(path, rescue_ref), task_id=task_id, agent=agent)
 
     def note_workspace_orphaned(self, path: str, agent: str | None = None) -> None:
         """Journal a workspace no live or waiting task owns (counted by the gate)."""
-        self._emit(
-            EventKind.WORKSPACE_ORPHANED,
-            task_id=self._by_agent.get(agent or ""),
-            agent=agent,
-            data={"path": path},
-        )
+        self._emit(WorkspaceOrphaned(path), task_id=self._by_agent.get(agent or ""), agent=agent)
 
     def owners(self) -> set[str]:
         """Agents whose workspace must be kept: tasks not finished, or escalated (a person
@@ -413,26 +399,27 @@ class Coordinator:
             spec = self._past_usage_limit(state, pending.spec, now)
             if spec is None:
                 continue
-            applied = [
-                {"remedy": r, "result": self.runtime.apply_remedy(state.agent, r)}
+            applied = tuple(
+                AppliedRemedy(r, self.runtime.apply_remedy(state.agent, r))
                 for r in pending.remedies
-            ]
+            )
+            notes = LaunchNotes() if self._launch_notes is None else self._launch_notes(spec)
             self._emit(
-                EventKind.ATTEMPT_LAUNCHED,
+                AttemptLaunched(
+                    agent_type=spec.agent_type,
+                    strategy=spec.strategy,
+                    work=spec.work,
+                    resume_session=spec.resume_session,
+                    prompt=spec.prompt,
+                    timeout=spec.timeout,
+                    remedies=applied,
+                    tmux=notes.tmux,
+                    launch_record=notes.launch_record,
+                ),
                 task_id=state.task.task_id,
                 agent=state.agent,
                 attempt=spec.attempt,
                 key=spec.key,
-                data={
-                    "agent_type": spec.agent_type,
-                    "strategy": None if spec.strategy is None else str(spec.strategy),
-                    "work": [w.to_json() for w in spec.work],
-                    "resume_session": spec.resume_session,
-                    "prompt": spec.prompt,
-                    "timeout": spec.timeout,
-                    "remedies": applied,
-                    **(self._launch_notes(spec) if self._launch_notes is not None else {}),
-                },
                 apply=functools.partial(self._apply_launched, spec=spec),
             )
             self.runtime.launch(spec)
@@ -458,20 +445,18 @@ class Coordinator:
         )
         exit_info = exited.exit.with_timeout() if timed_out else exited.exit
         self._emit(
-            EventKind.ATTEMPT_EXITED,
+            AttemptExited(
+                exit=exit_info,
+                started_at=exited.started_at,
+                ended_at=exited.ended_at,
+                output_tail=_tail(exited.output),
+                result=None if exited.result is None else dict(exited.result),
+                session_id=exited.session_id,
+                signals_delivered=tuple(exited.extra.get("signals_delivered", ())),
+            ),
             task_id=task_id,
             agent=exited.agent,
             attempt=exited.attempt,
-            data={
-                "exit": exit_info.to_json(),
-                "started_at": exited.started_at,
-                "ended_at": exited.ended_at,
-                "output_tail": _tail(exited.output),
-                "result": dict(exited.result) if exited.result is not None else None,
-                "session_id": exited.session_id,
-                "signals_delivered": list(exited.extra.get("signals_delivered", ())),
-            },
-            apply=lambda event: self._apply_exited(event, exit_info),
         )
         if exit_info is not exited.exit:
             exited = dataclasses.replace(exited, exit=exit_info)
@@ -488,16 +473,15 @@ class Coordinator:
             if state.first_failure_at is not None:
                 recovery_time = max(0.0, now - state.first_failure_at)
             self._emit(
-                EventKind.TASK_SUCCEEDED,
+                TaskSucceeded(
+                    first_try=len(state.attempts) == 1,
+                    attempts=len(state.attempts),
+                    recovery_time=recovery_time,
+                    pr=None if partial.pr is None else partial.pr.number,
+                ),
                 task_id=task_id,
                 agent=state.agent,
                 attempt=exited.attempt,
-                data={
-                    "first_try": len(state.attempts) == 1,
-                    "attempts": len(state.attempts),
-                    "recovery_time": recovery_time,
-                    "pr": None if partial.pr is None else partial.pr.number,
-                },
             )
             self.runtime.cleanup(state.agent)
             return
@@ -516,18 +500,14 @@ class Coordinator:
             observed_at=exited.ended_at,
             zone=self.config.zone,
         )
-        attribution = self._classify(observation)
+        # As the journal stores it (confidence rounded): a coordinator rebuilt from the journal
+        # must hold the very attribution the live one decided on.
+        attribution = Attribution.from_json(self._classify(observation).to_json())
         self._emit(
-            EventKind.FAILURE_ATTRIBUTED,
+            FailureAttributed(attribution, PartialSummary.of(partial), missing),
             task_id=task_id,
             agent=state.agent,
             attempt=exited.attempt,
-            data={
-                "attribution": attribution.to_json(),
-                "partial": partial.to_json(),
-                "missing_work": [w.to_json() for w in missing],
-            },
-            apply=lambda event: self._apply_attributed(event, missing),
         )
         state.partial = partial  # full object (the event holds a summary)
         self._decide(state)
@@ -609,17 +589,10 @@ class Coordinator:
         )
         reset_words = next((e.detail for e in attribution.evidence if e.kind == "reset"), "")
         self._emit(
-            EventKind.USAGE_LIMITED,
+            UsageLimited(account, resets_at, until, tuple(held), reset_words),
             task_id=state.task.task_id,
             agent=state.agent,
             attempt=current.number,
-            data={
-                "agent_type": account,
-                "resets_at": resets_at,
-                "until": until,
-                "tasks": held,
-                "said": reset_words,
-            },
         )
         return until
 
@@ -646,7 +619,7 @@ class Coordinator:
         task_id = state.task.task_id
         number = len(state.attempts) + 1
         key = f"{task_id}:{number}:{decision.strategy}"
-        launch: dict[str, Any] | None = None
+        launch: LaunchOrder | None = None
         pending: PendingLaunch | None = None
         if decision.strategy is not Strategy.ESCALATE:
             work = decision.work or missing_work(state.task, partial)
@@ -670,62 +643,53 @@ class Coordinator:
                 not_before=now + decision.delay,
                 remedies=decision.remedies,
             )
-            launch = {
-                "attempt": number,
-                "agent_type": pending.spec.agent_type,
-                "prompt": prompt,
-                "work": [w.to_json() for w in work],
-                "resume_session": decision.resume_session,
-                "not_before": pending.not_before,
-            }
+            launch = LaunchOrder(
+                attempt=number,
+                agent_type=pending.spec.agent_type,
+                prompt=prompt,
+                work=work,
+                resume_session=decision.resume_session,
+                not_before=pending.not_before,
+            )
         self._emit(
-            EventKind.DECISION,
+            DecisionMade(decision, launch),
             task_id=task_id,
             agent=state.agent,
             attempt=len(state.attempts),
             key=key,
-            data={"decision": decision.to_json(), "launch": launch},
             apply=functools.partial(self._apply_decision, pending=pending),
         )
         if decision.strategy is Strategy.ESCALATE:
             reason = state.attribution.reason if state.attribution else Reason.UNKNOWN
             self._emit(
-                EventKind.TASK_ESCALATED,
+                TaskEscalated(decision.why, decision.systematic_cause, reason),
                 task_id=task_id,
                 agent=state.agent,
                 attempt=len(state.attempts),
-                data={
-                    "why": decision.why,
-                    "systematic_cause": decision.systematic_cause,
-                    "reason": str(reason),
-                },
             )
 
     # ------------------------------------------------------------------ event sourcing
 
     def _emit(
         self,
-        kind: EventKind,
+        payload: Payload,
         *,
         task_id: str | None = None,
         agent: str | None = None,
         attempt: int | None = None,
         key: str | None = None,
-        data: Mapping[str, Any] | None = None,
         apply: Callable[[Event], None] | None = None,
     ) -> Event:
         """Journal an event, fold it into memory, tell the observer. ``apply`` is the fold
-        step of the event's kind given the objects the event was written from, so a live
-        event is not parsed back from its JSON form; replay folds the parsed form instead,
-        through the same step (:meth:`_apply`)."""
+        step of the event's kind given objects the event does not hold (the full launch
+        spec), so a live event folds the same as a replayed one (:meth:`_apply`)."""
         event = self.journal.append(
             Event(
-                kind,
+                payload,
                 self.runtime.clock.now(),
                 task_id,
                 agent,
                 attempt,
-                data or {},
                 key,
                 len(self.journal) + 1,
             )
@@ -748,17 +712,20 @@ class Coordinator:
         return None if event.task_id is None else self.tasks[event.task_id]
 
     def _apply_operator_action(self, event: Event) -> None:
-        for reason in event.data.get("reasons", ()):
-            self.policy.breaker.close(Reason(reason))
-        for task_id in event.data.get("tasks", ()):
+        action = event.payload
+        assert isinstance(action, OperatorAction)
+        for reason in action.reasons:
+            self.policy.breaker.close(reason)
+        for task_id in action.tasks:
             if task_id in self.tasks:
-                self.tasks[task_id].released_by = str(event.data.get("action", ""))
+                self.tasks[task_id].released_by = action.action
 
-    def _apply_submitted(self, event: Event, task: Task | None = None) -> None:
-        if event.task_id is None:
+    def _apply_submitted(self, event: Event) -> None:
+        submitted = event.payload
+        assert isinstance(submitted, TaskSubmitted)
+        task = submitted.task
+        if event.task_id is None or task is None:
             return
-        if task is None:
-            task = Task.from_json(event.data["task"])
         agent = event.agent or self._names.next()
         self._names.reserve(agent)
         state = TaskState(task=task, agent=agent)
@@ -783,25 +750,25 @@ class Coordinator:
 
     def _apply_launched(self, event: Event, spec: LaunchSpec | None = None) -> None:
         state = self._state_of(event)
+        launched = event.payload
+        assert isinstance(launched, AttemptLaunched)
         if state is None:
             return
-        data = event.data
-        timeout = data.get("timeout")
+        timeout = launched.timeout
         if spec is None:
-            strategy = data.get("strategy")
             spec = LaunchSpec(
                 task=state.task,
                 agent=state.agent,
                 attempt=int(event.attempt or len(state.attempts) + 1),
-                agent_type=str(data["agent_type"]),
-                strategy=None if strategy is None else Strategy(strategy),
-                prompt=str(data.get("prompt", "")),
-                work=tuple(WorkItem.from_json(w) for w in data.get("work", ())),
+                agent_type=launched.agent_type,
+                strategy=launched.strategy,
+                prompt=launched.prompt,
+                work=launched.work,
                 key=str(event.key),
-                resume_session=data.get("resume_session"),
-                timeout=None if timeout is None else float(timeout),
+                resume_session=launched.resume_session,
+                timeout=timeout,
             )
-        deadline = None if timeout is None else event.time + float(timeout)
+        deadline = None if timeout is None else event.time + timeout
         state.attempts.append(AttemptState(spec=spec, launched_at=event.time, deadline=deadline))
         state.pending = None
         state.phase = Phase.RUNNING
@@ -811,66 +778,67 @@ class Coordinator:
         if deadline is not None:
             self._deadlines.add(deadline, state.task.task_id, spec.key)
 
-    def _apply_exited(self, event: Event, exit_info: ExitInfo | None = None) -> None:
+    def _apply_exited(self, event: Event) -> None:
         state = self._state_of(event)
+        exited = event.payload
+        assert isinstance(exited, AttemptExited)
         if state is None:
             return
         current = state.current
         if current is not None:
-            current.exit = (
-                ExitInfo.from_json(event.data["exit"]) if exit_info is None else exit_info
-            )
+            current.exit = exited.exit or ExitInfo(None)
             current.timed_out = current.exit.timed_out
-        state.exit_data = event.data
+        state.exited = exited
         state.phase = Phase.EXITED
         self._running.discard(state.task.task_id)
 
-    def _apply_attributed(self, event: Event, missing: tuple[WorkItem, ...] | None = None) -> None:
+    def _apply_attributed(self, event: Event) -> None:
         state = self._state_of(event)
+        attributed = event.payload
+        assert isinstance(attributed, FailureAttributed)
         if state is None:
             return
-        # Parsed even live: the journal rounds the confidence, and a coordinator rebuilt
-        # from it must hold the very attribution the live one decided on.
-        attribution = Attribution.from_json(event.data["attribution"])
+        attribution = attributed.attribution
         state.attribution = attribution
-        if missing is None:
-            missing = tuple(WorkItem.from_json(w) for w in event.data["missing_work"])
-        state.missing = missing
+        state.missing = attributed.missing_work
         limited = attribution.usage_limit and attribution.resets_at is not None
         if state.current is not None:
             state.current.reason = attribution.reason
             state.current.usage_limited = limited
         if state.first_failure_at is None:
-            ended = state.exit_data.get("ended_at") if state.exit_data else None
-            state.first_failure_at = float(ended) if ended is not None else event.time
+            ended = state.exited.ended_at if state.exited else None
+            state.first_failure_at = ended if ended is not None else event.time
         if not limited:  # an account's usage limit is a condition of its own, not a wall
             self.policy.breaker.record(attribution.reason, state.agent, event.time)
         state.phase = Phase.ATTRIBUTED
 
     def _apply_decision(self, event: Event, pending: PendingLaunch | None = None) -> None:
         state = self._state_of(event)
+        decided = event.payload
+        assert isinstance(decided, DecisionMade)
         if state is None:
             return
         state.released_by = None
-        launch = event.data.get("launch")
+        launch = decided.launch
         if launch is None:
             return
         if pending is None:
-            decision = Decision.from_json(event.data["decision"])
+            decision = decided.decision
+            assert decision is not None, "a decision that orders a launch names its strategy"
             pending = PendingLaunch(
                 LaunchSpec(
                     task=state.task,
                     agent=state.agent,
-                    attempt=int(launch["attempt"]),
-                    agent_type=str(launch["agent_type"]),
+                    attempt=launch.attempt,
+                    agent_type=launch.agent_type,
                     strategy=decision.strategy,
-                    prompt=str(launch["prompt"]),
-                    work=tuple(WorkItem.from_json(w) for w in launch["work"]),
+                    prompt=launch.prompt,
+                    work=launch.work,
                     key=str(event.key),
-                    resume_session=launch.get("resume_session"),
+                    resume_session=launch.resume_session,
                     timeout=self.config.attempt_timeout,
                 ),
-                not_before=float(launch["not_before"]),
+                not_before=event.time if launch.not_before is None else launch.not_before,
                 remedies=decision.remedies,
             )
         state.pending = pending
@@ -878,17 +846,21 @@ class Coordinator:
         self._launches.add(pending.not_before, state.task.task_id, pending.spec.key)
 
     def _apply_usage_limited(self, event: Event) -> None:
-        account = str(event.data["agent_type"])
-        until = float(event.data["until"])
+        limited = event.payload
+        assert isinstance(limited, UsageLimited)
+        until = event.time if limited.until is None else limited.until
+        account = limited.agent_type
         self._limits[account] = max(until, self._limits.get(account, until))
 
     def _apply_succeeded(self, event: Event) -> None:
         self._finish(event, Phase.SUCCEEDED)
 
     def _apply_escalated(self, event: Event) -> None:
+        escalated = event.payload
+        assert isinstance(escalated, TaskEscalated)
         state = self._finish(event, Phase.ESCALATED)
         if state is not None:
-            state.escalation_cause = event.data.get("systematic_cause")
+            state.escalation_cause = escalated.systematic_cause
 
     def _apply_failed(self, event: Event) -> None:
         self._finish(event, Phase.FAILED)
@@ -936,17 +908,17 @@ def _tail(text: str, limit: int = OUTPUT_TAIL_BYTES) -> str:
     return data[-limit:].decode("utf-8", "replace")
 
 
-def _exit_from_event(state: TaskState, data: Mapping[str, Any]) -> AttemptExit:
+def _exit_from_event(state: TaskState, exited: AttemptExited) -> AttemptExit:
     current = state.current
     assert current is not None
     return AttemptExit(
         agent=state.agent,
         attempt=current.number,
-        exit=ExitInfo.from_json(data["exit"]),
-        started_at=float(data.get("started_at", 0.0)),
-        ended_at=float(data.get("ended_at", 0.0)),
-        output=str(data.get("output_tail", "")),
-        result=data.get("result"),
-        session_id=data.get("session_id"),
-        extra={"signals_delivered": tuple(data.get("signals_delivered", ()))},
+        exit=exited.exit or ExitInfo(None),
+        started_at=exited.started_at or 0.0,
+        ended_at=exited.ended_at or 0.0,
+        output=exited.output_tail,
+        result=exited.result,
+        session_id=exited.session_id,
+        extra={"signals_delivered": exited.signals_delivered},
     )

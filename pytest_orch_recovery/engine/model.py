@@ -1,8 +1,8 @@
 """The domain vocabulary every other module speaks: plain, immutable data, no I/O.
 
-Reason codes, exit information, tasks, attempts, attribution with evidence, partial work,
-decisions and journal events live here so that the classifier, analyzer, policy, coordinator,
-runtimes, metrics and reports can exchange them without importing each other.
+Reason codes, exit information, tasks, attempts, attribution with evidence, partial work and
+decisions live here so that the classifier, analyzer, policy, coordinator, runtimes, metrics and
+reports can exchange them without importing each other (journal events: ``events.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import dataclasses
 import enum
 import signal as _signal
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pytest_orch_recovery.engine.errors import InvalidValue
 
@@ -48,6 +48,21 @@ class Strategy(enum.StrEnum):
     RESTART = "restart"
     REASSIGN = "reassign"
     ESCALATE = "escalate"
+
+
+class Phase(enum.StrEnum):
+    """Where a task stands: the coordinator's state machine, and what ``status`` shows."""
+
+    WAITING = "waiting"  # a launch is scheduled (maybe after a backoff delay)
+    RUNNING = "running"  # an attempt is live
+    EXITED = "exited"  # exit recorded, not yet judged
+    ATTRIBUTED = "attributed"  # failure attributed, no decision yet
+    SUCCEEDED = "succeeded"
+    ESCALATED = "escalated"
+    FAILED = "failed"
+
+
+TERMINAL = frozenset({Phase.SUCCEEDED, Phase.ESCALATED, Phase.FAILED})
 
 
 class Complexity(enum.StrEnum):
@@ -648,19 +663,6 @@ class PartialWork:
     def usable_checkpoint(self) -> bool:
         return self.checkpoint is not None and self.checkpoint.usable
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "deliverables_present": list(self.deliverables_present),
-            "deliverables_missing": list(self.deliverables_missing),
-            "uncommitted": list(self.uncommitted),
-            "commits_ahead": self.commits_ahead,
-            "pushed": self.pushed,
-            "pr": None if self.pr is None else self.pr.number,
-            "checkpoint": self.checkpoint is not None,
-            "checkpoint_problem": self.checkpoint_problem,
-            "tests_passed": self.tests_passed,
-        }
-
 
 # --------------------------------------------------------------------------- decisions
 
@@ -698,8 +700,8 @@ class Decision:
     def from_json(cls, data: Mapping[str, Any]) -> Decision:
         return cls(
             strategy=Strategy(data["strategy"]),
-            why=str(data["why"]),
-            rule=str(data["rule"]),
+            why=str(data.get("why", "")),
+            rule=str(data.get("rule", "")),
             delay=float(data.get("delay", 0.0)),
             agent_type=data.get("agent_type"),
             work=tuple(WorkItem.from_json(w) for w in data.get("work", ())),
@@ -707,65 +709,4 @@ class Decision:
             systematic_cause=data.get("systematic_cause"),
             lesson=str(data.get("lesson", "")),
             remedies=tuple(data.get("remedies", ())),
-        )
-
-
-# --------------------------------------------------------------------------- journal events
-
-
-class EventKind(enum.StrEnum):
-    TASK_SUBMITTED = "task_submitted"  # data: task
-    ATTEMPT_LAUNCHED = "attempt_launched"  # data: agent_type, strategy, work, key
-    ATTEMPT_EXITED = "attempt_exited"  # data: exit, duration, output_tail
-    FAILURE_ATTRIBUTED = "failure_attributed"  # data: attribution, partial
-    DECISION = "decision"  # data: decision
-    TASK_SUCCEEDED = "task_succeeded"  # data: first_try, recovery_time
-    TASK_ESCALATED = "task_escalated"  # data: why, systematic_cause
-    TASK_FAILED = "task_failed"  # data: why
-    OPERATOR_ACTION = "operator_action"  # data: action, tasks
-    WORKSPACE_CLEANED = "workspace_cleaned"  # data: path, rescue_ref
-    WORKSPACE_ORPHANED = "workspace_orphaned"  # data: path
-    # An account's usage limit: launches of its agent type wait until ``until``. One event per
-    # condition, however many tasks it holds. data: agent_type, resets_at, until, tasks, text
-    USAGE_LIMITED = "usage_limited"
-
-
-@dataclass(frozen=True)
-class Event:
-    """One line of the journal. ``seq`` is assigned by the journal on append."""
-
-    kind: EventKind
-    time: float
-    task_id: str | None = None
-    agent: str | None = None
-    attempt: int | None = None
-    data: Mapping[str, Any] = field(default_factory=dict)
-    key: str | None = None  # idempotency key of a recovery action
-    seq: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"seq": self.seq, "kind": str(self.kind), "time": self.time}
-        if self.task_id is not None:
-            out["task_id"] = self.task_id
-        if self.agent is not None:
-            out["agent"] = self.agent
-        if self.attempt is not None:
-            out["attempt"] = self.attempt
-        if self.key is not None:
-            out["key"] = self.key
-        if self.data:
-            out["data"] = dict(self.data)
-        return out
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Event:
-        return cls(
-            kind=EventKind(data["kind"]),
-            time=float(data["time"]),
-            task_id=data.get("task_id"),
-            agent=data.get("agent"),
-            attempt=data.get("attempt"),
-            data=data.get("data", {}),
-            key=data.get("key"),
-            seq=int(data.get("seq", 0)),
         )

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pytest_orch_recovery.engine.model import Event, ExitInfo, PartialWork, Strategy, Task, WorkItem
+from pytest_orch_recovery.engine.events import Event
+from pytest_orch_recovery.engine.model import ExitInfo, PartialWork, Strategy, Task, WorkItem
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ keys::
     branch_pattern  each agent's branch (default: "{agent}-work"; must contain {agent})
     base            the ref new branches start from (default: "main")
     agent           "claude-code", "sim", or a command template with {prompt_file} ...
+    fallback_agents agents (the same forms) a task moves to, in order, while its own agent's
+                    account is at its usage limit (default: none, the tasks wait the reset)
     skip_permissions  pass --dangerously-skip-permissions (default: true)
     tmux_socket     the runtime's own tmux server (default: "orch-" + the file's stem)
     attempt_timeout seconds per attempt (default: 1800)
@@ -32,8 +34,11 @@ keys::
     fault_plan      a fault drill plan for the fault hook (fault drills only)
     store           "postgresql://..." : the fleet store several hosts share, instead of the
                     journal file and the spool's submissions (docs/multi-host.md)
+    lease           seconds a host's claim on a task lasts without a heartbeat, with a
+                    store (default: 30; intake_interval must be under half of it)
     [env]           extra variables for every agent (values are strings)
-    [policy]        backoff_base, backoff_cap, breaker_threshold, breaker_window (seconds)
+    [policy]        backoff_base, backoff_cap, breaker_threshold, breaker_window,
+                    usage_limit_horizon (seconds)
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_orch_recovery.engine.policy import PolicySettings
+from pytest_orch_recovery.infra import git
 from pytest_orch_recovery.infra.agents import AgentConfig, AgentDriver, driver_for
 from pytest_orch_recovery.infra.processes import MAX_NICE
 from pytest_orch_recovery.infra.tomlread import TomlReader, parse_document
@@ -59,6 +65,7 @@ _KEYS = frozenset(
         "branch_pattern",
         "base",
         "agent",
+        "fallback_agents",
         "skip_permissions",
         "tmux_socket",
         "attempt_timeout",
@@ -75,6 +82,7 @@ _KEYS = frozenset(
         "intake_interval",
         "fault_plan",
         "store",
+        "lease",
         "env",
         "policy",
     }
@@ -98,6 +106,7 @@ class FleetConfig:
     branch_pattern: str = "{agent}-work"
     base: str = "main"
     agent: str = "claude-code"
+    fallback_agents: tuple[str, ...] = ()
     skip_permissions: bool = True
     attempt_timeout: float = 1800.0
     stall_window: float | None = None
@@ -111,6 +120,7 @@ class FleetConfig:
     intake_interval: float = 1.0
     fault_plan: Path | None = None
     store: str | None = None  # a PostgreSQL URL; None: the journal file (one host)
+    lease: float = 30.0  # seconds; with a store
     policy: PolicySettings = field(default_factory=PolicySettings)
 
     @property
@@ -126,6 +136,10 @@ class FleetConfig:
 
     def driver(self, config: AgentConfig) -> AgentDriver:
         return driver_for(self.agent, config)
+
+    def fallback_driver(self, agent_type: str, config: AgentConfig) -> AgentDriver | None:
+        """The driver of an attempt moved to a fallback agent (None: not one of them)."""
+        return driver_for(agent_type, config) if agent_type in self.fallback_agents else None
 
 
 class _FleetReader(TomlReader):
@@ -168,13 +182,17 @@ class _FleetReader(TomlReader):
         return out
 
 
-def parse_fleet(text: str, *, source: Path, here: bool = True) -> FleetConfig:
-    """Validate one fleet document read from ``source``.
+def parse_fleet(
+    text: str, *, source: Path, check_base: bool = True, here: bool = True
+) -> FleetConfig:
+    """Validate one fleet document read from ``source``; with ``check_base``, also that its
+    ``base`` names a commit of the repository (what a supervisor needs; a view of the
+    journal does not).
 
     ``here=False`` reads a production fleet file on another machine for its settings only
     (``pytest --orch-chaos --orch-fleet``, in CI): every key is checked as ``supervise``
-    checks it, except that the repository need not exist and the agent CLI need not be
-    installed here; the campaign checks the agent it actually runs."""
+    checks it, except what concerns this machine (the repository exists, ``base`` is one of
+    its commits, the agent CLI is installed); the campaign checks the agent it actually runs."""
     doc = parse_document(text, str(source), FleetConfigError)
     reader = _FleetReader(str(source), text, source.parent.resolve())
     raw: Mapping[str, Any] = reader.table(doc, (), _KEYS)
@@ -189,8 +207,18 @@ def parse_fleet(text: str, *, source: Path, here: bool = True) -> FleetConfig:
         return reader.path(raw[key], key) if key in raw else default
 
     pattern = reader.string(raw.get("branch_pattern", "{agent}-work"), ("branch_pattern",))
-    if "{agent}" not in pattern or pattern.replace("{agent}", "").count("{"):
-        raise reader.fail(("branch_pattern",), "must contain {agent} and no other placeholder")
+    base = reader.string(raw.get("base", "main"), ("base",))
+    try:
+        validation.branch_pattern(pattern)
+    except validation.RuleError as exc:
+        raise reader.fail(("branch_pattern",), str(exc)) from None
+    try:
+        validation.ref_name(base, what="base")
+    except validation.RuleError as exc:
+        raise reader.fail(("base",), str(exc)) from None
+    if here and check_base and git.resolve(repository, base) is None:
+        # Found now, not at the first workspace probe of a running supervisor.
+        raise reader.fail(("base",), f"{base!r} names no branch or commit in {repository}")
     agent = reader.string(raw.get("agent", "claude-code"), ("agent",))
     try:
         driver_for(agent, AgentConfig())
@@ -199,9 +227,30 @@ def parse_fleet(text: str, *, source: Path, here: bool = True) -> FleetConfig:
     except LookupError as exc:  # the CLI is not installed
         if here:
             raise reader.fail(("agent",), str(exc)) from None
+    fallbacks = reader.strings(raw.get("fallback_agents", []), ("fallback_agents",))
+    for fallback in fallbacks:
+        try:
+            driver_for(fallback, AgentConfig())
+        except ValueError as exc:
+            raise reader.fail(("fallback_agents",), f"{fallback!r}: {exc}") from None
+        except LookupError as exc:
+            if here:
+                raise reader.fail(("fallback_agents",), f"{fallback!r}: {exc}") from None
+    if len(set(fallbacks)) != len(fallbacks) or agent in fallbacks:
+        raise reader.fail(("fallback_agents",), "each agent once, and not the primary agent")
     socket = reader.string(raw.get("tmux_socket", f"orch-{source.stem}"), ("tmux_socket",))
     if not all(c.isalnum() or c in "-_." for c in socket):
         raise reader.fail(("tmux_socket",), "use letters, digits, '-', '_' and '.'")
+    lease = reader.number(raw.get("lease", 30.0), ("lease",), upper=3600)
+    interval = reader.number(raw.get("intake_interval", 1.0), ("intake_interval",), upper=3600)
+    if "store" in raw and interval * 2 >= lease:
+        # The loop renews leases once per pass: a pass must come round well within a lease.
+        key = "lease" if "lease" in raw else "intake_interval"
+        raise reader.fail(
+            (key,),
+            f"intake_interval ({interval:g} s) must be under half the lease ({lease:g} s) "
+            "so that heartbeats renew it in time",
+        )
     return FleetConfig(
         source=source,
         repository=repository,
@@ -212,8 +261,9 @@ def parse_fleet(text: str, *, source: Path, here: bool = True) -> FleetConfig:
         spool=under("spool", state_dir / "spool"),
         tmux_socket=socket,
         branch_pattern=pattern,
-        base=reader.string(raw.get("base", "main"), ("base",)),
+        base=base,
         agent=agent,
+        fallback_agents=fallbacks,
         skip_permissions=reader.boolean(raw.get("skip_permissions", True), ("skip_permissions",)),
         attempt_timeout=reader.number(raw.get("attempt_timeout", 1800), ("attempt_timeout",)),
         stall_window=(
@@ -238,24 +288,24 @@ def parse_fleet(text: str, *, source: Path, here: bool = True) -> FleetConfig:
         ),
         env=reader.env_table(raw.get("env", {})),
         on_escalate=reader.argv(raw["on_escalate"], "on_escalate") if "on_escalate" in raw else (),
-        intake_interval=reader.number(
-            raw.get("intake_interval", 1.0), ("intake_interval",), upper=3600
-        ),
+        intake_interval=interval,
         fault_plan=reader.path(raw["fault_plan"], "fault_plan") if "fault_plan" in raw else None,
         store=(
             reader.checked(validation.store_url, raw["store"], ("store",))
             if "store" in raw
             else None
         ),
+        lease=lease,
         policy=reader.policy_settings(raw.get("policy", {}), ("policy",)),
     )
 
 
-def load_fleet(path: str | Path, *, here: bool = True) -> FleetConfig:
-    """Read and validate the fleet file at ``path`` (``here``: see :func:`parse_fleet`)."""
+def load_fleet(path: str | Path, *, check_base: bool = True, here: bool = True) -> FleetConfig:
+    """Read and validate the fleet file at ``path`` (``check_base``, ``here``: see
+    :func:`parse_fleet`)."""
     source = Path(path)
     try:
         text = source.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise FleetConfigError(str(source), 1, "", f"cannot read: {exc}") from None
-    return parse_fleet(text, source=source, here=here)
+    return parse_fleet(text, source=source, check_base=check_base, here=here)

@@ -21,14 +21,21 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig, Phase
+from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig
 from pytest_orch_recovery.engine.errors import OrchRecoveryError, UsageError
-from pytest_orch_recovery.engine.model import Event, EventKind, Reason, Task
+from pytest_orch_recovery.engine.events import (
+    Event,
+    EventKind,
+    LaunchNotes,
+    TmuxTarget,
+    UsageLimited,
+)
+from pytest_orch_recovery.engine.model import Phase, Reason, Task
 from pytest_orch_recovery.engine.policy import Policy
 from pytest_orch_recovery.engine.ports import EventLog, LaunchSpec
 from pytest_orch_recovery.fleet.config import FleetConfig, FleetConfigError, load_fleet
@@ -94,6 +101,15 @@ class EscalationDeliveries:
         self._done.add(event.seq)
 
 
+def _file_stamp(path: Path) -> tuple[int, int, int] | None:
+    """What changes when a file is edited or replaced (an editor's rename-over)."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return (info.st_ino, info.st_size, info.st_mtime_ns)
+
+
 def build_policy(config: FleetConfig) -> Policy:
     return config.policy.policy(max_attempts=config.max_attempts)
 
@@ -120,7 +136,11 @@ class FleetSupervisor:
         )
         self.host.set_prs(GhPullRequests(config.repository, env=self.host.env("gh")))
         self.dispatcher = Dispatcher(
-            self.host, config.driver, config.agent_config(), fault_plan=config.fault_plan
+            self.host,
+            config.driver,
+            config.agent_config(),
+            fault_plan=config.fault_plan,
+            driver_of_type=config.fallback_driver,
         )
         self.fleet_store: PostgresStore | None = None
         self.journal = self._open_journal()
@@ -139,6 +159,7 @@ class FleetSupervisor:
             self.journal.close()
             raise
         self.spool = Spool(config.spool)
+        self._fleet_stamp = _file_stamp(config.source)
         self.steps = CoordinatorSteps(self._start, recover=len(self.journal) > 0)
         for event in self.deliveries.missed(self.journal.events()):
             self.say(
@@ -157,7 +178,7 @@ class FleetSupervisor:
         # psycopg is an optional dependency: imported only by a supervisor that uses a store.
         from pytest_orch_recovery.store.postgres import HostJournal, PostgresStore
 
-        store = PostgresStore(self.config.store, host=self.host_name)
+        store = PostgresStore(self.config.store, host=self.host_name, lease=self.config.lease)
         try:
             store.register(self.config.max_live_agents)
             held = store.resume_leases()
@@ -171,23 +192,34 @@ class FleetSupervisor:
 
     def take_claims(self) -> int:
         """With a fleet store: renew this host's leases, then claim queued tasks while it has
-        room and hand them to the coordinator; returns how many. A lease lost (it ran out
-        while this supervisor was frozen or cut off, and another host may hold it now) stops
-        the supervisor: it must not decide for that task again."""
+        room and hand them to the coordinator; returns how many.
+
+        A lease lost (it ran out while this supervisor was frozen or cut off) stops the
+        supervisor: it must not decide for that task again. Unless a newer supervisor of this
+        same host took the task back (the agent is then that supervisor's, left alone), the
+        agent this host still runs for it is stopped first: another host holds the task, or
+        may claim it any moment, and a task never has two live attempts."""
         store = self.fleet_store
         if store is None:
             return 0
         held = store.heartbeat()
-        mine = {
-            task_id
-            for task_id, state in self.steps.coordinator.tasks.items()
-            if state.phase not in (Phase.SUCCEEDED, Phase.FAILED)
-        }
+        tasks = self.steps.coordinator.tasks
+        finished = (Phase.SUCCEEDED, Phase.FAILED)
+        mine = {t for t, state in tasks.items() if state.phase not in finished}
         lost = sorted(mine - set(held))
         if lost:
+            holders = store.holders(lost)
+            live = self.runtime.live()
+            stopped = []
+            for task_id in lost:
+                agent = tasks[task_id].agent
+                if holders.get(task_id) != self.host_name and agent in live:
+                    self.runtime.kill(agent)
+                    stopped.append(agent)
             raise LeaseLostError(
-                f"host {self.host_name} lost the lease of {', '.join(lost)}: stopping, "
-                "decisions for them belong to whoever holds them now"
+                f"host {self.host_name} lost the lease of {', '.join(lost)}"
+                + (f" and stopped {', '.join(stopped)}" if stopped else "")
+                + ": decisions for them belong to whoever holds them now"
             )
         claims = store.claim()
         for claim in claims:
@@ -202,7 +234,11 @@ class FleetSupervisor:
             self.journal,
             policy=build_policy(self.config),
             config=CoordinatorConfig(
-                attempt_timeout=self.config.attempt_timeout, max_live=self.config.max_live_agents
+                attempt_timeout=self.config.attempt_timeout,
+                max_live=self.config.max_live_agents,
+                fallback_agents=self.config.fallback_agents,
+                # The agents run on this machine: their CLIs print clock times in its zone.
+                zone=datetime.now().astimezone().tzinfo or UTC,
             ),
             on_event=self._observe,
             launch_notes=self._launch_notes,
@@ -213,12 +249,9 @@ class FleetSupervisor:
             coordinator.recover()
         return coordinator
 
-    def _launch_notes(self, spec: LaunchSpec) -> Mapping[str, Any]:
+    def _launch_notes(self, spec: LaunchSpec) -> LaunchNotes:
         record = self.host.results / f"{spec.agent}.{spec.attempt}.pane.json"
-        return {
-            "tmux": {"socket": self.host.tmux_socket, "session": spec.agent},
-            "launch_record": str(record),
-        }
+        return LaunchNotes(TmuxTarget(self.host.tmux_socket, spec.agent), str(record))
 
     def _observe(self, event: Event) -> None:
         self.dispatcher.observe(event)
@@ -227,12 +260,15 @@ class FleetSupervisor:
             what += f" attempt {event.attempt}"
         if event.kind is EventKind.TASK_ESCALATED:
             self._escalated(event)  # before the log line: whoever reads the log sees it done
-        if event.kind is EventKind.USAGE_LIMITED:
+        limited = event.payload
+        if isinstance(limited, UsageLimited):
             # The one notice of an account's limit, however many agents ran into it.
-            until = datetime.fromtimestamp(float(event.data["until"]), UTC)
+            until = datetime.fromtimestamp(
+                event.time if limited.until is None else limited.until, UTC
+            )
             what += (
-                f": {event.data['agent_type']} is at its usage limit; waiting for the quota "
-                f"reset at {until:%H:%M} UTC, {len(event.data.get('tasks', ()))} tasks"
+                f": {limited.agent_type} is at its usage limit; waiting for the quota "
+                f"reset at {until:%H:%M} UTC, {len(limited.tasks)} tasks"
             )
         self.say(what)
 
@@ -261,7 +297,9 @@ class FleetSupervisor:
     # ------------------------------------------------------------------ intake
 
     def take_requests(self) -> int:
-        """Carry out the spool's waiting requests, oldest first; returns how many."""
+        """Carry out the spool's waiting requests, oldest first; returns how many. The fleet
+        file is re-read first when it changed, so an edit reaches the next launch."""
+        self._reload_if_edited()
         done = 0
         for request in self.spool.pending():
             try:
@@ -291,6 +329,12 @@ class FleetSupervisor:
         note = request.data.get("note") or "released by an operator"
         self.steps.release(str(note), reasons=reasons, tasks=(task_id,))
         return True
+
+    def _reload_if_edited(self) -> None:
+        stamp = _file_stamp(self.config.source)
+        if stamp != self._fleet_stamp:
+            self._fleet_stamp = stamp
+            self._reload_agent_config()
 
     def _reload_agent_config(self) -> None:
         """An operator fixes the fleet file before ``release``: take its agent settings."""

@@ -115,6 +115,26 @@ def agent_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def ref_name(text: str) -> str:
+    """A branch or ref git takes as one and never as an option (``--base``)."""
+    from pytest_orch_recovery.store import validation  # the plugin imports this module at start
+
+    try:
+        return validation.ref_name(text)
+    except validation.RuleError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def branch_pattern(text: str) -> str:
+    """A branch pattern with ``{agent}`` (``--branch``)."""
+    from pytest_orch_recovery.store import validation  # the plugin imports this module at start
+
+    try:
+        return validation.branch_pattern(text)
+    except validation.RuleError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def host_name(text: str) -> str:
     """A host's name in a fleet store, in the safe alphabet (it appears in logs and rows)."""
     from pytest_orch_recovery.store import validation  # the plugin imports this module at start

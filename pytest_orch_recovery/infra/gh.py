@@ -1,6 +1,6 @@
 """Pull request state from the ``gh`` command line, as the operator's own ``gh`` sees it.
 
-``gh pr view <branch> --json number,state,url,title,headRefName`` prints one JSON object; a
+``gh pr view --json number,state,url,title,headRefName -- <branch>`` prints one JSON object; a
 branch with no pull request makes gh exit 1 with ``no pull requests found for branch "…"``.
 Any other failure (no auth, no network) is logged and read as "no pull request known", which
 makes the next attempt try to open one: harmless when one exists after all (gh then says so).
@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pytest_orch_recovery.engine.model import PullRequest
+from pytest_orch_recovery.store import validation
 
 _log = logging.getLogger(__name__)
 _FIELDS = "number,state,url,title,headRefName"
@@ -42,7 +43,13 @@ class GhPullRequests:
         self.timeout = timeout
 
     def pull_request_for(self, branch: str) -> PullRequest | None:
-        argv = [self.gh, "pr", "view", branch, "--json", _FIELDS]
+        try:
+            validation.ref_name(branch)
+        except validation.RuleError as exc:
+            _log.warning("gh pr view: not asked: %s", exc)
+            return None
+        # "--": whatever the branch is called, gh reads it as the branch, never as a flag.
+        argv = [self.gh, "pr", "view", "--json", _FIELDS, "--", branch]
         try:
             proc = subprocess.run(
                 argv, cwd=self.cwd, env=self.env, capture_output=True, text=True,
@@ -61,10 +68,14 @@ class GhPullRequests:
 
 
 def parse_pr_view(text: str, branch: str) -> PullRequest | None:
-    """The pull request in ``gh pr view --json`` output; None when it is not one.
+    """The pull request in ``gh pr view --json`` output; None when it is not one, or when its
+    ``headRefName`` is not ``branch`` (gh also takes a number or a URL as the selector: a
+    branch called ``7`` gets PR #7, whatever its branch; that PR is not this task's).
 
-    >>> parse_pr_view('{"number":7,"state":"OPEN","url":"https://x/pull/7"}', "b").number
+    >>> parse_pr_view('{"number":7,"state":"OPEN","headRefName":"b"}', "b").number
     7
+    >>> parse_pr_view('{"number":7,"state":"OPEN","headRefName":"other"}', "b") is None
+    True
     >>> parse_pr_view("not json", "b") is None
     True
     """
@@ -74,9 +85,17 @@ def parse_pr_view(text: str, branch: str) -> PullRequest | None:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("number"), int):
         return None
+    if data.get("headRefName") != branch:
+        _log.warning(
+            "gh pr view %s: answered with PR #%s of branch %r; not this branch's",
+            branch,
+            data["number"],
+            data.get("headRefName"),
+        )
+        return None
     return PullRequest(
         number=int(data["number"]),
-        branch=str(data.get("headRefName") or branch),
+        branch=branch,
         url=str(data.get("url", "")),
         title=str(data.get("title", "")),
         state=str(data.get("state", "OPEN")),

@@ -160,7 +160,11 @@ def current_branch(cwd: Path) -> str | None:
 
 def resolve(cwd: Path, rev: str) -> str | None:
     """The commit ``rev`` names, or None when it names nothing (e.g. an unborn branch)."""
-    proc = run_git(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=cwd, check=False)
+    proc = run_git(
+        ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
+        cwd=cwd,
+        check=False,
+    )
     if proc.returncode != 0:
         return None
     return proc.stdout.strip() or None
@@ -173,7 +177,7 @@ def head_sha(cwd: Path) -> str | None:
 
 def rev_count(cwd: Path, base: str, head: str = "HEAD") -> int:
     """Number of commits reachable from ``head`` and not from ``base``."""
-    out = run_git(["rev-list", "--count", f"{base}..{head}"], cwd=cwd).stdout
+    out = run_git(["rev-list", "--count", "--end-of-options", f"{base}..{head}"], cwd=cwd).stdout
     return int(out.strip())
 
 
@@ -411,14 +415,14 @@ def add_worktree(repo: Path, path: Path, branch: str, base: str = "main") -> Pat
     """Check ``branch`` out at ``path``, creating it from ``base`` when it does not exist yet
     (a restarted attempt reuses the branch its predecessor left)."""
     if branch_exists(repo, branch):
-        run_git(["worktree", "add", "--quiet", str(path), branch], cwd=repo)
+        run_git(["worktree", "add", "--quiet", "--", str(path), branch], cwd=repo)
     else:
-        run_git(["worktree", "add", "--quiet", "-b", branch, str(path), base], cwd=repo)
+        run_git(["worktree", "add", "--quiet", "-b", branch, "--", str(path), base], cwd=repo)
     return path
 
 
 def remove_worktree(repo: Path, path: Path, *, force: bool) -> None:
     """``git worktree remove`` (``--force`` discards uncommitted changes) then prune."""
-    args = ["worktree", "remove", *(["--force"] if force else []), str(path)]
+    args = ["worktree", "remove", *(["--force"] if force else []), "--", str(path)]
     run_git(args, cwd=repo)
     run_git(["worktree", "prune"], cwd=repo)

@@ -26,6 +26,7 @@ from typing import Protocol
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.engine.model import Checkpoint, PartialWork, PullRequest, Task
 from pytest_orch_recovery.infra import git
+from pytest_orch_recovery.store import validation
 
 _log = logging.getLogger(__name__)
 
@@ -193,7 +194,9 @@ def _commits_ahead(worktree: Path, head: str | None, base: str, remote: str) -> 
         # when it did: a base that names nothing moves on to the next candidate, anything
         # else is the repository's failure and is raised.
         proc = git.run_git(
-            ["rev-list", "--count", f"{candidate}..{head}", "--"], cwd=worktree, check=False
+            ["rev-list", "--count", "--end-of-options", f"{candidate}..{head}", "--"],
+            cwd=worktree,
+            check=False,
         )
         if proc.returncode == 0:
             return int(proc.stdout.strip())
@@ -205,6 +208,17 @@ def _commits_ahead(worktree: Path, head: str | None, base: str, remote: str) -> 
                 proc.stderr.strip(),
             )
     raise WorkspaceError(worktree, f"base {base!r} is neither a local nor a {remote} branch")
+
+
+def _asked_about(branch: str) -> bool:
+    """Whether a branch the agent's HEAD names may be asked about: the agent chooses it, and
+    ``--repo=attacker/evil`` would make ``gh pr view`` answer about something else."""
+    try:
+        validation.ref_name(branch)
+    except validation.RuleError as exc:
+        _log.warning("not asking for a pull request: %s", exc)
+        return False
+    return True
 
 
 def _pushed(worktree: Path, branch: str | None, head: str | None, remote: str) -> bool:
@@ -258,7 +272,9 @@ def probe(
         pushed = _pushed(worktree, branch, status.head, remote)
     except git.GitError as exc:
         raise WorkspaceError(worktree, str(exc)) from exc
-    pr = prs.pull_request_for(branch) if prs is not None and branch is not None else None
+    pr = None
+    if prs is not None and branch is not None and _asked_about(branch):
+        pr = prs.pull_request_for(branch)
     if pr is not None and pr.state.upper() == "CLOSED":
         pr = None  # closed without merging: the work still needs an open PR
     tests_passed: bool | None = None

@@ -16,22 +16,28 @@ exit), never from the clock, so adopting the same tree twice leaves the journal 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pytest_orch_recovery.engine.classify import classify
-from pytest_orch_recovery.engine.model import (
+from pytest_orch_recovery.engine.events import (
+    AdoptedRun,
+    AttemptExited,
+    AttemptLaunched,
     Event,
     EventKind,
-    ExitInfo,
-    PartialWork,
-    Task,
+    FailureAttributed,
+    OrchestratorResult,
+    PartialSummary,
+    Payload,
+    TaskSubmitted,
+    TaskSucceeded,
 )
+from pytest_orch_recovery.engine.model import ExitInfo, PartialWork, Task
 from pytest_orch_recovery.infra import git
 from pytest_orch_recovery.infra.workspace import PullRequestLookup, WorkspaceError, probe
 from pytest_orch_recovery.ingest import results as seed
+from pytest_orch_recovery.store import validation
 from pytest_orch_recovery.store.journal import Journal
 
 OUTPUT_TAIL_BYTES = 2048
@@ -77,9 +83,12 @@ def _mtime(path: Path | None) -> float | None:
     if path is None:
         return None
     try:
-        return os.stat(path).st_mtime
+        mtime = os.stat(path).st_mtime
     except OSError:
         return None
+    # A clock set wrong (or a `touch -d`) must not stop adoption: the journal refuses times
+    # outside its range, so such a file's time is not used.
+    return mtime if 0.0 <= mtime <= validation.MAX_TIME else None
 
 
 class _Adopter:
@@ -98,16 +107,10 @@ class _Adopter:
                 self.first_failure.setdefault(event.task_id, event.time)
 
     def _append(
-        self,
-        kind: EventKind,
-        agent: str,
-        key: str,
-        time: float,
-        data: Mapping[str, Any],
-        attempt: int | None = None,
+        self, payload: Payload, agent: str, key: str, time: float, attempt: int | None = None
     ) -> None:
         self.journal.append(
-            Event(kind, time, task_id=agent, agent=agent, attempt=attempt, data=dict(data), key=key)
+            Event(payload, time, task_id=agent, agent=agent, attempt=attempt, key=key)
         )
 
     def _attempt_of(self, agent: str, suffix: str) -> int:
@@ -128,38 +131,27 @@ class _Adopter:
             chain = result.cli_chain if result is not None and result.cli_chain else ()
             task = Task(agent, agent, (), agent_type=chain[0] if chain else "claude")
             self._append(
-                EventKind.TASK_SUBMITTED,
+                TaskSubmitted.of(task, adopted_from="seed orchestrator"),
                 agent,
                 f"ingest:{agent}",
                 started,
-                {
-                    "task": task.to_json(),
-                    "complexity": str(task.complexity),
-                    "adopted_from": "seed orchestrator",
-                },
             )
             self.report.tasks += 1
         if not self.journal.has_key(f"{base}:launched"):
             self.attempts[agent] = self.attempts.get(agent, 0) + 1
+            adopted = AdoptedRun(
+                run.suffix,
+                None if run.results is None else str(run.results),
+                None if run.log is None else str(run.log),
+            )
             self._append(
-                EventKind.ATTEMPT_LAUNCHED,
+                AttemptLaunched(
+                    agent_type=result.cli_chain[0] if result and result.cli_chain else "claude",
+                    adopted=adopted,
+                ),
                 agent,
                 f"{base}:launched",
                 started,
-                {
-                    "agent_type": result.cli_chain[0] if result and result.cli_chain else "claude",
-                    "strategy": None,
-                    "work": [],
-                    "resume_session": None,
-                    "prompt": "",
-                    "timeout": None,
-                    "remedies": [],
-                    "adopted": {
-                        "suffix": run.suffix,
-                        "results": None if run.results is None else str(run.results),
-                        "log": None if run.log is None else str(run.log),
-                    },
-                },
                 attempt=self.attempts[agent],
             )
             self.report.launched += 1
@@ -173,32 +165,30 @@ class _Adopter:
             ended_at = superseded_at
         exit_info = self._exit(result, log)
         if not self.journal.has_key(f"{base}:exited"):
+            agent_result = None if log is None else log.result
+            session = None if agent_result is None else agent_result.get("session_id")
             self._append(
-                EventKind.ATTEMPT_EXITED,
+                AttemptExited(
+                    exit=exit_info,
+                    started_at=started,
+                    ended_at=ended_at,
+                    output_tail="" if log is None else _tail(log.text),
+                    result=None if agent_result is None else dict(agent_result),
+                    session_id=session if isinstance(session, str) else None,
+                    orchestrator_result=None
+                    if result is None
+                    else OrchestratorResult(
+                        status=result.status,
+                        exit_code=result.exit_code,
+                        cli=result.cli,
+                        cli_chain=tuple(result.cli_chain),
+                        rate_limited=result.rate_limited,
+                    ),
+                    superseded=not ended,
+                ),
                 agent,
                 f"{base}:exited",
                 ended_at,
-                {
-                    "exit": exit_info.to_json(),
-                    "started_at": started,
-                    "ended_at": ended_at,
-                    "output_tail": "" if log is None else _tail(log.text),
-                    "result": None if log is None or log.result is None else dict(log.result),
-                    "session_id": None
-                    if log is None or log.result is None
-                    else log.result.get("session_id"),
-                    "signals_delivered": [],
-                    "orchestrator_result": None
-                    if result is None
-                    else {
-                        "status": result.status,
-                        "exit_code": result.exit_code,
-                        "cli": result.cli,
-                        "cli_chain": list(result.cli_chain),
-                        "rate_limited": result.rate_limited,
-                    },
-                    "superseded": not ended,
-                },
                 attempt=attempt,
             )
             self.report.exited += 1
@@ -272,34 +262,34 @@ class _Adopter:
         pr_known = self.source.prs is not None
         obs = seed.observation(result, log, partial=partial, pr_known=pr_known)
         undone = obs.deliverables_missing or obs.work_missing
-        if result is not None and result.completed and not undone:
+        # The whole log is weighed, as `orch-recovery classify` weighs it: a run the results
+        # file calls completed whose log shows a cause (permission denials, gh's 401) failed.
+        attribution = classify(obs)
+        if result is not None and result.completed and not undone and not attribution.confidence:
             first = self.first_failure.get(agent)
             self._append(
-                EventKind.TASK_SUCCEEDED,
+                TaskSucceeded(
+                    first_try=attempt == 1 and first is None,
+                    attempts=attempt,
+                    recovery_time=None if first is None else max(0.0, ended_at - first),
+                    pr=None if partial is None or partial.pr is None else partial.pr.number,
+                ),
                 agent,
                 key,
                 ended_at,
-                {
-                    "first_try": attempt == 1 and first is None,
-                    "attempts": attempt,
-                    "recovery_time": None if first is None else max(0.0, ended_at - first),
-                    "pr": None if partial is None or partial.pr is None else partial.pr.number,
-                },
                 attempt=attempt,
             )
             self.report.succeeded += 1
             return
-        attribution = classify(obs)
         self._append(
-            EventKind.FAILURE_ATTRIBUTED,
+            FailureAttributed(
+                attribution,
+                None if partial is None else PartialSummary.of(partial),
+                seed.undone_work(partial, pr_known=pr_known),
+            ),
             agent,
             key,
             ended_at,
-            {
-                "attribution": attribution.to_json(),
-                "partial": None if partial is None else partial.to_json(),
-                "missing_work": [w.to_json() for w in seed.undone_work(partial, pr_known=pr_known)],
-            },
             attempt=attempt,
         )
         self.first_failure.setdefault(agent, ended_at)
@@ -315,7 +305,7 @@ def adopt(journal: Journal, source: AdoptionSource) -> AdoptionReport:
     if source.worktrees is not None and not source.worktrees.is_dir():
         raise seed.ResultsError(f"{source.worktrees}: no such worktrees directory")
     adopter = _Adopter(journal, source)
-    runs = seed.find_runs(source.results, source.logs)
+    runs = seed.find_runs(source.results, source.logs, adopter.report.problems)
     # A run the orchestrator started the same agent again after never ended by itself: the
     # seed kills an agent's old session before it launches a new one under the same name.
     next_start: dict[tuple[str, str], float] = {}

@@ -305,7 +305,9 @@ def parse_log(source: str, text: str) -> RunLog:
 
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
+        readable.append(stripped)  # one entry per line: evidence keeps its line number
         if stripped.startswith("{"):
+            readable[-1] = ""  # JSON is not words; a cut-off line says nothing either
             try:
                 event = json.loads(stripped)
             except (RecursionError, ValueError) as exc:  # too deep, or a huge integer
@@ -315,9 +317,10 @@ def parse_log(source: str, text: str) -> RunLog:
                 glued = _GLUED.search(stripped)
                 if glued is None:
                     continue
-                stripped = stripped[glued.start() :]
+                stripped = readable[-1] = stripped[glued.start() :]
             else:
                 parsed += 1
+                readable[-1] = event_words(event)
                 if isinstance(event, dict) and event.get("type") == "result":
                     result = event
                 continue
@@ -389,9 +392,15 @@ class RunFiles:
         return int(self.suffix.split("-", 1)[0])
 
 
-def find_runs(results_dir: Path, logs_dir: Path | None) -> list[RunFiles]:
+def find_runs(
+    results_dir: Path, logs_dir: Path | None, problems: list[str] | None = None
+) -> list[RunFiles]:
     """Every (agent, suffix) the directories name, oldest first. A ``<agent>_results.json``
-    symlink is only a pointer to the latest run's file and adds no run of its own."""
+    symlink is only a pointer to the latest run's file and adds no run of its own.
+
+    A file this cannot use is skipped, with one line in ``problems`` saying why
+    (:func:`unusable`): one odd file in a tree another program writes must not stop the
+    adoption of the rest."""
     runs: dict[tuple[str, str], dict[str, Path]] = {}
     for directory, pattern, role in (
         (results_dir, _RESULTS_NAME, "results"),
@@ -405,13 +414,42 @@ def find_runs(results_dir: Path, logs_dir: Path | None) -> list[RunFiles]:
             raise ResultsError(f"{directory}: cannot list: {exc.strerror or exc}") from None
         for name in names:
             m = pattern.fullmatch(name)
-            if m is not None:
-                runs.setdefault((m["agent"], m["suffix"]), {})[role] = directory / name
+            if m is None:
+                continue
+            problem = unusable(directory, name, m["agent"], m["suffix"])
+            if problem is not None:
+                if problems is not None:
+                    problems.append(f"{directory / name}: skipped: {problem}")
+                continue
+            runs.setdefault((m["agent"], m["suffix"]), {})[role] = directory / name
     found = [
         RunFiles(agent, suffix, files.get("results"), files.get("log"))
         for (agent, suffix), files in runs.items()
     ]
     return sorted(found, key=lambda r: (r.started_ms, r.agent, r.suffix))
+
+
+def unusable(directory: Path, name: str, agent: str, suffix: str) -> str | None:
+    """Why a run's file cannot be adopted, or None: an agent name outside the documented
+    alphabet (it becomes a worktree path and a branch: ``..`` would be the worktrees'
+    parent), a start time past the journal's range, a symbolic link that leads out of its
+    directory (its content would be copied into the journal)."""
+    try:
+        validation.agent_name(agent)
+    except validation.RuleError as exc:
+        return str(exc)
+    started = int(suffix.split("-", 1)[0]) / 1000.0
+    if started > validation.MAX_TIME:
+        return (
+            f"its start time, {suffix.split('-', 1)[0]} ms, is past the journal's limit "
+            f"({validation.MAX_TIME:g} s)"
+        )
+    path = directory / name
+    if path.is_symlink():
+        real, root = os.path.realpath(path), os.path.realpath(directory)
+        if os.path.commonpath([real, root]) != root:
+            return f"a symbolic link out of {directory} (to {real})"
+    return None
 
 
 def latest_pointer(results_dir: Path, agent: str) -> Path:

@@ -33,7 +33,7 @@ import pytest
 from pytest_orch_recovery.chaos.faults import FaultStatus
 from pytest_orch_recovery.chaos.oracle import AttributionCheck, attribution_checks
 from pytest_orch_recovery.chaos.record import ScenarioRun
-from pytest_orch_recovery.engine.model import Event, EventKind
+from pytest_orch_recovery.engine.events import Event, OperatorAction
 from pytest_orch_recovery.report.dashboard import render_campaign_markdown, write_campaign_report
 from pytest_orch_recovery.report.htmlreport import render_html
 from pytest_orch_recovery.report.metrics import (
@@ -104,9 +104,11 @@ def prefixed_events(run: ScenarioRun) -> list[Event]:
     prefix = run.scenario + SEPARATOR
     out = []
     for event in run.events:
-        if event.kind is EventKind.OPERATOR_ACTION:
-            tasks = [prefix + str(t) for t in event.data.get("tasks", ()) or ()]
-            event = dataclasses.replace(event, data={**event.data, "tasks": tasks})
+        if isinstance(event.payload, OperatorAction):
+            tasks = tuple(prefix + t for t in event.payload.tasks)
+            event = dataclasses.replace(
+                event, payload=dataclasses.replace(event.payload, tasks=tasks)
+            )
         if event.task_id is not None:
             event = dataclasses.replace(event, task_id=prefix + event.task_id)
         out.append(event)

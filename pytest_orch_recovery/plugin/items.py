@@ -143,6 +143,8 @@ def expected_seconds(scenario: Scenario) -> float:
             seconds += scenario.stall_window or scenario.attempt_timeout or 60.0
         elif spec.kind == "api_rate_limit":
             seconds += 3 * float(spec.params.get("retry_after", 30))
+        elif spec.kind == "usage_limit":
+            seconds += 60.0  # real runs wait for the reset, on the next whole minute
         if spec.entry.expected is not None:
             seconds += _SECONDS_PER_RETRY
     return seconds

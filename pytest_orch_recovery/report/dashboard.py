@@ -28,6 +28,7 @@ from pytest_orch_recovery.report.metrics import (
     RecoveryEvent,
     SystematicCause,
 )
+from pytest_orch_recovery.report.safetext import markdown, markdown_code
 from pytest_orch_recovery.store import atomic
 
 SCHEMA_VERSION = 1
@@ -110,14 +111,19 @@ def _pct(part: float, whole: float) -> str:
     return f"{100.0 * part / whole:.1f}".removesuffix(".0") + "%"
 
 
-def _text(value: object, limit: int = _MAX_TEXT) -> str:
-    """Journal text flattened to one line and shortened."""
+def _flat(value: object, limit: int = _MAX_TEXT) -> str:
+    """Journal text flattened to one line and shortened (not yet escaped)."""
     flat = " ".join(str(value).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def _cell(value: object) -> str:
-    return _text(value).replace("|", "\\|")
+def _text(value: object, limit: int = _MAX_TEXT) -> str:
+    """Journal text flattened to one line, shortened, and made safe for Markdown (and the
+    terminal it may be printed on): :func:`~pytest_orch_recovery.report.safetext.markdown`."""
+    return markdown(_flat(value, limit))
+
+
+_cell = _text  # markdown() escapes "|" too, so a table cell needs nothing more
 
 
 def _agents(names: Sequence[str]) -> str:
@@ -130,7 +136,7 @@ def _agents(names: Sequence[str]) -> str:
     """
     if not names:
         return "-"
-    shown = [_text(n, 80) for n in names[:_MAX_LIST]]
+    shown = [_flat(n, 80) for n in names[:_MAX_LIST]]
     prefix = shown[0].rsplit("-", 1)[0] + "-" if "-" in shown[0] else None
     out = [shown[0]]
     for name in shown[1:]:
@@ -159,7 +165,7 @@ def _breakdown(pairs: Iterable[tuple[Reason, int]]) -> str:
 def _overall(m: Metrics) -> list[str]:
     first = f"{m.first_try} ({_pct(m.first_try, m.total_tasks)})"
     if m.first_try_agents:
-        first += " - " + _agents(m.first_try_agents)
+        first += " - " + _text(_agents(m.first_try_agents))
     required = f"{m.required_recovery} ({_pct(m.required_recovery, m.total_tasks)})"
     if m.required_recovery_by_reason:
         required += " - " + _breakdown(m.required_recovery_by_reason)
@@ -212,6 +218,8 @@ def _exit_code(event: RecoveryEvent) -> str:
 def _result(event: RecoveryEvent) -> str:
     if event.outcome is Outcome.RECOVERED:
         text = f"PR #{event.pr} created successfully" if event.pr is not None else "Recovered"
+        if event.finished_by is not None:
+            text += f" by {event.finished_by}"
         if event.released_by_operator:
             text += " after operator action: " + "; ".join(event.released_by_operator)
         return _text(text)
@@ -261,7 +269,7 @@ def _systematic(cause: SystematicCause, m: Metrics) -> list[str]:
     fix = "; ".join(cause.operator_actions) or "none yet"
     return [
         f"### {cause.date} - {title}",
-        f"- **Affected Agents**: {_agents(cause.agents)}",
+        f"- **Affected Agents**: {_text(_agents(cause.agents))}",
         f"- **Issue**: {_text(cause.cause)}",
         f"- **Fix Applied**: {_text(fix)}",
         f"- **Recovery**: {recovered} of {len(cause.tasks)} tasks succeeded afterwards",
@@ -466,7 +474,7 @@ def attempts_markdown(
     ]
     for r in results[:max_rows]:
         lines.append(
-            f"| {_cell(_text(r.agent, 80))} | {_cell(r.task_id or '-')} | {r.attempt} "
+            f"| {_text(r.agent, 80)} | {_cell(r.task_id or '-')} | {r.attempt} "
             f"| {_cell(r.status)} | {_attempt_exit(r)} | {_cell(r.reason or '-')} "
             f"| {human_duration(r.duration)} |"
         )
@@ -561,13 +569,14 @@ def _campaign_sections(campaign: Mapping[str, Any]) -> list[str]:
     lines = [
         "## Chaos Campaign",
         "",
-        f"- **Seed**: {campaign.get('seed')} (tier {campaign.get('tier')}, agent "
-        f"{_text(campaign.get('agent'), 80)}); replay: `{_text(campaign.get('replay', ''))}`",
+        f"- **Seed**: {_text(campaign.get('seed'))} (tier {_text(campaign.get('tier'))}, agent "
+        f"{_text(campaign.get('agent'), 80)}); replay: "
+        f"{markdown_code(_flat(campaign.get('replay', '')))}",
         f"- **Scenario Runs**: {campaign.get('runs', 0)}; fault-free tasks judged for "
         f"first-try success: {campaign.get('control_tasks', 0)}",
         "- **Attribution**: "
         + (
-            ", ".join(f"{v} {k}" for k, v in campaign.get("attribution", {}).items())
+            ", ".join(_text(f"{v} {k}") for k, v in campaign.get("attribution", {}).items())
             or "no failed attempts"
         ),
     ]
@@ -585,13 +594,13 @@ def _campaign_sections(campaign: Mapping[str, Any]) -> list[str]:
     lines.append("")
     fails = list(campaign.get("fail_lines", ()))
     if fails:
-        lines += ["### Gate Failures", "", *[f"- `{_text(f)}`" for f in fails], ""]
+        lines += ["### Gate Failures", "", *[f"- {markdown_code(_flat(f))}" for f in fails], ""]
     matrix: Mapping[str, Mapping[str, int]] = campaign.get("confusion_matrix", {})
     columns = sorted({c for row in matrix.values() for c in row})
     lines += ["### Attribution Confusion Matrix (injected cause → attributed reason)", ""]
     if matrix:
         lines += [
-            "| Injected \\ Attributed | " + " | ".join(columns) + " |",
+            "| Injected \\ Attributed | " + " | ".join(_cell(c) for c in columns) + " |",
             "|---" * (len(columns) + 1) + "|",
         ]
         for cause, row in matrix.items():
@@ -611,10 +620,12 @@ def _campaign_sections(campaign: Mapping[str, Any]) -> list[str]:
             trigger = trig.get("path") or f"{trig.get('event')} #{trig.get('n')}"
             attempt = entry.get("attempt")
             lines.append(
-                f"| {_cell(entry.get('scenario'))} | {entry.get('id')} | {entry.get('kind')} | "
+                f"| {_cell(entry.get('scenario'))} | {_cell(entry.get('id'))} | "
+                f"{_cell(entry.get('kind'))} | "
                 f"{_cell(trigger)} | {_cell(entry.get('task'))} | "
                 f"{'all' if attempt is None else attempt} | "
-                f"{str(entry.get('status')).replace('_', ' ')} | {len(entry.get('hits', ()))} |"
+                f"{_cell(str(entry.get('status')).replace('_', ' '))} | "
+                f"{len(entry.get('hits', ()))} |"
             )
         if len(ledger) > _MAX_LEDGER_ROWS:
             lines.append(f"\n_{len(ledger) - _MAX_LEDGER_ROWS} more faults in the JSON report._")

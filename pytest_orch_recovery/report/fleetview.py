@@ -18,32 +18,24 @@ What the journal records and what it does not (docs/journal.md is the schema):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from pytest_orch_recovery.engine.coordinator import TERMINAL, Phase
+from pytest_orch_recovery.engine.events import Event, PartialSummary, TmuxTarget
 from pytest_orch_recovery.engine.model import (
+    TERMINAL,
     Attribution,
-    Event,
-    EventKind,
     Evidence,
     ExitInfo,
+    Phase,
     Reason,
     Strategy,
-    WorkItem,
 )
+from pytest_orch_recovery.store.history import FailureRecord, History, TaskHistory
 
 # Bumped when a field of the views' JSON changes meaning or goes away.
 SCHEMA_VERSION = 1
-
-
-@dataclass(frozen=True)
-class TmuxTarget:
-    """Where an attempt runs, as its launch recorded it."""
-
-    socket: str
-    session: str
 
 
 @dataclass(frozen=True)
@@ -66,6 +58,7 @@ class TaskStatus:
     next_strategy: Strategy | None
     released_by: str | None  # the operator action that released it, while it waits
     tmux: TmuxTarget | None  # of the current attempt, when recorded
+    releases: int = 0  # attempts operators granted beyond the budget (one per release)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,9 +77,8 @@ class TaskStatus:
             "next_launch_at": self.next_launch_at,
             "next_strategy": None if self.next_strategy is None else str(self.next_strategy),
             "released_by": self.released_by,
-            "tmux": None
-            if self.tmux is None
-            else {"socket": self.tmux.socket, "session": self.tmux.session},
+            "releases": self.releases,
+            "tmux": None if self.tmux is None else self.tmux.to_json(),
         }
 
 
@@ -165,30 +157,7 @@ class PartialReport:
         }
 
 
-# --------------------------------------------------------------------------- the fold
-
-
-@dataclass
-class _Task:
-    task_id: str
-    agent: str
-    title: str
-    submitted_at: float
-    updated_at: float
-    budget: int | None = None
-    phase: Phase = Phase.WAITING
-    attempt: int = 0
-    pending_exit: ExitInfo | None = None
-    last: Attribution | None = None
-    failures: list[FailedAttempt] = field(default_factory=list)
-    undecided: int | None = None  # index in ``failures`` awaiting its decision
-    next_launch_at: float | None = None
-    next_strategy: Strategy | None = None
-    released_by: str | None = None
-    tmux: TmuxTarget | None = None
-    partial: PartialReport | None = None
-    ended_at: float | None = None
-    pr: int | None = None
+# --------------------------------------------------------------------------- the views
 
 
 def _ranked(attribution: Attribution) -> tuple[Evidence, ...]:
@@ -198,59 +167,49 @@ def _ranked(attribution: Attribution) -> tuple[Evidence, ...]:
     )
 
 
-def _tmux(data: Mapping[str, Any]) -> TmuxTarget | None:
-    raw = data.get("tmux")
-    if isinstance(raw, Mapping):
-        socket, session = raw.get("socket"), raw.get("session")
-        if isinstance(socket, str) and isinstance(session, str) and socket and session:
-            return TmuxTarget(socket, session)
-    return None
+def _failed_attempt(task: TaskHistory, failure: FailureRecord) -> FailedAttempt:
+    attribution = failure.attribution
+    decision = failure.decision
+    return FailedAttempt(
+        task_id=task.task_id,
+        agent=failure.agent,
+        attempt=failure.attempt,
+        time=failure.time,
+        reason=attribution.reason,
+        confidence=attribution.confidence,
+        evidence=_ranked(attribution),
+        exit=failure.exit,
+        strategy=None if decision is None else decision.strategy,
+        why="" if decision is None else decision.why,
+    )
 
 
-def _int_or_none(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _words(items: Iterable[Any]) -> tuple[str, ...]:
-    out = []
-    for raw in items:
-        if isinstance(raw, Mapping):
-            try:
-                out.append(WorkItem.from_json(raw).describe())
-            except (KeyError, ValueError):
-                continue
-    return tuple(out)
-
-
-def _strings(value: object) -> tuple[str, ...]:
-    if isinstance(value, list | tuple):
-        return tuple(str(v) for v in value)
-    return ()
-
-
-def _partial(state: _Task, event: Event) -> PartialReport:
-    raw = event.data.get("partial")
-    part: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+def _partial(task: TaskHistory, agent: str) -> PartialReport:
+    """The last probe, or the success: every row is one moment, never an earlier attempt's
+    state beside the final PR."""
+    if task.phase is Phase.SUCCEEDED:
+        attempt = task.launches or None
+        return PartialReport(task.task_id, agent, attempt, None, task.phase, pr=task.pr)
+    if not task.failures:
+        return PartialReport(task.task_id, agent, None, None, task.phase, pr=task.pr)
+    last = task.failures[-1]
+    part = last.partial or PartialSummary()
     return PartialReport(
-        task_id=state.task_id,
-        agent=state.agent,
-        attempt=event.attempt,
-        time=event.time,
-        phase=state.phase,
-        deliverables_present=_strings(part.get("deliverables_present")),
-        deliverables_missing=_strings(part.get("deliverables_missing")),
-        uncommitted=_strings(part.get("uncommitted")),
-        commits_ahead=_int_or_none(part.get("commits_ahead")) or 0,
-        pushed=bool(part.get("pushed", False)),
-        pr=_int_or_none(part.get("pr")),
-        checkpoint=bool(part.get("checkpoint", False)),
-        checkpoint_problem=(
-            None if part.get("checkpoint_problem") is None else str(part["checkpoint_problem"])
-        ),
-        tests_passed=part.get("tests_passed")
-        if isinstance(part.get("tests_passed"), bool)
-        else None,
-        missing_work=_words(event.data.get("missing_work", ()) or ()),
+        task_id=task.task_id,
+        agent=agent,
+        attempt=last.attempt,
+        time=last.time,
+        phase=task.phase,
+        deliverables_present=part.deliverables_present,
+        deliverables_missing=part.deliverables_missing,
+        uncommitted=part.uncommitted,
+        commits_ahead=part.commits_ahead,
+        pushed=part.pushed,
+        pr=part.pr,
+        checkpoint=part.checkpoint,
+        checkpoint_problem=part.checkpoint_problem,
+        tests_passed=part.tests_passed,
+        missing_work=tuple(w.describe() for w in last.missing_work),
     )
 
 
@@ -274,153 +233,23 @@ class UsageCondition:
 
 
 class FleetView:
-    """Folds journal events (one journal, or several with unique task ids) into the views.
+    """The views over journal events (one journal, or several with unique task ids), or over
+    their folded :class:`History`.
 
     >>> view = FleetView([])
     >>> view.statuses(now=0.0), view.failures(), view.partial_work()
     ([], [], [])
     """
 
-    def __init__(self, events: Iterable[Event], *, budget: int | None = None) -> None:
+    def __init__(self, events: Iterable[Event] | History, *, budget: int | None = None) -> None:
         self._budget = budget
-        self._tasks: dict[str, _Task] = {}
-        self._limits: dict[str, UsageCondition] = {}  # agent type -> its latest condition
-        for event in events:
-            self._fold(event)
-
-    # ------------------------------------------------------------------ folding
-
-    def _state(self, event: Event) -> _Task:
-        assert event.task_id is not None
-        state = self._tasks.get(event.task_id)
-        if state is None:
-            state = _Task(
-                event.task_id, event.agent or event.task_id, event.task_id, event.time, event.time
-            )
-            self._tasks[event.task_id] = state
-        return state
-
-    def _fold(self, event: Event) -> None:
-        kind = event.kind
-        if kind is EventKind.USAGE_LIMITED:
-            data = event.data
-            account = str(data.get("agent_type", "?"))
-            self._limits[account] = UsageCondition(
-                account,
-                float(data.get("resets_at", event.time)),
-                float(data.get("until", event.time)),
-                tuple(str(t) for t in data.get("tasks", ()) or ()),
-            )
-        if kind is EventKind.OPERATOR_ACTION:
-            for task_id in event.data.get("tasks", ()) or ():
-                state = self._tasks.get(str(task_id))
-                if state is not None and state.phase is Phase.ESCALATED:
-                    state.phase = Phase.WAITING
-                    state.released_by = str(event.data.get("action", "operator action"))
-                    state.ended_at = None
-                    state.updated_at = event.time
-            return
-        if event.task_id is None:
-            return
-        state = self._state(event)
-        state.updated_at = event.time
-        data = event.data
-        if kind is EventKind.TASK_SUBMITTED:
-            task = data.get("task")
-            if isinstance(task, Mapping):
-                state.title = str(task.get("title") or state.task_id)
-            budget = _int_or_none(data.get("budget"))
-            state.budget = budget if budget is not None and budget > 0 else None
-            state.agent = event.agent or state.agent
-            state.submitted_at = event.time
-            state.next_launch_at = event.time
-        elif kind is EventKind.ATTEMPT_LAUNCHED:
-            state.attempt += 1
-            state.phase = Phase.RUNNING
-            state.next_launch_at = None
-            state.next_strategy = None
-            state.released_by = None
-            state.pending_exit = None
-            state.tmux = _tmux(data)
-            state.agent = event.agent or state.agent
-        elif kind is EventKind.ATTEMPT_EXITED:
-            raw = data.get("exit")
-            state.pending_exit = ExitInfo.from_json(raw) if isinstance(raw, Mapping) else None
-            state.phase = Phase.EXITED
-            state.tmux = None
-        elif kind is EventKind.FAILURE_ATTRIBUTED:
-            self._attributed(state, event)
-        elif kind is EventKind.DECISION:
-            self._decided(state, event)
-        elif kind is EventKind.TASK_SUCCEEDED:
-            state.phase = Phase.SUCCEEDED
-            state.pr = _int_or_none(data.get("pr"))
-            self._ended(state, event)
-        elif kind is EventKind.TASK_ESCALATED:
-            state.phase = Phase.ESCALATED
-            self._ended(state, event)
-        elif kind is EventKind.TASK_FAILED:
-            state.phase = Phase.FAILED
-            self._ended(state, event)
-
-    def _attributed(self, state: _Task, event: Event) -> None:
-        raw = event.data.get("attribution")
-        attribution = (
-            Attribution.from_json(raw)
-            if isinstance(raw, Mapping)
-            else Attribution(Reason.UNKNOWN, 0.0)
-        )
-        state.last = attribution
-        state.phase = Phase.ATTRIBUTED
-        state.undecided = len(state.failures)
-        state.failures.append(
-            FailedAttempt(
-                task_id=state.task_id,
-                agent=event.agent or state.agent,
-                attempt=event.attempt,
-                time=event.time,
-                reason=attribution.reason,
-                confidence=attribution.confidence,
-                evidence=_ranked(attribution),
-                exit=state.pending_exit,
-                strategy=None,
-                why="",
-            )
-        )
-        state.pending_exit = None
-        state.partial = _partial(state, event)
-
-    def _decided(self, state: _Task, event: Event) -> None:
-        decision = event.data.get("decision")
-        if not isinstance(decision, Mapping) or "strategy" not in decision:
-            return
-        strategy = Strategy(decision["strategy"])
-        if state.undecided is not None:
-            state.failures[state.undecided] = replace(
-                state.failures[state.undecided], strategy=strategy, why=str(decision.get("why", ""))
-            )
-            state.undecided = None
-        if strategy is Strategy.ESCALATE:
-            return
-        state.phase = Phase.WAITING
-        state.next_strategy = strategy
-        launch = event.data.get("launch")
-        not_before = launch.get("not_before") if isinstance(launch, Mapping) else None
-        if isinstance(not_before, int | float) and not isinstance(not_before, bool):
-            state.next_launch_at = float(not_before)
-        else:
-            delay = decision.get("delay", 0.0)
-            state.next_launch_at = event.time + (
-                float(delay) if isinstance(delay, int | float) else 0.0
-            )
+        history = events if isinstance(events, History) else History(events)
+        self._tasks = history.tasks
+        self._history = history
 
     @staticmethod
-    def _ended(state: _Task, event: Event) -> None:
-        state.ended_at = event.time
-        state.next_launch_at = None
-        state.next_strategy = None
-        state.tmux = None
-        state.pending_exit = None
+    def _agent(task: TaskHistory) -> str:
+        return task.current_agent or task.task_id
 
     # ------------------------------------------------------------------ views
 
@@ -428,31 +257,38 @@ class FleetView:
         """One row per task, in submission order. ``now`` closes the elapsed time of
         tasks still open (never below their last event's time)."""
         rows = []
-        for state in self._tasks.values():
+        for task in self._tasks.values():
             end = (
-                state.ended_at
-                if state.phase in TERMINAL and state.ended_at is not None
-                else max(now, state.updated_at)
+                task.ended_at
+                if task.phase in TERMINAL and task.ended_at is not None
+                else max(now, task.updated_at)
             )
-            last = state.last
+            if task.adopted_from is not None and task.phase is not Phase.RUNNING:
+                # Another orchestrator runs it: its files tell when it last did something,
+                # and the time since then is not this task's.
+                end = task.updated_at
+            last = task.failures[-1].attribution if task.failures else None
+            submitted_at = task.first_time if task.submitted_at is None else task.submitted_at
+            waiting = task.phase is Phase.WAITING
             rows.append(
                 TaskStatus(
-                    task_id=state.task_id,
-                    agent=state.agent,
-                    title=state.title,
-                    phase=state.phase,
-                    attempt=state.attempt,
-                    budget=state.budget if state.budget is not None else self._budget,
-                    submitted_at=state.submitted_at,
-                    updated_at=state.updated_at,
-                    elapsed=max(0.0, end - state.submitted_at),
+                    task_id=task.task_id,
+                    agent=self._agent(task),
+                    title=task.title or task.task_id,
+                    phase=task.phase,
+                    attempt=task.launches,
+                    budget=task.budget if task.budget is not None else self._budget,
+                    submitted_at=submitted_at,
+                    updated_at=task.updated_at,
+                    elapsed=max(0.0, end - submitted_at),
                     reason=None if last is None else last.reason,
                     confidence=None if last is None else last.confidence,
                     evidence=None if last is None else next(iter(_ranked(last)), None),
-                    next_launch_at=state.next_launch_at if state.phase is Phase.WAITING else None,
-                    next_strategy=state.next_strategy if state.phase is Phase.WAITING else None,
-                    released_by=state.released_by,
-                    tmux=state.tmux if state.phase is Phase.RUNNING else None,
+                    next_launch_at=task.next_launch_at if waiting else None,
+                    next_strategy=task.next_strategy if waiting else None,
+                    released_by=task.released_by,
+                    tmux=task.tmux if task.phase is Phase.RUNNING else None,
+                    releases=len(task.released),
                 )
             )
         return rows
@@ -460,44 +296,35 @@ class FleetView:
     def usage_conditions(self, *, now: float) -> list[UsageCondition]:
         """The usage limits still holding at ``now``, with the tasks they still hold."""
         out = []
-        for condition in self._limits.values():
-            if condition.until <= now:
+        for limited, time in self._history.usage_limits.values():
+            until = time if limited.until is None else limited.until
+            if until <= now:
                 continue
             waiting = tuple(
                 t
-                for t in condition.tasks
+                for t in limited.tasks
                 if t in self._tasks and self._tasks[t].phase not in TERMINAL
             )
-            out.append(replace(condition, tasks=waiting))
+            resets_at = time if limited.resets_at is None else limited.resets_at
+            out.append(UsageCondition(limited.agent_type, resets_at, until, waiting))
         return out
 
     def failures(self) -> list[FailedAttempt]:
         """Every attributed failure, in journal order."""
-        return sorted((f for s in self._tasks.values() for f in s.failures), key=lambda f: f.time)
+        return sorted(
+            (_failed_attempt(t, f) for t in self._tasks.values() for f in t.failures),
+            key=lambda f: f.time,
+        )
 
     def partial_work(self, *, agent: str | None = None) -> list[PartialReport]:
-        """Per task (of ``agent`` when given): the last probe the journal holds, or an
-        unprobed row (with the PR of a success) when no failure was attributed."""
+        """Per task (of ``agent`` when given): the last probe the journal holds, the success
+        (its attempt and PR), or an unprobed row when no failure was attributed."""
         out = []
-        for state in self._tasks.values():
-            if agent is not None and state.agent != agent:
-                continue
-            if state.partial is not None:
-                part = state.partial
-                out.append(
-                    replace(
-                        part,
-                        agent=state.agent,
-                        phase=state.phase,
-                        pr=state.pr if state.pr is not None else part.pr,
-                        missing_work=() if state.phase is Phase.SUCCEEDED else part.missing_work,
-                    )
-                )
-            else:
-                out.append(
-                    PartialReport(state.task_id, state.agent, None, None, state.phase, pr=state.pr)
-                )
+        for task in self._tasks.values():
+            name = self._agent(task)
+            if agent is None or name == agent:
+                out.append(_partial(task, name))
         return out
 
     def agents(self) -> list[str]:
-        return list(dict.fromkeys(s.agent for s in self._tasks.values()))
+        return list(dict.fromkeys(self._agent(t) for t in self._tasks.values()))

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_orch_recovery import __version__
-from pytest_orch_recovery.engine.model import Event
+from pytest_orch_recovery.engine.events import Event
 from pytest_orch_recovery.report.charts import (
     criteria_chart,
     duration_text,

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pytest_orch_recovery.engine.model import Event
+from pytest_orch_recovery.engine.events import Event
 from pytest_orch_recovery.report.charts import COLOURS, duration_text, esc, tick_step, time_label
 from pytest_orch_recovery.report.timeline import (
     GROUP_SEPARATOR,

@@ -26,27 +26,18 @@ from __future__ import annotations
 import enum
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any, Literal
 
 from pytest_orch_recovery.engine.errors import InvalidValue
-from pytest_orch_recovery.engine.model import (
-    Attribution,
-    Complexity,
-    Event,
-    EventKind,
-    ExitInfo,
-    Reason,
-    Strategy,
-    Task,
-    WorkItem,
-)
+from pytest_orch_recovery.engine.events import Event, EventKind, PartialSummary
+from pytest_orch_recovery.engine.model import Complexity, Reason, Strategy
 from pytest_orch_recovery.report.rootcause import theory
 from pytest_orch_recovery.report.stats import mean, percentile, wilson_interval
-from pytest_orch_recovery.store import validation
+from pytest_orch_recovery.store.history import FailureRecord, History, TaskHistory
 
 # The reasons table lists at most this many agents per reason (the seed shows three).
 COMMON_AGENTS_MAX = 3
@@ -96,6 +87,16 @@ class RecoveryEvent:
     released_by_operator: tuple[str, ...]  # operator actions that released it
     # Which of the seed's root-cause hypotheses the signal's sender supports (rootcause.py).
     theory: str = ""
+    # The agent type of each attempt, in order: the last one finished the task (a fallback
+    # agent while the primary's account was at its usage limit, a fix agent, ...).
+    agent_types: tuple[str, ...] = ()
+
+    @property
+    def finished_by(self) -> str | None:
+        """The agent type that finished the task, when another than the one that started."""
+        if self.outcome is not Outcome.RECOVERED or len(set(self.agent_types)) < 2:
+            return None
+        return self.agent_types[-1]
 
     @property
     def root_cause(self) -> str:
@@ -172,188 +173,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
-# --------------------------------------------------------------------------- per-task fold
-
-
-@dataclass(frozen=True)
-class _Failure:
-    reason: Reason
-    time: float
-    agent: str
-    exit: ExitInfo | None
-    evidence: str
-    partial: tuple[str, ...]
-    missing: tuple[str, ...]
-    theory: str = ""
-
-
-@dataclass
-class _Story:
-    """Everything the journal says about one task (mutable while folding)."""
-
-    task_id: str
-    title: str = ""
-    complexity: Complexity = Complexity.SIMPLE
-    agent: str | None = None
-    attempts: int = 0
-    agents_by_attempt: dict[int, str] = field(default_factory=dict)
-    failures: list[_Failure] = field(default_factory=list)
-    strategies: list[Strategy] = field(default_factory=list)
-    decided: Strategy | None = None  # the decision the next launch carries out
-    lesson: str = ""
-    systematic: list[str] = field(default_factory=list)
-    outcome: EventKind | None = None
-    released: list[str] = field(default_factory=list)
-    recovery_time: float | None = None
-    pr: int | None = None
-    pending_exit: ExitInfo | None = None
-    unattributed: int = 0
-    first_time: float | None = None
-    submitted: bool = False  # a task_succeeded without a submission is no first-try success
-
-    def agent_for(self, event: Event) -> str:
-        if event.agent:
-            return event.agent
-        if event.attempt is not None and event.attempt in self.agents_by_attempt:
-            return self.agents_by_attempt[event.attempt]
-        return self.agent or self.task_id
-
-    @property
-    def settled(self) -> bool:
-        return bool(self.failures) or self.outcome is not None
-
-
-MAX_PR_NUMBER = 10**12
-_RESOLVES_EXIT = {EventKind.TASK_SUCCEEDED, EventKind.FAILURE_ATTRIBUTED, EventKind.OPERATOR_ACTION}
-_WORKSPACE_KINDS = {EventKind.WORKSPACE_CLEANED, EventKind.WORKSPACE_ORPHANED}
-
-
-def _fold(story: _Story, event: Event) -> None:
-    data = event.data
-    if story.first_time is None:
-        story.first_time = event.time
-    if story.pending_exit is not None and event.kind not in _RESOLVES_EXIT | _WORKSPACE_KINDS:
-        # The coordinator moved on from an exit without attributing or accepting it.
-        story.unattributed += 1
-        story.pending_exit = None
-    kind = event.kind
-    if kind is EventKind.TASK_SUBMITTED:
-        story.submitted = True
-        task_data = data.get("task")
-        if isinstance(task_data, Mapping):
-            task = Task.from_json(task_data)
-            story.title = task.title
-            story.complexity = task.complexity
-        if "complexity" in data:
-            story.complexity = Complexity(data["complexity"])
-        story.agent = event.agent or story.agent
-    elif kind is EventKind.ATTEMPT_LAUNCHED:
-        story.attempts += 1
-        launched = data.get("strategy")
-        # A relaunch nobody journaled a decision for (an operator's release) still belongs
-        # in the strategy sequence.
-        if launched and Strategy(launched) is not story.decided:
-            story.strategies.append(Strategy(launched))
-        story.decided = None
-        if event.agent:
-            story.agent = story.agent or event.agent
-            if event.attempt is not None:
-                story.agents_by_attempt[event.attempt] = event.agent
-    elif kind is EventKind.ATTEMPT_EXITED:
-        raw = data.get("exit")
-        story.pending_exit = ExitInfo.from_json(raw) if isinstance(raw, Mapping) else ExitInfo(None)
-    elif kind is EventKind.FAILURE_ATTRIBUTED:
-        story.failures.append(_failure(story, event))
-        story.pending_exit = None
-    elif kind is EventKind.DECISION:
-        decision = data.get("decision", {})
-        if "strategy" in decision:
-            story.decided = Strategy(decision["strategy"])
-            story.strategies.append(story.decided)
-        if decision.get("lesson"):
-            story.lesson = str(decision["lesson"])
-        if decision.get("systematic_cause"):
-            _add_unique(story.systematic, str(decision["systematic_cause"]))
-    elif kind is EventKind.TASK_SUCCEEDED:
-        story.outcome = kind
-        story.pending_exit = None
-        if data.get("recovery_time") is not None:
-            story.recovery_time = _checked(
-                validation.number, data, "recovery_time", maximum=validation.MAX_TIME
-            )
-        if data.get("pr") is not None:
-            story.pr = _checked(validation.integer, data, "pr", minimum=1, maximum=MAX_PR_NUMBER)
-    elif kind in (EventKind.TASK_ESCALATED, EventKind.TASK_FAILED):
-        story.outcome = kind
-        if data.get("systematic_cause"):
-            _add_unique(story.systematic, str(data["systematic_cause"]))
-    elif kind is EventKind.OPERATOR_ACTION and story.outcome is EventKind.TASK_ESCALATED:
-        story.outcome = None
-        story.released.append(str(data.get("action", "operator action")))
-
-
-def _checked(rule: Any, data: Mapping[str, Any], name: str, **limits: Any) -> Any:
-    try:
-        return rule(data[name], **limits)
-    except validation.RuleError as exc:
-        raise InvalidValue(f"field {name!r}: {exc}") from None
-
-
 def _add_unique(items: list[str], item: str) -> None:
     if item not in items:
         items.append(item)
 
 
-def _failure(story: _Story, event: Event) -> _Failure:
-    data = event.data
-    raw_attr = data.get("attribution")
-    attribution = (
-        Attribution.from_json(raw_attr)
-        if isinstance(raw_attr, Mapping)
-        else Attribution(Reason.UNKNOWN, 0.0)
-    )
-    strongest = max(attribution.evidence, key=lambda e: e.weight, default=None)
-    raw_partial = data.get("partial")
-    missing = [WorkItem.from_json(w).describe() for w in data.get("missing_work", ()) or ()]
-    return _Failure(
-        reason=attribution.reason,
-        time=event.time,
-        agent=story.agent_for(event),
-        exit=story.pending_exit,
-        evidence="" if strongest is None else strongest.detail,
-        partial=describe_partial(raw_partial) if isinstance(raw_partial, Mapping) else (),
-        missing=tuple(missing),
-        theory=theory(attribution),
-    )
-
-
-def describe_partial(partial: Mapping[str, Any]) -> tuple[str, ...]:
-    """PartialWork JSON in words, in the order the work is done.
-
-    >>> describe_partial({"deliverables_present": ["fake3.md"], "uncommitted": ["fake3.md"],
-    ...                    "commits_ahead": 0, "pushed": False, "pr": None})
-    ('created fake3.md', 'uncommitted changes in fake3.md')
-    """
-    words = [f"created {p}" for p in partial.get("deliverables_present", ()) or ()]
-    uncommitted = list(partial.get("uncommitted", ()) or ())
-    if uncommitted:
-        words.append("uncommitted changes in " + ", ".join(uncommitted))
-    ahead = int(partial.get("commits_ahead", 0) or 0)
-    if ahead:
-        words.append(f"{ahead} commit{'s' if ahead != 1 else ''} on the branch")
-    if partial.get("pushed"):
-        words.append("branch pushed")
-    if partial.get("pr") is not None:
-        words.append(f"PR #{partial['pr']} open")
-    if partial.get("tests_passed") is True:
-        words.append("tests passing")
-    elif partial.get("tests_passed") is False:
-        words.append("tests failing")
-    if partial.get("checkpoint"):
-        words.append("checkpoint saved")
-    if partial.get("checkpoint_problem"):
-        words.append(f"checkpoint unusable ({partial['checkpoint_problem']})")
-    return tuple(words)
+def describe_partial(partial: PartialSummary | None) -> tuple[str, ...]:
+    """What an attempt left behind, in words (nothing when the workspace was not probed)."""
+    return () if partial is None else partial.describe()
 
 
 # --------------------------------------------------------------------------- aggregation
@@ -363,46 +190,47 @@ def _iso_date(time: float) -> str:
     return datetime.fromtimestamp(time, UTC).date().isoformat()
 
 
-def _outcome(story: _Story) -> Outcome:
-    if story.outcome is EventKind.TASK_SUCCEEDED:
-        return Outcome.RECOVERED if story.failures else Outcome.SUCCEEDED
-    if story.outcome is EventKind.TASK_ESCALATED:
+def _outcome(task: TaskHistory) -> Outcome:
+    if task.outcome is EventKind.TASK_SUCCEEDED:
+        return Outcome.RECOVERED if task.failures else Outcome.SUCCEEDED
+    if task.outcome is EventKind.TASK_ESCALATED:
         return Outcome.ESCALATED
-    if story.outcome is EventKind.TASK_FAILED:
+    if task.outcome is EventKind.TASK_FAILED:
         return Outcome.FAILED
     return Outcome.IN_PROGRESS
 
 
-def _recovery_event(story: _Story) -> RecoveryEvent:
-    first = story.failures[0]
+def _recovery_event(task: TaskHistory) -> RecoveryEvent:
+    first = task.failures[0]
     return RecoveryEvent(
-        task_id=story.task_id,
+        task_id=task.task_id,
         time=first.time,
         date=_iso_date(first.time),
         agent=first.agent,
-        title=story.title or story.task_id,
-        reason=first.reason,
-        reasons=tuple(f.reason for f in story.failures),
+        title=task.title or task.task_id,
+        reason=first.attribution.reason,
+        reasons=tuple(f.attribution.reason for f in task.failures),
         exit_code=None if first.exit is None else first.exit.display_code,
         exit_signal=None if first.exit is None else first.exit.signal_name,
-        partial_work=first.partial,
-        missing_work=first.missing,
-        strategies=tuple(story.strategies),
-        recovery_time=story.recovery_time,
-        outcome=_outcome(story),
-        pr=story.pr,
-        evidence=first.evidence,
-        lesson=story.lesson,
-        released_by_operator=tuple(story.released),
-        theory=first.theory,
+        partial_work=describe_partial(first.partial),
+        missing_work=tuple(w.describe() for w in first.missing_work),
+        strategies=tuple(task.strategies),
+        recovery_time=task.recovery_time,
+        outcome=_outcome(task),
+        pr=task.pr,
+        evidence=first.strongest_evidence,
+        lesson=task.lesson,
+        released_by_operator=tuple(task.released),
+        theory=theory(first.attribution),
+        agent_types=tuple(a.agent_type for a in task.attempts if a.agent_type),
     )
 
 
-def _reason_rows(failures: Sequence[_Failure]) -> tuple[ReasonRow, ...]:
+def _reason_rows(failures: Sequence[FailureRecord]) -> tuple[ReasonRow, ...]:
     total = len(failures)
     rows = []
     for reason in Reason:
-        agents = Counter(f.agent for f in failures if f.reason is reason)
+        agents = Counter(f.agent for f in failures if f.attribution.reason is reason)
         count = sum(agents.values())
         rows.append(
             ReasonRow(
@@ -415,14 +243,14 @@ def _reason_rows(failures: Sequence[_Failure]) -> tuple[ReasonRow, ...]:
     return tuple(rows)
 
 
-def _systematic_causes(stories: Iterable[_Story]) -> tuple[SystematicCause, ...]:
-    grouped: dict[str, list[_Story]] = {}
+def _systematic_causes(stories: Iterable[TaskHistory]) -> tuple[SystematicCause, ...]:
+    grouped: dict[str, list[TaskHistory]] = {}
     for story in stories:
         for cause in story.systematic:
             grouped.setdefault(cause, []).append(story)
     causes = []
     for cause, members in grouped.items():
-        reasons = Counter(s.failures[-1].reason for s in members if s.failures)
+        reasons = Counter(s.failures[-1].attribution.reason for s in members if s.failures)
         agents: list[str] = []
         actions: list[str] = []
         for s in members:
@@ -446,40 +274,10 @@ def _systematic_causes(stories: Iterable[_Story]) -> tuple[SystematicCause, ...]
     return tuple(causes)
 
 
-def orphaned_paths(events: Iterable[Event]) -> tuple[str, ...]:
-    """Workspaces reported orphaned and not cleaned afterwards, in first-report order."""
-    orphaned: dict[str, None] = {}
-    for event in events:
-        path = str(event.data.get("path", ""))
-        if event.kind is EventKind.WORKSPACE_ORPHANED:
-            orphaned[path] = None
-        elif event.kind is EventKind.WORKSPACE_CLEANED:
-            orphaned.pop(path, None)
-    return tuple(orphaned)
-
-
-def event_problem(event: Event) -> str | None:
-    """Why ``compute`` could not use ``event`` (a missing or malformed data field), or None.
-
-    Readers call this per line so that a bad event is reported with its file and line.
-
-    >>> event_problem(Event(EventKind.DECISION, 0.0, "t1", data={"decision": {"strategy": "x"}}))
-    "decision event: 'x' is not a valid Strategy"
-    """
-    tasks = event.data.get("tasks", []) if isinstance(event.data, Mapping) else []
-    if event.kind is EventKind.OPERATOR_ACTION and not isinstance(tasks, list):
-        return f"{event.kind} event: field 'tasks' must be a list of task ids"
-    try:
-        _fold(_Story(event.task_id or "?"), event)
-    except KeyError as exc:
-        return f"{event.kind} event: missing field {exc.args[0]!r}"
-    except (ValueError, TypeError, AttributeError) as exc:
-        return f"{event.kind} event: {exc}"
-    return None
-
-
-def compute(events: Sequence[Event], *, orphaned_workspaces: int | None = None) -> Metrics:
-    """Aggregate journal events into dashboard figures.
+def compute(
+    events: Iterable[Event] | History, *, orphaned_workspaces: int | None = None
+) -> Metrics:
+    """Aggregate journal events (or their folded :class:`History`) into dashboard figures.
 
     ``events`` may concatenate several journals; each task's events must keep their order.
     ``orphaned_workspaces``, when given, overrides the count from ``workspace_orphaned``
@@ -488,27 +286,15 @@ def compute(events: Sequence[Event], *, orphaned_workspaces: int | None = None) 
     >>> compute([]).total_tasks, compute([], orphaned_workspaces=2).orphaned_workspaces
     (0, 2)
     """
-    stories: dict[str, _Story] = {}
-    for event in events:
-        if event.kind is EventKind.OPERATOR_ACTION:
-            for task_id in event.data.get("tasks", ()) or ():
-                if str(task_id) in stories:
-                    _fold(stories[str(task_id)], event)
-            continue
-        if event.task_id is None:
-            continue
-        story = stories.get(event.task_id)
-        if story is None:
-            story = stories[event.task_id] = _Story(event.task_id)
-        _fold(story, event)
-
-    all_stories = list(stories.values())
+    history = events if isinstance(events, History) else History(events)
+    all_stories = list(history.tasks.values())
     unattributed = 0
     for story in all_stories:
         unattributed += story.unattributed
-        if story.pending_exit is not None and not story.pending_exit.clean:
+        pending = story.pending_exit
+        if pending is not None and not pending.clean:
             unattributed += 1  # the journal ends on a failed exit nobody attributed
-        unattributed += sum(1 for f in story.failures if f.reason is Reason.UNKNOWN)
+        unattributed += sum(1 for f in story.failures if f.attribution.reason is Reason.UNKNOWN)
 
     first_try = [
         s
@@ -524,23 +310,23 @@ def compute(events: Sequence[Event], *, orphaned_workspaces: int | None = None) 
         for s in recovering
         if s.outcome is EventKind.TASK_SUCCEEDED and s.recovery_time is not None
     )
-    by_reason = Counter(s.failures[0].reason for s in recovering)
+    by_reason = Counter(s.failures[0].attribution.reason for s in recovering)
     failures = [f for s in all_stories for f in s.failures]
     recent = sorted((_recovery_event(s) for s in recovering), key=lambda r: -r.time)
-    orphan_paths = orphaned_paths(events)
+    orphan_paths = history.orphaned_paths
 
     return Metrics(
         total_tasks=len(all_stories),
         simple_tasks=len(simple),
         complex_tasks=len(complex_),
-        attempts=sum(s.attempts for s in all_stories),
+        attempts=sum(s.launches for s in all_stories),
         failures=len(failures),
         first_try=len(first_try),
-        first_try_agents=tuple(s.agent or s.task_id for s in first_try),
+        first_try_agents=tuple(s.name for s in first_try),
         first_try_simple=sum(1 for s in first_try if s.complexity is Complexity.SIMPLE),
-        settled_simple=sum(1 for s in simple if s.settled),
+        settled_simple=sum(1 for s in simple if s.failures or s.outcome is not None),
         first_try_complex=sum(1 for s in first_try if s.complexity is Complexity.COMPLEX),
-        settled_complex=sum(1 for s in complex_ if s.settled),
+        settled_complex=sum(1 for s in complex_ if s.failures or s.outcome is not None),
         unsettled=len(all_stories) - len(first_try) - len(recovering),
         required_recovery=len(recovering),
         required_recovery_by_reason=tuple(by_reason.most_common()),

@@ -17,11 +17,17 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pytest_orch_recovery.engine.model import Event, EventKind
+from pytest_orch_recovery.engine.events import (
+    AttemptExited,
+    Event,
+    FailureAttributed,
+    TaskSucceeded,
+)
+from pytest_orch_recovery.engine.model import ExitInfo
 from pytest_orch_recovery.engine.ports import LaunchSpec
 from pytest_orch_recovery.infra.agents import AgentConfig, AgentDriver, prompt_text
 from pytest_orch_recovery.infra.checkpoint import HOOK_MATCHER
@@ -46,8 +52,12 @@ class Dispatcher:
         fault_plan: Path | None = None,
         start_signal: Callable[[LaunchSpec], str | None] | None = None,
         config_for: Callable[[LaunchSpec, AgentConfig], AgentConfig | None] | None = None,
+        driver_of_type: Callable[[str, AgentConfig], AgentDriver | None] | None = None,
     ) -> None:
         self.host = host
+        # The driver of an attempt the coordinator moved to another agent type (a fallback
+        # agent while the primary's account is at its usage limit); None: the current one.
+        self._driver_of_type = driver_of_type
         # A configuration for one attempt instead of the current one (None: the current one),
         # given the spec and the current configuration; the chaos harness launches a
         # permission_prompt attempt interactive and without the permission flag.
@@ -58,7 +68,7 @@ class Dispatcher:
         self.driver = driver_factory(config)
         self.fault_plan = fault_plan
         self._exclude_installed = False
-        self._exits: dict[tuple[str, int], Mapping[str, Any]] = {}
+        self._exits: dict[tuple[str, int], AttemptExited] = {}
 
     @property
     def config(self) -> AgentConfig:
@@ -84,6 +94,10 @@ class Dispatcher:
     def driver_for(self, spec: LaunchSpec) -> AgentDriver:
         """The driver of this attempt: the current one unless ``config_for`` overrides it."""
         override = self._config_for(spec, self.config) if self._config_for is not None else None
+        if self._driver_of_type is not None:
+            other = self._driver_of_type(spec.agent_type, override or self.config)
+            if other is not None:
+                return other
         if override is None or override == self.config:
             return self.driver
         return self._driver_factory(override)
@@ -125,32 +139,34 @@ class Dispatcher:
 
     def observe(self, event: Event) -> None:
         """Coordinator observer (``on_event``): one results file per judged attempt."""
-        if event.kind is EventKind.ATTEMPT_EXITED and event.agent and event.attempt:
-            self._exits[(event.agent, event.attempt)] = event.data
+        payload = event.payload
+        if isinstance(payload, AttemptExited) and event.agent and event.attempt:
+            self._exits[(event.agent, event.attempt)] = payload
             return
-        if event.kind not in (EventKind.FAILURE_ATTRIBUTED, EventKind.TASK_SUCCEEDED):
+        if not isinstance(payload, FailureAttributed | TaskSucceeded):
             return
         if event.agent is None or event.attempt is None:
             return
-        attribution: Mapping[str, Any] = event.data.get("attribution") or {}
-        result = {
+        attribution = payload.attribution if isinstance(payload, FailureAttributed) else None
+        result: dict[str, Any] = {
             "schema_version": 1,
             "agent": event.agent,
             "task_id": event.task_id,
             "attempt": event.attempt,
-            "status": "success" if event.kind is EventKind.TASK_SUCCEEDED else "failed",
-            "reason": attribution.get("reason"),
-            "confidence": attribution.get("confidence"),
+            "status": "success" if attribution is None else "failed",
+            "reason": None if attribution is None else str(attribution.reason),
+            "confidence": None if attribution is None else round(attribution.confidence, 3),
             "recorded_at": event.time,
         }
         exited = self._exits.pop((event.agent, event.attempt), None)
         if exited is not None:
+            exit_info = exited.exit or ExitInfo(None)
             result.update(
-                exit_code=exited["exit"].get("code"),
-                signal=exited["exit"].get("signal"),
-                started_at=exited.get("started_at"),
-                ended_at=exited.get("ended_at"),
-                duration=(exited.get("ended_at") or 0) - (exited.get("started_at") or 0),
+                exit_code=exit_info.display_code,
+                signal=exit_info.signal_name,
+                started_at=exited.started_at,
+                ended_at=exited.ended_at,
+                duration=(exited.ended_at or 0) - (exited.started_at or 0),
             )
         path = self.host.results / f"{event.agent}.{event.attempt}_results.json"
         atomic.write_json(path, result)

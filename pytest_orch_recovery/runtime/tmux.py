@@ -71,7 +71,13 @@ from pytest_orch_recovery.infra.workspace import probe
 from pytest_orch_recovery.runtime.host import Host
 from pytest_orch_recovery.runtime.screen import ScreenWatch
 from pytest_orch_recovery.runtime.senders import memory_cgroup, oom_kills
-from pytest_orch_recovery.runtime.server import kill_tmux_server, tmux_server_running
+from pytest_orch_recovery.runtime.server import (
+    OWNER_OPTION,
+    kill_tmux_server,
+    reap_empty_server,
+    server_environment,
+    tmux_server_running,
+)
 from pytest_orch_recovery.runtime.wrapper import WrapperSpec
 from pytest_orch_recovery.store import atomic
 
@@ -82,7 +88,11 @@ _HISTORY_LIMIT = 100_000
 _SWEEP_INTERVAL = 30.0
 _WATCH_INTERVAL = 0.25  # seconds between looks at a running attempt's screen (see _watching)
 _KILL_GRACE = 5.0
-_PANE_FORMAT = "\t".join(
+# Fields are split on "|", not a tab: a tmux client whose locale is not UTF-8 (LANG=C, as under
+# cron or a bare systemd unit) prints every control character, the tab too, as "_". The key
+# (a task id among other things) comes last and may hold anything: split at most 6 times.
+_PANE_SEP = "|"
+_PANE_FORMAT = _PANE_SEP.join(
     [
         "#{session_name}",
         "#{pane_id}",
@@ -93,7 +103,6 @@ _PANE_FORMAT = "\t".join(
         "#{@orch-key}",
     ]
 )
-OWNER_OPTION = "@orch-runtime"  # server option: the state dir of the host that started it
 KEY_OPTION = "@orch-key"  # session option: the idempotency key of the attempt it runs
 RECORD_SCHEMA_VERSION = 1
 # CSI / OSC / two-byte escape sequences, as a pipe-pane log holds them.
@@ -253,6 +262,9 @@ class TmuxRuntime:
         """Start the server, or take over the one this host's runtime started before.
         Returns whether it was started now. Raises on a server someone else started."""
         socket = self.host.tmux_socket
+        # A server this host's runtime left with no session (its supervisor was killed with
+        # SIGKILL) is reaped, so that it ends with this runtime instead of living on.
+        reap_empty_server(socket, self.owner_mark)
         if tmux_server_running(socket):
             mark = self._tmux("show-options", "-gqv", OWNER_OPTION, check=False)
             if (mark[0] if mark else "") != self.owner_mark:
@@ -272,7 +284,7 @@ class TmuxRuntime:
             f"printf 'died %s\\n' \"$1\" | dd of={shlex.quote(str(self.fifo))} "
             "oflag=nonblock,append conv=notrunc status=none 2>/dev/null\n",
         )
-        env = self.host.env("tmux-server")
+        env = server_environment(self.host.env("tmux-server"))
         argv = ["tmux", "-L", socket, "-f", "/dev/null", "start-server"]
         for option in (
             ["set-option", "-g", OWNER_OPTION, self.owner_mark],
@@ -305,7 +317,7 @@ class TmuxRuntime:
         out = self._tmux("display-message", "-p", "-t", target, _PANE_FORMAT, check=False)
         if not out:
             return None  # the session is gone
-        fields = out[0].split("\t")
+        fields = out[0].split(_PANE_SEP, 6)
         if len(fields) != 7 or not fields[2].isdigit():
             return None  # no such target: tmux expands the format with nothing
         return _PaneState(
@@ -700,9 +712,11 @@ class TmuxRuntime:
 
     def detach(self) -> None:
         """Let go without stopping anything: agents, sessions and the server keep running
-        for a runtime on the same host to adopt (a supervisor stopping). Idempotent."""
+        for a runtime on the same host to adopt (a supervisor stopping); a server left with
+        no session has nothing to keep and is removed. Idempotent."""
         if not self._closed:
             self._release()
+            reap_empty_server(self.host.tmux_socket, self.owner_mark)
 
     def _release(self) -> None:
         self._closed = True

@@ -92,31 +92,35 @@ def output_target(
 ) -> Path:
     """The regular file a report for ``path`` goes to, or :class:`OutputError`.
 
-    An existing ``path`` must be a regular file, or a symbolic link to one (the file it names
-    is written and the link kept); devices, FIFOs, sockets, directories and links to them or
-    to nowhere are refused, so ``--output /dev/null`` never replaces the device. A missing
-    parent directory is created only under ``base`` (default: the working directory).
+    An existing ``path`` must be a regular file the user may write; a symbolic link is
+    refused whatever it names (a report replaces only the file it was asked to write, never
+    one a link leads to), and so are devices, FIFOs, sockets and directories, so
+    ``--output /dev/null`` never replaces the device. A missing parent directory is created
+    only under ``base`` (default: the working directory).
     """
     given = Path(path)
     if not str(given) or "\x00" in str(given):
         raise OutputError(f"{str(given)!r}: not a file name")
     try:
-        info = os.stat(given)  # follows a symlink to what it names
+        info = os.lstat(given)  # the name itself: a link is not followed
     except FileNotFoundError:
         info = None
     except OSError as exc:
         raise OutputError(f"{given}: cannot write here: {exc.strerror or exc}") from None
     if info is not None:
+        if stat.S_ISLNK(info.st_mode):
+            raise OutputError(
+                f"{given}: a symbolic link; reports are not written through links "
+                "(name the file itself)"
+            )
         if not stat.S_ISREG(info.st_mode):
             raise OutputError(
                 f"{given}: not a regular file ({file_kind(info.st_mode)}); "
                 "reports are written to regular files only"
             )
-        return given.resolve()
-    if given.is_symlink():
-        raise OutputError(
-            f"{given}: a symbolic link to a missing file; reports are written to regular files only"
-        )
+        if not info.st_mode & 0o222 or not os.access(given, os.W_OK):  # root may write 0444
+            raise OutputError(f"{given}: read-only; a report does not replace it")
+        return given.absolute()
     parent = given.absolute().parent
     if parent.is_dir():
         return given.absolute()

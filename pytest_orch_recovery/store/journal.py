@@ -13,17 +13,16 @@ import fcntl
 import json
 import os
 import stat
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
 from pytest_orch_recovery.engine.errors import InvalidValue, OrchRecoveryError
-from pytest_orch_recovery.engine.model import Event, EventKind
+from pytest_orch_recovery.engine.events import Event, EventFormatError
 from pytest_orch_recovery.store import validation
 from pytest_orch_recovery.store.atomic import fsync_dir
 
-_KINDS: Mapping[str, EventKind] = {str(k): k for k in EventKind}
 MAX_LINE_CHARS = 16 * 1024 * 1024  # one event
 
 
@@ -34,11 +33,11 @@ class JournalError(OrchRecoveryError):
 class Journal:
     """An append-only event log, on disk (``path``) or in memory (``path=None``).
 
-    >>> from pytest_orch_recovery.engine.model import Event, EventKind
+    >>> from pytest_orch_recovery.engine.events import DecisionMade, Event, TaskSubmitted
     >>> j = Journal(None)
-    >>> j.append(Event(EventKind.TASK_SUBMITTED, 0.0, task_id="fake3")).seq
+    >>> j.append(Event(TaskSubmitted(), 0.0, task_id="fake3")).seq
     1
-    >>> j.append(Event(EventKind.DECISION, 1.5, task_id="fake3", key="fake3:2")).seq
+    >>> j.append(Event(DecisionMade(), 1.5, task_id="fake3", key="fake3:2")).seq
     2
     >>> j.has_key("fake3:2"), [e.kind.value for e in j.events_for("fake3")]
     (True, ['task_submitted', 'decision'])
@@ -113,20 +112,7 @@ class Journal:
         if self._closed:
             raise JournalError(f"{self._path or '<memory>'}: journal is closed")
         seq = len(self._events) + 1
-        stored = (
-            event
-            if event.seq == seq
-            else Event(
-                event.kind,
-                event.time,
-                event.task_id,
-                event.agent,
-                event.attempt,
-                event.data,
-                event.key,
-                seq,
-            )
-        )
+        stored = event if event.seq == seq else replace(event, seq=seq)
         if not self._validate:
             self._index(stored)
             return stored
@@ -244,7 +230,7 @@ def _refuse_constant(token: str) -> float:
 def _events(path: Path, lines: Iterable[str]) -> list[Event]:
     events: list[Event] = []
     loads = json.JSONDecoder(parse_constant=_refuse_constant).decode
-    kinds = _KINDS
+    from_json = Event.from_json
     expected = 1
     for number, line in enumerate(lines, 1):
         if len(line) > MAX_LINE_CHARS:
@@ -253,21 +239,11 @@ def _events(path: Path, lines: Iterable[str]) -> list[Event]:
                 f"limit is {MAX_LINE_CHARS}"
             )
         try:
-            data = loads(line)
-            # Built directly rather than via Event.from_json: replay speed matters, and the
-            # journal only ever holds what Event.to_json wrote.
-            event = Event(
-                kinds[data["kind"]],
-                float(data["time"]),
-                data.get("task_id"),
-                data.get("agent"),
-                data.get("attempt"),
-                data.get("data", {}),
-                data.get("key"),
-                data["seq"],
-            )
+            event = from_json(loads(line))
         except json.JSONDecodeError as exc:
             raise JournalError(f"{path}:{number}: invalid JSON: {exc.msg}") from None
+        except EventFormatError as exc:
+            raise JournalError(f"{path}:{number}: {exc}") from None
         except KeyError as exc:
             raise JournalError(f"{path}:{number}: missing or unknown {_what(exc)}") from None
         except (TypeError, ValueError, AttributeError, RecursionError) as exc:
@@ -290,11 +266,13 @@ def event_field_problem(event: Event) -> str | None:
 
     A journal line is refused, with its file and line, when its time is not a finite number
     of seconds in ``[0, MAX_TIME]``, or its task id, agent or key is not a string, or its
-    attempt not a whole number >= 1, or its data not an object (docs/limits.md).
+    attempt not a whole number >= 1 (docs/limits.md). The payload's fields are checked by
+    :meth:`Event.from_json`.
 
-    >>> event_field_problem(Event(EventKind.DECISION, float("nan"), "t1"))
+    >>> from pytest_orch_recovery.engine.events import WorkspaceOrphaned
+    >>> event_field_problem(Event(WorkspaceOrphaned("w"), float("nan"), "t1"))
     "field 'time': must be a finite number, got nan"
-    >>> event_field_problem(Event(EventKind.DECISION, 1.0, "t1", agent=["a"]))  # type: ignore
+    >>> event_field_problem(Event(WorkspaceOrphaned("w"), 1.0, "t1", agent=["a"]))  # type: ignore
     "field 'agent': must be a string or null, not a list"
     """
     time = event.time
@@ -310,8 +288,6 @@ def event_field_problem(event: Event) -> str | None:
     attempt = event.attempt
     if attempt is not None and (type(attempt) is not int or not 1 <= attempt <= 1_000_000):
         return f"field 'attempt': must be a whole number >= 1 or null, got {attempt!r}"[:200]
-    if not isinstance(event.data, dict):
-        return f"field 'data': must be an object, not {_kind(event.data)}"
     return None
 
 
@@ -337,9 +313,9 @@ def journal_text(events: Iterable[Event]) -> str:
     """``events`` as the lines of a journal file, ``seq`` renumbered from 1 (e.g. a chaos
     campaign's events of several runs, for ``orch-recovery report``).
 
-    >>> from pytest_orch_recovery.engine.model import Event, EventKind
-    >>> journal_text([Event(EventKind.TASK_SUBMITTED, 0.0, "t1", seq=7)])
-    '{"seq":1,"kind":"task_submitted","time":0.0,"task_id":"t1"}\\n'
+    >>> from pytest_orch_recovery.engine.events import Event, WorkspaceOrphaned
+    >>> journal_text([Event(WorkspaceOrphaned("w"), 0.0, "t1", seq=7)])
+    '{"seq":1,"kind":"workspace_orphaned","time":0.0,"task_id":"t1","data":{"path":"w"}}\\n'
     """
     return "".join(
         json.dumps(

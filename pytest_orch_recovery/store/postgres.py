@@ -44,7 +44,8 @@ from psycopg import conninfo, errors
 from psycopg.types.json import Json
 
 from pytest_orch_recovery.engine.errors import OrchRecoveryError, UsageError
-from pytest_orch_recovery.engine.model import Event, Task
+from pytest_orch_recovery.engine.events import Event
+from pytest_orch_recovery.engine.model import Task
 from pytest_orch_recovery.engine.policy import Backoff
 from pytest_orch_recovery.store import schema, validation
 from pytest_orch_recovery.store.journal import event_field_problem
@@ -58,6 +59,7 @@ DEFAULT_LEASE = 30.0  # seconds a claim lasts without a heartbeat
 DEFAULT_OUTAGE_LIMIT = 300.0  # seconds of retrying before an operation gives up
 CONNECT_TIMEOUT = 5  # seconds per connection attempt (libpq's connect_timeout)
 RETRY_BACKOFF = Backoff(base=0.2, factor=2.0, cap=5.0)
+HOST_STATES = ("active", "draining", "retired")
 CLAIM_BATCH = 100  # tasks one claim takes at most for a host without a capacity
 
 _STALE = "OR409"  # SQLSTATEs raised by the schema's triggers
@@ -276,17 +278,47 @@ class PostgresStore:
     # ------------------------------------------------------------------ hosts
 
     def register(self, capacity: int | None) -> None:
-        """Enter this host in the registry (or update its capacity) and beat once."""
+        """Enter this host in the registry (or update its capacity) and beat once. A host an
+        operator retired is refused: it must be activated before it works again."""
         host = self._host("register")
-        self._do(
+        row = self._do(
             "register",
             lambda conn: conn.execute(
                 "INSERT INTO orch_hosts (name, capacity) VALUES (%s, %s) "
                 "ON CONFLICT (name) DO UPDATE SET capacity = EXCLUDED.capacity, "
-                "last_heartbeat = now()",
+                "last_heartbeat = now() RETURNING state",
                 (host, capacity),
-            ),
+            ).fetchone(),
         )
+        if row is not None and row[0] == "retired":
+            raise StoreError(
+                f"host {host!r} is retired: 'orch-recovery store activate {host}' first"
+            )
+
+    def set_host_state(self, name: str, state: str) -> HostInfo:
+        """An operator's order: ``draining`` (claim nothing more, keep what it holds),
+        ``retired`` (only once it holds nothing) or ``active``."""
+        if state not in HOST_STATES:
+            raise StoreError(f"host state must be one of {', '.join(HOST_STATES)}, not {state!r}")
+
+        def change(conn: Connection) -> None:
+            row = conn.execute(
+                "SELECT (SELECT count(*) FROM orch_tasks t WHERE t.host = h.name "
+                "AND t.state = 'claimed' AND t.lease_until > now()) "
+                "FROM orch_hosts h WHERE h.name = %s FOR UPDATE",
+                (name,),
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"no host {name!r} in the store")
+            if state == "retired" and row[0]:
+                raise StoreError(
+                    f"host {name!r} still holds {row[0]} task(s): drain it and wait until it "
+                    "holds none, or let its leases run out"
+                )
+            conn.execute("UPDATE orch_hosts SET state = %s WHERE name = %s", (state, name))
+
+        self._do(f"set host {name} {state}", change)
+        return {h.name: h for h in self.hosts()}[name]
 
     def heartbeat(self) -> dict[str, int]:
         """Renew the leases this host still holds; returns them (task id -> epoch).
@@ -349,6 +381,13 @@ class PostgresStore:
         self._epochs = self._do("resume leases", take)
         return dict(self._epochs)
 
+    def now(self) -> datetime:
+        """The database's clock: the one every lease and heartbeat is measured by."""
+        row = self._do("read the clock", lambda conn: conn.execute("SELECT now()").fetchone())
+        assert row is not None
+        clock: datetime = row[0]
+        return clock
+
     def hosts(self) -> list[HostInfo]:
         rows = self._do(
             "list hosts",
@@ -364,16 +403,37 @@ class PostgresStore:
     # ------------------------------------------------------------------ queue
 
     def submit(self, task: Task, *, agent: str | None = None) -> bool:
-        """Queue ``task``; False when a task with its id was submitted before (a no-op)."""
-        row = self._do(
-            f"submit {task.task_id}",
-            lambda conn: conn.execute(
+        """Queue ``task``; False when a task with its id was submitted before (a no-op).
+
+        Without ``agent`` the store names one, ``task-agent-<position>``, unique across the
+        fleet (hosts' coordinators each pick names only they know of); a name another task
+        has is refused."""
+
+        def put(conn: Connection) -> bool:
+            row = conn.execute(
                 "INSERT INTO orch_tasks (task_id, task, agent) VALUES (%s, %s, %s) "
                 "ON CONFLICT (task_id) DO NOTHING RETURNING position",
                 (task.task_id, Json(task.to_json()), agent),
-            ).fetchone(),
-        )
-        return row is not None
+            ).fetchone()
+            if row is None:
+                return False
+            if agent is None:
+                base = name = f"task-agent-{row[0]}"
+                suffix = 1
+                while conn.execute("SELECT 1 FROM orch_tasks WHERE agent = %s", (name,)).fetchone():
+                    suffix += 1
+                    name = f"{base}-{suffix}"
+                conn.execute(
+                    "UPDATE orch_tasks SET agent = %s WHERE task_id = %s", (name, task.task_id)
+                )
+            return True
+
+        try:
+            return self._do(f"submit {task.task_id}", put)
+        except errors.UniqueViolation:
+            raise StoreError(
+                f"submit {task.task_id}: agent name {agent!r} is already another task's"
+            ) from None
 
     def claim(self, room: int | None = None) -> list[Claim]:
         """Take the oldest claimable tasks (queued, or whose lease ran out), at most ``room``
@@ -436,6 +496,19 @@ class PostgresStore:
         ).fetchone()
         free = int(capacity) - int(held[0] if held else 0)
         return free if room is None else min(free, room)
+
+    def holders(self, task_ids: Iterable[str]) -> dict[str, str | None]:
+        """Which host holds each task now (None: nobody, or its lease ran out)."""
+        ids = list(task_ids)
+        rows = self._do(
+            "read holders",
+            lambda conn: conn.execute(
+                "SELECT task_id, CASE WHEN state = 'claimed' AND lease_until > now() "
+                "THEN host END FROM orch_tasks WHERE task_id = ANY(%s)",
+                (ids,),
+            ).fetchall(),
+        )
+        return {str(task_id): host for task_id, host in rows}
 
     def epoch(self, task_id: str) -> int | None:
         """The epoch of this host's lease on ``task_id`` as far as it knows, or None."""

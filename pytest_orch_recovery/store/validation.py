@@ -9,6 +9,7 @@ hook, the journal and the results readers refuse the same things with the same w
 - a **name** (task id, agent name) is 1 to :data:`MAX_NAME_CHARS` characters of ``A-Z a-z 0-9
   - _``, starting with a letter or digit: it becomes a file name, a branch name and a tmux
   session name, and is never shell syntax;
+- a **ref name** (a branch, a base) is one git accepts and never starts with ``-``;
 - a **number** is finite and within its range;
 - **text** has no NUL and a bounded length;
 - a **document** (JSON, TOML) is a regular file of bounded size, nested at most
@@ -35,7 +36,7 @@ from pytest_orch_recovery.engine.errors import OrchRecoveryError
 # typing costs each hook and wrapper process ~10 ms of start-up: for the type checker only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import IO, Any
 
 MAX_PATH_CHARS = 1024
 MAX_COMPONENT_BYTES = 255  # NAME_MAX of Linux file systems
@@ -111,6 +112,23 @@ def text(value: object, *, limit: int = MAX_TITLE_CHARS, empty: bool = False) ->
     return value
 
 
+def line_text(value: object, *, limit: int = MAX_TITLE_CHARS) -> str:
+    """:func:`text` that stays one printable line: no control character (newline, CR, ESC,
+    BEL, C1), for a value printed where a line break or an escape would forge output (a
+    scenario's name in pytest's test ids and summary lines).
+
+    >>> line_text("a\\nFAILED fake.toml::x")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pytest_orch_recovery.store.validation.RuleError: must be one line without control ...
+    """
+    out = text(value, limit=limit)
+    bad = next((c for c in out if c < " " or "\x7f" <= c <= "\x9f"), None)
+    if bad is not None:
+        raise RuleError(f"must be one line without control characters, got {bad!r} in it")
+    return out
+
+
 def prompt(value: object) -> str:
     """A prompt: text of at most :data:`MAX_PROMPT_BYTES` bytes in UTF-8, may be empty."""
     out = text(value, limit=MAX_PROMPT_BYTES, empty=True)
@@ -143,6 +161,68 @@ def name(value: object, *, what: str = "name", limit: int = MAX_NAME_CHARS) -> s
 
 def agent_name(value: object) -> str:
     return name(value, what="agent name", limit=MAX_AGENT_CHARS)
+
+
+_REF_FORBIDDEN = frozenset(" ~^:?*[\\\x7f")
+
+
+def ref_name(value: object, *, what: str = "branch") -> str:
+    """A branch or ref name that git takes as one (git-check-ref-format(1)) and no program can
+    read as an option: it becomes an argument of ``git rev-list``, ``git worktree add`` and
+    ``gh pr view``, and an agent chooses its own HEAD.
+
+    >>> ref_name("task-agent-7-work"), ref_name("origin/main")
+    ('task-agent-7-work', 'origin/main')
+    >>> ref_name("--repo=attacker/evil")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pytest_orch_recovery.store.validation.RuleError: branch '--repo=attacker/evil' must not ...
+    """
+    if not isinstance(value, str):
+        raise RuleError(f"{what} must be a string, not {_kind(value)}")
+    if not value:
+        raise RuleError(f"{what} must not be empty")
+    if len(value) > MAX_PATH_CHARS:
+        raise RuleError(f"{what} is {len(value)} characters long; the limit is {MAX_PATH_CHARS}")
+    problem = None
+    if value.startswith("-"):
+        problem = "must not start with '-' (git and gh would read it as an option)"
+    elif any(c < " " or c in _REF_FORBIDDEN for c in value):
+        problem = "must not hold spaces, control characters or any of ~ ^ : ? * [ \\"
+    elif ".." in value or "@{" in value or "//" in value or value == "@":
+        problem = "must not hold '..', '@{' or '//', nor be '@'"
+    elif value.startswith("/") or value.endswith(("/", ".")):
+        problem = "must not start with '/' or end with '/' or '.'"
+    elif any(p.startswith(".") or p.endswith(".lock") for p in value.split("/")):
+        problem = "no part may start with '.' or end with '.lock'"
+    if problem is not None:
+        raise RuleError(f"{what} {_show(value)} {problem}")
+    return value
+
+
+def branch_pattern(value: object) -> str:
+    """A branch pattern: ``{agent}`` and no other field, making a :func:`ref_name` for every
+    agent name (the fleet file's ``branch_pattern``, ``ingest --branch``).
+
+    >>> branch_pattern("{agent}-work")
+    '{agent}-work'
+    >>> branch_pattern("-{agent}")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pytest_orch_recovery.store.validation.RuleError: branch '-a' must not start with '-' ...
+    """
+    from string import Formatter  # the pattern is read once, at load
+
+    if not isinstance(value, str):
+        raise RuleError(f"must be a string, not {_kind(value)}")
+    try:
+        fields = [(n, spec, conv) for _, n, spec, conv in Formatter().parse(value) if n is not None]
+    except ValueError as exc:
+        raise RuleError(f"{_show(value)} is not a branch pattern: {exc}") from None
+    if not fields or any(field != ("agent", "", None) for field in fields):
+        raise RuleError(f"must contain {{agent}} and no other field, got {_show(value)}")
+    ref_name(value.format(agent="a"))
+    return value
 
 
 STORE_URL_SCHEMES = ("postgresql://", "postgres://")
@@ -278,15 +358,7 @@ def read_bounded(path: str | os.PathLike[str], limit: int = MAX_DOCUMENT_BYTES) 
             raise RuleError(f"not a regular file ({file_kind(info.st_mode)})")
         if info.st_size > limit:
             raise RuleError(f"is {info.st_size} bytes; the limit is {limit}")
-        chunks = []
-        left = limit + 1
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        data = b"".join(chunks)
+        data = _read_at_most(fd, limit + 1)
         if len(data) > limit:
             raise RuleError(f"grew beyond {limit} bytes while being read")
         return data
@@ -294,6 +366,35 @@ def read_bounded(path: str | os.PathLike[str], limit: int = MAX_DOCUMENT_BYTES) 
         raise RuleError(f"cannot read: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
+
+
+def _read_at_most(fd: int, size: int) -> bytes:
+    chunks = []
+    left = size
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_stream(stream: IO[Any], limit: int = MAX_DOCUMENT_BYTES) -> bytes:
+    """At most ``limit`` bytes from a pipe or terminal (standard input; a text stream reads
+    through its ``buffer``), read until its end; :class:`RuleError` once byte ``limit + 1``
+    has arrived, without reading further (``yes |`` never ends, and 1.5 GB piped in must not
+    be held in memory to be refused)."""
+    source = getattr(stream, "buffer", stream)
+    try:
+        data = source.read(limit + 1)
+    except OSError as exc:
+        raise RuleError(f"cannot read: {exc.strerror or exc}") from None
+    if isinstance(data, str):  # a text stream without a buffer (a test's StringIO)
+        data = data.encode("utf-8", "surrogatepass")
+    if len(data) > limit:
+        raise RuleError(f"is more than {limit} bytes; the limit is {limit}")
+    return bytes(data)
 
 
 def file_kind(mode: int) -> str:

@@ -19,9 +19,10 @@ from pytest_orch_recovery.chaos.faults import FaultLedger, FaultSpec
 from pytest_orch_recovery.chaos.record import RepoState, ScenarioRun, journal_orphans, task_outcomes
 from pytest_orch_recovery.chaos.scenario import OPERATOR_ACTIONS, Scenario
 from pytest_orch_recovery.chaos.tiers.simruntime import SimRuntime
-from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig, Phase
+from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
-from pytest_orch_recovery.engine.model import Event, Task
+from pytest_orch_recovery.engine.events import Event
+from pytest_orch_recovery.engine.model import Phase, Task
 from pytest_orch_recovery.engine.policy import Policy
 from pytest_orch_recovery.fleet.steps import CoordinatorSteps, submit_task
 from pytest_orch_recovery.store.journal import Journal

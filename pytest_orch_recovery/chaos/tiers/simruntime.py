@@ -19,11 +19,10 @@ import math
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from pytest_orch_recovery.chaos.faults import FaultLedger, FaultSpec, FaultStatus
+from pytest_orch_recovery.doubles.simagent.api import usage_limit_notice
 from pytest_orch_recovery.engine.model import (
     Checkpoint,
     ExitInfo,
@@ -88,7 +87,7 @@ def usage_limit_text(wording: str, now: float, resets_at: float) -> str:
     Claude Code's clock time and zone (anthropics/claude-code#79136), Codex's countdown
     (openai/codex#3031).
 
-    >>> usage_limit_text("claude", 0.0, 1753284600.0).splitlines()[0]
+    >>> usage_limit_text("claude", 0.0, 1753284600.0)
     "You've hit your session limit · resets 5:30pm (Europe/Berlin)"
     >>> usage_limit_text("codex", 0.0, 3 * 3600 + 120).endswith("try again in 3 hours 2 minutes.")
     True
@@ -106,12 +105,12 @@ def usage_limit_text(wording: str, now: float, resets_at: float) -> str:
             "■ You've hit your usage limit. Upgrade to Pro (https://openai.com/chatgpt/pricing) "
             f"or try again in {' '.join(parts) or '1 minute'}."
         )
-    local = datetime.fromtimestamp(resets_at, ZoneInfo(USAGE_LIMIT_ZONE))
-    clock = local.strftime("%I:%M%p").lstrip("0").lower().replace(":00", "")
-    return (
-        f"You've hit your session limit · resets {clock} ({USAGE_LIMIT_ZONE})\n"
-        "/login to switch to an API usage-billed account."
-    )
+    # The sim agent's own notice (what the tmux tier's agents print), in the zone of the
+    # reports the default is modelled on.
+    return usage_limit_notice(resets_at, _FIVE_HOUR_CLAIM, USAGE_LIMIT_ZONE)
+
+
+_FIVE_HOUR_CLAIM = {"anthropic-ratelimit-unified-representative-claim": "five_hour"}
 
 
 def _next_minute(t: float) -> float:
@@ -265,9 +264,9 @@ class SimRuntime:
         self.launch_log: list[tuple[str, str]] = []  # (agent, key) in launch order
         self.violations: list[str] = []  # engine misbehaviour seen by the runtime
         self.cleaned: set[str] = set()
-        # Agent type (its account) -> (reset time, wording) while its usage limit holds.
-        self.usage_limits: dict[str, tuple[float, str]] = {}
-        self.limit_hits = 0  # requests refused by a usage limit, faults included
+        # Agent type (its account) -> (reset time, the fault that started it) while its usage
+        # limit holds.
+        self.usage_limits: dict[str, tuple[float, FaultSpec]] = {}
 
     # ------------------------------------------------------------------ operator knobs
 
@@ -562,12 +561,10 @@ class SimRuntime:
             if kind == "usage_limit":
                 now = self.clock.now()
                 resets_in = float(spec.params.get("resets_in", USAGE_LIMIT_RESETS_IN))
-                wording = str(spec.params.get("wording", "claude"))
                 account = attempt.spec.agent_type
                 held = self.usage_limits.get(account)
                 if held is None or held[0] <= now:
-                    self.usage_limits[account] = (_next_minute(now + resets_in), wording)
-                self._mark(spec, attempt, FaultStatus.EXERCISED, f"{account} at its usage limit")
+                    self.usage_limits[account] = (_next_minute(now + resets_in), spec)
                 self._at_usage_limit(attempt, ws)
                 return True
             if kind not in _API_ERRORS and kind != "api_stall":
@@ -616,8 +613,10 @@ class SimRuntime:
         now = self.clock.now()
         if held is None or held[0] <= now:
             return False
-        self.limit_hits += 1
-        text = usage_limit_text(held[1], now, held[0])
+        spec = held[1]
+        # The fault takes effect on every attempt the account refuses, not only the first.
+        self._mark(spec, attempt, FaultStatus.EXERCISED, "refused by the account's usage limit")
+        text = usage_limit_text(str(spec.params.get("wording", "claude")), now, held[0])
         attempt.output.append(text)
         self._exit(
             attempt,

@@ -39,9 +39,15 @@ from pytest_orch_recovery.doubles.modeldouble import ModelDouble, Plan, plan_for
 from pytest_orch_recovery.doubles.modeldouble.faults import ApiFaultKind, ApiFaultSpec
 from pytest_orch_recovery.doubles.modeldouble.plan import Step, TaskPlan, default_content
 from pytest_orch_recovery.doubles.sandbox import Sandbox, default_base_dir
-from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig, Phase
+from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig
 from pytest_orch_recovery.engine.errors import InvalidValue
-from pytest_orch_recovery.engine.model import Event, EventKind, ExitInfo, Reason, Task
+from pytest_orch_recovery.engine.events import (
+    AttemptExited,
+    AttemptLaunched,
+    Event,
+    FailureAttributed,
+)
+from pytest_orch_recovery.engine.model import ExitInfo, Phase, Reason, Task
 from pytest_orch_recovery.engine.patterns import match_lines
 from pytest_orch_recovery.engine.policy import Policy, PolicySettings
 from pytest_orch_recovery.engine.ports import LaunchSpec
@@ -81,12 +87,17 @@ API_FAULTS = {
     "api_server_error": ApiFaultKind.SERVER_ERROR,
     "api_stall": ApiFaultKind.STALL,
     "quit_early": ApiFaultKind.QUIT_EARLY,
+    "usage_limit": ApiFaultKind.USAGE_LIMIT,
 }
 # Faults this tier cannot inject yet; a schedule that holds one is refused up front.
-UNSUPPORTED: frozenset[str] = frozenset({"usage_limit"})
+UNSUPPORTED: frozenset[str] = frozenset()
 # Faults injected through the dispatcher's agent configuration (the permission flag left out,
 # an interactive launch): a command-template agent's words are its own, so they cannot be.
 DISPATCHER_FLAG_FAULTS = frozenset({"missing_permission_flag", "permission_prompt"})
+
+# On this tier a usage limit's reset is seconds away (the model double then rounds it up to
+# the whole minute the CLI prints), whatever the scenario's ``resets_in`` says.
+USAGE_LIMIT_SECONDS = 5.0
 
 # Per-attempt limit in scenario runs unless the scenario sets ``attempt_timeout``: generous,
 # since a loaded CI machine is slow; the timeout scenario sets a short one of its own.
@@ -120,7 +131,9 @@ def _check_schedule(tasks: Sequence[Task], faults: Sequence[FaultSpec]) -> None:
             raise InvalidValue(f"fault {spec.kind!r} is not injectable on the tmux tier yet")
 
 
-def _api_fault(spec: FaultSpec, task: Task | None) -> ApiFaultSpec:
+def api_fault_spec(spec: FaultSpec, task: Task | None) -> ApiFaultSpec:
+    """The model double's fault for an API fault of the catalogue (``API_FAULTS``) on ``task``
+    (None: any task)."""
     trigger = spec.effective_trigger
     kind = API_FAULTS[spec.kind]
     if kind is ApiFaultKind.STALL:
@@ -132,6 +145,16 @@ def _api_fault(spec: FaultSpec, task: Task | None) -> ApiFaultSpec:
             scope="task",
             task=None if task is None else task.title,
             seconds=3600.0,
+        )
+    if kind is ApiFaultKind.USAGE_LIMIT:
+        # Fired once; the account then refuses every request until the reset.
+        return ApiFaultSpec(
+            kind=kind,
+            times=1,
+            at_request=trigger.n,
+            scope="task",
+            task=None if task is None else task.title,
+            seconds=USAGE_LIMIT_SECONDS,
         )
     if kind is ApiFaultKind.QUIT_EARLY:
         # The model's reply after the Nth tool call is a premature "done" (once).
@@ -228,6 +251,9 @@ def run_tmux(
         command_for = dispatcher.command_for
         if agent == "claude-code":
             command_for = functools.partial(_first_run_done, sandbox, dispatcher)
+        command_for = functools.partial(
+            _armed_launch, _ApiFaultArming(held.double, faults, tasks), command_for
+        )
         at_once = len(tasks) if max_live is None else min(len(tasks), max_live)
         held.runtime = TmuxRuntime(
             sandbox, command_for, stall_window=stall_window, agent_nice=sandbox_nice(at_once)
@@ -306,11 +332,40 @@ def _start_model_double(
     )
     double = ModelDouble(plan, transcript_path=sandbox.root / "transcript.jsonl").start()
     sandbox.record_port(int(double.url.rsplit(":", 1)[1]), what="model double")
-    by_id = {t.task_id: t for t in tasks}
-    for spec in faults:
-        if spec.kind in API_FAULTS:
-            double.add_fault(_api_fault(spec, by_id.get(spec.task)))
     return double
+
+
+class _ApiFaultArming:
+    """Arms each API fault in the model double when an attempt it applies to launches, as
+    the simulation applies it to that attempt: ``attempt = "all"`` fails every attempt (the
+    task escalates after its budget), ``attempt = 2`` only the second. A count of requests
+    (``at_api_request``) counts from the attempt's own first request."""
+
+    def __init__(self, double: ModelDouble, faults: Sequence[FaultSpec], tasks: Sequence[Task]):
+        self._double = double
+        self._faults = [f for f in faults if f.kind in API_FAULTS]
+        self._by_id = {t.task_id: t for t in tasks}
+        self._armed: set[tuple[str, str, int]] = set()
+
+    def __call__(self, spec: LaunchSpec) -> None:
+        task, attempt = spec.task.task_id, spec.attempt
+        for fault in self._faults:
+            key = (fault.fault_id, task, attempt)
+            if key in self._armed or not fault.applies_to(task, attempt):
+                continue
+            self._armed.add(key)
+            api = api_fault_spec(fault, self._by_id.get(task))
+            if api.at_request is not None:
+                already = self._double.task_requests(self._by_id[task].title)
+                api = replace(api, at_request=already + api.at_request)
+            self._double.add_fault(api)
+
+
+def _armed_launch(
+    arm: _ApiFaultArming, command_for: Callable[[LaunchSpec], list[str]], spec: LaunchSpec
+) -> list[str]:
+    arm(spec)
+    return command_for(spec)
 
 
 def _inject_forge_faults(sandbox: Sandbox, faults: Sequence[FaultSpec]) -> None:
@@ -324,18 +379,21 @@ def _inject_forge_faults(sandbox: Sandbox, faults: Sequence[FaultSpec]) -> None:
 
 
 def _point_agents_at(sandbox: Sandbox, double: ModelDouble) -> None:
-    """The agents' environment: the model double for an API, few retries of their own."""
-    sandbox.agent_env.update(
-        {
-            "ANTHROPIC_BASE_URL": double.url,
-            "ANTHROPIC_API_KEY": "sk-ant-api03-double-not-a-real-key",
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-            "DISABLE_AUTOUPDATER": "1",
-            "CLAUDE_CODE_MAX_RETRIES": str(AGENT_RETRIES),
-            "ORCH_SIM_RETRY_BASE_MS": "50",
-            "IS_SANDBOX": "1",  # Claude Code refuses the permission flag as root without it
-        }
-    )
+    sandbox.agent_env.update(double_env(double.url))
+
+
+def double_env(url: str) -> dict[str, str]:
+    """The agents' environment: the model double at ``url`` for an API, few retries of their
+    own."""
+    return {
+        "ANTHROPIC_BASE_URL": url,
+        "ANTHROPIC_API_KEY": "sk-ant-api03-double-not-a-real-key",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "CLAUDE_CODE_MAX_RETRIES": str(AGENT_RETRIES),
+        "ORCH_SIM_RETRY_BASE_MS": "50",
+        "IS_SANDBOX": "1",  # Claude Code refuses the permission flag as root without it
+    }
 
 
 def _dispatcher(
@@ -350,7 +408,7 @@ def _dispatcher(
 ) -> Dispatcher:
     """The dispatcher launching each attempt, with the hook faults' plan and the faults keyed
     on an attempt's start (a signal, a parked permission dialog)."""
-    fault_plan = _write_fault_plan(
+    fault_plan = write_fault_plan(
         sandbox, [f for f in faults if f.kind in HOOK_FAULTS], [t.tests for t in tasks if t.tests]
     )
     factory = driver_factory or (lambda c: driver_for(agent, c))
@@ -447,7 +505,7 @@ def _settle_workspaces(sandbox: Sandbox, coordinator: Coordinator) -> None:
 _BROKEN = "# BROKEN: the first implementation gets the edge case wrong\n"
 
 
-def _test_file(template: str, **fields: object) -> str:
+def fill_template(template: str, **fields: object) -> str:
     """A generated test file: ``chaos/templates/<template>.py.tmpl`` filled with ``fields``
     (``str.format``). The templates are package data, so no library module defines a test."""
     text = resources.files("pytest_orch_recovery.chaos").joinpath(
@@ -465,7 +523,7 @@ def _passing_tests(task: Task) -> dict[str, str]:
     """Test deliverables get a real test that passes once the task's files exist."""
     others = [p for p in task.deliverables if not _is_test_file(p)]
     return {
-        p: _test_file("deliverables_exist", title=task.title, files=others)
+        p: fill_template("deliverables_exist", title=task.title, files=others)
         for p in task.deliverables
         if _is_test_file(p)
     }
@@ -485,13 +543,13 @@ def _plan_with_broken_tests(task: Task) -> TaskPlan:
         )
     impl = impls[0]
     fixed = default_content(task, impl)
-    contents = {impl: _BROKEN + fixed, tests[0]: _test_file("implementation_fixed", impl=impl)}
+    contents = {impl: _BROKEN + fixed, tests[0]: fill_template("implementation_fixed", impl=impl)}
     base = plan_for_task(task, contents=contents)
     fix = Step("write", impl, "fix_tests", content=fixed)
     return replace(base, steps=(*base.steps, fix))
 
 
-def _write_fault_plan(
+def write_fault_plan(
     sandbox: Sandbox, hook_faults: Sequence[FaultSpec], test_commands: Sequence[str] = ()
 ) -> Path:
     state_dir = sandbox.root / "fault-state"
@@ -578,9 +636,9 @@ def _mark_parked(
         spec = by_fault[fault_id]
         exited = next(
             (
-                e
+                e.payload
                 for e in events
-                if e.kind is EventKind.ATTEMPT_EXITED
+                if isinstance(e.payload, AttemptExited)
                 and e.task_id == task_id
                 and e.attempt == attempt
             ),
@@ -588,7 +646,7 @@ def _mark_parked(
         )
         if exited is None:
             continue
-        exit_info = ExitInfo.from_json(exited.data.get("exit") or {})
+        exit_info = exited.exit or ExitInfo(None)
         if exit_info.screen is not None and exit_info.screen.kind == "dialog":
             ledger.mark(
                 spec,
@@ -599,7 +657,7 @@ def _mark_parked(
             )
             continue
         timed_out = exit_info.timed_out
-        lines = match_lines(str(exited.data.get("output_tail") or ""), "pane")
+        lines = match_lines(exited.output_tail, "pane")
         on_screen = bool(lines) and lines[-1].pattern.reason is Reason.PERMISSION
         if timed_out and on_screen:
             ledger.mark(
@@ -660,6 +718,36 @@ def _append_fired(
         )
 
 
+def _mark_usage_limit(
+    ledger: FaultLedger,
+    spec: FaultSpec,
+    double: ModelDouble,
+    by_id: dict[str, Task],
+    events: Sequence[Event],
+) -> None:
+    """A usage limit takes effect on every attempt the account refused, not only the one
+    whose request started it: each refused request is matched to its task by title and to
+    the attempt of that task running when the double answered it."""
+    by_title = {t.title: t.task_id for t in by_id.values()}
+    launches: dict[str, list[tuple[float, int]]] = {}
+    for event in events:
+        if isinstance(event.payload, AttemptLaunched) and event.task_id and event.attempt:
+            launches.setdefault(event.task_id, []).append((event.time, event.attempt))
+    for entry in double.transcript:
+        task_id = by_title.get(str(entry.get("task")))
+        if entry.get("usage_limit") is None or task_id is None:
+            continue
+        running = [n for at, n in launches.get(task_id, ()) if at <= float(entry["time"])]
+        if running:
+            ledger.mark(
+                spec,
+                FaultStatus.EXERCISED,
+                task=task_id,
+                attempt=running[-1],
+                detail="request refused by the account's usage limit",
+            )
+
+
 def _fill_ledger(
     ledger: FaultLedger,
     sandbox: Sandbox,
@@ -684,7 +772,9 @@ def _fill_ledger(
                 )
     hits = [t for t in double.transcript if t.get("fault")]
     for spec in faults:
-        if spec.kind in API_FAULTS:
+        if spec.kind == "usage_limit":
+            _mark_usage_limit(ledger, spec, double, by_id, events)
+        elif spec.kind in API_FAULTS:
             title = by_id[spec.task].title if spec.task in by_id else None
             mine = [t for t in hits if title is None or t.get("task") == title]
             if mine:
@@ -697,11 +787,12 @@ def _fill_ledger(
                 )
         elif spec.kind == "tests_fail":
             for event in events:
-                partial = event.data.get("partial") or {}
+                payload = event.payload
                 if (
-                    event.kind is EventKind.FAILURE_ATTRIBUTED
+                    isinstance(payload, FailureAttributed)
                     and spec.task in ("*", event.task_id)
-                    and partial.get("tests_passed") is False
+                    and payload.partial is not None
+                    and payload.partial.tests_passed is False
                 ):
                     ledger.mark(
                         spec,
@@ -754,6 +845,11 @@ class TmuxTier:
     def run(
         self, scenario: Scenario, *, seed: int, agent: str, fleet: ProductionSettings | None = None
     ) -> ScenarioRun:
+        if scenario.fallback_agents:
+            raise TierUnsupported(
+                "fallback agents need a second account, which real tmux runs do not have "
+                "yet; this scenario runs on --orch-tier sim"
+            )
         blocked = sorted({f.kind for f in scenario.faults} & UNSUPPORTED)
         if blocked:
             raise TierUnsupported(

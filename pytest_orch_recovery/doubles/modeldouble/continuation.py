@@ -1,4 +1,6 @@
-"""Reading a continuation prompt (``analyze.continuation_prompt``) back into plan steps.
+"""Reading the engine's prompts back into plans: a continuation prompt
+(``analyze.continuation_prompt``) into the steps still to take, and any prompt of a task the
+plan does not hold into a plan of its own (:func:`plan_from_prompt`).
 
 A resumed or restarted attempt is told "Remaining steps, in order:" followed by numbered lines
 (``write PATH``, ``run the tests``, ``make the failing tests pass``, ``git commit``,
@@ -10,7 +12,9 @@ from __future__ import annotations
 
 import re
 
-from pytest_orch_recovery.doubles.modeldouble.plan import Step, TaskPlan
+from pytest_orch_recovery.doubles.modeldouble.plan import Step, TaskPlan, plan_for_task
+from pytest_orch_recovery.engine.analyze import read_brief
+from pytest_orch_recovery.engine.model import Task
 
 CONTINUATION_PREFIX = "You are continuing the task: "
 _HEADER = "Remaining steps, in order:"
@@ -73,3 +77,23 @@ def indexed_steps(task: TaskPlan, prompt: str) -> list[tuple[int, Step]]:
         if kind == "fix_tests":
             chosen += [(i, s) for i, s in numbered if s.kind == "test"]
     return chosen
+
+
+def plan_from_prompt(prompt: str) -> TaskPlan | None:
+    """The standard plan (:func:`plan_for_task`) of the task ``prompt`` briefs, for a task
+    the plan does not hold: its deliverables from the brief (``analyze.initial_prompt``),
+    or, from a continuation prompt, the files still to write. None for anything else.
+
+    >>> p = plan_from_prompt("Add x\\n\\nCreate these files:\\n- x.py\\n\\nThen commit, push "
+    ...                      "the branch and open a pull request.\\n")
+    >>> p.match, [s.kind for s in p.steps]
+    ('Add x', ['write', 'commit', 'push', 'open_pr'])
+    """
+    task = read_brief(prompt)
+    if task is None and CONTINUATION_PREFIX in prompt:
+        title = prompt.split(CONTINUATION_PREFIX, 1)[1].split("\n\n", 1)[0]
+        writes = [
+            i[len("write ") :] for i in remaining_items(prompt) or () if i.startswith("write ")
+        ]
+        task = Task(title, title, tuple(writes)) if title.strip() else None
+    return None if task is None else plan_for_task(task)

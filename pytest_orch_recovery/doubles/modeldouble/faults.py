@@ -11,6 +11,13 @@ Kinds and what the client sees (status and body as the real API sends them):
 - ``stream_error``: a streaming reply that starts (200, ``keep_events`` events) and then
   carries ``event: error`` with an ``overloaded_error`` body and ends, as Anthropic's streaming
   docs describe for high load; a non-streaming request gets the 529 it corresponds to
+- ``usage_limit``: the account (the request's API key) is at its plan's usage limit from
+  now until the first whole minute ``seconds`` away: every request with that key, this one
+  and the next, gets 429 ``rate_limit_error`` with ``anthropic-ratelimit-unified-status:
+  rejected``, ``anthropic-ratelimit-unified-reset`` (epoch seconds) and
+  ``anthropic-ratelimit-unified-representative-claim: five_hour``, the headers Claude Code
+  reads its "You've hit your session limit · resets ..." from (router-for-me/CLIProxyAPI#3148
+  shows a captured one)
 - ``quit_early``: instead of the next step, a closing text that claims the task is done (a
   model that stops early); the agent then exits 0 as if it had succeeded
 - ``drop_stream``: a streaming reply cut after ``keep_events`` events (message_start and some
@@ -50,6 +57,7 @@ class ApiFaultKind(enum.StrEnum):
     DROP_STREAM = "drop_stream"
     STREAM_ERROR = "stream_error"
     QUIT_EARLY = "quit_early"
+    USAGE_LIMIT = "usage_limit"
 
 
 # kind -> API error type for the kinds that answer with an error body
@@ -70,7 +78,7 @@ class ApiFaultSpec:
     at_step: int | None = None
     before_kind: str | None = None
     task: str | None = None
-    seconds: float = 30.0  # stall: how long to hold; rate_limit: retry-after
+    seconds: float = 30.0  # stall: how long to hold; rate_limit: retry-after; usage_limit: reset
     keep_events: int = 3  # drop_stream / stream_error: SSE events sent first
 
     def __post_init__(self) -> None:

@@ -1,6 +1,7 @@
 """The script the model double follows: tasks, each an ordered list of tool-call steps.
 
-Plan file format (``--plan FILE``; ``.toml`` is read as TOML, anything else as JSON)::
+docs/model-double.md is the plan file's reference; in short (``--plan FILE``; ``.toml`` is
+read as TOML, anything else as JSON)::
 
     [[tasks]]
     match = "Create /fake3 command"   # substring of the first user message (the task title)

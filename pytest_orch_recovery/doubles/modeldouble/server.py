@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import socket
 import sys
 import threading
@@ -24,6 +25,7 @@ from types import TracebackType
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from pytest_orch_recovery.doubles.modeldouble.continuation import plan_from_prompt
 from pytest_orch_recovery.doubles.modeldouble.conversation import (
     Conversation,
     Reply,
@@ -87,6 +89,7 @@ class ModelDouble:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopped = False
+        self._limits: dict[str, float] = {}  # API key -> when its usage limit lifts
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -150,6 +153,12 @@ class ModelDouble:
 
     def add_fault(self, spec: ApiFaultSpec) -> None:
         self._book.add(spec)
+
+    def task_requests(self, text: str) -> int:
+        """How many requests the conversations of tasks whose ``match`` holds ``text`` made:
+        an ``at_request`` armed now for the next attempt counts from here."""
+        with self._lock:
+            return sum(n for match, n in self._task_counts.items() if text in match)
 
     def add_task(self, task: TaskPlan) -> None:
         with self._lock:
@@ -218,6 +227,8 @@ class ModelDouble:
     ) -> tuple[Reply, TaskPlan | None, RequestContext, list[list[str]]]:
         conv = read_conversation(body)
         found = self._plan().find(conv.first_user_text)
+        if found is None and conv.tool_names:
+            found = self._derive(conv.first_user_text)
         side = is_side_request(found, conv)
         task = None if side else found
         reply = side_reply(conv) if task is None else decide(task, conv)
@@ -237,8 +248,34 @@ class ModelDouble:
         )
         return reply, task, ctx, _history(conv)
 
+    def _derive(self, prompt: str) -> TaskPlan | None:
+        """A task the plan does not hold: its plan from the prompt's brief, kept from then on
+        so its later attempts (continuations) find it under its title."""
+        derived = plan_from_prompt(prompt)
+        if derived is None:
+            return None
+        with self._lock:
+            known = self._plan().find(derived.match)
+            if known is not None and known.match == derived.match:
+                return known  # another request derived it first
+            self._tasks.append(derived)
+            return derived
+
     def _take_fault(self, ctx: RequestContext) -> ApiFaultSpec | None:
         return self._book.take(ctx)
+
+    def _usage_limit(self, key: str, fault: ApiFaultSpec | None) -> float | None:
+        """When the account of API key ``key`` gets its quota back, while it is at its usage
+        limit (a ``usage_limit`` fault starts one); None when it is not."""
+        now = time.time()
+        with self._lock:
+            if fault is not None and fault.kind is ApiFaultKind.USAGE_LIMIT:
+                # A plan resets on a whole minute, as the CLI prints it ("resets 3:50pm").
+                reset = math.ceil((now + fault.seconds) / 60.0) * 60.0
+                if self._limits.get(key, 0.0) <= now:
+                    self._limits[key] = reset
+            until = self._limits.get(key)
+        return until if until is not None and until > now else None
 
     def _wait_stall(self, seconds: float) -> bool:
         """Hold a stalled request; True when released because the double is stopping."""
@@ -381,6 +418,22 @@ class _Handler(BaseHTTPRequestHandler):
             "fault": None if fault is None else str(fault.kind),
             "history": history,
         }
+        key = self.headers.get("x-api-key") or self.headers.get("Authorization") or ""
+        limit = self.double._usage_limit(key, fault)
+        if limit is not None:
+            self.double._record({**entry, "status": 429, "usage_limit": limit})
+            self._error(
+                "rate_limit_error",
+                # The body of a subscription's limit (anthropics/claude-code#43551).
+                "This request would exceed your account's rate limit. Please try again later.",
+                headers={
+                    "anthropic-ratelimit-unified-status": "rejected",
+                    "anthropic-ratelimit-unified-reset": str(int(limit)),
+                    "anthropic-ratelimit-unified-representative-claim": "five_hour",
+                    "retry-after": str(max(0, math.ceil(limit - time.time()))),
+                },
+            )
+            return
         if fault is not None and fault.kind is ApiFaultKind.STREAM_ERROR and not stream:
             fault = ApiFaultSpec(ApiFaultKind.OVERLOADED)  # the status a non-streaming call gets
         if fault is not None and fault.kind in ERROR_TYPES:

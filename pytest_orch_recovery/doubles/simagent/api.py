@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import random
 import time
 import urllib.parse
@@ -57,7 +58,22 @@ class ApiError(OrchRecoveryError):
         self.headers: dict[str, str] = {k.lower(): v for k, v in (headers or {}).items()}
 
     @property
+    def usage_limit_reset(self) -> float | None:
+        """When the plan's usage limit lifts (epoch seconds), when this 429 is one: Claude Code
+        tells a subscription's limit from a throttle by the unified rate-limit headers."""
+        if self.status != 429 or self.headers.get("anthropic-ratelimit-unified-status") != (
+            "rejected"
+        ):
+            return None
+        try:
+            return float(self.headers.get("anthropic-ratelimit-unified-reset", ""))
+        except ValueError:
+            return None
+
+    @property
     def retryable(self) -> bool:
+        if self.usage_limit_reset is not None:
+            return False  # hours away: Claude Code says so at once instead of retrying
         hint = self.headers.get("x-should-retry")
         if hint in ("true", "false"):
             return hint == "true"
@@ -97,6 +113,9 @@ again in a moment. If it persists, check your inference gateway (h:1).'
         """
         if self.status is None:
             return "API Error: Connection error."
+        reset = self.usage_limit_reset
+        if reset is not None:
+            return usage_limit_notice(reset, self.headers, os.environ.get("TZ"))
         if self.status == 429:
             return f"API Error: Request rejected (429) · {self.message()}"
         if self.status >= 500:
@@ -108,6 +127,44 @@ again in a moment. If it persists, check your inference gateway (h:1).'
                 text += f" If it persists, check your inference gateway ({gateway})."
             return text
         return f"API Error: {self.status} {self.body}".rstrip()
+
+
+# The window a unified limit names -> the word Claude Code prints for it (manaflow-ai/subrouter#24
+# lists them from the CLI's bundle: five_hour is the "session limit", seven_day the "weekly").
+_LIMIT_WINDOWS = {
+    "five_hour": "session ",
+    "seven_day": "weekly ",
+    "seven_day_opus": "Opus ",
+    "seven_day_sonnet": "Sonnet ",
+}
+
+
+def usage_limit_notice(reset: float, headers: Mapping[str, str], zone_name: str | None) -> str:
+    """Claude Code's line for a plan at its limit, the reset to the minute in the machine's
+    zone (``TZ``; UTC when unset or unknown): ``You've hit your session limit · resets 3:50pm
+    (Asia/Tokyo)`` (anthropics/claude-code#86272, headless ``claude -p``).
+
+    >>> claim = {"anthropic-ratelimit-unified-representative-claim": "five_hour"}
+    >>> usage_limit_notice(1753284600.0, claim, "Europe/Berlin")
+    "You've hit your session limit · resets 5:30pm (Europe/Berlin)"
+    >>> usage_limit_notice(1753282800.0, {}, None)
+    "You've hit your limit · resets 3pm (UTC)"
+    """
+    # Imported here: only this rare path needs them, and every sim agent start pays for
+    # what the module imports.
+    from datetime import datetime
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    name = (zone_name or "").lstrip(":") or "UTC"
+    try:
+        zone = ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        name, zone = "UTC", ZoneInfo("UTC")
+    local = datetime.fromtimestamp(reset, zone)
+    clock = f"{local.hour % 12 or 12}" + (f":{local.minute:02d}" if local.minute else "")
+    clock += "pm" if local.hour >= 12 else "am"
+    claim = headers.get("anthropic-ratelimit-unified-representative-claim", "")
+    return f"You've hit your {_LIMIT_WINDOWS.get(claim, '')}limit · resets {clock} ({name})"
 
 
 class StreamDropped(ApiError):

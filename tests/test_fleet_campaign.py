@@ -4,7 +4,6 @@ of the project's scenarios, and ``--orch-fleet``: the campaign under a productio
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from pytest_orch_recovery.chaos.scenario import Scenario, ScenarioTask, load_sce
 from pytest_orch_recovery.engine.model import Task
 from pytest_orch_recovery.engine.policy import PolicySettings
 from pytest_orch_recovery.fleet.config import FleetConfigError, load_fleet
+from pytest_orch_recovery.infra.git import create_repo_with_origin
 
 BUNDLED = sorted(BUNDLED_SCENARIOS.glob("*.toml"))
 
@@ -247,8 +247,8 @@ def test_the_fleet_file_settings_reach_every_run(pytester: pytest.Pytester) -> N
 
 def test_fleet_file_mistakes_are_supervise_s_one_line_errors(pytester: pytest.Pytester) -> None:
     # A checkout that exists here, so that supervise gets as far as the policy table too.
-    subprocess.run(["git", "init", "-q", str(pytester.path / "project")], check=True)
-    text = WORSE.replace("/srv/nowhere/project", "project")
+    create_repo_with_origin(pytester.path / "project")
+    text = WORSE.replace("/srv/nowhere/project", "project/repo")
     path = _write(pytester, "fleet.toml", text.replace("threshold = 1", "threshold = 0"))
     with pytest.raises(FleetConfigError) as supervise_says:
         load_fleet(path)  # what `orch-recovery supervise --config` reads it with

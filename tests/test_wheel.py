@@ -255,7 +255,7 @@ def test_from_a_wheel_in_a_fresh_virtualenv_the_campaign_gates_a_user_s_reposito
 
     # 4. The replay command of "When the gate fails", with that seed: the same figures.
     replay = replay_command(text).replace("<seed>", seed.group(1))
-    again = venv.shell(f"python -m {replay.removeprefix('pytest ')}", project)
+    again = venv.shell(f"python -m {replay}", project)
     assert again.returncode == 0, again.stdout + again.stderr
     assert _summary(again.stdout) == _summary(ran.stdout)
 

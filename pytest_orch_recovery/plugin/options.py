@@ -394,20 +394,20 @@ def _fleet(config: pytest.Config) -> tuple[ProductionSettings | None, str | None
     """The ``--orch-fleet`` file's settings and the path as given: a command-line path is
     relative to where pytest was started, an ini value to the ini file's directory. A file
     that cannot be used is a usage error with its ``file:line: key: message`` line."""
-    text: str | None = config.getoption("orch_fleet")
-    base, given_as = config.invocation_params.dir, text
-    if text is None:  # the ini file names it, and gives it again to a replay
+    given_as: str | None = config.getoption("orch_fleet")
+    if given_as is not None:
+        # As given (pytest runs where it was started), so that a mistake reads
+        # ``fleet.toml:3: ...`` exactly as ``orch-recovery supervise --config`` says it.
+        path = Path(given_as)
+    else:  # the ini file names it, and names it again to a replay
         text = str(config.getini("orch_fleet")).strip()
         if not text:
             return None, None
-        base = config.inipath.parent if config.inipath else config.rootpath
+        path = (config.inipath.parent if config.inipath else config.rootpath) / text
     # Imported here: an unused plugin imports nothing of the engine.
     from pytest_orch_recovery.chaos.fleetfile import load_fleet_settings
     from pytest_orch_recovery.engine.errors import OrchRecoveryError
 
-    # As given on the command line (pytest runs where it was started), so that a mistake
-    # reads ``fleet.toml:3: ...`` exactly as ``orch-recovery supervise --config`` says it.
-    path = Path(text) if given_as is not None else base / text
     try:
         return load_fleet_settings(str(path)), given_as
     except OrchRecoveryError as exc:

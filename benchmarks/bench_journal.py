@@ -1,8 +1,13 @@
-"""Journal throughput: append with fsync off and on, replay of 100k events, and a baseline.
+"""Journal throughput: append with fsync off and on, replay, and reads of a large journal.
 
 Run ``python benchmarks/bench_journal.py``; prints one JSON object. The baseline is a plain
 ``json.loads`` loop over the same lines measured in the same run, so ``replay_vs_json_loads``
 says what building and checking Events costs on top of parsing.
+
+``--reads N`` (0: skip) also writes an N-event journal and runs ``status``, ``failures``,
+``partial`` and ``report`` on it, each in a fresh process (wall, CPU seconds and peak RSS):
+first the full replay every read did before snapshots (``full_replay``, the same-run
+baseline), then through a snapshot with ``--tail`` events appended after it (``snapshot``).
 """
 
 from __future__ import annotations
@@ -10,10 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +50,7 @@ from pytest_orch_recovery.engine.model import (
     full_plan,
 )
 from pytest_orch_recovery.store.journal import Journal, replay
+from pytest_orch_recovery.store.snapshot import read_history, snapshot_path
 
 _REASONS = [Reason.SIGINT, Reason.PERMISSION, Reason.API_ERROR, Reason.GITHUB_ERROR]
 # Pane text of the kind an attempt leaves behind; the tail is cut to at most 2 KiB.
@@ -175,6 +183,77 @@ def run(events_count: int, fsync_count: int, rounds: int, max_tail: int) -> dict
     }
 
 
+_CHILD = """
+import resource, sys, time, io, contextlib
+start, cpu = time.perf_counter(), time.process_time()
+mode, command, path = sys.argv[1], sys.argv[2], sys.argv[3]
+from pytest_orch_recovery.cli import failures, partial, report, status
+from pytest_orch_recovery.cli.main import main
+if mode == "full_replay":  # every read before snapshots: replay every event, fold them all
+    from pytest_orch_recovery.store.history import History
+    from pytest_orch_recovery.store.journal import replay
+    def whole(paths, follower=None):
+        return History(replay(paths[0]))
+    for module in (failures, partial, report, status):
+        module.read_history = whole
+argv = [command, "--journal", path] + (["--format", "json"] if command != "report" else [])
+with contextlib.redirect_stdout(io.StringIO()):
+    main(argv)
+wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+print(wall, cpu, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def _read(mode: str, command: str, path: Path) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, mode, command, str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    wall, cpu, rss_kib = float(out[0]), float(out[1]), int(out[2])
+    return {"seconds": round(wall, 3), "cpu_seconds": round(cpu, 3), "peak_mib": rss_kib // 1024}
+
+
+def reads(count: int, tail: int, max_tail: int) -> dict[str, Any]:
+    """Each read command on a ``count``-event journal: full replay, then via a snapshot."""
+    with tempfile.TemporaryDirectory(prefix="bench-journal-reads-") as tmp:
+        path = Path(tmp) / "journal.jsonl"
+        events = realistic_events(count + tail, max_tail=max_tail)
+        with open(path, "w", encoding="utf-8") as out:
+            for seq, event in enumerate(events, 1):
+                if seq == count + 1:
+                    out.flush()
+                    start = time.perf_counter()
+                    read_history(path, every=1)  # what the first read after N events writes
+                    snapshot_seconds = time.perf_counter() - start
+                out.write(
+                    json.dumps(
+                        replace(event, seq=seq).to_json(),
+                        separators=(",", ":"),
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
+        figures: dict[str, Any] = {
+            "events": count + tail,
+            "tail_after_snapshot": tail,
+            "journal_bytes": path.stat().st_size,
+            "snapshot_bytes": snapshot_path(path).stat().st_size,
+            "snapshot_write_seconds": round(snapshot_seconds, 3),
+        }
+        for command in ("status", "failures", "partial", "report"):
+            full = _read("full_replay", command, path)
+            snap = _read("snapshot", command, path)
+            figures[command] = {
+                "full_replay": full,
+                "snapshot": snap,
+                "cpu_ratio": round(snap["cpu_seconds"] / max(full["cpu_seconds"], 1e-9), 4),
+                "memory_ratio": round(snap["peak_mib"] / max(full["peak_mib"], 1), 4),
+            }
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=100_000, help="events to write and replay")
@@ -188,8 +267,22 @@ def main(argv: list[str] | None = None) -> int:
         default=2048,
         help="cap on attempt_exited output_tail characters (docs/journal.md: last 2 KiB)",
     )
+    parser.add_argument(
+        "--reads",
+        type=int,
+        default=200_000,
+        metavar="N",
+        help="events of the journal the read commands are timed on (0: skip; the issue's "
+        "target size is 2000000)",
+    )
+    parser.add_argument(
+        "--tail", type=int, default=1_000, help="events appended after the snapshot"
+    )
     args = parser.parse_args(argv)
-    print(json.dumps(run(args.events, args.fsync_events, args.rounds, args.max_tail), indent=2))
+    figures = run(args.events, args.fsync_events, args.rounds, args.max_tail)
+    if args.reads:
+        figures["reads"] = reads(args.reads, args.tail, args.max_tail)
+    print(json.dumps(figures, indent=2))
     return 0
 
 

@@ -4,6 +4,7 @@ docs/production.md run line by line."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import queue
@@ -16,13 +17,15 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pytest_orch_recovery.chaos.drill import Drill
 from pytest_orch_recovery.chaos.drillworld import (
     FAULTS,
     DrillError,
@@ -31,7 +34,9 @@ from pytest_orch_recovery.chaos.drillworld import (
     reject_pushes,
     task_file,
 )
+from pytest_orch_recovery.chaos.tiers.sim import simulate
 from pytest_orch_recovery.chaos.tiers.tmux import fill_template
+from pytest_orch_recovery.cli.drill import _Progress
 from pytest_orch_recovery.doubles.sandbox import Sandbox
 from pytest_orch_recovery.engine.analyze import initial_prompt, read_brief
 from pytest_orch_recovery.engine.model import Task
@@ -40,6 +45,7 @@ from pytest_orch_recovery.fleet.intake import load_tasks
 from pytest_orch_recovery.infra.agents import claude_code_missing
 from pytest_orch_recovery.infra.git import create_repo_with_origin, run_git
 from pytest_orch_recovery.runtime.server import kill_tmux_server, tmux_server_running
+from pytest_orch_recovery.store.journal import Journal
 
 ROOT = Path(__file__).resolve().parents[1]
 _BOUND = 300.0  # seconds for one drill or one awaited event: a hang, not slowness, beyond it
@@ -197,6 +203,62 @@ def test_a_drill_with_claude_code_missing_is_one_line_and_exit_2(tmp_path: Path)
     assert line.startswith("orch-recovery drill: error: --agent claude-code: Claude Code CLI")
 
 
+# --------------------------------------------------------------------------- what it shows
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@dataclass
+class _World:
+    """What the progress view reads of a drill: its journal, checkpoints, tmux socket."""
+
+    root: Path
+    journal: Path
+    tmux_socket: str = "orch-h21-no-such-server"
+    sandbox: object = True
+
+
+def _world(tmp_path: Path) -> _World:
+    run = simulate([Task("t1", "Add it", ("a.py",))], [], seed=1)
+    with Journal(tmp_path / "journal.jsonl") as journal:
+        for event in run.events:
+            journal.append(event)
+    return _World(tmp_path, tmp_path / "journal.jsonl")
+
+
+def test_a_terminal_sees_the_status_table_redrawn_under_the_lines(tmp_path: Path) -> None:
+    out = _Terminal()
+    view = _Progress(out, cast(Drill, _world(tmp_path)))
+    view.say("first")
+    view.say("second")
+    text = out.getvalue()
+    assert text.count("TASK ") == 2  # drawn after each line
+    first = text[text.index("TASK") : text.index("\x1b[")]
+    assert "t1" in first and "succeeded" in first
+    # The table is erased (cursor up its rows, clear to the end) before the next line.
+    rows = first.count("\n")
+    assert text[text.index("\x1b[") :].startswith(f"\x1b[{rows}F\x1b[J")
+    assert text.index("second") > text.index("\x1b[")
+
+
+def test_a_pipe_gets_plain_lines_and_no_table(tmp_path: Path) -> None:
+    out = io.StringIO()
+    view = _Progress(out, cast(Drill, _world(tmp_path)))
+    view.say("building")
+    view.event({"kind": "attempt_launched", "task_id": "t1", "attempt": 1, "agent": "a-1"})
+    view.event({"kind": "operator_action", "data": {"action": "fixed", "tasks": ["t1"]}})
+    lines = out.getvalue().splitlines()
+    assert [line.split("] ", 1)[1] for line in lines] == [
+        "drill: building",
+        "t1                     attempt 1 launched on a-1 (fresh)",
+        "t1                     operator: fixed",
+    ]
+    assert "\x1b" not in out.getvalue()
+
+
 # --------------------------------------------------------------------------- the forge command
 
 
@@ -229,9 +291,11 @@ def test_the_forge_command_prints_the_path_line_for_a_working_gh(tmp_path: Path)
         (["--origin", "nowhere"], "--origin: nowhere is not a bare git repository"),
         ([], "forge.json: no forge here (forge.json missing)"),
         (["--inject", "meteor"], "argument --inject: invalid choice: 'meteor'"),
+        (["--origin", "origin.git", "--bin", "a:b"], "a:b: a PATH entry cannot hold ':'"),
     ],
 )
 def test_forge_usage_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    run_git(["init", "-q", "--bare", "origin.git"], cwd=tmp_path)
     proc = _cli("forge", "--root", "forge", *args, cwd=tmp_path)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
 
@@ -467,6 +531,32 @@ def test_the_drill_recovers_each_fault_and_leaves_nothing_behind(
     assert "kill -9 while agent-2 works" in proc.stdout
     assert "## Recovery Metrics Dashboard" in proc.stdout  # the report, in Markdown
     assert f"HTML report: {report}" in proc.stdout and report.read_text().startswith("<!")
+
+
+@pytest.mark.slow
+def test_the_drill_blames_the_other_faults_on_their_causes(
+    tmp_path: Path, drill_tmp: dict[str, str]
+) -> None:
+    journal = tmp_path / "journal.jsonl"
+    expected = {
+        "t1-kill-agent": "killed",
+        "t2-partial-files": "incomplete",
+        "t3-api-error": "api_error",
+        "t4-gh-down": "github_error",
+    }
+    faults = [task.split("-", 1)[1] for task in expected]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest_orch_recovery", "drill",
+         *(w for f in faults for w in ("--fault", f)), "--tasks", "5",
+         "--save-journal", str(journal), "--report", str(tmp_path / "r.html")],
+        cwd=tmp_path, env=drill_tmp, capture_output=True, text=True, timeout=_BOUND * 2,
+        check=False,
+    )  # fmt: skip
+    events = _check_drill(proc, journal, drill_tmp)
+    for task_id, reason in expected.items():
+        assert _first_reason(events, task_id) == reason, task_id
+    assert _first_reason(events, "t5") is None  # the task without a fault: first try
+    assert {e["task_id"] for e in events if e["kind"] == "task_succeeded"} == {*expected, "t5"}
 
 
 @pytest.mark.slow

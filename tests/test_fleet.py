@@ -45,7 +45,7 @@ def test_defaults_and_paths_relative_to_the_fleet_file(repo: Path) -> None:
         "[policy]\nbackoff_base = 0.5\n",
     )
     assert capped.max_live_agents == 8 and capped.policy.backoff_base == 0.5
-    assert config.agent_nice == 0  # agents at normal priority unless asked
+    assert config.agent_nice == 10  # agents below the supervisor unless asked
     assert (
         _parse(repo, 'repository = "project/repo"\nagent = "sim"\nagent_nice = 10\n').agent_nice
         == 10

@@ -8,6 +8,7 @@ from collections import Counter
 from events import JournalBuilder, random_journal, seed_incident, sigint_resumed
 from hypothesis import given
 
+from pytest_orch_recovery.cli.status import DETECTION_DELAY_SHOWN, render
 from pytest_orch_recovery.engine.events import (
     AttemptExited,
     AttemptLaunched,
@@ -192,3 +193,20 @@ def test_partial_words_never_say_pushed_beside_a_missing_push() -> None:
     assert not any("pushed" in w for w in describe_partial(bare))
     ahead = PartialSummary(commits_ahead=2, pushed=True)
     assert describe_partial(ahead) == ("2 commits on the branch, pushed",)
+
+
+def test_a_late_noticed_exit_shows_its_detection_delay() -> None:
+    j = JournalBuilder()
+    j.task("t-prompt", "a1").launch().exit(ExitInfo(1))  # noticed as it ended
+    late = j.task("t-late", "a2").launch()
+    late._add(
+        AttemptExited(exit=ExitInfo(1), started_at=j.clock, ended_at=j.clock + 10.0),
+        after=10.0 + 42.0,  # journaled 42 s after the agent's own end
+    )
+    rows = FleetView(j.events).statuses(now=j.clock)
+    delays = {row.task_id: row.detection_delay for row in rows}
+    assert delays == {"t-prompt": 0.0, "t-late": 42.0}
+    assert 0.0 < DETECTION_DELAY_SHOWN < 42.0
+    table = render(rows, None, "table", j.clock)
+    assert "t-late: its last exit was noticed 42s after the agent ended" in table
+    assert "t-prompt: its last exit" not in table

@@ -7,6 +7,7 @@ import errno
 import json
 import math
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from events import any_event
+from events import JournalBuilder, any_event, first_try_success, random_journal, seed_incident
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,7 +33,18 @@ from pytest_orch_recovery.engine.events import (
     TaskSucceeded,
 )
 from pytest_orch_recovery.engine.model import Task
-from pytest_orch_recovery.store.journal import Journal, JournalError, replay
+from pytest_orch_recovery.report.fleetview import FleetView
+from pytest_orch_recovery.report.metrics import compute
+from pytest_orch_recovery.report.timeline import task_lanes
+from pytest_orch_recovery.store.history import History
+from pytest_orch_recovery.store.journal import (
+    Journal,
+    JournalError,
+    journal_text,
+    read_events,
+    replay,
+)
+from pytest_orch_recovery.store.snapshot import HistoryFollower, read_history, snapshot_path
 
 _CHILD_TIMEOUT = 60  # seconds; generous bound for a subprocess to start and answer
 
@@ -299,3 +311,94 @@ def test_any_event_sequence_round_trips_identically(events: list[Event]) -> None
             assert list(again.events()) == stored
             keys = {e.key for e in events if e.key is not None}
             assert all(again.has_key(k) for k in keys)
+
+
+# ------------------------------------------------------------------- streaming and snapshots
+
+
+def _story_journal(path: Path, events: list[Event]) -> Path:
+    path.write_text(journal_text(events))
+    return path
+
+
+@given(events=random_journal(), cut=st.floats(0.0, 1.0))
+@settings(max_examples=40, deadline=None)
+def test_a_snapshot_plus_the_tail_folds_like_the_whole_journal(
+    events: list[Event], cut: float
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "journal.jsonl"
+        split = int(len(events) * cut)
+        text = journal_text(events)
+        lines = text.splitlines(keepends=True)
+        path.write_text("".join(lines[:split]))
+        read_history(path, every=1)  # writes the snapshot at ``split`` events
+        assert snapshot_path(path).exists() == (split > 0)
+        path.write_text(text)
+        whole = History(replay(path))
+        history = read_history(path, every=None)
+        assert compute(history) == compute(whole)
+        assert FleetView(history).statuses(now=2e9) == FleetView(whole).statuses(now=2e9)
+        assert FleetView(history).partial_work() == FleetView(whole).partial_work()
+        assert task_lanes(history) == task_lanes(whole)
+
+
+def test_read_events_resumes_at_an_offset(tmp_path: Path) -> None:
+    written = _fill(tmp_path / "j.jsonl", 5)
+    streamed = list(read_events(tmp_path / "j.jsonl"))
+    assert [e for e, _ in streamed] == written
+    event, offset = streamed[1]
+    rest = list(read_events(tmp_path / "j.jsonl", start=offset, seq=event.seq))
+    assert [e for e, _ in rest] == written[2:]
+    with pytest.raises(JournalError, match=r"field 'seq' is 3, expected 5"):
+        list(read_events(tmp_path / "j.jsonl", start=offset, seq=4))
+
+
+def test_a_stale_snapshot_is_rebuilt_from_the_whole_journal(tmp_path: Path) -> None:
+    path = _story_journal(tmp_path / "j.jsonl", seed_incident().events)
+    read_history(path, every=1)
+    # The journal is replaced by another one: the snapshot no longer matches it.
+    j = JournalBuilder()
+    first_try_success(j, "other", "agent-other")
+    _story_journal(path, j.events)
+    history = read_history(path, every=None)
+    assert list(history.tasks) == ["other"]
+
+
+def test_a_snapshot_that_asks_for_code_is_refused_and_rebuilt(tmp_path: Path) -> None:
+    path = _story_journal(tmp_path / "j.jsonl", seed_incident().events)
+    read_history(path, every=1)
+    header = snapshot_path(path).read_bytes().split(b"\n", 1)[0]
+    marker = tmp_path / "ran"
+    evil = pickle.dumps(_Evil(str(marker)))
+    snapshot_path(path).write_bytes(header + b"\n" + evil)
+    history = read_history(path, every=None)
+    assert not marker.exists()
+    assert compute(history) == compute(History(replay(path)))
+
+
+class _Evil:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.mknod, (self.path,))
+
+
+def test_a_follower_reads_only_what_was_appended(tmp_path: Path) -> None:
+    j = seed_incident()
+    events = j.events
+    path = tmp_path / "j.jsonl"
+    lines = journal_text(events).splitlines(keepends=True)
+    path.write_text("".join(lines[:10]))
+    follower = HistoryFollower(path, every=None)
+    follower.refresh()
+    assert follower.seq == 10
+    # Scribble over the lines already folded: a follower never reads them again.
+    with open(path, "r+b") as handle:
+        handle.write(b"#" * 20)
+    with open(path, "a") as handle:
+        handle.write("".join(lines[10:]))
+    history = follower.refresh()
+    assert follower.seq == len(events)
+    assert compute(history) == compute(events)

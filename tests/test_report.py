@@ -19,7 +19,6 @@ from pytest_orch_recovery.infra.agents import AgentConfig, driver_for
 from pytest_orch_recovery.report.dashboard import (
     MAX_REPORT_BYTES,
     REASON_ROWS,
-    AttemptResult,
     attempts_markdown,
     render_json,
     render_markdown,
@@ -27,6 +26,7 @@ from pytest_orch_recovery.report.dashboard import (
 )
 from pytest_orch_recovery.report.metrics import Criteria, compute, evaluate
 from pytest_orch_recovery.runtime.dispatch import Dispatcher, read_results
+from pytest_orch_recovery.store.attempt_results import AttemptResult
 
 SEED_ROW_LABELS = [
     "SIGINT (Ctrl-C)",

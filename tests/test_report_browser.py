@@ -253,3 +253,73 @@ def test_layout_fits_the_viewport_and_text_stays_legible(
         group = page.locator("#timeline section.group", has_text="permission-systematic")
         group.screenshot(path=str(artifacts / "campaign-timeline.png"))
     assert view.errors == []
+
+
+_OVERLAPS = """
+svg => {
+  const boxes = [...svg.querySelectorAll(arguments_selector)].map(t => {
+    const b = t.getBoundingClientRect();
+    return {text: t.textContent, l: b.left, r: b.right, t: b.top, b: b.bottom};
+  });
+  const out = [];
+  for (let i = 0; i < boxes.length; i++)
+    for (let j = i + 1; j < boxes.length; j++) {
+      const a = boxes[i], c = boxes[j];
+      if (a.l < c.r - 0.5 && c.l < a.r - 0.5 && a.t < c.b - 0.5 && c.t < a.b - 0.5)
+        out.push([a.text, c.text]);
+    }
+  return out;
+}
+"""
+
+
+def _overlapping(page: Any, svg_selector: str, text_selector: str) -> list[list[str]]:
+    found: list[list[str]] = []
+    script = _OVERLAPS.replace("arguments_selector", repr(text_selector))
+    for svg in page.locator(svg_selector).all():
+        found += svg.evaluate(script)
+    return found
+
+
+@pytest.fixture(scope="module")
+def crowded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A journal page with a task of many quick attempts and too few complex tasks to judge."""
+    from events import JournalBuilder
+
+    from pytest_orch_recovery.engine.model import Reason, Strategy
+
+    work = tmp_path_factory.mktemp("crowded")
+    j = JournalBuilder()
+    quick = j.task("quick", "task-agent-quick", title="Retry quickly")
+    for _ in range(6):
+        quick.launch(after=1.0).fail_with(Reason.API_ERROR).decide(Strategy.RESTART, after=0.5)
+    quick.launch(after=1.0).succeed(pr=7, after=2.0)
+    slow = j.task("slow", "task-agent-slow", title="Take the long road")
+    slow.launch().fail_with(Reason.SIGINT).decide(Strategy.RESUME)
+    slow.launch().succeed(after=3000.0)
+    journal = j.write_jsonl(work / "crowded.jsonl")
+    page = work / "crowded.html"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest_orch_recovery", "report", "--journal", str(journal),
+         "--format", "html", "--output", str(page)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return page
+
+
+@pytest.mark.parametrize("width", [NARROW, WIDE])
+@pytest.mark.parametrize("kind", ["campaign", "journal", "crowded"])
+def test_no_label_covers_another(
+    kind: str, width: int, pages: dict[str, Path], crowded: Path, opened: Any, artifacts: Path
+) -> None:
+    view = opened(crowded if kind == "crowded" else pages[kind], width)
+    page = view.page
+    assert _overlapping(page, "svg.timeline", "text.bar-label") == []
+    assert _overlapping(page, "#criteria svg.chart", "text") == []
+    if kind == "crowded":
+        verdicts = page.locator("#criteria svg.chart text.verdict").all_text_contents()
+        assert "INSUFFICIENT SAMPLES" in verdicts
+        labels = page.locator("svg.timeline text.bar-label").all_text_contents()
+        assert len(labels) >= 4
+        page.screenshot(path=str(artifacts / f"crowded-{width}.png"), full_page=True)

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from pytest_orch_recovery.engine.events import EventKind
 from pytest_orch_recovery.engine.model import Task
 from pytest_orch_recovery.infra.agents import claude_code_missing
 from pytest_orch_recovery.infra.git import create_repo_with_origin, remote_sha
+from pytest_orch_recovery.infra.processes import wait_gone
 from pytest_orch_recovery.runtime.server import kill_tmux_server
 from pytest_orch_recovery.store import atomic
 from pytest_orch_recovery.store.journal import Journal
@@ -47,6 +49,12 @@ PARTIAL_TASK = Task(
 )
 PR_TASK = Task("t-pr", "Write the release notes", ("NOTES.md",))
 PERM_TASK = Task("t-perm", "Document the permission flag", ("perm.md",))
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, dict):  # an inline table ([policy])
+        return "{ " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in value.items()) + " }"
+    return json.dumps(value)
 
 
 @dataclass
@@ -73,7 +81,7 @@ class Fleet:
     def write_config(self, **changes: Any) -> None:
         """fleet.toml as docs/production.md shows it, plus the model double's variables."""
         self.settings.update(changes)
-        lines = [f"{key} = {json.dumps(value)}" for key, value in self.settings.items()]
+        lines = [f"{key} = {_toml(value)}" for key, value in self.settings.items()]
         lines += ["", "[env]"]
         lines += [
             f"{k} = {json.dumps(v)}"
@@ -159,8 +167,8 @@ class Supervisor:
     def stop(self, sig: int = signal.SIGTERM) -> int:
         self.proc.send_signal(sig)
         code = self.proc.wait(timeout=_BOUND)
-        while self.lines.get(timeout=_BOUND) is not None:
-            pass  # drain, so the pump thread ends
+        while (line := self.lines.get(timeout=_BOUND)) is not None:
+            self.seen.append(line)  # drain, so the pump thread ends
         assert self.proc.stderr is not None
         self.proc.stderr.close()
         return code
@@ -191,6 +199,7 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
             "tmux_socket": socket,
             "attempt_timeout": 300,
             "intake_interval": 0.5,
+            "incident_settle": 1,
             # The agents must import this checkout's package, as the test does.
             "env_allow": ["PATH", "HOME", "LANG", "LC_*", "TMPDIR", "PYTHONPATH", "GH_*"],
             "on_escalate": [
@@ -312,11 +321,13 @@ def test_supervised_fleet_recovers_from_catalogue_faults(fleet: Fleet) -> None:
         supervisor.wait_for("recovering")
         fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(PERM_TASK))
         supervisor.wait_for("task_escalated", "t-perm")
+        supervisor.wait_for("on_escalate ran for incident permission-1: t-perm")
         escalations = [
             json.loads(line) for line in (fleet.root / "escalations.jsonl").read_text().splitlines()
         ]
         assert [(e["kind"], e["task_id"]) for e in escalations] == [("task_escalated", "t-perm")]
         assert escalations[0]["data"]["reason"] == "permission"
+        assert escalations[0]["incident"]["tasks"] == ["t-perm"]
         fleet.write_config(skip_permissions=True)
         fleet.cli(
             "release",
@@ -683,3 +694,163 @@ def test_a_fallback_agent_finishes_before_the_reset(fleet: Fleet) -> None:
     ]
     assert reassigned and all(d["data"]["decision"]["strategy"] == "reassign" for d in reassigned)
     assert all(_pushed(fleet, t.task_id) for t in LIMITED)
+
+
+_HELD_AGENT = """#!/bin/sh
+# Attempt 1 holds (its pid in the results dir) until something ends it; later attempts are
+# the sim agent.
+if [ "$ORCH_ATTEMPT" = 1 ]; then
+    echo $$ > "$ORCH_RESULTS_DIR/$ORCH_AGENT.held"
+    exec sleep 600
+fi
+exec "{python}" -P -m pytest_orch_recovery.doubles.simagent -p --output-format json \\
+    --dangerously-skip-permissions < "$1"
+"""
+
+
+def _held_fleet(fleet: Fleet, tasks: Sequence[Task], **settings: Any) -> Path:
+    """The fleet with an agent whose first attempts hold, and a model double for ``tasks``;
+    returns the task file."""
+    script = fleet.root / "held-agent.sh"
+    script.write_text(_HELD_AGENT.replace("{python}", sys.executable))
+    script.chmod(0o755)
+    fleet.double.stop()
+    fleet.double = ModelDouble(Plan(tuple(plan_for_task(t) for t in tasks))).start()
+    fleet.write_config(agent=f"{script} {{prompt_file}}", **settings)
+    path = fleet.root / "tasks.toml"
+    path.write_text(
+        "".join(
+            f'[[tasks]]\nid = "{t.task_id}"\ntitle = "{t.title}"\n'
+            f"deliverables = {json.dumps(list(t.deliverables))}\n"
+            for t in tasks
+        )
+    )
+    return path
+
+
+def _held_pids(fleet: Fleet, count: int) -> dict[str, int]:
+    """agent -> pid of its holding first attempt, once ``count`` of them are holding."""
+    results = fleet.root / ".orch-fleet" / "results"
+    deadline = time.monotonic() + _BOUND
+    while time.monotonic() < deadline:
+        held = {p.name.removesuffix(".held"): p.read_text().strip() for p in results.glob("*.held")}
+        if len(held) >= count and all(v.isdigit() for v in held.values()):
+            return {agent: int(pid) for agent, pid in held.items()}
+        time.sleep(0.1)
+    pytest.fail(f"{count} held attempts not running after {_BOUND:.0f} s")
+
+
+def _pages(fleet: Fleet) -> list[dict[str, Any]]:
+    path = fleet.root / "escalations.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_ten_outside_kills_are_one_incident_one_page_one_release(fleet: Fleet) -> None:
+    tasks = [Task(f"t-kill{i}", f"Write kill note {i}", (f"kill{i}.md",)) for i in range(10)]
+    task_file = _held_fleet(fleet, tasks, incident_settle=30)
+    supervisor = Supervisor(fleet)
+    try:
+        supervisor.wait_for("supervising")
+        fleet.cli("submit", "--config", "fleet.toml", task_file.name)
+        for pid in _held_pids(fleet, len(tasks)).values():
+            os.kill(pid, signal.SIGKILL)  # ten kills from outside, within a second
+        supervisor.wait_for("on_escalate ran for incident killed-1")
+        escalated = sorted(e["task_id"] for e in fleet.events("task_escalated"))
+        # The breaker (threshold 3) opens at the third kill: the first two are restarted.
+        assert len(escalated) == len(tasks) - 2
+        assert {e["data"]["incident"] for e in fleet.events("task_escalated")} == {"killed-1"}
+        pages = _pages(fleet)
+        assert len(pages) == 1
+        assert sorted(pages[0]["incident"]["tasks"]) == escalated
+        assert pages[0]["incident"]["reason"] == "killed"
+        released = fleet.cli("release", "--config", "fleet.toml", escalated[-1], "--note", "fixed")
+        assert released.stdout.startswith("release of incident killed-1 (killed) requested")
+        assert all(t in released.stdout for t in escalated)
+        for task in tasks:
+            supervisor.wait_for("task_succeeded", task.task_id)
+        freed = supervisor.wait_for("release of incident killed-1 frees ")
+        assert sorted(freed.partition(" frees ")[2].split(", ")) == escalated
+    finally:
+        assert supervisor.stop() == 0
+    actions = fleet.events("operator_action")
+    assert [(a["data"]["incident"], sorted(a["data"]["tasks"])) for a in actions] == [
+        ("killed-1", escalated)
+    ]
+    assert len(_pages(fleet)) == 1
+    assert _phases(fleet) == dict.fromkeys((t.task_id for t in tasks), "succeeded")
+    # Releasing what is not escalated is an error, and nothing is spooled.
+    spooled = sorted((fleet.root / ".orch-fleet" / "spool" / "done").iterdir())
+    for target, why in (
+        (escalated[0], "not escalated (nothing to release)"),
+        ("killed-1", "incident released already"),
+        ("t-nope", "no such task or incident"),
+    ):
+        proc = fleet.cli("release", "--config", "fleet.toml", target, check=False)
+        assert proc.returncode == 2
+        assert proc.stderr.splitlines() == [f"orch-recovery release: error: {target}: {why}"]
+    assert sorted((fleet.root / ".orch-fleet" / "spool" / "done").iterdir()) == spooled
+    assert not list((fleet.root / ".orch-fleet" / "spool").glob("*.json"))
+
+
+def test_a_planned_stop_of_the_agents_neither_opens_the_breaker_nor_pages(fleet: Fleet) -> None:
+    tasks = [Task(f"t-stop{i}", f"Write stop note {i}", (f"stop{i}.md",)) for i in range(2)]
+    # Two agents killed within the window would open the breaker: if the supervisor's own
+    # stop counted, the second task would escalate as "systematic killed".
+    task_file = _held_fleet(fleet, tasks, policy={"breaker_threshold": 2})
+    first = Supervisor(fleet, "--stop-agents")
+    first.wait_for("supervising")
+    fleet.cli("submit", "--config", "fleet.toml", task_file.name)
+    held = _held_pids(fleet, len(tasks))
+    assert first.stop() == 0
+    assert any("SIGTERM: stopping (stopping the agents too)" in line for line in first.seen)
+    assert not any("agents keep running" in line for line in first.seen)
+    assert "supervise: stopping 2 running agent(s)" in first.seen
+    assert wait_gone(list(held.values()), _BOUND) == []
+    stop = fleet.events("operator_action")
+    assert [len(a["data"]["stopped"]) for a in stop] == [2]
+
+    second = Supervisor(fleet)
+    try:
+        second.wait_for("recovering")
+        for task in tasks:
+            second.wait_for("task_succeeded", task.task_id)
+    finally:
+        assert second.stop() == 0
+    assert fleet.events("task_escalated") == []
+    assert _pages(fleet) == []
+    exits = fleet.events("attempt_exited")
+    assert [e["data"]["exit"]["signal"] for e in exits if e["attempt"] == 1] == ["SIGTERM"] * 2
+
+
+def test_recovery_time_counts_from_the_agents_exit_not_from_a_late_supervisor(
+    fleet: Fleet,
+) -> None:
+    task = Task("t-late", "Write the late note", ("late.md",))
+    task_file = _held_fleet(fleet, [task])
+    first = Supervisor(fleet)
+    first.wait_for("supervising")
+    fleet.cli("submit", "--config", "fleet.toml", task_file.name)
+    ((agent, pid),) = _held_pids(fleet, 1).items()
+    assert first.stop(signal.SIGKILL) == -signal.SIGKILL  # nobody watches now
+    os.kill(pid, signal.SIGKILL)  # the agent dies while no supervisor runs
+    exit_file = fleet.root / ".orch-fleet" / "results" / f"{agent}.1.exit.json"
+    deadline = time.monotonic() + _BOUND
+    while not exit_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    ended = json.loads(exit_file.read_text())["ended_at"]
+    time.sleep(3.0)  # the delay under test: the next supervisor starts this much later
+
+    second = Supervisor(fleet)
+    try:
+        second.wait_for("task_succeeded", "t-late")
+    finally:
+        assert second.stop() == 0
+    exited = fleet.events("attempt_exited", "t-late")[0]
+    assert exited["data"]["ended_at"] == ended  # the agent's own end, journaled
+    assert exited["time"] - ended >= 3.0  # noticed later: the detection delay is visible
+    succeeded = fleet.events("task_succeeded", "t-late")[0]
+    assert succeeded["data"]["recovery_time"] == pytest.approx(succeeded["time"] - ended)
+    report = json.loads(
+        fleet.cli("report", "--journal", str(fleet.journal), "--format", "json").stdout
+    )
+    assert report["metrics"]["recovery_times"] == [succeeded["data"]["recovery_time"]]

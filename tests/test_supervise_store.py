@@ -212,6 +212,18 @@ def test_two_hosts_share_one_queue_and_launch_each_attempt_once(
     for task_id, agent in agents.items():
         assert agent is not None
         assert remote_sha(fleet.repo, "origin", f"{agent}-work") is not None, task_id
+    # status over the store (the fleet file names it): which host did what
+    status = json.loads(fleet.cli("status", "--config", "fleet.toml", "--format", "json").stdout)
+    assert {r["task_id"]: (r["host"], r["phase"]) for r in status["tasks"]} == {
+        t: (h, "succeeded") for t, _, _, h, _ in launches
+    }
+    table = fleet.cli("status", "--store", store_url).stdout.splitlines()
+    assert table[0].split()[:3] == ["TASK", "HOST", "AGENT"]
+    assert len(table) == 1 + len(tasks)
+    failures = fleet.cli("failures", "--store", store_url)
+    assert failures.stdout == "no failed attempts in the journal\n"
+    both = fleet.cli("status", "--store", store_url, "--journal", "x.jsonl", check=False)
+    assert both.returncode == 2 and "--journal and --store are two sources" in both.stderr
 
 
 def _all_done(url: str, count: int) -> bool:

@@ -173,7 +173,9 @@ class Drill:
         self._events: list[dict[str, Any]] = []
         self._offset = 0
         self._deadline = 0.0
-        self._env: dict[str, str] = {}
+        self._env: dict[str, str] = {}  # the supervisor's environment
+        self._agent_env: dict[str, str] = {}  # the fleet file's [env]
+        self._fault_plan: Path | None = None  # the fault hook's plan, when a fault needs it
 
     # ------------------------------------------------------------------ paths
 

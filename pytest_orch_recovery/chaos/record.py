@@ -15,7 +15,6 @@ from pytest_orch_recovery.engine.events import (
     AttemptExited,
     AttemptLaunched,
     Event,
-    EventKind,
 )
 from pytest_orch_recovery.store.history import History
 
@@ -120,12 +119,6 @@ def journal_orphans(events: Iterable[Event]) -> list[str]:
     return list(History(events).orphaned_paths)
 
 
-_OUTCOME_WORDS = {
-    EventKind.TASK_ESCALATED: "escalated",
-    EventKind.TASK_FAILED: "failed",
-}
-
-
 def task_outcomes(events: Iterable[Event] | History) -> dict[str, str]:
     """Each task's outcome from its journal: the last terminal event, ``recovered`` when it
     succeeded after a failed attempt, ``in_progress`` when it has none.
@@ -135,12 +128,4 @@ def task_outcomes(events: Iterable[Event] | History) -> dict[str, str]:
     {'t1': 'succeeded'}
     """
     history = events if isinstance(events, History) else History(events)
-    outcome: dict[str, str] = {}
-    for task_id, task in history.tasks.items():
-        if task.outcome is EventKind.TASK_SUCCEEDED:
-            outcome[task_id] = "recovered" if task.failures else "succeeded"
-        elif task.outcome is None:
-            outcome[task_id] = "in_progress"
-        else:
-            outcome[task_id] = _OUTCOME_WORDS[task.outcome]
-    return outcome
+    return {task_id: str(task.result) for task_id, task in history.tasks.items()}

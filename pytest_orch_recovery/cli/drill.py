@@ -52,9 +52,9 @@ class _OneLineParser(argparse.ArgumentParser):
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog=prog,
-        description="Run the production supervisor on a throwaway world under injected faults "
-        "and judge the recovery. No GitHub or API account needed; everything it makes is "
-        "removed at the end unless --keep.",
+        description="Run the production supervisor on a throwaway world under injected faults\n"
+        "and judge the recovery. No GitHub or API account needed; everything it makes is\n"
+        "removed at the end unless --keep. docs/production.md: 'A drill first'.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="faults (--fault KIND, repeatable; default: "
         + ", ".join(DEFAULT_FAULTS)
@@ -84,7 +84,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument(
         "--keep",
         action="store_true",
-        help="keep the world (repository, journal, tmux server) and print how to look around",
+        help="keep the world (repository, origin, journal, logs, worktrees) and print how to "
+        "look around",
     )
     parser.add_argument(
         "--report",

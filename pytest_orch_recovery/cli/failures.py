@@ -11,8 +11,8 @@ from pytest_orch_recovery.cli.fleet_output import (
     clock,
     dump_json,
     fail,
+    fleet_history,
     fleet_settings,
-    read_events,
     table,
 )
 from pytest_orch_recovery.engine.errors import UsageError
@@ -80,7 +80,7 @@ def render(failures: list[FailedAttempt], fmt: str, evidence: int) -> str:
 def run(args: argparse.Namespace) -> int:
     try:
         settings = fleet_settings(args)
-        view = FleetView(read_events(settings.journals))
+        view = FleetView(fleet_history(settings))
     except UsageError as exc:
         return fail(PROG, str(exc))
     failures = [f for f in view.failures() if args.agent is None or f.agent == args.agent]

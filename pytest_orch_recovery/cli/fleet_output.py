@@ -11,18 +11,26 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pytest_orch_recovery.engine.errors import UsageError
 from pytest_orch_recovery.engine.events import Event, EventKind
 from pytest_orch_recovery.fleet.config import FleetConfig, FleetConfigError, load_fleet
+from pytest_orch_recovery.infra import argtypes
 from pytest_orch_recovery.report.fleetview import SCHEMA_VERSION
 from pytest_orch_recovery.report.safetext import json_document, one_line, terminal
+from pytest_orch_recovery.store.history import History
 from pytest_orch_recovery.store.journal import JournalError, replay
+from pytest_orch_recovery.store.snapshot import HistoryFollower
+
+if TYPE_CHECKING:
+    from pytest_orch_recovery.store.postgres import PostgresStore
+
+T = TypeVar("T")
 
 
 def add_journal_options(parser: argparse.ArgumentParser) -> None:
@@ -36,11 +44,19 @@ def add_journal_options(parser: argparse.ArgumentParser) -> None:
         "fleet file's journal",
     )
     parser.add_argument(
+        "--store",
+        type=argtypes.store_url,
+        metavar="URL",
+        help="read the fleet store several hosts share (postgresql://...) instead of a "
+        "journal file; default: the --config fleet file's store, when it has one",
+    )
+    parser.add_argument(
         "--config",
         type=Path,
         metavar="FLEET",
-        help="a fleet file (as 'orch-recovery supervise' takes): its journal, attempt budget, "
-        "tmux socket and checkpoint directory are the defaults of the options here",
+        help="a fleet file (as 'orch-recovery supervise' takes): its journal (or store), "
+        "attempt budget, tmux socket and checkpoint directory are the defaults of the "
+        "options here",
     )
     parser.add_argument(
         "--format",
@@ -56,6 +72,7 @@ class FleetSettings:
 
     journals: tuple[Path, ...]
     budget: int | None = None
+    store: str | None = None  # a fleet store's URL: read instead of the journals
     tmux_socket: str | None = None
     checkpoint_dir: Path | None = None
 
@@ -69,16 +86,22 @@ def fleet_settings(args: argparse.Namespace) -> FleetSettings:
             config = load_fleet(args.config, check_base=False)  # the journal is what is read
         except FleetConfigError as exc:
             raise UsageError(str(exc)) from None
+    store = getattr(args, "store", None)
+    if store is None and not args.journal and config is not None:
+        store = config.store
     journals = tuple(args.journal or ()) or ((config.journal,) if config else ())
-    if not journals:
-        raise UsageError("one of the arguments --journal or --config is required")
+    if store is not None and args.journal:
+        raise UsageError("--journal and --store are two sources: name one")
+    if not journals and store is None:
+        raise UsageError("one of the arguments --journal or --config (or --store) is required")
 
     def pick(name: str, from_config: object) -> Any:
         given = getattr(args, name, None)
         return given if given is not None else from_config
 
     return FleetSettings(
-        journals=journals,
+        journals=() if store is not None else journals,
+        store=store,
         budget=pick("budget", config and config.max_attempts),
         tmux_socket=pick("tmux_socket", config and config.tmux_socket),
         checkpoint_dir=pick("checkpoint_dir", config and config.checkpoint_dir),
@@ -107,6 +130,54 @@ def read_events(paths: Sequence[Path]) -> list[Event]:
                     )
         events += loaded
     return events
+
+
+def read_history(paths: Sequence[Path], *, follower: HistoryFollower | None = None) -> History:
+    """The folded history of one or more journals (as :func:`read_events` checks them). One
+    journal is read through its snapshot (``store/snapshot.py``): only what was appended since
+    is parsed; ``follower`` keeps that state between reads (``status --watch``)."""
+    if len(paths) != 1:
+        return History(read_events(paths))
+    path = paths[0]
+    if not path.is_file():
+        raise UsageError(f"{path}: no such journal file")
+    try:
+        return (follower or HistoryFollower(path)).refresh()
+    except JournalError as exc:
+        raise UsageError(str(exc)) from None
+
+
+STORE_PATIENCE = 10.0  # seconds a view retries an unreachable store before it says so
+
+
+def fleet_history(settings: FleetSettings, *, follower: HistoryFollower | None = None) -> History:
+    """What the views read: the journals' history (:func:`read_history`), or the fleet
+    store's, all hosts' events folded at once."""
+    if settings.store is None:
+        return read_history(settings.journals, follower=follower)
+    return History(_from_store(settings.store, lambda store: list(store.events())))
+
+
+def task_hosts(settings: FleetSettings) -> dict[str, str] | None:
+    """With a fleet store, the host each task ran on last (its latest launch, else the host
+    holding it); None for journal files, which are one host's."""
+    if settings.store is None:
+        return None
+    return _from_store(settings.store, lambda store: store.task_hosts())
+
+
+def _from_store(url: str, read: Callable[[PostgresStore], T]) -> T:
+    """``read(store)``; the store's refusals and outages as one :class:`UsageError` line."""
+    # psycopg is the optional 'postgres' extra: imported only when a store is read.
+    try:
+        from pytest_orch_recovery.store.postgres import PostgresStore, StoreError
+    except ImportError as exc:
+        raise UsageError(f"reading a fleet store needs psycopg ({exc.name})") from None
+    try:
+        with PostgresStore(url, outage_limit=STORE_PATIENCE) as store:
+            return read(store)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def fail(prog: str, message: str) -> int:

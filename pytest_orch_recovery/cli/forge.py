@@ -97,8 +97,11 @@ def run(args: argparse.Namespace) -> int:
             forge.inject(args.inject, command=args.command, times=args.times)
             print(f"gh {args.command}: the next {args.times} call(s) fail with {args.inject}")
             return 0
-        gh = install_gh_shim(args.bin or forge.root / "bin", forge.root)
+        bin_dir = (args.bin or forge.root / "bin").resolve()
+        if ":" in str(bin_dir):
+            return fail(PROG, f"--bin: {bin_dir}: a PATH entry cannot hold ':'")
+        gh = install_gh_shim(bin_dir, forge.root)
     except (ForgeError, ValueError) as exc:
         return fail(PROG, str(exc))
-    print(f'export PATH={shlex.quote(str(gh.parent.resolve()))}:"$PATH"')
+    print(f'export PATH={shlex.quote(str(gh.parent))}:"$PATH"')
     return 0

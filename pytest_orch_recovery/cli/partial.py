@@ -13,8 +13,8 @@ from pytest_orch_recovery.cli.fleet_output import (
     add_journal_options,
     dump_json,
     fail,
+    fleet_history,
     fleet_settings,
-    read_events,
     table,
 )
 from pytest_orch_recovery.engine.errors import UsageError
@@ -113,7 +113,7 @@ def render(
 def run(args: argparse.Namespace) -> int:
     try:
         settings = fleet_settings(args)
-        view = FleetView(read_events(settings.journals))
+        view = FleetView(fleet_history(settings))
     except UsageError as exc:
         return fail(PROG, str(exc))
     reports = view.partial_work(agent=args.agent)

@@ -19,21 +19,18 @@ import json
 import sys
 from pathlib import Path
 
-from pytest_orch_recovery.cli.fleet_output import fail, read_events
+from pytest_orch_recovery.cli.fleet_output import fail, read_events, read_history
 from pytest_orch_recovery.engine.classify import classify
 from pytest_orch_recovery.engine.errors import UsageError
 from pytest_orch_recovery.infra.argtypes import count, rate
 from pytest_orch_recovery.ingest import results as seed
-from pytest_orch_recovery.report.dashboard import (
-    DEFAULT_MAX_EVENTS,
-    AttemptResult,
-    render_json,
-    render_markdown,
-)
+from pytest_orch_recovery.report.dashboard import DEFAULT_MAX_EVENTS, render_json, render_markdown
 from pytest_orch_recovery.report.htmlreport import render_html
 from pytest_orch_recovery.report.metrics import Criteria, compute, evaluate
 from pytest_orch_recovery.report.safetext import json_document
 from pytest_orch_recovery.store import atomic
+from pytest_orch_recovery.store.attempt_results import AttemptResult
+from pytest_orch_recovery.store.history import History
 
 _DEFAULTS = Criteria()
 _FORMATS = ("md", "json", "html")
@@ -238,7 +235,10 @@ def _format_for(output: Path | None) -> str:
 def run(args: argparse.Namespace) -> int:
     prog = "orch-recovery report"
     try:
-        events = read_events(list(args.journal))
+        # HTML draws every event; the other formats need only the folded history.
+        fmt = args.format or _format_for(args.output)
+        events = read_events(list(args.journal)) if fmt == "html" else None
+        history = History(events) if events is not None else read_history(list(args.journal))
         attempts = None if args.results is None else _read_results(list(args.results))
     except UsageError as exc:
         return fail(prog, str(exc))
@@ -251,14 +251,14 @@ def run(args: argparse.Namespace) -> int:
         gate=args.gate,
         min_samples=args.min_samples,
     )
-    metrics = compute(events, orphaned_workspaces=args.orphaned_workspaces)
+    metrics = compute(history, orphaned_workspaces=args.orphaned_workspaces)
     results = evaluate(metrics, criteria)
     output: Path | None = args.output
-    fmt = args.format or _format_for(output)
     if fmt == "json":
         data = render_json(metrics, results, attempts=attempts)
         text = json_document(json.dumps(data, indent=2, ensure_ascii=False)) + "\n"
     elif fmt == "html":
+        assert events is not None
         text = render_html(events, metrics, results, journals=[str(p) for p in args.journal])
     else:
         text = render_markdown(metrics, results, max_events=args.max_events, attempts=attempts)

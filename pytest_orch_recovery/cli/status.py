@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +27,10 @@ from pytest_orch_recovery.cli.fleet_output import (
     dump_json,
     duration,
     fail,
+    fleet_history,
     fleet_settings,
-    read_events,
     table,
+    task_hosts,
 )
 from pytest_orch_recovery.engine.errors import UsageError
 from pytest_orch_recovery.engine.events import TmuxTarget
@@ -38,6 +39,7 @@ from pytest_orch_recovery.infra.argtypes import positive_int, seconds
 from pytest_orch_recovery.infra.checkpoint import CheckpointError, checkpoint_path
 from pytest_orch_recovery.report.fleetview import FleetView, TaskStatus, UsageCondition
 from pytest_orch_recovery.report.safetext import terminal
+from pytest_orch_recovery.store.snapshot import HistoryFollower
 
 PROG = "orch-recovery status"
 _TMUX_TIMEOUT = 10.0  # seconds for one has-session; a wedged server reads as "unknown"
@@ -158,6 +160,10 @@ def _attempt(row: TaskStatus) -> str:
     return f"{row.attempt}/{row.budget}{extra}"
 
 
+# A detection delay worth a line of its own: past the supervisor's usual second.
+DETECTION_DELAY_SHOWN = 5.0
+
+
 def _reason(row: TaskStatus) -> str:
     if row.reason is None:
         return "-"
@@ -185,11 +191,15 @@ def render(
     fmt: str,
     now: float,
     conditions: Sequence[UsageCondition] = (),
+    hosts: Mapping[str, str] | None = None,
 ) -> str:
+    """``hosts`` (task id -> host) comes from a fleet store: a HOST column / ``host`` field."""
     if fmt == "json":
         tasks: list[dict[str, Any]] = []
         for index, row in enumerate(rows):
             data = row.to_json()
+            if hosts is not None:
+                data["host"] = hosts.get(row.task_id)
             if lives is not None:
                 life = lives[index]
                 data["live"] = {
@@ -208,6 +218,8 @@ def render(
             now=now,
         )
     headers = ["TASK", "AGENT", "PHASE", "ATTEMPT", "ELAPSED", "REASON", "NEXT"]
+    if hosts is not None:
+        headers.insert(1, "HOST")
     if lives is not None:
         headers += ["SESSION", "CHECKPOINT"]
     headers.append("EVIDENCE")
@@ -222,6 +234,8 @@ def render(
             _reason(row),
             _next(row),
         ]
+        if hosts is not None:
+            cells.insert(1, hosts.get(row.task_id, "-"))
         if lives is not None:
             life = lives[index]
             age = "-" if life.checkpoint_age is None else duration(life.checkpoint_age) + " ago"
@@ -232,22 +246,28 @@ def render(
         f"waiting for the quota reset at {clock(c.until)} UTC ({c.agent_type}), "
         f"{len(c.tasks)} task{'s' if len(c.tasks) != 1 else ''}\n"
         for c in conditions
+    ) + "".join(
+        f"{row.task_id}: its last exit was noticed {duration(row.detection_delay)} after the "
+        "agent ended (the supervisor was busy or not running)\n"
+        for row in rows
+        if row.detection_delay is not None and row.detection_delay >= DETECTION_DELAY_SHOWN
     )
     return notes + table(headers, body, empty="no tasks in the journal")
 
 
-def _draw(args: argparse.Namespace) -> str:
+def _draw(args: argparse.Namespace, follower: HistoryFollower | None = None) -> str:
     now = time.time()
     settings = fleet_settings(args)
     budget = settings.budget if settings.budget is not None else Policy().max_attempts
-    view = FleetView(read_events(settings.journals), budget=budget)
+    view = FleetView(fleet_history(settings, follower=follower), budget=budget)
     rows = view.statuses(now=now)
     lives = (
         [live(r, settings.checkpoint_dir, now, settings.tmux_socket) for r in rows]
         if args.live
         else None
     )
-    return render(rows, lives, args.format, now, view.usage_conditions(now=now))
+    conditions = view.usage_conditions(now=now)
+    return render(rows, lives, args.format, now, conditions, task_hosts(settings))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -260,13 +280,16 @@ def run(args: argparse.Namespace) -> int:
         return 0
     clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() and args.format == "table" else ""
     stop = threading.Event()
+    journals = fleet_settings(args).journals
+    # One journal: each frame folds only what was appended since the last one.
+    follower = HistoryFollower(journals[0]) if len(journals) == 1 else None
     try:
         while True:
             sys.stdout.write(clear + text)
             sys.stdout.flush()
             stop.wait(args.watch)
             try:
-                text = _draw(args)
+                text = _draw(args, follower)
             except UsageError as exc:  # e.g. the journal moved away: say so, keep watching
                 text = f"{PROG}: error: {terminal(str(exc))}\n"
     except KeyboardInterrupt:

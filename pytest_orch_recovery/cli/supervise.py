@@ -59,7 +59,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument(
         "--stop-agents",
         action="store_true",
-        help="on stop, also stop the agents this supervisor runs",
+        help="on stop, also stop the agents this supervisor runs (journaled first: the next "
+        "supervisor resumes them and does not count them as a fleet-wide failure)",
     )
     add_log_options(parser)
     return parser
@@ -96,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
-        supervisor.say(f"{signal.Signals(signum).name}: stopping (agents keep running)")
+        then = "stopping the agents too" if args.stop_agents else "agents keep running"
+        supervisor.say(f"{signal.Signals(signum).name}: stopping ({then})")
         stop.set()
 
     previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}

@@ -45,6 +45,7 @@ from pytest_orch_recovery.engine.events import (
     WorkspaceCleaned,
     WorkspaceOrphaned,
 )
+from pytest_orch_recovery.engine.incidents import IncidentBook
 from pytest_orch_recovery.engine.model import (
     TERMINAL,
     Attribution,
@@ -228,6 +229,10 @@ class Coordinator:
         self._names = AgentNames(self.config.seed)
         # Agent type -> until when its account's usage limit holds its launches.
         self._limits: dict[str, float] = {}
+        self.incidents = IncidentBook()  # systematic escalations grouped (engine/incidents.py)
+        # Attempts this coordinator's supervisor stopped itself (a planned stop): their end
+        # says nothing about the fleet, so the circuit breaker does not count them.
+        self._stopped_keys: set[str] = set()
 
     # ------------------------------------------------------------------ construction
 
@@ -239,6 +244,7 @@ class Coordinator:
             raise InvalidState("recover() rebuilds a fresh coordinator; this one has state")
         for event in self.journal.events():
             self._apply(event)
+            self.incidents.fold(event)
         self._finish_in_flight()
         return self
 
@@ -295,11 +301,18 @@ class Coordinator:
         *,
         reasons: Iterable[Reason] = (),
         tasks: Iterable[str] = (),
+        incident: str | None = None,
     ) -> list[str]:
         """An operator fixed something: close the breaker for ``reasons`` and give escalated
-        tasks (those named, or all escalated for those reasons) a fresh attempt."""
+        tasks (those named, or all escalated for those reasons) a fresh attempt. With
+        ``incident``: every task it still holds, and its reason's breaker (the incident is
+        closed; engine/incidents.py)."""
         reason_set = set(reasons)
         chosen = set(tasks)
+        held = self.incidents.incidents.get(incident) if incident is not None else None
+        if held is not None and not held.closed:
+            chosen.update(self.incidents.held(held))
+            reason_set.add(Reason(held.reason))
         released = [
             s.task.task_id
             for s in self.tasks.values()
@@ -309,7 +322,9 @@ class Coordinator:
                 or (s.attribution is not None and s.attribution.reason in reason_set)
             )
         ]
-        self._emit(OperatorAction(action, tuple(released), tuple(sorted(reason_set))))
+        self._emit(
+            OperatorAction(action, tuple(released), tuple(sorted(reason_set)), incident=incident)
+        )
         for task_id in released:
             self._release(self.tasks[task_id], action)
         return released
@@ -333,6 +348,20 @@ class Coordinator:
         ``rescue_ref`` first, when there was any)."""
         task_id = self._by_agent.get(agent)
         self._emit(WorkspaceCleaned(path, rescue_ref), task_id=task_id, agent=agent)
+
+    def note_agents_stopped(self, action: str) -> list[str]:
+        """Journal that the supervisor is about to stop every running attempt itself (a
+        planned stop, ``supervise --stop-agents``); returns their keys. When the next
+        supervisor reads how they ended, their failures are judged as usual but not counted
+        by the circuit breaker: the supervisor's own SIGTERM is no fleet-wide cause."""
+        keys = sorted(
+            s.current.spec.key
+            for s in self.tasks.values()
+            if s.phase is Phase.RUNNING and s.current is not None
+        )
+        if keys:
+            self._emit(OperatorAction(action, stopped=tuple(keys)))
+        return keys
 
     def note_workspace_orphaned(self, path: str, agent: str | None = None) -> None:
         """Journal a workspace no live or waiting task owns (counted by the gate)."""
@@ -464,7 +493,9 @@ class Coordinator:
 
     def _judge(self, state: TaskState, exited: AttemptExit) -> None:
         """Success if nothing is missing; otherwise attribute the failure and decide."""
-        partial = self.runtime.partial_work(state.task, state.agent)
+        partial = exited.partial
+        if partial is None:
+            partial = self.runtime.partial_work(state.task, state.agent)
         missing = missing_work(state.task, partial)
         now = self.runtime.clock.now()
         task_id = state.task.task_id
@@ -661,8 +692,17 @@ class Coordinator:
         )
         if decision.strategy is Strategy.ESCALATE:
             reason = state.attribution.reason if state.attribution else Reason.UNKNOWN
+            incident = None
+            if decision.systematic_cause is not None:
+                # One cause, one incident: join the open one for this reason, or open it.
+                joined = self.incidents.open_for(str(reason))
+                incident = (
+                    joined.incident_id
+                    if joined is not None
+                    else self.incidents.next_id(str(reason))
+                )
             self._emit(
-                TaskEscalated(decision.why, decision.systematic_cause, reason),
+                TaskEscalated(decision.why, decision.systematic_cause, reason, incident),
                 task_id=task_id,
                 agent=state.agent,
                 attempt=len(state.attempts),
@@ -698,6 +738,7 @@ class Coordinator:
             self._apply(event)
         else:
             apply(event)
+        self.incidents.fold(event)
         if self._on_event is not None:
             self._on_event(event)
         return event
@@ -714,6 +755,7 @@ class Coordinator:
     def _apply_operator_action(self, event: Event) -> None:
         action = event.payload
         assert isinstance(action, OperatorAction)
+        self._stopped_keys.update(action.stopped)
         for reason in action.reasons:
             self.policy.breaker.close(reason)
         for task_id in action.tasks:
@@ -808,7 +850,10 @@ class Coordinator:
         if state.first_failure_at is None:
             ended = state.exited.ended_at if state.exited else None
             state.first_failure_at = ended if ended is not None else event.time
-        if not limited:  # an account's usage limit is a condition of its own, not a wall
+        # An account's usage limit is a condition of its own, not a wall; an attempt the
+        # supervisor stopped itself (a planned stop) says nothing about the fleet either.
+        stopped = state.current is not None and state.current.spec.key in self._stopped_keys
+        if not limited and not stopped:
             self.policy.breaker.record(attribution.reason, state.agent, event.time)
         state.phase = Phase.ATTRIBUTED
 

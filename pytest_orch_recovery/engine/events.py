@@ -676,13 +676,18 @@ class TaskEscalated(Payload):
     why: str = ""
     systematic_cause: str | None = None
     reason: Reason | None = None
+    # The systematic incident it joined (engine/incidents.py); None: escalated on its own.
+    incident: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "why": self.why,
             "systematic_cause": self.systematic_cause,
             "reason": None if self.reason is None else str(self.reason),
         }
+        if self.incident is not None:
+            out["incident"] = self.incident
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TaskEscalated:
@@ -690,6 +695,7 @@ class TaskEscalated(Payload):
             why=_str(data, "why"),
             systematic_cause=_opt_str(data, "systematic_cause"),
             reason=_opt_reason(data, "reason"),
+            incident=_opt_str(data, "incident"),
         )
 
 
@@ -711,19 +717,28 @@ class TaskFailed(Payload):
 
 @dataclass(frozen=True)
 class OperatorAction(Payload):
-    """An operator fixed something: ``tasks`` released, breaker ``reasons`` closed."""
+    """An operator fixed something: ``tasks`` released, breaker ``reasons`` closed, the
+    systematic ``incident`` released (engine/incidents.py). ``stopped``: the keys of the
+    attempts a supervisor is stopping itself (``supervise --stop-agents``)."""
 
     KIND: ClassVar[EventKind] = EventKind.OPERATOR_ACTION
     action: str = "operator action"
     tasks: tuple[str, ...] = ()
     reasons: tuple[Reason, ...] = ()
+    incident: str | None = None
+    stopped: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "action": self.action,
             "tasks": list(self.tasks),
             "reasons": [str(r) for r in self.reasons],
         }
+        if self.incident is not None:
+            out["incident"] = self.incident
+        if self.stopped:
+            out["stopped"] = list(self.stopped)
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> OperatorAction:
@@ -734,6 +749,8 @@ class OperatorAction(Payload):
             action=_str(data, "action", "operator action"),
             tasks=_strings(data, "tasks"),
             reasons=tuple(Reason(r) for r in _strings(data, "reasons")),
+            incident=_opt_str(data, "incident"),
+            stopped=_strings(data, "stopped"),
         )
 
 

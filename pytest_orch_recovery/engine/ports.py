@@ -40,11 +40,14 @@ class AttemptExit:
     attempt: int
     exit: ExitInfo
     started_at: float
-    ended_at: float
+    ended_at: float  # by the agent's own account where the runtime has one; see runtime/tmux
     output: str = ""  # captured pane / stdout+stderr text
     result: Mapping[str, Any] | None = None  # the agent's result JSON, when it printed one
     session_id: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # What the workspace held, when the runtime probed it already (off the coordinator's
+    # loop); None: the coordinator asks :meth:`Runtime.partial_work` itself.
+    partial: PartialWork | None = None
 
 
 class Clock(Protocol):

@@ -20,8 +20,12 @@ keys::
     max_attempts    attempt budget per task (default: 4)
     max_live_agents at most this many agents run at once; the rest wait their turn
                     (default: no limit)
-    agent_nice      run agents this many steps (1-19) below normal CPU priority, so that a
-                    machine full of agents still leaves the supervisor its share (default: 0)
+    agent_nice      run agents this many steps (0-19) below normal CPU priority, so that a
+                    machine full of agents still leaves the supervisor its share (default: 10)
+    supervisor_nice run the supervisor and its tmux server this many steps (0-20) above
+                    normal CPU priority (needs root or CAP_SYS_NICE; default: 0)
+    workers         threads that launch agents and read ended attempts (git, tmux, gh), so
+                    one slow command holds no other (default: 4; 0: all in the loop)
     remove_finished_worktrees  remove a task's worktree once it succeeded, unpushed work
                     saved to a rescue ref first (default: false, they are kept)
     env_allow       names/patterns of the supervisor's environment agents get (default: see
@@ -30,6 +34,8 @@ keys::
     journal         the event journal (default: <state_dir>/journal.jsonl)
     spool           task intake directory (default: <state_dir>/spool)
     on_escalate     argv list; gets the escalation event as JSON on stdin
+    incident_settle seconds a systematic incident's one on_escalate run waits for the other
+                    tasks the same cause is failing to join it (default: 10)
     intake_interval seconds between looks at the spool while waiting (default: 1)
     fault_plan      a fault drill plan for the fault hook (fault drills only)
     store           "postgresql://..." : the fleet store several hosts share, instead of the
@@ -57,6 +63,12 @@ from pytest_orch_recovery.runtime.host import DEFAULT_ENV_ALLOW
 from pytest_orch_recovery.store import validation
 from pytest_orch_recovery.store.validation import InputError
 
+DEFAULT_WORKERS = 4
+# Each agent pane is a scheduling group of its own (autogroup): at normal priority a fleet of
+# N agents leaves the supervisor 1/(N+1) of the CPU, and every exit waits for it.
+DEFAULT_AGENT_NICE = 10
+MAX_WORKERS = 64
+
 _KEYS = frozenset(
     {
         "repository",
@@ -73,12 +85,15 @@ _KEYS = frozenset(
         "max_attempts",
         "max_live_agents",
         "agent_nice",
+        "supervisor_nice",
+        "workers",
         "remove_finished_worktrees",
         "env_allow",
         "checkpoint_dir",
         "journal",
         "spool",
         "on_escalate",
+        "incident_settle",
         "intake_interval",
         "fault_plan",
         "store",
@@ -112,11 +127,14 @@ class FleetConfig:
     stall_window: float | None = None
     max_attempts: int = 4
     max_live_agents: int | None = None
-    agent_nice: int = 0
+    agent_nice: int = DEFAULT_AGENT_NICE
+    supervisor_nice: int = 0
+    workers: int = DEFAULT_WORKERS
     remove_finished_worktrees: bool = False
     env_allow: tuple[str, ...] = DEFAULT_ENV_ALLOW
     env: Mapping[str, str] = field(default_factory=dict)
     on_escalate: tuple[str, ...] = ()
+    incident_settle: float = 10.0
     intake_interval: float = 1.0
     fault_plan: Path | None = None
     store: str | None = None  # a PostgreSQL URL; None: the journal file (one host)
@@ -276,7 +294,13 @@ def parse_fleet(
             else None
         ),
         agent_nice=reader.integer(
-            raw.get("agent_nice", 0), ("agent_nice",), minimum=0, maximum=MAX_NICE
+            raw.get("agent_nice", DEFAULT_AGENT_NICE), ("agent_nice",), minimum=0, maximum=MAX_NICE
+        ),
+        supervisor_nice=reader.integer(
+            raw.get("supervisor_nice", 0), ("supervisor_nice",), minimum=0, maximum=20
+        ),
+        workers=reader.integer(
+            raw.get("workers", DEFAULT_WORKERS), ("workers",), minimum=0, maximum=MAX_WORKERS
         ),
         remove_finished_worktrees=reader.boolean(
             raw.get("remove_finished_worktrees", False), ("remove_finished_worktrees",)
@@ -289,6 +313,9 @@ def parse_fleet(
         env=reader.env_table(raw.get("env", {})),
         on_escalate=reader.argv(raw["on_escalate"], "on_escalate") if "on_escalate" in raw else (),
         intake_interval=interval,
+        incident_settle=reader.number(
+            raw.get("incident_settle", 10.0), ("incident_settle",), upper=3600
+        ),
         fault_plan=reader.path(raw["fault_plan"], "fault_plan") if "fault_plan" in raw else None,
         store=(
             reader.checked(validation.store_url, raw["store"], ("store",))

@@ -79,10 +79,19 @@ class CoordinatorSteps:
         self.step(functools.partial(Coordinator.run, until=until), loop=True)
 
     def release(
-        self, action: str, *, reasons: Iterable[Reason] = (), tasks: Iterable[str] = ()
+        self,
+        action: str,
+        *,
+        reasons: Iterable[Reason] = (),
+        tasks: Iterable[str] = (),
+        incident: str | None = None,
     ) -> None:
         self.step(
             functools.partial(
-                Coordinator.release, action=action, reasons=tuple(reasons), tasks=tuple(tasks)
+                Coordinator.release,
+                action=action,
+                reasons=tuple(reasons),
+                tasks=tuple(tasks),
+                incident=incident,
             )
         )

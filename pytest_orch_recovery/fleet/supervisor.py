@@ -21,10 +21,11 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig
 from pytest_orch_recovery.engine.errors import OrchRecoveryError, UsageError
@@ -32,16 +33,19 @@ from pytest_orch_recovery.engine.events import (
     Event,
     EventKind,
     LaunchNotes,
+    TaskEscalated,
     TmuxTarget,
     UsageLimited,
 )
-from pytest_orch_recovery.engine.model import Phase, Reason, Task
+from pytest_orch_recovery.engine.incidents import Incident, IncidentBook
+from pytest_orch_recovery.engine.model import Phase, Task
 from pytest_orch_recovery.engine.policy import Policy
 from pytest_orch_recovery.engine.ports import EventLog, LaunchSpec
 from pytest_orch_recovery.fleet.config import FleetConfig, FleetConfigError, load_fleet
 from pytest_orch_recovery.fleet.intake import Request, Spool
 from pytest_orch_recovery.fleet.steps import CoordinatorSteps, remove_finished_workspaces
 from pytest_orch_recovery.infra.gh import GhPullRequests
+from pytest_orch_recovery.infra.processes import raise_priority
 from pytest_orch_recovery.runtime.dispatch import Dispatcher
 from pytest_orch_recovery.runtime.host import RepositoryHost
 from pytest_orch_recovery.runtime.tmux import TmuxRuntime
@@ -93,6 +97,9 @@ class EscalationDeliveries:
             int(line) for line in text.split() if line.isdigit()
         }  # a torn last line is not a delivery
 
+    def __contains__(self, seq: object) -> bool:
+        return seq in self._done
+
     def missed(self, events: Iterable[Event]) -> list[Event]:
         return [e for e in events if e.kind is EventKind.TASK_ESCALATED and e.seq not in self._done]
 
@@ -121,6 +128,9 @@ class FleetSupervisor:
         self.config = config
         # With a fleet store (config.store), this host's name in it; None without one.
         self.host_name = host_name
+        refused = raise_priority(config.supervisor_nice)
+        if refused is not None:
+            self.say(f"supervisor_nice: {refused}; running at normal priority", logging.WARNING)
         for d in (config.state_dir, config.results, config.logs):
             d.mkdir(parents=True, exist_ok=True)
         self.host = RepositoryHost(
@@ -154,19 +164,35 @@ class FleetSupervisor:
                 base=config.base,
                 agent_nice=config.agent_nice,
                 stall_window=config.stall_window,
+                workers=config.workers,
             )
         except BaseException:
             self.journal.close()
             raise
+        if config.supervisor_nice and refused is None:
+            # The pane-died hooks run from the tmux server: on the path of every exit.
+            raise_priority(config.supervisor_nice, self.runtime.server_pid)
         self.spool = Spool(config.spool)
         self._fleet_stamp = _file_stamp(config.source)
+        # Incidents whose page waits for joiners: incident id -> monotonic time it is due.
+        self._pages_due: dict[str, float] = {}
         self.steps = CoordinatorSteps(self._start, recover=len(self.journal) > 0)
         for event in self.deliveries.missed(self.journal.events()):
+            incident = _incident_of(event)
+            if incident is not None:
+                self._pages_due.setdefault(incident, 0.0)  # paged below, once, all listed
+                continue
             self.say(
                 f"on_escalate for {event.task_id}: not run before the last supervisor "
                 "stopped; running it now"
             )
             self._escalated(event)
+        if self._pages_due:
+            self.say(
+                f"on_escalate for incident(s) {', '.join(sorted(self._pages_due))}: not run "
+                "before the last supervisor stopped; running it now"
+            )
+            self.deliver_pages(force=True)
 
     def _open_journal(self) -> Journal | HostJournal:
         """The journal file (locked: one supervisor per journal), or this host's view of the
@@ -258,7 +284,18 @@ class FleetSupervisor:
         what = f"{event.kind.value} {event.task_id or ''} {event.agent or ''}".rstrip()
         if event.attempt is not None:
             what += f" attempt {event.attempt}"
-        if event.kind is EventKind.TASK_ESCALATED:
+        incident = _incident_of(event)
+        if incident is not None:
+            what += f" incident {incident}"
+            if incident in self._pages_due or self._paged(incident):
+                what += " (joined)"
+                if self._paged(incident):
+                    self.deliveries.mark(event)  # its incident was paged: no page of its own
+            else:
+                # The first escalation of a systematic cause: page once, after the others
+                # the same cause is failing right now have joined (incident_settle).
+                self._pages_due[incident] = time.monotonic() + self.config.incident_settle
+        elif event.kind is EventKind.TASK_ESCALATED:
             self._escalated(event)  # before the log line: whoever reads the log sees it done
         limited = event.payload
         if isinstance(limited, UsageLimited):
@@ -272,14 +309,44 @@ class FleetSupervisor:
             )
         self.say(what)
 
+    def _paged(self, incident: str) -> bool:
+        found = self.steps.coordinator.incidents.incidents.get(incident)
+        return found is not None and found.opened_by in self.deliveries
+
+    def deliver_pages(self, *, force: bool = False) -> None:
+        """Run ``on_escalate`` once for each incident whose settle time has passed, listing
+        the tasks it holds; every escalation in it counts as delivered."""
+        now = time.monotonic()
+        book = self.steps.coordinator.incidents
+        for incident_id, due in sorted(self._pages_due.items()):
+            if due > now and not force:
+                continue
+            del self._pages_due[incident_id]
+            incident = book.incidents.get(incident_id)
+            if incident is None:
+                continue
+            escalations = [e for e in self.journal.events() if _incident_of(e) == incident_id]
+            if self.config.on_escalate and escalations:
+                self._notify(escalations[0], incident=_incident_json(incident, book))
+            for event in escalations:
+                self.deliveries.mark(event)
+            self.say(
+                f"on_escalate ran for incident {incident_id}: "
+                f"{', '.join(book.held(incident)) or 'no task held'}"
+            )
+
     def _escalated(self, event: Event) -> None:
         if self.config.on_escalate:
             self._notify(event)
         self.deliveries.mark(event)
 
-    def _notify(self, event: Event) -> None:
-        """Run ``on_escalate`` with the event as JSON on stdin; its failure is logged only."""
-        payload = json.dumps(event.to_json(), ensure_ascii=False) + "\n"
+    def _notify(self, event: Event, *, incident: dict[str, Any] | None = None) -> None:
+        """Run ``on_escalate`` with the event as JSON on stdin (and, for a systematic
+        incident, the incident: its id, reason, cause and tasks); its failure is logged."""
+        body = event.to_json()
+        if incident is not None:
+            body["incident"] = incident
+        payload = json.dumps(body, ensure_ascii=False) + "\n"
         try:
             proc = subprocess.run(
                 list(self.config.on_escalate), input=payload, text=True, capture_output=True,
@@ -317,17 +384,20 @@ class FleetSupervisor:
             agent = request.data.get("agent")
             self.steps.submit(task, agent=agent if isinstance(agent, str) else None)
             return True
-        task_id = str(request.data["task_id"])
-        state = self.steps.coordinator.tasks.get(task_id)
-        if state is None:
-            self.say(f"release {task_id}: no such task")
+        target = str(request.data["task_id"])
+        coordinator = self.steps.coordinator
+        what = coordinator.incidents.release_target(target, coordinator.tasks)
+        if isinstance(what, str):
+            self.say(f"release {target}: refused: {what}", logging.WARNING)
             return False
         self._reload_agent_config()
-        reasons: tuple[Reason, ...] = ()
-        if state.phase is Phase.ESCALATED and state.attribution is not None:
-            reasons = (state.attribution.reason,)
-        note = request.data.get("note") or "released by an operator"
-        self.steps.release(str(note), reasons=reasons, tasks=(task_id,))
+        note = str(request.data.get("note") or "released by an operator")
+        if isinstance(what, Incident):
+            freed = coordinator.incidents.held(what)
+            self.steps.release(note, incident=what.incident_id)
+            self.say(f"release of incident {what.incident_id} frees {', '.join(freed)}")
+        else:
+            self.steps.release(note, tasks=(target,))
         return True
 
     def _reload_if_edited(self) -> None:
@@ -358,6 +428,7 @@ class FleetSupervisor:
             if stopping():
                 break
             self.steps.run(until=self.runtime.clock.now() + interval)
+            self.deliver_pages()
             if self.config.remove_finished_worktrees:
                 remove_finished_workspaces(self.steps.coordinator, self.host)
 
@@ -367,11 +438,33 @@ class FleetSupervisor:
         _LOG.log(level, text)
 
     def close(self, *, stop_agents: bool = False) -> None:
-        """Let go: agents keep running for the next supervisor unless ``stop_agents``."""
+        """Let go: agents keep running for the next supervisor unless ``stop_agents``; then
+        the stop is journaled first, so the next supervisor does not count the agents it
+        stopped as a fleet-wide failure (the circuit breaker)."""
         try:
             if stop_agents:
+                stopped = self.steps.coordinator.note_agents_stopped(
+                    "supervisor stopped with --stop-agents"
+                )
+                if stopped:
+                    self.say(f"stopping {len(stopped)} running agent(s)")
                 self.runtime.close()
             else:
                 self.runtime.detach()
         finally:
             self.journal.close()
+
+
+def _incident_of(event: Event) -> str | None:
+    payload = event.payload
+    return payload.incident if isinstance(payload, TaskEscalated) else None
+
+
+def _incident_json(incident: Incident, book: IncidentBook) -> dict[str, Any]:
+    return {
+        "id": incident.incident_id,
+        "reason": incident.reason,
+        "systematic_cause": incident.cause,
+        "opened_at": incident.opened_at,
+        "tasks": book.held(incident),
+    }

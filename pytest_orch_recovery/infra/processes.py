@@ -251,3 +251,24 @@ def lower_priority(nice: int) -> None:
         (PROC / "self" / "autogroup").open("w", encoding="ascii") as group,
     ):
         group.write(str(nice))
+
+
+def raise_priority(steps: int, pid: int = 0) -> str | None:
+    """Run process ``pid`` (0: this one) ``steps`` above normal CPU priority (nice ``-steps``)
+    and, where the kernel schedules by session (autogroup) and it leads its session (a
+    systemd service, the tmux server), its session's group too: where every agent pane is a
+    group of its own, a process's nice value alone only ranks it inside its group. Needs root
+    or CAP_SYS_NICE; returns why not when refused (nothing changed then), None when done."""
+    if steps <= 0:
+        return None
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, -min(steps, 20))
+    except PermissionError as exc:
+        return f"cannot raise the CPU priority (needs root or CAP_SYS_NICE): {exc.strerror}"
+    target = pid or os.getpid()
+    if os.getsid(target) != target:
+        return None  # the group is the session's: never raise an operator's whole shell
+    group = PROC / str(target) / "autogroup"
+    with contextlib.suppress(OSError), group.open("w", encoding="ascii") as handle:
+        handle.write(str(-min(steps, 20)))
+    return None

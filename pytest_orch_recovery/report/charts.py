@@ -146,7 +146,9 @@ def criteria_chart(results: Sequence[CriterionResult]) -> str:
     """One row per rate criterion on a 0-100% scale: the observed rate (dot), its Wilson 95%
     interval (bar), the threshold (dashed line), coloured by verdict."""
     rates = [r for r in results if r.is_rate]
-    width, left, right, row = 340, 10, 328, 58
+    # Wide enough for the longest name beside the longest verdict ("First try, complex
+    # tasks" and "INSUFFICIENT SAMPLES"): the browser test measures that they never meet.
+    width, left, right, row = 400, 10, 388, 58
     top = 24
     height = top + row * len(rates) + 8
     scale = right - left

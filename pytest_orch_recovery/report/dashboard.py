@@ -10,16 +10,14 @@ events shown is capped, so the document stays well under :data:`MAX_REPORT_BYTES
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
 from pytest_orch_recovery import __version__
 from pytest_orch_recovery.engine.errors import InvalidValue
-from pytest_orch_recovery.engine.model import ExitInfo, Reason, signal_number
+from pytest_orch_recovery.engine.model import Reason
 from pytest_orch_recovery.report.metrics import (
     CriterionResult,
     Metrics,
@@ -30,6 +28,7 @@ from pytest_orch_recovery.report.metrics import (
 )
 from pytest_orch_recovery.report.safetext import markdown, markdown_code
 from pytest_orch_recovery.store import atomic
+from pytest_orch_recovery.store.attempt_results import AttemptResult
 
 SCHEMA_VERSION = 1
 MAX_REPORT_BYTES = 1024 * 1024
@@ -338,108 +337,8 @@ def _criteria(m: Metrics, results: Sequence[CriterionResult]) -> list[str]:
 
 # --------------------------------------------------------------------------- attempts
 #
-# The dispatcher's per-attempt results files (``<agent>.<attempt>_results.json``), read
-# alongside the journal: one row per judged attempt.
-
-
-@dataclass(frozen=True)
-class AttemptResult:
-    """One judged attempt as the dispatcher's results file records it."""
-
-    agent: str
-    attempt: int
-    status: str  # success | failed
-    task_id: str | None = None
-    reason: str | None = None
-    confidence: float | None = None
-    exit_code: int | None = None
-    signal: str | None = None  # its name, as the results file writes it: SIGINT, SIG40
-    started_at: float | None = None
-    ended_at: float | None = None
-    duration: float | None = None
-    recorded_at: float | None = None
-
-    @classmethod
-    def from_json(cls, data: object) -> AttemptResult:
-        """Check and convert one results file's object; ``InvalidValue`` names the field.
-
-        >>> AttemptResult.from_json({"agent": "a", "attempt": 1, "status": "success"}).status
-        'success'
-        >>> try:
-        ...     AttemptResult.from_json({"agent": "a", "attempt": "1", "status": "success"})
-        ... except InvalidValue as exc:
-        ...     print(exc)
-        field attempt: expected a positive integer, got '1'
-        """
-        if not isinstance(data, dict):
-            raise InvalidValue(f"expected a JSON object, got {type(data).__name__}")
-        version = data.get("schema_version", 1)
-        if version != 1:
-            raise InvalidValue(f"field schema_version: expected 1, got {version!r}")
-        for name in ("agent", "status"):
-            if not isinstance(data.get(name), str) or not data[name]:
-                raise InvalidValue(
-                    f"field {name}: expected a non-empty string, got {data.get(name)!r}"
-                )
-        attempt = data.get("attempt")
-        if not _is_int(attempt) or attempt < 1:
-            raise InvalidValue(f"field attempt: expected a positive integer, got {attempt!r}")
-        for name in ("task_id", "reason"):
-            if data.get(name) is not None and not isinstance(data[name], str):
-                raise InvalidValue(f"field {name}: expected a string or null, got {data[name]!r}")
-        if data.get("exit_code") is not None and not _is_int(data["exit_code"]):
-            raise InvalidValue(
-                f"field exit_code: expected an integer or null, got {data['exit_code']!r}"
-            )
-        signal = data.get("signal")
-        if signal is not None:
-            try:
-                if not isinstance(signal, str | int) or isinstance(signal, bool):
-                    raise ValueError
-                signal = ExitInfo(None, signal_number(signal)).signal_name
-            except ValueError:
-                raise InvalidValue(
-                    f"field signal: expected a signal name, number or null, got {signal!r}"
-                ) from None
-        numbers = ("confidence", "started_at", "ended_at", "duration", "recorded_at")
-        for name in numbers:
-            value = data.get(name)
-            if value is not None and not (_is_number(value) and math.isfinite(value)):
-                raise InvalidValue(f"field {name}: expected a number or null, got {value!r}")
-        return cls(
-            agent=data["agent"],
-            attempt=int(attempt),
-            status=data["status"],
-            task_id=data.get("task_id"),
-            reason=data.get("reason"),
-            exit_code=data.get("exit_code"),
-            signal=signal,
-            **{name: None if data.get(name) is None else float(data[name]) for name in numbers},
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "agent": self.agent,
-            "task_id": self.task_id,
-            "attempt": self.attempt,
-            "status": self.status,
-            "reason": self.reason,
-            "confidence": self.confidence,
-            "exit_code": self.exit_code,
-            "signal": self.signal,
-            "started_at": self.started_at,
-            "ended_at": self.ended_at,
-            "duration": self.duration,
-            "recorded_at": self.recorded_at,
-        }
-
-
-def _is_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> TypeGuard[int | float]:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+# The dispatcher's per-attempt results files (store/attempt_results.py), read alongside the
+# journal: one row per judged attempt.
 
 
 def _attempt_exit(result: AttemptResult) -> str:

@@ -59,6 +59,9 @@ class TaskStatus:
     released_by: str | None  # the operator action that released it, while it waits
     tmux: TmuxTarget | None  # of the current attempt, when recorded
     releases: int = 0  # attempts operators granted beyond the budget (one per release)
+    # Seconds between the latest attempt's own end and its journaled exit (a busy or a
+    # stopped supervisor noticed it that late).
+    detection_delay: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -79,6 +82,9 @@ class TaskStatus:
             "released_by": self.released_by,
             "releases": self.releases,
             "tmux": None if self.tmux is None else self.tmux.to_json(),
+            "detection_delay": (
+                None if self.detection_delay is None else round(self.detection_delay, 3)
+            ),
         }
 
 
@@ -289,6 +295,7 @@ class FleetView:
                     released_by=task.released_by,
                     tmux=task.tmux if task.phase is Phase.RUNNING else None,
                     releases=len(task.released),
+                    detection_delay=task.detection_delay,
                 )
             )
         return rows

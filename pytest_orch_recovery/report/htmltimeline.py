@@ -9,6 +9,7 @@ An attempt's bar is a link to its entry in the details (a click opens them, no s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -162,6 +163,36 @@ def _axis(plot: _Plot, height: float, lanes: Sequence[TaskLane]) -> str:
     return f'<g class="axis-ticks">{"".join(parts)}</g>'
 
 
+_CHAR_W = 6.6  # a generous width of one 11 px label character (tests measure it in Chromium)
+_LABEL_GAP = 6.0
+
+
+class _LabelRows:
+    """One lane's bar labels on two rows, above and below its bars, none over another: a label
+    goes at its bar's start when there is room on a row, else right after the last label of
+    the emptier row; one that fits nowhere is shortened to its attempt number, and left out
+    when even that does not fit (the bar's title and the details still say it all)."""
+
+    def __init__(self) -> None:
+        self.ends = [-math.inf, -math.inf]  # right end of the last label on each row
+
+    def place(self, x0: float, texts: tuple[str, ...], first: int) -> tuple[str, float, int] | None:
+        rows = (first, 1 - first)
+        for text in texts:
+            width = _CHAR_W * len(text)
+            want = min(x0, _PLOT_X1 - width)
+            for row in rows:
+                if want >= self.ends[row] + _LABEL_GAP:
+                    self.ends[row] = want + width
+                    return text, want, row
+            row = min(rows, key=lambda r: self.ends[r])
+            x = self.ends[row] + _LABEL_GAP
+            if x + width <= _PLOT_X1:
+                self.ends[row] = x + width
+                return text, x, row
+        return None
+
+
 def _lane_svg(index: int, lane: TaskLane, row: int, plot: _Plot, faults: FaultNotes) -> str:
     """One task's lane, in layers: its name, then operator lines and backoff waits, then the
     attempt bars (each a link to its details, with its label and any fault mark), then the
@@ -173,6 +204,7 @@ def _lane_svg(index: int, lane: TaskLane, row: int, plot: _Plot, faults: FaultNo
         f'<text class="title" x="8" y="{top + 36}">{esc(_short(lane.title, 30))}</text>',
     ]
     behind, bars, front = [], [], []
+    rows = _LabelRows()
     for span in lane.attempts:
         x0 = plot.x(span.start)
         x1 = plot.x(span.end) if span.end is not None else plot.x(lane.last_time)
@@ -188,13 +220,19 @@ def _lane_svg(index: int, lane: TaskLane, row: int, plot: _Plot, faults: FaultNo
             if notes
             else ""
         )
+        placed = rows.place(x0, (label, f"#{span.number}"), 0 if span.number % 2 else 1)
+        text = (
+            ""
+            if placed is None
+            else f'<text class="bar-label" x="{placed[1]:.1f}" '
+            f'y="{top + 13 if placed[2] == 0 else top + 45}">{esc(placed[0])}</text>'
+        )
         bars.append(
             f'<a href="#a{index}-{span.number}" class="attempt" data-attempt="{span.number}">'
             f"<title>{esc(_attempt_title(lane, span, plot.t0))}</title>"
             f'<rect class="bar {state}" x="{x0:.1f}" y="{top + 17}" '
             f'width="{max(x1 - x0, 4.0):.1f}" height="16" rx="3" fill="{COLOURS[state]}"/>'
-            f'<text class="bar-label" x="{min(x0, _PLOT_X1 - 6.2 * len(label)):.1f}" '
-            f'y="{top + 13 if span.number % 2 else top + 45}">{esc(label)}</text>{fault}</a>'
+            f"{text}{fault}</a>"
         )
         for f in span.followups:
             if f.delay > 0:

@@ -44,7 +44,8 @@ COMMON_AGENTS_MAX = 3
 
 
 class Outcome(enum.StrEnum):
-    """A task's state at the end of the journal, as the dashboard's Result column says it."""
+    """A task's :class:`~pytest_orch_recovery.store.history.TaskOutcome` as the dashboard's Result
+    column words it."""
 
     RECOVERED = "RECOVERED"  # succeeded after at least one failed attempt
     SUCCEEDED = "SUCCEEDED"  # succeeded on the first try
@@ -191,13 +192,7 @@ def _iso_date(time: float) -> str:
 
 
 def _outcome(task: TaskHistory) -> Outcome:
-    if task.outcome is EventKind.TASK_SUCCEEDED:
-        return Outcome.RECOVERED if task.failures else Outcome.SUCCEEDED
-    if task.outcome is EventKind.TASK_ESCALATED:
-        return Outcome.ESCALATED
-    if task.outcome is EventKind.TASK_FAILED:
-        return Outcome.FAILED
-    return Outcome.IN_PROGRESS
+    return Outcome[task.result.name]
 
 
 def _recovery_event(task: TaskHistory) -> RecoveryEvent:

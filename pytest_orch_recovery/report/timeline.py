@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from pytest_orch_recovery.engine.events import Event, EventKind
+from pytest_orch_recovery.engine.events import Event
 from pytest_orch_recovery.engine.model import ExitInfo, Reason
 from pytest_orch_recovery.store.history import AttemptRecord, FollowUp, History, Mark, TaskHistory
 
@@ -100,12 +100,6 @@ def _span(record: AttemptRecord) -> AttemptSpan:
     )
 
 
-_OUTCOME_WORDS = {
-    EventKind.TASK_ESCALATED: "escalated",
-    EventKind.TASK_FAILED: "failed",
-}
-
-
 def _lane(task: TaskHistory) -> TaskLane:
     group, name = _split(task.task_id)
     lane = TaskLane(
@@ -119,11 +113,8 @@ def _lane(task: TaskHistory) -> TaskLane:
         marks=list(task.marks),
         recovery_time=task.recovery_time,
         last_time=task.last_time,
+        outcome=task.result.replace("_", " "),
     )
-    if task.outcome is EventKind.TASK_SUCCEEDED:
-        lane.outcome = "recovered" if lane.failed_attempts else "succeeded"
-    elif task.outcome is not None:
-        lane.outcome = _OUTCOME_WORDS[task.outcome]
     return lane
 
 

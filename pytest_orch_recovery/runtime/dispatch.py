@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from pytest_orch_recovery.infra.lean_python import lean_python_argv
 from pytest_orch_recovery.infra.settings import SETTINGS_FILE, install_hook
 from pytest_orch_recovery.runtime.host import Host
 from pytest_orch_recovery.store import atomic
+from pytest_orch_recovery.store.attempt_results import AttemptResult
 
 __all__ = ["SETTINGS_FILE", "Dispatcher", "read_results"]
 
@@ -68,6 +70,7 @@ class Dispatcher:
         self.driver = driver_factory(config)
         self.fault_plan = fault_plan
         self._exclude_installed = False
+        self._exclude_lock = threading.Lock()  # command_for runs on the runtime's workers
         self._exits: dict[tuple[str, int], AttemptExited] = {}
 
     @property
@@ -125,6 +128,10 @@ class Dispatcher:
         install_hook(
             workspace, matcher=HOOK_MATCHER, command=self.hook_command(agent), timeout=3600
         )
+        with self._exclude_lock:
+            self._exclude_settings()
+
+    def _exclude_settings(self) -> None:
         if not self._exclude_installed:
             # Keep the hook settings out of the agent's commits (git add -A): the worktrees
             # share the main repository's info/exclude.
@@ -148,28 +155,26 @@ class Dispatcher:
         if event.agent is None or event.attempt is None:
             return
         attribution = payload.attribution if isinstance(payload, FailureAttributed) else None
-        result: dict[str, Any] = {
-            "schema_version": 1,
-            "agent": event.agent,
-            "task_id": event.task_id,
-            "attempt": event.attempt,
-            "status": "success" if attribution is None else "failed",
-            "reason": None if attribution is None else str(attribution.reason),
-            "confidence": None if attribution is None else round(attribution.confidence, 3),
-            "recorded_at": event.time,
-        }
         exited = self._exits.pop((event.agent, event.attempt), None)
-        if exited is not None:
-            exit_info = exited.exit or ExitInfo(None)
-            result.update(
-                exit_code=exit_info.display_code,
-                signal=exit_info.signal_name,
-                started_at=exited.started_at,
-                ended_at=exited.ended_at,
-                duration=(exited.ended_at or 0) - (exited.started_at or 0),
-            )
+        exit_info = None if exited is None else exited.exit or ExitInfo(None)
+        result = AttemptResult(
+            agent=event.agent,
+            attempt=event.attempt,
+            status="success" if attribution is None else "failed",
+            task_id=event.task_id,
+            reason=None if attribution is None else str(attribution.reason),
+            confidence=None if attribution is None else round(attribution.confidence, 3),
+            exit_code=None if exit_info is None else exit_info.display_code,
+            signal=None if exit_info is None else exit_info.signal_name,
+            started_at=None if exited is None else exited.started_at,
+            ended_at=None if exited is None else exited.ended_at,
+            duration=None
+            if exited is None
+            else (exited.ended_at or 0.0) - (exited.started_at or 0.0),
+            recorded_at=event.time,
+        )
         path = self.host.results / f"{event.agent}.{event.attempt}_results.json"
-        atomic.write_json(path, result)
+        atomic.write_json(path, result.file_json())
 
 
 def read_results(results_dir: Path) -> list[dict[str, Any]]:

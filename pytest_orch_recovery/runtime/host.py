@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -147,6 +148,10 @@ class RepositoryHost:
         self._checkpoints = checkpoints if checkpoints is not None else state_dir / "checkpoints"
         self._prs = prs
         self._source_env = source_env
+        # git worktree add is not safe to run concurrently on one repository (measured, git
+        # 2.39: "failed to read .git/worktrees/<other>/commondir" while another is being
+        # made); the runtime's workers launch in parallel, so one at a time here.
+        self._worktree_lock = threading.Lock()
         for d in (worktree_root, state_dir, self.results, self.logs, self._checkpoints):
             d.mkdir(parents=True, exist_ok=True)
 
@@ -192,10 +197,12 @@ class RepositoryHost:
         check_agent_name(agent)
         path = self.workspace(agent)
         if path.exists():
-            if not is_work_tree(path):
+            # A worktree git made has a .git file (one stat, not a git process per launch).
+            if not (path / ".git").is_file() and not is_work_tree(path):
                 raise InvalidValue(f"{path}: exists and is not a git worktree")
             return path
-        add_worktree(self._repo, path, self.branch(agent), self.base)
+        with self._worktree_lock:
+            add_worktree(self._repo, path, self.branch(agent), self.base)
         return path
 
     def env(self, agent: str) -> dict[str, str]:

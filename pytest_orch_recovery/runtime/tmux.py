@@ -28,7 +28,11 @@ file if it ended -- and never starts it again, nor kills a session to make room.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import json
+import logging
+import math
 import os
 import re
 import select
@@ -78,8 +82,11 @@ from pytest_orch_recovery.runtime.server import (
     server_environment,
     tmux_server_running,
 )
+from pytest_orch_recovery.runtime.workers import EXIT, LAUNCH, WorkPool
 from pytest_orch_recovery.runtime.wrapper import WrapperSpec
 from pytest_orch_recovery.store import atomic
+
+_log = logging.getLogger(__name__)
 
 _WIDTH, _HEIGHT = 200, 50
 _HISTORY_LIMIT = 100_000
@@ -135,6 +142,8 @@ class _Attempt:
     cgroup: Path | None = None  # the pane's memory cgroup, read at launch
     oom_before: int | None = None  # its oom_kill count at launch
     finding: ScreenFinding | None = None  # why the runtime ended it early, if it did
+    concluding: bool = False  # a worker is reading how it ended (see _check)
+    recheck: bool = False  # an event came while it did: look again if it was too early
 
 
 @dataclass(frozen=True)
@@ -207,6 +216,7 @@ class TmuxRuntime:
         stall_window: float | None = None,
         end_on_dialog: bool = True,
         agent_nice: int = 0,
+        workers: int = 0,
     ) -> None:
         if not 0 <= agent_nice <= MAX_NICE:
             raise InvalidValue(f"agent_nice: an integer 0..{MAX_NICE}, got {agent_nice}")
@@ -228,6 +238,14 @@ class TmuxRuntime:
         self._partial_line = b""
         self._swept = time.monotonic()
         self._closed = False
+        # With workers, launches and the reading of ended attempts (their pane, their
+        # workspace probe) run on a pool (runtime/workers.py): launch() returns at once and
+        # next_exit() reports exits as their probes finish. Without, all runs in the
+        # caller's thread, one step after another.
+        self._pool = WorkPool(workers) if workers > 0 else None
+        self._launching: dict[str, LaunchSpec] = {}  # queued on the pool, not started yet
+        self._screen_pass_running = False
+        self._watched_at = 0.0  # monotonic time of the last look at the screens
         host.state_dir.mkdir(parents=True, exist_ok=True)
         for d in (host.results, host.logs):
             d.mkdir(parents=True, exist_ok=True)
@@ -301,6 +319,7 @@ class TmuxRuntime:
         if proc.returncode != 0:
             raise TmuxError(f"starting tmux server: {proc.stderr.strip()}")
         pid = int(self._tmux("display-message", "-p", "#{pid}")[0])
+        self.server_pid = pid
         self.host.record_pid(pid, what="tmux server", pgid=os.getpgid(pid))
         return created
 
@@ -329,17 +348,61 @@ class TmuxRuntime:
     def launch(self, spec: LaunchSpec) -> None:
         """Start the attempt in session ``spec.agent``. A key launched before -- by this
         runtime or by one on the same host before a restart -- is adopted, never started
-        again. Raises if the agent's previous attempt is still running."""
+        again. Raises if the agent's previous attempt is still running. With workers the
+        start runs on the pool and a failure is raised by the next call that waits."""
         if spec.key in self._keys:
             return
-        session = self._session_pane(spec.agent)
-        if self._adopt(spec, session):
-            return
         previous = self._attempts.get(spec.agent)
-        if previous is not None and not previous.reported:
-            raise InvalidState(
-                f"agent {spec.agent}: attempt {previous.spec.attempt} is still running"
+        if spec.agent in self._launching or (previous is not None and not previous.reported):
+            number = (
+                self._launching[spec.agent].attempt
+                if spec.agent in self._launching
+                else (previous.spec.attempt if previous is not None else 0)
             )
+            raise InvalidState(f"agent {spec.agent}: attempt {number} is still running")
+        self._keys.add(spec.key)
+        if self._pool is None:
+            try:
+                started = self._start(spec)
+            except BaseException:
+                self._keys.discard(spec.key)
+                raise
+            self._started(started)
+            return
+        self._launching[spec.agent] = spec
+        self._pool.submit(
+            LAUNCH,
+            functools.partial(self._start, spec),
+            self._started,
+            functools.partial(self._start_failed, spec),
+        )
+
+    def _start_failed(self, spec: LaunchSpec, error: BaseException) -> None:
+        self._launching.pop(spec.agent, None)
+        self._keys.discard(spec.key)
+        raise error
+
+    def _started(self, started: tuple[_Attempt, bool]) -> None:
+        """In the owner's thread: watch the attempt :meth:`_start` started or adopted, and
+        report it at once if it has already ended."""
+        attempt, new = started
+        self._launching.pop(attempt.spec.agent, None)
+        if new:
+            self.host.record_pid(
+                attempt.pane_pid,
+                what=f"pane {attempt.spec.agent} attempt {attempt.spec.attempt}",
+                pgid=attempt.pane_pid,
+            )
+        self._track(attempt)
+        self._check(attempt)  # its end may have been announced before it was tracked
+
+    def _start(self, spec: LaunchSpec) -> tuple[_Attempt, bool]:
+        """Adopt the attempt with this key, or start it; returns it and whether it is new.
+        Only I/O (files, git, tmux): safe on a worker thread."""
+        session = self._session_pane(spec.agent)
+        adopted = self._adopted(spec, session)
+        if adopted is not None:
+            return adopted, False
         if session is not None and not session.dead:
             raise InvalidState(
                 f"agent {spec.agent}: session runs {session.key or 'an unknown attempt'}"
@@ -396,15 +459,12 @@ class TmuxRuntime:
         )
         attempt.oom_before = oom_kills(attempt.cgroup)
         _write_record(paths.record_file, attempt)
-        self._track(attempt)
-        self.host.record_pid(
-            int(pane_pid), what=f"pane {spec.agent} attempt {spec.attempt}", pgid=int(pane_pid)
-        )
+        return attempt, True
 
-    def _adopt(self, spec: LaunchSpec, session: _PaneState | None) -> bool:
-        """Take over an attempt with this key launched before (by a runtime that died):
-        its session (``session``: the agent's pane now, if any), or else its launch record.
-        False when it never started."""
+    def _adopted(self, spec: LaunchSpec, session: _PaneState | None) -> _Attempt | None:
+        """The attempt with this key launched before (by a runtime that died): from its
+        session (``session``: the agent's pane now, if any), or else its launch record.
+        None when it never started."""
         paths = _AttemptPaths.of(self.host, spec)
         record = _read_record(paths.record_file, spec.key)
         if session is not None and session.key == spec.key:
@@ -425,9 +485,10 @@ class TmuxRuntime:
             )
             if record is None:
                 _write_record(paths.record_file, attempt)
-        elif record is not None:
+            return attempt
+        if record is not None:
             # The session is gone (cleaned up, or the server with it): what the record says.
-            attempt = _Attempt(
+            return _Attempt(
                 spec,
                 "",
                 int(record["pane_pid"]),
@@ -437,11 +498,7 @@ class TmuxRuntime:
                 paths.spec_file,
                 pane_start=record.get("pane_start"),
             )
-        else:
-            return False
-        self._track(attempt)
-        self._check(attempt)  # ended while nobody watched: reported at once
-        return True
+        return None
 
     def _track(self, attempt: _Attempt) -> None:
         self._keys.add(attempt.spec.key)
@@ -454,13 +511,15 @@ class TmuxRuntime:
     def live(self) -> frozenset[str]:
         """Agents still running, or ended with the exit not yet returned by next_exit."""
         running = {a for a, att in self._attempts.items() if not att.reported}
-        return frozenset(running | {e.agent for e in self._ready})
+        return frozenset(running | set(self._launching) | {e.agent for e in self._ready})
 
     def next_exit(self, deadline: float | None) -> AttemptExit | None:
         """Block until an attempt has ended and tmux has its pane's last output, or until
         ``deadline`` (clock time) passes -- also when nothing runs (a backoff delay, an idle
         supervisor): the caller is woken at its deadline, not spun."""
         while True:
+            if self._pool is not None:
+                self._pool.apply_finished()
             self._drain_events()
             if self._ready:
                 return self._ready.popleft()
@@ -477,6 +536,8 @@ class TmuxRuntime:
             if watching:
                 wait = min(wait, _WATCH_INTERVAL)
             watched = [self._fifo_fd, *self._pidfds]
+            if self._pool is not None:
+                watched.append(self._pool.fd)
             readable, _, _ = select.select(watched, [], [], wait)
             if not readable and time.monotonic() - self._swept >= _SWEEP_INTERVAL:
                 self._sweep()
@@ -484,10 +545,8 @@ class TmuxRuntime:
                 agent = self._pidfds.get(fd)
                 if agent is not None:
                     self._check(self._attempts[agent])
-            if watching:
-                processes = ProcessTable.read()  # one /proc pass for every watched tree
-                for attempt in watching:
-                    self._watch_screen(attempt, processes)
+            if watching and time.monotonic() - self._watched_at >= _WATCH_INTERVAL:
+                self._watch_screens(watching)
 
     def _watching(self) -> list[_Attempt]:
         """Running attempts whose screen is watched. tmux has no event for "the pane shows
@@ -498,23 +557,55 @@ class TmuxRuntime:
             return []
         return [a for a in self._attempts.values() if not a.reported and a.finding is None]
 
-    def _watch_screen(self, attempt: _Attempt, processes: ProcessTable) -> None:
-        if attempt.watch is None:
-            attempt.watch = ScreenWatch(attempt.started_at, self.stall_window)
-        try:
-            size = attempt.log_file.stat().st_size
-        except FileNotFoundError:
-            size = 0
-        finding = attempt.watch.observe(
-            self.clock.now(),
-            output_size=size,
-            cpu_ticks=processes.tree_cpu_ticks(attempt.pane_pid),
-            screen=lambda: self._visible(attempt.pane_id),
-        )
-        if finding is None or (finding.kind == "dialog" and not self.end_on_dialog):
-            return
-        attempt.finding = finding
-        self.kill(attempt.spec.agent)  # its pane dies; the exit is reported as usual
+    def _watch_screens(self, watching: list[_Attempt]) -> None:
+        """One look at every watched attempt; with workers, on the pool (a screen capture
+        and a /proc scan per tick add up over a fleet), one pass at a time."""
+        self._watched_at = time.monotonic()
+        if self._pool is None:
+            self._screens_seen(self._screen_pass(watching))
+        elif not self._screen_pass_running:
+            self._screen_pass_running = True
+            self._pool.submit(
+                EXIT,
+                functools.partial(self._screen_pass, watching),
+                self._screens_seen,
+                self._screen_pass_failed,
+            )
+
+    def _screen_pass(self, watching: list[_Attempt]) -> list[tuple[_Attempt, ScreenFinding]]:
+        """What each attempt's screen shows that ends it early. Only I/O and each attempt's
+        own :class:`ScreenWatch` (touched by one pass at a time)."""
+        # CPU time only tells a stall from slow work; without a stall window, no /proc scan.
+        processes = ProcessTable.read() if self.stall_window is not None else None
+        found = []
+        for attempt in watching:
+            if attempt.watch is None:
+                attempt.watch = ScreenWatch(attempt.started_at, self.stall_window)
+            try:
+                size = attempt.log_file.stat().st_size
+            except FileNotFoundError:
+                size = 0
+            finding = attempt.watch.observe(
+                self.clock.now(),
+                output_size=size,
+                cpu_ticks=processes.tree_cpu_ticks(attempt.pane_pid) if processes else 0,
+                screen=functools.partial(self._visible, attempt.pane_id),
+            )
+            if finding is not None and (finding.kind != "dialog" or self.end_on_dialog):
+                found.append((attempt, finding))
+        return found
+
+    def _screens_seen(self, found: list[tuple[_Attempt, ScreenFinding]]) -> None:
+        self._screen_pass_running = False
+        for attempt, finding in found:
+            if attempt.reported or attempt.finding is not None:
+                continue
+            attempt.finding = finding
+            self.kill(attempt.spec.agent)  # its pane dies; the exit is reported as usual
+
+    def _screen_pass_failed(self, error: BaseException) -> None:
+        self._screen_pass_running = False
+        raise error
 
     def _drain_events(self) -> None:
         while True:
@@ -537,9 +628,31 @@ class TmuxRuntime:
             self._check(attempt)
 
     def _check(self, attempt: _Attempt) -> None:
-        """Report the attempt if its pane process has ended and tmux has read the pane dry."""
+        """Report the attempt if its pane process has ended and tmux has read the pane dry
+        (with workers, a worker reads the pane and probes the workspace; see _conclude)."""
         if attempt.reported or process_alive(attempt.pane_pid, attempt.pane_start):
             return
+        if self._pool is None:
+            self._concluded(attempt, self._conclude(attempt, probe=False))
+            return
+        if attempt.concluding:
+            attempt.recheck = True
+            return
+        attempt.concluding = True
+        # Its process is gone: a pidfd would now stay readable and spin the select loop
+        # while the worker runs. The pane-died hook and the wrapper's line still wake us.
+        self._forget_pidfd(attempt.spec.agent)
+        self._pool.submit(
+            EXIT,
+            functools.partial(self._conclude, attempt, probe=True),
+            functools.partial(self._concluded, attempt),
+            functools.partial(self._conclude_failed, attempt),
+        )
+
+    def _conclude(self, attempt: _Attempt, *, probe: bool) -> AttemptExit | None:
+        """How the ended attempt went, or None while tmux has not read its pane dry. With
+        ``probe``, what its workspace holds too (:attr:`AttemptExit.partial`), so the
+        coordinator does not run the probe's git and gh in its own loop. Only I/O."""
         pane = self._pane(attempt)
         if pane is not None and not pane.status_ready:
             # Measured here with tmux 3.3a: the server now and then misses a pane's SIGCHLD
@@ -549,10 +662,33 @@ class TmuxRuntime:
             self._tmux("run-shell", "true", check=False)
             pane = self._pane(attempt)
         if pane is not None and not pane.dead:
-            return  # tmux has not read the pty to EOF yet; its pane-died hook will wake us
+            return None  # tmux has not read the pty to EOF yet; its pane-died hook will wake us
+        exited = self._exit_of(attempt, pane)
+        if probe:
+            try:
+                partial = self.partial_work(attempt.spec.task, attempt.spec.agent)
+            except Exception as exc:  # the coordinator probes again and meets it itself
+                _log.debug("%s: workspace probe at exit: %s", attempt.spec.agent, exc)
+            else:
+                exited = dataclasses.replace(exited, partial=partial)
+        return exited
+
+    def _concluded(self, attempt: _Attempt, exited: AttemptExit | None) -> None:
+        attempt.concluding = False
+        if attempt.reported:
+            return
+        if exited is None:
+            if attempt.recheck:
+                attempt.recheck = False
+                self._check(attempt)
+            return
         attempt.reported = True
         self._forget_pidfd(attempt.spec.agent)
-        self._ready.append(self._exit_of(attempt, pane))
+        self._ready.append(exited)
+
+    def _conclude_failed(self, attempt: _Attempt, error: BaseException) -> None:
+        attempt.concluding = False
+        raise error
 
     def _watch(self, agent: str, pid: int) -> None:
         # Already gone and reaped: the FIFO / hook events and the sweep report it.
@@ -600,7 +736,7 @@ class TmuxRuntime:
             attempt=attempt.spec.attempt,
             exit=info,
             started_at=attempt.started_at,
-            ended_at=self.clock.now(),
+            ended_at=_agent_end(record, self.clock.now()),
             output=text,
             result=result,
             session_id=session if isinstance(session, str) else None,
@@ -627,6 +763,8 @@ class TmuxRuntime:
     # ----------------------------------------------------------------- control
 
     def _attempt(self, agent: str) -> _Attempt:
+        while self._pool is not None and agent in self._launching:
+            self._pool.wait(None)  # its launch is queued: control acts on the started attempt
         try:
             return self._attempts[agent]
         except KeyError:
@@ -689,17 +827,28 @@ class TmuxRuntime:
 
     def cleanup(self, agent: str) -> None:
         """Stop the agent's processes and remove its session."""
-        attempt = self._attempts.get(agent)
+        attempt = self._attempt(agent) if agent in self._launching else self._attempts.get(agent)
         if attempt is not None and process_alive(attempt.pane_pid, attempt.pane_start):
             self.kill(agent)
-        if attempt is not None or self._session_pane(agent) is not None:
+        if attempt is None and self._session_pane(agent) is None:
+            return
+        if self._pool is None:
             self._tmux("kill-session", "-t", f"={agent}", check=False)
+        else:  # nothing waits for it; close() and detach() wait for the pool
+            self._pool.submit(
+                EXIT,
+                functools.partial(self._tmux, "kill-session", "-t", f"={agent}", check=False),
+                _ignore,
+                _log_failure,
+            )
 
     def close(self) -> None:
         """Stop the attempts this runtime launched or adopted and remove their sessions;
         kill the server only if this runtime started it. Release the FIFO. Idempotent."""
         if self._closed:
             return
+        if self._pool is not None:
+            self._pool.drain()
         for agent, attempt in self._attempts.items():
             if process_alive(attempt.pane_pid, attempt.pane_start):
                 stop_process_groups({attempt.pane_pid}, grace=self.kill_grace)
@@ -715,11 +864,15 @@ class TmuxRuntime:
         for a runtime on the same host to adopt (a supervisor stopping); a server left with
         no session has nothing to keep and is removed. Idempotent."""
         if not self._closed:
+            if self._pool is not None:
+                self._pool.drain()  # a queued launch is started, and its record written
             self._release()
             reap_empty_server(self.host.tmux_socket, self.owner_mark)
 
     def _release(self) -> None:
         self._closed = True
+        if self._pool is not None:
+            self._pool.close()
         for fd in self._pidfds:
             os.close(fd)
         self._pidfds.clear()
@@ -792,6 +945,31 @@ def _read_record(path: Path, key: str) -> dict[str, Any] | None:
     if data is None or data.get("key") != key or not isinstance(data.get("pane_pid"), int):
         return None
     return data
+
+
+def _ignore(_result: object) -> None:
+    pass
+
+
+def _log_failure(error: BaseException) -> None:
+    _log.warning("tmux runtime: %s", error)
+
+
+def _agent_end(record: dict[str, Any] | None, noticed: float) -> float:
+    """When the attempt ended by its own clock: the wrapper's ``ended_at`` (the same clock as
+    the journal), so recovery times count from the exit and not from when a busy or
+    restarted supervisor noticed it. Without a usable one (the wrapper was killed), when it
+    was noticed.
+
+    >>> _agent_end({"ended_at": 10.5}, 12.0), _agent_end(None, 12.0)
+    (10.5, 12.0)
+    >>> _agent_end({"ended_at": 99.0}, 12.0), _agent_end({"ended_at": "nan"}, 12.0)
+    (12.0, 12.0)
+    """
+    ended = record.get("ended_at") if record is not None else None
+    if isinstance(ended, (int, float)) and not isinstance(ended, bool) and math.isfinite(ended):
+        return min(float(ended), noticed)  # never after it was noticed (a clock step back)
+    return noticed
 
 
 def _event_agent(line: str) -> str | None:

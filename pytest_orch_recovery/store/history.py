@@ -17,6 +17,7 @@ Rules every view shares (docs/journal.md is the schema):
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -48,10 +49,37 @@ from pytest_orch_recovery.engine.model import (
     WorkItem,
 )
 
-__all__ = ["AttemptRecord", "FailureRecord", "FollowUp", "History", "Mark", "TaskHistory"]
+__all__ = [
+    "AttemptRecord",
+    "FailureRecord",
+    "FollowUp",
+    "History",
+    "Mark",
+    "TaskHistory",
+    "TaskOutcome",
+]
 
 
-@dataclass(frozen=True)
+class TaskOutcome(enum.StrEnum):
+    """A task's state at the end of the journal: its last terminal event, ``recovered`` when
+    it succeeded after a failed attempt, ``in_progress`` while it has none (views word it
+    their own way: the dashboard's Result column, the timeline's lanes)."""
+
+    SUCCEEDED = "succeeded"
+    RECOVERED = "recovered"
+    ESCALATED = "escalated"
+    FAILED = "failed"
+    IN_PROGRESS = "in_progress"
+
+
+_TERMINAL_OUTCOMES = {
+    EventKind.TASK_SUCCEEDED: TaskOutcome.SUCCEEDED,
+    EventKind.TASK_ESCALATED: TaskOutcome.ESCALATED,
+    EventKind.TASK_FAILED: TaskOutcome.FAILED,
+}
+
+
+@dataclass(frozen=True, slots=True)
 class FollowUp:
     """A decision taken after an attempt: the strategy, why, and the backoff before acting."""
 
@@ -62,7 +90,7 @@ class FollowUp:
     delay: float
 
 
-@dataclass
+@dataclass(slots=True)
 class AttemptRecord:
     """One attempt, from its launch to its exit (``end`` None: no exit recorded)."""
 
@@ -79,7 +107,7 @@ class AttemptRecord:
     followups: list[FollowUp] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class FailureRecord:
     """One attributed failure, the exit it judged and the decision that followed."""
 
@@ -98,7 +126,7 @@ class FailureRecord:
         return "" if strongest is None else strongest.detail
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Mark:
     """A point on a task's lane: ``operator`` (an action that named it), ``escalated`` or
     ``failed`` (a terminal event)."""
@@ -108,7 +136,7 @@ class Mark:
     text: str
 
 
-@dataclass
+@dataclass(slots=True)
 class TaskHistory:
     """Everything the journal says about one task."""
 
@@ -142,14 +170,20 @@ class TaskHistory:
     tmux: TmuxTarget | None = None  # where the current attempt runs
     exit_pending: bool = False  # an exit not judged yet
     last_exit: ExitInfo | None = None  # the exit of the latest attempt_exited
+    # Seconds from the agent's own end to the supervisor journaling it, latest exit.
+    detection_delay: float | None = None
     unattributed: int = 0  # exits the coordinator moved on from without judging
     updated_at: float = 0.0  # time of the task's last event
     last_time: float = 0.0  # the latest time on its lane (operator marks included)
     marks: list[Mark] = field(default_factory=list)
 
     @property
-    def attributed(self) -> bool:
-        return bool(self.failures)
+    def result(self) -> TaskOutcome:
+        if self.outcome is None:
+            return TaskOutcome.IN_PROGRESS
+        if self.outcome is EventKind.TASK_SUCCEEDED and self.failures:
+            return TaskOutcome.RECOVERED
+        return _TERMINAL_OUTCOMES[self.outcome]
 
     @property
     def name(self) -> str:
@@ -314,6 +348,8 @@ def _exited(task: TaskHistory, event: Event) -> None:
     assert isinstance(exited, AttemptExited)
     task.exit_pending = True
     task.last_exit = exited.exit
+    if exited.ended_at is not None:
+        task.detection_delay = max(0.0, event.time - exited.ended_at)
     task.phase = Phase.EXITED
     task.tmux = None
     record = task.attempt(event.attempt)

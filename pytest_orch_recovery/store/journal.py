@@ -13,7 +13,7 @@ import fcntl
 import json
 import os
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
@@ -206,7 +206,57 @@ def replay(path: Path) -> list[Event]:
     return _parse(Path(path), raw)[0]
 
 
-def _parse(path: Path, raw: bytes) -> tuple[list[Event], int]:
+_CHUNK_BYTES = 8 << 20
+
+
+def read_events(path: Path, *, start: int = 0, seq: int = 0) -> Iterator[tuple[Event, int]]:
+    """Stream a journal's events from byte ``start`` (the end of the line whose ``seq`` is
+    ``seq``; 0 for the beginning), each with the byte offset just after its line, without
+    holding the file in memory. Same checks as :func:`replay`; a torn last line is ignored.
+    """
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise JournalError(f"{path}: cannot read journal: {exc.strerror or exc}") from None
+    with open(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            kind = validation.file_kind(info.st_mode)
+            raise JournalError(f"{path}: cannot read journal: not a regular file ({kind})")
+        if info.st_size > validation.MAX_JOURNAL_BYTES:
+            raise JournalError(
+                f"{path}: cannot read journal: is {info.st_size} bytes; the limit is "
+                f"{validation.MAX_JOURNAL_BYTES}"
+            )
+        handle.seek(start)
+        offset, pending = start, b""
+        while True:
+            chunk = handle.read(_CHUNK_BYTES)
+            if not chunk:
+                return  # what is left in ``pending`` is a torn last line
+            data = pending + chunk
+            whole = data.rfind(b"\n") + 1
+            pending = data[whole:]
+            if not whole:
+                continue
+            first_line = seq + 1
+            events = _parse(path, data[:whole], first_line=first_line)[0]
+            ends = _line_ends(data, whole, offset)
+            yield from zip(events, ends, strict=True)
+            offset += whole
+            seq += len(events)
+
+
+def _line_ends(data: bytes, whole: int, offset: int) -> list[int]:
+    ends, at = [], data.find(b"\n", 0, whole)
+    while at >= 0:
+        ends.append(offset + at + 1)
+        at = data.find(b"\n", at + 1, whole)
+    return ends
+
+
+def _parse(path: Path, raw: bytes, *, first_line: int = 1) -> tuple[list[Event], int]:
     """The events in ``raw`` and the length of its whole-line prefix.
 
     Bytes after the last newline are a torn write and are left out. Every whole line must be an
@@ -216,23 +266,23 @@ def _parse(path: Path, raw: bytes) -> tuple[list[Event], int]:
     try:
         text = raw[:valid].decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
+        line = raw[: exc.start].count(b"\n") + first_line
         raise JournalError(f"{path}:{line}: not UTF-8 text") from None
     lines = text.split("\n")
     lines.pop()  # the empty string after the final newline
-    return _events(path, lines), valid
+    return _events(path, lines, first_line), valid
 
 
 def _refuse_constant(token: str) -> float:
     raise InvalidValue(f"{token} is not a JSON number")
 
 
-def _events(path: Path, lines: Iterable[str]) -> list[Event]:
+def _events(path: Path, lines: Iterable[str], first_line: int = 1) -> list[Event]:
     events: list[Event] = []
     loads = json.JSONDecoder(parse_constant=_refuse_constant).decode
     from_json = Event.from_json
-    expected = 1
-    for number, line in enumerate(lines, 1):
+    expected = first_line  # one event per line: line n holds seq n
+    for number, line in enumerate(lines, first_line):
         if len(line) > MAX_LINE_CHARS:
             raise JournalError(
                 f"{path}:{number}: line is {len(line)} characters long; the "

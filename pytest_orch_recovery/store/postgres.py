@@ -600,6 +600,18 @@ class PostgresStore:
         )
         return int(row[0]) if row is not None else 0
 
+    def task_hosts(self) -> dict[str, str]:
+        """Each task's host: of its latest launch, else the one that holds or held it."""
+        rows = self._do(
+            "read task hosts",
+            lambda conn: conn.execute(
+                "SELECT t.task_id, coalesce((SELECT l.host FROM orch_launches l "
+                "WHERE l.task_id = t.task_id ORDER BY l.attempt DESC LIMIT 1), t.host) "
+                "FROM orch_tasks t WHERE t.host IS NOT NULL"
+            ).fetchall(),
+        )
+        return {str(task_id): str(host) for task_id, host in rows}
+
     def launches(self) -> list[tuple[str, int, str, str, int]]:
         """Every launch the database accepted: (task id, attempt, key, host, epoch)."""
         rows = self._do(

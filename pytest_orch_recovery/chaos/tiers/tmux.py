@@ -55,6 +55,7 @@ from pytest_orch_recovery.fleet.steps import remove_finished_workspaces
 from pytest_orch_recovery.infra.agents import (
     AgentConfig,
     AgentDriver,
+    CliAgentDriver,
     accept_claude_code_first_run,
     driver_for,
 )
@@ -94,6 +95,9 @@ UNSUPPORTED: frozenset[str] = frozenset()
 # Faults injected through the dispatcher's agent configuration (the permission flag left out,
 # an interactive launch): a command-template agent's words are its own, so they cannot be.
 DISPATCHER_FLAG_FAULTS = frozenset({"missing_permission_flag", "permission_prompt"})
+
+# The fallback agents' accounts on this tier (numbered in the chain's order).
+FALLBACK_API_KEY = "sk-ant-api03-double-fallback-account"
 
 # On this tier a usage limit's reset is seconds away (the model double then rounds it up to
 # the whole minute the CLI prints), whatever the scenario's ``resets_in`` says.
@@ -219,6 +223,7 @@ def run_tmux(
     max_live: int | None = None,
     env_allow: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
+    fallback_agents: Sequence[str] = (),
     on_event: Callable[[Event], None] | None = None,
 ) -> TmuxOutcome:
     """Run ``tasks`` under ``faults`` with real agents; always tears the sandbox down.
@@ -247,6 +252,7 @@ def run_tmux(
             agent=agent,
             config=_agent_config(config, faults),
             driver_factory=driver_factory,
+            fallback_agents=fallback_agents,
         )
         command_for = dispatcher.command_for
         if agent == "claude-code":
@@ -263,7 +269,12 @@ def run_tmux(
             held.runtime,
             held.journal,
             dispatcher,
-            CoordinatorConfig(attempt_timeout=attempt_timeout, seed=seed, max_live=max_live),
+            CoordinatorConfig(
+                attempt_timeout=attempt_timeout,
+                seed=seed,
+                max_live=max_live,
+                fallback_agents=tuple(fallback_agents),
+            ),
             lambda: (policy or PolicySettings()).policy(seed=seed, **(budget or {})),
             on_event,
         )
@@ -351,9 +362,17 @@ class _ApiFaultArming:
         task, attempt = spec.task.task_id, spec.attempt
         for fault in self._faults:
             key = (fault.fault_id, task, attempt)
+            if fault.kind == "usage_limit":
+                # The account's limit starts once, at the first request that meets the
+                # trigger; armed per attempt, an attempt the limit ended before its Nth
+                # request would leave its copy armed to start a second limit after the reset.
+                key = (fault.fault_id, "*", 0)
             if key in self._armed or not fault.applies_to(task, attempt):
                 continue
             self._armed.add(key)
+            if fault.kind == "usage_limit":  # any of its tasks' Nth request (task "*")
+                self._double.add_fault(api_fault_spec(fault, self._by_id.get(fault.task)))
+                continue
             api = api_fault_spec(fault, self._by_id.get(task))
             if api.at_request is not None:
                 already = self._double.task_requests(self._by_id[task].title)
@@ -405,6 +424,7 @@ def _dispatcher(
     agent: str,
     config: AgentConfig,
     driver_factory: Callable[[AgentConfig], AgentDriver] | None,
+    fallback_agents: Sequence[str] = (),
 ) -> Dispatcher:
     """The dispatcher launching each attempt, with the hook faults' plan and the faults keyed
     on an attempt's start (a signal, a parked permission dialog)."""
@@ -419,7 +439,26 @@ def _dispatcher(
         fault_plan=fault_plan,
         start_signal=functools.partial(_start_signal, sandbox, faults),
         config_for=functools.partial(_parked_config, faults, parked),
+        driver_of_type=functools.partial(_fallback_driver, factory, tuple(fallback_agents)),
     )
+
+
+def _fallback_driver(
+    factory: Callable[[AgentConfig], AgentDriver],
+    fallback_agents: tuple[str, ...],
+    agent_type: str,
+    config: AgentConfig,
+) -> AgentDriver | None:
+    """A fallback agent of a scenario: the run's own agent on another account (its own API
+    key, which the model double's usage limits tell apart), so that it is not limited when
+    the primary's account is."""
+    if agent_type not in fallback_agents:
+        return None
+    driver = factory(config)
+    if not isinstance(driver, CliAgentDriver):
+        return driver
+    key = ("ANTHROPIC_API_KEY", f"{FALLBACK_API_KEY}-{fallback_agents.index(agent_type) + 1}")
+    return replace(driver, environment=(*driver.environment, key))
 
 
 def _open_journal(sandbox: Sandbox, crash_after_event: int | None) -> Journal:
@@ -845,11 +884,6 @@ class TmuxTier:
     def run(
         self, scenario: Scenario, *, seed: int, agent: str, fleet: ProductionSettings | None = None
     ) -> ScenarioRun:
-        if scenario.fallback_agents:
-            raise TierUnsupported(
-                "fallback agents need a second account, which real tmux runs do not have "
-                "yet; this scenario runs on --orch-tier sim"
-            )
         blocked = sorted({f.kind for f in scenario.faults} & UNSUPPORTED)
         if blocked:
             raise TierUnsupported(
@@ -882,6 +916,7 @@ class TmuxTier:
             policy=scenario.policy,
             max_live=scenario.max_live_agents,
             budget=scenario.budget(),
+            fallback_agents=scenario.fallback_agents,
             **({} if fleet is None else _fleet_arguments(fleet)),
         )
         return ScenarioRun(

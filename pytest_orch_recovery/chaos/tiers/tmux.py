@@ -866,6 +866,24 @@ def _repo_state(sandbox: Sandbox, task: Task, agent: str) -> RepoState:
     )
 
 
+def _template_can_run(scenario: Scenario, agent: str) -> None:
+    """A command template writes its own command line, so what this tier injects through the
+    dispatcher's configuration cannot reach it: the permission flag left out, an interactive
+    launch, and a fallback agent's second account (an API key in the CLI driver's
+    environment). Such a scenario is skipped with the reason, never passed untested."""
+    flagged = sorted({f.kind for f in scenario.faults} & DISPATCHER_FLAG_FAULTS)
+    if flagged:
+        raise TierUnsupported(
+            f"fault(s) {', '.join(flagged)} act through the dispatcher's permission flag "
+            f"and launch mode, which the command template {agent!r} writes itself"
+        )
+    if scenario.fallback_agents:
+        raise TierUnsupported(
+            "its fallback agents run on a second account set in the built-in agents' "
+            f"environment, which the command template {agent!r} does not take"
+        )
+
+
 def _fleet_arguments(fleet: ProductionSettings) -> dict[str, Any]:
     """What :func:`run_tmux` takes from a fleet file beyond the scenario's settings."""
     return {
@@ -890,12 +908,8 @@ class TmuxTier:
                 f"fault(s) {', '.join(blocked)} cannot be injected in real tmux runs yet; "
                 "this scenario runs on --orch-tier sim"
             )
-        flagged = sorted({f.kind for f in scenario.faults} & DISPATCHER_FLAG_FAULTS)
-        if flagged and agent not in BUILTIN_AGENTS:
-            raise TierUnsupported(
-                f"fault(s) {', '.join(flagged)} act through the dispatcher's permission flag "
-                f"and launch mode, which the command template {agent!r} writes itself"
-            )
+        if agent not in BUILTIN_AGENTS:
+            _template_can_run(scenario, agent)
         tasks = [t.task for t in scenario.tasks]
         agents = [t.agent or f"task-agent-{t.task.task_id}" for t in scenario.tasks]
         timeout = scenario.attempt_timeout or SCENARIO_ATTEMPT_TIMEOUT.get(agent, 300.0)

@@ -131,3 +131,28 @@ def test_docs_journal_table_names_every_field_of_every_kind() -> None:
         # Each payload field is written under its own name (Event.to_json).
         fields = {f.name for f in dataclasses.fields(payload_class(kind))}  # type: ignore[arg-type]
         assert documented[str(kind)] == fields, kind
+
+
+CAMPAIGN_LINES = Path(__file__).resolve().parent / "corpus" / "journal-schema1-campaign.jsonl"
+
+
+def test_a_campaign_journal_written_before_typed_events_reads_and_writes_back_identically() -> None:
+    # One line of each kind from `pytest --orch-chaos --orch-seed 1234
+    # --orch-report=x.jsonl` on the commit before typed events (compact: no output tails,
+    # prompts or result JSON).
+    lines = CAMPAIGN_LINES.read_text().splitlines()
+    assert {json.loads(line)["kind"] for line in lines} >= {
+        "task_submitted",
+        "attempt_launched",
+        "attempt_exited",
+        "failure_attributed",
+        "decision",
+        "task_succeeded",
+        "task_escalated",
+        "operator_action",
+        "workspace_cleaned",
+    }
+    for line in lines:
+        event = Event.from_json(json.loads(line))
+        again = json.dumps(event.to_compact_json(), separators=(",", ":"), ensure_ascii=False)
+        assert again == line

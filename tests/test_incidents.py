@@ -1,4 +1,5 @@
-"""Systematic incidents (engine/incidents.py) and the runtime's worker pool (runtime/workers.py).
+"""Systematic incidents (engine/incidents.py), the runtime's worker pool (runtime/workers.py)
+and the PR lookups a burst of exits shares (infra/gh.py).
 
 The incidents are driven through the simulation tier: agents killed at every start fail the
 same way across the fleet, the circuit breaker opens, and every escalation after that joins one
@@ -8,8 +9,10 @@ incident, which one release frees; a replayed coordinator holds the same inciden
 from __future__ import annotations
 
 import functools
+import os
 import threading
 import time
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,6 +22,7 @@ from pytest_orch_recovery.chaos.tiers.sim import simulate
 from pytest_orch_recovery.engine.events import Event, EventKind, OperatorAction, TaskEscalated
 from pytest_orch_recovery.engine.incidents import IncidentBook
 from pytest_orch_recovery.engine.model import Reason, Task
+from pytest_orch_recovery.infra.gh import GhPullRequests
 from pytest_orch_recovery.runtime.workers import EXIT, LAUNCH, WorkPool
 
 TASKS = [Task(f"t{i}", f"Write note {i}", (f"n{i}.md",)) for i in range(6)]
@@ -147,3 +151,48 @@ def test_every_escalation_with_a_cause_is_in_exactly_one_open_incident(tasks: li
 
 def _raise(error: BaseException) -> None:
     raise error
+
+
+_FAKE_GH = """#!/bin/sh
+# gh stand-in counting its calls: pr list answers slowly (so lookups overlap) with branches
+# b0..b9 open; pr view knows no PR.
+echo "$*" >> "$CALLS"
+case "$1 $2" in
+"pr list")
+    sleep 0.5
+    printf '['
+    for i in 0 1 2 3 4 5 6 7 8 9; do
+        [ $i -gt 0 ] && printf ','
+        printf '{"number":%d,"state":"OPEN","url":"u","title":"t","headRefName":"b%d"}' $i $i
+    done
+    printf ']\\n' ;;
+*) echo 'no pull requests found for branch "x"' >&2; exit 1 ;;
+esac
+"""
+
+
+def test_lookups_at_the_same_time_share_one_listing(tmp_path: Path) -> None:
+    gh = tmp_path / "gh"
+    gh.write_text(_FAKE_GH)
+    gh.chmod(0o755)
+    calls = tmp_path / "calls"
+    prs = GhPullRequests(tmp_path, env={**os.environ, "CALLS": str(calls)}, gh=str(gh), batch=True)
+    branches = [f"b{i}" for i in range(10)] + ["gone"]
+    found: dict[str, int | None] = {}
+
+    def look(branch: str) -> None:
+        pr = prs.pull_request_for(branch)
+        found[branch] = None if pr is None else pr.number
+
+    threads = [threading.Thread(target=look, args=(b,)) for b in branches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert found == {**{f"b{i}": i for i in range(10)}, "gone": None}
+    lines = calls.read_text().splitlines()
+    listings = [line for line in lines if line.startswith("pr list")]
+    assert 1 <= len(listings) <= 2 < len(branches)  # shared, not one per lookup
+    assert [line for line in lines if line.startswith("pr view")] == [
+        "pr view --json number,state,url,title,headRefName -- gone"
+    ]

@@ -402,3 +402,14 @@ def test_a_follower_reads_only_what_was_appended(tmp_path: Path) -> None:
     history = follower.refresh()
     assert follower.seq == len(events)
     assert compute(history) == compute(events)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_snapshot_that_is_no_regular_file_is_ignored(tmp_path: Path, kind: str) -> None:
+    path = _story_journal(tmp_path / "j.jsonl", seed_incident().events)
+    if kind == "fifo":
+        os.mkfifo(snapshot_path(path))
+    else:
+        snapshot_path(path).symlink_to("/dev/zero")
+    history = read_history(path, every=None)
+    assert compute(history) == compute(History(replay(path)))

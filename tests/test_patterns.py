@@ -8,16 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pytest_orch_recovery.engine.matcher import TABLE as _PREFILTER
+from pytest_orch_recovery.engine.matcher import TAIL_BYTES, match_lines
 from pytest_orch_recovery.engine.model import Reason
-from pytest_orch_recovery.engine.patterns import (
-    _PREFILTER,
-    PATTERNS,
-    TAIL_BYTES,
-    Pattern,
-    match_lines,
-    pattern_named,
-    required_needles,
-)
+from pytest_orch_recovery.engine.needles import required_needles
+from pytest_orch_recovery.engine.patterns import PATTERNS, Pattern, pattern_named
 
 
 @pytest.mark.parametrize("row", PATTERNS, ids=[row.name for row in PATTERNS])
@@ -149,11 +144,14 @@ def test_prefilter_rejects_text_without_any_rows_words() -> None:
     assert _PREFILTER.rows_possible_in("all good\nwrote fake3.md\n") == list(_PREFILTER.always)
 
 
-def test_required_needles_come_from_the_parse_tree() -> None:
+def test_required_needles_come_from_the_regex_source() -> None:
     assert required_needles(re.compile(r"fatal: (?:not a git|bad) repo")) == ("fatal: ",)
     assert required_needles(re.compile(r"(?:alpha one|beta two)\d")) == ("alpha one", "beta two")
     assert required_needles(re.compile(r"x?y*")) is None
-    assert required_needles(re.compile(r"Retry-After", re.IGNORECASE)) == ("retry-after",)
+    # Flags this reader does not follow: no needle, the row is tried everywhere.
+    assert required_needles(re.compile(r"Retry-After", re.IGNORECASE)) is None
+    assert required_needles(re.compile(r"(?i)Retry-After")) is None
+    assert required_needles(re.compile(r"a\d{0,3}bcd|x(?=yz)abc")) == ("bcd", "abc")
 
 
 def test_every_row_but_few_is_prefiltered() -> None:

@@ -72,7 +72,7 @@ def _situation(
         task=task,
         agent="task-agent-5030",
         agent_type=agent_type,
-        attribution=Attribution(reason, 0.9, **attribution),
+        attribution=Attribution(reason, attribution.pop("confidence", 0.9), **attribution),
         partial=partial,
         missing=missing_work(task, partial),
         history=history,
@@ -99,6 +99,7 @@ def test_table_order() -> None:
         "usage_limit_beyond_horizon",
         "usage_limit_wait",
         "circuit_breaker_open",
+        "weak_permission_cue",
         "missing_permissions",
         "poison_task",
         "corrupt_checkpoint",
@@ -177,6 +178,22 @@ def test_permission_escalates_once_even_without_the_breaker() -> None:
     assert "--dangerously-skip-permissions" in d.why
     assert d.systematic_cause == systematic_cause(Reason.PERMISSION)
     assert d.work == ()
+
+
+def test_a_weak_permission_cue_costs_one_retry_not_an_escalation() -> None:
+    weak = _decide(_situation(Reason.PERMISSION, partial=PARTIAL, confidence=0.45))
+    assert weak.rule == "weak_permission_cue"
+    assert weak.strategy is Strategy.RESTART
+    assert "0.45" in weak.why
+    again = (
+        PastAttempt(1, "claude-code", Reason.PERMISSION, None),
+        PastAttempt(2, "claude-code", Reason.PERMISSION, Strategy.RESTART),
+    )
+    repeated = _decide(
+        _situation(Reason.PERMISSION, partial=PARTIAL, confidence=0.45, history=again)
+    )
+    assert repeated.rule == "missing_permissions"
+    assert repeated.strategy is Strategy.ESCALATE
 
 
 def test_permissions_before_poison() -> None:

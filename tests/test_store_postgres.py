@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -459,13 +460,38 @@ def test_a_store_opened_without_a_host_may_submit_but_not_write_events(store_url
 # ---------------------------------------------------------------------- outage
 
 
+class _Records(logging.Handler):
+    def __init__(self, into: list[logging.LogRecord]) -> None:
+        super().__init__(logging.WARNING)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(record)
+
+
+@pytest.fixture
+def store_log() -> Iterator[list[logging.LogRecord]]:
+    """The store's warnings, taken at its own logger: ``orch-recovery supervise`` run in this
+    process (other tests) stops the package's records from propagating to pytest's caplog."""
+    records: list[logging.LogRecord] = []
+    handler = _Records(records)
+    logger = logging.getLogger("pytest_orch_recovery.store.postgres")
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # whatever level such a run left on the package
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def test_a_store_outage_costs_time_and_no_event_is_lost_doubled_or_reordered(
-    postgres_server: LocalPostgres, store_url: str, caplog: pytest.LogCaptureFixture
+    postgres_server: LocalPostgres, store_url: str, store_log: list[logging.LogRecord]
 ) -> None:
     """The server is stopped while a host appends, and started again: the appender retries
     with backoff, says so in its log, and the log ends up holding every event once, in the
     order they were written, with gap-free seqs."""
-    caplog.set_level("WARNING", logger="pytest_orch_recovery.store.postgres")
     count = 120
     with PostgresStore(store_url, host="alpha", lease=600.0) as alpha:
         alpha.register(capacity=None)
@@ -501,7 +527,7 @@ def test_a_store_outage_costs_time_and_no_event_is_lost_doubled_or_reordered(
         assert not thread.is_alive()
         assert failures == []
         assert alpha.retries >= 2
-        assert any("unreachable" in r.getMessage() for r in caplog.records)
+        assert any("unreachable" in r.getMessage() for r in store_log)
         events = list(alpha.events())
     assert [e.seq for e in events] == list(range(1, count + 1))
     assert [e.payload for e in events] == [WorkspaceOrphaned(f"p{n}") for n in range(count)]

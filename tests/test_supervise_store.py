@@ -15,14 +15,17 @@ from typing import Any
 
 import psycopg
 import pytest
-from test_supervise import _BOUND, _COUNTING_AGENT, Fleet, Supervisor, fleet
+from events import JournalBuilder, sigint_resumed
+from test_supervise import _BOUND, _COUNTING_AGENT, PERM_TASK, Fleet, Supervisor, fleet
 from waiting import wait_until
 
+from pytest_orch_recovery.cli.failures import render as failures_render
 from pytest_orch_recovery.doubles.modeldouble import ModelDouble, Plan, plan_for_task
 from pytest_orch_recovery.engine.events import EventKind
 from pytest_orch_recovery.engine.model import Task
 from pytest_orch_recovery.infra.git import remote_sha, run_git
 from pytest_orch_recovery.infra.postgres_server import LocalPostgres
+from pytest_orch_recovery.report.fleetview import FleetView
 from pytest_orch_recovery.runtime.server import kill_tmux_server
 from pytest_orch_recovery.store.postgres import PostgresStore
 
@@ -217,6 +220,12 @@ def test_two_hosts_share_one_queue_and_launch_each_attempt_once(
     assert {r["task_id"]: (r["host"], r["phase"]) for r in status["tasks"]} == {
         t: (h, "succeeded") for t, _, _, h, _ in launches
     }
+    alpha_only = json.loads(
+        fleet.cli("status", "--store", store_url, "--host", "alpha", "--format", "json").stdout
+    )
+    assert sorted(r["task_id"] for r in alpha_only["tasks"]) == sorted(
+        t for t, _, _, h, _ in launches if h == "alpha"
+    )
     table = fleet.cli("status", "--store", store_url).stdout.splitlines()
     assert table[0].split()[:3] == ["TASK", "HOST", "AGENT"]
     assert len(table) == 1 + len(tasks)
@@ -301,3 +310,51 @@ def test_a_supervisor_fenced_by_a_newer_one_of_its_host_leaves_the_agent_running
         old.stop()
     agent = next(w for w in line.split() if w.startswith("task-agent-"))
     assert not _pane_dead(fleet, agent)
+
+
+def test_failures_name_the_host_of_each_failed_attempt() -> None:
+    journal = JournalBuilder()
+    sigint_resumed(journal)  # attempt 1 fails (SIGINT), attempt 2 succeeds
+    view = FleetView(journal.events)
+    hosts = {("fake3", 1): "alpha", ("fake3", 2): "beta"}
+    table = failures_render(view.failures(), "table", 1, hosts).splitlines()
+    assert table[0].split()[:4] == ["TIME", "TASK", "HOST", "AGENT"]
+    assert table[1].split()[2:5] == ["fake3", "alpha", "task-agent-5030"]  # after date, time
+    document = json.loads(failures_render(view.failures(), "json", 1, hosts))
+    assert [f["host"] for f in document["failures"]] == ["alpha"]
+    assert "HOST" not in failures_render(view.failures(), "table", 1).splitlines()[0]
+
+
+def test_a_host_filter_needs_a_store(fleet: Fleet) -> None:
+    for command in ("status", "failures"):
+        proc = fleet.cli(command, "--journal", "j.jsonl", "--host", "alpha", check=False)
+        assert proc.returncode == 2
+        assert "--host needs a fleet store" in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_task_escalated_on_a_store_host_is_released_through_its_fleet_file(
+    fleet: Fleet, store_url: str
+) -> None:
+    """The permission flag left out: the task escalates; the operator fixes the fleet file and
+    runs release against it, which checks the store's events and hands the request to this
+    host, whose supervisor carries it out under its lease."""
+    fleet.write_config(store=store_url, skip_permissions=False)
+    supervisor = Supervisor(fleet, "--host", "alpha")
+    try:
+        fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(PERM_TASK))
+        supervisor.wait_for("task_escalated", "t-perm")
+        fleet.write_config(skip_permissions=True)
+        released = fleet.cli("release", "--config", "fleet.toml", "t-perm", "--note", "flag")
+        assert "requested" in released.stdout
+        supervisor.wait_for("task_succeeded", "t-perm")
+    finally:
+        assert supervisor.stop() == 0
+    with PostgresStore(store_url) as store:
+        launches = store.launches()
+    assert [(t, a, h) for t, a, _, h, _ in launches] == [
+        ("t-perm", 1, "alpha"),
+        ("t-perm", 2, "alpha"),
+    ]
+    unknown = fleet.cli("release", "--config", "fleet.toml", "t-nope", check=False)
+    assert unknown.returncode == 2 and "t-nope" in unknown.stderr

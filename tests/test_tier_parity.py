@@ -140,7 +140,7 @@ _EVERY_ATTEMPT = TASK + _fault("api_server_error", "api_request", 1, 'attempt = 
     deadline=None,
     derandomize=True,
     database=None,
-    phases=[Phase.generate],
+    phases=[Phase.explicit, Phase.generate],
     suppress_health_check=[HealthCheck.too_slow],
 )
 @example(_EVERY_ATTEMPT)

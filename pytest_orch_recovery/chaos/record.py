@@ -8,12 +8,10 @@ controller aggregates the runs.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_orch_recovery.engine.events import (
-    AttemptExited,
-    AttemptLaunched,
     Event,
 )
 from pytest_orch_recovery.store.history import History
@@ -74,7 +72,7 @@ class ScenarioRun:
             "tier": self.tier,
             "seed": self.seed,
             "agent": self.agent,
-            "events": [_compact(e) for e in self.events],
+            "events": [e.to_compact_json() for e in self.events],
             "ledger": self.ledger,
             "outcomes": self.outcomes,
             "repos": {k: v.to_json() for k, v in self.repos.items()},
@@ -102,16 +100,6 @@ class ScenarioRun:
             generated=bool(data.get("generated", False)),
             overrides=[dict(o) for o in data.get("overrides", ())],
         )
-
-
-def _compact(event: Event) -> dict[str, Any]:
-    """The event without what a report never needs (output tails, prompts, result JSON)."""
-    payload = event.payload
-    if isinstance(payload, AttemptExited):
-        payload = replace(payload, output_tail="", result=None)
-    elif isinstance(payload, AttemptLaunched):
-        payload = replace(payload, prompt="")
-    return replace(event, payload=payload).to_json()
 
 
 def journal_orphans(events: Iterable[Event]) -> list[str]:

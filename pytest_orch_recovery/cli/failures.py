@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 
 from pytest_orch_recovery.cli.fleet_output import (
+    add_host_filter,
     add_journal_options,
+    attempt_hosts,
+    check_host_filter,
     clock,
     dump_json,
     fail,
@@ -29,6 +33,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     add_journal_options(parser)
     parser.add_argument("--agent", metavar="NAME", help="only the failures of this agent")
+    add_host_filter(parser)
     parser.add_argument(
         "--evidence",
         type=int,
@@ -50,39 +55,62 @@ def _exit(f: FailedAttempt) -> str:
     return code + (f" ({name})" if name else "") + timed
 
 
-def render(failures: list[FailedAttempt], fmt: str, evidence: int) -> str:
+def _host(f: FailedAttempt, hosts: Mapping[tuple[str, int], str]) -> str | None:
+    return None if f.attempt is None else hosts.get((f.task_id, f.attempt))
+
+
+def render(
+    failures: list[FailedAttempt],
+    fmt: str,
+    evidence: int,
+    hosts: Mapping[tuple[str, int], str] | None = None,
+) -> str:
+    """``hosts`` ((task, attempt) -> host) comes from a fleet store: a HOST column / field."""
     if fmt == "json":
-        return dump_json("failures", {"failures": [f.to_json() for f in failures]})
+        items = []
+        for f in failures:
+            data = f.to_json()
+            if hosts is not None:
+                data["host"] = _host(f, hosts)
+            items.append(data)
+        return dump_json("failures", {"failures": items})
     rows = []
     for f in failures:
         lines = [e.detail for e in f.evidence[:evidence]] or ["-"]
-        rows.append(
-            [
-                clock(f.time),
-                f.task_id,
-                f.agent,
-                "-" if f.attempt is None else str(f.attempt),
-                str(f.reason),
-                f"{f.confidence:.2f}",
-                _exit(f),
-                "undecided" if f.strategy is None else str(f.strategy),
-                lines[0],
-            ]
-        )
-        rows += [[""] * 8 + [line] for line in lines[1:]]
-    return table(
-        ["TIME", "TASK", "AGENT", "ATTEMPT", "REASON", "CONF", "EXIT", "STRATEGY", "EVIDENCE"],
-        rows,
-        empty="no failed attempts in the journal",
-    )
+        row = [
+            clock(f.time),
+            f.task_id,
+            f.agent,
+            "-" if f.attempt is None else str(f.attempt),
+            str(f.reason),
+            f"{f.confidence:.2f}",
+            _exit(f),
+            "undecided" if f.strategy is None else str(f.strategy),
+            lines[0],
+        ]
+        if hosts is not None:
+            row.insert(2, _host(f, hosts) or "-")
+        rows.append(row)
+        rows += [[""] * (len(row) - 1) + [line] for line in lines[1:]]
+    headers = ["TIME", "TASK", "AGENT", "ATTEMPT", "REASON", "CONF", "EXIT", "STRATEGY", "EVIDENCE"]
+    if hosts is not None:
+        headers.insert(2, "HOST")
+    return table(headers, rows, empty="no failed attempts in the journal")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         settings = fleet_settings(args)
+        check_host_filter(args, settings)
         view = FleetView(fleet_history(settings))
+        hosts = attempt_hosts(settings)
     except UsageError as exc:
         return fail(PROG, str(exc))
-    failures = [f for f in view.failures() if args.agent is None or f.agent == args.agent]
-    sys.stdout.write(render(failures, args.format, args.evidence))
+    failures = [
+        f
+        for f in view.failures()
+        if (args.agent is None or f.agent == args.agent)
+        and (args.host is None or (hosts is not None and _host(f, hosts) == args.host))
+    ]
+    sys.stdout.write(render(failures, args.format, args.evidence, hosts))
     return 0

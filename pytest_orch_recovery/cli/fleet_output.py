@@ -155,7 +155,12 @@ def fleet_history(settings: FleetSettings, *, follower: HistoryFollower | None =
     store's, all hosts' events folded at once."""
     if settings.store is None:
         return read_history(settings.journals, follower=follower)
-    return History(_from_store(settings.store, lambda store: list(store.events())))
+    return History(store_events(settings.store))
+
+
+def store_events(url: str) -> list[Event]:
+    """Every host's events in the fleet store at ``url``; problems as one UsageError line."""
+    return _from_store(url, lambda store: list(store.events()))
 
 
 def task_hosts(settings: FleetSettings) -> dict[str, str] | None:
@@ -164,6 +169,28 @@ def task_hosts(settings: FleetSettings) -> dict[str, str] | None:
     if settings.store is None:
         return None
     return _from_store(settings.store, lambda store: store.task_hosts())
+
+
+def attempt_hosts(settings: FleetSettings) -> dict[tuple[str, int], str] | None:
+    """With a fleet store, the host that launched each (task, attempt); None for journals."""
+    if settings.store is None:
+        return None
+    launches = _from_store(settings.store, lambda store: store.launches())
+    return {(task_id, attempt): host for task_id, attempt, _, host, _ in launches}
+
+
+def add_host_filter(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host",
+        type=argtypes.host_name,
+        metavar="NAME",
+        help="with a fleet store: only what this host ran",
+    )
+
+
+def check_host_filter(args: argparse.Namespace, settings: FleetSettings) -> None:
+    if args.host is not None and settings.store is None:
+        raise UsageError("--host needs a fleet store (--store URL, or a fleet file with 'store')")
 
 
 def _from_store(url: str, read: Callable[[PostgresStore], T]) -> T:

@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "forge": ("forge", "a local GitHub stand-in: create it and print the PATH line for its gh"),
     "drill": ("drill", "a supervised fleet under injected faults, in a throwaway world"),
     "reap": ("reap", "remove the empty tmux server a killed supervisor left running"),
-    "store": ("store", "create or migrate the PostgreSQL fleet store several hosts share"),
+    "store": ("store", "the PostgreSQL fleet store several hosts share: schema, hosts"),
 }
 
 

@@ -9,15 +9,17 @@ fleet file again first, so a fix made there (``skip_permissions = true``) applie
 attempts. The note is journalled as the operator's action.
 
 The journal is read (without its lock) to check the target first: a task that is not escalated
-(running, succeeded, unknown) is one error line, exit 2, and nothing is spooled. Exit 2 on a
-usage error.
+(running, succeeded, unknown) is one error line, exit 2, and nothing is spooled. With a fleet
+store the store's events are checked, and the request goes to the spool of the host whose
+fleet file is named: run it on the host that holds the task (``status`` shows HOST). Exit 2 on
+a usage error.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from pytest_orch_recovery.cli.fleet_output import fail, read_events
+from pytest_orch_recovery.cli.fleet_output import fail, read_events, store_events
 from pytest_orch_recovery.engine.errors import UsageError
 from pytest_orch_recovery.engine.events import EventKind
 from pytest_orch_recovery.engine.incidents import Incident, IncidentBook
@@ -51,7 +53,10 @@ def run(args: argparse.Namespace) -> int:
     book = IncidentBook()
     tasks: set[str] = set()
     try:
-        events = read_events([config.journal]) if config.journal.exists() else []
+        if config.store is not None:  # every host's events; the request goes to this host
+            events = store_events(config.store)
+        else:
+            events = read_events([config.journal]) if config.journal.exists() else []
     except UsageError as exc:
         return fail(PROG, str(exc))
     for event in events:

@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from pytest_orch_recovery.cli.fleet_output import (
+    add_host_filter,
     add_journal_options,
+    check_host_filter,
     clock,
     dump_json,
     duration,
@@ -52,6 +54,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "elapsed, last failure reason (confidence, strongest evidence), next launch time.",
     )
     add_journal_options(parser)
+    add_host_filter(parser)
     parser.add_argument(
         "--budget",
         type=positive_int,
@@ -258,16 +261,22 @@ def render(
 def _draw(args: argparse.Namespace, follower: HistoryFollower | None = None) -> str:
     now = time.time()
     settings = fleet_settings(args)
+    check_host_filter(args, settings)
     budget = settings.budget if settings.budget is not None else Policy().max_attempts
     view = FleetView(fleet_history(settings, follower=follower), budget=budget)
-    rows = view.statuses(now=now)
+    hosts = task_hosts(settings)
+    rows = [
+        r
+        for r in view.statuses(now=now)
+        if args.host is None or (hosts is not None and hosts.get(r.task_id) == args.host)
+    ]
     lives = (
         [live(r, settings.checkpoint_dir, now, settings.tmux_socket) for r in rows]
         if args.live
         else None
     )
     conditions = view.usage_conditions(now=now)
-    return render(rows, lives, args.format, now, conditions, task_hosts(settings))
+    return render(rows, lives, args.format, now, conditions, hosts)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,8 +3,10 @@
 Idle is not exit: tasks arrive through ``orch-recovery submit`` while it runs. SIGTERM or
 SIGINT stops the supervisor and leaves the agents running; started again (also after SIGKILL)
 it replays its journal and re-adopts live attempts -- none is launched twice. docs/production.md
-walks through it. Exit 0 after a stop, 2 on a usage error (the fleet file's ``file:line: key:
-message``, a journal another supervisor holds, a tmux socket it did not start).
+walks through it. With a fleet store (``--host NAME``, docs/multi-host.md) the journal and the
+intake are the store's. Exit 0 after a stop, 2 on a usage error (the fleet file's ``file:line:
+key: message``, a journal another supervisor holds, a tmux socket it did not start, a store
+without a host name), 1 when this host lost a task's lease or the store stayed unreachable.
 """
 
 from __future__ import annotations

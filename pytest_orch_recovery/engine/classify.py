@@ -12,7 +12,10 @@ Signals, each turned into :class:`~pytest_orch_recovery.engine.model.Evidence` w
 - the agent's result JSON (Claude Code ``--output-format json``: ``type: "result"``,
   ``subtype``, ``is_error``, ``result``, ``permission_denials``, ``api_error_status``,
   ``terminal_reason``);
-- log and pane text, through the pattern table in :mod:`.patterns`;
+- log and pane text: the pattern table's exact rows (:mod:`.patterns`, scanned by
+  :mod:`.matcher`) and, on lines no row knows, the cause model's reading of cue words and
+  what the line is about (:mod:`.cues`); JSON events among the lines (stream-json, Codex
+  ``exec --json``, Gemini CLI ``--output-format json``: :mod:`.structured`);
 - the deliverables actually present, and whether the tests pass.
 
 Evidence for the same reason combines as a noisy-OR (independent witnesses); the reason with
@@ -36,6 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, tzinfo
 from typing import Any
 
+from pytest_orch_recovery.engine.matcher import TABLE, JsonLine, Match, Reading, Table, read_lines
 from pytest_orch_recovery.engine.model import (
     Attribution,
     Evidence,
@@ -44,8 +48,8 @@ from pytest_orch_recovery.engine.model import (
     SignalOrigin,
     SignalSender,
 )
-from pytest_orch_recovery.engine.patterns import Match, match_lines
 from pytest_orch_recovery.engine.resets import observed_reset
+from pytest_orch_recovery.engine.structured import event_facts, is_result
 
 # Evidence from the exit alone never carries more weight than this, so an attribution made
 # from an exit code with nothing else observed never claims more confidence than this.
@@ -308,9 +312,15 @@ def _denied_paths(denials: Iterable[Any]) -> list[str]:
     return paths
 
 
-def _result_evidence(obs: Observation, found: _Found) -> list[Match]:
-    """Evidence from the result JSON; returns pattern matches found in its ``result`` text."""
-    result = obs.result
+# A final result whose stop_reason says the model still wanted to act (call a tool,
+# continue a paused turn, or was cut at its output cap) did not finish its work.
+_UNFINISHED_STOPS = frozenset({"tool_use", "pause_turn", "max_tokens"})
+
+
+def _result_evidence(
+    result: Mapping[str, Any] | None, obs: Observation, found: _Found, table: Table
+) -> list[Match]:
+    """Evidence from the result JSON; returns the matches read in its ``result`` text."""
     if not isinstance(result, Mapping):
         return []
     before = len(found.evidence)
@@ -344,14 +354,36 @@ def _result_evidence(obs: Observation, found: _Found) -> list[Match]:
             "tool or its hook runs",
         )
     subtype = result.get("subtype")
-    if subtype == "error_max_turns":
-        found.add("result", Reason.INCOMPLETE, 0.7, "subtype error_max_turns: ran out of turns")
+    if terminal == "hook_stopped":
+        found.add(
+            "result",
+            Reason.PERMISSION,
+            0.55,
+            "terminal_reason hook_stopped: a hook stopped the turn (blocked by policy)",
+        )
+    stop = result.get("stop_reason")
+    if subtype == "error_max_turns" or terminal == "max_turns":
+        said = "subtype error_max_turns" if subtype == "error_max_turns" else "terminal_reason"
+        found.add("result", Reason.INCOMPLETE, 0.7, f"{said} max_turns: ran out of turns")
+    elif isinstance(subtype, str) and subtype.startswith("error_max_"):
+        found.add("result", Reason.INCOMPLETE, 0.7, f"subtype {subtype}: a cap ended the run")
+    elif isinstance(stop, str) and stop in _UNFINISHED_STOPS and not aborted:
+        found.add(
+            "result",
+            Reason.INCOMPLETE,
+            0.6,
+            f"stop_reason {stop} in the final result: stopped before finishing (subtype {subtype})",
+        )
     elif aborted and subtype == "error_during_execution":
         pass  # the abort above is the cause; the subtype says nothing more
     elif isinstance(subtype, str) and subtype.startswith("error"):
         found.add("result", Reason.UNKNOWN, 0.35, f"subtype {subtype}")
     text = result.get("result")
-    matches = match_lines(text, "result") if isinstance(text, str) else []
+    matches = read_lines(text, "result", table).matches if isinstance(text, str) else []
+    errors = result.get("errors")
+    if not matches and isinstance(errors, list):
+        joined = "\n".join(e for e in errors[:5] if isinstance(e, str))
+        matches = read_lines(joined, "result", table).matches
     if result.get("is_error") is True and not matches and len(found.evidence) == before:
         found.add("result", Reason.UNKNOWN, 0.35, "is_error true, no cause given")
     return matches
@@ -364,14 +396,17 @@ def _text_evidence(sources: list[list[Match]], found: _Found) -> None:
     for matches in sources:
         if not matches:
             continue
-        fatal = [m for m in matches if m.stops_run]
+        fatal = [m for m in matches if m.stops_run and m.exact]
         last_fatal = fatal[-1] if fatal else None
         weights: dict[Reason, float] = {}
         best: dict[Reason, Match] = {}
         counts: dict[Reason, int] = {}
         for m in matches:
-            superseded = m.stops_run and m is not last_fatal
-            weight = m.pattern.weight * (_SUPERSEDED if superseded else 1.0)
+            if m.exact:
+                superseded = m.stops_run and m is not last_fatal
+            else:  # a cue reading before the exact line that stopped the run
+                superseded = last_fatal is not None and m.line < last_fatal.line
+            weight = m.strength * (_SUPERSEDED if superseded else 1.0)
             counts[m.reason] = counts.get(m.reason, 0) + 1
             if m.reason not in weights or weight >= weights[m.reason]:
                 weights[m.reason], best[m.reason] = weight, m
@@ -394,8 +429,9 @@ def _parked_at_prompt(obs: Observation, log_matches: list[list[Match]], found: _
     if not _supervisor_timed_out(obs):
         return
     for matches in log_matches:
-        if matches and matches[-1].reason is Reason.PERMISSION:
-            last = matches[-1]
+        exact = [m for m in matches if m.exact]
+        if exact and exact[-1].reason is Reason.PERMISSION:
+            last = exact[-1]
             found.add(
                 "log",
                 Reason.PERMISSION,
@@ -422,7 +458,11 @@ def _last_fatal(matches: Iterable[Match]) -> Match | None:
 
 
 def _success_claim_contradicted(
-    obs: Observation, log_matches: list[list[Match]], result_matches: list[Match], found: _Found
+    obs: Observation,
+    result: Any,
+    log_matches: list[list[Match]],
+    result_matches: list[Match],
+    found: _Found,
 ) -> None:
     """Exit 0 or ``subtype: "success"`` next to text that reports an error that ended the run.
 
@@ -431,7 +471,7 @@ def _success_claim_contradicted(
     is too long" with ``subtype: "success", is_error: true`` (#12312), and several CLIs exit 0
     after printing their error. The text is believed, and the evidence says why.
     """
-    result = obs.result if isinstance(obs.result, Mapping) else None
+    result = result if isinstance(result, Mapping) else None
     in_result = _last_fatal(result_matches)
     if result is not None and result.get("subtype") == "success" and in_result is not None:
         flag = "is_error true" if result.get("is_error") is True else "is_error false"
@@ -594,8 +634,32 @@ def _scores(evidence: Iterable[Evidence]) -> dict[Reason, float]:
     return {reason: 1.0 - miss for reason, miss in misses.items()}
 
 
-def _log_matches(obs: Observation) -> list[list[Match]]:
-    return [match_lines(log.text, log.source) for log in obs.logs]
+def _readings(obs: Observation, table: Table) -> list[Reading]:
+    return [read_lines(log.text, log.source, table) for log in obs.logs]
+
+
+def _adopted_result(obs: Observation, readings: list[Reading]) -> tuple[Any, JsonLine | None]:
+    """The result JSON: the observation's own, or else the last ``result`` event printed
+    in a log (stream-json, or a json result captured with the pane)."""
+    if obs.result is not None:
+        return obs.result, None
+    for reading in reversed(readings):
+        for event in reversed(reading.events):
+            if is_result(event.data):
+                return event.data, event
+    return None, None
+
+
+def _event_evidence(obs: Observation, readings: list[Reading], found: _Found) -> None:
+    """What Codex and Gemini CLI events say beyond their messages: a failed turn, a code."""
+    for log, reading in zip(obs.logs, readings, strict=True):
+        facts = [(event, fact) for event in reading.events for fact in event_facts(event.data)]
+        for index, (event, fact) in enumerate(facts):
+            last = index == len(facts) - 1
+            weight = fact.weight if (last or not fact.fatal) else fact.weight * _SUPERSEDED
+            found.add("structured", fact.reason, weight, fact.detail, log.source, event.line)
+            if fact.api_status is not None and found.api_status is None:
+                found.api_status = fact.api_status
 
 
 def looks_successful(obs: Observation) -> bool:
@@ -609,19 +673,22 @@ def looks_successful(obs: Observation) -> bool:
     >>> looks_successful(Observation(exit=ExitInfo(0)))
     False
     """
-    return _looks_successful(obs, _log_matches(obs))
+    readings = _readings(obs, TABLE)
+    result, _ = _adopted_result(obs, readings)
+    return _looks_successful(obs, result, [r.matches for r in readings], TABLE)
 
 
-def _looks_successful(obs: Observation, log_matches: list[list[Match]]) -> bool:
+def _looks_successful(
+    obs: Observation, result: Any, log_matches: list[list[Match]], table: Table
+) -> bool:
     if obs.timed_out or obs.deliverables_missing or obs.tests_passed is False:
         return False
     if obs.work_missing or obs.signals_delivered or obs.rate_limited:
         return False
     if obs.exit is not None and not obs.exit.clean:
         return False
-    result = obs.result
     result_ok = False
-    if result is not None:
+    if isinstance(result, Mapping):
         if result.get("is_error") is True or result.get("permission_denials"):
             return False
         if result.get("api_error_status") is not None:
@@ -629,25 +696,46 @@ def _looks_successful(obs: Observation, log_matches: list[list[Match]]) -> bool:
         subtype = result.get("subtype")
         if subtype not in (None, "success"):
             return False
+        if result.get("stop_reason") in _UNFINISHED_STOPS:
+            return False
+        terminal = result.get("terminal_reason")
+        if isinstance(terminal, str) and terminal != "completed":
+            return False
         result_ok = subtype == "success"
         text = result.get("result")
-        if isinstance(text, str) and any(m.stops_run for m in match_lines(text, "result")):
+        if isinstance(text, str) and any(
+            m.stops_run and m.exact for m in read_lines(text, "result", table).matches
+        ):
             return False
     if obs.exit is None and result is None:
         return False
-    if any(m.stops_run for ms in log_matches for m in ms):
+    # Only exact rows veto success: a cue word in the output of work that was delivered
+    # ("fixed the failing test") is the agent talking, not an error.
+    if any(m.stops_run and m.exact for ms in log_matches for m in ms):
         return False
     return bool(obs.deliverables_present) or result_ok
 
 
-def classify(obs: Observation) -> Attribution:
+def classify(obs: Observation, *, table: Table = TABLE) -> Attribution:
     """Attribute the cause of an attempt's end, with evidence. Deterministic and pure.
+
+    ``table`` is the pattern table to read lines with (default: all of it); the
+    leave-one-tool-out measurement passes one without a tool's own rows.
 
     >>> classify(Observation(exit=ExitInfo.from_shell_status(130))).reason
     <Reason.SIGINT: 'sigint'>
     """
-    log_matches = _log_matches(obs)  # scanned once: classify runs in simulation hot loops
-    if _looks_successful(obs, log_matches):
+    readings = _readings(obs, table)  # scanned once: classify runs in simulation hot loops
+    result, adopted = _adopted_result(obs, readings)
+    if adopted is not None:  # its messages are read as the result's, not again as log lines
+        readings = [
+            Reading([m for m in r.matches if m.line != adopted.line], r.events)
+            if adopted in r.events
+            else r
+            for r in readings
+        ]
+    log_matches = [r.matches for r in readings]
+    if _looks_successful(obs, result, log_matches, table):
         note = Evidence(
             "summary",
             Reason.UNKNOWN,
@@ -661,9 +749,10 @@ def classify(obs: Observation) -> Attribution:
     _screen_evidence(obs, found)
     _supervisor_evidence(obs, found)
     _orchestrator_evidence(obs, found)
-    result_matches = _result_evidence(obs, found)
+    result_matches = _result_evidence(result, obs, found, table)
+    _event_evidence(obs, readings, found)
     _text_evidence([*log_matches, result_matches], found)
-    _success_claim_contradicted(obs, log_matches, result_matches, found)
+    _success_claim_contradicted(obs, result, log_matches, result_matches, found)
     _masked_timeout(obs, log_matches, found)
     _interrupt_without_signal(obs, log_matches, result_matches, found)
     _parked_at_prompt(obs, log_matches, found)

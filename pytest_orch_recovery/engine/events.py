@@ -838,6 +838,12 @@ _PAYLOADS: dict[EventKind, type[Payload]] = {
 _KINDS: Mapping[str, EventKind] = {str(k): k for k in EventKind}
 
 
+_BULKY: Mapping[EventKind, frozenset[str]] = {
+    EventKind.ATTEMPT_EXITED: frozenset({"output_tail", "result"}),
+    EventKind.ATTEMPT_LAUNCHED: frozenset({"prompt"}),
+}
+
+
 def payload_class(kind: EventKind) -> type[Payload]:
     """The payload class of ``kind``."""
     return _PAYLOADS[kind]
@@ -881,6 +887,16 @@ class Event:
         data = self.payload.to_json()
         if data:
             out["data"] = data
+        return out
+
+    def to_compact_json(self) -> dict[str, Any]:
+        """:meth:`to_json` without what no report reads (output tails, prompts, result JSON):
+        how a chaos run's events travel between processes and into a campaign's journal.
+        Reading it back gives those fields their defaults."""
+        out = self.to_json()
+        data = out.get("data")
+        if data is not None and self.kind in _BULKY:
+            out["data"] = {k: v for k, v in data.items() if k not in _BULKY[self.kind]}
         return out
 
     @classmethod

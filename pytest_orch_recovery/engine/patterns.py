@@ -10,31 +10,23 @@ world rather than against itself.
 Rows are ordered most-specific first: a line is attributed to the *first* row that matches
 it, so e.g. Claude Code's ``API Error: Operation aborted`` (what an interrupt looks like
 mid-request) is read as SIGINT before the generic ``API Error`` rows see it.
+
+This module is data: the rows are exact, high-confidence evidence for wording someone has
+seen. :mod:`.matcher` scans text with them, and :mod:`.cues` reads the causes behind
+wording no row knows.
 """
 
 from __future__ import annotations
 
-import bisect
-import importlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from pytest_orch_recovery.engine.model import Reason
 
-# The regex parser of the standard library (``re._parser``, no public name and no type stubs):
-# the prefilter reads each row's parse tree to find the literals its regex cannot match
-# without. Its opcodes are compared by identity, as ``re`` itself does.
-_sre: Any = importlib.import_module("re._parser")
-
-# Only the end of a long log is scanned: the error that stopped a run is at the end, and
-# the classifier runs thousands of times a second in simulation.
-TAIL_BYTES = 64 * 1024
-
 # The Anthropic error ``type`` -> HTTP status, per the API's documented error table
 # (https://docs.anthropic.com/en/api/errors).
-_ANTHROPIC_ERROR_STATUS: dict[str, int] = {
+ANTHROPIC_ERROR_STATUS: dict[str, int] = {
     "invalid_request_error": 400,
     "authentication_error": 401,
     "permission_error": 403,
@@ -71,26 +63,6 @@ class Pattern:
     extract: Extractor | None = None
 
 
-@dataclass(frozen=True)
-class Match:
-    """A pattern row that matched one line of one source."""
-
-    pattern: Pattern
-    source: str
-    line: int  # 1-based, counted in the whole text even when only its tail was scanned
-    text: str  # the matching line, stripped and cut to 200 characters
-    api_status: int | None = None
-    retry_after: float | None = None
-
-    @property
-    def reason(self) -> Reason:
-        return self.pattern.reason
-
-    @property
-    def stops_run(self) -> bool:
-        return self.pattern.stops_run
-
-
 # --------------------------------------------------------------------------- extractors
 
 
@@ -109,7 +81,7 @@ def _anthropic_error_type(m: re.Match[str]) -> Extracted:
     status = m.groupdict().get("status")
     if status:
         return Extracted(api_status=int(status))
-    return Extracted(api_status=_ANTHROPIC_ERROR_STATUS.get(m.group("etype")))
+    return Extracted(api_status=ANTHROPIC_ERROR_STATUS.get(m.group("etype")))
 
 
 def _litellm_class(m: re.Match[str]) -> Extracted:
@@ -1525,219 +1497,6 @@ PATTERNS: tuple[Pattern, ...] = (
         "https://github.com/ovh/shai/issues/105 (also 7836246/cursor2api#107)",
     ),
 )
-
-
-# --------------------------------------------------------------------------- prefilter
-
-# A literal shorter than this is too common to reject anything.
-_MIN_NEEDLE = 3
-
-
-def _seq_needles(items: Sequence[tuple[Any, Any]]) -> tuple[str, ...] | None:
-    """Substrings one of which must appear in any text the parsed sequence matches.
-
-    Built from the regex's own parse tree, so it is a necessary condition by construction:
-    runs of literals, mandatory groups, alternations whose every branch has one, and
-    repeats of at least one. None when no such set is found (the row is always tried).
-    """
-    options: list[tuple[str, ...]] = []
-    run: list[str] = []
-
-    def flush() -> None:
-        if len(run) >= _MIN_NEEDLE:
-            options.append(("".join(run),))
-        run.clear()
-
-    for op, av in items:
-        if op is _sre.LITERAL:
-            run.append(chr(av))
-            continue
-        flush()
-        sub: tuple[str, ...] | None = None
-        if op is _sre.SUBPATTERN:
-            sub = _seq_needles(list(av[3]))
-        elif op is _sre.BRANCH:
-            alternatives = [_seq_needles(list(branch)) for branch in av[1]]
-            if all(alternatives):
-                sub = tuple(n for alt in alternatives if alt for n in alt)
-        elif op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT) and av[0] >= 1:
-            sub = _seq_needles(list(av[2]))
-        if sub:
-            options.append(sub)
-    flush()
-    if not options:
-        return None
-    # The most selective option: the longest shortest-needle, then the fewest needles.
-    return max(options, key=lambda opt: (min(len(n) for n in opt), -len(opt)))
-
-
-def required_needles(regex: re.Pattern[str]) -> tuple[str, ...] | None:
-    """Literal substrings at least one of which is in every text ``regex`` matches (lower-
-    cased for a case-insensitive regex); None when the regex has no usable literal.
-
-    >>> required_needles(re.compile(r"fatal: (?:not a git|bad) repo"))
-    ('fatal: ',)
-    """
-    needles = _seq_needles(list(_sre.parse(regex.pattern, regex.flags)))
-    if needles is not None and regex.flags & re.IGNORECASE:
-        return tuple(n.lower() for n in needles)
-    return needles
-
-
-_WORD = re.compile(r"\w+")
-_NEWLINE = re.compile("\n")
-
-
-def _interior_word(needle: str) -> str | None:
-    """The longest word of ``needle`` with a non-word character on both sides inside it:
-    wherever the needle occurs, that word occurs as a whole token of the text."""
-    inner = [m.group() for m in _WORD.finditer(needle) if m.start() > 0 and m.end() < len(needle)]
-    return max(inner, key=len) if inner else None
-
-
-@dataclass(frozen=True)
-class _Prefilter:
-    """Which rows can match a text, found with one tokenising pass and a few substring
-    tests instead of a regex scan per row."""
-
-    always: tuple[int, ...]  # rows with no usable literal, or case-insensitive
-    by_word: dict[str, tuple[int, ...]]  # whole word that must be a token -> rows
-    by_substring: tuple[tuple[str, tuple[int, ...]], ...]  # needle without such a word
-    needles: tuple[tuple[str, ...] | None, ...]  # per row; None for the ``always`` rows
-
-    @classmethod
-    def of(cls, rows: Sequence[Pattern]) -> _Prefilter:
-        always: list[int] = []
-        by_word: dict[str, list[int]] = {}
-        by_substring: dict[str, list[int]] = {}
-        per_row: list[tuple[str, ...] | None] = []
-        for index, row in enumerate(rows):
-            needles = required_needles(row.regex)
-            if needles is None or row.regex.flags & re.IGNORECASE:
-                always.append(index)
-                per_row.append(None)
-                continue
-            per_row.append(needles)
-            for needle in needles:
-                word = _interior_word(needle)
-                if word is None:
-                    by_substring.setdefault(needle, []).append(index)
-                else:
-                    by_word.setdefault(word, []).append(index)
-        return cls(
-            tuple(always),
-            {w: tuple(ix) for w, ix in by_word.items()},
-            tuple((n, tuple(ix)) for n, ix in by_substring.items()),
-            tuple(per_row),
-        )
-
-    def rows_possible_in(self, text: str) -> list[int]:
-        """Indices, in table order, of the rows that can match ``text`` (a superset of the
-        rows that do: every test is a necessary condition of the row's regex)."""
-        possible: set[int] = set(self.always) if self.always else set()
-        get = self.by_word.get
-        for word in set(_WORD.findall(text)):
-            rows = get(word)
-            if rows is not None:
-                possible.update(rows)
-        for needle, rows in self.by_substring:
-            if needle in text:
-                possible.update(rows)
-        return sorted(possible)
-
-
-_PREFILTER = _Prefilter.of(PATTERNS)
-
-
-def _first_row_per_line(
-    text: str, line_starts: list[int], rows: list[int]
-) -> dict[int, tuple[int, re.Match[str]]]:
-    """Line index -> (row index, match) of the first row, in table order, matching in it.
-
-    Rows are tried in table order, each only where it can match: on the lines holding one of
-    its required literals (found with ``str.find``), each line searched on its own. A row
-    with no literal (or a case-insensitive one) scans the whole text once.
-    """
-    found: dict[int, tuple[int, re.Match[str]]] = {}
-    if len(line_starts) == 1:  # one line: the first row that finds anything owns it
-        for row_index in rows:
-            hit = PATTERNS[row_index].regex.search(text)
-            if hit is not None:
-                return {0: (row_index, hit)}
-        return found
-    for row_index in rows:  # the rows that can match ``text``, in table order
-        regex = PATTERNS[row_index].regex
-        needles = _PREFILTER.needles[row_index]
-        if needles is None:
-            for m in regex.finditer(text):
-                line_index = bisect.bisect_right(line_starts, m.start()) - 1
-                found.setdefault(line_index, (row_index, m))
-            continue
-        tried: set[int] = set()
-        for needle in needles:
-            at = text.find(needle)
-            while at >= 0:
-                line_index = bisect.bisect_right(line_starts, at) - 1
-                line_end = text.find("\n", at)
-                if line_index not in tried and line_index not in found:
-                    tried.add(line_index)
-                    end = len(text) if line_end < 0 else line_end
-                    hit = regex.search(text, line_starts[line_index], end)
-                    if hit is not None:
-                        found[line_index] = (row_index, hit)
-                if line_end < 0:
-                    break
-                at = text.find(needle, line_end + 1)  # the next line holding it
-    return found
-
-
-def _tail(text: str) -> tuple[str, int]:
-    """The last ``TAIL_BYTES`` characters from a line start, and the lines skipped."""
-    if len(text) <= TAIL_BYTES:
-        return text, 0
-    start = text.find("\n", len(text) - TAIL_BYTES)
-    if start < 0:
-        return text[-TAIL_BYTES:], text.count("\n", 0, len(text) - TAIL_BYTES)
-    return text[start + 1 :], text.count("\n", 0, start + 1)
-
-
-def match_lines(text: str, source: str) -> list[Match]:
-    """Every line of ``text`` that a table row recognises, in line order.
-
-    Each line is attributed to the first row (table order) that matches it. Only the last
-    ``TAIL_BYTES`` of a long text are scanned; line numbers still count from the start.
-
-    >>> [(m.line, m.pattern.name) for m in match_lines("ok\\nfatal: not a git repository", "x")]
-    [(2, 'git_not_a_repository')]
-    """
-    if not text:
-        return []
-    tail, skipped = _tail(text)
-    rows = _PREFILTER.rows_possible_in(tail)
-    if not rows:
-        return []
-    line_starts = [0]
-    line_starts += [m.end() for m in _NEWLINE.finditer(tail)]
-    found = _first_row_per_line(tail, line_starts, rows)
-    out: list[Match] = []
-    for line_index in sorted(found):
-        row_index, m = found[line_index]
-        row = PATTERNS[row_index]
-        start = line_starts[line_index]
-        end = tail.find("\n", start)
-        line_text = tail[start : end if end >= 0 else len(tail)].strip()
-        extracted = row.extract(m) if row.extract is not None else Extracted()
-        out.append(
-            Match(
-                pattern=row,
-                source=source,
-                line=skipped + line_index + 1,
-                text=line_text[:200],
-                api_status=extracted.api_status or row.api_status,
-                retry_after=extracted.retry_after,
-            )
-        )
-    return out
 
 
 def pattern_named(name: str) -> Pattern:

@@ -40,6 +40,9 @@ REMEDY_STALE_INDEX_LOCK = "remove_stale_index_lock"
 
 # Reasons that restarting with the same configuration cannot fix.
 CONFIGURATION_REASONS = frozenset({Reason.PERMISSION})
+# Below this confidence an attribution is a hint (a cue word, not a known message): the
+# policy does not act on it as if it were certain.
+WEAK_CONFIDENCE = 0.5
 
 
 @dataclass(frozen=True)
@@ -331,6 +334,25 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         ),
         lesson="Detect systematic causes across agents and stop restarting into them.",
         systematic=True,
+    ),
+    Rule(
+        # A permission verdict read from a weak cue (a "denied" in an uncatalogued line)
+        # does not yet justify holding the task for a person: try once more, and escalate
+        # when the same reason comes back.
+        "weak_permission_cue",
+        lambda s: (
+            s.reason in CONFIGURATION_REASONS
+            and s.attribution.confidence < WEAK_CONFIDENCE
+            and s.same_reason_streak < 2
+        ),
+        Strategy.RESTART,
+        lambda s: (
+            f"{s.reason} read from a weak cue (confidence {s.attribution.confidence:.2f}: "
+            + (s.attribution.evidence[0].detail if s.attribution.evidence else "no evidence")
+            + "); retrying once before escalating to a person."
+        ),
+        lesson="Let a low-confidence attribution cost one retry, not an escalation.",
+        backoff=True,
     ),
     Rule(
         "missing_permissions",

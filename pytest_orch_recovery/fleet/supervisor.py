@@ -144,7 +144,9 @@ class FleetSupervisor:
             agent_env=config.env,
             checkpoints=config.checkpoint_dir,
         )
-        self.host.set_prs(GhPullRequests(config.repository, env=self.host.env("gh")))
+        self.host.set_prs(
+            GhPullRequests(config.repository, env=self.host.env("gh"), batch=config.workers > 1)
+        )
         self.dispatcher = Dispatcher(
             self.host,
             config.driver,

@@ -4,6 +4,12 @@
 branch with no pull request makes gh exit 1 with ``no pull requests found for branch "…"``.
 Any other failure (no auth, no network) is logged and read as "no pull request known", which
 makes the next attempt try to open one: harmless when one exists after all (gh then says so).
+
+With ``batch``, lookups made at the same time share one ``gh pr list --state open --json ...``
+(a fleet's exits come in bursts, each asking about its branch, and each ``gh`` is a process and
+an API call): a lookup waits for a listing that started after it was asked, and a branch the
+listing does not hold as open is asked about with ``gh pr view`` as before (a merged or closed
+PR, more open PRs than the listing's limit).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,6 +27,7 @@ from pytest_orch_recovery.store import validation
 _log = logging.getLogger(__name__)
 _FIELDS = "number,state,url,title,headRefName"
 _NOT_FOUND = "no pull requests found"
+_LIST_LIMIT = 1000  # open PRs one listing asks for
 
 
 class GhPullRequests:
@@ -36,7 +44,13 @@ class GhPullRequests:
         env: Mapping[str, str] | None = None,
         gh: str = "gh",
         timeout: float = 60.0,
+        batch: bool = False,
     ) -> None:
+        self.batch = batch
+        self._listing = threading.Condition()
+        self._started = 0  # listings started
+        self._done = 0  # listings finished (their result in _open)
+        self._open: dict[str, PullRequest] = {}  # branch -> its open PR, last listing
         self.cwd = cwd
         self.env = None if env is None else dict(env)
         self.gh = gh
@@ -48,6 +62,10 @@ class GhPullRequests:
         except validation.RuleError as exc:
             _log.warning("gh pr view: not asked: %s", exc)
             return None
+        if self.batch:
+            listed = self._listed().get(branch)
+            if listed is not None:
+                return listed
         # "--": whatever the branch is called, gh reads it as the branch, never as a flag.
         argv = [self.gh, "pr", "view", "--json", _FIELDS, "--", branch]
         try:
@@ -65,6 +83,73 @@ class GhPullRequests:
                 )
             return None
         return parse_pr_view(proc.stdout, branch)
+
+    def _listed(self) -> dict[str, PullRequest]:
+        """The open PRs by branch, from a listing started after this call: one listing
+        answers every lookup that was waiting when it started."""
+        with self._listing:
+            wanted = self._started + 1
+            while self._done < wanted:
+                if self._started < wanted and self._started == self._done:
+                    self._started += 1  # this thread lists; the others wait for it
+                    break
+                self._listing.wait()
+            else:
+                return self._open
+        listed: dict[str, PullRequest] = {}
+        try:
+            listed = self._list_open()
+        finally:  # whatever happens, the lookups waiting for this listing go on
+            with self._listing:
+                self._open = listed
+                self._done = self._started
+                self._listing.notify_all()
+        return listed
+
+    def _list_open(self) -> dict[str, PullRequest]:
+        argv = [self.gh, "pr", "list", "--state", "open", "--limit", str(_LIST_LIMIT),
+                "--json", _FIELDS]  # fmt: skip
+        try:
+            proc = subprocess.run(
+                argv, cwd=self.cwd, env=self.env, capture_output=True, text=True,
+                timeout=self.timeout, check=False, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            _log.warning("%s: %s", " ".join(argv), exc)
+            return {}
+        if proc.returncode != 0:
+            _log.warning("%s: exit %d: %s", " ".join(argv), proc.returncode, proc.stderr.strip())
+            return {}
+        return parse_pr_list(proc.stdout)
+
+
+def parse_pr_list(text: str) -> dict[str, PullRequest]:
+    """The open PRs in ``gh pr list --json`` output, by head branch (the newest of a branch).
+
+    >>> sorted(parse_pr_list('[{"number":7,"state":"OPEN","headRefName":"b"}]'))
+    ['b']
+    >>> parse_pr_list("not json")
+    {}
+    """
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+    out: dict[str, PullRequest] = {}
+    for item in data if isinstance(data, list) else ():
+        if not isinstance(item, dict) or not isinstance(item.get("number"), int):
+            continue
+        branch = item.get("headRefName")
+        if not isinstance(branch, str) or branch in out or item.get("state") != "OPEN":
+            continue
+        out[branch] = PullRequest(
+            number=int(item["number"]),
+            branch=branch,
+            url=str(item.get("url", "")),
+            title=str(item.get("title", "")),
+            state="OPEN",
+        )
+    return out
 
 
 def parse_pr_view(text: str, branch: str) -> PullRequest | None:

@@ -197,7 +197,7 @@ def write_report(
             base=base,
         )
     elif suffix == ".jsonl":
-        atomic.write_output(path, journal_text(result.events), base=base)
+        atomic.write_output(path, journal_text(result.events, compact=True), base=base)
     else:
         write_campaign_report(
             atomic.output_target(path, base=base), result.metrics, result.results, campaign

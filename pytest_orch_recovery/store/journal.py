@@ -359,9 +359,10 @@ def _what(exc: KeyError) -> str:
     return f"event kind {key!r}"
 
 
-def journal_text(events: Iterable[Event]) -> str:
+def journal_text(events: Iterable[Event], *, compact: bool = False) -> str:
     """``events`` as the lines of a journal file, ``seq`` renumbered from 1 (e.g. a chaos
-    campaign's events of several runs, for ``orch-recovery report``).
+    campaign's events of several runs, for ``orch-recovery report``); ``compact``: without
+    output tails, prompts and result JSON (:meth:`Event.to_compact_json`).
 
     >>> from pytest_orch_recovery.engine.events import Event, WorkspaceOrphaned
     >>> journal_text([Event(WorkspaceOrphaned("w"), 0.0, "t1", seq=7)])
@@ -369,7 +370,7 @@ def journal_text(events: Iterable[Event]) -> str:
     """
     return "".join(
         json.dumps(
-            replace(e, seq=seq).to_json(),
+            replace(e, seq=seq).to_compact_json() if compact else replace(e, seq=seq).to_json(),
             separators=(",", ":"),
             ensure_ascii=False,
             allow_nan=False,

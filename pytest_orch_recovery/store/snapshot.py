@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import pickle
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ SNAPSHOT_SUFFIX = ".history"
 SNAPSHOT_EVERY = 50_000  # events folded since the last snapshot that make a read write one
 _SEAM_BYTES = 4096  # journal bytes just before the offset whose hash ties a snapshot to it
 _FORMAT = 1
+_HEADER_BYTES = 4096
 
 
 def _classes() -> dict[tuple[str, str], type]:
@@ -102,8 +104,13 @@ def _load(journal: Path) -> tuple[History, int, int] | None:
     """The snapshot's history, offset and seq, when it is there and matches the journal."""
     path = snapshot_path(journal)
     try:
-        with open(path, "rb") as handle:
-            header = json.loads(handle.readline())
+        # Not a regular file (a FIFO, /dev/zero behind a symlink): not a snapshot; the
+        # non-blocking open keeps a FIFO from hanging the read.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            header = json.loads(handle.readline(_HEADER_BYTES))
             if header.get("format") != _FORMAT or header.get("fold") != _FINGERPRINT:
                 return None
             offset, seq = int(header["bytes"]), int(header["seq"])

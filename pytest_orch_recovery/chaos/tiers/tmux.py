@@ -47,8 +47,8 @@ from pytest_orch_recovery.engine.events import (
     Event,
     FailureAttributed,
 )
+from pytest_orch_recovery.engine.matcher import match_lines
 from pytest_orch_recovery.engine.model import ExitInfo, Phase, Reason, Task
-from pytest_orch_recovery.engine.patterns import match_lines
 from pytest_orch_recovery.engine.policy import Policy, PolicySettings
 from pytest_orch_recovery.engine.ports import LaunchSpec
 from pytest_orch_recovery.fleet.steps import remove_finished_workspaces

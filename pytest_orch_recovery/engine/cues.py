@@ -1,0 +1,888 @@
+"""The cause model: what a line says happened, read from the words any tool uses for it.
+
+The pattern table knows exact wordings; this module reads the ones nobody catalogued. A line
+is read for two things:
+
+- **cue words** for a kind of event: a denial (denied, not permitted, requires approval,
+  blocked by policy), a limit (rate limit, quota, usage limit, credits, throttled,
+  overloaded, 429), a time limit (timed out, deadline, stalled, no output for), an
+  interruption (interrupted, cancelled, aborted), a test verdict (N failed, FAIL,
+  AssertionError, expected ... got), a cap on the agent's loop (max turns, iteration limit,
+  step budget), a kill (killed, OOM, SIGKILL), or only a generic error word;
+- **its subject**, what the line is about: the model provider's API, GitHub, git or ssh,
+  the test runner, the agent's own tool use, a file, the process or CI job.
+
+The pair decides the reason (:func:`_reason_of`): "Permission denied (publickey)" is a
+denial about ssh, so git_error; a 403 from api.github.com is a denial about GitHub; a refused
+Bash tool call is a denial about the agent's tool use, so permission. A cue agreeing with
+its subject weighs more than a cue alone; a generic error word weighs little and only speaks
+through its subject. Lines that announce a retry or a warning count as retried errors, not as
+what stopped the run. Every reading names its cue and subject, and the line it read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pytest_orch_recovery.engine.model import Reason
+from pytest_orch_recovery.engine.needles import group_end, split_top
+from pytest_orch_recovery.engine.patterns import Pattern
+
+
+def _words(*alternatives: str) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{a})" for a in alternatives))
+
+
+# ---- cue words, on the lower-cased line
+
+_CUES: dict[str, re.Pattern[str]] = {
+    "turns": _words(
+        r"\bmax(?:imum)?[ _-]?(?:turns?|iterations?|steps?|rounds?|tool[ _-]?calls?|loops?)\b",
+        r"\b(?:turn|iteration|step|round|recursion|loop|tool[ -]call|agent[ -]step)s?"
+        r"[ _-](?:limit|cap|budget|count exceeded)",
+        r"\b(?:step|turn|iteration|cost|usd|spend(?:ing)?|token) budget\b",
+        r"\bbudget (?:of [^ ]+ )?(?:exceeded|exhausted|reached|spent)",
+        r"\bran out of (?:turns|steps|iterations|budget)\b",
+        r"\bmax(?:imum)? (?:\w+ )?(?:turns|iterations|steps|rounds)\b",
+        r"\bmax(?:imum)? number of (?:turns|messages|steps|iterations|rounds)\b",
+        r"\bcost (?:limit|budget|cap)\b",
+        r"\brequest[_ ]limit\b",
+        r"\busagelimitexceeded\b",
+        r"\b(?:response|output|reply|completion) (?:was )?truncated\b",
+        r"\boutput tokens? (?:maximum|max|limit|cap)\b",
+        r"\bmax_tokens\b",
+        r"\bmaximum output\b",
+        r"\berror_max_(?:turns|budget)",
+        r"\b(?:exceeded|reached|hit) (?:the |its |max )?(?:maximum )?(?:number of )?"
+        r"(?:turns|iterations|steps|rounds)\b",
+        r"\bstopped (?:early|before (?:finishing|completing))\b",
+        r"\b(?:did not|didn't|never) (?:finish|complete)\b",
+        r"\bwithout (?:finishing|completing)\b",
+        r"\bincomplete\b",
+    ),
+    "kill": _words(
+        r"\bkilled\b",
+        r"\bsigkill\b",
+        r"\boom[ -]?kill",
+        r"\boomkilled\b",
+        r"\bout of memory\b",
+        r"\bmemory (?:limit|exhausted)",
+        r"\bheap (?:limit|out of memory)",
+        r"\bcannot allocate memory\b",
+        r"\bexit (?:code|status)[: ]+137\b",
+        r"\bsignal[: ]+(?:9|killed)\b",
+        r"\bno space left\b",
+        r"\boom_reaper\b",
+        r"\breaped process\b",
+        r"\b(?:memory )?allocation (?:of \d+ bytes )?failed\b",
+        r"\benospc\b",
+        r"\btoo many open files\b",
+        r"\bemfile\b",
+        r"\bshut ?down signal\b",
+        r"\breceived (?:a )?shut ?down\b",
+        r"\bevicted\b",
+        r"\bterminated\b",
+        r"\bsigterm\b",
+    ),
+    "time": _words(
+        r"\btim(?:ed|ing)[ -]?out\b",
+        r"\btimeouts?\b(?!\s*[:=]\s*\d)",
+        r"\bdeadline\b",
+        r"\bstall(?:ed|ing|s)?\b",
+        r"\bno (?:output|activity|progress|response|new output|message)s? "
+        r"(?:for|in|after|within)\b",
+        r"\b(?:execution|run|wall[- ]clock) time (?:limit )?exceeded\b",
+        r"\bno output\b",
+        r"\binactiv(?:e|ity)\b",
+        r"\bidle (?:for|timeout)\b",
+        r"\bexceeded (?:the )?(?:maximum )?(?:execution |run ?)?time\b",
+        r"\btook (?:too long|longer than|more than)\b",
+        r"\btime ?limit\b",
+        r"\bhung\b(?! up)",
+        r"\bwatchdog\b",
+        r"\betimedout\b",
+        r"\bexit (?:code|status)[: ]+124\b",  # coreutils timeout(1)'s own status
+        r"\bran (?:for )?longer than\b",
+    ),
+    "limit": _words(
+        r"\brate[ _-]?limit",
+        r"\bratelimit",
+        r"\bquota",
+        r"\busage (?:limit|cap)",
+        r"\b(?:session|weekly|daily|monthly|hourly|5-hour|five-hour|plan) (?:usage )?limit\b"
+        r".{0,40}\b(?:reached|exceeded|hit|exhausted|used up)\b",
+        r"\bcredits?\b",
+        r"\bbilling\b",
+        r"\bthrottl",
+        r"\boverloaded",
+        r"\btoo many requests\b",
+        r"\b(?:429|529)\b",
+        r"\bresource[ _]?exhausted\b",
+        r"\bcapacity\b",
+        r"\bpayment required\b",
+        r"\b(?:tokens|requests) per (?:min|minute|day)\b",
+        r"\blimit (?:reached|exceeded|hit)\b",
+        r"\bhit (?:your|the) (?:\w+ )?limit\b",
+        r"\bout of (?:credits|tokens)\b",
+        r"\btry again (?:later|in \d)",
+        r"\bhigh demand\b",
+        r"\bupgrade to\b",
+        r"\bsubscription\b",
+        r"\binsufficient[_ ](?:quota|balance|funds|credits)\b",
+    ),
+    "deny": _words(
+        r"\bpermission(?:s)? denied\b",
+        r"\bdenied\b",
+        r"\bnot permitted\b",
+        r"\bnot allowed\b",
+        r"\bdisallowed\b",
+        r"\bforbidden\b",
+        r"\baccess (?:is )?denied\b",
+        r"\brequires? (?:user |manual |your )?(?:approval|confirmation|permission)\b",
+        r"\b(?:needs?|awaiting|pending|without) (?:user )?(?:approval|confirmation)\b",
+        r"\bapproval (?:required|needed|policy)\b",
+        r"\bblocked\b",
+        r"\brefus(?:ed|es|ing)\b",
+        r"\beacces\b",
+        r"\beperm\b",
+        r"\berrno 13\b",
+        r"\bread-only file ?system\b",
+        r"\binsufficient (?:permissions?|privileges?|scopes?)\b",
+        r"\b(?:do not|don't|does not|doesn't) have (?:the )?(?:required |necessary )?"
+        r"(?:permissions?|access|scopes?)\b",
+        r"\blacks? (?:the )?(?:required )?(?:permissions?|scopes?)\b",
+        r"\bnot trusted\b",
+        r"\buntrusted\b",
+        r"\b(?:declined|rejected) by (?:the )?user\b",
+        r"\buser (?:rejected|denied|declined)\b",
+        r"\bcannot (?:ask|prompt) for\b",
+        r"\bnon-?interactive\b",
+        r"\bsandbox(?:ed|ing)? (?:denied|blocked|violation|restrict)",
+        r"\bpermission (?:check|required|prompt|request|error)\b",
+        r"\b403\b",
+        r"\bdenials?\b",
+        r"\bprohibit",
+        r"\bnot accessible\b",
+        r"\bhas been disabled\b",
+        r"\bhas disabled\b",
+        r"\b(?:haven't|have not|not|never) (?:been )?granted\b",
+        r"\btrust (?:is )?required\b",
+        r"--trust\b",
+        r"\bskip[- ]permissions\b",
+        r"\bbypass permissions\b",
+        r"\bdo you want to\b",
+        r"\bneed (?:your )?permission\b",
+        r"\bpermission to (?:use|run|write|edit|access|execute|create|modify)\b",
+        r"\boutside (?:of )?(?:the )?allowed\b",
+        r"\bwould you like to (?:run|allow|proceed|make|create|edit|execute)\b",
+        r"\ballow (?:execution|command|this|once|always|all)\b",
+        r"\byes, (?:allow|and don't ask|proceed)\b",
+        r"\(y/n\)|\[y/n\]",
+    ),
+    "auth": _words(
+        r"\bunauthori[sz]ed\b",
+        r"\bnot authori[sz]ed\b",
+        r"\bunauthenticated\b",
+        r"\b401\b",
+        r"\binvalid (?:api[ _-]?)?(?:key|token|credentials?)\b",
+        r"\bapi[ _-]?key\b",
+        r"not[ _]logged[ _]in",
+        r"\blog ?in (?:required|again|expired)\b",
+        r"\b(?:run|please run) /?(?:login|auth login)\b",
+        r"/login\b",
+        r"\bauth login\b",
+        r"\bauthentication (?:error|failed|required)\b",
+        r"\bbad credentials\b",
+        r"\b(?:token|session|credentials?) (?:has )?(?:expired|revoked|invalid)\b",
+        r"\b(?:expired|revoked) (?:token|session|credentials?)\b",
+        r"\b(?:validat|refresh)(?:e|ing) (?:the )?token\b",
+        r"\bmissing (?:required )?scopes?\b",
+        r"\bneeds? the .{0,40}\bscopes?\b",
+        r"\bauth refresh\b",
+        r"\boauth token\b",
+        r"\bnot authenticated\b",
+        r"\bplease sign in\b",
+        r"\bauthori[sz]ation (?:is )?required\b",
+        r"\bto authenticate\b",
+    ),
+    "server": _words(
+        r"\binternal ?server ?error\b",
+        r"\bservice ?unavailable\b",
+        r"\bbad gateway\b",
+        r"\bgateway timeout\b",
+        r"\bserver error\b",
+        r"\b50[0234]\b",
+        r"\bapi ?(?:connection ?)?error\b",
+        r"\bconnection (?:error|failed|refused|reset|closed|lost)\b",
+        r"\bnetwork error\b",
+        r"\bfetch failed\b",
+        r"\bsocket hang up\b",
+        r"\beconn(?:reset|refused)\b",
+        r"\bdisconnected\b",
+        r"\btoo long\b",
+        r"\bcontext (?:window|length)\b",
+        r"\bmaximum context\b",
+        r"\btoo many tokens\b",
+        r"\bcontext .{0,40}\bexceeds?\b",
+        r"\btransient\b",
+        r"\bdeadline_exceeded\b",
+        r"\binterrupted by (?:an? )?(?:api |server |network )?error\b",
+    ),
+    "interrupt": _words(
+        r"\binterrupt(?:ed|ion|s)?\b",
+        r"\bkeyboardinterrupt\b",
+        r"\bcancell?(?:ed|ing|ation)\b",
+        r"\bcanceled\b",
+        r"\babort(?:ed|ing)?\b",
+        r"\bctrl[- +]?c\b",
+        r"\^c\b",
+        r"\bsigint\b",
+        r"\bsighup\b",
+        r"\bstopped by (?:the )?user\b",
+        r"\buser (?:stopped|cancell?ed|aborted|interrupted|pressed)\b",
+    ),
+    "tests": _words(
+        r"\b[1-9]\d* (?:tests? |specs? |examples? |scenarios? |steps? |assertions? )?"
+        r"(?:failed|failures?|failing|errors?|errored|broken)\b",
+        r"\b(?:failures?|failed|failing|errors?)[:=] ?[1-9]",
+        r"\bfail(?:ed)?[:!]? [1-9]",
+        r"^\s*(?:--- )?fail\b",
+        r"\bfail(?:ed|ures?)? *$",
+        r"\bfailed\b",
+        r"\bfailing\b",
+        r"\bfailures?\b",
+        r"\bassertion ?error\b",
+        r"\bassert(?:ion)? failed\b",
+        r"\bexpected\b.{0,80}\b(?:got|but (?:was|got|received)|received|actual|to (?:be|equal))\b",
+        r"\bnot ok \d",
+        r"\u2717|\u2715|\u2716|\u00d7",  # the crosses runners print by a failed test
+    ),
+    "error": _words(
+        r"\berror\b",
+        r"\bfatal\b",
+        r"\bexception\b",
+        r"\bcould ?n[o']t\b",
+        r"\bunable to\b",
+        r"\bcannot\b",
+        r"\bcan't\b",
+        r"\bpanic(?:ked)?\b",
+        r"\btraceback\b",
+        r"\b(?:status|code|http|error)[: ]+[45]\d\d\b",
+        r"\bconflicts?\b",
+        r"\bno such\b",
+        r"\bnot possible\b",
+        r"\bnot available\b",
+        r"\bno \w+(?: \w+)? found\b",
+        r"\balready exists\b",
+        r"\bnot found\b",
+        r"\bno commits between\b",
+        r"\bnot mergeable\b",
+    ),
+}
+
+# A line that reports a zero count of failures, or only passes, says nothing failed.
+_NOTHING_FAILED = re.compile(
+    r"\b0 (?:tests? )?(?:failed|failures?|failing|errors?)\b|\b(?:failures?|failed|errors)[:=] ?0\b"
+    r"|\bno (?:tests? )?failures?\b|\ball tests passed\b"
+)
+_NONZERO_FAILED = re.compile(
+    r"\b[1-9]\d* (?:tests? |specs? |examples? |scenarios? )?(?:failed|failures?|failing|errors?)\b"
+    r"|\b(?:failures?|failed|failing|errors?)[:=] ?[1-9]"
+)
+# A line that starts with FAIL is a test runner's verdict (go test, jest, vitest, ...).
+_RUNNER_VERDICT = re.compile(r"^\s*(?:--- )?fail(?:ed)?\b")
+# Announced retries and warnings: an error the tool got past (or will try to).
+_RETRIED = re.compile(
+    r"\bretry(?:ing)?\b|\bretries\b|\bwill retry\b|\breconnecting\b|\battempt \d+ ?(?:/|of) ?\d+"
+    r"|\bwarn(?:ing)?\b|\bbacking off\b|\bfalling back\b|\bwaiting \d"
+)
+
+# ---- subjects
+
+_SUBJECTS: dict[str, re.Pattern[str]] = {
+    "ssh": _words(
+        r"\bssh\b",
+        r"\bpublickey\b",
+        r"\bhost key\b",
+        r"\bgit@",
+        r"\bknown_hosts\b",
+        r"\bport 22\b",
+    ),
+    "git_strong": _words(
+        r"\bgit\b",
+        r"^\s*(?:error: )?remote: ",
+        r"^\s*! \[",
+        r"\brefs/",
+        r"\bhook id\b",
+        r"\bsend-pack\b",
+        r"\brpc failed\b",
+        r"\bfailed to push\b",
+    ),
+    "git": _words(
+        r"\bgit\b",
+        r"\bnon-fast-forward\b",
+        r"\bfast-forward\b",
+        r"\bdetached head\b",
+        r"\bhead detached\b",
+        r"\b(?:push|pull|fetch|clone|rebase|merge|checkout|commit|cherry-pick|stash)\b",
+        r"\bworktree\b",
+        r"\bremote\b",
+        r"\bunmerged\b",
+        r"\bindex\.lock\b",
+        r"\bupstream\b",
+        r"\borigin\b",
+        r"\bpre-(?:commit|push)\b",
+        r"\bhusky\b",
+        r"\blfs\b",
+        r"\bgitlab\b",
+        r"\bbitbucket\b",
+        r"\.git\b",
+    ),
+    "github": _words(
+        r"\bgithub\b(?!\.com[:/][\w.-]+/[\w.-]+\.git| copilot)",
+        r"\bapi\.github\.com\b",
+        r"\bgh (?:pr|api|issue|run|repo|auth|release|workflow)\b",
+        r"\bgh:",
+        r"\bgraphql\b",
+        r"\bpull request\b",
+        r"\bpr\b",
+        r"\boctokit\b",
+        r"\bgh0\d\d\b",
+        r"\bresource not accessible\b",
+        r"\bpersonal access token\b",
+        r"\bfine-grained\b",
+        r"\bgithub_token\b",
+        r"\bsecondary rate limit\b",
+        r"\bx-ratelimit",
+        r"\brepository rule",
+        r"\bruleset\b",
+        r"\bbranch protection\b",
+        r"\bprotected branch\b",
+        r"\breview(?:s|ers?)? (?:required|requested)\b",
+        r"\bstatus checks?\b",
+    ),
+    # Words of GitHub's API that other services use too: GitHub only when the line names
+    # no model provider.
+    "github_weak": _words(
+        r"\bscopes?\b",
+        r"\bmergeable\b",
+        r"\bintegration\b",
+        r"\binstallation\b",
+        r"\bvalidation failed\b",
+        r"\bunprocessable entity\b",
+    ),
+    "provider": _words(
+        r"\bapi error\b",
+        r"\banthropic\b",
+        r"\bopenai\b",
+        r"\bclaude\b",
+        r"\bgemini\b",
+        r"\bvertex\b",
+        r"\bbedrock\b",
+        r"\bazure\b",
+        r"\bopenrouter\b",
+        r"\bmistral\b",
+        r"\bgroq\b",
+        r"\bdeepseek\b",
+        r"\bollama\b",
+        r"\bllm\b",
+        r"\bmodels?\b",
+        r"\bprovider\b",
+        r"\bcompletions?\b",
+        r"/v1/",
+        r"\bchat\b",
+        r"\bmessages\b",
+        r"\brequest[_ ]?id\b",
+        r"\brequests? (?:has |have )?timed out\b",
+        r"\b(?:overloaded|rate_limit|api|invalid_request|authentication|permission)_error\b",
+        r"\bserver_error\b",
+        r"\bupstream\b",
+        r"\bapi\b",
+        r"\bapi key\b",
+        r"\bstream(?:ing)?\b",
+        r"\binference\b",
+        r"\bcopilot\b",
+        r"\bcursor\b",
+        r"\bcodex\b",
+        r"\bgpt-",
+        r"\bsonnet\b|\bopus\b|\bhaiku\b",
+        r"\bsubscription\b",
+        r"\bplan\b",
+        r"\bservice unavailable\b",
+        r"\binternal server error\b",
+        r"\bbad gateway\b",
+    ),
+    "tests": _words(
+        r"\btests?\b",
+        r"\bspecs?\b",
+        r"\bpytest\b",
+        r"\bjest\b",
+        r"\bvitest\b",
+        r"\bmocha\b",
+        r"\bjasmine\b",
+        r"\bkarma\b",
+        r"\brspec\b",
+        r"\bminitest\b",
+        r"\bjunit\b",
+        r"\btestng\b",
+        r"\bsurefire\b",
+        r"\bphpunit\b",
+        r"\bnextest\b",
+        r"\bctest\b",
+        r"\bgtest\b",
+        r"\bcatch2\b",
+        r"\bxunit\b",
+        r"\bnunit\b",
+        r"\bplaywright\b",
+        r"\bcypress\b",
+        r"\bcucumber\b",
+        r"\bbehave\b",
+        r"\bscenarios?\b",
+        r"\bassert",
+        r"\bxctest\b",
+        r"\bexunit\b",
+        r"\bbats\b",
+        r"\bnot ok\b",
+        r"::",
+        r"_test\.go\b|\.test\.[jt]sx?\b|\.spec\.[jt]sx?\b|test_\w+\.py\b|_spec\.rb\b",
+    ),
+    # Words test output uses that other output does too.
+    "tests_weak": _words(
+        r"\bexamples?\b",
+        r"\bsuites?\b",
+        r"\bexpect(?:ed|ation)?\b",
+        r"\bpass(?:ed|ing)\b",
+        r"\bskipped\b",
+    ),
+    # Words of running things in general: the agent's tool use only when nothing names a
+    # provider ("Cloud Shell project was denied" is the provider's refusal).
+    "tool_weak": _words(
+        r"\bshell\b",
+        r"\b(?:read|run|execute|exec)\b",
+    ),
+    "tool": _words(
+        r"\btools?\b",
+        r"\bbash\b",
+        r"\bcommands?\b",
+        r"\b(?:edit|write)\b",
+        r"\bmcp\b",
+        r"\bapprov",
+        r"\ballow(?:ed|list)?\b",
+        r"\bsandbox",
+        r"\bpolicy\b",
+        r"\bauto[- ]?mode\b",
+        r"\byolo\b",
+        r"\bdangerously\b",
+        r"\bbypass\b",
+        r"\btrust",
+        r"\bconfirm",
+        r"\bnon-?interactive\b",
+        r"\bheadless\b",
+        r"\bprompt(?:ed)?\b",
+        r"\bhook\b",
+        r"\bsettings\b",
+        r"\bpermission mode\b",
+        r"\bworkspace\b",
+        r"\bsudo\b",
+        r"\broot\b",
+    ),
+    "file": _words(
+        r"\beacces\b",
+        r"\beperm\b",
+        r"\berrno 13\b",
+        r"\bfiles?\b",
+        r"\bdirector(?:y|ies)\b",
+        r"\bpath\b",
+        r"\bmkdir\b",
+        r"\bopen\b",
+        r"\bread-only\b",
+        r"(?:^|[\s'\"`(])(?:/|~/|\./)[\w.-]",
+    ),
+    # A CI system's own words: a cancellation it reports is the job's limit or a cancel.
+    "ci_strong": _words(
+        r"##\[error\]",
+        # the .NET message GitHub's runner prints when it cancels a job (its timeout-minutes
+        # or a cancel): the runner's own words, not an agent's interrupt
+        r"\bthe operation was canceled\b",
+        r"\brunner\b",
+        r"\bjob\b",
+        r"\bworkflow\b",
+        r"\bpipeline\b",
+        r"\bbuild was\b",
+    ),
+    "ci": _words(
+        r"##\[error\]",
+        r"\bthe operation was canceled\b",
+        r"\brunner\b",
+        r"\bjob\b",
+        r"\bworkflow\b",
+        r"\bstep\b",
+        r"\bpipeline\b",
+        r"\bci\b",
+        r"\bbuildkite\b",
+        r"\bjenkins\b",
+        r"\bcircleci\b",
+        r"\bprocess\b",
+        r"\bcontainer\b",
+        r"\bpod\b",
+        r"\bkubernetes\b|\bkubectl\b",
+        r"\bdocker\b",
+        r"\bkernel\b",
+        r"\bcgroup\b",
+        r"\bsignal\b",
+        r"\bexit (?:code|status)\b",
+        r"\bcommand\b",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class CueReading:
+    """What the cause model read in one line."""
+
+    reason: Reason
+    weight: float
+    cue: str
+    subject: str | None
+    fatal: bool
+
+    def describe(self) -> str:
+        """``cue deny, about ssh``: which cue word family, and what the line is about."""
+        about = f", about {self.subject}" if self.subject else ", no subject"
+        return f"cue {self.cue}{about}"
+
+
+# Weights: the table's exact rows weigh 0.5-0.95; a reading stays below them, so exact
+# evidence wins where it exists, and a generic error word only hints.
+_AGREES = 0.55  # a cue whose subject confirms it (a limit about the model API)
+_CUE_ALONE = 0.45  # a cue with no subject, or a subject that does not bear on it
+_GENERIC = 0.25  # only an error word, read through its subject
+_RETRIED_FACTOR = 0.4
+
+
+# ---- reading a line fast: alternatives indexed by the start of the word they begin with
+
+# Most lexicon alternatives begin with a word boundary and a literal (``\bdenied\b``,
+# ``\bthrottl``): they can only match where a word of the line starts with that literal.
+# Each is filed under the literal's first (up to) three characters, and a line only tries
+# the alternatives filed under the starts of its own words. The rest (anchored at the line
+# start, or beginning with a group) are few and tried on every line.
+_LEAD = re.compile(r"((?:[\w@ ]|\\[-.@/ ])+)")
+_QUANTIFIED = re.compile(r"[?*{]")
+_TOKEN = re.compile(r"\w+")
+_WORD_START = re.compile(r"\w+")
+_PREFIX = 3
+
+
+def _unwrap(alternative: str) -> str:
+    """``(?:x)`` -> ``x`` when the group spans the whole alternative."""
+    while alternative.startswith("(?:") and group_end(alternative, 0) == len(alternative):
+        alternative = alternative[3:-1]
+    return alternative
+
+
+def _literal_start(text: str) -> str | None:
+    """The first three characters of the word every match of ``text`` starts with (the
+    whole word when it is shorter and provably ends there), or None."""
+    m = _LEAD.match(text)
+    if m is None:
+        return None
+    literal = m.group(1).replace("\\", "")
+    rest = text[m.end() :]
+    if rest and _QUANTIFIED.match(rest):
+        literal, rest = literal[:-1], "?"  # the last character is optional
+    word = _WORD_START.match(literal)
+    lead = word.group() if word else ""
+    if len(lead) >= _PREFIX:
+        return lead[:_PREFIX]
+    if lead and (len(lead) < len(literal) or rest.startswith("\\b")):
+        return lead  # the word ends here: a token equal to it
+    return None
+
+
+def _leads(alternative: str) -> list[str] | None:
+    """The word starts one of which every match of ``alternative`` begins a word with
+    (``\\bdenied`` -> ["den"], ``\\b(?:push|pull)`` -> ["pus", "pul"]), or None."""
+    if not alternative.startswith("\\b"):
+        return None
+    rest = alternative[2:]
+    if rest.startswith("(?:"):
+        end = group_end(rest, 0)
+        if end < len(rest) and _QUANTIFIED.match(rest[end]):
+            return None  # an optional group: the word may start with what follows
+        leads = [_literal_start(branch) for branch in split_top(rest[3 : end - 1])]
+        return None if any(lead is None for lead in leads) else [x for x in leads if x]
+    lead = _literal_start(rest)
+    return None if lead is None else [lead]
+
+
+@dataclass(frozen=True)
+class _Index:
+    """Lexicon families split into alternatives, filed by the word start they need."""
+
+    by_lead: dict[str, tuple[tuple[str, re.Pattern[str]], ...]]
+    always: tuple[tuple[str, re.Pattern[str]], ...]
+    order: tuple[str, ...]
+
+    @classmethod
+    def of(cls, families: dict[str, re.Pattern[str]]) -> _Index:
+        # lead -> family -> its alternatives filed there; unfiled family -> alternatives
+        filed: dict[str, dict[str, list[str]]] = {}
+        unfiled: dict[str, list[str]] = {}
+        for name, regex in families.items():
+            for alternative in split_top(regex.pattern):
+                alternative = _unwrap(alternative)
+                leads = _leads(alternative)
+                if leads is None:
+                    unfiled.setdefault(name, []).append(alternative)
+                for lead in leads or ():
+                    filed.setdefault(lead, {}).setdefault(name, []).append(alternative)
+
+        def union(alternatives: list[str]) -> re.Pattern[str]:
+            return re.compile("|".join(f"(?:{a})" for a in alternatives), re.MULTILINE)
+
+        return cls(
+            {
+                lead: tuple((name, union(alts)) for name, alts in by_family.items())
+                for lead, by_family in filed.items()
+            },
+            tuple((name, union(alts)) for name, alts in unfiled.items()),
+            tuple(families),
+        )
+
+    def present(self, lowered: str) -> list[str]:
+        """The families with an alternative that matches ``lowered``, in family order."""
+        starts = {token[:_PREFIX] for token in _TOKEN.findall(lowered)}
+        found: set[str] = set()
+        for lead in starts:
+            for name, regex in self.by_lead.get(lead, ()):
+                if name not in found and regex.search(lowered):
+                    found.add(name)
+        for name, regex in self.always:
+            if name not in found and regex.search(lowered):
+                found.add(name)
+        return [name for name in self.order if name in found]
+
+
+_CUE_INDEX = _Index.of(_CUES)
+_SUBJECT_INDEX = _Index.of(_SUBJECTS)
+
+
+def _subjects(lowered: str) -> set[str]:
+    found = set(_SUBJECT_INDEX.present(lowered))
+    if "github_weak" in found and "provider" not in found:
+        found.add("github")
+    if "tests_weak" in found and not found & {"github", "git_strong"}:
+        found.add("tests")
+    return found
+
+
+def _cues(lowered: str) -> list[str]:
+    return _CUE_INDEX.present(lowered)
+
+
+def _reason_of(
+    cue: str, subjects: set[str], lowered: str, borrowed: bool = False
+) -> tuple[Reason, str | None, float]:
+    """(reason, subject that decided it, weight) for a cue read with these subjects
+    (``borrowed``: the subjects are the lines before's, not the line's own)."""
+    # git's own output (fatal:, remote:, ! [rejected], refs/) is about git even when it
+    # names GitHub: a push GitHub refused is a failed push (docs/attribution.md).
+    gitish = bool(subjects & {"ssh", "git_strong"}) or (
+        "git" in subjects and "github" not in subjects
+    )
+    github = "github" in subjects and not subjects & {"ssh", "git_strong"}
+    if cue == "turns":
+        return Reason.INCOMPLETE, None, _AGREES
+    if cue == "kill":
+        return Reason.KILLED, ("ci" if "ci" in subjects else None), _AGREES
+    if cue == "time":
+        if "ci" in subjects:
+            return Reason.TIMEOUT, "ci", _AGREES
+        if borrowed:
+            # A limit stated on its own line is the run's; a test's timeout names the test.
+            return Reason.TIMEOUT, None, _AGREES
+        if "tests" in subjects:
+            return Reason.TEST_FAILURE, "tests", _CUE_ALONE
+        if subjects & {"ssh", "git_strong"}:
+            return Reason.GIT_ERROR, "git", _CUE_ALONE
+        if github:
+            return Reason.GITHUB_ERROR, "github", _CUE_ALONE
+        if "provider" in subjects and "tool" not in subjects:
+            return Reason.API_ERROR, "provider", _CUE_ALONE
+        if gitish:
+            return Reason.GIT_ERROR, "git", _CUE_ALONE
+        return Reason.TIMEOUT, None, _AGREES
+    if cue == "limit":
+        if github or ("github" in subjects and "provider" not in subjects):
+            return Reason.GITHUB_ERROR, "github", _AGREES
+        return Reason.API_ERROR, ("provider" if "provider" in subjects else None), _AGREES
+    if cue in ("auth", "server"):
+        if subjects & {"ssh", "git_strong"} or (gitish and "provider" not in subjects):
+            return Reason.GIT_ERROR, "git", _CUE_ALONE
+        if github:
+            return Reason.GITHUB_ERROR, "github", _AGREES
+        subject = "provider" if "provider" in subjects else None
+        return Reason.API_ERROR, subject, _AGREES if subject else _CUE_ALONE
+    if cue == "deny":
+        if subjects & {"ssh", "git_strong"} or (gitish and not subjects & {"tool", "file"}):
+            return Reason.GIT_ERROR, "git", _AGREES
+        if github:
+            return Reason.GITHUB_ERROR, "github", _AGREES
+        if subjects & {"tool", "file"}:
+            return Reason.PERMISSION, ("tool" if "tool" in subjects else "file"), _AGREES
+        if "provider" in subjects:
+            return Reason.API_ERROR, "provider", _CUE_ALONE
+        if "tool_weak" in subjects:
+            return Reason.PERMISSION, "tool", _CUE_ALONE
+        return Reason.PERMISSION, None, _CUE_ALONE
+    if cue == "interrupt":
+        if "ci_strong" in subjects and "user" not in lowered:
+            # GitHub Actions' "The operation was canceled." ends a job its timeout-minutes
+            # stopped (docs/attribution.md, boundary cases).
+            return Reason.TIMEOUT, "ci", _CUE_ALONE
+        if gitish and "user" not in lowered:
+            return Reason.GIT_ERROR, "git", _GENERIC  # git "Aborting", a rebase aborted
+        if github and "user" not in lowered:
+            return Reason.GITHUB_ERROR, "github", _GENERIC
+        return Reason.SIGINT, None, _AGREES
+    if cue == "tests":
+        if "tests" in subjects:
+            return Reason.TEST_FAILURE, "tests", _AGREES
+        if gitish:
+            return Reason.GIT_ERROR, "git", _CUE_ALONE
+        if github:
+            return Reason.GITHUB_ERROR, "github", _CUE_ALONE
+        if _NONZERO_FAILED.search(lowered) or "assert" in lowered:
+            return Reason.TEST_FAILURE, None, _CUE_ALONE
+        if "provider" in subjects:
+            return Reason.API_ERROR, "provider", _GENERIC
+        return Reason.UNKNOWN, None, 0.0
+    # a generic error word: its subject speaks, faintly
+    for subject, reason in (
+        ("git_strong", Reason.GIT_ERROR),
+        ("ssh", Reason.GIT_ERROR),
+        ("github", Reason.GITHUB_ERROR),
+        ("git", Reason.GIT_ERROR),
+        ("tests", Reason.TEST_FAILURE),
+        ("provider", Reason.API_ERROR),
+    ):
+        if subject in subjects:
+            return reason, subject.removesuffix("_strong"), _GENERIC
+    return Reason.UNKNOWN, None, 0.0
+
+
+# Cue families in the order they decide a line that has several: the most specific first
+# (a turn cap beats the word "limit", a kill for a timeout is the timeout's, an expired
+# key beats the "denied" around it, a denial beats the "failed" around it).
+_ORDER = (
+    "turns",
+    "time",
+    "kill",
+    "limit",
+    "auth",
+    "deny",
+    "interrupt",
+    "server",
+    "tests",
+    "error",
+)
+# A cue with no subject of its own borrows the subjects of the lines just before it, at
+# this fraction of its weight ("FAILED (errors=2)" under "Ran 3 tests").
+_BORROWED = 0.8
+
+
+# Lines that report where an error happened, not what it was: stack frames (JS, V8
+# native, gdb, Python), and the shell's bare "Aborted" for a SIGABRT.
+_NOT_A_CAUSE = re.compile(
+    r"^\s*(?:at \S.*(?:\(.*\)|:\d+:\d+)\s*$|\d+: (?:0x)?[0-9a-f]{6,}\b|#\d+ +0x|"
+    r"File \".+\", line \d+|aborted(?: \(core dumped\))?\s*$)",
+    re.IGNORECASE,
+)
+# git's own prefixes, in git's own (lower) case: "FATAL:" from Jenkins is not git.
+_GIT_PREFIX = re.compile(r"^\s*(?:error: )?(?:fatal|hint): ")
+_API_DEADLINE = re.compile(r"\b(?:504|deadline_exceeded|gateway time-?out)\b")
+_BY_ERROR = re.compile(r"\binterrupted by (?:an? )?(?:api |server |network )?error\b")
+
+
+# Words that configure rather than report: a command line echoed before it runs
+# ("Executing: claude ... --dangerously-skip-permissions") and settings
+# that say a thing did not happen ("rate_limited=0").
+_ECHOED_COMMAND = re.compile(
+    r"^\W*(?:\[[^\]]*\]\s*)?(?:executing|running|launching|command|cmd)\s*:|^\s*[$+]\s",
+    re.IGNORECASE,
+)
+_SETTINGS = re.compile(r"\b[\w.-]+=(?:0|false|no|none|null)\b")
+
+
+def read_line(line: str, context: Callable[[], str] | None = None) -> CueReading | None:
+    """The cause model's reading of one line, or None when it says nothing. ``context``
+    gives the few lines before it, whose subjects a line without one of its own borrows."""
+    if _NOT_A_CAUSE.match(line) or _ECHOED_COMMAND.match(line):
+        return None
+    lowered = _SETTINGS.sub(" ", line.lower())
+    cues = _cues(lowered)
+    if not cues:
+        return None
+    if "server" in cues and _BY_ERROR.search(lowered):
+        cues = [c for c in cues if c != "interrupt"]
+    if "tests" in cues and _NOTHING_FAILED.search(lowered) and not _NONZERO_FAILED.search(lowered):
+        cues = [c for c in cues if c not in ("tests", "error")]
+        if not cues:
+            return None
+    subjects = _subjects(lowered)
+    if _GIT_PREFIX.match(line):
+        subjects.add("git_strong")
+    if _RUNNER_VERDICT.search(lowered):
+        subjects.add("tests")
+    factor = 1.0
+    borrowed = False
+    if not subjects and context is not None:
+        subjects = _subjects(context().lower())
+        factor, borrowed = _BORROWED, bool(subjects)
+    fatal = not _RETRIED.search(lowered)
+    if _API_DEADLINE.search(lowered):
+        cues = ["server"]  # a gateway's or the API's own deadline status: the API failed
+    # "State 'stop-sigterm' timed out." then "Killing process ...": the limit's kill.
+    if (
+        "kill" in cues
+        and "time" not in cues
+        and context is not None
+        and "time" in _cues(context().lower())
+    ):
+        cues = ["time" if c == "kill" else c for c in cues]
+    for cue in sorted(cues, key=_ORDER.index):
+        if cue == "kill" and "time" in cues:
+            continue  # killed for a time limit: the time cue decides
+        reason, subject, weight = _reason_of(cue, subjects, lowered, borrowed)
+        if reason is Reason.UNKNOWN:
+            continue
+        weight *= factor
+        if not fatal:
+            weight *= _RETRIED_FACTOR
+        return CueReading(reason, weight, cue, subject, fatal)
+    return None
+
+
+# One synthetic table row per (reason, cue): cue readings travel as matches of these rows,
+# so the classifier weighs them with the same rules as table matches.
+_ROWS: dict[tuple[Reason, str, str | None], Pattern] = {}
+
+
+def row_for(reading: CueReading) -> Pattern:
+    key = (reading.reason, reading.cue, reading.subject)
+    row = _ROWS.get(key)
+    if row is None:
+        row = Pattern(
+            reading.describe(),
+            reading.reason,
+            _CUES[reading.cue],
+            reading.weight,
+            True,
+            "(cue lexicon)",
+            "pytest_orch_recovery/engine/cues.py",
+        )
+        _ROWS[key] = row
+    return row

@@ -21,6 +21,7 @@ from pytest_orch_recovery.engine.classify import (
     classify,
     looks_successful,
 )
+from pytest_orch_recovery.engine.matcher import read_lines
 from pytest_orch_recovery.engine.model import Attribution, ExitInfo, Reason
 
 OVERLOADED_RETRY = (
@@ -664,3 +665,62 @@ def test_cli_explains_a_timeout_masked_as_exit_1(
     out = json.loads(capsys.readouterr().out)
     assert out["reason"] == "timeout"
     assert any("does not say timeout" in e["detail"] for e in out["evidence"])
+
+
+# Claude Code 2.1.328's result after a SIGINT while a tool ran (measured here): its
+# subagent_stats count "killed" subagents, a field name that is not a message.
+_ABORTED_RESULT: dict[str, Any] = {
+    "type": "result",
+    "subtype": "error_during_execution",
+    "is_error": True,
+    "stop_reason": "tool_use",
+    "terminal_reason": "aborted_tools",
+    "permission_denials": [],
+    "subagent_stats": {
+        "spawned": 0,
+        "failed": 0,
+        "killed": {"parent": 0, "user": 0, "system": 0},
+        "refused": {"depth_limit": 0, "concurrency_limit": 0, "budget": 0},
+    },
+    "safety_stops": 0,
+    "errors": ["[ede_diagnostic] result_type=user last_content_type=n/a stop_reason=tool_use"],
+}
+# The same result as that CLI printed it, on one line, field order and all.
+_ABORTED_LINE = (
+    '{"duration_api_ms":402,"stop_reason":"tool_use","session_id":"60663fcd",'
+    '"permission_denials":[],"terminal_reason":"aborted_tools","fast_mode_state":"off",'
+    '"subagent_stats":{"spawned":0,"requested":{"background":0,"foreground":0,"unset":0},'
+    '"started_in_background":0,"max_depth":0,"spawned_by_subagents":0,"completed":0,'
+    '"failed":0,"killed":{"parent":0,"user":0,"system":0},"refused":{"depth_limit":0,'
+    '"concurrency_limit":0,"budget":0},"by_type":{}},"safety_stops":0,"is_error":true,'
+    '"num_turns":4,"subtype":"error_during_execution","errors":["[ede_diagnostic] '
+    'result_type=user last_content_type=n/a stop_reason=tool_use"],"type":"result"}'
+)
+
+_CUE_WORDS = ("killed", "denied", "timeout", "timed_out", "rate_limit", "failed", "aborted")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        _ABORTED_LINE + "\n",
+        "^C" + _ABORTED_LINE + "\n",  # the tty's echo of a typed Ctrl-C, on the same line
+        json.dumps(_ABORTED_RESULT, indent=2) + "\n",
+    ],
+)
+def test_a_result_jsons_field_names_are_not_read_as_its_message(text: str) -> None:
+    assert [m.text for m in read_lines(text, "output").matches] == []
+    att = classify(Observation(exit=ExitInfo(0), logs=_log(text, "output")))
+    assert att.reason is Reason.SIGINT, att.evidence
+    assert all(e.reason is Reason.SIGINT for e in att.evidence), att.evidence
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.sampled_from(_CUE_WORDS), st.integers(0, 3), min_size=1))
+def test_extra_fields_named_like_causes_change_no_verdict(extra: dict[str, int]) -> None:
+    plain = classify(
+        Observation(exit=ExitInfo(0), logs=_log(json.dumps(_ABORTED_RESULT), "output"))
+    )
+    padded = json.dumps({**_ABORTED_RESULT, "stats": extra, **extra})
+    att = classify(Observation(exit=ExitInfo(0), logs=_log(padded, "output")))
+    assert (att.reason, att.confidence) == (plain.reason, plain.confidence)

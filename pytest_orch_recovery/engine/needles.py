@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from pytest_orch_recovery.engine.errors import OrchRecoveryError
+
 # A literal shorter than this is too common to reject anything.
 MIN_NEEDLE = 3
 
@@ -21,8 +23,8 @@ _CHAR_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "f": "\f", "v": "\v", "a": "\a
 _CLASS_ESCAPES = frozenset("bBdDsSwWAZzG")
 
 
-class _Opaque(Exception):
-    """A construct this reader does not follow: no needle from it."""
+class _Opaque(OrchRecoveryError):
+    """A construct this reader does not follow: no needle from it (caught inside this module)."""
 
 
 def _structure(source: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
@@ -102,7 +104,8 @@ def _quantifier(source: str, i: int) -> tuple[int, int]:
     return low, i
 
 
-def _options(source: str, min_len: int) -> list[tuple[str, ...]]:
+# Complexity: one branch per regular-expression construct this reader follows.
+def _options(source: str, min_len: int) -> list[tuple[str, ...]]:  # noqa: C901
     """Needle sets of one alternative-free sequence: each set is one necessary condition
     (one of its needles must occur)."""
     options: list[tuple[str, ...]] = []

@@ -286,7 +286,8 @@ def event_words(event: object) -> str:
     return " ".join(" ".join(words).split())
 
 
-def parse_log(source: str, text: str) -> RunLog:
+# Complexity: one branch per kind of line the origin orchestrator's wrapper writes.
+def parse_log(source: str, text: str) -> RunLog:  # noqa: C901
     """Split a run's log into wrapper facts and the CLI's stream-json result (pure)."""
     tries: list[_TryBuilder] = []
     completed_via: str | None = None

@@ -24,6 +24,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from pytest_orch_recovery.engine.errors import InvalidValue
+
 _log = logging.getLogger(__name__)
 
 EXIT = 0  # concluding an attempt that ended: before any launch
@@ -38,7 +40,7 @@ class WorkPool:
 
     def __init__(self, workers: int, *, name: str = "orch-runtime") -> None:
         if workers < 1:
-            raise ValueError(f"workers: at least 1, got {workers}")
+            raise InvalidValue(f"workers: at least 1, got {workers}")
         self._jobs: queue.PriorityQueue[tuple[int, int, Callable[[], Any] | None, int]] = (
             queue.PriorityQueue()
         )

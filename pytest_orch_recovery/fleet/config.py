@@ -174,6 +174,17 @@ class _FleetReader(TomlReader):
         path = Path(text).expanduser()
         return path if path.is_absolute() else (self.base_dir / path)
 
+    def check_agent(self, agent: str, key: str, prefix: str, *, here: bool) -> None:
+        """``agent`` names a driver: an unknown name or a bad template is refused, and a CLI
+        missing from this machine too when the file is read ``here``."""
+        try:
+            driver_for(agent, AgentConfig())
+        except ValueError as exc:  # unknown name, bad template
+            raise self.fail((key,), f"{prefix}{exc}") from None
+        except LookupError as exc:  # the CLI is not installed
+            if here:
+                raise self.fail((key,), f"{prefix}{exc}") from None
+
     def argv(self, value: object, key: str) -> tuple[str, ...]:
         if isinstance(value, str):
             raise self.fail(
@@ -238,22 +249,10 @@ def parse_fleet(
         # Found now, not at the first workspace probe of a running supervisor.
         raise reader.fail(("base",), f"{base!r} names no branch or commit in {repository}")
     agent = reader.string(raw.get("agent", "claude-code"), ("agent",))
-    try:
-        driver_for(agent, AgentConfig())
-    except ValueError as exc:  # unknown name, bad template
-        raise reader.fail(("agent",), str(exc)) from None
-    except LookupError as exc:  # the CLI is not installed
-        if here:
-            raise reader.fail(("agent",), str(exc)) from None
+    reader.check_agent(agent, "agent", "", here=here)
     fallbacks = reader.strings(raw.get("fallback_agents", []), ("fallback_agents",))
     for fallback in fallbacks:
-        try:
-            driver_for(fallback, AgentConfig())
-        except ValueError as exc:
-            raise reader.fail(("fallback_agents",), f"{fallback!r}: {exc}") from None
-        except LookupError as exc:
-            if here:
-                raise reader.fail(("fallback_agents",), f"{fallback!r}: {exc}") from None
+        reader.check_agent(fallback, "fallback_agents", f"{fallback!r}: ", here=here)
     if len(set(fallbacks)) != len(fallbacks) or agent in fallbacks:
         raise reader.fail(("fallback_agents",), "each agent once, and not the primary agent")
     socket = reader.string(raw.get("tmux_socket", f"orch-{source.stem}"), ("tmux_socket",))

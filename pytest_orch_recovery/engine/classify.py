@@ -51,6 +51,13 @@ from pytest_orch_recovery.engine.model import (
 from pytest_orch_recovery.engine.resets import observed_reset
 from pytest_orch_recovery.engine.structured import event_facts, is_result
 
+__all__ = [
+    "LogText",
+    "Observation",
+    "classify",
+    "looks_successful",
+]
+
 # Evidence from the exit alone never carries more weight than this, so an attribution made
 # from an exit code with nothing else observed never claims more confidence than this.
 EXIT_ONLY_CONFIDENCE_CAP = 0.6

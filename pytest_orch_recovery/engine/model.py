@@ -15,6 +15,26 @@ from dataclasses import dataclass
 
 from pytest_orch_recovery.engine.errors import InvalidValue
 
+__all__ = [
+    "Attribution",
+    "Checkpoint",
+    "Complexity",
+    "Decision",
+    "Evidence",
+    "ExitInfo",
+    "PartialWork",
+    "Phase",
+    "PullRequest",
+    "Reason",
+    "SignalOrigin",
+    "SignalSender",
+    "Strategy",
+    "Task",
+    "WorkItem",
+    "WorkKind",
+    "signal_number",
+]
+
 # typing costs each short-lived process that imports the model (launch wrapper, gh) ~4 ms
 # of start-up: for the type checker only.
 TYPE_CHECKING = False

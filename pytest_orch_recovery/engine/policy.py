@@ -32,6 +32,17 @@ from pytest_orch_recovery.engine.model import (
     full_plan,
 )
 
+__all__ = [
+    "Backoff",
+    "CircuitBreaker",
+    "PastAttempt",
+    "Policy",
+    "PolicySettings",
+    "Rule",
+    "Situation",
+    "describe_rules",
+]
+
 # Reasons whose repetition says nothing about the environment: the breaker ignores them.
 TASK_SPECIFIC_REASONS = frozenset({Reason.TEST_FAILURE, Reason.INCOMPLETE})
 

@@ -30,6 +30,12 @@ from pytest_orch_recovery.report.safetext import markdown, markdown_code
 from pytest_orch_recovery.store import atomic
 from pytest_orch_recovery.store.attempt_results import AttemptResult
 
+__all__ = [
+    "render_json",
+    "render_markdown",
+    "write_report",
+]
+
 SCHEMA_VERSION = 1
 MAX_REPORT_BYTES = 1024 * 1024
 DEFAULT_MAX_EVENTS = 20

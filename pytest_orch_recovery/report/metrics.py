@@ -39,6 +39,15 @@ from pytest_orch_recovery.report.rootcause import theory
 from pytest_orch_recovery.report.stats import mean, percentile, wilson_interval
 from pytest_orch_recovery.store.history import FailureRecord, History, TaskHistory
 
+__all__ = [
+    "Criteria",
+    "CriterionResult",
+    "Metrics",
+    "Outcome",
+    "compute",
+    "evaluate",
+]
+
 # The reasons table lists at most this many agents per reason (the seed shows three).
 COMMON_AGENTS_MAX = 3
 

@@ -40,7 +40,9 @@ class PinnedSetting:
     pinned: Any  # the scenario's
 
     def describe(self) -> str:
-        """>>> PinnedSetting("timeout", "attempt_timeout", 1800.0, 15.0).describe()
+        """One line for the gate's summary and the reports.
+
+        >>> PinnedSetting("timeout", "attempt_timeout", 1800.0, 15.0).describe()
         'timeout: attempt_timeout = 15 (the scenario pins it; fleet file: 1800)'
         """
         return (

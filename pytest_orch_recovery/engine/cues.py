@@ -37,6 +37,9 @@ def _words(*alternatives: str) -> re.Pattern[str]:
 
 # ---- cue words, on the lower-cased line
 
+# What an agent may be refused to do: "not authorised to <act>" is a refusal, not a login.
+_ACTS = r"(?:write|edit|run|execute|use|modify|create|read|access|delete)"
+
 _CUES: dict[str, re.Pattern[str]] = {
     "turns": _words(
         r"\bmax(?:imum)?[ _-]?(?:turns?|iterations?|steps?|rounds?|tool[ _-]?calls?|loops?)\b",
@@ -46,7 +49,8 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bbudget (?:of [^ ]+ )?(?:exceeded|exhausted|reached|spent)",
         r"\bran out of (?:turns|steps|iterations|budget)\b",
         r"\bmax(?:imum)? (?:\w+ )?(?:turns|iterations|steps|rounds)\b",
-        r"\bmax(?:imum)? number of (?:turns|messages|steps|iterations|rounds|actions|tool[ -]?calls)\b",
+        r"\bmax(?:imum)? number of "
+        r"(?:turns|messages|steps|iterations|rounds|actions|tool[ -]?calls)\b",
         r"\b(?:stops?|stopped|halts?|halted) (?:the )?(?:agent |run |loop )?after \d+ "
         r"(?:turns|steps|iterations|actions|tool[ -]?calls)\b",
         r"\bcost (?:limit|budget|cap)\b",
@@ -179,7 +183,7 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bdo you want to\b",
         r"\bneed (?:your )?permission\b",
         r"\bpermission to (?:use|run|write|edit|access|execute|create|modify)\b",
-        r"\bnot authori[sz]ed to (?:write|edit|run|execute|use|modify|create|read|access|delete)\b",
+        r"\bnot authori[sz]ed to " + _ACTS + r"\b",
         r"\boutside (?:of )?(?:the )?allowed\b",
         r"\bwould you like to (?:run|allow|proceed|make|create|edit|execute)\b",
         r"\ballow (?:execution|command|this|once|always|all)\b",
@@ -188,7 +192,7 @@ _CUES: dict[str, re.Pattern[str]] = {
     ),
     "auth": _words(
         r"\bunauthori[sz]ed\b",
-        r"\bnot authori[sz]ed\b(?! to (?:write|edit|run|execute|use|modify|create|read|access|delete)\b)",
+        r"\bnot authori[sz]ed\b(?! to " + _ACTS + r"\b)",  # "not authorised to write" denies
         r"\bunauthenticated\b",
         r"\b401\b",
         r"\binvalid (?:api[ _-]?)?(?:key|token|credentials?)\b",
@@ -293,7 +297,8 @@ _NOTHING_FAILED = re.compile(
     r"|\bno (?:tests? )?failures?\b|\ball tests passed\b"
 )
 _NONZERO_FAILED = re.compile(
-    r"\b[1-9]\d* (?:tests? |specs? |examples? |scenarios? )?(?:failed|fail|failures?|failing|errors?)\b"
+    r"\b[1-9]\d* (?:tests? |specs? |examples? |scenarios? )?"
+    r"(?:failed|fail|failures?|failing|errors?)\b"
     r"|\b(?:failures?|failed|failing|errors?)[:=] ?[1-9]"
 )
 # A line that starts with FAIL is a test runner's verdict (go test, jest, vitest, ...).

@@ -461,9 +461,13 @@ def write_report(
 # --------------------------------------------------------------------------- chaos campaigns
 #
 # ``campaign`` below is the JSON of :class:`pytest_orch_recovery.plugin.gate.CampaignResult` plus
-# the session's ``seed``, ``tier``, ``agent`` and ``replay``.
+# the session's ``seed``, ``tier``, ``agent`` and ``replay``, and under ``--orch-fleet`` the
+# fleet file's settings (``fleet``: ``source``, ``summary``, the settings, ``overrides``, each
+# with its ``text``).
 
 _MAX_LEDGER_ROWS = 200
+# The fleet file's settings line: the agent's command template and every number, all of it.
+_MAX_FLEET_SUMMARY = 4000
 
 
 def _campaign_sections(campaign: Mapping[str, Any]) -> list[str]:
@@ -480,8 +484,19 @@ def _campaign_sections(campaign: Mapping[str, Any]) -> list[str]:
             ", ".join(_text(f"{v} {k}") for k, v in campaign.get("attribution", {}).items())
             or "no failed attempts"
         ),
-        "",
     ]
+    fleet = campaign.get("fleet")
+    if isinstance(fleet, Mapping):
+        lines.append(
+            f"- **Fleet File**: `{_text(fleet.get('source'), 200)}`: "
+            + _text(fleet.get("summary"), _MAX_FLEET_SUMMARY)
+        )
+        lines += [
+            f"  - pinned by {_text(o.get('text'))}"
+            for o in fleet.get("overrides", ())
+            if isinstance(o, Mapping)
+        ]
+    lines.append("")
     fails = list(campaign.get("fail_lines", ()))
     if fails:
         lines += ["### Gate Failures", "", *[f"- {markdown_code(_flat(f))}" for f in fails], ""]

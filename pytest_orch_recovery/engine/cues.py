@@ -694,7 +694,9 @@ def _cues(lowered: str) -> list[str]:
     return _CUE_INDEX.present(lowered)
 
 
-def _reason_of(
+# Complexity: the cause model's decision table (cue x subject), kept as one readable
+# sequence of rules in priority order; split, the order between rules would be hidden.
+def _reason_of(  # noqa: C901
     cue: str, subjects: set[str], lowered: str, borrowed: bool = False
 ) -> tuple[Reason, str | None, float]:
     """(reason, subject that decided it, weight) for a cue read with these subjects

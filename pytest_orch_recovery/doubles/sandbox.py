@@ -384,7 +384,7 @@ class Sandbox:
             ),
             # The task repositories' tests use no pytest plugin; autoloading every plugin
             # installed beside the harness (and, with PYTHONDONTWRITEBYTECODE=1, rewriting
-            # their assertions from source) cost each test run ~2 s of CPU here.
+            # their assertions from source) cost each test run seconds of CPU.
             "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
             "LC_ALL": "C",
             "LANG": "C",

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pytest_orch_recovery.chaos import BUNDLED_SCENARIOS
 from pytest_orch_recovery.chaos.scenario import load_scenario
 from pytest_orch_recovery.chaos.tiers.tmux import run_tmux
 from pytest_orch_recovery.doubles.sandbox import Sandbox
@@ -36,7 +37,7 @@ from pytest_orch_recovery.engine.ports import LaunchSpec
 from pytest_orch_recovery.runtime.tmux import TmuxRuntime
 
 SCHEMA_VERSION = 1
-_SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "permission-prompt.toml"
+_SCENARIO = BUNDLED_SCENARIOS / "permission-prompt.toml"
 _TASK = Task("bench", "Add the audit log", ("audit/log.py",), wants_pr=False)
 _AGENT = """\
 import sys, time

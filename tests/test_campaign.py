@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_orch_recovery.chaos import BUNDLED_SCENARIOS
 from pytest_orch_recovery.chaos.campaign import run_scenario, tier_named
 from pytest_orch_recovery.chaos.faults import FaultSpec, Trigger
 from pytest_orch_recovery.chaos.generate import (
@@ -214,7 +215,7 @@ def _delays(run: ScenarioRun) -> list[float]:
 )
 def test_both_tiers_decide_with_the_scenarios_policy(tier: str) -> None:
     # attempt-budget: killed at start four times, restarted with backoff, then escalated.
-    path = Path(__file__).resolve().parent.parent / "scenarios" / "attempt-budget.toml"
+    path = BUNDLED_SCENARIOS / "attempt-budget.toml"
     base = parse_scenario(path.read_text(), source=str(path))
     tuned = dataclasses.replace(base, policy=PolicySettings(backoff_base=0.001))
     slow = dataclasses.replace(base, policy=PolicySettings(backoff_base=1000.0, backoff_cap=0.5))

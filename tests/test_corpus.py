@@ -57,6 +57,8 @@ TEST_RUNNERS = frozenset(
         "googletest",
         "unity",
         "playwright",
+        "gradle",
+        "bun-test",
     }
 )
 

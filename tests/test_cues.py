@@ -54,6 +54,21 @@ def _reason(text: str, table: Table = NO_ROWS, **obs: object) -> Reason:
         ("worker 3 was OOM-killed by the kernel", Reason.KILLED),
         ("== 3 failed, 120 passed ==", Reason.TEST_FAILURE),
         ("AssertionError: expected 'a-b' but got 'a_b'", Reason.TEST_FAILURE),
+        # caps stated as actions or tool calls; kills by exit status or a lost CI agent
+        (
+            "I've reached the maximum number of actions I can do without user input.",
+            Reason.INCOMPLETE,
+        ),
+        ("Note: we default stop the agent after 25 tool calls.", Reason.INCOMPLETE),
+        ("error: Agent exited with code 137", Reason.KILLED),
+        ("Exited with status -1 (agent lost).", Reason.KILLED),
+        # a build's limit, a run that did not finish within its limit, a bare count of fails
+        ("Maximum build time exceeded", Reason.TIMEOUT),
+        ('PipelineRun "nightly-7" failed to finish within "5m0s"', Reason.TIMEOUT),
+        (" 0 pass\n 1001 fail\nRan 1001 tests across 2 files.", Reason.TEST_FAILURE),
+        # "not authorised to write" is a refusal, not a failed login; a GitHub App's limit
+        ('WRITE BLOCKED: Agent "docs" is not authorised to write to "src/".', Reason.PERMISSION),
+        ("HttpError: API rate limit exceeded for installation ID 7125406", Reason.GITHUB_ERROR),
     ],
 )
 def test_a_cue_means_what_its_subject_makes_it(line: str, reason: Reason) -> None:
@@ -222,3 +237,13 @@ def test_evidence_quotes_the_error_line_not_the_raw_json() -> None:
     assert not re.search(r'\{"type"', top.detail)
     (m,) = match_lines(text, "out")
     assert m.text.startswith("API Error: 529") and m.line == 2
+
+
+def test_the_generic_rate_limit_row_leaves_a_github_installation_to_the_cause_model() -> None:
+    # Without GitHub's own row (as when GitHub's family is left out), the model provider's
+    # generic row must not claim a limit that names a GitHub App installation.
+    line = "Error: init action failed: HttpError: API rate limit exceeded for installation ID 7"
+    table = TABLE.without({"gh_api_rate_limit"})
+    assert "generic_rate_limit" not in {m.pattern.name for m in match_lines(line, "log", table)}
+    assert _reason(line, table) is Reason.GITHUB_ERROR
+    assert _reason("API Error: rate limit exceeded, retry later", table) is Reason.API_ERROR

@@ -88,6 +88,10 @@ def test_defaults_and_paths_relative_to_the_fleet_file(repo: Path) -> None:
             "fleet.toml:4: policy.backoff_cap:",
         ),
         (
+            'repository = "project/repo"\nagent = "sim"\nstall_window = 0\n',
+            "fleet.toml:3: stall_window:",
+        ),
+        (
             'repository = "project/repo"\nagent = "sim"\nfallback_agents = "codex"\n',
             "fleet.toml:3: fallback_agents: must be a list",
         ),
@@ -209,6 +213,27 @@ def test_env_allow_passes_credentials_and_never_tmux() -> None:
         "SSH_AUTH_SOCK": "/s",
         "CLAUDE_CONFIG_DIR": "/c",
     }
+
+
+def test_read_for_its_settings_elsewhere_the_repository_and_cli_need_not_exist(
+    tmp_path: Path,
+) -> None:
+    """``pytest --orch-fleet`` on a CI runner: production's checkout and agent CLI are not
+    there; every key is still checked, the required one too."""
+    text = (
+        'repository = "/srv/absent/project"\nagent = "claude-code"\nstall_window = 90\n'
+        "[policy]\nbreaker_threshold = 2\n"
+    )
+    source = tmp_path / "fleet.toml"
+    with pytest.raises(FleetConfigError, match="is not a git repository"):
+        parse_fleet(text, source=source)
+    config = parse_fleet(text, source=source, here=False)
+    assert config.stall_window == 90 and config.policy.breaker_threshold == 2
+    assert config.agent == "claude-code"
+    with pytest.raises(FleetConfigError, match=r"fleet\.toml:1: missing required key"):
+        parse_fleet('agent = "sim"\n', source=source, here=False)
+    with pytest.raises(FleetConfigError, match=r"fleet\.toml:2: agent: unknown agent"):
+        parse_fleet('repository = "x"\nagent = "nope"\n', source=source, here=False)
 
 
 def test_fallback_agents_are_the_coordinators_chain(repo: Path) -> None:

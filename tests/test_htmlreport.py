@@ -23,6 +23,7 @@ from events import JournalBuilder, random_journal, seed_incident, sigint_resumed
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pytest_orch_recovery.chaos import BUNDLED_SCENARIOS
 from pytest_orch_recovery.chaos.campaign import run_scenario
 from pytest_orch_recovery.chaos.scenario import load_scenario
 from pytest_orch_recovery.engine.events import AttemptExited, AttemptLaunched, Event, EventKind
@@ -87,7 +88,7 @@ def sections(page: str) -> dict[str, str]:
 def _campaign(tmp_path: Path) -> tuple[Path, Path]:
     runs = [
         run_scenario(
-            load_scenario(REPO / "scenarios" / f"{name}.toml"), tier="sim", seed=5, agent="sim"
+            load_scenario(BUNDLED_SCENARIOS / f"{name}.toml"), tier="sim", seed=5, agent="sim"
         )
         for name in SCENARIOS
     ]

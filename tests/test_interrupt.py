@@ -22,6 +22,7 @@ from typing import TypeVar
 import pytest
 from waiting import wait_until
 
+from pytest_orch_recovery.chaos import BUNDLED_SCENARIOS
 from pytest_orch_recovery.doubles.sandbox import LEDGER_NAME, Ledger, default_base_dir, reap_stale
 from pytest_orch_recovery.infra.processes import pids_with_env
 from pytest_orch_recovery.runtime.server import tmux_server_running, tmux_socket_path
@@ -129,7 +130,7 @@ def campaign(pytester: pytest.Pytester, tmp_path: Path) -> Iterator[Callable[[],
     scenarios.mkdir()
     # timeout.toml: the agent stalls after its first tool call until the 15 s attempt timeout,
     # so there is a live agent in a tmux pane when the signal arrives.
-    shutil.copy(REPO / "scenarios" / "timeout.toml", scenarios / "timeout.toml")
+    shutil.copy(BUNDLED_SCENARIOS / "timeout.toml", scenarios / "timeout.toml")
     (scenarios / "zz-after.toml").write_text(SECOND, encoding="utf-8")
     tmpdir = tmp_path / "run-tmp"
     tmpdir.mkdir()
@@ -147,6 +148,7 @@ def campaign(pytester: pytest.Pytester, tmp_path: Path) -> Iterator[Callable[[],
                 "--orch-chaos",
                 "--orch-tier=tmux",
                 "--orch-seed=1",
+                "--orch-project-scenarios=instead",
                 "-p",
                 "no:cacheprovider",
                 "-v",

@@ -265,3 +265,18 @@ def test_one_public_class_name_means_one_thing() -> None:
                 defined.setdefault(node.name, []).append(path.relative_to(PACKAGE_DIR).as_posix())
     twice = {name: where for name, where in defined.items() if len(where) > 1}
     assert twice == {}
+
+
+_HISTORY = re.compile(r"\bissue \d+\b|\bDESIGN\.md\b|\bsession \d+\b|\bthe seed's\b", re.IGNORECASE)
+
+
+def test_the_code_speaks_of_why_not_of_its_history() -> None:
+    # History belongs in commit messages; the code's reader cannot open an issue tracker,
+    # another session's notes or a document outside the repository.
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in sorted(PACKAGE_DIR.rglob("*.py"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if _HISTORY.search(line)
+    ]
+    assert found == []

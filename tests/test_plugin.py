@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from pytest_orch_recovery.chaos import BUNDLED_SCENARIOS
+
 REPO = Path(__file__).resolve().parent.parent
-BUNDLED = REPO / "scenarios"
+BUNDLED = BUNDLED_SCENARIOS
 
 ESCALATING = """
 name = "hopeless"
@@ -52,7 +54,9 @@ def _sim_tier_by_default(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPa
     # These tests are about the plugin, not about real processes: they run the in-process
     # tier unless a test says otherwise (the real tier has tests of its own). Set after
     # pytester exists, since pytester clears PYTEST_ADDOPTS when it starts.
-    monkeypatch.setenv("PYTEST_ADDOPTS", "--orch-tier=sim")
+    # They run the scenarios they write alone (--orch-project-scenarios=instead) unless a
+    # test is about the bundled campaign beside them.
+    monkeypatch.setenv("PYTEST_ADDOPTS", "--orch-tier=sim --orch-project-scenarios=instead")
 
 
 def _bundled(pytester: pytest.Pytester) -> None:
@@ -212,7 +216,7 @@ def test_a_campaign_with_nothing_to_run_is_a_usage_error(
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     err = result.stderr.str()
-    assert "/scenarios is not a directory (rootdir " in err and "--orch-report=PATH" in err
+    assert "is not where pytest was started" in err and "--orch-report=PATH" in err
     ok = pytester.runpytest_subprocess(
         "--orch-chaos", "--orch-tier", "sim", f"--orch-report={report}"
     )

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from pytest_orch_recovery.chaos import BUNDLED_SCENARIOS
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +70,6 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The campaign page the plugin wrote, and the journal page the CLI drew from the
     campaign's journal."""
     work = tmp_path_factory.mktemp("campaign")
-    shutil.copytree(REPO / "scenarios", work / "scenarios")
     env = {**os.environ, "PYTEST_ADDOPTS": ""}
     campaign = subprocess.run(
         [
@@ -160,7 +160,7 @@ def test_page_has_axis_bars_legend_charts_and_details(
     page = view.page
     # A time axis with units on every timeline.
     timelines = page.locator("svg.timeline")
-    assert timelines.count() == len(list((REPO / "scenarios").glob("*.toml")))  # one per scenario
+    assert timelines.count() == len(list(BUNDLED_SCENARIOS.glob("*.toml")))  # one per scenario
     for i in range(timelines.count()):
         ticks = timelines.nth(i).locator(".axis-ticks text.tick").all_text_contents()
         labels = [t for t in ticks if t != "time since start"]

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from pytest_orch_recovery.chaos import BUNDLED_SCENARIOS
 from pytest_orch_recovery.chaos.faults import FaultSpec, Trigger
 from pytest_orch_recovery.chaos.scenario import load_scenario
 from pytest_orch_recovery.chaos.tiers.sim import SimTier, simulate
@@ -27,7 +28,6 @@ from pytest_orch_recovery.engine.policy import Policy
 from pytest_orch_recovery.engine.resets import read_reset
 
 CORPUS = Path(__file__).parent / "corpus" / "resets.jsonl"
-REPO = Path(__file__).resolve().parent.parent
 _FIELDS = {"text", "observed", "zone", "resets_at", "usage_limit", "reason", "tool", "source"}
 
 
@@ -230,7 +230,7 @@ def test_text_without_a_reset_keeps_todays_backoff() -> None:
 
 
 def _run(name: str, seed: int = 1234) -> Any:
-    return SimTier().run(load_scenario(REPO / "scenarios" / f"{name}.toml"), seed=seed, agent="sim")
+    return SimTier().run(load_scenario(BUNDLED_SCENARIOS / f"{name}.toml"), seed=seed, agent="sim")
 
 
 @pytest.mark.parametrize("seed", [1, 1234, 99])

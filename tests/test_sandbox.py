@@ -101,6 +101,25 @@ def test_env_isolates_the_agent(box: Sandbox, monkeypatch: pytest.MonkeyPatch) -
     assert box.env("a")["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:9"
 
 
+def test_a_fleet_file_s_environment_stays_below_the_sandbox_s(
+    box: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "from-the-ci-job")
+    monkeypatch.setenv("LANGUAGE_TOOL_URL", "http://x")
+    monkeypatch.setenv("PYTHONPATH", "/harness")
+    box.env_allow = ("LANGUAGE_*", "HOME")
+    box.fleet_env = {"MY_FLAG": "1", "HOME": "/root", "TMUX": "/tmp/tmux-0/default,1,0"}
+    box.agent_env["ANTHROPIC_BASE_URL"] = "http://127.0.0.1:9"
+    env = box.env("task-agent-1")
+    assert "AWS_SECRET_ACCESS_KEY" not in env  # not in env_allow
+    assert env["LANGUAGE_TOOL_URL"] == "http://x"  # allowed
+    assert env["PYTHONPATH"] == "/harness"  # the harness's own processes need it
+    assert env["MY_FLAG"] == "1"  # [env]
+    assert env["HOME"] == str(box.home)  # the sandbox's own variable wins over [env]
+    assert "TMUX" not in env
+    assert env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:9"
+
+
 def test_workspace_is_a_worktree_on_the_agents_branch(box: Sandbox) -> None:
     ws = box.add_workspace("task-agent-1813")
     assert ws == box.worktrees / "task-agent-1813"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_orch_recovery.chaos import BUNDLED_SCENARIOS
 from pytest_orch_recovery.chaos.faults import Trigger
 from pytest_orch_recovery.chaos.generate import scenario_toml
 from pytest_orch_recovery.chaos.scenario import (
@@ -158,7 +159,7 @@ def test_a_scenario_needs_tasks() -> None:
 
 
 def test_every_bundled_scenario_loads_and_round_trips_through_toml() -> None:
-    paths = sorted((REPO / "scenarios").glob("*.toml"))
+    paths = sorted(BUNDLED_SCENARIOS.glob("*.toml"))
     assert len(paths) >= 14
     for path in paths:
         s = load_scenario(path)
@@ -202,7 +203,7 @@ def test_a_policy_table_is_the_fleet_files() -> None:
 def test_bundled_scenarios_cover_the_issue_and_the_catalogue() -> None:
     from pytest_orch_recovery.chaos.faults import CATALOGUE
 
-    names = {p.stem for p in (REPO / "scenarios").glob("*.toml")}
+    names = {p.stem for p in BUNDLED_SCENARIOS.glob("*.toml")}
     assert {
         "task-agent-5030",
         "permission-systematic",
@@ -219,7 +220,7 @@ def test_bundled_scenarios_cover_the_issue_and_the_catalogue() -> None:
         "permission-prompt",
         "control",
     } <= names
-    kinds = {f.kind for p in (REPO / "scenarios").glob("*.toml") for f in load_scenario(p).faults}
+    kinds = {f.kind for p in BUNDLED_SCENARIOS.glob("*.toml") for f in load_scenario(p).faults}
     assert kinds == set(CATALOGUE)
 
 

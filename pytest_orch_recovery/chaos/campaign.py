@@ -9,11 +9,15 @@ scenario itself says about its faults.
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 from pytest_orch_recovery.chaos.record import ScenarioRun
 from pytest_orch_recovery.chaos.scenario import Scenario, check_scenario
 from pytest_orch_recovery.chaos.tiers import Tier, TierUnavailable, tier_problem, unusable
 from pytest_orch_recovery.chaos.tiers.sim import SimTier
+
+if TYPE_CHECKING:
+    from pytest_orch_recovery.chaos.fleetfile import ProductionSettings
 
 
 def scenario_seed(seed: int, name: str) -> int:
@@ -43,12 +47,27 @@ def tier_named(name: str) -> Tier:
     return TmuxTier()
 
 
-def run_scenario(scenario: Scenario, *, tier: str, seed: int, agent: str) -> ScenarioRun:
+def run_scenario(
+    scenario: Scenario,
+    *,
+    tier: str,
+    seed: int,
+    agent: str,
+    fleet: ProductionSettings | None = None,
+) -> ScenarioRun:
     """Run ``scenario`` on ``tier`` (one of :data:`TIERS`) and collect what it produced; a
-    scenario built in code meets the rules a file meets at load (:func:`check_scenario`)."""
+    scenario built in code meets the rules a file meets at load (:func:`check_scenario`).
+    ``fleet``: run it under a production fleet file's settings (``--orch-fleet``)."""
     if scenario.source is None:
         check_scenario(scenario)
-    run = tier_named(tier).run(scenario, seed=scenario_seed(seed, scenario.name), agent=agent)
+    own_seed = scenario_seed(seed, scenario.name)
+    if fleet is None:
+        run = tier_named(tier).run(scenario, seed=own_seed, agent=agent)
+    else:
+        run = tier_named(tier).run(
+            fleet.applied_to(scenario), seed=own_seed, agent=agent, fleet=fleet
+        )
+        run.overrides = [o.to_json() for o in fleet.overrides(scenario)]
     run.generated = scenario.generated
     # The scenario's own word on a fault's ledger status travels with the run (--orch-strict).
     for fault_id, status in scenario.fault_expectations.items():

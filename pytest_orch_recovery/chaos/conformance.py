@@ -74,8 +74,9 @@ class ConformanceCase:
 _PERMISSION_NUMBERS = (1813, 3403, 3532)
 
 CASES: tuple[ConformanceCase, ...] = (
-    # The seed's incident: SIGINT right after fake3.md is written. Typed into the pane, as the
-    # seed's first hypothesis ("tmux keyboard input interference") has it.
+    # The documented incident (task-agent-5030): SIGINT right after fake3.md is written. Typed
+    # into the pane, as the recovery design's first hypothesis ("tmux keyboard input
+    # interference") has it.
     ConformanceCase(
         "task-agent-5030-sigint",
         (FAKE3,),

@@ -146,10 +146,10 @@ _KINDS = (
 
 CATALOGUE: Mapping[str, FaultKind] = {k.name: k for k in _KINDS}
 
-# The trigger events each kind can be keyed on, on every tier (issue 10: a ``sigint`` at an API
-# request fired in the simulation and never in tmux, where the fault hook sees tool calls only;
-# an API fault after a file fired in tmux at the first request). A scenario keying a fault on
-# any other event is refused at load, whatever the tier.
+# The trigger events each kind can be keyed on, on every tier: the tmux tier's fault hook sees
+# tool calls only, so an event the simulation alone could see (an API request) would make the
+# tiers disagree. A scenario keying a fault on any other event is refused at load, whatever
+# the tier.
 _HOOK_EVENTS = frozenset({"tool_call", "file_written", "commit", "push", "open_pr", "test"})
 HONOURED_EVENTS: Mapping[str, frozenset[str]] = {
     **{

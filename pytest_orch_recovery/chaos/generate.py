@@ -282,7 +282,7 @@ def scenario_toml(scenario: Scenario) -> str:
         lines.append(f"operator_actions = {q(list(scenario.operator_actions))}")
     if scenario.crash_after_event is not None:
         lines.append(f"crash_after_event = {scenario.crash_after_event}")
-    for key in ("attempt_timeout", "stall_window", "max_live_agents"):
+    for key in ("attempt_timeout", "stall_window", "max_live_agents", "max_attempts"):
         if getattr(scenario, key) is not None:
             lines.append(f"{key} = {q(getattr(scenario, key))}")
     settings = {k: v for k, v in dataclasses.asdict(scenario.policy).items() if v is not None}

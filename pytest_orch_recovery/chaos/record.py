@@ -62,6 +62,8 @@ class ScenarioRun:
     violations: list[str] = field(default_factory=list)  # engine misbehaviour seen
     crashes: int = 0  # coordinator crashes survived
     generated: bool = False  # a --orch-campaign run (its triggers may never come: not strict)
+    # Settings this scenario pinned over a fleet file's (--orch-fleet): PinnedSetting.to_json()s
+    overrides: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,6 +80,7 @@ class ScenarioRun:
             "violations": self.violations,
             "crashes": self.crashes,
             "generated": self.generated,
+            "overrides": self.overrides,
         }
 
     @classmethod
@@ -95,6 +98,7 @@ class ScenarioRun:
             violations=[str(v) for v in data.get("violations", ())],
             crashes=int(data.get("crashes", 0)),
             generated=bool(data.get("generated", False)),
+            overrides=[dict(o) for o in data.get("overrides", ())],
         )
 
 

@@ -65,6 +65,7 @@ _TOP_KEYS = frozenset(
         "stall_window",
         "policy",
         "max_live_agents",
+        "max_attempts",
         "fallback_agents",
     }
 )
@@ -158,12 +159,22 @@ class Scenario:
     # the engine's tunable numbers (backoff, breaker), as a fleet file's [policy] table
     policy: PolicySettings = field(default_factory=PolicySettings)
     max_live_agents: int | None = None  # as a fleet file's: at most this many at once
+    max_attempts: int | None = None  # as a fleet file's: the attempt budget (None: the engine's)
     # as a fleet file's: agents a task moves to while its own agent's account is limited
     fallback_agents: tuple[str, ...] = ()
     description: str = ""
     fault_expectations: Mapping[str, str] = field(default_factory=dict)  # fault id -> status
     source: str | None = None
     generated: bool = False  # drawn by --orch-campaign, not read from a file
+
+    def budget(self) -> dict[str, int]:
+        """The keyword that gives a policy this scenario's attempt budget: none when it sets
+        none, so the engine's own default holds.
+
+        >>> Scenario("s", ()).budget(), Scenario("s", (), max_attempts=2).budget()
+        ({}, {'max_attempts': 2})
+        """
+        return {} if self.max_attempts is None else {"max_attempts": self.max_attempts}
 
     @property
     def task_ids(self) -> tuple[str, ...]:
@@ -424,6 +435,11 @@ def parse_scenario(text: str, *, source: str = "<scenario>", name: str | None = 
             if "max_live_agents" in raw
             else None
         ),
+        max_attempts=(
+            reader.integer(raw["max_attempts"], ("max_attempts",), maximum=MAX_ATTEMPTS)
+            if "max_attempts" in raw
+            else None
+        ),
         fallback_agents=(
             reader.strings(raw["fallback_agents"], ("fallback_agents",))
             if "fallback_agents" in raw
@@ -474,6 +490,14 @@ def check_scenario(scenario: Scenario) -> None:
             )
         if trigger.path is not None:
             check(f"faults[{i + 1}].after_file", validation.relative_path, trigger.path)
+    if scenario.max_attempts is not None:
+        check(
+            "max_attempts",
+            validation.integer,
+            scenario.max_attempts,
+            minimum=1,
+            maximum=MAX_ATTEMPTS,
+        )
     if scenario.max_live_agents is not None:
         check(
             "max_live_agents",

@@ -19,7 +19,7 @@ from pytest_orch_recovery.engine.errors import InvalidValue, UsageError
 from pytest_orch_recovery.infra.argtypes import positive_int
 
 # The checkpoint as plain fields, not the engine's Checkpoint: this command runs after every
-# tool call of every agent, and the model with dataclasses is ~25 ms of its start-up.
+# tool call of every agent, and the model with dataclasses weighs on its start-up.
 from pytest_orch_recovery.infra.checkpoint_file import (
     ENV_CHECKPOINT_DIR,
     MAX_HOOK_INPUT_CHARS,

@@ -73,7 +73,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         type=Path,
         metavar="DIR",
         help="where agents' checkpoint files are, for --live (default: the --config fleet "
-        "file's checkpoint_dir, else $ORCH_CHECKPOINT_DIR, else the seed's directory)",
+        "file's checkpoint_dir, else $ORCH_CHECKPOINT_DIR, else /tmp/orchestration_checkpoints)",
     )
     parser.add_argument(
         "--tmux-socket",

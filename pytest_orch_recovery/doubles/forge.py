@@ -33,8 +33,8 @@ from pytest_orch_recovery.infra.git import GitError, run_git
 from pytest_orch_recovery.infra.lean_python import lean_python_argv
 from pytest_orch_recovery.store import atomic
 
-# typing (~4 ms) and the model (~9 ms) of each gh (forge stand-in) process's start-up: for
-# the type checker only here.
+# typing and the model weigh on each gh (forge stand-in) process's start-up
+# (docs/performance.md): for the type checker only here.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -114,7 +114,7 @@ class StoredPullRequest:
 
     def to_model(self) -> PullRequest:
         # Imported here: the engine asks for model objects, a gh process never does (the
-        # model is ~9 ms of its start-up).
+        # model weighs on its start-up).
         from pytest_orch_recovery.engine.model import PullRequest
 
         return PullRequest(self.number, self.head, self.url, self.title, self.state)

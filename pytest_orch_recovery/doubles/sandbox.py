@@ -46,7 +46,7 @@ from pytest_orch_recovery.infra.processes import (
     stop_process_groups,
 )
 from pytest_orch_recovery.infra.workspace import PullRequestLookup
-from pytest_orch_recovery.runtime.host import check_agent_name
+from pytest_orch_recovery.runtime.host import allowed_env, check_agent_name
 from pytest_orch_recovery.runtime.server import kill_tmux_server, tmux_server_running
 from pytest_orch_recovery.store import atomic
 
@@ -64,6 +64,11 @@ _DROPPED_PREFIXES = ("GIT_", "ANTHROPIC_", "CLAUDE_", "XDG_", "SSH_AUTH_SOCK", "
 _DROPPED = frozenset(
     {"GITHUB_TOKEN", "PYTHONSTARTUP", "PROMPT_COMMAND", "BASH_ENV", "ENV", "TMUX", "TMUX_PANE"}
 )
+# Passed whatever a fleet file's env_allow says: the harness's own processes (launch wrapper,
+# checkpoint hook, sim agent) must import the harness's package, and TMUX_TMPDIR says where
+# the sandbox's tmux socket lives.
+_HARNESS_ENV = ("PYTHON*", "TMUX_TMPDIR")
+_NEVER_PASSED = frozenset({"TMUX", "TMUX_PANE"})
 
 
 def default_base_dir() -> Path:
@@ -203,6 +208,11 @@ class Sandbox:
         self.worktrees = root / "worktrees"
         # Extra variables every agent gets (e.g. ANTHROPIC_BASE_URL of the model double).
         self.agent_env: dict[str, str] = {}
+        # A production fleet file's env_allow and [env] (``pytest --orch-fleet``): only the
+        # allowed names of this process's environment pass, and [env] is set, below the
+        # sandbox's own variables (its HOME, PATH, git and API settings stay the sandbox's).
+        self.env_allow: tuple[str, ...] | None = None
+        self.fleet_env: dict[str, str] = {}
         self.forge: Forge | None = None  # set once creation has reached it
         self._torn_down = False
 
@@ -343,45 +353,53 @@ class Sandbox:
     def env(self, agent: str) -> dict[str, str]:
         """The environment an agent process runs with: nothing of the operator's HOME, git
         configuration, tmux server or API credentials."""
+        passed = (
+            os.environ
+            if self.env_allow is None
+            else allowed_env(os.environ, (*self.env_allow, *_HARNESS_ENV))
+        )
         base = {
             k: v
-            for k, v in os.environ.items()
+            for k, v in passed.items()
             if k not in _DROPPED and not k.startswith(_DROPPED_PREFIXES)
         }
-        base.update(
-            {
-                "HOME": str(self.home),
-                # The gh stand-in first; then this interpreter's own scripts, so the tasks'
-                # ``pytest`` and ``python`` are the harness's interpreter found directly, not
-                # through a version manager's shim (pyenv's: a chain of bash scripts per call).
-                "PATH": os.pathsep.join(
-                    [
-                        str(self.bin_dir),
-                        os.path.dirname(sys.executable),
-                        os.environ.get("PATH", os.defpath),
-                    ]
-                ),
-                # The task repositories' tests use no pytest plugin; autoloading every plugin
-                # installed beside the harness (and, with PYTHONDONTWRITEBYTECODE=1, rewriting
-                # their assertions from source) cost each test run ~2 s of CPU here.
-                "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
-                "LC_ALL": "C",
-                "LANG": "C",
-                "LANGUAGE": "C",
-                "XDG_CONFIG_HOME": str(self.home / ".config"),
-                "GIT_CONFIG_NOSYSTEM": "1",
-                "GIT_CONFIG_GLOBAL": str(self.home / ".gitconfig"),
-                "GIT_TERMINAL_PROMPT": "0",
-                "GIT_PAGER": "cat",
-                "CLAUDE_CONFIG_DIR": str(self.home / ".claude"),
-                "ORCH_CHECKPOINT_DIR": str(self.checkpoints),
-                "ORCH_RESULTS_DIR": str(self.results),
-                "ORCH_AGENT": agent,
-                _ENV_MARKER: self.sandbox_id,
-            }
-        )
+        base.update({k: v for k, v in self.fleet_env.items() if k not in _NEVER_PASSED})
+        base.update(self._own_env(agent))
         base.update(self.agent_env)
         return base
+
+    def _own_env(self, agent: str) -> dict[str, str]:
+        """The variables that make the sandbox a sandbox, whatever an agent is given."""
+        return {
+            "HOME": str(self.home),
+            # The gh stand-in first; then this interpreter's own scripts, so the tasks'
+            # ``pytest`` and ``python`` are the harness's interpreter found directly, not
+            # through a version manager's shim (pyenv's: a chain of bash scripts per call).
+            "PATH": os.pathsep.join(
+                [
+                    str(self.bin_dir),
+                    os.path.dirname(sys.executable),
+                    os.environ.get("PATH", os.defpath),
+                ]
+            ),
+            # The task repositories' tests use no pytest plugin; autoloading every plugin
+            # installed beside the harness (and, with PYTHONDONTWRITEBYTECODE=1, rewriting
+            # their assertions from source) cost each test run seconds of CPU.
+            "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+            "LC_ALL": "C",
+            "LANG": "C",
+            "LANGUAGE": "C",
+            "XDG_CONFIG_HOME": str(self.home / ".config"),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": str(self.home / ".gitconfig"),
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_PAGER": "cat",
+            "CLAUDE_CONFIG_DIR": str(self.home / ".claude"),
+            "ORCH_CHECKPOINT_DIR": str(self.checkpoints),
+            "ORCH_RESULTS_DIR": str(self.results),
+            "ORCH_AGENT": agent,
+            _ENV_MARKER: self.sandbox_id,
+        }
 
     # ----------------------------------------------------------------- teardown
 

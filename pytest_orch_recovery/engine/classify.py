@@ -22,7 +22,7 @@ Evidence for the same reason combines as a noisy-OR (independent witnesses); the
 the highest score wins and the confidence is that score discounted by the runner-up.
 Evidence drawn from the exit alone is capped at :data:`EXIT_ONLY_CONFIDENCE_CAP`.
 
-Known behaviour this encodes (see docs and DESIGN.md "Facts measured on this machine"):
+Known behaviour this encodes (docs/claude-code.md, docs/attribution.md):
 real Claude Code interrupted while waiting on the API exits 0 with no output at all, and
 interrupted while a tool or hook runs exits 0 with ``subtype: "error_during_execution"``,
 ``terminal_reason: "aborted_tools"`` (measured with 2.1.328, docs/claude-code.md); run
@@ -50,6 +50,13 @@ from pytest_orch_recovery.engine.model import (
 )
 from pytest_orch_recovery.engine.resets import observed_reset
 from pytest_orch_recovery.engine.structured import event_facts, is_result
+
+__all__ = [
+    "LogText",
+    "Observation",
+    "classify",
+    "looks_successful",
+]
 
 # Evidence from the exit alone never carries more weight than this, so an attribution made
 # from an exit code with nothing else observed never claims more confidence than this.

@@ -66,6 +66,13 @@ from pytest_orch_recovery.engine.policy import PastAttempt, Policy, Situation
 from pytest_orch_recovery.engine.ports import AttemptExit, EventLog, LaunchSpec, Runtime
 from pytest_orch_recovery.engine.resets import CLOCK_PRECISION
 
+__all__ = [
+    "AttemptState",
+    "Coordinator",
+    "CoordinatorConfig",
+    "TaskState",
+]
+
 OUTPUT_TAIL_BYTES = 2048
 
 

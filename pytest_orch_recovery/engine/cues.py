@@ -37,6 +37,9 @@ def _words(*alternatives: str) -> re.Pattern[str]:
 
 # ---- cue words, on the lower-cased line
 
+# What an agent may be refused to do: "not authorised to <act>" is a refusal, not a login.
+_ACTS = r"(?:write|edit|run|execute|use|modify|create|read|access|delete)"
+
 _CUES: dict[str, re.Pattern[str]] = {
     "turns": _words(
         r"\bmax(?:imum)?[ _-]?(?:turns?|iterations?|steps?|rounds?|tool[ _-]?calls?|loops?)\b",
@@ -46,7 +49,10 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bbudget (?:of [^ ]+ )?(?:exceeded|exhausted|reached|spent)",
         r"\bran out of (?:turns|steps|iterations|budget)\b",
         r"\bmax(?:imum)? (?:\w+ )?(?:turns|iterations|steps|rounds)\b",
-        r"\bmax(?:imum)? number of (?:turns|messages|steps|iterations|rounds)\b",
+        r"\bmax(?:imum)? number of "
+        r"(?:turns|messages|steps|iterations|rounds|actions|tool[ -]?calls)\b",
+        r"\b(?:stops?|stopped|halts?|halted) (?:the )?(?:agent |run |loop )?after \d+ "
+        r"(?:turns|steps|iterations|actions|tool[ -]?calls)\b",
         r"\bcost (?:limit|budget|cap)\b",
         r"\brequest[_ ]limit\b",
         r"\busagelimitexceeded\b",
@@ -71,7 +77,8 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bmemory (?:limit|exhausted)",
         r"\bheap (?:limit|out of memory)",
         r"\bcannot allocate memory\b",
-        r"\bexit (?:code|status)[: ]+137\b",
+        r"\bexit(?:ed)? (?:with )?(?:code|status)[: ]+137\b",
+        r"\b(?:agent|runner|worker|node|machine|host) (?:was )?lost\b",
         r"\bsignal[: ]+(?:9|killed)\b",
         r"\bno space left\b",
         r"\boom_reaper\b",
@@ -93,7 +100,8 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bstall(?:ed|ing|s)?\b",
         r"\bno (?:output|activity|progress|response|new output|message)s? "
         r"(?:for|in|after|within)\b",
-        r"\b(?:execution|run|wall[- ]clock) time (?:limit )?exceeded\b",
+        r"\b(?:execution|run|build|job|wall[- ]clock) time (?:limit )?exceeded\b",
+        r"\bfailed to (?:finish|complete) (?:within|in time)\b",
         r"\bno output\b",
         r"\binactiv(?:e|ity)\b",
         r"\bidle (?:for|timeout)\b",
@@ -175,6 +183,7 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bdo you want to\b",
         r"\bneed (?:your )?permission\b",
         r"\bpermission to (?:use|run|write|edit|access|execute|create|modify)\b",
+        r"\bnot authori[sz]ed to " + _ACTS + r"\b",
         r"\boutside (?:of )?(?:the )?allowed\b",
         r"\bwould you like to (?:run|allow|proceed|make|create|edit|execute)\b",
         r"\ballow (?:execution|command|this|once|always|all)\b",
@@ -183,7 +192,7 @@ _CUES: dict[str, re.Pattern[str]] = {
     ),
     "auth": _words(
         r"\bunauthori[sz]ed\b",
-        r"\bnot authori[sz]ed\b",
+        r"\bnot authori[sz]ed\b(?! to " + _ACTS + r"\b)",  # "not authorised to write" denies
         r"\bunauthenticated\b",
         r"\b401\b",
         r"\binvalid (?:api[ _-]?)?(?:key|token|credentials?)\b",
@@ -245,7 +254,7 @@ _CUES: dict[str, re.Pattern[str]] = {
     ),
     "tests": _words(
         r"\b[1-9]\d* (?:tests? |specs? |examples? |scenarios? |steps? |assertions? )?"
-        r"(?:failed|failures?|failing|errors?|errored|broken)\b",
+        r"(?:failed|fail|failures?|failing|errors?|errored|broken)\b",
         r"\b(?:failures?|failed|failing|errors?)[:=] ?[1-9]",
         r"\bfail(?:ed)?[:!]? [1-9]",
         r"^\s*(?:--- )?fail\b",
@@ -288,7 +297,8 @@ _NOTHING_FAILED = re.compile(
     r"|\bno (?:tests? )?failures?\b|\ball tests passed\b"
 )
 _NONZERO_FAILED = re.compile(
-    r"\b[1-9]\d* (?:tests? |specs? |examples? |scenarios? )?(?:failed|failures?|failing|errors?)\b"
+    r"\b[1-9]\d* (?:tests? |specs? |examples? |scenarios? )?"
+    r"(?:failed|fail|failures?|failing|errors?)\b"
     r"|\b(?:failures?|failed|failing|errors?)[:=] ?[1-9]"
 )
 # A line that starts with FAIL is a test runner's verdict (go test, jest, vitest, ...).
@@ -351,6 +361,7 @@ _SUBJECTS: dict[str, re.Pattern[str]] = {
         r"\boctokit\b",
         r"\bgh0\d\d\b",
         r"\bresource not accessible\b",
+        r"\binstallation id\b",
         r"\bpersonal access token\b",
         r"\bfine-grained\b",
         r"\bgithub_token\b",
@@ -683,7 +694,9 @@ def _cues(lowered: str) -> list[str]:
     return _CUE_INDEX.present(lowered)
 
 
-def _reason_of(
+# Complexity: the cause model's decision table (cue x subject), kept as one readable
+# sequence of rules in priority order; split, the order between rules would be hidden.
+def _reason_of(  # noqa: C901
     cue: str, subjects: set[str], lowered: str, borrowed: bool = False
 ) -> tuple[Reason, str | None, float]:
     """(reason, subject that decided it, weight) for a cue read with these subjects

@@ -8,6 +8,13 @@ built-in kind of error keeps that base as well (``CheckpointError`` is a ``Value
 
 from __future__ import annotations
 
+__all__ = [
+    "InvalidState",
+    "InvalidValue",
+    "OrchRecoveryError",
+    "UsageError",
+]
+
 
 class OrchRecoveryError(Exception):
     """Base class of every exception pytest-orch-recovery defines."""

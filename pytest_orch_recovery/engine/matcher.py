@@ -304,6 +304,55 @@ def _above(tail: str, starts: list[int], index: int) -> str:
 CUE_LINES = 128
 
 
+_CueLine = tuple[int, str, cues.CueReading]  # line number, the text read, its reading
+
+
+def _message_cue(line_no: int, data: Mapping[str, Any]) -> list[_CueLine]:
+    """The first of a JSON object's messages that carries a cue: its keys are field names,
+    not prose (``"killed": {...}`` counts subagents), so only its messages are read."""
+    for message in message_lines(data):
+        reading = cues.read_line(message)
+        if reading is not None:
+            return [(line_no, message, reading)]
+    return []
+
+
+def _prose_cues(
+    tail: str, starts: list[int], skipped: int, exact: Mapping[int, Match]
+) -> list[_CueLine]:
+    """The cause model's reading of the last lines no table row owns, JSON lines aside."""
+    read: list[_CueLine] = []
+    for index in range(max(0, len(starts) - CUE_LINES), len(starts)):
+        if index in exact:
+            continue
+        line = line_at(tail, starts, index)
+        if _json_on(line) is not None:
+            continue  # read by its messages
+        reading = cues.read_line(line, functools.partial(_above, tail, starts, index))
+        if reading is not None:
+            read.append((skipped + index + 1, line, reading))
+    return read
+
+
+def _json_lines(
+    tail: str, starts: list[int], skipped: int, exact: Mapping[int, Match]
+) -> tuple[list[JsonLine], list[_CueLine]]:
+    """The JSON events among the lines, and the cues of those no table row owns."""
+    events: list[JsonLine] = []
+    read: list[_CueLine] = []
+    if "{" not in tail:
+        return events, read
+    for brace in _JSON_LINE.finditer(tail):
+        index = bisect.bisect_right(starts, brace.start()) - 1
+        data = _json_on(line_at(tail, starts, index))
+        if data is None:
+            continue
+        events.append(JsonLine(skipped + index + 1, data))
+        if index not in exact:
+            read += _message_cue(skipped + index + 1, data)
+    return events, read
+
+
 def read_lines(text: str, source: str, table: Table = TABLE) -> Reading:
     """:func:`match_lines`, plus the cause model's reading of every line no row owns, and
     the JSON events among the lines. A JSON line is read by the messages inside it."""
@@ -312,45 +361,12 @@ def read_lines(text: str, source: str, table: Table = TABLE) -> Reading:
     tail, skipped = tail_of(text)
     starts = line_starts_of(tail)
     exact = table_matches(tail, starts, skipped, source, table)
-    events: list[JsonLine] = []
     whole = json_object(tail.strip()) if tail.lstrip().startswith("{") else None
-    if whole is not None:
-        events.append(JsonLine(skipped + 1, whole))
-    read: list[tuple[int, str, cues.CueReading]] = []
-    if whole is not None:
-        # One JSON object (a CLI's result, perhaps pretty-printed): its keys are field names,
-        # not prose ("killed": {...} counts subagents), so only its messages are read.
-        for message in message_lines(whole):
-            reading = cues.read_line(message)
-            if reading is not None:
-                read.append((skipped + 1, message, reading))
-                break
-    for index in range(max(0, len(starts) - CUE_LINES), len(starts)):
-        if whole is not None:
-            break
-        if index in exact:
-            continue
-        line = line_at(tail, starts, index)
-        if _json_on(line) is not None:
-            continue  # read below, by its messages
-        above = functools.partial(_above, tail, starts, index)
-        reading = cues.read_line(line, above)
-        if reading is not None:
-            read.append((skipped + index + 1, line, reading))
-    if whole is None and "{" in tail:
-        for brace in _JSON_LINE.finditer(tail):
-            index = bisect.bisect_right(starts, brace.start()) - 1
-            data = _json_on(line_at(tail, starts, index))
-            if data is None:
-                continue
-            events.append(JsonLine(skipped + index + 1, data))
-            if index in exact:
-                continue
-            for message in message_lines(data):
-                reading = cues.read_line(message)
-                if reading is not None:
-                    read.append((skipped + index + 1, message, reading))
-                    break
+    if whole is not None:  # one JSON object, perhaps pretty-printed (a CLI's result)
+        events, read = [JsonLine(skipped + 1, whole)], _message_cue(skipped + 1, whole)
+    else:
+        events, read = _json_lines(tail, starts, skipped, exact)
+        read += _prose_cues(tail, starts, skipped, exact)
     read.sort(key=lambda item: item[0])
     last = len(read) - 1
     weighted = [

@@ -15,8 +15,28 @@ from dataclasses import dataclass
 
 from pytest_orch_recovery.engine.errors import InvalidValue
 
-# typing costs each short-lived process that imports the model (launch wrapper, gh) ~4 ms
-# of start-up: for the type checker only.
+__all__ = [
+    "Attribution",
+    "Checkpoint",
+    "Complexity",
+    "Decision",
+    "Evidence",
+    "ExitInfo",
+    "PartialWork",
+    "Phase",
+    "PullRequest",
+    "Reason",
+    "SignalOrigin",
+    "SignalSender",
+    "Strategy",
+    "Task",
+    "WorkItem",
+    "WorkKind",
+    "signal_number",
+]
+
+# typing weighs on the start-up of each short-lived process that imports the model (launch
+# wrapper, gh; docs/performance.md): for the type checker only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -42,7 +62,7 @@ class Reason(enum.StrEnum):
 
 
 class Strategy(enum.StrEnum):
-    """The seed's four recovery strategies."""
+    """The recovery design's four recovery strategies."""
 
     RESUME = "resume"
     RESTART = "restart"
@@ -685,7 +705,7 @@ class Decision:
     work: tuple[WorkItem, ...] = ()  # what the next attempt must do
     resume_session: str | None = None
     systematic_cause: str | None = None  # set when the circuit breaker escalates
-    lesson: str = ""  # the prevention the seed's pattern names, for the dashboard
+    lesson: str = ""  # the prevention the recovery design's pattern names, for the dashboard
     remedies: tuple[str, ...] = ()  # runtime actions to take before the next attempt
 
     def to_json(self) -> dict[str, Any]:

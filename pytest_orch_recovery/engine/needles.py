@@ -104,7 +104,8 @@ def _quantifier(source: str, i: int) -> tuple[int, int]:
     return low, i
 
 
-def _options(source: str, min_len: int) -> list[tuple[str, ...]]:
+# Complexity: one branch per regular-expression construct this reader follows.
+def _options(source: str, min_len: int) -> list[tuple[str, ...]]:  # noqa: C901
     """Needle sets of one alternative-free sequence: each set is one necessary condition
     (one of its needles must occur)."""
     options: list[tuple[str, ...]] = []

@@ -1489,8 +1489,9 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern(
         "generic_rate_limit",
         Reason.API_ERROR,
-        # An agent's busiest API is its model's; GitHub's own wordings are matched above.
-        _c(r"\b[Rr]ate limit (?:is )?(?:exceeded|reached)\b"),
+        # An agent's busiest API is its model's; GitHub's own wordings are matched above,
+        # and a limit that names a GitHub App installation is left to the cause model.
+        _c(r"\b[Rr]ate limit (?:is )?(?:exceeded|reached)\b(?! for installation ID)"),
         0.5,
         True,
         'LLM error: { "message": "API rate limit exceeded", "request_id": "af88697938" }',

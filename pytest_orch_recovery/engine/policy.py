@@ -2,8 +2,9 @@
 
 The table (:data:`DEFAULT_RULES`) is read top to bottom and the first rule whose condition holds
 decides. Each rule names its strategy, the reason in words a person can act on, and the lesson
-(the seed's "Prevention" for its pattern). Users override the policy by passing their own rule
-list, budgets or breaker settings to :class:`Policy`; :func:`describe_rules` prints the table.
+(the recovery design's "Prevention" for its pattern). Users override the policy by passing
+their own rule list, budgets or breaker settings to :class:`Policy`; :func:`describe_rules`
+prints the table.
 
 Fleet-wide protection lives in :class:`CircuitBreaker`: when the same reason fails several
 distinct agents within a window, it opens for that reason and every further failure with it is
@@ -31,6 +32,17 @@ from pytest_orch_recovery.engine.model import (
     WorkKind,
     full_plan,
 )
+
+__all__ = [
+    "Backoff",
+    "CircuitBreaker",
+    "PastAttempt",
+    "Policy",
+    "PolicySettings",
+    "Rule",
+    "Situation",
+    "describe_rules",
+]
 
 # Reasons whose repetition says nothing about the environment: the breaker ignores them.
 TASK_SPECIFIC_REASONS = frozenset({Reason.TEST_FAILURE, Reason.INCOMPLETE})

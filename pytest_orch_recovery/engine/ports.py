@@ -15,6 +15,14 @@ from typing import Any, Protocol
 from pytest_orch_recovery.engine.events import Event
 from pytest_orch_recovery.engine.model import ExitInfo, PartialWork, Strategy, Task, WorkItem
 
+__all__ = [
+    "AttemptExit",
+    "Clock",
+    "EventLog",
+    "LaunchSpec",
+    "Runtime",
+]
+
 
 @dataclass(frozen=True)
 class LaunchSpec:

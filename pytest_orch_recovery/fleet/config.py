@@ -15,6 +15,8 @@ keys::
     skip_permissions  pass --dangerously-skip-permissions (default: true)
     tmux_socket     the runtime's own tmux server (default: "orch-" + the file's stem)
     attempt_timeout seconds per attempt (default: 1800)
+    stall_window    seconds without output or CPU after which an attempt is a stall and is
+                    ended (default: off)
     max_attempts    attempt budget per task (default: 4)
     max_live_agents at most this many agents run at once; the rest wait their turn
                     (default: no limit)
@@ -79,6 +81,7 @@ _KEYS = frozenset(
         "skip_permissions",
         "tmux_socket",
         "attempt_timeout",
+        "stall_window",
         "max_attempts",
         "max_live_agents",
         "agent_nice",
@@ -121,6 +124,7 @@ class FleetConfig:
     fallback_agents: tuple[str, ...] = ()
     skip_permissions: bool = True
     attempt_timeout: float = 1800.0
+    stall_window: float | None = None
     max_attempts: int = 4
     max_live_agents: int | None = None
     agent_nice: int = DEFAULT_AGENT_NICE
@@ -170,6 +174,17 @@ class _FleetReader(TomlReader):
         path = Path(text).expanduser()
         return path if path.is_absolute() else (self.base_dir / path)
 
+    def check_agent(self, agent: str, key: str, prefix: str, *, here: bool) -> None:
+        """``agent`` names a driver: an unknown name or a bad template is refused, and a CLI
+        missing from this machine too when the file is read ``here``."""
+        try:
+            driver_for(agent, AgentConfig())
+        except ValueError as exc:  # unknown name, bad template
+            raise self.fail((key,), f"{prefix}{exc}") from None
+        except LookupError as exc:  # the CLI is not installed
+            if here:
+                raise self.fail((key,), f"{prefix}{exc}") from None
+
     def argv(self, value: object, key: str) -> tuple[str, ...]:
         if isinstance(value, str):
             raise self.fail(
@@ -196,17 +211,24 @@ class _FleetReader(TomlReader):
         return out
 
 
-def parse_fleet(text: str, *, source: Path, check_base: bool = True) -> FleetConfig:
+def parse_fleet(
+    text: str, *, source: Path, check_base: bool = True, here: bool = True
+) -> FleetConfig:
     """Validate one fleet document read from ``source``; with ``check_base``, also that its
     ``base`` names a commit of the repository (what a supervisor needs; a view of the
-    journal does not)."""
+    journal does not).
+
+    ``here=False`` reads a production fleet file on another machine for its settings only
+    (``pytest --orch-chaos --orch-fleet``, in CI): every key is checked as ``supervise``
+    checks it, except what concerns this machine (the repository exists, ``base`` is one of
+    its commits, the agent CLI is installed); the campaign checks the agent it actually runs."""
     doc = parse_document(text, str(source), FleetConfigError)
     reader = _FleetReader(str(source), text, source.parent.resolve())
     raw: Mapping[str, Any] = reader.table(doc, (), _KEYS)
     if "repository" not in raw:
         raise reader.fail((), "missing required key 'repository'")
     repository = reader.path(raw["repository"], "repository")
-    if not (repository / ".git").exists():
+    if here and not (repository / ".git").exists():
         raise reader.fail(("repository",), f"{repository} is not a git repository")
     state_dir = reader.path(raw.get("state_dir", ".orch-fleet"), "state_dir")
 
@@ -223,20 +245,14 @@ def parse_fleet(text: str, *, source: Path, check_base: bool = True) -> FleetCon
         validation.ref_name(base, what="base")
     except validation.RuleError as exc:
         raise reader.fail(("base",), str(exc)) from None
-    if check_base and git.resolve(repository, base) is None:
+    if here and check_base and git.resolve(repository, base) is None:
         # Found now, not at the first workspace probe of a running supervisor.
         raise reader.fail(("base",), f"{base!r} names no branch or commit in {repository}")
     agent = reader.string(raw.get("agent", "claude-code"), ("agent",))
-    try:
-        driver_for(agent, AgentConfig())
-    except (ValueError, LookupError) as exc:  # unknown name, bad template, CLI not found
-        raise reader.fail(("agent",), str(exc)) from None
+    reader.check_agent(agent, "agent", "", here=here)
     fallbacks = reader.strings(raw.get("fallback_agents", []), ("fallback_agents",))
     for fallback in fallbacks:
-        try:
-            driver_for(fallback, AgentConfig())
-        except (ValueError, LookupError) as exc:
-            raise reader.fail(("fallback_agents",), f"{fallback!r}: {exc}") from None
+        reader.check_agent(fallback, "fallback_agents", f"{fallback!r}: ", here=here)
     if len(set(fallbacks)) != len(fallbacks) or agent in fallbacks:
         raise reader.fail(("fallback_agents",), "each agent once, and not the primary agent")
     socket = reader.string(raw.get("tmux_socket", f"orch-{source.stem}"), ("tmux_socket",))
@@ -267,6 +283,9 @@ def parse_fleet(text: str, *, source: Path, check_base: bool = True) -> FleetCon
         fallback_agents=fallbacks,
         skip_permissions=reader.boolean(raw.get("skip_permissions", True), ("skip_permissions",)),
         attempt_timeout=reader.number(raw.get("attempt_timeout", 1800), ("attempt_timeout",)),
+        stall_window=(
+            reader.number(raw["stall_window"], ("stall_window",)) if "stall_window" in raw else None
+        ),
         max_attempts=reader.integer(raw.get("max_attempts", 4), ("max_attempts",)),
         max_live_agents=(
             reader.integer(raw["max_live_agents"], ("max_live_agents",))
@@ -307,11 +326,12 @@ def parse_fleet(text: str, *, source: Path, check_base: bool = True) -> FleetCon
     )
 
 
-def load_fleet(path: str | Path, *, check_base: bool = True) -> FleetConfig:
-    """Read and validate the fleet file at ``path`` (``check_base``: see :func:`parse_fleet`)."""
+def load_fleet(path: str | Path, *, check_base: bool = True, here: bool = True) -> FleetConfig:
+    """Read and validate the fleet file at ``path`` (``check_base``, ``here``: see
+    :func:`parse_fleet`)."""
     source = Path(path)
     try:
         text = source.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise FleetConfigError(str(source), 1, "", f"cannot read: {exc}") from None
-    return parse_fleet(text, source=source, check_base=check_base)
+    return parse_fleet(text, source=source, check_base=check_base, here=here)

@@ -166,6 +166,7 @@ class FleetSupervisor:
                 self.dispatcher.command_for,
                 base=config.base,
                 agent_nice=config.agent_nice,
+                stall_window=config.stall_window,
                 workers=config.workers,
             )
         except BaseException:

@@ -4,7 +4,7 @@ This is the one implementation of the checkpoint file. It works on :class:`Check
 a dict with exactly the fields of :class:`~pytest_orch_recovery.engine.model.Checkpoint`, so
 the ``PostToolUse`` hook processes (``orch-recovery checkpoint --from-hook`` and the chaos
 fault hook, one per tool call of every agent) read, fold and write a checkpoint without
-importing the engine's model and ``dataclasses`` (16 ms of each hook's start-up,
+importing the engine's model and ``dataclasses`` (a large part of each hook's start-up,
 docs/performance.md). :mod:`pytest_orch_recovery.infra.checkpoint` gives the engine the same
 operations on ``Checkpoint`` objects, built from these fields.
 
@@ -24,7 +24,8 @@ from pathlib import Path, PurePosixPath
 from pytest_orch_recovery.engine.errors import InvalidValue, OrchRecoveryError
 from pytest_orch_recovery.store import atomic, validation
 
-# typing costs the hook processes ~10 ms of start-up: imported for the type checker only.
+# typing weighs on the hook processes' start-up (docs/performance.md): for the type checker
+# only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
 
 SCHEMA_VERSION = 1
-DEFAULT_CHECKPOINT_DIR = Path("/tmp/orchestration_checkpoints")  # the seed's location
+DEFAULT_CHECKPOINT_DIR = Path("/tmp/orchestration_checkpoints")  # the origin orchestrator's
 ENV_CHECKPOINT_DIR = "ORCH_CHECKPOINT_DIR"
 
 # Tools whose PostToolUse payload names a file the agent wrote, and the tool_input key holding it.
@@ -118,7 +119,8 @@ def new_fields(agent: str, task_id: str, attempt: int = 1) -> CheckpointFields:
 
 
 def checkpoint_dir(directory: str | os.PathLike[str] | None = None) -> Path:
-    """The directory to use: the argument, else ``$ORCH_CHECKPOINT_DIR``, else the seed's."""
+    """The directory to use: the argument, else ``$ORCH_CHECKPOINT_DIR``, else the origin
+    orchestrator's."""
     if directory is not None:
         return Path(directory)
     env = os.environ.get(ENV_CHECKPOINT_DIR)

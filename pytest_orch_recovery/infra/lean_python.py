@@ -3,8 +3,8 @@
 Every tool call of every agent runs the PostToolUse hook, every attempt the launch wrapper and
 the sim agent, every ``gh`` call the forge stand-in: short programs that need the standard
 library and this package, nothing from site-packages. Most of a bare ``python -c pass`` is the
-``site`` module (every ``.pth`` file of the environment, an editable install's import finder):
-measured 48 ms of CPU against 7.7 ms with ``python -S`` (``docs/performance.md``). So
+``site`` module (every ``.pth`` file of the environment, an editable install's import finder),
+several times what ``python -S`` costs (``docs/performance.md``). So
 :func:`lean_python_argv` starts them as ``python -S -P <this file> <module> <args>``: no
 ``site``, no script directory on ``sys.path``; this file, run as a script, puts the directory
 that holds the package first on ``sys.path`` and runs ``<module>`` as ``python -m`` would. The
@@ -74,7 +74,7 @@ def _find_spec(name: str) -> ModuleSpec:
 
 def _run_as_main(name: str) -> None:
     """Run module ``name`` as ``python -m`` does (a package runs its ``__main__``), without
-    importing runpy: its importlib.util and contextlib are ~4 ms of each process's CPU here.
+    importing runpy: its importlib.util and contextlib weigh on each process's start-up.
 
     The module runs in a new ``__main__`` module that replaces this script's, with
     ``__name__``, ``__file__``, ``__spec__``, ``__package__``, ``__loader__`` and

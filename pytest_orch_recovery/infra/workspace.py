@@ -1,15 +1,14 @@
 """Read a real git worktree into :class:`~pytest_orch_recovery.engine.model.PartialWork`.
 
-What counts as a delivered file (the rule the seed's "Partial File Creation" pattern needs):
-a deliverable is *present* when its path, inside the worktree, is a regular file (a symlink
-leading out of the worktree does not count) holding something other than whitespace, and no
-half-finished write of it is lying beside it. A half-finished write is recognised by the
+What counts as a delivered file (the rule the recovery design's "Partial File Creation" pattern
+needs): a deliverable is *present* when its path, inside the worktree, is a regular file (a
+symlink leading out of the worktree does not count) holding something other than whitespace, and
+no half-finished write of it is lying beside it. A half-finished write is recognised by the
 names writers leave while a file is in flight: ``atomic.py``'s ``.<name>.<random>.tmp`` and the
 common ``<name>.tmp`` / ``<name>.part`` / ``<name>.partial``. A file with such a sibling may be
 an old or truncated version, so the next attempt is asked to write it again. Anything else is
 *missing*. Truncation that leaves no trace cannot be told from a short file; the task's tests
-are what catch that.
-"""
+are what catch that."""
 
 from __future__ import annotations
 

@@ -41,7 +41,7 @@ from pytest_orch_recovery.store import validation
 from pytest_orch_recovery.store.journal import Journal
 
 OUTPUT_TAIL_BYTES = 2048
-DEFAULT_BRANCH_PATTERN = "{agent}-work"  # the seed's branch per agent
+DEFAULT_BRANCH_PATTERN = "{agent}-work"  # the origin orchestrator's branch per agent
 
 
 @dataclass(frozen=True)

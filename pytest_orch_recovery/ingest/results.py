@@ -40,7 +40,7 @@ from pytest_orch_recovery.store import validation
 MAX_FILE_BYTES = 16 * 1024 * 1024  # a long stream-json log is a few MiB
 
 # <agent>_results_<suffix>.json / <agent>_results.json / <agent>_<suffix>.log. Agent names are
-# the seed's sanitized tokens ([A-Za-z0-9_.-]); the suffix is "<ms>-<pid>".
+# the origin orchestrator's sanitized tokens ([A-Za-z0-9_.-]); the suffix is "<ms>-<pid>".
 SUFFIX = r"\d+-\d+"
 _RESULTS_NAME = re.compile(rf"(?P<agent>[A-Za-z0-9_.-]+?)_results_(?P<suffix>{SUFFIX})\.json")
 _LATEST_RESULTS_NAME = re.compile(r"(?P<agent>[A-Za-z0-9_.-]+?)_results\.json")
@@ -77,8 +77,8 @@ class ResultsError(OrchRecoveryError):
 
 def read_bounded(path: Path, *, limit: int = MAX_FILE_BYTES) -> bytes:
     """The bytes of ``path``, a regular file of at most ``limit`` bytes (the one bounded
-    reader, :func:`~pytest_orch_recovery.store.validation.read_bounded`, with the seed's
-    dangling ``<agent>_results.json`` link named as such)."""
+    reader, :func:`~pytest_orch_recovery.store.validation.read_bounded`, with the origin
+    orchestrator's dangling ``<agent>_results.json`` link named as such)."""
     if not os.path.exists(path):
         if os.path.lexists(path):
             raise ResultsError(f"{path}: dangling symlink (its run has not written it)")
@@ -286,7 +286,8 @@ def event_words(event: object) -> str:
     return " ".join(" ".join(words).split())
 
 
-def parse_log(source: str, text: str) -> RunLog:
+# Complexity: one branch per kind of line the origin orchestrator's wrapper writes.
+def parse_log(source: str, text: str) -> RunLog:  # noqa: C901
     """Split a run's log into wrapper facts and the CLI's stream-json result (pure)."""
     tries: list[_TryBuilder] = []
     completed_via: str | None = None
@@ -325,8 +326,8 @@ def parse_log(source: str, text: str) -> RunLog:
                     result = event
                 continue
         if (m := _CLI_START.match(stripped)) is not None:
-            # The same line twice is one start: without tmux the seed's wrapper output goes to
-            # the log both through its `tee -a` and as the process's own stdout.
+            # The same line twice is one start: without tmux the origin orchestrator's wrapper
+            # output goes to the log both through its `tee -a` and as the process's own stdout.
             if not tries or tries[-1].number != int(m["n"]):
                 tries.append(_TryBuilder(m["cli"], int(m["n"])))
         elif (m := _CLI_FAILED.match(stripped)) is not None:
@@ -375,7 +376,7 @@ def looks_like_log(log: RunLog) -> bool:
     return log.wrapper_lines > 0 or log.json_lines > 0
 
 
-# --------------------------------------------------------------------------- the seed's layout
+# ----------------------------------------------------------------- the origin orchestrator's layout
 
 
 @dataclass(frozen=True)

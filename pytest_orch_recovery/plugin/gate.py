@@ -59,6 +59,7 @@ class CampaignResult:
     checks: list[AttributionCheck]  # task ids prefixed with the scenario name
     ledger: list[dict[str, Any]]  # every fault of every run, with its scenario
     strict_failures: list[str] = field(default_factory=list)
+    overrides: list[dict[str, Any]] = field(default_factory=list)  # pinned over --orch-fleet
     runs: int = 0
     control_tasks: int = 0
     events: list[Event] = field(default_factory=list)  # every run's, task ids prefixed
@@ -133,6 +134,7 @@ def aggregate(
     ledger: list[dict[str, Any]] = []
     strict_failures: list[str] = []
     orphans: list[str] = []
+    overrides: list[dict[str, Any]] = []
     for run in ordered:
         prefix = run.scenario + SEPARATOR
         events += prefixed_events(run)
@@ -141,6 +143,7 @@ def aggregate(
             dataclasses.replace(c, task_id=prefix + c.task_id) for c in attribution_checks(run)
         ]
         orphans += [prefix + o for o in run.orphans]
+        overrides += run.overrides
         for fault_id, entry in sorted(run.ledger.items()):
             ledger.append({"scenario": run.scenario, **entry, "id": fault_id})
             status = str(entry.get("status"))
@@ -173,6 +176,7 @@ def aggregate(
         checks=checks,
         ledger=ledger,
         strict_failures=strict_failures,
+        overrides=overrides,
         runs=len(ordered),
         control_tasks=len(control),
         events=events,
@@ -250,6 +254,8 @@ class ChaosGate:
             "agent": self.settings.agent,
             "replay": "pytest " + " ".join(self.settings.replay_args()),
         }
+        if self.settings.fleet is not None:
+            campaign["fleet"] = {**self.settings.fleet.to_json(), "overrides": result.overrides}
         base = self.config.invocation_params.dir
         for name in self.settings.reports:
             path = base / name
@@ -317,6 +323,11 @@ class ChaosGate:
                 tr.write_line(line, red=True, bold=True)
         for line in self.problems:
             tr.write_line(line, red=True, bold=True)
+        fleet = self.settings.fleet
+        if fleet is not None:
+            tr.write_line(f"fleet file {fleet.source}: {fleet.describe()}")
+            for override in [] if result is None else result.overrides:
+                tr.write_line(f"  pinned by {override['text']}")
         for path in self.written:
             tr.write_line(f"report: {path}")
         tr.write_line(f"replay: pytest {' '.join(self.settings.replay_args())}")

@@ -22,9 +22,11 @@ from pytest_orch_recovery.plugin.options import (
     DEFAULT_AGENT,
     MARKER,
     SETTINGS,
+    ChaosSettings,
     add_options,
     campaign_only,
     chaos_settings,
+    given,
     resolve_settings,
     setting,
     stored_run,
@@ -75,15 +77,15 @@ def pytest_configure(config: pytest.Config) -> None:
             # Hypothesis, which warns of "slow code in plugin" unless its plugin marks the
             # session's start: there it stays.
             config.pluginmanager.set_blocked(HYPOTHESIS_PLUGIN)
-        # ``pytest --orch-chaos`` with no paths runs the campaign, not the unit tests.
-        # Without a scenarios directory only the generated runs are collected; with none of
-        # those either, the run would pass having tested nothing.
-        if settings.scenarios.is_dir():
-            config.args = [str(settings.scenarios)]
-        elif settings.campaign:
-            config.args = []
-        else:
-            raise pytest.UsageError(_no_scenarios(settings.scenarios, config.rootpath))
+        # ``pytest --orch-chaos`` with no paths runs the campaign, not the unit tests: the
+        # bundled scenarios and the project's own, as --orch-project-scenarios combines them.
+        # The bundled set lives in the installed package, outside the rootdir: its items are
+        # added at collection (pytest_collection_modifyitems), named orch-bundled/<file>,
+        # rather than collected as a path whose conftest files and node ids would be the
+        # installation's.
+        sets = scenario_sets(config, settings)
+        config.stash[SCENARIO_SETS] = sets
+        config.args = [str(s.directory) for s in sets if s.label != "bundled"]
     if not hasattr(config, "workerinput") and not config.option.collectonly:
         # --collect-only lists the scenarios: nothing ran, so there is nothing to judge and
         # no report to write (it used to write an empty campaign's orch-report.md).
@@ -92,17 +94,56 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(ChaosGate(config, settings), ChaosGate.NAME)
 
 
-def _no_scenarios(scenarios: Path, rootdir: Path) -> str:
-    """The one line for a campaign with nothing to run. pytest picks its rootdir before it
-    knows plugin options, so ``--orch-report /elsewhere/x.md`` (a space, not ``=``) naming a
-    file that exists makes it take that file for a test path and move the rootdir away from
-    the project; say so."""
-    return (
-        f"--orch-scenarios: {scenarios} is not a directory (rootdir {rootdir}) and "
-        "--orch-campaign is 0: nothing to run. Pass the scenarios directory, or write "
-        "options that take a value as --orch-report=PATH so pytest does not take the "
-        "value for a test path"
-    )
+@dataclass(frozen=True)
+class ScenarioSet:
+    """One directory of scenario files the campaign collects."""
+
+    label: str  # "bundled" or "project"
+    directory: Path
+    files: int
+
+    def describe(self) -> str:
+        return f"{self.label} {self.files} ({self.directory})"
+
+
+SCENARIO_SETS = pytest.StashKey[list[ScenarioSet]]()
+
+
+def scenario_sets(config: pytest.Config, settings: ChaosSettings) -> list[ScenarioSet]:
+    """The scenario directories a campaign-only session collects: the bundled campaign (package
+    data), and the project's own scenarios (``--orch-scenarios``, default ``scenarios``)
+    beside it or instead of it (``--orch-project-scenarios``). A project without scenario
+    files runs the bundled campaign. Usage errors: a ``--orch-scenarios`` directory named
+    but missing, and a rootdir that is not where pytest was started (see below)."""
+    from pytest_orch_recovery.chaos import BUNDLED_SCENARIOS
+
+    def count(directory: Path) -> int:
+        return sum(1 for p in directory.glob("*.toml") if p.is_file())
+
+    bundled = ScenarioSet("bundled", BUNDLED_SCENARIOS, count(BUNDLED_SCENARIOS))
+    project_dir = settings.scenarios
+    if given(config, "orch_scenarios"):
+        if not project_dir.is_dir():
+            raise pytest.UsageError(
+                f"--orch-scenarios: {project_dir} is not a directory (rootdir {config.rootpath})"
+            )
+    elif config.inipath is None and config.rootpath != config.invocation_params.dir:
+        # pytest picks its rootdir before it knows plugin options: `--orch-report /x/y.md`
+        # (a space, not `=`) naming a file that exists makes it take that value for a test
+        # path and move the rootdir away from the project, whose scenarios would be missed.
+        # Without an ini file only path arguments move the rootdir from the current
+        # directory, and a campaign-only session has none left.
+        raise pytest.UsageError(
+            f"the rootdir {config.rootpath} is not where pytest was started "
+            f"({config.invocation_params.dir}), so the project's scenarios "
+            f"({project_dir}) would be missed: write options that take a value as "
+            "--orch-report=PATH so pytest does not take the value for a test path"
+        )
+    files = count(project_dir) if project_dir.is_dir() else 0
+    if files == 0 or project_dir.resolve() == BUNDLED_SCENARIOS:
+        return [bundled]
+    project = ScenarioSet("project", project_dir, files)
+    return [project] if settings.project_rule == "instead" else [bundled, project]
 
 
 class ScenarioLoadErrors:
@@ -129,17 +170,37 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     settings = chaos_settings(config)
     if settings is None:
         return []
-    return [
+    lines = [
         f"orch-chaos: seed {settings.seed}, tier {settings.tier}, agent {settings.agent}, "
-        f"scenarios {settings.scenarios}, generated runs {settings.campaign}"
+        f"generated runs {settings.campaign}"
     ]
+    sets = config.stash.get(SCENARIO_SETS, None)
+    if sets is not None:
+        names = {s.label for s in sets}
+        lines.append(
+            "orch-chaos scenarios: "
+            + " + ".join(s.describe() for s in sets)
+            + ("" if "project" in names else f"; the project has none in {settings.scenarios}")
+            + (f" (--orch-project-scenarios={settings.project_rule})" if "project" in names else "")
+        )
+    fleet = settings.fleet
+    if fleet is not None:
+        lines.append(f"orch-chaos fleet file {fleet.source}: {fleet.describe()}")
+        if settings.agent_given and settings.agent != fleet.agent:
+            lines.append(
+                f"orch-chaos agent {settings.agent} (--orch-agent), not the fleet file's "
+                f"{fleet.agent}"
+            )
+    return lines
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     settings = chaos_settings(parent.config)
     if settings is None or file_path.suffix != ".toml":
         return None
-    if file_path.parent == settings.scenarios or parent.session.isinitpath(file_path):
+    sets = parent.config.stash.get(SCENARIO_SETS, [])
+    projects = [s.directory for s in sets if s.label != "bundled"]
+    if file_path.parent in projects or parent.session.isinitpath(file_path):
         from pytest_orch_recovery.plugin.items import ScenarioFile
 
         return ScenarioFile.from_parent(parent, path=file_path)
@@ -153,8 +214,26 @@ def pytest_collection_modifyitems(
     settings = chaos_settings(config)
     if settings is None:
         return
-    from pytest_orch_recovery.plugin.items import GeneratedCampaign, longest_first
+    from pytest_orch_recovery.plugin.items import (
+        BundledScenarios,
+        GeneratedCampaign,
+        longest_first,
+        repeated_names,
+    )
 
+    if any(s.label == "bundled" for s in config.stash.get(SCENARIO_SETS, [])):
+        bundled = BundledScenarios.from_parent(
+            session, name=BundledScenarios.NAME, nodeid=BundledScenarios.NAME
+        )
+        # Collected as pytest collects a path: reported (counted, a load error shown as one),
+        # so --collect-only and the "collected N items" line include them.
+        items[:0] = list(session.genitems(bundled))
+    repeated = repeated_names(items)
+    if repeated:
+        raise pytest.UsageError(
+            "; ".join(repeated) + ": rename one (name = ... in the file), or run the "
+            "project's scenarios alone with --orch-project-scenarios=instead"
+        )
     longest_first(items)
     if not settings.campaign:
         return

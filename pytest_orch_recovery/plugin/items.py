@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from pytest_orch_recovery.chaos import BUNDLED_SCENARIOS
 from pytest_orch_recovery.chaos.campaign import run_scenario
 from pytest_orch_recovery.chaos.oracle import invariant_violations, mismatches
 from pytest_orch_recovery.chaos.record import ScenarioRun
@@ -58,7 +59,11 @@ class _RunItem(pytest.Item):
         settings = settings_of(self.config)
         try:
             return run_scenario(
-                scenario, tier=settings.tier, seed=settings.seed, agent=settings.agent
+                scenario,
+                tier=settings.tier,
+                seed=settings.seed,
+                agent=settings.agent,
+                fleet=settings.fleet,
             )
         except SystemExit as exc:
             # SIGTERM: the sandbox turns it into SystemExit(143) so teardown runs, and it has.
@@ -145,6 +150,21 @@ def expected_seconds(scenario: Scenario) -> float:
     return seconds
 
 
+def repeated_names(items: Sequence[pytest.Item]) -> list[str]:
+    """One line per scenario name two collected files share: a campaign tells its runs (and
+    their tasks, and their seeds) apart by scenario name, so a project scenario named like
+    a bundled one would mix the two."""
+    where: dict[str, list[str]] = {}
+    for item in items:
+        if isinstance(item, ScenarioItem):
+            where.setdefault(item.scenario.name, []).append(str(item.path))
+    return [
+        f"scenario name {name!r} is used by " + " and ".join(paths)
+        for name, paths in sorted(where.items())
+        if len(paths) > 1
+    ]
+
+
 def longest_first(items: list[pytest.Item]) -> None:
     """Order the scenarios by :func:`expected_seconds`, longest first (stable otherwise).
 
@@ -165,6 +185,19 @@ class ScenarioFile(pytest.File):
         except ScenarioError as exc:
             raise self.CollectError(str(exc)) from None
         yield ScenarioItem.from_parent(self, name=scenario.name, scenario=scenario)
+
+
+class BundledScenarios(pytest.Collector):
+    """The bundled campaign (package data, ``chaos.BUNDLED_SCENARIOS``), its items named
+    ``orch-bundled/<file>::<scenario>`` wherever the package is installed."""
+
+    NAME = "orch-bundled"
+
+    def collect(self) -> Iterable[pytest.Item | pytest.Collector]:
+        return [
+            ScenarioFile.from_parent(self, path=path, nodeid=f"{self.NAME}/{path.name}")
+            for path in sorted(BUNDLED_SCENARIOS.glob("*.toml"))
+        ]
 
 
 class GeneratedItem(_RunItem):

@@ -22,6 +22,7 @@ from pytest_orch_recovery.infra.argtypes import agent_command, count, rate
 from pytest_orch_recovery.infra.placeholders import known as known_placeholders
 
 if TYPE_CHECKING:
+    from pytest_orch_recovery.chaos.fleetfile import ProductionSettings
     from pytest_orch_recovery.chaos.record import ScenarioRun
 
 OPTION_CHAOS = "--orch-chaos"
@@ -30,6 +31,9 @@ GATES = ("point", "lower-bound")
 DEFAULT_TIER = "tmux"  # real processes: the embedded sim agent in tmux, real git
 DEFAULT_AGENT = "sim"
 DEFAULT_REPORT = "orch-report.md"
+DEFAULT_SCENARIOS = "scenarios"
+# How a project's own scenarios combine with the bundled campaign; the first is the default.
+PROJECT_RULES = ("beside", "instead")
 REPORT_SUFFIXES = (".md", ".json", ".html", ".jsonl")
 SEED_MAX = 2**32 - 1
 
@@ -74,6 +78,12 @@ def _report_path(text: str) -> str:
         output_target(text)  # a device, a FIFO, or a missing directory outside the cwd
     except OutputError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _fleet_path(text: str) -> str:
+    if not text or "\0" in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file name")
     return text
 
 
@@ -132,10 +142,30 @@ _OPTIONS = (
     _Option(
         "--orch-scenarios",
         str,
-        "scenarios",
-        "directory of the scenario files (*.toml) collected under --orch-chaos, relative "
-        "to the rootdir (default: scenarios)",
+        DEFAULT_SCENARIOS,
+        "the project's own scenario files (*.toml), a directory relative to the ini file's "
+        "directory or the rootdir; they run as --orch-project-scenarios says "
+        f"(default: {DEFAULT_SCENARIOS}, when it exists)",
         "DIR",
+    ),
+    _Option(
+        "--orch-project-scenarios",
+        _choice(PROJECT_RULES),
+        PROJECT_RULES[0],
+        "how the project's own scenarios combine with the bundled campaign: beside (both "
+        "run) or instead (the bundled scenarios run only when the project has none) "
+        f"(default: {PROJECT_RULES[0]})",
+        "|".join(PROJECT_RULES),
+    ),
+    _Option(
+        "--orch-fleet",
+        _fleet_path,
+        None,
+        "run every scenario under the settings of this production fleet file (agent, "
+        "skip_permissions, [policy], max_attempts, max_live_agents, attempt_timeout, "
+        "stall_window, env_allow, [env]); the sandbox keeps its own repository, worktrees "
+        "and tmux server (default: the campaign's own settings)",
+        "FLEET.toml",
     ),
     _Option(
         "--orch-min-recovery-rate",
@@ -264,10 +294,14 @@ class ChaosSettings:
     agent: str
     tier: str
     reports: tuple[str, ...]
-    scenarios: Path
+    scenarios: Path  # the project's own scenarios directory (it may not exist)
     campaign: int
     strict: bool
     thresholds: dict[str, Any]
+    project_rule: str = PROJECT_RULES[0]
+    fleet: ProductionSettings | None = None
+    fleet_arg: str | None = None  # --orch-fleet as given, for the replay command line
+    agent_given: bool = False  # --orch-agent (or its ini key) chose the agent
 
     def replay_args(self) -> list[str]:
         """The options that reproduce this campaign's items, for a replay command line."""
@@ -276,8 +310,12 @@ class ChaosSettings:
             args += ["--orch-campaign", str(self.campaign)]
         if self.tier != DEFAULT_TIER:
             args += ["--orch-tier", self.tier]
-        if self.agent != DEFAULT_AGENT:
+        if self.fleet_arg is not None:
+            args += [f"--orch-fleet={self.fleet_arg}"]
+        if self.agent != (DEFAULT_AGENT if self.fleet is None else self.fleet.agent):
             args += ["--orch-agent", self.agent]
+        if self.project_rule != PROJECT_RULES[0]:
+            args += [f"--orch-project-scenarios={self.project_rule}"]
         return args
 
 
@@ -314,9 +352,18 @@ def resolve_settings(config: pytest.Config) -> ChaosSettings:
     elif seed is None:
         seed = secrets.randbelow(SEED_MAX + 1)
     base = config.inipath.parent if config.inipath else config.rootpath
+    fleet, fleet_arg = _fleet(config)
+    agent_given = given(config, "orch_agent")
+    agent = setting(config, "orch_agent")
+    if fleet is not None and not agent_given:
+        agent = fleet.agent
     return ChaosSettings(
         seed=seed,
-        agent=setting(config, "orch_agent"),
+        agent=agent,
+        agent_given=agent_given,
+        fleet=fleet,
+        fleet_arg=fleet_arg,
+        project_rule=setting(config, "orch_project_scenarios"),
         tier=setting(config, "orch_tier"),
         reports=setting(config, "orch_report"),
         scenarios=(base / setting(config, "orch_scenarios")).resolve(),
@@ -332,6 +379,39 @@ def resolve_settings(config: pytest.Config) -> ChaosSettings:
             "min_samples": setting(config, "orch_min_samples"),
         },
     )
+
+
+def given(config: pytest.Config, dest: str) -> bool:
+    """Whether the option ``dest`` was set on the command line or in the ini file."""
+    option = _BY_DEST[dest]
+    if config.getoption(dest) not in (None, []):
+        return True
+    raw = config.getini(option.ini)
+    return bool(raw.strip()) if isinstance(raw, str) else bool(raw)
+
+
+def _fleet(config: pytest.Config) -> tuple[ProductionSettings | None, str | None]:
+    """The ``--orch-fleet`` file's settings and the path as given: a command-line path is
+    relative to where pytest was started, an ini value to the ini file's directory. A file
+    that cannot be used is a usage error with its ``file:line: key: message`` line."""
+    given_as: str | None = config.getoption("orch_fleet")
+    if given_as is not None:
+        # As given (pytest runs where it was started), so that a mistake reads
+        # ``fleet.toml:3: ...`` exactly as ``orch-recovery supervise --config`` says it.
+        path = Path(given_as)
+    else:  # the ini file names it, and names it again to a replay
+        text = str(config.getini("orch_fleet")).strip()
+        if not text:
+            return None, None
+        path = (config.inipath.parent if config.inipath else config.rootpath) / text
+    # Imported here: an unused plugin imports nothing of the engine.
+    from pytest_orch_recovery.chaos.fleetfile import load_fleet_settings
+    from pytest_orch_recovery.engine.errors import OrchRecoveryError
+
+    try:
+        return load_fleet_settings(str(path)), given_as
+    except OrchRecoveryError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def store_run(item: pytest.Item, run: ScenarioRun) -> None:

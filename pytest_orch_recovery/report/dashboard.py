@@ -1,12 +1,12 @@
-"""The recovery dashboard: Markdown in the seed's layout, and JSON with a schema version
-(the HTML page is :mod:`pytest_orch_recovery.report.htmlreport`).
+"""The recovery dashboard: Markdown in the recovery design's layout, and JSON with a schema
+version (the HTML page is :mod:`pytest_orch_recovery.report.htmlreport`).
 
-The Markdown mirrors the seed's "Recovery Metrics Dashboard" (overall statistics, the reasons
-table in the seed's row order and labels, recent recovery events, systematic failures) and adds
-the success criteria with their statistical bounds. Free text from the journal (agent names,
-evidence, lessons) is flattened to one line, table-escaped and shortened, and the number of
-events shown is capped, so the document stays well under :data:`MAX_REPORT_BYTES`.
-"""
+The Markdown mirrors the recovery design's "Recovery Metrics Dashboard" (overall statistics, the
+reasons table in the recovery design's row order and labels, recent recovery events, systematic
+failures) and adds the success criteria with their statistical bounds. Free text from the
+journal (agent names, evidence, lessons) is flattened to one line, table-escaped and shortened,
+and the number of events shown is capped, so the document stays well under
+:data:`MAX_REPORT_BYTES`."""
 
 from __future__ import annotations
 
@@ -30,6 +30,12 @@ from pytest_orch_recovery.report.safetext import markdown, markdown_code
 from pytest_orch_recovery.store import atomic
 from pytest_orch_recovery.store.attempt_results import AttemptResult
 
+__all__ = [
+    "render_json",
+    "render_markdown",
+    "write_report",
+]
+
 SCHEMA_VERSION = 1
 MAX_REPORT_BYTES = 1024 * 1024
 DEFAULT_MAX_EVENTS = 20
@@ -37,7 +43,7 @@ _MAX_TEXT = 300  # characters of one free-text field
 _MAX_LIST = 10  # items of one list (agents, missing work)
 MAX_ATTEMPT_ROWS = 500  # rows of the Attempts table; the rest are counted as omitted
 
-# The seed's table, in its order and words; git and GitHub share a row there.
+# The recovery design's table, in its order and words; git and GitHub share a row there.
 REASON_ROWS: tuple[tuple[str, tuple[Reason, ...]], ...] = (
     ("SIGINT (Ctrl-C)", (Reason.SIGINT,)),
     ("Timeout", (Reason.TIMEOUT,)),
@@ -126,7 +132,7 @@ _cell = _text  # markdown() escapes "|" too, so a table cell needs nothing more
 
 
 def _agents(names: Sequence[str]) -> str:
-    """The seed's way of listing agents: ``task-agent-1813, 3403, 3532``.
+    """The recovery design's way of listing agents: ``task-agent-1813, 3403, 3532``.
 
     >>> _agents(["task-agent-1813", "task-agent-3403", "gemini-2"])
     'task-agent-1813, 3403, gemini-2'
@@ -393,7 +399,7 @@ def render_markdown(
     max_events: int = DEFAULT_MAX_EVENTS,
     attempts: Sequence[AttemptResult] | None = None,
 ) -> str:
-    """The dashboard as Markdown, in the seed's layout, under :data:`MAX_REPORT_BYTES`;
+    """The dashboard as Markdown, in the recovery design's layout, under :data:`MAX_REPORT_BYTES`;
     with ``attempts``, an ``## Attempts`` table after it."""
     while True:
         lines = [
@@ -455,9 +461,13 @@ def write_report(
 # --------------------------------------------------------------------------- chaos campaigns
 #
 # ``campaign`` below is the JSON of :class:`pytest_orch_recovery.plugin.gate.CampaignResult` plus
-# the session's ``seed``, ``tier``, ``agent`` and ``replay``.
+# the session's ``seed``, ``tier``, ``agent`` and ``replay``, and under ``--orch-fleet`` the
+# fleet file's settings (``fleet``: ``source``, ``summary``, the settings, ``overrides``, each
+# with its ``text``).
 
 _MAX_LEDGER_ROWS = 200
+# The fleet file's settings line: the agent's command template and every number, all of it.
+_MAX_FLEET_SUMMARY = 4000
 
 
 def _campaign_sections(campaign: Mapping[str, Any]) -> list[str]:
@@ -474,8 +484,19 @@ def _campaign_sections(campaign: Mapping[str, Any]) -> list[str]:
             ", ".join(_text(f"{v} {k}") for k, v in campaign.get("attribution", {}).items())
             or "no failed attempts"
         ),
-        "",
     ]
+    fleet = campaign.get("fleet")
+    if isinstance(fleet, Mapping):
+        lines.append(
+            f"- **Fleet File**: `{_text(fleet.get('source'), 200)}`: "
+            + _text(fleet.get("summary"), _MAX_FLEET_SUMMARY)
+        )
+        lines += [
+            f"  - pinned by {_text(o.get('text'))}"
+            for o in fleet.get("overrides", ())
+            if isinstance(o, Mapping)
+        ]
+    lines.append("")
     fails = list(campaign.get("fail_lines", ()))
     if fails:
         lines += ["### Gate Failures", "", *[f"- {markdown_code(_flat(f))}" for f in fails], ""]

@@ -127,6 +127,28 @@ def _source(
         f"{esc(campaign.get('agent'))}, seed {esc(campaign.get('seed'))}: "
         f"{esc(campaign.get('runs', 0))} scenario runs, {esc(span)}.</p>"
         f'<p class="source">Replay: <code>{esc(campaign.get("replay", ""))}</code></p>'
+        + _fleet(campaign.get("fleet"))
+    )
+
+
+def _fleet(fleet: object) -> str:
+    """The production fleet file the campaign ran under (``--orch-fleet``), and each setting
+    a scenario pinned over it."""
+    if not isinstance(fleet, Mapping):
+        return ""
+    pinned = "".join(
+        f"<li>{esc(o.get('text'))}</li>"
+        for o in fleet.get("overrides", ())
+        if isinstance(o, Mapping)
+    )
+    return (
+        f'<p class="source">Fleet file <code>{esc(fleet.get("source"))}</code>: '
+        f"{esc(fleet.get('summary'))}</p>"
+        + (
+            f'<p class="source">Pinned by scenarios:</p><ul class="source">{pinned}</ul>'
+            if pinned
+            else ""
+        )
     )
 
 

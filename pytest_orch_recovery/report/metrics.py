@@ -1,9 +1,10 @@
 """Recovery metrics and success criteria: pure aggregation over journal events, no I/O.
 
 :func:`compute` folds the events of one or several journals (task ids unique across them, each
-journal's events in append order) into :class:`Metrics`, the figures of the seed's "Recovery
-Metrics Dashboard". :func:`evaluate` judges them against the seed's success criteria
-(:class:`Criteria`); the report renders both, and the pytest plugin's merge gate reuses them.
+journal's events in append order) into :class:`Metrics`, the figures of the recovery design's
+"Recovery Metrics Dashboard". :func:`evaluate` judges them against the recovery design's success
+criteria (:class:`Criteria`); the report renders both, and the pytest plugin's merge gate reuses
+them.
 
 Counting rules (docs/journal.md is the schema):
 
@@ -39,6 +40,15 @@ from pytest_orch_recovery.report.rootcause import theory
 from pytest_orch_recovery.report.stats import mean, percentile, wilson_interval
 from pytest_orch_recovery.store.history import FailureRecord, History, TaskHistory
 
+__all__ = [
+    "Criteria",
+    "CriterionResult",
+    "Metrics",
+    "Outcome",
+    "compute",
+    "evaluate",
+]
+
 # The reasons table lists at most this many agents per reason (the seed shows three).
 COMMON_AGENTS_MAX = 3
 
@@ -66,7 +76,7 @@ class ReasonRow:
 
 @dataclass(frozen=True)
 class RecoveryEvent:
-    """One task that needed recovery, in the seed's "Recent Recovery Events" shape."""
+    """One task that needed recovery, in the recovery design's "Recent Recovery Events" shape."""
 
     task_id: str
     time: float  # of the first failure
@@ -86,7 +96,8 @@ class RecoveryEvent:
     evidence: str  # the strongest evidence's detail
     lesson: str
     released_by_operator: tuple[str, ...]  # operator actions that released it
-    # Which of the seed's root-cause hypotheses the signal's sender supports (rootcause.py).
+    # Which of the recovery design's root-cause hypotheses the signal's sender supports
+    # (rootcause.py).
     theory: str = ""
     # The agent type of each attempt, in order: the last one finished the task (a fallback
     # agent while the primary's account was at its usage limit, a fix agent, ...).
@@ -355,7 +366,7 @@ Verdict = Literal["pass", "fail", "insufficient samples"]
 
 @dataclass(frozen=True)
 class Criteria:
-    """The seed's success criteria. Rates are fractions in [0, 1].
+    """The recovery design's success criteria. Rates are fractions in [0, 1].
 
     ``min_recovery_rate`` is compared strictly (the seed says "> 90%"); the first-try rates
     inclusively ("95% first-try success" is met by exactly 95%); the counts must not exceed

@@ -1,6 +1,6 @@
-"""The seed's open root-cause question, settled from who sent the signal.
+"""The recovery design's open root-cause question, settled from who sent the signal.
 
-The seed's "Root Cause Analysis Log" leaves task-agent-5030's SIGINT pending with three
+The recovery design's "Root Cause Analysis Log" leaves task-agent-5030's SIGINT pending with three
 hypotheses and "Investigation: Check system logs, tmux history":
 
 1. Manual Ctrl-C in tmux session
@@ -24,7 +24,8 @@ HYPOTHESES: tuple[str, str, str] = (
 
 
 def theory(attribution: Attribution) -> str:
-    """Which of the seed's hypotheses the recorded sender supports ("" when none applies).
+    """Which of the recovery design's hypotheses the recorded sender supports ("" when none
+    applies).
 
     >>> from pytest_orch_recovery.engine.model import SignalSender
     >>> theory(Attribution(Reason.SIGINT, 0.9, sender=SignalSender(

@@ -46,7 +46,8 @@ from pytest_orch_recovery.infra.processes import MAX_NICE, lower_priority
 from pytest_orch_recovery.runtime.senders import memory_cgroup, oom_kills, sender_of, tmux_clients
 from pytest_orch_recovery.store import atomic
 
-# typing costs each launch wrapper process ~4 ms of start-up: for the type checker only.
+# typing weighs on each launch wrapper's start-up (docs/performance.md): for the type checker
+# only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any

@@ -15,7 +15,8 @@ from pathlib import Path
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.store.validation import file_kind
 
-# typing costs each hook and wrapper process ~10 ms of start-up: for the type checker only.
+# typing weighs on each hook and wrapper process's start-up (docs/performance.md): for the
+# type checker only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -41,8 +42,8 @@ def write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644)
 
 def _new_temp(target: Path) -> tuple[int, str]:
     """A new, empty, private file beside ``target`` (``.<name>.<random>.tmp``), as
-    ``tempfile.mkstemp`` makes one, without importing tempfile (shutil, random, weakref:
-    ~7 ms of each hook process's start-up, docs/performance.md)."""
+    ``tempfile.mkstemp`` makes one, without importing tempfile (shutil, random, weakref
+    weigh on each hook process's start-up, docs/performance.md)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     for _ in range(100):
         tmp = str(target.parent / f".{target.name}.{os.urandom(6).hex()}.tmp")

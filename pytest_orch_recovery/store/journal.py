@@ -23,6 +23,14 @@ from pytest_orch_recovery.engine.events import Event, EventFormatError
 from pytest_orch_recovery.store import validation
 from pytest_orch_recovery.store.atomic import fsync_dir
 
+__all__ = [
+    "Journal",
+    "JournalError",
+    "journal_text",
+    "read_events",
+    "replay",
+]
+
 MAX_LINE_CHARS = 16 * 1024 * 1024  # one event
 
 

@@ -33,7 +33,8 @@ from pathlib import PurePosixPath
 
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
 
-# typing costs each hook and wrapper process ~10 ms of start-up: for the type checker only.
+# typing weighs on each hook and wrapper process's start-up (docs/performance.md): for the
+# type checker only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import IO, Any
@@ -479,7 +480,7 @@ def loads_json(data: str | bytes) -> Any:
 def loads_toml(data: str) -> dict[str, Any]:
     """Parse TOML within the limits; syntax errors carry their line."""
     # Imported here: the hook and wrapper processes import this module and read no TOML
-    # (tomllib and its regexes are ~6 ms of their start-up, docs/performance.md).
+    # (tomllib and its regexes weigh on their start-up, docs/performance.md).
     import tomllib
 
     try:

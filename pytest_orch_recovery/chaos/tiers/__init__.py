@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 from pytest_orch_recovery.engine.errors import InvalidValue, OrchRecoveryError
 
 if TYPE_CHECKING:
+    from pytest_orch_recovery.chaos.fleetfile import ProductionSettings
     from pytest_orch_recovery.chaos.record import ScenarioRun
     from pytest_orch_recovery.chaos.scenario import Scenario
 
@@ -38,9 +39,13 @@ class Tier(Protocol):
 
     name: str
 
-    def run(self, scenario: Scenario, *, seed: int, agent: str) -> ScenarioRun:
+    def run(
+        self, scenario: Scenario, *, seed: int, agent: str, fleet: ProductionSettings | None = None
+    ) -> ScenarioRun:
         """Run ``scenario`` with ``seed`` (already the scenario's own) and ``agent``; raise
-        :class:`TierUnsupported` when one of its faults cannot be injected here."""
+        :class:`TierUnsupported` when one of its faults cannot be injected here. ``fleet``:
+        a production fleet file's settings, already applied to ``scenario`` where it pins
+        none; the tier applies the rest (budget, permission flag, environment)."""
         ...
 
 

@@ -13,6 +13,7 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_orch_recovery.chaos.faults import FaultLedger, FaultSpec
 from pytest_orch_recovery.chaos.record import RepoState, ScenarioRun, journal_orphans, task_outcomes
@@ -25,6 +26,9 @@ from pytest_orch_recovery.engine.model import Phase, Task
 from pytest_orch_recovery.engine.policy import Policy
 from pytest_orch_recovery.fleet.steps import CoordinatorSteps, submit_task
 from pytest_orch_recovery.store.journal import Journal
+
+if TYPE_CHECKING:
+    from pytest_orch_recovery.chaos.fleetfile import ProductionSettings
 
 
 class SimulatedCrash(OrchRecoveryError):
@@ -104,10 +108,15 @@ def simulate(
     config: CoordinatorConfig | None = None,
     journal: Journal | None = None,
     tests_broken: Sequence[str] = (),
+    permission_flag: bool = True,
 ) -> SimOutcome:
     """Submit ``tasks``, run to quiescence, apply ``operator_actions`` (each followed by
-    another run), and return the journal's events."""
-    runtime = SimRuntime(seed=seed, faults=faults, tests_broken=tests_broken)
+    another run), and return the journal's events. ``permission_flag=False``: the dispatcher
+    leaves out ``--dangerously-skip-permissions`` (a fleet file's ``skip_permissions = false``)
+    until an operator action fixes it."""
+    runtime = SimRuntime(
+        seed=seed, faults=faults, tests_broken=tests_broken, permission_flag=permission_flag
+    )
     if crash_after_event is None and any(f.kind == "coordinator_crash" for f in faults):
         crash_after_event = (
             next(f.effective_trigger.n for f in faults if f.kind == "coordinator_crash") * 4
@@ -149,11 +158,14 @@ class SimTier:
 
     name = "sim"
 
-    def run(self, scenario: Scenario, *, seed: int, agent: str) -> ScenarioRun:
+    def run(
+        self, scenario: Scenario, *, seed: int, agent: str, fleet: ProductionSettings | None = None
+    ) -> ScenarioRun:
         tasks = [t.task for t in scenario.tasks]
         agents = [t.agent or f"task-agent-{t.task.task_id}" for t in scenario.tasks]
-        # ``attempt_timeout`` is in real seconds for real runs; the simulation's agents work on
-        # a virtual clock whose steps take 2-20 s, so it keeps the production default.
+        # A scenario's ``attempt_timeout`` is in real seconds for real runs; the simulation's
+        # agents work on a virtual clock whose steps take 2-20 s, so it keeps the production
+        # default, or a fleet file's production value.
         out = simulate(
             tasks,
             scenario.faults,
@@ -161,13 +173,14 @@ class SimTier:
             agents=agents,
             operator_actions=scenario.operator_actions,
             crash_after_event=scenario.crash_after_event,
-            policy_factory=lambda s: scenario.policy.policy(seed=s),
+            policy_factory=lambda s: scenario.policy.policy(seed=s, **scenario.budget()),
             config=CoordinatorConfig(
                 seed=seed,
-                attempt_timeout=1800.0,
+                attempt_timeout=1800.0 if fleet is None else fleet.attempt_timeout,
                 max_live=scenario.max_live_agents,
                 fallback_agents=scenario.fallback_agents,
             ),
+            permission_flag=True if fleet is None else fleet.skip_permissions,
         )
         runtime = out.runtime
         repos: dict[str, RepoState] = {}

@@ -37,7 +37,7 @@ from pytest_orch_recovery.engine.model import (
 from pytest_orch_recovery.engine.policy import REMEDY_STALE_INDEX_LOCK
 from pytest_orch_recovery.engine.ports import AttemptExit, LaunchSpec
 
-# 2025-07-23 09:00 UTC, the day of the seed's incident log: simulated runs start there.
+# 2025-07-23 09:00 UTC, the day of the recovery design's incident log: simulated runs start there.
 SIM_EPOCH = 1753261200.0
 
 # Real Claude Code retries API errors (529, 429, 5xx, connection) with backoff before giving

@@ -23,11 +23,11 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_orch_recovery.chaos.faults import FaultLedger, FaultSpec, FaultStatus
 from pytest_orch_recovery.chaos.record import RepoState, ScenarioRun, journal_orphans, task_outcomes
@@ -61,11 +61,15 @@ from pytest_orch_recovery.infra.agents import (
 )
 from pytest_orch_recovery.infra.cleanup import find_orphans
 from pytest_orch_recovery.infra.git import rev_count
+from pytest_orch_recovery.infra.placeholders import BUILTIN_AGENTS
 from pytest_orch_recovery.infra.processes import MAX_NICE
 from pytest_orch_recovery.runtime.dispatch import Dispatcher
 from pytest_orch_recovery.runtime.tmux import TmuxRuntime
 from pytest_orch_recovery.store import atomic
 from pytest_orch_recovery.store.journal import Journal
+
+if TYPE_CHECKING:
+    from pytest_orch_recovery.chaos.fleetfile import ProductionSettings
 
 HOOK_FAULTS = frozenset(
     {
@@ -88,6 +92,9 @@ API_FAULTS = {
 }
 # Faults this tier cannot inject yet; a schedule that holds one is refused up front.
 UNSUPPORTED: frozenset[str] = frozenset()
+# Faults injected through the dispatcher's agent configuration (the permission flag left out,
+# an interactive launch): a command-template agent's words are its own, so they cannot be.
+DISPATCHER_FLAG_FAULTS = frozenset({"missing_permission_flag", "permission_prompt"})
 
 # The fallback agents' accounts on this tier (numbered in the chain's order).
 FALLBACK_API_KEY = "sk-ant-api03-double-fallback-account"
@@ -212,11 +219,16 @@ def run_tmux(
     config: AgentConfig | None = None,
     driver_factory: Callable[[AgentConfig], AgentDriver] | None = None,
     policy: PolicySettings | None = None,
+    budget: Mapping[str, int] | None = None,
     max_live: int | None = None,
+    env_allow: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
     fallback_agents: Sequence[str] = (),
     on_event: Callable[[Event], None] | None = None,
 ) -> TmuxOutcome:
-    """Run ``tasks`` under ``faults`` with real agents; always tears the sandbox down."""
+    """Run ``tasks`` under ``faults`` with real agents; always tears the sandbox down.
+    ``env_allow`` and ``env``: a fleet file's, for the agents' environment (the sandbox's
+    own variables win)."""
     _check_schedule(tasks, faults)
     faults = [s if s.fault_id else replace(s, fault_id=f"f{i + 1}") for i, s in enumerate(faults)]
     ledger = FaultLedger()
@@ -224,6 +236,8 @@ def run_tmux(
         ledger.register(spec)
     crash_after_event = _crash_point(crash_after_event, faults)
     sandbox = Sandbox.create(base_dir=base_dir, name="orch", unwind_on_sigterm=True)
+    sandbox.env_allow = None if env_allow is None else tuple(env_allow)
+    sandbox.fleet_env = dict(env or {})
     held = _Held()
     try:
         held.double = _start_model_double(sandbox, tasks, faults)
@@ -261,7 +275,7 @@ def run_tmux(
                 max_live=max_live,
                 fallback_agents=tuple(fallback_agents),
             ),
-            lambda: (policy or PolicySettings()).policy(seed=seed),
+            lambda: (policy or PolicySettings()).policy(seed=seed, **(budget or {})),
             on_event,
         )
         supervisor.drive(
@@ -852,19 +866,50 @@ def _repo_state(sandbox: Sandbox, task: Task, agent: str) -> RepoState:
     )
 
 
+def _template_can_run(scenario: Scenario, agent: str) -> None:
+    """A command template writes its own command line, so what this tier injects through the
+    dispatcher's configuration cannot reach it: the permission flag left out, an interactive
+    launch, and a fallback agent's second account (an API key in the CLI driver's
+    environment). Such a scenario is skipped with the reason, never passed untested."""
+    flagged = sorted({f.kind for f in scenario.faults} & DISPATCHER_FLAG_FAULTS)
+    if flagged:
+        raise TierUnsupported(
+            f"fault(s) {', '.join(flagged)} act through the dispatcher's permission flag "
+            f"and launch mode, which the command template {agent!r} writes itself"
+        )
+    if scenario.fallback_agents:
+        raise TierUnsupported(
+            "its fallback agents run on a second account set in the built-in agents' "
+            f"environment, which the command template {agent!r} does not take"
+        )
+
+
+def _fleet_arguments(fleet: ProductionSettings) -> dict[str, Any]:
+    """What :func:`run_tmux` takes from a fleet file beyond the scenario's settings."""
+    return {
+        "config": AgentConfig(skip_permissions=fleet.skip_permissions),
+        "env_allow": fleet.env_allow,
+        "env": fleet.env,
+    }
+
+
 class TmuxTier:
     """The campaign's ``tmux`` tier: one scenario, real processes, in a sandbox under the shared
     sandbox base directory."""
 
     name = "tmux"
 
-    def run(self, scenario: Scenario, *, seed: int, agent: str) -> ScenarioRun:
+    def run(
+        self, scenario: Scenario, *, seed: int, agent: str, fleet: ProductionSettings | None = None
+    ) -> ScenarioRun:
         blocked = sorted({f.kind for f in scenario.faults} & UNSUPPORTED)
         if blocked:
             raise TierUnsupported(
                 f"fault(s) {', '.join(blocked)} cannot be injected in real tmux runs yet; "
                 "this scenario runs on --orch-tier sim"
             )
+        if agent not in BUILTIN_AGENTS:
+            _template_can_run(scenario, agent)
         tasks = [t.task for t in scenario.tasks]
         agents = [t.agent or f"task-agent-{t.task.task_id}" for t in scenario.tasks]
         timeout = scenario.attempt_timeout or SCENARIO_ATTEMPT_TIMEOUT.get(agent, 300.0)
@@ -884,7 +929,9 @@ class TmuxTier:
             stall_window=scenario.stall_window,
             policy=scenario.policy,
             max_live=scenario.max_live_agents,
+            budget=scenario.budget(),
             fallback_agents=scenario.fallback_agents,
+            **({} if fleet is None else _fleet_arguments(fleet)),
         )
         return ScenarioRun(
             scenario=scenario.name,

@@ -11,7 +11,7 @@ and ``VERSION`` load their modules when first asked for.
 
 from __future__ import annotations
 
-# typing is ~8 ms of each sim agent's start-up: imported for the type checker only.
+# typing weighs on each sim agent's start-up (docs/performance.md): for the type checker only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
 
-# typing is ~8 ms of each sim agent's start-up: imported for the type checker only.
+# typing weighs on each sim agent's start-up (docs/performance.md): for the type checker only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import IO, Any

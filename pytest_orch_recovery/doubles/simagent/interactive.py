@@ -36,7 +36,7 @@ from pathlib import Path
 
 from pytest_orch_recovery.doubles.simagent.tools import EDIT_TOOLS
 
-# typing is ~8 ms of each sim agent's start-up: imported for the type checker only.
+# typing weighs on each sim agent's start-up (docs/performance.md): for the type checker only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, TextIO

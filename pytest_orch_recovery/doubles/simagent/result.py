@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-# typing is ~8 ms of each sim agent's start-up: imported for the type checker only.
+# typing weighs on each sim agent's start-up (docs/performance.md): for the type checker only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, TextIO

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pytest_orch_recovery.store import atomic
 
-# typing is ~8 ms of each sim agent's start-up: imported for the type checker only.
+# typing weighs on each sim agent's start-up (docs/performance.md): for the type checker only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, BinaryIO
@@ -311,7 +311,7 @@ def truncate_output(text: str, limit: int) -> str:
 
 def _kill_tree(pid: int) -> None:
     """SIGKILL a process and its descendants (they share our process group, so no killpg)."""
-    # Imported here: only a timed-out or interrupted command needs it (~1 ms of start-up).
+    # Imported here: only a timed-out or interrupted command needs it.
     from pytest_orch_recovery.infra.processes import child_pids
 
     for child in child_pids(pid):
@@ -332,8 +332,8 @@ def _bash(cwd: Path, tool_input: Mapping[str, Any]) -> ToolOutcome:
     limit = int(os.environ.get("BASH_MAX_OUTPUT_LENGTH", _DEFAULT_OUTPUT_LIMIT))
     # Output goes to files, not pipes: a background grandchild holding a pipe open must not
     # keep the agent waiting after the command itself has exited. Anonymous memory files
-    # (memfd_create, Linux) rather than tempfile's: tempfile and its shutil were ~3 ms of
-    # every sim agent's start-up.
+    # (memfd_create, Linux) rather than tempfile's: tempfile and its shutil weigh on every
+    # sim agent's start-up.
     with _output_file("stdout") as out, _output_file("stderr") as err:
         # Same process group on purpose: a SIGINT to the agent's group reaches the command too.
         proc = subprocess.Popen(

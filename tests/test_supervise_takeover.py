@@ -22,7 +22,12 @@ from test_supervise import _BOUND, Fleet, Supervisor, fleet
 from test_supervise_store import _all_done, _another_host, _fleet_over_store
 from waiting import wait_until
 
-from pytest_orch_recovery.engine.events import AttemptExited, DecisionMade, EventKind
+from pytest_orch_recovery.engine.events import (
+    AttemptExited,
+    AttemptLaunched,
+    DecisionMade,
+    EventKind,
+)
 from pytest_orch_recovery.engine.model import HOST_LOST, Strategy, Task
 from pytest_orch_recovery.infra.processes import pids_with_env, process_start_time, wait_gone
 from pytest_orch_recovery.runtime.server import kill_tmux_server
@@ -55,6 +60,12 @@ def _kill_agents_of(results: Path) -> None:
     assert wait_gone(pids, _BOUND) == []
 
 
+def _agents(store_url: str) -> dict[str, str]:
+    with psycopg.connect(store_url) as conn:
+        rows = conn.execute("SELECT task_id, agent FROM orch_tasks").fetchall()
+    return {str(task_id): str(agent) for task_id, agent in rows}
+
+
 def _sessions(socket: str) -> list[str]:
     shown = subprocess.run(
         ["tmux", "-L", socket, "list-sessions", "-F", "#{session_name}"],
@@ -84,6 +95,10 @@ def test_a_host_killed_with_its_agents_has_its_tasks_finished_by_the_others(
                 ["tmux", "-L", fleet.socket, "wait-for", f"at-{task.task_id}"],
                 check=True, timeout=_BOUND,
             )  # fmt: skip
+        # Each agent's checkpoint after writing its file: alpha pushed that work in progress.
+        agents_of = _agents(store_url)
+        for task in held:
+            alpha.wait_for("checkpoint of", agents_of[task.task_id], "pushed to")
         for name, (config, _) in others.items():
             survivors[name] = Supervisor(fleet, "--config", str(config), "--host", name)
             survivors[name].wait_for("supervising")
@@ -109,6 +124,13 @@ def test_a_host_killed_with_its_agents_has_its_tasks_finished_by_the_others(
         t.task_id for t in held
     ]
     assert all("from host alpha" in line for line in taken), taken
+    for task in held:  # each from the work in progress alpha pushed at its checkpoint
+        agent = agents_of[task.task_id]
+        assert any(
+            f"taking over {agent}: refs/orch/rescue/{agent}-work at" in line
+            for sup in survivors.values()
+            for line in sup.seen
+        ), task.task_id
 
     with PostgresStore(store_url) as store:
         launches = store.launches()
@@ -148,6 +170,13 @@ def test_a_host_killed_with_its_agents_has_its_tasks_finished_by_the_others(
         assert isinstance(decided, DecisionMade) and decided.decision is not None
         assert decided.decision.rule == "host_lost"
         assert decided.decision.strategy is Strategy.REASSIGN
+        assert decided.decision.why.endswith("resuming with what is left.")
+        # The file written on alpha came back through the rescue ref: not asked for again.
+        relaunch = [e.payload for e in mine if e.kind is EventKind.ATTEMPT_LAUNCHED][-1]
+        assert isinstance(relaunch, AttemptLaunched)
+        done, remaining = relaunch.prompt.split("Remaining steps")
+        assert f"wrote {task.task_id}.md" in done, relaunch.prompt
+        assert f"write {task.task_id}.md" not in remaining, relaunch.prompt
         assert [e.kind for e in mine][-1] is EventKind.TASK_SUCCEEDED
     with psycopg.connect(store_url) as conn:
         writers = conn.execute(

@@ -41,11 +41,12 @@ from pytest_orch_recovery.engine.incidents import Incident, IncidentBook
 from pytest_orch_recovery.engine.model import Phase, Task
 from pytest_orch_recovery.engine.policy import Policy
 from pytest_orch_recovery.engine.ports import EventLog, LaunchSpec
+from pytest_orch_recovery.fleet import rescue
 from pytest_orch_recovery.fleet.config import FleetConfig, FleetConfigError, load_fleet
 from pytest_orch_recovery.fleet.intake import Request, Spool
 from pytest_orch_recovery.fleet.steps import CoordinatorSteps, remove_finished_workspaces
 from pytest_orch_recovery.infra.gh import GhPullRequests
-from pytest_orch_recovery.infra.git import GitError, fetch_branch
+from pytest_orch_recovery.infra.git import GitError
 from pytest_orch_recovery.infra.processes import raise_priority
 from pytest_orch_recovery.runtime.dispatch import Dispatcher
 from pytest_orch_recovery.runtime.host import RepositoryHost
@@ -157,6 +158,10 @@ class FleetSupervisor:
         )
         self.fleet_store: PostgresStore | None = None
         self.journal = self._open_journal()
+        # Over several hosts, work in progress goes to the origin at each checkpoint.
+        self.rescues = (
+            None if self.fleet_store is None else rescue.RescuePusher(self.host.checkpoints)
+        )
         try:
             self.deliveries = EscalationDeliveries(
                 config.state_dir / "on_escalate.delivered", self.journal
@@ -283,13 +288,37 @@ class FleetSupervisor:
             return
         branch = self.host.branch(agent)
         try:
-            commit = fetch_branch(self.host.repo, "origin", branch)
-            self.host.add_workspace(agent)
+            taken = rescue.take_up(self.host.repo, branch)
+            worktree = self.host.add_workspace(agent)
+            if taken is not None and taken[1]:
+                rescue.restore(worktree, taken[0])
         except (GitError, OSError) as exc:
             self.say(f"taking over {agent}: {branch} not taken from origin: {exc}", logging.WARNING)
             return
-        if commit is not None:
-            self.say(f"taking over {agent}: {branch} at {commit[:12]} from origin")
+        if taken is not None:
+            what = rescue.rescue_ref(branch) if taken[1] else branch
+            self.say(f"taking over {agent}: {what} at {taken[0][:12]} from origin")
+
+    def push_rescues(self) -> int:
+        """With a fleet store: push the work in progress of each running agent whose
+        checkpoint changed to the origin's rescue ref (fleet/rescue.py); returns how many."""
+        if self.rescues is None:
+            return 0
+        pushed = 0
+        for state in self.steps.coordinator.tasks.values():
+            if state.phase is not Phase.RUNNING:
+                continue
+            agent = state.agent
+            commit = self.rescues.push_if_checkpointed(
+                agent, self.host.workspace(agent), self.host.branch(agent)
+            )
+            if commit is not None:
+                pushed += 1
+                self.say(
+                    f"checkpoint of {agent}: work in progress at {commit[:12]} pushed to "
+                    f"{rescue.rescue_ref(self.host.branch(agent))}"
+                )
+        return pushed
 
     # ------------------------------------------------------------------ coordinator
 
@@ -472,6 +501,7 @@ class FleetSupervisor:
             if stopping():
                 break
             self.steps.run(until=self.runtime.clock.now() + interval)
+            self.push_rescues()
             self.deliver_pages()
             if self.config.remove_finished_worktrees:
                 remove_finished_workspaces(self.steps.coordinator, self.host)

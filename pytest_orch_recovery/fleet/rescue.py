@@ -18,6 +18,7 @@ from pathlib import Path
 from pytest_orch_recovery.infra import git
 from pytest_orch_recovery.infra.checkpoint_file import checkpoint_path
 from pytest_orch_recovery.infra.cleanup import snapshot_commit
+from pytest_orch_recovery.store.atomic import file_stamp
 
 _LOG = logging.getLogger(__name__)
 
@@ -28,14 +29,6 @@ REMOTE = "origin"
 
 def rescue_ref(branch: str) -> str:
     return f"{RESCUE_PREFIX}{branch}"
-
-
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    try:
-        info = path.stat()
-    except OSError:
-        return None
-    return (info.st_ino, info.st_size, info.st_mtime_ns)
 
 
 @dataclass
@@ -50,7 +43,7 @@ class RescuePusher:
         """Push ``agent``'s worktree when its checkpoint changed since the last push; returns
         the commit pushed, or None (nothing new, no worktree, or the push failed: logged, the
         next checkpoint tries again)."""
-        stamp = _stamp(checkpoint_path(self.checkpoints, agent))
+        stamp = file_stamp(checkpoint_path(self.checkpoints, agent))
         last_stamp, last_commit = self._seen.get(agent, (None, None))
         if stamp is None or stamp == last_stamp or not worktree.is_dir():
             return None

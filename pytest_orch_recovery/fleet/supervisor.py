@@ -110,15 +110,6 @@ class EscalationDeliveries:
         self._done.add(event.seq)
 
 
-def _file_stamp(path: Path) -> tuple[int, int, int] | None:
-    """What changes when a file is edited or replaced (an editor's rename-over)."""
-    try:
-        info = path.stat()
-    except OSError:
-        return None
-    return (info.st_ino, info.st_size, info.st_mtime_ns)
-
-
 def build_policy(config: FleetConfig) -> Policy:
     return config.policy.policy(max_attempts=config.max_attempts)
 
@@ -181,7 +172,7 @@ class FleetSupervisor:
             # The pane-died hooks run from the tmux server: on the path of every exit.
             raise_priority(config.supervisor_nice, self.runtime.server_pid)
         self.spool = Spool(config.spool)
-        self._fleet_stamp = _file_stamp(config.source)
+        self._fleet_stamp = atomic.file_stamp(config.source)
         # Incidents whose page waits for joiners: incident id -> monotonic time it is due.
         self._pages_due: dict[str, float] = {}
         self.steps = CoordinatorSteps(self._start, recover=len(self.journal) > 0)
@@ -474,7 +465,7 @@ class FleetSupervisor:
         return True
 
     def _reload_if_edited(self) -> None:
-        stamp = _file_stamp(self.config.source)
+        stamp = atomic.file_stamp(self.config.source)
         if stamp != self._fleet_stamp:
             self._fleet_stamp = stamp
             self._reload_agent_config()

@@ -76,6 +76,16 @@ def append_line(path: str | os.PathLike[str], line: str, *, mode: int = 0o644) -
         os.close(fd)
 
 
+def file_stamp(path: Path) -> tuple[int, int, int] | None:
+    """What changes when a file is edited or replaced (an editor's or an atomic writer's
+    rename-over): inode, size, mtime; None when it is absent."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return (info.st_ino, info.st_size, info.st_mtime_ns)
+
+
 def fsync_dir(directory: str | os.PathLike[str]) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:

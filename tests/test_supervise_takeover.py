@@ -110,7 +110,7 @@ def test_a_host_killed_with_its_agents_has_its_tasks_finished_by_the_others(
         kill_tmux_server(fleet.socket)
         gate.touch()  # what alpha's agents did not push is redone elsewhere; it passes now
 
-        wait_until(lambda: _all_done(store_url, len(everything)), "every task done in the store")
+        wait_until(lambda: _all_done(store_url, len(everything)), "every task done", timeout=_BOUND)
     finally:
         if alpha.proc.poll() is None:
             alpha.stop(signal.SIGKILL)

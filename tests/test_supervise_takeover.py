@@ -108,7 +108,7 @@ def test_a_host_killed_with_its_agents_has_its_tasks_finished_by_the_others(
         assert alpha.stop(signal.SIGKILL) == -signal.SIGKILL
         _kill_agents_of(fleet.root / ".orch-fleet" / "results")
         kill_tmux_server(fleet.socket)
-        gate.touch()  # what alpha's agents did not push is redone elsewhere; it passes now
+        gate.touch()  # the relaunched attempts run their tests on beta or gamma: pass at once
 
         wait_until(lambda: _all_done(store_url, len(everything)), "every task done", timeout=_BOUND)
     finally:

@@ -121,3 +121,17 @@ def test_recover_ends_a_foreign_running_attempt_instead_of_launching_it_here(
     assert [(e.attempt, e.key) for e in launches] == [(1, "t-0:1:initial"), (2, "t-0:2:reassign")]
     assert beta.outcome("t-0") is Phase.SUCCEEDED
     assert started == ["t-0:2:reassign"]  # attempt 1 never started here
+
+
+def test_a_task_let_go_is_decided_no_more_while_the_others_go_on() -> None:
+    alpha = Coordinator(SimRuntime(), Journal(None))
+    for task in TASKS[:2]:
+        alpha.submit(task)
+    alpha.run(until=alpha.runtime.clock.now() + 1e-3)  # both launched
+    before = len(alpha.journal)
+    state = alpha.let_go("t-0")
+    assert state is not None and state.phase is Phase.RUNNING
+    assert alpha.let_go("t-0") is None
+    alpha.run()  # t-0's exit, when the runtime reports it, is no longer this host's
+    assert alpha.outcome("t-1") is Phase.SUCCEEDED and "t-0" not in alpha.tasks
+    assert all(e.task_id != "t-0" for e in list(alpha.journal.events())[before:])

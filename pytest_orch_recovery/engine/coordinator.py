@@ -289,6 +289,17 @@ class Coordinator:
             self._finish_step(state)
         return adopted
 
+    def let_go(self, task_id: str) -> TaskState | None:
+        """Forget a task this coordinator no longer decides for (its lease went to another
+        host); returns its last state, or None when it had no such task. Nothing is
+        journaled: this host may no longer write about it. Its timers lapse, and a late
+        report of its agent's exit is ignored. Stopping the agent is the caller's."""
+        state = self.tasks.pop(task_id, None)
+        if state is not None:
+            self._by_agent.pop(state.agent, None)
+            self._running.discard(task_id)
+        return state
+
     def _lose_attempt(self, state: TaskState, why: str) -> None:
         """Journal the end of a running attempt whose host was lost (``HOST_LOST``)."""
         current = state.current
@@ -448,15 +459,17 @@ class Coordinator:
 
     def _pending_of(self, entry: _Timer) -> TaskState | None:
         _, _, task_id, key = entry
-        state = self.tasks[task_id]
-        pending = state.pending
+        state = self.tasks.get(task_id)  # None: let go of (let_go)
+        pending = None if state is None else state.pending
         if pending is None or pending.spec.key != key:
             return None  # superseded (launched, escalated, or rescheduled)
         return state
 
     def _deadline_of(self, entry: _Timer) -> TaskState | None:
         _, _, task_id, key = entry
-        state = self.tasks[task_id]
+        state = self.tasks.get(task_id)  # None: let go of (let_go)
+        if state is None:
+            return None
         current = state.current
         if (
             state.phase is not Phase.RUNNING

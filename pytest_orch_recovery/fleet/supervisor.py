@@ -219,11 +219,9 @@ class FleetSupervisor:
         """With a fleet store: renew this host's leases, then claim queued tasks while it has
         room and hand them to the coordinator; returns how many.
 
-        A lease lost (it ran out while this supervisor was frozen or cut off) stops the
-        supervisor: it must not decide for that task again. Unless a newer supervisor of this
-        same host took the task back (the agent is then that supervisor's, left alone), the
-        agent this host still runs for it is stopped first: another host holds the task, or
-        may claim it any moment, and a task never has two live attempts."""
+        A lease lost (it ran out while this supervisor was frozen or cut off) ends this
+        host's part in that task: its agent is stopped and no decision is made for it again
+        (:meth:`_let_go`); the other tasks go on."""
         store = self.fleet_store
         if store is None:
             return 0
@@ -233,19 +231,7 @@ class FleetSupervisor:
         mine = {t for t, state in tasks.items() if state.phase not in finished}
         lost = sorted(mine - set(held))
         if lost:
-            holders = store.holders(lost)
-            live = self.runtime.live()
-            stopped = []
-            for task_id in lost:
-                agent = tasks[task_id].agent
-                if holders.get(task_id) != self.host_name and agent in live:
-                    self.runtime.kill(agent)
-                    stopped.append(agent)
-            raise LeaseLostError(
-                f"host {self.host_name} lost the lease of {', '.join(lost)}"
-                + (f" and stopped {', '.join(stopped)}" if stopped else "")
-                + ": decisions for them belong to whoever holds them now"
-            )
+            self._let_go(store, lost)
         claims = store.claim()
         taken = store.taken_over() if any(c.epoch > 1 for c in claims) else {}
         for claim in claims:
@@ -264,6 +250,33 @@ class FleetSupervisor:
             self._take_up_work(agent)
             self.steps.adopt(history, lost=self._lost_note(task_id, by))
         return len(claims)
+
+    def _let_go(self, store: PostgresStore, lost: list[str]) -> None:
+        """Stop deciding for tasks whose lease ran out: another host holds them now, or may
+        claim them any moment, and a task never has two live attempts, so each one's agent
+        is stopped and its session removed (its worktree stays) and the coordinator forgets
+        it; this supervisor goes on with its other tasks. If a newer supervisor of this same
+        host took them back, this process is the stale one: it leaves those agents to that
+        supervisor and stops (``LeaseLostError``)."""
+        holders = store.holders(lost)
+        tasks = self.steps.coordinator.tasks
+        if any(holders.get(task_id) == self.host_name for task_id in lost):
+            raise LeaseLostError(
+                f"host {self.host_name} lost the lease of {', '.join(lost)} to a newer "
+                "supervisor of this host: decisions for them are that one's"
+            )
+        live = self.runtime.live()
+        for task_id in lost:
+            agent = tasks[task_id].agent
+            stopped = agent in live
+            self.runtime.cleanup(agent)
+            self.steps.coordinator.let_go(task_id)
+            self.say(
+                f"host {self.host_name} lost the lease of {task_id}"
+                + (f" and stopped {agent}" if stopped else "")
+                + f": decisions for it belong to {holders.get(task_id) or 'the next claimer'}",
+                logging.WARNING,
+            )
 
     def _lost_note(self, task_id: str, by: str | None) -> str:
         return (

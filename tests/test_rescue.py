@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pytest_orch_recovery.fleet.rescue import RescuePusher, rescue_ref, restore, take_up
+from pytest_orch_recovery.fleet.rescue import RescuePusher, drop, rescue_ref, restore, take_up
 from pytest_orch_recovery.infra.checkpoint_file import checkpoint_path
 from pytest_orch_recovery.infra.git import (
     add_worktree,
@@ -84,6 +84,14 @@ def test_a_branch_pushed_after_the_last_checkpoint_wins(tmp_path: Path) -> None:
     assert take_up(beta, BRANCH) == (remote_sha(beta, "origin", BRANCH), False)
 
 
-def test_nothing_on_the_origin_takes_up_nothing(tmp_path: Path) -> None:
-    _, origin, _, _ = _world(tmp_path)
+def test_nothing_on_the_origin_takes_up_nothing_and_a_dropped_ref_is_gone(
+    tmp_path: Path,
+) -> None:
+    repo, origin, worktree, pusher = _world(tmp_path)
     assert take_up(_clone(origin, tmp_path), BRANCH) is None
+    (worktree / "a.md").write_text("first file\n")
+    _checkpoint(pusher, '{"n": 1}')
+    assert pusher.push_if_checkpointed("task-agent-1", worktree, BRANCH) is not None
+    assert drop(repo, BRANCH) is True
+    assert _origin_ref(origin, rescue_ref(BRANCH)) is None
+    assert drop(repo, BRANCH) is False

@@ -29,6 +29,7 @@ from pytest_orch_recovery.engine.events import (
     EventKind,
 )
 from pytest_orch_recovery.engine.model import HOST_LOST, Strategy, Task
+from pytest_orch_recovery.infra.git import run_git
 from pytest_orch_recovery.infra.processes import pids_with_env, process_start_time, wait_gone
 from pytest_orch_recovery.runtime.server import kill_tmux_server
 from pytest_orch_recovery.store.postgres import PostgresStore
@@ -58,6 +59,10 @@ def _kill_agents_of(results: Path) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     assert wait_gone(pids, _BOUND) == []
+
+
+def _rescue_refs(origin: Path) -> list[str]:
+    return run_git(["for-each-ref", "--format=%(refname)", "refs/orch/"], cwd=origin).stdout.split()
 
 
 def _agents(store_url: str) -> dict[str, str]:
@@ -111,6 +116,8 @@ def test_a_host_killed_with_its_agents_has_its_tasks_finished_by_the_others(
         gate.touch()  # the relaunched attempts run their tests on beta or gamma: pass at once
 
         wait_until(lambda: _all_done(store_url, len(everything)), "every task done", timeout=_BOUND)
+        # Each finished task's rescue ref is deleted from the origin by its last holder.
+        wait_until(lambda: not _rescue_refs(fleet.origin), "no rescue ref left", timeout=_BOUND)
     finally:
         if alpha.proc.poll() is None:
             alpha.stop(signal.SIGKILL)

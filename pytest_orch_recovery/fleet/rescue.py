@@ -66,6 +66,16 @@ class RescuePusher:
         self._seen.pop(agent, None)
 
 
+def drop(repo: Path, branch: str) -> bool:
+    """Delete the origin's rescue ref of ``branch`` (its task is finished: the work is on the
+    branch or no longer wanted); returns whether there was one."""
+    ref = rescue_ref(branch)
+    if ref not in git.run_git(["ls-remote", REMOTE, ref], cwd=repo).stdout.split():
+        return False
+    git.run_git(["push", "--quiet", REMOTE, "--delete", ref], cwd=repo)
+    return True
+
+
 def take_up(repo: Path, branch: str) -> tuple[str, bool] | None:
     """Prepare ``repo``'s ``branch`` for a workspace that goes on with another host's work:
     the branch as the origin has it, or the rescue snapshot when that is newer. Returns the

@@ -153,6 +153,7 @@ class FleetSupervisor:
         self.rescues = (
             None if self.fleet_store is None else rescue.RescuePusher(self.host.checkpoints)
         )
+        self._rescues_dropped: set[str] | None = None if self.rescues is None else set()
         try:
             self.deliveries = EscalationDeliveries(
                 config.state_dir / "on_escalate.delivered", self.journal
@@ -303,6 +304,18 @@ class FleetSupervisor:
             what = rescue.rescue_ref(branch) if taken[1] else branch
             self.say(f"taking over {agent}: {what} at {taken[0][:12]} from origin")
 
+    def _drop_rescue(self, agent: str) -> None:
+        """A finished task's rescue ref is deleted from the origin, once per supervisor."""
+        if self._rescues_dropped is None or agent in self._rescues_dropped:
+            return
+        self._rescues_dropped.add(agent)
+        branch = self.host.branch(agent)
+        try:
+            if rescue.drop(self.host.repo, branch):
+                self.say(f"{agent} finished: {rescue.rescue_ref(branch)} deleted from origin")
+        except GitError as exc:
+            self.say(f"{agent} finished: rescue ref not deleted: {exc}", logging.WARNING)
+
     def push_rescues(self) -> int:
         """With a fleet store: push the work in progress of each running agent whose
         checkpoint changed to the origin's rescue ref (fleet/rescue.py); returns how many."""
@@ -310,6 +323,8 @@ class FleetSupervisor:
             return 0
         pushed = 0
         for state in self.steps.coordinator.tasks.values():
+            if state.phase in (Phase.SUCCEEDED, Phase.FAILED):
+                self._drop_rescue(state.agent)
             if state.phase is not Phase.RUNNING:
                 continue
             agent = state.agent

@@ -59,14 +59,14 @@ def test_partial_work_is_the_last_probe_and_filters_by_agent() -> None:
     assert len(fake3) == 1
     part = fake3[0]
     # Succeeded: the row is the success, not the failed attempt's state beside the final PR.
-    assert (part.phase, part.attempt, part.pr, part.probed) == (Phase.SUCCEEDED, 2, 886, False)
-    assert part.deliverables_missing == () and part.missing_work == ()
+    assert (part.phase, part.attempt, part.work.pr, part.probed) == (Phase.SUCCEEDED, 2, 886, False)
+    assert part.work.deliverables_missing == () and part.missing_work == ()
     # Before the success, the row was the failed attempt's probe, with that moment's PR.
     success = next(i for i, e in enumerate(j.events) if e.kind is EventKind.TASK_SUCCEEDED)
     before = FleetView(j.events[:success]).partial_work(agent=t.agent)[0]
-    assert before.deliverables_present == ("fake3.md",)
-    assert before.deliverables_missing == ("fake3.py", "fake3_runner.py")
-    assert before.uncommitted == ("fake3.md",) and before.pr is None
+    assert before.work.deliverables_present == ("fake3.md",)
+    assert before.work.deliverables_missing == ("fake3.py", "fake3_runner.py")
+    assert before.work.uncommitted == ("fake3.md",) and before.work.pr is None
     other = view.partial_work(agent=running.agent)
     assert [p.probed for p in other] == [False] and other[0].phase is Phase.RUNNING
 

@@ -69,11 +69,11 @@ def render(
         elif not r.probed:
             files = "not probed (no failed attempt)"
         else:
-            total = len(r.deliverables_present) + len(r.deliverables_missing)
+            total = len(r.work.deliverables_present) + len(r.work.deliverables_missing)
             after = "" if r.attempt is None else f"after attempt {r.attempt}: "
-            files = f"{after}{len(r.deliverables_present)}/{total}"
-            if r.deliverables_missing:
-                files += " missing " + ", ".join(r.deliverables_missing)
+            files = f"{after}{len(r.work.deliverables_present)}/{total}"
+            if r.work.deliverables_missing:
+                files += " missing " + ", ".join(r.work.deliverables_missing)
         todo = "; ".join(r.missing_work) or "-"
         nexts = "; ".join(next_actions) or (f"checkpoint unusable: {problem}" if problem else "-")
         rows.append(
@@ -82,11 +82,11 @@ def render(
                 r.agent,
                 str(r.phase),
                 files,
-                str(len(r.uncommitted)) if r.probed else "-",
-                str(r.commits_ahead) if r.probed else "-",
-                _yes_no(r.pushed if r.probed else None),
-                "-" if r.pr is None else f"#{r.pr}",
-                _yes_no(r.tests_passed),
+                str(len(r.work.uncommitted)) if r.probed else "-",
+                str(r.work.commits_ahead) if r.probed else "-",
+                _yes_no(r.work.pushed if r.probed else None),
+                "-" if r.work.pr is None else f"#{r.work.pr}",
+                _yes_no(r.work.tests_passed),
                 todo,
                 nexts,
             ]

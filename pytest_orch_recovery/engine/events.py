@@ -94,7 +94,8 @@ def _fail(name: str, message: str) -> EventFormatError:
     return EventFormatError(f"field {name!r}: {message}")
 
 
-def _type_word(value: object) -> str:
+def json_type_word(value: object) -> str:
+    """How a refusal names a JSON value's type: 'a list', 'an object', 'null', ..."""
     return {
         list: "a list",
         dict: "an object",
@@ -110,7 +111,7 @@ def _opt_str(data: Mapping[str, Any], name: str) -> str | None:
     value = data.get(name)
     if value is None or isinstance(value, str):
         return value
-    raise _fail(name, f"must be a string or null, not {_type_word(value)}")
+    raise _fail(name, f"must be a string or null, not {json_type_word(value)}")
 
 
 def _str(data: Mapping[str, Any], name: str, default: str = "") -> str:
@@ -125,7 +126,7 @@ def _opt_number(
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _fail(name, f"must be a number, not {_type_word(value)}")
+        raise _fail(name, f"must be a number, not {json_type_word(value)}")
     if not 0.0 <= value <= maximum:  # NaN fails both comparisons
         shown = value if math.isfinite(value) else str(value)
         raise _fail(name, f"must be a finite number within [0, {maximum:g}], got {shown}")
@@ -137,7 +138,7 @@ def _opt_int(data: Mapping[str, Any], name: str, *, minimum: int = 0, maximum: i
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(name, f"must be an integer, not {_type_word(value)}")
+        raise _fail(name, f"must be an integer, not {json_type_word(value)}")
     if not minimum <= value <= maximum:
         raise _fail(name, f"must be within [{minimum}, {maximum}], got {value}")
     return value
@@ -147,7 +148,7 @@ def _opt_bool(data: Mapping[str, Any], name: str) -> bool | None:
     value = data.get(name)
     if value is None or isinstance(value, bool):
         return value
-    raise _fail(name, f"must be true, false or null, not {_type_word(value)}")
+    raise _fail(name, f"must be true, false or null, not {json_type_word(value)}")
 
 
 def _strings(data: Mapping[str, Any], name: str) -> tuple[str, ...]:
@@ -155,7 +156,7 @@ def _strings(data: Mapping[str, Any], name: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list | tuple):
-        raise _fail(name, f"must be a list, not {_type_word(value)}")
+        raise _fail(name, f"must be a list, not {json_type_word(value)}")
     return tuple(str(v) for v in value)
 
 
@@ -175,7 +176,7 @@ def _object(data: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
     value = data.get(name)
     if value is None or isinstance(value, Mapping):
         return value
-    raise _fail(name, f"must be an object or null, not {_type_word(value)}")
+    raise _fail(name, f"must be an object or null, not {json_type_word(value)}")
 
 
 def _work(data: Mapping[str, Any], name: str) -> tuple[WorkItem, ...]:
@@ -183,7 +184,7 @@ def _work(data: Mapping[str, Any], name: str) -> tuple[WorkItem, ...]:
     if value is None:
         return ()
     if not isinstance(value, list | tuple):
-        raise _fail(name, f"must be a list, not {_type_word(value)}")
+        raise _fail(name, f"must be a list, not {json_type_word(value)}")
     return tuple(WorkItem.from_json(w) for w in value)
 
 
@@ -909,7 +910,7 @@ class Event:
         if raw is None:
             raw = {}
         elif not isinstance(raw, Mapping):
-            raise EventFormatError(f"field 'data': must be an object, not {_type_word(raw)}")
+            raise EventFormatError(f"field 'data': must be an object, not {json_type_word(raw)}")
         try:
             payload = _PAYLOADS[kind].from_json(raw)
         except EventFormatError as exc:

@@ -19,7 +19,7 @@ What the journal records and what it does not (docs/journal.md is the schema):
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_orch_recovery.engine.events import Event, PartialSummary, TmuxTarget
@@ -127,15 +127,7 @@ class PartialReport:
     attempt: int | None
     time: float | None  # of the probe; None when no failure was attributed yet
     phase: Phase
-    deliverables_present: tuple[str, ...] = ()
-    deliverables_missing: tuple[str, ...] = ()
-    uncommitted: tuple[str, ...] = ()
-    commits_ahead: int = 0
-    pushed: bool = False
-    pr: int | None = None
-    checkpoint: bool = False
-    checkpoint_problem: str | None = None
-    tests_passed: bool | None = None
+    work: PartialSummary = field(default_factory=PartialSummary)  # what the probe found
     missing_work: tuple[str, ...] = ()  # in words, in the order the work is done
 
     @property
@@ -150,15 +142,7 @@ class PartialReport:
             "time": self.time,
             "phase": str(self.phase),
             "probed": self.probed,
-            "deliverables_present": list(self.deliverables_present),
-            "deliverables_missing": list(self.deliverables_missing),
-            "uncommitted": list(self.uncommitted),
-            "commits_ahead": self.commits_ahead,
-            "pushed": self.pushed,
-            "pr": self.pr,
-            "checkpoint": self.checkpoint,
-            "checkpoint_problem": self.checkpoint_problem,
-            "tests_passed": self.tests_passed,
+            **self.work.to_json(),
             "missing_work": list(self.missing_work),
         }
 
@@ -195,26 +179,21 @@ def _partial(task: TaskHistory, agent: str) -> PartialReport:
     state beside the final PR."""
     if task.phase is Phase.SUCCEEDED:
         attempt = task.launches or None
-        return PartialReport(task.task_id, agent, attempt, None, task.phase, pr=task.pr)
+        return PartialReport(
+            task.task_id, agent, attempt, None, task.phase, PartialSummary(pr=task.pr)
+        )
     if not task.failures:
-        return PartialReport(task.task_id, agent, None, None, task.phase, pr=task.pr)
+        return PartialReport(
+            task.task_id, agent, None, None, task.phase, PartialSummary(pr=task.pr)
+        )
     last = task.failures[-1]
-    part = last.partial or PartialSummary()
     return PartialReport(
         task_id=task.task_id,
         agent=agent,
         attempt=last.attempt,
         time=last.time,
         phase=task.phase,
-        deliverables_present=part.deliverables_present,
-        deliverables_missing=part.deliverables_missing,
-        uncommitted=part.uncommitted,
-        commits_ahead=part.commits_ahead,
-        pushed=part.pushed,
-        pr=part.pr,
-        checkpoint=part.checkpoint,
-        checkpoint_problem=part.checkpoint_problem,
-        tests_passed=part.tests_passed,
+        work=last.partial or PartialSummary(),
         missing_work=tuple(w.describe() for w in last.missing_work),
     )
 

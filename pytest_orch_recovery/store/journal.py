@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 
 from pytest_orch_recovery.engine.errors import InvalidValue, OrchRecoveryError
-from pytest_orch_recovery.engine.events import Event, EventFormatError
+from pytest_orch_recovery.engine.events import Event, EventFormatError, json_type_word
 from pytest_orch_recovery.store import validation
 from pytest_orch_recovery.store.atomic import fsync_dir
 
@@ -342,22 +342,11 @@ def event_field_problem(event: Event) -> str | None:
     for name in ("task_id", "agent", "key"):
         value = getattr(event, name)
         if value is not None and type(value) is not str:
-            return f"field {name!r}: must be a string or null, not {_kind(value)}"
+            return f"field {name!r}: must be a string or null, not {json_type_word(value)}"
     attempt = event.attempt
     if attempt is not None and (type(attempt) is not int or not 1 <= attempt <= 1_000_000):
         return f"field 'attempt': must be a whole number >= 1 or null, got {attempt!r}"[:200]
     return None
-
-
-def _kind(value: object) -> str:
-    return {
-        list: "a list",
-        dict: "an object",
-        str: "a string",
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-    }.get(type(value), type(value).__name__)
 
 
 def _what(exc: KeyError) -> str:

@@ -134,7 +134,9 @@ _OVERRIDES: dict[tuple[type, str], _Decode] = {(AttemptRecord, "failure"): _opti
 def _fields(cls: type) -> tuple[str, ...]:
     fields = dataclasses.fields(cls)
     if not all(f.init for f in fields):
-        raise SnapshotFormatError(f"a snapshot cannot hold {cls.__name__}: it has fields outside __init__")
+        raise SnapshotFormatError(
+            f"a snapshot cannot hold {cls.__name__}: a field is not set by __init__"
+        )
     return tuple(f.name for f in fields)
 
 

@@ -51,7 +51,7 @@ _CLOCK = time.process_time
 
 
 def _rate(
-    count: int, run: Callable[[], object], repeat: int, clock: Callable[[], float] = _CLOCK
+    count: float, run: Callable[[], object], repeat: int, clock: Callable[[], float] = _CLOCK
 ) -> float:
     """Items per second of CPU time (or of ``clock``), the best of ``repeat`` timed runs."""
     best = float("inf")

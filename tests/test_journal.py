@@ -28,7 +28,6 @@ from pytest_orch_recovery.engine.events import (
     Event,
     EventKind,
     Payload,
-    TaskFailed,
     TaskSubmitted,
     TaskSucceeded,
 )
@@ -169,10 +168,10 @@ def test_failed_write_leaves_no_partial_line(
 
         monkeypatch.setattr(os, "write", half_then_enospc)
         with pytest.raises(JournalError, match="No space left on device"):
-            j.append(_event(TaskFailed()))
+            j.append(_event(TaskSucceeded()))
         monkeypatch.setattr(os, "write", real_write)
-        assert j.append(_event(TaskFailed())).seq == 2
-    assert [e.kind for e in replay(path)] == [EventKind.DECISION, EventKind.TASK_FAILED]
+        assert j.append(_event(TaskSucceeded())).seq == 2
+    assert [e.kind for e in replay(path)] == [EventKind.DECISION, EventKind.TASK_SUCCEEDED]
 
 
 def test_fsync_flag_controls_syncing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -466,7 +465,7 @@ def _mixed_journal(path: Path) -> Path:
     t = j.task("gave-up", "agent-g", deliverables=["a.py", "b.py"])
     t.launch()
     t.fail_with(Reason.PERMISSION)
-    t.decide(Strategy.ESCALATE).give_up()
+    t.decide(Strategy.ESCALATE).escalate()
     t = j.task("open", "agent-o", deliverables=["c.py"])
     t.launch()
     t.fail_with(Reason.SIGINT)

@@ -27,7 +27,7 @@ from pytest_orch_recovery.infra.tomlread import TASK_KEYS, Path_, TomlReader, pa
 from pytest_orch_recovery.store import validation
 from pytest_orch_recovery.store.validation import InputError, RuleError
 
-OUTCOMES = ("succeeded", "recovered", "escalated", "failed")
+OUTCOMES = ("succeeded", "recovered", "escalated")
 FAULT_STATUSES = (FaultStatus.EXERCISED, FaultStatus.INEFFECTIVE, FaultStatus.NOT_EXERCISED)
 # What a scenario's operator may do after an escalation, by name: the action's journal text and
 # the reasons of the escalated tasks it releases. Both tiers carry the actions out.

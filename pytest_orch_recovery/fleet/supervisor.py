@@ -231,8 +231,7 @@ class FleetSupervisor:
             return 0
         held = store.heartbeat()
         tasks = self.steps.coordinator.tasks
-        finished = (Phase.SUCCEEDED, Phase.FAILED)
-        mine = {t for t, state in tasks.items() if state.phase not in finished}
+        mine = {t for t, state in tasks.items() if state.phase is not Phase.SUCCEEDED}
         lost = sorted(mine - set(held))
         if lost:
             self._let_go(store, lost)
@@ -340,7 +339,7 @@ class FleetSupervisor:
             return 0
         pushed = 0
         for state in self.steps.coordinator.tasks.values():
-            if state.phase in (Phase.SUCCEEDED, Phase.FAILED):
+            if state.phase is Phase.SUCCEEDED:
                 self._drop_rescue(state.agent)
             if state.phase is not Phase.RUNNING:
                 continue

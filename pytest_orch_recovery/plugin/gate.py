@@ -314,8 +314,8 @@ class ChaosGate:
             tr.write_line(
                 f"seed {self.settings.seed}, tier {self.settings.tier}: {result.runs} scenario "
                 f"runs, {m.total_tasks} tasks, {m.first_try} first try, {m.required_recovery} "
-                f"required recovery, {m.recovered} recovered, {m.escalated} escalated, "
-                f"{m.failed_after_recovery} failed; attribution: {result.wrong_attributions} "
+                f"required recovery, {m.recovered} recovered, {m.escalated} escalated; "
+                f"attribution: {result.wrong_attributions} "
                 f"wrong of {len(result.checks)} failed attempts"
             )
             for r in result.results:

@@ -134,7 +134,9 @@ _OVERRIDES: dict[tuple[type, str], _Decode] = {(AttemptRecord, "failure"): _opti
 def _fields(cls: type) -> tuple[str, ...]:
     fields = dataclasses.fields(cls)
     if not all(f.init for f in fields):
-        raise TypeError(f"a snapshot cannot hold {cls.__name__}: it has fields outside __init__")
+        raise SnapshotFormatError(
+            f"a snapshot cannot hold {cls.__name__}: a field is not set by __init__"
+        )
     return tuple(f.name for f in fields)
 
 
@@ -158,7 +160,7 @@ class Decoder:
         if origin in (types.UnionType, typing.Union):
             rest = [a for a in args if a is not type(None)]
             if len(rest) != 1 or len(args) != 2:
-                raise TypeError(f"a snapshot cannot hold {hint!r}")
+                raise SnapshotFormatError(f"a snapshot cannot hold {hint!r}")
             return _optional(self._decoder_for(rest[0]))
         if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
             return _sequence(self._decoder_for(args[0]), tuple)
@@ -172,7 +174,7 @@ class Decoder:
             return self._record(hint)
         if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             return self._ref(hint)
-        raise TypeError(f"a snapshot cannot hold {hint!r}")
+        raise SnapshotFormatError(f"a snapshot cannot hold {hint!r}")
 
     def _record(self, cls: type) -> _Decode:
         """The decoder of data class ``cls`` written as the list of its field values."""
@@ -264,7 +266,7 @@ def _value_classes() -> tuple[type, ...]:
             stack.extend(typing.get_args(hint))
     names = [c.__qualname__ for c in found]
     if len(set(names)) != len(names):
-        raise TypeError("two record classes of a history share a name")
+        raise SnapshotFormatError("two record classes of a history share a name")
     return tuple(sorted(found, key=lambda c: (c.__module__, c.__qualname__)))
 
 
@@ -324,7 +326,7 @@ class Encoder:
         cls = type(value)
         fields = self._fields.get(cls)
         if fields is None:
-            raise TypeError(f"a snapshot cannot hold {cls.__name__}")
+            raise SnapshotFormatError(f"a snapshot cannot hold {cls.__name__}")
         row = [self._plain(getattr(value, name)) for name in fields]
         if cls in _INLINE:
             return row

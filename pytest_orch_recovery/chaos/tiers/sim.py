@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 from pytest_orch_recovery.chaos.faults import FaultLedger, FaultSpec
 from pytest_orch_recovery.chaos.record import RepoState, ScenarioRun, journal_orphans, task_outcomes
 from pytest_orch_recovery.chaos.scenario import OPERATOR_ACTIONS, Scenario
-from pytest_orch_recovery.chaos.tiers.simhosts import SimFleet
+from pytest_orch_recovery.chaos.tiers.simhosts import SimFleet, SimulatedCrash
 from pytest_orch_recovery.chaos.tiers.simruntime import SimRuntime, SimWorkspace
 from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig
-from pytest_orch_recovery.engine.errors import InvalidValue, OrchRecoveryError
+from pytest_orch_recovery.engine.errors import InvalidValue
 from pytest_orch_recovery.engine.events import Event
 from pytest_orch_recovery.engine.model import Phase, Task
 from pytest_orch_recovery.engine.policy import Policy
@@ -30,10 +30,6 @@ from pytest_orch_recovery.store.journal import Journal
 
 if TYPE_CHECKING:
     from pytest_orch_recovery.chaos.fleetfile import ProductionSettings
-
-
-class SimulatedCrash(OrchRecoveryError):
-    """Raised by :class:`CrashingJournal` to kill the coordinator mid-step."""
 
 
 class CrashingJournal(Journal):

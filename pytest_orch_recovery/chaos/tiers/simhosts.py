@@ -48,7 +48,7 @@ TICK = 5.0  # the loop pass: heartbeat and claims; under half the lease, as the 
 FREEZE = 2 * LEASE  # host_partition's default: frozen well past the lease
 OUTAGE = 10.0  # store_outage's default
 HORIZON = 14 * 24 * 3600.0  # virtual seconds after which an unsettled fleet is a violation
-_SETTLED = (Phase.SUCCEEDED, Phase.FAILED, Phase.ESCALATED)
+_SETTLED = (Phase.SUCCEEDED, Phase.ESCALATED)
 
 
 class StaleLease(OrchRecoveryError):
@@ -60,7 +60,8 @@ class StaleLease(OrchRecoveryError):
 
 
 class SimulatedCrash(OrchRecoveryError):
-    """Kills a host's coordinator after the Nth append fleet-wide (``coordinator_crash``)."""
+    """Kills the coordinator mid-step after the Nth journal append (``coordinator_crash``):
+    raised by sim.py's ``CrashingJournal``, and by :class:`HostLog` counting fleet-wide."""
 
 
 @dataclass
@@ -102,7 +103,7 @@ class FleetStore:
             if lease is None or lease.host != host or (not lease.done and lease.until <= now):
                 self.refused += 1
                 raise StaleLease(host, task_id)
-            if event.kind in (EventKind.TASK_SUCCEEDED, EventKind.TASK_FAILED):
+            if event.kind is EventKind.TASK_SUCCEEDED:
                 lease.done = True
         stored = self.journal.append(event)
         self.writers[stored.seq] = host
@@ -328,7 +329,7 @@ class SimFleet:
         held = self.store.heartbeat(host.name, at)
         coordinator = host.coordinator
         for task_id, state in list(coordinator.tasks.items()):
-            if task_id in held or state.phase in (Phase.SUCCEEDED, Phase.FAILED):
+            if task_id in held or state.phase is Phase.SUCCEEDED:
                 continue
             stopped = state.agent in host.runtime.live()
             host.runtime.kill(state.agent)

@@ -222,7 +222,8 @@ def _run_in(
         if e["kind"] == "attempt_launched":
             launched[e["task_id"]] = launched.get(e["task_id"], 0) + 1
     succeeded = [e for e in events if e["kind"] == "task_succeeded"]
-    delays, noticed = [], []
+    delays: list[float] = []
+    noticed: list[float] = []
     for e in events:
         if e["kind"] not in (*_DECIDED, "attempt_exited"):
             continue

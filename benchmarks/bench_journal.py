@@ -5,15 +5,21 @@ Run ``python benchmarks/bench_journal.py``; prints one JSON object. The baseline
 says what building and checking Events costs on top of parsing.
 
 ``--reads N`` (0: skip) also writes an N-event journal and runs ``status``, ``failures``,
-``partial`` and ``report`` on it, each in a fresh process (wall, CPU seconds and peak RSS):
+``partial``, ``report`` (Markdown), ``report --format json`` and ``report --format html`` on
+it, and a coordinator restart (open the journal, ``Coordinator.recover``), each in a fresh
+process (wall, CPU seconds, and the child's own peak RSS as ``wait4`` reports it):
 first the full replay every read did before snapshots (``full_replay``, the same-run
 baseline), then through a snapshot with ``--tail`` events appended after it (``snapshot``).
+A large journal is built from a pool of ``--pool`` distinct tasks, renamed and shifted in
+time, so 2,000,000 events take a minute to write, not an hour.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import os
 import random
 import subprocess
 import sys
@@ -29,6 +35,7 @@ from pytest_orch_recovery.engine.events import (
     AttemptLaunched,
     DecisionMade,
     Event,
+    EventKind,
     FailureAttributed,
     PartialSummary,
     Payload,
@@ -184,74 +191,192 @@ def run(events_count: int, fsync_count: int, rounds: int, max_tail: int) -> dict
 
 
 _CHILD = """
-import resource, sys, time, io, contextlib
+import sys, time, io, contextlib
 start, cpu = time.perf_counter(), time.process_time()
 mode, command, path = sys.argv[1], sys.argv[2], sys.argv[3]
-from pytest_orch_recovery.cli import failures, partial, report, status
+from pytest_orch_recovery.cli import failures, fleet_output, partial, report, status
 from pytest_orch_recovery.cli.main import main
 if mode == "full_replay":  # every read before snapshots: replay every event, fold them all
     from pytest_orch_recovery.store.history import History
     from pytest_orch_recovery.store.journal import replay
     def whole(paths, follower=None):
         return History(replay(paths[0]))
-    for module in (failures, partial, report, status):
-        module.read_history = whole
-argv = [command, "--journal", path] + (["--format", "json"] if command != "report" else [])
-with contextlib.redirect_stdout(io.StringIO()):
+    for module in (failures, fleet_output, partial, report, status):
+        if hasattr(module, "read_history"):
+            module.read_history = whole
+words = command.split()
+argv = [words[0], "--journal", path] + words[1:]
+if words[0] != "report":
+    argv += ["--format", "json"]
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
     main(argv)
 wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-print(wall, cpu, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(wall, cpu, len(out.getvalue()), file=sys.stderr)
+"""
+
+# A supervisor's restart: open the journal (it loads every event) and rebuild the
+# coordinator's state from it. The runtime does nothing: no agent runs.
+_RESTART = """
+import sys, time
+start, cpu = time.perf_counter(), time.process_time()
+from pytest_orch_recovery.engine.coordinator import Coordinator
+from pytest_orch_recovery.store.journal import Journal
+class Clock:
+    def now(self): return 2e9
+class Idle:
+    clock = Clock()
+    def launch(self, spec): pass
+    def cleanup(self, agent): pass
+    def live(self): return frozenset()
+with Journal(sys.argv[3], fsync=False) as journal:
+    coordinator = Coordinator(Idle(), journal).recover()
+wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+print(wall, cpu, len(coordinator.tasks), file=sys.stderr)
 """
 
 
-def _read(mode: str, command: str, path: Path) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, "-c", _CHILD, mode, command, str(path)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    wall, cpu, rss_kib = float(out[0]), float(out[1]), int(out[2])
-    return {"seconds": round(wall, 3), "cpu_seconds": round(cpu, 3), "peak_mib": rss_kib // 1024}
+def _child(code: str, *args: str) -> dict[str, float]:
+    """Run ``code`` in a fresh interpreter; its wall and CPU seconds, output size and the
+    peak RSS of that child alone (``wait4`` gives one child's resource usage)."""
+    with tempfile.TemporaryFile() as err:
+        child = subprocess.Popen(
+            [sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL, stderr=err
+        )
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        text = err.read().decode("utf-8", "replace")
+    if child.returncode != 0:
+        raise RuntimeError(f"benchmark child failed ({child.returncode}): {text[-2000:]}")
+    wall, cpu, size = text.split()[-3:]
+    return {
+        "seconds": round(float(wall), 3),
+        "cpu_seconds": round(float(cpu), 3),
+        "peak_mib": usage.ru_maxrss // 1024,
+        "output_bytes": int(size),
+    }
 
 
-def reads(count: int, tail: int, max_tail: int) -> dict[str, Any]:
-    """Each read command on a ``count``-event journal: full replay, then via a snapshot."""
+_COMMANDS = (
+    "restart",
+    "status",
+    "failures",
+    "partial",
+    "report",
+    "report --format json",
+    "report --format html",
+)
+
+
+# What reads every event whatever the snapshot: a restart (the coordinator's state is not in
+# the snapshot) and the HTML report (it draws every event).
+_WHOLE = ("restart", "report --format html")
+
+
+def _measure(mode: str, command: str, path: Path) -> dict[str, float]:
+    code = _RESTART if command == "restart" else _CHILD
+    return _child(code, mode, command, str(path))
+
+
+def write_journal(path: Path, count: int, *, pool: int, max_tail: int) -> int:
+    """A ``count``-event journal made of ``pool`` distinct tasks, repeated under new ids and
+    later times until ``count`` events, cut at the end of a task (nothing in flight: a
+    restart finishes no step). Returns the events written."""
+    template: list[list[Event]] = []
+    for event in realistic_events(pool * 12, max_tail=max_tail):
+        if not template or event.kind is EventKind.TASK_SUBMITTED:
+            template.append([])
+        template[-1].append(event)
+    template.pop()  # the last task may be cut short
+    span = template[-1][-1].time - template[0][0].time + 10.0
+    seq = 0
+    with open(path, "w", encoding="utf-8") as out:
+        for copy in itertools.count():
+            for n, story in enumerate(template):
+                if seq + len(story) > count:
+                    return seq
+                task_id = f"task-{copy * len(template) + n + 1}"
+                lines = []
+                for event in story:
+                    seq += 1
+                    payload = event.payload
+                    if isinstance(payload, TaskSubmitted) and payload.task is not None:
+                        payload = replace(payload, task=replace(payload.task, task_id=task_id))
+                    moved = replace(
+                        event,
+                        payload=payload,
+                        task_id=task_id,
+                        time=event.time + copy * span,
+                        seq=seq,
+                        key=None if event.key is None else f"{task_id}:{event.key}",
+                    )
+                    lines.append(
+                        json.dumps(moved.to_json(), separators=(",", ":"), ensure_ascii=False)
+                    )
+                out.write("\n".join(lines) + "\n")
+    return seq
+
+
+def reads(count: int, tail: int, max_tail: int, pool: int) -> dict[str, Any]:
+    """Each read command and a restart on a ``count``-event journal: full replay, then via
+    a snapshot written ``tail`` events before the end."""
     with tempfile.TemporaryDirectory(prefix="bench-journal-reads-") as tmp:
         path = Path(tmp) / "journal.jsonl"
-        events = realistic_events(count + tail, max_tail=max_tail)
-        with open(path, "w", encoding="utf-8") as out:
-            for seq, event in enumerate(events, 1):
-                if seq == count + 1:
-                    out.flush()
-                    start = time.perf_counter()
-                    read_history(path, every=1)  # what the first read after N events writes
-                    snapshot_seconds = time.perf_counter() - start
-                out.write(
-                    json.dumps(
-                        replace(event, seq=seq).to_json(),
-                        separators=(",", ":"),
-                        ensure_ascii=False,
-                    )
-                    + "\n"
-                )
+        start = time.perf_counter()
+        written = write_journal(path, count, pool=pool, max_tail=max_tail)
+        write_seconds = time.perf_counter() - start
+        whole = path.read_bytes() if tail else b""
+        cut = _offset_of_line(whole, written - tail) if tail else None
+        if cut is not None:
+            with open(path, "r+b") as handle:
+                handle.truncate(cut)
+        start, cpu = time.perf_counter(), time.process_time()
+        read_history(path, every=1)  # what the first read after N events writes
+        snapshot_seconds = time.perf_counter() - start
+        snapshot_cpu = time.process_time() - cpu
+        if cut is not None:
+            with open(path, "ab") as handle:
+                handle.write(whole[cut:])
+        del whole
         figures: dict[str, Any] = {
-            "events": count + tail,
+            "events": written,
+            "tasks": _tasks(path),
             "tail_after_snapshot": tail,
             "journal_bytes": path.stat().st_size,
+            "journal_write_seconds": round(write_seconds, 1),
             "snapshot_bytes": snapshot_path(path).stat().st_size,
             "snapshot_write_seconds": round(snapshot_seconds, 3),
+            "snapshot_write_cpu_seconds": round(snapshot_cpu, 3),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
         }
-        for command in ("status", "failures", "partial", "report"):
-            full = _read("full_replay", command, path)
-            snap = _read("snapshot", command, path)
+        for command in _COMMANDS:
+            full = _measure("full_replay", command, path)
+            if command in _WHOLE:
+                figures[command] = {"full_replay": full}
+                continue
+            snap = _measure("snapshot", command, path)
             figures[command] = {
                 "full_replay": full,
                 "snapshot": snap,
                 "cpu_ratio": round(snap["cpu_seconds"] / max(full["cpu_seconds"], 1e-9), 4),
                 "memory_ratio": round(snap["peak_mib"] / max(full["peak_mib"], 1), 4),
             }
+        figures["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return figures
+
+
+def _offset_of_line(data: bytes, lines: int) -> int:
+    """The byte offset just after the first ``lines`` lines of ``data``."""
+    offset = 0
+    for _ in range(lines):
+        offset = data.index(b"\n", offset) + 1
+    return offset
+
+
+def _tasks(path: Path) -> int:
+    with open(path, "rb") as handle:
+        return sum(1 for line in handle if b'"kind":"task_submitted"' in line)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,10 +403,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tail", type=int, default=1_000, help="events appended after the snapshot"
     )
+    parser.add_argument(
+        "--pool",
+        type=int,
+        default=2_000,
+        help="distinct tasks the read benchmark's journal repeats under new ids",
+    )
+    parser.add_argument(
+        "--reads-only", action="store_true", help="skip the append and replay figures"
+    )
     args = parser.parse_args(argv)
-    figures = run(args.events, args.fsync_events, args.rounds, args.max_tail)
+    figures: dict[str, Any] = {}
+    if not args.reads_only:
+        figures = run(args.events, args.fsync_events, args.rounds, args.max_tail)
     if args.reads:
-        figures["reads"] = reads(args.reads, args.tail, args.max_tail)
+        figures["reads"] = reads(args.reads, args.tail, args.max_tail, args.pool)
     print(json.dumps(figures, indent=2))
     return 0
 

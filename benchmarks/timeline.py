@@ -106,7 +106,7 @@ def run(workers: int, seed: int, interval: float) -> dict[str, Any]:
         output = Path(tmp, "pytest.out")
         with output.open("wb") as sink:
             proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
-        samples: list[dict[str, float]] = []
+        samples: list[dict[str, Any]] = []
         total, idle = _cpu_times()
         while proc.poll() is None:
             time.sleep(interval)

@@ -32,7 +32,6 @@ from pytest_orch_recovery.engine.events import (
     PartialSummary,
     Payload,
     TaskEscalated,
-    TaskFailed,
     TaskSubmitted,
     TaskSucceeded,
     TmuxTarget,
@@ -273,10 +272,6 @@ class TaskScript:
         self._add(TaskEscalated(why, systematic_cause, self._last_reason))
         return self
 
-    def give_up(self, why: str = "recovery budget exhausted") -> TaskScript:
-        self._add(TaskFailed(why, self._last_reason))
-        return self
-
 
 # --------------------------------------------------------------------------- whole stories
 
@@ -408,11 +403,8 @@ def _story(draw: st.DrawFn, j: JournalBuilder, n: int) -> None:
             t.exit(ExitInfo(1))  # the coordinator moved on without attributing
         else:
             t.fail_with(draw(st.sampled_from(list(Reason))))
-        step = draw(st.sampled_from(["resume", "restart", "escalate", "give up", "stop"]))
+        step = draw(st.sampled_from(["resume", "restart", "escalate", "stop"]))
         if step == "stop":
-            return
-        if step == "give up":
-            t.decide(Strategy.ESCALATE).give_up()
             return
         if step == "escalate":
             t.decide(Strategy.ESCALATE).escalate()
@@ -579,7 +571,6 @@ PAYLOADS: dict[EventKind, st.SearchStrategy[Payload]] = {
     EventKind.TASK_ESCALATED: st.builds(
         TaskEscalated, _text, st.none() | _text, st.none() | st.sampled_from(list(Reason))
     ),
-    EventKind.TASK_FAILED: st.builds(TaskFailed, _text, st.none() | st.sampled_from(list(Reason))),
     EventKind.OPERATOR_ACTION: st.builds(
         OperatorAction,
         _text,

@@ -20,6 +20,7 @@ from pytest_orch_recovery.engine.events import (
     EventFormatError,
     EventKind,
     FailureAttributed,
+    TaskEscalated,
     TaskSubmitted,
     payload_class,
     payload_classes,
@@ -156,3 +157,22 @@ def test_a_campaign_journal_written_before_typed_events_reads_and_writes_back_id
         event = Event.from_json(json.loads(line))
         again = json.dumps(event.to_compact_json(), separators=(",", ":"), ensure_ascii=False)
         assert again == line
+
+
+def test_a_schema_1_task_failed_line_reads_as_an_escalation() -> None:
+    """Schema 1 listed ``task_failed``; the engine never wrote it, and a line of it (by hand,
+    by another tool) still reads: as the escalation it amounts to."""
+    line = {
+        "seq": 7,
+        "kind": "task_failed",
+        "time": 1753257600.0,
+        "task_id": "t1",
+        "agent": "task-agent-1",
+        "attempt": 2,
+        "data": {"why": "recovery budget exhausted", "reason": "timeout"},
+    }
+    event = Event.from_json(line)
+    assert event.kind is EventKind.TASK_ESCALATED
+    assert event.payload == TaskEscalated("recovery budget exhausted", None, Reason.TIMEOUT)
+    assert event.to_json()["kind"] == "task_escalated"
+    assert "task_failed" not in {str(kind) for kind in EventKind}

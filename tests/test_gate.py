@@ -108,5 +108,5 @@ def test_reports_render_the_matrix_ledger_and_timeline() -> None:
     assert "<b>h</b>" not in page and "&lt;b&gt;h&lt;/b&gt;" in page
     assert 'class="bar fail"' in page and 'class="bar ok"' in page
     data = render_campaign_json(result.metrics, result.results, campaign)
-    assert data["schema_version"] == 1 and "events" not in data["campaign"]
+    assert data["schema_version"] == 2 and "events" not in data["campaign"]
     assert data["campaign"]["confusion_matrix"] == {"sigint": {"sigint": 1}}

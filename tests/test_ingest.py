@@ -132,20 +132,24 @@ def _second_perm_run(fleet: SeedFleet, sandbox: GitSandbox) -> None:
     fleet.finish(PERM, s, completed_record(PERM), mtime_s=400)
 
 
-def _ingest(fleet: SeedFleet, sandbox: GitSandbox, journal: Path) -> int:
-    return main(
-        [
-            "ingest",
-            "--results",
-            str(fleet.results),
-            "--logs",
-            str(fleet.logs),
-            "--worktrees",
-            str(sandbox.agents),
-            "--journal",
-            str(journal),
-        ]
-    )
+def _ingest_argv(fleet: SeedFleet, sandbox: GitSandbox, journal: Path, *extra: str) -> list[str]:
+    """``ingest``'s words for this fleet's results, logs and worktrees, then ``extra``."""
+    return [
+        "ingest",
+        "--results",
+        str(fleet.results),
+        "--logs",
+        str(fleet.logs),
+        "--worktrees",
+        str(sandbox.agents),
+        "--journal",
+        str(journal),
+        *extra,
+    ]
+
+
+def _ingest(fleet: SeedFleet, sandbox: GitSandbox, journal: Path, *extra: str) -> int:
+    return main(_ingest_argv(fleet, sandbox, journal, *extra))
 
 
 @pytest.fixture
@@ -278,24 +282,7 @@ def test_gh_repo_asks_gh_for_each_branchs_pull_request(
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
 
     def done_events(journal: Path) -> list[Event]:
-        assert (
-            main(
-                [
-                    "ingest",
-                    "--results",
-                    str(fleet.results),
-                    "--logs",
-                    str(fleet.logs),
-                    "--worktrees",
-                    str(sandbox.agents),
-                    "--gh-repo",
-                    str(sandbox.repo),
-                    "--journal",
-                    str(journal),
-                ]
-            )
-            == 0
-        )
+        assert _ingest(fleet, sandbox, journal, "--gh-repo", str(sandbox.repo)) == 0
         with Journal(journal) as j:
             return [e for e in j.events() if e.agent == DONE]
 
@@ -316,24 +303,7 @@ def test_ingest_reports_a_worktree_on_another_branch(
 ) -> None:
     fleet, sandbox = seed_tree
     journal = tmp_path / "journal.jsonl"
-    assert (
-        main(
-            [
-                "ingest",
-                "--results",
-                str(fleet.results),
-                "--logs",
-                str(fleet.logs),
-                "--worktrees",
-                str(sandbox.agents),
-                "--branch",
-                "work/{agent}",
-                "--journal",
-                str(journal),
-            ]
-        )
-        == 0
-    )
+    assert _ingest(fleet, sandbox, journal, "--branch", "work/{agent}") == 0
     err = capsys.readouterr().err
     assert f"on branch '{RATE}-work', expected 'work/{RATE}'" in err
 
@@ -467,18 +437,7 @@ def test_follow_adopts_new_runs_and_stops_cleanly_on_a_signal(
             sys.executable,
             "-m",
             "pytest_orch_recovery",
-            "ingest",
-            "--results",
-            str(fleet.results),
-            "--logs",
-            str(fleet.logs),
-            "--worktrees",
-            str(sandbox.agents),
-            "--journal",
-            str(journal),
-            "--follow",
-            "--interval",
-            "0.1",
+            *_ingest_argv(fleet, sandbox, journal, "--follow", "--interval", "0.1"),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

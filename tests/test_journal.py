@@ -28,11 +28,10 @@ from pytest_orch_recovery.engine.events import (
     Event,
     EventKind,
     Payload,
-    TaskFailed,
     TaskSubmitted,
     TaskSucceeded,
 )
-from pytest_orch_recovery.engine.model import Task
+from pytest_orch_recovery.engine.model import Reason, Strategy, Task
 from pytest_orch_recovery.report.fleetview import FleetView
 from pytest_orch_recovery.report.metrics import compute
 from pytest_orch_recovery.report.timeline import task_lanes
@@ -169,10 +168,10 @@ def test_failed_write_leaves_no_partial_line(
 
         monkeypatch.setattr(os, "write", half_then_enospc)
         with pytest.raises(JournalError, match="No space left on device"):
-            j.append(_event(TaskFailed()))
+            j.append(_event(TaskSucceeded()))
         monkeypatch.setattr(os, "write", real_write)
-        assert j.append(_event(TaskFailed())).seq == 2
-    assert [e.kind for e in replay(path)] == [EventKind.DECISION, EventKind.TASK_FAILED]
+        assert j.append(_event(TaskSucceeded())).seq == 2
+    assert [e.kind for e in replay(path)] == [EventKind.DECISION, EventKind.TASK_SUCCEEDED]
 
 
 def test_fsync_flag_controls_syncing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -365,16 +364,19 @@ def test_a_stale_snapshot_is_rebuilt_from_the_whole_journal(tmp_path: Path) -> N
     assert list(history.tasks) == ["other"]
 
 
-def test_a_snapshot_that_asks_for_code_is_refused_and_rebuilt(tmp_path: Path) -> None:
+def test_a_pickle_snapshot_is_refused_and_rebuilt(tmp_path: Path) -> None:
+    """Snapshots were pickles once (format 1); one that asks for code runs none of it."""
     path = _story_journal(tmp_path / "j.jsonl", seed_incident().events)
     read_history(path, every=1)
-    header = snapshot_path(path).read_bytes().split(b"\n", 1)[0]
+    header = json.loads(snapshot_path(path).read_bytes().split(b"\n", 1)[0])
     marker = tmp_path / "ran"
-    evil = pickle.dumps(_Evil(str(marker)))
-    snapshot_path(path).write_bytes(header + b"\n" + evil)
-    history = read_history(path, every=None)
-    assert not marker.exists()
-    assert compute(history) == compute(History(replay(path)))
+    for fmt in (1, header["format"]):
+        evil = pickle.dumps(_Evil(str(marker)))
+        line = json.dumps({**header, "format": fmt}).encode()
+        snapshot_path(path).write_bytes(line + b"\n" + evil)
+        history = read_history(path, every=None)
+        assert not marker.exists()
+        assert compute(history) == compute(History(replay(path)))
 
 
 class _Evil:
@@ -383,6 +385,133 @@ class _Evil:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (os.mknod, (self.path,))
+
+
+def _snapshot_lines(path: Path) -> list[Any]:
+    return [json.loads(line) for line in snapshot_path(path).read_text().splitlines()]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "a string where a time belongs",
+        "an unknown phase",
+        "a shared value of another class",
+        "a missing task",
+        "a class it never holds",
+    ],
+)
+def test_a_snapshot_row_that_does_not_fit_the_fold_is_refused(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _story_journal(tmp_path / "j.jsonl", seed_incident().events)
+    read_history(path, every=1)
+    lines = _snapshot_lines(path)
+    task_rows = [i for i, row in enumerate(lines) if isinstance(row, list) and i > 1]
+    values = [i for i, row in enumerate(lines) if isinstance(row, dict) and i > 0]
+    first = lines[task_rows[0]]
+    if damage == "a string where a time belongs":
+        first[1] = "1753257600"
+    elif damage == "an unknown phase":
+        first[first.index("succeeded")] = "exploded"
+    elif damage == "a shared value of another class":
+        value = lines[values[0]]["v"]
+        value[0] = "WorkItem" if value[0] != "WorkItem" else "ExitInfo"
+    elif damage == "a missing task":
+        del lines[task_rows[-1]]
+    else:
+        lines[values[0]]["v"][0] = "Popen"
+    snapshot_path(path).write_text("".join(json.dumps(row) + "\n" for row in lines))
+    with caplog.at_level("INFO", logger="pytest_orch_recovery.store.snapshot"):
+        history = read_history(path, every=None)
+    assert "snapshot not used, rebuilding" in caplog.text
+    assert compute(history) == compute(History(replay(path)))
+
+
+def test_equal_values_are_written_once_and_read_back_shared(tmp_path: Path) -> None:
+    j = JournalBuilder()
+    for n in range(6):
+        first_try_success(j, f"t{n}", f"agent-{n}")
+    path = _story_journal(tmp_path / "j.jsonl", j.events)
+    read_history(path, every=1)
+    lines = _snapshot_lines(path)
+    values = [row["v"] for row in lines[1:] if isinstance(row, dict)]
+    exits = [value for value in values if value[0] == "ExitInfo"]
+    assert len(exits) == 1  # six clean exits, one value
+    history = read_history(path, every=None)
+    tasks = list(history.tasks.values())
+    assert tasks[0].last_exit is tasks[5].last_exit
+    assert tasks[0].last_exit == History(replay(path)).tasks["t0"].last_exit
+
+
+def _schema1_journal(path: Path) -> Path:
+    """The schema-1 corpus (one line of each kind a campaign wrote), renumbered as one
+    journal."""
+    corpus = Path(__file__).resolve().parent / "corpus" / "journal-schema1-campaign.jsonl"
+    events = [Event.from_json(json.loads(line)) for line in corpus.read_text().splitlines()]
+    path.write_text(journal_text(events))
+    return path
+
+
+def _seed_journal(path: Path) -> Path:
+    return _story_journal(path, seed_incident().events)
+
+
+def _mixed_journal(path: Path) -> Path:
+    """Every outcome and an operator's release, interleaved with orphaned workspaces."""
+    j = seed_incident()
+    first_try_success(j, "late", "agent-late")
+    j.orphaned("/w/a")
+    t = j.task("gave-up", "agent-g", deliverables=["a.py", "b.py"])
+    t.launch()
+    t.fail_with(Reason.PERMISSION)
+    t.decide(Strategy.ESCALATE).escalate()
+    t = j.task("open", "agent-o", deliverables=["c.py"])
+    t.launch()
+    t.fail_with(Reason.SIGINT)
+    return _story_journal(path, j.events)
+
+
+_CLI_READS = [
+    ["status"],
+    ["status", "--format", "json"],
+    ["failures"],
+    ["failures", "--format", "json"],
+    ["partial"],
+    ["partial", "--format", "json"],
+    ["report"],
+    ["report", "--format", "json"],
+]
+
+
+@pytest.mark.parametrize("journal", [_schema1_journal, _seed_journal, _mixed_journal])
+def test_the_read_commands_print_the_same_with_and_without_a_snapshot(
+    tmp_path: Path,
+    journal: Any,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pytest_orch_recovery.cli.main import main
+
+    monkeypatch.setattr("time.time", lambda: 1_900_000_000.0)  # elapsed of open tasks
+    path = journal(tmp_path / "journal.jsonl")
+
+    def outputs() -> list[str]:
+        printed = []
+        for words in _CLI_READS:
+            assert main([words[0], "--journal", str(path), *words[1:]]) == 0
+            printed.append(capsys.readouterr().out)
+        return printed
+
+    whole = outputs()
+    assert not snapshot_path(path).exists()  # too short to write one of its own
+    text = path.read_text()
+    lines = text.splitlines(keepends=True)
+    for cut in sorted({1, len(lines) // 2, len(lines)}):
+        path.write_text("".join(lines[:cut]))
+        read_history(path, every=1)
+        path.write_text(text)
+        assert outputs() == whole, f"snapshot after {cut} of {len(lines)} lines"
 
 
 def test_a_follower_reads_only_what_was_appended(tmp_path: Path) -> None:

@@ -53,7 +53,6 @@ def test_seed_incident_reproduces_the_seed_dashboard() -> None:
         ("task-agent-1813", "task-agent-3403", "task-agent-3532"),
     )
     assert all(_row(m, r)[0] == 0 for r in Reason if r not in (Reason.SIGINT, Reason.PERMISSION))
-    assert m.failed_after_recovery == 0
     assert m.recovery_time_mean == pytest.approx(300.0)  # "Average Recovery Time: 5 minutes"
     assert (m.recovered, m.recovered_after_operator, m.escalated) == (4, 3, 0)
     assert (m.orphaned_workspaces, m.unattributed_failures) == (0, 0)
@@ -126,18 +125,18 @@ def test_exit_without_attribution_is_unattributed() -> None:
     assert compute(j.events).unattributed_failures == 3
 
 
-def test_escalated_unreleased_and_failed_after_recovery() -> None:
+def test_escalated_unreleased_and_in_progress() -> None:
     j = JournalBuilder()
     j.task("e", "a1").launch().fail_with(Reason.API_ERROR).decide(Strategy.ESCALATE).escalate()
     f = j.task("f", "a2").launch().fail_with(Reason.TIMEOUT).decide(Strategy.RESTART)
-    f.launch(Strategy.RESTART).fail_with(Reason.TIMEOUT).decide(Strategy.ESCALATE).give_up()
+    f.launch(Strategy.RESTART).fail_with(Reason.TIMEOUT).decide(Strategy.ESCALATE).escalate()
     j.task("r", "a3").launch().fail_with(Reason.KILLED).decide(Strategy.RESTART)
     m = compute(j.events)
-    assert (m.required_recovery, m.recovered, m.escalated) == (3, 0, 1)
-    assert (m.failed_after_recovery, m.recovering, m.recovery_settled) == (1, 1, 2)
+    assert (m.required_recovery, m.recovered, m.escalated) == (3, 0, 2)
+    assert (m.recovering, m.recovery_settled) == (1, 2)
     assert _row(m, Reason.TIMEOUT)[0] == 2  # failures, not tasks
     outcomes = {r.task_id: r.outcome for r in m.recent}
-    assert outcomes == {"e": Outcome.ESCALATED, "f": Outcome.FAILED, "r": Outcome.IN_PROGRESS}
+    assert outcomes == {"e": Outcome.ESCALATED, "f": Outcome.ESCALATED, "r": Outcome.IN_PROGRESS}
     assert next(r for r in m.recent if r.task_id == "f").reasons == (Reason.TIMEOUT,) * 2
 
 
@@ -250,7 +249,6 @@ def test_metrics_invariants(events: list[Event]) -> None:
     assert m.simple_tasks + m.complex_tasks == m.total_tasks
     outcomes = Counter(r.outcome for r in m.recent)
     assert outcomes[Outcome.RECOVERED] == m.recovered
-    assert outcomes[Outcome.FAILED] == m.failed_after_recovery
     assert outcomes[Outcome.IN_PROGRESS] == m.recovering
     # A task can also be escalated over an exit nobody attributed (no failed attempt).
     assert outcomes[Outcome.ESCALATED] <= m.escalated

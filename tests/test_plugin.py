@@ -295,7 +295,7 @@ def test_generated_campaign_adds_items_and_reports(
     names = [line for line in result.outlines if "orch-campaign::gen-" in line]
     assert len(names) == 5, result.stdout.str()
     data = json.loads((pytester.path / "o.json").read_text())
-    assert data["schema_version"] == 1 and data["campaign"]["seed"] == 3
+    assert data["schema_version"] == 2 and data["campaign"]["seed"] == 3
     page = (pytester.path / "o.html").read_text()
     assert '<section id="timeline">' in page and '<section id="campaign">' in page
     assert page.count('class="attempt"') == data["metrics"]["attempts"]

@@ -83,7 +83,6 @@ def test_overall_statistics_match_the_seed() -> None:
         "- **Total Agent Tasks**: 5",
         "- **Successful First Try**: 1 (20%) - update-fake3-agent",
         "- **Required Recovery**: 4 (80%) - 3 permission issues, 1 SIGINT",
-        "- **Failed After Recovery**: 0 (0%)",
         "- **Average Recovery Time**: 5 minutes",
     ]:
         assert line in overall.splitlines()
@@ -135,17 +134,17 @@ def test_success_criteria_table() -> None:
     assert "- **Systematic Causes**: 1 (Missing --dangerously-skip-permissions" in section
 
 
-def test_escalated_and_failed_events_and_hostile_text() -> None:
+def test_escalated_events_and_hostile_text() -> None:
     j = JournalBuilder()
     j.task("e", "agent|x\n## injected").launch().fail_with(
         Reason.GITHUB_ERROR, detail="gh: a | b\nnext line"
     ).decide(Strategy.ESCALATE).escalate()
     f = j.task("f", "agent-2").launch().fail_with(Reason.TIMEOUT).decide(Strategy.RESTART)
-    f.launch(Strategy.RESTART).fail_with(Reason.TIMEOUT).decide(Strategy.ESCALATE).give_up()
+    f.launch(Strategy.RESTART).fail_with(Reason.TIMEOUT).decide(Strategy.ESCALATE).escalate()
     m = compute(j.events)
     text = render_markdown(m, evaluate(m))
     assert "(GITHUB ERROR) ❌ ESCALATED" in text
-    assert "(TIMEOUT) ❌ FAILED" in text
+    assert "(TIMEOUT) ❌ ESCALATED" in text
     assert "- **Recovery Strategy**: RESTART → ESCALATE" in text
     assert "## injected" not in text.splitlines()  # journal text never becomes a heading
     git_row = next(r for r in _table(_section(text, "### Recovery Reasons")) if "Git" in r[0])
@@ -193,7 +192,7 @@ def test_every_journal_renders_complete_tables(events: list[Event]) -> None:
 def test_render_json_carries_schema_version_and_everything() -> None:
     m = compute(seed_incident().events)
     data = render_json(m, evaluate(m))
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     assert data["metrics"]["total_tasks"] == 5
     assert data["failed_criteria"] == ["first_try_simple"]
     assert data["criteria"][0]["line"].startswith("PASS recovery_rate: observed 1.000 (4/4)")
@@ -206,7 +205,7 @@ def test_write_report_chooses_format_by_suffix(tmp_path: Path) -> None:
     write_report(tmp_path / "out" / "dash.md", m, results)
     write_report(tmp_path / "dash.json", m, results)
     assert (tmp_path / "out" / "dash.md").read_text().startswith("# Orchestration Recovery")
-    assert json.loads((tmp_path / "dash.json").read_text())["schema_version"] == 1
+    assert json.loads((tmp_path / "dash.json").read_text())["schema_version"] == 2
     with pytest.raises(ValueError, match=r"dash\.txt: report file name must end in \.md"):
         write_report(tmp_path / "dash.txt", m, results)
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["dash.json", "dash.md", "out"]
@@ -449,7 +448,7 @@ def test_cli_console_script_reads_results_alongside_the_journal(tmp_path: Path) 
     )
     assert done.returncode == 0, done.stderr
     data = json.loads(out.read_text())
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     assert data["attempts"] == [AttemptResult.from_json(r).to_json() for r in read_results(results)]
     assert data["attempts"][-2]["signal"] == "SIGINT"
 

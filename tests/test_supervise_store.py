@@ -6,6 +6,7 @@ launched twice, by the database's launches and by the agents' own start log alik
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -62,6 +63,18 @@ def _has_session(fleet: Fleet, agent: str) -> bool:
         capture_output=True, check=False, timeout=_BOUND,
     )  # fmt: skip
     return shown.returncode == 0
+
+
+def _children(pid: int) -> list[str]:
+    """The command lines of ``pid``'s child processes, from every one of its threads."""
+    out = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in children.read_text().split():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                out.append(
+                    Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                )
+    return out
 
 
 def _pane_dead(fleet: Fleet, agent: str) -> bool:
@@ -308,6 +321,9 @@ def test_a_host_that_lost_a_lease_stops_that_agent_and_goes_on_with_its_other_ta
             fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(later))
             alpha.wait_for("task_succeeded", "t-later")
             assert alpha.proc.poll() is None
+            # The stopped attempt's exit is nobody's to judge: alpha does not probe its
+            # workspace (the probe would run the held task's tests, waiting at the gate).
+            assert not [c for c in _children(alpha.proc.pid) if "gate-open" in c]
             assert beta.heartbeat() == {"t-held": 2}
             with psycopg.connect(store_url) as conn:
                 after = conn.execute(

@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 
 TICK = 0.5  # seconds between the view's ticks while the drill waits
 _STOP_BOUND = 60.0  # seconds a stopping supervisor may take
-_FINAL = ("task_succeeded", "task_failed", "task_escalated")
+_FINAL = ("task_succeeded", "task_escalated")
 
 
 class DrillFailed(OrchRecoveryError):

@@ -53,7 +53,7 @@ class ScenarioRun:
     scenario: str
     events: list[Event]
     ledger: dict[str, dict[str, Any]]  # FaultLedger.entries
-    outcomes: dict[str, str]  # task id -> succeeded / recovered / escalated / failed / ...
+    outcomes: dict[str, str]  # task id -> succeeded / recovered / escalated / in_progress
     repos: dict[str, RepoState]  # task id -> final repository state
     orphans: list[str]  # workspaces (or sessions) left behind
     tier: str = "sim"

@@ -213,7 +213,7 @@ class _Progress(DrillView):
         self.tty = False
 
 
-_DONE = ("succeeded", "failed", "escalated")
+_DONE = ("succeeded", "escalated")
 
 
 def _event_words(event: dict[str, Any]) -> str | None:
@@ -235,8 +235,8 @@ def _event_words(event: dict[str, Any]) -> str | None:
         return f"decided {decision.get('strategy')}: {decision.get('why', '')}"[:160]
     if kind == "task_succeeded":
         return f"succeeded on attempt {attempt}"
-    if kind in ("task_escalated", "task_failed"):
-        return f"{kind.removeprefix('task_')}: {data.get('why', '')}"[:160]
+    if kind == "task_escalated":
+        return f"escalated: {data.get('why', '')}"[:160]
     if kind == "operator_action":
         return f"operator: {data.get('action')}"
     return None

@@ -446,11 +446,7 @@ class Coordinator:
     def owners(self) -> set[str]:
         """Agents whose workspace must be kept: tasks not finished, or escalated (a person
         will want to look at what the agent left)."""
-        return {
-            s.agent
-            for s in self.tasks.values()
-            if s.phase is not Phase.SUCCEEDED and s.phase is not Phase.FAILED
-        }
+        return {s.agent for s in self.tasks.values() if s.phase is not Phase.SUCCEEDED}
 
     def outcome(self, task_id: str) -> Phase:
         return self.tasks[task_id].phase
@@ -989,9 +985,6 @@ class Coordinator:
         if state is not None:
             state.escalation_cause = escalated.systematic_cause
 
-    def _apply_failed(self, event: Event) -> None:
-        self._finish(event, Phase.FAILED)
-
     def _finish(self, event: Event, phase: Phase) -> TaskState | None:
         state = self._state_of(event)
         if state is not None:
@@ -1011,7 +1004,6 @@ _FOLD: dict[EventKind, Callable[[Coordinator, Event], None]] = {
     EventKind.DECISION: Coordinator._apply_decision,
     EventKind.TASK_SUCCEEDED: Coordinator._apply_succeeded,
     EventKind.TASK_ESCALATED: Coordinator._apply_escalated,
-    EventKind.TASK_FAILED: Coordinator._apply_failed,
     EventKind.USAGE_LIMITED: Coordinator._apply_usage_limited,
 }
 

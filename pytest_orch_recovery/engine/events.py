@@ -51,7 +51,6 @@ __all__ = [
     "PartialSummary",
     "Payload",
     "TaskEscalated",
-    "TaskFailed",
     "TaskSubmitted",
     "TaskSucceeded",
     "TmuxTarget",
@@ -80,7 +79,6 @@ class EventKind(enum.StrEnum):
     DECISION = "decision"
     TASK_SUCCEEDED = "task_succeeded"
     TASK_ESCALATED = "task_escalated"
-    TASK_FAILED = "task_failed"
     OPERATOR_ACTION = "operator_action"
     WORKSPACE_CLEANED = "workspace_cleaned"
     WORKSPACE_ORPHANED = "workspace_orphaned"
@@ -701,22 +699,6 @@ class TaskEscalated(Payload):
 
 
 @dataclass(frozen=True)
-class TaskFailed(Payload):
-    """The task ended without success and without a person to hand it to."""
-
-    KIND: ClassVar[EventKind] = EventKind.TASK_FAILED
-    why: str = ""
-    reason: Reason | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"why": self.why, "reason": None if self.reason is None else str(self.reason)}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> TaskFailed:
-        return cls(why=_str(data, "why"), reason=_opt_reason(data, "reason"))
-
-
-@dataclass(frozen=True)
 class OperatorAction(Payload):
     """An operator fixed something: ``tasks`` released, breaker ``reasons`` closed, the
     systematic ``incident`` released (engine/incidents.py). ``stopped``: the keys of the
@@ -829,14 +811,17 @@ _PAYLOADS: dict[EventKind, type[Payload]] = {
         DecisionMade,
         TaskSucceeded,
         TaskEscalated,
-        TaskFailed,
         OperatorAction,
         WorkspaceCleaned,
         WorkspaceOrphaned,
         UsageLimited,
     )
 }
-_KINDS: Mapping[str, EventKind] = {str(k): k for k in EventKind}
+# Schema 1 had a ``task_failed`` kind (``why``, ``reason``) that the engine never wrote: every
+# give-up is an escalation a person can release. A line of it, written by hand or by another
+# tool, reads as the escalation it amounts to (and is written back as one).
+_LEGACY_KINDS: Mapping[str, EventKind] = {"task_failed": EventKind.TASK_ESCALATED}
+_KINDS: Mapping[str, EventKind] = {**{str(k): k for k in EventKind}, **_LEGACY_KINDS}
 
 
 _BULKY: Mapping[EventKind, frozenset[str]] = {

@@ -79,10 +79,9 @@ class Phase(enum.StrEnum):
     ATTRIBUTED = "attributed"  # failure attributed, no decision yet
     SUCCEEDED = "succeeded"
     ESCALATED = "escalated"
-    FAILED = "failed"
 
 
-TERMINAL = frozenset({Phase.SUCCEEDED, Phase.ESCALATED, Phase.FAILED})
+TERMINAL = frozenset({Phase.SUCCEEDED, Phase.ESCALATED})
 
 
 class Complexity(enum.StrEnum):

@@ -148,6 +148,8 @@ class FleetSupervisor:
             driver_of_type=config.fallback_driver,
         )
         self.fleet_store: PostgresStore | None = None
+        # What the store raises for a write whose lease ran out (none without a store).
+        self._stale_errors: tuple[type[Exception], ...] = ()
         self.journal = self._open_journal()
         # Over several hosts, work in progress goes to the origin at each checkpoint.
         self.rescues = (
@@ -203,8 +205,9 @@ class FleetSupervisor:
         if self.host_name is None:
             raise UsageError("a fleet store needs this host's name (--host NAME)")
         # psycopg is an optional dependency: imported only by a supervisor that uses a store.
-        from pytest_orch_recovery.store.postgres import HostJournal, PostgresStore
+        from pytest_orch_recovery.store.postgres import HostJournal, PostgresStore, StaleLeaseError
 
+        self._stale_errors = (StaleLeaseError,)
         store = PostgresStore(self.config.store, host=self.host_name, lease=self.config.lease)
         try:
             store.register(self.config.max_live_agents)
@@ -229,8 +232,7 @@ class FleetSupervisor:
             return 0
         held = store.heartbeat()
         tasks = self.steps.coordinator.tasks
-        finished = (Phase.SUCCEEDED, Phase.FAILED)
-        mine = {t for t, state in tasks.items() if state.phase not in finished}
+        mine = {t for t, state in tasks.items() if state.phase is not Phase.SUCCEEDED}
         lost = sorted(mine - set(held))
         if lost:
             self._let_go(store, lost)
@@ -280,6 +282,17 @@ class FleetSupervisor:
                 logging.WARNING,
             )
 
+    def _refused(self, exc: Exception) -> None:
+        """The store refused a write for a task whose lease ran out while this process was
+        frozen or cut off (it woke up and went on where it stopped): nothing was recorded or
+        launched for it. The next heartbeat finds the loss and lets that task go; the other
+        tasks go on. A refusal the heartbeat does not explain is not this case: it stops."""
+        task_id = getattr(exc, "task_id", None)
+        self.say(f"host {self.host_name}: the store refused a write: {exc}", logging.WARNING)
+        self.take_claims()
+        if task_id in self.steps.coordinator.tasks:
+            raise exc
+
     def _lost_note(self, task_id: str, by: str | None) -> str:
         return (
             f"host {by or '?'} was lost: its lease of {task_id} ran out and host "
@@ -305,6 +318,9 @@ class FleetSupervisor:
             what = rescue.rescue_ref(branch) if taken[1] else branch
             self.say(f"taking over {agent}: {what} at {taken[0][:12]} from origin")
 
+    def _holds(self, task_id: str) -> bool:
+        return self.fleet_store is None or self.fleet_store.holds(task_id)
+
     def _drop_rescue(self, agent: str) -> None:
         """A finished task's rescue ref is deleted from the origin, once per supervisor."""
         if self._rescues_dropped is None or agent in self._rescues_dropped:
@@ -324,10 +340,12 @@ class FleetSupervisor:
             return 0
         pushed = 0
         for state in self.steps.coordinator.tasks.values():
-            if state.phase in (Phase.SUCCEEDED, Phase.FAILED):
+            if state.phase is Phase.SUCCEEDED:
                 self._drop_rescue(state.agent)
             if state.phase is not Phase.RUNNING:
                 continue
+            if not self._holds(state.task.task_id):
+                continue  # its lease may have run out: only the next heartbeat can tell
             agent = state.agent
             commit = self.rescues.push_if_checkpointed(
                 agent, self.host.workspace(agent), self.host.branch(agent)
@@ -520,7 +538,11 @@ class FleetSupervisor:
             self.take_claims()
             if stopping():
                 break
-            self.steps.run(until=self.runtime.clock.now() + interval)
+            try:
+                self.steps.run(until=self.runtime.clock.now() + interval)
+            except self._stale_errors as exc:
+                self._refused(exc)
+                continue
             self.push_rescues()
             self.deliver_pages()
             if self.config.remove_finished_worktrees:

@@ -9,6 +9,7 @@ import math
 import os
 import stat
 from collections.abc import Callable
+from types import ModuleType
 
 from pytest_orch_recovery.infra.placeholders import BUILTIN_AGENTS, is_template, known
 
@@ -95,64 +96,46 @@ def exit_code(text: str) -> int:
         ) from None
 
 
-def relative_path(text: str) -> str:
-    """A path relative to its root that does not leave it (``..``, absolute: refused)."""
-    from pytest_orch_recovery.store import validation  # the plugin imports this module at start
+def _by_rule(check: Callable[[ModuleType], str], prefix: str = "") -> str:
+    """``check(validation)``: a value checked by one of the validation rules, whose refusal
+    becomes a usage error. The rules are imported here, not at the top, because the plugin
+    imports this module at every pytest start."""
+    from pytest_orch_recovery.store import validation
 
     try:
-        return validation.relative_path(text)
+        return check(validation)
     except validation.RuleError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise argparse.ArgumentTypeError(f"{prefix}{exc}") from None
+
+
+def relative_path(text: str) -> str:
+    """A path relative to its root that does not leave it (``..``, absolute: refused)."""
+    return _by_rule(lambda rules: rules.relative_path(text))
 
 
 def agent_name(text: str) -> str:
     """An agent name in the safe alphabet (a file, branch and tmux session name)."""
-    from pytest_orch_recovery.store import validation  # the plugin imports this module at start
-
-    try:
-        return validation.agent_name(text)
-    except validation.RuleError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return _by_rule(lambda rules: rules.agent_name(text))
 
 
 def ref_name(text: str) -> str:
     """A branch or ref git takes as one and never as an option (``--base``)."""
-    from pytest_orch_recovery.store import validation  # the plugin imports this module at start
-
-    try:
-        return validation.ref_name(text)
-    except validation.RuleError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return _by_rule(lambda rules: rules.ref_name(text))
 
 
 def branch_pattern(text: str) -> str:
     """A branch pattern with ``{agent}`` (``--branch``)."""
-    from pytest_orch_recovery.store import validation  # the plugin imports this module at start
-
-    try:
-        return validation.branch_pattern(text)
-    except validation.RuleError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return _by_rule(lambda rules: rules.branch_pattern(text))
 
 
 def host_name(text: str) -> str:
     """A host's name in a fleet store, in the safe alphabet (it appears in logs and rows)."""
-    from pytest_orch_recovery.store import validation  # the plugin imports this module at start
-
-    try:
-        return validation.name(text, what="host name")
-    except validation.RuleError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return _by_rule(lambda rules: rules.name(text, what="host name"))
 
 
 def store_url(text: str) -> str:
     """A fleet store URL (``postgresql://...``)."""
-    from pytest_orch_recovery.store import validation  # the plugin imports this module at start
-
-    try:
-        return validation.store_url(text)
-    except validation.RuleError as exc:
-        raise argparse.ArgumentTypeError(f"store URL {exc}") from None
+    return _by_rule(lambda rules: rules.store_url(text), prefix="store URL ")
 
 
 def _printable(text: str) -> str:

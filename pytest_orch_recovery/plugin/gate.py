@@ -117,6 +117,8 @@ def prefixed_events(run: ScenarioRun) -> list[Event]:
 
 def _fault_free(run: ScenarioRun) -> set[str]:
     targeted = {str(entry.get("task", "*")) for entry in run.ledger.values()}
+    # A fault that takes a host away hits every task running there; its hits name them.
+    targeted |= {str(hit["task"]) for entry in run.ledger.values() for hit in entry.get("hits", ())}
     if "*" in targeted:
         return set()
     return {t for t in run.outcomes if t not in targeted}
@@ -312,8 +314,8 @@ class ChaosGate:
             tr.write_line(
                 f"seed {self.settings.seed}, tier {self.settings.tier}: {result.runs} scenario "
                 f"runs, {m.total_tasks} tasks, {m.first_try} first try, {m.required_recovery} "
-                f"required recovery, {m.recovered} recovered, {m.escalated} escalated, "
-                f"{m.failed_after_recovery} failed; attribution: {result.wrong_attributions} "
+                f"required recovery, {m.recovered} recovered, {m.escalated} escalated; "
+                f"attribution: {result.wrong_attributions} "
                 f"wrong of {len(result.checks)} failed attempts"
             )
             for r in result.results:

@@ -36,7 +36,9 @@ __all__ = [
     "write_report",
 ]
 
-SCHEMA_VERSION = 1
+# Bumped when a field of the JSON report changes meaning or goes away (2: no
+# ``failed_after_recovery``: a task that recovery could not save is escalated).
+SCHEMA_VERSION = 2
 MAX_REPORT_BYTES = 1024 * 1024
 DEFAULT_MAX_EVENTS = 20
 _MAX_TEXT = 300  # characters of one free-text field
@@ -74,7 +76,6 @@ _OUTCOME_MARK = {
     Outcome.RECOVERED: "✅",
     Outcome.SUCCEEDED: "✅",
     Outcome.ESCALATED: "❌",
-    Outcome.FAILED: "❌",
     Outcome.IN_PROGRESS: "⏳",
 }
 
@@ -174,7 +175,6 @@ def _overall(m: Metrics) -> list[str]:
     required = f"{m.required_recovery} ({_pct(m.required_recovery, m.total_tasks)})"
     if m.required_recovery_by_reason:
         required += " - " + _breakdown(m.required_recovery_by_reason)
-    failed = f"{m.failed_after_recovery} ({_pct(m.failed_after_recovery, m.required_recovery)})"
     return [
         "### Overall Statistics",
         f"- **Total Agent Tasks**: {m.total_tasks}",
@@ -183,7 +183,6 @@ def _overall(m: Metrics) -> list[str]:
         f"- **Recovered**: {m.recovered} ({_pct(m.recovered, m.required_recovery)}), "
         f"{m.recovered_after_operator} after an operator action",
         f"- **Still Escalated**: {m.escalated}",
-        f"- **Failed After Recovery**: {failed}",
         f"- **Average Recovery Time**: {human_duration(m.recovery_time_mean)}",
         "",
     ]
@@ -230,8 +229,6 @@ def _result(event: RecoveryEvent) -> str:
         return _text(text)
     if event.outcome is Outcome.ESCALATED:
         return "Escalated - manual intervention needed"
-    if event.outcome is Outcome.FAILED:
-        return f"Failed after {len(event.reasons)} failed attempt(s)"
     return "Recovery in progress"
 
 

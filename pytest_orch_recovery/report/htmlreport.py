@@ -195,7 +195,6 @@ def _overview(m: Metrics) -> str:
         (m.required_recovery, "required recovery"),
         (m.recovered, f"recovered, {m.recovered_after_operator} via an operator"),
         (m.escalated, "still escalated"),
-        (m.failed_after_recovery, "failed after recovery"),
         (m.recovering + m.unsettled, "in progress"),
         (m.attempts, f"attempts ({m.failures} failed)"),
         (duration_text(m.recovery_time_mean), "mean recovery time"),

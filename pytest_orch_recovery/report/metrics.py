@@ -60,7 +60,6 @@ class Outcome(enum.StrEnum):
     RECOVERED = "RECOVERED"  # succeeded after at least one failed attempt
     SUCCEEDED = "SUCCEEDED"  # succeeded on the first try
     ESCALATED = "ESCALATED"
-    FAILED = "FAILED"
     IN_PROGRESS = "IN PROGRESS"
 
 
@@ -147,7 +146,6 @@ class Metrics:
     recovered: int
     recovered_after_operator: int  # of ``recovered``: only after an operator's release
     escalated: int  # tasks escalated at the end of the journal
-    failed_after_recovery: int
     recovering: int  # required recovery, no outcome yet
     recovery_times: tuple[float, ...]  # seconds, in journal order
     recovery_time_mean: float | None
@@ -341,7 +339,6 @@ def compute(
             1 for s in recovering if _outcome(s) is Outcome.RECOVERED and s.released
         ),
         escalated=sum(1 for s in all_stories if s.outcome is EventKind.TASK_ESCALATED),
-        failed_after_recovery=outcomes[Outcome.FAILED],
         recovering=outcomes[Outcome.IN_PROGRESS],
         recovery_times=times,
         recovery_time_mean=mean(times) if times else None,

@@ -16,10 +16,17 @@ links left are the bare ``http(s)://`` addresses a renderer links by itself;
 
 from __future__ import annotations
 
-import unicodedata
+import re
 
 # Bidirectional embeddings, overrides and isolates (Unicode TR 9): "Trojan Source" text.
-_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
+_BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+# What a terminal obeys: the control characters (Unicode category Cc: C0, DEL, C1) and the
+# bidi controls. A regular expression finds them in C, not one Python step per character:
+# a status of a large fleet prints megabytes.
+_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI}]")
+_UNSAFE_OR_BACKSLASH = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI}\\\\]")
+# In a JSON document the C0 controls are escaped already (or are its layout).
+_UNSAFE_IN_JSON = re.compile(f"[\x7f-\x9f{_BIDI}]")
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\\": "\\\\"}
 
 
@@ -31,8 +38,8 @@ def _escaped(char: str) -> str:
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
-def _unsafe(char: str) -> bool:
-    return char in _BIDI or unicodedata.category(char) == "Cc"
+def _escaped_match(match: re.Match[str]) -> str:
+    return _escaped(match.group())
 
 
 def terminal(text: object) -> str:
@@ -46,9 +53,9 @@ def terminal(text: object) -> str:
     ('a\\\\rb\\\\x9b2J', 'C:\\\\dir')
     """
     value = str(text)
-    if not any(_unsafe(c) for c in value):
+    if _UNSAFE.search(value) is None:
         return value
-    return "".join(_escaped(c) if _unsafe(c) or c == "\\" else c for c in value)
+    return _UNSAFE_OR_BACKSLASH.sub(_escaped_match, value)
 
 
 def one_line(text: object, limit: int) -> str:
@@ -110,10 +117,4 @@ def json_document(text: str) -> str:
     >>> json_document('{"a": "\\x9b2J"}')
     '{"a": "\\\\u009b2J"}'
     """
-
-    def escape(char: str) -> bool:  # C0 controls are escaped already or are the layout
-        return char >= "\x7f" and _unsafe(char)
-
-    if not any(escape(c) for c in text):
-        return text
-    return "".join(f"\\u{ord(c):04x}" if escape(c) else c for c in text)
+    return _UNSAFE_IN_JSON.sub(lambda match: f"\\u{ord(match.group()):04x}", text)

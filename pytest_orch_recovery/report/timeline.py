@@ -60,7 +60,7 @@ class TaskLane:
     submitted: float | None = None
     attempts: list[AttemptSpan] = field(default_factory=list)
     marks: list[Mark] = field(default_factory=list)
-    outcome: str = "in progress"  # succeeded | recovered | escalated | failed | in progress
+    outcome: str = "in progress"  # succeeded | recovered | escalated | in progress
     recovery_time: float | None = None
     last_time: float = 0.0
 

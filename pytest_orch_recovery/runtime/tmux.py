@@ -901,6 +901,11 @@ class TmuxRuntime:
     def cleanup(self, agent: str) -> None:
         """Stop the agent's processes and remove its session."""
         attempt = self._attempt(agent) if agent in self._launching else self._attempts.get(agent)
+        if attempt is not None and not attempt.reported:
+            # Nobody waits for this exit any more (a task let go mid-attempt): it is neither
+            # reported nor probed, since a probe runs the task's tests, which may take minutes.
+            attempt.reported = True
+            self._forget_pidfd(agent)
         if attempt is not None and process_alive(attempt.pane_pid, attempt.pane_start):
             self.kill(agent)
         if attempt is None and self._session_pane(agent) is None:

@@ -19,16 +19,26 @@ from pytest_orch_recovery.store.validation import file_kind
 # type checker only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> None:
+    write_chunks(path, (data,), mode=mode)
+
+
+def write_chunks(
+    path: str | os.PathLike[str], chunks: Iterable[bytes], *, mode: int = 0o644
+) -> None:
+    """:func:`write_bytes` of the concatenated ``chunks``, without holding them all in
+    memory (a snapshot of a large journal)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _new_temp(target)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            for chunk in chunks:
+                handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)

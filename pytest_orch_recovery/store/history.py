@@ -31,7 +31,6 @@ from pytest_orch_recovery.engine.events import (
     OperatorAction,
     PartialSummary,
     TaskEscalated,
-    TaskFailed,
     TaskSubmitted,
     TaskSucceeded,
     TmuxTarget,
@@ -68,14 +67,12 @@ class TaskOutcome(enum.StrEnum):
     SUCCEEDED = "succeeded"
     RECOVERED = "recovered"
     ESCALATED = "escalated"
-    FAILED = "failed"
     IN_PROGRESS = "in_progress"
 
 
 _TERMINAL_OUTCOMES = {
     EventKind.TASK_SUCCEEDED: TaskOutcome.SUCCEEDED,
     EventKind.TASK_ESCALATED: TaskOutcome.ESCALATED,
-    EventKind.TASK_FAILED: TaskOutcome.FAILED,
 }
 
 
@@ -128,8 +125,7 @@ class FailureRecord:
 
 @dataclass(frozen=True, slots=True)
 class Mark:
-    """A point on a task's lane: ``operator`` (an action that named it), ``escalated`` or
-    ``failed`` (a terminal event)."""
+    """A point on a task's lane: ``operator`` (an action that named it) or ``escalated``."""
 
     time: float
     kind: str
@@ -440,13 +436,6 @@ def _escalated(task: TaskHistory, event: Event) -> None:
     task.marks.append(Mark(event.time, "escalated", escalated.why))
 
 
-def _failed(task: TaskHistory, event: Event) -> None:
-    failed = event.payload
-    assert isinstance(failed, TaskFailed)
-    _ended(task, event, Phase.FAILED)
-    task.marks.append(Mark(event.time, "failed", failed.why))
-
-
 def _nothing(task: TaskHistory, event: Event) -> None:
     """Workspace records and usage limits belong to the fleet, not to the task's story."""
 
@@ -459,7 +448,6 @@ _FOLDS = {
     DecisionMade: _decided,
     TaskSucceeded: _succeeded,
     TaskEscalated: _escalated,
-    TaskFailed: _failed,
     WorkspaceCleaned: _nothing,
     WorkspaceOrphaned: _nothing,
     UsageLimited: _nothing,

@@ -183,6 +183,10 @@ class PostgresStore:
         self._rng = rng or random.Random()
         self._conn: Connection | None = None
         self._epochs: dict[str, int] = {}  # task id -> epoch of the lease this host holds
+        # The leases the last heartbeat renewed, and when (this process's monotonic clock)
+        # that heartbeat began: what :meth:`holds` answers from.
+        self._renewed: frozenset[str] = frozenset()
+        self._renewed_at = -float("inf")
         self.retries = 0  # operations retried after a lost connection, for logs and tests
         self._closed = False
         try:
@@ -349,12 +353,23 @@ class PostgresStore:
                 {str(task_id): int(epoch) for task_id, epoch in done},
             )
 
+        started = time.monotonic()
         renewed, finished = self._do("heartbeat", beat)
         keep = {**finished, **renewed}
         for task_id in sorted(set(self._epochs) - set(keep)):
             log.warning("host %s lost the lease of %s", host, task_id)
         self._epochs = {t: e for t, e in keep.items() if self._epochs.get(t) == e}
-        return {t: e for t, e in self._epochs.items() if t in renewed}
+        held = {t: e for t, e in self._epochs.items() if t in renewed}
+        self._renewed, self._renewed_at = frozenset(held), started
+        return held
+
+    def holds(self, task_id: str) -> bool:
+        """Whether this host's lease of ``task_id`` is live by this process's own clock: the
+        last heartbeat renewed it, less than a lease ago (counted from before that heartbeat
+        began, so never longer than the database's). After a freeze (SIGSTOP) or an outage
+        it is not, until the next heartbeat says so. The database's fence refuses stale
+        writes anyway; this guards what it cannot see, such as pushes to the origin."""
+        return task_id in self._renewed and time.monotonic() < self._renewed_at + self.lease
 
     def resume_leases(self) -> dict[str, int]:
         """Take back, at a new epoch each, every task the registry says this host holds --

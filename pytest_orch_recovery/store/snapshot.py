@@ -7,31 +7,34 @@ that offset, and the next line continues its ``seq``), and folds only the lines 
 a snapshot that is missing, unreadable, made by another version of the fold or no longer
 matches the journal (rewritten, truncated) is ignored and rebuilt from the whole journal.
 
-The file is a JSON header line and a pickle of the history. The pickle is loaded by an
-unpickler that can only build the fold's own data classes and enums (no other callable, so a
-crafted file cannot run code); what it can say, the journal beside it could say too.
+The file is JSON lines (docs/journal.md): a header (format, the fold's fingerprint, the
+journal offset, seq and seam hash, the number of tasks), the fleet's records, then one row per
+task, each preceded by the shared values it is the first to refer to (:mod:`.historycodec`).
+It is data only: a reader checks every value against the fold's classes and builds nothing
+else, so a crafted file cannot run code, and what it can say, the journal beside it could say
+too.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import hashlib
-import io
 import json
 import logging
 import os
-import pickle
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pytest_orch_recovery.engine import events as _events
-from pytest_orch_recovery.engine import model as _model
 from pytest_orch_recovery.store import atomic
-from pytest_orch_recovery.store import history as _history
 from pytest_orch_recovery.store.history import History
+from pytest_orch_recovery.store.historycodec import (
+    FINGERPRINT,
+    Decoder,
+    Encoder,
+    SnapshotFormatError,
+)
 from pytest_orch_recovery.store.journal import read_events
 
 __all__ = ["SNAPSHOT_EVERY", "SNAPSHOT_SUFFIX", "HistoryFollower", "read_history"]
@@ -41,53 +44,11 @@ log = logging.getLogger(__name__)
 SNAPSHOT_SUFFIX = ".history"
 SNAPSHOT_EVERY = 50_000  # events folded since the last snapshot that make a read write one
 _SEAM_BYTES = 4096  # journal bytes just before the offset whose hash ties a snapshot to it
-_FORMAT = 1
+# 1 was a pickle (ignored now, and rebuilt); 2 is JSON lines.
+_FORMAT = 2
 _HEADER_BYTES = 4096
-
-
-def _classes() -> dict[tuple[str, str], type]:
-    """Every class a history holds: the fold's records, events' parts, the model's values."""
-    found: dict[tuple[str, str], type] = {}
-    for module in (_history, _events, _model):
-        for value in vars(module).values():
-            if (
-                isinstance(value, type)
-                and value.__module__ == module.__name__
-                and (dataclasses.is_dataclass(value) or issubclass(value, enum.Enum))
-            ):
-                found[(value.__module__, value.__qualname__)] = value
-    found[(History.__module__, History.__qualname__)] = History
-    return found
-
-
-_ALLOWED = _classes()
-
-
-def _fingerprint() -> str:
-    """Changes whenever a class a snapshot holds gains, loses or renames a field: a snapshot
-    made by another version of the fold is then rebuilt, not misread."""
-    parts = []
-    for key, cls in sorted(_ALLOWED.items()):
-        names = (
-            [m.name for m in cls]
-            if issubclass(cls, enum.Enum)
-            else [f.name for f in dataclasses.fields(cls)]
-            if dataclasses.is_dataclass(cls)
-            else sorted(vars(History([])))
-        )
-        parts.append(f"{key}:{','.join(names)}")
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-
-
-_FINGERPRINT = _fingerprint()
-
-
-class _Unpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        cls = _ALLOWED.get((module, name))
-        if cls is None:
-            raise pickle.UnpicklingError(f"a history snapshot cannot hold {module}.{name}")
-        return cls
+_MAX_ROW_BYTES = 64 << 20  # one task's row; a longer line is no snapshot of ours
+_ROWS_PER_WRITE = 512
 
 
 def snapshot_path(journal: Path) -> Path:
@@ -111,37 +72,81 @@ def _load(journal: Path) -> tuple[History, int, int] | None:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 return None
             header = json.loads(handle.readline(_HEADER_BYTES))
-            if header.get("format") != _FORMAT or header.get("fold") != _FINGERPRINT:
+            if header.get("format") != _FORMAT or header.get("fold") != FINGERPRINT:
                 return None
-            offset, seq = int(header["bytes"]), int(header["seq"])
+            offset, seq, count = int(header["bytes"]), int(header["seq"]), int(header["tasks"])
             with open(journal, "rb") as source:
                 if os.fstat(source.fileno()).st_size < offset:
                     return None
                 if _seam(source, offset) != header["seam"]:
                     return None
-            history = _Unpickler(handle).load()
+            history = _read_rows(handle, count)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError, EOFError, pickle.UnpicklingError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         log.info("%s: snapshot not used, rebuilding: %s", path, exc)
         return None
-    if not isinstance(history, History):
-        return None
     return history, offset, seq
+
+
+def _read_rows(handle: Any, count: int) -> History:
+    history = History()
+    loads = json.loads
+    decoder = Decoder()
+    decoder.fleet(history, loads(_line(handle)))
+    tasks = history.tasks
+    while len(tasks) < count:
+        row = loads(_line(handle))
+        if type(row) is dict:
+            decoder.define(row.get("v"))
+            continue
+        task = decoder.task(row)
+        if task.task_id in tasks:
+            raise SnapshotFormatError(f"task {task.task_id!r} twice")
+        tasks[task.task_id] = task
+    if handle.read(1):
+        raise SnapshotFormatError("rows after the last task")
+    return history
+
+
+def _line(handle: Any) -> bytes:
+    line: bytes = handle.readline(_MAX_ROW_BYTES)
+    if not line.endswith(b"\n"):
+        raise SnapshotFormatError("a row is cut short or too long")
+    return line
+
+
+def _dumps(value: Any) -> bytes:
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return text.encode("utf-8") + b"\n"
+
+
+def _chunks(header: dict[str, Any], history: History) -> Iterator[bytes]:
+    yield _dumps(header)
+    encoder = Encoder()
+    yield _dumps(encoder.fleet(history))
+    rows: list[bytes] = []
+    for task in history.tasks.values():
+        row = encoder.task(task)
+        rows.extend(_dumps({"v": value}) for value in encoder.take_values())
+        rows.append(_dumps(row))
+        if len(rows) >= _ROWS_PER_WRITE:
+            yield b"".join(rows)
+            rows.clear()
+    yield b"".join(rows)
 
 
 def _save(journal: Path, history: History, offset: int, seq: int) -> None:
     try:
         with open(journal, "rb") as source:
             seam = _seam(source, offset)
-        header = {"format": _FORMAT, "fold": _FINGERPRINT, "bytes": offset, "seq": seq}
-        header["seam"] = seam
-        body = io.BytesIO()
-        body.write(json.dumps(header).encode() + b"\n")
-        pickle.dump(history, body, protocol=pickle.HIGHEST_PROTOCOL)
-        atomic.write_bytes(snapshot_path(journal), body.getvalue())
+        header = {"format": _FORMAT, "fold": FINGERPRINT, "bytes": offset, "seq": seq}
+        header.update(seam=seam, tasks=len(history.tasks))
+        atomic.write_chunks(snapshot_path(journal), _chunks(header, history))
     except OSError as exc:  # a read-only directory: reads stay correct, only slower
         log.info("%s: cannot write snapshot: %s", snapshot_path(journal), exc.strerror or exc)
+    except (TypeError, ValueError) as exc:  # a value JSON cannot hold: no snapshot, no harm
+        log.info("%s: cannot write snapshot: %s", snapshot_path(journal), exc)
 
 
 class HistoryFollower:

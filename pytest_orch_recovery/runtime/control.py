@@ -69,7 +69,7 @@ def quote(arg: str) -> str:
 
 
 @dataclass(frozen=True)
-class Reply:
+class ControlReply:
     """One command's reply: its output lines, and whether tmux ran it without an error
     (``%end``) or not (``%error``; the lines are then its error message)."""
 
@@ -80,7 +80,7 @@ class Reply:
 @dataclass
 class _Waiting:
     done: threading.Event = field(default_factory=threading.Event)
-    reply: Reply | None = None
+    reply: ControlReply | None = None
 
 
 class ControlClient:
@@ -128,7 +128,7 @@ class ControlClient:
     def pid(self) -> int:
         return self._proc.pid
 
-    def command(self, *args: str) -> Reply:
+    def command(self, *args: str) -> ControlReply:
         """Run one tmux command and return its reply. Raises :class:`NotSendable` for an
         argument that cannot go on a line, :class:`ControlClosed` when the client is gone or
         the server does not answer."""
@@ -164,14 +164,14 @@ class ControlClient:
             for end, ok in ((b"%end ", True), (b"%error ", False)):
                 if line.startswith(end) and line[len(end) :] == guard:
                     if not guard.endswith(b" 0"):  # flags 0: the client's own command line
-                        self._answer(Reply(ok, tuple(lines)))
+                        self._answer(ControlReply(ok, tuple(lines)))
                     guard = None
                     break
             else:
                 lines.append(line.decode("utf-8", errors="replace"))
         self._broken("tmux control client ended")
 
-    def _answer(self, reply: Reply) -> None:
+    def _answer(self, reply: ControlReply) -> None:
         with self._lock:
             waiting = self._waiting.popleft() if self._waiting else None
         if waiting is None:

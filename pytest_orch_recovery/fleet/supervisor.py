@@ -174,6 +174,7 @@ class FleetSupervisor:
                 agent_nice=config.agent_nice,
                 stall_window=config.stall_window,
                 workers=config.workers,
+                control=True,  # one tmux client for the fleet's commands (runtime/control.py)
             )
         except BaseException:
             self.journal.close()

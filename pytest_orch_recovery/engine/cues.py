@@ -696,7 +696,8 @@ class _Index:
     its own: most words with a filed lead match nothing, and one anchored match says so
     for all the lead's families at once."""
 
-    by_lead: dict[str, tuple[re.Pattern[str], tuple[_Family, ...]]]  # (any family, families)
+    # lead -> any family's regex, and per family matched first: (its name, the families after)
+    by_lead: dict[str, tuple[re.Pattern[str], tuple[tuple[str, tuple[_Family, ...]], ...]]]
     word_starts: re.Pattern[str]  # finds the words a lead's alternatives may start at
     unfiled: tuple[tuple[tuple[str, ...] | None, _Family], ...]
     gate: re.Pattern[str] | None  # finds any unfiled alternative's needle; None: always try
@@ -726,10 +727,11 @@ class _Index:
 
         def lead_entry(
             by_family: dict[str, list[str]],
-        ) -> tuple[re.Pattern[str], tuple[_Family, ...]]:
+        ) -> tuple[re.Pattern[str], tuple[tuple[str, tuple[_Family, ...]], ...]]:
             families = tuple((name, union(alts)) for name, alts in by_family.items())
             grouped = "|".join(f"({regex.pattern})" for _, regex in families)
-            return re.compile(grouped, re.MULTILINE), families
+            after = tuple((name, families[i + 1 :]) for i, (name, _) in enumerate(families))
+            return re.compile(grouped, re.MULTILINE), after
 
         gate_needles = [n for ns, _ in unfiled if ns is not None for n in ns]
         gated = all(ns is not None for ns, _ in unfiled)
@@ -752,9 +754,9 @@ class _Index:
                 continue
             # The first family that matches here is the group that matched; a later one may
             # match here too (families before it did not: alternatives are tried in order).
-            first = (hit.lastindex or 1) - 1
-            found.add(families[first][0])
-            for name, regex in families[first + 1 :]:
+            first, later = families[(hit.lastindex or 1) - 1]
+            found.add(first)
+            for name, regex in later:
                 if name not in found and regex.match(lowered, at):
                     found.add(name)
         if self.gate is not None and self.gate.search(lowered) is None:

@@ -83,6 +83,7 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bexit(?:ed)? (?:with )?(?:code|status)[: ]+137\b",
         r"\b(?:agent|runner|worker|node|machine|host) (?:was )?lost\b",
         r"\bsignal[: ]+(?:9|killed)\b",
+        r"\bsignall?ed to (?:exit|stop|terminate|quit|shut ?down)\b",  # told by a signal to end
         r"\bno space left\b",
         r"\boom_reaper\b",
         r"\breaped process\b",

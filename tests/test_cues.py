@@ -123,6 +123,54 @@ def test_reading_any_line_never_raises(line: str) -> None:
     assert reading is None or 0 < reading.weight <= 1
 
 
+# --------------------------------------------------------------------------- the lexicon index
+
+_CORPUS_LINES = [
+    line.lower()
+    for row in (Path(__file__).parent / "corpus" / "attribution.jsonl").read_text().splitlines()
+    if row.strip()
+    for line in json.loads(row)["text"].splitlines()
+]
+_LEXICON_WORDS = sorted(
+    {
+        w
+        for regex in cues.LEXICON_FAMILIES.values()
+        for w in re.findall(r"[a-z0-9_]+", regex.pattern)
+    }
+)
+
+
+def _families_one_by_one(lowered: str) -> set[str]:
+    return {
+        name
+        for name, regex in cues.LEXICON_FAMILIES.items()
+        if re.compile(regex.pattern, re.MULTILINE).search(lowered)
+    }
+
+
+@pytest.mark.parametrize("line", _CORPUS_LINES[::7])
+def test_the_index_finds_what_each_family_finds_on_corpus_lines(line: str) -> None:
+    assert cues.families_in(line) == _families_one_by_one(line)
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(_LEXICON_WORDS),
+            st.sampled_from(_CORPUS_LINES),
+            st.text(alphabet="ab01 -_./:'\"()[]~#=!^\t", max_size=6),
+        ),
+        max_size=8,
+    ),
+    st.sampled_from([" ", "", "-", ": ", "/"]),
+)
+def test_the_index_finds_what_each_family_finds(parts: list[str], glue: str) -> None:
+    """The word-start index (leads, their literal prefixes, one regex per lead) and the
+    gated alternatives outside it are a faster way to the same answer, never another."""
+    line = glue.join(parts)
+    assert cues.families_in(line) == _families_one_by_one(line)
+
+
 # --------------------------------------------------------------------------- needles
 
 
@@ -149,6 +197,24 @@ def test_needles_read_the_regex_source_without_the_private_parser() -> None:
     assert needles_of(r"\bgh0\d\d\b") == ("gh0",)
     assert needles_of(r"(?:a|b)c") is None  # no literal of three characters
     assert needles_of(r"foo(?=bar)baz") in (("foo",), ("baz",))  # the lookahead needs nothing
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from([row.sample for row in PATTERNS]),
+            st.sampled_from([row.sample.upper() for row in PATTERNS]),
+            st.text(max_size=40),
+        ),
+        max_size=4,
+    )
+)
+def test_the_table_prefilter_keeps_every_row_that_matches(parts: list[str]) -> None:
+    text = "\n".join(parts)
+    possible = set(TABLE.rows_possible_in(text))
+    for index, row in enumerate(TABLE.rows):
+        if row.regex.search(text):
+            assert index in possible, row.name
 
 
 def test_a_table_without_some_rows_no_longer_matches_them() -> None:

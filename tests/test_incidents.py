@@ -196,3 +196,22 @@ def test_lookups_at_the_same_time_share_one_listing(tmp_path: Path) -> None:
     assert [line for line in lines if line.startswith("pr view")] == [
         "pr view --json number,state,url,title,headRefName -- gone"
     ]
+
+
+def test_a_lookup_for_an_ended_agent_takes_a_listing_started_after_its_end(
+    tmp_path: Path,
+) -> None:
+    gh = tmp_path / "gh"
+    gh.write_text(_FAKE_GH)
+    gh.chmod(0o755)
+    calls = tmp_path / "calls"
+    prs = GhPullRequests(tmp_path, env={**os.environ, "CALLS": str(calls)}, gh=str(gh), batch=True)
+    ended = time.time()
+    first = prs.listed_after(ended).pull_request_for("b1")  # lists: nothing listed since
+    again = prs.listed_after(ended).pull_request_for("b2")  # that listing started after
+    assert (first and first.number, again and again.number) == (1, 2)
+    assert calls.read_text().count("pr list") == 1
+    assert prs.pull_request_for("b3") is not None  # a plain lookup wants a newer listing
+    later = time.time()
+    assert prs.listed_after(later).pull_request_for("b4") is not None  # and so does this
+    assert calls.read_text().count("pr list") == 3

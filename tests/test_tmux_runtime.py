@@ -58,9 +58,10 @@ def box(tmp_path: Path) -> Iterator[Sandbox]:
         assert sb.leftovers() == []
 
 
-@pytest.fixture
-def rt(box: Sandbox) -> Iterator[TmuxRuntime]:
-    runtime = TmuxRuntime(box, _argv_from_prompt, kill_grace=1.0)
+@pytest.fixture(params=[False, True], ids=["processes", "control"])
+def rt(box: Sandbox, request: pytest.FixtureRequest) -> Iterator[TmuxRuntime]:
+    """Each behaviour with a tmux process per command, and through a control-mode client."""
+    runtime = TmuxRuntime(box, _argv_from_prompt, kill_grace=1.0, control=request.param)
     try:
         yield runtime
     finally:

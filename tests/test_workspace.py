@@ -242,13 +242,7 @@ def _gone(pid: int, timeout: float = 30) -> bool:
         os.close(fd)
 
 
-def test_probe_asks_git_four_times(sandbox: GitSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The coordinator probes every attempt that ends, from its own thread: each git process
-    # there is ~4 ms of a busy supervisor's time. One status gives branch, HEAD and changes.
-    wt = sandbox.worktree("agent")
-    sandbox.write(wt, "fake3.md")
-    sandbox.commit_all(wt)
-    sandbox.push(wt)
+def _counting_git(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     real = git.run_git
 
@@ -257,6 +251,36 @@ def test_probe_asks_git_four_times(sandbox: GitSandbox, monkeypatch: pytest.Monk
         return real(args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(git, "run_git", counting)
+    return calls
+
+
+def test_probe_asks_git_four_times(sandbox: GitSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The coordinator probes every attempt that ends: each git process there is a few ms of
+    # a busy supervisor's time. One status gives branch, HEAD and changes; the agent's own
+    # push moved the remote-tracking ref, so the remote is not asked.
+    wt = sandbox.worktree("agent")
+    sandbox.write(wt, "fake3.md")
+    sandbox.commit_all(wt)
+    sandbox.push(wt)
+    calls = _counting_git(monkeypatch)
     got = probe(wt, TASK)
     assert (got.commits_ahead, got.pushed, got.uncommitted) == (1, True, ())
-    assert calls == ["rev-parse", "status", "rev-list", "ls-remote"]
+    assert calls == ["rev-parse", "status", "rev-list", "rev-parse"]
+
+
+def test_a_push_the_tracking_ref_does_not_show_is_asked_of_the_remote(
+    sandbox: GitSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wt = sandbox.worktree("agent")
+    sandbox.write(wt, "fake3.md")
+    sandbox.commit_all(wt)
+    sandbox.push(wt)
+    branch = git.current_branch(wt)
+    # As after a push from another clone, or with no fetch refspec: no tracking ref here.
+    git.run_git(["update-ref", "-d", f"refs/remotes/origin/{branch}"], cwd=wt)
+    calls = _counting_git(monkeypatch)
+    assert probe(wt, TASK).pushed is True
+    assert calls[-2:] == ["rev-parse", "ls-remote"]
+    sandbox.write(wt, "more.md")
+    sandbox.commit_all(wt)  # HEAD moves on: neither ref holds it
+    assert probe(wt, TASK).pushed is False

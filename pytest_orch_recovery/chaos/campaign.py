@@ -8,6 +8,7 @@ scenario itself says about its faults.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from typing import TYPE_CHECKING
 
@@ -54,12 +55,16 @@ def run_scenario(
     seed: int,
     agent: str,
     fleet: ProductionSettings | None = None,
+    hosts: int = 1,
 ) -> ScenarioRun:
     """Run ``scenario`` on ``tier`` (one of :data:`TIERS`) and collect what it produced; a
     scenario built in code meets the rules a file meets at load (:func:`check_scenario`).
-    ``fleet``: run it under a production fleet file's settings (``--orch-fleet``)."""
+    ``fleet``: run it under a production fleet file's settings (``--orch-fleet``).
+    ``hosts``: over at least this many hosts sharing a fleet store (``--orch-hosts``)."""
     if scenario.source is None:
         check_scenario(scenario)
+    if hosts > scenario.hosts:
+        scenario = dataclasses.replace(scenario, hosts=hosts)
     own_seed = scenario_seed(seed, scenario.name)
     if fleet is None:
         run = tier_named(tier).run(scenario, seed=own_seed, agent=agent)

@@ -41,7 +41,10 @@ class FaultKind:
     expected: Reason | None  # what the engine should attribute; None: no failure of its own
     description: str
     default_trigger: str  # the event it fires on unless the schedule says otherwise
-    scope: str = "attempt"  # "attempt": one attempt; "fleet": a configuration fault
+    # "attempt": one attempt; "fleet": a configuration fault; "host": keyed on one attempt's
+    # event like an attempt fault, it hits the host running that attempt (or the store every
+    # host shares), so it needs several hosts (chaos/tiers/simhosts.py)
+    scope: str = "attempt"
 
 
 _KINDS = (
@@ -142,9 +145,35 @@ _KINDS = (
         "tool_call",
         scope="fleet",
     ),
+    FaultKind(
+        "host_down",
+        Reason.KILLED,
+        "the host running the attempt dies: its supervisor, tmux server and agents at once; "
+        "its tasks go to other hosts when their leases run out",
+        "tool_call",
+        scope="host",
+    ),
+    FaultKind(
+        "host_partition",
+        Reason.KILLED,
+        "the host running the attempt is frozen (cut off) past its lease, then thawed: other "
+        "hosts take its tasks over, and it must stop their agents and decide nothing for them",
+        "tool_call",
+        scope="host",
+    ),
+    FaultKind(
+        "store_outage",
+        None,
+        "the fleet's database is stopped for a while: agents keep running, supervisors wait "
+        "and retry, no event is lost or reordered",
+        "tool_call",
+        scope="host",
+    ),
 )
 
 CATALOGUE: Mapping[str, FaultKind] = {k.name: k for k in _KINDS}
+# The kinds that need several hosts over a fleet store.
+HOST_FAULTS = frozenset(k.name for k in _KINDS if k.scope == "host")
 
 # The trigger events each kind can be keyed on, on every tier: the tmux tier's fault hook sees
 # tool calls only, so an event the simulation alone could see (an API request) would make the
@@ -173,6 +202,7 @@ HONOURED_EVENTS: Mapping[str, frozenset[str]] = {
     "tests_fail": frozenset({"test"}),
     "missing_permission_flag": frozenset({"start"}),
     "coordinator_crash": frozenset({"tool_call"}),
+    **{kind: _HOOK_EVENTS for kind in ("host_down", "host_partition", "store_outage")},
 }
 
 

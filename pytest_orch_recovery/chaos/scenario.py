@@ -67,6 +67,7 @@ _TOP_KEYS = frozenset(
         "max_live_agents",
         "max_attempts",
         "fallback_agents",
+        "hosts",
     }
 )
 _TASK_KEYS = TASK_KEYS | {"expect"}
@@ -105,7 +106,11 @@ FAULT_PARAMS: Mapping[str, Mapping[str, _Param]] = {
     },
     "sigint": {"style": _Param("choice", SIGINT_STYLES)},
     "sigint_keys": {"style": _Param("choice", SIGINT_STYLES)},
+    # How long the host stays frozen, and the database stopped (simhosts.py has the defaults).
+    "host_partition": {"seconds": _Param("seconds")},
+    "store_outage": {"seconds": _Param("seconds")},
 }
+MAX_HOSTS = 64
 
 
 class ScenarioError(InputError):
@@ -162,6 +167,9 @@ class Scenario:
     max_attempts: int | None = None  # as a fleet file's: the attempt budget (None: the engine's)
     # as a fleet file's: agents a task moves to while its own agent's account is limited
     fallback_agents: tuple[str, ...] = ()
+    # At least this many hosts over a fleet store (the campaign's --orch-hosts may add more);
+    # a scenario with a host fault needs two.
+    hosts: int = 1
     description: str = ""
     fault_expectations: Mapping[str, str] = field(default_factory=dict)  # fault id -> status
     source: str | None = None
@@ -445,7 +453,19 @@ def parse_scenario(text: str, *, source: str = "<scenario>", name: str | None = 
             if "fallback_agents" in raw
             else ()
         ),
+        hosts=_hosts(reader, raw, faults),
     )
+
+
+def _hosts(reader: _Reader, raw: Mapping[str, Any], faults: Sequence[FaultSpec]) -> int:
+    """The ``hosts`` key: how many hosts the scenario needs at least; two or more when a
+    fault of the schedule takes a host (or the store) away."""
+    hosts = reader.integer(raw["hosts"], ("hosts",), maximum=MAX_HOSTS) if "hosts" in raw else 1
+    first = next((i for i, f in enumerate(faults) if f.entry.scope == "host"), None)
+    if first is not None and hosts < 2:
+        where = ("hosts",) if "hosts" in raw else ("faults", first, "kind")
+        raise reader.fail(where, f"{faults[first].kind} needs several hosts: set hosts = 2 or more")
+    return hosts
 
 
 def check_scenario(scenario: Scenario) -> None:
@@ -490,6 +510,7 @@ def check_scenario(scenario: Scenario) -> None:
             )
         if trigger.path is not None:
             check(f"faults[{i + 1}].after_file", validation.relative_path, trigger.path)
+    check("hosts", _check_hosts, scenario)
     if scenario.max_attempts is not None:
         check(
             "max_attempts",
@@ -519,6 +540,13 @@ def check_scenario(scenario: Scenario) -> None:
             minimum=1,
             maximum=validation.MAX_COUNT,
         )
+
+
+def _check_hosts(scenario: Scenario) -> None:
+    validation.integer(scenario.hosts, minimum=1, maximum=MAX_HOSTS)
+    host_faults = [f.kind for f in scenario.faults if f.entry.scope == "host"]
+    if host_faults and scenario.hosts < 2:
+        raise RuleError(f"{host_faults[0]} needs several hosts: set hosts = 2 or more")
 
 
 def _check_testable(

@@ -75,6 +75,7 @@ _PRIORITY: tuple[Reason, ...] = (
     Reason.INCOMPLETE,
     Reason.UNKNOWN,
 )
+_RANK = {reason: rank for rank, reason in enumerate(_PRIORITY)}
 
 # An earlier fatal-looking line that the run got past is worth this fraction of its weight.
 _SUPERSEDED = 0.35
@@ -238,6 +239,8 @@ def senders_of(obs: Observation) -> list[SignalSender | None]:
 
 
 def _supervisor_evidence(obs: Observation, found: _Found) -> None:
+    if not obs.timed_out and not obs.signals_delivered:
+        return  # nothing the supervisor did (the common case: classify runs in hot loops)
     if obs.timed_out:
         found.add("supervisor", Reason.TIMEOUT, 0.9, "killed by the supervisor for its timeout")
     timed_out = _supervisor_timed_out(obs)
@@ -280,6 +283,8 @@ def _supervisor_evidence(obs: Observation, found: _Found) -> None:
 def _deciding_sender(obs: Observation, winner: Reason) -> SignalSender | None:
     """The sender of the signal behind the verdict: the first SIGINT for sigint, the first
     terminating signal (or the OOM killer) for killed, a time-limit program for timeout."""
+    if not obs.signals_delivered and (obs.exit is None or not obs.exit.oom_killed):
+        return None  # no signal was delivered, so none decided
     senders = [s for s in senders_of(obs) if s is not None]
     if winner is Reason.SIGINT:
         return next((s for s in senders if s.signal == _SIGINT), None)
@@ -403,20 +408,21 @@ def _text_evidence(sources: list[list[Match]], found: _Found) -> None:
     for matches in sources:
         if not matches:
             continue
-        fatal = [m for m in matches if m.stops_run and m.exact]
-        last_fatal = fatal[-1] if fatal else None
+        last_fatal = next((m for m in reversed(matches) if m.exact and m.stops_run), None)
+        fatal_line = None if last_fatal is None else last_fatal.line
         weights: dict[Reason, float] = {}
         best: dict[Reason, Match] = {}
         counts: dict[Reason, int] = {}
         for m in matches:
+            reason = m.pattern.reason
             if m.exact:
                 superseded = m.stops_run and m is not last_fatal
             else:  # a cue reading before the exact line that stopped the run
-                superseded = last_fatal is not None and m.line < last_fatal.line
+                superseded = fatal_line is not None and m.line < fatal_line
             weight = m.strength * (_SUPERSEDED if superseded else 1.0)
-            counts[m.reason] = counts.get(m.reason, 0) + 1
-            if m.reason not in weights or weight >= weights[m.reason]:
-                weights[m.reason], best[m.reason] = weight, m
+            counts[reason] = counts.get(reason, 0) + 1
+            if reason not in weights or weight >= weights[reason]:
+                weights[reason], best[reason] = weight, m
         for reason, m in best.items():
             count = counts[reason]
             more = f" (+{count - 1} more line(s))" if count > 1 else ""
@@ -424,7 +430,7 @@ def _text_evidence(sources: list[list[Match]], found: _Found) -> None:
             detail = f"{m.pattern.name}: {m.text}{more}"
             found.add(kind, reason, weights[reason], detail, m.source, m.line)
         for m in reversed(matches):
-            if m.reason is Reason.API_ERROR and found.api_status is None and m.api_status:
+            if m.api_status and found.api_status is None and m.pattern.reason is Reason.API_ERROR:
                 found.api_status = m.api_status
             if m.retry_after is not None and found.retry_after is None:
                 found.retry_after = m.retry_after
@@ -479,8 +485,9 @@ def _success_claim_contradicted(
     after printing their error. The text is believed, and the evidence says why.
     """
     result = result if isinstance(result, Mapping) else None
-    in_result = _last_fatal(result_matches)
-    if result is not None and result.get("subtype") == "success" and in_result is not None:
+    claimed = result is not None and result.get("subtype") == "success"
+    in_result = _last_fatal(result_matches) if claimed else None
+    if result is not None and in_result is not None:
         flag = "is_error true" if result.get("is_error") is True else "is_error false"
         found.add(
             "result",
@@ -660,6 +667,8 @@ def _adopted_result(obs: Observation, readings: list[Reading]) -> tuple[Any, Jso
 def _event_evidence(obs: Observation, readings: list[Reading], found: _Found) -> None:
     """What Codex and Gemini CLI events say beyond their messages: a failed turn, a code."""
     for log, reading in zip(obs.logs, readings, strict=True):
+        if not reading.events:
+            continue
         facts = [(event, fact) for event in reading.events for fact in event_facts(event.data)]
         for index, (event, fact) in enumerate(facts):
             last = index == len(facts) - 1
@@ -688,6 +697,8 @@ def looks_successful(obs: Observation) -> bool:
 def _looks_successful(
     obs: Observation, result: Any, log_matches: list[list[Match]], table: Table
 ) -> bool:
+    if obs.exit is None and result is None:
+        return False  # nothing says it ended well (checked first: the common log-only case)
     if obs.timed_out or obs.deliverables_missing or obs.tests_passed is False:
         return False
     if obs.work_missing or obs.signals_delivered or obs.rate_limited:
@@ -714,8 +725,6 @@ def _looks_successful(
             m.stops_run and m.exact for m in read_lines(text, "result", table).matches
         ):
             return False
-    if obs.exit is None and result is None:
-        return False
     # Only exact rows veto success: a cue word in the output of work that was delivered
     # ("fixed the failing test") is the agent talking, not an error.
     if any(m.stops_run and m.exact for ms in log_matches for m in ms):
@@ -768,13 +777,13 @@ def classify(obs: Observation, *, table: Table = TABLE) -> Attribution:
     if not scores:
         note = Evidence("summary", Reason.UNKNOWN, 0.0, "no signal points at a cause")
         return Attribution(Reason.UNKNOWN, 0.0, (*found.evidence, note))
-    ranked = sorted(scores.items(), key=lambda item: (-item[1], _PRIORITY.index(item[0])))
+    ranked = sorted(scores.items(), key=lambda item: (-item[1], _RANK[item[0]]))
     winner, top = ranked[0]
     runner_up = ranked[1][1] if len(ranked) > 1 else 0.0
     confidence = min(max(top * (1.0 - 0.5 * runner_up), 0.0), 1.0)
     # Strongest first, so a reader sees the deciding evidence at the top.
     ordered = sorted(
-        found.evidence, key=lambda e: (e.reason is not winner, -e.weight, _PRIORITY.index(e.reason))
+        found.evidence, key=lambda e: (e.reason is not winner, -e.weight, _RANK[e.reason])
     )
     is_api = winner is Reason.API_ERROR
     reset = observed_reset(obs.logs, obs.result, obs.observed_at, obs.zone) if is_api else None

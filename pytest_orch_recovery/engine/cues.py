@@ -23,11 +23,12 @@ what stopped the run. Every reading names its cue and subject, and the line it r
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from pytest_orch_recovery.engine.model import Reason
-from pytest_orch_recovery.engine.needles import group_end, split_top
+from pytest_orch_recovery.engine.needles import group_end, needles_of, split_top
 from pytest_orch_recovery.engine.patterns import Pattern
 
 
@@ -73,13 +74,16 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bsigkill\b",
         r"\boom[ -]?kill",
         r"\boomkilled\b",
-        r"\bout of memory\b",
+        r"\bout of (?:\w+ )?memory\b",
+        r"\bheap space\b",
+        r"\b(?:gc|garbage collector) (?:is )?thrashing\b",
         r"\bmemory (?:limit|exhausted)",
         r"\bheap (?:limit|out of memory)",
         r"\bcannot allocate memory\b",
         r"\bexit(?:ed)? (?:with )?(?:code|status)[: ]+137\b",
         r"\b(?:agent|runner|worker|node|machine|host) (?:was )?lost\b",
         r"\bsignal[: ]+(?:9|killed)\b",
+        r"\bsignall?ed to (?:exit|stop|terminate|quit|shut ?down)\b",  # told by a signal to end
         r"\bno space left\b",
         r"\boom_reaper\b",
         r"\breaped process\b",
@@ -90,12 +94,12 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bshut ?down signal\b",
         r"\breceived (?:a )?shut ?down\b",
         r"\bevicted\b",
-        r"\bterminated\b",
+        r"\bterminat(?:ed|ing)\b",
         r"\bsigterm\b",
     ),
     "time": _words(
         r"\btim(?:ed|ing)[ -]?out\b",
-        r"\btimeouts?\b(?!\s*[:=]\s*\d)",
+        r"\btimeouts?\b(?!\s*=|\s*:\s*\d)",  # not a setting: timeout: 900, timeout=...
         r"\bdeadline\b",
         r"\bstall(?:ed|ing|s)?\b",
         r"\bno (?:output|activity|progress|response|new output|message)s? "
@@ -126,6 +130,7 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bthrottl",
         r"\boverloaded",
         r"\btoo many requests\b",
+        r"\btoo (?:quickly|fast|frequently|often)\b",
         r"\b(?:429|529)\b",
         r"\bresource[ _]?exhausted\b",
         r"\bcapacity\b",
@@ -189,6 +194,11 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\ballow (?:execution|command|this|once|always|all)\b",
         r"\byes, (?:allow|and don't ask|proceed)\b",
         r"\(y/n\)|\[y/n\]",
+        r"\bprevent(?:s|ed|ing)? (?:you |the agent |it |me |us )?from\b",
+        r"\brejected\b(?<!promise rejected)",
+        r"\bis read[ -]only\b",
+        r"\brestricted\b",
+        r"\b(?:policy|permission|access|security) restrictions?\b",
     ),
     "auth": _words(
         r"\bunauthori[sz]ed\b",
@@ -222,7 +232,7 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bbad gateway\b",
         r"\bgateway timeout\b",
         r"\bserver error\b",
-        r"\b50[0234]\b",
+        r"50(?<!\w50)[0234]\b",  # \b50[0234]\b, written to start with a literal
         r"\bapi ?(?:connection ?)?error\b",
         r"\bconnection (?:error|failed|refused|reset|closed|lost)\b",
         r"\bnetwork error\b",
@@ -253,11 +263,12 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\buser (?:stopped|cancell?ed|aborted|interrupted|pressed)\b",
     ),
     "tests": _words(
-        r"\b[1-9]\d* (?:tests? |specs? |examples? |scenarios? |steps? |assertions? )?"
-        r"(?:failed|fail|failures?|failing|errors?|errored|broken)\b",
+        # "[1-9](?<!\w[1-9])" is "\b[1-9]" written so the engine can skip to the digits
+        r"[1-9](?<!\w[1-9])\d* (?:tests? |specs? |examples? |scenarios? |steps? |assertions? )?"
+        r"(?:failed|fails?|failures?|failing|errors?|errored|broken)\b",
         r"\b(?:failures?|failed|failing|errors?)[:=] ?[1-9]",
         r"\bfail(?:ed)?[:!]? [1-9]",
-        r"^\s*(?:--- )?fail\b",
+        r"^\s*(?:--- )?fail\b(?! to\b)",
         r"\bfail(?:ed|ures?)? *$",
         r"\bfailed\b",
         r"\bfailing\b",
@@ -286,23 +297,27 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bno \w+(?: \w+)? found\b",
         r"\balready exists\b",
         r"\bnot found\b",
+        r"\b(?:does not|doesn't|did not|didn't) exist\b",
         r"\bno commits between\b",
         r"\bnot mergeable\b",
     ),
 }
 
+# An API or network error that interrupted the run: not an interruption by a person.
+_BY_ERROR = re.compile(r"\binterrupted by (?:an? )?(?:api |server |network )?error\b")
 # A line that reports a zero count of failures, or only passes, says nothing failed.
 _NOTHING_FAILED = re.compile(
     r"\b0 (?:tests? )?(?:failed|failures?|failing|errors?)\b|\b(?:failures?|failed|errors)[:=] ?0\b"
     r"|\bno (?:tests? )?failures?\b|\ball tests passed\b"
 )
 _NONZERO_FAILED = re.compile(
-    r"\b[1-9]\d* (?:tests? |specs? |examples? |scenarios? )?"
-    r"(?:failed|fail|failures?|failing|errors?)\b"
+    r"[1-9](?<!\w[1-9])\d* (?:tests? |specs? |examples? |scenarios? )?"
+    r"(?:failed|fails?|failures?|failing|errors?)\b"
     r"|\b(?:failures?|failed|failing|errors?)[:=] ?[1-9]"
 )
 # A line that starts with FAIL is a test runner's verdict (go test, jest, vitest, ...).
-_RUNNER_VERDICT = re.compile(r"^\s*(?:--- )?fail(?:ed)?\b")
+# "Failed to update ref" is prose about an action, not a runner's verdict.
+_RUNNER_VERDICT = re.compile(r"^\s*(?:--- )?fail(?:ed)?\b(?! to\b)")
 # Announced retries and warnings: an error the tool got past (or will try to).
 _RETRIED = re.compile(
     r"\bretry(?:ing)?\b|\bretries\b|\bwill retry\b|\breconnecting\b|\battempt \d+ ?(?:/|of) ?\d+"
@@ -355,7 +370,7 @@ _SUBJECTS: dict[str, re.Pattern[str]] = {
         r"\bapi\.github\.com\b",
         r"\bgh (?:pr|api|issue|run|repo|auth|release|workflow)\b",
         r"\bgh:",
-        r"\bgraphql\b",
+        r"\bgraphql",  # GraphQL, GraphqlError
         r"\bpull request\b",
         r"\bpr\b",
         r"\boctokit\b",
@@ -383,6 +398,7 @@ _SUBJECTS: dict[str, re.Pattern[str]] = {
         r"\binstallation\b",
         r"\bvalidation failed\b",
         r"\bunprocessable entity\b",
+        r"\bhttperror\b",
     ),
     "provider": _words(
         r"\bapi error\b",
@@ -458,6 +474,8 @@ _SUBJECTS: dict[str, re.Pattern[str]] = {
         r"\bnot ok\b",
         r"::",
         r"_test\.go\b|\.test\.[jt]sx?\b|\.spec\.[jt]sx?\b|test_\w+\.py\b|_spec\.rb\b",
+        r"_test\b",
+        r"\btest_\w",
     ),
     # Words test output uses that other output does too.
     "tests_weak": _words(
@@ -509,7 +527,9 @@ _SUBJECTS: dict[str, re.Pattern[str]] = {
         r"\bmkdir\b",
         r"\bopen\b",
         r"\bread-only\b",
-        r"(?:^|[\s'\"`(])(?:/|~/|\./)[\w.-]",
+        # a path: "/", "~/" or "./" at the line's start or after a space, quote or "(",
+        # written to start with the "/" the engine can skip to
+        r"/(?:(?<=^/)|(?<=[\s'\"`(]/)|(?<=^[~.]/)|(?<=[\s'\"`(][~.]/))[\w.-]",
     ),
     # A CI system's own words: a cancellation it reports is the job's limit or a cancel.
     "ci_strong": _words(
@@ -549,9 +569,9 @@ _SUBJECTS: dict[str, re.Pattern[str]] = {
 }
 
 
-@dataclass(frozen=True)
-class CueReading:
-    """What the cause model read in one line."""
+class CueReading(NamedTuple):
+    """What the cause model read in one line (a tuple: read lines are many, and a tuple is
+    built in a fraction of a frozen dataclass's time)."""
 
     reason: Reason
     weight: float
@@ -577,12 +597,12 @@ _RETRIED_FACTOR = 0.4
 
 # Most lexicon alternatives begin with a word boundary and a literal (``\bdenied\b``,
 # ``\bthrottl``): they can only match where a word of the line starts with that literal.
-# Each is filed under the literal's first (up to) three characters, and a line only tries
-# the alternatives filed under the starts of its own words. The rest (anchored at the line
-# start, or beginning with a group) are few and tried on every line.
+# Each is filed under the literal's first (up to) three characters, and a line tries the
+# alternatives filed under each of its word starts *at* that word (an anchored match, not a
+# scan of the line). The rest (anchored at the line start, or beginning with a group or a
+# symbol) are few; each is tried only on lines holding one of its required substrings.
 _LEAD = re.compile(r"((?:[\w@ ]|\\[-.@/ ])+)")
 _QUANTIFIED = re.compile(r"[?*{]")
-_TOKEN = re.compile(r"\w+")
 _WORD_START = re.compile(r"\w+")
 _PREFIX = 3
 
@@ -594,9 +614,10 @@ def _unwrap(alternative: str) -> str:
     return alternative
 
 
-def _literal_start(text: str) -> str | None:
-    """The first three characters of the word every match of ``text`` starts with (the
-    whole word when it is shorter and provably ends there), or None."""
+def _literal_start(text: str) -> tuple[str, str] | None:
+    """(lead, literal): the first three characters of the word every match of ``text``
+    starts with (the whole word when it is shorter and provably ends there), and the
+    literal text every match starts with; or None."""
     m = _LEAD.match(text)
     if m is None:
         return None
@@ -607,15 +628,16 @@ def _literal_start(text: str) -> str | None:
     word = _WORD_START.match(literal)
     lead = word.group() if word else ""
     if len(lead) >= _PREFIX:
-        return lead[:_PREFIX]
-    if lead and (len(lead) < len(literal) or rest.startswith("\\b")):
-        return lead  # the word ends here: a token equal to it
+        return lead[:_PREFIX], literal
+    if lead and (len(lead) < len(literal) or rest.startswith(("\\b", "-"))):
+        return lead, literal  # the word ends here: a token equal to it
     return None
 
 
-def _leads(alternative: str) -> list[str] | None:
-    """The word starts one of which every match of ``alternative`` begins a word with
-    (``\\bdenied`` -> ["den"], ``\\b(?:push|pull)`` -> ["pus", "pul"]), or None."""
+def _starts(alternative: str) -> list[tuple[str, str]] | None:
+    """(lead, literal) for each way a match of ``alternative`` can begin, where every match
+    begins a word (``\\bdenied`` -> [("den", "denied")], ``\\b(?:push|pull)`` -> two),
+    or None."""
     if not alternative.startswith("\\b"):
         return None
     rest = alternative[2:]
@@ -623,75 +645,182 @@ def _leads(alternative: str) -> list[str] | None:
         end = group_end(rest, 0)
         if end < len(rest) and _QUANTIFIED.match(rest[end]):
             return None  # an optional group: the word may start with what follows
-        leads = [_literal_start(branch) for branch in split_top(rest[3 : end - 1])]
-        return None if any(lead is None for lead in leads) else [x for x in leads if x]
-    lead = _literal_start(rest)
-    return None if lead is None else [lead]
+        starts = [_literal_start(branch) for branch in split_top(rest[3 : end - 1])]
+        return None if any(start is None for start in starts) else [s for s in starts if s]
+    start = _literal_start(rest)
+    return None if start is None else [start]
+
+
+def _word_starts(prefixes: Mapping[str, str]) -> re.Pattern[str]:
+    """A regex that finds a word starting with one of ``prefixes`` (lead -> the literal text
+    every alternative filed under the lead starts with) and matches its lead. Written as a
+    trie, so the engine picks a branch by character instead of trying every lead at every
+    word; a word whose lead's alternatives all need more than the lead is not found unless
+    that much follows (checked ahead, not consumed: a later word may start inside it)."""
+    trie: dict[str, Any] = {}
+    for lead, prefix in prefixes.items():
+        node = trie
+        for char in lead:
+            node = node.setdefault(char, {})
+        if prefix != lead:
+            node[""] = f"(?={re.escape(prefix[len(lead) :])})"
+        else:  # a short lead is the whole word: it must end there
+            node[""] = r"(?!\w)" if len(lead) < _PREFIX else ""
+
+    def branches(node: dict[str, Any]) -> str:
+        alternatives = [
+            child if char == "" else re.escape(char) + branches(child)
+            for char, child in sorted(node.items())
+        ]
+        return alternatives[0] if len(alternatives) == 1 else f"(?:{'|'.join(alternatives)})"
+
+    return re.compile(r"\b" + branches(trie))
+
+
+_Family = tuple[str, re.Pattern[str]]
+
+
+def _common_prefix(texts: Sequence[str]) -> str:
+    shortest = min(texts, key=len)
+    for i, char in enumerate(shortest):
+        if any(text[i] != char for text in texts):
+            return shortest[:i]
+    return shortest
 
 
 @dataclass(frozen=True)
 class _Index:
-    """Lexicon families split into alternatives, filed by the word start they need."""
+    """Lexicon families split into alternatives: those filed by the word start they need,
+    and the unfiled ones with the substrings one of which they need (None: tried always).
 
-    by_lead: dict[str, tuple[tuple[str, re.Pattern[str]], ...]]
-    always: tuple[tuple[str, re.Pattern[str]], ...]
-    order: tuple[str, ...]
+    Under each lead, one regex holds every family's alternatives, each family in a group of
+    its own: most words with a filed lead match nothing, and one anchored match says so
+    for all the lead's families at once."""
+
+    # lead -> any family's regex, and per family matched first: (its name, the families after)
+    by_lead: dict[str, tuple[re.Pattern[str], tuple[tuple[str, tuple[_Family, ...]], ...]]]
+    word_starts: re.Pattern[str]  # finds the words a lead's alternatives may start at
+    unfiled: tuple[tuple[tuple[str, ...] | None, _Family], ...]
+    gate: re.Pattern[str] | None  # finds any unfiled alternative's needle; None: always try
 
     @classmethod
     def of(cls, families: dict[str, re.Pattern[str]]) -> _Index:
-        # lead -> family -> its alternatives filed there; unfiled family -> alternatives
+        # lead -> family -> its alternatives filed there; lead -> the literals they start with
         filed: dict[str, dict[str, list[str]]] = {}
-        unfiled: dict[str, list[str]] = {}
+        literals: dict[str, list[str]] = {}
+        unfiled: list[tuple[tuple[str, ...] | None, _Family]] = []
         for name, regex in families.items():
             for alternative in split_top(regex.pattern):
                 alternative = _unwrap(alternative)
-                leads = _leads(alternative)
-                if leads is None:
-                    unfiled.setdefault(name, []).append(alternative)
-                for lead in leads or ():
-                    filed.setdefault(lead, {}).setdefault(name, []).append(alternative)
+                starts = _starts(alternative)
+                if starts is None:
+                    needles = needles_of(alternative, 1)
+                    unfiled.append((needles, (name, re.compile(alternative, re.MULTILINE))))
+                for lead, literal in starts or ():
+                    alternatives = filed.setdefault(lead, {}).setdefault(name, [])
+                    if alternative not in alternatives:
+                        alternatives.append(alternative)
+                    literals.setdefault(lead, []).append(literal)
+        prefixes = {lead: _common_prefix(texts) for lead, texts in literals.items()}
 
         def union(alternatives: list[str]) -> re.Pattern[str]:
             return re.compile("|".join(f"(?:{a})" for a in alternatives), re.MULTILINE)
 
+        def lead_entry(
+            by_family: dict[str, list[str]],
+        ) -> tuple[re.Pattern[str], tuple[tuple[str, tuple[_Family, ...]], ...]]:
+            families = tuple((name, union(alts)) for name, alts in by_family.items())
+            grouped = "|".join(f"({regex.pattern})" for _, regex in families)
+            after = tuple((name, families[i + 1 :]) for i, (name, _) in enumerate(families))
+            return re.compile(grouped, re.MULTILINE), after
+
+        gate_needles = [n for ns, _ in unfiled if ns is not None for n in ns]
+        gated = all(ns is not None for ns, _ in unfiled)
         return cls(
-            {
-                lead: tuple((name, union(alts)) for name, alts in by_family.items())
-                for lead, by_family in filed.items()
-            },
-            tuple((name, union(alts)) for name, alts in unfiled.items()),
-            tuple(families),
+            {lead: lead_entry(by_family) for lead, by_family in filed.items()},
+            _word_starts(prefixes),
+            tuple(unfiled),
+            re.compile("|".join(map(re.escape, gate_needles))) if gated and gate_needles else None,
         )
 
-    def present(self, lowered: str) -> list[str]:
-        """The families with an alternative that matches ``lowered``, in family order."""
-        starts = {token[:_PREFIX] for token in _TOKEN.findall(lowered)}
+    def present(self, lowered: str) -> set[str]:
+        """The families with an alternative that matches ``lowered``."""
         found: set[str] = set()
-        for lead in starts:
-            for name, regex in self.by_lead.get(lead, ()):
-                if name not in found and regex.search(lowered):
+        by_lead = self.by_lead
+        for word in self.word_starts.finditer(lowered):
+            at = word.start()
+            any_family, families = by_lead[word.group()]
+            hit = any_family.match(lowered, at)
+            if hit is None:
+                continue
+            # The first family that matches here is the group that matched; a later one may
+            # match here too (families before it did not: alternatives are tried in order).
+            first, later = families[(hit.lastindex or 1) - 1]
+            found.add(first)
+            for name, regex in later:
+                if name not in found and regex.match(lowered, at):
                     found.add(name)
-        for name, regex in self.always:
-            if name not in found and regex.search(lowered):
+        if self.gate is not None and self.gate.search(lowered) is None:
+            return found
+        for needles, (name, regex) in self.unfiled:
+            if name in found:
+                continue
+            if needles is not None:
+                for needle in needles:
+                    if needle in lowered:
+                        break
+                else:
+                    continue
+            if regex.search(lowered):
                 found.add(name)
-        return [name for name in self.order if name in found]
+        return found
 
 
-_CUE_INDEX = _Index.of(_CUES)
-_SUBJECT_INDEX = _Index.of(_SUBJECTS)
+# Cue families, subjects and the marks read_line asks about, in one index, so a line's
+# words are looked up once for all of them. Subjects keep their names, but for the one a
+# cue family also has ("tests").
+_TESTS_SUBJECT = "about tests"
+_RETRIED_MARK = "mark retried"
+_API_DEADLINE_MARK = "mark api deadline"
+_NOTHING_FAILED_MARK = "mark nothing failed"
+_BY_ERROR_MARK = "mark interrupted by error"
+_SUBJECT_KEY = {name: _TESTS_SUBJECT if name in _CUES else name for name in _SUBJECTS}
+LEXICON_FAMILIES: dict[str, re.Pattern[str]] = {
+    **_CUES,
+    **{_SUBJECT_KEY[name]: regex for name, regex in _SUBJECTS.items()},
+    _RETRIED_MARK: _RETRIED,
+    _API_DEADLINE_MARK: re.compile(r"\b(?:504|deadline_exceeded|gateway time-?out)\b"),
+    _NOTHING_FAILED_MARK: _NOTHING_FAILED,
+    _BY_ERROR_MARK: _BY_ERROR,
+}
+_LEXICON = _Index.of(LEXICON_FAMILIES)
 
 
-def _subjects(lowered: str) -> set[str]:
-    found = set(_SUBJECT_INDEX.present(lowered))
-    if "github_weak" in found and "provider" not in found:
-        found.add("github")
-    if "tests_weak" in found and not found & {"github", "git_strong"}:
-        found.add("tests")
-    return found
+def families_in(lowered: str) -> set[str]:
+    """The lexicon's families (cue words, subjects, marks) with a match in ``lowered``: what
+    reading a line looks up, found through the index rather than family by family."""
+    return _LEXICON.present(lowered)
 
 
-def _cues(lowered: str) -> list[str]:
-    return _CUE_INDEX.present(lowered)
+_SUBJECT_KEYS = frozenset(_SUBJECT_KEY.values())
+
+
+def _subjects_in(found: set[str]) -> set[str]:
+    """The subjects among the families ``found`` in a line, with the weak words resolved."""
+    subjects = found & _SUBJECT_KEYS
+    if _TESTS_SUBJECT in subjects:
+        subjects.discard(_TESTS_SUBJECT)
+        subjects.add("tests")
+    if "github_weak" in subjects and "provider" not in subjects:
+        subjects.add("github")
+    if "tests_weak" in subjects and not subjects & {"github", "git_strong"}:
+        subjects.add("tests")
+    return subjects
+
+
+def _cues_in(found: set[str]) -> list[str]:
+    """The cue families among those ``found`` in a line, in deciding order (:data:`_ORDER`)."""
+    return [cue for cue in _ORDER if cue in found]
 
 
 # Complexity: the cause model's decision table (cue x subject), kept as one readable
@@ -816,8 +945,6 @@ _NOT_A_CAUSE = re.compile(
 )
 # git's own prefixes, in git's own (lower) case: "FATAL:" from Jenkins is not git.
 _GIT_PREFIX = re.compile(r"^\s*(?:error: )?(?:fatal|hint): ")
-_API_DEADLINE = re.compile(r"\b(?:504|deadline_exceeded|gateway time-?out)\b")
-_BY_ERROR = re.compile(r"\binterrupted by (?:an? )?(?:api |server |network )?error\b")
 
 
 # Words that configure rather than report: a command line echoed before it runs
@@ -828,45 +955,160 @@ _ECHOED_COMMAND = re.compile(
     re.IGNORECASE,
 )
 _SETTINGS = re.compile(r"\b[\w.-]+=(?:0|false|no|none|null)\b")
+# Lines not read at all, in one test: where an error happened, and echoed commands.
+_NOT_READ = re.compile(f"(?:{_NOT_A_CAUSE.pattern})|(?:{_ECHOED_COMMAND.pattern})", re.IGNORECASE)
+_CUE_NAMES = frozenset(_CUES)
 
 
 def read_line(line: str, context: Callable[[], str] | None = None) -> CueReading | None:
     """The cause model's reading of one line, or None when it says nothing. ``context``
     gives the few lines before it, whose subjects a line without one of its own borrows."""
-    if _NOT_A_CAUSE.match(line) or _ECHOED_COMMAND.match(line):
+
+    def above() -> set[str]:
+        return set() if context is None else _LEXICON.present(context().lower())
+
+    def after_time() -> bool:
+        return "time" in above()
+
+    if context is None:
+        return _read(line, None, None, None)
+    return _read(line, None, above, after_time)
+
+
+# How many lines before a cue line lend it their subjects.
+CONTEXT_LINES = 3
+# How far back a kill or an interruption looks for the time limit that sent it.
+TIME_LIMIT_LINES = 8
+# The most lines above a read line that reading it may look at.
+LINES_ABOVE = max(CONTEXT_LINES, TIME_LIMIT_LINES)
+
+
+def read_lines(lines: Sequence[str], indices: Iterable[int]) -> Iterator[tuple[int, CueReading]]:
+    """(index, reading) of each line ``lines[index]`` that says something, ``indices`` in
+    increasing order. A line without a subject borrows those of the :data:`CONTEXT_LINES`
+    lines above it; each line's words are looked up once, whether read or lent."""
+    families: dict[int, set[str]] = {}
+
+    def words_of(index: int) -> set[str]:
+        found = families.get(index)
+        if found is None:
+            found = families[index] = _LEXICON.present(lines[index].lower())
+        return found
+
+    for index in indices:
+
+        def above(index: int = index) -> set[str]:
+            found: set[str] = set()
+            for before in range(max(0, index - CONTEXT_LINES), index):
+                found |= words_of(before)
+            return found
+
+        def after_time(index: int = index) -> bool:
+            for before in range(max(0, index - TIME_LIMIT_LINES), index):
+                words = words_of(before)
+                # a stack frame with "timeout" in it says where, not why
+                if (
+                    "time" in words
+                    and _RETRIED_MARK not in words
+                    and not _NOT_READ.match(lines[before])
+                ):
+                    return True
+            return False
+
+        line = lines[index]
+        reading = _read(line, None if "=" in line else words_of, above, after_time, index)
+        if reading is not None:
+            yield index, reading
+
+
+# "State 'stop-sigterm' timed out." then "Killing process ...", slurm's "CANCELLED DUE TO
+# TIME LIMIT" then "Terminated", Jenkins' "Cancelling nested steps due to timeout" then
+# "Sending interrupt signal": what a time limit does to end a run is the limit's doing.
+_LIMIT_SENDS = frozenset({"kill", "interrupt"})
+
+
+def _sent_by_a_limit(cues: list[str], subjects: set[str], lowered: str) -> bool:
+    """A kill, or a process or job interrupted by something other than a person (not a
+    program's own "KeyboardInterrupt"), which a time limit just above may have sent."""
+    if "kill" in cues:
+        return True
+    return "interrupt" in cues and "ci" in subjects and "user" not in lowered
+
+
+def _cues_of(found: set[str], lowered: str) -> list[str]:
+    """The line's cue families, less those its marks explain away: an interruption by an
+    API error is the error's; a failure word in "0 failed" reports nothing failed."""
+    cues = _cues_in(found)
+    if "server" in cues and _BY_ERROR_MARK in found:
+        cues = [c for c in cues if c != "interrupt"]
+    if "tests" in cues and _NOTHING_FAILED_MARK in found and not _NONZERO_FAILED.search(lowered):
+        cues = [c for c in cues if c not in ("tests", "error")]
+    return cues
+
+
+def _deciding_cues(
+    cues: list[str],
+    found: set[str],
+    subjects: set[str],
+    lowered: str,
+    after_time: Callable[[], bool] | None,
+) -> list[str]:
+    """The cues that decide the line, in deciding order: a gateway's or the API's own
+    deadline status is the API failing; a kill or interruption a time limit sent is the
+    limit's."""
+    if _API_DEADLINE_MARK in found:
+        return ["server"]
+    if (
+        "time" not in cues
+        and after_time is not None
+        and _sent_by_a_limit(cues, subjects, lowered)
+        and after_time()
+    ):
+        return sorted({"time" if c in _LIMIT_SENDS else c for c in cues}, key=_ORDER.index)
+    return cues
+
+
+def _line_families(
+    line: str, words_of: Callable[[int], set[str]] | None, index: int
+) -> tuple[str, set[str]]:
+    """The line lower-cased (settings blanked out) and the lexicon families found in it."""
+    lowered = line.lower()
+    if words_of is not None:
+        return lowered, words_of(index)
+    if "=" in lowered:
+        lowered = _SETTINGS.sub(" ", lowered)
+    return lowered, _LEXICON.present(lowered)
+
+
+def _read(
+    line: str,
+    words_of: Callable[[int], set[str]] | None,
+    above: Callable[[], set[str]] | None,
+    after_time: Callable[[], bool] | None,
+    index: int = 0,
+) -> CueReading | None:
+    """:func:`read_line`, with the families of the line's words from ``words_of(index)``
+    when given (a line without settings to blank out), and those of the lines above it."""
+    if _NOT_READ.match(line):
         return None
-    lowered = _SETTINGS.sub(" ", line.lower())
-    cues = _cues(lowered)
+    lowered, found = _line_families(line, words_of, index)
+    if found.isdisjoint(_CUE_NAMES):
+        return None
+    cues = _cues_of(found, lowered)
     if not cues:
         return None
-    if "server" in cues and _BY_ERROR.search(lowered):
-        cues = [c for c in cues if c != "interrupt"]
-    if "tests" in cues and _NOTHING_FAILED.search(lowered) and not _NONZERO_FAILED.search(lowered):
-        cues = [c for c in cues if c not in ("tests", "error")]
-        if not cues:
-            return None
-    subjects = _subjects(lowered)
+    subjects = _subjects_in(found)
     if _GIT_PREFIX.match(line):
         subjects.add("git_strong")
-    if _RUNNER_VERDICT.search(lowered):
+    if _RUNNER_VERDICT.match(lowered):
         subjects.add("tests")
     factor = 1.0
     borrowed = False
-    if not subjects and context is not None:
-        subjects = _subjects(context().lower())
+    if not subjects and above is not None:
+        subjects = _subjects_in(above())
         factor, borrowed = _BORROWED, bool(subjects)
-    fatal = not _RETRIED.search(lowered)
-    if _API_DEADLINE.search(lowered):
-        cues = ["server"]  # a gateway's or the API's own deadline status: the API failed
-    # "State 'stop-sigterm' timed out." then "Killing process ...": the limit's kill.
-    if (
-        "kill" in cues
-        and "time" not in cues
-        and context is not None
-        and "time" in _cues(context().lower())
-    ):
-        cues = ["time" if c == "kill" else c for c in cues]
-    for cue in sorted(cues, key=_ORDER.index):
+    fatal = _RETRIED_MARK not in found
+    for cue in _deciding_cues(cues, found, subjects, lowered, after_time):
         if cue == "kill" and "time" in cues:
             continue  # killed for a time limit: the time cue decides
         reason, subject, weight = _reason_of(cue, subjects, lowered, borrowed)

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import bisect
 import functools
+import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pytest_orch_recovery.engine import cues
 from pytest_orch_recovery.engine.model import Reason
@@ -31,12 +32,15 @@ from pytest_orch_recovery.engine.structured import json_object, message_lines
 TAIL_BYTES = 64 * 1024
 # How much of a line evidence quotes.
 QUOTE_CHARS = 200
+_FIRST = operator.itemgetter(0)
+_LINE = operator.attrgetter("line")
 
 
-@dataclass(frozen=True)
-class Match:
+class Match(NamedTuple):
     """A reading of one line of one source: a table row that matched it (``exact``), or a
-    cause the cue model read in it (:mod:`.cues`) with its own ``weight``."""
+    cause the cue model read in it (:mod:`.cues`) with its own ``weight``. A tuple: every
+    classification builds several, and a tuple is built in a fraction of a frozen
+    dataclass's time."""
 
     pattern: Pattern
     source: str
@@ -74,6 +78,10 @@ def _json_on(line: str) -> Mapping[str, Any] | None:
     return json_object(_TTY_ECHO.sub("", line.strip()))
 
 
+def _is_json(line: str) -> bool:
+    return "{" in line and _json_on(line) is not None
+
+
 def _interior_word(needle: str) -> str | None:
     """The longest word of ``needle`` with a non-word character on both sides inside it:
     wherever the needle occurs, that word occurs as a whole token of the text."""
@@ -81,14 +89,32 @@ def _interior_word(needle: str) -> str | None:
     return max(inner, key=len) if inner else None
 
 
+_Rows = tuple[int, ...]
+
+
+def _by_folded(
+    by_substring: Iterable[tuple[str, _Rows]],
+) -> tuple[tuple[str, tuple[tuple[str, _Rows], ...]], ...]:
+    """Substring needles grouped under a lower-cased needle found in each of them: a text
+    whose lower-cased form lacks the group's needle holds none of the group's needles, so
+    one test rejects them all ("FAILED", " failed", "Failed" under "failed")."""
+    entries = sorted(by_substring, key=lambda entry: len(entry[0]))
+    groups: dict[str, list[tuple[str, _Rows]]] = {}
+    for needle, rows in entries:
+        folded = needle.lower()
+        key = next((k for k in groups if k in folded), folded)
+        groups.setdefault(key, []).append((needle, rows))
+    return tuple((key, tuple(members)) for key, members in groups.items())
+
+
 @dataclass(frozen=True)
 class Table:
     """Rows in table order, with the prefilter that says which of them can match a text."""
 
     rows: tuple[Pattern, ...]
-    always: tuple[int, ...]  # rows with no usable literal
-    by_word: dict[str, tuple[int, ...]]  # whole word that must be a token -> rows
-    by_substring: tuple[tuple[str, tuple[int, ...]], ...]  # needle without such a word
+    always: _Rows  # rows with no usable literal
+    by_word: dict[str, _Rows]  # whole word that must be a token -> rows
+    by_substring: tuple[tuple[str, _Rows], ...]  # needle without such a word
     needles: tuple[tuple[str, ...] | None, ...]  # per row; None for the ``always`` rows
 
     @classmethod
@@ -117,6 +143,14 @@ class Table:
             tuple(per_row),
         )
 
+    @functools.cached_property
+    def _words(self) -> frozenset[str]:
+        return frozenset(self.by_word)
+
+    @functools.cached_property
+    def _folded(self) -> tuple[tuple[str, tuple[tuple[str, _Rows], ...]], ...]:
+        return _by_folded(self.by_substring)
+
     def without(self, names: Iterable[str]) -> Table:
         """This table with the rows called ``names`` left out."""
         drop = set(names)
@@ -126,14 +160,15 @@ class Table:
         """Indices, in table order, of the rows that can match ``text`` (a superset of the
         rows that do: every test is a necessary condition of the row's regex)."""
         possible: set[int] = set(self.always)
-        get = self.by_word.get
-        for word in set(_WORD.findall(text)):
-            rows = get(word)
-            if rows is not None:
-                possible.update(rows)
-        for needle, rows in self.by_substring:
-            if needle in text:
-                possible.update(rows)
+        by_word = self.by_word
+        for word in self._words.intersection(_WORD.findall(text)):
+            possible.update(by_word[word])
+        folded = text.lower()
+        for key, members in self._folded:
+            if key in folded:
+                for needle, rows in members:
+                    if needle in text:
+                        possible.update(rows)
         return sorted(possible)
 
     def first_row_per_line(
@@ -284,20 +319,6 @@ class Reading:
     events: list[JsonLine]
 
 
-# How many lines before a cue line lend it their subjects.
-_CONTEXT_LINES = 3
-
-
-def _context(tail: str, line_starts: list[int], index: int) -> str:
-    first = max(0, index - _CONTEXT_LINES)
-    return tail[line_starts[first] : line_starts[index]]
-
-
-def _above(tail: str, starts: list[int], index: int) -> str:
-    """The few lines just above line ``index``: what a line without a subject borrows."""
-    return tail[starts[max(0, index - _CONTEXT_LINES)] : starts[index]]
-
-
 # The cause model reads at most this many lines from the end of a source: the last lines
 # before the exit say why it ended, and an earlier line weighs little there anyway
 # (_EARLIER_FLOOR). The table still scans the whole tail.
@@ -321,17 +342,19 @@ def _prose_cues(
     tail: str, starts: list[int], skipped: int, exact: Mapping[int, Match]
 ) -> list[_CueLine]:
     """The cause model's reading of the last lines no table row owns, JSON lines aside."""
-    read: list[_CueLine] = []
-    for index in range(max(0, len(starts) - CUE_LINES), len(starts)):
-        if index in exact:
-            continue
-        line = line_at(tail, starts, index)
-        if _json_on(line) is not None:
-            continue  # read by its messages
-        reading = cues.read_line(line, functools.partial(_above, tail, starts, index))
-        if reading is not None:
-            read.append((skipped + index + 1, line, reading))
-    return read
+    first = max(0, len(starts) - CUE_LINES)
+    # The lines read, and the few above the first that reading it may look at.
+    lines = tail[starts[max(0, first - cues.LINES_ABOVE)] :].split("\n")
+    offset = len(starts) - len(lines)
+    wanted = [
+        index - offset
+        for index in range(first, len(starts))
+        if index not in exact and not _is_json(lines[index - offset])  # JSON: read by its messages
+    ]
+    return [
+        (skipped + offset + index + 1, lines[index], reading)
+        for index, reading in cues.read_lines(lines, wanted)
+    ]
 
 
 def _json_lines(
@@ -367,19 +390,25 @@ def read_lines(text: str, source: str, table: Table = TABLE) -> Reading:
     else:
         events, read = _json_lines(tail, starts, skipped, exact)
         read += _prose_cues(tail, starts, skipped, exact)
-    read.sort(key=lambda item: item[0])
+    if events:  # the JSON lines' readings join the prose lines' in line order
+        read.sort(key=_FIRST)
     last = len(read) - 1
     weighted = [
         Match(
-            pattern=cues.row_for(reading),
-            source=source,
-            line=line_no,
-            text=line.strip()[:QUOTE_CHARS],
-            weight=reading.weight * max(_EARLIER_FLOOR, 1 - _EARLIER_STEP * (last - k)),
-            exact=False,
-            fatal=reading.fatal,
+            cues.row_for(reading),
+            source,
+            line_no,
+            line.strip()[:QUOTE_CHARS],
+            None,
+            None,
+            reading.weight * max(_EARLIER_FLOOR, 1 - _EARLIER_STEP * (last - k)),
+            False,
+            reading.fatal,
         )
         for k, (line_no, line, reading) in enumerate(read)
     ]
-    merged = sorted([*exact.values(), *weighted], key=lambda m: m.line)
-    return Reading(merged, events)
+    if not weighted:
+        return Reading(list(exact.values()), events)  # built in line order
+    if not exact:
+        return Reading(weighted, events)
+    return Reading(sorted([*exact.values(), *weighted], key=_LINE), events)

@@ -9,7 +9,10 @@ With ``batch``, lookups made at the same time share one ``gh pr list --state ope
 (a fleet's exits come in bursts, each asking about its branch, and each ``gh`` is a process and
 an API call): a lookup waits for a listing that started after it was asked, and a branch the
 listing does not hold as open is asked about with ``gh pr view`` as before (a merged or closed
-PR, more open PRs than the listing's limit).
+PR, more open PRs than the listing's limit). :meth:`GhPullRequests.listed_after` relaxes "after
+it was asked" to "after a given time": the runtime asks about an agent that has ended, and
+whatever PR it opened is in any listing started after its end, so a listing that other exits
+of the same burst already caused answers it at once.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import logging
 import subprocess
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -48,22 +52,32 @@ class GhPullRequests:
     ) -> None:
         self.batch = batch
         self._listing = threading.Condition()
-        self._started = 0  # listings started
-        self._done = 0  # listings finished (their result in _open)
-        self._open: dict[str, PullRequest] = {}  # branch -> its open PR, last listing
+        self._running: float | None = None  # when the listing under way started (time.time)
+        self._listed_at: float | None = None  # when the last finished listing started
+        self._open: dict[str, PullRequest] = {}  # branch -> its open PR, that listing
         self.cwd = cwd
         self.env = None if env is None else dict(env)
         self.gh = gh
         self.timeout = timeout
 
     def pull_request_for(self, branch: str) -> PullRequest | None:
+        return self.pull_request_listed_after(branch, None)
+
+    def listed_after(self, since: float) -> PullRequestsListedAfter:
+        """This lookup, answering from any listing that started at or after ``since``
+        (``time.time()``), such as one another lookup already caused."""
+        return PullRequestsListedAfter(self, since)
+
+    def pull_request_listed_after(self, branch: str, since: float | None) -> PullRequest | None:
+        """:meth:`pull_request_for`, where with ``batch`` a listing started at or after
+        ``since`` answers (None: one started after this call)."""
         try:
             validation.ref_name(branch)
         except validation.RuleError as exc:
             _log.warning("gh pr view: not asked: %s", exc)
             return None
         if self.batch:
-            listed = self._listed().get(branch)
+            listed = self._listed(since).get(branch)
             if listed is not None:
                 return listed
         # "--": whatever the branch is called, gh reads it as the branch, never as a flag.
@@ -84,25 +98,24 @@ class GhPullRequests:
             return None
         return parse_pr_view(proc.stdout, branch)
 
-    def _listed(self) -> dict[str, PullRequest]:
-        """The open PRs by branch, from a listing started after this call: one listing
-        answers every lookup that was waiting when it started."""
+    def _listed(self, since: float | None) -> dict[str, PullRequest]:
+        """The open PRs by branch, from a listing started at or after ``since`` (None: after
+        this call): one listing answers every lookup that was waiting when it started."""
         with self._listing:
-            wanted = self._started + 1
-            while self._done < wanted:
-                if self._started < wanted and self._started == self._done:
-                    self._started += 1  # this thread lists; the others wait for it
+            asked = time.time() if since is None else since
+            while True:
+                if self._listed_at is not None and self._listed_at >= asked:
+                    return self._open
+                if self._running is None:
+                    started = self._running = time.time()  # this thread lists
                     break
-                self._listing.wait()
-            else:
-                return self._open
+                self._listing.wait()  # for the listing under way (fresh enough or not)
         listed: dict[str, PullRequest] = {}
         try:
             listed = self._list_open()
         finally:  # whatever happens, the lookups waiting for this listing go on
             with self._listing:
-                self._open = listed
-                self._done = self._started
+                self._open, self._listed_at, self._running = listed, started, None
                 self._listing.notify_all()
         return listed
 
@@ -185,3 +198,15 @@ def parse_pr_view(text: str, branch: str) -> PullRequest | None:
         title=str(data.get("title", "")),
         state=str(data.get("state", "OPEN")),
     )
+
+
+class PullRequestsListedAfter:
+    """A :class:`~pytest_orch_recovery.infra.workspace.PullRequestLookup` view of
+    :class:`GhPullRequests` (see :meth:`GhPullRequests.listed_after`)."""
+
+    def __init__(self, lookup: GhPullRequests, since: float) -> None:
+        self._lookup = lookup
+        self.since = since
+
+    def pull_request_for(self, branch: str) -> PullRequest | None:
+        return self._lookup.pull_request_listed_after(branch, self.since)

@@ -223,6 +223,12 @@ def _asked_about(branch: str) -> bool:
 def _pushed(worktree: Path, branch: str | None, head: str | None, remote: str) -> bool:
     if branch is None or head is None:
         return False
+    # git moves the remote-tracking ref only when a push (or fetch) of that commit succeeded:
+    # when it is HEAD, the push is known without asking the remote (an ls-remote is a
+    # connection, for GitHub a network round trip, at every exit). Otherwise the remote
+    # answers: the push may have come from elsewhere, or the tracking ref may not be kept.
+    if git.resolve(worktree, f"refs/remotes/{remote}/{branch}") == head:
+        return True
     try:
         return git.remote_sha(worktree, remote, branch) == head
     except git.GitError as exc:

@@ -117,6 +117,8 @@ def prefixed_events(run: ScenarioRun) -> list[Event]:
 
 def _fault_free(run: ScenarioRun) -> set[str]:
     targeted = {str(entry.get("task", "*")) for entry in run.ledger.values()}
+    # A fault that takes a host away hits every task running there; its hits name them.
+    targeted |= {str(hit["task"]) for entry in run.ledger.values() for hit in entry.get("hits", ())}
     if "*" in targeted:
         return set()
     return {t for t in run.outcomes if t not in targeted}

@@ -65,6 +65,11 @@ def pytest_configure(config: pytest.Config) -> None:
     problem = tier_problem(settings.tier)
     if problem is not None:
         raise pytest.UsageError(f"--orch-tier {settings.tier}: {problem}")
+    if settings.hosts > 1 and settings.tier != "sim":
+        raise pytest.UsageError(
+            f"--orch-hosts {settings.hosts}: several hosts run on the sim tier only; the "
+            f"{settings.tier} tier runs one host (use --orch-tier sim)"
+        )
     config.stash[SETTINGS] = settings
     config.pluginmanager.register(ScenarioLoadErrors(), ScenarioLoadErrors.NAME)
     if campaign_only(config):

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pytest_orch_recovery.chaos import BUNDLED_SCENARIOS
+from pytest_orch_recovery.chaos import BUNDLED_HOST_SCENARIOS, BUNDLED_SCENARIOS
 from pytest_orch_recovery.chaos.campaign import run_scenario
 from pytest_orch_recovery.chaos.oracle import invariant_violations, mismatches
 from pytest_orch_recovery.chaos.record import ScenarioRun
@@ -64,6 +64,7 @@ class _RunItem(pytest.Item):
                 seed=settings.seed,
                 agent=settings.agent,
                 fleet=settings.fleet,
+                hosts=settings.hosts,
             )
         except SystemExit as exc:
             # SIGTERM: the sandbox turns it into SystemExit(143) so teardown runs, and it has.
@@ -194,9 +195,15 @@ class BundledScenarios(pytest.Collector):
     NAME = "orch-bundled"
 
     def collect(self) -> Iterable[pytest.Item | pytest.Collector]:
+        files = [(path, path.name) for path in sorted(BUNDLED_SCENARIOS.glob("*.toml"))]
+        if settings_of(self.config).hosts > 1:  # the host faults need several hosts
+            files += [
+                (path, f"hosts/{path.name}")
+                for path in sorted(BUNDLED_HOST_SCENARIOS.glob("*.toml"))
+            ]
         return [
-            ScenarioFile.from_parent(self, path=path, nodeid=f"{self.NAME}/{path.name}")
-            for path in sorted(BUNDLED_SCENARIOS.glob("*.toml"))
+            ScenarioFile.from_parent(self, path=path, nodeid=f"{self.NAME}/{name}")
+            for path, name in files
         ]
 
 

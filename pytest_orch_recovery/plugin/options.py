@@ -48,6 +48,16 @@ def _seed(text: str) -> int:
     return value
 
 
+MAX_HOSTS = 64  # as chaos.scenario.MAX_HOSTS, without importing the campaign here
+
+
+def _hosts(text: str) -> int:
+    value = count(text)
+    if not 1 <= value <= MAX_HOSTS:
+        raise argparse.ArgumentTypeError(f"{text!r} must be from 1 to {MAX_HOSTS}")
+    return value
+
+
 def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in choices:
@@ -227,6 +237,15 @@ _OPTIONS = (
         f"git worktrees) (default: {DEFAULT_TIER})",
         "sim|tmux",
     ),
+    _Option(
+        "--orch-hosts",
+        _hosts,
+        1,
+        "run every scenario over N hosts sharing one fleet store (leases, fencing), and add "
+        "the bundled host scenarios (host_down, host_partition, store_outage); N >= 2 runs "
+        "on the sim tier only (default 1: one host, no store)",
+        "N",
+    ),
     _Option("--orch-strict", None, False, "also fail when an injected fault never took effect"),
 )
 _BY_DEST = {o.dest: o for o in _OPTIONS}
@@ -302,6 +321,7 @@ class ChaosSettings:
     fleet: ProductionSettings | None = None
     fleet_arg: str | None = None  # --orch-fleet as given, for the replay command line
     agent_given: bool = False  # --orch-agent (or its ini key) chose the agent
+    hosts: int = 1  # --orch-hosts
 
     def replay_args(self) -> list[str]:
         """The options that reproduce this campaign's items, for a replay command line."""
@@ -316,6 +336,8 @@ class ChaosSettings:
             args += ["--orch-agent", self.agent]
         if self.project_rule != PROJECT_RULES[0]:
             args += [f"--orch-project-scenarios={self.project_rule}"]
+        if self.hosts != 1:
+            args += ["--orch-hosts", str(self.hosts)]
         return args
 
 
@@ -369,6 +391,7 @@ def resolve_settings(config: pytest.Config) -> ChaosSettings:
         scenarios=(base / setting(config, "orch_scenarios")).resolve(),
         campaign=setting(config, "orch_campaign"),
         strict=setting(config, "orch_strict"),
+        hosts=setting(config, "orch_hosts"),
         thresholds={
             "min_recovery_rate": setting(config, "orch_min_recovery_rate"),
             "min_first_try_simple": setting(config, "orch_min_first_try_simple"),

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import itertools
 import json
 import logging
 import math
@@ -60,6 +61,7 @@ from pytest_orch_recovery.engine.model import (
 )
 from pytest_orch_recovery.engine.ports import AttemptExit, Clock, LaunchSpec
 from pytest_orch_recovery.infra.checkpoint import read_checkpoint_safely
+from pytest_orch_recovery.infra.gh import GhPullRequests
 from pytest_orch_recovery.infra.lean_python import lean_python_argv
 from pytest_orch_recovery.infra.processes import (
     MAX_NICE,
@@ -72,6 +74,7 @@ from pytest_orch_recovery.infra.processes import (
 )
 from pytest_orch_recovery.infra.remedies import apply_remedy
 from pytest_orch_recovery.infra.workspace import probe
+from pytest_orch_recovery.runtime.control import ControlClient, ControlClosed, NotSendable
 from pytest_orch_recovery.runtime.host import Host
 from pytest_orch_recovery.runtime.screen import ScreenWatch
 from pytest_orch_recovery.runtime.senders import memory_cgroup, oom_kills
@@ -217,6 +220,7 @@ class TmuxRuntime:
         end_on_dialog: bool = True,
         agent_nice: int = 0,
         workers: int = 0,
+        control: bool = False,
     ) -> None:
         if not 0 <= agent_nice <= MAX_NICE:
             raise InvalidValue(f"agent_nice: an integer 0..{MAX_NICE}, got {agent_nice}")
@@ -246,6 +250,11 @@ class TmuxRuntime:
         self._launching: dict[str, LaunchSpec] = {}  # queued on the pool, not started yet
         self._screen_pass_running = False
         self._watched_at = 0.0  # monotonic time of the last look at the screens
+        # With control, tmux commands go through one control-mode client (runtime/control.py)
+        # instead of a tmux process each; pane captures land in files under captures/.
+        self._control: ControlClient | None = None
+        self._captures = itertools.count(1)
+        self._capture_dir = host.state_dir / "captures"
         host.state_dir.mkdir(parents=True, exist_ok=True)
         for d in (host.results, host.logs):
             d.mkdir(parents=True, exist_ok=True)
@@ -261,10 +270,31 @@ class TmuxRuntime:
         except BaseException:
             os.close(self._fifo_fd)
             raise
+        if control:
+            self._capture_dir.mkdir(exist_ok=True)
+            env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
+            try:
+                self._control = ControlClient(
+                    host.tmux_socket, env=server_environment(env), cwd=str(host.state_dir)
+                )
+            except ControlClosed as exc:
+                _log.warning("tmux control client not started (%s); one process a command", exc)
 
     # ----------------------------------------------------------------- tmux plumbing
 
     def _tmux(self, *args: str, check: bool = True) -> list[str]:
+        control = self._control
+        # A command list (";" words) stays one tmux process: on a control line each command
+        # of a list gets a reply of its own, and after a failing one the rest get none.
+        if control is not None and control.alive and ";" not in args:
+            try:
+                reply = control.command(*args)
+            except (ControlClosed, NotSendable):
+                pass  # as a process, below
+            else:
+                if check and not reply.ok:
+                    raise TmuxError(f"tmux {' '.join(args)}: {' '.join(reply.lines).strip()}")
+                return list(reply.lines) if reply.ok else []
         proc = self.server.cmd(*args)
         if check and proc.returncode != 0:
             raise TmuxError(f"tmux {' '.join(args)}: {' '.join(proc.stderr).strip()}")
@@ -666,7 +696,9 @@ class TmuxRuntime:
         exited = self._exit_of(attempt, pane)
         if probe:
             try:
-                partial = self.partial_work(attempt.spec.task, attempt.spec.agent)
+                partial = self._probe(
+                    attempt.spec.task, attempt.spec.agent, ended_at=exited.ended_at
+                )
             except Exception as exc:  # the coordinator probes again and meets it itself
                 _log.debug("%s: workspace probe at exit: %s", attempt.spec.agent, exc)
             else:
@@ -752,13 +784,46 @@ class TmuxRuntime:
 
     def _visible(self, pane_id: str) -> str:
         """The screen as it is now (no history): where a waiting dialog is drawn."""
-        return "\n".join(self._tmux("capture-pane", "-p", "-J", "-t", pane_id, check=False))
+        lines = self._captured(pane_id, history=False)
+        if lines is None:
+            lines = self._tmux("capture-pane", "-p", "-J", "-t", pane_id, check=False)
+        return "\n".join(lines)
 
     def _capture(self, pane_id: str) -> str:
-        lines = self._tmux("capture-pane", "-p", "-J", "-S", "-", "-t", pane_id, check=False)
+        lines = self._captured(pane_id, history=True)
+        if lines is None:
+            lines = self._tmux("capture-pane", "-p", "-J", "-S", "-", "-t", pane_id, check=False)
         while lines and not lines[-1].strip():
             lines.pop()
         return "\n".join(lines) + ("\n" if lines else "")
+
+    def _captured(self, pane_id: str, *, history: bool) -> list[str] | None:
+        """The pane's lines as ``capture-pane -p`` prints them, through the control client;
+        None without one. The text goes to a buffer that tmux saves to a file, never through
+        the control channel, where a line the agent printed could pass for the reply's end."""
+        control = self._control
+        if control is None or not control.alive:
+            return None
+        number = next(self._captures)
+        buffer, path = f"orch-capture-{number}", self._capture_dir / f"{number}.txt"
+        span = ("-S", "-") if history else ()
+        try:
+            if not control.command("capture-pane", "-J", *span, "-b", buffer, "-t", pane_id).ok:
+                return []  # no such pane
+            saved = control.command("save-buffer", "-b", buffer, str(path))
+            control.command("delete-buffer", "-b", buffer)
+            data = path.read_bytes() if saved.ok else b""
+        except (ControlClosed, NotSendable):
+            return None
+        except FileNotFoundError:
+            data = b""
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        lines = data.decode("utf-8", errors="replace").split("\n")
+        while lines and lines[-1] == "":
+            lines.pop()
+        return lines
 
     # ----------------------------------------------------------------- control
 
@@ -806,13 +871,21 @@ class TmuxRuntime:
         return _read_log(attempt.log_file)
 
     def partial_work(self, task: Task, agent: str) -> PartialWork:
+        return self._probe(task, agent)
+
+    def _probe(self, task: Task, agent: str, *, ended_at: float | None = None) -> PartialWork:
+        """What the agent's worktree holds. With ``ended_at`` (the attempt's end), a PR
+        listing that started after it answers (one listing serves a burst of exits)."""
+        prs = self.host.prs
+        if ended_at is not None and isinstance(prs, GhPullRequests) and prs.batch:
+            prs = prs.listed_after(ended_at)
         worktree = self.host.workspace(agent)
         checkpoint, problem = read_checkpoint_safely(self.host.checkpoints, agent, worktree)
         return probe(
             worktree,
             task,
             base=self._base,
-            prs=self.host.prs,
+            prs=prs,
             checkpoint=checkpoint,
             checkpoint_problem=problem,
             # Success needs the task's tests to pass, so the probe runs them itself, in the
@@ -858,6 +931,7 @@ class TmuxRuntime:
             if process_alive(attempt.pane_pid, attempt.pane_start):
                 stop_process_groups({attempt.pane_pid}, grace=self.kill_grace)
             self._tmux("kill-session", "-t", f"={agent}", check=False)
+        self._close_control()
         if self.created_server:
             kill_tmux_server(self.host.tmux_socket)
         self._release()
@@ -871,13 +945,21 @@ class TmuxRuntime:
         if not self._closed:
             if self._pool is not None:
                 self._pool.drain()  # a queued launch is started, and its record written
+            self._close_control()
             self._release()
             reap_empty_server(self.host.tmux_socket, self.owner_mark)
+
+    def _close_control(self) -> None:
+        """Its session goes with it, so that a server left with agents' sessions only is
+        what :func:`reap_empty_server` and the next runtime see."""
+        if self._control is not None:
+            self._control.close()
 
     def _release(self) -> None:
         self._closed = True
         if self._pool is not None:
             self._pool.close()
+        self._close_control()
         for fd in self._pidfds:
             os.close(fd)
         self._pidfds.clear()

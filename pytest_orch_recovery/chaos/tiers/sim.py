@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING
 from pytest_orch_recovery.chaos.faults import FaultLedger, FaultSpec
 from pytest_orch_recovery.chaos.record import RepoState, ScenarioRun, journal_orphans, task_outcomes
 from pytest_orch_recovery.chaos.scenario import OPERATOR_ACTIONS, Scenario
-from pytest_orch_recovery.chaos.tiers.simruntime import SimRuntime
+from pytest_orch_recovery.chaos.tiers.simhosts import SimFleet, SimulatedCrash
+from pytest_orch_recovery.chaos.tiers.simruntime import SimRuntime, SimWorkspace
 from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig
-from pytest_orch_recovery.engine.errors import OrchRecoveryError
+from pytest_orch_recovery.engine.errors import InvalidValue
 from pytest_orch_recovery.engine.events import Event
 from pytest_orch_recovery.engine.model import Phase, Task
 from pytest_orch_recovery.engine.policy import Policy
@@ -29,10 +30,6 @@ from pytest_orch_recovery.store.journal import Journal
 
 if TYPE_CHECKING:
     from pytest_orch_recovery.chaos.fleetfile import ProductionSettings
-
-
-class SimulatedCrash(OrchRecoveryError):
-    """Raised by :class:`CrashingJournal` to kill the coordinator mid-step."""
 
 
 class CrashingJournal(Journal):
@@ -117,10 +114,9 @@ def simulate(
     runtime = SimRuntime(
         seed=seed, faults=faults, tests_broken=tests_broken, permission_flag=permission_flag
     )
-    if crash_after_event is None and any(f.kind == "coordinator_crash" for f in faults):
-        crash_after_event = (
-            next(f.effective_trigger.n for f in faults if f.kind == "coordinator_crash") * 4
-        )
+    if any(f.entry.scope == "host" for f in faults):
+        raise InvalidValue("host faults need several hosts: run the scenario with hosts >= 2")
+    crash_after_event = _crash_after(faults, crash_after_event)
     if crash_after_event is not None:
         journal = CrashingJournal(crash_after_event)
     if journal is None:
@@ -166,6 +162,15 @@ class SimTier:
         # A scenario's ``attempt_timeout`` is in real seconds for real runs; the simulation's
         # agents work on a virtual clock whose steps take 2-20 s, so it keeps the production
         # default, or a fleet file's production value.
+        config = CoordinatorConfig(
+            seed=seed,
+            attempt_timeout=1800.0 if fleet is None else fleet.attempt_timeout,
+            max_live=scenario.max_live_agents,
+            fallback_agents=scenario.fallback_agents,
+        )
+        permission_flag = True if fleet is None else fleet.skip_permissions
+        if scenario.hosts > 1:
+            return self._run_hosts(scenario, seed, agent, config, permission_flag)
         out = simulate(
             tasks,
             scenario.faults,
@@ -174,27 +179,13 @@ class SimTier:
             operator_actions=scenario.operator_actions,
             crash_after_event=scenario.crash_after_event,
             policy_factory=lambda s: scenario.policy.policy(seed=s, **scenario.budget()),
-            config=CoordinatorConfig(
-                seed=seed,
-                attempt_timeout=1800.0 if fleet is None else fleet.attempt_timeout,
-                max_live=scenario.max_live_agents,
-                fallback_agents=scenario.fallback_agents,
-            ),
-            permission_flag=True if fleet is None else fleet.skip_permissions,
+            config=config,
+            permission_flag=permission_flag,
         )
         runtime = out.runtime
         repos: dict[str, RepoState] = {}
         for task, name in zip(tasks, agents, strict=True):
-            ws = runtime.workspaces.get(name)
-            if ws is None:
-                repos[task.task_id] = RepoState()
-                continue
-            repos[task.task_id] = RepoState(
-                files=tuple(p for p in task.deliverables if p in ws.files),
-                commits=ws.commits,
-                pushed=ws.commits > 0 and ws.pushed_commits == ws.commits,
-                pr=None if ws.pr is None else ws.pr.number,
-            )
+            repos[task.task_id] = _repo_state(task, runtime.workspaces.get(name))
         # The simulation journals unowned, uncleaned workspaces itself ("sim://<agent>"); an
         # attempt still running after the run is left behind as well.
         orphans = sorted(
@@ -213,3 +204,73 @@ class SimTier:
             violations=list(runtime.violations),
             crashes=out.crashes,
         )
+
+    def _run_hosts(
+        self,
+        scenario: Scenario,
+        seed: int,
+        agent: str,
+        config: CoordinatorConfig,
+        permission_flag: bool,
+    ) -> ScenarioRun:
+        """The scenario over ``scenario.hosts`` simulated hosts sharing one fleet store."""
+        tasks = [t.task for t in scenario.tasks]
+        agents = [t.agent or f"task-agent-{t.task.task_id}" for t in scenario.tasks]
+        out = SimFleet(
+            scenario.hosts,
+            scenario.faults,
+            seed=seed,
+            new_policy=lambda: scenario.policy.policy(seed=seed, **scenario.budget()),
+            config=config,
+            capacity=scenario.max_live_agents,
+            permission_flag=permission_flag,
+            crash_after_event=_crash_after(scenario.faults, scenario.crash_after_event),
+        ).run(tasks, agents, scenario.operator_actions)
+        events = out.events
+        out.ledger.mark_fleet_faults(scenario.faults, events, out.crashes)
+        repos: dict[str, RepoState] = {}
+        orphans = set(journal_orphans(events))
+        for task, name in zip(tasks, agents, strict=True):
+            holder = out.holder(task.task_id)
+            ws = None if holder is None else holder.runtime.workspaces.get(name)
+            repos[task.task_id] = _repo_state(task, ws)
+        for host in out.hosts:
+            if host.state == "down":
+                continue  # its machine is gone, and everything on it
+            owners = host.coordinator.owners()
+            for name in host.runtime.live():
+                orphans.add(f"sim://{host.name}/{name}")
+            for name in host.runtime.workspaces:
+                if name not in owners and name not in host.runtime.cleaned:
+                    orphans.add(f"sim://{host.name}/{name}")
+        return ScenarioRun(
+            scenario=scenario.name,
+            events=events,
+            ledger=out.ledger.entries,
+            outcomes=task_outcomes(events),
+            repos=repos,
+            orphans=sorted(orphans),
+            tier=self.name,
+            seed=seed,
+            agent=agent,
+            violations=out.violations,
+            crashes=out.crashes,
+        )
+
+
+def _crash_after(faults: Sequence[FaultSpec], crash_after_event: int | None) -> int | None:
+    """The journal event after which a ``coordinator_crash`` kills the coordinator."""
+    if crash_after_event is None and any(f.kind == "coordinator_crash" for f in faults):
+        return next(f.effective_trigger.n for f in faults if f.kind == "coordinator_crash") * 4
+    return crash_after_event
+
+
+def _repo_state(task: Task, ws: SimWorkspace | None) -> RepoState:
+    if ws is None:
+        return RepoState()
+    return RepoState(
+        files=tuple(p for p in task.deliverables if p in ws.files),
+        commits=ws.commits,
+        pushed=ws.commits > 0 and ws.pushed_commits == ws.commits,
+        pr=None if ws.pr is None else ws.pr.number,
+    )

@@ -23,6 +23,7 @@ from typing import Any
 
 from pytest_orch_recovery.chaos.faults import FaultLedger, FaultSpec, FaultStatus
 from pytest_orch_recovery.doubles.simagent.api import usage_limit_notice
+from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.engine.model import (
     Checkpoint,
     ExitInfo,
@@ -136,6 +137,16 @@ def _at_action(spec: FaultSpec) -> bool:
 
 def _after_action(spec: FaultSpec) -> bool:
     return spec.kind not in _AT_ACTION_KINDS
+
+
+class HostFault(OrchRecoveryError):
+    """A host-scope fault fired (``host_down``, ``host_partition``, ``store_outage``): raised
+    out of :meth:`SimRuntime.next_exit` to the fleet driver, which carries it out."""
+
+    def __init__(self, spec: FaultSpec, agent: str) -> None:
+        super().__init__(f"{spec.kind} fired by {agent}")
+        self.spec = spec
+        self.agent = agent
 
 
 class VirtualClock:
@@ -267,6 +278,9 @@ class SimRuntime:
         # Agent type (its account) -> (reset time, the fault that started it) while its usage
         # limit holds.
         self.usage_limits: dict[str, tuple[float, FaultSpec]] = {}
+        # Host-scope faults fired by a step, for the fleet driver (simhosts.py) to carry out:
+        # (fault, agent whose step fired it); next_exit raises HostFault for each.
+        self.host_faults: list[tuple[FaultSpec, str]] = []
 
     # ------------------------------------------------------------------ operator knobs
 
@@ -325,6 +339,20 @@ class SimRuntime:
             if attempt is None or attempt.spec.attempt != number or not attempt.live:
                 continue
             self._step(attempt)
+            if self.host_faults:
+                # Raised between steps, with the agent's own step finished and its next one
+                # scheduled: the coordinator calling here is at a clean point.
+                raise HostFault(*self.host_faults.pop(0))
+
+    def power_off(self) -> list[str]:
+        """The machine is gone: every attempt stops at once and nothing reports its end (no
+        exit, no hook); returns the agents that were running."""
+        running = sorted(a for a, att in self._attempts.items() if att.live)
+        for attempt in self._attempts.values():
+            attempt.live = False
+        self._wakes.clear()
+        self._exits.clear()
+        return running
 
     def interrupt(self, agent: str) -> None:
         attempt = self._attempts.get(agent)
@@ -701,6 +729,10 @@ class SimRuntime:
     def _inject(self, spec: FaultSpec, attempt: _Attempt, ws: SimWorkspace) -> bool:
         kind = spec.kind
         mark = self._mark
+        if spec.entry.scope == "host":
+            # The host, or the store every host shares: the fleet driver's to carry out.
+            self.host_faults.append((spec, attempt.spec.agent))
+            return False
         if kind in ("sigint", "sigint_keys"):
             mark(spec, attempt, FaultStatus.EXERCISED, "SIGINT delivered")
             sender = (

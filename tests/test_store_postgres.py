@@ -636,3 +636,34 @@ def test_host_commands_name_what_is_wrong(store_url: str) -> None:
     assert missing.returncode == 2 and "no host 'gamma' in the store" in missing.stderr
     bad = _store_cli("drain", "gamma;x", "--store", store_url)
     assert bad.returncode == 2 and "host name 'gamma;x' must use" in bad.stderr
+
+
+def test_report_over_the_store_is_the_fleet_s_dashboard(
+    store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from events import JournalBuilder, sigint_resumed
+
+    from pytest_orch_recovery.cli import main as cli
+    from pytest_orch_recovery.store.journal import Journal
+
+    journal = JournalBuilder()
+    sigint_resumed(journal)
+    with PostgresStore(store_url, host="alpha") as alpha:
+        alpha.register(capacity=None)
+        assert alpha.submit(Task("fake3", "Create /fake3 command", ("fake3.md",)))
+        assert [c.task.task_id for c in alpha.claim()] == ["fake3"]
+        for event in journal.events:
+            alpha.append(event)
+    path = tmp_path / "journal.jsonl"
+    with Journal(path) as file:
+        for event in journal.events:
+            file.append(event)
+    assert cli.main(["report", "--store", store_url, "--format", "json"]) == 0
+    over_store = json.loads(capsys.readouterr().out)
+    assert cli.main(["report", "--journal", str(path), "--format", "json"]) == 0
+    assert over_store == json.loads(capsys.readouterr().out)
+    assert over_store["metrics"]["recovered"] == 1
+    assert cli.main(["report", "--store", store_url, "--journal", str(path)]) == 2
+    assert "--journal and --store are two sources" in capsys.readouterr().err
+    assert cli.main(["report"]) == 2
+    assert "one of the arguments --journal or --store is required" in capsys.readouterr().err

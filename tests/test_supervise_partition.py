@@ -98,11 +98,33 @@ def test_a_host_thawed_after_its_leases_ran_out_stops_their_agents_and_decides_n
         # The finished tasks' rescue refs are gone from the origin: nothing of alpha's after.
         wait_until(lambda: not _rescue_refs(fleet.origin), "rescue refs deleted", timeout=_BOUND)
 
+        # Alpha's agent goes on past its gate: it commits and pushes the branch beta
+        # finished. Its host's lease ran out, so the push fence refuses the push.
+        agent0 = agents["t-held0"]
+        subprocess.run(
+            ["tmux", "-L", fleet.socket, "wait-for", "-S", "gate"], check=True, timeout=_BOUND
+        )
+        log = fleet.root / ".orch-fleet" / "logs" / f"{agent0}.1.log"
+        wait_until(
+            lambda: log.exists() and "push refused" in log.read_text(errors="replace"),
+            f"{agent0}'s push refused",
+            timeout=_BOUND,
+        )
+        stale = run_git(["rev-parse", "HEAD"], cwd=state / "worktrees" / agent0).stdout.strip()
+        pushed = run_git(["rev-parse", f"refs/heads/{agent0}-work"], cwd=fleet.origin)
+        assert stale != pushed.stdout.strip()
+        contains = run_git(
+            ["merge-base", "--is-ancestor", stale, pushed.stdout.strip()],
+            cwd=fleet.origin,
+            check=False,
+        )
+        assert contains.returncode != 0, "alpha's agent's commit reached the origin"
+
         alpha.proc.send_signal(signal.SIGCONT)
         frozen = False
         for task in held:
             alpha.wait_for("lost the lease of", task.task_id, "decisions for it belong to")
-        # The agent alpha still ran for t-held0 is stopped, and its session removed.
+        # The agent alpha still ran for t-held0 is gone (ended or stopped), and its session.
         assert wait_gone(survivor, _BOUND) == []
         wait_until(lambda: not set(agents.values()) & set(_sessions(fleet.socket)), "sessions gone")
         assert alpha.proc.poll() is None, "alpha goes on running"

@@ -1,4 +1,5 @@
-"""``orch-recovery report``: render the recovery metrics dashboard from one or more journals.
+"""``orch-recovery report``: render the recovery metrics dashboard from one or more journals,
+or from a fleet store (``--store URL``: every host's events, the whole fleet's dashboard).
 
 With ``--results DIR`` (the dispatcher's results dir of a sandbox, repeatable) an ``## Attempts``
 table follows the dashboard (an ``attempts`` list in JSON): one row per judged attempt.
@@ -19,9 +20,11 @@ import json
 import sys
 from pathlib import Path
 
-from pytest_orch_recovery.cli.fleet_output import fail, read_events, read_history
+from pytest_orch_recovery.cli.fleet_output import fail, read_events, read_history, store_events
 from pytest_orch_recovery.engine.classify import classify
 from pytest_orch_recovery.engine.errors import UsageError
+from pytest_orch_recovery.engine.events import Event
+from pytest_orch_recovery.infra import argtypes
 from pytest_orch_recovery.infra.argtypes import count, rate
 from pytest_orch_recovery.ingest import results as seed
 from pytest_orch_recovery.report.dashboard import DEFAULT_MAX_EVENTS, render_json, render_markdown
@@ -56,10 +59,16 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
         "--journal",
         type=Path,
         action="append",
-        required=True,
         metavar="PATH",
         help="a journal.jsonl written by the engine; repeat to combine several runs "
         "(task ids must be unique across them)",
+    )
+    parser.add_argument(
+        "--store",
+        type=argtypes.store_url,
+        metavar="URL",
+        help="read the fleet store several hosts share (postgresql://...) instead of "
+        "journal files: every host's events, the whole fleet's dashboard",
     )
     parser.add_argument(
         "--results",
@@ -226,6 +235,13 @@ def _read_run_results(directory: Path) -> list[AttemptResult]:
     return found
 
 
+def _shown(url: str) -> str:
+    # Imported here: psycopg is the optional 'postgres' extra, needed only with a store.
+    from pytest_orch_recovery.store.postgres import display_url
+
+    return display_url(url)
+
+
 def _format_for(output: Path | None) -> str:
     """The format an output file's suffix asks for: ``.json``, ``.html``/``.htm``, else md."""
     suffix = "" if output is None else output.suffix.lower()
@@ -237,7 +253,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         # HTML draws every event; the other formats need only the folded history.
         fmt = args.format or _format_for(args.output)
-        events = read_events(list(args.journal)) if fmt == "html" else None
+        if args.store is not None and args.journal:
+            raise UsageError("--journal and --store are two sources: name one")
+        if args.store is None and not args.journal:
+            raise UsageError("one of the arguments --journal or --store is required")
+        sources = [str(p) for p in args.journal or ()]
+        events: list[Event] | None
+        if args.store is not None:
+            events = store_events(args.store)
+            sources = [f"fleet store {_shown(args.store)}"]
+        else:
+            events = read_events(list(args.journal)) if fmt == "html" else None
         history = History(events) if events is not None else read_history(list(args.journal))
         attempts = None if args.results is None else _read_results(list(args.results))
     except UsageError as exc:
@@ -259,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
         text = json_document(json.dumps(data, indent=2, ensure_ascii=False)) + "\n"
     elif fmt == "html":
         assert events is not None
-        text = render_html(events, metrics, results, journals=[str(p) for p in args.journal])
+        text = render_html(events, metrics, results, journals=sources)
     else:
         text = render_markdown(metrics, results, max_events=args.max_events, attempts=attempts)
     if output is None:

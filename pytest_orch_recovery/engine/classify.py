@@ -485,8 +485,9 @@ def _success_claim_contradicted(
     after printing their error. The text is believed, and the evidence says why.
     """
     result = result if isinstance(result, Mapping) else None
-    in_result = _last_fatal(result_matches)
-    if result is not None and result.get("subtype") == "success" and in_result is not None:
+    claimed = result is not None and result.get("subtype") == "success"
+    in_result = _last_fatal(result_matches) if claimed else None
+    if result is not None and in_result is not None:
         flag = "is_error true" if result.get("is_error") is True else "is_error false"
         found.add(
             "result",
@@ -666,6 +667,8 @@ def _adopted_result(obs: Observation, readings: list[Reading]) -> tuple[Any, Jso
 def _event_evidence(obs: Observation, readings: list[Reading], found: _Found) -> None:
     """What Codex and Gemini CLI events say beyond their messages: a failed turn, a code."""
     for log, reading in zip(obs.logs, readings, strict=True):
+        if not reading.events:
+            continue
         facts = [(event, fact) for event in reading.events for fact in event_facts(event.data)]
         for index, (event, fact) in enumerate(facts):
             last = index == len(facts) - 1
@@ -694,6 +697,8 @@ def looks_successful(obs: Observation) -> bool:
 def _looks_successful(
     obs: Observation, result: Any, log_matches: list[list[Match]], table: Table
 ) -> bool:
+    if obs.exit is None and result is None:
+        return False  # nothing says it ended well (checked first: the common log-only case)
     if obs.timed_out or obs.deliverables_missing or obs.tests_passed is False:
         return False
     if obs.work_missing or obs.signals_delivered or obs.rate_limited:
@@ -720,8 +725,6 @@ def _looks_successful(
             m.stops_run and m.exact for m in read_lines(text, "result", table).matches
         ):
             return False
-    if obs.exit is None and result is None:
-        return False
     # Only exact rows veto success: a cue word in the output of work that was delivered
     # ("fixed the failing test") is the agent talking, not an error.
     if any(m.stops_run and m.exact for ms in log_matches for m in ms):

@@ -74,13 +74,16 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bsigkill\b",
         r"\boom[ -]?kill",
         r"\boomkilled\b",
-        r"\bout of memory\b",
+        r"\bout of (?:\w+ )?memory\b",
+        r"\bheap space\b",
+        r"\b(?:gc|garbage collector) (?:is )?thrashing\b",
         r"\bmemory (?:limit|exhausted)",
         r"\bheap (?:limit|out of memory)",
         r"\bcannot allocate memory\b",
         r"\bexit(?:ed)? (?:with )?(?:code|status)[: ]+137\b",
         r"\b(?:agent|runner|worker|node|machine|host) (?:was )?lost\b",
         r"\bsignal[: ]+(?:9|killed)\b",
+        r"\bsignall?ed to (?:exit|stop|terminate|quit|shut ?down)\b",  # told by a signal to end
         r"\bno space left\b",
         r"\boom_reaper\b",
         r"\breaped process\b",
@@ -91,12 +94,12 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bshut ?down signal\b",
         r"\breceived (?:a )?shut ?down\b",
         r"\bevicted\b",
-        r"\bterminated\b",
+        r"\bterminat(?:ed|ing)\b",
         r"\bsigterm\b",
     ),
     "time": _words(
         r"\btim(?:ed|ing)[ -]?out\b",
-        r"\btimeouts?\b(?!\s*[:=]\s*\d)",
+        r"\btimeouts?\b(?!\s*=|\s*:\s*\d)",  # not a setting: timeout: 900, timeout=...
         r"\bdeadline\b",
         r"\bstall(?:ed|ing|s)?\b",
         r"\bno (?:output|activity|progress|response|new output|message)s? "
@@ -127,6 +130,7 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bthrottl",
         r"\boverloaded",
         r"\btoo many requests\b",
+        r"\btoo (?:quickly|fast|frequently|often)\b",
         r"\b(?:429|529)\b",
         r"\bresource[ _]?exhausted\b",
         r"\bcapacity\b",
@@ -190,6 +194,11 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\ballow (?:execution|command|this|once|always|all)\b",
         r"\byes, (?:allow|and don't ask|proceed)\b",
         r"\(y/n\)|\[y/n\]",
+        r"\bprevent(?:s|ed|ing)? (?:you |the agent |it |me |us )?from\b",
+        r"\brejected\b(?<!promise rejected)",
+        r"\bis read[ -]only\b",
+        r"\brestricted\b",
+        r"\b(?:policy|permission|access|security) restrictions?\b",
     ),
     "auth": _words(
         r"\bunauthori[sz]ed\b",
@@ -256,10 +265,10 @@ _CUES: dict[str, re.Pattern[str]] = {
     "tests": _words(
         # "[1-9](?<!\w[1-9])" is "\b[1-9]" written so the engine can skip to the digits
         r"[1-9](?<!\w[1-9])\d* (?:tests? |specs? |examples? |scenarios? |steps? |assertions? )?"
-        r"(?:failed|fail|failures?|failing|errors?|errored|broken)\b",
+        r"(?:failed|fails?|failures?|failing|errors?|errored|broken)\b",
         r"\b(?:failures?|failed|failing|errors?)[:=] ?[1-9]",
         r"\bfail(?:ed)?[:!]? [1-9]",
-        r"^\s*(?:--- )?fail\b",
+        r"^\s*(?:--- )?fail\b(?! to\b)",
         r"\bfail(?:ed|ures?)? *$",
         r"\bfailed\b",
         r"\bfailing\b",
@@ -288,6 +297,7 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bno \w+(?: \w+)? found\b",
         r"\balready exists\b",
         r"\bnot found\b",
+        r"\b(?:does not|doesn't|did not|didn't) exist\b",
         r"\bno commits between\b",
         r"\bnot mergeable\b",
     ),
@@ -302,11 +312,12 @@ _NOTHING_FAILED = re.compile(
 )
 _NONZERO_FAILED = re.compile(
     r"[1-9](?<!\w[1-9])\d* (?:tests? |specs? |examples? |scenarios? )?"
-    r"(?:failed|fail|failures?|failing|errors?)\b"
+    r"(?:failed|fails?|failures?|failing|errors?)\b"
     r"|\b(?:failures?|failed|failing|errors?)[:=] ?[1-9]"
 )
 # A line that starts with FAIL is a test runner's verdict (go test, jest, vitest, ...).
-_RUNNER_VERDICT = re.compile(r"^\s*(?:--- )?fail(?:ed)?\b")
+# "Failed to update ref" is prose about an action, not a runner's verdict.
+_RUNNER_VERDICT = re.compile(r"^\s*(?:--- )?fail(?:ed)?\b(?! to\b)")
 # Announced retries and warnings: an error the tool got past (or will try to).
 _RETRIED = re.compile(
     r"\bretry(?:ing)?\b|\bretries\b|\bwill retry\b|\breconnecting\b|\battempt \d+ ?(?:/|of) ?\d+"
@@ -359,7 +370,7 @@ _SUBJECTS: dict[str, re.Pattern[str]] = {
         r"\bapi\.github\.com\b",
         r"\bgh (?:pr|api|issue|run|repo|auth|release|workflow)\b",
         r"\bgh:",
-        r"\bgraphql\b",
+        r"\bgraphql",  # GraphQL, GraphqlError
         r"\bpull request\b",
         r"\bpr\b",
         r"\boctokit\b",
@@ -387,6 +398,7 @@ _SUBJECTS: dict[str, re.Pattern[str]] = {
         r"\binstallation\b",
         r"\bvalidation failed\b",
         r"\bunprocessable entity\b",
+        r"\bhttperror\b",
     ),
     "provider": _words(
         r"\bapi error\b",
@@ -462,6 +474,8 @@ _SUBJECTS: dict[str, re.Pattern[str]] = {
         r"\bnot ok\b",
         r"::",
         r"_test\.go\b|\.test\.[jt]sx?\b|\.spec\.[jt]sx?\b|test_\w+\.py\b|_spec\.rb\b",
+        r"_test\b",
+        r"\btest_\w",
     ),
     # Words test output uses that other output does too.
     "tests_weak": _words(
@@ -683,7 +697,8 @@ class _Index:
     its own: most words with a filed lead match nothing, and one anchored match says so
     for all the lead's families at once."""
 
-    by_lead: dict[str, tuple[re.Pattern[str], tuple[_Family, ...]]]  # (any family, families)
+    # lead -> any family's regex, and per family matched first: (its name, the families after)
+    by_lead: dict[str, tuple[re.Pattern[str], tuple[tuple[str, tuple[_Family, ...]], ...]]]
     word_starts: re.Pattern[str]  # finds the words a lead's alternatives may start at
     unfiled: tuple[tuple[tuple[str, ...] | None, _Family], ...]
     gate: re.Pattern[str] | None  # finds any unfiled alternative's needle; None: always try
@@ -713,10 +728,11 @@ class _Index:
 
         def lead_entry(
             by_family: dict[str, list[str]],
-        ) -> tuple[re.Pattern[str], tuple[_Family, ...]]:
+        ) -> tuple[re.Pattern[str], tuple[tuple[str, tuple[_Family, ...]], ...]]:
             families = tuple((name, union(alts)) for name, alts in by_family.items())
             grouped = "|".join(f"({regex.pattern})" for _, regex in families)
-            return re.compile(grouped, re.MULTILINE), families
+            after = tuple((name, families[i + 1 :]) for i, (name, _) in enumerate(families))
+            return re.compile(grouped, re.MULTILINE), after
 
         gate_needles = [n for ns, _ in unfiled if ns is not None for n in ns]
         gated = all(ns is not None for ns, _ in unfiled)
@@ -739,9 +755,9 @@ class _Index:
                 continue
             # The first family that matches here is the group that matched; a later one may
             # match here too (families before it did not: alternatives are tried in order).
-            first = (hit.lastindex or 1) - 1
-            found.add(families[first][0])
-            for name, regex in families[first + 1 :]:
+            first, later = families[(hit.lastindex or 1) - 1]
+            found.add(first)
+            for name, regex in later:
                 if name not in found and regex.match(lowered, at):
                     found.add(name)
         if self.gate is not None and self.gate.search(lowered) is None:
@@ -951,11 +967,20 @@ def read_line(line: str, context: Callable[[], str] | None = None) -> CueReading
     def above() -> set[str]:
         return set() if context is None else _LEXICON.present(context().lower())
 
-    return _read(line, None, above if context is not None else None)
+    def after_time() -> bool:
+        return "time" in above()
+
+    if context is None:
+        return _read(line, None, None, None)
+    return _read(line, None, above, after_time)
 
 
 # How many lines before a cue line lend it their subjects.
 CONTEXT_LINES = 3
+# How far back a kill or an interruption looks for the time limit that sent it.
+TIME_LIMIT_LINES = 8
+# The most lines above a read line that reading it may look at.
+LINES_ABOVE = max(CONTEXT_LINES, TIME_LIMIT_LINES)
 
 
 def read_lines(lines: Sequence[str], indices: Iterable[int]) -> Iterator[tuple[int, CueReading]]:
@@ -978,10 +1003,69 @@ def read_lines(lines: Sequence[str], indices: Iterable[int]) -> Iterator[tuple[i
                 found |= words_of(before)
             return found
 
+        def after_time(index: int = index) -> bool:
+            for before in range(max(0, index - TIME_LIMIT_LINES), index):
+                words = words_of(before)
+                # a stack frame with "timeout" in it says where, not why
+                if (
+                    "time" in words
+                    and _RETRIED_MARK not in words
+                    and not _NOT_READ.match(lines[before])
+                ):
+                    return True
+            return False
+
         line = lines[index]
-        reading = _read(line, None if "=" in line else words_of, above, index)
+        reading = _read(line, None if "=" in line else words_of, above, after_time, index)
         if reading is not None:
             yield index, reading
+
+
+# "State 'stop-sigterm' timed out." then "Killing process ...", slurm's "CANCELLED DUE TO
+# TIME LIMIT" then "Terminated", Jenkins' "Cancelling nested steps due to timeout" then
+# "Sending interrupt signal": what a time limit does to end a run is the limit's doing.
+_LIMIT_SENDS = frozenset({"kill", "interrupt"})
+
+
+def _sent_by_a_limit(cues: list[str], subjects: set[str], lowered: str) -> bool:
+    """A kill, or a process or job interrupted by something other than a person (not a
+    program's own "KeyboardInterrupt"), which a time limit just above may have sent."""
+    if "kill" in cues:
+        return True
+    return "interrupt" in cues and "ci" in subjects and "user" not in lowered
+
+
+def _cues_of(found: set[str], lowered: str) -> list[str]:
+    """The line's cue families, less those its marks explain away: an interruption by an
+    API error is the error's; a failure word in "0 failed" reports nothing failed."""
+    cues = _cues_in(found)
+    if "server" in cues and _BY_ERROR_MARK in found:
+        cues = [c for c in cues if c != "interrupt"]
+    if "tests" in cues and _NOTHING_FAILED_MARK in found and not _NONZERO_FAILED.search(lowered):
+        cues = [c for c in cues if c not in ("tests", "error")]
+    return cues
+
+
+def _deciding_cues(
+    cues: list[str],
+    found: set[str],
+    subjects: set[str],
+    lowered: str,
+    after_time: Callable[[], bool] | None,
+) -> list[str]:
+    """The cues that decide the line, in deciding order: a gateway's or the API's own
+    deadline status is the API failing; a kill or interruption a time limit sent is the
+    limit's."""
+    if _API_DEADLINE_MARK in found:
+        return ["server"]
+    if (
+        "time" not in cues
+        and after_time is not None
+        and _sent_by_a_limit(cues, subjects, lowered)
+        and after_time()
+    ):
+        return sorted({"time" if c in _LIMIT_SENDS else c for c in cues}, key=_ORDER.index)
+    return cues
 
 
 def _line_families(
@@ -1000,6 +1084,7 @@ def _read(
     line: str,
     words_of: Callable[[int], set[str]] | None,
     above: Callable[[], set[str]] | None,
+    after_time: Callable[[], bool] | None,
     index: int = 0,
 ) -> CueReading | None:
     """:func:`read_line`, with the families of the line's words from ``words_of(index)``
@@ -1009,13 +1094,9 @@ def _read(
     lowered, found = _line_families(line, words_of, index)
     if found.isdisjoint(_CUE_NAMES):
         return None
-    cues = _cues_in(found)
-    if "server" in cues and _BY_ERROR_MARK in found:
-        cues = [c for c in cues if c != "interrupt"]
-    if "tests" in cues and _NOTHING_FAILED_MARK in found and not _NONZERO_FAILED.search(lowered):
-        cues = [c for c in cues if c not in ("tests", "error")]
-        if not cues:
-            return None
+    cues = _cues_of(found, lowered)
+    if not cues:
+        return None
     subjects = _subjects_in(found)
     if _GIT_PREFIX.match(line):
         subjects.add("git_strong")
@@ -1023,17 +1104,11 @@ def _read(
         subjects.add("tests")
     factor = 1.0
     borrowed = False
-    context = above() if above is not None and (not subjects or "kill" in cues) else set()
     if not subjects and above is not None:
-        subjects = _subjects_in(context)
+        subjects = _subjects_in(above())
         factor, borrowed = _BORROWED, bool(subjects)
     fatal = _RETRIED_MARK not in found
-    if _API_DEADLINE_MARK in found:
-        cues = ["server"]  # a gateway's or the API's own deadline status: the API failed
-    # "State 'stop-sigterm' timed out." then "Killing process ...": the limit's kill.
-    if "kill" in cues and "time" not in cues and "time" in context:
-        cues = ["time" if c == "kill" else c for c in cues]
-    for cue in cues:
+    for cue in _deciding_cues(cues, found, subjects, lowered, after_time):
         if cue == "kill" and "time" in cues:
             continue  # killed for a time limit: the time cue decides
         reason, subject, weight = _reason_of(cue, subjects, lowered, borrowed)

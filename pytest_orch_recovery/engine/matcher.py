@@ -343,8 +343,8 @@ def _prose_cues(
 ) -> list[_CueLine]:
     """The cause model's reading of the last lines no table row owns, JSON lines aside."""
     first = max(0, len(starts) - CUE_LINES)
-    # The lines read, and the few above the first that lend it their subjects.
-    lines = tail[starts[max(0, first - cues.CONTEXT_LINES)] :].split("\n")
+    # The lines read, and the few above the first that reading it may look at.
+    lines = tail[starts[max(0, first - cues.LINES_ABOVE)] :].split("\n")
     offset = len(starts) - len(lines)
     wanted = [
         index - offset

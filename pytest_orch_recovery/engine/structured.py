@@ -62,6 +62,21 @@ def _error_message(error: Any) -> str | None:
     return None
 
 
+# Where an error object printed by an HTTP client keeps the response's status.
+_STATUS_KEYS = ("status", "statusCode", "status_code")
+
+
+def _is_error_object(data: Mapping[str, Any]) -> bool:
+    """An event of type ``error``, or an HTTP client's error object: its ``message`` beside
+    a 4xx/5xx ``status`` (``{"message": "...", "status": 429, "providerId": "mistral"}``)."""
+    if data.get("type") == "error":
+        return True
+    return any(
+        isinstance(status, int) and not isinstance(status, bool) and 400 <= status <= 599
+        for status in (data.get(key) for key in _STATUS_KEYS)
+    )
+
+
 def message_lines(data: Mapping[str, Any]) -> list[str]:
     """The human-readable lines an event carries: a result's ``result`` text, an error's
     message, ``errors`` entries. The model's own prose (assistant messages, Gemini's
@@ -72,7 +87,7 @@ def message_lines(data: Mapping[str, Any]) -> list[str]:
         texts.append(result)
     for key in ("error", "message"):
         text = _error_message(data.get(key)) if key == "error" else data.get(key)
-        if isinstance(text, str) and (key == "error" or data.get("type") == "error"):
+        if isinstance(text, str) and (key == "error" or _is_error_object(data)):
             texts.append(text)
     item = data.get("item")
     if isinstance(item, Mapping) and item.get("type") == "error":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -44,12 +45,13 @@ from pytest_orch_recovery.engine.ports import EventLog, LaunchSpec
 from pytest_orch_recovery.fleet import rescue
 from pytest_orch_recovery.fleet.config import FleetConfig, FleetConfigError, load_fleet
 from pytest_orch_recovery.fleet.intake import Request, Spool
+from pytest_orch_recovery.fleet.pushfence import PushFence
 from pytest_orch_recovery.fleet.steps import CoordinatorSteps, remove_finished_workspaces
 from pytest_orch_recovery.infra.gh import GhPullRequests
 from pytest_orch_recovery.infra.git import GitError
 from pytest_orch_recovery.infra.processes import raise_priority
 from pytest_orch_recovery.runtime.dispatch import Dispatcher
-from pytest_orch_recovery.runtime.host import RepositoryHost
+from pytest_orch_recovery.runtime.host import RepositoryHost, allowed_env
 from pytest_orch_recovery.runtime.tmux import TmuxRuntime
 from pytest_orch_recovery.store import atomic, validation
 from pytest_orch_recovery.store.journal import Journal
@@ -126,6 +128,11 @@ class FleetSupervisor:
             self.say(f"supervisor_nice: {refused}; running at normal priority", logging.WARNING)
         for d in (config.state_dir, config.results, config.logs):
             d.mkdir(parents=True, exist_ok=True)
+        # Over several hosts, an agent pushes only while this host holds its task's lease.
+        self.fence = None if config.store is None else PushFence(config.state_dir)
+        agent_env = dict(config.env)
+        if self.fence is not None:
+            agent_env |= self.fence.env(allowed_env(os.environ, config.env_allow) | agent_env)
         self.host = RepositoryHost(
             config.repository,
             config.worktree_root,
@@ -134,7 +141,7 @@ class FleetSupervisor:
             branch_pattern=config.branch_pattern,
             base=config.base,
             env_allow=config.env_allow,
-            agent_env=config.env,
+            agent_env=agent_env,
             checkpoints=config.checkpoint_dir,
         )
         self.host.set_prs(
@@ -253,7 +260,19 @@ class FleetSupervisor:
             )
             self._take_up_work(agent)
             self.steps.adopt(history, lost=self._lost_note(task_id, by))
+        self._fence_pushes(store)
         return len(claims)
+
+    def _fence_pushes(self, store: PostgresStore) -> None:
+        """Let each agent push until its lease, as renewed just now, runs out."""
+        if self.fence is None:
+            return
+        until = store.held_until()
+        for task_id, state in self.steps.coordinator.tasks.items():
+            if state.phase is not Phase.SUCCEEDED and store.holds(task_id):
+                self.fence.grant(state.agent, until, lease=store.lease)
+            else:
+                self.fence.revoke(state.agent)
 
     def _let_go(self, store: PostgresStore, lost: list[str]) -> None:
         """Stop deciding for tasks whose lease ran out: another host holds them now, or may
@@ -272,6 +291,8 @@ class FleetSupervisor:
         live = self.runtime.live()
         for task_id in lost:
             agent = tasks[task_id].agent
+            if self.fence is not None:
+                self.fence.revoke(agent)
             stopped = agent in live
             self.runtime.cleanup(agent)
             self.steps.coordinator.let_go(task_id)

@@ -187,6 +187,7 @@ class PostgresStore:
         # that heartbeat began: what :meth:`holds` answers from.
         self._renewed: frozenset[str] = frozenset()
         self._renewed_at = -float("inf")
+        self._renewed_wall = -float("inf")  # the same moment by the wall clock
         self.retries = 0  # operations retried after a lost connection, for logs and tests
         self._closed = False
         try:
@@ -353,7 +354,7 @@ class PostgresStore:
                 {str(task_id): int(epoch) for task_id, epoch in done},
             )
 
-        started = time.monotonic()
+        started, started_wall = time.monotonic(), time.time()
         renewed, finished = self._do("heartbeat", beat)
         keep = {**finished, **renewed}
         for task_id in sorted(set(self._epochs) - set(keep)):
@@ -361,7 +362,13 @@ class PostgresStore:
         self._epochs = {t: e for t, e in keep.items() if self._epochs.get(t) == e}
         held = {t: e for t, e in self._epochs.items() if t in renewed}
         self._renewed, self._renewed_at = frozenset(held), started
+        self._renewed_wall = started_wall
         return held
+
+    def held_until(self) -> float:
+        """The wall-clock time the leases :meth:`holds` answers for are good until, for
+        what only knows that clock (the agents' push fence, fleet/pushfence.py)."""
+        return self._renewed_wall + self.lease
 
     def holds(self, task_id: str) -> bool:
         """Whether this host's lease of ``task_id`` is live by this process's own clock: the
@@ -489,6 +496,8 @@ class PostgresStore:
         claims = self._do("claim", take)
         for claim in claims:
             self._epochs[claim.task.task_id] = claim.epoch
+        # Live from before the last heartbeat's start at the latest: counted from there.
+        self._renewed |= {claim.task.task_id for claim in claims}
         return claims
 
     @staticmethod

@@ -1,0 +1,82 @@
+"""The lease fence for agents' own pushes: a host cut off past its lease (frozen, partitioned)
+still runs its agents, and they must not push the task's branch while another host holds it.
+
+The database fences every record and launch, but an agent's ``git push`` never reaches it,
+and the agent should not hold the database's credentials. So the supervisor keeps, per
+agent, a file holding the wall-clock time its lease is good until -- rewritten after each
+heartbeat, removed when the task is let go or finished -- and every git command an agent
+runs uses a ``pre-push`` hook (``core.hooksPath``, set through git's ``GIT_CONFIG_*``
+environment) that refuses the push once that time has passed. A frozen supervisor writes
+nothing, so its agents' pushes are refused from the moment its lease ran out, by this
+machine's clock alone. The hook then runs the repository's own ``pre-push`` hook, if any.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+HOOK = """#!/bin/sh
+# orch-recovery: an agent pushes only while its host holds the task's lease (fleet/pushfence.py).
+until=$(cat "$ORCH_LEASE_DIR/$ORCH_AGENT" 2>/dev/null) || until=0
+now=$(date +%s)
+if [ "$now" -ge "${until%%.*}" ]; then
+    echo "orch-recovery: push refused: the lease of $ORCH_AGENT's task ran out on this host" >&2
+    exit 1
+fi
+own="$(git rev-parse --git-common-dir)/hooks/pre-push"
+if [ -x "$own" ]; then
+    exec "$own" "$@"
+fi
+"""
+
+
+class PushFence:
+    """The lease files and the hook under ``root`` (the supervisor's state directory)."""
+
+    def __init__(self, root: Path) -> None:
+        self.leases = root / "leases"
+        self.hooks = root / "git-hooks"
+        self.leases.mkdir(parents=True, exist_ok=True)
+        self.hooks.mkdir(parents=True, exist_ok=True)
+        self._granted: dict[str, int] = {}
+        hook = self.hooks / "pre-push"
+        _replace(hook, HOOK)
+        hook.chmod(0o755)
+
+    def env(self, base: Mapping[str, str]) -> dict[str, str]:
+        """The variables that put the hook in every git command of an agent whose
+        environment is otherwise ``base`` (whose own ``GIT_CONFIG_*`` entries are kept)."""
+        count = int(base.get("GIT_CONFIG_COUNT", "0") or "0")
+        return {
+            "ORCH_LEASE_DIR": str(self.leases),
+            "GIT_CONFIG_COUNT": str(count + 1),
+            f"GIT_CONFIG_KEY_{count}": "core.hooksPath",
+            f"GIT_CONFIG_VALUE_{count}": str(self.hooks),
+        }
+
+    def grant(self, agent: str, until: float, *, lease: float) -> None:
+        """``agent`` may push until wall-clock time ``until`` (a live lease of ``lease``
+        seconds). The file is rewritten only once a third of the lease has gone by since
+        the last write: it then lags, which only ends the pushes sooner, and a fleet of
+        hundreds of agents does not rewrite hundreds of files each loop pass."""
+        whole = int(until)
+        if whole - self._granted.get(agent, 0) < lease / 3:
+            return
+        _replace(self.leases / agent, f"{whole}\n")
+        self._granted[agent] = whole
+
+    def revoke(self, agent: str) -> None:
+        self._granted.pop(agent, None)
+        with contextlib.suppress(FileNotFoundError):
+            (self.leases / agent).unlink()
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``path`` whole by rename, without fsync: after a crash a lost file only
+    refuses pushes until the next heartbeat writes it again."""
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(text, encoding="utf-8")
+    os.replace(temp, path)

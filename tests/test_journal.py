@@ -511,6 +511,9 @@ def test_the_read_commands_print_the_same_with_and_without_a_snapshot(
         path.write_text("".join(lines[:cut]))
         read_history(path, every=1)
         path.write_text(text)
+        follower = HistoryFollower(path, every=None)
+        follower.refresh()
+        assert follower.snapshot_seq == cut  # the reads below start from it
         assert outputs() == whole, f"snapshot after {cut} of {len(lines)} lines"
 
 

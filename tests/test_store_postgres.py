@@ -138,12 +138,14 @@ def test_store_cli_refuses_a_bad_url_and_reports_an_unreachable_database(tmp_pat
 def test_store_migrate_brings_an_older_store_to_the_programs_version(store_url: str) -> None:
     with psycopg.connect(store_url, autocommit=True) as conn:  # the store as version 1 left it
         conn.execute("DROP INDEX orch_tasks_agent")
+        conn.execute("DROP TABLE orch_requests")
         conn.execute("DELETE FROM orch_schema_migrations WHERE version > 1")
     with pytest.raises(schema.SchemaError, match="version 1, this program needs"):
         PostgresStore(store_url, host="alpha")
     migrated = _store_cli("migrate", "--store", store_url)
     assert migrated.returncode == 0, migrated.stderr
     assert "applied 0002_fleet_agent_names" in migrated.stdout
+    assert "applied 0003_fleet_requests" in migrated.stdout
     assert "applied 0001" not in migrated.stdout
     with PostgresStore(store_url, host="alpha") as store:
         assert store.submit(task(1))

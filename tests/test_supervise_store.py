@@ -23,7 +23,7 @@ from waiting import wait_until
 from pytest_orch_recovery.cli.failures import render as failures_render
 from pytest_orch_recovery.doubles.modeldouble import ModelDouble, Plan, plan_for_task
 from pytest_orch_recovery.engine.events import EventKind
-from pytest_orch_recovery.engine.model import Task
+from pytest_orch_recovery.engine.model import ExitInfo, Reason, Strategy, Task
 from pytest_orch_recovery.infra.git import remote_sha, run_git
 from pytest_orch_recovery.infra.postgres_server import LocalPostgres
 from pytest_orch_recovery.report.fleetview import FleetView
@@ -378,28 +378,63 @@ def test_a_host_filter_needs_a_store(fleet: Fleet) -> None:
 
 
 @pytest.mark.slow
-def test_a_task_escalated_on_a_store_host_is_released_through_its_fleet_file(
+def test_a_task_escalated_on_a_store_host_is_released_from_another_machine(
     fleet: Fleet, store_url: str
 ) -> None:
-    """The permission flag left out: the task escalates; the operator fixes the fleet file and
-    runs release against it, which checks the store's events and hands the request to this
-    host, whose supervisor carries it out under its lease."""
+    """The permission flag left out: the task escalates on alpha; the operator fixes the
+    fleet file and runs release on another machine (beta's clone and fleet file, no
+    supervisor there). The store's events are checked and the request goes through the store
+    to alpha, the holder, whose supervisor carries it out under its lease."""
     fleet.write_config(store=store_url, skip_permissions=False)
     supervisor = Supervisor(fleet, "--host", "alpha")
     try:
         fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(PERM_TASK))
         supervisor.wait_for("task_escalated", "t-perm")
         fleet.write_config(skip_permissions=True)
-        released = fleet.cli("release", "--config", "fleet.toml", "t-perm", "--note", "flag")
-        assert "requested" in released.stdout
+        beta_config, _ = _another_host(fleet, "beta")
+        released = fleet.cli("release", "--config", str(beta_config), "t-perm", "--note", "flag")
+        assert released.stdout.strip() == (
+            "release of incident permission-1 (permission) requested from host alpha: frees t-perm"
+        )
         supervisor.wait_for("task_succeeded", "t-perm")
     finally:
         assert supervisor.stop() == 0
+    assert not list((fleet.root / ".orch-beta").glob("spool/*.json"))  # nothing spooled there
     with PostgresStore(store_url) as store:
         launches = store.launches()
     assert [(t, a, h) for t, a, _, h, _ in launches] == [
         ("t-perm", 1, "alpha"),
         ("t-perm", 2, "alpha"),
     ]
+    with psycopg.connect(store_url) as conn:
+        requests = conn.execute(
+            "SELECT host, kind, done_at IS NOT NULL FROM orch_requests"
+        ).fetchall()
+    assert requests == [("alpha", "release", True)]
     unknown = fleet.cli("release", "--config", "fleet.toml", "t-nope", check=False)
     assert unknown.returncode == 2 and "t-nope" in unknown.stderr
+
+
+def test_a_release_nobody_can_take_is_refused(fleet: Fleet, store_url: str) -> None:
+    """An escalated task whose host's lease ran out, unclaimed since: no supervisor would
+    take the request, so release says so and leaves nothing behind."""
+    journal = JournalBuilder()
+    lone = journal.task("t-lone", "task-agent-1", title="Write the lone note")
+    lone.launch().exit(ExitInfo(0), after=30.0).attribute(Reason.PERMISSION, detail="denied")
+    lone.decide(Strategy.ESCALATE).escalate("permission denied")
+    with PostgresStore(store_url, host="alpha") as alpha:
+        alpha.register(capacity=None)
+        assert alpha.submit(Task("t-lone", "Write the lone note", ("lone.md",)))
+        assert [c.task.task_id for c in alpha.claim()] == ["t-lone"]
+        for event in journal.events:
+            alpha.append(event)
+    _expire(store_url, "alpha")
+    fleet.write_config(store=store_url)
+    refused = fleet.cli("release", "--config", "fleet.toml", "t-lone", check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().endswith(
+        "t-lone: no host holds it now (its lease ran out); release it again once a host has "
+        "claimed it"
+    )
+    with psycopg.connect(store_url) as conn:
+        assert conn.execute("SELECT count(*) FROM orch_requests").fetchone() == (0,)

@@ -179,6 +179,19 @@ def attempt_hosts(settings: FleetSettings) -> dict[tuple[str, int], str] | None:
     return {(task_id, attempt): host for task_id, attempt, _, host, _ in launches}
 
 
+def request_release(url: str, target: str, tasks: Sequence[str], note: str | None) -> list[str]:
+    """Leave a release of ``target`` for every host that holds one of ``tasks`` now, through
+    the fleet store; returns those hosts (none: nobody holds them, nothing was sent)."""
+
+    def send(store: PostgresStore) -> list[str]:
+        hosts = sorted({h for h in store.holders(tasks).values() if h is not None})
+        for host in hosts:
+            store.send_request(host, "release", {"task_id": target, "note": note})
+        return hosts
+
+    return _from_store(url, send)
+
+
 def add_host_filter(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host",

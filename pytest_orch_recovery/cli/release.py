@@ -10,16 +10,23 @@ attempts. The note is journalled as the operator's action.
 
 The journal is read (without its lock) to check the target first: a task that is not escalated
 (running, succeeded, unknown) is one error line, exit 2, and nothing is spooled. With a fleet
-store the store's events are checked, and the request goes to the spool of the host whose
-fleet file is named: run it on the host that holds the task (``status`` shows HOST). Exit 2 on
-a usage error.
+store the store's events are checked, and the request goes through the store to the host that
+holds the task (an incident: every host holding one of its tasks), from any machine with the
+fleet file; its supervisor takes it at its next pass. A task nobody holds (its host's lease
+ran out and no host claimed it yet) is refused: release it once a host has. Exit 2 on a usage
+error.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from pytest_orch_recovery.cli.fleet_output import fail, read_events, store_events
+from pytest_orch_recovery.cli.fleet_output import (
+    fail,
+    read_events,
+    request_release,
+    store_events,
+)
 from pytest_orch_recovery.engine.errors import UsageError
 from pytest_orch_recovery.engine.events import EventKind
 from pytest_orch_recovery.engine.incidents import Incident, IncidentBook
@@ -53,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     book = IncidentBook()
     tasks: set[str] = set()
     try:
-        if config.store is not None:  # every host's events; the request goes to this host
+        if config.store is not None:  # every host's events; the request goes to the holder
             events = store_events(config.store)
         else:
             events = read_events([config.journal]) if config.journal.exists() else []
@@ -66,12 +73,27 @@ def run(args: argparse.Namespace) -> int:
     what = book.release_target(args.task, tasks)
     if isinstance(what, str):
         return fail(PROG, f"{args.task}: {what}")
-    Spool(config.spool).release(args.task, args.note)
+    where = ""
+    if config.store is None:
+        Spool(config.spool).release(args.task, args.note)
+    else:
+        concerned = book.held(what) if isinstance(what, Incident) else [args.task]
+        try:
+            hosts = request_release(config.store, args.task, concerned, args.note)
+        except UsageError as exc:
+            return fail(PROG, str(exc))
+        if not hosts:
+            return fail(
+                PROG,
+                f"{args.task}: no host holds it now (its lease ran out); release it again "
+                "once a host has claimed it",
+            )
+        where = f" from host {', '.join(hosts)}"
     if isinstance(what, Incident):
         print(
-            f"release of incident {what.incident_id} ({what.reason}) requested: "
+            f"release of incident {what.incident_id} ({what.reason}) requested{where}: "
             f"frees {', '.join(book.held(what))}"
         )
     else:
-        print(f"release of {args.task} requested")
+        print(f"release of {args.task} requested{where}")
     return 0

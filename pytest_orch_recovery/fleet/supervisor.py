@@ -508,7 +508,24 @@ class FleetSupervisor:
                 ok = False
             self.spool.finish(request.path, suffix="" if ok else ".rejected")
             done += 1
-        return done
+        return done + self._take_store_requests()
+
+    def _take_store_requests(self) -> int:
+        """With a fleet store: the releases operators sent this host through it (from any
+        machine: ``release`` routes them to the holder), oldest first; each is marked done
+        once carried out."""
+        store = self.fleet_store
+        if store is None:
+            return 0
+        waiting = store.requests()
+        for request_id, kind, body in waiting:
+            request = Request(Path(f"store-request-{request_id}"), kind, body)
+            try:
+                self._carry_out(request)
+            except (ValueError, KeyError) as exc:
+                self.say(f"request {request_id} from the store refused: {exc}", logging.WARNING)
+            store.finish_request(request_id)
+        return len(waiting)
 
     def _carry_out(self, request: Request) -> bool:
         if request.kind == "submit":

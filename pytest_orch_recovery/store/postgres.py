@@ -521,6 +521,39 @@ class PostgresStore:
         free = int(capacity) - int(held[0] if held else 0)
         return free if room is None else min(free, room)
 
+    def send_request(self, host: str, kind: str, body: Mapping[str, Any]) -> int:
+        """Leave a request (``release``) for ``host``'s supervisor; returns its id."""
+        row = self._do(
+            f"send a {kind} request to {host}",
+            lambda conn: conn.execute(
+                "INSERT INTO orch_requests (host, kind, body) VALUES (%s, %s, %s) RETURNING id",
+                (host, kind, Json(dict(body))),
+            ).fetchone(),
+        )
+        assert row is not None
+        return int(row[0])
+
+    def requests(self) -> list[tuple[int, str, dict[str, Any]]]:
+        """This host's waiting requests, oldest first: (id, kind, body)."""
+        host = self._host("read requests")
+        rows = self._do(
+            "read requests",
+            lambda conn: conn.execute(
+                "SELECT id, kind, body FROM orch_requests WHERE host = %s AND done_at IS NULL "
+                "ORDER BY id",
+                (host,),
+            ).fetchall(),
+        )
+        return [(int(i), str(kind), dict(body)) for i, kind, body in rows]
+
+    def finish_request(self, request_id: int) -> None:
+        self._do(
+            "finish a request",
+            lambda conn: conn.execute(
+                "UPDATE orch_requests SET done_at = now() WHERE id = %s", (request_id,)
+            ),
+        )
+
     def holders(self, task_ids: Iterable[str]) -> dict[str, str | None]:
         """Which host holds each task now (None: nobody, or its lease ran out)."""
         ids = list(task_ids)

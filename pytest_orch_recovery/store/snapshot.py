@@ -17,8 +17,6 @@ too.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import hashlib
 import json
 import logging
@@ -37,7 +35,7 @@ from pytest_orch_recovery.store.historycodec import (
     Encoder,
     SnapshotFormatError,
 )
-from pytest_orch_recovery.store.journal import read_events
+from pytest_orch_recovery.store.journal import cyclic_gc_paused, read_events
 
 __all__ = ["SNAPSHOT_EVERY", "SNAPSHOT_SUFFIX", "HistoryFollower", "read_history"]
 
@@ -151,20 +149,6 @@ def _save(journal: Path, history: History, offset: int, seq: int) -> None:
         log.info("%s: cannot write snapshot: %s", snapshot_path(journal), exc)
 
 
-@contextlib.contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
-    """Loading or folding builds hundreds of thousands of acyclic objects; the cyclic
-    collector would rescan them again and again (a quarter of the CPU of a large read) and
-    find nothing to free."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 class HistoryFollower:
     """A journal's history kept current by folding only what was appended since the last
     :meth:`refresh` (``status --watch``), starting from the journal's snapshot.
@@ -184,7 +168,7 @@ class HistoryFollower:
         self.snapshot_seq = 0  # the seq the snapshot it started from covers (0: none)
 
     def refresh(self) -> History:
-        with _cyclic_gc_paused():
+        with cyclic_gc_paused():
             return self._refresh()
 
     def _refresh(self) -> History:

@@ -21,7 +21,9 @@ Per run it prints:
 ``--baseline REV`` runs the same sizes with the package as it is at git revision ``REV``
 (extracted with ``git archive`` into a temporary directory, and put first on ``PYTHONPATH``
 of the supervisor and every agent), alternating with the working tree's, so the two loops are
-compared under the same load; ``ratio_p95`` is baseline over current.
+compared under the same load; ``ratio_p95`` is baseline over current. The world is this
+tree's in both: the forge's ``gh`` shim starts the forge from the tree that installed it (the
+sim agents, the wrapper and the supervisor are REV's).
 
 Run: ``python benchmarks/bench_fleet.py [--sizes 10,40,100,200] [--baseline REV]
 [--think 10] [--bound 900]``.

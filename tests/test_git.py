@@ -277,3 +277,14 @@ def test_worktree_top_names_the_top_or_nothing(sandbox: GitSandbox, tmp_path: Pa
     outside = tmp_path / "plain"
     outside.mkdir()
     assert git.worktree_top(outside) is None
+
+
+def test_a_local_read_stays_in_this_session_and_others_get_their_own(tmp_path: Path) -> None:
+    # The session decides the CPU scheduling group (autogroup): a supervisor's reads of its
+    # agents' worktrees keep its weight; what may talk to a remote gets no terminal.
+    git.run_git(["init", "--quiet", str(tmp_path)], cwd=tmp_path)
+    sid = ["-c", "alias.sid=!ps -o sid= -o pgid= -p $$", "sid"]
+    local = git.run_git(sid, cwd=tmp_path, local=True).stdout.split()
+    other = git.run_git(sid, cwd=tmp_path).stdout.split()
+    assert int(local[0]) == os.getsid(0) and int(local[1]) != os.getpgid(0)
+    assert int(other[0]) != os.getsid(0)

@@ -215,3 +215,17 @@ def test_a_lookup_for_an_ended_agent_takes_a_listing_started_after_its_end(
     later = time.time()
     assert prs.listed_after(later).pull_request_for("b4") is not None  # and so does this
     assert calls.read_text().count("pr list") == 3
+
+
+def test_a_prefetched_listing_answers_the_exits_noticed_before_it(tmp_path: Path) -> None:
+    gh = tmp_path / "gh"
+    gh.write_text(_FAKE_GH)
+    gh.chmod(0o755)
+    calls = tmp_path / "calls"
+    prs = GhPullRequests(tmp_path, env={**os.environ, "CALLS": str(calls)}, gh=str(gh), batch=True)
+    noticed = time.time()
+    prs.prefetch(noticed)  # lists
+    prs.prefetch(noticed)  # one that started after `noticed` is done: nothing to do
+    found = prs.listed_after(noticed).pull_request_for("b5")
+    assert found is not None and found.number == 5
+    assert calls.read_text().count("pr list") == 1

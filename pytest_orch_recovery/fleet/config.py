@@ -25,7 +25,7 @@ keys::
     supervisor_nice run the supervisor and its tmux server this many steps (0-20) above
                     normal CPU priority (needs root or CAP_SYS_NICE; default: 0)
     workers         threads that launch agents and read ended attempts (git, tmux, gh), so
-                    one slow command holds no other (default: 4; 0: all in the loop)
+                    one slow command holds no other (default: 16; 0: all in the loop)
     remove_finished_worktrees  remove a task's worktree once it succeeded, unpushed work
                     saved to a rescue ref first (default: false, they are kept)
     env_allow       names/patterns of the supervisor's environment agents get (default: see
@@ -63,7 +63,7 @@ from pytest_orch_recovery.runtime.host import DEFAULT_ENV_ALLOW
 from pytest_orch_recovery.store import validation
 from pytest_orch_recovery.store.validation import InputError
 
-DEFAULT_WORKERS = 4
+DEFAULT_WORKERS = 16
 # Each agent pane is a scheduling group of its own (autogroup): at normal priority a fleet of
 # N agents leaves the supervisor 1/(N+1) of the CPU, and every exit waits for it.
 DEFAULT_AGENT_NICE = 10

@@ -110,6 +110,21 @@ class GhPullRequests:
                     started = self._running = time.time()  # this thread lists
                     break
                 self._listing.wait()  # for the listing under way (fresh enough or not)
+        return self._list(started)
+
+    def prefetch(self, since: float) -> None:
+        """Start a listing now (in this thread) unless one is under way or one that started
+        at or after ``since`` is done: the runtime calls it when it notices an exit, so the
+        listing runs while the exit's pane and worktree are read."""
+        with self._listing:
+            if self._running is not None or (
+                self._listed_at is not None and self._listed_at >= since
+            ):
+                return
+            started = self._running = time.time()
+        self._list(started)
+
+    def _list(self, started: float) -> dict[str, PullRequest]:
         listed: dict[str, PullRequest] = {}
         try:
             listed = self._list_open()

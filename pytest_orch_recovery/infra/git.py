@@ -96,12 +96,19 @@ def run_git(
     env: Mapping[str, str] | None = None,
     check: bool = True,
     timeout: float = 60,
+    local: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``git <args>`` in ``cwd``; raise :class:`GitError` on failure when ``check``."""
+    """Run ``git <args>`` in ``cwd``; raise :class:`GitError` on failure when ``check``.
+
+    ``local``: the command only reads this machine's repository (no hook, no remote, nothing
+    that could open a terminal), so it stays in this process's session, and with it in this
+    process's CPU scheduling group (autogroup): a supervisor raised above its agents
+    (``supervisor_nice``) reads their worktrees at its own weight, not at a new group's."""
     argv = ["git", "--no-pager", *args]
     try:
         # Its own process group, so a timeout also stops what git started (a hook, ssh, an
-        # ext:: transport): killing git alone would leave them holding our pipes open.
+        # ext:: transport): killing git alone would leave them holding our pipes open. Its
+        # own session too, unless local: no terminal for ssh or a credential helper to ask.
         proc = subprocess.Popen(
             argv,
             cwd=cwd,
@@ -109,7 +116,8 @@ def run_git(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            start_new_session=True,
+            start_new_session=not local,
+            process_group=0 if local else None,
         )
     except (FileNotFoundError, NotADirectoryError) as exc:
         raise GitError(args, cwd, None, f"cannot run git there: {exc}") from None
@@ -148,7 +156,7 @@ def is_work_tree(cwd: Path) -> bool:
 
 def current_branch(cwd: Path) -> str | None:
     """The checked-out branch's short name; None on a detached HEAD."""
-    proc = run_git(["symbolic-ref", "--quiet", "--short", "HEAD"], cwd=cwd, check=False)
+    proc = run_git(["symbolic-ref", "--quiet", "--short", "HEAD"], cwd=cwd, check=False, local=True)
     if proc.returncode == 0:
         return proc.stdout.strip()
     if proc.returncode == 1:  # --quiet: "HEAD is not a symbolic ref", i.e. detached
@@ -164,6 +172,7 @@ def resolve(cwd: Path, rev: str) -> str | None:
         ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
         cwd=cwd,
         check=False,
+        local=True,
     )
     if proc.returncode != 0:
         return None
@@ -177,7 +186,9 @@ def head_sha(cwd: Path) -> str | None:
 
 def rev_count(cwd: Path, base: str, head: str = "HEAD") -> int:
     """Number of commits reachable from ``head`` and not from ``base``."""
-    out = run_git(["rev-list", "--count", "--end-of-options", f"{base}..{head}"], cwd=cwd).stdout
+    out = run_git(
+        ["rev-list", "--count", "--end-of-options", f"{base}..{head}"], cwd=cwd, local=True
+    ).stdout
     return int(out.strip())
 
 
@@ -282,6 +293,7 @@ def worktree_status(cwd: Path) -> WorktreeStatus:
             "--ignore-submodules=none",
         ],
         cwd=cwd,
+        local=True,
     ).stdout
     return parse_status_z(out)
 
@@ -343,7 +355,9 @@ def worktree_top(cwd: Path) -> Path | None:
     a working tree (outside any repository, or in a ``.git`` directory). One git process."""
     if not cwd.is_dir():
         return None
-    proc = run_git(["rev-parse", "--is-inside-work-tree", "--show-toplevel"], cwd=cwd, check=False)
+    proc = run_git(
+        ["rev-parse", "--is-inside-work-tree", "--show-toplevel"], cwd=cwd, check=False, local=True
+    )
     inside, _, top = proc.stdout.partition("\n")
     if proc.returncode != 0 or inside != "true" or not top.endswith("\n"):
         return None

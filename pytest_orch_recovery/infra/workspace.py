@@ -196,6 +196,7 @@ def _commits_ahead(worktree: Path, head: str | None, base: str, remote: str) -> 
             ["rev-list", "--count", "--end-of-options", f"{candidate}..{head}", "--"],
             cwd=worktree,
             check=False,
+            local=True,
         )
         if proc.returncode == 0:
             return int(proc.stdout.strip())

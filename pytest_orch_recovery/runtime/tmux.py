@@ -669,6 +669,13 @@ class TmuxRuntime:
             attempt.recheck = True
             return
         attempt.concluding = True
+        prs = self.host.prs
+        if isinstance(prs, GhPullRequests) and prs.batch:
+            # Its PR is looked up after its pane and worktree: a listing started now is
+            # under way or done by then.
+            self._pool.submit(
+                EXIT, functools.partial(prs.prefetch, time.time()), _ignore, _log_failure
+            )
         # Its process is gone: a pidfd would now stay readable and spin the select loop
         # while the worker runs. The pane-died hook and the wrapper's line still wake us.
         self._forget_pidfd(attempt.spec.agent)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
-import json
 import sys
 import types
 import typing
@@ -300,6 +299,7 @@ def _enums(cls: type) -> set[type[enum.Enum]]:
 
 
 FINGERPRINT = _fingerprint()
+_JSON_SCALARS = frozenset({str, int, float, bool})
 
 
 # --------------------------------------------------------------------------- encoding
@@ -311,32 +311,40 @@ class Encoder:
 
     def __init__(self) -> None:
         self._index: dict[tuple[type, str], int] = {}
+        # The same object met again (a history read from a snapshot shares its values): no
+        # need to write out its row to find it. The history outlives the encoder, so ids
+        # stay unique meanwhile.
+        self._by_id: dict[int, int] = {}
         self._new: list[list[Any]] = []
         self._fields = {c: _fields(c) for c in (*_VALUE_CLASSES, *_INLINE)}
 
     def _plain(self, value: Any) -> Any:
-        if value is None or type(value) in (str, int, float, bool):
+        kind = type(value)
+        if kind in _JSON_SCALARS or value is None:
             return value
         if isinstance(value, enum.Enum):
             return value.value
-        if isinstance(value, tuple | list):
+        if kind is tuple or kind is list:
             return [self._plain(v) for v in value]
-        if isinstance(value, dict):
+        if kind is dict:
             return [[self._plain(k), self._plain(v)] for k, v in value.items()]
-        cls = type(value)
-        fields = self._fields.get(cls)
+        fields = self._fields.get(kind)
         if fields is None:
-            raise SnapshotFormatError(f"a snapshot cannot hold {cls.__name__}")
+            raise SnapshotFormatError(f"a snapshot cannot hold {kind.__name__}")
+        if kind in _INLINE:
+            return [self._plain(getattr(value, name)) for name in fields]
+        index = self._by_id.get(id(value))
+        if index is not None:
+            return index
         row = [self._plain(getattr(value, name)) for name in fields]
-        if cls in _INLINE:
-            return row
-        # Keyed by the row as written, not by equality: 0 and 0.0 are equal values that
-        # a view prints differently.
-        key = (cls, json.dumps(row, ensure_ascii=False, allow_nan=False))
+        # Keyed by the row as written (repr tells 0 from 0.0 and 1 from True), not by
+        # equality: equal values a view prints differently must stay apart.
+        key = (kind, repr(row))
         index = self._index.get(key)
         if index is None:
             index = self._index[key] = len(self._index)
-            self._new.append([cls.__qualname__, *row])
+            self._new.append([kind.__qualname__, *row])
+        self._by_id[id(value)] = index
         return index
 
     def take_values(self) -> list[list[Any]]:

@@ -35,7 +35,7 @@ from pytest_orch_recovery.store.historycodec import (
     Encoder,
     SnapshotFormatError,
 )
-from pytest_orch_recovery.store.journal import read_events
+from pytest_orch_recovery.store.journal import cyclic_gc_paused, read_events
 
 __all__ = ["SNAPSHOT_EVERY", "SNAPSHOT_SUFFIX", "HistoryFollower", "read_history"]
 
@@ -165,20 +165,26 @@ class HistoryFollower:
         self.seq = 0
         self._saved_seq = 0
         self._loaded = False
+        self.snapshot_seq = 0  # the seq the snapshot it started from covers (0: none)
 
     def refresh(self) -> History:
+        with cyclic_gc_paused():
+            return self._refresh()
+
+    def _refresh(self) -> History:
         if not self._loaded:
             self._loaded = True
             loaded = _load(self.journal)
             if loaded is not None:
                 self.history, self.offset, self.seq = loaded
-                self._saved_seq = self.seq
+                self._saved_seq = self.snapshot_seq = self.seq
         try:
             size = self.journal.stat().st_size
         except OSError:
             size = None
         if size is not None and size < self.offset:  # rewritten under us: start again
             self.history, self.offset, self.seq, self._saved_seq = History(), 0, 0, 0
+            self.snapshot_seq = 0
         add = self.history.add
         for event, end in self._tail():
             add(event)

@@ -22,6 +22,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from test_supervise import _BOUND, Fleet, Supervisor, fleet
+from test_supervise_partition import freeze
 from test_supervise_store import _all_done, _another_host, _fleet_over_store
 from test_supervise_takeover import _agents, _assert_starts_match, _kill_agents_of, _sessions
 from waiting import wait_until
@@ -123,9 +124,8 @@ def test_thirty_tasks_over_three_hosts_through_a_kill_a_partition_and_an_outage(
         assert alpha.stop(signal.SIGKILL) == -signal.SIGKILL
         _kill_agents_of(fleet.root / ".orch-fleet" / "results")
         kill_tmux_server(fleet.socket)
-        beta.proc.send_signal(signal.SIGSTOP)
         frozen = True
-        frozen_at = time.time()
+        frozen_at = freeze(beta.proc)
         gate.touch()  # the relaunched attempts pass their tests at once; beta's wait on
         stopped_at = time.monotonic()
         postgres_server.stop()

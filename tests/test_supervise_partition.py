@@ -43,6 +43,19 @@ def _agent_pids(results: Path, agent: str) -> list[int]:
     return sorted(mine & set(pids_with_env("ORCH_AGENT", agent, started_since=since)))
 
 
+def freeze(proc: subprocess.Popen[str]) -> float:
+    """SIGSTOP ``proc`` and wait until it is stopped (the signal is delivered asynchronously);
+    returns the time it was seen stopped: nothing it writes can come after that."""
+
+    def stopped() -> bool:
+        stat = Path(f"/proc/{proc.pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] == "T"
+
+    proc.send_signal(signal.SIGSTOP)
+    wait_until(stopped, f"process {proc.pid} stopped")
+    return time.time()
+
+
 def _rescue_ref_sha(origin: Path, agent: str) -> str | None:
     shown = run_git(
         ["rev-parse", "--verify", "--quiet", f"refs/orch/rescue/{agent}-work"],
@@ -81,9 +94,8 @@ def test_a_host_thawed_after_its_leases_ran_out_stops_their_agents_and_decides_n
 
         # Alpha is cut off: frozen, its agents running on. One of them dies meanwhile; its
         # exit waits for alpha, who will wake up holding no lease to record it under.
-        alpha.proc.send_signal(signal.SIGSTOP)
         frozen = True
-        frozen_at = time.time()
+        frozen_at = freeze(alpha.proc)
         dying = _agent_pids(results, agents["t-held1"])
         assert dying, "t-held1's agent was running"
         for pid in dying:

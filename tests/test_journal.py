@@ -545,3 +545,21 @@ def test_a_snapshot_that_is_no_regular_file_is_ignored(tmp_path: Path, kind: str
         snapshot_path(path).symlink_to("/dev/zero")
     history = read_history(path, every=None)
     assert compute(history) == compute(History(replay(path)))
+
+
+def test_reads_leave_the_garbage_collector_as_they_found_it(tmp_path: Path) -> None:
+    import gc
+
+    path = _story_journal(tmp_path / "j.jsonl", seed_incident().events)
+    assert gc.isenabled()
+    read_history(path, every=1)
+    replay(path)
+    Journal(path).close()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        read_history(path, every=None)
+        Journal(path).close()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

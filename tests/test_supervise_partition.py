@@ -17,7 +17,13 @@ import psycopg
 import pytest
 from test_supervise import _BOUND, Fleet, Supervisor, fleet
 from test_supervise_store import _all_done, _another_host, _fleet_over_store
-from test_supervise_takeover import _agents, _held, _rescue_refs, _sessions
+from test_supervise_takeover import (
+    _agents,
+    _assert_starts_match,
+    _held,
+    _rescue_refs,
+    _sessions,
+)
 from waiting import wait_until
 
 from pytest_orch_recovery.infra.git import run_git
@@ -153,8 +159,4 @@ def test_a_host_thawed_after_its_leases_ran_out_stops_their_agents_and_decides_n
             (frozen_at,),
         ).fetchone()
     assert late == (0,), "alpha recorded nothing after its freeze"
-    starts = []
-    for state_dir in (".orch-fleet", ".orch-beta"):
-        log = fleet.root / state_dir / "results" / "starts.log"
-        starts += log.read_text().splitlines() if log.exists() else []
-    assert sorted(starts) == sorted(f"start {agents[t]} attempt {a}" for t, a, _, _, _ in launches)
+    _assert_starts_match(fleet, (".orch-fleet", ".orch-beta"), agents, launches)

@@ -35,7 +35,7 @@ from pytest_orch_recovery.store.historycodec import (
     Encoder,
     SnapshotFormatError,
 )
-from pytest_orch_recovery.store.journal import read_events
+from pytest_orch_recovery.store.journal import cyclic_gc_paused, read_events
 
 __all__ = ["SNAPSHOT_EVERY", "SNAPSHOT_SUFFIX", "HistoryFollower", "read_history"]
 
@@ -168,6 +168,10 @@ class HistoryFollower:
         self.snapshot_seq = 0  # the seq the snapshot it started from covers (0: none)
 
     def refresh(self) -> History:
+        with cyclic_gc_paused():
+            return self._refresh()
+
+    def _refresh(self) -> History:
         if not self._loaded:
             self._loaded = True
             loaded = _load(self.journal)

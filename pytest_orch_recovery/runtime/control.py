@@ -24,8 +24,17 @@ Safety, since pane content and values reach this channel:
 
 The client attaches to a session of its own (tmux ends a control client that is not attached)
 named ``orch+control-…``: ``+`` is not allowed in agent names, so it never meets an agent's.
-The session is killed by :meth:`ControlClient.close`, and is ``destroy-unattached`` so that it
-goes with the client if this process dies (the client exits on EOF of its stdin).
+The session is killed by :meth:`ControlClient.close`. If this process dies, the client exits on
+EOF of its stdin and its session stays, with no client, until the next runtime on the server
+(or ``orch-recovery reap``) kills it (:func:`~.server.drop_orphaned_control_sessions`). Not
+``destroy-unattached``: tmux 3.3a destroys such a session while the exiting client still
+refers to it, and the server then crashes on its next look at that client (upstream commit
+72c5037, "Correctly clear clients referring to a session with destroy-unattached"): measured
+here, a supervisor killed with SIGKILL took the tmux server, and every agent's pane, with it.
+
+The client's own command line (the ``new-session`` it attaches with) and the lines written to
+its stdin are queued by the server as they arrive, in no fixed order: no line is written before
+that command's reply, which also names the session (its id).
 """
 
 from __future__ import annotations
@@ -96,12 +105,13 @@ class ControlClient:
         self._closing = False  # close() asked for the end: it is no failure
         # -N: never start a server (one without the runtime's options and mark). The
         # session's pane exits at once: it holds no process (the server keeps dead panes,
-        # remain-on-exit), and lives as long as this client is attached. set-option without
-        # -t sets the client's session (a target "=name" with a "+" in the name finds
-        # nothing in tmux 3.3a; the session is named by its id from here on).
+        # remain-on-exit). It is named by its id from here on (a target "=name" with a "+"
+        # in the name finds nothing in tmux 3.3a).
         argv = ["tmux", "-L", socket_name, "-f", "/dev/null", "-N", "-C",
-                "new-session", "-s", self.session, "-x", "20", "-y", "2", "true",
-                ";", "set-option", "destroy-unattached", "on"]  # fmt: skip
+                "new-session", "-s", self.session, "-x", "20", "-y", "2",
+                "-P", "-F", "#{session_id}", "true"]  # fmt: skip
+        self._attached = threading.Event()  # the command line's reply came (or the end)
+        self._own: ControlReply | None = None
         self._proc = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
@@ -113,12 +123,21 @@ class ControlClient:
         self._reader = threading.Thread(target=self._read, name="tmux-control", daemon=True)
         self._reader.start()
         try:
-            # Replies to this client's own lines only; also proves the client is attached.
-            self.command("refresh-client", "-F", "no-output")
-            self._session_id = self.command("display-message", "-p", "#{session_id}").lines[0]
+            self._session_id = self._attach()
+            self.command("refresh-client", "-F", "no-output")  # no %output lines for us
         except ControlClosed:
             self.close()
             raise
+
+    def _attach(self) -> str:
+        """Wait for the reply to the client's command line; the id of its session."""
+        if not self._attached.wait(_REPLY_TIMEOUT):
+            self._broken(f"no reply to new-session in {_REPLY_TIMEOUT:.0f} s")
+        own = self._own
+        if own is None or not own.ok or not own.lines:
+            why = " ".join(own.lines) if own is not None else "the client ended"
+            raise ControlClosed(f"tmux control client not attached: {why.strip()}")
+        return own.lines[0]
 
     @property
     def alive(self) -> bool:
@@ -163,12 +182,16 @@ class ControlClient:
                 continue  # a notification (or %exit)
             for end, ok in ((b"%end ", True), (b"%error ", False)):
                 if line.startswith(end) and line[len(end) :] == guard:
-                    if not guard.endswith(b" 0"):  # flags 0: the client's own command line
+                    if not guard.endswith(b" 0"):
                         self._answer(ControlReply(ok, tuple(lines)))
+                    elif not self._attached.is_set():  # flags 0: the client's command line
+                        self._own = ControlReply(ok, tuple(lines))
+                        self._attached.set()
                     guard = None
                     break
             else:
                 lines.append(line.decode("utf-8", errors="replace"))
+        self._attached.set()  # nobody waits for a reply that cannot come
         self._broken("tmux control client ended")
 
     def _answer(self, reply: ControlReply) -> None:

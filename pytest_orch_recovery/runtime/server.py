@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
+
+from pytest_orch_recovery.infra.processes import process_alive
+from pytest_orch_recovery.runtime.control import CONTROL_SESSION_PREFIX
 
 
 def tmux_socket_path(socket_name: str) -> Path:
@@ -69,17 +73,49 @@ def _tmux(socket_name: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def drop_orphaned_control_sessions(socket_name: str) -> list[str]:
+    """Kill the control clients' sessions (runtime/control.py) whose owner is gone: no
+    client attached, or the process named in the session (``orch+control-<pid>-<n>``) dead.
+    A runtime killed with SIGKILL leaves its own behind, and in tmux 3.3a its client may
+    never end: with replies still to write to a reader that is gone it waits for ever. Such
+    a client is told to stop (SIGTERM), and ``kill-session`` detaches a client that still
+    refers to the session before destroying it (what ``destroy-unattached`` does not do in
+    tmux 3.3a, see runtime/control.py). Returns the names of the sessions killed."""
+    listed = _tmux(
+        socket_name, "list-sessions", "-F", "#{session_id} #{session_attached} #{session_name}"
+    )
+    clients = _tmux(socket_name, "list-clients", "-F", "#{client_pid} #{session_id}")
+    dropped = []
+    for line in listed.stdout.splitlines() if listed.returncode == 0 else ():
+        session_id, attached, name = [*line.split(" ", 2), "", ""][:3]
+        if not name.startswith(CONTROL_SESSION_PREFIX):
+            continue
+        owner = name[len(CONTROL_SESSION_PREFIX) :].split("-")[0]
+        if attached != "0" and owner.isdigit() and process_alive(int(owner)):
+            continue
+        for client in clients.stdout.splitlines():
+            pid, _, on = client.partition(" ")
+            if on == session_id and pid.isdigit():
+                with contextlib.suppress(OSError):
+                    os.kill(int(pid), signal.SIGTERM)
+        if _tmux(socket_name, "kill-session", "-t", session_id).returncode == 0:
+            dropped.append(name)
+    return dropped
+
+
 def reap_empty_server(socket_name: str, owner_mark: str) -> str:
     """Kill the server on ``socket_name`` when a runtime with ``owner_mark`` started it and
-    it holds no session any more: what a supervisor killed with SIGKILL leaves behind (its
-    server keeps running with ``exit-empty off``). Returns what it found: ``"none"`` (no
-    server), ``"reaped"``, ``"busy"`` (sessions left: a supervisor adopts them) or
-    ``"foreign"`` (someone else's server: never touched)."""
+    it holds no session any more (control sessions left without a client do not count, and
+    go): what a supervisor killed with SIGKILL leaves behind (its server keeps running with
+    ``exit-empty off``). Returns what it found: ``"none"`` (no server), ``"reaped"``,
+    ``"busy"`` (sessions left: a supervisor adopts them) or ``"foreign"`` (someone else's
+    server: never touched)."""
     if not tmux_server_running(socket_name):
         return "none"
     mark = _tmux(socket_name, "show-options", "-gqv", OWNER_OPTION).stdout.strip()
     if mark != owner_mark:
         return "foreign"
+    drop_orphaned_control_sessions(socket_name)
     sessions = _tmux(socket_name, "list-sessions", "-F", "#{session_name}")
     if sessions.returncode == 0 and sessions.stdout.strip():
         return "busy"

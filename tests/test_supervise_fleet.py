@@ -22,8 +22,9 @@ from pathlib import Path
 import psycopg
 import pytest
 from test_supervise import _BOUND, Fleet, Supervisor, fleet
+from test_supervise_partition import freeze
 from test_supervise_store import _all_done, _another_host, _fleet_over_store
-from test_supervise_takeover import _agents, _kill_agents_of, _sessions
+from test_supervise_takeover import _agents, _assert_starts_match, _kill_agents_of, _sessions
 from waiting import wait_until
 
 from pytest_orch_recovery.engine.model import Task
@@ -123,9 +124,8 @@ def test_thirty_tasks_over_three_hosts_through_a_kill_a_partition_and_an_outage(
         assert alpha.stop(signal.SIGKILL) == -signal.SIGKILL
         _kill_agents_of(fleet.root / ".orch-fleet" / "results")
         kill_tmux_server(fleet.socket)
-        beta.proc.send_signal(signal.SIGSTOP)
         frozen = True
-        frozen_at = time.time()
+        frozen_at = freeze(beta.proc)
         gate.touch()  # the relaunched attempts pass their tests at once; beta's wait on
         stopped_at = time.monotonic()
         postgres_server.stop()
@@ -175,14 +175,8 @@ def test_thirty_tasks_over_three_hosts_through_a_kill_a_partition_and_an_outage(
     expected |= {t.task_id: [(1, "beta"), (2, "gamma")] for t in on_beta}
     expected |= {t.task_id: [(1, "gamma")] for t in plain}
     assert {t: sorted(a) for t, a in by_task.items()} == expected
-    starts: list[str] = []
-    for state_dir in (".orch-fleet", ".orch-beta", ".orch-gamma"):
-        log = fleet.root / state_dir / "results" / "starts.log"
-        starts += log.read_text().splitlines() if log.exists() else []
     agents = {e.task_id: e.agent for e in events if e.agent and e.task_id}
-    assert sorted(starts) == sorted(
-        f"start {agents[t]} attempt {a}" for t, a, _, _, _ in launches
-    ), "the agents' start logs and the database's launches disagree"
+    _assert_starts_match(fleet, (".orch-fleet", ".orch-beta", ".orch-gamma"), agents, launches)
     with psycopg.connect(store_url) as conn:
         late = conn.execute(
             "SELECT count(*) FROM orch_events WHERE host = 'beta' AND appended_at > "

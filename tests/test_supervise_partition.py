@@ -17,7 +17,13 @@ import psycopg
 import pytest
 from test_supervise import _BOUND, Fleet, Supervisor, fleet
 from test_supervise_store import _all_done, _another_host, _fleet_over_store
-from test_supervise_takeover import _agents, _held, _rescue_refs, _sessions
+from test_supervise_takeover import (
+    _agents,
+    _assert_starts_match,
+    _held,
+    _rescue_refs,
+    _sessions,
+)
 from waiting import wait_until
 
 from pytest_orch_recovery.infra.git import run_git
@@ -35,6 +41,19 @@ def _agent_pids(results: Path, agent: str) -> list[int]:
     since = process_start_time(os.getpid())
     mine = set(pids_with_env("ORCH_RESULTS_DIR", str(results.resolve()), started_since=since))
     return sorted(mine & set(pids_with_env("ORCH_AGENT", agent, started_since=since)))
+
+
+def freeze(proc: subprocess.Popen[str]) -> float:
+    """SIGSTOP ``proc`` and wait until it is stopped (the signal is delivered asynchronously);
+    returns the time it was seen stopped: nothing it writes can come after that."""
+
+    def stopped() -> bool:
+        stat = Path(f"/proc/{proc.pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] == "T"
+
+    proc.send_signal(signal.SIGSTOP)
+    wait_until(stopped, f"process {proc.pid} stopped")
+    return time.time()
 
 
 def _rescue_ref_sha(origin: Path, agent: str) -> str | None:
@@ -75,9 +94,8 @@ def test_a_host_thawed_after_its_leases_ran_out_stops_their_agents_and_decides_n
 
         # Alpha is cut off: frozen, its agents running on. One of them dies meanwhile; its
         # exit waits for alpha, who will wake up holding no lease to record it under.
-        alpha.proc.send_signal(signal.SIGSTOP)
         frozen = True
-        frozen_at = time.time()
+        frozen_at = freeze(alpha.proc)
         dying = _agent_pids(results, agents["t-held1"])
         assert dying, "t-held1's agent was running"
         for pid in dying:
@@ -153,8 +171,4 @@ def test_a_host_thawed_after_its_leases_ran_out_stops_their_agents_and_decides_n
             (frozen_at,),
         ).fetchone()
     assert late == (0,), "alpha recorded nothing after its freeze"
-    starts = []
-    for state_dir in (".orch-fleet", ".orch-beta"):
-        log = fleet.root / state_dir / "results" / "starts.log"
-        starts += log.read_text().splitlines() if log.exists() else []
-    assert sorted(starts) == sorted(f"start {agents[t]} attempt {a}" for t, a, _, _, _ in launches)
+    _assert_starts_match(fleet, (".orch-fleet", ".orch-beta"), agents, launches)

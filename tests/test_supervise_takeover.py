@@ -14,7 +14,9 @@ import json
 import os
 import signal
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -59,6 +61,20 @@ def _kill_agents_of(results: Path) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     assert wait_gone(pids, _BOUND) == []
+
+
+def _assert_starts_match(
+    fleet: Fleet, hosts: tuple[str, ...], agents: Mapping[Any, Any], launches: list[Any]
+) -> None:
+    """The agents' own start logs on ``hosts`` (state directories) hold exactly the
+    database's launches: no (task, attempt) started twice, or without its launch record."""
+    starts: list[str] = []
+    for state_dir in hosts:
+        log = fleet.root / state_dir / "results" / "starts.log"
+        starts += log.read_text().splitlines() if log.exists() else []
+    assert sorted(starts) == sorted(
+        f"start {agents[t]} attempt {a}" for t, a, _, _, _ in launches
+    ), "the agents' start logs and the database's launches disagree"
 
 
 def _rescue_refs(origin: Path) -> list[str]:
@@ -158,13 +174,7 @@ def test_a_host_killed_with_its_agents_has_its_tasks_finished_by_the_others(
         assert [a for a, _ in by_task[task.task_id]] == [1]
         assert by_task[task.task_id][0][1] in ("beta", "gamma")
     agents = {e.task_id: e.agent for e in events if e.kind is EventKind.TASK_SUBMITTED}
-    starts: list[str] = []
-    for state_dir in (".orch-fleet", ".orch-beta", ".orch-gamma"):
-        log = fleet.root / state_dir / "results" / "starts.log"
-        starts += log.read_text().splitlines() if log.exists() else []
-    assert sorted(starts) == sorted(
-        f"start {agents[t]} attempt {a}" for t, a, _, _, _ in launches
-    ), "the agents' start logs and the database's launches disagree"
+    _assert_starts_match(fleet, (".orch-fleet", ".orch-beta", ".orch-gamma"), agents, launches)
 
     # The lost attempts ended as host_lost and were reassigned, by their new holder.
     for task in held:

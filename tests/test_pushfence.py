@@ -60,3 +60,29 @@ def test_the_repository_s_own_pre_push_hook_still_runs(tmp_path: Path) -> None:
     # An agent's own GIT_CONFIG_* entries are kept, the hook path added after them.
     kept = fence.env({"GIT_CONFIG_COUNT": "1"})
     assert kept["GIT_CONFIG_COUNT"] == "2" and kept["GIT_CONFIG_KEY_1"] == "core.hooksPath"
+
+
+def test_gh_pr_create_needs_a_live_lease_and_everything_else_passes_through(
+    tmp_path: Path,
+) -> None:
+    real = tmp_path / "real-bin"
+    real.mkdir()
+    (real / "gh").write_text('#!/bin/sh\necho "real gh: $*"\n')
+    (real / "gh").chmod(0o755)
+    fence = PushFence(tmp_path / "state")
+    base = {"PATH": f"{real}{os.pathsep}{os.environ['PATH']}", "ORCH_AGENT": AGENT}
+    env = {**os.environ, **base, **fence.env(base)}
+
+    def gh(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["gh", *args], env=env, capture_output=True, text=True, check=False, timeout=60
+        )
+
+    refused = gh("pr", "create", "--title", "x y")
+    assert refused.returncode == 1 and "real gh" not in refused.stdout
+    assert "orch-recovery: gh pr create refused: the lease of task-agent-7's task" in (
+        refused.stderr
+    )
+    assert gh("pr", "list", "--json", "number").stdout == "real gh: pr list --json number\n"
+    fence.grant(AGENT, time.time() + 30, lease=30)
+    assert gh("pr", "create", "--title", "x y").stdout == "real gh: pr create --title x y\n"

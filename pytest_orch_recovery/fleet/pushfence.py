@@ -9,6 +9,7 @@ runs uses a ``pre-push`` hook (``core.hooksPath``, set through git's ``GIT_CONFI
 environment) that refuses the push once that time has passed. A frozen supervisor writes
 nothing, so its agents' pushes are refused from the moment its lease ran out, by this
 machine's clock alone. The hook then runs the repository's own ``pre-push`` hook, if any.
+``gh pr create`` is fenced the same way by a ``gh`` wrapper first on the agents' PATH.
 """
 
 from __future__ import annotations
@@ -18,19 +19,50 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-HOOK = """#!/bin/sh
-# orch-recovery: an agent pushes only while its host holds the task's lease (fleet/pushfence.py).
-until=$(cat "$ORCH_LEASE_DIR/$ORCH_AGENT" 2>/dev/null) || until=0
-now=$(date +%s)
-if [ "$now" -ge "${until%%.*}" ]; then
-    echo "orch-recovery: push refused: the lease of $ORCH_AGENT's task ran out on this host" >&2
+# Exits 1 with a line saying so when $ORCH_AGENT's lease file holds a time already past.
+_LEASE_CHECK = """until=$(cat "$ORCH_LEASE_DIR/$ORCH_AGENT" 2>/dev/null) || until=0
+if [ "$(date +%s)" -ge "${until%%.*}" ]; then
+    echo "orch-recovery: $what refused: the lease of $ORCH_AGENT's task ran out on this host" >&2
     exit 1
 fi
-own="$(git rev-parse --git-common-dir)/hooks/pre-push"
+"""
+
+HOOK = (
+    """#!/bin/sh
+# orch-recovery: an agent pushes only while its host holds the task's lease (fleet/pushfence.py).
+what=push
+"""
+    + _LEASE_CHECK
+    + """own="$(git rev-parse --git-common-dir)/hooks/pre-push"
 if [ -x "$own" ]; then
     exec "$own" "$@"
 fi
 """
+)
+
+# First on the agents' PATH: ``gh pr create`` needs the lease too; every call then goes to the
+# next ``gh`` on PATH, as if this one were not there.
+GH = (
+    """#!/bin/sh
+# orch-recovery: an agent opens a pull request only while its host holds the task's lease.
+if [ "$1" = pr ] && [ "$2" = create ]; then
+    what="gh pr create"
+"""
+    + "".join(f"    {line}\n" if line else "\n" for line in _LEASE_CHECK.splitlines())
+    + """fi
+me=$(cd "$(dirname "$0")" && pwd -P)
+IFS=:
+for dir in $PATH; do
+    [ "$(cd "$dir" 2>/dev/null && pwd -P)" = "$me" ] && continue
+    if [ -x "$dir/gh" ]; then
+        unset IFS
+        exec "$dir/gh" "$@"
+    fi
+done
+echo "gh: command not found" >&2
+exit 127
+"""
+)
 
 
 class PushFence:
@@ -39,18 +71,21 @@ class PushFence:
     def __init__(self, root: Path) -> None:
         self.leases = root / "leases"
         self.hooks = root / "git-hooks"
-        self.leases.mkdir(parents=True, exist_ok=True)
-        self.hooks.mkdir(parents=True, exist_ok=True)
+        self.bin = root / "fence-bin"
+        for directory in (self.leases, self.hooks, self.bin):
+            directory.mkdir(parents=True, exist_ok=True)
         self._granted: dict[str, int] = {}
-        hook = self.hooks / "pre-push"
-        _replace(hook, HOOK)
-        hook.chmod(0o755)
+        for script, text in ((self.hooks / "pre-push", HOOK), (self.bin / "gh", GH)):
+            _replace(script, text)
+            script.chmod(0o755)
 
     def env(self, base: Mapping[str, str]) -> dict[str, str]:
-        """The variables that put the hook in every git command of an agent whose
-        environment is otherwise ``base`` (whose own ``GIT_CONFIG_*`` entries are kept)."""
+        """The variables that put the hook in every git command, and the ``gh`` wrapper first
+        on PATH, of an agent whose environment is otherwise ``base`` (whose own
+        ``GIT_CONFIG_*`` entries are kept)."""
         count = int(base.get("GIT_CONFIG_COUNT", "0") or "0")
         return {
+            "PATH": f"{self.bin}{os.pathsep}{base.get('PATH', os.defpath)}",
             "ORCH_LEASE_DIR": str(self.leases),
             "GIT_CONFIG_COUNT": str(count + 1),
             f"GIT_CONFIG_KEY_{count}": "core.hooksPath",

@@ -7,7 +7,7 @@ says what building and checking Events costs on top of parsing.
 ``--reads N`` (0: skip) also writes an N-event journal and runs ``status``, ``failures``,
 ``partial``, ``report`` (Markdown), ``report --format json`` and ``report --format html`` on
 it, and a coordinator restart (open the journal, ``Coordinator.recover``), each in a fresh
-process (wall, CPU seconds, and the child's own peak RSS as ``wait4`` reports it):
+process (wall, CPU seconds, and the child's own peak RSS, ``VmHWM``):
 first the full replay every read did before snapshots (``full_replay``, the same-run
 baseline), then through a snapshot with ``--tail`` events appended after it (``snapshot``).
 A large journal is built from a pool of ``--pool`` distinct tasks, renamed and shifted in
@@ -212,7 +212,8 @@ out = io.StringIO()
 with contextlib.redirect_stdout(out):
     main(argv)
 wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-print(wall, cpu, len(out.getvalue()), file=sys.stderr)
+peak = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print(wall, cpu, len(out.getvalue()), peak, file=sys.stderr)
 """
 
 # A supervisor's restart: open the journal (it loads every event) and rebuild the
@@ -232,28 +233,25 @@ class Idle:
 with Journal(sys.argv[3], fsync=False) as journal:
     coordinator = Coordinator(Idle(), journal).recover()
 wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-print(wall, cpu, len(coordinator.tasks), file=sys.stderr)
+peak = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print(wall, cpu, len(coordinator.tasks), peak, file=sys.stderr)
 """
 
 
 def _child(code: str, *args: str) -> dict[str, float]:
-    """Run ``code`` in a fresh interpreter; its wall and CPU seconds, output size and the
-    peak RSS of that child alone (``wait4`` gives one child's resource usage)."""
-    with tempfile.TemporaryFile() as err:
-        child = subprocess.Popen(
-            [sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL, stderr=err
-        )
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        text = err.read().decode("utf-8", "replace")
-    if child.returncode != 0:
-        raise RuntimeError(f"benchmark child failed ({child.returncode}): {text[-2000:]}")
-    wall, cpu, size = text.split()[-3:]
+    """Run ``code`` in a fresh interpreter; its wall and CPU seconds, output size and peak
+    RSS. The peak is the child's own ``VmHWM``: ``ru_maxrss`` (``wait4``, ``getrusage``)
+    also counts the RSS the process had before ``exec``, i.e. this parent's."""
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], check=False, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmark child failed ({done.returncode}): {done.stderr[-2000:]}")
+    wall, cpu, size, peak_kib = done.stderr.split()[-4:]
     return {
         "seconds": round(float(wall), 3),
         "cpu_seconds": round(float(cpu), 3),
-        "peak_mib": usage.ru_maxrss // 1024,
+        "peak_mib": int(peak_kib) // 1024,
         "output_bytes": int(size),
     }
 

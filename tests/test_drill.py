@@ -39,7 +39,8 @@ from pytest_orch_recovery.chaos.tiers.tmux import fill_template
 from pytest_orch_recovery.cli.drill import _Progress
 from pytest_orch_recovery.doubles.sandbox import Sandbox
 from pytest_orch_recovery.engine.analyze import initial_prompt, read_brief
-from pytest_orch_recovery.engine.model import Task
+from pytest_orch_recovery.engine.events import AttemptExited, AttemptLaunched, Event, OperatorAction
+from pytest_orch_recovery.engine.model import ExitInfo, Task
 from pytest_orch_recovery.fleet.config import parse_fleet
 from pytest_orch_recovery.fleet.intake import load_tasks
 from pytest_orch_recovery.infra.agents import claude_code_missing
@@ -248,12 +249,16 @@ def test_a_pipe_gets_plain_lines_and_no_table(tmp_path: Path) -> None:
     out = io.StringIO()
     view = _Progress(out, cast(Drill, _world(tmp_path)))
     view.say("building")
-    view.event({"kind": "attempt_launched", "task_id": "t1", "attempt": 1, "agent": "a-1"})
-    view.event({"kind": "operator_action", "data": {"action": "fixed", "tasks": ["t1"]}})
+    view.event(Event(AttemptLaunched(), 1.0, task_id="t1", attempt=1, agent="a-1"))
+    view.event(Event(AttemptExited(exit=ExitInfo(status=0)), 2.0, task_id="t1", attempt=1))
+    view.event(Event(AttemptExited(exit=ExitInfo(None, signal=2)), 3.0, task_id="t1", attempt=2))
+    view.event(Event(OperatorAction(action="fixed", tasks=("t1",)), 4.0))
     lines = out.getvalue().splitlines()
     assert [line.split("] ", 1)[1] for line in lines] == [
         "drill: building",
         "t1                     attempt 1 launched on a-1 (fresh)",
+        "t1                     attempt 1 exited (exit 0)",
+        "t1                     attempt 2 exited (signal SIGINT)",
         "t1                     operator: fixed",
     ]
     assert "\x1b" not in out.getvalue()

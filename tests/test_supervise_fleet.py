@@ -8,7 +8,9 @@ database is stopped for ten seconds. Gamma waits the outage out and, when the le
 takes the six tasks over from their history and the work they pushed; beta, thawed at the
 end, finds its leases lost and stops its agents. Every task completes, no (task, attempt) is
 launched twice -- the database's launches and the agents' own start logs agree -- nothing is
-left running on the surviving hosts, and ``status`` says which host did what."""
+left running on the surviving hosts, and ``status`` says which host did what. The same with
+the real Claude Code CLI (marked ``claude``) for a smaller fleet: two held tasks per host and
+four more, eight in all."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from test_supervise_takeover import _agents, _assert_starts_match, _kill_agents_
 from waiting import wait_until
 
 from pytest_orch_recovery.engine.model import Task
+from pytest_orch_recovery.infra.agents import claude_code_missing
 from pytest_orch_recovery.infra.postgres_server import LocalPostgres
 from pytest_orch_recovery.infra.processes import pids_with_env, process_start_time, wait_gone
 from pytest_orch_recovery.runtime.server import kill_tmux_server
@@ -80,8 +83,31 @@ def _live(results: Path, agents: list[str]) -> list[int]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("agent", "per_host", "plain_count"),
+    [
+        ("sim", 3, 24),
+        # The real Claude Code CLI, a smaller fleet: 2 + 2 held, 4 more (8 tasks).
+        pytest.param(
+            "claude-code",
+            2,
+            4,
+            marks=[
+                pytest.mark.claude,
+                pytest.mark.skipif(
+                    claude_code_missing() is not None, reason=str(claude_code_missing())
+                ),
+            ],
+        ),
+    ],
+)
 def test_thirty_tasks_over_three_hosts_through_a_kill_a_partition_and_an_outage(
-    fleet: Fleet, store_url: str, postgres_server: LocalPostgres
+    fleet: Fleet,
+    store_url: str,
+    postgres_server: LocalPostgres,
+    agent: str,
+    per_host: int,
+    plain_count: int,
 ) -> None:
     gate = fleet.root / "gate-open"
     gate_socket = f"{fleet.socket}-gate"[:80]
@@ -90,12 +116,17 @@ def test_thirty_tasks_over_three_hosts_through_a_kill_a_partition_and_an_outage(
          "sleep 3600"],
         check=True, timeout=_BOUND,
     )  # fmt: skip
-    on_alpha = [_held(f"a-held{n}", gate, gate_socket) for n in range(3)]
-    on_beta = [_held(f"b-held{n}", gate, gate_socket) for n in range(3)]
-    plain = [Task(f"t-{n:02d}", f"Write note number {n}", (f"note{n:02d}.md",)) for n in range(24)]
+    on_alpha = [_held(f"a-held{n}", gate, gate_socket) for n in range(per_host)]
+    on_beta = [_held(f"b-held{n}", gate, gate_socket) for n in range(per_host)]
+    plain = [
+        Task(f"t-{n:02d}", f"Write note number {n}", (f"note{n:02d}.md",))
+        for n in range(plain_count)
+    ]
     everything = [*on_alpha, *on_beta, *plain]
-    _fleet_over_store(fleet, store_url, *everything, max_live_agents=3, lease=LEASE)
-    beta_config, beta_socket = _another_host(fleet, "beta", max_live_agents=3)
+    _fleet_over_store(fleet, store_url, *everything, max_live_agents=per_host, lease=LEASE)
+    if agent != "sim":  # the counting sim agent's fleet file, with the real CLI instead
+        fleet.write_config(agent=agent)
+    beta_config, beta_socket = _another_host(fleet, "beta", max_live_agents=per_host)
     gamma_config, gamma_socket = _another_host(fleet, "gamma", max_live_agents=6)
     beta_results = fleet.root / ".orch-beta" / "results"
 
@@ -104,7 +135,7 @@ def test_thirty_tasks_over_three_hosts_through_a_kill_a_partition_and_an_outage(
     gamma: Supervisor | None = None
     frozen = False
     try:
-        # Alpha and beta fill up with three held tasks each, every one mid-attempt and its
+        # Alpha and beta fill up with their held tasks, every one mid-attempt and its
         # work in progress pushed at its checkpoint.
         fleet.cli("submit", "--config", "fleet.toml", *(fleet.task_file(t) for t in on_alpha))
         _at_gates(gate_socket, on_alpha)
@@ -176,7 +207,8 @@ def test_thirty_tasks_over_three_hosts_through_a_kill_a_partition_and_an_outage(
     expected |= {t.task_id: [(1, "gamma")] for t in plain}
     assert {t: sorted(a) for t, a in by_task.items()} == expected
     agents = {e.task_id: e.agent for e in events if e.agent and e.task_id}
-    _assert_starts_match(fleet, (".orch-fleet", ".orch-beta", ".orch-gamma"), agents, launches)
+    if agent == "sim":  # the sim agent behind a start counter
+        _assert_starts_match(fleet, (".orch-fleet", ".orch-beta", ".orch-gamma"), agents, launches)
     with psycopg.connect(store_url) as conn:
         late = conn.execute(
             "SELECT count(*) FROM orch_events WHERE host = 'beta' AND appended_at > "
@@ -186,9 +218,9 @@ def test_thirty_tasks_over_three_hosts_through_a_kill_a_partition_and_an_outage(
     assert late == (0,), "beta recorded nothing after its freeze"
     assert gamma is not None
     taken = [line for line in gamma.seen if "taking over" in line and "events)" in line]
-    assert len(taken) == 6, taken
-    assert sum("from host alpha" in line for line in taken) == 3
-    assert sum("from host beta" in line for line in taken) == 3
+    assert len(taken) == 2 * per_host, taken
+    assert sum("from host alpha" in line for line in taken) == per_host
+    assert sum("from host beta" in line for line in taken) == per_host
     # No orphan on the surviving hosts: every agent's session went with its success.
     assert {name: set(agents.values()) & set(s) for name, s in left.items()} == {"gamma": set()}
     status = json.loads(fleet.cli("status", "--config", "fleet.toml", "--format", "json").stdout)

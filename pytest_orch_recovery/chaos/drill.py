@@ -14,7 +14,6 @@ lines (one per journal event) with a bound, never on time.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import queue
 import signal
@@ -27,7 +26,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from pytest_orch_recovery.chaos.drillworld import (
     ATTEMPT_TIMEOUT,
@@ -51,10 +49,12 @@ from pytest_orch_recovery.chaos.tiers.tmux import double_env, write_fault_plan
 from pytest_orch_recovery.doubles.modeldouble import ModelDouble
 from pytest_orch_recovery.doubles.sandbox import Sandbox, default_base_dir
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
+from pytest_orch_recovery.engine.events import Event, EventKind, FailureAttributed, OperatorAction
 from pytest_orch_recovery.fleet.intake import Spool, load_tasks
 from pytest_orch_recovery.infra.agents import claude_code_missing, driver_for
 from pytest_orch_recovery.runtime.server import tmux_server_running
 from pytest_orch_recovery.store import atomic
+from pytest_orch_recovery.store.journal import read_events
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class DrillView:
     def say(self, text: str) -> None:
         """A step of the drill (building, injecting, releasing, judging)."""
 
-    def event(self, event: dict[str, Any]) -> None:
+    def event(self, event: Event) -> None:
         """One journal event of the supervisor."""
 
     def tick(self) -> None:
@@ -170,7 +170,7 @@ class Drill:
         self.leftovers: list[str] = []
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._seen: list[str] = []
-        self._events: list[dict[str, Any]] = []
+        self._events: list[Event] = []
         self._offset = 0
         self._deadline = 0.0
         self._env: dict[str, str] = {}  # the supervisor's environment
@@ -197,7 +197,7 @@ class Drill:
         assert self.sandbox is not None
         return self.sandbox.tmux_socket
 
-    def events(self) -> list[dict[str, Any]]:
+    def events(self) -> list[Event]:
         return list(self._events)
 
     # ------------------------------------------------------------------ the run
@@ -335,7 +335,7 @@ class Drill:
 
     def _due_kill(self, killing: Sequence[DrillTask]) -> bool:
         return any(
-            e["kind"] == "attempt_launched" and e.get("task_id") == t.task.task_id
+            e.kind is EventKind.ATTEMPT_LAUNCHED and e.task_id == t.task.task_id
             for t in killing
             for e in self._events
         )
@@ -372,15 +372,15 @@ class Drill:
 
     def _last(self, task_id: str) -> str | None:
         kinds = [
-            e["kind"]
+            str(e.kind)
             for e in self._events
-            if e.get("task_id") == task_id and e["kind"] in (*_FINAL, "operator_action")
+            if e.task_id == task_id and e.kind in (*_FINAL, EventKind.OPERATOR_ACTION)
         ]
         return kinds[-1] if kinds else None
 
     def _escalations(self, task_id: str) -> int:
         return sum(
-            1 for e in self._events if e["kind"] == "task_escalated" and e["task_id"] == task_id
+            1 for e in self._events if e.kind is EventKind.TASK_ESCALATED and e.task_id == task_id
         )
 
     def _finished(self, ids: Iterable[str], released: dict[str, int]) -> bool:
@@ -426,16 +426,12 @@ class Drill:
             log.debug("supervisor: %s", line)
 
     def _read_journal(self) -> None:
-        try:
-            with self.journal.open("rb") as fh:
-                fh.seek(self._offset)
-                data = fh.read()
-        except FileNotFoundError:
-            return
-        complete = data[: data.rfind(b"\n") + 1]  # a torn last line is a write in progress
-        self._offset += len(complete)
-        for raw in complete.splitlines():
-            event = json.loads(raw)
+        if not self.journal.exists():
+            return  # the supervisor has not written its first event yet
+        seq = self._events[-1].seq if self._events else 0
+        # A torn last line is a write in progress: read_events leaves it for the next look.
+        for event, end in read_events(self.journal, start=self._offset, seq=seq):
+            self._offset = end
             self._events.append(event)
             self.view.event(event)
 
@@ -443,9 +439,9 @@ class Drill:
 
     def _judge(self) -> DrillOutcome:
         launched = Counter(
-            (str(e.get("task_id")), int(e.get("attempt") or 0))
+            (str(e.task_id), e.attempt or 0)
             for e in self._events
-            if e["kind"] == "attempt_launched"
+            if e.kind is EventKind.ATTEMPT_LAUNCHED
         )
         twice = sorted(k for k, n in launched.items() if n > 1)
         outcomes = {
@@ -469,12 +465,12 @@ class Drill:
         assert t.fault is not None
         task_id = t.task.task_id
         reasons = [
-            str(e["data"]["attribution"]["reason"])
+            str(e.payload.attribution.reason)
             for e in self._events
-            if e["kind"] == "failure_attributed" and e.get("task_id") == task_id
+            if isinstance(e.payload, FailureAttributed) and e.task_id == task_id
         ]
         attempts = sum(
-            1 for e in self._events if e["kind"] == "attempt_launched" and e["task_id"] == task_id
+            1 for e in self._events if e.kind is EventKind.ATTEMPT_LAUNCHED and e.task_id == task_id
         )
         recovered = outcome == "succeeded"
         if t.fault.expected is None:  # kill-supervisor: no failure; the attempt re-adopted
@@ -490,7 +486,7 @@ class Drill:
         blamed = bool(reasons) and reasons[0] == expected
         ok = blamed and recovered
         released = any(
-            e["kind"] == "operator_action" and task_id in e.get("data", {}).get("tasks", [])
+            isinstance(e.payload, OperatorAction) and task_id in e.payload.tasks
             for e in self._events
         )
         how = " after the operator's release" if released else ""

@@ -18,7 +18,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import NoReturn, TextIO
 
 from pytest_orch_recovery.chaos.drill import (
     Drill,
@@ -34,6 +34,17 @@ from pytest_orch_recovery.chaos.drillworld import DEFAULT_FAULTS, DEFAULT_TASKS,
 from pytest_orch_recovery.cli.fleet_output import fail, read_events
 from pytest_orch_recovery.cli.status import live, render
 from pytest_orch_recovery.engine.errors import UsageError
+from pytest_orch_recovery.engine.events import (
+    AttemptExited,
+    AttemptLaunched,
+    DecisionMade,
+    Event,
+    FailureAttributed,
+    OperatorAction,
+    TaskEscalated,
+    TaskSucceeded,
+)
+from pytest_orch_recovery.engine.model import ExitInfo
 from pytest_orch_recovery.engine.policy import Policy
 from pytest_orch_recovery.report.fleetview import FleetView
 
@@ -157,10 +168,11 @@ class _Progress(DrillView):
     def say(self, text: str) -> None:
         self._line(f"drill: {text}")
 
-    def event(self, event: dict[str, Any]) -> None:
+    def event(self, event: Event) -> None:
         words = _event_words(event)
         if words is not None:
-            task = event.get("task_id") or ",".join((event.get("data") or {}).get("tasks") or [])
+            tasks = event.payload.tasks if isinstance(event.payload, OperatorAction) else ()
+            task = event.task_id or ",".join(tasks)
             self._line(f"{task:<22} {words}")
 
     def tick(self) -> None:
@@ -216,29 +228,29 @@ class _Progress(DrillView):
 _DONE = ("succeeded", "escalated")
 
 
-def _event_words(event: dict[str, Any]) -> str | None:
-    kind, data = event["kind"], event.get("data") or {}
-    attempt = event.get("attempt")
-    if kind == "attempt_launched":
-        strategy = data.get("strategy") or "fresh"
-        return f"attempt {attempt} launched on {event.get('agent')} ({strategy})"
-    if kind == "attempt_exited":
-        code = (data.get("exit") or {}).get("code")
-        sig = (data.get("exit") or {}).get("signal")
-        return f"attempt {attempt} exited ({'signal ' + str(sig) if sig else f'exit {code}'})"
-    if kind == "failure_attributed":
-        att = data.get("attribution") or {}
-        evidence = (att.get("evidence") or [{}])[0].get("detail", "")
-        return f"attributed {att.get('reason')} ({att.get('confidence')}): {evidence}"[:160]
-    if kind == "decision":
-        decision = data.get("decision") or {}
-        return f"decided {decision.get('strategy')}: {decision.get('why', '')}"[:160]
-    if kind == "task_succeeded":
+def _event_words(event: Event) -> str | None:
+    """One line for the drill's log of the supervisor's events; None for the kinds it skips."""
+    data, attempt = event.payload, event.attempt
+    if isinstance(data, AttemptLaunched):
+        return f"attempt {attempt} launched on {event.agent} ({data.strategy or 'fresh'})"
+    if isinstance(data, AttemptExited):
+        info = data.exit or ExitInfo(None)
+        ended = f"signal {info.signal_name}" if info.signal else f"exit {info.status}"
+        return f"attempt {attempt} exited ({ended})"
+    if isinstance(data, FailureAttributed):
+        att = data.attribution
+        evidence = att.evidence[0].detail if att.evidence else ""
+        return f"attributed {att.reason} ({att.confidence}): {evidence}"[:160]
+    if isinstance(data, DecisionMade):
+        decision = data.decision
+        strategy, why = (decision.strategy, decision.why) if decision else (None, "")
+        return f"decided {strategy}: {why}"[:160]
+    if isinstance(data, TaskSucceeded):
         return f"succeeded on attempt {attempt}"
-    if kind == "task_escalated":
-        return f"escalated: {data.get('why', '')}"[:160]
-    if kind == "operator_action":
-        return f"operator: {data.get('action')}"
+    if isinstance(data, TaskEscalated):
+        return f"escalated: {data.why}"[:160]
+    if isinstance(data, OperatorAction):
+        return f"operator: {data.action}"
     return None
 
 

@@ -143,6 +143,30 @@ def test_output_and_result_json_are_captured(rt: TmuxRuntime, box: Sandbox) -> N
     assert "working on fake3.md" in clean_log(log.read_bytes())
 
 
+@pytest.mark.parametrize("control", [False, True], ids=["processes", "control"])
+def test_a_path_with_tmux_format_syntax_stays_a_path(tmp_path: Path, control: bool) -> None:
+    # tmux expands formats in -c, pipe-pane's command, run-shell and save-buffer's path: a
+    # directory named like #(command) must not run that command, nor #{...} be replaced.
+    ran = tmp_path / "ran"
+    box = Sandbox.create(base_dir=tmp_path / f"s#(touch {ran})#{{pane_id}}")
+    try:
+        runtime = TmuxRuntime(box, _argv_from_prompt, kill_grace=1.0, control=control)
+        try:
+            result = {"type": "result", "session_id": "s1"}
+            script = f"echo \"$PWD\" > where.txt; echo '{json.dumps(result)}'"
+            runtime.launch(_spec("a1", ["sh", "-c", script]))
+            got = next_exit(runtime)
+            assert got.result == result
+            assert json.dumps(result) in clean_log((box.logs / "a1.1.log").read_bytes())
+            where = (box.workspace("a1") / "where.txt").read_text().strip()
+            assert where == str(box.workspace("a1"))
+        finally:
+            runtime.close()
+    finally:
+        box.teardown()
+    assert not ran.exists()
+
+
 def test_agent_runs_in_its_worktree_with_the_sandbox_env(rt: TmuxRuntime, box: Sandbox) -> None:
     script = 'echo "$PWD|$HOME|$ORCH_AGENT|$ORCH_ATTEMPT|${TMUX-unset}" > where.txt'
     rt.launch(_spec("a1", ["sh", "-c", script]))

@@ -14,6 +14,18 @@ from pytest_orch_recovery.infra.processes import process_alive
 from pytest_orch_recovery.runtime.control import CONTROL_SESSION_PREFIX
 
 
+def format_literal(text: str) -> str:
+    """``text`` as tmux keeps it where it expands formats (``-c`` start directories, the
+    ``pipe-pane`` and ``run-shell`` commands, ``save-buffer`` paths): ``#`` doubled, so a
+    path holding ``#(...)`` is a name and never a shell command tmux runs, nor
+    ``#{...}`` a variable.
+
+    >>> format_literal("/srv/a#(id)b")
+    '/srv/a##(id)b'
+    """
+    return text.replace("#", "##")
+
+
 def tmux_socket_path(socket_name: str) -> Path:
     """Where ``tmux -L name`` puts its socket: $TMUX_TMPDIR (or /tmp)/tmux-<uid>/<name>."""
     return Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}" / socket_name

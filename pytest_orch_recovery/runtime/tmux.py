@@ -80,6 +80,7 @@ from pytest_orch_recovery.runtime.screen import ScreenWatch
 from pytest_orch_recovery.runtime.senders import memory_cgroup, oom_kills
 from pytest_orch_recovery.runtime.server import (
     OWNER_OPTION,
+    format_literal,
     kill_tmux_server,
     reap_empty_server,
     server_environment,
@@ -334,13 +335,14 @@ class TmuxRuntime:
         )
         env = server_environment(self.host.env("tmux-server"))
         argv = ["tmux", "-L", socket, "-f", "/dev/null", "start-server"]
+        hook_path = format_literal(shlex.quote(str(hook)))
         for option in (
             ["set-option", "-g", OWNER_OPTION, self.owner_mark],
             ["set-option", "-g", "exit-empty", "off"],
             ["set-option", "-g", "remain-on-exit", "on"],
             ["set-option", "-g", "remain-on-exit-format", ""],  # no "Pane is dead" line
             ["set-option", "-g", "history-limit", str(_HISTORY_LIMIT)],
-            ["set-hook", "-g", "pane-died", f"run-shell -b \"sh {hook} '#{{session_name}}'\""],
+            ["set-hook", "-g", "pane-died", f"run-shell -b \"sh {hook_path} '#{{session_name}}'\""],
         ):
             argv += [";", *option]
         proc = subprocess.run(
@@ -469,11 +471,12 @@ class TmuxRuntime:
         # can look at it.
         out = self._tmux(
             "new-session", "-d", "-P", "-F", "#{pane_id} #{pane_pid}",
-            "-s", spec.agent, "-c", str(workspace), "-x", str(_WIDTH), "-y", str(_HEIGHT),
+            "-s", spec.agent, "-c", format_literal(str(workspace)),
+            "-x", str(_WIDTH), "-y", str(_HEIGHT),
             "--", *lean_python_argv("pytest_orch_recovery.runtime.wrapper", str(paths.spec_file)),
             ";", "set-option", "-t", f"{target}:", KEY_OPTION, spec.key,
             ";", "pipe-pane", "-o", "-t", f"{target}:",
-            f"cat >> {shlex.quote(str(paths.log_file))}",
+            format_literal(f"cat >> {shlex.quote(str(paths.log_file))}"),
         )  # fmt: skip
         pane_id, pane_pid = out[0].split()
         attempt = _Attempt(
@@ -817,7 +820,7 @@ class TmuxRuntime:
         try:
             if not control.command("capture-pane", "-J", *span, "-b", buffer, "-t", pane_id).ok:
                 return []  # no such pane
-            saved = control.command("save-buffer", "-b", buffer, str(path))
+            saved = control.command("save-buffer", "-b", buffer, format_literal(str(path)))
             control.command("delete-buffer", "-b", buffer)
             data = path.read_bytes() if saved.ok else b""
         except (ControlClosed, NotSendable):

@@ -1,5 +1,6 @@
-"""The test suite's Hypothesis profile, a check that no test leaves a server thread behind, and
-the PostgreSQL fixtures (a private server per session, a fresh fleet store per test).
+"""The test suite's Hypothesis profile, a check that no test leaves a server thread behind, the
+PostgreSQL fixtures (a private server per session, a fresh fleet store per test) and ``box``,
+a sandbox that must be left with nothing behind.
 
 Hypothesis' timing checks (``deadline``, ``HealthCheck.too_slow``) measure the machine, not the
 code: on a loaded 2-core runner they fail tests that are correct. The suite asserts behaviour
@@ -11,6 +12,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -18,6 +20,7 @@ import pytest
 from pytest_orch_recovery.plugin.options import campaign_only
 
 if TYPE_CHECKING:
+    from pytest_orch_recovery.doubles.sandbox import Sandbox
     from pytest_orch_recovery.infra.postgres_server import LocalPostgres
 
 
@@ -50,6 +53,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if reporter is not None:
             reporter.write_line(f"FAIL {len(leaked)} model double(s) never stopped", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> Iterator[Sandbox]:
+    """A sandbox (tmux socket, worktrees, logs) whose teardown must leave nothing behind."""
+    from pytest_orch_recovery.doubles.sandbox import Sandbox
+
+    sb = Sandbox.create(base_dir=tmp_path / "sandboxes")
+    try:
+        yield sb
+    finally:
+        sb.teardown()
+        assert sb.leftovers() == []
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -125,16 +125,6 @@ def _spec(agent: str, argv: Sequence[str]) -> LaunchSpec:
 def _argv(spec: LaunchSpec) -> list[str]:
     argv: list[str] = json.loads(spec.prompt)
     return argv
-
-
-@pytest.fixture
-def box(tmp_path: Path) -> Iterator[Sandbox]:
-    sb = Sandbox.create(base_dir=tmp_path / "sandboxes")
-    try:
-        yield sb
-    finally:
-        sb.teardown()
-        assert sb.leftovers() == []
 
 
 def _run(

@@ -249,16 +249,6 @@ def _spec(agent: str, script: str) -> LaunchSpec:
     )
 
 
-@pytest.fixture
-def box(tmp_path: Path) -> Iterator[Sandbox]:
-    sb = Sandbox.create(base_dir=tmp_path / "sandboxes")
-    try:
-        yield sb
-    finally:
-        sb.teardown()
-        assert sb.leftovers() == []
-
-
 def test_pane_text_that_forges_a_reply_end_is_captured_whole(box: Sandbox) -> None:
     """An agent printing what looks like the end of a reply neither cuts its own output
     short nor puts the client out of step with later commands."""

@@ -48,16 +48,6 @@ def _argv_from_prompt(spec: LaunchSpec) -> list[str]:
     return argv
 
 
-@pytest.fixture
-def box(tmp_path: Path) -> Iterator[Sandbox]:
-    sb = Sandbox.create(base_dir=tmp_path / "sandboxes")
-    try:
-        yield sb
-    finally:
-        sb.teardown()
-        assert sb.leftovers() == []
-
-
 @pytest.fixture(params=[False, True], ids=["processes", "control"])
 def rt(box: Sandbox, request: pytest.FixtureRequest) -> Iterator[TmuxRuntime]:
     """Each behaviour with a tmux process per command, and through a control-mode client."""

@@ -261,8 +261,14 @@ def run_tmux(
             _armed_launch, _ApiFaultArming(held.double, faults, tasks), command_for
         )
         at_once = len(tasks) if max_live is None else min(len(tasks), max_live)
+        # The supervisor's own transport (one control-mode client), so the campaign proves
+        # the tmux path production runs; exits stay serial (workers=0) for a replayable order.
         held.runtime = TmuxRuntime(
-            sandbox, command_for, stall_window=stall_window, agent_nice=sandbox_nice(at_once)
+            sandbox,
+            command_for,
+            stall_window=stall_window,
+            agent_nice=sandbox_nice(at_once),
+            control=True,
         )
         held.journal = _open_journal(sandbox, crash_after_event)
         supervisor = _supervisor(

@@ -10,6 +10,7 @@ only, so its profile switches them off everywhere, on top of whatever profile is
 from __future__ import annotations
 
 import itertools
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,12 @@ def pytest_configure(config: pytest.Config) -> None:
     # campaign alone) would load all of it in each of its processes for nothing.
     if campaign_only(config):
         return
+    # A suite started as a background job of a non-interactive shell (``cmd &`` in a script)
+    # inherits SIGINT ignored, and so would every process its tests start: the tests that
+    # interrupt an agent, a wrapper or ``status --watch`` would wait for an exit that never
+    # comes. The tests need the default disposition, so the suite sets it.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     from hypothesis import HealthCheck, settings
 
     settings.register_profile(

@@ -18,11 +18,11 @@ import pytest
 from test_supervise import _BOUND, Fleet, Supervisor, fleet
 from test_supervise_store import _all_done, _another_host, _fleet_over_store
 from test_supervise_takeover import (
-    _agents,
     _assert_starts_match,
     _held,
     _rescue_refs,
     _sessions,
+    _submit_held,
 )
 from waiting import wait_until
 
@@ -79,16 +79,7 @@ def test_a_host_thawed_after_its_leases_ran_out_stops_their_agents_and_decides_n
     beta: Supervisor | None = None
     frozen = False
     try:
-        fleet.cli("submit", "--config", "fleet.toml", *(fleet.task_file(t) for t in held))
-        for task in held:
-            alpha.wait_for("attempt_launched", task.task_id)
-            subprocess.run(
-                ["tmux", "-L", fleet.socket, "wait-for", f"at-{task.task_id}"],
-                check=True, timeout=_BOUND,
-            )  # fmt: skip
-        agents = _agents(store_url)
-        for task in held:
-            alpha.wait_for("checkpoint of", agents[task.task_id], "pushed to")
+        agents = _submit_held(fleet, alpha, store_url, held)
         beta = Supervisor(fleet, "--config", str(beta_config), "--host", "beta")
         beta.wait_for("supervising")
 

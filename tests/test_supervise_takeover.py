@@ -87,6 +87,25 @@ def _agents(store_url: str) -> dict[str, str]:
     return {str(task_id): str(agent) for task_id, agent in rows}
 
 
+def _submit_held(
+    fleet: Fleet, host: Supervisor, store_url: str, held: list[Task]
+) -> dict[str, str]:
+    """Submit the ``held`` tasks and wait until ``host`` runs each inside its test step, its
+    work in progress pushed at its checkpoint. Returns each task's agent."""
+    fleet.cli("submit", "--config", "fleet.toml", *(fleet.task_file(t) for t in held))
+    for task in held:
+        host.wait_for("attempt_launched", task.task_id)
+        subprocess.run(
+            ["tmux", "-L", fleet.socket, "wait-for", f"at-{task.task_id}"],
+            check=True, timeout=_BOUND,
+        )  # fmt: skip
+    # Each agent's checkpoint after writing its file: the host pushed that work in progress.
+    agents = _agents(store_url)
+    for task in held:
+        host.wait_for("checkpoint of", agents[task.task_id], "pushed to")
+    return agents
+
+
 def _sessions(socket: str) -> list[str]:
     shown = subprocess.run(
         ["tmux", "-L", socket, "list-sessions", "-F", "#{session_name}"],
@@ -109,17 +128,7 @@ def test_a_host_killed_with_its_agents_has_its_tasks_finished_by_the_others(
     alpha = Supervisor(fleet, "--host", "alpha")
     survivors: dict[str, Supervisor] = {}
     try:
-        fleet.cli("submit", "--config", "fleet.toml", *(fleet.task_file(t) for t in held))
-        for task in held:  # alpha is full: three agents, each inside its test step
-            alpha.wait_for("attempt_launched", task.task_id)
-            subprocess.run(
-                ["tmux", "-L", fleet.socket, "wait-for", f"at-{task.task_id}"],
-                check=True, timeout=_BOUND,
-            )  # fmt: skip
-        # Each agent's checkpoint after writing its file: alpha pushed that work in progress.
-        agents_of = _agents(store_url)
-        for task in held:
-            alpha.wait_for("checkpoint of", agents_of[task.task_id], "pushed to")
+        agents_of = _submit_held(fleet, alpha, store_url, held)  # alpha is full: three agents
         for name, (config, _) in others.items():
             survivors[name] = Supervisor(fleet, "--config", str(config), "--host", name)
             survivors[name].wait_for("supervising")

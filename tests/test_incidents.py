@@ -229,3 +229,25 @@ def test_a_prefetched_listing_answers_the_exits_noticed_before_it(tmp_path: Path
     found = prs.listed_after(noticed).pull_request_for("b5")
     assert found is not None and found.number == 5
     assert calls.read_text().count("pr list") == 1
+
+
+def test_a_prefetch_during_an_older_listing_has_another_follow_it(tmp_path: Path) -> None:
+    gh = tmp_path / "gh"
+    gh.write_text(_FAKE_GH)
+    gh.chmod(0o755)
+    calls = tmp_path / "calls"
+    prs = GhPullRequests(tmp_path, env={**os.environ, "CALLS": str(calls)}, gh=str(gh), batch=True)
+    first = threading.Thread(target=prs.prefetch, args=(time.time(),))
+    first.start()
+    deadline = time.monotonic() + 60
+    while not (calls.exists() and "pr list" in calls.read_text()):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    changed = time.time()  # a PR changed while that listing ran: it may not hold it
+    prs.prefetch(changed)  # returns at once; the listing thread lists again when it ends
+    assert calls.read_text().count("pr list") == 1
+    first.join(120)
+    assert calls.read_text().count("pr list") == 2
+    found = prs.listed_after(changed).pull_request_for("b3")  # that second listing answers
+    assert found is not None and found.number == 3
+    assert calls.read_text().count("pr list") == 2

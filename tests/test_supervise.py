@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shlex
 import signal
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from pytest_orch_recovery.chaos.tiers.sim import simulate
 from pytest_orch_recovery.doubles.forge import Forge, install_gh_shim
 from pytest_orch_recovery.doubles.modeldouble import ModelDouble, Plan, plan_for_task
 from pytest_orch_recovery.doubles.modeldouble.faults import ApiFaultKind, ApiFaultSpec
+from pytest_orch_recovery.doubles.modeldouble.plan import Step, TaskPlan
 from pytest_orch_recovery.engine.events import EventKind
 from pytest_orch_recovery.engine.model import Task
 from pytest_orch_recovery.infra.agents import claude_code_missing
@@ -854,3 +856,37 @@ def test_recovery_time_counts_from_the_agents_exit_not_from_a_late_supervisor(
         fleet.cli("report", "--journal", str(fleet.journal), "--format", "json").stdout
     )
     assert report["metrics"]["recovery_times"] == [succeeded["data"]["recovery_time"]]
+
+
+def test_an_agent_s_pr_is_looked_up_while_it_finishes_not_after(fleet: Fleet) -> None:
+    # The agents' gh tells the supervisor when it opened the PR; the supervisor's listing
+    # starts then, and answers the exit: no listing or view is needed after the agent's end.
+    # The agent waits (bounded) for that listing to be logged before it ends.
+    task = Task("t-early", "Write the early note", ("early.md",))
+    standard = plan_for_task(task)
+    calls = fleet.forge.calls_path
+    wait = (
+        f'for i in $(seq 600); do grep -q \'"pr", "list"\' {shlex.quote(str(calls))} && '
+        "exit 0; sleep 0.1; done; exit 1"
+    )
+    listed = Step("bash", wait, "free", description="Wait for the supervisor's listing")
+    fleet.double.stop()
+    fleet.double = ModelDouble(
+        Plan((TaskPlan(standard.match, (*standard.steps, listed), standard.final),))
+    ).start()
+    fleet.write_config()  # the new double's address; default workers (a pool)
+    supervisor = Supervisor(fleet)
+    try:
+        supervisor.wait_for("supervising")
+        fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(task))
+        supervisor.wait_for("task_succeeded", "t-early")
+    finally:
+        assert supervisor.stop() == 0
+    succeeded = fleet.events("task_succeeded", "t-early")[0]
+    assert succeeded["data"]["first_try"] is True
+    ended = fleet.events("attempt_exited", "t-early")[0]["data"]["ended_at"]
+    reads = [c for c in fleet.forge.calls() if c["argv"][:2] in (["pr", "list"], ["pr", "view"])]
+    created = [c for c in fleet.forge.calls() if c["argv"][:2] == ["pr", "create"]]
+    assert len(created) == 1 and created[0]["exit_code"] == 0
+    assert reads and all(c["argv"][:2] == ["pr", "list"] for c in reads)
+    assert all(created[0]["ended"] <= c["started"] < ended for c in reads)

@@ -10,6 +10,13 @@ environment) that refuses the push once that time has passed. A frozen superviso
 nothing, so its agents' pushes are refused from the moment its lease ran out, by this
 machine's clock alone. The hook then runs the repository's own ``pre-push`` hook, if any.
 ``gh pr create`` is fenced the same way by a ``gh`` wrapper first on the agents' PATH.
+
+That wrapper (:func:`install_gh`, on every fleet's agents' PATH, fenced or not) also tells the
+supervisor when the agent changed a pull request (``gh pr create``, ``close``, ...): one line
+``pr AGENT ATTEMPT`` to the runtime's event FIFO, after the real ``gh`` returned, so the
+supervisor's PR listing starts while the agent is still finishing instead of after its exit
+(runtime/tmux.py, ``_pr_changed``). The line is a hint, never evidence: whatever runs as the
+agent's user can write it, and the PR itself is always read from the forge.
 """
 
 from __future__ import annotations
@@ -40,29 +47,69 @@ fi
 """
 )
 
-# First on the agents' PATH: ``gh pr create`` needs the lease too; every call then goes to the
-# next ``gh`` on PATH, as if this one were not there.
-GH = (
-    """#!/bin/sh
-# orch-recovery: an agent opens a pull request only while its host holds the task's lease.
+# First on the agents' PATH. Every call goes to the next ``gh`` on PATH, as if this one were
+# not there (output and exit status untouched); fenced, ``gh pr create`` needs the lease
+# first; a call that changes a pull request is followed by the line for the supervisor.
+_GH_HEAD = """#!/bin/sh
+# orch-recovery: the agents' gh (fleet/pushfence.py).
+changes=
+case "$1 $2" in
+"pr create" | "pr close" | "pr reopen" | "pr merge" | "pr edit" | "pr ready") changes=1 ;;
+esac
+"""
+_GH_FENCE = (
+    """# An agent opens a pull request only while its host holds the task's lease.
 if [ "$1" = pr ] && [ "$2" = create ]; then
     what="gh pr create"
 """
     + "".join(f"    {line}\n" if line else "\n" for line in _LEASE_CHECK.splitlines())
-    + """fi
-me=$(cd "$(dirname "$0")" && pwd -P)
+    + "fi\n"
+)
+_GH_TAIL = """me=$(cd "$(dirname "$0")" && pwd -P)
+real=
 IFS=:
 for dir in $PATH; do
     [ "$(cd "$dir" 2>/dev/null && pwd -P)" = "$me" ] && continue
     if [ -x "$dir/gh" ]; then
-        unset IFS
-        exec "$dir/gh" "$@"
+        real="$dir/gh"
+        break
     fi
 done
-echo "gh: command not found" >&2
-exit 127
+unset IFS
+if [ -z "$real" ]; then
+    echo "gh: command not found" >&2
+    exit 127
+fi
+if [ -z "$changes" ] || [ ! -p "${ORCH_EVENTS-}" ]; then
+    exec "$real" "$@"
+fi
+"$real" "$@"
+status=$?
+# O_NONBLOCK: no supervisor reading (dd fails with ENXIO) must not hang the agent.
+printf 'pr %s %s\n' "${ORCH_AGENT-}" "${ORCH_ATTEMPT-}" |
+    dd of="$ORCH_EVENTS" oflag=nonblock,append conv=notrunc status=none 2>/dev/null
+if [ "$status" -gt 128 ] && [ "$status" -lt 160 ]; then
+    kill -s "$(kill -l "$status")" $$  # gh ended by a signal: end by it too, as exec would
+fi
+exit "$status"
 """
-)
+
+
+def gh_wrapper(*, fenced: bool) -> str:
+    """The text of the agents' ``gh`` wrapper (see the module docstring)."""
+    return _GH_HEAD + (_GH_FENCE if fenced else "") + _GH_TAIL
+
+
+def install_gh(directory: Path, *, fenced: bool) -> None:
+    """Write the agents' ``gh`` wrapper as ``directory/gh``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    _replace(directory / "gh", gh_wrapper(fenced=fenced))
+    (directory / "gh").chmod(0o755)
+
+
+def first_on_path(directory: Path, base: Mapping[str, str]) -> str:
+    """``base``'s PATH with ``directory`` first."""
+    return f"{directory}{os.pathsep}{base.get('PATH', os.defpath)}"
 
 
 class PushFence:
@@ -75,9 +122,9 @@ class PushFence:
         for directory in (self.leases, self.hooks, self.bin):
             directory.mkdir(parents=True, exist_ok=True)
         self._granted: dict[str, int] = {}
-        for script, text in ((self.hooks / "pre-push", HOOK), (self.bin / "gh", GH)):
-            _replace(script, text)
-            script.chmod(0o755)
+        _replace(self.hooks / "pre-push", HOOK)
+        (self.hooks / "pre-push").chmod(0o755)
+        install_gh(self.bin, fenced=True)
 
     def env(self, base: Mapping[str, str]) -> dict[str, str]:
         """The variables that put the hook in every git command, and the ``gh`` wrapper first
@@ -85,7 +132,7 @@ class PushFence:
         ``GIT_CONFIG_*`` entries are kept)."""
         count = int(base.get("GIT_CONFIG_COUNT", "0") or "0")
         return {
-            "PATH": f"{self.bin}{os.pathsep}{base.get('PATH', os.defpath)}",
+            "PATH": first_on_path(self.bin, base),
             "ORCH_LEASE_DIR": str(self.leases),
             "GIT_CONFIG_COUNT": str(count + 1),
             f"GIT_CONFIG_KEY_{count}": "core.hooksPath",

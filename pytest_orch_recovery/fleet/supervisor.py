@@ -45,7 +45,7 @@ from pytest_orch_recovery.engine.ports import EventLog, LaunchSpec
 from pytest_orch_recovery.fleet import rescue
 from pytest_orch_recovery.fleet.config import FleetConfig, FleetConfigError, load_fleet
 from pytest_orch_recovery.fleet.intake import Request, Spool
-from pytest_orch_recovery.fleet.pushfence import PushFence
+from pytest_orch_recovery.fleet.pushfence import PushFence, first_on_path, install_gh
 from pytest_orch_recovery.fleet.steps import CoordinatorSteps, remove_finished_workspaces
 from pytest_orch_recovery.infra.gh import GhPullRequests
 from pytest_orch_recovery.infra.git import GitError
@@ -131,8 +131,12 @@ class FleetSupervisor:
         # Over several hosts, an agent pushes only while this host holds its task's lease.
         self.fence = None if config.store is None else PushFence(config.state_dir)
         agent_env = dict(config.env)
+        own_env = allowed_env(os.environ, config.env_allow) | agent_env
         if self.fence is not None:
-            agent_env |= self.fence.env(allowed_env(os.environ, config.env_allow) | agent_env)
+            agent_env |= self.fence.env(own_env)
+        else:  # the agents' gh without the lease: it still says when it changed a PR
+            install_gh(config.state_dir / "agent-bin", fenced=False)
+            agent_env["PATH"] = first_on_path(config.state_dir / "agent-bin", own_env)
         self.host = RepositoryHost(
             config.repository,
             config.worktree_root,
@@ -144,9 +148,10 @@ class FleetSupervisor:
             agent_env=agent_env,
             checkpoints=config.checkpoint_dir,
         )
-        self.host.set_prs(
-            GhPullRequests(config.repository, env=self.host.env("gh"), batch=config.workers > 1)
-        )
+        # The supervisor's own gh calls skip the agents' wrapper: nothing to fence or tell.
+        gh_env = self.host.env("gh")
+        gh_env["PATH"] = own_env.get("PATH", os.defpath)
+        self.host.set_prs(GhPullRequests(config.repository, env=gh_env, batch=config.workers > 1))
         self.dispatcher = Dispatcher(
             self.host,
             config.driver,

@@ -54,6 +54,7 @@ class GhPullRequests:
         self._listing = threading.Condition()
         self._running: float | None = None  # when the listing under way started (time.time)
         self._listed_at: float | None = None  # when the last finished listing started
+        self._wanted = 0.0  # a prefetch wants a listing started at or after this
         self._open: dict[str, PullRequest] = {}  # branch -> its open PR, that listing
         self.cwd = cwd
         self.env = None if env is None else dict(env)
@@ -113,26 +114,37 @@ class GhPullRequests:
         return self._list(started)
 
     def prefetch(self, since: float) -> None:
-        """Start a listing now (in this thread) unless one is under way or one that started
-        at or after ``since`` is done: the runtime calls it when it notices an exit, so the
-        listing runs while the exit's pane and worktree are read."""
+        """See that a listing starts at or after ``since``: now, in this thread, unless one
+        that did is done or under way; when the one under way started earlier, this thread
+        lists again as soon as it ends. The runtime calls it when it notices an exit (the
+        listing runs while the exit's pane and worktree are read) or a PR change."""
         with self._listing:
-            if self._running is not None or (
-                self._listed_at is not None and self._listed_at >= since
-            ):
+            if self._listed_at is not None and self._listed_at >= since:
+                return
+            if self._running is not None:
+                self._wanted = max(self._wanted, since)
                 return
             started = self._running = time.time()
-        self._list(started)
+        self._list(started, again=True)
 
-    def _list(self, started: float) -> dict[str, PullRequest]:
-        listed: dict[str, PullRequest] = {}
-        try:
-            listed = self._list_open()
-        finally:  # whatever happens, the lookups waiting for this listing go on
-            with self._listing:
-                self._open, self._listed_at, self._running = listed, started, None
-                self._listing.notify_all()
-        return listed
+    def _list(self, started: float, *, again: bool = False) -> dict[str, PullRequest]:
+        """One listing started at ``started``; with ``again``, another right after it while
+        a prefetch wants one that starts later than the last (see :meth:`prefetch`)."""
+        while True:
+            listed: dict[str, PullRequest] = {}
+            answered = False
+            try:
+                listed = self._list_open()
+                answered = True
+            finally:  # whatever happens, the lookups waiting for this listing go on
+                with self._listing:
+                    self._open, self._listed_at, self._running = listed, started, None
+                    self._listing.notify_all()
+                    more = answered and again and self._wanted > started
+                    if more:
+                        started = self._running = time.time()
+            if not more:
+                return listed
 
     def _list_open(self) -> dict[str, PullRequest]:
         argv = [self.gh, "pr", "list", "--state", "open", "--limit", str(_LIST_LIMIT),

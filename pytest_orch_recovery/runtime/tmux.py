@@ -148,6 +148,8 @@ class _Attempt:
     finding: ScreenFinding | None = None  # why the runtime ended it early, if it did
     concluding: bool = False  # a worker is reading how it ended (see _check)
     recheck: bool = False  # an event came while it did: look again if it was too early
+    # When the runtime heard that the agent changed a pull request (its clock; see _pr_changed)
+    pr_changed_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -447,7 +449,14 @@ class TmuxRuntime:
         with contextlib.suppress(FileNotFoundError):
             paths.exit_file.unlink()  # a relaunch of the same attempt number under a new key
         env = self.host.env(spec.agent)
-        env.update({"ORCH_ATTEMPT": str(spec.attempt), "ORCH_TASK_ID": spec.task.task_id})
+        env.update(
+            {
+                "ORCH_ATTEMPT": str(spec.attempt),
+                "ORCH_TASK_ID": spec.task.task_id,
+                # Where an agent-side tool may say "I changed a PR" (``pr AGENT ATTEMPT``).
+                "ORCH_EVENTS": str(self.fifo),
+            }
+        )
         atomic.write_json(
             paths.spec_file,
             WrapperSpec(
@@ -650,10 +659,33 @@ class TmuxRuntime:
                 break
             self._partial_line += chunk
         *lines, self._partial_line = self._partial_line.split(b"\n")
-        for agent in dict.fromkeys(_event_agent(line.decode(errors="replace")) for line in lines):
-            attempt = self._attempts.get(agent) if agent else None
-            if attempt is not None:
+        for kind, agent, number in dict.fromkeys(
+            _event(line.decode(errors="replace")) for line in lines
+        ):
+            attempt = self._attempts.get(agent)
+            if attempt is None:
+                continue
+            if kind == "pr":
+                self._pr_changed(attempt, number)
+            else:
                 self._check(attempt)
+
+    def _pr_changed(self, attempt: _Attempt, number: str) -> None:
+        """The agent's ``gh`` said it changed a pull request (fleet/pushfence.py's wrapper):
+        start a PR listing now, while the agent finishes, and let its exit's lookup take any
+        listing that started after this moment. Anyone running as the agent's user can write
+        that line, so it decides nothing by itself: the PR and its state still come from the
+        forge's listing, and a branch the listing lacks is asked about after the exit. What
+        a forged line can do is bounded: one listing at a time, and a PR listed open after
+        the line while the agent later closed it behind its ``gh`` (as anyone may close a
+        PR just after any listing)."""
+        if attempt.reported or number != str(attempt.spec.attempt):
+            return
+        prs = self.host.prs
+        if self._pool is None or not (isinstance(prs, GhPullRequests) and prs.batch):
+            return
+        attempt.pr_changed_at = changed = time.time()
+        self._pool.submit(EXIT, functools.partial(prs.prefetch, changed), _ignore, _log_failure)
 
     def _sweep(self) -> None:
         self._swept = time.monotonic()
@@ -674,11 +706,10 @@ class TmuxRuntime:
         attempt.concluding = True
         prs = self.host.prs
         if isinstance(prs, GhPullRequests) and prs.batch:
-            # Its PR is looked up after its pane and worktree: a listing started now is
-            # under way or done by then.
-            self._pool.submit(
-                EXIT, functools.partial(prs.prefetch, time.time()), _ignore, _log_failure
-            )
+            # Its PR is looked up after its pane and worktree: a listing started now (or
+            # since its agent said it changed its PR) is under way or done by then.
+            since = attempt.pr_changed_at or time.time()
+            self._pool.submit(EXIT, functools.partial(prs.prefetch, since), _ignore, _log_failure)
         # Its process is gone: a pidfd would now stay readable and spin the select loop
         # while the worker runs. The pane-died hook and the wrapper's line still wake us.
         self._forget_pidfd(attempt.spec.agent)
@@ -706,9 +737,10 @@ class TmuxRuntime:
         exited = self._exit_of(attempt, pane)
         if probe:
             try:
-                partial = self._probe(
-                    attempt.spec.task, attempt.spec.agent, ended_at=exited.ended_at
-                )
+                since = exited.ended_at
+                if attempt.pr_changed_at is not None:
+                    since = min(since, attempt.pr_changed_at)
+                partial = self._probe(attempt.spec.task, attempt.spec.agent, listed_after=since)
             except Exception as exc:  # the coordinator probes again and meets it itself
                 _log.debug("%s: workspace probe at exit: %s", attempt.spec.agent, exc)
             else:
@@ -883,12 +915,13 @@ class TmuxRuntime:
     def partial_work(self, task: Task, agent: str) -> PartialWork:
         return self._probe(task, agent)
 
-    def _probe(self, task: Task, agent: str, *, ended_at: float | None = None) -> PartialWork:
-        """What the agent's worktree holds. With ``ended_at`` (the attempt's end), a PR
-        listing that started after it answers (one listing serves a burst of exits)."""
+    def _probe(self, task: Task, agent: str, *, listed_after: float | None = None) -> PartialWork:
+        """What the agent's worktree holds. With ``listed_after`` (the attempt's end, or
+        when its agent said it changed its PR, if earlier), a PR listing that started after
+        it answers (one listing serves a burst of exits)."""
         prs = self.host.prs
-        if ended_at is not None and isinstance(prs, GhPullRequests) and prs.batch:
-            prs = prs.listed_after(ended_at)
+        if listed_after is not None and isinstance(prs, GhPullRequests) and prs.batch:
+            prs = prs.listed_after(listed_after)
         worktree = self.host.workspace(agent)
         checkpoint, problem = read_checkpoint_safely(self.host.checkpoints, agent, worktree)
         return probe(
@@ -1069,12 +1102,17 @@ def _agent_end(record: dict[str, Any] | None, noticed: float) -> float:
     return noticed
 
 
-def _event_agent(line: str) -> str | None:
-    """``exit <agent> <attempt>`` (wrapper) or ``died <agent>`` (tmux hook) -> agent."""
+def _event(line: str) -> tuple[str, str, str]:
+    """``exit <agent> <attempt>`` (wrapper), ``died <agent>`` (tmux hook) or ``pr <agent>
+    <attempt>`` (the agents' ``gh``) -> (kind, agent, attempt); anything else names no agent.
+
+    >>> _event("exit a1 2"), _event("died a1"), _event("pr a1 2"), _event("junk")
+    (('exit', 'a1', '2'), ('died', 'a1', ''), ('pr', 'a1', '2'), ('', '', ''))
+    """
     parts = line.split()
-    if len(parts) >= 2 and parts[0] in ("exit", "died"):
-        return parts[1]
-    return None
+    if len(parts) >= 2 and parts[0] in ("exit", "died", "pr"):
+        return parts[0], parts[1], parts[2] if len(parts) >= 3 else ""
+    return "", "", ""
 
 
 def _read_exit_file(attempt: _Attempt) -> dict[str, Any] | None:

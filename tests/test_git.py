@@ -260,7 +260,8 @@ def test_status_paths_roundtrips_any_filenames(
 def test_worktree_status_reads_branch_head_and_changes_in_one_call(sandbox: GitSandbox) -> None:
     repo = sandbox.repo
     before = git.worktree_status(repo)
-    assert before == git.WorktreeStatus("main", git.head_sha(repo), ())
+    # main was pushed with --set-upstream: the status also says it is level with origin/main.
+    assert before == git.WorktreeStatus("main", git.head_sha(repo), (), "origin/main", (0, 0))
     sandbox.write(repo, "new file.txt")
     git.run_git(["checkout", "--quiet", "--detach"], cwd=repo)
     after = git.worktree_status(repo)

@@ -268,6 +268,32 @@ def test_probe_asks_git_four_times(sandbox: GitSandbox, monkeypatch: pytest.Monk
     assert calls == ["rev-parse", "status", "rev-list", "rev-parse"]
 
 
+def test_a_push_to_the_upstream_is_read_from_the_status_alone(
+    sandbox: GitSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "git push -u origin HEAD", as agents push: the status's branch.ab says HEAD is on the
+    # upstream, which is the remote-tracking ref: three git processes.
+    wt = sandbox.worktree("agent")
+    sandbox.write(wt, "fake3.md")
+    sandbox.commit_all(wt)
+    git.run_git(["push", "--quiet", "-u", "origin", "HEAD"], cwd=wt)
+    calls = _counting_git(monkeypatch)
+    got = probe(wt, TASK)
+    assert (got.commits_ahead, got.pushed, got.uncommitted) == (1, True, ())
+    assert calls == ["rev-parse", "status", "rev-list"]
+    sandbox.write(wt, "more.md")
+    sandbox.commit_all(wt)  # ahead of its upstream: not pushed, and the status says why
+    calls.clear()
+    assert probe(wt, TASK).pushed is False
+    assert calls[:3] == ["rev-parse", "status", "rev-list"] and "ls-remote" in calls
+    # An upstream that is another branch (here main, on the same commit) proves nothing.
+    git.run_git(["push", "--quiet", "origin", "HEAD:refs/heads/main"], cwd=wt)
+    git.run_git(["fetch", "--quiet", "origin"], cwd=wt)
+    git.run_git(["branch", "--quiet", "--set-upstream-to=origin/main"], cwd=wt)
+    assert git.worktree_status(wt).ahead_behind == (0, 0)
+    assert probe(wt, TASK).pushed is False
+
+
 def test_a_push_the_tracking_ref_does_not_show_is_asked_of_the_remote(
     sandbox: GitSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -208,6 +208,11 @@ class WorktreeStatus:
     branch: str | None  # the checked-out branch's short name; None on a detached HEAD
     head: str | None  # HEAD's commit; None before the first commit
     entries: tuple[StatusEntry, ...]
+    # The branch's upstream as git shortens it unambiguously (e.g. "origin/b" names
+    # refs/remotes/origin/b), when one is configured; and the commits HEAD is ahead of it and
+    # behind it, when that ref exists.
+    upstream: str | None = None
+    ahead_behind: tuple[int, int] | None = None
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -231,22 +236,30 @@ def parse_status_z(text: str) -> WorktreeStatus:
     With ``-z`` paths are verbatim (no quoting) and each record ends in NUL; a rename or copy
     (``2``) record is followed by one more NUL-terminated field, the original path. The
     ``# branch.oid`` and ``# branch.head`` headers give HEAD (``(initial)`` before the first
-    commit) and the branch (``(detached)``) (git-status(1), "Porcelain Format Version 2";
-    confirmed against git 2.39's output). Status letters are returned as v1 writes them
-    (``.`` for "unmodified" becomes a space; untracked is ``??``).
+    commit) and the branch (``(detached)``), ``# branch.upstream`` and ``# branch.ab +A -B``
+    the upstream and how far HEAD is ahead of / behind it (no ``branch.ab`` when the upstream
+    ref is gone) (git-status(1), "Porcelain Format Version 2"; confirmed against git 2.39's
+    output). Status letters are returned as v1 writes them (``.`` for "unmodified" becomes a
+    space; untracked is ``??``).
 
     >>> st = parse_status_z("# branch.oid (initial)\\0# branch.head main\\0"
     ...     "2 R. N... 100644 100644 100644 a b R100 new name\\0old name\\0? d/x\\0")
-    >>> st.branch, st.head, st.paths
-    ('main', None, ('d/x', 'new name', 'old name'))
+    >>> st.branch, st.head, st.paths, st.upstream, st.ahead_behind
+    ('main', None, ('d/x', 'new name', 'old name'), None, None)
     >>> st.entries[0]
     StatusEntry(code='R ', path='new name', orig_path='old name')
+    >>> st = parse_status_z("# branch.oid 1f\\0# branch.head b\\0# branch.upstream origin/b\\0"
+    ...     "# branch.ab +2 -0\\0")
+    >>> st.upstream, st.ahead_behind
+    ('origin/b', (2, 0))
     """
     fields = text.split("\0")
     if fields and fields[-1] == "":
         fields.pop()
     branch: str | None = None
     head: str | None = None
+    upstream: str | None = None
+    ahead_behind: tuple[int, int] | None = None
     entries: list[StatusEntry] = []
     i = 0
     while i < len(fields):
@@ -257,6 +270,10 @@ def parse_status_z(text: str) -> WorktreeStatus:
                 head = None if value == "(initial)" else value
             elif key == "branch.head":
                 branch = None if value == "(detached)" else value
+            elif key == "branch.upstream":
+                upstream = value
+            elif key == "branch.ab":
+                ahead_behind = _ahead_behind(value)
             i += 1
             continue
         count = _V2_FIELDS.get(record[:1])
@@ -277,7 +294,15 @@ def parse_status_z(text: str) -> WorktreeStatus:
             orig = fields[i]
         entries.append(StatusEntry(code, path, orig))
         i += 1
-    return WorktreeStatus(branch, head, tuple(entries))
+    return WorktreeStatus(branch, head, tuple(entries), upstream, ahead_behind)
+
+
+def _ahead_behind(value: str) -> tuple[int, int] | None:
+    """``+A -B`` -> (A, B); None for anything else."""
+    ahead, _, behind = value.partition(" ")
+    if ahead[:1] != "+" or behind[:1] != "-" or not (ahead[1:].isdigit() and behind[1:].isdigit()):
+        return None
+    return int(ahead[1:]), int(behind[1:])
 
 
 def worktree_status(cwd: Path) -> WorktreeStatus:

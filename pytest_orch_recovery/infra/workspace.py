@@ -221,13 +221,18 @@ def _asked_about(branch: str) -> bool:
     return True
 
 
-def _pushed(worktree: Path, branch: str | None, head: str | None, remote: str) -> bool:
+def _pushed(worktree: Path, status: git.WorktreeStatus, remote: str) -> bool:
+    branch, head = status.branch, status.head
     if branch is None or head is None:
         return False
     # git moves the remote-tracking ref only when a push (or fetch) of that commit succeeded:
     # when it is HEAD, the push is known without asking the remote (an ls-remote is a
     # connection, for GitHub a network round trip, at every exit). Otherwise the remote
     # answers: the push may have come from elsewhere, or the tracking ref may not be kept.
+    # When that ref is the branch's upstream (``git push -u``), the status already says
+    # whether HEAD is on it (nothing ahead, nothing behind), without another git process.
+    if status.upstream == f"{remote}/{branch}" and status.ahead_behind == (0, 0):
+        return True
     if git.resolve(worktree, f"refs/remotes/{remote}/{branch}") == head:
         return True
     try:
@@ -275,7 +280,7 @@ def probe(
         branch = status.branch
         uncommitted = status.paths
         ahead = _commits_ahead(worktree, status.head, base, remote)
-        pushed = _pushed(worktree, branch, status.head, remote)
+        pushed = _pushed(worktree, status, remote)
     except git.GitError as exc:
         raise WorkspaceError(worktree, str(exc)) from exc
     pr = None

@@ -236,21 +236,39 @@ def stop_process_groups(pgids: Iterable[int], *, grace: float = TERM_GRACE) -> l
     return wait_gone(left + [p for g in groups for p in pids_in_group(g)], _KILL_GRACE)
 
 
-def lower_priority(nice: int) -> None:
+def lower_priority(nice: int) -> bool:
     """Run this process (and what it starts) ``nice`` steps below normal CPU priority, and
     its session's scheduling group too when this process or its parent leads the session
     (a tmux pane: never a session shared with the supervisor). Best effort: a kernel
-    without autogroups has no ``/proc/self/autogroup``."""
+    without autogroups has no ``/proc/self/autogroup``. False when the group's turn has not
+    come yet (see :func:`lower_session_group`): call that again a little later."""
     if nice <= 0:
-        return
+        return True
     os.setpriority(os.PRIO_PROCESS, 0, min(MAX_NICE, os.getpriority(os.PRIO_PROCESS, 0) + nice))
     if os.getsid(0) not in (os.getpid(), os.getppid()):
-        return
-    with (
-        contextlib.suppress(OSError),
-        (PROC / "self" / "autogroup").open("w", encoding="ascii") as group,
-    ):
-        group.write(str(nice))
+        return True
+    return lower_session_group(nice)
+
+
+def lower_session_group(nice: int) -> bool:
+    """Set this session's scheduling group (autogroup) to ``nice``; False when the kernel
+    said "not now". Without CAP_SYS_ADMIN it takes one such change per 100 ms on the whole
+    machine and refuses the others with EAGAIN (kernel/sched/autogroup.c, measured here):
+    a fleet launching agents faster than that would leave most of their groups at full
+    weight. Any other refusal is final (True: nothing more to try)."""
+    try:
+        fd = os.open(PROC / "self" / "autogroup", os.O_WRONLY)
+    except OSError:
+        return True
+    try:
+        os.write(fd, str(nice).encode("ascii"))
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return True
 
 
 def raise_priority(steps: int, pid: int = 0) -> str | None:

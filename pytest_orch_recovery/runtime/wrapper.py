@@ -42,7 +42,7 @@ from pathlib import Path
 
 from pytest_orch_recovery.engine.errors import InvalidValue
 from pytest_orch_recovery.engine.model import ExitInfo, SignalOrigin, SignalSender
-from pytest_orch_recovery.infra.processes import MAX_NICE, lower_priority
+from pytest_orch_recovery.infra.processes import MAX_NICE, lower_priority, lower_session_group
 from pytest_orch_recovery.runtime.senders import memory_cgroup, oom_kills, sender_of, tmux_clients
 from pytest_orch_recovery.store import atomic
 
@@ -154,7 +154,14 @@ class _Received:
         )
 
 
-def _run(spec: WrapperSpec, received: _Received) -> tuple[ExitInfo, int | None, str | None]:
+# How often a lowering of the pane's group the kernel put off is tried again while the agent
+# runs (the kernel takes one per 100 ms from all users' processes: see lower_session_group).
+_GROUP_RETRY = 0.15
+
+
+def _run(
+    spec: WrapperSpec, received: _Received, *, group_lowered: bool = True
+) -> tuple[ExitInfo, int | None, str | None]:
     try:
         child = subprocess.Popen(
             list(spec.argv), cwd=spec.cwd, env=dict(spec.env), preexec_fn=_unblock
@@ -164,7 +171,16 @@ def _run(spec: WrapperSpec, received: _Received) -> tuple[ExitInfo, int | None, 
     except PermissionError:
         return ExitInfo(status=_NOT_EXECUTABLE, source="wrapper"), None, "Permission denied"
     while (code := child.poll()) is None:
-        info = signal.sigwaitinfo(_WAITED)  # an event: a signal for us, or the agent's end
+        # An event: a signal for us, or the agent's end; without one, now and then, another
+        # try at lowering the pane's group (the agent's session too).
+        info = (
+            signal.sigwaitinfo(_WAITED)
+            if group_lowered
+            else signal.sigtimedwait(_WAITED, _GROUP_RETRY)
+        )
+        if info is None:
+            group_lowered = lower_session_group(spec.nice)
+            continue
         if info.si_signo != signal.SIGCHLD:
             received.take(info)
     if code < 0:
@@ -174,12 +190,12 @@ def _run(spec: WrapperSpec, received: _Received) -> tuple[ExitInfo, int | None, 
 
 def run(spec: WrapperSpec) -> ExitInfo:
     received = _Received([])
-    lower_priority(spec.nice)
+    group_lowered = lower_priority(spec.nice)
     signal.pthread_sigmask(signal.SIG_BLOCK, _WAITED)
     cgroup = memory_cgroup()
     oom_before = oom_kills(cgroup)
     started = time.time()
-    info, child_pid, error = _run(spec, received)
+    info, child_pid, error = _run(spec, received, group_lowered=group_lowered)
     oom_after = oom_kills(cgroup)
     oom = (
         info.signal == signal.SIGKILL

@@ -46,6 +46,10 @@ def test_defaults_and_paths_relative_to_the_fleet_file(repo: Path) -> None:
     )
     assert capped.max_live_agents == 8 and capped.policy.backoff_base == 0.5
     assert config.agent_nice == 10  # agents below the supervisor unless asked
+    # The supervisor above them where permitted; a refusal of the default is not a warning.
+    assert (config.supervisor_nice, config.supervisor_nice_set) == (10, False)
+    zero = _parse(repo, 'repository = "project/repo"\nagent = "sim"\nsupervisor_nice = 0\n')
+    assert (zero.supervisor_nice, zero.supervisor_nice_set) == (0, True)
     assert (
         _parse(repo, 'repository = "project/repo"\nagent = "sim"\nagent_nice = 10\n').agent_nice
         == 10

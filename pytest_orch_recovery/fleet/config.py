@@ -23,7 +23,8 @@ keys::
     agent_nice      run agents this many steps (0-19) below normal CPU priority, so that a
                     machine full of agents still leaves the supervisor its share (default: 10)
     supervisor_nice run the supervisor and its tmux server this many steps (0-20) above
-                    normal CPU priority (needs root or CAP_SYS_NICE; default: 0)
+                    normal CPU priority (needs root or CAP_SYS_NICE; default: 10 where
+                    permitted, else normal priority)
     workers         threads that launch agents and read ended attempts (git, tmux, gh), so
                     one slow command holds no other (default: 16; 0: all in the loop)
     remove_finished_worktrees  remove a task's worktree once it succeeded, unpushed work
@@ -67,6 +68,9 @@ DEFAULT_WORKERS = 16
 # Each agent pane is a scheduling group of its own (autogroup): at normal priority a fleet of
 # N agents leaves the supervisor 1/(N+1) of the CPU, and every exit waits for it.
 DEFAULT_AGENT_NICE = 10
+# The supervisor reads every exit: it must not queue behind its agents (nor behind the launch
+# of the next ones). Raising it needs root or CAP_SYS_NICE; by default it is tried quietly.
+DEFAULT_SUPERVISOR_NICE = 10
 MAX_WORKERS = 64
 
 _KEYS = frozenset(
@@ -128,7 +132,8 @@ class FleetConfig:
     max_attempts: int = 4
     max_live_agents: int | None = None
     agent_nice: int = DEFAULT_AGENT_NICE
-    supervisor_nice: int = 0
+    supervisor_nice: int = DEFAULT_SUPERVISOR_NICE
+    supervisor_nice_set: bool = False  # written in the fleet file (a refusal is then a warning)
     workers: int = DEFAULT_WORKERS
     remove_finished_worktrees: bool = False
     env_allow: tuple[str, ...] = DEFAULT_ENV_ALLOW
@@ -296,8 +301,12 @@ def parse_fleet(
             raw.get("agent_nice", DEFAULT_AGENT_NICE), ("agent_nice",), minimum=0, maximum=MAX_NICE
         ),
         supervisor_nice=reader.integer(
-            raw.get("supervisor_nice", 0), ("supervisor_nice",), minimum=0, maximum=20
+            raw.get("supervisor_nice", DEFAULT_SUPERVISOR_NICE),
+            ("supervisor_nice",),
+            minimum=0,
+            maximum=20,
         ),
+        supervisor_nice_set="supervisor_nice" in raw,
         workers=reader.integer(
             raw.get("workers", DEFAULT_WORKERS), ("workers",), minimum=0, maximum=MAX_WORKERS
         ),

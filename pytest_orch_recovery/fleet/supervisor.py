@@ -125,7 +125,10 @@ class FleetSupervisor:
         self.host_name = host_name
         refused = raise_priority(config.supervisor_nice)
         if refused is not None:
-            self.say(f"supervisor_nice: {refused}; running at normal priority", logging.WARNING)
+            self.say(
+                f"supervisor_nice: {refused}; running at normal priority",
+                logging.WARNING if config.supervisor_nice_set else logging.INFO,
+            )
         for d in (config.state_dir, config.results, config.logs):
             d.mkdir(parents=True, exist_ok=True)
         # Over several hosts, an agent pushes only while this host holds its task's lease.

@@ -29,7 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_orch_recovery.chaos.faults import FaultLedger, FaultSpec, FaultStatus
+from pytest_orch_recovery.chaos.faults import HOST_FAULTS, FaultLedger, FaultSpec, FaultStatus
 from pytest_orch_recovery.chaos.record import RepoState, ScenarioRun, journal_orphans, task_outcomes
 from pytest_orch_recovery.chaos.scenario import Scenario
 from pytest_orch_recovery.chaos.tiers import TierUnsupported
@@ -240,7 +240,7 @@ def run_tmux(
     sandbox.fleet_env = dict(env or {})
     held = _Held()
     try:
-        held.double = _start_model_double(sandbox, tasks, faults)
+        held.double = start_model_double(sandbox, tasks, faults)
         _inject_forge_faults(sandbox, faults)
         _point_agents_at(sandbox, held.double)
         parked: dict[str, tuple[str, int]] = {}  # permission_prompt fault -> (task, attempt)
@@ -334,7 +334,7 @@ def _agent_config(config: AgentConfig | None, faults: Sequence[FaultSpec]) -> Ag
     return cfg
 
 
-def _start_model_double(
+def start_model_double(
     sandbox: Sandbox, tasks: Sequence[Task], faults: Sequence[FaultSpec]
 ) -> ModelDouble:
     """The model double on loopback, serving each task's plan and carrying the API faults."""
@@ -595,11 +595,19 @@ def _plan_with_broken_tests(task: Task) -> TaskPlan:
 
 
 def write_fault_plan(
-    sandbox: Sandbox, hook_faults: Sequence[FaultSpec], test_commands: Sequence[str] = ()
+    sandbox: Sandbox,
+    hook_faults: Sequence[FaultSpec],
+    test_commands: Sequence[str] = (),
+    *,
+    name: str = "faults.json",
+    context: Mapping[str, str] | None = None,
 ) -> Path:
+    """The fault hook's plan, ``name`` in the sandbox; ``context``: one host's tmux socket,
+    checkpoint folder and name when several hosts run there (each its own plan, one shared
+    fault state)."""
     state_dir = sandbox.root / "fault-state"
     state_dir.mkdir(exist_ok=True)
-    path = sandbox.root / "faults.json"
+    path = sandbox.root / name
     atomic.write_json(
         path,
         {
@@ -609,6 +617,7 @@ def write_fault_plan(
             "context": {
                 "tmux_socket": sandbox.tmux_socket,
                 "checkpoint_dir": str(sandbox.checkpoints),
+                **(context or {}),
             },
         },
     )
@@ -901,13 +910,20 @@ def _fleet_arguments(fleet: ProductionSettings) -> dict[str, Any]:
 
 class TmuxTier:
     """The campaign's ``tmux`` tier: one scenario, real processes, in a sandbox under the shared
-    sandbox base directory."""
+    sandbox base directory, on one host. Host faults need several: the campaign's tmux tier
+    (:class:`~pytest_orch_recovery.chaos.tiers.tmuxhosts.HostsTmuxTier`) runs those."""
 
     name = "tmux"
 
     def run(
         self, scenario: Scenario, *, seed: int, agent: str, fleet: ProductionSettings | None = None
     ) -> ScenarioRun:
+        hosts = sorted({f.kind for f in scenario.faults} & HOST_FAULTS)
+        if hosts:
+            raise TierUnsupported(
+                f"fault(s) {', '.join(hosts)} take a host away: they run over several real "
+                "supervisors (chaos.tiers.tmuxhosts)"
+            )
         blocked = sorted({f.kind for f in scenario.faults} & UNSUPPORTED)
         if blocked:
             raise TierUnsupported(

@@ -162,9 +162,3 @@ def test_the_plugin_runs_the_host_scenarios_with_orch_hosts(pytester: pytest.Pyt
     assert "replay: pytest --orch-chaos --orch-seed" in ran and "--orch-hosts 2" in ran
     gate = ran.split("orch-chaos recovery gate")[1]
     assert "FAIL" not in gate and gate.count("PASS ") == 5
-
-
-def test_the_plugin_refuses_no_hosts(pytester: pytest.Pytester) -> None:
-    bad = pytester.runpytest("--orch-chaos", "--orch-tier=sim", "--orch-hosts=0")
-    assert bad.ret == pytest.ExitCode.USAGE_ERROR
-    assert "'0' must be from 1 to 64" in bad.stderr.str()

@@ -8,10 +8,9 @@ torn last line; a bad line is one error naming the file and line.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +21,8 @@ from pytest_orch_recovery.engine.events import Event, EventKind
 from pytest_orch_recovery.fleet.config import FleetConfig, FleetConfigError, load_fleet
 from pytest_orch_recovery.infra import argtypes
 from pytest_orch_recovery.report.fleetview import SCHEMA_VERSION
-from pytest_orch_recovery.report.safetext import json_document, one_line, terminal
+from pytest_orch_recovery.report.jsondoc import document_chunks
+from pytest_orch_recovery.report.safetext import one_line, terminal
 from pytest_orch_recovery.store.history import History
 from pytest_orch_recovery.store.journal import JournalError, replay
 from pytest_orch_recovery.store.snapshot import HistoryFollower
@@ -225,12 +225,25 @@ def fail(prog: str, message: str) -> int:
     return 2
 
 
-def dump_json(kind: str, body: dict[str, Any], *, now: float | None = None) -> str:
+def json_chunks(kind: str, body: dict[str, Any], *, now: float | None = None) -> Iterator[str]:
+    """A view's JSON document in pieces to write one after another; its lists of rows may be
+    :class:`~pytest_orch_recovery.report.jsondoc.Rows`, encoded as they are written."""
     document: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "kind": kind}
     if now is not None:
         document["generated_at"] = now
     document.update(body)
-    return json_document(json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False)) + "\n"
+    return document_chunks(document, allow_nan=False)
+
+
+def dump_json(kind: str, body: dict[str, Any], *, now: float | None = None) -> str:
+    return "".join(json_chunks(kind, body, now=now))
+
+
+def write_chunks(chunks: Iterable[str]) -> None:
+    """Write a view to standard output as it is made."""
+    write = sys.stdout.write
+    for chunk in chunks:
+        write(chunk)
 
 
 _CELL_CHARS = 100

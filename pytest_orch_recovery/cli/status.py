@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,13 +26,14 @@ from pytest_orch_recovery.cli.fleet_output import (
     add_journal_options,
     check_host_filter,
     clock,
-    dump_json,
     duration,
     fail,
     fleet_history,
     fleet_settings,
+    json_chunks,
     table,
     task_hosts,
+    write_chunks,
 )
 from pytest_orch_recovery.engine.errors import UsageError
 from pytest_orch_recovery.engine.events import TmuxTarget
@@ -40,6 +41,7 @@ from pytest_orch_recovery.engine.policy import Policy
 from pytest_orch_recovery.infra.argtypes import positive_int, seconds
 from pytest_orch_recovery.infra.checkpoint import CheckpointError, checkpoint_path
 from pytest_orch_recovery.report.fleetview import FleetView, TaskStatus, UsageCondition
+from pytest_orch_recovery.report.jsondoc import Rows
 from pytest_orch_recovery.report.safetext import terminal
 from pytest_orch_recovery.store.snapshot import HistoryFollower
 
@@ -197,29 +199,54 @@ def render(
     hosts: Mapping[str, str] | None = None,
 ) -> str:
     """``hosts`` (task id -> host) comes from a fleet store: a HOST column / ``host`` field."""
+    return "".join(render_chunks(rows, lives, fmt, now, conditions, hosts))
+
+
+def _json_rows(
+    rows: list[TaskStatus], lives: list[Liveness] | None, hosts: Mapping[str, str] | None
+) -> Iterator[dict[str, Any]]:
+    for index, row in enumerate(rows):
+        data = row.to_json()
+        if hosts is not None:
+            data["host"] = hosts.get(row.task_id)
+        if lives is not None:
+            life = lives[index]
+            data["live"] = {
+                "session": life.session,
+                "checkpoint_age": life.checkpoint_age,
+                "checkpoint_at": life.checkpoint_at,
+            }
+        yield data
+
+
+def render_chunks(
+    rows: list[TaskStatus],
+    lives: list[Liveness] | None,
+    fmt: str,
+    now: float,
+    conditions: Sequence[UsageCondition] = (),
+    hosts: Mapping[str, str] | None = None,
+) -> Iterator[str]:
+    """:func:`render`'s text in pieces, written as they are made."""
     if fmt == "json":
-        tasks: list[dict[str, Any]] = []
-        for index, row in enumerate(rows):
-            data = row.to_json()
-            if hosts is not None:
-                data["host"] = hosts.get(row.task_id)
-            if lives is not None:
-                life = lives[index]
-                data["live"] = {
-                    "session": life.session,
-                    "checkpoint_age": life.checkpoint_age,
-                    "checkpoint_at": life.checkpoint_at,
-                }
-            tasks.append(data)
-        return dump_json(
+        return json_chunks(
             "status",
             {
                 "live": lives is not None,
-                "tasks": tasks,
+                "tasks": Rows(_json_rows(rows, lives, hosts)),
                 "usage_limits": [c.to_json() for c in conditions],
             },
             now=now,
         )
+    return iter((_table(rows, lives, conditions, hosts),))
+
+
+def _table(
+    rows: list[TaskStatus],
+    lives: list[Liveness] | None,
+    conditions: Sequence[UsageCondition],
+    hosts: Mapping[str, str] | None,
+) -> str:
     headers = ["TASK", "AGENT", "PHASE", "ATTEMPT", "ELAPSED", "REASON", "NEXT"]
     if hosts is not None:
         headers.insert(1, "HOST")
@@ -259,6 +286,12 @@ def render(
 
 
 def _draw(args: argparse.Namespace, follower: HistoryFollower | None = None) -> str:
+    return "".join(_draw_chunks(args, follower))
+
+
+def _draw_chunks(
+    args: argparse.Namespace, follower: HistoryFollower | None = None
+) -> Iterator[str]:
     now = time.time()
     settings = fleet_settings(args)
     check_host_filter(args, settings)
@@ -276,17 +309,21 @@ def _draw(args: argparse.Namespace, follower: HistoryFollower | None = None) -> 
         else None
     )
     conditions = view.usage_conditions(now=now)
-    return render(rows, lives, args.format, now, conditions, hosts)
+    return render_chunks(rows, lives, args.format, now, conditions, hosts)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.watch is None:
+        try:
+            chunks = _draw_chunks(args)
+        except UsageError as exc:
+            return fail(PROG, str(exc))
+        write_chunks(chunks)
+        return 0
     try:
         text = _draw(args)
     except UsageError as exc:
         return fail(PROG, str(exc))
-    if args.watch is None:
-        sys.stdout.write(text)
-        return 0
     clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() and args.format == "table" else ""
     stop = threading.Event()
     journals = fleet_settings(args).journals

@@ -17,6 +17,7 @@ time, so 2,000,000 events take a minute to write, not an hour.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -30,6 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from pytest_orch_recovery.cli import statuscache
 from pytest_orch_recovery.engine.events import (
     AttemptExited,
     AttemptLaunched,
@@ -57,7 +59,7 @@ from pytest_orch_recovery.engine.model import (
     full_plan,
 )
 from pytest_orch_recovery.store.journal import Journal, replay
-from pytest_orch_recovery.store.snapshot import read_history, snapshot_path
+from pytest_orch_recovery.store.snapshot import HistoryFollower, snapshot_path
 
 _REASONS = [Reason.SIGINT, Reason.PERMISSION, Reason.API_ERROR, Reason.GITHUB_ERROR]
 # Pane text of the kind an attempt leaves behind; the tail is cut to at most 2 KiB.
@@ -191,10 +193,10 @@ def run(events_count: int, fsync_count: int, rounds: int, max_tail: int) -> dict
 
 
 _CHILD = """
-import sys, time, io, contextlib
+import sys, time, contextlib
 start, cpu = time.perf_counter(), time.process_time()
 mode, command, path = sys.argv[1], sys.argv[2], sys.argv[3]
-from pytest_orch_recovery.cli import failures, fleet_output, partial, report, status
+from pytest_orch_recovery.cli import failures, fleet_output, partial, report, status, statuscache
 from pytest_orch_recovery.cli.main import main
 if mode == "full_replay":  # every read before snapshots: replay every event, fold them all
     from pytest_orch_recovery.store.history import History
@@ -204,16 +206,24 @@ if mode == "full_replay":  # every read before snapshots: replay every event, fo
     for module in (failures, fleet_output, partial, report, status):
         if hasattr(module, "read_history"):
             module.read_history = whole
+    statuscache.render_cached = lambda *args: None
 words = command.split()
 argv = [words[0], "--journal", path] + words[1:]
-if words[0] != "report":
+if words[0] != "report" and "--format" not in words:
     argv += ["--format", "json"]
-out = io.StringIO()
+class Count:  # what a terminal or a pipe takes: counted, not kept
+    size = 0
+    def write(self, text):
+        self.size += len(text)
+        return len(text)
+    def flush(self):
+        pass
+out = Count()
 with contextlib.redirect_stdout(out):
     main(argv)
 wall, cpu = time.perf_counter() - start, time.process_time() - cpu
 peak = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
-print(wall, cpu, len(out.getvalue()), peak, file=sys.stderr)
+print(wall, cpu, out.size, peak, file=sys.stderr)
 """
 
 # A supervisor's restart: open the journal (it loads every event) and rebuild the
@@ -258,6 +268,7 @@ def _child(code: str, *args: str) -> dict[str, float]:
 
 _COMMANDS = (
     "restart",
+    "status --format table",
     "status",
     "failures",
     "partial",
@@ -301,6 +312,12 @@ def write_journal(path: Path, count: int, *, pool: int, max_tail: int) -> int:
                     payload = event.payload
                     if isinstance(payload, TaskSubmitted) and payload.task is not None:
                         payload = replace(payload, task=replace(payload.task, task_id=task_id))
+                    if isinstance(payload, AttemptExited):  # its own clock moves too
+                        payload = replace(
+                            payload,
+                            started_at=_later(payload.started_at, copy * span),
+                            ended_at=_later(payload.ended_at, copy * span),
+                        )
                     moved = replace(
                         event,
                         payload=payload,
@@ -316,39 +333,39 @@ def write_journal(path: Path, count: int, *, pool: int, max_tail: int) -> int:
     return seq
 
 
-def reads(count: int, tail: int, max_tail: int, pool: int) -> dict[str, Any]:
+def _later(stamp: float | None, by: float) -> float | None:
+    return None if stamp is None else stamp + by
+
+
+def reads(
+    count: int,
+    tail: int,
+    max_tail: int,
+    pool: int,
+    *,
+    keep: Path | None = None,
+    commands: tuple[str, ...] = _COMMANDS,
+) -> dict[str, Any]:
     """Each read command and a restart on a ``count``-event journal: full replay, then via
-    a snapshot written ``tail`` events before the end."""
-    with tempfile.TemporaryDirectory(prefix="bench-journal-reads-") as tmp:
-        path = Path(tmp) / "journal.jsonl"
-        start = time.perf_counter()
-        written = write_journal(path, count, pool=pool, max_tail=max_tail)
-        write_seconds = time.perf_counter() - start
-        whole = path.read_bytes() if tail else b""
-        cut = _offset_of_line(whole, written - tail) if tail else None
-        if cut is not None:
-            with open(path, "r+b") as handle:
-                handle.truncate(cut)
-        start, cpu = time.perf_counter(), time.process_time()
-        read_history(path, every=1)  # what the first read after N events writes
-        snapshot_seconds = time.perf_counter() - start
-        snapshot_cpu = time.process_time() - cpu
-        if cut is not None:
-            with open(path, "ab") as handle:
-                handle.write(whole[cut:])
-        del whole
-        figures: dict[str, Any] = {
-            "events": written,
-            "tasks": _tasks(path),
-            "tail_after_snapshot": tail,
-            "journal_bytes": path.stat().st_size,
-            "journal_write_seconds": round(write_seconds, 1),
-            "snapshot_bytes": snapshot_path(path).stat().st_size,
-            "snapshot_write_seconds": round(snapshot_seconds, 3),
-            "snapshot_write_cpu_seconds": round(snapshot_cpu, 3),
-            "load_average": [round(x, 2) for x in os.getloadavg()],
-        }
-        for command in _COMMANDS:
+    a snapshot written ``tail`` events before the end. ``keep``: a directory whose journal
+    (and snapshots) a previous run left is used as it is, and a new one is left there."""
+    with contextlib.ExitStack() as stack:
+        if keep is None:
+            keep = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-reads-")))
+        path = keep / "journal.jsonl"
+        figures: dict[str, Any] = {}
+        if not statuscache.cache_path(path).exists():
+            figures.update(_prepare(path, count, tail, max_tail, pool))
+        figures.update(
+            events=_lines(path),
+            tasks=_tasks(path),
+            tail_after_snapshot=tail,
+            journal_bytes=path.stat().st_size,
+            snapshot_bytes=snapshot_path(path).stat().st_size,
+            status_cache_bytes=statuscache.cache_path(path).stat().st_size,
+            load_average=[round(x, 2) for x in os.getloadavg()],
+        )
+        for command in commands:
             full = _measure("full_replay", command, path)
             if command in _WHOLE:
                 figures[command] = {"full_replay": full}
@@ -362,6 +379,41 @@ def reads(count: int, tail: int, max_tail: int, pool: int) -> dict[str, Any]:
             }
         figures["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return figures
+
+
+def _prepare(path: Path, count: int, tail: int, max_tail: int, pool: int) -> dict[str, Any]:
+    """Write the journal, and its snapshots ``tail`` events before its end."""
+    start = time.perf_counter()
+    written = write_journal(path, count, pool=pool, max_tail=max_tail)
+    write_seconds = time.perf_counter() - start
+    whole = path.read_bytes() if tail else b""
+    cut = _offset_of_line(whole, written - tail) if tail else None
+    if cut is not None:
+        with open(path, "r+b") as handle:
+            handle.truncate(cut)
+    start, cpu = time.perf_counter(), time.process_time()
+    follower = HistoryFollower(path, every=1)  # what the first read after N events writes
+    follower.refresh()
+    snapshot_seconds = time.perf_counter() - start
+    snapshot_cpu = time.process_time() - cpu
+    cpu = time.process_time()
+    statuscache.save(path, follower.history, follower.offset, follower.seq)  # status's
+    status_cache_cpu = time.process_time() - cpu
+    del follower
+    if cut is not None:
+        with open(path, "ab") as handle:
+            handle.write(whole[cut:])
+    return {
+        "journal_write_seconds": round(write_seconds, 1),
+        "snapshot_write_seconds": round(snapshot_seconds, 3),
+        "snapshot_write_cpu_seconds": round(snapshot_cpu, 3),
+        "status_cache_write_cpu_seconds": round(status_cache_cpu, 3),
+    }
+
+
+def _lines(path: Path) -> int:
+    with open(path, "rb") as handle:
+        return sum(1 for _ in handle)
 
 
 def _offset_of_line(data: bytes, lines: int) -> int:
@@ -410,12 +462,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reads-only", action="store_true", help="skip the append and replay figures"
     )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="build the read benchmark's journal in DIR once and reuse it in later runs",
+    )
+    parser.add_argument(
+        "--commands",
+        metavar="LIST",
+        help="the read commands to time, comma-separated (default: " + ",".join(_COMMANDS) + ")",
+    )
     args = parser.parse_args(argv)
     figures: dict[str, Any] = {}
     if not args.reads_only:
         figures = run(args.events, args.fsync_events, args.rounds, args.max_tail)
     if args.reads:
-        figures["reads"] = reads(args.reads, args.tail, args.max_tail, args.pool)
+        commands = _COMMANDS if args.commands is None else tuple(args.commands.split(","))
+        figures["reads"] = reads(
+            args.reads, args.tail, args.max_tail, args.pool, keep=args.keep, commands=commands
+        )
     print(json.dumps(figures, indent=2))
     return 0
 

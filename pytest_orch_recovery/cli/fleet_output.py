@@ -249,19 +249,26 @@ def write_chunks(chunks: Iterable[str]) -> None:
 _CELL_CHARS = 100
 
 
+def cell(text: object) -> str:
+    """A table cell: one terminal-safe line of at most 100 characters."""
+    return one_line(text, _CELL_CHARS)
+
+
+def table_line(cells: Sequence[str], widths: Sequence[int]) -> str:
+    """One line of a table: cells padded to ``widths``, the last never padded."""
+    parts = [c.ljust(w) for c, w in zip(cells[:-1], widths[:-1], strict=True)]
+    return "  ".join([*parts, cells[-1]]).rstrip() + "\n"
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, empty: str) -> str:
     """Columns padded to their widest cell; the last column is never padded. Every cell is
     one terminal-safe line (:func:`~pytest_orch_recovery.report.safetext.one_line`): the
     cells hold agents' text (evidence, next actions, titles, file names)."""
     if not rows:
         return empty + "\n"
-    cells = [list(headers), *[[one_line(c, _CELL_CHARS) for c in row] for row in rows]]
+    cells = [list(headers), *[[cell(c) for c in row] for row in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = []
-    for row in cells:
-        parts = [c.ljust(w) for c, w in zip(row[:-1], widths[:-1], strict=True)]
-        lines.append("  ".join([*parts, row[-1]]).rstrip())
-    return "\n".join(lines) + "\n"
+    return "".join(table_line(row, widths) for row in cells)
 
 
 def duration(seconds: float | None) -> str:

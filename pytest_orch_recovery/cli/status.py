@@ -43,6 +43,7 @@ from pytest_orch_recovery.infra.checkpoint import CheckpointError, checkpoint_pa
 from pytest_orch_recovery.report.fleetview import FleetView, TaskStatus, UsageCondition
 from pytest_orch_recovery.report.jsondoc import Rows
 from pytest_orch_recovery.report.safetext import terminal
+from pytest_orch_recovery.store.journal import JournalError
 from pytest_orch_recovery.store.snapshot import HistoryFollower
 
 PROG = "orch-recovery status"
@@ -157,12 +158,12 @@ def live(
 # --------------------------------------------------------------------------- rendering
 
 
-def _attempt(row: TaskStatus) -> str:
+def attempt_cell(attempt: int, budget: int | None, releases: int) -> str:
     """``2/4``; ``5/4+1`` when an operator's release granted one attempt past the budget."""
-    if row.budget is None:
-        return str(row.attempt)
-    extra = f"+{row.releases}" if row.releases and row.attempt > row.budget else ""
-    return f"{row.attempt}/{row.budget}{extra}"
+    if budget is None:
+        return str(attempt)
+    extra = f"+{releases}" if releases and attempt > budget else ""
+    return f"{attempt}/{budget}{extra}"
 
 
 # A detection delay worth a line of its own: past the supervisor's usual second.
@@ -247,42 +248,63 @@ def _table(
     conditions: Sequence[UsageCondition],
     hosts: Mapping[str, str] | None,
 ) -> str:
-    headers = ["TASK", "AGENT", "PHASE", "ATTEMPT", "ELAPSED", "REASON", "NEXT"]
+    headers = list(HEADERS[:-1])
     if hosts is not None:
         headers.insert(1, "HOST")
     if lives is not None:
         headers += ["SESSION", "CHECKPOINT"]
-    headers.append("EVIDENCE")
+    headers.append(HEADERS[-1])
     body = []
     for index, row in enumerate(rows):
-        cells = [
-            row.task_id,
-            row.agent,
-            str(row.phase),
-            _attempt(row),
-            duration(row.elapsed),
-            _reason(row),
-            _next(row),
-        ]
+        cells = row_cells(row)
         if hosts is not None:
             cells.insert(1, hosts.get(row.task_id, "-"))
         if lives is not None:
             life = lives[index]
             age = "-" if life.checkpoint_age is None else duration(life.checkpoint_age) + " ago"
-            cells += [life.session, age]
-        cells.append(_evidence(row))
+            cells[-1:-1] = [life.session, age]
         body.append(cells)
-    notes = "".join(
-        f"waiting for the quota reset at {clock(c.until)} UTC ({c.agent_type}), "
-        f"{len(c.tasks)} task{'s' if len(c.tasks) != 1 else ''}\n"
-        for c in conditions
-    ) + "".join(
+    notes = "".join(map(condition_note, conditions)) + "".join(
+        note for note in map(delay_note, rows) if note is not None
+    )
+    return notes + table(headers, body, empty=EMPTY)
+
+
+HEADERS = ("TASK", "AGENT", "PHASE", "ATTEMPT", "ELAPSED", "REASON", "NEXT", "EVIDENCE")
+ATTEMPT_COLUMN = HEADERS.index("ATTEMPT")
+EMPTY = "no tasks in the journal"
+
+
+def row_cells(row: TaskStatus) -> list[str]:
+    """A row's cells under :data:`HEADERS`."""
+    return [
+        row.task_id,
+        row.agent,
+        str(row.phase),
+        attempt_cell(row.attempt, row.budget, row.releases),
+        duration(row.elapsed),
+        _reason(row),
+        _next(row),
+        _evidence(row),
+    ]
+
+
+def condition_note(condition: UsageCondition) -> str:
+    count = len(condition.tasks)
+    return (
+        f"waiting for the quota reset at {clock(condition.until)} UTC ({condition.agent_type}), "
+        f"{count} task{'s' if count != 1 else ''}\n"
+    )
+
+
+def delay_note(row: TaskStatus) -> str | None:
+    """The line above the table for a task whose last exit was noticed late."""
+    if row.detection_delay is None or row.detection_delay < DETECTION_DELAY_SHOWN:
+        return None
+    return (
         f"{row.task_id}: its last exit was noticed {duration(row.detection_delay)} after the "
         "agent ended (the supervisor was busy or not running)\n"
-        for row in rows
-        if row.detection_delay is not None and row.detection_delay >= DETECTION_DELAY_SHOWN
     )
-    return notes + table(headers, body, empty="no tasks in the journal")
 
 
 def _draw(args: argparse.Namespace, follower: HistoryFollower | None = None) -> str:
@@ -296,7 +318,34 @@ def _draw_chunks(
     settings = fleet_settings(args)
     check_host_filter(args, settings)
     budget = settings.budget if settings.budget is not None else Policy().max_attempts
-    view = FleetView(fleet_history(settings, follower=follower), budget=budget)
+    # One journal, read once, no live checks: the ended tasks' rows may come from the file
+    # kept beside it (statuscache), which a read without one writes.
+    cacheable = (
+        follower is None
+        and settings.store is None
+        and len(settings.journals) == 1
+        and not args.live
+        and args.host is None
+    )
+    if cacheable:
+        from pytest_orch_recovery.cli import statuscache  # it renders with this module
+
+        journal = settings.journals[0]
+        try:
+            cached = journal.is_file() and statuscache.render_cached(
+                journal, budget, args.format, now
+            )
+        except JournalError as exc:
+            raise UsageError(str(exc)) from None
+        if cached:
+            return cached
+        follower = HistoryFollower(journal)
+        history = fleet_history(settings, follower=follower)
+        if follower.seq >= statuscache.CACHE_FROM:
+            statuscache.save(journal, history, follower.offset, follower.seq)
+    else:
+        history = fleet_history(settings, follower=follower)
+    view = FleetView(history, budget=budget)
     hosts = task_hosts(settings)
     rows = [
         r

@@ -20,7 +20,7 @@ from typing import Any
 
 from pytest_orch_recovery.report.safetext import json_document
 
-__all__ = ["Rows", "document_chunks", "dumps"]
+__all__ = ["Encoded", "Rows", "document_chunks", "dumps", "encode"]
 
 _INDENT = "  "
 _ROWS_PER_CHUNK = 256
@@ -33,6 +33,13 @@ class Rows:
 
     def __init__(self, items: Iterable[Any]) -> None:
         self.items = items
+
+
+class Encoded(str):
+    """A row of :class:`Rows` already encoded by :func:`encode` at the rows' level: written
+    as it is."""
+
+    __slots__ = ()
 
 
 def _float(value: float, allow_nan: bool) -> str:
@@ -131,7 +138,10 @@ def _rows(rows: Rows, level: int, allow_nan: bool) -> Iterator[str]:
     lead = "[" + inner
     for item in rows.items:
         out.append(lead)
-        _encode(item, level + 1, out, allow_nan)
+        if type(item) is Encoded:
+            out.append(item)
+        else:
+            _encode(item, level + 1, out, allow_nan)
         lead = "," + inner
         if len(out) >= _ROWS_PER_CHUNK * 8:
             yield "".join(out)
@@ -141,6 +151,14 @@ def _rows(rows: Rows, level: int, allow_nan: bool) -> Iterator[str]:
         return
     out.append("\n" + _INDENT * level + "]")
     yield "".join(out)
+
+
+def encode(value: Any, level: int, *, allow_nan: bool = True) -> str:
+    """``value`` as :func:`dumps` writes it nested ``level`` deep (a row of a document's list
+    of rows is at level 2)."""
+    out: list[str] = []
+    _encode(value, level, out, allow_nan)
+    return "".join(out)
 
 
 def dumps(value: Any, *, allow_nan: bool = True) -> str:

@@ -34,9 +34,11 @@ _SCALARS = (
 _KEYS = st.text(max_size=8) | st.integers() | st.floats() | st.booleans() | st.none()
 _VALUES = st.recursive(
     _SCALARS,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.lists(inner, max_size=3).map(tuple)
-    | st.dictionaries(_KEYS, inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(_KEYS, inner, max_size=4)
+    ),
     max_leaves=30,
 )
 

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_orch_recovery.cli import statuscache, statusrows
 from pytest_orch_recovery.cli.fleet_output import (
     add_host_filter,
     add_journal_options,
     check_host_filter,
-    clock,
     duration,
     fail,
     fleet_history,
@@ -158,39 +158,6 @@ def live(
 # --------------------------------------------------------------------------- rendering
 
 
-def attempt_cell(attempt: int, budget: int | None, releases: int) -> str:
-    """``2/4``; ``5/4+1`` when an operator's release granted one attempt past the budget."""
-    if budget is None:
-        return str(attempt)
-    extra = f"+{releases}" if releases and attempt > budget else ""
-    return f"{attempt}/{budget}{extra}"
-
-
-# A detection delay worth a line of its own: past the supervisor's usual second.
-DETECTION_DELAY_SHOWN = 5.0
-
-
-def _reason(row: TaskStatus) -> str:
-    if row.reason is None:
-        return "-"
-    return f"{row.reason} ({row.confidence:.2f})" if row.confidence is not None else str(row.reason)
-
-
-def _evidence(row: TaskStatus) -> str:
-    ev = row.evidence
-    if ev is None:
-        return "-"
-    where = "" if ev.source is None else f" [{ev.source}{'' if ev.line is None else f':{ev.line}'}]"
-    return ev.detail + where
-
-
-def _next(row: TaskStatus) -> str:
-    if row.next_launch_at is None:
-        return "-"
-    strategy = "" if row.next_strategy is None else f" {row.next_strategy}"
-    return clock(row.next_launch_at) + strategy
-
-
 def render(
     rows: list[TaskStatus],
     lives: list[Liveness] | None,
@@ -248,15 +215,15 @@ def _table(
     conditions: Sequence[UsageCondition],
     hosts: Mapping[str, str] | None,
 ) -> str:
-    headers = list(HEADERS[:-1])
+    headers = list(statusrows.HEADERS[:-1])
     if hosts is not None:
         headers.insert(1, "HOST")
     if lives is not None:
         headers += ["SESSION", "CHECKPOINT"]
-    headers.append(HEADERS[-1])
+    headers.append(statusrows.HEADERS[-1])
     body = []
     for index, row in enumerate(rows):
-        cells = row_cells(row)
+        cells = statusrows.row_cells(row)
         if hosts is not None:
             cells.insert(1, hosts.get(row.task_id, "-"))
         if lives is not None:
@@ -264,47 +231,10 @@ def _table(
             age = "-" if life.checkpoint_age is None else duration(life.checkpoint_age) + " ago"
             cells[-1:-1] = [life.session, age]
         body.append(cells)
-    notes = "".join(map(condition_note, conditions)) + "".join(
-        note for note in map(delay_note, rows) if note is not None
+    notes = "".join(map(statusrows.condition_note, conditions)) + "".join(
+        note for note in map(statusrows.delay_note, rows) if note is not None
     )
-    return notes + table(headers, body, empty=EMPTY)
-
-
-HEADERS = ("TASK", "AGENT", "PHASE", "ATTEMPT", "ELAPSED", "REASON", "NEXT", "EVIDENCE")
-ATTEMPT_COLUMN = HEADERS.index("ATTEMPT")
-EMPTY = "no tasks in the journal"
-
-
-def row_cells(row: TaskStatus) -> list[str]:
-    """A row's cells under :data:`HEADERS`."""
-    return [
-        row.task_id,
-        row.agent,
-        str(row.phase),
-        attempt_cell(row.attempt, row.budget, row.releases),
-        duration(row.elapsed),
-        _reason(row),
-        _next(row),
-        _evidence(row),
-    ]
-
-
-def condition_note(condition: UsageCondition) -> str:
-    count = len(condition.tasks)
-    return (
-        f"waiting for the quota reset at {clock(condition.until)} UTC ({condition.agent_type}), "
-        f"{count} task{'s' if count != 1 else ''}\n"
-    )
-
-
-def delay_note(row: TaskStatus) -> str | None:
-    """The line above the table for a task whose last exit was noticed late."""
-    if row.detection_delay is None or row.detection_delay < DETECTION_DELAY_SHOWN:
-        return None
-    return (
-        f"{row.task_id}: its last exit was noticed {duration(row.detection_delay)} after the "
-        "agent ended (the supervisor was busy or not running)\n"
-    )
+    return notes + table(headers, body, empty=statusrows.EMPTY)
 
 
 def _draw(args: argparse.Namespace, follower: HistoryFollower | None = None) -> str:
@@ -328,8 +258,6 @@ def _draw_chunks(
         and args.host is None
     )
     if cacheable:
-        from pytest_orch_recovery.cli import statuscache  # it renders with this module
-
         journal = settings.journals[0]
         try:
             cached = journal.is_file() and statuscache.render_cached(

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_orch_recovery.cli import fleet_output, status
+from pytest_orch_recovery.cli import fleet_output, statusrows
 from pytest_orch_recovery.engine.events import OperatorAction
 from pytest_orch_recovery.engine.model import TERMINAL
 from pytest_orch_recovery.report import fleetview, jsondoc, safetext
@@ -66,7 +66,7 @@ def cache_path(journal: Path) -> Path:
 def _code_hash() -> str:
     """What a stored row depends on beyond the fold: the code that renders it."""
     digest = hashlib.sha256(FINGERPRINT.encode())
-    for module in (status, fleet_output, fleetview, jsondoc, safetext, history_module):
+    for module in (statusrows, fleet_output, fleetview, jsondoc, safetext, history_module):
         digest.update(Path(module.__file__ or "").read_bytes())
     return digest.hexdigest()[:16]
 
@@ -114,8 +114,8 @@ def _attempt_key(attempt: int, own: int | None, releases: int) -> str:
 def _table_rows(cells: list[list[str]], widths: list[int], keys: list[str]) -> Iterator[bytes]:
     """Each row's line padded to ``widths`` as two parts, before and after the ATTEMPT cell
     (empty here), with the key of that cell between them: the reader joins the three."""
-    start = sum(w + 2 for w in widths[: status.ATTEMPT_COLUMN])
-    end = start + widths[status.ATTEMPT_COLUMN] + 2
+    start = sum(w + 2 for w in widths[: statusrows.ATTEMPT_COLUMN])
+    end = start + widths[statusrows.ATTEMPT_COLUMN] + 2
     for row, key in zip(cells, keys, strict=True):
         if any(_SEP in c or "\n" in c for c in row):
             raise ValueError("a cell holds a control character")
@@ -145,7 +145,7 @@ def _chunks(history: History, offset: int, seq: int, seam: str) -> Iterator[byte
     keys: list[str] = []
     texts: list[bytes] = []
     settled_ids: list[str] = []
-    widths = [len(h) for h in status.HEADERS]
+    widths = [len(h) for h in statusrows.HEADERS]
     notes: list[tuple[int, str]] = []
     for ordinal, (task, row) in enumerate(zip(history.tasks.values(), rows, strict=True)):
         if not _settled(task):
@@ -153,13 +153,13 @@ def _chunks(history: History, offset: int, seq: int, seam: str) -> Iterator[byte
             open_at.append(ordinal)
             continue
         settled_ids.append(task.task_id)
-        cells = [fleet_output.cell(c) for c in status.row_cells(row)]
-        cells[status.ATTEMPT_COLUMN] = ""  # made of these parts with the reader's budget:
+        cells = [fleet_output.cell(c) for c in statusrows.row_cells(row)]
+        cells[statusrows.ATTEMPT_COLUMN] = ""  # made of these parts with the reader's budget:
         keys.append(_attempt_key(row.attempt, task.budget, row.releases))
         widths = [max(w, len(c)) for w, c in zip(widths, cells, strict=True)]
         cells_of.append(cells)
         texts.append(_json_line(jsondoc.encode(row.to_json(), _ROW_LEVEL, allow_nan=False)))
-        note = status.delay_note(row)
+        note = statusrows.delay_note(row)
         if note is not None:
             notes.append((ordinal, note))
     table = list(_table_rows(cells_of, widths, keys))
@@ -172,6 +172,7 @@ def _chunks(history: History, offset: int, seq: int, seam: str) -> Iterator[byte
         "tasks": len(history.tasks),
         "open": len(still_open.tasks),
         "table_bytes": sum(map(len, table)),
+        "json_bytes": sum(map(len, texts)),
         "widths": widths,
         "attempts": sorted(set(keys)),
         "notes": notes,
@@ -203,6 +204,9 @@ def _open(journal: Path) -> _Cached | None:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO, a directory, a device: not ours
+        os.close(fd)
+        return None
     handle = open(fd, "rb")  # noqa: SIM115 - handed on to the rows' reader
     try:
         cached = _read_head(journal, handle)
@@ -222,8 +226,6 @@ def _line(handle: Any) -> Any:
 
 
 def _read_head(journal: Path, handle: Any) -> _Cached | None:
-    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-        return None
     header = _line(handle)
     if type(header) is not dict or header.get("format") != _FORMAT:
         return None
@@ -234,6 +236,9 @@ def _read_head(journal: Path, handle: Any) -> _Cached | None:
         return None
     settled_ids = frozenset(_line(handle))
     history = snapshot.read_rows(handle, int(header["open"]))
+    rows_bytes = int(header["table_bytes"]) + int(header["json_bytes"])
+    if os.fstat(handle.fileno()).st_size != handle.tell() + rows_bytes:
+        raise ValueError("the rows of ended tasks are cut short or followed by more")
     for folded, (event, _) in enumerate(read_events(journal, start=offset, seq=seq), 1):
         named = event.payload.tasks if isinstance(event.payload, OperatorAction) else ()
         if event.task_id in settled_ids or any(t in settled_ids for t in named):
@@ -312,7 +317,7 @@ def _json(
 
 def _attempt_cell(key: str, budget: int) -> str:
     attempt, own, releases = key.split(",")
-    return status.attempt_cell(int(attempt), int(own) if own else budget, int(releases))
+    return statusrows.attempt_cell(int(attempt), int(own) if own else budget, int(releases))
 
 
 def _cells(stored: str, widths: list[int]) -> list[str]:
@@ -320,8 +325,8 @@ def _cells(stored: str, widths: list[int]) -> list[str]:
     before, key, after = stored.split(_SEP)
     cells: list[str] = []
     for part, columns in (
-        (before, widths[: status.ATTEMPT_COLUMN]),
-        (after, widths[status.ATTEMPT_COLUMN + 1 : -1]),
+        (before, widths[: statusrows.ATTEMPT_COLUMN]),
+        (after, widths[statusrows.ATTEMPT_COLUMN + 1 : -1]),
     ):
         at = 0
         for width in columns:
@@ -329,7 +334,7 @@ def _cells(stored: str, widths: list[int]) -> list[str]:
             at += width + 2
         if part is after:
             cells.append(part[at:])
-    cells.insert(status.ATTEMPT_COLUMN, key)
+    cells.insert(statusrows.ATTEMPT_COLUMN, key)
     return cells
 
 
@@ -344,18 +349,18 @@ def _table(
     stored_widths = [int(w) for w in header["widths"]]
     attempt_cells = {key: _attempt_cell(key, budget) for key in header["attempts"]}
     widths = list(stored_widths)
-    column = status.ATTEMPT_COLUMN
+    column = statusrows.ATTEMPT_COLUMN
     widths[column] = max([widths[column], *map(len, attempt_cells.values())])
-    live_cells = [[fleet_output.cell(c) for c in status.row_cells(row)] for row in live]
+    live_cells = [[fleet_output.cell(c) for c in statusrows.row_cells(row)] for row in live]
     for cells in live_cells:
         widths = [max(w, len(c)) for w, c in zip(widths, cells, strict=True)]
-    yield "".join(map(status.condition_note, conditions))
+    yield "".join(map(statusrows.condition_note, conditions))
     yield "".join(_notes(header, live))
     if count == 0:
-        yield status.EMPTY + "\n"
+        yield statusrows.EMPTY + "\n"
         cached.handle.close()
         return
-    yield fleet_output.table_line(status.HEADERS, widths)
+    yield fleet_output.table_line(statusrows.HEADERS, widths)
     # The stored rows were padded to the widths of the ended tasks: when the open ones are no
     # wider, a row is its two parts around its ATTEMPT cell; else it is cut into its cells.
     pairs = enumerate(zip(widths, stored_widths, strict=True))
@@ -387,7 +392,7 @@ def _notes(header: dict[str, Any], live: list[TaskStatus]) -> Iterator[str]:
     notes = [(int(o), str(n)) for o, n in header["notes"]]
     notes += [
         (o, note)
-        for o, note in zip(ordinals, map(status.delay_note, live), strict=True)
+        for o, note in zip(ordinals, map(statusrows.delay_note, live), strict=True)
         if note is not None
     ]
     return (note for _, note in sorted(notes, key=lambda item: item[0]))

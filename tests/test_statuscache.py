@@ -181,3 +181,17 @@ def test_a_directory_it_cannot_write_leaves_status_as_it_was(tmp_path: Path) -> 
     statuscache.save(path, follower.history, follower.offset, follower.seq)
     assert statuscache.cache_path(path).is_dir()
     assert _cached(path, 4, "table") is None
+
+
+def test_hostile_text_of_an_ended_task_is_escaped_as_without_the_file(tmp_path: Path) -> None:
+    j = JournalBuilder()
+    first_try_success(j, "t-\u202e\x9b", "agent-\x1b]52;c;aGk=\x07", title="a\u202eb\x9bc\n[x]")
+    t = j.task("open\x85", "agent-\u2066", title="still \x7f open")
+    t.launch()
+    path = tmp_path / "journal.jsonl"
+    text = journal_text(j.events)
+    _save_at(path, text, len(j.events))
+    for fmt in ("table", "json"):
+        got = _cached(path, 4, fmt)
+        assert got == _expected(path, 4, fmt)
+        assert got is not None and "\x9b" not in got and "\u202e" not in got

@@ -158,7 +158,8 @@ def _chunks(history: History, offset: int, seq: int, seam: str) -> Iterator[byte
         keys.append(_attempt_key(row.attempt, task.budget, row.releases))
         widths = [max(w, len(c)) for w, c in zip(widths, cells, strict=True)]
         cells_of.append(cells)
-        texts.append(_json_line(jsondoc.encode(row.to_json(), _ROW_LEVEL, allow_nan=False)))
+        text = jsondoc.encode(row.to_json(), _ROW_LEVEL, allow_nan=False)
+        texts.append(_json_line(safetext.json_document(text)))  # as a document has it
         note = statusrows.delay_note(row)
         if note is not None:
             notes.append((ordinal, note))

@@ -36,8 +36,15 @@ class Rows:
 
 
 class Encoded(str):
-    """A row of :class:`Rows` already encoded by :func:`encode` at the rows' level: written
-    as it is."""
+    """A row of :class:`Rows` already encoded by :func:`encode` at the rows' level, and in a
+    :func:`document_chunks` document already passed through
+    :func:`~pytest_orch_recovery.report.safetext.json_document`: written as it is."""
+
+    __slots__ = ()
+
+
+class _Safe(str):
+    """A piece of a document whose rows were each made safe already."""
 
     __slots__ = ()
 
@@ -112,11 +119,11 @@ def _encode(value: Any, level: int, out: list[str], allow_nan: bool) -> None:
         out.append(_scalar(value, allow_nan))
 
 
-def _chunks(value: Any, level: int, allow_nan: bool) -> Iterator[str]:
+def _chunks(value: Any, level: int, allow_nan: bool, safe: bool = False) -> Iterator[str]:
     """``value`` in pieces: dicts are walked lazily down to the :class:`Rows` they may hold
     (a :class:`Rows` is a dict's value or the document); everything else is encoded at once."""
     if isinstance(value, Rows):
-        yield from _rows(value, level, allow_nan)
+        yield from _rows(value, level, allow_nan, safe)
         return
     if not isinstance(value, dict) or not value:
         out: list[str] = []
@@ -127,12 +134,14 @@ def _chunks(value: Any, level: int, allow_nan: bool) -> Iterator[str]:
     lead = "{" + inner
     for key, item in value.items():
         yield lead + _key(key, allow_nan) + ": "
-        yield from _chunks(item, level + 1, allow_nan)
+        yield from _chunks(item, level + 1, allow_nan, safe)
         lead = "," + inner
     yield "\n" + _INDENT * level + "}"
 
 
-def _rows(rows: Rows, level: int, allow_nan: bool) -> Iterator[str]:
+def _rows(rows: Rows, level: int, allow_nan: bool, safe: bool) -> Iterator[str]:
+    """``safe``: each row is made safe here (an :class:`Encoded` one is already) and the
+    pieces are :class:`_Safe`."""
     inner = "\n" + _INDENT * (level + 1)
     out: list[str] = []
     lead = "[" + inner
@@ -140,17 +149,21 @@ def _rows(rows: Rows, level: int, allow_nan: bool) -> Iterator[str]:
         out.append(lead)
         if type(item) is Encoded:
             out.append(item)
+        elif safe:
+            row: list[str] = []
+            _encode(item, level + 1, row, allow_nan)
+            out.append(json_document("".join(row)))
         else:
             _encode(item, level + 1, out, allow_nan)
         lead = "," + inner
-        if len(out) >= _ROWS_PER_CHUNK * 8:
-            yield "".join(out)
+        if len(out) >= _ROWS_PER_CHUNK * 2:
+            yield _Safe("".join(out)) if safe else "".join(out)
             out.clear()
     if lead == "[" + inner:  # no row at all
         yield "[]"
         return
     out.append("\n" + _INDENT * level + "]")
-    yield "".join(out)
+    yield _Safe("".join(out)) if safe else "".join(out)
 
 
 def encode(value: Any, level: int, *, allow_nan: bool = True) -> str:
@@ -171,7 +184,14 @@ def document_chunks(value: Any, *, allow_nan: bool = True) -> Iterator[str]:
     :func:`dumps`'s text, newline-terminated, in pieces to write one after another."""
     pending: list[str] = []
     size = 0
-    for chunk in _chunks(value, 0, allow_nan):
+    for chunk in _chunks(value, 0, allow_nan, safe=True):
+        if type(chunk) is _Safe:
+            if pending:
+                yield json_document("".join(pending))
+                pending.clear()
+                size = 0
+            yield chunk
+            continue
         pending.append(chunk)
         size += len(chunk)
         if size >= 1 << 16:

@@ -73,6 +73,7 @@ class StateFormatError(OrchRecoveryError, ValueError):
 
 
 def state_path(journal: Path) -> Path:
+    journal = Path(journal)
     return journal.with_name(journal.name + STATE_SUFFIX)
 
 
@@ -167,6 +168,7 @@ def _incident_row(incident: Incident) -> list[Any]:
 def open_journal(path: Path, settings: Settings) -> tuple[Journal, CoordinatorState | None]:
     """The journal, opened after its snapshot's mark when a usable snapshot is beside it
     (then with the state to recover from), else whole (and None)."""
+    path = Path(path)
     loaded = load_state(path, settings)
     if loaded is None:
         return Journal(path), None
@@ -208,7 +210,7 @@ def load_state(path: Path, settings: Settings) -> tuple[CoordinatorState, Journa
     return None
 
 
-class _Stale(Exception):
+class _Stale(StateFormatError):
     """A whole snapshot, of another fold or other settings: rebuilt, nothing to warn about."""
 
 

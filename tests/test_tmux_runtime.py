@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -12,14 +13,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from waiting import next_exit
+from waiting import next_exit, wait_until
 
 from pytest_orch_recovery.doubles.sandbox import Sandbox
 from pytest_orch_recovery.engine.model import Task
 from pytest_orch_recovery.engine.ports import LaunchSpec
 from pytest_orch_recovery.infra.git import run_git
 from pytest_orch_recovery.infra.processes import pids_in_group, process_alive
-from pytest_orch_recovery.runtime.server import tmux_server_running
+from pytest_orch_recovery.runtime.server import command_quoted, format_literal, tmux_server_running
 from pytest_orch_recovery.runtime.tmux import TmuxRuntime, clean_log, parse_result
 
 pytestmark = pytest.mark.slow
@@ -136,9 +137,11 @@ def test_output_and_result_json_are_captured(rt: TmuxRuntime, box: Sandbox) -> N
 @pytest.mark.parametrize("control", [False, True], ids=["processes", "control"])
 def test_a_path_with_tmux_format_syntax_stays_a_path(tmp_path: Path, control: bool) -> None:
     # tmux expands formats in -c, pipe-pane's command, run-shell and save-buffer's path: a
-    # directory named like #(command) must not run that command, nor #{...} be replaced.
+    # directory named like #(command) must not run that command, nor #{...} be replaced;
+    # and the pane-died hook is a command string tmux parses: a quote, a backslash or a
+    # $NAME in the path must neither break it nor expand.
     ran = tmp_path / "ran"
-    box = Sandbox.create(base_dir=tmp_path / f"s#(touch {ran})#{{pane_id}}")
+    box = Sandbox.create(base_dir=tmp_path / f"s#(touch {ran})#{{pane_id}}$HOME\"q\\'")
     try:
         runtime = TmuxRuntime(box, _argv_from_prompt, kill_grace=1.0, control=control)
         try:
@@ -155,6 +158,29 @@ def test_a_path_with_tmux_format_syntax_stays_a_path(tmp_path: Path, control: bo
     finally:
         box.teardown()
     assert not ran.exists()
+
+
+def test_a_quoted_hook_command_reaches_the_shell_verbatim(tmp_path: Path) -> None:
+    # command_quoted + format_literal + shlex.quote, the layers the pane-died hook's path
+    # passes through (tmux's command parser, its format expansion, sh): a hook writes a
+    # hostile word to a file when a pane dies; the file must hold exactly that word.
+    word = str(tmp_path / "o$HOME\"q\\'#(id)#{pane_id};`id`")
+    Path(word).parent.mkdir(parents=True, exist_ok=True)
+    socket = f"orch-test-quote-{os.getpid()}"
+    command = command_quoted(format_literal(f"printf %s {shlex.quote(word)} > {shlex.quote(word)}"))
+    tmux = ["tmux", "-L", socket, "-f", "/dev/null"]
+    try:
+        subprocess.run(
+            [*tmux, "new-session", "-d", "-s", "keep", "sleep 60", ";",
+             "set-option", "-g", "remain-on-exit", "on", ";",
+             "set-hook", "-g", "pane-died", f"run-shell -b {command}", ";",
+             "new-session", "-d", "-s", "dies", "true"],
+            check=True, capture_output=True, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_until(lambda: Path(word).is_file() and Path(word).stat().st_size > 0, "hook's file")
+        assert Path(word).read_text() == word
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True, check=False)
 
 
 def test_agent_runs_in_its_worktree_with_the_sandbox_env(rt: TmuxRuntime, box: Sandbox) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Mapping
@@ -24,6 +25,17 @@ def format_literal(text: str) -> str:
     '/srv/a##(id)b'
     """
     return text.replace("#", "##")
+
+
+def command_quoted(text: str) -> str:
+    r"""``text`` as one double-quoted word of a tmux command string (a hook's command, parsed
+    by tmux when the hook fires): ``\``, ``"`` and ``$`` escaped, so a path holding a quote
+    neither breaks the command nor ``$NAME`` turns into the server's environment.
+
+    >>> print(command_quoted('/srv/a$HOME"b'))
+    "/srv/a\$HOME\"b"
+    """
+    return '"' + re.sub(r'([\\"$])', r"\\\1", text) + '"'
 
 
 def tmux_socket_path(socket_name: str) -> Path:

@@ -80,6 +80,7 @@ from pytest_orch_recovery.runtime.screen import ScreenWatch
 from pytest_orch_recovery.runtime.senders import memory_cgroup, oom_kills
 from pytest_orch_recovery.runtime.server import (
     OWNER_OPTION,
+    command_quoted,
     format_literal,
     kill_tmux_server,
     reap_empty_server,
@@ -336,13 +337,14 @@ class TmuxRuntime:
         env = server_environment(self.host.env("tmux-server"))
         argv = ["tmux", "-L", socket, "-f", "/dev/null", "start-server"]
         hook_path = format_literal(shlex.quote(str(hook)))
+        hook_command = command_quoted(f"sh {hook_path} '#{{session_name}}'")
         for option in (
             ["set-option", "-g", OWNER_OPTION, self.owner_mark],
             ["set-option", "-g", "exit-empty", "off"],
             ["set-option", "-g", "remain-on-exit", "on"],
             ["set-option", "-g", "remain-on-exit-format", ""],  # no "Pane is dead" line
             ["set-option", "-g", "history-limit", str(_HISTORY_LIMIT)],
-            ["set-hook", "-g", "pane-died", f"run-shell -b \"sh {hook_path} '#{{session_name}}'\""],
+            ["set-hook", "-g", "pane-died", f"run-shell -b {hook_command}"],
         ):
             argv += [";", *option]
         proc = subprocess.run(

@@ -243,16 +243,22 @@ _PROPERTY = settings(
 def test_a_snapshot_plus_the_tail_restarts_as_the_whole_journal(
     tmp_path_factory: pytest.TempPathFactory, c: Campaign, data: st.DataObject
 ) -> None:
-    events, states = _live_run(c)
-    seed = c[2]
-    usable = [seq for seq, state in states.items() if state is not None]
-    cut = data.draw(st.sampled_from(usable), label="snapshot after event")
+    events, cut, state = _live_snapshot(c, data)
     restart = data.draw(st.integers(cut, len(events)), label="restart after event")
-    state = states[cut]
-    assert state is not None
     root = tmp_path_factory.mktemp("restart")
     _snapshot_at(root, events, state, cut, restart)
-    _assert_same_restart(root, seed, events[-1].time + 60.0, used=True)
+    _assert_same_restart(root, c[2], events[-1].time + 60.0, used=True)
+
+
+def _live_snapshot(c: Campaign, data: st.DataObject) -> tuple[list[Event], int, CoordinatorState]:
+    """The campaign's journal, an event drawn from it, and the state the live coordinator
+    exported after it."""
+    events, states = _live_run(c)
+    usable = [seq for seq, state in states.items() if state is not None]
+    cut = data.draw(st.sampled_from(usable), label="snapshot after event")
+    state = states[cut]
+    assert state is not None
+    return events, cut, state
 
 
 @_PROPERTY
@@ -263,19 +269,14 @@ def test_a_crash_while_the_snapshot_was_written_restarts_as_the_whole_journal(
     # The snapshot is written to a temporary file renamed over the old one: a crash leaves
     # the old snapshot and a partial temporary file. Shown here as worse: the snapshot
     # itself cut anywhere, with the partial file beside it.
-    events, states = _live_run(c)
-    seed = c[2]
-    usable = [seq for seq, state in states.items() if state is not None]
-    cut = data.draw(st.sampled_from(usable), label="snapshot after event")
-    state = states[cut]
-    assert state is not None
+    events, cut, state = _live_snapshot(c, data)
     root = tmp_path_factory.mktemp("torn")
     path = _snapshot_at(root, events, state, cut, len(events))
     snapshot = state_path(path).read_bytes()
     torn = data.draw(st.integers(0, len(snapshot) - 1), label="bytes written before the crash")
     state_path(path).write_bytes(snapshot[:torn])
     (path.parent / f".{state_path(path).name}.a1b2c3.tmp").write_bytes(snapshot[: torn // 2])
-    _assert_same_restart(root, seed, events[-1].time + 60.0, used=False)
+    _assert_same_restart(root, c[2], events[-1].time + 60.0, used=False)
 
 
 @settings(max_examples=30, deadline=None)
@@ -480,20 +481,27 @@ def test_a_schema_1_journal_restarts_from_a_snapshot_as_it_replays(tmp_path: Pat
     lines = _legacy_journal().splitlines(keepends=True)
     for cut in range(1, len(lines) + 1):
         root = tmp_path / f"cut{cut}"
-        (root / "a").mkdir(parents=True)
-        path = root / "a" / "journal.jsonl"
-        path.write_text("".join(lines[:cut]))
-        with Journal(path) as journal:
-            replayed = Coordinator(Recorder(0.0), journal, config=_config(0))
-            for event in journal.events():
-                replayed._fold(event)
-            state = replayed.state()
-            assert state is not None
-            assert save_state(journal, state)
-        with open(path, "a") as out:
-            out.write("".join(lines[cut:]))
-        (root / "cut").write_text(str(len(lines)))
+        root.mkdir()
+        _replayed_snapshot_at(root, lines, cut)
         _assert_same_restart(root, 0, 1e10, used=True)
+
+
+def _replayed_snapshot_at(root: Path, lines: list[str], cut: int) -> None:
+    """``root/a/journal.jsonl`` of ``lines``, with the snapshot a replay of the first
+    ``cut`` of them exports (written when the journal held just those)."""
+    (root / "a").mkdir()
+    path = root / "a" / "journal.jsonl"
+    path.write_text("".join(lines[:cut]))
+    with Journal(path) as journal:
+        replayed = Coordinator(Recorder(0.0), journal, config=_config(0))
+        for event in journal.events():
+            replayed._fold(event)
+        state = replayed.state()
+        assert state is not None
+        assert save_state(journal, state)
+    with open(path, "a") as out:
+        out.write("".join(lines[cut:]))
+    (root / "cut").write_text(str(len(lines)))
 
 
 def test_the_fold_settings_must_match(tmp_path: Path) -> None:
@@ -523,17 +531,5 @@ def test_hand_built_journals_restart_from_a_snapshot_as_they_replay(
         return
     cut = data.draw(st.integers(1, len(lines)), label="snapshot after line")
     root = tmp_path_factory.mktemp("built")
-    (root / "a").mkdir()
-    path = root / "a" / "journal.jsonl"
-    path.write_text("".join(lines[:cut]))
-    with Journal(path) as journal:
-        replayed = Coordinator(Recorder(0.0), journal, config=_config(0))
-        for event in journal.events():
-            replayed._fold(event)
-        state = replayed.state()
-        assert state is not None
-        assert save_state(journal, state)
-    with open(path, "a") as out:
-        out.write("".join(lines[cut:]))
-    (root / "cut").write_text(str(len(lines)))
+    _replayed_snapshot_at(root, lines, cut)
     _assert_same_restart(root, 0, 1e10, used=True)

@@ -8,16 +8,17 @@ says what building and checking Events costs on top of parsing.
 ``partial``, ``report`` (Markdown), ``report --format json`` and ``report --format html`` on
 it, and a coordinator restart (open the journal, ``Coordinator.recover``), each in a fresh
 process (wall, CPU seconds, and the child's own peak RSS, ``VmHWM``):
-first the full replay every read did before snapshots (``full_replay``, the same-run
-baseline), then through a snapshot with ``--tail`` events appended after it (``snapshot``).
+first the full replay every read and restart did before snapshots (``full_replay``, the
+same-run baseline), then through a snapshot with ``--tail`` events appended after it
+(``snapshot``: the history snapshot for reads, the coordinator snapshot for the restart).
 A large journal is built from a pool of ``--pool`` distinct tasks, renamed and shifted in
-time, so 2,000,000 events take a minute to write, not an hour.
+time, so 2,000,000 events take a minute to write, not an hour; ``--workdir`` keeps it (and
+its snapshots) for the next run. ``--commands`` picks some of the commands.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import os
@@ -59,6 +60,7 @@ from pytest_orch_recovery.engine.model import (
     full_plan,
 )
 from pytest_orch_recovery.store.journal import Journal, replay
+from pytest_orch_recovery.store.restart import state_path
 from pytest_orch_recovery.store.snapshot import HistoryFollower, snapshot_path
 
 _REASONS = [Reason.SIGINT, Reason.PERMISSION, Reason.API_ERROR, Reason.GITHUB_ERROR]
@@ -226,13 +228,16 @@ peak = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split(
 print(wall, cpu, out.size, peak, file=sys.stderr)
 """
 
-# A supervisor's restart: open the journal (it loads every event) and rebuild the
-# coordinator's state from it. The runtime does nothing: no agent runs.
+# A supervisor's restart: open the journal and rebuild the coordinator's state, from every
+# event (full_replay) or from the coordinator snapshot and the events after it (snapshot).
+# The runtime does nothing: no agent runs. "prepare" writes the snapshot (full replay).
 _RESTART = """
 import sys, time
 start, cpu = time.perf_counter(), time.process_time()
-from pytest_orch_recovery.engine.coordinator import Coordinator
+from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig, fold_settings
+from pytest_orch_recovery.engine.policy import Policy
 from pytest_orch_recovery.store.journal import Journal
+from pytest_orch_recovery.store.restart import open_journal, save_state
 class Clock:
     def now(self): return 2e9
 class Idle:
@@ -240,11 +245,19 @@ class Idle:
     def launch(self, spec): pass
     def cleanup(self, agent): pass
     def live(self): return frozenset()
-with Journal(sys.argv[3], fsync=False) as journal:
-    coordinator = Coordinator(Idle(), journal).recover()
+mode, path = sys.argv[1], sys.argv[3]
+if mode == "snapshot":
+    journal, state = open_journal(path, fold_settings(CoordinatorConfig(), Policy()))
+    assert state is not None and journal.resumed_at == state.seq, "snapshot not used"
+else:
+    journal, state = Journal(path, fsync=False), None
+with journal:
+    coordinator = Coordinator(Idle(), journal).recover(state=state)
+    if mode == "prepare":
+        assert save_state(journal, coordinator.state())
 wall, cpu = time.perf_counter() - start, time.process_time() - cpu
 peak = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
-print(wall, cpu, len(coordinator.tasks), peak, file=sys.stderr)
+print(wall, cpu, len(coordinator.tasks) + len(coordinator.settled), peak, file=sys.stderr)
 """
 
 
@@ -278,9 +291,8 @@ _COMMANDS = (
 )
 
 
-# What reads every event whatever the snapshot: a restart (the coordinator's state is not in
-# the snapshot) and the HTML report (it draws every event).
-_WHOLE = ("restart", "report --format html")
+# What reads every event whatever the snapshot: the HTML report (it draws every event).
+_WHOLE = ("report --format html",)
 
 
 def _measure(mode: str, command: str, path: Path) -> dict[str, float]:
@@ -288,10 +300,14 @@ def _measure(mode: str, command: str, path: Path) -> dict[str, float]:
     return _child(code, mode, command, str(path))
 
 
-def write_journal(path: Path, count: int, *, pool: int, max_tail: int) -> int:
+def _later(stamp: float | None, by: float) -> float | None:
+    return None if stamp is None else stamp + by
+
+
+def write_journal(path: Path, count: int, *, pool: int, max_tail: int) -> list[int]:
     """A ``count``-event journal made of ``pool`` distinct tasks, repeated under new ids and
     later times until ``count`` events, cut at the end of a task (nothing in flight: a
-    restart finishes no step). Returns the events written."""
+    restart finishes no step). Returns the seq at which each task ends."""
     template: list[list[Event]] = []
     for event in realistic_events(pool * 12, max_tail=max_tail):
         if not template or event.kind is EventKind.TASK_SUBMITTED:
@@ -300,11 +316,12 @@ def write_journal(path: Path, count: int, *, pool: int, max_tail: int) -> int:
     template.pop()  # the last task may be cut short
     span = template[-1][-1].time - template[0][0].time + 10.0
     seq = 0
+    ends: list[int] = []
     with open(path, "w", encoding="utf-8") as out:
         for copy in itertools.count():
             for n, story in enumerate(template):
                 if seq + len(story) > count:
-                    return seq
+                    return ends
                 task_id = f"task-{copy * len(template) + n + 1}"
                 lines = []
                 for event in story:
@@ -330,11 +347,8 @@ def write_journal(path: Path, count: int, *, pool: int, max_tail: int) -> int:
                         json.dumps(moved.to_json(), separators=(",", ":"), ensure_ascii=False)
                     )
                 out.write("\n".join(lines) + "\n")
-    return seq
-
-
-def _later(stamp: float | None, by: float) -> float | None:
-    return None if stamp is None else stamp + by
+                ends.append(seq)
+    return ends
 
 
 def reads(
@@ -343,28 +357,28 @@ def reads(
     max_tail: int,
     pool: int,
     *,
-    keep: Path | None = None,
     commands: tuple[str, ...] = _COMMANDS,
+    workdir: Path | None = None,
 ) -> dict[str, Any]:
     """Each read command and a restart on a ``count``-event journal: full replay, then via
-    a snapshot written ``tail`` events before the end. ``keep``: a directory whose journal
-    (and snapshots) a previous run left is used as it is, and a new one is left there."""
-    with contextlib.ExitStack() as stack:
-        if keep is None:
-            keep = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-reads-")))
-        path = keep / "journal.jsonl"
-        figures: dict[str, Any] = {}
-        if not statuscache.cache_path(path).exists():
-            figures.update(_prepare(path, count, tail, max_tail, pool))
-        figures.update(
-            events=_lines(path),
-            tasks=_tasks(path),
-            tail_after_snapshot=tail,
-            journal_bytes=path.stat().st_size,
-            snapshot_bytes=snapshot_path(path).stat().st_size,
-            status_cache_bytes=statuscache.cache_path(path).stat().st_size,
-            load_average=[round(x, 2) for x in os.getloadavg()],
-        )
+    snapshots written about ``tail`` events before the end (the coordinator's at the end of
+    the task ending there). ``workdir``: build the journal and snapshots there, or reuse
+    those a run with the same arguments left."""
+    with tempfile.TemporaryDirectory(prefix="bench-journal-reads-") as tmp:
+        root = Path(tmp) if workdir is None else workdir
+        root.mkdir(parents=True, exist_ok=True)
+        path = root / "journal.jsonl"
+        built = root / "built.json"
+        recipe: dict[str, Any] = {"count": count, "tail": tail, "max_tail": max_tail}
+        recipe.update(pool=pool, commands=sorted(commands))
+        figures: dict[str, Any] = {"load_average": [round(x, 2) for x in os.getloadavg()]}
+        if not built.exists() or json.loads(built.read_text())["recipe"] != recipe:
+            figures.update(_build(path, recipe, commands))
+            built.write_text(json.dumps({"recipe": recipe, "figures": figures}))
+        else:
+            figures.update(json.loads(built.read_text())["figures"], reused=str(root))
+        figures["tasks"] = _tasks(path)
+        figures["journal_bytes"] = path.stat().st_size
         for command in commands:
             full = _measure("full_replay", command, path)
             if command in _WHOLE:
@@ -381,46 +395,54 @@ def reads(
     return figures
 
 
-def _prepare(path: Path, count: int, tail: int, max_tail: int, pool: int) -> dict[str, Any]:
-    """Write the journal, and its snapshots ``tail`` events before its end."""
+def _build(path: Path, recipe: dict[str, Any], commands: tuple[str, ...]) -> dict[str, Any]:
+    """Write the journal, cut it ``tail`` events before the end, write the snapshots there,
+    put the tail back; the figures of doing so."""
     start = time.perf_counter()
-    written = write_journal(path, count, pool=pool, max_tail=max_tail)
-    write_seconds = time.perf_counter() - start
-    whole = path.read_bytes() if tail else b""
-    cut = _offset_of_line(whole, written - tail) if tail else None
+    ends = write_journal(path, recipe["count"], pool=recipe["pool"], max_tail=recipe["max_tail"])
+    written, tail = ends[-1], recipe["tail"]
+    figures: dict[str, Any] = {
+        "events": written,
+        "journal_write_seconds": round(time.perf_counter() - start, 1),
+    }
+    # The coordinator's snapshot is taken between steps: at the end of a task here.
+    at = next((e for e in reversed(ends) if e <= written - tail), written) if tail else written
+    cut = _offset_of_line(path, at) if tail else None
+    rest = b""
     if cut is not None:
         with open(path, "r+b") as handle:
+            handle.seek(cut)
+            rest = handle.read()
             handle.truncate(cut)
-    start, cpu = time.perf_counter(), time.process_time()
-    follower = HistoryFollower(path, every=1)  # what the first read after N events writes
-    follower.refresh()
-    snapshot_seconds = time.perf_counter() - start
-    snapshot_cpu = time.process_time() - cpu
-    cpu = time.process_time()
-    statuscache.save(path, follower.history, follower.offset, follower.seq)  # status's
-    status_cache_cpu = time.process_time() - cpu
-    del follower
+    figures["tail_after_snapshot"] = written - at
+    if any(c != "restart" for c in commands):
+        start, cpu = time.perf_counter(), time.process_time()
+        follower = HistoryFollower(path, every=1)  # what the first read after N events writes
+        follower.refresh()
+        figures["snapshot_bytes"] = snapshot_path(path).stat().st_size
+        figures["snapshot_write_seconds"] = round(time.perf_counter() - start, 3)
+        figures["snapshot_write_cpu_seconds"] = round(time.process_time() - cpu, 3)
+        cpu = time.process_time()  # and status, the rows of its ended tasks
+        statuscache.save(path, follower.history, follower.offset, follower.seq)
+        figures["status_cache_write_cpu_seconds"] = round(time.process_time() - cpu, 3)
+        figures["status_cache_bytes"] = statuscache.cache_path(path).stat().st_size
+        del follower
+    if "restart" in commands:
+        # A full replay that then writes the state (what a supervisor's loop writes).
+        figures["coordinator_snapshot_write"] = _child(_RESTART, "prepare", "restart", str(path))
+        figures["coordinator_snapshot_bytes"] = state_path(path).stat().st_size
     if cut is not None:
         with open(path, "ab") as handle:
-            handle.write(whole[cut:])
-    return {
-        "journal_write_seconds": round(write_seconds, 1),
-        "snapshot_write_seconds": round(snapshot_seconds, 3),
-        "snapshot_write_cpu_seconds": round(snapshot_cpu, 3),
-        "status_cache_write_cpu_seconds": round(status_cache_cpu, 3),
-    }
+            handle.write(rest)
+    return figures
 
 
-def _lines(path: Path) -> int:
-    with open(path, "rb") as handle:
-        return sum(1 for _ in handle)
-
-
-def _offset_of_line(data: bytes, lines: int) -> int:
-    """The byte offset just after the first ``lines`` lines of ``data``."""
+def _offset_of_line(path: Path, lines: int) -> int:
+    """The byte offset just after the first ``lines`` lines of the file."""
     offset = 0
-    for _ in range(lines):
-        offset = data.index(b"\n", offset) + 1
+    with open(path, "rb") as handle:
+        for _, line in zip(range(lines), handle, strict=False):
+            offset += len(line)
     return offset
 
 
@@ -463,24 +485,32 @@ def main(argv: list[str] | None = None) -> int:
         "--reads-only", action="store_true", help="skip the append and replay figures"
     )
     parser.add_argument(
-        "--keep",
-        type=Path,
-        metavar="DIR",
-        help="build the read benchmark's journal in DIR once and reuse it in later runs",
+        "--commands",
+        default=",".join(_COMMANDS),
+        help=f"comma-separated commands to time (default: all of {', '.join(_COMMANDS)})",
     )
     parser.add_argument(
-        "--commands",
-        metavar="LIST",
-        help="the read commands to time, comma-separated (default: " + ",".join(_COMMANDS) + ")",
+        "--workdir",
+        type=Path,
+        help="build the read benchmark's journal and snapshots here and keep them; a later "
+        "run with the same --reads, --tail, --max-tail, --pool and --commands reuses them",
     )
     args = parser.parse_args(argv)
+    commands = tuple(c.strip() for c in args.commands.split(",") if c.strip())
+    unknown = sorted(set(commands) - set(_COMMANDS))
+    if unknown:
+        parser.error(f"--commands: unknown {', '.join(unknown)}")
     figures: dict[str, Any] = {}
     if not args.reads_only:
         figures = run(args.events, args.fsync_events, args.rounds, args.max_tail)
     if args.reads:
-        commands = _COMMANDS if args.commands is None else tuple(args.commands.split(","))
         figures["reads"] = reads(
-            args.reads, args.tail, args.max_tail, args.pool, keep=args.keep, commands=commands
+            args.reads,
+            args.tail,
+            args.max_tail,
+            args.pool,
+            commands=commands,
+            workdir=args.workdir,
         )
     print(json.dumps(figures, indent=2))
     return 0

@@ -435,6 +435,49 @@ def test_an_escalation_journaled_just_before_a_crash_is_still_notified(fleet: Fl
     assert not any("on_escalate for" in line for line in again.seen)
 
 
+def test_restarts_start_from_the_coordinator_snapshot_and_fold_only_the_tail(
+    fleet: Fleet,
+) -> None:
+    # A clean stop leaves the coordinator's state beside the journal; the next supervisor
+    # starts from it. One killed later (no snapshot of what it did) leaves a tail, which
+    # the one after folds onto the snapshot: nothing launched twice, nothing forgotten.
+    snapshot = fleet.journal.with_name(fleet.journal.name + ".coordinator")
+    first = Supervisor(fleet)
+    try:
+        first.wait_for("supervising")
+        fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(PERM_TASK))
+        first.wait_for("task_succeeded", "t-perm")
+    finally:
+        assert first.stop() == 0
+    events = len(fleet.journal.read_text().splitlines())
+    assert json.loads(snapshot.read_text().splitlines()[0])["seq"] == events
+
+    second = Supervisor(fleet)
+    second.wait_for("recovering", f"({events} events, 0 after its snapshot)")
+    second.wait_for("supervising")
+    fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(PR_TASK))
+    second.wait_for("task_succeeded", "t-pr")
+    assert second.stop(signal.SIGKILL) == -signal.SIGKILL
+    tail = len(fleet.journal.read_text().splitlines()) - events
+    assert tail > 0
+
+    third = Supervisor(fleet)
+    try:
+        third.wait_for("recovering", "after its snapshot", f", {tail} after")
+        third.wait_for("supervising")
+        # Both tasks are known to it, the settled one too: submitted again, nothing runs.
+        fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(PERM_TASK))
+        fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(PR_TASK))
+        fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(SIGINT_TASK))
+        third.wait_for("task_succeeded", "t-sigint")
+    finally:
+        assert third.stop() == 0
+    for task in ("t-perm", "t-pr", "t-sigint"):
+        assert len(fleet.events("task_submitted", task)) == 1, task
+        assert len(fleet.events("attempt_launched", task)) == 1, task
+    assert _phases(fleet) == {"t-perm": "succeeded", "t-pr": "succeeded", "t-sigint": "succeeded"}
+
+
 def test_a_delivery_record_that_is_not_a_file_is_refused_in_one_line(fleet: Fleet) -> None:
     record = fleet.root / ".orch-fleet" / "on_escalate.delivered"
     record.parent.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_orch_recovery.cli import fleet_output, statusrows
+from pytest_orch_recovery.engine import events, model
 from pytest_orch_recovery.engine.events import OperatorAction
 from pytest_orch_recovery.engine.model import TERMINAL
 from pytest_orch_recovery.report import fleetview, jsondoc, safetext
@@ -66,7 +67,9 @@ def cache_path(journal: Path) -> Path:
 def _code_hash() -> str:
     """What a stored row depends on beyond the fold: the code that renders it."""
     digest = hashlib.sha256(FINGERPRINT.encode())
-    for module in (statusrows, fleet_output, fleetview, jsondoc, safetext, history_module):
+    # The row's cells and JSON, the fold, and the values' own to_json and str (events, model).
+    renderers = (statusrows, fleet_output, fleetview, jsondoc, safetext, history_module)
+    for module in (*renderers, events, model):
         digest.update(Path(module.__file__ or "").read_bytes())
     return digest.hexdigest()[:16]
 

@@ -53,7 +53,8 @@ CACHE_FROM = snapshot.SNAPSHOT_EVERY
 _FORMAT = 1
 _MAX_LINE = 256 << 20
 # Stands for the attempt budget in an ended task's JSON text; the command line's budget
-# replaces it when the row is written.
+# replaces it when the row is written. No task's own budget can be it: the journal's are
+# positive (engine/events.py reads any other as none).
 _BUDGET_MARK = -7_205_759_403_792_793
 _ROW_LEVEL = 2  # a row of the document's "tasks"; its fields one level deeper
 _BUDGET_KEY = "\n" + "  " * (_ROW_LEVEL + 1) + '"budget": '

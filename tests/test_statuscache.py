@@ -200,9 +200,12 @@ def test_hostile_text_of_an_ended_task_is_escaped_as_without_the_file(tmp_path: 
 def test_a_journal_naming_the_budget_stand_in_prints_as_without_the_file(tmp_path: Path) -> None:
     from dataclasses import replace
 
+    from pytest_orch_recovery.engine.events import TaskSubmitted
+
     j = JournalBuilder()
     first_try_success(j, "t1", "agent-1")
     submitted = j.events[0]
+    assert isinstance(submitted.payload, TaskSubmitted)
     mark = statuscache._BUDGET_MARK  # no budget a journal can give a task
     j.events[0] = replace(submitted, payload=replace(submitted.payload, budget=mark))
     path = tmp_path / "journal.jsonl"

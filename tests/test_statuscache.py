@@ -195,3 +195,20 @@ def test_hostile_text_of_an_ended_task_is_escaped_as_without_the_file(tmp_path: 
         got = _cached(path, 4, fmt)
         assert got == _expected(path, 4, fmt)
         assert got is not None and "\x9b" not in got and "\u202e" not in got
+
+
+def test_a_journal_naming_the_budget_stand_in_prints_as_without_the_file(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from pytest_orch_recovery.engine.events import TaskSubmitted
+
+    j = JournalBuilder()
+    first_try_success(j, "t1", "agent-1")
+    submitted = j.events[0]
+    assert isinstance(submitted.payload, TaskSubmitted)
+    mark = statuscache._BUDGET_MARK  # no budget a journal can give a task
+    j.events[0] = replace(submitted, payload=replace(submitted.payload, budget=mark))
+    path = tmp_path / "journal.jsonl"
+    _save_at(path, journal_text(j.events), len(j.events))
+    for fmt in ("table", "json"):
+        assert _cached(path, 4, fmt) == _expected(path, 4, fmt)

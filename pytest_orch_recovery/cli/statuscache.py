@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_orch_recovery.cli import fleet_output, statusrows
+from pytest_orch_recovery.engine import events, model
 from pytest_orch_recovery.engine.events import OperatorAction
 from pytest_orch_recovery.engine.model import TERMINAL
 from pytest_orch_recovery.report import fleetview, jsondoc, safetext
@@ -52,7 +53,8 @@ CACHE_FROM = snapshot.SNAPSHOT_EVERY
 _FORMAT = 1
 _MAX_LINE = 256 << 20
 # Stands for the attempt budget in an ended task's JSON text; the command line's budget
-# replaces it when the row is written.
+# replaces it when the row is written. No task's own budget can be it: the journal's are
+# positive (engine/events.py reads any other as none).
 _BUDGET_MARK = -7_205_759_403_792_793
 _ROW_LEVEL = 2  # a row of the document's "tasks"; its fields one level deeper
 _BUDGET_KEY = "\n" + "  " * (_ROW_LEVEL + 1) + '"budget": '
@@ -66,7 +68,9 @@ def cache_path(journal: Path) -> Path:
 def _code_hash() -> str:
     """What a stored row depends on beyond the fold: the code that renders it."""
     digest = hashlib.sha256(FINGERPRINT.encode())
-    for module in (statusrows, fleet_output, fleetview, jsondoc, safetext, history_module):
+    # The row's cells and JSON, the fold, and the values' own to_json and str (events, model).
+    renderers = (statusrows, fleet_output, fleetview, jsondoc, safetext, history_module)
+    for module in (*renderers, events, model):
         digest.update(Path(module.__file__ or "").read_bytes())
     return digest.hexdigest()[:16]
 

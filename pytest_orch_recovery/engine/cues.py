@@ -76,7 +76,11 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\boomkilled\b",
         r"\bout of (?:\w+ )?memory\b",
         r"\bheap space\b",
-        r"\b(?:gc|garbage collector) (?:is )?thrashing\b",
+        # Written, like several below, so that each alternative starts a word with a
+        # literal: the index files it under that word (_Index), rather than trying it on
+        # every line holding one of its substrings.
+        r"\bgc (?:is )?thrashing\b",
+        r"\bgarbage collector (?:is )?thrashing\b",
         r"\bmemory (?:limit|exhausted)",
         r"\bheap (?:limit|out of memory)",
         r"\bcannot allocate memory\b",
@@ -87,7 +91,8 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bno space left\b",
         r"\boom_reaper\b",
         r"\breaped process\b",
-        r"\b(?:memory )?allocation (?:of \d+ bytes )?failed\b",
+        r"\bmemory allocation (?:of \d+ bytes )?failed\b",
+        r"\ballocation (?:of \d+ bytes )?failed\b",
         r"\benospc\b",
         r"\btoo many open files\b",
         r"\bemfile\b",
@@ -182,7 +187,7 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bhas disabled\b",
         r"\b(?:haven't|have not|not|never) (?:been )?granted\b",
         r"\btrust (?:is )?required\b",
-        r"--trust\b",
+        r"\btrust\b(?<=--trust)",  # --trust
         r"\bskip[- ]permissions\b",
         r"\bbypass permissions\b",
         r"\bdo you want to\b",
@@ -193,7 +198,7 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bwould you like to (?:run|allow|proceed|make|create|edit|execute)\b",
         r"\ballow (?:execution|command|this|once|always|all)\b",
         r"\byes, (?:allow|and don't ask|proceed)\b",
-        r"\(y/n\)|\[y/n\]",
+        r"\by/n\)(?<=\(y/n\))|\by/n\](?<=\[y/n\])",  # (y/n) or [y/n]
         r"\bprevent(?:s|ed|ing)? (?:you |the agent |it |me |us )?from\b",
         r"\brejected\b(?<!promise rejected)",
         r"\bis read[ -]only\b",
@@ -207,10 +212,10 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\b401\b",
         r"\binvalid (?:api[ _-]?)?(?:key|token|credentials?)\b",
         r"\bapi[ _-]?key\b",
-        r"not[ _]logged[ _]in",
+        r"not[ _]logged[ _]in",  # also inside a constant: ERROR_NOT_LOGGED_IN
         r"\blog ?in (?:required|again|expired)\b",
         r"\b(?:run|please run) /?(?:login|auth login)\b",
-        r"/login\b",
+        r"\blogin\b(?<=/login)",  # /login
         r"\bauth login\b",
         r"\bauthentication (?:error|failed|required)\b",
         r"\bbad credentials\b",
@@ -232,7 +237,7 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bbad gateway\b",
         r"\bgateway timeout\b",
         r"\bserver error\b",
-        r"50(?<!\w50)[0234]\b",  # \b50[0234]\b, written to start with a literal
+        r"\b(?:500|502|503|504)\b",
         r"\bapi ?(?:connection ?)?error\b",
         r"\bconnection (?:error|failed|refused|reset|closed|lost)\b",
         r"\bnetwork error\b",
@@ -256,7 +261,7 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bcanceled\b",
         r"\babort(?:ed|ing)?\b",
         r"\bctrl[- +]?c\b",
-        r"\^c\b",
+        r"\bc\b(?<=\^c)",  # ^c, the echo of a typed ctrl-c
         r"\bsigint\b",
         r"\bsighup\b",
         r"\bstopped by (?:the )?user\b",
@@ -369,7 +374,7 @@ _SUBJECTS: dict[str, re.Pattern[str]] = {
         r"\bgithub\b(?!\.com[:/][\w.-]+/[\w.-]+\.git| copilot)",
         r"\bapi\.github\.com\b",
         r"\bgh (?:pr|api|issue|run|repo|auth|release|workflow)\b",
-        r"\bgh:",
+        r"\bgh\b(?=:)",  # gh:
         r"\bgraphql",  # GraphQL, GraphqlError
         r"\bpull request\b",
         r"\bpr\b",

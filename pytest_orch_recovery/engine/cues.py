@@ -319,6 +319,13 @@ _NONZERO_FAILED = re.compile(
     r"[1-9](?<!\w[1-9])\d* (?:tests? |specs? |examples? |scenarios? )?"
     r"(?:failed|fails?|failures?|failing|errors?)\b"
     r"|\b(?:failures?|failed|failing|errors?)[:=] ?[1-9]"
+    r"|\bfail[:=]? +[1-9]"  # a results table's column: "PASS 0 | FAIL 1"
+)
+# A count of zero interruptions ("INTERRUPT 0 | CANCEL 0" in a results table, "0 aborted")
+# says none happened, as "0 failed" says nothing failed.
+_NONE_INTERRUPTED = re.compile(
+    r"\b(?:interrupt(?:ed|s)?|cancell?(?:ed|s)?|canceled|abort(?:ed|s)?)[:=]? +0\b"
+    r"|\b0 (?:interrupted|cancell?ed|aborted)\b"
 )
 # A line that starts with FAIL is a test runner's verdict (go test, jest, vitest, ...).
 # "Failed to update ref" is prose about an action, not a runner's verdict.
@@ -789,6 +796,7 @@ _RETRIED_MARK = "mark retried"
 _API_DEADLINE_MARK = "mark api deadline"
 _NOTHING_FAILED_MARK = "mark nothing failed"
 _BY_ERROR_MARK = "mark interrupted by error"
+_NONE_INTERRUPTED_MARK = "mark none interrupted"
 _SUBJECT_KEY = {name: _TESTS_SUBJECT if name in _CUES else name for name in _SUBJECTS}
 LEXICON_FAMILIES: dict[str, re.Pattern[str]] = {
     **_CUES,
@@ -797,6 +805,7 @@ LEXICON_FAMILIES: dict[str, re.Pattern[str]] = {
     _API_DEADLINE_MARK: re.compile(r"\b(?:504|deadline_exceeded|gateway time-?out)\b"),
     _NOTHING_FAILED_MARK: _NOTHING_FAILED,
     _BY_ERROR_MARK: _BY_ERROR,
+    _NONE_INTERRUPTED_MARK: _NONE_INTERRUPTED,
 }
 _LEXICON = _Index.of(LEXICON_FAMILIES)
 
@@ -1042,9 +1051,10 @@ def _sent_by_a_limit(cues: list[str], subjects: set[str], lowered: str) -> bool:
 
 def _cues_of(found: set[str], lowered: str) -> list[str]:
     """The line's cue families, less those its marks explain away: an interruption by an
-    API error is the error's; a failure word in "0 failed" reports nothing failed."""
+    API error is the error's; a failure word in "0 failed" reports nothing failed, an
+    interruption word in "INTERRUPT 0" that nothing was interrupted."""
     cues = _cues_in(found)
-    if "server" in cues and _BY_ERROR_MARK in found:
+    if "interrupt" in cues and (_BY_ERROR_MARK in found or _NONE_INTERRUPTED_MARK in found):
         cues = [c for c in cues if c != "interrupt"]
     if "tests" in cues and _NOTHING_FAILED_MARK in found and not _NONZERO_FAILED.search(lowered):
         cues = [c for c in cues if c not in ("tests", "error")]

@@ -98,6 +98,10 @@ DISPATCHER_FLAG_FAULTS = frozenset({"missing_permission_flag", "permission_promp
 
 # The fallback agents' accounts on this tier (numbered in the chain's order).
 FALLBACK_API_KEY = "sk-ant-api03-double-fallback-account"
+# The agents' accounts: an API key, or, where a scenario's account has a plan's usage limit, a
+# subscription's OAuth token (Claude Code sends it as ``Authorization: Bearer``).
+API_KEY = "sk-ant-api03-double-not-a-real-key"
+SUBSCRIPTION_TOKEN = "sk-ant-oat01-double-not-a-real-token"
 
 # On this tier a usage limit's reset is seconds away (the model double then rounds it up to
 # the whole minute the CLI prints), whatever the scenario's ``resets_in`` says.
@@ -242,7 +246,7 @@ def run_tmux(
     try:
         held.double = _start_model_double(sandbox, tasks, faults)
         _inject_forge_faults(sandbox, faults)
-        _point_agents_at(sandbox, held.double)
+        _point_agents_at(sandbox, held.double, _on_a_plan(faults))
         parked: dict[str, tuple[str, int]] = {}  # permission_prompt fault -> (task, attempt)
         dispatcher = _dispatcher(
             sandbox,
@@ -403,16 +407,34 @@ def _inject_forge_faults(sandbox: Sandbox, faults: Sequence[FaultSpec]) -> None:
             )
 
 
-def _point_agents_at(sandbox: Sandbox, double: ModelDouble) -> None:
-    sandbox.agent_env.update(double_env(double.url))
+def _on_a_plan(faults: Sequence[FaultSpec]) -> bool:
+    """Whether the run's account is a subscription: a usage limit is a plan's (API-key
+    accounts have rate limits and a credit balance, not a plan's session limit)."""
+    return any(spec.kind == "usage_limit" for spec in faults)
 
 
-def double_env(url: str) -> dict[str, str]:
+def _point_agents_at(sandbox: Sandbox, double: ModelDouble, subscription: bool = False) -> None:
+    sandbox.agent_env.update(double_env(double.url, subscription=subscription))
+
+
+def double_env(url: str, *, subscription: bool = False) -> dict[str, str]:
     """The agents' environment: the model double at ``url`` for an API, few retries of their
-    own."""
+    own, and the account: an API key, or a subscription's OAuth token (``subscription``).
+
+    The account decides what a plan's usage limit (a 429 with ``anthropic-ratelimit-unified-
+    status: rejected``) does to Claude Code 2.1.328 (docs/claude-code.md): on a subscription it
+    exits at once with "You've hit your 5-hour limit · resets 2:16pm (UTC)"; on an API key it
+    waits out a reset up to a minute away and goes on, and gives up on a later one with "API
+    Error: Request rejected (429)" and no reset. A usage-limit scenario is about the first.
+    """
+    account = (
+        {"CLAUDE_CODE_OAUTH_TOKEN": SUBSCRIPTION_TOKEN}
+        if subscription
+        else {"ANTHROPIC_API_KEY": API_KEY}
+    )
     return {
         "ANTHROPIC_BASE_URL": url,
-        "ANTHROPIC_API_KEY": "sk-ant-api03-double-not-a-real-key",
+        **account,
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "DISABLE_AUTOUPDATER": "1",
         "CLAUDE_CODE_MAX_RETRIES": str(AGENT_RETRIES),
@@ -456,8 +478,9 @@ def _fallback_driver(
     config: AgentConfig,
 ) -> AgentDriver | None:
     """A fallback agent of a scenario: the run's own agent on another account (its own API
-    key, which the model double's usage limits tell apart), so that it is not limited when
-    the primary's account is."""
+    key, which the model double's usage limits tell apart and which Claude Code uses before
+    an OAuth token in its environment), so that it is not limited when the primary's
+    account is."""
     if agent_type not in fallback_agents:
         return None
     driver = factory(config)

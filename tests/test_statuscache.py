@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -212,3 +213,48 @@ def test_a_journal_naming_the_budget_stand_in_prints_as_without_the_file(tmp_pat
     _save_at(path, journal_text(j.events), len(j.events))
     for fmt in ("table", "json"):
         assert _cached(path, 4, fmt) == _expected(path, 4, fmt)
+
+
+def _forge_rows(path: Path, change: Callable[[bytes], bytes]) -> None:
+    """The kept file with its rows of ended tasks changed by ``change`` (bytes -> bytes),
+    the header's byte counts made to fit again: a file someone else wrote."""
+    kept = statuscache.cache_path(path)
+    data = kept.read_bytes()
+    header = json.loads(data.split(b"\n", 1)[0])
+    table_bytes, json_bytes = int(header["table_bytes"]), int(header["json_bytes"])
+    head, table, texts = (
+        data[: len(data) - table_bytes - json_bytes],
+        data[len(data) - table_bytes - json_bytes : len(data) - json_bytes],
+        data[len(data) - json_bytes :],
+    )
+    table, texts = change(table), change(texts)
+    header["table_bytes"], header["json_bytes"] = len(table), len(texts)
+    rest = head.split(b"\n", 1)[1]
+    kept.write_bytes(json.dumps(header).encode() + b"\n" + rest + table + texts)
+
+
+def test_a_forged_row_reaches_the_terminal_escaped(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    text = journal_text(_mixed().events)
+    _save_at(path, text, len(text.splitlines()))
+    _forge_rows(path, lambda rows: rows.replace(b"succeeded", b"\x1b]52;c;aGk=\x07\xe2\x80\xae"))
+    for fmt in ("table", "json"):
+        got = _cached(path, 4, fmt)
+        assert got is not None
+        assert "\\u001b]52" in got
+        assert "\x1b" not in got and "\x07" not in got and "\u202e" not in got
+
+
+def test_a_row_that_is_not_one_of_its_rows_is_an_error_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_orch_recovery.cli.main import main
+
+    path = tmp_path / "journal.jsonl"
+    text = journal_text(_mixed().events)
+    _save_at(path, text, len(text.splitlines()))
+    _forge_rows(path, lambda rows: rows.replace(b"\x00", b""))
+    assert main(["status", "--journal", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{statuscache.cache_path(path)}: a row of an ended task is not one of its rows" in err
+    assert "delete it" in err

@@ -295,7 +295,10 @@ def run(args: argparse.Namespace) -> int:
             chunks = _draw_chunks(args)
         except UsageError as exc:
             return fail(PROG, str(exc))
-        write_chunks(chunks)
+        try:
+            write_chunks(chunks)
+        except JournalError as exc:  # status's own kept rows, found damaged while written
+            return fail(PROG, str(exc))
         return 0
     try:
         text = _draw(args)

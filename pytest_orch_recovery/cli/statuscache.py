@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from typing import Any
 
 from pytest_orch_recovery.cli import fleet_output, statusrows
 from pytest_orch_recovery.engine import events, model
+from pytest_orch_recovery.engine.errors import InvalidValue
 from pytest_orch_recovery.engine.events import OperatorAction
 from pytest_orch_recovery.engine.model import TERMINAL
 from pytest_orch_recovery.report import fleetview, jsondoc, safetext
@@ -40,7 +42,7 @@ from pytest_orch_recovery.store import atomic, snapshot
 from pytest_orch_recovery.store import history as history_module
 from pytest_orch_recovery.store.history import History, TaskHistory
 from pytest_orch_recovery.store.historycodec import FINGERPRINT
-from pytest_orch_recovery.store.journal import read_events
+from pytest_orch_recovery.store.journal import JournalError, read_events
 
 __all__ = ["CACHE_FROM", "CACHE_SUFFIX", "cache_path", "render_cached", "save"]
 
@@ -108,6 +110,22 @@ def save(journal: Path, history: History, offset: int, seq: int) -> None:
 # are stored as another such character.
 _SEP = "\x00"
 _NEWLINE = "\x01"
+# Any other control character in a kept row did not come from this module (which wrote only
+# terminal-safe cells and escaped JSON): a file written by someone else. It is shown escaped,
+# never handed to the terminal.
+_FOREIGN = re.compile(f"[\x02-\x09\x0b-\x1f{safetext.BEYOND_C0}]")
+# A row of these bytes alone (printable ASCII, the separators) needs no look for the others.
+_PLAIN = bytes(range(0x20, 0x7F)) + b"\x00\x01\n"
+
+
+def _foreign_escaped(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def _damaged(journal: Path, what: str) -> JournalError:
+    return JournalError(
+        f"{cache_path(journal)}: {what}; the file is derived data, delete it and run again"
+    )
 
 
 def _attempt_key(attempt: int, own: int | None, releases: int) -> str:
@@ -122,10 +140,10 @@ def _table_rows(cells: list[list[str]], widths: list[int], keys: list[str]) -> I
     end = start + widths[statusrows.ATTEMPT_COLUMN] + 2
     for row, key in zip(cells, keys, strict=True):
         if any(_SEP in c or "\n" in c for c in row):
-            raise ValueError("a cell holds a control character")
+            raise InvalidValue("a cell holds a control character")
         line = fleet_output.table_line(row, widths)[:-1]
         if len(line) <= end:  # nothing after the ATTEMPT cell: no row of ours
-            raise ValueError("a row ends at its ATTEMPT cell")
+            raise InvalidValue("a row ends at its ATTEMPT cell")
         yield f"{line[:start]}{_SEP}{key}{_SEP}{line[end:]}\n".encode()
 
 
@@ -133,7 +151,7 @@ def _json_line(text: str) -> bytes:
     """A row's JSON text with the budget's value cut out (the part after it follows the
     separator), unless the task names its own budget."""
     if _SEP in text or _NEWLINE in text:
-        raise ValueError("JSON text holds a control character")
+        raise InvalidValue("JSON text holds a control character")
     before, mark, after = text.partition(_BUDGET_FIELD)
     line = before + (_SEP + after if mark else "")
     return (line.replace("\n", _NEWLINE) + "\n").encode("utf-8")
@@ -196,6 +214,7 @@ def _chunks(history: History, offset: int, seq: int, seam: str) -> Iterator[byte
 
 @dataclass
 class _Cached:
+    journal: Path
     header: dict[str, Any]
     handle: Any  # positioned at the first ended task's row
     history: History  # the open tasks, with the events appended since folded in
@@ -226,7 +245,7 @@ def _open(journal: Path) -> _Cached | None:
 def _line(handle: Any) -> Any:
     line: bytes = handle.readline(_MAX_LINE)
     if not line.endswith(b"\n"):
-        raise ValueError("a row is cut short or too long")
+        raise InvalidValue("a row is cut short or too long")
     return json.loads(line)
 
 
@@ -243,7 +262,7 @@ def _read_head(journal: Path, handle: Any) -> _Cached | None:
     history = snapshot.read_rows(handle, int(header["open"]))
     rows_bytes = int(header["table_bytes"]) + int(header["json_bytes"])
     if os.fstat(handle.fileno()).st_size != handle.tell() + rows_bytes:
-        raise ValueError("the rows of ended tasks are cut short or followed by more")
+        raise InvalidValue("the rows of ended tasks are cut short or followed by more")
     for folded, (event, _) in enumerate(read_events(journal, start=offset, seq=seq), 1):
         named = event.payload.tasks if isinstance(event.payload, OperatorAction) else ()
         if event.task_id in settled_ids or any(t in settled_ids for t in named):
@@ -252,8 +271,8 @@ def _read_head(journal: Path, handle: Any) -> _Cached | None:
         if folded > snapshot.SNAPSHOT_EVERY:
             return None  # time to write a new one
     if len(settled_ids) + int(header["open"]) != int(header["tasks"]):
-        raise ValueError("the counts of tasks do not add up")
-    return _Cached(header, handle, history)
+        raise InvalidValue("the counts of tasks do not add up")
+    return _Cached(journal, header, handle, history)
 
 
 def render_cached(journal: Path, budget: int, fmt: str, now: float) -> Iterator[str] | None:
@@ -284,8 +303,11 @@ def _merged(cached: _Cached, live: list[TaskStatus]) -> Iterator[tuple[int, Any]
             else:
                 stored: bytes = handle.readline(_MAX_LINE)
                 if not stored.endswith(b"\n"):
-                    raise ValueError("a row of an ended task is cut short")
-                yield ordinal, stored[:-1].decode("utf-8")
+                    raise _damaged(cached.journal, "a row of an ended task is cut short")
+                text = stored[:-1].decode("utf-8", errors="replace")
+                if stored.translate(None, _PLAIN):
+                    text = _FOREIGN.sub(_foreign_escaped, text)
+                yield ordinal, text
         for ordinal, row in enumerate(opened, total):  # tasks submitted since
             yield ordinal, row
     finally:
@@ -325,9 +347,10 @@ def _attempt_cell(key: str, budget: int) -> str:
     return statusrows.attempt_cell(int(attempt), int(own) if own else budget, int(releases))
 
 
-def _cells(stored: str, widths: list[int]) -> list[str]:
-    """A stored row's cells back (no cell ends in a space: they are single lines)."""
-    before, key, after = stored.split(_SEP)
+def _cells(parts: list[str], widths: list[int]) -> list[str]:
+    """A stored row's cells back from its three parts (no cell ends in a space: they are
+    single lines)."""
+    before, key, after = parts
     cells: list[str] = []
     for part, columns in (
         (before, widths[: statusrows.ATTEMPT_COLUMN]),
@@ -376,13 +399,16 @@ def _table(
     for _, row in _merged(cached, live):
         if isinstance(row, TaskStatus):
             lines.append(fleet_output.table_line(by_live[id(row)], widths))
-        elif padded:
-            before, key, after = row.split(_SEP)
-            lines.append(f"{before}{middle[key]}{after}\n")
         else:
-            cells = _cells(row, stored_widths)
-            cells[column] = attempt_cells[cells[column]]
-            lines.append(fleet_output.table_line(cells, widths))
+            parts = row.split(_SEP)
+            if len(parts) != 3 or parts[1] not in middle:
+                raise _damaged(cached.journal, "a row of an ended task is not one of its rows")
+            if padded:
+                lines.append(f"{parts[0]}{middle[parts[1]]}{parts[2]}\n")
+            else:
+                cells = _cells(parts, stored_widths)
+                cells[column] = attempt_cells[cells[column]]
+                lines.append(fleet_output.table_line(cells, widths))
         if len(lines) >= 512:
             yield "".join(lines)
             lines.clear()
@@ -394,7 +420,7 @@ def _notes(header: dict[str, Any], live: list[TaskStatus]) -> Iterator[str]:
     open_at = header["open_at"]
     total = int(header["tasks"])
     ordinals = [*open_at, *range(total, total + len(live) - len(open_at))]
-    notes = [(int(o), str(n)) for o, n in header["notes"]]
+    notes = [(int(o), _FOREIGN.sub(_foreign_escaped, str(n))) for o, n in header["notes"]]
     notes += [
         (o, note)
         for o, note in zip(ordinals, map(statusrows.delay_note, live), strict=True)

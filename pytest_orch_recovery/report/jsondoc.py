@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from json.encoder import encode_basestring
 from typing import Any
 
+from pytest_orch_recovery.engine.errors import InvalidType, InvalidValue
 from pytest_orch_recovery.report.safetext import json_document
 
 __all__ = ["Encoded", "Rows", "document_chunks", "dumps", "encode"]
@@ -53,7 +54,7 @@ def _float(value: float, allow_nan: bool) -> str:
     if math.isfinite(value):
         return float.__repr__(value)
     if not allow_nan:
-        raise ValueError("Out of range float values are not JSON compliant: " + repr(value))
+        raise InvalidValue("Out of range float values are not JSON compliant: " + repr(value))
     if value != value:
         return "NaN"
     return "Infinity" if value > 0 else "-Infinity"
@@ -68,7 +69,7 @@ def _key(key: Any, allow_nan: bool) -> str:
         return encode_basestring({True: "true", False: "false", None: "null"}[key])
     if isinstance(key, int):
         return encode_basestring(int.__repr__(key))
-    raise TypeError(f"keys must be str, int, float, bool or None, not {key.__class__.__name__}")
+    raise InvalidType(f"keys must be str, int, float, bool or None, not {key.__class__.__name__}")
 
 
 def _scalar(value: Any, allow_nan: bool) -> str:
@@ -85,7 +86,7 @@ def _scalar(value: Any, allow_nan: bool) -> str:
         return int.__repr__(value)
     if isinstance(value, float):
         return _float(value, allow_nan)
-    raise TypeError(f"Object of type {value.__class__.__name__} is not JSON serializable")
+    raise InvalidType(f"Object of type {value.__class__.__name__} is not JSON serializable")
 
 
 def _encode(value: Any, level: int, out: list[str], allow_nan: bool) -> None:

@@ -32,6 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from pytest_orch_recovery.cli import statuscache
 from pytest_orch_recovery.engine.events import (
     AttemptExited,
     AttemptLaunched,
@@ -61,7 +62,7 @@ from pytest_orch_recovery.engine.model import (
 )
 from pytest_orch_recovery.store.journal import Journal, replay
 from pytest_orch_recovery.store.restart import state_path
-from pytest_orch_recovery.store.snapshot import read_history, snapshot_path
+from pytest_orch_recovery.store.snapshot import HistoryFollower, snapshot_path
 
 _REASONS = [Reason.SIGINT, Reason.PERMISSION, Reason.API_ERROR, Reason.GITHUB_ERROR]
 # Pane text of the kind an attempt leaves behind; the tail is cut to at most 2 KiB.
@@ -195,10 +196,10 @@ def run(events_count: int, fsync_count: int, rounds: int, max_tail: int) -> dict
 
 
 _CHILD = """
-import sys, time, io, contextlib
+import sys, time, contextlib
 start, cpu = time.perf_counter(), time.process_time()
 mode, command, path = sys.argv[1], sys.argv[2], sys.argv[3]
-from pytest_orch_recovery.cli import failures, fleet_output, partial, report, status
+from pytest_orch_recovery.cli import failures, fleet_output, partial, report, status, statuscache
 from pytest_orch_recovery.cli.main import main
 if mode == "full_replay":  # every read before snapshots: replay every event, fold them all
     from pytest_orch_recovery.store.history import History
@@ -208,16 +209,24 @@ if mode == "full_replay":  # every read before snapshots: replay every event, fo
     for module in (failures, fleet_output, partial, report, status):
         if hasattr(module, "read_history"):
             module.read_history = whole
+    statuscache.render_cached = lambda *args: None
 words = command.split()
 argv = [words[0], "--journal", path] + words[1:]
-if words[0] != "report":
+if words[0] != "report" and "--format" not in words:
     argv += ["--format", "json"]
-out = io.StringIO()
+class Count:  # what a terminal or a pipe takes: counted, not kept
+    size = 0
+    def write(self, text):
+        self.size += len(text)
+        return len(text)
+    def flush(self):
+        pass
+out = Count()
 with contextlib.redirect_stdout(out):
     main(argv)
 wall, cpu = time.perf_counter() - start, time.process_time() - cpu
 peak = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
-print(wall, cpu, len(out.getvalue()), peak, file=sys.stderr)
+print(wall, cpu, out.size, peak, file=sys.stderr)
 """
 
 # A supervisor's restart: open the journal and rebuild the coordinator's state, from every
@@ -273,6 +282,7 @@ def _child(code: str, *args: str) -> dict[str, float]:
 
 _COMMANDS = (
     "restart",
+    "status --format table",
     "status",
     "failures",
     "partial",
@@ -289,6 +299,10 @@ _WHOLE = ("report --format html",)
 def _measure(mode: str, command: str, path: Path) -> dict[str, float]:
     code = _RESTART if command == "restart" else _CHILD
     return _child(code, mode, command, str(path))
+
+
+def _later(stamp: float | None, by: float) -> float | None:
+    return None if stamp is None else stamp + by
 
 
 def write_journal(
@@ -322,6 +336,12 @@ def write_journal(
                     payload = event.payload
                     if isinstance(payload, TaskSubmitted) and payload.task is not None:
                         payload = replace(payload, task=replace(payload.task, task_id=task_id))
+                    if isinstance(payload, AttemptExited):  # its own clock moves too
+                        payload = replace(
+                            payload,
+                            started_at=_later(payload.started_at, copy * span),
+                            ended_at=_later(payload.ended_at, copy * span),
+                        )
                     moved = replace(
                         event,
                         payload=payload,
@@ -434,10 +454,16 @@ def _build(path: Path, recipe: dict[str, Any], commands: tuple[str, ...]) -> dic
     figures["tail_after_snapshot"] = written - at
     if any(c != "restart" for c in commands):
         start, cpu = time.perf_counter(), time.process_time()
-        read_history(path, every=1)  # what the first read after N events writes
+        follower = HistoryFollower(path, every=1)  # what the first read after N events writes
+        follower.refresh()
         figures["snapshot_bytes"] = snapshot_path(path).stat().st_size
         figures["snapshot_write_seconds"] = round(time.perf_counter() - start, 3)
         figures["snapshot_write_cpu_seconds"] = round(time.process_time() - cpu, 3)
+        cpu = time.process_time()  # and status, the rows of its ended tasks
+        statuscache.save(path, follower.history, follower.offset, follower.seq)
+        figures["status_cache_write_cpu_seconds"] = round(time.process_time() - cpu, 3)
+        figures["status_cache_bytes"] = statuscache.cache_path(path).stat().st_size
+        del follower
     if "restart" in commands:
         # A full replay that then writes the state (what a supervisor's loop writes).
         figures["coordinator_snapshot_write"] = _child(_RESTART, "prepare", "restart", str(path))

@@ -42,6 +42,7 @@ from pytest_orch_recovery.engine.events import (
     FailureAttributed,
     PartialSummary,
     Payload,
+    TaskEscalated,
     TaskSubmitted,
     TaskSucceeded,
 )
@@ -304,16 +305,22 @@ def _later(stamp: float | None, by: float) -> float | None:
     return None if stamp is None else stamp + by
 
 
-def write_journal(path: Path, count: int, *, pool: int, max_tail: int) -> list[int]:
+def write_journal(
+    path: Path, count: int, *, pool: int, max_tail: int, escalated: float = 0.0
+) -> list[int]:
     """A ``count``-event journal made of ``pool`` distinct tasks, repeated under new ids and
     later times until ``count`` events, cut at the end of a task (nothing in flight: a
-    restart finishes no step). Returns the seq at which each task ends."""
+    restart finishes no step). Returns the seq at which each task ends. ``escalated``: the
+    share of the pool's tasks that escalate at their first failure instead of recovering
+    (they stay open: a restart rebuilds them)."""
     template: list[list[Event]] = []
     for event in realistic_events(pool * 12, max_tail=max_tail):
         if not template or event.kind is EventKind.TASK_SUBMITTED:
             template.append([])
         template[-1].append(event)
     template.pop()  # the last task may be cut short
+    rng = random.Random(25)
+    template = [_escalate(story) if rng.random() < escalated else story for story in template]
     span = template[-1][-1].time - template[0][0].time + 10.0
     seq = 0
     ends: list[int] = []
@@ -351,6 +358,29 @@ def write_journal(path: Path, count: int, *, pool: int, max_tail: int) -> list[i
     return ends
 
 
+def _escalate(story: list[Event]) -> list[Event]:
+    """``story`` ended at its first attributed failure by an escalation (unchanged when it
+    has none)."""
+    first = next((i for i, e in enumerate(story) if e.kind is EventKind.FAILURE_ATTRIBUTED), None)
+    if first is None:
+        return story
+    failed = story[first]
+    payload = failed.payload
+    assert isinstance(payload, FailureAttributed)
+    why = "recovery budget exhausted"
+    decision = Decision(Strategy.ESCALATE, why, "budget_exhausted")
+    return [
+        *story[: first + 1],
+        replace(failed, payload=DecisionMade(decision), time=failed.time + 1.0, key="escalate"),
+        replace(
+            failed,
+            payload=TaskEscalated(why, None, payload.attribution.reason),
+            time=failed.time + 2.0,
+            key=None,
+        ),
+    ]
+
+
 def reads(
     count: int,
     tail: int,
@@ -359,6 +389,7 @@ def reads(
     *,
     commands: tuple[str, ...] = _COMMANDS,
     workdir: Path | None = None,
+    escalated: float = 0.0,
 ) -> dict[str, Any]:
     """Each read command and a restart on a ``count``-event journal: full replay, then via
     snapshots written about ``tail`` events before the end (the coordinator's at the end of
@@ -370,7 +401,7 @@ def reads(
         path = root / "journal.jsonl"
         built = root / "built.json"
         recipe: dict[str, Any] = {"count": count, "tail": tail, "max_tail": max_tail}
-        recipe.update(pool=pool, commands=sorted(commands))
+        recipe.update(pool=pool, commands=sorted(commands), escalated=escalated)
         figures: dict[str, Any] = {"load_average": [round(x, 2) for x in os.getloadavg()]}
         if not built.exists() or json.loads(built.read_text())["recipe"] != recipe:
             figures.update(_build(path, recipe, commands))
@@ -399,7 +430,13 @@ def _build(path: Path, recipe: dict[str, Any], commands: tuple[str, ...]) -> dic
     """Write the journal, cut it ``tail`` events before the end, write the snapshots there,
     put the tail back; the figures of doing so."""
     start = time.perf_counter()
-    ends = write_journal(path, recipe["count"], pool=recipe["pool"], max_tail=recipe["max_tail"])
+    ends = write_journal(
+        path,
+        recipe["count"],
+        pool=recipe["pool"],
+        max_tail=recipe["max_tail"],
+        escalated=recipe["escalated"],
+    )
     written, tail = ends[-1], recipe["tail"]
     figures: dict[str, Any] = {
         "events": written,
@@ -495,6 +532,12 @@ def main(argv: list[str] | None = None) -> int:
         help="build the read benchmark's journal and snapshots here and keep them; a later "
         "run with the same --reads, --tail, --max-tail, --pool and --commands reuses them",
     )
+    parser.add_argument(
+        "--escalated",
+        type=float,
+        default=0.0,
+        help="share of the read benchmark's tasks that escalate and stay open (default 0)",
+    )
     args = parser.parse_args(argv)
     commands = tuple(c.strip() for c in args.commands.split(",") if c.strip())
     unknown = sorted(set(commands) - set(_COMMANDS))
@@ -511,6 +554,7 @@ def main(argv: list[str] | None = None) -> int:
             args.pool,
             commands=commands,
             workdir=args.workdir,
+            escalated=args.escalated,
         )
     print(json.dumps(figures, indent=2))
     return 0

@@ -8,10 +8,12 @@ says what building and checking Events costs on top of parsing.
 ``partial``, ``report`` (Markdown), ``report --format json`` and ``report --format html`` on
 it, and a coordinator restart (open the journal, ``Coordinator.recover``), each in a fresh
 process (wall, CPU seconds, and the child's own peak RSS, ``VmHWM``):
-first the full replay every read did before snapshots (``full_replay``, the same-run
-baseline), then through a snapshot with ``--tail`` events appended after it (``snapshot``).
+first the full replay every read and restart did before snapshots (``full_replay``, the
+same-run baseline), then through a snapshot with ``--tail`` events appended after it
+(``snapshot``: the history snapshot for reads, the coordinator snapshot for the restart).
 A large journal is built from a pool of ``--pool`` distinct tasks, renamed and shifted in
-time, so 2,000,000 events take a minute to write, not an hour.
+time, so 2,000,000 events take a minute to write, not an hour; ``--workdir`` keeps it (and
+its snapshots) for the next run. ``--commands`` picks some of the commands.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from pytest_orch_recovery.cli import statuscache
 from pytest_orch_recovery.engine.events import (
     AttemptExited,
     AttemptLaunched,
@@ -39,6 +42,7 @@ from pytest_orch_recovery.engine.events import (
     FailureAttributed,
     PartialSummary,
     Payload,
+    TaskEscalated,
     TaskSubmitted,
     TaskSucceeded,
 )
@@ -57,7 +61,8 @@ from pytest_orch_recovery.engine.model import (
     full_plan,
 )
 from pytest_orch_recovery.store.journal import Journal, replay
-from pytest_orch_recovery.store.snapshot import read_history, snapshot_path
+from pytest_orch_recovery.store.restart import state_path
+from pytest_orch_recovery.store.snapshot import HistoryFollower, snapshot_path
 
 _REASONS = [Reason.SIGINT, Reason.PERMISSION, Reason.API_ERROR, Reason.GITHUB_ERROR]
 # Pane text of the kind an attempt leaves behind; the tail is cut to at most 2 KiB.
@@ -191,10 +196,10 @@ def run(events_count: int, fsync_count: int, rounds: int, max_tail: int) -> dict
 
 
 _CHILD = """
-import sys, time, io, contextlib
+import sys, time, contextlib
 start, cpu = time.perf_counter(), time.process_time()
 mode, command, path = sys.argv[1], sys.argv[2], sys.argv[3]
-from pytest_orch_recovery.cli import failures, fleet_output, partial, report, status
+from pytest_orch_recovery.cli import failures, fleet_output, partial, report, status, statuscache
 from pytest_orch_recovery.cli.main import main
 if mode == "full_replay":  # every read before snapshots: replay every event, fold them all
     from pytest_orch_recovery.store.history import History
@@ -204,25 +209,36 @@ if mode == "full_replay":  # every read before snapshots: replay every event, fo
     for module in (failures, fleet_output, partial, report, status):
         if hasattr(module, "read_history"):
             module.read_history = whole
+    statuscache.render_cached = lambda *args: None
 words = command.split()
 argv = [words[0], "--journal", path] + words[1:]
-if words[0] != "report":
+if words[0] != "report" and "--format" not in words:
     argv += ["--format", "json"]
-out = io.StringIO()
+class Count:  # what a terminal or a pipe takes: counted, not kept
+    size = 0
+    def write(self, text):
+        self.size += len(text)
+        return len(text)
+    def flush(self):
+        pass
+out = Count()
 with contextlib.redirect_stdout(out):
     main(argv)
 wall, cpu = time.perf_counter() - start, time.process_time() - cpu
 peak = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
-print(wall, cpu, len(out.getvalue()), peak, file=sys.stderr)
+print(wall, cpu, out.size, peak, file=sys.stderr)
 """
 
-# A supervisor's restart: open the journal (it loads every event) and rebuild the
-# coordinator's state from it. The runtime does nothing: no agent runs.
+# A supervisor's restart: open the journal and rebuild the coordinator's state, from every
+# event (full_replay) or from the coordinator snapshot and the events after it (snapshot).
+# The runtime does nothing: no agent runs. "prepare" writes the snapshot (full replay).
 _RESTART = """
 import sys, time
 start, cpu = time.perf_counter(), time.process_time()
-from pytest_orch_recovery.engine.coordinator import Coordinator
+from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig, fold_settings
+from pytest_orch_recovery.engine.policy import Policy
 from pytest_orch_recovery.store.journal import Journal
+from pytest_orch_recovery.store.restart import open_journal, save_state
 class Clock:
     def now(self): return 2e9
 class Idle:
@@ -230,11 +246,19 @@ class Idle:
     def launch(self, spec): pass
     def cleanup(self, agent): pass
     def live(self): return frozenset()
-with Journal(sys.argv[3], fsync=False) as journal:
-    coordinator = Coordinator(Idle(), journal).recover()
+mode, path = sys.argv[1], sys.argv[3]
+if mode == "snapshot":
+    journal, state = open_journal(path, fold_settings(CoordinatorConfig(), Policy()))
+    assert state is not None and journal.resumed_at == state.seq, "snapshot not used"
+else:
+    journal, state = Journal(path, fsync=False), None
+with journal:
+    coordinator = Coordinator(Idle(), journal).recover(state=state)
+    if mode == "prepare":
+        assert save_state(journal, coordinator.state())
 wall, cpu = time.perf_counter() - start, time.process_time() - cpu
 peak = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
-print(wall, cpu, len(coordinator.tasks), peak, file=sys.stderr)
+print(wall, cpu, len(coordinator.tasks) + len(coordinator.settled), peak, file=sys.stderr)
 """
 
 
@@ -258,6 +282,7 @@ def _child(code: str, *args: str) -> dict[str, float]:
 
 _COMMANDS = (
     "restart",
+    "status --format table",
     "status",
     "failures",
     "partial",
@@ -267,9 +292,8 @@ _COMMANDS = (
 )
 
 
-# What reads every event whatever the snapshot: a restart (the coordinator's state is not in
-# the snapshot) and the HTML report (it draws every event).
-_WHOLE = ("restart", "report --format html")
+# What reads every event whatever the snapshot: the HTML report (it draws every event).
+_WHOLE = ("report --format html",)
 
 
 def _measure(mode: str, command: str, path: Path) -> dict[str, float]:
@@ -277,23 +301,34 @@ def _measure(mode: str, command: str, path: Path) -> dict[str, float]:
     return _child(code, mode, command, str(path))
 
 
-def write_journal(path: Path, count: int, *, pool: int, max_tail: int) -> int:
+def _later(stamp: float | None, by: float) -> float | None:
+    return None if stamp is None else stamp + by
+
+
+def write_journal(
+    path: Path, count: int, *, pool: int, max_tail: int, escalated: float = 0.0
+) -> list[int]:
     """A ``count``-event journal made of ``pool`` distinct tasks, repeated under new ids and
     later times until ``count`` events, cut at the end of a task (nothing in flight: a
-    restart finishes no step). Returns the events written."""
+    restart finishes no step). Returns the seq at which each task ends. ``escalated``: the
+    share of the pool's tasks that escalate at their first failure instead of recovering
+    (they stay open: a restart rebuilds them)."""
     template: list[list[Event]] = []
     for event in realistic_events(pool * 12, max_tail=max_tail):
         if not template or event.kind is EventKind.TASK_SUBMITTED:
             template.append([])
         template[-1].append(event)
     template.pop()  # the last task may be cut short
+    rng = random.Random(25)
+    template = [_escalate(story) if rng.random() < escalated else story for story in template]
     span = template[-1][-1].time - template[0][0].time + 10.0
     seq = 0
+    ends: list[int] = []
     with open(path, "w", encoding="utf-8") as out:
         for copy in itertools.count():
             for n, story in enumerate(template):
                 if seq + len(story) > count:
-                    return seq
+                    return ends
                 task_id = f"task-{copy * len(template) + n + 1}"
                 lines = []
                 for event in story:
@@ -301,6 +336,12 @@ def write_journal(path: Path, count: int, *, pool: int, max_tail: int) -> int:
                     payload = event.payload
                     if isinstance(payload, TaskSubmitted) and payload.task is not None:
                         payload = replace(payload, task=replace(payload.task, task_id=task_id))
+                    if isinstance(payload, AttemptExited):  # its own clock moves too
+                        payload = replace(
+                            payload,
+                            started_at=_later(payload.started_at, copy * span),
+                            ended_at=_later(payload.ended_at, copy * span),
+                        )
                     moved = replace(
                         event,
                         payload=payload,
@@ -313,42 +354,63 @@ def write_journal(path: Path, count: int, *, pool: int, max_tail: int) -> int:
                         json.dumps(moved.to_json(), separators=(",", ":"), ensure_ascii=False)
                     )
                 out.write("\n".join(lines) + "\n")
-    return seq
+                ends.append(seq)
+    return ends
 
 
-def reads(count: int, tail: int, max_tail: int, pool: int) -> dict[str, Any]:
+def _escalate(story: list[Event]) -> list[Event]:
+    """``story`` ended at its first attributed failure by an escalation (unchanged when it
+    has none)."""
+    first = next((i for i, e in enumerate(story) if e.kind is EventKind.FAILURE_ATTRIBUTED), None)
+    if first is None:
+        return story
+    failed = story[first]
+    payload = failed.payload
+    assert isinstance(payload, FailureAttributed)
+    why = "recovery budget exhausted"
+    decision = Decision(Strategy.ESCALATE, why, "budget_exhausted")
+    return [
+        *story[: first + 1],
+        replace(failed, payload=DecisionMade(decision), time=failed.time + 1.0, key="escalate"),
+        replace(
+            failed,
+            payload=TaskEscalated(why, None, payload.attribution.reason),
+            time=failed.time + 2.0,
+            key=None,
+        ),
+    ]
+
+
+def reads(
+    count: int,
+    tail: int,
+    max_tail: int,
+    pool: int,
+    *,
+    commands: tuple[str, ...] = _COMMANDS,
+    workdir: Path | None = None,
+    escalated: float = 0.0,
+) -> dict[str, Any]:
     """Each read command and a restart on a ``count``-event journal: full replay, then via
-    a snapshot written ``tail`` events before the end."""
+    snapshots written about ``tail`` events before the end (the coordinator's at the end of
+    the task ending there). ``workdir``: build the journal and snapshots there, or reuse
+    those a run with the same arguments left."""
     with tempfile.TemporaryDirectory(prefix="bench-journal-reads-") as tmp:
-        path = Path(tmp) / "journal.jsonl"
-        start = time.perf_counter()
-        written = write_journal(path, count, pool=pool, max_tail=max_tail)
-        write_seconds = time.perf_counter() - start
-        whole = path.read_bytes() if tail else b""
-        cut = _offset_of_line(whole, written - tail) if tail else None
-        if cut is not None:
-            with open(path, "r+b") as handle:
-                handle.truncate(cut)
-        start, cpu = time.perf_counter(), time.process_time()
-        read_history(path, every=1)  # what the first read after N events writes
-        snapshot_seconds = time.perf_counter() - start
-        snapshot_cpu = time.process_time() - cpu
-        if cut is not None:
-            with open(path, "ab") as handle:
-                handle.write(whole[cut:])
-        del whole
-        figures: dict[str, Any] = {
-            "events": written,
-            "tasks": _tasks(path),
-            "tail_after_snapshot": tail,
-            "journal_bytes": path.stat().st_size,
-            "journal_write_seconds": round(write_seconds, 1),
-            "snapshot_bytes": snapshot_path(path).stat().st_size,
-            "snapshot_write_seconds": round(snapshot_seconds, 3),
-            "snapshot_write_cpu_seconds": round(snapshot_cpu, 3),
-            "load_average": [round(x, 2) for x in os.getloadavg()],
-        }
-        for command in _COMMANDS:
+        root = Path(tmp) if workdir is None else workdir
+        root.mkdir(parents=True, exist_ok=True)
+        path = root / "journal.jsonl"
+        built = root / "built.json"
+        recipe: dict[str, Any] = {"count": count, "tail": tail, "max_tail": max_tail}
+        recipe.update(pool=pool, commands=sorted(commands), escalated=escalated)
+        figures: dict[str, Any] = {"load_average": [round(x, 2) for x in os.getloadavg()]}
+        if not built.exists() or json.loads(built.read_text())["recipe"] != recipe:
+            figures.update(_build(path, recipe, commands))
+            built.write_text(json.dumps({"recipe": recipe, "figures": figures}))
+        else:
+            figures.update(json.loads(built.read_text())["figures"], reused=str(root))
+        figures["tasks"] = _tasks(path)
+        figures["journal_bytes"] = path.stat().st_size
+        for command in commands:
             full = _measure("full_replay", command, path)
             if command in _WHOLE:
                 figures[command] = {"full_replay": full}
@@ -364,11 +426,60 @@ def reads(count: int, tail: int, max_tail: int, pool: int) -> dict[str, Any]:
     return figures
 
 
-def _offset_of_line(data: bytes, lines: int) -> int:
-    """The byte offset just after the first ``lines`` lines of ``data``."""
+def _build(path: Path, recipe: dict[str, Any], commands: tuple[str, ...]) -> dict[str, Any]:
+    """Write the journal, cut it ``tail`` events before the end, write the snapshots there,
+    put the tail back; the figures of doing so."""
+    start = time.perf_counter()
+    ends = write_journal(
+        path,
+        recipe["count"],
+        pool=recipe["pool"],
+        max_tail=recipe["max_tail"],
+        escalated=recipe["escalated"],
+    )
+    written, tail = ends[-1], recipe["tail"]
+    figures: dict[str, Any] = {
+        "events": written,
+        "journal_write_seconds": round(time.perf_counter() - start, 1),
+    }
+    # The coordinator's snapshot is taken between steps: at the end of a task here.
+    at = next((e for e in reversed(ends) if e <= written - tail), written) if tail else written
+    cut = _offset_of_line(path, at) if tail else None
+    rest = b""
+    if cut is not None:
+        with open(path, "r+b") as handle:
+            handle.seek(cut)
+            rest = handle.read()
+            handle.truncate(cut)
+    figures["tail_after_snapshot"] = written - at
+    if any(c != "restart" for c in commands):
+        start, cpu = time.perf_counter(), time.process_time()
+        follower = HistoryFollower(path, every=1)  # what the first read after N events writes
+        follower.refresh()
+        figures["snapshot_bytes"] = snapshot_path(path).stat().st_size
+        figures["snapshot_write_seconds"] = round(time.perf_counter() - start, 3)
+        figures["snapshot_write_cpu_seconds"] = round(time.process_time() - cpu, 3)
+        cpu = time.process_time()  # and status, the rows of its ended tasks
+        statuscache.save(path, follower.history, follower.offset, follower.seq)
+        figures["status_cache_write_cpu_seconds"] = round(time.process_time() - cpu, 3)
+        figures["status_cache_bytes"] = statuscache.cache_path(path).stat().st_size
+        del follower
+    if "restart" in commands:
+        # A full replay that then writes the state (what a supervisor's loop writes).
+        figures["coordinator_snapshot_write"] = _child(_RESTART, "prepare", "restart", str(path))
+        figures["coordinator_snapshot_bytes"] = state_path(path).stat().st_size
+    if cut is not None:
+        with open(path, "ab") as handle:
+            handle.write(rest)
+    return figures
+
+
+def _offset_of_line(path: Path, lines: int) -> int:
+    """The byte offset just after the first ``lines`` lines of the file."""
     offset = 0
-    for _ in range(lines):
-        offset = data.index(b"\n", offset) + 1
+    with open(path, "rb") as handle:
+        for _, line in zip(range(lines), handle, strict=False):
+            offset += len(line)
     return offset
 
 
@@ -410,12 +521,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reads-only", action="store_true", help="skip the append and replay figures"
     )
+    parser.add_argument(
+        "--commands",
+        default=",".join(_COMMANDS),
+        help=f"comma-separated commands to time (default: all of {', '.join(_COMMANDS)})",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="build the read benchmark's journal and snapshots here and keep them; a later "
+        "run with the same --reads, --tail, --max-tail, --pool and --commands reuses them",
+    )
+    parser.add_argument(
+        "--escalated",
+        type=float,
+        default=0.0,
+        help="share of the read benchmark's tasks that escalate and stay open (default 0)",
+    )
     args = parser.parse_args(argv)
+    commands = tuple(c.strip() for c in args.commands.split(",") if c.strip())
+    unknown = sorted(set(commands) - set(_COMMANDS))
+    if unknown:
+        parser.error(f"--commands: unknown {', '.join(unknown)}")
     figures: dict[str, Any] = {}
     if not args.reads_only:
         figures = run(args.events, args.fsync_events, args.rounds, args.max_tail)
     if args.reads:
-        figures["reads"] = reads(args.reads, args.tail, args.max_tail, args.pool)
+        figures["reads"] = reads(
+            args.reads,
+            args.tail,
+            args.max_tail,
+            args.pool,
+            commands=commands,
+            workdir=args.workdir,
+            escalated=args.escalated,
+        )
     print(json.dumps(figures, indent=2))
     return 0
 

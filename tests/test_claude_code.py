@@ -8,9 +8,11 @@ test passes for both. The real-CLI cases skip with the reason when the CLI is no
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -386,12 +388,18 @@ def _interrupt_while_waiting_on_the_api(tmp_path: Path, agent: str) -> None:
 # ----------------------------------------------------------------------------- API errors
 
 
+API_KEY = {"ANTHROPIC_API_KEY": "sk-ant-x"}
+SUBSCRIPTION = {"CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-double-not-a-real-token"}
+
+
 def _headless(
     tmp_path: Path,
     agent: str,
     fault: ApiFaultSpec | None,
+    account: dict[str, str] = API_KEY,
 ) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
-    """``agent -p`` outside tmux against the double, with the harness's environment."""
+    """``agent -p`` outside tmux against the double, with the harness's environment, on an
+    API key or a subscription (``account``)."""
     task = Task("t", "Create /fake3 command", ("fake3.md",))
     work, home = tmp_path / "work", tmp_path / "home"
     work.mkdir()
@@ -409,7 +417,7 @@ def _headless(
             "HOME": str(home),
             "CLAUDE_CONFIG_DIR": str(home / ".claude"),
             "ANTHROPIC_BASE_URL": double.url,
-            "ANTHROPIC_API_KEY": "sk-ant-x",
+            **account,
             "CLAUDE_CODE_MAX_RETRIES": "2",
             "ORCH_SIM_RETRY_BASE_MS": "500",
             "IS_SANDBOX": "1",
@@ -437,7 +445,6 @@ def _headless(
 def test_api_errors_are_retried_then_reported(
     tmp_path: Path, agent: str, kind: ApiFaultKind, status: int, text: str
 ) -> None:
-    import json
 
     fault = ApiFaultSpec(kind, times=3, at_request=2, scope="task", seconds=1)
     proc, transcript = _headless(tmp_path, agent, fault)
@@ -456,11 +463,67 @@ def test_api_errors_are_retried_then_reported(
     assert (attribution.reason, attribution.api_status) == (Reason.API_ERROR, status)
 
 
+def _refusals(transcript: list[dict[str, Any]]) -> list[Any]:
+    return [t["status"] for t in transcript if not t.get("side") and t.get("usage_limit")]
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_a_plans_usage_limit_on_a_subscription_is_said_at_once_with_its_reset(
+    tmp_path: Path, agent: str
+) -> None:
+    """Even with the reset under a minute away: no retry, exit 1, the reset in the text."""
+    fault = ApiFaultSpec(ApiFaultKind.USAGE_LIMIT, at_request=2, scope="task", seconds=5)
+    proc, transcript = _headless(tmp_path, agent, fault, SUBSCRIPTION)
+    assert proc.returncode == 1, proc.stderr
+    result = json.loads(proc.stdout)
+    assert (result["api_error_status"], result["terminal_reason"]) == (429, "api_error")
+    assert result["result"].startswith("You've hit your 5-hour limit · resets "), result
+    assert _refusals(transcript) == [429]
+    attribution = classify(Observation(result=result, observed_at=time.time()))
+    assert attribution.reason is Reason.API_ERROR and attribution.usage_limit
+    assert attribution.resets_at is not None
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_the_limiters_refusal_on_an_api_key_is_a_429_without_a_reset(
+    tmp_path: Path, agent: str
+) -> None:
+    """The same 429 with the reset minutes away: given up at once, worded as any 429."""
+    fault = ApiFaultSpec(ApiFaultKind.USAGE_LIMIT, at_request=2, scope="task", seconds=300)
+    proc, transcript = _headless(tmp_path, agent, fault)
+    assert proc.returncode == 1, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["api_error_status"] == 429
+    assert result["result"].startswith(
+        "API Error: Request rejected (429) · This request would exceed your account's"
+    )
+    assert _refusals(transcript) == [429]
+    attribution = classify(Observation(result=result, observed_at=time.time()))
+    assert attribution.reason is Reason.API_ERROR and not attribution.usage_limit
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_the_limiters_refusal_on_an_api_key_is_waited_out_when_the_reset_is_near(
+    tmp_path: Path, agent: str
+) -> None:
+    """A reset at most a minute away (the retry-after it comes with): waited, then the run
+    goes on and succeeds; the limit never reaches the orchestrator."""
+    # seconds=0: the reset is the next whole minute, so its retry-after is at most 60 s (the
+    # longest the CLI waits; a longer one is given up at once, as in the test above).
+    fault = ApiFaultSpec(ApiFaultKind.USAGE_LIMIT, at_request=2, scope="task", seconds=0)
+    proc, transcript = _headless(tmp_path, agent, fault)
+    assert proc.returncode == 0, proc.stdout
+    assert json.loads(proc.stdout)["is_error"] is False
+    assert _refusals(transcript) == [429]
+    after = [t for t in transcript if not t.get("side")]
+    refused = next(i for i, t in enumerate(after) if t.get("usage_limit"))
+    assert after[refused + 1]["time"] >= after[refused]["usage_limit"]  # waited for the reset
+
+
 @pytest.mark.parametrize("agent", AGENTS)
 def test_dropped_streams_are_retried_then_fall_back_to_one_plain_request(
     tmp_path: Path, agent: str
 ) -> None:
-    import json
 
     fault = ApiFaultSpec(ApiFaultKind.DROP_STREAM, times=3, at_request=2, scope="task")
     proc, transcript = _headless(tmp_path, agent, fault)

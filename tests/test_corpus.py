@@ -64,6 +64,10 @@ TEST_RUNNERS = frozenset(
         "bazel",
         "behave",
         "deno-test",
+        "avocado",
+        "meson",
+        "tap-spec",
+        "openj9-testkitgen",
     }
 )
 

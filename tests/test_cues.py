@@ -69,6 +69,8 @@ def _reason(text: str, table: Table = NO_ROWS, **obs: object) -> Reason:
         # "not authorised to write" is a refusal, not a failed login; a GitHub App's limit
         ('WRITE BLOCKED: Agent "docs" is not authorised to write to "src/".', Reason.PERMISSION),
         ("HttpError: API rate limit exceeded for installation ID 7125406", Reason.GITHUB_ERROR),
+        # a results table: zero interruptions are none, a count of fails is the verdict
+        ("Summary: interrupted: 0, cancelled: 0, fail: 2", Reason.TEST_FAILURE),
     ],
 )
 def test_a_cue_means_what_its_subject_makes_it(line: str, reason: Reason) -> None:

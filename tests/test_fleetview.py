@@ -8,7 +8,8 @@ from collections import Counter
 from events import JournalBuilder, random_journal, seed_incident, sigint_resumed
 from hypothesis import given
 
-from pytest_orch_recovery.cli.status import DETECTION_DELAY_SHOWN, render
+from pytest_orch_recovery.cli.status import render
+from pytest_orch_recovery.cli.statusrows import DETECTION_DELAY_SHOWN
 from pytest_orch_recovery.engine.events import (
     AttemptExited,
     AttemptLaunched,

@@ -21,6 +21,7 @@ from events import JournalBuilder, any_event, first_try_success, random_journal,
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pytest_orch_recovery.cli import statuscache
 from pytest_orch_recovery.engine.events import (
     AttemptExited,
     AttemptLaunched,
@@ -475,6 +476,7 @@ def _mixed_journal(path: Path) -> Path:
 _CLI_READS = [
     ["status"],
     ["status", "--format", "json"],
+    ["status", "--budget", "9"],
     ["failures"],
     ["failures", "--format", "json"],
     ["partial"],
@@ -505,16 +507,30 @@ def test_the_read_commands_print_the_same_with_and_without_a_snapshot(
 
     whole = outputs()
     assert not snapshot_path(path).exists()  # too short to write one of its own
+    assert not statuscache.cache_path(path).exists()
+    kept_rows_used: list[bool] = []
+    original = statuscache.render_cached
+
+    def spy(*args: Any) -> Any:
+        chunks = original(*args)
+        kept_rows_used.append(chunks is not None)
+        return chunks
+
+    monkeypatch.setattr(statuscache, "render_cached", spy)
     text = path.read_text()
     lines = text.splitlines(keepends=True)
     for cut in sorted({1, len(lines) // 2, len(lines)}):
         path.write_text("".join(lines[:cut]))
-        read_history(path, every=1)
+        follower = HistoryFollower(path, every=1)
+        statuscache.save(path, follower.refresh(), follower.offset, follower.seq)
         path.write_text(text)
         follower = HistoryFollower(path, every=None)
         follower.refresh()
         assert follower.snapshot_seq == cut  # the reads below start from it
+        kept_rows_used.clear()
         assert outputs() == whole, f"snapshot after {cut} of {len(lines)} lines"
+        if cut == len(lines):
+            assert kept_rows_used == [True, True, True]  # the three status reads
 
 
 def test_a_follower_reads_only_what_was_appended(tmp_path: Path) -> None:

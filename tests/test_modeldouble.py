@@ -240,8 +240,12 @@ def test_a_usage_limit_refuses_the_accounts_requests_until_the_reset(double: Mod
     assert _post(double.url, body)[0] == 429  # the fault fired once; the limit holds
     assert _post(double.url, body, key="sk-other-account")[0] == 200
     err = ApiError(429, raw.decode(), dict(headers.items()))
+    # On an API key, a reset a minute away at most is waited out, like any short retry-after.
+    assert err.usage_limit_reset is None and err.retryable
+    assert err.display().startswith("API Error: Request rejected (429) · This request would")
+    err.subscription = True  # on a subscription: said at once, with the reset
     assert err.usage_limit_reset == reset and not err.retryable
-    assert err.display().startswith("You've hit your session limit · resets ")
+    assert err.display().startswith("You've hit your 5-hour limit · resets ")
 
 
 def test_streaming_reply_follows_the_event_sequence_and_reassembles(double: ModelDouble) -> None:

@@ -71,6 +71,10 @@ class Fleet:
     env: dict[str, str]
     socket: str
     settings: dict[str, Any] = field(default_factory=dict)
+    # The agents' account: an API key, or a subscription's OAuth token (a plan's usage limit).
+    account: dict[str, str] = field(
+        default_factory=lambda: {"ANTHROPIC_API_KEY": "sk-ant-api03-double-not-a-real-key"}
+    )
 
     @property
     def config(self) -> Path:
@@ -89,7 +93,7 @@ class Fleet:
             f"{k} = {json.dumps(v)}"
             for k, v in {
                 "ANTHROPIC_BASE_URL": self.double.url,
-                "ANTHROPIC_API_KEY": "sk-ant-api03-double-not-a-real-key",
+                **self.account,
                 "IS_SANDBOX": "1",  # the CLI refuses the permission flag as root without it
             }.items()
         ]
@@ -433,6 +437,49 @@ def test_an_escalation_journaled_just_before_a_crash_is_still_notified(fleet: Fl
     assert not any("on_escalate for" in line for line in again.seen)
 
 
+def test_restarts_start_from_the_coordinator_snapshot_and_fold_only_the_tail(
+    fleet: Fleet,
+) -> None:
+    # A clean stop leaves the coordinator's state beside the journal; the next supervisor
+    # starts from it. One killed later (no snapshot of what it did) leaves a tail, which
+    # the one after folds onto the snapshot: nothing launched twice, nothing forgotten.
+    snapshot = fleet.journal.with_name(fleet.journal.name + ".coordinator")
+    first = Supervisor(fleet)
+    try:
+        first.wait_for("supervising")
+        fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(PERM_TASK))
+        first.wait_for("task_succeeded", "t-perm")
+    finally:
+        assert first.stop() == 0
+    events = len(fleet.journal.read_text().splitlines())
+    assert json.loads(snapshot.read_text().splitlines()[0])["seq"] == events
+
+    second = Supervisor(fleet)
+    second.wait_for("recovering", f"({events} events, 0 after its snapshot)")
+    second.wait_for("supervising")
+    fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(PR_TASK))
+    second.wait_for("task_succeeded", "t-pr")
+    assert second.stop(signal.SIGKILL) == -signal.SIGKILL
+    tail = len(fleet.journal.read_text().splitlines()) - events
+    assert tail > 0
+
+    third = Supervisor(fleet)
+    try:
+        third.wait_for("recovering", "after its snapshot", f", {tail} after")
+        third.wait_for("supervising")
+        # Both tasks are known to it, the settled one too: submitted again, nothing runs.
+        fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(PERM_TASK))
+        fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(PR_TASK))
+        fleet.cli("submit", "--config", "fleet.toml", fleet.task_file(SIGINT_TASK))
+        third.wait_for("task_succeeded", "t-sigint")
+    finally:
+        assert third.stop() == 0
+    for task in ("t-perm", "t-pr", "t-sigint"):
+        assert len(fleet.events("task_submitted", task)) == 1, task
+        assert len(fleet.events("attempt_launched", task)) == 1, task
+    assert _phases(fleet) == {"t-perm": "succeeded", "t-pr": "succeeded", "t-sigint": "succeeded"}
+
+
 def test_a_delivery_record_that_is_not_a_file_is_refused_in_one_line(fleet: Fleet) -> None:
     record = fleet.root / ".orch-fleet" / "on_escalate.delivered"
     record.parent.mkdir(parents=True, exist_ok=True)
@@ -616,8 +663,12 @@ def _launches(fleet: Fleet, task: str) -> list[dict[str, Any]]:
 
 
 def test_a_usage_limit_holds_the_fleet_until_the_reset(fleet: Fleet) -> None:
-    """Three agents on one account hit its usage limit: one condition, one notice, no
+    """Three agents on one subscription hit its usage limit: one condition, one notice, no
     escalation, no attempt charged, and every task resumes after the reset."""
+    # A plan's limit is a subscription's: on an API key Claude Code waits out a reset this
+    # close instead (docs/claude-code.md).
+    fleet.account = {"CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-double-not-a-real-token"}
+    fleet.write_config()
     # The account's limit lifts on the next whole minute at least 5 s away (the double).
     fleet.double.add_fault(
         ApiFaultSpec(kind=ApiFaultKind.USAGE_LIMIT, times=1, at_request=2, scope="task", seconds=5)
@@ -637,7 +688,7 @@ def test_a_usage_limit_holds_the_fleet_until_the_reset(fleet: Fleet) -> None:
     conditions = fleet.events("usage_limited")
     assert len(conditions) == 1, conditions
     condition = conditions[0]["data"]
-    assert "You've hit your session limit · resets" in condition["said"]
+    assert "You've hit your 5-hour limit · resets" in condition["said"]
     if held:  # status ran before the reset (it is at least 5 s away, usually more)
         assert status.startswith("waiting for the quota reset at"), status
         assert held[0]["agent_type"] == "claude-code"

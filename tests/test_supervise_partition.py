@@ -27,6 +27,7 @@ from test_supervise_takeover import (
 from waiting import wait_until
 
 from pytest_orch_recovery.infra.git import run_git
+from pytest_orch_recovery.infra.processes import freeze as infra_freeze
 from pytest_orch_recovery.infra.processes import pids_with_env, process_start_time, wait_gone
 from pytest_orch_recovery.runtime.server import kill_tmux_server
 from pytest_orch_recovery.store.postgres import PostgresStore
@@ -44,15 +45,9 @@ def _agent_pids(results: Path, agent: str) -> list[int]:
 
 
 def freeze(proc: subprocess.Popen[str]) -> float:
-    """SIGSTOP ``proc`` and wait until it is stopped (the signal is delivered asynchronously);
-    returns the time it was seen stopped: nothing it writes can come after that."""
-
-    def stopped() -> bool:
-        stat = Path(f"/proc/{proc.pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] == "T"
-
-    proc.send_signal(signal.SIGSTOP)
-    wait_until(stopped, f"process {proc.pid} stopped")
+    """SIGSTOP ``proc`` and wait until it is stopped; returns the time it was seen stopped:
+    nothing it writes can come after that."""
+    assert infra_freeze(proc.pid, _BOUND), f"process {proc.pid} never stopped"
     return time.time()
 
 

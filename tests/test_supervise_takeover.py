@@ -9,7 +9,6 @@ start logs alike, and ``status`` says which host did what."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -32,7 +31,11 @@ from pytest_orch_recovery.engine.events import (
 )
 from pytest_orch_recovery.engine.model import HOST_LOST, Strategy, Task
 from pytest_orch_recovery.infra.git import run_git
-from pytest_orch_recovery.infra.processes import pids_with_env, process_start_time, wait_gone
+from pytest_orch_recovery.infra.processes import (
+    kill_with_env,
+    process_start_time,
+    wait_gone,
+)
 from pytest_orch_recovery.runtime.server import kill_tmux_server
 from pytest_orch_recovery.store.postgres import PostgresStore
 
@@ -55,12 +58,10 @@ def _kill_agents_of(results: Path) -> None:
     directory), as a machine that dies takes them along; the tmux server alone would not:
     an agent outlives its pane's hangup."""
     since = process_start_time(os.getpid())
-    pids = pids_with_env("ORCH_RESULTS_DIR", str(results.resolve()), started_since=since)
-    assert pids, "the host's agents were running"
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    assert wait_gone(pids, _BOUND) == []
+    killed = kill_with_env("ORCH_RESULTS_DIR", str(results.resolve()), started_since=since,
+                           timeout=_BOUND)  # fmt: skip
+    assert killed, "the host's agents were running"
+    assert wait_gone(killed, 0) == []
 
 
 def _assert_starts_match(

@@ -18,6 +18,7 @@ from pytest_orch_recovery.chaos.tiers import Tier, TierUnavailable, tier_problem
 from pytest_orch_recovery.chaos.tiers.sim import SimTier
 
 if TYPE_CHECKING:
+    from pytest_orch_recovery.chaos.fleetdb import FleetDatabase
     from pytest_orch_recovery.chaos.fleetfile import ProductionSettings
 
 
@@ -32,9 +33,10 @@ def scenario_seed(seed: int, name: str) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
-def tier_named(name: str) -> Tier:
+def tier_named(name: str, database: FleetDatabase | None = None) -> Tier:
     """The tier called ``name``, ready to run here, or :class:`TierUnavailable` saying why not
-    (:func:`~pytest_orch_recovery.chaos.tiers.tier_problem`'s line)."""
+    (:func:`~pytest_orch_recovery.chaos.tiers.tier_problem`'s line). ``database``: where the
+    tmux tier's host scenarios keep their fleet stores (``--orch-hosts``, ``--orch-store``)."""
     problem = tier_problem(name)
     if problem is not None:
         raise TierUnavailable(problem)
@@ -42,10 +44,10 @@ def tier_named(name: str) -> Tier:
         return SimTier()
     try:
         # Imported here: the tmux tier needs libtmux, which an installation may lack.
-        from pytest_orch_recovery.chaos.tiers.tmux import TmuxTier
+        from pytest_orch_recovery.chaos.tiers.tmuxhosts import HostsTmuxTier
     except ImportError as exc:
         raise TierUnavailable(unusable(name, f"its modules do not import ({exc})")) from None
-    return TmuxTier()
+    return HostsTmuxTier(database)
 
 
 def run_scenario(
@@ -56,20 +58,22 @@ def run_scenario(
     agent: str,
     fleet: ProductionSettings | None = None,
     hosts: int = 1,
+    database: FleetDatabase | None = None,
 ) -> ScenarioRun:
     """Run ``scenario`` on ``tier`` (one of :data:`TIERS`) and collect what it produced; a
     scenario built in code meets the rules a file meets at load (:func:`check_scenario`).
     ``fleet``: run it under a production fleet file's settings (``--orch-fleet``).
-    ``hosts``: over at least this many hosts sharing a fleet store (``--orch-hosts``)."""
+    ``hosts``: over at least this many hosts sharing a fleet store (``--orch-hosts``);
+    ``database``: that store's server on the tmux tier (see :func:`tier_named`)."""
     if scenario.source is None:
         check_scenario(scenario)
     if hosts > scenario.hosts:
         scenario = dataclasses.replace(scenario, hosts=hosts)
     own_seed = scenario_seed(seed, scenario.name)
     if fleet is None:
-        run = tier_named(tier).run(scenario, seed=own_seed, agent=agent)
+        run = tier_named(tier, database).run(scenario, seed=own_seed, agent=agent)
     else:
-        run = tier_named(tier).run(
+        run = tier_named(tier, database).run(
             fleet.applied_to(scenario), seed=own_seed, agent=agent, fleet=fleet
         )
         run.overrides = [o.to_json() for o in fleet.overrides(scenario)]

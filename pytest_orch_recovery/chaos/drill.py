@@ -122,15 +122,24 @@ class DrillOutcome:
     problems: list[str] = field(default_factory=list)
 
 
-class _Supervisor:
-    """``orch-recovery supervise --config FLEET`` as a child process in its own session; its
-    log lines go to ``supervise.log`` and, one by one, to the drill's queue."""
+class SupervisorProcess:
+    """``orch-recovery supervise --config FLEET [OPTION...]`` as a child process in its own
+    session; its log lines go to ``log`` (default ``supervise.log`` beside the fleet file)
+    and, one by one, to ``lines``."""
 
-    def __init__(self, config: Path, env: dict[str, str], lines: queue.Queue[str | None]):
+    def __init__(
+        self,
+        config: Path,
+        env: dict[str, str],
+        lines: queue.Queue[str | None],
+        *options: str,
+        log: Path | None = None,
+    ):
         self._lines = lines
-        self._log = (config.parent / "supervise.log").open("a", encoding="utf-8")
+        self._log = (log or config.parent / "supervise.log").open("a", encoding="utf-8")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest_orch_recovery", "supervise", "--config", str(config)],
+            [sys.executable, "-m", "pytest_orch_recovery", "supervise", "--config", str(config),
+             *options],
             cwd=config.parent, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True, start_new_session=True,
         )  # fmt: skip
@@ -165,7 +174,7 @@ class Drill:
         self.view = view or DrillView()
         self.sandbox: Sandbox | None = None
         self.double: ModelDouble | None = None
-        self.supervisor: _Supervisor | None = None
+        self.supervisor: SupervisorProcess | None = None
         self.supervisor_starts = 0
         self.leftovers: list[str] = []
         self._lines: queue.Queue[str | None] = queue.Queue()
@@ -277,7 +286,7 @@ class Drill:
 
     def _start_supervisor(self) -> None:
         assert self.sandbox is not None
-        self.supervisor = _Supervisor(self.config, self._env, self._lines)
+        self.supervisor = SupervisorProcess(self.config, self._env, self._lines)
         self.sandbox.record_pid(self.supervisor.proc.pid, what="supervisor")
         self.supervisor_starts += 1
         self.view.say(
@@ -563,6 +572,7 @@ __all__ = [
     "DrillSettings",
     "DrillView",
     "FaultVerdict",
+    "SupervisorProcess",
     "default_timeout",
     "environment_problem",
 ]

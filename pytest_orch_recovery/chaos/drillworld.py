@@ -301,8 +301,11 @@ def fleet_file(
     env: Mapping[str, str],
     fault_plan: Path | None,
     skip_permissions: bool = True,
+    settings_over: Mapping[str, object] | None = None,
 ) -> str:
-    """The fleet file the drill's supervisor runs (docs/production.md), paths relative to it."""
+    """The fleet file the drill's supervisor runs (docs/production.md), paths relative to it;
+    ``settings_over``: keys that replace or join the drill's (one host of several: its own
+    repository, state, tmux server, and the fleet store)."""
     settings: dict[str, object] = {
         "repository": "repo",
         "state_dir": "fleet",
@@ -319,6 +322,7 @@ def fleet_file(
     }
     if fault_plan is not None:
         settings["fault_plan"] = str(fault_plan.relative_to(sandbox.root))
+    settings.update(settings_over or {})
     lines = ["# orch-recovery drill: the fleet file of this drill's supervisor"]
     lines += [f"{key} = {_toml(value)}" for key, value in settings.items()]
     lines += ["", "[env]  # the model double for an API (no account), few retries"]

@@ -18,6 +18,11 @@ the plan that is due:
 ``stall``        the hook never returns: the agent hangs until its supervisor kills it
 ``stale_index_lock``   leaves ``index.lock`` in the worktree's git dir
 ``corrupt_checkpoint`` tears the agent's checkpoint file
+``host_down`` / ``host_partition`` / ``store_outage``  asks the harness (several hosts on the
+                 tmux tier) to kill this host, freeze its supervisor, or stop the database:
+                 a request in ``<state dir>/host-requests/``; the agent stays parked on the
+                 hook meanwhile, mid-attempt (a host fault's end for it is its host's doing),
+                 and after an outage goes on once the harness says the database is back
 
 Each fault that fires appends one line to ``<state dir>/fired.jsonl``. A hook must never break
 the agent by accident: any error is printed to stderr and the hook exits 0.
@@ -50,6 +55,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 HOOK_TIMEOUT_SECONDS = 3600  # a "stall" fault must outlive any attempt timeout
+HOST_FAULTS = frozenset({"host_down", "host_partition", "store_outage"})
+_HARNESS_LOOK = 0.2  # seconds between looks for the harness's answer to an outage request
 SIGNAL_WAIT_SECONDS = 30.0  # how long a signal fault waits for the agent to die of it
 _FILE_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"})
 
@@ -248,7 +255,38 @@ def _fire(fault: Mapping[str, Any], *, workspace: Path, context: Mapping[str, An
         return f"tore {target.name}"
     if kind == "stall":
         return "stalling"
+    if kind in HOST_FAULTS:
+        request = host_request_path(Path(str(context["state_dir"])), str(fault["id"]))
+        atomic.write_json(
+            request,
+            {
+                "id": fault["id"],
+                "kind": kind,
+                "host": context.get("host"),
+                "agent": context["agent"],
+                "params": fault.get("params") or {},
+            },
+        )
+        return f"asked the harness: {kind} of host {context.get('host')}"
     return f"fault {kind} is not injected by the hook"
+
+
+def host_request_path(state_dir: Path, fault_id: str) -> Path:
+    """Where the hook leaves a host fault's request for the harness; the harness writes
+    ``<same>.done`` once it has carried it out."""
+    folder = state_dir / "host-requests"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{fault_id}.json"
+
+
+def _await_harness(done: Path, timeout: float = HOOK_TIMEOUT_SECONDS) -> bool:
+    """Hold the agent until the harness has carried the request out (``done`` exists)."""
+    deadline = time.monotonic() + timeout
+    while not done.exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(_HARNESS_LOOK)
+    return True
 
 
 def _run(plan: str, text: str) -> None:
@@ -266,6 +304,8 @@ def _run(plan: str, text: str) -> None:
     workspace = Path(str(payload.get("cwd") or os.getcwd()))
     state = _State(Path(plan_doc["state_dir"]), agent, attempt)
     stall = False
+    parked = False
+    outages: list[Path] = []  # store outages to wait out
     try:
         for event, path in _event_names(payload, workspace, plan_doc.get("test_commands", ())):
             n = state.count(event)
@@ -291,13 +331,27 @@ def _run(plan: str, text: str) -> None:
                 }
                 with open(Path(plan_doc["state_dir"]) / "fired.jsonl", "a") as log:
                     log.write(json.dumps(record) + "\n")
-                context = {**plan_doc.get("context", {}), "agent": agent}
+                context = {
+                    **plan_doc.get("context", {}),
+                    "agent": agent,
+                    "state_dir": plan_doc["state_dir"],
+                }
                 detail = _fire(fault, workspace=workspace, context=context)
                 print(f"faulthook: {fault['kind']}: {detail}", file=sys.stderr)
                 stall = stall or fault["kind"] == "stall"
+                # A lost or cut-off host's agent stays mid-attempt: its end is the host's.
+                parked = parked or fault["kind"] in ("host_down", "host_partition")
+                if fault["kind"] == "store_outage":
+                    request = host_request_path(Path(plan_doc["state_dir"]), str(fault["id"]))
+                    outages.append(request.with_suffix(".done"))
         state.save()
     finally:
         state.close()
+    for done in outages:
+        if not _await_harness(done):
+            print("faulthook: store_outage: the harness never answered", file=sys.stderr)
+    if parked:  # until the agent is stopped (not only its process group: the hook's own
+        _await_exit(os.getppid(), HOOK_TIMEOUT_SECONDS)  # session may differ from it)
     while stall:  # parked until the supervisor kills the agent's process group
         signal.pause()
 

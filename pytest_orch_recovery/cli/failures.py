@@ -4,8 +4,8 @@ exit, the strategy decided next, and the evidence behind it. Exit 2 on a usage e
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from pytest_orch_recovery.cli.fleet_output import (
     add_host_filter,
@@ -13,14 +13,16 @@ from pytest_orch_recovery.cli.fleet_output import (
     attempt_hosts,
     check_host_filter,
     clock,
-    dump_json,
     fail,
     fleet_history,
     fleet_settings,
+    json_chunks,
     table,
+    write_chunks,
 )
 from pytest_orch_recovery.engine.errors import UsageError
 from pytest_orch_recovery.report.fleetview import FailedAttempt, FleetView
+from pytest_orch_recovery.report.jsondoc import Rows
 
 PROG = "orch-recovery failures"
 
@@ -66,14 +68,34 @@ def render(
     hosts: Mapping[tuple[str, int], str] | None = None,
 ) -> str:
     """``hosts`` ((task, attempt) -> host) comes from a fleet store: a HOST column / field."""
+    return "".join(render_chunks(failures, fmt, evidence, hosts))
+
+
+def _json_rows(
+    failures: list[FailedAttempt], hosts: Mapping[tuple[str, int], str] | None
+) -> Iterator[dict[str, Any]]:
+    for f in failures:
+        data = f.to_json()
+        if hosts is not None:
+            data["host"] = _host(f, hosts)
+        yield data
+
+
+def render_chunks(
+    failures: list[FailedAttempt],
+    fmt: str,
+    evidence: int,
+    hosts: Mapping[tuple[str, int], str] | None = None,
+) -> Iterator[str]:
+    """:func:`render`'s text in pieces, written as they are made."""
     if fmt == "json":
-        items = []
-        for f in failures:
-            data = f.to_json()
-            if hosts is not None:
-                data["host"] = _host(f, hosts)
-            items.append(data)
-        return dump_json("failures", {"failures": items})
+        return json_chunks("failures", {"failures": Rows(_json_rows(failures, hosts))})
+    return iter((_table(failures, evidence, hosts),))
+
+
+def _table(
+    failures: list[FailedAttempt], evidence: int, hosts: Mapping[tuple[str, int], str] | None
+) -> str:
     rows = []
     for f in failures:
         lines = [e.detail for e in f.evidence[:evidence]] or ["-"]
@@ -112,5 +134,5 @@ def run(args: argparse.Namespace) -> int:
         if (args.agent is None or f.agent == args.agent)
         and (args.host is None or (hosts is not None and _host(f, hosts) == args.host))
     ]
-    sys.stdout.write(render(failures, args.format, args.evidence, hosts))
+    write_chunks(render_chunks(failures, args.format, args.evidence, hosts))
     return 0

@@ -8,10 +8,9 @@ torn last line; a bad line is one error naming the file and line.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +21,8 @@ from pytest_orch_recovery.engine.events import Event, EventKind
 from pytest_orch_recovery.fleet.config import FleetConfig, FleetConfigError, load_fleet
 from pytest_orch_recovery.infra import argtypes
 from pytest_orch_recovery.report.fleetview import SCHEMA_VERSION
-from pytest_orch_recovery.report.safetext import json_document, one_line, terminal
+from pytest_orch_recovery.report.jsondoc import document_chunks
+from pytest_orch_recovery.report.safetext import one_line, terminal
 from pytest_orch_recovery.store.history import History
 from pytest_orch_recovery.store.journal import JournalError, replay
 from pytest_orch_recovery.store.snapshot import HistoryFollower
@@ -225,15 +225,39 @@ def fail(prog: str, message: str) -> int:
     return 2
 
 
-def dump_json(kind: str, body: dict[str, Any], *, now: float | None = None) -> str:
+def json_chunks(kind: str, body: dict[str, Any], *, now: float | None = None) -> Iterator[str]:
+    """A view's JSON document in pieces to write one after another; its lists of rows may be
+    :class:`~pytest_orch_recovery.report.jsondoc.Rows`, encoded as they are written."""
     document: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "kind": kind}
     if now is not None:
         document["generated_at"] = now
     document.update(body)
-    return json_document(json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False)) + "\n"
+    return document_chunks(document, allow_nan=False)
+
+
+def dump_json(kind: str, body: dict[str, Any], *, now: float | None = None) -> str:
+    return "".join(json_chunks(kind, body, now=now))
+
+
+def write_chunks(chunks: Iterable[str]) -> None:
+    """Write a view to standard output as it is made."""
+    write = sys.stdout.write
+    for chunk in chunks:
+        write(chunk)
 
 
 _CELL_CHARS = 100
+
+
+def cell(text: object) -> str:
+    """A table cell: one terminal-safe line of at most 100 characters."""
+    return one_line(text, _CELL_CHARS)
+
+
+def table_line(cells: Sequence[str], widths: Sequence[int]) -> str:
+    """One line of a table: cells padded to ``widths``, the last never padded."""
+    parts = [c.ljust(w) for c, w in zip(cells[:-1], widths[:-1], strict=True)]
+    return "  ".join([*parts, cells[-1]]).rstrip() + "\n"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, empty: str) -> str:
@@ -242,13 +266,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, empty: str) 
     cells hold agents' text (evidence, next actions, titles, file names)."""
     if not rows:
         return empty + "\n"
-    cells = [list(headers), *[[one_line(c, _CELL_CHARS) for c in row] for row in rows]]
+    cells = [list(headers), *[[cell(c) for c in row] for row in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = []
-    for row in cells:
-        parts = [c.ljust(w) for c, w in zip(row[:-1], widths[:-1], strict=True)]
-        lines.append("  ".join([*parts, row[-1]]).rstrip())
-    return "\n".join(lines) + "\n"
+    return "".join(table_line(row, widths) for row in cells)
 
 
 def duration(seconds: float | None) -> str:

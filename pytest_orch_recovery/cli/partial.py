@@ -5,21 +5,23 @@ the next actions of the agent's checkpoint file. Exit 2 on a usage error."""
 from __future__ import annotations
 
 import argparse
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pytest_orch_recovery.cli.fleet_output import (
     add_journal_options,
-    dump_json,
     fail,
     fleet_history,
     fleet_settings,
+    json_chunks,
     table,
+    write_chunks,
 )
 from pytest_orch_recovery.engine.errors import UsageError
 from pytest_orch_recovery.infra.checkpoint import read_checkpoint_safely
 from pytest_orch_recovery.report.fleetview import FleetView, PartialReport
+from pytest_orch_recovery.report.jsondoc import Rows
 
 PROG = "orch-recovery partial"
 
@@ -51,17 +53,29 @@ def _yes_no(value: bool | None) -> str:
     return "-" if value is None else ("yes" if value else "no")
 
 
-def render(
-    reports: list[PartialReport], actions: list[tuple[tuple[str, ...], str | None]], fmt: str
-) -> str:
+_Actions = list[tuple[tuple[str, ...], str | None]]
+
+
+def render(reports: list[PartialReport], actions: _Actions, fmt: str) -> str:
+    return "".join(render_chunks(reports, actions, fmt))
+
+
+def _json_rows(reports: list[PartialReport], actions: _Actions) -> Iterator[dict[str, Any]]:
+    for report, (next_actions, problem) in zip(reports, actions, strict=True):
+        data = report.to_json()
+        data["next_actions"] = list(next_actions)
+        data["checkpoint_file_problem"] = problem
+        yield data
+
+
+def render_chunks(reports: list[PartialReport], actions: _Actions, fmt: str) -> Iterator[str]:
+    """:func:`render`'s text in pieces, written as they are made."""
     if fmt == "json":
-        items: list[dict[str, Any]] = []
-        for report, (next_actions, problem) in zip(reports, actions, strict=True):
-            data = report.to_json()
-            data["next_actions"] = list(next_actions)
-            data["checkpoint_file_problem"] = problem
-            items.append(data)
-        return dump_json("partial", {"tasks": items})
+        return json_chunks("partial", {"tasks": Rows(_json_rows(reports, actions))})
+    return iter((_table(reports, actions),))
+
+
+def _table(reports: list[PartialReport], actions: _Actions) -> str:
     rows = []
     for r, (next_actions, problem) in zip(reports, actions, strict=True):
         if str(r.phase) == "succeeded":
@@ -118,5 +132,5 @@ def run(args: argparse.Namespace) -> int:
         return fail(PROG, str(exc))
     reports = view.partial_work(agent=args.agent)
     actions = [_next_actions(settings.checkpoint_dir, r.agent) for r in reports]
-    sys.stdout.write(render(reports, actions, args.format))
+    write_chunks(render_chunks(reports, actions, args.format))
     return 0

@@ -16,11 +16,16 @@ results file (named), or a bad option value.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from pytest_orch_recovery.cli.fleet_output import fail, read_events, read_history, store_events
+from pytest_orch_recovery.cli.fleet_output import (
+    fail,
+    read_events,
+    read_history,
+    store_events,
+    write_chunks,
+)
 from pytest_orch_recovery.engine.classify import classify
 from pytest_orch_recovery.engine.errors import UsageError
 from pytest_orch_recovery.engine.events import Event
@@ -29,8 +34,8 @@ from pytest_orch_recovery.infra.argtypes import count, rate
 from pytest_orch_recovery.ingest import results as seed
 from pytest_orch_recovery.report.dashboard import DEFAULT_MAX_EVENTS, render_json, render_markdown
 from pytest_orch_recovery.report.htmlreport import render_html
+from pytest_orch_recovery.report.jsondoc import document_chunks
 from pytest_orch_recovery.report.metrics import Criteria, compute, evaluate
-from pytest_orch_recovery.report.safetext import json_document
 from pytest_orch_recovery.store import atomic
 from pytest_orch_recovery.store.attempt_results import AttemptResult
 from pytest_orch_recovery.store.history import History
@@ -281,8 +286,11 @@ def run(args: argparse.Namespace) -> int:
     results = evaluate(metrics, criteria)
     output: Path | None = args.output
     if fmt == "json":
-        data = render_json(metrics, results, attempts=attempts)
-        text = json_document(json.dumps(data, indent=2, ensure_ascii=False)) + "\n"
+        chunks = document_chunks(render_json(metrics, results, attempts=attempts))
+        if output is None:
+            write_chunks(chunks)
+            return 0
+        text = "".join(chunks)
     elif fmt == "html":
         assert events is not None
         text = render_html(events, metrics, results, journals=sources)

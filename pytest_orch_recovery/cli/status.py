@@ -16,23 +16,24 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_orch_recovery.cli import statuscache, statusrows
 from pytest_orch_recovery.cli.fleet_output import (
     add_host_filter,
     add_journal_options,
     check_host_filter,
-    clock,
-    dump_json,
     duration,
     fail,
     fleet_history,
     fleet_settings,
+    json_chunks,
     table,
     task_hosts,
+    write_chunks,
 )
 from pytest_orch_recovery.engine.errors import UsageError
 from pytest_orch_recovery.engine.events import TmuxTarget
@@ -40,7 +41,9 @@ from pytest_orch_recovery.engine.policy import Policy
 from pytest_orch_recovery.infra.argtypes import positive_int, seconds
 from pytest_orch_recovery.infra.checkpoint import CheckpointError, checkpoint_path
 from pytest_orch_recovery.report.fleetview import FleetView, TaskStatus, UsageCondition
+from pytest_orch_recovery.report.jsondoc import Rows
 from pytest_orch_recovery.report.safetext import terminal
+from pytest_orch_recovery.store.journal import JournalError
 from pytest_orch_recovery.store.snapshot import HistoryFollower
 
 PROG = "orch-recovery status"
@@ -155,39 +158,6 @@ def live(
 # --------------------------------------------------------------------------- rendering
 
 
-def _attempt(row: TaskStatus) -> str:
-    """``2/4``; ``5/4+1`` when an operator's release granted one attempt past the budget."""
-    if row.budget is None:
-        return str(row.attempt)
-    extra = f"+{row.releases}" if row.releases and row.attempt > row.budget else ""
-    return f"{row.attempt}/{row.budget}{extra}"
-
-
-# A detection delay worth a line of its own: past the supervisor's usual second.
-DETECTION_DELAY_SHOWN = 5.0
-
-
-def _reason(row: TaskStatus) -> str:
-    if row.reason is None:
-        return "-"
-    return f"{row.reason} ({row.confidence:.2f})" if row.confidence is not None else str(row.reason)
-
-
-def _evidence(row: TaskStatus) -> str:
-    ev = row.evidence
-    if ev is None:
-        return "-"
-    where = "" if ev.source is None else f" [{ev.source}{'' if ev.line is None else f':{ev.line}'}]"
-    return ev.detail + where
-
-
-def _next(row: TaskStatus) -> str:
-    if row.next_launch_at is None:
-        return "-"
-    strategy = "" if row.next_strategy is None else f" {row.next_strategy}"
-    return clock(row.next_launch_at) + strategy
-
-
 def render(
     rows: list[TaskStatus],
     lives: list[Liveness] | None,
@@ -197,73 +167,113 @@ def render(
     hosts: Mapping[str, str] | None = None,
 ) -> str:
     """``hosts`` (task id -> host) comes from a fleet store: a HOST column / ``host`` field."""
+    return "".join(render_chunks(rows, lives, fmt, now, conditions, hosts))
+
+
+def _json_rows(
+    rows: list[TaskStatus], lives: list[Liveness] | None, hosts: Mapping[str, str] | None
+) -> Iterator[dict[str, Any]]:
+    for index, row in enumerate(rows):
+        data = row.to_json()
+        if hosts is not None:
+            data["host"] = hosts.get(row.task_id)
+        if lives is not None:
+            life = lives[index]
+            data["live"] = {
+                "session": life.session,
+                "checkpoint_age": life.checkpoint_age,
+                "checkpoint_at": life.checkpoint_at,
+            }
+        yield data
+
+
+def render_chunks(
+    rows: list[TaskStatus],
+    lives: list[Liveness] | None,
+    fmt: str,
+    now: float,
+    conditions: Sequence[UsageCondition] = (),
+    hosts: Mapping[str, str] | None = None,
+) -> Iterator[str]:
+    """:func:`render`'s text in pieces, written as they are made."""
     if fmt == "json":
-        tasks: list[dict[str, Any]] = []
-        for index, row in enumerate(rows):
-            data = row.to_json()
-            if hosts is not None:
-                data["host"] = hosts.get(row.task_id)
-            if lives is not None:
-                life = lives[index]
-                data["live"] = {
-                    "session": life.session,
-                    "checkpoint_age": life.checkpoint_age,
-                    "checkpoint_at": life.checkpoint_at,
-                }
-            tasks.append(data)
-        return dump_json(
+        return json_chunks(
             "status",
             {
                 "live": lives is not None,
-                "tasks": tasks,
+                "tasks": Rows(_json_rows(rows, lives, hosts)),
                 "usage_limits": [c.to_json() for c in conditions],
             },
             now=now,
         )
-    headers = ["TASK", "AGENT", "PHASE", "ATTEMPT", "ELAPSED", "REASON", "NEXT"]
+    return iter((_table(rows, lives, conditions, hosts),))
+
+
+def _table(
+    rows: list[TaskStatus],
+    lives: list[Liveness] | None,
+    conditions: Sequence[UsageCondition],
+    hosts: Mapping[str, str] | None,
+) -> str:
+    headers = list(statusrows.HEADERS[:-1])
     if hosts is not None:
         headers.insert(1, "HOST")
     if lives is not None:
         headers += ["SESSION", "CHECKPOINT"]
-    headers.append("EVIDENCE")
+    headers.append(statusrows.HEADERS[-1])
     body = []
     for index, row in enumerate(rows):
-        cells = [
-            row.task_id,
-            row.agent,
-            str(row.phase),
-            _attempt(row),
-            duration(row.elapsed),
-            _reason(row),
-            _next(row),
-        ]
+        cells = statusrows.row_cells(row)
         if hosts is not None:
             cells.insert(1, hosts.get(row.task_id, "-"))
         if lives is not None:
             life = lives[index]
             age = "-" if life.checkpoint_age is None else duration(life.checkpoint_age) + " ago"
-            cells += [life.session, age]
-        cells.append(_evidence(row))
+            cells[-1:-1] = [life.session, age]
         body.append(cells)
-    notes = "".join(
-        f"waiting for the quota reset at {clock(c.until)} UTC ({c.agent_type}), "
-        f"{len(c.tasks)} task{'s' if len(c.tasks) != 1 else ''}\n"
-        for c in conditions
-    ) + "".join(
-        f"{row.task_id}: its last exit was noticed {duration(row.detection_delay)} after the "
-        "agent ended (the supervisor was busy or not running)\n"
-        for row in rows
-        if row.detection_delay is not None and row.detection_delay >= DETECTION_DELAY_SHOWN
+    notes = "".join(map(statusrows.condition_note, conditions)) + "".join(
+        note for note in map(statusrows.delay_note, rows) if note is not None
     )
-    return notes + table(headers, body, empty="no tasks in the journal")
+    return notes + table(headers, body, empty=statusrows.EMPTY)
 
 
 def _draw(args: argparse.Namespace, follower: HistoryFollower | None = None) -> str:
+    return "".join(_draw_chunks(args, follower))
+
+
+def _draw_chunks(
+    args: argparse.Namespace, follower: HistoryFollower | None = None
+) -> Iterator[str]:
     now = time.time()
     settings = fleet_settings(args)
     check_host_filter(args, settings)
     budget = settings.budget if settings.budget is not None else Policy().max_attempts
-    view = FleetView(fleet_history(settings, follower=follower), budget=budget)
+    # One journal, read once, no live checks: the ended tasks' rows may come from the file
+    # kept beside it (statuscache), which a read without one writes.
+    cacheable = (
+        follower is None
+        and settings.store is None
+        and len(settings.journals) == 1
+        and not args.live
+        and args.host is None
+    )
+    if cacheable:
+        journal = settings.journals[0]
+        try:
+            cached = journal.is_file() and statuscache.render_cached(
+                journal, budget, args.format, now
+            )
+        except JournalError as exc:
+            raise UsageError(str(exc)) from None
+        if cached:
+            return cached
+        follower = HistoryFollower(journal)
+        history = fleet_history(settings, follower=follower)
+        if follower.seq >= statuscache.CACHE_FROM:
+            statuscache.save(journal, history, follower.offset, follower.seq)
+    else:
+        history = fleet_history(settings, follower=follower)
+    view = FleetView(history, budget=budget)
     hosts = task_hosts(settings)
     rows = [
         r
@@ -276,17 +286,24 @@ def _draw(args: argparse.Namespace, follower: HistoryFollower | None = None) -> 
         else None
     )
     conditions = view.usage_conditions(now=now)
-    return render(rows, lives, args.format, now, conditions, hosts)
+    return render_chunks(rows, lives, args.format, now, conditions, hosts)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.watch is None:
+        try:
+            chunks = _draw_chunks(args)
+        except UsageError as exc:
+            return fail(PROG, str(exc))
+        try:
+            write_chunks(chunks)
+        except JournalError as exc:  # status's own kept rows, found damaged while written
+            return fail(PROG, str(exc))
+        return 0
     try:
         text = _draw(args)
     except UsageError as exc:
         return fail(PROG, str(exc))
-    if args.watch is None:
-        sys.stdout.write(text)
-        return 0
     clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() and args.format == "table" else ""
     stop = threading.Event()
     journals = fleet_settings(args).journals

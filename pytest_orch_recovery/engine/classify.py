@@ -405,24 +405,39 @@ def _text_evidence(sources: list[list[Match]], found: _Found) -> None:
     """Per source: the last fatal line counts in full, earlier fatal lines the run got past
     count for little, retried errors count as the small warnings they are. One evidence item
     per (source, reason), so a thousand retry lines do not outvote one fatal line."""
+    # Match fields are read directly, not through its properties: this runs for every
+    # classification, and the property calls were a measurable share of it.
     for matches in sources:
         if not matches:
             continue
-        last_fatal = next((m for m in reversed(matches) if m.exact and m.stops_run), None)
+        last_fatal = next(
+            (
+                m
+                for m in reversed(matches)
+                if m.exact and (m.pattern.stops_run if m.fatal is None else m.fatal)
+            ),
+            None,
+        )
         fatal_line = None if last_fatal is None else last_fatal.line
         weights: dict[Reason, float] = {}
         best: dict[Reason, Match] = {}
         counts: dict[Reason, int] = {}
         for m in matches:
-            reason = m.pattern.reason
+            row = m.pattern
+            reason = row.reason
+            weight = row.weight if m.weight is None else m.weight
             if m.exact:
-                superseded = m.stops_run and m is not last_fatal
-            else:  # a cue reading before the exact line that stopped the run
-                superseded = fatal_line is not None and m.line < fatal_line
-            weight = m.strength * (_SUPERSEDED if superseded else 1.0)
-            counts[reason] = counts.get(reason, 0) + 1
-            if reason not in weights or weight >= weights[reason]:
-                weights[reason], best[reason] = weight, m
+                if m is not last_fatal and (row.stops_run if m.fatal is None else m.fatal):
+                    weight *= _SUPERSEDED
+            elif fatal_line is not None and m.line < fatal_line:
+                weight *= _SUPERSEDED  # a cue reading before the exact line that stopped the run
+            if reason in weights:
+                counts[reason] += 1
+                if weight < weights[reason]:
+                    continue
+            else:
+                counts[reason] = 1
+            weights[reason], best[reason] = weight, m
         for reason, m in best.items():
             count = counts[reason]
             more = f" (+{count - 1} more line(s))" if count > 1 else ""

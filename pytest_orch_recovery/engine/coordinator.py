@@ -24,6 +24,13 @@ from datetime import UTC, tzinfo
 
 from pytest_orch_recovery.engine.analyze import continuation_prompt, initial_prompt, missing_work
 from pytest_orch_recovery.engine.classify import LogText, Observation, classify
+from pytest_orch_recovery.engine.coordstate import (
+    FOLD_SETTINGS,
+    CoordinatorState,
+    code_fingerprint,
+    fingerprint,
+    shape_fingerprint,
+)
 from pytest_orch_recovery.engine.errors import InvalidState, InvalidValue
 from pytest_orch_recovery.engine.events import (
     AppliedRemedy,
@@ -45,7 +52,7 @@ from pytest_orch_recovery.engine.events import (
     WorkspaceCleaned,
     WorkspaceOrphaned,
 )
-from pytest_orch_recovery.engine.incidents import IncidentBook
+from pytest_orch_recovery.engine.incidents import Incident, IncidentBook
 from pytest_orch_recovery.engine.model import (
     HOST_LOST,
     TERMINAL,
@@ -62,15 +69,19 @@ from pytest_orch_recovery.engine.model import (
     full_plan,
     signal_number,
 )
-from pytest_orch_recovery.engine.policy import PastAttempt, Policy, Situation
+from pytest_orch_recovery.engine.policy import CircuitBreaker, PastAttempt, Policy, Situation
 from pytest_orch_recovery.engine.ports import AttemptExit, EventLog, LaunchSpec, Runtime
 from pytest_orch_recovery.engine.resets import CLOCK_PRECISION
 
 __all__ = [
+    "STATE_FINGERPRINT",
     "AttemptState",
     "Coordinator",
     "CoordinatorConfig",
+    "CoordinatorState",
     "TaskState",
+    "fold_settings",
+    "state_unfit",
 ]
 
 OUTPUT_TAIL_BYTES = 2048
@@ -175,18 +186,30 @@ class _Timers:
 
 
 class AgentNames:
-    """``task-agent-NNNN`` names, unique within a coordinator, deterministic from a seed."""
+    """``task-agent-NNNN`` names, unique within a coordinator, deterministic from a seed.
+    ``draws``: numbers drawn before (a coordinator restored from its state goes on where
+    the fold that made the state stopped)."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, *, draws: int = 0) -> None:
         self._rng = random.Random(f"agent-names:{seed}")
         self._used: set[str] = set()
+        self.draws = 0
+        for _ in range(draws):
+            self._draw()
+
+    def _draw(self) -> int:
+        self.draws += 1
+        return self._rng.randrange(1000, 10000)
 
     def reserve(self, name: str) -> None:
         self._used.add(name)
 
+    def reserve_all(self, names: Iterable[str]) -> None:
+        self._used.update(names)
+
     def next(self) -> str:
         while True:
-            name = f"task-agent-{self._rng.randrange(1000, 10000)}"
+            name = f"task-agent-{self._draw()}"
             if name not in self._used:
                 self._used.add(name)
                 return name
@@ -242,24 +265,120 @@ class Coordinator:
         # Attempts this coordinator's supervisor stopped itself (a planned stop): their end
         # says nothing about the fleet, so the circuit breaker does not count them.
         self._stopped_keys: set[str] = set()
+        # Tasks that had succeeded, with nothing running, in the state it was restored from
+        # (recover(state=...)): task id -> agent. Nothing about them changes any more.
+        self.settled: dict[str, str] = {}
+        # What state() exports: each unsettled task's folded events, incidents' escalations.
+        self._history: dict[str, list[Event]] = {}
+        self._paged: list[Event] = []
+        self._seq = 0  # the last event folded
+        self._fold_draws = 0  # agent names the fold drew (for events that named no agent)
 
     # ------------------------------------------------------------------ construction
 
-    def recover(self, *, lost: Mapping[str, str] | None = None) -> Coordinator:
+    def recover(
+        self, *, lost: Mapping[str, str] | None = None, state: CoordinatorState | None = None
+    ) -> Coordinator:
         """Take over from a coordinator that died: rebuild state from what the journal already
         holds, then finish the steps that were in flight. Call on a fresh coordinator whose
         journal was opened on the dead one's file; returns ``self``.
 
         ``lost``: task id -> why, for tasks whose running attempt was launched on another
         host that was lost (a takeover this coordinator's predecessor had not recorded yet):
-        their attempts end as in :meth:`adopt` instead of being re-adopted here."""
-        if self.tasks:
+        their attempts end as in :meth:`adopt` instead of being re-adopted here.
+
+        ``state``: the memory a coordinator exported after the journal's first
+        ``state.seq`` events (:meth:`state`); only the journal's events after it are folded
+        (the journal may hold only those, opened from a snapshot). The result is the
+        coordinator a whole replay builds, except that tasks settled in ``state`` are kept
+        in :attr:`settled` only and not cleaned up again (their cleanup was done in the
+        step that recorded their success, before the state was taken)."""
+        if self.tasks or self.settled:
             raise InvalidState("recover() rebuilds a fresh coordinator; this one has state")
-        for event in self.journal.events():
-            self._apply(event)
-            self.incidents.fold(event)
+        if state is None:
+            for event in self.journal.events():
+                self._fold(event)
+        else:
+            self._restore(state)
+            for event in self.journal.events():
+                if event.seq > state.seq:
+                    self._fold(event)
         self._finish_in_flight(lost or {})
         return self
+
+    def state(self) -> CoordinatorState | None:
+        """This coordinator's memory as data (``engine/coordstate.py``), for a later
+        :meth:`recover`; None when a task's history is not whole here (a task that ran
+        again after it succeeded, or one submitted without an agent name, whose name a
+        replay draws in journal order)."""
+        settled = dict(self.settled)
+        kept = {event.seq: event for event in self._paged}
+        for task_id, state in self.tasks.items():
+            if self._is_settled(task_id, state):
+                settled[task_id] = state.agent
+                continue
+            history = self._history.get(task_id)
+            if not history or history[0].kind is not EventKind.TASK_SUBMITTED:
+                return None
+            if history[0].agent is None:
+                return None
+            kept.update((event.seq, event) for event in history)
+        breaker_open, breaker_recent = self.policy.breaker.recorded()
+        book = self.incidents
+        return CoordinatorState(
+            seq=self._seq,
+            settings=fold_settings(self.config, self.policy),
+            events=tuple(kept[seq] for seq in sorted(kept)),
+            settled=settled,
+            breaker_open=breaker_open,
+            breaker_recent=breaker_recent,
+            limits=tuple(self._limits.items()),
+            stopped_keys=tuple(sorted(self._stopped_keys)),
+            name_draws=self._fold_draws,
+            incidents=tuple(_copy_incident(i) for i in book.incidents.values()),
+            open_incidents=tuple(book.open_ids().items()),
+            escalated=tuple(book.escalated.items()),
+            shared_agents=self._shared_agents(settled),
+        )
+
+    def _shared_agents(self, settled: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+        seen: set[str] = set()
+        shared: set[str] = set()
+        open_agents = (s.agent for t, s in self.tasks.items() if t not in settled)
+        for agent in itertools.chain(settled.values(), open_agents):
+            (shared if agent in seen else seen).add(agent)
+        return tuple((agent, self._by_agent[agent]) for agent in sorted(shared))
+
+    def _is_settled(self, task_id: str, state: TaskState) -> bool:
+        return state.phase is Phase.SUCCEEDED and task_id not in self._running
+
+    def _restore(self, state: CoordinatorState) -> None:
+        settings = fold_settings(self.config, self.policy)
+        if state.settings != settings:
+            raise InvalidState(
+                f"state made under {dict(state.settings)}, not {dict(settings)}: replay instead"
+            )
+        self.settled = dict(state.settled)
+        for task_id, agent in self.settled.items():
+            self._by_agent[agent] = task_id
+        for event in state.events:  # the open tasks, folded as a replay folds them
+            if event.task_id is None or event.task_id not in self.settled:
+                self._apply(event)
+            self._remember(event)
+        self._by_agent.update(state.shared_agents)
+        # What every event folds into, as it was (the events above are only some of them).
+        self.policy.breaker.restore(state.breaker_open, state.breaker_recent)
+        self._limits = dict(state.limits)
+        self._stopped_keys = set(state.stopped_keys)
+        self._names = AgentNames(self.config.seed, draws=state.name_draws)
+        self._names.reserve_all(self._by_agent)
+        self._fold_draws = state.name_draws
+        self.incidents.restore(
+            (_copy_incident(i) for i in state.incidents),
+            dict(state.open_incidents),
+            dict(state.escalated),
+        )
+        self._seq = state.seq
 
     def adopt(self, events: Iterable[Event], *, lost: str) -> list[str]:
         """Take over tasks another host held until its lease ran out, from their history
@@ -280,8 +399,7 @@ class Coordinator:
                 adopted.append(event.task_id)
             elif event.task_id not in adopted:
                 raise InvalidValue(f"adopt: history of {event.task_id!r} has no submission")
-            self._apply(event)
-            self.incidents.fold(event)
+            self._fold(event)
         for task_id in adopted:
             state = self.tasks[task_id]
             if state.phase is Phase.RUNNING:
@@ -295,6 +413,7 @@ class Coordinator:
         journaled: this host may no longer write about it. Its timers lapse, and a late
         report of its agent's exit is ignored. Stopping the agent is the caller's."""
         state = self.tasks.pop(task_id, None)
+        self._history.pop(task_id, None)
         if state is not None:
             self._by_agent.pop(state.agent, None)
             self._running.discard(task_id)
@@ -346,7 +465,7 @@ class Coordinator:
 
     def submit(self, task: Task, *, agent: str | None = None) -> str:
         """Accept a task; its first attempt launches on the next :meth:`run`."""
-        if task.task_id in self.tasks:
+        if task.task_id in self.tasks or task.task_id in self.settled:
             raise InvalidValue(f"task {task.task_id!r} was already submitted")
         name = agent or self._names.next()
         if name in self._by_agent:
@@ -449,7 +568,19 @@ class Coordinator:
         return {s.agent for s in self.tasks.values() if s.phase is not Phase.SUCCEEDED}
 
     def outcome(self, task_id: str) -> Phase:
+        if task_id in self.settled:
+            return Phase.SUCCEEDED
         return self.tasks[task_id].phase
+
+    def knows(self, task_id: str) -> bool:
+        """Whether ``task_id`` was submitted (it may have settled: :attr:`settled`)."""
+        return task_id in self.tasks or task_id in self.settled
+
+    def finished_agents(self) -> list[str]:
+        """Agents of tasks that succeeded, settled ones first (their workspaces may go)."""
+        owners = self.owners()
+        agents = [*self.settled.values(), *(s.agent for s in self.tasks.values())]
+        return [agent for agent in agents if agent not in owners]
 
     # ------------------------------------------------------------------ the loop's steps
 
@@ -813,6 +944,7 @@ class Coordinator:
         else:
             apply(event)
         self.incidents.fold(event)
+        self._remember(event)
         if self._on_event is not None:
             self._on_event(event)
         return event
@@ -822,6 +954,38 @@ class Coordinator:
         step = _FOLD.get(event.kind)
         if step is not None:
             step(self, event)
+
+    def _fold(self, event: Event) -> None:
+        """A journaled event, replayed: what :meth:`_emit` does after writing one."""
+        self._apply(event)
+        self.incidents.fold(event)
+        self._remember(event)
+
+    def _remember(self, event: Event) -> None:
+        """Keep what :meth:`state` exports: the folded events of each task not settled
+        (dropped when it settles), and every incident's escalations."""
+        self._seq = max(self._seq, event.seq)
+        kind = event.kind
+        if kind not in _FOLD:
+            return
+        payload = event.payload
+        if isinstance(payload, OperatorAction):
+            for task_id in payload.tasks:
+                history = self._history.get(task_id)
+                if history is not None:
+                    history.append(event)
+            return
+        if isinstance(payload, TaskEscalated) and payload.incident is not None:
+            self._paged.append(event)
+        if event.task_id is None:
+            return
+        state = self.tasks.get(event.task_id)
+        if state is None:
+            return
+        if self._is_settled(event.task_id, state):
+            self._history.pop(event.task_id, None)
+        else:
+            self._history.setdefault(event.task_id, []).append(event)
 
     def _state_of(self, event: Event) -> TaskState | None:
         return None if event.task_id is None else self.tasks[event.task_id]
@@ -842,7 +1006,11 @@ class Coordinator:
         task = submitted.task
         if event.task_id is None or task is None:
             return
-        agent = event.agent or self._names.next()
+        agent = event.agent
+        if agent is None:
+            drawn = self._names.draws
+            agent = self._names.next()
+            self._fold_draws += self._names.draws - drawn
         self._names.reserve(agent)
         state = TaskState(task=task, agent=agent)
         self.tasks[task.task_id] = state
@@ -1006,6 +1174,64 @@ _FOLD: dict[EventKind, Callable[[Coordinator, Event], None]] = {
     EventKind.TASK_ESCALATED: Coordinator._apply_escalated,
     EventKind.USAGE_LIMITED: Coordinator._apply_usage_limited,
 }
+
+
+def fold_settings(
+    config: CoordinatorConfig, policy: Policy
+) -> tuple[tuple[str, str | int | float | None], ...]:
+    """The settings a coordinator's fold depends on (``coordstate.FOLD_SETTINGS``)."""
+    breaker = policy.breaker
+    values: dict[str, str | int | float | None] = {
+        "seed": config.seed,
+        "attempt_timeout": config.attempt_timeout,
+        "default_agent_type": config.default_agent_type,
+        "breaker_threshold": breaker.threshold,
+        "breaker_window": breaker.window,
+    }
+    return tuple((name, values[name]) for name in FOLD_SETTINGS)
+
+
+def state_unfit(state: CoordinatorState, events: Iterable[Event]) -> str | None:
+    """Why the journal's ``events`` after ``state.seq`` cannot be folded onto ``state``, or
+    None. One that changes a settled task would reopen it in a whole replay, and its state
+    was not kept: the journal is replayed whole instead."""
+    settled = state.settled
+    for event in events:
+        task_id = event.task_id
+        if event.seq <= state.seq or task_id is None or task_id not in settled:
+            continue
+        if event.kind in _FOLD:
+            return f"event {event.seq} ({event.kind}) changes task {task_id!r}, which had settled"
+    return None
+
+
+def _copy_incident(incident: Incident) -> Incident:
+    return dataclasses.replace(incident, tasks=list(incident.tasks))
+
+
+# A state exported by code whose fold, or whose state's shape, differs is not used.
+STATE_FINGERPRINT = fingerprint(
+    shape_fingerprint((CoordinatorState, Incident, CircuitBreaker)),
+    code_fingerprint(
+        [
+            *_FOLD.values(),
+            Coordinator._apply,
+            Coordinator._finish,
+            Coordinator._state_of,
+            Coordinator._remember,
+            Coordinator._restore,
+            Coordinator.state,
+            CircuitBreaker.record,
+            CircuitBreaker.close,
+            CircuitBreaker.recorded,
+            CircuitBreaker.restore,
+            IncidentBook.fold,
+            IncidentBook.restore,
+            AgentNames.__init__,
+            AgentNames.next,
+        ]
+    ),
+)
 
 
 def _agent_types_of(state: TaskState) -> set[str]:

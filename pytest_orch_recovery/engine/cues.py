@@ -76,7 +76,11 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\boomkilled\b",
         r"\bout of (?:\w+ )?memory\b",
         r"\bheap space\b",
-        r"\b(?:gc|garbage collector) (?:is )?thrashing\b",
+        # Written, like several below, so that each alternative starts a word with a
+        # literal: the index files it under that word (_Index), rather than trying it on
+        # every line holding one of its substrings.
+        r"\bgc (?:is )?thrashing\b",
+        r"\bgarbage collector (?:is )?thrashing\b",
         r"\bmemory (?:limit|exhausted)",
         r"\bheap (?:limit|out of memory)",
         r"\bcannot allocate memory\b",
@@ -87,7 +91,8 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bno space left\b",
         r"\boom_reaper\b",
         r"\breaped process\b",
-        r"\b(?:memory )?allocation (?:of \d+ bytes )?failed\b",
+        r"\bmemory allocation (?:of \d+ bytes )?failed\b",
+        r"\ballocation (?:of \d+ bytes )?failed\b",
         r"\benospc\b",
         r"\btoo many open files\b",
         r"\bemfile\b",
@@ -182,7 +187,7 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bhas disabled\b",
         r"\b(?:haven't|have not|not|never) (?:been )?granted\b",
         r"\btrust (?:is )?required\b",
-        r"--trust\b",
+        r"\btrust\b(?<=--trust)",  # --trust
         r"\bskip[- ]permissions\b",
         r"\bbypass permissions\b",
         r"\bdo you want to\b",
@@ -193,7 +198,7 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bwould you like to (?:run|allow|proceed|make|create|edit|execute)\b",
         r"\ballow (?:execution|command|this|once|always|all)\b",
         r"\byes, (?:allow|and don't ask|proceed)\b",
-        r"\(y/n\)|\[y/n\]",
+        r"\by/n\)(?<=\(y/n\))|\by/n\](?<=\[y/n\])",  # (y/n) or [y/n]
         r"\bprevent(?:s|ed|ing)? (?:you |the agent |it |me |us )?from\b",
         r"\brejected\b(?<!promise rejected)",
         r"\bis read[ -]only\b",
@@ -207,10 +212,10 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\b401\b",
         r"\binvalid (?:api[ _-]?)?(?:key|token|credentials?)\b",
         r"\bapi[ _-]?key\b",
-        r"not[ _]logged[ _]in",
+        r"not[ _]logged[ _]in",  # also inside a constant: ERROR_NOT_LOGGED_IN
         r"\blog ?in (?:required|again|expired)\b",
         r"\b(?:run|please run) /?(?:login|auth login)\b",
-        r"/login\b",
+        r"\blogin\b(?<=/login)",  # /login
         r"\bauth login\b",
         r"\bauthentication (?:error|failed|required)\b",
         r"\bbad credentials\b",
@@ -232,7 +237,7 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bbad gateway\b",
         r"\bgateway timeout\b",
         r"\bserver error\b",
-        r"50(?<!\w50)[0234]\b",  # \b50[0234]\b, written to start with a literal
+        r"\b(?:500|502|503|504)\b",
         r"\bapi ?(?:connection ?)?error\b",
         r"\bconnection (?:error|failed|refused|reset|closed|lost)\b",
         r"\bnetwork error\b",
@@ -256,7 +261,7 @@ _CUES: dict[str, re.Pattern[str]] = {
         r"\bcanceled\b",
         r"\babort(?:ed|ing)?\b",
         r"\bctrl[- +]?c\b",
-        r"\^c\b",
+        r"\bc\b(?<=\^c)",  # ^c, the echo of a typed ctrl-c
         r"\bsigint\b",
         r"\bsighup\b",
         r"\bstopped by (?:the )?user\b",
@@ -314,6 +319,13 @@ _NONZERO_FAILED = re.compile(
     r"[1-9](?<!\w[1-9])\d* (?:tests? |specs? |examples? |scenarios? )?"
     r"(?:failed|fails?|failures?|failing|errors?)\b"
     r"|\b(?:failures?|failed|failing|errors?)[:=] ?[1-9]"
+    r"|\bfail[:=]? +[1-9]"  # a results table's column: "PASS 0 | FAIL 1"
+)
+# A count of zero interruptions ("INTERRUPT 0 | CANCEL 0" in a results table, "0 aborted")
+# says none happened, as "0 failed" says nothing failed.
+_NONE_INTERRUPTED = re.compile(
+    r"\b(?:interrupt(?:ed|s)?|cancell?(?:ed|s)?|canceled|abort(?:ed|s)?)[:=]? +0\b"
+    r"|\b0 (?:interrupted|cancell?ed|aborted)\b"
 )
 # A line that starts with FAIL is a test runner's verdict (go test, jest, vitest, ...).
 # "Failed to update ref" is prose about an action, not a runner's verdict.
@@ -369,7 +381,7 @@ _SUBJECTS: dict[str, re.Pattern[str]] = {
         r"\bgithub\b(?!\.com[:/][\w.-]+/[\w.-]+\.git| copilot)",
         r"\bapi\.github\.com\b",
         r"\bgh (?:pr|api|issue|run|repo|auth|release|workflow)\b",
-        r"\bgh:",
+        r"\bgh\b(?=:)",  # gh:
         r"\bgraphql",  # GraphQL, GraphqlError
         r"\bpull request\b",
         r"\bpr\b",
@@ -784,6 +796,7 @@ _RETRIED_MARK = "mark retried"
 _API_DEADLINE_MARK = "mark api deadline"
 _NOTHING_FAILED_MARK = "mark nothing failed"
 _BY_ERROR_MARK = "mark interrupted by error"
+_NONE_INTERRUPTED_MARK = "mark none interrupted"
 _SUBJECT_KEY = {name: _TESTS_SUBJECT if name in _CUES else name for name in _SUBJECTS}
 LEXICON_FAMILIES: dict[str, re.Pattern[str]] = {
     **_CUES,
@@ -792,6 +805,7 @@ LEXICON_FAMILIES: dict[str, re.Pattern[str]] = {
     _API_DEADLINE_MARK: re.compile(r"\b(?:504|deadline_exceeded|gateway time-?out)\b"),
     _NOTHING_FAILED_MARK: _NOTHING_FAILED,
     _BY_ERROR_MARK: _BY_ERROR,
+    _NONE_INTERRUPTED_MARK: _NONE_INTERRUPTED,
 }
 _LEXICON = _Index.of(LEXICON_FAMILIES)
 
@@ -1037,9 +1051,10 @@ def _sent_by_a_limit(cues: list[str], subjects: set[str], lowered: str) -> bool:
 
 def _cues_of(found: set[str], lowered: str) -> list[str]:
     """The line's cue families, less those its marks explain away: an interruption by an
-    API error is the error's; a failure word in "0 failed" reports nothing failed."""
+    API error is the error's; a failure word in "0 failed" reports nothing failed, an
+    interruption word in "INTERRUPT 0" that nothing was interrupted."""
     cues = _cues_in(found)
-    if "server" in cues and _BY_ERROR_MARK in found:
+    if "interrupt" in cues and (_BY_ERROR_MARK in found or _NONE_INTERRUPTED_MARK in found):
         cues = [c for c in cues if c != "interrupt"]
     if "tests" in cues and _NOTHING_FAILED_MARK in found and not _NONZERO_FAILED.search(lowered):
         cues = [c for c in cues if c not in ("tests", "error")]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "InvalidState",
+    "InvalidType",
     "InvalidValue",
     "OrchRecoveryError",
     "UsageError",
@@ -28,6 +29,11 @@ class UsageError(OrchRecoveryError):
 class InvalidValue(OrchRecoveryError, ValueError):
     """A value given to the package (an argument, a field read from a file) that it does not
     accept; the message names the field and what was expected."""
+
+
+class InvalidType(OrchRecoveryError, TypeError):
+    """A value of a kind the package cannot take where it was given (e.g. an object a JSON
+    document cannot hold); the message names the kind."""
 
 
 class InvalidState(OrchRecoveryError, RuntimeError):

@@ -15,7 +15,7 @@ release frees) all read the same answer.
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from pytest_orch_recovery.engine.events import Event, EventKind, OperatorAction, TaskEscalated
@@ -112,6 +112,21 @@ class IncidentBook:
                     self._close(self.incidents[incident_id])
         elif event.kind in (EventKind.DECISION, EventKind.ATTEMPT_LAUNCHED) and event.task_id:
             self.escalated.pop(event.task_id, None)
+
+    def open_ids(self) -> dict[str, str]:
+        """Reason -> the incident open for it."""
+        return dict(self._open)
+
+    def restore(
+        self,
+        incidents: Iterable[Incident],
+        open_ids: Mapping[str, str],
+        escalated: Mapping[str, str | None],
+    ) -> None:
+        """Hold exactly these (a coordinator restored from its exported state)."""
+        self.incidents = {incident.incident_id: incident for incident in incidents}
+        self._open = dict(open_ids)
+        self.escalated = dict(escalated)
 
     def _close(self, incident: Incident) -> None:
         incident.closed = True

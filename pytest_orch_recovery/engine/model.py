@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import signal as _signal
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -448,7 +449,31 @@ def _optional_int(value: int | str | None) -> int | None:
 
 # --------------------------------------------------------------------------- attribution
 
+_Frozen = typing.TypeVar("_Frozen")
 
+
+def _quick_init(cls: type[_Frozen]) -> type[_Frozen]:
+    """A frozen dataclass's ``__init__`` that fills the instance's ``__dict__`` directly
+    (same parameters, same defaults). The generated one sets each field through
+    ``object.__setattr__``, which made building evidence and verdicts a measurable share of
+    ``classify`` (docs/performance.md); the instances stay frozen. Only for classes whose
+    defaults are plain values (no ``default_factory``)."""
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    defaults = {f"_default_{f.name}": f.default for f in fields}
+    params = ", ".join(
+        f.name if f.default is dataclasses.MISSING else f"{f.name}=_default_{f.name}"
+        for f in fields
+    )
+    body = "\n".join(f"    d[{f.name!r}] = {f.name}" for f in fields)
+    namespace: dict[str, typing.Any] = {}
+    exec(f"def __init__(self, {params}):\n    d = self.__dict__\n{body}\n", defaults, namespace)
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    setattr(cls, "__init__", init)  # noqa: B010 (mypy forbids assigning a method)
+    return cls
+
+
+@_quick_init
 @dataclass(frozen=True)
 class Evidence:
     """One signal that points at a reason: what was seen, and where."""
@@ -485,6 +510,7 @@ class Evidence:
         )
 
 
+@_quick_init
 @dataclass(frozen=True)
 class Attribution:
     """The classifier's verdict: a reason, how sure, and the evidence behind it."""

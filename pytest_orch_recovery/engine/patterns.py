@@ -510,8 +510,9 @@ PATTERNS: tuple[Pattern, ...] = (
         "codex_usage_limit",
         Reason.API_ERROR,
         # The plan's quota, said the same way by Codex and by cursor-agent.
-        # Claude Code says it the same way ("You've hit your limit · resets 3:30am").
-        _c("You['\u2019]ve hit your (?:(?:usage|session|weekly|Opus|Sonnet) )?limit"),
+        # Claude Code says it the same way ("You've hit your limit · resets 3:30am"; 2.1.328:
+        # "You've hit your 5-hour limit · resets 2:16pm (UTC)", docs/claude-code.md).
+        _c("You['\u2019]ve hit your (?:(?:usage|session|5-hour|weekly|Opus|Sonnet) )?limit"),
         0.9,
         True,
         "■ You've hit your usage limit. Upgrade to Pro (https://openai.com/chatgpt/pricing) "

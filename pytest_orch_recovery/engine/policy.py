@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -234,6 +234,30 @@ class CircuitBreaker:
         self._open.pop(reason, None)
         self._recent.pop(reason, None)
         self._agents.pop(reason, None)
+
+    def recorded(
+        self,
+    ) -> tuple[
+        tuple[tuple[Reason, str], ...], tuple[tuple[Reason, tuple[tuple[float, str], ...]], ...]
+    ]:
+        """What it holds, as data: the open reasons with their causes, and each reason's
+        failures still in the window (:meth:`restore` takes them back)."""
+        recent = tuple((reason, tuple(seen)) for reason, seen in self._recent.items())
+        return tuple(self._open.items()), recent
+
+    def restore(
+        self,
+        open_causes: Iterable[tuple[Reason, str]],
+        recent: Iterable[tuple[Reason, Iterable[tuple[float, str]]]],
+    ) -> None:
+        """Hold exactly what :meth:`recorded` gave (the settings stay this breaker's)."""
+        self._open = dict(open_causes)
+        self._recent = {reason: deque(seen) for reason, seen in recent}
+        self._agents = {}
+        for reason, seen in self._recent.items():
+            agents = self._agents[reason] = {}
+            for _, agent in seen:
+                agents[agent] = agents.get(agent, 0) + 1
 
 
 _SYSTEMATIC_HINTS: dict[Reason, str] = {

@@ -27,16 +27,15 @@ def remove_finished_workspaces(coordinator: Coordinator, host: Host) -> list[str
     keep theirs (:meth:`Coordinator.owners`). What the campaign does at the end of each
     scenario, and a fleet with ``remove_finished_worktrees`` after each pass. Returns the
     agents whose worktree went."""
-    owners = coordinator.owners()
     removed = []
-    for state in coordinator.tasks.values():
-        worktree = host.workspace(state.agent)
-        if state.agent in owners or not worktree.exists():
+    for agent in coordinator.finished_agents():
+        worktree = host.workspace(agent)
+        if not worktree.exists():
             continue
         result = cleanup_workspace(worktree, repo=host.repo, managed_roots=[worktree.parent])
         if result.removed:
-            coordinator.note_workspace_cleaned(state.agent, str(worktree), result.rescue_ref)
-            removed.append(state.agent)
+            coordinator.note_workspace_cleaned(agent, str(worktree), result.rescue_ref)
+            removed.append(agent)
     return removed
 
 
@@ -72,7 +71,7 @@ class CoordinatorSteps:
                 action(self.coordinator)
 
     def submit(self, task: Task, agent: str | None = None) -> None:
-        if task.task_id in self.coordinator.tasks:
+        if self.coordinator.knows(task.task_id):
             return  # submitted before (a request carried out twice)
         self.step(functools.partial(submit_task, task=task, agent=agent))
 

@@ -28,7 +28,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_orch_recovery.engine.coordinator import Coordinator, CoordinatorConfig
+from pytest_orch_recovery.engine.coordinator import (
+    Coordinator,
+    CoordinatorConfig,
+    CoordinatorState,
+    fold_settings,
+)
 from pytest_orch_recovery.engine.errors import OrchRecoveryError, UsageError
 from pytest_orch_recovery.engine.events import (
     Event,
@@ -53,7 +58,7 @@ from pytest_orch_recovery.infra.processes import raise_priority
 from pytest_orch_recovery.runtime.dispatch import Dispatcher
 from pytest_orch_recovery.runtime.host import RepositoryHost, allowed_env
 from pytest_orch_recovery.runtime.tmux import TmuxRuntime
-from pytest_orch_recovery.store import atomic, validation
+from pytest_orch_recovery.store import atomic, restart, validation
 from pytest_orch_recovery.store.journal import Journal
 
 if TYPE_CHECKING:
@@ -62,6 +67,7 @@ if TYPE_CHECKING:
 _LOG = logging.getLogger(__name__)
 
 ESCALATE_TIMEOUT = 60.0  # seconds the on_escalate command may take
+DELIVERED = "on_escalate.delivered"  # in the state directory (EscalationDeliveries)
 
 
 class LeaseLostError(OrchRecoveryError):
@@ -165,6 +171,13 @@ class FleetSupervisor:
         self.fleet_store: PostgresStore | None = None
         # What the store raises for a write whose lease ran out (none without a store).
         self._stale_errors: tuple[type[Exception], ...] = ()
+        # The coordinator's state from the snapshot beside the journal (store/restart.py):
+        # a restart folds only the journal's events after it. None: replay it whole.
+        self.resumed_from: CoordinatorState | None = None
+        # Events since the last coordinator snapshot that make the loop write one.
+        self.snapshot_every = restart.SNAPSHOT_EVERY
+        self._snapshot_seq = 0
+        self._served = False
         self.journal = self._open_journal()
         # Over several hosts, work in progress goes to the origin at each checkpoint.
         self.rescues = (
@@ -172,9 +185,7 @@ class FleetSupervisor:
         )
         self._rescues_dropped: set[str] | None = None if self.rescues is None else set()
         try:
-            self.deliveries = EscalationDeliveries(
-                config.state_dir / "on_escalate.delivered", self.journal
-            )
+            self.deliveries = EscalationDeliveries(config.state_dir / DELIVERED, self.journal)
             self.runtime = TmuxRuntime(
                 self.host,
                 self.dispatcher.command_for,
@@ -216,7 +227,14 @@ class FleetSupervisor:
         """The journal file (locked: one supervisor per journal), or this host's view of the
         fleet store: registered with its capacity, its leases taken back at new epochs."""
         if self.config.store is None:
-            return Journal(self.config.journal)
+            if not (self.config.state_dir / DELIVERED).exists():
+                # Which escalations were paged is read from the whole journal the first time.
+                return Journal(self.config.journal)
+            settings = fold_settings(self._coordinator_config(), build_policy(self.config))
+            journal, self.resumed_from = restart.open_journal(self.config.journal, settings)
+            if self.resumed_from is not None:
+                self._snapshot_seq = self.resumed_from.seq
+            return journal
         if self.host_name is None:
             raise UsageError("a fleet store needs this host's name (--host NAME)")
         # psycopg is an optional dependency: imported only by a supervisor that uses a store.
@@ -389,31 +407,55 @@ class FleetSupervisor:
 
     # ------------------------------------------------------------------ coordinator
 
+    def _coordinator_config(self) -> CoordinatorConfig:
+        return CoordinatorConfig(
+            attempt_timeout=self.config.attempt_timeout,
+            max_live=self.config.max_live_agents,
+            fallback_agents=self.config.fallback_agents,
+            # The agents run on this machine: their CLIs print clock times in its zone.
+            zone=datetime.now().astimezone().tzinfo or UTC,
+        )
+
     def _start(self, recover: bool) -> Coordinator:
         coordinator = Coordinator(
             self.runtime,
             self.journal,
             policy=build_policy(self.config),
-            config=CoordinatorConfig(
-                attempt_timeout=self.config.attempt_timeout,
-                max_live=self.config.max_live_agents,
-                fallback_agents=self.config.fallback_agents,
-                # The agents run on this machine: their CLIs print clock times in its zone.
-                zone=datetime.now().astimezone().tzinfo or UTC,
-            ),
+            config=self._coordinator_config(),
             on_event=self._observe,
             launch_notes=self._launch_notes,
         )
         if recover:
             where = "the fleet store" if self.config.store else self.config.journal
-            self.say(f"recovering from {where} ({len(self.journal)} events)")
+            state = self.resumed_from
+            since = "" if state is None else f", {len(self.journal) - state.seq} after its snapshot"
+            self.say(f"recovering from {where} ({len(self.journal)} events{since})")
             lost: dict[str, str] = {}
             if self.fleet_store is not None:
                 for task_id, (agent, by) in self.fleet_store.taken_over().items():
                     self._take_up_work(agent)
                     lost[task_id] = self._lost_note(task_id, by)
-            coordinator.recover(lost=lost)
+            coordinator.recover(lost=lost, state=state)
         return coordinator
+
+    def save_snapshot(self, *, every: int | None = None) -> bool:
+        """Write the coordinator's state beside the journal (store/restart.py) when at least
+        ``every`` events (default :attr:`snapshot_every`) came since the last one; True
+        when written. Only between the loop's steps: the state then covers every event."""
+        journal = self.journal
+        if not isinstance(journal, Journal) or journal.path is None:
+            return False  # a fleet store keeps its own state
+        if len(journal) - self._snapshot_seq < (self.snapshot_every if every is None else every):
+            return False
+        state = self.steps.coordinator.state()
+        if state is None:
+            self.say("coordinator snapshot not written: a task's history is not whole here")
+            self._snapshot_seq = len(journal)  # not again before as many events more
+            return False
+        if not restart.save_state(journal, state):
+            return False
+        self._snapshot_seq = state.seq
+        return True
 
     def _launch_notes(self, spec: LaunchSpec) -> LaunchNotes:
         record = self.host.results / f"{spec.agent}.{spec.attempt}.pane.json"
@@ -543,7 +585,8 @@ class FleetSupervisor:
             return True
         target = str(request.data["task_id"])
         coordinator = self.steps.coordinator
-        what = coordinator.incidents.release_target(target, coordinator.tasks)
+        submitted = {*coordinator.tasks, *coordinator.settled}  # a release is rare
+        what = coordinator.incidents.release_target(target, submitted)
         if isinstance(what, str):
             self.say(f"release {target}: refused: {what}", logging.WARNING)
             return False
@@ -579,6 +622,7 @@ class FleetSupervisor:
     def serve(self, stopping: Callable[[], bool]) -> None:
         """Take requests and run the coordinator until ``stopping()`` says so."""
         interval = self.config.intake_interval
+        self._served = False
         while not stopping():
             self.take_requests()
             self.take_claims()
@@ -593,6 +637,8 @@ class FleetSupervisor:
             self.deliver_pages()
             if self.config.remove_finished_worktrees:
                 remove_finished_workspaces(self.steps.coordinator, self.host)
+            self.save_snapshot()
+        self._served = True  # stopped between steps: close() may take a last snapshot
 
     def say(self, text: str, level: int = logging.INFO) -> None:
         """Log one line about the fleet; ``orch-recovery supervise`` decides where it goes and
@@ -613,6 +659,8 @@ class FleetSupervisor:
                 self.runtime.close()
             else:
                 self.runtime.detach()
+            if self._served:  # not after a step that died: its cleanup may not be done
+                self.save_snapshot(every=1)  # the next start then folds nothing again
         finally:
             self.journal.close()
 

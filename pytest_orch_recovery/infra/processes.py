@@ -171,6 +171,19 @@ def pids_with_env(name: str, value: str, *, started_since: int | None = None) ->
     return found
 
 
+def env_value(pid: int, name: str) -> str | None:
+    """The value of ``name`` in the environment ``pid`` was started with, or None."""
+    try:
+        raw = (PROC / str(pid) / "environ").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    prefix = f"{name}=".encode()
+    for entry in raw.split(b"\0"):
+        if entry.startswith(prefix):
+            return entry[len(prefix) :].decode(errors="replace")
+    return None
+
+
 def pids_named(name: str) -> list[int]:
     """Processes whose command name (/proc/<pid>/comm, at most 15 bytes) is ``name``."""
     found = []
@@ -214,6 +227,37 @@ def wait_gone(pids: Iterable[int], timeout: float) -> list[int]:
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def process_stopped(pid: int) -> bool:
+    """Whether ``pid`` is stopped by a signal (state ``T``: SIGSTOP is delivered
+    asynchronously, so a sender that must know nothing runs any more waits for this)."""
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] == "T"
+
+
+def freeze(pid: int, timeout: float) -> bool:
+    """SIGSTOP ``pid`` and wait until it is seen stopped (at most ``timeout`` seconds, looking
+    every 10 ms: /proc offers nothing to block on); False when it never was (or is gone)."""
+    os.kill(pid, signal.SIGSTOP)
+    end = time.monotonic() + timeout
+    while not process_stopped(pid):
+        if not process_alive(pid) or time.monotonic() > end:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def kill_with_env(name: str, value: str, *, started_since: int | None, timeout: float) -> list[int]:
+    """SIGKILL every process started with ``name=value`` in its environment (as a machine's
+    loss takes its processes along); returns the pids killed, once they are gone (or the
+    bound passed)."""
+    pids = pids_with_env(name, value, started_since=started_since)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    wait_gone(pids, timeout)
+    return pids
 
 
 def stop_process_groups(pgids: Iterable[int], *, grace: float = TERM_GRACE) -> list[int]:

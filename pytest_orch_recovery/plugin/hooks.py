@@ -20,6 +20,7 @@ import pytest
 
 from pytest_orch_recovery.plugin.options import (
     DEFAULT_AGENT,
+    FLEET_DATABASE,
     MARKER,
     SETTINGS,
     ChaosSettings,
@@ -65,12 +66,14 @@ def pytest_configure(config: pytest.Config) -> None:
     problem = tier_problem(settings.tier)
     if problem is not None:
         raise pytest.UsageError(f"--orch-tier {settings.tier}: {problem}")
-    if settings.hosts > 1 and settings.tier != "sim":
-        raise pytest.UsageError(
-            f"--orch-hosts {settings.hosts}: several hosts run on the sim tier only; the "
-            f"{settings.tier} tier runs one host (use --orch-tier sim)"
-        )
+    _check_hosts(settings)
     config.stash[SETTINGS] = settings
+    if settings.hosts > 1 and settings.tier != "sim":
+        # Nothing starts here: the private server starts when a host scenario first needs
+        # it (in the process running it: each xdist worker its own), and goes at the end.
+        from pytest_orch_recovery.chaos.fleetdb import FleetDatabase
+
+        config.stash[FLEET_DATABASE] = FleetDatabase(settings.store)
     config.pluginmanager.register(ScenarioLoadErrors(), ScenarioLoadErrors.NAME)
     if campaign_only(config):
         if not settings.campaign:
@@ -97,6 +100,46 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_orch_recovery.plugin.gate import ChaosGate
 
         config.pluginmanager.register(ChaosGate(config, settings), ChaosGate.NAME)
+
+
+def _check_hosts(settings: ChaosSettings) -> None:
+    """Usage errors of ``--orch-hosts`` and ``--orch-store``, found before anything runs."""
+    from importlib.util import find_spec
+
+    if settings.store is not None and (settings.hosts < 2 or settings.tier == "sim"):
+        raise pytest.UsageError(
+            "--orch-store: the fleet store of --orch-hosts N (N >= 2) on the tmux tier; "
+            + (
+                "the sim tier models the store in memory"
+                if settings.tier == "sim"
+                else "add --orch-hosts 2 or more"
+            )
+        )
+    if settings.hosts < 2 or settings.tier == "sim":
+        return
+    if find_spec("psycopg") is None:
+        raise pytest.UsageError(
+            f"--orch-hosts {settings.hosts}: the tmux tier's hosts share a PostgreSQL store "
+            "through psycopg, which is not installed (pip install 'pytest-orch-recovery"
+            "[postgres]'), or use --orch-tier sim"
+        )
+    if settings.store is None:
+        from pytest_orch_recovery.infra.postgres_server import PostgresServerError, find_bin_dir
+
+        try:
+            find_bin_dir()
+        except PostgresServerError as exc:
+            raise pytest.UsageError(
+                f"--orch-hosts {settings.hosts}: {exc}; or name a server with --orch-store URL"
+            ) from None
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The campaign's private PostgreSQL server, if a host scenario started one, goes with
+    the session (also after ^C or a failed run)."""
+    database = config.stash.get(FLEET_DATABASE, None)
+    if database is not None:
+        database.close()
 
 
 @dataclass(frozen=True)

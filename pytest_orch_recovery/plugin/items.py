@@ -22,7 +22,7 @@ from pytest_orch_recovery.chaos.record import ScenarioRun
 from pytest_orch_recovery.chaos.scenario import Scenario, ScenarioError, load_scenario
 from pytest_orch_recovery.chaos.tiers import TierUnavailable, TierUnsupported
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
-from pytest_orch_recovery.plugin.options import settings_of, store_run
+from pytest_orch_recovery.plugin.options import fleet_database, settings_of, store_run
 
 
 class ScenarioFailed(OrchRecoveryError, AssertionError):
@@ -65,6 +65,7 @@ class _RunItem(pytest.Item):
                 agent=settings.agent,
                 fleet=settings.fleet,
                 hosts=settings.hosts,
+                database=fleet_database(self.config),
             )
         except SystemExit as exc:
             # SIGTERM: the sandbox turns it into SystemExit(143) so teardown runs, and it has.

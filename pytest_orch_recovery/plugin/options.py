@@ -22,6 +22,7 @@ from pytest_orch_recovery.infra.argtypes import agent_command, count, rate
 from pytest_orch_recovery.infra.placeholders import known as known_placeholders
 
 if TYPE_CHECKING:
+    from pytest_orch_recovery.chaos.fleetdb import FleetDatabase
     from pytest_orch_recovery.chaos.fleetfile import ProductionSettings
     from pytest_orch_recovery.chaos.record import ScenarioRun
 
@@ -56,6 +57,43 @@ def _hosts(text: str) -> int:
     if not 1 <= value <= MAX_HOSTS:
         raise argparse.ArgumentTypeError(f"{text!r} must be from 1 to {MAX_HOSTS}")
     return value
+
+
+def _store_url(text: str) -> str:
+    """A PostgreSQL URL (``--orch-store``); the message never repeats it (it may hold a
+    password)."""
+    from pytest_orch_recovery.store import validation
+
+    try:
+        validation.store_url(text)
+    except validation.RuleError as exc:
+        raise argparse.ArgumentTypeError(f"store URL {exc}") from None
+    try:
+        from psycopg import ProgrammingError, conninfo
+    except ImportError:
+        return text  # checked again, with the reason, where the store is opened
+    try:
+        conninfo.conninfo_to_dict(text)
+    except ProgrammingError as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "cannot be parsed"
+        raise argparse.ArgumentTypeError(f"store URL is not valid: {detail}") from None
+    return text
+
+
+def without_password(url: str) -> str:
+    """``url`` with any password left out, for a replay line or a report.
+
+    >>> without_password("postgresql://orch:s3cret@db.example:5433/fleet?sslmode=require")
+    'postgresql://orch@db.example:5433/fleet?sslmode=require'
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    user = parts.netloc.rsplit("@", 1)[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
 
 
 def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
@@ -241,10 +279,24 @@ _OPTIONS = (
         "--orch-hosts",
         _hosts,
         1,
-        "run every scenario over N hosts sharing one fleet store (leases, fencing), and add "
-        "the bundled host scenarios (host_down, host_partition, store_outage); N >= 2 runs "
-        "on the sim tier only (default 1: one host, no store)",
+        "run the campaign with N hosts sharing one fleet store (leases, fencing), and add "
+        "the bundled host scenarios (host_down, host_partition, store_outage). On the sim "
+        "tier every scenario runs over N simulated hosts; on the tmux tier the host "
+        "scenarios run over N real supervisors (own tmux servers and clones) on a private "
+        "PostgreSQL the plugin starts for the session, or --orch-store, and the others on "
+        "one host (default 1: one host, no database)",
         "N",
+    ),
+    _Option(
+        "--orch-store",
+        _store_url,
+        None,
+        "with --orch-hosts N on the tmux tier: the PostgreSQL server to keep the fleet "
+        "stores on instead of a private one (postgresql://USER@HOST/DB; the role needs "
+        "CREATEDB: each scenario gets a database of its own, dropped after; keep the "
+        "password in ~/.pgpass or PGPASSWORD; store_outage scenarios are skipped, since "
+        "only the plugin's own server is stopped)",
+        "URL",
     ),
     _Option("--orch-strict", None, False, "also fail when an injected fault never took effect"),
 )
@@ -322,6 +374,7 @@ class ChaosSettings:
     fleet_arg: str | None = None  # --orch-fleet as given, for the replay command line
     agent_given: bool = False  # --orch-agent (or its ini key) chose the agent
     hosts: int = 1  # --orch-hosts
+    store: str | None = None  # --orch-store
 
     def replay_args(self) -> list[str]:
         """The options that reproduce this campaign's items, for a replay command line."""
@@ -338,10 +391,21 @@ class ChaosSettings:
             args += [f"--orch-project-scenarios={self.project_rule}"]
         if self.hosts != 1:
             args += ["--orch-hosts", str(self.hosts)]
+        if self.store is not None:
+            args += [f"--orch-store={without_password(self.store)}"]
         return args
 
 
 SETTINGS = pytest.StashKey[ChaosSettings]()
+# The tmux tier's host scenarios' PostgreSQL (--orch-hosts N >= 2, --orch-store).
+FLEET_DATABASE = pytest.StashKey["FleetDatabase"]()
+
+
+def fleet_database(config: pytest.Config) -> FleetDatabase | None:
+    """Where the tmux tier's host scenarios keep their fleet stores, or None (one host)."""
+    return config.stash.get(FLEET_DATABASE, None)
+
+
 _RUN = pytest.StashKey["ScenarioRun"]()
 
 
@@ -392,6 +456,7 @@ def resolve_settings(config: pytest.Config) -> ChaosSettings:
         campaign=setting(config, "orch_campaign"),
         strict=setting(config, "orch_strict"),
         hosts=setting(config, "orch_hosts"),
+        store=setting(config, "orch_store"),
         thresholds={
             "min_recovery_rate": setting(config, "orch_min_recovery_rate"),
             "min_first_try_simple": setting(config, "orch_min_first_try_simple"),

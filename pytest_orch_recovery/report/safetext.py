@@ -22,11 +22,13 @@ import re
 _BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
 # What a terminal obeys: the control characters (Unicode category Cc: C0, DEL, C1) and the
 # bidi controls. A regular expression finds them in C, not one Python step per character:
-# a status of a large fleet prints megabytes.
-_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI}]")
-_UNSAFE_OR_BACKSLASH = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI}\\\\]")
+# a status of a large fleet prints megabytes. BEYOND_C0: DEL, C1 and bidi, as the body of a
+# regular expression's class (for readers that keep some C0 characters as their own marks).
+BEYOND_C0 = f"\x7f-\x9f{_BIDI}"
+_UNSAFE = re.compile(f"[\x00-\x1f{BEYOND_C0}]")
+_UNSAFE_OR_BACKSLASH = re.compile(f"[\x00-\x1f{BEYOND_C0}\\\\]")
 # In a JSON document the C0 controls are escaped already (or are its layout).
-_UNSAFE_IN_JSON = re.compile(f"[\x7f-\x9f{_BIDI}]")
+_UNSAFE_IN_JSON = re.compile(f"[{BEYOND_C0}]")
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\\": "\\\\"}
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import gc
+import hashlib
 import json
 import os
 import stat
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 
@@ -27,6 +28,7 @@ from pytest_orch_recovery.store.atomic import fsync_dir
 __all__ = [
     "Journal",
     "JournalError",
+    "JournalMark",
     "cyclic_gc_paused",
     "journal_text",
     "read_events",
@@ -38,6 +40,26 @@ MAX_LINE_CHARS = 16 * 1024 * 1024  # one event
 
 class JournalError(OrchRecoveryError):
     """The journal cannot be opened, read or appended to; the message names file and line."""
+
+
+SEAM_BYTES = 4096  # journal bytes just before a mark whose hash ties a snapshot to the file
+
+
+@dataclass(frozen=True)
+class JournalMark:
+    """A point in a journal file: the end of the line of event ``seq``, at byte ``offset``,
+    and the sha256 of the :data:`SEAM_BYTES` before it (the file still holds the same
+    bytes there when the seam matches)."""
+
+    offset: int
+    seq: int
+    seam: str
+
+
+def seam_at(fd: int, offset: int) -> str:
+    """The seam of a mark at ``offset`` in the open file ``fd``."""
+    start = max(0, offset - SEAM_BYTES)
+    return hashlib.sha256(os.pread(fd, offset - start, start)).hexdigest()
 
 
 class Journal:
@@ -53,7 +75,19 @@ class Journal:
     (True, ['task_submitted', 'decision'])
     """
 
-    def __init__(self, path: Path | None, *, fsync: bool = True, validate: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        fsync: bool = True,
+        validate: bool = True,
+        resume: tuple[JournalMark, Sequence[Event]] | None = None,
+    ) -> None:
+        """``resume``: a mark of this file and the events before it still needed (a
+        coordinator snapshot's): only the lines after the mark are read, and
+        :meth:`events` gives those events, then the lines after the mark. When the file no
+        longer matches the mark (rewritten, cut), it is read whole; :attr:`resumed_at` says
+        which (the mark's seq, or 0)."""
         self._path = None if path is None else Path(path)
         self._fsync = fsync
         # An in-memory journal still checks each event would serialise, unless told not to
@@ -64,11 +98,14 @@ class Journal:
         self._by_task: dict[str, list[Event]] = {}
         self._fd: int | None = None
         self._size = 0  # bytes of whole lines in the file
+        self._seq = 0  # the last event's seq
         self._closed = False
+        self.resumed_at = 0
         if self._path is not None:
             self._fd = self._open_locked(self._path)
             try:
-                self._load()
+                if resume is None or not self._resume(*resume):
+                    self._load()
             except BaseException:
                 self.close()
                 raise
@@ -101,19 +138,44 @@ class Journal:
             fsync_dir(path.parent)  # make the new file's name durable too
         return fd
 
-    def _load(self) -> None:
+    def _load(self, start: int = 0, seq: int = 0) -> None:
         assert self._fd is not None and self._path is not None
         with open(self._fd, "rb", closefd=False) as handle:
-            handle.seek(0)
+            handle.seek(start)
             raw = handle.read()
         with cyclic_gc_paused():
-            events, valid = _parse(self._path, raw)
+            events, valid = _parse(self._path, raw, first_line=seq + 1)
+            self._seq = seq
             for event in events:
                 self._index(event)
         if valid < len(raw):  # a torn last line: cut it so the next append starts a line
-            os.ftruncate(self._fd, valid)
+            os.ftruncate(self._fd, start + valid)
             os.fsync(self._fd)
-        self._size = valid
+        self._size = start + valid
+
+    def _resume(self, mark: JournalMark, before: Sequence[Event]) -> bool:
+        """Read only what follows ``mark``; False when the file does not match it."""
+        assert self._fd is not None
+        if os.fstat(self._fd).st_size < mark.offset or mark.offset < 1:
+            return False
+        if os.pread(self._fd, 1, mark.offset - 1) != b"\n":
+            return False
+        if seam_at(self._fd, mark.offset) != mark.seam:
+            return False
+        try:
+            self._load(mark.offset, mark.seq)
+        except JournalError:  # the line after the mark does not continue it: not this file
+            self._events, self._size, self._seq = [], 0, 0
+            return False
+        self._events[:0] = before
+        self.resumed_at = mark.seq
+        return True
+
+    def mark(self) -> JournalMark:
+        """The mark of the file's end now (the last event written)."""
+        if self._fd is None:
+            raise JournalError(f"{self._path or '<memory>'}: no file to mark")
+        return JournalMark(self._size, self._seq, seam_at(self._fd, self._size))
 
     # ------------------------------------------------------------------ writing
 
@@ -122,7 +184,7 @@ class Journal:
         (``event`` itself when it already carries that ``seq``)."""
         if self._closed:
             raise JournalError(f"{self._path or '<memory>'}: journal is closed")
-        seq = len(self._events) + 1
+        seq = self._seq + 1
         stored = event if event.seq == seq else replace(event, seq=seq)
         if not self._validate:
             self._index(stored)
@@ -162,6 +224,7 @@ class Journal:
 
     def _index(self, event: Event) -> None:
         self._events.append(event)
+        self._seq = event.seq
         if event.key is not None:
             self._keys.add(event.key)
         if event.task_id is not None:
@@ -174,18 +237,29 @@ class Journal:
         return self._path
 
     def __len__(self) -> int:
-        return len(self._events)
+        """The number of events in the journal (the last one's seq)."""
+        return self._seq
 
     def events(self) -> Sequence[Event]:
-        """Every event so far, in ``seq`` order (a snapshot)."""
+        """Every event so far, in ``seq`` order (a snapshot); opened with ``resume``: the
+        events given with the mark, then every event after it."""
         return tuple(self._events)
 
     def has_key(self, key: str) -> bool:
         """Whether any event carries idempotency key ``key``."""
+        self._whole("has_key")
         return key in self._keys
 
     def events_for(self, task_id: str) -> list[Event]:
+        self._whole("events_for")
         return list(self._by_task.get(task_id, ()))
+
+    def _whole(self, what: str) -> None:
+        if self.resumed_at:
+            raise JournalError(
+                f"{self._path}: {what} needs every event; this journal was opened after "
+                f"event {self.resumed_at} (a coordinator snapshot)"
+            )
 
     # ------------------------------------------------------------------ closing
 

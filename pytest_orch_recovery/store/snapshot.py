@@ -37,7 +37,15 @@ from pytest_orch_recovery.store.historycodec import (
 )
 from pytest_orch_recovery.store.journal import cyclic_gc_paused, read_events
 
-__all__ = ["SNAPSHOT_EVERY", "SNAPSHOT_SUFFIX", "HistoryFollower", "read_history"]
+__all__ = [
+    "SNAPSHOT_EVERY",
+    "SNAPSHOT_SUFFIX",
+    "HistoryFollower",
+    "history_rows",
+    "journal_seam",
+    "read_history",
+    "read_rows",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +61,15 @@ _ROWS_PER_WRITE = 512
 
 def snapshot_path(journal: Path) -> Path:
     return journal.with_name(journal.name + SNAPSHOT_SUFFIX)
+
+
+def journal_seam(journal: Path, offset: int) -> str | None:
+    """The hash that ties derived data made at ``offset`` to ``journal`` (None: the journal
+    is shorter than that now)."""
+    with open(journal, "rb") as source:
+        if os.fstat(source.fileno()).st_size < offset:
+            return None
+        return _seam(source, offset)
 
 
 def _seam(handle: Any, offset: int) -> str:
@@ -75,12 +92,11 @@ def _load(journal: Path) -> tuple[History, int, int] | None:
             if header.get("format") != _FORMAT or header.get("fold") != FINGERPRINT:
                 return None
             offset, seq, count = int(header["bytes"]), int(header["seq"]), int(header["tasks"])
-            with open(journal, "rb") as source:
-                if os.fstat(source.fileno()).st_size < offset:
-                    return None
-                if _seam(source, offset) != header["seam"]:
-                    return None
-            history = _read_rows(handle, count)
+            if journal_seam(journal, offset) != header["seam"]:
+                return None
+            history = read_rows(handle, count)
+            if handle.read(1):
+                raise SnapshotFormatError("rows after the last task")
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
@@ -89,7 +105,10 @@ def _load(journal: Path) -> tuple[History, int, int] | None:
     return history, offset, seq
 
 
-def _read_rows(handle: Any, count: int) -> History:
+def read_rows(handle: Any, count: int) -> History:
+    """The fleet's row and ``count`` tasks as :func:`history_rows` wrote them, from the
+    binary file ``handle``; :class:`SnapshotFormatError` (or ValueError) when they do not fit
+    the fold's classes."""
     history = History()
     loads = json.loads
     decoder = Decoder()
@@ -104,8 +123,6 @@ def _read_rows(handle: Any, count: int) -> History:
         if task.task_id in tasks:
             raise SnapshotFormatError(f"task {task.task_id!r} twice")
         tasks[task.task_id] = task
-    if handle.read(1):
-        raise SnapshotFormatError("rows after the last task")
     return history
 
 
@@ -123,6 +140,12 @@ def _dumps(value: Any) -> bytes:
 
 def _chunks(header: dict[str, Any], history: History) -> Iterator[bytes]:
     yield _dumps(header)
+    yield from history_rows(history)
+
+
+def history_rows(history: History) -> Iterator[bytes]:
+    """``history`` as JSON lines (the fleet's row, then each task's, each preceded by the
+    shared values it is the first to use), in pieces to write one after another."""
     encoder = Encoder()
     yield _dumps(encoder.fleet(history))
     rows: list[bytes] = []

@@ -29,7 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_orch_recovery.chaos.faults import FaultLedger, FaultSpec, FaultStatus
+from pytest_orch_recovery.chaos.faults import HOST_FAULTS, FaultLedger, FaultSpec, FaultStatus
 from pytest_orch_recovery.chaos.record import RepoState, ScenarioRun, journal_orphans, task_outcomes
 from pytest_orch_recovery.chaos.scenario import Scenario
 from pytest_orch_recovery.chaos.tiers import TierUnsupported
@@ -98,6 +98,10 @@ DISPATCHER_FLAG_FAULTS = frozenset({"missing_permission_flag", "permission_promp
 
 # The fallback agents' accounts on this tier (numbered in the chain's order).
 FALLBACK_API_KEY = "sk-ant-api03-double-fallback-account"
+# The agents' accounts: an API key, or, where a scenario's account has a plan's usage limit, a
+# subscription's OAuth token (Claude Code sends it as ``Authorization: Bearer``).
+API_KEY = "sk-ant-api03-double-not-a-real-key"
+SUBSCRIPTION_TOKEN = "sk-ant-oat01-double-not-a-real-token"
 
 # On this tier a usage limit's reset is seconds away (the model double then rounds it up to
 # the whole minute the CLI prints), whatever the scenario's ``resets_in`` says.
@@ -240,9 +244,9 @@ def run_tmux(
     sandbox.fleet_env = dict(env or {})
     held = _Held()
     try:
-        held.double = _start_model_double(sandbox, tasks, faults)
+        held.double = start_model_double(sandbox, tasks, faults)
         _inject_forge_faults(sandbox, faults)
-        _point_agents_at(sandbox, held.double)
+        _point_agents_at(sandbox, held.double, _on_a_plan(faults))
         parked: dict[str, tuple[str, int]] = {}  # permission_prompt fault -> (task, attempt)
         dispatcher = _dispatcher(
             sandbox,
@@ -334,7 +338,7 @@ def _agent_config(config: AgentConfig | None, faults: Sequence[FaultSpec]) -> Ag
     return cfg
 
 
-def _start_model_double(
+def start_model_double(
     sandbox: Sandbox, tasks: Sequence[Task], faults: Sequence[FaultSpec]
 ) -> ModelDouble:
     """The model double on loopback, serving each task's plan and carrying the API faults."""
@@ -403,16 +407,34 @@ def _inject_forge_faults(sandbox: Sandbox, faults: Sequence[FaultSpec]) -> None:
             )
 
 
-def _point_agents_at(sandbox: Sandbox, double: ModelDouble) -> None:
-    sandbox.agent_env.update(double_env(double.url))
+def _on_a_plan(faults: Sequence[FaultSpec]) -> bool:
+    """Whether the run's account is a subscription: a usage limit is a plan's (API-key
+    accounts have rate limits and a credit balance, not a plan's session limit)."""
+    return any(spec.kind == "usage_limit" for spec in faults)
 
 
-def double_env(url: str) -> dict[str, str]:
+def _point_agents_at(sandbox: Sandbox, double: ModelDouble, subscription: bool = False) -> None:
+    sandbox.agent_env.update(double_env(double.url, subscription=subscription))
+
+
+def double_env(url: str, *, subscription: bool = False) -> dict[str, str]:
     """The agents' environment: the model double at ``url`` for an API, few retries of their
-    own."""
+    own, and the account: an API key, or a subscription's OAuth token (``subscription``).
+
+    The account decides what a plan's usage limit (a 429 with ``anthropic-ratelimit-unified-
+    status: rejected``) does to Claude Code 2.1.328 (docs/claude-code.md): on a subscription it
+    exits at once with "You've hit your 5-hour limit · resets 2:16pm (UTC)"; on an API key it
+    waits out a reset up to a minute away and goes on, and gives up on a later one with "API
+    Error: Request rejected (429)" and no reset. A usage-limit scenario is about the first.
+    """
+    account = (
+        {"CLAUDE_CODE_OAUTH_TOKEN": SUBSCRIPTION_TOKEN}
+        if subscription
+        else {"ANTHROPIC_API_KEY": API_KEY}
+    )
     return {
         "ANTHROPIC_BASE_URL": url,
-        "ANTHROPIC_API_KEY": "sk-ant-api03-double-not-a-real-key",
+        **account,
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "DISABLE_AUTOUPDATER": "1",
         "CLAUDE_CODE_MAX_RETRIES": str(AGENT_RETRIES),
@@ -456,8 +478,9 @@ def _fallback_driver(
     config: AgentConfig,
 ) -> AgentDriver | None:
     """A fallback agent of a scenario: the run's own agent on another account (its own API
-    key, which the model double's usage limits tell apart), so that it is not limited when
-    the primary's account is."""
+    key, which the model double's usage limits tell apart and which Claude Code uses before
+    an OAuth token in its environment), so that it is not limited when the primary's
+    account is."""
     if agent_type not in fallback_agents:
         return None
     driver = factory(config)
@@ -595,11 +618,19 @@ def _plan_with_broken_tests(task: Task) -> TaskPlan:
 
 
 def write_fault_plan(
-    sandbox: Sandbox, hook_faults: Sequence[FaultSpec], test_commands: Sequence[str] = ()
+    sandbox: Sandbox,
+    hook_faults: Sequence[FaultSpec],
+    test_commands: Sequence[str] = (),
+    *,
+    name: str = "faults.json",
+    context: Mapping[str, str] | None = None,
 ) -> Path:
+    """The fault hook's plan, ``name`` in the sandbox; ``context``: one host's tmux socket,
+    checkpoint folder and name when several hosts run there (each its own plan, one shared
+    fault state)."""
     state_dir = sandbox.root / "fault-state"
     state_dir.mkdir(exist_ok=True)
-    path = sandbox.root / "faults.json"
+    path = sandbox.root / name
     atomic.write_json(
         path,
         {
@@ -609,6 +640,7 @@ def write_fault_plan(
             "context": {
                 "tmux_socket": sandbox.tmux_socket,
                 "checkpoint_dir": str(sandbox.checkpoints),
+                **(context or {}),
             },
         },
     )
@@ -901,13 +933,20 @@ def _fleet_arguments(fleet: ProductionSettings) -> dict[str, Any]:
 
 class TmuxTier:
     """The campaign's ``tmux`` tier: one scenario, real processes, in a sandbox under the shared
-    sandbox base directory."""
+    sandbox base directory, on one host. Host faults need several: the campaign's tmux tier
+    (:class:`~pytest_orch_recovery.chaos.tiers.tmuxhosts.HostsTmuxTier`) runs those."""
 
     name = "tmux"
 
     def run(
         self, scenario: Scenario, *, seed: int, agent: str, fleet: ProductionSettings | None = None
     ) -> ScenarioRun:
+        hosts = sorted({f.kind for f in scenario.faults} & HOST_FAULTS)
+        if hosts:
+            raise TierUnsupported(
+                f"fault(s) {', '.join(hosts)} take a host away: they run over several real "
+                "supervisors (chaos.tiers.tmuxhosts)"
+            )
         blocked = sorted({f.kind for f in scenario.faults} & UNSUPPORTED)
         if blocked:
             raise TierUnsupported(

@@ -56,11 +56,14 @@ class ApiError(OrchRecoveryError):
         self.status = status
         self.body = body
         self.headers: dict[str, str] = {k.lower(): v for k, v in (headers or {}).items()}
+        # The account the request was sent for is a subscription (an OAuth token, no API
+        # key): what a plan's limit does depends on it (:attr:`retryable`, :meth:`display`).
+        self.subscription = False
 
     @property
-    def usage_limit_reset(self) -> float | None:
-        """When the plan's usage limit lifts (epoch seconds), when this 429 is one: Claude Code
-        tells a subscription's limit from a throttle by the unified rate-limit headers."""
+    def limit_reset(self) -> float | None:
+        """When the account's limit lifts (epoch seconds), when this 429 is the limiter's
+        refusal: the unified rate-limit headers Claude Code reads a plan's limit from."""
         if self.status != 429 or self.headers.get("anthropic-ratelimit-unified-status") != (
             "rejected"
         ):
@@ -71,9 +74,21 @@ class ApiError(OrchRecoveryError):
             return None
 
     @property
+    def usage_limit_reset(self) -> float | None:
+        """When the plan's usage limit lifts, when this 429 is one for a subscription (the
+        only accounts with a plan)."""
+        return self.limit_reset if self.subscription else None
+
+    @property
     def retryable(self) -> bool:
-        if self.usage_limit_reset is not None:
-            return False  # hours away: Claude Code says so at once instead of retrying
+        # Measured with Claude Code 2.1.328 (docs/claude-code.md): on a subscription it says
+        # so at once, even with the reset seconds away; on an API key it waits out a reset up
+        # to a minute away (the retry-after it is sent with) and gives up on a later one.
+        reset = self.limit_reset
+        if reset is not None:
+            return (
+                not self.subscription and reset - time.time() <= _MAX_HONOURED_RETRY_AFTER_MS / 1e3
+            )
         hint = self.headers.get("x-should-retry")
         if hint in ("true", "false"):
             return hint == "true"
@@ -130,9 +145,10 @@ again in a moment. If it persists, check your inference gateway (h:1).'
 
 
 # The window a unified limit names -> the word Claude Code prints for it (manaflow-ai/subrouter#24
-# lists them from the CLI's bundle: five_hour is the "session limit", seven_day the "weekly").
+# lists them from the CLI's bundle: seven_day is the "weekly"; five_hour was the "session
+# limit" there, and 2.1.328 prints "5-hour limit", measured against the model double).
 _LIMIT_WINDOWS = {
-    "five_hour": "session ",
+    "five_hour": "5-hour ",
     "seven_day": "weekly ",
     "seven_day_opus": "Opus ",
     "seven_day_sonnet": "Sonnet ",
@@ -141,12 +157,13 @@ _LIMIT_WINDOWS = {
 
 def usage_limit_notice(reset: float, headers: Mapping[str, str], zone_name: str | None) -> str:
     """Claude Code's line for a plan at its limit, the reset to the minute in the machine's
-    zone (``TZ``; UTC when unset or unknown): ``You've hit your session limit · resets 3:50pm
-    (Asia/Tokyo)`` (anthropics/claude-code#86272, headless ``claude -p``).
+    zone (``TZ``; UTC when unset or unknown): ``You've hit your 5-hour limit · resets 3:50pm
+    (Asia/Tokyo)`` (anthropics/claude-code#86272, headless ``claude -p``; the window's word as
+    2.1.328 prints it).
 
     >>> claim = {"anthropic-ratelimit-unified-representative-claim": "five_hour"}
     >>> usage_limit_notice(1753284600.0, claim, "Europe/Berlin")
-    "You've hit your session limit · resets 5:30pm (Europe/Berlin)"
+    "You've hit your 5-hour limit · resets 5:30pm (Europe/Berlin)"
     >>> usage_limit_notice(1753282800.0, {}, None)
     "You've hit your limit · resets 3pm (UTC)"
     """
@@ -312,6 +329,9 @@ class ApiReply:
 class MessagesClient:
     base_url: str = DEFAULT_BASE_URL
     api_key: str | None = None
+    # A subscription's OAuth token (``CLAUDE_CODE_OAUTH_TOKEN``), sent as a bearer token when
+    # there is no API key: Claude Code uses an API key first (measured with 2.1.328).
+    oauth_token: str | None = None
     max_retries: int = DEFAULT_MAX_RETRIES
     base_delay_ms: float = DEFAULT_BASE_DELAY_MS
     timeout_s: float = 600.0
@@ -349,7 +369,12 @@ class MessagesClient:
                 if not err.retryable or exhausted:
                     raise
                 attempt += 1
-                delay = retry_delay_ms(attempt, err.headers, self.base_delay_ms)
+                reset = err.limit_reset  # the limiter's refusal is waited out to its reset
+                delay = (
+                    retry_delay_ms(attempt, err.headers, self.base_delay_ms)
+                    if reset is None
+                    else max(0.0, reset - time.time()) * 1000.0
+                )
                 if self.on_retry is not None:
                     self.on_retry(err, attempt, delay)
                 time.sleep(delay / 1000.0)
@@ -372,6 +397,8 @@ class MessagesClient:
         }
         if self.api_key:
             headers["x-api-key"] = self.api_key
+        elif self.oauth_token:
+            headers["authorization"] = f"Bearer {self.oauth_token}"
         started = time.monotonic()
         try:
             conn.request("POST", path, body=json.dumps(body).encode("utf-8"), headers=headers)
@@ -379,7 +406,9 @@ class MessagesClient:
             resp_headers = dict(resp.getheaders())
             if resp.status != 200:
                 text = resp.read().decode("utf-8", errors="replace").strip()
-                raise ApiError(resp.status, text, resp_headers)
+                refused = ApiError(resp.status, text, resp_headers)
+                refused.subscription = not self.api_key and bool(self.oauth_token)
+                raise refused
             ctype = resp.getheader("content-type", "")
             if "text/event-stream" in ctype:
                 message = parse_sse(resp)

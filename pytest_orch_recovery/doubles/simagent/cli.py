@@ -6,7 +6,8 @@ stdin reads stdin), ``--output-format text|json|stream-json`` (stream-json needs
 ``-r/--resume ID``, ``-c/--continue``, ``--session-id UUID``, ``--model``, ``--max-turns``,
 ``--append-system-prompt``, ``--verbose``, ``-v/--version``, ``-h/--help``.
 
-Environment: ``ANTHROPIC_BASE_URL``, ``ANTHROPIC_API_KEY``, ``ANTHROPIC_MODEL``, ``HOME``,
+Environment: ``ANTHROPIC_BASE_URL``, ``ANTHROPIC_API_KEY`` (or a subscription's
+``CLAUDE_CODE_OAUTH_TOKEN``; the key is used first), ``ANTHROPIC_MODEL``, ``HOME``,
 ``IS_SANDBOX``, ``CLAUDE_CODE_MAX_RETRIES`` (default 10), ``API_TIMEOUT_MS`` and
 ``ORCH_SIM_RETRY_BASE_MS`` (base backoff delay, default 500 ms; tests set it small).
 
@@ -279,6 +280,7 @@ def _build(opts: Options) -> RunConfig:
     client = MessagesClient(
         base_url=os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL,
         api_key=os.environ.get("ANTHROPIC_API_KEY") or None,
+        oauth_token=os.environ.get("CLAUDE_CODE_OAUTH_TOKEN") or None,
         max_retries=int(_int_env("CLAUDE_CODE_MAX_RETRIES", DEFAULT_MAX_RETRIES)),
         base_delay_ms=_int_env("ORCH_SIM_RETRY_BASE_MS", DEFAULT_BASE_DELAY_MS),
         timeout_s=_int_env("API_TIMEOUT_MS", 600_000) / 1000.0,

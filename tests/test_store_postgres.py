@@ -7,8 +7,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +35,8 @@ from pytest_orch_recovery.engine.events import (
     WorkspaceOrphaned,
 )
 from pytest_orch_recovery.engine.model import Task
-from pytest_orch_recovery.infra.postgres_server import LocalPostgres
+from pytest_orch_recovery.infra.postgres_server import LocalPostgres, reap_stale
+from pytest_orch_recovery.infra.processes import process_alive, process_start_time
 from pytest_orch_recovery.store import schema
 from pytest_orch_recovery.store.postgres import (
     DuplicateLaunchError,
@@ -669,3 +673,64 @@ def test_report_over_the_store_is_the_fleet_s_dashboard(
     assert "--journal and --store are two sources" in capsys.readouterr().err
     assert cli.main(["report"]) == 2
     assert "one of the arguments --journal or --store is required" in capsys.readouterr().err
+
+
+def test_reap_stale_removes_only_folders_of_owners_that_are_gone(tmp_path: Path) -> None:
+    def folder(name: str, owner: str | None) -> Path:
+        root = tmp_path / name
+        root.mkdir()
+        if owner is not None:
+            (root / "owner").write_text(owner)
+        return root
+
+    me = os.getpid()
+    gone = folder("orch-pg-gone", "2147483646 1\n")  # no such process (pid_max is lower)
+    mine = folder("orch-pg-mine", f"{me} {process_start_time(me)}\n")
+    reused = folder("orch-pg-reused", f"{me} 1\n")  # this pid, but another process's start
+    unowned = folder("orch-pg-making", None)  # being made: not ours to judge
+    garbled = folder("orch-pg-garbled", "x y\n")
+    target = folder("elsewhere", "2147483646 1\n")
+    (tmp_path / "orch-pg-link").symlink_to(target)
+    reaped = reap_stale(tmp_path, bin_dir=tmp_path / "no-binaries")
+    assert reaped == [gone, reused]
+    assert not gone.exists() and not reused.exists()
+    assert all(p.exists() for p in (mine, unowned, garbled, target))
+
+
+@pytest.mark.slow
+def test_a_server_left_by_a_killed_owner_is_stopped_and_removed_by_the_next(
+    postgres_server: LocalPostgres,
+) -> None:
+    # pg_ctl detaches the server: SIGKILL its owner and it runs on, until the next
+    # LocalPostgres in the same parent folder stops it and removes its folder.
+    parent = Path(tempfile.mkdtemp(prefix="orch-reap-"))
+    parent.chmod(0o755)  # the server user (as root: postgres) must reach its folder
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from pytest_orch_recovery.infra.postgres_server import LocalPostgres\n"
+        "server = LocalPostgres(parent=Path(sys.argv[1]))\n"
+        "server.start()\n"
+        "print(server.root, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    owner = subprocess.Popen(
+        [sys.executable, "-c", script, str(parent)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert owner.stdout is not None
+        root = Path(owner.stdout.readline().strip())
+        postmaster = int((root / "data" / "postmaster.pid").read_text().split()[0])
+        owner.kill()
+        owner.wait()
+        assert process_alive(postmaster)  # left behind
+        with LocalPostgres(parent=parent):
+            assert not root.exists()
+        wait_until(lambda: not process_alive(postmaster), "stale server stopped")
+    finally:
+        owner.kill()
+        owner.wait()
+        if owner.stdout is not None:
+            owner.stdout.close()
+        reap_stale(parent)  # whatever failed above, no server is left
+        shutil.rmtree(parent, ignore_errors=True)

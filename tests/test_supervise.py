@@ -712,6 +712,9 @@ def test_a_usage_limit_holds_the_fleet_until_the_reset(fleet: Fleet) -> None:
 def test_a_fallback_agent_finishes_before_the_reset(fleet: Fleet) -> None:
     """With fallback_agents the same fleet moves to the next agent (here the sim agent on
     another account, as a command template) and finishes long before the reset."""
+    # The primary agents on a subscription (a plan's limit: on an API key Claude Code gives
+    # up on an hour's reset with a plain 429); the fallback on an API key of its own.
+    fleet.account = {"CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-double-not-a-real-token"}
     fallback = (
         "env ANTHROPIC_API_KEY=sk-ant-api03-fallback-account-key "
         f"{sys.executable} -m pytest_orch_recovery.doubles.simagent -p --output-format json "

@@ -5,8 +5,23 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Iterator
+
+import pytest
 
 from pytest_orch_recovery.cli.logsetup import configure
+
+
+@pytest.fixture(autouse=True)
+def _package_logger_restored() -> Iterator[None]:
+    """configure() takes the package's logger over (its own handler, no propagation): put it
+    back as it was, or later tests' caplog would see nothing of the package."""
+    logger = logging.getLogger("pytest_orch_recovery")
+    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate = propagate
 
 
 def _emit(log_format: str, level: str = "info") -> str:
@@ -16,7 +31,6 @@ def _emit(log_format: str, level: str = "info") -> str:
     logger.info("launched t1 \x1b]52;c;aGk=\x07 attempt 1\nsecond line")
     logger.warning("on_escalate exited 3")
     logger.debug("not shown at info")
-    configure("supervise", "text", "info")  # leave the logger as a command would
     return out.getvalue()
 
 

@@ -89,7 +89,7 @@ def usage_limit_text(wording: str, now: float, resets_at: float) -> str:
     (openai/codex#3031).
 
     >>> usage_limit_text("claude", 0.0, 1753284600.0)
-    "You've hit your session limit · resets 5:30pm (Europe/Berlin)"
+    "You've hit your 5-hour limit · resets 5:30pm (Europe/Berlin)"
     >>> usage_limit_text("codex", 0.0, 3 * 3600 + 120).endswith("try again in 3 hours 2 minutes.")
     True
     """

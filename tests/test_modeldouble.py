@@ -226,7 +226,9 @@ def test_plain_reply_is_a_write_tool_use_with_absolute_path(double: ModelDouble)
     assert msg["usage"]["input_tokens"] > 0 and msg["usage"]["output_tokens"] > 0
 
 
-def test_a_usage_limit_refuses_the_accounts_requests_until_the_reset(double: ModelDouble) -> None:
+def test_a_usage_limit_refuses_the_accounts_requests_until_the_reset(
+    double: ModelDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The 429 a plan at its limit gets, for every request with that key, none with another;
     the sim agent reads it as Claude Code does: no retry, the reset in its notice."""
     double.add_fault(ApiFaultSpec(ApiFaultKind.USAGE_LIMIT, seconds=5))
@@ -240,8 +242,14 @@ def test_a_usage_limit_refuses_the_accounts_requests_until_the_reset(double: Mod
     assert _post(double.url, body)[0] == 429  # the fault fired once; the limit holds
     assert _post(double.url, body, key="sk-other-account")[0] == 200
     err = ApiError(429, raw.decode(), dict(headers.items()))
-    # On an API key, a reset a minute away at most is waited out, like any short retry-after.
+    # On an API key, a reset a minute away at most is waited out, like any short retry-after;
+    # a later one is given up. The double's reset is 5-65 s away: read it at fixed distances.
+    clock = "pytest_orch_recovery.doubles.simagent.api.time.time"
+    monkeypatch.setattr(clock, lambda: reset - 60.0)
     assert err.usage_limit_reset is None and err.retryable
+    monkeypatch.setattr(clock, lambda: reset - 61.0)
+    assert err.usage_limit_reset is None and not err.retryable
+    monkeypatch.undo()
     assert err.display().startswith("API Error: Request rejected (429) · This request would")
     err.subscription = True  # on a subscription: said at once, with the reset
     assert err.usage_limit_reset == reset and not err.retryable

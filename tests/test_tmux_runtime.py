@@ -20,7 +20,12 @@ from pytest_orch_recovery.engine.model import Task
 from pytest_orch_recovery.engine.ports import LaunchSpec
 from pytest_orch_recovery.infra.git import run_git
 from pytest_orch_recovery.infra.processes import pids_in_group, process_alive
-from pytest_orch_recovery.runtime.server import command_quoted, format_literal, tmux_server_running
+from pytest_orch_recovery.runtime.server import (
+    command_quoted,
+    format_literal,
+    kill_tmux_server,
+    tmux_server_running,
+)
 from pytest_orch_recovery.runtime.tmux import TmuxRuntime, clean_log, parse_result
 
 pytestmark = pytest.mark.slow
@@ -180,7 +185,7 @@ def test_a_quoted_hook_command_reaches_the_shell_verbatim(tmp_path: Path) -> Non
         wait_until(lambda: Path(word).is_file() and Path(word).stat().st_size > 0, "hook's file")
         assert Path(word).read_text() == word
     finally:
-        subprocess.run([*tmux, "kill-server"], capture_output=True, check=False)
+        kill_tmux_server(socket)  # and its socket file, which tmux leaves behind
 
 
 def test_agent_runs_in_its_worktree_with_the_sandbox_env(rt: TmuxRuntime, box: Sandbox) -> None:

@@ -26,14 +26,14 @@ import pytest
 from test_supervise import _BOUND, Fleet, Supervisor, fleet
 from test_supervise_partition import freeze
 from test_supervise_store import _all_done, _another_host, _fleet_over_store
-from test_supervise_takeover import _agents, _assert_starts_match, _kill_agents_of, _sessions
+from test_supervise_takeover import _agents, _assert_starts_match, _kill_agents_of
 from waiting import wait_until
 
 from pytest_orch_recovery.engine.model import Task
 from pytest_orch_recovery.infra.agents import claude_code_missing
 from pytest_orch_recovery.infra.postgres_server import LocalPostgres
 from pytest_orch_recovery.infra.processes import pids_with_env, process_start_time, wait_gone
-from pytest_orch_recovery.runtime.server import kill_tmux_server
+from pytest_orch_recovery.runtime.server import kill_tmux_server, session_names
 from pytest_orch_recovery.store.postgres import PostgresStore
 
 __all__ = ["fleet"]  # the fixture, shared with test_supervise
@@ -179,7 +179,8 @@ def test_thirty_tasks_over_three_hosts_through_a_kill_a_partition_and_an_outage(
         running = wait_gone(_live(beta_results, beta_agents), _BOUND)
         assert running == [], f"beta left running: {_describe(running)}"
         wait_until(
-            lambda: not set(beta_agents) & set(_sessions(beta_socket)), "beta's sessions removed"
+            lambda: not set(beta_agents) & set(session_names(beta_socket)),
+            "beta's sessions removed",
         )
         assert beta.proc.poll() is None
     finally:
@@ -190,7 +191,7 @@ def test_thirty_tasks_over_three_hosts_through_a_kill_a_partition_and_an_outage(
         codes = {
             name: sup.stop() for name, sup in (("beta", beta), ("gamma", gamma)) if sup is not None
         }
-        left = {name: _sessions(socket) for name, socket in (("gamma", gamma_socket),)}
+        left = {name: session_names(socket) for name, socket in (("gamma", gamma_socket),)}
         for socket in (beta_socket, gamma_socket, gate_socket):
             kill_tmux_server(socket)
     assert codes == {"beta": 0, "gamma": 0}

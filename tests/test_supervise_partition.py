@@ -21,7 +21,6 @@ from test_supervise_takeover import (
     _assert_starts_match,
     _held,
     _rescue_refs,
-    _sessions,
     _submit_held,
 )
 from waiting import wait_until
@@ -29,7 +28,7 @@ from waiting import wait_until
 from pytest_orch_recovery.infra.git import run_git
 from pytest_orch_recovery.infra.processes import freeze as infra_freeze
 from pytest_orch_recovery.infra.processes import pids_with_env, process_start_time, wait_gone
-from pytest_orch_recovery.runtime.server import kill_tmux_server
+from pytest_orch_recovery.runtime.server import kill_tmux_server, session_names
 from pytest_orch_recovery.store.postgres import PostgresStore
 
 __all__ = ["fleet"]  # the fixture, shared with test_supervise
@@ -130,7 +129,9 @@ def test_a_host_thawed_after_its_leases_ran_out_stops_their_agents_and_decides_n
             alpha.wait_for("lost the lease of", task.task_id, "decisions for it belong to")
         # The agent alpha still ran for t-held0 is gone (ended or stopped), and its session.
         assert wait_gone(survivor, _BOUND) == []
-        wait_until(lambda: not set(agents.values()) & set(_sessions(fleet.socket)), "sessions gone")
+        wait_until(
+            lambda: not set(agents.values()) & set(session_names(fleet.socket)), "sessions gone"
+        )
         assert alpha.proc.poll() is None, "alpha goes on running"
         # Its first pass after the thaw pushed no work in progress for them either.
         for agent in agents.values():

@@ -36,7 +36,7 @@ from pytest_orch_recovery.infra.processes import (
     process_start_time,
     wait_gone,
 )
-from pytest_orch_recovery.runtime.server import kill_tmux_server
+from pytest_orch_recovery.runtime.server import kill_tmux_server, session_names
 from pytest_orch_recovery.store.postgres import PostgresStore
 
 __all__ = ["fleet"]  # the fixture, shared with test_supervise
@@ -107,14 +107,6 @@ def _submit_held(
     return agents
 
 
-def _sessions(socket: str) -> list[str]:
-    shown = subprocess.run(
-        ["tmux", "-L", socket, "list-sessions", "-F", "#{session_name}"],
-        capture_output=True, text=True, check=False, timeout=_BOUND,
-    )  # fmt: skip
-    return shown.stdout.split() if shown.returncode == 0 else []
-
-
 @pytest.mark.slow
 def test_a_host_killed_with_its_agents_has_its_tasks_finished_by_the_others(
     fleet: Fleet, store_url: str
@@ -148,7 +140,7 @@ def test_a_host_killed_with_its_agents_has_its_tasks_finished_by_the_others(
         if alpha.proc.poll() is None:
             alpha.stop(signal.SIGKILL)
         codes = {name: sup.stop() for name, sup in survivors.items()}
-        left = {name: _sessions(socket) for name, (_, socket) in others.items()}
+        left = {name: session_names(socket) for name, (_, socket) in others.items()}
         for _, socket in others.values():
             kill_tmux_server(socket)
     assert codes == {"beta": 0, "gamma": 0}

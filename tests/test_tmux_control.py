@@ -33,6 +33,7 @@ from pytest_orch_recovery.runtime.server import (
     drop_orphaned_control_sessions,
     kill_tmux_server,
     reap_empty_server,
+    session_names,
     tmux_server_running,
 )
 from pytest_orch_recovery.runtime.tmux import TmuxRuntime
@@ -48,10 +49,6 @@ def _tmux(socket: str, *args: str) -> subprocess.CompletedProcess[str]:
         check=False,
         timeout=30,
     )
-
-
-def _sessions(socket: str) -> list[str]:
-    return _tmux(socket, "list-sessions", "-F", "#{session_name}").stdout.split()
 
 
 @pytest.fixture
@@ -130,10 +127,10 @@ def test_many_threads_each_get_their_own_reply(client: ControlClient) -> None:
 
 
 def test_close_removes_its_session_and_ends_the_client(client: ControlClient, socket: str) -> None:
-    assert _sessions(socket) == [client.session]
+    assert session_names(socket) == [client.session]
     pid = client.pid
     client.close()
-    assert _sessions(socket) == []
+    assert session_names(socket) == []
     assert not process_alive(pid)
     with pytest.raises(ControlClosed):
         client.command("display-message", "-p", "x")
@@ -147,9 +144,9 @@ def test_a_killed_client_fails_its_callers_and_its_session_is_dropped_later(
     wait_until(lambda: not client.alive, "the client noticed its end")
     with pytest.raises(ControlClosed):
         client.command("display-message", "-p", "x")
-    assert _sessions(socket) == [client.session]  # no destroy-unattached (see control.py)
+    assert session_names(socket) == [client.session]  # no destroy-unattached (see control.py)
     assert drop_orphaned_control_sessions(socket) == [client.session]
-    assert _sessions(socket) == []
+    assert session_names(socket) == []
 
 
 def test_a_client_knows_its_own_session_and_close_kills_only_that(socket: str) -> None:
@@ -163,7 +160,7 @@ def test_a_client_knows_its_own_session_and_close_kills_only_that(socket: str) -
         client.close()
         assert own.stdout.strip() == client.session
         assert f"{client.pid} " in flags and "no-output" in flags
-        assert _sessions(socket) == ["agent-1"]
+        assert session_names(socket) == ["agent-1"]
 
 
 _OWNER = textwrap.dedent(
@@ -212,7 +209,7 @@ def test_owners_killed_one_after_another_leave_the_server_and_agents_running(
     assert _tmux(socket, "display-message", "-p", "-t", "=agent-1:", "#{pane_dead}").stdout == (
         "0\n"
     )
-    assert _sessions(socket) == ["agent-1"]
+    assert session_names(socket) == ["agent-1"]
 
 
 def test_a_server_left_with_orphaned_control_sessions_only_is_reaped(socket: str) -> None:
@@ -222,7 +219,7 @@ def test_a_server_left_with_orphaned_control_sessions_only_is_reaped(socket: str
     owner.wait(timeout=30)
     assert owner.stdout is not None
     owner.stdout.close()
-    assert _sessions(socket) == [session]
+    assert session_names(socket) == [session]
     assert reap_empty_server(socket, "/owner") == "reaped"
     wait_until(lambda: not process_alive(pid), "its client ended")
     assert not tmux_server_running(socket)

@@ -97,6 +97,13 @@ def _tmux(socket_name: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def session_names(socket_name: str) -> list[str]:
+    """The names of the sessions on the server behind ``socket_name`` (none when no server
+    answers there)."""
+    listed = _tmux(socket_name, "list-sessions", "-F", "#{session_name}")
+    return listed.stdout.splitlines() if listed.returncode == 0 else []
+
+
 def drop_orphaned_control_sessions(socket_name: str) -> list[str]:
     """Kill the control clients' sessions (runtime/control.py) whose owner is gone: no
     client attached, or the process named in the session (``orch+control-<pid>-<n>``) dead.
@@ -140,8 +147,7 @@ def reap_empty_server(socket_name: str, owner_mark: str) -> str:
     if mark != owner_mark:
         return "foreign"
     drop_orphaned_control_sessions(socket_name)
-    sessions = _tmux(socket_name, "list-sessions", "-F", "#{session_name}")
-    if sessions.returncode == 0 and sessions.stdout.strip():
+    if session_names(socket_name):
         return "busy"
     kill_tmux_server(socket_name)
     return "reaped"

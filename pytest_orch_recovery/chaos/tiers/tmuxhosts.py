@@ -70,7 +70,7 @@ from pytest_orch_recovery.infra.processes import (
     process_start_time,
     wait_gone,
 )
-from pytest_orch_recovery.runtime.server import kill_tmux_server
+from pytest_orch_recovery.runtime.server import kill_tmux_server, session_names
 
 if TYPE_CHECKING:
     from pytest_orch_recovery.chaos.fleetdb import FleetDatabase
@@ -462,7 +462,7 @@ class HostsRun:
                 )
             # A stopped agent's session goes once its supervisor has seen the pane die.
             end = time.monotonic() + _BOUND
-            while (left := sorted(set(_sessions(host.socket)) & agents)) and (
+            while (left := sorted(set(session_names(host.socket)) & agents)) and (
                 time.monotonic() < end
             ):
                 time.sleep(TICK)
@@ -568,14 +568,6 @@ def _with_id(spec: FaultSpec, fault_id: str) -> FaultSpec:
     from dataclasses import replace
 
     return replace(spec, fault_id=fault_id)
-
-
-def _sessions(socket: str) -> list[str]:
-    shown = subprocess.run(
-        ["tmux", "-L", socket, "list-sessions", "-F", "#{session_name}"],
-        capture_output=True, text=True, check=False, timeout=_BOUND,
-    )  # fmt: skip
-    return shown.stdout.split() if shown.returncode == 0 else []
 
 
 class HostsTmuxTier(TmuxTier):

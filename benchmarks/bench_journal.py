@@ -13,12 +13,16 @@ same-run baseline), then through a snapshot with ``--tail`` events appended afte
 (``snapshot``: the history snapshot for reads, the coordinator snapshot for the restart).
 A large journal is built from a pool of ``--pool`` distinct tasks, renamed and shifted in
 time, so 2,000,000 events take a minute to write, not an hour; ``--workdir`` keeps it (and
-its snapshots) for the next run. ``--commands`` picks some of the commands.
+its history snapshot) for the next run. Each run first cuts the journal back to where the
+tail begins and runs each command once there, so that whatever files a command keeps beside
+the journal are written by the code being measured, then puts the tail back and times it.
+``--commands`` picks some of the commands.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -32,7 +36,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pytest_orch_recovery.cli import statuscache
 from pytest_orch_recovery.engine.events import (
     AttemptExited,
     AttemptLaunched,
@@ -392,22 +395,22 @@ def reads(
     escalated: float = 0.0,
 ) -> dict[str, Any]:
     """Each read command and a restart on a ``count``-event journal: full replay, then via
-    snapshots written about ``tail`` events before the end (the coordinator's at the end of
-    the task ending there). ``workdir``: build the journal and snapshots there, or reuse
-    those a run with the same arguments left."""
+    what a read or a supervisor wrote about ``tail`` events before the end. ``workdir``:
+    build the journal there, or reuse the one a run with the same arguments left."""
     with tempfile.TemporaryDirectory(prefix="bench-journal-reads-") as tmp:
         root = Path(tmp) if workdir is None else workdir
         root.mkdir(parents=True, exist_ok=True)
         path = root / "journal.jsonl"
         built = root / "built.json"
         recipe: dict[str, Any] = {"count": count, "tail": tail, "max_tail": max_tail}
-        recipe.update(pool=pool, commands=sorted(commands), escalated=escalated)
+        recipe.update(pool=pool, escalated=escalated)
         figures: dict[str, Any] = {"load_average": [round(x, 2) for x in os.getloadavg()]}
         if not built.exists() or json.loads(built.read_text())["recipe"] != recipe:
-            figures.update(_build(path, recipe, commands))
+            figures.update(_build(path, recipe))
             built.write_text(json.dumps({"recipe": recipe, "figures": figures}))
         else:
             figures.update(json.loads(built.read_text())["figures"], reused=str(root))
+        figures["prepare"] = _prepare(path, int(figures["cut_bytes"]), commands)
         figures["tasks"] = _tasks(path)
         figures["journal_bytes"] = path.stat().st_size
         for command in commands:
@@ -426,9 +429,9 @@ def reads(
     return figures
 
 
-def _build(path: Path, recipe: dict[str, Any], commands: tuple[str, ...]) -> dict[str, Any]:
-    """Write the journal, cut it ``tail`` events before the end, write the snapshots there,
-    put the tail back; the figures of doing so."""
+def _build(path: Path, recipe: dict[str, Any]) -> dict[str, Any]:
+    """Write the journal and the history snapshot ``tail`` events before its end; the
+    figures of doing so, and where the cut is (``cut_bytes``)."""
     start = time.perf_counter()
     ends = write_journal(
         path,
@@ -444,34 +447,46 @@ def _build(path: Path, recipe: dict[str, Any], commands: tuple[str, ...]) -> dic
     }
     # The coordinator's snapshot is taken between steps: at the end of a task here.
     at = next((e for e in reversed(ends) if e <= written - tail), written) if tail else written
-    cut = _offset_of_line(path, at) if tail else None
-    rest = b""
-    if cut is not None:
-        with open(path, "r+b") as handle:
-            handle.seek(cut)
-            rest = handle.read()
-            handle.truncate(cut)
+    figures["cut_bytes"] = _offset_of_line(path, at) if tail else path.stat().st_size
     figures["tail_after_snapshot"] = written - at
-    if any(c != "restart" for c in commands):
+    with _cut(path, figures["cut_bytes"]):
         start, cpu = time.perf_counter(), time.process_time()
         follower = HistoryFollower(path, every=1)  # what the first read after N events writes
         follower.refresh()
         figures["snapshot_bytes"] = snapshot_path(path).stat().st_size
         figures["snapshot_write_seconds"] = round(time.perf_counter() - start, 3)
         figures["snapshot_write_cpu_seconds"] = round(time.process_time() - cpu, 3)
-        cpu = time.process_time()  # and status, the rows of its ended tasks
-        statuscache.save(path, follower.history, follower.offset, follower.seq)
-        figures["status_cache_write_cpu_seconds"] = round(time.process_time() - cpu, 3)
-        figures["status_cache_bytes"] = statuscache.cache_path(path).stat().st_size
         del follower
-    if "restart" in commands:
-        # A full replay that then writes the state (what a supervisor's loop writes).
-        figures["coordinator_snapshot_write"] = _child(_RESTART, "prepare", "restart", str(path))
-        figures["coordinator_snapshot_bytes"] = state_path(path).stat().st_size
-    if cut is not None:
+    return figures
+
+
+def _prepare(path: Path, cut: int, commands: tuple[str, ...]) -> dict[str, Any]:
+    """At the cut, what each command leaves for the next one: a read's own files (the first
+    read past a size writes them; a read whose file is current only reads it), a supervisor's
+    coordinator snapshot (a full replay that then saves its state)."""
+    figures: dict[str, Any] = {}
+    with _cut(path, cut):
+        for command in commands:
+            if command == "restart":
+                figures[command] = _child(_RESTART, "prepare", "restart", str(path))
+                figures["coordinator_snapshot_bytes"] = state_path(path).stat().st_size
+            elif command not in _WHOLE:
+                figures[command] = _measure("snapshot", command, path)
+    return figures
+
+
+@contextlib.contextmanager
+def _cut(path: Path, cut: int) -> Iterator[None]:
+    """The journal as it was at byte ``cut``, for the block's length; the tail back after."""
+    with open(path, "r+b") as handle:
+        handle.seek(cut)
+        rest = handle.read()
+        handle.truncate(cut)
+    try:
+        yield
+    finally:
         with open(path, "ab") as handle:
             handle.write(rest)
-    return figures
 
 
 def _offset_of_line(path: Path, lines: int) -> int:
@@ -529,8 +544,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workdir",
         type=Path,
-        help="build the read benchmark's journal and snapshots here and keep them; a later "
-        "run with the same --reads, --tail, --max-tail, --pool and --commands reuses them",
+        help="build the read benchmark's journal here and keep it; a later run with the same "
+        "--reads, --tail, --max-tail, --pool and --escalated reuses it (each run first lets "
+        "each command write its own files at the cut, then times it)",
     )
     parser.add_argument(
         "--escalated",

@@ -393,10 +393,12 @@ def reads(
     commands: tuple[str, ...] = _COMMANDS,
     workdir: Path | None = None,
     escalated: float = 0.0,
+    baseline: bool = True,
 ) -> dict[str, Any]:
     """Each read command and a restart on a ``count``-event journal: full replay, then via
     what a read or a supervisor wrote about ``tail`` events before the end. ``workdir``:
-    build the journal there, or reuse the one a run with the same arguments left."""
+    build the journal there, or reuse the one a run with the same arguments left.
+    ``baseline`` False skips the full replays (a quick look while developing)."""
     with tempfile.TemporaryDirectory(prefix="bench-journal-reads-") as tmp:
         root = Path(tmp) if workdir is None else workdir
         root.mkdir(parents=True, exist_ok=True)
@@ -414,6 +416,9 @@ def reads(
         figures["tasks"] = _tasks(path)
         figures["journal_bytes"] = path.stat().st_size
         for command in commands:
+            if not baseline and command not in _WHOLE:
+                figures[command] = {"snapshot": _measure("snapshot", command, path)}
+                continue
             full = _measure("full_replay", command, path)
             if command in _WHOLE:
                 figures[command] = {"full_replay": full}
@@ -554,6 +559,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="share of the read benchmark's tasks that escalate and stay open (default 0)",
     )
+    parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="skip the full replays (the same-run baseline): a quick look while developing, "
+        "not a figure to report",
+    )
     args = parser.parse_args(argv)
     commands = tuple(c.strip() for c in args.commands.split(",") if c.strip())
     unknown = sorted(set(commands) - set(_COMMANDS))
@@ -571,6 +582,7 @@ def main(argv: list[str] | None = None) -> int:
             commands=commands,
             workdir=args.workdir,
             escalated=args.escalated,
+            baseline=not args.no_baseline,
         )
     print(json.dumps(figures, indent=2))
     return 0

@@ -286,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
     results = evaluate(metrics, criteria)
     output: Path | None = args.output
     if fmt == "json":
-        chunks = document_chunks(render_json(metrics, results, attempts=attempts))
+        chunks = document_chunks(render_json(metrics, results, attempts=attempts, stream=True))
         if output is None:
             write_chunks(chunks)
             return 0

@@ -629,17 +629,29 @@ def interleaved_journal(
             deliverables=[f"f{i}.py" for i in range(size)],
         )
         scripts.append((script, ["new"]))
-    for _ in range(draw(st.integers(min_value=0, max_value=6 * len(scripts)))):
+    current = 0
+    for _ in range(draw(st.integers(min_value=0, max_value=10 * len(scripts)))):
         if draw(st.integers(0, 9)) == 0:
             path = draw(st.sampled_from(["/w/a", "/w/b"]))
             j.orphaned(path) if draw(st.booleans()) else j.cleaned(path)
             continue
         if not scripts:
             break
-        t, state = draw(st.sampled_from(scripts))
+        if draw(st.integers(0, 2)) == 0:  # mostly a task goes on for a while, then another
+            current = draw(st.integers(0, len(scripts) - 1))
+        t, state = scripts[current]
+        if state[0] == "done":
+            current = (current + 1) % len(scripts)
         _step(draw, j, t, state, titles)
     quantum = draw(st.sampled_from([1.0, 60.0, 3600.0]))
-    return [replace(e, time=e.time // quantum * quantum) for e in j.events]
+    # Times may also wrap round (a later step at an earlier time: clocks of several hosts),
+    # so that tasks submitted late can hold the newest failures or the oldest.
+    wrap = draw(st.sampled_from([None, 300.0, 1200.0]))
+    start = SEED_DAY
+    return [
+        replace(e, time=start + ((e.time - start) % (wrap or 1e12)) // quantum * quantum)
+        for e in j.events
+    ]
 
 
 def _step(

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
+from pytest_orch_recovery.cli import reportcache
 from pytest_orch_recovery.cli.fleet_output import (
     fail,
     read_events,
@@ -35,10 +37,12 @@ from pytest_orch_recovery.ingest import results as seed
 from pytest_orch_recovery.report.dashboard import DEFAULT_MAX_EVENTS, render_json, render_markdown
 from pytest_orch_recovery.report.htmlreport import render_html
 from pytest_orch_recovery.report.jsondoc import document_chunks
-from pytest_orch_recovery.report.metrics import Criteria, compute, evaluate
+from pytest_orch_recovery.report.metrics import Criteria, Metrics, compute, evaluate
 from pytest_orch_recovery.store import atomic
 from pytest_orch_recovery.store.attempt_results import AttemptResult
 from pytest_orch_recovery.store.history import History
+from pytest_orch_recovery.store.journal import JournalError
+from pytest_orch_recovery.store.snapshot import HistoryFollower
 
 _DEFAULTS = Criteria()
 _FORMATS = ("md", "json", "html")
@@ -253,26 +257,67 @@ def _format_for(output: Path | None) -> str:
     return {".json": "json", ".html": "html", ".htm": "html"}.get(suffix, "md")
 
 
+def _metrics(
+    args: argparse.Namespace, fmt: str, stack: ExitStack
+) -> tuple[Metrics, list[Event] | None, list[str]]:
+    """The metrics, the events when the page draws them, and the sources' names. One
+    journal's Markdown or JSON comes from the totals kept beside it when they fit
+    (:mod:`~pytest_orch_recovery.cli.reportcache`); a read without them writes them."""
+    orphans = args.orphaned_workspaces
+    if args.store is not None:
+        events = store_events(args.store)
+        return (
+            compute(History(events), orphaned_workspaces=orphans),
+            events,
+            [f"fleet store {_shown(args.store)}"],
+        )
+    journals: list[Path] = list(args.journal)
+    sources = [str(p) for p in journals]
+    if fmt == "html":
+        events = read_events(journals)
+        return compute(History(events), orphaned_workspaces=orphans), events, sources
+    if len(journals) != 1 or not journals[0].is_file():
+        return compute(read_history(journals), orphaned_workspaces=orphans), None, sources
+    journal = journals[0]
+    kept = stack.enter_context(reportcache.kept_metrics(journal, orphaned_workspaces=orphans))
+    if kept is not None:
+        return kept, None, sources
+    follower = HistoryFollower(journal)
+    history = read_history(journals, follower=follower)
+    if follower.seq >= reportcache.KEEP_FROM:
+        reportcache.save(journal, history, follower.offset, follower.seq)
+    return compute(history, orphaned_workspaces=orphans), None, sources
+
+
 def run(args: argparse.Namespace) -> int:
     prog = "orch-recovery report"
-    try:
-        # HTML draws every event; the other formats need only the folded history.
-        fmt = args.format or _format_for(args.output)
-        if args.store is not None and args.journal:
-            raise UsageError("--journal and --store are two sources: name one")
-        if args.store is None and not args.journal:
-            raise UsageError("one of the arguments --journal or --store is required")
-        sources = [str(p) for p in args.journal or ()]
-        events: list[Event] | None
-        if args.store is not None:
-            events = store_events(args.store)
-            sources = [f"fleet store {_shown(args.store)}"]
-        else:
-            events = read_events(list(args.journal)) if fmt == "html" else None
-        history = History(events) if events is not None else read_history(list(args.journal))
-        attempts = None if args.results is None else _read_results(list(args.results))
-    except UsageError as exc:
-        return fail(prog, str(exc))
+    with ExitStack() as stack:
+        try:
+            # HTML draws every event; the other formats need only the folded history.
+            fmt = args.format or _format_for(args.output)
+            if args.store is not None and args.journal:
+                raise UsageError("--journal and --store are two sources: name one")
+            if args.store is None and not args.journal:
+                raise UsageError("one of the arguments --journal or --store is required")
+            metrics, events, sources = _metrics(args, fmt, stack)
+            attempts = None if args.results is None else _read_results(list(args.results))
+        except UsageError as exc:
+            return fail(prog, str(exc))
+        try:
+            return _write(prog, args, fmt, metrics, events, sources, attempts)
+        except JournalError as exc:  # a kept file damaged past its header
+            return fail(prog, str(exc))
+
+
+def _write(
+    prog: str,
+    args: argparse.Namespace,
+    fmt: str,
+    metrics: Metrics,
+    events: list[Event] | None,
+    sources: list[str],
+    attempts: list[AttemptResult] | None,
+) -> int:
     criteria = Criteria(
         min_recovery_rate=args.min_recovery_rate,
         min_first_try_simple=args.min_first_try_simple,
@@ -282,7 +327,6 @@ def run(args: argparse.Namespace) -> int:
         gate=args.gate,
         min_samples=args.min_samples,
     )
-    metrics = compute(history, orphaned_workspaces=args.orphaned_workspaces)
     results = evaluate(metrics, criteria)
     output: Path | None = args.output
     if fmt == "json":

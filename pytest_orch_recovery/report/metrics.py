@@ -427,6 +427,52 @@ class Totals:
         merged.recent = self.recent.merged(other.recent)
         return merged
 
+    def to_json(self) -> dict[str, Any]:
+        """Everything but the recovery events (which a keeper stores as rows of their own)."""
+        out: dict[str, Any] = {
+            f.name: getattr(self, f.name) for f in fields(self) if f.type == "int"
+        }
+        out["first_try"] = self.first_try
+        out["times"] = self.times
+        out["first_reasons"] = {r.value: entry for r, entry in self.first_reasons.items()}
+        out["agents"] = {r.value: agents for r, agents in self.agents.items()}
+        out["members"] = [_plain(m) for m in self.members]
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], recent: RecentEvents[RecoveryEvent]) -> Totals:
+        """The totals :meth:`to_json` wrote, with their ``recent`` events."""
+        counts: dict[str, Any] = {f.name: int(data[f.name]) for f in fields(cls) if f.type == "int"}
+        totals = cls(**counts)
+        totals.first_try = [(int(o), str(n)) for o, n in data["first_try"]]
+        totals.times = [(int(o), float(t)) for o, t in data["times"]]
+        totals.first_reasons = {
+            Reason(r): [int(count), int(first)]
+            for r, (count, first) in data["first_reasons"].items()
+        }
+        totals.agents = {
+            Reason(r): {
+                str(agent): [int(count), (int(first[0]), int(first[1]))]
+                for agent, (count, first) in agents.items()
+            }
+            for r, agents in data["agents"].items()
+        }
+        totals.members = [
+            Member(
+                ordinal=int(m["ordinal"]),
+                task_id=str(m["task_id"]),
+                causes=tuple(map(str, m["causes"])),
+                reason=None if m["reason"] is None else Reason(m["reason"]),
+                agent=str(m["agent"]),
+                released=tuple(map(str, m["released"])),
+                first_time=float(m["first_time"]),
+                lesson=str(m["lesson"]),
+            )
+            for m in data["members"]
+        ]
+        totals.recent = recent
+        return totals
+
     def metrics(
         self, orphaned_paths: tuple[str, ...], *, orphaned_workspaces: int | None = None
     ) -> Metrics:

@@ -202,7 +202,8 @@ _CHILD = """
 import sys, time, contextlib
 start, cpu = time.perf_counter(), time.process_time()
 mode, command, path = sys.argv[1], sys.argv[2], sys.argv[3]
-from pytest_orch_recovery.cli import failures, fleet_output, partial, report, status, statuscache
+from pytest_orch_recovery.cli import failures, fleet_output, partial, report, reportcache
+from pytest_orch_recovery.cli import status, statuscache
 from pytest_orch_recovery.cli.main import main
 if mode == "full_replay":  # every read before snapshots: replay every event, fold them all
     from pytest_orch_recovery.store.history import History
@@ -213,6 +214,7 @@ if mode == "full_replay":  # every read before snapshots: replay every event, fo
         if hasattr(module, "read_history"):
             module.read_history = whole
     statuscache.render_cached = lambda *args: None
+    reportcache.kept_metrics = contextlib.contextmanager(lambda *args, **kw: iter([None]))
 words = command.split()
 argv = [words[0], "--journal", path] + words[1:]
 if words[0] != "report" and "--format" not in words:
@@ -477,6 +479,10 @@ def _prepare(path: Path, cut: int, commands: tuple[str, ...]) -> dict[str, Any]:
                 figures["coordinator_snapshot_bytes"] = state_path(path).stat().st_size
             elif command not in _WHOLE:
                 figures[command] = _measure("snapshot", command, path)
+        for name in (".status", ".report"):
+            kept = path.with_name(path.name + name)
+            if kept.is_file():
+                figures[f"kept{name}_bytes"] = kept.stat().st_size
     return figures
 
 

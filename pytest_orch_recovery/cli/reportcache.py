@@ -113,40 +113,51 @@ class _StoredEvents:
 
     def __init__(self, loaded: kept.Kept, fields: dict[str, Any]) -> None:
         times, ordinals = fields["recent_keys"]
-        self.keys = _Keys([float(t) for t in times], [int(o) for o in ordinals])
-        self.task_ids: list[str] = [str(t) for t in fields["recent_tasks"]]
-        self._outcomes = [Outcome(o) for o in fields["recent_outcomes"]]
-        if not len(self.keys) == len(self.task_ids) == len(self._outcomes):
+        self.task_ids: list[str] = fields["recent_tasks"]
+        self._outcomes: list[str] = fields["recent_outcomes"]
+        columns = ((times, float), (ordinals, int), (self.task_ids, str), (self._outcomes, str))
+        if any(type(c) is not list or not set(map(type, c)) <= {kind} for c, kind in columns):
+            raise InvalidValue("the kept events' columns are not of their types")
+        if not len(times) == len(ordinals) == len(self.task_ids) == len(self._outcomes):
             raise InvalidValue("the kept events' columns differ in length")
+        self.keys = _Keys(times, ordinals)
         self._loaded = loaded
         self._lines: Iterator[str] | None = None
         self._next = 0
 
-    def _text(self, index: int) -> str:
-        if self._lines is None or index < self._next:  # a new pass over the events
+    def _seek(self, index: int) -> Iterator[str]:
+        """The section's lines from event ``index`` on (a new pass when it lies behind)."""
+        if self._lines is None or index < self._next:
             self._lines = self._loaded.lines(_SECTION)
             self._next = 0
-        text = None
-        while self._next <= index:
-            text = next(self._lines, None)
-            if text is None:
-                raise self._loaded.damaged("a recovery event of an ended task is cut short")
-            self._next += 1
-        assert text is not None
+        for _ in range(index - self._next):
+            self._line()
+        return self._lines
+
+    def _line(self) -> str:
+        assert self._lines is not None
+        text = next(self._lines, None)
+        if text is None:
+            raise self._loaded.damaged("a recovery event of an ended task is cut short")
+        self._next += 1
         return text.replace(kept.NEWLINE, "\n")
 
     def outcome(self, index: int) -> Outcome:
-        return self._outcomes[index]
+        return Outcome(self._outcomes[index])
 
     def event(self, index: int) -> RecoveryEvent:
-        text = self._text(index)
+        self._seek(index)
+        text = self._line()
         try:
             return RecoveryEvent.from_json(json.loads(text))
         except (ValueError, KeyError, TypeError) as exc:
             raise self._loaded.damaged(f"a recovery event of an ended task is bad: {exc}") from None
 
-    def row(self, index: int) -> Encoded:
-        return Encoded(self._text(index))
+    def rows(self, start: int, stop: int) -> Iterator[Encoded]:
+        self._seek(start)
+        line = self._line
+        for _ in range(stop - start):
+            yield Encoded(line())
 
 
 def _totals(loaded: kept.Kept) -> Totals:

@@ -219,8 +219,13 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
+        if set(map(type, value)) <= _SCALARS:  # every recovery time, every name
+            return list(value)
         return [_plain(v) for v in value]
     return value
+
+
+_SCALARS = frozenset({str, int, float})
 
 
 def _add_unique(items: list[str], item: str) -> None:

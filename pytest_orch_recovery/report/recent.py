@@ -55,8 +55,9 @@ class StoredEvents(Protocol[E_co]):
 
     def event(self, index: int) -> E_co: ...
 
-    def row(self, index: int) -> Any:
-        """The event as the JSON report's row (e.g. already encoded text)."""
+    def rows(self, start: int, stop: int) -> Iterator[Any]:
+        """The events ``start`` to ``stop`` as the JSON report's rows (e.g. already encoded
+        text)."""
 
 
 class RecentEvents(Sequence[E], Generic[E]):
@@ -166,10 +167,16 @@ class RecentEvents(Sequence[E], Generic[E]):
         return found
 
     def json_rows(self) -> Iterator[Any]:
-        """Each event as the JSON report's row, in order."""
-        for live, index in self._order():
-            if live:
-                yield self._live[index][1].to_json()
-            else:
-                assert self._stored is not None
-                yield self._stored.row(index)
+        """Each event as the JSON report's row, in order: the stored ones a run at a time."""
+        stored = self._stored
+        if stored is None:
+            yield from (event.to_json() for _, event in self._live)
+            return
+        keys = stored.keys
+        done = 0
+        for key, event in self._live:
+            at = bisect.bisect_left(keys, key, lo=done)
+            yield from stored.rows(done, at)
+            done = at
+            yield event.to_json()
+        yield from stored.rows(done, len(keys))

@@ -949,7 +949,8 @@ class Coordinator:
 
     def _remember(self, event: Event) -> None:
         """Keep what :meth:`state` exports: the folded events of each task not settled
-        (dropped when it settles), and every incident's escalations."""
+        (dropped when it settles; for a task escalated and waiting, its state instead of
+        the events before), and every incident's escalations."""
         self._seq = max(self._seq, event.seq)
         kind = event.kind
         if kind not in _FOLD:

@@ -34,7 +34,9 @@ from pytest_orch_recovery.engine.coordstate import (
     code_fingerprint,
     copy_task_state,
     fingerprint,
+    launch_of,
     shape_fingerprint,
+    spec_of,
 )
 from pytest_orch_recovery.engine.errors import InvalidState, InvalidValue
 from pytest_orch_recovery.engine.events import (
@@ -625,16 +627,8 @@ class Coordinator:
             )
             notes = LaunchNotes() if self._launch_notes is None else self._launch_notes(spec)
             self._emit(
-                AttemptLaunched(
-                    agent_type=spec.agent_type,
-                    strategy=spec.strategy,
-                    work=spec.work,
-                    resume_session=spec.resume_session,
-                    prompt=spec.prompt,
-                    timeout=spec.timeout,
-                    remedies=applied,
-                    tmux=notes.tmux,
-                    launch_record=notes.launch_record,
+                launch_of(
+                    spec, remedies=applied, tmux=notes.tmux, launch_record=notes.launch_record
                 ),
                 task_id=state.task.task_id,
                 agent=state.agent,
@@ -1057,18 +1051,8 @@ class Coordinator:
             return
         timeout = launched.timeout
         if spec is None:
-            spec = LaunchSpec(
-                task=state.task,
-                agent=state.agent,
-                attempt=int(event.attempt or len(state.attempts) + 1),
-                agent_type=launched.agent_type,
-                strategy=launched.strategy,
-                prompt=launched.prompt,
-                work=launched.work,
-                key=str(event.key),
-                resume_session=launched.resume_session,
-                timeout=timeout,
-            )
+            attempt = int(event.attempt or len(state.attempts) + 1)
+            spec = spec_of(launched, state.task, state.agent, attempt, str(event.key))
         deadline = None if timeout is None else event.time + timeout
         state.attempts.append(AttemptState(spec=spec, launched_at=event.time, deadline=deadline))
         state.pending = None
@@ -1276,6 +1260,7 @@ STATE_FINGERPRINT = fingerprint(
             Coordinator._take_compact,
             Coordinator.state,
             copy_task_state,
+            spec_of,
             _whole,
             _timer_key,
             CircuitBreaker.record,

@@ -31,7 +31,7 @@ import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from pytest_orch_recovery.engine.events import AttemptExited, Event
+from pytest_orch_recovery.engine.events import AttemptExited, AttemptLaunched, Event
 from pytest_orch_recovery.engine.incidents import Incident
 from pytest_orch_recovery.engine.model import (
     Attribution,
@@ -55,7 +55,9 @@ __all__ = [
     "code_fingerprint",
     "copy_task_state",
     "fingerprint",
+    "launch_of",
     "shape_fingerprint",
+    "spec_of",
 ]
 
 # The settings the fold reads (CoordinatorConfig and the breaker's): a state made under
@@ -118,6 +120,37 @@ class TaskState:
     @property
     def current(self) -> AttemptState | None:
         return self.attempts[-1] if self.attempts else None
+
+
+def spec_of(
+    launched: AttemptLaunched, task: Task, agent: str, attempt: int, key: str
+) -> LaunchSpec:
+    """The launch an ``attempt_launched`` records, for ``task`` run by ``agent``."""
+    return LaunchSpec(
+        task=task,
+        agent=agent,
+        attempt=attempt,
+        agent_type=launched.agent_type,
+        strategy=launched.strategy,
+        prompt=launched.prompt,
+        work=launched.work,
+        key=key,
+        resume_session=launched.resume_session,
+        timeout=launched.timeout,
+    )
+
+
+def launch_of(spec: LaunchSpec, **extra: typing.Any) -> AttemptLaunched:
+    """What an ``attempt_launched`` records of ``spec`` (``extra``: what else it says)."""
+    return AttemptLaunched(
+        agent_type=spec.agent_type,
+        strategy=spec.strategy,
+        work=spec.work,
+        resume_session=spec.resume_session,
+        prompt=spec.prompt,
+        timeout=spec.timeout,
+        **extra,
+    )
 
 
 def copy_task_state(state: TaskState) -> TaskState:

@@ -36,6 +36,8 @@ from pytest_orch_recovery.engine.coordstate import (
     CompactTask,
     CoordinatorState,
     TaskState,
+    launch_of,
+    spec_of,
 )
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
 from pytest_orch_recovery.engine.events import AttemptExited, AttemptLaunched, Event
@@ -49,7 +51,6 @@ from pytest_orch_recovery.engine.model import (
     WorkItem,
     WorkKind,
 )
-from pytest_orch_recovery.engine.ports import LaunchSpec
 from pytest_orch_recovery.store import atomic, validation
 from pytest_orch_recovery.store.journal import (
     Journal,
@@ -200,16 +201,8 @@ def _attempt_row(state: TaskState, attempt: AttemptState) -> list[Any]:
     spec = attempt.spec
     if spec.task != state.task or spec.agent != state.agent:
         raise StateFormatError(f"attempt {spec.key!r} is not of task {state.task.task_id!r}")
-    launched = AttemptLaunched(
-        agent_type=spec.agent_type,
-        strategy=spec.strategy,
-        work=spec.work,
-        resume_session=spec.resume_session,
-        prompt=spec.prompt,
-        timeout=spec.timeout,
-    )
     return [
-        launched.to_json(),
+        launch_of(spec).to_json(),
         spec.attempt,
         spec.key,
         attempt.launched_at,
@@ -468,20 +461,8 @@ def _attempt(row: Any, task: Task, agent: str) -> AttemptState:
     launched = AttemptLaunched.from_json(_object(launched_json, "launch"))
     if type(number) is not int or number < 1:
         raise _wrong("an attempt number >= 1", number)
-    spec = LaunchSpec(
-        task=task,
-        agent=agent,
-        attempt=number,
-        agent_type=launched.agent_type,
-        strategy=launched.strategy,
-        prompt=launched.prompt,
-        work=launched.work,
-        key=_str(key),
-        resume_session=launched.resume_session,
-        timeout=launched.timeout,
-    )
     return AttemptState(
-        spec=spec,
+        spec=spec_of(launched, task, agent, number, _str(key)),
         launched_at=_number(launched_at),
         deadline=None if deadline is None else _number(deadline),
         reason=None if reason is None else _reason(reason),

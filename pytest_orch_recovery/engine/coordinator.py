@@ -326,6 +326,7 @@ class Coordinator:
         # state was taken, so only its later events fold onto it.
         compact = sorted(state.compact, key=lambda c: c.seq)
         waiting = {c.task_id for c in compact}
+        first = {c.task_id: c.submitted for c in compact}  # where each task came in
         taken = 0
         for event in state.events:
             while taken < len(compact) and compact[taken].seq < event.seq:
@@ -334,15 +335,14 @@ class Coordinator:
                 taken += 1
             owner = event.task_id
             if owner is None or (owner not in self.settled and owner not in waiting):
+                new = owner is not None and owner not in self.tasks
                 self._apply(event)
+                if new and owner in self.tasks:
+                    first[owner] = event.seq
             self._remember(event)
         for entry in compact[taken:]:
             self._take_in(entry)
         if compact:  # in submission order, as a replay made them
-            first = {c.task_id: c.submitted for c in compact}
-            for task_id, history in self._history.items():
-                if task_id not in first and history:
-                    first[task_id] = history[0].seq
             self.tasks = dict(sorted(self.tasks.items(), key=lambda item: first[item[0]]))
         self._by_agent.update(state.shared_agents)
         # What every event folds into, as it was (the events above are only some of them).

@@ -13,6 +13,7 @@ import pytest
 from events import JournalBuilder, first_try_success, random_journal, seed_incident
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from keptfiles import forge_rows
 
 from pytest_orch_recovery.cli import status, statuscache
 from pytest_orch_recovery.engine.events import Event
@@ -216,21 +217,7 @@ def test_a_journal_naming_the_budget_stand_in_prints_as_without_the_file(tmp_pat
 
 
 def _forge_rows(path: Path, change: Callable[[bytes], bytes]) -> None:
-    """The kept file with its rows of ended tasks changed by ``change`` (bytes -> bytes),
-    the header's byte counts made to fit again: a file someone else wrote."""
-    kept = statuscache.cache_path(path)
-    data = kept.read_bytes()
-    header = json.loads(data.split(b"\n", 1)[0])
-    table_bytes, json_bytes = int(header["table_bytes"]), int(header["json_bytes"])
-    head, table, texts = (
-        data[: len(data) - table_bytes - json_bytes],
-        data[len(data) - table_bytes - json_bytes : len(data) - json_bytes],
-        data[len(data) - json_bytes :],
-    )
-    table, texts = change(table), change(texts)
-    header["table_bytes"], header["json_bytes"] = len(table), len(texts)
-    rest = head.split(b"\n", 1)[1]
-    kept.write_bytes(json.dumps(header).encode() + b"\n" + rest + table + texts)
+    forge_rows(statuscache.cache_path(path), change)
 
 
 def test_a_forged_row_reaches_the_terminal_escaped(tmp_path: Path) -> None:

@@ -1,0 +1,233 @@
+"""``failures`` from the rows of ended tasks kept beside the journal prints what the whole
+journal's fold prints, byte for byte, for every format and option, wherever the file was
+written and whatever was appended since; a file that does not fit is ignored."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from events import SEED_DAY, JournalBuilder, first_try_success, random_journal, seed_incident
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from keptfiles import forge_rows
+
+from pytest_orch_recovery.cli import failures, failurescache
+from pytest_orch_recovery.engine.events import Event
+from pytest_orch_recovery.engine.model import Reason, Strategy
+from pytest_orch_recovery.report.fleetview import FleetView
+from pytest_orch_recovery.store.history import History
+from pytest_orch_recovery.store.journal import journal_text, replay
+from pytest_orch_recovery.store.snapshot import HistoryFollower
+
+# "Today" for the TIME cells: the day of the journals' first events (only the time shown)
+# or long after (the date shown too).
+TODAYS = (SEED_DAY + 3600.0, 1_900_000_000.0)
+AGENTS = (None, "task-agent-1", "gemini-7", "nobody")
+
+
+def _save_at(path: Path, text: str, lines: int) -> None:
+    """The file as a read of the journal's first ``lines`` lines writes it; then the
+    journal is whole again."""
+    path.write_text("".join(text.splitlines(keepends=True)[:lines]))
+    follower = HistoryFollower(path, every=None)
+    follower.refresh()
+    failurescache.save(path, follower.history, follower.offset, follower.seq)
+    path.write_text(text)
+
+
+def _expected(path: Path, fmt: str, evidence: int, agent: str | None) -> str:
+    rows = FleetView(History(replay(path))).failures()
+    rows = [f for f in rows if agent is None or f.agent == agent]
+    return failures.render(rows, fmt, evidence)
+
+
+def _cached(path: Path, fmt: str, evidence: int, agent: str | None) -> str | None:
+    chunks = failurescache.render_cached(path, fmt, evidence, agent)
+    return None if chunks is None else "".join(chunks)
+
+
+def _scrambled(events: list[Event], spread: int) -> list[Event]:
+    """The same events at times that tie across tasks, go back and forth, and span days:
+    the order of failures is then by time, ties in task order."""
+    return [
+        replace(e, time=SEED_DAY + ((e.seq * 7919) % spread) * 20_000.0) if spread else e
+        for e in events
+    ]
+
+
+@given(
+    events=random_journal(),
+    cut=st.floats(0.0, 1.0),
+    spread=st.sampled_from([0, 3, 23]),
+)
+@settings(max_examples=60, deadline=None)
+def test_rows_kept_plus_the_tail_print_as_the_whole_journal(
+    events: list[Event], cut: float, spread: int
+) -> None:
+    events = _scrambled(events, spread)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "journal.jsonl"
+        text = journal_text(events)
+        _save_at(path, text, int(len(events) * cut))
+        for today in TODAYS:
+            with mock.patch("time.time", return_value=today):
+                for fmt in ("table", "json"):
+                    for evidence in (0, 1, 2, 10) if fmt == "table" else (1,):
+                        for agent in AGENTS:
+                            got = _cached(path, fmt, evidence, agent)
+                            if got is None:  # only when an event since names an ended task
+                                assert failurescache.cache_path(path).exists()
+                                continue
+                            assert got == _expected(path, fmt, evidence, agent)
+
+
+def _mixed() -> JournalBuilder:
+    j = seed_incident()
+    first_try_success(j, "late", "agent-late")
+    t = j.task("open", "agent-o", deliverables=["c.py"])
+    t.launch()
+    t.fail_with(Reason.SIGINT)
+    return j
+
+
+def test_a_whole_journal_is_read_from_the_file_alone(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    text = journal_text(_mixed().events)
+    _save_at(path, text, len(text.splitlines()))
+    for fmt in ("table", "json"):
+        for agent in AGENTS:
+            assert _cached(path, fmt, 3, agent) == _expected(path, fmt, 3, agent)
+    document = json.loads(_cached(path, "json", 1, None) or "")
+    assert len(document["failures"]) == len(FleetView(History(replay(path))).failures()) > 3
+
+
+def test_a_wider_live_row_pads_the_kept_rows_again(tmp_path: Path) -> None:
+    j = _mixed()
+    path = tmp_path / "journal.jsonl"
+    _save_at(path, journal_text(j.events), len(j.events))
+    wide = j.task("a-task-with-a-much-longer-id-than-any-before", "an-agent-with-a-long-name")
+    wide.launch().fail_with(Reason.API_ERROR).decide(Strategy.RESTART)
+    path.write_text(journal_text(j.events))
+    for evidence in (0, 1, 2):
+        expected = _expected(path, "table", evidence, None)
+        assert _cached(path, "table", evidence, None) == expected
+        assert "a-task-with-a-much-longer-id-than-any-before" in expected
+
+
+def test_a_release_of_an_ended_task_is_read_from_the_whole_journal(tmp_path: Path) -> None:
+    j = JournalBuilder()
+    t = j.task("gave-up", "agent-g")
+    t.launch().fail_with(Reason.PERMISSION)
+    t.decide(Strategy.ESCALATE).escalate()
+    path = tmp_path / "journal.jsonl"
+    _save_at(path, journal_text(j.events), len(j.events))
+    assert _cached(path, "table", 1, None) is not None
+    j.operator_action("fix permissions", ["gave-up"])
+    path.write_text(journal_text(j.events))
+    assert _cached(path, "table", 1, None) is None
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["cut short", "longer", "other code", "another journal", "not json", "fifo", "directory"],
+)
+def test_a_file_that_does_not_fit_is_ignored(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "journal.jsonl"
+    text = journal_text(_mixed().events)
+    _save_at(path, text, len(text.splitlines()))
+    kept = failurescache.cache_path(path)
+    data = kept.read_bytes()
+    if damage == "cut short":
+        kept.write_bytes(data[:-10])
+    elif damage == "longer":
+        kept.write_bytes(data + b"x\x00y\n")
+    elif damage == "other code":
+        header, rest = data.split(b"\n", 1)
+        fields = json.loads(header)
+        fields["code"] = "0" * 16
+        kept.write_bytes(json.dumps(fields).encode() + b"\n" + rest)
+    elif damage == "another journal":
+        path.write_text(journal_text(seed_incident().events))
+    elif damage == "not json":
+        kept.write_bytes(b"{" + data)
+    elif damage == "fifo":
+        kept.unlink()
+        os.mkfifo(kept)
+    else:
+        kept.unlink()
+        kept.mkdir()
+    assert _cached(path, "table", 1, None) is None
+
+
+def test_the_command_writes_the_file_once_the_journal_is_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_orch_recovery.cli.main import main
+
+    monkeypatch.setattr("time.time", lambda: TODAYS[0])
+    path = tmp_path / "journal.jsonl"
+    events = _mixed().events
+    path.write_text(journal_text(events))
+    reads = (["--evidence", "2"], ["--format", "json"], ["--agent", "task-agent-5030"])
+
+    def outputs() -> list[str]:
+        printed = []
+        for words in reads:
+            assert main(["failures", "--journal", str(path), *words]) == 0
+            printed.append(capsys.readouterr().out)
+        return printed
+
+    monkeypatch.setattr(failurescache, "CACHE_FROM", len(events) + 1)
+    first = outputs()
+    assert not failurescache.cache_path(path).exists()  # too short to keep one
+    monkeypatch.setattr(failurescache, "CACHE_FROM", len(events))
+    used: list[bool] = []
+    original = failurescache.render_cached
+
+    def spy(*args: object) -> object:
+        chunks = original(*args)  # type: ignore[arg-type]
+        used.append(chunks is not None)
+        return chunks
+
+    monkeypatch.setattr(failurescache, "render_cached", spy)
+    assert outputs() == first
+    assert failurescache.cache_path(path).exists()
+    assert used == [False, True, True]  # the first read wrote it, the next ones read it
+    assert outputs() == first
+    assert used[3:] == [True, True, True]
+
+
+def test_hostile_text_is_escaped_as_without_the_file(tmp_path: Path) -> None:
+    j = JournalBuilder()
+    hostile = "x\x1b]52;c;aGk=\x07 \u202e\x9b y"
+    t = j.task("t-\u202e\x9b", "agent-\x1b]52;c;aGk=\x07")
+    t.launch().fail_with(Reason.API_ERROR, detail=hostile).decide(Strategy.ESCALATE).escalate()
+    o = j.task("open\x85", "agent-\u2066")
+    o.launch().fail_with(Reason.SIGINT, detail=hostile)
+    path = tmp_path / "journal.jsonl"
+    _save_at(path, journal_text(j.events), len(j.events))
+    for fmt in ("table", "json"):
+        for agent in (None, "agent-\x1b]52;c;aGk=\x07"):
+            got = _cached(path, fmt, 2, agent)
+            assert got == _expected(path, fmt, 2, agent)
+            assert got is not None and "\x9b" not in got and "\u202e" not in got
+            assert "\x1b" not in got
+
+
+def test_a_forged_row_reaches_the_terminal_escaped(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    text = journal_text(_mixed().events)
+    _save_at(path, text, len(text.splitlines()))
+    forged = b"\x1b]52;c;aGk=\x07\xe2\x80\xae"
+    forge_rows(failurescache.cache_path(path), lambda rows: rows.replace(b"sigint", forged))
+    for fmt in ("table", "json"):
+        got = _cached(path, fmt, 1, None)
+        assert got is not None
+        assert "\\u001b]52" in got
+        assert "\x1b" not in got and "\x07" not in got and "\u202e" not in got

@@ -146,15 +146,19 @@ def _json(
     agent: str | None,
     actions: partialrows.CheckpointReader,
 ) -> Iterator[str]:
+    none: partialrows.Actions = ((), None)
+    no_checkpoint = _checkpoint_text(none)  # most agents': their text made once
+
     def rows() -> Iterator[object]:
         try:
             for row in _merged(loaded, "json", live, agent):
                 if isinstance(row, PartialReport):
                     yield partialrows.json_row(row, actions(row.agent))
-                else:
-                    name, plain, head = row
-                    text = head.replace(NEWLINE, "\n") + _checkpoint_text(actions(name, plain))
-                    yield Encoded(text)
+                    continue
+                name, plain, head = row
+                found = actions(name, plain)
+                tail = no_checkpoint if found == none else _checkpoint_text(found)
+                yield Encoded(head.replace(NEWLINE, "\n") + tail)
         finally:
             loaded.close()
 
@@ -217,6 +221,8 @@ def _table_lines(
     actions: partialrows.CheckpointReader,
 ) -> Iterator[str]:
     padded = widths[:-1] == stored
+    none: partialrows.Actions = ((), None)
+    no_checkpoint = fleet_output.cell(partialrows.next_cell(none))  # most agents' cell
     lines: list[str] = []
     for row in rows:
         if isinstance(row, PartialReport):
@@ -227,7 +233,10 @@ def _table_lines(
             if not padded:
                 cells = _cells(text, stored)
                 text = "".join(c.ljust(w) + "  " for c, w in zip(cells, widths, strict=False))
-            last = fleet_output.cell(partialrows.next_cell(actions(name, plain)))
+            found = actions(name, plain)
+            last = (
+                no_checkpoint if found == none else fleet_output.cell(partialrows.next_cell(found))
+            )
             lines.append((text + last).rstrip() + "\n")
         if len(lines) >= 512:
             yield "".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,3 +22,35 @@ def forge_rows(kept: Path, change: Callable[[bytes], bytes]) -> None:
         at += size
     rest = head.split(b"\n", 1)[1]
     kept.write_bytes(json.dumps(header).encode() + b"\n" + rest + b"".join(sections))
+
+
+DAMAGES = ("cut short", "longer", "other code", "another journal", "not json", "fifo", "directory")
+
+
+def damage(journal: Path, kept: Path, how: str) -> None:
+    """Make the kept file beside ``journal`` one that does not fit it, ``how`` (one of
+    :data:`DAMAGES`)."""
+    from events import seed_incident
+
+    from pytest_orch_recovery.store.journal import journal_text
+
+    data = kept.read_bytes()
+    if how == "cut short":
+        kept.write_bytes(data[:-10])
+    elif how == "longer":
+        kept.write_bytes(data + b"x\x00y\n")
+    elif how == "other code":
+        header, rest = data.split(b"\n", 1)
+        fields = json.loads(header)
+        fields["code"] = "0" * 16
+        kept.write_bytes(json.dumps(fields).encode() + b"\n" + rest)
+    elif how == "another journal":
+        journal.write_text(journal_text(seed_incident().events))
+    elif how == "not json":
+        kept.write_bytes(b"{" + data)
+    elif how == "fifo":
+        kept.unlink()
+        os.mkfifo(kept)
+    else:
+        kept.unlink()
+        kept.mkdir()

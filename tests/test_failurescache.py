@@ -5,7 +5,6 @@ written and whatever was appended since; a file that does not fit is ignored."""
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 from events import SEED_DAY, JournalBuilder, first_try_success, random_journal, seed_incident
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from keptfiles import forge_rows
+from keptfiles import DAMAGES, damage, forge_rows
 
 from pytest_orch_recovery.cli import failures, failurescache
 from pytest_orch_recovery.engine.events import Event
@@ -133,35 +132,12 @@ def test_a_release_of_an_ended_task_is_read_from_the_whole_journal(tmp_path: Pat
     assert _cached(path, "table", 1, None) is None
 
 
-@pytest.mark.parametrize(
-    "damage",
-    ["cut short", "longer", "other code", "another journal", "not json", "fifo", "directory"],
-)
-def test_a_file_that_does_not_fit_is_ignored(tmp_path: Path, damage: str) -> None:
+@pytest.mark.parametrize("how", DAMAGES)
+def test_a_file_that_does_not_fit_is_ignored(tmp_path: Path, how: str) -> None:
     path = tmp_path / "journal.jsonl"
     text = journal_text(_mixed().events)
     _save_at(path, text, len(text.splitlines()))
-    kept = failurescache.cache_path(path)
-    data = kept.read_bytes()
-    if damage == "cut short":
-        kept.write_bytes(data[:-10])
-    elif damage == "longer":
-        kept.write_bytes(data + b"x\x00y\n")
-    elif damage == "other code":
-        header, rest = data.split(b"\n", 1)
-        fields = json.loads(header)
-        fields["code"] = "0" * 16
-        kept.write_bytes(json.dumps(fields).encode() + b"\n" + rest)
-    elif damage == "another journal":
-        path.write_text(journal_text(seed_incident().events))
-    elif damage == "not json":
-        kept.write_bytes(b"{" + data)
-    elif damage == "fifo":
-        kept.unlink()
-        os.mkfifo(kept)
-    else:
-        kept.unlink()
-        kept.mkdir()
+    damage(path, failurescache.cache_path(path), how)
     assert _cached(path, "table", 1, None) is None
 
 

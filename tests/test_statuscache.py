@@ -13,7 +13,7 @@ import pytest
 from events import JournalBuilder, first_try_success, random_journal, seed_incident
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from keptfiles import forge_rows
+from keptfiles import DAMAGES, damage, forge_rows
 
 from pytest_orch_recovery.cli import status, statuscache
 from pytest_orch_recovery.engine.events import Event
@@ -112,34 +112,12 @@ def test_a_release_of_an_ended_task_is_read_from_the_whole_journal(tmp_path: Pat
     assert _cached(path, 4, "table") is None  # its stored row is no longer its row
 
 
-@pytest.mark.parametrize(
-    "damage",
-    ["cut short", "longer", "other code", "another journal", "not json", "fifo"],
-)
-def test_a_file_that_does_not_fit_is_ignored(tmp_path: Path, damage: str) -> None:
-    import os
-
+@pytest.mark.parametrize("how", DAMAGES)
+def test_a_file_that_does_not_fit_is_ignored(tmp_path: Path, how: str) -> None:
     path = tmp_path / "journal.jsonl"
     text = journal_text(_mixed().events)
     _save_at(path, text, len(text.splitlines()))
-    kept = statuscache.cache_path(path)
-    data = kept.read_bytes()
-    if damage == "cut short":
-        kept.write_bytes(data[:-10])
-    elif damage == "longer":
-        kept.write_bytes(data + b"x\x00y\n")
-    elif damage == "other code":
-        header, rest = data.split(b"\n", 1)
-        fields = json.loads(header)
-        fields["code"] = "0" * 16
-        kept.write_bytes(json.dumps(fields).encode() + b"\n" + rest)
-    elif damage == "another journal":
-        path.write_text(journal_text(seed_incident().events))
-    elif damage == "not json":
-        kept.write_bytes(b"{" + data)
-    else:
-        kept.unlink()
-        os.mkfifo(kept)
+    damage(path, statuscache.cache_path(path), how)
     assert _cached(path, 4, "table") is None
 
 

@@ -124,6 +124,9 @@ def render_cached(
     loaded = kept.load(journal, CACHE_SUFFIX, _CODE)
     if loaded is None:
         return None
+    if not _fits(loaded.header):
+        loaded.close()
+        return None
     position = dict(zip(loaded.history.tasks, loaded.ordinals(), strict=True))
     live = [
         (f.time, position[f.task_id], f)
@@ -134,6 +137,21 @@ def render_cached(
     if fmt == "json":
         return _json(loaded, live, key)
     return _table(loaded, live, key, evidence)
+
+
+def _fits(header: dict[str, object]) -> bool:
+    """The header's own fields have the shapes this code reads."""
+    widths, dates, rows = header.get("widths"), header.get("dates"), header.get("rows")
+    middle = len(failurerows.HEADERS[_MIDDLE])
+    return (
+        type(widths) is list
+        and len(widths) == middle
+        and all(type(w) is int and 0 <= w <= 1024 for w in widths)
+        and type(dates) is list
+        and all(type(d) is str for d in dates)
+        and type(rows) is int
+        and rows >= 0
+    )
 
 
 def _merged(
@@ -181,15 +199,22 @@ def _live_cells(f: FailedAttempt, evidence: int) -> tuple[list[str], list[str]]:
     return cells, [fleet_output.cell(e) for e in failurerows.evidence_lines(f, evidence)]
 
 
-def _split(row: str, stored: list[int]) -> tuple[str, str, list[str], list[str]]:
-    """A stored row's date, time, cells TASK to STRATEGY and evidence cells (no cell ends in
-    a space: they are single lines)."""
-    date, hms, middle, *evidence = row.split(SEP)
+def _cells(middle: str, stored: list[int]) -> list[str]:
+    """The cells TASK to STRATEGY of a stored row (no cell ends in a space: they are single
+    lines)."""
     cells, at = [], 0
     for width in stored:
         cells.append(middle[at : at + width].rstrip(" "))
         at += width + 2
-    return date, hms, cells, evidence
+    return cells
+
+
+def _parts(loaded: Kept, row: str) -> list[str]:
+    """A stored row's date, time of day, padded cells and evidence cells."""
+    parts = row.split(SEP)
+    if len(parts) < 3 or len(parts[1]) != 8:
+        raise loaded.damaged("a row of an ended task is not one of its rows")
+    return parts
 
 
 def _table(loaded: Kept, live: list[_Live], agent: str | None, evidence: int) -> Iterator[str]:
@@ -214,8 +239,8 @@ def _table(loaded: Kept, live: list[_Live], agent: str | None, evidence: int) ->
         widths = [len(h) for h in failurerows.HEADERS]
         for row in rows:
             if isinstance(row, str):
-                date, hms, cells, _ = _split(row, stored)
-                found = [len(_time_cell(date, hms, today)), *map(len, cells)]
+                date, hms, middle = _parts(loaded, row)[:3]
+                found = [len(_time_cell(date, hms, today)), *map(len, _cells(middle, stored))]
                 widths[:-1] = [max(w, n) for w, n in zip(widths[:-1], found, strict=True)]
     for _, _, f in live:
         cells, _ = _live_cells(f, evidence)
@@ -227,22 +252,29 @@ def _table(loaded: Kept, live: list[_Live], agent: str | None, evidence: int) ->
     yield fleet_output.table_line(failurerows.HEADERS, widths)
     source = iter(rows) if agent is not None else _merged(loaded, "table", live, None)
     try:
-        yield from _table_lines(source, widths, stored, today, evidence)
+        yield from _table_lines(loaded, source, widths, today, evidence)
     finally:
         loaded.close()
 
 
 def _table_lines(
+    loaded: Kept,
     rows: Iterator[str | FailedAttempt],
     widths: list[int],
-    stored: list[int],
     today: str,
     evidence: int,
 ) -> Iterator[str]:
+    stored = [int(w) for w in loaded.header["widths"]]
     padded = widths[_MIDDLE] == stored
     time_width = widths[failurerows.TIME_COLUMN]
     pad = " " * (sum(widths[:-1]) + 2 * (len(widths) - 1))
     blank = [""] * (len(widths) - 1)
+    heads: dict[str, tuple[str, str]] = {}  # date -> what goes before and after the time
+
+    def head(date: str) -> tuple[str, str]:
+        before = "" if date == today else f"{date} "
+        return before, " " * max(0, time_width - len(before) - 8) + "  "
+
     lines: list[str] = []
     for row in rows:
         if isinstance(row, FailedAttempt):
@@ -250,17 +282,18 @@ def _table_lines(
             lines.append(fleet_output.table_line([*cells, more[0]], widths))
             lines += [fleet_output.table_line([*blank, e], widths) for e in more[1:]]
         else:
-            if padded:
-                date, hms, middle, *details = row.split(SEP)
-            else:
-                date, hms, cells, details = _split(row, stored)
+            parts = _parts(loaded, row)
+            date, hms, middle = parts[0], parts[1], parts[2]
+            if not padded:
+                cells = _cells(middle, stored)
                 middle = "".join(
                     c.ljust(w) + "  " for c, w in zip(cells, widths[_MIDDLE], strict=True)
                 )
-            more = details[:evidence] or ["-"]
-            head = _time_cell(date, hms, today).ljust(time_width)
-            lines.append(f"{head}  {middle}{more[0]}".rstrip() + "\n")
-            lines += [(pad + e).rstrip() + "\n" for e in more[1:]]
+            before, after = heads.get(date) or heads.setdefault(date, head(date))
+            first = parts[3] if len(parts) > 3 and evidence else "-"
+            lines.append(f"{before}{hms}{after}{middle}{first}".rstrip() + "\n")
+            if evidence > 1:
+                lines += [(pad + e).rstrip() + "\n" for e in parts[4 : 3 + evidence]]
         if len(lines) >= 512:
             yield "".join(lines)
             lines.clear()

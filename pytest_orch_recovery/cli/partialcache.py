@@ -106,6 +106,14 @@ def render_cached(
     loaded = kept.load(journal, CACHE_SUFFIX, _CODE)
     if loaded is None:
         return None
+    widths = loaded.header.get("widths")
+    if (
+        type(widths) is not list
+        or len(widths) != _STATIC
+        or any(type(w) is not int or not 0 <= w <= 1024 for w in widths)
+    ):  # not the shape this code reads
+        loaded.close()
+        return None
     live = FleetView(loaded.history).partial_work()
     actions = partialrows.CheckpointReader(directory)
     key = None if agent is None else _agent_key(agent)

@@ -19,6 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pytest_orch_recovery.cli import pagecache
 from pytest_orch_recovery.cli.fleet_output import (
     fail,
     read_events,
@@ -28,7 +29,6 @@ from pytest_orch_recovery.cli.fleet_output import (
 )
 from pytest_orch_recovery.engine.classify import classify
 from pytest_orch_recovery.engine.errors import UsageError
-from pytest_orch_recovery.engine.events import Event
 from pytest_orch_recovery.infra import argtypes
 from pytest_orch_recovery.infra.argtypes import count, rate
 from pytest_orch_recovery.ingest import results as seed
@@ -36,9 +36,11 @@ from pytest_orch_recovery.report.dashboard import DEFAULT_MAX_EVENTS, render_jso
 from pytest_orch_recovery.report.htmlreport import render_html
 from pytest_orch_recovery.report.jsondoc import document_chunks
 from pytest_orch_recovery.report.metrics import Criteria, compute, evaluate
+from pytest_orch_recovery.report.pagefacts import PageFacts, page_facts
 from pytest_orch_recovery.store import atomic
 from pytest_orch_recovery.store.attempt_results import AttemptResult
 from pytest_orch_recovery.store.history import History
+from pytest_orch_recovery.store.journal import JournalError
 
 _DEFAULTS = Criteria()
 _FORMATS = ("md", "json", "html")
@@ -253,23 +255,35 @@ def _format_for(output: Path | None) -> str:
     return {".json": "json", ".html": "html", ".htm": "html"}.get(suffix, "md")
 
 
+def _journal_facts(journal: Path) -> PageFacts:
+    """What the page draws beyond the metrics, from the file it keeps beside ``journal``."""
+    try:
+        return pagecache.read_facts(journal)
+    except JournalError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def run(args: argparse.Namespace) -> int:
     prog = "orch-recovery report"
     try:
-        # HTML draws every event; the other formats need only the folded history.
         fmt = args.format or _format_for(args.output)
         if args.store is not None and args.journal:
             raise UsageError("--journal and --store are two sources: name one")
         if args.store is None and not args.journal:
             raise UsageError("one of the arguments --journal or --store is required")
         sources = [str(p) for p in args.journal or ()]
-        events: list[Event] | None
+        facts: PageFacts | None = None
         if args.store is not None:
             events = store_events(args.store)
             sources = [f"fleet store {_shown(args.store)}"]
+            history = History(events)
+            facts = page_facts(events) if fmt == "html" else None
+        elif fmt == "html" and len(args.journal) > 1:
+            events = read_events(list(args.journal))
+            history, facts = History(events), page_facts(events)
         else:
-            events = read_events(list(args.journal)) if fmt == "html" else None
-        history = History(events) if events is not None else read_history(list(args.journal))
+            history = read_history(list(args.journal))
+            facts = _journal_facts(args.journal[0]) if fmt == "html" else None
         attempts = None if args.results is None else _read_results(list(args.results))
     except UsageError as exc:
         return fail(prog, str(exc))
@@ -292,8 +306,8 @@ def run(args: argparse.Namespace) -> int:
             return 0
         text = "".join(chunks)
     elif fmt == "html":
-        assert events is not None
-        text = render_html(events, metrics, results, journals=sources)
+        assert facts is not None
+        text = render_html(facts, metrics, results, journals=sources)
     else:
         text = render_markdown(metrics, results, max_events=args.max_events, attempts=attempts)
     if output is None:

@@ -29,7 +29,7 @@ from typing import Any
 from pytest_orch_recovery.engine import events, model
 from pytest_orch_recovery.engine.errors import InvalidValue
 from pytest_orch_recovery.report import pagefacts
-from pytest_orch_recovery.report.pagefacts import LANES, PageFacts, PageFold
+from pytest_orch_recovery.report.pagefacts import PageFacts, PageFold
 from pytest_orch_recovery.store import atomic, historycodec, snapshot
 from pytest_orch_recovery.store import history as history_module
 from pytest_orch_recovery.store.historycodec import FINGERPRINT
@@ -88,7 +88,7 @@ def _chunks(fold: PageFold, offset: int, seq: int, seam: str) -> Iterator[bytes]
     header = {
         "format": _FORMAT,
         "code": _CODE,
-        "lanes": LANES,
+        "lanes": pagefacts.LANES,
         "bytes": offset,
         "seq": seq,
         "seam": seam,
@@ -118,20 +118,21 @@ def load(journal: Path) -> tuple[PageFold, int, int] | None:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
     with open(fd, "rb") as handle:
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None
             header = json.loads(handle.readline(_HEADER_BYTES))
             if type(header) is not dict or header.get("format") != _FORMAT:
                 return None
-            if header.get("code") != _CODE or header.get("lanes") != LANES:
+            if header.get("code") != _CODE or header.get("lanes") != pagefacts.LANES:
                 return None
             offset, seq = int(header["bytes"]), int(header["seq"])
             if snapshot.journal_seam(journal, offset) != header["seam"]:
                 return None
             count, tasks = int(header["events"]), int(header["tasks"])
-            if count != seq or not 0 <= tasks <= LANES:
+            if count != seq or not 0 <= tasks <= pagefacts.LANES:
                 raise InvalidValue("its counts do not fit the journal")
             history = snapshot.read_rows(handle, tasks)
             if handle.read(1):

@@ -21,7 +21,7 @@ from pytest_orch_recovery.cli import pagecache
 from pytest_orch_recovery.cli.main import main
 from pytest_orch_recovery.engine.events import Event, OperatorAction
 from pytest_orch_recovery.engine.model import ExitInfo, Reason, Strategy
-from pytest_orch_recovery.report import htmltimeline, pagefacts
+from pytest_orch_recovery.report import htmltimeline, kept, pagefacts
 from pytest_orch_recovery.report.htmlreport import render_html
 from pytest_orch_recovery.report.metrics import compute, evaluate
 from pytest_orch_recovery.report.pagefacts import PageFacts, PageFold, page_facts
@@ -184,14 +184,14 @@ def test_the_tail_is_kept_again_once_it_is_long(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(pagecache, "REWRITE_AFTER", 5)
-    monkeypatch.setattr(pagecache, "CACHE_FROM", 1)
+    monkeypatch.setattr(kept, "KEEP_FROM", 1)
     path = tmp_path / "journal.jsonl"
     text, events = _journal(path, _mixed().events)
     _save_at(path, text, 3)
     facts = pagecache.read_facts(path)
-    kept = pagecache.load(path)
-    assert kept is not None and kept[2] == len(events)  # written again at the end
-    assert kept[0].facts() == facts == _whole_facts(events)
+    stored = pagecache.load(path)
+    assert stored is not None and stored[2] == len(events)  # written again at the end
+    assert stored[0].facts() == facts == _whole_facts(events)
     _save_at(path, text, len(events) - 2)
     before = pagecache.page_path(path).read_bytes()
     pagecache.read_facts(path)  # two events: read, not written
@@ -199,13 +199,13 @@ def test_the_tail_is_kept_again_once_it_is_long(
 
 
 def _damage(path: Path, damage: str) -> None:
-    kept = pagecache.page_path(path)
+    page = pagecache.page_path(path)
     if damage == "cut short":
-        kept.write_bytes(kept.read_bytes()[:-3])
+        page.write_bytes(page.read_bytes()[:-3])
     elif damage == "longer":
-        kept.write_bytes(kept.read_bytes() + b'{"v":1}\n')
+        page.write_bytes(page.read_bytes() + b'{"v":1}\n')
     elif damage in ("other code", "other lanes", "more events than the journal"):
-        lines = kept.read_bytes().split(b"\n", 1)
+        lines = page.read_bytes().split(b"\n", 1)
         header = json.loads(lines[0])
         if damage == "other code":
             header["code"] = "0" * 16
@@ -213,24 +213,24 @@ def _damage(path: Path, damage: str) -> None:
             header["lanes"] += 1
         else:
             header["events"] += 1
-        kept.write_bytes(json.dumps(header).encode() + b"\n" + lines[1])
+        page.write_bytes(json.dumps(header).encode() + b"\n" + lines[1])
     elif damage == "a time that is text":
-        lines = kept.read_bytes().split(b"\n", 1)
+        lines = page.read_bytes().split(b"\n", 1)
         header = json.loads(lines[0])
         header["first_time"] = "0"
-        kept.write_bytes(json.dumps(header).encode() + b"\n" + lines[1])
+        page.write_bytes(json.dumps(header).encode() + b"\n" + lines[1])
     elif damage == "another journal":
         # The same length, one time changed in the last line before the file's offset.
         data = path.read_bytes()
-        at = data.rindex(b'"time":17', 0, json.loads(kept.read_bytes().split(b"\n")[0])["bytes"])
+        at = data.rindex(b'"time":17', 0, json.loads(page.read_bytes().split(b"\n")[0])["bytes"])
         path.write_bytes(data[:at] + b'"time":16' + data[at + 9 :])
     elif damage == "journal cut back":
         path.write_bytes(path.read_bytes()[:40])
     elif damage == "not json":
-        kept.write_bytes(b"\x00\xffnot json\n")
+        page.write_bytes(b"\x00\xffnot json\n")
     elif damage == "fifo":
-        kept.unlink()
-        os.mkfifo(kept)
+        page.unlink()
+        os.mkfifo(page)
     else:
         raise AssertionError(damage)
 
@@ -253,7 +253,7 @@ DAMAGE = [
 def test_a_file_that_does_not_fit_is_ignored_and_written_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
 ) -> None:
-    monkeypatch.setattr(pagecache, "CACHE_FROM", 1)
+    monkeypatch.setattr(kept, "KEEP_FROM", 1)
     path = tmp_path / "journal.jsonl"
     text, _ = _journal(path, _mixed().events)
     _save_at(path, text, len(text.splitlines()) // 2)
@@ -263,14 +263,14 @@ def test_a_file_that_does_not_fit_is_ignored_and_written_again(
     facts = pagecache.read_facts(path)
     assert facts == _whole_facts(events)
     if events:  # written again, and read next time
-        kept = pagecache.load(path)
-        assert kept is not None and kept[0].facts() == facts
+        stored = pagecache.load(path)
+        assert stored is not None and stored[0].facts() == facts
 
 
 def test_a_directory_in_its_place_leaves_the_page_as_it_was(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pagecache, "CACHE_FROM", 1)
+    monkeypatch.setattr(kept, "KEEP_FROM", 1)
     path = tmp_path / "journal.jsonl"
     _, events = _journal(path, _mixed().events)
     pagecache.page_path(path).mkdir()
@@ -321,7 +321,7 @@ def test_the_command_keeps_the_file_once_the_journal_is_long_and_then_reads_it(
     assert main(args) == 0
     whole = capsys.readouterr().out
     assert not pagecache.page_path(path).exists()  # too short to keep one
-    monkeypatch.setattr(pagecache, "CACHE_FROM", len(events))
+    monkeypatch.setattr(kept, "KEEP_FROM", len(events))
     used: list[bool] = []
     original = pagecache.load
 

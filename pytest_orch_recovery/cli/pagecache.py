@@ -17,7 +17,6 @@ it did without it, and writes a new one. It is derived data: deleting it is alwa
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -26,44 +25,28 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pytest_orch_recovery.engine import events, model
 from pytest_orch_recovery.engine.errors import InvalidValue
-from pytest_orch_recovery.report import pagefacts
+from pytest_orch_recovery.report import kept, pagefacts
 from pytest_orch_recovery.report.pagefacts import PageFacts, PageFold
 from pytest_orch_recovery.store import atomic, historycodec, snapshot
-from pytest_orch_recovery.store import history as history_module
-from pytest_orch_recovery.store.historycodec import FINGERPRINT
 from pytest_orch_recovery.store.journal import cyclic_gc_paused, read_events
 
-__all__ = ["CACHE_FROM", "PAGE_SUFFIX", "REWRITE_AFTER", "page_path", "read_facts", "save"]
+__all__ = ["PAGE_SUFFIX", "REWRITE_AFTER", "load", "page_path", "read_facts", "save"]
 
 log = logging.getLogger(__name__)
 
 PAGE_SUFFIX = ".page"
-# Events a journal must hold before the command keeps a file beside it (as many as make a
-# read write a history snapshot): a small journal is folded fast enough without one.
-CACHE_FROM = snapshot.SNAPSHOT_EVERY
 # Events folded after the file's offset that make a read write it again: the file is the
 # size of a page, so writing it costs little, and the next read folds less.
 REWRITE_AFTER = 10_000
 _FORMAT = 1
 _HEADER_BYTES = 4096
+# The page's fold and the history codec, besides what every kept file depends on.
+_CODE = kept.code_hash(pagefacts, historycodec)
 
 
 def page_path(journal: Path) -> Path:
-    return journal.with_name(journal.name + PAGE_SUFFIX)
-
-
-def _code_hash() -> str:
-    """What the kept fold depends on: the page's fold, the history fold, and the values'
-    own ``from_json`` (events, model), besides the codec's fingerprint."""
-    digest = hashlib.sha256(FINGERPRINT.encode())
-    for module in (pagefacts, history_module, historycodec, events, model):
-        digest.update(Path(module.__file__ or "").read_bytes())
-    return digest.hexdigest()[:16]
-
-
-_CODE = _code_hash()
+    return kept.kept_path(journal, PAGE_SUFFIX)
 
 
 def _dumps(value: Any) -> bytes:
@@ -80,7 +63,7 @@ def save(journal: Path, fold: PageFold, offset: int, seq: int) -> None:
         atomic.write_chunks(page_path(journal), _chunks(fold, offset, seq, seam))
     except OSError as exc:  # a read-only directory: the page stays right, only slower
         log.info("%s: cannot write: %s", page_path(journal), exc.strerror or exc)
-    except (TypeError, ValueError) as exc:  # a value JSON cannot hold: no file, no harm
+    except (TypeError, ValueError, OverflowError) as exc:  # a value the file cannot hold
         log.info("%s: cannot write: %s", page_path(journal), exc)
 
 
@@ -149,13 +132,13 @@ def read_facts(journal: Path) -> PageFacts:
     every event (then kept, once the journal is long enough). A bad journal line raises
     :class:`~pytest_orch_recovery.store.journal.JournalError`."""
     with cyclic_gc_paused():
-        kept = load(journal)
-        fold, offset, seq = kept if kept is not None else (PageFold(), 0, 0)
+        loaded = load(journal)
+        fold, offset, seq = loaded if loaded is not None else (PageFold(), 0, 0)
         start = seq
         for event, end in read_events(journal, start=offset, seq=seq):
             fold.add(event)
             offset, seq = end, event.seq
         folded = seq - start
-        if (folded >= REWRITE_AFTER or kept is None) and seq >= CACHE_FROM and folded:
+        if (folded >= REWRITE_AFTER or loaded is None) and seq >= kept.KEEP_FROM and folded:
             save(journal, fold, offset, seq)
         return fold.facts()

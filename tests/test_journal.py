@@ -21,7 +21,7 @@ from events import JournalBuilder, any_event, first_try_success, random_journal,
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_orch_recovery.cli import failurescache, partialcache, statuscache
+from pytest_orch_recovery.cli import failurescache, pagecache, partialcache, statuscache
 from pytest_orch_recovery.engine.events import (
     AttemptExited,
     AttemptLaunched,
@@ -35,6 +35,7 @@ from pytest_orch_recovery.engine.events import (
 from pytest_orch_recovery.engine.model import Reason, Strategy, Task
 from pytest_orch_recovery.report.fleetview import FleetView
 from pytest_orch_recovery.report.metrics import compute
+from pytest_orch_recovery.report.pagefacts import PageFold
 from pytest_orch_recovery.report.timeline import task_lanes
 from pytest_orch_recovery.store.history import History
 from pytest_orch_recovery.store.journal import (
@@ -485,6 +486,7 @@ _CLI_READS = [
     ["partial", "--agent", "task-agent-5030"],
     ["report"],
     ["report", "--format", "json"],
+    ["report", "--format", "html"],
 ]
 
 
@@ -511,6 +513,7 @@ def test_the_read_commands_print_the_same_with_and_without_a_snapshot(
     assert not snapshot_path(path).exists()  # too short to write one of its own
     keepers = {"status": statuscache, "failures": failurescache, "partial": partialcache}
     assert not any(k.cache_path(path).exists() for k in keepers.values())
+    assert not pagecache.page_path(path).exists()
     kept_rows_used: list[tuple[str, bool]] = []
     for name, keeper in keepers.items():
 
@@ -528,10 +531,13 @@ def test_the_read_commands_print_the_same_with_and_without_a_snapshot(
         history = follower.refresh()
         for keeper in keepers.values():
             keeper.save(path, history, follower.offset, follower.seq)
+        page = PageFold().add_all(event for event, _ in read_events(path))
+        pagecache.save(path, page, follower.offset, follower.seq)
         path.write_text(text)
         follower = HistoryFollower(path, every=None)
         follower.refresh()
         assert follower.snapshot_seq == cut  # the reads below start from it
+        assert pagecache.load(path) is not None  # and so does the HTML report's
         kept_rows_used.clear()
         assert outputs() == whole, f"snapshot after {cut} of {len(lines)} lines"
         if cut == len(lines):  # every status, failures and partial read used its kept rows

@@ -6,6 +6,12 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from events import JournalBuilder
 
 
 def forge_rows(kept: Path, change: Callable[[bytes], bytes]) -> None:
@@ -54,3 +60,43 @@ def damage(journal: Path, kept: Path, how: str) -> None:
     else:
         kept.unlink()
         kept.mkdir()
+
+
+def save_at(path: Path, text: str, lines: int, save: Callable[..., None]) -> None:
+    """The kept file as a read of the journal's first ``lines`` lines writes it (``save``:
+    a command's ``save(journal, history, offset, seq)``); then the journal is whole again."""
+    from pytest_orch_recovery.store.snapshot import HistoryFollower
+
+    path.write_text("".join(text.splitlines(keepends=True)[:lines]))
+    follower = HistoryFollower(path, every=None)
+    follower.refresh()
+    save(path, follower.history, follower.offset, follower.seq)
+    path.write_text(text)
+
+
+def mixed_journal(pr: int | None = None) -> JournalBuilder:
+    """The seed's incident, a task that succeeded at once (with ``pr``), one still open."""
+    from events import first_try_success, seed_incident
+
+    from pytest_orch_recovery.engine.model import Reason
+
+    j = seed_incident()
+    first_try_success(j, "late", "agent-late", pr=pr)
+    t = j.task("open", "agent-o", deliverables=["c.py"])
+    t.launch()
+    t.fail_with(Reason.SIGINT)
+    return j
+
+
+def spy_on_reads(monkeypatch: pytest.MonkeyPatch, keeper: Any) -> list[bool]:
+    """Whether each call of ``keeper.render_cached`` from now on used the kept file."""
+    used: list[bool] = []
+    original = keeper.render_cached
+
+    def spy(*args: Any) -> Any:
+        chunks = original(*args)
+        used.append(chunks is not None)
+        return chunks
+
+    monkeypatch.setattr(keeper, "render_cached", spy)
+    return used

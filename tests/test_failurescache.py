@@ -11,10 +11,10 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from events import SEED_DAY, JournalBuilder, first_try_success, random_journal, seed_incident
+from events import SEED_DAY, JournalBuilder, random_journal
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from keptfiles import DAMAGES, damage, forge_rows
+from keptfiles import DAMAGES, damage, forge_rows, mixed_journal, save_at, spy_on_reads
 
 from pytest_orch_recovery.cli import failures, failurescache
 from pytest_orch_recovery.engine.events import Event
@@ -22,7 +22,6 @@ from pytest_orch_recovery.engine.model import Reason, Strategy
 from pytest_orch_recovery.report.fleetview import FleetView
 from pytest_orch_recovery.store.history import History
 from pytest_orch_recovery.store.journal import journal_text, replay
-from pytest_orch_recovery.store.snapshot import HistoryFollower
 
 # "Today" for the TIME cells: the day of the journals' first events (only the time shown)
 # or long after (the date shown too).
@@ -31,13 +30,7 @@ AGENTS = (None, "task-agent-1", "gemini-7", "nobody")
 
 
 def _save_at(path: Path, text: str, lines: int) -> None:
-    """The file as a read of the journal's first ``lines`` lines writes it; then the
-    journal is whole again."""
-    path.write_text("".join(text.splitlines(keepends=True)[:lines]))
-    follower = HistoryFollower(path, every=None)
-    follower.refresh()
-    failurescache.save(path, follower.history, follower.offset, follower.seq)
-    path.write_text(text)
+    save_at(path, text, lines, failurescache.save)
 
 
 def _expected(path: Path, fmt: str, evidence: int, agent: str | None) -> str:
@@ -87,12 +80,7 @@ def test_rows_kept_plus_the_tail_print_as_the_whole_journal(
 
 
 def _mixed() -> JournalBuilder:
-    j = seed_incident()
-    first_try_success(j, "late", "agent-late")
-    t = j.task("open", "agent-o", deliverables=["c.py"])
-    t.launch()
-    t.fail_with(Reason.SIGINT)
-    return j
+    return mixed_journal()
 
 
 def test_a_whole_journal_is_read_from_the_file_alone(tmp_path: Path) -> None:
@@ -163,15 +151,7 @@ def test_the_command_writes_the_file_once_the_journal_is_long(
     first = outputs()
     assert not failurescache.cache_path(path).exists()  # too short to keep one
     monkeypatch.setattr(failurescache, "CACHE_FROM", len(events))
-    used: list[bool] = []
-    original = failurescache.render_cached
-
-    def spy(*args: object) -> object:
-        chunks = original(*args)  # type: ignore[arg-type]
-        used.append(chunks is not None)
-        return chunks
-
-    monkeypatch.setattr(failurescache, "render_cached", spy)
+    used = spy_on_reads(monkeypatch, failurescache)
     assert outputs() == first
     assert failurescache.cache_path(path).exists()
     assert used == [False, True, True]  # the first read wrote it, the next ones read it

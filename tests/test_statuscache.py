@@ -10,10 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from events import JournalBuilder, first_try_success, random_journal, seed_incident
+from events import JournalBuilder, first_try_success, random_journal
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from keptfiles import DAMAGES, damage, forge_rows
+from keptfiles import DAMAGES, damage, forge_rows, mixed_journal, save_at
 
 from pytest_orch_recovery.cli import status, statuscache
 from pytest_orch_recovery.engine.events import Event
@@ -27,13 +27,7 @@ NOW = 1_900_000_000.0
 
 
 def _save_at(path: Path, text: str, lines: int) -> None:
-    """The file as a read of the journal's first ``lines`` lines writes it; then the
-    journal is whole again."""
-    path.write_text("".join(text.splitlines(keepends=True)[:lines]))
-    follower = HistoryFollower(path, every=None)
-    follower.refresh()
-    statuscache.save(path, follower.history, follower.offset, follower.seq)
-    path.write_text(text)
+    save_at(path, text, lines, statuscache.save)
 
 
 def _expected(path: Path, budget: int, fmt: str) -> str:
@@ -69,12 +63,7 @@ def test_rows_kept_plus_the_tail_print_as_the_whole_journal(
 
 
 def _mixed() -> JournalBuilder:
-    j = seed_incident()
-    first_try_success(j, "late", "agent-late")
-    t = j.task("open", "agent-o", deliverables=["c.py"])
-    t.launch()
-    t.fail_with(Reason.SIGINT)
-    return j
+    return mixed_journal()
 
 
 def test_a_whole_journal_is_read_from_the_file_alone(tmp_path: Path) -> None:
@@ -138,15 +127,7 @@ def test_the_status_command_writes_the_file_once_the_journal_is_long(
     assert main(["status", "--journal", str(path)]) == 0
     assert capsys.readouterr().out == first
     assert statuscache.cache_path(path).exists()
-    used = []
-    original = statuscache.render_cached
-
-    def spy(*args: object) -> object:
-        chunks = original(*args)  # type: ignore[arg-type]
-        used.append(chunks is not None)
-        return chunks
-
-    monkeypatch.setattr(statuscache, "render_cached", spy)
+    used = spy_on_reads(monkeypatch, statuscache)
     assert main(["status", "--journal", str(path)]) == 0
     assert capsys.readouterr().out == first
     assert used == [True]

@@ -100,3 +100,35 @@ def spy_on_reads(monkeypatch: pytest.MonkeyPatch, keeper: Any) -> list[bool]:
 
     monkeypatch.setattr(keeper, "render_cached", spy)
     return used
+
+
+def writes_then_reads(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    keeper: Any,
+    journal: Path,
+    reads: list[list[str]],
+) -> tuple[list[str], Callable[[], list[str]], list[bool]]:
+    """Run each of ``reads`` (a command line) on ``journal`` with the file's threshold just
+    above the journal's length (no file written), then just at it: the first read writes the
+    file, the next ones read it, the output stays the same. Returns the outputs, a function
+    that runs the reads again, and whether each read since used the file."""
+    from pytest_orch_recovery.cli.main import main
+
+    def outputs() -> list[str]:
+        printed = []
+        for words in reads:
+            assert main(words) == 0
+            printed.append(capsys.readouterr().out)
+        return printed
+
+    events = len(journal.read_text().splitlines())
+    monkeypatch.setattr(keeper, "CACHE_FROM", events + 1)
+    first = outputs()
+    assert not keeper.cache_path(journal).exists()  # too short to keep one
+    monkeypatch.setattr(keeper, "CACHE_FROM", events)
+    used = spy_on_reads(monkeypatch, keeper)
+    assert outputs() == first
+    assert keeper.cache_path(journal).exists()
+    assert used == [False] + [True] * (len(reads) - 1)  # the first read wrote it
+    return first, outputs, used

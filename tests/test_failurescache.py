@@ -14,7 +14,7 @@ import pytest
 from events import SEED_DAY, JournalBuilder, random_journal
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from keptfiles import DAMAGES, damage, forge_rows, mixed_journal, save_at, spy_on_reads
+from keptfiles import DAMAGES, damage, forge_rows, mixed_journal, save_at, writes_then_reads
 
 from pytest_orch_recovery.cli import failures, failurescache
 from pytest_orch_recovery.engine.events import Event
@@ -107,19 +107,6 @@ def test_a_wider_live_row_pads_the_kept_rows_again(tmp_path: Path) -> None:
         assert "a-task-with-a-much-longer-id-than-any-before" in expected
 
 
-def test_a_release_of_an_ended_task_is_read_from_the_whole_journal(tmp_path: Path) -> None:
-    j = JournalBuilder()
-    t = j.task("gave-up", "agent-g")
-    t.launch().fail_with(Reason.PERMISSION)
-    t.decide(Strategy.ESCALATE).escalate()
-    path = tmp_path / "journal.jsonl"
-    _save_at(path, journal_text(j.events), len(j.events))
-    assert _cached(path, "table", 1, None) is not None
-    j.operator_action("fix permissions", ["gave-up"])
-    path.write_text(journal_text(j.events))
-    assert _cached(path, "table", 1, None) is None
-
-
 @pytest.mark.parametrize("how", DAMAGES)
 def test_a_file_that_does_not_fit_is_ignored(tmp_path: Path, how: str) -> None:
     path = tmp_path / "journal.jsonl"
@@ -132,29 +119,16 @@ def test_a_file_that_does_not_fit_is_ignored(tmp_path: Path, how: str) -> None:
 def test_the_command_writes_the_file_once_the_journal_is_long(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pytest_orch_recovery.cli.main import main
-
     monkeypatch.setattr("time.time", lambda: TODAYS[0])
     path = tmp_path / "journal.jsonl"
-    events = _mixed().events
-    path.write_text(journal_text(events))
-    reads = (["--evidence", "2"], ["--format", "json"], ["--agent", "task-agent-5030"])
-
-    def outputs() -> list[str]:
-        printed = []
-        for words in reads:
-            assert main(["failures", "--journal", str(path), *words]) == 0
-            printed.append(capsys.readouterr().out)
-        return printed
-
-    monkeypatch.setattr(failurescache, "CACHE_FROM", len(events) + 1)
-    first = outputs()
-    assert not failurescache.cache_path(path).exists()  # too short to keep one
-    monkeypatch.setattr(failurescache, "CACHE_FROM", len(events))
-    used = spy_on_reads(monkeypatch, failurescache)
-    assert outputs() == first
-    assert failurescache.cache_path(path).exists()
-    assert used == [False, True, True]  # the first read wrote it, the next ones read it
+    path.write_text(journal_text(_mixed().events))
+    base = ["failures", "--journal", str(path)]
+    reads = [
+        [*base, "--evidence", "2"],
+        [*base, "--format", "json"],
+        [*base, "--agent", "task-agent-5030"],
+    ]
+    first, outputs, used = writes_then_reads(monkeypatch, capsys, failurescache, path, reads)
     assert outputs() == first
     assert used[3:] == [True, True, True]
 

@@ -12,7 +12,7 @@ import pytest
 from events import JournalBuilder, first_try_success, random_journal
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from keptfiles import DAMAGES, damage, forge_rows, mixed_journal, save_at, spy_on_reads
+from keptfiles import DAMAGES, damage, forge_rows, mixed_journal, save_at, writes_then_reads
 
 from pytest_orch_recovery.cli import partial, partialcache, partialrows
 from pytest_orch_recovery.engine.events import Event
@@ -123,19 +123,6 @@ def test_an_agent_name_no_file_can_have_says_so_as_without_the_file(tmp_path: Pa
         assert got is not None and "<agent>.json" in got
 
 
-def test_a_release_of_an_ended_task_is_read_from_the_whole_journal(tmp_path: Path) -> None:
-    j = JournalBuilder()
-    t = j.task("gave-up", "agent-g")
-    t.launch().fail_with(Reason.PERMISSION)
-    t.decide(Strategy.ESCALATE).escalate()
-    path = tmp_path / "journal.jsonl"
-    _save_at(path, journal_text(j.events), len(j.events))
-    assert _cached(path, "table", None, tmp_path) is not None
-    j.operator_action("fix permissions", ["gave-up"])
-    path.write_text(journal_text(j.events))
-    assert _cached(path, "table", None, tmp_path) is None
-
-
 @pytest.mark.parametrize("how", DAMAGES)
 def test_a_file_that_does_not_fit_is_ignored(tmp_path: Path, how: str) -> None:
     path = tmp_path / "journal.jsonl"
@@ -148,30 +135,12 @@ def test_a_file_that_does_not_fit_is_ignored(tmp_path: Path, how: str) -> None:
 def test_the_command_writes_the_file_once_the_journal_is_long(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pytest_orch_recovery.cli.main import main
-
     path = tmp_path / "journal.jsonl"
-    events = _mixed().events
-    path.write_text(journal_text(events))
+    path.write_text(journal_text(_mixed().events))
     cps = tmp_path / "cp"
-    base = ["--journal", str(path), "--checkpoint-dir", str(cps)]
-    reads: tuple[list[str], ...] = ([], ["--format", "json"], ["--agent", "task-agent-5030"])
-
-    def outputs() -> list[str]:
-        printed = []
-        for words in reads:
-            assert main(["partial", *base, *words]) == 0
-            printed.append(capsys.readouterr().out)
-        return printed
-
-    monkeypatch.setattr(partialcache, "CACHE_FROM", len(events) + 1)
-    first = outputs()
-    assert not partialcache.cache_path(path).exists()  # too short to keep one
-    monkeypatch.setattr(partialcache, "CACHE_FROM", len(events))
-    used = spy_on_reads(monkeypatch, partialcache)
-    assert outputs() == first
-    assert partialcache.cache_path(path).exists()
-    assert used == [False, True, True]  # the first read wrote it, the next ones read it
+    base = ["partial", "--journal", str(path), "--checkpoint-dir", str(cps)]
+    reads = [base, [*base, "--format", "json"], [*base, "--agent", "task-agent-5030"]]
+    first, outputs, used = writes_then_reads(monkeypatch, capsys, partialcache, path, reads)
     # A checkpoint written since is read: the kept rows hold no next actions.
     save_checkpoint(cps, Checkpoint("task-agent-5030", "fake3", next_actions=("go on",)))
     again = outputs()

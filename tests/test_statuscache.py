@@ -13,7 +13,7 @@ import pytest
 from events import JournalBuilder, first_try_success, random_journal
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from keptfiles import DAMAGES, damage, forge_rows, mixed_journal, save_at
+from keptfiles import DAMAGES, damage, forge_rows, mixed_journal, save_at, spy_on_reads
 
 from pytest_orch_recovery.cli import status, statuscache
 from pytest_orch_recovery.engine.events import Event

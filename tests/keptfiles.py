@@ -132,3 +132,14 @@ def writes_then_reads(
     assert keeper.cache_path(journal).exists()
     assert used == [False] + [True] * (len(reads) - 1)  # the first read wrote it
     return first, outputs, used
+
+
+def assert_forged_rows_escaped(kept: Path, word: bytes, read: Callable[[str], str | None]) -> None:
+    """Put an OSC 52 sequence and a bidi override in place of ``word`` in the stored rows
+    (as someone else would write them): ``read(fmt)`` (table and json) shows them escaped."""
+    forge_rows(kept, lambda rows: rows.replace(word, b"\x1b]52;c;aGk=\x07\xe2\x80\xae"))
+    for fmt in ("table", "json"):
+        got = read(fmt)
+        assert got is not None
+        assert "\\u001b]52" in got
+        assert "\x1b" not in got and "\x07" not in got and "\u202e" not in got

@@ -14,7 +14,14 @@ import pytest
 from events import SEED_DAY, JournalBuilder, random_journal
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from keptfiles import DAMAGES, damage, forge_rows, mixed_journal, save_at, writes_then_reads
+from keptfiles import (
+    DAMAGES,
+    assert_forged_rows_escaped,
+    damage,
+    mixed_journal,
+    save_at,
+    writes_then_reads,
+)
 
 from pytest_orch_recovery.cli import failures, failurescache
 from pytest_orch_recovery.engine.events import Event
@@ -154,10 +161,5 @@ def test_a_forged_row_reaches_the_terminal_escaped(tmp_path: Path) -> None:
     path = tmp_path / "journal.jsonl"
     text = journal_text(_mixed().events)
     _save_at(path, text, len(text.splitlines()))
-    forged = b"\x1b]52;c;aGk=\x07\xe2\x80\xae"
-    forge_rows(failurescache.cache_path(path), lambda rows: rows.replace(b"sigint", forged))
-    for fmt in ("table", "json"):
-        got = _cached(path, fmt, 1, None)
-        assert got is not None
-        assert "\\u001b]52" in got
-        assert "\x1b" not in got and "\x07" not in got and "\u202e" not in got
+    kept = failurescache.cache_path(path)
+    assert_forged_rows_escaped(kept, b"sigint", lambda fmt: _cached(path, fmt, 1, None))

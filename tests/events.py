@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -602,3 +603,94 @@ def any_event(kind: EventKind | None = None) -> st.SearchStrategy[Event]:
         st.none() | st.integers(1, 50),
         st.none() | _text,
     )
+
+
+_CAUSES = (None, None, "ci runner out of disk", "expired token")
+_AGENTS = ("task-agent-1", "task-agent-2", "gemini-7", "task-agent-3")
+
+
+@st.composite
+def interleaved_journal(
+    draw: st.DrawFn, max_tasks: int = 8, texts: Sequence[str] = ()
+) -> list[Event]:
+    """Tasks whose steps interleave (so the order of first failures is not the task order),
+    agents shared by tasks and changing between attempts, systematic causes, lessons,
+    releases, workspace records, and times coarsened so that many events share one (ties
+    in every order the report sorts by). ``texts``: titles and lessons to draw from too."""
+    j = JournalBuilder()
+    titles = ["", *texts]
+    scripts: list[tuple[TaskScript, list[str]]] = []
+    for n in range(draw(st.integers(min_value=0, max_value=max_tasks))):
+        size = draw(st.integers(min_value=1, max_value=7))
+        script = j.task(
+            f"t{n}",
+            draw(st.sampled_from(_AGENTS)),
+            title=draw(st.sampled_from(titles)),
+            deliverables=[f"f{i}.py" for i in range(size)],
+        )
+        scripts.append((script, ["new"]))
+    current = 0
+    for _ in range(draw(st.integers(min_value=0, max_value=10 * len(scripts)))):
+        if draw(st.integers(0, 9)) == 0:
+            path = draw(st.sampled_from(["/w/a", "/w/b"]))
+            j.orphaned(path) if draw(st.booleans()) else j.cleaned(path)
+            continue
+        if not scripts:
+            break
+        if draw(st.integers(0, 2)) == 0:  # mostly a task goes on for a while, then another
+            current = draw(st.integers(0, len(scripts) - 1))
+        t, state = scripts[current]
+        if state[0] == "done":
+            current = (current + 1) % len(scripts)
+        _step(draw, j, t, state, titles)
+    quantum = draw(st.sampled_from([1.0, 60.0, 3600.0]))
+    # Times may also wrap round (a later step at an earlier time: clocks of several hosts),
+    # so that tasks submitted late can hold the newest failures or the oldest.
+    wrap = draw(st.sampled_from([None, 300.0, 1200.0]))
+    start = SEED_DAY
+    return [
+        replace(e, time=start + ((e.time - start) % (wrap or 1e12)) // quantum * quantum)
+        for e in j.events
+    ]
+
+
+def _step(
+    draw: st.DrawFn, j: JournalBuilder, t: TaskScript, state: list[str], texts: list[str]
+) -> None:
+    """One more step of a task's story (``state[0]`` says where it is)."""
+    where = state[0]
+    if where == "new":
+        t.launch(agent=draw(st.sampled_from([None, *_AGENTS])))
+        state[0] = "running"
+    elif where == "running":
+        ending = draw(st.integers(0, 9))
+        if ending < 5:
+            t.fail_with(draw(st.sampled_from(list(Reason))))
+            state[0] = "failed"
+        elif ending < 8:
+            t.exit(ExitInfo(0)).succeed(pr=draw(st.sampled_from([None, 7])))
+            state[0] = "done"
+        elif ending == 8:
+            t.exit(ExitInfo(1))  # the coordinator moves on without attributing
+            state[0] = "failed"
+        else:
+            t.exit(ExitInfo(0))  # never processed
+            state[0] = "done"
+    elif where == "failed":
+        cause = draw(st.sampled_from(_CAUSES))
+        lesson = draw(st.sampled_from(texts))
+        if draw(st.integers(0, 3)) == 0:
+            t.decide(Strategy.ESCALATE, lesson=lesson, systematic_cause=cause)
+            t.escalate(systematic_cause=draw(st.sampled_from(_CAUSES)))
+            state[0] = "escalated"
+        else:
+            strategy = draw(st.sampled_from([Strategy.RESUME, Strategy.RESTART]))
+            t.decide(strategy, lesson=lesson, systematic_cause=cause)
+            t.launch(strategy, agent=draw(st.sampled_from([None, *_AGENTS])))
+            state[0] = "running"
+    elif where == "escalated" and draw(st.booleans()):
+        j.operator_action(
+            draw(st.sampled_from(["fixed it", "rotated the token"])), [t.task.task_id]
+        )
+        t.launch(Strategy.RESTART)
+        state[0] = "running"

@@ -262,11 +262,10 @@ def _event(event: RecoveryEvent) -> list[str]:
     ]
 
 
-def _systematic(cause: SystematicCause, m: Metrics) -> list[str]:
+def _systematic(cause: SystematicCause, outcomes: Mapping[str, Outcome]) -> list[str]:
     title = "Systematic Failures"
     if cause.reason is not None:
         title = f"Systematic {_reason_label(cause.reason).removesuffix(' Error')} Failures"
-    outcomes = {e.task_id: e.outcome for e in m.recent}
     recovered = sum(1 for t in cause.tasks if outcomes.get(t) is Outcome.RECOVERED)
     fix = "; ".join(cause.operator_actions) or "none yet"
     return [
@@ -283,12 +282,15 @@ def _systematic(cause: SystematicCause, m: Metrics) -> list[str]:
 def _recent(m: Metrics, max_events: int) -> list[str]:
     lines = ["## Recent Recovery Events", ""]
     grouped = {t for c in m.systematic_causes for t in c.tasks}
-    single = [e for e in m.recent if e.task_id not in grouped]
-    for event in single[:max_events]:
+    # The events of tasks without a systematic cause: the newest few, and how many in all.
+    single, singles = m.recent.singles(grouped, max_events)
+    for event in single:
         lines += _event(event)
-    for cause in m.systematic_causes[:max_events]:
-        lines += _systematic(cause, m)
-    omitted = max(0, len(single) - max_events)
+    causes = m.systematic_causes[:max_events]
+    outcomes = m.recent.outcomes({t for c in causes for t in c.tasks})
+    for cause in causes:
+        lines += _systematic(cause, outcomes)
+    omitted = max(0, singles - max_events)
     omitted_causes = max(0, len(m.systematic_causes) - max_events)
     if omitted or omitted_causes:
         lines += [
@@ -296,7 +298,7 @@ def _recent(m: Metrics, max_events: int) -> list[str]:
             "omitted; the JSON report lists them all._",
             "",
         ]
-    if not single and not m.systematic_causes:
+    if not singles and not m.systematic_causes:
         lines += ["No recovery events.", ""]
     return lines
 
@@ -422,13 +424,16 @@ def render_json(
     results: Sequence[CriterionResult],
     *,
     attempts: Sequence[AttemptResult] | None = None,
+    stream: bool = False,
 ) -> dict[str, Any]:
     """Every figure, every recovery event and every criterion, with a schema version; with
-    ``attempts``, an ``attempts`` list too (every one: JSON is not capped)."""
+    ``attempts``, an ``attempts`` list too (every one: JSON is not capped). ``stream``: the
+    events as :class:`~pytest_orch_recovery.report.jsondoc.Rows`, for
+    :func:`~pytest_orch_recovery.report.jsondoc.document_chunks` to write one by one."""
     out: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "generator": f"pytest-orch-recovery {__version__}",
-        "metrics": metrics.to_json(),
+        "metrics": metrics.to_json(stream=stream),
         "criteria": [r.to_json() for r in results],
         "failed_criteria": [r.name for r in results if r.verdict == "fail"],
     }

@@ -27,8 +27,8 @@ from __future__ import annotations
 import enum
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any, Literal
@@ -36,15 +36,18 @@ from typing import Any, Literal
 from pytest_orch_recovery.engine.errors import InvalidValue
 from pytest_orch_recovery.engine.events import Event, EventKind, PartialSummary
 from pytest_orch_recovery.engine.model import Complexity, Reason, Strategy
+from pytest_orch_recovery.report.jsondoc import Rows
+from pytest_orch_recovery.report.recent import Key, RecentEvents
 from pytest_orch_recovery.report.rootcause import theory
 from pytest_orch_recovery.report.stats import mean, percentile, wilson_interval
-from pytest_orch_recovery.store.history import FailureRecord, History, TaskHistory
+from pytest_orch_recovery.store.history import History, TaskHistory
 
 __all__ = [
     "Criteria",
     "CriterionResult",
     "Metrics",
     "Outcome",
+    "Totals",
     "compute",
     "evaluate",
 ]
@@ -113,6 +116,37 @@ class RecoveryEvent:
     def root_cause(self) -> str:
         return f"{self.reason}: {self.evidence}" if self.evidence else str(self.reason)
 
+    def to_json(self) -> dict[str, Any]:
+        out = _plain(self)
+        out["root_cause"] = self.root_cause
+        return out  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RecoveryEvent:
+        """The event :meth:`to_json` wrote (the report keeps ended tasks' events so)."""
+        return cls(
+            task_id=data["task_id"],
+            time=data["time"],
+            date=data["date"],
+            agent=data["agent"],
+            title=data["title"],
+            reason=Reason(data["reason"]),
+            reasons=tuple(Reason(r) for r in data["reasons"]),
+            exit_code=data["exit_code"],
+            exit_signal=data["exit_signal"],
+            partial_work=tuple(data["partial_work"]),
+            missing_work=tuple(data["missing_work"]),
+            strategies=tuple(Strategy(s) for s in data["strategies"]),
+            recovery_time=data["recovery_time"],
+            outcome=Outcome(data["outcome"]),
+            pr=data["pr"],
+            evidence=data["evidence"],
+            lesson=data["lesson"],
+            released_by_operator=tuple(data["released_by_operator"]),
+            theory=data["theory"],
+            agent_types=tuple(data["agent_types"]),
+        )
+
 
 @dataclass(frozen=True)
 class SystematicCause:
@@ -152,7 +186,7 @@ class Metrics:
     recovery_time_p50: float | None
     recovery_time_p95: float | None
     reasons: tuple[ReasonRow, ...]  # every Reason, in enum order
-    recent: tuple[RecoveryEvent, ...]  # newest first
+    recent: RecentEvents[RecoveryEvent]  # newest first
     orphaned_workspaces: int
     orphaned_paths: tuple[str, ...]
     unattributed_failures: int
@@ -163,19 +197,25 @@ class Metrics:
         """Tasks that required recovery and reached an outcome."""
         return self.required_recovery - self.recovering
 
-    def to_json(self) -> dict[str, Any]:
-        out = _plain(asdict(self))
-        assert isinstance(out, dict)
+    def to_json(self, *, stream: bool = False) -> dict[str, Any]:
+        """Every field as JSON values; ``stream``: the recovery events as
+        :class:`~pytest_orch_recovery.report.jsondoc.Rows`, each encoded as it is written."""
+        out = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "recent"}
+        rows = self.recent.json_rows()
+        out = {**out, "recent": Rows(rows) if stream else list(rows)}
+        # In field order, as asdict() gives them.
+        out = {f.name: out[f.name] for f in fields(self)}
         out["recovery_settled"] = self.recovery_settled
-        for event, data in zip(self.recent, out["recent"], strict=True):
-            data["root_cause"] = event.root_cause
         return out
 
 
 def _plain(value: Any) -> Any:
-    """``asdict`` output made JSON-ready: tuples to lists, enums to their values."""
+    """A field made JSON-ready as ``asdict`` and then this would: dataclasses to dicts,
+    tuples to lists, enums to their values."""
     if isinstance(value, enum.Enum):
         return value.value
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -230,49 +270,285 @@ def _recovery_event(task: TaskHistory) -> RecoveryEvent:
     )
 
 
-def _reason_rows(failures: Sequence[FailureRecord]) -> tuple[ReasonRow, ...]:
-    total = len(failures)
-    rows = []
-    for reason in Reason:
-        agents = Counter(f.agent for f in failures if f.attribution.reason is reason)
-        count = sum(agents.values())
-        rows.append(
-            ReasonRow(
-                reason=reason,
-                count=count,
-                percentage=100.0 * count / total if total else 0.0,
-                common_agents=tuple(a for a, _ in agents.most_common(COMMON_AGENTS_MAX)),
-            )
+def _unattributed(story: TaskHistory) -> int:
+    count = story.unattributed + sum(
+        1 for f in story.failures if f.attribution.reason is Reason.UNKNOWN
+    )
+    pending = story.pending_exit
+    if pending is not None and not pending.clean:
+        count += 1  # the journal ends on a failed exit nobody attributed
+    return count
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A task with a systematic cause, as the causes' section reads it."""
+
+    ordinal: int
+    task_id: str
+    causes: tuple[str, ...]
+    reason: Reason | None  # of its last failure; None without one
+    agent: str  # of its last failure, else its own
+    released: tuple[str, ...]
+    first_time: float  # of its first failure, else of its first event
+    lesson: str
+
+    @classmethod
+    def of(cls, ordinal: int, story: TaskHistory) -> Member:
+        last = story.failures[-1] if story.failures else None
+        return cls(
+            ordinal=ordinal,
+            task_id=story.task_id,
+            causes=tuple(story.systematic),
+            reason=None if last is None else last.attribution.reason,
+            agent=last.agent if last is not None else (story.agent or story.task_id),
+            released=tuple(story.released),
+            first_time=story.failures[0].time if story.failures else (story.first_time or 0.0),
+            lesson=story.lesson,
         )
-    return tuple(rows)
 
 
-def _systematic_causes(stories: Iterable[TaskHistory]) -> tuple[SystematicCause, ...]:
-    grouped: dict[str, list[TaskHistory]] = {}
-    for story in stories:
-        for cause in story.systematic:
-            grouped.setdefault(cause, []).append(story)
+# Where an item first appeared: (task ordinal, its index within the task).
+Place = tuple[int, int]
+
+
+def _first(seen: dict[Any, list[Any]], key: Any, place: Any, count: int = 1) -> None:
+    """Count ``key``, remembering the earliest place it was seen (Counter's insertion order)."""
+    entry = seen.get(key)
+    if entry is None:
+        seen[key] = [count, place]
+    else:
+        entry[0] += count
+        entry[1] = min(entry[1], place)
+
+
+def _ranked(seen: dict[Any, list[Any]], most: int | None = None) -> list[tuple[Any, int]]:
+    """``Counter.most_common`` of the counts in ``seen``: ties in order of first appearance."""
+    ranked = sorted(seen.items(), key=lambda item: (-item[1][0], item[1][1]))
+    return [(key, entry[0]) for key, entry in ranked[:most]]
+
+
+@dataclass
+class Totals:
+    """The dashboard's figures over some of a journal's tasks, each at its place (ordinal) in
+    the journal's task order, in a form that adds up: :meth:`merge` of the totals of two sets
+    of tasks is the totals of both, so the tasks that ended long ago can be counted once and
+    kept, and :meth:`metrics` gives exactly what :func:`compute` gives for all of them (the
+    same values in the same orders: counts with where they first appeared, lists with their
+    tasks' ordinals)."""
+
+    tasks: int = 0
+    simple: int = 0
+    complex: int = 0
+    attempts: int = 0
+    failures: int = 0
+    unattributed: int = 0
+    first_try: list[tuple[int, str]] = field(default_factory=list)  # (ordinal, name)
+    first_try_simple: int = 0
+    first_try_complex: int = 0
+    settled_simple: int = 0
+    settled_complex: int = 0
+    required_recovery: int = 0
+    recovered: int = 0
+    recovered_after_operator: int = 0
+    escalated: int = 0
+    recovering: int = 0
+    times: list[tuple[int, float]] = field(default_factory=list)  # (ordinal, recovery time)
+    # First failures' reasons: reason -> [count, ordinal of the first].
+    first_reasons: dict[Reason, list[Any]] = field(default_factory=dict)
+    # Every failure: reason -> agent -> [count, Place of the first].
+    agents: dict[Reason, dict[str, list[Any]]] = field(default_factory=dict)
+    members: list[Member] = field(default_factory=list)
+    recent: RecentEvents[RecoveryEvent] = field(default_factory=RecentEvents)
+
+    @classmethod
+    def of(cls, stories: Iterable[tuple[int, TaskHistory]]) -> Totals:
+        """The totals of ``stories``: (ordinal, story) with ascending ordinals."""
+        totals = cls()
+        recent: list[tuple[Key, RecoveryEvent]] = []
+        for ordinal, story in stories:
+            totals._add(ordinal, story, recent)
+        totals.recent = RecentEvents(recent)
+        return totals
+
+    def _add(self, ordinal: int, s: TaskHistory, recent: list[tuple[Key, RecoveryEvent]]) -> None:
+        self.tasks += 1
+        self.attempts += s.launches
+        self.failures += len(s.failures)
+        self.unattributed += _unattributed(s)
+        settled = bool(s.failures) or s.outcome is not None
+        simple = s.complexity is Complexity.SIMPLE
+        complex_ = s.complexity is Complexity.COMPLEX
+        self.simple += simple
+        self.complex += complex_
+        self.settled_simple += simple and settled
+        self.settled_complex += complex_ and settled
+        self.escalated += s.outcome is EventKind.TASK_ESCALATED
+        if s.outcome is EventKind.TASK_SUCCEEDED and s.submitted and not s.failures:
+            self.first_try.append((ordinal, s.name))
+            self.first_try_simple += simple
+            self.first_try_complex += complex_
+        for index, failure in enumerate(s.failures):
+            by_agent = self.agents.setdefault(failure.attribution.reason, {})
+            _first(by_agent, failure.agent, (ordinal, index))
+        if s.systematic:
+            self.members.append(Member.of(ordinal, s))
+        if not s.failures:
+            return
+        self.required_recovery += 1
+        outcome = _outcome(s)
+        self.recovered += outcome is Outcome.RECOVERED
+        self.recovered_after_operator += outcome is Outcome.RECOVERED and bool(s.released)
+        self.recovering += outcome is Outcome.IN_PROGRESS
+        if s.outcome is EventKind.TASK_SUCCEEDED and s.recovery_time is not None:
+            self.times.append((ordinal, s.recovery_time))
+        _first(self.first_reasons, s.failures[0].attribution.reason, ordinal)
+        recent.append(((-s.failures[0].time, ordinal), _recovery_event(s)))
+
+    def merge(self, other: Totals) -> Totals:
+        """The totals of both sets of tasks (which share none)."""
+        merged = Totals(
+            **{
+                f.name: getattr(self, f.name) + getattr(other, f.name)
+                for f in fields(self)
+                if f.type == "int"
+            }
+        )
+        merged.first_try = sorted([*self.first_try, *other.first_try])
+        merged.times = sorted([*self.times, *other.times], key=lambda item: item[0])
+        for source in (self, other):
+            for reason, (count, first) in source.first_reasons.items():
+                _first(merged.first_reasons, reason, first, count)
+            for reason, by_agent in source.agents.items():
+                into = merged.agents.setdefault(reason, {})
+                for agent, (count, first) in by_agent.items():
+                    _first(into, agent, first, count)
+        merged.members = sorted([*self.members, *other.members], key=lambda m: m.ordinal)
+        merged.recent = self.recent.merged(other.recent)
+        return merged
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything but the recovery events (which a keeper stores as rows of their own)."""
+        out: dict[str, Any] = {
+            f.name: getattr(self, f.name) for f in fields(self) if f.type == "int"
+        }
+        out["first_try"] = self.first_try
+        out["times"] = self.times
+        out["first_reasons"] = {r.value: entry for r, entry in self.first_reasons.items()}
+        out["agents"] = {r.value: agents for r, agents in self.agents.items()}
+        out["members"] = [_plain(m) for m in self.members]
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], recent: RecentEvents[RecoveryEvent]) -> Totals:
+        """The totals :meth:`to_json` wrote, with their ``recent`` events."""
+        counts: dict[str, Any] = {f.name: int(data[f.name]) for f in fields(cls) if f.type == "int"}
+        totals = cls(**counts)
+        totals.first_try = [(int(o), str(n)) for o, n in data["first_try"]]
+        totals.times = [(int(o), float(t)) for o, t in data["times"]]
+        totals.first_reasons = {
+            Reason(r): [int(count), int(first)]
+            for r, (count, first) in data["first_reasons"].items()
+        }
+        totals.agents = {
+            Reason(r): {
+                str(agent): [int(count), (int(first[0]), int(first[1]))]
+                for agent, (count, first) in agents.items()
+            }
+            for r, agents in data["agents"].items()
+        }
+        totals.members = [
+            Member(
+                ordinal=int(m["ordinal"]),
+                task_id=str(m["task_id"]),
+                causes=tuple(map(str, m["causes"])),
+                reason=None if m["reason"] is None else Reason(m["reason"]),
+                agent=str(m["agent"]),
+                released=tuple(map(str, m["released"])),
+                first_time=float(m["first_time"]),
+                lesson=str(m["lesson"]),
+            )
+            for m in data["members"]
+        ]
+        totals.recent = recent
+        return totals
+
+    def metrics(
+        self, orphaned_paths: tuple[str, ...], *, orphaned_workspaces: int | None = None
+    ) -> Metrics:
+        times = tuple(t for _, t in self.times)
+        return Metrics(
+            total_tasks=self.tasks,
+            simple_tasks=self.simple,
+            complex_tasks=self.complex,
+            attempts=self.attempts,
+            failures=self.failures,
+            first_try=len(self.first_try),
+            first_try_agents=tuple(name for _, name in self.first_try),
+            first_try_simple=self.first_try_simple,
+            settled_simple=self.settled_simple,
+            first_try_complex=self.first_try_complex,
+            settled_complex=self.settled_complex,
+            unsettled=self.tasks - len(self.first_try) - self.required_recovery,
+            required_recovery=self.required_recovery,
+            required_recovery_by_reason=tuple(_ranked(self.first_reasons)),
+            recovered=self.recovered,
+            recovered_after_operator=self.recovered_after_operator,
+            escalated=self.escalated,
+            recovering=self.recovering,
+            recovery_times=times,
+            recovery_time_mean=mean(times) if times else None,
+            recovery_time_p50=percentile(times, 50) if times else None,
+            recovery_time_p95=percentile(times, 95) if times else None,
+            reasons=self._reason_rows(),
+            recent=self.recent,
+            orphaned_workspaces=(
+                len(orphaned_paths) if orphaned_workspaces is None else orphaned_workspaces
+            ),
+            orphaned_paths=orphaned_paths,
+            unattributed_failures=self.unattributed,
+            systematic_causes=_systematic_causes(self.members),
+        )
+
+    def _reason_rows(self) -> tuple[ReasonRow, ...]:
+        rows = []
+        for reason in Reason:
+            by_agent = self.agents.get(reason, {})
+            count = sum(entry[0] for entry in by_agent.values())
+            rows.append(
+                ReasonRow(
+                    reason=reason,
+                    count=count,
+                    percentage=100.0 * count / self.failures if self.failures else 0.0,
+                    common_agents=tuple(a for a, _ in _ranked(by_agent, COMMON_AGENTS_MAX)),
+                )
+            )
+        return tuple(rows)
+
+
+def _systematic_causes(members: Iterable[Member]) -> tuple[SystematicCause, ...]:
+    grouped: dict[str, list[Member]] = {}
+    for member in members:
+        for cause in member.causes:
+            grouped.setdefault(cause, []).append(member)
     causes = []
-    for cause, members in grouped.items():
-        reasons = Counter(s.failures[-1].attribution.reason for s in members if s.failures)
+    for cause, group in grouped.items():
+        reasons = Counter(m.reason for m in group if m.reason is not None)
         agents: list[str] = []
         actions: list[str] = []
-        for s in members:
-            _add_unique(agents, s.failures[-1].agent if s.failures else (s.agent or s.task_id))
-            for action in s.released:
+        for m in group:
+            _add_unique(agents, m.agent)
+            for action in m.released:
                 _add_unique(actions, action)
-        first_time = min(
-            s.failures[0].time if s.failures else (s.first_time or 0.0) for s in members
-        )
         causes.append(
             SystematicCause(
                 cause=cause,
                 reason=reasons.most_common(1)[0][0] if reasons else None,
-                date=_iso_date(first_time),
-                tasks=tuple(s.task_id for s in members),
+                date=_iso_date(min(m.first_time for m in group)),
+                tasks=tuple(m.task_id for m in group),
                 agents=tuple(agents),
                 operator_actions=tuple(actions),
-                lesson=next((s.lesson for s in members if s.lesson), ""),
+                lesson=next((m.lesson for m in group if m.lesson), ""),
             )
         )
     return tuple(causes)
@@ -291,68 +567,8 @@ def compute(
     (0, 2)
     """
     history = events if isinstance(events, History) else History(events)
-    all_stories = list(history.tasks.values())
-    unattributed = 0
-    for story in all_stories:
-        unattributed += story.unattributed
-        pending = story.pending_exit
-        if pending is not None and not pending.clean:
-            unattributed += 1  # the journal ends on a failed exit nobody attributed
-        unattributed += sum(1 for f in story.failures if f.attribution.reason is Reason.UNKNOWN)
-
-    first_try = [
-        s
-        for s in all_stories
-        if s.outcome is EventKind.TASK_SUCCEEDED and s.submitted and not s.failures
-    ]
-    recovering = [s for s in all_stories if s.failures]
-    simple = [s for s in all_stories if s.complexity is Complexity.SIMPLE]
-    complex_ = [s for s in all_stories if s.complexity is Complexity.COMPLEX]
-    outcomes = Counter(_outcome(s) for s in recovering)
-    times = tuple(
-        s.recovery_time
-        for s in recovering
-        if s.outcome is EventKind.TASK_SUCCEEDED and s.recovery_time is not None
-    )
-    by_reason = Counter(s.failures[0].attribution.reason for s in recovering)
-    failures = [f for s in all_stories for f in s.failures]
-    recent = sorted((_recovery_event(s) for s in recovering), key=lambda r: -r.time)
-    orphan_paths = history.orphaned_paths
-
-    return Metrics(
-        total_tasks=len(all_stories),
-        simple_tasks=len(simple),
-        complex_tasks=len(complex_),
-        attempts=sum(s.launches for s in all_stories),
-        failures=len(failures),
-        first_try=len(first_try),
-        first_try_agents=tuple(s.name for s in first_try),
-        first_try_simple=sum(1 for s in first_try if s.complexity is Complexity.SIMPLE),
-        settled_simple=sum(1 for s in simple if s.failures or s.outcome is not None),
-        first_try_complex=sum(1 for s in first_try if s.complexity is Complexity.COMPLEX),
-        settled_complex=sum(1 for s in complex_ if s.failures or s.outcome is not None),
-        unsettled=len(all_stories) - len(first_try) - len(recovering),
-        required_recovery=len(recovering),
-        required_recovery_by_reason=tuple(by_reason.most_common()),
-        recovered=outcomes[Outcome.RECOVERED],
-        recovered_after_operator=sum(
-            1 for s in recovering if _outcome(s) is Outcome.RECOVERED and s.released
-        ),
-        escalated=sum(1 for s in all_stories if s.outcome is EventKind.TASK_ESCALATED),
-        recovering=outcomes[Outcome.IN_PROGRESS],
-        recovery_times=times,
-        recovery_time_mean=mean(times) if times else None,
-        recovery_time_p50=percentile(times, 50) if times else None,
-        recovery_time_p95=percentile(times, 95) if times else None,
-        reasons=_reason_rows(failures),
-        recent=tuple(recent),
-        orphaned_workspaces=(
-            len(orphan_paths) if orphaned_workspaces is None else orphaned_workspaces
-        ),
-        orphaned_paths=orphan_paths,
-        unattributed_failures=unattributed,
-        systematic_causes=_systematic_causes(all_stories),
-    )
+    totals = Totals.of(enumerate(history.tasks.values()))
+    return totals.metrics(history.orphaned_paths, orphaned_workspaces=orphaned_workspaces)
 
 
 # --------------------------------------------------------------------------- success criteria

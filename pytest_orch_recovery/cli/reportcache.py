@@ -1,0 +1,185 @@
+"""``report`` over a large journal without folding every ended task's history again.
+
+The dashboard's figures are totals that add up (:class:`~pytest_orch_recovery.report.metrics.
+Totals`): beside ``journal.jsonl`` the command keeps ``journal.jsonl.report`` (the frame of
+:mod:`pytest_orch_recovery.report.kept`), holding the totals of the tasks that had ended at a
+byte offset of the journal, their recovery events as the JSON report writes them (newest
+first, one line each, already encoded), and the full history of the tasks still open there.
+A read folds the journal's tail into the open tasks, adds their totals to the kept ones and
+renders: the Markdown reads only the newest few kept events, the JSON streams them all
+between the live ones. The bytes are the same as a fold of the whole journal gives.
+
+The file is used for one journal (``--journal`` once, no ``--store``) under the frame's rules
+(tied to the journal, same code, no event since naming an ended task, a short tail); every
+option of the command applies as before. It is derived data: deleting it is always safe.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, overload
+
+from pytest_orch_recovery.engine.errors import InvalidValue
+from pytest_orch_recovery.report import jsondoc, kept, metrics, recent, rootcause, safetext
+from pytest_orch_recovery.report.jsondoc import Encoded
+from pytest_orch_recovery.report.metrics import Metrics, Outcome, RecoveryEvent, Totals
+from pytest_orch_recovery.report.recent import Key, RecentEvents
+from pytest_orch_recovery.store.history import History
+
+__all__ = ["KEEP_FROM", "SUFFIX", "kept_metrics", "save"]
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".report"
+KEEP_FROM = kept.KEEP_FROM
+# A recovery event is a row of the document's metrics' "recent" list: three levels deep.
+_ROW_LEVEL = 3
+_SECTION = "recent"
+
+
+# What a kept file holds besides the fold: the totals and the events' JSON text.
+_CODE = kept.code_hash(metrics, recent, jsondoc, rootcause, sys.modules[__name__])
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _sections(history: History) -> kept.Sections:
+    ended = Totals.of(
+        (ordinal, task) for ordinal, task in enumerate(history.tasks.values()) if kept.ended(task)
+    )
+    rows: list[bytes] = []
+    times: list[float] = []
+    ordinals: list[int] = []
+    task_ids: list[str] = []
+    outcomes: list[str] = []
+    for (time, ordinal), event in ended.recent.live:
+        text = jsondoc.encode(event.to_json(), _ROW_LEVEL)
+        text = safetext.json_document(text)  # as a document has it
+        if kept.SEP in text or kept.NEWLINE in text:
+            raise InvalidValue("JSON text holds a control character")
+        rows.append((text.replace("\n", kept.NEWLINE) + "\n").encode("utf-8"))
+        times.append(time)
+        ordinals.append(ordinal)
+        task_ids.append(event.task_id)
+        outcomes.append(event.outcome.value)
+    fields = {
+        "totals": ended.to_json(),
+        "recent_keys": [times, ordinals],
+        "recent_tasks": task_ids,
+        "recent_outcomes": outcomes,
+    }
+    return kept.Sections(fields, {_SECTION: rows})
+
+
+def save(journal: Path, history: History, offset: int, seq: int) -> None:
+    """Keep the totals of ``history``'s ended tasks (the journal's up to ``offset``/``seq``)
+    beside the journal; never raises for a place it cannot write."""
+    kept.save(journal, SUFFIX, _CODE, history, offset, seq, lambda: _sections(history))
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class _Keys(Sequence[Key]):
+    """The kept events' sort keys, as one sequence over the two lists that hold them."""
+
+    def __init__(self, times: list[float], ordinals: list[int]) -> None:
+        self._times = times
+        self._ordinals = ordinals
+
+    def __len__(self) -> int:
+        return len(self._times)
+
+    @overload
+    def __getitem__(self, index: int) -> Key: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Key]: ...
+
+    def __getitem__(self, index: int | slice) -> Key | Sequence[Key]:
+        if isinstance(index, slice):
+            return list(zip(self._times[index], self._ordinals[index], strict=True))
+        return self._times[index], self._ordinals[index]
+
+
+class _StoredEvents:
+    """The kept recovery events, read from the file forwards as the merge asks for them."""
+
+    def __init__(self, loaded: kept.Kept, fields: dict[str, Any]) -> None:
+        times, ordinals = fields["recent_keys"]
+        self.keys = _Keys([float(t) for t in times], [int(o) for o in ordinals])
+        self.task_ids: list[str] = [str(t) for t in fields["recent_tasks"]]
+        self._outcomes = [Outcome(o) for o in fields["recent_outcomes"]]
+        if not len(self.keys) == len(self.task_ids) == len(self._outcomes):
+            raise InvalidValue("the kept events' columns differ in length")
+        self._loaded = loaded
+        self._lines: Iterator[str] | None = None
+        self._next = 0
+
+    def _text(self, index: int) -> str:
+        if self._lines is None or index < self._next:  # a new pass over the events
+            self._lines = self._loaded.lines(_SECTION)
+            self._next = 0
+        text = None
+        while self._next <= index:
+            text = next(self._lines, None)
+            if text is None:
+                raise self._loaded.damaged("a recovery event of an ended task is cut short")
+            self._next += 1
+        assert text is not None
+        return text.replace(kept.NEWLINE, "\n")
+
+    def outcome(self, index: int) -> Outcome:
+        return self._outcomes[index]
+
+    def event(self, index: int) -> RecoveryEvent:
+        text = self._text(index)
+        try:
+            return RecoveryEvent.from_json(json.loads(text))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise self._loaded.damaged(f"a recovery event of an ended task is bad: {exc}") from None
+
+    def row(self, index: int) -> Encoded:
+        return Encoded(self._text(index))
+
+
+def _totals(loaded: kept.Kept) -> Totals:
+    fields = loaded.header
+    stored = RecentEvents[RecoveryEvent]((), _StoredEvents(loaded, fields))
+    return Totals.from_json(fields["totals"], stored)
+
+
+@contextmanager
+def kept_metrics(
+    journal: Path, *, orphaned_workspaces: int | None = None
+) -> Iterator[Metrics | None]:
+    """The :class:`Metrics` of ``journal`` (as ``compute`` of its whole history gives them)
+    from the file kept beside it and the journal's tail, or None when there is no file to
+    use (then fold the journal and :func:`save`). Its ``recent`` events are read from the
+    file as they are looked at: use the metrics inside the ``with``."""
+    loaded = kept.load(journal, SUFFIX, _CODE)
+    if loaded is None:
+        yield None
+        return
+    try:
+        try:
+            stored = _totals(loaded)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            log.info("%s: not used, rebuilding: %s", loaded.path, exc)
+            stored = None
+        if stored is None:
+            yield None
+            return
+        history = loaded.history
+        live = Totals.of(zip(loaded.ordinals(), history.tasks.values(), strict=True))
+        yield stored.merge(live).metrics(
+            history.orphaned_paths, orphaned_workspaces=orphaned_workspaces
+        )
+    finally:
+        loaded.close()

@@ -11,6 +11,7 @@ from pytest_orch_recovery.plugin.gate import aggregate, prefixed_events
 from pytest_orch_recovery.report.dashboard import render_campaign_json, render_campaign_markdown
 from pytest_orch_recovery.report.htmlreport import render_html
 from pytest_orch_recovery.report.metrics import Criteria
+from pytest_orch_recovery.report.pagefacts import page_facts
 
 
 def _run(name: str, tasks: list[Task], *faults: FaultSpec) -> ScenarioRun:
@@ -104,7 +105,7 @@ def test_reports_render_the_matrix_ledger_and_timeline() -> None:
     }
     md = render_campaign_markdown(result.metrics, result.results, campaign)
     assert "| sigint | 1 |" in md and "| hostile | f1 | sigint |" in md
-    page = render_html(result.events, result.metrics, result.results, campaign=campaign)
+    page = render_html(page_facts(result.events), result.metrics, result.results, campaign=campaign)
     assert "<b>h</b>" not in page and "&lt;b&gt;h&lt;/b&gt;" in page
     assert 'class="bar fail"' in page and 'class="bar ok"' in page
     data = render_campaign_json(result.metrics, result.results, campaign)

@@ -39,6 +39,7 @@ from pytest_orch_recovery.report.charts import (
 from pytest_orch_recovery.report.htmlreport import render_html
 from pytest_orch_recovery.report.htmltimeline import MAX_TIMELINE_TASKS
 from pytest_orch_recovery.report.metrics import Criteria, compute, evaluate
+from pytest_orch_recovery.report.pagefacts import page_facts
 from pytest_orch_recovery.report.stats import percentile, wilson_interval
 from pytest_orch_recovery.report.timeline import task_lanes
 from pytest_orch_recovery.store.journal import journal_text, replay
@@ -179,7 +180,10 @@ def test_timeline_shows_reason_strategy_backoff_and_operator(tmp_path: Path) -> 
 def test_journal_page_has_no_campaign_parts_and_nothing_external(tmp_path: Path) -> None:
     j = seed_incident()
     page = render_html(
-        j.events, compute(j.events), evaluate(compute(j.events)), journals=["journal.jsonl"]
+        page_facts(j.events),
+        compute(j.events),
+        evaluate(compute(j.events)),
+        journals=["journal.jsonl"],
     )
     assert "campaign" not in sections(page) and 'class="fault"' not in page
     assert "fault injected" not in page  # the legend leaves out what cannot be drawn
@@ -192,7 +196,7 @@ def test_journal_page_has_no_campaign_parts_and_nothing_external(tmp_path: Path)
 def test_hostile_text_is_escaped_and_every_svg_is_well_formed_xml() -> None:
     j = JournalBuilder()
     sigint_resumed(j, "<script>alert(1)</script>", 'agent-"q"&')
-    page = render_html(j.events, compute(j.events), evaluate(compute(j.events)))
+    page = render_html(page_facts(j.events), compute(j.events), evaluate(compute(j.events)))
     assert "<script>" not in page and "&lt;script&gt;" in page
     for svg in re.findall(r"<svg .*?</svg>", page, re.DOTALL):
         ET.fromstring(svg)
@@ -202,7 +206,7 @@ def test_hostile_text_is_escaped_and_every_svg_is_well_formed_xml() -> None:
 @given(random_journal())
 def test_any_journal_renders_a_page_with_an_attempt_bar_per_attempt(events: list[Event]) -> None:
     metrics = compute(events)
-    page = render_html(events, metrics, evaluate(metrics))
+    page = render_html(page_facts(events), metrics, evaluate(metrics))
     assert page.count('class="attempt"') == len(
         {(e.task_id, e.attempt) for e in events if e.kind is EventKind.ATTEMPT_LAUNCHED}
     )
@@ -217,13 +221,13 @@ def test_timeline_is_capped_and_says_so() -> None:
     j = JournalBuilder()
     for i in range(MAX_TIMELINE_TASKS + 5):
         sigint_resumed(j, f"t{i}", f"agent-{i}")
-    page = render_html(j.events, compute(j.events), evaluate(compute(j.events)))
+    page = render_html(page_facts(j.events), compute(j.events), evaluate(compute(j.events)))
     assert page.count("<details id=") == MAX_TIMELINE_TASKS
     assert "5 more task(s) not drawn" in page
 
 
 def test_empty_journal_renders() -> None:
-    page = render_html([], compute([]), evaluate(compute([])))
+    page = render_html(page_facts([]), compute([]), evaluate(compute([])))
     assert "No tasks in these events." in page and "No failed attempts." in page
 
 
@@ -343,6 +347,6 @@ def test_a_launch_journaled_twice_is_one_attempt_and_an_unfinished_one_is_open()
     lanes = task_lanes(events)
     assert [len(lane.attempts) for lane in lanes] == [1, 1]
     assert lanes[0].attempts[0].start == 0.0 and "SIGTERM" in lanes[0].attempts[0].exit_text
-    page = render_html(events, compute(events), evaluate(compute(events)))
+    page = render_html(page_facts(events), compute(events), evaluate(compute(events)))
     assert page.count('class="bar open"') == 2  # neither attributed nor succeeded
     assert "#1 running</text>" in page and "#1 exited</text>" in page

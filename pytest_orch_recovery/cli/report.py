@@ -20,7 +20,7 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-from pytest_orch_recovery.cli import reportcache
+from pytest_orch_recovery.cli import pagecache, reportcache
 from pytest_orch_recovery.cli.fleet_output import (
     fail,
     read_events,
@@ -30,7 +30,6 @@ from pytest_orch_recovery.cli.fleet_output import (
 )
 from pytest_orch_recovery.engine.classify import classify
 from pytest_orch_recovery.engine.errors import UsageError
-from pytest_orch_recovery.engine.events import Event
 from pytest_orch_recovery.infra import argtypes
 from pytest_orch_recovery.infra.argtypes import count, rate
 from pytest_orch_recovery.ingest import results as seed
@@ -38,6 +37,7 @@ from pytest_orch_recovery.report.dashboard import DEFAULT_MAX_EVENTS, render_jso
 from pytest_orch_recovery.report.htmlreport import render_html
 from pytest_orch_recovery.report.jsondoc import document_chunks
 from pytest_orch_recovery.report.metrics import Criteria, Metrics, compute, evaluate
+from pytest_orch_recovery.report.pagefacts import PageFacts, page_facts
 from pytest_orch_recovery.store import atomic
 from pytest_orch_recovery.store.attempt_results import AttemptResult
 from pytest_orch_recovery.store.history import History
@@ -259,52 +259,61 @@ def _format_for(output: Path | None) -> str:
 
 def _metrics(
     args: argparse.Namespace, fmt: str, stack: ExitStack
-) -> tuple[Metrics, list[Event] | None, list[str]]:
-    """The metrics, the events when the page draws them, and the sources' names. One
-    journal's Markdown or JSON comes from the totals kept beside it when they fit
-    (:mod:`~pytest_orch_recovery.cli.reportcache`); a read without them writes them."""
+) -> tuple[Metrics, PageFacts | None, list[str]]:
+    """The metrics, what the page draws beyond them (for HTML), and the sources' names. One
+    journal's metrics come from the totals kept beside it when they fit
+    (:mod:`~pytest_orch_recovery.cli.reportcache`), the page's facts from its own file
+    (:mod:`~pytest_orch_recovery.cli.pagecache`); a read without them writes them."""
     orphans = args.orphaned_workspaces
+    html = fmt == "html"
     if args.store is not None:
         events = store_events(args.store)
         return (
             compute(History(events), orphaned_workspaces=orphans),
-            events,
+            page_facts(events) if html else None,
             [f"fleet store {_shown(args.store)}"],
         )
     journals: list[Path] = list(args.journal)
     sources = [str(p) for p in journals]
-    if fmt == "html":
+    if html and len(journals) != 1:
         events = read_events(journals)
-        return compute(History(events), orphaned_workspaces=orphans), events, sources
+        return compute(History(events), orphaned_workspaces=orphans), page_facts(events), sources
     if len(journals) != 1 or not journals[0].is_file():
         return compute(read_history(journals), orphaned_workspaces=orphans), None, sources
     journal = journals[0]
     kept = stack.enter_context(reportcache.kept_metrics(journal, orphaned_workspaces=orphans))
-    if kept is not None:
-        return kept, None, sources
-    follower = HistoryFollower(journal)
-    history = read_history(journals, follower=follower)
-    if follower.seq >= reportcache.KEEP_FROM:
-        reportcache.save(journal, history, follower.offset, follower.seq)
-    return compute(history, orphaned_workspaces=orphans), None, sources
+    if kept is None:
+        follower = HistoryFollower(journal)
+        history = read_history(journals, follower=follower)
+        if follower.seq >= reportcache.KEEP_FROM:
+            reportcache.save(journal, history, follower.offset, follower.seq)
+        kept = compute(history, orphaned_workspaces=orphans)
+    return kept, _journal_facts(journal) if html else None, sources
+
+
+def _journal_facts(journal: Path) -> PageFacts:
+    """What the page draws beyond the metrics, from the file it keeps beside ``journal``."""
+    try:
+        return pagecache.read_facts(journal)
+    except JournalError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
     prog = "orch-recovery report"
     with ExitStack() as stack:
         try:
-            # HTML draws every event; the other formats need only the folded history.
             fmt = args.format or _format_for(args.output)
             if args.store is not None and args.journal:
                 raise UsageError("--journal and --store are two sources: name one")
             if args.store is None and not args.journal:
                 raise UsageError("one of the arguments --journal or --store is required")
-            metrics, events, sources = _metrics(args, fmt, stack)
+            metrics, facts, sources = _metrics(args, fmt, stack)
             attempts = None if args.results is None else _read_results(list(args.results))
         except UsageError as exc:
             return fail(prog, str(exc))
         try:
-            return _write(prog, args, fmt, metrics, events, sources, attempts)
+            return _write(prog, args, fmt, metrics, facts, sources, attempts)
         except JournalError as exc:  # a kept file damaged past its header
             return fail(prog, str(exc))
 
@@ -314,7 +323,7 @@ def _write(
     args: argparse.Namespace,
     fmt: str,
     metrics: Metrics,
-    events: list[Event] | None,
+    facts: PageFacts | None,
     sources: list[str],
     attempts: list[AttemptResult] | None,
 ) -> int:
@@ -336,8 +345,8 @@ def _write(
             return 0
         text = "".join(chunks)
     elif fmt == "html":
-        assert events is not None
-        text = render_html(events, metrics, results, journals=sources)
+        assert facts is not None
+        text = render_html(facts, metrics, results, journals=sources)
     else:
         text = render_markdown(metrics, results, max_events=args.max_events, attempts=attempts)
     if output is None:

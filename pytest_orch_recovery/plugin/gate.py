@@ -43,6 +43,7 @@ from pytest_orch_recovery.report.metrics import (
     compute,
     evaluate,
 )
+from pytest_orch_recovery.report.pagefacts import page_facts
 from pytest_orch_recovery.store import atomic
 from pytest_orch_recovery.store.journal import journal_text
 
@@ -195,7 +196,9 @@ def write_report(
     if suffix == ".html":
         atomic.write_output(
             path,
-            render_html(result.events, result.metrics, result.results, campaign=campaign),
+            render_html(
+                page_facts(result.events), result.metrics, result.results, campaign=campaign
+            ),
             base=base,
         )
     elif suffix == ".jsonl":

@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_orch_recovery import __version__
-from pytest_orch_recovery.engine.events import Event
 from pytest_orch_recovery.report.charts import (
     criteria_chart,
     duration_text,
@@ -28,6 +27,7 @@ from pytest_orch_recovery.report.charts import (
 )
 from pytest_orch_recovery.report.htmltimeline import stamp, timeline_section
 from pytest_orch_recovery.report.metrics import CriterionResult, Metrics
+from pytest_orch_recovery.report.pagefacts import PageFacts
 
 MAX_LEDGER_ROWS = 200
 SECTIONS = ("overview", "criteria", "charts", "timeline")  # and "campaign" with campaign data
@@ -110,13 +110,10 @@ def _overall(results: Sequence[CriterionResult]) -> str:
     return '<span class="verdict pass">all criteria met</span>'
 
 
-def _source(
-    events: Sequence[Event], campaign: Mapping[str, Any] | None, journals: Sequence[str]
-) -> str:
-    times = [e.time for e in events]
+def _source(facts: PageFacts, campaign: Mapping[str, Any] | None, journals: Sequence[str]) -> str:
     span = (
-        f"{len(events)} events from {stamp(min(times))} to {stamp(max(times))}"
-        if times
+        f"{facts.events} events from {stamp(facts.first_time)} to {stamp(facts.last_time)}"
+        if facts.first_time is not None and facts.last_time is not None
         else "no events"
     )
     if campaign is None:
@@ -276,15 +273,18 @@ def _campaign(campaign: Mapping[str, Any]) -> str:
 
 
 def render_html(
-    events: Sequence[Event],
+    facts: PageFacts,
     metrics: Metrics,
     results: Sequence[CriterionResult],
     *,
     campaign: Mapping[str, Any] | None = None,
     journals: Sequence[str] = (),
 ) -> str:
-    """The report page. ``campaign`` adds the campaign section and the fault marks;
-    ``journals`` names the files the events came from, for the header."""
+    """The report page of events folded into ``facts``
+    (:func:`~pytest_orch_recovery.report.pagefacts.page_facts`) and ``metrics``
+    (the timeline counts ``metrics.total_tasks`` beyond its lanes as not drawn). ``campaign``
+    adds the campaign section and the fault marks; ``journals`` names the files the events
+    came from, for the header."""
     title = (
         "Orchestration recovery: chaos campaign, seed " + str(campaign.get("seed"))
         if campaign is not None
@@ -297,11 +297,11 @@ def render_html(
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>{esc(title)}</title><style>{_CSS}</style></head><body><main>"
-        f"<header><h1>{esc(title)}</h1>{_source(events, campaign, journals)}"
+        f"<header><h1>{esc(title)}</h1>{_source(facts, campaign, journals)}"
         f'<div class="bar-row">{_overall(results)}<nav>{nav}</nav></div></header>'
         f'{_overview(metrics)}<div class="dash">{_criteria(results, campaign)}'
         f"{_charts(metrics)}</div>"
-        f"{timeline_section(events, campaign)}"
+        f"{timeline_section(facts.lanes, metrics.total_tasks, campaign)}"
         f"{_campaign(campaign) if campaign is not None else ''}"
         f"<footer>pytest-orch-recovery {esc(__version__)}</footer></main></body></html>\n"
     )

@@ -14,14 +14,12 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pytest_orch_recovery.engine.events import Event
 from pytest_orch_recovery.report.charts import COLOURS, duration_text, esc, tick_step, time_label
 from pytest_orch_recovery.report.timeline import (
     GROUP_SEPARATOR,
     AttemptSpan,
     TaskLane,
     grouped,
-    task_lanes,
 )
 
 MAX_TIMELINE_TASKS = 120  # lanes drawn; the rest are counted as omitted
@@ -359,9 +357,12 @@ def _legend(with_faults: bool) -> str:
     return f'<ul class="legend" aria-label="legend">{body}</ul>'
 
 
-def timeline_section(events: Sequence[Event], campaign: Mapping[str, Any] | None) -> str:
-    """The ``<section id="timeline">``; ``campaign`` (the gate's JSON) adds the fault marks."""
-    lanes = task_lanes(events)
+def timeline_section(
+    lanes: Sequence[TaskLane], tasks: int, campaign: Mapping[str, Any] | None
+) -> str:
+    """The ``<section id="timeline">``: the first lanes of ``lanes`` (in the order the tasks
+    first appeared), and the rest of ``tasks`` counted as not drawn; ``campaign`` (the gate's
+    JSON) adds the fault marks."""
     shown = lanes[:MAX_TIMELINE_TASKS]
     by_attempt, by_group = _fault_notes(campaign)
     panels = []
@@ -390,7 +391,7 @@ def timeline_section(events: Sequence[Event], campaign: Mapping[str, Any] | None
             f"{_axis(plot, height, members)}{''.join(rows)}</svg></div>"
             f'<div class="tasks">{"".join(details)}</div></section>'
         )
-    omitted = len(lanes) - len(shown)
+    omitted = tasks - len(shown)
     more = (
         f'<p class="note">{omitted} more task(s) not drawn; the JSON report lists every one.</p>'
         if omitted > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import json
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,13 @@ from events import JournalBuilder, any_event, first_try_success, random_journal,
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_orch_recovery.cli import failurescache, pagecache, partialcache, statuscache
+from pytest_orch_recovery.cli import (
+    failurescache,
+    pagecache,
+    partialcache,
+    reportcache,
+    statuscache,
+)
 from pytest_orch_recovery.engine.events import (
     AttemptExited,
     AttemptLaunched,
@@ -33,6 +41,7 @@ from pytest_orch_recovery.engine.events import (
     TaskSucceeded,
 )
 from pytest_orch_recovery.engine.model import Reason, Strategy, Task
+from pytest_orch_recovery.report import kept
 from pytest_orch_recovery.report.fleetview import FleetView
 from pytest_orch_recovery.report.metrics import compute
 from pytest_orch_recovery.report.pagefacts import PageFold
@@ -487,6 +496,8 @@ _CLI_READS = [
     ["report"],
     ["report", "--format", "json"],
     ["report", "--format", "html"],
+    ["report", "--max-events", "1", "--gate", "lower-bound"],
+    ["report", "--format", "json", "--orphaned-workspaces", "2"],
 ]
 
 
@@ -514,6 +525,7 @@ def test_the_read_commands_print_the_same_with_and_without_a_snapshot(
     keepers = {"status": statuscache, "failures": failurescache, "partial": partialcache}
     assert not any(k.cache_path(path).exists() for k in keepers.values())
     assert not pagecache.page_path(path).exists()
+    assert not kept.kept_path(path, reportcache.SUFFIX).exists()
     kept_rows_used: list[tuple[str, bool]] = []
     for name, keeper in keepers.items():
 
@@ -523,6 +535,14 @@ def test_the_read_commands_print_the_same_with_and_without_a_snapshot(
             return chunks
 
         monkeypatch.setattr(keeper, "render_cached", spy)
+    original_metrics = reportcache.kept_metrics.__wrapped__  # type: ignore[attr-defined]
+
+    def metrics_spy(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        for metrics in original_metrics(*args, **kwargs):
+            kept_rows_used.append(("report", metrics is not None))
+            yield metrics
+
+    monkeypatch.setattr(reportcache, "kept_metrics", contextlib.contextmanager(metrics_spy))
     text = path.read_text()
     lines = text.splitlines(keepends=True)
     for cut in sorted({1, len(lines) // 2, len(lines)}):
@@ -531,6 +551,7 @@ def test_the_read_commands_print_the_same_with_and_without_a_snapshot(
         history = follower.refresh()
         for keeper in keepers.values():
             keeper.save(path, history, follower.offset, follower.seq)
+        reportcache.save(path, history, follower.offset, follower.seq)
         page = PageFold().add_all(event for event, _ in read_events(path))
         pagecache.save(path, page, follower.offset, follower.seq)
         path.write_text(text)
@@ -540,9 +561,8 @@ def test_the_read_commands_print_the_same_with_and_without_a_snapshot(
         assert pagecache.load(path) is not None  # and so does the HTML report's
         kept_rows_used.clear()
         assert outputs() == whole, f"snapshot after {cut} of {len(lines)} lines"
-        if cut == len(lines):  # every status, failures and partial read used its kept rows
-            expected = [(words[0], True) for words in _CLI_READS if words[0] in keepers]
-            assert kept_rows_used == expected
+        if cut == len(lines):  # every read used its kept rows (the report its totals)
+            assert kept_rows_used == [(words[0], True) for words in _CLI_READS]
 
 
 def test_a_follower_reads_only_what_was_appended(tmp_path: Path) -> None:

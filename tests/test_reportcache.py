@@ -5,21 +5,15 @@ appended since; a file that does not fit is ignored."""
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from events import (
-    JournalBuilder,
-    first_try_success,
-    interleaved_journal,
-    seed_incident,
-    sigint_resumed,
-)
+from events import JournalBuilder, first_try_success, interleaved_journal, sigint_resumed
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from keptfiles import DAMAGES, damage, forge_rows, mixed_journal, save_at
 
 from pytest_orch_recovery.cli import reportcache
 from pytest_orch_recovery.engine.events import Event
@@ -31,19 +25,12 @@ from pytest_orch_recovery.report.metrics import Metrics, compute, evaluate
 from pytest_orch_recovery.report.safetext import json_document
 from pytest_orch_recovery.store.history import History
 from pytest_orch_recovery.store.journal import journal_text, replay
-from pytest_orch_recovery.store.snapshot import HistoryFollower
 
 HOSTILE = ("a\u202eb\x9bc\n[x] | *y* <b>", "\x1b]52;c;aGk=\x07 lesson", "plain")
 
 
 def _save_at(path: Path, text: str, lines: int) -> None:
-    """The file as a read of the journal's first ``lines`` lines writes it; then the
-    journal is whole again."""
-    path.write_text("".join(text.splitlines(keepends=True)[:lines]))
-    follower = HistoryFollower(path, every=None)
-    follower.refresh()
-    reportcache.save(path, follower.history, follower.offset, follower.seq)
-    path.write_text(text)
+    save_at(path, text, lines, reportcache.save)
 
 
 def _render(m: Metrics, fmt: str, most: int) -> str:
@@ -88,22 +75,13 @@ def test_totals_kept_plus_the_tail_report_as_the_whole_journal(
             assert got == _expected(path, fmt, most, orphans)
 
 
-def _mixed() -> JournalBuilder:
-    j = seed_incident()
-    first_try_success(j, "late", "agent-late")
-    t = j.task("open", "agent-o", deliverables=["c.py"])
-    t.launch()
-    t.fail_with(Reason.SIGINT)
-    return j
-
-
 def _file(path: Path) -> Path:
     return kept.kept_path(path, reportcache.SUFFIX)
 
 
 def test_a_whole_journal_is_reported_from_the_file_alone(tmp_path: Path) -> None:
     path = tmp_path / "journal.jsonl"
-    text = journal_text(_mixed().events)
+    text = journal_text(mixed_journal().events)
     _save_at(path, text, len(text.splitlines()))
     for fmt in ("md", "json"):
         assert _cached(path, fmt) == _expected(path, fmt)
@@ -173,42 +151,33 @@ def test_a_release_of_an_ended_task_is_read_from_the_whole_journal(tmp_path: Pat
     assert _cached(path, "md") is None  # its kept totals are no longer its totals
 
 
-@pytest.mark.parametrize(
-    "damage",
-    ["cut short", "longer", "other code", "another journal", "not json", "fifo", "directory"],
-)
-def test_a_file_that_does_not_fit_is_ignored(tmp_path: Path, damage: str) -> None:
+@pytest.mark.parametrize("how", DAMAGES)
+def test_a_file_that_does_not_fit_is_ignored(tmp_path: Path, how: str) -> None:
     path = tmp_path / "journal.jsonl"
-    text = journal_text(_mixed().events)
+    text = journal_text(mixed_journal().events)
     _save_at(path, text, len(text.splitlines()))
-    file = _file(path)
-    data = file.read_bytes()
-    if damage == "cut short":
-        file.write_bytes(data[:-10])
-    elif damage == "longer":
-        file.write_bytes(data + b"{}\n")
-    elif damage == "other code":
-        header, rest = data.split(b"\n", 1)
-        fields = json.loads(header)
-        fields["code"] = "0" * 16
-        file.write_bytes(json.dumps(fields).encode() + b"\n" + rest)
-    elif damage == "another journal":
-        path.write_text(journal_text(seed_incident().events))
-    elif damage == "not json":
-        file.write_bytes(b"{" + data)
-    elif damage == "fifo":
-        file.unlink()
-        os.mkfifo(file)
-    else:
-        file.unlink()
-        file.mkdir()
+    damage(path, _file(path), how)
     assert _cached(path, "md") is None
     assert _cached(path, "json") is None
 
 
+def test_a_forged_row_reaches_the_terminal_escaped(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    text = journal_text(mixed_journal().events)
+    _save_at(path, text, len(text.splitlines()))
+    forge_rows(
+        _file(path),
+        lambda rows: rows.replace(b"task-agent-5030", b"\x1b]52;c;aGk=\x07\xe2\x80\xae"),
+    )
+    for fmt in ("md", "json"):
+        got = _cached(path, fmt)
+        assert got is not None and "]52;c;aGk=" in got
+        assert "\x1b" not in got and "\x07" not in got and "\u202e" not in got
+
+
 def test_totals_that_are_not_totals_are_ignored(tmp_path: Path) -> None:
     path = tmp_path / "journal.jsonl"
-    text = journal_text(_mixed().events)
+    text = journal_text(mixed_journal().events)
     _save_at(path, text, len(text.splitlines()))
     file = _file(path)
     header, rest = file.read_bytes().split(b"\n", 1)
@@ -234,7 +203,7 @@ def test_the_report_command_writes_the_file_once_the_journal_is_long(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "journal.jsonl"
-    events = _mixed().events
+    events = mixed_journal().events
     path.write_text(journal_text(events))
     options = [(), ("--format", "json"), ("--max-events", "1", "--gate", "lower-bound")]
     monkeypatch.setattr(reportcache, "KEEP_FROM", len(events) + 1)
@@ -266,7 +235,7 @@ def test_the_report_command_writes_the_file_once_the_journal_is_long(
 
 def test_a_damaged_row_past_the_header_is_an_error_naming_the_file(tmp_path: Path) -> None:
     path = tmp_path / "journal.jsonl"
-    text = journal_text(_mixed().events)
+    text = journal_text(mixed_journal().events)
     _save_at(path, text, len(text.splitlines()))
     file = _file(path)
     data = file.read_bytes()

@@ -5,6 +5,7 @@ down to the order of ties and the last bit of a float."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from typing import Any
 
@@ -209,3 +210,13 @@ def test_the_seed_incident_from_two_halves() -> None:
     stories = list(enumerate(history.tasks.values()))
     halves = Totals.of(stories[::2]).merge(Totals.of(stories[1::2]))
     _same(halves.metrics(history.orphaned_paths), compute(history))
+
+
+@given(events=interleaved_journal())
+@settings(max_examples=50, deadline=None)
+def test_a_recovery_events_json_is_its_fields_then_its_root_cause(events: list[Event]) -> None:
+    for event in compute(events).recent:
+        fields = metrics._plain(dataclasses.asdict(event))
+        assert event.to_json() == {**fields, "root_cause": event.root_cause}
+        assert list(event.to_json()) == [*fields, "root_cause"]
+        assert metrics.RecoveryEvent.from_json(event.to_json()) == event

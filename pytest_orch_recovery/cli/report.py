@@ -285,9 +285,9 @@ def _metrics(
     if kept is None:
         follower = HistoryFollower(journal)
         history = read_history(journals, follower=follower)
-        if follower.seq >= reportcache.KEEP_FROM:
-            reportcache.save(journal, history, follower.offset, follower.seq)
-        kept = compute(history, orphaned_workspaces=orphans)
+        kept = reportcache.fold(
+            journal, history, follower.offset, follower.seq, orphaned_workspaces=orphans
+        )
     return kept, _journal_facts(journal) if html else None, sources
 
 

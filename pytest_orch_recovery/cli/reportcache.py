@@ -29,9 +29,9 @@ from pytest_orch_recovery.report import jsondoc, kept, metrics, recent, rootcaus
 from pytest_orch_recovery.report.jsondoc import Encoded
 from pytest_orch_recovery.report.metrics import Metrics, Outcome, RecoveryEvent, Totals
 from pytest_orch_recovery.report.recent import Key, RecentEvents
-from pytest_orch_recovery.store.history import History
+from pytest_orch_recovery.store.history import History, TaskHistory
 
-__all__ = ["KEEP_FROM", "SUFFIX", "kept_metrics", "save"]
+__all__ = ["KEEP_FROM", "SUFFIX", "fold", "kept_metrics", "save"]
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,7 @@ _CODE = kept.code_hash(metrics, recent, jsondoc, rootcause, sys.modules[__name__
 # --------------------------------------------------------------------------- writing
 
 
-def _sections(history: History) -> kept.Sections:
-    ended = Totals.of(
-        (ordinal, task) for ordinal, task in enumerate(history.tasks.values()) if kept.ended(task)
-    )
+def _sections(ended: Totals) -> kept.Sections:
     rows: list[bytes] = []
     times: list[float] = []
     ordinals: list[int] = []
@@ -77,10 +74,39 @@ def _sections(history: History) -> kept.Sections:
     return kept.Sections(fields, {_SECTION: rows})
 
 
+def _split(history: History) -> tuple[Totals, Totals]:
+    """The totals of the ended tasks and of the others."""
+    ended: list[tuple[int, TaskHistory]] = []
+    still_open: list[tuple[int, TaskHistory]] = []
+    for ordinal, task in enumerate(history.tasks.values()):
+        (ended if kept.ended(task) else still_open).append((ordinal, task))
+    return Totals.of(ended), Totals.of(still_open)
+
+
 def save(journal: Path, history: History, offset: int, seq: int) -> None:
     """Keep the totals of ``history``'s ended tasks (the journal's up to ``offset``/``seq``)
     beside the journal; never raises for a place it cannot write."""
-    kept.save(journal, SUFFIX, _CODE, history, offset, seq, lambda: _sections(history))
+    ended, _ = _split(history)
+    kept.save(journal, SUFFIX, _CODE, history, offset, seq, lambda: _sections(ended))
+
+
+def fold(
+    journal: Path,
+    history: History,
+    offset: int,
+    seq: int,
+    *,
+    orphaned_workspaces: int | None = None,
+) -> Metrics:
+    """``compute(history)`` (the journal's up to ``offset``/``seq``), keeping the ended
+    tasks' totals beside the journal as :func:`save` does once it holds :data:`KEEP_FROM`
+    events: the ended tasks are counted once for both."""
+    ended, still_open = _split(history)
+    if seq >= KEEP_FROM:
+        kept.save(journal, SUFFIX, _CODE, history, offset, seq, lambda: _sections(ended))
+    return ended.merge(still_open).metrics(
+        history.orphaned_paths, orphaned_workspaces=orphaned_workspaces
+    )
 
 
 # --------------------------------------------------------------------------- reading

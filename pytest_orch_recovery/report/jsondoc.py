@@ -117,8 +117,12 @@ def _encode(value: Any, level: int, out: list[str], allow_nan: bool) -> None:
         inner = "\n" + _INDENT * (level + 1)
         lead = "{" + inner
         for key, item in value.items():
-            out.append(lead + _key(key, allow_nan) + ": ")
-            _encode(item, level + 1, out, allow_nan)
+            name = encode_basestring(key) if type(key) is str else _key(key, allow_nan)
+            if type(item) is str:  # most values of a row: no step down for them
+                out.append(lead + name + ": " + encode_basestring(item))
+            else:
+                out.append(lead + name + ": ")
+                _encode(item, level + 1, out, allow_nan)
             lead = "," + inner
         out.append("\n" + _INDENT * level + "}")
     elif isinstance(value, list | tuple):

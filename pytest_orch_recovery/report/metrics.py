@@ -117,9 +117,31 @@ class RecoveryEvent:
         return f"{self.reason}: {self.evidence}" if self.evidence else str(self.reason)
 
     def to_json(self) -> dict[str, Any]:
-        out = _plain(self)
-        out["root_cause"] = self.root_cause
-        return out  # type: ignore[no-any-return]
+        """The fields in their order (as ``asdict`` gives them, values JSON-ready), then the
+        root cause. Written out: a report writes one for every task that ever failed."""
+        return {
+            "task_id": self.task_id,
+            "time": self.time,
+            "date": self.date,
+            "agent": self.agent,
+            "title": self.title,
+            "reason": self.reason.value,
+            "reasons": [r.value for r in self.reasons],
+            "exit_code": self.exit_code,
+            "exit_signal": self.exit_signal,
+            "partial_work": list(self.partial_work),
+            "missing_work": list(self.missing_work),
+            "strategies": [s.value for s in self.strategies],
+            "recovery_time": self.recovery_time,
+            "outcome": self.outcome.value,
+            "pr": self.pr,
+            "evidence": self.evidence,
+            "lesson": self.lesson,
+            "released_by_operator": list(self.released_by_operator),
+            "theory": self.theory,
+            "agent_types": list(self.agent_types),
+            "root_cause": self.root_cause,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RecoveryEvent:
@@ -201,8 +223,8 @@ class Metrics:
         """Every field as JSON values; ``stream``: the recovery events as
         :class:`~pytest_orch_recovery.report.jsondoc.Rows`, each encoded as it is written."""
         out = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "recent"}
-        rows = self.recent.json_rows()
-        out = {**out, "recent": Rows(rows) if stream else list(rows)}
+        recent = self.recent
+        out["recent"] = Rows(recent.json_rows()) if stream else [e.to_json() for e in recent]
         # In field order, as asdict() gives them.
         out = {f.name: out[f.name] for f in fields(self)}
         out["recovery_settled"] = self.recovery_settled
@@ -327,6 +349,17 @@ def _first(seen: dict[Any, list[Any]], key: Any, place: Any, count: int = 1) -> 
         entry[1] = min(entry[1], place)
 
 
+def _merged_counts(a: dict[Any, list[Any]], b: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
+    """The counts of both, each key's first place the earlier one; neither is changed (the
+    larger is copied whole, the smaller's keys added one by one)."""
+    big, small = (a, b) if len(a) >= len(b) else (b, a)
+    out = dict(big)
+    for key, (count, first) in small.items():
+        entry = out.get(key)
+        out[key] = [count, first] if entry is None else [entry[0] + count, min(entry[1], first)]
+    return out
+
+
 def _ranked(seen: dict[Any, list[Any]], most: int | None = None) -> list[tuple[Any, int]]:
     """``Counter.most_common`` of the counts in ``seen``: ties in order of first appearance."""
     ranked = sorted(seen.items(), key=lambda item: (-item[1][0], item[1][1]))
@@ -419,15 +452,14 @@ class Totals:
                 if f.type == "int"
             }
         )
+        # Ordinals are unique: pairs sort by them alone, and two sorted runs merge in one pass.
         merged.first_try = sorted([*self.first_try, *other.first_try])
-        merged.times = sorted([*self.times, *other.times], key=lambda item: item[0])
-        for source in (self, other):
-            for reason, (count, first) in source.first_reasons.items():
-                _first(merged.first_reasons, reason, first, count)
-            for reason, by_agent in source.agents.items():
-                into = merged.agents.setdefault(reason, {})
-                for agent, (count, first) in by_agent.items():
-                    _first(into, agent, first, count)
+        merged.times = sorted([*self.times, *other.times])
+        merged.first_reasons = _merged_counts(self.first_reasons, other.first_reasons)
+        for reason in {*self.agents, *other.agents}:
+            merged.agents[reason] = _merged_counts(
+                self.agents.get(reason, {}), other.agents.get(reason, {})
+            )
         merged.members = sorted([*self.members, *other.members], key=lambda m: m.ordinal)
         merged.recent = self.recent.merged(other.recent)
         return merged

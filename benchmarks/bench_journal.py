@@ -202,7 +202,8 @@ _CHILD = """
 import sys, time, contextlib
 start, cpu = time.perf_counter(), time.process_time()
 mode, command, path = sys.argv[1], sys.argv[2], sys.argv[3]
-from pytest_orch_recovery.cli import failures, fleet_output, partial, report, status, statuscache
+from pytest_orch_recovery.cli import failures, fleet_output, partial, report, status
+from pytest_orch_recovery.cli import failurescache, partialcache, statuscache
 from pytest_orch_recovery.cli.main import main
 if mode == "full_replay":  # every read before snapshots: replay every event, fold them all
     from pytest_orch_recovery.store.history import History
@@ -215,7 +216,8 @@ if mode == "full_replay":  # every read before snapshots: replay every event, fo
     for module in (failures, fleet_output, partial, report, status):
         if hasattr(module, "read_history"):
             module.read_history = whole
-    statuscache.render_cached = lambda *args: None
+    for keeper in (statuscache, failurescache, partialcache):  # their kept rows unread
+        keeper.render_cached = lambda *args: None
 words = command.split()
 argv = [words[0], "--journal", path] + words[1:]
 if words[0] != "report" and "--format" not in words:
@@ -291,7 +293,9 @@ _COMMANDS = (
     "status --format table",
     "status",
     "failures",
+    "failures --format table",
     "partial",
+    "partial --format table",
     "report",
     "report --format json",
     "report --format html",

@@ -21,7 +21,7 @@ from events import JournalBuilder, any_event, first_try_success, random_journal,
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_orch_recovery.cli import pagecache, statuscache
+from pytest_orch_recovery.cli import failurescache, pagecache, partialcache, statuscache
 from pytest_orch_recovery.engine.events import (
     AttemptExited,
     AttemptLaunched,
@@ -480,8 +480,10 @@ _CLI_READS = [
     ["status", "--budget", "9"],
     ["failures"],
     ["failures", "--format", "json"],
+    ["failures", "--evidence", "3", "--agent", "task-agent-5030"],
     ["partial"],
     ["partial", "--format", "json"],
+    ["partial", "--agent", "task-agent-5030"],
     ["report"],
     ["report", "--format", "json"],
     ["report", "--format", "html"],
@@ -509,23 +511,26 @@ def test_the_read_commands_print_the_same_with_and_without_a_snapshot(
 
     whole = outputs()
     assert not snapshot_path(path).exists()  # too short to write one of its own
-    assert not statuscache.cache_path(path).exists()
+    keepers = {"status": statuscache, "failures": failurescache, "partial": partialcache}
+    assert not any(k.cache_path(path).exists() for k in keepers.values())
     assert not pagecache.page_path(path).exists()
-    kept_rows_used: list[bool] = []
-    original = statuscache.render_cached
+    kept_rows_used: list[tuple[str, bool]] = []
+    for name, keeper in keepers.items():
 
-    def spy(*args: Any) -> Any:
-        chunks = original(*args)
-        kept_rows_used.append(chunks is not None)
-        return chunks
+        def spy(*args: Any, name: str = name, original: Any = keeper.render_cached) -> Any:
+            chunks = original(*args)
+            kept_rows_used.append((name, chunks is not None))
+            return chunks
 
-    monkeypatch.setattr(statuscache, "render_cached", spy)
+        monkeypatch.setattr(keeper, "render_cached", spy)
     text = path.read_text()
     lines = text.splitlines(keepends=True)
     for cut in sorted({1, len(lines) // 2, len(lines)}):
         path.write_text("".join(lines[:cut]))
         follower = HistoryFollower(path, every=1)
-        statuscache.save(path, follower.refresh(), follower.offset, follower.seq)
+        history = follower.refresh()
+        for keeper in keepers.values():
+            keeper.save(path, history, follower.offset, follower.seq)
         page = PageFold().add_all(event for event, _ in read_events(path))
         pagecache.save(path, page, follower.offset, follower.seq)
         path.write_text(text)
@@ -535,8 +540,9 @@ def test_the_read_commands_print_the_same_with_and_without_a_snapshot(
         assert pagecache.load(path) is not None  # and so does the HTML report's
         kept_rows_used.clear()
         assert outputs() == whole, f"snapshot after {cut} of {len(lines)} lines"
-        if cut == len(lines):
-            assert kept_rows_used == [True, True, True]  # the three status reads
+        if cut == len(lines):  # every status, failures and partial read used its kept rows
+            expected = [(words[0], True) for words in _CLI_READS if words[0] in keepers]
+            assert kept_rows_used == expected
 
 
 def test_a_follower_reads_only_what_was_appended(tmp_path: Path) -> None:

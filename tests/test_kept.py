@@ -5,12 +5,12 @@ and a file that does not fit its journal is not used."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from events import JournalBuilder, first_try_success, seed_incident
+from events import JournalBuilder, first_try_success
+from keptfiles import DAMAGES, damage
 
 from pytest_orch_recovery.engine.model import Reason
 from pytest_orch_recovery.report import kept
@@ -107,57 +107,37 @@ def test_a_tail_longer_than_the_limit_gives_the_file_up(
     loaded.close()
 
 
-@pytest.mark.parametrize(
-    "damage",
-    [
-        "cut short",
-        "longer",
-        "other code",
-        "another journal",
-        "not json",
-        "fifo",
-        "directory",
-        "a section's size",
-        "a field of the frame",
-    ],
-)
-def test_a_file_that_does_not_fit_is_not_used(tmp_path: Path, damage: str) -> None:
+@pytest.mark.parametrize("how", DAMAGES)
+def test_a_file_that_does_not_fit_is_not_used(tmp_path: Path, how: str) -> None:
+    path = tmp_path / "journal.jsonl"
+    _save(path, _journal())
+    damage(path, kept.kept_path(path, SUFFIX), how)
+    assert kept.load(path, SUFFIX, CODE) is None
+
+
+def test_positions_that_do_not_add_up_are_not_used(tmp_path: Path) -> None:
     path = tmp_path / "journal.jsonl"
     _save(path, _journal())
     file, fields, rest = _frame(path)
-    data = file.read_bytes()
-    if damage == "cut short":
-        file.write_bytes(data[:-3])
-    elif damage == "longer":
-        file.write_bytes(data + b"x\n")
-    elif damage == "other code":
-        fields["code"] = "0" * 16
-        _rewrite(file, fields, rest)
-    elif damage == "another journal":
-        path.write_text(journal_text(seed_incident().events))
-    elif damage == "not json":
-        file.write_bytes(b"{" + data)
-    elif damage == "fifo":
-        file.unlink()
-        os.mkfifo(file)
-    elif damage == "directory":
-        file.unlink()
-        file.mkdir()
-    elif damage == "a section's size":  # the sizes still add up, the sections do not
-        fields["ids_bytes"] += 1
-        fields["agents_bytes"] -= 1
-        _rewrite(file, fields, rest)
-    else:
-        fields["open_at"] = [7]
-        _rewrite(file, fields, rest)
+    fields["open_at"] = [7]
+    _rewrite(file, fields, rest)
+    assert kept.load(path, SUFFIX, CODE) is None
+
+
+def test_sections_that_do_not_fit_their_sizes_are_an_error_naming_the_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.jsonl"
+    _save(path, _journal())
+    file, fields, rest = _frame(path)
+    fields["ids_bytes"] += 1  # the sizes still add up to the file's, the sections do not
+    fields["agents_bytes"] -= 1
+    _rewrite(file, fields, rest)
     loaded = kept.load(path, SUFFIX, CODE)
-    if damage == "a section's size":  # found when the rows are read: an error naming it
-        assert loaded is not None
-        with pytest.raises(JournalError, match=f"{file}: a row of an ended task is cut short"):
-            list(loaded.lines("ids"))
-        loaded.close()
-        return
-    assert loaded is None
+    assert loaded is not None
+    with pytest.raises(JournalError, match=f"{file}: a row of an ended task is cut short"):
+        list(loaded.lines("ids"))
+    loaded.close()
 
 
 def test_a_foreign_control_character_is_escaped_when_read(tmp_path: Path) -> None:

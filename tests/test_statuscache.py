@@ -10,9 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from events import JournalBuilder, first_try_success, random_journal, seed_incident
+from events import JournalBuilder, first_try_success, random_journal
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from keptfiles import DAMAGES, damage, forge_rows, mixed_journal, save_at, spy_on_reads
 
 from pytest_orch_recovery.cli import status, statuscache
 from pytest_orch_recovery.engine.events import Event
@@ -26,13 +27,7 @@ NOW = 1_900_000_000.0
 
 
 def _save_at(path: Path, text: str, lines: int) -> None:
-    """The file as a read of the journal's first ``lines`` lines writes it; then the
-    journal is whole again."""
-    path.write_text("".join(text.splitlines(keepends=True)[:lines]))
-    follower = HistoryFollower(path, every=None)
-    follower.refresh()
-    statuscache.save(path, follower.history, follower.offset, follower.seq)
-    path.write_text(text)
+    save_at(path, text, lines, statuscache.save)
 
 
 def _expected(path: Path, budget: int, fmt: str) -> str:
@@ -68,12 +63,7 @@ def test_rows_kept_plus_the_tail_print_as_the_whole_journal(
 
 
 def _mixed() -> JournalBuilder:
-    j = seed_incident()
-    first_try_success(j, "late", "agent-late")
-    t = j.task("open", "agent-o", deliverables=["c.py"])
-    t.launch()
-    t.fail_with(Reason.SIGINT)
-    return j
+    return mixed_journal()
 
 
 def test_a_whole_journal_is_read_from_the_file_alone(tmp_path: Path) -> None:
@@ -111,34 +101,12 @@ def test_a_release_of_an_ended_task_is_read_from_the_whole_journal(tmp_path: Pat
     assert _cached(path, 4, "table") is None  # its stored row is no longer its row
 
 
-@pytest.mark.parametrize(
-    "damage",
-    ["cut short", "longer", "other code", "another journal", "not json", "fifo"],
-)
-def test_a_file_that_does_not_fit_is_ignored(tmp_path: Path, damage: str) -> None:
-    import os
-
+@pytest.mark.parametrize("how", DAMAGES)
+def test_a_file_that_does_not_fit_is_ignored(tmp_path: Path, how: str) -> None:
     path = tmp_path / "journal.jsonl"
     text = journal_text(_mixed().events)
     _save_at(path, text, len(text.splitlines()))
-    kept = statuscache.cache_path(path)
-    data = kept.read_bytes()
-    if damage == "cut short":
-        kept.write_bytes(data[:-10])
-    elif damage == "longer":
-        kept.write_bytes(data + b"x\x00y\n")
-    elif damage == "other code":
-        header, rest = data.split(b"\n", 1)
-        fields = json.loads(header)
-        fields["code"] = "0" * 16
-        kept.write_bytes(json.dumps(fields).encode() + b"\n" + rest)
-    elif damage == "another journal":
-        path.write_text(journal_text(seed_incident().events))
-    elif damage == "not json":
-        kept.write_bytes(b"{" + data)
-    else:
-        kept.unlink()
-        os.mkfifo(kept)
+    damage(path, statuscache.cache_path(path), how)
     assert _cached(path, 4, "table") is None
 
 
@@ -159,15 +127,7 @@ def test_the_status_command_writes_the_file_once_the_journal_is_long(
     assert main(["status", "--journal", str(path)]) == 0
     assert capsys.readouterr().out == first
     assert statuscache.cache_path(path).exists()
-    used = []
-    original = statuscache.render_cached
-
-    def spy(*args: object) -> object:
-        chunks = original(*args)  # type: ignore[arg-type]
-        used.append(chunks is not None)
-        return chunks
-
-    monkeypatch.setattr(statuscache, "render_cached", spy)
+    used = spy_on_reads(monkeypatch, statuscache)
     assert main(["status", "--journal", str(path)]) == 0
     assert capsys.readouterr().out == first
     assert used == [True]
@@ -216,21 +176,7 @@ def test_a_journal_naming_the_budget_stand_in_prints_as_without_the_file(tmp_pat
 
 
 def _forge_rows(path: Path, change: Callable[[bytes], bytes]) -> None:
-    """The kept file with its rows of ended tasks changed by ``change`` (bytes -> bytes),
-    the header's byte counts made to fit again: a file someone else wrote."""
-    kept = statuscache.cache_path(path)
-    data = kept.read_bytes()
-    header = json.loads(data.split(b"\n", 1)[0])
-    table_bytes, json_bytes = int(header["table_bytes"]), int(header["json_bytes"])
-    head, table, texts = (
-        data[: len(data) - table_bytes - json_bytes],
-        data[len(data) - table_bytes - json_bytes : len(data) - json_bytes],
-        data[len(data) - json_bytes :],
-    )
-    table, texts = change(table), change(texts)
-    header["table_bytes"], header["json_bytes"] = len(table), len(texts)
-    rest = head.split(b"\n", 1)[1]
-    kept.write_bytes(json.dumps(header).encode() + b"\n" + rest + table + texts)
+    forge_rows(statuscache.cache_path(path), change)
 
 
 def test_a_forged_row_reaches_the_terminal_escaped(tmp_path: Path) -> None:

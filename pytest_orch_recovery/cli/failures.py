@@ -7,12 +7,13 @@ import argparse
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from pytest_orch_recovery.cli import failurerows, failurescache
 from pytest_orch_recovery.cli.fleet_output import (
+    FleetSettings,
     add_host_filter,
     add_journal_options,
     attempt_hosts,
     check_host_filter,
-    clock,
     fail,
     fleet_history,
     fleet_settings,
@@ -23,6 +24,9 @@ from pytest_orch_recovery.cli.fleet_output import (
 from pytest_orch_recovery.engine.errors import UsageError
 from pytest_orch_recovery.report.fleetview import FailedAttempt, FleetView
 from pytest_orch_recovery.report.jsondoc import Rows
+from pytest_orch_recovery.store.history import History
+from pytest_orch_recovery.store.journal import JournalError
+from pytest_orch_recovery.store.snapshot import HistoryFollower
 
 PROG = "orch-recovery failures"
 
@@ -40,21 +44,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "--evidence",
         type=int,
         default=1,
-        choices=range(0, 11),
+        choices=range(0, failurerows.MAX_EVIDENCE + 1),
         metavar="N",
         help="evidence lines shown per failure in the table, strongest first (0-10, default 1;"
         " json always has all)",
     )
     return parser
-
-
-def _exit(f: FailedAttempt) -> str:
-    if f.exit is None:
-        return "-"
-    code = "-" if f.exit.display_code is None else str(f.exit.display_code)
-    name = f.exit.signal_name
-    timed = " timeout" if f.exit.timed_out else ""
-    return code + (f" ({name})" if name else "") + timed
 
 
 def _host(f: FailedAttempt, hosts: Mapping[tuple[str, int], str]) -> str | None:
@@ -98,35 +93,29 @@ def _table(
 ) -> str:
     rows = []
     for f in failures:
-        lines = [e.detail for e in f.evidence[:evidence]] or ["-"]
-        row = [
-            clock(f.time),
-            f.task_id,
-            f.agent,
-            "-" if f.attempt is None else str(f.attempt),
-            str(f.reason),
-            f"{f.confidence:.2f}",
-            _exit(f),
-            "undecided" if f.strategy is None else str(f.strategy),
-            lines[0],
-        ]
+        lines = failurerows.evidence_lines(f, evidence)
+        row = [*failurerows.row_cells(f), lines[0]]
         if hosts is not None:
             row.insert(2, _host(f, hosts) or "-")
         rows.append(row)
         rows += [[""] * (len(row) - 1) + [line] for line in lines[1:]]
-    headers = ["TIME", "TASK", "AGENT", "ATTEMPT", "REASON", "CONF", "EXIT", "STRATEGY", "EVIDENCE"]
+    headers = list(failurerows.HEADERS)
     if hosts is not None:
         headers.insert(2, "HOST")
-    return table(headers, rows, empty="no failed attempts in the journal")
+    return table(headers, rows, empty=failurerows.EMPTY)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         settings = fleet_settings(args)
         check_host_filter(args, settings)
-        view = FleetView(fleet_history(settings))
+        chunks = _cached(args, settings)
+        if chunks is not None:
+            write_chunks(chunks)
+            return 0
+        view = FleetView(_history(settings))
         hosts = attempt_hosts(settings)
-    except UsageError as exc:
+    except (UsageError, JournalError) as exc:
         return fail(PROG, str(exc))
     failures = [
         f
@@ -136,3 +125,29 @@ def run(args: argparse.Namespace) -> int:
     ]
     write_chunks(render_chunks(failures, args.format, args.evidence, hosts))
     return 0
+
+
+def _cached(args: argparse.Namespace, settings: FleetSettings) -> Iterator[str] | None:
+    """The output from the rows kept beside the one journal read (failurescache), when
+    there are rows to use."""
+    if settings.store is not None or len(settings.journals) != 1:
+        return None
+    journal = settings.journals[0]
+    if not journal.is_file():
+        return None
+    try:
+        return failurescache.render_cached(journal, args.format, args.evidence, args.agent)
+    except JournalError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _history(settings: FleetSettings) -> History:
+    """The journal's history; one journal read whole past its size keeps its ended tasks'
+    rows beside it for the next read."""
+    if settings.store is not None or len(settings.journals) != 1:
+        return fleet_history(settings)
+    follower = HistoryFollower(settings.journals[0])
+    history = fleet_history(settings, follower=follower)
+    if follower.seq >= failurescache.CACHE_FROM:
+        failurescache.save(settings.journals[0], history, follower.offset, follower.seq)
+    return history

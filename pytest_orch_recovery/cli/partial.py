@@ -7,9 +7,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
+from pytest_orch_recovery.cli import partialcache, partialrows
 from pytest_orch_recovery.cli.fleet_output import (
+    FleetSettings,
     add_journal_options,
     fail,
     fleet_history,
@@ -19,9 +20,11 @@ from pytest_orch_recovery.cli.fleet_output import (
     write_chunks,
 )
 from pytest_orch_recovery.engine.errors import UsageError
-from pytest_orch_recovery.infra.checkpoint import read_checkpoint_safely
 from pytest_orch_recovery.report.fleetview import FleetView, PartialReport
 from pytest_orch_recovery.report.jsondoc import Rows
+from pytest_orch_recovery.store.history import History
+from pytest_orch_recovery.store.journal import JournalError
+from pytest_orch_recovery.store.snapshot import HistoryFollower
 
 PROG = "orch-recovery partial"
 
@@ -44,93 +47,67 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _next_actions(directory: Path | None, agent: str) -> tuple[tuple[str, ...], str | None]:
-    checkpoint, problem = read_checkpoint_safely(directory, agent, None)
-    return (() if checkpoint is None else checkpoint.next_actions), problem
-
-
-def _yes_no(value: bool | None) -> str:
-    return "-" if value is None else ("yes" if value else "no")
-
-
-_Actions = list[tuple[tuple[str, ...], str | None]]
+_Actions = list[partialrows.Actions]
 
 
 def render(reports: list[PartialReport], actions: _Actions, fmt: str) -> str:
     return "".join(render_chunks(reports, actions, fmt))
 
 
-def _json_rows(reports: list[PartialReport], actions: _Actions) -> Iterator[dict[str, Any]]:
-    for report, (next_actions, problem) in zip(reports, actions, strict=True):
-        data = report.to_json()
-        data["next_actions"] = list(next_actions)
-        data["checkpoint_file_problem"] = problem
-        yield data
-
-
 def render_chunks(reports: list[PartialReport], actions: _Actions, fmt: str) -> Iterator[str]:
     """:func:`render`'s text in pieces, written as they are made."""
     if fmt == "json":
-        return json_chunks("partial", {"tasks": Rows(_json_rows(reports, actions))})
+        rows = map(partialrows.json_row, reports, actions)
+        return json_chunks("partial", {"tasks": Rows(rows)})
     return iter((_table(reports, actions),))
 
 
 def _table(reports: list[PartialReport], actions: _Actions) -> str:
-    rows = []
-    for r, (next_actions, problem) in zip(reports, actions, strict=True):
-        if str(r.phase) == "succeeded":
-            files = "succeeded" + ("" if r.attempt is None else f" at attempt {r.attempt}")
-        elif not r.probed:
-            files = "not probed (no failed attempt)"
-        else:
-            total = len(r.work.deliverables_present) + len(r.work.deliverables_missing)
-            after = "" if r.attempt is None else f"after attempt {r.attempt}: "
-            files = f"{after}{len(r.work.deliverables_present)}/{total}"
-            if r.work.deliverables_missing:
-                files += " missing " + ", ".join(r.work.deliverables_missing)
-        todo = "; ".join(r.missing_work) or "-"
-        nexts = "; ".join(next_actions) or (f"checkpoint unusable: {problem}" if problem else "-")
-        rows.append(
-            [
-                r.task_id,
-                r.agent,
-                str(r.phase),
-                files,
-                str(len(r.work.uncommitted)) if r.probed else "-",
-                str(r.work.commits_ahead) if r.probed else "-",
-                _yes_no(r.work.pushed if r.probed else None),
-                "-" if r.work.pr is None else f"#{r.work.pr}",
-                _yes_no(r.work.tests_passed),
-                todo,
-                nexts,
-            ]
-        )
-    return table(
-        [
-            "TASK",
-            "AGENT",
-            "PHASE",
-            "DELIVERABLES",
-            "UNCOMMITTED",
-            "AHEAD",
-            "PUSHED",
-            "PR",
-            "TESTS",
-            "MISSING WORK",
-            "NEXT ACTIONS",
-        ],
-        rows,
-        empty="no tasks in the journal",
-    )
+    rows = [
+        [*partialrows.row_cells(r), partialrows.next_cell(a)]
+        for r, a in zip(reports, actions, strict=True)
+    ]
+    return table(partialrows.HEADERS, rows, empty=partialrows.EMPTY)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         settings = fleet_settings(args)
-        view = FleetView(fleet_history(settings))
-    except UsageError as exc:
+        chunks = _cached(args, settings)
+        if chunks is not None:
+            write_chunks(chunks)
+            return 0
+        view = FleetView(_history(settings))
+    except (UsageError, JournalError) as exc:
         return fail(PROG, str(exc))
     reports = view.partial_work(agent=args.agent)
-    actions = [_next_actions(settings.checkpoint_dir, r.agent) for r in reports]
+    read = partialrows.CheckpointReader(settings.checkpoint_dir)
+    actions = [read(r.agent) for r in reports]
     write_chunks(render_chunks(reports, actions, args.format))
     return 0
+
+
+def _cached(args: argparse.Namespace, settings: FleetSettings) -> Iterator[str] | None:
+    """The output from the rows kept beside the one journal read (partialcache), when
+    there are rows to use."""
+    if settings.store is not None or len(settings.journals) != 1:
+        return None
+    journal = settings.journals[0]
+    if not journal.is_file():
+        return None
+    try:
+        return partialcache.render_cached(journal, args.format, args.agent, settings.checkpoint_dir)
+    except JournalError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _history(settings: FleetSettings) -> History:
+    """The journal's history; one journal read whole past its size keeps its ended tasks'
+    rows beside it for the next read."""
+    if settings.store is not None or len(settings.journals) != 1:
+        return fleet_history(settings)
+    follower = HistoryFollower(settings.journals[0])
+    history = fleet_history(settings, follower=follower)
+    if follower.seq >= partialcache.CACHE_FROM:
+        partialcache.save(settings.journals[0], history, follower.offset, follower.seq)
+    return history

@@ -19,6 +19,7 @@ the reader's budget completes), and ``json``, the row's object text cut around t
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ _ROW_LEVEL = 2  # a row of the document's "tasks"; its fields one level deeper
 _BUDGET_KEY = "\n" + "  " * (_ROW_LEVEL + 1) + '"budget": '
 _BUDGET_FIELD = f"{_BUDGET_KEY}{_BUDGET_MARK}"
 # The row's cells and JSON, and the code that renders them.
-_CODE = kept.code_hash(statusrows, fleet_output, fleetview, jsondoc)
+_CODE = kept.code_hash(statusrows, fleet_output, fleetview, jsondoc, sys.modules[__name__])
 
 
 def cache_path(journal: Path) -> Path:

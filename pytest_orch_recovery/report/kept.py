@@ -85,6 +85,7 @@ MAX_TAIL = snapshot.SNAPSHOT_EVERY
 _FORMAT = 2
 _MAX_LINE = 256 << 20
 _ROWS_PER_WRITE = 512
+_BLOCK = 1 << 20  # bytes of stored rows read at once
 
 SEP = "\x00"
 NEWLINE = "\x01"
@@ -231,16 +232,27 @@ class Kept:
         left = int(self.header[f"{section}_bytes"])
         handle = self._handle
         handle.seek(start)
-        readline, foreign, escaped = handle.readline, _FOREIGN.sub, _foreign_escaped
+        # Read in blocks, decoded and escaped whole: a row's bytes never straddle what is
+        # decoded (blocks end at a line's end, and no UTF-8 sequence holds a newline byte).
+        pending = b""
         while left > 0:
-            stored: bytes = readline(min(left, _MAX_LINE))
-            left -= len(stored)
-            if not stored.endswith(b"\n"):
-                raise self.damaged("a row of an ended task is cut short")
-            text = stored[:-1].decode("utf-8", errors="replace")
-            if stored.translate(None, _PLAIN):
-                text = foreign(escaped, text)
-            yield text
+            chunk = handle.read(min(left, _BLOCK))
+            if not chunk:
+                break
+            left -= len(chunk)
+            data = pending + chunk if pending else chunk
+            end = data.rfind(b"\n") + 1
+            pending = data[end:]
+            if len(pending) > _MAX_LINE:
+                break
+            if end:
+                block = data[:end] if pending else data
+                text = block.decode("utf-8", errors="replace")
+                if block.translate(None, _PLAIN):
+                    text = _FOREIGN.sub(_foreign_escaped, text)
+                yield from text[:-1].split("\n")
+        if left or pending:
+            raise self.damaged("a row of an ended task is cut short")
 
     def damaged(self, what: str) -> JournalError:
         return JournalError(

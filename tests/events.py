@@ -388,16 +388,6 @@ def seed_incident(start: float = SEED_DAY) -> JournalBuilder:
     return j
 
 
-def seed_and_open_task() -> JournalBuilder:
-    """The seed incident, one more first-try success, and a task still open after a SIGINT."""
-    j = seed_incident()
-    first_try_success(j, "late", "agent-late")
-    t = j.task("open", "agent-o", deliverables=["c.py"])
-    t.launch()
-    t.fail_with(Reason.SIGINT)
-    return j
-
-
 # --------------------------------------------------------------------------- random journals
 
 

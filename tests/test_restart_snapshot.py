@@ -14,12 +14,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
-from events import random_journal, seed_incident
+from events import JournalBuilder, random_journal, seed_incident
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_sim_properties import Campaign, campaigns
 
+from pytest_orch_recovery.chaos.faults import FaultSpec, Trigger
 from pytest_orch_recovery.chaos.tiers.simruntime import SimRuntime
 from pytest_orch_recovery.engine.coordinator import (
     Coordinator,
@@ -28,12 +30,20 @@ from pytest_orch_recovery.engine.coordinator import (
     fold_settings,
 )
 from pytest_orch_recovery.engine.errors import InvalidValue
-from pytest_orch_recovery.engine.events import Event, EventKind, TaskSubmitted
-from pytest_orch_recovery.engine.model import ExitInfo, PartialWork, Phase, Reason, Task
+from pytest_orch_recovery.engine.events import Event, EventKind, TaskEscalated, TaskSubmitted
+from pytest_orch_recovery.engine.model import (
+    ExitInfo,
+    PartialWork,
+    Phase,
+    Reason,
+    Strategy,
+    Task,
+)
 from pytest_orch_recovery.engine.policy import Policy
 from pytest_orch_recovery.engine.ports import AttemptExit, LaunchSpec
 from pytest_orch_recovery.store.journal import Journal, JournalError, journal_text
 from pytest_orch_recovery.store.restart import (
+    _compact_row,
     load_state,
     open_journal,
     save_state,
@@ -250,11 +260,16 @@ def test_a_snapshot_plus_the_tail_restarts_as_the_whole_journal(
     _assert_same_restart(root, c[2], events[-1].time + 60.0, used=True)
 
 
-def _live_snapshot(c: Campaign, data: st.DataObject) -> tuple[list[Event], int, CoordinatorState]:
+def _live_snapshot(
+    c: Campaign, data: st.DataObject, *, escalated: bool = False
+) -> tuple[list[Event], int, CoordinatorState]:
     """The campaign's journal, an event drawn from it, and the state the live coordinator
-    exported after it."""
+    exported after it (``escalated``: one with tasks escalated and waiting, if any)."""
     events, states = _live_run(c)
     usable = [seq for seq, state in states.items() if state is not None]
+    waiting = [seq for seq in usable if states[seq].compact]  # type: ignore[union-attr]
+    if escalated and waiting:
+        usable = waiting
     cut = data.draw(st.sampled_from(usable), label="snapshot after event")
     state = states[cut]
     assert state is not None
@@ -296,12 +311,13 @@ def test_the_live_coordinator_exports_what_a_replay_exports(c: Campaign) -> None
 
 
 def _as_written(state: CoordinatorState | None) -> object:
-    """A state with its events as the journal's lines (a live event holds the objects it
-    was made from, a replayed one what its JSON gave back)."""
+    """A state with its events and compact tasks as the snapshot writes them (a live event
+    holds the objects it was made from, a replayed one what its JSON gave back)."""
     if state is None:
         return None
     lines = [json.dumps(e.to_json()) for e in state.events]
-    return dataclasses.replace(state, events=()), lines
+    rows = [json.dumps(_compact_row(entry)) for entry in state.compact]
+    return dataclasses.replace(state, events=(), compact=()), lines, rows
 
 
 def _finished_journal(tmp_path: Path, tasks: int = 30) -> tuple[Path, list[Event]]:
@@ -533,3 +549,174 @@ def test_hand_built_journals_restart_from_a_snapshot_as_they_replay(
     root = tmp_path_factory.mktemp("built")
     _replayed_snapshot_at(root, lines, cut)
     _assert_same_restart(root, 0, 1e10, used=True)
+
+
+def _pages(journal: Journal) -> tuple[set[int], set[int]]:
+    """The escalations a restarting supervisor's page walks see in ``journal.events()``:
+    those of an incident, those of a task alone."""
+    incident: set[int] = set()
+    alone: set[int] = set()
+    for event in journal.events():
+        payload = event.payload
+        if isinstance(payload, TaskEscalated):
+            (alone if payload.incident is None else incident).add(event.seq)
+    return incident, alone
+
+
+@st.composite
+def _escalating_campaigns(draw: st.DrawFn) -> Campaign:
+    """Campaigns in which one to three tasks are killed at every start: they escalate
+    (alone, or in an incident once the breaker opens), and again after a release."""
+    ts, faults, seed = draw(campaigns())
+    ids = [t.task_id for t in ts]
+    doomed = draw(st.lists(st.sampled_from(ids), min_size=1, max_size=3, unique=True))
+    kills = [FaultSpec("kill", Trigger("start"), task=t, attempt=None) for t in doomed]
+    return ts, [*faults, *kills], seed
+
+
+@_PROPERTY
+@given(_escalating_campaigns(), st.data())
+def test_after_a_restart_with_escalated_tasks_the_fleet_goes_on_as_after_a_replay(
+    tmp_path_factory: pytest.TempPathFactory, c: Campaign, data: st.DataObject
+) -> None:
+    # Tasks escalated and waiting are kept compact in the snapshot. After the restart an
+    # operator releases some (by reason, incident or task), a new task comes, the fleet
+    # runs on (new failures feed the breaker, escalations open incidents): every event
+    # journaled, every call to the runtime and the coordinator at the end are the same as
+    # after a whole replay.
+    _, faults, seed = c
+    events, cut, state = _live_snapshot(c, data, escalated=True)
+    restart = data.draw(st.integers(cut, len(events)), label="restart after event")
+    root = tmp_path_factory.mktemp("after")
+    path = _snapshot_at(root, events, state, cut, restart)
+    (root / "whole").mkdir()
+    shutil.copy(path, root / "whole" / "journal.jsonl")
+    fast_journal, loaded = open_journal(path, _settings(seed))
+    whole_journal = Journal(root / "whole" / "journal.jsonl")
+    with fast_journal, whole_journal:
+        assert loaded is not None and loaded.compact == state.compact
+        # The page walks: every incident's escalations; an escalation of a task alone
+        # that only the whole journal shows came before the snapshot, whose step paged it.
+        fast_pages, whole_pages = _pages(fast_journal), _pages(whole_journal)
+        assert fast_pages[0] == whole_pages[0]
+        assert fast_pages[1] <= whole_pages[1]
+        assert all(seq <= cut for seq in whole_pages[1] - fast_pages[1])
+        pair = []
+        for journal, from_state in ((fast_journal, loaded), (whole_journal, None)):
+            runtime = SimRuntime(seed=seed, faults=faults)
+            runtime.clock.advance_to(events[-1].time + 60.0)
+            coordinator = Coordinator(
+                runtime, journal, policy=Policy(seed=seed), config=_config(seed)
+            ).recover(state=from_state)
+            pair.append(coordinator)
+        fast, whole = pair
+        hypothesis.event(f"compact tasks: {min(len(loaded.compact), 3)}")
+        compact = {entry.task_id for entry in state.compact}
+        changed = any(e.task_id in compact for e in events[cut:restart])
+        hypothesis.event(f"compact tasks changed in the tail: {changed}")
+        assert fast.tasks == {t: s for t, s in whole.tasks.items() if t not in fast.settled}
+        assert _memory(fast) == _memory(whole)
+        how = data.draw(st.sampled_from(["reasons", "incident", "tasks", "none"]), label="how")
+        escalated = sorted(t for t, s in whole.tasks.items() if s.phase is Phase.ESCALATED)
+        incidents = sorted(whole.incidents.incidents)
+        if how == "incident" and incidents:
+            chosen = data.draw(st.sampled_from(incidents), label="incident")
+            order: dict[str, Any] = {"incident": chosen}
+        elif how == "tasks" and escalated:
+            some = st.lists(st.sampled_from(escalated), min_size=1)
+            order = {"tasks": data.draw(some, label="tasks")}
+        elif how == "reasons":
+            held = sorted({s.attribution.reason for s in whole.tasks.values() if s.attribution})
+            some = st.lists(st.sampled_from(held or list(Reason)), min_size=1)
+            order = {"reasons": data.draw(some, label="reasons")}
+        else:
+            order = {}
+        outcome = []
+        for coordinator, journal in ((fast, fast_journal), (whole, whole_journal)):
+            for task_id in escalated[:1]:  # submitted again: refused, as it was known
+                with pytest.raises(InvalidValue, match="already submitted"):
+                    coordinator.submit(whole.tasks[task_id].task)
+            released = coordinator.release("operator", **order) if order else []
+            hypothesis.event(
+                f"released compact: {bool(set(released) & {x.task_id for x in state.compact})}"
+            )
+            coordinator.submit(Task("late", "A task after the restart", ("src/late.py",)))
+            coordinator.run()
+            new = [e.to_json() for e in journal.events() if e.seq > restart]
+            outcome.append((released, new, _pages(journal)[0]))
+        assert outcome[0] == outcome[1]
+        assert fast.tasks == {t: s for t, s in whole.tasks.items() if t not in fast.settled}
+        assert _memory(fast) == _memory(whole)
+        assert _as_written(fast.state()) == _as_written(whole.state())
+
+
+def _escalated_journal(tmp_path: Path) -> tuple[Path, JournalBuilder]:
+    """Two tasks escalated and waiting (one of them after a release and a second try), one
+    succeeded, written to ``tmp_path/journal.jsonl``."""
+    j = JournalBuilder()
+    first = j.task("esc-1", "task-agent-11", deliverables=("a.py",))
+    first.launch().fail_with(Reason.PERMISSION).decide(Strategy.ESCALATE).escalate()
+    j.operator_action("fixed", ["esc-1"])
+    first.launch(Strategy.RESTART).fail_with(Reason.TIMEOUT).decide(Strategy.ESCALATE).escalate()
+    j.task("ok", "task-agent-12").launch().exit(ExitInfo(0)).succeed()
+    second = j.task("esc-2", "task-agent-13", deliverables=("b.py",))
+    second.launch().fail_with(Reason.KILLED).decide(Strategy.ESCALATE).escalate()
+    return j.write_jsonl(tmp_path / "journal.jsonl"), j
+
+
+def test_escalated_tasks_are_kept_compact_and_come_back_as_replayed(tmp_path: Path) -> None:
+    path, _ = _escalated_journal(tmp_path)
+    state = _save_now(path)
+    assert [c.task_id for c in state.compact] == ["esc-1", "esc-2"]
+    assert not [e for e in state.events if e.task_id in ("esc-1", "esc-2")]
+    assert len(state.compact[0].state.attempts) == 2
+    root = tmp_path / "r"
+    (root / "a").mkdir(parents=True)
+    shutil.copy(path, root / "a" / "journal.jsonl")
+    shutil.copy(state_path(path), state_path(root / "a" / "journal.jsonl"))
+    (root / "cut").write_text(str(len(path.read_text().splitlines())))
+    _assert_same_restart(root, 7, 1e10, used=True)
+
+
+def test_a_later_event_that_sets_an_old_launch_key_again_makes_the_restart_replay(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A replay still holds the escalated task's old launch timers; a compact task does
+    # not. An event that sets one of their keys again (only a hand-edited journal) would
+    # make the old timer valid again: the snapshot is not used.
+    path, j = _escalated_journal(tmp_path)
+    _save_now(path)
+    old = next(e for e in j.events if e.task_id == "esc-2" and e.key == "esc-2:1")
+    _write(path, [dataclasses.replace(old, seq=len(j.events) + 1, time=old.time + 9e3)])
+    with caplog.at_level(logging.INFO, logger="pytest_orch_recovery.store.restart"):
+        journal, state = open_journal(path, _settings(7))
+    with journal:
+        assert state is None and journal.resumed_at == 0
+    assert "sets launch key 'esc-2:1' of task 'esc-2' again" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda row: row.pop(),  # a field missing
+        lambda row: row.__setitem__(2, 10**6),  # taken after the snapshot's mark
+        lambda row: row.__setitem__(0, "other"),  # not the task its state is of
+        lambda row: row[6][0].__setitem__(1, 0),  # attempt number 0
+        lambda row: row[6][0].__setitem__(5, "meteor"),  # no failure reason
+        lambda row: row[6][0].__setitem__(7, "yes"),  # a flag that is no boolean
+        lambda row: row[9].append({"kind": "dance"}),  # no kind of work
+        lambda row: row.__setitem__(10, float("nan")),  # NaN (JSON's NaN)
+    ],
+)
+def test_a_damaged_compact_task_makes_the_restart_replay(
+    tmp_path: Path, damage: Callable[[list[Any]], None]
+) -> None:
+    path, _ = _escalated_journal(tmp_path)
+    _save_now(path)
+    lines = state_path(path).read_text().splitlines()
+    row = json.loads(lines[3])
+    assert row[0] == "esc-1"
+    damage(row)
+    lines[3] = json.dumps(row)
+    state_path(path).write_text("\n".join(lines) + "\n")
+    assert load_state(path, _settings(7)) is None

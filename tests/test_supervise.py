@@ -848,6 +848,54 @@ def test_ten_outside_kills_are_one_incident_one_page_one_release(fleet: Fleet) -
     assert not list((fleet.root / ".orch-fleet" / "spool").glob("*.json"))
 
 
+def test_escalated_tasks_kept_compact_in_the_snapshot_are_released_after_a_restart(
+    fleet: Fleet,
+) -> None:
+    # A clean stop keeps the incident's escalated tasks in the coordinator snapshot as the
+    # state a replay holds (not their events); the next supervisor starts from it, does
+    # not page the incident again, and an operator's release frees every task it holds.
+    tasks = [Task(f"t-esc{i}", f"Write escalation note {i}", (f"esc{i}.md",)) for i in range(5)]
+    task_file = _held_fleet(fleet, tasks, incident_settle=3)
+    snapshot = fleet.journal.with_name(fleet.journal.name + ".coordinator")
+    first = Supervisor(fleet)
+    try:
+        first.wait_for("supervising")
+        fleet.cli("submit", "--config", "fleet.toml", task_file.name)
+        for pid in _held_pids(fleet, len(tasks)).values():
+            os.kill(pid, signal.SIGKILL)
+        first.wait_for("on_escalate ran for incident killed-1")
+        escalated = sorted(e["task_id"] for e in fleet.events("task_escalated"))
+        assert len(escalated) == len(tasks) - 2  # the breaker opens at the third kill
+        for task in sorted({t.task_id for t in tasks} - set(escalated)):
+            first.wait_for("task_succeeded", task)
+    finally:
+        assert first.stop() == 0
+    events = len(fleet.journal.read_text().splitlines())
+    header = json.loads(snapshot.read_text().splitlines()[0])
+    assert (header["seq"], header["compact"], header["settled"]) == (events, len(escalated), 2)
+    assert len(_pages(fleet)) == 1
+
+    second = Supervisor(fleet)
+    try:
+        second.wait_for("recovering", f"({events} events, 0 after its snapshot)")
+        second.wait_for("supervising")
+        released = fleet.cli("release", "--config", "fleet.toml", escalated[-1], "--note", "fixed")
+        assert released.stdout.startswith("release of incident killed-1 (killed) requested")
+        freed = second.wait_for("release of incident killed-1 frees ")
+        assert sorted(freed.partition(" frees ")[2].split(", ")) == escalated
+        for task in escalated:
+            second.wait_for("task_succeeded", task)
+    finally:
+        assert second.stop() == 0
+    assert not any("on_escalate for" in line for line in second.seen)
+    assert len(_pages(fleet)) == 1
+    actions = fleet.events("operator_action")
+    assert [(a["data"]["incident"], sorted(a["data"]["tasks"])) for a in actions] == [
+        ("killed-1", escalated)
+    ]
+    assert _phases(fleet) == dict.fromkeys((t.task_id for t in tasks), "succeeded")
+
+
 def test_a_planned_stop_of_the_agents_neither_opens_the_breaker_nor_pages(fleet: Fleet) -> None:
     tasks = [Task(f"t-stop{i}", f"Write stop note {i}", (f"stop{i}.md",)) for i in range(2)]
     # Two agents killed within the window would open the breaker: if the supervisor's own

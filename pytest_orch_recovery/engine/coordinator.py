@@ -19,17 +19,24 @@ import itertools
 import math
 import random
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, tzinfo
 
 from pytest_orch_recovery.engine.analyze import continuation_prompt, initial_prompt, missing_work
 from pytest_orch_recovery.engine.classify import LogText, Observation, classify
 from pytest_orch_recovery.engine.coordstate import (
     FOLD_SETTINGS,
+    AttemptState,
+    CompactTask,
     CoordinatorState,
+    PendingLaunch,
+    TaskState,
     code_fingerprint,
+    copy_task_state,
     fingerprint,
+    launch_of,
     shape_fingerprint,
+    spec_of,
 )
 from pytest_orch_recovery.engine.errors import InvalidState, InvalidValue
 from pytest_orch_recovery.engine.events import (
@@ -64,7 +71,6 @@ from pytest_orch_recovery.engine.model import (
     Reason,
     Strategy,
     Task,
-    WorkItem,
     WorkKind,
     full_plan,
     signal_number,
@@ -99,57 +105,6 @@ def _killed_past_deadline(current: AttemptState, exited: AttemptExit) -> bool:
 
 
 _TIMEOUT_SIGNALS = frozenset({15, 9})  # what Runtime.kill sends: SIGTERM, then SIGKILL
-
-
-@dataclass
-class AttemptState:
-    spec: LaunchSpec
-    launched_at: float
-    deadline: float | None
-    reason: Reason | None = None
-    exit: ExitInfo | None = None
-    timed_out: bool = False  # the coordinator killed it for running past its timeout
-    usage_limited: bool = False  # it ended on its account's usage limit
-    host_lost: bool = False  # its host was lost; another host recorded its end
-
-    @property
-    def number(self) -> int:
-        return self.spec.attempt
-
-    @property
-    def agent_type(self) -> str:
-        return self.spec.agent_type
-
-    @property
-    def strategy(self) -> Strategy | None:
-        return self.spec.strategy
-
-
-@dataclass
-class PendingLaunch:
-    spec: LaunchSpec
-    not_before: float
-    remedies: tuple[str, ...] = ()
-
-
-@dataclass
-class TaskState:
-    task: Task
-    agent: str
-    phase: Phase = Phase.WAITING
-    attempts: list[AttemptState] = field(default_factory=list)
-    pending: PendingLaunch | None = None
-    exited: AttemptExited | None = None  # the last attempt_exited
-    attribution: Attribution | None = None
-    partial: PartialWork | None = None
-    missing: tuple[WorkItem, ...] = ()
-    first_failure_at: float | None = None
-    escalation_cause: str | None = None
-    released_by: str | None = None  # an operator released it; no decision recorded yet
-
-    @property
-    def current(self) -> AttemptState | None:
-        return self.attempts[-1] if self.attempts else None
 
 
 # Timer entries: (time, seq, task id, key); plain tuples compare fastest, and seq is unique so
@@ -270,6 +225,9 @@ class Coordinator:
         self.settled: dict[str, str] = {}
         # What state() exports: each unsettled task's folded events, incidents' escalations.
         self._history: dict[str, list[Event]] = {}
+        # Tasks escalated and waiting as a replay holds them (their history is the events
+        # after it): what state() exports for them instead of their events.
+        self._compact: dict[str, CompactTask] = {}
         self._paged: list[Event] = []
         self._seq = 0  # the last event folded
         self._fold_draws = 0  # agent names the fold drew (for events that named no agent)
@@ -313,14 +271,16 @@ class Coordinator:
         replay draws in journal order)."""
         settled = dict(self.settled)
         kept = {event.seq: event for event in self._paged}
+        compact: list[CompactTask] = []
         for task_id, state in self.tasks.items():
             if self._is_settled(task_id, state):
                 settled[task_id] = state.agent
                 continue
-            history = self._history.get(task_id)
-            if not history or history[0].kind is not EventKind.TASK_SUBMITTED:
-                return None
-            if history[0].agent is None:
+            history = self._history.get(task_id, [])
+            taken = self._compact.get(task_id)
+            if taken is not None:
+                compact.append(taken)
+            elif not _whole(history):
                 return None
             kept.update((event.seq, event) for event in history)
         breaker_open, breaker_recent = self.policy.breaker.recorded()
@@ -339,6 +299,7 @@ class Coordinator:
             open_incidents=tuple(book.open_ids().items()),
             escalated=tuple(book.escalated.items()),
             shared_agents=self._shared_agents(settled),
+            compact=tuple(compact),
         )
 
     def _shared_agents(self, settled: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
@@ -361,10 +322,28 @@ class Coordinator:
         self.settled = dict(state.settled)
         for task_id, agent in self.settled.items():
             self._by_agent[agent] = task_id
-        for event in state.events:  # the open tasks, folded as a replay folds them
-            if event.task_id is None or event.task_id not in self.settled:
+        # The open tasks, folded as a replay folds them; a compact task comes in where its
+        # state was taken, so only its later events fold onto it.
+        compact = sorted(state.compact, key=lambda c: c.seq)
+        waiting = {c.task_id for c in compact}
+        first = {c.task_id: c.submitted for c in compact}  # where each task came in
+        taken = 0
+        for event in state.events:
+            while taken < len(compact) and compact[taken].seq < event.seq:
+                self._take_in(compact[taken])
+                waiting.discard(compact[taken].task_id)
+                taken += 1
+            owner = event.task_id
+            if owner is None or (owner not in self.settled and owner not in waiting):
+                new = owner is not None and owner not in self.tasks
                 self._apply(event)
+                if new and owner in self.tasks:
+                    first[owner] = event.seq
             self._remember(event)
+        for entry in compact[taken:]:
+            self._take_in(entry)
+        if compact:  # in submission order, as a replay made them
+            self.tasks = dict(sorted(self.tasks.items(), key=lambda item: first[item[0]]))
         self._by_agent.update(state.shared_agents)
         # What every event folds into, as it was (the events above are only some of them).
         self.policy.breaker.restore(state.breaker_open, state.breaker_recent)
@@ -379,6 +358,14 @@ class Coordinator:
             dict(state.escalated),
         )
         self._seq = state.seq
+
+    def _take_in(self, entry: CompactTask) -> None:
+        """A compact task back as a replay holds it (a copy: the state may be used again)."""
+        state = copy_task_state(entry.state)
+        self.tasks[entry.task_id] = state
+        self._by_agent[state.agent] = entry.task_id
+        self._history[entry.task_id] = []
+        self._compact[entry.task_id] = entry
 
     def adopt(self, events: Iterable[Event], *, lost: str) -> list[str]:
         """Take over tasks another host held until its lease ran out, from their history
@@ -414,6 +401,7 @@ class Coordinator:
         report of its agent's exit is ignored. Stopping the agent is the caller's."""
         state = self.tasks.pop(task_id, None)
         self._history.pop(task_id, None)
+        self._compact.pop(task_id, None)
         if state is not None:
             self._by_agent.pop(state.agent, None)
             self._running.discard(task_id)
@@ -639,16 +627,8 @@ class Coordinator:
             )
             notes = LaunchNotes() if self._launch_notes is None else self._launch_notes(spec)
             self._emit(
-                AttemptLaunched(
-                    agent_type=spec.agent_type,
-                    strategy=spec.strategy,
-                    work=spec.work,
-                    resume_session=spec.resume_session,
-                    prompt=spec.prompt,
-                    timeout=spec.timeout,
-                    remedies=applied,
-                    tmux=notes.tmux,
-                    launch_record=notes.launch_record,
+                launch_of(
+                    spec, remedies=applied, tmux=notes.tmux, launch_record=notes.launch_record
                 ),
                 task_id=state.task.task_id,
                 agent=state.agent,
@@ -963,7 +943,8 @@ class Coordinator:
 
     def _remember(self, event: Event) -> None:
         """Keep what :meth:`state` exports: the folded events of each task not settled
-        (dropped when it settles), and every incident's escalations."""
+        (dropped when it settles; for a task escalated and waiting, its state instead of
+        the events before), and every incident's escalations."""
         self._seq = max(self._seq, event.seq)
         kind = event.kind
         if kind not in _FOLD:
@@ -979,13 +960,43 @@ class Coordinator:
             self._paged.append(event)
         if event.task_id is None:
             return
-        state = self.tasks.get(event.task_id)
+        task_id = event.task_id
+        state = self.tasks.get(task_id)
         if state is None:
             return
-        if self._is_settled(event.task_id, state):
-            self._history.pop(event.task_id, None)
+        if self._is_settled(task_id, state):
+            self._history.pop(task_id, None)
+            self._compact.pop(task_id, None)
+            return
+        history = self._history.setdefault(task_id, [])
+        history.append(event)
+        if (
+            kind is EventKind.TASK_ESCALATED
+            and state.phase is Phase.ESCALATED
+            and state.released_by is None
+            and state.pending is None
+            and task_id not in self._running
+        ):
+            self._take_compact(task_id, state, history, event.seq)
+
+    def _take_compact(self, task_id: str, state: TaskState, history: list[Event], seq: int) -> None:
+        """An escalated task waits for an operator: keep it as a replay holds it now
+        (``coordstate.CompactTask``) and only its events from here on."""
+        before = self._compact.get(task_id)
+        if before is not None:
+            submitted, keys = before.submitted, list(before.keys)
+        elif _whole(history):
+            submitted, keys = history[0].seq, []
         else:
-            self._history.setdefault(event.task_id, []).append(event)
+            return  # its history is not whole here: state() exports nothing
+        keys.extend(key for key in map(_timer_key, history) if key is not None)
+        # What a replay holds: the live coordinator also keeps the workspace it read
+        # (``partial``); a replayed one never does.
+        replayed = dataclasses.replace(copy_task_state(state), partial=None)
+        self._compact[task_id] = CompactTask(
+            task_id, submitted, seq, tuple(dict.fromkeys(keys)), replayed
+        )
+        history.clear()
 
     def _state_of(self, event: Event) -> TaskState | None:
         return None if event.task_id is None else self.tasks[event.task_id]
@@ -1040,18 +1051,8 @@ class Coordinator:
             return
         timeout = launched.timeout
         if spec is None:
-            spec = LaunchSpec(
-                task=state.task,
-                agent=state.agent,
-                attempt=int(event.attempt or len(state.attempts) + 1),
-                agent_type=launched.agent_type,
-                strategy=launched.strategy,
-                prompt=launched.prompt,
-                work=launched.work,
-                key=str(event.key),
-                resume_session=launched.resume_session,
-                timeout=timeout,
-            )
+            attempt = int(event.attempt or len(state.attempts) + 1)
+            spec = spec_of(launched, state.task, state.agent, attempt, str(event.key))
         deadline = None if timeout is None else event.time + timeout
         state.attempts.append(AttemptState(spec=spec, launched_at=event.time, deadline=deadline))
         state.pending = None
@@ -1196,12 +1197,45 @@ def state_unfit(state: CoordinatorState, events: Iterable[Event]) -> str | None:
     None. One that changes a settled task would reopen it in a whole replay, and its state
     was not kept: the journal is replayed whole instead."""
     settled = state.settled
+    compact = {c.task_id: c for c in state.compact}
     for event in events:
         task_id = event.task_id
-        if event.seq <= state.seq or task_id is None or task_id not in settled:
+        if task_id is None:
+            continue
+        taken = compact.get(task_id)
+        if taken is not None and event.seq > taken.seq and _timer_key(event) in taken.keys:
+            return (
+                f"event {event.seq} ({event.kind}) sets launch key {event.key!r} of task "
+                f"{task_id!r} again"
+            )
+        if event.seq <= state.seq or task_id not in settled:
             continue
         if event.kind in _FOLD:
             return f"event {event.seq} ({event.kind}) changes task {task_id!r}, which had settled"
+    return None
+
+
+def _whole(history: list[Event]) -> bool:
+    """Whether a task's history holds its submission, under an agent name (a name the
+    fold drew is drawn in journal order: only a whole replay draws it again)."""
+    return (
+        bool(history)
+        and history[0].kind is EventKind.TASK_SUBMITTED
+        and history[0].agent is not None
+    )
+
+
+def _timer_key(event: Event) -> str | None:
+    """The launch key an event sets a launch or deadline timer for, if any."""
+    kind = event.kind
+    if kind is EventKind.TASK_SUBMITTED:
+        return f"{event.task_id}:1:initial"
+    if kind is EventKind.ATTEMPT_LAUNCHED:
+        return str(event.key)
+    if kind is EventKind.DECISION:
+        decided = event.payload
+        assert isinstance(decided, DecisionMade)
+        return None if decided.launch is None else str(event.key)
     return None
 
 
@@ -1211,7 +1245,9 @@ def _copy_incident(incident: Incident) -> Incident:
 
 # A state exported by code whose fold, or whose state's shape, differs is not used.
 STATE_FINGERPRINT = fingerprint(
-    shape_fingerprint((CoordinatorState, Incident, CircuitBreaker)),
+    shape_fingerprint(
+        (CoordinatorState, CompactTask, TaskState, AttemptState, Incident, CircuitBreaker)
+    ),
     code_fingerprint(
         [
             *_FOLD.values(),
@@ -1220,7 +1256,13 @@ STATE_FINGERPRINT = fingerprint(
             Coordinator._state_of,
             Coordinator._remember,
             Coordinator._restore,
+            Coordinator._take_in,
+            Coordinator._take_compact,
             Coordinator.state,
+            copy_task_state,
+            spec_of,
+            _whole,
+            _timer_key,
             CircuitBreaker.record,
             CircuitBreaker.close,
             CircuitBreaker.recorded,

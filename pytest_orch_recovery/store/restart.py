@@ -13,9 +13,10 @@ always safe. It is derived data: the journal stays the record.
 The file is JSON lines: a header (``format``, ``state`` -- the fold's fingerprint,
 ``settings``, the mark: ``bytes``, ``seq``, ``seam``, and the counts of what follows), one
 object of fleet-wide state (breaker, usage limits, stopped attempts, name draws, incidents),
-the settled tasks as one flat array ``[task, agent, task, agent, ...]``, then the events that
-rebuild the open tasks, one journal line each. Every value is checked against the type it
-must have; nothing in the file is executed.
+the settled tasks as one flat array ``[task, agent, task, agent, ...]``, one line per task
+escalated and waiting (its state as a replay holds it: ``coordstate.CompactTask``), then the
+events that rebuild the other open tasks, one journal line each. Every value is checked
+against the type it must have; nothing in the file is executed.
 """
 
 from __future__ import annotations
@@ -29,15 +30,27 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-from pytest_orch_recovery.engine.coordinator import (
-    STATE_FINGERPRINT,
+from pytest_orch_recovery.engine.coordinator import STATE_FINGERPRINT, state_unfit
+from pytest_orch_recovery.engine.coordstate import (
+    AttemptState,
+    CompactTask,
     CoordinatorState,
-    state_unfit,
+    TaskState,
+    launch_of,
+    spec_of,
 )
 from pytest_orch_recovery.engine.errors import OrchRecoveryError
-from pytest_orch_recovery.engine.events import Event
+from pytest_orch_recovery.engine.events import AttemptExited, AttemptLaunched, Event
 from pytest_orch_recovery.engine.incidents import Incident
-from pytest_orch_recovery.engine.model import Reason
+from pytest_orch_recovery.engine.model import (
+    Attribution,
+    ExitInfo,
+    Phase,
+    Reason,
+    Task,
+    WorkItem,
+    WorkKind,
+)
 from pytest_orch_recovery.store import atomic, validation
 from pytest_orch_recovery.store.journal import (
     Journal,
@@ -60,7 +73,7 @@ log = logging.getLogger(__name__)
 
 STATE_SUFFIX = ".coordinator"
 SNAPSHOT_EVERY = 10_000  # events since the last snapshot that make the supervisor write one
-_FORMAT = 1
+_FORMAT = 2
 _HEADER_BYTES = 4096
 _EVENTS_PER_WRITE = 512
 Settings = tuple[tuple[str, str | int | float | None], ...]
@@ -123,6 +136,7 @@ def _chunks(state: CoordinatorState, mark: JournalMark) -> Iterator[bytes]:
             "seam": mark.seam,
             "events": len(state.events),
             "settled": len(state.settled),
+            "compact": len(state.compact),
         }
     )
     yield _dumps(
@@ -142,12 +156,63 @@ def _chunks(state: CoordinatorState, mark: JournalMark) -> Iterator[bytes]:
     )
     yield _dumps([word for pair in state.settled.items() for word in pair])
     lines: list[bytes] = []
+    for entry in state.compact:
+        lines.append(_dumps(_compact_row(entry)))
+        if len(lines) >= _EVENTS_PER_WRITE:
+            yield b"".join(lines)
+            lines.clear()
     for event in state.events:
         lines.append(_dumps(event.to_json()))
         if len(lines) >= _EVENTS_PER_WRITE:
             yield b"".join(lines)
             lines.clear()
     yield b"".join(lines)
+
+
+def _compact_row(entry: CompactTask) -> list[Any]:
+    """A task escalated and waiting as one JSON row; its parts in the journal's own JSON
+    forms (``Task``, ``AttemptLaunched``, ``ExitInfo``, ``AttemptExited``, ``Attribution``)."""
+    state = entry.state
+    if (
+        state.phase is not Phase.ESCALATED
+        or state.pending is not None
+        or state.partial is not None
+        or state.released_by is not None
+        or state.task.task_id != entry.task_id
+    ):
+        raise StateFormatError(f"task {entry.task_id!r} is not escalated and waiting")
+    return [
+        entry.task_id,
+        entry.submitted,
+        entry.seq,
+        list(entry.keys),
+        state.task.to_json(),
+        state.agent,
+        [_attempt_row(state, attempt) for attempt in state.attempts],
+        None if state.exited is None else state.exited.to_json(),
+        None if state.attribution is None else state.attribution.to_json(),
+        [w.to_json() for w in state.missing],
+        state.first_failure_at,
+        state.escalation_cause,
+    ]
+
+
+def _attempt_row(state: TaskState, attempt: AttemptState) -> list[Any]:
+    spec = attempt.spec
+    if spec.task != state.task or spec.agent != state.agent:
+        raise StateFormatError(f"attempt {spec.key!r} is not of task {state.task.task_id!r}")
+    return [
+        launch_of(spec).to_json(),
+        spec.attempt,
+        spec.key,
+        attempt.launched_at,
+        attempt.deadline,
+        None if attempt.reason is None else str(attempt.reason),
+        None if attempt.exit is None else attempt.exit.to_json(),
+        attempt.timed_out,
+        attempt.usage_limited,
+        attempt.host_lost,
+    ]
 
 
 def _incident_row(incident: Incident) -> list[Any]:
@@ -229,6 +294,10 @@ def _read(handle: BinaryIO, settings: Settings) -> tuple[CoordinatorState, Journ
         raise StateFormatError("the settled tasks are not as many as the header says")
     strings = [_str(word) for word in words]
     settled = dict(zip(strings[::2], strings[1::2], strict=True))
+    compact = tuple(
+        _compact(json.loads(_line(handle, limit)), mark.seq)
+        for _ in range(_int(header.get("compact")))
+    )
     events = _events(handle, _int(header.get("events")), mark.seq)
     if handle.read(1):
         raise StateFormatError("lines after the last event")
@@ -256,6 +325,7 @@ def _read(handle: BinaryIO, settings: Settings) -> tuple[CoordinatorState, Journ
         shared_agents=tuple(
             _pair(p, _str, _str) for p in _list(fleet.get("shared_agents"), "shared_agents")
         ),
+        compact=compact,
     )
     return state, mark
 
@@ -352,6 +422,67 @@ def _pair(value: Any, first: Callable[[Any], _A], second: Callable[[Any], _B]) -
 
 def _window(value: Any) -> tuple[tuple[float, str], ...]:
     return tuple(_pair(p, _number, _str) for p in _list(value, "failures in the window"))
+
+
+def _compact(row: Any, last: int) -> CompactTask:
+    fields: Sequence[Any] = _list(row, "escalated task")
+    if len(fields) != 12:
+        raise _wrong("an escalated task's 12 fields", row)
+    task_id, submitted, seq, keys, task_json, agent, attempts, exited, attribution = fields[:9]
+    missing, first_failure_at, cause = fields[9:]
+    task = Task.from_json(_object(task_json, "task"))
+    if task.task_id != task_id or not 0 < _int(submitted) < _int(seq) <= last:
+        raise StateFormatError(f"escalated task {task_id!r}: not of this journal's events")
+    agent = _str(agent)
+    state = TaskState(
+        task=task,
+        agent=agent,
+        phase=Phase.ESCALATED,
+        attempts=[_attempt(a, task, agent) for a in _list(attempts, "attempts")],
+        exited=None if exited is None else AttemptExited.from_json(_object(exited, "exited")),
+        attribution=(
+            None if attribution is None else Attribution.from_json(_object(attribution, "why"))
+        ),
+        missing=tuple(_work_item(w) for w in _list(missing, "missing work")),
+        first_failure_at=None if first_failure_at is None else _number(first_failure_at),
+        escalation_cause=_optional_str(cause),
+    )
+    return CompactTask(
+        _str(task_id), submitted, seq, tuple(_str(k) for k in _list(keys, "keys")), state
+    )
+
+
+def _attempt(row: Any, task: Task, agent: str) -> AttemptState:
+    fields: Sequence[Any] = _list(row, "attempt")
+    if len(fields) != 10:
+        raise _wrong("an attempt's 10 fields", row)
+    launched_json, number, key, launched_at, deadline, reason, exit_json = fields[:7]
+    timed_out, usage_limited, host_lost = fields[7:]
+    launched = AttemptLaunched.from_json(_object(launched_json, "launch"))
+    if type(number) is not int or number < 1:
+        raise _wrong("an attempt number >= 1", number)
+    return AttemptState(
+        spec=spec_of(launched, task, agent, number, _str(key)),
+        launched_at=_number(launched_at),
+        deadline=None if deadline is None else _number(deadline),
+        reason=None if reason is None else _reason(reason),
+        exit=None if exit_json is None else ExitInfo.from_json(_object(exit_json, "exit")),
+        timed_out=_bool(timed_out),
+        usage_limited=_bool(usage_limited),
+        host_lost=_bool(host_lost),
+    )
+
+
+def _work_item(value: Any) -> WorkItem:
+    item = _object(value, "work item")
+    path = item.get("path")
+    if path is not None:
+        _str(path)
+    try:
+        kind = WorkKind(_str(item.get("kind")))
+    except ValueError:
+        raise StateFormatError(f"{item.get('kind')!r} is no kind of work") from None
+    return WorkItem(kind, path)
 
 
 def _incident(row: Any) -> Incident:

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from events import JournalBuilder, first_try_success, random_journal, seed_incident
+from events import JournalBuilder, first_try_success, random_journal
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from keptfiles import mixed_journal
 
 from pytest_orch_recovery.cli import pagecache
 from pytest_orch_recovery.cli.main import main
@@ -110,17 +111,8 @@ def test_the_fold_kept_at_any_cut_plus_the_tail_draws_the_whole_page(
         assert _page(facts, events) == _page(whole, events)
 
 
-def _mixed() -> JournalBuilder:
-    j = seed_incident()
-    first_try_success(j, "late", "agent-late")
-    t = j.task("open", "agent-o", deliverables=["c.py"])
-    t.launch()
-    t.fail_with(Reason.SIGINT)
-    return j
-
-
 def test_a_campaign_page_from_the_kept_fold_has_the_same_fault_marks(tmp_path: Path) -> None:
-    j = _mixed()
+    j = mixed_journal()
     path = tmp_path / "journal.jsonl"
     text, events = _journal(path, j.events)
     first = events[0].task_id
@@ -186,7 +178,7 @@ def test_the_tail_is_kept_again_once_it_is_long(
     monkeypatch.setattr(pagecache, "REWRITE_AFTER", 5)
     monkeypatch.setattr(kept, "KEEP_FROM", 1)
     path = tmp_path / "journal.jsonl"
-    text, events = _journal(path, _mixed().events)
+    text, events = _journal(path, mixed_journal().events)
     _save_at(path, text, 3)
     facts = pagecache.read_facts(path)
     stored = pagecache.load(path)
@@ -255,7 +247,7 @@ def test_a_file_that_does_not_fit_is_ignored_and_written_again(
 ) -> None:
     monkeypatch.setattr(kept, "KEEP_FROM", 1)
     path = tmp_path / "journal.jsonl"
-    text, _ = _journal(path, _mixed().events)
+    text, _ = _journal(path, mixed_journal().events)
     _save_at(path, text, len(text.splitlines()) // 2)
     _damage(path, damage)
     events = replay(path) if damage != "journal cut back" else []
@@ -272,7 +264,7 @@ def test_a_directory_in_its_place_leaves_the_page_as_it_was(
 ) -> None:
     monkeypatch.setattr(kept, "KEEP_FROM", 1)
     path = tmp_path / "journal.jsonl"
-    _, events = _journal(path, _mixed().events)
+    _, events = _journal(path, mixed_journal().events)
     pagecache.page_path(path).mkdir()
     assert pagecache.read_facts(path) == _whole_facts(events)
     assert pagecache.page_path(path).is_dir()
@@ -316,7 +308,7 @@ def test_the_command_keeps_the_file_once_the_journal_is_long_and_then_reads_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "journal.jsonl"
-    _, events = _journal(path, _mixed().events)
+    _, events = _journal(path, mixed_journal().events)
     args = ["report", "--journal", str(path), "--format", "html"]
     assert main(args) == 0
     whole = capsys.readouterr().out

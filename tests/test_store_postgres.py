@@ -669,6 +669,10 @@ def test_report_over_the_store_is_the_fleet_s_dashboard(
     assert cli.main(["report", "--journal", str(path), "--format", "json"]) == 0
     assert over_store == json.loads(capsys.readouterr().out)
     assert over_store["metrics"]["recovered"] == 1
+    # The page over the store: every host's events folded at once, the store named.
+    assert cli.main(["report", "--store", store_url, "--format", "html"]) == 0
+    page = capsys.readouterr().out
+    assert "Journal fleet store " in page and 'data-attempt="2"' in page
     assert cli.main(["report", "--store", store_url, "--journal", str(path)]) == 2
     assert "--journal and --store are two sources" in capsys.readouterr().err
     assert cli.main(["report"]) == 2

@@ -175,14 +175,18 @@ def test_a_forged_row_reaches_the_terminal_escaped(tmp_path: Path) -> None:
         assert "\x1b" not in got and "\x07" not in got and "\u202e" not in got
 
 
-def test_totals_that_are_not_totals_are_ignored(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("first_reasons", {"not a reason": [1, 0]}), ("times", [[0, "an hour"]]), ("agents", [])],
+)
+def test_totals_that_are_not_totals_are_ignored(tmp_path: Path, name: str, value: object) -> None:
     path = tmp_path / "journal.jsonl"
     text = journal_text(mixed_journal().events)
     _save_at(path, text, len(text.splitlines()))
     file = _file(path)
     header, rest = file.read_bytes().split(b"\n", 1)
     fields = json.loads(header)
-    fields["totals"]["first_reasons"] = {"not a reason": [1, 0]}
+    fields["totals"][name] = value
     file.write_bytes(json.dumps(fields).encode() + b"\n" + rest)
     assert _cached(path, "md") is None
 

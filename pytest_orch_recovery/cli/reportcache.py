@@ -205,18 +205,17 @@ def kept_metrics(
         yield None
         return
     try:
-        try:
-            stored = _totals(loaded)
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
-            log.info("%s: not used, rebuilding: %s", loaded.path, exc)
-            stored = None
-        if stored is None:
-            yield None
-            return
         history = loaded.history
-        live = Totals.of(zip(loaded.ordinals(), history.tasks.values(), strict=True))
-        yield stored.merge(live).metrics(
-            history.orphaned_paths, orphaned_workspaces=orphaned_workspaces
-        )
+        try:
+            live = Totals.of(zip(loaded.ordinals(), history.tasks.values(), strict=True))
+            metrics: Metrics | None = (
+                _totals(loaded)
+                .merge(live)
+                .metrics(history.orphaned_paths, orphaned_workspaces=orphaned_workspaces)
+            )
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            log.info("%s: not used, rebuilding: %s", loaded.path, exc)
+            metrics = None
+        yield metrics
     finally:
         loaded.close()

@@ -25,6 +25,7 @@ Counting rules (docs/journal.md is the schema):
 from __future__ import annotations
 
 import enum
+import heapq
 import math
 from collections import Counter
 from collections.abc import Iterable
@@ -335,8 +336,9 @@ class Member:
         )
 
 
-# Where an item first appeared: (task ordinal, its index within the task).
-Place = tuple[int, int]
+# Where an item first appeared: [task ordinal, its index within the task] (a list, as the
+# kept file's JSON gives it back: places are compared with each other).
+Place = list[int]
 
 
 def _first(seen: dict[Any, list[Any]], key: Any, place: Any, count: int = 1) -> None:
@@ -360,10 +362,17 @@ def _merged_counts(a: dict[Any, list[Any]], b: dict[Any, list[Any]]) -> dict[Any
     return out
 
 
+def _rank(item: tuple[Any, list[Any]]) -> tuple[int, Any]:
+    return -item[1][0], item[1][1]
+
+
 def _ranked(seen: dict[Any, list[Any]], most: int | None = None) -> list[tuple[Any, int]]:
     """``Counter.most_common`` of the counts in ``seen``: ties in order of first appearance."""
-    ranked = sorted(seen.items(), key=lambda item: (-item[1][0], item[1][1]))
-    return [(key, entry[0]) for key, entry in ranked[:most]]
+    if most is None:
+        ranked = sorted(seen.items(), key=_rank)
+    else:  # the few most common of many (every agent that ever failed): no full sort
+        ranked = heapq.nsmallest(most, seen.items(), key=_rank)
+    return [(key, entry[0]) for key, entry in ranked]
 
 
 @dataclass
@@ -428,7 +437,7 @@ class Totals:
             self.first_try_complex += complex_
         for index, failure in enumerate(s.failures):
             by_agent = self.agents.setdefault(failure.attribution.reason, {})
-            _first(by_agent, failure.agent, (ordinal, index))
+            _first(by_agent, failure.agent, [ordinal, index])
         if s.systematic:
             self.members.append(Member.of(ordinal, s))
         if not s.failures:
@@ -481,19 +490,15 @@ class Totals:
         """The totals :meth:`to_json` wrote, with their ``recent`` events."""
         counts: dict[str, Any] = {f.name: int(data[f.name]) for f in fields(cls) if f.type == "int"}
         totals = cls(**counts)
-        totals.first_try = [(int(o), str(n)) for o, n in data["first_try"]]
-        totals.times = [(int(o), float(t)) for o, t in data["times"]]
+        # The long lists and maps are taken as JSON gives them (a wrong type fails the
+        # metrics with TypeError, which the keeper treats as a file not to use).
+        totals.first_try = list(map(tuple, data["first_try"]))
+        totals.times = list(map(tuple, data["times"]))
         totals.first_reasons = {
             Reason(r): [int(count), int(first)]
             for r, (count, first) in data["first_reasons"].items()
         }
-        totals.agents = {
-            Reason(r): {
-                str(agent): [int(count), (int(first[0]), int(first[1]))]
-                for agent, (count, first) in agents.items()
-            }
-            for r, agents in data["agents"].items()
-        }
+        totals.agents = {Reason(r): dict(agents) for r, agents in data["agents"].items()}
         totals.members = [
             Member(
                 ordinal=int(m["ordinal"]),

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ from typing import Any
 from pytest_orch_recovery.engine.errors import InvalidValue
 from pytest_orch_recovery.report import kept, pagefacts
 from pytest_orch_recovery.report.pagefacts import PageFacts, PageFold
-from pytest_orch_recovery.store import atomic, historycodec, snapshot
+from pytest_orch_recovery.store import historycodec, snapshot
 from pytest_orch_recovery.store.journal import cyclic_gc_paused, read_events
 
 __all__ = ["PAGE_SUFFIX", "REWRITE_AFTER", "load", "page_path", "read_facts", "save"]
@@ -56,15 +54,9 @@ def _dumps(value: Any) -> bytes:
 
 def save(journal: Path, fold: PageFold, offset: int, seq: int) -> None:
     """Keep ``fold`` (of the journal up to ``offset``/``seq``) beside the journal."""
-    try:
-        seam = snapshot.journal_seam(journal, offset)
-        if seam is None:
-            return
-        atomic.write_chunks(page_path(journal), _chunks(fold, offset, seq, seam))
-    except OSError as exc:  # a read-only directory: the page stays right, only slower
-        log.info("%s: cannot write: %s", page_path(journal), exc.strerror or exc)
-    except (TypeError, ValueError, OverflowError) as exc:  # a value the file cannot hold
-        log.info("%s: cannot write: %s", page_path(journal), exc)
+    snapshot.write_tied(
+        journal, page_path(journal), offset, lambda seam: _chunks(fold, offset, seq, seam)
+    )
 
 
 def _chunks(fold: PageFold, offset: int, seq: int, seam: str) -> Iterator[bytes]:
@@ -96,15 +88,12 @@ def load(journal: Path) -> tuple[PageFold, int, int] | None:
     """The kept fold, offset and seq, when the file is there and tied to ``journal``."""
     path = page_path(journal)
     try:
-        # Not a regular file (a FIFO, a device behind a symlink): not ours; the non-blocking
-        # open keeps a FIFO from hanging the read.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        opened = snapshot.open_regular(path)
     except OSError:
         return None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
+    if opened is None:
         return None
-    with open(fd, "rb") as handle:
+    with opened as handle:
         try:
             header = json.loads(handle.readline(_HEADER_BYTES))
             if type(header) is not dict or header.get("format") != _FORMAT:

@@ -39,7 +39,6 @@ import json
 import logging
 import os
 import re
-import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,8 +50,8 @@ from pytest_orch_recovery.engine.errors import InvalidValue
 from pytest_orch_recovery.engine.events import OperatorAction
 from pytest_orch_recovery.engine.model import TERMINAL
 from pytest_orch_recovery.report import safetext
-from pytest_orch_recovery.store import atomic, snapshot
 from pytest_orch_recovery.store import history as history_module
+from pytest_orch_recovery.store import snapshot
 from pytest_orch_recovery.store.history import History, TaskHistory
 from pytest_orch_recovery.store.historycodec import FINGERPRINT
 from pytest_orch_recovery.store.journal import JournalError, read_events
@@ -150,16 +149,12 @@ def save(
     open tasks' history and the ``sections`` the command renders (called once, after the
     journal was found to hold ``offset`` bytes). Never raises for a place it cannot write
     or a value it cannot store: the command stays correct, only slower."""
-    path = kept_path(journal, suffix)
-    try:
-        seam = snapshot.journal_seam(journal, offset)
-        if seam is None:
-            return
-        atomic.write_chunks(path, _chunks(code, history, offset, seq, seam, sections()))
-    except OSError as exc:  # a read-only directory
-        log.info("%s: cannot write: %s", path, exc.strerror or exc)
-    except (TypeError, ValueError, OverflowError) as exc:  # a value the file cannot hold
-        log.info("%s: cannot write: %s", path, exc)
+    snapshot.write_tied(
+        journal,
+        kept_path(journal, suffix),
+        offset,
+        lambda seam: _chunks(code, history, offset, seq, seam, sections()),
+    )
 
 
 def _chunks(
@@ -279,13 +274,11 @@ def load(journal: Path, suffix: str, code: str) -> Kept | None:
     is longer than :data:`MAX_TAIL`."""
     path = kept_path(journal, suffix)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        handle = snapshot.open_regular(path)
     except OSError:
         return None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO, a directory, a device: not ours
-        os.close(fd)
+    if handle is None:
         return None
-    handle = open(fd, "rb")  # noqa: SIM115 - the Kept holds it until closed
     try:
         kept = _read_head(journal, path, code, handle)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:

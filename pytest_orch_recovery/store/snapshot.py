@@ -22,9 +22,9 @@ import json
 import logging
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pytest_orch_recovery.engine import events as _events
 from pytest_orch_recovery.store import atomic
@@ -43,8 +43,10 @@ __all__ = [
     "HistoryFollower",
     "history_rows",
     "journal_seam",
+    "open_regular",
     "read_history",
     "read_rows",
+    "write_tied",
 ]
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,39 @@ def journal_seam(journal: Path, offset: int) -> str | None:
         return _seam(source, offset)
 
 
+def open_regular(path: Path) -> BinaryIO | None:
+    """``path`` opened for binary reading when it is a regular file; None when it is missing
+    or something else (a FIFO, a directory, a device behind a symlink): not data derived by
+    this package. The open does not block, so a FIFO in its place cannot hang a read. Other
+    OSErrors propagate."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return open(fd, "rb")
+
+
+def write_tied(
+    journal: Path, path: Path, offset: int, chunks: Callable[[str], Iterable[bytes]]
+) -> None:
+    """Write ``path``, derived from ``journal`` up to ``offset``, atomically: ``chunks`` gets
+    the seam that ties it to the journal (:func:`journal_seam`). Nothing when the journal is
+    shorter than ``offset`` now. Never raises for a place it cannot write or a value it cannot
+    store (logged): whoever reads the file stays correct without it, only slower."""
+    try:
+        seam = journal_seam(journal, offset)
+        if seam is None:
+            return
+        atomic.write_chunks(path, chunks(seam))
+    except OSError as exc:  # a read-only directory
+        log.info("%s: cannot write: %s", path, exc.strerror or exc)
+    except (TypeError, ValueError, OverflowError) as exc:  # a value JSON cannot hold
+        log.info("%s: cannot write: %s", path, exc)
+
+
 def _seam(handle: Any, offset: int) -> str:
     start = max(0, offset - _SEAM_BYTES)
     handle.seek(start)
@@ -82,12 +117,10 @@ def _load(journal: Path) -> tuple[History, int, int] | None:
     """The snapshot's history, offset and seq, when it is there and matches the journal."""
     path = snapshot_path(journal)
     try:
-        # Not a regular file (a FIFO, /dev/zero behind a symlink): not a snapshot; the
-        # non-blocking open keeps a FIFO from hanging the read.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        with open(fd, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None
+        opened = open_regular(path)
+        if opened is None:
+            return None
+        with opened as handle:
             header = json.loads(handle.readline(_HEADER_BYTES))
             if header.get("format") != _FORMAT or header.get("fold") != FINGERPRINT:
                 return None
@@ -97,8 +130,6 @@ def _load(journal: Path) -> tuple[History, int, int] | None:
             history = read_rows(handle, count)
             if handle.read(1):
                 raise SnapshotFormatError("rows after the last task")
-    except FileNotFoundError:
-        return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         log.info("%s: snapshot not used, rebuilding: %s", path, exc)
         return None
@@ -160,16 +191,12 @@ def history_rows(history: History) -> Iterator[bytes]:
 
 
 def _save(journal: Path, history: History, offset: int, seq: int) -> None:
-    try:
-        with open(journal, "rb") as source:
-            seam = _seam(source, offset)
+    def chunks(seam: str) -> Iterator[bytes]:
         header = {"format": _FORMAT, "fold": FINGERPRINT, "bytes": offset, "seq": seq}
         header.update(seam=seam, tasks=len(history.tasks))
-        atomic.write_chunks(snapshot_path(journal), _chunks(header, history))
-    except OSError as exc:  # a read-only directory: reads stay correct, only slower
-        log.info("%s: cannot write snapshot: %s", snapshot_path(journal), exc.strerror or exc)
-    except (TypeError, ValueError) as exc:  # a value JSON cannot hold: no snapshot, no harm
-        log.info("%s: cannot write snapshot: %s", snapshot_path(journal), exc)
+        return _chunks(header, history)
+
+    write_tied(journal, snapshot_path(journal), offset, chunks)
 
 
 class HistoryFollower:

@@ -15,8 +15,9 @@ from pytest_orch_recovery.cli.fleet_output import (
     attempt_hosts,
     check_host_filter,
     fail,
-    fleet_history,
     fleet_settings,
+    from_kept,
+    history_keeping,
     json_chunks,
     table,
     write_chunks,
@@ -26,7 +27,6 @@ from pytest_orch_recovery.report.fleetview import FailedAttempt, FleetView
 from pytest_orch_recovery.report.jsondoc import Rows
 from pytest_orch_recovery.store.history import History
 from pytest_orch_recovery.store.journal import JournalError
-from pytest_orch_recovery.store.snapshot import HistoryFollower
 
 PROG = "orch-recovery failures"
 
@@ -130,24 +130,15 @@ def run(args: argparse.Namespace) -> int:
 def _cached(args: argparse.Namespace, settings: FleetSettings) -> Iterator[str] | None:
     """The output from the rows kept beside the one journal read (failurescache), when
     there are rows to use."""
-    if settings.store is not None or len(settings.journals) != 1:
-        return None
-    journal = settings.journals[0]
-    if not journal.is_file():
-        return None
-    try:
-        return failurescache.render_cached(journal, args.format, args.evidence, args.agent)
-    except JournalError as exc:
-        raise UsageError(str(exc)) from None
+    return from_kept(
+        settings,
+        lambda journal: failurescache.render_cached(
+            journal, args.format, args.evidence, args.agent
+        ),
+    )
 
 
 def _history(settings: FleetSettings) -> History:
     """The journal's history; one journal read whole past its size keeps its ended tasks'
     rows beside it for the next read."""
-    if settings.store is not None or len(settings.journals) != 1:
-        return fleet_history(settings)
-    follower = HistoryFollower(settings.journals[0])
-    history = fleet_history(settings, follower=follower)
-    if follower.seq >= failurescache.CACHE_FROM:
-        failurescache.save(settings.journals[0], history, follower.offset, follower.seq)
-    return history
+    return history_keeping(settings, failurescache.save, failurescache.CACHE_FROM)

@@ -158,6 +158,35 @@ def fleet_history(settings: FleetSettings, *, follower: HistoryFollower | None =
     return History(store_events(settings.store))
 
 
+def from_kept(settings: FleetSettings, render: Callable[[Path], T | None]) -> T | None:
+    """A read's output from what it keeps beside its one journal file (``render``: None when
+    there is nothing to use there); None with a fleet store or several journals. A kept file
+    that is damaged beyond falling back is one usage error naming it."""
+    if settings.store is not None or len(settings.journals) != 1:
+        return None
+    journal = settings.journals[0]
+    if not journal.is_file():
+        return None
+    try:
+        return render(journal)
+    except JournalError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def history_keeping(
+    settings: FleetSettings, keep: Callable[[Path, History, int, int], None], keep_from: int
+) -> History:
+    """:func:`fleet_history`; one journal read whole that holds ``keep_from`` events or more
+    is handed to ``keep`` (with the offset and seq read) so the next read can use its file."""
+    if settings.store is not None or len(settings.journals) != 1:
+        return fleet_history(settings)
+    follower = HistoryFollower(settings.journals[0])
+    history = fleet_history(settings, follower=follower)
+    if follower.seq >= keep_from:
+        keep(settings.journals[0], history, follower.offset, follower.seq)
+    return history
+
+
 def store_events(url: str) -> list[Event]:
     """Every host's events in the fleet store at ``url``; problems as one UsageError line."""
     return _from_store(url, lambda store: list(store.events()))

@@ -13,8 +13,9 @@ from pytest_orch_recovery.cli.fleet_output import (
     FleetSettings,
     add_journal_options,
     fail,
-    fleet_history,
     fleet_settings,
+    from_kept,
+    history_keeping,
     json_chunks,
     table,
     write_chunks,
@@ -24,7 +25,6 @@ from pytest_orch_recovery.report.fleetview import FleetView, PartialReport
 from pytest_orch_recovery.report.jsondoc import Rows
 from pytest_orch_recovery.store.history import History
 from pytest_orch_recovery.store.journal import JournalError
-from pytest_orch_recovery.store.snapshot import HistoryFollower
 
 PROG = "orch-recovery partial"
 
@@ -90,24 +90,15 @@ def run(args: argparse.Namespace) -> int:
 def _cached(args: argparse.Namespace, settings: FleetSettings) -> Iterator[str] | None:
     """The output from the rows kept beside the one journal read (partialcache), when
     there are rows to use."""
-    if settings.store is not None or len(settings.journals) != 1:
-        return None
-    journal = settings.journals[0]
-    if not journal.is_file():
-        return None
-    try:
-        return partialcache.render_cached(journal, args.format, args.agent, settings.checkpoint_dir)
-    except JournalError as exc:
-        raise UsageError(str(exc)) from None
+    return from_kept(
+        settings,
+        lambda journal: partialcache.render_cached(
+            journal, args.format, args.agent, settings.checkpoint_dir
+        ),
+    )
 
 
 def _history(settings: FleetSettings) -> History:
     """The journal's history; one journal read whole past its size keeps its ended tasks'
     rows beside it for the next read."""
-    if settings.store is not None or len(settings.journals) != 1:
-        return fleet_history(settings)
-    follower = HistoryFollower(settings.journals[0])
-    history = fleet_history(settings, follower=follower)
-    if follower.seq >= partialcache.CACHE_FROM:
-        partialcache.save(settings.journals[0], history, follower.offset, follower.seq)
-    return history
+    return history_keeping(settings, partialcache.save, partialcache.CACHE_FROM)

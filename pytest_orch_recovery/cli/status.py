@@ -30,6 +30,8 @@ from pytest_orch_recovery.cli.fleet_output import (
     fail,
     fleet_history,
     fleet_settings,
+    from_kept,
+    history_keeping,
     json_chunks,
     table,
     task_hosts,
@@ -258,19 +260,12 @@ def _draw_chunks(
         and args.host is None
     )
     if cacheable:
-        journal = settings.journals[0]
-        try:
-            cached = journal.is_file() and statuscache.render_cached(
-                journal, budget, args.format, now
-            )
-        except JournalError as exc:
-            raise UsageError(str(exc)) from None
-        if cached:
+        cached = from_kept(
+            settings, lambda journal: statuscache.render_cached(journal, budget, args.format, now)
+        )
+        if cached is not None:
             return cached
-        follower = HistoryFollower(journal)
-        history = fleet_history(settings, follower=follower)
-        if follower.seq >= statuscache.CACHE_FROM:
-            statuscache.save(journal, history, follower.offset, follower.seq)
+        history = history_keeping(settings, statuscache.save, statuscache.CACHE_FROM)
     else:
         history = fleet_history(settings, follower=follower)
     view = FleetView(history, budget=budget)

@@ -419,7 +419,9 @@ def reads(
             figures.update(_build(path, recipe))
             built.write_text(json.dumps({"recipe": recipe, "figures": figures}))
         else:
-            figures.update(json.loads(built.read_text())["figures"], reused=str(root))
+            built_figures = json.loads(built.read_text())["figures"]
+            built_figures["load_average_at_build"] = built_figures.pop("load_average", None)
+            figures.update(built_figures, reused=str(root))
         figures["prepare"] = _prepare(path, int(figures["cut_bytes"]), commands)
         figures["tasks"] = _tasks(path)
         figures["journal_bytes"] = path.stat().st_size
